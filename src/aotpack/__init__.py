@@ -1,0 +1,58 @@
+"""aotpack: compile a PyTorch program once, save one file, load it anywhere in milliseconds.
+
+    >>> import aotpack, torch
+    >>> pkg = aotpack.compile(model, (torch.randn(8, 512),))        # doctest: +SKIP
+    >>> pkg.save("mlp.aot")
+    >>> fn = aotpack.load("mlp.aot")     # in a fresh process: no tracing, no compiling
+    >>> fn(torch.randn(8, 512))
+
+Pipeline (one module each)::
+
+    capture ──► backends (compile) ──► package (write/read) ──► runtime (guards → call)
+"""
+
+__version__ = "0.1.0"
+
+from torch.export import Dim  # noqa: E402 - the Dim of torch.export, re-exported
+
+from .errors import (  # noqa: E402
+    AotpackError,
+    CacheError,
+    CaptureError,
+    FormatError,
+    GuardError,
+    IncompatibleError,
+    IntegrityError,
+)
+from .runtime import Loaded, load  # noqa: E402
+
+
+def __getattr__(name):
+    # compile/inspect import capture (torch.export machinery) lazily, so that
+    # `import aotpack; aotpack.load(...)` stays on the fast path.
+    if name in ("compile", "inspect"):
+        from . import api
+
+        return getattr(api, name)
+    if name in ("Package",):
+        from .package import Package
+
+        return Package
+    raise AttributeError(f"module 'aotpack' has no attribute {name!r}")
+
+
+__all__ = [
+    "compile",
+    "load",
+    "inspect",
+    "Dim",
+    "Loaded",
+    "Package",
+    "AotpackError",
+    "CaptureError",
+    "GuardError",
+    "FormatError",
+    "IntegrityError",
+    "IncompatibleError",
+    "CacheError",
+]

@@ -1,0 +1,132 @@
+"""The only module that touches private torch APIs.
+
+Each function names the private API it uses and the torch versions it was checked on.
+aotpack supports torch >= 2.11 (checked: 2.11 on the GPU machine, 2.13 on CPU).
+
+Import cost matters here: the load path (``aotpack.load``) must not import
+``torch._inductor`` or ``torch._dynamo``, so every heavy import is inside the function
+that needs it, and the functions used by the load path import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+
+import torch
+from packaging.version import Version
+
+TORCH_VERSION = Version(torch.__version__.split("+")[0])
+MIN_TORCH = Version("2.11")
+
+
+def torch_version() -> str:
+    """torch's version without the local build tag (``2.13.0``)."""
+    return str(TORCH_VERSION)
+
+
+@contextmanager
+def quiet_export_logs():
+    """Silence the graph dumps torch's symbolic-shape logger prints while an export fails.
+
+    torch >= 2.11 logs whole graphs at WARNING level from
+    ``torch.fx.experimental.symbolic_shapes`` when a data-dependent guard fails; we turn
+    the failure into one CaptureError instead, so the dump is noise.
+    """
+    names = ["torch.fx.experimental.symbolic_shapes", "torch._export", "torch.export"]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+
+
+def serialize_program(ep) -> bytes:
+    """torch.export's own JSON serialization of the program graph (no weights, no pickle).
+
+    Private: ``torch._export.serde.serialize.serialize`` (2.11-2.13). We keep only the
+    ``exported_program`` JSON; its state_dict/constants parts are torch.save pickles, and
+    the weights live in our safetensors file instead.
+    """
+    from torch._export.serde.serialize import serialize
+
+    return serialize(ep).exported_program
+
+
+def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
+    """AOTInductor-compile ``ep`` into a shared library; return {"so": path, "metadata": {...}}.
+
+    Private: ``torch._inductor.aoti_compile_and_package`` (2.11-2.13) writes a .pt2 zip;
+    we take the wrapper .so and its metadata json out of it. Weights are graph inputs in
+    our programs, so the .so holds no constants.
+    """
+    import json
+    import zipfile
+
+    import torch._inductor
+
+    configs = {"aot_inductor.package_constants_in_so": False}
+    configs.update(options or {})
+    pt2 = os.path.join(so_dir, "model.pt2")
+    torch._inductor.aoti_compile_and_package(ep, package_path=pt2, inductor_configs=configs)
+    out = {}
+    with zipfile.ZipFile(pt2) as z:
+        for name in z.namelist():
+            if name.endswith(".wrapper.so"):
+                out["so"] = os.path.join(so_dir, "model.so")
+                with open(out["so"], "wb") as f:
+                    f.write(z.read(name))
+            elif name.endswith(".wrapper_metadata.json"):
+                out["metadata"] = json.loads(z.read(name))
+    if "so" not in out:  # pragma: no cover - layout change in a future torch
+        raise RuntimeError(f"AOTInductor wrote no .so into {pt2}; members: {z.namelist()}")
+    out.setdefault("metadata", {})
+    return out
+
+
+def aoti_runner(so_path: str, device: str):
+    """Load an AOTInductor .so with torch's C++ runner, without importing torch._inductor.
+
+    Private: ``torch._C._aoti.AOTIModelContainerRunnerCpu/Cuda`` (2.11-2.13). This is the
+    9 ms path: the Python loader (``aoti_load_package``) imports inductor and probes the CPU.
+    """
+    if device == "cpu":
+        return torch._C._aoti.AOTIModelContainerRunnerCpu(so_path, 1)
+    if device == "cuda":
+        return torch._C._aoti.AOTIModelContainerRunnerCuda(so_path, 1)
+    raise ValueError(f"no AOTInductor runner for device {device!r}")
+
+
+def is_torch_internal_frame(filename: str) -> bool:
+    """True for frames inside torch or aotpack, which a user's error should skip."""
+    torch_dir = os.path.dirname(torch.__file__)
+    here = os.path.dirname(os.path.abspath(__file__))
+    return filename.startswith(torch_dir) or filename.startswith(here) or filename.startswith("<")
+
+
+def capture_exception_kinds() -> tuple[type, ...]:
+    """Exception types that mean "this program cannot be exported" (not a bug in aotpack).
+
+    Private: ``torch._dynamo.exc.{UserError, Unsupported, TorchRuntimeError}`` and
+    ``GuardOnDataDependentSymNode`` (2.11-2.13). Imported lazily: capture is not on the
+    load path.
+    """
+    kinds: list[type] = []
+    try:
+        from torch._dynamo import exc
+
+        kinds += [exc.UserError, exc.Unsupported, exc.TorchRuntimeError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+        kinds.append(GuardOnDataDependentSymNode)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)

@@ -1,0 +1,71 @@
+"""The AOTInductor backend: inductor's C++ (CPU) or CUDA code in one shared library.
+
+Build: the flat graph ``graph(*weights, *inputs)`` is exported again with every weight
+as an input, and AOTInductor compiles it to ``model.so``. No weights live in the .so
+(one copy of them sits in the package's safetensors, shared by all variants).
+
+Load: the .so is written to a private temporary folder, opened with torch's C++ runner
+(``torch._C._aoti.AOTIModelContainerRunnerCpu``) and unlinked. This does not import
+``torch._inductor``, probe the CPU or run a compiler: that is what keeps a fresh process
+at milliseconds, where ``torch._inductor.aoti_load_package`` takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+
+import torch
+
+from .. import _torch_compat as compat
+from . import Compiled
+
+
+def _device_of(captured) -> str:
+    for t in captured.graph_args():
+        if t.device.type != "cpu":
+            return t.device.type
+    return "cpu"
+
+
+class AOTInductor:
+    """AOTInductor shared library (``backend="aoti"``)."""
+
+    name = "aoti"
+
+    def compile(self, captured, options: dict) -> Compiled:
+        from torch.export import Dim
+
+        n_weights = len(captured.weights)
+        named = {}
+        for name, r in captured.dims.items():
+            named[name] = Dim(name, min=r["min"], max=r["max"] if r["max"] is not None else int(2**62))
+        dyn: list = [None] * n_weights
+        for guard in captured.inputs:
+            spec = {d: named[s] if isinstance(s, str) else Dim.AUTO
+                    for d, s in enumerate(guard["shape"]) if not isinstance(s, int)}
+            dyn.append(spec or None)
+        with compat.quiet_export_logs():
+            ep = torch.export.export(captured.graph_module, tuple(captured.graph_args()),
+                                     dynamic_shapes=dyn if any(dyn) else None, strict=False)
+        with tempfile.TemporaryDirectory(prefix="aotpack-aoti-") as d:
+            out = compat.aoti_compile(ep, d, options)
+            with open(out["so"], "rb") as f:
+                so = f.read()
+        meta = {
+            "device": _device_of(captured),
+            "cpu_isa": out["metadata"].get("AOTI_CPU_ISA", ""),
+            "compute_capability": out["metadata"].get("AOTI_COMPUTE_CAPABILITY", ""),
+            "machine": out["metadata"].get("AOTI_MACHINE", platform.machine()),
+        }
+        return Compiled(files={"model.so": so}, meta=meta)
+
+    def load(self, files):
+        path = files.path("model.so")
+        try:
+            runner = compat.aoti_runner(path, files.meta.get("device", "cpu"))
+        finally:
+            # dlopen keeps the mapping; the name is no longer needed.
+            os.unlink(path)
+        return runner.run

@@ -1,0 +1,469 @@
+"""Capture: a function or nn.Module + example inputs -> one flat, functional graph.
+
+The pipeline starts here::
+
+    fn/module, args, kwargs ──bind to signature──► values per parameter
+        ──tree.flatten──► in_spec + flat tensors
+        ──torch.export (non-strict)──► ExportedProgram
+        ──► Captured: graph(weights..., inputs...) -> outputs, guards, frozen values
+
+Why flat: every backend compiles the same contract, ``graph(*weights, *inputs)``, with
+the weights as *inputs* rather than constants baked into the binary. That keeps one copy
+of the weights in the package (safetensors, shared by every variant), lets
+``aotpack.load(path, module=m)`` bind a live module's parameters without copying, and
+matches torch.compile, which also passes parameters as graph inputs.
+
+Python values the program reads (globals, closure cells, non-tensor arguments, default
+arguments) are frozen at capture time. That is what torch.compile does too, silently;
+we list each one in ``Captured.frozen`` and so in the manifest and ``aotpack inspect``.
+
+Example:
+    >>> import torch, aotpack.capture as cap
+    >>> c = cap.capture(torch.nn.Linear(4, 2), (torch.randn(3, 4),))
+    >>> [w for w in c.weights], len(c.inputs)
+    (['weight', 'bias'], 1)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import linecache
+import traceback
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from . import _torch_compat as compat
+from . import tree
+from .errors import CaptureError
+
+__all__ = ["Captured", "capture", "Dim"]
+
+Dim = torch.export.Dim
+
+_KINDS = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.VAR_POSITIONAL: "var_positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+
+
+@dataclass
+class Captured:
+    """A captured program: ``graph(*weights, *inputs) -> outputs`` plus what a call needs.
+
+    Attributes:
+      name: the program's qualified name (``MLP`` or ``my_fn``).
+      kind: ``"module"`` or ``"function"``.
+      source: ``file:line`` where the program is defined.
+      signature: the parameters (name, kind, frozen default) in JSON form.
+      in_spec: tree spec of the bound arguments, one child per parameter.
+      out_spec: tree spec of the result.
+      inputs: one guard dict per flat input tensor (dtype, shape, device, requires_grad).
+      dims: symbolic dimensions by name, ``{"batch": {"min": 1, "max": 4096}}``.
+      weights: graph weights in graph order, name -> tensor (params, buffers, constants).
+      weight_kinds: name -> ``"parameter" | "buffer" | "constant"``.
+      frozen: Python values read at capture and baked in (globals, closures, defaults).
+      example_inputs: the flat input tensors the program was captured with.
+      exported: torch.export's ExportedProgram (the portable program).
+      graph_module: the flat fx graph; all placeholders are positional inputs.
+      flat_dynamic_shapes: per flat input, {dim: Dim} for torch.export, or None.
+    """
+
+    name: str
+    kind: str
+    source: str
+    signature: list[dict]
+    in_spec: dict
+    out_spec: dict
+    inputs: list[dict]
+    dims: dict[str, dict]
+    weights: dict[str, torch.Tensor]
+    weight_kinds: dict[str, str]
+    frozen: list[dict]
+    example_inputs: list[torch.Tensor]
+    exported: Any = field(repr=False)
+    graph_module: torch.fx.GraphModule = field(repr=False)
+    flat_dynamic_shapes: list = field(repr=False, default_factory=list)
+
+    def graph_args(self) -> list[torch.Tensor]:
+        """The full argument list of ``graph_module``: weights, then inputs."""
+        return list(self.weights.values()) + list(self.example_inputs)
+
+
+class _Program(torch.nn.Module):
+    """Wraps the user's program so torch.export sees ``forward(*flat_tensors)``.
+
+    Non-tensor arguments are closed over (frozen), so the export signature holds only
+    tensors and every backend gets the same flat calling convention.
+    """
+
+    def __init__(self, target: Callable, signature: inspect.Signature, in_spec: dict, record: Callable):
+        super().__init__()
+        if isinstance(target, torch.nn.Module):
+            self.m = target
+        elif isinstance(getattr(target, "__self__", None), torch.nn.Module):
+            # A bound method of a module (model.generate): register the module so its
+            # parameters are parameters, not anonymous constants.
+            self.m = target.__self__
+        # Not registered as a submodule (that would list every parameter twice).
+        object.__setattr__(self, "_call", target)
+        self._params = list(signature.parameters.values())
+        self._in_spec = in_spec
+        # A function, not an attribute: torch.export may trace a copy of this module,
+        # and a function is shared by copies, so the output spec reaches the caller.
+        self._record = record
+
+    def forward(self, *flat):
+        values = tree.unflatten(self._in_spec, list(flat))
+        args, kwargs = [], {}
+        for p, v in zip(self._params, values):
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                args.append(v)
+            elif p.kind is p.VAR_POSITIONAL:
+                args.extend(v)
+            elif p.kind is p.KEYWORD_ONLY:
+                kwargs[p.name] = v
+            else:
+                kwargs.update(v)
+        result = self._call(*args, **kwargs)
+        spec, outs = tree.flatten(result, "output")
+        self._record(spec)
+        return tuple(outs)
+
+
+def _signature(target: Callable) -> inspect.Signature:
+    fn = target.forward if isinstance(target, torch.nn.Module) else target
+    try:
+        return inspect.signature(fn)  # follows functools.wraps' __wrapped__
+    except (TypeError, ValueError) as e:
+        raise CaptureError(f"cannot read the signature of {target!r}: {e}") from None
+
+
+def _signature_json(sig: inspect.Signature) -> list[dict]:
+    out = []
+    for p in sig.parameters.values():
+        entry: dict = {"name": p.name, "kind": _KINDS[p.kind]}
+        if p.default is not p.empty:
+            if isinstance(p.default, torch.Tensor):
+                raise CaptureError(
+                    f"parameter {p.name!r} has a tensor default value",
+                    hint="pass the tensor explicitly, or register it as a buffer of the module",
+                )
+            entry["default"] = tree.encode_const(p.default, f"default of {p.name}")
+        out.append(entry)
+    return out
+
+
+def _where(obj) -> str:
+    fn = obj.forward if isinstance(obj, torch.nn.Module) else obj
+    fn = inspect.unwrap(fn) if callable(fn) else fn
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is None:
+        return "<unknown>"
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def _user_functions(target: Callable) -> list[types.FunctionType]:
+    """The Python functions whose globals and closures the program reads."""
+    funcs: list[types.FunctionType] = []
+
+    def add(f):
+        f = getattr(f, "__func__", f)
+        while isinstance(f, types.FunctionType) and f not in funcs:
+            funcs.append(f)
+            f = getattr(f, "__wrapped__", None)  # functools.wraps chains
+
+    if isinstance(target, torch.nn.Module) or isinstance(getattr(target, "__self__", None), torch.nn.Module):
+        module = target if isinstance(target, torch.nn.Module) else target.__self__
+        if not isinstance(target, torch.nn.Module):
+            add(target)
+        for sub in module.modules():
+            for cls in type(sub).__mro__:
+                if cls.__module__.startswith("torch.") or cls is object:
+                    continue
+                for v in vars(cls).values():
+                    add(v)
+    else:
+        add(target)
+    return funcs
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _code_names(c)
+    return names
+
+
+def _frozen_values(target: Callable) -> list[dict]:
+    """Globals and closure cells the program's functions read, with their values now."""
+    frozen, seen = [], set()
+    for f in _user_functions(target):
+        where = f"{f.__code__.co_filename}:{f.__code__.co_firstlineno} in {f.__qualname__}"
+        found = []
+        for name in sorted(_code_names(f.__code__)):
+            if name in f.__globals__:
+                found.append(("global", name, f.__globals__[name]))
+        for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
+            if name == "__class__":
+                continue
+            try:
+                found.append(("closure", name, cell.cell_contents))
+            except ValueError:  # empty cell
+                continue
+        for kind, name, value in found:
+            entry = _describe_frozen(value)
+            if entry is None or (kind, name, id(value)) in seen:
+                continue
+            seen.add((kind, name, id(value)))
+            frozen.append({"kind": kind, "name": name, "where": where, **entry, "_value": value})
+    return frozen
+
+
+def _describe_frozen(value) -> dict | None:
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return {"type": "tensor", "value": f"{dtype}{list(value.shape)}"}
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return {"type": type(value).__name__, "value": repr(value)}
+    if isinstance(value, tuple) and all(isinstance(v, (bool, int, float, str)) for v in value):
+        return {"type": "tuple", "value": repr(value)}
+    return None  # modules, functions, classes: code, not data
+
+
+def _capture_error(e: BaseException, target) -> CaptureError:
+    """One CaptureError naming the user's file:line and the reason, from torch's error."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not compat.is_torch_internal_frame(f.filename)]
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    reason = reason.split(" (unhinted:")[0]
+    if frames:
+        fr = frames[-1]
+        line = (fr.line or linecache.getline(fr.filename, fr.lineno)).strip()
+        where = f"{fr.filename}:{fr.lineno}: `{line}`"
+    else:
+        where = _where(target)
+    hint = "move the Python control flow out of the compiled program, or express it with torch.cond / torch.where"
+    if "data-dependent" in reason or "data dependent" in reason:
+        reason = f"Python control flow depends on tensor data ({reason})"
+    elif "Constraints violated" in reason or "specializ" in reason:
+        hint = "widen or drop the Dim for that dimension, or pass dynamic=None"
+    return CaptureError(f"cannot capture {getattr(target, '__qualname__', type(target).__qualname__)} "
+                        f"as one graph at {where}: {reason}", hint=hint)
+
+
+def _bind(sig: inspect.Signature, args: tuple, kwargs: dict) -> list:
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise CaptureError(f"the example inputs do not fit the program's signature {sig}: {e}") from None
+    bound.apply_defaults()
+    return [bound.arguments[name] for name in sig.parameters]
+
+
+def _flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> list:
+    """Per flat tensor: {dim: Dim} for torch.export, from the user's ``dynamic``."""
+    flat: list = [None] * n_flat
+    if dynamic is None or dynamic is False:
+        return flat
+    if dynamic is True:
+        return [dict.fromkeys(range(t.dim()), Dim.AUTO) for t in _tensors_of(values)]
+    if not isinstance(dynamic, dict):
+        raise CaptureError("dynamic must be None, True, or a dict {parameter name: {dim: Dim}}")
+    names = list(sig.parameters)
+    counter = [0]
+
+    def walk(value, spec, path):
+        if isinstance(value, torch.Tensor):
+            i = counter[0]
+            counter[0] += 1
+            if spec is None:
+                return
+            if isinstance(spec, (list, tuple)):
+                spec = {d: s for d, s in enumerate(spec) if s is not None}
+            if not isinstance(spec, dict):
+                raise CaptureError(f"dynamic[{path}] must be a dict {{dim: Dim}} for a tensor, got {spec!r}")
+            for d in spec:
+                if not isinstance(d, int) or not -value.dim() <= d < value.dim():
+                    raise CaptureError(f"dynamic[{path}] names dimension {d!r}, but the tensor has rank {value.dim()}")
+            flat[i] = {d % value.dim(): s for d, s in spec.items()}
+            return
+        if isinstance(value, (list, tuple)):
+            for j, v in enumerate(value):
+                walk(v, None if spec is None else spec[j], f"{path}[{j}]")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, None if spec is None else spec.get(k), f"{path}[{k!r}]")
+
+    unknown = set(dynamic) - set(names)
+    if unknown:
+        raise CaptureError(f"dynamic names {sorted(unknown)}, which are not parameters; the parameters are {names}")
+    for name, value in zip(names, values):
+        walk(value, dynamic.get(name), repr(name))
+    return flat
+
+
+def _tensors_of(values) -> list[torch.Tensor]:
+    return tree.flatten(list(values))[1]
+
+
+def _guard_dims(ep, user_nodes, flat_dyn, user_dims_named: bool):
+    """Input guards and named Dims from the exported placeholders' symbolic shapes."""
+    sym_names: dict[str, str] = {}
+    # Names the user gave (Dim("batch")) win; other symbols get dim0, dim1, ...
+    for node, dyn in zip(user_nodes, flat_dyn):
+        for d, spec in (dyn or {}).items():
+            size = node.meta["val"].shape[d]
+            name = getattr(spec, "__name__", None)
+            if isinstance(size, torch.SymInt) and name and name not in ("AUTO", "DYNAMIC", "STATIC"):
+                sym_names.setdefault(str(size.node.expr), name)
+    ranges = {str(k): v for k, v in ep.range_constraints.items()}
+    dims: dict[str, dict] = {}
+    inputs = []
+    for node in user_nodes:
+        val = node.meta["val"]
+        shape = []
+        for size in val.shape:
+            if isinstance(size, torch.SymInt):
+                expr = str(size.node.expr)
+                if expr in ranges and expr.isidentifier():
+                    name = sym_names.setdefault(expr, f"dim{len(sym_names)}")
+                    r = ranges[expr]
+                    upper = r.upper if r.upper.is_finite else None
+                    dims[name] = {"min": int(r.lower), "max": None if upper is None else int(upper)}
+                    shape.append(name)
+                else:
+                    shape.append({"expr": expr})
+            else:
+                shape.append(int(size))
+        inputs.append({
+            "dtype": str(val.dtype).removeprefix("torch."),
+            "shape": shape,
+            "device": val.device.type,
+        })
+    return inputs, dims
+
+
+def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None) -> Captured:
+    """Capture ``target`` (function or nn.Module) called with example inputs as one graph.
+
+    Args:
+      target: a function or nn.Module.
+      args, kwargs: example inputs; tensors, nested tuples/lists/dicts, Python constants.
+      dynamic: None (all sizes static), True (every dimension may vary), or a dict
+        ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.
+    Returns:
+      Captured.
+    Raises:
+      CaptureError: the program cannot be one graph; names the user's file:line.
+    """
+    kwargs = dict(kwargs or {})
+    if not isinstance(args, tuple):
+        args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
+    sig = _signature(target)
+    signature = _signature_json(sig)
+    values = _bind(sig, args, kwargs)
+    names = list(sig.parameters)
+    children, flat = [], []
+    for name, v in zip(names, values):
+        children.append(tree.flatten(v, name, flat)[0])
+    in_spec = {"kind": "tuple", "children": children}
+    flat_dyn = _flat_dynamic(dynamic, sig, values, len(flat))
+
+    out_specs: list[dict] = []
+    program = _Program(target, sig, in_spec, out_specs.append)
+    frozen = _frozen_values(target)
+    try:
+        with compat.quiet_export_logs():
+            ep = torch.export.export(
+                program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None,
+                strict=False,
+            )
+    except CaptureError:
+        raise
+    except compat.capture_exception_kinds() as e:
+        raise _capture_error(e, target) from None
+    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
+        raise _capture_error(e, target) from e
+
+    sig_out = ep.graph_signature
+    for spec in sig_out.output_specs:
+        if spec.kind.name != "USER_OUTPUT":
+            raise CaptureError(f"the exported graph has a {spec.kind.name} output, which aotpack does not support yet")
+
+    prefix = "m." if hasattr(program, "m") else ""
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    weights: dict[str, torch.Tensor] = {}
+    weight_kinds: dict[str, str] = {}
+    user_nodes = []
+    by_id = {id(f["_value"]): f for f in frozen if f["type"] == "tensor"}
+    seen_user = False
+    for node, spec in zip(placeholders, sig_out.input_specs):
+        kind = spec.kind.name
+        if kind == "USER_INPUT":
+            user_nodes.append(node)
+            seen_user = True
+            continue
+        if seen_user:  # pragma: no cover - torch.export orders weights first
+            raise CaptureError("unexpected placeholder order from torch.export")
+        target_name = spec.target
+        if kind in ("PARAMETER", "BUFFER"):
+            tensor = ep.state_dict.get(target_name, ep.constants.get(target_name))
+            name = target_name.removeprefix(prefix)
+            weight_kinds[name] = kind.lower()
+        elif kind in ("CONSTANT_TENSOR", "CUSTOM_OBJ"):
+            tensor = ep.constants[target_name]
+            if not isinstance(tensor, torch.Tensor):
+                raise CaptureError(f"the program holds a {type(tensor).__name__} object, which a package cannot store")
+            f = by_id.get(id(tensor))
+            name = f"{f['kind']}:{f['name']}" if f else f"constant:{target_name.removeprefix(prefix)}"
+            if f:
+                f["weight"] = name
+            weight_kinds[name] = "constant"
+        else:  # pragma: no cover
+            raise CaptureError(f"unsupported graph input kind {kind}")
+        weights[name] = tensor
+
+    inputs, dims = _guard_dims(ep, user_nodes, flat_dyn, isinstance(dynamic, dict))
+    for guard, t in zip(inputs, flat):
+        guard["requires_grad"] = bool(t.requires_grad)
+
+    gm = torch.fx.GraphModule(ep.graph_module, ep.graph_module.graph)
+    gm.graph._codegen = torch.fx.graph.CodeGen()  # positional placeholders, no pytree
+    gm.recompile()
+
+    for f in frozen:
+        f.pop("_value")
+    for p in signature:
+        if "default" in p:
+            frozen.append({"kind": "default", "name": p["name"], "where": _where(target),
+                           "type": p["default"]["type"], "value": tree.const_repr(p["default"])})
+
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    if isinstance(target, torch.nn.Module):
+        name = type(target).__qualname__
+    elif isinstance(target, functools.partial):
+        name = f"partial({getattr(target.func, '__qualname__', '?')})"
+    return Captured(
+        name=name,
+        kind="module" if isinstance(target, torch.nn.Module) else "function",
+        source=_where(target),
+        signature=signature,
+        in_spec=in_spec,
+        out_spec=out_specs[-1],
+        inputs=inputs,
+        dims=dims,
+        weights=weights,
+        weight_kinds=weight_kinds,
+        frozen=frozen,
+        example_inputs=list(flat),
+        exported=ep,
+        graph_module=gm,
+        flat_dynamic_shapes=flat_dyn,
+    )

@@ -1,0 +1,71 @@
+"""The errors aotpack raises.
+
+Every error is one clear sentence naming what is wrong, followed (where there is one)
+by a ``hint`` saying what to do. The CLI prints ``error: <message>`` and ``hint: <hint>``
+and never a traceback for these.
+
+Hierarchy::
+
+    AotpackError
+     ├── CaptureError       the program cannot be captured as one graph
+     ├── GuardError         a call's inputs do not match any compiled variant
+     ├── FormatError        the file is not an aotpack package, or of an unknown version
+     ├── IntegrityError     a member's bytes differ from what the manifest recorded
+     ├── IncompatibleError  the package was built for another torch/Python/machine
+     └── CacheError         a cache store failed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AotpackError",
+    "CaptureError",
+    "GuardError",
+    "FormatError",
+    "IntegrityError",
+    "IncompatibleError",
+    "CacheError",
+]
+
+
+class AotpackError(Exception):
+    """Base class of every error aotpack raises on purpose.
+
+    Attributes:
+      message: what is wrong, one sentence.
+      hint: what to do about it, or None.
+    """
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\nhint: {hint}")
+
+
+class CaptureError(AotpackError):
+    """The program could not be captured as one graph (data-dependent control flow,
+    an unsupported Python construct, ...). The message names the user's file:line."""
+
+
+class GuardError(AotpackError, TypeError):
+    """The arguments of a call do not match what the package was compiled for.
+
+    Subclasses TypeError too: calling with a wrong argument is a type error in the
+    Python sense, and ``except TypeError`` around a call keeps working.
+    """
+
+
+class FormatError(AotpackError):
+    """The file is not an aotpack package, or is of a format this aotpack cannot read."""
+
+
+class IntegrityError(AotpackError):
+    """A package member is missing, truncated or does not match its recorded sha256."""
+
+
+class IncompatibleError(AotpackError):
+    """The package was built for another torch, Python or machine."""
+
+
+class CacheError(AotpackError):
+    """A compile-cache store failed."""

@@ -1,0 +1,202 @@
+"""Read a package: parse, verify every member's sha256, then hand out zero-copy views.
+
+Nothing in the file is used before ``verify()`` has passed: the manifest is parsed as
+JSON (never unpickled), and members are checked against the hashes it lists. The file
+is memory-mapped copy-on-write, so weights become tensors over the mapped pages
+without a copy, and a caller writing into a weight never touches the file.
+
+Example:
+    >>> with PackageReader("mlp.aot") as r:                    # doctest: +SKIP
+    ...     r.verify()
+    ...     weights = r.tensors(WEIGHTS)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import struct
+import zipfile
+
+import torch
+
+from ..errors import FormatError, IntegrityError
+from . import format as fmt
+
+
+class PackageReader:
+    """An open package file. ``manifest`` is available after construction."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        try:
+            self._file = open(self.path, "rb")
+        except FileNotFoundError:
+            raise FormatError(f"no package at {self.path}") from None
+        except IsADirectoryError:
+            raise FormatError(f"{self.path} is a folder, not a package file") from None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        size = os.fstat(self._file.fileno()).st_size
+        if size == 0:
+            raise FormatError(f"{self.path} is empty (0 bytes); it is not an aotpack package",
+                              hint="the save may have been interrupted; compile and save it again")
+        head = self._file.read(4)
+        self._file.seek(0)
+        if head != b"PK\x03\x04":
+            raise FormatError(f"{self.path} is not an aotpack package (it does not start with a zip header)",
+                              hint="pass a file written by Package.save or `aotpack compile`")
+        self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_COPY)
+        try:
+            zf = zipfile.ZipFile(self._file)
+        except (zipfile.BadZipFile, OSError, ValueError, struct.error) as e:
+            raise IntegrityError(f"{self.path} is truncated or corrupt: {e}",
+                                 hint="copy the package again; if you saved it, save it again") from None
+        infos = zf.infolist()
+        if len(infos) > fmt.MAX_MEMBERS:
+            raise FormatError(f"{self.path} has {len(infos)} members, more than any package ({fmt.MAX_MEMBERS})")
+        self._members: dict[str, tuple[int, int]] = {}
+        for info in infos:
+            fmt.check_member_name(info.filename)
+            if info.filename in self._members:
+                raise FormatError(f"{self.path} holds member {info.filename!r} twice",
+                                  hint="the file was not written by aotpack; do not load it")
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                raise FormatError(f"member {info.filename!r} of {self.path} is compressed; packages store members "
+                                  "uncompressed", hint="do not re-zip packages; copy them as files")
+            self._members[info.filename] = (self._data_offset(info, size), info.file_size)
+        if fmt.MANIFEST not in self._members:
+            raise FormatError(f"{self.path} has no manifest.json; it is a zip file but not an aotpack package")
+        off, n = self._members[fmt.MANIFEST]
+        if n > fmt.MAX_MANIFEST_BYTES:
+            raise FormatError(f"the manifest of {self.path} is {n} bytes, more than any package's")
+        try:
+            self.manifest = json.loads(bytes(self._mm[off:off + n]))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IntegrityError(f"the manifest of {self.path} is not valid JSON: {e}") from None
+        self._check_manifest()
+
+    def _data_offset(self, info: zipfile.ZipInfo, size: int) -> int:
+        at = info.header_offset
+        header = self._mm[at:at + 30]
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise IntegrityError(f"member {info.filename!r} of {self.path} has no local header (truncated or corrupt)")
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        start = at + 30 + name_len + extra_len
+        if start + info.file_size > size:
+            raise IntegrityError(f"member {info.filename!r} of {self.path} runs past the end of the file (truncated)",
+                                 hint="copy the package again")
+        return start
+
+    def _check_manifest(self) -> None:
+        m = self.manifest
+        if not isinstance(m, dict) or m.get("format") != fmt.FORMAT_NAME:
+            raise FormatError(f"{self.path} is not an aotpack package (manifest format is {m.get('format')!r})"
+                              if isinstance(m, dict) else f"{self.path} has a manifest that is not an object")
+        version = m.get("format_version")
+        if not isinstance(version, int):
+            raise FormatError(f"{self.path} has no integer format_version")
+        if version > fmt.FORMAT_VERSION:
+            raise FormatError(
+                f"{self.path} is format version {version}; this aotpack reads versions "
+                f"{fmt.MIN_FORMAT_VERSION}..{fmt.FORMAT_VERSION}",
+                hint="upgrade aotpack (pip install -U aotpack)")
+        if version < fmt.MIN_FORMAT_VERSION:
+            raise FormatError(f"{self.path} is format version {version}, older than the oldest this aotpack reads "
+                              f"({fmt.MIN_FORMAT_VERSION})", hint="rebuild the package from its source program")
+        members = m.get("members")
+        if not isinstance(members, dict):
+            raise FormatError(f"the manifest of {self.path} lists no members")
+        extra = set(self._members) - set(members) - {fmt.MANIFEST}
+        if extra:
+            raise IntegrityError(f"{self.path} holds members the manifest does not list: {sorted(extra)[:5]}",
+                                 hint="the file was modified after it was written; do not load it")
+        missing = set(members) - set(self._members)
+        if missing:
+            raise IntegrityError(f"{self.path} is missing members listed in its manifest: {sorted(missing)[:5]}",
+                                 hint="copy the package again")
+
+    def verify(self, names=None) -> None:
+        """Check the sha256 of each member (all by default); IntegrityError on a mismatch."""
+        for name, rec in self.manifest["members"].items():
+            if names is not None and name not in names:
+                continue
+            off, n = self._members[name]
+            if n != rec.get("size"):
+                raise IntegrityError(f"member {name!r} of {self.path} is {n} bytes, the manifest says {rec.get('size')}")
+            digest = hashlib.sha256(memoryview(self._mm)[off:off + n]).hexdigest()
+            if digest != rec.get("sha256"):
+                raise IntegrityError(f"member {name!r} of {self.path} does not match its sha256 (tampered or corrupt)",
+                                     hint="copy the package again from a trusted source")
+
+    def names(self) -> list[str]:
+        return list(self._members)
+
+    def has(self, name: str) -> bool:
+        return name in self._members
+
+    def view(self, name: str) -> memoryview:
+        off, n = self._members[name]
+        return memoryview(self._mm)[off:off + n]
+
+    def read(self, name: str) -> bytes:
+        return bytes(self.view(name))
+
+    def tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """The tensors of a safetensors member, as views over the mapped file (no copy)."""
+        off, n = self._members[name]
+        if n < 8:
+            raise IntegrityError(f"member {name!r} is too short for a safetensors file")
+        (hlen,) = struct.unpack("<Q", self._mm[off:off + 8])
+        if hlen > n - 8:
+            raise IntegrityError(f"member {name!r} has a safetensors header longer than the member")
+        try:
+            header = json.loads(bytes(self._mm[off + 8:off + 8 + hlen]))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IntegrityError(f"member {name!r} has a corrupt safetensors header: {e}") from None
+        base = off + 8 + hlen
+        out = {}
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            dtype = fmt.SAFETENSORS_DTYPES.get(info["dtype"])
+            if dtype is None:
+                raise FormatError(f"tensor {key!r} in {name!r} has dtype {info['dtype']}, unknown to this aotpack")
+            begin, end = info["data_offsets"]
+            shape = info["shape"]
+            numel = 1
+            for s in shape:
+                numel *= s
+            item = torch.empty((), dtype=dtype).element_size()
+            if end - begin != numel * item or base + end > off + n or begin < 0:
+                raise IntegrityError(f"tensor {key!r} in {name!r} has offsets that do not fit its shape")
+            if numel == 0:
+                out[key] = torch.empty(shape, dtype=dtype)
+                continue
+            start = base + begin
+            if start % item:
+                # Not aligned for this dtype (not written by aotpack): copy instead of viewing.
+                t = torch.frombuffer(bytearray(self._mm[start:start + end - begin]), dtype=dtype)
+            else:
+                t = torch.frombuffer(self._mm, dtype=dtype, count=numel, offset=start)
+            out[key] = t.view(shape)
+        return out
+
+    def close(self) -> None:
+        # The mmap stays alive while tensors view it (they hold a reference to it).
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

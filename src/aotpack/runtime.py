@@ -1,0 +1,237 @@
+"""The loaded program: guards -> variant dispatch -> backend call -> outputs.
+
+This module is on the load path, so it imports only torch, safetensors-free readers and
+the backend chosen by the package. It must not import ``torch._inductor`` or
+``torch._dynamo``, probe the CPU or run a compiler (bench/warm_start.py checks that).
+
+Example:
+    >>> fn = aotpack.load("mlp.aot")                   # doctest: +SKIP
+    >>> y = fn(torch.randn(8, 512))
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+from typing import Sequence
+
+import torch
+
+from . import _torch_compat as compat
+from . import tree
+from .backends import get_backend
+from .errors import AotpackError, GuardError, IncompatibleError
+from .guards import Guard, Mismatch, describe_input
+from .package import fmt
+from .package.reader import PackageReader
+
+__all__ = ["Loaded", "load"]
+
+_ISA_RANK = {"DEFAULT": 0, "": 0, "AVX2": 1, "AVX512": 2, "ZVECTOR": 1, "SVE256": 1, "NEON": 1}
+
+
+class _VariantFiles:
+    """A variant's members, as the backend protocol's VariantFiles."""
+
+    def __init__(self, reader: PackageReader, variant: dict):
+        self._reader = reader
+        self._prefix = fmt.variant_dir(variant["name"])
+        self.meta = variant.get("meta", {})
+        self._tmp: str | None = None
+
+    def read(self, name: str) -> bytes:
+        return self._reader.read(self._prefix + name)
+
+    def path(self, name: str) -> str:
+        # A private folder per load: no other user can swap the file before it is opened.
+        self._tmp = self._tmp or tempfile.mkdtemp(prefix="aotpack-")
+        target = os.path.join(self._tmp, name.replace("/", "_"))
+        with open(target, "wb") as f:
+            f.write(self._reader.view(self._prefix + name))
+        return target
+
+    def cleanup(self) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class _Variant:
+    __slots__ = ("name", "guard", "fn", "weights", "manifest")
+
+    def __init__(self, name, guard, fn, weights, manifest):
+        self.name, self.guard, self.fn, self.weights, self.manifest = name, guard, fn, weights, manifest
+
+
+class Loaded:
+    """A package loaded in this process; call it like the original program.
+
+    Attributes:
+      manifest: the package's manifest.
+      variants: names of the variants loaded, in dispatch order.
+    """
+
+    def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True):
+        self.manifest = manifest
+        self._variants = variants
+        self._out_spec = manifest["program"]["out_spec"]
+        self._check_guards = check_guards
+        self.__name__ = manifest["program"]["name"]
+        self.__doc__ = f"aotpack package of {manifest['program']['name']} ({manifest['program']['source']})"
+
+    @property
+    def variants(self) -> list[str]:
+        return [v.name for v in self._variants]
+
+    def __call__(self, *args, **kwargs):
+        variants = self._variants
+        if len(variants) == 1:  # the common case: no list of failures to build
+            v = variants[0]
+            try:
+                flat = v.guard.check(args, kwargs, self._check_guards)
+            except Mismatch as m:
+                raise self._guard_error([(v, m)], args, kwargs) from None
+            return tree.unflatten(self._out_spec, v.fn(v.weights + flat))
+        failures = []
+        for v in variants:
+            try:
+                flat = v.guard.check(args, kwargs, self._check_guards)
+            except Mismatch as m:
+                failures.append((v, m))
+                continue
+            return tree.unflatten(self._out_spec, v.fn(v.weights + flat))
+        raise self._guard_error(failures, args, kwargs) from None
+
+    def _guard_error(self, failures, args, kwargs) -> GuardError:
+        v, m = failures[0]
+        path = v.guard.path(m, args, kwargs)
+        tried = "; ".join(f"{x.name}: " + ", ".join(
+            describe_input(p, g, x.guard.dims) for p, g in _input_names(x.guard)) for x, _ in failures)
+        message = f"{path}: expected {m.expected}, got {m.actual}"
+        if len(failures) > 1:
+            others = "; ".join(f"{x.name}: {x.guard.path(mm, args, kwargs)} expected {mm.expected}, got {mm.actual}"
+                               for x, mm in failures[1:])
+            message += f" (variant {v.name}; also {others})"
+        return GuardError(message, hint=f"the package was compiled for {tried}")
+
+    def __repr__(self) -> str:
+        return f"<aotpack.Loaded {self.__name__} variants={self.variants}>"
+
+
+def _input_names(guard: Guard) -> list[tuple[str, dict]]:
+    """(path by parameter name, guard) for each flat tensor, for messages."""
+    out = []
+    for i, spec in enumerate(guard.in_spec["children"]):
+        for path, leaf in tree.leaf_paths(spec, guard.names[i]):
+            if leaf["kind"] == "tensor":
+                out.append((path, guard.inputs[leaf["index"]]))
+    return out
+
+
+def _incompatibilities(manifest: dict, variant: dict) -> list[str]:
+    """Why ``variant`` cannot run here (empty if it can)."""
+    problems = []
+    if variant["backend"] == "aoti":
+        built = manifest["versions"]["torch"]
+        if built != compat.torch_version():
+            problems.append(f"torch: package built with {built}, this is {compat.torch_version()} "
+                            "(AOTInductor binaries are tied to one torch version)")
+        machine = variant.get("meta", {}).get("machine") or manifest["platform"]["machine"]
+        if machine != platform.machine():
+            problems.append(f"machine: package built for {machine}, this is {platform.machine()}")
+        isa = (variant.get("meta", {}).get("cpu_isa") or "").split()
+        have = torch.backends.cpu.get_cpu_capability()
+        if variant.get("device", "cpu") == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
+            problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
+    device = variant.get("device", "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        problems.append("device: the variant runs on CUDA, and no CUDA device is available")
+    return problems
+
+
+def _bind_module(weights: dict, program: dict, module: torch.nn.Module) -> dict:
+    """Replace the stored parameters and buffers by ``module``'s live ones (no copy)."""
+    live = dict(module.named_parameters(remove_duplicate=False))
+    live.update(module.named_buffers(remove_duplicate=False))
+    out = dict(weights)
+    for name, info in program["weights"].items():
+        if info["kind"] not in ("parameter", "buffer"):
+            continue
+        t = live.get(name)
+        if t is None:
+            raise AotpackError(f"module {type(module).__qualname__} has no parameter or buffer {name!r}, "
+                               "which the package needs",
+                               hint="pass the same model class the package was compiled from")
+        want = f"{info['dtype']}{info['shape']}"
+        got = f"{str(t.dtype).removeprefix('torch.')}{list(t.shape)}"
+        if want != got:
+            raise AotpackError(f"module parameter {name!r} is {got}, the package was compiled for {want}")
+        out[name] = t.detach()
+    return out
+
+
+def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
+         backends: Sequence = (), variants: Sequence[str] | None = None) -> Loaded:
+    """Load a package written by ``Package.save``; returns a callable like the original.
+
+    Args:
+      path: the package file.
+      module: bind this module's live parameters and buffers instead of the stored
+        ones (no copy: an optimizer step on ``module`` is seen by the next call).
+      check_guards: False skips input checks. UNSAFE: a wrong shape then runs the
+        compiled code on memory it was not compiled for.
+      backends: user backend objects, for packages built with a custom backend.
+      variants: load only these variants (default: all that can run here).
+    Returns:
+      Loaded.
+    Raises:
+      FormatError, IntegrityError: the file is not a sound package (nothing is run).
+      IncompatibleError: no variant can run on this machine; lists each difference.
+
+    Example:
+        >>> fn = aotpack.load("mlp.aot")                 # doctest: +SKIP
+        >>> fn(torch.randn(8, 512)).shape
+        torch.Size([8, 10])
+    """
+    reader = PackageReader(path)
+    try:
+        reader.verify()
+        manifest = reader.manifest
+        program = manifest["program"]
+        weights = reader.tensors(fmt.WEIGHTS)
+        for alias, target in program.get("aliases", {}).items():
+            weights[alias] = weights[target]
+        if module is not None:
+            weights = _bind_module(weights, program, module)
+        loaded, problems = [], []
+        for v in manifest["variants"]:
+            if variants is not None and v["name"] not in variants:
+                continue
+            why = _incompatibilities(manifest, v)
+            if why:
+                problems.append(f"variant {v['name']} ({v['backend']}): " + "; ".join(why))
+                continue
+            backend = get_backend(v["backend"], v.get("backend_entry"), backends)
+            files = _VariantFiles(reader, v)
+            try:
+                fn = backend.load(files)
+            finally:
+                files.cleanup()
+            ws = [weights[n] for n in v["weights"]]
+            if module is not None:
+                device = v.get("device", "cpu")
+                wrong = [n for n, t in zip(v["weights"], ws) if t.device.type != device]
+                if wrong:
+                    raise AotpackError(f"module weight {wrong[0]!r} is on {ws[0].device}, variant {v['name']} "
+                                       f"runs on {device}", hint=f"move the module with .to({device!r}) first")
+            loaded.append(_Variant(v["name"], Guard.from_manifest(program, v), fn, ws, v))
+        if not loaded:
+            if variants is not None and not problems:
+                raise AotpackError(f"{path} has no variant named {list(variants)}; it has "
+                                   f"{[v['name'] for v in manifest['variants']]}")
+            raise IncompatibleError(f"{path} cannot run here: " + " | ".join(problems),
+                                    hint="rebuild the package on this machine from its program")
+        return Loaded(manifest, loaded, check_guards)
+    finally:
+        reader.close()

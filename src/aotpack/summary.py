@@ -1,0 +1,84 @@
+"""What ``aotpack inspect`` prints: a package described for a person, from its manifest."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import tree
+from .guards import describe_input
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+@dataclass
+class Inspection:
+    """A package's description. ``str()`` gives the text; fields give the data.
+
+    Attributes:
+      path: the file.
+      manifest: the manifest as read (no code run).
+      sizes: member path -> bytes.
+      problem: None if every member matched its sha256, else what did not.
+    """
+
+    path: str
+    manifest: dict
+    sizes: dict
+    problem: str | None
+
+    @property
+    def verified(self) -> bool:
+        return self.problem is None
+
+    def __str__(self) -> str:
+        m = self.manifest
+        p = m["program"]
+        v = m["versions"]
+        lines = [
+            f"{self.path}  ({_size(os.path.getsize(self.path))}, aotpack format {m['format_version']})",
+            f"program   {p['name']} ({p['kind']}) from {p['source']}",
+            f"built     {m['created']} with torch {v['torch']}, Python {v['python']}, aotpack {v['aotpack']}"
+            f" on {m['platform']['system']} {m['platform']['machine']} ({m['platform'].get('cpu_capability', '?')})",
+            f"integrity {'ok: every member matches its sha256' if self.verified else 'FAILED: ' + self.problem}",
+            "",
+            f"signature ({', '.join(_param(x) for x in p['signature'])}) -> {tree.describe(p['out_spec'])}",
+            "",
+            "variants",
+        ]
+        for var in m["variants"]:
+            files = sum(self.sizes.get(f"variants/{var['name']}/{f}", 0) for f in var["files"])
+            meta = var.get("meta", {})
+            extra = f", CPU ISA {meta['cpu_isa']}" if meta.get("cpu_isa") else ""
+            lines.append(f"  {var['name']}: backend {var['backend']} on {var['device']}{extra}, files {_size(files)}")
+            names = [x["name"] for x in p["signature"]]
+            for i, spec in enumerate(var["in_spec"]["children"]):
+                for path, leaf in tree.leaf_paths(spec, names[i]):
+                    if leaf["kind"] == "tensor":
+                        lines.append(f"    {describe_input(path, var['inputs'][leaf['index']], var.get('dims', {}))}")
+                    else:
+                        lines.append(f"    {path} == {tree.const_repr(leaf)} (frozen)")
+        ws = p["weights"]
+        total = self.sizes.get("weights.safetensors", 0)
+        kinds = {}
+        for info in ws.values():
+            kinds[info["kind"]] = kinds.get(info["kind"], 0) + 1
+        lines += ["", f"weights   {len(ws)} tensors ({', '.join(f'{n} {k}s' for k, n in kinds.items())}), "
+                  f"{_size(total)}" + (f", {len(p['aliases'])} shared" if p.get("aliases") else "")]
+        if p["frozen"]:
+            lines += ["", "frozen at compile time (changing these later has no effect on the package)"]
+            for f in p["frozen"]:
+                lines.append(f"  {f['kind']:8} {f['name']} = {f['value']}  ({f['where']})")
+        return "\n".join(lines)
+
+
+def _param(p: dict) -> str:
+    prefix = {"var_positional": "*", "var_keyword": "**"}.get(p["kind"], "")
+    default = f"={tree.const_repr(p['default'])}" if "default" in p else ""
+    return f"{prefix}{p['name']}{default}"
