@@ -10,9 +10,11 @@ that needs it, and the functions used by the load path import nothing heavy.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, redirect_stderr
 
 import torch
 from packaging.version import Version
@@ -28,19 +30,26 @@ def torch_version() -> str:
 
 @contextmanager
 def quiet_export_logs():
-    """Silence the graph dumps torch's symbolic-shape logger prints while an export fails.
+    """Hold back the graph dumps torch prints while an export fails.
 
-    torch >= 2.11 logs whole graphs at WARNING level from
-    ``torch.fx.experimental.symbolic_shapes`` when a data-dependent guard fails; we turn
-    the failure into one CaptureError instead, so the dump is noise.
+    When export fails, torch (2.11-2.13) logs whole graphs from
+    ``torch.fx.experimental.symbolic_shapes`` and ``print``s the partial graph to stderr
+    (``torch/export/_trace.py``). We turn the failure into one CaptureError, so those
+    dumps are noise: stderr is buffered and replayed only if export succeeds.
     """
     names = ["torch.fx.experimental.symbolic_shapes", "torch._export", "torch.export"]
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    buffer = io.StringIO()
     try:
-        yield
+        with redirect_stderr(buffer):
+            yield
+    except BaseException:
+        raise
+    else:
+        sys.stderr.write(buffer.getvalue())
     finally:
         for lg, lvl in zip(loggers, levels):
             lg.setLevel(lvl)

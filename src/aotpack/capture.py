@@ -251,7 +251,7 @@ def _capture_error(e: BaseException, target) -> CaptureError:
         where = _where(target)
     hint = "move the Python control flow out of the compiled program, or express it with torch.cond / torch.where"
     if "data-dependent" in reason or "data dependent" in reason:
-        reason = f"Python control flow depends on tensor data ({reason})"
+        reason = f"Python code depends on a value read from tensor data ({reason})"
     elif "Constraints violated" in reason or "specializ" in reason:
         hint = "widen or drop the Dim for that dimension, or pass dynamic=None"
     return CaptureError(f"cannot capture {getattr(target, '__qualname__', type(target).__qualname__)} "

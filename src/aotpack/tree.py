@@ -92,10 +92,11 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
                 )
         children = [flatten(value[k], f"{path}[{k!r}]", tensors)[0] for k in keys]
         return {"kind": "dict", "keys": keys, "children": children}, tensors
-    if isinstance(value, torch.SymInt):
+    if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
         raise CaptureError(
-            f"{path} is a symbolic size (it depends on a dynamic dimension)",
-            hint="return it as a tensor (torch.tensor(n)) or read it from an output's shape",
+            f"{path} is a Python number computed from tensor data or a dynamic size "
+            f"({type(value).__name__}), which cannot be frozen",
+            hint="return a tensor instead (e.g. skip .item()/.tolist(), or wrap with torch.tensor)",
         )
     return encode_const(value, path), tensors
 

@@ -130,7 +130,8 @@ class PackageReader:
                 continue
             off, n = self._members[name]
             if n != rec.get("size"):
-                raise IntegrityError(f"member {name!r} of {self.path} is {n} bytes, the manifest says {rec.get('size')}")
+                raise IntegrityError(f"member {name!r} of {self.path} is {n} bytes, the manifest says {rec.get('size')} (tampered or truncated)",
+                                     hint="copy the package again from a trusted source")
             digest = hashlib.sha256(memoryview(self._mm)[off:off + n]).hexdigest()
             if digest != rec.get("sha256"):
                 raise IntegrityError(f"member {name!r} of {self.path} does not match its sha256 (tampered or corrupt)",

@@ -1,0 +1,151 @@
+"""The ``aotpack`` command line: a thin layer over the public API.
+
+    aotpack compile model.py:build --example model.py:example -o model.aot [--backend aoti]
+    aotpack run model.aot                   # run on the recorded example inputs
+    aotpack inspect model.aot               # manifest for a person, no code run
+    aotpack demo                            # compile, save, load fresh, compare
+
+Errors print as ``error: ...`` and ``hint: ...`` with exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+
+import aotpack
+from aotpack.errors import AotpackError
+
+
+def _load_object(ref: str):
+    """``path/to/file.py:name`` or ``package.module:name`` -> the object."""
+    where, sep, name = ref.rpartition(":")
+    if not sep or not where or not name:
+        raise AotpackError(f"{ref!r} is not FILE:NAME", hint="e.g. model.py:build_model")
+    if where.endswith(".py") or os.path.sep in where:
+        if not os.path.exists(where):
+            raise AotpackError(f"no file {where}")
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(where))[0], where)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    obj = module
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            raise AotpackError(f"{where} has no {name!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _cmd_compile(a) -> int:
+    import torch
+
+    target = _load_object(a.target)
+    if isinstance(target, type) or (callable(target) and not isinstance(target, torch.nn.Module) and a.factory):
+        target = target()
+    example = _load_object(a.example)
+    example = example() if callable(example) else example
+    if isinstance(example, dict):
+        args, kwargs = tuple(example.get("args", ())), dict(example.get("kwargs", {}))
+    else:
+        args, kwargs = (tuple(example) if isinstance(example, (tuple, list)) else (example,)), {}
+    if isinstance(target, torch.nn.Module):
+        target.eval()
+    pkg = aotpack.compile(target, args, kwargs, backend=a.backend, dynamic=True if a.dynamic else None,
+                          progress=lambda line: print(f"aotpack: {line}", file=sys.stderr))
+    pkg.save(a.output)
+    print(f"wrote {a.output} ({os.path.getsize(a.output) / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_run(a) -> int:
+    import torch
+    from safetensors.torch import load
+
+    from aotpack.package.reader import PackageReader
+
+    t = time.perf_counter()
+    fn = aotpack.load(a.package)
+    load_s = time.perf_counter() - t
+    with PackageReader(a.package) as r:
+        if not r.has("examples.safetensors"):
+            raise AotpackError(f"{a.package} holds no example inputs", hint="compile it with examples=True")
+        flat = load(r.read("examples.safetensors"))
+        spec = fn.manifest["variants"][0]["in_spec"]
+    flat = [flat[f"input{i}"] for i in range(len(flat))]
+    values = aotpack.tree.unflatten(spec, flat)
+    t = time.perf_counter()
+    out = fn(*values)
+    call_s = time.perf_counter() - t
+    _, outs = aotpack.tree.flatten(out)
+    print(f"loaded in {load_s * 1000:.1f} ms, first call {call_s * 1000:.1f} ms")
+    for i, o in enumerate(outs):
+        if isinstance(o, torch.Tensor):
+            print(f"output {i}: {str(o.dtype).removeprefix('torch.')}{list(o.shape)} "
+                  f"mean {o.float().mean().item():.6g}")
+    return 0
+
+
+def _cmd_inspect(a) -> int:
+    info = aotpack.inspect(a.package)
+    print(info)
+    return 0 if info.verified else 1
+
+
+def _cmd_demo(a) -> int:
+    from aotpack.demo import run_demo
+
+    run_demo(backend=a.backend, out_dir=a.out, torch_compile=not a.no_torch_compile,
+             models=a.models.split(",") if a.models else None)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="aotpack", description="Compile PyTorch programs once; load them in milliseconds.")
+    p.add_argument("--version", action="version", version=f"aotpack {aotpack.__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("compile", help="compile a function or module into a package")
+    c.add_argument("target", help="FILE.py:NAME of a function, nn.Module, or module class/factory (see --factory)")
+    c.add_argument("--example", required=True, help="FILE.py:NAME of example inputs: a tuple, or a function "
+                   "returning a tuple or {'args': ..., 'kwargs': ...}")
+    c.add_argument("-o", "--output", required=True, help="package file to write")
+    c.add_argument("--backend", default="aoti", choices=["aoti", "eager"])
+    c.add_argument("--dynamic", action="store_true", help="let every dimension vary")
+    c.add_argument("--factory", action="store_true", help="TARGET is a function that returns the program")
+    c.set_defaults(func=_cmd_compile)
+
+    r = sub.add_parser("run", help="load a package and run it on its recorded example inputs")
+    r.add_argument("package")
+    r.set_defaults(func=_cmd_run)
+
+    i = sub.add_parser("inspect", help="describe a package (no code is run)")
+    i.add_argument("package")
+    i.set_defaults(func=_cmd_inspect)
+
+    d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
+    d.add_argument("--backend", default="aoti", choices=["aoti", "eager"])
+    d.add_argument("--out", default=None, help="folder for the packages (default: a temporary one)")
+    d.add_argument("--models", default=None, help="comma-separated subset of: mlp,transformer_block")
+    d.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile comparison")
+    d.set_defaults(func=_cmd_demo)
+
+    a = p.parse_args(argv)
+    try:
+        return a.func(a)
+    except AotpackError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

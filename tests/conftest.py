@@ -1,0 +1,58 @@
+"""Shared fixtures. Compiling is slow on 2 cores (AOTInductor: ~15 s a program), so each
+backend compiles the program set once per session, and one fresh process loads them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = None, timeout: int = 600,
+              check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python ARGS...`` in a fresh process; on failure, show its output."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fresh process failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def build_and_load(backend: str, out_dir: str) -> tuple[dict, dict]:
+    """Compile every program of programs.py with ``backend``, save, load fresh."""
+    import aotpack
+    import programs
+
+    index = {}
+    built = {}
+    for name, p in programs.programs().items():
+        pkg = aotpack.compile(p["target"], p["args"], p.get("kwargs"), dynamic=p.get("dynamic"), backend=backend)
+        path = pkg.save(os.path.join(out_dir, f"{name}.aot"))
+        calls = []
+        for args, kwargs in [(p["args"], p.get("kwargs") or {})] + p["calls"]:
+            with torch.no_grad():
+                calls.append((args, kwargs, p["target"](*args, **kwargs)))
+        torch.save(calls, os.path.join(out_dir, f"{name}.calls.pt"))
+        index[name] = {"package": path, "calls": os.path.join(out_dir, f"{name}.calls.pt")}
+        built[name] = path
+    json.dump(index, open(os.path.join(out_dir, "index.json"), "w"))
+    run_fresh([os.path.join(HERE, "load_check.py"), os.path.join(out_dir, "index.json"),
+               os.path.join(out_dir, "results.json")])
+    return built, json.load(open(os.path.join(out_dir, "results.json")))
+
+
+@pytest.fixture(scope="session")
+def eager_packages(tmp_path_factory):
+    return build_and_load("eager", str(tmp_path_factory.mktemp("eager")))
+
+
+@pytest.fixture(scope="session")
+def aoti_packages(tmp_path_factory):
+    return build_and_load("aoti", str(tmp_path_factory.mktemp("aoti")))

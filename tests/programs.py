@@ -1,0 +1,141 @@
+"""The programs every backend must package: each entry builds (target, args, kwargs,
+dynamic) and the extra calls a loaded package must answer like eager.
+
+Kept apart from the tests so the fresh processes that load packages never import
+them: a package must run without the source that built it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.export import Dim
+
+G_TENSOR = torch.tensor([0.5, -1.0, 2.0, 0.25])
+G_SCALE = 3
+
+
+def plain(x, y):
+    return x * y + torch.sin(x)
+
+
+class MLPWithBuffer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(4, 8)
+        self.fc2 = torch.nn.Linear(8, 3)
+        self.register_buffer("scale", torch.tensor([1.0, 2.0, 3.0]))
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x))) * self.scale
+
+
+def make_closure():
+    w = torch.linspace(-1, 1, 4)
+    k = 7
+
+    def closure(x):
+        return x @ w + k
+
+    return closure
+
+
+def with_defaults(x, alpha=0.5, mode="tanh"):
+    y = torch.tanh(x) if mode == "tanh" else torch.relu(x)
+    return y * alpha
+
+
+def uses_globals(x):
+    return x * G_TENSOR + G_SCALE
+
+
+class Base(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class Child(Base):
+    def forward(self, x):
+        return super().forward(x).relu() * 2
+
+
+def doubled(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs) * 2
+
+    return wrapper
+
+
+@doubled
+def decorated(x, y):
+    return x - y
+
+
+def nested(batch, opts):
+    a, b = batch["pair"]
+    out = [a + b, a * opts["w"]]
+    return {"sum": out[0], "parts": (out[1], b.mean(0)), "n": 3}
+
+
+def data_dependent(x, repeats):
+    return torch.repeat_interleave(x, repeats) * 2
+
+
+def keyword_only(x, *, mask):
+    return torch.where(mask, x, torch.zeros_like(x))
+
+
+class Block(torch.nn.Module):
+    """A small pre-norm transformer block (the demo's workload, small)."""
+
+    def __init__(self, d=32, heads=4):
+        super().__init__()
+        self.norm1 = torch.nn.LayerNorm(d)
+        self.attn = torch.nn.MultiheadAttention(d, heads, batch_first=True)
+        self.norm2 = torch.nn.LayerNorm(d)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+def _r(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g)
+
+
+def programs():
+    """name -> dict(target, args, kwargs, dynamic, calls=[(args, kwargs), ...])."""
+    torch.manual_seed(0)
+    x4 = _r(2, 4)
+    batch = Dim("batch", min=1, max=64)
+    return {
+        "plain": dict(target=plain, args=(_r(3, 5), _r(3, 5, seed=1)),
+                      calls=[((_r(3, 5, seed=2), _r(3, 5, seed=3)), {})]),
+        "module": dict(target=MLPWithBuffer().eval(), args=(x4,), dynamic={"x": {0: batch}},
+                       calls=[((_r(5, 4, seed=4),), {}), ((_r(1, 4, seed=5),), {})]),
+        "closure": dict(target=make_closure(), args=(_r(3, 4),), calls=[((_r(3, 4, seed=6),), {})]),
+        "defaults": dict(target=with_defaults, args=(_r(3, 3),),
+                         calls=[((_r(3, 3, seed=7),), {}), ((_r(3, 3, seed=8), 0.5), {}),
+                                ((_r(3, 3, seed=9),), {"mode": "tanh"})]),
+        "globals": dict(target=uses_globals, args=(_r(2, 4),), calls=[((_r(2, 4, seed=10),), {})]),
+        "super": dict(target=Child().eval(), args=(x4,), calls=[((_r(2, 4, seed=11),), {})]),
+        "decorated": dict(target=decorated, args=(_r(3), _r(3, seed=1)), calls=[((_r(3, seed=12), _r(3, seed=13)), {})]),
+        "nested": dict(target=nested, args=({"pair": [_r(2, 3), _r(2, 3, seed=1)]}, {"w": _r(3)}),
+                       calls=[(({"pair": [_r(2, 3, seed=14), _r(2, 3, seed=15)]}, {"w": _r(3, seed=16)}), {}),
+                              ((), {"batch": {"pair": (_r(2, 3, seed=17), _r(2, 3, seed=18))}, "opts": {"w": _r(3)}})]),
+        "data_dependent": dict(target=data_dependent, args=(torch.arange(4.0), torch.tensor([1, 2, 0, 3])),
+                               calls=[((torch.arange(4.0) + 1, torch.tensor([3, 0, 1, 1])), {}),
+                                      ((torch.ones(4), torch.tensor([0, 0, 0, 5])), {})]),
+        "keyword_only": dict(target=keyword_only, args=(_r(4),), kwargs={"mask": torch.tensor([True, False, True, False])},
+                             calls=[((_r(4, seed=19),), {"mask": torch.tensor([False, False, True, True])})]),
+        "block": dict(target=Block().eval(), args=(_r(2, 6, 32),), calls=[((_r(2, 6, 32, seed=20),), {})]),
+    }

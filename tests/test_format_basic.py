@@ -1,0 +1,114 @@
+"""The file format: one zip, stored members, 64-byte aligned, every member hashed, atomic save."""
+
+import hashlib
+import json
+import os
+import zipfile
+
+import pytest
+import torch
+
+import aotpack
+import programs
+from aotpack.package import fmt
+from aotpack.package.reader import PackageReader
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    torch.manual_seed(0)
+    m = programs.MLPWithBuffer().eval()
+    return aotpack.compile(m, (torch.randn(2, 4),), backend="eager").save(tmp_path_factory.mktemp("fmt") / "m.aot")
+
+
+def test_layout(package):
+    with zipfile.ZipFile(package) as z:
+        names = z.namelist()
+        assert names[0] == "manifest.json"
+        assert {"program/model.json", "weights.safetensors", "examples.safetensors",
+                "variants/default/graph.py"} <= set(names)
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+        manifest = json.loads(z.read("manifest.json"))
+        for name, rec in manifest["members"].items():
+            assert hashlib.sha256(z.read(name)).hexdigest() == rec["sha256"]
+    assert manifest["format_version"] == fmt.FORMAT_VERSION
+    assert manifest["versions"]["torch"] == torch.__version__.split("+")[0]
+    with PackageReader(package) as r:
+        for name in r.names():
+            off, _ = r._members[name]
+            assert off % fmt.ALIGN == 0, name
+        # weights are views over the mapped file, not copies
+        w = r.tensors(fmt.WEIGHTS)
+        assert set(w) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "scale"}
+
+
+def test_no_pickle_members(package):
+    with zipfile.ZipFile(package) as z:
+        for name in z.namelist():
+            data = z.read(name)
+            assert not data.startswith(b"\x80\x02") and b"torch._utils\n_rebuild" not in data, name
+
+
+def test_tampered_member(package, tmp_path):
+    data = bytearray(open(package, "rb").read())
+    with PackageReader(package) as r:
+        off, n = r._members["weights.safetensors"]
+    data[off + n - 1] ^= 0xFF
+    bad = tmp_path / "bad.aot"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(aotpack.IntegrityError, match="'weights.safetensors' .* does not match its sha256"):
+        aotpack.load(bad)
+
+
+def test_truncated(package, tmp_path):
+    data = open(package, "rb").read()
+    bad = tmp_path / "short.aot"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(aotpack.IntegrityError, match="truncated or corrupt"):
+        aotpack.load(bad)
+
+
+def test_empty_and_foreign(tmp_path):
+    (tmp_path / "empty.aot").write_bytes(b"")
+    with pytest.raises(aotpack.FormatError, match="is empty"):
+        aotpack.load(tmp_path / "empty.aot")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(aotpack.FormatError, match="no manifest.json"):
+        aotpack.load(tmp_path / "other.zip")
+
+
+def test_newer_format_version(package, tmp_path):
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(tmp_path / "new.aot", "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "manifest.json":
+                m = json.loads(data)
+                m["format_version"] = fmt.FORMAT_VERSION + 1
+                data = json.dumps(m).encode()
+            dst.writestr(info, data)
+    with pytest.raises(aotpack.FormatError, match="upgrade aotpack"):
+        aotpack.load(tmp_path / "new.aot")
+
+
+def test_save_is_atomic_over_existing(package, tmp_path):
+    target = tmp_path / "m.aot"
+    target.write_bytes(open(package, "rb").read())
+    before = open(target, "rb").read()
+
+    class Boom(Exception):
+        pass
+
+    p = aotpack.compile(programs.plain, (torch.randn(2), torch.randn(2)), backend="eager")
+    p.members["weights.safetensors"] = _Exploding()
+    with pytest.raises(TypeError):
+        p.save(target)
+    assert open(target, "rb").read() == before
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".aotpack-")] == []
+
+
+class _Exploding:
+    """Not bytes: the writer fails half way, after the temp file exists."""
+
+    def __len__(self):
+        return 10

@@ -1,0 +1,87 @@
+"""Loaded packages check inputs first; messages name the argument path, expected, actual."""
+
+import pytest
+import torch
+
+import aotpack
+import programs
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    d = tmp_path_factory.mktemp("guards")
+    ps = programs.programs()
+    out = {}
+    for name in ("module", "nested", "defaults", "keyword_only", "plain"):
+        p = ps[name]
+        path = aotpack.compile(p["target"], p["args"], p.get("kwargs"), dynamic=p.get("dynamic"),
+                               backend="eager").save(d / f"{name}.aot")
+        out[name] = aotpack.load(path)
+    return out
+
+
+def message(fn, *args, **kwargs):
+    with pytest.raises(aotpack.GuardError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_static_dim(loaded):
+    assert message(loaded["plain"], torch.randn(3, 6), torch.randn(3, 5)).startswith(
+        "args[0].shape[1]: expected 5, got 6")
+
+
+def test_dtype(loaded):
+    assert message(loaded["plain"], torch.randn(3, 5), torch.randn(3, 5, dtype=torch.float64)).startswith(
+        "args[1].dtype: expected torch.float32, got torch.float64")
+
+
+def test_rank(loaded):
+    assert message(loaded["plain"], torch.randn(3, 5, 1), torch.randn(3, 5)).startswith(
+        "args[0].dim(): expected rank 2 (shape [3, 5]), got rank 3 (shape [3, 5, 1])")
+
+
+def test_dynamic_range_names_dim(loaded):
+    msg = message(loaded["module"], torch.randn(65, 4))
+    assert msg.startswith("args[0].shape[0]: expected batch in 1..64, got 65")
+    assert "x: float32[batch=1..64, 4] cpu" in msg
+
+
+def test_nested_path_and_keyword(loaded):
+    good = {"pair": [torch.randn(2, 3), torch.randn(2, 3)]}
+    msg = message(loaded["nested"], {"pair": [torch.randn(2, 3), torch.randn(2, 4)]}, {"w": torch.randn(3)})
+    assert msg.startswith("args[0]['pair'][1].shape[1]: expected 3, got 4")
+    msg = message(loaded["nested"], good, opts={"w": torch.randn(3, dtype=torch.float16)})
+    assert msg.startswith("kwargs['opts']['w'].dtype: expected torch.float32, got torch.float16")
+    msg = message(loaded["nested"], good, {"v": torch.randn(3)})
+    assert msg.startswith("args[1]: expected a dict with keys ['w'], got keys ['v']")
+    msg = message(loaded["keyword_only"], torch.randn(4), mask=torch.ones(4))
+    assert msg.startswith("kwargs['mask'].dtype: expected torch.bool, got torch.float32")
+
+
+def test_frozen_python_values(loaded):
+    msg = message(loaded["defaults"], torch.randn(3, 3), 0.25)
+    assert msg.startswith("args[1]: expected 0.5 (frozen at compile time), got 0.25 (float)")
+    msg = message(loaded["defaults"], torch.randn(3, 3), mode="relu")
+    assert msg.startswith("kwargs['mode']: expected 'tanh' (frozen at compile time), got 'relu' (str)")
+
+
+def test_structure(loaded):
+    msg = message(loaded["plain"], torch.randn(3, 5), [torch.randn(3, 5)])
+    assert msg.startswith("args[1]: expected a tensor, got a list of length 1")
+    msg = message(loaded["plain"], torch.randn(3, 5))
+    assert "does not fit the signature (x, y)" in msg
+
+
+def test_guard_error_is_a_type_error(loaded):
+    with pytest.raises(TypeError):
+        loaded["plain"](torch.randn(1), torch.randn(1))
+
+
+def test_check_guards_false_skips_tensor_checks(tmp_path):
+    path = aotpack.compile(programs.plain, (torch.randn(3, 5), torch.randn(3, 5)), backend="eager").save(
+        tmp_path / "p.aot")
+    fn = aotpack.load(path, check_guards=False)
+    x, y = torch.randn(2, 2), torch.randn(2, 2)
+    # the eager graph happens to run on other shapes; the point is that no guard stopped it
+    torch.testing.assert_close(fn(x, y), programs.plain(x, y))

@@ -1,0 +1,114 @@
+"""aotpack inspect / compile / run from the command line, and aotpack.inspect()."""
+
+import json
+import os
+import sys
+import zipfile
+
+import pytest
+import torch
+
+import aotpack
+import programs
+from conftest import HERE, run_fresh
+
+CLI = [os.path.join(os.path.dirname(sys.executable), "aotpack")]
+
+
+def run_cli(*args, check=True):
+    import subprocess
+
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"aotpack {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def globals_package(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inspect")
+    p = programs.programs()["defaults"]
+    path = aotpack.compile(programs.uses_globals, (torch.randn(2, 4),), backend="eager").save(d / "g.aot")
+    path2 = aotpack.compile(p["target"], p["args"], backend="eager").save(d / "d.aot")
+    return path, path2
+
+
+def test_inspect_lists_frozen_values_and_guards(globals_package):
+    path, defaults = globals_package
+    text = str(aotpack.inspect(path))
+    assert "uses_globals (function)" in text
+    assert "x: float32[2, 4] cpu" in text
+    assert "global   G_SCALE = 3" in text
+    assert "global   G_TENSOR = float32[4]" in text
+    assert "backend eager on cpu" in text
+    assert "torch " + torch.__version__.split("+")[0] in text
+    assert "integrity ok" in text
+    text = str(aotpack.inspect(defaults))
+    assert "signature (x, alpha=0.5, mode='tanh')" in text
+    assert "mode == 'tanh' (frozen)" in text
+
+
+def test_inspect_runs_no_package_code(globals_package, tmp_path):
+    """inspect reads the manifest only: a package whose code would crash still inspects."""
+    path, _ = globals_package
+    bad = tmp_path / "bad.aot"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("graph.py"):
+                data = b"raise SystemExit('package code ran')\n"
+            dst.writestr(info, data)
+    info = aotpack.inspect(bad)
+    assert not info.verified
+    assert "variants/default/graph.py" in info.problem
+    assert "FAILED" in str(info)
+
+
+def test_cli_inspect(globals_package):
+    path, _ = globals_package
+    out = run_cli("inspect", str(path)).stdout
+    assert "frozen at compile time" in out and "G_TENSOR" in out
+
+
+def test_cli_compile_and_run(tmp_path):
+    src = tmp_path / "model.py"
+    src.write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.lin = torch.nn.Linear(6, 3)\n"
+        "    def forward(self, x, scale=2.0):\n"
+        "        return self.lin(x) * scale\n"
+        "def example():\n"
+        "    torch.manual_seed(0)\n"
+        "    return (torch.randn(4, 6),)\n"
+    )
+    out = tmp_path / "net.aot"
+    run_cli("compile", f"{src}:Net", "--example", f"{src}:example", "-o", str(out), "--backend", "eager")
+    assert out.exists()
+    r = run_cli("run", str(out)).stdout
+    assert "output 0: float32[4, 3]" in r
+    assert "x: float32[4, 6] cpu" in run_cli("inspect", str(out)).stdout
+
+
+def test_cli_errors_are_one_line_with_hint(tmp_path):
+    bad = tmp_path / "not-a-package.aot"
+    bad.write_bytes(b"hello")
+    r = run_cli("inspect", str(bad), check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ")
+    assert "not an aotpack package" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli("run", str(tmp_path / "missing.aot"), check=False)
+    assert r.returncode == 1 and "no package at" in r.stderr
+
+
+def test_import_aotpack_does_not_import_compilers():
+    proc = run_fresh(["-c", "import sys, aotpack; print(sorted(m for m in sys.modules "
+                      "if m.startswith(('torch._inductor', 'torch._dynamo'))))"])
+    assert json.loads(proc.stdout.strip().replace("'", '"')) == []
+
+
+def test_here_is_tests_folder():
+    assert os.path.basename(HERE) == "tests"
