@@ -49,7 +49,7 @@ def test_examples_must_fit_signature():
 
 
 def test_tensor_default_refused():
-    def f(x, w=torch.ones(2)):
+    def f(x, w=torch.ones(2)):  # noqa: B008 - the point of the test
         return x * w
 
     with pytest.raises(aotpack.CaptureError, match="tensor default"):

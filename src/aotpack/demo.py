@@ -106,8 +106,9 @@ def _child(code: str, *argv: str, env: dict | None = None) -> dict:
 def run_demo(backend: str = "aoti", out_dir: str | None = None, models=None, torch_compile: bool = True,
              say=print) -> list[dict]:
     """Run the demo; returns one row per model (the numbers in the printed table)."""
-    import aotpack
     from safetensors.torch import save_file
+
+    import aotpack
 
     out_dir = out_dir or tempfile.mkdtemp(prefix="aotpack-demo-")
     os.makedirs(out_dir, exist_ok=True)

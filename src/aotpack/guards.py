@@ -100,7 +100,7 @@ class Guard:
         self._children = in_spec["children"]
 
     @classmethod
-    def from_manifest(cls, program: dict, variant: dict) -> "Guard":
+    def from_manifest(cls, program: dict, variant: dict) -> Guard:
         return cls(program["signature"], variant["in_spec"], variant["inputs"], variant.get("dims", {}))
 
     # -- binding ----------------------------------------------------------------------

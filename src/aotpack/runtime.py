@@ -15,7 +15,7 @@ import os
 import platform
 import shutil
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

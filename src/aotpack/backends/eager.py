@@ -13,8 +13,8 @@ wants to see (torch.fx pickles its generated source for the same reason).
 from __future__ import annotations
 
 import math
-import re
 import operator
+import re
 
 import torch
 

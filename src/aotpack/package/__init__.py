@@ -14,8 +14,8 @@ import platform
 import safetensors.torch
 import torch
 
-from .. import _torch_compat as compat
 from .. import __version__
+from .. import _torch_compat as compat
 from . import format as fmt
 from .writer import write_package
 
@@ -58,7 +58,7 @@ class Package:
         self.members = members
 
     @classmethod
-    def from_captured(cls, captured, variants: list[tuple[str, object, object]], *, examples: bool = True) -> "Package":
+    def from_captured(cls, captured, variants: list[tuple[str, object, object]], *, examples: bool = True) -> Package:
         """Build a package from a Captured program and its compiled variants.
 
         Args:
