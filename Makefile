@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/aotpack demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

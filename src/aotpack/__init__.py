@@ -23,6 +23,7 @@ from .errors import (  # noqa: E402
     GuardError,
     IncompatibleError,
     IntegrityError,
+    SpecializationWarning,
 )
 from .runtime import Loaded, load  # noqa: E402
 
@@ -30,7 +31,7 @@ from .runtime import Loaded, load  # noqa: E402
 def __getattr__(name):
     # compile/inspect import capture (torch.export machinery) lazily, so that
     # `import aotpack; aotpack.load(...)` stays on the fast path.
-    if name in ("compile", "inspect"):
+    if name in ("compile", "inspect", "add_variant"):
         from . import api
 
         return getattr(api, name)
@@ -43,6 +44,7 @@ def __getattr__(name):
 
 __all__ = [
     "compile",
+    "add_variant",
     "load",
     "inspect",
     "Dim",
@@ -55,4 +57,5 @@ __all__ = [
     "IntegrityError",
     "IncompatibleError",
     "CacheError",
+    "SpecializationWarning",
 ]

@@ -16,12 +16,13 @@ from .package import Package
 from .package.reader import PackageReader
 from .summary import Inspection
 
-__all__ = ["compile", "inspect"]
+__all__ = ["compile", "add_variant", "inspect"]
 
 
 def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = "aoti",
             dynamic=None, options: dict | None = None, variant: str = "default",
-            examples: bool = True, progress: Callable[[str], None] | None = None) -> Package:
+            examples: bool = True, strict: bool = False, variants: list[dict] | None = None,
+            progress: Callable[[str], None] | None = None) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
@@ -35,6 +36,12 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
       options: backend options (for aoti: inductor config, e.g. ``{"max_autotune": True}``).
       variant: the variant's name in the package.
       examples: store the example inputs in the package (used by ``aotpack repro``).
+      variants: more variants to compile into the same package, each a dict that
+        overrides any of ``name`` (required), ``target``, ``args``, ``kwargs``,
+        ``dynamic``, ``backend``, ``options``; e.g. ``{"name": "bf16", "target":
+        model_bf16, "args": (x.bfloat16(),)}`` or ``{"name": "b1", "args": (x[:1],)}``.
+        At call time the most specific variant whose guards pass runs.
+      strict: error (instead of warn) when the program forces a named Dim to one size.
       progress: called with a line of text at each long step (the CLI prints them).
     Returns:
       Package; ``.save(path)`` writes it.
@@ -46,16 +53,52 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         >>> pkg.save("mlp.aot")
     """
     say = progress or (lambda line: None)
-    be = get_backend(backend)
+    first = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic,
+                 options=options)
+    pkg = None
+    for spec in [first, *(variants or [])]:
+        unknown = set(spec) - set(first)
+        if unknown or "name" not in spec:
+            raise TypeError(f"a variant is a dict with 'name' and any of {sorted(set(first) - {'name'})}; "
+                            f"got {sorted(spec)}")
+        v = {**first, **spec}
+        captured, be, compiled = _build(v, strict, say)
+        if pkg is None:
+            pkg = Package.from_captured(captured, v["name"], be, compiled, examples=examples)
+        else:
+            pkg.add_variant(captured, v["name"], be, compiled, examples=examples)
+    return pkg
+
+
+def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwargs: dict | None = None, *,
+                name: str, backend: Any = "aoti", dynamic=None, options: dict | None = None,
+                examples: bool = True, strict: bool = False,
+                progress: Callable[[str], None] | None = None) -> Package:
+    """Compile one more variant of a saved package's program and rewrite the file atomically.
+
+    Example:
+        >>> aotpack.add_variant("mlp.aot", model, (torch.randn(1, 512),), name="b1")  # doctest: +SKIP
+    """
+    pkg = Package.open(path)
+    v = dict(name=name, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
+    captured, be, compiled = _build(v, strict, progress or (lambda line: None))
+    pkg.add_variant(captured, name, be, compiled, examples=examples)
+    pkg.save(path)
+    return pkg
+
+
+def _build(v: dict, strict: bool, say):
+    be = get_backend(v["backend"])
+    target = v["target"]
     t0 = time.perf_counter()
-    say(f"capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
-    captured = capture(target, args, kwargs, dynamic=dynamic)
-    say(f"captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
+    say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
+    captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict=strict)
+    say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
-    compiled = be.compile(captured, dict(options or {}))
-    say(f"compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
-    return Package.from_captured(captured, [(variant, be, compiled)], examples=examples)
+    compiled = be.compile(captured, dict(v["options"] or {}))
+    say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
+    return captured, be, compiled
 
 
 def inspect(path: str | os.PathLike) -> Inspection:

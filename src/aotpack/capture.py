@@ -29,8 +29,10 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import re
 import traceback
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +41,7 @@ import torch
 
 from . import _torch_compat as compat
 from . import tree
-from .errors import CaptureError
+from .errors import CaptureError, SpecializationWarning
 
 __all__ = ["Captured", "capture", "Dim"]
 
@@ -314,16 +316,41 @@ def _tensors_of(values) -> list[torch.Tensor]:
     return tree.flatten(list(values))[1]
 
 
-def _guard_dims(ep, user_nodes, flat_dyn, user_dims_named: bool):
-    """Input guards and named Dims from the exported placeholders' symbolic shapes."""
+def _user_dim(spec) -> str | None:
+    name = getattr(spec, "__name__", None)
+    return name if name and name not in ("AUTO", "DYNAMIC", "STATIC") else None
+
+
+def _static(size) -> int | None:
+    """The int value of a size, also of a SymInt that export specialized to a number."""
+    if not isinstance(size, torch.SymInt):
+        return int(size)
+    expr = size.node.expr
+    return int(expr) if getattr(expr, "is_number", False) else None
+
+
+def _guard_dims(ep, user_nodes, flat_dyn, paths: list[str]):
+    """Input guards, named Dims, and the user Dims that capture specialized.
+
+    Returns (inputs, dims, specialized). A size is an int (static), a Dim name, or
+    ``{"expr": "2*batch"}`` for a size derived from other Dims.
+    """
     sym_names: dict[str, str] = {}
+    user_range: dict[str, tuple] = {}
+    specialized: list[str] = []
     # Names the user gave (Dim("batch")) win; other symbols get dim0, dim1, ...
-    for node, dyn in zip(user_nodes, flat_dyn):
+    for node, dyn, path in zip(user_nodes, flat_dyn, paths):
         for d, spec in (dyn or {}).items():
             size = node.meta["val"].shape[d]
-            name = getattr(spec, "__name__", None)
-            if isinstance(size, torch.SymInt) and name and name not in ("AUTO", "DYNAMIC", "STATIC"):
-                sym_names.setdefault(str(size.node.expr), name)
+            name = _user_dim(spec)
+            if name is None:
+                continue
+            if _static(size) is None:
+                if str(size.node.expr).isidentifier():
+                    sym_names.setdefault(str(size.node.expr), name)
+                    user_range[name] = (getattr(spec, "min", 0), getattr(spec, "max", None))
+            else:
+                specialized.append(f"{name} ({path}.shape[{d}]) = {_static(size)}")
     ranges = {str(k): v for k, v in ep.range_constraints.items()}
     dims: dict[str, dict] = {}
     inputs = []
@@ -331,27 +358,42 @@ def _guard_dims(ep, user_nodes, flat_dyn, user_dims_named: bool):
         val = node.meta["val"]
         shape = []
         for size in val.shape:
-            if isinstance(size, torch.SymInt):
-                expr = str(size.node.expr)
-                if expr in ranges and expr.isidentifier():
-                    name = sym_names.setdefault(expr, f"dim{len(sym_names)}")
-                    r = ranges[expr]
-                    upper = r.upper if r.upper.is_finite else None
-                    dims[name] = {"min": int(r.lower), "max": None if upper is None else int(upper)}
-                    shape.append(name)
-                else:
-                    shape.append({"expr": expr})
+            if _static(size) is not None:
+                shape.append(_static(size))
+                continue
+            expr = size.node.expr
+            if str(expr) in ranges and str(expr).isidentifier():
+                name = sym_names.setdefault(str(expr), f"dim{len(sym_names)}")
+                r = ranges[str(expr)]
+                lo, hi = int(r.lower), (None if str(r.upper) in ("int_oo", "oo") else int(r.upper))
+                if name in user_range:  # never wider than the user asked
+                    ulo, uhi = user_range[name]
+                    lo = max(lo, ulo or 0)
+                    hi = uhi if hi is None else (hi if uhi is None else min(hi, uhi))
+                dims[name] = {"min": lo, "max": hi}
+                shape.append(name)
             else:
-                shape.append(int(size))
+                text = str(expr)
+                for sym in sorted(expr.free_symbols, key=lambda x: -len(str(x))):
+                    text = re.sub(rf"\b{re.escape(str(sym))}\b", sym_names.setdefault(str(sym), f"dim{len(sym_names)}"),
+                                  text)
+                shape.append({"expr": text})
         inputs.append({
             "dtype": str(val.dtype).removeprefix("torch."),
             "shape": shape,
             "device": val.device.type,
         })
-    return inputs, dims
+    return inputs, dims, specialized
 
 
-def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None) -> Captured:
+def _export(program, flat, flat_dyn):
+    with compat.quiet_export_logs():
+        return torch.export.export(
+            program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None, strict=False)
+
+
+def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None,
+            strict: bool = False) -> Captured:
     """Capture ``target`` (function or nn.Module) called with example inputs as one graph.
 
     Args:
@@ -359,6 +401,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
       args, kwargs: example inputs; tensors, nested tuples/lists/dicts, Python constants.
       dynamic: None (all sizes static), True (every dimension may vary), or a dict
         ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.
+      strict: raise CaptureError (instead of a SpecializationWarning) when the program
+        forces a named Dim to one size.
     Returns:
       Captured.
     Raises:
@@ -380,12 +424,19 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     out_specs: list[dict] = []
     program = _Program(target, sig, in_spec, out_specs.append)
     frozen = _frozen_values(target)
+    paths = [p for i, c in enumerate(children) for p, leaf in tree.leaf_paths(c, names[i]) if leaf["kind"] == "tensor"]
+    export_dyn = flat_dyn
     try:
-        with compat.quiet_export_logs():
-            ep = torch.export.export(
-                program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None,
-                strict=False,
-            )
+        try:
+            ep = _export(program, flat, flat_dyn)
+        except compat.capture_exception_kinds() as e:
+            if "Constraints violated" not in str(e):
+                raise
+            # A named Dim was specialized by the program. Export again letting torch
+            # decide each such dimension, then say which ones became constants.
+            export_dyn = [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn]
+            out_specs.clear()
+            ep = _export(program, flat, export_dyn)
     except CaptureError:
         raise
     except compat.capture_exception_kinds() as e:
@@ -431,7 +482,14 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
             raise CaptureError(f"unsupported graph input kind {kind}")
         weights[name] = tensor
 
-    inputs, dims = _guard_dims(ep, user_nodes, flat_dyn, isinstance(dynamic, dict))
+    inputs, dims, specialized = _guard_dims(ep, user_nodes, flat_dyn, paths)
+    if specialized:
+        what = ", ".join(specialized)
+        if strict:
+            raise CaptureError(f"the program specializes dynamic dimensions: {what}",
+                               hint="drop those Dims (the package then runs only that size), or change the program")
+        warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
+                      SpecializationWarning, stacklevel=3)
     for guard, t in zip(inputs, flat):
         guard["requires_grad"] = bool(t.requires_grad)
 
@@ -466,5 +524,5 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         example_inputs=list(flat),
         exported=ep,
         graph_module=gm,
-        flat_dynamic_shapes=flat_dyn,
+        flat_dynamic_shapes=export_dyn,
     )

@@ -73,10 +73,16 @@ def _cmd_run(a) -> int:
     fn = aotpack.load(a.package)
     load_s = time.perf_counter() - t
     with PackageReader(a.package) as r:
-        if not r.has("examples.safetensors"):
-            raise AotpackError(f"{a.package} holds no example inputs", hint="compile it with examples=True")
-        flat = load(r.read("examples.safetensors"))
-        spec = fn.manifest["variants"][0]["in_spec"]
+        variant = fn.manifest["variants"][0] if a.variant is None else next(
+            (v for v in fn.manifest["variants"] if v["name"] == a.variant), None)
+        if variant is None:
+            raise AotpackError(f"{a.package} has no variant {a.variant!r}")
+        member = f"variants/{variant['name']}/examples.safetensors"
+        if not r.has(member):
+            raise AotpackError(f"{a.package} holds no example inputs for variant {variant['name']}",
+                               hint="compile it with examples=True")
+        flat = load(r.read(member))
+        spec = variant["in_spec"]
     flat = [flat[f"input{i}"] for i in range(len(flat))]
     values = aotpack.tree.unflatten(spec, flat)
     t = time.perf_counter()
@@ -122,6 +128,7 @@ def main(argv=None) -> int:
 
     r = sub.add_parser("run", help="load a package and run it on its recorded example inputs")
     r.add_argument("package")
+    r.add_argument("--variant", default=None, help="whose example inputs to use (default: the first)")
     r.set_defaults(func=_cmd_run)
 
     i = sub.add_parser("inspect", help="describe a package (no code is run)")

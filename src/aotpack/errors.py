@@ -25,6 +25,7 @@ __all__ = [
     "IntegrityError",
     "IncompatibleError",
     "CacheError",
+    "SpecializationWarning",
 ]
 
 
@@ -69,3 +70,7 @@ class IncompatibleError(AotpackError):
 
 class CacheError(AotpackError):
     """A compile-cache store failed."""
+
+
+class SpecializationWarning(UserWarning):
+    """The program forced a dimension the user declared dynamic to one size."""

@@ -25,14 +25,18 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import inspect
+import operator
+from typing import NamedTuple
 
 import torch
+from torch import Tensor
 
 from . import tree
 from .errors import GuardError
 
-__all__ = ["Guard", "Mismatch", "describe_input"]
+__all__ = ["Guard", "GuardEntry", "Mismatch", "describe_input", "shape_text"]
 
 _KIND = {
     "positional_only": inspect.Parameter.POSITIONAL_ONLY,
@@ -41,6 +45,27 @@ _KIND = {
     "keyword_only": inspect.Parameter.KEYWORD_ONLY,
     "var_keyword": inspect.Parameter.VAR_KEYWORD,
 }
+
+
+class GuardEntry(NamedTuple):
+    """One check a variant makes, as ``load(..., guard_filter=f)`` sees it.
+
+    ``f(entries) -> list[bool]`` keeps the entries it returns True for. Dropping a check
+    is UNSAFE in the same way as ``check_guards=False``, for that check only.
+
+    Attributes:
+      variant: the variant's name.
+      path: the argument, named by parameter (``x``, ``batch['pair'][0]``).
+      kind: ``"dtype" | "shape" | "device" | "requires_grad" | "value"``.
+      expected: what the check wants, as text.
+      index: internal id of the checked leaf.
+    """
+
+    variant: str
+    path: str
+    kind: str
+    expected: str
+    index: int
 
 
 class _Attr(str):
@@ -61,8 +86,14 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def describe_input(name: str, guard: dict, dims: dict) -> str:
     """One input guard for a person: ``x: float32[batch=1..4096, 512] cpu``."""
+    grad = " requires_grad" if guard.get("requires_grad") else ""
+    return f"{name}: {guard['dtype']}{shape_text(guard['shape'], dims)} {guard['device']}{grad}"
+
+
+def shape_text(shape: list, dims: dict) -> str:
+    """``[batch=1..4096, 512]``: static sizes, Dims with their ranges, derived sizes."""
     sizes = []
-    for s in guard["shape"]:
+    for s in shape:
         if isinstance(s, int):
             sizes.append(str(s))
         elif isinstance(s, str):
@@ -71,8 +102,7 @@ def describe_input(name: str, guard: dict, dims: dict) -> str:
             sizes.append(f"{s}={r.get('min', 0)}..{hi}")
         else:
             sizes.append(s["expr"])
-    grad = " requires_grad" if guard.get("requires_grad") else ""
-    return f"{name}: {guard['dtype']}[{', '.join(sizes)}] {guard['device']}{grad}"
+    return f"[{', '.join(sizes)}]"
 
 
 class Guard:
@@ -82,7 +112,8 @@ class Guard:
     runtime turns it into GuardError after trying every variant).
     """
 
-    def __init__(self, signature: list[dict], in_spec: dict, inputs: list[dict], dims: dict):
+    def __init__(self, signature: list[dict], in_spec: dict, inputs: list[dict], dims: dict,
+                 guard_filter=None, variant: str = ""):
         self.signature = signature
         self.in_spec = in_spec
         self.inputs = inputs
@@ -96,12 +127,100 @@ class Guard:
                               default=tree.decode_const(p["default"]) if "default" in p else inspect.Parameter.empty)
             for p in signature
         ])
-        self._tensor_checks = [self._compile_tensor(g) for g in inputs]
+        self.entries = self._entries(variant)
+        keep = [True] * len(self.entries) if guard_filter is None else list(guard_filter(self.entries))
+        if len(keep) != len(self.entries):
+            raise ValueError(f"guard_filter returned {len(keep)} booleans for {len(self.entries)} guard entries")
+        self.dropped = {(e.index, e.kind) for e, k in zip(self.entries, keep) if not k and e.kind != "value"}
+        self._dropped_consts = {e.index for e, k in zip(self.entries, keep) if not k and e.kind == "value"}
+        self._tensor_checks = [self._compile_tensor(g, {k for i, k in self.dropped if i == n})
+                               for n, g in enumerate(inputs)]
+
         self._children = in_spec["children"]
+        # The common call, f(t0, t1, ...): every parameter one tensor, nothing to walk.
+        self._tensors_only = all(c["kind"] == "tensor" for c in self._children)
+        self.fast = self._generate_fast_check()
 
     @classmethod
-    def from_manifest(cls, program: dict, variant: dict) -> Guard:
-        return cls(program["signature"], variant["in_spec"], variant["inputs"], variant.get("dims", {}))
+    def from_manifest(cls, program: dict, variant: dict, guard_filter=None) -> Guard:
+        return cls(program["signature"], variant["in_spec"], variant["inputs"], variant.get("dims", {}),
+                   guard_filter, variant["name"])
+
+    def _entries(self, variant: str) -> list[GuardEntry]:
+        """Every check of this variant, for ``load(..., guard_filter=...)``."""
+        out = []
+        for i, spec in enumerate(self.in_spec["children"]):
+            for path, leaf in tree.leaf_paths(spec, self.names[i]):
+                if leaf["kind"] == "const":
+                    out.append(GuardEntry(variant, path, "value", tree.const_repr(leaf), id(leaf)))
+                    continue
+                g = self.inputs[leaf["index"]]
+                out.append(GuardEntry(variant, path, "dtype", g["dtype"], leaf["index"]))
+                out.append(GuardEntry(variant, path, "shape", shape_text(g["shape"], self.dims), leaf["index"]))
+                out.append(GuardEntry(variant, path, "device", g["device"], leaf["index"]))
+                if g.get("requires_grad"):
+                    out.append(GuardEntry(variant, path, "requires_grad", "True", leaf["index"]))
+        return out
+
+    def _generate_fast_check(self):
+        """A straight-line check for the common call ``f(t0, t1, ...)``, or None.
+
+        Returns a function ``(args, kwargs) -> list | None``: the flat inputs when every
+        check passes, None when anything differs or the call has another form (the
+        caller then runs ``check``, which raises with the full message). Generated as
+        source because a Python loop over per-tensor closures costs twice as much.
+        Only ints and generated local names go into the source; dtypes and devices are
+        passed in as values, never as manifest text.
+        """
+        if not (self._tensors_only and self._plain) or self.dropped or any(
+                isinstance(s, dict) for g in self.inputs for s in g["shape"]):
+            return None
+        n = len(self.names)
+        env: dict = {"Tensor": Tensor}
+        local: dict[str, str] = {}
+        lines = ["def fast(args, kwargs):", f"    if kwargs or len(args) != {n}:", "        return None"]
+        names = [f"a{i}" for i in range(n)]
+        lines.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args" if n else "    pass")
+        for i, g in enumerate(self.inputs):
+            a = names[i]
+            env[f"D{i}"] = getattr(torch, g["dtype"])
+            conds = [f"not isinstance({a}, Tensor)", f"{a}.dtype is not D{i}"]
+            lines.append(f"    if {' or '.join(conds)}:")
+            lines.append("        return None")
+            lines.append(f"    s = {a}.shape")
+            conds = [f"len(s) != {len(g['shape'])}"]
+            binds = []
+            for d, size in enumerate(g["shape"]):
+                if isinstance(size, int):
+                    conds.append(f"s[{d}] != {int(size)}")
+                elif size in local:
+                    conds.append(f"s[{d}] != {local[size]}")
+                else:
+                    var = local[size] = f"d{len(local)}"
+                    r = self.dims[size]
+                    binds.append((var, d, int(r["min"]), None if r["max"] is None else int(r["max"])))
+            lines.append(f"    if {' or '.join(conds)}:")
+            lines.append("        return None")
+            for var, d, lo, hi in binds:
+                lines.append(f"    {var} = s[{d}]")
+                bound = f"{var} < {lo}" + (f" or {var} > {hi}" if hi is not None else "")
+                lines.append(f"    if {bound}:")
+                lines.append("        return None")
+            device = g["device"]
+            if device == "cpu":
+                lines.append(f"    if not {a}.is_cpu:")
+            elif device == "cuda":
+                lines.append(f"    if not {a}.is_cuda:")
+            else:
+                env[f"V{i}"] = device
+                lines.append(f"    if {a}.device.type != V{i}:")
+            lines.append("        return None")
+            if g.get("requires_grad"):
+                lines.append(f"    if not {a}.requires_grad:")
+                lines.append("        return None")
+        lines.append(f"    return [{', '.join(names)}]")
+        exec(compile("\n".join(lines), "<aotpack guard>", "exec"), env)  # noqa: S102 - generated above
+        return env["fast"]
 
     # -- binding ----------------------------------------------------------------------
     def bind(self, args: tuple, kwargs: dict) -> list:
@@ -154,13 +273,16 @@ class Guard:
         ``tensors=False`` checks only binding and structure (``load(check_guards=False)``).
         """
         values = self.bind(args, kwargs)
-        flat: list[torch.Tensor] = []
-        for i, (spec, value) in enumerate(zip(self._children, values)):
-            try:
-                self._walk(spec, value, flat)
-            except Mismatch as m:
-                m.parts.insert(0, i)
-                raise
+        if self._tensors_only:
+            flat = values if isinstance(values, list) else list(values)
+        else:
+            flat = []
+            for i, (spec, value) in enumerate(zip(self._children, values)):
+                try:
+                    self._walk(spec, value, flat)
+                except Mismatch as m:
+                    m.parts.insert(0, i)
+                    raise
         if not tensors:
             return flat
         sizes: dict[str, int] = {}
@@ -188,6 +310,8 @@ class Guard:
             flat.append(value)
             return
         if kind == "const":
+            if id(spec) in self._dropped_consts:
+                return
             expected = tree.decode_const(spec)
             if isinstance(value, torch.Tensor) or type(value) is not type(expected) or value != expected:
                 if not (isinstance(expected, float) and isinstance(value, float) and expected != expected and value != value):
@@ -216,8 +340,23 @@ class Guard:
                 m.parts.insert(0, j)
                 raise
 
-    def _compile_tensor(self, g: dict):
-        dtype = getattr(torch, g["dtype"])
+    def _compile_tensor(self, g: dict, dropped: set):
+        if dropped:
+            g = dict(g)
+            if "dtype" in dropped:
+                g["dtype"] = None
+            if "shape" in dropped:
+                g["shape"] = None
+            if "device" in dropped:
+                g["device"] = None
+            if "requires_grad" in dropped:
+                g["requires_grad"] = False
+        dtype = getattr(torch, g["dtype"]) if g["dtype"] else None
+        if g["shape"] is None:
+            g["shape"] = []
+            check_shape = False
+        else:
+            check_shape = True
         rank = len(g["shape"])
         device = g["device"]
         requires_grad = g.get("requires_grad", False)
@@ -226,11 +365,15 @@ class Guard:
         dims = self.dims
         shape_spec = g["shape"]
 
+        exprs = [(d, s["expr"], _size_expr(s["expr"])) for d, s in enumerate(shape_spec) if isinstance(s, dict)]
+
         def check(t: torch.Tensor, sizes: dict) -> None:
-            if t.dtype is not dtype:
+            if not isinstance(t, Tensor):
+                raise Mismatch([], "a tensor", _what(t))
+            if dtype is not None and t.dtype is not dtype:
                 raise Mismatch([_Attr(".dtype")], str(dtype), str(t.dtype))
             shape = t.shape
-            if static and shape == static_shape:
+            if not check_shape or (static and shape == static_shape):
                 pass
             else:
                 if len(shape) != rank:
@@ -250,7 +393,11 @@ class Guard:
                             sizes[want] = got
                         elif seen != got:
                             raise Mismatch([_Attr(f".shape[{d}]")], f"{want} = {seen} (as in an earlier input)", str(got))
-            if t.device.type != device:
+                for d, text, evaluate in exprs:
+                    want_size = evaluate(sizes) if evaluate else None
+                    if want_size is not None and shape[d] != want_size:
+                        raise Mismatch([_Attr(f".shape[{d}]")], f"{text} = {want_size}", str(shape[d]))
+            if device is not None and t.device.type != device:
                 raise Mismatch([_Attr(".device")], device, str(t.device))
             if requires_grad and not t.requires_grad:
                 raise Mismatch([_Attr(".requires_grad")], "True", "False")
@@ -258,10 +405,40 @@ class Guard:
         return check
 
 
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+           ast.Mod: operator.mod}
+
+
+def _size_expr(text: str):
+    """A checker for a derived size like ``2*batch + 1``: sizes -> int, or None when a
+    Dim it uses is not bound yet. Only + - * // % on ints and Dim names; anything else
+    gives None (the size is then checked by the backend only)."""
+    try:
+        tree_ = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def build(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return lambda sizes: node.value
+        if isinstance(node, ast.Name):
+            return lambda sizes: sizes.get(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = build(node.operand)
+            return lambda sizes: None if (v := inner(sizes)) is None else -v
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            left, right, op = build(node.left), build(node.right), _BINOPS[type(node.op)]
+            return lambda sizes: None if (a := left(sizes)) is None or (b := right(sizes)) is None else op(a, b)
+        raise ValueError(text)
+
+    try:
+        return build(tree_)
+    except ValueError:
+        return None
+
+
 def _parse_path(path: str) -> list:
     """``"[0]['a']"`` -> ``[0, 'a']`` (paths made by tree.leaf_paths)."""
-    import ast
-
     parts = []
     for piece in path.strip("[]").split("][") if path else []:
         parts.append(ast.literal_eval(piece))

@@ -58,10 +58,25 @@ class _VariantFiles:
 
 
 class _Variant:
-    __slots__ = ("name", "guard", "fn", "weights", "manifest")
+    __slots__ = ("name", "guard", "fast", "fn", "weights", "manifest")
 
     def __init__(self, name, guard, fn, weights, manifest):
         self.name, self.guard, self.fn, self.weights, self.manifest = name, guard, fn, weights, manifest
+        self.fast = guard.fast or _never
+
+
+def _never(args, kwargs):
+    return None
+
+
+def _unflattener(spec: dict):
+    """outputs -> result, with straight paths for one tensor and a tuple of tensors."""
+    if spec["kind"] == "tensor" and spec["index"] == 0:
+        return lambda outs: outs[0]
+    children = spec.get("children", ())
+    if spec["kind"] == "tuple" and all(c["kind"] == "tensor" and c["index"] == i for i, c in enumerate(children)):
+        return tuple
+    return lambda outs: tree.unflatten(spec, outs)
 
 
 class Loaded:
@@ -76,6 +91,7 @@ class Loaded:
         self.manifest = manifest
         self._variants = variants
         self._out_spec = manifest["program"]["out_spec"]
+        self._result = _unflattener(self._out_spec)
         self._check_guards = check_guards
         self.__name__ = manifest["program"]["name"]
         self.__doc__ = f"aotpack package of {manifest['program']['name']} ({manifest['program']['source']})"
@@ -88,11 +104,18 @@ class Loaded:
         variants = self._variants
         if len(variants) == 1:  # the common case: no list of failures to build
             v = variants[0]
-            try:
-                flat = v.guard.check(args, kwargs, self._check_guards)
-            except Mismatch as m:
-                raise self._guard_error([(v, m)], args, kwargs) from None
-            return tree.unflatten(self._out_spec, v.fn(v.weights + flat))
+            flat = v.fast(args, kwargs) if self._check_guards else None
+            if flat is None:
+                try:
+                    flat = v.guard.check(args, kwargs, self._check_guards)
+                except Mismatch as m:
+                    raise self._guard_error([(v, m)], args, kwargs) from None
+            return self._result(v.fn(v.weights + flat))
+        if self._check_guards:
+            for v in variants:
+                flat = v.fast(args, kwargs)
+                if flat is not None:
+                    return self._result(v.fn(v.weights + flat))
         failures = []
         for v in variants:
             try:
@@ -100,7 +123,7 @@ class Loaded:
             except Mismatch as m:
                 failures.append((v, m))
                 continue
-            return tree.unflatten(self._out_spec, v.fn(v.weights + flat))
+            return self._result(v.fn(v.weights + flat))
         raise self._guard_error(failures, args, kwargs) from None
 
     def _guard_error(self, failures, args, kwargs) -> GuardError:
@@ -150,29 +173,48 @@ def _incompatibilities(manifest: dict, variant: dict) -> list[str]:
     return problems
 
 
-def _bind_module(weights: dict, program: dict, module: torch.nn.Module) -> dict:
-    """Replace the stored parameters and buffers by ``module``'s live ones (no copy)."""
+def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.Module) -> list[torch.Tensor]:
+    """The variant's graph weights with ``module``'s live parameters and buffers in place
+    of the stored ones (no copy). Raises AotpackError naming the first one that does not fit."""
     live = dict(module.named_parameters(remove_duplicate=False))
     live.update(module.named_buffers(remove_duplicate=False))
-    out = dict(weights)
-    for name, info in program["weights"].items():
+    out = []
+    for key, fqn in zip(variant["weights"], variant.get("weight_fqns", variant["weights"])):
+        info = program["weights"][key]
         if info["kind"] not in ("parameter", "buffer"):
+            out.append(stored[key])  # frozen constants stay the package's
             continue
-        t = live.get(name)
+        t = live.get(fqn)
         if t is None:
-            raise AotpackError(f"module {type(module).__qualname__} has no parameter or buffer {name!r}, "
+            raise AotpackError(f"module {type(module).__qualname__} has no parameter or buffer {fqn!r}, "
                                "which the package needs",
                                hint="pass the same model class the package was compiled from")
         want = f"{info['dtype']}{info['shape']}"
         got = f"{str(t.dtype).removeprefix('torch.')}{list(t.shape)}"
         if want != got:
-            raise AotpackError(f"module parameter {name!r} is {got}, the package was compiled for {want}")
-        out[name] = t.detach()
+            raise AotpackError(f"module parameter {fqn!r} is {got}, the package was compiled for {want}")
+        device = variant.get("device", "cpu")
+        if t.device.type != device:
+            raise AotpackError(f"module weight {fqn!r} is on {t.device}, variant {variant['name']} runs on {device}",
+                               hint=f"move the module with .to({device!r}) first")
+        out.append(t.detach())
     return out
 
 
+def _specificity(variant: dict) -> tuple:
+    """Sort key: fewer dynamic dimensions first, then narrower ranges (most specific first)."""
+    dynamic, width = 0, 0
+    for g in variant["inputs"]:
+        for s in g["shape"]:
+            if isinstance(s, str):
+                dynamic += 1
+                r = variant.get("dims", {}).get(s, {})
+                width += (r["max"] - r["min"]) if r.get("max") is not None else 2**62
+    return dynamic, width
+
+
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
-         backends: Sequence = (), variants: Sequence[str] | None = None) -> Loaded:
+         guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None) -> Loaded:
     """Load a package written by ``Package.save``; returns a callable like the original.
 
     Args:
@@ -181,8 +223,13 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         ones (no copy: an optimizer step on ``module`` is seen by the next call).
       check_guards: False skips input checks. UNSAFE: a wrong shape then runs the
         compiled code on memory it was not compiled for.
+      guard_filter: ``f(entries) -> list[bool]``; each entry (``GuardEntry``: variant,
+        path, kind, expected) is one check, kept where ``f`` says True. UNSAFE for the
+        checks it drops, like check_guards=False.
       backends: user backend objects, for packages built with a custom backend.
-      variants: load only these variants (default: all that can run here).
+      variants: load only these variants (default: all that can run here). Calls
+        try the most specific variant first (fewest dynamic dimensions, then the
+        narrowest ranges) and run the first whose guards pass.
     Returns:
       Loaded.
     Raises:
@@ -202,10 +249,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         weights = reader.tensors(fmt.WEIGHTS)
         for alias, target in program.get("aliases", {}).items():
             weights[alias] = weights[target]
-        if module is not None:
-            weights = _bind_module(weights, program, module)
         loaded, problems = [], []
-        for v in manifest["variants"]:
+        for v in sorted(manifest["variants"], key=_specificity):
             if variants is not None and v["name"] not in variants:
                 continue
             why = _incompatibilities(manifest, v)
@@ -218,14 +263,17 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 fn = backend.load(files)
             finally:
                 files.cleanup()
-            ws = [weights[n] for n in v["weights"]]
             if module is not None:
-                device = v.get("device", "cpu")
-                wrong = [n for n, t in zip(v["weights"], ws) if t.device.type != device]
-                if wrong:
-                    raise AotpackError(f"module weight {wrong[0]!r} is on {ws[0].device}, variant {v['name']} "
-                                       f"runs on {device}", hint=f"move the module with .to({device!r}) first")
-            loaded.append(_Variant(v["name"], Guard.from_manifest(program, v), fn, ws, v))
+                try:
+                    ws = _live_weights(v, program, weights, module)
+                except AotpackError as e:
+                    if len(manifest["variants"]) == 1:
+                        raise
+                    problems.append(f"variant {v['name']}: {e.message}")  # e.g. a bf16 variant, a float32 module
+                    continue
+            else:
+                ws = [weights[n] for n in v["weights"]]
+            loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v))
         if not loaded:
             if variants is not None and not problems:
                 raise AotpackError(f"{path} has no variant named {list(variants)}; it has "

@@ -46,7 +46,7 @@ def _tensor_info(t: torch.Tensor) -> dict:
 
 
 class Package:
-    """A compiled program in memory, ready to ``save``.
+    """A compiled program in memory, ready to ``save``; one or more variants.
 
     Attributes:
       manifest: the JSON manifest (members' hashes are added when saving).
@@ -58,43 +58,8 @@ class Package:
         self.members = members
 
     @classmethod
-    def from_captured(cls, captured, variants: list[tuple[str, object, object]], *, examples: bool = True) -> Package:
-        """Build a package from a Captured program and its compiled variants.
-
-        Args:
-          captured: the Captured program.
-          variants: (name, backend, Compiled) per variant.
-          examples: store the example inputs (for ``aotpack repro``).
-        """
-        from ..backends import backend_entry
-
-        weights, aliases = _dedupe(captured.weights)
-        members: dict[str, bytes] = {
-            fmt.PROGRAM: compat.serialize_program(captured.exported),
-            fmt.WEIGHTS: safetensors.torch.save(weights),
-        }
-        if examples and captured.example_inputs:
-            ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
-            members[fmt.EXAMPLES] = safetensors.torch.save(ex)
-        manifest_variants = []
-        for name, backend, compiled in variants:
-            fmt.check_variant_name(name)
-            files = []
-            for rel, data in compiled.files.items():
-                members[fmt.variant_dir(name) + rel] = data
-                files.append(rel)
-            manifest_variants.append({
-                "name": name,
-                "backend": backend.name,
-                "backend_entry": backend_entry(backend),
-                "device": compiled.meta.get("device", "cpu"),
-                "weights": list(captured.weights),
-                "in_spec": captured.in_spec,
-                "inputs": captured.inputs,
-                "dims": captured.dims,
-                "files": files,
-                "meta": compiled.meta,
-            })
+    def from_captured(cls, captured, name: str, backend, compiled, *, examples: bool = True) -> Package:
+        """A package holding one variant ``name`` of ``captured``, compiled by ``backend``."""
         manifest = {
             "format": fmt.FORMAT_NAME,
             "format_version": fmt.FORMAT_VERSION,
@@ -110,13 +75,83 @@ class Package:
                 "signature": captured.signature,
                 "out_spec": captured.out_spec,
                 "frozen": captured.frozen,
-                "weights": {n: {"kind": captured.weight_kinds[n], **_tensor_info(t)}
-                            for n, t in captured.weights.items()},
-                "aliases": aliases,
+                "weights": {},
+                "aliases": {},
             },
-            "variants": manifest_variants,
+            "variants": [],
         }
+        members = {fmt.PROGRAM: compat.serialize_program(captured.exported),
+                   fmt.WEIGHTS: safetensors.torch.save({})}
+        pkg = cls(manifest, members)
+        pkg.add_variant(captured, name, backend, compiled, examples=examples)
+        return pkg
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Package:
+        """Read a saved package back into memory (verified first), e.g. to add a variant."""
+        from .reader import PackageReader
+
+        with PackageReader(path) as r:
+            r.verify()
+            manifest = dict(r.manifest)
+            manifest.pop("members")
+            members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
         return cls(manifest, members)
+
+    def add_variant(self, captured, name: str, backend, compiled, *, examples: bool = True) -> None:
+        """Add variant ``name``: its weights join the shared store, each distinct tensor once.
+
+        The program's signature and output structure must be those of the package.
+        """
+        from ..backends import backend_entry
+        from ..errors import AotpackError
+
+        fmt.check_variant_name(name)
+        if name in self.variants:
+            raise AotpackError(f"the package already has a variant named {name!r}",
+                               hint="pick another variant name")
+        program = self.manifest["program"]
+        if self.variants and (captured.signature != program["signature"] or captured.out_spec != program["out_spec"]):
+            raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
+                               f"differs from the package's ({program['name']})",
+                               hint="variants differ only in dtypes, shapes, devices or backends")
+        stored = safetensors.torch.load(self.members[fmt.WEIGHTS])
+        for alias, target in program["aliases"].items():
+            stored[alias] = stored[target]
+        new, aliases = _dedupe(captured.weights)
+        names = []
+        for fqn, t in captured.weights.items():
+            src = new[aliases.get(fqn, fqn)]
+            key = fqn
+            if key in stored and not _same(stored[key], src):
+                key = f"{fqn}@{name}"  # same parameter, other dtype/values for this variant
+            if key not in stored:
+                stored[key] = src
+                program["weights"][key] = {"kind": captured.weight_kinds[fqn], **_tensor_info(src)}
+            names.append(key)
+        unique, program["aliases"] = _dedupe(stored)
+        self.members[fmt.WEIGHTS] = safetensors.torch.save(unique)
+        prefix = fmt.variant_dir(name)
+        files = []
+        for rel, data in compiled.files.items():
+            self.members[prefix + rel] = data
+            files.append(rel)
+        if examples and captured.example_inputs:
+            ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
+            self.members[prefix + fmt.EXAMPLES] = safetensors.torch.save(ex)
+        self.manifest["variants"].append({
+            "name": name,
+            "backend": backend.name,
+            "backend_entry": backend_entry(backend),
+            "device": compiled.meta.get("device", "cpu"),
+            "weights": names,
+            "weight_fqns": list(captured.weights),
+            "in_spec": captured.in_spec,
+            "inputs": captured.inputs,
+            "dims": captured.dims,
+            "files": files,
+            "meta": compiled.meta,
+        })
 
     @property
     def variants(self) -> list[str]:
@@ -142,3 +177,5 @@ class Package:
                 f"{self.nbytes / 1e6:.1f} MB torch {self.manifest['versions']['torch']}>")
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)

@@ -4,9 +4,11 @@ Layout::
 
     manifest.json                 JSON, written first; lists every other member's sha256
     program/model.json            torch.export's JSON serialization of the program graph
-    weights.safetensors           every weight once (parameters, buffers, frozen tensors)
-    examples.safetensors          the example inputs the package was compiled with
+    weights.safetensors           every distinct weight once (parameters, buffers, frozen
+                                  tensors); a variant whose weight differs (bf16, say) stores
+                                  it as "<name>@<variant>"
     variants/<name>/<files>       one folder per compiled variant (backend files)
+    variants/<name>/examples.safetensors   the variant's example inputs (input0, input1, ...)
 
 Members are stored, not deflated, and each starts at a 64-byte aligned offset (padding
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
@@ -18,8 +20,9 @@ Manifest (``FORMAT_VERSION`` 1)::
      "versions": {"aotpack", "torch", "python"}, "platform": {"system", "machine"},
      "program": {"name", "kind", "source", "signature", "out_spec", "frozen",
                  "weights": {name: {"kind", "dtype", "shape"}}, "aliases": {name: name}},
-     "variants": [{"name", "backend", "backend_entry", "device", "in_spec", "inputs",
-                   "dims", "files", "meta"}],
+     "variants": [{"name", "backend", "backend_entry", "device", "weights" (stored names,
+                   in graph order), "weight_fqns" (the program's names for them), "in_spec",
+                   "inputs", "dims", "files", "meta"}],
      "members": {path: {"sha256", "size"}}}
 
 Changelog of FORMAT_VERSION (bump on any change a reader must know about):
@@ -43,7 +46,7 @@ MIN_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PROGRAM = "program/model.json"
 WEIGHTS = "weights.safetensors"
-EXAMPLES = "examples.safetensors"
+EXAMPLES = "examples.safetensors"  # inside variants/<name>/
 ALIGN = 64
 # Refuse manifests and member counts that no real package has (zip bombs, garbage).
 MAX_MANIFEST_BYTES = 64 << 20

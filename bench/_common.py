@@ -1,0 +1,47 @@
+"""Shared by the benchmarks: fresh-process cases, machine facts, results as JSON."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+def machine() -> dict:
+    import torch
+
+    facts = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+             "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name()
+    return facts
+
+
+def fresh(code: str, *argv: str, env: dict | None = None, timeout: int = 900) -> dict:
+    """Run ``code`` in a fresh ``python``; it prints one JSON object as its last line."""
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark case failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write(name: str, rows: list[dict], tag: str | None = None) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    tag = tag or os.environ.get("AOTPACK_BENCH_TAG") or ("gpu" if machine().get("gpu") else "cpu")
+    path = os.path.join(RESULTS, f"{name}-{tag}.json")
+    with open(path, "w") as f:
+        json.dump({"date": datetime.date.today().isoformat(), "machine": machine(), "rows": rows}, f, indent=1)
+    return path
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = " | ".join(f"{{:{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), "-+-".join("-" * w for w in widths), *(fmt.format(*r) for r in rows)])
