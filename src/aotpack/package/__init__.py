@@ -120,7 +120,7 @@ class Package:
             stored[alias] = stored[target]
         new, aliases = _dedupe(captured.weights)
         names = []
-        for fqn, t in captured.weights.items():
+        for fqn in captured.weights:
             src = new[aliases.get(fqn, fqn)]
             key = fqn
             if key in stored and not _same(stored[key], src):
