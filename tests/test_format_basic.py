@@ -25,7 +25,7 @@ def test_layout(package):
     with zipfile.ZipFile(package) as z:
         names = z.namelist()
         assert names[0] == "manifest.json"
-        assert {"program/model.json", "weights.safetensors", "variants/default/examples.safetensors",
+        assert {"variants/default/program.json", "weights.safetensors", "variants/default/examples.safetensors",
                 "variants/default/graph.py"} <= set(names)
         assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
         manifest = json.loads(z.read("manifest.json"))

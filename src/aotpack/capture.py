@@ -71,6 +71,8 @@ class Captured:
       dims: symbolic dimensions by name, ``{"batch": {"min": 1, "max": 4096}}``.
       weights: graph weights in graph order, name -> tensor (params, buffers, constants).
       weight_kinds: name -> ``"parameter" | "buffer" | "constant"``.
+      weight_targets: name -> the name torch.export gives it in ``exported`` (its state
+        dict or constants key), to rebuild the program from its serialized form.
       frozen: Python values read at capture and baked in (globals, closures, defaults).
       example_inputs: the flat input tensors the program was captured with.
       exported: torch.export's ExportedProgram (the portable program).
@@ -88,6 +90,7 @@ class Captured:
     dims: dict[str, dict]
     weights: dict[str, torch.Tensor]
     weight_kinds: dict[str, str]
+    weight_targets: dict[str, str]
     frozen: list[dict]
     example_inputs: list[torch.Tensor]
     exported: Any = field(repr=False)
@@ -453,6 +456,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
     weights: dict[str, torch.Tensor] = {}
     weight_kinds: dict[str, str] = {}
+    weight_targets: dict[str, str] = {}
     user_nodes = []
     by_id = {id(f["_value"]): f for f in frozen if f["type"] == "tensor"}
     seen_user = False
@@ -481,6 +485,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         else:  # pragma: no cover
             raise CaptureError(f"unsupported graph input kind {kind}")
         weights[name] = tensor
+        weight_targets[name] = target_name
 
     inputs, dims, specialized = _guard_dims(ep, user_nodes, flat_dyn, paths)
     if specialized:
@@ -520,6 +525,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         dims=dims,
         weights=weights,
         weight_kinds=weight_kinds,
+        weight_targets=weight_targets,
         frozen=frozen,
         example_inputs=list(flat),
         exported=ep,

@@ -261,6 +261,12 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             files = _VariantFiles(reader, v)
             try:
                 fn = backend.load(files)
+            except AotpackError:
+                raise
+            except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised
+                raise AotpackError(f"variant {v['name']} of {path} failed to load with backend {v['backend']}: "
+                                   f"{type(e).__name__}: {e}",
+                                   hint="run `aotpack verify` on it; rebuild the package on this machine") from e
             finally:
                 files.cleanup()
             if module is not None:

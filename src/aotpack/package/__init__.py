@@ -80,8 +80,7 @@ class Package:
             },
             "variants": [],
         }
-        members = {fmt.PROGRAM: compat.serialize_program(captured.exported),
-                   fmt.WEIGHTS: safetensors.torch.save({})}
+        members = {fmt.WEIGHTS: safetensors.torch.save({})}
         pkg = cls(manifest, members)
         pkg.add_variant(captured, name, backend, compiled, examples=examples)
         return pkg
@@ -132,6 +131,7 @@ class Package:
         unique, program["aliases"] = _dedupe(stored)
         self.members[fmt.WEIGHTS] = safetensors.torch.save(unique)
         prefix = fmt.variant_dir(name)
+        self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
         files = []
         for rel, data in compiled.files.items():
             self.members[prefix + rel] = data
@@ -146,6 +146,7 @@ class Package:
             "device": compiled.meta.get("device", "cpu"),
             "weights": names,
             "weight_fqns": list(captured.weights),
+            "weight_targets": [captured.weight_targets[n] for n in captured.weights],
             "in_spec": captured.in_spec,
             "inputs": captured.inputs,
             "dims": captured.dims,

@@ -3,11 +3,12 @@
 Layout::
 
     manifest.json                 JSON, written first; lists every other member's sha256
-    program/model.json            torch.export's JSON serialization of the program graph
     weights.safetensors           every distinct weight once (parameters, buffers, frozen
                                   tensors); a variant whose weight differs (bf16, say) stores
                                   it as "<name>@<variant>"
     variants/<name>/<files>       one folder per compiled variant (backend files)
+    variants/<name>/program.json  the variant's portable program: torch.export's JSON
+                                  serialization (no weights), to rebuild it elsewhere
     variants/<name>/examples.safetensors   the variant's example inputs (input0, input1, ...)
 
 Members are stored, not deflated, and each starts at a 64-byte aligned offset (padding
@@ -21,7 +22,8 @@ Manifest (``FORMAT_VERSION`` 1)::
      "program": {"name", "kind", "source", "signature", "out_spec", "frozen",
                  "weights": {name: {"kind", "dtype", "shape"}}, "aliases": {name: name}},
      "variants": [{"name", "backend", "backend_entry", "device", "weights" (stored names,
-                   in graph order), "weight_fqns" (the program's names for them), "in_spec",
+                   in graph order), "weight_fqns" (the program's names for them),
+                   "weight_targets" (torch.export's names for them, for rebuilding), "in_spec",
                    "inputs", "dims", "files", "meta"}],
      "members": {path: {"sha256", "size"}}}
 
@@ -44,7 +46,7 @@ FORMAT_VERSION = 1
 MIN_FORMAT_VERSION = 1
 
 MANIFEST = "manifest.json"
-PROGRAM = "program/model.json"
+PROGRAM = "program.json"  # inside variants/<name>/
 WEIGHTS = "weights.safetensors"
 EXAMPLES = "examples.safetensors"  # inside variants/<name>/
 ALIGN = 64
@@ -78,3 +80,93 @@ def check_member_name(name: str) -> None:
 def check_variant_name(name: str) -> None:
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ValueError(f"variant name {name!r} must be letters, digits, '-', '_' or '.'")
+
+
+_PARAM_KINDS = {"positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"}
+_CONST_TYPES = {"bool", "int", "float", "str", "NoneType", "dtype", "device"}
+
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise FormatError(f"the manifest is malformed: {what}",
+                          hint="the file was damaged or edited by hand; copy or rebuild the package")
+
+
+def _check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) -> None:
+    _need(depth < 100 and isinstance(spec, dict) and isinstance(spec.get("kind"), str), f"{where} is not a tree spec")
+    kind = spec["kind"]
+    if kind == "tensor":
+        i = spec.get("index")
+        _need(isinstance(i, int) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
+    elif kind == "const":
+        _need(spec.get("type") in _CONST_TYPES, f"{where} has a constant of unknown type")
+        if spec["type"] == "dtype":
+            _need(isinstance(getattr(torch, str(spec.get("value")), None), torch.dtype), f"{where} names no dtype")
+    elif kind in ("tuple", "list", "dict"):
+        children = spec.get("children")
+        _need(isinstance(children, list), f"{where} has no children list")
+        if kind == "dict":
+            keys = spec.get("keys")
+            _need(isinstance(keys, list) and len(keys) == len(children) and all(isinstance(k, str) for k in keys),
+                  f"{where} has bad dict keys")
+        for j, c in enumerate(children):
+            _check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
+    else:
+        _need(False, f"{where} has unknown kind {kind!r}")
+
+
+def validate_manifest(m: dict) -> None:
+    """Check the manifest's structure before any of it is used (FormatError naming the field)."""
+    _need(isinstance(m.get("versions"), dict) and isinstance(m.get("platform"), dict), "versions/platform missing")
+    p = m.get("program")
+    _need(isinstance(p, dict), "program is missing")
+    sig = p.get("signature")
+    _need(isinstance(sig, list) and all(isinstance(x, dict) and isinstance(x.get("name"), str) and x.get("kind") in
+                                        _PARAM_KINDS for x in sig), "program.signature")
+    for x in sig:
+        if "default" in x:
+            _check_spec(x["default"], f"default of {x['name']}")
+    _check_spec(p.get("out_spec"), "program.out_spec")
+    _need(isinstance(p.get("weights"), dict) and isinstance(p.get("aliases", {}), dict), "program.weights")
+    _need(isinstance(p.get("frozen", []), list), "program.frozen")
+    known = set(p["weights"]) | set(p.get("aliases", {}))
+    for name, info in p["weights"].items():
+        _need(isinstance(info, dict) and isinstance(info.get("kind"), str) and isinstance(info.get("dtype"), str)
+              and isinstance(info.get("shape"), list), f"program.weights[{name!r}]")
+    variants = m.get("variants")
+    _need(isinstance(variants, list) and variants, "variants")
+    names = set()
+    for v in variants:
+        _need(isinstance(v, dict) and isinstance(v.get("name"), str), "a variant has no name")
+        name = v["name"]
+        try:
+            check_variant_name(name)
+        except ValueError:
+            _need(False, f"variant name {name!r}")
+        _need(name not in names, f"variant {name!r} appears twice")
+        names.add(name)
+        _need(isinstance(v.get("backend"), str), f"variant {name}.backend")
+        ws = v.get("weights")
+        _need(isinstance(ws, list) and all(isinstance(w, str) and w in known for w in ws), f"variant {name}.weights")
+        for key in ("weight_fqns", "weight_targets"):
+            if key in v:
+                _need(isinstance(v[key], list) and len(v[key]) == len(ws), f"variant {name}.{key}")
+        inputs = v.get("inputs")
+        _need(isinstance(inputs, list), f"variant {name}.inputs")
+        dims = v.get("dims", {})
+        _need(isinstance(dims, dict), f"variant {name}.dims")
+        for d, r in dims.items():
+            _need(isinstance(r, dict) and isinstance(r.get("min"), int) and (r.get("max") is None or isinstance(
+                r.get("max"), int)), f"variant {name}.dims[{d!r}]")
+        for i, g in enumerate(inputs):
+            _need(isinstance(g, dict) and isinstance(getattr(torch, str(g.get("dtype")), None), torch.dtype),
+                  f"variant {name}.inputs[{i}].dtype")
+            _need(isinstance(g.get("device"), str) and isinstance(g.get("shape"), list), f"variant {name}.inputs[{i}]")
+            for s in g["shape"]:
+                _need((isinstance(s, int) and not isinstance(s, bool) and s >= 0) or (isinstance(s, str) and s in dims)
+                      or (isinstance(s, dict) and isinstance(s.get("expr"), str)), f"variant {name}.inputs[{i}].shape")
+        _check_spec(v.get("in_spec"), f"variant {name}.in_spec", len(inputs))
+        _need(v["in_spec"]["kind"] == "tuple" and len(v["in_spec"]["children"]) == len(sig),
+              f"variant {name}.in_spec does not match the signature")
+        _need(isinstance(v.get("files"), list) and all(isinstance(f, str) for f in v["files"]), f"variant {name}.files")
+        _need(isinstance(v.get("meta", {}), dict), f"variant {name}.meta")

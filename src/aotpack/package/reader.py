@@ -19,6 +19,7 @@ import mmap
 import os
 import struct
 import zipfile
+import zlib
 
 import torch
 
@@ -56,10 +57,11 @@ class PackageReader:
         self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_COPY)
         try:
             zf = zipfile.ZipFile(self._file)
-        except (zipfile.BadZipFile, OSError, ValueError, struct.error) as e:
+            infos = zf.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, struct.error, EOFError, NotImplementedError,
+                UnicodeDecodeError, OverflowError, KeyError, IndexError) as e:
             raise IntegrityError(f"{self.path} is truncated or corrupt: {e}",
                                  hint="copy the package again; if you saved it, save it again") from None
-        infos = zf.infolist()
         if len(infos) > fmt.MAX_MEMBERS:
             raise FormatError(f"{self.path} has {len(infos)} members, more than any package ({fmt.MAX_MEMBERS})")
         self._members: dict[str, tuple[int, int]] = {}
@@ -72,14 +74,21 @@ class PackageReader:
                 raise FormatError(f"member {info.filename!r} of {self.path} is compressed; packages store members "
                                   "uncompressed", hint="do not re-zip packages; copy them as files")
             self._members[info.filename] = (self._data_offset(info, size), info.file_size)
+            if info.filename == fmt.MANIFEST:
+                manifest_crc = info.CRC
         if fmt.MANIFEST not in self._members:
             raise FormatError(f"{self.path} has no manifest.json; it is a zip file but not an aotpack package")
         off, n = self._members[fmt.MANIFEST]
         if n > fmt.MAX_MANIFEST_BYTES:
             raise FormatError(f"the manifest of {self.path} is {n} bytes, more than any package's")
+        blob = bytes(self._mm[off:off + n])
+        # The manifest holds the other members' hashes; its own CRC catches damage to it.
+        if zlib.crc32(blob) != manifest_crc:
+            raise IntegrityError(f"the manifest of {self.path} does not match its CRC (corrupt)",
+                                 hint="copy the package again")
         try:
-            self.manifest = json.loads(bytes(self._mm[off:off + n]))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            self.manifest = json.loads(blob)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise IntegrityError(f"the manifest of {self.path} is not valid JSON: {e}") from None
         self._check_manifest()
 
@@ -112,8 +121,11 @@ class PackageReader:
             raise FormatError(f"{self.path} is format version {version}, older than the oldest this aotpack reads "
                               f"({fmt.MIN_FORMAT_VERSION})", hint="rebuild the package from its source program")
         members = m.get("members")
-        if not isinstance(members, dict):
-            raise FormatError(f"the manifest of {self.path} lists no members")
+        if not isinstance(members, dict) or not all(
+                isinstance(r, dict) and isinstance(r.get("sha256"), str) and isinstance(r.get("size"), int)
+                for r in members.values()):
+            raise FormatError(f"the manifest of {self.path} lists no members (or malformed ones)")
+        fmt.validate_manifest(m)
         extra = set(self._members) - set(members) - {fmt.MANIFEST}
         if extra:
             raise IntegrityError(f"{self.path} holds members the manifest does not list: {sorted(extra)[:5]}",
@@ -162,6 +174,12 @@ class PackageReader:
             header = json.loads(bytes(self._mm[off + 8:off + 8 + hlen]))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise IntegrityError(f"member {name!r} has a corrupt safetensors header: {e}") from None
+        try:
+            return self._tensors(name, header, off, n, hlen)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+            raise FormatError(f"member {name!r} has a malformed safetensors header ({type(e).__name__}: {e})") from None
+
+    def _tensors(self, name: str, header: dict, off: int, n: int, hlen: int) -> dict[str, torch.Tensor]:
         base = off + 8 + hlen
         out = {}
         for key, info in header.items():
