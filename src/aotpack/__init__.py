@@ -23,6 +23,7 @@ from .errors import (  # noqa: E402
     GuardError,
     IncompatibleError,
     IntegrityError,
+    RebuildWarning,
     SpecializationWarning,
 )
 from .runtime import Loaded, load  # noqa: E402
@@ -31,7 +32,7 @@ from .runtime import Loaded, load  # noqa: E402
 def __getattr__(name):
     # compile/inspect import capture (torch.export machinery) lazily, so that
     # `import aotpack; aotpack.load(...)` stays on the fast path.
-    if name in ("compile", "inspect", "add_variant"):
+    if name in ("compile", "inspect", "add_variant", "verify"):
         from . import api
 
         return getattr(api, name)
@@ -47,6 +48,7 @@ __all__ = [
     "add_variant",
     "load",
     "inspect",
+    "verify",
     "Dim",
     "Loaded",
     "Package",
@@ -58,4 +60,5 @@ __all__ = [
     "IncompatibleError",
     "CacheError",
     "SpecializationWarning",
+    "RebuildWarning",
 ]

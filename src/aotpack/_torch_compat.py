@@ -139,3 +139,18 @@ def capture_exception_kinds() -> tuple[type, ...]:
     except ImportError:  # pragma: no cover
         pass
     return tuple(kinds)
+
+
+def deserialize_program(blob: bytes, state_dict: dict, constants: dict):
+    """Rebuild an ExportedProgram from ``serialize_program``'s JSON and our weights.
+
+    Private: ``torch._export.serde.serialize._bytes_to_dataclass`` and
+    ``ExportedProgramDeserializer`` (2.11-2.13). Weights are passed as dicts of tensors,
+    so no pickle is read (``deserialize`` would torch.load them from bytes).
+    """
+    from torch._export.serde import schema
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _bytes_to_dataclass
+
+    program = _bytes_to_dataclass(schema.ExportedProgram, blob)
+    with quiet_export_logs():
+        return ExportedProgramDeserializer().deserialize(program, state_dict, constants, None)

@@ -16,7 +16,7 @@ from .package import Package
 from .package.reader import PackageReader
 from .summary import Inspection
 
-__all__ = ["compile", "add_variant", "inspect"]
+__all__ = ["compile", "add_variant", "inspect", "verify"]
 
 
 def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = "aoti",
@@ -119,3 +119,27 @@ def inspect(path: str | os.PathLike) -> Inspection:
             problem = str(e)
         sizes = {n: r.view(n).nbytes for n in r.names()}
         return Inspection(os.fspath(path), r.manifest, sizes, problem)
+
+
+def verify(path: str | os.PathLike) -> dict:
+    """Check a package's integrity and whether each variant can run on this machine.
+
+    Nothing in the package is executed. Returns ``{"ok": bool, "integrity": None | str,
+    "variants": {name: [problems...]}}``; ``ok`` means the file is intact and at least
+    one variant runs here.
+
+    Example:
+        >>> aotpack.verify("mlp.aot")["ok"]                       # doctest: +SKIP
+        True
+    """
+    from .runtime import incompatibilities
+
+    with PackageReader(path) as r:
+        try:
+            r.verify()
+            integrity = None
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            integrity = str(e)
+        variants = {v["name"]: incompatibilities(r.manifest, v) for v in r.manifest["variants"]}
+    ok = integrity is None and any(not p for p in variants.values())
+    return {"ok": ok, "integrity": integrity, "variants": variants}

@@ -3,6 +3,8 @@
     aotpack compile model.py:build --example model.py:example -o model.aot [--backend aoti]
     aotpack run model.aot                   # run on the recorded example inputs
     aotpack inspect model.aot               # manifest for a person, no code run
+    aotpack verify model.aot                # integrity + runs here?, no code run
+    aotpack rebuild model.aot               # recompile variants built for another torch/machine
     aotpack demo                            # compile, save, load fresh, compare
 
 Errors print as ``error: ...`` and ``hint: ...`` with exit status 1, never a traceback.
@@ -103,6 +105,27 @@ def _cmd_inspect(a) -> int:
     return 0 if info.verified else 1
 
 
+def _cmd_verify(a) -> int:
+    result = aotpack.verify(a.package)
+    print(f"{a.package}: integrity " + ("ok (every member matches its sha256)" if result["integrity"] is None
+                                         else f"FAILED: {result['integrity']}"))
+    for name, problems in result["variants"].items():
+        print(f"  variant {name}: " + ("runs here" if not problems else "cannot run here: " + "; ".join(problems)))
+    if result["ok"]:
+        print("ok")
+    return 0 if result["ok"] else 1
+
+
+def _cmd_rebuild(a) -> int:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", aotpack.RebuildWarning)  # the progress lines say it
+        fn = aotpack.load(a.package, on_mismatch="rebuild", rewrite=True)
+    print(f"{a.package}: variants {', '.join(fn.variants)} run here")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from aotpack.demo import run_demo
 
@@ -134,6 +157,14 @@ def main(argv=None) -> int:
     i = sub.add_parser("inspect", help="describe a package (no code is run)")
     i.add_argument("package")
     i.set_defaults(func=_cmd_inspect)
+
+    v = sub.add_parser("verify", help="check integrity and whether the package runs here (no code is run)")
+    v.add_argument("package")
+    v.set_defaults(func=_cmd_verify)
+
+    b = sub.add_parser("rebuild", help="recompile variants built for another torch/machine, in place")
+    b.add_argument("package")
+    b.set_defaults(func=_cmd_rebuild)
 
     d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
     d.add_argument("--backend", default="aoti", choices=["aoti", "eager"])

@@ -26,6 +26,7 @@ __all__ = [
     "IncompatibleError",
     "CacheError",
     "SpecializationWarning",
+    "RebuildWarning",
 ]
 
 
@@ -74,3 +75,7 @@ class CacheError(AotpackError):
 
 class SpecializationWarning(UserWarning):
     """The program forced a dimension the user declared dynamic to one size."""
+
+
+class RebuildWarning(UserWarning):
+    """A package variant built for another torch or machine is being compiled again."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -22,7 +24,7 @@ import torch
 from . import _torch_compat as compat
 from . import tree
 from .backends import get_backend
-from .errors import AotpackError, GuardError, IncompatibleError
+from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
 from .package import fmt
 from .package.reader import PackageReader
@@ -55,6 +57,49 @@ class _VariantFiles:
     def cleanup(self) -> None:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class _MemoryFiles:
+    """A rebuilt variant's files, still in memory (the VariantFiles protocol)."""
+
+    def __init__(self, files: dict[str, bytes], meta: dict):
+        self._files, self.meta = files, meta
+        self._inner = None
+
+    def read(self, name: str) -> bytes:
+        return self._files[name]
+
+    def path(self, name: str) -> str:
+        self._tmp = getattr(self, "_tmp", None) or tempfile.mkdtemp(prefix="aotpack-")
+        target = os.path.join(self._tmp, name.replace("/", "_"))
+        with open(target, "wb") as f:
+            f.write(self._files[name])
+        return target
+
+    def cleanup(self) -> None:
+        if getattr(self, "_tmp", None):
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _rebuildable(variant: dict) -> bool:
+    device = variant.get("device", "cpu")
+    return device == "cpu" or (device == "cuda" and torch.cuda.is_available())
+
+
+def _rewrite(path, rebuilt: dict) -> None:
+    """Put rebuilt variants' files into the package file, atomically."""
+    from .package import Package
+
+    pkg = Package.open(path)
+    for name, (variant, compiled) in rebuilt.items():
+        prefix = fmt.variant_dir(name)
+        entry = next(v for v in pkg.manifest["variants"] if v["name"] == name)
+        for rel in entry["files"]:
+            pkg.members.pop(prefix + rel, None)
+        for rel, data in compiled.files.items():
+            pkg.members[prefix + rel] = data
+        entry.update(files=list(compiled.files), meta=compiled.meta, torch=compat.torch_version())
+    pkg.save(path)
 
 
 class _Variant:
@@ -152,11 +197,11 @@ def _input_names(guard: Guard) -> list[tuple[str, dict]]:
     return out
 
 
-def _incompatibilities(manifest: dict, variant: dict) -> list[str]:
+def incompatibilities(manifest: dict, variant: dict) -> list[str]:
     """Why ``variant`` cannot run here (empty if it can)."""
     problems = []
     if variant["backend"] == "aoti":
-        built = manifest["versions"]["torch"]
+        built = variant.get("torch", manifest["versions"]["torch"])
         if built != compat.torch_version():
             problems.append(f"torch: package built with {built}, this is {compat.torch_version()} "
                             "(AOTInductor binaries are tied to one torch version)")
@@ -214,7 +259,8 @@ def _specificity(variant: dict) -> tuple:
 
 
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
-         guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None) -> Loaded:
+         guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None,
+         on_mismatch: str = "error", rewrite: bool = False) -> Loaded:
     """Load a package written by ``Package.save``; returns a callable like the original.
 
     Args:
@@ -230,6 +276,12 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
       variants: load only these variants (default: all that can run here). Calls
         try the most specific variant first (fewest dynamic dimensions, then the
         narrowest ranges) and run the first whose guards pass.
+      on_mismatch: ``"error"`` (default): a variant built for another torch, CPU or
+        machine is skipped, and IncompatibleError lists every difference if none is
+        left. ``"rebuild"``: recompile such variants from the package's portable
+        program (warns with RebuildWarning; takes as long as compiling).
+      rewrite: with ``on_mismatch="rebuild"``, write the rebuilt variants back into
+        the package file (atomically), so the next load is fast.
     Returns:
       Loaded.
     Raises:
@@ -241,6 +293,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         >>> fn(torch.randn(8, 512)).shape
         torch.Size([8, 10])
     """
+    if on_mismatch not in ("error", "rebuild"):
+        raise ValueError(f"on_mismatch must be 'error' or 'rebuild', not {on_mismatch!r}")
     reader = PackageReader(path)
     try:
         reader.verify()
@@ -249,16 +303,27 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         weights = reader.tensors(fmt.WEIGHTS)
         for alias, target in program.get("aliases", {}).items():
             weights[alias] = weights[target]
-        loaded, problems = [], []
+        loaded, problems, rebuilt = [], [], {}
         for v in sorted(manifest["variants"], key=_specificity):
             if variants is not None and v["name"] not in variants:
                 continue
-            why = _incompatibilities(manifest, v)
-            if why:
+            why = incompatibilities(manifest, v)
+            files = _VariantFiles(reader, v)
+            if why and on_mismatch == "rebuild" and _rebuildable(v):
+                from .rebuild import rebuild_variant
+
+                warnings.warn(f"aotpack: variant {v['name']} of {path} was built for another machine or torch ("
+                              + "; ".join(why) + "); rebuilding it from its portable program", RebuildWarning,
+                              stacklevel=2)
+                compiled = rebuild_variant(reader, v, weights, backends=backends,
+                                           say=lambda line: print(line, file=sys.stderr))
+                v = {**v, "meta": compiled.meta, "torch": compat.torch_version(), "files": list(compiled.files)}
+                rebuilt[v["name"]] = (v, compiled)
+                files = _MemoryFiles(compiled.files, compiled.meta)
+            elif why:
                 problems.append(f"variant {v['name']} ({v['backend']}): " + "; ".join(why))
                 continue
             backend = get_backend(v["backend"], v.get("backend_entry"), backends)
-            files = _VariantFiles(reader, v)
             try:
                 fn = backend.load(files)
             except AotpackError:
@@ -278,14 +343,20 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                     problems.append(f"variant {v['name']}: {e.message}")  # e.g. a bf16 variant, a float32 module
                     continue
             else:
-                ws = [weights[n] for n in v["weights"]]
+                device = v.get("device", "cpu")
+                # Weights are stored for the CPU; a GPU variant gets its copy once, here.
+                ws = [weights[n] if device == "cpu" else weights[n].to(device) for n in v["weights"]]
             loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v))
         if not loaded:
             if variants is not None and not problems:
                 raise AotpackError(f"{path} has no variant named {list(variants)}; it has "
                                    f"{[v['name'] for v in manifest['variants']]}")
-            raise IncompatibleError(f"{path} cannot run here: " + " | ".join(problems),
-                                    hint="rebuild the package on this machine from its program")
+            raise IncompatibleError(
+                f"{path} cannot run here: " + " | ".join(problems),
+                hint="load it with on_mismatch='rebuild' (recompiles from the package's portable program), "
+                     "or build it on a machine like this one")
+        if rebuilt and rewrite:
+            _rewrite(path, rebuilt)
         return Loaded(manifest, loaded, check_guards)
     finally:
         reader.close()

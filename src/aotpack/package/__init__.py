@@ -144,6 +144,7 @@ class Package:
             "backend": backend.name,
             "backend_entry": backend_entry(backend),
             "device": compiled.meta.get("device", "cpu"),
+            "torch": compat.torch_version(),
             "weights": names,
             "weight_fqns": list(captured.weights),
             "weight_targets": [captured.weight_targets[n] for n in captured.weights],

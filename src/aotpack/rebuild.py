@@ -1,0 +1,94 @@
+"""Rebuild a variant from the portable program every package carries.
+
+An AOTInductor binary is tied to one torch version, CPU ISA and machine. When a package
+meets another one, ``aotpack.load(path, on_mismatch="rebuild")`` (or ``aotpack rebuild``)
+deserializes the variant's ``program.json`` (torch.export's JSON; no pickle), puts the
+package's own weights back in, and compiles it again with the variant's backend. With
+``rewrite=True`` the package file is rewritten atomically, so the next load is fast again.
+
+Example:
+    >>> fn = aotpack.load("old.aot", on_mismatch="rebuild", rewrite=True)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+
+import safetensors.torch
+import torch
+
+from . import _torch_compat as compat
+from .backends import Compiled, get_backend
+from .capture import Captured
+from .package import fmt
+
+
+def _example_inputs(variant: dict, examples: dict | None) -> list[torch.Tensor]:
+    if examples is not None and len(examples) == len(variant["inputs"]):
+        return [examples[f"input{i}"] for i in range(len(examples))]
+    # No recorded examples: any tensors of the right metadata do for compiling.
+    out = []
+    dims = variant.get("dims", {})
+    for g in variant["inputs"]:
+        shape = []
+        for s in g["shape"]:
+            if isinstance(s, int):
+                shape.append(s)
+            elif isinstance(s, str):
+                r = dims[s]
+                shape.append(min(max(r["min"], 2), r["max"] if r["max"] is not None else 2**31))
+            else:
+                shape.append(2)
+        out.append(torch.zeros(shape, dtype=getattr(torch, g["dtype"])))
+    return out
+
+
+def captured_from_package(manifest: dict, variant: dict, program_json: bytes, weights: dict,
+                          examples: dict | None) -> Captured:
+    """The Captured program of a package variant, rebuilt from its serialized form."""
+    program = manifest["program"]
+    device = variant.get("device", "cpu")
+    keys = variant["weights"]
+    fqns = variant.get("weight_fqns", keys)
+    targets = variant["weight_targets"]
+    tensors = {fqn: weights[key].to(device) for fqn, key in zip(fqns, keys)}
+    kinds = {fqn: program["weights"][key]["kind"] for fqn, key in zip(fqns, keys)}
+    by_target = {t: tensors[fqn] for fqn, t in zip(fqns, targets)}
+    state = {}
+    for fqn, t in zip(fqns, targets):
+        if kinds[fqn] == "parameter":
+            state[t] = torch.nn.Parameter(tensors[fqn], requires_grad=False)
+        elif kinds[fqn] == "buffer":
+            state[t] = tensors[fqn]
+    ep = compat.deserialize_program(program_json, state, by_target)
+    gm = torch.fx.GraphModule(ep.graph_module, ep.graph_module.graph)
+    gm.graph._codegen = torch.fx.graph.CodeGen()
+    gm.recompile()
+    return Captured(
+        name=program["name"], kind=program["kind"], source=program["source"], signature=program["signature"],
+        in_spec=variant["in_spec"], out_spec=program["out_spec"], inputs=variant["inputs"],
+        dims=variant.get("dims", {}), weights=tensors, weight_kinds=kinds,
+        weight_targets=dict(zip(fqns, targets)), frozen=program.get("frozen", []),
+        example_inputs=[t.to(device) for t in _example_inputs(variant, examples)],
+        exported=ep, graph_module=gm, flat_dynamic_shapes=[])
+
+
+def rebuild_variant(reader, variant: dict, weights: dict, *, backends=(), say=print) -> Compiled:
+    """Compile ``variant`` of the package open in ``reader`` again, on this machine."""
+    prefix = fmt.variant_dir(variant["name"])
+    if "weight_targets" not in variant or not reader.has(prefix + fmt.PROGRAM):
+        from .errors import IncompatibleError
+
+        raise IncompatibleError(f"variant {variant['name']} carries no portable program to rebuild from")
+    examples = None
+    if reader.has(prefix + fmt.EXAMPLES):
+        examples = safetensors.torch.load(reader.read(prefix + fmt.EXAMPLES))
+    captured = captured_from_package(reader.manifest, variant, reader.read(prefix + fmt.PROGRAM), weights, examples)
+    backend = get_backend(variant["backend"], variant.get("backend_entry"), backends)
+    t = time.perf_counter()
+    say(f"aotpack: rebuilding variant {variant['name']} with {backend.name} ...")
+    compiled = backend.compile(captured, {})
+    compiled.meta.setdefault("device", variant.get("device", "cpu"))
+    compiled.meta["torch"] = compat.torch_version()
+    say(f"aotpack: rebuilt variant {variant['name']} in {time.perf_counter() - t:.1f}s")
+    return compiled

@@ -1,0 +1,137 @@
+"""Saving is atomic under kill and concurrency; loading never unpickles; `aotpack verify`;
+the checked-in package of every FORMAT_VERSION still loads."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import aotpack
+import programs
+from aotpack.package import fmt
+from conftest import HERE, run_fresh
+from test_inspect_cli import run_cli
+
+DATA = os.path.join(HERE, "data")
+
+SAVER = r"""
+import sys, torch, aotpack
+def f(x, w):
+    return x @ w
+# a big package (weights ~ 64 MB) so that a save takes a while
+w = torch.randn(4096, 4096)
+pkg = aotpack.compile(lambda x: f(x, w), (torch.randn(2, 4096),), backend="eager")
+print("ready", flush=True)
+while True:
+    pkg.save(sys.argv[1])
+"""
+
+
+def test_kill_during_save_leaves_previous_file(tmp_path):
+    target = tmp_path / "m.aot"
+    good = aotpack.compile(programs.plain, (torch.randn(2), torch.randn(2)), backend="eager").save(target)
+    before = open(good, "rb").read()
+    proc = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path / "big.aot")], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        # Kill it while it is writing: wait for its temp file to appear and grow.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            tmps = glob.glob(str(tmp_path / ".aotpack-*.tmp"))
+            if tmps and os.path.getsize(tmps[0]) > 1 << 20 and (tmp_path / "big.aot").exists():
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    assert glob.glob(str(tmp_path / ".aotpack-*.tmp")), "the kill did not land mid-write"
+    # The previous complete package under the same name still loads...
+    fn = aotpack.load(tmp_path / "big.aot")
+    assert fn(torch.randn(2, 4096)).shape == (2, 4096)
+    # ...and an unrelated package next to it is untouched.
+    assert open(target, "rb").read() == before
+
+
+CONCURRENT = r"""
+import sys, torch, aotpack
+torch.manual_seed(int(sys.argv[2]))
+w = torch.randn(512, 512)
+pkg = aotpack.compile(lambda x: x @ w, (torch.randn(2, 512),), backend="eager")
+for _ in range(5):
+    pkg.save(sys.argv[1])
+"""
+
+
+def test_concurrent_saves_leave_one_complete_package(tmp_path):
+    target = str(tmp_path / "c.aot")
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, target, str(i)]) for i in range(4)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    fn = aotpack.load(target)  # verified: one writer's complete file
+    assert fn(torch.randn(2, 512)).shape == (2, 512)
+    assert not glob.glob(str(tmp_path / ".aotpack-*.tmp"))
+
+
+NO_PICKLE = r"""
+import pickle, sys, torch
+def refuse(*a, **k):
+    raise AssertionError("unpickling during aotpack.load")
+pickle.load = pickle.loads = refuse
+pickle.Unpickler = refuse
+torch.load = refuse
+import aotpack
+for path in sys.argv[1:]:
+    fn = aotpack.load(path)
+    print(path, "ok")
+"""
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_load_never_unpickles(tmp_path, backend):
+    torch.manual_seed(0)
+    path = aotpack.compile(programs.MLPWithBuffer().eval(), (torch.randn(2, 4),), backend=backend).save(
+        tmp_path / "m.aot")
+    out = run_fresh(["-c", NO_PICKLE, str(path)]).stdout
+    assert out.strip().endswith("ok")
+
+
+def test_verify_cli(tmp_path):
+    path = aotpack.compile(programs.plain, (torch.randn(2), torch.randn(2)), backend="eager").save(tmp_path / "p.aot")
+    r = run_cli("verify", str(path))
+    assert "integrity ok" in r.stdout and "variant default: runs here" in r.stdout
+    data = bytearray(open(path, "rb").read())
+    data[-200] ^= 1  # inside the central directory or a member
+    bad = tmp_path / "bad.aot"
+    bad.write_bytes(bytes(data))
+    r = run_cli("verify", str(bad), check=False)
+    assert r.returncode == 1
+    assert aotpack.verify(path)["ok"]
+
+
+def test_every_format_version_still_loads():
+    """One checked-in package per FORMAT_VERSION (tests/data/format-vN.aot, eager backend),
+    with the inputs and outputs it must reproduce."""
+    for version in range(fmt.MIN_FORMAT_VERSION, fmt.FORMAT_VERSION + 1):
+        path = os.path.join(DATA, f"format-v{version}.aot")
+        assert os.path.exists(path), f"no checked-in package for FORMAT_VERSION {version}"
+        info = aotpack.inspect(path)
+        assert info.manifest["format_version"] == version and info.verified
+        from safetensors.torch import load_file
+
+        io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        fn = aotpack.load(path)
+        out = fn(io["x"], {"w": io["w"]}, scale=2.0)
+        torch.testing.assert_close(out["y"], io["y"])
+        torch.testing.assert_close(out["parts"][0], io["p0"])
+
+
+def test_checked_in_manifest_is_json():
+    with open(os.path.join(DATA, "README.md")) as f:
+        assert "make_format_fixture.py" in f.read()
+    json.dumps(fmt.FORMAT_VERSION)
