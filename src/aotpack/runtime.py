@@ -91,7 +91,7 @@ def _rewrite(path, rebuilt: dict) -> None:
     from .package import Package
 
     pkg = Package.open(path)
-    for name, (variant, compiled) in rebuilt.items():
+    for name, (_, compiled) in rebuilt.items():
         prefix = fmt.variant_dir(name)
         entry = next(v for v in pkg.manifest["variants"] if v["name"] == name)
         for rel in entry["files"]:
