@@ -85,15 +85,22 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
     torch._inductor.aoti_compile_and_package(ep, package_path=pt2, inductor_configs=configs)
     out = {}
     with zipfile.ZipFile(pt2) as z:
-        for name in z.namelist():
-            if name.endswith(".wrapper.so"):
-                out["so"] = os.path.join(so_dir, "model.so")
-                with open(out["so"], "wb") as f:
-                    f.write(z.read(name))
-            elif name.endswith(".wrapper_metadata.json"):
+        names = z.namelist()
+        libs = [n for n in names if n.endswith(".so")]
+        lib = next((n for n in libs if n.endswith("wrapper.so")), libs[0] if len(libs) == 1 else None)
+        if lib is None:  # pragma: no cover - layout change in a future torch
+            raise RuntimeError(f"AOTInductor wrote no single model .so into {pt2}; members: {names}")
+        out["so"] = os.path.join(so_dir, "model.so")
+        with open(out["so"], "wb") as f:
+            f.write(z.read(lib))
+        for name in names:
+            if name.endswith("metadata.json") and "wrapper" in name:
                 out["metadata"] = json.loads(z.read(name))
-    if "so" not in out:  # pragma: no cover - layout change in a future torch
-        raise RuntimeError(f"AOTInductor wrote no .so into {pt2}; members: {z.namelist()}")
+        # Kernel binaries outside the .so would be missing at load (and crash it).
+        loose = [n for n in names if n.endswith((".cubin", ".fatbin", ".spv", ".hsaco"))]
+        if loose:
+            raise RuntimeError(f"AOTInductor left kernel binaries outside the .so ({loose[:3]}); "
+                               "aotpack needs aot_inductor.embed_kernel_binary=True")
     out.setdefault("metadata", {})
     return out
 
@@ -107,7 +114,11 @@ def aoti_runner(so_path: str, device: str):
     if device == "cpu":
         return torch._C._aoti.AOTIModelContainerRunnerCpu(so_path, 1)
     if device == "cuda":
-        return torch._C._aoti.AOTIModelContainerRunnerCuda(so_path, 1)
+        runner = torch._C._aoti.AOTIModelContainerRunnerCuda
+        try:
+            return runner(so_path, 1, "cuda")
+        except TypeError:  # older signature without the device string
+            return runner(so_path, 1)
     raise ValueError(f"no AOTInductor runner for device {device!r}")
 
 

@@ -215,6 +215,11 @@ def incompatibilities(manifest: dict, variant: dict) -> list[str]:
     device = variant.get("device", "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         problems.append("device: the variant runs on CUDA, and no CUDA device is available")
+    elif device == "cuda" and variant["backend"] == "aoti":
+        want = variant.get("meta", {}).get("compute_capability", "")
+        major, minor = torch.cuda.get_device_capability()
+        if want and want != f"{major}{minor}":
+            problems.append(f"GPU: package built for compute capability {want}, this GPU is {major}{minor}")
     return problems
 
 

@@ -49,12 +49,18 @@ class AOTInductor:
         with compat.quiet_export_logs():
             ep = torch.export.export(captured.graph_module, tuple(captured.graph_args()),
                                      dynamic_shapes=dyn if any(dyn) else None, strict=False)
+        device = _device_of(captured)
+        options = dict(options)
+        if device == "cuda":
+            # Kernel binaries (cubins) go inside model.so: the package ships one file per
+            # variant, and a .so that looks for cubins beside it crashes when they are not.
+            options.setdefault("aot_inductor.embed_kernel_binary", True)
         with tempfile.TemporaryDirectory(prefix="aotpack-aoti-") as d:
             out = compat.aoti_compile(ep, d, options)
             with open(out["so"], "rb") as f:
                 so = f.read()
         meta = {
-            "device": _device_of(captured),
+            "device": device,
             "cpu_isa": out["metadata"].get("AOTI_CPU_ISA", ""),
             "compute_capability": out["metadata"].get("AOTI_COMPUTE_CAPABILITY", ""),
             "machine": out["metadata"].get("AOTI_MACHINE", platform.machine()),
