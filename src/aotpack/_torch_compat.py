@@ -105,12 +105,34 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
     return out
 
 
+def _promote_libstdcxx() -> None:
+    """Put the process's libstdc++ into the global symbol scope before a model .so loads.
+
+    Diagnosed on the H100 machine (torch 2.11+cu130, Python 3.12): inductor there builds
+    model.so with /opt/gcc's g++, which links its own copy of libstdc++ into the .so.
+    The process's libstdc++ (loaded by libtorch, not globally) then coexists with that
+    copy, and the model's constructor crashes in ``std::regex`` (called from
+    ``torch::aot_inductor::parse_device_str``) on mixed locale state. torch's own
+    ``aoti_load_package`` crashes the same way. With the process's libstdc++ in the
+    global scope first (what LD_PRELOAD does), the .so binds to it and runs. RTLD_NOLOAD:
+    promote the copy already loaded, never load another.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL("libstdc++.so.6", mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+    except OSError:  # not loaded under that name (static torch build, macOS): nothing to promote
+        pass
+
+
 def aoti_runner(so_path: str, device: str):
     """Load an AOTInductor .so with torch's C++ runner, without importing torch._inductor.
 
     Private: ``torch._C._aoti.AOTIModelContainerRunnerCpu/Cuda`` (2.11-2.13). This is the
     9 ms path: the Python loader (``aoti_load_package``) imports inductor and probes the CPU.
     """
+    if hasattr(os, "RTLD_NOLOAD"):
+        _promote_libstdcxx()
     if device == "cpu":
         return torch._C._aoti.AOTIModelContainerRunnerCpu(so_path, 1)
     if device == "cuda":
