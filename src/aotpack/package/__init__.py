@@ -11,7 +11,6 @@ import datetime
 import os
 import platform
 
-import safetensors.torch
 import torch
 
 from .. import __version__
@@ -20,6 +19,13 @@ from . import format as fmt
 from .writer import write_package
 
 __all__ = ["Package", "fmt"]
+
+
+def _safetensors():
+    # Imported on first use: the load path reads safetensors with its own mmap reader.
+    import safetensors.torch
+
+    return safetensors.torch
 
 
 def _dedupe(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -80,7 +86,7 @@ class Package:
             },
             "variants": [],
         }
-        members = {fmt.WEIGHTS: safetensors.torch.save({})}
+        members = {fmt.WEIGHTS: _safetensors().save({})}
         pkg = cls(manifest, members)
         pkg.add_variant(captured, name, backend, compiled, examples=examples)
         return pkg
@@ -114,7 +120,7 @@ class Package:
             raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
                                f"differs from the package's ({program['name']})",
                                hint="variants differ only in dtypes, shapes, devices or backends")
-        stored = safetensors.torch.load(self.members[fmt.WEIGHTS])
+        stored = _safetensors().load(self.members[fmt.WEIGHTS])
         for alias, target in program["aliases"].items():
             stored[alias] = stored[target]
         new, aliases = _dedupe(captured.weights)
@@ -129,7 +135,7 @@ class Package:
                 program["weights"][key] = {"kind": captured.weight_kinds[fqn], **_tensor_info(src)}
             names.append(key)
         unique, program["aliases"] = _dedupe(stored)
-        self.members[fmt.WEIGHTS] = safetensors.torch.save(unique)
+        self.members[fmt.WEIGHTS] = _safetensors().save(unique)
         prefix = fmt.variant_dir(name)
         self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
         files = []
@@ -138,7 +144,7 @@ class Package:
             files.append(rel)
         if examples and captured.example_inputs:
             ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
-            self.members[prefix + fmt.EXAMPLES] = safetensors.torch.save(ex)
+            self.members[prefix + fmt.EXAMPLES] = _safetensors().save(ex)
         self.manifest["variants"].append({
             "name": name,
             "backend": backend.name,
