@@ -12,6 +12,8 @@ import functools
 import torch
 from torch.export import Dim
 
+from aotpack.demo import TransformerBlock
+
 G_TENSOR = torch.tensor([0.5, -1.0, 2.0, 0.25])
 G_SCALE = 3
 
@@ -91,20 +93,8 @@ def keyword_only(x, *, mask):
     return torch.where(mask, x, torch.zeros_like(x))
 
 
-class Block(torch.nn.Module):
-    """A small pre-norm transformer block (the demo's workload, small)."""
-
-    def __init__(self, d=32, heads=4):
-        super().__init__()
-        self.norm1 = torch.nn.LayerNorm(d)
-        self.attn = torch.nn.MultiheadAttention(d, heads, batch_first=True)
-        self.norm2 = torch.nn.LayerNorm(d)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
-
-    def forward(self, x):
-        h = self.norm1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.norm2(x))
+# The demo's transformer block, small here.
+Block = TransformerBlock
 
 
 def _r(*shape, seed=0):
@@ -137,5 +127,5 @@ def programs():
                                       ((torch.ones(4), torch.tensor([0, 0, 0, 5])), {})]),
         "keyword_only": dict(target=keyword_only, args=(_r(4),), kwargs={"mask": torch.tensor([True, False, True, False])},
                              calls=[((_r(4, seed=19),), {"mask": torch.tensor([False, False, True, True])})]),
-        "block": dict(target=Block().eval(), args=(_r(2, 6, 32),), calls=[((_r(2, 6, 32, seed=20),), {})]),
+        "block": dict(target=Block(32, 4).eval(), args=(_r(2, 6, 32),), calls=[((_r(2, 6, 32, seed=20),), {})]),
     }

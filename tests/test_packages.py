@@ -7,21 +7,22 @@ import programs
 NAMES = list(programs.programs())
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_eager_backend_fresh_process(eager_packages, name):
-    _, results = eager_packages
-    r = results[name]
-    assert r["ok"], r.get("error")
-    assert r["max_err"] <= 1e-6
+# What the inductor backend refuses, by design (see backends/inductor.py): Dims and
+# sizes that depend on data.
+INDUCTOR_REFUSES = {"module": "static shapes only", "data_dependent": "sizes that depend on data"}
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize("backend,tol", [("eager", 1e-6), pytest.param("aoti", 1e-4, marks=pytest.mark.slow),
+                                         pytest.param("inductor", 1e-4, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", NAMES)
-def test_aoti_backend_fresh_process(aoti_packages, name):
-    _, results = aoti_packages
+def test_fresh_process_equals_eager(request, backend, tol, name):
+    _, results = request.getfixturevalue(f"{backend}_packages")
     r = results[name]
-    assert r["ok"], r.get("error")
-    assert r["max_err"] <= 1e-4
+    if backend == "inductor" and name in INDUCTOR_REFUSES:
+        assert INDUCTOR_REFUSES[name] in r["refused"]
+        return
+    assert r["ok"], r.get("error") or r.get("refused")
+    assert r["max_err"] <= tol
 
 
 @pytest.mark.slow

@@ -187,3 +187,43 @@ def deserialize_program(blob: bytes, state_dict: dict, constants: dict):
     program = _bytes_to_dataclass(schema.ExportedProgram, blob)
     with quiet_export_logs():
         return ExportedProgramDeserializer().deserialize(program, state_dict, constants, None)
+
+
+def inductor_compile(gm, example_inputs: list) -> dict:
+    """Compile a functional, decomposed aten graph with inductor (the torch.compile
+    backend, not AOT); return {"source": the output code, "constants": {name: tensor}}.
+
+    Private: ``torch._inductor.compile_fx.compile_fx_inner`` and ``CompiledFxGraph``'s
+    ``source_code``/``constants`` (2.11-2.13).
+    """
+    from torch._inductor.compile_fx import compile_fx_inner
+
+    with torch.no_grad():
+        compiled = compile_fx_inner(gm, list(example_inputs))
+    return {"source": compiled.source_code, "constants": dict(getattr(compiled, "constants", None) or {})}
+
+
+def inductor_load(source: str, constants: dict):
+    """Import inductor output code the way torch.compile's FX graph cache does; return
+    its ``call``. Kernels are compiled (or taken from inductor's cache) on import.
+
+    Private: ``torch._inductor.codecache.PyCodeCache.load_by_key_path`` (2.11-2.13).
+    """
+    import hashlib
+
+    from torch._inductor.codecache import PyCodeCache, get_path, write_atomic
+
+    key = "aotpack" + hashlib.sha256(source.encode()).hexdigest()[:40]
+    path = get_path(key, "py")[2]
+    if not os.path.exists(path):
+        write_atomic(path, source, make_dirs=True)
+    module = PyCodeCache.load_by_key_path(key, path, None, constants)
+    return module.call
+
+
+def inductor_decompositions() -> dict:
+    """inductor's decomposition table. Private: ``torch._inductor.decomposition
+    .select_decomp_table`` (2.11-2.13)."""
+    from torch._inductor.decomposition import select_decomp_table
+
+    return select_decomp_table()

@@ -29,7 +29,8 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
       target: the function or nn.Module to compile.
       args, kwargs: example inputs: tensors, nested tuples/lists/dicts of tensors, and
         Python values (which are frozen into the package and guarded).
-      backend: ``"aoti"`` (AOTInductor, default), ``"eager"``, or an object following
+      backend: ``"aoti"`` (AOTInductor, default), ``"inductor"`` (torch.compile's
+        output code, kernels compiled at load), ``"eager"``, or an object following
         ``aotpack.backends.Backend``.
       dynamic: None (static shapes), True (every dimension may vary), or
         ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.

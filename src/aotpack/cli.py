@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     c.add_argument("--example", required=True, help="FILE.py:NAME of example inputs: a tuple, or a function "
                    "returning a tuple or {'args': ..., 'kwargs': ...}")
     c.add_argument("-o", "--output", required=True, help="package file to write")
-    c.add_argument("--backend", default="aoti", choices=["aoti", "eager"])
+    c.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])
     c.add_argument("--dynamic", action="store_true", help="let every dimension vary")
     c.add_argument("--factory", action="store_true", help="TARGET is a function that returns the program")
     c.set_defaults(func=_cmd_compile)
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     b.set_defaults(func=_cmd_rebuild)
 
     d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
-    d.add_argument("--backend", default="aoti", choices=["aoti", "eager"])
+    d.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])
     d.add_argument("--out", default=None, help="folder for the packages (default: a temporary one)")
     d.add_argument("--models", default=None, help="comma-separated subset of: mlp,transformer_block")
     d.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile comparison")

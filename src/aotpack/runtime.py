@@ -34,24 +34,25 @@ __all__ = ["Loaded", "load"]
 _ISA_RANK = {"DEFAULT": 0, "": 0, "AVX2": 1, "AVX512": 2, "ZVECTOR": 1, "SVE256": 1, "NEON": 1}
 
 
-class _VariantFiles:
-    """A variant's members, as the backend protocol's VariantFiles."""
+class _Files:
+    """A variant's files as the backend protocol's VariantFiles; subclasses say where
+    the bytes come from."""
 
-    def __init__(self, reader: PackageReader, variant: dict):
-        self._reader = reader
-        self._prefix = fmt.variant_dir(variant["name"])
-        self.meta = variant.get("meta", {})
-        self._tmp: str | None = None
+    meta: dict
+    _tmp: str | None = None
+
+    def _bytes(self, name: str):
+        raise NotImplementedError
 
     def read(self, name: str) -> bytes:
-        return self._reader.read(self._prefix + name)
+        return bytes(self._bytes(name))
 
     def path(self, name: str) -> str:
         # A private folder per load: no other user can swap the file before it is opened.
         self._tmp = self._tmp or tempfile.mkdtemp(prefix="aotpack-")
         target = os.path.join(self._tmp, name.replace("/", "_"))
         with open(target, "wb") as f:
-            f.write(self._reader.view(self._prefix + name))
+            f.write(self._bytes(name))
         return target
 
     def cleanup(self) -> None:
@@ -59,26 +60,26 @@ class _VariantFiles:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-class _MemoryFiles:
-    """A rebuilt variant's files, still in memory (the VariantFiles protocol)."""
+class _VariantFiles(_Files):
+    """A variant's members in the (verified) package file."""
+
+    def __init__(self, reader: PackageReader, variant: dict):
+        self._reader = reader
+        self._prefix = fmt.variant_dir(variant["name"])
+        self.meta = variant.get("meta", {})
+
+    def _bytes(self, name: str):
+        return self._reader.view(self._prefix + name)
+
+
+class _MemoryFiles(_Files):
+    """A rebuilt variant's files, still in memory."""
 
     def __init__(self, files: dict[str, bytes], meta: dict):
         self._files, self.meta = files, meta
-        self._inner = None
 
-    def read(self, name: str) -> bytes:
+    def _bytes(self, name: str):
         return self._files[name]
-
-    def path(self, name: str) -> str:
-        self._tmp = getattr(self, "_tmp", None) or tempfile.mkdtemp(prefix="aotpack-")
-        target = os.path.join(self._tmp, name.replace("/", "_"))
-        with open(target, "wb") as f:
-            f.write(self._files[name])
-        return target
-
-    def cleanup(self) -> None:
-        if getattr(self, "_tmp", None):
-            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def _rebuildable(variant: dict) -> bool:

@@ -76,7 +76,7 @@ class Backend(Protocol):
     def load(self, files: VariantFiles) -> Callable[[list[torch.Tensor]], Sequence[torch.Tensor]]: ...
 
 
-BUILTIN = ("aoti", "eager")
+BUILTIN = ("aoti", "inductor", "eager")
 
 
 def backend_entry(backend) -> str | None:
@@ -106,6 +106,10 @@ def get_backend(name, entry: str | None = None, extra: Sequence = ()):
         from .eager import Eager
 
         return Eager()
+    if name == "inductor":
+        from .inductor import Inductor
+
+        return Inductor()
     if entry:
         module, _, qualname = entry.partition(":")
         try:

@@ -1,0 +1,75 @@
+"""The inductor backend: torch.compile's own code generator, shipped as Python source.
+
+Build: the flat graph is exported with every weight as an input, decomposed to core
+aten, and compiled by inductor (``compile_fx_inner``). The package stores inductor's
+output code, the Python module torch.compile itself would run (Triton kernels on GPU,
+C++ kernels on CPU, as source), plus any constants it holds.
+
+Load: the output code is imported the way torch.compile's FX graph cache does it. Its
+kernels are compiled on import, or taken from inductor's local cache when warm: so
+unlike ``aoti``, this backend imports torch._inductor and runs a compiler on a fresh
+machine (seconds). What it buys: the package carries no machine code, so it runs on any
+machine and torch version that can import the code, and the code is readable.
+
+Limits (checked at compile time): static shapes only, no sizes that depend on data
+(use ``aoti`` for both), and programs that mutate their inputs are refused.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _torch_compat as compat
+from ..errors import CaptureError
+from . import Compiled
+
+
+class Inductor:
+    """inductor output code (``backend="inductor"``)."""
+
+    name = "inductor"
+
+    def compile(self, captured, options: dict) -> Compiled:
+        if captured.dims or any(isinstance(s, dict) for g in captured.inputs for s in g["shape"]):
+            raise CaptureError("the inductor backend compiles static shapes only, and this program has dynamic "
+                               f"dimensions {sorted(captured.dims)}", hint="use backend='aoti' for Dims")
+        with compat.quiet_export_logs():
+            ep = torch.export.export(captured.graph_module, tuple(captured.graph_args()), strict=False)
+            if ep.range_constraints:
+                raise CaptureError("the inductor backend cannot compile sizes that depend on data "
+                                   f"({', '.join(map(str, ep.range_constraints))})", hint="use backend='aoti'")
+            # inductor's own decomposition table: what compile_fx_inner expects to see
+            ep = ep.run_decompositions(decomp_table=compat.inductor_decompositions())
+        for spec in ep.graph_signature.output_specs:
+            if spec.kind.name != "USER_OUTPUT":
+                raise CaptureError("the inductor backend does not support programs that mutate their inputs",
+                                   hint="use backend='aoti' or 'eager'")
+        gm = ep.graph_module
+        gm.graph._codegen = torch.fx.graph.CodeGen()
+        gm.recompile()
+        import torch._inductor.config as config
+
+        with config.patch(options or {}):
+            out = compat.inductor_compile(gm, captured.graph_args())
+        files = {"output_code.py": out["source"].encode()}
+        if out["constants"]:
+            from safetensors.torch import save
+
+            files["constants.safetensors"] = save({k: v.detach().cpu().contiguous()
+                                                   for k, v in out["constants"].items()})
+        device = next((t.device.type for t in captured.graph_args() if t.device.type != "cpu"), "cpu")
+        return Compiled(files=files, meta={"device": device, "constants": sorted(out["constants"])})
+
+    def load(self, files):
+        constants = {}
+        if files.meta.get("constants"):
+            from safetensors.torch import load
+
+            constants = {k: v.to(files.meta["device"]) for k, v in load(files.read("constants.safetensors")).items()}
+        call = compat.inductor_load(files.read("output_code.py").decode(), constants)
+
+        def run(flat):
+            with torch.no_grad():
+                return call(list(flat))
+
+        return run
