@@ -44,8 +44,15 @@ def test_kill_during_save_leaves_previous_file(tmp_path):
         # Kill it while it is writing: wait for its temp file to appear and grow.
         deadline = time.time() + 120
         while time.time() < deadline:
-            tmps = glob.glob(str(tmp_path / ".aotpack-*.tmp"))
-            if tmps and os.path.getsize(tmps[0]) > 1 << 20 and (tmp_path / "big.aot").exists():
+            if not (tmp_path / "big.aot").exists():
+                continue
+            sizes = []
+            for tmp in glob.glob(str(tmp_path / ".aotpack-*.tmp")):
+                try:
+                    sizes.append(os.path.getsize(tmp))
+                except FileNotFoundError:  # renamed into place just now: the next save follows
+                    pass
+            if any(s > 1 << 20 for s in sizes):
                 break
         proc.send_signal(signal.SIGKILL)
         proc.wait()

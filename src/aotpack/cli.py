@@ -5,6 +5,7 @@
     aotpack inspect model.aot               # manifest for a person, no code run
     aotpack verify model.aot                # integrity + runs here?, no code run
     aotpack rebuild model.aot               # recompile variants built for another torch/machine
+    aotpack repro model.aot -o repro/       # standalone repro.py of a variant + its inputs
     aotpack demo                            # compile, save, load fresh, compare
 
 Errors print as ``error: ...`` and ``hint: ...`` with exit status 1, never a traceback.
@@ -126,6 +127,14 @@ def _cmd_rebuild(a) -> int:
     return 0
 
 
+def _cmd_repro(a) -> int:
+    from aotpack.repro import package_repro
+
+    path = package_repro(a.package, a.output, variant=a.variant)
+    print(f"wrote {path}; run: python {path} accuracy --backend inductor")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from aotpack.demo import run_demo
 
@@ -165,6 +174,12 @@ def main(argv=None) -> int:
     b = sub.add_parser("rebuild", help="recompile variants built for another torch/machine, in place")
     b.add_argument("package")
     b.set_defaults(func=_cmd_rebuild)
+
+    rp = sub.add_parser("repro", help="write a standalone reproducer of a package variant")
+    rp.add_argument("package")
+    rp.add_argument("-o", "--output", required=True, help="folder for repro.py and storages/")
+    rp.add_argument("--variant", default=None)
+    rp.set_defaults(func=_cmd_repro)
 
     d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
     d.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])
