@@ -29,6 +29,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python bench/warm_start.py
 	$(BIN)/python bench/guard_overhead.py
+	$(BIN)/python bench/repro_storage.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -227,3 +227,14 @@ def inductor_decompositions() -> dict:
     from torch._inductor.decomposition import select_decomp_table
 
     return select_decomp_table()
+
+
+def dynamo_backend(name: str):
+    """A registered torch.compile backend by name (``"inductor"``, ``"aot_eager"``).
+
+    Private: ``torch._dynamo.backends.registry.lookup_backend`` (2.11-2.13). Used by the
+    minifier to compile candidate graphs directly, without dynamo tracing each one.
+    """
+    from torch._dynamo.backends.registry import lookup_backend
+
+    return lookup_backend(name)

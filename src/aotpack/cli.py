@@ -6,6 +6,7 @@
     aotpack verify model.aot                # integrity + runs here?, no code run
     aotpack rebuild model.aot               # recompile variants built for another torch/machine
     aotpack repro model.aot -o repro/       # standalone repro.py of a variant + its inputs
+    aotpack minify repro/ --failure exception --backend inductor
     aotpack demo                            # compile, save, load fresh, compare
 
 Errors print as ``error: ...`` and ``hint: ...`` with exit status 1, never a traceback.
@@ -135,6 +136,19 @@ def _cmd_repro(a) -> int:
     return 0
 
 
+def _cmd_minify(a) -> int:
+    from aotpack.repro import minify_repro
+
+    try:
+        stats = minify_repro(a.folder, backend=a.backend, failure=a.failure, output=a.output,
+                             max_trials=a.max_trials, say=lambda line: None)
+    except ValueError as e:
+        raise AotpackError(str(e), hint="check --failure and --backend: the full graph must fail that way") from None
+    print(f"{stats['nodes_before']} nodes -> {stats['nodes_after']} nodes in {stats['trials']} trials; "
+          f"wrote {stats['path']}")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from aotpack.demo import run_demo
 
@@ -180,6 +194,14 @@ def main(argv=None) -> int:
     rp.add_argument("-o", "--output", required=True, help="folder for repro.py and storages/")
     rp.add_argument("--variant", default=None)
     rp.set_defaults(func=_cmd_repro)
+
+    mn = sub.add_parser("minify", help="shrink a reproducer's failing graph (delta debugging)")
+    mn.add_argument("folder", help="a folder written by save_repro / aotpack repro")
+    mn.add_argument("--failure", default="exception", help="exception, accuracy, or a regex of the error")
+    mn.add_argument("--backend", default="inductor", help="eager, aot_eager, inductor, or module:function")
+    mn.add_argument("-o", "--output", default=None, help="where to write (default FOLDER/minified)")
+    mn.add_argument("--max-trials", type=int, default=200)
+    mn.set_defaults(func=_cmd_minify)
 
     d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
     d.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])

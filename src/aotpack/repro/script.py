@@ -38,6 +38,7 @@ _HEADER = '''\
 
     python repro.py run [--backend eager|aot_eager|inductor|module:function]
     python repro.py accuracy [--backend inductor]
+    python repro.py minify --failure exception|accuracy|REGEX [--backend ...]   (needs aotpack)
 
 Needs only torch. Inputs come from storages/ beside this file; without it, from
 deterministic random data of the same dtypes, shapes and strides.
@@ -88,11 +89,20 @@ def _compiled(mod, backend):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="aotpack reproducer")
-    p.add_argument("mode", choices=["run", "accuracy"])
+    p.add_argument("mode", choices=["run", "accuracy", "minify"])
+    p.add_argument("--failure", default="exception", help="minify: exception, accuracy, or a regex")
     p.add_argument("--backend", default="inductor",
                    help="eager, aot_eager, inductor, or module:function naming a torch.compile backend")
     p.add_argument("--tol", type=float, default=None, help="absolute tolerance on top of eager's own error")
     a = p.parse_args(argv)
+    if a.mode == "minify":
+        try:
+            from aotpack.repro.minify import minify_repro
+        except ImportError:
+            print("error: minify needs aotpack (pip install aotpack); run and accuracy need only torch")
+            return 2
+        minify_repro(os.path.dirname(os.path.abspath(__file__)), backend=a.backend, failure=a.failure)
+        return 0
     args = _inputs()
     mod = Repro()
     if a.mode == "run":

@@ -1,0 +1,228 @@
+"""The minifier: shrink a failing graph to the few nodes that still fail.
+
+Delta debugging (ddmin) over the graph's computing nodes. A candidate keeps a subset of
+the nodes; a value a kept node needs from a dropped node becomes a graph *input*, fed
+the exact value eager computed for it, so the kept nodes see what they saw in the full
+graph. The candidate's outputs are its kept nodes that no kept node uses. The failure
+test compiles the candidate with the backend and runs it:
+
+- ``"exception"``: compiling or running raises,
+- ``"accuracy"``: the backend's outputs differ from eager's (allclose, rtol/atol 1e-3),
+- any other string: a regular expression the exception message must match.
+
+Example:
+    >>> small_gm, small_args, stats = minify(gm, args, backend=my_backend, failure="exception")  # doctest: +SKIP
+    >>> stats["nodes_before"], stats["nodes_after"], stats["trials"]
+    (201, 1, 23)
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import re
+from collections.abc import Callable
+
+import torch
+import torch.fx
+
+from .. import _torch_compat as compat
+
+__all__ = ["minify", "fails"]
+
+
+def _compile(backend, gm: torch.fx.GraphModule, args: list) -> Callable:
+    if callable(backend):
+        return backend(gm, args)
+    if backend == "eager":
+        return gm
+    return compat.dynamo_backend(backend)(gm, args)
+
+
+def fails(backend, failure: str, gm: torch.fx.GraphModule, args: list) -> bool:
+    """Does ``gm(*args)`` fail the way ``failure`` says with ``backend``?"""
+    if failure == "accuracy":
+        with torch.no_grad():
+            ref = gm(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+    try:
+        with torch.no_grad():
+            # A copy: backends may rewrite the graph they are given.
+            fn = _compile(backend, copy.deepcopy(gm), [a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+            out = fn(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
+    except Exception as e:  # noqa: BLE001 - any failure of the backend counts
+        if failure == "exception":
+            return True
+        if failure == "accuracy":
+            return False
+        return re.search(failure, f"{type(e).__name__}: {e}") is not None
+    if failure != "accuracy":
+        return False
+    return not _close(ref, out)
+
+
+def _close(a, b) -> bool:
+    a = a if isinstance(a, (list, tuple)) else [a]
+    b = b if isinstance(b, (list, tuple)) else [b]
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, torch.Tensor):
+            if not isinstance(y, torch.Tensor) or x.shape != y.shape:
+                return False
+            if x.is_floating_point() or x.is_complex():
+                if not torch.allclose(x, y.to(x.dtype), rtol=1e-3, atol=1e-3, equal_nan=True):
+                    return False
+            elif not torch.equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _values(gm: torch.fx.GraphModule, args: list) -> dict:
+    """Every node's eager value (the inputs candidates are fed)."""
+    env: dict = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            env[n] = out
+            return out
+
+    with torch.no_grad():
+        Recorder(gm).run(*args)
+    return env
+
+
+def _candidate(gm: torch.fx.GraphModule, keep: list, env: dict):
+    """(GraphModule, args) computing only ``keep``; other values needed become inputs."""
+    keep_set = set(keep)
+    graph = torch.fx.Graph()
+    mapping: dict = {}
+    inputs: list = []
+
+    def lookup(n):
+        if n in mapping:
+            return mapping[n]
+        value = env[n]
+        if isinstance(value, torch.Tensor):
+            p = graph.placeholder(f"in{len(inputs)}")
+            inputs.append(value.detach().clone())
+            mapping[n] = p
+            return p
+        return value  # ints, shapes, None: inlined as constants
+
+    for n in gm.graph.nodes:
+        if n in keep_set:
+            mapping[n] = graph.node_copy(n, lookup)
+    sinks = [mapping[n] for n in keep if not any(u in keep_set for u in n.users)
+             and isinstance(env.get(n), torch.Tensor)]
+    graph.output(tuple(sinks))
+    graph.lint()
+    return torch.fx.GraphModule(gm, graph), inputs
+
+
+def minify(gm: torch.fx.GraphModule, args: list, *, backend, failure: str = "exception",
+           max_trials: int = 200, say: Callable[[str], None] = lambda line: None):
+    """Shrink ``gm`` while ``fails(backend, failure, ...)`` stays true.
+
+    Args:
+      gm, args: the failing graph and its inputs.
+      backend: a torch.compile backend: a callable ``(gm, example_inputs) -> fn`` or a
+        registered name (``"inductor"``, ``"aot_eager"``, ``"eager"``).
+      failure: ``"exception"``, ``"accuracy"``, or a regex of the exception message.
+      max_trials: stop after this many candidate compiles.
+    Returns:
+      (minimized GraphModule, its inputs, {"nodes_before", "nodes_after", "trials"}).
+    Raises:
+      ValueError: the full graph does not fail that way (nothing to minify).
+    """
+    args = list(args)
+    trials = 0
+
+    def test(gm_, args_) -> bool:
+        nonlocal trials
+        trials += 1
+        return fails(backend, failure, gm_, args_)
+
+    if not test(gm, args):
+        raise ValueError(f"the graph does not fail with failure={failure!r}; nothing to minify")
+    env = _values(gm, args)
+    nodes = [n for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module", "get_attr")]
+    before = len(nodes)
+    # Getattr-style plumbing (getitem of a tuple result) travels with its producer.
+    keep = [n for n in nodes if not (n.op == "call_function" and n.target is operator.getitem)]
+
+    def still_fails(subset: list) -> bool:
+        if not subset or trials >= max_trials:
+            return False
+        full = subset + [n for n in nodes if n.op == "call_function" and n.target is operator.getitem
+                         and n.args[0] in set(subset)]
+        full.sort(key=lambda n: order[n])
+        try:
+            cand, cargs = _candidate(gm, full, env)
+        except Exception:  # noqa: BLE001 - an invalid candidate simply does not count
+            return False
+        return test(cand, cargs)
+
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    granularity = 2
+    while len(keep) >= 2 and trials < max_trials:
+        size = max(1, len(keep) // granularity)
+        chunks = [keep[i:i + size] for i in range(0, len(keep), size)]
+        reduced = False
+        for chunk in chunks:  # try a chunk alone
+            if still_fails(chunk):
+                keep, granularity, reduced = chunk, 2, True
+                break
+        if not reduced:
+            for chunk in chunks:  # try everything but a chunk
+                rest = [n for n in keep if n not in set(chunk)]
+                if still_fails(rest):
+                    keep, granularity, reduced = rest, max(granularity - 1, 2), True
+                    break
+        if not reduced:
+            if granularity >= len(keep):
+                break
+            granularity = min(len(keep), granularity * 2)
+    full = keep + [n for n in nodes if n.op == "call_function" and n.target is operator.getitem
+                   and n.args[0] in set(keep)]
+    full.sort(key=lambda n: order[n])
+    small, small_args = _candidate(gm, full, env)
+    after = sum(1 for n in small.graph.nodes if n.op in ("call_function", "call_method", "call_module", "get_attr"))
+    say(f"minified: {before} nodes -> {after} nodes in {trials} trials")
+    return small, small_args, {"nodes_before": before, "nodes_after": after, "trials": trials}
+
+
+def resolve_backend(name: str):
+    """``module:function`` -> that function; any other string is a registered backend name."""
+    if ":" in name:
+        import importlib
+
+        module, _, attr = name.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return name
+
+
+def minify_repro(folder: str, *, backend: str, failure: str = "exception", output: str | None = None,
+                 max_trials: int = 200, say: Callable[[str], None] = print) -> dict:
+    """Minify the graph of a reproducer folder (written by save_repro); write the
+    minimized reproducer to ``output`` (default ``folder/minified``).
+
+    Returns the stats dict of ``minify`` plus ``"path"``: the new repro.py.
+    """
+    import importlib.util
+    import os
+
+    from .script import save_repro
+
+    script = os.path.join(folder, "repro.py")
+    spec = importlib.util.spec_from_file_location("aotpack_repro_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gm = torch.fx.symbolic_trace(module.Repro())
+    args = module.load_args(module.InputReader(folder))
+    small, small_args, stats = minify(gm, args, backend=resolve_backend(backend), failure=failure,
+                                      max_trials=max_trials, say=say)
+    stats["path"] = save_repro(small, small_args, output or os.path.join(folder, "minified"))
+    return stats
