@@ -1,10 +1,11 @@
 """The minifier: shrink a failing graph to the few nodes that still fail.
 
-Delta debugging (ddmin) over the graph's computing nodes. A candidate keeps a subset of
+Delta debugging (ddmin) over the graph's computing nodes, then input shrinking. A candidate keeps a subset of
 the nodes; a value a kept node needs from a dropped node becomes a graph *input*, fed
 the exact value eager computed for it, so the kept nodes see what they saw in the full
 graph. The candidate's outputs are its kept nodes that no kept node uses. The failure
-test compiles the candidate with the backend and runs it:
+test compiles the candidate with the backend and runs it. Last, the inputs are halved along each
+dimension while the failure persists. The failure kinds:
 
 - ``"exception"``: compiling or running raises,
 - ``"accuracy"``: the backend's outputs differ from eager's (allclose, rtol/atol 1e-3),
@@ -189,9 +190,35 @@ def minify(gm: torch.fx.GraphModule, args: list, *, backend, failure: str = "exc
                    and n.args[0] in set(keep)]
     full.sort(key=lambda n: order[n])
     small, small_args = _candidate(gm, full, env)
+    small_args = _shrink_inputs(small, small_args, lambda a: trials < max_trials and test(small, a))
     after = sum(1 for n in small.graph.nodes if n.op in ("call_function", "call_method", "call_module", "get_attr"))
     say(f"minified: {before} nodes -> {after} nodes in {trials} trials")
     return small, small_args, {"nodes_before": before, "nodes_after": after, "trials": trials}
+
+
+def _shrink_inputs(gm, args: list, still_fails: Callable[[list], bool]) -> list:
+    """Halve input sizes while the failure persists: every tensor input along the same
+    dimension at once (so elementwise partners keep matching shapes), one dim at a time."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not tensors:
+        return args
+    rank = min(t.dim() for t in tensors)
+    for d in range(rank):
+        while True:
+            sizes = {t.shape[d] for t in tensors}
+            if len(sizes) != 1 or next(iter(sizes)) <= 1:
+                break
+            half = next(iter(sizes)) // 2
+            smaller = [a.narrow(d, 0, half).clone() if isinstance(a, torch.Tensor) else a for a in args]
+            try:
+                ok = still_fails(smaller)
+            except Exception:  # noqa: BLE001 - a shape the graph rejects is just not smaller
+                ok = False
+            if not ok:
+                break
+            args = smaller
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    return args
 
 
 def resolve_backend(name: str):
