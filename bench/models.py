@@ -92,3 +92,12 @@ def build(name: str, device: str = "cpu"):
     model = model.eval().to(device=device, dtype=dtype)
     args = tuple(a.to(device=device, dtype=dtype) if a.is_floating_point() else a.to(device) for a in args)
     return model, args
+
+
+# torch's aot_compile needs a function with source in a file that reads the model from
+# its globals; the bench sets MODEL before compiling or loading.
+MODEL = None
+
+
+def forward_fn(*args):
+    return MODEL(*args)

@@ -9,8 +9,10 @@ apart; ``import aotpack`` counts as aotpack's. Eager and torch.compile build the
     python bench/warm_start.py [--device cuda] [--models mlp,block,convnet]
 
 Cases: eager first call; torch.compile cold; torch.compile warm (local cache);
-AOTInductor's aoti_load_package on a .pt2; aotpack load + first call with backend
+Mega-Cache (save_cache_artifacts, then load_cache_artifacts into an empty cache);
+torch's aot_compile -> load_compiled_function; AOTInductor's aoti_load_package on a .pt2; aotpack load + first call with backend
 inductor (kernels compiled on import) and with backend aoti.
+Steady state: median per-call latency of aotpack and of torch.compile (warm), same run.
 Writes bench/results/warm_start-<tag>.json (tag: cpu, or h100 on the GPU machine).
 """
 
@@ -42,11 +44,22 @@ def inputs(path):
         torch.cuda.synchronize()
     t1 = time.perf_counter()
     return x
-def done(out):
+def done(out, fn=None, args=None):
     if out.is_cuda:
         torch.cuda.synchronize()
     t2 = time.perf_counter()
-    print(json.dumps({{"import_torch_s": t1 - t0, "first_output_s": t2 - t1}}))
+    result = {{"import_torch_s": t1 - t0, "first_output_s": t2 - t1}}
+    if fn is not None:  # steady state: median of 50 calls after 5 warm-up calls
+        times = []
+        with torch.no_grad():
+            for i in range(55):
+                s = time.perf_counter()
+                y = fn(*args)
+                if y.is_cuda:
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - s)
+        result["call_us"] = sorted(times[5:])[25] * 1e6
+    print(json.dumps(result))
 """
 
 EAGER = r"""
@@ -59,8 +72,48 @@ with torch.no_grad():
 COMPILE = r"""
 from models import build
 model, args = build(sys.argv[1], sys.argv[2])
+compiled = torch.compile(model)
+with torch.no_grad():
+    done(compiled(*args), compiled, args)
+"""
+
+MEGA_SAVE = r"""
+from models import build
+model, args = build(sys.argv[1], sys.argv[2])
+with torch.no_grad():
+    torch.compile(model)(*args)
+blob, _ = torch.compiler.save_cache_artifacts()
+open(sys.argv[3], "wb").write(blob)
+print(json.dumps({{}}))
+"""
+
+MEGA_LOAD = r"""
+torch.compiler.load_cache_artifacts(open(sys.argv[3], "rb").read())
+from models import build
+model, args = build(sys.argv[1], sys.argv[2])
 with torch.no_grad():
     done(torch.compile(model)(*args))
+"""
+
+AOT_SAVE = r"""
+import models
+model, args = models.build(sys.argv[1], sys.argv[2])
+models.MODEL = model
+with torch.no_grad():
+    fn = torch.compile(models.forward_fn, fullgraph=True).aot_compile((args, {{}}))
+with open(sys.argv[3], "wb") as f:
+    fn.save_compiled_function(f)
+print(json.dumps({{}}))
+"""
+
+AOT_LOAD = r"""
+import models
+model, args = models.build(sys.argv[1], sys.argv[2])
+models.MODEL = model
+with open(sys.argv[3], "rb") as f:
+    fn = torch.compiler.load_compiled_function(f, f_globals=vars(models))
+with torch.no_grad():
+    done(fn(*args))
 """
 
 AOTI_LOAD = r"""
@@ -74,7 +127,7 @@ AOTPACK = r"""
 x = inputs(sys.argv[4])
 import aotpack
 fn = aotpack.load(sys.argv[3])
-done(fn(*x))
+done(fn(*x), fn, x)
 """
 
 
@@ -121,6 +174,7 @@ def main() -> None:
         r = _case(AOTPACK, name, a.device, path, inputs)
         row["import_torch_s"] = r["import_torch_s"]
         row["aotpack_s"] = r["first_output_s"]
+        row["aotpack_call_us"] = r["call_us"]
         print(f"[{name}] eager ...", flush=True)
         row["eager_s"] = _case(EAGER, name, a.device)["first_output_s"]
         if "inductor" not in skip:
@@ -131,8 +185,23 @@ def main() -> None:
             print(f"[{name}] torch.compile cold, then warm ...", flush=True)
             cache = tempfile.mkdtemp(prefix="aotpack-bench-cache-")
             row["torch_compile_cold_s"] = _case(COMPILE, name, a.device, cache=cache)["first_output_s"]
-            row["torch_compile_warm_s"] = _case(COMPILE, name, a.device, cache=cache)["first_output_s"]
+            warm = _case(COMPILE, name, a.device, cache=cache)
+            row["torch_compile_warm_s"] = warm["first_output_s"]
+            row["torch_compile_call_us"] = warm["call_us"]
             shutil.rmtree(cache, ignore_errors=True)
+        if "mega_cache" not in skip:
+            print(f"[{name}] Mega-Cache: save, then load into an empty cache ...", flush=True)
+            blob = os.path.join(work, f"{name}.mega")
+            _case(MEGA_SAVE, name, a.device, blob)
+            row["mega_cache_s"] = _case(MEGA_LOAD, name, a.device, blob)["first_output_s"]
+        if "aot_compile" not in skip and hasattr(torch.compiler, "load_compiled_function"):
+            print(f"[{name}] torch aot_compile -> load_compiled_function ...", flush=True)
+            blob = os.path.join(work, f"{name}.aotc")
+            try:
+                _case(AOT_SAVE, name, a.device, blob)
+                row["aot_compile_load_s"] = _case(AOT_LOAD, name, a.device, blob)["first_output_s"]
+            except RuntimeError as e:  # recorded, not hidden: the table shows the case failed
+                row["aot_compile_error"] = str(e).strip().splitlines()[-1][:200]
         if "aoti_load_package" not in skip:
             print(f"[{name}] AOTInductor .pt2 for aoti_load_package ...", flush=True)
             import torch._inductor
@@ -145,7 +214,9 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
     cases = [("eager first call", "eager_s"), ("torch.compile cold", "torch_compile_cold_s"),
-             ("torch.compile warm cache", "torch_compile_warm_s"), ("aoti_load_package", "aoti_load_package_s"),
+             ("torch.compile warm cache", "torch_compile_warm_s"), ("Mega-Cache", "mega_cache_s"),
+             ("aot_compile + load_compiled_function", "aot_compile_load_s"),
+             ("aoti_load_package", "aoti_load_package_s"),
              ("aotpack, backend inductor", "aotpack_inductor_s"), ("aotpack load + first call", "aotpack_s")]
     lines = []
     for r in rows:
@@ -155,6 +226,12 @@ def main() -> None:
     print()
     print(table(["model", "case (fresh process, after import torch)", "first output", "vs aotpack"], lines))
     print(f"import torch: {rows[0]['import_torch_s']:.2f} s (excluded); torch {torch.__version__}; device {a.device}")
+    for r in rows:
+        if "torch_compile_call_us" in r:
+            print(f"steady state {r['model']}: aotpack {r['aotpack_call_us']:.0f} us/call, torch.compile "
+                  f"{r['torch_compile_call_us']:.0f} us/call ({r['aotpack_call_us'] / r['torch_compile_call_us']:.2f}x)")
+        if "aot_compile_error" in r:
+            print(f"aot_compile failed for {r['model']}: {r['aot_compile_error']}")
     print("wrote", write("warm_start", rows, a.tag))
 
 
