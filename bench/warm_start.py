@@ -84,7 +84,7 @@ with torch.no_grad():
     torch.compile(model)(*args)
 blob, _ = torch.compiler.save_cache_artifacts()
 open(sys.argv[3], "wb").write(blob)
-print(json.dumps({{}}))
+print(json.dumps({}))
 """
 
 MEGA_LOAD = r"""
@@ -100,10 +100,10 @@ import models
 model, args = models.build(sys.argv[1], sys.argv[2])
 models.MODEL = model
 with torch.no_grad():
-    fn = torch.compile(models.forward_fn, fullgraph=True).aot_compile((args, {{}}))
+    fn = torch.compile(models.forward_fn, fullgraph=True).aot_compile((args, {}))
 with open(sys.argv[3], "wb") as f:
     fn.save_compiled_function(f)
-print(json.dumps({{}}))
+print(json.dumps({}))
 """
 
 AOT_LOAD = r"""
