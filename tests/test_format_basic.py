@@ -112,3 +112,9 @@ class _Exploding:
 
     def __len__(self):
         return 10
+
+
+def test_save_into_missing_folder_is_one_clear_error(tmp_path):
+    p = aotpack.compile(programs.plain, (torch.randn(2), torch.randn(2)), backend="eager")
+    with pytest.raises(aotpack.AotpackError, match="the folder .* does not exist"):
+        p.save(tmp_path / "nope" / "p.aot")

@@ -44,6 +44,10 @@ def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, by
         fmt.check_member_name(name)
     blob = json.dumps(manifest, indent=1, sort_keys=False).encode()
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        from ..errors import AotpackError
+
+        raise AotpackError(f"cannot save {path}: the folder {folder} does not exist", hint="create it first")
     fd, tmp = tempfile.mkstemp(prefix=".aotpack-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
