@@ -37,13 +37,15 @@ print(json.dumps({"err": err, "load_first_s": t2 - t1, "device": str(y.device), 
 """
 
 
-@pytest.mark.parametrize("name,dtype,tol", [("module", torch.float32, 1e-4), ("block", torch.bfloat16, 3e-2)])
-def test_cuda_aoti_fresh_process(tmp_path, name, dtype, tol):
+@pytest.mark.parametrize("name,dtype,tol,backend", [("module", torch.float32, 1e-4, "aoti"),
+                                                   ("block", torch.bfloat16, 3e-2, "aoti"),
+                                                   ("block", torch.bfloat16, 3e-2, "inductor")])
+def test_cuda_fresh_process(tmp_path, name, dtype, tol, backend):
     p = programs.programs()[name]
     model = p["target"].to("cuda", dtype)
     x = p["args"][0].to("cuda", dtype)
     dynamic = {"x": {0: Dim("batch", min=1, max=64)}} if name == "module" else None
-    path = aotpack.compile(model, (x,), dynamic=dynamic).save(tmp_path / f"{name}.aot")
+    path = aotpack.compile(model, (x,), dynamic=dynamic, backend=backend).save(tmp_path / f"{name}.aot")
     info = aotpack.inspect(path)
     assert info.manifest["variants"][0]["device"] == "cuda"
     with torch.no_grad():
