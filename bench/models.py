@@ -5,15 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-class MLP(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
-                                       torch.nn.ReLU(), torch.nn.Linear(1024, 10))
-
-    def forward(self, x):
-        return self.net(x)
+from aotpack.demo import MLP  # the demo's 512-1024-1024-10 MLP
 
 
 class Block(torch.nn.Module):

@@ -72,3 +72,11 @@ def test_foreign_torch_version_aoti_rebuild_and_rewrite(tmp_path):
     assert r["out"] < 1e-5 and r["again"] < 1e-5
     assert r["warned_again"] == 0  # rewritten: no second rebuild
     assert aotpack.inspect(path).manifest["variants"][0]["torch"] == torch.__version__.split("+")[0]
+
+    # the same from the command line: `aotpack rebuild` rewrites in place, `verify` agrees
+    from test_inspect_cli import run_cli
+
+    _edit_manifest(path, pretend_old)
+    assert "cannot run here" in run_cli("verify", str(path), check=False).stdout
+    assert "variants default run here" in run_cli("rebuild", str(path)).stdout
+    assert "variant default: runs here" in run_cli("verify", str(path)).stdout

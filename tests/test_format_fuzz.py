@@ -9,7 +9,6 @@ import tempfile
 import zipfile
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,8 +154,6 @@ def test_unlisted_member_refused(tmp_path, good_bytes):
         aotpack.load(tmp_path / "u.aot")
 
 
+@pytest.mark.skipif(not os.environ.get("CI"), reason="the 10k floor is CI's; AOTPACK_FUZZ_EXAMPLES is for local runs")
 def test_fuzz_budget_is_the_promised_one():
-    # CI runs the full 10k (the floor); the knob only exists for local runs.
-    if os.environ.get("CI"):
-        assert FUZZ_EXAMPLES >= 10_000
-    assert torch.__version__
+    assert FUZZ_EXAMPLES >= 10_000

@@ -2,7 +2,6 @@
 the checked-in package of every FORMAT_VERSION still loads."""
 
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -136,9 +135,3 @@ def test_every_format_version_still_loads():
         out = fn(io["x"], {"w": io["w"]}, scale=2.0)
         torch.testing.assert_close(out["y"], io["y"])
         torch.testing.assert_close(out["parts"][0], io["p0"])
-
-
-def test_checked_in_manifest_is_json():
-    with open(os.path.join(DATA, "README.md")) as f:
-        assert "make_format_fixture.py" in f.read()
-    json.dumps(fmt.FORMAT_VERSION)

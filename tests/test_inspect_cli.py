@@ -10,7 +10,7 @@ import torch
 
 import aotpack
 import programs
-from conftest import HERE, run_fresh
+from conftest import run_fresh
 
 CLI = [os.path.join(os.path.dirname(sys.executable), "aotpack")]
 
@@ -110,5 +110,9 @@ def test_import_aotpack_does_not_import_compilers():
     assert json.loads(proc.stdout.strip().replace("'", '"')) == []
 
 
-def test_here_is_tests_folder():
-    assert os.path.basename(HERE) == "tests"
+def test_cli_run_passes_keyword_only_examples_by_name(tmp_path):
+    p = programs.programs()["keyword_only"]
+    path = aotpack.compile(p["target"], p["args"], p["kwargs"], backend="eager").save(tmp_path / "k.aot")
+    assert "output 0: float32[4]" in run_cli("run", str(path)).stdout
+    args, kwargs = aotpack.load(path).example_inputs()
+    assert len(args) == 1 and set(kwargs) == {"mask"}

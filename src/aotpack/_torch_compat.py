@@ -238,3 +238,16 @@ def dynamo_backend(name: str):
     from torch._dynamo.backends.registry import lookup_backend
 
     return lookup_backend(name)
+
+
+def plain_graph_module(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """A copy of ``gm`` whose forward takes every placeholder positionally (no pytree
+    flattening in the generated code), so any caller can pass the flat argument list.
+
+    Private: ``torch.fx.Graph._codegen`` (2.11-2.13); ``fx.graph.CodeGen`` is the plain
+    code generator that export's pytree codegen replaces.
+    """
+    gm = torch.fx.GraphModule(gm, gm.graph)
+    gm.graph._codegen = torch.fx.graph.CodeGen()
+    gm.recompile()
+    return gm

@@ -77,7 +77,6 @@ class Captured:
       example_inputs: the flat input tensors the program was captured with.
       exported: torch.export's ExportedProgram (the portable program).
       graph_module: the flat fx graph; all placeholders are positional inputs.
-      flat_dynamic_shapes: per flat input, {dim: Dim} for torch.export, or None.
     """
 
     name: str
@@ -95,11 +94,29 @@ class Captured:
     example_inputs: list[torch.Tensor]
     exported: Any = field(repr=False)
     graph_module: torch.fx.GraphModule = field(repr=False)
-    flat_dynamic_shapes: list = field(repr=False, default_factory=list)
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
         return list(self.weights.values()) + list(self.example_inputs)
+
+    @property
+    def device(self) -> str:
+        """The device the program runs on: the first non-CPU one among its tensors."""
+        return next((t.device.type for t in self.graph_args() if t.device.type != "cpu"), "cpu")
+
+    def export_weights_as_inputs(self):
+        """torch.export of ``graph_module`` with every weight a *user input*, the Dims of
+        the guards kept: what compiling backends take, so no weight is baked in."""
+        named = {n: Dim(n, min=r["min"], max=r["max"] if r["max"] is not None else int(2**62))
+                 for n, r in self.dims.items()}
+        dyn: list = [None] * len(self.weights)
+        for guard in self.inputs:
+            spec = {d: named[s] if isinstance(s, str) else Dim.AUTO
+                    for d, s in enumerate(guard["shape"]) if not isinstance(s, int)}
+            dyn.append(spec or None)
+        with compat.quiet_export_logs():
+            return torch.export.export(self.graph_module, tuple(self.graph_args()),
+                                       dynamic_shapes=dyn if any(dyn) else None, strict=False)
 
 
 class _Program(torch.nn.Module):
@@ -109,7 +126,7 @@ class _Program(torch.nn.Module):
     tensors and every backend gets the same flat calling convention.
     """
 
-    def __init__(self, target: Callable, signature: inspect.Signature, in_spec: dict, record: Callable):
+    def __init__(self, target: Callable, signature: list[dict], in_spec: dict, record: Callable):
         super().__init__()
         if isinstance(target, torch.nn.Module):
             self.m = target
@@ -119,24 +136,14 @@ class _Program(torch.nn.Module):
             self.m = target.__self__
         # Not registered as a submodule (that would list every parameter twice).
         object.__setattr__(self, "_call", target)
-        self._params = list(signature.parameters.values())
+        self._signature = signature
         self._in_spec = in_spec
         # A function, not an attribute: torch.export may trace a copy of this module,
         # and a function is shared by copies, so the output spec reaches the caller.
         self._record = record
 
     def forward(self, *flat):
-        values = tree.unflatten(self._in_spec, list(flat))
-        args, kwargs = [], {}
-        for p, v in zip(self._params, values):
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                args.append(v)
-            elif p.kind is p.VAR_POSITIONAL:
-                args.extend(v)
-            elif p.kind is p.KEYWORD_ONLY:
-                kwargs[p.name] = v
-            else:
-                kwargs.update(v)
+        args, kwargs = tree.call_arguments(self._signature, tree.unflatten(self._in_spec, list(flat)))
         result = self._call(*args, **kwargs)
         spec, outs = tree.flatten(result, "output")
         self._record(spec)
@@ -425,10 +432,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     flat_dyn = _flat_dynamic(dynamic, sig, values, len(flat))
 
     out_specs: list[dict] = []
-    program = _Program(target, sig, in_spec, out_specs.append)
+    program = _Program(target, signature, in_spec, out_specs.append)
     frozen = _frozen_values(target)
-    paths = [p for i, c in enumerate(children) for p, leaf in tree.leaf_paths(c, names[i]) if leaf["kind"] == "tensor"]
-    export_dyn = flat_dyn
+    paths = [p for p, leaf in tree.named_leaves(in_spec, names) if leaf["kind"] == "tensor"]
     try:
         try:
             ep = _export(program, flat, flat_dyn)
@@ -437,9 +443,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                 raise
             # A named Dim was specialized by the program. Export again letting torch
             # decide each such dimension, then say which ones became constants.
-            export_dyn = [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn]
             out_specs.clear()
-            ep = _export(program, flat, export_dyn)
+            ep = _export(program, flat, [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn])
     except CaptureError:
         raise
     except compat.capture_exception_kinds() as e:
@@ -498,9 +503,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     for guard, t in zip(inputs, flat):
         guard["requires_grad"] = bool(t.requires_grad)
 
-    gm = torch.fx.GraphModule(ep.graph_module, ep.graph_module.graph)
-    gm.graph._codegen = torch.fx.graph.CodeGen()  # positional placeholders, no pytree
-    gm.recompile()
+    gm = compat.plain_graph_module(ep.graph_module)
 
     for f in frozen:
         f.pop("_value")
@@ -530,5 +533,4 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         example_inputs=list(flat),
         exported=ep,
         graph_module=gm,
-        flat_dynamic_shapes=export_dyn,
     )

@@ -69,28 +69,13 @@ def _cmd_compile(a) -> int:
 
 def _cmd_run(a) -> int:
     import torch
-    from safetensors.torch import load
-
-    from aotpack.package.reader import PackageReader
 
     t = time.perf_counter()
     fn = aotpack.load(a.package)
     load_s = time.perf_counter() - t
-    with PackageReader(a.package) as r:
-        variant = fn.manifest["variants"][0] if a.variant is None else next(
-            (v for v in fn.manifest["variants"] if v["name"] == a.variant), None)
-        if variant is None:
-            raise AotpackError(f"{a.package} has no variant {a.variant!r}")
-        member = f"variants/{variant['name']}/examples.safetensors"
-        if not r.has(member):
-            raise AotpackError(f"{a.package} holds no example inputs for variant {variant['name']}",
-                               hint="compile it with examples=True")
-        flat = load(r.read(member))
-        spec = variant["in_spec"]
-    flat = [flat[f"input{i}"] for i in range(len(flat))]
-    values = aotpack.tree.unflatten(spec, flat)
+    args, kwargs = fn.example_inputs(a.variant)
     t = time.perf_counter()
-    out = fn(*values)
+    out = fn(*args, **kwargs)
     call_s = time.perf_counter() - t
     _, outs = aotpack.tree.flatten(out)
     print(f"loaded in {load_s * 1000:.1f} ms, first call {call_s * 1000:.1f} ms")

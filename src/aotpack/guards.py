@@ -119,7 +119,6 @@ class Guard:
         self.inputs = inputs
         self.dims = dims
         self.names = [p["name"] for p in signature]
-        self._n_tensors = len(inputs)
         # Fast binding applies when every parameter is plain positional-or-keyword.
         self._plain = all(p["kind"] in ("positional_or_keyword", "positional_only") for p in signature)
         self._sig = inspect.Signature([
@@ -127,12 +126,15 @@ class Guard:
                               default=tree.decode_const(p["default"]) if "default" in p else inspect.Parameter.empty)
             for p in signature
         ])
-        self.entries = self._entries(variant)
-        keep = [True] * len(self.entries) if guard_filter is None else list(guard_filter(self.entries))
-        if len(keep) != len(self.entries):
-            raise ValueError(f"guard_filter returned {len(keep)} booleans for {len(self.entries)} guard entries")
-        self.dropped = {(e.index, e.kind) for e, k in zip(self.entries, keep) if not k and e.kind != "value"}
-        self._dropped_consts = {e.index for e, k in zip(self.entries, keep) if not k and e.kind == "value"}
+        self.dropped: set = set()
+        self._dropped_consts: set = set()
+        if guard_filter is not None:  # entries are built only for a filter: not on the plain load path
+            entries = self.entries(variant)
+            keep = list(guard_filter(entries))
+            if len(keep) != len(entries):
+                raise ValueError(f"guard_filter returned {len(keep)} booleans for {len(entries)} guard entries")
+            self.dropped = {(e.index, e.kind) for e, k in zip(entries, keep) if not k and e.kind != "value"}
+            self._dropped_consts = {e.index for e, k in zip(entries, keep) if not k and e.kind == "value"}
         self._tensor_checks = [self._compile_tensor(g, {k for i, k in self.dropped if i == n})
                                for n, g in enumerate(inputs)]
 
@@ -146,21 +148,25 @@ class Guard:
         return cls(program["signature"], variant["in_spec"], variant["inputs"], variant.get("dims", {}),
                    guard_filter, variant["name"])
 
-    def _entries(self, variant: str) -> list[GuardEntry]:
+    def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant, for ``load(..., guard_filter=...)``."""
         out = []
-        for i, spec in enumerate(self.in_spec["children"]):
-            for path, leaf in tree.leaf_paths(spec, self.names[i]):
-                if leaf["kind"] == "const":
-                    out.append(GuardEntry(variant, path, "value", tree.const_repr(leaf), id(leaf)))
-                    continue
-                g = self.inputs[leaf["index"]]
-                out.append(GuardEntry(variant, path, "dtype", g["dtype"], leaf["index"]))
-                out.append(GuardEntry(variant, path, "shape", shape_text(g["shape"], self.dims), leaf["index"]))
-                out.append(GuardEntry(variant, path, "device", g["device"], leaf["index"]))
-                if g.get("requires_grad"):
-                    out.append(GuardEntry(variant, path, "requires_grad", "True", leaf["index"]))
+        for path, leaf in tree.named_leaves(self.in_spec, self.names):
+            if leaf["kind"] == "const":
+                out.append(GuardEntry(variant, path, "value", tree.const_repr(leaf), id(leaf)))
+                continue
+            g = self.inputs[leaf["index"]]
+            out.append(GuardEntry(variant, path, "dtype", g["dtype"], leaf["index"]))
+            out.append(GuardEntry(variant, path, "shape", shape_text(g["shape"], self.dims), leaf["index"]))
+            out.append(GuardEntry(variant, path, "device", g["device"], leaf["index"]))
+            if g.get("requires_grad"):
+                out.append(GuardEntry(variant, path, "requires_grad", "True", leaf["index"]))
         return out
+
+    def tensor_inputs(self) -> list[tuple[str, dict]]:
+        """(path by parameter name, guard) for each flat tensor, for messages."""
+        return [(path, self.inputs[leaf["index"]]) for path, leaf in tree.named_leaves(self.in_spec, self.names)
+                if leaf["kind"] == "tensor"]
 
     def _generate_fast_check(self):
         """A straight-line check for the common call ``f(t0, t1, ...)``, or None.
@@ -274,7 +280,7 @@ class Guard:
         """
         values = self.bind(args, kwargs)
         if self._tensors_only:
-            flat = values if isinstance(values, list) else list(values)
+            flat = values
         else:
             flat = []
             for i, (spec, value) in enumerate(zip(self._children, values)):
@@ -297,9 +303,9 @@ class Guard:
     def _tensor_path(self, flat_index: int) -> list:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""
         for i, spec in enumerate(self._children):
-            for path, leaf in tree.leaf_paths(spec):
+            for keys, leaf in tree.leaf_keys(spec):
                 if leaf["kind"] == "tensor" and leaf["index"] == flat_index:
-                    return [i] + _parse_path(path)
+                    return [i, *keys]
         return [0]  # pragma: no cover
 
     def _walk(self, spec: dict, value, flat: list) -> None:
@@ -435,14 +441,6 @@ def _size_expr(text: str):
         return build(tree_)
     except ValueError:
         return None
-
-
-def _parse_path(path: str) -> list:
-    """``"[0]['a']"`` -> ``[0, 'a']`` (paths made by tree.leaf_paths)."""
-    parts = []
-    for piece in path.strip("[]").split("][") if path else []:
-        parts.append(ast.literal_eval(piece))
-    return parts
 
 
 def _what(value) -> str:

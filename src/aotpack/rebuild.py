@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import safetensors.torch
 import torch
 
 from . import _torch_compat as compat
@@ -61,29 +60,31 @@ def captured_from_package(manifest: dict, variant: dict, program_json: bytes, we
         elif kinds[fqn] == "buffer":
             state[t] = tensors[fqn]
     ep = compat.deserialize_program(program_json, state, by_target)
-    gm = torch.fx.GraphModule(ep.graph_module, ep.graph_module.graph)
-    gm.graph._codegen = torch.fx.graph.CodeGen()
-    gm.recompile()
     return Captured(
         name=program["name"], kind=program["kind"], source=program["source"], signature=program["signature"],
         in_spec=variant["in_spec"], out_spec=program["out_spec"], inputs=variant["inputs"],
         dims=variant.get("dims", {}), weights=tensors, weight_kinds=kinds,
         weight_targets=dict(zip(fqns, targets)), frozen=program.get("frozen", []),
         example_inputs=[t.to(device) for t in _example_inputs(variant, examples)],
-        exported=ep, graph_module=gm, flat_dynamic_shapes=[])
+        exported=ep, graph_module=compat.plain_graph_module(ep.graph_module))
 
 
-def rebuild_variant(reader, variant: dict, weights: dict, *, backends=(), say=print) -> Compiled:
-    """Compile ``variant`` of the package open in ``reader`` again, on this machine."""
+def captured_from_reader(reader, variant: dict, weights: dict) -> Captured:
+    """The Captured program of ``variant`` in an open package, its members verified first."""
     prefix = fmt.variant_dir(variant["name"])
     if "weight_targets" not in variant or not reader.has(prefix + fmt.PROGRAM):
         from .errors import IncompatibleError
 
         raise IncompatibleError(f"variant {variant['name']} carries no portable program to rebuild from")
-    examples = None
-    if reader.has(prefix + fmt.EXAMPLES):
-        examples = safetensors.torch.load(reader.read(prefix + fmt.EXAMPLES))
-    captured = captured_from_package(reader.manifest, variant, reader.read(prefix + fmt.PROGRAM), weights, examples)
+    members = [prefix + fmt.PROGRAM] + ([prefix + fmt.EXAMPLES] if reader.has(prefix + fmt.EXAMPLES) else [])
+    reader.verify(members)
+    examples = reader.tensors(members[1]) if len(members) > 1 else None
+    return captured_from_package(reader.manifest, variant, reader.read(members[0]), weights, examples)
+
+
+def rebuild_variant(reader, variant: dict, weights: dict, *, backends=(), say=print) -> Compiled:
+    """Compile ``variant`` of the package open in ``reader`` again, on this machine."""
+    captured = captured_from_reader(reader, variant, weights)
     backend = get_backend(variant["backend"], variant.get("backend_entry"), backends)
     t = time.perf_counter()
     say(f"aotpack: rebuilding variant {variant['name']} with {backend.name} ...")

@@ -133,8 +133,9 @@ class Loaded:
       variants: names of the variants loaded, in dispatch order.
     """
 
-    def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True):
+    def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True, path: str = ""):
         self.manifest = manifest
+        self.path = path
         self._variants = variants
         self._out_spec = manifest["program"]["out_spec"]
         self._result = _unflattener(self._out_spec)
@@ -176,7 +177,7 @@ class Loaded:
         v, m = failures[0]
         path = v.guard.path(m, args, kwargs)
         tried = "; ".join(f"{x.name}: " + ", ".join(
-            describe_input(p, g, x.guard.dims) for p, g in _input_names(x.guard)) for x, _ in failures)
+            describe_input(p, g, x.guard.dims) for p, g in x.guard.tensor_inputs()) for x, _ in failures)
         message = f"{path}: expected {m.expected}, got {m.actual}"
         if len(failures) > 1:
             others = "; ".join(f"{x.name}: {x.guard.path(mm, args, kwargs)} expected {mm.expected}, got {mm.actual}"
@@ -184,18 +185,25 @@ class Loaded:
             message += f" (variant {v.name}; also {others})"
         return GuardError(message, hint=f"the package was compiled for {tried}")
 
+    def example_inputs(self, variant: str | None = None) -> tuple[list, dict]:
+        """(args, kwargs) recorded when ``variant`` (default: the first) was compiled.
+
+        Example:
+            >>> args, kwargs = fn.example_inputs(); fn(*args, **kwargs)   # doctest: +SKIP
+        """
+        with PackageReader(self.path) as r:
+            v = r.variant(variant)
+            member = fmt.variant_dir(v["name"]) + fmt.EXAMPLES
+            if not r.has(member):
+                raise AotpackError(f"{self.path} holds no example inputs for variant {v['name']}",
+                                   hint="compile it with examples=True")
+            r.verify([member])
+            flat = r.tensors(member)
+        values = tree.unflatten(v["in_spec"], [flat[f"input{i}"] for i in range(len(flat))])
+        return tree.call_arguments(self.manifest["program"]["signature"], values)
+
     def __repr__(self) -> str:
         return f"<aotpack.Loaded {self.__name__} variants={self.variants}>"
-
-
-def _input_names(guard: Guard) -> list[tuple[str, dict]]:
-    """(path by parameter name, guard) for each flat tensor, for messages."""
-    out = []
-    for i, spec in enumerate(guard.in_spec["children"]):
-        for path, leaf in tree.leaf_paths(spec, guard.names[i]):
-            if leaf["kind"] == "tensor":
-                out.append((path, guard.inputs[leaf["index"]]))
-    return out
 
 
 def incompatibilities(manifest: dict, variant: dict) -> list[str]:
@@ -303,18 +311,22 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         raise ValueError(f"on_mismatch must be 'error' or 'rebuild', not {on_mismatch!r}")
     reader = PackageReader(path)
     try:
-        reader.verify()
+        # Verify what this load uses, each member before its first use: the weights, then
+        # each loaded variant's files. Examples and programs are checked where they are
+        # read (rebuild, repro) and by `aotpack verify`.
+        reader.verify([fmt.WEIGHTS])
         manifest = reader.manifest
         program = manifest["program"]
-        weights = reader.tensors(fmt.WEIGHTS)
-        for alias, target in program.get("aliases", {}).items():
-            weights[alias] = weights[target]
+        weights = reader.weights()
+        on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
         loaded, problems, rebuilt = [], [], {}
         for v in sorted(manifest["variants"], key=_specificity):
             if variants is not None and v["name"] not in variants:
                 continue
             why = incompatibilities(manifest, v)
             files = _VariantFiles(reader, v)
+            if not why:
+                reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]])
             if why and on_mismatch == "rebuild" and _rebuildable(v):
                 from .rebuild import rebuild_variant
 
@@ -350,8 +362,9 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                     continue
             else:
                 device = v.get("device", "cpu")
-                # Weights are stored for the CPU; a GPU variant gets its copy once, here.
-                ws = [weights[n] if device == "cpu" else weights[n].to(device) for n in v["weights"]]
+                # Weights are stored for the CPU; GPU variants share one copy made here.
+                ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))
+                      for n in v["weights"]]
             loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v))
         if not loaded:
             if variants is not None and not problems:
@@ -363,6 +376,6 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                      "or build it on a machine like this one")
         if rebuilt and rewrite:
             _rewrite(path, rebuilt)
-        return Loaded(manifest, loaded, check_guards)
+        return Loaded(manifest, loaded, check_guards, os.fspath(path))
     finally:
         reader.close()

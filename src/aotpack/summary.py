@@ -57,13 +57,11 @@ class Inspection:
             meta = var.get("meta", {})
             extra = f", CPU ISA {meta['cpu_isa']}" if meta.get("cpu_isa") else ""
             lines.append(f"  {var['name']}: backend {var['backend']} on {var['device']}{extra}, files {_size(files)}")
-            names = [x["name"] for x in p["signature"]]
-            for i, spec in enumerate(var["in_spec"]["children"]):
-                for path, leaf in tree.leaf_paths(spec, names[i]):
-                    if leaf["kind"] == "tensor":
-                        lines.append(f"    {describe_input(path, var['inputs'][leaf['index']], var.get('dims', {}))}")
-                    else:
-                        lines.append(f"    {path} == {tree.const_repr(leaf)} (frozen)")
+            for path, leaf in tree.named_leaves(var["in_spec"], [x["name"] for x in p["signature"]]):
+                if leaf["kind"] == "tensor":
+                    lines.append(f"    {describe_input(path, var['inputs'][leaf['index']], var.get('dims', {}))}")
+                else:
+                    lines.append(f"    {path} == {tree.const_repr(leaf)} (frozen)")
         ws = p["weights"]
         total = self.sizes.get("weights.safetensors", 0)
         kinds = {}

@@ -25,7 +25,8 @@ import torch
 
 from .errors import CaptureError
 
-__all__ = ["flatten", "unflatten", "encode_const", "decode_const", "const_repr", "leaf_paths"]
+__all__ = ["flatten", "unflatten", "encode_const", "decode_const", "const_repr", "leaf_keys", "leaf_paths",
+           "named_leaves", "call_arguments"]
 
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -116,19 +117,27 @@ def unflatten(spec: dict, tensors: list) -> Any:
     return dict(zip(spec["keys"], children))
 
 
-def leaf_paths(spec: dict, path: str = "") -> list[tuple[str, dict]]:
-    """Every leaf of ``spec`` with its path, depth first (tensors in flat order)."""
+def leaf_keys(spec: dict, keys: tuple = ()) -> list[tuple[tuple, dict]]:
+    """Every leaf of ``spec`` with its key path (list indices, dict keys), depth first
+    (tensors in flat order)."""
     kind = spec["kind"]
     if kind in ("tensor", "const"):
-        return [(path, spec)]
+        return [(keys, spec)]
     out = []
-    if kind == "dict":
-        for k, c in zip(spec["keys"], spec["children"]):
-            out += leaf_paths(c, f"{path}[{k!r}]")
-    else:
-        for i, c in enumerate(spec["children"]):
-            out += leaf_paths(c, f"{path}[{i}]")
+    labels = spec["keys"] if kind == "dict" else range(len(spec["children"]))
+    for k, c in zip(labels, spec["children"]):
+        out += leaf_keys(c, keys + (k,))
     return out
+
+
+def leaf_paths(spec: dict, path: str = "") -> list[tuple[str, dict]]:
+    """Every leaf of ``spec`` with its path as text (``x['pair'][0]``), depth first."""
+    return [(path + "".join(f"[{k!r}]" for k in keys), leaf) for keys, leaf in leaf_keys(spec)]
+
+
+def named_leaves(in_spec: dict, names: list[str]) -> list[tuple[str, dict]]:
+    """The leaves of an argument spec (one child per parameter), paths by parameter name."""
+    return [pair for name, child in zip(names, in_spec["children"]) for pair in leaf_paths(child, name)]
 
 
 def describe(spec: dict) -> str:
@@ -145,3 +154,22 @@ def describe(spec: dict) -> str:
     if kind == "tuple":
         return "(" + inner + ("," if len(spec["children"]) == 1 else "") + ")"
     return "[" + inner + "]"
+
+
+def call_arguments(signature: list[dict], values: list) -> tuple[list, dict]:
+    """Per-parameter values (in ``signature``'s JSON form, as in the manifest) -> the
+    (args, kwargs) of a call: positional parameters and ``*args`` positionally,
+    keyword-only parameters and ``**kwargs`` by name."""
+    args: list = []
+    kwargs: dict = {}
+    for p, v in zip(signature, values):
+        kind = p["kind"]
+        if kind in ("positional_only", "positional_or_keyword"):
+            args.append(v)
+        elif kind == "var_positional":
+            args.extend(v)
+        elif kind == "keyword_only":
+            kwargs[p["name"]] = v
+        else:
+            kwargs.update(v)
+    return args, kwargs

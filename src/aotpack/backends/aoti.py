@@ -16,17 +16,8 @@ import os
 import platform
 import tempfile
 
-import torch
-
 from .. import _torch_compat as compat
 from . import Compiled
-
-
-def _device_of(captured) -> str:
-    for t in captured.graph_args():
-        if t.device.type != "cpu":
-            return t.device.type
-    return "cpu"
 
 
 class AOTInductor:
@@ -35,21 +26,8 @@ class AOTInductor:
     name = "aoti"
 
     def compile(self, captured, options: dict) -> Compiled:
-        from torch.export import Dim
-
-        n_weights = len(captured.weights)
-        named = {}
-        for name, r in captured.dims.items():
-            named[name] = Dim(name, min=r["min"], max=r["max"] if r["max"] is not None else int(2**62))
-        dyn: list = [None] * n_weights
-        for guard in captured.inputs:
-            spec = {d: named[s] if isinstance(s, str) else Dim.AUTO
-                    for d, s in enumerate(guard["shape"]) if not isinstance(s, int)}
-            dyn.append(spec or None)
-        with compat.quiet_export_logs():
-            ep = torch.export.export(captured.graph_module, tuple(captured.graph_args()),
-                                     dynamic_shapes=dyn if any(dyn) else None, strict=False)
-        device = _device_of(captured)
+        ep = captured.export_weights_as_inputs()
+        device = captured.device
         options = dict(options)
         if device == "cuda":
             # Kernel binaries (cubins) go inside model.so: the package ships one file per

@@ -33,8 +33,8 @@ class Inductor:
         if captured.dims or any(isinstance(s, dict) for g in captured.inputs for s in g["shape"]):
             raise CaptureError("the inductor backend compiles static shapes only, and this program has dynamic "
                                f"dimensions {sorted(captured.dims)}", hint="use backend='aoti' for Dims")
+        ep = captured.export_weights_as_inputs()
         with compat.quiet_export_logs():
-            ep = torch.export.export(captured.graph_module, tuple(captured.graph_args()), strict=False)
             if ep.range_constraints:
                 raise CaptureError("the inductor backend cannot compile sizes that depend on data "
                                    f"({', '.join(map(str, ep.range_constraints))})", hint="use backend='aoti'")
@@ -44,9 +44,7 @@ class Inductor:
             if spec.kind.name != "USER_OUTPUT":
                 raise CaptureError("the inductor backend does not support programs that mutate their inputs",
                                    hint="use backend='aoti' or 'eager'")
-        gm = ep.graph_module
-        gm.graph._codegen = torch.fx.graph.CodeGen()
-        gm.recompile()
+        gm = compat.plain_graph_module(ep.graph_module)
         import torch._inductor.config as config
 
         with config.patch(options or {}):
@@ -57,8 +55,7 @@ class Inductor:
 
             files["constants.safetensors"] = save({k: v.detach().cpu().contiguous()
                                                    for k, v in out["constants"].items()})
-        device = next((t.device.type for t in captured.graph_args() if t.device.type != "cpu"), "cpu")
-        return Compiled(files=files, meta={"device": device, "constants": sorted(out["constants"])})
+        return Compiled(files=files, meta={"device": captured.device, "constants": sorted(out["constants"])})
 
     def load(self, files):
         constants = {}

@@ -208,6 +208,23 @@ class PackageReader:
             out[key] = t.view(shape)
         return out
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The package's weights (mapped, no copy), shared ones under every name."""
+        weights = self.tensors(fmt.WEIGHTS)
+        for alias, target in self.manifest["program"].get("aliases", {}).items():
+            weights[alias] = weights[target]
+        return weights
+
+    def variant(self, name: str | None) -> dict:
+        """The manifest entry of variant ``name`` (None: the first)."""
+        variants = self.manifest["variants"]
+        found = variants[0] if name is None else next((v for v in variants if v["name"] == name), None)
+        if found is None:
+            from ..errors import AotpackError
+
+            raise AotpackError(f"{self.path} has no variant {name!r}; it has {[v['name'] for v in variants]}")
+        return found
+
     def close(self) -> None:
         # The mmap stays alive while tensors view it (they hold a reference to it).
         f = getattr(self, "_file", None)

@@ -29,6 +29,7 @@ import textwrap
 import torch
 
 from .. import __version__
+from .. import _torch_compat as compat
 from .inputs import InputReader, InputWriter
 
 __all__ = ["save_repro"]
@@ -154,10 +155,7 @@ def _plain_graph(gm: torch.fx.GraphModule, args: list) -> torch.fx.GraphModule:
         from torch.fx.experimental.proxy_tensor import make_fx
 
         gm = make_fx(gm)(*args)
-    gm = torch.fx.GraphModule(gm, gm.graph)
-    gm.graph._codegen = torch.fx.graph.CodeGen()  # plain positional signature
-    gm.recompile()
-    return gm
+    return compat.plain_graph_module(gm)
 
 
 def _config_lines(config: dict | None) -> str:
@@ -253,23 +251,11 @@ def package_repro(package: str | os.PathLike, path: str | os.PathLike, *, varian
         >>> package_repro("mlp.aot", "mlp_repro")                  # doctest: +SKIP
         $ python mlp_repro/repro.py accuracy --backend inductor
     """
-    import safetensors.torch
-
-    from ..errors import AotpackError
     from ..package import fmt
     from ..package.reader import PackageReader
-    from ..rebuild import captured_from_package
+    from ..rebuild import captured_from_reader
 
     with PackageReader(package) as r:
-        r.verify()
-        variants = r.manifest["variants"]
-        v = variants[0] if variant is None else next((x for x in variants if x["name"] == variant), None)
-        if v is None:
-            raise AotpackError(f"{package} has no variant {variant!r}; it has {[x['name'] for x in variants]}")
-        prefix = fmt.variant_dir(v["name"])
-        weights = r.tensors(fmt.WEIGHTS)
-        for alias, target in r.manifest["program"].get("aliases", {}).items():
-            weights[alias] = weights[target]
-        examples = safetensors.torch.load(r.read(prefix + fmt.EXAMPLES)) if r.has(prefix + fmt.EXAMPLES) else None
-        captured = captured_from_package(r.manifest, v, r.read(prefix + fmt.PROGRAM), weights, examples)
+        r.verify([fmt.WEIGHTS])
+        captured = captured_from_reader(r, r.variant(variant), r.weights())
     return save_repro(captured.graph_module, [t.detach().clone() for t in captured.graph_args()], path)
