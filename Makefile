@@ -7,7 +7,12 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+# The real components the tests drive: a redis-server (cache stores) and headless
+# Chromium (the HTML report). Installed from Debian's packages when missing.
+SYSTEM_TOOLS := redis-server chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench clean system-tools
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,13 +28,22 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
 
-test: $(STAMP) lint
+system-tools:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  $(SUDO) apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: $(STAMP) lint system-tools
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) system-tools
 	$(BIN)/python bench/warm_start.py
 	$(BIN)/python bench/guard_overhead.py
 	$(BIN)/python bench/repro_storage.py
+	$(BIN)/python bench/cache_load.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

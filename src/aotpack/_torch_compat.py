@@ -251,3 +251,48 @@ def plain_graph_module(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     gm.graph._codegen = torch.fx.graph.CodeGen()
     gm.recompile()
     return gm
+
+
+def inductor_config_hash() -> str:
+    """A hex hash of inductor's global config (what FX graph caching keys on).
+
+    Private: ``torch._inductor.config.get_hash`` (ConfigModule, 2.11-2.13).
+    """
+    import torch._inductor.config as config
+
+    return config.get_hash().hex()
+
+
+def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:
+    """Compile a dynamo graph with inductor the way torch.compile does (AOT autograd
+    included, so it trains) and return the serialized artifact (output code + the
+    AOT autograd entry, no pickle of user objects).
+
+    Public since 2.8: ``torch._inductor.standalone_compile`` and ``CompiledArtifact``
+    (``save(format="binary")`` takes a path only, hence the temporary file).
+    ``from_tracing_context`` reuses dynamo's shape environment, as a backend must.
+    """
+    import tempfile
+
+    from torch._inductor import standalone_compile as compile_
+
+    artifact = compile_(gm, list(example_inputs), dynamic_shapes="from_tracing_context", options=options or {})
+    with tempfile.TemporaryDirectory(prefix="aotpack-sc-") as d:
+        path = os.path.join(d, "artifact.bin")
+        artifact.save(path=path, format="binary")
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def standalone_load(blob: bytes):
+    """Load bytes from ``standalone_compile`` into a callable (no compiling: the output
+    code is imported; its kernels come from the artifact)."""
+    import tempfile
+
+    from torch._inductor.standalone_compile import CompiledArtifact
+
+    with tempfile.TemporaryDirectory(prefix="aotpack-sc-") as d:
+        path = os.path.join(d, "artifact.bin")
+        with open(path, "wb") as f:
+            f.write(blob)
+        return CompiledArtifact.load(path=path, format="binary")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ __all__ = ["compile", "add_variant", "inspect", "verify"]
 def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = "aoti",
             dynamic=None, options: dict | None = None, variant: str = "default",
             examples: bool = True, strict: bool = False, variants: list[dict] | None = None,
-            progress: Callable[[str], None] | None = None) -> Package:
+            progress: Callable[[str], None] | None = None, cache=None) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
@@ -44,6 +45,10 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         At call time the most specific variant whose guards pass runs.
       strict: error (instead of warn) when the program forces a named Dim to one size.
       progress: called with a line of text at each long step (the CLI prints them).
+      cache: a compile cache: ``True`` (the default local store, ~/.cache/aotpack), a
+        path, a ``redis://`` URL, or an ``aotpack.cache`` Store. A hit skips the
+        backend's compile (capture still runs: the graph is part of the key). With
+        None, an active ``aotpack.cache.Context`` still records (and serves) artifacts.
     Returns:
       Package; ``.save(path)`` writes it.
     Raises:
@@ -63,7 +68,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
             raise TypeError(f"a variant is a dict with 'name' and any of {sorted(set(first) - {'name'})}; "
                             f"got {sorted(spec)}")
         v = {**first, **spec}
-        captured, be, compiled = _build(v, strict, say)
+        captured, be, compiled = _build(v, strict, say, cache)
         if pkg is None:
             pkg = Package.from_captured(captured, v["name"], be, compiled, examples=examples)
         else:
@@ -74,7 +79,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
 def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwargs: dict | None = None, *,
                 name: str, backend: Any = "aoti", dynamic=None, options: dict | None = None,
                 examples: bool = True, strict: bool = False,
-                progress: Callable[[str], None] | None = None) -> Package:
+                progress: Callable[[str], None] | None = None, cache=None) -> Package:
     """Compile one more variant of a saved package's program and rewrite the file atomically.
 
     Example:
@@ -82,13 +87,13 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     """
     pkg = Package.open(path)
     v = dict(name=name, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
-    captured, be, compiled = _build(v, strict, progress or (lambda line: None))
+    captured, be, compiled = _build(v, strict, progress or (lambda line: None), cache)
     pkg.add_variant(captured, name, be, compiled, examples=examples)
     pkg.save(path)
     return pkg
 
 
-def _build(v: dict, strict: bool, say):
+def _build(v: dict, strict: bool, say, cache=None):
     be = get_backend(v["backend"])
     target = v["target"]
     t0 = time.perf_counter()
@@ -97,7 +102,12 @@ def _build(v: dict, strict: bool, say):
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
-    compiled = be.compile(captured, dict(v["options"] or {}))
+    if cache in (None, False) and "aotpack.cache" not in sys.modules:
+        compiled = be.compile(captured, dict(v["options"] or {}))
+    else:  # a store, or maybe an active cache.Context
+        from .cache.cached import compile_captured
+
+        compiled = compile_captured(captured, be, dict(v["options"] or {}), cache, say)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
 

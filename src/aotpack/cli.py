@@ -7,6 +7,7 @@
     aotpack rebuild model.aot               # recompile variants built for another torch/machine
     aotpack repro model.aot -o repro/       # standalone repro.py of a variant + its inputs
     aotpack minify repro/ --failure exception --backend inductor
+    aotpack cache ls|explain KEY|rm KEY|export -o F|import F [--store redis://host:6379/0]
     aotpack demo                            # compile, save, load fresh, compare
 
 Errors print as ``error: ...`` and ``hint: ...`` with exit status 1, never a traceback.
@@ -134,6 +135,52 @@ def _cmd_minify(a) -> int:
     return 0
 
 
+def _cmd_cache(a) -> int:
+    import datetime
+
+    from aotpack.cache import open_store
+
+    store = open_store(a.store)
+    if a.action == "ls":
+        rows = sorted(store.entries(), key=lambda h: h.get("created", 0))
+        print(f"{store.url}: {len(rows)} entries, {sum(h['size'] for h in rows) / 1e6:.1f} MB")
+        for h in rows:
+            when = datetime.datetime.fromtimestamp(h.get("created", 0)).strftime("%Y-%m-%d %H:%M")
+            parts = h["parts"]
+            print(f"  {h['key'][:16]}  {h['size'] / 1e6:8.2f} MB  {when}  {h.get('kind', '?'):24} "
+                  f"compile {h.get('compile_s', 0):6.1f}s  {parts.get('backend', '?')}  inputs {parts.get('inputs', '')[:60]}")
+    elif a.action == "explain":
+        for prefix in a.keys or [""]:
+            digest = store.resolve(prefix)
+            h = store.header(digest)
+            print(f"{digest}  ({h.get('kind', '?')}, {h['size']} bytes, compiled in {h.get('compile_s', '?')}s)")
+            for name, value in h["parts"].items():
+                print(f"  {name:8} {value}")
+    elif a.action == "rm":
+        if not a.keys and not a.all:
+            raise AotpackError("rm needs keys or --all", hint="aotpack cache rm KEY... | --all")
+        digests = store.digests() if a.all else [store.resolve(k) for k in a.keys]
+        for d in digests:
+            store.delete(d)
+        print(f"removed {len(digests)} entries from {store.url}")
+    elif a.action == "export":
+        if not a.output:
+            raise AotpackError("export needs -o FILE")
+        blob = store.export([store.resolve(k) for k in a.keys] if a.keys else None)
+        tmp = a.output + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, a.output)
+        print(f"wrote {a.output} ({len(blob) / 1e6:.1f} MB)")
+    elif a.action == "import":
+        if len(a.keys) != 1:
+            raise AotpackError("import takes one bundle file", hint="aotpack cache import bundle.aotc")
+        with open(a.keys[0], "rb") as f:
+            keys = store.import_bundle(f.read())
+        print(f"imported {len(keys)} entries into {store.url}")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from aotpack.demo import run_demo
 
@@ -187,6 +234,15 @@ def main(argv=None) -> int:
     mn.add_argument("-o", "--output", default=None, help="where to write (default FOLDER/minified)")
     mn.add_argument("--max-trials", type=int, default=200)
     mn.set_defaults(func=_cmd_minify)
+
+    ca = sub.add_parser("cache", help="list, explain, remove, export or import compile-cache entries")
+    ca.add_argument("action", choices=["ls", "explain", "rm", "export", "import"])
+    ca.add_argument("keys", nargs="*", help="keys or key prefixes (import: the bundle file)")
+    ca.add_argument("--store", default=None, help="directory or redis:// URL (default: $AOTPACK_CACHE or "
+                    "~/.cache/aotpack)")
+    ca.add_argument("--all", action="store_true", help="rm: every entry")
+    ca.add_argument("-o", "--output", default=None, help="export: bundle file to write")
+    ca.set_defaults(func=_cmd_cache)
 
     d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
     d.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])

@@ -1,0 +1,139 @@
+"""Cached compiles: aotpack.compile's path and a torch.compile backend.
+
+Both build a CacheKey from named parts, then take ``context.lookup_or_compile``.
+
+``backend("inductor", store)`` is a torch.compile backend: each graph dynamo hands it is
+keyed (graph code, input metadata, grad/autocast mode, inductor config, versions,
+device); a hit loads the stored inductor artifact (``standalone_compile``'s binary
+format: output code + AOT autograd entry, so training graphs work too) and compiles
+nothing; a miss compiles with inductor and stores the artifact::
+
+    model = torch.compile(model, backend=aotpack.cache.backend("inductor", "redis://cache:6379/0"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import torch
+
+from .. import _torch_compat as compat
+from .entry import pack_files, unpack_files
+from .key import CacheKey, environment_parts, inductor_config_hash
+from .store import open_store
+
+__all__ = ["backend", "compile_captured", "program_parts", "graph_parts"]
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    t = t.detach().to("cpu").contiguous().reshape(-1)
+    return hashlib.sha256(t.view(torch.uint8).numpy().tobytes()).hexdigest() if t.numel() else "empty"
+
+
+def _attr_tensors(gm: torch.fx.GraphModule) -> list[tuple[str, str]]:
+    """(name, sha256 of bytes) of each tensor the graph reads with get_attr: values baked
+    into the compiled code must be in the key (weights passed as inputs are not)."""
+    out = []
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            obj = gm
+            for part in node.target.split("."):
+                obj = getattr(obj, part, None)
+            if isinstance(obj, torch.Tensor):
+                out.append((node.target, _tensor_digest(obj)))
+    return out
+
+
+def _describe_tensor(t: torch.Tensor) -> str:
+    dtype = str(t.dtype).removeprefix("torch.")
+    shape = ",".join(str(s) for s in t.shape)
+    stride = ",".join(str(s) for s in t.stride())
+    grad = " grad" if t.requires_grad else ""
+    return f"{dtype}[{shape}]/[{stride}]@{t.device.type}{grad}"
+
+
+def program_parts(captured) -> dict:
+    """The ``graph`` and ``inputs`` key parts of an aotpack Captured program."""
+    h = hashlib.sha256(captured.graph_module.code.encode())
+    for name, t in captured.weights.items():
+        h.update(f"|{name}:{_describe_tensor(t)}".encode())
+    h.update(json.dumps(_attr_tensors(captured.graph_module)).encode())
+    inputs = []
+    for g in captured.inputs:
+        shape = ",".join(s if isinstance(s, str) else str(s) if isinstance(s, int) else "*" for s in g["shape"])
+        inputs.append(f"{g['dtype']}[{shape}]@{g['device']}" + (" grad" if g.get("requires_grad") else ""))
+    dims = " ".join(f"{n}={r['min']}..{r['max']}" for n, r in sorted(captured.dims.items()))
+    return {"graph": h.hexdigest(), "inputs": "; ".join(inputs) + (f" | {dims}" if dims else "")}
+
+
+def graph_parts(gm: torch.fx.GraphModule, example_inputs: list) -> dict:
+    """The ``graph``, ``inputs`` and ``mode`` key parts of a graph dynamo hands a backend."""
+    h = hashlib.sha256(gm.code.encode())
+    h.update(json.dumps(_attr_tensors(gm)).encode())
+    inputs = []
+    for x in example_inputs:
+        if isinstance(x, torch.Tensor):
+            inputs.append(_describe_tensor(x))
+        elif isinstance(x, torch.SymInt):
+            inputs.append(f"sym:{x}")
+        else:
+            inputs.append(repr(x))
+    mode = f"grad={torch.is_grad_enabled()}"
+    for dev in ("cpu", "cuda"):
+        if torch.is_autocast_enabled(dev):
+            mode += f" autocast_{dev}={torch.get_autocast_dtype(dev)}"
+    return {"graph": h.hexdigest(), "inputs": "; ".join(inputs), "mode": mode}
+
+
+def _options_part(options: dict | None, inductor: bool) -> str:
+    """Backend options, plus inductor's global config for backends built on inductor
+    (a config patched around the compile changes the code, so it must change the key)."""
+    opts = json.dumps(options or {}, sort_keys=True, default=repr)
+    return f"{opts} inductor-config={inductor_config_hash()[:16]}" if inductor else opts
+
+
+def compile_captured(captured, be, options: dict, cache, say: Callable[[str], None]):
+    """``be.compile(captured, options)`` through the cache (``cache``: a Store, URL, path,
+    True for the default local store, or None for the active Context alone)."""
+    from ..backends import Compiled, backend_entry
+
+    store = None if cache is None or cache is False else open_store(cache)
+    name = be.name if backend_entry(be) is None else f"{be.name} ({backend_entry(be)})"
+    key = CacheKey.of(**program_parts(captured), backend=name, options=_options_part(options, be.name in ("aoti", "inductor")),
+                      **environment_parts(captured.device))
+
+    def build() -> bytes:
+        c = be.compile(captured, dict(options))
+        return pack_files(c.files, c.meta)
+
+    from .context import lookup_or_compile
+
+    payload = lookup_or_compile(key, build, store, kind=f"aotpack/{be.name}", say=say)
+    files, meta = unpack_files(payload)
+    return Compiled(files=files, meta=meta)
+
+
+def backend(name: str = "inductor", store=None, *, options: dict | None = None):
+    """A torch.compile backend that compiles with ``name`` through a cache ``store``
+    (a Store, URL or path; None: the default local store).
+
+    Example:
+        >>> fn = torch.compile(model, backend=aotpack.cache.backend("inductor", "/tmp/c"))  # doctest: +SKIP
+    """
+    if name != "inductor":
+        raise ValueError(f"aotpack.cache.backend supports 'inductor' (got {name!r}): its artifacts are "
+                         "serializable; use aotpack.compile for the other backends")
+    store = open_store(store)
+    from .context import lookup_or_compile
+
+    def aotpack_cached_inductor(gm: torch.fx.GraphModule, example_inputs: list):
+        device = next((x.device.type for x in example_inputs if isinstance(x, torch.Tensor)), "cpu")
+        key = CacheKey.of(**graph_parts(gm, example_inputs), backend=name, options=_options_part(options, True),
+                          **environment_parts(device))
+        payload = lookup_or_compile(key, lambda: compat.standalone_compile(gm, example_inputs, options), store,
+                                    kind="torch.compile/inductor")
+        return compat.standalone_load(payload)
+
+    return aotpack_cached_inductor

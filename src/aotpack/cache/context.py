@@ -1,0 +1,188 @@
+"""``Context``: the artifacts compiled (or found) while it is active, by key.
+
+Modelled on torch's PrecompileContext and Mega-Cache, but each artifact keeps its own
+named key, so one can be looked at, edited or shipped alone::
+
+    with aotpack.cache.Context() as ctx:
+        aotpack.compile(model, (x,))                  # or torch.compile(...) through
+        ...                                           # aotpack.cache.backend(...)
+    ctx.keys()                  # ['3f1a...', ...]
+    ctx.get(key)                # the artifact's bytes (what the backend produced)
+    ctx.edit(key, fn)           # replace them with fn(bytes)
+    blob = ctx.bundle()         # every entry, one bytes object (self-checking)
+
+    # another machine / process:
+    with aotpack.cache.Context() as ctx:
+        ctx.load_bundle(blob)   # later compiles of the same programs hit, compile nothing
+        aotpack.compile(model, (x,))
+
+``lookup_or_compile`` is the one path every cached compile takes: active context, then
+the store, then (under the store's compile lock, so a fleet compiles each key once)
+the compiler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from .entry import FRAMING_FIELDS, Entry, make_bundle, pack_entry, split_bundle, unpack_entry
+from .key import CacheKey
+from .store import Store, stats
+
+__all__ = ["Context", "lookup_or_compile", "active_context"]
+
+log = logging.getLogger("aotpack.cache")
+
+_ACTIVE: list[Context] = []
+
+
+def active_context() -> Context | None:
+    """The innermost active Context, or None."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+class Context:
+    """Records each compiled artifact by key while active (``with Context() as ctx``).
+
+    Args:
+      store: optional store that ``edit`` and ``load_bundle`` also write to, so edits
+        and imported bundles reach later processes too.
+    """
+
+    def __init__(self, store: Store | None = None):
+        self.store = store
+        self._entries: dict[str, Entry] = {}
+
+    def __enter__(self) -> Context:
+        _ACTIVE.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _ACTIVE.remove(self)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list[str]:
+        """The digests of the recorded artifacts, in the order they were recorded."""
+        return list(self._entries)
+
+    def entry(self, key: str) -> Entry:
+        """The recorded entry (header with named parts, and payload)."""
+        try:
+            return self._entries[str(key)]
+        except KeyError:
+            raise KeyError(f"no artifact with key {str(key)[:16]} in this context "
+                           f"({len(self._entries)} recorded)") from None
+
+    def parts(self, key: str) -> dict:
+        """The named parts of ``key``."""
+        return dict(self.entry(key).header["parts"])
+
+    def get(self, key: str) -> bytes:
+        """The serialized bytes of one artifact."""
+        return self.entry(key).payload
+
+    def edit(self, key: str, fn: Callable[[bytes], bytes]) -> None:
+        """Replace an artifact's bytes by ``fn(bytes)``; later lookups of ``key`` (in this
+        context, and in ``store`` if given) get the edited artifact."""
+        old = self.entry(key)
+        payload = fn(old.payload)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError(f"edit's function must return bytes, got {type(payload).__name__}")
+        info = {k: v for k, v in old.header.items() if k not in FRAMING_FIELDS}
+        data = pack_entry(old.key, old.header["parts"], bytes(payload), **{**info, "edited": True})
+        self.record(data)
+        if self.store is not None:
+            self.store.put(old.key, data, overwrite=True)
+
+    def record(self, data: bytes) -> Entry:
+        """Add one entry's bytes (checked) to the context."""
+        entry = unpack_entry(data)
+        self._entries[entry.key] = entry
+        return entry
+
+    def bundle(self) -> bytes:
+        """Every recorded entry as one bytes object (each entry carries its checksum)."""
+        return make_bundle([entry.raw for entry in self._entries.values()])
+
+    def load_bundle(self, data: bytes) -> list[str]:
+        """Add the entries of a ``bundle()`` (and write them to ``store`` if given);
+        returns their keys. A damaged bundle raises CacheError and adds nothing."""
+        keys = []
+        for raw in split_bundle(data):
+            entry = self.record(raw)
+            keys.append(entry.key)
+            if self.store is not None:
+                self.store.put(entry.key, raw, overwrite=True)
+        return keys
+
+    def clear(self) -> None:
+        """Forget every recorded artifact (stores are not touched)."""
+        self._entries.clear()
+
+
+def lookup_or_compile(key: CacheKey, compile_fn: Callable[[], bytes], store: Store | None, *, kind: str,
+                      say: Callable[[str], None] = lambda line: None) -> bytes:
+    """The artifact for ``key``: from the active context, else the store, else compiled.
+
+    A miss takes the store's compile lock; a process that finds it taken waits for the
+    holder's entry instead of compiling the same thing (the fleet's duplicate work is
+    bounded by one compile per key, unless a holder dies or outlives ``lock_wait``).
+    Hits and compiles are counted in ``aotpack.cache.stats``.
+    """
+    digest = key.digest
+    ctx = active_context()
+    if ctx is not None and digest in ctx:
+        stats["hits"] += 1
+        say(f"cache hit {digest[:16]} (context)")
+        return ctx.get(digest)
+    entry = store.fetch(digest) if store is not None else None
+    if entry is None and store is not None:
+        stats["misses"] += 1
+        line = store.explain_miss(key)
+        log.info(line)
+        say(line)
+        if store.try_lock(digest):
+            try:
+                entry = store.fetch(digest)  # stored between our miss and our lock
+                if entry is None:
+                    payload = _compile(compile_fn, key, store, kind)
+                    return _recorded(ctx, key, payload, store, kind)
+            finally:
+                store.unlock(digest)
+        else:
+            say(f"another process is compiling {digest[:16]}; waiting for it")
+            entry = store.wait_for(digest)
+    if entry is not None:
+        stats["hits"] += 1
+        say(f"cache hit {digest[:16]} ({store.url})")
+        if ctx is not None:
+            ctx.record(entry.raw)
+        return entry.payload
+    if store is None:
+        stats["misses"] += 1
+    payload = _compile(compile_fn, key, store, kind)
+    return _recorded(ctx, key, payload, store, kind)
+
+
+def _compile(compile_fn, key: CacheKey, store, kind):
+    t0 = time.perf_counter()
+    payload = compile_fn()
+    stats["compiles"] += 1
+    key_info = {"kind": kind, "compile_s": round(time.perf_counter() - t0, 3)}
+    if store is not None:
+        store.store(key, payload, **key_info)
+    return payload, key_info
+
+
+def _recorded(ctx, key, result, store, kind) -> bytes:
+    payload, info = result
+    if ctx is not None:
+        ctx.record(pack_entry(key.digest, key.parts, payload, **info))
+    return payload

@@ -1,0 +1,169 @@
+"""A cache store in a local directory (the default: ``~/.cache/aotpack``).
+
+Layout: ``<dir>/entries/<digest>.entry`` and ``<dir>/locks/<digest>.lock``.
+
+- Writes go to a temporary file in the same directory and are published with
+  ``os.link`` (first writer wins, atomically) or ``os.replace`` (overwrite): a reader
+  sees no entry or a whole one, never half. Several processes on one node can share
+  the directory (vLLM's users corrupted theirs exactly there).
+- Every read touches the file's mtime; when the directory grows past ``max_bytes``,
+  the least recently used entries go first, down to 90% of the limit.
+- The compile lock is ``fcntl.flock`` on the lock file: the kernel drops it when its
+  process dies, so a crashed compile never blocks the others.
+
+Example:
+    >>> store = LocalStore("/tmp/aotcache", max_bytes=2**30)                # doctest: +SKIP
+    >>> aotpack.compile(model, (x,), cache=store)                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+
+from ..errors import CacheError
+from .entry import HEADER_PREFIX, CorruptEntry, header_length, read_header
+from .store import Store, stats
+
+__all__ = ["LocalStore"]
+
+_SUFFIX = ".entry"
+
+
+class LocalStore(Store):
+    """Entries as files under ``path``; LRU eviction past ``max_bytes`` (default 10 GiB)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, max_bytes: int = 10 * 2**30):
+        from .store import default_dir
+
+        self.path = os.path.abspath(os.fspath(path) if path is not None else default_dir())
+        self.url = self.path
+        self.max_bytes = int(max_bytes)
+        self._entries = os.path.join(self.path, "entries")
+        self._locks = os.path.join(self.path, "locks")
+        try:
+            os.makedirs(self._entries, exist_ok=True)
+            os.makedirs(self._locks, exist_ok=True)
+        except OSError as e:
+            raise CacheError(f"cannot create the cache directory {self.path}: {e.strerror}",
+                             hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE_DIR") from None
+        self._held: dict[str, int] = {}
+
+    def _file(self, digest: str) -> str:
+        if not digest or any(c not in "0123456789abcdef" for c in digest):
+            raise CacheError(f"not a cache key: {digest!r}", hint="keys are 64 hex digits (see `aotpack cache ls`)")
+        return os.path.join(self._entries, digest + _SUFFIX)
+
+    def get(self, digest):
+        path = self._file(digest)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            os.utime(path)  # last use, for LRU eviction
+        except OSError:
+            pass
+        return data
+
+    def put(self, digest, data, *, overwrite=False):
+        path = self._file(digest)
+        fd, tmp = tempfile.mkstemp(dir=self._entries, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+                tmp = None
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+        finally:
+            if tmp is not None:
+                os.unlink(tmp)
+        stats["stored"] += 1
+        self._evict()
+        return True
+
+    def delete(self, digest):
+        try:
+            os.unlink(self._file(digest))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def digests(self):
+        return sorted(n[: -len(_SUFFIX)] for n in os.listdir(self._entries) if n.endswith(_SUFFIX))
+
+    def header(self, digest):
+        try:
+            with open(self._file(digest), "rb") as f:
+                prefix = f.read(HEADER_PREFIX)
+                data = prefix + f.read(header_length(prefix) - HEADER_PREFIX)
+            return read_header(data)[0]
+        except (FileNotFoundError, CorruptEntry):
+            return None
+
+    def size(self) -> int:
+        """Bytes held by entries."""
+        return sum(e.stat().st_size for e in os.scandir(self._entries) if e.name.endswith(_SUFFIX))
+
+    def _evict(self) -> None:
+        files = []
+        for e in os.scandir(self._entries):
+            if e.name.endswith(_SUFFIX):
+                try:
+                    st = e.stat()
+                except FileNotFoundError:
+                    continue
+                files.append((st.st_mtime, st.st_size, e.path))
+        total = sum(size for _, size, _ in files)
+        if total <= self.max_bytes:
+            return
+        for _, size, path in sorted(files):
+            if total <= 0.9 * self.max_bytes:
+                break
+            try:
+                os.unlink(path)
+                total -= size
+                stats["evicted"] += 1
+            except FileNotFoundError:
+                pass
+
+    # -- compile lock -------------------------------------------------------------
+    def try_lock(self, digest):
+        fd = os.open(os.path.join(self._locks, digest + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._held[digest] = fd
+        return True
+
+    def unlock(self, digest):
+        fd = self._held.pop(digest, None)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def is_locked(self, digest):
+        if digest in self._held:
+            return True
+        path = os.path.join(self._locks, digest + ".lock")
+        if not os.path.exists(path):
+            return False
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we may have taken
+        return False

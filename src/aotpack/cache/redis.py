@@ -1,0 +1,150 @@
+"""A cache store on a Redis server, shared by a fleet.
+
+Keys (with the default ``prefix="aotpack:"``): ``aotpack:entry:<digest>`` holds one
+whole entry (see entry.py) as one string value, so a reader gets all of it or nothing
+(``SET`` is atomic); ``aotpack:lock:<digest>`` is the compile lock.
+
+- First writer wins: entries are written with ``SET NX``; an existing entry is only
+  replaced on purpose (``overwrite=True``: cache edits and imports).
+- Compile lock: ``SET lock token NX PX ttl``. The first process to miss compiles; the
+  others wait for its entry. The lock expires after ``lock_ttl`` seconds, so a process
+  that dies mid-compile delays the others by at most that, and they then compile
+  themselves.
+- Down or unreachable: every command has a ``timeout`` (connect and read, default 5 s)
+  and no retries. The first failure warns once (CacheWarning) and the store reads as
+  empty for ``retry_after`` seconds: compiles go on locally, never crash or hang.
+- Size: Redis holds what it is given. Give the server a ``maxmemory`` and
+  ``maxmemory-policy allkeys-lru`` for LRU eviction, or pass ``ttl`` (seconds) here.
+
+Needs the ``redis`` client (``pip install aotpack[redis]``).
+
+Example:
+    >>> store = RedisStore("redis://cache.internal:6379/0", timeout=2)      # doctest: +SKIP
+    >>> torch.compile(model, backend=aotpack.cache.backend("inductor", store))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import warnings
+
+from ..errors import CacheError
+from .entry import HEADER_PREFIX, CorruptEntry, header_length, read_header
+from .store import CacheWarning, Store, stats
+
+__all__ = ["RedisStore"]
+
+_UNLOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+
+class RedisStore(Store):
+    """Entries in Redis at ``url`` (``redis://host:port/db``)."""
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, timeout: float = 5.0, prefix: str = "aotpack:",
+                 lock_ttl: float = 600.0, retry_after: float = 30.0, ttl: float | None = None):
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise CacheError("RedisStore needs the redis client, which is not installed",
+                             hint="pip install 'aotpack[redis]' (or: pip install redis)") from None
+        self.url = url
+        self.prefix = prefix
+        self.lock_ttl = lock_ttl
+        self.lock_wait = lock_ttl
+        self.retry_after = retry_after
+        self.ttl = ttl
+        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                            retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+        self._unlock = self._client.register_script(_UNLOCK)
+        self._down_until = 0.0
+        self._warned = False
+        self._tokens: dict[str, str] = {}
+
+    def _key(self, kind: str, digest: str) -> str:
+        return f"{self.prefix}{kind}:{digest}"
+
+    def _call(self, what: str, fn, default):
+        """Run a Redis command; on a connection failure, warn once and return ``default``."""
+        if time.monotonic() < self._down_until:
+            stats["unavailable"] += 1
+            return default
+        try:
+            return fn()
+        except self._errors as e:
+            stats["unavailable"] += 1
+            self._down_until = time.monotonic() + self.retry_after
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"Redis cache at {self.url} is unreachable ({type(e).__name__}: {e}) during {what}; "
+                              f"compiling locally without it (retrying in {self.retry_after:.0f}s)",
+                              CacheWarning, stacklevel=4)
+            return default
+
+    @property
+    def available(self) -> bool:
+        """Whether the server answers a PING now."""
+        return bool(self._call("ping", self._client.ping, False))
+
+    def get(self, digest):
+        return self._call("get", lambda: self._client.get(self._key("entry", digest)), None)
+
+    def put(self, digest, data, *, overwrite=False):
+        px = int(self.ttl * 1000) if self.ttl else None
+        done = self._call("put", lambda: self._client.set(self._key("entry", digest), data, nx=not overwrite, px=px),
+                          False)
+        if done:
+            stats["stored"] += 1
+        return bool(done)
+
+    def delete(self, digest):
+        return bool(self._call("delete", lambda: self._client.delete(self._key("entry", digest)), 0))
+
+    def digests(self):
+        start = len(self.prefix) + len("entry:")
+        keys = self._call("scan", lambda: list(self._client.scan_iter(match=self._key("entry", "*"), count=1000)), [])
+        return sorted(k.decode()[start:] for k in keys)
+
+    def header(self, digest):
+        key = self._key("entry", digest)
+
+        def read():
+            prefix = self._client.getrange(key, 0, HEADER_PREFIX - 1)
+            if not prefix:
+                return None
+            return prefix + self._client.getrange(key, HEADER_PREFIX, header_length(prefix) - 1)
+
+        try:
+            data = self._call("header", read, None)
+            return None if data is None else read_header(data)[0]
+        except CorruptEntry:
+            return None
+
+    def try_lock(self, digest):
+        token = f"{os.getpid()}-{uuid.uuid4().hex}"
+        got = self._call("lock", lambda: self._client.set(self._key("lock", digest), token, nx=True,
+                                                          px=int(self.lock_ttl * 1000)), None)
+        if got is None and time.monotonic() < self._down_until:
+            return True  # unreachable: compile here
+        if got:
+            self._tokens[digest] = token
+        return bool(got)
+
+    def unlock(self, digest):
+        token = self._tokens.pop(digest, None)
+        if token is not None:
+            self._call("unlock", lambda: self._unlock(keys=[self._key("lock", digest)], args=[token]), 0)
+
+    def is_locked(self, digest):
+        return bool(self._call("lock check", lambda: self._client.exists(self._key("lock", digest)), 0))
+
+    def flush(self) -> int:
+        """Delete every entry and lock under this store's prefix; returns how many."""
+        keys = self._call("scan", lambda: list(self._client.scan_iter(match=self.prefix + "*", count=1000)), [])
+        return int(self._call("delete", lambda: self._client.delete(*keys), 0)) if keys else 0

@@ -1,0 +1,186 @@
+"""What every cache store does, whatever holds the bytes.
+
+A store keeps whole entries (see entry.py) by key digest. Subclasses provide five
+primitives -- ``get``, ``put`` (first writer wins unless ``overwrite``), ``delete``,
+``digests`` and ``header`` -- plus a cross-process ``try_lock``/``unlock``/``is_locked``
+so that N processes missing the same key compile it once. This class adds what must be
+the same everywhere: checksum verification with evict-and-warn on corruption, waiting
+for another process's compile, listing, and explaining a miss by the closest entry.
+
+Stores by URL (``open_store``): a path or ``file://`` -> ``LocalStore``, ``redis://`` or
+``rediss://`` -> ``RedisStore``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+import warnings
+from collections.abc import Iterator
+
+from .entry import CorruptEntry, Entry, make_bundle, pack_entry, split_bundle, unpack_entry
+from .key import CacheKey
+
+__all__ = ["Store", "CacheWarning", "stats", "open_store"]
+
+#: Process-wide counters: hits, misses, compiles, stored, corrupt, unavailable, waited.
+stats: collections.Counter = collections.Counter()
+
+
+class CacheWarning(UserWarning):
+    """The cache could not be used as asked (corrupt entry, store down); work went on
+    without it."""
+
+
+class Store:
+    """Base class of cache stores. ``url`` names the store in messages."""
+
+    url: str = "?"
+    #: how long a process waits for another one compiling the same key, in seconds
+    lock_wait: float = 600.0
+
+    # -- primitives (subclasses) -------------------------------------------------
+    def get(self, digest: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put(self, digest: str, data: bytes, *, overwrite: bool = False) -> bool:
+        raise NotImplementedError
+
+    def delete(self, digest: str) -> bool:
+        raise NotImplementedError
+
+    def digests(self) -> list[str]:
+        raise NotImplementedError
+
+    def header(self, digest: str) -> dict | None:
+        raise NotImplementedError
+
+    def try_lock(self, digest: str) -> bool:
+        return True
+
+    def unlock(self, digest: str) -> None:
+        pass
+
+    def is_locked(self, digest: str) -> bool:
+        return False
+
+    # -- shared behaviour ---------------------------------------------------------
+    def fetch(self, digest: str) -> Entry | None:
+        """The verified entry for ``digest``, or None. A corrupt entry is evicted with a
+        CacheWarning and reads as a miss."""
+        data = self.get(digest)
+        if data is None:
+            return None
+        try:
+            return unpack_entry(data, digest)
+        except CorruptEntry as e:
+            stats["corrupt"] += 1
+            warnings.warn(f"cache entry {digest[:16]} in {self.url} is corrupt ({e}); evicted, compiling again",
+                          CacheWarning, stacklevel=3)
+            self.delete(digest)
+            return None
+
+    def store(self, key: CacheKey, payload: bytes, *, overwrite: bool = False, **info) -> bool:
+        """Write ``payload`` under ``key``; False when another writer was first."""
+        return self.put(key.digest, pack_entry(key.digest, key.parts, payload, **info), overwrite=overwrite)
+
+    def entries(self) -> Iterator[dict]:
+        """Each entry's header (key, parts, size, created, kind, ...), unverified."""
+        for digest in self.digests():
+            h = self.header(digest)
+            if h is not None:
+                yield h
+
+    def closest(self, key: CacheKey) -> dict | None:
+        """The header of the entry whose parts are nearest to ``key``'s, or None."""
+        best, score = None, (-1, -1)
+        for h in self.entries():
+            s = key.closeness(h.get("parts", {}))
+            if s > score:
+                best, score = h, s
+        return best
+
+    def explain_miss(self, key: CacheKey) -> str:
+        """Why ``key`` is not in the store, in one line."""
+        near = self.closest(key)
+        if near is None:
+            return f"cache miss {key.digest[:16]}: {self.url} is empty"
+        return f"cache miss {key.digest[:16]}: {key.explain_against(near['parts'], near['key'])}"
+
+    def resolve(self, prefix: str) -> str:
+        """The full digest of the one entry whose key starts with ``prefix``."""
+        from ..errors import CacheError
+
+        found = [d for d in self.digests() if d.startswith(prefix.lower())]
+        if len(found) != 1:
+            raise CacheError(f"{'no' if not found else len(found)} entries in {self.url} have a key starting "
+                             f"with {prefix!r}", hint="see `aotpack cache ls` for the keys")
+        return found[0]
+
+    def export(self, digests: list[str] | None = None) -> bytes:
+        """A bundle of the given entries (all by default); corrupt ones are left out."""
+        raws = []
+        for digest in self.digests() if digests is None else digests:
+            entry = self.fetch(digest)
+            if entry is not None:
+                raws.append(entry.raw)
+        return make_bundle(raws)
+
+    def import_bundle(self, data: bytes) -> list[str]:
+        """Write a bundle's entries (verified first: a damaged bundle writes nothing)."""
+        keys = []
+        for raw in split_bundle(data):
+            digest = unpack_entry(raw).key
+            self.put(digest, raw, overwrite=True)
+            keys.append(digest)
+        return keys
+
+    def wait_for(self, digest: str, timeout: float | None = None) -> Entry | None:
+        """Wait while another process holds the compile lock for ``digest``; return its
+        entry once stored, or None if the lock went away without one or time ran out."""
+        deadline = time.monotonic() + (self.lock_wait if timeout is None else timeout)
+        delay = 0.05
+        stats["waited"] += 1
+        while time.monotonic() < deadline:
+            entry = self.fetch(digest)
+            if entry is not None:
+                return entry
+            if not self.is_locked(digest):
+                return self.fetch(digest)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+def default_dir() -> str:
+    """``$AOTPACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/aotpack``, else ``~/.cache/aotpack``."""
+    if os.environ.get("AOTPACK_CACHE_DIR"):
+        return os.environ["AOTPACK_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "aotpack")
+
+
+def open_store(where=None) -> Store:
+    """A store from a URL, a path, a Store (returned as is), or None/True (the default
+    local store).
+
+    Example:
+        >>> open_store("redis://127.0.0.1:6379/0")               # doctest: +SKIP
+        RedisStore('redis://127.0.0.1:6379/0')
+    """
+    if isinstance(where, Store):
+        return where
+    if where is None or where is True:
+        where = os.environ.get("AOTPACK_CACHE") or default_dir()
+    where = os.fspath(where)
+    if where.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisStore
+
+        return RedisStore(where)
+    from .local import LocalStore
+
+    return LocalStore(where.removeprefix("file://"))

@@ -1,0 +1,62 @@
+"""The cache across processes: a fleet against one redis-server, torch.compile's backend.
+
+Each child (cache_child.py) gets its own empty inductor cache directory, so a hit can
+only come from aotpack's store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+pytestmark = pytest.mark.slow
+
+
+def child_cmd(store, how, out):
+    return [sys.executable, os.path.join(HERE, "cache_child.py"), store, how, out]
+
+
+def child_env(tmp_path, i):
+    return {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / f"inductor{i}"),
+            "TMPDIR": str(tmp_path)}
+
+
+def test_fleet_of_8_compiles_once(redis_url, tmp_path):
+    outs = [str(tmp_path / f"r{i}.json") for i in range(8)]
+    procs = [subprocess.Popen(child_cmd(redis_url, "aoti", out), env=child_env(tmp_path, i),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i, out in enumerate(outs)]
+    for p in procs:
+        log = p.communicate(timeout=600)[0]
+        assert p.returncode == 0, log[-3000:]
+    results = [json.load(open(o)) for o in outs]
+    for r in results:
+        torch.testing.assert_close(torch.tensor(r["out"]), torch.tensor(r["eager"]), rtol=1e-4, atol=1e-5)
+        assert not r["warnings"]
+    compiles = sum(r["stats"].get("compiles", 0) for r in results)
+    hits = sum(r["stats"].get("hits", 0) for r in results)
+    assert compiles == 1 and hits == 7, [r["stats"] for r in results]
+
+
+def test_torch_compile_backend_hit_in_a_fresh_process(tmp_path):
+    store = str(tmp_path / "store")
+    first, second = str(tmp_path / "a.json"), str(tmp_path / "b.json")
+    for i, out in enumerate([first, second]):
+        proc = subprocess.run(child_cmd(store, "torch.compile", out), env=child_env(tmp_path, i),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = json.load(open(first)), json.load(open(second))
+    assert a["stats"]["compiles"] >= 1 and a["inductor"].get("fxgraph_cache_miss", 0) >= 1
+    # the second process compiled nothing: no aotpack compile, no inductor FX graph compile
+    assert b["stats"].get("compiles", 0) == 0 and b["stats"]["hits"] == a["stats"]["compiles"]
+    assert b["inductor"].get("fxgraph_cache_miss", 0) == 0
+    for k in ("out", "grad"):
+        torch.testing.assert_close(torch.tensor(b[k]), torch.tensor(a[k]))
+    torch.testing.assert_close(torch.tensor(a["out"]), torch.tensor(a["eager"]), rtol=1e-4, atol=1e-5)
+    assert b["wgrad"] == pytest.approx(a["wgrad"])
