@@ -36,6 +36,10 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name in ("trace", "cache", "repro"):  # subpackages, imported on first use
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     if name in ("Package",):
         from .package import Package
 
@@ -61,4 +65,7 @@ __all__ = [
     "CacheError",
     "SpecializationWarning",
     "RebuildWarning",
+    "trace",
+    "cache",
+    "repro",
 ]

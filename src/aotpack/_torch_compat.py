@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager, redirect_stderr
 
 import torch
@@ -296,3 +297,87 @@ def standalone_load(blob: bytes):
         with open(path, "wb") as f:
             f.write(blob)
         return CompiledArtifact.load(path=path, format="binary")
+
+
+def symint_hint(value) -> int:
+    """The concrete value a SymInt had when traced, without adding a guard (``int(s)``
+    would specialize the graph being compiled). Private: ``SymNode.hint`` (2.11-2.13)."""
+    if isinstance(value, torch.SymInt):
+        hint = getattr(value.node, "hint", None)
+        if hint is not None:
+            return int(hint)
+        from torch.fx.experimental.symbolic_shapes import size_hint
+
+        return int(size_hint(value))
+    return int(value)
+
+
+def config_changes() -> dict:
+    """Non-default settings of inductor's and dynamo's configs, by full dotted name.
+
+    Private: ``ConfigModule._get_dict(skip_default=True)`` (2.11-2.13).
+    """
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    out = {}
+    for prefix, module in (("torch._inductor.config", inductor_config), ("torch._dynamo.config", dynamo_config)):
+        for key, value in module._get_dict(skip_default=True).items():
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
+def trace_logger():
+    """torch's structured-trace logger (what TORCH_TRACE writes; tlparse reads). Each
+    record carries ``metadata`` (event name -> fields, compile ids) and ``payload``.
+    torch only builds events while the logger has a handler. Private name
+    ``torch.__trace`` (2.11-2.13)."""
+    import logging
+
+    return logging.getLogger("torch.__trace")
+
+
+def current_compile_id() -> str | None:
+    """The id of the compile in progress, as torch's logs write it: ``frame/compile``
+    (``frame/compile_attempt`` on a restart). Private: ``torch._guards.CompileContext``."""
+    from torch._guards import CompileContext
+
+    trace_id = CompileContext.current_trace_id()
+    if trace_id is None:
+        return None
+    cid = trace_id.compile_id
+    base = f"{cid.frame_id}/{cid.frame_compile_id}"
+    return base + (f"_{trace_id.attempt}" if trace_id.attempt else "")
+
+
+def install_compiler_hook(hook) -> Callable[[], None]:
+    """Call ``hook(gm, example_inputs, compiler_fn, call)`` for every graph dynamo hands
+    to a backend (any backend, whatever torch.compile was given); ``call()`` runs the
+    backend. Returns a function that removes the hook.
+
+    Private: ``torch._dynamo.output_graph.OutputGraph.call_user_compiler`` (2.11-2.13).
+    """
+    from torch._dynamo.output_graph import OutputGraph
+
+    original = OutputGraph.call_user_compiler
+
+    def call_user_compiler(self, gm, example_inputs):
+        return hook(gm, example_inputs, self.compiler_fn, lambda: original(self, gm, example_inputs))
+
+    OutputGraph.call_user_compiler = call_user_compiler
+
+    def remove():
+        OutputGraph.call_user_compiler = original
+
+    return remove
+
+
+def interned_path(idx) -> str | None:
+    """The file name torch's structured trace interned as ``idx`` (its events name files
+    by number). Private: ``torch._logging.structured.INTERN_TABLE`` (2.11-2.13)."""
+    from torch._logging import structured
+
+    for path, i in structured.INTERN_TABLE.items():
+        if i == idx:
+            return path
+    return None

@@ -108,9 +108,25 @@ class InputWriter:
                            f"{t.storage_offset()}, {t.dtype}{extra})")
         self._names.append(name)
 
+    def dtensor(self, name: str, value) -> None:
+        """Record a DTensor: its local shard as a tensor, then ``DTensor.from_local`` on
+        a DeviceMesh of the same shape (the script needs a process group; the trace
+        writes a fake one into its preamble)."""
+        local = f"{name}_local"
+        self.tensor(local, value.to_local().detach())
+        self._names.remove(local)
+        self._lines.append(f"{name} = torch.distributed.tensor.DTensor.from_local({local}, "
+                           f"{_mesh_source(value.device_mesh)}, [{', '.join(map(_placement_source, value.placements))}], "
+                           f"run_check=False, shape={tuple(value.shape)}, stride={tuple(value.stride())})")
+        if value.requires_grad:
+            self._lines.append(f"{name} = {name}.detach().requires_grad_(True)")
+        self._names.append(name)
+
     def symint(self, name: str, value) -> None:
-        """Record a (symbolic) int by its value at the time of capture."""
-        self._lines.append(f"{name} = {int(value)}")
+        """Record a (symbolic) int by its value at the time of capture (no guard added)."""
+        from .. import _torch_compat as compat
+
+        self._lines.append(f"{name} = {compat.symint_hint(value)}")
         self._names.append(name)
 
     def const(self, name: str, value) -> None:
@@ -131,7 +147,12 @@ class InputWriter:
 
     def value(self, name: str, value) -> None:
         """Record any supported value (dispatches on its type)."""
-        if isinstance(value, torch.Tensor):
+        if _is_dtensor(value):
+            self.dtensor(name, value)
+        elif type(value).__name__ == "DeviceMesh":
+            self._names.append(name)
+            self._lines.append(f"{name} = {_mesh_source(value)}")
+        elif isinstance(value, torch.Tensor):
             self.tensor(name, value)
         elif isinstance(value, torch.SymInt):
             self.symint(name, value)
@@ -141,6 +162,27 @@ class InputWriter:
     def load_args_source(self) -> str:
         body = [f"    {line}" for line in self._lines] + [f"    return [{', '.join(self._names)}]"]
         return "def load_args(reader):\n" + "\n".join(body) + "\n"
+
+
+def _is_dtensor(value) -> bool:
+    return isinstance(value, torch.Tensor) and type(value).__name__ == "DTensor" and hasattr(value, "to_local")
+
+
+def _mesh_source(mesh) -> str:
+    names = getattr(mesh, "mesh_dim_names", None)
+    extra = f", mesh_dim_names={tuple(names)!r}" if names else ""
+    return f"torch.distributed.device_mesh.DeviceMesh({mesh.device_type!r}, {mesh.mesh.tolist()!r}{extra})"
+
+
+def _placement_source(p) -> str:
+    kind = type(p).__name__
+    if kind == "Shard":
+        return f"torch.distributed.tensor.Shard({p.dim})"
+    if kind == "Replicate":
+        return "torch.distributed.tensor.Replicate()"
+    if kind == "Partial":
+        return f"torch.distributed.tensor.Partial({p.reduce_op!r})"
+    raise TypeError(f"cannot write DTensor placement {p!r}")
 
 
 class InputReader:

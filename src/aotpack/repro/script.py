@@ -90,9 +90,9 @@ def _compiled(mod, backend):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="aotpack reproducer")
-    p.add_argument("mode", choices=["run", "accuracy", "minify"])
+    p.add_argument("mode", nargs="?", default="run", choices=["run", "accuracy", "minify"])
     p.add_argument("--failure", default="exception", help="minify: exception, accuracy, or a regex")
-    p.add_argument("--backend", default="inductor",
+    p.add_argument("--backend", default=DEFAULT_BACKEND,
                    help="eager, aot_eager, inductor, or module:function naming a torch.compile backend")
     p.add_argument("--tol", type=float, default=None, help="absolute tolerance on top of eager's own error")
     a = p.parse_args(argv)
@@ -158,23 +158,48 @@ def _plain_graph(gm: torch.fx.GraphModule, args: list) -> torch.fx.GraphModule:
     return compat.plain_graph_module(gm)
 
 
+def _module_of(key: str) -> str | None:
+    """The longest importable module prefix of a dotted config key:
+    ``torch._inductor.config.trace.enabled`` -> ``torch._inductor.config`` (``trace``
+    is a class inside it, so ``import torch._inductor.config.trace`` would fail)."""
+    import importlib.util
+
+    parts = key.split(".")[:-1]
+    while parts:
+        name = ".".join(parts)
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return name
+        except (ImportError, ValueError):
+            pass
+        parts.pop()
+    return None
+
+
 def _config_lines(config: dict | None) -> str:
+    """``import module`` + ``module.key = value`` lines; a value whose repr is not a
+    Python literal (an object, a path, a function) becomes a comment, so the script
+    always runs."""
+    import ast
+
     lines = []
     for key, value in sorted((config or {}).items()):
-        module, _, attr = key.rpartition(".")
-        line = f"{module}.{attr} = {value!r}"
+        module = _module_of(key)
         try:
-            compile(line, "<config>", "exec")  # invalid Python never reaches the file
-        except SyntaxError:
-            line = f"# not representable as Python: {key} = {value!r}"
-        if not line.startswith("#"):
-            lines.append(f"import {module}")
-        lines.append(line)
+            ast.literal_eval(repr(value))  # invalid or non-literal values never reach the code
+            ok = module is not None
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            ok = False
+        if ok:
+            lines += [f"import {module}", f"{key} = {value!r}"]
+        else:
+            lines.append(f"# not representable as Python: {key} = {value!r}".replace("\n", " "))
     return "\n".join(lines)
 
 
 def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, config: dict | None = None,
-               save_inputs: bool = True) -> str:
+               save_inputs: bool = True, filename: str = "repro.py", preamble: str = "",
+               default_backend: str = "inductor") -> str:
     """Write ``path/repro.py`` (+ ``path/storages/``) reproducing ``gm(*args)``.
 
     Args:
@@ -184,8 +209,11 @@ def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, confi
       config: ``{"torch._inductor.config.max_autotune": True, ...}`` set at the top of
         the script; only lines that are valid Python are written.
       save_inputs: False writes no storages (the script then uses random inputs).
+      filename: the script's name in ``path``.
+      preamble: code run after the config lines (e.g. a fake process group's setup).
+      default_backend: the backend of a bare ``python SCRIPT`` (``run`` mode).
     Returns:
-      the path of repro.py.
+      the path of the script.
     """
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
@@ -223,6 +251,8 @@ def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, confi
         _HEADER.format(aotpack=__version__, torch=torch.__version__, python=platform.python_version(),
                        machine=f"{platform.system()} {platform.machine()}",
                        date=datetime.date.today().isoformat(), config=_config_lines(config)),
+        preamble,
+        f"DEFAULT_BACKEND = {default_backend!r}",
         textwrap.dedent(inspect.getsource(InputReader)),
         "",
         "class Repro(torch.nn.Module):",
@@ -236,8 +266,8 @@ def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, confi
         load_attrs,
         _MAIN,
     ])
-    compile(source, os.path.join(path, "repro.py"), "exec")  # never write a script that does not parse
-    target = os.path.join(path, "repro.py")
+    target = os.path.join(path, filename)
+    compile(source, target, "exec")  # never write a script that does not parse
     with open(target, "w") as f:
         f.write(source)
     return target
