@@ -63,3 +63,33 @@ def test_cuda_variant_refuses_cpu_tensors(tmp_path):
     with pytest.raises(aotpack.GuardError, match=r"args\[0\].device: expected cuda, got cpu"):
         fn(torch.randn(3, 5), torch.randn(3, 5))
     torch.testing.assert_close(fn(x, x), programs.plain(x, x))
+
+
+def test_trace_user_triton_kernel_runnable(tmp_path):
+    """A graph calling a user-defined Triton kernel: its runnable re-registers the
+    kernel and runs alone in a fresh process."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) + tl.load(y_ptr + offs, mask=mask), mask=mask)
+
+    def f(x, y):
+        out = torch.empty_like(x)
+        add_kernel[(triton.cdiv(x.numel(), 128),)](x, y, out, x.numel(), BLOCK=128)
+        return out.relu()
+
+    x, y = torch.randn(1000, device="cuda"), torch.randn(1000, device="cuda")
+    torch._dynamo.reset()
+    with aotpack.trace(tmp_path / "t"):
+        out = torch.compile(f, fullgraph=True)(x, y)
+    torch.testing.assert_close(out, (x + y).relu())
+    (record,) = aotpack.trace.read_trace(str(tmp_path / "t"))
+    script = tmp_path / "t" / record["graph"]["runnable"]
+    assert "triton_kernel_wrapper" in script.read_text() and "def add_kernel" in script.read_text()
+    for args in ([], ["run", "--backend", "inductor"]):
+        proc = run_fresh([str(script), *args], cwd=str(script.parent))
+        assert "ok" in proc.stdout

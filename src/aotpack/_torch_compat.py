@@ -381,3 +381,44 @@ def interned_path(idx) -> str | None:
         if i == idx:
             return path
     return None
+
+
+def triton_kernel_setup(gm: torch.fx.GraphModule) -> str:
+    """Source that re-registers the user-defined Triton kernels a graph calls, under
+    the same side-table indices, so its code runs in a fresh process; "" if none.
+
+    Graphs hold user kernels as ``triton_kernel_wrapper_*(kernel_idx=N,
+    constant_args_idx=M, ...)``: indices into a process-local table. The script gets
+    each kernel's source with its decorators (``@triton.jit``, and ``@triton.autotune``
+    when present, so they must be defined in a file) and the constant arguments.
+
+    Private: ``torch._higher_order_ops.triton_kernel_wrap.kernel_side_table`` and its
+    ``id_to_kernel``/``constant_args`` dicts (2.11-2.13).
+    """
+    import inspect
+    import textwrap
+
+    targets = [n for n in gm.graph.nodes if n.op == "call_function" and "triton_kernel_wrapper" in str(n.target)]
+    if not targets:
+        return ""
+    from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
+
+    lines = ["# user-defined Triton kernels, re-registered under the indices the graph uses",
+             "import triton", "import triton.language as tl",
+             "from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table"]
+    seen_k, seen_c = set(), set()
+    for node in targets:
+        k, c = node.kwargs["kernel_idx"], node.kwargs["constant_args_idx"]
+        if k not in seen_k:
+            seen_k.add(k)
+            kernel = kernel_side_table.get_kernel(k)
+            fn = kernel
+            while not inspect.isfunction(fn) and hasattr(fn, "fn"):  # Autotuner/Heuristics -> JITFunction -> fn
+                fn = fn.fn
+            source = textwrap.dedent(inspect.getsource(fn))
+            lines += ["", source.rstrip(), f"kernel_side_table.id_to_kernel[{k}] = {fn.__name__}"]
+        if c not in seen_c:
+            seen_c.add(c)
+            args = kernel_side_table.get_constant_args(c)
+            lines.append(f"kernel_side_table.constant_args[{c}] = {args!r}")
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@
     aotpack rebuild model.aot               # recompile variants built for another torch/machine
     aotpack repro model.aot -o repro/       # standalone repro.py of a variant + its inputs
     aotpack minify repro/ --failure exception --backend inductor
+    aotpack report trace_dir/ -o report.html   # a compile trace as one HTML page
     aotpack cache ls|explain KEY|rm KEY|export -o F|import F [--store redis://host:6379/0]
     aotpack demo                            # compile, save, load fresh, compare
 
@@ -181,6 +182,16 @@ def _cmd_cache(a) -> int:
     return 0
 
 
+def _cmd_report(a) -> int:
+    from aotpack.trace import read_trace, write_report
+
+    path = write_report(a.trace, a.output)
+    records = read_trace(a.trace)
+    print(f"wrote {path}: {len(records)} compiles, {sum(1 for r in records if r.get('graph'))} graphs, "
+          f"{sum(len(r.get('graph_breaks') or []) for r in records)} graph breaks")
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from aotpack.demo import run_demo
 
@@ -234,6 +245,11 @@ def main(argv=None) -> int:
     mn.add_argument("-o", "--output", default=None, help="where to write (default FOLDER/minified)")
     mn.add_argument("--max-trials", type=int, default=200)
     mn.set_defaults(func=_cmd_minify)
+
+    rep = sub.add_parser("report", help="render a compile trace (aotpack.trace / AOTPACK_TRACE) as one HTML page")
+    rep.add_argument("trace", help="the trace folder (holds trace.jsonl)")
+    rep.add_argument("-o", "--output", default=None, help="HTML file (default TRACE/report.html)")
+    rep.set_defaults(func=_cmd_report)
 
     ca = sub.add_parser("cache", help="list, explain, remove, export or import compile-cache entries")
     ca.add_argument("action", choices=["ls", "explain", "rm", "export", "import"])

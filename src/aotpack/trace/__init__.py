@@ -27,8 +27,10 @@ import types
 
 from .log import TRACE_FILE, read_trace
 from .recorder import Recorder
+from .report import render_report, write_report
 
-__all__ = ["trace", "backend", "read_trace", "Recorder", "TRACE_FILE", "start_from_env"]
+__all__ = ["trace", "backend", "read_trace", "write_report", "render_report", "Recorder", "TRACE_FILE",
+           "start_from_env"]
 
 
 @contextlib.contextmanager

@@ -325,7 +325,8 @@ class Recorder:
             from ..repro.script import save_repro
 
             save_repro(gm, list(example_inputs), folder, filename="runnable.py", save_inputs=self.save_inputs,
-                       config=compat.config_changes(), preamble=_collective_preamble(gm, example_inputs), default_backend="eager")
+                       config=compat.config_changes(),
+                       preamble=_collective_preamble(gm, example_inputs) + compat.triton_kernel_setup(gm), default_backend="eager")
             ops = sum(n.op in ("call_function", "call_method", "call_module") for n in gm.graph.nodes)
             info["graph"] = {"nodes": len(gm.graph.nodes), "ops": ops,
                              "runnable": os.path.relpath(os.path.join(folder, "runnable.py"), self.out_dir)}
