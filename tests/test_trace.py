@@ -4,7 +4,6 @@ real headless Chromium, AOTPACK_TRACE and the trace backend."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -13,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from packaging.version import Version
 
 import aotpack
 from conftest import run_fresh
@@ -85,6 +85,11 @@ def test_every_runnable_runs_alone_in_a_fresh_process(traced):
     for r in records:
         script = os.path.join(out, r["graph"]["runnable"])
         text = open(script).read()
+        if "# not importable, the graph's code needs it" in text:
+            # torch 2.11's dynamo writes DTensor.redistribute as a call to a closure it
+            # made while tracing (2.13 writes the method call): nothing can import it
+            assert Version(torch.__version__.split("+")[0]) < Version("2.13") and any(i.get("type") == "DTensor" for i in r["inputs"])
+            continue
         # symbolic sizes are concrete values, never assignments to expressions
         assert not re.search(r"^\s*[a-z]\d*\s*[*+/-].*=\s*\d+\s*$", text, re.M)
         proc = run_fresh([script], cwd=os.path.dirname(script), check=False, timeout=300)

@@ -208,7 +208,7 @@ class InputReader:
                 storage = torch.UntypedStorage(0)
             else:
                 storage = torch.UntypedStorage.from_file(path, False, nbytes)  # private memory map
-            return storage if device == "cpu" else storage.to(device)
+            return storage if device == "cpu" else storage.to(device=device)
         self.missing += 1
         if not InputReader.warned:
             InputReader.warned = True
@@ -233,7 +233,7 @@ class InputReader:
         storage = torch.UntypedStorage(nbytes)
         if n:
             torch.empty(0, dtype=dtype).set_(storage, 0, (n,), (1,)).copy_(data)
-        return storage if device == "cpu" else storage.to(device)
+        return storage if device == "cpu" else storage.to(device=device)
 
     def tensor(self, storage, shape, stride, offset, dtype, requires_grad=False, is_leaf=True):
         t = torch.empty(0, dtype=dtype, device=storage.device).set_(storage, offset, shape, stride)

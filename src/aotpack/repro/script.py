@@ -158,6 +158,28 @@ def _plain_graph(gm: torch.fx.GraphModule, args: list) -> torch.fx.GraphModule:
     return compat.plain_graph_module(gm)
 
 
+_SCRIPT_GLOBALS = {"torch", "math", "operator", "inf", "nan", "device", "NoneType", "builtins", "os", "sys",
+                   "argparse"}
+
+
+def _global_imports(gm: torch.fx.GraphModule) -> str:
+    """Import lines for the globals the graph's code refers to beyond the script's own
+    (fx names them after their module and qualname, e.g. a dynamo helper
+    ``torch__dynamo_variables_tensor_prim_redistribute``)."""
+    lines = []
+    for name, obj in sorted(gm.graph.python_code(root_module="self").globals.items()):
+        if name in _SCRIPT_GLOBALS or name.startswith("__"):
+            continue
+        module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if obj is type(None):
+            lines.append(f"{name} = type(None)")
+        elif module and qualname and "<" not in qualname:
+            lines += [f"import {module}", f"{name} = {module}.{qualname}"]
+        else:
+            lines.append(f"# not importable, the graph's code needs it: {name} = {obj!r}".replace("\n", " "))
+    return "\n".join(lines)
+
+
 def _module_of(key: str) -> str | None:
     """The longest importable module prefix of a dotted config key:
     ``torch._inductor.config.trace.enabled`` -> ``torch._inductor.config`` (``trace``
@@ -252,6 +274,7 @@ def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, confi
                        machine=f"{platform.system()} {platform.machine()}",
                        date=datetime.date.today().isoformat(), config=_config_lines(config)),
         preamble,
+        _global_imports(gm),
         f"DEFAULT_BACKEND = {default_backend!r}",
         textwrap.dedent(inspect.getsource(InputReader)),
         "",

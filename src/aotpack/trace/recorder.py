@@ -307,6 +307,7 @@ class Recorder:
             "stack": rec.get("stack", []),
             "start_time": metrics.get("start_time"),
             "trace_overhead_s": round(rec.get("trace_overhead_s", 0.0), 6),
+            "torch_logging_overhead_s": metrics.get("structured_logging_overhead_s"),
         }
         if rec.get("recorder_errors"):
             record["recorder_errors"] = rec["recorder_errors"]
