@@ -36,7 +36,7 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
-    if name in ("trace", "cache", "repro"):  # subpackages, imported on first use
+    if name in ("trace", "cache", "repro", "autograd"):  # subpackages, imported on first use
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
@@ -68,4 +68,5 @@ __all__ = [
     "trace",
     "cache",
     "repro",
+    "autograd",
 ]

@@ -23,7 +23,8 @@ __all__ = ["compile", "add_variant", "inspect", "verify"]
 def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = "aoti",
             dynamic=None, options: dict | None = None, variant: str = "default",
             examples: bool = True, strict: bool = False, variants: list[dict] | None = None,
-            progress: Callable[[str], None] | None = None, cache=None) -> Package:
+            progress: Callable[[str], None] | None = None, cache=None, train: bool = False,
+            joint_pass: Callable | None = None) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
@@ -49,6 +50,11 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         path, a ``redis://`` URL, or an ``aotpack.cache`` Store. A hit skips the
         backend's compile (capture still runs: the graph is part of the key). With
         None, an active ``aotpack.cache.Context`` still records (and serves) artifacts.
+      train: compile the forward *and* the backward (see aotpack.autograd): the loaded
+        package takes part in autograd; ``load(path, module=model)`` binds the model's
+        parameters so ``backward()`` fills their ``.grad``. Static shapes; aoti or eager.
+      joint_pass: with train=True, a function applied to the joint forward+backward
+        graph before it is partitioned.
     Returns:
       Package; ``.save(path)`` writes it.
     Raises:
@@ -61,6 +67,11 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     say = progress or (lambda line: None)
     first = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic,
                  options=options)
+    if train and cache not in (None, False):
+        raise TypeError("cache= is not supported with train=True yet")
+    if joint_pass is not None and not train:
+        raise TypeError("joint_pass needs train=True")
+    training = {"joint_pass": joint_pass} if train else None
     pkg = None
     for spec in [first, *(variants or [])]:
         unknown = set(spec) - set(first)
@@ -68,7 +79,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
             raise TypeError(f"a variant is a dict with 'name' and any of {sorted(set(first) - {'name'})}; "
                             f"got {sorted(spec)}")
         v = {**first, **spec}
-        captured, be, compiled = _build(v, strict, say, cache)
+        captured, be, compiled = _build(v, strict, say, cache, training)
         if pkg is None:
             pkg = Package.from_captured(captured, v["name"], be, compiled, examples=examples)
         else:
@@ -93,16 +104,22 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     return pkg
 
 
-def _build(v: dict, strict: bool, say, cache=None):
+def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None):
     be = get_backend(v["backend"])
     target = v["target"]
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
-    captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict=strict)
+    captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict=strict,
+                       allow_mutations=training is not None)
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
-    if cache in (None, False) and "aotpack.cache" not in sys.modules:
+    if training is not None:
+        from .autograd import compile_training
+
+        compiled, _ = compile_training(captured, be, dict(v["options"] or {}), joint_pass=training["joint_pass"],
+                                       say=lambda line: say(f"[{v['name']}] {line}"))
+    elif cache in (None, False) and "aotpack.cache" not in sys.modules:
         compiled = be.compile(captured, dict(v["options"] or {}))
     else:  # a store, or maybe an active cache.Context
         from .cache.cached import compile_captured

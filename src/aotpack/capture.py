@@ -77,6 +77,9 @@ class Captured:
       example_inputs: the flat input tensors the program was captured with.
       exported: torch.export's ExportedProgram (the portable program).
       graph_module: the flat fx graph; all placeholders are positional inputs.
+      mutations: what the program changes in place (``allow_mutations=True`` only):
+        ``[{"kind": "buffer", "weight": name} | {"kind": "input", "index": i}]``; the
+        graph returns their new values first, before the program's own outputs.
     """
 
     name: str
@@ -94,6 +97,7 @@ class Captured:
     example_inputs: list[torch.Tensor]
     exported: Any = field(repr=False)
     graph_module: torch.fx.GraphModule = field(repr=False)
+    mutations: list[dict] = field(default_factory=list)
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
@@ -403,7 +407,7 @@ def _export(program, flat, flat_dyn):
 
 
 def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None,
-            strict: bool = False) -> Captured:
+            strict: bool = False, allow_mutations: bool = False) -> Captured:
     """Capture ``target`` (function or nn.Module) called with example inputs as one graph.
 
     Args:
@@ -413,6 +417,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.
       strict: raise CaptureError (instead of a SpecializationWarning) when the program
         forces a named Dim to one size.
+      allow_mutations: accept in-place updates of buffers (BatchNorm's running stats)
+        and of inputs that do not require grad (training packages replay them on the
+        caller's tensors); without it they are refused.
     Returns:
       Captured.
     Raises:
@@ -452,10 +459,25 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         raise _capture_error(e, target) from e
 
+    if allow_mutations:
+        # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
+        # functional form returns the new values instead, which AOT autograd needs.
+        with compat.quiet_export_logs():
+            ep = ep.run_decompositions({})
     sig_out = ep.graph_signature
+    mutation_specs = []
     for spec in sig_out.output_specs:
-        if spec.kind.name != "USER_OUTPUT":
-            raise CaptureError(f"the exported graph has a {spec.kind.name} output, which aotpack does not support yet")
+        kind = spec.kind.name
+        if kind == "USER_OUTPUT":
+            continue
+        if allow_mutations and kind in ("BUFFER_MUTATION", "USER_INPUT_MUTATION"):
+            mutation_specs.append(spec)
+            continue
+        what = {"BUFFER_MUTATION": "updates a buffer in place", "USER_INPUT_MUTATION": "changes an input in place"}
+        raise CaptureError(f"the program {what.get(kind, f'has a {kind} output')} ({spec.target}), which an "
+                           "inference package does not support",
+                           hint="compile with train=True (in-place updates are replayed on the caller's tensors), "
+                                "or make the program functional")
 
     prefix = "m." if hasattr(program, "m") else ""
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
@@ -503,6 +525,21 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     for guard, t in zip(inputs, flat):
         guard["requires_grad"] = bool(t.requires_grad)
 
+    mutations = []
+    by_target = {t: n for n, t in weight_targets.items()}
+    user_names = [n.name for n in user_nodes]
+    for spec in mutation_specs:
+        if spec.kind.name == "BUFFER_MUTATION":
+            mutations.append({"kind": "buffer", "weight": by_target[spec.target]})
+        else:
+            index = user_names.index(spec.target)
+            if flat[index].requires_grad:
+                raise CaptureError(f"the program changes input {paths[index]} in place, and it requires grad: "
+                                   "eager PyTorch refuses that too (a leaf Variable that requires grad is being "
+                                   "used in an in-place operation)",
+                                   hint="work on a copy (x = x.clone()) or pass an input that does not require grad")
+            mutations.append({"kind": "input", "index": index})
+
     gm = compat.plain_graph_module(ep.graph_module)
 
     for f in frozen:
@@ -533,4 +570,5 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         example_inputs=list(flat),
         exported=ep,
         graph_module=gm,
+        mutations=mutations,
     )

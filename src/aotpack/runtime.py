@@ -83,6 +83,8 @@ class _MemoryFiles(_Files):
 
 
 def _rebuildable(variant: dict) -> bool:
+    if variant.get("meta", {}).get("train"):
+        return False  # a rebuild recompiles the inference program; training needs its backward too
     device = variant.get("device", "cpu")
     return device == "cpu" or (device == "cuda" and torch.cuda.is_available())
 
@@ -232,9 +234,11 @@ def incompatibilities(manifest: dict, variant: dict) -> list[str]:
     return problems
 
 
-def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.Module) -> list[torch.Tensor]:
+def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.Module,
+                  detach: bool = True) -> list[torch.Tensor]:
     """The variant's graph weights with ``module``'s live parameters and buffers in place
-    of the stored ones (no copy). Raises AotpackError naming the first one that does not fit."""
+    of the stored ones (no copy; ``detach=False`` keeps them in autograd, for training).
+    Raises AotpackError naming the first one that does not fit."""
     live = dict(module.named_parameters(remove_duplicate=False))
     live.update(module.named_buffers(remove_duplicate=False))
     out = []
@@ -256,7 +260,7 @@ def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.M
         if t.device.type != device:
             raise AotpackError(f"module weight {fqn!r} is on {t.device}, variant {variant['name']} runs on {device}",
                                hint=f"move the module with .to({device!r}) first")
-        out.append(t.detach())
+        out.append(t.detach() if detach else t)
     return out
 
 
@@ -342,8 +346,15 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 problems.append(f"variant {v['name']} ({v['backend']}): " + "; ".join(why))
                 continue
             backend = get_backend(v["backend"], v.get("backend_entry"), backends)
+            train = bool(v.get("meta", {}).get("train"))
             try:
-                fn = backend.load(files)
+                if train:
+                    from .autograd import load_training
+
+                    index = {n: i for i, n in enumerate(v.get("weight_fqns", v["weights"]))}
+                    fn = load_training(backend, files, v["meta"], index)
+                else:
+                    fn = backend.load(files)
             except AotpackError:
                 raise
             except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised
@@ -354,7 +365,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 files.cleanup()
             if module is not None:
                 try:
-                    ws = _live_weights(v, program, weights, module)
+                    ws = _live_weights(v, program, weights, module, detach=not train)
                 except AotpackError as e:
                     if len(manifest["variants"]) == 1:
                         raise
@@ -365,6 +376,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 # Weights are stored for the CPU; GPU variants share one copy made here.
                 ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))
                       for n in v["weights"]]
+                if train:  # training updates buffers in place: its own writable copies, not the file's pages
+                    ws = [w.clone() for w in ws]
             loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v))
         if not loaded:
             if variants is not None and not problems:

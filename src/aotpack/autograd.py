@@ -1,0 +1,361 @@
+"""Training packages: the forward and the backward, both compiled ahead of time.
+
+``aotpack.compile(model, args, train=True)`` runs this pipeline::
+
+    capture (torch.export, in-place buffer updates allowed)
+      -> capture_joint: AOT autograd traces forward + backward as one joint graph
+      -> joint_pass (yours, optional): edit the joint graph
+      -> partition (min-cut rematerialization, as torch.compile does)
+      -> forward graph:  (*weights, *inputs) -> (*updates, *outputs, *saved)
+         backward graph: (*saved, *grads of outputs) -> grads of weights and inputs
+      -> each compiled by the chosen backend (aoti or eager) and stored in the package
+
+At load, a ``torch.autograd.Function`` runs the compiled forward, keeps what it saved,
+and runs the compiled backward when autograd asks: ``fn(x).sum().backward()`` fills the
+``.grad`` of the module's parameters (bind them with ``load(path, module=model)``) and
+of inputs that require grad. Nothing is traced or compiled at load.
+
+Eager semantics kept (tests/test_training.py): in-place updates of buffers
+(BatchNorm's running statistics) and of inputs that do not require grad land on the
+caller's tensors after the forward; an in-place update of an input that requires grad
+is refused at compile time, as eager refuses it; the same tensor passed twice gets the
+sum of both gradients; inputs with and without requires_grad mix (each variant is
+compiled for one pattern, which its guards check); dropout draws from the caller's
+RNG. Double backward (``create_graph=True``) raises AotpackError.
+
+For compiler engineers::
+
+    jc = aotpack.autograd.capture_joint(model, (x,))
+    jc.forward.code, jc.backward.code      # fx graphs
+    jc.saved, jc.donatable, jc.mutated     # metadata
+    jc.source_of(node)                     # user file:line and module path of a node
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import AotpackError, CaptureError
+
+__all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
+
+
+@dataclass
+class JointCapture:
+    """Forward and backward graphs of a program, partitioned from one joint graph.
+
+    Attributes:
+      forward: ``(*primals) -> (*outputs, *saved)``; ``primals`` are the captured
+        graph's arguments, weights first, then the flat inputs.
+      backward: ``(*saved, *tangents) -> grads``, one grad per primal in ``grad_mask``.
+      joint: the joint graph the two were cut from (after ``joint_pass``).
+      num_outputs: forward outputs before the saved tensors (updates, then the
+        program's outputs).
+      mutated: what the first outputs update, one entry each (see ``Captured.mutations``).
+      out_requires_grad: per forward output, whether it requires grad (one tangent each).
+      grad_mask: per primal, whether the backward returns its grad.
+      saved: names of the tensors the forward saves for the backward.
+      donatable: those of them that are intermediates (not inputs, weights or outputs,
+        nor views of them): the backward may free or overwrite them.
+      primal_names: names of the primals (weights by name, then inputs by path).
+    """
+
+    forward: torch.fx.GraphModule
+    backward: torch.fx.GraphModule
+    joint: torch.fx.GraphModule
+    num_outputs: int
+    mutated: list[dict]
+    out_requires_grad: list[bool]
+    grad_mask: list[bool]
+    saved: list[str]
+    donatable: list[str]
+    primal_names: list[str]
+    captured: object = field(repr=False, default=None)
+
+    def source_of(self, node: torch.fx.Node) -> dict:
+        """Where a forward or backward node comes from in the user's code:
+        ``{"stack_trace", "module", "forward_node"}``. Backward nodes are matched to the
+        forward op they differentiate through autograd's sequence number (``seq_nr``)."""
+        seq = node.meta.get("seq_nr")
+        fw = node if node.graph is self.forward.graph else None
+        if fw is None and seq is not None:
+            fw = next((n for n in self.forward.graph.nodes if n.op == "call_function" and n.meta.get("seq_nr") == seq),
+                      None)
+        meta = (fw or node).meta
+        stack = meta.get("nn_module_stack") or {}
+        module = next(reversed(stack.values()))[0] if stack else None
+        return {"stack_trace": meta.get("stack_trace"), "module": module,
+                "forward_node": fw.name if fw is not None else None}
+
+
+def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
+    """The captured graph's arguments as leaves with the requires_grad of the program's
+    own tensors: parameters that require grad, inputs as passed."""
+    from . import tree
+
+    primals, names = [], []
+    for name, w in captured.weights.items():
+        grad = captured.weight_kinds[name] == "parameter" and w.requires_grad and w.is_floating_point()
+        primals.append(w.detach().clone().requires_grad_(grad))
+        names.append(name)
+    paths = [p for p, leaf in tree.named_leaves(captured.in_spec, [p["name"] for p in captured.signature])
+             if leaf["kind"] == "tensor"]
+    for path, x in zip(paths, captured.example_inputs):
+        primals.append(x.detach().clone().requires_grad_(x.requires_grad))
+        names.append(path)
+    return primals, names
+
+
+def _run_with_meta(gm: torch.fx.GraphModule):
+    """A function that runs ``gm`` node by node, so the graph AOT autograd traces keeps
+    each node's stack trace and module path (fx's preserve_node_meta)."""
+    from torch.fx import traceback as fx_traceback
+
+    def run(*args):
+        with fx_traceback.preserve_node_meta():
+            return tuple(torch.fx.Interpreter(gm).run(*args))
+
+    return run
+
+
+def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
+    """Drop None outputs (grads of primals that need none); returns the kept mask."""
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    values = list(out.args[0])
+    mask = [v is not None for v in values]
+    out.args = (tuple(v for v in values if v is not None),)
+    gm.graph.lint()
+    gm.recompile()
+    return mask
+
+
+def _donatable(fw: torch.fx.GraphModule, saved_nodes: list, num_outputs: int) -> list[str]:
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    def storage(node):
+        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+        return StorageWeakRef(val.untyped_storage()) if isinstance(val, torch.Tensor) else None
+
+    out_node = next(n for n in fw.graph.nodes if n.op == "output")
+    kept = {storage(n) for n in fw.graph.nodes if n.op == "placeholder"}
+    kept |= {storage(n) for n in out_node.args[0][:num_outputs]}
+    kept.discard(None)
+    return [n.name for n in saved_nodes if n.op != "placeholder" and storage(n) is not None
+            and storage(n) not in kept]
+
+
+def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
+                  joint_pass: Callable[[torch.fx.GraphModule], torch.fx.GraphModule | None] | None = None,
+                  captured=None) -> JointCapture:
+    """Trace ``target``'s forward and backward and partition them.
+
+    Args:
+      target, args, kwargs: the program and example inputs (as for aotpack.compile).
+        Inputs that should get gradients must require grad.
+      joint_pass: called with the joint graph (fx GraphModule; inputs ``primals_*``
+        then ``tangents_*``; outputs the forward's, then one grad per primal) before
+        partitioning; may edit it in place or return a new one.
+      captured: an aotpack Captured to use instead of capturing ``target``.
+    Returns:
+      JointCapture.
+
+    Example:
+        >>> jc = aotpack.autograd.capture_joint(torch.nn.Linear(4, 2), (torch.randn(3, 4),))
+        >>> print(jc.backward.code)                                # doctest: +SKIP
+    """
+    from torch._functorch.aot_autograd import aot_export_joint_simple
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    from . import _torch_compat as compat
+    from .capture import capture
+
+    if captured is None:
+        captured = capture(target, args, kwargs, allow_mutations=True)
+    if captured.dims:
+        raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
+                           hint="compile one variant per shape (variants=[...]) for training")
+    primals, names = _primals(captured)
+    run = _run_with_meta(captured.graph_module)
+    with torch.enable_grad():
+        outs = run(*primals)
+    out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
+    if not any(out_requires_grad):
+        raise CaptureError(f"no output of {captured.name} requires grad, so there is no backward to compile",
+                           hint="compile with train=False, or make parameters/inputs require grad")
+    try:
+        with compat.quiet_export_logs():
+            joint = aot_export_joint_simple(run, primals, trace_joint=True)
+    except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
+        raise CaptureError(f"AOT autograd could not trace the backward of {captured.name}: "
+                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                           hint="see aotpack.autograd's docstring for what training packages support") from e
+    if joint_pass is not None:
+        joint = joint_pass(joint) or joint
+        joint.recompile()
+    tangents = [torch.ones_like(o) for o, g in zip(outs, out_requires_grad) if g]
+    n_tangent_inputs = sum(1 for n in joint.graph.nodes if n.op == "placeholder") - len(primals)
+    if n_tangent_inputs != len(tangents):  # pragma: no cover - a torch change
+        raise CaptureError(f"the joint graph takes {n_tangent_inputs} output grads, expected {len(tangents)}")
+    fw, bw = min_cut_rematerialization_partition(joint, [*primals, *tangents], num_fwd_outputs=len(outs))
+    fw, bw = compat.plain_graph_module(fw), compat.plain_graph_module(bw)
+    fw_out = next(n for n in fw.graph.nodes if n.op == "output").args[0]
+    saved_nodes = list(fw_out[len(outs):])
+    grad_mask = _strip_none_outputs(bw)
+    return JointCapture(forward=fw, backward=bw, joint=joint, num_outputs=len(outs), mutated=captured.mutations,
+                        out_requires_grad=out_requires_grad, grad_mask=grad_mask,
+                        saved=[n.name for n in saved_nodes], donatable=_donatable(fw, saved_nodes, len(outs)),
+                        primal_names=names, captured=captured)
+
+
+@dataclass
+class _GraphUnit:
+    """One graph of a training package, shaped like a Captured for the backends:
+    every argument is an input (no weights of its own)."""
+
+    graph_module: torch.fx.GraphModule
+    example_inputs: list[torch.Tensor]
+    name: str = "graph"
+    weights: dict = field(default_factory=dict)
+    dims: dict = field(default_factory=dict)
+    inputs: list = field(default_factory=list)
+
+    def graph_args(self) -> list[torch.Tensor]:
+        return list(self.example_inputs)
+
+    @property
+    def device(self) -> str:
+        return next((t.device.type for t in self.example_inputs if t.device.type != "cpu"), "cpu")
+
+    def export_weights_as_inputs(self):
+        from . import _torch_compat as compat
+
+        with compat.quiet_export_logs():
+            return torch.export.export(self.graph_module, tuple(self.example_inputs), strict=False)
+
+
+def compile_training(captured, backend, options: dict, *, joint_pass=None, say=lambda line: None):
+    """Compile ``captured``'s forward and backward with ``backend``; returns a Compiled
+    whose files are ``fw/...`` and ``bw/...`` and whose meta has ``"train"``."""
+    from .backends import Compiled
+
+    if backend.name not in ("aoti", "eager"):
+        raise CaptureError(f"training packages support the aoti and eager backends, not {backend.name!r}",
+                           hint="use backend='aoti'")
+    jc = capture_joint(None, captured=captured, joint_pass=joint_pass)
+    say(f"joint graph: forward {len(jc.forward.graph.nodes)} nodes, backward {len(jc.backward.graph.nodes)} nodes, "
+        f"{len(jc.saved)} saved tensors ({len(jc.donatable)} donatable)")
+    primals = [t.detach() for t in captured.graph_args()]
+    with torch.no_grad():
+        fw_out = jc.forward(*primals)
+    saved = list(fw_out[jc.num_outputs:])
+    tangents = [torch.ones_like(o) for o, g in zip(fw_out[: jc.num_outputs], jc.out_requires_grad) if g]
+    fw = backend.compile(_GraphUnit(jc.forward, primals, "forward"), dict(options))
+    bw = backend.compile(_GraphUnit(jc.backward, [t.detach() for t in saved] + tangents, "backward"), dict(options))
+    files = {f"fw/{k}": v for k, v in fw.files.items()}
+    files.update({f"bw/{k}": v for k, v in bw.files.items()})
+    outs = fw_out[: jc.num_outputs]
+    train = {
+        "num_outputs": jc.num_outputs,
+        "num_saved": len(saved),
+        "mutated": jc.mutated,
+        "out_requires_grad": jc.out_requires_grad,
+        "out_shapes": [list(o.shape) for o in outs],
+        "out_dtypes": [str(o.dtype).removeprefix("torch.") for o in outs],
+        "grad_mask": jc.grad_mask,
+        "saved": jc.saved,
+        "donatable": jc.donatable,
+        # saved tensors that are primals the forward then updates in place (a buffer):
+        # kept as copies, so the update neither changes them nor trips autograd's check
+        "saved_mutated": _saved_mutated(jc),
+    }
+    meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
+    for key in ("cpu_isa", "compute_capability", "machine"):
+        if key in fw.meta:
+            meta[key] = fw.meta[key]
+    return Compiled(files=files, meta=meta), jc
+
+
+def _saved_mutated(jc: JointCapture) -> list[int]:
+    placeholders = [n.name for n in jc.forward.graph.nodes if n.op == "placeholder"]
+    n_weights = len(jc.captured.weights)
+    names = list(jc.captured.weights)
+    targets = {names.index(m["weight"]) if m["kind"] == "buffer" else n_weights + m["index"] for m in jc.mutated}
+    return [i for i, name in enumerate(jc.saved) if name in placeholders and placeholders.index(name) in targets]
+
+
+class _Sub:
+    """A variant's files under a prefix (``fw/``, ``bw/``), as a backend's loader sees them."""
+
+    def __init__(self, files, prefix: str, meta: dict):
+        self._files, self._prefix, self.meta = files, prefix, meta
+
+    def read(self, name: str) -> bytes:
+        return self._files.read(self._prefix + name)
+
+    def path(self, name: str) -> str:
+        return self._files.path(self._prefix + name)
+
+
+def load_training(backend, files, meta: dict, weight_indices_by_name: dict | None = None):
+    """The callable of a training variant: ``flat -> outputs`` through autograd."""
+    run_fw = backend.load(_Sub(files, "fw/", meta["fw"]))
+    run_bw = backend.load(_Sub(files, "bw/", meta["bw"]))
+    train = meta["train"]
+    n_out, grad_mask = train["num_outputs"], train["grad_mask"]
+    out_requires_grad = train["out_requires_grad"]
+    mutated = train["mutated"]
+    n_mut = len(mutated)
+    saved_mutated = train.get("saved_mutated", [])
+    dtypes = [getattr(torch, d) for d in train["out_dtypes"]]
+
+    class PackageFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *flat):
+            outs = run_fw(list(flat))
+            saved = list(outs[n_out:])
+            for i in saved_mutated:
+                saved[i] = saved[i].clone()
+            ctx.save_for_backward(*saved)
+            ctx.device = flat[0].device if flat else torch.device("cpu")
+            for o, g in zip(outs[:n_out], out_requires_grad):
+                if not g:
+                    ctx.mark_non_differentiable(o)
+            return tuple(outs[:n_out])
+
+        @staticmethod
+        def backward(ctx, *grads):
+            if torch.is_grad_enabled():
+                raise AotpackError("double backward (create_graph=True) through an aotpack training package is not "
+                                   "supported: its backward is compiled code without a backward of its own",
+                                   hint="call backward() without create_graph, or use eager for higher-order grads")
+            tangents = []
+            for g, needs, shape, dtype in zip(grads, out_requires_grad, train["out_shapes"], dtypes):
+                if needs:
+                    tangents.append(g.contiguous() if g is not None else
+                                    torch.zeros(shape, dtype=dtype, device=ctx.device))
+            computed = iter(run_bw([*ctx.saved_tensors, *tangents]))
+            return tuple(next(computed) if m else None for m in grad_mask)
+
+    def run(flat):
+        if torch.is_grad_enabled():
+            outs = PackageFunction.apply(*flat)
+        else:  # no autograd graph wanted (evaluation): the forward alone
+            outs = run_fw(list(flat))[:n_out]
+        if n_mut:  # replay in-place updates on the caller's buffers and inputs
+            with torch.no_grad():
+                for target, value in zip(_mutation_targets(flat, mutated, weight_indices_by_name), outs[:n_mut]):
+                    target.copy_(value)
+        return list(outs[n_mut:])
+
+    return run
+
+
+def _mutation_targets(flat, mutated, weight_index):
+    out = []
+    n_weights = len(weight_index)
+    for m in mutated:
+        out.append(flat[weight_index[m["weight"]]] if m["kind"] == "buffer" else flat[n_weights + m["index"]])
+    return out
