@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 from .backends import get_backend
 from .capture import capture
@@ -109,16 +112,18 @@ def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None)
     target = v["target"]
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
-    captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict=strict,
-                       allow_mutations=training is not None)
+    with _training_capture() if training is not None else contextlib.nullcontext():
+        captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict=strict,
+                           allow_mutations=training is not None)
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
     if training is not None:
         from .autograd import compile_training
 
-        compiled, _ = compile_training(captured, be, dict(v["options"] or {}), joint_pass=training["joint_pass"],
-                                       say=lambda line: say(f"[{v['name']}] {line}"))
+        with _training_capture():
+            compiled, _ = compile_training(captured, be, dict(v["options"] or {}), joint_pass=training["joint_pass"],
+                                           say=lambda line: say(f"[{v['name']}] {line}"))
     elif cache in (None, False) and "aotpack.cache" not in sys.modules:
         compiled = be.compile(captured, dict(v["options"] or {}))
     else:  # a store, or maybe an active cache.Context
@@ -127,6 +132,13 @@ def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None)
         compiled = compile_captured(captured, be, dict(v["options"] or {}), cache, say)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
+
+
+def _training_capture():
+    """Training graphs are captured with oneDNN off: its fused RNN kernels keep an opaque
+    workspace between forward and backward that compiled code cannot pass on, while the
+    decomposed LSTM/GRU cells compile like any other ops."""
+    return torch.backends.mkldnn.flags(enabled=False)
 
 
 def inspect(path: str | os.PathLike) -> Inspection:

@@ -87,8 +87,20 @@ class JointCapture:
         meta = (fw or node).meta
         stack = meta.get("nn_module_stack") or {}
         module = next(reversed(stack.values()))[0] if stack else None
-        return {"stack_trace": meta.get("stack_trace"), "module": module,
+        if module is not None:  # the path inside the user's module, not aotpack's capture wrapper
+            module = module.removeprefix("m.") if module != "m" else ""
+        return {"stack_trace": _user_frames(meta.get("stack_trace")), "module": module,
                 "forward_node": fw.name if fw is not None else None}
+
+
+def _user_frames(stack: str | None) -> str | None:
+    """A stack trace without the frames of aotpack's own capture wrapper."""
+    if not stack:
+        return stack
+    import re
+
+    frames = re.split(r"(?m)^(?=\s*File \")", stack)
+    return "".join(f for f in frames if "aotpack/capture.py" not in f).strip() or stack
 
 
 def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
@@ -248,8 +260,10 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
     say(f"joint graph: forward {len(jc.forward.graph.nodes)} nodes, backward {len(jc.backward.graph.nodes)} nodes, "
         f"{len(jc.saved)} saved tensors ({len(jc.donatable)} donatable)")
     primals = [t.detach() for t in captured.graph_args()]
-    with torch.no_grad():
-        fw_out = jc.forward(*primals)
+    # grad mode on, as at training time: some kernels (mkldnn's RNN) only save their
+    # workspace for the backward when it is
+    with torch.enable_grad():
+        fw_out = [o.detach() if isinstance(o, torch.Tensor) else o for o in jc.forward(*primals)]
     saved = list(fw_out[jc.num_outputs:])
     tangents = [torch.ones_like(o) for o, g in zip(fw_out[: jc.num_outputs], jc.out_requires_grad) if g]
     fw = backend.compile(_GraphUnit(jc.forward, primals, "forward"), dict(options))

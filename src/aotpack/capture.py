@@ -271,6 +271,9 @@ def _capture_error(e: BaseException, target) -> CaptureError:
         reason = f"Python code depends on a value read from tensor data ({reason})"
     elif "Constraints violated" in reason or "specializ" in reason:
         hint = "widen or drop the Dim for that dimension, or pass dynamic=None"
+    elif "leaf Variable that requires grad" in reason:
+        reason += " (eager PyTorch refuses it too)"
+        hint = "work on a copy (x = x.clone()) or pass an input that does not require grad"
     return CaptureError(f"cannot capture {getattr(target, '__qualname__', type(target).__qualname__)} "
                         f"as one graph at {where}: {reason}", hint=hint)
 

@@ -166,12 +166,18 @@ def _global_imports(gm: torch.fx.GraphModule) -> str:
     """Import lines for the globals the graph's code refers to beyond the script's own
     (fx names them after their module and qualname, e.g. a dynamo helper
     ``torch__dynamo_variables_tensor_prim_redistribute``)."""
+    import re
+    import types
+
     lines = []
-    for name, obj in sorted(gm.graph.python_code(root_module="self").globals.items()):
-        if name in _SCRIPT_GLOBALS or name.startswith("__"):
-            continue
+    code = gm.graph.python_code(root_module="self")
+    for name, obj in sorted(code.globals.items()):
+        if name in _SCRIPT_GLOBALS or name.startswith("__") or not re.search(rf"\b{re.escape(name)}\b", code.src):
+            continue  # fx lists every global it may emit; only the used ones matter
         module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        if obj is type(None):
+        if isinstance(obj, types.ModuleType):
+            lines.append(f"import {obj.__name__} as {name}")
+        elif obj is type(None):
             lines.append(f"{name} = type(None)")
         elif module and qualname and "<" not in qualname:
             lines += [f"import {module}", f"{name} = {module}.{qualname}"]

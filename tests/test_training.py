@@ -1,0 +1,181 @@
+"""Training packages: forward + backward compiled ahead of time, used by autograd."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import aotpack
+import train_models
+from aotpack import autograd
+from conftest import run_fresh
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The MLP (with BatchNorm), transformer block and LSTM compiled with aoti, trained
+    for six SGD (momentum) steps beside eager in a fresh process."""
+    root = tmp_path_factory.mktemp("train")
+    index = {}
+    for name in train_models.NAMES:
+        pkg = aotpack.compile(train_models.build(name), (train_models.batch(name, 0),), train=True, backend="aoti")
+        index[name] = pkg.save(root / f"{name}.aot")
+    json.dump(index, open(root / "index.json", "w"))
+    run_fresh([os.path.join(HERE, "train_check.py"), str(root / "index.json"), str(root / "out.json")])
+    return json.load(open(root / "out.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", train_models.NAMES)
+def test_training_matches_eager_in_a_fresh_process(trained, name):
+    r = trained[name]
+    assert r["grad_err"] < 1e-4, r
+    assert r["buffer_err"] < 1e-4, r
+    torch.testing.assert_close(torch.tensor(r["mine"]), torch.tensor(r["ref"]), rtol=1e-4, atol=1e-5)
+    assert max(r["ref"]) - min(r["ref"]) > 1e-3  # the steps changed the model
+    assert r["load_first_fwd_bwd_s"] < 5
+
+
+# -- eager semantics (eager backend: compiles in milliseconds) ------------------------------
+def compile_load(target, args, tmp_path, **kw):
+    pkg = aotpack.compile(target, args, train=True, backend=kw.pop("backend", "eager"), **kw)
+    return aotpack.load(pkg.save(tmp_path / f"t{len(os.listdir(tmp_path))}.aot"),
+                        module=target if isinstance(target, torch.nn.Module) else None)
+
+
+def test_input_grads_and_mixed_requires_grad(tmp_path):
+    def f(x, y, w):
+        return (x * y).sin() @ w
+
+    x, y, w = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4), torch.randn(4, 2, requires_grad=True)
+    fn = compile_load(f, (x, y, w), tmp_path)
+    x2, y2, w2 = (t.detach().clone().requires_grad_(t.requires_grad) for t in (x, y, w))
+    fn(x, y, w).square().sum().backward()
+    f(x2, y2, w2).square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(w.grad, w2.grad)
+    assert y.grad is None
+    with pytest.raises(aotpack.GuardError, match="requires_grad"):
+        fn(x.detach(), y, w)  # compiled for an x that requires grad
+
+
+def test_same_tensor_for_two_arguments_gets_both_grads(tmp_path):
+    def f(a, b):
+        return (a * 2 + b.exp()).sum()
+
+    a = torch.randn(5, requires_grad=True)
+    fn = compile_load(f, (a, a.detach().clone().requires_grad_()), tmp_path)
+    fn(a, a).backward()
+    torch.testing.assert_close(a.grad, 2 + a.detach().exp())
+
+
+def test_in_place_update_of_an_input_lands_on_the_callers_tensor(tmp_path):
+    def f(x, counter):
+        counter.add_(1)
+        return x.relu() * 3
+
+    x, counter = torch.randn(4, requires_grad=True), torch.zeros(2)
+    fn = compile_load(f, (x, counter.clone()), tmp_path)
+    out = fn(x, counter)
+    out.sum().backward()
+    assert counter.tolist() == [1.0, 1.0]
+    torch.testing.assert_close(x.grad, (x.detach() > 0).float() * 3)
+
+
+def test_in_place_on_a_leaf_that_requires_grad_is_refused(tmp_path):
+    def f(x):
+        x.mul_(2)
+        return x.sum()
+
+    with pytest.raises(aotpack.CaptureError, match=r"test_training.py:\d+: `x.mul_\(2\)`: a leaf Variable that "
+                       r"requires grad is being used in an in-place operation.* \(eager PyTorch refuses it too\)\n"
+                       r"hint: work on a copy"):
+        aotpack.compile(f, (torch.randn(3, requires_grad=True),), train=True, backend="eager")
+
+
+def test_double_backward_is_a_clear_error(tmp_path):
+    fn = compile_load(lambda x: x.pow(3).sum(), (torch.randn(3, requires_grad=True),), tmp_path)
+    x = torch.randn(3, requires_grad=True)
+    (g,) = torch.autograd.grad(fn(x), x)  # first order works
+    torch.testing.assert_close(g, 3 * x.detach() ** 2)
+    with pytest.raises(aotpack.AotpackError, match="double backward"):
+        torch.autograd.grad(fn(x), x, create_graph=True)
+
+
+def test_dropout_uses_the_callers_rng(tmp_path):
+    m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5)).train()
+    fn = compile_load(m, (torch.randn(4, 8),), tmp_path)
+    x = torch.randn(4, 8)
+    torch.manual_seed(7)
+    a = fn(x)
+    torch.manual_seed(7)
+    b = fn(x)
+    c = fn(x)
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(b, c)
+    zeros = (a == 0).float().mean().item()
+    assert 0.2 < zeros < 0.8  # dropout happened
+    a.sum().backward()
+    assert m[0].weight.grad is not None
+
+
+def test_no_grad_calls_run_the_forward_alone(tmp_path):
+    m = train_models.build("mlp")
+    fn = compile_load(m, (train_models.batch("mlp", 0),), tmp_path)
+    before = m[1].num_batches_tracked.item()
+    with torch.no_grad():
+        out = fn(train_models.batch("mlp", 1))
+    assert not out.requires_grad and m[1].num_batches_tracked.item() == before + 1
+
+
+def test_parameter_created_inside_the_program(tmp_path):
+    def f(x):
+        scale = torch.nn.Parameter(torch.full((3,), 2.0))
+        return (x * scale).sum()
+
+    x = torch.randn(3, requires_grad=True)
+    fn = compile_load(f, (x,), tmp_path)
+    fn(x).backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 2.0))
+
+
+# -- for compiler engineers: the joint graph ------------------------------------------------
+def test_capture_joint_metadata_and_source_mapping():
+    m = train_models.build("mlp")
+    jc = autograd.capture_joint(m, (train_models.batch("mlp", 0),))
+    assert [mm["kind"] for mm in jc.mutated] == ["buffer"] * 3  # running_mean, running_var, num_batches_tracked
+    assert jc.num_outputs == 4 and jc.out_requires_grad == [False, False, False, True]
+    assert sum(jc.grad_mask) == 6  # weight and bias of fc1, bn, fc2
+    assert jc.saved and set(jc.donatable) <= set(jc.saved)
+    placeholders = {n.name for n in jc.forward.graph.nodes if n.op == "placeholder"}
+    assert not set(jc.donatable) & placeholders
+    # a backward op maps to the forward op it differentiates, and to the user's module
+    bw_mm = next(n for n in jc.backward.graph.nodes if n.op == "call_function" and "mm" in str(n.target))
+    src = jc.source_of(bw_mm)
+    assert src["forward_node"].startswith("addmm") and src["module"] in {"0", "3"}
+    assert src["stack_trace"].startswith('File "') and "aotpack/capture.py" not in src["stack_trace"]
+    assert "F.linear(input, self.weight, self.bias)" in src["stack_trace"]
+
+
+def test_joint_pass_changes_the_saved_backward(tmp_path):
+    """A joint pass that doubles every gradient: visible in the package's backward."""
+    def double_grads(joint):
+        out = next(n for n in joint.graph.nodes if n.op == "output")
+        values = list(out.args[0])
+        n_fw = len(values) - sum(1 for n in joint.graph.nodes if n.op == "placeholder" and "primals" in n.name)
+        with joint.graph.inserting_before(out):
+            for i in range(n_fw, len(values)):
+                if values[i] is not None:
+                    values[i] = joint.graph.call_function(torch.ops.aten.mul.Tensor, (values[i], 2.0))
+        out.args = (tuple(values),)
+        return joint
+
+    w = torch.randn(4, requires_grad=True)
+    fn = compile_load(lambda w: (w * w).sum(), (w,), tmp_path, joint_pass=double_grads)
+    fn(w).backward()
+    torch.testing.assert_close(w.grad, 2 * (2 * w.detach()))
