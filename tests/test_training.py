@@ -179,3 +179,11 @@ def test_joint_pass_changes_the_saved_backward(tmp_path):
     fn = compile_load(lambda w: (w * w).sum(), (w,), tmp_path, joint_pass=double_grads)
     fn(w).backward()
     torch.testing.assert_close(w.grad, 2 * (2 * w.detach()))
+
+
+def test_inspect_shows_a_training_variant(tmp_path):
+    m = train_models.build("mlp")
+    path = aotpack.compile(m, (train_models.batch("mlp", 0),), train=True, backend="eager").save(tmp_path / "t.aot")
+    text = str(aotpack.inspect(path))
+    assert "training: forward + backward" in text and "3 in-place updates" in text
+    assert aotpack.verify(path)["ok"]
