@@ -44,6 +44,8 @@ bench: $(STAMP) system-tools
 	$(BIN)/python bench/guard_overhead.py
 	$(BIN)/python bench/repro_storage.py
 	$(BIN)/python bench/cache_load.py
+	$(BIN)/python bench/train_start.py
+	$(BIN)/python bench/trace_overhead.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

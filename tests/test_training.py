@@ -187,3 +187,21 @@ def test_inspect_shows_a_training_variant(tmp_path):
     text = str(aotpack.inspect(path))
     assert "training: forward + backward" in text and "3 in-place updates" in text
     assert aotpack.verify(path)["ok"]
+
+
+def test_outputs_that_are_views_of_inputs_stay_views(tmp_path):
+    def f(x, y):
+        return x.view(-1), x[1], (x * y).sum()
+
+    x, y = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4)
+    fn = compile_load(f, (x, y), tmp_path)
+    flat, row, total = fn(x, y)
+    assert flat.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() and flat.shape == (12,)
+    assert row.storage_offset() == 4 and row.shape == (4,)
+    (flat.sum() + 2 * row.sum() + total).backward()
+    expected = torch.ones(3, 4) + y
+    expected[1] += 2
+    torch.testing.assert_close(x.grad, expected)
+    with torch.no_grad():
+        x[1, 0] = 100.0  # they share the caller's memory, as eager's views do
+    assert row[0].item() == 100.0 and flat[4].item() == 100.0

@@ -61,6 +61,9 @@ class JointCapture:
       donatable: those of them that are intermediates (not inputs, weights or outputs,
         nor views of them): the backward may free or overwrite them.
       primal_names: names of the primals (weights by name, then inputs by path).
+      aliased: outputs that are views of an input, as eager returns them:
+        ``[{"output": i, "primal": j, "size", "stride", "offset"}]``; the package
+        returns ``input.as_strided(size, stride, offset)`` for them, a view again.
     """
 
     forward: torch.fx.GraphModule
@@ -73,6 +76,7 @@ class JointCapture:
     saved: list[str]
     donatable: list[str]
     primal_names: list[str]
+    aliased: list[dict] = field(default_factory=list)
     captured: object = field(repr=False, default=None)
 
     def source_of(self, node: torch.fx.Node) -> dict:
@@ -133,6 +137,44 @@ def _run_with_meta(gm: torch.fx.GraphModule):
     return run
 
 
+def _unalias_outputs(gm: torch.fx.GraphModule, n_mutations: int) -> tuple[torch.fx.GraphModule, list[dict]]:
+    """Outputs that are views of an input (``x.view(-1)``, ``x[0]``) become copies in the
+    graph (AOT autograd's simple export takes no aliasing outputs); their view
+    parameters are returned so the package can hand back a real view of the caller's
+    tensor instead."""
+    import copy
+
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    storages = {}
+    for j, p in enumerate(placeholders):
+        val = p.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            storages.setdefault(StorageWeakRef(val.untyped_storage()), j)
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    values = list(out.args[0])
+    aliased = []
+    for i in range(n_mutations, len(values)):
+        node = values[i]
+        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+        if not isinstance(val, torch.Tensor):
+            continue
+        j = storages.get(StorageWeakRef(val.untyped_storage()))
+        if j is None:
+            continue
+        aliased.append({"output": i - n_mutations, "primal": j, "size": list(val.shape), "stride": list(val.stride()),
+                        "offset": int(val.storage_offset())})
+        with gm.graph.inserting_before(out):
+            copy_node = gm.graph.call_function(torch.ops.aten.clone.default, (node,))
+        copy_node.meta["val"] = val
+        values[i] = copy_node
+    out.args = (tuple(values),)
+    gm.recompile()
+    return gm, aliased
+
+
 def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
     """Drop None outputs (grads of primals that need none); returns the kept mask."""
     out = next(n for n in gm.graph.nodes if n.op == "output")
@@ -190,7 +232,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
                            hint="compile one variant per shape (variants=[...]) for training")
     primals, names = _primals(captured)
-    run = _run_with_meta(captured.graph_module)
+    graph, aliased = _unalias_outputs(captured.graph_module, len(captured.mutations))
+    run = _run_with_meta(graph)
     with torch.enable_grad():
         outs = run(*primals)
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
@@ -219,7 +262,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     return JointCapture(forward=fw, backward=bw, joint=joint, num_outputs=len(outs), mutated=captured.mutations,
                         out_requires_grad=out_requires_grad, grad_mask=grad_mask,
                         saved=[n.name for n in saved_nodes], donatable=_donatable(fw, saved_nodes, len(outs)),
-                        primal_names=names, captured=captured)
+                        primal_names=names, aliased=aliased, captured=captured)
 
 
 @dataclass
@@ -284,6 +327,7 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         # saved tensors that are primals the forward then updates in place (a buffer):
         # kept as copies, so the update neither changes them nor trips autograd's check
         "saved_mutated": _saved_mutated(jc),
+        "aliased": jc.aliased,
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
     for key in ("cpu_isa", "compute_capability", "machine"):
@@ -323,6 +367,7 @@ def load_training(backend, files, meta: dict, weight_indices_by_name: dict | Non
     mutated = train["mutated"]
     n_mut = len(mutated)
     saved_mutated = train.get("saved_mutated", [])
+    aliased = train.get("aliased", [])
     dtypes = [getattr(torch, d) for d in train["out_dtypes"]]
 
     class PackageFunction(torch.autograd.Function):
@@ -362,7 +407,10 @@ def load_training(backend, files, meta: dict, weight_indices_by_name: dict | Non
             with torch.no_grad():
                 for target, value in zip(_mutation_targets(flat, mutated, weight_indices_by_name), outs[:n_mut]):
                     target.copy_(value)
-        return list(outs[n_mut:])
+        result = list(outs[n_mut:])
+        for a in aliased:  # a view of the caller's tensor, as eager returns
+            result[a["output"]] = flat[a["primal"]].as_strided(a["size"], a["stride"], a["offset"])
+        return result
 
     return run
 
