@@ -94,3 +94,32 @@ def test_trace_user_triton_kernel_runnable(tmp_path):
     # `--backend inductor` is not supported: dynamo cannot retrace the kernel wrapper op
     proc = run_fresh([str(script)], cwd=str(script.parent))
     assert "ran with backend eager: ok" in proc.stdout
+
+
+TRAIN_CHILD = r"""
+import json, sys
+import torch
+import aotpack
+from aotpack.demo import TransformerBlock
+torch.manual_seed(0)
+model = TransformerBlock(64, 4).cuda().train()
+fn = aotpack.load(sys.argv[1], module=model)
+x = torch.load(sys.argv[2]).cuda()
+fn(x).float().square().mean().backward()
+print(json.dumps({n: p.grad.float().cpu().tolist() for n, p in model.named_parameters()}))
+"""
+
+
+def test_cuda_training_package_fresh_process(tmp_path):
+    from aotpack.demo import TransformerBlock
+
+    torch.manual_seed(0)
+    model = TransformerBlock(64, 4).cuda().train()
+    x = torch.randn(2, 16, 64, device="cuda")
+    path = aotpack.compile(model, (x,), train=True, backend="aoti").save(tmp_path / "train.aot")
+    torch.save(x.cpu(), tmp_path / "x.pt")
+    model(x).float().square().mean().backward()
+    out = run_fresh(["-c", TRAIN_CHILD, str(path), str(tmp_path / "x.pt")]).stdout.strip().splitlines()[-1]
+    grads = json.loads(out)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(torch.tensor(grads[name]), p.grad.float().cpu(), rtol=1e-3, atol=1e-4)
