@@ -90,6 +90,12 @@ def test_cli_compile_and_run(tmp_path):
     r = run_cli("run", str(out)).stdout
     assert "output 0: float32[4, 3]" in r
     assert "x: float32[4, 6] cpu" in run_cli("inspect", str(out)).stdout
+    train = tmp_path / "net-train.aot"
+    cache = tmp_path / "cache"
+    run_cli("compile", f"{src}:Net", "--example", f"{src}:example", "-o", str(train), "--backend", "eager",
+            "--train", "--cache", str(cache))
+    assert "training: forward + backward" in run_cli("inspect", str(train)).stdout
+    assert "aotpack/eager/train" in run_cli("cache", "ls", "--store", str(cache)).stdout
 
 
 def test_cli_errors_are_one_line_with_hint(tmp_path):

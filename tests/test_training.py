@@ -205,3 +205,23 @@ def test_outputs_that_are_views_of_inputs_stay_views(tmp_path):
     with torch.no_grad():
         x[1, 0] = 100.0  # they share the caller's memory, as eager's views do
     assert row[0].item() == 100.0 and flat[4].item() == 100.0
+
+
+def test_training_packages_through_the_cache(tmp_path):
+    import aotpack.cache as cache
+
+    store = cache.LocalStore(tmp_path / "cache")
+    cache.stats.clear()
+    m, x = train_models.build("mlp"), train_models.batch("mlp", 0)
+    first = aotpack.compile(m, (x,), train=True, backend="eager", cache=store)
+    second = aotpack.compile(m, (x,), train=True, backend="eager", cache=store)
+    assert cache.stats["compiles"] == 1 and cache.stats["hits"] == 1
+    compiled = lambda pkg: {k: v for k, v in pkg.members.items() if "/fw/" in k or "/bw/" in k}  # noqa: E731
+    assert compiled(first) and compiled(first) == compiled(second)
+    inference = aotpack.compile(m.eval(), (x,), backend="eager", cache=store)  # never the training entry
+    assert cache.stats["compiles"] == 2 and "train" not in str(inference.manifest["variants"][0]["meta"])
+    (train_entry,) = [h for h in store.entries() if h["parts"].get("mode", "").startswith("train")]
+    assert train_entry["kind"] == "aotpack/eager/train"
+    fn = aotpack.load(second.save(tmp_path / "t.aot"), module=m.train())
+    fn(x).sum().backward()
+    assert m[0].weight.grad is not None

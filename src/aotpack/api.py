@@ -70,8 +70,6 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     say = progress or (lambda line: None)
     first = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic,
                  options=options)
-    if train and cache not in (None, False):
-        raise TypeError("cache= is not supported with train=True yet")
     if joint_pass is not None and not train:
         raise TypeError("joint_pass needs train=True")
     training = {"joint_pass": joint_pass} if train else None
@@ -121,9 +119,18 @@ def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None)
     if training is not None:
         from .autograd import compile_training
 
-        with _training_capture():
-            compiled, _ = compile_training(captured, be, dict(v["options"] or {}), joint_pass=training["joint_pass"],
-                                           say=lambda line: say(f"[{v['name']}] {line}"))
+        def build():
+            with _training_capture():
+                return compile_training(captured, be, dict(v["options"] or {}), joint_pass=training["joint_pass"],
+                                        say=lambda line: say(f"[{v['name']}] {line}"))[0]
+
+        if cache in (None, False) and "aotpack.cache" not in sys.modules:
+            compiled = build()
+        else:
+            from .cache.cached import compile_captured
+
+            compiled = compile_captured(captured, be, dict(v["options"] or {}), cache, say, build=build,
+                                        mode=f"train {_pass_id(training['joint_pass'])}".strip())
     elif cache in (None, False) and "aotpack.cache" not in sys.modules:
         compiled = be.compile(captured, dict(v["options"] or {}))
     else:  # a store, or maybe an active cache.Context
@@ -132,6 +139,22 @@ def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None)
         compiled = compile_captured(captured, be, dict(v["options"] or {}), cache, say)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
+
+
+def _pass_id(joint_pass) -> str:
+    """A joint pass in a cache key: its qualified name and a hash of its source (a
+    changed pass must not reuse a stale backward)."""
+    if joint_pass is None:
+        return ""
+    import hashlib
+    import inspect as pyinspect
+
+    try:
+        source = pyinspect.getsource(joint_pass)
+    except (OSError, TypeError):
+        source = repr(joint_pass)
+    name = getattr(joint_pass, "__qualname__", type(joint_pass).__qualname__)
+    return f"joint_pass={name}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
 def _training_capture():

@@ -1,6 +1,6 @@
 """The ``aotpack`` command line: a thin layer over the public API.
 
-    aotpack compile model.py:build --example model.py:example -o model.aot [--backend aoti]
+    aotpack compile model.py:build --example model.py:example -o model.aot [--backend aoti] [--train]
     aotpack run model.aot                   # run on the recorded example inputs
     aotpack inspect model.aot               # manifest for a person, no code run
     aotpack verify model.aot                # integrity + runs here?, no code run
@@ -61,8 +61,9 @@ def _cmd_compile(a) -> int:
     else:
         args, kwargs = (tuple(example) if isinstance(example, (tuple, list)) else (example,)), {}
     if isinstance(target, torch.nn.Module):
-        target.eval()
+        target.train(a.train)
     pkg = aotpack.compile(target, args, kwargs, backend=a.backend, dynamic=True if a.dynamic else None,
+                          train=a.train, cache=a.cache,
                           progress=lambda line: print(f"aotpack: {line}", file=sys.stderr))
     pkg.save(a.output)
     print(f"wrote {a.output} ({os.path.getsize(a.output) / 1e6:.1f} MB)")
@@ -213,6 +214,8 @@ def main(argv=None) -> int:
     c.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])
     c.add_argument("--dynamic", action="store_true", help="let every dimension vary")
     c.add_argument("--factory", action="store_true", help="TARGET is a function that returns the program")
+    c.add_argument("--train", action="store_true", help="compile the backward too (a training package)")
+    c.add_argument("--cache", default=None, help="compile cache: a directory or redis:// URL")
     c.set_defaults(func=_cmd_compile)
 
     r = sub.add_parser("run", help="load a package and run it on its recorded example inputs")

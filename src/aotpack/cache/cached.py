@@ -94,23 +94,31 @@ def _options_part(options: dict | None, inductor: bool) -> str:
     return f"{opts} inductor-config={inductor_config_hash()[:16]}" if inductor else opts
 
 
-def compile_captured(captured, be, options: dict, cache, say: Callable[[str], None]):
+def compile_captured(captured, be, options: dict, cache, say: Callable[[str], None], *,
+                     build: Callable | None = None, mode: str | None = None):
     """``be.compile(captured, options)`` through the cache (``cache``: a Store, URL, path,
-    True for the default local store, or None for the active Context alone)."""
+    True for the default local store, or None for the active Context alone).
+
+    ``build`` replaces the backend call (training packages compile a forward and a
+    backward); ``mode`` is then a key part saying what it builds."""
     from ..backends import Compiled, backend_entry
 
     store = None if cache is None or cache is False else open_store(cache)
     name = be.name if backend_entry(be) is None else f"{be.name} ({backend_entry(be)})"
-    key = CacheKey.of(**program_parts(captured), backend=name, options=_options_part(options, be.name in ("aoti", "inductor")),
-                      **environment_parts(captured.device))
+    extra = {"mode": mode} if mode else {}
+    key = CacheKey.of(**program_parts(captured), backend=name,
+                      options=_options_part(options, be.name in ("aoti", "inductor")),
+                      **extra, **environment_parts(captured.device))
+    build = build or (lambda: be.compile(captured, dict(options)))
 
-    def build() -> bytes:
-        c = be.compile(captured, dict(options))
+    def artifact() -> bytes:
+        c = build()
         return pack_files(c.files, c.meta)
 
     from .context import lookup_or_compile
 
-    payload = lookup_or_compile(key, build, store, kind=f"aotpack/{be.name}", say=say)
+    kind = f"aotpack/{be.name}" + (f"/{mode.split()[0]}" if mode else "")
+    payload = lookup_or_compile(key, artifact, store, kind=kind, say=say)
     files, meta = unpack_files(payload)
     return Compiled(files=files, meta=meta)
 
