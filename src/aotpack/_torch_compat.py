@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager, redirect_stderr
 
@@ -45,7 +46,7 @@ def quiet_export_logs():
         lg.setLevel(logging.ERROR)
     buffer = io.StringIO()
     try:
-        with redirect_stderr(buffer):
+        with redirect_stderr(buffer), quiet_torch_deprecations():
             yield
     except BaseException:
         raise
@@ -68,6 +69,15 @@ def serialize_program(ep) -> bytes:
     return serialize(ep).exported_program
 
 
+@contextmanager
+def quiet_torch_deprecations():
+    """torch 2.13 warns (FutureWarning) about its own use of a deprecated pytree class
+    when it copies graphs; nothing a user of aotpack can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+        yield
+
+
 def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
     """AOTInductor-compile ``ep`` into a shared library; return {"so": path, "metadata": {...}}.
 
@@ -83,7 +93,8 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
     configs = {"aot_inductor.package_constants_in_so": False}
     configs.update(options or {})
     pt2 = os.path.join(so_dir, "model.pt2")
-    torch._inductor.aoti_compile_and_package(ep, package_path=pt2, inductor_configs=configs)
+    with quiet_torch_deprecations():
+        torch._inductor.aoti_compile_and_package(ep, package_path=pt2, inductor_configs=configs)
     out = {}
     with zipfile.ZipFile(pt2) as z:
         names = z.namelist()
