@@ -41,6 +41,7 @@ test: $(STAMP) lint system-tools
 
 bench: $(STAMP) system-tools
 	$(BIN)/python bench/warm_start.py
+	$(BIN)/python bench/steady_state.py
 	$(BIN)/python bench/guard_overhead.py
 	$(BIN)/python bench/repro_storage.py
 	$(BIN)/python bench/cache_load.py
