@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@# bytecode, as installing a wheel writes it (an editable install does not, and these
+	@# machines set PYTHONDONTWRITEBYTECODE): otherwise each fresh process compiles aotpack
+	$(BIN)/python -m compileall -q src
 	$(BIN)/aotpack demo
 
 lint: $(STAMP)
