@@ -157,11 +157,18 @@ def _pass_id(joint_pass) -> str:
     return f"joint_pass={name}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
+@contextlib.contextmanager
 def _training_capture():
     """Training graphs are captured with oneDNN off: its fused RNN kernels keep an opaque
     workspace between forward and backward that compiled code cannot pass on, while the
-    decomposed LSTM/GRU cells compile like any other ops."""
-    return torch.backends.mkldnn.flags(enabled=False)
+    decomposed LSTM/GRU cells compile like any other ops. (Only the ``enabled`` switch:
+    ``mkldnn.flags()`` also sets oneDNN's TF32 flag, which warns on CPU builds.)"""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 def inspect(path: str | os.PathLike) -> Inspection:
