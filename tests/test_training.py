@@ -225,3 +225,14 @@ def test_training_packages_through_the_cache(tmp_path):
     fn = aotpack.load(second.save(tmp_path / "t.aot"), module=m.train())
     fn(x).sum().backward()
     assert m[0].weight.grad is not None
+
+
+def test_without_a_module_buffers_update_a_private_copy(tmp_path):
+    """load() without module=: the package's own buffers take the in-place updates
+    (copies of the file's read-only pages), calls match eager's running statistics."""
+    m, x = train_models.build("mlp"), train_models.batch("mlp", 0)
+    fn = aotpack.load(aotpack.compile(m, (x,), train=True, backend="eager").save(tmp_path / "t.aot"))
+    ref = train_models.build("mlp")
+    for step in range(3):
+        out, expected = fn(train_models.batch("mlp", step)), ref(train_models.batch("mlp", step))
+    torch.testing.assert_close(out, expected)

@@ -116,27 +116,30 @@ def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None)
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
-    if training is not None:
+    options = dict(v["options"] or {})
+    if training is None:
+        mode = None
+
+        def build():
+            return be.compile(captured, options)
+    else:
         from .autograd import compile_training
+
+        mode = f"train {_pass_id(training['joint_pass'])}".strip()
 
         def build():
             with _training_capture():
-                return compile_training(captured, be, dict(v["options"] or {}), joint_pass=training["joint_pass"],
+                return compile_training(captured, be, options, joint_pass=training["joint_pass"],
                                         say=lambda line: say(f"[{v['name']}] {line}"))[0]
 
-        if cache in (None, False) and "aotpack.cache" not in sys.modules:
-            compiled = build()
-        else:
-            from .cache.cached import compile_captured
-
-            compiled = compile_captured(captured, be, dict(v["options"] or {}), cache, say, build=build,
-                                        mode=f"train {_pass_id(training['joint_pass'])}".strip())
-    elif cache in (None, False) and "aotpack.cache" not in sys.modules:
-        compiled = be.compile(captured, dict(v["options"] or {}))
-    else:  # a store, or maybe an active cache.Context
+    # The cache is imported only when asked for, or when it is already imported (an
+    # aotpack.cache.Context may be active): compiling without it stays as it was.
+    if cache in (None, False) and "aotpack.cache" not in sys.modules:
+        compiled = build()
+    else:
         from .cache.cached import compile_captured
 
-        compiled = compile_captured(captured, be, dict(v["options"] or {}), cache, say)
+        compiled = compile_captured(captured, be, options, cache, say, build=build, mode=mode)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
 

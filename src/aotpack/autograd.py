@@ -282,7 +282,9 @@ class _GraphUnit:
 
     @property
     def device(self) -> str:
-        return next((t.device.type for t in self.example_inputs if t.device.type != "cpu"), "cpu")
+        from .capture import device_of
+
+        return device_of(self.example_inputs)
 
     def export_weights_as_inputs(self):
         from . import _torch_compat as compat
@@ -313,20 +315,19 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
     bw = backend.compile(_GraphUnit(jc.backward, [t.detach() for t in saved] + tangents, "backward"), dict(options))
     files = {f"fw/{k}": v for k, v in fw.files.items()}
     files.update({f"bw/{k}": v for k, v in bw.files.items()})
-    outs = fw_out[: jc.num_outputs]
+    targets = _mutation_targets(jc)
     train = {
         "num_outputs": jc.num_outputs,
-        "num_saved": len(saved),
         "mutated": jc.mutated,
+        # the argument (weights, then inputs) each in-place update lands on
+        "mutation_targets": targets,
         "out_requires_grad": jc.out_requires_grad,
-        "out_shapes": [list(o.shape) for o in outs],
-        "out_dtypes": [str(o.dtype).removeprefix("torch.") for o in outs],
         "grad_mask": jc.grad_mask,
         "saved": jc.saved,
         "donatable": jc.donatable,
         # saved tensors that are primals the forward then updates in place (a buffer):
         # kept as copies, so the update neither changes them nor trips autograd's check
-        "saved_mutated": _saved_mutated(jc),
+        "saved_mutated": _saved_mutated(jc, set(targets)),
         "aliased": jc.aliased,
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
@@ -336,11 +337,15 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
     return Compiled(files=files, meta=meta), jc
 
 
-def _saved_mutated(jc: JointCapture) -> list[int]:
-    placeholders = [n.name for n in jc.forward.graph.nodes if n.op == "placeholder"]
-    n_weights = len(jc.captured.weights)
+def _mutation_targets(jc: JointCapture) -> list[int]:
+    """Per in-place update, the index of the graph argument it changes."""
     names = list(jc.captured.weights)
-    targets = {names.index(m["weight"]) if m["kind"] == "buffer" else n_weights + m["index"] for m in jc.mutated}
+    return [names.index(m["weight"]) if m["kind"] == "buffer" else len(names) + m["index"] for m in jc.mutated]
+
+
+def _saved_mutated(jc: JointCapture, targets: set[int]) -> list[int]:
+    """Saved tensors that are arguments the forward then updates in place."""
+    placeholders = [n.name for n in jc.forward.graph.nodes if n.op == "placeholder"]
     return [i for i, name in enumerate(jc.saved) if name in placeholders and placeholders.index(name) in targets]
 
 
@@ -357,18 +362,17 @@ class _Sub:
         return self._files.path(self._prefix + name)
 
 
-def load_training(backend, files, meta: dict, weight_indices_by_name: dict | None = None):
+def load_training(backend, files, meta: dict):
     """The callable of a training variant: ``flat -> outputs`` through autograd."""
     run_fw = backend.load(_Sub(files, "fw/", meta["fw"]))
     run_bw = backend.load(_Sub(files, "bw/", meta["bw"]))
     train = meta["train"]
     n_out, grad_mask = train["num_outputs"], train["grad_mask"]
     out_requires_grad = train["out_requires_grad"]
-    mutated = train["mutated"]
-    n_mut = len(mutated)
-    saved_mutated = train.get("saved_mutated", [])
-    aliased = train.get("aliased", [])
-    dtypes = [getattr(torch, d) for d in train["out_dtypes"]]
+    targets = train["mutation_targets"]
+    n_mut = len(targets)
+    saved_mutated = train["saved_mutated"]
+    aliased = train["aliased"]
 
     class PackageFunction(torch.autograd.Function):
         @staticmethod
@@ -378,7 +382,7 @@ def load_training(backend, files, meta: dict, weight_indices_by_name: dict | Non
             for i in saved_mutated:
                 saved[i] = saved[i].clone()
             ctx.save_for_backward(*saved)
-            ctx.device = flat[0].device if flat else torch.device("cpu")
+            ctx.outputs = [(o.shape, o.dtype, o.device) for o in outs[:n_out]]  # for grads autograd leaves None
             for o, g in zip(outs[:n_out], out_requires_grad):
                 if not g:
                     ctx.mark_non_differentiable(o)
@@ -390,11 +394,8 @@ def load_training(backend, files, meta: dict, weight_indices_by_name: dict | Non
                 raise AotpackError("double backward (create_graph=True) through an aotpack training package is not "
                                    "supported: its backward is compiled code without a backward of its own",
                                    hint="call backward() without create_graph, or use eager for higher-order grads")
-            tangents = []
-            for g, needs, shape, dtype in zip(grads, out_requires_grad, train["out_shapes"], dtypes):
-                if needs:
-                    tangents.append(g.contiguous() if g is not None else
-                                    torch.zeros(shape, dtype=dtype, device=ctx.device))
+            tangents = [g.contiguous() if g is not None else torch.zeros(shape, dtype=dtype, device=device)
+                        for g, needs, (shape, dtype, device) in zip(grads, out_requires_grad, ctx.outputs) if needs]
             computed = iter(run_bw([*ctx.saved_tensors, *tangents]))
             return tuple(next(computed) if m else None for m in grad_mask)
 
@@ -405,8 +406,8 @@ def load_training(backend, files, meta: dict, weight_indices_by_name: dict | Non
             outs = run_fw(list(flat))[:n_out]
         if n_mut:  # replay in-place updates on the caller's buffers and inputs
             with torch.no_grad():
-                for target, value in zip(_mutation_targets(flat, mutated, weight_indices_by_name), outs[:n_mut]):
-                    target.copy_(value)
+                for i, value in zip(targets, outs[:n_mut]):
+                    flat[i].copy_(value)
         result = list(outs[n_mut:])
         for a in aliased:  # a view of the caller's tensor, as eager returns
             result[a["output"]] = flat[a["primal"]].as_strided(a["size"], a["stride"], a["offset"])
@@ -414,10 +415,3 @@ def load_training(backend, files, meta: dict, weight_indices_by_name: dict | Non
 
     return run
 
-
-def _mutation_targets(flat, mutated, weight_index):
-    out = []
-    n_weights = len(weight_index)
-    for m in mutated:
-        out.append(flat[weight_index[m["weight"]]] if m["kind"] == "buffer" else flat[n_weights + m["index"]])
-    return out

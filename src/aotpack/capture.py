@@ -56,6 +56,12 @@ _KINDS = {
 }
 
 
+def device_of(values) -> str:
+    """The device type a program on these values runs on: the first non-CPU one among
+    the tensors, else ``"cpu"``."""
+    return next((t.device.type for t in values if isinstance(t, torch.Tensor) and t.device.type != "cpu"), "cpu")
+
+
 @dataclass
 class Captured:
     """A captured program: ``graph(*weights, *inputs) -> outputs`` plus what a call needs.
@@ -106,7 +112,7 @@ class Captured:
     @property
     def device(self) -> str:
         """The device the program runs on: the first non-CPU one among its tensors."""
-        return next((t.device.type for t in self.graph_args() if t.device.type != "cpu"), "cpu")
+        return device_of(self.graph_args())
 
     def export_weights_as_inputs(self):
         """torch.export of ``graph_module`` with every weight a *user input*, the Dims of

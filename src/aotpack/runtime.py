@@ -351,8 +351,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 if train:
                     from .autograd import load_training
 
-                    index = {n: i for i, n in enumerate(v.get("weight_fqns", v["weights"]))}
-                    fn = load_training(backend, files, v["meta"], index)
+                    fn = load_training(backend, files, v["meta"])
                 else:
                     fn = backend.load(files)
             except AotpackError:
@@ -376,8 +375,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 # Weights are stored for the CPU; GPU variants share one copy made here.
                 ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))
                       for n in v["weights"]]
-                if train:  # training updates buffers in place: its own writable copies, not the file's pages
-                    ws = [w.clone() for w in ws]
+                if train:  # buffers updated in place get writable copies, not the file's read-only pages
+                    ws = [w.clone() if i in v["meta"]["train"]["mutation_targets"] else w for i, w in enumerate(ws)]
             loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v))
         if not loaded:
             if variants is not None and not problems:

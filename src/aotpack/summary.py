@@ -58,7 +58,7 @@ class Inspection:
             extra = f", CPU ISA {meta['cpu_isa']}" if meta.get("cpu_isa") else ""
             train = meta.get("train")
             if train:
-                extra += (f", training: forward + backward, {train['num_saved']} saved tensors, "
+                extra += (f", training: forward + backward, {len(train['saved'])} saved tensors, "
                           f"{len(train['mutated'])} in-place updates")
             lines.append(f"  {var['name']}: backend {var['backend']} on {var['device']}{extra}, files {_size(files)}")
             for path, leaf in tree.named_leaves(var["in_spec"], [x["name"] for x in p["signature"]]):

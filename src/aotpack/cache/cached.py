@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _torch_compat as compat
+from ..capture import device_of
 from .entry import pack_files, unpack_files
 from .key import CacheKey, environment_parts, inductor_config_hash
 from .store import open_store
@@ -95,12 +96,11 @@ def _options_part(options: dict | None, inductor: bool) -> str:
 
 
 def compile_captured(captured, be, options: dict, cache, say: Callable[[str], None], *,
-                     build: Callable | None = None, mode: str | None = None):
-    """``be.compile(captured, options)`` through the cache (``cache``: a Store, URL, path,
-    True for the default local store, or None for the active Context alone).
-
-    ``build`` replaces the backend call (training packages compile a forward and a
-    backward); ``mode`` is then a key part saying what it builds."""
+                     build: Callable, mode: str | None = None):
+    """``build()`` (a Compiled: ``be.compile(captured, options)``, or a training
+    package's forward and backward) through the cache (``cache``: a Store, URL, path,
+    True for the default local store, or None for the active Context alone). ``mode``
+    is a key part saying what ``build`` makes beyond the backend's inference code."""
     from ..backends import Compiled, backend_entry
 
     store = None if cache is None or cache is False else open_store(cache)
@@ -109,8 +109,6 @@ def compile_captured(captured, be, options: dict, cache, say: Callable[[str], No
     key = CacheKey.of(**program_parts(captured), backend=name,
                       options=_options_part(options, be.name in ("aoti", "inductor")),
                       **extra, **environment_parts(captured.device))
-    build = build or (lambda: be.compile(captured, dict(options)))
-
     def artifact() -> bytes:
         c = build()
         return pack_files(c.files, c.meta)
@@ -137,7 +135,7 @@ def backend(name: str = "inductor", store=None, *, options: dict | None = None):
     from .context import lookup_or_compile
 
     def aotpack_cached_inductor(gm: torch.fx.GraphModule, example_inputs: list):
-        device = next((x.device.type for x in example_inputs if isinstance(x, torch.Tensor)), "cpu")
+        device = device_of(example_inputs)
         key = CacheKey.of(**graph_parts(gm, example_inputs), backend=name, options=_options_part(options, True),
                           **environment_parts(device))
         payload = lookup_or_compile(key, lambda: compat.standalone_compile(gm, example_inputs, options), store,

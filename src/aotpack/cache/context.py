@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from .entry import FRAMING_FIELDS, Entry, make_bundle, pack_entry, split_bundle, unpack_entry
+from .entry import FRAMING_FIELDS, Entry, make_bundle, make_entry, split_bundle, unpack_entry
 from .key import CacheKey
 from .store import Store, stats
 
@@ -96,14 +96,16 @@ class Context:
         if not isinstance(payload, (bytes, bytearray)):
             raise TypeError(f"edit's function must return bytes, got {type(payload).__name__}")
         info = {k: v for k, v in old.header.items() if k not in FRAMING_FIELDS}
-        data = pack_entry(old.key, old.header["parts"], bytes(payload), **{**info, "edited": True})
-        self.record(data)
+        entry = self.add(make_entry(old.key, old.header["parts"], bytes(payload), **{**info, "edited": True}))
         if self.store is not None:
-            self.store.put(old.key, data, overwrite=True)
+            self.store.put(old.key, entry.raw, overwrite=True)
 
     def record(self, data: bytes) -> Entry:
         """Add one entry's bytes (checked) to the context."""
-        entry = unpack_entry(data)
+        return self.add(unpack_entry(data))
+
+    def add(self, entry: Entry) -> Entry:
+        """Add an entry already checked (fetched from a store, or just compiled)."""
         self._entries[entry.key] = entry
         return entry
 
@@ -143,46 +145,43 @@ def lookup_or_compile(key: CacheKey, compile_fn: Callable[[], bytes], store: Sto
         say(f"cache hit {digest[:16]} (context)")
         return ctx.get(digest)
     entry = store.fetch(digest) if store is not None else None
-    if entry is None and store is not None:
+    compiled = None
+    if entry is None:
         stats["misses"] += 1
-        line = store.explain_miss(key)
-        log.info(line)
-        say(line)
-        if store.try_lock(digest):
-            try:
-                entry = store.fetch(digest)  # stored between our miss and our lock
-                if entry is None:
-                    payload = _compile(compile_fn, key, store, kind)
-                    return _recorded(ctx, key, payload, store, kind)
-            finally:
-                store.unlock(digest)
+
+        def compile_now() -> Entry:
+            nonlocal compiled
+            compiled = _compile(key, compile_fn, kind, store)
+            return compiled
+
+        if store is None:
+            entry = compile_now()
         else:
-            say(f"another process is compiling {digest[:16]}; waiting for it")
-            entry = store.wait_for(digest)
-    if entry is not None:
+            line = store.explain_miss(key)
+            log.info(line)
+            say(line)
+            if store.try_lock(digest):
+                try:
+                    entry = store.fetch(digest) or compile_now()  # stored between our miss and our lock?
+                finally:
+                    store.unlock(digest)
+            else:
+                say(f"another process is compiling {digest[:16]}; waiting for it")
+                entry = store.wait_for(digest) or compile_now()
+    if entry is not compiled:
         stats["hits"] += 1
         say(f"cache hit {digest[:16]} ({store.url})")
-        if ctx is not None:
-            ctx.record(entry.raw)
-        return entry.payload
-    if store is None:
-        stats["misses"] += 1
-    payload = _compile(compile_fn, key, store, kind)
-    return _recorded(ctx, key, payload, store, kind)
+    if ctx is not None:
+        ctx.add(entry)
+    return entry.payload
 
 
-def _compile(compile_fn, key: CacheKey, store, kind):
+def _compile(key: CacheKey, compile_fn, kind: str, store: Store | None) -> Entry:
+    """Compile, frame the artifact once, and publish it (first writer wins)."""
     t0 = time.perf_counter()
     payload = compile_fn()
     stats["compiles"] += 1
-    key_info = {"kind": kind, "compile_s": round(time.perf_counter() - t0, 3)}
+    entry = make_entry(key.digest, key.parts, payload, kind=kind, compile_s=round(time.perf_counter() - t0, 3))
     if store is not None:
-        store.store(key, payload, **key_info)
-    return payload, key_info
-
-
-def _recorded(ctx, key, result, store, kind) -> bytes:
-    payload, info = result
-    if ctx is not None:
-        ctx.record(pack_entry(key.digest, key.parts, payload, **info))
-    return payload
+        store.put(key.digest, entry.raw)
+    return entry

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["Entry", "CorruptEntry", "pack_entry", "unpack_entry", "read_header", "pack_files", "unpack_files",
+__all__ = ["Entry", "CorruptEntry", "make_entry", "pack_entry", "unpack_entry", "read_header", "pack_files", "unpack_files",
            "HEADER_PREFIX", "make_bundle", "split_bundle"]
 
 MAGIC = b"AOTPKCE1"
@@ -59,12 +59,17 @@ class Entry:
     raw: bytes  # the whole entry, as stored
 
 
-def pack_entry(key: str, parts: dict, payload: bytes, **info) -> bytes:
-    """Frame ``payload`` as the entry for ``key`` (``info``: kind, compile_s, ...)."""
+def make_entry(key: str, parts: dict, payload: bytes, **info) -> Entry:
+    """The entry for ``key`` holding ``payload`` (``info``: kind, compile_s, ...)."""
     header = {"key": key, "parts": parts, "size": len(payload), "xxh3_128": _checksum(payload),
               "created": time.time(), **info}
     blob = json.dumps(header, sort_keys=True).encode()
-    return MAGIC + _LEN.pack(len(blob)) + blob + payload
+    return Entry(key, header, payload, MAGIC + _LEN.pack(len(blob)) + blob + payload)
+
+
+def pack_entry(key: str, parts: dict, payload: bytes, **info) -> bytes:
+    """Frame ``payload`` as the entry for ``key``: ``make_entry(...).raw``."""
+    return make_entry(key, parts, payload, **info).raw
 
 
 def read_header(data: bytes | memoryview) -> tuple[dict, int]:

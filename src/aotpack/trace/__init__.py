@@ -65,7 +65,7 @@ def backend(inner="inductor", out_dir: str | os.PathLike | None = None, *, save_
     import torch
 
     from .. import _torch_compat as compat
-    from .recorder import active_recorders
+    from .recorder import active_recorders, backend_name
 
     out_dir = os.fspath(out_dir or os.environ.get("AOTPACK_TRACE") or "aotpack_trace")
     recorder = next((r for r in active_recorders() if r.out_dir == os.path.abspath(out_dir)), None)
@@ -73,13 +73,10 @@ def backend(inner="inductor", out_dir: str | os.PathLike | None = None, *, save_
         # the log handler alone: this backend writes the graphs itself (only its own)
         recorder = Recorder(out_dir, record_graphs=False, save_inputs=save_inputs).start()
     compile_inner = compat.dynamo_backend(inner) if isinstance(inner, str) else inner
-    name = inner if isinstance(inner, str) else getattr(inner, "__name__", type(inner).__name__)
-
-    class _Named:
-        compiler_name = name
+    name = inner if isinstance(inner, str) else backend_name(inner)
 
     def aotpack_trace_backend(gm: torch.fx.GraphModule, example_inputs):
-        return recorder.on_compile(gm, example_inputs, _Named, lambda: compile_inner(gm, example_inputs))
+        return recorder.on_compile(gm, example_inputs, name, lambda: compile_inner(gm, example_inputs))
 
     return aotpack_trace_backend
 

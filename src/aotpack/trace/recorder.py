@@ -48,7 +48,7 @@ def _dispatch_compile(gm, example_inputs, compiler_fn, call):
     recorders = [r for r in _ACTIVE if r.record_graphs]
     if not recorders:
         return call()
-    return recorders[-1].on_compile(gm, example_inputs, compiler_fn, call)
+    return recorders[-1].on_compile(gm, example_inputs, backend_name(compiler_fn), call)
 
 
 def _ensure_hook() -> None:
@@ -315,11 +315,11 @@ class Recorder:
         self.records += 1
 
     # -- graphs ------------------------------------------------------------------------
-    def on_compile(self, gm, example_inputs, compiler_fn, call):
+    def on_compile(self, gm, example_inputs, backend: str, call):
         cid = compat.current_compile_id() or f"unknown/{time.monotonic_ns()}"
         base = cid.split("_")[0]
         t0 = time.perf_counter()
-        info: dict = {"backend": backend_name(compiler_fn)}
+        info: dict = {"backend": backend}
         try:
             info["inputs"] = _input_meta(gm, example_inputs)
             folder = os.path.join(self.out_dir, "graphs", base.replace("/", "_"))
