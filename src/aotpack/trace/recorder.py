@@ -187,17 +187,10 @@ class Recorder:
         self.save_inputs = save_inputs
         self.log = TraceLog(self.out_dir)
         self._pending: dict[str, dict] = defaultdict(dict)
-        self._strings: dict[int, str] = {}
         self._lock = threading.Lock()
         self._handler = _Handler(self)
         self._saved_level = None
         self.records = 0
-
-    def _path(self, idx) -> str:
-        if idx in self._strings:
-            return self._strings[idx]
-        path = compat.interned_path(idx)  # interned before this recorder started
-        return path if path is not None else str(idx)
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> Recorder:
@@ -243,10 +236,6 @@ class Recorder:
                     self._pending[cid].setdefault("recorder_errors", []).append(f"{type(e).__name__}: {e}")
 
     def _on_event(self, meta: dict, payload: str | None) -> None:
-        if "str" in meta and isinstance(meta["str"], (list, tuple)) and len(meta["str"]) == 2:
-            path, idx = meta["str"]
-            self._strings[idx] = path
-            return
         cid = _compile_id(meta)
         if cid is None or not _INTERESTING.intersection(meta):
             return
@@ -255,7 +244,9 @@ class Recorder:
             rec = self._pending[cid]
             if "dynamo_start" in meta:
                 stack = meta["dynamo_start"].get("stack") or []
-                frames = [(self._path(f.get("filename")), f.get("line"), f.get("name")) for f in stack]
+                # torch's events name files by number (its intern table)
+                frames = [(compat.interned_path(f.get("filename")) or str(f.get("filename")), f.get("line"),
+                           f.get("name")) for f in stack]
                 rec["stack"] = [f"{p}:{line} in {name}" for p, line, name in frames if not _is_torch_file(p)]
             elif "artifact" in meta:
                 name = meta["artifact"].get("name", "")
