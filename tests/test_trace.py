@@ -42,6 +42,7 @@ def test_trace_log_has_one_line_per_compile(traced):
         assert re.fullmatch(r"\d+/\d+", r["compile_id"])
         assert r["status"] == "ok" and r["graph"] and r["guards"] and r["compile_time_s"] > 0
         assert r["source"].endswith(f":{r['line']}") and r["file"].endswith("trace_programs.py")
+        assert r["stack"] and all("trace_programs.py:" in frame for frame in r["stack"])  # user frames, by path
         assert os.path.exists(os.path.join(out, r["graph"]["runnable"]))
         assert not r.get("recorder_errors")
     assert {r["backend"] for r in records} == {"aot_eager", "inductor"}
