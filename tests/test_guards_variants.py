@@ -135,7 +135,10 @@ def test_module_binding_skips_variants_of_other_dtype(variant_package):
     fn = aotpack.load(path, module=m)
     assert fn.variants == ["b1", "default"]
     x = torch.randn(3, 4)
-    torch.testing.assert_close(fn(x), m(x))
+    with torch.no_grad():  # an inference package: eager would build an autograd graph otherwise
+        torch.testing.assert_close(fn(x), m(x))
+    with pytest.raises(aotpack.GuardError, match=r"module parameter 'fc1.weight'.requires_grad: expected False"):
+        fn(x)
 
 
 def test_add_variant_to_saved_package(tmp_path):
@@ -168,7 +171,8 @@ def test_guard_filter_drops_chosen_checks(tmp_path):
 
     fn = aotpack.load(path, guard_filter=keep)
     assert [(e.path, e.kind, e.expected) for e in seen] == [
-        ("x", "dtype", "float32"), ("x", "shape", "[3, 4]"), ("x", "device", "cpu"), ("n", "value", "2")]
+        ("x", "dtype", "float32"), ("x", "shape", "[3, 4]"), ("x", "layout", "contiguous"), ("x", "device", "cpu"),
+        ("x", "requires_grad", "False"), ("n", "value", "2")]
     torch.testing.assert_close(fn(torch.ones(5, 5)), torch.ones(5, 5) * 2)  # shape check dropped
     with pytest.raises(aotpack.GuardError, match="dtype"):
         fn(torch.ones(3, 4, dtype=torch.float64))  # dtype check kept
@@ -182,7 +186,8 @@ def test_device_and_requires_grad_messages():
     assert (info.value.expected, info.value.actual) == ("cuda", "cpu")
     assert g.path(info.value, (torch.ones(2),), {}) == "args[0].device"
     g = Guard([{"name": "x", "kind": "positional_or_keyword"}], {"kind": "tuple", "children": [
-        {"kind": "tensor", "index": 0}]}, [{"dtype": "float32", "shape": [2], "device": "cpu", "requires_grad": True}], {})
+        {"kind": "tensor", "index": 0}]}, [{"dtype": "float32", "shape": [2], "device": "cpu", "requires_grad": True}], {},
+        train=True)
     with pytest.raises(Mismatch) as info:
         g.check((torch.ones(2),), {})
     assert g.path(info.value, (), {"x": torch.ones(2)}) == "kwargs['x'].requires_grad"

@@ -14,7 +14,7 @@ import json, sys, torch, aotpack
 sys.path.insert(0, sys.argv[2])
 from programs import MLPWithBuffer
 torch.manual_seed(123)                 # other weights than the package's
-m = MLPWithBuffer().eval()
+m = MLPWithBuffer().eval().requires_grad_(False)   # inference: no autograd graph, as the package
 x = torch.randn(5, 4)
 fn = aotpack.load(sys.argv[1], module=m)
 first = (fn(x) - m(x)).abs().max().item()

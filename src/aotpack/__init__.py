@@ -24,6 +24,7 @@ from .errors import (  # noqa: E402
     IncompatibleError,
     IntegrityError,
     RebuildWarning,
+    SideEffectWarning,
     SpecializationWarning,
 )
 from .runtime import Loaded, load  # noqa: E402
@@ -65,6 +66,7 @@ __all__ = [
     "CacheError",
     "SpecializationWarning",
     "RebuildWarning",
+    "SideEffectWarning",
     "trace",
     "cache",
     "repro",

@@ -108,6 +108,13 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
         for name in names:
             if name.endswith("metadata.json") and "wrapper" in name:
                 out["metadata"] = json.loads(z.read(name))
+            elif name.endswith("wrapper.json"):
+                # ops without a C shim, which the .so calls back through torch's proxy
+                # executor; the runner reads them from <model>.json beside the .so
+                extern = json.loads(z.read(name))
+                if extern.get("nodes"):
+                    out["extern_json"] = z.read(name)
+                    out["extern_ops"] = sorted({n["node"]["target"] for n in extern["nodes"]})
         # Kernel binaries outside the .so would be missing at load (and crash it).
         loose = [n for n in names if n.endswith((".cubin", ".fatbin", ".spv", ".hsaco"))]
         if loose:
@@ -154,6 +161,17 @@ def aoti_runner(so_path: str, device: str):
         except TypeError:  # older signature without the device string
             return runner(so_path, 1)
     raise ValueError(f"no AOTInductor runner for device {device!r}")
+
+
+def op_available(name: str) -> bool:
+    """Whether operator ``namespace::name`` is registered in this process (a custom op
+    needs its library imported first)."""
+    namespace, _, op = name.partition("::")
+    try:
+        getattr(getattr(torch.ops, namespace), op.split(".")[0])
+    except (AttributeError, RuntimeError):
+        return False
+    return True
 
 
 def is_torch_internal_frame(filename: str) -> bool:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import AotpackError, CaptureError
+from .views import rebuild_views
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
 
@@ -107,6 +108,11 @@ def _user_frames(stack: str | None) -> str | None:
     return "".join(f for f in frames if "aotpack/capture.py" not in f).strip() or stack
 
 
+def _gets_grad(captured, name: str, w: torch.Tensor) -> bool:
+    """Whether the backward computes weight ``name``'s gradient."""
+    return captured.weight_kinds[name] == "parameter" and w.requires_grad and w.is_floating_point()
+
+
 def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
     """The captured graph's arguments as leaves with the requires_grad of the program's
     own tensors: parameters that require grad, inputs as passed."""
@@ -114,8 +120,7 @@ def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
 
     primals, names = [], []
     for name, w in captured.weights.items():
-        grad = captured.weight_kinds[name] == "parameter" and w.requires_grad and w.is_floating_point()
-        primals.append(w.detach().clone().requires_grad_(grad))
+        primals.append(w.detach().clone().requires_grad_(_gets_grad(captured, name, w)))
         names.append(name)
     paths = [p for p, leaf in tree.named_leaves(captured.in_spec, [p["name"] for p in captured.signature])
              if leaf["kind"] == "tensor"]
@@ -140,36 +145,22 @@ def _run_with_meta(gm: torch.fx.GraphModule):
 def _unalias_outputs(gm: torch.fx.GraphModule, n_mutations: int) -> tuple[torch.fx.GraphModule, list[dict]]:
     """Outputs that are views of an input (``x.view(-1)``, ``x[0]``) become copies in the
     graph (AOT autograd's simple export takes no aliasing outputs); their view
-    parameters are returned so the package can hand back a real view of the caller's
-    tensor instead."""
+    parameters (``capture.output_aliases``) are returned so the package can hand back a
+    real view of the caller's tensor instead."""
     import copy
 
-    from torch.multiprocessing.reductions import StorageWeakRef
+    from .capture import output_aliases
 
     gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    storages = {}
-    for j, p in enumerate(placeholders):
-        val = p.meta.get("val")
-        if isinstance(val, torch.Tensor):
-            storages.setdefault(StorageWeakRef(val.untyped_storage()), j)
+    aliased = output_aliases(gm, skip=n_mutations)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     values = list(out.args[0])
-    aliased = []
-    for i in range(n_mutations, len(values)):
-        node = values[i]
-        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
-        if not isinstance(val, torch.Tensor):
-            continue
-        j = storages.get(StorageWeakRef(val.untyped_storage()))
-        if j is None:
-            continue
-        aliased.append({"output": i - n_mutations, "primal": j, "size": list(val.shape), "stride": list(val.stride()),
-                        "offset": int(val.storage_offset())})
+    for a in aliased:
+        node = values[n_mutations + a["output"]]
         with gm.graph.inserting_before(out):
             copy_node = gm.graph.call_function(torch.ops.aten.clone.default, (node,))
-        copy_node.meta["val"] = val
-        values[i] = copy_node
+        copy_node.meta["val"] = node.meta["val"]
+        values[n_mutations + a["output"]] = copy_node
     out.args = (tuple(values),)
     gm.recompile()
     return gm, aliased
@@ -228,6 +219,12 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
+    if captured.custom_functions:
+        raise CaptureError(f"{captured.name} uses torch.autograd.Function {', '.join(captured.custom_functions)}: "
+                           "torch.export keeps its forward and drops its backward, so a training package would "
+                           "compute other gradients than eager",
+                           hint="compile with train=False for inference, or express the gradient with tensor ops "
+                                "(e.g. a straight-through estimator as x + (x.round() - x).detach())")
     if captured.dims:
         raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
                            hint="compile one variant per shape (variants=[...]) for training")
@@ -329,6 +326,9 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         # kept as copies, so the update neither changes them nor trips autograd's check
         "saved_mutated": _saved_mutated(jc, set(targets)),
         "aliased": jc.aliased,
+        # per weight: whether the backward computes its gradient (a parameter that
+        # required grad at compile time)
+        "weights_requires_grad": [_gets_grad(captured, n, w) for n, w in captured.weights.items()],
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
     for key in ("cpu_isa", "compute_capability", "machine"):
@@ -408,10 +408,7 @@ def load_training(backend, files, meta: dict):
             with torch.no_grad():
                 for i, value in zip(targets, outs[:n_mut]):
                     flat[i].copy_(value)
-        result = list(outs[n_mut:])
-        for a in aliased:  # a view of the caller's tensor, as eager returns
-            result[a["output"]] = flat[a["primal"]].as_strided(a["size"], a["stride"], a["offset"])
-        return result
+        return rebuild_views(list(outs[n_mut:]), flat, aliased)
 
     return run
 

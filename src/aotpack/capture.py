@@ -40,8 +40,9 @@ from typing import Any
 import torch
 
 from . import _torch_compat as compat
-from . import tree
-from .errors import CaptureError, SpecializationWarning
+from . import layout, tree
+from .effects import EffectRecorder
+from .errors import CaptureError, SideEffectWarning, SpecializationWarning
 
 __all__ = ["Captured", "capture", "Dim"]
 
@@ -86,6 +87,12 @@ class Captured:
       mutations: what the program changes in place (``allow_mutations=True`` only):
         ``[{"kind": "buffer", "weight": name} | {"kind": "input", "index": i}]``; the
         graph returns their new values first, before the program's own outputs.
+      aliased: outputs that are views of a graph argument, as eager returns them (see
+        ``output_aliases``); the loaded package returns views of the caller's tensors.
+      module_training: the module's ``training`` flag at capture (None for functions);
+        a package bound to a live module checks it at each call.
+      custom_functions: ``torch.autograd.Function`` classes the outputs' gradient goes
+        through (their backward is not in the graph: training refuses them).
     """
 
     name: str
@@ -104,6 +111,9 @@ class Captured:
     exported: Any = field(repr=False)
     graph_module: torch.fx.GraphModule = field(repr=False)
     mutations: list[dict] = field(default_factory=list)
+    aliased: list[dict] = field(default_factory=list)
+    module_training: bool | None = None
+    custom_functions: list[str] = field(default_factory=list)
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
@@ -154,10 +164,36 @@ class _Program(torch.nn.Module):
 
     def forward(self, *flat):
         args, kwargs = tree.call_arguments(self._signature, tree.unflatten(self._in_spec, list(flat)))
+        grad_before = torch.is_grad_enabled()
         result = self._call(*args, **kwargs)
+        grad_after = torch.is_grad_enabled()
         spec, outs = tree.flatten(result, "output")
-        self._record(spec)
+        self._record({"out_spec": spec, "grad_mode_changed": grad_after != grad_before,
+                      "custom_functions": _custom_functions(outs)})
         return tuple(outs)
+
+
+def _custom_functions(outs) -> list[type]:
+    """The ``torch.autograd.Function`` classes the outputs' autograd graph goes through.
+
+    torch.export keeps a Function's forward and drops its backward (the graph is
+    functional aten ops); a training package would differentiate the forward's ops
+    instead, which is wrong for a straight-through estimator or any custom gradient.
+    Found by walking the autograd graph torch.export's tracing builds on fake tensors.
+    """
+    found: list[type] = []
+    seen: set = set()
+    stack = [o.grad_fn for o in outs if isinstance(o, torch.Tensor) and o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        cls = getattr(node, "_forward_cls", None)
+        if cls is not None and cls not in found:
+            found.append(cls)
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
+    return found
 
 
 def _signature(target: Callable) -> inspect.Signature:
@@ -225,22 +261,33 @@ def _code_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _frozen_values(target: Callable) -> list[dict]:
-    """Globals and closure cells the program's functions read, with their values now."""
-    frozen, seen = [], set()
+def _frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
+    """Globals and closure cells the program's functions read, with their values now.
+
+    The functions are the target's own (its methods, those of its submodules' classes)
+    and every user function that ran during capture (``ran``: code -> (globals,
+    closure values), from EffectRecorder), so helpers called at any depth count."""
+    sources: dict = {}
     for f in _user_functions(target):
-        where = f"{f.__code__.co_filename}:{f.__code__.co_firstlineno} in {f.__qualname__}"
-        found = []
-        for name in sorted(_code_names(f.__code__)):
-            if name in f.__globals__:
-                found.append(("global", name, f.__globals__[name]))
+        cells = {}
         for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
-            if name == "__class__":
-                continue
             try:
-                found.append(("closure", name, cell.cell_contents))
+                cells[name] = cell.cell_contents
             except ValueError:  # empty cell
                 continue
+        sources[f.__code__] = (f.__globals__, cells)
+    for code, pair in (ran or {}).items():
+        sources.setdefault(code, pair)
+    frozen, seen = [], set()
+    for code, (globals_, cells) in sources.items():
+        where = f"{code.co_filename}:{code.co_firstlineno} in {getattr(code, 'co_qualname', code.co_name)}"
+        found = []
+        for name in sorted(_code_names(code)):
+            if name in globals_:
+                found.append(("global", name, globals_[name]))
+        for name, value in cells.items():
+            if name != "__class__":
+                found.append(("closure", name, value))
         for kind, name, value in found:
             entry = _describe_frozen(value)
             if entry is None or (kind, name, id(value)) in seen:
@@ -248,6 +295,113 @@ def _frozen_values(target: Callable) -> list[dict]:
             seen.add((kind, name, id(value)))
             frozen.append({"kind": kind, "name": name, "where": where, **entry, "_value": value})
     return frozen
+
+
+def _refuse_input_writes(ep, recorder: EffectRecorder) -> None:
+    """CaptureError if an op writes into a graph input (torch.export's training IR keeps
+    in-place ops on inputs and lists no mutation for them): an inference package would
+    write into a copy, or not at all, where eager writes into the caller's tensor."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    inputs = {}
+    for spec, node in zip(ep.graph_signature.input_specs, [n for n in ep.graph.nodes if n.op == "placeholder"]):
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            inputs.setdefault(StorageWeakRef(val.untyped_storage()), spec.arg.name if spec.kind.name == "USER_INPUT"
+                              else spec.target)
+    for node in ep.graph.nodes:
+        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        if schema is None or not schema.is_mutable:
+            continue
+        for arg, value in zip(schema.arguments, node.args):
+            val = getattr(value, "meta", {}).get("val") if isinstance(value, torch.fx.Node) else None
+            if arg.alias_info is None or not arg.alias_info.is_write or not isinstance(val, torch.Tensor):
+                continue
+            name = inputs.get(StorageWeakRef(val.untyped_storage()))
+            if name is None:
+                continue
+            op = node.target.__name__.split(".")[0]
+            sites = [w for n, w in recorder.inplace if n == op] or [w for _, w in recorder.inplace]
+            where = f" at {sites[0]}" if len(set(sites)) == 1 else ""
+            raise CaptureError(f"the program changes {name.removeprefix('m.')} in place ({op}{where}), which an "
+                               "inference package does not support",
+                               hint="work on a copy (x = x.clone()), or compile with train=True (in-place updates "
+                                    "are replayed on the caller's tensors)")
+
+
+def _mutation_site(ep, signature, spec, recorder: EffectRecorder) -> str:
+    """`` at file:line: `code``` of the in-place call behind an update, or "".
+
+    torch.export's stack traces stop at the exported module's forward (aotpack's
+    wrapper), so the site comes from the in-place tensor methods the recorder saw,
+    matched by op name (``aten.trunc`` <- ``x.trunc_()``)."""
+    index = list(signature.output_specs).index(spec)
+    out = next(n for n in ep.graph.nodes if n.op == "output")
+    node = out.args[0][index]
+    op = getattr(getattr(node, "target", None), "__name__", "").split(".")[0]
+    sites = [w for name, w in recorder.inplace if name[:-1] == op] or [w for _, w in recorder.inplace]
+    if len(sites) != 1:
+        return f" (in-place calls at {', '.join(dict.fromkeys(sites))})" if sites else ""
+    file, line = sites[0].rsplit(":", 1)
+    return f" at {sites[0]}: `{linecache.getline(file, int(line)).strip()}`"
+
+
+def _module_training(target) -> bool | None:
+    module = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
+    return bool(module.training) if isinstance(module, torch.nn.Module) else None
+
+
+def _layout(t: torch.Tensor, dyn, path: str):
+    """The example's memory layout, which the compiled code will assume (see layout.py)."""
+    if t.layout is not torch.strided:
+        raise CaptureError(f"{path} is a {t.layout} tensor; packages take dense (strided) tensors",
+                           hint=f"pass {path}.to_dense(), or densify inside the program")
+    found = layout.layout_of(t, bool(dyn))
+    if found is None:
+        raise CaptureError(f"{path} has strides {tuple(t.stride())} with gaps or overlaps, and a dynamic size: "
+                           "the compiled code could not address other sizes the same way",
+                           hint=f"pass a contiguous example ({path}.contiguous())")
+    return found
+
+
+def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[dict]:
+    """Outputs of ``gm`` (from the ``skip``-th on) that are views of one of its arguments.
+
+    Eager returns such outputs as views (``x.view(-1)``, ``x[0]``, ``x`` itself): they
+    share memory with the caller's tensor. Compiled code returns copies, so the package
+    rebuilds the view instead: ``{"output": i, "primal": j, "same": bool, "size",
+    "stride", "offset"}`` (offset relative to the argument's own offset; ``same``: the
+    output *is* the argument). Raises CaptureError for a view with a dynamic size.
+    """
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    storages: dict = {}
+    for j, p in enumerate(placeholders):
+        val = p.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            storages.setdefault(StorageWeakRef(val.untyped_storage()), j)
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    aliased = []
+    for i, node in enumerate(list(out.args[0])[skip:]):
+        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+        if not isinstance(val, torch.Tensor):
+            continue
+        j = storages.get(StorageWeakRef(val.untyped_storage()))
+        if j is None:
+            continue
+        if node is placeholders[j]:
+            aliased.append({"output": i, "primal": j, "same": True})
+            continue
+        base = placeholders[j].meta["val"]
+        numbers = [_static(s) for s in (*val.shape, *val.stride(), val.storage_offset(), base.storage_offset())]
+        if any(n is None for n in numbers):
+            raise CaptureError(f"output {i} is a view of an input with a dynamic size; the package cannot rebuild "
+                               "that view", hint="return a copy (.clone()) or drop the Dim")
+        aliased.append({"output": i, "primal": j, "same": False, "size": [_static(s) for s in val.shape],
+                        "stride": [_static(s) for s in val.stride()],
+                        "offset": _static(val.storage_offset()) - _static(base.storage_offset())})
+    return aliased
 
 
 def _describe_frozen(value) -> dict | None:
@@ -447,32 +601,48 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     in_spec = {"kind": "tuple", "children": children}
     flat_dyn = _flat_dynamic(dynamic, sig, values, len(flat))
 
-    out_specs: list[dict] = []
-    program = _Program(target, signature, in_spec, out_specs.append)
-    frozen = _frozen_values(target)
+    records: list[dict] = []
+    program = _Program(target, signature, in_spec, records.append)
     paths = [p for p, leaf in tree.named_leaves(in_spec, names) if leaf["kind"] == "tensor"]
+    layouts = [_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
+    recorder = EffectRecorder()
     try:
         try:
-            ep = _export(program, flat, flat_dyn)
+            with recorder:
+                ep = _export(program, flat, flat_dyn)
         except compat.capture_exception_kinds() as e:
             if "Constraints violated" not in str(e):
                 raise
             # A named Dim was specialized by the program. Export again letting torch
             # decide each such dimension, then say which ones became constants.
-            out_specs.clear()
-            ep = _export(program, flat, [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn])
+            records.clear()
+            with recorder:
+                ep = _export(program, flat, [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn])
     except CaptureError:
         raise
     except compat.capture_exception_kinds() as e:
         raise _capture_error(e, target) from None
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         raise _capture_error(e, target) from e
+    record = records[-1]
+    if record["grad_mode_changed"]:
+        where = ", ".join(recorder.grad_mode_calls) or _where(target)
+        raise CaptureError(f"the program changes grad mode for its caller (torch.set_grad_enabled at {where} "
+                           "is still in effect when it returns); a package does not replay global state changes",
+                           hint="use `with torch.no_grad():` or `with torch.set_grad_enabled(...):` inside the "
+                                "program, so the change ends with it")
+    for effect in recorder.effects:
+        warnings.warn(f"aotpack: {effect.where}: {effect.what} ran once at capture; the package will not run it "
+                      "again at each call", SideEffectWarning, stacklevel=3)
+    frozen = _frozen_values(target, recorder.functions)
 
     if allow_mutations:
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
         # functional form returns the new values instead, which AOT autograd needs.
         with compat.quiet_export_logs():
             ep = ep.run_decompositions({})
+    else:
+        _refuse_input_writes(ep, recorder)
     sig_out = ep.graph_signature
     mutation_specs = []
     for spec in sig_out.output_specs:
@@ -482,8 +652,14 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         if allow_mutations and kind in ("BUFFER_MUTATION", "USER_INPUT_MUTATION"):
             mutation_specs.append(spec)
             continue
+        where = _mutation_site(ep, sig_out, spec, recorder)
+        if kind == "PARAMETER_MUTATION":
+            raise CaptureError(f"the program changes parameter {spec.target.removeprefix('m.')} in place{where}; "
+                               "packages do not support in-place updates of parameters inside the program "
+                               "(a training package would lose the gradient eager gives the parameter)",
+                               hint="update parameters outside the compiled program, as an optimizer does")
         what = {"BUFFER_MUTATION": "updates a buffer in place", "USER_INPUT_MUTATION": "changes an input in place"}
-        raise CaptureError(f"the program {what.get(kind, f'has a {kind} output')} ({spec.target}), which an "
+        raise CaptureError(f"the program {what.get(kind, f'has a {kind} output')} ({spec.target}){where}, which an "
                            "inference package does not support",
                            hint="compile with train=True (in-place updates are replayed on the caller's tensors), "
                                 "or make the program functional")
@@ -531,8 +707,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                                hint="drop those Dims (the package then runs only that size), or change the program")
         warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning, stacklevel=3)
-    for guard, t in zip(inputs, flat):
+    for guard, t, layout in zip(inputs, flat, layouts):
         guard["requires_grad"] = bool(t.requires_grad)
+        guard["layout"] = layout
 
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
@@ -543,13 +720,20 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         else:
             index = user_names.index(spec.target)
             if flat[index].requires_grad:
-                raise CaptureError(f"the program changes input {paths[index]} in place, and it requires grad: "
-                                   "eager PyTorch refuses that too (a leaf Variable that requires grad is being "
-                                   "used in an in-place operation)",
-                                   hint="work on a copy (x = x.clone()) or pass an input that does not require grad")
+                site = _mutation_site(ep, sig_out, spec, recorder)
+                if flat[index].is_leaf:
+                    why = ("eager PyTorch refuses that too (a leaf Variable that requires grad is being used in an "
+                           "in-place operation)")
+                else:
+                    why = ("eager accepts it for a tensor that is not a leaf, but a training package does not "
+                           "support in-place updates of inputs that require grad")
+                raise CaptureError(f"the program changes input {paths[index]} in place{site}, and it requires grad: "
+                                   + why, hint="work on a copy (x = x.clone()) or pass an input that does not "
+                                               "require grad")
             mutations.append({"kind": "input", "index": index})
 
     gm = compat.plain_graph_module(ep.graph_module)
+    aliased = [] if mutation_specs else output_aliases(gm)
 
     for f in frozen:
         f.pop("_value")
@@ -569,7 +753,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         source=_where(target),
         signature=signature,
         in_spec=in_spec,
-        out_spec=out_specs[-1],
+        out_spec=record["out_spec"],
         inputs=inputs,
         dims=dims,
         weights=weights,
@@ -580,4 +764,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         exported=ep,
         graph_module=gm,
         mutations=mutations,
+        aliased=aliased,
+        module_training=_module_training(target),
+        custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
+                          for c in record["custom_functions"]],
     )

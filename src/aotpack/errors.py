@@ -27,6 +27,7 @@ __all__ = [
     "CacheError",
     "SpecializationWarning",
     "RebuildWarning",
+    "SideEffectWarning",
 ]
 
 
@@ -75,6 +76,12 @@ class CacheError(AotpackError):
 
 class SpecializationWarning(UserWarning):
     """The program forced a dimension the user declared dynamic to one size."""
+
+
+class SideEffectWarning(UserWarning):
+    """The program did something at capture that a package will not do at each call
+    (``print``, appending to a global list, ``torch._dynamo.graph_break()``); the
+    message names the user's file:line."""
 
 
 class RebuildWarning(UserWarning):

@@ -6,21 +6,33 @@ variant carries a guard spec in its manifest entry:
 
 - the parameters of the program (name, kind, frozen default),
 - the tree spec of the bound arguments, with constants that must compare equal,
-- per flat tensor: dtype, shape (ints, or named Dims with a range), device,
-  requires_grad.
+- per flat tensor: dtype, layout (strided, and the memory layout of layout.py), shape
+  (ints, or named Dims with a range), device, requires_grad.
 
 Checks run in this order: binding to the signature, structure, constants, then per
-tensor dtype, rank, each dimension, device, requires_grad; last, relations between
-dimensions (two inputs sharing ``batch`` must agree). The first failure raises
-GuardError naming the argument path as the caller wrote it::
+tensor dtype, layout, rank, each dimension, device; relations between dimensions (two
+inputs sharing ``batch`` must agree); then requires_grad against grad mode, memory
+layout, and memory shared between inputs. The first failure raises Mismatch, which the
+runtime turns into a GuardError naming the argument path as the caller wrote it::
 
     args[0].shape[1]: expected 512, got 256
     kwargs['mask'].dtype: expected torch.bool, got torch.float32
     args[0].shape[0]: expected batch in 1..4096, got 5000
 
+What each property must be (the contract; README "Guards"):
+
+- requires_grad, when grad mode is on: an inference variant takes no input that
+  requires grad (it builds no autograd graph, eager would); a training variant takes
+  exactly the pattern it was compiled for. With grad mode off, anything goes.
+- memory layout: an input in another layout is copied into the compiled one
+  (``layout.adapt``), unless the program changes it in place or returns a view of it;
+  then the layout must match.
+- shared memory: an input the program changes in place may share memory with no
+  other input (eager would see the update through the other one).
+
 Example:
-    >>> g = Guard.from_manifest(variant)                  # doctest: +SKIP
-    >>> flat = g.check(args, kwargs)  # list of tensors, or raises GuardError
+    >>> g = Guard.from_manifest(program, variant)         # doctest: +SKIP
+    >>> flat = g.check(args, kwargs)  # list of tensors, or raises Mismatch
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import layout as layouts
 from . import tree
 from .errors import GuardError
 
@@ -56,7 +69,7 @@ class GuardEntry(NamedTuple):
     Attributes:
       variant: the variant's name.
       path: the argument, named by parameter (``x``, ``batch['pair'][0]``).
-      kind: ``"dtype" | "shape" | "device" | "requires_grad" | "value"``.
+      kind: ``"dtype" | "shape" | "layout" | "device" | "requires_grad" | "value"``.
       expected: what the check wants, as text.
       index: internal id of the checked leaf.
     """
@@ -76,8 +89,8 @@ class Mismatch(Exception):
     """Internal: one failed check. ``parts`` is the path inside the bound arguments,
     built only when a check fails (the success path builds no strings)."""
 
-    def __init__(self, parts: list, expected: str, actual: str):
-        self.parts, self.expected, self.actual = parts, expected, actual
+    def __init__(self, parts: list, expected: str, actual: str, where: str | None = None):
+        self.parts, self.expected, self.actual, self.where = parts, expected, actual, where
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -113,7 +126,12 @@ class Guard:
     """
 
     def __init__(self, signature: list[dict], in_spec: dict, inputs: list[dict], dims: dict,
-                 guard_filter=None, variant: str = ""):
+                 guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=()):
+        self.train = train
+        # flat inputs the program changes in place (no other input may share their
+        # memory), and those whose layout must match exactly (no copy may stand in)
+        self.mutated = sorted(mutated)
+        self.pinned = set(pinned) | set(mutated)
         self.signature = signature
         self.in_spec = in_spec
         self.inputs = inputs
@@ -145,8 +163,13 @@ class Guard:
 
     @classmethod
     def from_manifest(cls, program: dict, variant: dict, guard_filter=None) -> Guard:
+        train = variant.get("meta", {}).get("train")
+        n_weights = len(variant["weights"])
+        aliased = train["aliased"] if train else variant.get("aliased", [])
+        pinned = [a["primal"] - n_weights for a in aliased if a["primal"] >= n_weights]
+        mutated = [m["index"] for m in train["mutated"] if m["kind"] == "input"] if train else []
         return cls(program["signature"], variant["in_spec"], variant["inputs"], variant.get("dims", {}),
-                   guard_filter, variant["name"])
+                   guard_filter, variant["name"], train=bool(train), pinned=pinned, mutated=mutated)
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant, for ``load(..., guard_filter=...)``."""
@@ -158,9 +181,11 @@ class Guard:
             g = self.inputs[leaf["index"]]
             out.append(GuardEntry(variant, path, "dtype", g["dtype"], leaf["index"]))
             out.append(GuardEntry(variant, path, "shape", shape_text(g["shape"], self.dims), leaf["index"]))
+            out.append(GuardEntry(variant, path, "layout", layouts.describe(g.get("layout", "contiguous")),
+                                  leaf["index"]))
             out.append(GuardEntry(variant, path, "device", g["device"], leaf["index"]))
-            if g.get("requires_grad"):
-                out.append(GuardEntry(variant, path, "requires_grad", "True", leaf["index"]))
+            out.append(GuardEntry(variant, path, "requires_grad",
+                                  str(bool(g.get("requires_grad"))) if self.train else "False", leaf["index"]))
         return out
 
     def tensor_inputs(self) -> list[tuple[str, dict]]:
@@ -178,11 +203,11 @@ class Guard:
         Only ints and generated local names go into the source; dtypes and devices are
         passed in as values, never as manifest text.
         """
-        if not (self._tensors_only and self._plain) or self.dropped or any(
+        if not (self._tensors_only and self._plain) or self.dropped or self.mutated or any(
                 isinstance(s, dict) for g in self.inputs for s in g["shape"]):
             return None
         n = len(self.names)
-        env: dict = {"Tensor": Tensor}
+        env: dict = {"Tensor": Tensor, "STRIDED": torch.strided, "CL": torch.channels_last}
         local: dict[str, str] = {}
         lines = ["def fast(args, kwargs):", f"    if kwargs or len(args) != {n}:", "        return None"]
         names = [f"a{i}" for i in range(n)]
@@ -221,8 +246,24 @@ class Guard:
                 env[f"V{i}"] = device
                 lines.append(f"    if {a}.device.type != V{i}:")
             lines.append("        return None")
-            if g.get("requires_grad"):
-                lines.append(f"    if not {a}.requires_grad:")
+            # requires_grad as compiled (training) or False (inference); anything else
+            # may still pass under no_grad: the full check decides
+            want_grad = bool(g.get("requires_grad")) and self.train
+            lines.append(f"    if {a}.requires_grad is not {want_grad}:")
+            lines.append("        return None")
+            layout = g.get("layout", "contiguous")
+            if layout == "contiguous":
+                lines.append(f"    if not {a}.is_contiguous():")
+            elif layout == {"order": [0, 2, 3, 1]}:
+                lines.append(f"    if not {a}.is_contiguous(memory_format=CL):")
+            elif "stride" in layout:
+                env[f"S{i}"] = tuple(layout["stride"])
+                lines.append(f"    if {a}.layout is not STRIDED or {a}.stride() != S{i}:")
+            else:
+                lines.append("    if True:")  # other dense orders: the full check
+            lines.append("        return None")
+            if device == "cuda":  # triton kernels assume 16-byte aligned inputs
+                lines.append(f"    if {a}.data_ptr() % 16:")
                 lines.append("        return None")
         lines.append(f"    return [{', '.join(names)}]")
         exec(compile("\n".join(lines), "<aotpack guard>", "exec"), env)  # noqa: S102 - generated above
@@ -260,6 +301,8 @@ class Guard:
         return f"{name} (default)", 0
 
     def path(self, m: Mismatch, args: tuple, kwargs: dict) -> str:
+        if m.where is not None:
+            return m.where
         index, rest = m.parts[0], m.parts[1:]
         root, offset = self.root_path(index, args, kwargs)
         out = root
@@ -298,7 +341,59 @@ class Guard:
             except Mismatch as m:
                 m.parts[:0] = self._tensor_path(i)
                 raise
+        grad = torch.is_grad_enabled()
+        for i, t in enumerate(flat):
+            try:
+                if grad:
+                    self._check_requires_grad(i, t)
+                flat[i] = self._check_layout(i, t)
+            except Mismatch as m:
+                m.parts[:0] = self._tensor_path(i)
+                raise
+        for i in self.mutated:
+            self._check_unshared(i, flat)
         return flat
+
+    def _check_requires_grad(self, i: int, t: Tensor) -> None:
+        if (i, "requires_grad") in self.dropped:
+            return
+        if not self.train:
+            if t.requires_grad:
+                raise Mismatch([_Attr(".requires_grad")],
+                               "False: an inference package builds no autograd graph (call it under "
+                               "torch.no_grad() or torch.inference_mode(), pass a detached tensor, or compile "
+                               "with train=True)", "True")
+            return
+        want = bool(self.inputs[i].get("requires_grad"))
+        if t.requires_grad != want:
+            why = ("its gradient is compiled" if want else
+                   "no gradient was compiled for it: compile a variant with an example that requires grad")
+            raise Mismatch([_Attr(".requires_grad")], f"{want} ({why})", str(t.requires_grad))
+
+    def _check_layout(self, i: int, t: Tensor) -> Tensor:
+        """``t``, or a copy of it in the compiled layout; Mismatch where no copy may be made."""
+        if (i, "layout") in self.dropped:
+            return t
+        g = self.inputs[i]
+        want = g.get("layout", "contiguous")
+        aligned = g["device"] != "cuda" or t.data_ptr() % 16 == 0
+        if aligned and layouts.matches(t, want):
+            return t
+        if i in self.pinned or not layouts.can_adapt(want):
+            why = ("the program changes it in place" if i in self.mutated else
+                   "an output is a view of it" if i in self.pinned else "its elements overlap")
+            raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
+                           "copy in the compiled layout)", f"strides {tuple(t.stride())}")
+        return layouts.adapt(t, want)
+
+    def _check_unshared(self, i: int, flat: list) -> None:
+        storage = flat[i].untyped_storage().data_ptr()
+        for j, other in enumerate(flat):
+            if j != i and other.untyped_storage().data_ptr() == storage:
+                names = [p for p, _ in self.tensor_inputs()]
+                raise Mismatch(self._tensor_path(i), f"a tensor sharing no memory with another input (the program "
+                               f"changes it in place, and eager would see the change through {names[j]})",
+                               f"one that shares memory with {names[j]}")
 
     def _tensor_path(self, flat_index: int) -> list:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""
@@ -355,8 +450,6 @@ class Guard:
                 g["shape"] = None
             if "device" in dropped:
                 g["device"] = None
-            if "requires_grad" in dropped:
-                g["requires_grad"] = False
         dtype = getattr(torch, g["dtype"]) if g["dtype"] else None
         if g["shape"] is None:
             g["shape"] = []
@@ -365,7 +458,6 @@ class Guard:
             check_shape = True
         rank = len(g["shape"])
         device = g["device"]
-        requires_grad = g.get("requires_grad", False)
         static = all(isinstance(s, int) for s in g["shape"])
         static_shape = torch.Size(g["shape"]) if static else None
         dims = self.dims
@@ -378,6 +470,8 @@ class Guard:
                 raise Mismatch([], "a tensor", _what(t))
             if dtype is not None and t.dtype is not dtype:
                 raise Mismatch([_Attr(".dtype")], str(dtype), str(t.dtype))
+            if t.layout is not torch.strided:
+                raise Mismatch([_Attr(".layout")], "torch.strided (a dense tensor)", str(t.layout))
             shape = t.shape
             if not check_shape or (static and shape == static_shape):
                 pass
@@ -405,8 +499,6 @@ class Guard:
                         raise Mismatch([_Attr(f".shape[{d}]")], f"{text} = {want_size}", str(shape[d]))
             if device is not None and t.device.type != device:
                 raise Mismatch([_Attr(".device")], device, str(t.device))
-            if requires_grad and not t.requires_grad:
-                raise Mismatch([_Attr(".requires_grad")], "True", "False")
 
         return check
 

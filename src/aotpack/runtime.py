@@ -26,6 +26,7 @@ from . import tree
 from .backends import get_backend
 from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
+from .views import rebuild_views
 from .package import fmt
 from .package.reader import PackageReader
 
@@ -106,15 +107,45 @@ def _rewrite(path, rebuilt: dict) -> None:
 
 
 class _Variant:
-    __slots__ = ("name", "guard", "fast", "fn", "weights", "manifest")
+    __slots__ = ("name", "guard", "fast", "fn", "weights", "manifest", "state")
 
-    def __init__(self, name, guard, fn, weights, manifest):
+    def __init__(self, name, guard, fn, weights, manifest, state=None):
         self.name, self.guard, self.fn, self.weights, self.manifest = name, guard, fn, weights, manifest
         self.fast = guard.fast or _never
+        # checks of the bound module at each call (None: nothing bound to check)
+        self.state = state
 
 
 def _never(args, kwargs):
     return None
+
+
+def _module_state_check(variant: dict, module: torch.nn.Module, params: list[tuple[str, torch.Tensor]]):
+    """A check of what a bound module may change between calls, or None if nothing can:
+    its ``training`` flag (the program was captured in one mode) and its parameters'
+    requires_grad, which decides whether eager would build an autograd graph. Returns
+    a function giving None or the Mismatch to raise."""
+    want_training = variant.get("module_training")
+    train = variant.get("meta", {}).get("train")
+    if train:  # weights whose gradient the backward computes
+        compiled_grad = train.get("weights_requires_grad") or train["grad_mask"][:len(variant["weights"])]
+
+    def check():
+        if want_training is not None and module.training != want_training:
+            return Mismatch([], str(want_training), str(module.training), where="module.training")
+        if not torch.is_grad_enabled():
+            return None
+        for name, p, i in params:
+            # a gradient compiled for a parameter that no longer requires grad is
+            # dropped by autograd, as eager computes none: only the other way is wrong
+            if p.requires_grad and not (train and compiled_grad[i]):
+                why = ("an inference package builds no autograd graph (call it under torch.no_grad() or "
+                       "torch.inference_mode(), call module.requires_grad_(False), or compile with train=True)"
+                       if not train else "no gradient was compiled for it; recompile with it requiring grad")
+                return Mismatch([], f"False: {why}", "True", where=f"module parameter {name!r}.requires_grad")
+        return None
+
+    return check
 
 
 def _unflattener(spec: dict):
@@ -151,7 +182,7 @@ class Loaded:
 
     def __call__(self, *args, **kwargs):
         variants = self._variants
-        if len(variants) == 1:  # the common case: no list of failures to build
+        if len(variants) == 1 and variants[0].state is None:  # the common case: no list of failures to build
             v = variants[0]
             flat = v.fast(args, kwargs) if self._check_guards else None
             if flat is None:
@@ -163,12 +194,15 @@ class Loaded:
         if self._check_guards:
             for v in variants:
                 flat = v.fast(args, kwargs)
-                if flat is not None:
+                if flat is not None and (v.state is None or v.state() is None):
                     return self._result(v.fn(v.weights + flat))
         failures = []
         for v in variants:
             try:
                 flat = v.guard.check(args, kwargs, self._check_guards)
+                problem = v.state() if v.state is not None and self._check_guards else None
+                if problem is not None:
+                    raise problem
             except Mismatch as m:
                 failures.append((v, m))
                 continue
@@ -223,6 +257,10 @@ def incompatibilities(manifest: dict, variant: dict) -> list[str]:
         have = torch.backends.cpu.get_cpu_capability()
         if variant.get("device", "cpu") == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
             problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
+    missing = [op for op in variant.get("meta", {}).get("proxy_ops", []) if not compat.op_available(op)]
+    if missing:
+        problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
+                        "(import the library that defines them before loading)")
     device = variant.get("device", "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         problems.append("device: the variant runs on CUDA, and no CUDA device is available")
@@ -264,8 +302,30 @@ def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.M
     return out
 
 
+def _with_views(fn, aliased):
+    """An inference variant's callable that returns views of the caller's tensors where
+    eager does (views.py)."""
+    if not aliased:
+        return fn
+
+    def run(flat):
+        return rebuild_views(list(fn(flat)), flat, aliased)
+
+    return run
+
+
+def _bound_parameters(variant: dict, program: dict, module: torch.nn.Module) -> list[tuple]:
+    """(name, live tensor, weight index) of the module's parameters a variant uses, for
+    the per-call requires_grad check."""
+    live = dict(module.named_parameters(remove_duplicate=False))
+    fqns = variant.get("weight_fqns", variant["weights"])
+    return [(fqn, live[fqn], i) for i, (key, fqn) in enumerate(zip(variant["weights"], fqns))
+            if program["weights"][key]["kind"] == "parameter" and fqn in live]
+
+
 def _specificity(variant: dict) -> tuple:
-    """Sort key: fewer dynamic dimensions first, then narrower ranges (most specific first)."""
+    """Sort key: fewer dynamic dimensions first, then narrower ranges (most specific
+    first); inference before training variants (cheaper where both accept a call)."""
     dynamic, width = 0, 0
     for g in variant["inputs"]:
         for s in g["shape"]:
@@ -273,7 +333,7 @@ def _specificity(variant: dict) -> tuple:
                 dynamic += 1
                 r = variant.get("dims", {}).get(s, {})
                 width += (r["max"] - r["min"]) if r.get("max") is not None else 2**62
-    return dynamic, width
+    return dynamic, width, bool(variant.get("meta", {}).get("train"))
 
 
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
@@ -353,7 +413,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
 
                     fn = load_training(backend, files, v["meta"])
                 else:
-                    fn = backend.load(files)
+                    fn = _with_views(backend.load(files), v.get("aliased"))
             except AotpackError:
                 raise
             except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised
@@ -362,9 +422,11 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                                    hint="run `aotpack verify` on it; rebuild the package on this machine") from e
             finally:
                 files.cleanup()
+            state = None
             if module is not None:
                 try:
                     ws = _live_weights(v, program, weights, module, detach=not train)
+                    state = _module_state_check(v, module, _bound_parameters(v, program, module))
                 except AotpackError as e:
                     if len(manifest["variants"]) == 1:
                         raise
@@ -377,7 +439,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                       for n in v["weights"]]
                 if train:  # buffers updated in place get writable copies, not the file's read-only pages
                     ws = [w.clone() if i in v["meta"]["train"]["mutation_targets"] else w for i, w in enumerate(ws)]
-            loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v))
+            loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v, state))
         if not loaded:
             if variants is not None and not problems:
                 raise AotpackError(f"{path} has no variant named {list(variants)}; it has "

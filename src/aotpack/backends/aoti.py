@@ -37,19 +37,28 @@ class AOTInductor:
             out = compat.aoti_compile(ep, d, options)
             with open(out["so"], "rb") as f:
                 so = f.read()
+        files = {"model.so": so}
         meta = {
             "device": device,
             "cpu_isa": out["metadata"].get("AOTI_CPU_ISA", ""),
             "compute_capability": out["metadata"].get("AOTI_COMPUTE_CAPABILITY", ""),
             "machine": out["metadata"].get("AOTI_MACHINE", platform.machine()),
         }
-        return Compiled(files={"model.so": so}, meta=meta)
+        if "extern_json" in out:
+            # ops with no C shim (torch.linalg.qr, custom ops) run through torch's proxy
+            # executor, which the runner builds from model.json beside model.so
+            files["model.json"] = out["extern_json"]
+            meta["proxy_ops"] = out["extern_ops"]
+        return Compiled(files=files, meta=meta)
 
     def load(self, files):
         path = files.path("model.so")
+        extern = files.path("model.json") if files.meta.get("proxy_ops") else None
         try:
             runner = compat.aoti_runner(path, files.meta.get("device", "cpu"))
         finally:
-            # dlopen keeps the mapping; the name is no longer needed.
+            # dlopen keeps the mapping, the runner has read model.json: the names can go.
             os.unlink(path)
+            if extern:
+                os.unlink(extern)
         return runner.run

@@ -157,6 +157,8 @@ class Package:
             "in_spec": captured.in_spec,
             "inputs": captured.inputs,
             "dims": captured.dims,
+            "aliased": captured.aliased,
+            "module_training": captured.module_training,
             "files": files,
             "meta": compiled.meta,
         })

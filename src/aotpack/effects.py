@@ -1,0 +1,191 @@
+"""What a program does besides computing tensors, seen while it is captured.
+
+torch.export runs the user's Python once, at capture. Whatever that Python does other
+than tensor operations happens then and never again: a ``print`` prints once, a
+``list.append`` on a global list appends once, ``torch._dynamo.graph_break()`` does
+nothing. torch.compile replays some of these (it re-runs the Python around graph
+breaks); a package cannot. So capture watches the program run and reports:
+
+- ``effects``: each Python side effect the package will not replay, with the user's
+  ``file:line`` (capture turns them into ``SideEffectWarning``);
+- ``functions``: every user function that ran (not torch's, not the standard
+  library's), with the globals and closure cells it can read, so that the frozen values
+  a package lists are those of every helper the program called, however deep.
+
+How: ``sys.setprofile`` for the capture's duration (a profiler hook sees calls of
+builtins such as ``print`` and ``list.append``, which a tracer does not). The hook
+returns at once for frames inside torch, so capture slows by a few percent.
+
+Example:
+    >>> with EffectRecorder() as rec:                           # doctest: +SKIP
+    ...     torch.export.export(...)
+    >>> rec.effects
+    [Effect(what='print()', where='model.py:12')]
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sys
+import sysconfig
+import types
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Effect", "EffectRecorder"]
+
+# Methods of builtin containers that change them. Called on a container the program did
+# not create (a global, a closure cell, an attribute of a module), they are side effects.
+_MUTATORS = {
+    list: {"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse", "__setitem__", "__delitem__"},
+    dict: {"update", "pop", "popitem", "clear", "setdefault", "__setitem__", "__delitem__"},
+    set: {"add", "discard", "remove", "pop", "clear", "update"},
+}
+_OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One Python side effect seen at capture: ``what`` (``print()``, ``append to the
+    list `log```), ``where`` (``file:line``)."""
+
+    what: str
+    where: str
+
+
+_TORCH_DIR = os.path.normpath(os.path.dirname(torch.__file__)) + os.sep
+_HERE = os.path.normpath(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_STDLIB = os.path.normpath(sysconfig.get_paths()["stdlib"]) + os.sep
+# torch code that calls the user's code on the program's behalf (module calls, also as
+# torch.export's tracer wraps them; custom autograd Functions): file -> function names
+# (None: all). The user's code below it is still the program's.
+_BRIDGES = {os.path.join(_TORCH_DIR, *path.split("/")): names for path, names in {
+    "nn/modules/module.py": None,
+    "autograd/function.py": None,
+    "fx/_symbolic_trace.py": {"module_call_wrapper", "forward", "call_module"},
+    "fx/experimental/proxy_tensor.py": {"call_module"},
+}.items()}
+_SITE = tuple({os.path.normpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
+_USER, _BRIDGE, _OTHER, _ROOT = 0, 1, 2, 3
+
+
+class EffectRecorder:
+    """Context manager: records side effects and user functions while a program runs.
+
+    Only code the program runs itself counts: the user's functions, reached from
+    aotpack's capture wrapper through other user functions, the standard library or
+    torch's module-call machinery. Libraries that torch's tracing calls (sympy,
+    networkx, logging handlers) are not the program's.
+    """
+
+    def __init__(self):
+        self.effects: list[Effect] = []
+        self.grad_mode_calls: list[str] = []
+        self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
+        self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
+        self._kind: dict[types.CodeType, int] = {}
+        self._active: dict = {}  # live frame -> True where it runs on the program's behalf
+        self._seen: set = set()
+        self._previous = None
+
+    def __enter__(self) -> EffectRecorder:
+        self._previous = sys.getprofile()
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.setprofile(self._previous)
+        self._active.clear()
+
+    def _code_kind(self, code: types.CodeType) -> int:
+        kind = self._kind.get(code)
+        if kind is None:
+            name = os.path.normpath(code.co_filename)
+            if name.startswith(_HERE):
+                kind = _ROOT if code.co_name == "forward" and name.endswith("capture.py") else _OTHER
+            elif name in _BRIDGES and (_BRIDGES[name] is None or code.co_name in _BRIDGES[name]):
+                kind = _BRIDGE
+            elif code.co_filename.startswith("<") or name.startswith(_TORCH_DIR):
+                kind = _OTHER
+            elif name.startswith(_STDLIB) and not name.startswith(_SITE):
+                kind = _BRIDGE
+            else:
+                kind = _USER
+            self._kind[code] = kind
+        return kind
+
+    def _hook(self, frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            kind = self._code_kind(code)
+            parent = frame.f_back
+            on = parent in self._active
+            if kind == _ROOT:  # aotpack's capture wrapper: the program starts here
+                self._active[frame] = False
+                return
+            if kind == _OTHER:
+                if on:
+                    self._torch_call(frame, parent)
+                return
+            if on:
+                self._active[frame] = kind == _USER
+                if kind == _USER and code not in self.functions:
+                    closure = {n: frame.f_locals[n] for n in code.co_freevars if n in frame.f_locals}
+                    self.functions[code] = (frame.f_globals, closure)
+            return
+        if event == "return":
+            self._active.pop(frame, None)
+            return
+        if event != "c_call" or not self._active.get(frame):
+            return
+        what = _OUTPUT.get(arg)
+        if what is not None:
+            self._add(what, frame)
+            return
+        owner = getattr(arg, "__self__", None)
+        if isinstance(owner, torch.Tensor):
+            name = getattr(arg, "__name__", "")
+            if name.endswith("_") and not name.startswith("_"):
+                self.inplace.append((name, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
+            return
+        kind = type(owner)
+        if kind in _MUTATORS and getattr(arg, "__name__", "") in _MUTATORS[kind]:
+            name = _external_name(owner, frame)
+            if name is not None:
+                self._add(f"{kind.__name__}.{arg.__name__} on {name}", frame)
+
+    def _torch_call(self, frame, parent) -> None:
+        """A torch function called by the program: note the ones with Python-level effects."""
+        code = frame.f_code
+        if not self._active.get(parent):
+            return
+        if code.co_name == "graph_break" and code.co_filename.endswith(os.path.join("_dynamo", "decorators.py")):
+            self._add("torch._dynamo.graph_break() (the package is one graph: nothing is split here)", parent)
+        elif code.co_name == "__init__" and code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):
+            self.grad_mode_calls.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
+
+    def _add(self, what: str, frame) -> None:
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        if (what, where) not in self._seen:
+            self._seen.add((what, where))
+            self.effects.append(Effect(what, where))
+
+
+def _external_name(obj, frame) -> str | None:
+    """How the program reaches ``obj`` if it lives outside this call (a global, a
+    closure cell, an attribute of ``self``), else None (a local the call made)."""
+    code = frame.f_code
+    for name in code.co_freevars:
+        if frame.f_locals.get(name) is obj:
+            return f"the closure variable `{name}`"
+    for name in code.co_names:
+        if frame.f_globals.get(name) is obj:
+            return f"the global `{name}`"
+    owner = frame.f_locals.get("self")
+    if owner is not None:
+        for name, value in getattr(owner, "__dict__", {}).items():
+            if value is obj:
+                return f"the attribute `self.{name}`"
+    return None

@@ -1,0 +1,125 @@
+"""Random small programs and input sets for the differential fuzzer (test_fuzz_contract.py).
+
+A program is a *recipe*: a list of steps over a list of values that starts with the
+inputs ``x, y``. Each step picks an op from a grammar (elementwise, matmul, reductions,
+views and reshapes, indexing, in-place ops on intermediates and on inputs, concat) and
+operands by index; a step whose operands do not fit (shapes) falls back to a unary op,
+so every recipe is a valid program. The program returns its last value and up to two
+others (which may be inputs or views of them: output aliasing is part of the test).
+
+Inputs are built from a *call spec* (layout per input, aliasing between them, dtype,
+requires_grad), deterministically from a seed, so eager and the package get equal but
+separate tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+UNARY = [torch.sin, torch.tanh, torch.relu, torch.abs, torch.sigmoid, torch.neg, lambda v: v * 1.5 + 0.5]
+BINARY = [torch.add, torch.mul, torch.sub, torch.maximum]
+VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape"]
+OPS = ["unary", "binary", "matmul", "reduce", "softmax", "view", "index", "inplace_mid", "inplace_input", "concat",
+       "sum0"]
+LAYOUTS = ["contiguous", "transposed", "offset", "strided", "expanded"]
+ALIASING = ["none", "same", "overlap"]
+
+
+def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Tensor):
+    """Run ``recipe`` on ``x, y``; returns the chosen values as a tuple."""
+    values = [x, y]
+    bases = [0, 1]  # the input each value is a view of, or None
+    for op, i, j, k in recipe:
+        a, b = values[i % len(values)], values[j % len(values)]
+        base = bases[i % len(values)]
+        out, out_base = None, None
+        if op == "binary" and a.shape == b.shape:
+            out = BINARY[k % len(BINARY)](a, b)
+        elif op == "matmul" and a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1]:
+            out = a @ b.t()
+        elif op == "reduce" and a.dim() >= 1:
+            out = a - a.mean(-1, keepdim=True) if a.shape[-1] else a * 2
+        elif op == "softmax" and a.dim() >= 1:
+            out = a.softmax(-1)
+        elif op == "sum0" and a.dim() >= 1:
+            out = a.sum(0)
+        elif op == "view" and a.dim() == 2:
+            kind = VIEWS[k % len(VIEWS)]
+            out = {"t": lambda: a.t(), "flatten": lambda: a.flatten() if a.is_contiguous() else a.t(),
+                   "slice0": lambda: a[1:], "stride1": lambda: a[:, ::2],
+                   "unsqueeze_expand": lambda: a.unsqueeze(0).expand(2, *a.shape),
+                   "reshape": lambda: a.reshape(-1)}[kind]()
+            out_base = base
+        elif op == "index" and a.dim() >= 1 and a.shape[0] > 2:
+            out = a[torch.tensor([0, 2])]
+        elif op == "inplace_mid" and base is None and a.dim() >= 1:
+            out = a.mul_(2.0)
+        elif op == "inplace_input" and i % len(values) < 2:
+            out = a.add_(1.0)
+            out_base = base
+        elif op == "concat" and a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1]:
+            out = torch.cat([a, b], 0)
+        if out is None:
+            out = UNARY[k % len(UNARY)](a)
+        values.append(out)
+        bases.append(out_base)
+    return tuple(values[o % len(values)] for o in outputs) + (values[-1],)
+
+
+def make_program(recipe: list[tuple], outputs: tuple):
+    def program(x, y):
+        return interpret(recipe, outputs, x, y)
+
+    return program
+
+
+def uses_input_inplace(recipe) -> bool:
+    return any(op == "inplace_input" for op, *_ in recipe)
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    layouts: tuple  # per input
+    aliasing: str
+    dtype: torch.dtype
+    requires_grad: tuple  # per input
+    shape: tuple
+
+
+def _one(layout: str, shape: tuple, dtype, g: torch.Generator) -> torch.Tensor:
+    r, c = shape
+
+    def randn(*s):
+        return torch.randn(*s, generator=g, dtype=dtype)
+
+    if layout == "transposed":
+        return randn(c, r).t()
+    if layout == "offset":
+        return randn(r + 1, c + 2)[1:, 2:]
+    if layout == "strided":
+        return randn(r, 2 * c)[:, ::2]
+    if layout == "expanded":
+        return randn(1, c).expand(r, c)
+    return randn(r, c)
+
+
+def build_inputs(spec: CallSpec, seed: int) -> list[torch.Tensor]:
+    """Fresh input tensors for ``spec``; the same seed gives equal, separate tensors."""
+    g = torch.Generator().manual_seed(seed)
+    r, c = spec.shape
+    if spec.aliasing == "same":
+        x = _one(spec.layouts[0], spec.shape, spec.dtype, g)
+        xs = [x, x]
+    elif spec.aliasing == "overlap":
+        base = torch.randn(r + 1, c, generator=g, dtype=spec.dtype)
+        xs = [base[:r], base[1:]]
+    else:
+        xs = [_one(lay, spec.shape, spec.dtype, g) for lay in spec.layouts]
+    out = []
+    for t, rg in zip(xs, spec.requires_grad):
+        if rg and spec.aliasing == "none":
+            t = t.detach().requires_grad_()  # a leaf, in the same layout
+        out.append(t)
+    return out

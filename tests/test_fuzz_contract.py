@@ -1,0 +1,207 @@
+"""Differential fuzzer: a package call gives eager's result or a GuardError, never another answer.
+
+Random programs (tests/fuzz_programs.py: elementwise, matmul, reductions, views and
+reshapes, indexing, in-place ops on intermediates and inputs, concat) are compiled once
+and called with inputs of other layouts (transposed, sliced with an offset, strided,
+expanded), aliasing (the same tensor twice, overlapping views), dtypes, requires_grad
+patterns and grad modes. Each call is compared with eager PyTorch on: the outputs
+(values, dtype, shape), which inputs each output shares memory with, requires_grad of
+each output, the inputs after the call (in-place effects), grad mode after the call,
+and, for training packages, the gradients of the inputs.
+
+Backend eager runs every case; AOTInductor a fixed sample (its compiles take tens of
+seconds on 2 cores). The seeds are fixed (hypothesis derandomized); raise the budget
+with AOTPACK_FUZZ_EXAMPLES=500; AOTPACK_FUZZ_STATS=path writes the counts as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import aotpack
+from fuzz_programs import ALIASING, LAYOUTS, OPS, CallSpec, build_inputs, make_program, uses_input_inplace
+
+EXAMPLES = int(os.environ.get("AOTPACK_FUZZ_EXAMPLES", "25"))
+STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_errors": 0, "both_failed": 0}
+
+# no shrinking: each example compiles a package, and the failure message names the
+# recipe and the call in full
+_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+
+steps = st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 20), st.integers(0, 20), st.integers(0, 20)),
+                 min_size=1, max_size=6)
+outputs = st.lists(st.integers(0, 20), max_size=2).map(tuple)
+SHAPES = [(4, 6), (0, 6)]
+
+
+def call_specs(shape, dtype, requires_grad):
+    return st.builds(
+        CallSpec,
+        layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
+        aliasing=st.sampled_from(ALIASING[:1] * 4 + ALIASING[1:]),
+        dtype=st.sampled_from([dtype] * 5 + [torch.float64 if dtype == torch.float32 else torch.float32]),
+        requires_grad=st.sampled_from([requires_grad] * 4 + [(True, False), (False, False)]),
+        shape=st.just(shape),
+    )
+
+
+def storage(t):
+    return t.untyped_storage().data_ptr()
+
+
+def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool) -> dict:
+    """Everything a caller can observe of one call."""
+    inputs = build_inputs(spec, seed)
+    try:
+        with torch.set_grad_enabled(grad_mode):
+            outs = fn(*inputs)
+            grad_after = torch.is_grad_enabled()
+    except Exception as e:  # noqa: BLE001 - compared below
+        return {"error": e}
+    result = {
+        "outputs": [o.detach().clone() for o in outs],
+        "requires_grad": [o.requires_grad for o in outs],
+        "aliases": [sorted({j for j, x in enumerate(inputs) if storage(x) == storage(o)}) for o in outs],
+        "inputs_after": [x.detach().clone() for x in inputs],
+        "grad_after": grad_after,
+    }
+    diff = [o for o in outs if o.requires_grad]
+    if diff:
+        loss = sum(((k + 1) * o.to(torch.float64)).sum() for k, o in enumerate(diff))
+        try:
+            loss.backward()
+            result["grads"] = [None if x.grad is None else x.grad.clone() for x in inputs if x.is_leaf]
+        except RuntimeError as e:
+            result["backward_error"] = str(e)
+    return result
+
+
+def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what: str) -> None:
+    STATS["calls"] += 1
+    if "error" in eager:
+        assert "error" in package, f"{what}: eager raised {eager['error']!r}, the package returned a result"
+        STATS["both_failed"] += 1
+        return
+    if "error" in package:
+        e = package["error"]
+        assert isinstance(e, aotpack.GuardError), f"{what}: package raised {type(e).__name__}: {e}"
+        # a refusal names the argument and one property
+        assert re.match(r"(args\[\d\]|module)[^:]*\.(dtype|requires_grad|stride\(\)|shape\[\d\])?|args\[\d\]: expected a "
+                        r"tensor sharing no memory", e.message), e.message
+        if spec.dtype != compiled.dtype:
+            assert ".dtype" in e.message
+        STATS["guard_errors"] += 1
+        return
+    assert spec.dtype == compiled.dtype, f"{what}: a call in {spec.dtype} ran a package compiled for {compiled.dtype}"
+    assert len(eager["outputs"]) == len(package["outputs"])
+    for k, (a, b) in enumerate(zip(eager["outputs"], package["outputs"])):
+        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m: f"{what}: output {k}: {m}")
+    assert package["requires_grad"] == eager["requires_grad"], what
+    assert package["aliases"] == eager["aliases"], f"{what}: output aliasing"
+    for k, (a, b) in enumerate(zip(eager["inputs_after"], package["inputs_after"])):
+        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m: f"{what}: input {k}: {m}")
+    assert package["grad_after"] == eager["grad_after"], what
+    if "grads" in eager:
+        assert "grads" in package, f"{what}: {package.get('backward_error')}"
+        for k, (a, b) in enumerate(zip(eager["grads"], package["grads"])):
+            assert (a is None) == (b is None), f"{what}: grad {k}: eager {a}, package {b}"
+            if a is not None:
+                torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5,
+                                           msg=lambda m: f"{what}: grad {k}: {m}")
+    STATS["equal"] += 1
+
+
+def compile_or_refuse(program, example: CallSpec, backend: str, train: bool):
+    """The loaded package, or None when compile refused with an aotpack error."""
+    inputs = build_inputs(example, 0)
+    STATS["programs"] += 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pkg = aotpack.compile(program, tuple(inputs), backend=backend, train=train)
+    except aotpack.AotpackError:
+        STATS["refused_at_compile"] += 1
+        return None
+    return aotpack.load(pkg.save(_tmp_path() / f"p{STATS['programs']}.aot"))
+
+
+_TMP = {}
+
+
+def _tmp_path():
+    return _TMP["path"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_tmp(tmp_path_factory):
+    _TMP["path"] = tmp_path_factory.mktemp("fuzz")
+    yield
+    if os.environ.get("AOTPACK_FUZZ_STATS"):
+        with open(os.environ["AOTPACK_FUZZ_STATS"], "w") as f:
+            json.dump(STATS, f, indent=1)
+
+
+def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="eager", train=False,
+                  requires_grad=(False, False)):
+    program = make_program(recipe, outs)
+    compiled = CallSpec(example_layouts, "none", dtype, requires_grad, shape)
+    fn = compile_or_refuse(program, compiled, backend, train)
+    if fn is None:
+        return
+    for n, (spec, grad_mode) in enumerate(calls):
+        what = f"recipe={recipe} outputs={outs} compiled={compiled} call={spec} grad={grad_mode}"
+        compare(outcome(program, spec, n + 1, grad_mode), outcome(fn, spec, n + 1, grad_mode), spec, compiled, what)
+        if (not train and spec.dtype == dtype and spec.aliasing == "none" and not any(spec.requires_grad)
+                and not uses_input_inplace(recipe) and not fn.manifest["variants"][0].get("aliased")):
+            # another layout alone never refuses: the package copies into the compiled one
+            assert "error" not in outcome(fn, spec, n + 1, grad_mode), what
+
+
+@_SETTINGS
+@given(recipe=steps, outs=outputs, shape=st.sampled_from(SHAPES), dtype=st.sampled_from([torch.float32, torch.float64]),
+       example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])), data=st.data())
+def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, data):
+    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False)), st.booleans()),
+                               min_size=3, max_size=5))
+    check_program(recipe, outs, shape, dtype, example, calls)
+
+
+@_SETTINGS
+@given(recipe=steps, outs=outputs, dtype=st.sampled_from([torch.float32, torch.float64]),
+       example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])),
+       requires_grad=st.sampled_from([(True, False), (True, True), (False, True)]), data=st.data())
+def test_training_packages_match_eager(recipe, outs, dtype, example, requires_grad, data):
+    shape = (4, 6)
+    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, requires_grad), st.booleans()),
+                               min_size=3, max_size=5))
+    check_program(recipe, outs, shape, dtype, example, calls, train=True, requires_grad=requires_grad)
+
+
+# A fixed sample for AOTInductor: a view chain, a reduction + matmul with an output that
+# aliases an input, and a training program. Each is called with every layout.
+AOTI_SAMPLE = [
+    ([("view", 0, 0, 0), ("binary", 2, 1, 1), ("unary", 3, 0, 6)], (0,), False, (False, False)),
+    ([("matmul", 0, 1, 0), ("reduce", 2, 0, 0), ("softmax", 3, 0, 0), ("view", 1, 0, 2)], (5,), False,
+     (False, False)),
+    ([("binary", 0, 1, 1), ("reduce", 2, 0, 0), ("unary", 3, 0, 1)], (), True, (True, False)),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(len(AOTI_SAMPLE)))
+def test_aoti_sample_matches_eager(case):
+    recipe, outs, train, requires_grad = AOTI_SAMPLE[case]
+    calls = [(CallSpec((a, b), "none", torch.float32, requires_grad, (4, 6)), True)
+             for a in LAYOUTS for b in ("contiguous", "transposed")]
+    calls.append((CallSpec(("contiguous", "contiguous"), "same", torch.float32, requires_grad, (4, 6)), False))
+    check_program(recipe, outs, (4, 6), torch.float32, ("contiguous", "contiguous"), calls, backend="aoti",
+                  train=train, requires_grad=requires_grad)
