@@ -47,10 +47,7 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
             out = a.sum(0)
         elif op == "view" and a.dim() == 2:
             kind = VIEWS[k % len(VIEWS)]
-            out = {"t": lambda: a.t(), "flatten": lambda: a.flatten() if a.is_contiguous() else a.t(),
-                   "slice0": lambda: a[1:], "stride1": lambda: a[:, ::2],
-                   "unsqueeze_expand": lambda: a.unsqueeze(0).expand(2, *a.shape),
-                   "reshape": lambda: a.reshape(-1)}[kind]()
+            out = _view(a, kind)
             out_base = base
         elif op == "index" and a.dim() >= 1 and a.shape[0] > 2:
             out = a[torch.tensor([0, 2])]
@@ -66,6 +63,20 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
         values.append(out)
         bases.append(out_base)
     return tuple(values[o % len(values)] for o in outputs) + (values[-1],)
+
+
+def _view(a: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "t":
+        return a.t()
+    if kind == "flatten":
+        return a.flatten() if a.is_contiguous() else a.t()
+    if kind == "slice0":
+        return a[1:]
+    if kind == "stride1":
+        return a[:, ::2]
+    if kind == "unsqueeze_expand":
+        return a.unsqueeze(0).expand(2, *a.shape)
+    return a.reshape(-1)
 
 
 def make_program(recipe: list[tuple], outputs: tuple):

@@ -104,11 +104,11 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
     assert spec.dtype == compiled.dtype, f"{what}: a call in {spec.dtype} ran a package compiled for {compiled.dtype}"
     assert len(eager["outputs"]) == len(package["outputs"])
     for k, (a, b) in enumerate(zip(eager["outputs"], package["outputs"])):
-        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m: f"{what}: output {k}: {m}")
+        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{what}: output {k}: {m}")
     assert package["requires_grad"] == eager["requires_grad"], what
     assert package["aliases"] == eager["aliases"], f"{what}: output aliasing"
     for k, (a, b) in enumerate(zip(eager["inputs_after"], package["inputs_after"])):
-        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m: f"{what}: input {k}: {m}")
+        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{what}: input {k}: {m}")
     assert package["grad_after"] == eager["grad_after"], what
     if "grads" in eager:
         assert "grads" in package, f"{what}: {package.get('backward_error')}"
@@ -116,7 +116,7 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
             assert (a is None) == (b is None), f"{what}: grad {k}: eager {a}, package {b}"
             if a is not None:
                 torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5,
-                                           msg=lambda m: f"{what}: grad {k}: {m}")
+                                           msg=lambda m, k=k: f"{what}: grad {k}: {m}")
     STATS["equal"] += 1
 
 

@@ -451,3 +451,29 @@ def triton_kernel_setup(gm: torch.fx.GraphModule) -> str:
             args = kernel_side_table.get_constant_args(c)
             lines.append(f"kernel_side_table.constant_args[{c}] = {args!r}")
     return "\n".join(lines) + "\n"
+
+
+def pytree_node(cls: type):
+    """(flatten, unflatten, to_json_context, from_json_context) for a type registered
+    as a pytree node in this process (transformers' ModelOutput, dataclasses of
+    ``torch.export.register_dataclass``), or None.
+
+    Private: ``torch.utils._pytree.SUPPORTED_NODES`` / ``SUPPORTED_SERIALIZED_TYPES``
+    (2.11-2.13): the registry torch.export itself reads.
+    """
+    from torch.utils import _pytree
+
+    node = _pytree.SUPPORTED_NODES.get(cls)
+    if node is None:
+        return None
+    ser = _pytree.SUPPORTED_SERIALIZED_TYPES.get(cls)
+    to_json = getattr(ser, "to_dumpable_context", None) or (lambda context: context)
+    from_json = getattr(ser, "from_dumpable_context", None) or (lambda context: context)
+    return node.flatten_fn, node.unflatten_fn, to_json, from_json
+
+
+def pytree_types() -> list[type]:
+    """Every type registered as a pytree node in this process (see pytree_node)."""
+    from torch.utils import _pytree
+
+    return list(_pytree.SUPPORTED_NODES)

@@ -146,7 +146,7 @@ class _Program(torch.nn.Module):
     tensors and every backend gets the same flat calling convention.
     """
 
-    def __init__(self, target: Callable, signature: list[dict], in_spec: dict, record: Callable):
+    def __init__(self, target: Callable, signature: list[dict], in_spec: dict, record: Callable, how: list[str]):
         super().__init__()
         if isinstance(target, torch.nn.Module):
             self.m = target
@@ -158,12 +158,13 @@ class _Program(torch.nn.Module):
         object.__setattr__(self, "_call", target)
         self._signature = signature
         self._in_spec = in_spec
+        self._how = how
         # A function, not an attribute: torch.export may trace a copy of this module,
         # and a function is shared by copies, so the output spec reaches the caller.
         self._record = record
 
     def forward(self, *flat):
-        args, kwargs = tree.call_arguments(self._signature, tree.unflatten(self._in_spec, list(flat)))
+        args, kwargs = _call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
         grad_before = torch.is_grad_enabled()
         result = self._call(*args, **kwargs)
         grad_after = torch.is_grad_enabled()
@@ -297,18 +298,19 @@ def _frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     return frozen
 
 
-def _refuse_input_writes(ep, recorder: EffectRecorder) -> None:
+def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> None:
     """CaptureError if an op writes into a graph input (torch.export's training IR keeps
     in-place ops on inputs and lists no mutation for them): an inference package would
     write into a copy, or not at all, where eager writes into the caller's tensor."""
     from torch.multiprocessing.reductions import StorageWeakRef
 
     inputs = {}
+    user = iter(paths)
     for spec, node in zip(ep.graph_signature.input_specs, [n for n in ep.graph.nodes if n.op == "placeholder"]):
+        name = next(user) if spec.kind.name == "USER_INPUT" else spec.target
         val = node.meta.get("val")
         if isinstance(val, torch.Tensor):
-            inputs.setdefault(StorageWeakRef(val.untyped_storage()), spec.arg.name if spec.kind.name == "USER_INPUT"
-                              else spec.target)
+            inputs.setdefault(StorageWeakRef(val.untyped_storage()), name)
     for node in ep.graph.nodes:
         schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
         if schema is None or not schema.is_mutable:
@@ -438,13 +440,45 @@ def _capture_error(e: BaseException, target) -> CaptureError:
                         f"as one graph at {where}: {reason}", hint=hint)
 
 
-def _bind(sig: inspect.Signature, args: tuple, kwargs: dict) -> list:
+def _bind(sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple[list, list[str]]:
+    """Values per parameter (defaults filled in, for guards) and how each was passed:
+    ``"pos"``, ``"kw"`` or ``"default"`` (not passed: the program is called without it,
+    as torch.export calls it, so decorators that add keyword arguments still work)."""
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as e:
         raise CaptureError(f"the example inputs do not fit the program's signature {sig}: {e}") from None
+    passed = dict(bound.arguments)
     bound.apply_defaults()
-    return [bound.arguments[name] for name in sig.parameters]
+    how, n_pos = [], 0
+    for name, p in sig.parameters.items():
+        if name not in passed:
+            how.append("default")
+        elif p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) or (
+                p.kind == p.POSITIONAL_OR_KEYWORD and name not in kwargs and n_pos < len(args)):
+            how.append("pos")
+            n_pos += 1
+        else:
+            how.append("kw")
+    return [bound.arguments[name] for name in sig.parameters], how
+
+
+def _call_as_passed(signature: list[dict], values: list, how: list[str]) -> tuple[list, dict]:
+    """(args, kwargs) as the example call passed them: defaults left out."""
+    args: list = []
+    kwargs: dict = {}
+    for p, v, h in zip(signature, values, how):
+        if h == "default":
+            continue
+        if p["kind"] == "var_positional":
+            args.extend(v)
+        elif p["kind"] == "var_keyword":
+            kwargs.update(v)
+        elif h == "pos":
+            args.append(v)
+        else:
+            kwargs[p["name"]] = v
+    return args, kwargs
 
 
 def _flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> list:
@@ -593,7 +627,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
     sig = _signature(target)
     signature = _signature_json(sig)
-    values = _bind(sig, args, kwargs)
+    values, how = _bind(sig, args, kwargs)
     names = list(sig.parameters)
     children, flat = [], []
     for name, v in zip(names, values):
@@ -602,7 +636,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     flat_dyn = _flat_dynamic(dynamic, sig, values, len(flat))
 
     records: list[dict] = []
-    program = _Program(target, signature, in_spec, records.append)
+    program = _Program(target, signature, in_spec, records.append, how)
     paths = [p for p, leaf in tree.named_leaves(in_spec, names) if leaf["kind"] == "tensor"]
     layouts = [_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
     recorder = EffectRecorder()
@@ -642,7 +676,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         with compat.quiet_export_logs():
             ep = ep.run_decompositions({})
     else:
-        _refuse_input_writes(ep, recorder)
+        _refuse_input_writes(ep, recorder, paths)
     sig_out = ep.graph_signature
     mutation_specs = []
     for spec in sig_out.output_specs:
@@ -707,9 +741,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                                hint="drop those Dims (the package then runs only that size), or change the program")
         warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning, stacklevel=3)
-    for guard, t, layout in zip(inputs, flat, layouts):
+    for guard, t, memory_layout in zip(inputs, flat, layouts):
         guard["requires_grad"] = bool(t.requires_grad)
-        guard["layout"] = layout
+        guard["layout"] = memory_layout
 
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}

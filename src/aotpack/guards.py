@@ -92,6 +92,12 @@ class Mismatch(Exception):
     def __init__(self, parts: list, expected: str, actual: str, where: str | None = None):
         self.parts, self.expected, self.actual, self.where = parts, expected, actual, where
 
+    @property
+    def late(self) -> bool:
+        """A failure of a check that runs after structure, dtypes and shapes passed."""
+        last = self.parts[-1] if self.parts else None
+        return self.where is not None or last in (".requires_grad", ".stride()") or "sharing no memory" in self.expected
+
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
@@ -417,6 +423,21 @@ class Guard:
             if isinstance(value, torch.Tensor) or type(value) is not type(expected) or value != expected:
                 if not (isinstance(expected, float) and isinstance(value, float) and expected != expected and value != value):
                     raise Mismatch([], f"{tree.const_repr(spec)} (frozen at compile time)", _what(value))
+            return
+        if kind in ("namedtuple", "node"):
+            if tree.type_name(type(value)) != spec["type"]:
+                raise Mismatch([], f"a {spec['type']}", _what(value))
+            values, context = tree.one_level(value)
+            if kind == "node" and context != spec["context"]:
+                raise Mismatch([], f"a {spec['type']} with {spec['context']}", str(context))
+            if len(values) != len(spec["children"]):
+                raise Mismatch([], f"a {spec['type']} of {len(spec['children'])} fields", f"{len(values)} fields")
+            for (keys, _), c, v in zip(tree.leaf_keys(spec, depth=1), spec["children"], values):
+                try:
+                    self._walk(c, v, flat)
+                except Mismatch as m:
+                    m.parts.insert(0, keys[0])
+                    raise
             return
         if kind == "dict":
             if not isinstance(value, dict):

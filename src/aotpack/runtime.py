@@ -26,9 +26,9 @@ from . import tree
 from .backends import get_backend
 from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
-from .views import rebuild_views
 from .package import fmt
 from .package.reader import PackageReader
+from .views import rebuild_views
 
 __all__ = ["Loaded", "load"]
 
@@ -210,6 +210,9 @@ class Loaded:
         raise self._guard_error(failures, args, kwargs) from None
 
     def _guard_error(self, failures, args, kwargs) -> GuardError:
+        # name first the variant that got furthest: one whose shapes and dtypes fit and
+        # that failed on requires_grad, layout, shared memory or the bound module
+        failures = sorted(failures, key=lambda f: 0 if f[1].late else 1)
         v, m = failures[0]
         path = v.guard.path(m, args, kwargs)
         tried = "; ".join(f"{x.name}: " + ", ".join(
@@ -338,7 +341,7 @@ def _specificity(variant: dict) -> tuple:
 
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
          guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None,
-         on_mismatch: str = "error", rewrite: bool = False) -> Loaded:
+         on_mismatch: str = "error", rewrite: bool = False, allow_modules: Sequence[str] = ()) -> Loaded:
     """Load a package written by ``Package.save``; returns a callable like the original.
 
     Args:
@@ -360,6 +363,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         program (warns with RebuildWarning; takes as long as compiling).
       rewrite: with ``on_mismatch="rebuild"``, write the rebuilt variants back into
         the package file (atomically), so the next load is fast.
+      allow_modules: modules load may import to rebuild the types the package returns
+        (e.g. ``["transformers"]`` for its ModelOutput classes). Without it, such types
+        must already be registered or imported in this process; load never imports a
+        module a package names on its own.
     Returns:
       Loaded.
     Raises:
@@ -381,6 +388,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         reader.verify([fmt.WEIGHTS])
         manifest = reader.manifest
         program = manifest["program"]
+        tree.check_types(program["out_spec"], allow_modules)
         weights = reader.weights()
         on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
         loaded, problems, rebuilt = [], [], {}

@@ -49,9 +49,16 @@ class Inspection:
             f"integrity {'ok: every member matches its sha256' if self.verified else 'FAILED: ' + self.problem}",
             "",
             f"signature ({', '.join(_param(x) for x in p['signature'])}) -> {tree.describe(p['out_spec'])}",
-            "",
-            "variants",
         ]
+        types = tree.types_in(p["out_spec"])
+        for var in m["variants"]:
+            types += [t for t in tree.types_in(var["in_spec"]) if t not in types]
+        if types:
+            lines.append(f"types     {', '.join(types)} (rebuilt by import path at load)")
+        backends = sorted({var["backend"] for var in m["variants"]})
+        entries = sorted({var["backend_entry"] for var in m["variants"] if var.get("backend_entry")})
+        lines.append(f"backends  {', '.join(backends)}" + (f" (user backends: {', '.join(entries)})" if entries else ""))
+        lines += ["", "variants"]
         for var in m["variants"]:
             files = sum(self.sizes.get(f"variants/{var['name']}/{f}", 0) for f in var["files"])
             meta = var.get("meta", {})

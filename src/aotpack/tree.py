@@ -1,13 +1,29 @@
 """Argument and result structures as JSON: flatten, unflatten, and name a leaf's path.
 
 A *spec* is a JSON-ready description of a nested Python value made of tuples, lists,
-dicts (string keys) and leaves. A leaf is a tensor (``{"kind": "tensor", "index": i}``,
-its position in the flat tensor list) or a constant (``{"kind": "const", ...}``, a value
-frozen at compile time: None, bool, int, float, str, torch.dtype, torch.device).
+dicts (string keys), named tuples, types registered as pytree nodes, and leaves. A
+leaf is a tensor (``{"kind": "tensor", "index": i}``, its position in the flat tensor
+list) or a constant (``{"kind": "const", ...}``, a value frozen at compile time: None,
+bool, int, float, str, torch.dtype, torch.device).
 
-Why our own and not ``torch.utils._pytree``: the spec goes into the package manifest,
-must be readable without torch's private serializer, and must carry constants so that
-guards can name ``args[1]['mode']`` when a baked-in value differs.
+Other containers are recorded by type, by import path:
+
+- ``{"kind": "namedtuple", "type": "mod.Point", "fields": [...], "children": [...]}``
+  (also torch's structseqs, ``torch.return_types.max``);
+- ``{"kind": "node", "type": "transformers.modeling_outputs.CausalLMOutputWithPast",
+  "context": [...], "children": [...]}``: any type registered as a pytree node where
+  the package is compiled (transformers' ModelOutput, dataclasses registered with
+  ``torch.export.register_dataclass``), flattened and rebuilt by its registered
+  functions, its context stored as JSON.
+
+Rebuilding such a value needs its type. ``resolve_type`` finds it among the pytree
+nodes registered in this process and the modules already imported; it imports a
+module only when the caller allows it (``load(..., allow_modules=[...])``). No pickle,
+and a package never makes aotpack import a module it names.
+
+Why our own and not ``torch.utils._pytree``'s serializer: the spec goes into the
+package manifest, must be readable without torch's private serializer, and must carry
+constants so that guards can name ``args[1]['mode']`` when a baked-in value differs.
 
 Example:
     >>> import torch
@@ -18,15 +34,19 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
+import sys
 from typing import Any
 
 import torch
 
-from .errors import CaptureError
+from . import _torch_compat as compat
+from .errors import AotpackError, CaptureError
 
 __all__ = ["flatten", "unflatten", "encode_const", "decode_const", "const_repr", "leaf_keys", "leaf_paths",
-           "named_leaves", "call_arguments"]
+           "named_leaves", "call_arguments", "type_name", "resolve_type", "types_in", "check_types"]
 
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -41,10 +61,93 @@ def encode_const(value: Any, path: str) -> dict:
         return {"kind": "const", "type": "dtype", "value": str(value).removeprefix("torch.")}
     if isinstance(value, torch.device):
         return {"kind": "const", "type": "device", "value": str(value)}
-    raise CaptureError(
-        f"{path} is a {type(value).__qualname__}, which aotpack cannot freeze into a package",
-        hint="pass tensors, nested tuples/lists/dicts of them, or None/bool/int/float/str",
-    )
+    hint = "pass tensors, nested tuples/lists/dicts of them, or None/bool/int/float/str"
+    if type(value).__name__.endswith("Cache") and type(value).__module__.startswith("transformers"):
+        hint = ("transformers returns its KV cache when use_cache=True: call the model with use_cache=False "
+                "(or return only tensors from the program)")
+    else:
+        hint += ("; or register the type as a pytree node (torch.export.register_dataclass, "
+                 "torch.utils.pytree.register_pytree_node) before compiling")
+    raise CaptureError(f"{path} is a {type(value).__qualname__}, which aotpack cannot freeze into a package",
+                       hint=hint)
+
+
+def type_name(cls: type) -> str:
+    """The import path a spec records for ``cls``: ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+_RESOLVED: dict[str, type] = {}
+
+
+def resolve_type(name: str, allow_modules=()) -> type | None:
+    """The class named ``name`` (``module.QualName``) in this process, or None.
+
+    Looked up among the types registered as pytree nodes, then in modules already
+    imported; a module is imported only if it is in ``allow_modules`` (or inside one of
+    them). Never imports anything else."""
+    cls = _RESOLVED.get(name)
+    if cls is not None:
+        return cls
+    for t in compat.pytree_types():
+        if type_name(t) == name:
+            _RESOLVED[name] = t
+            return t
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:i])
+        module = sys.modules.get(module_name)
+        if module is None and any(module_name == m or module_name.startswith(m + ".") for m in allow_modules):
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                module = None
+        if module is None:
+            continue
+        obj = module
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+        if isinstance(obj, type):
+            _RESOLVED[name] = obj
+            return obj
+    return None
+
+
+def types_in(spec: dict) -> list[str]:
+    """The container types a spec names (namedtuples and pytree nodes), in order."""
+    found: list[str] = []
+    if spec["kind"] in ("namedtuple", "node") and spec["type"] not in found:
+        found.append(spec["type"])
+    for c in spec.get("children", ()):
+        found += [t for t in types_in(c) if t not in found]
+    return found
+
+
+def check_types(spec: dict, allow_modules=()) -> None:
+    """AotpackError unless every type ``spec`` names can be rebuilt in this process."""
+    missing = []
+    for name in types_in(spec):
+        cls = resolve_type(name, allow_modules)
+        if cls is None:
+            missing.append(name)
+    if missing:
+        modules = sorted({n.rsplit(".", 1)[0] for n in missing})
+        raise AotpackError(f"the package returns or takes {', '.join(missing)}, which this process cannot rebuild: "
+                           "the type is not registered here and its module is not imported",
+                           hint=f"import {', '.join(modules)} before aotpack.load, or pass "
+                                f"aotpack.load(path, allow_modules={modules!r})")
+
+
+def _is_namedtuple(value) -> bool:
+    cls = type(value)
+    return isinstance(value, tuple) and (hasattr(cls, "_fields") or hasattr(cls, "n_fields"))
+
+
+def _fields(cls: type) -> list[str]:
+    if hasattr(cls, "_fields"):
+        return list(cls._fields)
+    return [f for f in dir(cls) if not f.startswith("_") and f not in ("count", "index", "n_fields",
+                                                                          "n_sequence_fields", "n_unnamed_fields")]
 
 
 def decode_const(leaf: dict) -> Any:
@@ -93,6 +196,22 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
                 )
         children = [flatten(value[k], f"{path}[{k!r}]", tensors)[0] for k in keys]
         return {"kind": "dict", "keys": keys, "children": children}, tensors
+    if _is_namedtuple(value):
+        children = [flatten(v, f"{path}.{f}", tensors)[0] for f, v in zip(_fields(type(value)), value)]
+        return {"kind": "namedtuple", "type": type_name(type(value)),
+                "fields": _fields(type(value))[:len(children)], "children": children}, tensors
+    node = compat.pytree_node(type(value)) if type(value) not in (tuple, list, dict) else None
+    if node is not None:
+        try:
+            values, context = one_level(value)
+        except (TypeError, ValueError) as e:
+            raise CaptureError(f"{path} is a {type_name(type(value))}, whose pytree context cannot be stored "
+                               f"as JSON ({e})",
+                               hint="register it with a JSON context (to_dumpable_context), or return a dict") from None
+        keys = context if isinstance(context, list) and len(context) == len(values) and all(
+            isinstance(k, str) for k in context) else [str(i) for i in range(len(values))]
+        children = [flatten(v, f"{path}.{k}", tensors)[0] for k, v in zip(keys, values)]
+        return {"kind": "node", "type": type_name(type(value)), "context": context, "children": children}, tensors
     if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
         raise CaptureError(
             f"{path} is a Python number computed from tensor data or a dynamic size "
@@ -114,20 +233,49 @@ def unflatten(spec: dict, tensors: list) -> Any:
         return tuple(children)
     if kind == "list":
         return children
-    return dict(zip(spec["keys"], children))
+    if kind == "dict":
+        return dict(zip(spec["keys"], children))
+    cls = resolve_type(spec["type"])
+    if cls is None:  # load checks types first (check_types); this is a package used without load
+        check_types(spec)
+    if kind == "namedtuple":
+        return cls(*children) if hasattr(cls, "_fields") else cls(children)
+    node = compat.pytree_node(cls)
+    if node is None:
+        raise AotpackError(f"{spec['type']} is not registered as a pytree node in this process",
+                           hint="import the module that registers it before calling the package")
+    return node[1](children, node[3](spec["context"]))
 
 
-def leaf_keys(spec: dict, keys: tuple = ()) -> list[tuple[tuple, dict]]:
-    """Every leaf of ``spec`` with its key path (list indices, dict keys), depth first
-    (tensors in flat order)."""
+def one_level(value) -> tuple[list, Any]:
+    """A namedtuple's or registered pytree node's children and JSON context (None for
+    a namedtuple), one level down: what ``flatten`` records for it."""
+    if _is_namedtuple(value):
+        return list(value), None
+    flatten_fn, _, to_json, _ = compat.pytree_node(type(value))
+    values, context = flatten_fn(value)
+    return list(values), json.loads(json.dumps(to_json(context)))
+
+
+def leaf_keys(spec: dict, keys: tuple = (), depth: int | None = None) -> list[tuple[tuple, dict]]:
+    """Every leaf of ``spec`` with its key path (list indices, dict keys, field names),
+    depth first (tensors in flat order); ``depth=1``: the direct children instead."""
     kind = spec["kind"]
-    if kind in ("tensor", "const"):
+    if kind in ("tensor", "const") or depth == 0:
         return [(keys, spec)]
     out = []
-    labels = spec["keys"] if kind == "dict" else range(len(spec["children"]))
+    labels = spec["keys"] if kind == "dict" else spec["fields"] if kind == "namedtuple" else _node_keys(spec) \
+        if kind == "node" else range(len(spec["children"]))
     for k, c in zip(labels, spec["children"]):
-        out += leaf_keys(c, keys + (k,))
+        out += leaf_keys(c, keys + (k,), None if depth is None else depth - 1)
     return out
+
+
+def _node_keys(spec: dict) -> list:
+    context, n = spec["context"], len(spec["children"])
+    if isinstance(context, list) and len(context) == n and all(isinstance(k, str) for k in context):
+        return context
+    return list(range(n))
 
 
 def leaf_paths(spec: dict, path: str = "") -> list[tuple[str, dict]]:
@@ -153,6 +301,10 @@ def describe(spec: dict) -> str:
         return "{" + inner + "}"
     if kind == "tuple":
         return "(" + inner + ("," if len(spec["children"]) == 1 else "") + ")"
+    if kind in ("namedtuple", "node"):
+        keys = spec["fields"] if kind == "namedtuple" else _node_keys(spec)
+        inner = ", ".join(f"{k}={describe(c)}" for k, c in zip(keys, spec["children"]))
+        return f"{spec['type'].rsplit('.', 1)[-1]}({inner})"
     return "[" + inner + "]"
 
 

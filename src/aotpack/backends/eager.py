@@ -5,6 +5,11 @@ Python code (``graph.py``), which is readable, diffable and loads in microsecond
 runs it op by op. Useful as a reference for the compiled backends, for debugging, and
 for hosts without a C++ compiler.
 
+Higher-order ops (grad-mode and autocast regions, ``torch.cond``, ``map``) hold their
+bodies as nested graph modules; each becomes a function of its own in ``graph.py``,
+and at load a small object per module carries them under the attribute names the
+graph code reads (``self.submod_1``), so the op calls them as it calls a graph module.
+
 Why source and not a pickled GraphModule: source has no loader-side code execution
 beyond the graph itself, reads the same on every torch version, and is what a person
 wants to see (torch.fx pickles its generated source for the same reason).
@@ -12,6 +17,7 @@ wants to see (torch.fx pickles its generated source for the same reason).
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
@@ -33,31 +39,64 @@ class Eager:
 
     def compile(self, captured, options: dict) -> Compiled:
         gm = captured.graph_module
-        for node in gm.graph.nodes:
-            if node.op in ("get_attr", "call_module"):
-                raise CaptureError(
-                    f"the eager backend cannot store graph node {node.name} ({node.op} {node.target}); "
-                    "the program uses a higher-order op (cond/map/scan) or a submodule call",
-                    hint="use backend='aoti'",
-                )
-        code = gm.graph.python_code(root_module="self")
-        # fx lists every global it *may* emit; refuse only the ones the code uses.
-        used = {n for n in code.globals if re.search(rf"\b{re.escape(n)}\b", code.src)}
-        unknown = sorted(used - set(_GLOBALS) - {"NoneType", "__builtins__"})
-        if unknown:
-            raise CaptureError(f"the eager backend cannot store graph code that refers to {unknown}",
-                               hint="use backend='aoti'")
-        return Compiled(files={"graph.py": code.src.encode()}, meta={"entry": "forward"})
+        modules = {name: m for name, m in gm.named_modules() if isinstance(m, torch.fx.GraphModule)}
+        sources, functions = [], {}
+        for i, (name, module) in enumerate(modules.items()):
+            for node in module.graph.nodes:
+                if node.op == "call_module" or (node.op == "get_attr" and not isinstance(
+                        _attr(module, node.target), torch.fx.GraphModule)):
+                    raise CaptureError(
+                        f"the eager backend cannot store graph node {node.name} ({node.op} {node.target}): "
+                        "the graph reads a submodule or attribute that is not a graph", hint="use backend='aoti'")
+            code = module.graph.python_code(root_module="self")
+            # fx lists every global it *may* emit; refuse only the ones the code uses.
+            used = {n for n in code.globals if re.search(rf"\b{re.escape(n)}\b", code.src)}
+            unknown = sorted(used - set(_GLOBALS) - {"NoneType", "__builtins__"})
+            if unknown:
+                raise CaptureError(f"the eager backend cannot store graph code that refers to {unknown}",
+                                   hint="use backend='aoti'")
+            function = "forward" if not name else f"graph_{i}"
+            sources.append(code.src.replace("def forward(self", f"def {function}(self", 1))
+            functions[name] = function
+        meta = {"entry": "forward"}
+        if len(functions) > 1:
+            meta["modules"] = functions
+        return Compiled(files={"graph.py": "\n".join(sources).encode()}, meta=meta)
 
     def load(self, files):
         namespace = dict(_GLOBALS, NoneType=type(None))
         source = files.read("graph.py").decode()
         exec(compile(source, "<aotpack eager graph>", "exec"), namespace)  # noqa: S102 - verified member
         forward = namespace[files.meta.get("entry", "forward")]
+        root = _module_objects(namespace, files.meta.get("modules", {}))
 
         def run(flat):
             # Inference packages: no autograd graph, as with the compiled backends.
             with torch.no_grad():
-                return forward(None, *flat)
+                return forward(root, *flat)
 
         return run
+
+
+def _attr(module, target: str):
+    for part in target.split("."):
+        module = getattr(module, part, None)
+    return module
+
+
+class _Module:
+    """Stands in for a graph module at load: its nested graphs as attributes."""
+
+
+def _module_objects(namespace: dict, functions: dict) -> _Module | None:
+    """The ``self`` of the root graph: an object per graph module, each nested graph a
+    callable attribute of its parent (``self.submod_1(*args)``)."""
+    if not functions:
+        return None
+    objects = {name: _Module() for name in functions}
+    for name, function in functions.items():
+        if not name:
+            continue
+        parent, _, attr = name.rpartition(".")
+        setattr(objects[parent], attr, functools.partial(namespace[function], objects[name]))
+    return objects[""]

@@ -29,6 +29,12 @@ Manifest (``FORMAT_VERSION`` 1)::
 
 Changelog of FORMAT_VERSION (bump on any change a reader must know about):
   1 (2026-11-22): first version.
+    (2026-11-23, compatible additions; older packages read as before)
+    variants[].inputs[].layout: memory layout the code was compiled for ("contiguous",
+    {"order": [...]}, {"stride": [...]}; missing means "contiguous");
+    variants[].aliased / meta.train.aliased: outputs that are views of inputs;
+    variants[].module_training; meta.proxy_ops (aoti ops run by torch's proxy executor);
+    tree specs of kind "namedtuple" and "node" (types by import path).
 """
 
 from __future__ import annotations
@@ -111,6 +117,18 @@ def _check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) 
                   f"{where} has bad dict keys")
         for j, c in enumerate(children):
             _check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
+    elif kind in ("namedtuple", "node"):
+        children = spec.get("children")
+        _need(isinstance(children, list) and isinstance(spec.get("type"), str) and "." in spec["type"],
+              f"{where} names no type")
+        if kind == "namedtuple":
+            fields = spec.get("fields")
+            _need(isinstance(fields, list) and len(fields) == len(children) and all(isinstance(f, str) for f in fields),
+                  f"{where} has bad fields")
+        else:
+            _need("context" in spec, f"{where} has no context")
+        for j, c in enumerate(children):
+            _check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
     else:
         _need(False, f"{where} has unknown kind {kind!r}")
 
@@ -162,6 +180,14 @@ def validate_manifest(m: dict) -> None:
             _need(isinstance(g, dict) and isinstance(getattr(torch, str(g.get("dtype")), None), torch.dtype),
                   f"variant {name}.inputs[{i}].dtype")
             _need(isinstance(g.get("device"), str) and isinstance(g.get("shape"), list), f"variant {name}.inputs[{i}]")
+            layout = g.get("layout", "contiguous")
+            _need(layout == "contiguous" or (isinstance(layout, dict) and len(layout) == 1 and isinstance(
+                layout.get("order", layout.get("stride")), list) and all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                for x in layout.get("order", layout.get("stride")))
+                and len(layout.get("order", layout.get("stride"))) == len(g["shape"])), f"variant {name}.inputs[{i}].layout")
+            if "order" in layout:
+                _need(sorted(layout["order"]) == list(range(len(g["shape"]))), f"variant {name}.inputs[{i}].layout")
             for s in g["shape"]:
                 _need((isinstance(s, int) and not isinstance(s, bool) and s >= 0) or (isinstance(s, str) and s in dims)
                       or (isinstance(s, dict) and isinstance(s.get("expr"), str)), f"variant {name}.inputs[{i}].shape")

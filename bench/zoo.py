@@ -1,0 +1,147 @@
+"""Real models (tests/zoo.py: GPT-2, BERT, Llama, Qwen2, T5, ViT, Whisper from small
+configs): compile time, package size, first output in a fresh process and steady state.
+
+Fresh-process cases, each timed from after ``import torch`` to the first output:
+- eager: import transformers, build the model from its config, load a safetensors
+  state dict, call it (what a restarting service does without a compiler);
+- torch.compile warm: the same, compiled, with an inductor cache a cold run filled;
+- aotpack: load the package (backend aoti) and call it (no model code imported).
+Steady state (one process, median of 30 calls after 5 warm-up calls): eager,
+torch.compile and the loaded package.
+
+    python bench/zoo.py [--models gpt2,bert]
+Writes bench/results/zoo-<tag>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import HERE, fresh, table, write  # noqa: E402
+
+TESTS = os.path.join(os.path.dirname(HERE), "tests")
+
+PRELUDE = r"""
+import json, sys, time
+import torch
+t0 = time.perf_counter()
+sys.path.insert(0, {tests!r})
+def done(out):
+    t1 = time.perf_counter()
+    print(json.dumps({{"first_output_s": t1 - t0}}))
+"""
+
+EAGER = r"""
+import zoo
+from safetensors.torch import load_file
+model, kwargs = zoo.build(sys.argv[1])
+model.load_state_dict(load_file(sys.argv[2]))
+with torch.no_grad():
+    done(model(**kwargs))
+"""
+
+COMPILED = r"""
+import zoo
+from safetensors.torch import load_file
+model, kwargs = zoo.build(sys.argv[1])
+model.load_state_dict(load_file(sys.argv[2]))
+with torch.no_grad():
+    done(torch.compile(model)(**kwargs))
+"""
+
+AOTPACK = r"""
+from safetensors.torch import load_file
+kwargs = dict(load_file(sys.argv[3]))   # the inputs: read before the clock starts
+kwargs.update(json.loads(sys.argv[4]))
+t0 = time.perf_counter()
+import aotpack
+fn = aotpack.load(sys.argv[2], allow_modules=["transformers"])
+with torch.no_grad():
+    done(fn(**kwargs))
+"""
+
+
+def steady(fn, kwargs, n=30) -> float:
+    import torch
+
+    with torch.no_grad():
+        for _ in range(5):
+            fn(**kwargs)
+        times = []
+        for _ in range(n):
+            s = time.perf_counter()
+            fn(**kwargs)
+            times.append(time.perf_counter() - s)
+    return sorted(times)[n // 2] * 1e3
+
+
+def run_model(name: str, work: str) -> dict:
+    import torch
+    from safetensors.torch import save_file
+
+    import aotpack
+    import zoo
+
+    model, kwargs = zoo.build(name)
+    weights = os.path.join(work, f"{name}.safetensors")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+    others = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
+    inputs = os.path.join(work, f"{name}.inputs.safetensors")
+    save_file(tensors, inputs)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = aotpack.compile(model, (), kwargs, backend="aoti").save(os.path.join(work, f"{name}.aot"))
+    compile_s = time.perf_counter() - t
+    import json
+
+    row = {"model": name, "compile_s": compile_s, "package_mb": os.path.getsize(path) / 1e6}
+    cache = tempfile.mkdtemp(prefix="aotpack-bench-inductor-")
+    env = {"TORCHINDUCTOR_CACHE_DIR": cache}
+    prelude = PRELUDE.format(tests=TESTS)
+    row["eager_first_s"] = fresh(prelude + EAGER, name, weights)["first_output_s"]
+    fresh(prelude + COMPILED, name, weights, env=env)  # cold: fills the cache
+    row["compile_warm_first_s"] = fresh(prelude + COMPILED, name, weights, env=env)["first_output_s"]
+    shutil.rmtree(cache, ignore_errors=True)
+    row["aotpack_first_s"] = fresh(prelude + AOTPACK, name, path, inputs,
+                                   json.dumps(others))["first_output_s"]
+    fn = aotpack.load(path)
+    compiled = torch.compile(model)
+    row["eager_ms"] = steady(model, kwargs)
+    row["compile_ms"] = steady(compiled, kwargs)
+    row["aotpack_ms"] = steady(fn, kwargs)
+    torch._dynamo.reset()
+    return row
+
+
+def main() -> None:
+    sys.path.insert(0, TESTS)
+    import zoo
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(zoo.MODELS))
+    opts = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="aotpack-zoo-") as work:
+        for name in opts.models.split(","):
+            rows.append(run_model(name, work))
+            print(f"{name}: done", file=sys.stderr)
+    print(table(["model", "compile", "package", "first output: eager / torch.compile warm / aotpack",
+                 "steady: eager / torch.compile / aotpack"],
+                [[r["model"], f"{r['compile_s']:.1f} s", f"{r['package_mb']:.1f} MB",
+                  f"{r['eager_first_s'] * 1e3:.0f} / {r['compile_warm_first_s'] * 1e3:.0f} / "
+                  f"{r['aotpack_first_s'] * 1e3:.0f} ms ({r['eager_first_s'] / r['aotpack_first_s']:.1f}x eager)",
+                  f"{r['eager_ms']:.2f} / {r['compile_ms']:.2f} / {r['aotpack_ms']:.2f} ms"] for r in rows]))
+    print("wrote", write("zoo", rows))
+
+
+if __name__ == "__main__":
+    main()

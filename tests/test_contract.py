@@ -1,0 +1,306 @@
+"""Correct or refused: one regression test per silently wrong answer found on main (issue 13).
+
+Each call gives eager's result or an aotpack error naming the argument and the
+property; programs a package cannot keep eager's semantics for are refused at compile
+time with the user's file:line. The differential fuzzer (test_fuzz_contract.py) covers
+the same ground at random; these pin the cases found by hand.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+import torch
+
+import aotpack
+from aotpack.runtime import incompatibilities
+
+
+def affine(x):
+    return x * 2 + 1
+
+
+def transposed(rows=6, cols=4):
+    return torch.arange(float(rows * cols)).reshape(rows, cols).t()
+
+
+# 1. strides -------------------------------------------------------------------------
+
+def test_transposed_input_to_contiguous_package_gives_eager_result(tmp_path):
+    fn = aotpack.load(aotpack.compile(affine, (torch.randn(4, 6),), backend="eager").save(tmp_path / "f.aot"))
+    x = transposed()
+    torch.testing.assert_close(fn(x), affine(x))
+
+
+@pytest.mark.slow
+def test_aoti_package_compiled_transposed_called_both_ways(tmp_path):
+    fn = aotpack.load(aotpack.compile(affine, (transposed(),), backend="aoti").save(tmp_path / "f.aot"))
+    assert fn.manifest["variants"][0]["inputs"][0]["layout"] == {"order": [1, 0]}
+    for x in (transposed(), transposed().contiguous(), torch.randn(5, 8)[1:, 2:]):
+        torch.testing.assert_close(fn(x), affine(x))
+
+
+def test_training_package_gradient_through_transposed_input(tmp_path):
+    fn = aotpack.load(aotpack.compile(lambda x: (x * 2 + 1).square(), (torch.randn(4, 6, requires_grad=True),),
+                                      backend="eager", train=True).save(tmp_path / "t.aot"))
+    x = transposed().requires_grad_()
+    fn(x).sum().backward()
+    torch.testing.assert_close(x.grad, 4 * (x.detach() * 2 + 1))  # d/dx sum((2x + 1)^2)
+
+
+def test_layout_refused_where_a_copy_would_break_sharing(tmp_path):
+    """An output that views the input: the layout must match (a copy would not share memory)."""
+    fn = aotpack.load(aotpack.compile(lambda x: (x[0], x.sum()), (torch.randn(4, 6),), backend="eager")
+                      .save(tmp_path / "v.aot"))
+    x = torch.randn(4, 6)
+    view, _ = fn(x)
+    x[0, 0] = 42.0
+    assert view[0] == 42.0  # a view of the caller's tensor, as eager returns
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.stride\(\): expected contiguous \(an output is a view"):
+        fn(transposed())
+
+
+# 2. requires_grad both ways -------------------------------------------------------------
+
+def mul(x, y):
+    return x * y
+
+
+def test_requires_grad_guarded_both_ways_and_dispatched(tmp_path):
+    x, y = torch.randn(4, requires_grad=True), torch.randn(4)
+    pkg = aotpack.compile(mul, (x, y), backend="eager", train=True,
+                          variants=[{"name": "both", "args": (x, y.clone().requires_grad_())}])
+    fn = aotpack.load(pkg.save(tmp_path / "m.aot"))
+    a, b = torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True)
+    fn(a, b).sum().backward()  # runs "both": y's gradient is filled, as eager fills it
+    torch.testing.assert_close(b.grad, a.detach())
+    only = aotpack.load(tmp_path / "m.aot", variants=["default"])
+    with pytest.raises(aotpack.GuardError, match=r"args\[1\]\.requires_grad: expected False \(no gradient was compiled"):
+        only(torch.randn(4, requires_grad=True), torch.randn(4, requires_grad=True))
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.requires_grad: expected True"):
+        only(torch.randn(4), torch.randn(4))
+    with torch.no_grad():  # no autograd graph either way: any pattern runs the forward
+        torch.testing.assert_close(only(a, b), a * b)
+
+
+# 3. custom autograd.Function ------------------------------------------------------------
+
+class StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.round()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 3
+
+
+class MutatesTangent(torch.autograd.Function):  # test_aot_autograd's tangent_mutation
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad.mul_(2)
+        return grad
+
+
+@pytest.mark.parametrize("function", [StraightThrough, MutatesTangent])
+def test_custom_autograd_function_refused_in_training_with_its_file_line(function):
+    with pytest.raises(aotpack.CaptureError, match=rf"{function.__name__} \(.*test_contract.py:\d+\).*drops its backward"):
+        aotpack.compile(lambda x: function.apply(x) * 2, (torch.randn(4, requires_grad=True),), backend="eager",
+                        train=True)
+
+
+def test_custom_autograd_function_runs_in_inference(tmp_path):
+    fn = aotpack.load(aotpack.compile(lambda x: StraightThrough.apply(x), (torch.randn(4),), backend="eager")
+                      .save(tmp_path / "s.aot"))
+    x = torch.randn(4) * 3
+    torch.testing.assert_close(fn(x), x.round())
+
+
+# 4. in-place updates through aliased inputs --------------------------------------------------
+
+def add_into_first(a, b, w):
+    a.add_(1)
+    return (a + b) * w
+
+
+@pytest.mark.parametrize("aliasing", ["same", "overlap"])
+def test_inplace_through_aliased_inputs_refused(tmp_path, aliasing):
+    w = torch.ones(3, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(add_into_first, (torch.ones(3), torch.ones(3), w), backend="eager", train=True)
+                      .save(tmp_path / "a.aot"))
+    base = torch.ones(4)
+    a, b = (base[:3], base[:3]) if aliasing == "same" else (base[:3], base[1:])
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor sharing no memory"):
+        fn(a, b, w)
+    assert base.tolist() == [1.0] * 4  # nothing ran
+    a, b = torch.ones(3), torch.ones(3)
+    out = fn(a, b, w)
+    assert out.tolist() == [3.0] * 3 and a.tolist() == [2.0] * 3  # eager's result when not aliased
+
+
+# 5. grad mode and module.training -------------------------------------------------------
+
+def leaks_grad_mode(x):
+    torch.set_grad_enabled(False)
+    return x * 2
+
+
+def test_grad_mode_leak_refused_with_file_line():
+    try:
+        with pytest.raises(aotpack.CaptureError, match=r"torch.set_grad_enabled at .*test_contract.py:\d+"):
+            aotpack.compile(leaks_grad_mode, (torch.randn(3),), backend="eager")
+    finally:
+        torch.set_grad_enabled(True)
+    assert torch.is_grad_enabled()
+
+
+def test_module_training_guarded_and_inference_variant_dispatched(tmp_path):
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+    x = torch.randn(2, 4)
+    path = aotpack.compile(m.train(), (x,), backend="eager", train=True).save(tmp_path / "d.aot")
+    aotpack.add_variant(path, m.eval(), (x,), name="eval", backend="eager")
+    fn = aotpack.load(path, module=m)
+    m.eval()
+    with torch.no_grad():  # the inference variant: no dropout
+        torch.testing.assert_close(fn(x), m(x))
+    m.train()
+    torch.manual_seed(1)
+    out = fn(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(out, m(x))
+    assert out.grad_fn is not None
+    only_train = aotpack.load(path, module=m, variants=["default"])
+    m.eval()
+    with pytest.raises(aotpack.GuardError, match=r"module.training: expected True, got False"):
+        only_train(x)
+
+
+# 6. inference packages and requires_grad ----------------------------------------------------
+
+def test_inference_package_refuses_inputs_and_parameters_that_require_grad(tmp_path):
+    m = torch.nn.Linear(4, 2)
+    path = aotpack.compile(m, (torch.randn(3, 4),), backend="eager").save(tmp_path / "l.aot")
+    fn = aotpack.load(path)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.requires_grad: expected False: an inference package"):
+        fn(torch.randn(3, 4, requires_grad=True))
+    bound = aotpack.load(path, module=m)
+    with pytest.raises(aotpack.GuardError, match=r"module parameter 'weight'\.requires_grad: expected False"):
+        bound(torch.randn(3, 4))
+    x = torch.randn(3, 4, requires_grad=True)
+    with torch.no_grad():
+        torch.testing.assert_close(bound(x), m(x))
+    m.requires_grad_(False)
+    torch.testing.assert_close(bound(x.detach()), m(x))
+
+
+# 7. proxy executor -------------------------------------------------------------------------
+
+def qr_scale(x):
+    return torch.linalg.qr(x)[0] * 2
+
+
+@pytest.mark.slow
+def test_aoti_graph_with_proxy_executor_op_runs(tmp_path):
+    x = torch.randn(4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pkg = aotpack.compile(qr_scale, (x,), backend="aoti")
+    assert pkg.manifest["variants"][0]["meta"]["proxy_ops"] == ["aten::linalg_qr"]
+    path = pkg.save(tmp_path / "qr.aot")
+    assert aotpack.verify(path)["ok"]
+    fn = aotpack.load(path)
+    y = torch.randn(4, 4)
+    torch.testing.assert_close(fn(y), qr_scale(y))
+
+
+def test_verify_and_load_name_a_missing_custom_op():
+    manifest = {"versions": {"torch": torch.__version__}, "platform": {"machine": ""}}
+    variant = {"backend": "eager", "device": "cpu", "meta": {"proxy_ops": ["nosuchlib::frobnicate"]}}
+    assert any("nosuchlib::frobnicate" in p for p in incompatibilities(manifest, variant))
+
+
+# 8. side effects and frozen values ----------------------------------------------------------
+
+LOG: list = []
+SCALE = 3.0
+
+
+def _scaled(x):
+    return x * SCALE
+
+
+def chatty(x):
+    print("called")
+    LOG.append(1)
+    torch._dynamo.graph_break()
+    return _scaled(x)
+
+
+def test_side_effects_warn_with_file_line_and_helper_globals_are_frozen():
+    with pytest.warns(aotpack.SideEffectWarning) as record:
+        pkg = aotpack.compile(chatty, (torch.randn(3),), backend="eager")
+    messages = [str(w.message) for w in record]
+    for what in ("print()", "list.append on the global `LOG`", "torch._dynamo.graph_break()"):
+        assert any(re.search(rf"test_contract.py:\d+: {re.escape(what)}", m) for m in messages), (what, messages)
+    frozen = {(f["name"], f["value"]) for f in pkg.manifest["program"]["frozen"]}
+    assert ("SCALE", "3.0") in frozen  # read by a helper, not by chatty itself
+
+
+def test_local_lists_are_not_side_effects():
+    def collects(x):
+        parts = []
+        for i in range(3):
+            parts.append(x * i)
+        return torch.stack(parts)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SideEffectWarning)
+        aotpack.compile(collects, (torch.randn(3),), backend="eager")
+
+
+# 9. in-place updates eager accepts -------------------------------------------------------------
+
+class NudgesWeight(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.lin.weight.add_(0.1)
+        return self.lin(x)
+
+
+def truncates(x):
+    x.trunc_()
+    return x * 2
+
+
+def test_inplace_updates_refused_truthfully_with_file_line():
+    with pytest.raises(aotpack.CaptureError, match=r"parameter lin.weight in place at .*test_contract.py:\d+: "
+                                                   r"`self.lin.weight.add_\(0.1\)`"):
+        aotpack.compile(NudgesWeight(), (torch.randn(2, 3),), backend="eager", train=True)
+    non_leaf = torch.randn(3, requires_grad=True) * 2
+    with pytest.raises(aotpack.CaptureError, match=r"x.trunc_\(\)`, and it requires grad: eager accepts it for a "
+                                                   r"tensor that is not a leaf"):
+        aotpack.compile(truncates, (non_leaf,), backend="eager", train=True)
+    with pytest.raises(aotpack.CaptureError, match=r"changes x in place \(trunc_ at .*test_contract.py:\d+\)"):
+        aotpack.compile(truncates, (torch.randn(3),), backend="eager")
+
+
+# 10. sparse ----------------------------------------------------------------------------------------
+
+def test_sparse_input_to_dense_package_refused(tmp_path):
+    fn = aotpack.load(aotpack.compile(affine, (torch.randn(2, 2),), backend="eager").save(tmp_path / "s.aot"))
+    sparse = torch.eye(2).to_sparse()
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.layout: expected torch.strided"):
+        fn(sparse)
+    with pytest.raises(aotpack.CaptureError, match="sparse_coo tensor"):
+        aotpack.compile(affine, (sparse,), backend="eager")

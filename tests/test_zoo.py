@@ -1,0 +1,160 @@
+"""Real models: transformers models package with the call their documentation shows.
+
+GPT-2, BERT, Llama, Qwen2, T5, ViT and Whisper, each from a small config with random
+weights (tests/zoo.py), compiled with AOTInductor once for the module, loaded in a fresh
+process: the output is the same ModelOutput class with the same fields and values as
+eager. Dynamic batch and sequence length (Dim) on an encoder (BERT) and a decoder
+(Llama): one package serves lengths 1..512.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import pathlib
+import warnings
+
+import pytest
+import torch
+
+import aotpack
+from conftest import run_fresh
+
+transformers = pytest.importorskip("transformers", reason="transformers is in the test extras: make test installs it")
+import zoo  # noqa: E402
+
+TESTS = pathlib.Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def zoo_packages(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    paths = {}
+    for name in zoo.MODELS:
+        model, kwargs = zoo.build(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            paths[name] = str(aotpack.compile(model, (), kwargs, backend="aoti").save(out / f"{name}.aot"))
+    return paths
+
+
+CHILD = r"""
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+import aotpack, zoo
+report = {}
+for name, path in json.loads(sys.argv[2]).items():
+    model, kwargs = zoo.build(name)
+    out = aotpack.load(path, allow_modules=["transformers"])(**kwargs)
+    ref = model(**kwargs)
+    report[name] = {"type": f"{type(out).__module__}.{type(out).__qualname__}",
+                    "want_type": f"{type(ref).__module__}.{type(ref).__qualname__}",
+                    "fields": list(out.keys()), "want_fields": list(ref.keys()),
+                    "error": max((out[k] - ref[k]).abs().max().item() for k in ref.keys())}
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.slow
+def test_zoo_models_load_in_a_fresh_process_with_their_output_types(zoo_packages):
+    proc = run_fresh(["-c", CHILD, str(TESTS), json.dumps(zoo_packages)])
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(report) == sorted(zoo.MODELS)
+    for name, r in report.items():
+        assert r["type"] == r["want_type"], name
+        assert r["fields"] == r["want_fields"], name
+        assert r["error"] < 1e-4, (name, r["error"])
+
+
+@pytest.mark.slow
+def test_inspect_names_the_output_type(zoo_packages):
+    text = str(aotpack.inspect(zoo_packages["llama"]))
+    assert "types     transformers.modeling_outputs.CausalLMOutputWithPast" in text
+
+
+def test_unresolvable_output_type_is_a_clear_error_at_load(tmp_path):
+    """A fresh process that has not imported transformers (and does not allow it) gets
+    one error naming the type and the way out; it never imports the module by itself."""
+    model, kwargs = zoo.build("bert")
+    path = aotpack.compile(model, (), kwargs, backend="eager").save(tmp_path / "bert.aot")
+    code = ("import sys, aotpack\n"
+            "try:\n    aotpack.load(sys.argv[1])\nexcept aotpack.AotpackError as e:\n    print(e)\n"
+            "print('transformers' in sys.modules)\n")
+    lines = run_fresh(["-c", code, str(path)]).stdout.strip().splitlines()
+    assert "BaseModelOutputWithPoolingAndCrossAttentions, which this process cannot rebuild" in lines[0]
+    assert "allow_modules=['transformers.modeling_outputs']" in "\n".join(lines)
+    assert lines[-1] == "False"
+
+
+def test_use_cache_default_names_the_way_out():
+    model, kwargs = zoo.build("llama")
+    with pytest.raises(aotpack.CaptureError, match="DynamicCache") as info:
+        aotpack.compile(model, (), {"input_ids": kwargs["input_ids"]}, backend="eager")
+    assert "use_cache=False" in info.value.hint
+
+
+def test_binding_as_torch_export_does(tmp_path):
+    """BERT's forward is wrapped by decorators that add keyword arguments: aotpack calls it
+    with the arguments the example passed, as torch.export does."""
+    model, kwargs = zoo.build("bert")
+    fn = aotpack.load(aotpack.compile(model, (), kwargs, backend="eager").save(tmp_path / "b.aot"))
+    out = fn(kwargs["input_ids"])  # positionally, too
+    torch.testing.assert_close(out.last_hidden_state, model(**kwargs).last_hidden_state)
+    with pytest.raises(aotpack.GuardError, match=r"kwargs: expected a dict with keys \[\], got keys \['output_hidden_states'\]"):
+        fn(**kwargs, output_hidden_states=True)
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2"])
+def test_eager_backend_stores_higher_order_ops(tmp_path, name):
+    """Llama's rotary embedding runs in an autocast-disabled region: a higher-order op
+    with a nested graph, which the eager backend now stores like the rest."""
+    model, kwargs = zoo.build(name)
+    pkg = aotpack.compile(model, (), dict(kwargs, return_dict=False), backend="eager")
+    assert pkg.manifest["variants"][0]["meta"].get("modules")
+    out = aotpack.load(pkg.save(tmp_path / "m.aot"))(**kwargs, return_dict=False)
+    torch.testing.assert_close(out[0], model(**kwargs, return_dict=False)[0])
+
+
+@pytest.mark.parametrize("name,backend", [("bert", "eager"), pytest.param("llama", "aoti", marks=pytest.mark.slow)])
+def test_dynamic_batch_and_sequence_length(tmp_path, name, backend):
+    model, kwargs = zoo.build(name)
+    kwargs = dict(kwargs, input_ids=torch.randint(0, 100, (2, 16)))
+    dims = {"input_ids": {0: aotpack.Dim("batch", min=1, max=8), 1: aotpack.Dim("seq", min=1, max=512)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fn = aotpack.load(aotpack.compile(model, (), kwargs, backend=backend, dynamic=dims).save(tmp_path / "d.aot"))
+    key = "logits" if name == "llama" else "last_hidden_state"
+    for batch, length in [(1, 1), (3, 7), (2, 512), (8, 100)]:
+        call = dict(kwargs, input_ids=torch.randint(0, 100, (batch, length)))
+        torch.testing.assert_close(fn(**call)[key], model(**call)[key], rtol=1e-4, atol=1e-4)
+    with pytest.raises(aotpack.GuardError, match=r"kwargs\['input_ids'\]\.shape\[1\]: expected seq in 1\.\.512, got 513"):
+        fn(**dict(kwargs, input_ids=torch.randint(0, 100, (1, 513))))
+
+
+Pair = collections.namedtuple("Pair", ["low", "high"])
+
+
+@dataclasses.dataclass
+class Stats:
+    mean: torch.Tensor
+    spread: torch.Tensor
+
+
+torch.export.register_dataclass(Stats, serialized_type_name="test_zoo.Stats")
+
+
+def structured(x):
+    return x.max(0), Pair(x.min(), x.max()), Stats(x.mean(0), x.std(0))
+
+
+def test_namedtuples_structseqs_and_dataclasses_round_trip(tmp_path):
+    pkg = aotpack.compile(structured, (torch.randn(3, 4),), backend="eager")
+    fn = aotpack.load(pkg.save(tmp_path / "p.aot"))
+    x = torch.randn(3, 4)
+    got, want = fn(x), structured(x)
+    assert [type(v) for v in got] == [torch.return_types.max, Pair, Stats]
+    torch.testing.assert_close(got[0].indices, want[0].indices)
+    torch.testing.assert_close(got[1].high, want[1].high)
+    torch.testing.assert_close(got[2].spread, want[2].spread)
+    assert "test_zoo.Pair" in str(aotpack.inspect(tmp_path / "p.aot"))
