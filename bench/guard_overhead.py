@@ -8,7 +8,8 @@ AOTInductor. In fresh processes it measures, best of 7 runs of 20,000 calls:
 - torch.compile: the same function under ``torch.compile`` (its guards + dispatch),
   after warm-up.
 
-aotpack's overhead is aotpack - backend; the target is <= 5 us.
+aotpack's overhead is aotpack - backend; the target is <= 2 us (DESIGN.md), strides and
+requires_grad checked (the "Correct or refused" contract).
 
     python bench/guard_overhead.py
 """
@@ -69,15 +70,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as cache:
             t = fresh(TORCH_COMPILE, env={"TORCHINDUCTOR_CACHE_DIR": cache})
     overhead = a["aotpack_us"] - a["backend_us"]
-    row = {**a, **t, "aotpack_overhead_us": overhead, "target_us": 5.0}
+    row = {**a, **t, "aotpack_overhead_us": overhead, "target_us": 2.0}
     print(table(["case", "per call", "vs backend"], [
         ["AOTInductor runner, direct", f"{a['backend_us']:.2f} us", "-"],
         ["aotpack (guards + dispatch + runner)", f"{a['aotpack_us']:.2f} us", f"+{overhead:.2f} us"],
         ["torch.compile (its guards + dispatch)", f"{t['torch_compile_us']:.2f} us",
          f"+{t['torch_compile_us'] - a['backend_us']:.2f} us"],
     ]))
-    print(f"aotpack overhead {overhead:.2f} us for 4 tensor inputs (target <= 5 us): "
-          f"{'OK' if overhead <= 5 else 'OVER TARGET'}")
+    print(f"aotpack overhead {overhead:.2f} us for 4 tensor inputs (target <= 2 us): "
+          f"{'OK' if overhead <= 2 else 'OVER TARGET'}")
     print("wrote", write("guard_overhead", [row]))
 
 

@@ -221,7 +221,37 @@ class Guard:
         for i, g in enumerate(self.inputs):
             a = names[i]
             env[f"D{i}"] = getattr(torch, g["dtype"])
+            # One condition per tensor (fewer branches than one `if` per property):
+            # type, dtype, device, requires_grad as compiled (training) or False
+            # (inference; anything else may still pass under no_grad: the full check
+            # decides), memory layout, then the shape.
             conds = [f"not isinstance({a}, Tensor)", f"{a}.dtype is not D{i}"]
+            device = g["device"]
+            if device == "cpu":
+                conds.append(f"not {a}.is_cpu")
+            elif device == "cuda":
+                conds += [f"not {a}.is_cuda", f"{a}.data_ptr() % 16"]  # triton assumes 16-byte alignment
+            else:
+                env[f"V{i}"] = device
+                conds.append(f"{a}.device.type != V{i}")
+            want_grad = bool(g.get("requires_grad")) and self.train
+            conds.append(f"{a}.requires_grad" if not want_grad else f"not {a}.requires_grad")
+            layout = g.get("layout", "contiguous")
+            if layout == "contiguous":
+                conds.append(f"not {a}.is_contiguous()")
+            elif layout == {"order": [0, 2, 3, 1]}:
+                conds.append(f"not {a}.is_contiguous(memory_format=CL)")
+            elif "stride" in layout:
+                env[f"T{i}"] = tuple(layout["stride"])
+                conds.append(f"{a}.layout is not STRIDED or {a}.stride() != T{i}")
+            else:
+                conds.append("True")  # other dense orders: the full check
+            if all(isinstance(size, int) for size in g["shape"]):
+                env[f"S{i}"] = torch.Size(g["shape"])
+                conds.append(f"{a}.shape != S{i}")
+                lines.append(f"    if {' or '.join(conds)}:")
+                lines.append("        return None")
+                continue
             lines.append(f"    if {' or '.join(conds)}:")
             lines.append("        return None")
             lines.append(f"    s = {a}.shape")
@@ -242,34 +272,6 @@ class Guard:
                 lines.append(f"    {var} = s[{d}]")
                 bound = f"{var} < {lo}" + (f" or {var} > {hi}" if hi is not None else "")
                 lines.append(f"    if {bound}:")
-                lines.append("        return None")
-            device = g["device"]
-            if device == "cpu":
-                lines.append(f"    if not {a}.is_cpu:")
-            elif device == "cuda":
-                lines.append(f"    if not {a}.is_cuda:")
-            else:
-                env[f"V{i}"] = device
-                lines.append(f"    if {a}.device.type != V{i}:")
-            lines.append("        return None")
-            # requires_grad as compiled (training) or False (inference); anything else
-            # may still pass under no_grad: the full check decides
-            want_grad = bool(g.get("requires_grad")) and self.train
-            lines.append(f"    if {a}.requires_grad is not {want_grad}:")
-            lines.append("        return None")
-            layout = g.get("layout", "contiguous")
-            if layout == "contiguous":
-                lines.append(f"    if not {a}.is_contiguous():")
-            elif layout == {"order": [0, 2, 3, 1]}:
-                lines.append(f"    if not {a}.is_contiguous(memory_format=CL):")
-            elif "stride" in layout:
-                env[f"S{i}"] = tuple(layout["stride"])
-                lines.append(f"    if {a}.layout is not STRIDED or {a}.stride() != S{i}:")
-            else:
-                lines.append("    if True:")  # other dense orders: the full check
-            lines.append("        return None")
-            if device == "cuda":  # triton kernels assume 16-byte aligned inputs
-                lines.append(f"    if {a}.data_ptr() % 16:")
                 lines.append("        return None")
         lines.append(f"    return [{', '.join(names)}]")
         exec(compile("\n".join(lines), "<aotpack guard>", "exec"), env)  # noqa: S102 - generated above

@@ -170,6 +170,7 @@ class Loaded:
         self.manifest = manifest
         self.path = path
         self._variants = variants
+        self._single = variants[0] if len(variants) == 1 and variants[0].state is None else None
         self._out_spec = manifest["program"]["out_spec"]
         self._result = _unflattener(self._out_spec)
         self._check_guards = check_guards
@@ -181,9 +182,8 @@ class Loaded:
         return [v.name for v in self._variants]
 
     def __call__(self, *args, **kwargs):
-        variants = self._variants
-        if len(variants) == 1 and variants[0].state is None:  # the common case: no list of failures to build
-            v = variants[0]
+        v = self._single
+        if v is not None:  # the common case: one variant, nothing bound to check, no list of failures
             flat = v.fast(args, kwargs) if self._check_guards else None
             if flat is None:
                 try:
@@ -191,6 +191,7 @@ class Loaded:
                 except Mismatch as m:
                     raise self._guard_error([(v, m)], args, kwargs) from None
             return self._result(v.fn(v.weights + flat))
+        variants = self._variants
         if self._check_guards:
             for v in variants:
                 flat = v.fast(args, kwargs)
