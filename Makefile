@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_TOOLS := redis-server chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench clean system-tools
+.PHONY: demo test lint bench clean system-tools compat
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,5 +51,20 @@ bench: $(STAMP) system-tools
 	$(BIN)/python bench/train_start.py
 	$(BIN)/python bench/trace_overhead.py
 
+# The newest torch with timm and torchvision built for it, in a second venv: the whole
+# suite plus the vision models (tests/test_vision.py). Not part of CI (a CUDA build of
+# several GB; torchvision from PyPI does not load beside the local CPU torch 2.13).
+COMPAT_VENV  := .venv-compat
+COMPAT_TORCH := torch==2.14.1 torchvision==0.29.1
+$(COMPAT_VENV)/.installed: pyproject.toml Makefile
+	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q $(COMPAT_TORCH) timm 2>&1 | grep -v '^WARNING: Location' || true
+	$(COMPAT_VENV)/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(COMPAT_VENV)/bin/python -c "import torch, torchvision, timm, aotpack; print('compat:', torch.__version__, torchvision.__version__, timm.__version__)"
+	touch $@
+
+compat: $(COMPAT_VENV)/.installed system-tools
+	$(COMPAT_VENV)/bin/python -m pytest -m "not cuda" tests
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) build dist src/*.egg-info .pytest_cache

@@ -40,18 +40,18 @@ def done(out):
 
 EAGER = r"""
 import zoo
-from safetensors.torch import load_file
+from safetensors.torch import load_model
 model, kwargs = zoo.build(sys.argv[1])
-model.load_state_dict(load_file(sys.argv[2]))
+load_model(model, sys.argv[2])
 with torch.no_grad():
     done(model(**kwargs))
 """
 
 COMPILED = r"""
 import zoo
-from safetensors.torch import load_file
+from safetensors.torch import load_model
 model, kwargs = zoo.build(sys.argv[1])
-model.load_state_dict(load_file(sys.argv[2]))
+load_model(model, sys.argv[2])
 with torch.no_grad():
     done(torch.compile(model)(**kwargs))
 """
@@ -84,14 +84,14 @@ def steady(fn, kwargs, n=30) -> float:
 
 def run_model(name: str, work: str) -> dict:
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file, save_model
 
     import aotpack
     import zoo
 
     model, kwargs = zoo.build(name)
     weights = os.path.join(work, f"{name}.safetensors")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    save_model(model, weights)  # tied weights (GPT-2's lm_head) stored once
     tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
     others = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
     inputs = os.path.join(work, f"{name}.inputs.safetensors")

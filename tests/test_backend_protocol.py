@@ -1,6 +1,8 @@
 """The Backend protocol: a user backend compiles, is recorded, and loads in a fresh process."""
 
 import json
+import os
+import pathlib
 
 import pytest
 import torch
@@ -22,6 +24,13 @@ def test_custom_backend_round_trip(tmp_path):
     assert manifest["variants"][0]["backend"] == "counting-interpreter"
     assert manifest["variants"][0]["backend_entry"] == "custom_backend:CountingInterpreter"
     torch.save((x, y), tmp_path / "xy.pt")
+    # a fresh process finds the backend in the 'aotpack.backends' entry-point group of an
+    # installed distribution (here a .dist-info on sys.path), as a plugin package declares it
+    site = tmp_path / "site"
+    info = site / "counting_backend-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: counting-backend\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[aotpack.backends]\ncounting-interpreter = custom_backend:CountingInterpreter\n")
     code = (
         "import sys, json, torch, aotpack\n"
         f"x, y = torch.load({str(tmp_path / 'xy.pt')!r})\n"
@@ -30,10 +39,27 @@ def test_custom_backend_round_trip(tmp_path):
         "import custom_backend\n"
         "print(json.dumps({'out': out.tolist(), 'calls': custom_backend.CountingInterpreter.calls}))\n"
     )
-    proc = run_fresh(["-c", code], env={"PYTHONPATH": str(__import__("pathlib").Path(__file__).parent)})
+    tests = str(pathlib.Path(__file__).parent)
+    proc = run_fresh(["-c", code], env={"PYTHONPATH": f"{site}{os.pathsep}{tests}"})
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["calls"] == 1
     torch.testing.assert_close(torch.tensor(result["out"]), 2.0 * f(x, y))
+    # without the plugin installed: refused, and the recorded module is never imported
+    proc = run_fresh(["-c", code], env={"PYTHONPATH": tests}, check=False)
+    assert proc.returncode != 0
+    assert "'counting-interpreter' (custom_backend:CountingInterpreter) is not available" in proc.stderr
+
+
+def test_package_never_imports_the_module_it_names(tmp_path):
+    """A manifest naming a module in the working folder (a stray evilmod.py) runs nothing."""
+    path = aotpack.compile(f, (torch.randn(4), torch.randn(4)), backend=CountingInterpreter()).save(tmp_path / "f.aot")
+    (tmp_path / "custom_backend.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('imported')\n")
+    code = (f"import aotpack\ntry:\n    aotpack.load({str(path)!r})\nexcept aotpack.AotpackError as e:\n"
+            "    print(type(e).__name__)\n"
+            f"print(aotpack.verify({str(path)!r})['ok'])\n")
+    out = run_fresh(["-c", code], cwd=str(tmp_path)).stdout.split()
+    assert out == ["IncompatibleError", "False"]
+    assert not (tmp_path / "ran").exists()
 
 
 def test_backend_passed_at_load(tmp_path):
@@ -42,8 +68,9 @@ def test_backend_passed_at_load(tmp_path):
 
     path = aotpack.compile(f, (torch.randn(4), torch.randn(4)), backend=Renamed()).save(tmp_path / "r.aot")
     # Renamed is local to this test: its recorded entry cannot be imported...
-    with pytest.raises(aotpack.AotpackError, match="cannot be loaded here"):
+    with pytest.raises(aotpack.AotpackError, match="'renamed' .* is not available here"):
         aotpack.load(path)
+    assert aotpack.verify(path, backends=[Renamed()])["ok"] and not aotpack.verify(path)["ok"]
     # ...but the caller can hand it over.
     fn = aotpack.load(path, backends=[Renamed()])
     x, y = torch.randn(4), torch.randn(4)

@@ -96,6 +96,20 @@ def test_missing_storages_give_deterministic_random(tmp_path, capsys):
     assert set(first[1].tolist()) <= {True, False}
 
 
+def test_damaged_storage_is_a_clear_error(tmp_path):
+    w = InputWriter(str(tmp_path))
+    w.value("x", torch.arange(16.0))
+    ns = {"torch": torch}
+    exec(w.load_args_source(), ns)
+    torch.testing.assert_close(ns["load_args"](InputReader(str(tmp_path)))[0], torch.arange(16.0))
+    (stored,) = (tmp_path / "storages").iterdir()
+    data = bytearray(stored.read_bytes())
+    data[5] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match=r"storage .* is damaged: its bytes hash to"):
+        ns["load_args"](InputReader(str(tmp_path)))
+
+
 # -- repro.py ------------------------------------------------------------------------
 
 def f_single(x, y):

@@ -194,10 +194,11 @@ def inspect(path: str | os.PathLike) -> Inspection:
         return Inspection(os.fspath(path), r.manifest, sizes, problem)
 
 
-def verify(path: str | os.PathLike) -> dict:
-    """Check a package's integrity and whether each variant can run on this machine.
+def verify(path: str | os.PathLike, backends=()) -> dict:
+    """Check a package's integrity and whether each variant can run on this machine,
+    with the checks load makes (backend available, versions, machine, device, ops).
 
-    Nothing in the package is executed. Returns ``{"ok": bool, "integrity": None | str,
+    Nothing in the package is executed; ``backends`` as for ``aotpack.load``. Returns ``{"ok": bool, "integrity": None | str,
     "variants": {name: [problems...]}}``; ``ok`` means the file is intact and at least
     one variant runs here.
 
@@ -213,6 +214,6 @@ def verify(path: str | os.PathLike) -> dict:
             integrity = None
         except Exception as e:  # noqa: BLE001 - reported, not raised
             integrity = str(e)
-        variants = {v["name"]: incompatibilities(r.manifest, v) for v in r.manifest["variants"]}
+        variants = {v["name"]: incompatibilities(r.manifest, v, backends) for v in r.manifest["variants"]}
     ok = integrity is None and any(not p for p in variants.values())
     return {"ok": ok, "integrity": integrity, "variants": variants}

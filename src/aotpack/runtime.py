@@ -246,9 +246,19 @@ class Loaded:
         return f"<aotpack.Loaded {self.__name__} variants={self.variants}>"
 
 
-def incompatibilities(manifest: dict, variant: dict) -> list[str]:
-    """Why ``variant`` cannot run here (empty if it can)."""
+def incompatibilities(manifest: dict, variant: dict, backends: Sequence = ()) -> list[str]:
+    """Why ``variant`` cannot run here (empty if it can): the checks load makes before
+    using it (backend available, torch/machine/CPU/GPU, device present, ops registered)."""
+    from .backends import find_backend
+
     problems = []
+    try:
+        if find_backend(variant["backend"], backends) is None:
+            entry = f" ({variant['backend_entry']})" if variant.get("backend_entry") else ""
+            problems.append(f"backend: {variant['backend']!r}{entry} is not available here (pass load(..., "
+                            "backends=[...]) or install it in the 'aotpack.backends' entry-point group)")
+    except Exception as e:  # noqa: BLE001 - a plugin that fails to load is a reason, not a crash
+        problems.append(f"backend: {variant['backend']!r} fails to load: {type(e).__name__}: {e}")
     if variant["backend"] == "aoti":
         built = variant.get("torch", manifest["versions"]["torch"])
         if built != compat.torch_version():
@@ -396,11 +406,11 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         for v in sorted(manifest["variants"], key=_specificity):
             if variants is not None and v["name"] not in variants:
                 continue
-            why = incompatibilities(manifest, v)
+            why = incompatibilities(manifest, v, backends)
             files = _VariantFiles(reader, v)
             if not why:
                 reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]])
-            if why and on_mismatch == "rebuild" and _rebuildable(v):
+            if why and on_mismatch == "rebuild" and _rebuildable(v) and not any(p.startswith("backend:") for p in why):
                 from .rebuild import rebuild_variant
 
                 warnings.warn(f"aotpack: variant {v['name']} of {path} was built for another machine or torch ("

@@ -25,14 +25,19 @@ Example (a backend that runs the graph eagerly through fx):
     ...         ...
     >>> pkg = aotpack.compile(fn, (x,), backend=Interp())           # doctest: +SKIP
 
-Packages record the backend's name and, for backends outside aotpack, the module that
-defines it (``module:qualname``). ``aotpack.load`` finds it among the built-in backends,
-those passed as ``load(..., backends=[...])``, or by importing that module.
+Packages record the backend's name and, for backends outside aotpack, where it was
+defined (``module:qualname``, shown by ``aotpack inspect``; informational). ``aotpack.load``
+finds a backend by name among those passed as ``load(..., backends=[...])``, the
+built-in ones, and those installed in the ``aotpack.backends`` entry-point group (the
+Python plugin convention: a distribution declares
+``[project.entry-points."aotpack.backends"] my-backend = "mypkg.backend:MyBackend"``).
+A package never makes aotpack import a module it names: a manifest is data, and an
+import runs code (a stray ``evilmod.py`` in the working folder would otherwise serve
+every call).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -41,7 +46,8 @@ import torch
 
 from ..errors import AotpackError
 
-__all__ = ["Backend", "Compiled", "VariantFiles", "get_backend", "backend_entry", "BUILTIN"]
+__all__ = ["Backend", "Compiled", "VariantFiles", "get_backend", "find_backend", "backend_entry", "BUILTIN",
+           "ENTRY_POINT_GROUP"]
 
 
 @dataclass
@@ -77,6 +83,7 @@ class Backend(Protocol):
 
 
 BUILTIN = ("aoti", "inductor", "eager")
+ENTRY_POINT_GROUP = "aotpack.backends"
 
 
 def backend_entry(backend) -> str | None:
@@ -86,15 +93,9 @@ def backend_entry(backend) -> str | None:
     return f"{type(backend).__module__}:{type(backend).__qualname__}"
 
 
-def get_backend(name, entry: str | None = None, extra: Sequence = ()):
-    """The backend object for ``name`` (a built-in name, or a Backend instance)."""
-    if not isinstance(name, str):
-        if not isinstance(name, Backend):
-            raise AotpackError(
-                f"backend {name!r} does not follow the Backend protocol",
-                hint="give it a name attribute and compile(captured, options) / load(files) methods",
-            )
-        return name
+def find_backend(name: str, extra: Sequence = ()):
+    """The backend called ``name``: one of ``extra``, a built-in, or one installed in the
+    ``aotpack.backends`` entry-point group; None if there is none."""
     for b in extra:
         if getattr(b, "name", None) == name:
             return b
@@ -110,19 +111,35 @@ def get_backend(name, entry: str | None = None, extra: Sequence = ()):
         from .inductor import Inductor
 
         return Inductor()
-    if entry:
-        module, _, qualname = entry.partition(":")
-        try:
-            obj = importlib.import_module(module)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
-            return obj()
-        except Exception as e:  # noqa: BLE001 - any failure means "not available here"
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()()
+    return None
+
+
+def get_backend(name, entry: str | None = None, extra: Sequence = ()):
+    """The backend object for ``name`` (a name, or a Backend instance); AotpackError if
+    no backend of that name is available here. ``entry`` (where the package says the
+    backend was defined) is only quoted in the error, never imported."""
+    if not isinstance(name, str):
+        if not isinstance(name, Backend):
             raise AotpackError(
-                f"the package's backend {name!r} ({entry}) cannot be loaded here: {type(e).__name__}: {e}",
-                hint=f"install the module that defines it, or pass aotpack.load(path, backends=[{qualname}()])",
-            ) from None
+                f"backend {name!r} does not follow the Backend protocol",
+                hint="give it a name attribute and compile(captured, options) / load(files) methods",
+            )
+        return name
+    try:
+        found = find_backend(name, extra)
+    except Exception as e:  # noqa: BLE001 - an installed plugin that fails to load
+        raise AotpackError(f"backend {name!r} is installed in the {ENTRY_POINT_GROUP!r} entry-point group but fails "
+                           f"to load: {type(e).__name__}: {e}", hint="reinstall the package that provides it") from e
+    if found is not None:
+        return found
+    where = f" (defined as {entry} where it was compiled)" if entry else ""
     raise AotpackError(
-        f"unknown backend {name!r}",
-        hint=f"use one of {', '.join(BUILTIN)}, or pass an object with name/compile/load",
+        f"backend {name!r}{where} is not available here: aotpack never imports a module a package names",
+        hint=f"pass aotpack.load(path, backends=[...]) with an object named {name!r}, or install a package that "
+             f"registers it in the {ENTRY_POINT_GROUP!r} entry-point group (built-in: {', '.join(BUILTIN)})",
     )

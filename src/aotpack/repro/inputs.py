@@ -193,6 +193,7 @@ class InputReader:
     """
 
     warned = False  # once per process, however many readers a script makes
+    unverified = False
 
     def __init__(self, save_dir=None):
         self.save_dir = save_dir
@@ -208,6 +209,7 @@ class InputReader:
                 storage = torch.UntypedStorage(0)
             else:
                 storage = torch.UntypedStorage.from_file(path, False, nbytes)  # private memory map
+                self._verify(storage, digest, path)
             return storage if device == "cpu" else storage.to(device=device)
         self.missing += 1
         if not InputReader.warned:
@@ -215,6 +217,26 @@ class InputReader:
             print(f"aotpack repro: storage {digest[:12]}... not found under {self.save_dir!r}; "
                   "using deterministic random data for missing inputs", file=_sys.stderr)
         return self._random(digest, nbytes, device, dtype_hint or torch.uint8)
+
+    @staticmethod
+    def _verify(storage, digest, path):
+        """A storage is named by the XXH3-128 of its bytes: check it before use (xxhash
+        is aotpack's dependency; a script run with torch alone says it cannot check)."""
+        try:
+            import xxhash
+        except ImportError:
+            if not InputReader.unverified:
+                InputReader.unverified = True
+                import sys as _sys
+
+                print("aotpack repro: xxhash is not installed, storages are used without checking their names",
+                      file=_sys.stderr)
+            return
+        data = memoryview(torch.empty(0, dtype=torch.uint8).set_(storage).numpy())
+        got = xxhash.xxh3_128_hexdigest(data)
+        if got != digest:
+            raise RuntimeError(f"aotpack repro: storage {path} is damaged: its bytes hash to {got[:12]}..., its name "
+                               f"says {digest[:12]}...; restore it, or delete it to run on deterministic random data")
 
     @staticmethod
     def _random(digest, nbytes, device, dtype):
