@@ -135,3 +135,64 @@ def test_every_format_version_still_loads():
         out = fn(io["x"], {"w": io["w"]}, scale=2.0)
         torch.testing.assert_close(out["y"], io["y"])
         torch.testing.assert_close(out["parts"][0], io["p0"])
+
+
+# -- files: modes, symlinks, stale temps, concurrent writers ---------------------------
+
+def _double(x):
+    return x * 2
+
+
+def test_saved_files_follow_umask_keep_mode_and_write_through_symlinks(tmp_path):
+    import stat
+
+    pkg = aotpack.compile(_double, (torch.randn(3),), backend="eager")
+    old = os.umask(0o022)
+    try:
+        path = pkg.save(tmp_path / "a.aot")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    os.chmod(path, 0o640)
+    aotpack.add_variant(path, _double, (torch.randn(5),), name="b5", backend="eager")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # a rewrite keeps the file's mode
+    link = tmp_path / "link.aot"
+    link.symlink_to(path)
+    pkg.save(link)
+    assert link.is_symlink() and aotpack.load(link).variants == ["default"]
+
+
+def test_stale_temp_of_a_dead_writer_is_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".aotpack-{dead.stdout.strip()}-x.tmp"
+    stale.write_bytes(b"half a package")
+    aotpack.compile(_double, (torch.randn(3),), backend="eager").save(tmp_path / "a.aot")
+    assert not stale.exists()
+
+
+ADD = r"""
+import sys, torch, aotpack
+def double(x):
+    return x * 2
+aotpack.add_variant(sys.argv[1], double, (torch.randn(int(sys.argv[2])),), name=f"n{sys.argv[2]}", backend="eager")
+"""
+
+
+def test_concurrent_add_variant_loses_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    path = aotpack.compile(_double, (torch.randn(3),), backend="eager").save(tmp_path / "a.aot")
+    procs = [subprocess.Popen([sys.executable, "-c", ADD, str(path), str(n)]) for n in (4, 5, 6)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    assert sorted(aotpack.load(path).variants) == ["default", "n4", "n5", "n6"]
+
+
+def test_a_loaded_package_survives_the_file_being_replaced(tmp_path):
+    path = aotpack.compile(_double, (torch.randn(3),), backend="eager").save(tmp_path / "a.aot")
+    fn = aotpack.load(path)
+    aotpack.add_variant(path, _double, (torch.randn(5),), name="b5", backend="eager")
+    torch.testing.assert_close(fn(torch.ones(3)), torch.full((3,), 2.0))

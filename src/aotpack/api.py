@@ -97,11 +97,14 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     Example:
         >>> aotpack.add_variant("mlp.aot", model, (torch.randn(1, 512),), name="b1")  # doctest: +SKIP
     """
-    pkg = Package.open(path)
+    from .package.writer import locked
+
     v = dict(name=name, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
     captured, be, compiled = _build(v, strict, progress or (lambda line: None), cache)
-    pkg.add_variant(captured, name, be, compiled, examples=examples)
-    pkg.save(path)
+    with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
+        pkg = Package.open(path)
+        pkg.add_variant(captured, name, be, compiled, examples=examples)
+        pkg.save(path)
     return pkg
 
 

@@ -93,8 +93,13 @@ def _rebuildable(variant: dict) -> bool:
 def _rewrite(path, rebuilt: dict) -> None:
     """Put rebuilt variants' files into the package file, atomically."""
     from .package import Package
+    from .package.writer import locked
 
-    pkg = Package.open(path)
+    with locked(path):
+        _rewrite_locked(Package.open(path), path, rebuilt)
+
+
+def _rewrite_locked(pkg, path, rebuilt: dict) -> None:
     for name, (_, compiled) in rebuilt.items():
         prefix = fmt.variant_dir(name)
         entry = next(v for v in pkg.manifest["variants"] if v["name"] == name)

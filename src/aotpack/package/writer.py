@@ -8,9 +8,11 @@ memory-mapped can produce a file of zeros.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 import zipfile
@@ -33,9 +35,58 @@ def _aligned_info(name: str, offset: int, size: int) -> zipfile.ZipInfo:
     return info
 
 
+def _mode_for(path: str) -> int:
+    """The file mode a save gives: the existing file's (a rewrite keeps a deployed 0644
+    package 0644), else what the umask allows, as ``open()`` would create it."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _remove_stale_temps(folder: str) -> None:
+    """Temp files of saves whose process died (killed mid-write) are removed: each is
+    named ``.aotpack-<pid>-*.tmp`` and its writer no longer runs."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(".aotpack-") and name.endswith(".tmp")):
+            continue
+        pid = name.split("-")[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+        except PermissionError:  # another user's live process
+            pass
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike):
+    """Serialize read-modify-write of one package file (add_variant, rebuild) between
+    processes: an exclusive ``flock`` on ``.<name>.lock`` beside it."""
+    import fcntl
+
+    real = os.path.realpath(os.fspath(path))
+    lock = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, bytes]) -> None:
     """Write ``manifest`` (members' hashes added) and ``members`` to ``path`` atomically."""
-    path = os.fspath(path)
+    path = os.path.realpath(os.fspath(path))  # through a symlink to its target: the link stays
     manifest = dict(manifest)
     manifest["members"] = {
         name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for name, data in members.items()
@@ -48,8 +99,11 @@ def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, by
         from ..errors import AotpackError
 
         raise AotpackError(f"cannot save {path}: the folder {folder} does not exist", hint="create it first")
-    fd, tmp = tempfile.mkstemp(prefix=".aotpack-", suffix=".tmp", dir=folder)
+    _remove_stale_temps(folder)
+    mode = _mode_for(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".aotpack-{os.getpid()}-", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
                 for name, data in [(fmt.MANIFEST, blob), *members.items()]:
