@@ -304,3 +304,17 @@ def test_sparse_input_to_dense_package_refused(tmp_path):
         fn(sparse)
     with pytest.raises(aotpack.CaptureError, match="sparse_coo tensor"):
         aotpack.compile(affine, (sparse,), backend="eager")
+
+
+def test_variant_compiled_for_the_callers_layout_runs_without_a_copy(tmp_path):
+    pkg = aotpack.compile(affine, (torch.randn(4, 6),), backend="eager",
+                          variants=[{"name": "t", "args": (transposed(),)}])
+    fn = aotpack.load(pkg.save(tmp_path / "two.aot"))
+    calls = []
+    for v in fn._variants:
+        inner = v.fn
+        v.fn = lambda flat, inner=inner, name=v.name: calls.append((name, flat[0].stride())) or inner(flat)
+    x = transposed()
+    torch.testing.assert_close(fn(x), affine(x))
+    torch.testing.assert_close(fn(x.contiguous()), affine(x))
+    assert calls == [("t", (1, 4)), ("default", (6, 1))]  # each ran its own layout, no copy

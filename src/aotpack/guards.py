@@ -324,10 +324,12 @@ class Guard:
         return out
 
     # -- checking ---------------------------------------------------------------------
-    def check(self, args: tuple, kwargs: dict, tensors: bool = True) -> list[torch.Tensor]:
+    def check(self, args: tuple, kwargs: dict, tensors: bool = True, adapt: bool = True) -> list[torch.Tensor]:
         """Flat input tensors if the call matches; raises Mismatch (or GuardError) if not.
 
-        ``tensors=False`` checks only binding and structure (``load(check_guards=False)``).
+        ``tensors=False`` checks only binding and structure (``load(check_guards=False)``);
+        ``adapt=False`` refuses an input in another memory layout instead of copying it
+        (dispatch first looks for a variant compiled for the caller's layouts).
         """
         values = self.bind(args, kwargs)
         if self._tensors_only:
@@ -354,7 +356,7 @@ class Guard:
             try:
                 if grad:
                     self._check_requires_grad(i, t)
-                flat[i] = self._check_layout(i, t)
+                flat[i] = self._check_layout(i, t, adapt)
             except Mismatch as m:
                 m.parts[:0] = self._tensor_path(i)
                 raise
@@ -378,7 +380,7 @@ class Guard:
                    "no gradient was compiled for it: compile a variant with an example that requires grad")
             raise Mismatch([_Attr(".requires_grad")], f"{want} ({why})", str(t.requires_grad))
 
-    def _check_layout(self, i: int, t: Tensor) -> Tensor:
+    def _check_layout(self, i: int, t: Tensor, adapt: bool = True) -> Tensor:
         """``t``, or a copy of it in the compiled layout; Mismatch where no copy may be made."""
         if (i, "layout") in self.dropped:
             return t
@@ -387,6 +389,8 @@ class Guard:
         aligned = g["device"] != "cuda" or t.data_ptr() % 16 == 0
         if aligned and layouts.matches(t, want):
             return t
+        if not adapt:
+            raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}")
         if i in self.pinned or not layouts.can_adapt(want):
             why = ("the program changes it in place" if i in self.mutated else
                    "an output is a view of it" if i in self.pinned else "its elements overlap")

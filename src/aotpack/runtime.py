@@ -202,6 +202,15 @@ class Loaded:
                 flat = v.fast(args, kwargs)
                 if flat is not None and (v.state is None or v.state() is None):
                     return self._result(v.fn(v.weights + flat))
+        if len(variants) > 1 and self._check_guards:
+            # a variant compiled for the caller's memory layouts, before one that copies
+            for v in variants:
+                try:
+                    flat = v.guard.check(args, kwargs, adapt=False)
+                    if v.state is None or v.state() is None:
+                        return self._result(v.fn(v.weights + flat))
+                except Mismatch:
+                    continue
         failures = []
         for v in variants:
             try:
@@ -276,7 +285,9 @@ def incompatibilities(manifest: dict, variant: dict, backends: Sequence = ()) ->
         have = torch.backends.cpu.get_cpu_capability()
         if variant.get("device", "cpu") == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
             problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
-    missing = [op for op in variant.get("meta", {}).get("proxy_ops", []) if not compat.op_available(op)]
+    meta = variant.get("meta", {})
+    ops = [*meta.get("proxy_ops", []), *meta.get("fw", {}).get("proxy_ops", []), *meta.get("bw", {}).get("proxy_ops", [])]
+    missing = [op for op in dict.fromkeys(ops) if not compat.op_available(op)]
     if missing:
         problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
                         "(import the library that defines them before loading)")
