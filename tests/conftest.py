@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+# load remembers verified files (package/reader.py); the tests keep that out of ~/.cache
+os.environ.setdefault("AOTPACK_VERIFIED_DIR", tempfile.mkdtemp(prefix="aotpack-test-verified-"))
 
 
 def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = None, timeout: int = 600,

@@ -196,3 +196,37 @@ def test_a_loaded_package_survives_the_file_being_replaced(tmp_path):
     fn = aotpack.load(path)
     aotpack.add_variant(path, _double, (torch.randn(5),), name="b5", backend="eager")
     torch.testing.assert_close(fn(torch.ones(3)), torch.full((3,), 2.0))
+
+
+def test_verification_is_remembered_per_file_identity(tmp_path, monkeypatch):
+    """A big member is hashed at the first load of a file, not again while the file is
+    unchanged; any write to it (ctime) makes load hash it again and catch the damage."""
+    from aotpack.package import reader as reader_module
+
+    monkeypatch.setenv("AOTPACK_VERIFIED_DIR", str(tmp_path / "verified"))
+    model = torch.nn.Linear(1024, 512)  # 2 MB of weights
+    path = aotpack.compile(model, (torch.randn(2, 1024),), backend="eager").save(tmp_path / "big.aot")
+    hashed = []
+    real = reader_module.hashlib.sha256
+
+    def counting(data=b""):
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(reader_module.hashlib, "sha256", counting)
+    aotpack.load(path)
+    assert max(hashed) >= 2 << 20  # the weights were hashed
+    hashed.clear()
+    aotpack.load(path)
+    assert all(n < 1 << 20 for n in hashed)  # ...and not again
+    st = os.stat(path)
+    with reader_module.PackageReader(path) as r:
+        offset, size = r._members[fmt.WEIGHTS]
+    with open(path, "r+b") as f:  # damage one weight byte, then put the mtime back
+        f.seek(offset + size - 100)
+        byte = f.read(1)
+        f.seek(offset + size - 100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(aotpack.IntegrityError, match="weights.safetensors"):
+        aotpack.load(path)

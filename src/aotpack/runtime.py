@@ -412,7 +412,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         # Verify what this load uses, each member before its first use: the weights, then
         # each loaded variant's files. Examples and programs are checked where they are
         # read (rebuild, repro) and by `aotpack verify`.
-        reader.verify([fmt.WEIGHTS])
+        reader.verify([fmt.WEIGHTS], remember=True)
         manifest = reader.manifest
         program = manifest["program"]
         tree.check_types(program["out_spec"], allow_modules)
@@ -425,7 +425,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             why = incompatibilities(manifest, v, backends)
             files = _VariantFiles(reader, v)
             if not why:
-                reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]])
+                reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]], remember=True)
             if why and on_mismatch == "rebuild" and _rebuildable(v) and not any(p.startswith("backend:") for p in why):
                 from .rebuild import rebuild_variant
 

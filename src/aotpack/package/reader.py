@@ -5,6 +5,16 @@ JSON (never unpickled), and members are checked against the hashes it lists. The
 is memory-mapped copy-on-write, so weights become tensors over the mapped pages
 without a copy, and a caller writing into a weight never touches the file.
 
+Verified once per file: hashing a multi-GB weights member at every start would cost
+seconds. After a member's hash has matched, load remembers it under the file's
+identity (device, inode, size, mtime and *ctime*: ctime changes on any write to the
+file and no user can set it back) in ``~/.cache/aotpack/verified/`` (or
+``$AOTPACK_VERIFIED_DIR``); the next load of the same unchanged file skips the hash.
+A changed, copied or replaced file has another identity and is hashed again. ``aotpack
+verify`` and ``inspect`` always hash; ``AOTPACK_VERIFY=always`` makes load hash too.
+Who can write to your cache folder can already run code as you, so remembering adds no
+way in (README, "Trust").
+
 Example:
     >>> with PackageReader("mlp.aot") as r:                    # doctest: +SKIP
     ...     r.verify()
@@ -27,6 +37,19 @@ from ..errors import FormatError, IntegrityError
 from . import format as fmt
 
 
+# Members smaller than this are hashed every time (microseconds); larger ones once per file.
+_REMEMBER_FROM = 1 << 20
+
+
+def _touch(path: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(path, "w"):
+            pass
+    except OSError:  # a read-only home: verify again next time
+        pass
+
+
 class PackageReader:
     """An open package file. ``manifest`` is available after construction."""
 
@@ -45,7 +68,8 @@ class PackageReader:
             raise
 
     def _open(self) -> None:
-        size = os.fstat(self._file.fileno()).st_size
+        self._stat = os.fstat(self._file.fileno())  # the identity verification is remembered under
+        size = self._stat.st_size
         if size == 0:
             raise FormatError(f"{self.path} is empty (0 bytes); it is not an aotpack package",
                               hint="the save may have been interrupted; compile and save it again")
@@ -135,8 +159,12 @@ class PackageReader:
             raise IntegrityError(f"{self.path} is missing members listed in its manifest: {sorted(missing)[:5]}",
                                  hint="copy the package again")
 
-    def verify(self, names=None) -> None:
-        """Check the sha256 of each member (all by default); IntegrityError on a mismatch."""
+    def verify(self, names=None, remember: bool = False) -> None:
+        """Check the sha256 of each member (all by default); IntegrityError on a mismatch.
+
+        ``remember=True`` (load's path): skip members already verified in this file as
+        it is now (see the module docstring), and remember those that pass."""
+        remember = remember and os.environ.get("AOTPACK_VERIFY") != "always"
         for name, rec in self.manifest["members"].items():
             if names is not None and name not in names:
                 continue
@@ -144,10 +172,26 @@ class PackageReader:
             if n != rec.get("size"):
                 raise IntegrityError(f"member {name!r} of {self.path} is {n} bytes, the manifest says {rec.get('size')} (tampered or truncated)",
                                      hint="copy the package again from a trusted source")
+            marker = self._marker(name, rec) if remember else None
+            if marker is not None and os.path.exists(marker):
+                continue
             digest = hashlib.sha256(memoryview(self._mm)[off:off + n]).hexdigest()
             if digest != rec.get("sha256"):
                 raise IntegrityError(f"member {name!r} of {self.path} does not match its sha256 (tampered or corrupt)",
                                      hint="copy the package again from a trusted source")
+            if marker is not None:
+                _touch(marker)
+
+    def _marker(self, name: str, rec: dict) -> str | None:
+        """Where "member ``name`` of this file, as it is now, matched" is remembered."""
+        if rec.get("size", 0) < _REMEMBER_FROM:
+            return None  # hashing it is cheaper than looking the marker up
+        st = self._stat
+        identity = (f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
+                    f"{name}:{rec.get('sha256')}")
+        folder = os.environ.get("AOTPACK_VERIFIED_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aotpack", "verified")
+        return os.path.join(folder, hashlib.sha256(identity.encode()).hexdigest())
 
     def names(self) -> list[str]:
         return list(self._members)
