@@ -78,12 +78,15 @@ def test_unresolvable_output_type_is_a_clear_error_at_load(tmp_path):
     one error naming the type and the way out; it never imports the module by itself."""
     model, kwargs = zoo.build("bert")
     path = aotpack.compile(model, (), kwargs, backend="eager").save(tmp_path / "bert.aot")
-    code = ("import sys, aotpack\n"
+    code = ("import sys, torch, aotpack\n"
             "try:\n    aotpack.load(sys.argv[1])\nexcept aotpack.AotpackError as e:\n    print(e)\n"
+            "out = aotpack.load(sys.argv[1], plain_types=True)(torch.randint(0, 100, (1, 8)))\n"
+            "print(type(out).__name__, sorted(out))\n"
             "print('transformers' in sys.modules)\n")
     lines = run_fresh(["-c", code, str(path)]).stdout.strip().splitlines()
     assert "BaseModelOutputWithPoolingAndCrossAttentions, which this process cannot rebuild" in lines[0]
     assert "allow_modules=['transformers.modeling_outputs']" in "\n".join(lines)
+    assert lines[-2] == "dict ['last_hidden_state', 'pooler_output']"  # asked for: plain dicts
     assert lines[-1] == "False"
 
 

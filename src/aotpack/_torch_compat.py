@@ -477,3 +477,41 @@ def pytree_types() -> list[type]:
     from torch.utils import _pytree
 
     return list(_pytree.SUPPORTED_NODES)
+
+
+def sym_expr(size):
+    """The sympy expression of a SymInt (``s0``, ``2*s0``).
+
+    Private: ``SymInt.node.expr`` (2.11-2.13), the symbolic-shapes node behind a SymInt.
+    """
+    return size.node.expr
+
+
+def aot_export_joint(fn, primals: list):
+    """AOT autograd's joint forward + backward graph of ``fn`` on ``primals``.
+
+    Private: ``torch._functorch.aot_autograd.aot_export_joint_simple`` (2.11-2.13).
+    """
+    from torch._functorch.aot_autograd import aot_export_joint_simple
+
+    return aot_export_joint_simple(fn, primals, trace_joint=True)
+
+
+def partition_joint(joint, inputs: list, num_fwd_outputs: int):
+    """(forward, backward) cut from a joint graph by torch.compile's min-cut partitioner.
+
+    Private: ``torch._functorch.partitioners.min_cut_rematerialization_partition`` (2.11-2.13).
+    """
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    return min_cut_rematerialization_partition(joint, inputs, num_fwd_outputs=num_fwd_outputs)
+
+
+def inductor_config_patch(options: dict):
+    """A context manager setting inductor config values (``{"max_autotune": True}``).
+
+    Private: ``torch._inductor.config.patch`` (2.11-2.13).
+    """
+    import torch._inductor.config as config
+
+    return config.patch(options)

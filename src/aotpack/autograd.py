@@ -211,9 +211,6 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         >>> jc = aotpack.autograd.capture_joint(torch.nn.Linear(4, 2), (torch.randn(3, 4),))
         >>> print(jc.backward.code)                                # doctest: +SKIP
     """
-    from torch._functorch.aot_autograd import aot_export_joint_simple
-    from torch._functorch.partitioners import min_cut_rematerialization_partition
-
     from . import _torch_compat as compat
     from .capture import capture
 
@@ -239,7 +236,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
                            hint="compile with train=False, or make parameters/inputs require grad")
     try:
         with compat.quiet_export_logs():
-            joint = aot_export_joint_simple(run, primals, trace_joint=True)
+            joint = compat.aot_export_joint(run, primals)
     except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
         raise CaptureError(f"AOT autograd could not trace the backward of {captured.name}: "
                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
@@ -251,7 +248,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     n_tangent_inputs = sum(1 for n in joint.graph.nodes if n.op == "placeholder") - len(primals)
     if n_tangent_inputs != len(tangents):  # pragma: no cover - a torch change
         raise CaptureError(f"the joint graph takes {n_tangent_inputs} output grads, expected {len(tangents)}")
-    fw, bw = min_cut_rematerialization_partition(joint, [*primals, *tangents], num_fwd_outputs=len(outs))
+    fw, bw = compat.partition_joint(joint, [*primals, *tangents], len(outs))
     fw, bw = compat.plain_graph_module(fw), compat.plain_graph_module(bw)
     fw_out = next(n for n in fw.graph.nodes if n.op == "output").args[0]
     saved_nodes = list(fw_out[len(outs):])

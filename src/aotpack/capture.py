@@ -536,7 +536,7 @@ def _static(size) -> int | None:
     """The int value of a size, also of a SymInt that export specialized to a number."""
     if not isinstance(size, torch.SymInt):
         return int(size)
-    expr = size.node.expr
+    expr = compat.sym_expr(size)
     return int(expr) if getattr(expr, "is_number", False) else None
 
 
@@ -557,8 +557,8 @@ def _guard_dims(ep, user_nodes, flat_dyn, paths: list[str]):
             if name is None:
                 continue
             if _static(size) is None:
-                if str(size.node.expr).isidentifier():
-                    sym_names.setdefault(str(size.node.expr), name)
+                if str(compat.sym_expr(size)).isidentifier():
+                    sym_names.setdefault(str(compat.sym_expr(size)), name)
                     user_range[name] = (getattr(spec, "min", 0), getattr(spec, "max", None))
             else:
                 specialized.append(f"{name} ({path}.shape[{d}]) = {_static(size)}")
@@ -572,7 +572,7 @@ def _guard_dims(ep, user_nodes, flat_dyn, paths: list[str]):
             if _static(size) is not None:
                 shape.append(_static(size))
                 continue
-            expr = size.node.expr
+            expr = compat.sym_expr(size)
             if str(expr) in ranges and str(expr).isidentifier():
                 name = sym_names.setdefault(str(expr), f"dim{len(sym_names)}")
                 r = ranges[str(expr)]

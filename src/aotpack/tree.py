@@ -221,14 +221,21 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
     return encode_const(value, path), tensors
 
 
-def unflatten(spec: dict, tensors: list) -> Any:
-    """Rebuild the value that ``flatten`` described, taking tensors from ``tensors``."""
+def unflatten(spec: dict, tensors: list, plain: bool = False) -> Any:
+    """Rebuild the value that ``flatten`` described, taking tensors from ``tensors``.
+
+    ``plain=True``: registered pytree nodes come back as dicts (by their keys) and named
+    tuples as tuples, with no type to resolve (``load(..., plain_types=True)``)."""
     kind = spec["kind"]
     if kind == "tensor":
         return tensors[spec["index"]]
     if kind == "const":
         return decode_const(spec)
-    children = [unflatten(c, tensors) for c in spec["children"]]
+    children = [unflatten(c, tensors, plain) for c in spec["children"]]
+    if plain and kind == "namedtuple":
+        return tuple(children)
+    if plain and kind == "node":
+        return dict(zip(_node_keys(spec), children))
     if kind == "tuple":
         return tuple(children)
     if kind == "list":

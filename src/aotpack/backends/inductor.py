@@ -45,9 +45,7 @@ class Inductor:
                 raise CaptureError("the inductor backend does not support programs that mutate their inputs",
                                    hint="use backend='aoti' or 'eager'")
         gm = compat.plain_graph_module(ep.graph_module)
-        import torch._inductor.config as config
-
-        with config.patch(options or {}):
+        with compat.inductor_config_patch(options or {}):
             out = compat.inductor_compile(gm, captured.graph_args())
         files = {"output_code.py": out["source"].encode()}
         if out["constants"]:

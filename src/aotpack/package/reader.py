@@ -36,7 +36,6 @@ import torch
 from ..errors import FormatError, IntegrityError
 from . import format as fmt
 
-
 # Members smaller than this are hashed every time (microseconds); larger ones once per file.
 _REMEMBER_FROM = 1 << 20
 
