@@ -17,6 +17,7 @@ Errors print as ``error: ...`` and ``hint: ...`` with exit status 1, never a tra
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import os
 import sys
@@ -177,7 +178,7 @@ def _cmd_cache(a) -> int:
     elif a.action == "import":
         if len(a.keys) != 1:
             raise AotpackError("import takes one bundle file", hint="aotpack cache import bundle.aotc")
-        with open(a.keys[0], "rb") as f:
+        with open(_regular_file(a.keys[0]), "rb") as f:
             keys = store.import_bundle(f.read())
         print(f"imported {len(keys)} entries into {store.url}")
     return 0
@@ -274,12 +275,47 @@ def main(argv=None) -> int:
     try:
         return a.func(a)
     except AotpackError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"hint: {e.hint}", file=sys.stderr)
-        return 1
+        return _fail(e.message, e.hint or f"run `aotpack {a.cmd} --help`, or see the README")
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        return _fail(what, _OS_HINTS.get(e.errno, "check the path and its permissions"))
+    except Exception as e:  # noqa: BLE001 - the CLI prints one error line for any input, never a traceback
+        if os.environ.get("AOTPACK_DEBUG"):
+            raise
+        return _fail(f"{type(e).__name__}: {e}".splitlines()[0],
+                     "this looks like a bug in aotpack or in the program: rerun with AOTPACK_DEBUG=1 for the "
+                     "traceback and report it")
+
+
+_OS_HINTS = {
+    errno.ENOENT: "check the path: it does not exist",
+    errno.EACCES: "check the file's permissions",
+    errno.EPERM: "check the file's permissions",
+    errno.EISDIR: "pass a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EROFS: "write to a writable folder",
+    errno.ENOSPC: "free disk space and run it again (files already saved are unchanged: saves are atomic)",
+    errno.EEXIST: "choose another output path, or remove the existing one",
+}
+
+
+def _regular_file(path: str) -> str:
+    """``path`` if it is a regular file; AotpackError at once for a fifo, a device or a
+    folder (opening a fifo would wait forever for a writer)."""
+    import stat
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise AotpackError(f"{path} is not a regular file", hint="pass a file written by `aotpack cache export`")
+    return path
+
+
+def _fail(message: str, hint: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    print(f"hint: {hint}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

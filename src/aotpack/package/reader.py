@@ -27,6 +27,7 @@ import hashlib
 import json
 import mmap
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -55,11 +56,23 @@ class PackageReader:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         try:
+            mode = os.stat(self.path).st_mode  # stat never blocks; open() on a fifo would
+        except FileNotFoundError:
+            raise FormatError(f"no package at {self.path}", hint="check the path") from None
+        except OSError as e:
+            raise FormatError(f"cannot read {self.path}: {e.strerror}", hint="check the path and its permissions") \
+                from None
+        if stat.S_ISDIR(mode):
+            raise FormatError(f"{self.path} is a folder, not a package file", hint="pass the package file") from None
+        if not stat.S_ISREG(mode):
+            raise FormatError(f"{self.path} is not a regular file (a fifo, socket or device)",
+                              hint="pass a package file written by Package.save or `aotpack compile`")
+        try:
             self._file = open(self.path, "rb")
         except FileNotFoundError:
-            raise FormatError(f"no package at {self.path}") from None
-        except IsADirectoryError:
-            raise FormatError(f"{self.path} is a folder, not a package file") from None
+            raise FormatError(f"no package at {self.path}", hint="check the path") from None
+        except OSError as e:
+            raise FormatError(f"cannot read {self.path}: {e.strerror}", hint="check the file's permissions") from None
         try:
             self._open()
         except BaseException:
