@@ -27,7 +27,7 @@ def test_rebuild_mechanism_eager(tmp_path, monkeypatch):
                            dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(tmp_path / "m.aot")
     real = runtime.incompatibilities
     monkeypatch.setattr(runtime, "incompatibilities",
-                        lambda manifest, v: real(manifest, v) + ["machine: pretend it was built elsewhere"])
+                        lambda manifest, v, *rest: real(manifest, v, *rest) + ["machine: pretend it was built elsewhere"])
     with pytest.raises(aotpack.IncompatibleError, match="pretend it was built elsewhere") as info:
         aotpack.load(path)
     assert "on_mismatch='rebuild'" in info.value.hint

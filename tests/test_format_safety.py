@@ -230,3 +230,17 @@ def test_verification_is_remembered_per_file_identity(tmp_path, monkeypatch):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(aotpack.IntegrityError, match="weights.safetensors"):
         aotpack.load(path)
+
+
+def test_weights_checked_against_declared_dtype_and_shape(tmp_path):
+    """A consistent package (hashes recomputed) whose weight has another shape than the
+    one compiled for is refused before any code reads it out of bounds."""
+    import safetensors.torch
+
+    pkg = aotpack.compile(torch.nn.Linear(16, 32), (torch.randn(2, 16),), backend="eager")
+    stored = safetensors.torch.load(pkg.members[fmt.WEIGHTS])
+    stored["weight"] = torch.randn(32, 8)
+    pkg.members[fmt.WEIGHTS] = safetensors.torch.save(stored)
+    path = pkg.save(tmp_path / "bad.aot")  # the writer recomputes every member's hash
+    with pytest.raises(aotpack.IntegrityError, match=r"weight 'weight' is float32\[32, 8\] .* declares float32\[32, 16\]"):
+        aotpack.load(path)

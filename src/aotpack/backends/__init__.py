@@ -137,9 +137,10 @@ def get_backend(name, entry: str | None = None, extra: Sequence = ()):
                            f"to load: {type(e).__name__}: {e}", hint="reinstall the package that provides it") from e
     if found is not None:
         return found
-    where = f" (defined as {entry} where it was compiled)" if entry else ""
+    what = (f"backend {name!r} (defined as {entry} where it was compiled) is not available here: aotpack never "
+            "imports a module a package names") if entry else f"unknown backend {name!r}"
     raise AotpackError(
-        f"backend {name!r}{where} is not available here: aotpack never imports a module a package names",
+        what,
         hint=f"pass aotpack.load(path, backends=[...]) with an object named {name!r}, or install a package that "
              f"registers it in the {ENTRY_POINT_GROUP!r} entry-point group (built-in: {', '.join(BUILTIN)})",
     )

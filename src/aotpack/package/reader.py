@@ -268,7 +268,22 @@ class PackageReader:
         """The package's weights (mapped, no copy), shared ones under every name."""
         weights = self.tensors(fmt.WEIGHTS)
         for alias, target in self.manifest["program"].get("aliases", {}).items():
+            if target not in weights:
+                raise FormatError(f"{self.path}: weight alias {alias!r} points to {target!r}, which "
+                                  "weights.safetensors does not hold", hint="copy or rebuild the package")
             weights[alias] = weights[target]
+        # compiled code reads weights at the dtypes and shapes it was compiled for: a
+        # tensor of another shape would be read out of bounds, so check before any use
+        for name, info in self.manifest["program"]["weights"].items():
+            t = weights.get(name)
+            if t is None:
+                raise FormatError(f"{self.path}: weight {name!r} is listed in the manifest but missing from "
+                                  "weights.safetensors", hint="copy or rebuild the package")
+            if str(t.dtype).removeprefix("torch.") != info["dtype"] or list(t.shape) != info["shape"]:
+                raise IntegrityError(f"{self.path}: weight {name!r} is {str(t.dtype).removeprefix('torch.')}"
+                                     f"{list(t.shape)} in weights.safetensors, the manifest declares "
+                                     f"{info['dtype']}{info['shape']} (tampered or corrupt)",
+                                     hint="copy the package again from a trusted source")
         return weights
 
     def variant(self, name: str | None) -> dict:
