@@ -23,6 +23,9 @@ from packaging.version import Version
 
 TORCH_VERSION = Version(torch.__version__.split("+")[0])
 MIN_TORCH = Version("2.11")
+if TORCH_VERSION.release < MIN_TORCH.release:
+    raise ImportError(f"aotpack needs torch >= {MIN_TORCH}; this is torch {torch.__version__}: upgrade torch "
+                      "(the private APIs this module wraps are kept for 2.11 and newer)")
 
 
 def torch_version() -> str:
@@ -48,10 +51,7 @@ def quiet_export_logs():
     try:
         with redirect_stderr(buffer), quiet_torch_deprecations():
             yield
-    except BaseException:
-        raise
-    else:
-        sys.stderr.write(buffer.getvalue())
+        sys.stderr.write(buffer.getvalue())  # only when export succeeded
     finally:
         for lg, lvl in zip(loggers, levels):
             lg.setLevel(lvl)

@@ -91,7 +91,8 @@ class CacheKey:
         return self.digest
 
     def differences(self, other: dict) -> list[tuple[str, str | None, str | None]]:
-        """``[(part, this value, other value)]`` for each part that differs."""
+        """``[(part, the other entry's value, this key's value)]`` for each part that differs
+        (the order explain_against prints: ``other -> this``)."""
         names = [n for n in PART_ORDER if n in self.parts or n in other]
         return [(n, other.get(n), self.parts.get(n)) for n in names if self.parts.get(n) != other.get(n)]
 

@@ -1,6 +1,6 @@
 """Reproducers: content-addressed inputs and standalone scripts.
 
-    InputWriter / InputReader   inputs.py: tensors as code + storages/<sha256>
+    InputWriter / InputReader   inputs.py: tensors as code + storages/<xxh3-128>
     save_repro                  script.py: graph + inputs -> repro.py (run | accuracy)
     package_repro               script.py: a package variant + its example inputs -> repro.py
     minify, minify_repro        minify.py: delta debugging down to the nodes that still fail

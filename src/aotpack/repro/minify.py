@@ -151,7 +151,7 @@ def minify(gm: torch.fx.GraphModule, args: list, *, backend, failure: str = "exc
     env = _values(gm, args)
     nodes = [n for n in gm.graph.nodes if n.op in ("call_function", "call_method", "call_module", "get_attr")]
     before = len(nodes)
-    # Getattr-style plumbing (getitem of a tuple result) travels with its producer.
+    # getitem plumbing (an element of a tuple result) travels with its producer.
     keep = [n for n in nodes if not (n.op == "call_function" and n.target is operator.getitem)]
 
     def still_fails(subset: list) -> bool:
