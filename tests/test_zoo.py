@@ -161,3 +161,10 @@ def test_namedtuples_structseqs_and_dataclasses_round_trip(tmp_path):
     torch.testing.assert_close(got[1].high, want[1].high)
     torch.testing.assert_close(got[2].spread, want[2].spread)
     assert "test_zoo.Pair" in str(aotpack.inspect(tmp_path / "p.aot"))
+
+
+def test_structseq_fields_name_the_path_in_order():
+    from aotpack import tree
+
+    spec, _ = tree.flatten(torch.randn(3, 2).max(0))
+    assert spec["fields"] == ["values", "indices"]

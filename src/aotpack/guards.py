@@ -89,14 +89,11 @@ class Mismatch(Exception):
     """Internal: one failed check. ``parts`` is the path inside the bound arguments,
     built only when a check fails (the success path builds no strings)."""
 
-    def __init__(self, parts: list, expected: str, actual: str, where: str | None = None):
+    def __init__(self, parts: list, expected: str, actual: str, where: str | None = None, late: bool = False):
         self.parts, self.expected, self.actual, self.where = parts, expected, actual, where
-
-    @property
-    def late(self) -> bool:
-        """A failure of a check that runs after structure, dtypes and shapes passed."""
-        last = self.parts[-1] if self.parts else None
-        return self.where is not None or last in (".requires_grad", ".stride()") or "sharing no memory" in self.expected
+        # a check that runs after structure, dtypes and shapes passed (requires_grad,
+        # layout, shared memory, the bound module): the variant that got furthest
+        self.late = late or where is not None
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -372,13 +369,13 @@ class Guard:
                 raise Mismatch([_Attr(".requires_grad")],
                                "False: an inference package builds no autograd graph (call it under "
                                "torch.no_grad() or torch.inference_mode(), pass a detached tensor, or compile "
-                               "with train=True)", "True")
+                               "with train=True)", "True", late=True)
             return
         want = bool(self.inputs[i].get("requires_grad"))
         if t.requires_grad != want:
             why = ("its gradient is compiled" if want else
                    "no gradient was compiled for it: compile a variant with an example that requires grad")
-            raise Mismatch([_Attr(".requires_grad")], f"{want} ({why})", str(t.requires_grad))
+            raise Mismatch([_Attr(".requires_grad")], f"{want} ({why})", str(t.requires_grad), late=True)
 
     def _check_layout(self, i: int, t: Tensor, adapt: bool = True) -> Tensor:
         """``t``, or a copy of it in the compiled layout; Mismatch where no copy may be made."""
@@ -390,12 +387,12 @@ class Guard:
         if aligned and layouts.matches(t, want):
             return t
         if not adapt:
-            raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}")
+            raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
         if i in self.pinned or not layouts.can_adapt(want):
             why = ("the program changes it in place" if i in self.mutated else
                    "an output is a view of it" if i in self.pinned else "its elements overlap")
             raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
-                           "copy in the compiled layout)", f"strides {tuple(t.stride())}")
+                           "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)
         return layouts.adapt(t, want)
 
     def _check_unshared(self, i: int, flat: list) -> None:
@@ -405,7 +402,7 @@ class Guard:
                 names = [p for p, _ in self.tensor_inputs()]
                 raise Mismatch(self._tensor_path(i), f"a tensor sharing no memory with another input (the program "
                                f"changes it in place, and eager would see the change through {names[j]})",
-                               f"one that shares memory with {names[j]}")
+                               f"one that shares memory with {names[j]}", late=True)
 
     def _tensor_path(self, flat_index: int) -> list:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""

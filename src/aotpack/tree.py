@@ -144,10 +144,8 @@ def _is_namedtuple(value) -> bool:
 
 
 def _fields(cls: type) -> list[str]:
-    if hasattr(cls, "_fields"):
-        return list(cls._fields)
-    return [f for f in dir(cls) if not f.startswith("_") and f not in ("count", "index", "n_fields",
-                                                                          "n_sequence_fields", "n_unnamed_fields")]
+    """Field names in order: a namedtuple's ``_fields``, a structseq's ``__match_args__``."""
+    return list(getattr(cls, "_fields", None) or getattr(cls, "__match_args__", ()))
 
 
 def decode_const(leaf: dict) -> Any:
