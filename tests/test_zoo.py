@@ -168,3 +168,14 @@ def test_structseq_fields_name_the_path_in_order():
 
     spec, _ = tree.flatten(torch.randn(3, 2).max(0))
     assert spec["fields"] == ["values", "indices"]
+
+
+class Branchy(torch.nn.Module):
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, lambda t: t.sin(), lambda t: t.cos(), (x,))
+
+
+def test_eager_backend_stores_torch_cond(tmp_path):
+    fn = aotpack.load(aotpack.compile(Branchy(), (torch.randn(4),), backend="eager").save(tmp_path / "c.aot"))
+    for x in (torch.ones(4), -torch.ones(4)):
+        torch.testing.assert_close(fn(x), Branchy()(x))
