@@ -25,6 +25,7 @@ from .errors import (  # noqa: E402
     IntegrityError,
     RebuildWarning,
     SideEffectWarning,
+    SignatureError,
     SpecializationWarning,
 )
 from .runtime import Loaded, load  # noqa: E402
@@ -41,6 +42,10 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("sign", "generate_key"):
+        from .package import signing
+
+        return getattr(signing, name)
     if name in ("Package",):
         from .package import Package
 
@@ -54,6 +59,8 @@ __all__ = [
     "load",
     "inspect",
     "verify",
+    "sign",
+    "generate_key",
     "Dim",
     "Loaded",
     "Package",
@@ -62,6 +69,7 @@ __all__ = [
     "GuardError",
     "FormatError",
     "IntegrityError",
+    "SignatureError",
     "IncompatibleError",
     "CacheError",
     "SpecializationWarning",

@@ -16,7 +16,8 @@ import torch
 
 from .backends import get_backend
 from .capture import capture
-from .package import Package
+from .errors import IntegrityError, SignatureError
+from .package import Package, signing
 from .package.reader import PackageReader
 from .summary import Inspection
 
@@ -182,28 +183,32 @@ def inspect(path: str | os.PathLike) -> Inspection:
 
     Returns:
       Inspection: ``str(...)`` is the text ``aotpack inspect`` prints; ``.manifest`` is
-      the raw manifest; ``.verified`` says whether every member matched its sha256.
+      the raw manifest; ``.verified`` says whether every member matched its digest;
+      ``.signed_by`` lists the key ids of its signatures (not checked: see ``verify``).
 
     Example:
         >>> print(aotpack.inspect("mlp.aot"))                     # doctest: +SKIP
     """
     with PackageReader(path) as r:
-        problem = None
         try:
             r.verify()
-        except Exception as e:  # noqa: BLE001 - reported, not raised: inspect shows what it can
-            problem = str(e)
+            problem = None
+        except IntegrityError as e:  # reported, not raised: inspect shows what it can
+            problem = e.message
         sizes = {n: r.view(n).nbytes for n in r.names()}
-        return Inspection(os.fspath(path), r.manifest, sizes, problem)
+        return Inspection(os.fspath(path), r.manifest, sizes, problem, signing.signer_ids(r.signatures))
 
 
-def verify(path: str | os.PathLike, backends=()) -> dict:
-    """Check a package's integrity and whether each variant can run on this machine,
-    with the checks load makes (backend available, versions, machine, device, ops).
+def verify(path: str | os.PathLike, backends=(), trusted_keys=None) -> dict:
+    """Check a package as load would, without running any of it: integrity, signature
+    (when ``trusted_keys`` are given, as for ``aotpack.load``), and whether each variant
+    can run on this machine (backend available, versions, machine, device, ops).
 
-    Nothing in the package is executed; ``backends`` as for ``aotpack.load``. Returns ``{"ok": bool, "integrity": None | str,
-    "variants": {name: [problems...]}}``; ``ok`` means the file is intact and at least
-    one variant runs here.
+    ``backends`` as for ``aotpack.load``. Returns ``{"ok": bool, "integrity": None | str,
+    "signature": None | str, "signer": None | str, "variants": {name: [problems...]}}``;
+    ``ok`` means load would succeed: the file is intact, signed by a trusted key if keys
+    were given, and at least one variant runs here. A malformed file raises FormatError,
+    as load does.
 
     Example:
         >>> aotpack.verify("mlp.aot")["ok"]                       # doctest: +SKIP
@@ -211,12 +216,22 @@ def verify(path: str | os.PathLike, backends=()) -> dict:
     """
     from .runtime import incompatibilities
 
+    keys = signing.keys_for_load(trusted_keys)
+    signature = signer = None
+    if keys is not None:
+        try:
+            with PackageReader(path, keys) as r:
+                signer = str(r.signer)
+        except SignatureError as e:
+            signature = e.message
     with PackageReader(path) as r:
         try:
             r.verify()
             integrity = None
-        except Exception as e:  # noqa: BLE001 - reported, not raised
-            integrity = str(e)
+        except IntegrityError as e:  # reported, not raised
+            integrity = e.message
         variants = {v["name"]: incompatibilities(r.manifest, v, backends) for v in r.manifest["variants"]}
-    ok = integrity is None and any(not p for p in variants.values())
-    return {"ok": ok, "integrity": integrity, "variants": variants}
+        signed_by = signing.signer_ids(r.signatures)
+    ok = integrity is None and signature is None and any(not p for p in variants.values())
+    return {"ok": ok, "integrity": integrity, "signature": signature, "signer": signer, "signed_by": signed_by,
+            "variants": variants}

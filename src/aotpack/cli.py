@@ -3,7 +3,9 @@
     aotpack compile model.py:build --example model.py:example -o model.aot [--backend aoti] [--train]
     aotpack run model.aot                   # run on the recorded example inputs
     aotpack inspect model.aot               # manifest for a person, no code run
-    aotpack verify model.aot                # integrity + runs here?, no code run
+    aotpack verify model.aot [--key K.pub]  # integrity, signature, runs here?; no code run
+    aotpack keygen release.key              # Ed25519 key pair: release.key, release.key.pub
+    aotpack sign model.aot --key release.key
     aotpack rebuild model.aot               # recompile variants built for another torch/machine
     aotpack repro model.aot -o repro/       # standalone repro.py of a variant + its inputs
     aotpack minify repro/ --failure exception --backend inductor
@@ -75,7 +77,7 @@ def _cmd_run(a) -> int:
     import torch
 
     t = time.perf_counter()
-    fn = aotpack.load(a.package)
+    fn = aotpack.load(a.package, trusted_keys=a.key or None)
     load_s = time.perf_counter() - t
     args, kwargs = fn.example_inputs(a.variant)
     t = time.perf_counter()
@@ -97,14 +99,34 @@ def _cmd_inspect(a) -> int:
 
 
 def _cmd_verify(a) -> int:
-    result = aotpack.verify(a.package)
-    print(f"{a.package}: integrity " + ("ok (every member matches its sha256)" if result["integrity"] is None
+    result = aotpack.verify(a.package, trusted_keys=a.key or None)
+    print(f"{a.package}: integrity " + ("ok (every member matches its digest)" if result["integrity"] is None
                                          else f"FAILED: {result['integrity']}"))
+    if result["signer"]:
+        print(f"  signature ok: signed by {result['signer']}")
+    elif result["signature"]:
+        print(f"  signature FAILED: {result['signature']}")
+    else:
+        print("  signature " + (f"not checked (signed by {', '.join(result['signed_by'])}; pass --key to check)"
+                                if result["signed_by"] else "none (unsigned)"))
     for name, problems in result["variants"].items():
         print(f"  variant {name}: " + ("runs here" if not problems else "cannot run here: " + "; ".join(problems)))
     if result["ok"]:
         print("ok")
     return 0 if result["ok"] else 1
+
+
+def _cmd_keygen(a) -> int:
+    kid = aotpack.generate_key(a.key)
+    print(f"wrote {a.key} (private: keep it on the build machine) and {a.key}.pub (public: give it to load); "
+          f"key id {kid}")
+    return 0
+
+
+def _cmd_sign(a) -> int:
+    kid = aotpack.sign(a.package, a.key)
+    print(f"signed {a.package} with {kid}; check with: aotpack verify {a.package} --key {a.key}.pub")
+    return 0
 
 
 def _cmd_rebuild(a) -> int:
@@ -222,15 +244,28 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="load a package and run it on its recorded example inputs")
     r.add_argument("package")
     r.add_argument("--variant", default=None, help="whose example inputs to use (default: the first)")
+    r.add_argument("--key", action="append", help="trusted public key: refuse the package unless signed by it "
+                   "(repeatable; default $AOTPACK_TRUSTED_KEYS)")
     r.set_defaults(func=_cmd_run)
 
     i = sub.add_parser("inspect", help="describe a package (no code is run)")
     i.add_argument("package")
     i.set_defaults(func=_cmd_inspect)
 
-    v = sub.add_parser("verify", help="check integrity and whether the package runs here (no code is run)")
+    v = sub.add_parser("verify", help="check integrity, signature and whether the package runs here (no code is run)")
     v.add_argument("package")
+    v.add_argument("--key", action="append", help="trusted public key file: the package must be signed by it "
+                   "(repeatable; default $AOTPACK_TRUSTED_KEYS)")
     v.set_defaults(func=_cmd_verify)
+
+    kg = sub.add_parser("keygen", help="create an Ed25519 signing key pair (KEY and KEY.pub)")
+    kg.add_argument("key", help="private key file to write; the public key goes to KEY.pub")
+    kg.set_defaults(func=_cmd_keygen)
+
+    sg = sub.add_parser("sign", help="sign a package in place with a private key")
+    sg.add_argument("package")
+    sg.add_argument("--key", required=True, help="private key file (from `aotpack keygen`, or an OpenSSH ed25519 key)")
+    sg.set_defaults(func=_cmd_sign)
 
     b = sub.add_parser("rebuild", help="recompile variants built for another torch/machine, in place")
     b.add_argument("package")

@@ -11,6 +11,7 @@ Hierarchy::
      ├── GuardError         a call's inputs do not match any compiled variant
      ├── FormatError        the file is not an aotpack package, or of an unknown version
      ├── IntegrityError     a member's bytes differ from what the manifest recorded
+     │    └── SignatureError   not signed by a trusted key (when keys are given)
      ├── IncompatibleError  the package was built for another torch/Python/machine
      └── CacheError         a cache store failed
 """
@@ -23,6 +24,7 @@ __all__ = [
     "GuardError",
     "FormatError",
     "IntegrityError",
+    "SignatureError",
     "IncompatibleError",
     "CacheError",
     "SpecializationWarning",
@@ -63,7 +65,12 @@ class FormatError(AotpackError):
 
 
 class IntegrityError(AotpackError):
-    """A package member is missing, truncated or does not match its recorded sha256."""
+    """A package member is missing, truncated or does not match its recorded digest."""
+
+
+class SignatureError(IntegrityError):
+    """Trusted keys were given and the package carries no valid signature by any of
+    them (unsigned, signed by another key, or changed after it was signed)."""
 
 
 class IncompatibleError(AotpackError):

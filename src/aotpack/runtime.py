@@ -26,7 +26,7 @@ from . import tree
 from .backends import get_backend
 from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
-from .package import fmt
+from .package import fmt, signing
 from .package.reader import PackageReader
 from .views import rebuild_views
 
@@ -169,6 +169,8 @@ class Loaded:
     Attributes:
       manifest: the package's manifest.
       variants: names of the variants loaded, in dispatch order.
+      signer: the key that signed the package (``signing.Signer``) when load was given
+        trusted keys, else None.
     """
 
     def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True, path: str = "",
@@ -180,6 +182,7 @@ class Loaded:
         self._out_spec = manifest["program"]["out_spec"]
         self._result = _unflattener(self._out_spec, plain_types)
         self._check_guards = check_guards
+        self.signer = None
         self.__name__ = manifest["program"]["name"]
         self.__doc__ = f"aotpack package of {manifest['program']['name']} ({manifest['program']['source']})"
 
@@ -370,7 +373,7 @@ def _specificity(variant: dict) -> tuple:
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
          guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None,
          on_mismatch: str = "error", rewrite: bool = False, allow_modules: Sequence[str] = (),
-         plain_types: bool = False) -> Loaded:
+         plain_types: bool = False, trusted_keys=None) -> Loaded:
     """Load a package written by ``Package.save``; returns a callable like the original.
 
     Args:
@@ -399,10 +402,15 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
       plain_types: return registered pytree types (ModelOutput...) as dicts and named
         tuples as tuples, with no type to resolve: the serving path when importing the
         type's library (transformers: ~0.6-0.9 s) is not wanted. Opt-in, never silent.
+      trusted_keys: public keys (files, bytes or key objects; see ``aotpack.sign``):
+        the package must be signed by one of them, checked before any of it is used.
+        Default: the key files listed in ``$AOTPACK_TRUSTED_KEYS`` (os.pathsep-separated),
+        else no signature is required.
     Returns:
-      Loaded.
+      Loaded; ``.signer`` names the key that signed it when keys were given.
     Raises:
       FormatError, IntegrityError: the file is not a sound package (nothing is run).
+      SignatureError: keys were given and no valid signature by one of them is on it.
       IncompatibleError: no variant can run on this machine; lists each difference.
 
     Example:
@@ -412,7 +420,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     """
     if on_mismatch not in ("error", "rebuild"):
         raise ValueError(f"on_mismatch must be 'error' or 'rebuild', not {on_mismatch!r}")
-    reader = PackageReader(path)
+    reader = PackageReader(path, signing.keys_for_load(trusted_keys))
     try:
         # Verify what this load uses, each member before its first use: the weights, then
         # each loaded variant's files. Examples and programs are checked where they are
@@ -491,6 +499,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                      "or build it on a machine like this one")
         if rebuilt and rewrite:
             _rewrite(path, rebuilt)
-        return Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types)
+        fn = Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types)
+        fn.signer = reader.signer
+        return fn
     finally:
         reader.close()

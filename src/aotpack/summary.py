@@ -25,13 +25,16 @@ class Inspection:
       path: the file.
       manifest: the manifest as read (no code run).
       sizes: member path -> bytes.
-      problem: None if every member matched its sha256, else what did not.
+      problem: None if every member matched its digest, else what did not.
+      signed_by: key ids of the package's signatures (listed, not checked: checking
+        needs the trusted keys, ``aotpack verify --key``).
     """
 
     path: str
     manifest: dict
     sizes: dict
     problem: str | None
+    signed_by: list = ()
 
     @property
     def verified(self) -> bool:
@@ -46,7 +49,9 @@ class Inspection:
             f"program   {p['name']} ({p['kind']}) from {p['source']}",
             f"built     {m['created']} with torch {v['torch']}, Python {v['python']}, aotpack {v['aotpack']}"
             f" on {m['platform']['system']} {m['platform']['machine']} ({m['platform'].get('cpu_capability', '?')})",
-            f"integrity {'ok: every member matches its sha256' if self.verified else 'FAILED: ' + self.problem}",
+            f"integrity {'ok: every member matches its digest' if self.verified else 'FAILED: ' + self.problem}",
+            "signed    " + (f"by {', '.join(self.signed_by)} (check with `aotpack verify --key`)" if self.signed_by
+                            else "no"),
             "",
             f"signature ({', '.join(_param(x) for x in p['signature'])}) -> {tree.describe(p['out_spec'])}",
         ]

@@ -1,7 +1,10 @@
-"""Read a package: parse, verify every member's sha256, then hand out zero-copy views.
+"""Read a package: check its signature, parse, verify members' digests, then hand out
+zero-copy views.
 
-Nothing in the file is used before ``verify()`` has passed: the manifest is parsed as
-JSON (never unpickled), and members are checked against the hashes it lists. The file
+Nothing in the file is used before it is checked: with trusted keys, the manifest's
+bytes must carry a valid signature by one of them before they are parsed (signing.py);
+the manifest is parsed as JSON (never unpickled) and validated; each member is checked
+against the BLAKE3 digest (SHA-256 in older packages) it lists by ``verify()``. The file
 is memory-mapped copy-on-write, so weights become tensors over the mapped pages
 without a copy, and a caller writing into a weight never touches the file.
 
@@ -36,6 +39,7 @@ import torch
 
 from ..errors import FormatError, IntegrityError
 from . import format as fmt
+from . import signing
 
 # Members smaller than this are hashed every time (microseconds); larger ones once per file.
 _REMEMBER_FROM = 1 << 20
@@ -53,8 +57,12 @@ def _touch(path: str) -> None:
 class PackageReader:
     """An open package file. ``manifest`` is available after construction."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, trusted_keys=None):
+        """``trusted_keys``: a list of ``signing.TrustedKey`` (``signing.trusted_keys(...)``
+        makes one); given, the package must be signed by one of them (SignatureError)."""
         self.path = os.fspath(path)
+        self._trusted = trusted_keys
+        self.signer = None  # signing.Signer when trusted keys were given and one matched
         try:
             mode = os.stat(self.path).st_mode  # stat never blocks; open() on a fifo would
         except FileNotFoundError:
@@ -112,6 +120,13 @@ class PackageReader:
             self._members[info.filename] = (self._data_offset(info, size), info.file_size)
             if info.filename == fmt.MANIFEST:
                 manifest_crc = info.CRC
+        sig_blob = None
+        if fmt.SIGNATURES in self._members:
+            off, n = self._members.pop(fmt.SIGNATURES)
+            if n > signing.MAX_SIGNATURES_BYTES:
+                raise FormatError(f"the signatures of {self.path} are {n} bytes, more than any package's")
+            sig_blob = bytes(self._mm[off:off + n])
+        self.signatures = signing.parse_signatures(sig_blob, self.path)
         if fmt.MANIFEST not in self._members:
             raise FormatError(f"{self.path} has no manifest.json; it is a zip file but not an aotpack package")
         off, n = self._members[fmt.MANIFEST]
@@ -122,6 +137,8 @@ class PackageReader:
         if zlib.crc32(blob) != manifest_crc:
             raise IntegrityError(f"the manifest of {self.path} does not match its CRC (corrupt)",
                                  hint="copy the package again")
+        if self._trusted is not None:  # before a byte of the manifest is interpreted
+            self.signer = signing.check(blob, self.signatures, self._trusted, self.path)
         try:
             self.manifest = json.loads(blob)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -158,7 +175,7 @@ class PackageReader:
                               f"({fmt.MIN_FORMAT_VERSION})", hint="rebuild the package from its source program")
         members = m.get("members")
         if not isinstance(members, dict) or not all(
-                isinstance(r, dict) and isinstance(r.get("sha256"), str) and isinstance(r.get("size"), int)
+                isinstance(r, dict) and fmt.member_digest(r) is not None and isinstance(r.get("size"), int)
                 for r in members.values()):
             raise FormatError(f"the manifest of {self.path} lists no members (or malformed ones)")
         fmt.validate_manifest(m)
@@ -172,7 +189,7 @@ class PackageReader:
                                  hint="copy the package again")
 
     def verify(self, names=None, remember: bool = False) -> None:
-        """Check the sha256 of each member (all by default); IntegrityError on a mismatch.
+        """Check the digest of each member (all by default); IntegrityError on a mismatch.
 
         ``remember=True`` (load's path): skip members already verified in this file as
         it is now (see the module docstring), and remember those that pass."""
@@ -187,9 +204,10 @@ class PackageReader:
             marker = self._marker(name, rec) if remember else None
             if marker is not None and os.path.exists(marker):
                 continue
-            digest = hashlib.sha256(memoryview(self._mm)[off:off + n]).hexdigest()
-            if digest != rec.get("sha256"):
-                raise IntegrityError(f"member {name!r} of {self.path} does not match its sha256 (tampered or corrupt)",
+            algorithm, expected = fmt.member_digest(rec)
+            if fmt.digest(memoryview(self._mm)[off:off + n], algorithm) != expected:
+                raise IntegrityError(f"member {name!r} of {self.path} does not match its {algorithm} digest "
+                                     "(tampered or corrupt)",
                                      hint="copy the package again from a trusted source")
             if marker is not None:
                 _touch(marker)
@@ -200,7 +218,7 @@ class PackageReader:
             return None  # hashing it is cheaper than looking the marker up
         st = self._stat
         identity = (f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
-                    f"{name}:{rec.get('sha256')}")
+                    f"{name}:{fmt.member_digest(rec)}")
         folder = os.environ.get("AOTPACK_VERIFIED_DIR") or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aotpack", "verified")
         return os.path.join(folder, hashlib.sha256(identity.encode()).hexdigest())

@@ -9,7 +9,6 @@ memory-mapped can produce a file of zeros.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
@@ -85,15 +84,25 @@ def locked(path: str | os.PathLike):
 
 
 def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, bytes]) -> None:
-    """Write ``manifest`` (members' hashes added) and ``members`` to ``path`` atomically."""
-    path = os.path.realpath(os.fspath(path))  # through a symlink to its target: the link stays
+    """Write ``manifest`` (members' digests added) and ``members`` to ``path`` atomically."""
     manifest = dict(manifest)
-    manifest["members"] = {
-        name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for name, data in members.items()
-    }
-    for name in members:
-        fmt.check_member_name(name)
+    manifest["members"] = {name: {fmt.DIGEST: fmt.digest(data), "size": len(data)} for name, data in members.items()}
     blob = json.dumps(manifest, indent=1, sort_keys=False).encode()
+    write_members(path, [(fmt.MANIFEST, blob), *members.items()])
+
+
+def write_members(path: str | os.PathLike, entries) -> None:
+    """Write ``(name, bytes or buffer)`` pairs, the manifest first, as the package file
+    ``path``: atomically (temp file in the same folder, fsync, rename), with the mode the
+    file had (or the umask's), through a symlink to its target.
+
+    The bytes are written as given: ``aotpack sign`` adds a member to a package without
+    changing one byte of the manifest it signs.
+    """
+    path = os.path.realpath(os.fspath(path))  # through a symlink to its target: the link stays
+    entries = list(entries)
+    for name, _ in entries:
+        fmt.check_member_name(name)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         from ..errors import AotpackError
@@ -106,8 +115,8 @@ def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, by
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
-                for name, data in [(fmt.MANIFEST, blob), *members.items()]:
-                    z.writestr(_aligned_info(name, f.tell(), len(data)), data)
+                for name, data in entries:
+                    z.writestr(_aligned_info(name, f.tell(), memoryview(data).nbytes), data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -6,7 +6,7 @@ bytes>``: the same bytes get the same name on any machine, two views of one stor
 share one file, and a storage already in the folder costs no write.
 
 The hash is XXH3-128 of the raw bytes (32 hex digits). Why not sha256: naming storages
-is deduplication, not a security boundary (package integrity keeps sha256), and at
+is deduplication, not a security boundary (package integrity uses BLAKE3, a cryptographic hash), and at
 ~30 GB/s XXH3 keeps writing a reproducer at disk speed, where sha256 (~1.7 GB/s on one
 core) made the hash, not the disk, the bottleneck. torch's content store made the same
 trade with its own non-cryptographic hash. Shape, stride,
