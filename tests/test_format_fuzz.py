@@ -141,7 +141,7 @@ def test_malformed_manifest_field(tmp_path, good_bytes):
                 members[n] = z.read(n)
     m.pop("members")
     write_package(tmp_path / "m.aot", m, members)
-    with pytest.raises(aotpack.FormatError, match=r"malformed: variant default.inputs\[0\].dtype"):
+    with pytest.raises(aotpack.FormatError, match=r"malformed: manifest.variants\[0\].inputs\[0\].dtype names no dtype"):
         aotpack.load(tmp_path / "m.aot")
 
 

@@ -238,8 +238,14 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         with compat.quiet_export_logs():
             joint = compat.aot_export_joint(run, primals)
     except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
+        reason = str(e).splitlines()[0] if str(e) else ""
+        if "outputs that alias inputs" in reason:  # torch appends kilobytes of its internal metadata
+            reason = ("an output is a view of an input or of another output/intermediate (e.g. `y[0]` returned "
+                      "beside `y`); return `.clone()` of it")
+        elif len(reason) > 300:
+            reason = reason[:300] + "..."
         raise CaptureError(f"AOT autograd could not trace the backward of {captured.name}: "
-                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                           f"{type(e).__name__}: {reason}",
                            hint="see aotpack.autograd's docstring for what training packages support") from e
     if joint_pass is not None:
         joint = joint_pass(joint) or joint

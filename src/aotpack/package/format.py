@@ -144,23 +144,154 @@ def _need(cond: bool, what: str) -> None:
                           hint="the file was damaged or edited by hand; copy or rebuild the package")
 
 
+# --- The manifest's schema -------------------------------------------------------------
+# One declarative description, checked by ``conform`` before any field is read: every
+# field the readers use is here with its type, so a manifest that passes cannot make a
+# reader raise KeyError/TypeError/IndexError. Forms: a type (int excludes bool); [S] a
+# list of S; {key: S} an object with those keys (more keys are allowed: later compatible
+# additions); Opt(S) a key that may be missing; Map(S) an object of any keys to S; a
+# function(value, where) for what a type cannot say (tree specs, layouts, shapes).
+
+
+class Opt:
+    """A key that may be missing, or null where ``null=True``."""
+
+    def __init__(self, schema, null: bool = False):
+        self.schema = schema
+        self.null = null
+
+
+class Map:
+    def __init__(self, schema):
+        self.schema = schema
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _nat(v, where: str) -> None:
+    _need(_is_int(v) and 0 <= v < 2**62, f"{where} is not a size")
+
+
+def _int_or_none(v, where: str) -> None:
+    _need(v is None or _is_int(v), f"{where} is not an int or null")
+
+
+def _device(v, where: str) -> None:
+    try:
+        ok = isinstance(v, str) and torch.device(v) is not None
+    except (RuntimeError, ValueError):
+        ok = False
+    _need(ok, f"{where} names no device")
+
+
+def _dtype(v, where: str) -> None:
+    _need(isinstance(v, str) and isinstance(getattr(torch, v, None), torch.dtype), f"{where} names no dtype")
+
+
+def _shape(v, where: str) -> None:
+    _need(isinstance(v, list) and len(v) <= 64, f"{where} is not a shape")
+    for d in v:
+        _need((_is_int(d) and 0 <= d < 2**62) or isinstance(d, str) or (isinstance(d, dict) and isinstance(
+            d.get("expr"), str)), f"{where} has a bad size {d!r}")
+
+
+def _layout(v, where: str) -> None:
+    if v == "contiguous":
+        return
+    dims = v.get("order", v.get("stride")) if isinstance(v, dict) and len(v) == 1 else None
+    _need(isinstance(dims, list) and all(_is_int(x) and 0 <= x < 2**62 for x in dims), f"{where} is not a layout")
+    if "order" in v:
+        _need(sorted(dims) == list(range(len(dims))), f"{where} is not a dimension order")
+
+
+def _spec(v, where: str) -> None:
+    _check_spec(v, where)
+
+
+def conform(value, schema, where: str) -> None:
+    """FormatError naming the first field of ``value`` that does not follow ``schema``."""
+    if isinstance(schema, type):
+        ok = _is_int(value) if schema is int else (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                  if schema is float else isinstance(value, schema))
+        _need(ok, f"{where} is not {schema.__name__}")
+    elif isinstance(schema, list):
+        _need(isinstance(value, list), f"{where} is not a list")
+        for i, item in enumerate(value):
+            conform(item, schema[0], f"{where}[{i}]")
+    elif isinstance(schema, Map):
+        _need(isinstance(value, dict), f"{where} is not an object")
+        for k, item in value.items():
+            conform(item, schema.schema, f"{where}[{k!r}]")
+    elif isinstance(schema, dict):
+        _need(isinstance(value, dict), f"{where} is not an object")
+        for k, sub in schema.items():
+            if isinstance(sub, Opt):
+                if k in value and not (sub.null and value[k] is None):
+                    conform(value[k], sub.schema, f"{where}.{k}")
+            else:
+                _need(k in value, f"{where}.{k} is missing")
+                conform(value[k], sub, f"{where}.{k}")
+    elif schema is object:
+        pass
+    else:
+        schema(value, where)
+
+
+_TENSOR_INFO = {"dtype": _dtype, "shape": _shape}
+_ALIASED = [{"output": int, "primal": int}]
+_TRAIN = {"num_outputs": int, "grad_mask": [bool], "out_requires_grad": [bool], "mutation_targets": [int],
+          "saved_mutated": [int], "aliased": _ALIASED, "saved": list,
+          "mutated": [lambda v, where: _need(isinstance(v, dict) and (
+              (v.get("kind") == "input" and _is_int(v.get("index"))) or
+              (v.get("kind") == "buffer" and isinstance(v.get("weight"), str))), f"{where} is not an in-place update")], "weights_requires_grad": Opt([bool])}
+_INPUT = {"dtype": _dtype, "device": _device, "shape": _shape, "layout": Opt(_layout)}
+VARIANT_SCHEMA = {
+    "name": str, "backend": str, "backend_entry": Opt(str, null=True), "device": _device, "torch": Opt(str),
+    "weights": [str], "weight_fqns": Opt([str]), "weight_targets": Opt([str]),
+    "in_spec": _spec, "inputs": [_INPUT], "dims": Opt(Map({"min": int, "max": _int_or_none})),
+    "aliased": Opt(_ALIASED), "module_training": Opt(bool, null=True), "files": [str],
+    "meta": Opt({"train": Opt(_TRAIN), "proxy_ops": Opt([str]), "fw": Opt({"proxy_ops": Opt([str])}),
+                 "bw": Opt({"proxy_ops": Opt([str])}), "machine": Opt(str), "cpu_isa": Opt(str),
+                 "compute_capability": Opt(str)}),
+}
+MANIFEST_SCHEMA = {
+    "format": str, "format_version": int, "created": str,
+    "versions": {"aotpack": str, "torch": str, "python": str},
+    "platform": {"system": str, "machine": str, "cpu_capability": Opt(str)},
+    "program": {
+        "name": str, "kind": str, "source": str,
+        "signature": [{"name": str, "kind": str, "default": Opt(_spec)}],
+        "out_spec": _spec, "frozen": [{"kind": str, "name": str, "where": str, "value": str}],
+        "weights": Map({"kind": str, **_TENSOR_INFO}), "aliases": Map(str),
+    },
+    "variants": [VARIANT_SCHEMA],
+    "members": Map({"size": int}),
+}
+
+
 def _check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) -> None:
     _need(depth < 100 and isinstance(spec, dict) and isinstance(spec.get("kind"), str), f"{where} is not a tree spec")
     kind = spec["kind"]
     if kind == "tensor":
         i = spec.get("index")
-        _need(isinstance(i, int) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
+        _need(_is_int(i) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
     elif kind == "const":
-        _need(spec.get("type") in _CONST_TYPES, f"{where} has a constant of unknown type")
-        if spec["type"] == "dtype":
-            _need(isinstance(getattr(torch, str(spec.get("value")), None), torch.dtype), f"{where} names no dtype")
+        _need(isinstance(spec.get("type"), str) and spec["type"] in _CONST_TYPES and "value" in spec, f"{where} has a constant of unknown type")
+        value, typ = spec["value"], spec["type"]
+        _need({"bool": lambda: isinstance(value, bool), "int": lambda: _is_int(value),
+               "float": lambda: isinstance(value, (int, float, str)) and not isinstance(value, bool),
+               "str": lambda: isinstance(value, str), "NoneType": lambda: value is None,
+               "dtype": lambda: isinstance(getattr(torch, str(value), None), torch.dtype),
+               "device": lambda: isinstance(value, str)}[typ](), f"{where} holds no {typ}")
     elif kind in ("tuple", "list", "dict"):
         children = spec.get("children")
         _need(isinstance(children, list), f"{where} has no children list")
         if kind == "dict":
             keys = spec.get("keys")
-            _need(isinstance(keys, list) and len(keys) == len(children) and all(isinstance(k, str) for k in keys),
-                  f"{where} has bad dict keys")
+            _need(isinstance(keys, list) and len(keys) == len(children) and all(isinstance(k, str) for k in keys)
+                  and len(set(keys)) == len(keys), f"{where} has bad dict keys")
         for j, c in enumerate(children):
             _check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
     elif kind in ("namedtuple", "node"):
@@ -180,28 +311,17 @@ def _check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) 
 
 
 def validate_manifest(m: dict) -> None:
-    """Check the manifest's structure before any of it is used (FormatError naming the field)."""
-    _need(isinstance(m.get("versions"), dict) and isinstance(m.get("platform"), dict), "versions/platform missing")
-    p = m.get("program")
-    _need(isinstance(p, dict), "program is missing")
-    sig = p.get("signature")
-    _need(isinstance(sig, list) and all(isinstance(x, dict) and isinstance(x.get("name"), str) and x.get("kind") in
-                                        _PARAM_KINDS for x in sig), "program.signature")
-    for x in sig:
-        if "default" in x:
-            _check_spec(x["default"], f"default of {x['name']}")
-    _check_spec(p.get("out_spec"), "program.out_spec")
-    _need(isinstance(p.get("weights"), dict) and isinstance(p.get("aliases", {}), dict), "program.weights")
-    _need(isinstance(p.get("frozen", []), list), "program.frozen")
-    known = set(p["weights"]) | set(p.get("aliases", {}))
-    for name, info in p["weights"].items():
-        _need(isinstance(info, dict) and isinstance(info.get("kind"), str) and isinstance(info.get("dtype"), str)
-              and isinstance(info.get("shape"), list), f"program.weights[{name!r}]")
-    variants = m.get("variants")
-    _need(isinstance(variants, list) and variants, "variants")
+    """Check the manifest against ``MANIFEST_SCHEMA`` and the links between its fields
+    (names, indices, counts) before any of it is used: FormatError naming the field."""
+    conform(m, MANIFEST_SCHEMA, "manifest")
+    p = m["program"]
+    sig = p["signature"]
+    _need(all(x["kind"] in _PARAM_KINDS for x in sig), "program.signature has an unknown parameter kind")
+    _need(len({x["name"] for x in sig}) == len(sig), "program.signature names a parameter twice")
+    known = set(p["weights"]) | set(p.get("aliases") or {})
+    _need(all(t in p["weights"] for t in (p.get("aliases") or {}).values()), "program.aliases")
     names = set()
-    for v in variants:
-        _need(isinstance(v, dict) and isinstance(v.get("name"), str), "a variant has no name")
+    for v in m["variants"]:
         name = v["name"]
         try:
             check_variant_name(name)
@@ -209,36 +329,35 @@ def validate_manifest(m: dict) -> None:
             _need(False, f"variant name {name!r}")
         _need(name not in names, f"variant {name!r} appears twice")
         names.add(name)
-        _need(isinstance(v.get("backend"), str), f"variant {name}.backend")
-        ws = v.get("weights")
-        _need(isinstance(ws, list) and all(isinstance(w, str) and w in known for w in ws), f"variant {name}.weights")
+        ws = v["weights"]
+        _need(all(w in known for w in ws), f"variant {name}.weights names a weight the package does not hold")
         for key in ("weight_fqns", "weight_targets"):
-            if key in v:
-                _need(isinstance(v[key], list) and len(v[key]) == len(ws), f"variant {name}.{key}")
-        inputs = v.get("inputs")
-        _need(isinstance(inputs, list), f"variant {name}.inputs")
-        dims = v.get("dims", {})
-        _need(isinstance(dims, dict), f"variant {name}.dims")
+            _need(v.get(key) is None or len(v[key]) == len(ws), f"variant {name}.{key}")
+        inputs, dims = v["inputs"], v.get("dims") or {}
         for d, r in dims.items():
-            _need(isinstance(r, dict) and isinstance(r.get("min"), int) and (r.get("max") is None or isinstance(
-                r.get("max"), int)), f"variant {name}.dims[{d!r}]")
+            _need(0 <= r["min"] and (r.get("max") is None or r["min"] <= r["max"]), f"variant {name}.dims[{d!r}]")
         for i, g in enumerate(inputs):
-            _need(isinstance(g, dict) and isinstance(getattr(torch, str(g.get("dtype")), None), torch.dtype),
-                  f"variant {name}.inputs[{i}].dtype")
-            _need(isinstance(g.get("device"), str) and isinstance(g.get("shape"), list), f"variant {name}.inputs[{i}]")
-            layout = g.get("layout", "contiguous")
-            _need(layout == "contiguous" or (isinstance(layout, dict) and len(layout) == 1 and isinstance(
-                layout.get("order", layout.get("stride")), list) and all(
-                isinstance(x, int) and not isinstance(x, bool) and x >= 0
-                for x in layout.get("order", layout.get("stride")))
-                and len(layout.get("order", layout.get("stride"))) == len(g["shape"])), f"variant {name}.inputs[{i}].layout")
-            if "order" in layout:
-                _need(sorted(layout["order"]) == list(range(len(g["shape"]))), f"variant {name}.inputs[{i}].layout")
             for s in g["shape"]:
-                _need((isinstance(s, int) and not isinstance(s, bool) and s >= 0) or (isinstance(s, str) and s in dims)
-                      or (isinstance(s, dict) and isinstance(s.get("expr"), str)), f"variant {name}.inputs[{i}].shape")
-        _check_spec(v.get("in_spec"), f"variant {name}.in_spec", len(inputs))
+                _need(not isinstance(s, str) or s in dims, f"variant {name}.inputs[{i}].shape names no dim")
+            layout = g.get("layout") or "contiguous"
+            _need(layout == "contiguous" or len(next(iter(layout.values()))) == len(g["shape"]),
+                  f"variant {name}.inputs[{i}].layout")
+        _check_spec(v["in_spec"], f"variant {name}.in_spec", len(inputs))
         _need(v["in_spec"]["kind"] == "tuple" and len(v["in_spec"]["children"]) == len(sig),
               f"variant {name}.in_spec does not match the signature")
-        _need(isinstance(v.get("files"), list) and all(isinstance(f, str) for f in v["files"]), f"variant {name}.files")
-        _need(isinstance(v.get("meta", {}), dict), f"variant {name}.meta")
+        n_flat = len(ws) + len(inputs)
+        train = (v.get("meta") or {}).get("train")
+        for a in (train or {}).get("aliased", v.get("aliased") or []):
+            _need(0 <= a["primal"] < n_flat and a["output"] >= 0, f"variant {name}.aliased")
+        if train:
+            _need(all(0 <= t < n_flat for t in train["mutation_targets"])
+                  and all(0 <= x["index"] < len(inputs) for x in train["mutated"] if x["kind"] == "input")
+                  and all(x["weight"] in known for x in train["mutated"] if x["kind"] == "buffer")
+                  and len(train["grad_mask"]) == n_flat and len(train["out_requires_grad"]) == train["num_outputs"]
+                  and len(train["mutation_targets"]) <= train["num_outputs"]
+                  and all(0 <= i < len(train["saved"]) for i in train["saved_mutated"])
+                  and isinstance(v.get("meta", {}).get("fw"), dict) and isinstance(v["meta"].get("bw"), dict),
+                  f"variant {name}.meta.train")
+        for f in v["files"]:
+            check_member_name(variant_dir(name) + f)
+    _need(len(m["variants"]) > 0, "variants is empty")

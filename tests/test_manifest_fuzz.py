@@ -1,0 +1,166 @@
+"""Structure-aware fuzzing of the manifest: consistent packages (every digest and CRC
+right) whose manifest is valid-looking JSON with fields changed, removed, retyped or
+resized. load, verify, inspect and the loaded program's call raise only aotpack errors,
+never KeyError, IndexError, RecursionError, MemoryError... (issue "Trust").
+
+The byte fuzzer (test_format_fuzz.py) damages files; this one edits them as someone who
+knows the format would, which is what reaches the code after the integrity checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import zipfile
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aotpack
+from aotpack.package import fmt
+from aotpack.package.writer import write_package
+
+EXAMPLES = int(os.environ.get("AOTPACK_MANIFEST_FUZZ_EXAMPLES", "300"))
+
+
+class Block(torch.nn.Module):
+    def __init__(self, norm: bool = False):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.norm = torch.nn.BatchNorm1d(4) if norm else torch.nn.Identity()  # buffers updated in place
+        self.register_buffer("scale", torch.ones(4))
+
+    def forward(self, x, extra: dict, n: int = 2):
+        y = self.norm(self.fc(x)) * self.scale + extra["bias"]
+        return {"y": y * n, "parts": (y[0] + 1, y.sum())}
+
+
+@pytest.fixture(scope="module", params=["inference", "training"])
+def good(request, tmp_path_factory):
+    """An inference package (two variants, a dynamic dim) or a training one (its
+    forward/backward metadata), the fuzzer's starting points."""
+    m = Block(norm=request.param == "training")
+    args = (torch.randn(3, 4), {"bias": torch.randn(4)})
+    if request.param == "inference":
+        pkg = aotpack.compile(m, args, backend="eager", dynamic={"x": {0: aotpack.Dim("b", min=1, max=64)}},
+                              variants=[{"name": "b1", "args": (torch.randn(1, 4), {"bias": torch.randn(4)})}])
+    else:
+        pkg = aotpack.compile(m, args, backend="eager", train=True)
+    path = pkg.save(tmp_path_factory.mktemp("mf") / "good.aot")
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    manifest = json.loads(members.pop(fmt.MANIFEST))
+    manifest.pop("members")
+    return manifest, members, args
+
+
+def _paths(node, prefix=()):
+    """Every (path, value) in a JSON tree, containers included."""
+    yield prefix, node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+_names = st.sampled_from(["default", "b1", "x", "fc.weight", "scale", "b", "cpu", "float32", "tensor", "tuple",
+                          "dict", "const", "builtins.dict", "sys.exit", "os:system", "", "../x", "cuda:7"])
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 70), st.sampled_from([2**63, -2**63, 10**30]),
+                     st.floats(allow_nan=True), _names, st.text(max_size=8))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(_names, inner, max_size=4)), max_leaves=8)
+
+
+def _mutate(manifest: dict, data) -> dict:
+    m = copy.deepcopy(manifest)
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        paths = [p for p, _ in _paths(m) if p]
+        path = data.draw(st.sampled_from(paths), label="path")
+        parent = m
+        for k in path[:-1]:
+            parent = parent[k]
+        key, value = path[-1], parent[path[-1]]
+        op = data.draw(st.sampled_from(["replace", "delete", "retype", "resize", "deep"]), label="op")
+        if op == "replace":
+            parent[key] = data.draw(_values, label="value")
+        elif op == "delete":
+            if isinstance(parent, dict):
+                del parent[key]
+            else:
+                parent.pop(key)
+        elif op == "retype":  # the same value, another JSON type
+            parent[key] = {"list": [value], "str": str(value), "int": len(str(value)), "dict": {"v": value}}[
+                data.draw(st.sampled_from(["list", "str", "int", "dict"]), label="type")]
+        elif op == "resize" and isinstance(value, list):
+            parent[key] = value * data.draw(st.integers(0, 3), label="times")
+        elif op == "resize" and isinstance(value, dict):
+            value[data.draw(_names, label="new key")] = data.draw(_values, label="new value")
+        elif op == "deep":  # a nesting no real package has (recursion limits)
+            deep = value
+            for _ in range(900):
+                deep = [deep]
+            parent[key] = deep
+    return m
+
+
+def _exercise(path, args) -> None:
+    """What a user does with a package; only aotpack errors may come out."""
+    try:
+        aotpack.inspect(path).__str__()
+    except aotpack.AotpackError:
+        pass
+    try:
+        aotpack.verify(path)
+    except aotpack.AotpackError:
+        pass
+    try:
+        fn = aotpack.load(path)
+    except aotpack.AotpackError:
+        return
+    for call in (args, (torch.randn(1, 4), {"bias": torch.randn(4)}), (torch.randn(5, 4), {"bias": torch.randn(4)})):
+        try:
+            _, leaves = aotpack.tree.flatten(fn(*call))
+            grad = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
+            if grad:
+                sum(t.sum() for t in grad).backward()
+        except aotpack.AotpackError:
+            pass
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_edited_manifests_give_only_aotpack_errors(good, tmp_path_factory, data):
+    manifest, members, args = good
+    m = _mutate(manifest, data)
+    path = os.path.join(tmp_path_factory.mktemp("edit", numbered=True), "p.aot")
+    try:
+        write_package(path, m, members)
+    except (ValueError, RecursionError):  # json.dumps refuses some mutations (nan is fine; deep nesting)
+        return
+    _exercise(path, args)
+
+
+def test_the_good_package_runs(good, tmp_path):
+    """The fuzzer's base case: unedited, the package loads and runs."""
+    manifest, members, args = good
+    path = tmp_path / "p.aot"
+    write_package(path, manifest, members)
+    out = aotpack.load(path)(*args)
+    assert set(out) == {"y", "parts"}
+
+
+def test_deep_nesting_is_a_format_error(good, tmp_path):
+    manifest, members, _ = good
+    m = copy.deepcopy(manifest)
+    deep = {"kind": "tensor", "index": 0}
+    for _ in range(200):
+        deep = {"kind": "tuple", "children": [deep]}
+    m["program"]["out_spec"] = deep
+    write_package(tmp_path / "p.aot", m, members)
+    with pytest.raises(aotpack.FormatError, match="out_spec"):
+        aotpack.load(tmp_path / "p.aot")
