@@ -37,7 +37,8 @@ def paths(tmp_path_factory):
 CASES = [
     ("run", "{p}"), ("inspect", "{p}"), ("verify", "{p}"), ("rebuild", "{p}"),
     ("repro", "{p}", "-o", "{dir}/repro-out"), ("minify", "{p}"), ("report", "{p}"),
-    ("cache", "import", "{p}"),
+    ("cache", "import", "{p}"), ("sign", "{p}", "--key", "{p}"), ("verify", "{p}", "--key", "{p}"),
+    ("run", "{p}", "--key", "{p}"),
 ]
 
 
@@ -64,3 +65,38 @@ def test_bad_cache_urls_and_read_only_outputs(paths):
 def test_usage_errors_exit_2():
     proc = cli("inspect")
     assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+def _tiny_disk(folder) -> list[str]:
+    """A command prefix that runs with a 96 KB tmpfs mounted on ``folder`` (a full disk
+    to write to): as root directly, else in a user namespace (``unshare -rm``)."""
+    import shutil
+
+    script = f"mount -t tmpfs -o size=96k tmpfs {folder} && exec \"$@\""
+    if os.geteuid() == 0:
+        return ["unshare", "-m", "sh", "-c", script, "sh"]
+    assert shutil.which("unshare"), "the full-disk test needs unshare (util-linux)"
+    return ["unshare", "-rm", "sh", "-c", script, "sh"]
+
+
+def test_full_disk_keeps_the_saved_package_and_says_so(tmp_path):
+    """Saving over a package on a full disk: one error line naming the cause, a hint,
+    exit 1; the package saved before is intact and no temp file is left behind."""
+    (tmp_path / "prog.py").write_text(
+        "import torch\n"
+        "small = torch.nn.Linear(4, 4)\n"
+        "big = torch.nn.Linear(256, 256)  # 260 KB of weights: more than the disk holds\n"
+        "def ex_small():\n    return (torch.randn(2, 4),)\n"
+        "def ex_big():\n    return (torch.randn(2, 256),)\n")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (
+        f"cd {tmp_path} && {sys.executable} -m aotpack compile prog.py:small --example prog.py:ex_small "
+        f"--backend eager -o disk/model.aot && cp disk/model.aot saved.aot && "
+        f"{sys.executable} -m aotpack compile prog.py:big --example prog.py:ex_big --backend eager -o disk/model.aot; "
+        f"echo rc=$?; cmp disk/model.aot saved.aot && echo same; ls -A disk")
+    proc = subprocess.run([*_tiny_disk(disk), "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert "rc=1" in proc.stdout and "same" in proc.stdout, (proc.stdout, proc.stderr)
+    assert proc.stdout.strip().splitlines()[-1] == "model.aot", proc.stdout  # no .aotpack-*.tmp left
+    assert "Traceback" not in proc.stderr
+    assert "error: No space left on device" in proc.stderr and "hint: free disk space" in proc.stderr, proc.stderr

@@ -96,22 +96,35 @@ def test_save_is_atomic_over_existing(package, tmp_path):
     target.write_bytes(open(package, "rb").read())
     before = open(target, "rb").read()
 
-    class Boom(Exception):
-        pass
-
     p = aotpack.compile(programs.plain, (torch.randn(2), torch.randn(2)), backend="eager")
-    p.members["weights.safetensors"] = _Exploding()
-    with pytest.raises(TypeError):
+    p.members["weights.safetensors"] = _Exploding(p.members["weights.safetensors"])
+    with pytest.raises(Boom):
         p.save(target)
     assert open(target, "rb").read() == before
     assert [f for f in os.listdir(tmp_path) if f.startswith(".aotpack-")] == []
 
 
 class _Exploding:
-    """Not bytes: the writer fails half way, after the temp file exists."""
+    """A streamed member whose second chunk fails: the writer stops half way, after the
+    temp file exists and holds part of the package."""
+
+    def __init__(self, member):
+        self.member = member
 
     def __len__(self):
-        return 10
+        return len(self.member)
+
+    def digest(self):
+        return self.member.digest()
+
+    def chunks(self):
+        chunks = self.member.chunks()
+        yield next(chunks)
+        raise Boom("disk gone")
+
+
+class Boom(Exception):
+    pass
 
 
 def test_save_into_missing_folder_is_one_clear_error(tmp_path):

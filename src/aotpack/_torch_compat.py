@@ -66,7 +66,21 @@ def serialize_program(ep) -> bytes:
     """
     from torch._export.serde.serialize import serialize
 
-    return serialize(ep).exported_program
+    # serialize() also torch.saves the weights (a full copy in memory, thrown away here):
+    # give it meta tensors of the same shapes instead, restored after
+    def meta(v):
+        if not isinstance(v, torch.Tensor):
+            return v
+        m = v.detach().to("meta")
+        return torch.nn.Parameter(m, requires_grad=v.requires_grad) if isinstance(v, torch.nn.Parameter) else m
+
+    state, constants = ep._state_dict, ep._constants
+    try:
+        ep._state_dict = {k: meta(v) for k, v in state.items()}
+        ep._constants = {k: meta(v) for k, v in constants.items()}
+        return serialize(ep).exported_program
+    finally:
+        ep._state_dict, ep._constants = state, constants
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import torch
 from .. import __version__
 from .. import _torch_compat as compat
 from . import format as fmt
+from .weights import TensorsMember
 from .writer import write_package
 
 __all__ = ["Package", "fmt"]
@@ -28,9 +29,10 @@ def _safetensors():
     return safetensors.torch
 
 
-def _dedupe(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _dedupe(tensors: dict[str, torch.Tensor], copy: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Store each distinct tensor once: tied weights (the same tensor under two names)
-    become one entry plus an alias."""
+    become one entry plus an alias. ``copy``: snapshot the values (the caller's model
+    may change after compile); False for tensors the package already owns."""
     unique: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -43,7 +45,10 @@ def _dedupe(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], 
             continue
         if key is not None:
             seen[key] = name
-        unique[name] = t.to("cpu").contiguous().clone() if t.numel() else t.to("cpu").contiguous()
+        stored = t.to("cpu").contiguous()
+        if copy and stored.numel() and stored.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
+            stored = stored.clone()  # still the caller's memory (to/contiguous copied nothing): snapshot it
+        unique[name] = stored
     return unique, aliases
 
 
@@ -55,8 +60,9 @@ class Package:
     """A compiled program in memory, ready to ``save``; one or more variants.
 
     Attributes:
-      manifest: the JSON manifest (members' hashes are added when saving).
-      members: member path -> bytes.
+      manifest: the JSON manifest (members' digests are added when saving).
+      members: member path -> bytes; the weights member is a ``TensorsMember``
+        (tensors serialized while the file is written, never as one bytes object).
     """
 
     def __init__(self, manifest: dict, members: dict[str, bytes]):
@@ -86,7 +92,7 @@ class Package:
             },
             "variants": [],
         }
-        members = {fmt.WEIGHTS: _safetensors().save({})}
+        members = {fmt.WEIGHTS: TensorsMember({})}
         pkg = cls(manifest, members)
         pkg.add_variant(captured, name, backend, compiled, examples=examples)
         return pkg
@@ -100,7 +106,9 @@ class Package:
             r.verify()
             manifest = dict(r.manifest)
             manifest.pop("members")
-            members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+            # weights stay views of the mapped file: adding a variant copies none of them
+            members = {n: TensorsMember(r.tensors(n)) if n == fmt.WEIGHTS else r.read(n)
+                       for n in r.names() if n != fmt.MANIFEST}
         return cls(manifest, members)
 
     def add_variant(self, captured, name: str, backend, compiled, *, examples: bool = True) -> None:
@@ -120,7 +128,7 @@ class Package:
             raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
                                f"differs from the package's ({program['name']})",
                                hint="variants differ only in dtypes, shapes, devices or backends")
-        stored = _safetensors().load(self.members[fmt.WEIGHTS])
+        stored = dict(self.members[fmt.WEIGHTS].tensors)
         for alias, target in program["aliases"].items():
             stored[alias] = stored[target]
         new, aliases = _dedupe(captured.weights)
@@ -134,8 +142,8 @@ class Package:
                 stored[key] = src
                 program["weights"][key] = {"kind": captured.weight_kinds[fqn], **_tensor_info(src)}
             names.append(key)
-        unique, program["aliases"] = _dedupe(stored)
-        self.members[fmt.WEIGHTS] = _safetensors().save(unique)
+        unique, program["aliases"] = _dedupe(stored, copy=False)
+        self.members[fmt.WEIGHTS] = TensorsMember(unique)
         prefix = fmt.variant_dir(name)
         self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
         files = []
@@ -170,6 +178,11 @@ class Package:
     @property
     def nbytes(self) -> int:
         return sum(len(b) for b in self.members.values())
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The stored weights, each distinct tensor once (aliases in manifest.program.aliases)."""
+        return self.members[fmt.WEIGHTS].tensors
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the package to ``path`` as one file, atomically; returns the path.

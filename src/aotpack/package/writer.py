@@ -26,12 +26,18 @@ def _aligned_info(name: str, offset: int, size: int) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
+    info.file_size = size
     header = _LOCAL_HEADER + len(name.encode())
-    if size >= zipfile.ZIP64_LIMIT:
+    if _zip64(size):
         header += 20  # zip64 extra field written by zipfile
     pad = (-(offset + header + 4)) % fmt.ALIGN
     info.extra = struct.pack("<HH", _PAD_ID, pad) + b"\0" * pad
     return info
+
+
+def _zip64(size: int) -> bool:
+    # zipfile's own rule for writing a zip64 local header (ZipFile._open_to_write)
+    return size * 1.05 > zipfile.ZIP64_LIMIT
 
 
 def _mode_for(path: str) -> int:
@@ -86,18 +92,21 @@ def locked(path: str | os.PathLike):
 def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, bytes]) -> None:
     """Write ``manifest`` (members' digests added) and ``members`` to ``path`` atomically."""
     manifest = dict(manifest)
-    manifest["members"] = {name: {fmt.DIGEST: fmt.digest(data), "size": len(data)} for name, data in members.items()}
+    manifest["members"] = {name: {fmt.DIGEST: data.digest() if hasattr(data, "chunks") else fmt.digest(data),
+                                  "size": len(data)} for name, data in members.items()}
     blob = json.dumps(manifest, indent=1, sort_keys=False).encode()
     write_members(path, [(fmt.MANIFEST, blob), *members.items()])
 
 
 def write_members(path: str | os.PathLike, entries) -> None:
-    """Write ``(name, bytes or buffer)`` pairs, the manifest first, as the package file
+    """Write ``(name, data)`` pairs, the manifest first, as the package file
     ``path``: atomically (temp file in the same folder, fsync, rename), with the mode the
     file had (or the umask's), through a symlink to its target.
 
-    The bytes are written as given: ``aotpack sign`` adds a member to a package without
-    changing one byte of the manifest it signs.
+    ``data`` is bytes, a buffer, or a streamed member (``.chunks()`` and ``len()``, as
+    weights.TensorsMember): written piece by piece, never assembled. The bytes are
+    written as given: ``aotpack sign`` adds a member to a package without changing one
+    byte of the manifest it signs.
     """
     path = os.path.realpath(os.fspath(path))  # through a symlink to its target: the link stays
     entries = list(entries)
@@ -116,7 +125,12 @@ def write_members(path: str | os.PathLike, entries) -> None:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
                 for name, data in entries:
-                    z.writestr(_aligned_info(name, f.tell(), memoryview(data).nbytes), data)
+                    streamed = hasattr(data, "chunks")
+                    size = len(data) if streamed else memoryview(data).nbytes
+                    info = _aligned_info(name, f.tell(), size)
+                    with z.open(info, "w", force_zip64=_zip64(size)) as out:
+                        for chunk in (data.chunks() if streamed else (data,)):
+                            out.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

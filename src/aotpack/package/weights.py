@@ -1,0 +1,89 @@
+"""The weights member, streamed: tensors written as a safetensors file without ever
+being assembled into one bytes object.
+
+A package of 8 GB of weights used to be serialized to an 8 GB ``bytes`` before the
+writer copied it into the file (plus a decode and re-encode of every weight on
+``add_variant``): twice the weights in memory. ``TensorsMember`` keeps the tensors,
+computes the member's size and digest from them, and hands the writer one buffer per
+tensor, so saving costs no copy of the weights; a package opened from a file keeps its
+weights as views of the mapped file, so adding a variant copies none of the old ones.
+
+The bytes are a standard safetensors file (https://github.com/huggingface/safetensors):
+an 8-byte little-endian header length, a JSON header, then the tensors' bytes with no
+holes. Tensors are laid out by element size, largest first, and the header is padded
+with spaces so the data starts 64-byte aligned within the member (members start
+64-byte aligned in the package), so every tensor can be viewed in place at its dtype's
+alignment.
+
+Example:
+    >>> m = TensorsMember({"w": torch.ones(2, 2)})
+    >>> m.size, len(bytes(m)) == m.size
+    (144, True)
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+
+import torch
+
+from . import format as fmt
+
+_NAMES = {dtype: name for name, dtype in fmt.SAFETENSORS_DTYPES.items()}
+
+
+def _raw(t: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor, without a copy."""
+    if t.numel() == 0:
+        return memoryview(b"")
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+
+
+class TensorsMember:
+    """A safetensors member built from ``tensors`` (CPU, contiguous) at write time."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        order = sorted(tensors, key=lambda n: (-tensors[n].element_size(), n))
+        header, offset = {}, 0
+        for name in order:
+            t = tensors[name]
+            if t.device.type != "cpu" or not t.is_contiguous():
+                raise ValueError(f"weight {name!r} must be a contiguous CPU tensor to be stored")
+            n = t.numel() * t.element_size()
+            header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
+            offset += n
+        blob = json.dumps(header, separators=(",", ":")).encode()
+        blob += b" " * ((-(8 + len(blob))) % fmt.ALIGN)  # data starts 64-byte aligned
+        self._head = struct.pack("<Q", len(blob)) + blob
+        self._order = order
+        self.size = len(self._head) + offset
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self) -> Iterator[memoryview]:
+        """The member's bytes, as the header and then one buffer per tensor."""
+        yield memoryview(self._head)
+        for name in self._order:
+            yield _raw(self.tensors[name])
+
+    def digest(self, algorithm: str = fmt.DIGEST) -> str:
+        if algorithm != "blake3":
+            return fmt.digest(bytes(self), algorithm)
+        import blake3
+
+        h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        for chunk in self.chunks():
+            h.update(chunk)
+        return h.hexdigest()
+
+    def __bytes__(self) -> bytes:
+        return b"".join(bytes(c) for c in self.chunks())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TensorsMember) and self.digest() == other.digest()
+
+    __hash__ = None
