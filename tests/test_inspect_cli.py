@@ -122,3 +122,22 @@ def test_cli_run_passes_keyword_only_examples_by_name(tmp_path):
     assert "output 0: float32[4]" in run_cli("run", str(path)).stdout
     args, kwargs = aotpack.load(path).example_inputs()
     assert len(args) == 1 and set(kwargs) == {"mask"}
+
+
+def test_verify_says_no_where_load_would_fail_on_types(tmp_path):
+    """A package returning a named tuple of a type the verifying process has not
+    imported: load would refuse it (it never imports a module a package names), so
+    verify says no, and yes once the module is allowed."""
+    (tmp_path / "pairtypes.py").write_text(
+        "import collections, torch\n"
+        "Pair = collections.namedtuple('Pair', ['a', 'b'])\n"
+        "def f(x):\n    return Pair(x + 1, x * 2)\n"
+        "def ex():\n    return (torch.randn(3),)\n")
+    out = tmp_path / "pair.aot"
+    proc = run_cli("compile", f"{tmp_path / 'pairtypes.py'}:f", "--example", f"{tmp_path / 'pairtypes.py'}:ex",
+                   "--backend", "eager", "-o", str(out))
+    proc = run_cli("verify", str(out), check=False)
+    assert proc.returncode == 1 and "types FAILED: the package returns or takes pairtypes.Pair" in proc.stdout
+    code = (f"import sys, aotpack; sys.path.insert(0, {str(tmp_path)!r}); "
+            f"r = aotpack.verify({str(out)!r}, allow_modules=['pairtypes']); print(r['ok'], r['types'])")
+    assert run_fresh(["-c", code]).stdout.strip() == "True None"

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from . import tree
 from .backends import get_backend
 from .capture import capture
-from .errors import IntegrityError, SignatureError
+from .errors import AotpackError, IntegrityError, SignatureError
 from .package import Package, signing
 from .package.reader import PackageReader
 from .summary import Inspection
@@ -199,16 +200,17 @@ def inspect(path: str | os.PathLike) -> Inspection:
         return Inspection(os.fspath(path), r.manifest, sizes, problem, signing.signer_ids(r.signatures))
 
 
-def verify(path: str | os.PathLike, backends=(), trusted_keys=None) -> dict:
+def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_modules=()) -> dict:
     """Check a package as load would, without running any of it: integrity, signature
     (when ``trusted_keys`` are given, as for ``aotpack.load``), and whether each variant
     can run on this machine (backend available, versions, machine, device, ops).
 
-    ``backends`` as for ``aotpack.load``. Returns ``{"ok": bool, "integrity": None | str,
-    "signature": None | str, "signer": None | str, "variants": {name: [problems...]}}``;
-    ``ok`` means load would succeed: the file is intact, signed by a trusted key if keys
-    were given, and at least one variant runs here. A malformed file raises FormatError,
-    as load does.
+    ``backends``, ``allow_modules`` as for ``aotpack.load``. Returns ``{"ok": bool,
+    "integrity": None | str, "signature": None | str, "signer": None | str, "signed_by":
+    [key ids], "types": None | str, "variants": {name: [problems...]}}``; ``ok`` means
+    ``aotpack.load`` would succeed: the file is intact, signed by a trusted key if keys
+    were given, the types it returns can be rebuilt here, and at least one variant runs
+    here. A malformed file raises FormatError, as load does.
 
     Example:
         >>> aotpack.verify("mlp.aot")["ok"]                       # doctest: +SKIP
@@ -232,6 +234,11 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None) -> dict:
             integrity = e.message
         variants = {v["name"]: incompatibilities(r.manifest, v, backends) for v in r.manifest["variants"]}
         signed_by = signing.signer_ids(r.signatures)
-    ok = integrity is None and signature is None and any(not p for p in variants.values())
+        try:
+            tree.check_types(r.manifest["program"]["out_spec"], allow_modules)
+            types = None
+        except AotpackError as e:
+            types = e.message
+    ok = integrity is None and signature is None and types is None and any(not p for p in variants.values())
     return {"ok": ok, "integrity": integrity, "signature": signature, "signer": signer, "signed_by": signed_by,
-            "variants": variants}
+            "types": types, "variants": variants}

@@ -109,6 +109,8 @@ def _cmd_verify(a) -> int:
     else:
         print("  signature " + (f"not checked (signed by {', '.join(result['signed_by'])}; pass --key to check)"
                                 if result["signed_by"] else "none (unsigned)"))
+    if result["types"]:
+        print(f"  types FAILED: {result['types']} (or load with plain_types=True)")
     for name, problems in result["variants"].items():
         print(f"  variant {name}: " + ("runs here" if not problems else "cannot run here: " + "; ".join(problems)))
     if result["ok"]:
