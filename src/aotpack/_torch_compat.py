@@ -13,24 +13,26 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager, redirect_stderr
 
 import torch
-from packaging.version import Version
 
-TORCH_VERSION = Version(torch.__version__.split("+")[0])
-MIN_TORCH = Version("2.11")
-if TORCH_VERSION.release < MIN_TORCH.release:
-    raise ImportError(f"aotpack needs torch >= {MIN_TORCH}; this is torch {torch.__version__}: upgrade torch "
+# (major, minor) parsed by hand: packaging.version costs 2 ms of every load's import
+_RELEASE = torch.__version__.split("+")[0]
+TORCH_VERSION = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", _RELEASE).groups())
+MIN_TORCH = (2, 11)
+if TORCH_VERSION < MIN_TORCH:
+    raise ImportError(f"aotpack needs torch >= 2.11; this is torch {torch.__version__}: upgrade torch "
                       "(the private APIs this module wraps are kept for 2.11 and newer)")
 
 
 def torch_version() -> str:
     """torch's version without the local build tag (``2.13.0``)."""
-    return str(TORCH_VERSION)
+    return _RELEASE
 
 
 @contextmanager

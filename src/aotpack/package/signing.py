@@ -27,12 +27,11 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import hashlib
 import json
 import os
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from ..errors import AotpackError, FormatError, SignatureError
 from . import format as fmt
@@ -44,8 +43,7 @@ MAX_SIGNATURES_BYTES = 1 << 20
 ENV_TRUSTED_KEYS = "AOTPACK_TRUSTED_KEYS"
 
 
-@dataclasses.dataclass(frozen=True)
-class TrustedKey:
+class TrustedKey(NamedTuple):
     """A public key load accepts signatures from; ``source`` says where it came from."""
 
     key_id: str
@@ -53,8 +51,7 @@ class TrustedKey:
     source: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Signer:
+class Signer(NamedTuple):
     """Who signed a package: the key's id and where the trusted key was read from."""
 
     key_id: str
@@ -175,6 +172,8 @@ def parse_signatures(blob: bytes | None, where: str) -> list[dict]:
 
 def check(manifest_blob: bytes, signatures: list[dict], keys: list[TrustedKey], where: str) -> Signer:
     """The signer of ``manifest_blob`` among ``keys``; SignatureError if none signed it."""
+    import base64
+
     from cryptography.exceptions import InvalidSignature
 
     if not signatures:
@@ -245,6 +244,8 @@ def sign(path: str | os.PathLike, key) -> str:
     Every member is verified first (a damaged package is never signed). A signature by
     the same key is replaced; signatures by other keys stay.
     """
+    import base64
+
     from .reader import PackageReader
     from .writer import locked, write_members
 
