@@ -38,7 +38,11 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
-    if name in ("trace", "cache", "repro", "autograd"):  # subpackages, imported on first use
+    if name == "generate":
+        from .llm import generate
+
+        return generate
+    if name in ("trace", "cache", "repro", "autograd", "llm"):  # subpackages, imported on first use
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
@@ -61,6 +65,7 @@ __all__ = [
     "verify",
     "sign",
     "generate_key",
+    "generate",
     "Dim",
     "Loaded",
     "Package",
@@ -79,4 +84,5 @@ __all__ = [
     "cache",
     "repro",
     "autograd",
+    "llm",
 ]

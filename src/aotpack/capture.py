@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import linecache
@@ -87,6 +88,8 @@ class Captured:
       mutations: what the program changes in place (``allow_mutations=True`` only):
         ``[{"kind": "buffer", "weight": name} | {"kind": "input", "index": i}]``; the
         graph returns their new values first, before the program's own outputs.
+      state: weights (buffers) an inference program updates in place, as a static KV
+        cache: the graph writes them in place; each loaded package owns a copy.
       aliased: outputs that are views of a graph argument, as eager returns them (see
         ``output_aliases``); the loaded package returns views of the caller's tensors.
       module_training: the module's ``training`` flag at capture (None for functions);
@@ -111,6 +114,7 @@ class Captured:
     exported: Any = field(repr=False)
     graph_module: torch.fx.GraphModule = field(repr=False)
     mutations: list[dict] = field(default_factory=list)
+    state: list[str] = field(default_factory=list)
     aliased: list[dict] = field(default_factory=list)
     module_training: bool | None = None
     custom_functions: list[str] = field(default_factory=list)
@@ -134,9 +138,38 @@ class Captured:
             spec = {d: named[s] if isinstance(s, str) else Dim.AUTO
                     for d, s in enumerate(guard["shape"]) if not isinstance(s, int)}
             dyn.append(spec or None)
+        gm, args = self._unaliased_weights()
         with compat.quiet_export_logs():
-            return torch.export.export(self.graph_module, tuple(self.graph_args()),
-                                       dynamic_shapes=dyn if any(dyn) else None, strict=False)
+            return torch.export.export(gm, tuple(args), dynamic_shapes=dyn if any(dyn) else None, strict=False)
+
+    def _unaliased_weights(self) -> tuple[torch.fx.GraphModule, list[torch.Tensor]]:
+        """``graph_module`` and its arguments with each weight storage passed once.
+
+        One tensor can be two weights (a static KV cache registered as a buffer and also
+        read through the cache object, which torch.export lifts as a constant). Passed
+        twice as inputs that the graph writes, torch.export refuses the aliasing; so the
+        later placeholder's uses go to the first one, and a stand-in tensor is passed for
+        it while exporting (at run time the caller passes the same tensor twice, unused
+        the second time)."""
+        args = self.graph_args()
+        first, twins = {}, {}
+        for i, t in enumerate(args[:len(self.weights)]):
+            if not t.numel():
+                continue
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+            if key in first:
+                twins[i] = first[key]
+            else:
+                first[key] = i
+        if not twins:
+            return self.graph_module, args
+        gm = torch.fx.GraphModule(self.graph_module, copy.deepcopy(self.graph_module.graph))
+        nodes = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        for i, j in twins.items():
+            nodes[i].replace_all_uses_with(nodes[j])
+            args[i] = args[i].clone()
+        gm.recompile()
+        return gm, args
 
 
 class _Program(torch.nn.Module):
@@ -298,19 +331,25 @@ def _frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     return frozen
 
 
-def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> None:
+def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> set[str]:
     """CaptureError if an op writes into a graph input (torch.export's training IR keeps
     in-place ops on inputs and lists no mutation for them): an inference package would
-    write into a copy, or not at all, where eager writes into the caller's tensor."""
+    write into a copy, or not at all, where eager writes into the caller's tensor.
+
+    Buffers are the exception: a buffer the program updates in place (a static KV cache,
+    a step counter) is *state* the loaded package owns, written in place as eager writes
+    the module's buffer. Returns the export names of those buffers."""
     from torch.multiprocessing.reductions import StorageWeakRef
 
-    inputs = {}
+    inputs, buffers, written = {}, set(), set()
     user = iter(paths)
     for spec, node in zip(ep.graph_signature.input_specs, [n for n in ep.graph.nodes if n.op == "placeholder"]):
         name = next(user) if spec.kind.name == "USER_INPUT" else spec.target
         val = node.meta.get("val")
         if isinstance(val, torch.Tensor):
             inputs.setdefault(StorageWeakRef(val.untyped_storage()), name)
+        if spec.kind.name == "BUFFER":
+            buffers.add(name)
     for node in ep.graph.nodes:
         schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
         if schema is None or not schema.is_mutable:
@@ -322,6 +361,9 @@ def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> None
             name = inputs.get(StorageWeakRef(val.untyped_storage()))
             if name is None:
                 continue
+            if name in buffers:
+                written.add(name)
+                continue
             op = node.target.__name__.split(".")[0]
             sites = [w for n, w in recorder.inplace if n == op] or [w for _, w in recorder.inplace]
             where = f" at {sites[0]}" if len(set(sites)) == 1 else ""
@@ -329,6 +371,7 @@ def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> None
                                "inference package does not support",
                                hint="work on a copy (x = x.clone()), or compile with train=True (in-place updates "
                                     "are replayed on the caller's tensors)")
+    return written
 
 
 def _mutation_site(ep, signature, spec, recorder: EffectRecorder) -> str:
@@ -675,8 +718,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         # functional form returns the new values instead, which AOT autograd needs.
         with compat.quiet_export_logs():
             ep = ep.run_decompositions({})
-    else:
-        _refuse_input_writes(ep, recorder, paths)
+    written_buffers: set[str] = set()
+    if not allow_mutations:
+        written_buffers = _refuse_input_writes(ep, recorder, paths)
     sig_out = ep.graph_signature
     mutation_specs = []
     for spec in sig_out.output_specs:
@@ -766,6 +810,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                                                "require grad")
             mutations.append({"kind": "input", "index": index})
 
+    state = [n for n, t in weight_targets.items() if t in written_buffers]
     gm = compat.plain_graph_module(ep.graph_module)
     aliased = [] if mutation_specs else output_aliases(gm)
 
@@ -798,6 +843,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         exported=ep,
         graph_module=gm,
         mutations=mutations,
+        state=state,
         aliased=aliased,
         module_training=_module_training(target),
         custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"

@@ -171,6 +171,9 @@ class Loaded:
       variants: names of the variants loaded, in dispatch order.
       signer: the key that signed the package (``signing.Signer``) when load was given
         trusted keys, else None.
+      state: buffers the program updates in place (a static KV cache), name -> tensor:
+        this loaded package's own copy, shared by its variants; ``reset_state()`` puts
+        back the values the package stores. Empty for most programs.
     """
 
     def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True, path: str = "",
@@ -183,12 +186,23 @@ class Loaded:
         self._result = _unflattener(self._out_spec, plain_types)
         self._check_guards = check_guards
         self.signer = None
+        self.state: dict[str, torch.Tensor] = {}
+        self._initial_state: dict[str, torch.Tensor] = {}
         self.__name__ = manifest["program"]["name"]
         self.__doc__ = f"aotpack package of {manifest['program']['name']} ({manifest['program']['source']})"
 
     @property
     def variants(self) -> list[str]:
         return [v.name for v in self._variants]
+
+    def reset_state(self) -> None:
+        """Put every state tensor (``self.state``) back to the value the package stores,
+        on every device a variant holds a copy on."""
+        with torch.no_grad():
+            for v in self._variants:
+                for name, w in zip(v.manifest["weights"], v.weights):
+                    if name in self._initial_state:
+                        w.copy_(self._initial_state[name])
 
     def __call__(self, *args, **kwargs):
         v = self._single
@@ -370,6 +384,16 @@ def _specificity(variant: dict) -> tuple:
     return dynamic, width, bool(variant.get("meta", {}).get("train"))
 
 
+def _state_tensors(loaded: list, names) -> dict[str, torch.Tensor]:
+    """The state tensors the loaded variants update, by weight name (the first device's)."""
+    out = {}
+    for v in loaded:
+        for name, w in zip(v.manifest["weights"], v.weights):
+            if name in names:
+                out.setdefault(name, w)
+    return out
+
+
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
          guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None,
          on_mismatch: str = "error", rewrite: bool = False, allow_modules: Sequence[str] = (),
@@ -431,6 +455,9 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         if not plain_types:
             tree.check_types(program["out_spec"], allow_modules)
         weights = reader.weights()
+        initial = {}  # state (buffers the program updates in place): a private, writable copy per load
+        for n in {n for v in manifest["variants"] for n in v.get("state", [])}:
+            initial[n], weights[n] = weights[n], weights[n].clone()
         on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
         loaded, problems, rebuilt = [], [], {}
         for v in sorted(manifest["variants"], key=_specificity):
@@ -501,6 +528,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             _rewrite(path, rebuilt)
         fn = Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types)
         fn.signer = reader.signer
+        fn._initial_state = {n: t for n, t in initial.items()}
+        fn.state = _state_tensors(loaded, initial)
         return fn
     finally:
         reader.close()

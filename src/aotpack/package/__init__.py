@@ -166,6 +166,7 @@ class Package:
             "inputs": captured.inputs,
             "dims": captured.dims,
             "aliased": captured.aliased,
+            "state": [names[list(captured.weights).index(n)] for n in captured.state],
             "module_training": captured.module_training,
             "files": files,
             "meta": compiled.meta,

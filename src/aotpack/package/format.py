@@ -36,6 +36,9 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     {"order": [...]}, {"stride": [...]}; missing means "contiguous");
     variants[].aliased / meta.train.aliased: outputs that are views of inputs;
     variants[].module_training; meta.proxy_ops (aoti ops run by torch's proxy executor);
+    variants[].state: stored weight names (buffers) the variant updates in place, e.g. a
+    static KV cache: each load gets its own writable copy, shared by its variants;
+    llm: {"max_batch", "max_len"} of a package built by aotpack.llm.compile;
     tree specs of kind "namedtuple" and "node" (types by import path).
     (2026-11-23, later) members[].blake3 replaces members[].sha256 in new packages (both are
     read); the optional signatures.json member.
@@ -251,7 +254,7 @@ VARIANT_SCHEMA = {
     "name": str, "backend": str, "backend_entry": Opt(str, null=True), "device": _device, "torch": Opt(str),
     "weights": [str], "weight_fqns": Opt([str]), "weight_targets": Opt([str]),
     "in_spec": _spec, "inputs": [_INPUT], "dims": Opt(Map({"min": int, "max": _int_or_none})),
-    "aliased": Opt(_ALIASED), "module_training": Opt(bool, null=True), "files": [str],
+    "aliased": Opt(_ALIASED), "state": Opt([str]), "module_training": Opt(bool, null=True), "files": [str],
     "meta": Opt({"train": Opt(_TRAIN), "proxy_ops": Opt([str]), "fw": Opt({"proxy_ops": Opt([str])}),
                  "bw": Opt({"proxy_ops": Opt([str])}), "machine": Opt(str), "cpu_isa": Opt(str),
                  "compute_capability": Opt(str)}),
@@ -268,6 +271,7 @@ MANIFEST_SCHEMA = {
     },
     "variants": [VARIANT_SCHEMA],
     "members": Map({"size": int}),
+    "llm": Opt({"max_batch": int, "max_len": int}),
 }
 
 
@@ -331,6 +335,7 @@ def validate_manifest(m: dict) -> None:
         names.add(name)
         ws = v["weights"]
         _need(all(w in known for w in ws), f"variant {name}.weights names a weight the package does not hold")
+        _need(all(w in ws for w in v.get("state", [])), f"variant {name}.state names a weight it does not use")
         for key in ("weight_fqns", "weight_targets"):
             _need(v.get(key) is None or len(v[key]) == len(ws), f"variant {name}.{key}")
         inputs, dims = v["inputs"], v.get("dims") or {}

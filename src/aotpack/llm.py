@@ -1,0 +1,224 @@
+"""Text generation from one package: a decoder-only LM compiled into a prefill step and
+a decode step that share one copy of the weights and a static KV cache.
+
+    >>> pkg = aotpack.llm.compile(model, max_batch=2, max_len=256)      # doctest: +SKIP
+    >>> pkg.save("lm.aot")
+    >>> out = aotpack.generate("lm.aot", input_ids, max_new_tokens=32)  # in a fresh process
+
+The package holds one program, the *step* ``(input_ids [B, T], attention_mask [B, max_len],
+position_ids [B, T], cache_position [T]) -> logits of the last position [B, vocab]``, in
+two variants: ``decode`` (T = 1, static) and ``prefill`` (T from 2 to max_len). The KV
+cache is buffers of the step module (``max_batch x heads x max_len x head_dim`` per layer)
+that the step writes in place at ``cache_position``: the package's *state*, one
+private copy per loaded package, shared by both variants, allocated once at load (see
+``Loaded.state``), never per token.
+
+Batches and padding (design): prompts of different lengths are left-padded to one
+length; ``attention_mask`` covers the cache's slots (1 = a real token there), so padding
+and slots left over from an earlier prompt are masked out, and ``position_ids`` count
+real tokens only (``cumsum(mask) - 1``), as transformers' ``generate`` does with left
+padding. A batch smaller than ``max_batch`` is filled with dummy rows that are dropped.
+Nothing needs resetting between prompts: positions restart at 0 and the mask hides the
+old slots (``Loaded.reset_state()`` zeroes the cache anyway if wanted).
+
+Models: a transformers ``PreTrainedModel`` (Llama, Qwen2, GPT-2, ... any whose forward
+takes a ``StaticCache``) is wrapped with transformers' own export recipe
+(``TorchExportableModuleWithStaticCache``, its static cache registered as buffers).
+Any other module that implements the step itself (``forward(input_ids, attention_mask,
+position_ids, cache_position)`` with its own cache buffers, and attributes ``max_batch``,
+``max_len``) is compiled as it is: see ``tests/gpt_static.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from .errors import AotpackError
+
+__all__ = ["compile", "generate", "step_module"]
+
+_PREFILL_EXAMPLE = 8  # prompt length of the prefill variant's example inputs
+
+
+def step_module(model: torch.nn.Module, max_batch: int, max_len: int) -> torch.nn.Module:
+    """The step program of ``model``: itself if it implements the step, else (a
+    transformers model) transformers' static-cache export wrapper with this forward."""
+    if hasattr(model, "max_batch") and hasattr(model, "max_len"):
+        if (model.max_batch, model.max_len) != (max_batch, max_len):
+            raise AotpackError(f"the model's cache is {model.max_batch} x {model.max_len}, not the "
+                               f"{max_batch} x {max_len} asked for", hint="build the model with the same sizes")
+        return model
+    try:
+        from transformers import PreTrainedModel
+        from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
+    except ImportError:
+        raise AotpackError(f"{type(model).__name__} does not implement the step (forward(input_ids, attention_mask, "
+                           "position_ids, cache_position) and max_batch/max_len) and transformers is not installed",
+                           hint="see aotpack.llm's docstring") from None
+    if not isinstance(model, PreTrainedModel):
+        raise AotpackError(f"{type(model).__name__} is neither a transformers model nor a step module",
+                           hint="see aotpack.llm's docstring for the step a model must implement")
+
+    class Step(TorchExportableModuleWithStaticCache):
+        """transformers' static cache as buffers; forward takes the mask and positions."""
+
+        def forward(self, input_ids, attention_mask, position_ids, cache_position):
+            for layer in self.static_cache.layers:  # as the recipe's own forward: where this step writes
+                layer.cumulative_length.copy_(cache_position[0])
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             past_key_values=self.static_cache, use_cache=True, cache_position=cache_position)
+            return out.logits[:, -1, :]
+
+    model.eval()
+    model.generation_config.use_cache = True
+    before = model.generation_config.cache_implementation
+    model.generation_config.cache_implementation = "static"
+    try:
+        step = Step(model, batch_size=max_batch, max_cache_len=max_len)
+    finally:
+        model.generation_config.cache_implementation = before
+    step.max_batch, step.max_len = max_batch, max_len
+    return step
+
+
+def _examples(max_batch: int, max_len: int, t: int, device) -> tuple:
+    ids = torch.zeros(max_batch, t, dtype=torch.long, device=device)
+    mask = torch.zeros(max_batch, max_len, dtype=torch.long, device=device)
+    mask[:, :t] = 1
+    pos = torch.arange(t, device=device).repeat(max_batch, 1)
+    return ids, mask, pos, torch.arange(t, device=device)
+
+
+def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, backend: Any = "aoti",
+            options: dict | None = None, progress=None, cache=None):
+    """Compile a decoder-only LM for generation: a Package with variants ``decode`` and
+    ``prefill`` (see the module docstring); ``aotpack.generate`` runs it.
+
+    Args:
+      model: a transformers causal LM (``LlamaForCausalLM``, ``Qwen2ForCausalLM``,
+        ``GPT2LMHeadModel``...) or a module implementing the step.
+      max_batch, max_len: the static KV cache's size; a prompt plus its new tokens must
+        fit in ``max_len``.
+      backend, options, progress, cache: as for ``aotpack.compile``.
+    """
+    from torch.export import Dim
+
+    from .api import compile as compile_program
+
+    if not (1 <= max_batch and 2 < max_len):
+        raise ValueError("max_batch must be >= 1 and max_len > 2")
+    step = step_module(model, max_batch, max_len).eval()
+    device = next(step.parameters()).device
+    prompt = Dim("prompt", min=2, max=max_len)
+    dynamic = {"input_ids": {1: prompt}, "position_ids": {1: prompt}, "cache_position": {0: prompt}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="transformers")
+        pkg = compile_program(step, _examples(max_batch, max_len, 1, device), backend=backend, options=options,
+                              variant="decode", progress=progress, cache=cache,
+                              variants=[{"name": "prefill", "dynamic": dynamic,
+                                         "args": _examples(max_batch, max_len, min(_PREFILL_EXAMPLE, max_len), device)}])
+    pkg.manifest["llm"] = {"max_batch": max_batch, "max_len": max_len}
+    return pkg
+
+
+def _left_pad(input_ids, attention_mask, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(input_ids, torch.Tensor):
+        ids = input_ids if input_ids.dim() == 2 else input_ids[None]
+        mask = torch.ones_like(ids) if attention_mask is None else attention_mask
+        return ids.long(), mask.long()
+    rows = [list(map(int, r)) for r in input_ids]
+    if not rows or not all(rows):
+        raise AotpackError("input_ids has an empty prompt", hint="give every prompt at least one token")
+    t = max(map(len, rows))
+    ids = torch.tensor([[pad] * (t - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (t - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None = None, *,
+             attention_mask: torch.Tensor | None = None, pad_token_id: int = 0, temperature: float = 0.0,
+             top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
+             **load_kwargs) -> torch.Tensor:
+    """Generate tokens with a package written by ``aotpack.llm.compile``.
+
+    Args:
+      package: its path, or the ``aotpack.load`` result (load once, generate many times).
+      input_ids: ``[B, T]`` token ids (left-padded, with ``attention_mask``), or a list
+        of B prompts of any lengths (left-padded here).
+      max_new_tokens: tokens to generate per prompt.
+      eos_token_id: a prompt that produces it stops; its later tokens are ``pad_token_id``.
+      temperature, top_k, top_p, generator: sampling (temperature 0, the default, is
+        greedy); ``generator`` makes it reproducible.
+    Returns:
+      ``[B, T + n]`` like transformers' ``generate``: the (padded) prompts, then the new
+      tokens (n <= max_new_tokens: fewer when every prompt has ended).
+    Raises:
+      AotpackError: the prompts and new tokens do not fit the package's cache (batch or
+        length), checked before any step runs; GuardError for inputs the steps refuse.
+
+    Example:
+        >>> aotpack.generate("lm.aot", [[1, 2, 3], [4, 5]], max_new_tokens=8)  # doctest: +SKIP
+    """
+    from .runtime import Loaded, load
+
+    fn = package if isinstance(package, Loaded) else load(package, **load_kwargs)
+    info = fn.manifest.get("llm")
+    if not isinstance(info, dict):
+        raise AotpackError(f"{fn.path or 'the package'} was not built by aotpack.llm.compile (no llm section)",
+                           hint="compile it with aotpack.llm.compile(model, max_batch=..., max_len=...)")
+    max_batch, max_len = info["max_batch"], info["max_len"]
+    ids, mask = _left_pad(input_ids, attention_mask, pad_token_id)
+    b, t = ids.shape
+    if b > max_batch:
+        raise AotpackError(f"input_ids holds {b} prompts; the package's cache holds {max_batch} (max_batch)",
+                           hint="split the batch, or compile with a larger max_batch")
+    if t + max_new_tokens > max_len:
+        raise AotpackError(f"input_ids.shape[1] + max_new_tokens = {t} + {max_new_tokens} = {t + max_new_tokens} "
+                           f"tokens do not fit the package's cache of {max_len} (max_len)",
+                           hint="shorten the prompt or max_new_tokens, or compile with a larger max_len")
+    device = fn.state[next(iter(fn.state))].device if fn.state else ids.device
+    rows = torch.zeros(max_batch, t, dtype=torch.long)  # dummy rows fill the batch: one real token each
+    rows[:b] = ids
+    slots = torch.zeros(max_batch, max_len, dtype=torch.long)
+    slots[:b, :t] = mask
+    slots[b:, t - 1] = 1
+    position = (slots[:, :t].cumsum(-1) - 1).clamp(min=0)
+    rows, slots, position = rows.to(device), slots.to(device), position.to(device)
+    new, done = [], torch.zeros(max_batch, dtype=torch.bool, device=device)
+    with torch.no_grad():
+        logits = fn(rows, slots, position, torch.arange(t, device=device))
+        last = position[:, -1:]
+        for step in range(max_new_tokens):
+            token = _choose(logits, temperature, top_k, top_p, generator)
+            if eos_token_id is not None:
+                token = torch.where(done, torch.full_like(token, pad_token_id), token)
+                done |= token == eos_token_id
+            new.append(token)
+            if step + 1 == max_new_tokens or (eos_token_id is not None and bool(done[:b].all())):
+                break
+            at = t + step
+            slots[:, at] = 1
+            last = last + 1
+            logits = fn(token[:, None], slots, last, torch.tensor([at], device=device))
+    out = torch.stack(new, 1)[:b].to(ids.device)
+    return torch.cat([ids, out], 1)
+
+
+def _choose(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> torch.Tensor:
+    if not temperature:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) > top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs.cpu() if generator is not None and generator.device.type == "cpu" else probs, 1,
+                             generator=generator)[:, 0].to(logits.device)
