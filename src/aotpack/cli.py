@@ -11,6 +11,7 @@
     aotpack minify repro/ --failure exception --backend inductor
     aotpack report trace_dir/ -o report.html   # a compile trace as one HTML page
     aotpack cache ls|explain KEY|rm KEY|export -o F|import F [--store redis://host:6379/0]
+    aotpack generate lm.aot --prompt 1,2,3 --max-new-tokens 32   # a package from aotpack.llm.compile
     aotpack demo                            # compile, save, load fresh, compare
 
 Errors print as ``error: ...`` and ``hint: ...`` with exit status 1, never a traceback.
@@ -218,6 +219,30 @@ def _cmd_report(a) -> int:
     return 0
 
 
+def _cmd_generate(a) -> int:
+    prompts = []
+    for text in a.prompt:
+        try:
+            prompts.append([int(x) for x in text.replace(" ", ",").split(",") if x])
+        except ValueError:
+            raise AotpackError(f"--prompt {text!r} is not a list of token ids",
+                               hint="give token ids separated by commas, e.g. --prompt 1,15043,29892") from None
+    t = time.perf_counter()
+    fn = aotpack.load(a.package, trusted_keys=a.key or None)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    out = aotpack.generate(fn, prompts, a.max_new_tokens, eos_token_id=a.eos, temperature=a.temperature,
+                           top_k=a.top_k, top_p=a.top_p)
+    gen_s = time.perf_counter() - t
+    width = max(map(len, prompts))
+    for row in out.tolist():
+        print(" ".join(map(str, row[width:])))
+    n = (out.shape[1] - width) * len(prompts)
+    print(f"loaded in {load_s * 1000:.1f} ms; {n} tokens in {gen_s:.3f} s ({n / gen_s:.1f} tokens/s)", file=sys.stderr
+          if a.quiet else sys.stdout)
+    return 0
+
+
 def _cmd_demo(a) -> int:
     from aotpack.demo import run_demo
 
@@ -300,6 +325,18 @@ def main(argv=None) -> int:
     ca.add_argument("--all", action="store_true", help="rm: every entry")
     ca.add_argument("-o", "--output", default=None, help="export: bundle file to write")
     ca.set_defaults(func=_cmd_cache)
+
+    g = sub.add_parser("generate", help="generate tokens with a package from aotpack.llm.compile")
+    g.add_argument("package")
+    g.add_argument("--prompt", action="append", required=True, help="token ids, comma-separated (repeat for a batch)")
+    g.add_argument("--max-new-tokens", type=int, default=32)
+    g.add_argument("--eos", type=int, default=None, help="end-of-sequence token id")
+    g.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--key", action="append", help="trusted public key (as for run)")
+    g.add_argument("--quiet", action="store_true", help="timing line on stderr")
+    g.set_defaults(func=_cmd_generate)
 
     d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
     d.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])

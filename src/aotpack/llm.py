@@ -172,6 +172,11 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
     max_batch, max_len = info["max_batch"], info["max_len"]
     ids, mask = _left_pad(input_ids, attention_mask, pad_token_id)
     b, t = ids.shape
+    if t > max_len:
+        from .errors import GuardError
+
+        raise GuardError(f"input_ids.shape[1]: expected at most {max_len} (the package's max_len), got {t}",
+                         hint="shorten the prompt, or compile with a larger max_len")
     if b > max_batch:
         raise AotpackError(f"input_ids holds {b} prompts; the package's cache holds {max_batch} (max_batch)",
                            hint="split the batch, or compile with a larger max_batch")

@@ -456,8 +456,11 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             tree.check_types(program["out_spec"], allow_modules)
         weights = reader.weights()
         initial = {}  # state (buffers the program updates in place): a private, writable copy per load
-        for n in {n for v in manifest["variants"] for n in v.get("state", [])}:
-            initial[n], weights[n] = weights[n], weights[n].clone()
+        state_names = {n for v in manifest["variants"] for n in v.get("state", [])}
+        copies = {id(weights[n]): weights[n].clone() for n in state_names}
+        for n, t in list(weights.items()):  # every name of a state tensor (aliases too) gets the copy
+            if id(t) in copies:
+                initial[n], weights[n] = t, copies[id(t)]
         on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
         loaded, problems, rebuilt = [], [], {}
         for v in sorted(manifest["variants"], key=_specificity):
@@ -528,8 +531,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             _rewrite(path, rebuilt)
         fn = Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types)
         fn.signer = reader.signer
-        fn._initial_state = {n: t for n, t in initial.items()}
-        fn.state = _state_tensors(loaded, initial)
+        fn._initial_state = initial
+        fn.state = _state_tensors(loaded, state_names)
         return fn
     finally:
         reader.close()

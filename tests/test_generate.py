@@ -1,0 +1,170 @@
+"""Text generation from one package (aotpack.llm): greedy tokens equal to transformers'
+``generate`` for Llama, Qwen2 and GPT-2, and to a no-cache reference for the project's
+own GPT, in a fresh process; batches of prompts of different lengths; reset between
+prompts; the cache's limits; eos; seeded sampling; the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import aotpack
+import aotpack.llm
+from conftest import run_fresh
+
+MAX_BATCH, MAX_LEN, NEW = 2, 32, 10
+PROMPTS = [[5, 7, 9, 11, 13], [3, 4]]  # two lengths: left-padded to one
+
+
+def _hf(kind: str):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
+    elif kind == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=64, n_layer=2, n_head=4, n_positions=64,
+                                           bos_token_id=1, eos_token_id=2))
+    return model.eval()
+
+
+def _own():
+    import gpt_static
+
+    torch.manual_seed(0)
+    return gpt_static.StaticGPT(max_batch=MAX_BATCH, max_len=MAX_LEN).eval()
+
+
+def _padded(prompts):
+    t = max(map(len, prompts))
+    ids = torch.tensor([[0] * (t - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (t - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+def _reference(kind, model, prompts, new=NEW, eos=None):
+    ids, mask = _padded(prompts)
+    if kind == "gpt":
+        import gpt_static
+
+        assert eos is None
+        return gpt_static.reference_generate(model, ids, mask, new)
+    with torch.no_grad():
+        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
+                              pad_token_id=0, eos_token_id=eos)
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gpt2", "gpt"])
+def lm(request, tmp_path_factory):
+    kind = request.param
+    model = _own() if kind == "gpt" else _hf(kind)
+    path = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="eager").save(
+        tmp_path_factory.mktemp("lm") / f"{kind}.aot")
+    return kind, model, str(path)
+
+
+GENERATE = r"""
+import json, sys, aotpack
+prompts = json.loads(sys.argv[2])
+fn = aotpack.load(sys.argv[1])
+out = {"batch": aotpack.generate(fn, prompts, int(sys.argv[3])).tolist(),
+       "single": [aotpack.generate(fn, [p], int(sys.argv[3])).tolist() for p in prompts]}
+print(json.dumps(out))
+"""
+
+
+def test_greedy_tokens_equal_the_reference_in_a_fresh_process(lm):
+    """A batch of two prompts of different lengths, then each alone (reusing the loaded
+    package: nothing to reset between prompts)."""
+    kind, model, path = lm
+    got = json.loads(run_fresh(["-c", GENERATE, path, json.dumps(PROMPTS), str(NEW)]).stdout)
+    assert got["batch"] == _reference(kind, model, PROMPTS).tolist()
+    for p, single in zip(PROMPTS, got["single"]):
+        assert single == _reference(kind, model, [p]).tolist()
+
+
+def test_reset_between_prompts_and_state(lm):
+    kind, model, path = lm
+    fn = aotpack.load(path)
+    assert fn.state and all(t.is_contiguous() for t in fn.state.values())
+    long = list(range(3, 3 + MAX_LEN - NEW))  # fills most of the cache
+    aotpack.generate(fn, [long], NEW)
+    assert any(t.abs().sum() > 0 for t in fn.state.values() if t.is_floating_point())
+    after = aotpack.generate(fn, [PROMPTS[1]], NEW)  # old slots are masked out, not in the way
+    assert after.tolist() == _reference(kind, model, [PROMPTS[1]]).tolist()
+    fn.reset_state()
+    assert all(not t.any() for t in fn.state.values() if t.is_floating_point())
+    other = aotpack.load(path)  # each load owns its state
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(fn.state.values(), other.state.values()))
+
+
+def test_the_cache_limits_are_clear_errors(lm):
+    _, _, path = lm
+    fn = aotpack.load(path)
+    with pytest.raises(aotpack.GuardError, match=r"input_ids.shape\[1\]: expected at most 32 .*got 40"):
+        aotpack.generate(fn, [list(range(40))], 1)
+    with pytest.raises(aotpack.AotpackError, match=r"30 \+ 5 = 35 tokens do not fit the package's cache of 32"):
+        aotpack.generate(fn, [list(range(30))], 5)
+    with pytest.raises(aotpack.AotpackError, match=r"holds 3 prompts; the package's cache holds 2"):
+        aotpack.generate(fn, [[1], [2], [3]], 1)
+    # the steps themselves refuse a prompt longer than the cache, naming it
+    ids = torch.zeros(MAX_BATCH, MAX_LEN + 1, dtype=torch.long)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\].shape\[1\] expected prompt in 2..32, got 33"):
+        fn(ids, torch.ones(MAX_BATCH, MAX_LEN, dtype=torch.long), ids, torch.arange(MAX_LEN + 1))
+    out = aotpack.generate(fn, [list(range(3, 3 + MAX_LEN - 4))], 4)  # exactly full: fine
+    assert out.shape == (1, MAX_LEN)
+
+
+def test_eos_stops_like_transformers(lm):
+    kind, model, path = lm
+    if kind == "gpt":
+        pytest.skip("the no-cache reference has no eos handling")
+    free = _reference(kind, model, PROMPTS)
+    eos = int(free[1, -NEW + 2])  # a token the second prompt produces third
+    got = aotpack.generate(path, PROMPTS, NEW, eos_token_id=eos)
+    assert got.tolist() == _reference(kind, model, PROMPTS, eos=eos).tolist()
+
+
+def test_seeded_sampling_is_reproducible(lm):
+    _, _, path = lm
+    fn = aotpack.load(path)
+    runs = [aotpack.generate(fn, PROMPTS, NEW, temperature=0.8, top_k=20, top_p=0.9,
+                             generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+    assert torch.equal(aotpack.generate(fn, PROMPTS, NEW, temperature=1.0, top_k=1), aotpack.generate(fn, PROMPTS, NEW))
+
+
+def test_cli_generate(lm):
+    kind, model, path = lm
+    if kind != "llama":
+        pytest.skip("one model is enough for the CLI")
+    proc = subprocess.run([sys.executable, "-m", "aotpack", "generate", path, "--prompt", "5,7,9,11,13",
+                           "--prompt", "3,4", "--max-new-tokens", str(NEW)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    ref = _reference(kind, model, PROMPTS)
+    lines = proc.stdout.strip().splitlines()
+    assert lines[:2] == [" ".join(map(str, ref[i, -NEW:].tolist())) for i in range(2)]
+    assert "tokens/s" in lines[-1]
+
+
+def test_a_package_without_llm_section_is_refused(tmp_path):
+    path = aotpack.compile(lambda x: x + 1, (torch.randn(2),), backend="eager").save(tmp_path / "f.aot")
+    with pytest.raises(aotpack.AotpackError, match="was not built by aotpack.llm.compile"):
+        aotpack.generate(path, [[1, 2]], 2)
+
+
+@pytest.mark.slow
+def test_aoti_llama_greedy_in_a_fresh_process(tmp_path):
+    model = _hf("llama")
+    path = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="aoti").save(tmp_path / "l.aot")
+    got = json.loads(run_fresh(["-c", GENERATE, str(path), json.dumps(PROMPTS), str(NEW)]).stdout)
+    assert got["batch"] == _reference("llama", model, PROMPTS).tolist()
