@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_TOOLS := redis-server chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench clean system-tools compat
+.PHONY: demo test test-fast lint bench clean system-tools compat
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ system-tools:
 
 test: $(STAMP) lint system-tools
 	$(BIN)/python -m pytest
+
+# For local work: everything but the tests marked slow (inductor/AOTInductor compiles);
+# CI and `make test` run them all.
+test-fast: $(STAMP) system-tools
+	$(BIN)/python -m pytest -m "not slow" -q
 
 bench: $(STAMP) system-tools
 	$(BIN)/python bench/warm_start.py

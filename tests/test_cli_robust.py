@@ -100,3 +100,27 @@ def test_full_disk_keeps_the_saved_package_and_says_so(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "model.aot", proc.stdout  # no .aotpack-*.tmp left
     assert "Traceback" not in proc.stderr
     assert "error: No space left on device" in proc.stderr and "hint: free disk space" in proc.stderr, proc.stderr
+
+
+def test_cli_custom_backend_by_import_path(tmp_path):
+    """`--backend module:Name` compiles with a user backend; run and verify find it the
+    same way (a package never imports it on its own)."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    (tmp_path / "prog.py").write_text("import torch\ndef f(x):\n    return x * 3\ndef ex():\n    return (torch.ones(2),)\n")
+    env = {**os.environ, "PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = str(tmp_path / "c.aot")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "aotpack", *args], capture_output=True, text=True, timeout=120,
+                              env=env, cwd=tmp_path)
+
+    proc = run("compile", "prog.py:f", "--example", "prog.py:ex", "--backend", "custom_backend:CountingInterpreter",
+               "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert run("verify", out).returncode == 1  # the backend is not found by name alone
+    proc = run("verify", out, "--backend", "custom_backend:CountingInterpreter")
+    assert proc.returncode == 0 and "runs here" in proc.stdout, proc.stdout
+    proc = run("run", out, "--backend", "custom_backend:CountingInterpreter")
+    assert proc.returncode == 0 and "mean 3" in proc.stdout, proc.stdout + proc.stderr
+    proc = run("compile", "prog.py:f", "--example", "prog.py:ex", "--backend", "nope", "-o", out)
+    assert proc.returncode == 1 and "error: unknown backend 'nope'" in proc.stderr

@@ -131,3 +131,23 @@ def test_save_into_missing_folder_is_one_clear_error(tmp_path):
     p = aotpack.compile(programs.plain, (torch.randn(2), torch.randn(2)), backend="eager")
     with pytest.raises(aotpack.AotpackError, match="the folder .* does not exist"):
         p.save(tmp_path / "nope" / "p.aot")
+
+
+def test_save_to_and_load_from_bytes_and_file_objects(tmp_path):
+    """As safetensors and torch.export do: a package to bytes, to a file object, and
+    loaded back from either (in memory, no file on disk)."""
+    import io
+
+    p = aotpack.compile(programs.plain, (torch.randn(2), torch.randn(2)), backend="eager")
+    data = p.to_bytes()
+    p.save(tmp_path / "p.aot")
+    assert data == open(tmp_path / "p.aot", "rb").read()  # the same bytes as the file
+    buf = io.BytesIO()
+    p.save(buf)
+    assert buf.getvalue() == data
+    x, y = torch.randn(2), torch.randn(2)
+    ref = programs.plain(x, y)
+    for source in (data, bytearray(data), memoryview(data), io.BytesIO(data), open(tmp_path / "p.aot", "rb")):
+        torch.testing.assert_close(aotpack.load(source)(x, y), ref)
+    with pytest.raises(aotpack.IntegrityError):
+        aotpack.load(data[:-10])

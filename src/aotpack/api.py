@@ -20,7 +20,7 @@ from .capture import capture
 from .errors import AotpackError, IntegrityError, SignatureError
 from .package import Package, signing
 from .package.reader import PackageReader
-from .summary import Inspection
+from .summary import Inspection, Verification
 
 __all__ = ["compile", "add_variant", "inspect", "verify"]
 
@@ -200,17 +200,14 @@ def inspect(path: str | os.PathLike) -> Inspection:
         return Inspection(os.fspath(path), r.manifest, sizes, problem, signing.signer_ids(r.signatures))
 
 
-def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_modules=()) -> dict:
+def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_modules=()) -> Verification:
     """Check a package as load would, without running any of it: integrity, signature
     (when ``trusted_keys`` are given, as for ``aotpack.load``), and whether each variant
     can run on this machine (backend available, versions, machine, device, ops).
 
-    ``backends``, ``allow_modules`` as for ``aotpack.load``. Returns ``{"ok": bool,
-    "integrity": None | str, "signature": None | str, "signer": None | str, "signed_by":
-    [key ids], "types": None | str, "variants": {name: [problems...]}}``; ``ok`` means
-    ``aotpack.load`` would succeed: the file is intact, signed by a trusted key if keys
-    were given, the types it returns can be rebuilt here, and at least one variant runs
-    here. A malformed file raises FormatError, as load does.
+    ``backends``, ``allow_modules`` as for ``aotpack.load``. Returns a Verification
+    (``.ok``: ``aotpack.load`` would succeed; ``str()`` is what ``aotpack verify``
+    prints). A malformed file raises FormatError, as load does.
 
     Example:
         >>> aotpack.verify("mlp.aot")["ok"]                       # doctest: +SKIP
@@ -240,5 +237,4 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
         except AotpackError as e:
             types = e.message
     ok = integrity is None and signature is None and types is None and any(not p for p in variants.values())
-    return {"ok": ok, "integrity": integrity, "signature": signature, "signer": signer, "signed_by": signed_by,
-            "types": types, "variants": variants}
+    return Verification(os.fspath(path), ok, integrity, signature, signer, signed_by, types, variants)

@@ -52,6 +52,21 @@ def _load_object(ref: str):
     return obj
 
 
+def _backend(ref: str):
+    """A built-in backend's name, or ``module:qualname`` / ``file.py:Name`` of a user
+    backend (a class is instantiated)."""
+    if ":" not in ref:
+        if ref not in ("aoti", "inductor", "eager"):
+            raise AotpackError(f"unknown backend {ref!r}", hint="aoti, inductor, eager, or module:Name of your backend")
+        return ref
+    obj = _load_object(ref)
+    return obj() if isinstance(obj, type) else obj
+
+
+def _backends(refs) -> list:
+    return [_backend(r) for r in refs or []]
+
+
 def _cmd_compile(a) -> int:
     import torch
 
@@ -66,7 +81,7 @@ def _cmd_compile(a) -> int:
         args, kwargs = (tuple(example) if isinstance(example, (tuple, list)) else (example,)), {}
     if isinstance(target, torch.nn.Module):
         target.train(a.train)
-    pkg = aotpack.compile(target, args, kwargs, backend=a.backend, dynamic=True if a.dynamic else None,
+    pkg = aotpack.compile(target, args, kwargs, backend=_backend(a.backend), dynamic=True if a.dynamic else None,
                           train=a.train, cache=a.cache,
                           progress=lambda line: print(f"aotpack: {line}", file=sys.stderr))
     pkg.save(a.output)
@@ -78,7 +93,7 @@ def _cmd_run(a) -> int:
     import torch
 
     t = time.perf_counter()
-    fn = aotpack.load(a.package, trusted_keys=a.key or None)
+    fn = aotpack.load(a.package, trusted_keys=a.key or None, backends=_backends(a.backend))
     load_s = time.perf_counter() - t
     args, kwargs = fn.example_inputs(a.variant)
     t = time.perf_counter()
@@ -100,23 +115,9 @@ def _cmd_inspect(a) -> int:
 
 
 def _cmd_verify(a) -> int:
-    result = aotpack.verify(a.package, trusted_keys=a.key or None)
-    print(f"{a.package}: integrity " + ("ok (every member matches its digest)" if result["integrity"] is None
-                                         else f"FAILED: {result['integrity']}"))
-    if result["signer"]:
-        print(f"  signature ok: signed by {result['signer']}")
-    elif result["signature"]:
-        print(f"  signature FAILED: {result['signature']}")
-    else:
-        print("  signature " + (f"not checked (signed by {', '.join(result['signed_by'])}; pass --key to check)"
-                                if result["signed_by"] else "none (unsigned)"))
-    if result["types"]:
-        print(f"  types FAILED: {result['types']} (or load with plain_types=True)")
-    for name, problems in result["variants"].items():
-        print(f"  variant {name}: " + ("runs here" if not problems else "cannot run here: " + "; ".join(problems)))
-    if result["ok"]:
-        print("ok")
-    return 0 if result["ok"] else 1
+    result = aotpack.verify(a.package, trusted_keys=a.key or None, backends=_backends(a.backend))
+    print(result)
+    return 0 if result.ok else 1
 
 
 def _cmd_keygen(a) -> int:
@@ -261,7 +262,8 @@ def main(argv=None) -> int:
     c.add_argument("--example", required=True, help="FILE.py:NAME of example inputs: a tuple, or a function "
                    "returning a tuple or {'args': ..., 'kwargs': ...}")
     c.add_argument("-o", "--output", required=True, help="package file to write")
-    c.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])
+    c.add_argument("--backend", default="aoti", help="aoti (default), inductor, eager, or module:Name (file.py:Name) "
+                   "of your backend")
     c.add_argument("--dynamic", action="store_true", help="let every dimension vary")
     c.add_argument("--factory", action="store_true", help="TARGET is a function that returns the program")
     c.add_argument("--train", action="store_true", help="compile the backward too (a training package)")
@@ -273,6 +275,7 @@ def main(argv=None) -> int:
     r.add_argument("--variant", default=None, help="whose example inputs to use (default: the first)")
     r.add_argument("--key", action="append", help="trusted public key: refuse the package unless signed by it "
                    "(repeatable; default $AOTPACK_TRUSTED_KEYS)")
+    r.add_argument("--backend", action="append", help="module:Name of a user backend the package needs (repeatable)")
     r.set_defaults(func=_cmd_run)
 
     i = sub.add_parser("inspect", help="describe a package (no code is run)")
@@ -283,6 +286,7 @@ def main(argv=None) -> int:
     v.add_argument("package")
     v.add_argument("--key", action="append", help="trusted public key file: the package must be signed by it "
                    "(repeatable; default $AOTPACK_TRUSTED_KEYS)")
+    v.add_argument("--backend", action="append", help="module:Name of a user backend the package needs (repeatable)")
     v.set_defaults(func=_cmd_verify)
 
     kg = sub.add_parser("keygen", help="create an Ed25519 signing key pair (KEY and KEY.pub)")

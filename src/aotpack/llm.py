@@ -72,6 +72,7 @@ def step_module(model: torch.nn.Module, max_batch: int, max_len: int) -> torch.n
                              past_key_values=self.static_cache, use_cache=True, cache_position=cache_position)
             return out.logits[:, -1, :]
 
+    Step.__name__ = Step.__qualname__ = f"{type(model).__name__}Step"  # the program's name in the package
     model.eval()
     model.generation_config.use_cache = True
     before = model.generation_config.cache_implementation

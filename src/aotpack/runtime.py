@@ -384,6 +384,24 @@ def _specificity(variant: dict) -> tuple:
     return dynamic, width, bool(variant.get("meta", {}).get("train"))
 
 
+class _in_memory_file:
+    """Package bytes (or a binary file object's contents) as a file name the reader can
+    map: an anonymous memory file (``memfd``), gone when the last mapping of it is."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __enter__(self) -> str:
+        data = self.source.read() if hasattr(self.source, "read") else self.source
+        self.fd = os.memfd_create("aotpack-package", os.MFD_CLOEXEC)
+        with open(self.fd, "wb", closefd=False) as f:
+            f.write(data)
+        return f"/proc/self/fd/{self.fd}"
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # the reader's mapping keeps the memory alive while tensors use it
+
+
 def _state_tensors(loaded: list, names) -> dict[str, torch.Tensor]:
     """The state tensors the loaded variants update, by weight name (the first device's)."""
     out = {}
@@ -401,7 +419,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     """Load a package written by ``Package.save``; returns a callable like the original.
 
     Args:
-      path: the package file.
+      path: the package file; or its bytes, or a binary file object (read into memory).
       module: bind this module's live parameters and buffers instead of the stored
         ones (no copy: an optimizer step on ``module`` is seen by the next call).
       check_guards: False skips input checks. UNSAFE: a wrong shape then runs the
@@ -444,6 +462,13 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     """
     if on_mismatch not in ("error", "rebuild"):
         raise ValueError(f"on_mismatch must be 'error' or 'rebuild', not {on_mismatch!r}")
+    if isinstance(path, (bytes, bytearray, memoryview)) or hasattr(path, "read"):
+        if rewrite:
+            raise ValueError("rewrite=True needs a package file, not bytes")
+        with _in_memory_file(path) as name:
+            return load(name, module, check_guards=check_guards, guard_filter=guard_filter, backends=backends,
+                        variants=variants, on_mismatch=on_mismatch, allow_modules=allow_modules,
+                        plain_types=plain_types, trusted_keys=trusted_keys)
     reader = PackageReader(path, signing.keys_for_load(trusted_keys))
     try:
         # Verify what this load uses, each member before its first use: the weights, then
@@ -488,7 +513,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             train = bool(v.get("meta", {}).get("train"))
             try:
                 if train:
-                    from .autograd import load_training
+                    from .autograd_runtime import load_training
 
                     fn = load_training(backend, files, v["meta"])
                 else:

@@ -92,6 +92,55 @@ class Inspection:
         return "\n".join(lines)
 
 
+@dataclass
+class Verification:
+    """What ``aotpack.verify`` found; ``ok`` is whether ``aotpack.load`` would succeed.
+    ``str()`` gives the text ``aotpack verify`` prints. (``result["ok"]`` also works.)
+
+    Attributes:
+      path: the file.
+      ok: intact, signed by a trusted key if keys were given, types rebuildable here,
+        and at least one variant runs here.
+      integrity: None, or the first member that does not match its digest.
+      signature: None, or why no trusted key signed it (when keys were given).
+      signer: the trusted key that signed it, when keys were given and one did.
+      signed_by: key ids of every signature on it (not checked without keys).
+      types: None, or the types it returns that this process cannot rebuild.
+      variants: variant name -> reasons it cannot run here (empty: it runs).
+    """
+
+    path: str
+    ok: bool
+    integrity: str | None
+    signature: str | None
+    signer: str | None
+    signed_by: list
+    types: str | None
+    variants: dict
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: integrity " + ("ok (every member matches its digest)" if self.integrity is None
+                                               else f"FAILED: {self.integrity}")]
+        if self.signer:
+            lines.append(f"  signature ok: signed by {self.signer}")
+        elif self.signature:
+            lines.append(f"  signature FAILED: {self.signature}")
+        else:
+            lines.append("  signature " + (f"not checked (signed by {', '.join(self.signed_by)}; pass --key to check)"
+                                           if self.signed_by else "none (unsigned)"))
+        if self.types:
+            lines.append(f"  types FAILED: {self.types} (or load with plain_types=True)")
+        for name, problems in self.variants.items():
+            lines.append(f"  variant {name}: " + ("runs here" if not problems else "cannot run here: "
+                                                  + "; ".join(problems)))
+        if self.ok:
+            lines.append("ok")
+        return "\n".join(lines)
+
+
 def _param(p: dict) -> str:
     prefix = {"var_positional": "*", "var_keyword": "**"}.get(p["kind"], "")
     default = f"={tree.const_repr(p['default'])}" if "default" in p else ""

@@ -47,7 +47,7 @@ class LocalStore(Store):
             os.makedirs(self._locks, exist_ok=True)
         except OSError as e:
             raise CacheError(f"cannot create the cache directory {self.path}: {e.strerror}",
-                             hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE_DIR") from None
+                             hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE") from None
         self._held: dict[str, int] = {}
 
     def _file(self, digest: str) -> str:

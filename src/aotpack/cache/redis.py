@@ -87,11 +87,6 @@ class RedisStore(Store):
                               CacheWarning, stacklevel=4)
             return default
 
-    @property
-    def available(self) -> bool:
-        """Whether the server answers a PING now."""
-        return bool(self._call("ping", self._client.ping, False))
-
     def get(self, digest):
         return self._call("get", lambda: self._client.get(self._key("entry", digest)), None)
 
@@ -143,8 +138,3 @@ class RedisStore(Store):
 
     def is_locked(self, digest):
         return bool(self._call("lock check", lambda: self._client.exists(self._key("lock", digest)), 0))
-
-    def flush(self) -> int:
-        """Delete every entry and lock under this store's prefix; returns how many."""
-        keys = self._call("scan", lambda: list(self._client.scan_iter(match=self.prefix + "*", count=1000)), [])
-        return int(self._call("delete", lambda: self._client.delete(*keys), 0)) if keys else 0

@@ -157,11 +157,27 @@ class Store:
 
 
 def default_dir() -> str:
-    """``$AOTPACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/aotpack``, else ``~/.cache/aotpack``."""
-    if os.environ.get("AOTPACK_CACHE_DIR"):
-        return os.environ["AOTPACK_CACHE_DIR"]
+    """The default local store's folder: ``$AOTPACK_CACHE`` when it names a folder, else
+    ``$XDG_CACHE_HOME/aotpack``, else ``~/.cache/aotpack``. (``$AOTPACK_CACHE_DIR``, the
+    old name, is still read, with a DeprecationWarning.)"""
+    where = _env_cache()
+    if where and not where.startswith(("redis://", "rediss://", "unix://")):
+        return where.removeprefix("file://")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "aotpack")
+
+
+def _env_cache() -> str | None:
+    """``$AOTPACK_CACHE``: the one variable naming the default store (a folder or a URL)."""
+    if os.environ.get("AOTPACK_CACHE"):
+        return os.environ["AOTPACK_CACHE"]
+    if os.environ.get("AOTPACK_CACHE_DIR"):
+        import warnings
+
+        warnings.warn("AOTPACK_CACHE_DIR is deprecated: set AOTPACK_CACHE (a folder or a redis:// URL)",
+                      DeprecationWarning, stacklevel=3)
+        return os.environ["AOTPACK_CACHE_DIR"]
+    return None
 
 
 def open_store(where=None) -> Store:
@@ -175,7 +191,7 @@ def open_store(where=None) -> Store:
     if isinstance(where, Store):
         return where
     if where is None or where is True:
-        where = os.environ.get("AOTPACK_CACHE") or default_dir()
+        where = _env_cache() or default_dir()
     where = os.fspath(where)
     if where.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore

@@ -185,15 +185,34 @@ class Package:
         """The stored weights, each distinct tensor once (aliases in manifest.program.aliases)."""
         return self.members[fmt.WEIGHTS].tensors
 
-    def save(self, path: str | os.PathLike) -> str:
-        """Write the package to ``path`` as one file, atomically; returns the path.
+    def save(self, path):
+        """Write the package to ``path`` as one file, atomically; returns the path. A
+        binary file object (``io.BytesIO``, an open file) is written to as it is.
 
         Example:
             >>> aotpack.compile(model, (x,)).save("model.aot")     # doctest: +SKIP
         """
+        from .writer import package_entries, write_zip
+
+        if hasattr(path, "write"):
+            if hasattr(path, "seekable") and path.seekable():
+                write_zip(path, package_entries(self.manifest, self.members))
+            else:  # a pipe or socket: members are aligned by position, so build it first
+                path.write(self.to_bytes())
+            return path
         path = os.fspath(path)
         write_package(path, self.manifest, self.members)
         return path
+
+    def to_bytes(self) -> bytes:
+        """The package file's bytes (``aotpack.load`` takes them back)."""
+        import io
+
+        from .writer import package_entries, write_zip
+
+        buf = io.BytesIO()
+        write_zip(buf, package_entries(self.manifest, self.members))
+        return buf.getvalue()
 
     def __repr__(self) -> str:
         p = self.manifest["program"]

@@ -214,8 +214,8 @@ class PackageReader:
 
     def _marker(self, name: str, rec: dict) -> str | None:
         """Where "member ``name`` of this file, as it is now, matched" is remembered."""
-        if rec.get("size", 0) < _REMEMBER_FROM:
-            return None  # hashing it is cheaper than looking the marker up
+        if rec.get("size", 0) < _REMEMBER_FROM or self._stat.st_nlink == 0:
+            return None  # hashing it is cheaper than looking the marker up; or a file in memory
         st = self._stat
         identity = (f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
                     f"{name}:{fmt.member_digest(rec)}")

@@ -91,11 +91,30 @@ def locked(path: str | os.PathLike):
 
 def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, bytes]) -> None:
     """Write ``manifest`` (members' digests added) and ``members`` to ``path`` atomically."""
+    write_members(path, package_entries(manifest, members))
+
+
+def write_zip(f, entries) -> None:
+    """The package's zip, ``(name, data)`` pairs in order, written to the binary file
+    object ``f`` (seekable: members are aligned by its position)."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, data in entries:
+            fmt.check_member_name(name)
+            streamed = hasattr(data, "chunks")
+            size = len(data) if streamed else memoryview(data).nbytes
+            info = _aligned_info(name, f.tell(), size)
+            with z.open(info, "w", force_zip64=_zip64(size)) as out:
+                for chunk in (data.chunks() if streamed else (data,)):
+                    out.write(chunk)
+
+
+def package_entries(manifest: dict, members: dict) -> list:
+    """``(name, data)`` pairs of a package: the manifest (members' digests added) first."""
     manifest = dict(manifest)
     manifest["members"] = {name: {fmt.DIGEST: data.digest() if hasattr(data, "chunks") else fmt.digest(data),
                                   "size": len(data)} for name, data in members.items()}
     blob = json.dumps(manifest, indent=1, sort_keys=False).encode()
-    write_members(path, [(fmt.MANIFEST, blob), *members.items()])
+    return [(fmt.MANIFEST, blob), *members.items()]
 
 
 def write_members(path: str | os.PathLike, entries) -> None:
@@ -123,14 +142,7 @@ def write_members(path: str | os.PathLike, entries) -> None:
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
-                for name, data in entries:
-                    streamed = hasattr(data, "chunks")
-                    size = len(data) if streamed else memoryview(data).nbytes
-                    info = _aligned_info(name, f.tell(), size)
-                    with z.open(info, "w", force_zip64=_zip64(size)) as out:
-                        for chunk in (data.chunks() if streamed else (data,)):
-                            out.write(chunk)
+            write_zip(f, entries)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,77 @@
+"""Training packages at load: the compiled forward and backward as one
+``torch.autograd.Function``. The compile side (capture_joint, partitioning) is
+``autograd.py``; this module imports none of it, so loading a training package traces
+and compiles nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import AotpackError
+from .views import rebuild_views
+
+
+class _Sub:
+    """A variant's files under a prefix (``fw/``, ``bw/``), as a backend's loader sees them."""
+
+    def __init__(self, files, prefix: str, meta: dict):
+        self._files, self._prefix, self.meta = files, prefix, meta
+
+    def read(self, name: str) -> bytes:
+        return self._files.read(self._prefix + name)
+
+    def path(self, name: str) -> str:
+        return self._files.path(self._prefix + name)
+
+
+def load_training(backend, files, meta: dict):
+    """The callable of a training variant: ``flat -> outputs`` through autograd."""
+    run_fw = backend.load(_Sub(files, "fw/", meta["fw"]))
+    run_bw = backend.load(_Sub(files, "bw/", meta["bw"]))
+    train = meta["train"]
+    n_out, grad_mask = train["num_outputs"], train["grad_mask"]
+    out_requires_grad = train["out_requires_grad"]
+    targets = train["mutation_targets"]
+    n_mut = len(targets)
+    saved_mutated = train["saved_mutated"]
+    aliased = train["aliased"]
+
+    class PackageFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *flat):
+            outs = run_fw(list(flat))
+            saved = list(outs[n_out:])
+            for i in saved_mutated:
+                saved[i] = saved[i].clone()
+            ctx.save_for_backward(*saved)
+            ctx.outputs = [(o.shape, o.dtype, o.device) for o in outs[:n_out]]  # for grads autograd leaves None
+            for o, g in zip(outs[:n_out], out_requires_grad):
+                if not g:
+                    ctx.mark_non_differentiable(o)
+            return tuple(outs[:n_out])
+
+        @staticmethod
+        def backward(ctx, *grads):
+            if torch.is_grad_enabled():
+                raise AotpackError("double backward (create_graph=True) through an aotpack training package is not "
+                                   "supported: its backward is compiled code without a backward of its own",
+                                   hint="call backward() without create_graph, or use eager for higher-order grads")
+            tangents = [g.contiguous() if g is not None else torch.zeros(shape, dtype=dtype, device=device)
+                        for g, needs, (shape, dtype, device) in zip(grads, out_requires_grad, ctx.outputs) if needs]
+            computed = iter(run_bw([*ctx.saved_tensors, *tangents]))
+            return tuple(next(computed) if m else None for m in grad_mask)
+
+    def run(flat):
+        if torch.is_grad_enabled():
+            outs = PackageFunction.apply(*flat)
+        else:  # no autograd graph wanted (evaluation): the forward alone
+            outs = run_fw(list(flat))[:n_out]
+        if n_mut:  # replay in-place updates on the caller's buffers and inputs
+            with torch.no_grad():
+                for i, value in zip(targets, outs[:n_mut]):
+                    flat[i].copy_(value)
+        return rebuild_views(list(outs[n_mut:]), flat, aliased)
+
+    return run
+

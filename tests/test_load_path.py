@@ -1,0 +1,43 @@
+"""The load path traces and compiles nothing: loading and running an inference package,
+a training package (forward + backward) and a generation package in a fresh process
+imports no torch._dynamo, torch._inductor, nor aotpack's capture/compile modules."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+import aotpack
+import aotpack.llm
+from conftest import run_fresh
+
+COMPILE_SIDE = ("torch._dynamo", "torch._inductor", "aotpack.capture", "aotpack.autograd", "aotpack.api",
+                "aotpack.rebuild", "aotpack.effects", "aotpack.cache")
+
+CHILD = r"""
+import json, sys, torch, aotpack
+inference, training, lm = sys.argv[1:4]
+aotpack.load(inference)(torch.randn(2, 8))
+fn = aotpack.load(training)
+x = torch.randn(2, 8, requires_grad=True)
+fn(x).sum().backward()
+assert x.grad is not None
+aotpack.generate(lm, [[1, 2, 3]], 3)
+prefixes = tuple(sys.argv[4].split(","))
+print(json.dumps(sorted(m for m in sys.modules if m == "aotpack.autograd" or m.startswith(prefixes))))
+"""
+
+
+def test_loading_imports_nothing_of_the_compile_side(tmp_path):
+    import gpt_static
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    inference = aotpack.compile(model.eval(), (torch.randn(2, 8),), backend="eager").save(tmp_path / "i.aot")
+    training = aotpack.compile(model.train(), (torch.randn(2, 8, requires_grad=True),), backend="eager",
+                               train=True).save(tmp_path / "t.aot")
+    lm = aotpack.llm.compile(gpt_static.StaticGPT(max_batch=1, max_len=16), max_batch=1, max_len=16,
+                             backend="eager").save(tmp_path / "lm.aot")
+    out = run_fresh(["-c", CHILD, str(inference), str(training), str(lm), ",".join(COMPILE_SIDE)])
+    imported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [m for m in imported if m.split(".")[:2] != ["aotpack", "autograd_runtime"]] == [], imported
