@@ -13,9 +13,12 @@ greedy. Per case, after ``import torch``:
 
 aotpack: ``aotpack.llm.compile(backend="aoti")`` then ``aotpack.generate``; its first
 token is also split into load and prefill, to check generate adds nothing around them.
-torch.compile: ``cache_implementation="static"`` and ``torch.compile(model.forward)``
-(mode default: "reduce-overhead" is CUDA graphs), measured with a warm inductor cache
-(a first process fills it; the timed one reuses it, as a restarted service would).
+torch.compile: a ``StaticCache`` of one size (prompt + 64) passed to every generate, and
+``torch.compile(model.forward)`` (mode default: "reduce-overhead" is CUDA graphs),
+measured with a warm inductor cache (a first process fills it; the timed one reuses it,
+as a restarted service would). transformers' ``cache_implementation="static"`` sizes its
+cache by each call's max_new_tokens, so every new size recompiles: one fixed cache
+avoids that.
 
     python bench/generate.py [--device cpu] [--layers 8] [--hidden 512]
 Writes bench/results/generate-<tag>.json.
@@ -66,22 +69,25 @@ print(json.dumps({"first_token_s": t_first - t0, "load_s": t_load - t0, "prefill
 """
 
 TRANSFORMERS = PRELUDE + r"""
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, StaticCache
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
 compiled = sys.argv[2] == "compile"
-kw = dict(do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(ids))
 if compiled:
-    kw["cache_implementation"] = "static"
     model.forward = torch.compile(model.forward)
+def kw():
+    args = dict(do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(ids))
+    if compiled:  # one cache size for every call: the compiled graphs are reused, not recompiled
+        args["past_key_values"] = StaticCache(config=model.config, max_cache_len=ids.shape[1] + NEW)
+    return args
 with torch.no_grad():
-    model.generate(ids, max_new_tokens=1, **kw)
+    model.generate(ids, max_new_tokens=1, **kw())
     t_first = time.perf_counter()
-    model.generate(ids, max_new_tokens=3, **kw)  # the decode step compiled/run once too
+    model.generate(ids, max_new_tokens=3, **kw())  # the decode step compiled/run once too
     t = time.perf_counter()
-    model.generate(ids, max_new_tokens=1, **kw)
+    model.generate(ids, max_new_tokens=1, **kw())
     prefill = time.perf_counter() - t
     t = time.perf_counter()
-    out = model.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, **kw)
+    out = model.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, **kw())
     decode_s = time.perf_counter() - t - prefill
 print(json.dumps({"first_token_s": t_first - t0, "decode_tok_s": (NEW - 1) / decode_s,
                   "peak_rss_gb": peak_rss_gb(), "tokens": out[0, -NEW:].tolist()}))

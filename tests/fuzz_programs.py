@@ -14,6 +14,7 @@ separate tensors.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -99,11 +100,21 @@ class CallSpec:
     shape: tuple
 
 
+# AOTPACK_FUZZ_DEVICE=cuda runs the fuzzer's programs on the GPU (the same contract)
+DEVICE = os.environ.get("AOTPACK_FUZZ_DEVICE", "cpu")
+
+
+def _randn(*s, g, dtype):
+    # drawn on the CPU (one generator, the same values on every device), then moved before
+    # any view is taken, so the layouts are the GPU tensor's own
+    return torch.randn(*s, generator=g, dtype=dtype).to(DEVICE)
+
+
 def _one(layout: str, shape: tuple, dtype, g: torch.Generator) -> torch.Tensor:
     r, c = shape
 
     def randn(*s):
-        return torch.randn(*s, generator=g, dtype=dtype)
+        return _randn(*s, g=g, dtype=dtype)
 
     if layout == "transposed":
         return randn(c, r).t()
@@ -124,7 +135,7 @@ def build_inputs(spec: CallSpec, seed: int) -> list[torch.Tensor]:
         x = _one(spec.layouts[0], spec.shape, spec.dtype, g)
         xs = [x, x]
     elif spec.aliasing == "overlap":
-        base = torch.randn(r + 1, c, generator=g, dtype=spec.dtype)
+        base = _randn(r + 1, c, g=g, dtype=spec.dtype)
         xs = [base[:r], base[1:]]
     else:
         xs = [_one(lay, spec.shape, spec.dtype, g) for lay in spec.layouts]

@@ -168,3 +168,22 @@ def test_aoti_llama_greedy_in_a_fresh_process(tmp_path):
     path = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="aoti").save(tmp_path / "l.aot")
     got = json.loads(run_fresh(["-c", GENERATE, str(path), json.dumps(PROMPTS), str(NEW)]).stdout)
     assert got["batch"] == _reference("llama", model, PROMPTS).tolist()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend,dtype", [("eager", torch.bfloat16), ("eager", torch.float32),
+                                           ("aoti", torch.float32)])
+def test_cuda_generation_equals_transformers(tmp_path, backend, dtype):
+    """On the GPU: the cache lives on the device, tokens equal transformers' generate
+    with the same weights, dtype and device, in a fresh process."""
+    model = _hf("llama").to("cuda", dtype)
+    path = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend=backend).save(tmp_path / "c.aot")
+    code = GENERATE.replace("fn = aotpack.load(sys.argv[1])", "fn = aotpack.load(sys.argv[1])\n"
+                            "assert all(t.is_cuda for t in fn.state.values())")
+    got = json.loads(run_fresh(["-c", code, str(path), json.dumps(PROMPTS), str(NEW)]).stdout)
+    ids, mask = _padded(PROMPTS)
+    with torch.no_grad():
+        ref = model.generate(input_ids=ids.cuda(), attention_mask=mask.cuda(), max_new_tokens=NEW, do_sample=False,
+                             pad_token_id=0).cpu()
+    assert got["batch"] == ref.tolist()

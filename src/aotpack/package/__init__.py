@@ -157,7 +157,7 @@ class Package:
             "name": name,
             "backend": backend.name,
             "backend_entry": backend_entry(backend),
-            "device": compiled.meta.get("device", "cpu"),
+            "device": compiled.meta.get("device", captured.device),  # a backend may not say (eager)
             "torch": compat.torch_version(),
             "weights": names,
             "weight_fqns": list(captured.weights),
