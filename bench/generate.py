@@ -20,7 +20,7 @@ as a restarted service would). transformers' ``cache_implementation="static"`` s
 cache by each call's max_new_tokens, so every new size recompiles: one fixed cache
 avoids that.
 
-    python bench/generate.py [--device cpu] [--layers 8] [--hidden 512]
+    python bench/generate.py [--device cpu|cuda] [--dtype float32|bfloat16] [--layers 8] [--hidden 512]
 Writes bench/results/generate-<tag>.json.
 """
 
@@ -46,7 +46,11 @@ def peak_rss_gb():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024 / 1e9
-ids = torch.randint(3, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0))
+DEVICE = sys.argv[-1]
+ids = torch.randint(3, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0)).to(DEVICE)
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 NEW = NEW_TOKENS
 """.replace("NEW_TOKENS", str(NEW)).replace("PROMPT", str(PROMPT))
 
@@ -55,13 +59,17 @@ import aotpack
 fn = aotpack.load(sys.argv[1])
 t_load = time.perf_counter()
 first = aotpack.generate(fn, ids, 1)
+sync()
 t_first = time.perf_counter()
 aotpack.generate(fn, ids, 3)  # both steps have run once: what follows is steady state
+sync()
 t = time.perf_counter()
 aotpack.generate(fn, ids, 1)
+sync()
 prefill = time.perf_counter() - t
 t = time.perf_counter()
 out = aotpack.generate(fn, ids, NEW)
+sync()
 decode_s = time.perf_counter() - t - prefill
 print(json.dumps({"first_token_s": t_first - t0, "load_s": t_load - t0, "prefill_s": t_first - t_load,
                   "decode_tok_s": (NEW - 1) / decode_s, "peak_rss_gb": peak_rss_gb(),
@@ -70,24 +78,30 @@ print(json.dumps({"first_token_s": t_first - t0, "load_s": t_load - t0, "prefill
 
 TRANSFORMERS = PRELUDE + r"""
 from transformers import AutoModelForCausalLM, StaticCache
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
-compiled = sys.argv[2] == "compile"
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=sys.argv[3]).to(DEVICE).eval()
+compiled = sys.argv[2].startswith("compile")
 if compiled:
-    model.forward = torch.compile(model.forward)
+    model.forward = torch.compile(model.forward, mode="reduce-overhead" if "reduce-overhead" in sys.argv[2] else None)
 def kw():
     args = dict(do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(ids))
     if compiled:  # one cache size for every call: the compiled graphs are reused, not recompiled
         args["past_key_values"] = StaticCache(config=model.config, max_cache_len=ids.shape[1] + NEW)
+        if "reduce-overhead" in sys.argv[2]:
+            torch.compiler.cudagraph_mark_step_begin()
     return args
 with torch.no_grad():
     model.generate(ids, max_new_tokens=1, **kw())
+    sync()
     t_first = time.perf_counter()
     model.generate(ids, max_new_tokens=3, **kw())  # the decode step compiled/run once too
+    sync()
     t = time.perf_counter()
     model.generate(ids, max_new_tokens=1, **kw())
+    sync()
     prefill = time.perf_counter() - t
     t = time.perf_counter()
     out = model.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, **kw())
+    sync()
     decode_s = time.perf_counter() - t - prefill
 print(json.dumps({"first_token_s": t_first - t0, "decode_tok_s": (NEW - 1) / decode_s,
                   "peak_rss_gb": peak_rss_gb(), "tokens": out[0, -NEW:].tolist()}))
@@ -99,6 +113,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--backend", default="aoti")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
     opts = parser.parse_args()
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -111,7 +127,7 @@ def main() -> None:
         cfg = LlamaConfig(vocab_size=32000, hidden_size=opts.hidden, intermediate_size=opts.hidden * 11 // 4,
                           num_hidden_layers=opts.layers, num_attention_heads=8, num_key_value_heads=4,
                           max_position_embeddings=1024)
-        model = LlamaForCausalLM(cfg).eval()
+        model = LlamaForCausalLM(cfg).to(opts.device, getattr(torch, opts.dtype)).eval()
         params = sum(p.numel() for p in model.parameters())
         model.save_pretrained(os.path.join(work, "hf"))
         pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend=opts.backend,
@@ -120,20 +136,23 @@ def main() -> None:
         del pkg, model
         env = {"TORCHINDUCTOR_CACHE_DIR": os.path.join(work, "inductor"),
                "AOTPACK_VERIFIED_DIR": os.path.join(work, "verified")}
-        fresh(AOTPACK, path, env=env)  # the first load of the file hashes it (remembered after)
-        ours = min((fresh(AOTPACK, path, env=env) for _ in range(3)), key=lambda r: r["first_token_s"])
-        eager = min((fresh(TRANSFORMERS, os.path.join(work, "hf"), "eager", env=env) for _ in range(2)),
+        hf, dev = os.path.join(work, "hf"), opts.device
+        fresh(AOTPACK, path, dev, env=env)  # the first load of the file hashes it (remembered after)
+        ours = min((fresh(AOTPACK, path, dev, env=env) for _ in range(3)), key=lambda r: r["first_token_s"])
+        eager = min((fresh(TRANSFORMERS, hf, "eager", opts.dtype, dev, env=env) for _ in range(2)),
                     key=lambda r: r["first_token_s"])
-        fresh(TRANSFORMERS, os.path.join(work, "hf"), "compile", env=env, timeout=1800)  # fills inductor's cache
-        tc = fresh(TRANSFORMERS, os.path.join(work, "hf"), "compile", env=env, timeout=1800)
+        mode = "compile-reduce-overhead" if dev == "cuda" else "compile"
+        fresh(TRANSFORMERS, hf, mode, opts.dtype, dev, env=env, timeout=1800)  # fills inductor's cache
+        tc = fresh(TRANSFORMERS, hf, mode, opts.dtype, dev, env=env, timeout=1800)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     same = ours["tokens"] == eager["tokens"] == tc["tokens"]
     rows = [{"case": "aotpack (" + opts.backend + ")", **ours}, {"case": "transformers eager", **eager},
-            {"case": "torch.compile, static cache (warm)", **tc}]
+            {"case": f"torch.compile{', reduce-overhead' if opts.device == 'cuda' else ''}, static cache (warm)",
+             **tc}]
     for r in rows:
         r.pop("tokens")
-        r.update(params_m=params / 1e6, prompt=PROMPT, new_tokens=NEW)
+        r.update(params_m=params / 1e6, prompt=PROMPT, new_tokens=NEW, device=opts.device, dtype=opts.dtype)
     print(table(["case", "first token", "decode tokens/s", "peak RSS"],
                 [[r["case"], f"{r['first_token_s']:.3f} s", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_gb']:.2f} GB"]
                  for r in rows]))
@@ -142,7 +161,8 @@ def main() -> None:
           f"{ours['prefill_s']:.3f} s (+ {ours['first_token_s'] - ours['load_s'] - ours['prefill_s']:.3f} s)")
     print(f"decode vs torch.compile: {ours['decode_tok_s'] / tc['decode_tok_s']:.2f}x; first token vs eager: "
           f"{ours['first_token_s'] / eager['first_token_s']:.2f}x")
-    print("wrote", write("generate", [*rows, {"same_tokens": same}]))
+    tag = None if opts.device == "cpu" else f"{opts.device}-{opts.dtype}"
+    print("wrote", write("generate", [*rows, {"same_tokens": same}], tag=tag))
 
 
 if __name__ == "__main__":
