@@ -17,6 +17,7 @@ from torch.export import Dim  # noqa: E402 - the Dim of torch.export, re-exporte
 
 from .errors import (  # noqa: E402
     AotpackError,
+    BackendError,
     CacheError,
     CaptureError,
     FormatError,
@@ -71,6 +72,7 @@ __all__ = [
     "Package",
     "AotpackError",
     "CaptureError",
+    "BackendError",
     "GuardError",
     "FormatError",
     "IntegrityError",

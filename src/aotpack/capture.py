@@ -49,13 +49,7 @@ __all__ = ["Captured", "capture", "Dim"]
 
 Dim = torch.export.Dim
 
-_KINDS = {
-    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
-    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
-    inspect.Parameter.VAR_POSITIONAL: "var_positional",
-    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
-    inspect.Parameter.VAR_KEYWORD: "var_keyword",
-}
+_KINDS = {kind: name for name, kind in tree.PARAM_KINDS.items()}
 
 
 def device_of(values) -> str:
@@ -451,7 +445,7 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[dict]:
 
 def _describe_frozen(value) -> dict | None:
     if isinstance(value, torch.Tensor):
-        dtype = str(value.dtype).removeprefix("torch.")
+        dtype = tree.dtype_name(value.dtype)
         return {"type": "tensor", "value": f"{dtype}{list(value.shape)}"}
     if isinstance(value, (bool, int, float, str)) or value is None:
         return {"type": type(value).__name__, "value": repr(value)}
@@ -633,7 +627,7 @@ def _guard_dims(ep, user_nodes, flat_dyn, paths: list[str]):
                                   text)
                 shape.append({"expr": text})
         inputs.append({
-            "dtype": str(val.dtype).removeprefix("torch."),
+            "dtype": tree.dtype_name(val.dtype),
             "shape": shape,
             "device": val.device.type,
         })

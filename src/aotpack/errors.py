@@ -8,6 +8,7 @@ Hierarchy::
 
     AotpackError
      ├── CaptureError       the program cannot be captured as one graph
+     │    └── BackendError     captured, but the chosen backend cannot compile it
      ├── GuardError         a call's inputs do not match any compiled variant
      ├── FormatError        the file is not an aotpack package, or of an unknown version
      ├── IntegrityError     a member's bytes differ from what the manifest recorded
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "AotpackError",
     "CaptureError",
+    "BackendError",
     "GuardError",
     "FormatError",
     "IntegrityError",
@@ -50,6 +52,15 @@ class AotpackError(Exception):
 class CaptureError(AotpackError):
     """The program could not be captured as one graph (data-dependent control flow,
     an unsupported Python construct, ...). The message names the user's file:line."""
+
+
+class BackendError(CaptureError):
+    """The program was captured, and the chosen backend cannot compile it (the inductor
+    backend and dynamic shapes, say); the hint names a backend that can.
+
+    A CaptureError too: ``aotpack.compile`` raised CaptureError for these before this
+    class existed, and ``except CaptureError`` around a compile keeps working.
+    """
 
 
 class GuardError(AotpackError, TypeError):

@@ -51,13 +51,7 @@ from .errors import GuardError
 
 __all__ = ["Guard", "GuardEntry", "Mismatch", "describe_input", "shape_text"]
 
-_KIND = {
-    "positional_only": inspect.Parameter.POSITIONAL_ONLY,
-    "positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    "var_positional": inspect.Parameter.VAR_POSITIONAL,
-    "keyword_only": inspect.Parameter.KEYWORD_ONLY,
-    "var_keyword": inspect.Parameter.VAR_KEYWORD,
-}
+_KIND = tree.PARAM_KINDS
 
 
 class GuardEntry(NamedTuple):
@@ -94,10 +88,6 @@ class Mismatch(Exception):
         # a check that runs after structure, dtypes and shapes passed (requires_grad,
         # layout, shared memory, the bound module): the variant that got furthest
         self.late = late or where is not None
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def describe_input(name: str, guard: dict, dims: dict) -> str:
@@ -561,7 +551,7 @@ def _size_expr(text: str):
 
 def _what(value) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a tensor {_dtype_name(value.dtype)}{list(value.shape)}"
+        return f"a tensor {tree.dtype_name(value.dtype)}{list(value.shape)}"
     if isinstance(value, (tuple, list, dict)):
         return f"a {type(value).__name__} of length {len(value)}"
     return f"{value!r} ({type(value).__name__})"

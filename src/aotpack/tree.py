@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import math
 import sys
@@ -51,6 +52,23 @@ __all__ = ["flatten", "unflatten", "encode_const", "decode_const", "const_repr",
 _SCALARS = (bool, int, float, str, type(None))
 
 
+# How a signature's parameter kinds are named in manifests (the one table: capture writes
+# these names, guards bind calls by them, the format's schema checks them).
+PARAM_KINDS = {
+    "positional_only": inspect.Parameter.POSITIONAL_ONLY,
+    "positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    "var_positional": inspect.Parameter.VAR_POSITIONAL,
+    "keyword_only": inspect.Parameter.KEYWORD_ONLY,
+    "var_keyword": inspect.Parameter.VAR_KEYWORD,
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """A dtype's name in manifests and messages: ``float32``, ``bfloat16`` (the one place
+    that spells it; ``getattr(torch, name)`` reads it back)."""
+    return str(dtype).removeprefix("torch.")
+
+
 def encode_const(value: Any, path: str) -> dict:
     """The JSON form of a constant leaf; CaptureError for values we cannot freeze."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -58,7 +76,7 @@ def encode_const(value: Any, path: str) -> dict:
     if type(value) in _SCALARS:
         return {"kind": "const", "type": type(value).__name__, "value": value}
     if isinstance(value, torch.dtype):
-        return {"kind": "const", "type": "dtype", "value": str(value).removeprefix("torch.")}
+        return {"kind": "const", "type": "dtype", "value": dtype_name(value)}
     if isinstance(value, torch.device):
         return {"kind": "const", "type": "device", "value": str(value)}
     hint = "pass tensors, nested tuples/lists/dicts of them, or None/bool/int/float/str"

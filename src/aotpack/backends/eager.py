@@ -24,7 +24,7 @@ import re
 
 import torch
 
-from ..errors import CaptureError
+from ..errors import BackendError
 from . import Compiled
 
 # The names generated graph code may refer to; anything else is refused at compile time.
@@ -45,7 +45,7 @@ class Eager:
             for node in module.graph.nodes:
                 if node.op == "call_module" or (node.op == "get_attr" and not isinstance(
                         _attr(module, node.target), torch.fx.GraphModule)):
-                    raise CaptureError(
+                    raise BackendError(
                         f"the eager backend cannot store graph node {node.name} ({node.op} {node.target}): "
                         "the graph reads a submodule or attribute that is not a graph", hint="use backend='aoti'")
             code = module.graph.python_code(root_module="self")
@@ -53,7 +53,7 @@ class Eager:
             used = {n for n in code.globals if re.search(rf"\b{re.escape(n)}\b", code.src)}
             unknown = sorted(used - set(_GLOBALS) - {"NoneType", "__builtins__"})
             if unknown:
-                raise CaptureError(f"the eager backend cannot store graph code that refers to {unknown}",
+                raise BackendError(f"the eager backend cannot store graph code that refers to {unknown}",
                                    hint="use backend='aoti'")
             function = "forward" if not name else f"graph_{i}"
             sources.append(code.src.replace("def forward(self", f"def {function}(self", 1))

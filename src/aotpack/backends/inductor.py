@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .. import _torch_compat as compat
-from ..errors import CaptureError
+from ..errors import BackendError
 from . import Compiled
 
 
@@ -31,18 +31,18 @@ class Inductor:
 
     def compile(self, captured, options: dict) -> Compiled:
         if captured.dims or any(isinstance(s, dict) for g in captured.inputs for s in g["shape"]):
-            raise CaptureError("the inductor backend compiles static shapes only, and this program has dynamic "
+            raise BackendError("the inductor backend compiles static shapes only, and this program has dynamic "
                                f"dimensions {sorted(captured.dims)}", hint="use backend='aoti' for Dims")
         ep = captured.export_weights_as_inputs()
         with compat.quiet_export_logs():
             if ep.range_constraints:
-                raise CaptureError("the inductor backend cannot compile sizes that depend on data "
+                raise BackendError("the inductor backend cannot compile sizes that depend on data "
                                    f"({', '.join(map(str, ep.range_constraints))})", hint="use backend='aoti'")
             # inductor's own decomposition table: what compile_fx_inner expects to see
             ep = ep.run_decompositions(decomp_table=compat.inductor_decompositions())
         for spec in ep.graph_signature.output_specs:
             if spec.kind.name != "USER_OUTPUT":
-                raise CaptureError("the inductor backend does not support programs that mutate their inputs",
+                raise BackendError("the inductor backend does not support programs that mutate their inputs",
                                    hint="use backend='aoti' or 'eager'")
         gm = compat.plain_graph_module(ep.graph_module)
         with compat.inductor_config_patch(options or {}):

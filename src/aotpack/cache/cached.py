@@ -21,6 +21,7 @@ import torch
 
 from .. import _torch_compat as compat
 from ..capture import device_of
+from ..tree import dtype_name
 from .entry import pack_files, unpack_files
 from .key import CacheKey, environment_parts, inductor_config_hash
 from .store import open_store
@@ -48,7 +49,7 @@ def _attr_tensors(gm: torch.fx.GraphModule) -> list[tuple[str, str]]:
 
 
 def _describe_tensor(t: torch.Tensor) -> str:
-    dtype = str(t.dtype).removeprefix("torch.")
+    dtype = dtype_name(t.dtype)
     shape = ",".join(str(s) for s in t.shape)
     stride = ",".join(str(s) for s in t.stride())
     grad = " grad" if t.requires_grad else ""

@@ -15,6 +15,7 @@ import torch
 
 from .. import __version__
 from .. import _torch_compat as compat
+from ..tree import dtype_name
 from . import format as fmt
 from .weights import TensorsMember
 from .writer import write_package
@@ -53,7 +54,7 @@ def _dedupe(tensors: dict[str, torch.Tensor], copy: bool = True) -> tuple[dict[s
 
 
 def _tensor_info(t: torch.Tensor) -> dict:
-    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
+    return {"dtype": dtype_name(t.dtype), "shape": list(t.shape)}
 
 
 class Package:

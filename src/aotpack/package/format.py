@@ -65,6 +65,7 @@ import posixpath
 import torch
 
 from ..errors import FormatError
+from ..tree import PARAM_KINDS
 
 FORMAT_NAME = "aotpack"
 FORMAT_VERSION = 1
@@ -137,7 +138,7 @@ def check_variant_name(name: str) -> None:
         raise ValueError(f"variant name {name!r} must be letters, digits, '-', '_' or '.'")
 
 
-_PARAM_KINDS = {"positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"}
+_PARAM_KINDS = set(PARAM_KINDS)
 _CONST_TYPES = {"bool", "int", "float", "str", "NoneType", "dtype", "device"}
 
 

@@ -38,6 +38,7 @@ import zlib
 import torch
 
 from ..errors import FormatError, IntegrityError
+from ..tree import dtype_name
 from . import format as fmt
 from . import signing
 
@@ -297,7 +298,7 @@ class PackageReader:
             if t is None:
                 raise FormatError(f"{self.path}: weight {name!r} is listed in the manifest but missing from "
                                   "weights.safetensors", hint="copy or rebuild the package")
-            if str(t.dtype).removeprefix("torch.") != info["dtype"] or list(t.shape) != info["shape"]:
+            if dtype_name(t.dtype) != info["dtype"] or list(t.shape) != info["shape"]:
                 raise IntegrityError(f"{self.path}: weight {name!r} is {str(t.dtype).removeprefix('torch.')}"
                                      f"{list(t.shape)} in weights.safetensors, the manifest declares "
                                      f"{info['dtype']}{info['shape']} (tampered or corrupt)",

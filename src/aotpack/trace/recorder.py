@@ -31,6 +31,7 @@ from collections import defaultdict
 import torch
 
 from .. import _torch_compat as compat
+from ..tree import dtype_name
 from .log import TraceLog
 
 __all__ = ["Recorder", "active_recorders"]
@@ -137,7 +138,7 @@ def _input_meta(gm: torch.fx.GraphModule, example_inputs) -> list[dict]:
             stride = [compat.symint_hint(s) for s in x.stride()]
             extra = {"placements": [repr(p) for p in x.placements]} if type(x).__name__ == "DTensor" else {}
             out.append({"name": name, "kind": "tensor", "type": type(x).__name__, **extra,
-                        "dtype": str(x.dtype).removeprefix("torch."), "shape": shape, "stride": stride,
+                        "dtype": dtype_name(x.dtype), "shape": shape, "stride": stride,
                         "device": str(x.device), "requires_grad": bool(x.requires_grad)})
         elif isinstance(x, torch.SymInt):
             out.append({"name": name, "kind": "symint", "value": compat.symint_hint(x), "symbol": str(x)})
