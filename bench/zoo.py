@@ -12,7 +12,7 @@ Fresh-process cases, each timed from after ``import torch`` to the first output:
 Steady state (one process, median of 30 calls after 5 warm-up calls): eager,
 torch.compile and the loaded package.
 
-    python bench/zoo.py [--models gpt2,bert]
+    python bench/zoo.py [--models gpt2,bert] [--device cuda]
 Writes bench/results/zoo-<tag>.json.
 """
 
@@ -32,11 +32,16 @@ from _common import HERE, fresh, table, write  # noqa: E402
 TESTS = os.path.join(os.path.dirname(HERE), "tests")
 
 PRELUDE = r"""
-import json, sys, time
+import json, os, sys, time
 import torch
 t0 = time.perf_counter()
 sys.path.insert(0, {tests!r})
+DEVICE = os.environ.get("AOTPACK_BENCH_DEVICE", "cpu")
+def on_device(kwargs):
+    return {{k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}}
 def done(out):
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
     t1 = time.perf_counter()
     print(json.dumps({{"first_output_s": t1 - t0}}))
 """
@@ -46,6 +51,7 @@ import zoo
 from safetensors.torch import load_model
 model, kwargs = zoo.build(sys.argv[1])
 load_model(model, sys.argv[2])
+model, kwargs = model.to(DEVICE), on_device(kwargs)
 with torch.no_grad():
     done(model(**kwargs))
 """
@@ -55,6 +61,7 @@ import zoo
 from safetensors.torch import load_model
 model, kwargs = zoo.build(sys.argv[1])
 load_model(model, sys.argv[2])
+model, kwargs = model.to(DEVICE), on_device(kwargs)
 with torch.no_grad():
     done(torch.compile(model)(**kwargs))
 """
@@ -63,6 +70,7 @@ AOTPACK = r"""
 from safetensors.torch import load_file
 kwargs = dict(load_file(sys.argv[3]))   # the inputs: read before the clock starts
 kwargs.update(json.loads(sys.argv[4]))
+kwargs = on_device(kwargs)
 t0 = time.perf_counter()
 import aotpack
 fn = aotpack.load(sys.argv[2], allow_modules=["transformers"]) if sys.argv[5] == "exact" else \
@@ -75,13 +83,16 @@ with torch.no_grad():
 def steady(fn, kwargs, n=30) -> float:
     import torch
 
+    sync = torch.cuda.synchronize if os.environ.get("AOTPACK_BENCH_DEVICE") == "cuda" else (lambda: None)
     with torch.no_grad():
         for _ in range(5):
             fn(**kwargs)
         times = []
         for _ in range(n):
+            sync()
             s = time.perf_counter()
             fn(**kwargs)
+            sync()
             times.append(time.perf_counter() - s)
     return sorted(times)[n // 2] * 1e3
 
@@ -100,6 +111,9 @@ def run_model(name: str, work: str, only_aotpack: bool = False) -> dict:
     others = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
     inputs = os.path.join(work, f"{name}.inputs.safetensors")
     save_file(tensors, inputs)
+    device = os.environ.get("AOTPACK_BENCH_DEVICE", "cpu")
+    model = model.to(device)
+    kwargs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,9 +149,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(zoo.MODELS))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--only-aotpack", action="store_true",
                         help="rerun aotpack's cases only, keeping the other columns of the last results")
     opts = parser.parse_args()
+    os.environ["AOTPACK_BENCH_DEVICE"] = opts.device  # read by every case's fresh process
     rows = []
     last = {}
     if opts.only_aotpack:
