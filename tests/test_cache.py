@@ -289,6 +289,35 @@ def test_redis_that_never_answers_is_bounded_by_the_timeout(tmp_path):
             s.close()
 
 
+@pytest.mark.parametrize("refusal", ["maxmemory", "readonly", "db99", "wrongtype"])
+def test_redis_that_refuses_warns_and_compiles_locally(redis_server, redis_url, tmp_path, refusal):
+    """A Redis that answers but refuses (maxmemory reached, a READONLY replica, a db index
+    out of range, a key of another type): one CacheWarning and a local compile, as the
+    README promises, not an exception out of aotpack.compile."""
+    from conftest import free_port
+
+    client, url = redis_server.client, redis_url
+    if refusal == "maxmemory":
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1")
+    elif refusal == "readonly":
+        client.replicaof("127.0.0.1", free_port())  # a replica of nothing: refuses writes
+    elif refusal == "db99":
+        url = url.rsplit("/", 1)[0] + "/99"
+    try:
+        store = cache.RedisStore(url, timeout=2)
+        if refusal == "wrongtype":  # every key the compile touches is a list, not a string
+            real = store._key
+            store._key = lambda kind, digest: (client.rpush(real(kind, digest), b"x"), real(kind, digest))[1]
+        with pytest.warns(cache.CacheWarning, match="refused a command"):
+            pkg = compile_eager(store)
+        torch.testing.assert_close(run_package(pkg, tmp_path), mlp()(X))
+        assert cache.stats["compiles"] == 1
+    finally:
+        client.config_set("maxmemory", "0")
+        client.replicaof("no", "one")
+
+
 def test_redis_going_down_mid_session(redis_server, tmp_path):
     from conftest import RedisServer
 

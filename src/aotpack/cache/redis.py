@@ -59,7 +59,10 @@ class RedisStore(Store):
         self.lock_wait = lock_ttl
         self.retry_after = retry_after
         self.ttl = ttl
-        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        # unreachable (connection, timeout) and refusing (maxmemory reached, READONLY
+        # replica, WRONGTYPE key, a db index out of range): both mean "compile locally"
+        self._unreachable = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        self._errors = (redis.exceptions.RedisError, OSError)
         self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
                                             retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
         self._unlock = self._client.register_script(_UNLOCK)
@@ -71,7 +74,8 @@ class RedisStore(Store):
         return f"{self.prefix}{kind}:{digest}"
 
     def _call(self, what: str, fn, default):
-        """Run a Redis command; on a connection failure, warn once and return ``default``."""
+        """Run a Redis command; if the server is unreachable or refuses it, warn once and
+        return ``default`` (the caller then compiles locally, as without a cache)."""
         if time.monotonic() < self._down_until:
             stats["unavailable"] += 1
             return default
@@ -82,7 +86,8 @@ class RedisStore(Store):
             self._down_until = time.monotonic() + self.retry_after
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"Redis cache at {self.url} is unreachable ({type(e).__name__}: {e}) during {what}; "
+                how = "is unreachable" if isinstance(e, self._unreachable) else "refused a command"
+                warnings.warn(f"Redis cache at {self.url} {how} ({type(e).__name__}: {e}) during {what}; "
                               f"compiling locally without it (retrying in {self.retry_after:.0f}s)",
                               CacheWarning, stacklevel=4)
             return default
