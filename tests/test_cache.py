@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import threading
 import time
 import warnings
@@ -243,6 +244,50 @@ def test_context_with_store_writes_edits_through(tmp_path):
     (key,) = ctx.keys()
     ctx.edit(key, lambda b: b)
     assert store.fetch(key).header.get("edited") is True
+
+
+@pytest.mark.parametrize("damage", ["folder", "fifo", "readonly_disk"])
+def test_local_store_failures_warn_and_compile_locally(tmp_path, damage):
+    """The cache folder fails us: a folder or a fifo where the entry should be, a disk
+    that refuses writes. One CacheWarning, the compile runs, the package is right."""
+    store = cache.LocalStore(tmp_path / "c")
+    compile_eager(store)  # learn the entry's file name
+    (entry,) = [e for e in os.listdir(store._entries) if e.endswith(".entry")]
+    path = os.path.join(store._entries, entry)
+    os.unlink(path)
+    if damage == "folder":
+        os.mkdir(path)
+    elif damage == "fifo":
+        os.mkfifo(path)
+    else:  # root ignores permissions: make every write fail as a read-only disk would
+        real = cache.LocalStore._write
+
+        def readonly(self, *a):
+            raise OSError(30, "Read-only file system", self._entries)
+        cache.LocalStore._write = readonly
+    try:
+        cache.stats.clear()
+        with pytest.warns(cache.CacheWarning, match="local cache at .* failed during"):
+            pkg = compile_eager(cache.LocalStore(tmp_path / "c"))
+        torch.testing.assert_close(run_package(pkg, tmp_path), mlp()(X))
+    finally:
+        if damage == "readonly_disk":
+            cache.LocalStore._write = real
+
+
+def test_local_store_shared_by_two_umasks(tmp_path):
+    """Entries and locks get the umask's mode (not 0600): with a group-shared umask, a
+    second user of the folder can read and lock them."""
+    old = os.umask(0o002)
+    try:
+        store = cache.LocalStore(tmp_path / "c")
+        compile_eager(store)
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(os.stat(os.path.join(store._entries, e)).st_mode) for e in os.listdir(store._entries)}
+    assert modes == {0o664}
+    locks = {stat.S_IMODE(os.stat(os.path.join(store._locks, e)).st_mode) for e in os.listdir(store._locks)}
+    assert locks <= {0o664}
 
 
 # -- Redis: down, unreachable, hanging ------------------------------------------------------

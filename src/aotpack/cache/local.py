@@ -18,13 +18,16 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import tempfile
+import warnings
 
 from ..errors import CacheError
 from .entry import HEADER_PREFIX, CorruptEntry, header_length, read_header
-from .store import Store, stats
+from .store import CacheWarning, Store, stats
 
 __all__ = ["LocalStore"]
 
@@ -49,6 +52,25 @@ class LocalStore(Store):
             raise CacheError(f"cannot create the cache directory {self.path}: {e.strerror}",
                              hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE") from None
         self._held: dict[str, int] = {}
+        self._warned = False
+        umask = os.umask(0)
+        os.umask(umask)
+        self._mode = 0o666 & ~umask  # entries and locks as open() would create them: a shared folder works
+
+    def _guarded(self, what: str, fn, default):
+        """Run a file operation of the compile path; if the folder fails us (an unreadable
+        or special entry, a read-only or full disk), warn once and return ``default``:
+        the caller compiles locally, as without a cache."""
+        try:
+            return fn()
+        except OSError as e:
+            stats["unavailable"] += 1
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"local cache at {self.path} failed during {what} ({e.strerror or e}"
+                              f"{': ' + str(e.filename) if e.filename else ''}); compiling locally without it",
+                              CacheWarning, stacklevel=4)
+            return default
 
     def _file(self, digest: str) -> str:
         if not digest or any(c not in "0123456789abcdef" for c in digest):
@@ -57,11 +79,17 @@ class LocalStore(Store):
 
     def get(self, digest):
         path = self._file(digest)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
+        return self._guarded("get", lambda: self._read(path), None)
+
+    def _read(self, path: str) -> bytes | None:
+        try:  # O_NONBLOCK: a fifo in place of an entry must not hang the compile
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
+            data = f.read()
         try:
             os.utime(path)  # last use, for LRU eviction
         except OSError:
@@ -70,8 +98,12 @@ class LocalStore(Store):
 
     def put(self, digest, data, *, overwrite=False):
         path = self._file(digest)
+        return self._guarded("put", lambda: self._write(path, data, overwrite), False)
+
+    def _write(self, path: str, data: bytes, overwrite: bool) -> bool:
         fd, tmp = tempfile.mkstemp(dir=self._entries, prefix=".tmp-")
         try:
+            os.fchmod(fd, self._mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -82,7 +114,7 @@ class LocalStore(Store):
             else:
                 try:
                     os.link(tmp, path)
-                except FileExistsError:
+                except FileExistsError:  # another process stored it first (or something is in the way)
                     return False
         finally:
             if tmp is not None:
@@ -102,12 +134,17 @@ class LocalStore(Store):
         return sorted(n[: -len(_SUFFIX)] for n in os.listdir(self._entries) if n.endswith(_SUFFIX))
 
     def header(self, digest):
+        """The entry's header, or None where there is none to read (missing, damaged,
+        not a regular file, unreadable): listing and explaining skip such entries."""
         try:
-            with open(self._file(digest), "rb") as f:
+            fd = os.open(self._file(digest), os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return None
                 prefix = f.read(HEADER_PREFIX)
                 data = prefix + f.read(header_length(prefix) - HEADER_PREFIX)
             return read_header(data)[0]
-        except (FileNotFoundError, CorruptEntry):
+        except (OSError, CorruptEntry):
             return None
 
     def size(self) -> int:
@@ -138,7 +175,10 @@ class LocalStore(Store):
 
     # -- compile lock -------------------------------------------------------------
     def try_lock(self, digest):
-        fd = os.open(os.path.join(self._locks, digest + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        return self._guarded("lock", lambda: self._lock(digest), True)  # no lock to be had: compile here
+
+    def _lock(self, digest) -> bool:
+        fd = os.open(os.path.join(self._locks, digest + ".lock"), os.O_CREAT | os.O_RDWR, self._mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -154,6 +194,9 @@ class LocalStore(Store):
             os.close(fd)
 
     def is_locked(self, digest):
+        return self._guarded("lock check", lambda: self._is_locked(digest), False)
+
+    def _is_locked(self, digest):
         if digest in self._held:
             return True
         path = os.path.join(self._locks, digest + ".lock")
