@@ -6,10 +6,13 @@ milliseconds); test_cache_fleet.py has the AOTInductor and torch.compile ones.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -421,3 +424,26 @@ def test_cli_ls_explain_rm_export_import(which, tmp_path, capsys, request):
     cache.stats.clear()
     compile_eager(store)
     assert cache.stats["compiles"] == 0
+
+
+def test_cache_keys_do_not_depend_on_the_working_folder(tmp_path):
+    """inductor's config holds paths of this machine (xpu.cutlass_dir is the working
+    folder): the key's config hash leaves them out, so the same compile from another
+    folder hits; a real config change still changes it."""
+    code = ("import aotpack.cache.key as k, torch._inductor.config as c, json; "
+            "print(json.dumps([k.inductor_config_hash(), c.get_hash().hex()]))")
+    runs = []
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        folder.mkdir()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=folder, timeout=120,
+                             check=True)
+        runs.append(json.loads(out.stdout))
+    assert runs[0][1] != runs[1][1]  # torch's own hash differs by folder...
+    assert runs[0][0] == runs[1][0]  # ...aotpack's key does not
+    import torch._inductor.config as config
+
+    from aotpack.cache.key import inductor_config_hash
+
+    before = inductor_config_hash()
+    with config.patch({"max_autotune": not config.max_autotune}):
+        assert inductor_config_hash() != before

@@ -300,13 +300,27 @@ def plain_graph_module(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def inductor_config_hash() -> str:
-    """A hex hash of inductor's global config (what FX graph caching keys on).
+    """A hex hash of inductor's global config (what FX graph caching keys on), with the
+    values that are paths on this machine left out: ``xpu.cutlass_dir`` defaults to the
+    working directory and ``cuda.cutlass_dir`` to where torch is installed, so hashing
+    them would make the same compile miss from another folder or machine (issue "fleet").
 
-    Private: ``torch._inductor.config.get_hash`` (ConfigModule, 2.11-2.13).
+    Private: ``torch._inductor.config.get_hash``/``get_config_copy``/``patch``
+    (ConfigModule, 2.11-2.13).
     """
     import torch._inductor.config as config
 
-    return config.get_hash().hex()
+    local = {k: "<machine-local path>" for k in machine_local_config_keys()}
+    with config.patch(local):
+        return config.get_hash().hex()
+
+
+def machine_local_config_keys() -> list[str]:
+    """inductor config keys whose value is a filesystem path here (left out of keys)."""
+    import torch._inductor.config as config
+
+    return sorted(k for k, v in config.get_config_copy().items()
+                  if isinstance(v, str) and (os.path.isabs(v) or k.endswith(("_dir", "_path"))))
 
 
 def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:

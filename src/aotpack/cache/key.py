@@ -49,7 +49,12 @@ def digest_json(value) -> str:
 
 
 def inductor_config_hash() -> str:
-    """A hex hash of inductor's global config (patched values and env overrides included)."""
+    """A hex hash of inductor's global config (patched values and env overrides included).
+
+    Left out: values that are paths on this machine (``xpu.cutlass_dir`` is the working
+    directory, ``cuda.cutlass_dir`` torch's install folder; the list is
+    ``_torch_compat.machine_local_config_keys()``). They do not change the compiled code
+    for a given torch, and hashing them made the same compile miss from another folder."""
     from .. import _torch_compat as compat
 
     return compat.inductor_config_hash()
