@@ -318,3 +318,39 @@ def test_variant_compiled_for_the_callers_layout_runs_without_a_copy(tmp_path):
     torch.testing.assert_close(fn(x), affine(x))
     torch.testing.assert_close(fn(x.contiguous()), affine(x))
     assert calls == [("t", (1, 4)), ("default", (6, 1))]  # each ran its own layout, no copy
+
+
+class _Accumulator(torch.nn.Module):
+    """A buffer the program updates in place (the mechanism of a static KV cache)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("seen", torch.zeros(4))
+
+    def forward(self, x):
+        self.seen.add_(x.sum(0))
+        return x * 2 + self.seen
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_buffer_updated_in_place_is_state_like_eager(tmp_path, backend):
+    """Eager updates the module's buffer at every call; the package does the same to
+    its own copy (Loaded.state), or to the bound module's buffer with module=."""
+    xs = [torch.randn(3, 4) for _ in range(3)]
+    path = aotpack.compile(_Accumulator(), (xs[0],), backend=backend).save(tmp_path / "acc.aot")
+    ref = _Accumulator()
+    expected = [ref(x) for x in xs]
+    fn = aotpack.load(path)
+    for x, want in zip(xs, expected):
+        torch.testing.assert_close(fn(x), want)
+    torch.testing.assert_close(fn.state["seen"], ref.seen)
+    other = aotpack.load(path)  # another load starts from the stored value
+    torch.testing.assert_close(other(xs[0]), expected[0])
+    fn.reset_state()
+    torch.testing.assert_close(fn.state["seen"], torch.zeros(4))
+    bound = _Accumulator()
+    with torch.no_grad():
+        fn_bound = aotpack.load(path, module=bound)
+        for x, want in zip(xs, expected):
+            torch.testing.assert_close(fn_bound(x), want)
+    torch.testing.assert_close(bound.seen, ref.seen)  # the module's own buffer, as eager

@@ -145,6 +145,21 @@ def test_save_to_and_load_from_bytes_and_file_objects(tmp_path):
     buf = io.BytesIO()
     p.save(buf)
     assert buf.getvalue() == data
+
+    class Pipe(io.RawIOBase):  # a stream that cannot seek: the bytes are built first
+        def __init__(self):
+            self.got = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.got += b
+            return len(b)
+
+    pipe = Pipe()
+    p.save(pipe)
+    assert bytes(pipe.got) == data
     x, y = torch.randn(2), torch.randn(2)
     ref = programs.plain(x, y)
     for source in (data, bytearray(data), memoryview(data), io.BytesIO(data), open(tmp_path / "p.aot", "rb")):

@@ -18,7 +18,7 @@ from . import tree
 from .backends import get_backend
 from .capture import capture
 from .errors import AotpackError, IntegrityError, SignatureError
-from .package import Package, signing
+from .package import Package, fmt, signing
 from .package.reader import PackageReader
 from .summary import Inspection, Verification
 
@@ -217,13 +217,12 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
 
     keys = signing.keys_for_load(trusted_keys)
     signature = signer = None
-    if keys is not None:
-        try:
-            with PackageReader(path, keys) as r:
-                signer = str(r.signer)
-        except SignatureError as e:
-            signature = e.message
     with PackageReader(path) as r:
+        if keys is not None:  # the check load makes, on the manifest's bytes as they are
+            try:
+                signer = str(signing.check(r.read(fmt.MANIFEST), r.signatures, keys, r.path))
+            except SignatureError as e:
+                signature = e.message
         try:
             r.verify()
             integrity = None

@@ -11,7 +11,7 @@ two variants: ``decode`` (T = 1, static) and ``prefill`` (T from 2 to max_len). 
 cache is buffers of the step module (``max_batch x heads x max_len x head_dim`` per layer)
 that the step writes in place at ``cache_position``: the package's *state*, one
 private copy per loaded package, shared by both variants, allocated once at load (see
-``Loaded.state``), never per token.
+``Loaded.state``).
 
 Batches and padding (design): prompts of different lengths are left-padded to one
 length; ``attention_mask`` covers the cache's slots (1 = a real token there), so padding
@@ -224,7 +224,7 @@ def _choose(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -
         sorted_logits, order = logits.sort(-1, descending=True)
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_logits.softmax(-1) > top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
     probs = logits.softmax(-1)
     return torch.multinomial(probs.cpu() if generator is not None and generator.device.type == "cpu" else probs, 1,
                              generator=generator)[:, 0].to(logits.device)

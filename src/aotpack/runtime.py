@@ -177,7 +177,7 @@ class Loaded:
     """
 
     def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True, path: str = "",
-                 plain_types: bool = False):
+                 plain_types: bool = False, signer=None, initial_state: dict | None = None):
         self.manifest = manifest
         self.path = path
         self._variants = variants
@@ -185,9 +185,13 @@ class Loaded:
         self._out_spec = manifest["program"]["out_spec"]
         self._result = _unflattener(self._out_spec, plain_types)
         self._check_guards = check_guards
-        self.signer = None
-        self.state: dict[str, torch.Tensor] = {}
-        self._initial_state: dict[str, torch.Tensor] = {}
+        self.signer = signer
+        self._initial_state = initial_state or {}  # name -> the value the package stores
+        declared = {n for v in variants for n in v.manifest.get("state", [])}  # (not the aliases of them)
+        self.state = {}
+        for name, w in self._state_copies():
+            if name in declared:
+                self.state.setdefault(name, w)  # the first device's copy
         self.__name__ = manifest["program"]["name"]
         self.__doc__ = f"aotpack package of {manifest['program']['name']} ({manifest['program']['source']})"
 
@@ -195,14 +199,19 @@ class Loaded:
     def variants(self) -> list[str]:
         return [v.name for v in self._variants]
 
+    def _state_copies(self):
+        """(name, tensor) of every state tensor the variants run with, on every device."""
+        for v in self._variants:
+            for name, w in zip(v.manifest["weights"], v.weights):
+                if name in self._initial_state:
+                    yield name, w
+
     def reset_state(self) -> None:
         """Put every state tensor (``self.state``) back to the value the package stores,
         on every device a variant holds a copy on."""
         with torch.no_grad():
-            for v in self._variants:
-                for name, w in zip(v.manifest["weights"], v.weights):
-                    if name in self._initial_state:
-                        w.copy_(self._initial_state[name])
+            for name, w in self._state_copies():
+                w.copy_(self._initial_state[name])
 
     def __call__(self, *args, **kwargs):
         v = self._single
@@ -402,16 +411,6 @@ class _in_memory_file:
         os.close(self.fd)  # the reader's mapping keeps the memory alive while tensors use it
 
 
-def _state_tensors(loaded: list, names) -> dict[str, torch.Tensor]:
-    """The state tensors the loaded variants update, by weight name (the first device's)."""
-    out = {}
-    for v in loaded:
-        for name, w in zip(v.manifest["weights"], v.weights):
-            if name in names:
-                out.setdefault(name, w)
-    return out
-
-
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
          guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None,
          on_mismatch: str = "error", rewrite: bool = False, allow_modules: Sequence[str] = (),
@@ -466,9 +465,11 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         if rewrite:
             raise ValueError("rewrite=True needs a package file, not bytes")
         with _in_memory_file(path) as name:
-            return load(name, module, check_guards=check_guards, guard_filter=guard_filter, backends=backends,
-                        variants=variants, on_mismatch=on_mismatch, allow_modules=allow_modules,
-                        plain_types=plain_types, trusted_keys=trusted_keys)
+            fn = load(name, module, check_guards=check_guards, guard_filter=guard_filter, backends=backends,
+                      variants=variants, on_mismatch=on_mismatch, allow_modules=allow_modules,
+                      plain_types=plain_types, trusted_keys=trusted_keys)
+        fn.path = "<package bytes>"  # the memory file's name means nothing after the load
+        return fn
     reader = PackageReader(path, signing.keys_for_load(trusted_keys))
     try:
         # Verify what this load uses, each member before its first use: the weights, then
@@ -554,10 +555,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                      "or build it on a machine like this one")
         if rebuilt and rewrite:
             _rewrite(path, rebuilt)
-        fn = Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types)
-        fn.signer = reader.signer
-        fn._initial_state = initial
-        fn.state = _state_tensors(loaded, state_names)
-        return fn
+        return Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types, signer=reader.signer,
+                      initial_state=initial)
     finally:
         reader.close()

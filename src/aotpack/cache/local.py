@@ -26,12 +26,24 @@ import tempfile
 import warnings
 
 from ..errors import CacheError
+from ..package.writer import umask_mode
 from .entry import HEADER_PREFIX, CorruptEntry, header_length, read_header
 from .store import CacheWarning, Store, stats
 
 __all__ = ["LocalStore"]
 
 _SUFFIX = ".entry"
+
+
+def _open_entry(path: str):
+    """An entry file opened for reading; OSError unless it is a regular file (opened
+    O_NONBLOCK: a fifo in place of an entry must not hang the compile)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return f
 
 
 class LocalStore(Store):
@@ -53,9 +65,7 @@ class LocalStore(Store):
                              hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE") from None
         self._held: dict[str, int] = {}
         self._warned = False
-        umask = os.umask(0)
-        os.umask(umask)
-        self._mode = 0o666 & ~umask  # entries and locks as open() would create them: a shared folder works
+        self._mode = umask_mode()  # entries and locks as open() would create them: a shared folder works
 
     def _guarded(self, what: str, fn, default):
         """Run a file operation of the compile path; if the folder fails us (an unreadable
@@ -82,14 +92,11 @@ class LocalStore(Store):
         return self._guarded("get", lambda: self._read(path), None)
 
     def _read(self, path: str) -> bytes | None:
-        try:  # O_NONBLOCK: a fifo in place of an entry must not hang the compile
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            with _open_entry(path) as f:
+                data = f.read()
         except FileNotFoundError:
             return None
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "not a regular file", path)
-            data = f.read()
         try:
             os.utime(path)  # last use, for LRU eviction
         except OSError:
@@ -137,10 +144,7 @@ class LocalStore(Store):
         """The entry's header, or None where there is none to read (missing, damaged,
         not a regular file, unreadable): listing and explaining skip such entries."""
         try:
-            fd = os.open(self._file(digest), os.O_RDONLY | os.O_NONBLOCK)
-            with os.fdopen(fd, "rb") as f:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return None
+            with _open_entry(self._file(digest)) as f:
                 prefix = f.read(HEADER_PREFIX)
                 data = prefix + f.read(header_length(prefix) - HEADER_PREFIX)
             return read_header(data)[0]

@@ -299,7 +299,7 @@ class PackageReader:
                 raise FormatError(f"{self.path}: weight {name!r} is listed in the manifest but missing from "
                                   "weights.safetensors", hint="copy or rebuild the package")
             if dtype_name(t.dtype) != info["dtype"] or list(t.shape) != info["shape"]:
-                raise IntegrityError(f"{self.path}: weight {name!r} is {str(t.dtype).removeprefix('torch.')}"
+                raise IntegrityError(f"{self.path}: weight {name!r} is {dtype_name(t.dtype)}"
                                      f"{list(t.shape)} in weights.safetensors, the manifest declares "
                                      f"{info['dtype']}{info['shape']} (tampered or corrupt)",
                                      hint="copy the package again from a trusted source")

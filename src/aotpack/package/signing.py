@@ -92,7 +92,7 @@ def _public_from_bytes(data: bytes, source: str):
             key = serialization.load_pem_public_key(text)
     except AotpackError:
         raise
-    except (ValueError, TypeError, Exception) as e:  # noqa: BLE001 - cryptography raises several types
+    except Exception as e:  # noqa: BLE001 - cryptography raises ValueError, TypeError, UnsupportedAlgorithm...
         raise AotpackError(f"{source} is not an Ed25519 public key ({type(e).__name__}: {e})".splitlines()[0],
                            hint="pass the .pub file written by `aotpack keygen`, or an ssh-ed25519 public key") \
             from None

@@ -40,15 +40,21 @@ def _zip64(size: int) -> bool:
     return size * 1.05 > zipfile.ZIP64_LIMIT
 
 
+def umask_mode() -> int:
+    """The mode ``open()`` gives a new file under the process's umask (mkstemp's 0600
+    would lock out the group that shares a folder)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _mode_for(path: str) -> int:
     """The file mode a save gives: the existing file's (a rewrite keeps a deployed 0644
     package 0644), else what the umask allows, as ``open()`` would create it."""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return umask_mode()
 
 
 def _remove_stale_temps(folder: str) -> None:
