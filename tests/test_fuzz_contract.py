@@ -30,6 +30,8 @@ import aotpack
 from fuzz_programs import ALIASING, LAYOUTS, OPS, CallSpec, build_inputs, make_program, uses_input_inplace
 
 EXAMPLES = int(os.environ.get("AOTPACK_FUZZ_EXAMPLES", "25"))
+# the dtypes programs are compiled for (AOTPACK_FUZZ_DTYPES=bfloat16,float32 on a GPU)
+DTYPES = [getattr(torch, d) for d in os.environ.get("AOTPACK_FUZZ_DTYPES", "float32,float64").split(",")]
 STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_errors": 0, "both_failed": 0}
 
 # no shrinking: each example compiles a package, and the failure message names the
@@ -48,7 +50,7 @@ def call_specs(shape, dtype, requires_grad):
         CallSpec,
         layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
         aliasing=st.sampled_from(ALIASING[:1] * 4 + ALIASING[1:]),
-        dtype=st.sampled_from([dtype] * 5 + [torch.float64 if dtype == torch.float32 else torch.float32]),
+        dtype=st.sampled_from([dtype] * 5 + [torch.float64 if dtype == torch.float32 else torch.float32]),  # + one other
         requires_grad=st.sampled_from([requires_grad] * 4 + [(True, False), (False, False)]),
         shape=st.just(shape),
     )
@@ -85,6 +87,12 @@ def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool) -> dict:
     return result
 
 
+def _close(b, a, msg) -> None:
+    # bfloat16/float16 outputs: torch.testing's own tolerances for the dtype
+    tol = {} if a.dtype in (torch.bfloat16, torch.float16) else {"rtol": 1e-4, "atol": 1e-5}
+    torch.testing.assert_close(b, a, equal_nan=True, msg=msg, **tol)
+
+
 def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what: str) -> None:
     STATS["calls"] += 1
     if "error" in eager:
@@ -104,19 +112,18 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
     assert spec.dtype == compiled.dtype, f"{what}: a call in {spec.dtype} ran a package compiled for {compiled.dtype}"
     assert len(eager["outputs"]) == len(package["outputs"])
     for k, (a, b) in enumerate(zip(eager["outputs"], package["outputs"])):
-        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{what}: output {k}: {m}")
+        _close(b, a, msg=lambda m, k=k: f"{what}: output {k}: {m}")
     assert package["requires_grad"] == eager["requires_grad"], what
     assert package["aliases"] == eager["aliases"], f"{what}: output aliasing"
     for k, (a, b) in enumerate(zip(eager["inputs_after"], package["inputs_after"])):
-        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{what}: input {k}: {m}")
+        _close(b, a, msg=lambda m, k=k: f"{what}: input {k}: {m}")
     assert package["grad_after"] == eager["grad_after"], what
     if "grads" in eager:
         assert "grads" in package, f"{what}: {package.get('backward_error')}"
         for k, (a, b) in enumerate(zip(eager["grads"], package["grads"])):
             assert (a is None) == (b is None), f"{what}: grad {k}: eager {a}, package {b}"
             if a is not None:
-                torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5,
-                                           msg=lambda m, k=k: f"{what}: grad {k}: {m}")
+                _close(b, a, msg=lambda m, k=k: f"{what}: grad {k}: {m}")
     STATS["equal"] += 1
 
 
@@ -167,7 +174,7 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
 
 
 @_SETTINGS
-@given(recipe=steps, outs=outputs, shape=st.sampled_from(SHAPES), dtype=st.sampled_from([torch.float32, torch.float64]),
+@given(recipe=steps, outs=outputs, shape=st.sampled_from(SHAPES), dtype=st.sampled_from(DTYPES),
        example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])), data=st.data())
 def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, data):
     calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False)), st.booleans()),
@@ -176,7 +183,7 @@ def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, dat
 
 
 @_SETTINGS
-@given(recipe=steps, outs=outputs, dtype=st.sampled_from([torch.float32, torch.float64]),
+@given(recipe=steps, outs=outputs, dtype=st.sampled_from(DTYPES),
        example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])),
        requires_grad=st.sampled_from([(True, False), (True, True), (False, True)]), data=st.data())
 def test_training_packages_match_eager(recipe, outs, dtype, example, requires_grad, data):

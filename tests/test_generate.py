@@ -156,6 +156,11 @@ def test_cli_generate(lm):
     assert "tokens/s" in lines[-1]
 
 
+def test_cuda_graph_on_a_cpu_package_is_refused(lm):
+    with pytest.raises(aotpack.AotpackError, match="cuda_graph=True, but the package runs on cpu"):
+        aotpack.generate(lm[2], PROMPTS, 2, cuda_graph=True)
+
+
 def test_a_package_without_llm_section_is_refused(tmp_path):
     path = aotpack.compile(lambda x: x + 1, (torch.randn(2),), backend="eager").save(tmp_path / "f.aot")
     with pytest.raises(aotpack.AotpackError, match="was not built by aotpack.llm.compile"):
@@ -180,10 +185,34 @@ def test_cuda_generation_equals_transformers(tmp_path, backend, dtype):
     model = _hf("llama").to("cuda", dtype)
     path = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend=backend).save(tmp_path / "c.aot")
     code = GENERATE.replace("fn = aotpack.load(sys.argv[1])", "fn = aotpack.load(sys.argv[1])\n"
-                            "assert all(t.is_cuda for t in fn.state.values())")
+                            "assert all(t.is_cuda for t in fn.state.values())").replace(
+        "print(json.dumps(out))",  # the decode step through its CUDA graph, then plain calls
+        "assert fn.cuda_graphs['llm.decode']\n"
+        "out['graph'] = aotpack.generate(fn, prompts, int(sys.argv[3]), cuda_graph=True).tolist()\n"
+        "out['plain'] = aotpack.generate(fn, prompts, int(sys.argv[3]), cuda_graph=False).tolist()\n"
+        "print(json.dumps(out))")
     got = json.loads(run_fresh(["-c", code, str(path), json.dumps(PROMPTS), str(NEW)]).stdout)
     ids, mask = _padded(PROMPTS)
     with torch.no_grad():
         ref = model.generate(input_ids=ids.cuda(), attention_mask=mask.cuda(), max_new_tokens=NEW, do_sample=False,
                              pad_token_id=0).cpu()
-    assert got["batch"] == ref.tolist()
+    assert got["batch"] == got["graph"] == got["plain"] == ref.tolist()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_capture_failure_falls_back_to_plain_calls(tmp_path, monkeypatch):
+    model = _hf("llama").to("cuda")
+    fn = aotpack.load(aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="eager")
+                      .save(tmp_path / "c.aot"))
+    want = aotpack.generate(fn, PROMPTS, NEW, cuda_graph=False)
+
+    def refuse(*args):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(aotpack.llm, "_GraphedDecode", refuse)
+    with pytest.raises(aotpack.AotpackError, match="cannot be captured in a CUDA graph"):
+        aotpack.generate(fn, PROMPTS, NEW, cuda_graph=True)
+    with pytest.warns(aotpack.llm.CudaGraphWarning, match="decoding with plain calls"):
+        assert aotpack.generate(fn, PROMPTS, NEW).tolist() == want.tolist()
+    assert fn.cuda_graphs["llm.decode"] is False  # warned once, remembered

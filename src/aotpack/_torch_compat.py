@@ -163,19 +163,27 @@ def _promote_libstdcxx() -> None:
 def aoti_runner(so_path: str, device: str):
     """Load an AOTInductor .so with torch's C++ runner, without importing torch._inductor.
 
+    Returns ``(runner, single_threaded)``. On CUDA the runner is single-threaded where
+    this torch offers it (2.11-2.13): the default container run waits on CUDA events
+    between runs, which a CUDA graph capture refuses ("operation not permitted when
+    stream is capturing"); the single-threaded run is torch's own variant for capture.
+    It takes no lock: the caller serializes calls.
+
     Private: ``torch._C._aoti.AOTIModelContainerRunnerCpu/Cuda`` (2.11-2.13). This is the
     9 ms path: the Python loader (``aoti_load_package``) imports inductor and probes the CPU.
     """
     if hasattr(os, "RTLD_NOLOAD"):
         _promote_libstdcxx()
     if device == "cpu":
-        return torch._C._aoti.AOTIModelContainerRunnerCpu(so_path, 1)
+        return torch._C._aoti.AOTIModelContainerRunnerCpu(so_path, 1), False
     if device == "cuda":
         runner = torch._C._aoti.AOTIModelContainerRunnerCuda
-        try:
-            return runner(so_path, 1, "cuda")
-        except TypeError:  # older signature without the device string
-            return runner(so_path, 1)
+        for args, single in (((so_path, 1, "cuda", "", True), True), ((so_path, 1, "cuda"), False),
+                             ((so_path, 1), False)):  # newest signature first
+            try:
+                return runner(*args), single
+            except TypeError:
+                continue
     raise ValueError(f"no AOTInductor runner for device {device!r}")
 
 

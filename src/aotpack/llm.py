@@ -21,6 +21,14 @@ padding. A batch smaller than ``max_batch`` is filled with dummy rows that are d
 Nothing needs resetting between prompts: positions restart at 0 and the mask hides the
 old slots (``Loaded.reset_state()`` zeroes the cache anyway if wanted).
 
+On CUDA the decode step is replayed through a CUDA graph (design): the step's inputs
+are static tensors and the cache never moves, so one graph, captured at the first
+``generate`` of a loaded package and kept with it (``Loaded.cuda_graphs``), replays the
+whole step with one launch instead of one per kernel: decode is launch-bound at small
+batch. A step that cannot be captured (a backend that synchronizes, an op CUDA graphs
+refuse) runs as plain calls after one ``CudaGraphWarning``; ``cuda_graph=False`` turns
+graphs off, ``cuda_graph=True`` makes a failed capture an error.
+
 Models: a transformers ``PreTrainedModel`` (Llama, Qwen2, GPT-2, ... any whose forward
 takes a ``StaticCache``) is wrapped with transformers' own export recipe
 (``TorchExportableModuleWithStaticCache``, its static cache registered as buffers).
@@ -38,9 +46,13 @@ import torch
 
 from .errors import AotpackError
 
-__all__ = ["compile", "generate", "step_module"]
+__all__ = ["compile", "generate", "step_module", "CudaGraphWarning"]
 
 _PREFILL_EXAMPLE = 8  # prompt length of the prefill variant's example inputs
+
+
+class CudaGraphWarning(UserWarning):
+    """The decode step could not be captured in a CUDA graph; it runs as plain calls."""
 
 
 def step_module(model: torch.nn.Module, max_batch: int, max_len: int) -> torch.nn.Module:
@@ -142,7 +154,7 @@ def _left_pad(input_ids, attention_mask, pad: int) -> tuple[torch.Tensor, torch.
 def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None = None, *,
              attention_mask: torch.Tensor | None = None, pad_token_id: int = 0, temperature: float = 0.0,
              top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-             **load_kwargs) -> torch.Tensor:
+             cuda_graph: bool | None = None, **load_kwargs) -> torch.Tensor:
     """Generate tokens with a package written by ``aotpack.llm.compile``.
 
     Args:
@@ -153,6 +165,9 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
       eos_token_id: a prompt that produces it stops; its later tokens are ``pad_token_id``.
       temperature, top_k, top_p, generator: sampling (temperature 0, the default, is
         greedy); ``generator`` makes it reproducible.
+      cuda_graph: replay the decode step through a CUDA graph (default: on CUDA, with a
+        ``CudaGraphWarning`` and plain calls where capture fails; True: a failed
+        capture raises; False: never). See the module docstring.
     Returns:
       ``[B, T + n]`` like transformers' ``generate``: the (padded) prompts, then the new
       tokens (n <= max_new_tokens: fewer when every prompt has ended).
@@ -193,6 +208,7 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
     slots[b:, t - 1] = 1
     position = (slots[:, :t].cumsum(-1) - 1).clamp(min=0)
     rows, slots, position = rows.to(device), slots.to(device), position.to(device)
+    decode = _decode_step(fn, max_batch, max_len, device, cuda_graph)
     new, done = [], torch.zeros(max_batch, dtype=torch.bool, device=device)
     with torch.no_grad():
         logits = fn(rows, slots, position, torch.arange(t, device=device))
@@ -208,9 +224,74 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
             at = t + step
             slots[:, at] = 1
             last = last + 1
-            logits = fn(token[:, None], slots, last, torch.tensor([at], device=device))
+            logits = decode(token[:, None], slots, last, at)
     out = torch.stack(new, 1)[:b].to(ids.device)
     return torch.cat([ids, out], 1)
+
+
+def _decode_step(fn, max_batch: int, max_len: int, device: torch.device, cuda_graph: bool | None):
+    """``(token [B, 1], slots, position [B, 1], at: int) -> logits``: the package's decode
+    variant, through its CUDA graph where there is one (captured here at first use)."""
+    def plain(token, slots, position, at):
+        return fn(token, slots, position, torch.full((1,), at, dtype=torch.long, device=device))
+
+    if device.type != "cuda" or cuda_graph is False:
+        if cuda_graph and device.type != "cuda":
+            raise AotpackError(f"cuda_graph=True, but the package runs on {device.type}",
+                               hint="CUDA graphs need a package compiled for CUDA; leave cuda_graph unset")
+        return plain
+    graphed = fn.cuda_graphs.get("llm.decode")
+    if graphed is None or (graphed is False and cuda_graph):
+        try:
+            graphed = _GraphedDecode(fn, max_batch, max_len, device)
+        except Exception as e:  # noqa: BLE001 - any capture failure means: run the plain calls
+            if cuda_graph:
+                raise AotpackError(f"the decode step cannot be captured in a CUDA graph: {type(e).__name__}: {e}",
+                                   hint="generate with cuda_graph=None (plain calls where capture fails)") from e
+            warnings.warn(f"the decode step of {fn.path or fn.__name__} cannot be captured in a CUDA graph "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); decoding with plain "
+                          "calls", CudaGraphWarning, stacklevel=3)
+            graphed = False
+        fn.cuda_graphs["llm.decode"] = graphed
+    return graphed or plain
+
+
+class _GraphedDecode:
+    """The decode step captured once in a CUDA graph over static input tensors.
+
+    A call copies its inputs into the static tensors and replays the graph; the logits
+    it returns are the graph's output tensor, overwritten by the next call (generate
+    reads them first). The KV cache is the package's state: the same tensors at every
+    replay, so the graph's writes land where the prefill variant reads.
+    """
+
+    def __init__(self, fn, max_batch: int, max_len: int, device: torch.device):
+        long = dict(dtype=torch.long, device=device)
+        self.token = torch.zeros(max_batch, 1, **long)
+        self.slots = torch.zeros(max_batch, max_len, **long)
+        self.slots[:, 0] = 1
+        self.position = torch.zeros(max_batch, 1, **long)
+        self.at = torch.zeros(1, **long)
+        inputs = (self.token, self.slots, self.position, self.at)
+        # Warm-up on a side stream (cuBLAS handles, lazy module loads), as torch's
+        # CUDA graph recipe asks; the cache slot 0 it writes is masked until rewritten.
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.no_grad(), torch.cuda.stream(side):
+            for _ in range(2):
+                fn(*inputs)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.logits = fn(*inputs)
+
+    def __call__(self, token, slots, position, at: int) -> torch.Tensor:
+        self.token.copy_(token)
+        self.slots.copy_(slots)
+        self.position.copy_(position)
+        self.at.fill_(at)
+        self.graph.replay()
+        return self.logits
 
 
 def _choose(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> torch.Tensor:

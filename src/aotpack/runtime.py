@@ -174,6 +174,8 @@ class Loaded:
       state: buffers the program updates in place (a static KV cache), name -> tensor:
         this loaded package's own copy, shared by its variants; ``reset_state()`` puts
         back the values the package stores. Empty for most programs.
+      cuda_graphs: CUDA graphs captured from this package's calls, kept as long as the
+        package is loaded (``aotpack.llm.generate``'s decode step: ``"llm.decode"``).
     """
 
     def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True, path: str = "",
@@ -186,6 +188,7 @@ class Loaded:
         self._result = _unflattener(self._out_spec, plain_types)
         self._check_guards = check_guards
         self.signer = signer
+        self.cuda_graphs: dict = {}
         self._initial_state = initial_state or {}  # name -> the value the package stores
         declared = {n for v in variants for n in v.manifest.get("state", [])}  # (not the aliases of them)
         self.state = {}

@@ -7,7 +7,9 @@ as an input, and AOTInductor compiles it to ``model.so``. No weights live in the
 Load: the .so is written to a private temporary folder, opened with torch's C++ runner
 (``torch._C._aoti.AOTIModelContainerRunnerCpu``) and unlinked. This does not import
 ``torch._inductor``, probe the CPU or run a compiler: that is what keeps a fresh process
-at milliseconds, where ``torch._inductor.aoti_load_package`` takes seconds.
+at milliseconds, where ``torch._inductor.aoti_load_package`` takes seconds. On CUDA the
+runner is torch's single-threaded one (CUDA-graph capturable: ``aotpack.llm`` replays
+the decode step through a graph), with a lock so calls from threads still take turns.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+import threading
 
 from .. import _torch_compat as compat
 from . import Compiled
@@ -55,10 +58,18 @@ class AOTInductor:
         path = files.path("model.so")
         extern = files.path("model.json") if files.meta.get("proxy_ops") else None
         try:
-            runner = compat.aoti_runner(path, files.meta.get("device", "cpu"))
+            runner, single_threaded = compat.aoti_runner(path, files.meta.get("device", "cpu"))
         finally:
             # dlopen keeps the mapping, the runner has read model.json: the names can go.
             os.unlink(path)
             if extern:
                 os.unlink(extern)
-        return runner.run
+        if not single_threaded:
+            return runner.run
+        run, lock = runner.run, threading.Lock()
+
+        def run_serialized(inputs):  # one call at a time, as the default container run does
+            with lock:
+                return run(inputs)
+
+        return run_serialized
