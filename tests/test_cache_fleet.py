@@ -60,3 +60,41 @@ def test_torch_compile_backend_hit_in_a_fresh_process(tmp_path):
         torch.testing.assert_close(torch.tensor(b[k]), torch.tensor(a[k]))
     torch.testing.assert_close(torch.tensor(a["out"]), torch.tensor(a["eager"]), rtol=1e-4, atol=1e-5)
     assert b["wgrad"] == pytest.approx(a["wgrad"])
+
+
+def test_two_folders_and_two_umasks_share_one_store():
+    """A compiles in one working folder with umask 022; B, in another folder with umask
+    077, hits A's aoti entry: the key holds no machine-local path. A's entries are
+    readable by another user as A's umask allows (read as the user nobody when the tests
+    run as root: the interpreter itself may not be reachable by nobody, cat is)."""
+    import pwd
+    import shutil
+    import tempfile
+
+    shared = tempfile.mkdtemp(prefix="aotpack-share-")  # under /tmp: reachable by another user
+    try:
+        os.chmod(shared, 0o755)
+        folders = [os.path.join(shared, name) for name in ("a", "b")]
+        results = []
+        store = os.path.join(shared, "store")
+        for folder, umask in zip(folders, [0o022, 0o077]):
+            os.mkdir(folder)
+            out = os.path.join(folder, "r.json")
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, "inductor"), "TMPDIR": folder}
+            proc = subprocess.run(child_cmd(store, "aoti", out), cwd=folder, env=env, capture_output=True, text=True,
+                                  timeout=600, umask=umask)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            results.append(json.load(open(out)))
+        a, b = results
+        assert a["stats"]["compiles"] == 1 and not a["warnings"]
+        assert b["stats"].get("compiles", 0) == 0 and b["stats"]["hits"] == 1, (b["stats"], b["warnings"])
+        assert b["out"] == a["out"]
+        entries = [os.path.join(store, "entries", n) for n in os.listdir(os.path.join(store, "entries"))]
+        assert entries and all(os.stat(e).st_mode & 0o777 == 0o644 for e in entries)
+        if os.getuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            for e in entries:
+                subprocess.run(["cat", e], stdout=subprocess.DEVNULL, check=True, user=nobody.pw_uid,
+                               group=nobody.pw_gid, extra_groups=[])
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

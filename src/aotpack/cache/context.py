@@ -135,7 +135,9 @@ def lookup_or_compile(key: CacheKey, compile_fn: Callable[[], bytes], store: Sto
 
     A miss takes the store's compile lock; a process that finds it taken waits for the
     holder's entry instead of compiling the same thing (the fleet's duplicate work is
-    bounded by one compile per key, unless a holder dies or outlives ``lock_wait``).
+    bounded by one compile per key). The lock is a lease the holder renews while it
+    compiles: a holder that dies or stalls delays the others by one lease, then they
+    compile themselves.
     Hits and compiles are counted in ``aotpack.cache.stats``.
     """
     digest = key.digest
@@ -161,10 +163,8 @@ def lookup_or_compile(key: CacheKey, compile_fn: Callable[[], bytes], store: Sto
             log.info(line)
             say(line)
             if store.try_lock(digest):
-                try:
+                with store.holding_lock(digest):  # the lease is renewed while we compile
                     entry = store.fetch(digest) or compile_now()  # stored between our miss and our lock?
-                finally:
-                    store.unlock(digest)
             else:
                 say(f"another process is compiling {digest[:16]}; waiting for it")
                 entry = store.wait_for(digest) or compile_now()

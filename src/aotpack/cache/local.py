@@ -9,7 +9,10 @@ Layout: ``<dir>/entries/<digest>.entry`` and ``<dir>/locks/<digest>.lock``.
 - Every read touches the file's mtime; when the directory grows past ``max_bytes``,
   the least recently used entries go first, down to 90% of the limit.
 - The compile lock is ``fcntl.flock`` on the lock file: the kernel drops it when its
-  process dies, so a crashed compile never blocks the others.
+  process dies, so a crashed compile never blocks the others. It is also a lease: the
+  holder touches the file every third of ``lock_lease`` (10 s) while it compiles, and a
+  lock whose file has not been touched for a lease counts as free, so a holder that is
+  stopped or hung (it keeps its flock) delays the others by one lease, not forever.
 
 Example:
     >>> store = LocalStore("/tmp/aotcache", max_bytes=2**30)                # doctest: +SKIP
@@ -23,6 +26,7 @@ import fcntl
 import os
 import stat
 import tempfile
+import time
 import warnings
 
 from ..errors import CacheError
@@ -49,12 +53,14 @@ def _open_entry(path: str):
 class LocalStore(Store):
     """Entries as files under ``path``; LRU eviction past ``max_bytes`` (default 10 GiB)."""
 
-    def __init__(self, path: str | os.PathLike | None = None, max_bytes: int = 10 * 2**30):
+    def __init__(self, path: str | os.PathLike | None = None, max_bytes: int = 10 * 2**30, *,
+                 lock_lease: float = 10.0):
         from .store import default_dir
 
         self.path = os.path.abspath(os.fspath(path) if path is not None else default_dir())
         self.url = self.path
         self.max_bytes = int(max_bytes)
+        self.lock_lease = lock_lease
         self._entries = os.path.join(self.path, "entries")
         self._locks = os.path.join(self.path, "locks")
         try:
@@ -188,8 +194,15 @@ class LocalStore(Store):
         except BlockingIOError:
             os.close(fd)
             return False
+        os.utime(fd)  # the lease starts now
         self._held[digest] = fd
         return True
+
+    def renew_lock(self, digest):
+        fd = self._held.get(digest)
+        if fd is None:
+            return False
+        return self._guarded("lock renewal", lambda: os.utime(fd) or True, False)
 
     def unlock(self, digest):
         fd = self._held.pop(digest, None)
@@ -209,8 +222,8 @@ class LocalStore(Store):
         fd = os.open(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+        except BlockingIOError:  # held: by a live holder only if it renewed its lease lately
+            return time.time() - os.fstat(fd).st_mtime < self.lock_lease
         finally:
             os.close(fd)  # closing drops a lock we may have taken
         return False

@@ -6,10 +6,12 @@ whole entry (see entry.py) as one string value, so a reader gets all of it or no
 
 - First writer wins: entries are written with ``SET NX``; an existing entry is only
   replaced on purpose (``overwrite=True``: cache edits and imports).
-- Compile lock: ``SET lock token NX PX ttl``. The first process to miss compiles; the
-  others wait for its entry. The lock expires after ``lock_ttl`` seconds, so a process
-  that dies mid-compile delays the others by at most that, and they then compile
-  themselves.
+- Compile lock: a lease, ``SET lock token NX PX lease``. The first process to miss
+  compiles; the others wait for its entry. The holder renews the lease every third of
+  ``lock_lease`` (10 s) while it compiles, so a compile of any length keeps it, and a
+  holder that dies, stalls or loses Redis delays the others by one lease at most: they
+  then compile themselves. (A long fixed TTL made a stalled holder block the fleet for
+  minutes; vLLM and inductor's remote cache have the same trade-off.)
 - Down or unreachable: every command has a ``timeout`` (connect and read, default 5 s)
   and no retries. The first failure warns once (CacheWarning) and the store reads as
   empty for ``retry_after`` seconds: compiles go on locally, never crash or hang.
@@ -39,13 +41,18 @@ __all__ = ["RedisStore"]
 _UNLOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
 """
+# only the holder (its token) renews; a lease already taken over by another is left alone
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
+"""
 
 
 class RedisStore(Store):
     """Entries in Redis at ``url`` (``redis://host:port/db``)."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, timeout: float = 5.0, prefix: str = "aotpack:",
-                 lock_ttl: float = 600.0, retry_after: float = 30.0, ttl: float | None = None):
+                 lock_lease: float = 10.0, lock_wait: float = 3600.0, retry_after: float = 30.0,
+                 ttl: float | None = None):
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -55,8 +62,8 @@ class RedisStore(Store):
                              hint="pip install 'aotpack[redis]' (or: pip install redis)") from None
         self.url = url
         self.prefix = prefix
-        self.lock_ttl = lock_ttl
-        self.lock_wait = lock_ttl
+        self.lock_lease = lock_lease
+        self.lock_wait = lock_wait
         self.retry_after = retry_after
         self.ttl = ttl
         # unreachable (connection, timeout) and refusing (maxmemory reached, READONLY
@@ -66,6 +73,7 @@ class RedisStore(Store):
         self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
                                             retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
         self._unlock = self._client.register_script(_UNLOCK)
+        self._renew = self._client.register_script(_RENEW)
         self._down_until = 0.0
         self._warned = False
         self._tokens: dict[str, str] = {}
@@ -129,7 +137,7 @@ class RedisStore(Store):
     def try_lock(self, digest):
         token = f"{os.getpid()}-{uuid.uuid4().hex}"
         got = self._call("lock", lambda: self._client.set(self._key("lock", digest), token, nx=True,
-                                                          px=int(self.lock_ttl * 1000)), None)
+                                                          px=int(self.lock_lease * 1000)), None)
         if got is None and time.monotonic() < self._down_until:
             return True  # unreachable: compile here
         if got:
@@ -140,6 +148,13 @@ class RedisStore(Store):
         token = self._tokens.pop(digest, None)
         if token is not None:
             self._call("unlock", lambda: self._unlock(keys=[self._key("lock", digest)], args=[token]), 0)
+
+    def renew_lock(self, digest):
+        token = self._tokens.get(digest)
+        if token is None:
+            return False
+        return bool(self._call("lock renewal", lambda: self._renew(
+            keys=[self._key("lock", digest)], args=[token, int(self.lock_lease * 1000)]), 0))
 
     def is_locked(self, digest):
         return bool(self._call("lock check", lambda: self._client.exists(self._key("lock", digest)), 0))

@@ -14,7 +14,9 @@ Stores by URL (``open_store``): a path or ``file://`` -> ``LocalStore``, ``redis
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -37,8 +39,12 @@ class Store:
     """Base class of cache stores. ``url`` names the store in messages."""
 
     url: str = "?"
-    #: how long a process waits for another one compiling the same key, in seconds
-    lock_wait: float = 600.0
+    #: how long a process waits for another one compiling the same key, in seconds (the
+    #: holder's lease, when the store has one, ends the wait sooner if the holder dies)
+    lock_wait: float = 3600.0
+    #: seconds a compile lock lasts unless renewed (None: held until unlocked or the
+    #: holder dies, as ``flock``)
+    lock_lease: float | None = None
 
     # -- primitives (subclasses) -------------------------------------------------
     def get(self, digest: str) -> bytes | None:
@@ -62,8 +68,33 @@ class Store:
     def unlock(self, digest: str) -> None:
         pass
 
+    def renew_lock(self, digest: str) -> bool:
+        """Extend this process's lease on ``digest``'s lock; False if it no longer holds it."""
+        return True
+
     def is_locked(self, digest: str) -> bool:
         return False
+
+    @contextlib.contextmanager
+    def holding_lock(self, digest: str):
+        """While the body runs, renew the lock's lease every third of it (a thread), then
+        unlock. The lock must have been taken with ``try_lock``."""
+        stop = threading.Event()
+        renewer = None
+        if self.lock_lease:
+            def renew():
+                while not stop.wait(self.lock_lease / 3):
+                    if not self.renew_lock(digest):
+                        return  # lost (expired during a stall, or Redis down): the others go on
+            renewer = threading.Thread(target=renew, name=f"aotpack-lease-{digest[:8]}", daemon=True)
+            renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if renewer is not None:
+                renewer.join()
+            self.unlock(digest)
 
     # -- shared behaviour ---------------------------------------------------------
     def fetch(self, digest: str) -> Entry | None:
