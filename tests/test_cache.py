@@ -447,3 +447,19 @@ def test_cache_keys_do_not_depend_on_the_working_folder(tmp_path):
     before = inductor_config_hash()
     with config.patch({"max_autotune": not config.max_autotune}):
         assert inductor_config_hash() != before
+
+
+def test_an_earlier_aoti_compile_leaves_the_next_key_alone():
+    """AOTInductor writes its output metadata into inductor's global config in place; the
+    key's config hash must not see it, or a process's second compile (a Ray worker's, a
+    service's) misses what a fresh process stored."""
+    import torch._inductor.config as config
+
+    from aotpack.cache.key import inductor_config_hash
+
+    fresh = subprocess.run([sys.executable, "-c", "import aotpack.cache.key as k; print(k.inductor_config_hash())"],
+                           capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    aotpack.compile(torch.nn.Linear(4, 4).eval(), (torch.randn(2, 4),), backend="aoti")
+    assert config.aot_inductor.metadata  # what the compile left behind
+    with config.patch({"max_autotune": config.max_autotune}):  # marks the config dirty, as any patch does
+        assert inductor_config_hash() == fresh

@@ -10,6 +10,7 @@ that needs it, and the functions used by the load path import nothing heavy.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -312,23 +313,49 @@ def inductor_config_hash() -> str:
     values that are paths on this machine left out: ``xpu.cutlass_dir`` defaults to the
     working directory and ``cuda.cutlass_dir`` to where torch is installed, so hashing
     them would make the same compile miss from another folder or machine (issue "fleet").
+    ``aot_inductor.metadata`` is left out too: AOTInductor's compile writes its output
+    metadata (device key, CPU ISA) into that global dict in place, so after a process's
+    first aoti compile the hash changed (once something marked the config dirty) and a
+    second process or a Ray worker missed the first one's entries.
 
     Private: ``torch._inductor.config.get_hash``/``get_config_copy``/``patch``
     (ConfigModule, 2.11-2.13).
     """
     import torch._inductor.config as config
 
-    local = {k: "<machine-local path>" for k in machine_local_config_keys()}
+    local = {k: "<machine-local>" for k in machine_local_config_keys()}
+    local["aot_inductor.metadata"] = {}  # an output of compiles, not an input (see above)
     with config.patch(local):
         return config.get_hash().hex()
 
 
+# How inductor schedules its own work (compile_threads defaults to the CPU count): the
+# same code comes out whatever they are, and a fleet of different machine sizes, or a
+# compile farm worker given fewer threads, must share keys.
+_SCHEDULING_CONFIG_KEYS = ("compile_threads", "worker_start_method", "quiesce_async_compile_pool",
+                           "compile_worker_wait_timeout", "worker_suppress_logging")
+
+
 def machine_local_config_keys() -> list[str]:
-    """inductor config keys whose value is a filesystem path here (left out of keys)."""
+    """inductor config keys that describe this machine, not the code (left out of keys):
+    values that are filesystem paths here, and how inductor schedules its compile work."""
     import torch._inductor.config as config
 
-    return sorted(k for k, v in config.get_config_copy().items()
-                  if isinstance(v, str) and (os.path.isabs(v) or k.endswith(("_dir", "_path"))))
+    items = config.get_config_copy()
+    return sorted(k for k, v in items.items()
+                  if (isinstance(v, str) and (os.path.isabs(v) or k.endswith(("_dir", "_path"))))
+                  or k in _SCHEDULING_CONFIG_KEYS)
+
+
+@contextlib.contextmanager
+def inductor_compile_threads(n: int):
+    """inductor compiles with ``n`` threads (1: in this process, no worker pool) inside.
+
+    Private: ``torch._inductor.config.compile_threads`` (2.11-2.13)."""
+    import torch._inductor.config as config
+
+    with config.patch({"compile_threads": n}):
+        yield
 
 
 def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:

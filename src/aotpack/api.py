@@ -29,7 +29,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
             dynamic=None, options: dict | None = None, variant: str = "default",
             examples: bool = True, strict: bool = False, variants: list[dict] | None = None,
             progress: Callable[[str], None] | None = None, cache=None, train: bool = False,
-            joint_pass: Callable | None = None) -> Package:
+            joint_pass: Callable | None = None, workers=None) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
@@ -60,6 +60,10 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         parameters so ``backward()`` fills their ``.grad``. Static shapes; aoti or eager.
       joint_pass: with train=True, a function applied to the joint forward+backward
         graph before it is partitioned.
+      workers: compile the variants in parallel: ``"local:N"`` (N processes here),
+        ``"ray"``, ``"ray:HOST:PORT"`` or ``"ray://HOST:PORT"`` (a Ray cluster). The
+        results come back through the compile cache; the package is the same as a
+        serial compile's (see aotpack.farm).
     Returns:
       Package; ``.save(path)`` writes it.
     Raises:
@@ -75,19 +79,41 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     if joint_pass is not None and not train:
         raise TypeError("joint_pass needs train=True")
     training = {"joint_pass": joint_pass} if train else None
-    pkg = None
+    specs = []
     for spec in [first, *(variants or [])]:
         unknown = set(spec) - set(first)
         if unknown or "name" not in spec:
             raise TypeError(f"a variant is a dict with 'name' and any of {sorted(set(first) - {'name'})}; "
                             f"got {sorted(spec)}")
-        v = {**first, **spec}
-        captured, be, compiled = _build(v, strict, say, cache, training)
-        if pkg is None:
-            pkg = Package.from_captured(captured, v["name"], be, compiled, examples=examples)
-        else:
-            pkg.add_variant(captured, v["name"], be, compiled, examples=examples)
+        specs.append({**first, **spec})
+    with _farmed(specs, strict, cache, training, workers, say):
+        pkg = None
+        for v in specs:
+            captured, be, compiled = _build(v, strict, say, cache, training)
+            if pkg is None:
+                pkg = Package.from_captured(captured, v["name"], be, compiled, examples=examples)
+            else:
+                pkg.add_variant(captured, v["name"], be, compiled, examples=examples)
     return pkg
+
+
+@contextlib.contextmanager
+def _farmed(specs, strict, cache, training, workers, say):
+    """With ``workers``: compile every variant there first, and serve the artifacts
+    from a Context while the package is built here (each compile then a hit)."""
+    if workers is None:
+        yield
+        return
+    from .cache import Context, active_context
+    from .farm import compile_variants
+
+    outer = active_context()
+    with Context() as ctx:
+        for bundle in compile_variants(specs, strict, cache, training, workers, say):
+            ctx.load_bundle(bundle)
+        yield
+    if outer is not None:  # the caller's Context records what was compiled, as without workers
+        outer.load_bundle(ctx.bundle())
 
 
 def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwargs: dict | None = None, *,
