@@ -463,3 +463,28 @@ def test_an_earlier_aoti_compile_leaves_the_next_key_alone():
     assert config.aot_inductor.metadata  # what the compile left behind
     with config.patch({"max_autotune": config.max_autotune}):  # marks the config dirty, as any patch does
         assert inductor_config_hash() == fresh
+
+
+def test_a_context_is_seen_only_by_its_own_thread():
+    """Two threads each in their own Context record only their own compiles (a list of
+    active contexts shared by the process mixed them up)."""
+    from aotpack.cache import CacheKey, Context, active_context, lookup_or_compile
+
+    seen, barrier = {}, threading.Barrier(2)
+
+    def work(name):
+        with Context() as ctx:
+            barrier.wait()  # both contexts are active at once
+            seen[name] = active_context() is ctx
+            lookup_or_compile(CacheKey.of(graph=name), lambda: name.encode(), None, kind="test")
+            barrier.wait()
+            seen[name + " entries"] = [ctx.get(k) for k in ctx.keys()]
+        seen[name + " after"] = active_context()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": True, "b": True, "a entries": [b"a"], "b entries": [b"b"], "a after": None, "b after": None}
+    assert active_context() is None

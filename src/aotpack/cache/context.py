@@ -23,6 +23,7 @@ the compiler.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -35,12 +36,15 @@ __all__ = ["Context", "lookup_or_compile", "active_context"]
 
 log = logging.getLogger("aotpack.cache")
 
-_ACTIVE: list[Context] = []
+# The active Contexts, innermost last: a ContextVar, so a Context entered in one thread
+# (or asyncio task) is not seen by compiles running in another.
+_ACTIVE: contextvars.ContextVar[tuple[Context, ...]] = contextvars.ContextVar("aotpack_cache_contexts", default=())
 
 
 def active_context() -> Context | None:
-    """The innermost active Context, or None."""
-    return _ACTIVE[-1] if _ACTIVE else None
+    """The innermost Context active in this thread, or None."""
+    active = _ACTIVE.get()
+    return active[-1] if active else None
 
 
 class Context:
@@ -54,13 +58,14 @@ class Context:
     def __init__(self, store: Store | None = None):
         self.store = store
         self._entries: dict[str, Entry] = {}
+        self._tokens: list[contextvars.Token] = []
 
     def __enter__(self) -> Context:
-        _ACTIVE.append(self)
+        self._tokens.append(_ACTIVE.set((*_ACTIVE.get(), self)))
         return self
 
     def __exit__(self, *exc) -> None:
-        _ACTIVE.remove(self)
+        _ACTIVE.reset(self._tokens.pop())
 
     def __contains__(self, key: str) -> bool:
         return key in self._entries
