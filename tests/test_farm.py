@@ -102,3 +102,23 @@ def test_ray_cluster_compiles_aoti_variants(ray_cluster, tmp_path):
     _check(pkg, model, tmp_path, "ray")
     # the workers also published to the store the caller named: a later compile hits there
     assert len(list(aotpack.cache.LocalStore(tmp_path / "store").entries())) == len(BATCHES)
+
+
+def test_local_workers_on_a_transformers_model(tmp_path):
+    """Code from outside: a BERT from transformers (tests/zoo.py), one variant per batch
+    size, through forked workers; outputs equal eager's on every variant."""
+    import zoo
+
+    model, kwargs = zoo.build("bert")
+    ids = kwargs["input_ids"]
+    variants = [{"name": f"b{b}", "kwargs": {"input_ids": ids[:1].repeat(b, 1)}} for b in (2, 3)]
+    stats.clear()
+    pkg = aotpack.compile(model, (), {"input_ids": ids[:1]}, backend="eager", variant="b1", variants=variants,
+                          workers="local:2")
+    assert stats["compiles"] == 1 and stats["hits"] == 3, dict(stats)
+    fn = aotpack.load(pkg.save(tmp_path / "bert.aot"))
+    for b in (1, 2, 3):
+        x = ids[:1].repeat(b, 1)
+        with torch.no_grad():
+            want = model(input_ids=x).last_hidden_state
+        torch.testing.assert_close(fn(input_ids=x).last_hidden_state, want)

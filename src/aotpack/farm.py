@@ -1,15 +1,16 @@
 """Compile a package's variants in parallel: local processes or a Ray cluster.
 
     >>> pkg = aotpack.compile(model, (x,), variants=specs, workers="local:4")          # doctest: +SKIP
-    >>> pkg = aotpack.compile(model, (x,), variants=specs, workers="ray://head:10001")  # doctest: +SKIP
+    >>> pkg = aotpack.compile(model, (x,), variants=specs, workers="ray:head:6379")         # doctest: +SKIP
 
 ``workers`` names where the variants' compiles run:
 
 - ``"local:N"`` (or ``N``): N processes forked from this one (no pickling of the model:
   a fork inherits it);
 - ``"ray"`` (the cluster ``ray.init`` finds, or a new local one), ``"ray:HOST:PORT"``
-  (a cluster's GCS address, this process joins as a driver) or ``"ray://HOST:PORT"``
-  (Ray Client): one Ray task per variant, with one CPU each. Ray ships the model and
+  (a cluster's GCS address, this process joins as a driver; tested) or
+  ``"ray://HOST:PORT"`` (Ray Client, needs ``ray[client]``; not tested here): one Ray
+  task per variant, with one CPU each. Ray ships the model and
   the example inputs to the workers with cloudpickle; every node needs the same torch,
   aotpack and the model's code.
 
@@ -37,14 +38,15 @@ _JOBS: list = []  # the forked workers' view of the jobs (a fork inherits it; no
 
 
 def parse_workers(workers) -> tuple[str, object]:
-    """``("local", N)`` or ``("ray", address)`` from the ``workers`` argument."""
+    """``("local", N)`` or ``("ray", address)`` from the ``workers`` argument (address
+    None: the cluster ``ray.init`` finds by itself)."""
     if isinstance(workers, int) and not isinstance(workers, bool):
         workers = f"local:{workers}"
     if isinstance(workers, str):
         if workers.startswith("local:") and workers[6:].isdigit() and int(workers[6:]) >= 1:
             return "local", int(workers[6:])
         if workers == "ray":
-            return "ray", "auto"
+            return "ray", None
         if workers.startswith("ray://"):
             return "ray", workers
         if workers.startswith("ray:") and len(workers) > 4:
@@ -122,7 +124,7 @@ def _run_local(jobs: list, n: int) -> list:
         _JOBS = []
 
 
-def _run_ray(jobs: list, address: str) -> list:
+def _run_ray(jobs: list, address: str | None) -> list:
     try:
         import ray
     except ImportError:
@@ -130,10 +132,9 @@ def _run_ray(jobs: list, address: str) -> list:
                            hint="pip install 'aotpack[ray]' (or: pip install ray)") from None
     if not ray.is_initialized():
         try:
-            ray.init(address=address, log_to_driver=False, include_dashboard=False) if address != "auto" else \
-                ray.init(log_to_driver=False, include_dashboard=False)
+            ray.init(address=address, log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise AotpackError(f"cannot reach the Ray cluster at {address}: {e}",
+            raise AotpackError(f"cannot reach the Ray cluster at {address or 'the default address'}: {e}",
                                hint="start it (`ray start --head`) or check the address") from None
     task = ray.remote(num_cpus=1, max_retries=0)(_compile_one)
     refs = [task.remote(*job) for job in jobs]

@@ -235,10 +235,12 @@ def _decode_step(fn, max_batch: int, max_len: int, device: torch.device, cuda_gr
     def plain(token, slots, position, at):
         return fn(token, slots, position, torch.full((1,), at, dtype=torch.long, device=device))
 
-    if device.type != "cuda" or cuda_graph is False:
-        if cuda_graph and device.type != "cuda":
+    if device.type != "cuda":
+        if cuda_graph:
             raise AotpackError(f"cuda_graph=True, but the package runs on {device.type}",
                                hint="CUDA graphs need a package compiled for CUDA; leave cuda_graph unset")
+        return plain
+    if cuda_graph is False:
         return plain
     graphed = fn.cuda_graphs.get("llm.decode")
     if graphed is None or (graphed is False and cuda_graph):
