@@ -1,6 +1,7 @@
 """The load path traces and compiles nothing: loading and running an inference package,
 a training package (forward + backward) and a generation package in a fresh process
-imports no torch._dynamo, torch._inductor, nor aotpack's capture/compile modules."""
+imports no torch._dynamo, torch._inductor, nor aotpack's capture/compile modules (nor
+the package writer and the signature code: fewer modules, a faster import)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import aotpack.llm
 from conftest import run_fresh
 
 COMPILE_SIDE = ("torch._dynamo", "torch._inductor", "aotpack.capture", "aotpack.autograd", "aotpack.api",
-                "aotpack.rebuild", "aotpack.effects", "aotpack.cache")
+                "aotpack.rebuild", "aotpack.effects", "aotpack.cache",
+                # building and signing packages: an unsigned package loaded without keys needs neither
+                "aotpack.package.memory", "aotpack.package.writer", "aotpack.package.signing")
 
 CHILD = r"""
 import json, sys, torch, aotpack

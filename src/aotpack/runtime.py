@@ -26,7 +26,7 @@ from . import tree
 from .backends import get_backend
 from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
-from .package import fmt, signing
+from .package import fmt
 from .package.reader import PackageReader
 from .views import rebuild_views
 
@@ -473,7 +473,12 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                       plain_types=plain_types, trusted_keys=trusted_keys)
         fn.path = "<package bytes>"  # the memory file's name means nothing after the load
         return fn
-    reader = PackageReader(path, signing.keys_for_load(trusted_keys))
+    keys = None
+    if trusted_keys is not None or os.environ.get(fmt.ENV_TRUSTED_KEYS):
+        from .package import signing  # the signature code runs only where keys are asked for
+
+        keys = signing.keys_for_load(trusted_keys)
+    reader = PackageReader(path, keys)
     try:
         # Verify what this load uses, each member before its first use: the weights, then
         # each loaded variant's files. Examples and programs are checked where they are

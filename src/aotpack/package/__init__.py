@@ -1,225 +1,23 @@
-"""Packages in memory (``Package``) and on disk (``format``, ``writer``, ``reader``).
+"""Packages in memory (``Package``, memory.py) and on disk (``format``, ``writer``, ``reader``).
 
 ``aotpack.compile`` returns a Package: the manifest and member bytes, nothing written
 yet. ``Package.save(path)`` writes them as one file, atomically. ``aotpack.load`` reads
 a file back through ``reader.PackageReader``.
+
+``Package`` (and the writer behind it) is imported on first use: a process that only
+loads packages never runs the code that builds them.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
-
-import torch
-
-from .. import __version__
-from .. import _torch_compat as compat
-from ..tree import dtype_name
 from . import format as fmt
-from .weights import TensorsMember
-from .writer import write_package
 
 __all__ = ["Package", "fmt"]
 
 
-def _safetensors():
-    # Imported on first use: the load path reads safetensors with its own mmap reader.
-    import safetensors.torch
+def __getattr__(name):
+    if name == "Package":
+        from .memory import Package
 
-    return safetensors.torch
-
-
-def _dedupe(tensors: dict[str, torch.Tensor], copy: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Store each distinct tensor once: tied weights (the same tensor under two names)
-    become one entry plus an alias. ``copy``: snapshot the values (the caller's model
-    may change after compile); False for tensors the package already owns."""
-    unique: dict[str, torch.Tensor] = {}
-    aliases: dict[str, str] = {}
-    seen: dict[tuple, str] = {}
-    for name, t in tensors.items():
-        t = t.detach()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
-               t.device) if t.numel() else None
-        if key is not None and key in seen:
-            aliases[name] = seen[key]
-            continue
-        if key is not None:
-            seen[key] = name
-        stored = t.to("cpu").contiguous()
-        if copy and stored.numel() and stored.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
-            stored = stored.clone()  # still the caller's memory (to/contiguous copied nothing): snapshot it
-        unique[name] = stored
-    return unique, aliases
-
-
-def _tensor_info(t: torch.Tensor) -> dict:
-    return {"dtype": dtype_name(t.dtype), "shape": list(t.shape)}
-
-
-class Package:
-    """A compiled program in memory, ready to ``save``; one or more variants.
-
-    Attributes:
-      manifest: the JSON manifest (members' digests are added when saving).
-      members: member path -> bytes; the weights member is a ``TensorsMember``
-        (tensors serialized while the file is written, never as one bytes object).
-    """
-
-    def __init__(self, manifest: dict, members: dict[str, bytes]):
-        self.manifest = manifest
-        self.members = members
-
-    @classmethod
-    def from_captured(cls, captured, name: str, backend, compiled, *, examples: bool = True) -> Package:
-        """A package holding one variant ``name`` of ``captured``, compiled by ``backend``."""
-        manifest = {
-            "format": fmt.FORMAT_NAME,
-            "format_version": fmt.FORMAT_VERSION,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": {"aotpack": __version__, "torch": compat.torch_version(),
-                         "python": platform.python_version()},
-            "platform": {"system": platform.system(), "machine": platform.machine(),
-                         "cpu_capability": torch.backends.cpu.get_cpu_capability()},
-            "program": {
-                "name": captured.name,
-                "kind": captured.kind,
-                "source": captured.source,
-                "signature": captured.signature,
-                "out_spec": captured.out_spec,
-                "frozen": captured.frozen,
-                "weights": {},
-                "aliases": {},
-            },
-            "variants": [],
-        }
-        members = {fmt.WEIGHTS: TensorsMember({})}
-        pkg = cls(manifest, members)
-        pkg.add_variant(captured, name, backend, compiled, examples=examples)
-        return pkg
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> Package:
-        """Read a saved package back into memory (verified first), e.g. to add a variant."""
-        from .reader import PackageReader
-
-        with PackageReader(path) as r:
-            r.verify()
-            manifest = dict(r.manifest)
-            manifest.pop("members")
-            # weights stay views of the mapped file: adding a variant copies none of them
-            members = {n: TensorsMember(r.tensors(n)) if n == fmt.WEIGHTS else r.read(n)
-                       for n in r.names() if n != fmt.MANIFEST}
-        return cls(manifest, members)
-
-    def add_variant(self, captured, name: str, backend, compiled, *, examples: bool = True) -> None:
-        """Add variant ``name``: its weights join the shared store, each distinct tensor once.
-
-        The program's signature and output structure must be those of the package.
-        """
-        from ..backends import backend_entry
-        from ..errors import AotpackError
-
-        fmt.check_variant_name(name)
-        if name in self.variants:
-            raise AotpackError(f"the package already has a variant named {name!r}",
-                               hint="pick another variant name")
-        program = self.manifest["program"]
-        if self.variants and (captured.signature != program["signature"] or captured.out_spec != program["out_spec"]):
-            raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
-                               f"differs from the package's ({program['name']})",
-                               hint="variants differ only in dtypes, shapes, devices or backends")
-        stored = dict(self.members[fmt.WEIGHTS].tensors)
-        for alias, target in program["aliases"].items():
-            stored[alias] = stored[target]
-        new, aliases = _dedupe(captured.weights)
-        names = []
-        for fqn in captured.weights:
-            src = new[aliases.get(fqn, fqn)]
-            key = fqn
-            if key in stored and not _same(stored[key], src):
-                key = f"{fqn}@{name}"  # same parameter, other dtype/values for this variant
-            if key not in stored:
-                stored[key] = src
-                program["weights"][key] = {"kind": captured.weight_kinds[fqn], **_tensor_info(src)}
-            names.append(key)
-        unique, program["aliases"] = _dedupe(stored, copy=False)
-        self.members[fmt.WEIGHTS] = TensorsMember(unique)
-        prefix = fmt.variant_dir(name)
-        self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
-        files = []
-        for rel, data in compiled.files.items():
-            self.members[prefix + rel] = data
-            files.append(rel)
-        if examples and captured.example_inputs:
-            ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
-            self.members[prefix + fmt.EXAMPLES] = _safetensors().save(ex)
-        self.manifest["variants"].append({
-            "name": name,
-            "backend": backend.name,
-            "backend_entry": backend_entry(backend),
-            "device": compiled.meta.get("device", captured.device),  # a backend may not say (eager)
-            "torch": compat.torch_version(),
-            "weights": names,
-            "weight_fqns": list(captured.weights),
-            "weight_targets": [captured.weight_targets[n] for n in captured.weights],
-            "in_spec": captured.in_spec,
-            "inputs": captured.inputs,
-            "dims": captured.dims,
-            "aliased": captured.aliased,
-            "state": [names[list(captured.weights).index(n)] for n in captured.state],
-            "module_training": captured.module_training,
-            "files": files,
-            "meta": compiled.meta,
-        })
-
-    @property
-    def variants(self) -> list[str]:
-        return [v["name"] for v in self.manifest["variants"]]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(len(b) for b in self.members.values())
-
-    @property
-    def weights(self) -> dict[str, torch.Tensor]:
-        """The stored weights, each distinct tensor once (aliases in manifest.program.aliases)."""
-        return self.members[fmt.WEIGHTS].tensors
-
-    def save(self, path):
-        """Write the package to ``path`` as one file, atomically; returns the path. A
-        binary file object (``io.BytesIO``, an open file) is written to as it is.
-
-        Example:
-            >>> aotpack.compile(model, (x,)).save("model.aot")     # doctest: +SKIP
-        """
-        from .writer import package_entries, write_zip
-
-        if hasattr(path, "write"):
-            if hasattr(path, "seekable") and path.seekable():
-                write_zip(path, package_entries(self.manifest, self.members))
-            else:  # a pipe or socket: members are aligned by position, so build it first
-                path.write(self.to_bytes())
-            return path
-        path = os.fspath(path)
-        write_package(path, self.manifest, self.members)
-        return path
-
-    def to_bytes(self) -> bytes:
-        """The package file's bytes (``aotpack.load`` takes them back)."""
-        import io
-
-        from .writer import package_entries, write_zip
-
-        buf = io.BytesIO()
-        write_zip(buf, package_entries(self.manifest, self.members))
-        return buf.getvalue()
-
-    def __repr__(self) -> str:
-        p = self.manifest["program"]
-        return (f"<aotpack.Package {p['name']} variants={self.variants} "
-                f"{self.nbytes / 1e6:.1f} MB torch {self.manifest['versions']['torch']}>")
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+        return Package
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

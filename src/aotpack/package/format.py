@@ -78,6 +78,9 @@ PROGRAM = "program.json"  # inside variants/<name>/
 WEIGHTS = "weights.safetensors"
 EXAMPLES = "examples.safetensors"  # inside variants/<name>/
 SIGNATURES = "signatures.json"
+# Trusted keys a load requires when its caller names none (signing.keys_for_load); here so that
+# load can tell whether it needs the signature code without importing it.
+ENV_TRUSTED_KEYS = "AOTPACK_TRUSTED_KEYS"
 ALIGN = 64
 # Refuse manifests and member counts that no real package has (zip bombs, garbage).
 MAX_MANIFEST_BYTES = 64 << 20

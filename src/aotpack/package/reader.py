@@ -40,7 +40,6 @@ import torch
 from ..errors import FormatError, IntegrityError
 from ..tree import dtype_name
 from . import format as fmt
-from . import signing
 
 # Members smaller than this are hashed every time (microseconds); larger ones once per file.
 _REMEMBER_FROM = 1 << 20
@@ -121,13 +120,14 @@ class PackageReader:
             self._members[info.filename] = (self._data_offset(info, size), info.file_size)
             if info.filename == fmt.MANIFEST:
                 manifest_crc = info.CRC
-        sig_blob = None
+        self.signatures: list[dict] = []
         if fmt.SIGNATURES in self._members:
+            from . import signing  # imported here: unsigned packages loaded without keys never need it
+
             off, n = self._members.pop(fmt.SIGNATURES)
             if n > signing.MAX_SIGNATURES_BYTES:
                 raise FormatError(f"the signatures of {self.path} are {n} bytes, more than any package's")
-            sig_blob = bytes(self._mm[off:off + n])
-        self.signatures = signing.parse_signatures(sig_blob, self.path)
+            self.signatures = signing.parse_signatures(bytes(self._mm[off:off + n]), self.path)
         if fmt.MANIFEST not in self._members:
             raise FormatError(f"{self.path} has no manifest.json; it is a zip file but not an aotpack package")
         off, n = self._members[fmt.MANIFEST]
@@ -139,6 +139,8 @@ class PackageReader:
             raise IntegrityError(f"the manifest of {self.path} does not match its CRC (corrupt)",
                                  hint="copy the package again")
         if self._trusted is not None:  # before a byte of the manifest is interpreted
+            from . import signing
+
             self.signer = signing.check(blob, self.signatures, self._trusted, self.path)
         try:
             self.manifest = json.loads(blob)

@@ -40,7 +40,7 @@ from . import format as fmt
 # a signature on a package useless for anything else the same key may sign.
 _CONTEXT = b"aotpack package signature v1\n"
 MAX_SIGNATURES_BYTES = 1 << 20
-ENV_TRUSTED_KEYS = "AOTPACK_TRUSTED_KEYS"
+ENV_TRUSTED_KEYS = fmt.ENV_TRUSTED_KEYS
 
 
 class TrustedKey(NamedTuple):
