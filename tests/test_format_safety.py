@@ -131,10 +131,27 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 2:  # a distributed variant (rank 0 of 1): runs in a job, refused outside one
+            with pytest.raises(aotpack.IncompatibleError, match="torch.distributed is not initialized"):
+                aotpack.load(path)
+            run_fresh(["-c", FIXTURE_IN_A_JOB, path, os.path.join(DATA, f"format-v{version}.io.safetensors")])
+            continue
         fn = aotpack.load(path)
         out = fn(io["x"], {"w": io["w"]}, scale=2.0)
         torch.testing.assert_close(out["y"], io["y"])
         torch.testing.assert_close(out["parts"][0], io["p0"])
+
+
+FIXTURE_IN_A_JOB = r"""
+import sys, torch, torch.distributed as dist, aotpack
+from safetensors.torch import load_file
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+io = load_file(sys.argv[2])
+out = aotpack.load(sys.argv[1])(io["x"], {"w": io["w"]}, scale=2.0)
+torch.testing.assert_close(out["y"], io["y"])
+torch.testing.assert_close(out["parts"][0], io["p0"])
+dist.destroy_process_group()
+"""
 
 
 # -- files: modes, symlinks, stale temps, concurrent writers ---------------------------

@@ -38,10 +38,10 @@ class Block(torch.nn.Module):
         return {"y": y * n, "parts": (y[0] + 1, y.sum())}
 
 
-@pytest.fixture(scope="module", params=["inference", "training"])
+@pytest.fixture(scope="module", params=["inference", "training", "distributed"])
 def good(request, tmp_path_factory):
-    """An inference package (two variants, a dynamic dim) or a training one (its
-    forward/backward metadata), the fuzzer's starting points."""
+    """An inference package (two variants, a dynamic dim), a training one (its
+    forward/backward metadata) or one of rank variants, the fuzzer's starting points."""
     m = Block(norm=request.param == "training")
     args = (torch.randn(3, 4), {"bias": torch.randn(4)})
     if request.param == "inference":
@@ -54,6 +54,11 @@ def good(request, tmp_path_factory):
         members = {n: z.read(n) for n in z.namelist()}
     manifest = json.loads(members.pop(fmt.MANIFEST))
     manifest.pop("members")
+    if request.param == "distributed":  # as compile(..., distributed=True) tags them (no job needed here)
+        manifest["format_version"] = fmt.DISTRIBUTED_FORMAT_VERSION
+        for rank, v in enumerate(manifest["variants"]):
+            v["distributed"] = {"rank": rank, "world_size": 2, "pg_backend": "gloo",
+                                "groups": {"0": {"rank": rank, "size": 2}}}
     return manifest, members, args
 
 
@@ -150,6 +155,10 @@ def test_the_good_package_runs(good, tmp_path):
     manifest, members, args = good
     path = tmp_path / "p.aot"
     write_package(path, manifest, members)
+    if manifest["variants"][0].get("distributed"):  # rank variants, outside a job: refused, never run
+        with pytest.raises(aotpack.IncompatibleError, match="torch.distributed is not initialized"):
+            aotpack.load(path)
+        return
     out = aotpack.load(path)(*args)
     assert set(out) == {"y", "parts"}
 

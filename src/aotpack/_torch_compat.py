@@ -199,6 +199,17 @@ def op_available(name: str) -> bool:
     return True
 
 
+def process_group_by_name(name: str):
+    """The process group the c10d functional ops know as ``name`` (a graph's
+    ``group_name`` argument), or None where this process has none by that name."""
+    from torch.distributed.distributed_c10d import _resolve_process_group
+
+    try:
+        return _resolve_process_group(name)
+    except (RuntimeError, ValueError, KeyError):
+        return None
+
+
 def is_torch_internal_frame(filename: str) -> bool:
     """True for frames inside torch or aotpack, which a user's error should skip."""
     torch_dir = os.path.dirname(torch.__file__)

@@ -17,6 +17,7 @@ import torch
 from . import tree
 from .backends import get_backend
 from .capture import capture
+from .distributed import refuse_dtensor
 from .errors import AotpackError, IntegrityError, SignatureError
 from .package import Package, fmt, signing
 from .package.reader import PackageReader
@@ -29,7 +30,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
             dynamic=None, options: dict | None = None, variant: str = "default",
             examples: bool = True, strict: bool = False, variants: list[dict] | None = None,
             progress: Callable[[str], None] | None = None, cache=None, train: bool = False,
-            joint_pass: Callable | None = None, workers=None) -> Package:
+            joint_pass: Callable | None = None, workers=None, distributed: bool = False) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
@@ -64,6 +65,12 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         ``"ray"``, ``"ray:HOST:PORT"`` or ``"ray://HOST:PORT"`` (a Ray cluster). The
         results come back through the compile cache; the package is the same as a
         serial compile's (see aotpack.farm).
+      distributed: the program is one rank's part of a sharded model (tensor parallel
+        through functional collectives): call compile on every rank of the
+        initialized torch.distributed job; each rank's variants are named
+        ``<name>.rank<r>`` and every rank gets the package of all ranks (save it on
+        one). Load picks this rank's variants and checks rank and world size (see
+        aotpack.distributed). A program that calls collectives needs it.
     Returns:
       Package; ``.save(path)`` writes it.
     Raises:
@@ -79,6 +86,13 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     if joint_pass is not None and not train:
         raise TypeError("joint_pass needs train=True")
     training = {"joint_pass": joint_pass} if train else None
+    if distributed and (train or workers is not None):
+        raise TypeError("distributed=True compiles inference packages on every rank: not with train=True "
+                        "or workers=")
+    if distributed:
+        from .distributed import require_job
+
+        require_job()
     specs = []
     for spec in [first, *(variants or [])]:
         unknown = set(spec) - set(first)
@@ -90,11 +104,31 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         pkg = None
         for v in specs:
             captured, be, compiled = _build(v, strict, say, cache, training)
+            job = _rank_job(captured, distributed)
+            name = f"{v['name']}.rank{job['rank']}" if job else v["name"]
             if pkg is None:
-                pkg = Package.from_captured(captured, v["name"], be, compiled, examples=examples)
+                pkg = Package.from_captured(captured, name, be, compiled, examples=examples, distributed=job)
             else:
-                pkg.add_variant(captured, v["name"], be, compiled, examples=examples)
+                pkg.add_variant(captured, name, be, compiled, examples=examples, distributed=job)
+    if distributed:
+        from .distributed import gather
+
+        say("gathering every rank's variants")
+        pkg = gather(pkg)
     return pkg
+
+
+def _rank_job(captured, distributed: bool) -> dict | None:
+    """The job a rank's variant is compiled for (``distributed=True``); refuses a program
+    that calls collectives without it (loaded on another rank it would use this rank's shard)."""
+    from .distributed import collective_groups, job
+
+    groups = collective_groups(captured.graph_module)
+    if groups and not distributed:
+        raise AotpackError(f"{captured.name} calls collectives on process group {groups[0]!r}: it is one rank's "
+                           "part of a sharded program",
+                           hint="compile it on every rank with aotpack.compile(..., distributed=True)")
+    return job(groups) if distributed else None
 
 
 @contextlib.contextmanager
@@ -129,6 +163,7 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
 
     v = dict(name=name, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
     captured, be, compiled = _build(v, strict, progress or (lambda line: None), cache)
+    _rank_job(captured, distributed=False)
     with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
         pkg = Package.open(path)
         pkg.add_variant(captured, name, be, compiled, examples=examples)
@@ -141,6 +176,7 @@ def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None)
     target = v["target"]
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
+    refuse_dtensor(target)
     with _training_capture() if training is not None else contextlib.nullcontext():
         captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict=strict,
                            allow_mutations=training is not None)

@@ -322,6 +322,10 @@ def incompatibilities(manifest: dict, variant: dict, backends: Sequence = ()) ->
         problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
                         "(import the library that defines them before loading)")
     device = variant.get("device", "cpu")
+    if variant.get("distributed") is not None:
+        from .distributed import mismatches
+
+        problems.extend(mismatches(variant["distributed"], device))
     if device == "cuda" and not torch.cuda.is_available():
         problems.append("device: the variant runs on CUDA, and no CUDA device is available")
     elif device == "cuda" and variant["backend"] == "aoti":
@@ -504,7 +508,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             files = _VariantFiles(reader, v)
             if not why:
                 reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]], remember=True)
-            if why and on_mismatch == "rebuild" and _rebuildable(v) and not any(p.startswith("backend:") for p in why):
+            if why and on_mismatch == "rebuild" and _rebuildable(v) and not any(
+                    p.startswith(("backend:", "distributed:")) for p in why):  # another rank's is no build issue
                 from .rebuild import rebuild_variant
 
                 warnings.warn(f"aotpack: variant {v['name']} of {path} was built for another machine or torch ("
@@ -557,10 +562,13 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             if variants is not None and not problems:
                 raise AotpackError(f"{path} has no variant named {list(variants)}; it has "
                                    f"{[v['name'] for v in manifest['variants']]}")
+            jobs = [v["distributed"] for v in manifest["variants"] if v.get("distributed")]
             raise IncompatibleError(
                 f"{path} cannot run here: " + " | ".join(problems),
-                hint="load it with on_mismatch='rebuild' (recompiles from the package's portable program), "
-                     "or build it on a machine like this one")
+                hint=f"run it under torchrun with a world size of {jobs[0]['world_size']}, init_process_group() "
+                     "before load" if jobs and all(": distributed:" in p for p in problems) else
+                "load it with on_mismatch='rebuild' (recompiles from the package's portable program), "
+                "or build it on a machine like this one")
         if rebuilt and rewrite:
             _rewrite(path, rebuilt)
         return Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types, signer=reader.signer,

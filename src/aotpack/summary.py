@@ -68,6 +68,10 @@ class Inspection:
             files = sum(self.sizes.get(f"variants/{var['name']}/{f}", 0) for f in var["files"])
             meta = var.get("meta", {})
             extra = f", CPU ISA {meta['cpu_isa']}" if meta.get("cpu_isa") else ""
+            job = var.get("distributed")
+            if job:
+                extra += (f", rank {job['rank']} of {job['world_size']} ({job['pg_backend']}; collectives on "
+                          f"{', '.join(repr(g) for g in job['groups']) or 'no group'})")
             train = meta.get("train")
             if train:
                 extra += (f", training: forward + backward, {len(train['saved'])} saved tensors, "

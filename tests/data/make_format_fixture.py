@@ -27,18 +27,39 @@ class Fixture(torch.nn.Module):
         return {"y": y, "parts": (y.sum(1), opts["w"] * 2)}
 
 
+class ReducedFixture(Fixture):
+    """Version 2 (distributed variants): the same program, its output all-reduced over the
+    default process group (a world of one: the sum of one rank is its value)."""
+
+    def forward(self, x, opts, scale=2.0):
+        import torch.distributed as dist
+        import torch.distributed._functional_collectives as funcol
+
+        out = super().forward(x, opts, scale)
+        return {**out, "y": funcol.all_reduce(out["y"], "sum", dist.group.WORLD)}
+
+
+def world_of_one():
+    """A gloo process group of one rank in this process (what version 2 fixtures need)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+
 def main():
     torch.manual_seed(0)
-    m = Fixture().eval()
+    m = (ReducedFixture if fmt.FORMAT_VERSION >= 2 else Fixture)().eval()
     x, w = torch.randn(5, 4), torch.randn(3)
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
-    aotpack.compile(m, (x, {"w": w}), backend="eager",
-                    dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(path)
+    if fmt.FORMAT_VERSION >= 2:
+        world_of_one()
+    aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}},
+                    distributed=fmt.FORMAT_VERSION >= 2).save(path)
     with torch.no_grad():
         out = m(x, {"w": w})
-    save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0]},
+    save_file({"x": x, "w": w, "y": out["y"] + 0, "p0": out["parts"][0]},  # (+ 0: waits on an all_reduce)
               os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
     print("wrote", path)
 

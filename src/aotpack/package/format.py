@@ -17,7 +17,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 1)::
+Manifest (``FORMAT_VERSION`` 2)::
 
     {"format": "aotpack", "format_version": 1, "created": ISO-8601,
      "versions": {"aotpack", "torch", "python"}, "platform": {"system", "machine"},
@@ -26,7 +26,7 @@ Manifest (``FORMAT_VERSION`` 1)::
      "variants": [{"name", "backend", "backend_entry", "device", "weights" (stored names,
                    in graph order), "weight_fqns" (the program's names for them),
                    "weight_targets" (torch.export's names for them, for rebuilding), "in_spec",
-                   "inputs", "dims", "files", "meta"}],
+                   "inputs", "dims", "files", "meta", "distributed"}],
      "members": {path: {"blake3", "size"}}}      (older format 1 packages: "sha256")
 
 Changelog of FORMAT_VERSION (bump on any change a reader must know about):
@@ -42,6 +42,10 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     tree specs of kind "namedtuple" and "node" (types by import path).
     (2026-11-23, later) members[].blake3 replaces members[].sha256 in new packages (both are
     read); the optional signatures.json member.
+  2 (2026-11-24): variants[].distributed = {"rank", "world_size", "pg_backend", "groups":
+    {name: {"rank", "size"}}}: the variant is one rank's part of a sharded program
+    (aotpack/distributed.py). Written only by packages that have such variants; a version 1
+    reader would ignore the key and run a rank's shard anywhere, so it must refuse them.
 
 Trust model (what a reader relies on; README "Trust" says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -68,7 +72,12 @@ from ..errors import FormatError
 from ..tree import PARAM_KINDS
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this reader reads
+# A package records the lowest version whose readers understand everything in it (as
+# zip's "version needed to extract"): 1 unless it uses a later feature, so a package
+# without one still loads in older aotpack releases.
+BASE_FORMAT_VERSION = 1
+DISTRIBUTED_FORMAT_VERSION = 2  # variants[].distributed: a reader must check the rank
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1
@@ -262,6 +271,7 @@ VARIANT_SCHEMA = {
     "meta": Opt({"train": Opt(_TRAIN), "proxy_ops": Opt([str]), "fw": Opt({"proxy_ops": Opt([str])}),
                  "bw": Opt({"proxy_ops": Opt([str])}), "machine": Opt(str), "cpu_isa": Opt(str),
                  "compute_capability": Opt(str)}),
+    "distributed": Opt({"rank": int, "world_size": int, "pg_backend": str, "groups": Map({"rank": int, "size": int})}),
 }
 MANIFEST_SCHEMA = {
     "format": str, "format_version": int, "created": str,
@@ -336,6 +346,10 @@ def validate_manifest(m: dict) -> None:
         except ValueError:
             _need(False, f"variant name {name!r}")
         _need(name not in names, f"variant {name!r} appears twice")
+        d = v.get("distributed")
+        if d is not None:
+            _need(m["format_version"] >= DISTRIBUTED_FORMAT_VERSION and 0 <= d["rank"] < d["world_size"]
+                  and all(0 <= g["rank"] < g["size"] for g in d["groups"].values()), f"variant {name}.distributed")
         names.add(name)
         ws = v["weights"]
         _need(all(w in known for w in ws), f"variant {name}.weights names a weight the package does not hold")

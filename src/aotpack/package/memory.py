@@ -71,11 +71,12 @@ class Package:
         self.members = members
 
     @classmethod
-    def from_captured(cls, captured, name: str, backend, compiled, *, examples: bool = True) -> Package:
+    def from_captured(cls, captured, name: str, backend, compiled, *, examples: bool = True,
+                      distributed: dict | None = None) -> Package:
         """A package holding one variant ``name`` of ``captured``, compiled by ``backend``."""
         manifest = {
             "format": fmt.FORMAT_NAME,
-            "format_version": fmt.FORMAT_VERSION,
+            "format_version": fmt.BASE_FORMAT_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": {"aotpack": __version__, "torch": compat.torch_version(),
                          "python": platform.python_version()},
@@ -95,7 +96,7 @@ class Package:
         }
         members = {fmt.WEIGHTS: TensorsMember({})}
         pkg = cls(manifest, members)
-        pkg.add_variant(captured, name, backend, compiled, examples=examples)
+        pkg.add_variant(captured, name, backend, compiled, examples=examples, distributed=distributed)
         return pkg
 
     @classmethod
@@ -112,39 +113,19 @@ class Package:
                        for n in r.names() if n != fmt.MANIFEST}
         return cls(manifest, members)
 
-    def add_variant(self, captured, name: str, backend, compiled, *, examples: bool = True) -> None:
+    def add_variant(self, captured, name: str, backend, compiled, *, examples: bool = True,
+                    distributed: dict | None = None) -> None:
         """Add variant ``name``: its weights join the shared store, each distinct tensor once.
 
         The program's signature and output structure must be those of the package.
+        ``distributed``: the job a rank's variant was compiled for (see aotpack.distributed).
         """
         from ..backends import backend_entry
-        from ..errors import AotpackError
 
-        fmt.check_variant_name(name)
-        if name in self.variants:
-            raise AotpackError(f"the package already has a variant named {name!r}",
-                               hint="pick another variant name")
-        program = self.manifest["program"]
-        if self.variants and (captured.signature != program["signature"] or captured.out_spec != program["out_spec"]):
-            raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
-                               f"differs from the package's ({program['name']})",
-                               hint="variants differ only in dtypes, shapes, devices or backends")
-        stored = dict(self.members[fmt.WEIGHTS].tensors)
-        for alias, target in program["aliases"].items():
-            stored[alias] = stored[target]
+        self._check_new_variant(name, captured.signature, captured.out_spec)
         new, aliases = _dedupe(captured.weights)
-        names = []
-        for fqn in captured.weights:
-            src = new[aliases.get(fqn, fqn)]
-            key = fqn
-            if key in stored and not _same(stored[key], src):
-                key = f"{fqn}@{name}"  # same parameter, other dtype/values for this variant
-            if key not in stored:
-                stored[key] = src
-                program["weights"][key] = {"kind": captured.weight_kinds[fqn], **_tensor_info(src)}
-            names.append(key)
-        unique, program["aliases"] = _dedupe(stored, copy=False)
-        self.members[fmt.WEIGHTS] = TensorsMember(unique)
+        names = self._store_weights(name, [(fqn, new[aliases.get(fqn, fqn)], captured.weight_kinds[fqn])
+                                           for fqn in captured.weights])
         prefix = fmt.variant_dir(name)
         self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
         files = []
@@ -171,7 +152,66 @@ class Package:
             "module_training": captured.module_training,
             "files": files,
             "meta": compiled.meta,
+            **({"distributed": distributed} if distributed is not None else {}),
         })
+        if distributed is not None:  # readers before version 2 would run a rank's variant anywhere
+            self.manifest["format_version"] = max(self.manifest["format_version"], fmt.DISTRIBUTED_FORMAT_VERSION)
+
+    def merge(self, other: Package) -> None:
+        """Add every variant of ``other`` (a package of the same program), with its
+        files and weights: how the ranks' packages of a sharded program become one."""
+        program = other.manifest["program"]
+        stored = dict(other.weights)
+        for alias, target in program["aliases"].items():
+            stored[alias] = stored[target]
+        for v in other.manifest["variants"]:
+            name = v["name"]
+            self._check_new_variant(name, program["signature"], program["out_spec"])
+            fqns = v.get("weight_fqns", v["weights"])
+            names = self._store_weights(name, [(fqn, stored[key], program["weights"][
+                program["aliases"].get(key, key)]["kind"]) for key, fqn in zip(v["weights"], fqns)])
+            renamed = dict(zip(v["weights"], names))
+            prefix = fmt.variant_dir(name)
+            for member, data in other.members.items():
+                if member.startswith(prefix):
+                    self.members[member] = data
+            self.manifest["variants"].append({**v, "weights": names,
+                                              "state": [renamed[n] for n in v.get("state", [])]})
+        self.manifest["format_version"] = max(self.manifest["format_version"], other.manifest["format_version"])
+
+    def _check_new_variant(self, name: str, signature, out_spec) -> None:
+        from ..errors import AotpackError
+
+        fmt.check_variant_name(name)
+        if name in self.variants:
+            raise AotpackError(f"the package already has a variant named {name!r}",
+                               hint="pick another variant name")
+        program = self.manifest["program"]
+        if self.variants and (signature != program["signature"] or out_spec != program["out_spec"]):
+            raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
+                               f"differs from the package's ({program['name']})",
+                               hint="variants differ only in dtypes, shapes, devices or backends")
+
+    def _store_weights(self, name: str, weights: list[tuple[str, torch.Tensor, str]]) -> list[str]:
+        """Put variant ``name``'s weights ((program name, tensor, kind) in graph order) in
+        the shared store; returns their stored names. A name already stored with other
+        values (a bf16 variant, another rank's shard) is stored as ``<name>@<variant>``."""
+        program = self.manifest["program"]
+        stored = dict(self.members[fmt.WEIGHTS].tensors)
+        for alias, target in program["aliases"].items():
+            stored[alias] = stored[target]
+        names = []
+        for fqn, src, kind in weights:
+            key = fqn
+            if key in stored and not _same(stored[key], src):
+                key = f"{fqn}@{name}"  # same parameter, other dtype/values for this variant
+            if key not in stored:
+                stored[key] = src
+                program["weights"][key] = {"kind": kind, **_tensor_info(src)}
+            names.append(key)
+        unique, program["aliases"] = _dedupe(stored, copy=False)
+        self.members[fmt.WEIGHTS] = TensorsMember(unique)
+        return names
 
     @property
     def variants(self) -> list[str]:
