@@ -40,7 +40,7 @@ def test_tensor_parallel_package_equals_the_unsharded_model(tmp_path, backend):
     for d in (build, served, alone):
         d.mkdir()
     built = torchrun(2, "build", str(build), backend, out=str(build))
-    for rank, seen in enumerate(built):
+    for seen in built:
         # every rank gets the package of all ranks
         assert seen["variants"] == ["default.rank0", "default.rank1"]
         # refused: collectives without distributed=True, and a DTensor model (torch.export cannot capture it)
