@@ -47,15 +47,29 @@ def test_fleet_of_8_compiles_once(redis_url, tmp_path):
 def test_torch_compile_backend_hit_in_a_fresh_process(tmp_path):
     store = str(tmp_path / "store")
     first, second = str(tmp_path / "a.json"), str(tmp_path / "b.json")
+    # the C++ compiler inductor calls, through a wrapper that logs each call per process
+    cxx = tmp_path / "cxx"
+    cxx.write_text('#!/bin/sh\necho "$@" >> "$CXX_LOG"\nexec g++ "$@"\n')
+    cxx.chmod(0o755)
+    logs = [tmp_path / "cxx-a.log", tmp_path / "cxx-b.log"]
     for i, out in enumerate([first, second]):
-        proc = subprocess.run(child_cmd(store, "torch.compile", out), env=child_env(tmp_path, i),
-                              capture_output=True, text=True, timeout=600)
+        tmp = tmp_path / f"tmp{i}"  # separate machines: inductor's precompiled headers go under TMPDIR
+        tmp.mkdir()
+        env = {**child_env(tmp_path, i), "CXX": str(cxx), "CXX_LOG": str(logs[i]), "TMPDIR": str(tmp)}
+        proc = subprocess.run(child_cmd(store, "torch.compile", out), env=env, capture_output=True, text=True,
+                              timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = json.load(open(first)), json.load(open(second))
     assert a["stats"]["compiles"] >= 1 and a["inductor"].get("fxgraph_cache_miss", 0) >= 1
-    # the second process compiled nothing: no aotpack compile, no inductor FX graph compile
+    # the second process compiled nothing: no aotpack compile, no inductor FX graph compile,
+    # and no C++ kernel: the entry brought the kernel libraries the CPU code loads
     assert b["stats"].get("compiles", 0) == 0 and b["stats"]["hits"] == a["stats"]["compiles"]
     assert b["inductor"].get("fxgraph_cache_miss", 0) == 0
+    def builds(log):  # compiler calls that write a file (-o); `--version` / `-v` are probes
+        return [line for line in log.read_text().splitlines() if " -o " in line] if log.exists() else []
+
+    assert len(builds(logs[0])) >= 2  # the first built its kernels
+    assert builds(logs[1]) == []
     for k in ("out", "grad"):
         torch.testing.assert_close(torch.tensor(b[k]), torch.tensor(a[k]))
     torch.testing.assert_close(torch.tensor(a["out"]), torch.tensor(a["eager"]), rtol=1e-4, atol=1e-5)

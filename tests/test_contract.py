@@ -165,7 +165,7 @@ def test_module_training_guarded_and_inference_variant_dispatched(tmp_path):
     m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
     x = torch.randn(2, 4)
     path = aotpack.compile(m.train(), (x,), backend="eager", train=True).save(tmp_path / "d.aot")
-    aotpack.add_variant(path, m.eval(), (x,), name="eval", backend="eager")
+    aotpack.add_variant(path, m.eval(), (x,), variant="eval", backend="eager")
     fn = aotpack.load(path, module=m)
     m.eval()
     with torch.no_grad():  # the inference variant: no dropout

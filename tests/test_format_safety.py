@@ -171,7 +171,7 @@ def test_saved_files_follow_umask_keep_mode_and_write_through_symlinks(tmp_path)
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     os.chmod(path, 0o640)
-    aotpack.add_variant(path, _double, (torch.randn(5),), name="b5", backend="eager")
+    aotpack.add_variant(path, _double, (torch.randn(5),), variant="b5", backend="eager")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # a rewrite keeps the file's mode
     link = tmp_path / "link.aot"
     link.symlink_to(path)
@@ -194,7 +194,7 @@ ADD = r"""
 import sys, torch, aotpack
 def double(x):
     return x * 2
-aotpack.add_variant(sys.argv[1], double, (torch.randn(int(sys.argv[2])),), name=f"n{sys.argv[2]}", backend="eager")
+aotpack.add_variant(sys.argv[1], double, (torch.randn(int(sys.argv[2])),), variant=f"n{sys.argv[2]}", backend="eager")
 """
 
 
@@ -211,7 +211,7 @@ def test_concurrent_add_variant_loses_nothing(tmp_path):
 def test_a_loaded_package_survives_the_file_being_replaced(tmp_path):
     path = aotpack.compile(_double, (torch.randn(3),), backend="eager").save(tmp_path / "a.aot")
     fn = aotpack.load(path)
-    aotpack.add_variant(path, _double, (torch.randn(5),), name="b5", backend="eager")
+    aotpack.add_variant(path, _double, (torch.randn(5),), variant="b5", backend="eager")
     torch.testing.assert_close(fn(torch.ones(3)), torch.full((3,), 2.0))
 
 

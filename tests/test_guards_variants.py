@@ -33,7 +33,7 @@ def test_specialized_dim_warns_and_strict_errors():
         pkg = aotpack.compile(add4, tuple(xs), backend="eager", dynamic=dyn)
     assert pkg.manifest["variants"][0]["inputs"][0]["shape"] == [8, 16]
     with pytest.raises(aotpack.CaptureError, match=r"specializes dynamic dimensions: batch \(a.shape\[0\]\) = 8"):
-        aotpack.compile(add4, tuple(xs), backend="eager", dynamic=dyn, strict=True)
+        aotpack.compile(add4, tuple(xs), backend="eager", dynamic=dyn, strict_dims=True)
 
 
 def test_every_size_in_range_runs_and_out_of_range_names_dim(tmp_path):
@@ -147,15 +147,15 @@ def test_add_variant_to_saved_package(tmp_path):
     path = aotpack.compile(m, (torch.randn(4, 4),), backend="eager").save(tmp_path / "m.aot")
     with pytest.raises(aotpack.GuardError):
         aotpack.load(path)(torch.randn(9, 4))
-    aotpack.add_variant(path, m, (torch.randn(9, 4),), name="b9", backend="eager")
+    aotpack.add_variant(path, m, (torch.randn(9, 4),), variant="b9", backend="eager")
     fn = aotpack.load(path)
     assert sorted(fn.variants) == ["b9", "default"]
     x = torch.randn(9, 4)
     torch.testing.assert_close(fn(x), m(x))
     with pytest.raises(aotpack.AotpackError, match="already has a variant named 'b9'"):
-        aotpack.add_variant(path, m, (torch.randn(9, 4),), name="b9", backend="eager")
+        aotpack.add_variant(path, m, (torch.randn(9, 4),), variant="b9", backend="eager")
     with pytest.raises(aotpack.AotpackError, match="not the same program"):
-        aotpack.add_variant(path, programs.plain, (torch.randn(2), torch.randn(2)), name="other", backend="eager")
+        aotpack.add_variant(path, programs.plain, (torch.randn(2), torch.randn(2)), variant="other", backend="eager")
 
 
 def test_guard_filter_drops_chosen_checks(tmp_path):

@@ -111,7 +111,7 @@ def test_trusted_keys_from_the_environment(package, keys, monkeypatch):
 def test_changing_a_signed_package_drops_its_signature(package, keys):
     d, _ = keys
     aotpack.sign(package, d / "release")
-    aotpack.add_variant(package, double, (torch.randn(5),), name="b5", backend="eager")
+    aotpack.add_variant(package, double, (torch.randn(5),), variant="b5", backend="eager")
     assert aotpack.inspect(package).signed_by == []
     with pytest.raises(aotpack.SignatureError, match="not signed"):
         aotpack.load(package, trusted_keys=[d / "release.pub"])

@@ -390,6 +390,34 @@ def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:
             return f.read()
 
 
+@contextlib.contextmanager
+def cpp_kernels_built():
+    """Inside: the C++ kernel libraries inductor builds, as a list of paths of ``.so``
+    files under inductor's cache folder (filled on exit). A CPU graph's output code
+    compiles them when it is loaded, so an artifact without them costs the loading
+    machine about as long as compiling. (Found as the new files in the cache folder:
+    kernels are built by inductor's worker processes, not recorded in this one.)
+
+    Layout relied on: ``<cache>/<2 chars>/<key>[.main].so`` (2.11-2.13).
+    """
+    import glob
+
+    pattern = os.path.join(inductor_cache_dir(), "*", "*.so")
+    before = set(glob.glob(pattern))
+    built: list[str] = []
+    yield built
+    built.extend(sorted(set(glob.glob(pattern)) - before))
+
+
+def inductor_cache_dir() -> str:
+    """inductor's local cache folder (``$TORCHINDUCTOR_CACHE_DIR`` or its default).
+
+    Private: ``torch._inductor.runtime.cache_dir_utils.cache_dir`` (2.11-2.13)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return cache_dir()
+
+
 def standalone_load(blob: bytes):
     """Load bytes from ``standalone_compile`` into a callable (no compiling: the output
     code is imported; its kernels come from the artifact)."""

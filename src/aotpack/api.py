@@ -28,7 +28,7 @@ __all__ = ["compile", "add_variant", "inspect", "verify"]
 
 def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = "aoti",
             dynamic=None, options: dict | None = None, variant: str = "default",
-            examples: bool = True, strict: bool = False, variants: list[dict] | None = None,
+            examples: bool = True, strict_dims: bool = False, variants: list[dict] | None = None,
             progress: Callable[[str], None] | None = None, cache=None, train: bool = False,
             joint_pass: Callable | None = None, workers=None, distributed: bool = False) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
@@ -50,7 +50,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         ``dynamic``, ``backend``, ``options``; e.g. ``{"name": "bf16", "target":
         model_bf16, "args": (x.bfloat16(),)}`` or ``{"name": "b1", "args": (x[:1],)}``.
         At call time the most specific variant whose guards pass runs.
-      strict: error (instead of warn) when the program forces a named Dim to one size.
+      strict_dims: error (instead of warn) when the program forces a named Dim to one size.
       progress: called with a line of text at each long step (the CLI prints them).
       cache: a compile cache: ``True`` (the default local store, ~/.cache/aotpack), a
         path, a ``redis://`` URL, or an ``aotpack.cache`` Store. A hit skips the
@@ -100,10 +100,10 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
             raise TypeError(f"a variant is a dict with 'name' and any of {sorted(set(first) - {'name'})}; "
                             f"got {sorted(spec)}")
         specs.append({**first, **spec})
-    with _farmed(specs, strict, cache, training, workers, say):
+    with _farmed(specs, strict_dims, cache, training, workers, say):
         pkg = None
         for v in specs:
-            captured, be, compiled = _build(v, strict, say, cache, training)
+            captured, be, compiled = _build(v, strict_dims, say, cache, training)
             job = _rank_job(captured, distributed)
             name = f"{v['name']}.rank{job['rank']}" if job else v["name"]
             if pkg is None:
@@ -132,7 +132,7 @@ def _rank_job(captured, distributed: bool) -> dict | None:
 
 
 @contextlib.contextmanager
-def _farmed(specs, strict, cache, training, workers, say):
+def _farmed(specs, strict_dims, cache, training, workers, say):
     """With ``workers``: compile every variant there first, and serve the artifacts
     from a Context while the package is built here (each compile then a hit)."""
     if workers is None:
@@ -143,7 +143,7 @@ def _farmed(specs, strict, cache, training, workers, say):
 
     outer = active_context()
     with Context() as ctx:
-        for bundle in compile_variants(specs, strict, cache, training, workers, say):
+        for bundle in compile_variants(specs, strict_dims, cache, training, workers, say):
             ctx.load_bundle(bundle)
         yield
     if outer is not None:  # the caller's Context records what was compiled, as without workers
@@ -151,18 +151,21 @@ def _farmed(specs, strict, cache, training, workers, say):
 
 
 def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwargs: dict | None = None, *,
-                name: str, backend: Any = "aoti", dynamic=None, options: dict | None = None,
-                examples: bool = True, strict: bool = False,
+                variant: str, backend: Any = "aoti", dynamic=None, options: dict | None = None,
+                examples: bool = True, strict_dims: bool = False,
                 progress: Callable[[str], None] | None = None, cache=None) -> Package:
     """Compile one more variant of a saved package's program and rewrite the file atomically.
 
+    ``variant`` names it, as in ``compile``; the other arguments are ``compile``'s.
+
     Example:
-        >>> aotpack.add_variant("mlp.aot", model, (torch.randn(1, 512),), name="b1")  # doctest: +SKIP
+        >>> aotpack.add_variant("mlp.aot", model, (torch.randn(1, 512),), variant="b1")  # doctest: +SKIP
     """
     from .package.writer import locked
 
+    name = variant
     v = dict(name=name, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
-    captured, be, compiled = _build(v, strict, progress or (lambda line: None), cache)
+    captured, be, compiled = _build(v, strict_dims, progress or (lambda line: None), cache)
     _rank_job(captured, distributed=False)
     with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
         pkg = Package.open(path)
@@ -171,14 +174,14 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     return pkg
 
 
-def _build(v: dict, strict: bool, say, cache=None, training: dict | None = None):
+def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = None):
     be = get_backend(v["backend"])
     target = v["target"]
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
     refuse_dtensor(target)
     with _training_capture() if training is not None else contextlib.nullcontext():
-        captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict=strict,
+        captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
                            allow_mutations=training is not None)
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")

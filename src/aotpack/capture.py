@@ -641,7 +641,7 @@ def _export(program, flat, flat_dyn):
 
 
 def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None,
-            strict: bool = False, allow_mutations: bool = False) -> Captured:
+            strict_dims: bool = False, allow_mutations: bool = False) -> Captured:
     """Capture ``target`` (function or nn.Module) called with example inputs as one graph.
 
     Args:
@@ -649,7 +649,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
       args, kwargs: example inputs; tensors, nested tuples/lists/dicts, Python constants.
       dynamic: None (all sizes static), True (every dimension may vary), or a dict
         ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.
-      strict: raise CaptureError (instead of a SpecializationWarning) when the program
+      strict_dims: raise CaptureError (instead of a SpecializationWarning) when the program
         forces a named Dim to one size.
       allow_mutations: accept in-place updates of buffers (BatchNorm's running stats)
         and of inputs that do not require grad (training packages replay them on the
@@ -671,11 +671,73 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         children.append(tree.flatten(v, name, flat)[0])
     in_spec = {"kind": "tuple", "children": children}
     flat_dyn = _flat_dynamic(dynamic, sig, values, len(flat))
-
-    records: list[dict] = []
-    program = _Program(target, signature, in_spec, records.append, how)
     paths = [p for p, leaf in tree.named_leaves(in_spec, names) if leaf["kind"] == "tensor"]
     layouts = [_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
+
+    program = _Program(target, signature, in_spec, None, how)
+    ep, record, recorder = _export_watched(program, target, flat, flat_dyn)
+    frozen = _frozen_values(target, recorder.functions)
+    if allow_mutations:
+        # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
+        # functional form returns the new values instead, which AOT autograd needs.
+        with compat.quiet_export_logs():
+            ep = ep.run_decompositions({})
+    written_buffers = set() if allow_mutations else _refuse_input_writes(ep, recorder, paths)
+    mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
+    weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
+                                                                       frozen)
+
+    inputs, dims, specialized = _guard_dims(ep, user_nodes, flat_dyn, paths)
+    if specialized:
+        what = ", ".join(specialized)
+        if strict_dims:
+            raise CaptureError(f"the program specializes dynamic dimensions: {what}",
+                               hint="drop those Dims (the package then runs only that size), or change the program")
+        warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
+                      SpecializationWarning, stacklevel=3)
+    for guard, t, memory_layout in zip(inputs, flat, layouts):
+        guard["requires_grad"] = bool(t.requires_grad)
+        guard["layout"] = memory_layout
+    mutations = _mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], flat, paths, recorder)
+
+    gm = compat.plain_graph_module(ep.graph_module)
+    for f in frozen:
+        f.pop("_value")
+    for p in signature:
+        if "default" in p:
+            frozen.append({"kind": "default", "name": p["name"], "where": _where(target),
+                           "type": p["default"]["type"], "value": tree.const_repr(p["default"])})
+    return Captured(
+        name=_program_name(target),
+        kind="module" if isinstance(target, torch.nn.Module) else "function",
+        source=_where(target),
+        signature=signature,
+        in_spec=in_spec,
+        out_spec=record["out_spec"],
+        inputs=inputs,
+        dims=dims,
+        weights=weights,
+        weight_kinds=weight_kinds,
+        weight_targets=weight_targets,
+        frozen=frozen,
+        example_inputs=list(flat),
+        exported=ep,
+        graph_module=gm,
+        mutations=mutations,
+        state=[n for n, t in weight_targets.items() if t in written_buffers],
+        aliased=[] if mutation_specs else output_aliases(gm),
+        module_training=_module_training(target),
+        custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
+                          for c in record["custom_functions"]],
+    )
+
+
+def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
+    """torch.export of the program, watched: (ExportedProgram, what the program's call
+    recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph, or
+    for a program that leaves grad mode changed; warns of side effects run only once."""
+    records: list[dict] = []
+    program._record = records.append
     recorder = EffectRecorder()
     try:
         try:
@@ -704,25 +766,21 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                                 "program, so the change ends with it")
     for effect in recorder.effects:
         warnings.warn(f"aotpack: {effect.where}: {effect.what} ran once at capture; the package will not run it "
-                      "again at each call", SideEffectWarning, stacklevel=3)
-    frozen = _frozen_values(target, recorder.functions)
+                      "again at each call", SideEffectWarning, stacklevel=4)
+    return ep, record, recorder
 
-    if allow_mutations:
-        # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
-        # functional form returns the new values instead, which AOT autograd needs.
-        with compat.quiet_export_logs():
-            ep = ep.run_decompositions({})
-    written_buffers: set[str] = set()
-    if not allow_mutations:
-        written_buffers = _refuse_input_writes(ep, recorder, paths)
+
+def _mutation_outputs(ep, recorder: EffectRecorder, allow_mutations: bool) -> list:
+    """The graph's outputs that are in-place updates (allowed ones), refusing the rest
+    with the site that makes them."""
     sig_out = ep.graph_signature
-    mutation_specs = []
+    allowed = []
     for spec in sig_out.output_specs:
         kind = spec.kind.name
         if kind == "USER_OUTPUT":
             continue
         if allow_mutations and kind in ("BUFFER_MUTATION", "USER_INPUT_MUTATION"):
-            mutation_specs.append(spec)
+            allowed.append(spec)
             continue
         where = _mutation_site(ep, sig_out, spec, recorder)
         if kind == "PARAMETER_MUTATION":
@@ -735,22 +793,25 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                            "inference package does not support",
                            hint="compile with train=True (in-place updates are replayed on the caller's tensors), "
                                 "or make the program functional")
+    return allowed
 
-    prefix = "m." if hasattr(program, "m") else ""
-    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+
+def _graph_weights(ep, prefix: str, frozen: list[dict]):
+    """The graph's weight inputs in graph order: (name -> tensor, name -> kind, name ->
+    torch.export's name for it, the user input nodes). Constants read from globals or
+    closures are named after the frozen value they are (``global:table``)."""
     weights: dict[str, torch.Tensor] = {}
     weight_kinds: dict[str, str] = {}
     weight_targets: dict[str, str] = {}
     user_nodes = []
     by_id = {id(f["_value"]): f for f in frozen if f["type"] == "tensor"}
-    seen_user = False
-    for node, spec in zip(placeholders, sig_out.input_specs):
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    for node, spec in zip(placeholders, ep.graph_signature.input_specs):
         kind = spec.kind.name
         if kind == "USER_INPUT":
             user_nodes.append(node)
-            seen_user = True
             continue
-        if seen_user:  # pragma: no cover - torch.export orders weights first
+        if user_nodes:  # pragma: no cover - torch.export orders weights first
             raise CaptureError("unexpected placeholder order from torch.export")
         target_name = spec.target
         if kind in ("PARAMETER", "BUFFER"):
@@ -770,76 +831,38 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
             raise CaptureError(f"unsupported graph input kind {kind}")
         weights[name] = tensor
         weight_targets[name] = target_name
+    return weights, weight_kinds, weight_targets, user_nodes
 
-    inputs, dims, specialized = _guard_dims(ep, user_nodes, flat_dyn, paths)
-    if specialized:
-        what = ", ".join(specialized)
-        if strict:
-            raise CaptureError(f"the program specializes dynamic dimensions: {what}",
-                               hint="drop those Dims (the package then runs only that size), or change the program")
-        warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
-                      SpecializationWarning, stacklevel=3)
-    for guard, t, memory_layout in zip(inputs, flat, layouts):
-        guard["requires_grad"] = bool(t.requires_grad)
-        guard["layout"] = memory_layout
 
+def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,
+               recorder: EffectRecorder) -> list[dict]:
+    """The allowed in-place updates as the package records them; refuses an update of
+    an input that requires grad (eager refuses it for a leaf; a package for any)."""
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
-    user_names = [n.name for n in user_nodes]
     for spec in mutation_specs:
         if spec.kind.name == "BUFFER_MUTATION":
             mutations.append({"kind": "buffer", "weight": by_target[spec.target]})
-        else:
-            index = user_names.index(spec.target)
-            if flat[index].requires_grad:
-                site = _mutation_site(ep, sig_out, spec, recorder)
-                if flat[index].is_leaf:
-                    why = ("eager PyTorch refuses that too (a leaf Variable that requires grad is being used in an "
-                           "in-place operation)")
-                else:
-                    why = ("eager accepts it for a tensor that is not a leaf, but a training package does not "
-                           "support in-place updates of inputs that require grad")
-                raise CaptureError(f"the program changes input {paths[index]} in place{site}, and it requires grad: "
-                                   + why, hint="work on a copy (x = x.clone()) or pass an input that does not "
-                                               "require grad")
-            mutations.append({"kind": "input", "index": index})
+            continue
+        index = user_names.index(spec.target)
+        if flat[index].requires_grad:
+            site = _mutation_site(ep, ep.graph_signature, spec, recorder)
+            if flat[index].is_leaf:
+                why = ("eager PyTorch refuses that too (a leaf Variable that requires grad is being used in an "
+                       "in-place operation)")
+            else:
+                why = ("eager accepts it for a tensor that is not a leaf, but a training package does not "
+                       "support in-place updates of inputs that require grad")
+            raise CaptureError(f"the program changes input {paths[index]} in place{site}, and it requires grad: "
+                               + why, hint="work on a copy (x = x.clone()) or pass an input that does not "
+                                           "require grad")
+        mutations.append({"kind": "input", "index": index})
+    return mutations
 
-    state = [n for n, t in weight_targets.items() if t in written_buffers]
-    gm = compat.plain_graph_module(ep.graph_module)
-    aliased = [] if mutation_specs else output_aliases(gm)
 
-    for f in frozen:
-        f.pop("_value")
-    for p in signature:
-        if "default" in p:
-            frozen.append({"kind": "default", "name": p["name"], "where": _where(target),
-                           "type": p["default"]["type"], "value": tree.const_repr(p["default"])})
-
-    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+def _program_name(target) -> str:
     if isinstance(target, torch.nn.Module):
-        name = type(target).__qualname__
-    elif isinstance(target, functools.partial):
-        name = f"partial({getattr(target.func, '__qualname__', '?')})"
-    return Captured(
-        name=name,
-        kind="module" if isinstance(target, torch.nn.Module) else "function",
-        source=_where(target),
-        signature=signature,
-        in_spec=in_spec,
-        out_spec=record["out_spec"],
-        inputs=inputs,
-        dims=dims,
-        weights=weights,
-        weight_kinds=weight_kinds,
-        weight_targets=weight_targets,
-        frozen=frozen,
-        example_inputs=list(flat),
-        exported=ep,
-        graph_module=gm,
-        mutations=mutations,
-        state=state,
-        aliased=aliased,
-        module_training=_module_training(target),
-        custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
-                          for c in record["custom_functions"]],
-    )
+        return type(target).__qualname__
+    if isinstance(target, functools.partial):
+        return f"partial({getattr(target.func, '__qualname__', '?')})"
+    return getattr(target, "__qualname__", None) or type(target).__qualname__

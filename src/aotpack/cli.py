@@ -21,35 +21,13 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib.util
 import os
 import sys
 import time
 
 import aotpack
 from aotpack.errors import AotpackError
-
-
-def _load_object(ref: str):
-    """``path/to/file.py:name`` or ``package.module:name`` -> the object."""
-    where, sep, name = ref.rpartition(":")
-    if not sep or not where or not name:
-        raise AotpackError(f"{ref!r} is not FILE:NAME", hint="e.g. model.py:build_model")
-    if where.endswith(".py") or os.path.sep in where:
-        if not os.path.exists(where):
-            raise AotpackError(f"no file {where}")
-        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(where))[0], where)
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    obj = module
-    for part in name.split("."):
-        if not hasattr(obj, part):
-            raise AotpackError(f"{where} has no {name!r}")
-        obj = getattr(obj, part)
-    return obj
+from aotpack.refs import load_object
 
 
 def _backend(ref: str):
@@ -59,7 +37,7 @@ def _backend(ref: str):
         if ref not in ("aoti", "inductor", "eager"):
             raise AotpackError(f"unknown backend {ref!r}", hint="aoti, inductor, eager, or module:Name of your backend")
         return ref
-    obj = _load_object(ref)
+    obj = load_object(ref)
     return obj() if isinstance(obj, type) else obj
 
 
@@ -70,10 +48,10 @@ def _backends(refs) -> list:
 def _cmd_compile(a) -> int:
     import torch
 
-    target = _load_object(a.target)
+    target = load_object(a.target)
     if isinstance(target, type) or (callable(target) and not isinstance(target, torch.nn.Module) and a.factory):
         target = target()
-    example = _load_object(a.example)
+    example = load_object(a.example)
     example = example() if callable(example) else example
     if isinstance(example, dict):
         args, kwargs = tuple(example.get("args", ())), dict(example.get("kwargs", {}))
@@ -253,6 +231,28 @@ def _cmd_demo(a) -> int:
 
 
 def main(argv=None) -> int:
+    """The ``aotpack`` command: one ``error:`` and one ``hint:`` line for any failure, never
+    a traceback (AOTPACK_DEBUG=1 shows it); exit 1 for failures, 2 for usage errors."""
+    a = _parser().parse_args(argv)
+    try:
+        return a.func(a)
+    except AotpackError as e:
+        return _fail(e.message, e.hint or f"run `aotpack {a.cmd} --help`, or see the README")
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        return _fail(what, _OS_HINTS.get(e.errno, "check the path and its permissions"))
+    except Exception as e:  # noqa: BLE001 - the CLI prints one error line for any input, never a traceback
+        if os.environ.get("AOTPACK_DEBUG"):
+            raise
+        return _fail(f"{type(e).__name__}: {e}".splitlines()[0],
+                     "this looks like a bug in aotpack or in the program: rerun with AOTPACK_DEBUG=1 for the "
+                     "traceback and report it")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """Every subcommand and its options; each sets ``func``, the _cmd_* that runs it."""
     p = argparse.ArgumentParser(prog="aotpack", description="Compile PyTorch programs once; load them in milliseconds.")
     p.add_argument("--version", action="version", version=f"aotpack {aotpack.__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -348,23 +348,7 @@ def main(argv=None) -> int:
     d.add_argument("--models", default=None, help="comma-separated subset of: mlp,transformer_block")
     d.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile comparison")
     d.set_defaults(func=_cmd_demo)
-
-    a = p.parse_args(argv)
-    try:
-        return a.func(a)
-    except AotpackError as e:
-        return _fail(e.message, e.hint or f"run `aotpack {a.cmd} --help`, or see the README")
-    except KeyboardInterrupt:
-        return 130
-    except OSError as e:
-        what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-        return _fail(what, _OS_HINTS.get(e.errno, "check the path and its permissions"))
-    except Exception as e:  # noqa: BLE001 - the CLI prints one error line for any input, never a traceback
-        if os.environ.get("AOTPACK_DEBUG"):
-            raise
-        return _fail(f"{type(e).__name__}: {e}".splitlines()[0],
-                     "this looks like a bug in aotpack or in the program: rerun with AOTPACK_DEBUG=1 for the "
-                     "traceback and report it")
+    return p
 
 
 _OS_HINTS = {

@@ -55,7 +55,7 @@ def parse_workers(workers) -> tuple[str, object]:
                        hint='use "local:N" (N processes here), "ray", "ray:HOST:PORT" or "ray://HOST:PORT"')
 
 
-def _compile_one(spec: dict, strict: bool, cache, training, threads: int) -> bytes:
+def _compile_one(spec: dict, strict_dims: bool, cache, training, threads: int) -> bytes:
     """In a worker: capture and compile one variant; its artifacts as a cache bundle.
 
     inductor compiles with ``threads`` threads: its default (a pool of one process per
@@ -67,7 +67,7 @@ def _compile_one(spec: dict, strict: bool, cache, training, threads: int) -> byt
     from .cache import Context
 
     with Context() as ctx, compat.inductor_compile_threads(threads):
-        _build(spec, strict, lambda line: None, cache, training)
+        _build(spec, strict_dims, lambda line: None, cache, training)
     return ctx.bundle()
 
 
@@ -75,7 +75,7 @@ def _compile_forked(i: int) -> bytes:
     return _compile_one(*_JOBS[i])
 
 
-def compile_variants(specs: list[dict], strict: bool, cache, training, workers,
+def compile_variants(specs: list[dict], strict_dims: bool, cache, training, workers,
                      say: Callable[[str], None]) -> list[bytes]:
     """Run every variant's compile on ``workers``; the bundles of those that succeeded."""
     kind, where = parse_workers(workers)
@@ -85,7 +85,7 @@ def compile_variants(specs: list[dict], strict: bool, cache, training, workers,
         cache = cache.url  # a URL or path travels to a worker; a client does not
     # CPUs per worker: a Ray task has one; N local processes share this machine's
     threads = 1 if kind == "ray" else max(1, (os.cpu_count() or 1) // max(1, min(where, len(specs) - 1)))
-    jobs = [(spec, strict, cache, training, threads) for spec in specs]
+    jobs = [(spec, strict_dims, cache, training, threads) for spec in specs]
     say(f"compiling {len(jobs)} variant(s) on {workers}")
     results = _run_local(jobs, where) if kind == "local" else _run_ray(jobs, where)
     bundles = []

@@ -74,10 +74,11 @@ class _VariantFiles(_Files):
 
 
 class _MemoryFiles(_Files):
-    """A rebuilt variant's files, still in memory."""
+    """A rebuilt variant's files, still in memory (``compiled``: what the rebuild made,
+    written back by ``load(..., rewrite=True)``)."""
 
-    def __init__(self, files: dict[str, bytes], meta: dict):
-        self._files, self.meta = files, meta
+    def __init__(self, files: dict[str, bytes], meta: dict, compiled=None):
+        self._files, self.meta, self.compiled = files, meta, compiled
 
     def _bytes(self, name: str):
         return self._files[name]
@@ -477,101 +478,136 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                       plain_types=plain_types, trusted_keys=trusted_keys)
         fn.path = "<package bytes>"  # the memory file's name means nothing after the load
         return fn
-    keys = None
-    if trusted_keys is not None or os.environ.get(fmt.ENV_TRUSTED_KEYS):
-        from .package import signing  # the signature code runs only where keys are asked for
-
-        keys = signing.keys_for_load(trusted_keys)
-    reader = PackageReader(path, keys)
+    reader = PackageReader(path, _keys_for_load(trusted_keys))
     try:
         # Verify what this load uses, each member before its first use: the weights, then
         # each loaded variant's files. Examples and programs are checked where they are
         # read (rebuild, repro) and by `aotpack verify`.
         reader.verify([fmt.WEIGHTS], remember=True)
         manifest = reader.manifest
-        program = manifest["program"]
         if not plain_types:
-            tree.check_types(program["out_spec"], allow_modules)
-        weights = reader.weights()
-        initial = {}  # state (buffers the program updates in place): a private, writable copy per load
-        state_names = {n for v in manifest["variants"] for n in v.get("state", [])}
-        copies = {id(weights[n]): weights[n].clone() for n in state_names}
-        for n, t in list(weights.items()):  # every name of a state tensor (aliases too) gets the copy
-            if id(t) in copies:
-                initial[n], weights[n] = t, copies[id(t)]
+            tree.check_types(manifest["program"]["out_spec"], allow_modules)
+        weights, initial = _weights_and_state(reader, manifest)
         on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
         loaded, problems, rebuilt = [], [], {}
         for v in sorted(manifest["variants"], key=_specificity):
             if variants is not None and v["name"] not in variants:
                 continue
-            why = incompatibilities(manifest, v, backends)
-            files = _VariantFiles(reader, v)
-            if not why:
-                reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]], remember=True)
-            if why and on_mismatch == "rebuild" and _rebuildable(v) and not any(
-                    p.startswith(("backend:", "distributed:")) for p in why):  # another rank's is no build issue
-                from .rebuild import rebuild_variant
-
-                warnings.warn(f"aotpack: variant {v['name']} of {path} was built for another machine or torch ("
-                              + "; ".join(why) + "); rebuilding it from its portable program", RebuildWarning,
-                              stacklevel=2)
-                compiled = rebuild_variant(reader, v, weights, backends=backends,
-                                           say=lambda line: print(line, file=sys.stderr))
-                v = {**v, "meta": compiled.meta, "torch": compat.torch_version(), "files": list(compiled.files)}
-                rebuilt[v["name"]] = (v, compiled)
-                files = _MemoryFiles(compiled.files, compiled.meta)
-            elif why:
+            v, files, why = _variant_files(reader, v, weights, backends, on_mismatch, path)
+            if why:
                 problems.append(f"variant {v['name']} ({v['backend']}): " + "; ".join(why))
                 continue
-            backend = get_backend(v["backend"], v.get("backend_entry"), backends)
-            train = bool(v.get("meta", {}).get("train"))
+            if isinstance(files, _MemoryFiles):
+                rebuilt[v["name"]] = (v, files.compiled)
+            fn = _variant_code(v, files, backends, path)
             try:
-                if train:
-                    from .autograd_runtime import load_training
-
-                    fn = load_training(backend, files, v["meta"])
-                else:
-                    fn = _with_views(backend.load(files), v.get("aliased"))
-            except AotpackError:
-                raise
-            except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised
-                raise AotpackError(f"variant {v['name']} of {path} failed to load with backend {v['backend']}: "
-                                   f"{type(e).__name__}: {e}",
-                                   hint="run `aotpack verify` on it; rebuild the package on this machine") from e
-            finally:
-                files.cleanup()
-            state = None
-            if module is not None:
-                try:
-                    ws = _live_weights(v, program, weights, module, detach=not train)
-                    state = _module_state_check(v, module, _bound_parameters(v, program, module))
-                except AotpackError as e:
-                    if len(manifest["variants"]) == 1:
-                        raise
-                    problems.append(f"variant {v['name']}: {e.message}")  # e.g. a bf16 variant, a float32 module
-                    continue
-            else:
-                device = v.get("device", "cpu")
-                # Weights are stored for the CPU; GPU variants share one copy made here.
-                ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))
-                      for n in v["weights"]]
-                if train:  # buffers updated in place get writable copies, not the file's read-only pages
-                    ws = [w.clone() if i in v["meta"]["train"]["mutation_targets"] else w for i, w in enumerate(ws)]
-            loaded.append(_Variant(v["name"], Guard.from_manifest(program, v, guard_filter), fn, ws, v, state))
+                ws, state = _variant_weights(v, manifest, weights, module, on_device)
+            except AotpackError as e:
+                if len(manifest["variants"]) == 1:
+                    raise
+                problems.append(f"variant {v['name']}: {e.message}")  # e.g. a bf16 variant, a float32 module
+                continue
+            loaded.append(_Variant(v["name"], Guard.from_manifest(manifest["program"], v, guard_filter), fn, ws, v,
+                                   state))
         if not loaded:
-            if variants is not None and not problems:
-                raise AotpackError(f"{path} has no variant named {list(variants)}; it has "
-                                   f"{[v['name'] for v in manifest['variants']]}")
-            jobs = [v["distributed"] for v in manifest["variants"] if v.get("distributed")]
-            raise IncompatibleError(
-                f"{path} cannot run here: " + " | ".join(problems),
-                hint=f"run it under torchrun with a world size of {jobs[0]['world_size']}, init_process_group() "
-                     "before load" if jobs and all(": distributed:" in p for p in problems) else
-                "load it with on_mismatch='rebuild' (recompiles from the package's portable program), "
-                "or build it on a machine like this one")
+            raise _nothing_loads(path, manifest, variants, problems)
         if rebuilt and rewrite:
             _rewrite(path, rebuilt)
         return Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types, signer=reader.signer,
                       initial_state=initial)
     finally:
         reader.close()
+
+
+def _keys_for_load(trusted_keys):
+    """The trusted keys a load checks against, or None (no signature required)."""
+    if trusted_keys is None and not os.environ.get(fmt.ENV_TRUSTED_KEYS):
+        return None
+    from .package import signing  # the signature code runs only where keys are asked for
+
+    return signing.keys_for_load(trusted_keys)
+
+
+def _weights_and_state(reader: PackageReader, manifest: dict) -> tuple[dict, dict]:
+    """The stored weights (views of the mapped file), with a private writable copy of
+    each state tensor (buffers a program updates in place), and the stored values of
+    those (``reset_state`` puts them back)."""
+    weights = reader.weights()
+    initial = {}
+    state_names = {n for v in manifest["variants"] for n in v.get("state", [])}
+    copies = {id(weights[n]): weights[n].clone() for n in state_names}
+    for n, t in list(weights.items()):  # every name of a state tensor (aliases too) gets the copy
+        if id(t) in copies:
+            initial[n], weights[n] = t, copies[id(t)]
+    return weights, initial
+
+
+def _variant_files(reader: PackageReader, v: dict, weights: dict, backends, on_mismatch: str, path):
+    """(variant, its files, why it cannot run here): the package's files, verified, or
+    with ``on_mismatch="rebuild"`` files recompiled here for a variant built elsewhere."""
+    why = incompatibilities(reader.manifest, v, backends)
+    if not why:
+        reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]], remember=True)
+        return v, _VariantFiles(reader, v), why
+    # another rank's variant, or a backend missing here: no rebuild makes it run here
+    if on_mismatch != "rebuild" or not _rebuildable(v) or any(
+            p.startswith(("backend:", "distributed:")) for p in why):
+        return v, None, why
+    from .rebuild import rebuild_variant
+
+    warnings.warn(f"aotpack: variant {v['name']} of {path} was built for another machine or torch ("
+                  + "; ".join(why) + "); rebuilding it from its portable program", RebuildWarning, stacklevel=3)
+    compiled = rebuild_variant(reader, v, weights, backends=backends, say=lambda line: print(line, file=sys.stderr))
+    v = {**v, "meta": compiled.meta, "torch": compat.torch_version(), "files": list(compiled.files)}
+    return v, _MemoryFiles(compiled.files, compiled.meta, compiled), []
+
+
+def _variant_code(v: dict, files: _Files, backends, path):
+    """The variant's compiled code, loaded by its backend (training: the autograd.Function)."""
+    backend = get_backend(v["backend"], v.get("backend_entry"), backends)
+    try:
+        if v.get("meta", {}).get("train"):
+            from .autograd_runtime import load_training
+
+            return load_training(backend, files, v["meta"])
+        return _with_views(backend.load(files), v.get("aliased"))
+    except AotpackError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised
+        raise AotpackError(f"variant {v['name']} of {path} failed to load with backend {v['backend']}: "
+                           f"{type(e).__name__}: {e}",
+                           hint="run `aotpack verify` on it; rebuild the package on this machine") from e
+    finally:
+        files.cleanup()
+
+
+def _variant_weights(v: dict, manifest: dict, weights: dict, module, on_device: dict):
+    """(the tensors the variant runs with, its per-call module check): the module's live
+    parameters where one is bound, else the stored weights (one copy per GPU device).
+    Raises AotpackError where the bound module does not fit the variant."""
+    train = bool(v.get("meta", {}).get("train"))
+    program = manifest["program"]
+    if module is not None:
+        ws = _live_weights(v, program, weights, module, detach=not train)
+        return ws, _module_state_check(v, module, _bound_parameters(v, program, module))
+    device = v.get("device", "cpu")
+    # Weights are stored for the CPU; GPU variants share one copy made here.
+    ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))
+          for n in v["weights"]]
+    if train:  # buffers updated in place get writable copies, not the file's read-only pages
+        ws = [w.clone() if i in v["meta"]["train"]["mutation_targets"] else w for i, w in enumerate(ws)]
+    return ws, None
+
+
+def _nothing_loads(path, manifest: dict, variants, problems: list[str]) -> AotpackError:
+    """The error when no variant of the package can run here: each one's reasons."""
+    if variants is not None and not problems:
+        return AotpackError(f"{path} has no variant named {list(variants)}; it has "
+                            f"{[v['name'] for v in manifest['variants']]}")
+    jobs = [v["distributed"] for v in manifest["variants"] if v.get("distributed")]
+    if jobs and all(": distributed:" in p for p in problems):
+        hint = f"run it under torchrun with a world size of {jobs[0]['world_size']}, init_process_group() before load"
+    else:
+        hint = ("load it with on_mismatch='rebuild' (recompiles from the package's portable program), "
+                "or build it on a machine like this one")
+    return IncompatibleError(f"{path} cannot run here: " + " | ".join(problems), hint=hint)

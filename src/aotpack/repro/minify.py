@@ -224,10 +224,9 @@ def _shrink_inputs(gm, args: list, still_fails: Callable[[list], bool]) -> list:
 def resolve_backend(name: str):
     """``module:function`` -> that function; any other string is a registered backend name."""
     if ":" in name:
-        import importlib
+        from ..refs import load_object
 
-        module, _, attr = name.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return load_object(name)
     return name
 
 
