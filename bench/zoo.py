@@ -12,7 +12,7 @@ Fresh-process cases, each timed from after ``import torch`` to the first output:
 Steady state (one process, median of 30 calls after 5 warm-up calls): eager,
 torch.compile and the loaded package.
 
-    python bench/zoo.py [--models gpt2,bert] [--device cuda]
+    python bench/zoo.py [--models gpt2,bert] [--device cuda] [--dtype bfloat16]
 Writes bench/results/zoo-<tag>.json.
 """
 
@@ -37,8 +37,10 @@ import torch
 t0 = time.perf_counter()
 sys.path.insert(0, {tests!r})
 DEVICE = os.environ.get("AOTPACK_BENCH_DEVICE", "cpu")
+DTYPE = getattr(torch, os.environ.get("AOTPACK_BENCH_DTYPE", "float32"))
 def on_device(kwargs):
-    return {{k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}}
+    return {{k: v.to(DEVICE, DTYPE if v.is_floating_point() else v.dtype) if isinstance(v, torch.Tensor) else v
+            for k, v in kwargs.items()}}
 def done(out):
     if DEVICE == "cuda":
         torch.cuda.synchronize()
@@ -51,7 +53,7 @@ import zoo
 from safetensors.torch import load_model
 model, kwargs = zoo.build(sys.argv[1])
 load_model(model, sys.argv[2])
-model, kwargs = model.to(DEVICE), on_device(kwargs)
+model, kwargs = model.to(DEVICE, DTYPE), on_device(kwargs)
 with torch.no_grad():
     done(model(**kwargs))
 """
@@ -61,7 +63,7 @@ import zoo
 from safetensors.torch import load_model
 model, kwargs = zoo.build(sys.argv[1])
 load_model(model, sys.argv[2])
-model, kwargs = model.to(DEVICE), on_device(kwargs)
+model, kwargs = model.to(DEVICE, DTYPE), on_device(kwargs)
 with torch.no_grad():
     done(torch.compile(model)(**kwargs))
 """
@@ -112,8 +114,7 @@ def run_model(name: str, work: str, only_aotpack: bool = False) -> dict:
     inputs = os.path.join(work, f"{name}.inputs.safetensors")
     save_file(tensors, inputs)
     device = os.environ.get("AOTPACK_BENCH_DEVICE", "cpu")
-    model = model.to(device)
-    kwargs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    model, kwargs = zoo.build(name, device, getattr(torch, os.environ.get("AOTPACK_BENCH_DTYPE", "float32")))
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -150,10 +151,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(zoo.MODELS))
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 (weights and floating inputs)")
     parser.add_argument("--only-aotpack", action="store_true",
                         help="rerun aotpack's cases only, keeping the other columns of the last results")
     opts = parser.parse_args()
     os.environ["AOTPACK_BENCH_DEVICE"] = opts.device  # read by every case's fresh process
+    os.environ["AOTPACK_BENCH_DTYPE"] = opts.dtype
     rows = []
     last = {}
     if opts.only_aotpack:
@@ -171,7 +174,8 @@ def main() -> None:
                   f"{r['eager_first_s'] * 1e3:.0f} / {r['compile_warm_first_s'] * 1e3:.0f} / "
                   f"{r['aotpack_first_s'] * 1e3:.0f} / {r['aotpack_plain_first_s'] * 1e3:.0f} ms",
                   f"{r['eager_ms']:.2f} / {r['compile_ms']:.2f} / {r['aotpack_ms']:.2f} ms"] for r in rows]))
-    print("wrote", write("zoo", rows))
+    tag = None if opts.dtype == "float32" else f"{'gpu' if opts.device == 'cuda' else 'cpu'}-{opts.dtype}"
+    print("wrote", write("zoo", rows, tag))
 
 
 if __name__ == "__main__":

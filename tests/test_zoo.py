@@ -67,6 +67,47 @@ def test_zoo_models_load_in_a_fresh_process_with_their_output_types(zoo_packages
         assert r["error"] < 1e-4, (name, r["error"])
 
 
+CUDA_CHILD = r"""
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+import aotpack, zoo
+dtype = getattr(torch, sys.argv[3])
+report = {}
+for name, path in json.loads(sys.argv[2]).items():
+    model, kwargs = zoo.build(name, "cuda", dtype)
+    with torch.no_grad():
+        out = aotpack.load(path, allow_modules=["transformers"])(**kwargs)
+        ref = model(**kwargs)
+    report[name] = {"type": type(out) is type(ref), "fields": list(out.keys()) == list(ref.keys()),
+                    "dtype": str(out[0].dtype), "device": str(out[0].device),
+                    "error": max((out[k].float() - ref[k].float()).abs().max().item() for k in ref.keys()),
+                    "scale": max(ref[k].float().abs().max().item() for k in ref.keys())}
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_zoo_on_cuda_in_a_fresh_process(tmp_path, dtype):
+    """Every zoo model compiled with AOTInductor on CUDA in fp32 and bf16, loaded in a
+    fresh process: eager's output type and fields, values within the dtype's rounding."""
+    paths = {}
+    for name in zoo.MODELS:
+        model, kwargs = zoo.build(name, "cuda", getattr(torch, dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            paths[name] = str(aotpack.compile(model, (), kwargs, backend="aoti").save(tmp_path / f"{name}.aot"))
+    proc = run_fresh(["-c", CUDA_CHILD, str(TESTS), json.dumps(paths), dtype])
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps(report))
+    tolerance = 1e-4 if dtype == "float32" else 3e-2  # bf16: a few units in its last place (8 bits)
+    for name, r in report.items():
+        assert r["type"] and r["fields"], name
+        assert r["dtype"] == f"torch.{dtype}" and r["device"].startswith("cuda"), (name, r)
+        assert r["error"] <= tolerance * max(1.0, r["scale"]), (name, r)
+
+
 @pytest.mark.slow
 def test_inspect_names_the_output_type(zoo_packages):
     text = str(aotpack.inspect(zoo_packages["llama"]))

@@ -79,8 +79,14 @@ def whisper():
 MODELS = {"gpt2": gpt2, "bert": bert, "llama": llama, "qwen2": qwen2, "t5": t5, "vit": vit, "whisper": whisper}
 
 
-def build(name: str):
-    """(model in eval mode, example kwargs), the same weights in every process."""
+def build(name: str, device: str = "cpu", dtype: torch.dtype | None = None):
+    """(model in eval mode, example kwargs), the same weights in every process; on
+    ``device``, and with its parameters and floating inputs in ``dtype`` if given."""
     torch.manual_seed(0)
     model, kwargs = MODELS[name]()
-    return model.eval().requires_grad_(False), kwargs
+    model = model.eval().requires_grad_(False).to(device)
+    if dtype is not None:
+        model = model.to(dtype)
+    kwargs = {k: v.to(device, dtype if dtype is not None and v.is_floating_point() else v.dtype)
+              if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    return model, kwargs
