@@ -18,7 +18,8 @@ transformers: ``disable_compile=True`` (its generate would otherwise torch.compi
 static-cache forward on CUDA by itself). torch.compile: a ``StaticCache`` of one size (prompt + 64) passed to every generate, and
 ``torch.compile(model.forward)`` (mode default: "reduce-overhead" is CUDA graphs),
 measured with a warm inductor cache (a first process fills it; the timed one reuses it,
-as a restarted service would). transformers' ``cache_implementation="static"`` sizes its
+as a restarted service would); and the same compiled forward driven by a plain greedy loop
+(gpt-fast's way), which leaves generate()'s per-token Python out. transformers' ``cache_implementation="static"`` sizes its
 cache by each call's max_new_tokens, so every new size recompiles: one fixed cache
 avoids that.
 
@@ -111,6 +112,47 @@ print(json.dumps({"first_token_s": t_first - t0, "decode_tok_s": (NEW - 1) / dec
                   "peak_rss_gb": peak_rss_gb(), "tokens": out[0, -NEW:].tolist()}))
 """
 
+# gpt-fast's way, as transformers documents it for a static cache: a greedy loop that
+# calls a torch.compile'd one-token forward (fullgraph; "reduce-overhead" on CUDA: CUDA
+# graphs) on a StaticCache; the prefill runs uncompiled. No generate() around it, so its
+# per-token Python (logits processors, stopping criteria) is not in the number.
+LOOP = PRELUDE + r"""
+from transformers import AutoModelForCausalLM, StaticCache
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=sys.argv[2]).to(DEVICE).eval()
+cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + NEW)
+graphs = DEVICE == "cuda"
+def step(tok, pos):
+    return model(input_ids=tok, cache_position=pos, past_key_values=cache, use_cache=True).logits[:, -1]
+decode = torch.compile(step, mode="reduce-overhead" if graphs else None, fullgraph=True)
+def generate(n):
+    cache.reset()
+    tok = step(ids, torch.arange(ids.shape[1], device=DEVICE)).argmax(-1, keepdim=True)
+    out, pos = [tok], torch.tensor([ids.shape[1]], device=DEVICE)
+    for _ in range(n - 1):
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        tok = decode(tok, pos).argmax(-1, keepdim=True).clone()
+        out.append(tok)
+        pos = pos + 1
+    return torch.cat([ids, *out], 1)
+with torch.no_grad():
+    generate(1)
+    sync()
+    t_first = time.perf_counter()
+    generate(3)  # the decode step compiled and run
+    sync()
+    t = time.perf_counter()
+    generate(1)
+    sync()
+    prefill = time.perf_counter() - t
+    t = time.perf_counter()
+    out = generate(NEW)
+    sync()
+    decode_s = time.perf_counter() - t - prefill
+print(json.dumps({"first_token_s": t_first - t0, "decode_tok_s": (NEW - 1) / decode_s,
+                  "peak_rss_gb": peak_rss_gb(), "tokens": out[0, -NEW:].tolist()}))
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -119,7 +161,10 @@ def main() -> None:
     parser.add_argument("--backend", default="aoti")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--cases", default="aotpack,eager,compile,loop",
+                        help="which cases to run (a subset, to fit a time limit)")
     opts = parser.parse_args()
+    cases = set(opts.cases.split(","))
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -145,19 +190,26 @@ def main() -> None:
         ours = min((fresh(AOTPACK, path, "graph", dev, env=env) for _ in range(3)), key=lambda r: r["first_token_s"])
         plain = (min((fresh(AOTPACK, path, "plain", dev, env=env) for _ in range(2)), key=lambda r: r["first_token_s"])
                  if dev == "cuda" else None)
-        eager = min((fresh(TRANSFORMERS, hf, "eager", opts.dtype, dev, env=env) for _ in range(2)),
-                    key=lambda r: r["first_token_s"])
-        mode = "compile-reduce-overhead" if dev == "cuda" else "compile"
-        fresh(TRANSFORMERS, hf, mode, opts.dtype, dev, env=env, timeout=1800)  # fills inductor's cache
-        tc = fresh(TRANSFORMERS, hf, mode, opts.dtype, dev, env=env, timeout=1800)
+        eager = tc = loop = None
+        if "eager" in cases:
+            eager = min((fresh(TRANSFORMERS, hf, "eager", opts.dtype, dev, env=env) for _ in range(2)),
+                        key=lambda r: r["first_token_s"])
+        if "compile" in cases:
+            mode = "compile-reduce-overhead" if dev == "cuda" else "compile"
+            fresh(TRANSFORMERS, hf, mode, opts.dtype, dev, env=env, timeout=1800)  # fills inductor's cache
+            tc = fresh(TRANSFORMERS, hf, mode, opts.dtype, dev, env=env, timeout=1800)
+        if "loop" in cases:
+            fresh(LOOP, hf, opts.dtype, dev, env=env, timeout=1800)  # fills inductor's cache
+            loop = fresh(LOOP, hf, opts.dtype, dev, env=env, timeout=1800)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    same = ours["tokens"] == eager["tokens"] == tc["tokens"] == (plain or ours)["tokens"]
+    compiled = f"torch.compile{', reduce-overhead' if opts.device == 'cuda' else ''}"
     rows = [{"case": "aotpack (" + opts.backend + (", CUDA graph" if plain else "") + ")", **ours},
             *([{"case": f"aotpack ({opts.backend}, plain calls)", **plain}] if plain else []),
-            {"case": "transformers eager", **eager},
-            {"case": f"torch.compile{', reduce-overhead' if opts.device == 'cuda' else ''}, static cache (warm)",
-             **tc}]
+            *([{"case": "transformers eager", **eager}] if eager else []),
+            *([{"case": f"{compiled}, static cache (warm)", **tc}] if tc else []),
+            *([{"case": f"{compiled}, own decode loop (gpt-fast style, warm)", **loop}] if loop else [])]
+    same = all(r["tokens"] == ours["tokens"] for r in rows)
     for r in rows:
         r.pop("tokens")
         r.update(params_m=params / 1e6, prompt=PROMPT, new_tokens=NEW, device=opts.device, dtype=opts.dtype)
@@ -167,9 +219,15 @@ def main() -> None:
     print(f"\n{params / 1e6:.0f}M parameters; greedy tokens identical in every case: {same}")
     print(f"aotpack first token {ours['first_token_s']:.3f} s = load {ours['load_s']:.3f} s + prefill "
           f"{ours['prefill_s']:.3f} s (+ {ours['first_token_s'] - ours['load_s'] - ours['prefill_s']:.3f} s)")
-    print(f"decode vs torch.compile: {ours['decode_tok_s'] / tc['decode_tok_s']:.2f}x (goal >= 1); first token "
-          f"{ours['first_token_s']:.3f} s vs eager's + 0.2 s = {eager['first_token_s'] + 0.2:.3f} s (goal: below)")
+    best = max((r for r in (tc, loop) if r), key=lambda r: r["decode_tok_s"], default=None)
+    if best:
+        print(f"decode vs torch.compile's best: {ours['decode_tok_s'] / best['decode_tok_s']:.2f}x (goal >= 1)")
+    if eager:
+        print(f"first token {ours['first_token_s']:.3f} s vs eager's + 0.2 s = {eager['first_token_s'] + 0.2:.3f} s "
+              "(goal: below)")
     tag = None if opts.device == "cpu" else f"{opts.device}-{opts.dtype}"
+    if cases != {"aotpack", "eager", "compile", "loop"}:
+        tag = f"{tag or 'cpu'}-{'-'.join(sorted(cases))}"  # a partial run keeps the full one's file
     print("wrote", write("generate", [*rows, {"same_tokens": same}], tag=tag))
 
 
