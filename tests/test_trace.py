@@ -226,3 +226,21 @@ def test_trace_module_is_callable_and_lists_graphs(tmp_path):
     proc = run_fresh([str(tmp_path / record["graph"]["runnable"])])
     assert "ran with backend eager: ok" in proc.stdout
     assert sys.modules["aotpack.trace"] is aotpack.trace
+
+
+def test_tracing_leaves_torch_s_trace_logger_as_it_was(tmp_path):
+    """Nested recorders, stopped in any order: the last one puts back the level and the
+    propagate flag torch's trace logger had (records then reach the user's handlers again)."""
+    from aotpack import _torch_compat as compat
+
+    logger = compat.trace_logger()
+    before = (logger.level, logger.propagate, list(logger.handlers))
+    from aotpack.trace.recorder import Recorder
+
+    outer = Recorder(tmp_path / "a", save_inputs=False).start()
+    inner = Recorder(tmp_path / "b", save_inputs=False).start()
+    assert logger.propagate is False
+    outer.stop()  # the first to start stops first
+    assert logger.propagate is False  # inner still records
+    inner.stop()
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before

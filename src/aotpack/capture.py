@@ -754,7 +754,7 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
     except CaptureError:
         raise
     except compat.capture_exception_kinds() as e:
-        raise _capture_error(e, target) from None
+        raise _capture_error(e, target) from e  # torch's own error stays attached, for a bug report
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         raise _capture_error(e, target) from e
     record = records[-1]

@@ -135,7 +135,7 @@ def _run_ray(jobs: list, address: str | None) -> list:
             ray.init(address=address, log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise AotpackError(f"cannot reach the Ray cluster at {address or 'the default address'}: {e}",
-                               hint="start it (`ray start --head`) or check the address") from None
+                               hint="start it (`ray start --head`) or check the address") from e
     task = ray.remote(num_cpus=1, max_retries=0)(_compile_one)
     refs = [task.remote(*job) for job in jobs]
     return [_outcome(lambda ref=ref: ray.get(ref)) for ref in refs]

@@ -68,7 +68,7 @@ class LocalStore(Store):
             os.makedirs(self._locks, exist_ok=True)
         except OSError as e:
             raise CacheError(f"cannot create the cache directory {self.path}: {e.strerror}",
-                             hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE") from None
+                             hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE") from e
         self._held: dict[str, int] = {}
         self._warned = False
         self._mode = umask_mode()  # entries and locks as open() would create them: a shared folder works

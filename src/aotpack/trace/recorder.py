@@ -37,6 +37,9 @@ from .log import TraceLog
 __all__ = ["Recorder", "active_recorders"]
 
 _ACTIVE: list[Recorder] = []
+# torch's trace logger is one per process: its level and propagate flag as they were
+# before the first recorder started, put back when the last one stops.
+_LOGGER_SETTINGS: dict = {}
 _hook_lock = threading.Lock()
 _remove_hook = None
 
@@ -190,15 +193,15 @@ class Recorder:
         self._pending: dict[str, dict] = defaultdict(dict)
         self._lock = threading.Lock()
         self._handler = _Handler(self)
-        self._saved_level = None
         self.records = 0
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> Recorder:
         logger = compat.trace_logger()
-        self._saved_level = logger.level
+        if not any(isinstance(h, _Handler) for h in logger.handlers):  # the first recorder saves torch's settings
+            _LOGGER_SETTINGS.update(level=logger.level, propagate=logger.propagate)
         logger.setLevel(logging.DEBUG)
-        logger.propagate = False
+        logger.propagate = False  # trace records are ours: kept out of the user's root handlers
         logger.addHandler(self._handler)
         _ACTIVE.append(self)
         if self.record_graphs:
@@ -208,8 +211,10 @@ class Recorder:
     def stop(self) -> None:
         logger = compat.trace_logger()
         logger.removeHandler(self._handler)
-        if self._saved_level is not None and not logger.handlers:
-            logger.setLevel(self._saved_level)
+        if _LOGGER_SETTINGS and not any(isinstance(h, _Handler) for h in logger.handlers):
+            logger.setLevel(_LOGGER_SETTINGS["level"])  # the last recorder puts torch's settings back
+            logger.propagate = _LOGGER_SETTINGS.pop("propagate")
+            _LOGGER_SETTINGS.clear()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         _release_hook()
