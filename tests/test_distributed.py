@@ -34,7 +34,8 @@ def torchrun(nproc: int, *args: str, out: str) -> list[dict]:
     return seen
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["eager", pytest.param("inductor", marks=pytest.mark.slow),
+                                     pytest.param("aoti", marks=pytest.mark.slow)])
 def test_tensor_parallel_package_equals_the_unsharded_model(tmp_path, backend):
     build, served, alone = tmp_path / "build", tmp_path / "served", tmp_path / "alone"
     for d in (build, served, alone):

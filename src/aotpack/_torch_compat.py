@@ -390,32 +390,53 @@ def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:
             return f.read()
 
 
+# inductor's C++ kernel libraries: <cache>/<2 chars>/<key>[.main].so, the key a hash of
+# the source and the compile command (2.11-2.13).
+_KERNEL_NAME = re.compile(r"[a-z0-9]{2}/[a-z0-9]{20,80}(\.main)?\.so")
+
+
 @contextlib.contextmanager
 def cpp_kernels_built():
-    """Inside: the C++ kernel libraries inductor builds, as a list of paths of ``.so``
-    files under inductor's cache folder (filled on exit). A CPU graph's output code
-    compiles them when it is loaded, so an artifact without them costs the loading
-    machine about as long as compiling. (Found as the new files in the cache folder:
-    kernels are built by inductor's worker processes, not recorded in this one.)
+    """Inside: the C++ kernel libraries inductor builds, as ``{name under its cache
+    folder: bytes}`` (filled on exit). A CPU graph's output code compiles them when it is
+    loaded, so an artifact without them costs the loading machine about as long as
+    compiling. (Found as new files in the cache folder: inductor's worker processes
+    build them, so this process records none of them.)
 
-    Layout relied on: ``<cache>/<2 chars>/<key>[.main].so`` (2.11-2.13).
+    Private: ``torch._inductor.runtime.cache_dir_utils.cache_dir`` and the layout above.
     """
     import glob
 
-    pattern = os.path.join(inductor_cache_dir(), "*", "*.so")
-    before = set(glob.glob(pattern))
-    built: list[str] = []
-    yield built
-    built.extend(sorted(set(glob.glob(pattern)) - before))
-
-
-def inductor_cache_dir() -> str:
-    """inductor's local cache folder (``$TORCHINDUCTOR_CACHE_DIR`` or its default).
-
-    Private: ``torch._inductor.runtime.cache_dir_utils.cache_dir`` (2.11-2.13)."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    return cache_dir()
+    root = cache_dir()
+    pattern = os.path.join(root, "*", "*.so")
+    before = set(glob.glob(pattern))
+    built: dict[str, bytes] = {}
+    yield built
+    for path in sorted(set(glob.glob(pattern)) - before):
+        name = os.path.relpath(path, root)
+        if _KERNEL_NAME.fullmatch(name):
+            with open(path, "rb") as f:
+                built[name] = f.read()
+
+
+def install_cpp_kernels(kernels: dict[str, bytes]) -> None:
+    """Put kernel libraries from ``cpp_kernels_built`` where inductor looks before it
+    builds one. A machine with another compiler setup looks for other names and builds
+    its own; names that are not kernel libraries are ignored (an entry is data).
+
+    Private: ``torch._inductor.codecache.write_atomic`` (inductor's own atomic write,
+    safe against its other writers) and ``cache_dir`` (2.11-2.13).
+    """
+    from torch._inductor.codecache import write_atomic
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    root = cache_dir()
+    for name, data in kernels.items():
+        target = os.path.join(root, name)
+        if _KERNEL_NAME.fullmatch(name) and not os.path.exists(target):
+            write_atomic(target, data, make_dirs=True)
 
 
 def standalone_load(blob: bytes):

@@ -17,7 +17,6 @@ import torch
 from . import tree
 from .backends import get_backend
 from .capture import capture
-from .distributed import refuse_dtensor
 from .errors import AotpackError, IntegrityError, SignatureError
 from .package import Package, fmt, signing
 from .package.reader import PackageReader
@@ -163,13 +162,12 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     """
     from .package.writer import locked
 
-    name = variant
-    v = dict(name=name, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
+    v = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
     captured, be, compiled = _build(v, strict_dims, progress or (lambda line: None), cache)
     _rank_job(captured, distributed=False)
     with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
         pkg = Package.open(path)
-        pkg.add_variant(captured, name, be, compiled, examples=examples)
+        pkg.add_variant(captured, variant, be, compiled, examples=examples)
         pkg.save(path)
     return pkg
 
@@ -179,7 +177,6 @@ def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = 
     target = v["target"]
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
-    refuse_dtensor(target)
     with _training_capture() if training is not None else contextlib.nullcontext():
         captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
                            allow_mutations=training is not None)

@@ -659,6 +659,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     Raises:
       CaptureError: the program cannot be one graph; names the user's file:line.
     """
+    from .distributed import refuse_dtensor
+
+    refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
     kwargs = dict(kwargs or {})
     if not isinstance(args, tuple):
         args = (args,) if isinstance(args, torch.Tensor) else tuple(args)

@@ -27,7 +27,7 @@ from .backends import get_backend
 from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
 from .package import fmt
-from .package.reader import PackageReader
+from .package.reader import PackageReader, in_memory_file
 from .views import rebuild_views
 
 __all__ = ["Loaded", "load"]
@@ -401,24 +401,6 @@ def _specificity(variant: dict) -> tuple:
     return dynamic, width, bool(variant.get("meta", {}).get("train"))
 
 
-class _in_memory_file:
-    """Package bytes (or a binary file object's contents) as a file name the reader can
-    map: an anonymous memory file (``memfd``), gone when the last mapping of it is."""
-
-    def __init__(self, source):
-        self.source = source
-
-    def __enter__(self) -> str:
-        data = self.source.read() if hasattr(self.source, "read") else self.source
-        self.fd = os.memfd_create("aotpack-package", os.MFD_CLOEXEC)
-        with open(self.fd, "wb", closefd=False) as f:
-            f.write(data)
-        return f"/proc/self/fd/{self.fd}"
-
-    def __exit__(self, *exc):
-        os.close(self.fd)  # the reader's mapping keeps the memory alive while tensors use it
-
-
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
          guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None,
          on_mismatch: str = "error", rewrite: bool = False, allow_modules: Sequence[str] = (),
@@ -472,7 +454,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     if isinstance(path, (bytes, bytearray, memoryview)) or hasattr(path, "read"):
         if rewrite:
             raise ValueError("rewrite=True needs a package file, not bytes")
-        with _in_memory_file(path) as name:
+        with in_memory_file(path) as name:
             fn = load(name, module, check_guards=check_guards, guard_filter=guard_filter, backends=backends,
                       variants=variants, on_mismatch=on_mismatch, allow_modules=allow_modules,
                       plain_types=plain_types, trusted_keys=trusted_keys)

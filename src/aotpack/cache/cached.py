@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 from collections.abc import Callable
 
 import torch
@@ -147,12 +145,12 @@ def backend(name: str = "inductor", store=None, *, options: dict | None = None):
         def compile_now() -> bytes:
             with compat.cpp_kernels_built() as kernels, compat.inductor_config_patch(_PORTABLE):
                 blob = compat.standalone_compile(gm, example_inputs, options)
-            return pack_files({"artifact.bin": blob, **_kernel_files(kernels)}, {})
+            return pack_files({_STANDALONE: blob, **{_KERNELS + k: data for k, data in kernels.items()}}, {})
 
         files, _ = unpack_files(lookup_or_compile(key, compile_now, store, kind="torch.compile/inductor"))
-        _install_kernels(files)
+        compat.install_cpp_kernels({k[len(_KERNELS):]: v for k, v in files.items() if k.startswith(_KERNELS)})
         with compat.inductor_config_patch(_PORTABLE):
-            return compat.standalone_load(files["artifact.bin"])
+            return compat.standalone_load(files[_STANDALONE])
 
     return aotpack_cached_inductor
 
@@ -165,36 +163,4 @@ _ARTIFACT = "artifact=standalone+cpp-kernels,no-pch"
 # about 7 s here) under $TMPDIR before it even looks for a kernel library, so a fresh
 # machine would pay that on every hit; the setting is part of each library's name.
 _PORTABLE = {"cpp_cache_precompile_headers": False}
-_KERNEL_NAME = re.compile(r"[a-z0-9]{2}/[a-z0-9]{20,80}(\.main)?\.so")
-
-
-def _kernel_files(paths: list[str]) -> dict[str, bytes]:
-    """The kernel libraries a compile built, by their path under inductor's cache folder."""
-    root = compat.inductor_cache_dir()
-    files = {}
-    for path in paths:
-        rel = os.path.relpath(path, root)
-        if _KERNEL_NAME.fullmatch(rel):
-            with open(path, "rb") as f:
-                files[f"kernels/{rel}"] = f.read()
-    return files
-
-
-def _install_kernels(files: dict[str, bytes]) -> None:
-    """Put an entry's kernel libraries where inductor looks for them before it builds one
-    (the library's name is a hash of its source and compile command, so a machine with
-    another compiler setup looks for other names and builds its own). Atomic: a reader
-    never sees half a library."""
-    root = compat.inductor_cache_dir()
-    for name, data in files.items():
-        rel = name.removeprefix("kernels/")
-        if not name.startswith("kernels/") or not _KERNEL_NAME.fullmatch(rel):
-            continue
-        target = os.path.join(root, rel)
-        if os.path.exists(target):
-            continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+_STANDALONE, _KERNELS = "artifact.bin", "kernels/"  # the entry's files

@@ -328,3 +328,21 @@ class PackageReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class in_memory_file:
+    """Package bytes (or a binary file object's contents) as a file name the reader can
+    map: an anonymous memory file (``memfd``), gone when the last mapping of it is."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __enter__(self) -> str:
+        data = self.source.read() if hasattr(self.source, "read") else self.source
+        self.fd = os.memfd_create("aotpack-package", os.MFD_CLOEXEC)
+        with open(self.fd, "wb", closefd=False) as f:
+            f.write(data)
+        return f"/proc/self/fd/{self.fd}"
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # the reader's mapping keeps the memory alive while tensors use it

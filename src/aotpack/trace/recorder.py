@@ -198,7 +198,7 @@ class Recorder:
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> Recorder:
         logger = compat.trace_logger()
-        if not any(isinstance(h, _Handler) for h in logger.handlers):  # the first recorder saves torch's settings
+        if not _ACTIVE:  # the first recorder saves torch's settings
             _LOGGER_SETTINGS.update(level=logger.level, propagate=logger.propagate)
         logger.setLevel(logging.DEBUG)
         logger.propagate = False  # trace records are ours: kept out of the user's root handlers
@@ -211,12 +211,11 @@ class Recorder:
     def stop(self) -> None:
         logger = compat.trace_logger()
         logger.removeHandler(self._handler)
-        if _LOGGER_SETTINGS and not any(isinstance(h, _Handler) for h in logger.handlers):
-            logger.setLevel(_LOGGER_SETTINGS["level"])  # the last recorder puts torch's settings back
-            logger.propagate = _LOGGER_SETTINGS.pop("propagate")
-            _LOGGER_SETTINGS.clear()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
+            if not _ACTIVE:  # the last recorder puts torch's settings back
+                logger.setLevel(_LOGGER_SETTINGS["level"])
+                logger.propagate = _LOGGER_SETTINGS["propagate"]
         _release_hook()
         with self._lock:
             leftovers = list(self._pending.items())
