@@ -21,8 +21,8 @@ def test_custom_backend_round_trip(tmp_path):
     pkg = aotpack.compile(f, (x, y), backend=CountingInterpreter(), options={"scale": 2.0})
     path = pkg.save(tmp_path / "f.aot")
     manifest = aotpack.inspect(path).manifest
-    assert manifest["variants"][0]["backend"] == "counting-interpreter"
-    assert manifest["variants"][0]["backend_entry"] == "custom_backend:CountingInterpreter"
+    assert manifest.variants[0].backend == "counting-interpreter"
+    assert manifest.variants[0].backend_entry == "custom_backend:CountingInterpreter"
     torch.save((x, y), tmp_path / "xy.pt")
     # a fresh process finds the backend in the 'aotpack.backends' entry-point group of an
     # installed distribution (here a .dist-info on sys.path), as a plugin package declares it

@@ -46,9 +46,9 @@ def test_foreign_torch_version_aoti_rebuild_and_rewrite(tmp_path):
     path = aotpack.compile(m, (x,)).save(tmp_path / "m.aot")
 
     def pretend_old(manifest):
-        manifest["versions"]["torch"] = "2.12.0"
-        for v in manifest["variants"]:
-            v["torch"] = "2.12.0"
+        manifest.versions.torch = "2.12.0"
+        for v in manifest.variants:
+            v.torch = "2.12.0"
 
     _edit_manifest(path, pretend_old)
     torch.save((x, m(x).detach()), tmp_path / "io.pt")
@@ -71,7 +71,7 @@ def test_foreign_torch_version_aoti_rebuild_and_rewrite(tmp_path):
     assert len(r["warned"]) == 1
     assert r["out"] < 1e-5 and r["again"] < 1e-5
     assert r["warned_again"] == 0  # rewritten: no second rebuild
-    assert aotpack.inspect(path).manifest["variants"][0]["torch"] == torch.__version__.split("+")[0]
+    assert aotpack.inspect(path).manifest.variants[0].torch == torch.__version__.split("+")[0]
 
     # the same from the command line: `aotpack rebuild` rewrites in place, `verify` agrees
     from test_inspect_cli import run_cli

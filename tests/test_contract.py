@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import aotpack
+from aotpack.package.manifest import Meta
 from aotpack.runtime import incompatibilities
 
 
@@ -37,7 +38,7 @@ def test_transposed_input_to_contiguous_package_gives_eager_result(tmp_path):
 @pytest.mark.slow
 def test_aoti_package_compiled_transposed_called_both_ways(tmp_path):
     fn = aotpack.load(aotpack.compile(affine, (transposed(),), backend="aoti").save(tmp_path / "f.aot"))
-    assert fn.manifest["variants"][0]["inputs"][0]["layout"] == {"order": [1, 0]}
+    assert fn.manifest.variants[0].inputs[0].layout == {"order": [1, 0]}
     for x in (transposed(), transposed().contiguous(), torch.randn(5, 8)[1:, 2:]):
         torch.testing.assert_close(fn(x), affine(x))
 
@@ -212,7 +213,7 @@ def test_aoti_graph_with_proxy_executor_op_runs(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pkg = aotpack.compile(qr_scale, (x,), backend="aoti")
-    assert pkg.manifest["variants"][0]["meta"]["proxy_ops"] == ["aten::linalg_qr"]
+    assert pkg.manifest.variants[0].meta.proxy_ops == ["aten::linalg_qr"]
     path = pkg.save(tmp_path / "qr.aot")
     assert aotpack.verify(path)["ok"]
     fn = aotpack.load(path)
@@ -220,9 +221,10 @@ def test_aoti_graph_with_proxy_executor_op_runs(tmp_path):
     torch.testing.assert_close(fn(y), qr_scale(y))
 
 
-def test_verify_and_load_name_a_missing_custom_op():
-    manifest = {"versions": {"torch": torch.__version__}, "platform": {"machine": ""}}
-    variant = {"backend": "eager", "device": "cpu", "meta": {"proxy_ops": ["nosuchlib::frobnicate"]}}
+def test_verify_and_load_name_a_missing_custom_op(tmp_path):
+    path = aotpack.compile(lambda x: x + 1, (torch.ones(2),), backend="eager").save(tmp_path / "f.aot")
+    manifest = aotpack.inspect(path).manifest
+    variant = manifest.variants[0].replace(meta=Meta(proxy_ops=["nosuchlib::frobnicate"]))
     assert any("nosuchlib::frobnicate" in p for p in incompatibilities(manifest, variant))
 
 
@@ -249,7 +251,7 @@ def test_side_effects_warn_with_file_line_and_helper_globals_are_frozen():
     messages = [str(w.message) for w in record]
     for what in ("print()", "list.append on the global `LOG`", "torch._dynamo.graph_break()"):
         assert any(re.search(rf"test_contract.py:\d+: {re.escape(what)}", m) for m in messages), (what, messages)
-    frozen = {(f["name"], f["value"]) for f in pkg.manifest["program"]["frozen"]}
+    frozen = {(f.name, f.value) for f in pkg.manifest.program.frozen}
     assert ("SCALE", "3.0") in frozen  # read by a helper, not by chatty itself
 
 

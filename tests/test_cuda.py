@@ -47,7 +47,7 @@ def test_cuda_fresh_process(tmp_path, name, dtype, tol, backend):
     dynamic = {"x": {0: Dim("batch", min=1, max=64)}} if name == "module" else None
     path = aotpack.compile(model, (x,), dynamic=dynamic, backend=backend).save(tmp_path / f"{name}.aot")
     info = aotpack.inspect(path)
-    assert info.manifest["variants"][0]["device"] == "cuda"
+    assert info.manifest.variants[0].device == "cuda"
     with torch.no_grad():
         torch.save((x.cpu(), model(x).cpu()), tmp_path / "io.pt")
     r = json.loads(run_fresh(["-c", CHILD, str(path), str(tmp_path / "io.pt")]).stdout.strip().splitlines()[-1])

@@ -49,8 +49,8 @@ def test_local_workers_compile_every_variant(tmp_path):
     assert stats["compiles"] == 1 and stats["hits"] == len(BATCHES), dict(stats)
     _check(pkg, model, tmp_path, "local")
     serial = aotpack.compile(model, (torch.randn(1, 16),), backend="eager", variant="b1", variants=_variants())
-    assert [v["name"] for v in serial.manifest["variants"]] == [v["name"] for v in pkg.manifest["variants"]]
-    assert pkg.manifest["variants"] == serial.manifest["variants"]
+    assert [v.name for v in serial.manifest.variants] == [v.name for v in pkg.manifest.variants]
+    assert pkg.manifest.variants == serial.manifest.variants
 
 
 def test_a_failing_variant_is_compiled_and_refused_by_the_caller():

@@ -35,7 +35,7 @@ def _try_load(data: bytes, folder: str) -> None:
     except aotpack.AotpackError:
         return
     # A mutation that survived every check must be harmless: the same program.
-    assert fn.manifest["program"]["name"] == "nested"
+    assert fn.manifest.program.name == "nested"
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

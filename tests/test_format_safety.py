@@ -127,7 +127,7 @@ def test_every_format_version_still_loads():
         path = os.path.join(DATA, f"format-v{version}.aot")
         assert os.path.exists(path), f"no checked-in package for FORMAT_VERSION {version}"
         info = aotpack.inspect(path)
-        assert info.manifest["format_version"] == version and info.verified
+        assert info.manifest.format_version == version and info.verified
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))

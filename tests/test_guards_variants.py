@@ -14,6 +14,8 @@ import aotpack
 import programs
 from aotpack import Dim
 from aotpack.guards import Guard, Mismatch
+from aotpack.package.manifest import Input, Param
+from aotpack.package import manifest as mf
 from conftest import run_fresh
 
 
@@ -31,7 +33,7 @@ def test_specialized_dim_warns_and_strict_errors():
     dyn = {"a": {0: batch}, "b": {0: batch}}
     with pytest.warns(aotpack.SpecializationWarning, match=r"batch \(a.shape\[0\]\) = 8"):
         pkg = aotpack.compile(add4, tuple(xs), backend="eager", dynamic=dyn)
-    assert pkg.manifest["variants"][0]["inputs"][0]["shape"] == [8, 16]
+    assert pkg.manifest.variants[0].inputs[0].shape == [8, 16]
     with pytest.raises(aotpack.CaptureError, match=r"specializes dynamic dimensions: batch \(a.shape\[0\]\) = 8"):
         aotpack.compile(add4, tuple(xs), backend="eager", dynamic=dyn, strict_dims=True)
 
@@ -109,11 +111,11 @@ def test_variants_dispatch_most_specific(variant_package):
 def test_variant_weights_stored_once_and_per_dtype(variant_package):
     path, _, _ = variant_package
     m = aotpack.inspect(path).manifest
-    names = set(m["program"]["weights"]) | set(m["program"]["aliases"])
+    names = set(m.program.weights) | set(m.program.aliases)
     assert "fc1.weight" in names and "fc1.weight@bf16" in names
-    assert m["program"]["weights"]["fc1.weight@bf16"]["dtype"] == "bfloat16"
-    by = {v["name"]: v for v in m["variants"]}
-    assert by["b1"]["weights"] == by["default"]["weights"]  # shared, not copied
+    assert m.program.weights["fc1.weight@bf16"].dtype == "bfloat16"
+    by = {v.name: v for v in m.variants}
+    assert by["b1"].weights == by["default"].weights  # shared, not copied
     text = str(aotpack.inspect(path))
     assert "b1: backend eager" in text and "x: float32[1, 4] cpu" in text
     assert "x: bfloat16[batch=1..64, 4] cpu" in text
@@ -179,14 +181,14 @@ def test_guard_filter_drops_chosen_checks(tmp_path):
 
 
 def test_device_and_requires_grad_messages():
-    g = Guard([{"name": "x", "kind": "positional_or_keyword"}], {"kind": "tuple", "children": [
-        {"kind": "tensor", "index": 0}]}, [{"dtype": "float32", "shape": [2], "device": "cuda", "requires_grad": True}], {})
+    g = Guard([Param(name="x", kind="positional_or_keyword")], {"kind": "tuple", "children": [
+        {"kind": "tensor", "index": 0}]}, [Input(dtype="float32", shape=[2], device="cuda", requires_grad=True)], {})
     with pytest.raises(Mismatch) as info:
         g.check((torch.ones(2),), {})
     assert (info.value.expected, info.value.actual) == ("cuda", "cpu")
     assert g.path(info.value, (torch.ones(2),), {}) == "args[0].device"
-    g = Guard([{"name": "x", "kind": "positional_or_keyword"}], {"kind": "tuple", "children": [
-        {"kind": "tensor", "index": 0}]}, [{"dtype": "float32", "shape": [2], "device": "cpu", "requires_grad": True}], {},
+    g = Guard([Param(name="x", kind="positional_or_keyword")], {"kind": "tuple", "children": [
+        {"kind": "tensor", "index": 0}]}, [Input(dtype="float32", shape=[2], device="cpu", requires_grad=True)], {},
         train=True)
     with pytest.raises(Mismatch) as info:
         g.check((torch.ones(2),), {})
@@ -195,12 +197,12 @@ def test_device_and_requires_grad_messages():
 
 _DTYPES = [torch.float32, torch.float64, torch.int64]
 _GUARD = Guard(
-    [{"name": n, "kind": "positional_or_keyword"} for n in "abc"],
+    [Param(name=n, kind="positional_or_keyword") for n in "abc"],
     {"kind": "tuple", "children": [{"kind": "tensor", "index": i} for i in range(3)]},
-    [{"dtype": "float32", "shape": ["batch", 4], "device": "cpu"},
-     {"dtype": "float32", "shape": ["batch", "n"], "device": "cpu"},
-     {"dtype": "int64", "shape": [3], "device": "cpu"}],
-    {"batch": {"min": 1, "max": 8}, "n": {"min": 2, "max": None}})
+    [Input(dtype="float32", shape=["batch", 4], device="cpu"),
+     Input(dtype="float32", shape=["batch", "n"], device="cpu"),
+     Input(dtype="int64", shape=[3], device="cpu")],
+    {"batch": mf.Dim(min=1, max=8), "n": mf.Dim(min=2, max=None)})
 
 
 @settings(max_examples=300, deadline=None)

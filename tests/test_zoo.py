@@ -155,7 +155,7 @@ def test_eager_backend_stores_higher_order_ops(tmp_path, name):
     with a nested graph, which the eager backend now stores like the rest."""
     model, kwargs = zoo.build(name)
     pkg = aotpack.compile(model, (), dict(kwargs, return_dict=False), backend="eager")
-    assert pkg.manifest["variants"][0]["meta"].get("modules")
+    assert pkg.manifest.variants[0].meta.extra.get("modules")
     out = aotpack.load(pkg.save(tmp_path / "m.aot"))(**kwargs, return_dict=False)
     torch.testing.assert_close(out[0], model(**kwargs, return_dict=False)[0])
 

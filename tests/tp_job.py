@@ -99,7 +99,7 @@ def load(path: str) -> dict:
     gen = torch.Generator().manual_seed(1)  # the same inputs on every rank, as TP needs
     errors = []
     with torch.no_grad():
-        dynamic = any(v["dims"] for v in fn.manifest["variants"])
+        dynamic = any(v.dims for v in fn.manifest.variants)
         for batch in (1, 3, 4, 17, 64) if dynamic else (4,):
             x = torch.randn(batch, D, generator=gen) * 3
             errors.append((fn(x) - full(x)).abs().max().item())

@@ -246,7 +246,7 @@ def inspect(path: str | os.PathLike) -> Inspection:
 
     Returns:
       Inspection: ``str(...)`` is the text ``aotpack inspect`` prints; ``.manifest`` is
-      the raw manifest; ``.verified`` says whether every member matched its digest;
+      the manifest (typed records; ``.to_json()`` for the file's JSON); ``.verified`` says whether every member matched its digest;
       ``.signed_by`` lists the key ids of its signatures (not checked: see ``verify``).
 
     Example:
@@ -290,10 +290,10 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
             integrity = None
         except IntegrityError as e:  # reported, not raised
             integrity = e.message
-        variants = {v["name"]: incompatibilities(r.manifest, v, backends) for v in r.manifest["variants"]}
+        variants = {v.name: incompatibilities(r.manifest, v, backends) for v in r.manifest.variants}
         signed_by = signing.signer_ids(r.signatures)
         try:
-            tree.check_types(r.manifest["program"]["out_spec"], allow_modules)
+            tree.check_types(r.manifest.program.out_spec, allow_modules)
             types = None
         except AotpackError as e:
             types = e.message

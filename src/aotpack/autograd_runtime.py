@@ -25,17 +25,18 @@ class _Sub:
         return self._files.path(self._prefix + name)
 
 
-def load_training(backend, files, meta: dict):
-    """The callable of a training variant: ``flat -> outputs`` through autograd."""
-    run_fw = backend.load(_Sub(files, "fw/", meta["fw"]))
-    run_bw = backend.load(_Sub(files, "bw/", meta["bw"]))
-    train = meta["train"]
-    n_out, grad_mask = train["num_outputs"], train["grad_mask"]
-    out_requires_grad = train["out_requires_grad"]
-    targets = train["mutation_targets"]
+def load_training(backend, files, meta):
+    """The callable of a training variant (``meta``: its ``manifest.Meta``): ``flat ->
+    outputs`` through autograd."""
+    run_fw = backend.load(_Sub(files, "fw/", meta.fw.to_json()))
+    run_bw = backend.load(_Sub(files, "bw/", meta.bw.to_json()))
+    train = meta.train
+    n_out, grad_mask = train.num_outputs, train.grad_mask
+    out_requires_grad = train.out_requires_grad
+    targets = train.mutation_targets
     n_mut = len(targets)
-    saved_mutated = train["saved_mutated"]
-    aliased = train["aliased"]
+    saved_mutated = train.saved_mutated
+    aliased = train.aliased
 
     class PackageFunction(torch.autograd.Function):
         @staticmethod

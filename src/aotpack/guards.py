@@ -48,6 +48,7 @@ from torch import Tensor
 from . import layout as layouts
 from . import tree
 from .errors import GuardError
+from .package.manifest import Dim, Input, Param, Program, Variant
 
 __all__ = ["Guard", "GuardEntry", "Mismatch", "describe_input", "shape_text"]
 
@@ -90,22 +91,21 @@ class Mismatch(Exception):
         self.late = late or where is not None
 
 
-def describe_input(name: str, guard: dict, dims: dict) -> str:
+def describe_input(name: str, guard: Input, dims: dict[str, Dim]) -> str:
     """One input guard for a person: ``x: float32[batch=1..4096, 512] cpu``."""
-    grad = " requires_grad" if guard.get("requires_grad") else ""
-    return f"{name}: {guard['dtype']}{shape_text(guard['shape'], dims)} {guard['device']}{grad}"
+    grad = " requires_grad" if guard.requires_grad else ""
+    return f"{name}: {guard.dtype}{shape_text(guard.shape, dims)} {guard.device}{grad}"
 
 
-def shape_text(shape: list, dims: dict) -> str:
+def shape_text(shape: list, dims: dict[str, Dim]) -> str:
     """``[batch=1..4096, 512]``: static sizes, Dims with their ranges, derived sizes."""
     sizes = []
     for s in shape:
         if isinstance(s, int):
             sizes.append(str(s))
         elif isinstance(s, str):
-            r = dims.get(s, {})
-            hi = "inf" if r.get("max") is None else r["max"]
-            sizes.append(f"{s}={r.get('min', 0)}..{hi}")
+            r = dims[s]
+            sizes.append(f"{s}={r.min}..{'inf' if r.max is None else r.max}")
         else:
             sizes.append(s["expr"])
     return f"[{', '.join(sizes)}]"
@@ -118,7 +118,7 @@ class Guard:
     runtime turns it into GuardError after trying every variant).
     """
 
-    def __init__(self, signature: list[dict], in_spec: dict, inputs: list[dict], dims: dict,
+    def __init__(self, signature: list[Param], in_spec: dict, inputs: list[Input], dims: dict[str, Dim],
                  guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=()):
         self.train = train
         # flat inputs the program changes in place (no other input may share their
@@ -129,12 +129,12 @@ class Guard:
         self.in_spec = in_spec
         self.inputs = inputs
         self.dims = dims
-        self.names = [p["name"] for p in signature]
+        self.names = [p.name for p in signature]
         # Fast binding applies when every parameter is plain positional-or-keyword.
-        self._plain = all(p["kind"] in ("positional_or_keyword", "positional_only") for p in signature)
+        self._plain = all(p.kind in ("positional_or_keyword", "positional_only") for p in signature)
         self._sig = inspect.Signature([
-            inspect.Parameter(p["name"], _KIND[p["kind"]],
-                              default=tree.decode_const(p["default"]) if "default" in p else inspect.Parameter.empty)
+            inspect.Parameter(p.name, _KIND[p.kind],
+                              default=tree.decode_const(p.default) if p.default is not None else inspect.Parameter.empty)
             for p in signature
         ])
         self.dropped: set = set()
@@ -155,14 +155,13 @@ class Guard:
         self.fast = self._generate_fast_check()
 
     @classmethod
-    def from_manifest(cls, program: dict, variant: dict, guard_filter=None) -> Guard:
-        train = variant.get("meta", {}).get("train")
-        n_weights = len(variant["weights"])
-        aliased = train["aliased"] if train else variant.get("aliased", [])
-        pinned = [a["primal"] - n_weights for a in aliased if a["primal"] >= n_weights]
-        mutated = [m["index"] for m in train["mutated"] if m["kind"] == "input"] if train else []
-        return cls(program["signature"], variant["in_spec"], variant["inputs"], variant.get("dims", {}),
-                   guard_filter, variant["name"], train=bool(train), pinned=pinned, mutated=mutated)
+    def from_manifest(cls, program: Program, variant: Variant, guard_filter=None) -> Guard:
+        train = variant.train
+        n_weights = len(variant.weights)
+        pinned = [a.primal - n_weights for a in variant.views() if a.primal >= n_weights]
+        mutated = [m.index for m in train.mutated if m.kind == "input"] if train else []
+        return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
+                   guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated)
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant, for ``load(..., guard_filter=...)``."""
@@ -172,16 +171,15 @@ class Guard:
                 out.append(GuardEntry(variant, path, "value", tree.const_repr(leaf), id(leaf)))
                 continue
             g = self.inputs[leaf["index"]]
-            out.append(GuardEntry(variant, path, "dtype", g["dtype"], leaf["index"]))
-            out.append(GuardEntry(variant, path, "shape", shape_text(g["shape"], self.dims), leaf["index"]))
-            out.append(GuardEntry(variant, path, "layout", layouts.describe(g.get("layout", "contiguous")),
+            out.append(GuardEntry(variant, path, "dtype", g.dtype, leaf["index"]))
+            out.append(GuardEntry(variant, path, "shape", shape_text(g.shape, self.dims), leaf["index"]))
+            out.append(GuardEntry(variant, path, "layout", layouts.describe(g.layout), leaf["index"]))
+            out.append(GuardEntry(variant, path, "device", g.device, leaf["index"]))
+            out.append(GuardEntry(variant, path, "requires_grad", str(g.requires_grad) if self.train else "False",
                                   leaf["index"]))
-            out.append(GuardEntry(variant, path, "device", g["device"], leaf["index"]))
-            out.append(GuardEntry(variant, path, "requires_grad",
-                                  str(bool(g.get("requires_grad"))) if self.train else "False", leaf["index"]))
         return out
 
-    def tensor_inputs(self) -> list[tuple[str, dict]]:
+    def tensor_inputs(self) -> list[tuple[str, Input]]:
         """(path by parameter name, guard) for each flat tensor, for messages."""
         return [(path, self.inputs[leaf["index"]]) for path, leaf in tree.named_leaves(self.in_spec, self.names)
                 if leaf["kind"] == "tensor"]
@@ -197,7 +195,7 @@ class Guard:
         passed in as values, never as manifest text.
         """
         if not (self._tensors_only and self._plain) or self.dropped or self.mutated or any(
-                isinstance(s, dict) for g in self.inputs for s in g["shape"]):
+                isinstance(s, dict) for g in self.inputs for s in g.shape):
             return None
         n = len(self.names)
         env: dict = {"Tensor": Tensor, "STRIDED": torch.strided, "CL": torch.channels_last}
@@ -207,13 +205,13 @@ class Guard:
         lines.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args" if n else "    pass")
         for i, g in enumerate(self.inputs):
             a = names[i]
-            env[f"D{i}"] = getattr(torch, g["dtype"])
+            env[f"D{i}"] = getattr(torch, g.dtype)
             # One condition per tensor (fewer branches than one `if` per property):
             # type, dtype, device, requires_grad as compiled (training) or False
             # (inference; anything else may still pass under no_grad: the full check
             # decides), memory layout, then the shape.
             conds = [f"not isinstance({a}, Tensor)", f"{a}.dtype is not D{i}"]
-            device = g["device"]
+            device = g.device
             if device == "cpu":
                 conds.append(f"not {a}.is_cpu")
             elif device == "cuda":
@@ -221,9 +219,9 @@ class Guard:
             else:
                 env[f"V{i}"] = device
                 conds.append(f"{a}.device.type != V{i}")
-            want_grad = bool(g.get("requires_grad")) and self.train
+            want_grad = g.requires_grad and self.train
             conds.append(f"{a}.requires_grad" if not want_grad else f"not {a}.requires_grad")
-            layout = g.get("layout", "contiguous")
+            layout = g.layout
             if layout == "contiguous":
                 conds.append(f"not {a}.is_contiguous()")
             elif layout == {"order": [0, 2, 3, 1]}:
@@ -233,8 +231,8 @@ class Guard:
                 conds.append(f"{a}.layout is not STRIDED or {a}.stride() != T{i}")
             else:
                 conds.append("True")  # other dense orders: the full check
-            if all(isinstance(size, int) for size in g["shape"]):
-                env[f"S{i}"] = torch.Size(g["shape"])
+            if all(isinstance(size, int) for size in g.shape):
+                env[f"S{i}"] = torch.Size(g.shape)
                 conds.append(f"{a}.shape != S{i}")
                 lines.append(f"    if {' or '.join(conds)}:")
                 lines.append("        return None")
@@ -242,9 +240,9 @@ class Guard:
             lines.append(f"    if {' or '.join(conds)}:")
             lines.append("        return None")
             lines.append(f"    s = {a}.shape")
-            conds = [f"len(s) != {len(g['shape'])}"]
+            conds = [f"len(s) != {len(g.shape)}"]
             binds = []
-            for d, size in enumerate(g["shape"]):
+            for d, size in enumerate(g.shape):
                 if isinstance(size, int):
                     conds.append(f"s[{d}] != {int(size)}")
                 elif size in local:
@@ -252,7 +250,7 @@ class Guard:
                 else:
                     var = local[size] = f"d{len(local)}"
                     r = self.dims[size]
-                    binds.append((var, d, int(r["min"]), None if r["max"] is None else int(r["max"])))
+                    binds.append((var, d, int(r.min), None if r.max is None else int(r.max)))
             lines.append(f"    if {' or '.join(conds)}:")
             lines.append("        return None")
             for var, d, lo, hi in binds:
@@ -282,15 +280,15 @@ class Guard:
         Returns (path, offset); offset shifts child indices of a *args parameter.
         """
         p = self.signature[index]
-        name = p["name"]
-        if p["kind"] == "var_positional":
-            start = sum(1 for q in self.signature[:index] if q["kind"] in ("positional_only", "positional_or_keyword"))
+        name = p.name
+        if p.kind == "var_positional":
+            start = sum(1 for q in self.signature[:index] if q.kind in ("positional_only", "positional_or_keyword"))
             return "args", start
-        if p["kind"] == "var_keyword":
+        if p.kind == "var_keyword":
             return "kwargs", 0
         if name in kwargs:
             return f"kwargs[{name!r}]", 0
-        position = [q["name"] for q in self.signature if q["kind"] in ("positional_only", "positional_or_keyword")]
+        position = [q.name for q in self.signature if q.kind in ("positional_only", "positional_or_keyword")]
         if name in position and position.index(name) < len(args):
             return f"args[{position.index(name)}]", 0
         return f"{name} (default)", 0
@@ -361,7 +359,7 @@ class Guard:
                                "torch.no_grad() or torch.inference_mode(), pass a detached tensor, or compile "
                                "with train=True)", "True", late=True)
             return
-        want = bool(self.inputs[i].get("requires_grad"))
+        want = self.inputs[i].requires_grad
         if t.requires_grad != want:
             why = ("its gradient is compiled" if want else
                    "no gradient was compiled for it: compile a variant with an example that requires grad")
@@ -372,8 +370,8 @@ class Guard:
         if (i, "layout") in self.dropped:
             return t
         g = self.inputs[i]
-        want = g.get("layout", "contiguous")
-        aligned = g["device"] != "cuda" or t.data_ptr() % 16 == 0
+        want = g.layout
+        aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
         if aligned and layouts.matches(t, want):
             return t
         if not adapt:
@@ -455,27 +453,16 @@ class Guard:
                 m.parts.insert(0, j)
                 raise
 
-    def _compile_tensor(self, g: dict, dropped: set):
-        if dropped:
-            g = dict(g)
-            if "dtype" in dropped:
-                g["dtype"] = None
-            if "shape" in dropped:
-                g["shape"] = None
-            if "device" in dropped:
-                g["device"] = None
-        dtype = getattr(torch, g["dtype"]) if g["dtype"] else None
-        if g["shape"] is None:
-            g["shape"] = []
-            check_shape = False
-        else:
-            check_shape = True
-        rank = len(g["shape"])
-        device = g["device"]
-        static = all(isinstance(s, int) for s in g["shape"])
-        static_shape = torch.Size(g["shape"]) if static else None
+    def _compile_tensor(self, g: Input, dropped: set):
+        # (a check dropped by guard_filter is None: not made)
+        dtype = getattr(torch, g.dtype) if "dtype" not in dropped else None
+        check_shape = "shape" not in dropped
+        shape_spec = g.shape if check_shape else []
+        device = g.device if "device" not in dropped else None
+        rank = len(shape_spec)
+        static = all(isinstance(s, int) for s in shape_spec)
+        static_shape = torch.Size(shape_spec) if static else None
         dims = self.dims
-        shape_spec = g["shape"]
 
         exprs = [(d, s["expr"], _size_expr(s["expr"])) for d, s in enumerate(shape_spec) if isinstance(s, dict)]
 
@@ -501,9 +488,9 @@ class Guard:
                         seen = sizes.get(want)
                         if seen is None:
                             r = dims[want]
-                            if got < r["min"] or (r["max"] is not None and got > r["max"]):
-                                hi = "inf" if r["max"] is None else r["max"]
-                                raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r['min']}..{hi}", str(got))
+                            if got < r.min or (r.max is not None and got > r.max):
+                                hi = "inf" if r.max is None else r.max
+                                raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r.min}..{hi}", str(got))
                             sizes[want] = got
                         elif seen != got:
                             raise Mismatch([_Attr(f".shape[{d}]")], f"{want} = {seen} (as in an earlier input)", str(got))

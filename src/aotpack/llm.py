@@ -133,7 +133,9 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
                               variant="decode", progress=progress, cache=cache,
                               variants=[{"name": "prefill", "dynamic": dynamic,
                                          "args": _examples(max_batch, max_len, min(_PREFILL_EXAMPLE, max_len), device)}])
-    pkg.manifest["llm"] = {"max_batch": max_batch, "max_len": max_len}
+    from .package.manifest import Llm
+
+    pkg.manifest.llm = Llm(max_batch=max_batch, max_len=max_len)
     return pkg
 
 
@@ -181,11 +183,11 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
     from .runtime import Loaded, load
 
     fn = package if isinstance(package, Loaded) else load(package, **load_kwargs)
-    info = fn.manifest.get("llm")
-    if not isinstance(info, dict):
+    info = fn.manifest.llm
+    if info is None:
         raise AotpackError(f"{fn.path or 'the package'} was not built by aotpack.llm.compile (no llm section)",
                            hint="compile it with aotpack.llm.compile(model, max_batch=..., max_len=...)")
-    max_batch, max_len = info["max_batch"], info["max_len"]
+    max_batch, max_len = info.max_batch, info.max_len
     ids, mask = _left_pad(input_ids, attention_mask, pad_token_id)
     b, t = ids.shape
     if t > max_len:

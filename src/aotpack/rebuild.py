@@ -20,38 +20,38 @@ from . import _torch_compat as compat
 from .backends import Compiled, get_backend
 from .capture import Captured
 from .package import fmt
+from .package.manifest import Manifest, Variant
 
 
-def _example_inputs(variant: dict, examples: dict | None) -> list[torch.Tensor]:
-    if examples is not None and len(examples) == len(variant["inputs"]):
+def _example_inputs(variant: Variant, examples: dict | None) -> list[torch.Tensor]:
+    if examples is not None and len(examples) == len(variant.inputs):
         return [examples[f"input{i}"] for i in range(len(examples))]
     # No recorded examples: any tensors of the right metadata do for compiling.
     out = []
-    dims = variant.get("dims", {})
-    for g in variant["inputs"]:
+    for g in variant.inputs:
         shape = []
-        for s in g["shape"]:
+        for s in g.shape:
             if isinstance(s, int):
                 shape.append(s)
             elif isinstance(s, str):
-                r = dims[s]
-                shape.append(min(max(r["min"], 2), r["max"] if r["max"] is not None else 2**31))
+                r = variant.dims[s]
+                shape.append(min(max(r.min, 2), r.max if r.max is not None else 2**31))
             else:
                 shape.append(2)
-        out.append(torch.zeros(shape, dtype=getattr(torch, g["dtype"])))
+        out.append(torch.zeros(shape, dtype=getattr(torch, g.dtype)))
     return out
 
 
-def captured_from_package(manifest: dict, variant: dict, program_json: bytes, weights: dict,
+def captured_from_package(manifest: Manifest, variant: Variant, program_json: bytes, weights: dict,
                           examples: dict | None) -> Captured:
     """The Captured program of a package variant, rebuilt from its serialized form."""
-    program = manifest["program"]
-    device = variant.get("device", "cpu")
-    keys = variant["weights"]
-    fqns = variant.get("weight_fqns", keys)
-    targets = variant["weight_targets"]
+    program = manifest.program
+    device = variant.device
+    keys = variant.weights
+    fqns = variant.weight_fqns
+    targets = variant.weight_targets
     tensors = {fqn: weights[key].to(device) for fqn, key in zip(fqns, keys)}
-    kinds = {fqn: program["weights"][key]["kind"] for fqn, key in zip(fqns, keys)}
+    kinds = {fqn: program.weight(key).kind for fqn, key in zip(fqns, keys)}
     by_target = {t: tensors[fqn] for fqn, t in zip(fqns, targets)}
     state = {}
     for fqn, t in zip(fqns, targets):
@@ -60,36 +60,38 @@ def captured_from_package(manifest: dict, variant: dict, program_json: bytes, we
         elif kinds[fqn] == "buffer":
             state[t] = tensors[fqn]
     ep = compat.deserialize_program(program_json, state, by_target)
+    # (Captured holds the capture stage's JSON forms: what a backend reads and the writer stores)
+    v = variant.to_json()
     return Captured(
-        name=program["name"], kind=program["kind"], source=program["source"], signature=program["signature"],
-        in_spec=variant["in_spec"], out_spec=program["out_spec"], inputs=variant["inputs"],
-        dims=variant.get("dims", {}), weights=tensors, weight_kinds=kinds,
-        weight_targets=dict(zip(fqns, targets)), frozen=program.get("frozen", []),
+        name=program.name, kind=program.kind, source=program.source,
+        signature=[p.to_json() for p in program.signature], in_spec=variant.in_spec, out_spec=program.out_spec,
+        inputs=v["inputs"], dims=v["dims"], weights=tensors, weight_kinds=kinds,
+        weight_targets=dict(zip(fqns, targets)), frozen=[f.to_json() for f in program.frozen],
         example_inputs=[t.to(device) for t in _example_inputs(variant, examples)],
         exported=ep, graph_module=compat.plain_graph_module(ep.graph_module))
 
 
-def captured_from_reader(reader, variant: dict, weights: dict) -> Captured:
+def captured_from_reader(reader, variant: Variant, weights: dict) -> Captured:
     """The Captured program of ``variant`` in an open package, its members verified first."""
-    prefix = fmt.variant_dir(variant["name"])
-    if "weight_targets" not in variant or not reader.has(prefix + fmt.PROGRAM):
+    prefix = fmt.variant_dir(variant.name)
+    if variant.weight_targets is None or not reader.has(prefix + fmt.PROGRAM):
         from .errors import IncompatibleError
 
-        raise IncompatibleError(f"variant {variant['name']} carries no portable program to rebuild from")
+        raise IncompatibleError(f"variant {variant.name} carries no portable program to rebuild from")
     members = [prefix + fmt.PROGRAM] + ([prefix + fmt.EXAMPLES] if reader.has(prefix + fmt.EXAMPLES) else [])
     reader.verify(members)
     examples = reader.tensors(members[1]) if len(members) > 1 else None
     return captured_from_package(reader.manifest, variant, reader.read(members[0]), weights, examples)
 
 
-def rebuild_variant(reader, variant: dict, weights: dict, *, backends=(), say=print) -> Compiled:
+def rebuild_variant(reader, variant: Variant, weights: dict, *, backends=(), say=print) -> Compiled:
     """Compile ``variant`` of the package open in ``reader`` again, on this machine."""
     captured = captured_from_reader(reader, variant, weights)
-    backend = get_backend(variant["backend"], variant.get("backend_entry"), backends)
+    backend = get_backend(variant.backend, variant.backend_entry, backends)
     t = time.perf_counter()
-    say(f"aotpack: rebuilding variant {variant['name']} with {backend.name} ...")
+    say(f"aotpack: rebuilding variant {variant.name} with {backend.name} ...")
     compiled = backend.compile(captured, {})
-    compiled.meta.setdefault("device", variant.get("device", "cpu"))
+    compiled.meta.setdefault("device", variant.device)
     compiled.meta["torch"] = compat.torch_version()
-    say(f"aotpack: rebuilt variant {variant['name']} in {time.perf_counter() - t:.1f}s")
+    say(f"aotpack: rebuilt variant {variant.name} in {time.perf_counter() - t:.1f}s")
     return compiled

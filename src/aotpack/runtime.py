@@ -27,6 +27,7 @@ from .backends import get_backend
 from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
 from .package import fmt
+from .package.manifest import Manifest, Meta, Program, Variant
 from .package.reader import PackageReader, in_memory_file
 from .views import rebuild_views
 
@@ -64,10 +65,10 @@ class _Files:
 class _VariantFiles(_Files):
     """A variant's members in the (verified) package file."""
 
-    def __init__(self, reader: PackageReader, variant: dict):
+    def __init__(self, reader: PackageReader, variant: Variant):
         self._reader = reader
-        self._prefix = fmt.variant_dir(variant["name"])
-        self.meta = variant.get("meta", {})
+        self._prefix = fmt.variant_dir(variant.name)
+        self.meta = variant.meta.to_json()  # the backend's own JSON, as it wrote it
 
     def _bytes(self, name: str):
         return self._reader.view(self._prefix + name)
@@ -84,10 +85,10 @@ class _MemoryFiles(_Files):
         return self._files[name]
 
 
-def _rebuildable(variant: dict) -> bool:
-    if variant.get("meta", {}).get("train"):
+def _rebuildable(variant: Variant) -> bool:
+    if variant.train:
         return False  # a rebuild recompiles the inference program; training needs its backward too
-    device = variant.get("device", "cpu")
+    device = variant.device
     return device == "cpu" or (device == "cuda" and torch.cuda.is_available())
 
 
@@ -103,12 +104,12 @@ def _rewrite(path, rebuilt: dict) -> None:
 def _rewrite_locked(pkg, path, rebuilt: dict) -> None:
     for name, (_, compiled) in rebuilt.items():
         prefix = fmt.variant_dir(name)
-        entry = next(v for v in pkg.manifest["variants"] if v["name"] == name)
-        for rel in entry["files"]:
+        entry = pkg.manifest.variant(name)
+        for rel in entry.files:
             pkg.members.pop(prefix + rel, None)
         for rel, data in compiled.files.items():
             pkg.members[prefix + rel] = data
-        entry.update(files=list(compiled.files), meta=compiled.meta, torch=compat.torch_version())
+        entry.files, entry.meta, entry.torch = list(compiled.files), Meta.from_json(compiled.meta), compat.torch_version()
     pkg.save(path)
 
 
@@ -126,15 +127,15 @@ def _never(args, kwargs):
     return None
 
 
-def _module_state_check(variant: dict, module: torch.nn.Module, params: list[tuple[str, torch.Tensor]]):
+def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[tuple[str, torch.Tensor]]):
     """A check of what a bound module may change between calls, or None if nothing can:
     its ``training`` flag (the program was captured in one mode) and its parameters'
     requires_grad, which decides whether eager would build an autograd graph. Returns
     a function giving None or the Mismatch to raise."""
-    want_training = variant.get("module_training")
-    train = variant.get("meta", {}).get("train")
+    want_training = variant.module_training
+    train = variant.train
     if train:  # weights whose gradient the backward computes
-        compiled_grad = train.get("weights_requires_grad") or train["grad_mask"][:len(variant["weights"])]
+        compiled_grad = train.weights_requires_grad or train.grad_mask[:len(variant.weights)]
 
     def check():
         if want_training is not None and module.training != want_training:
@@ -179,25 +180,25 @@ class Loaded:
         package is loaded (``aotpack.llm.generate``'s decode step: ``"llm.decode"``).
     """
 
-    def __init__(self, manifest: dict, variants: list[_Variant], check_guards: bool = True, path: str = "",
+    def __init__(self, manifest: Manifest, variants: list[_Variant], check_guards: bool = True, path: str = "",
                  plain_types: bool = False, signer=None, initial_state: dict | None = None):
         self.manifest = manifest
         self.path = path
         self._variants = variants
         self._single = variants[0] if len(variants) == 1 and variants[0].state is None else None
-        self._out_spec = manifest["program"]["out_spec"]
+        self._out_spec = manifest.program.out_spec
         self._result = _unflattener(self._out_spec, plain_types)
         self._check_guards = check_guards
         self.signer = signer
         self.cuda_graphs: dict = {}
         self._initial_state = initial_state or {}  # name -> the value the package stores
-        declared = {n for v in variants for n in v.manifest.get("state", [])}  # (not the aliases of them)
+        declared = {n for v in variants for n in v.manifest.state}  # (not the aliases of them)
         self.state = {}
         for name, w in self._state_copies():
             if name in declared:
                 self.state.setdefault(name, w)  # the first device's copy
-        self.__name__ = manifest["program"]["name"]
-        self.__doc__ = f"aotpack package of {manifest['program']['name']} ({manifest['program']['source']})"
+        self.__name__ = manifest.program.name
+        self.__doc__ = f"aotpack package of {manifest.program.name} ({manifest.program.source})"
 
     @property
     def variants(self) -> list[str]:
@@ -206,7 +207,7 @@ class Loaded:
     def _state_copies(self):
         """(name, tensor) of every state tensor the variants run with, on every device."""
         for v in self._variants:
-            for name, w in zip(v.manifest["weights"], v.weights):
+            for name, w in zip(v.manifest.weights, v.weights):
                 if name in self._initial_state:
                     yield name, w
 
@@ -278,66 +279,65 @@ class Loaded:
         """
         with PackageReader(self.path) as r:
             v = r.variant(variant)
-            member = fmt.variant_dir(v["name"]) + fmt.EXAMPLES
+            member = fmt.variant_dir(v.name) + fmt.EXAMPLES
             if not r.has(member):
-                raise AotpackError(f"{self.path} holds no example inputs for variant {v['name']}",
+                raise AotpackError(f"{self.path} holds no example inputs for variant {v.name}",
                                    hint="compile it with examples=True")
             r.verify([member])
             flat = r.tensors(member)
-        values = tree.unflatten(v["in_spec"], [flat[f"input{i}"] for i in range(len(flat))])
-        return tree.call_arguments(self.manifest["program"]["signature"], values)
+        values = tree.unflatten(v.in_spec, [flat[f"input{i}"] for i in range(len(flat))])
+        return tree.call_arguments([(p.name, p.kind) for p in self.manifest.program.signature], values)
 
     def __repr__(self) -> str:
         return f"<aotpack.Loaded {self.__name__} variants={self.variants}>"
 
 
-def incompatibilities(manifest: dict, variant: dict, backends: Sequence = ()) -> list[str]:
+def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence = ()) -> list[str]:
     """Why ``variant`` cannot run here (empty if it can): the checks load makes before
     using it (backend available, torch/machine/CPU/GPU, device present, ops registered)."""
     from .backends import find_backend
 
     problems = []
     try:
-        if find_backend(variant["backend"], backends) is None:
-            entry = f" ({variant['backend_entry']})" if variant.get("backend_entry") else ""
-            problems.append(f"backend: {variant['backend']!r}{entry} is not available here (pass load(..., "
+        if find_backend(variant.backend, backends) is None:
+            entry = f" ({variant.backend_entry})" if variant.backend_entry else ""
+            problems.append(f"backend: {variant.backend!r}{entry} is not available here (pass load(..., "
                             "backends=[...]) or install it in the 'aotpack.backends' entry-point group)")
     except Exception as e:  # noqa: BLE001 - a plugin that fails to load is a reason, not a crash
-        problems.append(f"backend: {variant['backend']!r} fails to load: {type(e).__name__}: {e}")
-    if variant["backend"] == "aoti":
-        built = variant.get("torch", manifest["versions"]["torch"])
+        problems.append(f"backend: {variant.backend!r} fails to load: {type(e).__name__}: {e}")
+    meta = variant.meta
+    if variant.backend == "aoti":
+        built = variant.torch or manifest.versions.torch
         if built != compat.torch_version():
             problems.append(f"torch: package built with {built}, this is {compat.torch_version()} "
                             "(AOTInductor binaries are tied to one torch version)")
-        machine = variant.get("meta", {}).get("machine") or manifest["platform"]["machine"]
+        machine = meta.machine or manifest.platform.machine
         if machine != platform.machine():
             problems.append(f"machine: package built for {machine}, this is {platform.machine()}")
-        isa = (variant.get("meta", {}).get("cpu_isa") or "").split()
+        isa = (meta.cpu_isa or "").split()
         have = torch.backends.cpu.get_cpu_capability()
-        if variant.get("device", "cpu") == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
+        if variant.device == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
             problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
-    meta = variant.get("meta", {})
-    ops = [*meta.get("proxy_ops", []), *meta.get("fw", {}).get("proxy_ops", []), *meta.get("bw", {}).get("proxy_ops", [])]
-    missing = [op for op in dict.fromkeys(ops) if not compat.op_available(op)]
+    missing = [op for op in meta.ops() if not compat.op_available(op)]
     if missing:
         problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
                         "(import the library that defines them before loading)")
-    device = variant.get("device", "cpu")
-    if variant.get("distributed") is not None:
+    device = variant.device
+    if variant.distributed is not None:
         from .distributed import mismatches
 
-        problems.extend(mismatches(variant["distributed"], device))
+        problems.extend(mismatches(variant.distributed, device))
     if device == "cuda" and not torch.cuda.is_available():
         problems.append("device: the variant runs on CUDA, and no CUDA device is available")
-    elif device == "cuda" and variant["backend"] == "aoti":
-        want = variant.get("meta", {}).get("compute_capability", "")
+    elif device == "cuda" and variant.backend == "aoti":
+        want = meta.compute_capability or ""
         major, minor = torch.cuda.get_device_capability()
         if want and want != f"{major}{minor}":
             problems.append(f"GPU: package built for compute capability {want}, this GPU is {major}{minor}")
     return problems
 
 
-def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.Module,
+def _live_weights(variant: Variant, program: Program, stored: dict, module: torch.nn.Module,
                   detach: bool = True) -> list[torch.Tensor]:
     """The variant's graph weights with ``module``'s live parameters and buffers in place
     of the stored ones (no copy; ``detach=False`` keeps them in autograd, for training).
@@ -345,9 +345,9 @@ def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.M
     live = dict(module.named_parameters(remove_duplicate=False))
     live.update(module.named_buffers(remove_duplicate=False))
     out = []
-    for key, fqn in zip(variant["weights"], variant.get("weight_fqns", variant["weights"])):
-        info = program["weights"][key]
-        if info["kind"] not in ("parameter", "buffer"):
+    for key, fqn in zip(variant.weights, variant.weight_fqns):
+        info = program.weight(key)
+        if info.kind not in ("parameter", "buffer"):
             out.append(stored[key])  # frozen constants stay the package's
             continue
         t = live.get(fqn)
@@ -355,13 +355,13 @@ def _live_weights(variant: dict, program: dict, stored: dict, module: torch.nn.M
             raise AotpackError(f"module {type(module).__qualname__} has no parameter or buffer {fqn!r}, "
                                "which the package needs",
                                hint="pass the same model class the package was compiled from")
-        want = f"{info['dtype']}{info['shape']}"
+        want = f"{info.dtype}{info.shape}"
         got = f"{str(t.dtype).removeprefix('torch.')}{list(t.shape)}"
         if want != got:
             raise AotpackError(f"module parameter {fqn!r} is {got}, the package was compiled for {want}")
-        device = variant.get("device", "cpu")
+        device = variant.device
         if t.device.type != device:
-            raise AotpackError(f"module weight {fqn!r} is on {t.device}, variant {variant['name']} runs on {device}",
+            raise AotpackError(f"module weight {fqn!r} is on {t.device}, variant {variant.name} runs on {device}",
                                hint=f"move the module with .to({device!r}) first")
         out.append(t.detach() if detach else t)
     return out
@@ -379,26 +379,25 @@ def _with_views(fn, aliased):
     return run
 
 
-def _bound_parameters(variant: dict, program: dict, module: torch.nn.Module) -> list[tuple]:
+def _bound_parameters(variant: Variant, program: Program, module: torch.nn.Module) -> list[tuple]:
     """(name, live tensor, weight index) of the module's parameters a variant uses, for
     the per-call requires_grad check."""
     live = dict(module.named_parameters(remove_duplicate=False))
-    fqns = variant.get("weight_fqns", variant["weights"])
-    return [(fqn, live[fqn], i) for i, (key, fqn) in enumerate(zip(variant["weights"], fqns))
-            if program["weights"][key]["kind"] == "parameter" and fqn in live]
+    return [(fqn, live[fqn], i) for i, (key, fqn) in enumerate(zip(variant.weights, variant.weight_fqns))
+            if program.weight(key).kind == "parameter" and fqn in live]
 
 
-def _specificity(variant: dict) -> tuple:
+def _specificity(variant: Variant) -> tuple:
     """Sort key: fewer dynamic dimensions first, then narrower ranges (most specific
     first); inference before training variants (cheaper where both accept a call)."""
     dynamic, width = 0, 0
-    for g in variant["inputs"]:
-        for s in g["shape"]:
+    for g in variant.inputs:
+        for s in g.shape:
             if isinstance(s, str):
                 dynamic += 1
-                r = variant.get("dims", {}).get(s, {})
-                width += (r["max"] - r["min"]) if r.get("max") is not None else 2**62
-    return dynamic, width, bool(variant.get("meta", {}).get("train"))
+                r = variant.dims[s]
+                width += (r.max - r.min) if r.max is not None else 2**62
+    return dynamic, width, variant.train is not None
 
 
 def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
@@ -468,29 +467,28 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         reader.verify([fmt.WEIGHTS], remember=True)
         manifest = reader.manifest
         if not plain_types:
-            tree.check_types(manifest["program"]["out_spec"], allow_modules)
+            tree.check_types(manifest.program.out_spec, allow_modules)
         weights, initial = _weights_and_state(reader, manifest)
         on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
         loaded, problems, rebuilt = [], [], {}
-        for v in sorted(manifest["variants"], key=_specificity):
-            if variants is not None and v["name"] not in variants:
+        for v in sorted(manifest.variants, key=_specificity):
+            if variants is not None and v.name not in variants:
                 continue
             v, files, why = _variant_files(reader, v, weights, backends, on_mismatch, path)
             if why:
-                problems.append(f"variant {v['name']} ({v['backend']}): " + "; ".join(why))
+                problems.append(f"variant {v.name} ({v.backend}): " + "; ".join(why))
                 continue
             if isinstance(files, _MemoryFiles):
-                rebuilt[v["name"]] = (v, files.compiled)
+                rebuilt[v.name] = (v, files.compiled)
             fn = _variant_code(v, files, backends, path)
             try:
                 ws, state = _variant_weights(v, manifest, weights, module, on_device)
             except AotpackError as e:
-                if len(manifest["variants"]) == 1:
+                if len(manifest.variants) == 1:
                     raise
-                problems.append(f"variant {v['name']}: {e.message}")  # e.g. a bf16 variant, a float32 module
+                problems.append(f"variant {v.name}: {e.message}")  # e.g. a bf16 variant, a float32 module
                 continue
-            loaded.append(_Variant(v["name"], Guard.from_manifest(manifest["program"], v, guard_filter), fn, ws, v,
-                                   state))
+            loaded.append(_Variant(v.name, Guard.from_manifest(manifest.program, v, guard_filter), fn, ws, v, state))
         if not loaded:
             raise _nothing_loads(path, manifest, variants, problems)
         if rebuilt and rewrite:
@@ -510,13 +508,13 @@ def _keys_for_load(trusted_keys):
     return signing.keys_for_load(trusted_keys)
 
 
-def _weights_and_state(reader: PackageReader, manifest: dict) -> tuple[dict, dict]:
+def _weights_and_state(reader: PackageReader, manifest: Manifest) -> tuple[dict, dict]:
     """The stored weights (views of the mapped file), with a private writable copy of
     each state tensor (buffers a program updates in place), and the stored values of
     those (``reset_state`` puts them back)."""
     weights = reader.weights()
     initial = {}
-    state_names = {n for v in manifest["variants"] for n in v.get("state", [])}
+    state_names = {n for v in manifest.variants for n in v.state}
     copies = {id(weights[n]): weights[n].clone() for n in state_names}
     for n, t in list(weights.items()):  # every name of a state tensor (aliases too) gets the copy
         if id(t) in copies:
@@ -524,12 +522,12 @@ def _weights_and_state(reader: PackageReader, manifest: dict) -> tuple[dict, dic
     return weights, initial
 
 
-def _variant_files(reader: PackageReader, v: dict, weights: dict, backends, on_mismatch: str, path):
+def _variant_files(reader: PackageReader, v: Variant, weights: dict, backends, on_mismatch: str, path):
     """(variant, its files, why it cannot run here): the package's files, verified, or
     with ``on_mismatch="rebuild"`` files recompiled here for a variant built elsewhere."""
     why = incompatibilities(reader.manifest, v, backends)
     if not why:
-        reader.verify([fmt.variant_dir(v["name"]) + rel for rel in v["files"]], remember=True)
+        reader.verify([fmt.variant_dir(v.name) + rel for rel in v.files], remember=True)
         return v, _VariantFiles(reader, v), why
     # another rank's variant, or a backend missing here: no rebuild makes it run here
     if on_mismatch != "rebuild" or not _rebuildable(v) or any(
@@ -537,58 +535,59 @@ def _variant_files(reader: PackageReader, v: dict, weights: dict, backends, on_m
         return v, None, why
     from .rebuild import rebuild_variant
 
-    warnings.warn(f"aotpack: variant {v['name']} of {path} was built for another machine or torch ("
+    warnings.warn(f"aotpack: variant {v.name} of {path} was built for another machine or torch ("
                   + "; ".join(why) + "); rebuilding it from its portable program", RebuildWarning, stacklevel=3)
     compiled = rebuild_variant(reader, v, weights, backends=backends, say=lambda line: print(line, file=sys.stderr))
-    v = {**v, "meta": compiled.meta, "torch": compat.torch_version(), "files": list(compiled.files)}
+    v = v.replace(meta=Meta.from_json(compiled.meta, f"variant {v.name}.meta"), torch=compat.torch_version(),
+                  files=list(compiled.files))
     return v, _MemoryFiles(compiled.files, compiled.meta, compiled), []
 
 
-def _variant_code(v: dict, files: _Files, backends, path):
+def _variant_code(v: Variant, files: _Files, backends, path):
     """The variant's compiled code, loaded by its backend (training: the autograd.Function)."""
-    backend = get_backend(v["backend"], v.get("backend_entry"), backends)
+    backend = get_backend(v.backend, v.backend_entry, backends)
     try:
-        if v.get("meta", {}).get("train"):
+        if v.train:
             from .autograd_runtime import load_training
 
-            return load_training(backend, files, v["meta"])
-        return _with_views(backend.load(files), v.get("aliased"))
+            return load_training(backend, files, v.meta)
+        return _with_views(backend.load(files), v.aliased)
     except AotpackError:
         raise
     except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised
-        raise AotpackError(f"variant {v['name']} of {path} failed to load with backend {v['backend']}: "
+        raise AotpackError(f"variant {v.name} of {path} failed to load with backend {v.backend}: "
                            f"{type(e).__name__}: {e}",
                            hint="run `aotpack verify` on it; rebuild the package on this machine") from e
     finally:
         files.cleanup()
 
 
-def _variant_weights(v: dict, manifest: dict, weights: dict, module, on_device: dict):
+def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_device: dict):
     """(the tensors the variant runs with, its per-call module check): the module's live
     parameters where one is bound, else the stored weights (one copy per GPU device).
     Raises AotpackError where the bound module does not fit the variant."""
-    train = bool(v.get("meta", {}).get("train"))
-    program = manifest["program"]
+    train = v.train
+    program = manifest.program
     if module is not None:
         ws = _live_weights(v, program, weights, module, detach=not train)
         return ws, _module_state_check(v, module, _bound_parameters(v, program, module))
-    device = v.get("device", "cpu")
+    device = v.device
     # Weights are stored for the CPU; GPU variants share one copy made here.
     ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))
-          for n in v["weights"]]
+          for n in v.weights]
     if train:  # buffers updated in place get writable copies, not the file's read-only pages
-        ws = [w.clone() if i in v["meta"]["train"]["mutation_targets"] else w for i, w in enumerate(ws)]
+        ws = [w.clone() if i in train.mutation_targets else w for i, w in enumerate(ws)]
     return ws, None
 
 
-def _nothing_loads(path, manifest: dict, variants, problems: list[str]) -> AotpackError:
+def _nothing_loads(path, manifest: Manifest, variants, problems: list[str]) -> AotpackError:
     """The error when no variant of the package can run here: each one's reasons."""
     if variants is not None and not problems:
         return AotpackError(f"{path} has no variant named {list(variants)}; it has "
-                            f"{[v['name'] for v in manifest['variants']]}")
-    jobs = [v["distributed"] for v in manifest["variants"] if v.get("distributed")]
+                            f"{[v.name for v in manifest.variants]}")
+    jobs = [v.distributed for v in manifest.variants if v.distributed]
     if jobs and all(": distributed:" in p for p in problems):
-        hint = f"run it under torchrun with a world size of {jobs[0]['world_size']}, init_process_group() before load"
+        hint = f"run it under torchrun with a world size of {jobs[0].world_size}, init_process_group() before load"
     else:
         hint = ("load it with on_mismatch='rebuild' (recompiles from the package's portable program), "
                 "or build it on a machine like this one")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from . import tree
 from .guards import describe_input
+from .package.manifest import Manifest, Param
 
 
 def _size(n: int) -> str:
@@ -23,7 +24,8 @@ class Inspection:
 
     Attributes:
       path: the file.
-      manifest: the manifest as read (no code run).
+      manifest: the manifest as read (``package.manifest.Manifest``; no code run;
+        ``.to_json()`` gives it as the file holds it).
       sizes: member path -> bytes.
       problem: None if every member matched its digest, else what did not.
       signed_by: key ids of the package's signatures (listed, not checked: checking
@@ -31,7 +33,7 @@ class Inspection:
     """
 
     path: str
-    manifest: dict
+    manifest: Manifest
     sizes: dict
     problem: str | None
     signed_by: list = ()
@@ -42,57 +44,54 @@ class Inspection:
 
     def __str__(self) -> str:
         m = self.manifest
-        p = m["program"]
-        v = m["versions"]
+        p, v, machine = m.program, m.versions, m.platform
         lines = [
-            f"{self.path}  ({_size(os.path.getsize(self.path))}, aotpack format {m['format_version']})",
-            f"program   {p['name']} ({p['kind']}) from {p['source']}",
-            f"built     {m['created']} with torch {v['torch']}, Python {v['python']}, aotpack {v['aotpack']}"
-            f" on {m['platform']['system']} {m['platform']['machine']} ({m['platform'].get('cpu_capability', '?')})",
+            f"{self.path}  ({_size(os.path.getsize(self.path))}, aotpack format {m.format_version})",
+            f"program   {p.name} ({p.kind}) from {p.source}",
+            f"built     {m.created} with torch {v.torch}, Python {v.python}, aotpack {v.aotpack}"
+            f" on {machine.system} {machine.machine} ({machine.cpu_capability or '?'})",
             f"integrity {'ok: every member matches its digest' if self.verified else 'FAILED: ' + self.problem}",
             "signed    " + (f"by {', '.join(self.signed_by)} (check with `aotpack verify --key`)" if self.signed_by
                             else "no"),
             "",
-            f"signature ({', '.join(_param(x) for x in p['signature'])}) -> {tree.describe(p['out_spec'])}",
+            f"signature ({', '.join(_param(x) for x in p.signature)}) -> {tree.describe(p.out_spec)}",
         ]
-        types = tree.types_in(p["out_spec"])
-        for var in m["variants"]:
-            types += [t for t in tree.types_in(var["in_spec"]) if t not in types]
+        types = tree.types_in(p.out_spec)
+        for var in m.variants:
+            types += [t for t in tree.types_in(var.in_spec) if t not in types]
         if types:
             lines.append(f"types     {', '.join(types)} (rebuilt by import path at load)")
-        backends = sorted({var["backend"] for var in m["variants"]})
-        entries = sorted({var["backend_entry"] for var in m["variants"] if var.get("backend_entry")})
+        backends = sorted({var.backend for var in m.variants})
+        entries = sorted({var.backend_entry for var in m.variants if var.backend_entry})
         lines.append(f"backends  {', '.join(backends)}" + (f" (user backends: {', '.join(entries)})" if entries else ""))
         lines += ["", "variants"]
-        for var in m["variants"]:
-            files = sum(self.sizes.get(f"variants/{var['name']}/{f}", 0) for f in var["files"])
-            meta = var.get("meta", {})
-            extra = f", CPU ISA {meta['cpu_isa']}" if meta.get("cpu_isa") else ""
-            job = var.get("distributed")
+        for var in m.variants:
+            files = sum(self.sizes.get(f"variants/{var.name}/{f}", 0) for f in var.files)
+            extra = f", CPU ISA {var.meta.cpu_isa}" if var.meta.cpu_isa else ""
+            job = var.distributed
             if job:
-                extra += (f", rank {job['rank']} of {job['world_size']} ({job['pg_backend']}; collectives on "
-                          f"{', '.join(repr(g) for g in job['groups']) or 'no group'})")
-            train = meta.get("train")
+                extra += (f", rank {job.rank} of {job.world_size} ({job.pg_backend}; collectives on "
+                          f"{', '.join(repr(g) for g in job.groups) or 'no group'})")
+            train = var.train
             if train:
-                extra += (f", training: forward + backward, {len(train['saved'])} saved tensors, "
-                          f"{len(train['mutated'])} in-place updates")
-            lines.append(f"  {var['name']}: backend {var['backend']} on {var['device']}{extra}, files {_size(files)}")
-            for path, leaf in tree.named_leaves(var["in_spec"], [x["name"] for x in p["signature"]]):
+                extra += (f", training: forward + backward, {len(train.saved)} saved tensors, "
+                          f"{len(train.mutated)} in-place updates")
+            lines.append(f"  {var.name}: backend {var.backend} on {var.device}{extra}, files {_size(files)}")
+            for path, leaf in tree.named_leaves(var.in_spec, [x.name for x in p.signature]):
                 if leaf["kind"] == "tensor":
-                    lines.append(f"    {describe_input(path, var['inputs'][leaf['index']], var.get('dims', {}))}")
+                    lines.append(f"    {describe_input(path, var.inputs[leaf['index']], var.dims)}")
                 else:
                     lines.append(f"    {path} == {tree.const_repr(leaf)} (frozen)")
-        ws = p["weights"]
         total = self.sizes.get("weights.safetensors", 0)
-        kinds = {}
-        for info in ws.values():
-            kinds[info["kind"]] = kinds.get(info["kind"], 0) + 1
-        lines += ["", f"weights   {len(ws)} tensors ({', '.join(f'{n} {k}s' for k, n in kinds.items())}), "
-                  f"{_size(total)}" + (f", {len(p['aliases'])} shared" if p.get("aliases") else "")]
-        if p["frozen"]:
+        kinds: dict = {}
+        for info in p.weights.values():
+            kinds[info.kind] = kinds.get(info.kind, 0) + 1
+        lines += ["", f"weights   {len(p.weights)} tensors ({', '.join(f'{n} {k}s' for k, n in kinds.items())}), "
+                  f"{_size(total)}" + (f", {len(p.aliases)} shared" if p.aliases else "")]
+        if p.frozen:
             lines += ["", "frozen at compile time (changing these later has no effect on the package)"]
-            for f in p["frozen"]:
-                lines.append(f"  {f['kind']:8} {f['name']} = {f['value']}  ({f['where']})")
+            for f in p.frozen:
+                lines.append(f"  {f.kind:8} {f.name} = {f.value}  ({f.where})")
         return "\n".join(lines)
 
 
@@ -145,7 +144,7 @@ class Verification:
         return "\n".join(lines)
 
 
-def _param(p: dict) -> str:
-    prefix = {"var_positional": "*", "var_keyword": "**"}.get(p["kind"], "")
-    default = f"={tree.const_repr(p['default'])}" if "default" in p else ""
-    return f"{prefix}{p['name']}{default}"
+def _param(p: Param) -> str:
+    prefix = {"var_positional": "*", "var_keyword": "**"}.get(p.kind, "")
+    default = f"={tree.const_repr(p.default)}" if p.default is not None else ""
+    return f"{prefix}{p.name}{default}"

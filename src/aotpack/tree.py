@@ -331,20 +331,19 @@ def describe(spec: dict) -> str:
     return "[" + inner + "]"
 
 
-def call_arguments(signature: list[dict], values: list) -> tuple[list, dict]:
-    """Per-parameter values (in ``signature``'s JSON form, as in the manifest) -> the
-    (args, kwargs) of a call: positional parameters and ``*args`` positionally,
+def call_arguments(params: list[tuple[str, str]], values: list) -> tuple[list, dict]:
+    """Per-parameter values (``params``: (name, kind) as ``PARAM_KINDS`` names kinds) ->
+    the (args, kwargs) of a call: positional parameters and ``*args`` positionally,
     keyword-only parameters and ``**kwargs`` by name."""
     args: list = []
     kwargs: dict = {}
-    for p, v in zip(signature, values):
-        kind = p["kind"]
+    for (name, kind), v in zip(params, values):
         if kind in ("positional_only", "positional_or_keyword"):
             args.append(v)
         elif kind == "var_positional":
             args.extend(v)
         elif kind == "keyword_only":
-            kwargs[p["name"]] = v
+            kwargs[name] = v
         else:
             kwargs.update(v)
     return args, kwargs

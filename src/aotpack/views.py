@@ -9,8 +9,8 @@ these (a copy into the compiled layout would break the sharing).
 Example:
     >>> import torch
     >>> x = torch.arange(6.)
-    >>> y = rebuild_views([torch.zeros(3)], [x], [{"output": 0, "primal": 0, "same": False,
-    ...                                         "size": [3], "stride": [2], "offset": 1}])[0]
+    >>> from aotpack.package.manifest import Alias
+    >>> y = rebuild_views([torch.zeros(3)], [x], [Alias(output=0, primal=0, size=[3], stride=[2], offset=1)])[0]
     >>> y.tolist(), y.data_ptr() == x[1:].data_ptr()
     ([1.0, 3.0, 5.0], True)
 """
@@ -20,12 +20,13 @@ from __future__ import annotations
 __all__ = ["rebuild_views"]
 
 
-def rebuild_views(outputs: list, args: list, aliased: list[dict]) -> list:
-    """``outputs`` with each aliased one replaced by its view of ``args[primal]``."""
+def rebuild_views(outputs: list, args: list, aliased: list) -> list:
+    """``outputs`` with each aliased one (``manifest.Alias``) replaced by its view of
+    ``args[primal]``."""
     for a in aliased:
-        base = args[a["primal"]]
-        if a.get("same"):
-            outputs[a["output"]] = base
+        base = args[a.primal]
+        if a.same:
+            outputs[a.output] = base
         else:
-            outputs[a["output"]] = base.as_strided(a["size"], a["stride"], base.storage_offset() + a["offset"])
+            outputs[a.output] = base.as_strided(a.size, a.stride, base.storage_offset() + a.offset)
     return outputs

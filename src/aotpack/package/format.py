@@ -17,13 +17,14 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 2)::
+Manifest (``FORMAT_VERSION`` 2; the typed records in ``package/manifest.py`` are its
+schema, read and written by the same code; this is the outline)::
 
     {"format": "aotpack", "format_version": 1, "created": ISO-8601,
-     "versions": {"aotpack", "torch", "python"}, "platform": {"system", "machine"},
+     "versions": {"aotpack", "torch", "python"}, "platform": {"system", "machine", "cpu_capability"},
      "program": {"name", "kind", "source", "signature", "out_spec", "frozen",
                  "weights": {name: {"kind", "dtype", "shape"}}, "aliases": {name: name}},
-     "variants": [{"name", "backend", "backend_entry", "device", "weights" (stored names,
+     "variants": [{"name", "backend", "backend_entry", "device", "torch", "weights" (stored names,
                    in graph order), "weight_fqns" (the program's names for them),
                    "weight_targets" (torch.export's names for them, for rebuilding), "in_spec",
                    "inputs", "dims", "files", "meta", "distributed"}],
@@ -69,7 +70,6 @@ import posixpath
 import torch
 
 from ..errors import FormatError
-from ..tree import PARAM_KINDS
 
 FORMAT_NAME = "aotpack"
 FORMAT_VERSION = 2  # the newest version this reader reads
@@ -108,7 +108,6 @@ SAFETENSORS_DTYPES = {
 # Member digests: BLAKE3 (several GB/s on two cores: a 2 GB weights member in ~0.25 s,
 # sha256 needs ~1.2 s); packages written before it list sha256, which is still read.
 DIGEST = "blake3"
-_DIGESTS = ("blake3", "sha256")
 
 
 def digest(data, algorithm: str = DIGEST) -> str:
@@ -122,14 +121,6 @@ def digest(data, algorithm: str = DIGEST) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
-
-
-def member_digest(record: dict) -> tuple[str, str] | None:
-    """(algorithm, hex digest) a manifest member record lists, or None."""
-    for algorithm in _DIGESTS:
-        if isinstance(record.get(algorithm), str):
-            return algorithm, record[algorithm]
-    return None
 
 
 def variant_dir(name: str) -> str:
@@ -150,8 +141,11 @@ def check_variant_name(name: str) -> None:
         raise ValueError(f"variant name {name!r} must be letters, digits, '-', '_' or '.'")
 
 
-_PARAM_KINDS = set(PARAM_KINDS)
 _CONST_TYPES = {"bool", "int", "float", "str", "NoneType", "dtype", "device"}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _need(cond: bool, what: str) -> None:
@@ -160,136 +154,9 @@ def _need(cond: bool, what: str) -> None:
                           hint="the file was damaged or edited by hand; copy or rebuild the package")
 
 
-# --- The manifest's schema -------------------------------------------------------------
-# One declarative description, checked by ``conform`` before any field is read: every
-# field the readers use is here with its type, so a manifest that passes cannot make a
-# reader raise KeyError/TypeError/IndexError. Forms: a type (int excludes bool); [S] a
-# list of S; {key: S} an object with those keys (more keys are allowed: later compatible
-# additions); Opt(S) a key that may be missing; Map(S) an object of any keys to S; a
-# function(value, where) for what a type cannot say (tree specs, layouts, shapes).
-
-
-class Opt:
-    """A key that may be missing, or null where ``null=True``."""
-
-    def __init__(self, schema, null: bool = False):
-        self.schema = schema
-        self.null = null
-
-
-class Map:
-    def __init__(self, schema):
-        self.schema = schema
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _nat(v, where: str) -> None:
-    _need(_is_int(v) and 0 <= v < 2**62, f"{where} is not a size")
-
-
-def _int_or_none(v, where: str) -> None:
-    _need(v is None or _is_int(v), f"{where} is not an int or null")
-
-
-def _device(v, where: str) -> None:
-    try:
-        ok = isinstance(v, str) and torch.device(v) is not None
-    except (RuntimeError, ValueError):
-        ok = False
-    _need(ok, f"{where} names no device")
-
-
-def _dtype(v, where: str) -> None:
-    _need(isinstance(v, str) and isinstance(getattr(torch, v, None), torch.dtype), f"{where} names no dtype")
-
-
-def _shape(v, where: str) -> None:
-    _need(isinstance(v, list) and len(v) <= 64, f"{where} is not a shape")
-    for d in v:
-        _need((_is_int(d) and 0 <= d < 2**62) or isinstance(d, str) or (isinstance(d, dict) and isinstance(
-            d.get("expr"), str)), f"{where} has a bad size {d!r}")
-
-
-def _layout(v, where: str) -> None:
-    if v == "contiguous":
-        return
-    dims = v.get("order", v.get("stride")) if isinstance(v, dict) and len(v) == 1 else None
-    _need(isinstance(dims, list) and all(_is_int(x) and 0 <= x < 2**62 for x in dims), f"{where} is not a layout")
-    if "order" in v:
-        _need(sorted(dims) == list(range(len(dims))), f"{where} is not a dimension order")
-
-
-def _spec(v, where: str) -> None:
-    _check_spec(v, where)
-
-
-def conform(value, schema, where: str) -> None:
-    """FormatError naming the first field of ``value`` that does not follow ``schema``."""
-    if isinstance(schema, type):
-        ok = _is_int(value) if schema is int else (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                                  if schema is float else isinstance(value, schema))
-        _need(ok, f"{where} is not {schema.__name__}")
-    elif isinstance(schema, list):
-        _need(isinstance(value, list), f"{where} is not a list")
-        for i, item in enumerate(value):
-            conform(item, schema[0], f"{where}[{i}]")
-    elif isinstance(schema, Map):
-        _need(isinstance(value, dict), f"{where} is not an object")
-        for k, item in value.items():
-            conform(item, schema.schema, f"{where}[{k!r}]")
-    elif isinstance(schema, dict):
-        _need(isinstance(value, dict), f"{where} is not an object")
-        for k, sub in schema.items():
-            if isinstance(sub, Opt):
-                if k in value and not (sub.null and value[k] is None):
-                    conform(value[k], sub.schema, f"{where}.{k}")
-            else:
-                _need(k in value, f"{where}.{k} is missing")
-                conform(value[k], sub, f"{where}.{k}")
-    elif schema is object:
-        pass
-    else:
-        schema(value, where)
-
-
-_TENSOR_INFO = {"dtype": _dtype, "shape": _shape}
-_ALIASED = [{"output": int, "primal": int}]
-_TRAIN = {"num_outputs": int, "grad_mask": [bool], "out_requires_grad": [bool], "mutation_targets": [int],
-          "saved_mutated": [int], "aliased": _ALIASED, "saved": list,
-          "mutated": [lambda v, where: _need(isinstance(v, dict) and (
-              (v.get("kind") == "input" and _is_int(v.get("index"))) or
-              (v.get("kind") == "buffer" and isinstance(v.get("weight"), str))), f"{where} is not an in-place update")], "weights_requires_grad": Opt([bool])}
-_INPUT = {"dtype": _dtype, "device": _device, "shape": _shape, "layout": Opt(_layout)}
-VARIANT_SCHEMA = {
-    "name": str, "backend": str, "backend_entry": Opt(str, null=True), "device": _device, "torch": Opt(str),
-    "weights": [str], "weight_fqns": Opt([str]), "weight_targets": Opt([str]),
-    "in_spec": _spec, "inputs": [_INPUT], "dims": Opt(Map({"min": int, "max": _int_or_none})),
-    "aliased": Opt(_ALIASED), "state": Opt([str]), "module_training": Opt(bool, null=True), "files": [str],
-    "meta": Opt({"train": Opt(_TRAIN), "proxy_ops": Opt([str]), "fw": Opt({"proxy_ops": Opt([str])}),
-                 "bw": Opt({"proxy_ops": Opt([str])}), "machine": Opt(str), "cpu_isa": Opt(str),
-                 "compute_capability": Opt(str)}),
-    "distributed": Opt({"rank": int, "world_size": int, "pg_backend": str, "groups": Map({"rank": int, "size": int})}),
-}
-MANIFEST_SCHEMA = {
-    "format": str, "format_version": int, "created": str,
-    "versions": {"aotpack": str, "torch": str, "python": str},
-    "platform": {"system": str, "machine": str, "cpu_capability": Opt(str)},
-    "program": {
-        "name": str, "kind": str, "source": str,
-        "signature": [{"name": str, "kind": str, "default": Opt(_spec)}],
-        "out_spec": _spec, "frozen": [{"kind": str, "name": str, "where": str, "value": str}],
-        "weights": Map({"kind": str, **_TENSOR_INFO}), "aliases": Map(str),
-    },
-    "variants": [VARIANT_SCHEMA],
-    "members": Map({"size": int}),
-    "llm": Opt({"max_batch": int, "max_len": int}),
-}
-
-
-def _check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) -> None:
+def check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) -> None:
+    """FormatError naming ``where`` unless ``spec`` is a tree spec (tree.py) whose tensor
+    indices are below ``n_tensors``."""
     _need(depth < 100 and isinstance(spec, dict) and isinstance(spec.get("kind"), str), f"{where} is not a tree spec")
     kind = spec["kind"]
     if kind == "tensor":
@@ -311,7 +178,7 @@ def _check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) 
             _need(isinstance(keys, list) and len(keys) == len(children) and all(isinstance(k, str) for k in keys)
                   and len(set(keys)) == len(keys), f"{where} has bad dict keys")
         for j, c in enumerate(children):
-            _check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
+            check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
     elif kind in ("namedtuple", "node"):
         children = spec.get("children")
         _need(isinstance(children, list) and isinstance(spec.get("type"), str) and "." in spec["type"],
@@ -323,64 +190,6 @@ def _check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) 
         else:
             _need("context" in spec, f"{where} has no context")
         for j, c in enumerate(children):
-            _check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
+            check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
     else:
         _need(False, f"{where} has unknown kind {kind!r}")
-
-
-def validate_manifest(m: dict) -> None:
-    """Check the manifest against ``MANIFEST_SCHEMA`` and the links between its fields
-    (names, indices, counts) before any of it is used: FormatError naming the field."""
-    conform(m, MANIFEST_SCHEMA, "manifest")
-    p = m["program"]
-    sig = p["signature"]
-    _need(all(x["kind"] in _PARAM_KINDS for x in sig), "program.signature has an unknown parameter kind")
-    _need(len({x["name"] for x in sig}) == len(sig), "program.signature names a parameter twice")
-    known = set(p["weights"]) | set(p.get("aliases") or {})
-    _need(all(t in p["weights"] for t in (p.get("aliases") or {}).values()), "program.aliases")
-    names = set()
-    for v in m["variants"]:
-        name = v["name"]
-        try:
-            check_variant_name(name)
-        except ValueError:
-            _need(False, f"variant name {name!r}")
-        _need(name not in names, f"variant {name!r} appears twice")
-        d = v.get("distributed")
-        if d is not None:
-            _need(m["format_version"] >= DISTRIBUTED_FORMAT_VERSION and 0 <= d["rank"] < d["world_size"]
-                  and all(0 <= g["rank"] < g["size"] for g in d["groups"].values()), f"variant {name}.distributed")
-        names.add(name)
-        ws = v["weights"]
-        _need(all(w in known for w in ws), f"variant {name}.weights names a weight the package does not hold")
-        _need(all(w in ws for w in v.get("state", [])), f"variant {name}.state names a weight it does not use")
-        for key in ("weight_fqns", "weight_targets"):
-            _need(v.get(key) is None or len(v[key]) == len(ws), f"variant {name}.{key}")
-        inputs, dims = v["inputs"], v.get("dims") or {}
-        for d, r in dims.items():
-            _need(0 <= r["min"] and (r.get("max") is None or r["min"] <= r["max"]), f"variant {name}.dims[{d!r}]")
-        for i, g in enumerate(inputs):
-            for s in g["shape"]:
-                _need(not isinstance(s, str) or s in dims, f"variant {name}.inputs[{i}].shape names no dim")
-            layout = g.get("layout") or "contiguous"
-            _need(layout == "contiguous" or len(next(iter(layout.values()))) == len(g["shape"]),
-                  f"variant {name}.inputs[{i}].layout")
-        _check_spec(v["in_spec"], f"variant {name}.in_spec", len(inputs))
-        _need(v["in_spec"]["kind"] == "tuple" and len(v["in_spec"]["children"]) == len(sig),
-              f"variant {name}.in_spec does not match the signature")
-        n_flat = len(ws) + len(inputs)
-        train = (v.get("meta") or {}).get("train")
-        for a in (train or {}).get("aliased", v.get("aliased") or []):
-            _need(0 <= a["primal"] < n_flat and a["output"] >= 0, f"variant {name}.aliased")
-        if train:
-            _need(all(0 <= t < n_flat for t in train["mutation_targets"])
-                  and all(0 <= x["index"] < len(inputs) for x in train["mutated"] if x["kind"] == "input")
-                  and all(x["weight"] in known for x in train["mutated"] if x["kind"] == "buffer")
-                  and len(train["grad_mask"]) == n_flat and len(train["out_requires_grad"]) == train["num_outputs"]
-                  and len(train["mutation_targets"]) <= train["num_outputs"]
-                  and all(0 <= i < len(train["saved"]) for i in train["saved_mutated"])
-                  and isinstance(v.get("meta", {}).get("fw"), dict) and isinstance(v["meta"].get("bw"), dict),
-                  f"variant {name}.meta.train")
-        for f in v["files"]:
-            check_member_name(variant_dir(name) + f)
-    _need(len(m["variants"]) > 0, "variants is empty")

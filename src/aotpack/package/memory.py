@@ -17,6 +17,7 @@ from .. import __version__
 from .. import _torch_compat as compat
 from ..tree import dtype_name
 from . import format as fmt
+from .manifest import Manifest, Param, Platform, Program, Variant, Versions, WeightInfo
 from .weights import TensorsMember
 from .writer import write_package
 
@@ -53,20 +54,16 @@ def _dedupe(tensors: dict[str, torch.Tensor], copy: bool = True) -> tuple[dict[s
     return unique, aliases
 
 
-def _tensor_info(t: torch.Tensor) -> dict:
-    return {"dtype": dtype_name(t.dtype), "shape": list(t.shape)}
-
-
 class Package:
     """A compiled program in memory, ready to ``save``; one or more variants.
 
     Attributes:
-      manifest: the JSON manifest (members' digests are added when saving).
+      manifest: the manifest (``manifest.Manifest``; members' digests are added when saving).
       members: member path -> bytes; the weights member is a ``TensorsMember``
         (tensors serialized while the file is written, never as one bytes object).
     """
 
-    def __init__(self, manifest: dict, members: dict[str, bytes]):
+    def __init__(self, manifest: Manifest, members: dict[str, bytes]):
         self.manifest = manifest
         self.members = members
 
@@ -74,26 +71,19 @@ class Package:
     def from_captured(cls, captured, name: str, backend, compiled, *, examples: bool = True,
                       distributed: dict | None = None) -> Package:
         """A package holding one variant ``name`` of ``captured``, compiled by ``backend``."""
-        manifest = {
-            "format": fmt.FORMAT_NAME,
-            "format_version": fmt.BASE_FORMAT_VERSION,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": {"aotpack": __version__, "torch": compat.torch_version(),
-                         "python": platform.python_version()},
-            "platform": {"system": platform.system(), "machine": platform.machine(),
-                         "cpu_capability": torch.backends.cpu.get_cpu_capability()},
-            "program": {
-                "name": captured.name,
-                "kind": captured.kind,
-                "source": captured.source,
-                "signature": captured.signature,
-                "out_spec": captured.out_spec,
-                "frozen": captured.frozen,
-                "weights": {},
-                "aliases": {},
-            },
-            "variants": [],
-        }
+        manifest = Manifest(
+            format=fmt.FORMAT_NAME,
+            format_version=fmt.BASE_FORMAT_VERSION,
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            versions=Versions(aotpack=__version__, torch=compat.torch_version(), python=platform.python_version()),
+            platform=Platform(system=platform.system(), machine=platform.machine(),
+                              cpu_capability=torch.backends.cpu.get_cpu_capability()),
+            program=Program.from_json({
+                "name": captured.name, "kind": captured.kind, "source": captured.source,
+                "signature": captured.signature, "out_spec": captured.out_spec, "frozen": captured.frozen,
+                "weights": {}, "aliases": {}}, "the captured program"),
+            variants=[],
+        )
         members = {fmt.WEIGHTS: TensorsMember({})}
         pkg = cls(manifest, members)
         pkg.add_variant(captured, name, backend, compiled, examples=examples, distributed=distributed)
@@ -106,8 +96,7 @@ class Package:
 
         with PackageReader(path) as r:
             r.verify()
-            manifest = dict(r.manifest)
-            manifest.pop("members")
+            manifest = r.manifest.replace(members={})
             # weights stay views of the mapped file: adding a variant copies none of them
             members = {n: TensorsMember(r.tensors(n)) if n == fmt.WEIGHTS else r.read(n)
                        for n in r.names() if n != fmt.MANIFEST}
@@ -122,7 +111,8 @@ class Package:
         """
         from ..backends import backend_entry
 
-        self._check_new_variant(name, captured.signature, captured.out_spec)
+        self._check_new_variant(name, [Param.from_json(p, "the captured signature") for p in captured.signature],
+                                captured.out_spec)
         new, aliases = _dedupe(captured.weights)
         names = self._store_weights(name, [(fqn, new[aliases.get(fqn, fqn)], captured.weight_kinds[fqn])
                                            for fqn in captured.weights])
@@ -135,7 +125,8 @@ class Package:
         if examples and captured.example_inputs:
             ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
             self.members[prefix + fmt.EXAMPLES] = _safetensors().save(ex)
-        self.manifest["variants"].append({
+        # from_json: a backend's meta or a capture that the reader would refuse fails here, not at load
+        self.manifest.variants.append(Variant.from_json({
             "name": name,
             "backend": backend.name,
             "backend_entry": backend_entry(backend),
@@ -153,31 +144,28 @@ class Package:
             "files": files,
             "meta": compiled.meta,
             **({"distributed": distributed} if distributed is not None else {}),
-        })
+        }, f"variant {name} (as compiled by backend {backend.name})"))
         if distributed is not None:  # readers before version 2 would run a rank's variant anywhere
-            self.manifest["format_version"] = max(self.manifest["format_version"], fmt.DISTRIBUTED_FORMAT_VERSION)
+            self.manifest.format_version = max(self.manifest.format_version, fmt.DISTRIBUTED_FORMAT_VERSION)
 
     def merge(self, other: Package) -> None:
         """Add every variant of ``other`` (a package of the same program), with its
         files and weights: how the ranks' packages of a sharded program become one."""
-        program = other.manifest["program"]
+        program = other.manifest.program
         stored = dict(other.weights)
-        for alias, target in program["aliases"].items():
+        for alias, target in program.aliases.items():
             stored[alias] = stored[target]
-        for v in other.manifest["variants"]:
-            name = v["name"]
-            self._check_new_variant(name, program["signature"], program["out_spec"])
-            fqns = v.get("weight_fqns", v["weights"])
-            names = self._store_weights(name, [(fqn, stored[key], program["weights"][
-                program["aliases"].get(key, key)]["kind"]) for key, fqn in zip(v["weights"], fqns)])
-            renamed = dict(zip(v["weights"], names))
-            prefix = fmt.variant_dir(name)
+        for v in other.manifest.variants:
+            self._check_new_variant(v.name, program.signature, program.out_spec)
+            names = self._store_weights(v.name, [(fqn, stored[key], program.weight(key).kind)
+                                                 for key, fqn in zip(v.weights, v.weight_fqns)])
+            renamed = dict(zip(v.weights, names))
+            prefix = fmt.variant_dir(v.name)
             for member, data in other.members.items():
                 if member.startswith(prefix):
                     self.members[member] = data
-            self.manifest["variants"].append({**v, "weights": names,
-                                              "state": [renamed[n] for n in v.get("state", [])]})
-        self.manifest["format_version"] = max(self.manifest["format_version"], other.manifest["format_version"])
+            self.manifest.variants.append(v.replace(weights=names, state=[renamed[n] for n in v.state]))
+        self.manifest.format_version = max(self.manifest.format_version, other.manifest.format_version)
 
     def _check_new_variant(self, name: str, signature, out_spec) -> None:
         from ..errors import AotpackError
@@ -186,19 +174,19 @@ class Package:
         if name in self.variants:
             raise AotpackError(f"the package already has a variant named {name!r}",
                                hint="pick another variant name")
-        program = self.manifest["program"]
-        if self.variants and (signature != program["signature"] or out_spec != program["out_spec"]):
+        program = self.manifest.program
+        if self.variants and (signature != program.signature or out_spec != program.out_spec):
             raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
-                               f"differs from the package's ({program['name']})",
+                               f"differs from the package's ({program.name})",
                                hint="variants differ only in dtypes, shapes, devices or backends")
 
     def _store_weights(self, name: str, weights: list[tuple[str, torch.Tensor, str]]) -> list[str]:
         """Put variant ``name``'s weights ((program name, tensor, kind) in graph order) in
         the shared store; returns their stored names. A name already stored with other
         values (a bf16 variant, another rank's shard) is stored as ``<name>@<variant>``."""
-        program = self.manifest["program"]
+        program = self.manifest.program
         stored = dict(self.members[fmt.WEIGHTS].tensors)
-        for alias, target in program["aliases"].items():
+        for alias, target in program.aliases.items():
             stored[alias] = stored[target]
         names = []
         for fqn, src, kind in weights:
@@ -207,15 +195,15 @@ class Package:
                 key = f"{fqn}@{name}"  # same parameter, other dtype/values for this variant
             if key not in stored:
                 stored[key] = src
-                program["weights"][key] = {"kind": kind, **_tensor_info(src)}
+                program.weights[key] = WeightInfo(kind=kind, dtype=dtype_name(src.dtype), shape=list(src.shape))
             names.append(key)
-        unique, program["aliases"] = _dedupe(stored, copy=False)
+        unique, program.aliases = _dedupe(stored, copy=False)
         self.members[fmt.WEIGHTS] = TensorsMember(unique)
         return names
 
     @property
     def variants(self) -> list[str]:
-        return [v["name"] for v in self.manifest["variants"]]
+        return [v.name for v in self.manifest.variants]
 
     @property
     def nbytes(self) -> int:
@@ -256,9 +244,8 @@ class Package:
         return buf.getvalue()
 
     def __repr__(self) -> str:
-        p = self.manifest["program"]
-        return (f"<aotpack.Package {p['name']} variants={self.variants} "
-                f"{self.nbytes / 1e6:.1f} MB torch {self.manifest['versions']['torch']}>")
+        return (f"<aotpack.Package {self.manifest.program.name} variants={self.variants} "
+                f"{self.nbytes / 1e6:.1f} MB torch {self.manifest.versions.torch}>")
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

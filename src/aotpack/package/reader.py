@@ -40,6 +40,7 @@ import torch
 from ..errors import FormatError, IntegrityError
 from ..tree import dtype_name
 from . import format as fmt
+from .manifest import Manifest, Variant
 
 # Members smaller than this are hashed every time (microseconds); larger ones once per file.
 _REMEMBER_FROM = 1 << 20
@@ -143,10 +144,10 @@ class PackageReader:
 
             self.signer = signing.check(blob, self.signatures, self._trusted, self.path)
         try:
-            self.manifest = json.loads(blob)
+            doc = json.loads(blob)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise IntegrityError(f"the manifest of {self.path} is not valid JSON: {e}") from None
-        self._check_manifest()
+        self.manifest = self._check_manifest(doc)
 
     def _data_offset(self, info: zipfile.ZipInfo, size: int) -> int:
         at = info.header_offset
@@ -160,8 +161,8 @@ class PackageReader:
                                  hint="copy the package again")
         return start
 
-    def _check_manifest(self) -> None:
-        m = self.manifest
+    def _check_manifest(self, m) -> Manifest:
+        """The typed manifest, once its format, version and every field are checked."""
         if not isinstance(m, dict) or m.get("format") != fmt.FORMAT_NAME:
             raise FormatError(f"{self.path} is not an aotpack package (manifest format is {m.get('format')!r})"
                               if isinstance(m, dict) else f"{self.path} has a manifest that is not an object")
@@ -176,12 +177,10 @@ class PackageReader:
         if version < fmt.MIN_FORMAT_VERSION:
             raise FormatError(f"{self.path} is format version {version}, older than the oldest this aotpack reads "
                               f"({fmt.MIN_FORMAT_VERSION})", hint="rebuild the package from its source program")
-        members = m.get("members")
-        if not isinstance(members, dict) or not all(
-                isinstance(r, dict) and fmt.member_digest(r) is not None and isinstance(r.get("size"), int)
-                for r in members.values()):
-            raise FormatError(f"the manifest of {self.path} lists no members (or malformed ones)")
-        fmt.validate_manifest(m)
+        if not isinstance(m.get("members"), dict) or not m["members"]:
+            raise FormatError(f"the manifest of {self.path} lists no members")
+        manifest = Manifest.from_json(m)
+        members = manifest.members
         extra = set(self._members) - set(members) - {fmt.MANIFEST}
         if extra:
             raise IntegrityError(f"{self.path} holds members the manifest does not list: {sorted(extra)[:5]}",
@@ -190,6 +189,7 @@ class PackageReader:
         if missing:
             raise IntegrityError(f"{self.path} is missing members listed in its manifest: {sorted(missing)[:5]}",
                                  hint="copy the package again")
+        return manifest
 
     def verify(self, names=None, remember: bool = False) -> None:
         """Check the digest of each member (all by default); IntegrityError on a mismatch.
@@ -197,17 +197,18 @@ class PackageReader:
         ``remember=True`` (load's path): skip members already verified in this file as
         it is now (see the module docstring), and remember those that pass."""
         remember = remember and os.environ.get("AOTPACK_VERIFY") != "always"
-        for name, rec in self.manifest["members"].items():
+        for name, rec in self.manifest.members.items():
             if names is not None and name not in names:
                 continue
             off, n = self._members[name]
-            if n != rec.get("size"):
-                raise IntegrityError(f"member {name!r} of {self.path} is {n} bytes, the manifest says {rec.get('size')} (tampered or truncated)",
+            if n != rec.size:
+                raise IntegrityError(f"member {name!r} of {self.path} is {n} bytes, the manifest says {rec.size} "
+                                     "(tampered or truncated)",
                                      hint="copy the package again from a trusted source")
             marker = self._marker(name, rec) if remember else None
             if marker is not None and os.path.exists(marker):
                 continue
-            algorithm, expected = fmt.member_digest(rec)
+            algorithm, expected = rec.digest()
             if fmt.digest(memoryview(self._mm)[off:off + n], algorithm) != expected:
                 raise IntegrityError(f"member {name!r} of {self.path} does not match its {algorithm} digest "
                                      "(tampered or corrupt)",
@@ -215,13 +216,13 @@ class PackageReader:
             if marker is not None:
                 _touch(marker)
 
-    def _marker(self, name: str, rec: dict) -> str | None:
+    def _marker(self, name: str, rec) -> str | None:
         """Where "member ``name`` of this file, as it is now, matched" is remembered."""
-        if rec.get("size", 0) < _REMEMBER_FROM or self._stat.st_nlink == 0:
+        if rec.size < _REMEMBER_FROM or self._stat.st_nlink == 0:
             return None  # hashing it is cheaper than looking the marker up; or a file in memory
         st = self._stat
         identity = (f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
-                    f"{name}:{fmt.member_digest(rec)}")
+                    f"{name}:{rec.digest()}")
         folder = os.environ.get("AOTPACK_VERIFIED_DIR") or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aotpack", "verified")
         return os.path.join(folder, hashlib.sha256(identity.encode()).hexdigest())
@@ -288,33 +289,33 @@ class PackageReader:
     def weights(self) -> dict[str, torch.Tensor]:
         """The package's weights (mapped, no copy), shared ones under every name."""
         weights = self.tensors(fmt.WEIGHTS)
-        for alias, target in self.manifest["program"].get("aliases", {}).items():
+        for alias, target in self.manifest.program.aliases.items():
             if target not in weights:
                 raise FormatError(f"{self.path}: weight alias {alias!r} points to {target!r}, which "
                                   "weights.safetensors does not hold", hint="copy or rebuild the package")
             weights[alias] = weights[target]
         # compiled code reads weights at the dtypes and shapes it was compiled for: a
         # tensor of another shape would be read out of bounds, so check before any use
-        for name, info in self.manifest["program"]["weights"].items():
+        for name, info in self.manifest.program.weights.items():
             t = weights.get(name)
             if t is None:
                 raise FormatError(f"{self.path}: weight {name!r} is listed in the manifest but missing from "
                                   "weights.safetensors", hint="copy or rebuild the package")
-            if dtype_name(t.dtype) != info["dtype"] or list(t.shape) != info["shape"]:
+            if dtype_name(t.dtype) != info.dtype or list(t.shape) != info.shape:
                 raise IntegrityError(f"{self.path}: weight {name!r} is {dtype_name(t.dtype)}"
                                      f"{list(t.shape)} in weights.safetensors, the manifest declares "
-                                     f"{info['dtype']}{info['shape']} (tampered or corrupt)",
+                                     f"{info.dtype}{info.shape} (tampered or corrupt)",
                                      hint="copy the package again from a trusted source")
         return weights
 
-    def variant(self, name: str | None) -> dict:
+    def variant(self, name: str | None) -> Variant:
         """The manifest entry of variant ``name`` (None: the first)."""
-        variants = self.manifest["variants"]
-        found = variants[0] if name is None else next((v for v in variants if v["name"] == name), None)
+        variants = self.manifest.variants
+        found = variants[0] if name is None else self.manifest.variant(name)
         if found is None:
             from ..errors import AotpackError
 
-            raise AotpackError(f"{self.path} has no variant {name!r}; it has {[v['name'] for v in variants]}")
+            raise AotpackError(f"{self.path} has no variant {name!r}; it has {[v.name for v in variants]}")
         return found
 
     def close(self) -> None:

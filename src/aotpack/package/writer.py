@@ -95,7 +95,7 @@ def locked(path: str | os.PathLike):
         os.close(fd)
 
 
-def write_package(path: str | os.PathLike, manifest: dict, members: dict[str, bytes]) -> None:
+def write_package(path: str | os.PathLike, manifest, members: dict[str, bytes]) -> None:
     """Write ``manifest`` (members' digests added) and ``members`` to ``path`` atomically."""
     write_members(path, package_entries(manifest, members))
 
@@ -114,9 +114,10 @@ def write_zip(f, entries) -> None:
                     out.write(chunk)
 
 
-def package_entries(manifest: dict, members: dict) -> list:
-    """``(name, data)`` pairs of a package: the manifest (members' digests added) first."""
-    manifest = dict(manifest)
+def package_entries(manifest, members: dict) -> list:
+    """``(name, data)`` pairs of a package: the manifest (a ``manifest.Manifest``, or its
+    JSON as it is: the fuzzers write edited ones), members' digests added, first."""
+    manifest = manifest.to_json() if hasattr(manifest, "to_json") else dict(manifest)
     manifest["members"] = {name: {fmt.DIGEST: data.digest() if hasattr(data, "chunks") else fmt.digest(data),
                                   "size": len(data)} for name, data in members.items()}
     blob = json.dumps(manifest, indent=1, sort_keys=False).encode()

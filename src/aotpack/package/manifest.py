@@ -1,0 +1,538 @@
+"""The manifest as typed records: one schema, read and written by the same code.
+
+Each record is a dataclass whose fields are the JSON keys of that part of the manifest,
+with their types. ``Manifest.from_json(obj)`` walks those types: any value of the wrong
+type, a missing key, or a broken link between fields (a weight name no one stores, an
+input index past the end) is a ``FormatError`` naming the field, before any reader sees
+the manifest; ``to_json()`` writes it back. There is no second description to keep in
+step: the field declarations below are the schema (torch.export's serializer and
+jax.export's flatbuffer schema work the same way).
+
+Keys a record does not know (written by a later, compatible aotpack) are kept in its
+``extra`` and written back as they were, so rewriting a package (``add_variant``,
+``load(..., rewrite=True)``) loses nothing.
+
+Example:
+    >>> m = aotpack.inspect("mlp.aot").manifest                  # doctest: +SKIP
+    >>> m.variants[0].inputs[0].shape, m.variants[0].dims
+    (['batch', 512], {'batch': Dim(min=1, max=4096)})
+    >>> Manifest.from_json(m.to_json()) == m                     # doctest: +SKIP
+    True
+
+This module deliberately has no ``from __future__ import annotations``: the converters
+read each field's type as an object, once per class, not by evaluating strings at load.
+"""
+
+import types
+import typing
+from typing import Annotated, Any, Union
+
+import torch
+
+from ..tree import PARAM_KINDS
+from . import format as fmt
+from .format import _need
+
+__all__ = ["Manifest", "Versions", "Platform", "Program", "Param", "WeightInfo", "Frozen", "Variant", "Input",
+           "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "Job", "Group", "Member", "Llm"]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# --- Checks a type cannot say (used as Annotated[type, check]) -------------------------
+
+def _dtype(v, where: str) -> None:
+    _need(isinstance(getattr(torch, v, None), torch.dtype), f"{where} names no dtype")
+
+
+def _device(v, where: str) -> None:
+    try:
+        ok = torch.device(v) is not None
+    except (RuntimeError, ValueError):
+        ok = False
+    _need(ok, f"{where} names no device")
+
+
+def _shape(v, where: str) -> None:
+    _need(len(v) <= 64, f"{where} is not a shape")
+    for d in v:
+        _need((_is_int(d) and 0 <= d < 2**62) or isinstance(d, str) or (isinstance(d, dict) and isinstance(
+            d.get("expr"), str)), f"{where} has a bad size {d!r}")
+
+
+def _nat(v, where: str) -> None:
+    _need(0 <= v < 2**62, f"{where} is not a size")
+
+
+def _layout(v, where: str) -> None:
+    if v == "contiguous":
+        return
+    dims = v.get("order", v.get("stride")) if isinstance(v, dict) and len(v) == 1 else None
+    _need(isinstance(dims, list) and all(_is_int(x) and 0 <= x < 2**62 for x in dims), f"{where} is not a layout")
+    if "order" in v:
+        _need(sorted(dims) == list(range(len(dims))), f"{where} is not a dimension order")
+
+
+def _spec(v, where: str) -> None:
+    fmt.check_spec(v, where)
+
+
+def _param_kind(v, where: str) -> None:
+    _need(v in PARAM_KINDS, f"{where} is an unknown parameter kind")
+
+
+Dtype = Annotated[str, _dtype]
+Device = Annotated[str, _device]
+Shape = Annotated[list, _shape]
+Size = Annotated[int, _nat]
+Layout = Annotated[Any, _layout]  # "contiguous" | {"order": [...]} | {"stride": [...]}
+Spec = Annotated[dict, _spec]  # a tree spec (tree.py): kept as its JSON
+
+
+class _Null:
+    """Default of an optional field written as ``null`` when None (older readers expect
+    the key)."""
+
+    def __repr__(self):
+        return "NULL"
+
+
+NULL = _Null()
+
+
+# --- The converter: one function per field type, built once per record class ----------
+
+def _converter(tp):
+    """``f(value, where) -> value`` checking ``value`` against the type ``tp`` (one per
+    distinct type: most fields are str, int or list[str])."""
+    try:
+        return _CONVERTERS[tp]
+    except (KeyError, TypeError):  # (TypeError: an unhashable Annotated argument)
+        pass
+    convert = _make_converter(tp)
+    try:
+        _CONVERTERS[tp] = convert
+    except TypeError:
+        pass
+    return convert
+
+
+_CONVERTERS: dict = {}
+
+
+def _make_converter(tp):
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *checks = typing.get_args(tp)
+        inner = _converter(base)
+
+        def annotated(v, where):
+            v = inner(v, where)
+            for check in checks:
+                check(v, where)
+            return v
+        return annotated
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _converter(args[0])
+        return lambda v, where: None if v is None else inner(v, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        inner = _converter(item)
+
+        def as_list(v, where):
+            _need(isinstance(v, list), f"{where} is not a list")
+            return [inner(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        return as_list
+    if origin is dict:
+        _, value = typing.get_args(tp)
+        inner = _converter(value)
+
+        def as_dict(v, where):
+            _need(isinstance(v, dict), f"{where} is not an object")
+            return {k: inner(x, f"{where}[{k!r}]") for k, x in v.items()}
+        return as_dict
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return tp.from_json
+    if tp is Any:
+        return lambda v, where: v
+    if tp is int:
+        def as_int(v, where):
+            _need(_is_int(v), f"{where} is not int")
+            return v
+        return as_int
+    if tp is float:
+        def as_float(v, where):
+            _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{where} is not float")
+            return v
+        return as_float
+
+    def as_type(v, where):
+        _need(isinstance(v, tp), f"{where} is not {tp.__name__}")
+        return v
+    return as_type
+
+
+def _to_json(v):
+    if isinstance(v, Record):
+        return v.to_json()
+    if isinstance(v, list):
+        return [_to_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _to_json(x) for k, x in v.items()}
+    return v
+
+
+class Record:
+    """Base of the manifest's records: fields from the class annotations, ``from_json`` /
+    ``to_json`` from their types.
+
+    A field without a value in the class body is a required key; one with a value is
+    optional (missing: that value, an empty list or dict copied per record; ``NULL``:
+    None, written as null). Keys the record does not know go to ``extra``.
+
+    (Not dataclasses: generating their methods costs about 0.5 ms a class when the
+    module is imported, and this module is on every load's path.)
+    """
+
+    __slots__ = ()
+    _fields: tuple = ()  # (name, converter, required, default, written as null)
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        fields = []
+        for name, tp in cls.__dict__.get("__annotations__", {}).items():
+            default = cls.__dict__.get(name, _REQUIRED)
+            null = default is NULL
+            fields.append((name, _converter(tp), default is _REQUIRED, None if null else default, null))
+        cls._fields = tuple(fields)
+        cls._names = frozenset(f[0] for f in fields)
+
+    def __init__(self, **kw):
+        for name, _, required, default, _ in self._fields:
+            if name in kw:
+                value = kw.pop(name)
+            elif required:
+                raise TypeError(f"{type(self).__name__}() needs {name}=")
+            else:
+                value = type(default)(default) if isinstance(default, (list, dict)) else default
+            setattr(self, name, value)
+        self.extra = kw.pop("extra", None) or {}
+        if kw:
+            raise TypeError(f"{type(self).__name__}() got unknown fields {sorted(kw)}")
+        self._post_init()
+
+    def _post_init(self) -> None:
+        pass
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self._values() == other._values()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f[0]) for f in self._fields) + (self.extra,)
+
+    def __repr__(self):
+        parts = ", ".join(f"{f[0]}={getattr(self, f[0])!r}" for f in self._fields)
+        return f"{type(self).__name__}({parts})"
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (as dataclasses.replace)."""
+        kw = {f[0]: getattr(self, f[0]) for f in self._fields}
+        kw.update(changes)
+        kw.setdefault("extra", dict(self.extra))
+        return type(self)(**kw)
+
+    @classmethod
+    def from_json(cls, obj, where: str = ""):
+        """The record in ``obj`` (parsed JSON); FormatError naming the first wrong field."""
+        where = where or cls.__name__.lower()
+        _need(isinstance(obj, dict), f"{where} is not an object")
+        kwargs = {}
+        for name, convert, required, _, _ in cls._fields:
+            if name in obj:
+                kwargs[name] = convert(obj[name], f"{where}.{name}")
+            else:
+                _need(not required, f"{where}.{name} is missing")
+        if len(kwargs) < len(obj):
+            kwargs["extra"] = {k: v for k, v in obj.items() if k not in cls._names}
+        return cls(**kwargs)
+
+    def to_json(self) -> dict:
+        out = {}
+        for name, _, required, _, null in self._fields:
+            v = getattr(self, name)
+            if v is None and not required and not null:
+                continue  # an optional key: older readers take it missing, not null
+            out[name] = _to_json(v)
+        out.update(self.extra)
+        return out
+
+
+_REQUIRED = object()
+
+
+# --- The records -----------------------------------------------------------------------
+
+class Versions(Record):
+    aotpack: str
+    torch: str
+    python: str
+
+
+class Platform(Record):
+    system: str
+    machine: str
+    cpu_capability: str | None = None
+
+
+class Param(Record):
+    """One parameter of the program's signature; ``default``: its encoded value
+    (``tree.encode_const``), baked in at capture."""
+    name: str
+    kind: Annotated[str, _param_kind]
+    default: Spec | None = None
+
+
+class WeightInfo(Record):
+    kind: str  # "parameter" | "buffer" | "constant"
+    dtype: Dtype
+    shape: Shape
+
+
+class Frozen(Record):
+    """A Python value read at capture and baked in (a global, a closure, a default)."""
+    kind: str
+    name: str
+    where: str
+    value: str
+    type: str | None = None
+    weight: str | None = None
+
+
+class Program(Record):
+    name: str
+    kind: str  # "module" | "function"
+    source: str  # file:line
+    signature: list[Param]
+    out_spec: Spec
+    frozen: list[Frozen]
+    weights: dict[str, WeightInfo]  # stored name -> what the file must hold
+    aliases: dict[str, str]  # tied weights: name -> the stored name it shares
+
+    def weight(self, name: str) -> WeightInfo:
+        """The stored weight ``name`` is, through an alias."""
+        return self.weights[self.aliases.get(name, name)]
+
+
+class Input(Record):
+    """What one flat input tensor must be: the guard of a variant."""
+    dtype: Dtype
+    device: Device
+    shape: Shape  # ints, Dim names, {"expr": "2*batch"} for derived sizes
+    layout: Layout = "contiguous"
+    requires_grad: bool = False
+
+
+class Dim(Record):
+    min: int
+    max: int | None  # None: unbounded
+
+
+class Alias(Record):
+    """Output ``output`` is a view of the flat graph argument ``primal``: the argument
+    itself (``same``), or ``as_strided(size, stride, offset)`` of it (views.py)."""
+    output: int
+    primal: int
+    same: bool = False
+    size: list[int] | None = None
+    stride: list[int] | None = None
+    offset: int = 0
+
+
+class Mutation(Record):
+    """What a training program changes in place: a buffer, or flat input ``index``."""
+    kind: str
+    index: int | None = None
+    weight: str | None = None
+
+
+class Train(Record):
+    """A training variant's autograd contract (autograd.py writes it, autograd_runtime reads)."""
+    num_outputs: int
+    grad_mask: list[bool]
+    out_requires_grad: list[bool]
+    mutation_targets: list[int]
+    saved_mutated: list[int]
+    aliased: list[Alias]
+    saved: list[Any]
+    mutated: list[Mutation]
+    weights_requires_grad: list[bool] | None = None
+
+
+class SubMeta(Record):
+    """A training variant's forward or backward backend meta (backend keys in extra)."""
+    proxy_ops: list[str] | None = None
+
+    def as_backend_meta(self) -> dict:
+        return self.to_json()
+
+
+class Meta(Record):
+    """A variant's meta: the backend's own keys (in ``extra``, handed to the backend as
+    ``files.meta``) and those aotpack reads."""
+    device: str | None = None
+    train: Train | None = None
+    fw: SubMeta | None = None
+    bw: SubMeta | None = None
+    proxy_ops: list[str] | None = None  # aoti ops run by torch's proxy executor
+    machine: str | None = None
+    cpu_isa: str | None = None
+    compute_capability: str | None = None
+
+    def ops(self) -> list[str]:
+        """Every op the variant's code calls through torch's proxy executor."""
+        subs = [s.proxy_ops or [] for s in (self.fw, self.bw) if s is not None]
+        return list(dict.fromkeys([*(self.proxy_ops or []), *[op for s in subs for op in s]]))
+
+
+class Group(Record):
+    rank: int
+    size: int
+
+
+class Job(Record):
+    """The job a rank's variant was compiled for (aotpack/distributed.py)."""
+    rank: int
+    world_size: int
+    pg_backend: str
+    groups: dict[str, Group]
+
+
+class Variant(Record):
+    name: str
+    backend: str
+    backend_entry: str | None = NULL  # where a user backend was defined (informational)
+    device: Device
+    torch: str | None = None  # the torch that compiled it (default: versions.torch)
+    weights: list[str]  # stored names, in graph order
+    weight_fqns: list[str] | None = None  # the program's names for them (default: weights)
+    weight_targets: list[str] | None = None  # torch.export's names, to rebuild
+    in_spec: Spec
+    inputs: list[Input]
+    dims: dict[str, Dim] = {}
+    aliased: list[Alias] = []
+    state: list[str] = []
+    module_training: bool | None = NULL
+    files: list[str]
+    meta: Meta = None
+    distributed: Job | None = None
+
+    def _post_init(self):
+        if self.weight_fqns is None:
+            self.weight_fqns = list(self.weights)
+        if self.meta is None:
+            self.meta = Meta()
+
+    @property
+    def train(self) -> Train | None:
+        return self.meta.train
+
+    def views(self) -> list[Alias]:
+        """Outputs that are views of a graph argument (training: the forward's)."""
+        return self.meta.train.aliased if self.meta.train else self.aliased
+
+
+class Member(Record):
+    size: Size
+    blake3: str | None = None
+    sha256: str | None = None  # format 1 packages written before BLAKE3
+
+    def digest(self) -> tuple[str, str]:
+        return ("blake3", self.blake3) if self.blake3 is not None else ("sha256", self.sha256)
+
+
+class Llm(Record):
+    """A package built by aotpack.llm.compile."""
+    max_batch: int
+    max_len: int
+
+
+class Manifest(Record):
+    format: str
+    format_version: int
+    created: str
+    versions: Versions
+    platform: Platform
+    program: Program
+    variants: list[Variant]
+    members: dict[str, Member] = {}
+    llm: Llm | None = None
+
+    @classmethod
+    def from_json(cls, obj, where: str = "manifest") -> "Manifest":
+        """The manifest in ``obj`` (parsed JSON), checked: FormatError naming the first
+        field that is wrong, before any of it is used."""
+        m = super().from_json(obj, where)
+        m._check_links()
+        return m
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def _check_links(self) -> None:
+        """What the field types cannot say: names and indices that point elsewhere."""
+        p = self.program
+        _need(len({x.name for x in p.signature}) == len(p.signature), "program.signature names a parameter twice")
+        _need(all(t in p.weights for t in p.aliases.values()), "program.aliases")
+        known = set(p.weights) | set(p.aliases)
+        _need(len(self.variants) > 0, "variants is empty")
+        _need(all(r.blake3 is not None or r.sha256 is not None for r in self.members.values()),
+              "members lists a member without a digest")
+        names = set()
+        for v in self.variants:
+            name = v.name
+            try:
+                fmt.check_variant_name(name)
+            except ValueError:
+                _need(False, f"variant name {name!r}")
+            _need(name not in names, f"variant {name!r} appears twice")
+            names.add(name)
+            d = v.distributed
+            if d is not None:
+                _need(self.format_version >= fmt.DISTRIBUTED_FORMAT_VERSION and 0 <= d.rank < d.world_size
+                      and all(0 <= g.rank < g.size for g in d.groups.values()), f"variant {name}.distributed")
+            ws = v.weights
+            _need(all(w in known for w in ws), f"variant {name}.weights names a weight the package does not hold")
+            _need(all(w in ws for w in v.state), f"variant {name}.state names a weight it does not use")
+            for key in ("weight_fqns", "weight_targets"):
+                _need(getattr(v, key) is None or len(getattr(v, key)) == len(ws), f"variant {name}.{key}")
+            for d_name, r in v.dims.items():
+                _need(0 <= r.min and (r.max is None or r.min <= r.max), f"variant {name}.dims[{d_name!r}]")
+            for i, g in enumerate(v.inputs):
+                _need(all(not isinstance(s, str) or s in v.dims for s in g.shape),
+                      f"variant {name}.inputs[{i}].shape names no dim")
+                _need(g.layout == "contiguous" or len(next(iter(g.layout.values()))) == len(g.shape),
+                      f"variant {name}.inputs[{i}].layout")
+            fmt.check_spec(v.in_spec, f"variant {name}.in_spec", len(v.inputs))
+            _need(v.in_spec["kind"] == "tuple" and len(v.in_spec["children"]) == len(p.signature),
+                  f"variant {name}.in_spec does not match the signature")
+            n_flat = len(ws) + len(v.inputs)
+            _need(all(0 <= a.primal < n_flat and a.output >= 0 for a in v.views()), f"variant {name}.aliased")
+            t = v.train
+            if t:
+                _need(all(0 <= x < n_flat for x in t.mutation_targets)
+                      and all(x.kind in ("input", "buffer") for x in t.mutated)
+                      and all(0 <= x.index < len(v.inputs) for x in t.mutated if x.kind == "input"
+                              and x.index is not None)
+                      and all(x.index is not None for x in t.mutated if x.kind == "input")
+                      and all(x.weight in known for x in t.mutated if x.kind == "buffer")
+                      and len(t.grad_mask) == n_flat and len(t.out_requires_grad) == t.num_outputs
+                      and len(t.mutation_targets) <= t.num_outputs
+                      and all(0 <= i < len(t.saved) for i in t.saved_mutated)
+                      and v.meta.fw is not None and v.meta.bw is not None,
+                      f"variant {name}.meta.train")
+            for f in v.files:
+                fmt.check_member_name(fmt.variant_dir(name) + f)
+
