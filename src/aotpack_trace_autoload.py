@@ -43,9 +43,9 @@ class _StartAfterImport:
         def exec_module(module):
             original(module)
             try:
-                import aotpack.trace
+                from aotpack.tracing import start_from_env
 
-                aotpack.trace.start_from_env()
+                start_from_env()
             except Exception as e:  # noqa: BLE001 - the program runs on without the trace
                 print(f"aotpack: AOTPACK_TRACE could not start: {type(e).__name__}: {e}", file=sys.stderr)
 

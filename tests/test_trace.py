@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -225,7 +226,8 @@ def test_trace_module_is_callable_and_lists_graphs(tmp_path):
     (record,) = aotpack.trace.read_trace(str(tmp_path))
     proc = run_fresh([str(tmp_path / record["graph"]["runnable"])])
     assert "ran with backend eager: ok" in proc.stdout
-    assert sys.modules["aotpack.trace"] is aotpack.trace
+    assert aotpack.trace.backend is aotpack.tracing.backend and callable(aotpack.trace)
+    assert type(sys.modules["aotpack.tracing"]) is types.ModuleType  # an ordinary module
 
 
 def test_tracing_leaves_torch_s_trace_logger_as_it_was(tmp_path):
@@ -235,7 +237,7 @@ def test_tracing_leaves_torch_s_trace_logger_as_it_was(tmp_path):
 
     logger = compat.trace_logger()
     before = (logger.level, logger.propagate, list(logger.handlers))
-    from aotpack.trace.recorder import Recorder
+    from aotpack.tracing.recorder import Recorder
 
     outer = Recorder(tmp_path / "a", save_inputs=False).start()
     inner = Recorder(tmp_path / "b", save_inputs=False).start()
@@ -244,3 +246,17 @@ def test_tracing_leaves_torch_s_trace_logger_as_it_was(tmp_path):
     assert logger.propagate is False  # inner still records
     inner.stop()
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
+
+
+def test_the_compiler_hook_is_there_only_while_a_recorder_records_graphs(tmp_path):
+    """The hook on dynamo's compiler call (_torch_compat.install_compiler_hook) is torch's
+    own method again once the last graph-recording recorder stops."""
+    from torch._dynamo.output_graph import OutputGraph
+
+    before = OutputGraph.call_user_compiler
+    with aotpack.trace(tmp_path / "log-only", graphs=False):
+        assert OutputGraph.call_user_compiler is before  # a log-only recorder needs no hook
+        with aotpack.trace(tmp_path / "a", save_inputs=False):
+            assert OutputGraph.call_user_compiler is not before
+        assert OutputGraph.call_user_compiler is before
+    assert OutputGraph.call_user_compiler is before

@@ -43,7 +43,11 @@ def __getattr__(name):
         from .llm import generate
 
         return generate
-    if name in ("trace", "cache", "repro", "autograd", "llm"):  # subpackages, imported on first use
+    if name == "trace":  # the function, with the tracing module's names on it (tracing/__init__.py)
+        from .tracing import trace
+
+        return trace
+    if name in ("tracing", "cache", "repro", "autograd", "llm"):  # subpackages, imported on first use
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
@@ -83,6 +87,7 @@ __all__ = [
     "RebuildWarning",
     "SideEffectWarning",
     "trace",
+    "tracing",
     "cache",
     "repro",
     "autograd",

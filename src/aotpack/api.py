@@ -232,7 +232,10 @@ def _training_capture():
     """Training graphs are captured with oneDNN off: its fused RNN kernels keep an opaque
     workspace between forward and backward that compiled code cannot pass on, while the
     decomposed LSTM/GRU cells compile like any other ops. (Only the ``enabled`` switch:
-    ``mkldnn.flags()`` also sets oneDNN's TF32 flag, which warns on CPU builds.)"""
+    ``mkldnn.flags()`` also sets oneDNN's TF32 flag, which warns on CPU builds.) ATen has
+    one such switch per process, not per thread: while a training program is captured,
+    another thread's eager RNN calls run without oneDNN too (the reference kernels: the
+    same results to rounding, slower), and the switch is put back after."""
     before = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:

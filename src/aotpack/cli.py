@@ -189,7 +189,7 @@ def _cmd_cache(a) -> int:
 
 
 def _cmd_report(a) -> int:
-    from aotpack.trace import read_trace, write_report
+    from aotpack.tracing import read_trace, write_report
 
     path = write_report(a.trace, a.output)
     records = read_trace(a.trace)

@@ -14,16 +14,16 @@
 (``python runnable.py`` runs it eagerly; ``python runnable.py run --backend inductor``
 or ``accuracy`` compiles it again).
 
-``aotpack.trace`` is this module and also callable: ``aotpack.trace(dir)`` is
-``aotpack.trace.trace(dir)``.
+``aotpack.trace`` is the function ``trace`` below, carrying this module's public names
+as attributes (``aotpack.trace.backend``, ``aotpack.trace.read_trace``...): one name to
+call and to reach the rest by, as ``torch.compile`` beside ``torch.compiler``. (Plain
+attributes of a function: no module subclass or ``sys.modules`` swap.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import types
 
 from .log import TRACE_FILE, read_trace
 from .recorder import Recorder
@@ -101,9 +101,6 @@ def start_from_env() -> Recorder | None:
     return _env_recorder
 
 
-class _CallableModule(types.ModuleType):
-    def __call__(self, out_dir, **kwargs):
-        return trace(out_dir, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+for _name in ("backend", "read_trace", "write_report", "render_report", "Recorder", "TRACE_FILE", "start_from_env"):
+    setattr(trace, _name, globals()[_name])
+del _name

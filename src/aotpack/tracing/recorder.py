@@ -36,6 +36,11 @@ from .log import TraceLog
 
 __all__ = ["Recorder", "active_recorders"]
 
+# The recorders started and not stopped, in start order. Process-wide on purpose (not a
+# ContextVar, as the cache's contexts are): what they hook is process-wide too (torch's
+# trace logger, dynamo's compiler call), and a compile runs in whichever thread first
+# calls the compiled function; a per-context list would silently drop the compiles of a
+# serving thread pool or of a library's worker thread.
 _ACTIVE: list[Recorder] = []
 # torch's trace logger is one per process: its level and propagate flag as they were
 # before the first recorder started, put back when the last one stops.
