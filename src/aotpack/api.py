@@ -152,10 +152,13 @@ def _farmed(specs, strict_dims, cache, training, workers, say):
 def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwargs: dict | None = None, *,
                 variant: str, backend: Any = "aoti", dynamic=None, options: dict | None = None,
                 examples: bool = True, strict_dims: bool = False,
-                progress: Callable[[str], None] | None = None, cache=None) -> Package:
-    """Compile one more variant of a saved package's program and rewrite the file atomically.
+                progress: Callable[[str], None] | None = None, cache=None) -> str:
+    """Compile one more variant of a saved package's program and rewrite the file
+    atomically; returns the path.
 
-    ``variant`` names it, as in ``compile``; the other arguments are ``compile``'s.
+    ``variant`` names it, as in ``compile``; the other arguments are ``compile``'s. The
+    model's weights are written as they are, not copied first: the peak memory above the
+    model is about the new weights the variant adds (bench/add_variant_memory.py).
 
     Example:
         >>> aotpack.add_variant("mlp.aot", model, (torch.randn(1, 512),), variant="b1")  # doctest: +SKIP
@@ -167,9 +170,8 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     _rank_job(captured, distributed=False)
     with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
         pkg = Package.open(path)
-        pkg.add_variant(captured, variant, be, compiled, examples=examples)
-        pkg.save(path)
-    return pkg
+        pkg.add_variant(captured, variant, be, compiled, examples=examples, snapshot=False)
+        return pkg.save(path)
 
 
 def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = None):

@@ -103,17 +103,19 @@ class Package:
         return cls(manifest, members)
 
     def add_variant(self, captured, name: str, backend, compiled, *, examples: bool = True,
-                    distributed: dict | None = None) -> None:
+                    distributed: dict | None = None, snapshot: bool = True) -> None:
         """Add variant ``name``: its weights join the shared store, each distinct tensor once.
 
         The program's signature and output structure must be those of the package.
         ``distributed``: the job a rank's variant was compiled for (see aotpack.distributed).
+        ``snapshot=False``: keep the captured weights themselves, not copies (the caller
+        saves the package before the model can change: no second copy of the weights).
         """
         from ..backends import backend_entry
 
         self._check_new_variant(name, [Param.from_json(p, "the captured signature") for p in captured.signature],
                                 captured.out_spec)
-        new, aliases = _dedupe(captured.weights)
+        new, aliases = _dedupe(captured.weights, copy=snapshot)
         names = self._store_weights(name, [(fqn, new[aliases.get(fqn, fqn)], captured.weight_kinds[fqn])
                                            for fqn in captured.weights])
         prefix = fmt.variant_dir(name)
