@@ -167,25 +167,7 @@ def minify(gm: torch.fx.GraphModule, args: list, *, backend, failure: str = "exc
         return test(cand, cargs)
 
     order = {n: i for i, n in enumerate(gm.graph.nodes)}
-    granularity = 2
-    while len(keep) >= 2 and trials < max_trials:
-        size = max(1, len(keep) // granularity)
-        chunks = [keep[i:i + size] for i in range(0, len(keep), size)]
-        reduced = False
-        for chunk in chunks:  # try a chunk alone
-            if still_fails(chunk):
-                keep, granularity, reduced = chunk, 2, True
-                break
-        if not reduced:
-            for chunk in chunks:  # try everything but a chunk
-                rest = [n for n in keep if n not in set(chunk)]
-                if still_fails(rest):
-                    keep, granularity, reduced = rest, max(granularity - 1, 2), True
-                    break
-        if not reduced:
-            if granularity >= len(keep):
-                break
-            granularity = min(len(keep), granularity * 2)
+    keep = _ddmin(keep, still_fails, lambda: trials >= max_trials)
     full = keep + [n for n in nodes if n.op == "call_function" and n.target is operator.getitem
                    and n.args[0] in set(keep)]
     full.sort(key=lambda n: order[n])
@@ -194,6 +176,32 @@ def minify(gm: torch.fx.GraphModule, args: list, *, backend, failure: str = "exc
     after = sum(1 for n in small.graph.nodes if n.op in ("call_function", "call_method", "call_module", "get_attr"))
     say(f"minified: {before} nodes -> {after} nodes in {trials} trials")
     return small, small_args, {"nodes_before": before, "nodes_after": after, "trials": trials}
+
+
+def _ddmin(items: list, still_fails: Callable[[list], bool], out_of_trials: Callable[[], bool]) -> list:
+    """Delta debugging (Zeller's ddmin): the smallest sublist of ``items`` found for
+    which ``still_fails`` holds, trying chunks alone, then everything but a chunk, at
+    ever finer granularity."""
+    granularity = 2
+    while len(items) >= 2 and not out_of_trials():
+        size = max(1, len(items) // granularity)
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        reduced = False
+        for chunk in chunks:  # try a chunk alone
+            if still_fails(chunk):
+                items, granularity, reduced = chunk, 2, True
+                break
+        if not reduced:
+            for chunk in chunks:  # try everything but a chunk
+                rest = [n for n in items if n not in set(chunk)]
+                if still_fails(rest):
+                    items, granularity, reduced = rest, max(granularity - 1, 2), True
+                    break
+        if not reduced:
+            if granularity >= len(items):
+                break
+            granularity = min(len(items), granularity * 2)
+    return items
 
 
 def _shrink_inputs(gm, args: list, still_fails: Callable[[list], bool]) -> list:

@@ -225,6 +225,31 @@ def _config_lines(config: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _module_init(gm: torch.fx.GraphModule, attrs: InputWriter) -> tuple[list[str], str]:
+    """The script's ``Repro.__init__`` lines, which register the graph's tensor attributes
+    as buffers, and the source of ``load_attrs`` reading them (stored through ``attrs``)."""
+    attr_names = []
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value = gm
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            if isinstance(value, torch.Tensor):
+                attr_names.append(node.target)
+                attrs.tensor(f"a{len(attr_names) - 1}", value.detach())
+    init = ["    def __init__(self):", "        super().__init__()",
+            "        values = load_attrs(InputReader(os.path.dirname(os.path.abspath(__file__))))"]
+    for i, name in enumerate(attr_names):
+        owner = "self"
+        *parents, leaf = name.split(".")
+        for part in parents:
+            init.append(f"        if not hasattr({owner}, {part!r}):")
+            init.append(f"            {owner}.add_module({part!r}, torch.nn.Module())")
+            owner = f"getattr({owner}, {part!r})"
+        init.append(f"        {owner}.register_buffer({leaf!r}, values[{i}])")
+    return init, attrs.load_args_source().replace("def load_args(", "def load_attrs(")
+
+
 def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, config: dict | None = None,
                save_inputs: bool = True, filename: str = "repro.py", preamble: str = "",
                default_backend: str = "inductor") -> str:
@@ -253,28 +278,8 @@ def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, confi
         raise ValueError(f"the graph takes {len(placeholders)} inputs, {len(args)} were given")
     for i, a in enumerate(args):
         writer.value(f"arg{i}", a)
-    attrs = InputWriter(path if save_inputs else None)
-    attr_names = []
-    for node in gm.graph.nodes:
-        if node.op == "get_attr":
-            value = gm
-            for part in node.target.split("."):
-                value = getattr(value, part)
-            if isinstance(value, torch.Tensor):
-                attr_names.append(node.target)
-                attrs.tensor(f"a{len(attr_names) - 1}", value.detach())
+    init, load_attrs = _module_init(gm, InputWriter(path if save_inputs else None))
     forward = gm.code.strip()
-    init = ["    def __init__(self):", "        super().__init__()",
-            "        values = load_attrs(InputReader(os.path.dirname(os.path.abspath(__file__))))"]
-    for i, name in enumerate(attr_names):
-        owner = "self"
-        *parents, leaf = name.split(".")
-        for part in parents:
-            init.append(f"        if not hasattr({owner}, {part!r}):")
-            init.append(f"            {owner}.add_module({part!r}, torch.nn.Module())")
-            owner = f"getattr({owner}, {part!r})"
-        init.append(f"        {owner}.register_buffer({leaf!r}, values[{i}])")
-    load_attrs = attrs.load_args_source().replace("def load_args(", "def load_attrs(")
     source = "\n".join([
         _HEADER.format(aotpack=__version__, torch=torch.__version__, python=platform.python_version(),
                        machine=f"{platform.system()} {platform.machine()}",

@@ -113,68 +113,13 @@ def render_report(out_dir: str | os.PathLike, report_path: str | os.PathLike | N
     records = read_trace(out_dir)
     graphs = [r for r in records if r.get("graph")]
     breaks = [(r, b) for r in records for b in r.get("graph_breaks", [])]
-    recompiles = [r for r in records if r.get("recompile_reasons")]
-    total = sum(r.get("compile_time_s") or 0 for r in records)
-    hits = sum(1 for r in records if "hit" in (r.get("cache") or {}).values())
-    css_extra = ""
+    sections, css_extra = [], ""
+    for r in records:
+        html, css = _compile_section(r, out_dir, base)
+        sections.append(html)
+        css_extra = css or css_extra
     chart = [{"id": r["compile_id"], "anchor": _anchor(r["compile_id"]), "fn": r.get("function") or "?",
               "t": r.get("compile_time_s") or 0, "hit": "hit" in (r.get("cache") or {}).values()} for r in graphs]
-
-    parts = []
-    for r in records:
-        cid = r["compile_id"]
-        status = r.get("status") or "?"
-        body = [f'<section class="compile" id="c-{_anchor(cid)}" data-compile-id="{_e(cid)}">',
-                f"<h2>{_e(cid)} <code>{_e(r.get('function'))}</code> "
-                f"<span class=\"status-{_e(status.replace(' ', '-'))}\">{_e(status)}</span></h2>",
-                "<table>",
-                f"<tr><th>source</th><td><code>{_e(r.get('source'))}</code></td></tr>",
-                f"<tr><th>backend</th><td>{_e(r.get('backend') or '-')}</td></tr>",
-                f"<tr><th>compile time</th><td>{(r.get('compile_time_s') or 0):.3f} s (backend "
-                f"{(r.get('backend_time_s') or 0):.3f} s)</td></tr>",
-                f"<tr><th>cache</th><td>{_e(_cache_text(r.get('cache') or {}))}</td></tr>"]
-        if r.get("graph"):
-            body.append(f"<tr><th>graph</th><td>{r['graph']['nodes']} nodes, {r['graph']['ops']} ops</td></tr>")
-        if r.get("fail_reason"):
-            body.append(f"<tr><th>failure</th><td><pre>{_e(r['fail_reason'])}</pre></td></tr>")
-        if r.get("stack"):
-            body.append(f"<tr><th>called from</th><td><code>{_e(' → '.join(r['stack']))}</code></td></tr>")
-        body.append("</table>")
-        for reason in r.get("recompile_reasons") or []:
-            body.append(f"<h3>recompiled because</h3><pre>{_e(reason)}</pre>")
-        for b in r.get("graph_breaks") or []:
-            body.append(f'<div class="break"><b>graph break</b> at <code>{_e(b.get("where"))}</code>: '
-                        f'<span class="reason">{_e(b.get("reason"))}</span>'
-                        + (f"<pre>{_e(b.get('code'))}</pre>" if b.get("code") else "")
-                        + f"<details><summary>torch's full message</summary><pre>{_e(b.get('detail'))}</pre>"
-                          "</details></div>")
-        body.append(f"<h3>inputs</h3>{_inputs_table(r.get('inputs') or [])}")
-        if r.get("guards"):
-            body.append(f"<details><summary>{len(r['guards'])} guards</summary><pre>"
-                        + _e("\n".join(r["guards"])) + "</pre></details>")
-        runnable = (r.get("graph") or {}).get("runnable")
-        if runnable:
-            path = os.path.join(out_dir, runnable)
-            href = os.path.relpath(path, base)
-            body.append(f'<h3>runnable: <a class="runnable-link" href="{_e(href)}">{_e(runnable)}</a></h3>')
-            if os.path.exists(path):
-                with open(path) as f:
-                    source = f.read()
-                code, css_extra = _highlight(source)
-                body.append(f"<details><summary>show the script ({source.count(chr(10))} lines; "
-                            f"<code>python {_e(runnable)}</code>)</summary>{code}</details>")
-        if r.get("recorder_errors"):
-            body.append(f"<h3>recorder errors</h3><pre>{_e(chr(10).join(r['recorder_errors']))}</pre>")
-        body.append("</section>")
-        parts.append("\n".join(body))
-
-    break_rows = "".join(
-        f"<tr><td><a href=\"#c-{_anchor(r['compile_id'])}\">{_e(r['compile_id'])}</a></td>"
-        f"<td><code>{_e(b.get('where'))}</code></td><td><code>{_e(b.get('code'))}</code></td>"
-        f"<td class=\"reason\">{_e(b.get('reason'))}</td></tr>" for r, b in breaks)
-    cards = [("compiles", len(records), "compile-count"), ("graphs", len(graphs), "graph-count"),
-             ("graph breaks", len(breaks), "break-count"), ("recompiles", len(recompiles), "recompile-count"),
-             ("compile time", f"{total:.2f} s", "total-time"), ("cache hits", hits, "hit-count")]
     data = json.dumps(chart).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -185,19 +130,91 @@ def render_report(out_dir: str | os.PathLike, report_path: str | os.PathLike | N
 <p>{_e(out_dir)} · {len(records)} compiles · report written {datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
  by aotpack</p></header>
 <main>
-<div class="cards">{"".join(f'<div class="card" id="{i}"><b>{_e(v)}</b>{_e(k)}</div>' for k, v, i in cards)}</div>
+{_summary_cards(records, graphs, breaks)}
 <section><h2>compile time per graph</h2><div class="chart" id="chart"></div><p id="chart-status"></p></section>
 <section><h2>graph breaks</h2>
-{"<table id='breaks'><tr><th>compile</th><th>where</th><th>code</th><th>reason</th></tr>" + break_rows + "</table>"
- if breaks else "<p>none: every frame compiled as one graph</p>"}
+{_breaks_table(breaks)}
 </section>
 <h2>compiles in order</h2>
-{"".join(parts)}
+{"".join(sections)}
 </main>
 <script type="application/json" id="trace-data">{data}</script>
 <script>{_SCRIPT}</script>
 </body></html>
 """
+
+
+def _summary_cards(records: list, graphs: list, breaks: list) -> str:
+    """The counts at the top: compiles, graphs, breaks, recompiles, time, cache hits."""
+    total = sum(r.get("compile_time_s") or 0 for r in records)
+    hits = sum(1 for r in records if "hit" in (r.get("cache") or {}).values())
+    recompiles = [r for r in records if r.get("recompile_reasons")]
+    cards = [("compiles", len(records), "compile-count"), ("graphs", len(graphs), "graph-count"),
+             ("graph breaks", len(breaks), "break-count"), ("recompiles", len(recompiles), "recompile-count"),
+             ("compile time", f"{total:.2f} s", "total-time"), ("cache hits", hits, "hit-count")]
+    items = "".join(f'<div class="card" id="{i}"><b>{_e(v)}</b>{_e(k)}</div>' for k, v, i in cards)
+    return f'<div class="cards">{items}</div>'
+
+
+def _breaks_table(breaks: list) -> str:
+    """Every graph break of the trace, linked to its compile."""
+    if not breaks:
+        return "<p>none: every frame compiled as one graph</p>"
+    rows = "".join(
+        f"<tr><td><a href=\"#c-{_anchor(r['compile_id'])}\">{_e(r['compile_id'])}</a></td>"
+        f"<td><code>{_e(b.get('where'))}</code></td><td><code>{_e(b.get('code'))}</code></td>"
+        f"<td class=\"reason\">{_e(b.get('reason'))}</td></tr>" for r, b in breaks)
+    return "<table id='breaks'><tr><th>compile</th><th>where</th><th>code</th><th>reason</th></tr>" + rows + "</table>"
+
+
+def _compile_section(r: dict, out_dir: str, base: str) -> tuple[str, str]:
+    """(HTML, extra CSS of the highlighted script or "") of one compile record."""
+    cid = r["compile_id"]
+    status = r.get("status") or "?"
+    body = [f'<section class="compile" id="c-{_anchor(cid)}" data-compile-id="{_e(cid)}">',
+            f"<h2>{_e(cid)} <code>{_e(r.get('function'))}</code> "
+            f"<span class=\"status-{_e(status.replace(' ', '-'))}\">{_e(status)}</span></h2>",
+            "<table>",
+            f"<tr><th>source</th><td><code>{_e(r.get('source'))}</code></td></tr>",
+            f"<tr><th>backend</th><td>{_e(r.get('backend') or '-')}</td></tr>",
+            f"<tr><th>compile time</th><td>{(r.get('compile_time_s') or 0):.3f} s (backend "
+            f"{(r.get('backend_time_s') or 0):.3f} s)</td></tr>",
+            f"<tr><th>cache</th><td>{_e(_cache_text(r.get('cache') or {}))}</td></tr>"]
+    if r.get("graph"):
+        body.append(f"<tr><th>graph</th><td>{r['graph']['nodes']} nodes, {r['graph']['ops']} ops</td></tr>")
+    if r.get("fail_reason"):
+        body.append(f"<tr><th>failure</th><td><pre>{_e(r['fail_reason'])}</pre></td></tr>")
+    if r.get("stack"):
+        body.append(f"<tr><th>called from</th><td><code>{_e(' → '.join(r['stack']))}</code></td></tr>")
+    body.append("</table>")
+    for reason in r.get("recompile_reasons") or []:
+        body.append(f"<h3>recompiled because</h3><pre>{_e(reason)}</pre>")
+    for b in r.get("graph_breaks") or []:
+        body.append(f'<div class="break"><b>graph break</b> at <code>{_e(b.get("where"))}</code>: '
+                    f'<span class="reason">{_e(b.get("reason"))}</span>'
+                    + (f"<pre>{_e(b.get('code'))}</pre>" if b.get("code") else "")
+                    + f"<details><summary>torch's full message</summary><pre>{_e(b.get('detail'))}</pre>"
+                      "</details></div>")
+    body.append(f"<h3>inputs</h3>{_inputs_table(r.get('inputs') or [])}")
+    if r.get("guards"):
+        body.append(f"<details><summary>{len(r['guards'])} guards</summary><pre>"
+                    + _e("\n".join(r["guards"])) + "</pre></details>")
+    css = ""
+    runnable = (r.get("graph") or {}).get("runnable")
+    if runnable:
+        path = os.path.join(out_dir, runnable)
+        body.append(f'<h3>runnable: <a class="runnable-link" href="{_e(os.path.relpath(path, base))}">'
+                    f"{_e(runnable)}</a></h3>")
+        if os.path.exists(path):
+            with open(path) as f:
+                source = f.read()
+            code, css = _highlight(source)
+            body.append(f"<details><summary>show the script ({source.count(chr(10))} lines; "
+                        f"<code>python {_e(runnable)}</code>)</summary>{code}</details>")
+    if r.get("recorder_errors"):
+        body.append(f"<h3>recorder errors</h3><pre>{_e(chr(10).join(r['recorder_errors']))}</pre>")
+    body.append("</section>")
+    return "\n".join(body), css
 
 
 def write_report(out_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> str:
