@@ -14,8 +14,8 @@ import aotpack
 import programs
 from aotpack import Dim
 from aotpack.guards import Guard, Mismatch
-from aotpack.package.manifest import Input, Param
 from aotpack.package import manifest as mf
+from aotpack.package.manifest import Input, Param
 from conftest import run_fresh
 
 

@@ -174,10 +174,10 @@ def _cmd_cache(a) -> int:
         if not a.output:
             raise AotpackError("export needs -o FILE")
         blob = store.export([store.resolve(k) for k in a.keys] if a.keys else None)
-        tmp = a.output + ".tmp"
-        with open(tmp, "wb") as f:
+        from .atomic import atomic_file
+
+        with atomic_file(a.output) as f:
             f.write(blob)
-        os.replace(tmp, a.output)
         print(f"wrote {a.output} ({len(blob) / 1e6:.1f} MB)")
     elif a.action == "import":
         if len(a.keys) != 1:

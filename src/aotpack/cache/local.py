@@ -25,12 +25,11 @@ import errno
 import fcntl
 import os
 import stat
-import tempfile
 import time
 import warnings
 
+from ..atomic import atomic_file, umask_mode
 from ..errors import CacheError
-from ..package.writer import umask_mode
 from .entry import HEADER_PREFIX, CorruptEntry, header_length, read_header
 from .store import CacheWarning, Store, stats
 
@@ -114,24 +113,11 @@ class LocalStore(Store):
         return self._guarded("put", lambda: self._write(path, data, overwrite), False)
 
     def _write(self, path: str, data: bytes, overwrite: bool) -> bool:
-        fd, tmp = tempfile.mkstemp(dir=self._entries, prefix=".tmp-")
         try:
-            os.fchmod(fd, self._mode)
-            with os.fdopen(fd, "wb") as f:
+            with atomic_file(path, self._mode, exclusive=not overwrite) as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            if overwrite:
-                os.replace(tmp, path)
-                tmp = None
-            else:
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:  # another process stored it first (or something is in the way)
-                    return False
-        finally:
-            if tmp is not None:
-                os.unlink(tmp)
+        except FileExistsError:  # another process stored it first (or something is in the way)
+            return False
         stats["stored"] += 1
         self._evict()
         return True

@@ -1,9 +1,8 @@
-"""Write a package atomically: temp file in the target folder, fsync, rename.
+"""Write a package: its zip, members aligned, written atomically (``atomic.atomic_file``).
 
 A process killed in the middle of a save leaves the previous file untouched (the
 rename is the commit point), and two saves racing to one path leave one complete
-package. safetensors learnt the same lesson: writing over a file that a reader has
-memory-mapped can produce a file of zeros.
+package.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ import json
 import os
 import stat
 import struct
-import tempfile
 import zipfile
 
+from ..atomic import atomic_file, remove_stale_temps, umask_mode
 from . import format as fmt
 
 _LOCAL_HEADER = 30
@@ -40,14 +39,6 @@ def _zip64(size: int) -> bool:
     return size * 1.05 > zipfile.ZIP64_LIMIT
 
 
-def umask_mode() -> int:
-    """The mode ``open()`` gives a new file under the process's umask (mkstemp's 0600
-    would lock out the group that shares a folder)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _mode_for(path: str) -> int:
     """The file mode a save gives: the existing file's (a rewrite keeps a deployed 0644
     package 0644), else what the umask allows, as ``open()`` would create it."""
@@ -55,28 +46,6 @@ def _mode_for(path: str) -> int:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         return umask_mode()
-
-
-def _remove_stale_temps(folder: str) -> None:
-    """Temp files of saves whose process died (killed mid-write) are removed: each is
-    named ``.aotpack-<pid>-*.tmp`` and its writer no longer runs."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(".aotpack-") and name.endswith(".tmp")):
-            continue
-        pid = name.split("-")[1]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, name))
-        except PermissionError:  # another user's live process
-            pass
 
 
 @contextlib.contextmanager
@@ -143,27 +112,6 @@ def write_members(path: str | os.PathLike, entries) -> None:
         from ..errors import AotpackError
 
         raise AotpackError(f"cannot save {path}: the folder {folder} does not exist", hint="create it first")
-    _remove_stale_temps(folder)
-    mode = _mode_for(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".aotpack-{os.getpid()}-", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            write_zip(f, entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
-        pass
+    remove_stale_temps(folder)
+    with atomic_file(path, _mode_for(path)) as f:
+        write_zip(f, entries)

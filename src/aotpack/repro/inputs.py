@@ -34,9 +34,10 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
+
+from ..atomic import atomic_file
 
 __all__ = ["InputWriter", "InputReader", "storage_hash"]
 
@@ -86,10 +87,8 @@ class InputWriter:
             if os.path.exists(path):
                 self.bytes_skipped += storage.nbytes()
             else:
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-                with os.fdopen(fd, "wb") as f:
+                with atomic_file(path) as f:
                     f.write(_storage_bytes(storage))
-                os.replace(tmp, path)
                 self.bytes_written += storage.nbytes()
         name = f"buf{len(self._storages)}"
         self._storages[key] = name

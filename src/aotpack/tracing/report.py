@@ -18,6 +18,7 @@ import html
 import json
 import os
 
+from ..atomic import atomic_file
 from .log import read_trace
 
 __all__ = ["write_report", "render_report"]
@@ -221,8 +222,6 @@ def write_report(out_dir: str | os.PathLike, path: str | os.PathLike | None = No
     """Write the report (default ``<out_dir>/report.html``) atomically; returns its path."""
     path = os.fspath(path) if path else os.path.join(os.fspath(out_dir), "report.html")
     page = render_report(out_dir, path)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        f.write(page.encode())
     return path
