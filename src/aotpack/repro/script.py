@@ -30,6 +30,7 @@ import torch
 
 from .. import __version__
 from .. import _torch_compat as compat
+from . import accuracy
 from .inputs import InputReader, InputWriter
 
 __all__ = ["save_repro"]
@@ -59,20 +60,6 @@ from torch import device
 '''
 
 _MAIN = '''
-def _flat(out):
-    if isinstance(out, (list, tuple)):
-        return [y for x in out for y in _flat(x)]
-    return [] if out is None else [out]
-
-
-def _to64(x):
-    if isinstance(x, torch.Tensor) and x.is_floating_point():
-        return x.detach().to(torch.float64)
-    if isinstance(x, torch.Tensor) and x.is_complex():
-        return x.detach().to(torch.complex128)
-    return x
-
-
 def _inputs():
     return load_args(InputReader(os.path.join(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -109,37 +96,19 @@ def main(argv=None):
     if a.mode == "run":
         with torch.no_grad():
             out = _compiled(mod, a.backend)(*args)
-        for i, o in enumerate(_flat(out)):
+        for i, o in enumerate(flat(out)):
             desc = f"{o.dtype}{list(o.shape)}" if isinstance(o, torch.Tensor) else repr(o)
             print(f"output {i}: {desc}")
         print(f"ran with backend {a.backend}: ok")
         return 0
     with torch.no_grad():
-        ref = _flat(Repro().to(torch.float64)(*[_to64(x) for x in args]))
-        eager = _flat(mod(*args))
-        res = _flat(_compiled(Repro(), a.backend)(*args))
-    if len(res) != len(eager):
-        print(f"FAIL: {a.backend} returned {len(res)} outputs, eager {len(eager)}")
-        return 1
-    bad = 0
-    for i, (r64, e, b) in enumerate(zip(ref, eager, res)):
-        if not isinstance(e, torch.Tensor):
-            ok = e == b
-            print(f"output {i}: {'ok' if ok else 'MISMATCH'} ({b!r} vs eager {e!r})")
-            bad += not ok
-            continue
-        if not (e.is_floating_point() or e.is_complex()):
-            ok = torch.equal(e, b)
-            print(f"output {i}: {e.dtype}{list(e.shape)} exact: {'ok' if ok else 'MISMATCH'}")
-            bad += not ok
-            continue
-        err_e = (e.to(r64.dtype) - r64).abs().max().item() if e.numel() else 0.0
-        err_b = (b.to(r64.dtype) - r64).abs().max().item() if b.numel() else 0.0
-        tol = a.tol if a.tol is not None else (1e-2 if e.dtype in (torch.float16, torch.bfloat16) else 1e-5)
-        ok = b.shape == e.shape and (err_b == err_b) and err_b <= 2 * err_e + tol * (1 + r64.abs().max().item() if r64.numel() else 1)
-        print(f"output {i}: {e.dtype}{list(e.shape)} max |err| vs float64: eager {err_e:.3e}, "
-              f"{a.backend} {err_b:.3e}: {'ok' if ok else 'MISMATCH'}")
-        bad += not ok
+        ref = flat(Repro().to(torch.float64)(*[to_float64(x) for x in args]))
+        eager = flat(mod(*args))
+        res = flat(_compiled(Repro(), a.backend)(*args))
+    results = compare(ref, eager, res, a.tol)
+    for i, (ok, what) in enumerate(results):
+        print(f"output {i}: {what}: {'ok' if ok else 'MISMATCH'} ({a.backend})")
+    bad = sum(not ok for ok, _ in results)
     print("accuracy: " + ("ok" if not bad else f"FAIL ({bad} outputs)"))
     return 1 if bad else 0
 
@@ -288,6 +257,8 @@ def save_repro(gm: torch.fx.GraphModule, args, path: str | os.PathLike, *, confi
         _global_imports(gm),
         f"DEFAULT_BACKEND = {default_backend!r}",
         textwrap.dedent(inspect.getsource(InputReader)),
+        "",
+        *(inspect.getsource(f) for f in (accuracy.flat, accuracy.to_float64, accuracy.compare)),
         "",
         "class Repro(torch.nn.Module):",
         *init,
