@@ -81,7 +81,7 @@ def _cmd_run(a) -> int:
     print(f"loaded in {load_s * 1000:.1f} ms, first call {call_s * 1000:.1f} ms")
     for i, o in enumerate(outs):
         if isinstance(o, torch.Tensor):
-            print(f"output {i}: {str(o.dtype).removeprefix('torch.')}{list(o.shape)} "
+            print(f"output {i}: {aotpack.tree.dtype_name(o.dtype)}{list(o.shape)} "
                   f"mean {o.float().mean().item():.6g}")
     return 0
 

@@ -356,7 +356,7 @@ def _live_weights(variant: Variant, program: Program, stored: dict, module: torc
                                "which the package needs",
                                hint="pass the same model class the package was compiled from")
         want = f"{info.dtype}{info.shape}"
-        got = f"{str(t.dtype).removeprefix('torch.')}{list(t.shape)}"
+        got = f"{tree.dtype_name(t.dtype)}{list(t.shape)}"
         if want != got:
             raise AotpackError(f"module parameter {fqn!r} is {got}, the package was compiled for {want}")
         device = variant.device
