@@ -488,3 +488,19 @@ def test_a_context_is_seen_only_by_its_own_thread():
         t.join()
     assert seen == {"a": True, "b": True, "a entries": [b"a"], "b entries": [b"b"], "a after": None, "b after": None}
     assert active_context() is None
+
+
+def test_without_a_cache_or_context_no_key_is_computed_whatever_was_imported(monkeypatch):
+    """aotpack.cache is imported here (this test module does): a compile with no cache
+    and no active Context still goes straight to the backend, and one inside a Context
+    goes through the cache, decided by the Context, not by what was imported."""
+    import aotpack.cache.cached as cached
+
+    calls = []
+    real = cached.compile_captured
+    monkeypatch.setattr(cached, "compile_captured", lambda *a, **k: calls.append(1) or real(*a, **k))
+    aotpack.compile(lambda x: x + 1, (torch.ones(2),), backend="eager")
+    assert calls == []
+    with aotpack.cache.Context():
+        aotpack.compile(lambda x: x + 1, (torch.ones(2),), backend="eager")
+    assert calls == [1]

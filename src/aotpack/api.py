@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -201,9 +200,11 @@ def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = 
                 return compile_training(captured, be, options, joint_pass=training["joint_pass"],
                                         say=lambda line: say(f"[{v['name']}] {line}"))[0]
 
-    # The cache is imported only when asked for, or when it is already imported (an
-    # aotpack.cache.Context may be active): compiling without it stays as it was.
-    if cache in (None, False) and "aotpack.cache" not in sys.modules:
+    # Through the cache when one is asked for or an aotpack.cache.Context is active in
+    # this context; otherwise the compile computes no key at all.
+    from .cache.context import active_context
+
+    if cache in (None, False) and active_context() is None:
         compiled = build()
     else:
         from .cache.cached import compile_captured
