@@ -640,3 +640,18 @@ def inductor_config_patch(options: dict):
     import torch._inductor.config as config
 
     return config.patch(options)
+
+
+def fake_process_group_source(rank: int, world_size: int) -> str:
+    """Python source that starts torch's fake process group (collectives run locally, no
+    communication) as ``rank`` of ``world_size``, for a generated script to run a graph
+    that calls collectives on one machine.
+
+    Private: ``torch.testing._internal.distributed.fake_pg`` registers the ``fake``
+    backend (2.11-2.13; no public way to get it).
+    """
+    return ("import torch.distributed as dist\n"
+            "import torch.distributed.tensor\n"
+            "from torch.testing._internal.distributed.fake_pg import FakeStore\n"
+            "if not dist.is_initialized():\n"
+            f"    dist.init_process_group('fake', store=FakeStore(), rank={rank}, world_size={world_size})\n")

@@ -169,14 +169,8 @@ def _collective_preamble(gm: torch.fx.GraphModule, example_inputs) -> str:
     import torch.distributed as dist
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-    return (
-        "# The graph calls collectives: run them on torch's fake process group (no communication).\n"
-        "import torch.distributed as dist\n"
-        "import torch.distributed.tensor\n"
-        "from torch.testing._internal.distributed.fake_pg import FakeStore\n"
-        "if not dist.is_initialized():\n"
-        f"    dist.init_process_group('fake', store=FakeStore(), rank={rank}, world_size={world})\n"
-    )
+    return ("# The graph calls collectives: run them on torch's fake process group (no communication).\n"
+            + compat.fake_process_group_source(rank, world))
 
 
 class Recorder:
