@@ -504,3 +504,24 @@ def test_without_a_cache_or_context_no_key_is_computed_whatever_was_imported(mon
     with aotpack.cache.Context():
         aotpack.compile(lambda x: x + 1, (torch.ones(2),), backend="eager")
     assert calls == [1]
+
+
+def test_each_context_counts_its_own_lookups_across_threads():
+    """Two threads compiling under their own Context: each Context's stats count only the
+    lookups made in it (aotpack.cache.stats counts both)."""
+    before = aotpack.cache.stats["compiles"]
+    counts = {}
+
+    def work(name, n):
+        with aotpack.cache.Context() as ctx:
+            for i in range(n):
+                aotpack.compile(lambda x, i=i: x + i, (torch.ones(2),), backend="eager")
+            counts[name] = ctx.stats["compiles"]
+
+    threads = [threading.Thread(target=work, args=("a", 1)), threading.Thread(target=work, args=("b", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts == {"a": 1, "b": 2}
+    assert aotpack.cache.stats["compiles"] - before == 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -101,19 +102,28 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     with _farmed(specs, strict_dims, cache, training, workers, say):
         pkg = None
         for v in specs:
-            captured, be, compiled = _build(v, strict_dims, say, cache, training)
-            job = _rank_job(captured, distributed)
-            name = f"{v['name']}.rank{job['rank']}" if job else v["name"]
-            if pkg is None:
-                pkg = Package.from_captured(captured, name, be, compiled, examples=examples, distributed=job)
-            else:
-                pkg.add_variant(captured, name, be, compiled, examples=examples, distributed=job)
+            with BUILD_LOCK:
+                captured, be, compiled = _build(v, strict_dims, say, cache, training)
+                job = _rank_job(captured, distributed)
+                name = f"{v['name']}.rank{job['rank']}" if job else v["name"]
+                if pkg is None:
+                    pkg = Package.from_captured(captured, name, be, compiled, examples=examples, distributed=job)
+                else:
+                    pkg.add_variant(captured, name, be, compiled, examples=examples, distributed=job)
     if distributed:
         from .distributed import gather
 
         say("gathering every rank's variants")
         pkg = gather(pkg)
     return pkg
+
+
+# One program captured, compiled and packaged at a time in a process: torch.export keeps
+# module-level state while it traces and while it serializes (two threads at once fail
+# with "_EXPORT_MODULE_HIERARCHY must not be None" or "Refusing to stomp on existing
+# FakeTensor reducer"), and inductor's config patches are process-wide. Threads that
+# compile at once take turns; loading and calling packages never takes this lock.
+BUILD_LOCK = threading.RLock()
 
 
 def _rank_job(captured, distributed: bool) -> dict | None:
@@ -165,12 +175,13 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     from .package.writer import locked
 
     v = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
-    captured, be, compiled = _build(v, strict_dims, progress or (lambda line: None), cache)
-    _rank_job(captured, distributed=False)
-    with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
-        pkg = Package.open(path)
-        pkg.add_variant(captured, variant, be, compiled, examples=examples, snapshot=False)
-        return pkg.save(path)
+    with BUILD_LOCK:
+        captured, be, compiled = _build(v, strict_dims, progress or (lambda line: None), cache)
+        _rank_job(captured, distributed=False)
+        with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
+            pkg = Package.open(path)
+            pkg.add_variant(captured, variant, be, compiled, examples=examples, snapshot=False)
+            return pkg.save(path)
 
 
 def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = None):

@@ -23,6 +23,7 @@ the compiler.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import logging
 import time
@@ -57,6 +58,9 @@ class Context:
 
     def __init__(self, store: Store | None = None):
         self.store = store
+        #: hits, misses and compiles of the lookups made while this context is active (in
+        #: its thread or task; ``aotpack.cache.stats`` counts the whole process)
+        self.stats: collections.Counter = collections.Counter()
         self._entries: dict[str, Entry] = {}
         self._tokens: list[contextvars.Token] = []
 
@@ -134,6 +138,12 @@ class Context:
         self._entries.clear()
 
 
+def _count(event: str) -> None:
+    stats[event] += 1
+    for ctx in _ACTIVE.get():
+        ctx.stats[event] += 1
+
+
 def lookup_or_compile(key: CacheKey, compile_fn: Callable[[], bytes], store: Store | None, *, kind: str,
                       say: Callable[[str], None] = lambda line: None) -> bytes:
     """The artifact for ``key``: from the active context, else the store, else compiled.
@@ -143,18 +153,19 @@ def lookup_or_compile(key: CacheKey, compile_fn: Callable[[], bytes], store: Sto
     bounded by one compile per key). The lock is a lease the holder renews while it
     compiles: a holder that dies or stalls delays the others by one lease, then they
     compile themselves.
-    Hits and compiles are counted in ``aotpack.cache.stats``.
+    Hits and compiles are counted in ``aotpack.cache.stats`` and in each active
+    Context's ``stats``.
     """
     digest = key.digest
     ctx = active_context()
     if ctx is not None and digest in ctx:
-        stats["hits"] += 1
+        _count("hits")
         say(f"cache hit {digest[:16]} (context)")
         return ctx.get(digest)
     entry = store.fetch(digest) if store is not None else None
     compiled = None
     if entry is None:
-        stats["misses"] += 1
+        _count("misses")
 
         def compile_now() -> Entry:
             nonlocal compiled
@@ -174,7 +185,7 @@ def lookup_or_compile(key: CacheKey, compile_fn: Callable[[], bytes], store: Sto
                 say(f"another process is compiling {digest[:16]}; waiting for it")
                 entry = store.wait_for(digest) or compile_now()
     if entry is not compiled:
-        stats["hits"] += 1
+        _count("hits")
         say(f"cache hit {digest[:16]} ({store.url})")
     if ctx is not None:
         ctx.add(entry)
@@ -185,7 +196,7 @@ def _compile(key: CacheKey, compile_fn, kind: str, store: Store | None) -> Entry
     """Compile, frame the artifact once, and publish it (first writer wins)."""
     t0 = time.perf_counter()
     payload = compile_fn()
-    stats["compiles"] += 1
+    _count("compiles")
     entry = make_entry(key.digest, key.parts, payload, kind=kind, compile_s=round(time.perf_counter() - t0, 3))
     if store is not None:
         store.put(key.digest, entry.raw)
