@@ -2,6 +2,7 @@
 
     python cache_child.py STORE aoti|eager OUT.json          (aotpack.compile)
     python cache_child.py STORE torch.compile OUT.json       (torch.compile backend, fwd+bwd)
+    python cache_child.py STORE torch.compile:llama OUT.json (a transformers model, inference)
 """
 
 import json
@@ -19,7 +20,27 @@ def model():
     return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 8))
 
 
+def transformers_model(store, name, out):
+    """A transformers model (tests/zoo.py) through torch.compile with aotpack's cache backend."""
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch._dynamo.utils import counters
+
+    import zoo
+
+    m, kwargs = zoo.build(name)
+    with torch.no_grad():
+        y = torch.compile(m, backend=cache.backend("inductor", store))(**kwargs)
+        eager = m(**kwargs)
+    result = {"out": y.logits.tolist(), "eager": eager.logits.tolist(), "stats": dict(cache.stats),
+              "inductor": dict(counters["inductor"]), "graph_breaks": sum(counters["graph_break"].values())}
+    json.dump(result, open(out, "w"))
+
+
 def main(store, how, out):
+    if how.startswith("torch.compile:"):
+        return transformers_model(store, how.split(":", 1)[1], out)
     m = model()
     x = torch.randn(4, 32, generator=torch.Generator().manual_seed(1))
     with warnings.catch_warnings(record=True) as caught:

@@ -158,7 +158,7 @@ def backend(name: str = "inductor", store=None, *, options: dict | None = None):
 # What a torch.compile entry holds (its key's mode part: entries of another layout never match):
 # inductor's standalone artifact, and the C++ kernel libraries its CPU code loads. Without
 # them a hit on CPU compiles every kernel again (measured: 10.2 s of an 11.2 s compile).
-_ARTIFACT = "artifact=standalone+cpp-kernels,no-pch"
+_ARTIFACT = "artifact=standalone+cpp-kernels,no-pch,static-own-shape-env"
 # Compiled and loaded without precompiled headers: inductor builds its header (150 MB,
 # about 7 s here) under $TMPDIR before it even looks for a kernel library, so a fresh
 # machine would pay that on every hit; the setting is part of each library's name.
