@@ -376,12 +376,15 @@ def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:
 
     Public since 2.8: ``torch._inductor.standalone_compile`` and ``CompiledArtifact``
     (``save(format="binary")`` takes a path only, hence the temporary file).
-    A graph with symbolic sizes is compiled in dynamo's shape environment
-    (``from_tracing_context``), as a backend must, so its guards reach dynamo. A static
-    graph gets a shape environment of its own (``from_example_inputs``: nothing to
-    guard): in dynamo's, a transformers Llama's compile left a guard on a symbol dynamo
-    has no source for, and torch.compile failed after the backend returned
-    (``IndexError`` in ``produce_guards``; torch 2.13, tests/test_cache_fleet.py).
+    A graph is compiled in dynamo's shape environment (``from_tracing_context``), as a
+    backend must, so its guards reach dynamo; except a static graph compiled without
+    grad, which gets a shape environment of its own (``from_example_inputs``: nothing
+    to guard). In dynamo's, a transformers Llama's inference compile left a guard on a
+    symbol dynamo has no source for, and torch.compile failed after the backend
+    returned (``IndexError`` in ``produce_guards``; torch 2.13, tests/test_cache_fleet.py).
+    With grad on, ``from_example_inputs`` saves no AOT-autograd artifact in torch 2.11
+    ("CompiledArtifact.save failed ... no aot_autograd artifacts"), so training graphs
+    keep dynamo's environment.
     """
     import tempfile
 
@@ -389,8 +392,9 @@ def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:
 
     symbolic = any(isinstance(x, torch.SymInt) or (isinstance(x, torch.Tensor) and any(
         isinstance(s, torch.SymInt) for s in (*x.shape, *x.stride()))) for x in example_inputs)
+    own = not symbolic and not torch.is_grad_enabled()
     artifact = compile_(gm, list(example_inputs), options=options or {},
-                        dynamic_shapes="from_tracing_context" if symbolic else "from_example_inputs")
+                        dynamic_shapes="from_example_inputs" if own else "from_tracing_context")
     with tempfile.TemporaryDirectory(prefix="aotpack-sc-") as d:
         path = os.path.join(d, "artifact.bin")
         artifact.save(path=path, format="binary")

@@ -175,14 +175,25 @@ def _make_converter(tp):
     return as_type
 
 
-def _to_json(v):
-    if isinstance(v, Record):
-        return v.to_json()
-    if isinstance(v, list):
-        return [_to_json(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _to_json(x) for k, x in v.items()}
-    return v
+def _dumper(tp):
+    """``f(value) -> JSON`` for a field of type ``tp``, or None where the value is JSON
+    already (str, int, tree specs, backend keys): those are handed on as they are,
+    never walked, so no depth of nesting a manifest may hold can exhaust the stack."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _dumper(typing.get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        inner = _dumper(next(a for a in typing.get_args(tp) if a is not type(None)))
+        return None if inner is None else (lambda v: None if v is None else inner(v))
+    if origin is list:
+        inner = _dumper(typing.get_args(tp)[0])
+        return None if inner is None else (lambda v: [inner(x) for x in v])
+    if origin is dict:
+        inner = _dumper(typing.get_args(tp)[1])
+        return None if inner is None else (lambda v: {k: inner(x) for k, x in v.items()})
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return tp.to_json
+    return None
 
 
 class Record:
@@ -201,12 +212,14 @@ class Record:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        fields = []
+        fields, dumpers = [], []
         for name, tp in cls.__dict__.get("__annotations__", {}).items():
             default = cls.__dict__.get(name, _REQUIRED)
             null = default is NULL
             fields.append((name, _converter(tp), default is _REQUIRED, None if null else default, null))
+            dumpers.append(_dumper(tp))
         cls._fields = tuple(fields)
+        cls._dumpers = tuple(dumpers)
         cls._names = frozenset(f[0] for f in fields)
 
     def __init__(self, **kw):
@@ -259,12 +272,13 @@ class Record:
         return cls(**kwargs)
 
     def to_json(self) -> dict:
+        """The record as JSON (values that are JSON already are shared, not copied)."""
         out = {}
-        for name, _, required, _, null in self._fields:
+        for (name, _, required, _, null), dump in zip(self._fields, self._dumpers):
             v = getattr(self, name)
             if v is None and not required and not null:
                 continue  # an optional key: older readers take it missing, not null
-            out[name] = _to_json(v)
+            out[name] = v if dump is None else dump(v)
         out.update(self.extra)
         return out
 
