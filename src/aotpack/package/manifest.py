@@ -102,98 +102,78 @@ class _Null:
 NULL = _Null()
 
 
-# --- The converter: one function per field type, built once per record class ----------
+# --- The codec: how one field type is read from JSON and written back ------------------
 
-def _converter(tp):
-    """``f(value, where) -> value`` checking ``value`` against the type ``tp`` (one per
-    distinct type: most fields are str, int or list[str])."""
+def _codec(tp):
+    """``(convert, dump)`` for a field of type ``tp``: ``convert(value, where)`` checks a
+    JSON value and returns the field's value; ``dump(value)`` returns its JSON, or
+    ``dump`` is None where the value is JSON already (str, int, tree specs, backend
+    keys): those are handed on as they are, never walked, so no depth of nesting a
+    manifest may hold can exhaust the stack. One pair per distinct type."""
     try:
-        return _CONVERTERS[tp]
+        return _CODECS[tp]
     except (KeyError, TypeError):  # (TypeError: an unhashable Annotated argument)
         pass
-    convert = _make_converter(tp)
+    codec = _make_codec(tp)
     try:
-        _CONVERTERS[tp] = convert
+        _CODECS[tp] = codec
     except TypeError:
         pass
-    return convert
+    return codec
 
 
-_CONVERTERS: dict = {}
+_CODECS: dict = {}
 
 
-def _make_converter(tp):
+def _make_codec(tp):
     origin = typing.get_origin(tp)
     if origin is Annotated:
         base, *checks = typing.get_args(tp)
-        inner = _converter(base)
+        inner, dump = _codec(base)
 
         def annotated(v, where):
             v = inner(v, where)
             for check in checks:
                 check(v, where)
             return v
-        return annotated
+        return annotated, dump
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        inner = _converter(args[0])
-        return lambda v, where: None if v is None else inner(v, where)
+        inner, dump = _codec(next(a for a in typing.get_args(tp) if a is not type(None)))
+        return ((lambda v, where: None if v is None else inner(v, where)),
+                None if dump is None else (lambda v: None if v is None else dump(v)))
     if origin is list:
-        (item,) = typing.get_args(tp)
-        inner = _converter(item)
+        inner, dump = _codec(typing.get_args(tp)[0])
 
         def as_list(v, where):
             _need(isinstance(v, list), f"{where} is not a list")
             return [inner(x, f"{where}[{i}]") for i, x in enumerate(v)]
-        return as_list
+        return as_list, None if dump is None else (lambda v: [dump(x) for x in v])
     if origin is dict:
-        _, value = typing.get_args(tp)
-        inner = _converter(value)
+        inner, dump = _codec(typing.get_args(tp)[1])
 
         def as_dict(v, where):
             _need(isinstance(v, dict), f"{where} is not an object")
             return {k: inner(x, f"{where}[{k!r}]") for k, x in v.items()}
-        return as_dict
+        return as_dict, None if dump is None else (lambda v: {k: dump(x) for k, x in v.items()})
     if isinstance(tp, type) and issubclass(tp, Record):
-        return tp.from_json
+        return tp.from_json, tp.to_json
     if tp is Any:
-        return lambda v, where: v
+        return (lambda v, where: v), None
     if tp is int:
         def as_int(v, where):
             _need(_is_int(v), f"{where} is not int")
             return v
-        return as_int
+        return as_int, None
     if tp is float:
         def as_float(v, where):
             _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"{where} is not float")
             return v
-        return as_float
+        return as_float, None
 
     def as_type(v, where):
         _need(isinstance(v, tp), f"{where} is not {tp.__name__}")
         return v
-    return as_type
-
-
-def _dumper(tp):
-    """``f(value) -> JSON`` for a field of type ``tp``, or None where the value is JSON
-    already (str, int, tree specs, backend keys): those are handed on as they are,
-    never walked, so no depth of nesting a manifest may hold can exhaust the stack."""
-    origin = typing.get_origin(tp)
-    if origin is Annotated:
-        return _dumper(typing.get_args(tp)[0])
-    if origin in (Union, types.UnionType):
-        inner = _dumper(next(a for a in typing.get_args(tp) if a is not type(None)))
-        return None if inner is None else (lambda v: None if v is None else inner(v))
-    if origin is list:
-        inner = _dumper(typing.get_args(tp)[0])
-        return None if inner is None else (lambda v: [inner(x) for x in v])
-    if origin is dict:
-        inner = _dumper(typing.get_args(tp)[1])
-        return None if inner is None else (lambda v: {k: inner(x) for k, x in v.items()})
-    if isinstance(tp, type) and issubclass(tp, Record):
-        return tp.to_json
-    return None
+    return as_type, None
 
 
 class Record:
@@ -216,8 +196,9 @@ class Record:
         for name, tp in cls.__dict__.get("__annotations__", {}).items():
             default = cls.__dict__.get(name, _REQUIRED)
             null = default is NULL
-            fields.append((name, _converter(tp), default is _REQUIRED, None if null else default, null))
-            dumpers.append(_dumper(tp))
+            convert, dump = _codec(tp)
+            fields.append((name, convert, default is _REQUIRED, None if null else default, null))
+            dumpers.append(dump)
         cls._fields = tuple(fields)
         cls._dumpers = tuple(dumpers)
         cls._names = frozenset(f[0] for f in fields)
@@ -387,9 +368,6 @@ class Train(Record):
 class SubMeta(Record):
     """A training variant's forward or backward backend meta (backend keys in extra)."""
     proxy_ops: list[str] | None = None
-
-    def as_backend_meta(self) -> dict:
-        return self.to_json()
 
 
 class Meta(Record):
