@@ -44,3 +44,23 @@ def test_loading_imports_nothing_of_the_compile_side(tmp_path):
     out = run_fresh(["-c", CHILD, str(inference), str(training), str(lm), ",".join(COMPILE_SIDE)])
     imported = json.loads(out.stdout.strip().splitlines()[-1])
     assert [m for m in imported if m.split(".")[:2] != ["aotpack", "autograd_runtime"]] == [], imported
+
+
+PLAIN = r"""
+import json, sys, torch, aotpack
+aotpack.load(sys.argv[1])(torch.randn(2, 8))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("aotpack"))))
+"""
+
+
+def test_a_plain_package_loads_without_the_wrappers_it_does_not_need(tmp_path):
+    """The fixed cost of a small load is mostly importing aotpack (bench/big_load.py): a
+    package without custom ops, custom pytree outputs, views of its inputs or inputs in
+    another memory layout imports neither the private-torch wrappers, nor layout.py, nor
+    views.py, and still checks the torch version."""
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    path = aotpack.compile(model.eval(), (torch.randn(2, 8),), backend="eager").save(tmp_path / "i.aot")
+    out = run_fresh(["-c", PLAIN, str(path)])
+    imported = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "aotpack._torch_version" in imported
+    assert not imported & {"aotpack._torch_compat", "aotpack.layout", "aotpack.views", *COMPILE_SIDE}, imported

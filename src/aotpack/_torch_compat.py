@@ -3,9 +3,11 @@
 Each function names the private API it uses and the torch versions it was checked on.
 aotpack supports torch >= 2.11 (checked: 2.11 on the GPU machine, 2.13 on CPU).
 
-Import cost matters here: the load path (``aotpack.load``) must not import
-``torch._inductor`` or ``torch._dynamo``, so every heavy import is inside the function
-that needs it, and the functions used by the load path import nothing heavy.
+Import cost matters here: the compile side imports this module, the load path of a plain
+package does not (the torch version it checks lives in ``_torch_version``); where a load
+needs a wrapper (an AOTInductor runner, a custom pytree node) it imports this module
+then. Heavy imports (``torch._inductor``, ``torch._dynamo``) are inside the functions
+that need them.
 """
 
 from __future__ import annotations
@@ -22,18 +24,7 @@ from contextlib import contextmanager, redirect_stderr
 
 import torch
 
-# (major, minor) parsed by hand: packaging.version costs 2 ms of every load's import
-_RELEASE = torch.__version__.split("+")[0]
-TORCH_VERSION = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", _RELEASE).groups())
-MIN_TORCH = (2, 11)
-if TORCH_VERSION < MIN_TORCH:
-    raise ImportError(f"aotpack needs torch >= 2.11; this is torch {torch.__version__}: upgrade torch "
-                      "(the private APIs this module wraps are kept for 2.11 and newer)")
-
-
-def torch_version() -> str:
-    """torch's version without the local build tag (``2.13.0``)."""
-    return _RELEASE
+from ._torch_version import MIN_TORCH, TORCH_VERSION, torch_version  # noqa: F401 - here for callers
 
 
 @contextmanager
@@ -404,7 +395,7 @@ def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:
 
 # inductor's C++ kernel libraries: <cache>/<2 chars>/<key>[.main].so, the key a hash of
 # the source and the compile command (2.11-2.13).
-_KERNEL_NAME = re.compile(r"[a-z0-9]{2}/[a-z0-9]{20,80}(\.main)?\.so")
+_KERNEL_NAME = r"[a-z0-9]{2}/[a-z0-9]{20,80}(\.main)?\.so"  # (compiled on first use, not at import)
 
 
 @contextlib.contextmanager
@@ -428,7 +419,7 @@ def cpp_kernels_built():
     yield built
     for path in sorted(set(glob.glob(pattern)) - before):
         name = os.path.relpath(path, root)
-        if _KERNEL_NAME.fullmatch(name):
+        if re.fullmatch(_KERNEL_NAME, name):
             with open(path, "rb") as f:
                 built[name] = f.read()
 
@@ -447,7 +438,7 @@ def install_cpp_kernels(kernels: dict[str, bytes]) -> None:
     root = cache_dir()
     for name, data in kernels.items():
         target = os.path.join(root, name)
-        if _KERNEL_NAME.fullmatch(name) and not os.path.exists(target):
+        if re.fullmatch(_KERNEL_NAME, name) and not os.path.exists(target):
             write_atomic(target, data, make_dirs=True)
 
 

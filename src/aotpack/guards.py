@@ -44,7 +44,6 @@ import operator
 import torch
 from torch import Tensor
 
-from . import layout as layouts
 from . import tree
 from .errors import GuardError
 from .package.manifest import Dim, Input, Param, Program, Variant
@@ -176,6 +175,8 @@ class Guard:
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant, for ``load(..., guard_filter=...)``."""
+        from . import layout as layouts  # (layout.py: off the load path, which never needs it)
+
         out = []
         for path, leaf in tree.named_leaves(self.in_spec, self.names):
             if leaf["kind"] == "const":
@@ -378,6 +379,8 @@ class Guard:
 
     def _check_layout(self, i: int, t: Tensor, adapt: bool = True) -> Tensor:
         """``t``, or a copy of it in the compiled layout; Mismatch where no copy may be made."""
+        from . import layout as layouts
+
         if (i, "layout") in self.dropped:
             return t
         g = self.inputs[i]

@@ -21,15 +21,14 @@ from collections.abc import Sequence
 
 import torch
 
-from . import _torch_compat as compat
 from . import tree
+from ._torch_version import torch_version
 from .backends import get_backend
 from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from .guards import Guard, Mismatch, describe_input
 from .package import fmt
 from .package.manifest import Manifest, Meta, Program, Variant
 from .package.reader import PackageReader, in_memory_file
-from .views import rebuild_views
 
 __all__ = ["Loaded", "load"]
 
@@ -109,7 +108,7 @@ def _rewrite_locked(pkg, path, rebuilt: dict) -> None:
             pkg.members.pop(prefix + rel, None)
         for rel, data in compiled.files.items():
             pkg.members[prefix + rel] = data
-        entry.files, entry.meta, entry.torch = list(compiled.files), Meta.from_json(compiled.meta), compat.torch_version()
+        entry.files, entry.meta, entry.torch = list(compiled.files), Meta.from_json(compiled.meta), torch_version()
     pkg.save(path)
 
 
@@ -308,8 +307,8 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     meta = variant.meta
     if variant.backend == "aoti":
         built = variant.torch or manifest.versions.torch
-        if built != compat.torch_version():
-            problems.append(f"torch: package built with {built}, this is {compat.torch_version()} "
+        if built != torch_version():
+            problems.append(f"torch: package built with {built}, this is {torch_version()} "
                             "(AOTInductor binaries are tied to one torch version)")
         machine = meta.machine or manifest.platform.machine
         if machine != platform.machine():
@@ -318,7 +317,12 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
         have = torch.backends.cpu.get_cpu_capability()
         if variant.device == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
             problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
-    missing = [op for op in meta.ops() if not compat.op_available(op)]
+    ops = meta.ops()
+    if ops:  # (most packages call no custom op: their load never imports the wrappers)
+        from ._torch_compat import op_available
+
+        ops = [op for op in ops if not op_available(op)]
+    missing = ops
     if missing:
         problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
                         "(import the library that defines them before loading)")
@@ -372,6 +376,7 @@ def _with_views(fn, aliased):
     eager does (views.py)."""
     if not aliased:
         return fn
+    from .views import rebuild_views  # only packages with such outputs import it
 
     def run(flat):
         return rebuild_views(list(fn(flat)), flat, aliased)
@@ -538,7 +543,7 @@ def _variant_files(reader: PackageReader, v: Variant, weights: dict, backends, o
     warnings.warn(f"aotpack: variant {v.name} of {path} was built for another machine or torch ("
                   + "; ".join(why) + "); rebuilding it from its portable program", RebuildWarning, stacklevel=3)
     compiled = rebuild_variant(reader, v, weights, backends=backends, say=lambda line: print(line, file=sys.stderr))
-    v = v.replace(meta=Meta.from_json(compiled.meta, f"variant {v.name}.meta"), torch=compat.torch_version(),
+    v = v.replace(meta=Meta.from_json(compiled.meta, f"variant {v.name}.meta"), torch=torch_version(),
                   files=list(compiled.files))
     return v, _MemoryFiles(compiled.files, compiled.meta, compiled), []
 

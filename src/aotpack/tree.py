@@ -43,7 +43,6 @@ from typing import Any
 
 import torch
 
-from . import _torch_compat as compat
 from .errors import AotpackError, CaptureError
 
 __all__ = ["flatten", "unflatten", "encode_const", "decode_const", "const_repr", "leaf_keys", "leaf_paths",
@@ -61,6 +60,14 @@ PARAM_KINDS = {
     "keyword_only": inspect.Parameter.KEYWORD_ONLY,
     "var_keyword": inspect.Parameter.VAR_KEYWORD,
 }
+
+
+def _compat():
+    """``_torch_compat`` (torch's pytree registry is private), imported on first use: plain
+    packages load without it."""
+    from . import _torch_compat
+
+    return _torch_compat
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -107,7 +114,7 @@ def resolve_type(name: str, allow_modules=()) -> type | None:
     cls = _RESOLVED.get(name)
     if cls is not None:
         return cls
-    for t in compat.pytree_types():
+    for t in _compat().pytree_types():
         if type_name(t) == name:
             _RESOLVED[name] = t
             return t
@@ -216,7 +223,7 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
         children = [flatten(v, f"{path}.{f}", tensors)[0] for f, v in zip(_fields(type(value)), value)]
         return {"kind": "namedtuple", "type": type_name(type(value)),
                 "fields": _fields(type(value))[:len(children)], "children": children}, tensors
-    node = compat.pytree_node(type(value)) if type(value) not in (tuple, list, dict) else None
+    node = _compat().pytree_node(type(value)) if type(value) not in (tuple, list, dict) else None
     if node is not None:
         try:
             values, context = one_level(value)
@@ -263,7 +270,7 @@ def unflatten(spec: dict, tensors: list, plain: bool = False) -> Any:
         check_types(spec)
     if kind == "namedtuple":
         return cls(*children) if hasattr(cls, "_fields") else cls(children)
-    node = compat.pytree_node(cls)
+    node = _compat().pytree_node(cls)
     if node is None:
         raise AotpackError(f"{spec['type']} is not registered as a pytree node in this process",
                            hint="import the module that registers it before calling the package")
@@ -275,7 +282,7 @@ def one_level(value) -> tuple[list, Any]:
     a namedtuple), one level down: what ``flatten`` records for it."""
     if _is_namedtuple(value):
         return list(value), None
-    flatten_fn, _, to_json, _ = compat.pytree_node(type(value))
+    flatten_fn, _, to_json, _ = _compat().pytree_node(type(value))
     values, context = flatten_fn(value)
     return list(values), json.loads(json.dumps(to_json(context)))
 

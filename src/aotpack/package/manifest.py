@@ -176,6 +176,20 @@ def _make_codec(tp):
     return as_type, None
 
 
+class _Schema:
+    """``Record._fields`` (and ``_dumpers``, ``_names``) until a record class first needs
+    them: builds all three on that class, whose own attributes then shadow this one."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, cls):
+        if cls is Record:
+            raise AttributeError(self.name)
+        Record._build_schema(cls)
+        return cls.__dict__[self.name]
+
+
 class Record:
     """Base of the manifest's records: fields from the class annotations, ``from_json`` /
     ``to_json`` from their types.
@@ -188,10 +202,15 @@ class Record:
     module is imported, 7 ms for these records, and this module is on every load's path.)
     """
 
-    _fields: tuple = ()  # (name, converter, required, default, written as null)
+    # Built from the annotations on a class's first use (_Schema), not when this module is
+    # imported: a load reads a handful of these records, and building them all cost 0.5 ms
+    # of every load's import.
+    _fields = _Schema()  # (name, converter, required, default, written as null) per field
+    _dumpers = _Schema()  # per field: its dump, or None where the value is JSON already
+    _names = _Schema()
 
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
+    @staticmethod
+    def _build_schema(cls) -> None:
         fields, dumpers = [], []
         for name, tp in cls.__dict__.get("__annotations__", {}).items():
             default = cls.__dict__.get(name, _REQUIRED)
@@ -199,7 +218,7 @@ class Record:
             convert, dump = _codec(tp)
             fields.append((name, convert, default is _REQUIRED, None if null else default, null))
             dumpers.append(dump)
-        cls._fields = tuple(fields)
+        cls._fields = tuple(fields)  # set on the record's own class: later lookups find these
         cls._dumpers = tuple(dumpers)
         cls._names = frozenset(f[0] for f in fields)
 

@@ -275,7 +275,7 @@ class PackageReader:
             numel = 1
             for s in shape:
                 numel *= s
-            item = torch.empty((), dtype=dtype).element_size()
+            item = dtype.itemsize
             if end - begin != numel * item or base + end > off + n or begin < 0:
                 raise IntegrityError(f"tensor {key!r} in {name!r} has offsets that do not fit its shape")
             if numel == 0:
