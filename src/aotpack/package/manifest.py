@@ -1,6 +1,6 @@
 """The manifest as typed records: one schema, read and written by the same code.
 
-Each record is a dataclass whose fields are the JSON keys of that part of the manifest,
+Each record is a class (``Record``) whose annotated fields are the JSON keys of that part of the manifest,
 with their types. ``Manifest.from_json(obj)`` walks those types: any value of the wrong
 type, a missing key, or a broken link between fields (a weight name no one stores, an
 input index past the end) is a ``FormatError`` naming the field, before any reader sees
