@@ -45,6 +45,9 @@ def test_dynamic_range_names_dim(loaded):
     msg = message(loaded["module"], torch.randn(65, 4))
     assert msg.startswith("args[0].shape[0]: expected batch in 1..64, got 65")
     assert "x: float32[batch=1..64, 4] cpu" in msg
+    # a dynamic input of the wrong rank: the expected shape with the Dim's range
+    assert message(loaded["module"], torch.randn(2, 4, 1)).startswith(
+        "args[0].dim(): expected rank 2 (shape [batch=1..64, 4]), got rank 3 (shape [2, 4, 1])")
 
 
 def test_nested_path_and_keyword(loaded):

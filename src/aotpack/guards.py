@@ -492,7 +492,7 @@ class Guard:
                 pass
             else:
                 if len(shape) != rank:
-                    raise Mismatch([_Attr(".dim()")], f"rank {rank} (shape {_shape_str(shape_spec)})",
+                    raise Mismatch([_Attr(".dim()")], f"rank {rank} (shape {shape_text(shape_spec, dims)})",
                                    f"rank {len(shape)} (shape {list(shape)})")
                 for d, (want, got) in enumerate(zip(shape_spec, shape)):
                     if isinstance(want, int):
@@ -557,6 +557,3 @@ def _what(value) -> str:
         return f"a {type(value).__name__} of length {len(value)}"
     return f"{value!r} ({type(value).__name__})"
 
-
-def _shape_str(shape) -> str:
-    return "[" + ", ".join(str(s) if not isinstance(s, dict) else s["expr"] for s in shape) + "]"
