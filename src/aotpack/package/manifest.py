@@ -25,7 +25,7 @@ read each field's type as an object, once per class, not by evaluating strings a
 
 import types
 import typing
-from typing import Annotated, Any, Union
+from typing import Any, Union
 
 import torch
 
@@ -41,7 +41,7 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-# --- Checks a type cannot say (used as Annotated[type, check]) -------------------------
+# --- Checks a type cannot say (used as Checked(type, check)) --------------------------
 
 def _dtype(v, where: str) -> None:
     _need(isinstance(getattr(torch, v, None), torch.dtype), f"{where} names no dtype")
@@ -83,12 +83,39 @@ def _param_kind(v, where: str) -> None:
     _need(v in PARAM_KINDS, f"{where} is an unknown parameter kind")
 
 
-Dtype = Annotated[str, _dtype]
-Device = Annotated[str, _device]
-Shape = Annotated[list, _shape]
-Size = Annotated[int, _nat]
-Layout = Annotated[Any, _layout]  # "contiguous" | {"order": [...]} | {"stride": [...]}
-Spec = Annotated[dict, _spec]  # a tree spec (tree.py): kept as its JSON
+class Checked:
+    """A field type: a value of type ``base`` that also passes ``check(value, where)``.
+
+    What ``typing.Annotated[base, check]`` says, built for a fraction of its cost: creating
+    Annotated types (and unions of them with None) took 0.3 ms of every load's import.
+    ``Checked(...) | None`` is an optional field."""
+
+    __slots__ = ("base", "check")
+
+    def __init__(self, base, check):
+        self.base, self.check = base, check
+
+    def __or__(self, other):
+        if other is not None:
+            return NotImplemented
+        return _Optional(self)
+
+
+class _Optional:
+    """``Checked(...) | None``."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner):
+        self.inner = inner
+
+
+Dtype = Checked(str, _dtype)
+Device = Checked(str, _device)
+Shape = Checked(list, _shape)
+Size = Checked(int, _nat)
+Layout = Checked(Any, _layout)  # "contiguous" | {"order": [...]} | {"stride": [...]}
+Spec = Checked(dict, _spec)  # a tree spec (tree.py): kept as its JSON
 
 
 class _Null:
@@ -110,15 +137,9 @@ def _codec(tp):
     ``dump`` is None where the value is JSON already (str, int, tree specs, backend
     keys): those are handed on as they are, never walked, so no depth of nesting a
     manifest may hold can exhaust the stack. One pair per distinct type."""
-    try:
-        return _CODECS[tp]
-    except (KeyError, TypeError):  # (TypeError: an unhashable Annotated argument)
-        pass
-    codec = _make_codec(tp)
-    try:
-        _CODECS[tp] = codec
-    except TypeError:
-        pass
+    codec = _CODECS.get(tp)
+    if codec is None:
+        codec = _CODECS[tp] = _make_codec(tp)
     return codec
 
 
@@ -126,19 +147,19 @@ _CODECS: dict = {}
 
 
 def _make_codec(tp):
-    origin = typing.get_origin(tp)
-    if origin is Annotated:
-        base, *checks = typing.get_args(tp)
-        inner, dump = _codec(base)
+    if isinstance(tp, Checked):
+        inner, dump = _codec(tp.base)
+        check = tp.check
 
-        def annotated(v, where):
+        def checked(v, where):
             v = inner(v, where)
-            for check in checks:
-                check(v, where)
+            check(v, where)
             return v
-        return annotated, dump
-    if origin in (Union, types.UnionType):
-        inner, dump = _codec(next(a for a in typing.get_args(tp) if a is not type(None)))
+        return checked, dump
+    origin = typing.get_origin(tp)
+    if isinstance(tp, _Optional) or origin in (Union, types.UnionType):
+        inner, dump = _codec(tp.inner if isinstance(tp, _Optional) else
+                             next(a for a in typing.get_args(tp) if a is not type(None)))
         return ((lambda v, where: None if v is None else inner(v, where)),
                 None if dump is None else (lambda v: None if v is None else dump(v)))
     if origin is list:
@@ -304,7 +325,7 @@ class Param(Record):
     """One parameter of the program's signature; ``default``: its encoded value
     (``tree.encode_const``), baked in at capture."""
     name: str
-    kind: Annotated[str, _param_kind]
+    kind: Checked(str, _param_kind)
     default: Spec | None = None
 
 
