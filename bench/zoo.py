@@ -127,14 +127,16 @@ def run_model(name: str, work: str, only_aotpack: bool = False) -> dict:
     env = {"TORCHINDUCTOR_CACHE_DIR": cache}
     prelude = PRELUDE.format(tests=TESTS)
     args = (name, path, inputs, json.dumps(others))
-    row["aotpack_first_s"] = fresh(prelude + AOTPACK, *args, "exact")["first_output_s"]
-    row["aotpack_plain_first_s"] = fresh(prelude + AOTPACK, *args, "plain")["first_output_s"]
-    if only_aotpack:
-        return row
-    row["eager_first_s"] = fresh(prelude + EAGER, name, weights)["first_output_s"]
-    fresh(prelude + COMPILED, name, weights, env=env)  # cold: fills the cache
-    row["compile_warm_first_s"] = fresh(prelude + COMPILED, name, weights, env=env)["first_output_s"]
-    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        row["aotpack_first_s"] = fresh(prelude + AOTPACK, *args, "exact")["first_output_s"]
+        row["aotpack_plain_first_s"] = fresh(prelude + AOTPACK, *args, "plain")["first_output_s"]
+        if only_aotpack:
+            return row
+        row["eager_first_s"] = fresh(prelude + EAGER, name, weights)["first_output_s"]
+        fresh(prelude + COMPILED, name, weights, env=env)  # cold: fills the cache
+        row["compile_warm_first_s"] = fresh(prelude + COMPILED, name, weights, env=env)["first_output_s"]
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     fn = aotpack.load(path)
     compiled = torch.compile(model)
     row["eager_ms"] = steady(model, kwargs)

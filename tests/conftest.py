@@ -3,8 +3,10 @@ backend compiles the program set once per session, and one fresh process loads t
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,8 +16,11 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-# load remembers verified files (package/reader.py); the tests keep that out of ~/.cache
-os.environ.setdefault("AOTPACK_VERIFIED_DIR", tempfile.mkdtemp(prefix="aotpack-test-verified-"))
+# load remembers verified files (package/reader.py); the tests keep that out of ~/.cache,
+# in a folder of this run that goes when the run ends
+if "AOTPACK_VERIFIED_DIR" not in os.environ:
+    os.environ["AOTPACK_VERIFIED_DIR"] = tempfile.mkdtemp(prefix="aotpack-test-verified-")
+    atexit.register(shutil.rmtree, os.environ["AOTPACK_VERIFIED_DIR"], ignore_errors=True)
 
 
 def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = None, timeout: int = 600,
