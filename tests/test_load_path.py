@@ -64,3 +64,11 @@ def test_a_plain_package_loads_without_the_wrappers_it_does_not_need(tmp_path):
     imported = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "aotpack._torch_version" in imported
     assert not imported & {"aotpack._torch_compat", "aotpack.layout", "aotpack.views", *COMPILE_SIDE}, imported
+
+
+def test_an_older_torch_is_refused_at_import():
+    """The version check moved off ``_torch_compat`` with the load path: ``import aotpack``
+    still refuses a torch older than 2.11, naming both versions."""
+    out = run_fresh(["-c", "import torch; torch.__version__ = '2.10.1+cpu'\nimport aotpack"], check=False)
+    assert out.returncode != 0
+    assert "ImportError: aotpack needs torch >= 2.11; this is torch 2.10.1+cpu" in out.stderr

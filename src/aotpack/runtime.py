@@ -317,12 +317,11 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
         have = torch.backends.cpu.get_cpu_capability()
         if variant.device == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
             problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
-    ops = meta.ops()
-    if ops:  # (most packages call no custom op: their load never imports the wrappers)
+    missing = meta.ops()
+    if missing:  # (most packages call no custom op: their load never imports the wrappers)
         from ._torch_compat import op_available
 
-        ops = [op for op in ops if not op_available(op)]
-    missing = ops
+        missing = [op for op in missing if not op_available(op)]
     if missing:
         problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
                         "(import the library that defines them before loading)")

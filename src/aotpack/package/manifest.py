@@ -207,7 +207,7 @@ class _Schema:
     def __get__(self, obj, cls):
         if cls is Record:
             raise AttributeError(self.name)
-        Record._build_schema(cls)
+        cls._build_schema()
         return cls.__dict__[self.name]
 
 
@@ -230,7 +230,7 @@ class Record:
     _dumpers = _Schema()  # per field: its dump, or None where the value is JSON already
     _names = _Schema()
 
-    @staticmethod
+    @classmethod
     def _build_schema(cls) -> None:
         fields, dumpers = [], []
         for name, tp in cls.__dict__.get("__annotations__", {}).items():
