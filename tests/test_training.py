@@ -181,6 +181,31 @@ def test_joint_pass_changes_the_saved_backward(tmp_path):
     torch.testing.assert_close(w.grad, 2 * (2 * w.detach()))
 
 
+def test_onednn_is_switched_off_only_for_programs_with_an_rnn(tmp_path):
+    """oneDNN's switch is process-wide: a compile turns it off only while it traces the
+    joint graph of a program that has an RNN op, and puts it back after."""
+    seen = {}
+
+    def note(name):
+        def joint_pass(joint):
+            seen[name] = torch.backends.mkldnn.enabled
+        return joint_pass
+
+    assert torch.backends.mkldnn.enabled
+    w = torch.randn(4, requires_grad=True)
+    compile_load(lambda w: (w * w).sum(), (w,), tmp_path, joint_pass=note("plain"))
+    lstm = train_models.build("lstm")
+    fn = compile_load(lstm, (train_models.batch("lstm", 0),), tmp_path, joint_pass=note("lstm"))
+    assert seen == {"plain": True, "lstm": False}
+    assert torch.backends.mkldnn.enabled
+    x = train_models.batch("lstm", 1)
+    ref = train_models.build("lstm")
+    fn(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    for (name, p), q in zip(lstm.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
 def test_inspect_shows_a_training_variant(tmp_path):
     m = train_models.build("mlp")
     path = aotpack.compile(m, (train_models.batch("mlp", 0),), train=True, backend="eager").save(tmp_path / "t.aot")

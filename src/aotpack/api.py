@@ -189,9 +189,8 @@ def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = 
     target = v["target"]
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
-    with _training_capture() if training is not None else contextlib.nullcontext():
-        captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
-                           allow_mutations=training is not None)
+    captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
+                       allow_mutations=training is not None)
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
@@ -207,7 +206,7 @@ def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = 
         mode = f"train {_pass_id(training['joint_pass'])}".strip()
 
         def build():
-            with _training_capture():
+            with _without_onednn_rnn(captured):
                 return compile_training(captured, be, options, joint_pass=training["joint_pass"],
                                         say=lambda line: say(f"[{v['name']}] {line}"))[0]
 
@@ -241,15 +240,28 @@ def _pass_id(joint_pass) -> str:
     return f"joint_pass={name}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
+# The ops whose CPU kernels oneDNN replaces with fused ones when it is enabled.
+_RNN_OPS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu"})
+
+
 @contextlib.contextmanager
-def _training_capture():
-    """Training graphs are captured with oneDNN off: its fused RNN kernels keep an opaque
-    workspace between forward and backward that compiled code cannot pass on, while the
-    decomposed LSTM/GRU cells compile like any other ops. (Only the ``enabled`` switch:
-    ``mkldnn.flags()`` also sets oneDNN's TF32 flag, which warns on CPU builds.) ATen has
-    one such switch per process, not per thread: while a training program is captured,
-    another thread's eager RNN calls run without oneDNN too (the reference kernels: the
-    same results to rounding, slower), and the switch is put back after."""
+def _without_onednn_rnn(captured):
+    """oneDNN off while the joint graph of a program with an RNN op is traced: oneDNN's
+    fused RNN kernels keep an opaque workspace between forward and backward that compiled
+    code cannot pass on, while the decomposed LSTM/GRU cells compile like any other ops.
+    (Only the ``enabled`` switch: ``mkldnn.flags()`` also sets oneDNN's TF32 flag, which
+    warns on CPU builds.)
+
+    ATen has one such switch per process, not per thread, so it is touched only for the
+    programs that need it (the captured graph, torch.export's training IR, still holds
+    ``aten.lstm``): while one is traced, another thread's eager RNN calls run without
+    oneDNN too (the reference kernels: the same results to rounding, slower), and the
+    switch is put back after. Every other program leaves it alone."""
+    graphs = [m.graph for m in captured.graph_module.modules() if isinstance(m, torch.fx.GraphModule)]
+    if not any(n.op == "call_function" and getattr(getattr(n.target, "overloadpacket", None), "__name__", None)
+               in _RNN_OPS for g in graphs for n in g.nodes):
+        yield
+        return
     before = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
