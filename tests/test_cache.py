@@ -6,6 +6,7 @@ milliseconds); test_cache_fleet.py has the AOTInductor and torch.compile ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -337,11 +338,10 @@ def test_redis_that_never_answers_is_bounded_by_the_timeout(tmp_path):
             s.close()
 
 
-@pytest.mark.parametrize("refusal", ["maxmemory", "readonly", "db99", "wrongtype"])
-def test_redis_that_refuses_warns_and_compiles_locally(redis_server, redis_url, tmp_path, refusal):
-    """A Redis that answers but refuses (maxmemory reached, a READONLY replica, a db index
-    out of range, a key of another type): one CacheWarning and a local compile, as the
-    README promises, not an exception out of aotpack.compile."""
+@contextlib.contextmanager
+def refusing(redis_server, redis_url, refusal):
+    """The test server made to refuse writes (maxmemory reached, a READONLY replica) or
+    every command (``db99``: a database index out of range); yields the URL to use."""
     from conftest import free_port
 
     client, url = redis_server.client, redis_url
@@ -353,6 +353,19 @@ def test_redis_that_refuses_warns_and_compiles_locally(redis_server, redis_url, 
     elif refusal == "db99":
         url = url.rsplit("/", 1)[0] + "/99"
     try:
+        yield url
+    finally:
+        client.config_set("maxmemory", "0")
+        client.replicaof("no", "one")
+
+
+@pytest.mark.parametrize("refusal", ["maxmemory", "readonly", "db99", "wrongtype"])
+def test_redis_that_refuses_warns_and_compiles_locally(redis_server, redis_url, tmp_path, refusal):
+    """A Redis that answers but refuses (maxmemory reached, a READONLY replica, a db index
+    out of range, a key of another type): one CacheWarning and a local compile, as the
+    README promises, not an exception out of aotpack.compile."""
+    client = redis_server.client
+    with refusing(redis_server, redis_url, refusal) as url:
         store = cache.RedisStore(url, timeout=2)
         if refusal == "wrongtype":  # every key the compile touches is a list, not a string
             real = store._key
@@ -361,9 +374,19 @@ def test_redis_that_refuses_warns_and_compiles_locally(redis_server, redis_url, 
             pkg = compile_eager(store)
         torch.testing.assert_close(run_package(pkg, tmp_path), mlp()(X))
         assert cache.stats["compiles"] == 1
-    finally:
-        client.config_set("maxmemory", "0")
-        client.replicaof("no", "one")
+
+
+@pytest.mark.parametrize("refusal", ["maxmemory", "readonly", "db99"])
+def test_a_store_opened_to_raise_names_the_refusal(redis_server, redis_url, refusal):
+    """open_store(..., on_error="raise") (what `aotpack cache` uses): the refusal is a
+    CacheError with a hint, not a warning and an empty answer."""
+    with refusing(redis_server, redis_url, refusal) as url:
+        store = cache.open_store(url, on_error="raise")
+        with pytest.raises(aotpack.CacheError, match=rf"Redis cache at {re.escape(url)} refused a command") as e:
+            store.put("ab" * 32, b"entry")
+        assert e.value.hint
+    with pytest.raises(aotpack.CacheError, match="not a Redis URL: the database 'x' is not a number"):
+        cache.open_store(redis_url.rsplit("/", 1)[0] + "/x")
 
 
 def test_redis_going_down_mid_session(redis_server, tmp_path):

@@ -53,13 +53,31 @@ def test_bad_paths_give_one_error_and_one_hint(paths, case, kind):
     assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), proc.stderr
 
 
-def test_bad_cache_urls_and_read_only_outputs(paths):
-    for args in (["cache", "ls", "--store", "redis://127.0.0.1:1/0"], ["cache", "ls", "--store", "redis://localhost:99999/0"],
-                 ["cache", "export", "-o", os.path.join(paths["readonly"], "x.aotc")]):
-        proc = cli(*args)
-        assert "Traceback" not in proc.stderr, (args, proc.stderr)
-        if proc.returncode:
-            assert proc.stderr.strip().splitlines()[-1].startswith("hint: "), (args, proc.stderr)
+@pytest.mark.parametrize("url, says", [
+    ("redis://127.0.0.1:1/0", "is unreachable"),  # nothing listens on port 1
+    ("unix:///nonexistent/redis.sock", "is unreachable"),
+    ("redis://localhost:99999/0", "port out of range"),
+    ("redis://127.0.0.1:notaport/0", "port could not be cast"),
+    ("redis://127.0.0.1:6379/abc", "the database 'abc' is not a number"),  # the client would use db 0
+    ("redis://", "it names no host"),
+])
+@pytest.mark.parametrize("action", [["ls"], ["rm", "--all"], ["export", "-o", "{dir}/x.aotc"]])
+def test_cache_commands_fail_on_a_store_they_cannot_use(paths, url, says, action):
+    """An unreachable or malformed store is an error for `aotpack cache`, not an empty
+    listing (a compile, by contrast, warns and goes on without the cache)."""
+    proc = cli("cache", *[a.format(dir=paths["dir"]) for a in action], "--store", url)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) == 2, proc.stderr
+    assert lines[0].startswith("error: ") and says in lines[0] and lines[1].startswith("hint: "), proc.stderr
+    assert not os.path.exists(os.path.join(paths["dir"], "x.aotc"))
+
+
+def test_read_only_outputs(paths):
+    proc = cli("cache", "export", "-o", os.path.join(paths["readonly"], "x.aotc"))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if proc.returncode:
+        assert proc.stderr.strip().splitlines()[-1].startswith("hint: "), proc.stderr
 
 
 def test_usage_errors_exit_2():

@@ -11,7 +11,8 @@ and, for training packages, the gradients of the inputs.
 
 Backend eager runs every case; AOTInductor a fixed sample (its compiles take tens of
 seconds on 2 cores). The seeds are fixed (hypothesis derandomized); raise the budget
-with AOTPACK_FUZZ_EXAMPLES=500; AOTPACK_FUZZ_STATS=path writes the counts as JSON.
+with AOTPACK_FUZZ_EXAMPLES=500, explore other programs with AOTPACK_FUZZ_SEED=N (a
+failure prints the seed's reproduce decorator); AOTPACK_FUZZ_STATS=path writes the counts as JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 import aotpack
@@ -36,8 +37,14 @@ STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
-_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+SEED = os.environ.get("AOTPACK_FUZZ_SEED")
+_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=SEED is None, database=None,
                      suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+
+
+def _seeded(test):
+    return test if SEED is None else seed(int(SEED))(test)
+
 
 steps = st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 20), st.integers(0, 20), st.integers(0, 20)),
                  min_size=1, max_size=6)
@@ -173,6 +180,7 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
             assert "error" not in outcome(fn, spec, n + 1, grad_mode), what
 
 
+@_seeded
 @_SETTINGS
 @given(recipe=steps, outs=outputs, shape=st.sampled_from(SHAPES), dtype=st.sampled_from(DTYPES),
        example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])), data=st.data())
@@ -182,6 +190,7 @@ def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, dat
     check_program(recipe, outs, shape, dtype, example, calls)
 
 
+@_seeded
 @_SETTINGS
 @given(recipe=steps, outs=outputs, dtype=st.sampled_from(DTYPES),
        example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])),

@@ -147,7 +147,7 @@ def _cmd_cache(a) -> int:
 
     from aotpack.cache import open_store
 
-    store = open_store(a.store)
+    store = open_store(a.store, on_error="raise")  # an unreachable store must not list as empty
     if a.action == "ls":
         rows = sorted(store.entries(), key=lambda h: h.get("created", 0))
         print(f"{store.url}: {len(rows)} entries, {sum(h['size'] for h in rows) / 1e6:.1f} MB")

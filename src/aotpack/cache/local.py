@@ -26,12 +26,11 @@ import fcntl
 import os
 import stat
 import time
-import warnings
 
 from ..atomic import atomic_file, umask_mode
 from ..errors import CacheError
 from .entry import HEADER_PREFIX, CorruptEntry, header_length, read_header
-from .store import CacheWarning, Store, stats
+from .store import Store, stats
 
 __all__ = ["LocalStore"]
 
@@ -53,7 +52,7 @@ class LocalStore(Store):
     """Entries as files under ``path``; LRU eviction past ``max_bytes`` (default 10 GiB)."""
 
     def __init__(self, path: str | os.PathLike | None = None, max_bytes: int = 10 * 2**30, *,
-                 lock_lease: float = 10.0):
+                 lock_lease: float = 10.0, on_error: str = "warn"):
         from .store import default_dir
 
         self.path = os.path.abspath(os.fspath(path) if path is not None else default_dir())
@@ -69,7 +68,7 @@ class LocalStore(Store):
             raise CacheError(f"cannot create the cache directory {self.path}: {e.strerror}",
                              hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE") from e
         self._held: dict[str, int] = {}
-        self._warned = False
+        self._set_on_error(on_error)
         self._mode = umask_mode()  # entries and locks as open() would create them: a shared folder works
 
     def _guarded(self, what: str, fn, default):
@@ -79,12 +78,9 @@ class LocalStore(Store):
         try:
             return fn()
         except OSError as e:
-            stats["unavailable"] += 1
-            if not self._warned:
-                self._warned = True
-                warnings.warn(f"local cache at {self.path} failed during {what} ({e.strerror or e}"
-                              f"{': ' + str(e.filename) if e.filename else ''}); compiling locally without it",
-                              CacheWarning, stacklevel=4)
+            self._unavailable(f"local cache at {self.path} failed during {what} ({e.strerror or e}"
+                              f"{': ' + str(e.filename) if e.filename else ''})", "compiling locally without it",
+                              "check the folder's permissions and free space", e)
             return default
 
     def _file(self, digest: str) -> str:

@@ -30,11 +30,10 @@ from __future__ import annotations
 import os
 import time
 import uuid
-import warnings
 
 from ..errors import CacheError
 from .entry import HEADER_PREFIX, CorruptEntry, header_length, read_header
-from .store import CacheWarning, Store, stats
+from .store import Store, stats
 
 __all__ = ["RedisStore"]
 
@@ -47,12 +46,41 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 """
 
 
+_URL_HINT = "write redis://HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0), rediss:// for TLS, or unix:///PATH"
+
+
+def _check_url(url: str) -> None:
+    """CacheError unless ``url`` names a Redis server in full. (The client reads a
+    database it cannot parse, as in ``redis://host:6379/abc``, as database 0.)"""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    problem = None
+    if parts.scheme in ("redis", "rediss"):
+        db = parts.path.strip("/")
+        try:
+            parts.port  # noqa: B018 - urllib checks the port when it is read
+        except ValueError as e:
+            problem = str(e).lower()
+        if not parts.hostname:
+            problem = "it names no host"
+        elif db and not db.isdigit():
+            problem = f"the database {db!r} is not a number"
+    elif parts.scheme == "unix":
+        if not parts.path:
+            problem = "it names no socket path"
+    else:
+        problem = f"the scheme {parts.scheme!r} is not redis, rediss or unix"
+    if problem:
+        raise CacheError(f"{url} is not a Redis URL: {problem}", hint=_URL_HINT)
+
+
 class RedisStore(Store):
     """Entries in Redis at ``url`` (``redis://host:port/db``)."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, timeout: float = 5.0, prefix: str = "aotpack:",
                  lock_lease: float = 10.0, lock_wait: float = 3600.0, retry_after: float = 30.0,
-                 ttl: float | None = None):
+                 ttl: float | None = None, on_error: str = "warn"):
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -60,6 +88,7 @@ class RedisStore(Store):
         except ImportError:
             raise CacheError("RedisStore needs the redis client, which is not installed",
                              hint="pip install 'aotpack[redis]' (or: pip install redis)") from None
+        _check_url(url)
         self.url = url
         self.prefix = prefix
         self.lock_lease = lock_lease
@@ -70,12 +99,15 @@ class RedisStore(Store):
         # replica, WRONGTYPE key, a db index out of range): both mean "compile locally"
         self._unreachable = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
         self._errors = (redis.exceptions.RedisError, OSError)
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                            retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+        try:
+            self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+        except ValueError as e:  # what the client refuses beyond _check_url
+            raise CacheError(f"{url} is not a usable Redis URL: {e}", hint=_URL_HINT) from None
         self._unlock = self._client.register_script(_UNLOCK)
         self._renew = self._client.register_script(_RENEW)
         self._down_until = 0.0
-        self._warned = False
+        self._set_on_error(on_error)
         self._tokens: dict[str, str] = {}
 
     def _key(self, kind: str, digest: str) -> str:
@@ -90,14 +122,14 @@ class RedisStore(Store):
         try:
             return fn()
         except self._errors as e:
-            stats["unavailable"] += 1
             self._down_until = time.monotonic() + self.retry_after
-            if not self._warned:
-                self._warned = True
-                how = "is unreachable" if isinstance(e, self._unreachable) else "refused a command"
-                warnings.warn(f"Redis cache at {self.url} {how} ({type(e).__name__}: {e}) during {what}; "
+            down = isinstance(e, self._unreachable)
+            self._unavailable(f"Redis cache at {self.url} {'is unreachable' if down else 'refused a command'} "
+                              f"({type(e).__name__}: {e}) during {what}",
                               f"compiling locally without it (retrying in {self.retry_after:.0f}s)",
-                              CacheWarning, stacklevel=4)
+                              "check that redis-server runs at that host and port" if down else
+                              "check the server's maxmemory, that it is not a read-only replica, and the database "
+                              "number", e)
             return default
 
     def get(self, digest):

@@ -45,6 +45,28 @@ class Store:
     #: seconds a compile lock lasts unless renewed (None: held until unlocked or the
     #: holder dies, as ``flock``)
     lock_lease: float | None = None
+    #: what a store does when it cannot be reached or refuses: ``"warn"`` (once; the
+    #: compile goes on locally, as without a cache) or ``"raise"`` (a CacheError: what
+    #: ``aotpack cache`` commands use, where an unreachable store must not read as empty)
+    on_error: str = "warn"
+    _warned = False
+
+    def _set_on_error(self, on_error: str) -> None:
+        if on_error not in ("warn", "raise"):
+            raise ValueError(f"on_error must be 'warn' or 'raise', not {on_error!r}")
+        self.on_error = on_error
+
+    def _unavailable(self, what: str, then: str, hint: str, cause: BaseException) -> None:
+        """The store failed us (``what`` happened): a CacheError when ``on_error`` is
+        "raise"; else one CacheWarning per store, saying what happens ``then``."""
+        stats["unavailable"] += 1
+        if self.on_error == "raise":
+            from ..errors import CacheError
+
+            raise CacheError(what, hint=hint) from cause
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"{what}; {then}", CacheWarning, stacklevel=5)
 
     # -- primitives (subclasses) -------------------------------------------------
     def get(self, digest: str) -> bytes | None:
@@ -211,9 +233,9 @@ def _env_cache() -> str | None:
     return None
 
 
-def open_store(where=None) -> Store:
+def open_store(where=None, *, on_error: str = "warn") -> Store:
     """A store from a URL, a path, a Store (returned as is), or None/True (the default
-    local store).
+    local store). ``on_error``: see ``Store.on_error``.
 
     Example:
         >>> open_store("redis://127.0.0.1:6379/0")               # doctest: +SKIP
@@ -227,7 +249,7 @@ def open_store(where=None) -> Store:
     if where.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore
 
-        return RedisStore(where)
+        return RedisStore(where, on_error=on_error)
     from .local import LocalStore
 
-    return LocalStore(where.removeprefix("file://"))
+    return LocalStore(where.removeprefix("file://"), on_error=on_error)
