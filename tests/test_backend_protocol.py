@@ -62,6 +62,32 @@ def test_package_never_imports_the_module_it_names(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.parametrize("spec_type", ["subprocess.Popen", "collections.OrderedDict"])
+def test_a_package_never_calls_a_class_it_names_as_a_named_tuple(tmp_path, spec_type):
+    """A manifest rewritten (digests recomputed, as anyone who can write the file can) to
+    say the output is a named tuple of type subprocess.Popen, fields the two strings of a
+    command: refused at verify and load, and the command never runs."""
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    path = aotpack.compile(f, (torch.randn(4), torch.randn(4)), backend="eager").save(tmp_path / "f.aot")
+    marker = tmp_path / "ran"
+    with PackageReader(path) as r:
+        doc = json.loads(r.read("manifest.json"))
+        members = {n: r.read(n) for n in r.names() if n != "manifest.json"}
+    doc.pop("members")
+    doc["program"]["out_spec"] = {"kind": "namedtuple", "type": spec_type, "fields": ["a", "b"], "children": [
+        {"kind": "const", "type": "str", "value": "touch"}, {"kind": "const", "type": "str", "value": str(marker)}]}
+    write_members(path, package_entries(doc, members))
+    report = aotpack.verify(path)
+    assert not report["ok"] and f"names {spec_type} as a named tuple, which it is not" in str(report)
+    with pytest.raises(aotpack.FormatError, match=f"names {spec_type} as a named tuple, which it is not"):
+        aotpack.load(path)
+    fn = aotpack.load(path, plain_types=True)  # no type is rebuilt: a plain tuple
+    assert fn(torch.randn(4), torch.randn(4)) == ("touch", str(marker))
+    assert not marker.exists()
+
+
 def test_backend_passed_at_load(tmp_path):
     class Renamed(CountingInterpreter):
         name = "renamed"

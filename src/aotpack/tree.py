@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from .errors import AotpackError, CaptureError
+from .errors import AotpackError, CaptureError, FormatError
 
 __all__ = ["flatten", "unflatten", "encode_const", "decode_const", "const_repr", "leaf_keys", "leaf_paths",
            "named_leaves", "call_arguments", "type_name", "resolve_type", "types_in", "check_types"]
@@ -140,21 +140,42 @@ def resolve_type(name: str, allow_modules=()) -> type | None:
 
 def types_in(spec: dict) -> list[str]:
     """The container types a spec names (namedtuples and pytree nodes), in order."""
-    found: list[str] = []
-    if spec["kind"] in ("namedtuple", "node") and spec["type"] not in found:
-        found.append(spec["type"])
+    return list(dict.fromkeys(name for _, name in _typed_nodes(spec)))
+
+
+def _typed_nodes(spec: dict):
+    """``(kind, type name)`` of every namedtuple and pytree node in ``spec``, depth first."""
+    if spec["kind"] in ("namedtuple", "node"):
+        yield spec["kind"], spec["type"]
     for c in spec.get("children", ()):
-        found += [t for t in types_in(c) if t not in found]
-    return found
+        yield from _typed_nodes(c)
+
+
+def _rebuilds(kind: str, cls: type) -> bool:
+    """Whether ``cls`` is what a spec of ``kind`` may rebuild: a named tuple (or a
+    structseq) for "namedtuple", a registered pytree node for "node". Any other class a
+    package names is never called: ``subprocess.Popen`` is imported in most processes,
+    and calling it with a package's constants would run a command."""
+    if kind == "namedtuple":
+        return issubclass(cls, tuple) and (hasattr(cls, "_fields") or hasattr(cls, "n_fields"))
+    return _compat().pytree_node(cls) is not None
 
 
 def check_types(spec: dict, allow_modules=()) -> None:
-    """AotpackError unless every type ``spec`` names can be rebuilt in this process."""
+    """AotpackError unless every type ``spec`` names can be rebuilt in this process;
+    FormatError if one names a class that is not of its kind (see ``_rebuilds``)."""
     missing = []
-    for name in types_in(spec):
+    for kind, name in dict.fromkeys(_typed_nodes(spec)):
         cls = resolve_type(name, allow_modules)
         if cls is None:
             missing.append(name)
+        elif kind == "namedtuple" and not _rebuilds(kind, cls):
+            raise FormatError(f"the package's structure names {name} as a named tuple, which it is not; aotpack "
+                              "does not call it", hint="aotpack never writes this: the package was edited; "
+                                                       "rebuild it from the model")
+        elif not _rebuilds(kind, cls):
+            raise AotpackError(f"the package returns {name}, which is not registered as a pytree node in this "
+                               "process", hint="import the module that registers it before aotpack.load")
     if missing:
         modules = sorted({n.rsplit(".", 1)[0] for n in missing})
         raise AotpackError(f"the package returns or takes {', '.join(missing)}, which this process cannot rebuild: "
@@ -266,7 +287,7 @@ def unflatten(spec: dict, tensors: list, plain: bool = False) -> Any:
     if kind == "dict":
         return dict(zip(spec["keys"], children))
     cls = resolve_type(spec["type"])
-    if cls is None:  # load checks types first (check_types); this is a package used without load
+    if cls is None or not _rebuilds(kind, cls):  # load checks first (check_types): a package used without load
         check_types(spec)
     if kind == "namedtuple":
         return cls(*children) if hasattr(cls, "_fields") else cls(children)
