@@ -60,7 +60,9 @@ Trust model (what a reader relies on; README "Trust" says it for users):
     every other member, that one signature covers the whole file.
   - Never trusted, signed or not: a package never makes aotpack import a module it
     names (backends by name from built-ins, ``backends=``, entry points; types only
-    among those already known) and nothing is unpickled.
+    among those already known, and called only when of the kind the spec says: a
+    "namedtuple" type must be a named tuple, a "node" type a registered pytree node)
+    and nothing is unpickled.
 """
 
 from __future__ import annotations
