@@ -63,6 +63,34 @@ def test_layout_refused_where_a_copy_would_break_sharing(tmp_path):
         fn(transposed())
 
 
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("op", ["reshape", "flatten", "contiguous"])
+def test_layout_refused_where_it_decides_whether_an_output_is_a_view(tmp_path, op, train):
+    """x.reshape(-1) of a sliced x is a copy, of a contiguous x a view (found by the
+    fuzzer, seed 777): a package compiled for the slice refuses other layouts rather
+    than return a copy where eager returns a view of the caller's tensor."""
+    def f(x):
+        return getattr(x, op)() if op == "contiguous" else getattr(x, op)(-1) if op == "reshape" else x.flatten()
+
+    sliced = torch.randn(5, 8)[1:, 2:].requires_grad_(train)
+    fn = aotpack.load(aotpack.compile(f, (sliced,), backend="eager", train=train).to_bytes())
+    assert fn.manifest.variants[0].inputs[0].layout_pinned
+    same = torch.randn(5, 8)[1:, 2:].requires_grad_(train)
+    out = fn(same)  # the compiled layout: a copy, as eager makes
+    torch.testing.assert_close(out, f(same))
+    assert out.untyped_storage().data_ptr() != same.untyped_storage().data_ptr()
+    x = torch.randn(4, 6).requires_grad_(train)
+    assert f(x).untyped_storage().data_ptr() == x.untyped_storage().data_ptr()  # eager: a view
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.stride\(\): expected strides \(8, 1\) \(whether an "
+                                                 r"output shares its memory depends on its layout"):
+        fn(x)
+    # compiled for the contiguous layout, the output is a view: other layouts refused as before
+    fn = aotpack.load(aotpack.compile(f, (torch.randn(4, 6).requires_grad_(train),), backend="eager",
+                                      train=train).to_bytes())
+    assert not fn.manifest.variants[0].inputs[0].layout_pinned
+    assert fn(x).untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+
+
 # 2. requires_grad both ways -------------------------------------------------------------
 
 def mul(x, y):

@@ -443,6 +443,50 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[dict]:
     return aliased
 
 
+# Ops that return a view of their input in some layouts and a copy in others (and, after
+# decomposition, the contiguous clone they become where they copy).
+_MAYBE_VIEWS = frozenset({"reshape", "reshape_as", "flatten", "ravel", "contiguous"})
+
+
+def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
+    """Names of the placeholders of ``gm`` whose memory layout decides whether an
+    output shares their memory: an output reached from one through views and at least
+    one reshape/flatten/contiguous that copied in the example (``x.reshape(-1)`` of a
+    sliced x is a copy, of a contiguous x a view of it). Where they all made views, the
+    output is a view of the input (``output_aliases``) and is pinned for that reason.
+
+    The graph holds what the compile-time example did. A call in another layout copied
+    into that layout would get the other answer to "is the output a view of my tensor",
+    so the guard refuses such calls for these inputs instead (``Input.layout_pinned``).
+    """
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    def storage(node):
+        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+        return StorageWeakRef(val.untyped_storage()) if isinstance(val, torch.Tensor) else None
+
+    def maybe_view(node) -> bool:
+        name = getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
+        return name in _MAYBE_VIEWS or (name == "clone" and node.kwargs.get("memory_format") is torch.contiguous_format)
+
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    found = set()
+    for node in out.args[0]:
+        through = False
+        while isinstance(node, torch.fx.Node) and node.op == "call_function" and node.args \
+                and isinstance(node.args[0], torch.fx.Node):
+            mine, base = storage(node), storage(node.args[0])
+            copied = mine is None or base is None or mine != base
+            if maybe_view(node) and copied:
+                through = True  # a copy here, a view in another layout
+            elif copied:
+                break  # computes a new tensor: its layout no longer matters
+            node = node.args[0]
+        if through and isinstance(node, torch.fx.Node) and node.op == "placeholder":
+            found.add(node.name)
+    return found
+
+
 def _describe_frozen(value) -> dict | None:
     if isinstance(value, torch.Tensor):
         dtype = tree.dtype_name(value.dtype)
@@ -704,6 +748,10 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     mutations = _mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], flat, paths, recorder)
 
     gm = compat.plain_graph_module(ep.graph_module)
+    pinned = layout_dependent_inputs(gm)
+    for guard, node in zip(inputs, user_nodes):
+        if node.name in pinned:
+            guard["layout_pinned"] = True
     for f in frozen:
         f.pop("_value")
     for p in signature:

@@ -169,6 +169,7 @@ class Guard:
         train = variant.train
         n_weights = len(variant.weights)
         pinned = [a.primal - n_weights for a in variant.views() if a.primal >= n_weights]
+        pinned += [i for i, g in enumerate(variant.inputs) if g.layout_pinned]
         mutated = [m.index for m in train.mutated if m.kind == "input"] if train else []
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
                    guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated)
@@ -392,6 +393,7 @@ class Guard:
             raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
         if i in self.pinned or not layouts.can_adapt(want):
             why = ("the program changes it in place" if i in self.mutated else
+                   "whether an output shares its memory depends on its layout" if g.layout_pinned else
                    "an output is a view of it" if i in self.pinned else "its elements overlap")
             raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
                            "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)
