@@ -3,6 +3,7 @@ the checked-in package of every FORMAT_VERSION still loads."""
 
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -260,4 +261,34 @@ def test_weights_checked_against_declared_dtype_and_shape(tmp_path):
     pkg.members[fmt.WEIGHTS] = TensorsMember(stored)
     path = pkg.save(tmp_path / "bad.aot")  # the writer recomputes every member's hash
     with pytest.raises(aotpack.IntegrityError, match=r"weight 'weight' is float32\[32, 8\] .* declares float32\[32, 16\]"):
+        aotpack.load(path)
+
+
+@pytest.mark.parametrize("meta, says", [
+    ({"entry": "__builtins__"}, "defines no function '__builtins__'"),  # a name in the code's namespace
+    ({"entry": "device"}, "defines no function 'device'"),
+    ({"entry": 3}, "defines no function 3"),
+    ({"modules": [1]}, "meta.modules is not an object"),
+    ({"modules": {"": "forward", "a.b": "graph_1"}}, "graph module 'a.b' has no parent 'a'"),
+    ({"modules": {"": "forward", "true_graph_0": "print"}}, "defines no function 'print'"),
+])
+def test_eager_meta_names_only_functions_of_its_graph_code(tmp_path, meta, says):
+    """A rewritten eager meta (hashes recomputed) that names something other than a
+    function graph.py defines is a FormatError at load, not a call of that object."""
+    import json
+
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    def f(x):
+        return torch.cond(x.sum() > 0, lambda x: x * 2, lambda x: x - 1, (x,))
+
+    path = aotpack.compile(f, (torch.randn(4),), backend="eager").save(tmp_path / "c.aot")
+    with PackageReader(path) as r:
+        doc = json.loads(r.read(fmt.MANIFEST))
+        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+    doc.pop("members")
+    doc["variants"][0]["meta"].update(meta)
+    write_members(path, package_entries(doc, members))
+    with pytest.raises(aotpack.FormatError, match=re.escape(says)):
         aotpack.load(path)

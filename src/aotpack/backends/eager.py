@@ -21,10 +21,11 @@ import functools
 import math
 import operator
 import re
+import types
 
 import torch
 
-from ..errors import BackendError
+from ..errors import BackendError, FormatError
 from . import Compiled
 
 # The names generated graph code may refer to; anything else is refused at compile time.
@@ -66,9 +67,13 @@ class Eager:
     def load(self, files):
         namespace = dict(_GLOBALS, NoneType=type(None))
         source = files.read("graph.py").decode()
-        exec(compile(source, "<aotpack eager graph>", "exec"), namespace)  # noqa: S102 - verified member
-        forward = namespace[files.meta.get("entry", "forward")]
-        root = _module_objects(namespace, files.meta.get("modules", {}))
+        exec(compile(source, _FILENAME, "exec"), namespace)  # noqa: S102 - verified member
+        forward = _graph_function(namespace, files.meta.get("entry", "forward"))
+        modules = files.meta.get("modules", {})
+        if not isinstance(modules, dict) or not all(isinstance(k, str) for k in modules):
+            raise FormatError("the eager variant's meta.modules is not an object of graph module names",
+                              hint="rebuild the package")
+        root = _module_objects(namespace, modules)
 
         def run(flat):
             # Inference packages: no autograd graph, as with the compiled backends.
@@ -76,6 +81,18 @@ class Eager:
                 return forward(root, *flat)
 
         return run
+
+
+_FILENAME = "<aotpack eager graph>"
+
+
+def _graph_function(namespace: dict, name) -> types.FunctionType:
+    """The function ``name`` that graph.py defines; FormatError for any other name (the
+    meta names it, and the meta is the package's word, not the code's)."""
+    fn = namespace.get(name) if isinstance(name, str) else None
+    if not (isinstance(fn, types.FunctionType) and fn.__code__.co_filename == _FILENAME):
+        raise FormatError(f"the eager variant's graph code defines no function {name!r}", hint="rebuild the package")
+    return fn
 
 
 def _attr(module, target: str):
@@ -98,5 +115,10 @@ def _module_objects(namespace: dict, functions: dict) -> _Module | None:
         if not name:
             continue
         parent, _, attr = name.rpartition(".")
-        setattr(objects[parent], attr, functools.partial(namespace[function], objects[name]))
+        if parent not in objects:
+            raise FormatError(f"the eager variant's graph module {name!r} has no parent {parent!r}",
+                              hint="rebuild the package")
+        setattr(objects[parent], attr, functools.partial(_graph_function(namespace, function), objects[name]))
+    if "" not in objects:
+        raise FormatError("the eager variant's meta.modules has no root graph ('')", hint="rebuild the package")
     return objects[""]
