@@ -82,8 +82,11 @@ def test_key_covers_weights_layout_options_and_versions(store):
     m = mlp()
     m[0] = torch.nn.Linear(8, 16, bias=False)  # a different graph
     compile_eager(store, m=m)
-    aotpack.compile(mlp(), (X,), backend="eager", cache=store, options={"note": 1})
-    assert cache.stats["compiles"] == 3
+    from custom_backend import CountingInterpreter  # a backend with an option (eager takes none)
+
+    for scale in (1.0, 2.0, 2.0):
+        aotpack.compile(mlp(), (X,), backend=CountingInterpreter(), cache=store, options={"scale": scale})
+    assert cache.stats["compiles"] == 4  # the options are in the key: scale 2.0 missed once, then hit
     key = cache.CacheKey.of(**{h: "x" for h in ("graph", "inputs", "backend")}, torch="2.12.0")
     other = dict(key.parts, torch="2.13.0")
     assert key.differences(other) == [("torch", "2.13.0", "2.12.0")]

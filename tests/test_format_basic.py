@@ -166,3 +166,15 @@ def test_save_to_and_load_from_bytes_and_file_objects(tmp_path):
         torch.testing.assert_close(aotpack.load(source)(x, y), ref)
     with pytest.raises(aotpack.IntegrityError):
         aotpack.load(data[:-10])
+
+
+@pytest.mark.parametrize("value", [123, None, ["model.aot"]])
+def test_load_of_something_that_is_no_package_names_what_it_takes(value):
+    with pytest.raises(TypeError, match=rf"aotpack.load takes a path, the package's bytes or a binary file object, "
+                                        rf"not {type(value).__name__}"):
+        aotpack.load(value)
+
+
+def test_eager_backend_refuses_options_it_would_ignore():
+    with pytest.raises(aotpack.BackendError, match=r"the eager backend takes no options; got \['max_autotune'\]"):
+        aotpack.compile(torch.nn.Linear(4, 2), (torch.randn(3, 4),), backend="eager", options={"max_autotune": True})

@@ -463,6 +463,9 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                       plain_types=plain_types, trusted_keys=trusted_keys)
         fn.path = "<package bytes>"  # the memory file's name means nothing after the load
         return fn
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"aotpack.load takes a path, the package's bytes or a binary file object, not "
+                        f"{type(path).__name__}")
     reader = PackageReader(path, _keys_for_load(trusted_keys))
     try:
         # Verify what this load uses, each member before its first use: the weights, then

@@ -39,6 +39,9 @@ class Eager:
     name = "eager"
 
     def compile(self, captured, options: dict) -> Compiled:
+        if options:
+            raise BackendError(f"the eager backend takes no options; got {sorted(options)}",
+                               hint="drop options=, or use backend='aoti' (inductor's options)")
         gm = captured.graph_module
         modules = {name: m for name, m in gm.named_modules() if isinstance(m, torch.fx.GraphModule)}
         sources, functions = [], {}
