@@ -142,3 +142,16 @@ def test_cli_custom_backend_by_import_path(tmp_path):
     assert proc.returncode == 0 and "mean 3" in proc.stdout, proc.stdout + proc.stderr
     proc = run("compile", "prog.py:f", "--example", "prog.py:ex", "--backend", "nope", "-o", out)
     assert proc.returncode == 1 and "error: unknown backend 'nope'" in proc.stderr
+
+
+def test_an_error_in_the_users_code_is_named_as_such():
+    """The CLI builds the model and the example by calling the user's code: what that
+    raises is one error naming the step, not a report of a bug in aotpack."""
+    proc = cli("compile", "torch.nn:Linear", "--example", "torch:randn", "-o", "never.aot")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(lines) == 2, proc.stderr
+    assert lines[0].startswith("error: building the program with torch.nn:Linear() failed: TypeError: "), proc.stderr
+    assert lines[1].startswith("hint: a class is built with no arguments"), proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "aotpack", "compile", "torch.nn:Linear", "--example", "torch:randn",
+                           "-o", "never.aot"], capture_output=True, text=True, env={**os.environ, "AOTPACK_DEBUG": "1"})
+    assert "Traceback" in proc.stderr and "missing 2 required positional arguments" in proc.stderr

@@ -50,9 +50,9 @@ def _cmd_compile(a) -> int:
 
     target = load_object(a.target)
     if isinstance(target, type) or (callable(target) and not isinstance(target, torch.nn.Module) and a.factory):
-        target = target()
+        target = _call_user(f"building the program with {a.target}()", target)
     example = load_object(a.example)
-    example = example() if callable(example) else example
+    example = _call_user(f"making the example with {a.example}()", example) if callable(example) else example
     if isinstance(example, dict):
         args, kwargs = tuple(example.get("args", ())), dict(example.get("kwargs", {}))
     else:
@@ -65,6 +65,17 @@ def _cmd_compile(a) -> int:
     pkg.save(a.output)
     print(f"wrote {a.output} ({os.path.getsize(a.output) / 1e6:.1f} MB)")
     return 0
+
+
+def _call_user(what: str, fn):
+    """``fn()``: the user's code; what it raises is one error naming the step, not an
+    aotpack bug report."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - any error of the user's code, reported as such
+        raise AotpackError(f"{what} failed: {type(e).__name__}: {e}",
+                           hint="a class is built with no arguments: point at a function that builds the model "
+                                "(--factory); AOTPACK_DEBUG=1 shows the traceback") from e
 
 
 def _cmd_run(a) -> int:
@@ -237,6 +248,8 @@ def main(argv=None) -> int:
     try:
         return a.func(a)
     except AotpackError as e:
+        if os.environ.get("AOTPACK_DEBUG"):  # the traceback, with the cause it carries
+            raise
         return _fail(e.message, e.hint or f"run `aotpack {a.cmd} --help`, or see the README")
     except KeyboardInterrupt:
         return 130
