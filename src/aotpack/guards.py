@@ -25,8 +25,9 @@ What each property must be (the contract; README "Guards"):
   requires grad (it builds no autograd graph, eager would); a training variant takes
   exactly the pattern it was compiled for. With grad mode off, anything goes.
 - memory layout: an input in another layout is copied into the compiled one
-  (``layout.adapt``), unless the program changes it in place or returns a view of it;
-  then the layout must match.
+  (``layout.adapt``), unless the program changes it in place, returns a view of it, or
+  returns a reshape/flatten/contiguous of it that is a copy in the compiled layout and
+  would be a view in others (``Input.layout_pinned``); then the layout must match.
 - shared memory: an input the program changes in place may share memory with no
   other input (eager would see the update through the other one).
 
