@@ -287,8 +287,8 @@ def unflatten(spec: dict, tensors: list, plain: bool = False) -> Any:
     if kind == "dict":
         return dict(zip(spec["keys"], children))
     cls = resolve_type(spec["type"])
-    if cls is None or not _rebuilds(kind, cls):  # load checks first (check_types): a package used without load
-        check_types(spec)
+    if cls is None or (kind == "namedtuple" and not _rebuilds(kind, cls)):  # load checked first (check_types):
+        check_types(spec)  # this is a package used without load
     if kind == "namedtuple":
         return cls(*children) if hasattr(cls, "_fields") else cls(children)
     node = _compat().pytree_node(cls)
