@@ -274,7 +274,8 @@ def test_weights_checked_against_declared_dtype_and_shape(tmp_path):
 ])
 def test_eager_meta_names_only_functions_of_its_graph_code(tmp_path, meta, says):
     """A rewritten eager meta (hashes recomputed) that names something other than a
-    function graph.py defines is a FormatError at load, not a call of that object."""
+    function graph.py defines is a FormatError at load, not a call of that object, and
+    verify (which runs nothing) says the same."""
     import json
 
     from aotpack.package.reader import PackageReader
@@ -292,3 +293,5 @@ def test_eager_meta_names_only_functions_of_its_graph_code(tmp_path, meta, says)
     write_members(path, package_entries(doc, members))
     with pytest.raises(aotpack.FormatError, match=re.escape(says)):
         aotpack.load(path)
+    report = aotpack.verify(path)  # says no where load fails, from graph.py's syntax tree
+    assert not report["ok"] and says in str(report), str(report)

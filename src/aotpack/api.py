@@ -304,7 +304,7 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
         >>> aotpack.verify("mlp.aot")["ok"]                       # doctest: +SKIP
         True
     """
-    from .runtime import incompatibilities
+    from .runtime import file_problems, incompatibilities
 
     keys = signing.keys_for_load(trusted_keys)
     signature = signer = None
@@ -320,6 +320,8 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
         except IntegrityError as e:  # reported, not raised
             integrity = e.message
         variants = {v.name: incompatibilities(r.manifest, v, backends) for v in r.manifest.variants}
+        for v in r.manifest.variants if integrity is None else ():  # files that may be read
+            variants[v.name] = variants[v.name] or file_problems(r, v, backends)
         signed_by = signing.signer_ids(r.signatures)
         try:
             tree.check_types(r.manifest.program.out_spec, allow_modules)

@@ -340,6 +340,19 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     return problems
 
 
+def file_problems(reader: PackageReader, variant: Variant, backends: Sequence = ()) -> list[str]:
+    """What the variant's backend finds wrong with its (verified) files without running
+    any of them: the optional ``Backend.check`` (eager: graph.py parses and defines the
+    functions its meta names). For ``aotpack verify``; load meets the same in ``load``."""
+    from .backends import find_backend
+
+    try:
+        check = getattr(find_backend(variant.backend, backends), "check", None)
+        return [] if check is None else [f"files: {p}" for p in check(_VariantFiles(reader, variant))]
+    except Exception as e:  # noqa: BLE001 - a plugin's check that fails is a reason, not a crash
+        return [f"backend: {variant.backend!r} failed to check the variant's files: {type(e).__name__}: {e}"]
+
+
 def _live_weights(variant: Variant, program: Program, stored: dict, module: torch.nn.Module,
                   detach: bool = True) -> list[torch.Tensor]:
     """The variant's graph weights with ``module``'s live parameters and buffers in place

@@ -15,6 +15,10 @@ dlopen a shared library) and returns a function that takes the graph's flat argu
 ``[*weights, *inputs]`` in ``captured.graph_args()`` order, and returns the flat
 outputs. Guards have run before it is called.
 
+A backend may also define ``check(files) -> list[str]``: what its ``load`` of these
+files would fail on, found without running any of them (``aotpack verify`` calls it,
+so that it says no exactly where load would fail).
+
 Example (a backend that runs the graph eagerly through fx):
 
     >>> class Interp:

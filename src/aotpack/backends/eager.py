@@ -67,16 +67,31 @@ class Eager:
             meta["modules"] = functions
         return Compiled(files={"graph.py": "\n".join(sources).encode()}, meta=meta)
 
+    def check(self, files) -> list[str]:
+        """What load would fail on, read from graph.py's syntax tree (nothing is run)."""
+        import ast
+
+        try:
+            tree = ast.parse(files.read("graph.py").decode(), _FILENAME)
+            defined = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+            _entry_points(files.meta, defined)
+        except (SyntaxError, UnicodeDecodeError) as e:
+            return [f"graph.py does not parse: {e}"]
+        except FormatError as e:
+            return [e.message]
+        return []
+
     def load(self, files):
         namespace = dict(_GLOBALS, NoneType=type(None))
         source = files.read("graph.py").decode()
         exec(compile(source, _FILENAME, "exec"), namespace)  # noqa: S102 - verified member
-        forward = _graph_function(namespace, files.meta.get("entry", "forward"))
-        modules = files.meta.get("modules", {})
-        if not isinstance(modules, dict) or not all(isinstance(k, str) for k in modules):
-            raise FormatError("the eager variant's meta.modules is not an object of graph module names",
-                              hint="rebuild the package")
-        root = _module_objects(namespace, modules)
+        # only functions graph.py defines: the meta names them, and the meta is the
+        # package's word, not the code's (a name like __builtins__ is in the namespace too)
+        graph_functions = {k: v for k, v in namespace.items()
+                           if isinstance(v, types.FunctionType) and v.__code__.co_filename == _FILENAME}
+        entry, modules = _entry_points(files.meta, graph_functions)
+        forward = graph_functions[entry]
+        root = _module_objects(graph_functions, modules)
 
         def run(flat):
             # Inference packages: no autograd graph, as with the compiled backends.
@@ -89,13 +104,26 @@ class Eager:
 _FILENAME = "<aotpack eager graph>"
 
 
-def _graph_function(namespace: dict, name) -> types.FunctionType:
-    """The function ``name`` that graph.py defines; FormatError for any other name (the
-    meta names it, and the meta is the package's word, not the code's)."""
-    fn = namespace.get(name) if isinstance(name, str) else None
-    if not (isinstance(fn, types.FunctionType) and fn.__code__.co_filename == _FILENAME):
-        raise FormatError(f"the eager variant's graph code defines no function {name!r}", hint="rebuild the package")
-    return fn
+def _entry_points(meta: dict, defined) -> tuple[str, dict]:
+    """(the root function's name, graph module name -> function name) from ``meta``;
+    FormatError unless each names one of ``defined`` (graph.py's functions) and every
+    nested graph module has its parent."""
+    entry, modules = meta.get("entry", "forward"), meta.get("modules", {})
+    if not isinstance(modules, dict) or not all(isinstance(k, str) for k in modules):
+        raise FormatError("the eager variant's meta.modules is not an object of graph module names",
+                          hint="rebuild the package")
+    for name in (entry, *modules.values()):
+        if not isinstance(name, str) or name not in defined:
+            raise FormatError(f"the eager variant's graph code defines no function {name!r}",
+                              hint="rebuild the package")
+    for name in modules:
+        parent = name.rpartition(".")[0]
+        if name and parent not in modules:
+            raise FormatError(f"the eager variant's graph module {name!r} has no parent {parent!r}",
+                              hint="rebuild the package")
+    if modules and "" not in modules:
+        raise FormatError("the eager variant's meta.modules has no root graph ('')", hint="rebuild the package")
+    return entry, modules
 
 
 def _attr(module, target: str):
@@ -118,10 +146,5 @@ def _module_objects(namespace: dict, functions: dict) -> _Module | None:
         if not name:
             continue
         parent, _, attr = name.rpartition(".")
-        if parent not in objects:
-            raise FormatError(f"the eager variant's graph module {name!r} has no parent {parent!r}",
-                              hint="rebuild the package")
-        setattr(objects[parent], attr, functools.partial(_graph_function(namespace, function), objects[name]))
-    if "" not in objects:
-        raise FormatError("the eager variant's meta.modules has no root graph ('')", hint="rebuild the package")
+        setattr(objects[parent], attr, functools.partial(namespace[function], objects[name]))
     return objects[""]
