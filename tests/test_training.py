@@ -261,3 +261,16 @@ def test_without_a_module_buffers_update_a_private_copy(tmp_path):
     for step in range(3):
         out, expected = fn(train_models.batch("mlp", step)), ref(train_models.batch("mlp", step))
     torch.testing.assert_close(out, expected)
+
+
+def test_every_output_that_needs_no_grad_comes_back_without_one(tmp_path):
+    """Two outputs that do not depend on an input requiring grad (found by the fuzzer,
+    seed 4242): both come back with requires_grad False, as in eager. (Each
+    ctx.mark_non_differentiable call replaces the last one's set: one call marks all.)"""
+    def f(x, y):
+        return x * 2, y.sum(0), y.relu()
+
+    x, y = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6)
+    fn = compile_load(f, (x, y), tmp_path)
+    assert [o.requires_grad for o in fn(x, y)] == [o.requires_grad for o in f(x, y)] == [True, False, False]
+    assert [o.grad_fn is None for o in fn(x, y)] == [False, True, True]

@@ -47,9 +47,8 @@ def load_training(backend, files, meta):
                 saved[i] = saved[i].clone()
             ctx.save_for_backward(*saved)
             ctx.outputs = [(o.shape, o.dtype, o.device) for o in outs[:n_out]]  # for grads autograd leaves None
-            for o, g in zip(outs[:n_out], out_requires_grad):
-                if not g:
-                    ctx.mark_non_differentiable(o)
+            # one call with all of them: each call replaces the set the last one marked
+            ctx.mark_non_differentiable(*[o for o, g in zip(outs[:n_out], out_requires_grad) if not g])
             return tuple(outs[:n_out])
 
         @staticmethod
