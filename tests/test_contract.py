@@ -39,7 +39,10 @@ def test_transposed_input_to_contiguous_package_gives_eager_result(tmp_path):
 def test_aoti_package_compiled_transposed_called_both_ways(tmp_path):
     fn = aotpack.load(aotpack.compile(affine, (transposed(),), backend="aoti").save(tmp_path / "f.aot"))
     assert fn.manifest.variants[0].inputs[0].layout == {"order": [1, 0]}
-    for x in (transposed(), transposed().contiguous(), torch.randn(5, 8)[1:, 2:]):
+    # ... and a tensor whose negative bit is set in the compiled layout: AOTInductor reads
+    # the stored values, which mean their negation (returned -x*2+1 before the fix)
+    for x in (transposed(), transposed().contiguous(), torch.randn(5, 8)[1:, 2:],
+              torch.randn(6, 4)._neg_view().t()):
         torch.testing.assert_close(fn(x), affine(x))
 
 
@@ -89,6 +92,52 @@ def test_layout_refused_where_it_decides_whether_an_output_is_a_view(tmp_path, o
                                       train=train).to_bytes())
     assert not fn.manifest.variants[0].inputs[0].layout_pinned
     assert fn(x).untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+
+
+class RecordsInputs:
+    """A backend reading stored values, as compiled code does (any backend but eager):
+    records what its code was handed."""
+
+    name = "records-inputs"
+    seen: list = []
+
+    def compile(self, captured, options):
+        from custom_backend import CountingInterpreter
+
+        return CountingInterpreter().compile(captured, options)
+
+    def load(self, files):
+        from custom_backend import CountingInterpreter
+
+        run = CountingInterpreter().load(files)
+
+        def record(flat):
+            RecordsInputs.seen = [(t.is_neg(), t.is_conj()) for t in flat]
+            return run(flat)
+        return record
+
+
+@pytest.mark.parametrize("example, call", [
+    (torch.randn(4), torch.randn(4)._neg_view()),  # z.conj().imag is such a tensor
+    (torch.randn(4, dtype=torch.cfloat), torch.randn(4, dtype=torch.cfloat).conj()),
+    (transposed(), torch.randn(6, 4)._neg_view().t()),  # in the compiled layout, bit set
+])
+def test_negative_and_conjugate_bits_are_resolved_for_compiled_code(example, call):
+    """A tensor with the negative or conjugate bit set stores values that mean their
+    negation or conjugate; only aten ops apply the bit. Compiled code gets a resolved
+    copy (AOTInductor returned -x*2+1 for x*2+1 before); where no copy may stand in, the
+    call is refused naming the bit."""
+    fn = aotpack.load(aotpack.compile(affine, (example,), backend=RecordsInputs()).to_bytes(),
+                      backends=[RecordsInputs()])
+    torch.testing.assert_close(fn(call), affine(call))
+    assert RecordsInputs.seen == [(False, False)]
+    view = aotpack.load(aotpack.compile(lambda x: (x[0], x.sum()), (example,), backend=RecordsInputs()).to_bytes(),
+                        backends=[RecordsInputs()])
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.is_(neg|conj)\(\): expected False \(compiled code reads "
+                                                 r"the stored values"):
+        view(call)
+    eager = aotpack.load(aotpack.compile(affine, (example,), backend="eager").to_bytes())
+    torch.testing.assert_close(eager(call), affine(call))  # aten applies the bit itself
 
 
 # 2. requires_grad both ways -------------------------------------------------------------

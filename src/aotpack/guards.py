@@ -130,8 +130,13 @@ class Guard:
     """
 
     def __init__(self, signature: list[Param], in_spec: dict, inputs: list[Input], dims: dict[str, Dim],
-                 guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=()):
+                 guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=(),
+                 raw_memory: bool = True):
         self.train = train
+        # compiled code that reads the stored values (every backend but eager): a tensor
+        # with the negative or conjugate bit set (``z.conj().imag``) stores values that
+        # mean their negation; only aten ops apply the bit, so it is resolved into a copy
+        self.raw_memory = raw_memory
         # flat inputs the program changes in place (no other input may share their
         # memory), and those whose layout must match exactly (no copy may stand in)
         self.mutated = sorted(mutated)
@@ -173,7 +178,8 @@ class Guard:
         pinned += [i for i, g in enumerate(variant.inputs) if g.layout_pinned]
         mutated = [m.index for m in train.mutated if m.kind == "input"] if train else []
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
-                   guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated)
+                   guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated,
+                   raw_memory=variant.backend != "eager")
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant, for ``load(..., guard_filter=...)``."""
@@ -235,6 +241,10 @@ class Guard:
                 conds.append(f"{a}.device.type != V{i}")
             want_grad = g.requires_grad and self.train
             conds.append(f"{a}.requires_grad" if not want_grad else f"not {a}.requires_grad")
+            if self.raw_memory:  # (80 ns a tensor: only where compiled code reads the values)
+                conds.append(f"{a}.is_neg()")
+                if env[f"D{i}"].is_complex:
+                    conds.append(f"{a}.is_conj()")
             layout = g.layout
             if layout == "contiguous":
                 conds.append(f"not {a}.is_contiguous()")
@@ -387,6 +397,13 @@ class Guard:
             return t
         g = self.inputs[i]
         want = g.layout
+        bit = self.raw_memory and (".is_neg()" if t.is_neg() else ".is_conj()" if t.is_conj() else None)
+        if bit:
+            if i in self.pinned or not adapt:
+                raise Mismatch([_Attr(bit)], "False (compiled code reads the stored values, which the bit negates "
+                               "or conjugates; aotpack cannot pass a resolved copy here: call "
+                               "x.resolve_neg().resolve_conj() first)", "True", late=True)
+            t = t.resolve_conj().resolve_neg()  # a copy without the bit (differentiable)
         aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
         if aligned and layouts.matches(t, want):
             return t
