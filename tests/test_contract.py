@@ -113,6 +113,8 @@ class RecordsInputs:
 
         def record(flat):
             RecordsInputs.seen = [(t.is_neg(), t.is_conj()) for t in flat]
+            for t in flat:
+                t.data_ptr()  # as compiled code reads its inputs (a vmap wrapper has no storage)
             return run(flat)
         return record
 
@@ -138,6 +140,32 @@ def test_negative_and_conjugate_bits_are_resolved_for_compiled_code(example, cal
         view(call)
     eager = aotpack.load(aotpack.compile(affine, (example,), backend="eager").to_bytes())
     torch.testing.assert_close(eager(call), affine(call))  # aten applies the bit itself
+
+
+def test_torch_func_transforms_and_forward_ad_refused_by_compiled_code_run_by_eager():
+    """vmap/jvp and forward-mode dual tensors: compiled code reads stored values, so a
+    tangent would be dropped silently (AOTInductor returned no tangent where eager
+    returns one) and a vmap wrapper has no storage; both are GuardErrors naming the
+    argument. The eager backend runs aten ops, which apply the transforms."""
+    import torch.autograd.forward_ad as forward_ad
+
+    x, xs, ones = torch.randn(4), torch.randn(3, 4), torch.ones(4)
+    compiled = aotpack.load(aotpack.compile(affine, (x,), backend=RecordsInputs()).to_bytes(),
+                            backends=[RecordsInputs()])
+    eager = aotpack.load(aotpack.compile(affine, (x,), backend="eager").to_bytes())
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a plain tensor .* got a torch.func transform"):
+        torch.func.vmap(compiled)(xs)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor without a forward-mode tangent"):
+        torch.func.jvp(compiled, (x,), (ones,))
+    with forward_ad.dual_level():
+        with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor without a forward-mode tangent"):
+            compiled(forward_ad.make_dual(x, ones))
+        torch.testing.assert_close(compiled(x), affine(x))  # no tangent: runs
+        dual = eager(forward_ad.make_dual(x, ones))
+        torch.testing.assert_close(forward_ad.unpack_dual(dual).tangent, 2 * ones)
+    torch.testing.assert_close(compiled(x), affine(x))
+    torch.testing.assert_close(torch.func.vmap(eager)(xs), affine(xs))
+    torch.testing.assert_close(torch.func.jvp(eager, (x,), (ones,))[1], 2 * ones)
 
 
 # 2. requires_grad both ways -------------------------------------------------------------

@@ -190,6 +190,22 @@ def op_available(name: str) -> bool:
     return True
 
 
+def forward_ad_level():
+    """``(module, attribute)``: the attribute reads >= 0 while a forward-mode AD level is
+    open (``torch.autograd.forward_ad.dual_level``), where tensors may carry tangents
+    that compiled code would drop. Read in a guard's generated check (one attribute
+    load a call). Private: ``torch.autograd.forward_ad._current_level`` (2.11-2.13)."""
+    import torch.autograd.forward_ad as forward_ad
+
+    return forward_ad, "_current_level"
+
+
+def functorch_wrapped(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a torch.func transform's wrapper (vmap, grad, jvp): no storage of
+    its own. Private: ``torch._C._functorch.is_functorch_wrapped_tensor`` (2.11-2.13)."""
+    return bool(torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
 def process_group_by_name(name: str):
     """The process group the c10d functional ops know as ``name`` (a graph's
     ``group_name`` argument), or None where this process has none by that name."""

@@ -25,11 +25,16 @@ class _Sub:
         return self._files.path(self._prefix + name)
 
 
+def training_parts(files, meta) -> list[tuple[str, _Sub]]:
+    """``[("forward", its files), ("backward", its files)]`` of a training variant."""
+    return [("forward", _Sub(files, "fw/", meta.fw.to_json())), ("backward", _Sub(files, "bw/", meta.bw.to_json()))]
+
+
 def load_training(backend, files, meta):
     """The callable of a training variant (``meta``: its ``manifest.Meta``): ``flat ->
     outputs`` through autograd."""
-    run_fw = backend.load(_Sub(files, "fw/", meta.fw.to_json()))
-    run_bw = backend.load(_Sub(files, "bw/", meta.bw.to_json()))
+    (_, fw), (_, bw) = training_parts(files, meta)
+    run_fw, run_bw = backend.load(fw), backend.load(bw)
     train = meta.train
     n_out, grad_mask = train.num_outputs, train.grad_mask
     out_requires_grad = train.out_requires_grad

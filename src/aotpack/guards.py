@@ -220,7 +220,11 @@ class Guard:
         n = len(self.names)
         env: dict = {"Tensor": Tensor, "STRIDED": torch.strided, "CL": torch.channels_last}
         local: dict[str, str] = {}
-        lines = ["def fast(args, kwargs):", f"    if kwargs or len(args) != {n}:", "        return None"]
+        start = f"kwargs or len(args) != {n}"
+        if self.raw_memory:  # inside forward-mode AD the full check looks for tangents
+            env["FW"], level = self._forward_ad_level()
+            start += f" or FW.{level} >= 0"
+        lines = ["def fast(args, kwargs):", f"    if {start}:", "        return None"]
         names = [f"a{i}" for i in range(n)]
         lines.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args" if n else "    pass")
         for i, g in enumerate(self.inputs):
@@ -358,7 +362,7 @@ class Guard:
             try:
                 check(t, sizes)
             except Mismatch as m:
-                m.parts[:0] = self._tensor_path(i)
+                m.parts[:0] = self.tensor_path(i)
                 raise
         grad = torch.is_grad_enabled()
         for i, t in enumerate(flat):
@@ -367,10 +371,12 @@ class Guard:
                     self._check_requires_grad(i, t)
                 flat[i] = self._check_layout(i, t, adapt)
             except Mismatch as m:
-                m.parts[:0] = self._tensor_path(i)
+                m.parts[:0] = self.tensor_path(i)
                 raise
         for i in self.mutated:
             self._check_unshared(i, flat)
+        if self.raw_memory:
+            self._check_tangents(flat)
         return flat
 
     def _check_requires_grad(self, i: int, t: Tensor) -> None:
@@ -388,6 +394,26 @@ class Guard:
             why = ("its gradient is compiled" if want else
                    "no gradient was compiled for it: compile a variant with an example that requires grad")
             raise Mismatch([_Attr(".requires_grad")], f"{want} ({why})", str(t.requires_grad), late=True)
+
+    @staticmethod
+    def _forward_ad_level():
+        from ._torch_compat import forward_ad_level  # (imported by every raw-memory backend's load)
+
+        return forward_ad_level()
+
+    def _check_tangents(self, flat: list) -> None:
+        """Mismatch for an input carrying a forward-mode tangent: compiled code computes
+        the value alone and would return no tangent where eager returns one."""
+        module, level = self._forward_ad_level()
+        if getattr(module, level) < 0:
+            return
+        import torch.autograd.forward_ad as forward_ad
+
+        for i, t in enumerate(flat):
+            if forward_ad.unpack_dual(t).tangent is not None:
+                raise Mismatch(self.tensor_path(i), "a tensor without a forward-mode tangent (compiled code "
+                               "computes values only and would drop it; compile with backend='eager' for jvp)",
+                               "one with a tangent", late=True)
 
     def _check_layout(self, i: int, t: Tensor, adapt: bool = True) -> Tensor:
         """``t``, or a copy of it in the compiled layout; Mismatch where no copy may be made."""
@@ -422,11 +448,11 @@ class Guard:
         for j, other in enumerate(flat):
             if j != i and other.untyped_storage().data_ptr() == storage:
                 names = [p for p, _ in self.tensor_inputs()]
-                raise Mismatch(self._tensor_path(i), f"a tensor sharing no memory with another input (the program "
+                raise Mismatch(self.tensor_path(i), f"a tensor sharing no memory with another input (the program "
                                f"changes it in place, and eager would see the change through {names[j]})",
                                f"one that shares memory with {names[j]}", late=True)
 
-    def _tensor_path(self, flat_index: int) -> list:
+    def tensor_path(self, flat_index: int) -> list:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""
         for i, spec in enumerate(self._children):
             for keys, leaf in tree.leaf_keys(spec):

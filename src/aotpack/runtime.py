@@ -226,20 +226,23 @@ class Loaded:
                     flat = v.guard.check(args, kwargs, self._check_guards)
                 except Mismatch as m:
                     raise self._guard_error([(v, m)], args, kwargs) from None
-            return self._result(v.fn(v.weights + flat))
+            try:
+                return self._result(v.fn(v.weights + flat))
+            except RuntimeError as e:
+                raise self._backend_error(e, v, flat, args, kwargs) from e
         variants = self._variants
         if self._check_guards:
             for v in variants:
                 flat = v.fast(args, kwargs)
                 if flat is not None and (v.state is None or v.state() is None):
-                    return self._result(v.fn(v.weights + flat))
+                    return self._run(v, flat, args, kwargs)
         if len(variants) > 1 and self._check_guards:
             # a variant compiled for the caller's memory layouts, before one that copies
             for v in variants:
                 try:
                     flat = v.guard.check(args, kwargs, adapt=False)
                     if v.state is None or v.state() is None:
-                        return self._result(v.fn(v.weights + flat))
+                        return self._run(v, flat, args, kwargs)
                 except Mismatch:
                     continue
         failures = []
@@ -252,8 +255,29 @@ class Loaded:
             except Mismatch as m:
                 failures.append((v, m))
                 continue
-            return self._result(v.fn(v.weights + flat))
+            return self._run(v, flat, args, kwargs)
         raise self._guard_error(failures, args, kwargs) from None
+
+    def _run(self, v, flat: list, args, kwargs):
+        try:
+            return self._result(v.fn(v.weights + flat))
+        except RuntimeError as e:
+            raise self._backend_error(e, v, flat, args, kwargs) from e
+
+    def _backend_error(self, error: RuntimeError, v, flat: list, args, kwargs) -> Exception:
+        """What a backend's RuntimeError means: a GuardError when an input is a torch.func
+        transform's wrapper (vmap, grad, jvp: compiled code reads storage, which such a
+        tensor has none of), else the error itself."""
+        if v.guard.raw_memory:
+            from ._torch_compat import functorch_wrapped
+
+            for i, t in enumerate(flat):
+                if isinstance(t, torch.Tensor) and functorch_wrapped(t):
+                    m = Mismatch(v.guard.tensor_path(i), "a plain tensor (compiled code runs on stored values; "
+                                 "compile with backend='eager' to run under torch.func transforms)",
+                                 "a torch.func transform's tensor (vmap, grad or jvp)", late=True)
+                    return self._guard_error([(v, m)], args, kwargs)
+        return error
 
     def _guard_error(self, failures, args, kwargs) -> GuardError:
         # name first the variant that got furthest: one whose shapes and dtypes fit and
@@ -348,7 +372,14 @@ def file_problems(reader: PackageReader, variant: Variant, backends: Sequence = 
 
     try:
         check = getattr(find_backend(variant.backend, backends), "check", None)
-        return [] if check is None else [f"files: {p}" for p in check(_VariantFiles(reader, variant))]
+        if check is None:
+            return []
+        files = _VariantFiles(reader, variant)
+        if variant.train:  # the forward and the backward, each as its loader sees it
+            from .autograd_runtime import training_parts
+
+            return [f"files: {part}: {p}" for part, sub in training_parts(files, variant.meta) for p in check(sub)]
+        return [f"files: {p}" for p in check(files)]
     except Exception as e:  # noqa: BLE001 - a plugin's check that fails is a reason, not a crash
         return [f"backend: {variant.backend!r} failed to check the variant's files: {type(e).__name__}: {e}"]
 
