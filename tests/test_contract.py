@@ -77,7 +77,7 @@ def test_layout_refused_where_it_decides_whether_an_output_is_a_view(tmp_path, o
 
     sliced = torch.randn(5, 8)[1:, 2:].requires_grad_(train)
     fn = aotpack.load(aotpack.compile(f, (sliced,), backend="eager", train=train).to_bytes())
-    assert fn.manifest.variants[0].inputs[0].layout_pinned
+    assert "output shares its memory" in fn.manifest.variants[0].inputs[0].layout_pinned
     same = torch.randn(5, 8)[1:, 2:].requires_grad_(train)
     out = fn(same)  # the compiled layout: a copy, as eager makes
     torch.testing.assert_close(out, f(same))
@@ -92,6 +92,49 @@ def test_layout_refused_where_it_decides_whether_an_output_is_a_view(tmp_path, o
                                       train=train).to_bytes())
     assert not fn.manifest.variants[0].inputs[0].layout_pinned
     assert fn(x).untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+
+
+def branches_on_layout(x, y):
+    z = x.flatten() if x.is_contiguous() else x.t()  # eager's branch follows the caller's layout
+    return z * 2, y + 1
+
+
+def branches_on_intermediate(x, y):
+    h = x + y
+    return (h.flatten() if h.is_contiguous() else h.t()) * 1  # h's layout follows x's and y's
+
+
+class ReadsWeightStrides(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(6))
+
+    def forward(self, x):
+        assert self.w.stride() == (1,)  # the stored weight's layout: nothing to pin
+        return x * self.w
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_layout_refused_where_the_program_reads_strides(train):
+    """Export takes the branch the example's layout chose (found by the fuzzer, seed
+    20261124: a package compiled for a strided x returned x.t() where eager, given a
+    contiguous x, returns x.flatten()). Inputs whose strides the program reads, or all of
+    them where it reads an intermediate's, are refused in another layout, naming the line."""
+    x, y = torch.randn(6, 4).t().requires_grad_(train), torch.randn(3).requires_grad_(train)
+    fn = aotpack.load(aotpack.compile(branches_on_layout, (x, y), backend="eager", train=train).to_bytes())
+    line = branches_on_layout.__code__.co_firstlineno + 1
+    assert [i.layout_pinned for i in fn.manifest.variants[0].inputs] == [
+        f"the program reads strides at {__file__}:{line}", None]
+    for got, want in zip(fn(x, y), branches_on_layout(x, y)):  # the compiled layout: eager's result
+        torch.testing.assert_close(got, want)
+    with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.stride\(\): expected dense in dimension order "
+                                                 rf"\[1, 0\] \(the program reads strides at .*:{line}, "):
+        fn(torch.randn(4, 6).requires_grad_(train), y)
+    x, y = torch.randn(6, 4).t(), torch.randn(4, 6)
+    pins = aotpack.compile(branches_on_intermediate, (x, y), backend="eager").manifest.variants[0].inputs
+    assert all(i.layout_pinned for i in pins)
+    pins = aotpack.compile(ReadsWeightStrides(), (torch.randn(4, 6),), backend="eager").manifest.variants[0].inputs
+    assert pins[0].layout_pinned is None
 
 
 class RecordsInputs:

@@ -487,6 +487,44 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
     return found
 
 
+def _strides_read(ep, recorder: EffectRecorder) -> dict[str | None, str]:
+    """Where the program read strides (``x.is_contiguous()``, ``x.stride()``), by the
+    graph input it read them of: placeholder name -> file:line, None for a tensor that is
+    no graph input (an intermediate). Reads of weights are left out: their layout is
+    the stored one. Taken from the graph export traced, whose inputs the program saw."""
+    if not recorder.layout_reads:
+        return {}
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    by_storage = {}
+    for n in ep.graph.nodes:
+        if n.op == "placeholder" and isinstance(n.meta.get("val"), torch.Tensor):
+            by_storage.setdefault(StorageWeakRef(n.meta["val"].untyped_storage()), n.name)
+    users = {spec.arg.name for spec in ep.graph_signature.input_specs if spec.kind.name == "USER_INPUT"}
+    found: dict[str | None, str] = {}
+    for t, where in recorder.layout_reads:
+        name = by_storage.get(StorageWeakRef(t.untyped_storage()))
+        if name is None or name in users:
+            found.setdefault(name, where)
+    return found
+
+
+def _layout_pins(gm: torch.fx.GraphModule, user_nodes: list, strides_read: dict) -> list[str | None]:
+    """Per user input: why its memory layout must match at a call (a copy into the
+    compiled layout would change the result), or None.
+
+    - an output is a reshape/flatten/contiguous of it that copied (layout_dependent_inputs);
+    - the program read its strides: export took the branch the example's layout chose.
+      A read of an intermediate pins every input (its layout follows theirs).
+    """
+    names = [n.name for n in user_nodes]
+    why = dict.fromkeys(layout_dependent_inputs(gm), "whether an output shares its memory depends on its layout")
+    for name, where in strides_read.items():
+        for pinned in names if name is None else [name]:
+            why.setdefault(pinned, f"the program reads strides at {where}")
+    return [why.get(n) for n in names]
+
+
 def _describe_frozen(value) -> dict | None:
     if isinstance(value, torch.Tensor):
         dtype = tree.dtype_name(value.dtype)
@@ -723,6 +761,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
 
     program = _Program(target, signature, in_spec, None, how)
     ep, record, recorder = _export_watched(program, target, flat, flat_dyn)
+    strides_read = _strides_read(ep, recorder)  # before decompositions retrace the graph
     frozen = _frozen_values(target, recorder.functions)
     if allow_mutations:
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
@@ -748,10 +787,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     mutations = _mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], flat, paths, recorder)
 
     gm = compat.plain_graph_module(ep.graph_module)
-    pinned = layout_dependent_inputs(gm)
-    for guard, node in zip(inputs, user_nodes):
-        if node.name in pinned:
-            guard["layout_pinned"] = True
+    for guard, why in zip(inputs, _layout_pins(gm, user_nodes, strides_read)):
+        if why:
+            guard["layout_pinned"] = why
     for f in frozen:
         f.pop("_value")
     for p in signature:

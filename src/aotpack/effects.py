@@ -10,7 +10,9 @@ breaks); a package cannot. So capture watches the program run and reports:
   ``file:line`` (capture turns them into ``SideEffectWarning``);
 - ``functions``: every user function that ran (not torch's, not the standard
   library's), with the globals and closure cells it can read, so that the frozen values
-  a package lists are those of every helper the program called, however deep.
+  a package lists are those of every helper the program called, however deep;
+- ``layout_reads``: where the program read a tensor's strides (``x.is_contiguous()``,
+  ``x.stride()``...): its result may then depend on the memory layout of its inputs.
 
 How: ``sys.setprofile`` for the capture's duration (a profiler hook sees calls of
 builtins such as ``print`` and ``list.append``, which a tracer does not). The hook
@@ -44,6 +46,9 @@ _MUTATORS = {
     set: {"add", "discard", "remove", "pop", "clear", "update"},
 }
 _OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
+# Tensor methods that read a tensor's memory layout: a program that branches on them or
+# computes with them gives other results for inputs in other layouts.
+_LAYOUT_READS = {"is_contiguous", "stride", "storage_offset", "data_ptr", "is_non_overlapping_and_dense"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class EffectRecorder:
         self.effects: list[Effect] = []
         self.grad_mode_calls: list[str] = []
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
+        self.layout_reads: list[tuple[torch.Tensor, str]] = []  # (tensor, file:line) of x.stride() & co.
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
         self._kind: dict[types.CodeType, int] = {}
         self._active: dict = {}  # live frame -> True where it runs on the program's behalf
@@ -149,6 +155,8 @@ class EffectRecorder:
             name = getattr(arg, "__name__", "")
             if name.endswith("_") and not name.startswith("_"):
                 self.inplace.append((name, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
+            elif name in _LAYOUT_READS:
+                self.layout_reads.append((owner, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
             return
         kind = type(owner)
         if kind in _MUTATORS and getattr(arg, "__name__", "") in _MUTATORS[kind]:

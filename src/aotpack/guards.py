@@ -27,7 +27,8 @@ What each property must be (the contract; README "Guards"):
 - memory layout: an input in another layout is copied into the compiled one
   (``layout.adapt``), unless the program changes it in place, returns a view of it, or
   returns a reshape/flatten/contiguous of it that is a copy in the compiled layout and
-  would be a view in others (``Input.layout_pinned``); then the layout must match.
+  would be a view in others, or reads its strides (``Input.layout_pinned`` says which);
+  then the layout must match.
 - shared memory: an input the program changes in place may share memory with no
   other input (eager would see the update through the other one).
 
@@ -437,7 +438,7 @@ class Guard:
             raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
         if i in self.pinned or not layouts.can_adapt(want):
             why = ("the program changes it in place" if i in self.mutated else
-                   "whether an output shares its memory depends on its layout" if g.layout_pinned else
+                   g.layout_pinned if g.layout_pinned else
                    "an output is a view of it" if i in self.pinned else "its elements overlap")
             raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
                            "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)

@@ -47,10 +47,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     {name: {"rank", "size"}}}: the variant is one rank's part of a sharded program
     (aotpack/distributed.py). Written only by packages that have such variants; a version 1
     reader would ignore the key and run a rank's shard anywhere, so it must refuse them.
-    (2026-11-24, later, a compatible addition) variants[].inputs[].layout_pinned: true where an
-    output's sharing memory with the input depends on its layout (a reshape, flatten or
-    contiguous that copied at compile time): calls in another layout are refused, not
-    copied. Older readers copy them, as they did before.
+    (2026-11-24, later, a compatible addition) variants[].inputs[].layout_pinned: why the
+    program's result depends on the input's layout (an output's sharing its memory: a
+    reshape, flatten or contiguous that copied at compile time; the program reading its
+    strides): calls in another layout are refused, not copied. Older readers copy them,
+    as they did before.
 
 Trust model (what a reader relies on; README "Trust" says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -367,10 +367,10 @@ class Input(Record):
     shape: Shape  # ints, Dim names, {"expr": "2*batch"} for derived sizes
     layout: Layout = "contiguous"
     requires_grad: bool = False
-    # whether an output shares this input's memory depends on its layout (a reshape,
-    # flatten or contiguous of it is returned): a call in another layout is refused, not
-    # copied (capture.layout_dependent_inputs)
-    layout_pinned: bool | None = None
+    # why the program's result depends on this input's layout (an output's sharing its
+    # memory, the program reading its strides): a call in another layout is refused, not
+    # copied into the compiled one (capture._layout_pins)
+    layout_pinned: str | None = None
 
 
 class Dim(Record):
