@@ -274,3 +274,28 @@ def test_every_output_that_needs_no_grad_comes_back_without_one(tmp_path):
     fn = compile_load(f, (x, y), tmp_path)
     assert [o.requires_grad for o in fn(x, y)] == [o.requires_grad for o in f(x, y)] == [True, False, False]
     assert [o.grad_fn is None for o in fn(x, y)] == [False, True, True]
+
+
+def returns_what_it_updates(x, y):
+    y.add_(1.0)
+    return x * 2, y
+
+
+def returns_a_view_of_what_it_updates(x, y):
+    y.add_(1.0)
+    return x * 2, y[0]
+
+
+def test_an_output_that_is_an_updated_input_is_the_callers_tensor(tmp_path):
+    """``y.add_(1); return y``: eager returns the caller's y itself, updated (found by
+    the fuzzer, seed 4242: the package returned an equal copy). A view of such an input
+    is refused: the update's value need not have the input's strides."""
+    x, y = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6)
+    fn = compile_load(returns_what_it_updates, (x, y.clone()), tmp_path)
+    mine = y.clone()
+    doubled, same = fn(x, mine)
+    assert same is mine and torch.equal(mine, y + 1)
+    doubled.sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 2.0))
+    with pytest.raises(aotpack.CaptureError, match="output 1 is a view of an argument the program updates in place"):
+        aotpack.compile(returns_a_view_of_what_it_updates, (x, y.clone()), train=True, backend="eager")

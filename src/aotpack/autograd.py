@@ -143,19 +143,43 @@ def _run_with_meta(gm: torch.fx.GraphModule):
     return run
 
 
-def _unalias_outputs(gm: torch.fx.GraphModule, n_mutations: int) -> tuple[torch.fx.GraphModule, list[dict]]:
+def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[dict],
+                     weights: list[str]) -> tuple[torch.fx.GraphModule, list[dict]]:
     """Outputs that are views of an input (``x.view(-1)``, ``x[0]``) become copies in the
     graph (AOT autograd's simple export takes no aliasing outputs); their view
     parameters (``capture.output_aliases``) are returned so the package can hand back a
-    real view of the caller's tensor instead."""
+    real view of the caller's tensor instead.
+
+    An output that is an argument the program updates in place (``y.add_(1); return
+    y``) is, in the functional graph, the update's value: the package hands back the
+    caller's tensor itself, updated, as eager does. A view of such an argument is
+    refused: the update's value need not have the argument's strides, so the view could
+    not be rebuilt on the caller's tensor."""
     import copy
+
+    from torch.multiprocessing.reductions import StorageWeakRef
 
     from .capture import output_aliases
 
+    n_mutations = len(mutations)
     gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
     aliased = output_aliases(gm, skip=n_mutations)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     values = list(out.args[0])
+    updated = {values[k]: _mutation_target(m, weights) for k, m in enumerate(mutations)}
+    storages = {StorageWeakRef(n.meta["val"].untyped_storage()): t for n, t in updated.items()
+                if isinstance(n.meta.get("val"), torch.Tensor)}
+    done = {a["output"] for a in aliased}
+    for i, node in enumerate(values[n_mutations:]):
+        if i in done or not isinstance(node, torch.fx.Node):
+            continue
+        if node in updated:
+            aliased.append({"output": i, "primal": updated[node], "same": True})
+        elif isinstance(node.meta.get("val"), torch.Tensor) and \
+                StorageWeakRef(node.meta["val"].untyped_storage()) in storages:
+            raise CaptureError(f"output {i} is a view of an argument the program updates in place; a training "
+                               "package cannot return that view of the caller's tensor",
+                               hint="return the argument itself, or a .clone() of the view")
     for a in aliased:
         node = values[n_mutations + a["output"]]
         with gm.graph.inserting_before(out):
@@ -227,7 +251,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
                            hint="compile one variant per shape (variants=[...]) for training")
     primals, names = _primals(captured)
-    graph, aliased = _unalias_outputs(captured.graph_module, len(captured.mutations))
+    graph, aliased = _unalias_outputs(captured.graph_module, captured.mutations, list(captured.weights))
     run = _run_with_meta(graph)
     with torch.enable_grad():
         outs = run(*primals)
@@ -343,8 +367,13 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
 
 def _mutation_targets(jc: JointCapture) -> list[int]:
     """Per in-place update, the index of the graph argument it changes."""
-    names = list(jc.captured.weights)
-    return [names.index(m["weight"]) if m["kind"] == "buffer" else len(names) + m["index"] for m in jc.mutated]
+    return [_mutation_target(m, list(jc.captured.weights)) for m in jc.mutated]
+
+
+def _mutation_target(mutation: dict, weights: list[str]) -> int:
+    """The index among the graph arguments (weights, then inputs) of what ``mutation``
+    (a captured in-place update) changes."""
+    return weights.index(mutation["weight"]) if mutation["kind"] == "buffer" else len(weights) + mutation["index"]
 
 
 def _saved_mutated(jc: JointCapture, targets: set[int]) -> list[int]:
