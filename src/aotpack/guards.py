@@ -31,6 +31,10 @@ What each property must be (the contract; README "Guards"):
   then the layout must match.
 - shared memory: an input the program changes in place may share memory with no
   other input (eager would see the update through the other one).
+- stored values, for compiled code (every backend but eager: aten ops apply these
+  themselves): a tensor with the negative or conjugate bit set (``z.conj().imag``) is
+  resolved into a copy, or refused where no copy may stand in; a tensor carrying a
+  forward-mode tangent, or a torch.func transform's tensor (vmap, jvp), is refused.
 
 Example:
     >>> g = Guard.from_manifest(program, variant)         # doctest: +SKIP
@@ -420,17 +424,17 @@ class Guard:
         """``t``, or a copy of it in the compiled layout; Mismatch where no copy may be made."""
         from . import layout as layouts
 
-        if (i, "layout") in self.dropped:
-            return t
-        g = self.inputs[i]
-        want = g.layout
         bit = self.raw_memory and (".is_neg()" if t.is_neg() else ".is_conj()" if t.is_conj() else None)
-        if bit:
+        if bit:  # (a value, not a layout: resolved even where the layout guard is dropped)
             if i in self.pinned or not adapt:
                 raise Mismatch([_Attr(bit)], "False (compiled code reads the stored values, which the bit negates "
                                "or conjugates; aotpack cannot pass a resolved copy here: call "
                                "x.resolve_neg().resolve_conj() first)", "True", late=True)
             t = t.resolve_conj().resolve_neg()  # a copy without the bit (differentiable)
+        if (i, "layout") in self.dropped:
+            return t
+        g = self.inputs[i]
+        want = g.layout
         aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
         if aligned and layouts.matches(t, want):
             return t
