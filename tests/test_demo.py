@@ -35,3 +35,14 @@ def test_demo_aoti_against_torch_compile(tmp_path):
     assert float(cells[-1]) <= 1e-4
     # the point of the demo: a package loads faster than torch.compile compiles
     assert load_ms / 1000 < torch_compile_s
+
+
+def test_demo_without_out_leaves_no_folder_behind():
+    import glob
+    import tempfile
+
+    pattern = os.path.join(tempfile.gettempdir(), "aotpack-demo-*")
+    before = set(glob.glob(pattern))
+    out = demo("--backend", "eager", "--no-torch-compile", "--models", "mlp")
+    assert "now removed: `aotpack demo --out DIR` keeps them" in out
+    assert set(glob.glob(pattern)) <= before
