@@ -162,6 +162,11 @@ class RecordsInputs:
         return record
 
 
+class RunsAtenOps(RecordsInputs):
+    name = "runs-aten-ops"
+    runs_aten_ops = True
+
+
 @pytest.mark.parametrize("example, call", [
     (torch.randn(4), torch.randn(4)._neg_view()),  # z.conj().imag is such a tensor
     (torch.randn(4, dtype=torch.cfloat), torch.randn(4, dtype=torch.cfloat).conj()),
@@ -183,6 +188,11 @@ def test_negative_and_conjugate_bits_are_resolved_for_compiled_code(example, cal
         view(call)
     eager = aotpack.load(aotpack.compile(affine, (example,), backend="eager").to_bytes())
     torch.testing.assert_close(eager(call), affine(call))  # aten applies the bit itself
+    # a backend that says it runs aten ops (as eager does) is handed the tensor as it is
+    aten = aotpack.load(aotpack.compile(affine, (example,), backend=RunsAtenOps()).to_bytes(),
+                        backends=[RunsAtenOps()])
+    torch.testing.assert_close(aten(call), affine(call))
+    assert RecordsInputs.seen == [(call.is_neg(), call.is_conj())] != [(False, False)]
 
 
 def test_torch_func_transforms_and_forward_ad_refused_by_compiled_code_run_by_eager():

@@ -109,6 +109,15 @@ def test_zoo_on_cuda_in_a_fresh_process(tmp_path, dtype):
 
 
 @pytest.mark.slow
+def test_zoo_inputs_are_not_layout_pinned(zoo_packages):
+    """transformers' code reads no input's strides and returns no reshape of one: every
+    input still takes a call in another layout (copied into the compiled one)."""
+    for name, path in zoo_packages.items():
+        pinned = [i.layout_pinned for v in aotpack.inspect(path).manifest.variants for i in v.inputs]
+        assert not any(pinned), (name, pinned)
+
+
+@pytest.mark.slow
 def test_inspect_names_the_output_type(zoo_packages):
     text = str(aotpack.inspect(zoo_packages["llama"]))
     assert "types     transformers.modeling_outputs.CausalLMOutputWithPast" in text

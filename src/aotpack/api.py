@@ -257,9 +257,10 @@ def _without_onednn_rnn(captured):
     ``aten.lstm``): while one is traced, another thread's eager RNN calls run without
     oneDNN too (the reference kernels: the same results to rounding, slower), and the
     switch is put back after. Every other program leaves it alone."""
+    from .capture import op_name
+
     graphs = [m.graph for m in captured.graph_module.modules() if isinstance(m, torch.fx.GraphModule)]
-    if not any(n.op == "call_function" and getattr(getattr(n.target, "overloadpacket", None), "__name__", None)
-               in _RNN_OPS for g in graphs for n in g.nodes):
+    if not any(n.op == "call_function" and op_name(n) in _RNN_OPS for g in graphs for n in g.nodes):
         yield
         return
     before = torch.backends.mkldnn.enabled
@@ -268,6 +269,27 @@ def _without_onednn_rnn(captured):
         yield
     finally:
         torch.backends.mkldnn.enabled = before
+
+
+def _file_problems(reader: PackageReader, variant, backends=()) -> list[str]:
+    """What the variant's backend finds wrong with its (verified) files without running
+    any of them: the optional ``Backend.check`` (eager: graph.py parses and defines the
+    functions its meta names). Load meets the same in the backend's ``load``."""
+    from .backends import find_backend
+    from .runtime import _VariantFiles
+
+    try:
+        check = getattr(find_backend(variant.backend, backends), "check", None)
+        if check is None:
+            return []
+        files = _VariantFiles(reader, variant)
+        if variant.train:  # the forward and the backward, each as its loader sees it
+            from .autograd_runtime import training_parts
+
+            return [f"files: {part}: {p}" for part, sub in training_parts(files, variant.meta) for p in check(sub)]
+        return [f"files: {p}" for p in check(files)]
+    except Exception as e:  # noqa: BLE001 - a plugin's check that fails is a reason, not a crash
+        return [f"backend: {variant.backend!r} failed to check the variant's files: {type(e).__name__}: {e}"]
 
 
 def inspect(path: str | os.PathLike) -> Inspection:
@@ -304,7 +326,7 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
         >>> aotpack.verify("mlp.aot")["ok"]                       # doctest: +SKIP
         True
     """
-    from .runtime import file_problems, incompatibilities
+    from .runtime import incompatibilities
 
     keys = signing.keys_for_load(trusted_keys)
     signature = signer = None
@@ -321,7 +343,7 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
             integrity = e.message
         variants = {v.name: incompatibilities(r.manifest, v, backends) for v in r.manifest.variants}
         for v in r.manifest.variants if integrity is None else ():  # files that may be read
-            variants[v.name] = variants[v.name] or file_problems(r, v, backends)
+            variants[v.name] = variants[v.name] or _file_problems(r, v, backends)
         signed_by = signing.signer_ids(r.signatures)
         try:
             tree.check_types(r.manifest.program.out_spec, allow_modules)

@@ -157,9 +157,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[dict],
     not be rebuilt on the caller's tensor."""
     import copy
 
-    from torch.multiprocessing.reductions import StorageWeakRef
-
-    from .capture import output_aliases
+    from .capture import output_aliases, storage_of
 
     n_mutations = len(mutations)
     gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
@@ -167,16 +165,14 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[dict],
     out = next(n for n in gm.graph.nodes if n.op == "output")
     values = list(out.args[0])
     updated = {values[k]: _mutation_target(m, weights) for k, m in enumerate(mutations)}
-    storages = {StorageWeakRef(n.meta["val"].untyped_storage()): t for n, t in updated.items()
-                if isinstance(n.meta.get("val"), torch.Tensor)}
+    storages = {storage_of(n) for n in updated} - {None}
     done = {a["output"] for a in aliased}
     for i, node in enumerate(values[n_mutations:]):
         if i in done or not isinstance(node, torch.fx.Node):
             continue
         if node in updated:
             aliased.append({"output": i, "primal": updated[node], "same": True})
-        elif isinstance(node.meta.get("val"), torch.Tensor) and \
-                StorageWeakRef(node.meta["val"].untyped_storage()) in storages:
+        elif storage_of(node) in storages:
             raise CaptureError(f"output {i} is a view of an argument the program updates in place; a training "
                                "package cannot return that view of the caller's tensor",
                                hint="return the argument itself, or a .clone() of the view")
@@ -203,11 +199,7 @@ def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
 
 
 def _donatable(fw: torch.fx.GraphModule, saved_nodes: list, num_outputs: int) -> list[str]:
-    from torch.multiprocessing.reductions import StorageWeakRef
-
-    def storage(node):
-        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
-        return StorageWeakRef(val.untyped_storage()) if isinstance(val, torch.Tensor) else None
+    from .capture import storage_of as storage
 
     out_node = next(n for n in fw.graph.nodes if n.op == "output")
     kept = {storage(n) for n in fw.graph.nodes if n.op == "placeholder"}

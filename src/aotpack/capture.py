@@ -333,15 +333,12 @@ def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> set[
     Buffers are the exception: a buffer the program updates in place (a static KV cache,
     a step counter) is *state* the loaded package owns, written in place as eager writes
     the module's buffer. Returns the export names of those buffers."""
-    from torch.multiprocessing.reductions import StorageWeakRef
-
     inputs, buffers, written = {}, set(), set()
     user = iter(paths)
     for spec, node in zip(ep.graph_signature.input_specs, [n for n in ep.graph.nodes if n.op == "placeholder"]):
         name = next(user) if spec.kind.name == "USER_INPUT" else spec.target
-        val = node.meta.get("val")
-        if isinstance(val, torch.Tensor):
-            inputs.setdefault(StorageWeakRef(val.untyped_storage()), name)
+        if storage_of(node) is not None:
+            inputs.setdefault(storage_of(node), name)
         if spec.kind.name == "BUFFER":
             buffers.add(name)
     for node in ep.graph.nodes:
@@ -349,10 +346,9 @@ def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> set[
         if schema is None or not schema.is_mutable:
             continue
         for arg, value in zip(schema.arguments, node.args):
-            val = getattr(value, "meta", {}).get("val") if isinstance(value, torch.fx.Node) else None
-            if arg.alias_info is None or not arg.alias_info.is_write or not isinstance(val, torch.Tensor):
+            if arg.alias_info is None or not arg.alias_info.is_write or storage_of(value) is None:
                 continue
-            name = inputs.get(StorageWeakRef(val.untyped_storage()))
+            name = inputs.get(storage_of(value))
             if name is None:
                 continue
             if name in buffers:
@@ -403,6 +399,21 @@ def _layout(t: torch.Tensor, dyn, path: str):
     return found
 
 
+def storage_of(value):
+    """The storage ``value`` (a tensor, or an fx node by its example value) lives in, as a
+    hashable key that compares equal for every view of it; None for anything else."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    if isinstance(value, torch.fx.Node):
+        value = value.meta.get("val")
+    return StorageWeakRef(value.untyped_storage()) if isinstance(value, torch.Tensor) else None
+
+
+def op_name(node: torch.fx.Node) -> str | None:
+    """The aten op a graph node calls, without overload (``"lstm"`` for aten.lstm.input)."""
+    return getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
+
+
 def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[dict]:
     """Outputs of ``gm`` (from the ``skip``-th on) that are views of one of its arguments.
 
@@ -412,21 +423,18 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[dict]:
     "stride", "offset"}`` (offset relative to the argument's own offset; ``same``: the
     output *is* the argument). Raises CaptureError for a view with a dynamic size.
     """
-    from torch.multiprocessing.reductions import StorageWeakRef
-
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     storages: dict = {}
     for j, p in enumerate(placeholders):
-        val = p.meta.get("val")
-        if isinstance(val, torch.Tensor):
-            storages.setdefault(StorageWeakRef(val.untyped_storage()), j)
+        if storage_of(p) is not None:
+            storages.setdefault(storage_of(p), j)  # (the first argument of a storage names it)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     aliased = []
     for i, node in enumerate(list(out.args[0])[skip:]):
         val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
         if not isinstance(val, torch.Tensor):
             continue
-        j = storages.get(StorageWeakRef(val.untyped_storage()))
+        j = storages.get(storage_of(val))
         if j is None:
             continue
         if node is placeholders[j]:
@@ -459,14 +467,8 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
     into that layout would get the other answer to "is the output a view of my tensor",
     so the guard refuses such calls for these inputs instead (``Input.layout_pinned``).
     """
-    from torch.multiprocessing.reductions import StorageWeakRef
-
-    def storage(node):
-        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
-        return StorageWeakRef(val.untyped_storage()) if isinstance(val, torch.Tensor) else None
-
     def maybe_view(node) -> bool:
-        name = getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
+        name = op_name(node)
         return name in _MAYBE_VIEWS or (name == "clone" and node.kwargs.get("memory_format") is torch.contiguous_format)
 
     out = next(n for n in gm.graph.nodes if n.op == "output")
@@ -475,7 +477,7 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
         through = False
         while isinstance(node, torch.fx.Node) and node.op == "call_function" and node.args \
                 and isinstance(node.args[0], torch.fx.Node):
-            mine, base = storage(node), storage(node.args[0])
+            mine, base = storage_of(node), storage_of(node.args[0])
             copied = mine is None or base is None or mine != base
             if maybe_view(node) and copied:
                 through = True  # a copy here, a view in another layout
@@ -489,23 +491,18 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
 
 def _strides_read(ep, recorder: EffectRecorder) -> dict[str | None, str]:
     """Where the program read strides (``x.is_contiguous()``, ``x.stride()``), by the
-    graph input it read them of: placeholder name -> file:line, None for a tensor that is
-    no graph input (an intermediate). Reads of weights are left out: their layout is
-    the stored one. Taken from the graph export traced, whose inputs the program saw."""
+    graph input whose memory it read them of: placeholder name -> file:line, None for a
+    tensor that is no graph input (an intermediate). Taken from the graph export traced,
+    whose inputs are the tensors the program saw."""
     if not recorder.layout_reads:
         return {}
-    from torch.multiprocessing.reductions import StorageWeakRef
-
-    by_storage = {}
+    by_storage: dict = {}
     for n in ep.graph.nodes:
-        if n.op == "placeholder" and isinstance(n.meta.get("val"), torch.Tensor):
-            by_storage.setdefault(StorageWeakRef(n.meta["val"].untyped_storage()), n.name)
-    users = {spec.arg.name for spec in ep.graph_signature.input_specs if spec.kind.name == "USER_INPUT"}
+        if n.op == "placeholder" and storage_of(n) is not None:
+            by_storage.setdefault(storage_of(n), n.name)
     found: dict[str | None, str] = {}
     for t, where in recorder.layout_reads:
-        name = by_storage.get(StorageWeakRef(t.untyped_storage()))
-        if name is None or name in users:
-            found.setdefault(name, where)
+        found.setdefault(by_storage.get(storage_of(t)), where)
     return found
 
 
@@ -515,12 +512,13 @@ def _layout_pins(gm: torch.fx.GraphModule, user_nodes: list, strides_read: dict)
 
     - an output is a reshape/flatten/contiguous of it that copied (layout_dependent_inputs);
     - the program read its strides: export took the branch the example's layout chose.
-      A read of an intermediate pins every input (its layout follows theirs).
+      A read of an intermediate pins every input (its layout follows theirs); reads of
+      weights pin none (their layout is the stored one).
     """
     names = [n.name for n in user_nodes]
     why = dict.fromkeys(layout_dependent_inputs(gm), "whether an output shares its memory depends on its layout")
     for name, where in strides_read.items():
-        for pinned in names if name is None else [name]:
+        for pinned in names if name is None else [name] if name in names else []:
             why.setdefault(pinned, f"the program reads strides at {where}")
     return [why.get(n) for n in names]
 

@@ -31,8 +31,8 @@ What each property must be (the contract; README "Guards"):
   then the layout must match.
 - shared memory: an input the program changes in place may share memory with no
   other input (eager would see the update through the other one).
-- stored values, for compiled code (every backend but eager: aten ops apply these
-  themselves): a tensor with the negative or conjugate bit set (``z.conj().imag``) is
+- stored values, for compiled code (every backend but those that run aten ops, as
+  eager: aten applies these itself): a tensor with the negative or conjugate bit set (``z.conj().imag``) is
   resolved into a copy, or refused where no copy may stand in; a tensor carrying a
   forward-mode tangent, or a torch.func transform's tensor (vmap, jvp), is refused.
 
@@ -138,10 +138,15 @@ class Guard:
                  guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=(),
                  raw_memory: bool = True):
         self.train = train
-        # compiled code that reads the stored values (every backend but eager): a tensor
-        # with the negative or conjugate bit set (``z.conj().imag``) stores values that
-        # mean their negation; only aten ops apply the bit, so it is resolved into a copy
+        # compiled code that reads the stored values (a backend without runs_aten_ops): a
+        # tensor with the negative or conjugate bit set (``z.conj().imag``) stores values
+        # that mean their negation, and a forward-mode tangent would be dropped; only aten
+        # ops apply them. (_fw_level: where forward AD says a level is open.)
         self.raw_memory = raw_memory
+        if raw_memory:
+            from ._torch_compat import forward_ad_level  # (what compiled backends' loads import anyway)
+
+            self._fw_level = forward_ad_level()
         # flat inputs the program changes in place (no other input may share their
         # memory), and those whose layout must match exactly (no copy may stand in)
         self.mutated = sorted(mutated)
@@ -176,7 +181,7 @@ class Guard:
         self.fast = self._generate_fast_check()
 
     @classmethod
-    def from_manifest(cls, program: Program, variant: Variant, guard_filter=None) -> Guard:
+    def from_manifest(cls, program: Program, variant: Variant, guard_filter=None, raw_memory: bool = True) -> Guard:
         train = variant.train
         n_weights = len(variant.weights)
         pinned = [a.primal - n_weights for a in variant.views() if a.primal >= n_weights]
@@ -184,7 +189,7 @@ class Guard:
         mutated = [m.index for m in train.mutated if m.kind == "input"] if train else []
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
                    guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated,
-                   raw_memory=variant.backend != "eager")
+                   raw_memory=raw_memory)
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant, for ``load(..., guard_filter=...)``."""
@@ -227,7 +232,7 @@ class Guard:
         local: dict[str, str] = {}
         start = f"kwargs or len(args) != {n}"
         if self.raw_memory:  # inside forward-mode AD the full check looks for tangents
-            env["FW"], level = self._forward_ad_level()
+            env["FW"], level = self._fw_level
             start += f" or FW.{level} >= 0"
         lines = ["def fast(args, kwargs):", f"    if {start}:", "        return None"]
         names = [f"a{i}" for i in range(n)]
@@ -400,16 +405,10 @@ class Guard:
                    "no gradient was compiled for it: compile a variant with an example that requires grad")
             raise Mismatch([_Attr(".requires_grad")], f"{want} ({why})", str(t.requires_grad), late=True)
 
-    @staticmethod
-    def _forward_ad_level():
-        from ._torch_compat import forward_ad_level  # (imported by every raw-memory backend's load)
-
-        return forward_ad_level()
-
     def _check_tangents(self, flat: list) -> None:
         """Mismatch for an input carrying a forward-mode tangent: compiled code computes
         the value alone and would return no tangent where eager returns one."""
-        module, level = self._forward_ad_level()
+        module, level = self._fw_level
         if getattr(module, level) < 0:
             return
         import torch.autograd.forward_ad as forward_ad

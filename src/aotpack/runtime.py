@@ -364,26 +364,6 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     return problems
 
 
-def file_problems(reader: PackageReader, variant: Variant, backends: Sequence = ()) -> list[str]:
-    """What the variant's backend finds wrong with its (verified) files without running
-    any of them: the optional ``Backend.check`` (eager: graph.py parses and defines the
-    functions its meta names). For ``aotpack verify``; load meets the same in ``load``."""
-    from .backends import find_backend
-
-    try:
-        check = getattr(find_backend(variant.backend, backends), "check", None)
-        if check is None:
-            return []
-        files = _VariantFiles(reader, variant)
-        if variant.train:  # the forward and the backward, each as its loader sees it
-            from .autograd_runtime import training_parts
-
-            return [f"files: {part}: {p}" for part, sub in training_parts(files, variant.meta) for p in check(sub)]
-        return [f"files: {p}" for p in check(files)]
-    except Exception as e:  # noqa: BLE001 - a plugin's check that fails is a reason, not a crash
-        return [f"backend: {variant.backend!r} failed to check the variant's files: {type(e).__name__}: {e}"]
-
-
 def _live_weights(variant: Variant, program: Program, stored: dict, module: torch.nn.Module,
                   detach: bool = True) -> list[torch.Tensor]:
     """The variant's graph weights with ``module``'s live parameters and buffers in place
@@ -531,7 +511,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 continue
             if isinstance(files, _MemoryFiles):
                 rebuilt[v.name] = (v, files.compiled)
-            fn = _variant_code(v, files, backends, path)
+            fn, backend = _variant_code(v, files, backends, path)
             try:
                 ws, state = _variant_weights(v, manifest, weights, module, on_device)
             except AotpackError as e:
@@ -539,7 +519,9 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                     raise
                 problems.append(f"variant {v.name}: {e.message}")  # e.g. a bf16 variant, a float32 module
                 continue
-            loaded.append(_Variant(v.name, Guard.from_manifest(manifest.program, v, guard_filter), fn, ws, v, state))
+            guard = Guard.from_manifest(manifest.program, v, guard_filter,
+                                        raw_memory=not getattr(backend, "runs_aten_ops", False))
+            loaded.append(_Variant(v.name, guard, fn, ws, v, state))
         if not loaded:
             raise _nothing_loads(path, manifest, variants, problems)
         if rebuilt and rewrite:
@@ -595,14 +577,15 @@ def _variant_files(reader: PackageReader, v: Variant, weights: dict, backends, o
 
 
 def _variant_code(v: Variant, files: _Files, backends, path):
-    """The variant's compiled code, loaded by its backend (training: the autograd.Function)."""
+    """(the variant's compiled code, loaded by its backend (training: the
+    autograd.Function), the backend)."""
     backend = get_backend(v.backend, v.backend_entry, backends)
     try:
         if v.train:
             from .autograd_runtime import load_training
 
-            return load_training(backend, files, v.meta)
-        return _with_views(backend.load(files), v.aliased)
+            return load_training(backend, files, v.meta), backend
+        return _with_views(backend.load(files), v.aliased), backend
     except AotpackError:
         raise
     except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised

@@ -169,11 +169,11 @@ def check_types(spec: dict, allow_modules=()) -> None:
         cls = resolve_type(name, allow_modules)
         if cls is None:
             missing.append(name)
-        elif kind == "namedtuple" and not _rebuilds(kind, cls):
-            raise FormatError(f"the package's structure names {name} as a named tuple, which it is not; aotpack "
-                              "does not call it", hint="aotpack never writes this: the package was edited; "
-                                                       "rebuild it from the model")
         elif not _rebuilds(kind, cls):
+            if kind == "namedtuple":
+                raise FormatError(f"the package's structure names {name} as a named tuple, which it is not; "
+                                  "aotpack does not call it", hint="aotpack never writes this: the package was "
+                                                                   "edited; rebuild it from the model")
             raise AotpackError(f"the package returns {name}, which is not registered as a pytree node in this "
                                "process", hint="import the module that registers it before aotpack.load")
     if missing:

@@ -17,7 +17,11 @@ outputs. Guards have run before it is called.
 
 A backend may also define ``check(files) -> list[str]``: what its ``load`` of these
 files would fail on, found without running any of them (``aotpack verify`` calls it,
-so that it says no exactly where load would fail).
+so that it says no exactly where load would fail); and ``runs_aten_ops = True`` where its
+code calls aten ops on the inputs it is given, as eager does (aten applies a tensor's
+negative/conjugate bit, forward-mode tangents and torch.func transforms itself). Any
+other backend is taken to read stored values, as compiled code does: the guards then
+resolve those bits into a copy and refuse tangents and transformed tensors.
 
 Example (a backend that runs the graph eagerly through fx):
 

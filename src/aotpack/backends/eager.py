@@ -37,6 +37,7 @@ class Eager:
     """Runs the graph op by op (``backend="eager"``)."""
 
     name = "eager"
+    runs_aten_ops = True  # the guards leave negative/conjugate bits and tangents to aten
 
     def compile(self, captured, options: dict) -> Compiled:
         if options:
@@ -73,7 +74,7 @@ class Eager:
 
         try:
             tree = ast.parse(files.read("graph.py").decode(), _FILENAME)
-            defined = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+            defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
             _entry_points(files.meta, defined)
         except (SyntaxError, UnicodeDecodeError) as e:
             return [f"graph.py does not parse: {e}"]
