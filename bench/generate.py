@@ -121,6 +121,9 @@ from transformers import AutoModelForCausalLM, StaticCache
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=sys.argv[2]).to(DEVICE).eval()
 cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + NEW)
 graphs = DEVICE == "cuda"
+if graphs:  # gpt-fast's inductor setting for batch-1 decode, as aotpack.llm uses on CUDA
+    import torch._inductor.config
+    torch._inductor.config.coordinate_descent_tuning = True
 def step(tok, pos):
     return model(input_ids=tok, cache_position=pos, past_key_values=cache, use_cache=True).logits[:, -1]
 decode = torch.compile(step, mode="reduce-overhead" if graphs else None, fullgraph=True)

@@ -1,0 +1,149 @@
+"""Where one GPU decode step's time goes, and what inductor options do to it.
+
+For a Llama built from a small config (random bf16 weights, batch 1, 32-token prompt,
+64 new tokens), per set of backend options: compile the package, load it, time decode
+through its CUDA graph, and profile one replay of that graph (kernels grouped by name,
+their share of the step, the bytes they must read and their bandwidth). The
+bandwidth ceiling is measured in the same run (a device-to-device copy), so the share
+printed is of what this GPU delivers, beside the datasheet's.
+
+    python bench/decode_profile.py --layers 8 --hidden 2048 --options default,cdt
+Writes bench/results/decode_profile-<gpu>-<layers>x<hidden>.json.
+
+Option sets (``--options``, comma separated):
+  default  aotpack's defaults
+  cdt      coordinate_descent_tuning (gpt-fast's setting for batch-1 decode)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+OPTION_SETS = {
+    "default": {},
+    "cdt": {"coordinate_descent_tuning": True},
+}
+PROMPT, NEW = 32, 64
+
+
+def copy_bandwidth(torch) -> float:
+    """Bytes read per second by a device-to-device copy of 4 GiB (read + write counted
+    as read: decode reads weights and writes almost nothing)."""
+    a = torch.empty(2 * 2**30, dtype=torch.bfloat16, device="cuda")
+    b = torch.empty_like(a)
+    for _ in range(3):
+        b.copy_(a)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        b.copy_(a)
+    end.record()
+    torch.cuda.synchronize()
+    seconds = start.elapsed_time(end) / 1e3 / 10
+    del a, b
+    return 2 * 2 * 2**31 / seconds  # read + written bytes over the time: HBM's traffic
+
+
+def profile_step(torch, fn, ids):
+    """Kernels of one decode replay, grouped by name: (name, calls, total us)."""
+    import aotpack
+    from torch.profiler import ProfilerActivity, profile
+
+    aotpack.generate(fn, ids, 4)
+    torch.cuda.synchronize()
+    graphed = fn.cuda_graphs["llm.decode"]
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            graphed.graph.replay()
+        torch.cuda.synchronize()
+    rows = {}
+    for e in prof.events():
+        if e.device_type.name != "CUDA":
+            continue
+        r = rows.setdefault(e.name, [0, 0.0])
+        r[0] += 1
+        r[1] += e.device_time
+    return sorted(((n, c // 5, t / 5) for n, (c, t) in rows.items()), key=lambda r: -r[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--options", default="default,cdt")
+    opts = parser.parse_args()
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import aotpack
+    import aotpack.llm
+    from _common import machine
+
+    bw = copy_bandwidth(torch)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=opts.hidden, intermediate_size=opts.hidden * 11 // 4,
+                      num_hidden_layers=opts.layers, num_attention_heads=8, num_key_value_heads=4,
+                      max_position_embeddings=1024)
+    model = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    ids = torch.randint(3, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0)).cuda()
+    with torch.no_grad():
+        ref = model.generate(ids, max_new_tokens=NEW, do_sample=False, pad_token_id=0,
+                             attention_mask=torch.ones_like(ids), disable_compile=True)[0, -NEW:].tolist()
+    print(f"copy bandwidth {bw / 1e12:.2f} TB/s; weights {weight_bytes / 1e9:.2f} GB; "
+          f"ceiling {bw / weight_bytes:.0f} tok/s", flush=True)
+    rows = []
+    work = tempfile.mkdtemp(prefix="aotpack-prof-")
+    for name in opts.options.split(","):
+        t = time.perf_counter()
+        pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti",
+                                  options=OPTION_SETS[name])
+        path = pkg.save(os.path.join(work, f"{name}.aot"))
+        compile_s = time.perf_counter() - t
+        del pkg
+        fn = aotpack.load(path)
+        aotpack.generate(fn, ids, 4)
+        best = float("inf")
+        for _ in range(3):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            aotpack.generate(fn, ids, 1)
+            torch.cuda.synchronize()
+            prefill = time.perf_counter() - t
+            t = time.perf_counter()
+            out = aotpack.generate(fn, ids, NEW)
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t - prefill)
+        tok_s = (NEW - 1) / best
+        kernels = profile_step(torch, fn, ids)
+        kernel_us = sum(k[2] for k in kernels)
+        row = {"options": name, "compile_s": compile_s, "decode_tok_s": tok_s,
+               "share_of_copy_bw": weight_bytes * tok_s / bw, "share_of_4.8TBs": weight_bytes * tok_s / 4.8e12,
+               "step_us": 1e6 / tok_s, "kernel_us": kernel_us, "kernels": sum(k[1] for k in kernels),
+               "same_tokens_as_eager": out[0, -NEW:].tolist() == ref, "top": kernels[:25]}
+        rows.append(row)
+        print(f"\n== {name}: compile {compile_s:.0f} s, {tok_s:.0f} tok/s, "
+              f"{row['share_of_copy_bw']:.0%} of copy bw, step {row['step_us']:.0f} us, kernels {kernel_us:.0f} us "
+              f"in {row['kernels']} launches, tokens == eager: {row['same_tokens_as_eager']}", flush=True)
+        for k in kernels[:25]:
+            print(f"  {k[2]:8.1f} us {k[1]:4d}x  {k[0][:110]}")
+        del fn
+    result = {"machine": machine(), "layers": opts.layers, "hidden": opts.hidden, "weight_bytes": weight_bytes,
+              "copy_bw_bytes_s": bw, "rows": rows,
+              "command": f"python bench/decode_profile.py --layers {opts.layers} --hidden {opts.hidden} "
+                         f"--options {opts.options}"}
+    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    gpu = torch.cuda.get_device_name().split()[-1].lower()
+    with open(os.path.join(out_dir, f"decode_profile-{gpu}-{opts.layers}x{opts.hidden}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
