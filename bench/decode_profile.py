@@ -53,8 +53,9 @@ def copy_bandwidth(torch) -> float:
 
 def profile_step(torch, fn, ids):
     """Kernels of one decode replay, grouped by name: (name, calls, total us)."""
-    import aotpack
     from torch.profiler import ProfilerActivity, profile
+
+    import aotpack
 
     aotpack.generate(fn, ids, 4)
     torch.cuda.synchronize()
@@ -80,11 +81,11 @@ def main() -> None:
     parser.add_argument("--options", default="default,cdt")
     opts = parser.parse_args()
     import torch
+    from _common import machine
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import aotpack
     import aotpack.llm
-    from _common import machine
 
     bw = copy_bandwidth(torch)
     torch.manual_seed(0)

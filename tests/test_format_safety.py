@@ -135,7 +135,8 @@ def test_every_format_version_still_loads():
         if version >= 2:  # a distributed variant (rank 0 of 1): runs in a job, refused outside one
             with pytest.raises(aotpack.IncompatibleError, match="torch.distributed is not initialized"):
                 aotpack.load(path)
-            run_fresh(["-c", FIXTURE_IN_A_JOB, path, os.path.join(DATA, f"format-v{version}.io.safetensors")])
+            run_fresh(["-c", FIXTURE_IN_A_JOB, path, os.path.join(DATA, f"format-v{version}.io.safetensors"),
+                       str(version)])
             continue
         fn = aotpack.load(path)
         out = fn(io["x"], {"w": io["w"]}, scale=2.0)
@@ -151,6 +152,12 @@ io = load_file(sys.argv[2])
 out = aotpack.load(sys.argv[1])(io["x"], {"w": io["w"]}, scale=2.0)
 torch.testing.assert_close(out["y"], io["y"])
 torch.testing.assert_close(out["parts"][0], io["p0"])
+if int(sys.argv[3]) >= 3:  # the variant compiled inside bf16 autocast runs under the caller's autocast
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = aotpack.load(sys.argv[1])(io["x"], {"w": io["w"]}, scale=2.0)
+    # (y = linear(x) * scale + shift: bf16 matmul, promoted back to float32 by the buffer)
+    assert not torch.equal(amp["y"], io["y"]), "the autocast variant computed in float32"
+    torch.testing.assert_close(amp["y"], io["y"], atol=0.1, rtol=0.05)
 dist.destroy_process_group()
 """
 

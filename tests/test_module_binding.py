@@ -55,3 +55,70 @@ def test_module_wrong_shape(tmp_path):
     other.fc1 = torch.nn.Linear(4, 9)
     with pytest.raises(aotpack.AotpackError, match=r"'fc1.weight' is float32\[9, 4\], the package was compiled for float32\[8, 4\]"):
         aotpack.load(path, module=other)
+
+
+def _bound(tmp_path, backend="eager"):
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
+    m.requires_grad_(False)
+    path = aotpack.compile(m, (torch.randn(3, 4),), backend=backend).save(tmp_path / "m.aot")
+    return m, aotpack.load(path, module=m)
+
+
+CHANGES = {
+    "reassigned parameter": lambda m: setattr(m[0], "weight", torch.nn.Parameter(torch.randn(4, 4),
+                                                                                 requires_grad=False)),
+    ".data": lambda m: setattr(m[0].weight, "data", torch.randn(4, 4)),
+    "replaced submodule": lambda m: m.__setitem__(2, torch.nn.Linear(4, 2).requires_grad_(False)),
+    "load_state_dict(assign=True)": lambda m: m.load_state_dict(
+        {k: torch.randn_like(v) for k, v in m.state_dict().items()}, assign=True),
+    "buffer-free in-place": lambda m: m[2].bias.mul_(-3),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_bound_module_changes_are_followed(tmp_path, change):
+    """What eager reads at every call, the bound package reads too (binding.py)."""
+    m, fn = _bound(tmp_path)
+    x = torch.randn(3, 4)
+    before = fn(x)
+    with torch.no_grad():
+        CHANGES[change](m)
+        m.requires_grad_(False)
+        want = m(x)
+    assert (before - want).abs().max() > 1e-3  # the change changes eager's result
+    torch.testing.assert_close(fn(x), want)
+
+
+def test_bound_module_hooks_added_after_load_are_refused(tmp_path):
+    m, fn = _bound(tmp_path)
+    x = torch.randn(3, 4)
+    handle = m[2].register_forward_hook(lambda mod, args, out: out * 2)
+    with pytest.raises(aotpack.GuardError, match=r"module.2 hooks: expected no hooks added after load .* got a "
+                                                 r"forward hook on module.2"):
+        fn(x)
+    handle.remove()
+    torch.testing.assert_close(fn(x), m(x))
+    handle = m.register_forward_pre_hook(lambda mod, args: None)
+    with pytest.raises(aotpack.GuardError, match="forward pre-hook on module"):
+        fn(x)
+    handle.remove()
+    import copy
+    import pickle
+
+    pickle.loads(pickle.dumps(m))  # the watched hook dicts pickle and copy as plain ones
+    assert type(copy.deepcopy(m)[0]._forward_hooks).__name__ == "OrderedDict"
+
+
+def test_bound_module_weight_of_another_shape_is_refused(tmp_path):
+    m, fn = _bound(tmp_path)
+    m[0].weight.data = torch.randn(5, 4)
+    with pytest.raises(aotpack.GuardError, match=r"module weight '0.weight': expected float32\[4, 4\] on cpu"):
+        fn(torch.randn(3, 4))
+
+
+def test_bound_module_losing_a_parameter_is_refused(tmp_path):
+    m, fn = _bound(tmp_path)
+    m[0] = torch.nn.Identity()
+    with pytest.raises(aotpack.GuardError, match="has no parameter or buffer '0.weight'"):
+        fn(torch.randn(3, 4))

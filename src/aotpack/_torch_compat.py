@@ -674,3 +674,22 @@ def fake_process_group_source(rank: int, world_size: int) -> str:
             "from torch.testing._internal.distributed.fake_pg import FakeStore\n"
             "if not dist.is_initialized():\n"
             f"    dist.init_process_group('fake', store=FakeStore(), rank={rank}, world_size={world_size})\n")
+
+
+def global_state_readers() -> dict:
+    """C functions that read global state a compiled program depends on, for the guards'
+    generated check (one call each; their public wrappers cost 2-3x as much). Private:
+    ``torch._C._is_any_autocast_enabled``, ``_is_torch_function_mode_enabled``,
+    ``_get_deterministic_algorithms``, ``_get_float32_matmul_precision`` (2.11-2.13)."""
+    c = torch._C
+    return {"any_autocast": c._is_any_autocast_enabled, "function_mode": c._is_torch_function_mode_enabled,
+            "deterministic": c._get_deterministic_algorithms,
+            "matmul_precision": c._get_float32_matmul_precision}
+
+
+def function_modes() -> list:
+    """The torch function modes active now, innermost last. Private:
+    ``torch.overrides._get_current_function_mode_stack`` (2.11-2.13)."""
+    from torch.overrides import _get_current_function_mode_stack
+
+    return list(_get_current_function_mode_stack())

@@ -29,7 +29,8 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
             dynamic=None, options: dict | None = None, variant: str = "default",
             examples: bool = True, strict_dims: bool = False, variants: list[dict] | None = None,
             progress: Callable[[str], None] | None = None, cache=None, train: bool = False,
-            joint_pass: Callable | None = None, workers=None, distributed: bool = False) -> Package:
+            joint_pass: Callable | None = None, workers=None, distributed: bool = False,
+            autocast=None) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
@@ -46,9 +47,10 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
       examples: store the example inputs in the package (used by ``aotpack repro``).
       variants: more variants to compile into the same package, each a dict that
         overrides any of ``name`` (required), ``target``, ``args``, ``kwargs``,
-        ``dynamic``, ``backend``, ``options``; e.g. ``{"name": "bf16", "target":
-        model_bf16, "args": (x.bfloat16(),)}`` or ``{"name": "b1", "args": (x[:1],)}``.
-        At call time the most specific variant whose guards pass runs.
+        ``dynamic``, ``backend``, ``options``, ``autocast``; e.g. ``{"name": "bf16",
+        "target": model_bf16, "args": (x.bfloat16(),)}``, ``{"name": "b1", "args":
+        (x[:1],)}`` or ``{"name": "amp", "autocast": torch.bfloat16}``. At call time the
+        most specific variant whose guards pass runs.
       strict_dims: error (instead of warn) when the program forces a named Dim to one size.
       progress: called with a line of text at each long step (the CLI prints them).
       cache: a compile cache: ``True`` (the default local store, ~/.cache/aotpack), a
@@ -64,6 +66,10 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         ``"ray"``, ``"ray:HOST:PORT"`` or ``"ray://HOST:PORT"`` (a Ray cluster). The
         results come back through the compile cache; the package is the same as a
         serial compile's (see aotpack.farm).
+      autocast: compile the program inside ``torch.autocast(device, dtype=autocast)``
+        (a dtype; False: without autocast; None, the default: as the caller's autocast
+        is now). A call is guarded on the caller's autocast: with variants compiled with
+        and without it, each call runs the one compiled for its state.
       distributed: the program is one rank's part of a sharded model (tensor parallel
         through functional collectives): call compile on every rank of the
         initialized torch.distributed job; each rank's variants are named
@@ -81,7 +87,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     """
     say = progress or (lambda line: None)
     first = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic,
-                 options=options)
+                 options=options, autocast=autocast)
     if joint_pass is not None and not train:
         raise TypeError("joint_pass needs train=True")
     training = {"joint_pass": joint_pass} if train else None
@@ -190,6 +196,7 @@ def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = 
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
     captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
+                       autocast=v.get("autocast"),
                        allow_mutations=training is not None)
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")

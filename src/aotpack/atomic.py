@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 
 __all__ = ["atomic_file", "umask_mode", "remove_stale_temps"]
@@ -42,9 +43,11 @@ def atomic_file(path: str | os.PathLike, mode: int | None = None, *, exclusive: 
     ``mode``: the new file's permissions (default: the umask's, as ``open()``).
     ``exclusive``: the first writer wins: raise FileExistsError, replacing nothing,
     if ``path`` exists when the block ends (a hard link, not a rename).
-    A symlink at ``path`` stays: its target is written.
+    A symlink at ``path`` stays: its target is written. An existing ``path`` that is
+    not a regular file (a device, a fifo, a folder) is refused (AotpackError).
     """
     path = os.path.realpath(os.fspath(path))
+    _refuse_special(path)
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", suffix=_SUFFIX, dir=folder)
     try:
@@ -63,6 +66,23 @@ def atomic_file(path: str | os.PathLike, mode: int | None = None, *, exclusive: 
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
     _sync_folder(folder)
+
+
+def _refuse_special(path: str) -> None:
+    """A target that exists (after following links) must be a regular file: renaming
+    over a device (``-o /dev/null``), a fifo or a socket would replace it with a file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        from .errors import AotpackError
+
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                stat.S_ISBLK(st.st_mode) else "a fifo" if stat.S_ISFIFO(st.st_mode) else "a socket"
+                if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise AotpackError(f"{path} exists and is {kind}; aotpack writes only regular files and replaces nothing else",
+                           hint="write to another path")
 
 
 def _sync_folder(folder: str) -> None:

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -90,6 +91,8 @@ class Captured:
         a package bound to a live module checks it at each call.
       custom_functions: ``torch.autograd.Function`` classes the outputs' gradient goes
         through (their backward is not in the graph: training refuses them).
+      global_state: the global state the program was captured under, as far as the
+        compiled code depends on it (``manifest.GlobalState``; guards.py checks it).
     """
 
     name: str
@@ -112,6 +115,7 @@ class Captured:
     aliased: list[dict] = field(default_factory=list)
     module_training: bool | None = None
     custom_functions: list[str] = field(default_factory=list)
+    global_state: dict = field(default_factory=dict)
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
@@ -189,11 +193,19 @@ class _Program(torch.nn.Module):
         # A function, not an attribute: torch.export may trace a copy of this module,
         # and a function is shared by copies, so the output spec reaches the caller.
         self._record = record
+        # (device type, dtype name): run the program inside torch.autocast, so its casts
+        # are in the graph (an ambient autocast around torch.export is not captured)
+        self._autocast: tuple[str, str] | None = None
 
     def forward(self, *flat):
         args, kwargs = _call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
         grad_before = torch.is_grad_enabled()
-        result = self._call(*args, **kwargs)
+        if self._autocast is not None:
+            device, dtype = self._autocast
+            with torch.autocast(device, dtype=getattr(torch, dtype)):
+                result = self._call(*args, **kwargs)
+        else:
+            result = self._call(*args, **kwargs)
         grad_after = torch.is_grad_enabled()
         spec, outs = tree.flatten(result, "output")
         self._record({"out_spec": spec, "grad_mode_changed": grad_after != grad_before,
@@ -721,7 +733,7 @@ def _export(program, flat, flat_dyn):
 
 
 def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None,
-            strict_dims: bool = False, allow_mutations: bool = False) -> Captured:
+            strict_dims: bool = False, allow_mutations: bool = False, autocast=None) -> Captured:
     """Capture ``target`` (function or nn.Module) called with example inputs as one graph.
 
     Args:
@@ -734,6 +746,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
       allow_mutations: accept in-place updates of buffers (BatchNorm's running stats)
         and of inputs that do not require grad (training packages replay them on the
         caller's tensors); without it they are refused.
+      autocast: run the program inside ``torch.autocast`` with this dtype (a dtype or
+        its name; False: off) on the program's device type; None: as the caller's
+        autocast is now. The casts are compiled in and calls are guarded on it.
     Returns:
       Captured.
     Raises:
@@ -758,7 +773,11 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     layouts = [_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
 
     program = _Program(target, signature, in_spec, None, how)
-    ep, record, recorder = _export_watched(program, target, flat, flat_dyn)
+    device = device_of([*flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
+    amp = _autocast_dtype(device, autocast)
+    program._autocast = (device, amp) if amp else None
+    with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext():
+        ep, record, recorder = _export_watched(program, target, flat, flat_dyn)
     strides_read = _strides_read(ep, recorder)  # before decompositions retrace the graph
     frozen = _frozen_values(target, recorder.functions)
     if allow_mutations:
@@ -767,6 +786,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         with compat.quiet_export_logs():
             ep = ep.run_decompositions({})
     written_buffers = set() if allow_mutations else _refuse_input_writes(ep, recorder, paths)
+    if amp and not allow_mutations:
+        ep = _inline_autocast(ep, written_buffers, target)
     mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
@@ -816,7 +837,45 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         module_training=_module_training(target),
         custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
                           for c in record["custom_functions"]],
+        global_state=_global_state(amp, recorder),
     )
+
+
+def _inline_autocast(ep, written_buffers: set, target):
+    """The program with its autocast region inlined as plain casts: torch.export keeps
+    ``torch.autocast`` as a higher-order op around a subgraph, which the analyses here
+    (aliases, layout pins, collectives) and the backends would otherwise see as one node."""
+    if written_buffers:
+        raise CaptureError(f"{_program_name(target)} updates buffers in place ({', '.join(sorted(written_buffers))}) "
+                           "and was asked to compile inside autocast: aotpack does not package both yet",
+                           hint="compile it without autocast (autocast=False), or cast the model to the dtype")
+    with compat.quiet_export_logs():
+        return ep.run_decompositions({})
+
+
+def _autocast_dtype(device: str, autocast) -> str | None:
+    """The autocast dtype a program is captured under (None: off): ``autocast`` as
+    asked, or (None) the caller's autocast on ``device`` now."""
+    if autocast is None:
+        if not torch.is_autocast_enabled(device):
+            return None
+        autocast = torch.get_autocast_dtype(device)
+    if autocast is False:
+        return None
+    dtype = getattr(torch, autocast, None) if isinstance(autocast, str) else autocast
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"autocast takes a floating dtype (torch.bfloat16, 'float16'), False or None, not {autocast!r}")
+    return tree.dtype_name(dtype)
+
+
+def _global_state(autocast: str | None, recorder: EffectRecorder) -> dict:
+    """The global state the compiled code depends on (manifest.GlobalState), now."""
+    state = {"autocast": autocast, "default_dtype": tree.dtype_name(torch.get_default_dtype()),
+             "matmul_precision": torch.get_float32_matmul_precision(),
+             "deterministic": torch.are_deterministic_algorithms_enabled()}
+    if recorder.grad_mode_reads:  # the program took a branch on it: the compiled code holds that branch
+        state["grad_mode"] = torch.is_grad_enabled()
+    return state
 
 
 def _export_watched(program: _Program, target, flat: list, flat_dyn: list):

@@ -12,7 +12,9 @@ breaks); a package cannot. So capture watches the program run and reports:
   library's), with the globals and closure cells it can read, so that the frozen values
   a package lists are those of every helper the program called, however deep;
 - ``layout_reads``: where the program read a tensor's strides (``x.is_contiguous()``,
-  ``x.stride()``...): its result may then depend on the memory layout of its inputs.
+  ``x.stride()``...): its result may then depend on the memory layout of its inputs;
+- ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
+  the branch taken at capture: calls are guarded on grad mode).
 
 How: ``sys.setprofile`` for the capture's duration (a profiler hook sees calls of
 builtins such as ``print`` and ``list.append``, which a tracer does not). The hook
@@ -88,6 +90,7 @@ class EffectRecorder:
     def __init__(self):
         self.effects: list[Effect] = []
         self.grad_mode_calls: list[str] = []
+        self.grad_mode_reads: list[str] = []  # file:line of torch.is_grad_enabled() in the program
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
         self.layout_reads: list[tuple[torch.Tensor, str]] = []  # (tensor, file:line) of x.stride() & co.
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
@@ -149,6 +152,9 @@ class EffectRecorder:
         what = _OUTPUT.get(arg)
         if what is not None:
             self._add(what, frame)
+            return
+        if arg is torch.is_grad_enabled:
+            self.grad_mode_reads.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
             return
         owner = getattr(arg, "__self__", None)
         if isinstance(owner, torch.Tensor):

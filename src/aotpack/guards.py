@@ -35,6 +35,18 @@ What each property must be (the contract; README "Guards"):
   eager: aten applies these itself): a tensor with the negative or conjugate bit set (``z.conj().imag``) is
   resolved into a copy, or refused where no copy may stand in; a tensor carrying a
   forward-mode tangent, or a torch.func transform's tensor (vmap, jvp), is refused.
+- global state (``Variant.global_state``, as dynamo's GlobalStateGuard): autocast on the
+  variant's device type as compiled (a variant compiled with ``autocast`` has its casts
+  in the code; the caller's autocast never reaches compiled code), the default dtype,
+  grad mode where the program reads it, on CUDA the float32 matmul precision and
+  deterministic algorithms; for compiled code, no active torch function mode. A call
+  under other state runs a variant compiled for it, or is refused naming the state::
+
+    autocast(cpu): expected off (...), got bfloat16
+
+Each property is one ``Check`` in one list (``Guard.checks``): its fast condition and
+its full check with the message sit side by side, and the generated fast check is
+built from the same list.
 
 Example:
     >>> g = Guard.from_manifest(program, variant)         # doctest: +SKIP
@@ -45,6 +57,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import linecache
 import operator
 
 import torch
@@ -52,9 +65,9 @@ from torch import Tensor
 
 from . import tree
 from .errors import GuardError
-from .package.manifest import Dim, Input, Param, Program, Variant
+from .package.manifest import Dim, GlobalState, Input, Param, Program, Variant
 
-__all__ = ["Guard", "GuardEntry", "Mismatch", "describe_input", "shape_text"]
+__all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "shape_text", "state_checks"]
 
 _KIND = tree.PARAM_KINDS
 
@@ -127,26 +140,577 @@ def shape_text(shape: list, dims: dict[str, Dim]) -> str:
     return f"[{', '.join(sizes)}]"
 
 
+# --- The checks: one declarative list ---------------------------------------------------
+#
+# Every property a call must have is one Check object, written once: ``fast(a, env)``
+# gives a Python condition for the generated straight-line check (true where the call
+# may fail it), ``full(value, call)`` makes the check with its message (raising
+# Mismatch) and returns the value the program runs on (a copy into the compiled layout,
+# a resolved copy of a negated tensor). The generated fast check is the OR of the fast
+# conditions, so it accepts a call only where every full check would: a condition may
+# be stricter than its full check (then the full check decides), never looser
+# (tests/test_guard_checks.py checks that property across layouts, grad modes, bits and
+# global state).
+
+
+class _Call:
+    """What the full check of one call carries between checks."""
+
+    __slots__ = ("sizes", "adapt", "flat", "grad")
+
+    def __init__(self, flat: list, adapt: bool):
+        self.sizes: dict[str, int] = {}
+        self.adapt = adapt
+        self.flat = flat
+        self.grad = torch.is_grad_enabled()
+
+
+class Check:
+    """One property of one input tensor (``index``), or of the call (``index`` None).
+
+    Attributes:
+      kind: the ``GuardEntry`` kind a guard_filter sees, or None (not filterable).
+      late: checked after every input's structure, dtype, shape and device passed (a
+        variant failing a late check is the one named first in errors).
+      index: the flat input checked, or None for a property of the call.
+    """
+
+    kind: str | None = None
+    late = False
+
+    def __init__(self, index: int | None = None):
+        self.index = index
+
+    def fast(self, a: str, env: dict) -> str | None:
+        """A condition on the input named ``a`` (unused for call checks) that is true
+        where the call may fail; None where the check needs no condition; ``"True"``
+        where only the full check can tell."""
+        raise NotImplementedError
+
+    def full(self, value, call: _Call):
+        """``value`` or what the program runs on instead; raises Mismatch."""
+        raise NotImplementedError
+
+    def expected(self, guard: Guard) -> str:
+        """What the check wants, as text (a GuardEntry's ``expected``)."""
+        return ""
+
+
+class IsTensor(Check):
+    def fast(self, a, env):
+        return f"not isinstance({a}, Tensor)"
+
+    def full(self, t, call):
+        if not isinstance(t, Tensor):
+            raise Mismatch([], "a tensor", _what(t))
+        return t
+
+
+class DtypeIs(Check):
+    kind = "dtype"
+
+    def __init__(self, index, dtype: torch.dtype):
+        super().__init__(index)
+        self.dtype = dtype
+
+    def fast(self, a, env):
+        env[f"D{self.index}"] = self.dtype
+        return f"{a}.dtype is not D{self.index}"
+
+    def full(self, t, call):
+        if t.dtype is not self.dtype:
+            raise Mismatch([_Attr(".dtype")], str(self.dtype), str(t.dtype))
+        return t
+
+    def expected(self, guard):
+        return guard.inputs[self.index].dtype
+
+
+class Dense(Check):
+    """A strided tensor: compiled code addresses elements through strides. (In the fast
+    check, a memory-layout check of the same input implies it: ``is_contiguous()`` and
+    ``stride()`` are False or raise for other layouts, and the generated check returns
+    None on any exception.)"""
+
+    def fast(self, a, env):
+        env["STRIDED"] = torch.strided
+        return f"{a}.layout is not STRIDED"
+
+    def full(self, t, call):
+        if t.layout is not torch.strided:
+            raise Mismatch([_Attr(".layout")], "torch.strided (a dense tensor)", str(t.layout))
+        return t
+
+
+class ShapeIs(Check):
+    """Rank, each static size, each Dim's range and agreement between inputs that share
+    it, and derived sizes (``2*batch``)."""
+
+    kind = "shape"
+
+    def __init__(self, index, shape: list, dims: dict[str, Dim]):
+        super().__init__(index)
+        self.shape, self.dims = shape, dims
+        self.static = torch.Size(shape) if all(isinstance(s, int) for s in shape) else None
+        self.exprs = [(d, s["expr"], _size_expr(s["expr"])) for d, s in enumerate(shape) if isinstance(s, dict)]
+
+    def fast(self, a, env):
+        i = self.index
+        if self.exprs:
+            return "True"  # derived sizes: the full check evaluates them
+        if self.static is not None:
+            env[f"S{i}"] = self.static
+            return f"{a}.shape != S{i}"
+        # Dims bound by walrus on first sight, compared after: inputs are checked in
+        # order, so a later input's condition sees the earlier binding.
+        local = env.setdefault("__dims__", {})
+        s = f"s{i}"
+        conds = [f"len({s} := {a}.shape) != {len(self.shape)}"]
+        for d, size in enumerate(self.shape):
+            if isinstance(size, int):
+                conds.append(f"{s}[{d}] != {int(size)}")
+            elif size in local:
+                conds.append(f"{s}[{d}] != {local[size]}")
+            else:
+                var = local[size] = f"d{len(local)}"
+                r = self.dims[size]
+                conds.append(f"({var} := {s}[{d}]) < {int(r.min)}")
+                if r.max is not None:
+                    conds.append(f"{var} > {int(r.max)}")
+        return " or ".join(conds)
+
+    def full(self, t, call):
+        shape = t.shape
+        if self.static is not None and shape == self.static:
+            return t
+        spec, sizes = self.shape, call.sizes
+        if len(shape) != len(spec):
+            raise Mismatch([_Attr(".dim()")], f"rank {len(spec)} (shape {shape_text(spec, self.dims)})",
+                           f"rank {len(shape)} (shape {list(shape)})")
+        for d, (want, got) in enumerate(zip(spec, shape)):
+            if isinstance(want, int):
+                if got != want:
+                    raise Mismatch([_Attr(f".shape[{d}]")], str(want), str(got))
+            elif isinstance(want, str):
+                seen = sizes.get(want)
+                if seen is None:
+                    r = self.dims[want]
+                    if got < r.min or (r.max is not None and got > r.max):
+                        hi = "inf" if r.max is None else r.max
+                        raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r.min}..{hi}", str(got))
+                    sizes[want] = got
+                elif seen != got:
+                    raise Mismatch([_Attr(f".shape[{d}]")], f"{want} = {seen} (as in an earlier input)", str(got))
+        for d, text, evaluate in self.exprs:
+            want_size = evaluate(sizes) if evaluate else None
+            if want_size is not None and shape[d] != want_size:
+                raise Mismatch([_Attr(f".shape[{d}]")], f"{text} = {want_size}", str(shape[d]))
+        return t
+
+    def expected(self, guard):
+        return shape_text(self.shape, self.dims)
+
+
+class DeviceIs(Check):
+    kind = "device"
+
+    def __init__(self, index, device: str):
+        super().__init__(index)
+        self.device = device
+
+    def fast(self, a, env):
+        if self.device == "cpu":
+            return f"not {a}.is_cpu"
+        if self.device == "cuda":
+            return f"not {a}.is_cuda"
+        env[f"V{self.index}"] = self.device
+        return f"{a}.device.type != V{self.index}"
+
+    def full(self, t, call):
+        if t.device.type != self.device:
+            raise Mismatch([_Attr(".device")], self.device, str(t.device))
+        return t
+
+    def expected(self, guard):
+        return self.device
+
+
+class RequiresGrad(Check):
+    """Inference: no input requires grad while grad mode is on (eager would build an
+    autograd graph, the package builds none). Training: the pattern compiled."""
+
+    kind = "requires_grad"
+    late = True
+
+    def __init__(self, index, want: bool, train: bool):
+        super().__init__(index)
+        self.want, self.train = want, train
+
+    def fast(self, a, env):
+        # inference: anything else may still pass under no_grad, where the full check decides
+        return f"not {a}.requires_grad" if self.train and self.want else f"{a}.requires_grad"
+
+    def full(self, t, call):
+        if not call.grad:
+            return t
+        if not self.train:
+            if t.requires_grad:
+                raise Mismatch([_Attr(".requires_grad")],
+                               "False: an inference package builds no autograd graph (call it under "
+                               "torch.no_grad() or torch.inference_mode(), pass a detached tensor, or compile "
+                               "with train=True)", "True", late=True)
+            return t
+        if t.requires_grad != self.want:
+            why = ("its gradient is compiled" if self.want else
+                   "no gradient was compiled for it: compile a variant with an example that requires grad")
+            raise Mismatch([_Attr(".requires_grad")], f"{self.want} ({why})", str(t.requires_grad), late=True)
+        return t
+
+    def expected(self, guard):
+        return str(self.want) if self.train else "False"
+
+
+class StoredBits(Check):
+    """Compiled code reads stored values: a tensor with the negative or conjugate bit
+    (``z.conj().imag``) stores values that mean their negation; resolved into a copy,
+    or refused where no copy may stand in. (A value, not a layout: not filterable.)"""
+
+    late = True
+
+    def __init__(self, index, complex_: bool, pinned: bool):
+        super().__init__(index)
+        self.complex, self.pinned = complex_, pinned
+
+    def fast(self, a, env):
+        return f"{a}.is_neg() or {a}.is_conj()" if self.complex else f"{a}.is_neg()"
+
+    def full(self, t, call):
+        bit = ".is_neg()" if t.is_neg() else ".is_conj()" if t.is_conj() else None
+        if bit is None:
+            return t
+        if self.pinned or not call.adapt:
+            raise Mismatch([_Attr(bit)], "False (compiled code reads the stored values, which the bit negates "
+                           "or conjugates; aotpack cannot pass a resolved copy here: call "
+                           "x.resolve_neg().resolve_conj() first)", "True", late=True)
+        return t.resolve_conj().resolve_neg()  # a copy without the bit (differentiable)
+
+
+class MemoryLayout(Check):
+    """The memory layout compiled for (layout.py), and 16-byte alignment on CUDA (triton
+    assumes it): another layout is copied into it unless the input is pinned."""
+
+    kind = "layout"
+    late = True
+
+    def __init__(self, index, guard: Input, pinned: bool, mutated: bool):
+        super().__init__(index)
+        self.guard, self.pinned, self.mutated = guard, pinned, mutated
+
+    def fast(self, a, env):
+        i, layout = self.index, self.guard.layout
+        conds = [f"{a}.data_ptr() % 16"] if self.guard.device == "cuda" else []
+        if layout == "contiguous":
+            conds.append(f"not {a}.is_contiguous()")
+        elif layout == {"order": [0, 2, 3, 1]}:
+            env["CL"] = torch.channels_last
+            conds.append(f"not {a}.is_contiguous(memory_format=CL)")
+        elif "stride" in layout:
+            env[f"T{i}"] = tuple(layout["stride"])
+            conds.append(f"{a}.stride() != T{i}")
+        else:
+            return "True"  # other dense orders: the full check
+        return " or ".join(conds)
+
+    def full(self, t, call):
+        from . import layout as layouts  # (layout.py: imported where a layout is checked)
+
+        g = self.guard
+        want = g.layout
+        aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
+        if aligned and layouts.matches(t, want):
+            return t
+        if not call.adapt:
+            raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
+        if self.pinned or not layouts.can_adapt(want):
+            why = ("the program changes it in place" if self.mutated else
+                   g.layout_pinned if g.layout_pinned else
+                   "an output is a view of it" if self.pinned else "its elements overlap")
+            raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
+                           "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)
+        return layouts.adapt(t, want)
+
+    def expected(self, guard):
+        from . import layout as layouts
+
+        return layouts.describe(self.guard.layout)
+
+
+class Unshared(Check):
+    """An input the program changes in place shares memory with no other input (eager
+    would see the change through the other one)."""
+
+    late = True
+
+    def __init__(self, index, names: list[str]):
+        super().__init__(index)
+        self.names = names
+
+    def fast(self, a, env):
+        return "True"
+
+    def full(self, t, call):
+        storage = t.untyped_storage().data_ptr()
+        for j, other in enumerate(call.flat):
+            if j != self.index and other.untyped_storage().data_ptr() == storage:
+                raise Mismatch([], f"a tensor sharing no memory with another input (the program changes it in "
+                               f"place, and eager would see the change through {self.names[j]})",
+                               f"one that shares memory with {self.names[j]}", late=True)
+        return t
+
+
+# --- Checks of the call's global state -------------------------------------------------
+
+class StateCheck(Check):
+    """A property of the process when the call is made (``where`` names it)."""
+
+    kind = "global_state"
+    late = True
+    where = ""
+
+    def refuse(self, expected: str, actual: str) -> Mismatch:
+        return Mismatch([], expected, actual, where=self.where, late=True)
+
+
+class ForwardAD(StateCheck):
+    """No input carries a forward-mode tangent: compiled code computes values only and
+    would return no tangent where eager returns one."""
+
+    kind = None
+    where = "forward AD"
+
+    def __init__(self):
+        super().__init__()
+        from ._torch_compat import forward_ad_level  # (what compiled backends' loads import anyway)
+
+        self.module, self.level = forward_ad_level()
+
+    def fast(self, a, env):
+        env["FW"] = self.module
+        return f"FW.{self.level} >= 0"
+
+    def full(self, flat, call):
+        if getattr(self.module, self.level) < 0:
+            return flat
+        import torch.autograd.forward_ad as forward_ad
+
+        for i, t in enumerate(flat):
+            if forward_ad.unpack_dual(t).tangent is not None:
+                m = Mismatch([], "a tensor without a forward-mode tangent (compiled code computes values only "
+                             "and would drop it; compile with backend='eager' for jvp)", "one with a tangent",
+                             late=True)
+                m.flat_index = i
+                raise m
+        return flat
+
+
+class GradMode(StateCheck):
+    """Grad mode as at capture, for a program that reads it (``torch.is_grad_enabled()``
+    took one branch at capture)."""
+
+    where = "torch.is_grad_enabled()"
+
+    def __init__(self, want: bool, why: str):
+        super().__init__()
+        self.want, self.why = want, why
+
+    def fast(self, a, env):
+        env["GM"] = torch.is_grad_enabled
+        return "not GM()" if self.want else "GM()"
+
+    def full(self, flat, call):
+        if call.grad != self.want:
+            hint = "torch.enable_grad()" if self.want else "torch.no_grad()"
+            raise self.refuse(f"{self.want} ({self.why}; call it under {hint}, or compile a variant "
+                              f"with grad mode {call.grad})", str(call.grad))
+        return flat
+
+    def expected(self, guard):
+        return str(self.want)
+
+
+class Autocast(StateCheck):
+    """Autocast on the variant's device type as compiled: off, or on with one dtype
+    (the casts are in the compiled code; the caller's autocast never reaches it)."""
+
+    def __init__(self, device: str, dtype: str | None):
+        super().__init__()
+        self.device, self.dtype = device, dtype
+        self.where = f"autocast({device})"
+
+    def fast(self, a, env):
+        any_autocast = _READERS.get("any_autocast")
+        if self.dtype is None and any_autocast is not None:  # off everywhere: one call (stricter than full)
+            env["ANY_AUTOCAST"] = any_autocast
+            return "ANY_AUTOCAST()"
+        env.update(AC=torch.is_autocast_enabled, ACD=torch.get_autocast_dtype, AC_DEV=self.device)
+        if self.dtype is None:
+            return "AC(AC_DEV)"
+        env["AC_DT"] = getattr(torch, self.dtype)
+        return "not AC(AC_DEV) or ACD(AC_DEV) is not AC_DT"
+
+    def full(self, flat, call):
+        on = torch.is_autocast_enabled(self.device)
+        got = tree.dtype_name(torch.get_autocast_dtype(self.device)) if on else None
+        if got == self.dtype:
+            return flat
+        if self.dtype is None:
+            why = (f"off (the package was compiled without autocast and its code never sees the caller's; "
+                   f"compile a variant with {{'autocast': {got!r}}} and the call runs it)")
+        else:
+            why = (f"{self.dtype} (compiled inside torch.autocast: its casts are in the code; call it under "
+                   f"torch.autocast({self.device!r}, dtype=torch.{self.dtype}), or add a variant without autocast)")
+        raise self.refuse(why, got or "off")
+
+    def expected(self, guard):
+        return self.dtype or "off"
+
+
+class DefaultDtype(StateCheck):
+    """``torch.get_default_dtype()`` as at capture: factories and Python scalars in the
+    program took it then."""
+
+    where = "torch.get_default_dtype()"
+
+    def __init__(self, dtype: str):
+        super().__init__()
+        self.dtype = getattr(torch, dtype)
+
+    def fast(self, a, env):
+        env.update(GDD=torch.get_default_dtype, DDT=self.dtype)
+        return "GDD() is not DDT"
+
+    def full(self, flat, call):
+        got = torch.get_default_dtype()
+        if got is not self.dtype:
+            raise self.refuse(f"{self.dtype} (the program was compiled with it; set it back with "
+                              f"torch.set_default_dtype({self.dtype}) around the call)", str(got))
+        return flat
+
+    def expected(self, guard):
+        return str(self.dtype)
+
+
+class MatmulPrecision(StateCheck):
+    """``torch.get_float32_matmul_precision()`` as at capture (CUDA: TF32 or not)."""
+
+    where = "torch.get_float32_matmul_precision()"
+
+    def __init__(self, precision: str):
+        super().__init__()
+        self.precision = precision
+
+    def fast(self, a, env):
+        env.update(MP=_READERS.get("matmul_precision", torch.get_float32_matmul_precision), MPV=self.precision)
+        return "MP() != MPV"
+
+    def full(self, flat, call):
+        got = torch.get_float32_matmul_precision()
+        if got != self.precision:
+            raise self.refuse(f"{self.precision!r} (compiled kernels chose their float32 matmuls by it; "
+                              f"torch.set_float32_matmul_precision({self.precision!r}) or recompile)", repr(got))
+        return flat
+
+    def expected(self, guard):
+        return self.precision
+
+
+class Deterministic(StateCheck):
+    where = "torch.are_deterministic_algorithms_enabled()"
+
+    def __init__(self, want: bool):
+        super().__init__()
+        self.want = want
+
+    def fast(self, a, env):
+        env["DET"] = _READERS.get("deterministic", torch.are_deterministic_algorithms_enabled)
+        return "not DET()" if self.want else "DET()"
+
+    def full(self, flat, call):
+        got = torch.are_deterministic_algorithms_enabled()
+        if got != self.want:
+            raise self.refuse(f"{self.want} (the kernels were compiled with it; recompile with "
+                              f"torch.use_deterministic_algorithms({got}))", str(got))
+        return flat
+
+    def expected(self, guard):
+        return str(self.want)
+
+
+class NoFunctionMode(StateCheck):
+    """No torch function mode is active: compiled code runs below torch functions, so a
+    mode (``TorchFunctionMode``) would not see the program's calls as eager's would."""
+
+    where = "torch function mode"
+
+    def fast(self, a, env):
+        from ._torch_compat import global_state_readers  # (compiled backends only: see state_checks)
+
+        env["TFM"] = global_state_readers()["function_mode"]
+        return "TFM()"
+
+    def full(self, flat, call):
+        from ._torch_compat import function_modes
+
+        modes = function_modes()
+        if modes:
+            raise self.refuse("none (compiled code does not call the torch functions a mode would see; call it "
+                              "outside the mode, or compile the program with backend='eager')",
+                              ", ".join(type(m).__name__ for m in modes))
+        return flat
+
+    def expected(self, guard):
+        return "none"
+
+
+# The C readers of global state the fast check calls (_torch_compat.global_state_readers:
+# 2-3x faster than the public wrappers), once a compiled backend's variant has imported
+# _torch_compat; a package of the eager backend alone keeps it off its load path and
+# uses the public functions.
+_READERS: dict = {}
+
+
+def state_checks(state: GlobalState, device: str, raw_memory: bool) -> list[StateCheck]:
+    """The checks of the global state a variant was compiled under (``Variant.global_state``)."""
+    if raw_memory and not _READERS:
+        from ._torch_compat import global_state_readers
+
+        _READERS.update(global_state_readers())
+    checks: list[StateCheck] = [Autocast(device, state.autocast),
+                                DefaultDtype(state.default_dtype)]
+    if state.grad_mode is not None:
+        checks.append(GradMode(state.grad_mode, "the program reads grad mode"))
+    if device == "cuda":
+        checks += [MatmulPrecision(state.matmul_precision), Deterministic(state.deterministic)]
+    if raw_memory:
+        checks += [NoFunctionMode(), ForwardAD()]
+    return checks
+
+
 class Guard:
     """The compiled check for one variant. Build with ``Guard.from_manifest``.
 
     ``check(args, kwargs)`` returns the flat input tensors or raises Mismatch (the
-    runtime turns it into GuardError after trying every variant).
+    runtime turns it into GuardError after trying every variant); ``fast(args,
+    kwargs)`` is the generated check of the common call (None: run ``check``).
     """
 
     def __init__(self, signature: list[Param], in_spec: dict, inputs: list[Input], dims: dict[str, Dim],
                  guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=(),
-                 raw_memory: bool = True):
+                 raw_memory: bool = True, state: GlobalState | None = None, device: str = "cpu"):
         self.train = train
-        # compiled code that reads the stored values (a backend without runs_aten_ops): a
-        # tensor with the negative or conjugate bit set (``z.conj().imag``) stores values
-        # that mean their negation, and a forward-mode tangent would be dropped; only aten
-        # ops apply them. (_fw_level: where forward AD says a level is open.)
+        # compiled code that reads the stored values (a backend without runs_aten_ops):
+        # the negative/conjugate bits and forward-mode tangents, which only aten applies
         self.raw_memory = raw_memory
-        if raw_memory:
-            from ._torch_compat import forward_ad_level  # (what compiled backends' loads import anyway)
-
-            self._fw_level = forward_ad_level()
         # flat inputs the program changes in place (no other input may share their
         # memory), and those whose layout must match exactly (no copy may stand in)
         self.mutated = sorted(mutated)
@@ -155,6 +719,7 @@ class Guard:
         self.in_spec = in_spec
         self.inputs = inputs
         self.dims = dims
+        self.variant = variant
         self.names = [p.name for p in signature]
         # Fast binding applies when every parameter is plain positional-or-keyword.
         self._plain = all(p.kind in ("positional_or_keyword", "positional_only") for p in signature)
@@ -163,22 +728,41 @@ class Guard:
                               default=tree.decode_const(p.default) if p.default is not None else inspect.Parameter.empty)
             for p in signature
         ])
-        self.dropped: set = set()
-        self._dropped_consts: set = set()
-        if guard_filter is not None:  # entries are built only for a filter: not on the plain load path
-            entries = self.entries(variant)
-            keep = list(guard_filter(entries))
-            if len(keep) != len(entries):
-                raise ValueError(f"guard_filter returned {len(keep)} booleans for {len(entries)} guard entries")
-            self.dropped = {(e.index, e.kind) for e, k in zip(entries, keep) if not k and e.kind != "value"}
-            self._dropped_consts = {e.index for e, k in zip(entries, keep) if not k and e.kind == "value"}
-        self._tensor_checks = [self._compile_tensor(g, {k for i, k in self.dropped if i == n})
-                               for n, g in enumerate(inputs)]
-
         self._children = in_spec["children"]
         # The common call, f(t0, t1, ...): every parameter one tensor, nothing to walk.
         self._tensors_only = all(c["kind"] == "tensor" for c in self._children)
+        self.checks = self._build_checks(state or GlobalState(), device)
+        self._dropped_consts: set = set()
+        if guard_filter is not None:  # entries are built only for a filter: not on the plain load path
+            self._apply_filter(guard_filter)
+        self._early = [c for c in self.checks if c.index is not None and not c.late]
+        self._late = [c for c in self.checks if c.index is not None and c.late]
+        self._state = [c for c in self.checks if c.index is None]
         self.fast = self._generate_fast_check()
+
+    def _build_checks(self, state: GlobalState, device: str) -> list[Check]:
+        """Every check of this variant, in the order they run."""
+        names = [p for p, _ in self.tensor_inputs()] if self.mutated else []
+        checks: list[Check] = []
+        for i, g in enumerate(self.inputs):
+            dtype = getattr(torch, g.dtype)
+            checks += [IsTensor(i), DtypeIs(i, dtype), Dense(i), ShapeIs(i, g.shape, self.dims), DeviceIs(i, g.device),
+                       RequiresGrad(i, g.requires_grad, self.train)]
+            if self.raw_memory:
+                checks.append(StoredBits(i, dtype.is_complex, i in self.pinned))
+            checks.append(MemoryLayout(i, g, i in self.pinned, i in self.mutated))
+            if i in self.mutated:
+                checks.append(Unshared(i, names))
+        return checks + state_checks(state, device, self.raw_memory)
+
+    def _apply_filter(self, guard_filter) -> None:
+        entries = self.entries(self.variant)
+        keep = list(guard_filter(entries))
+        if len(keep) != len(entries):
+            raise ValueError(f"guard_filter returned {len(keep)} booleans for {len(entries)} guard entries")
+        dropped = {e.index for e, k in zip(entries, keep) if not k}
+        self._dropped_consts = {e.index for e, k in zip(entries, keep) if not k and e.kind == "value"}
+        self.checks = [c for c in self.checks if id(c) not in dropped]
 
     @classmethod
     def from_manifest(cls, program: Program, variant: Variant, guard_filter=None, raw_memory: bool = True) -> Guard:
@@ -189,24 +773,25 @@ class Guard:
         mutated = [m.index for m in train.mutated if m.kind == "input"] if train else []
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
                    guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated,
-                   raw_memory=raw_memory)
+                   raw_memory=raw_memory, state=variant.global_state, device=variant.device)
 
     def entries(self, variant: str) -> list[GuardEntry]:
-        """Every check of this variant, for ``load(..., guard_filter=...)``."""
-        from . import layout as layouts  # (layout.py: off the load path, which never needs it)
-
+        """Every check of this variant a guard_filter may drop (``GuardEntry.index`` is
+        internal: the check's identity)."""
+        order = ("dtype", "shape", "layout", "device", "requires_grad")
+        by_input: dict = {}
+        for c in self.checks:
+            if c.kind is not None and c.index is not None:
+                by_input.setdefault(c.index, []).append(c)
         out = []
-        for path, leaf in tree.named_leaves(self.in_spec, self.names):
+        for path, leaf in tree.named_leaves(self.in_spec, self.names):  # in the order of the arguments
             if leaf["kind"] == "const":
                 out.append(GuardEntry(variant, path, "value", tree.const_repr(leaf), id(leaf)))
                 continue
-            g = self.inputs[leaf["index"]]
-            out.append(GuardEntry(variant, path, "dtype", g.dtype, leaf["index"]))
-            out.append(GuardEntry(variant, path, "shape", shape_text(g.shape, self.dims), leaf["index"]))
-            out.append(GuardEntry(variant, path, "layout", layouts.describe(g.layout), leaf["index"]))
-            out.append(GuardEntry(variant, path, "device", g.device, leaf["index"]))
-            out.append(GuardEntry(variant, path, "requires_grad", str(g.requires_grad) if self.train else "False",
-                                  leaf["index"]))
+            for c in sorted(by_input.get(leaf["index"], ()), key=lambda c: order.index(c.kind)):
+                out.append(GuardEntry(variant, path, c.kind, c.expected(self), id(c)))
+        out += [GuardEntry(variant, c.where, c.kind, c.expected(self), id(c))
+                for c in self.checks if c.kind is not None and c.index is None]
         return out
 
     def tensor_inputs(self) -> list[tuple[str, Input]]:
@@ -218,87 +803,51 @@ class Guard:
         """A straight-line check for the common call ``f(t0, t1, ...)``, or None.
 
         Returns a function ``(args, kwargs) -> list | None``: the flat inputs when every
-        check passes, None when anything differs or the call has another form (the
-        caller then runs ``check``, which raises with the full message). Generated as
-        source because a Python loop over per-tensor closures costs twice as much.
-        Only ints and generated local names go into the source; dtypes and devices are
-        passed in as values, never as manifest text.
+        check passes, None when anything may differ or the call has another form (the
+        caller then runs ``check``, which raises with the full message). Generated from
+        the checks' fast conditions as source, because a Python loop over per-tensor
+        closures costs twice as much. Only ints and generated local names go into the
+        source; dtypes, devices and strides are passed in as values, never as manifest
+        text. The source is registered in ``linecache`` (as torch.fx does), so a
+        traceback through it shows its lines.
         """
-        if not (self._tensors_only and self._plain) or self.dropped or self.mutated or any(
-                isinstance(s, dict) for g in self.inputs for s in g.shape):
+        if not (self._tensors_only and self._plain):
             return None
         n = len(self.names)
-        env: dict = {"Tensor": Tensor, "STRIDED": torch.strided, "CL": torch.channels_last}
-        local: dict[str, str] = {}
-        start = f"kwargs or len(args) != {n}"
-        if self.raw_memory:  # inside forward-mode AD the full check looks for tangents
-            env["FW"], level = self._fw_level
-            start += f" or FW.{level} >= 0"
-        lines = ["def fast(args, kwargs):", f"    if {start}:", "        return None"]
+        env: dict = {"Tensor": Tensor}
+        start = [f"kwargs or len(args) != {n}"]
+        for c in self._state:
+            cond = c.fast("", env)
+            if cond == "True":
+                return None
+            if cond:
+                start.append(cond)
+        lines = ["def fast(args, kwargs):", f"    if {' or '.join(start)}:", "        return None", "    try:"]
         names = [f"a{i}" for i in range(n)]
-        lines.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args" if n else "    pass")
-        for i, g in enumerate(self.inputs):
-            a = names[i]
-            env[f"D{i}"] = getattr(torch, g.dtype)
-            # One condition per tensor (fewer branches than one `if` per property):
-            # type, dtype, device, requires_grad as compiled (training) or False
-            # (inference; anything else may still pass under no_grad: the full check
-            # decides), memory layout, then the shape.
-            conds = [f"not isinstance({a}, Tensor)", f"{a}.dtype is not D{i}"]
-            device = g.device
-            if device == "cpu":
-                conds.append(f"not {a}.is_cpu")
-            elif device == "cuda":
-                conds += [f"not {a}.is_cuda", f"{a}.data_ptr() % 16"]  # triton assumes 16-byte alignment
-            else:
-                env[f"V{i}"] = device
-                conds.append(f"{a}.device.type != V{i}")
-            want_grad = g.requires_grad and self.train
-            conds.append(f"{a}.requires_grad" if not want_grad else f"not {a}.requires_grad")
-            if self.raw_memory:  # (80 ns a tensor: only where compiled code reads the values)
-                conds.append(f"{a}.is_neg()")
-                if env[f"D{i}"].is_complex:
-                    conds.append(f"{a}.is_conj()")
-            layout = g.layout
-            if layout == "contiguous":
-                conds.append(f"not {a}.is_contiguous()")
-            elif layout == {"order": [0, 2, 3, 1]}:
-                conds.append(f"not {a}.is_contiguous(memory_format=CL)")
-            elif "stride" in layout:
-                env[f"T{i}"] = tuple(layout["stride"])
-                conds.append(f"{a}.layout is not STRIDED or {a}.stride() != T{i}")
-            else:
-                conds.append("True")  # other dense orders: the full check
-            if all(isinstance(size, int) for size in g.shape):
-                env[f"S{i}"] = torch.Size(g.shape)
-                conds.append(f"{a}.shape != S{i}")
-                lines.append(f"    if {' or '.join(conds)}:")
-                lines.append("        return None")
-                continue
-            lines.append(f"    if {' or '.join(conds)}:")
-            lines.append("        return None")
-            lines.append(f"    s = {a}.shape")
-            conds = [f"len(s) != {len(g.shape)}"]
-            binds = []
-            for d, size in enumerate(g.shape):
-                if isinstance(size, int):
-                    conds.append(f"s[{d}] != {int(size)}")
-                elif size in local:
-                    conds.append(f"s[{d}] != {local[size]}")
-                else:
-                    var = local[size] = f"d{len(local)}"
-                    r = self.dims[size]
-                    binds.append((var, d, int(r.min), None if r.max is None else int(r.max)))
-            lines.append(f"    if {' or '.join(conds)}:")
-            lines.append("        return None")
-            for var, d, lo, hi in binds:
-                lines.append(f"    {var} = s[{d}]")
-                bound = f"{var} < {lo}" + (f" or {var} > {hi}" if hi is not None else "")
-                lines.append(f"    if {bound}:")
-                lines.append("        return None")
-        lines.append(f"    return [{', '.join(names)}]")
-        exec(compile("\n".join(lines), "<aotpack guard>", "exec"), env)  # noqa: S102 - generated above
-        return env["fast"]
+        lines.append(f"        {', '.join(names)}{',' if n == 1 else ''} = args" if n else "        pass")
+        by_input: dict[int, list[str]] = {}
+        laid_out = {c.index for c in self._late if isinstance(c, MemoryLayout)}
+        for c in self._early + self._late:
+            if isinstance(c, Dense) and c.index in laid_out:
+                continue  # implied (see Dense)
+            cond = c.fast(names[c.index], env)
+            if cond == "True":
+                return None  # only the full check can tell for every call
+            if cond:
+                by_input.setdefault(c.index, []).append(cond)
+        for i in range(n):  # one condition per tensor: fewer branches than one `if` per property
+            if by_input.get(i):
+                lines += [f"        if {' or '.join(by_input[i])}:", "            return None"]
+        # (a try block costs nothing until it catches: a tensor of another layout may raise)
+        lines += ["    except Exception:", "        return None", f"    return [{', '.join(names)}]"]
+        env.pop("__dims__", None)
+        source = "\n".join(lines) + "\n"
+        filename = f"<aotpack guard {self.variant or 'variant'} {id(self):x}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), env)  # noqa: S102 - generated above
+        fast = env["fast"]
+        fast.source = source
+        return fast
 
     # -- binding ----------------------------------------------------------------------
     def bind(self, args: tuple, kwargs: dict) -> list:
@@ -367,94 +916,23 @@ class Guard:
                     raise
         if not tensors:
             return flat
-        sizes: dict[str, int] = {}
-        for i, (check, t) in enumerate(zip(self._tensor_checks, flat)):
+        call = _Call(flat, adapt)
+        for checks in (self._early, self._late):  # every input's type and shape before any late check
+            for c in checks:
+                try:
+                    flat[c.index] = c.full(flat[c.index], call)
+                except Mismatch as m:
+                    m.parts[:0] = self.tensor_path(c.index)
+                    raise
+        for c in self._state:
             try:
-                check(t, sizes)
+                c.full(flat, call)
             except Mismatch as m:
-                m.parts[:0] = self.tensor_path(i)
+                if getattr(m, "flat_index", None) is not None:  # about one input: name it
+                    m.parts[:0] = self.tensor_path(m.flat_index)
+                    m.where = None
                 raise
-        grad = torch.is_grad_enabled()
-        for i, t in enumerate(flat):
-            try:
-                if grad:
-                    self._check_requires_grad(i, t)
-                flat[i] = self._check_layout(i, t, adapt)
-            except Mismatch as m:
-                m.parts[:0] = self.tensor_path(i)
-                raise
-        for i in self.mutated:
-            self._check_unshared(i, flat)
-        if self.raw_memory:
-            self._check_tangents(flat)
         return flat
-
-    def _check_requires_grad(self, i: int, t: Tensor) -> None:
-        if (i, "requires_grad") in self.dropped:
-            return
-        if not self.train:
-            if t.requires_grad:
-                raise Mismatch([_Attr(".requires_grad")],
-                               "False: an inference package builds no autograd graph (call it under "
-                               "torch.no_grad() or torch.inference_mode(), pass a detached tensor, or compile "
-                               "with train=True)", "True", late=True)
-            return
-        want = self.inputs[i].requires_grad
-        if t.requires_grad != want:
-            why = ("its gradient is compiled" if want else
-                   "no gradient was compiled for it: compile a variant with an example that requires grad")
-            raise Mismatch([_Attr(".requires_grad")], f"{want} ({why})", str(t.requires_grad), late=True)
-
-    def _check_tangents(self, flat: list) -> None:
-        """Mismatch for an input carrying a forward-mode tangent: compiled code computes
-        the value alone and would return no tangent where eager returns one."""
-        module, level = self._fw_level
-        if getattr(module, level) < 0:
-            return
-        import torch.autograd.forward_ad as forward_ad
-
-        for i, t in enumerate(flat):
-            if forward_ad.unpack_dual(t).tangent is not None:
-                raise Mismatch(self.tensor_path(i), "a tensor without a forward-mode tangent (compiled code "
-                               "computes values only and would drop it; compile with backend='eager' for jvp)",
-                               "one with a tangent", late=True)
-
-    def _check_layout(self, i: int, t: Tensor, adapt: bool = True) -> Tensor:
-        """``t``, or a copy of it in the compiled layout; Mismatch where no copy may be made."""
-        from . import layout as layouts
-
-        bit = self.raw_memory and (".is_neg()" if t.is_neg() else ".is_conj()" if t.is_conj() else None)
-        if bit:  # (a value, not a layout: resolved even where the layout guard is dropped)
-            if i in self.pinned or not adapt:
-                raise Mismatch([_Attr(bit)], "False (compiled code reads the stored values, which the bit negates "
-                               "or conjugates; aotpack cannot pass a resolved copy here: call "
-                               "x.resolve_neg().resolve_conj() first)", "True", late=True)
-            t = t.resolve_conj().resolve_neg()  # a copy without the bit (differentiable)
-        if (i, "layout") in self.dropped:
-            return t
-        g = self.inputs[i]
-        want = g.layout
-        aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
-        if aligned and layouts.matches(t, want):
-            return t
-        if not adapt:
-            raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
-        if i in self.pinned or not layouts.can_adapt(want):
-            why = ("the program changes it in place" if i in self.mutated else
-                   g.layout_pinned if g.layout_pinned else
-                   "an output is a view of it" if i in self.pinned else "its elements overlap")
-            raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
-                           "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)
-        return layouts.adapt(t, want)
-
-    def _check_unshared(self, i: int, flat: list) -> None:
-        storage = flat[i].untyped_storage().data_ptr()
-        for j, other in enumerate(flat):
-            if j != i and other.untyped_storage().data_ptr() == storage:
-                names = [p for p, _ in self.tensor_inputs()]
-                raise Mismatch(self.tensor_path(i), f"a tensor sharing no memory with another input (the program "
-                               f"changes it in place, and eager would see the change through {names[j]})",
-                               f"one that shares memory with {names[j]}", late=True)
 
     def tensor_path(self, flat_index: int) -> list:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""
@@ -516,56 +994,6 @@ class Guard:
             except Mismatch as m:
                 m.parts.insert(0, j)
                 raise
-
-    def _compile_tensor(self, g: Input, dropped: set):
-        # (a check dropped by guard_filter is None: not made)
-        dtype = getattr(torch, g.dtype) if "dtype" not in dropped else None
-        check_shape = "shape" not in dropped
-        shape_spec = g.shape if check_shape else []
-        device = g.device if "device" not in dropped else None
-        rank = len(shape_spec)
-        static = all(isinstance(s, int) for s in shape_spec)
-        static_shape = torch.Size(shape_spec) if static else None
-        dims = self.dims
-
-        exprs = [(d, s["expr"], _size_expr(s["expr"])) for d, s in enumerate(shape_spec) if isinstance(s, dict)]
-
-        def check(t: torch.Tensor, sizes: dict) -> None:
-            if not isinstance(t, Tensor):
-                raise Mismatch([], "a tensor", _what(t))
-            if dtype is not None and t.dtype is not dtype:
-                raise Mismatch([_Attr(".dtype")], str(dtype), str(t.dtype))
-            if t.layout is not torch.strided:
-                raise Mismatch([_Attr(".layout")], "torch.strided (a dense tensor)", str(t.layout))
-            shape = t.shape
-            if not check_shape or (static and shape == static_shape):
-                pass
-            else:
-                if len(shape) != rank:
-                    raise Mismatch([_Attr(".dim()")], f"rank {rank} (shape {shape_text(shape_spec, dims)})",
-                                   f"rank {len(shape)} (shape {list(shape)})")
-                for d, (want, got) in enumerate(zip(shape_spec, shape)):
-                    if isinstance(want, int):
-                        if got != want:
-                            raise Mismatch([_Attr(f".shape[{d}]")], str(want), str(got))
-                    elif isinstance(want, str):
-                        seen = sizes.get(want)
-                        if seen is None:
-                            r = dims[want]
-                            if got < r.min or (r.max is not None and got > r.max):
-                                hi = "inf" if r.max is None else r.max
-                                raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r.min}..{hi}", str(got))
-                            sizes[want] = got
-                        elif seen != got:
-                            raise Mismatch([_Attr(f".shape[{d}]")], f"{want} = {seen} (as in an earlier input)", str(got))
-                for d, text, evaluate in exprs:
-                    want_size = evaluate(sizes) if evaluate else None
-                    if want_size is not None and shape[d] != want_size:
-                        raise Mismatch([_Attr(f".shape[{d}]")], f"{text} = {want_size}", str(shape[d]))
-            if device is not None and t.device.type != device:
-                raise Mismatch([_Attr(".device")], device, str(t.device))
-
-        return check
 
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,

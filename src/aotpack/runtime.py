@@ -126,11 +126,12 @@ def _never(args, kwargs):
     return None
 
 
-def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[tuple[str, torch.Tensor]]):
-    """A check of what a bound module may change between calls, or None if nothing can:
-    its ``training`` flag (the program was captured in one mode) and its parameters'
-    requires_grad, which decides whether eager would build an autograd graph. Returns
-    a function giving None or the Mismatch to raise."""
+def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[tuple[str, int]], weights: list):
+    """A check of what a bound module may change between calls: its ``training`` flag
+    (the program was captured in one mode) and its parameters' requires_grad, which
+    decides whether eager would build an autograd graph. ``params``: (name, index in
+    ``weights``), the live list binding.Binding keeps current. Returns a function
+    giving None or the Mismatch to raise."""
     want_training = variant.module_training
     train = variant.train
     if train:  # weights whose gradient the backward computes
@@ -141,10 +142,10 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
             return Mismatch([], str(want_training), str(module.training), where="module.training")
         if not torch.is_grad_enabled():
             return None
-        for name, p, i in params:
+        for name, i in params:
             # a gradient compiled for a parameter that no longer requires grad is
             # dropped by autograd, as eager computes none: only the other way is wrong
-            if p.requires_grad and not (train and compiled_grad[i]):
+            if weights[i].requires_grad and not (train and compiled_grad[i]):
                 why = ("an inference package builds no autograd graph (call it under torch.no_grad() or "
                        "torch.inference_mode(), call module.requires_grad_(False), or compile with train=True)"
                        if not train else "no gradient was compiled for it; recompile with it requiring grad")
@@ -364,36 +365,6 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     return problems
 
 
-def _live_weights(variant: Variant, program: Program, stored: dict, module: torch.nn.Module,
-                  detach: bool = True) -> list[torch.Tensor]:
-    """The variant's graph weights with ``module``'s live parameters and buffers in place
-    of the stored ones (no copy; ``detach=False`` keeps them in autograd, for training).
-    Raises AotpackError naming the first one that does not fit."""
-    live = dict(module.named_parameters(remove_duplicate=False))
-    live.update(module.named_buffers(remove_duplicate=False))
-    out = []
-    for key, fqn in zip(variant.weights, variant.weight_fqns):
-        info = program.weight(key)
-        if info.kind not in ("parameter", "buffer"):
-            out.append(stored[key])  # frozen constants stay the package's
-            continue
-        t = live.get(fqn)
-        if t is None:
-            raise AotpackError(f"module {type(module).__qualname__} has no parameter or buffer {fqn!r}, "
-                               "which the package needs",
-                               hint="pass the same model class the package was compiled from")
-        want = f"{info.dtype}{info.shape}"
-        got = f"{tree.dtype_name(t.dtype)}{list(t.shape)}"
-        if want != got:
-            raise AotpackError(f"module parameter {fqn!r} is {got}, the package was compiled for {want}")
-        device = variant.device
-        if t.device.type != device:
-            raise AotpackError(f"module weight {fqn!r} is on {t.device}, variant {variant.name} runs on {device}",
-                               hint=f"move the module with .to({device!r}) first")
-        out.append(t.detach() if detach else t)
-    return out
-
-
 def _with_views(fn, aliased):
     """An inference variant's callable that returns views of the caller's tensors where
     eager does (views.py)."""
@@ -407,12 +378,11 @@ def _with_views(fn, aliased):
     return run
 
 
-def _bound_parameters(variant: Variant, program: Program, module: torch.nn.Module) -> list[tuple]:
-    """(name, live tensor, weight index) of the module's parameters a variant uses, for
-    the per-call requires_grad check."""
-    live = dict(module.named_parameters(remove_duplicate=False))
-    return [(fqn, live[fqn], i) for i, (key, fqn) in enumerate(zip(variant.weights, variant.weight_fqns))
-            if program.weight(key).kind == "parameter" and fqn in live]
+def _bound_parameters(variant: Variant, program: Program) -> list[tuple[str, int]]:
+    """(name, weight index) of the parameters a variant uses, for the per-call
+    requires_grad check of a bound module."""
+    return [(fqn, i) for i, (key, fqn) in enumerate(zip(variant.weights, variant.weight_fqns))
+            if program.weight(key).kind == "parameter"]
 
 
 def _specificity(variant: Variant) -> tuple:
@@ -534,7 +504,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
 
 def _keys_for_load(trusted_keys):
     """The trusted keys a load checks against, or None (no signature required)."""
-    if trusted_keys is None and not os.environ.get(fmt.ENV_TRUSTED_KEYS):
+    if trusted_keys is None and fmt.ENV_TRUSTED_KEYS not in os.environ:
         return None
     from .package import signing  # the signature code runs only where keys are asked for
 
@@ -603,8 +573,11 @@ def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_d
     train = v.train
     program = manifest.program
     if module is not None:
-        ws = _live_weights(v, program, weights, module, detach=not train)
-        return ws, _module_state_check(v, module, _bound_parameters(v, program, module))
+        from .binding import Binding  # only loads that bind a module
+
+        binding = Binding(v, program, weights, module, None)
+        binding.state_check = _module_state_check(v, module, _bound_parameters(v, program), binding.weights)
+        return binding.weights, binding
     device = v.device
     # Weights are stored for the CPU; GPU variants share one copy made here.
     ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))

@@ -161,9 +161,36 @@ def _rebuilds(kind: str, cls: type) -> bool:
     return _compat().pytree_node(cls) is not None
 
 
+# torch's own deserializer of a defaultdict's context imports the module its default
+# factory names and takes the attribute (a package naming ``evilmod.run`` would import
+# evilmod.py from the working folder). aotpack reads that context itself and passes
+# only these factories; no other context of a torch-registered stdlib container names code.
+_DEFAULT_FACTORIES = {("builtins", n) for n in ("list", "dict", "set", "int", "float", "str", "tuple", "bool")} | {
+    ("collections", "OrderedDict"), ("collections", "Counter"), ("collections", "deque")}
+
+
+def _check_contexts(spec: dict) -> None:
+    """FormatError for a node context that would make a deserializer import or call
+    code by name (a defaultdict's default factory outside ``_DEFAULT_FACTORIES``)."""
+    if spec["kind"] == "node" and spec["type"] == "collections.defaultdict":
+        context = spec.get("context")
+        factory = (context.get("default_factory_module"), context.get("default_factory_name")) if isinstance(
+            context, dict) else None
+        if factory not in _DEFAULT_FACTORIES:
+            shown = ".".join(map(str, factory)) if factory else repr(context)[:80]
+            raise FormatError(f"the package's structure holds a collections.defaultdict whose default factory is "
+                              f"{shown}: aotpack never imports or calls code a package names (allowed factories: "
+                              f"{', '.join(sorted(n for _, n in _DEFAULT_FACTORIES))})",
+                              hint="aotpack never writes this: the package was edited; rebuild it from the model")
+    for c in spec.get("children", ()):
+        _check_contexts(c)
+
+
 def check_types(spec: dict, allow_modules=()) -> None:
     """AotpackError unless every type ``spec`` names can be rebuilt in this process;
-    FormatError if one names a class that is not of its kind (see ``_rebuilds``)."""
+    FormatError if one names a class that is not of its kind (see ``_rebuilds``) or a
+    context that names code (``_check_contexts``)."""
+    _check_contexts(spec)
     missing = []
     for kind, name in dict.fromkeys(_typed_nodes(spec)):
         cls = resolve_type(name, allow_modules)
@@ -295,6 +322,7 @@ def unflatten(spec: dict, tensors: list, plain: bool = False) -> Any:
     if node is None:
         raise AotpackError(f"{spec['type']} is not registered as a pytree node in this process",
                            hint="import the module that registers it before calling the package")
+    _check_contexts({**spec, "children": ()})  # (also where no load checked it first: example_inputs, repro)
     return node[1](children, node[3](spec["context"]))
 
 

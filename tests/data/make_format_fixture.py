@@ -55,8 +55,10 @@ def main():
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
     if fmt.FORMAT_VERSION >= 2:
         world_of_one()
+    # version 3: a variant compiled inside bf16 autocast beside the plain one (global_state)
+    amp = [{"name": "amp", "autocast": torch.bfloat16}] if fmt.FORMAT_VERSION >= 3 else None
     aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}},
-                    distributed=fmt.FORMAT_VERSION >= 2).save(path)
+                    distributed=fmt.FORMAT_VERSION >= 2, variants=amp).save(path)
     with torch.no_grad():
         out = m(x, {"w": w})
     save_file({"x": x, "w": w, "y": out["y"] + 0, "p0": out["parts"][0]},  # (+ 0: waits on an all_reduce)

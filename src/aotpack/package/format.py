@@ -17,7 +17,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 2; the typed records in ``package/manifest.py`` are its
+Manifest (``FORMAT_VERSION`` 3; the typed records in ``package/manifest.py`` are its
 schema, read and written by the same code; this is the outline)::
 
     {"format": "aotpack", "format_version": 1, "created": ISO-8601,
@@ -27,7 +27,7 @@ schema, read and written by the same code; this is the outline)::
      "variants": [{"name", "backend", "backend_entry", "device", "torch", "weights" (stored names,
                    in graph order), "weight_fqns" (the program's names for them),
                    "weight_targets" (torch.export's names for them, for rebuilding), "in_spec",
-                   "inputs", "dims", "files", "meta", "distributed"}],
+                   "inputs", "dims", "files", "meta", "distributed", "global_state"}],
      "members": {path: {"blake3", "size"}}}      (older format 1 packages: "sha256")
 
 Changelog of FORMAT_VERSION (bump on any change a reader must know about):
@@ -52,6 +52,13 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     reshape, flatten or contiguous that copied at compile time; the program reading its
     strides): calls in another layout are refused, not copied. Older readers copy them,
     as they did before.
+  3 (2026-12-02): variants[].global_state = {"autocast", "default_dtype", "grad_mode",
+    "matmul_precision", "deterministic"}: the global state the variant's code was compiled
+    under (GlobalState in manifest.py), which calls are guarded on. Written by every new
+    package; the version is 3 only where a variant was compiled inside autocast or reads
+    grad mode (an older reader would run it under any state); otherwise older readers
+    ignore the key, as they run such packages correctly under the default state.
+    Missing in older packages: autocast off, float32, matmul precision "highest".
 
 Trust model (what a reader relies on; README "Trust" says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -79,12 +86,13 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 2  # the newest version this reader reads
+FORMAT_VERSION = 3  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
 BASE_FORMAT_VERSION = 1
 DISTRIBUTED_FORMAT_VERSION = 2  # variants[].distributed: a reader must check the rank
+GLOBAL_STATE_FORMAT_VERSION = 3  # variants[].global_state with autocast or grad_mode: a reader must guard it
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

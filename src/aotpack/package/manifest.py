@@ -445,6 +445,25 @@ class Job(Record):
     groups: dict[str, Group]
 
 
+class GlobalState(Record):
+    """The global state a variant was compiled under, as far as its code depends on it
+    (dynamo's GlobalStateGuard for torch.compile); a call under other state is refused,
+    or runs another variant compiled for it (guards.py).
+
+    ``autocast``: the autocast dtype on the variant's device type (the program ran inside
+    ``torch.autocast``: its casts are in the code), None where autocast was off.
+    ``grad_mode``: grad mode at capture, recorded where the program reads it
+    (``torch.is_grad_enabled()``); None: the program does not read it.
+    ``matmul_precision`` and ``deterministic``: ``torch.get_float32_matmul_precision()``
+    and ``torch.are_deterministic_algorithms_enabled()`` (guarded on CUDA, where they
+    choose TF32 and the kernels)."""
+    autocast: Dtype | None = None
+    default_dtype: Dtype = "float32"
+    grad_mode: bool | None = None
+    matmul_precision: str = "highest"
+    deterministic: bool = False
+
+
 class Variant(Record):
     name: str
     backend: str
@@ -463,12 +482,15 @@ class Variant(Record):
     files: list[str]
     meta: Meta = None
     distributed: Job | None = None
+    global_state: GlobalState = None  # (missing in older packages: the defaults, autocast off)
 
     def _post_init(self):
         if self.weight_fqns is None:
             self.weight_fqns = list(self.weights)
         if self.meta is None:
             self.meta = Meta()
+        if self.global_state is None:
+            self.global_state = GlobalState()
 
     @property
     def train(self) -> Train | None:

@@ -143,12 +143,16 @@ class Package:
             "aliased": captured.aliased,
             "state": [names[list(captured.weights).index(n)] for n in captured.state],
             "module_training": captured.module_training,
+            "global_state": captured.global_state,
             "files": files,
             "meta": compiled.meta,
             **({"distributed": distributed} if distributed is not None else {}),
         }, f"variant {name} (as compiled by backend {backend.name})"))
         if distributed is not None:  # readers before version 2 would run a rank's variant anywhere
             self.manifest.format_version = max(self.manifest.format_version, fmt.DISTRIBUTED_FORMAT_VERSION)
+        state = self.manifest.variants[-1].global_state
+        if state.autocast is not None or state.grad_mode is not None:  # older readers would not guard it
+            self.manifest.format_version = max(self.manifest.format_version, fmt.GLOBAL_STATE_FORMAT_VERSION)
 
     def merge(self, other: Package) -> None:
         """Add every variant of ``other`` (a package of the same program), with its

@@ -149,7 +149,12 @@ def keys_for_load(keys) -> list[TrustedKey] | None:
     """The keys load checks against: ``keys`` if given, else ``$AOTPACK_TRUSTED_KEYS``
     (a service can require signed packages without changing its code), else None."""
     if keys is None:
-        keys = os.environ.get(ENV_TRUSTED_KEYS) or None
+        keys = os.environ.get(ENV_TRUSTED_KEYS)
+        if keys is not None and not keys.strip(os.pathsep + " \t"):
+            # set but empty (a template with an unset variable): never "no signature needed"
+            raise AotpackError(f"${ENV_TRUSTED_KEYS} is set but names no key file, so no package could pass",
+                               hint=f"name the public key files ({os.pathsep}-separated), or unset "
+                                    f"{ENV_TRUSTED_KEYS} to load unsigned packages")
     return None if keys is None else trusted_keys(keys)
 
 

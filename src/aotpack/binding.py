@@ -1,0 +1,166 @@
+"""A package bound to a live module (``load(path, module=m)``) follows ``m`` as eager does.
+
+Eager reads the module's attributes at every call: a parameter reassigned
+(``m.fc.weight = nn.Parameter(...)``, ``load_state_dict(sd, assign=True)``), a
+submodule replaced, ``p.data = t``, a hook registered. A package bound to ``m`` must
+see the same, or refuse the call; reading every attribute at every call (what dynamo's
+NN-module guards do for torch.compile) would cost microseconds per weight. Instead:
+
+- the live Parameter objects themselves are passed to the compiled code (not detached
+  copies made at load), so ``p.data = t`` and in-place updates are seen;
+- torch's global module registration hooks (public API) bump a generation counter
+  whenever any module registers a parameter, buffer or submodule, which is what
+  ``setattr`` of one does; the hook dicts of the bound module tree are swapped for a
+  dict that bumps the counter when a hook is added. A call reads the counter (one
+  comparison) and, where it moved, binds the weights again by name and looks for hooks
+  added since load: those are refused (compiled code cannot run them), naming the
+  module and the kind of hook;
+- each call checks every bound weight's dtype, shape and device (``p.data = t`` of
+  another shape would otherwise hand compiled code memory of the wrong size).
+
+Per-call cost: ``bench/guard_overhead.py`` ("bound module" row).
+
+Example:
+    >>> fn = aotpack.load("mlp.aot", module=model)        # doctest: +SKIP
+    >>> model.fc.weight = torch.nn.Parameter(w2)          # the next call uses w2
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from . import tree
+from .errors import AotpackError
+from .guards import Mismatch
+from .package.manifest import Program, Variant
+
+__all__ = ["Binding"]
+
+_GENERATION = [0]  # moved by any registration of a parameter, buffer, submodule or (watched) hook
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_HOOK_NAMES = {"_forward_hooks": "forward hook", "_forward_pre_hooks": "forward pre-hook",
+               "_backward_hooks": "backward hook", "_backward_pre_hooks": "backward pre-hook"}
+_installed = False
+
+
+def _bump(*_args):
+    _GENERATION[0] += 1
+
+
+def _install() -> None:
+    """Register the global registration hooks once per process (they return None: the
+    registration goes ahead unchanged)."""
+    global _installed
+    if _installed:
+        return
+    from torch.nn.modules import module as nn_module
+
+    nn_module.register_module_parameter_registration_hook(_bump)
+    nn_module.register_module_buffer_registration_hook(_bump)
+    nn_module.register_module_module_registration_hook(_bump)
+    _installed = True
+
+
+class _WatchedHooks(OrderedDict):
+    """A module's hook dict that moves the generation when a hook is added. Pickles
+    and deep-copies as the plain OrderedDict it replaces."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        _GENERATION[0] += 1
+
+    def __reduce__(self):
+        return OrderedDict, (list(self.items()),)
+
+
+def _watch(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        for name in _HOOK_DICTS:
+            hooks = m.__dict__.get(name)
+            if hooks is not None and type(hooks) is OrderedDict:
+                m.__dict__[name] = _WatchedHooks(hooks)
+
+
+def _hooks(module: torch.nn.Module) -> dict:
+    """(module path, hook dict name) -> the hook ids registered now."""
+    return {(path, name): set(getattr(m, name, {}) or ()) for path, m in module.named_modules()
+            for name in _HOOK_DICTS}
+
+
+class Binding:
+    """The live weights of one variant, bound to ``module`` by name.
+
+    ``weights`` is the list the variant runs with (updated in place where the module
+    changed); calling the binding before each call gives None or the Mismatch to raise.
+    """
+
+    def __init__(self, variant: Variant, program: Program, stored: dict, module: torch.nn.Module, state_check):
+        _install()
+        self.variant, self.program, self.stored, self.module = variant, program, stored, module
+        self.state_check = state_check  # module.training and parameters' requires_grad (runtime)
+        self.weights = self._resolve()
+        _watch(module)
+        self._hooks_at_load = _hooks(module)
+        self.generation = _GENERATION[0]
+        self._expected = [(w, w.dtype, w.shape, w.device) for w in self.weights]
+
+    def _resolve(self) -> list[torch.Tensor]:
+        """The variant's weights: the module's live parameters and buffers by name, the
+        package's frozen constants. Raises AotpackError naming one that does not fit."""
+        live = dict(self.module.named_parameters(remove_duplicate=False))
+        live.update(self.module.named_buffers(remove_duplicate=False))
+        v, out = self.variant, []
+        for key, fqn in zip(v.weights, v.weight_fqns):
+            info = self.program.weight(key)
+            if info.kind not in ("parameter", "buffer"):
+                out.append(self.stored[key])  # frozen constants stay the package's
+                continue
+            t = live.get(fqn)
+            if t is None:
+                raise AotpackError(f"module {type(self.module).__qualname__} has no parameter or buffer {fqn!r}, "
+                                   "which the package needs",
+                                   hint="pass the same model class the package was compiled from")
+            want, got = f"{info.dtype}{info.shape}", f"{tree.dtype_name(t.dtype)}{list(t.shape)}"
+            if want != got:
+                raise AotpackError(f"module parameter {fqn!r} is {got}, the package was compiled for {want}")
+            if t.device.type != v.device:
+                raise AotpackError(f"module weight {fqn!r} is on {t.device}, variant {v.name} runs on {v.device}",
+                                   hint=f"move the module with .to({v.device!r}) first")
+            out.append(t)
+        return out
+
+    def __call__(self) -> Mismatch | None:
+        if _GENERATION[0] != self.generation:
+            problem = self._rebind()
+            if problem is not None:
+                return problem
+        for w, dtype, shape, device in self._expected:
+            if w.dtype is not dtype or w.shape != shape or w.device != device:  # p.data = t of another kind
+                name = self.variant.weight_fqns[[e[0] for e in self._expected].index(w)]
+                return Mismatch([], f"{tree.dtype_name(dtype)}{list(shape)} on {device} (as compiled)",
+                                f"{tree.dtype_name(w.dtype)}{list(w.shape)} on {w.device}",
+                                where=f"module weight {name!r}")
+        return self.state_check()
+
+    def _rebind(self) -> Mismatch | None:
+        """The module changed somewhere since the last call: bind its weights again and
+        refuse hooks added since load."""
+        _watch(self.module)  # submodules added since
+        now = _hooks(self.module)
+        for (path, name), ids in now.items():
+            added = ids - self._hooks_at_load.get((path, name), set())
+            if added:
+                where = f"module.{path}" if path else "module"
+                return Mismatch([], f"no hooks added after load (compiled code cannot run a {_HOOK_NAMES[name]}; "
+                                "remove it, or compile the package with the hook registered)",
+                                f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")
+        try:
+            weights = self._resolve()
+        except AotpackError as e:
+            return Mismatch([], "the module the package was bound to at load", e.message, where="module")
+        self.weights[:] = weights
+        self._expected = [(w, w.dtype, w.shape, w.device) for w in weights]
+        self.generation = _GENERATION[0]
+        return None

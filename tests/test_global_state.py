@@ -1,0 +1,201 @@
+"""Global state is part of the contract: a call under other grad mode (where the program
+reads it), autocast, default dtype or torch function mode equals eager, runs a variant
+compiled for that state, or is a GuardError naming the state (guards.py, GlobalState)."""
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aotpack
+from conftest import run_fresh
+
+
+def reads_grad_mode(x):
+    return x * 2 if torch.is_grad_enabled() else x * 3
+
+
+def makes_ones(k):
+    return k + torch.ones(3)
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.lin(x).relu()
+
+
+def _save(tmp_path, target, args, name="p.aot", **kw):
+    return aotpack.compile(target, args, backend=kw.pop("backend", "eager"), **kw).save(tmp_path / name)
+
+
+def test_a_program_that_reads_grad_mode_is_guarded_on_it(tmp_path):
+    with torch.no_grad():
+        path = _save(tmp_path, reads_grad_mode, (torch.ones(3),))
+    fn = aotpack.load(path)
+    assert fn.manifest.variants[0].global_state.grad_mode is False
+    with torch.no_grad():
+        torch.testing.assert_close(fn(torch.ones(3)), reads_grad_mode(torch.ones(3)))
+    with pytest.raises(aotpack.GuardError, match=r"torch.is_grad_enabled\(\): expected False .*, got True"):
+        fn(torch.ones(3))  # eager gives 2s here; the package holds the 3s branch
+
+
+def test_a_program_that_does_not_read_grad_mode_runs_under_both(tmp_path):
+    with torch.no_grad():
+        path = _save(tmp_path, makes_ones, (torch.ones(3),))
+    fn = aotpack.load(path)
+    assert fn.manifest.variants[0].global_state.grad_mode is None
+    assert fn.manifest.format_version < aotpack.package.fmt.GLOBAL_STATE_FORMAT_VERSION  # older readers read it
+    torch.testing.assert_close(fn(torch.ones(3)), makes_ones(torch.ones(3)))
+
+
+def test_caller_autocast_is_refused_by_a_package_compiled_without_it(tmp_path):
+    torch.manual_seed(0)
+    m = Tiny().eval()
+    fn = aotpack.load(_save(tmp_path, m, (torch.randn(2, 8),)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(aotpack.GuardError, match=r"autocast\(cpu\): expected off .*, got bfloat16"):
+            fn(torch.randn(2, 8))
+
+
+def test_autocast_is_a_variant_dimension(tmp_path):
+    """One package with a float32 and a bf16-autocast variant: each call runs the one
+    compiled for the caller's state, with eager's dtype and values."""
+    torch.manual_seed(0)
+    m = Tiny().eval()
+    x = torch.randn(2, 8)
+    path = _save(tmp_path, m, (x,), variants=[{"name": "amp", "autocast": torch.bfloat16}])
+    fn = aotpack.load(path)
+    assert {v.name: v.global_state.autocast for v in fn.manifest.variants} == {"default": None, "amp": "bfloat16"}
+    assert fn.manifest.format_version == aotpack.package.fmt.GLOBAL_STATE_FORMAT_VERSION
+    with torch.no_grad():
+        plain = fn(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            amp, want = fn(x), m(x)
+        with torch.autocast("cpu", dtype=torch.float16):
+            with pytest.raises(aotpack.GuardError, match=r"autocast\(cpu\)"):
+                fn(x)  # no variant for float16
+    assert plain.dtype == torch.float32 and amp.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(plain, m(x))
+    torch.testing.assert_close(amp, want)
+
+
+def test_the_callers_autocast_at_compile_is_compiled_in(tmp_path):
+    torch.manual_seed(0)
+    m = Tiny().eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        path = _save(tmp_path, m, (torch.randn(2, 8),))
+    fn = aotpack.load(path)
+    with torch.no_grad():
+        with pytest.raises(aotpack.GuardError, match=r"autocast\(cpu\): expected bfloat16 .*, got off"):
+            fn(torch.randn(2, 8))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert fn(torch.randn(2, 8)).dtype == torch.bfloat16
+
+
+def test_default_dtype_is_guarded(tmp_path):
+    fn = aotpack.load(_save(tmp_path, makes_ones, (torch.ones(3),)))
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with pytest.raises(aotpack.GuardError, match=r"torch.get_default_dtype\(\): expected torch.float32"):
+            fn(torch.ones(3, dtype=torch.float32))
+    finally:
+        torch.set_default_dtype(before)
+
+
+def test_a_torch_function_mode_is_refused_by_compiled_code(tmp_path):
+    from torch.overrides import TorchFunctionMode
+
+    class Counting(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    from custom_backend import CountingInterpreter  # a backend without runs_aten_ops: compiled code
+
+    backend = CountingInterpreter()
+    def affine(x):
+        return x * 2 + 1
+
+    path = aotpack.compile(affine, (torch.ones(3),), backend=backend).save(tmp_path / "r.aot")
+    fn = aotpack.load(path, backends=[backend])
+    with Counting():
+        with pytest.raises(aotpack.GuardError, match=r"torch function mode: expected none .*, got Counting"):
+            fn(torch.ones(3))
+    torch.testing.assert_close(fn(torch.ones(3)), affine(torch.ones(3)))
+
+
+GRAD_CHILD = r"""
+import json, sys, torch, aotpack
+fn = aotpack.load(sys.argv[1])
+out = {}
+for grad in (False, True):
+    with torch.set_grad_enabled(grad):
+        try:
+            out[str(grad)] = fn(torch.ones(3)).tolist()
+        except aotpack.GuardError as e:
+            out[str(grad)] = str(e).splitlines()[0]
+print(json.dumps(out))
+"""
+
+
+def test_grad_mode_guard_in_a_fresh_process(tmp_path):
+    with torch.no_grad():
+        path = _save(tmp_path, reads_grad_mode, (torch.ones(3),))
+    out = json.loads(run_fresh(["-c", GRAD_CHILD, str(path)]).stdout.strip().splitlines()[-1])
+    assert out["False"] == [3.0, 3.0, 3.0]
+    assert out["True"].startswith("torch.is_grad_enabled(): expected False")
+
+
+# -- differential: global state at compile vs at call ----------------------------------
+
+W = torch.eye(3) * 1.5
+
+
+def branchy(x):
+    y = x * 2 if torch.is_grad_enabled() else x - 1
+    return (y @ W) + torch.full((3,), 0.5)  # matmul: autocast's dtype; full: the default dtype
+
+
+_PACKAGES: dict = {}
+
+
+def _package(tmp_path_factory, grad: bool, amp: bool):
+    key = (grad, amp)
+    if key not in _PACKAGES:
+        folder = tmp_path_factory.mktemp("state")
+        with torch.set_grad_enabled(grad):
+            pkg = aotpack.compile(branchy, (torch.ones(3),), backend="eager",
+                                  autocast=torch.bfloat16 if amp else False)
+        _PACKAGES[key] = aotpack.load(pkg.save(folder / "b.aot"))
+    return _PACKAGES[key]
+
+
+@settings(max_examples=40, deadline=None)
+@given(compile_grad=st.booleans(), compile_amp=st.booleans(), call_grad=st.booleans(), call_amp=st.booleans(),
+       call_f64=st.booleans())
+def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, call_grad, call_amp, call_f64):
+    """Every combination of grad mode and autocast at compile and at call, and the default
+    dtype at call: the package's result is eager's (values and dtype) or a GuardError."""
+    fn = _package(tmp_path_factory, compile_grad, compile_amp)
+    before = torch.get_default_dtype()
+    x = torch.ones(3)
+    try:
+        if call_f64:
+            torch.set_default_dtype(torch.float64)
+        with torch.set_grad_enabled(call_grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=call_amp):
+            want = branchy(x)
+            try:
+                got = fn(x)
+            except aotpack.GuardError:
+                assert (compile_grad, compile_amp, False) != (call_grad, call_amp, call_f64)
+                return
+    finally:
+        torch.set_default_dtype(before)
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want)

@@ -1,0 +1,115 @@
+"""Attacks on aotpack as a hostile package or a careless setup would make them: each test
+performs the attack and checks that nothing it names is imported, replaced or trusted."""
+
+import collections
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+import aotpack
+from aotpack.package import fmt
+from conftest import run_fresh
+
+
+def returns_defaultdict(x):
+    out = collections.defaultdict(list)
+    out["y"] = x * 2
+    return out
+
+
+def _rewrite(path, edit):
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    with PackageReader(path) as r:
+        doc = json.loads(r.read(fmt.MANIFEST))
+        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+    doc.pop("members")
+    edit(doc)
+    write_members(path, package_entries(doc, members))
+
+
+def _point_factory(spec, module, name):
+    if spec.get("type") == "collections.defaultdict":
+        spec["context"]["default_factory_module"] = module
+        spec["context"]["default_factory_name"] = name
+    for c in spec.get("children", ()):
+        _point_factory(c, module, name)
+
+
+EVIL = "import os, sys\nopen(os.environ['AOTPACK_EVIL_MARK'], 'w').write('imported')\ndef run(): return 0\n"
+
+CHILD = r"""
+import sys, torch, aotpack
+fn = aotpack.load(sys.argv[1])
+try:
+    fn(torch.ones(2))
+    print("CALLED")
+except aotpack.AotpackError as e:
+    print("REFUSED", str(e).splitlines()[0])
+try:
+    fn.example_inputs()
+except aotpack.AotpackError as e:
+    print("REFUSED-EXAMPLES")
+"""
+
+
+def test_a_defaultdict_factory_never_makes_aotpack_import_a_module(tmp_path):
+    """The package names ``evilmod.run`` as a defaultdict's default factory (in the output
+    and the input spec); torch's own deserializer would import evilmod.py from the working
+    folder. Load refuses the package and the module is never imported."""
+    path = aotpack.compile(returns_defaultdict, (torch.ones(2),), backend="eager").save(tmp_path / "d.aot")
+    fn = aotpack.load(path)
+    assert fn(torch.ones(2))["y"].tolist() == [2.0, 2.0]  # the honest package works
+    _rewrite(path, lambda doc: _point_factory(doc["program"]["out_spec"], "evilmod", "run"))
+    (tmp_path / "evilmod.py").write_text(EVIL)
+    mark = tmp_path / "imported.txt"
+    proc = run_fresh(["-c", CHILD.replace("fn = aotpack.load(sys.argv[1])", """try:
+    fn = aotpack.load(sys.argv[1])
+except aotpack.FormatError as e:
+    print("LOAD-REFUSED", str(e).splitlines()[0]); raise SystemExit(0)"""), str(path)], cwd=str(tmp_path),
+                     env={"AOTPACK_EVIL_MARK": str(mark), "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert "LOAD-REFUSED" in proc.stdout and "evilmod.run" in proc.stdout, proc.stdout
+    assert not mark.exists(), "the package made aotpack import a module it names"
+    assert not aotpack.verify(path)["ok"]
+
+
+def test_a_defaultdict_with_a_plain_factory_still_round_trips(tmp_path):
+    path = aotpack.compile(returns_defaultdict, (torch.ones(2),), backend="eager").save(tmp_path / "d.aot")
+    out = aotpack.load(path)(torch.ones(3).view(3)[:2])
+    assert isinstance(out, collections.defaultdict) and out.default_factory is list
+
+
+@pytest.mark.parametrize("target", ["fifo", "symlink to fifo", "folder"])
+def test_writers_refuse_a_target_that_is_not_a_regular_file(tmp_path, target):
+    """``-o /dev/null`` as root would replace the system's /dev/null; a fifo or folder
+    here stands for it (the check is on what the path is after following links)."""
+    special = tmp_path / "special"
+    if target == "folder":
+        special.mkdir()
+    else:
+        os.mkfifo(special)
+    out = special if target != "symlink to fifo" else tmp_path / "link"
+    if target == "symlink to fifo":
+        os.symlink(special, out)
+    pkg = aotpack.compile(returns_defaultdict, (torch.ones(2),), backend="eager")
+    with pytest.raises(aotpack.AotpackError, match="exists and is (a fifo|a folder); aotpack writes only regular"):
+        pkg.save(out)
+    assert (special.is_fifo() if target != "folder" else special.is_dir())  # nothing was replaced
+    proc = run_fresh(["-m", "aotpack", "cache", "export", "-o", str(out)], check=False,
+                     env={"AOTPACK_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert (special.is_fifo() if target != "folder" else special.is_dir())
+
+
+def test_an_empty_trusted_keys_variable_is_an_error_not_signatures_off(tmp_path):
+    path = aotpack.compile(returns_defaultdict, (torch.ones(2),), backend="eager").save(tmp_path / "d.aot")
+    proc = run_fresh(["-c", "import sys, aotpack; aotpack.load(sys.argv[1])", str(path)], check=False,
+                     env={fmt.ENV_TRUSTED_KEYS: ""})
+    assert proc.returncode != 0
+    assert "AOTPACK_TRUSTED_KEYS is set but names no key file" in proc.stderr
+    proc = run_fresh(["-m", "aotpack", "run", str(path)], check=False, env={fmt.ENV_TRUSTED_KEYS: " "})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "names no key file" in proc.stderr
