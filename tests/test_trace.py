@@ -260,3 +260,42 @@ def test_the_compiler_hook_is_there_only_while_a_recorder_records_graphs(tmp_pat
             assert OutputGraph.call_user_compiler is not before
         assert OutputGraph.call_user_compiler is before
     assert OutputGraph.call_user_compiler is before
+
+
+def test_a_reused_trace_folder_keeps_every_run_s_graphs(tmp_path):
+    """Two processes tracing into one folder: compile ids restart at 0/0 in each, and
+    neither run's runnable replaces the other's."""
+    prog = tmp_path / "prog.py"
+    prog.write_text("import sys, torch\n"
+                    "f = torch.compile(lambda x: x.cos() * float(sys.argv[1]), backend='eager')\n"
+                    "f(torch.randn(3))\n")
+    out = tmp_path / "trace"
+    for scale in ("2", "3"):
+        run_fresh([str(prog), scale], env={"AOTPACK_TRACE": str(out)})
+    records = aotpack.trace.read_trace(str(out))
+    assert [r["compile_id"] for r in records] == ["0/0", "0/0"] and records[0]["run"] != records[1]["run"]
+    runnables = [r["graph"]["runnable"] for r in records]
+    assert len(set(runnables)) == 2 and all(os.path.exists(out / p) for p in runnables)
+    report = tmp_path / "r.html"
+    from aotpack.cli import main
+
+    assert main(["report", str(out), "-o", str(report)]) == 0
+    assert len(set(re.findall(r'<section class="compile" id="([^"]+)"', report.read_text()))) == 2
+
+
+def test_report_escapes_a_crafted_compile_id_and_runs_no_injected_script(tmp_path):
+    import json
+
+    out = tmp_path / "trace"
+    out.mkdir()
+    evil = '"><script>document.title="pwned"</script><a x="'
+    (out / "trace.jsonl").write_text(json.dumps({"compile_id": evil, "run": evil, "function": "<b>f</b>",
+                                                 "status": "ok", "graph_breaks": [], "guards": []}) + "\n")
+    report = tmp_path / "r.html"
+    from aotpack.cli import main
+
+    assert main(["report", str(out), "-o", str(report)]) == 0
+    page = report.read_text()
+    assert "<script>document.title" not in page and "Content-Security-Policy" in page
+    dom = run_chromium(["--dump-dom", report.as_uri()], tmp_path)
+    assert dom.returncode == 0 and "pwned" not in re.search(r"<title>(.*?)</title>", dom.stdout).group(1)

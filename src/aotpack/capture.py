@@ -91,6 +91,8 @@ class Captured:
         a package bound to a live module checks it at each call.
       custom_functions: ``torch.autograd.Function`` classes the outputs' gradient goes
         through (their backward is not in the graph: training refuses them).
+      mutated_inputs: flat inputs an inference program updates in place (the compiled
+        code writes into the caller's tensor, as eager; see ``_input_writes``).
       global_state: the global state the program was captured under, as far as the
         compiled code depends on it (``manifest.GlobalState``; guards.py checks it).
     """
@@ -116,6 +118,7 @@ class Captured:
     module_training: bool | None = None
     custom_functions: list[str] = field(default_factory=list)
     global_state: dict = field(default_factory=dict)
+    mutated_inputs: list[int] = field(default_factory=list)
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
@@ -337,42 +340,69 @@ def _frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     return frozen
 
 
-def _refuse_input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> set[str]:
-    """CaptureError if an op writes into a graph input (torch.export's training IR keeps
-    in-place ops on inputs and lists no mutation for them): an inference package would
-    write into a copy, or not at all, where eager writes into the caller's tensor.
+def _input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> tuple[set[str], list[int]]:
+    """What an inference program writes in place, as eager writes it: (the export names
+    of the weights it updates, the flat indices of the inputs it updates).
 
-    Buffers are the exception: a buffer the program updates in place (a static KV cache,
-    a step counter) is *state* the loaded package owns, written in place as eager writes
-    the module's buffer. Returns the export names of those buffers."""
-    inputs, buffers, written = {}, set(), set()
-    user = iter(paths)
-    for spec, node in zip(ep.graph_signature.input_specs, [n for n in ep.graph.nodes if n.op == "placeholder"]):
-        name = next(user) if spec.kind.name == "USER_INPUT" else spec.target
-        if storage_of(node) is not None:
-            inputs.setdefault(storage_of(node), name)
-        if spec.kind.name == "BUFFER":
-            buffers.add(name)
-    for node in ep.graph.nodes:
-        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
-        if schema is None or not schema.is_mutable:
+    torch.export's training IR keeps in-place ops and lists no mutation for them; every
+    backend runs them in place on the tensors it is given (eager's aten ops; inductor
+    and AOTInductor copy the new values back into their inputs, torch.compile's
+    functionalization epilogue). So a package writes where eager writes if it is given
+    the caller's tensors themselves: a written input is guarded to the compiled layout
+    (no copy may stand in) and to share memory with no other input (guards.py). A
+    written buffer or parameter is *state*: the loaded package's own copy, or the bound
+    module's tensor (``load(path, module=m)``), as eager updates the module's."""
+    keys = []
+    user = iter(enumerate(paths))
+    for spec in ep.graph_signature.input_specs:
+        keys.append(next(user)[0] if spec.kind.name == "USER_INPUT" else spec.target)
+    weights = {s.target for s in ep.graph_signature.input_specs if s.kind.name in ("BUFFER", "PARAMETER")}
+    written, written_inputs = set(), []
+    for j in sorted(_written_placeholders(ep.graph_module)):
+        key = keys[j]
+        if key in weights:
+            written.add(key)
+        elif isinstance(key, int):
+            written_inputs.append(key)
+    return written, sorted(written_inputs)
+
+
+def _written_placeholders(gm: torch.fx.GraphModule) -> set[int]:
+    """Indices of ``gm``'s placeholders that its ops write in place, directly, through a
+    view, or inside a higher-order op's subgraph (``torch.no_grad()`` and
+    ``torch.autocast`` regions are such subgraphs in torch.export's graphs)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    by_storage: dict = {}
+    for j, p in enumerate(placeholders):
+        if storage_of(p) is not None:
+            by_storage.setdefault(storage_of(p), j)
+    written: set[int] = set()
+
+    def mark(value) -> None:
+        j = by_storage.get(storage_of(value)) if isinstance(value, torch.fx.Node) else None
+        if j is not None:
+            written.add(j)
+
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
             continue
-        for arg, value in zip(schema.arguments, node.args):
-            if arg.alias_info is None or not arg.alias_info.is_write or storage_of(value) is None:
-                continue
-            name = inputs.get(storage_of(value))
-            if name is None:
-                continue
-            if name in buffers:
-                written.add(name)
-                continue
-            op = node.target.__name__.split(".")[0]
-            sites = [w for n, w in recorder.inplace if n == op] or [w for _, w in recorder.inplace]
-            where = f" at {sites[0]}" if len(set(sites)) == 1 else ""
-            raise CaptureError(f"the program changes {name.removeprefix('m.')} in place ({op}{where}), which an "
-                               "inference package does not support",
-                               hint="work on a copy (x = x.clone()), or compile with train=True (in-place updates "
-                                    "are replayed on the caller's tensors)")
+        schema = getattr(node.target, "_schema", None)
+        if schema is not None:
+            if schema.is_mutable:
+                for arg, value in zip(schema.arguments, node.args):
+                    if arg.alias_info is not None and arg.alias_info.is_write:
+                        mark(value)
+            continue
+        subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
+                and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
+        if not subs:
+            continue
+        after = node.args[node.args.index(subs[-1]) + 1:]
+        operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
+        for sub in subs:  # a subgraph's placeholders are the operands, in order
+            for k in _written_placeholders(getattr(gm, sub.target)):
+                if k < len(operands):
+                    mark(operands[k])
     return written
 
 
@@ -449,7 +479,7 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[dict]:
         j = storages.get(storage_of(val))
         if j is None:
             continue
-        if node is placeholders[j]:
+        if _through_inplace(node) is placeholders[j]:  # x itself, or x.add_(1): eager returns x
             aliased.append({"output": i, "primal": j, "same": True})
             continue
         base = placeholders[j].meta["val"]
@@ -461,6 +491,19 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[dict]:
                         "stride": [_static(s) for s in val.stride()],
                         "offset": _static(val.storage_offset()) - _static(base.storage_offset())})
     return aliased
+
+
+def _through_inplace(node):
+    """The tensor an in-place op (``add_``: returns its first argument) was applied to,
+    through chains of them; ``node`` itself otherwise."""
+    while isinstance(node, torch.fx.Node) and node.op == "call_function":
+        schema = getattr(node.target, "_schema", None)
+        returns = schema.returns if schema is not None else ()
+        if not (len(returns) == 1 and returns[0].alias_info is not None and returns[0].alias_info.is_write
+                and node.args and schema.arguments[0].alias_info is not None):
+            break
+        node = node.args[0]
+    return node
 
 
 # Ops that return a view of their input in some layouts and a copy in others (and, after
@@ -785,9 +828,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         # functional form returns the new values instead, which AOT autograd needs.
         with compat.quiet_export_logs():
             ep = ep.run_decompositions({})
-    written_buffers = set() if allow_mutations else _refuse_input_writes(ep, recorder, paths)
+    written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, paths)
     if amp and not allow_mutations:
-        ep = _inline_autocast(ep, written_buffers, target)
+        ep = _inline_autocast(ep, written_buffers | set(map(str, written_inputs)), target)
     mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
@@ -838,6 +881,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
                           for c in record["custom_functions"]],
         global_state=_global_state(amp, recorder),
+        mutated_inputs=written_inputs,
     )
 
 
@@ -846,7 +890,7 @@ def _inline_autocast(ep, written_buffers: set, target):
     ``torch.autocast`` as a higher-order op around a subgraph, which the analyses here
     (aliases, layout pins, collectives) and the backends would otherwise see as one node."""
     if written_buffers:
-        raise CaptureError(f"{_program_name(target)} updates buffers in place ({', '.join(sorted(written_buffers))}) "
+        raise CaptureError(f"{_program_name(target)} updates tensors in place ({', '.join(sorted(written_buffers))}) "
                            "and was asked to compile inside autocast: aotpack does not package both yet",
                            hint="compile it without autocast (autocast=False), or cast the model to the dtype")
     with compat.quiet_export_logs():
@@ -911,8 +955,7 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
                            hint="use `with torch.no_grad():` or `with torch.set_grad_enabled(...):` inside the "
                                 "program, so the change ends with it")
     for effect in recorder.effects:
-        warnings.warn(f"aotpack: {effect.where}: {effect.what} ran once at capture; the package will not run it "
-                      "again at each call", SideEffectWarning, stacklevel=4)
+        warnings.warn(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning, stacklevel=4)
     return ep, record, recorder
 
 

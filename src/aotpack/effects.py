@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import builtins
 import os
+import random
 import sys
 import sysconfig
+import time
 import types
 from dataclasses import dataclass
 
@@ -48,6 +50,11 @@ _MUTATORS = {
     set: {"add", "discard", "remove", "pop", "clear", "update"},
 }
 _OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
+# Values read from the world at capture: the package holds the one read then, where
+# eager reads a new one at every call.
+_FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.perf_counter: "time.perf_counter()",
+                 time.monotonic: "time.monotonic()", os.urandom: "os.urandom()", os.getpid: "os.getpid()"}
+_MODULE_SETATTR = torch.nn.Module.__setattr__.__code__
 # Tensor methods that read a tensor's memory layout: a program that branches on them or
 # computes with them gives other results for inputs in other layouts.
 _LAYOUT_READS = {"is_contiguous", "stride", "storage_offset", "data_ptr", "is_non_overlapping_and_dense"}
@@ -60,6 +67,7 @@ class Effect:
 
     what: str
     where: str
+    why: str = "ran once at capture; the package will not run it again at each call"
 
 
 _TORCH_DIR = os.path.normpath(os.path.dirname(torch.__file__)) + os.sep
@@ -138,6 +146,10 @@ class EffectRecorder:
                 if on:
                     self._torch_call(frame, parent)
                 return
+            if on and code is _MODULE_SETATTR and self._active.get(parent):
+                # `self.calls += 1` in forward: an attribute of a module set by the program
+                owner, name = frame.f_locals.get("self"), frame.f_locals.get("name")
+                self._add(f"setting the attribute `self.{name}` of {type(owner).__name__}", parent)
             if on:
                 self._active[frame] = kind == _USER
                 if kind == _USER and code not in self.functions:
@@ -155,6 +167,14 @@ class EffectRecorder:
             return
         if arg is torch.is_grad_enabled:
             self.grad_mode_reads.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
+            return
+        what = _FROZEN_READS.get(arg)
+        owner = getattr(arg, "__self__", None)
+        if what is None and (isinstance(owner, random.Random) or type(owner).__module__.startswith("numpy.random")):
+            what = f"{'random' if isinstance(owner, random.Random) else 'numpy.random'}.{arg.__name__}()"
+        if what is not None:
+            self._add(what, frame, "ran once at capture: the package holds the value it returned then, where eager "
+                                   "gets a new one at every call")
             return
         owner = getattr(arg, "__self__", None)
         if isinstance(owner, torch.Tensor):
@@ -180,11 +200,11 @@ class EffectRecorder:
         elif code.co_name == "__init__" and code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):
             self.grad_mode_calls.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
 
-    def _add(self, what: str, frame) -> None:
+    def _add(self, what: str, frame, why: str | None = None) -> None:
         where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
         if (what, where) not in self._seen:
             self._seen.add((what, where))
-            self.effects.append(Effect(what, where))
+            self.effects.append(Effect(what, where) if why is None else Effect(what, where, why))
 
 
 def _external_name(obj, frame) -> str | None:

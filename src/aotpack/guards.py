@@ -770,7 +770,7 @@ class Guard:
         n_weights = len(variant.weights)
         pinned = [a.primal - n_weights for a in variant.views() if a.primal >= n_weights]
         pinned += [i for i, g in enumerate(variant.inputs) if g.layout_pinned]
-        mutated = [m.index for m in train.mutated if m.kind == "input"] if train else []
+        mutated = [m.index for m in train.mutated if m.kind == "input"] if train else list(variant.mutated_inputs)
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
                    guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated,
                    raw_memory=raw_memory, state=variant.global_state, device=variant.device)

@@ -59,6 +59,8 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     grad mode (an older reader would run it under any state); otherwise older readers
     ignore the key, as they run such packages correctly under the default state.
     Missing in older packages: autocast off, float32, matmul precision "highest".
+    variants[].mutated_inputs: flat inputs an inference variant updates in place (the
+    caller's tensors: no copy may stand in); also version 3 where present.
 
 Trust model (what a reader relies on; README "Trust" says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

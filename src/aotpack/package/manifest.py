@@ -483,6 +483,7 @@ class Variant(Record):
     meta: Meta = None
     distributed: Job | None = None
     global_state: GlobalState = None  # (missing in older packages: the defaults, autocast off)
+    mutated_inputs: list[int] = []  # flat inputs an inference variant updates in place (the caller's tensors)
 
     def _post_init(self):
         if self.weight_fqns is None:

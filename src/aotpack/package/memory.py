@@ -144,6 +144,7 @@ class Package:
             "state": [names[list(captured.weights).index(n)] for n in captured.state],
             "module_training": captured.module_training,
             "global_state": captured.global_state,
+            "mutated_inputs": captured.mutated_inputs,
             "files": files,
             "meta": compiled.meta,
             **({"distributed": distributed} if distributed is not None else {}),
@@ -151,7 +152,8 @@ class Package:
         if distributed is not None:  # readers before version 2 would run a rank's variant anywhere
             self.manifest.format_version = max(self.manifest.format_version, fmt.DISTRIBUTED_FORMAT_VERSION)
         state = self.manifest.variants[-1].global_state
-        if state.autocast is not None or state.grad_mode is not None:  # older readers would not guard it
+        if state.autocast is not None or state.grad_mode is not None or self.manifest.variants[-1].mutated_inputs:
+            # older readers would not guard the state, or would pass a copy of an input the code writes
             self.manifest.format_version = max(self.manifest.format_version, fmt.GLOBAL_STATE_FORMAT_VERSION)
 
     def merge(self, other: Package) -> None:

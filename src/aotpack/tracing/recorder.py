@@ -193,6 +193,9 @@ class Recorder:
         self._lock = threading.Lock()
         self._handler = _Handler(self)
         self.records = 0
+        # compile ids restart at 0/0 in every process: a run id keeps a reused folder's
+        # earlier graphs (graphs/<run>_<compile id>/) and tells its records apart
+        self.run = f"{os.getpid()}-{time.time_ns() // 1_000_000:x}"
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> Recorder:
@@ -282,6 +285,7 @@ class Recorder:
         status = metrics.get("status") or ("failed" if fail else "ok" if graph else "no graph")
         record = {
             "compile_id": metrics.get("compile_id") or cid,
+            "run": self.run,
             "function": metrics.get("co_name"),
             "file": metrics.get("co_filename"),
             "line": metrics.get("co_firstlineno"),
@@ -317,7 +321,7 @@ class Recorder:
         info: dict = {"backend": backend}
         try:
             info["inputs"] = _input_meta(gm, example_inputs)
-            folder = os.path.join(self.out_dir, "graphs", base.replace("/", "_"))
+            folder = os.path.join(self.out_dir, "graphs", f"{self.run}_{base.replace('/', '_')}")
             from ..repro.script import save_repro
 
             save_repro(gm, list(example_inputs), folder, filename="runnable.py", save_inputs=self.save_inputs,

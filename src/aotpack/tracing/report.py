@@ -13,10 +13,13 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import html
 import json
 import os
+import re
 
 from ..atomic import atomic_file
 from .log import read_trace
@@ -65,6 +68,12 @@ _SCRIPT = """
 """
 
 
+# Nothing but the report's own script runs, nothing is fetched: a value that escaped
+# escaping still could not run (script-src names the one script by its hash).
+_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-"
+        + base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode() + "'")
+
+
 def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
@@ -79,8 +88,12 @@ def _highlight(source: str) -> tuple[str, str]:
     return highlight(source, PythonLexer(), fmt), fmt.get_style_defs(".hl")
 
 
-def _anchor(cid: str) -> str:
-    return cid.replace("/", "_")
+def _anchor(r: dict) -> str:
+    """The record's HTML id: its run and compile id, every character outside
+    ``[A-Za-z0-9_-]`` spelled as ``~hex`` (a crafted compile_id stays text in ``id`` and
+    ``href`` attributes, and two runs' ``0/0`` stay apart)."""
+    cid = f"{r.get('run') or ''}/{r.get('compile_id')}"
+    return re.sub(r"[^A-Za-z0-9_-]", lambda m: f"~{ord(m.group()):x}", cid)
 
 
 def _cache_text(cache: dict) -> str:
@@ -119,11 +132,12 @@ def render_report(out_dir: str | os.PathLike, report_path: str | os.PathLike | N
         html, css = _compile_section(r, out_dir, base)
         sections.append(html)
         css_extra = css or css_extra
-    chart = [{"id": r["compile_id"], "anchor": _anchor(r["compile_id"]), "fn": r.get("function") or "?",
+    chart = [{"id": r["compile_id"], "anchor": _anchor(r), "fn": r.get("function") or "?",
               "t": r.get("compile_time_s") or 0, "hit": "hit" in (r.get("cache") or {}).values()} for r in graphs]
     data = json.dumps(chart).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <title>aotpack compile trace: {_e(os.path.basename(out_dir))}</title>
 <style>{_CSS}{css_extra}</style></head>
 <body data-graph-count="{len(graphs)}" data-compile-count="{len(records)}" data-break-count="{len(breaks)}">
@@ -162,7 +176,7 @@ def _breaks_table(breaks: list) -> str:
     if not breaks:
         return "<p>none: every frame compiled as one graph</p>"
     rows = "".join(
-        f"<tr><td><a href=\"#c-{_anchor(r['compile_id'])}\">{_e(r['compile_id'])}</a></td>"
+        f"<tr><td><a href=\"#c-{_anchor(r)}\">{_e(r['compile_id'])}</a></td>"
         f"<td><code>{_e(b.get('where'))}</code></td><td><code>{_e(b.get('code'))}</code></td>"
         f"<td class=\"reason\">{_e(b.get('reason'))}</td></tr>" for r, b in breaks)
     return "<table id='breaks'><tr><th>compile</th><th>where</th><th>code</th><th>reason</th></tr>" + rows + "</table>"
@@ -172,7 +186,7 @@ def _compile_section(r: dict, out_dir: str, base: str) -> tuple[str, str]:
     """(HTML, extra CSS of the highlighted script or "") of one compile record."""
     cid = r["compile_id"]
     status = r.get("status") or "?"
-    body = [f'<section class="compile" id="c-{_anchor(cid)}" data-compile-id="{_e(cid)}">',
+    body = [f'<section class="compile" id="c-{_anchor(r)}" data-compile-id="{_e(cid)}">',
             f"<h2>{_e(cid)} <code>{_e(r.get('function'))}</code> "
             f"<span class=\"status-{_e(status.replace(' ', '-'))}\">{_e(status)}</span></h2>",
             "<table>",
