@@ -113,3 +113,69 @@ def test_an_empty_trusted_keys_variable_is_an_error_not_signatures_off(tmp_path)
     assert "AOTPACK_TRUSTED_KEYS is set but names no key file" in proc.stderr
     proc = run_fresh(["-m", "aotpack", "run", str(path)], check=False, env={fmt.ENV_TRUSTED_KEYS: " "})
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "names no key file" in proc.stderr
+
+
+# -- an authenticated compile cache ----------------------------------------------------
+
+def relu_program(x):
+    return torch.relu(x) * 2
+
+
+def _forge_every_entry(store, old: bytes, new: bytes) -> int:
+    """What whoever can write the store (and lacks the secret) can do: re-frame each
+    entry with its artifact's code changed, under the same key, with a valid checksum."""
+    from aotpack.cache.entry import pack_entry, pack_files, unpack_entry, unpack_files
+
+    forged = 0
+    for digest in store.digests():
+        entry = unpack_entry(store.get(digest))
+        files, meta = unpack_files(entry.payload)
+        files = {n: b.replace(old, new) for n, b in files.items()}
+        store.put(digest, pack_entry(digest, entry.header["parts"], pack_files(files, meta)), overwrite=True)
+        forged += 1
+    return forged
+
+
+@pytest.mark.parametrize("where", ["local", "redis"])
+def test_a_cache_with_a_secret_never_uses_a_forged_entry(tmp_path, where, request):
+    from aotpack.cache import open_store
+
+    url = str(tmp_path / "cache") if where == "local" else request.getfixturevalue("redis_url")
+    secret = "a fleet secret of 32 characters!"
+    x = torch.tensor([-1.0, 2.0])
+    authenticated = open_store(url, secret=secret)
+    aotpack.compile(relu_program, (x,), backend="eager", cache=authenticated)
+    assert all("mac" in authenticated.header(d) for d in authenticated.digests())
+    assert _forge_every_entry(authenticated, b"relu", b"sigmoid") == 1
+
+    # trusted as it is (no secret): the forged code is used; README "Compile cache" says so
+    plain = aotpack.compile(relu_program, (x,), backend="eager", cache=open_store(url))
+    assert not torch.equal(aotpack.load(plain.save(tmp_path / "p.aot"))(x), relu_program(x))
+
+    with pytest.warns(aotpack.cache.CacheWarning, match="fails authentication .*not used; evicted, compiling here"):
+        pkg = aotpack.compile(relu_program, (x,), backend="eager", cache=open_store(url, secret=secret))
+    torch.testing.assert_close(aotpack.load(pkg.save(tmp_path / "a.aot"))(x), relu_program(x))
+    entry = authenticated.fetch(authenticated.digests()[0])  # the local compile's entry, authenticated again
+    assert entry is not None and "mac" in entry.header
+
+
+def test_a_cache_secret_that_is_empty_or_short_is_an_error(tmp_path, monkeypatch):
+    from aotpack.cache import open_store
+
+    monkeypatch.setenv("AOTPACK_CACHE_SECRET", "")
+    with pytest.raises(aotpack.CacheError, match=r"\$AOTPACK_CACHE_SECRET is empty"):
+        open_store(str(tmp_path))
+    with pytest.raises(aotpack.CacheError, match="secret= is 5 bytes"):
+        open_store(str(tmp_path), secret="short")
+
+
+def test_importing_a_bundle_into_an_authenticated_store_checks_every_entry(tmp_path):
+    from aotpack.cache import open_store
+
+    plain = open_store(str(tmp_path / "plain"))
+    aotpack.compile(relu_program, (torch.ones(2),), backend="eager", cache=plain)
+    bundle = plain.export()
+    strict = open_store(str(tmp_path / "strict"), secret="another secret, 16+ chars")
+    with pytest.raises(aotpack.CacheError, match="bundle entry 0 fails authentication .*nothing imported"):
+        strict.import_bundle(bundle)
+    assert strict.digests() == []

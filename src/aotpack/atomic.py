@@ -44,7 +44,8 @@ def atomic_file(path: str | os.PathLike, mode: int | None = None, *, exclusive: 
     ``exclusive``: the first writer wins: raise FileExistsError, replacing nothing,
     if ``path`` exists when the block ends (a hard link, not a rename).
     A symlink at ``path`` stays: its target is written. An existing ``path`` that is
-    not a regular file (a device, a fifo, a folder) is refused (AotpackError).
+    not a regular file (a device, a fifo, a folder) is refused (NotARegularFile: an
+    AotpackError and an OSError, so stores degrade on it as on any failed write).
     """
     path = os.path.realpath(os.fspath(path))
     _refuse_special(path)
@@ -76,13 +77,13 @@ def _refuse_special(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(st.st_mode):
-        from .errors import AotpackError
+        from .errors import NotARegularFile
 
         kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
                 stat.S_ISBLK(st.st_mode) else "a fifo" if stat.S_ISFIFO(st.st_mode) else "a socket"
                 if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-        raise AotpackError(f"{path} exists and is {kind}; aotpack writes only regular files and replaces nothing else",
-                           hint="write to another path")
+        raise NotARegularFile(f"{path} exists and is {kind}; aotpack writes only regular files and replaces nothing "
+                              "else", hint="write to another path")
 
 
 def _sync_folder(folder: str) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "SignatureError",
     "IncompatibleError",
     "CacheError",
+    "NotARegularFile",
     "SpecializationWarning",
     "RebuildWarning",
     "SideEffectWarning",
@@ -104,3 +105,8 @@ class SideEffectWarning(UserWarning):
 
 class RebuildWarning(UserWarning):
     """A package variant built for another torch or machine is being compiled again."""
+
+
+class NotARegularFile(AotpackError, OSError):
+    """A write's target exists and is not a regular file (a device, a fifo, a folder):
+    aotpack replaces nothing but regular files (atomic.py)."""

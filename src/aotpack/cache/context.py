@@ -197,7 +197,8 @@ def _compile(key: CacheKey, compile_fn, kind: str, store: Store | None) -> Entry
     t0 = time.perf_counter()
     payload = compile_fn()
     _count("compiles")
-    entry = make_entry(key.digest, key.parts, payload, kind=kind, compile_s=round(time.perf_counter() - t0, 3))
+    entry = make_entry(key.digest, key.parts, payload, mac_key=store.mac_key if store is not None else None,
+                       kind=kind, compile_s=round(time.perf_counter() - t0, 3))
     if store is not None:
         store.put(key.digest, entry.raw)
     return entry

@@ -13,6 +13,13 @@ as much as the network to it -- and runs at memory speed, where sha256 halved th
 throughput of 10 MB entries in bench/cache_load.py);
 the stores turn that into a warning, evict the entry and compile again.
 
+Authentication (``open_store(..., secret=...)`` or ``$AOTPACK_CACHE_SECRET``): the
+header also holds ``mac``, a keyed BLAKE3 of the rest of the header and the payload
+under a key derived from the fleet's shared secret. A store with a secret uses only
+entries whose ``mac`` checks: whoever can write the store but does not hold the secret
+can no longer choose the code of the packages built through it (``UnauthenticEntry``,
+a warning and a local compile, like a damaged entry).
+
 An *artifact* (what ``Backend.compile`` returned: files and meta) is framed the same
 way inside the payload: a JSON header listing each file's name and length, then the
 files' bytes. No pickle anywhere, as in packages.
@@ -31,7 +38,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-__all__ = ["Entry", "CorruptEntry", "make_entry", "pack_entry", "unpack_entry", "read_header", "pack_files", "unpack_files",
+__all__ = ["Entry", "CorruptEntry", "UnauthenticEntry", "authenticate", "mac_key", "make_entry", "pack_entry", "unpack_entry", "read_header", "pack_files", "unpack_files",
            "HEADER_PREFIX", "make_bundle", "split_bundle"]
 
 MAGIC = b"AOTPKCE1"
@@ -44,11 +51,45 @@ _SIZE = struct.Struct("<Q")
 
 
 #: header fields pack_entry writes itself; the rest is caller info (kind, compile_s, ...)
-FRAMING_FIELDS = frozenset({"key", "parts", "size", "xxh3_128", "created"})
+FRAMING_FIELDS = frozenset({"key", "parts", "size", "xxh3_128", "created", "mac"})
 
 
 class CorruptEntry(Exception):
     """An entry's bytes are not a whole, matching entry (internal; stores warn and evict)."""
+
+
+class UnauthenticEntry(CorruptEntry):
+    """An entry whole and matching, but not written by a holder of the store's secret."""
+
+
+def mac_key(secret: str | bytes) -> bytes:
+    """The 32-byte BLAKE3 key of a shared secret (its own derivation context, so the
+    secret is never used as a key anywhere else)."""
+    import blake3
+
+    data = secret.encode() if isinstance(secret, str) else bytes(secret)
+    return blake3.blake3(data, derive_key_context="aotpack 2026-12 cache entry authentication").digest()
+
+
+def _mac(header: dict, payload, key: bytes) -> str:
+    import blake3
+
+    h = blake3.blake3(key=key)
+    h.update(json.dumps({k: v for k, v in header.items() if k != "mac"}, sort_keys=True).encode())
+    h.update(b"\0")
+    h.update(payload)
+    return h.hexdigest()
+
+
+def authenticate(header: dict, payload, key: bytes) -> None:
+    """UnauthenticEntry unless ``header["mac"]`` is the MAC of the entry under ``key``."""
+    import hmac
+
+    mac = header.get("mac")
+    if not isinstance(mac, str):
+        raise UnauthenticEntry("it carries no MAC (written by a store without the secret)")
+    if not hmac.compare_digest(mac, _mac(header, payload, key)):
+        raise UnauthenticEntry("its MAC does not match (written without the secret, or altered)")
 
 
 @dataclass
@@ -59,17 +100,20 @@ class Entry:
     raw: bytes  # the whole entry, as stored
 
 
-def make_entry(key: str, parts: dict, payload: bytes, **info) -> Entry:
-    """The entry for ``key`` holding ``payload`` (``info``: kind, compile_s, ...)."""
+def make_entry(key: str, parts: dict, payload: bytes, *, mac_key: bytes | None = None, **info) -> Entry:
+    """The entry for ``key`` holding ``payload`` (``info``: kind, compile_s, ...);
+    authenticated with ``mac_key`` when given."""
     header = {"key": key, "parts": parts, "size": len(payload), "xxh3_128": _checksum(payload),
               "created": time.time(), **info}
+    if mac_key is not None:
+        header["mac"] = _mac(header, payload, mac_key)
     blob = json.dumps(header, sort_keys=True).encode()
     return Entry(key, header, payload, MAGIC + _LEN.pack(len(blob)) + blob + payload)
 
 
-def pack_entry(key: str, parts: dict, payload: bytes, **info) -> bytes:
+def pack_entry(key: str, parts: dict, payload: bytes, *, mac_key: bytes | None = None, **info) -> bytes:
     """Frame ``payload`` as the entry for ``key``: ``make_entry(...).raw``."""
-    return make_entry(key, parts, payload, **info).raw
+    return make_entry(key, parts, payload, mac_key=mac_key, **info).raw
 
 
 def read_header(data: bytes | memoryview) -> tuple[dict, int]:
@@ -97,8 +141,9 @@ def header_length(prefix: bytes) -> int:
     return HEADER_PREFIX + _LEN.unpack_from(prefix, len(MAGIC))[0]
 
 
-def unpack_entry(data: bytes, key: str | None = None) -> Entry:
-    """Check ``data`` is a whole entry (for ``key``, when given) and split it."""
+def unpack_entry(data: bytes, key: str | None = None, mac_key: bytes | None = None) -> Entry:
+    """Check ``data`` is a whole entry (for ``key``, when given; written by a holder of
+    the secret of ``mac_key``, when given) and split it."""
     header, start = read_header(data)
     if key is not None and header["key"] != key:
         raise CorruptEntry(f"entry holds key {header['key'][:16]}, expected {key[:16]}")
@@ -108,6 +153,8 @@ def unpack_entry(data: bytes, key: str | None = None) -> Entry:
         raise CorruptEntry(f"payload is {len(payload)} bytes, header says {header['size']}")
     if _checksum(payload) != header["xxh3_128"]:
         raise CorruptEntry("payload checksum (XXH3-128) does not match the header")
+    if mac_key is not None:
+        authenticate(header, payload, mac_key)
     return Entry(header["key"], header, bytes(payload), data)
 
 

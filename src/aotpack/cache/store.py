@@ -21,7 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from .entry import CorruptEntry, Entry, make_bundle, pack_entry, split_bundle, unpack_entry
+from .entry import CorruptEntry, Entry, UnauthenticEntry, mac_key, make_bundle, pack_entry, split_bundle, unpack_entry
 from .key import CacheKey
 
 __all__ = ["Store", "CacheWarning", "stats", "open_store"]
@@ -49,6 +49,9 @@ class Store:
     #: compile goes on locally, as without a cache) or ``"raise"`` (a CacheError: what
     #: ``aotpack cache`` commands use, where an unreachable store must not read as empty)
     on_error: str = "warn"
+    #: the key entries are authenticated with (``open_store(secret=...)``,
+    #: ``$AOTPACK_CACHE_SECRET``); None: the store is trusted as it is (see entry.py)
+    mac_key: bytes | None = None
     _warned = False
 
     def _set_on_error(self, on_error: str) -> None:
@@ -126,7 +129,13 @@ class Store:
         if data is None:
             return None
         try:
-            return unpack_entry(data, digest)
+            return unpack_entry(data, digest, self.mac_key)
+        except UnauthenticEntry as e:
+            stats["unauthentic"] += 1
+            warnings.warn(f"cache entry {digest[:16]} in {self.url} fails authentication ({e}): not used; evicted, "
+                          "compiling here", CacheWarning, stacklevel=3)
+            self.delete(digest)
+            return None
         except CorruptEntry as e:
             stats["corrupt"] += 1
             warnings.warn(f"cache entry {digest[:16]} in {self.url} is corrupt ({e}); evicted, compiling again",
@@ -136,7 +145,8 @@ class Store:
 
     def store(self, key: CacheKey, payload: bytes, *, overwrite: bool = False, **info) -> bool:
         """Write ``payload`` under ``key``; False when another writer was first."""
-        return self.put(key.digest, pack_entry(key.digest, key.parts, payload, **info), overwrite=overwrite)
+        return self.put(key.digest, pack_entry(key.digest, key.parts, payload, mac_key=self.mac_key, **info),
+                        overwrite=overwrite)
 
     def entries(self) -> Iterator[dict]:
         """Each entry's header (key, parts, size, created, kind, ...), unverified."""
@@ -183,7 +193,16 @@ class Store:
     def import_bundle(self, data: bytes) -> list[str]:
         """Write a bundle's entries (verified first: a damaged bundle writes nothing)."""
         keys = []
-        for raw in split_bundle(data):
+        raws = split_bundle(data)
+        for i, raw in enumerate(raws):  # all checked before any is written
+            try:
+                unpack_entry(raw, mac_key=self.mac_key)
+            except UnauthenticEntry as e:
+                from ..errors import CacheError
+
+                raise CacheError(f"bundle entry {i} fails authentication for {self.url} ({e}); nothing imported",
+                                 hint="export the bundle from a store with the same secret") from None
+        for raw in raws:
             digest = unpack_entry(raw).key
             self.put(digest, raw, overwrite=True)
             keys.append(digest)
@@ -233,15 +252,20 @@ def _env_cache() -> str | None:
     return None
 
 
-def open_store(where=None, *, on_error: str = "warn") -> Store:
+def open_store(where=None, *, on_error: str = "warn", secret: str | bytes | None = None) -> Store:
     """A store from a URL, a path, a Store (returned as is), or None/True (the default
-    local store). ``on_error``: see ``Store.on_error``.
+    local store). ``on_error``: see ``Store.on_error``. ``secret``: the fleet's shared
+    secret (at least 16 bytes; default ``$AOTPACK_CACHE_SECRET``): entries are written
+    with a MAC and only entries whose MAC checks are used (see entry.py).
 
     Example:
         >>> open_store("redis://127.0.0.1:6379/0")               # doctest: +SKIP
         RedisStore('redis://127.0.0.1:6379/0')
     """
+    key = _secret_key(secret)
     if isinstance(where, Store):
+        if key is not None:
+            where.mac_key = key
         return where
     if where is None or where is True:
         where = _env_cache() or default_dir()
@@ -249,7 +273,31 @@ def open_store(where=None, *, on_error: str = "warn") -> Store:
     if where.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore
 
-        return RedisStore(where, on_error=on_error)
-    from .local import LocalStore
+        store: Store = RedisStore(where, on_error=on_error)
+    else:
+        from .local import LocalStore
 
-    return LocalStore(where.removeprefix("file://"), on_error=on_error)
+        store = LocalStore(where.removeprefix("file://"), on_error=on_error)
+    store.mac_key = key
+    return store
+
+
+ENV_SECRET = "AOTPACK_CACHE_SECRET"
+
+
+def _secret_key(secret) -> bytes | None:
+    """The MAC key of ``secret`` or of ``$AOTPACK_CACHE_SECRET`` (None: neither set).
+    A secret set but empty or short is an error, never "authentication off"."""
+    from ..errors import CacheError
+
+    where = "secret="
+    if secret is None:
+        secret = os.environ.get(ENV_SECRET)
+        where = f"${ENV_SECRET}"
+        if secret is None:
+            return None
+    if len(secret) < 16:
+        raise CacheError(f"{where} is {'empty' if not secret else f'{len(secret)} bytes'}: a cache secret needs at "
+                         "least 16", hint=f"use e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`, or "
+                                          f"unset {ENV_SECRET} to trust the store as it is")
+    return mac_key(secret)
