@@ -179,3 +179,23 @@ def test_importing_a_bundle_into_an_authenticated_store_checks_every_entry(tmp_p
     with pytest.raises(aotpack.CacheError, match="bundle entry 0 fails authentication .*nothing imported"):
         strict.import_bundle(bundle)
     assert strict.digests() == []
+
+
+def test_a_variant_file_left_out_of_the_files_list_is_never_run(tmp_path):
+    """The variant's files list omits graph.py (so load would verify no digest of it) and
+    graph.py is tampered: load refuses the package, verify says no, nothing runs."""
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    path = aotpack.compile(relu_program, (torch.ones(2),), backend="eager").save(tmp_path / "e.aot")
+    with PackageReader(path) as r:
+        doc = json.loads(r.read(fmt.MANIFEST))
+        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+    doc.pop("members")
+    doc["variants"][0]["files"] = [f for f in doc["variants"][0]["files"] if f != "graph.py"]
+    graph = next(n for n in members if n.endswith("graph.py"))
+    members[graph] = members[graph].replace(b"relu", b"sigmoid")
+    write_members(path, package_entries(doc, members))
+    with pytest.raises(aotpack.FormatError, match="reads graph.py, which the variant's manifest entry does not list"):
+        aotpack.load(path)
+    assert not aotpack.verify(path)["ok"]

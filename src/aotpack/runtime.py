@@ -67,9 +67,17 @@ class _VariantFiles(_Files):
     def __init__(self, reader: PackageReader, variant: Variant):
         self._reader = reader
         self._prefix = fmt.variant_dir(variant.name)
+        self._listed = frozenset(variant.files)  # the files load verified: the only ones handed out
+        self._variant = variant.name
         self.meta = variant.meta.to_json()  # the backend's own JSON, as it wrote it
 
     def _bytes(self, name: str):
+        if name not in self._listed:
+            from .errors import FormatError
+
+            raise FormatError(f"variant {self._variant}'s backend reads {name}, which the variant's manifest entry "
+                              "does not list (so no digest of it was checked)",
+                              hint="aotpack never writes this: the package was edited; rebuild it")
         return self._reader.view(self._prefix + name)
 
 
