@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import aotpack
+from aotpack.load.runtime import incompatibilities
 from aotpack.package.manifest import Meta
-from aotpack.runtime import incompatibilities
 
 
 def affine(x):

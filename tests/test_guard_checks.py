@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aotpack.guards import Guard, Mismatch
+from aotpack.load.guards import Guard, Mismatch
 from aotpack.package.manifest import Dim, GlobalState, Input, Param
 
 LAYOUTS = ["contiguous", {"order": [0, 2, 3, 1]}, {"stride": [1, 2, 8, 32]}]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import aotpack
 import programs
 from aotpack import Dim
-from aotpack.guards import Guard, Mismatch
+from aotpack.load.guards import Guard, Mismatch
 from aotpack.package import manifest as mf
 from aotpack.package.manifest import Input, Param
 from conftest import run_fresh

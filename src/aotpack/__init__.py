@@ -6,15 +6,18 @@
     >>> fn = aotpack.load("mlp.aot")     # in a fresh process: no tracing, no compiling
     >>> fn(torch.randn(8, 512))
 
-Pipeline (one module each)::
+Pipeline, a build side and a load side::
 
-    capture ──► backends (compile) ──► package (write/read) ──► runtime (guards → call)
+    build/ (capture, effects, autograd) ──► backends (compile) ──► package (write/read)
+        ──► load/ (guards → runtime → call; binding of a live module)
+
+The load side imports nothing of the build side but ``build.rebuild`` (one entry point,
+for ``load(..., on_mismatch="rebuild")``); tests/test_load_path.py checks the imports.
 """
-
-__version__ = "0.1.0"
 
 from torch.export import Dim  # noqa: E402 - the Dim of torch.export, re-exported
 
+from ._version import __version__  # noqa: E402, F401
 from .errors import (  # noqa: E402
     AotpackError,
     BackendError,
@@ -29,7 +32,7 @@ from .errors import (  # noqa: E402
     SignatureError,
     SpecializationWarning,
 )
-from .runtime import Loaded, load  # noqa: E402
+from .load.runtime import Loaded, load  # noqa: E402
 
 
 def __getattr__(name):
@@ -47,14 +50,22 @@ def __getattr__(name):
         from .tracing import trace
 
         return trace
-    if name in ("tracing", "cache", "repro", "autograd", "llm"):  # subpackages, imported on first use
+    if name in ("tracing", "cache", "repro", "llm"):  # subpackages, imported on first use
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
-    if name in ("sign", "generate_key"):
+    if name == "autograd":  # training packages' build side (aotpack.build.autograd)
+        from .build import autograd
+
+        return autograd
+    if name == "sign":
+        from .package.sign import sign
+
+        return sign
+    if name == "generate_key":
         from .package import signing
 
-        return getattr(signing, name)
+        return signing.generate_key
     if name in ("Package",):
         from .package import Package
 

@@ -7,16 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from . import tree
-from .backends import get_backend
-from .capture import capture
+from .build.variant import BUILD_LOCK, build_variant
 from .errors import AotpackError, IntegrityError, SignatureError
 from .package import Package, fmt, signing
 from .package.reader import PackageReader
@@ -109,7 +104,7 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         pkg = None
         for v in specs:
             with BUILD_LOCK:
-                captured, be, compiled = _build(v, strict_dims, say, cache, training)
+                captured, be, compiled = build_variant(v, strict_dims, say, cache, training)
                 job = _rank_job(captured, distributed)
                 name = f"{v['name']}.rank{job['rank']}" if job else v["name"]
                 if pkg is None:
@@ -124,12 +119,6 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     return pkg
 
 
-# One program captured, compiled and packaged at a time in a process: torch.export keeps
-# module-level state while it traces and while it serializes (two threads at once fail
-# with "_EXPORT_MODULE_HIERARCHY must not be None" or "Refusing to stomp on existing
-# FakeTensor reducer"), and inductor's config patches are process-wide. Threads that
-# compile at once take turns; loading and calling packages never takes this lock.
-BUILD_LOCK = threading.RLock()
 
 
 def _rank_job(captured, distributed: bool) -> dict | None:
@@ -182,7 +171,7 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
 
     v = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
     with BUILD_LOCK:
-        captured, be, compiled = _build(v, strict_dims, progress or (lambda line: None), cache)
+        captured, be, compiled = build_variant(v, strict_dims, progress or (lambda line: None), cache)
         _rank_job(captured, distributed=False)
         with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
             pkg = Package.open(path)
@@ -190,100 +179,12 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
             return pkg.save(path)
 
 
-def _build(v: dict, strict_dims: bool, say, cache=None, training: dict | None = None):
-    be = get_backend(v["backend"])
-    target = v["target"]
-    t0 = time.perf_counter()
-    say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
-    captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
-                       autocast=v.get("autocast"),
-                       allow_mutations=training is not None)
-    say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
-        f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
-    t1 = time.perf_counter()
-    options = dict(v["options"] or {})
-    if training is None:
-        mode = None
-
-        def build():
-            return be.compile(captured, options)
-    else:
-        from .autograd import compile_training
-
-        mode = f"train {_pass_id(training['joint_pass'])}".strip()
-
-        def build():
-            with _without_onednn_rnn(captured):
-                return compile_training(captured, be, options, joint_pass=training["joint_pass"],
-                                        say=lambda line: say(f"[{v['name']}] {line}"))[0]
-
-    # Through the cache when one is asked for or an aotpack.cache.Context is active in
-    # this context; otherwise the compile computes no key at all.
-    from .cache.context import active_context
-
-    if cache in (None, False) and active_context() is None:
-        compiled = build()
-    else:
-        from .cache.cached import compile_captured
-
-        compiled = compile_captured(captured, be, options, cache, say, build=build, mode=mode)
-    say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
-    return captured, be, compiled
-
-
-def _pass_id(joint_pass) -> str:
-    """A joint pass in a cache key: its qualified name and a hash of its source (a
-    changed pass must not reuse a stale backward)."""
-    if joint_pass is None:
-        return ""
-    import hashlib
-    import inspect as pyinspect
-
-    try:
-        source = pyinspect.getsource(joint_pass)
-    except (OSError, TypeError):
-        source = repr(joint_pass)
-    name = getattr(joint_pass, "__qualname__", type(joint_pass).__qualname__)
-    return f"joint_pass={name}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
-
-
-# The ops whose CPU kernels oneDNN replaces with fused ones when it is enabled.
-_RNN_OPS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu"})
-
-
-@contextlib.contextmanager
-def _without_onednn_rnn(captured):
-    """oneDNN off while the joint graph of a program with an RNN op is traced: oneDNN's
-    fused RNN kernels keep an opaque workspace between forward and backward that compiled
-    code cannot pass on, while the decomposed LSTM/GRU cells compile like any other ops.
-    (Only the ``enabled`` switch: ``mkldnn.flags()`` also sets oneDNN's TF32 flag, which
-    warns on CPU builds.)
-
-    ATen has one such switch per process, not per thread, so it is touched only for the
-    programs that need it (the captured graph, torch.export's training IR, still holds
-    ``aten.lstm``): while one is traced, another thread's eager RNN calls run without
-    oneDNN too (the reference kernels: the same results to rounding, slower), and the
-    switch is put back after. Every other program leaves it alone."""
-    from .capture import op_name
-
-    graphs = [m.graph for m in captured.graph_module.modules() if isinstance(m, torch.fx.GraphModule)]
-    if not any(n.op == "call_function" and op_name(n) in _RNN_OPS for g in graphs for n in g.nodes):
-        yield
-        return
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
-
-
 def _file_problems(reader: PackageReader, variant, backends=()) -> list[str]:
     """What the variant's backend finds wrong with its (verified) files without running
     any of them: the optional ``Backend.check`` (eager: graph.py parses and defines the
     functions its meta names). Load meets the same in the backend's ``load``."""
     from .backends import find_backend
-    from .runtime import _VariantFiles
+    from .load.runtime import _VariantFiles
 
     try:
         check = getattr(find_backend(variant.backend, backends), "check", None)
@@ -291,7 +192,7 @@ def _file_problems(reader: PackageReader, variant, backends=()) -> list[str]:
             return []
         files = _VariantFiles(reader, variant)
         if variant.train:  # the forward and the backward, each as its loader sees it
-            from .autograd_runtime import training_parts
+            from .load.autograd_runtime import training_parts
 
             return [f"files: {part}: {p}" for part, sub in training_parts(files, variant.meta) for p in check(sub)]
         return [f"files: {p}" for p in check(files)]
@@ -333,7 +234,7 @@ def verify(path: str | os.PathLike, backends=(), trusted_keys=None, allow_module
         >>> aotpack.verify("mlp.aot")["ok"]                       # doctest: +SKIP
         True
     """
-    from .runtime import incompatibilities
+    from .load.runtime import incompatibilities
 
     keys = signing.keys_for_load(trusted_keys)
     signature = signer = None

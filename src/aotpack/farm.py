@@ -63,11 +63,11 @@ def _compile_one(spec: dict, strict_dims: bool, cache, training, threads: int) -
     The thread count is not part of cache keys (``_torch_compat.machine_local_config_keys``).
     """
     from . import _torch_compat as compat
-    from .api import _build
+    from .build.variant import build_variant
     from .cache import Context
 
     with Context() as ctx, compat.inductor_compile_threads(threads):
-        _build(spec, strict_dims, lambda line: None, cache, training)
+        build_variant(spec, strict_dims, lambda line: None, cache, training)
     return ctx.bundle()
 
 

@@ -186,7 +186,7 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
     Example:
         >>> aotpack.generate("lm.aot", [[1, 2, 3], [4, 5]], max_new_tokens=8)  # doctest: +SKIP
     """
-    from .runtime import Loaded, load
+    from .load.runtime import Loaded, load
 
     fn = package if isinstance(package, Loaded) else load(package, **load_kwargs)
     info = fn.manifest.llm

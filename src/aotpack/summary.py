@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from . import tree
-from .guards import describe_input
+from .load.guards import describe_input
 from .package.manifest import Manifest, Param
 
 

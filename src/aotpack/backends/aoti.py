@@ -20,7 +20,7 @@ import tempfile
 import threading
 
 from .. import _torch_compat as compat
-from . import Compiled
+from .protocol import Compiled
 
 
 class AOTInductor:

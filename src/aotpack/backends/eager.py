@@ -26,7 +26,7 @@ import types
 import torch
 
 from ..errors import BackendError, FormatError
-from . import Compiled
+from .protocol import Compiled
 
 # The names generated graph code may refer to; anything else is refused at compile time.
 _GLOBALS = {"torch": torch, "math": math, "operator": operator, "inf": math.inf, "nan": math.nan,

@@ -21,7 +21,7 @@ import torch
 
 from .. import _torch_compat as compat
 from ..errors import BackendError
-from . import Compiled
+from .protocol import Compiled
 
 
 class Inductor:

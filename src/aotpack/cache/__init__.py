@@ -15,7 +15,8 @@ from .cached import backend
 from .context import Context, active_context, lookup_or_compile
 from .key import CacheKey
 from .local import LocalStore
-from .store import CacheWarning, Store, open_store, stats
+from .open import open_store
+from .store import CacheWarning, Store, stats
 
 __all__ = ["Context", "CacheKey", "CacheWarning", "LocalStore", "RedisStore", "Store", "active_context",
            "backend", "lookup_or_compile", "open_store", "stats"]

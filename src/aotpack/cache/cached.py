@@ -21,11 +21,11 @@ from collections.abc import Callable
 import torch
 
 from .. import _torch_compat as compat
-from ..capture import device_of
+from ..build.capture import device_of
 from ..tree import dtype_name
 from .entry import pack_files, unpack_files
 from .key import CacheKey, environment_parts, inductor_config_hash
-from .store import open_store
+from .open import open_store
 
 __all__ = ["backend", "compile_captured", "program_parts", "graph_parts"]
 

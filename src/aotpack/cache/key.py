@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 
 __all__ = ["CacheKey", "environment_parts", "digest_json", "inductor_config_hash"]
 

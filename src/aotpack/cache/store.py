@@ -21,10 +21,10 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from .entry import CorruptEntry, Entry, UnauthenticEntry, mac_key, make_bundle, pack_entry, split_bundle, unpack_entry
+from .entry import CorruptEntry, Entry, UnauthenticEntry, make_bundle, pack_entry, split_bundle, unpack_entry
 from .key import CacheKey
 
-__all__ = ["Store", "CacheWarning", "stats", "open_store"]
+__all__ = ["Store", "CacheWarning", "stats"]
 
 #: Process-wide counters: hits, misses, compiles, stored, corrupt, unavailable, waited.
 stats: collections.Counter = collections.Counter()
@@ -228,17 +228,6 @@ class Store:
         return f"{type(self).__name__}({self.url!r})"
 
 
-def default_dir() -> str:
-    """The default local store's folder: ``$AOTPACK_CACHE`` when it names a folder, else
-    ``$XDG_CACHE_HOME/aotpack``, else ``~/.cache/aotpack``. (``$AOTPACK_CACHE_DIR``, the
-    old name, is still read, with a DeprecationWarning.)"""
-    where = _env_cache()
-    if where and not where.startswith(("redis://", "rediss://", "unix://")):
-        return where.removeprefix("file://")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "aotpack")
-
-
 def _env_cache() -> str | None:
     """``$AOTPACK_CACHE``: the one variable naming the default store (a folder or a URL)."""
     if os.environ.get("AOTPACK_CACHE"):
@@ -252,52 +241,12 @@ def _env_cache() -> str | None:
     return None
 
 
-def open_store(where=None, *, on_error: str = "warn", secret: str | bytes | None = None) -> Store:
-    """A store from a URL, a path, a Store (returned as is), or None/True (the default
-    local store). ``on_error``: see ``Store.on_error``. ``secret``: the fleet's shared
-    secret (at least 16 bytes; default ``$AOTPACK_CACHE_SECRET``): entries are written
-    with a MAC and only entries whose MAC checks are used (see entry.py).
-
-    Example:
-        >>> open_store("redis://127.0.0.1:6379/0")               # doctest: +SKIP
-        RedisStore('redis://127.0.0.1:6379/0')
-    """
-    key = _secret_key(secret)
-    if isinstance(where, Store):
-        if key is not None:
-            where.mac_key = key
-        return where
-    if where is None or where is True:
-        where = _env_cache() or default_dir()
-    where = os.fspath(where)
-    if where.startswith(("redis://", "rediss://", "unix://")):
-        from .redis import RedisStore
-
-        store: Store = RedisStore(where, on_error=on_error)
-    else:
-        from .local import LocalStore
-
-        store = LocalStore(where.removeprefix("file://"), on_error=on_error)
-    store.mac_key = key
-    return store
-
-
-ENV_SECRET = "AOTPACK_CACHE_SECRET"
-
-
-def _secret_key(secret) -> bytes | None:
-    """The MAC key of ``secret`` or of ``$AOTPACK_CACHE_SECRET`` (None: neither set).
-    A secret set but empty or short is an error, never "authentication off"."""
-    from ..errors import CacheError
-
-    where = "secret="
-    if secret is None:
-        secret = os.environ.get(ENV_SECRET)
-        where = f"${ENV_SECRET}"
-        if secret is None:
-            return None
-    if len(secret) < 16:
-        raise CacheError(f"{where} is {'empty' if not secret else f'{len(secret)} bytes'}: a cache secret needs at "
-                         "least 16", hint=f"use e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`, or "
-                                          f"unset {ENV_SECRET} to trust the store as it is")
-    return mac_key(secret)
+def default_dir() -> str:
+    """The default local store's folder: ``$AOTPACK_CACHE`` when it names a folder, else
+    ``$XDG_CACHE_HOME/aotpack``, else ``~/.cache/aotpack``. (``$AOTPACK_CACHE_DIR``, the
+    old name, is still read, with a DeprecationWarning.)"""
+    where = _env_cache()
+    if where and not where.startswith(("redis://", "rediss://", "unix://")):
+        return where.removeprefix("file://")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "aotpack")

@@ -28,8 +28,8 @@ import textwrap
 
 import torch
 
-from .. import __version__
 from .. import _torch_compat as compat
+from .._version import __version__
 from . import accuracy
 from .inputs import InputReader, InputWriter
 
@@ -286,9 +286,9 @@ def package_repro(package: str | os.PathLike, path: str | os.PathLike, *, varian
         >>> package_repro("mlp.aot", "mlp_repro")                  # doctest: +SKIP
         $ python mlp_repro/repro.py accuracy --backend inductor
     """
+    from ..build.rebuild import captured_from_reader
     from ..package import fmt
     from ..package.reader import PackageReader
-    from ..rebuild import captured_from_reader
 
     with PackageReader(package) as r:
         r.verify([fmt.WEIGHTS])

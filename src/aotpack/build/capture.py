@@ -18,7 +18,7 @@ arguments) are frozen at capture time. That is what torch.compile does too, sile
 we list each one in ``Captured.frozen`` and so in the manifest and ``aotpack inspect``.
 
 Example:
-    >>> import torch, aotpack.capture as cap
+    >>> import torch, aotpack.build.capture as cap
     >>> c = cap.capture(torch.nn.Linear(4, 2), (torch.randn(3, 4),))
     >>> [w for w in c.weights], len(c.inputs)
     (['weight', 'bias'], 1)
@@ -41,10 +41,11 @@ from typing import Any
 
 import torch
 
-from . import _torch_compat as compat
-from . import layout, tree
+from .. import _torch_compat as compat
+from .. import tree
+from ..errors import CaptureError, SideEffectWarning, SpecializationWarning
+from ..load import layout
 from .effects import EffectRecorder
-from .errors import CaptureError, SideEffectWarning, SpecializationWarning
 
 __all__ = ["Captured", "capture", "Dim"]
 
@@ -797,7 +798,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     Raises:
       CaptureError: the program cannot be one graph; names the user's file:line.
     """
-    from .distributed import refuse_dtensor
+    from ..distributed import refuse_dtensor
 
     refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
     kwargs = dict(kwargs or {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import AotpackError
+from ..errors import AotpackError
 from .views import rebuild_views
 
 

@@ -63,9 +63,9 @@ import operator
 import torch
 from torch import Tensor
 
-from . import tree
-from .errors import GuardError
-from .package.manifest import Dim, GlobalState, Input, Param, Program, Variant
+from .. import tree
+from ..errors import GuardError
+from ..package.manifest import Dim, GlobalState, Input, Param, Program, Variant
 
 __all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "shape_text", "state_checks"]
 
@@ -490,7 +490,7 @@ class ForwardAD(StateCheck):
 
     def __init__(self):
         super().__init__()
-        from ._torch_compat import forward_ad_level  # (what compiled backends' loads import anyway)
+        from .._torch_compat import forward_ad_level  # (what compiled backends' loads import anyway)
 
         self.module, self.level = forward_ad_level()
 
@@ -653,13 +653,13 @@ class NoFunctionMode(StateCheck):
     where = "torch function mode"
 
     def fast(self, a, env):
-        from ._torch_compat import global_state_readers  # (compiled backends only: see state_checks)
+        from .._torch_compat import global_state_readers  # (compiled backends only: see state_checks)
 
         env["TFM"] = global_state_readers()["function_mode"]
         return "TFM()"
 
     def full(self, flat, call):
-        from ._torch_compat import function_modes
+        from .._torch_compat import function_modes
 
         modes = function_modes()
         if modes:
@@ -682,7 +682,7 @@ _READERS: dict = {}
 def state_checks(state: GlobalState, device: str, raw_memory: bool) -> list[StateCheck]:
     """The checks of the global state a variant was compiled under (``Variant.global_state``)."""
     if raw_memory and not _READERS:
-        from ._torch_compat import global_state_readers
+        from .._torch_compat import global_state_readers
 
         _READERS.update(global_state_readers())
     checks: list[StateCheck] = [Autocast(device, state.autocast),

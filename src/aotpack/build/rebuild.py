@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from . import _torch_compat as compat
-from .backends import Compiled, get_backend
+from .. import _torch_compat as compat
+from ..backends import Compiled, get_backend
+from ..package import fmt
+from ..package.manifest import Manifest, Variant
 from .capture import Captured
-from .package import fmt
-from .package.manifest import Manifest, Variant
 
 
 def _example_inputs(variant: Variant, examples: dict | None) -> list[torch.Tensor]:
@@ -75,7 +75,7 @@ def captured_from_reader(reader, variant: Variant, weights: dict) -> Captured:
     """The Captured program of ``variant`` in an open package, its members verified first."""
     prefix = fmt.variant_dir(variant.name)
     if variant.weight_targets is None or not reader.has(prefix + fmt.PROGRAM):
-        from .errors import IncompatibleError
+        from ..errors import IncompatibleError
 
         raise IncompatibleError(f"variant {variant.name} carries no portable program to rebuild from")
     members = [prefix + fmt.PROGRAM] + ([prefix + fmt.EXAMPLES] if reader.has(prefix + fmt.EXAMPLES) else [])

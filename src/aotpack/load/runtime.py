@@ -21,14 +21,14 @@ from collections.abc import Sequence
 
 import torch
 
-from . import tree
-from ._torch_version import torch_version
-from .backends import get_backend
-from .errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
+from .. import tree
+from .._torch_version import torch_version
+from ..backends import get_backend
+from ..errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
+from ..package import fmt
+from ..package.manifest import Manifest, Meta, Program, Variant
+from ..package.reader import PackageReader, in_memory_file
 from .guards import Guard, Mismatch, describe_input
-from .package import fmt
-from .package.manifest import Manifest, Meta, Program, Variant
-from .package.reader import PackageReader, in_memory_file
 
 __all__ = ["Loaded", "load"]
 
@@ -73,7 +73,7 @@ class _VariantFiles(_Files):
 
     def _bytes(self, name: str):
         if name not in self._listed:
-            from .errors import FormatError
+            from ..errors import FormatError
 
             raise FormatError(f"variant {self._variant}'s backend reads {name}, which the variant's manifest entry "
                               "does not list (so no digest of it was checked)",
@@ -101,8 +101,8 @@ def _rebuildable(variant: Variant) -> bool:
 
 def _rewrite(path, rebuilt: dict) -> None:
     """Put rebuilt variants' files into the package file, atomically."""
-    from .package import Package
-    from .package.writer import locked
+    from ..package import Package
+    from ..package.writer import locked
 
     with locked(path):
         _rewrite_locked(Package.open(path), path, rebuilt)
@@ -278,7 +278,7 @@ class Loaded:
         transform's wrapper (vmap, grad, jvp: compiled code reads storage, which such a
         tensor has none of), else the error itself."""
         if v.guard.raw_memory:
-            from ._torch_compat import functorch_wrapped
+            from .._torch_compat import functorch_wrapped
 
             for i, t in enumerate(flat):
                 if isinstance(t, torch.Tensor) and functorch_wrapped(t):
@@ -327,7 +327,7 @@ class Loaded:
 def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence = ()) -> list[str]:
     """Why ``variant`` cannot run here (empty if it can): the checks load makes before
     using it (backend available, torch/machine/CPU/GPU, device present, ops registered)."""
-    from .backends import find_backend
+    from ..backends import find_backend
 
     problems = []
     try:
@@ -352,7 +352,7 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
             problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
     missing = meta.ops()
     if missing:  # (most packages call no custom op: their load never imports the wrappers)
-        from ._torch_compat import op_available
+        from .._torch_compat import op_available
 
         missing = [op for op in missing if not op_available(op)]
     if missing:
@@ -360,7 +360,7 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
                         "(import the library that defines them before loading)")
     device = variant.device
     if variant.distributed is not None:
-        from .distributed import mismatches
+        from ..distributed import mismatches
 
         problems.extend(mismatches(variant.distributed, device))
     if device == "cuda" and not torch.cuda.is_available():
@@ -514,7 +514,7 @@ def _keys_for_load(trusted_keys):
     """The trusted keys a load checks against, or None (no signature required)."""
     if trusted_keys is None and fmt.ENV_TRUSTED_KEYS not in os.environ:
         return None
-    from .package import signing  # the signature code runs only where keys are asked for
+    from ..package import signing  # the signature code runs only where keys are asked for
 
     return signing.keys_for_load(trusted_keys)
 
@@ -544,7 +544,7 @@ def _variant_files(reader: PackageReader, v: Variant, weights: dict, backends, o
     if on_mismatch != "rebuild" or not _rebuildable(v) or any(
             p.startswith(("backend:", "distributed:")) for p in why):
         return v, None, why
-    from .rebuild import rebuild_variant
+    from ..build.rebuild import rebuild_variant
 
     warnings.warn(f"aotpack: variant {v.name} of {path} was built for another machine or torch ("
                   + "; ".join(why) + "); rebuilding it from its portable program", RebuildWarning, stacklevel=3)

@@ -34,13 +34,14 @@ For compiler engineers::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from .autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
-from .errors import CaptureError
+from ..errors import CaptureError
+from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
 
@@ -106,7 +107,7 @@ def _user_frames(stack: str | None) -> str | None:
     import re
 
     frames = re.split(r"(?m)^(?=\s*File \")", stack)
-    return "".join(f for f in frames if "aotpack/capture.py" not in f).strip() or stack
+    return "".join(f for f in frames if os.path.join("aotpack", "build", "capture.py") not in f).strip() or stack
 
 
 def _gets_grad(captured, name: str, w: torch.Tensor) -> bool:
@@ -117,7 +118,7 @@ def _gets_grad(captured, name: str, w: torch.Tensor) -> bool:
 def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
     """The captured graph's arguments as leaves with the requires_grad of the program's
     own tensors: parameters that require grad, inputs as passed."""
-    from . import tree
+    from .. import tree
 
     primals, names = [], []
     for name, w in captured.weights.items():
@@ -228,7 +229,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         >>> jc = aotpack.autograd.capture_joint(torch.nn.Linear(4, 2), (torch.randn(3, 4),))
         >>> print(jc.backward.code)                                # doctest: +SKIP
     """
-    from . import _torch_compat as compat
+    from .. import _torch_compat as compat
     from .capture import capture
 
     if captured is None:
@@ -304,7 +305,7 @@ class _GraphUnit:
         return device_of(self.example_inputs)
 
     def export_weights_as_inputs(self):
-        from . import _torch_compat as compat
+        from .. import _torch_compat as compat
 
         with compat.quiet_export_logs():
             return torch.export.export(self.graph_module, tuple(self.example_inputs), strict=False)
@@ -313,7 +314,7 @@ class _GraphUnit:
 def compile_training(captured, backend, options: dict, *, joint_pass=None, say=lambda line: None):
     """Compile ``captured``'s forward and backward with ``backend``; returns a Compiled
     whose files are ``fw/...`` and ``bw/...`` and whose meta has ``"train"``."""
-    from .backends import Compiled
+    from ..backends import Compiled
 
     if backend.name not in ("aoti", "eager"):
         raise CaptureError(f"training packages support the aoti and eager backends, not {backend.name!r}",

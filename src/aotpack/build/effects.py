@@ -71,7 +71,7 @@ class Effect:
 
 
 _TORCH_DIR = os.path.normpath(os.path.dirname(torch.__file__)) + os.sep
-_HERE = os.path.normpath(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_HERE = os.path.normpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep  # aotpack/
 _STDLIB = os.path.normpath(sysconfig.get_paths()["stdlib"]) + os.sep
 # torch code that calls the user's code on the program's behalf (module calls, also as
 # torch.export's tracer wraps them; custom autograd Functions): file -> function names

@@ -31,10 +31,10 @@ from collections import OrderedDict
 
 import torch
 
-from . import tree
-from .errors import AotpackError
+from .. import tree
+from ..errors import AotpackError
+from ..package.manifest import Program, Variant
 from .guards import Mismatch
-from .package.manifest import Program, Variant
 
 __all__ = ["Binding"]
 
