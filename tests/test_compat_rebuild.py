@@ -8,7 +8,7 @@ import torch
 
 import aotpack
 import programs
-from aotpack import runtime
+from aotpack.load import runtime
 from aotpack.package import Package
 from conftest import run_fresh
 

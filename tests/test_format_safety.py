@@ -113,7 +113,7 @@ def test_verify_cli(tmp_path):
     r = run_cli("verify", str(path))
     assert "integrity ok" in r.stdout and "variant default: runs here" in r.stdout
     data = bytearray(open(path, "rb").read())
-    data[-200] ^= 1  # inside the central directory or a member
+    data[len(data) // 2] ^= 1  # inside a member (a flip in the zip's alignment padding changes nothing)
     bad = tmp_path / "bad.aot"
     bad.write_bytes(bytes(data))
     r = run_cli("verify", str(bad), check=False)

@@ -23,6 +23,16 @@ negative/conjugate bit, forward-mode tangents and torch.func transforms itself).
 other backend is taken to read stored values, as compiled code does: the guards then
 resolve those bits into a copy and refuse tangents and transformed tensors.
 
+A backend owns its policy; nothing outside ``backends/`` decides by a backend's name:
+
+- ``supports_training = True``: it compiles training packages' forward and backward;
+- ``compiles_with_inductor = True``: inductor's global config is part of its cache keys;
+- ``incompatibilities(variant, manifest) -> list[str]``: why a variant it compiled
+  cannot run on this machine (AOTInductor: the torch version, machine, CPU ISA, GPU
+  compute capability); load skips or rebuilds such variants and ``verify`` lists them.
+
+Adding a built-in backend is one file here plus its line in ``BUILTIN``/``_builtin``.
+
 Example (a backend that runs the graph eagerly through fx):
 
     >>> class Interp:

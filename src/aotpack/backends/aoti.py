@@ -19,14 +19,45 @@ import platform
 import tempfile
 import threading
 
+import torch
+
 from .. import _torch_compat as compat
+from .._torch_version import torch_version
 from .protocol import Compiled
+
+# how much of the x86 vector ISA a CPU has: a binary built for more does not run on less
+_ISA_RANK = {"DEFAULT": 0, "": 0, "AVX2": 1, "AVX512": 2, "ZVECTOR": 1, "SVE256": 1, "NEON": 1}
 
 
 class AOTInductor:
     """AOTInductor shared library (``backend="aoti"``)."""
 
     name = "aoti"
+    supports_training = True
+    compiles_with_inductor = True
+
+    def incompatibilities(self, variant, manifest) -> list[str]:
+        """An AOTInductor binary is tied to one torch version, machine and CPU ISA (or
+        GPU compute capability)."""
+        problems = []
+        meta = variant.meta
+        built = variant.torch or manifest.versions.torch
+        if built != torch_version():
+            problems.append(f"torch: package built with {built}, this is {torch_version()} "
+                            "(AOTInductor binaries are tied to one torch version)")
+        machine = meta.machine or manifest.platform.machine
+        if machine != platform.machine():
+            problems.append(f"machine: package built for {machine}, this is {platform.machine()}")
+        isa = (meta.cpu_isa or "").split()
+        have = torch.backends.cpu.get_cpu_capability()
+        if variant.device == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
+            problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
+        if variant.device == "cuda" and torch.cuda.is_available():
+            want = meta.compute_capability or ""
+            major, minor = torch.cuda.get_device_capability()
+            if want and want != f"{major}{minor}":
+                problems.append(f"GPU: package built for compute capability {want}, this GPU is {major}{minor}")
+        return problems
 
     def compile(self, captured, options: dict) -> Compiled:
         ep = captured.export_weights_as_inputs()

@@ -38,6 +38,7 @@ class Eager:
 
     name = "eager"
     runs_aten_ops = True  # the guards leave negative/conjugate bits and tangents to aten
+    supports_training = True
 
     def compile(self, captured, options: dict) -> Compiled:
         if options:

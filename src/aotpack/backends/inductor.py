@@ -28,6 +28,7 @@ class Inductor:
     """inductor output code (``backend="inductor"``)."""
 
     name = "inductor"
+    compiles_with_inductor = True
 
     def compile(self, captured, options: dict) -> Compiled:
         if captured.dims or any(isinstance(s, dict) for g in captured.inputs for s in g["shape"]):

@@ -316,8 +316,9 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
     whose files are ``fw/...`` and ``bw/...`` and whose meta has ``"train"``."""
     from ..backends import Compiled
 
-    if backend.name not in ("aoti", "eager"):
-        raise CaptureError(f"training packages support the aoti and eager backends, not {backend.name!r}",
+    if not getattr(backend, "supports_training", False):
+        raise CaptureError(f"backend {backend.name!r} does not compile training packages (the aoti and eager "
+                           "backends do; a backend declares supports_training = True)",
                            hint="use backend='aoti'")
     jc = capture_joint(None, captured=captured, joint_pass=joint_pass)
     say(f"joint graph: forward {len(jc.forward.graph.nodes)} nodes, backward {len(jc.backward.graph.nodes)} nodes, "

@@ -109,7 +109,7 @@ def compile_captured(captured, be, options: dict, cache, say: Callable[[str], No
     name = be.name if backend_entry(be) is None else f"{be.name} ({backend_entry(be)})"
     extra = {"mode": mode} if mode else {}
     key = CacheKey.of(**program_parts(captured), backend=name,
-                      options=_options_part(options, be.name in ("aoti", "inductor")),
+                      options=_options_part(options, getattr(be, "compiles_with_inductor", False)),
                       **extra, **environment_parts(captured.device))
     def artifact() -> bytes:
         c = build()

@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -31,8 +30,6 @@ from ..package.reader import PackageReader, in_memory_file
 from .guards import Guard, Mismatch, describe_input
 
 __all__ = ["Loaded", "load"]
-
-_ISA_RANK = {"DEFAULT": 0, "": 0, "AVX2": 1, "AVX512": 2, "ZVECTOR": 1, "SVE256": 1, "NEON": 1}
 
 
 class _Files:
@@ -330,26 +327,17 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     from ..backends import find_backend
 
     problems = []
+    meta = variant.meta
     try:
-        if find_backend(variant.backend, backends) is None:
+        backend = find_backend(variant.backend, backends)
+        if backend is None:
             entry = f" ({variant.backend_entry})" if variant.backend_entry else ""
             problems.append(f"backend: {variant.backend!r}{entry} is not available here (pass load(..., "
                             "backends=[...]) or install it in the 'aotpack.backends' entry-point group)")
+        elif hasattr(backend, "incompatibilities"):  # the backend's own policy (backends/__init__.py)
+            problems.extend(backend.incompatibilities(variant, manifest))
     except Exception as e:  # noqa: BLE001 - a plugin that fails to load is a reason, not a crash
         problems.append(f"backend: {variant.backend!r} fails to load: {type(e).__name__}: {e}")
-    meta = variant.meta
-    if variant.backend == "aoti":
-        built = variant.torch or manifest.versions.torch
-        if built != torch_version():
-            problems.append(f"torch: package built with {built}, this is {torch_version()} "
-                            "(AOTInductor binaries are tied to one torch version)")
-        machine = meta.machine or manifest.platform.machine
-        if machine != platform.machine():
-            problems.append(f"machine: package built for {machine}, this is {platform.machine()}")
-        isa = (meta.cpu_isa or "").split()
-        have = torch.backends.cpu.get_cpu_capability()
-        if variant.device == "cpu" and isa and _ISA_RANK.get(isa[0], 0) > _ISA_RANK.get(have, 0):
-            problems.append(f"CPU: package built for {isa[0]}, this CPU supports {have}")
     missing = meta.ops()
     if missing:  # (most packages call no custom op: their load never imports the wrappers)
         from .._torch_compat import op_available
@@ -365,11 +353,6 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
         problems.extend(mismatches(variant.distributed, device))
     if device == "cuda" and not torch.cuda.is_available():
         problems.append("device: the variant runs on CUDA, and no CUDA device is available")
-    elif device == "cuda" and variant.backend == "aoti":
-        want = meta.compute_capability or ""
-        major, minor = torch.cuda.get_device_capability()
-        if want and want != f"{major}{minor}":
-            problems.append(f"GPU: package built for compute capability {want}, this GPU is {major}{minor}")
     return problems
 
 

@@ -17,18 +17,11 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 3; the typed records in ``package/manifest.py`` are its
-schema, read and written by the same code; this is the outline)::
-
-    {"format": "aotpack", "format_version": 1, "created": ISO-8601,
-     "versions": {"aotpack", "torch", "python"}, "platform": {"system", "machine", "cpu_capability"},
-     "program": {"name", "kind", "source", "signature", "out_spec", "frozen",
-                 "weights": {name: {"kind", "dtype", "shape"}}, "aliases": {name: name}},
-     "variants": [{"name", "backend", "backend_entry", "device", "torch", "weights" (stored names,
-                   in graph order), "weight_fqns" (the program's names for them),
-                   "weight_targets" (torch.export's names for them, for rebuilding), "in_spec",
-                   "inputs", "dims", "files", "meta", "distributed", "global_state"}],
-     "members": {path: {"blake3", "size"}}}      (older format 1 packages: "sha256")
+Manifest (``FORMAT_VERSION`` 3): its schema is data, not prose here: the typed records
+of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
+read and written by the same code). ``tests/data/manifest-schema.json`` is their
+snapshot: ``tests/test_schema.py`` fails on any change to a record that no line of the
+changelog below names, as torch.export's schema check does.
 
 Changelog of FORMAT_VERSION (bump on any change a reader must know about):
   1 (2026-11-22): first version.
