@@ -155,3 +155,27 @@ def test_an_error_in_the_users_code_is_named_as_such():
     proc = subprocess.run([sys.executable, "-m", "aotpack", "compile", "torch.nn:Linear", "--example", "torch:randn",
                            "-o", "never.aot"], capture_output=True, text=True, env={**os.environ, "AOTPACK_DEBUG": "1"})
     assert "Traceback" in proc.stderr and "missing 2 required positional arguments" in proc.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["compile", "/dev/zero:X", "--example", "/dev/zero:Y", "-o", "{dir}/x.aot"], "is not a Python file"),
+    (["demo", "--models", "nope"], "no demo model 'nope'"),
+    (["cache", "ls", "--store", "http://x"], "is not a cache store"),
+    (["report", "{dir}/badtrace"], "is not a compile record"),
+])
+def test_user_mistakes_are_named_as_such_not_as_bugs(paths, args, says):
+    """Each is the user's mistake: one error naming it and a hint, not "a bug in aotpack"
+    (and `cache ls --store http://x` creates no folder "http:")."""
+    bad = os.path.join(paths["dir"], "badtrace")
+    os.makedirs(bad, exist_ok=True)
+    with open(os.path.join(bad, "trace.jsonl"), "w") as f:
+        f.write('[1, 2]\n{"no": "compile id"}\n')
+    proc = cli(*[a.format(dir=paths["dir"]) for a in args], cwd=paths["dir"])
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert says in proc.stderr and "looks like a bug" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(os.path.join(paths["dir"], "http:"))
+
+
+def test_minify_max_trials_must_be_positive(paths):
+    proc = cli("minify", paths["dir"], "--max-trials", "-5")
+    assert proc.returncode == 2 and "-5 is not at least 1" in proc.stderr

@@ -199,3 +199,56 @@ def test_a_variant_file_left_out_of_the_files_list_is_never_run(tmp_path):
     with pytest.raises(aotpack.FormatError, match="reads graph.py, which the variant's manifest entry does not list"):
         aotpack.load(path)
     assert not aotpack.verify(path)["ok"]
+
+
+def test_one_good_signature_by_a_trusted_key_suffices(tmp_path):
+    """Two signatures by trusted keys, the first broken: the second holds (README: any
+    one good signature by a trusted key suffices); with only the broken one, refused."""
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import write_members
+
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    aotpack.generate_key(a)
+    aotpack.generate_key(b)
+    path = aotpack.compile(relu_program, (torch.ones(2),), backend="eager").save(tmp_path / "s.aot")
+    aotpack.sign(path, a)
+    aotpack.sign(path, b)
+    with PackageReader(path) as r:
+        sigs = r.signatures
+        members = [(n, r.read(n)) for n in r.names()]
+    broken = [dict(sigs[0], signature=sigs[1]["signature"]), sigs[1]]  # a's entry carries b's bytes
+    write_members(path, [*members, (fmt.SIGNATURES, json.dumps({"signatures": broken}).encode())])
+    fn = aotpack.load(path, trusted_keys=[f"{a}.pub", f"{b}.pub"])
+    assert fn.signer is not None and str(b) in str(fn.signer.source)
+    with pytest.raises(aotpack.SignatureError, match="does not match its manifest, and no valid one"):
+        aotpack.load(path, trusted_keys=[f"{a}.pub"])
+
+
+def test_adding_a_variant_to_a_signed_package_says_it_drops_the_signature(tmp_path):
+    key = tmp_path / "k.key"
+    aotpack.generate_key(key)
+    path = aotpack.compile(relu_program, (torch.ones(2),), backend="eager").save(tmp_path / "s.aot")
+    aotpack.sign(path, key)
+    with pytest.warns(aotpack.SignatureDroppedWarning, match="removed the signatures"):
+        aotpack.add_variant(path, relu_program, (torch.ones(3),), variant="three", backend="eager")
+    assert aotpack.inspect(path).manifest.variant("three") is not None
+
+
+def test_a_damaged_repro_storage_is_an_error_not_random_data(tmp_path):
+    from aotpack.repro import InputReader, InputWriter
+
+    out = tmp_path / "r"
+    w = InputWriter(str(out))
+    x = torch.arange(64, dtype=torch.float32)
+    w.tensor("x", x)
+    (digest,) = os.listdir(out / "storages")
+    storage = out / "storages" / digest
+    storage.write_bytes(storage.read_bytes()[:100])  # truncated
+    with pytest.raises(RuntimeError, match="is damaged: 100 bytes, 256 expected"):
+        InputReader(str(out)).storage(digest, 256)
+    storage.unlink()
+    os.mkfifo(storage)
+    with pytest.raises(RuntimeError, match="is not a regular file"):
+        InputReader(str(out)).storage(digest, 256)
+    storage.unlink()  # missing: deterministic random data, as documented
+    assert InputReader(str(out)).storage(digest, 256).nbytes() == 256

@@ -29,6 +29,7 @@ from .errors import (  # noqa: E402
     IntegrityError,
     RebuildWarning,
     SideEffectWarning,
+    SignatureDroppedWarning,
     SignatureError,
     SpecializationWarning,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "SpecializationWarning",
     "RebuildWarning",
     "SideEffectWarning",
+    "SignatureDroppedWarning",
     "trace",
     "tracing",
     "cache",

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from . import tree
 from .build.variant import BUILD_LOCK, build_variant
-from .errors import AotpackError, IntegrityError, SignatureError
+from .errors import AotpackError, IntegrityError, SignatureDroppedWarning, SignatureError
 from .package import Package, fmt, signing
 from .package.reader import PackageReader
 from .summary import Inspection, Verification
@@ -174,9 +175,16 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
         captured, be, compiled = build_variant(v, strict_dims, progress or (lambda line: None), cache)
         _rank_job(captured, distributed=False)
         with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
+            with PackageReader(path) as r:
+                signed_by = signing.signer_ids(r.signatures)
             pkg = Package.open(path)
             pkg.add_variant(captured, variant, be, compiled, examples=examples, snapshot=False)
-            return pkg.save(path)
+            out = pkg.save(path)
+        if signed_by:  # the new bytes carry no signature: say so, never silently
+            warnings.warn(f"aotpack: {path} was signed by {', '.join(signed_by)}; adding variant {variant!r} "
+                          "removed the signatures (they covered the old bytes): sign it again with `aotpack sign`",
+                          SignatureDroppedWarning, stacklevel=2)
+        return out
 
 
 def _file_problems(reader: PackageReader, variant, backends=()) -> list[str]:

@@ -264,6 +264,17 @@ def main(argv=None) -> int:
                      "traceback and report it")
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     """Every subcommand and its options; each sets ``func``, the _cmd_* that runs it."""
     p = argparse.ArgumentParser(prog="aotpack", description="Compile PyTorch programs once; load them in milliseconds.")
@@ -326,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     mn.add_argument("--failure", default="exception", help="exception, accuracy, or a regex of the error")
     mn.add_argument("--backend", default="inductor", help="eager, aot_eager, inductor, or module:function")
     mn.add_argument("-o", "--output", default=None, help="where to write (default FOLDER/minified)")
-    mn.add_argument("--max-trials", type=int, default=200)
+    mn.add_argument("--max-trials", type=_positive_int, default=200)
     mn.set_defaults(func=_cmd_minify)
 
     rep = sub.add_parser("report", help="render a compile trace (aotpack.trace / AOTPACK_TRACE) as one HTML page")

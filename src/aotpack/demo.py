@@ -108,6 +108,11 @@ def run_demo(backend: str = "aoti", out_dir: str | None = None, models=None, tor
     """Run the demo; returns one row per model (the numbers in the printed table).
     ``out_dir``: where the packages are kept; without one they go to a temporary folder
     removed at the end (each run left 13 MB in /tmp)."""
+    unknown = [m for m in models or () if m not in MODELS]
+    if unknown:
+        from .errors import AotpackError
+
+        raise AotpackError(f"no demo model {', '.join(map(repr, unknown))}", hint=f"choose among {', '.join(MODELS)}")
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="aotpack-demo-") as tmp:
             rows = run_demo(backend, tmp, models, torch_compile, say)

@@ -33,6 +33,7 @@ __all__ = [
     "SpecializationWarning",
     "RebuildWarning",
     "SideEffectWarning",
+    "SignatureDroppedWarning",
 ]
 
 
@@ -110,3 +111,8 @@ class RebuildWarning(UserWarning):
 class NotARegularFile(AotpackError, OSError):
     """A write's target exists and is not a regular file (a device, a fifo, a folder):
     aotpack replaces nothing but regular files (atomic.py)."""
+
+
+class SignatureDroppedWarning(UserWarning):
+    """A change to a signed package (``add_variant``) removed its signatures: they covered
+    the old bytes. Sign it again."""

@@ -27,6 +27,9 @@ def load_object(ref: str):
     if where.endswith(".py") or os.path.sep in where:
         if not os.path.exists(where):
             raise AotpackError(f"no file {where}")
+        if not os.path.isfile(where):
+            raise AotpackError(f"{where} is not a Python file (a device, a fifo or a folder)",
+                               hint="name a .py file: path/to/model.py:NAME")
         spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(where))[0], where)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, os.path.dirname(os.path.abspath(where)))

@@ -32,6 +32,12 @@ def open_store(where=None, *, on_error: str = "warn", secret: str | bytes | None
     if where is None or where is True:
         where = _env_cache() or default_dir()
     where = os.fspath(where)
+    scheme = where.split("://", 1)[0] if "://" in where else None
+    if scheme not in (None, "redis", "rediss", "unix", "file"):
+        from ..errors import CacheError
+
+        raise CacheError(f"{where!r} is not a cache store: a folder, file://, redis://, rediss:// or unix:// URL",
+                         hint="e.g. --store ~/.cache/aotpack or --store redis://host:6379/0")
     if where.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore
 

@@ -185,6 +185,7 @@ def check(manifest_blob: bytes, signatures: list[dict], keys: list[TrustedKey], 
         raise SignatureError(f"{where} is not signed, and trusted keys were given",
                              hint="sign it with `aotpack sign PKG --key KEY`, or load without trusted_keys")
     by_id = {k.key_id: k for k in keys}
+    bad = None
     for s in signatures:
         k = by_id.get(s["key_id"])
         if k is None:
@@ -192,10 +193,13 @@ def check(manifest_blob: bytes, signatures: list[dict], keys: list[TrustedKey], 
         try:
             k.public.verify(base64.b64decode(s["signature"], validate=True), _CONTEXT + manifest_blob)
         except (InvalidSignature, ValueError):
-            raise SignatureError(f"{where} has a signature by {k.key_id} ({k.source}) that does not match its "
-                                 "manifest: the package was changed after it was signed",
-                                 hint="do not run it; get the package again from its publisher") from None
+            bad = bad or k  # another signature by a trusted key may still hold
+            continue
         return Signer(k.key_id, k.source)
+    if bad is not None:
+        raise SignatureError(f"{where} has a signature by {bad.key_id} ({bad.source}) that does not match its "
+                             "manifest, and no valid one by a trusted key: the package was changed after it "
+                             "was signed", hint="do not run it; get the package again from its publisher")
     ids = ", ".join(s["key_id"] for s in signatures)
     raise SignatureError(f"{where} is signed by {ids}, none of the trusted keys "
                          f"({', '.join(k.key_id for k in keys)})",

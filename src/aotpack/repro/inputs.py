@@ -203,7 +203,15 @@ class InputReader:
         import sys as _sys
 
         path = None if self.save_dir is None else _os.path.join(self.save_dir, "storages", digest)
-        if path is not None and _os.path.exists(path) and _os.path.getsize(path) >= nbytes:
+        if path is not None and _os.path.lexists(path):  # there, so it must be whole: never random data
+            if not _os.path.isfile(path) or _os.path.islink(path):
+                raise RuntimeError(f"aotpack repro: storage {path} is not a regular file (a link, a fifo, a "
+                                   "folder); restore it, or delete it to run on deterministic random data")
+            if _os.path.getsize(path) < nbytes:
+                raise RuntimeError(f"aotpack repro: storage {path} is damaged: {_os.path.getsize(path)} bytes, "
+                                   f"{nbytes} expected; restore it, or delete it to run on deterministic random "
+                                   "data")
+        if path is not None and _os.path.isfile(path) and _os.path.getsize(path) >= nbytes:
             if nbytes == 0:
                 storage = torch.UntypedStorage(0)
             else:

@@ -60,9 +60,13 @@ def read_trace(out_dir: str) -> list[dict]:
                            hint="record one with `with aotpack.trace(DIR):` or AOTPACK_TRACE=DIR")
     records = []
     with open(path) as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
-                continue
+                continue  # a torn line (a process killed mid-write)
+            if not isinstance(record, dict) or not isinstance(record.get("compile_id"), str):
+                raise AotpackError(f"{path}:{number} is not a compile record (a JSON object with a compile_id)",
+                                   hint="trace.jsonl holds what aotpack.trace wrote; record the trace again")
+            records.append(record)
     return records
