@@ -252,3 +252,28 @@ def test_a_damaged_repro_storage_is_an_error_not_random_data(tmp_path):
         InputReader(str(out)).storage(digest, 256)
     storage.unlink()  # missing: deterministic random data, as documented
     assert InputReader(str(out)).storage(digest, 256).nbytes() == 256
+
+
+def test_a_cache_entry_whole_but_holding_no_artifact_is_compiled_again(tmp_path):
+    """An entry with a valid checksum whose artifact framing is broken (invalid UTF-8 in
+    its index): a CacheWarning and a local compile, not a UnicodeDecodeError."""
+    from aotpack.cache import open_store
+    from aotpack.cache.entry import pack_entry, unpack_entry
+
+    store = open_store(str(tmp_path / "c"))
+    aotpack.compile(relu_program, (torch.ones(2),), backend="eager", cache=store)
+    (digest,) = store.digests()
+    entry = unpack_entry(store.get(digest))
+    broken = b"AOTPKFS1" + (4).to_bytes(4, "little") + b"\xff\xfe\xfd\xfc"
+    store.put(digest, pack_entry(digest, entry.header["parts"], broken), overwrite=True)
+    with pytest.warns(aotpack.cache.CacheWarning, match="holds no valid artifact"):
+        pkg = aotpack.compile(relu_program, (torch.ones(2),), backend="eager", cache=store)
+    torch.testing.assert_close(aotpack.load(pkg.save(tmp_path / "p.aot"))(torch.ones(2)), relu_program(torch.ones(2)))
+
+
+def test_a_cache_folder_that_cannot_be_created_is_a_warning_and_a_local_compile(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder's parent should be")
+    with pytest.warns(aotpack.cache.CacheWarning, match="cannot create the cache directory"):
+        pkg = aotpack.compile(relu_program, (torch.ones(2),), backend="eager", cache=str(blocker / "cache"))
+    assert pkg.manifest.variants[0].name == "default"

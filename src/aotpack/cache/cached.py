@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 
 import torch
 
 from .. import _torch_compat as compat
 from ..build.capture import device_of
+from ..errors import CacheError
 from ..tree import dtype_name
-from .entry import pack_files, unpack_files
+from .entry import CorruptEntry, pack_files, unpack_files
 from .key import CacheKey, environment_parts, inductor_config_hash
 from .open import open_store
+from .store import CacheWarning
 
 __all__ = ["backend", "compile_captured", "program_parts", "graph_parts"]
 
@@ -105,7 +108,7 @@ def compile_captured(captured, be, options: dict, cache, say: Callable[[str], No
     is a key part saying what ``build`` makes beyond the backend's inference code."""
     from ..backends import Compiled, backend_entry
 
-    store = None if cache is None or cache is False else open_store(cache)
+    store = None if cache is None or cache is False else _open_or_warn(cache)
     name = be.name if backend_entry(be) is None else f"{be.name} ({backend_entry(be)})"
     extra = {"mode": mode} if mode else {}
     key = CacheKey.of(**program_parts(captured), backend=name,
@@ -119,8 +122,29 @@ def compile_captured(captured, be, options: dict, cache, say: Callable[[str], No
 
     kind = f"aotpack/{be.name}" + (f"/{mode.split()[0]}" if mode else "")
     payload = lookup_or_compile(key, artifact, store, kind=kind, say=say)
-    files, meta = unpack_files(payload)
+    try:
+        files, meta = unpack_files(payload)
+    except CorruptEntry as e:  # whole and matching, but no artifact inside: never used
+        warnings.warn(f"cache entry {key.digest[:16]} holds no valid artifact ({e}); evicted, compiling here",
+                      CacheWarning, stacklevel=3)
+        if store is not None:
+            store.delete(key.digest)
+        c = build()
+        files, meta = c.files, c.meta
     return Compiled(files=files, meta=meta)
+
+
+def _open_or_warn(cache):
+    """The store named by ``cache``; where it cannot be opened (a local folder that cannot
+    be created), one CacheWarning and None: the compile goes on without a cache, as the
+    stores do when they fail later. A malformed name or secret stays an error."""
+    try:
+        return open_store(cache)
+    except CacheError as e:
+        if not getattr(e, "unavailable", False):
+            raise
+        warnings.warn(f"{e.message}; compiling without a cache", CacheWarning, stacklevel=4)
+        return None
 
 
 def backend(name: str = "inductor", store=None, *, options: dict | None = None):

@@ -173,17 +173,23 @@ def unpack_files(data: bytes) -> tuple[dict[str, bytes], dict]:
     """The inverse of ``pack_files``."""
     if data[: len(_FILES_MAGIC)] != _FILES_MAGIC:
         raise CorruptEntry("artifact is not a framed file set")
-    (n,) = _LEN.unpack_from(data, len(_FILES_MAGIC))
-    pos = len(_FILES_MAGIC) + _LEN.size
-    index = json.loads(data[pos : pos + n])
-    pos += n
-    files = {}
-    for name, length in index["files"]:
-        files[name] = bytes(data[pos : pos + length])
-        pos += length
-    if pos != len(data):
-        raise CorruptEntry("artifact has trailing bytes")
-    return files, index["meta"]
+    try:
+        (n,) = _LEN.unpack_from(data, len(_FILES_MAGIC))
+        pos = len(_FILES_MAGIC) + _LEN.size
+        index = json.loads(bytes(data[pos : pos + n]))
+        pos += n
+        files = {}
+        for name, length in index["files"]:
+            if not isinstance(name, str) or not isinstance(length, int) or length < 0 or pos + length > len(data):
+                raise ValueError(f"file {name!r} of {length!r} bytes")
+            files[name] = bytes(data[pos : pos + length])
+            pos += length
+        meta = index["meta"]
+    except (struct.error, ValueError, KeyError, TypeError) as e:  # (UnicodeDecodeError is a ValueError)
+        raise CorruptEntry(f"artifact framing is broken ({type(e).__name__}: {e})") from None
+    if pos != len(data) or not isinstance(meta, dict):
+        raise CorruptEntry("artifact has trailing bytes or no meta")
+    return files, meta
 
 
 def make_bundle(entries: list[bytes]) -> bytes:

@@ -65,8 +65,10 @@ class LocalStore(Store):
             os.makedirs(self._entries, exist_ok=True)
             os.makedirs(self._locks, exist_ok=True)
         except OSError as e:
-            raise CacheError(f"cannot create the cache directory {self.path}: {e.strerror}",
-                             hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE") from e
+            error = CacheError(f"cannot create the cache directory {self.path}: {e.strerror}",
+                               hint="pass LocalStore(path) with a writable folder, or set AOTPACK_CACHE")
+            error.unavailable = True  # (compile_captured warns and compiles without a cache)
+            raise error from e
         self._held: dict[str, int] = {}
         self._set_on_error(on_error)
         self._mode = umask_mode()  # entries and locks as open() would create them: a shared folder works
