@@ -277,3 +277,80 @@ def test_a_cache_folder_that_cannot_be_created_is_a_warning_and_a_local_compile(
     with pytest.warns(aotpack.cache.CacheWarning, match="cannot create the cache directory"):
         pkg = aotpack.compile(relu_program, (torch.ones(2),), backend="eager", cache=str(blocker / "cache"))
     assert pkg.manifest.variants[0].name == "default"
+
+
+def to_device(x, d):
+    return x.to(d) * 2
+
+
+def _rewrite_weights_header(path, edit):
+    """Rewrite the safetensors header of weights.safetensors (digests recomputed)."""
+    import struct
+
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    with PackageReader(path) as r:
+        doc = json.loads(r.read(fmt.MANIFEST))
+        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+    data = members[fmt.WEIGHTS]
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    blob = json.dumps(header).encode().ljust(n)
+    assert len(blob) == n
+    members[fmt.WEIGHTS] = data[:8] + blob + data[8 + n:]
+    doc.pop("members")
+    write_members(path, package_entries(doc, members))
+
+
+MANIFEST_EDITS = {
+    "parameter name with code": lambda d: d["program"]["signature"][0].update(name="x; import os"),
+    "empty parameter name": lambda d: d["program"]["signature"][0].update(name=""),
+    "parameter name with a control character": lambda d: d["program"]["signature"][0].update(name="x\x07"),
+    "constant device 'bogus'": lambda d: d["variants"][0]["in_spec"]["children"][1].update(value="bogus"),
+    "out_spec index 7": lambda d: d["program"]["out_spec"].update(index=7),
+    "out_spec index 2**64": lambda d: d["program"]["out_spec"].update(index=2**64),
+    "a size expression of 200,000 characters": lambda d: d["variants"][0]["inputs"][0].update(
+        shape=[{"expr": "b" * 200_000}]),
+    "a 3,000-term product": lambda d: d["variants"][0]["inputs"][0].update(shape=[{"expr": "*".join(["b"] * 3000)}]),
+    "variant device meta": lambda d: d["variants"][0].update(device="meta"),
+    "variant device cuda:99": lambda d: d["variants"][0].update(device="cuda:99"),
+}
+
+
+@pytest.mark.parametrize("edit", list(MANIFEST_EDITS))
+def test_self_consistent_manifests_that_would_crash_load_are_format_errors(tmp_path, edit):
+    """The manifest fuzzer's item-8 seeds: each rewritten manifest (digests recomputed) is
+    an aotpack error at load, and verify says no, never a ValueError/IndexError/
+    RecursionError/MemoryError out of aotpack."""
+    path = aotpack.compile(to_device, (torch.ones(4), torch.device("cpu")), backend="eager").save(tmp_path / "d.aot")
+    _rewrite(path, MANIFEST_EDITS[edit])
+    with pytest.raises(aotpack.AotpackError):
+        aotpack.load(path)(torch.ones(4))
+    try:
+        ok = aotpack.verify(path)["ok"]
+    except aotpack.FormatError:  # a manifest that is no manifest: verify says so as an error
+        ok = False
+    assert not ok
+
+
+@pytest.mark.parametrize("shape", [[-2, -256], [2**62, 2**62, 0], "x"])
+def test_weights_header_shapes_no_tensor_has_are_refused(tmp_path, shape):
+    path = aotpack.compile(torch.nn.Linear(32, 16), (torch.ones(2, 32),), backend="eager").save(tmp_path / "l.aot")
+    _rewrite_weights_header(path, lambda h: h[next(k for k in h if k.endswith("weight"))].update(shape=shape))
+    with pytest.raises((aotpack.FormatError, aotpack.IntegrityError)):
+        aotpack.load(path)
+
+
+def test_overlapping_weights_in_the_file_are_refused(tmp_path):
+    path = aotpack.compile(torch.nn.Linear(32, 16), (torch.ones(2, 32),), backend="eager").save(tmp_path / "l.aot")
+
+    def overlap(h):
+        w = next(k for k in h if k.endswith("weight"))
+        b = next(k for k in h if k.endswith("bias"))
+        start = h[w]["data_offsets"][0]
+        h[b]["data_offsets"] = [start, start + 64]  # the bias reads the weight's first bytes
+    _rewrite_weights_header(path, overlap)
+    with pytest.raises(aotpack.IntegrityError, match="overlap"):
+        aotpack.load(path)

@@ -1006,7 +1006,7 @@ def _size_expr(text: str):
     gives None (the size is then checked by the backend only)."""
     try:
         tree_ = ast.parse(text, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return None
 
     def build(node):
@@ -1019,12 +1019,13 @@ def _size_expr(text: str):
             return lambda sizes: None if (v := inner(sizes)) is None else -v
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             left, right, op = build(node.left), build(node.right), _BINOPS[type(node.op)]
-            return lambda sizes: None if (a := left(sizes)) is None or (b := right(sizes)) is None else op(a, b)
+            return lambda sizes: None if (a := left(sizes)) is None or (b := right(sizes)) is None or (
+                b == 0 and op in (operator.floordiv, operator.mod)) else op(a, b)  # (x // 0: the backend's to check)
         raise ValueError(text)
 
     try:
         return build(tree_)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -54,6 +54,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     Missing in older packages: autocast off, float32, matmul precision "highest".
     variants[].mutated_inputs: flat inputs an inference variant updates in place (the
     caller's tensors: no copy may stand in); also version 3 where present.
+    (2026-12-02, later: checks made stricter, no change to what aotpack writes) a
+    signature parameter's name must be a Python identifier; device fields name a device
+    type (DEVICE_TYPES, no index); a device constant must parse; program.out_spec numbers
+    its outputs 0..n-1; a derived size expression is at most 256 characters; weights'
+    safetensors shapes are non-negative and no two tensors overlap in the file.
 
 Trust model (what a reader relies on; README "Trust" says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -164,6 +169,24 @@ def _need(cond: bool, what: str) -> None:
                           hint="the file was damaged or edited by hand; copy or rebuild the package")
 
 
+# the device types a package's variants and inputs may name
+DEVICE_TYPES = frozenset({"cpu", "cuda", "xpu", "mps", "hpu", "privateuseone"})
+
+
+def spec_tensor_indices(spec) -> list[int]:
+    """The tensor indices of a (checked) tree spec, depth first."""
+    if spec.get("kind") == "tensor":
+        return [spec.get("index")]
+    return [i for c in spec.get("children") or () for i in spec_tensor_indices(c)]
+
+
+def _device_text(value) -> bool:
+    try:
+        return isinstance(value, str) and torch.device(value).type in DEVICE_TYPES
+    except (RuntimeError, ValueError):
+        return False
+
+
 def check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) -> None:
     """FormatError naming ``where`` unless ``spec`` is a tree spec (tree.py) whose tensor
     indices are below ``n_tensors``."""
@@ -179,7 +202,7 @@ def check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) -
                "float": lambda: isinstance(value, (int, float, str)) and not isinstance(value, bool),
                "str": lambda: isinstance(value, str), "NoneType": lambda: value is None,
                "dtype": lambda: isinstance(getattr(torch, str(value), None), torch.dtype),
-               "device": lambda: isinstance(value, str)}[typ](), f"{where} holds no {typ}")
+               "device": lambda: _device_text(value)}[typ](), f"{where} holds no {typ}")
     elif kind in ("tuple", "list", "dict"):
         children = spec.get("children")
         _need(isinstance(children, list), f"{where} has no children list")

@@ -1,3 +1,4 @@
+
 """The manifest as typed records: one schema, read and written by the same code.
 
 Each record is a class (``Record``) whose annotated fields are the JSON keys of that part of the manifest,
@@ -23,6 +24,7 @@ This module deliberately has no ``from __future__ import annotations``: the conv
 read each field's type as an object, once per class, not by evaluating strings at load.
 """
 
+import keyword
 import types
 import typing
 from typing import Any, Union
@@ -48,18 +50,15 @@ def _dtype(v, where: str) -> None:
 
 
 def _device(v, where: str) -> None:
-    try:
-        ok = torch.device(v) is not None
-    except (RuntimeError, ValueError):
-        ok = False
-    _need(ok, f"{where} names no device")
+    # a device type a package runs on (inputs and variants name types, never an index)
+    _need(v in fmt.DEVICE_TYPES, f"{where} names no device a package runs on ({str(v)[:40]!r})")
 
 
 def _shape(v, where: str) -> None:
     _need(len(v) <= 64, f"{where} is not a shape")
     for d in v:
         _need((_is_int(d) and 0 <= d < 2**62) or isinstance(d, str) or (isinstance(d, dict) and isinstance(
-            d.get("expr"), str)), f"{where} has a bad size {d!r}")
+            d.get("expr"), str) and len(d["expr"]) <= 256), f"{where} has a bad size {str(d)[:80]}")
 
 
 def _nat(v, where: str) -> None:
@@ -77,6 +76,10 @@ def _layout(v, where: str) -> None:
 
 def _spec(v, where: str) -> None:
     fmt.check_spec(v, where)
+
+
+def _identifier(v, where: str) -> None:
+    _need(v.isidentifier() and not keyword.iskeyword(v), f"{where} is not a Python identifier")
 
 
 def _param_kind(v, where: str) -> None:
@@ -324,7 +327,7 @@ class Platform(Record):
 class Param(Record):
     """One parameter of the program's signature; ``default``: its encoded value
     (``tree.encode_const``), baked in at capture."""
-    name: str
+    name: Checked(str, _identifier)
     kind: Checked(str, _param_kind)
     default: Spec | None = None
 
@@ -543,6 +546,8 @@ class Manifest(Record):
         """What the field types cannot say: names and indices that point elsewhere."""
         p = self.program
         _need(len({x.name for x in p.signature}) == len(p.signature), "program.signature names a parameter twice")
+        outs = sorted(fmt.spec_tensor_indices(p.out_spec))
+        _need(outs == list(range(len(outs))), "program.out_spec's outputs are not numbered 0..n-1")
         _need(all(t in p.weights for t in p.aliases.values()), "program.aliases")
         known = set(p.weights) | set(p.aliases)
         _need(len(self.variants) > 0, "variants is empty")

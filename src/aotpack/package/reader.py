@@ -264,6 +264,7 @@ class PackageReader:
     def _tensors(self, name: str, header: dict, off: int, n: int, hlen: int) -> dict[str, torch.Tensor]:
         base = off + 8 + hlen
         out = {}
+        spans = []
         for key, info in header.items():
             if key == "__metadata__":
                 continue
@@ -272,9 +273,18 @@ class PackageReader:
                 raise FormatError(f"tensor {key!r} in {name!r} has dtype {info['dtype']}, unknown to this aotpack")
             begin, end = info["data_offsets"]
             shape = info["shape"]
+            if not (isinstance(shape, list) and len(shape) <= 64
+                    and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**62 for s in shape)):
+                raise FormatError(f"tensor {key!r} in {name!r} has no valid shape ({str(shape)[:80]})")
             numel = 1
             for s in shape:
                 numel *= s
+            nonzero = 1
+            for s in shape:
+                nonzero *= max(s, 1)
+            if nonzero >= 2**62:
+                raise FormatError(f"tensor {key!r} in {name!r} has a shape no tensor has ({str(shape)[:80]})")
+            spans.append((begin, end, key))
             item = dtype.itemsize
             if end - begin != numel * item or base + end > off + n or begin < 0:
                 raise IntegrityError(f"tensor {key!r} in {name!r} has offsets that do not fit its shape")
@@ -288,6 +298,10 @@ class PackageReader:
             else:
                 t = torch.frombuffer(self._mm, dtype=dtype, count=numel, offset=start)
             out[key] = t.view(shape)
+        spans.sort()
+        for (_, end_a, a), (begin_b, _, b) in zip(spans, spans[1:]):
+            if begin_b < end_a:  # aotpack stores each distinct weight once: shared ones are manifest aliases
+                raise IntegrityError(f"tensors {a!r} and {b!r} in {name!r} overlap in the file")
         return out
 
     def weights(self) -> dict[str, torch.Tensor]:
