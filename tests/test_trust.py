@@ -354,3 +354,31 @@ def test_overlapping_weights_in_the_file_are_refused(tmp_path):
     _rewrite_weights_header(path, overlap)
     with pytest.raises(aotpack.IntegrityError, match="overlap"):
         aotpack.load(path)
+
+
+def test_a_signed_load_uses_only_the_bytes_it_checked(tmp_path):
+    """Weight bytes overwritten in place in the file after a signed load do not reach
+    the next call (the load copied what it checked); example_inputs re-checks the
+    signature with the load's keys, so a file replaced by an unsigned one is refused."""
+    key = tmp_path / "k.key"
+    aotpack.generate_key(key)
+    torch.manual_seed(0)
+    m = torch.nn.Linear(64, 8).eval().requires_grad_(False)
+    x = torch.randn(2, 64)
+    path = aotpack.compile(m, (x,), backend="eager").save(tmp_path / "s.aot")
+    aotpack.sign(path, key)
+    fn = aotpack.load(path, trusted_keys=[f"{key}.pub"])
+    unsigned = aotpack.load(path)  # no keys: the weights stay mapped from the file (documented)
+    want = m(x)
+    data = open(path, "rb").read()
+    at = data.find(m.weight.numpy().tobytes())
+    assert at > 0
+    with open(path, "r+b") as f:  # in place, as `dd conv=notrunc` would
+        f.seek(at)
+        f.write(torch.full((64 * 8,), float("nan")).numpy().tobytes())
+    torch.testing.assert_close(fn(x), want)
+    assert torch.isnan(unsigned(x)).any()  # what the trust model says of unsigned loads
+    aotpack.compile(m, (x,), backend="eager").save(tmp_path / "other.aot")
+    os.replace(tmp_path / "other.aot", path)  # an unsigned package in its place
+    with pytest.raises(aotpack.SignatureError):
+        fn.example_inputs()

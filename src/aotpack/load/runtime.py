@@ -196,6 +196,7 @@ class Loaded:
         self._check_guards = check_guards
         self.signer = signer
         self.cuda_graphs: dict = {}
+        self._keys = None  # the trusted keys the load checked (load sets them)
         self._initial_state = initial_state or {}  # name -> the value the package stores
         declared = {n for v in variants for n in v.manifest.state}  # (not the aliases of them)
         self.state = {}
@@ -306,7 +307,7 @@ class Loaded:
         Example:
             >>> args, kwargs = fn.example_inputs(); fn(*args, **kwargs)   # doctest: +SKIP
         """
-        with PackageReader(self.path) as r:
+        with PackageReader(self.path, self._keys) as r:  # the keys of the load: the same signature holds
             v = r.variant(variant)
             member = fmt.variant_dir(v.name) + fmt.EXAMPLES
             if not r.has(member):
@@ -451,7 +452,8 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"aotpack.load takes a path, the package's bytes or a binary file object, not "
                         f"{type(path).__name__}")
-    reader = PackageReader(path, _keys_for_load(trusted_keys))
+    keys = _keys_for_load(trusted_keys)
+    reader = PackageReader(path, keys)
     try:
         # Verify what this load uses, each member before its first use: the weights, then
         # each loaded variant's files. Examples and programs are checked where they are
@@ -460,7 +462,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         manifest = reader.manifest
         if not plain_types:
             tree.check_types(manifest.program.out_spec, allow_modules)
-        weights, initial = _weights_and_state(reader, manifest)
+        # A signed load uses only bytes that were checked: the weights are copied out of the
+        # mapped file (a write to the file after the check would otherwise reach the next
+        # call), at the cost of one read of them into private memory.
+        weights, initial = _weights_and_state(reader, manifest, private=keys is not None)
         on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
         loaded, problems, rebuilt = [], [], {}
         for v in sorted(manifest.variants, key=_specificity):
@@ -487,8 +492,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             raise _nothing_loads(path, manifest, variants, problems)
         if rebuilt and rewrite:
             _rewrite(path, rebuilt)
-        return Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types, signer=reader.signer,
-                      initial_state=initial)
+        fn = Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types, signer=reader.signer,
+                    initial_state=initial)
+        fn._keys = keys  # later reads of the file (example_inputs) check the same signature
+        return fn
     finally:
         reader.close()
 
@@ -502,11 +509,15 @@ def _keys_for_load(trusted_keys):
     return signing.keys_for_load(trusted_keys)
 
 
-def _weights_and_state(reader: PackageReader, manifest: Manifest) -> tuple[dict, dict]:
-    """The stored weights (views of the mapped file), with a private writable copy of
-    each state tensor (buffers a program updates in place), and the stored values of
-    those (``reset_state`` puts them back)."""
+def _weights_and_state(reader: PackageReader, manifest: Manifest, private: bool = False) -> tuple[dict, dict]:
+    """The stored weights (views of the mapped file; ``private``: copies, each shared
+    weight copied once), with a private writable copy of each state tensor (buffers a
+    program updates in place), and the stored values of those (``reset_state`` puts
+    them back)."""
     weights = reader.weights()
+    if private:
+        copies: dict = {}
+        weights = {n: copies.setdefault(id(t), t.clone()) for n, t in weights.items()}
     initial = {}
     state_names = {n for v in manifest.variants for n in v.state}
     copies = {id(weights[n]): weights[n].clone() for n in state_names}
