@@ -2,7 +2,8 @@
 
 A program is a *recipe*: a list of steps over a list of values that starts with the
 inputs ``x, y``. Each step picks an op from a grammar (elementwise, matmul, reductions,
-views and reshapes, indexing, in-place ops on intermediates and on inputs, concat) and
+views and reshapes, indexing, in-place ops on intermediates and on inputs, concat, a
+branch on grad mode) and
 operands by index; a step whose operands do not fit (shapes) falls back to a unary op,
 so every recipe is a valid program. The program returns its last value and up to two
 others (which may be inputs or views of them: output aliasing is part of the test).
@@ -23,7 +24,7 @@ UNARY = [torch.sin, torch.tanh, torch.relu, torch.abs, torch.sigmoid, torch.neg,
 BINARY = [torch.add, torch.mul, torch.sub, torch.maximum]
 VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape"]
 OPS = ["unary", "binary", "matmul", "reduce", "softmax", "view", "index", "inplace_mid", "inplace_input", "concat",
-       "sum0"]
+       "sum0", "grad_branch"]
 LAYOUTS = ["contiguous", "transposed", "offset", "strided", "expanded"]
 ALIASING = ["none", "same", "overlap"]
 
@@ -57,6 +58,8 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
         elif op == "inplace_input" and i % len(values) < 2:
             out = a.add_(1.0)
             out_base = base
+        elif op == "grad_branch":  # the program reads global state: export keeps one branch
+            out = a * 2 if torch.is_grad_enabled() else a - 1
         elif op == "concat" and a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1]:
             out = torch.cat([a, b], 0)
         if out is None:

@@ -179,3 +179,29 @@ def test_user_mistakes_are_named_as_such_not_as_bugs(paths, args, says):
 def test_minify_max_trials_must_be_positive(paths):
     proc = cli("minify", paths["dir"], "--max-trials", "-5")
     assert proc.returncode == 2 and "-5 is not at least 1" in proc.stderr
+
+
+def test_repro_of_a_package_whose_program_was_edited_is_a_format_error(tmp_path):
+    import json
+
+    import torch
+
+    import aotpack
+    from aotpack.package import fmt
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    def f(x):
+        return x.relu() * 2
+
+    path = aotpack.compile(f, (torch.ones(3),), backend="eager").save(tmp_path / "e.aot")
+    with PackageReader(path) as r:
+        doc = json.loads(r.read(fmt.MANIFEST))
+        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+    doc.pop("members")
+    program = next(n for n in members if n.endswith("program.json"))
+    members[program] = members[program].replace(b"relu", b"reluX")  # digests recomputed: an edit, not damage
+    write_members(path, package_entries(doc, members))
+    proc = cli("repro", str(path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "the portable program of variant default cannot be read" in proc.stderr
+    assert "looks like a bug" not in proc.stderr

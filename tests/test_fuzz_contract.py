@@ -67,11 +67,11 @@ def storage(t):
     return t.untyped_storage().data_ptr()
 
 
-def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool) -> dict:
-    """Everything a caller can observe of one call."""
+def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool, amp: bool = False) -> dict:
+    """Everything a caller can observe of one call (under ``amp``: bf16 autocast on CPU)."""
     inputs = build_inputs(spec, seed)
     try:
-        with torch.set_grad_enabled(grad_mode):
+        with torch.set_grad_enabled(grad_mode), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             outs = fn(*inputs)
             grad_after = torch.is_grad_enabled()
     except Exception as e:  # noqa: BLE001 - compared below
@@ -111,7 +111,7 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
         assert isinstance(e, aotpack.GuardError), f"{what}: package raised {type(e).__name__}: {e}"
         # a refusal names the argument and one property
         assert re.match(r"(args\[\d\]|module)[^:]*\.(dtype|requires_grad|stride\(\)|shape\[\d\])?|args\[\d\]: expected a "
-                        r"tensor sharing no memory", e.message), e.message
+                        r"tensor sharing no memory|autocast\(cpu\): |torch\.is_grad_enabled\(\): ", e.message), e.message
         if spec.dtype != compiled.dtype:
             assert ".dtype" in e.message
         STATS["guard_errors"] += 1
@@ -134,14 +134,16 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
     STATS["equal"] += 1
 
 
-def compile_or_refuse(program, example: CallSpec, backend: str, train: bool):
-    """The loaded package, or None when compile refused with an aotpack error."""
+def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, state=(True, False)):
+    """The loaded package, or None when compile refused with an aotpack error. ``state``:
+    grad mode and bf16 autocast while compiling (global state at compile vs at call)."""
     inputs = build_inputs(example, 0)
     STATS["programs"] += 1
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.set_grad_enabled(state[0]):
             warnings.simplefilter("ignore")
-            pkg = aotpack.compile(program, tuple(inputs), backend=backend, train=train)
+            pkg = aotpack.compile(program, tuple(inputs), backend=backend, train=train,
+                                  autocast=torch.bfloat16 if state[1] else False)
     except aotpack.AotpackError:
         STATS["refused_at_compile"] += 1
         return None
@@ -165,21 +167,25 @@ def _module_tmp(tmp_path_factory):
 
 
 def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="eager", train=False,
-                  requires_grad=(False, False)):
+                  requires_grad=(False, False), state=(True, False)):
     program = make_program(recipe, outs)
     compiled = CallSpec(example_layouts, "none", dtype, requires_grad, shape)
-    fn = compile_or_refuse(program, compiled, backend, train)
+    fn = compile_or_refuse(program, compiled, backend, train, state)
     if fn is None:
         return
-    for n, (spec, grad_mode) in enumerate(calls):
-        what = f"recipe={recipe} outputs={outs} compiled={compiled} call={spec} grad={grad_mode}"
-        compare(outcome(program, spec, n + 1, grad_mode), outcome(fn, spec, n + 1, grad_mode), spec, compiled, what)
+    for n, (spec, grad_mode, *amp) in enumerate(calls):
+        amp = bool(amp and amp[0])
+        what = f"recipe={recipe} outputs={outs} compiled={compiled} state={state} call={spec} grad={grad_mode} amp={amp}"
+        compare(outcome(program, spec, n + 1, grad_mode, amp), outcome(fn, spec, n + 1, grad_mode, amp), spec,
+                compiled, what)
+        if amp != state[1] or (state[0] != grad_mode and any(op == "grad_branch" for op, *_ in recipe)):
+            continue  # another global state may be refused (the call names it): compared above
         if (not train and spec.dtype == dtype and spec.aliasing == "none" and not any(spec.requires_grad)
                 and not uses_input_inplace(recipe) and not fn.manifest.variants[0].aliased
                 and not any(i.layout_pinned for i in fn.manifest.variants[0].inputs)):
             # another layout alone never refuses: the package copies into the compiled one
             # (unless the layout decides whether an output is a view: layout_pinned)
-            assert "error" not in outcome(fn, spec, n + 1, grad_mode), what
+            assert "error" not in outcome(fn, spec, n + 1, grad_mode, amp), what
 
 
 @_seeded
@@ -187,9 +193,10 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
 @given(recipe=steps, outs=outputs, shape=st.sampled_from(SHAPES), dtype=st.sampled_from(DTYPES),
        example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])), data=st.data())
 def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, data):
-    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False)), st.booleans()),
-                               min_size=3, max_size=5))
-    check_program(recipe, outs, shape, dtype, example, calls)
+    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False)), st.booleans(),
+                                         st.sampled_from([False] * 3 + [True])), min_size=3, max_size=5))
+    state = data.draw(st.tuples(st.booleans(), st.sampled_from([False] * 3 + [True])))  # grad mode, autocast
+    check_program(recipe, outs, shape, dtype, example, calls, state=state)
 
 
 @_seeded

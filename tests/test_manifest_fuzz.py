@@ -74,7 +74,10 @@ def _paths(node, prefix=()):
 
 
 _names = st.sampled_from(["default", "b1", "x", "fc.weight", "scale", "b", "cpu", "float32", "tensor", "tuple",
-                          "dict", "const", "builtins.dict", "sys.exit", "os:system", "", "../x", "cuda:7"])
+                          "dict", "const", "builtins.dict", "sys.exit", "os:system", "", "../x", "cuda:7",
+                          # the cases outside attempts found (issue "Trust, round 2", item 8)
+                          "x; import os", "x\x07", "meta", "cuda:99", "bogus", "expr", "b // 0", "2*b + 1",
+                          "*".join(["b"] * 3000), "b" * 200_000, "collections.defaultdict", "evilmod.run"])
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 70), st.sampled_from([2**63, -2**63, 10**30]),
                      st.floats(allow_nan=True), _names, st.text(max_size=8))
 _values = st.recursive(_scalars, lambda inner: st.one_of(

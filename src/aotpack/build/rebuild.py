@@ -59,7 +59,15 @@ def captured_from_package(manifest: Manifest, variant: Variant, program_json: by
             state[t] = torch.nn.Parameter(tensors[fqn], requires_grad=False)
         elif kinds[fqn] == "buffer":
             state[t] = tensors[fqn]
-    ep = compat.deserialize_program(program_json, state, by_target)
+    try:
+        ep = compat.deserialize_program(program_json, state, by_target)
+    except Exception as e:  # noqa: BLE001 - any failure to read the program is the file's, named once
+        from ..errors import FormatError
+
+        raise FormatError(f"the portable program of variant {variant.name} cannot be read by torch "
+                          f"{compat.torch_version()}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
+                          hint="the package was edited, or written by a torch this one cannot read: rebuild it "
+                               "from the model") from e
     # (Captured holds the capture stage's JSON forms: what a backend reads and the writer stores)
     v = variant.to_json()
     return Captured(
