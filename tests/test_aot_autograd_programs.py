@@ -15,14 +15,19 @@ from conftest import run_fresh
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def mutation(param, y):
-    """test_mutation: an input updated in place under grad mode off, restored after."""
+def _add_with_grad_off(param, y):
+    """``param.add_(y)`` with grad mode switched off by hand and restored, as the tests write it."""
     before = torch.is_grad_enabled()
     try:
         torch.set_grad_enabled(False)
         param.add_(y)
     finally:
         torch.set_grad_enabled(before)
+
+
+def mutation(param, y):
+    """test_mutation: an input updated in place under grad mode off, restored after."""
+    _add_with_grad_off(param, y)
     return y * 2
 
 
@@ -62,12 +67,7 @@ class SomeBadFwd(torch.nn.Module):
     under grad mode off and returns another."""
 
     def _some_bad_fwd(self, param, y):
-        before = torch.is_grad_enabled()
-        try:
-            torch.set_grad_enabled(False)
-            param.add_(y)
-        finally:
-            torch.set_grad_enabled(before)
+        _add_with_grad_off(param, y)
         return y
 
     def forward(self, x, y):

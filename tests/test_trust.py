@@ -75,6 +75,8 @@ except aotpack.FormatError as e:
     assert "LOAD-REFUSED" in proc.stdout and "evilmod.run" in proc.stdout, proc.stdout
     assert not mark.exists(), "the package made aotpack import a module it names"
     assert not aotpack.verify(path)["ok"]
+    shown = str(aotpack.inspect(path))  # inspect shows the context it names, importing nothing
+    assert "collections.defaultdict" in shown and "evilmod" in shown and not mark.exists()
 
 
 def test_a_defaultdict_with_a_plain_factory_still_round_trips(tmp_path):

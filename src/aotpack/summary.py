@@ -56,9 +56,9 @@ class Inspection:
             "",
             f"signature ({', '.join(_param(x) for x in p.signature)}) -> {tree.describe(p.out_spec)}",
         ]
-        types = tree.types_in(p.out_spec)
+        types = tree.described_types(p.out_spec)
         for var in m.variants:
-            types += [t for t in tree.types_in(var.in_spec) if t not in types]
+            types += [t for t in tree.described_types(var.in_spec) if t not in types]
         if types:
             lines.append(f"types     {', '.join(types)} (rebuilt by import path at load)")
         backends = sorted({var.backend for var in m.variants})

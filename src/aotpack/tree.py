@@ -143,6 +143,25 @@ def types_in(spec: dict) -> list[str]:
     return list(dict.fromkeys(name for _, name in _typed_nodes(spec)))
 
 
+def described_types(spec: dict) -> list[str]:
+    """Each type a spec names, with the context of a node as load would hand it to the
+    node's deserializer (a defaultdict's default factory among them): what ``aotpack
+    inspect`` shows."""
+    out = []
+    for s in _typed_specs(spec):
+        context = s.get("context") if s["kind"] == "node" else None
+        out.append(s["type"] if context in (None, [], {}) else
+                   f"{s['type']} (context {json.dumps(context, sort_keys=True)[:160]})")
+    return list(dict.fromkeys(out))
+
+
+def _typed_specs(spec: dict):
+    if spec["kind"] in ("namedtuple", "node"):
+        yield spec
+    for c in spec.get("children", ()):
+        yield from _typed_specs(c)
+
+
 def _typed_nodes(spec: dict):
     """``(kind, type name)`` of every namedtuple and pytree node in ``spec``, depth first."""
     if spec["kind"] in ("namedtuple", "node"):

@@ -575,75 +575,52 @@ class Autocast(StateCheck):
         return self.dtype or "off"
 
 
-class DefaultDtype(StateCheck):
-    """``torch.get_default_dtype()`` as at capture: factories and Python scalars in the
-    program took it then."""
+class SettingIs(StateCheck):
+    """A process-wide setting, read by one function, as it was at capture (``SETTINGS``
+    lists them). ``fix`` says what to do, with ``{want}`` and ``{other}`` (the boolean's
+    other value) filled in."""
 
-    where = "torch.get_default_dtype()"
-
-    def __init__(self, dtype: str):
+    def __init__(self, want, *, where: str, reader, tag: str, fix: str, fast_reader: str = ""):
         super().__init__()
-        self.dtype = getattr(torch, dtype)
+        self.want, self.where, self.reader, self.tag, self.fast_reader = want, where, reader, tag, fast_reader
+        self.fix = fix.format(want=want, other=not want if isinstance(want, bool) else want)
 
     def fast(self, a, env):
-        env.update(GDD=torch.get_default_dtype, DDT=self.dtype)
-        return "GDD() is not DDT"
+        # the faster C reader where _torch_compat gave one (compiled backends), else the public one
+        env[f"{self.tag}_READ"] = _READERS.get(self.fast_reader, self.reader)
+        env[f"{self.tag}_WANT"] = self.want
+        return f"{self.tag}_READ() != {self.tag}_WANT"
 
     def full(self, flat, call):
-        got = torch.get_default_dtype()
-        if got is not self.dtype:
-            raise self.refuse(f"{self.dtype} (the program was compiled with it; set it back with "
-                              f"torch.set_default_dtype({self.dtype}) around the call)", str(got))
-        return flat
-
-    def expected(self, guard):
-        return str(self.dtype)
-
-
-class MatmulPrecision(StateCheck):
-    """``torch.get_float32_matmul_precision()`` as at capture (CUDA: TF32 or not)."""
-
-    where = "torch.get_float32_matmul_precision()"
-
-    def __init__(self, precision: str):
-        super().__init__()
-        self.precision = precision
-
-    def fast(self, a, env):
-        env.update(MP=_READERS.get("matmul_precision", torch.get_float32_matmul_precision), MPV=self.precision)
-        return "MP() != MPV"
-
-    def full(self, flat, call):
-        got = torch.get_float32_matmul_precision()
-        if got != self.precision:
-            raise self.refuse(f"{self.precision!r} (compiled kernels chose their float32 matmuls by it; "
-                              f"torch.set_float32_matmul_precision({self.precision!r}) or recompile)", repr(got))
-        return flat
-
-    def expected(self, guard):
-        return self.precision
-
-
-class Deterministic(StateCheck):
-    where = "torch.are_deterministic_algorithms_enabled()"
-
-    def __init__(self, want: bool):
-        super().__init__()
-        self.want = want
-
-    def fast(self, a, env):
-        env["DET"] = _READERS.get("deterministic", torch.are_deterministic_algorithms_enabled)
-        return "not DET()" if self.want else "DET()"
-
-    def full(self, flat, call):
-        got = torch.are_deterministic_algorithms_enabled()
+        got = self.reader()
         if got != self.want:
-            raise self.refuse(f"{self.want} (the kernels were compiled with it; recompile with "
-                              f"torch.use_deterministic_algorithms({got}))", str(got))
+            raise self.refuse(f"{self.expected(None)} ({self.fix})", _text(got))
         return flat
 
     def expected(self, guard):
-        return str(self.want)
+        return _text(self.want)
+
+
+def _text(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+# The settings a variant's code depends on, by name: (reader, C reader key, tag, what to do).
+SETTINGS = {
+    "default_dtype": (torch.get_default_dtype, "", "DD", "the program was compiled with it; set it back with "
+                      "torch.set_default_dtype({want}) around the call"),
+    "matmul_precision": (torch.get_float32_matmul_precision, "matmul_precision", "MP",
+                         "compiled kernels chose their float32 matmuls by it; torch.set_float32_matmul_precision("
+                         "{want!r}) or recompile"),
+    "deterministic": (torch.are_deterministic_algorithms_enabled, "deterministic", "DET",
+                      "the kernels were compiled with it; recompile with torch.use_deterministic_algorithms({other})"),
+}
+
+
+def setting_is(name: str, want) -> SettingIs:
+    reader, fast_reader, tag, fix = SETTINGS[name]
+    return SettingIs(want, where=f"torch.{reader.__name__}()",
+                     reader=reader, tag=tag, fix=fix, fast_reader=fast_reader)
 
 
 class NoFunctionMode(StateCheck):
@@ -686,11 +663,12 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool) -> list[Stat
 
         _READERS.update(global_state_readers())
     checks: list[StateCheck] = [Autocast(device, state.autocast),
-                                DefaultDtype(state.default_dtype)]
+                                setting_is("default_dtype", getattr(torch, state.default_dtype))]
     if state.grad_mode is not None:
         checks.append(GradMode(state.grad_mode, "the program reads grad mode"))
     if device == "cuda":
-        checks += [MatmulPrecision(state.matmul_precision), Deterministic(state.deterministic)]
+        checks += [setting_is("matmul_precision", state.matmul_precision),
+                   setting_is("deterministic", state.deterministic)]
     if raw_memory:
         checks += [NoFunctionMode(), ForwardAD()]
     return checks
