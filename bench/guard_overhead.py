@@ -49,14 +49,18 @@ ws = v.weights
 print(json.dumps({"backend_us": best(lambda: raw(ws + xs)), "aotpack_us": best(lambda: fn(*xs))}))
 """
 
-BOUND = SETUP + r"""
-import aotpack
+# The bound-module case's program: one source, run by this script and by the child.
+MODULE = r"""
 class M(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(16), requires_grad=False)
     def forward(self, a, b, c, d):
         return a + b + c + d + self.w
+"""
+
+BOUND = SETUP + MODULE + r"""
+import aotpack
 m = M()
 plain, bound = aotpack.load(sys.argv[1]), aotpack.load(sys.argv[1], module=m)
 print(json.dumps({"plain_us": best(lambda: plain(*xs)), "bound_us": best(lambda: bound(*xs))}))
@@ -86,15 +90,9 @@ def main() -> None:
             os.path.join(d, "f.aot"))
         a = fresh(AOTPACK, path)
 
-        class M(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.w = torch.nn.Parameter(torch.zeros(16), requires_grad=False)
-
-            def forward(self, a, b, c, d):
-                return a + b + c + d + self.w
-
-        mpath = aotpack.compile(M(), tuple(xs), dynamic={"a": {0: batch}, "b": {0: batch}}, backend="aoti").save(
+        scope = {"torch": torch}
+        exec(MODULE, scope)  # noqa: S102 - the program above, as the child defines it
+        mpath = aotpack.compile(scope["M"](), tuple(xs), dynamic={"a": {0: batch}, "b": {0: batch}}, backend="aoti").save(
             os.path.join(d, "m.aot"))
         b = fresh(BOUND, mpath)
         with tempfile.TemporaryDirectory() as cache:

@@ -122,3 +122,11 @@ def test_bound_module_losing_a_parameter_is_refused(tmp_path):
     m[0] = torch.nn.Identity()
     with pytest.raises(aotpack.GuardError, match="has no parameter or buffer '0.weight'"):
         fn(torch.randn(3, 4))
+
+
+def test_bound_module_second_weight_of_another_shape_is_named(tmp_path):
+    """A later weight of the wrong kind is named too (not only the first one)."""
+    m, fn = _bound(tmp_path)
+    m[2].weight.data = torch.randn(3, 4)
+    with pytest.raises(aotpack.GuardError, match=r"module weight '2.weight': expected float32\[2, 4\]"):
+        fn(torch.randn(3, 4))

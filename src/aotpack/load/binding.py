@@ -136,9 +136,9 @@ class Binding:
             problem = self._rebind()
             if problem is not None:
                 return problem
-        for w, dtype, shape, device in self._expected:
+        for i, (w, dtype, shape, device) in enumerate(self._expected):
             if w.dtype is not dtype or w.shape != shape or w.device != device:  # p.data = t of another kind
-                name = self.variant.weight_fqns[[e[0] for e in self._expected].index(w)]
+                name = self.variant.weight_fqns[i]
                 return Mismatch([], f"{tree.dtype_name(dtype)}{list(shape)} on {device} (as compiled)",
                                 f"{tree.dtype_name(w.dtype)}{list(w.shape)} on {w.device}",
                                 where=f"module weight {name!r}")
