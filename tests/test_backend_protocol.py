@@ -106,3 +106,20 @@ def test_backend_passed_at_load(tmp_path):
 def test_object_without_protocol_is_refused():
     with pytest.raises(aotpack.AotpackError, match="does not follow the Backend protocol"):
         aotpack.compile(f, (torch.randn(4), torch.randn(4)), backend=object())
+
+
+def test_the_default_backend_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("AOTPACK_BACKEND", "eager")
+    pkg = aotpack.compile(f, (torch.randn(4), torch.randn(4)))
+    assert [v.backend for v in pkg.manifest.variants] == ["eager"]
+    # the CLI's compile takes the same default
+    (tmp_path / "prog.py").write_text("import torch\ndef f(x):\n    return x.sin()\nexample = (torch.randn(3),)\n")
+    from test_inspect_cli import run_cli
+
+    run_cli("compile", f"{tmp_path / 'prog.py'}:f", "--example", f"{tmp_path / 'prog.py'}:example",
+            "-o", str(tmp_path / "f.aot"))  # inherits $AOTPACK_BACKEND
+    assert aotpack.inspect(tmp_path / "f.aot").manifest.variants[0].backend == "eager"
+    # a name no backend has is one error naming the variable
+    monkeypatch.setenv("AOTPACK_BACKEND", "no-such-backend")
+    with pytest.raises(aotpack.AotpackError, match=r"unknown backend 'no-such-backend' \(\$AOTPACK_BACKEND"):
+        aotpack.compile(f, (torch.randn(4), torch.randn(4)))

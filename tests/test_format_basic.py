@@ -163,7 +163,10 @@ def test_save_to_and_load_from_bytes_and_file_objects(tmp_path):
     x, y = torch.randn(2), torch.randn(2)
     ref = programs.plain(x, y)
     for source in (data, bytearray(data), memoryview(data), io.BytesIO(data), open(tmp_path / "p.aot", "rb")):
-        torch.testing.assert_close(aotpack.load(source)(x, y), ref)
+        fn = aotpack.load(source)
+        torch.testing.assert_close(fn(x, y), ref)
+        args, _ = fn.example_inputs()  # read again from the package's memory, not from a file
+        assert [a.shape for a in args] == [(2,), (2,)]
     with pytest.raises(aotpack.IntegrityError):
         aotpack.load(data[:-10])
 

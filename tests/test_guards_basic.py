@@ -88,3 +88,12 @@ def test_check_guards_false_skips_tensor_checks(tmp_path):
     x, y = torch.randn(2, 2), torch.randn(2, 2)
     # the eager graph happens to run on other shapes; the point is that no guard stopped it
     torch.testing.assert_close(fn(x, y), programs.plain(x, y))
+
+
+def test_a_dim_without_bounds_compiles_and_round_trips():
+    # Dim("b") has no max (torch's int_oo): the package records none, and takes any size
+    pkg = aotpack.compile(torch.nn.Linear(4, 2).eval(), (torch.randn(3, 4),),
+                          dynamic={"input": {0: aotpack.Dim("b")}}, backend="eager")
+    assert pkg.manifest.variants[0].dims["b"].max is None
+    fn = aotpack.load(pkg.to_bytes())
+    assert fn(torch.randn(1000, 4)).shape == (1000, 2)

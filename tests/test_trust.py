@@ -150,7 +150,7 @@ def test_a_cache_with_a_secret_never_uses_a_forged_entry(tmp_path, where, reques
     assert all("mac" in authenticated.header(d) for d in authenticated.digests())
     assert _forge_every_entry(authenticated, b"relu", b"sigmoid") == 1
 
-    # trusted as it is (no secret): the forged code is used; README "Compile cache" says so
+    # trusted as it is (no secret): the forged code is used; docs/concepts/trust.md says so
     plain = aotpack.compile(relu_program, (x,), backend="eager", cache=open_store(url))
     assert not torch.equal(aotpack.load(plain.save(tmp_path / "p.aot"))(x), relu_program(x))
 

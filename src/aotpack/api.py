@@ -21,7 +21,7 @@ from .summary import Inspection, Verification
 __all__ = ["compile", "add_variant", "inspect", "verify"]
 
 
-def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = "aoti",
+def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = None,
             dynamic=None, options: dict | None = None, variant: str = "default",
             examples: bool = True, strict_dims: bool = False, variants: list[dict] | None = None,
             progress: Callable[[str], None] | None = None, cache=None, train: bool = False,
@@ -31,11 +31,12 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
 
     Args:
       target: the function or nn.Module to compile.
-      args, kwargs: example inputs: tensors, nested tuples/lists/dicts of tensors, and
-        Python values (which are frozen into the package and guarded).
-      backend: ``"aoti"`` (AOTInductor, default), ``"inductor"`` (torch.compile's
+      args: example positional inputs: tensors, nested tuples/lists/dicts of tensors,
+        and Python values (which are frozen into the package and guarded).
+      kwargs: example keyword inputs, as ``args``.
+      backend: ``"aoti"`` (AOTInductor, the default), ``"inductor"`` (torch.compile's
         output code, kernels compiled at load), ``"eager"``, or an object following
-        ``aotpack.backends.Backend``.
+        ``aotpack.backends.Backend``. None: ``$AOTPACK_BACKEND``, else ``"aoti"``.
       dynamic: None (static shapes), True (every dimension may vary), or
         ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.
       options: backend options (for aoti: inductor config, e.g. ``{"max_autotune": True}``).
@@ -155,7 +156,7 @@ def _farmed(specs, strict_dims, cache, training, workers, say):
 
 
 def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwargs: dict | None = None, *,
-                variant: str, backend: Any = "aoti", dynamic=None, options: dict | None = None,
+                variant: str, backend: Any = None, dynamic=None, options: dict | None = None,
                 examples: bool = True, strict_dims: bool = False,
                 progress: Callable[[str], None] | None = None, cache=None) -> str:
     """Compile one more variant of a saved package's program and rewrite the file

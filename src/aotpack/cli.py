@@ -32,7 +32,9 @@ from aotpack.refs import load_object
 
 def _backend(ref: str):
     """A built-in backend's name, or ``module:qualname`` / ``file.py:Name`` of a user
-    backend (a class is instantiated)."""
+    backend (a class is instantiated); None: the default (``$AOTPACK_BACKEND``, else aoti)."""
+    if ref is None:
+        return None
     if ":" not in ref:
         if ref not in ("aoti", "inductor", "eager"):
             raise AotpackError(f"unknown backend {ref!r}", hint="aoti, inductor, eager, or module:Name of your backend")
@@ -250,7 +252,7 @@ def main(argv=None) -> int:
     except AotpackError as e:
         if os.environ.get("AOTPACK_DEBUG"):  # the traceback, with the cause it carries
             raise
-        return _fail(e.message, e.hint or f"run `aotpack {a.cmd} --help`, or see the README")
+        return _fail(e.message, e.hint or f"run `aotpack {a.cmd} --help`, or see docs/reference/cli.md")
     except KeyboardInterrupt:
         return 130
     except OSError as e:
@@ -286,8 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--example", required=True, help="FILE.py:NAME of example inputs: a tuple, or a function "
                    "returning a tuple or {'args': ..., 'kwargs': ...}")
     c.add_argument("-o", "--output", required=True, help="package file to write")
-    c.add_argument("--backend", default="aoti", help="aoti (default), inductor, eager, or module:Name (file.py:Name) "
-                   "of your backend")
+    c.add_argument("--backend", default=None, help="aoti (the default; $AOTPACK_BACKEND changes it), inductor, eager, "
+                   "or module:Name (file.py:Name) of your backend")
     c.add_argument("--dynamic", action="store_true", help="let every dimension vary")
     c.add_argument("--factory", action="store_true", help="TARGET is a function that returns the program")
     c.add_argument("--train", action="store_true", help="compile the backward too (a training package)")

@@ -24,7 +24,7 @@ __all__ = ["run_demo", "MODELS"]
 
 
 class MLP(torch.nn.Module):
-    """512 -> 1024 -> 1024 -> 10 (the MLP of the README's demo and benchmark tables)."""
+    """512 -> 1024 -> 1024 -> 10 (the MLP of the demo and of docs/benchmarks.md)."""
 
     def __init__(self):
         super().__init__()

@@ -105,7 +105,7 @@ def _examples(max_batch: int, max_len: int, t: int, device) -> tuple:
     return ids, mask, pos, torch.arange(t, device=device)
 
 
-def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, backend: Any = "aoti",
+def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, backend: Any = None,
             options: dict | None = None, progress=None, cache=None):
     """Compile a decoder-only LM for generation: a Package with variants ``decode`` and
     ``prefill`` (see the module docstring); ``aotpack.generate`` runs it.
@@ -113,9 +113,12 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     Args:
       model: a transformers causal LM (``LlamaForCausalLM``, ``Qwen2ForCausalLM``,
         ``GPT2LMHeadModel``...) or a module implementing the step.
-      max_batch, max_len: the static KV cache's size; a prompt plus its new tokens must
-        fit in ``max_len``.
-      backend, options, progress, cache: as for ``aotpack.compile``.
+      max_batch: the static KV cache's batch size: the most prompts one generate takes.
+      max_len: the static KV cache's length: a prompt plus its new tokens must fit in it.
+      backend: as for ``aotpack.compile``.
+      options: as for ``aotpack.compile``.
+      progress: as for ``aotpack.compile``.
+      cache: as for ``aotpack.compile``.
     """
     from torch.export import Dim
 
@@ -171,8 +174,12 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
         of B prompts of any lengths (left-padded here).
       max_new_tokens: tokens to generate per prompt.
       eos_token_id: a prompt that produces it stops; its later tokens are ``pad_token_id``.
-      temperature, top_k, top_p, generator: sampling (temperature 0, the default, is
-        greedy); ``generator`` makes it reproducible.
+      attention_mask: ``[B, T]``, 1 for real tokens, with left-padded ``input_ids``.
+      pad_token_id: the token written after a prompt has ended.
+      temperature: sampling temperature; 0, the default, is greedy.
+      top_k: sample among the k most likely tokens.
+      top_p: sample among the most likely tokens whose probabilities sum to p.
+      generator: a ``torch.Generator``: sampling becomes reproducible.
       cuda_graph: replay the decode step through a CUDA graph (default: on CUDA, with a
         ``CudaGraphWarning`` and plain calls where capture fails; True: a failed
         capture raises; False: never). See the module docstring.

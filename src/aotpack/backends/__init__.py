@@ -56,18 +56,28 @@ every call).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from ..errors import AotpackError
 
 __all__ = ["Backend", "Compiled", "VariantFiles", "get_backend", "find_backend", "backend_entry", "BUILTIN",
-           "ENTRY_POINT_GROUP"]
+           "ENTRY_POINT_GROUP", "default_backend"]
 
 
 from .protocol import Backend, Compiled, VariantFiles  # noqa: E402, F401 - the protocol, re-exported
 
 BUILTIN = ("aoti", "inductor", "eager")
 ENTRY_POINT_GROUP = "aotpack.backends"
+DEFAULT_BACKEND = "aoti"
+ENV_BACKEND = "AOTPACK_BACKEND"
+
+
+def default_backend() -> str:
+    """The backend a compile uses when it is given none: ``$AOTPACK_BACKEND``, else
+    ``"aoti"``. (``AOTPACK_BACKEND=eager`` makes a pipeline's compiles take seconds, as
+    the documentation's examples do in the test suite.)"""
+    return os.environ.get(ENV_BACKEND) or DEFAULT_BACKEND
 
 
 def backend_entry(backend) -> str | None:
@@ -106,7 +116,11 @@ def find_backend(name: str, extra: Sequence = ()):
 def get_backend(name, entry: str | None = None, extra: Sequence = ()):
     """The backend object for ``name`` (a name, or a Backend instance); AotpackError if
     no backend of that name is available here. ``entry`` (where the package says the
-    backend was defined) is only quoted in the error, never imported."""
+    backend was defined) is only quoted in the error, never imported. None: the
+    default backend (``default_backend()``)."""
+    from_env = name is None and bool(os.environ.get(ENV_BACKEND))
+    if name is None:
+        name = default_backend()
     if not isinstance(name, str):
         if not isinstance(name, Backend):
             raise AotpackError(
@@ -123,6 +137,8 @@ def get_backend(name, entry: str | None = None, extra: Sequence = ()):
         return found
     what = (f"backend {name!r} (defined as {entry} where it was compiled) is not available here: aotpack never "
             "imports a module a package names") if entry else f"unknown backend {name!r}"
+    if from_env:
+        what += f" (${ENV_BACKEND}={name})"
     raise AotpackError(
         what,
         hint=f"pass aotpack.load(path, backends=[...]) with an object named {name!r}, or install a package that "

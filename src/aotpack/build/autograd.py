@@ -216,8 +216,9 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     """Trace ``target``'s forward and backward and partition them.
 
     Args:
-      target, args, kwargs: the program and example inputs (as for aotpack.compile).
-        Inputs that should get gradients must require grad.
+      target: the program (as for aotpack.compile).
+      args: example positional inputs; inputs that should get gradients must require grad.
+      kwargs: example keyword inputs.
       joint_pass: called with the joint graph (fx GraphModule; inputs ``primals_*``
         then ``tangents_*``; outputs the forward's, then one grad per primal) before
         partitioning; may edit it in place or return a new one.

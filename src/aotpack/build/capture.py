@@ -700,6 +700,11 @@ def _tensors_of(values) -> list[torch.Tensor]:
     return tree.flatten(list(values))[1]
 
 
+def _finite(bound) -> int | None:
+    """A Dim's bound as an int; None for no bound (``Dim("b")``'s max is sympy's int_oo)."""
+    return bound if isinstance(bound, int) and not isinstance(bound, bool) else None
+
+
 def _user_dim(spec) -> str | None:
     name = getattr(spec, "__name__", None)
     return name if name and name not in ("AUTO", "DYNAMIC", "STATIC") else None
@@ -732,7 +737,7 @@ def _guard_dims(ep, user_nodes, flat_dyn, paths: list[str]):
             if _static(size) is None:
                 if str(compat.sym_expr(size)).isidentifier():
                     sym_names.setdefault(str(compat.sym_expr(size)), name)
-                    user_range[name] = (getattr(spec, "min", 0), getattr(spec, "max", None))
+                    user_range[name] = (_finite(getattr(spec, "min", 0)), _finite(getattr(spec, "max", None)))
             else:
                 specialized.append(f"{name} ({path}.shape[{d}]) = {_static(size)}")
     ranges = {str(k): v for k, v in ep.range_constraints.items()}

@@ -19,7 +19,7 @@ runtime turns into a GuardError naming the argument path as the caller wrote it:
     kwargs['mask'].dtype: expected torch.bool, got torch.float32
     args[0].shape[0]: expected batch in 1..4096, got 5000
 
-What each property must be (the contract; README "Guards"):
+What each property must be (the contract; docs/concepts/contract.md):
 
 - requires_grad, when grad mode is on: an inference variant takes no input that
   requires grad (it builds no autograd graph, eager would); a training variant takes

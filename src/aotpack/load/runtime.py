@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -197,6 +198,7 @@ class Loaded:
         self.signer = signer
         self.cuda_graphs: dict = {}
         self._keys = None  # the trusted keys the load checked (load sets them)
+        self._source = path  # what example_inputs() reads again (the memory file of a load from bytes)
         self._initial_state = initial_state or {}  # name -> the value the package stores
         declared = {n for v in variants for n in v.manifest.state}  # (not the aliases of them)
         self.state = {}
@@ -307,7 +309,7 @@ class Loaded:
         Example:
             >>> args, kwargs = fn.example_inputs(); fn(*args, **kwargs)   # doctest: +SKIP
         """
-        with PackageReader(self.path, self._keys) as r:  # the keys of the load: the same signature holds
+        with PackageReader(self._source, self._keys) as r:  # the keys of the load: the same signature holds
             v = r.variant(variant)
             member = fmt.variant_dir(v.name) + fmt.EXAMPLES
             if not r.has(member):
@@ -443,11 +445,19 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     if isinstance(path, (bytes, bytearray, memoryview)) or hasattr(path, "read"):
         if rewrite:
             raise ValueError("rewrite=True needs a package file, not bytes")
-        with in_memory_file(path) as name:
+        memory = in_memory_file(path)
+        name = memory.__enter__()
+        try:
             fn = load(name, module, check_guards=check_guards, guard_filter=guard_filter, backends=backends,
                       variants=variants, on_mismatch=on_mismatch, allow_modules=allow_modules,
                       plain_types=plain_types, trusted_keys=trusted_keys)
-        fn.path = "<package bytes>"  # the memory file's name means nothing after the load
+        except BaseException:
+            memory.__exit__()
+            raise
+        # the memory file stays open while the package is loaded (its pages are the mapped
+        # weights anyway), so that example_inputs() can read it again
+        fn.path, fn._source = "<package bytes>", name
+        weakref.finalize(fn, memory.__exit__)
         return fn
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"aotpack.load takes a path, the package's bytes or a binary file object, not "

@@ -60,7 +60,7 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     its outputs 0..n-1; a derived size expression is at most 256 characters; weights'
     safetensors shapes are non-negative and no two tensors overlap in the file.
 
-Trust model (what a reader relies on; README "Trust" says it for users):
+Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
     dtypes and shapes the manifest declares.

@@ -16,7 +16,7 @@ file and no user can set it back) in ``~/.cache/aotpack/verified/`` (or
 A changed, copied or replaced file has another identity and is hashed again. ``aotpack
 verify`` and ``inspect`` always hash; ``AOTPACK_VERIFY=always`` makes load hash too.
 Who can write to your cache folder can already run code as you, so remembering adds no
-way in (README, "Trust").
+way in (docs/concepts/trust.md).
 
 Example:
     >>> with PackageReader("mlp.aot") as r:                    # doctest: +SKIP

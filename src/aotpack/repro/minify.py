@@ -116,7 +116,8 @@ def minify(gm: torch.fx.GraphModule, args: list, *, backend, failure: str = "exc
     """Shrink ``gm`` while ``fails(backend, failure, ...)`` stays true.
 
     Args:
-      gm, args: the failing graph and its inputs.
+      gm: the failing graph.
+      args: its inputs.
       backend: a torch.compile backend: a callable ``(gm, example_inputs) -> fn`` or a
         registered name (``"inductor"``, ``"aot_eager"``, ``"eager"``).
       failure: ``"exception"``, ``"accuracy"``, or a regex of the exception message.
