@@ -7,12 +7,13 @@ their share of the step, the bytes they must read and their bandwidth). The
 bandwidth ceiling is measured in the same run (a device-to-device copy), so the share
 printed is of what this GPU delivers, beside the datasheet's.
 
-    python bench/decode_profile.py --layers 8 --hidden 2048 --options default,cdt
+    python bench/decode_profile.py --layers 8 --hidden 2048 --options cdt,cdt-math
 Writes bench/results/decode_profile-<gpu>-<layers>x<hidden>.json.
 
 Option sets (``--options``, comma separated):
-  default  aotpack's defaults
-  cdt      coordinate_descent_tuning (gpt-fast's setting for batch-1 decode)
+  default  no inductor options, torch's fused attention in decode
+  cdt      coordinate_descent_tuning (gpt-fast's setting for batch-1 decode), fused attention
+  cdt-math cdt, and the decode step's attention captured as math (aotpack.llm's default on CUDA)
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-OPTION_SETS = {
-    "default": {},
-    "cdt": {"coordinate_descent_tuning": True},
+OPTION_SETS = {  # name: (inductor options, decode_attention of aotpack.llm.compile)
+    "default": ({}, "fused"),
+    "cdt": ({"coordinate_descent_tuning": True}, "fused"),
+    "cdt-math": ({"coordinate_descent_tuning": True}, "math"),  # aotpack.llm's default on CUDA
 }
 PROMPT, NEW = 32, 64
 
@@ -78,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=2048)
-    parser.add_argument("--options", default="default,cdt")
+    parser.add_argument("--options", default="cdt,cdt-math")
     opts = parser.parse_args()
     import torch
     from _common import machine
@@ -104,8 +106,9 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="aotpack-prof-")
     for name in opts.options.split(","):
         t = time.perf_counter()
-        pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti",
-                                  options=OPTION_SETS[name])
+        options, attention = OPTION_SETS[name]
+        pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
+                                  decode_attention=attention)
         path = pkg.save(os.path.join(work, f"{name}.aot"))
         compile_s = time.perf_counter() - t
         del pkg

@@ -216,3 +216,34 @@ def test_cuda_graph_capture_failure_falls_back_to_plain_calls(tmp_path, monkeypa
     with pytest.warns(aotpack.llm.CudaGraphWarning, match="decoding with plain calls"):
         assert aotpack.generate(fn, PROMPTS, NEW).tolist() == want.tolist()
     assert fn.cuda_graphs["llm.decode"] is False  # warned once, remembered
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_decode_with_math_attention_equals_transformers(kind):
+    """The decode step's attention captured as math (the default on CUDA) gives
+    transformers' tokens, a batch of two prompts of different lengths (padding masked)."""
+    model = _hf(kind)
+    pkg = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="eager", decode_attention="math")
+    graphs = {v.name: pkg.members[f"variants/{v.name}/graph.py"].decode() for v in pkg.manifest.variants}
+    assert "_scaled_dot_product_attention_math" in graphs["decode"]
+    assert "_scaled_dot_product_attention_math" not in graphs["prefill"]
+    fn = aotpack.load(pkg.to_bytes())
+    assert aotpack.generate(fn, PROMPTS, NEW).tolist() == _reference(kind, model, PROMPTS).tolist()
+
+
+@pytest.mark.parametrize("case", ["bool mask, gqa", "float mask, scale", "causal", "no mask"])
+def test_math_attention_equals_the_fused_op(case):
+    from aotpack import _torch_compat as compat
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, h, t, 16, generator=g) for h, t in ((4, 3), (2, 40), (2, 40)))
+    kwargs = {"bool mask, gqa": dict(attn_mask=torch.rand(2, 1, 3, 40, generator=g) > 0.3, enable_gqa=True),
+              "float mask, scale": dict(attn_mask=torch.randn(2, 1, 3, 40, generator=g), scale=0.3, enable_gqa=True),
+              "causal": dict(is_causal=True, enable_gqa=True),
+              "no mask": dict(enable_gqa=True)}[case]
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    want = sdpa(q, k, v, **kwargs)
+    with compat.math_attention():
+        got = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
+    assert torch.nn.functional.scaled_dot_product_attention is sdpa  # restored
+    torch.testing.assert_close(got, want)

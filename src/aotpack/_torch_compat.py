@@ -179,6 +179,30 @@ def aoti_runner(so_path: str, device: str):
     raise ValueError(f"no AOTInductor runner for device {device!r}")
 
 
+@contextlib.contextmanager
+def math_attention():
+    """While tracing, ``F.scaled_dot_product_attention`` is aten's math composite
+    (``_scaled_dot_product_attention_math``): export then records matmuls and a softmax,
+    which inductor fuses, instead of one fused attention op whose kernel is chosen at
+    compile time. For any model that calls ``F.scaled_dot_product_attention`` (transformers
+    does, by attribute, at each call). Restored on exit; compiles take turns (BUILD_LOCK)."""
+    import torch.nn.functional as F
+
+    fused = F.scaled_dot_product_attention
+
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if attn_mask is not None and attn_mask.dtype == torch.bool:  # as the composite does first: True attends
+            attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill(~attn_mask, float("-inf"))
+        return torch.ops.aten._scaled_dot_product_attention_math(
+            query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)[0]
+
+    F.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = fused
+
+
 def op_available(name: str) -> bool:
     """Whether operator ``namespace::name`` is registered in this process (a custom op
     needs its library imported first)."""
