@@ -312,13 +312,59 @@ def leaks_grad_mode(x):
     return x * 2
 
 
-def test_grad_mode_leak_refused_with_file_line():
-    try:
-        with pytest.raises(aotpack.CaptureError, match=r"torch.set_grad_enabled at .*test_contract.py:\d+"):
-            aotpack.compile(leaks_grad_mode, (torch.randn(3),), backend="eager")
-    finally:
-        torch.set_grad_enabled(True)
+def enables_grad(x):
+    torch.set_grad_enabled(True)
+    return x + 1
+
+
+@torch.no_grad()
+def _helper(x):
+    return x * 3
+
+
+def scoped_grad_modes(x):
+    with torch.set_grad_enabled(False):
+        y = x + 1
+    with torch.enable_grad():
+        y = y * 2
+    return _helper(y)
+
+
+def test_scoped_grad_mode_changes_are_not_replayed():
+    pkg = aotpack.compile(scoped_grad_modes, (torch.randn(3),), backend="eager")
+    assert pkg.manifest.variants[0].global_state.grad_mode_after is None
+    fn = aotpack.load(pkg.to_bytes())
+    with torch.no_grad():
+        fn(torch.randn(3))
+        assert not torch.is_grad_enabled()
+    fn(torch.randn(3))
     assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("program", [leaks_grad_mode, enables_grad])
+def test_a_grad_mode_change_is_replayed_after_each_call(program, tmp_path):
+    """As torch.compile: a program that leaves grad mode changed (set_grad_enabled without
+    ``with``) leaves the package's caller in that mode too. The compiling process's own
+    grad mode is untouched."""
+    before = torch.is_grad_enabled()
+    pkg = aotpack.compile(program, (torch.randn(3),), backend="eager")
+    assert torch.is_grad_enabled() == before
+    after = program is enables_grad
+    assert pkg.manifest.variants[0].global_state.grad_mode_after is after
+    assert pkg.manifest.format_version == aotpack.package.fmt.GRAD_MODE_AFTER_FORMAT_VERSION  # older readers refuse
+    fn = aotpack.load(pkg.save(tmp_path / "g.aot"))
+    for start in (True, False):
+        x = torch.randn(3)
+        try:
+            torch.set_grad_enabled(start)
+            want = program(x)
+            eager_mode = torch.is_grad_enabled()
+            torch.set_grad_enabled(start)
+            got = fn(x)
+            assert torch.is_grad_enabled() == eager_mode == after
+        finally:
+            torch.set_grad_enabled(True)
+        torch.testing.assert_close(got, want)
 
 
 def test_module_training_guarded_and_inference_variant_dispatched(tmp_path):

@@ -158,6 +158,10 @@ if int(sys.argv[3]) >= 3:  # the variant compiled inside bf16 autocast runs unde
     # (y = linear(x) * scale + shift: bf16 matmul, promoted back to float32 by the buffer)
     assert not torch.equal(amp["y"], io["y"]), "the autocast variant computed in float32"
     torch.testing.assert_close(amp["y"], io["y"], atol=0.1, rtol=0.05)
+if int(sys.argv[3]) >= 4:  # the program leaves grad mode on: the call replays it, as eager
+    with torch.no_grad():
+        aotpack.load(sys.argv[1])(io["x"], {"w": io["w"]}, scale=2.0)
+        assert torch.is_grad_enabled()
 dist.destroy_process_group()
 """
 

@@ -98,13 +98,22 @@ def test_in_place_on_a_leaf_that_requires_grad_is_refused(tmp_path):
         aotpack.compile(f, (torch.randn(3, requires_grad=True),), train=True, backend="eager")
 
 
-def test_double_backward_is_a_clear_error(tmp_path):
-    fn = compile_load(lambda x: x.pow(3).sum(), (torch.randn(3, requires_grad=True),), tmp_path)
-    x = torch.randn(3, requires_grad=True)
-    (g,) = torch.autograd.grad(fn(x), x)  # first order works
-    torch.testing.assert_close(g, 3 * x.detach() ** 2)
+def test_create_graph_gives_first_order_grads_and_refuses_the_second(tmp_path):
+    """As torch.compile: ``create_graph=True`` computes the first-order gradients (what
+    an optimizer step or a gradient norm needs); differentiating them again is refused."""
+    m = torch.nn.Linear(3, 2)
+    fn = compile_load(m, (torch.randn(4, 3, requires_grad=True),), tmp_path)
+    x = torch.randn(4, 3, requires_grad=True)
+    (g,) = torch.autograd.grad(fn(x).pow(3).sum(), x)  # first order, plain
+    (g_graph,) = torch.autograd.grad(fn(x).pow(3).sum(), x, create_graph=True)
+    (want,) = torch.autograd.grad(m(x).pow(3).sum(), x, create_graph=True)
+    torch.testing.assert_close(g, want.detach())
+    torch.testing.assert_close(g_graph.detach(), want.detach())
+    assert g_graph.requires_grad  # as eager's: it depends on x and the weights
+    fn(x).pow(3).sum().backward(create_graph=True)  # a training step with create_graph: .grad filled
+    assert m.weight.grad is not None
     with pytest.raises(aotpack.AotpackError, match="double backward"):
-        torch.autograd.grad(fn(x), x, create_graph=True)
+        g_graph.sum().backward()  # the second order: refused, never a silent zero
 
 
 def test_dropout_uses_the_callers_rng(tmp_path):

@@ -39,6 +39,16 @@ class ReducedFixture(Fixture):
         return {**out, "y": funcol.all_reduce(out["y"], "sum", dist.group.WORLD)}
 
 
+class GradOnFixture(ReducedFixture):
+    """Version 4 (grad_mode_after): the same program, which leaves grad mode on for its
+    caller (``torch.set_grad_enabled(True)`` called as a function)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        torch.set_grad_enabled(True)
+        return out
+
+
 def world_of_one():
     """A gloo process group of one rank in this process (what version 2 fixtures need)."""
     import torch.distributed as dist
@@ -48,7 +58,7 @@ def world_of_one():
 
 def main():
     torch.manual_seed(0)
-    m = (ReducedFixture if fmt.FORMAT_VERSION >= 2 else Fixture)().eval()
+    m = (GradOnFixture if fmt.FORMAT_VERSION >= 4 else ReducedFixture if fmt.FORMAT_VERSION >= 2 else Fixture)().eval()
     x, w = torch.randn(5, 4), torch.randn(3)
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):

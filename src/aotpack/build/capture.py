@@ -212,7 +212,7 @@ class _Program(torch.nn.Module):
             result = self._call(*args, **kwargs)
         grad_after = torch.is_grad_enabled()
         spec, outs = tree.flatten(result, "output")
-        self._record({"out_spec": spec, "grad_mode_changed": grad_after != grad_before,
+        self._record({"out_spec": spec, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "custom_functions": _custom_functions(outs)})
         return tuple(outs)
 
@@ -886,7 +886,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         module_training=_module_training(target),
         custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
                           for c in record["custom_functions"]],
-        global_state=_global_state(amp, recorder),
+        global_state=_global_state(amp, recorder, _grad_mode_left(record, recorder)),
         mutated_inputs=written_inputs,
     )
 
@@ -918,26 +918,50 @@ def _autocast_dtype(device: str, autocast) -> str | None:
     return tree.dtype_name(dtype)
 
 
-def _global_state(autocast: str | None, recorder: EffectRecorder) -> dict:
-    """The global state the compiled code depends on (manifest.GlobalState), now."""
+def _grad_mode_left(record: dict, recorder: EffectRecorder) -> bool | None:
+    """The grad mode the program leaves its caller in, to replay after each call; None
+    where it leaves the caller's as it was. A ``torch.set_grad_enabled(x)`` called as a
+    function (never exited by a ``with``) sets it whatever the caller's was, even where
+    it equals the mode at capture (``set_grad_enabled(True)`` captured with grad on)."""
+    if record["grad_mode_after"] != record["grad_mode_before"] or recorder.grad_mode_sets:
+        return record["grad_mode_after"]
+    return None
+
+
+def _global_state(autocast: str | None, recorder: EffectRecorder, grad_mode_after: bool | None) -> dict:
+    """The global state the compiled code depends on (manifest.GlobalState), now, and
+    the grad mode the program leaves its caller in (replayed after each call)."""
     state = {"autocast": autocast, "default_dtype": tree.dtype_name(torch.get_default_dtype()),
              "matmul_precision": torch.get_float32_matmul_precision(),
              "deterministic": torch.are_deterministic_algorithms_enabled()}
     if recorder.grad_mode_reads:  # the program took a branch on it: the compiled code holds that branch
         state["grad_mode"] = torch.is_grad_enabled()
+    if grad_mode_after is not None:
+        state["grad_mode_after"] = grad_mode_after
     return state
+
+
+@contextlib.contextmanager
+def _restoring_grad_mode(grad_mode: bool):
+    """The capturing process's grad mode as it was, whatever the traced program set."""
+    try:
+        yield
+    finally:
+        torch.set_grad_enabled(grad_mode)
 
 
 def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
     """torch.export of the program, watched: (ExportedProgram, what the program's call
-    recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph, or
-    for a program that leaves grad mode changed; warns of side effects run only once."""
+    recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph;
+    warns of side effects run only once. A program that leaves grad mode changed has it
+    recorded (replayed after each call of the package), and undone here."""
     records: list[dict] = []
     program._record = records.append
     recorder = EffectRecorder()
+    grad_mode = torch.is_grad_enabled()
     try:
         try:
-            with recorder:
+            with recorder, _restoring_grad_mode(grad_mode):
                 ep = _export(program, flat, flat_dyn)
         except compat.capture_exception_kinds() as e:
             if "Constraints violated" not in str(e):
@@ -946,7 +970,8 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
             # decide each such dimension, then say which ones became constants.
             records.clear()
             with recorder:
-                ep = _export(program, flat, [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn])
+                with _restoring_grad_mode(grad_mode):
+                    ep = _export(program, flat, [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn])
     except CaptureError:
         raise
     except compat.capture_exception_kinds() as e:
@@ -954,12 +979,6 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         raise _capture_error(e, target) from e
     record = records[-1]
-    if record["grad_mode_changed"]:
-        where = ", ".join(recorder.grad_mode_calls) or _where(target)
-        raise CaptureError(f"the program changes grad mode for its caller (torch.set_grad_enabled at {where} "
-                           "is still in effect when it returns); a package does not replay global state changes",
-                           hint="use `with torch.no_grad():` or `with torch.set_grad_enabled(...):` inside the "
-                                "program, so the change ends with it")
     for effect in recorder.effects:
         warnings.warn(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning, stacklevel=4)
     return ep, record, recorder

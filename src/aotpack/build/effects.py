@@ -98,6 +98,9 @@ class EffectRecorder:
     def __init__(self):
         self.effects: list[Effect] = []
         self.grad_mode_calls: list[str] = []
+        # torch.set_grad_enabled(...) called as a function (its __init__ sets the mode; no
+        # `with` exits it): the program sets grad mode for its caller, whatever it was
+        self.grad_mode_sets: dict[int, str] = {}
         self.grad_mode_reads: list[str] = []  # file:line of torch.is_grad_enabled() in the program
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
         self.layout_reads: list[tuple[torch.Tensor, str]] = []  # (tensor, file:line) of x.stride() & co.
@@ -197,8 +200,15 @@ class EffectRecorder:
             return
         if code.co_name == "graph_break" and code.co_filename.endswith(os.path.join("_dynamo", "decorators.py")):
             self._add("torch._dynamo.graph_break() (the package is one graph: nothing is split here)", parent)
-        elif code.co_name == "__init__" and code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):
-            self.grad_mode_calls.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
+        elif code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):
+            manager = frame.f_locals.get("self")
+            if code.co_name == "__init__":
+                where = f"{parent.f_code.co_filename}:{parent.f_lineno}"
+                self.grad_mode_calls.append(where)
+                if type(manager).__name__ == "set_grad_enabled":
+                    self.grad_mode_sets[id(manager)] = where
+            elif code.co_name == "__exit__":
+                self.grad_mode_sets.pop(id(manager), None)
 
     def _add(self, what: str, frame, why: str | None = None) -> None:
         where = f"{frame.f_code.co_filename}:{frame.f_lineno}"

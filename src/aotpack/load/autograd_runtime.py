@@ -58,14 +58,29 @@ def load_training(backend, files, meta):
 
         @staticmethod
         def backward(ctx, *grads):
-            if torch.is_grad_enabled():
-                raise AotpackError("double backward (create_graph=True) through an aotpack training package is not "
-                                   "supported: its backward is compiled code without a backward of its own",
-                                   hint="call backward() without create_graph, or use eager for higher-order grads")
             tangents = [g.contiguous() if g is not None else torch.zeros(shape, dtype=dtype, device=device)
                         for g, needs, (shape, dtype, device) in zip(grads, out_requires_grad, ctx.outputs) if needs]
-            computed = iter(run_bw([*ctx.saved_tensors, *tangents]))
+            if torch.is_grad_enabled():  # create_graph=True: the grads get a backward that refuses
+                computed = iter(CompiledBackward.apply(*ctx.saved_tensors, *tangents))
+            else:
+                computed = iter(run_bw([*ctx.saved_tensors, *tangents]))
             return tuple(next(computed) if m else None for m in grad_mask)
+
+    class CompiledBackward(torch.autograd.Function):
+        """The compiled backward under ``create_graph=True``, as torch.compile runs it:
+        the first-order gradients are computed (an optimizer step, a gradient norm), and
+        differentiating them again is refused, never silently zero."""
+
+        @staticmethod
+        def forward(ctx, *inputs):
+            return tuple(run_bw(list(inputs)))
+
+        @staticmethod
+        def backward(ctx, *grads):
+            raise AotpackError("double backward through an aotpack training package is not supported: its backward "
+                               "is compiled code without a backward of its own (torch.compile refuses it too)",
+                               hint="differentiate the gradients in eager PyTorch, or compute the penalty "
+                                    "without a second backward")
 
     def run(flat):
         if torch.is_grad_enabled():

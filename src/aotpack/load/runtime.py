@@ -497,6 +497,9 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 continue
             guard = Guard.from_manifest(manifest.program, v, guard_filter,
                                         raw_memory=not getattr(backend, "runs_aten_ops", False))
+            after = v.global_state.grad_mode_after
+            if after is not None:
+                fn = _leaving_grad_mode(fn, after)
             loaded.append(_Variant(v.name, guard, fn, ws, v, state))
         if not loaded:
             raise _nothing_loads(path, manifest, variants, problems)
@@ -576,6 +579,19 @@ def _variant_code(v: Variant, files: _Files, backends, path):
                            hint="run `aotpack verify` on it; rebuild the package on this machine") from e
     finally:
         files.cleanup()
+
+
+def _leaving_grad_mode(fn, grad_mode: bool):
+    """``fn``, then the grad mode its program leaves the caller in (a
+    ``torch.set_grad_enabled`` without ``with`` in the program), as eager and
+    torch.compile leave it."""
+
+    def run(flat):
+        out = fn(flat)
+        torch.set_grad_enabled(grad_mode)
+        return out
+
+    return run
 
 
 def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_device: dict):

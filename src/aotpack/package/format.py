@@ -17,7 +17,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 3): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 4): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/test_schema.py`` fails on any change to a record that no line of the
@@ -60,6 +60,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     its outputs 0..n-1; a derived size expression is at most 256 characters; weights'
     safetensors shapes are non-negative and no two tensors overlap in the file.
 
+  4 (2026-12-03): variants[].global_state.grad_mode_after: the grad mode the program
+    leaves its caller in (``torch.set_grad_enabled(False)`` without ``with``; such programs
+    were refused before), set after every call as torch.compile replays it. The version is
+    4 only where a variant has it (a version 3 reader would leave the caller's grad mode
+    as it was); other packages keep their version.
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -86,13 +92,14 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 3  # the newest version this reader reads
+FORMAT_VERSION = 4  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
 BASE_FORMAT_VERSION = 1
 DISTRIBUTED_FORMAT_VERSION = 2  # variants[].distributed: a reader must check the rank
 GLOBAL_STATE_FORMAT_VERSION = 3  # variants[].global_state with autocast or grad_mode: a reader must guard it
+GRAD_MODE_AFTER_FORMAT_VERSION = 4  # variants[].global_state.grad_mode_after: a reader must replay it
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -459,10 +459,14 @@ class GlobalState(Record):
     (``torch.is_grad_enabled()``); None: the program does not read it.
     ``matmul_precision`` and ``deterministic``: ``torch.get_float32_matmul_precision()``
     and ``torch.are_deterministic_algorithms_enabled()`` (guarded on CUDA, where they
-    choose TF32 and the kernels)."""
+    choose TF32 and the kernels).
+    ``grad_mode_after``: the grad mode the program leaves its caller in
+    (``torch.set_grad_enabled(False)`` without ``with``), set after each call as
+    torch.compile replays it; None: the program leaves grad mode as it found it."""
     autocast: Dtype | None = None
     default_dtype: Dtype = "float32"
     grad_mode: bool | None = None
+    grad_mode_after: bool | None = None
     matmul_precision: str = "highest"
     deterministic: bool = False
 

@@ -155,6 +155,8 @@ class Package:
         if state.autocast is not None or state.grad_mode is not None or self.manifest.variants[-1].mutated_inputs:
             # older readers would not guard the state, or would pass a copy of an input the code writes
             self.manifest.format_version = max(self.manifest.format_version, fmt.GLOBAL_STATE_FORMAT_VERSION)
+        if state.grad_mode_after is not None:  # older readers would not replay it
+            self.manifest.format_version = max(self.manifest.format_version, fmt.GRAD_MODE_AFTER_FORMAT_VERSION)
 
     def merge(self, other: Package) -> None:
         """Add every variant of ``other`` (a package of the same program), with its
