@@ -3,7 +3,9 @@
 ``aotpack.compile(model, args, train=True)`` runs this pipeline::
 
     capture (torch.export, in-place buffer updates allowed)
-      -> capture_joint: AOT autograd traces forward + backward as one joint graph
+      -> capture_joint: AOT autograd traces forward + backward as one joint graph (of the
+         exported graph; of the program itself where it uses custom autograd.Functions,
+         whose backward the exported graph does not hold)
       -> joint_pass (yours, optional): edit the joint graph
       -> partition (min-cut rematerialization, as torch.compile does)
       -> forward graph:  (*weights, *inputs) -> (*updates, *outputs, *saved)
@@ -22,7 +24,9 @@ caller's tensors after the forward; an in-place update of an input that requires
 is refused at compile time, as eager refuses it; the same tensor passed twice gets the
 sum of both gradients; inputs with and without requires_grad mix (each variant is
 compiled for one pattern, which its guards check); dropout draws from the caller's
-RNG. Double backward (``create_graph=True``) raises AotpackError.
+RNG. ``backward(create_graph=True)`` computes the first-order gradients; a second
+backward through them raises AotpackError (as torch.compile's). Custom
+``torch.autograd.Function``s run their own backward.
 
 For compiler engineers::
 
@@ -34,6 +38,7 @@ For compiler engineers::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,6 +193,65 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[dict],
     return gm, aliased
 
 
+def _program_outputs(captured, aliased: set[int]) -> Callable:
+    """``fn(*primals)``: the captured program run on ``primals`` (weights, then inputs),
+    with the exported graph's outputs (in-place updates' values, then the program's
+    outputs). For programs with custom ``torch.autograd.Function``s, whose backward the
+    exported graph does not hold: tracing this runs them, backward included.
+
+    In-place updates land on copies of the arguments (so the trace is functional, as AOT
+    autograd's simple export wants), and outputs that alias an argument are copies too,
+    as in the exported graph (``_unalias_outputs``)."""
+    from torch.func import functional_call
+
+    names = list(captured.weights)
+    targets = [captured.weight_targets.get(n) for n in names]
+    missing = [n for n, t in zip(names, targets) if captured.weight_kinds.get(n) == "constant" or t is None]
+    if missing:
+        raise CaptureError(f"{captured.name} uses torch.autograd.Function {', '.join(captured.custom_functions)} "
+                           f"and tensors that are no parameter or buffer of the module ({', '.join(missing[:3])}): "
+                           "a training package cannot run its backward on them",
+                           hint="register such tensors as buffers of the module, or compile with train=False")
+    written = [_mutation_target(m, names) for m in captured.mutations]
+    program = captured.program
+    program._record = lambda record: None  # (metadata of the capture's own call, taken already)
+
+    def run(*primals):
+        copies = {i: primals[i].clone() for i in written}
+        args = [copies.get(i, p) for i, p in enumerate(primals)]
+        params = dict(zip(targets, args[:len(names)]))
+        outs = functional_call(program, params, tuple(args[len(names):]))
+        outs = [o.clone() if k in aliased else o for k, o in enumerate(outs)]
+        return (*[copies[i] for i in written], *outs)
+
+    return run
+
+
+@contextlib.contextmanager
+def _own_grads(functions: list):
+    """Each Function's backward gets its own copy of the incoming gradients while the
+    joint graph is traced. A backward that updates a gradient in place (PyTorch's
+    test_aot_autograd: tangent_mutation) would otherwise change, in the traced graph, the
+    same gradient another branch receives; eager's engine does not show it that change.
+    (A copy that is not written is free: the functional graph drops it.)"""
+    saved = {cls: vars(cls).get("backward") for cls in functions}
+    for cls in functions:
+        backward = cls.backward
+
+        def own(ctx, *grads, _backward=backward):
+            return _backward(ctx, *[g.clone() if isinstance(g, torch.Tensor) else g for g in grads])
+
+        cls.backward = staticmethod(own)
+    try:
+        yield
+    finally:
+        for cls, original in saved.items():
+            if original is None:
+                del cls.backward
+            else:
+                cls.backward = original
+
+
 def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
     """Drop None outputs (grads of primals that need none); returns the kept mask."""
     out = next(n for n in gm.graph.nodes if n.op == "output")
@@ -235,12 +299,6 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
-    if captured.custom_functions:
-        raise CaptureError(f"{captured.name} uses torch.autograd.Function {', '.join(captured.custom_functions)}: "
-                           "torch.export keeps its forward and drops its backward, so a training package would "
-                           "compute other gradients than eager",
-                           hint="compile with train=False for inference, or express the gradient with tensor ops "
-                                "(e.g. a straight-through estimator as x + (x.round() - x).detach())")
     if captured.dims:
         raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
                            hint="compile one variant per shape (variants=[...]) for training")
@@ -253,8 +311,13 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if not any(out_requires_grad):
         raise CaptureError(f"no output of {captured.name} requires grad, so there is no backward to compile",
                            hint="compile with train=False, or make parameters/inputs require grad")
+    if captured.custom_functions:
+        # torch.export kept each Function's forward and dropped its backward: trace the
+        # program itself, so autograd runs the Functions' own backward into the joint graph
+        run = _program_outputs(captured, {a["output"] for a in aliased})
     try:
-        with compat.quiet_export_logs():
+        # (the backward is traced after run returns: the Functions stay patched meanwhile)
+        with compat.quiet_export_logs(), _own_grads(captured.custom_function_types):
             joint = compat.aot_export_joint(run, primals)
     except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
         reason = str(e).splitlines()[0] if str(e) else ""

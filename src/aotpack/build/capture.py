@@ -120,6 +120,8 @@ class Captured:
     custom_functions: list[str] = field(default_factory=list)
     global_state: dict = field(default_factory=dict)
     mutated_inputs: list[int] = field(default_factory=list)
+    program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
+    custom_function_types: list = field(default_factory=list, repr=False)  # the classes behind custom_functions
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
@@ -887,6 +889,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
                           for c in record["custom_functions"]],
         global_state=_global_state(amp, recorder, _grad_mode_left(record, recorder)),
+        program=program,
+        custom_function_types=list(record["custom_functions"]),
         mutated_inputs=written_inputs,
     )
 
