@@ -67,7 +67,7 @@ bench: $(STAMP) system-tools
 	$(BIN)/python bench/trace_overhead.py
 
 # The newest torch with timm and torchvision built for it, in a second venv: the whole
-# suite plus the vision models (tests/test_vision.py). Not part of CI (a CUDA build of
+# suite plus the vision models (tests/models/test_vision.py). Not part of CI (a CUDA build of
 # several GB; torchvision from PyPI does not load beside the local CPU torch 2.13).
 COMPAT_VENV  := .venv-compat
 COMPAT_TORCH := torch==2.14.1 torchvision==0.29.1

@@ -33,6 +33,17 @@ def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = Non
     return proc
 
 
+CLI = [os.path.join(os.path.dirname(sys.executable), "aotpack")]
+
+
+def run_cli(*args, check=True):
+    """``aotpack ARGS...`` in a fresh process; on failure (with ``check``), show its output."""
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"aotpack {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 def build_and_load(backend: str, out_dir: str) -> tuple[dict, dict]:
     """Compile every program of programs.py with ``backend``, save, load fresh."""
     import aotpack

@@ -1,4 +1,4 @@
-"""One job of tests/test_distributed.py, run under torchrun (gloo on CPU).
+"""One job of tests/models/test_distributed.py, run under torchrun (gloo on CPU).
 
     torchrun --standalone --nproc-per-node 2 tests/tp_job.py build OUT BACKEND
     torchrun --standalone --nproc-per-node 2 tests/tp_job.py load PKG OUT

@@ -1,4 +1,4 @@
-"""Models for the training-package tests (tests/test_training.py, train_check.py)."""
+"""Models for the training-package tests (tests/packages/test_training.py, train_check.py)."""
 
 import torch
 

@@ -1,5 +1,5 @@
 """Models people ship, built from small configs with random weights (no downloads), with
-the call their documentation shows. Shared by tests/test_zoo.py and bench/zoo.py.
+the call their documentation shows. Shared by tests/models/test_zoo.py and bench/zoo.py.
 
 Each entry: name -> (build() -> model in eval mode, example kwargs). transformers
 models are called with ``use_cache=False``: their default returns a KV cache object

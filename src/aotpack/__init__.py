@@ -12,7 +12,7 @@ Pipeline, a build side and a load side::
         ──► load/ (guards → runtime → call; binding of a live module)
 
 The load side imports nothing of the build side but ``build.rebuild`` (one entry point,
-for ``load(..., on_mismatch="rebuild")``); tests/test_load_path.py checks the imports.
+for ``load(..., on_mismatch="rebuild")``); tests/packages/test_load_path.py checks the imports.
 """
 
 from torch.export import Dim  # noqa: E402 - the Dim of torch.export, re-exported

@@ -412,7 +412,7 @@ def standalone_compile(gm, example_inputs: list, options: dict | None) -> bytes:
     grad, which gets a shape environment of its own (``from_example_inputs``: nothing
     to guard). In dynamo's, a transformers Llama's inference compile left a guard on a
     symbol dynamo has no source for, and torch.compile failed after the backend
-    returned (``IndexError`` in ``produce_guards``; torch 2.13, tests/test_cache_fleet.py).
+    returned (``IndexError`` in ``produce_guards``; torch 2.13, tests/cache/test_cache_fleet.py).
     With grad on, ``from_example_inputs`` saves no AOT-autograd artifact in torch 2.11
     ("CompiledArtifact.save failed ... no aot_autograd artifacts"), so training graphs
     keep dynamo's environment.

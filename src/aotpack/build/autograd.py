@@ -18,7 +18,7 @@ and runs the compiled backward when autograd asks: ``fn(x).sum().backward()`` fi
 ``.grad`` of the module's parameters (bind them with ``load(path, module=model)``) and
 of inputs that require grad. Nothing is traced or compiled at load.
 
-Eager semantics kept (tests/test_training.py): in-place updates of buffers
+Eager semantics kept (tests/packages/test_training.py): in-place updates of buffers
 (BatchNorm's running statistics) and of inputs that do not require grad land on the
 caller's tensors after the forward; an in-place update of an input that requires grad
 is refused at compile time, as eager refuses it; the same tensor passed twice gets the

@@ -149,7 +149,7 @@ def shape_text(shape: list, dims: dict[str, Dim]) -> str:
 # a resolved copy of a negated tensor). The generated fast check is the OR of the fast
 # conditions, so it accepts a call only where every full check would: a condition may
 # be stricter than its full check (then the full check decides), never looser
-# (tests/test_guard_checks.py checks that property across layouts, grad modes, bits and
+# (tests/packages/test_guard_checks.py checks that property across layouts, grad modes, bits and
 # global state).
 
 

@@ -20,7 +20,7 @@ the weights in place: loading a package copies no weight bytes.
 Manifest (``FORMAT_VERSION`` 4): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
-snapshot: ``tests/test_schema.py`` fails on any change to a record that no line of the
+snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
 changelog below names, as torch.export's schema check does.
 
 Changelog of FORMAT_VERSION (bump on any change a reader must know about):

@@ -15,8 +15,7 @@ import torch
 import aotpack
 import programs
 from aotpack.package import fmt
-from conftest import HERE, run_fresh
-from test_inspect_cli import run_cli
+from conftest import HERE, run_cli, run_fresh
 
 DATA = os.path.join(HERE, "data")
 

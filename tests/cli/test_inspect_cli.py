@@ -1,8 +1,6 @@
 """aotpack inspect / compile / run from the command line, and aotpack.inspect()."""
 
 import json
-import os
-import sys
 import zipfile
 
 import pytest
@@ -10,18 +8,7 @@ import torch
 
 import aotpack
 import programs
-from conftest import run_fresh
-
-CLI = [os.path.join(os.path.dirname(sys.executable), "aotpack")]
-
-
-def run_cli(*args, check=True):
-    import subprocess
-
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"aotpack {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from conftest import CLI, run_cli, run_fresh  # noqa: F401 - CLI: used by other tests' helpers
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import ast
 import pathlib
 import re
 
-SRC = pathlib.Path(__file__).parent.parent / "src" / "aotpack"
+SRC = pathlib.Path(__file__).parent.parent.parent / "src" / "aotpack"
 
 
 def _private(dotted: str) -> bool:

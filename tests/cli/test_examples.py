@@ -4,7 +4,7 @@ import os
 
 from conftest import run_fresh
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "examples")
 
 
 def test_train_package_example():

@@ -24,7 +24,7 @@ from conftest import run_fresh
 transformers = pytest.importorskip("transformers", reason="transformers is in the test extras: make test installs it")
 import zoo  # noqa: E402
 
-TESTS = pathlib.Path(__file__).parent
+TESTS = pathlib.Path(__file__).parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 tests/data/manifest-schema.json, as torch.export's schema check does: a change to any
 record (a field added, removed, retyped, its default changed) fails this test until the
 format's changelog (package/format.py) names every changed field and the snapshot is
-written again (``AOTPACK_UPDATE_SCHEMA=1 pytest tests/test_schema.py``)."""
+written again (``AOTPACK_UPDATE_SCHEMA=1 pytest tests/format/test_schema.py``)."""
 
 import inspect
 import json
@@ -13,7 +13,7 @@ import pytest
 from aotpack.package import format as fmt
 from aotpack.package import manifest
 
-SNAPSHOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "manifest-schema.json")
+SNAPSHOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "manifest-schema.json")
 
 
 def type_name(tp) -> str:
@@ -66,7 +66,7 @@ def test_schema_changes_come_with_a_changelog_line():
                          "write one (bump FORMAT_VERSION where older readers would misread a package)")
     if snap["schema"] != now or snap["format_version"] != fmt.FORMAT_VERSION:
         pytest.fail("the manifest schema or FORMAT_VERSION changed: write the snapshot again with "
-                    "AOTPACK_UPDATE_SCHEMA=1 pytest tests/test_schema.py (after the changelog line)")
+                    "AOTPACK_UPDATE_SCHEMA=1 pytest tests/format/test_schema.py (after the changelog line)")
 
 
 def test_the_snapshot_names_the_current_format_version():

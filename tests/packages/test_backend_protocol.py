@@ -39,7 +39,7 @@ def test_custom_backend_round_trip(tmp_path):
         "import custom_backend\n"
         "print(json.dumps({'out': out.tolist(), 'calls': custom_backend.CountingInterpreter.calls}))\n"
     )
-    tests = str(pathlib.Path(__file__).parent)
+    tests = str(pathlib.Path(__file__).parent.parent)
     proc = run_fresh(["-c", code], env={"PYTHONPATH": f"{site}{os.pathsep}{tests}"})
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["calls"] == 1
@@ -114,7 +114,7 @@ def test_the_default_backend_comes_from_the_environment(monkeypatch, tmp_path):
     assert [v.backend for v in pkg.manifest.variants] == ["eager"]
     # the CLI's compile takes the same default
     (tmp_path / "prog.py").write_text("import torch\ndef f(x):\n    return x.sin()\nexample = (torch.randn(3),)\n")
-    from test_inspect_cli import run_cli
+    from conftest import run_cli
 
     run_cli("compile", f"{tmp_path / 'prog.py'}:f", "--example", f"{tmp_path / 'prog.py'}:example",
             "-o", str(tmp_path / "f.aot"))  # inherits $AOTPACK_BACKEND

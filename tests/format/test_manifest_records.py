@@ -22,8 +22,8 @@ from aotpack.package import Package, fmt
 from aotpack.package.manifest import Manifest
 from aotpack.package.writer import write_package
 
-DATA = pathlib.Path(__file__).parent / "data"
-SRC = pathlib.Path(__file__).parent.parent / "src" / "aotpack"
+DATA = pathlib.Path(__file__).parent.parent / "data"
+SRC = pathlib.Path(__file__).parent.parent.parent / "src" / "aotpack"
 
 
 def _json(path) -> dict:

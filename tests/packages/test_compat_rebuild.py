@@ -74,7 +74,7 @@ def test_foreign_torch_version_aoti_rebuild_and_rewrite(tmp_path):
     assert aotpack.inspect(path).manifest.variants[0].torch == torch.__version__.split("+")[0]
 
     # the same from the command line: `aotpack rebuild` rewrites in place, `verify` agrees
-    from test_inspect_cli import run_cli
+    from conftest import run_cli
 
     _edit_manifest(path, pretend_old)
     assert "cannot run here" in run_cli("verify", str(path), check=False).stdout

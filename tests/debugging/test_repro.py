@@ -180,7 +180,7 @@ def test_repro_accuracy_with_inductor(tmp_path):
 def test_package_repro_cli(tmp_path):
     import aotpack
     import programs
-    from test_inspect_cli import run_cli
+    from conftest import run_cli
 
     torch.manual_seed(0)
     m = programs.MLPWithBuffer().eval()
@@ -223,11 +223,10 @@ def test_minify_to_the_culprit(backend, failure):
 
 
 def test_minify_cli_writes_a_repro_that_still_fails(tmp_path):
-    from test_inspect_cli import run_cli
 
     gm = torch.fx.symbolic_trace(chain)
     save_repro(gm, [torch.randn(8), torch.randn(8)], tmp_path / "r")
-    env_cli = run_cli.__globals__["CLI"]
+    from conftest import CLI as env_cli
     env = {**os.environ, "PYTHONPATH": HERE}
     proc = subprocess.run([*env_cli, "minify", str(tmp_path / "r"), "--failure", "accuracy",
                            "--backend", "repro_backends:wrong_exp"], capture_output=True, text=True, env=env)

@@ -34,7 +34,7 @@ def test_live_module_parameters(tmp_path, backend):
     m = programs.MLPWithBuffer().eval()
     path = aotpack.compile(m, (torch.randn(2, 4),), dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}},
                            backend=backend).save(tmp_path / "m.aot")
-    proc = run_fresh(["-c", CHILD, path, str(__import__("pathlib").Path(__file__).parent)])
+    proc = run_fresh(["-c", CHILD, path, str(__import__("pathlib").Path(__file__).parent.parent)])
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["first"] < 1e-5
     assert r["second"] < 1e-5

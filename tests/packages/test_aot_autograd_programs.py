@@ -12,7 +12,7 @@ import torch
 import aotpack
 from conftest import run_fresh
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _add_with_grad_off(param, y):

@@ -13,7 +13,7 @@ import train_models
 from aotpack import autograd
 from conftest import run_fresh
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from packaging.version import Version
 import aotpack
 from conftest import run_fresh
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """CUDA packages: compiled on the GPU, loaded in a fresh process, equal to eager.
 
 Skipped cleanly without CUDA (CI has none); run on the GPU machine with
-``python -m pytest tests/test_cuda.py`` (results recorded in bench/results/).
+``python -m pytest tests/models/test_cuda.py`` (results recorded in bench/results/).
 """
 
 import json

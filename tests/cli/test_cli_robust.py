@@ -123,7 +123,7 @@ def test_full_disk_keeps_the_saved_package_and_says_so(tmp_path):
 def test_cli_custom_backend_by_import_path(tmp_path):
     """`--backend module:Name` compiles with a user backend; run and verify find it the
     same way (a package never imports it on its own)."""
-    tests = os.path.dirname(os.path.abspath(__file__))
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (tmp_path / "prog.py").write_text("import torch\ndef f(x):\n    return x * 3\ndef ex():\n    return (torch.ones(2),)\n")
     env = {**os.environ, "PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = str(tmp_path / "c.aot")
