@@ -61,6 +61,19 @@ def write(name: str, rows: list[dict], tag: str | None = None) -> str:
     return path
 
 
+def write_gpu_result(name: str, result: dict) -> str:
+    """``result`` as ``<name>-<gpu>-...json`` in ``$OUT`` (the device tool's folder) or
+    bench/results/; ``name`` may hold ``{gpu}`` (e.g. ``decode_profile-{gpu}-8x2048``)."""
+    import torch
+
+    out_dir = os.environ.get("OUT") or RESULTS
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, name.format(gpu=torch.cuda.get_device_name().split()[-1].lower()) + ".json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    return path
+
+
 def table(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = " | ".join(f"{{:{w}}}" for w in widths)

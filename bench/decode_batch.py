@@ -15,7 +15,6 @@ Writes bench/results/decode_batch-<gpu>-<layers>x<hidden>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -52,7 +51,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8")
     opts = parser.parse_args()
     import torch
-    from _common import machine
+    from _common import machine, write_gpu_result
     from decode_profile import copy_bandwidth
 
     import aotpack
@@ -112,10 +111,7 @@ def main() -> None:
               "copy_bw_bytes_s": bw, "batch1_share_of_copy_bw": share, "rows": rows,
               "command": f"python bench/decode_batch.py --layers {opts.layers} --hidden {opts.hidden} "
                          f"--batches {opts.batches}"}
-    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    gpu = torch.cuda.get_device_name().split()[-1].lower()
-    with open(os.path.join(out_dir, f"decode_batch-{gpu}-{opts.layers}x{opts.hidden}.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_gpu_result(f"decode_batch-{{gpu}}-{opts.layers}x{opts.hidden}", result)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Option sets (``--options``, comma separated):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -83,7 +82,7 @@ def main() -> None:
     parser.add_argument("--options", default="cdt,cdt-math")
     opts = parser.parse_args()
     import torch
-    from _common import machine
+    from _common import machine, write_gpu_result
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import aotpack
@@ -143,10 +142,7 @@ def main() -> None:
               "copy_bw_bytes_s": bw, "rows": rows,
               "command": f"python bench/decode_profile.py --layers {opts.layers} --hidden {opts.hidden} "
                          f"--options {opts.options}"}
-    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    gpu = torch.cuda.get_device_name().split()[-1].lower()
-    with open(os.path.join(out_dir, f"decode_profile-{gpu}-{opts.layers}x{opts.hidden}.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_gpu_result(f"decode_profile-{{gpu}}-{opts.layers}x{opts.hidden}", result)
 
 
 if __name__ == "__main__":

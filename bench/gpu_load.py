@@ -18,7 +18,6 @@ Writes bench/results/gpu_load-<gpu>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -72,7 +71,7 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=6.6)
     opts = parser.parse_args()
     import torch
-    from _common import machine
+    from _common import machine, write_gpu_result
     from safetensors.torch import save_file
 
     import aotpack
@@ -102,10 +101,7 @@ def main() -> None:
           f"aotpack / safetensors: {rows['aotpack']['seconds'] / rows['safetensors']['seconds']:.2f}x")
     result = {"machine": machine(), "weight_bytes": weight_bytes, "package_bytes": os.path.getsize(pkg_path),
               "rows": rows, "command": f"python bench/gpu_load.py --gb {opts.gb}"}
-    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    gpu = torch.cuda.get_device_name().split()[-1].lower()
-    with open(os.path.join(out_dir, f"gpu_load-{gpu}.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_gpu_result("gpu_load-{gpu}", result)
 
 
 if __name__ == "__main__":

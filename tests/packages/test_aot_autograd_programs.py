@@ -12,7 +12,7 @@ import torch
 import aotpack
 from conftest import run_fresh
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))  # the child imports this module's programs
 
 
 def _add_with_grad_off(param, y):
@@ -94,8 +94,8 @@ def examples():
 
 
 CHILD = r"""
-import json, sys, torch, aotpack
-sys.path.insert(0, sys.argv[2])
+import json, os, sys, torch, aotpack
+sys.path[:0] = sys.argv[2].split(os.pathsep)  # this folder, then tests/ (its conftest, before the root's)
 from test_aot_autograd_programs import examples
 results = {}
 for name, (program, args) in examples().items():
@@ -121,7 +121,7 @@ print(json.dumps(results))
 def test_programs_of_test_aot_autograd_package_and_equal_eager(tmp_path, backend):
     for name, (program, args) in examples().items():
         aotpack.compile(program, tuple(a.clone() for a in args), backend=backend).save(tmp_path / f"{name}.aot")
-    out = run_fresh(["-c", CHILD, str(tmp_path), HERE])
+    out = run_fresh(["-c", CHILD, str(tmp_path), os.pathsep.join([HERE, os.path.dirname(HERE)])])
     results = json.loads(out.stdout.strip().splitlines()[-1])
     bad = {n: r for n, r in results.items() if not all(r.values())}
     assert not bad, bad
