@@ -157,7 +157,7 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
                                          "args": _examples(max_batch, max_len, min(_PREFILL_EXAMPLE, max_len), device)}])
     from .package.manifest import Llm
 
-    pkg.manifest.llm = Llm(max_batch=max_batch, max_len=max_len)
+    pkg.manifest = pkg.manifest.replace(llm=Llm(max_batch=max_batch, max_len=max_len))
     return pkg
 
 

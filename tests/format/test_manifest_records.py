@@ -102,3 +102,14 @@ def test_no_module_reads_the_manifest_by_string_key():
                     and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "manifest":
                 found.append(f"{path.name}:{node.lineno}")
     assert not found, found
+
+
+def test_records_are_frozen_and_a_change_builds_a_new_one():
+    """As jax's Exported: a record read from a package does not change under its reader."""
+    from aotpack.package.manifest import GlobalState
+
+    state = GlobalState(autocast="bfloat16")
+    with pytest.raises(AttributeError, match=r"GlobalState.autocast: manifest records are frozen"):
+        state.autocast = None
+    changed = state.replace(autocast=None)
+    assert state.autocast == "bfloat16" and changed.autocast is None and changed != state

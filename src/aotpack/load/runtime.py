@@ -114,7 +114,10 @@ def _rewrite_locked(pkg, path, rebuilt: dict) -> None:
             pkg.members.pop(prefix + rel, None)
         for rel, data in compiled.files.items():
             pkg.members[prefix + rel] = data
-        entry.files, entry.meta, entry.torch = list(compiled.files), Meta.from_json(compiled.meta), torch_version()
+        rebuilt_entry = entry.replace(files=list(compiled.files), meta=Meta.from_json(compiled.meta),
+                                      torch=torch_version())
+        pkg.manifest = pkg.manifest.replace(variants=[rebuilt_entry if v.name == name else v
+                                                      for v in pkg.manifest.variants])
     pkg.save(path)
 
 

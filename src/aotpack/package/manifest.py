@@ -246,6 +246,8 @@ class Record:
         cls._dumpers = tuple(dumpers)
         cls._names = frozenset(f[0] for f in fields)
 
+    _frozen = False
+
     def __init__(self, **kw):
         for name, _, required, default, _ in self._fields:
             if name in kw:
@@ -254,11 +256,21 @@ class Record:
                 raise TypeError(f"{type(self).__name__}() needs {name}=")
             else:
                 value = type(default)(default) if isinstance(default, (list, dict)) else default
-            setattr(self, name, value)
-        self.extra = kw.pop("extra", None) or {}
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "extra", kw.pop("extra", None) or {})
         if kw:
             raise TypeError(f"{type(self).__name__}() got unknown fields {sorted(kw)}")
         self._post_init()
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name, value):
+        # Frozen, as jax's Exported: a record read from a package (or about to be written)
+        # is the manifest's statement; a change builds a new record (``replace``), so no
+        # reader holds a record that silently changed under it.
+        if self._frozen:
+            raise AttributeError(f"{type(self).__name__}.{name}: manifest records are frozen; "
+                                 f"build a new one with .replace({name}=...)")
+        object.__setattr__(self, name, value)
 
     def _post_init(self) -> None:
         pass

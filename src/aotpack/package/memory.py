@@ -128,7 +128,7 @@ class Package:
             ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
             self.members[prefix + fmt.EXAMPLES] = _safetensors().save(ex)
         # from_json: a backend's meta or a capture that the reader would refuse fails here, not at load
-        self.manifest.variants.append(Variant.from_json({
+        variant = Variant.from_json({
             "name": name,
             "backend": backend.name,
             "backend_entry": backend_entry(backend),
@@ -148,15 +148,9 @@ class Package:
             "files": files,
             "meta": compiled.meta,
             **({"distributed": distributed} if distributed is not None else {}),
-        }, f"variant {name} (as compiled by backend {backend.name})"))
-        if distributed is not None:  # readers before version 2 would run a rank's variant anywhere
-            self.manifest.format_version = max(self.manifest.format_version, fmt.DISTRIBUTED_FORMAT_VERSION)
-        state = self.manifest.variants[-1].global_state
-        if state.autocast is not None or state.grad_mode is not None or self.manifest.variants[-1].mutated_inputs:
-            # older readers would not guard the state, or would pass a copy of an input the code writes
-            self.manifest.format_version = max(self.manifest.format_version, fmt.GLOBAL_STATE_FORMAT_VERSION)
-        if state.grad_mode_after is not None:  # older readers would not replay it
-            self.manifest.format_version = max(self.manifest.format_version, fmt.GRAD_MODE_AFTER_FORMAT_VERSION)
+        }, f"variant {name} (as compiled by backend {backend.name})")
+        self.manifest = self.manifest.replace(variants=[*self.manifest.variants, variant],
+                                              format_version=max(self.manifest.format_version, _needs(variant)))
 
     def merge(self, other: Package) -> None:
         """Add every variant of ``other`` (a package of the same program), with its
@@ -174,8 +168,10 @@ class Package:
             for member, data in other.members.items():
                 if member.startswith(prefix):
                     self.members[member] = data
-            self.manifest.variants.append(v.replace(weights=names, state=[renamed[n] for n in v.state]))
-        self.manifest.format_version = max(self.manifest.format_version, other.manifest.format_version)
+            self.manifest = self.manifest.replace(
+                variants=[*self.manifest.variants, v.replace(weights=names, state=[renamed[n] for n in v.state])])
+        self.manifest = self.manifest.replace(format_version=max(self.manifest.format_version,
+                                                                 other.manifest.format_version))
 
     def _check_new_variant(self, name: str, signature, out_spec) -> None:
         from ..errors import AotpackError
@@ -199,15 +195,17 @@ class Package:
         for alias, target in program.aliases.items():
             stored[alias] = stored[target]
         names = []
+        infos = dict(program.weights)
         for fqn, src, kind in weights:
             key = fqn
             if key in stored and not _same(stored[key], src):
                 key = f"{fqn}@{name}"  # same parameter, other dtype/values for this variant
             if key not in stored:
                 stored[key] = src
-                program.weights[key] = WeightInfo(kind=kind, dtype=dtype_name(src.dtype), shape=list(src.shape))
+                infos[key] = WeightInfo(kind=kind, dtype=dtype_name(src.dtype), shape=list(src.shape))
             names.append(key)
-        unique, program.aliases = _dedupe(stored, copy=False)
+        unique, aliases = _dedupe(stored, copy=False)
+        self.manifest = self.manifest.replace(program=program.replace(weights=infos, aliases=aliases))
         self.members[fmt.WEIGHTS] = TensorsMember(unique)
         return names
 
@@ -256,6 +254,19 @@ class Package:
     def __repr__(self) -> str:
         return (f"<aotpack.Package {self.manifest.program.name} variants={self.variants} "
                 f"{self.nbytes / 1e6:.1f} MB torch {self.manifest.versions.torch}>")
+
+
+def _needs(variant: Variant) -> int:
+    """The oldest format version whose readers run ``variant`` correctly."""
+    state = variant.global_state
+    if state.grad_mode_after is not None:  # older readers would not replay it
+        return fmt.GRAD_MODE_AFTER_FORMAT_VERSION
+    if state.autocast is not None or state.grad_mode is not None or variant.mutated_inputs:
+        # older readers would not guard the state, or would pass a copy of an input the code writes
+        return fmt.GLOBAL_STATE_FORMAT_VERSION
+    if variant.distributed is not None:  # readers before version 2 would run a rank's variant anywhere
+        return fmt.DISTRIBUTED_FORMAT_VERSION
+    return fmt.BASE_FORMAT_VERSION
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
