@@ -203,6 +203,33 @@ def math_attention():
         F.scaled_dot_product_attention = fused
 
 
+@contextlib.contextmanager
+def requires_grad_reads(is_user_frame):
+    """Record the tensors whose ``.requires_grad`` the program reads (from a frame
+    ``is_user_frame`` accepts) while tracing: yields the list of (tensor, "file:line").
+
+    Private: a ``TorchFunctionMode`` sees the property's getter
+    (``TensorBase.requires_grad.__get__``) on the FakeTensors torch.export traces with
+    (2.11-2.13); every other function passes straight through."""
+    import sys
+
+    from torch.overrides import TorchFunctionMode
+
+    getter = torch._C.TensorBase.__dict__["requires_grad"]
+    reads: list = []
+
+    class Reads(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__self__", None) is getter and args:
+                caller = sys._getframe(1)
+                if is_user_frame(caller.f_code.co_filename):
+                    reads.append((args[0], f"{caller.f_code.co_filename}:{caller.f_lineno}"))
+            return func(*args, **(kwargs or {}))
+
+    with Reads():
+        yield reads
+
+
 def op_available(name: str) -> bool:
     """Whether operator ``namespace::name`` is registered in this process (a custom op
     needs its library imported first)."""

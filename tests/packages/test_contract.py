@@ -246,6 +246,39 @@ def test_requires_grad_guarded_both_ways_and_dispatched(tmp_path):
         torch.testing.assert_close(only(a, b), a * b)
 
 
+def branches_on_requires_grad(x):
+    if x.requires_grad:
+        return x * 2
+    return x * 3
+
+
+def branches_on_an_intermediate(x, y):
+    h = x + y
+    return h * 2 if h.requires_grad else h * 3
+
+
+@pytest.mark.parametrize("program, n", [(branches_on_requires_grad, 1), (branches_on_an_intermediate, 2)])
+def test_a_branch_on_requires_grad_is_guarded_under_no_grad_too(program, n):
+    """Export keeps the branch of the example (requires_grad False); under no_grad a call
+    with a tensor that requires grad would take the other branch in eager: refused, with
+    the line, instead of the compiled branch's result."""
+    fn = aotpack.load(aotpack.compile(program, tuple(torch.ones(3) for _ in range(n)), backend="eager").to_bytes())
+    assert fn.manifest.format_version == aotpack.package.fmt.GRAD_MODE_AFTER_FORMAT_VERSION  # older readers refuse
+    with torch.no_grad():
+        torch.testing.assert_close(fn(*[torch.ones(3)] * n), program(*[torch.ones(3)] * n))
+        wants_grad = [torch.ones(3, requires_grad=True)] + [torch.ones(3)] * (n - 1)
+        with pytest.raises(aotpack.GuardError, match=r"args\[0\].requires_grad: expected False \(the program reads "
+                                                     r".*requires_grad at .*test_contract.py:\d+"):
+            fn(*wants_grad)
+
+
+def test_a_program_that_reads_no_requires_grad_takes_any_pattern_under_no_grad():
+    fn = aotpack.load(aotpack.compile(lambda x: x.sin(), (torch.ones(3),), backend="eager").to_bytes())
+    assert fn.manifest.variants[0].inputs[0].requires_grad_pinned is None
+    with torch.no_grad():
+        fn(torch.ones(3, requires_grad=True))
+
+
 # 3. custom autograd.Function ------------------------------------------------------------
 
 class StraightThrough(torch.autograd.Function):

@@ -206,17 +206,33 @@ class _Program(torch.nn.Module):
     def forward(self, *flat):
         args, kwargs = _call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
         grad_before = torch.is_grad_enabled()
-        if self._autocast is not None:
-            device, dtype = self._autocast
-            with torch.autocast(device, dtype=getattr(torch, dtype)):
+        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f)) as reads:
+            if self._autocast is not None:
+                device, dtype = self._autocast
+                with torch.autocast(device, dtype=getattr(torch, dtype)):
+                    result = self._call(*args, **kwargs)
+            else:
                 result = self._call(*args, **kwargs)
-        else:
-            result = self._call(*args, **kwargs)
         grad_after = torch.is_grad_enabled()
         spec, outs = tree.flatten(result, "output")
         self._record({"out_spec": spec, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
+                      "requires_grad_reads": _requires_grad_pins(reads, flat),
                       "custom_functions": _custom_functions(outs)})
         return tuple(outs)
+
+
+def _requires_grad_pins(reads: list, flat) -> dict[int, str]:
+    """Flat input index -> where the program reads its ``.requires_grad``. The branch
+    export took holds only for calls with the same requires_grad (which a call under
+    no_grad may change), so the guard pins it. A read of an intermediate (whose
+    requires_grad follows the inputs') pins every input."""
+    pins: dict[int, str] = {}
+    for t, where in reads:
+        hit = [i for i, x in enumerate(flat) if x is t]
+        for i in hit or range(len(flat)):
+            pins.setdefault(i, f"the program reads {'its' if hit else 'an intermediate tensor’s'} requires_grad "
+                               f"at {where}")
+    return pins
 
 
 def _custom_functions(outs) -> list[type]:
@@ -851,9 +867,11 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                                hint="drop those Dims (the package then runs only that size), or change the program")
         warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning, stacklevel=3)
-    for guard, t, memory_layout in zip(inputs, flat, layouts):
+    for i, (guard, t, memory_layout) in enumerate(zip(inputs, flat, layouts)):
         guard["requires_grad"] = bool(t.requires_grad)
         guard["layout"] = memory_layout
+        if i in record["requires_grad_reads"]:
+            guard["requires_grad_pinned"] = record["requires_grad_reads"][i]
     mutations = _mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], flat, paths, recorder)
 
     gm = compat.plain_graph_module(ep.graph_module)

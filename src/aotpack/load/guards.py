@@ -342,15 +342,18 @@ class RequiresGrad(Check):
     kind = "requires_grad"
     late = True
 
-    def __init__(self, index, want: bool, train: bool):
+    def __init__(self, index, want: bool, train: bool, pinned: str | None = None):
         super().__init__(index)
-        self.want, self.train = want, train
+        self.want, self.train, self.pinned = want, train, pinned
 
     def fast(self, a, env):
         # inference: anything else may still pass under no_grad, where the full check decides
-        return f"not {a}.requires_grad" if self.train and self.want else f"{a}.requires_grad"
+        return f"not {a}.requires_grad" if (self.train or self.pinned) and self.want else f"{a}.requires_grad"
 
     def full(self, t, call):
+        if self.pinned and t.requires_grad != self.want:  # the program branched on it: under no_grad too
+            raise Mismatch([_Attr(".requires_grad")], f"{self.want} ({self.pinned}; export kept that branch)",
+                           str(t.requires_grad), late=True)
         if not call.grad:
             return t
         if not self.train:
@@ -725,7 +728,7 @@ class Guard:
         for i, g in enumerate(self.inputs):
             dtype = getattr(torch, g.dtype)
             checks += [IsTensor(i), DtypeIs(i, dtype), Dense(i), ShapeIs(i, g.shape, self.dims), DeviceIs(i, g.device),
-                       RequiresGrad(i, g.requires_grad, self.train)]
+                       RequiresGrad(i, g.requires_grad, self.train, g.requires_grad_pinned)]
             if self.raw_memory:
                 checks.append(StoredBits(i, dtype.is_complex, i in self.pinned))
             checks.append(MemoryLayout(i, g, i in self.pinned, i in self.mutated))

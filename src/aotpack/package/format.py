@@ -65,6 +65,9 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     were refused before), set after every call as torch.compile replays it. The version is
     4 only where a variant has it (a version 3 reader would leave the caller's grad mode
     as it was); other packages keep their version.
+    variants[].inputs[].requires_grad_pinned: why the program's result depends on the
+    input's requires_grad (it reads ``x.requires_grad``): a call with another
+    requires_grad is refused under no_grad too. Also version 4 where present.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

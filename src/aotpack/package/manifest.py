@@ -386,6 +386,9 @@ class Input(Record):
     # memory, the program reading its strides): a call in another layout is refused, not
     # copied into the compiled one (capture._layout_pins)
     layout_pinned: str | None = None
+    # why the program's result depends on this input's requires_grad (it reads
+    # ``x.requires_grad``: export kept one branch): checked under no_grad too
+    requires_grad_pinned: str | None = None
 
 
 class Dim(Record):

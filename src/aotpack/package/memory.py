@@ -259,8 +259,8 @@ class Package:
 def _needs(variant: Variant) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
-    if state.grad_mode_after is not None:  # older readers would not replay it
-        return fmt.GRAD_MODE_AFTER_FORMAT_VERSION
+    if state.grad_mode_after is not None or any(i.requires_grad_pinned for i in variant.inputs):
+        return fmt.GRAD_MODE_AFTER_FORMAT_VERSION  # older readers would not replay it, or not check it
     if state.autocast is not None or state.grad_mode is not None or variant.mutated_inputs:
         # older readers would not guard the state, or would pass a copy of an input the code writes
         return fmt.GLOBAL_STATE_FORMAT_VERSION
