@@ -415,12 +415,29 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         # per weight: whether the backward computes its gradient (a parameter that
         # required grad at compile time)
         "weights_requires_grad": [_gets_grad(captured, n, w) for n, w in captured.weights.items()],
+        "grad_tangents": _grad_tangents(jc.backward),
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
     for key in ("cpu_isa", "compute_capability", "machine"):
         if key in fw.meta:
             meta[key] = fw.meta[key]
     return Compiled(files=files, meta=meta), jc
+
+
+def _grad_tangents(backward: torch.fx.GraphModule) -> list[list[int]]:
+    """Per output of the backward graph: the tangents (output grads, in order) it is
+    computed from. A gradient none of whose tangents reach the backward at a call is
+    None there, as in eager (an output left out of the loss gives its parameters no grad)."""
+    tangents = [n for n in backward.graph.nodes if n.op == "placeholder" and n.name.startswith("tangents")]
+    index = {n: i for i, n in enumerate(tangents)}
+    reach: dict = {}
+    for node in backward.graph.nodes:
+        if node.op == "placeholder":
+            reach[node] = {index[node]} if node in index else set()
+        else:
+            reach[node] = set().union(*(reach[a] for a in node.all_input_nodes)) if node.all_input_nodes else set()
+    out = next(n for n in backward.graph.nodes if n.op == "output")
+    return [sorted(reach.get(v, set())) if isinstance(v, torch.fx.Node) else [] for v in out.args[0]]
 
 
 def _mutation_targets(jc: JointCapture) -> list[int]:

@@ -42,10 +42,12 @@ def load_training(backend, files, meta):
     n_mut = len(targets)
     saved_mutated = train.saved_mutated
     aliased = train.aliased
+    grad_tangents = train.grad_tangents  # (None in packages before 2026-12-03: every grad computed)
 
     class PackageFunction(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *flat):
+            ctx.set_materialize_grads(False)  # which outputs' grads reach the backward: see backward
             outs = run_fw(list(flat))
             saved = list(outs[n_out:])
             for i in saved_mutated:
@@ -58,12 +60,18 @@ def load_training(backend, files, meta):
 
         @staticmethod
         def backward(ctx, *grads):
+            reached = [g is not None for g, needs in zip(grads, out_requires_grad) if needs]
             tangents = [g.contiguous() if g is not None else torch.zeros(shape, dtype=dtype, device=device)
                         for g, needs, (shape, dtype, device) in zip(grads, out_requires_grad, ctx.outputs) if needs]
             if torch.is_grad_enabled():  # create_graph=True: the grads get a backward that refuses
-                computed = iter(CompiledBackward.apply(*ctx.saved_tensors, *tangents))
+                computed = list(CompiledBackward.apply(*ctx.saved_tensors, *tangents))
             else:
-                computed = iter(run_bw([*ctx.saved_tensors, *tangents]))
+                computed = list(run_bw([*ctx.saved_tensors, *tangents]))
+            if grad_tangents is not None and not all(reached):
+                # a gradient computed from output grads none of which reached the backward is
+                # eager's None (no path from the loss), not zeros: optimizers skip None
+                computed = [g if any(reached[t] for t in deps) else None for g, deps in zip(computed, grad_tangents)]
+            computed = iter(computed)
             return tuple(next(computed) if m else None for m in grad_mask)
 
     class CompiledBackward(torch.autograd.Function):

@@ -68,6 +68,9 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     variants[].inputs[].requires_grad_pinned: why the program's result depends on the
     input's requires_grad (it reads ``x.requires_grad``): a call with another
     requires_grad is refused under no_grad too. Also version 4 where present.
+    (2026-12-03, a compatible addition) meta.train.grad_tangents: per gradient of a
+    training variant, the output grads it is computed from, so that a gradient no output
+    grad reaches is None, as eager's; older readers give zeros there, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

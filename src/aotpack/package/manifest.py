@@ -425,6 +425,10 @@ class Train(Record):
     saved: list[Any]
     mutated: list[Mutation]
     weights_requires_grad: list[bool] | None = None
+    # per gradient the backward returns: the output grads (indices among the outputs that
+    # require grad) it depends on; where none of them reached the backward (an output
+    # left out of the loss), the gradient is None, as eager's, not zeros
+    grad_tangents: list[list[int]] | None = None
 
 
 class SubMeta(Record):
