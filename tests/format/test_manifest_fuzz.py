@@ -176,3 +176,45 @@ def test_deep_nesting_is_a_format_error(good, tmp_path):
     write_package(tmp_path / "p.aot", m, members)
     with pytest.raises(aotpack.FormatError, match="out_spec"):
         aotpack.load(tmp_path / "p.aot")
+
+
+def _edit_weights_header(raw: bytes, data) -> bytes:
+    """The weights member (safetensors: 8-byte header length, JSON header, data) with its
+    header edited as someone who knows the format would: dtypes, shapes and data offsets
+    changed, tensors dropped or added, the header's length claim kept consistent."""
+    n = int.from_bytes(raw[:8], "little")
+    header, body = json.loads(raw[8:8 + n]), raw[8 + n:]
+    names = [k for k in header if k != "__metadata__"]
+    for _ in range(data.draw(st.integers(1, 3), label="header edits")):
+        name = data.draw(st.sampled_from(names), label="tensor")
+        entry = header.setdefault(name, {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]})
+        field = data.draw(st.sampled_from(["dtype", "shape", "data_offsets", "drop", "twin", "metadata"]), label="field")
+        if field == "dtype":
+            entry["dtype"] = data.draw(st.sampled_from(["F16", "BF16", "F64", "I64", "U8", "BOOL", "F8_E4M3", "X"]))
+        elif field == "shape":
+            entry["shape"] = data.draw(st.lists(st.sampled_from([0, 1, 3, 4, 16, -2, 2**62, 2**63]), max_size=4))
+        elif field == "data_offsets":
+            entry["data_offsets"] = data.draw(st.lists(st.sampled_from([0, 4, 16, len(body), len(body) + 64, -8, 2**63]),
+                                                       min_size=0, max_size=3))
+        elif field == "drop":
+            header.pop(name)
+        elif field == "twin":  # another name for the same bytes
+            header[name + ".twin"] = dict(entry)
+        else:
+            header["__metadata__"] = data.draw(st.dictionaries(st.text(max_size=4), st.one_of(st.text(max_size=4), st.integers())))
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)  # safetensors pads its header to 8 bytes
+    return len(encoded).to_bytes(8, "little") + encoded + body
+
+
+@settings(max_examples=max(1, EXAMPLES // 3), deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_edited_weight_headers_give_only_aotpack_errors(good, tmp_path_factory, data):
+    """Consistent packages (digests right) whose weights' safetensors header says other
+    dtypes, shapes or offsets: only aotpack errors come out (issue "Trust, round 2")."""
+    manifest, members, args = good
+    edited = dict(members)
+    edited[fmt.WEIGHTS] = _edit_weights_header(members[fmt.WEIGHTS], data)
+    path = os.path.join(tmp_path_factory.mktemp("weights", numbered=True), "p.aot")
+    write_package(path, manifest, edited)
+    _exercise(path, args)
