@@ -130,3 +130,78 @@ def test_bound_module_second_weight_of_another_shape_is_named(tmp_path):
     m[2].weight.data = torch.randn(3, 4)
     with pytest.raises(aotpack.GuardError, match=r"module weight '2.weight': expected float32\[2, 4\]"):
         fn(torch.randn(3, 4))
+
+
+# -- the bound module as a fuzzer dimension ------------------------------------------------
+
+class _Bound(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = torch.nn.Linear(4, 4)
+        self.scale = torch.nn.Parameter(torch.randn(4))
+        self.register_buffer("shift", torch.randn(4))
+
+    def forward(self, x):
+        return self.inner(x) * self.scale + self.shift
+
+
+def _rand(g, *shape, dtype=torch.float32):
+    return torch.randn(*shape, generator=g).to(dtype)
+
+
+# What a user may do to a bound module between calls; each draws its values from ``g``,
+# so the package's module and eager's copy get the same change.
+MODULE_CHANGES = {
+    "reassign a parameter": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 4))),
+    "p.data = t": lambda m, g: setattr(m.inner.weight, "data", _rand(g, 4, 4)),
+    "update in place": lambda m, g: m.shift.add_(_rand(g, 4)),
+    "reassign a buffer": lambda m, g: setattr(m, "shift", _rand(g, 4)),
+    "load_state_dict(assign=True)": lambda m, g: m.load_state_dict(
+        {k: _rand(g, *v.shape) for k, v in m.state_dict().items()}, assign=True),
+    "replace a submodule": lambda m, g: setattr(m, "inner", torch.nn.Linear(4, 4)),
+    "a parameter of another dtype": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 4, dtype=torch.float64))),
+    "a parameter of another shape": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 1))),
+    "a submodule without a bias": lambda m, g: setattr(m, "inner", torch.nn.Linear(4, 4, bias=False)),
+    "a forward hook": lambda m, g: m.inner.register_forward_hook(lambda mod, i, out: out * 2),
+    "a forward pre-hook": lambda m, g: m.register_forward_pre_hook(lambda mod, args: (args[0] + 1,)),
+    "train mode": lambda m, g: m.train(),
+}
+
+
+@pytest.fixture(scope="module")
+def bound_package():
+    torch.manual_seed(0)
+    m = _Bound().eval().requires_grad_(False)
+    return aotpack.compile(m, (torch.randn(3, 4),), backend="eager").to_bytes(), m.state_dict()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
+                        max_size=3))
+def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound_package, changes):
+    """The contract with the bound module as a dimension: after any sequence of changes
+    to the module a call gives eager's result on the changed module, or a GuardError;
+    never the result of the old weights."""
+    data, state = bound_package
+    m, ref = _Bound().eval(), _Bound().eval()
+    m.load_state_dict(state)
+    ref.load_state_dict(state)
+    fn = aotpack.load(data, module=m)
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(fn(x), ref(x))
+        for name, seed in changes:
+            for module in (m, ref):
+                torch.manual_seed(seed)  # (a replaced submodule initializes from the global generator)
+                MODULE_CHANGES[name](module, torch.Generator().manual_seed(seed))
+        try:
+            got = fn(x)
+        except aotpack.GuardError:
+            return
+        want = ref(x)
+        assert got.dtype == want.dtype and got.shape == want.shape, changes
+        torch.testing.assert_close(got, want, msg=str(changes))
