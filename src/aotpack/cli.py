@@ -278,11 +278,19 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """Every subcommand and its options; each sets ``func``, the _cmd_* that runs it."""
+    """Every subcommand and its options: one function a subcommand (``_<name>_command``),
+    each setting ``func``, the _cmd_* that runs it."""
     p = argparse.ArgumentParser(prog="aotpack", description="Compile PyTorch programs once; load them in milliseconds.")
     p.add_argument("--version", action="version", version=f"aotpack {aotpack.__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
+    for add in (_compile_command, _run_command, _inspect_command, _verify_command, _keygen_command, _sign_command,
+                _rebuild_command, _repro_command, _minify_command, _report_command, _cache_command,
+                _generate_command, _demo_command):
+        add(sub)
+    return p
 
+
+def _compile_command(sub) -> None:
     c = sub.add_parser("compile", help="compile a function or module into a package")
     c.add_argument("target", help="FILE.py:NAME of a function, nn.Module, or module class/factory (see --factory)")
     c.add_argument("--example", required=True, help="FILE.py:NAME of example inputs: a tuple, or a function "
@@ -296,6 +304,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--cache", default=None, help="compile cache: a directory or redis:// URL")
     c.set_defaults(func=_cmd_compile)
 
+
+def _run_command(sub) -> None:
     r = sub.add_parser("run", help="load a package and run it on its recorded example inputs")
     r.add_argument("package")
     r.add_argument("--variant", default=None, help="whose example inputs to use (default: the first)")
@@ -304,10 +314,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", action="append", help="module:Name of a user backend the package needs (repeatable)")
     r.set_defaults(func=_cmd_run)
 
+
+def _inspect_command(sub) -> None:
     i = sub.add_parser("inspect", help="describe a package (no code is run)")
     i.add_argument("package")
     i.set_defaults(func=_cmd_inspect)
 
+
+def _verify_command(sub) -> None:
     v = sub.add_parser("verify", help="check integrity, signature and whether the package runs here (no code is run)")
     v.add_argument("package")
     v.add_argument("--key", action="append", help="trusted public key file: the package must be signed by it "
@@ -315,25 +329,35 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--backend", action="append", help="module:Name of a user backend the package needs (repeatable)")
     v.set_defaults(func=_cmd_verify)
 
+
+def _keygen_command(sub) -> None:
     kg = sub.add_parser("keygen", help="create an Ed25519 signing key pair (KEY and KEY.pub)")
     kg.add_argument("key", help="private key file to write; the public key goes to KEY.pub")
     kg.set_defaults(func=_cmd_keygen)
 
+
+def _sign_command(sub) -> None:
     sg = sub.add_parser("sign", help="sign a package in place with a private key")
     sg.add_argument("package")
     sg.add_argument("--key", required=True, help="private key file (from `aotpack keygen`, or an OpenSSH ed25519 key)")
     sg.set_defaults(func=_cmd_sign)
 
+
+def _rebuild_command(sub) -> None:
     b = sub.add_parser("rebuild", help="recompile variants built for another torch/machine, in place")
     b.add_argument("package")
     b.set_defaults(func=_cmd_rebuild)
 
+
+def _repro_command(sub) -> None:
     rp = sub.add_parser("repro", help="write a standalone reproducer of a package variant")
     rp.add_argument("package")
     rp.add_argument("-o", "--output", required=True, help="folder for repro.py and storages/")
     rp.add_argument("--variant", default=None)
     rp.set_defaults(func=_cmd_repro)
 
+
+def _minify_command(sub) -> None:
     mn = sub.add_parser("minify", help="shrink a reproducer's failing graph (delta debugging)")
     mn.add_argument("folder", help="a folder written by save_repro / aotpack repro")
     mn.add_argument("--failure", default="exception", help="exception, accuracy, or a regex of the error")
@@ -342,11 +366,15 @@ def _parser() -> argparse.ArgumentParser:
     mn.add_argument("--max-trials", type=_positive_int, default=200)
     mn.set_defaults(func=_cmd_minify)
 
+
+def _report_command(sub) -> None:
     rep = sub.add_parser("report", help="render a compile trace (aotpack.trace / AOTPACK_TRACE) as one HTML page")
     rep.add_argument("trace", help="the trace folder (holds trace.jsonl)")
     rep.add_argument("-o", "--output", default=None, help="HTML file (default TRACE/report.html)")
     rep.set_defaults(func=_cmd_report)
 
+
+def _cache_command(sub) -> None:
     ca = sub.add_parser("cache", help="list, explain, remove, export or import compile-cache entries")
     ca.add_argument("action", choices=["ls", "explain", "rm", "export", "import"])
     ca.add_argument("keys", nargs="*", help="keys or key prefixes (import: the bundle file)")
@@ -356,6 +384,8 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("-o", "--output", default=None, help="export: bundle file to write")
     ca.set_defaults(func=_cmd_cache)
 
+
+def _generate_command(sub) -> None:
     g = sub.add_parser("generate", help="generate tokens with a package from aotpack.llm.compile")
     g.add_argument("package")
     g.add_argument("--prompt", action="append", required=True, help="token ids, comma-separated (repeat for a batch)")
@@ -368,13 +398,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="timing line on stderr")
     g.set_defaults(func=_cmd_generate)
 
+
+def _demo_command(sub) -> None:
     d = sub.add_parser("demo", help="compile an MLP and a transformer block, load them fresh, compare")
     d.add_argument("--backend", default="aoti", choices=["aoti", "inductor", "eager"])
     d.add_argument("--out", default=None, help="folder for the packages (default: a temporary one)")
     d.add_argument("--models", default=None, help="comma-separated subset of: mlp,transformer_block")
     d.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile comparison")
     d.set_defaults(func=_cmd_demo)
-    return p
 
 
 _OS_HINTS = {
