@@ -14,8 +14,9 @@ from conftest import run_fresh
 
 
 def _edit_manifest(path, edit):
+    """Rewrite the package with ``edit(manifest)``'s manifest (records are frozen: a new one)."""
     pkg = Package.open(path)
-    edit(pkg.manifest)
+    pkg.manifest = edit(pkg.manifest)
     pkg.save(path)
 
 
@@ -46,9 +47,8 @@ def test_foreign_torch_version_aoti_rebuild_and_rewrite(tmp_path):
     path = aotpack.compile(m, (x,)).save(tmp_path / "m.aot")
 
     def pretend_old(manifest):
-        manifest.versions.torch = "2.12.0"
-        for v in manifest.variants:
-            v.torch = "2.12.0"
+        return manifest.replace(versions=manifest.versions.replace(torch="2.12.0"),
+                                variants=[v.replace(torch="2.12.0") for v in manifest.variants])
 
     _edit_manifest(path, pretend_old)
     torch.save((x, m(x).detach()), tmp_path / "io.pt")
