@@ -52,7 +52,7 @@ def main() -> None:
     opts = parser.parse_args()
     import torch
     from _common import machine, write_gpu_result
-    from decode_profile import copy_bandwidth
+    from decode_profile import copy_bandwidth, decode_seconds
 
     import aotpack
 
@@ -76,18 +76,7 @@ def main() -> None:
         fn = aotpack.load(os.path.join(work, f"b{b}.aot"))
         g = torch.Generator().manual_seed(b)
         ids = torch.randint(3, 1000, (b, PROMPT), generator=g).cuda()
-        aotpack.generate(fn, ids, 4)
-        best = float("inf")
-        for _ in range(3):
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            aotpack.generate(fn, ids, 1)
-            torch.cuda.synchronize()
-            prefill = time.perf_counter() - t
-            t = time.perf_counter()
-            aotpack.generate(fn, ids, NEW)
-            torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t - prefill)
+        best, _ = decode_seconds(torch, fn, ids, NEW)
         step = best / (NEW - 1)
         rows.append({"batch": b, "compile_s": compile_s[b], "step_ms": 1e3 * step, "tok_s_per_sequence": 1 / step,
                      "tok_s_total": b / step})
