@@ -291,6 +291,16 @@ class StraightThrough(torch.autograd.Function):
         return grad * 3
 
 
+class StraightThroughVjp(torch.autograd.Function):  # the gradient as ``vjp``, autograd's other name
+    @staticmethod
+    def forward(ctx, x):
+        return x.round()
+
+    @staticmethod
+    def vjp(ctx, grad):
+        return grad * 3
+
+
 class MutatesTangent(torch.autograd.Function):  # test_aot_autograd's tangent_mutation
     @staticmethod
     def forward(ctx, x):
@@ -330,7 +340,7 @@ class WithCustomGradients(torch.nn.Module):
 
 
 @pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("function", [StraightThrough, MutatesTangent, GradInputsAliasInputs])
+@pytest.mark.parametrize("function", [StraightThrough, StraightThroughVjp, MutatesTangent, GradInputsAliasInputs])
 def test_custom_autograd_function_in_training_runs_its_backward(function, backend):
     """torch.export keeps a Function's forward and drops its backward; a training package
     traces the program itself for the joint graph, so the Function's own backward runs:

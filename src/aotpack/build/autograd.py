@@ -204,11 +204,13 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
     as in the exported graph (``_unalias_outputs``)."""
     from torch.func import functional_call
 
+    from .capture import function_names
+
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
     missing = [n for n, t in zip(names, targets) if captured.weight_kinds.get(n) == "constant" or t is None]
     if missing:
-        raise CaptureError(f"{captured.name} uses torch.autograd.Function {', '.join(captured.custom_functions)} "
+        raise CaptureError(f"{captured.name} uses torch.autograd.Function {function_names(captured.custom_functions)} "
                            f"and tensors that are no parameter or buffer of the module ({', '.join(missing[:3])}): "
                            "a training package cannot run its backward on them",
                            hint="register such tensors as buffers of the module, or compile with train=False")
@@ -234,22 +236,19 @@ def _own_grads(functions: list):
     test_aot_autograd: tangent_mutation) would otherwise change, in the traced graph, the
     same gradient another branch receives; eager's engine does not show it that change.
     (A copy that is not written is free: the functional graph drops it.)"""
-    saved = {cls: vars(cls).get("backward") for cls in functions}
-    for cls in functions:
-        backward = cls.backward
-
-        def own(ctx, *grads, _backward=backward):
-            return _backward(ctx, *[g.clone() if isinstance(g, torch.Tensor) else g for g in grads])
-
-        cls.backward = staticmethod(own)
+    # the method autograd calls: ``backward``, or ``vjp`` where a class defines that instead
+    names = {cls: "backward" if cls.backward is not torch.autograd.Function.backward else "vjp" for cls in functions}
+    saved = {cls: vars(cls).get(name) for cls, name in names.items()}
+    for cls, name in names.items():
+        setattr(cls, name, staticmethod(_with_own_grads(getattr(cls, name))))
     try:
         yield
     finally:
         for cls, original in saved.items():
             if original is None:
-                del cls.backward
+                delattr(cls, names[cls])
             else:
-                cls.backward = original
+                setattr(cls, names[cls], original)
 
 
 def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
@@ -317,7 +316,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         run = _program_outputs(captured, {a["output"] for a in aliased})
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
-        with compat.quiet_export_logs(), _own_grads(captured.custom_function_types):
+        with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
             joint = compat.aot_export_joint(run, primals)
     except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
         reason = str(e).splitlines()[0] if str(e) else ""
@@ -422,6 +421,13 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         if key in fw.meta:
             meta[key] = fw.meta[key]
     return Compiled(files=files, meta=meta), jc
+
+
+def _with_own_grads(user_backward: Callable) -> Callable:
+    def backward(ctx, *grads):
+        return user_backward(ctx, *[g.clone() if isinstance(g, torch.Tensor) else g for g in grads])
+
+    return backward
 
 
 def _grad_tangents(backward: torch.fx.GraphModule) -> list[list[int]]:

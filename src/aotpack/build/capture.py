@@ -117,11 +117,10 @@ class Captured:
     state: list[str] = field(default_factory=list)
     aliased: list[dict] = field(default_factory=list)
     module_training: bool | None = None
-    custom_functions: list[str] = field(default_factory=list)
+    custom_functions: list[type] = field(default_factory=list)  # the classes (described by function_names)
     global_state: dict = field(default_factory=dict)
     mutated_inputs: list[int] = field(default_factory=list)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
-    custom_function_types: list = field(default_factory=list, repr=False)  # the classes behind custom_functions
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
@@ -233,6 +232,11 @@ def _requires_grad_pins(reads: list, flat) -> dict[int, str]:
             pins.setdefault(i, f"the program reads {'its' if hit else 'an intermediate tensor’s'} requires_grad "
                                f"at {where}")
     return pins
+
+
+def function_names(functions: list[type]) -> str:
+    """``module.Class (file:line of its backward)`` of custom autograd Functions, for messages."""
+    return ", ".join(f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})" for c in functions)
 
 
 def _custom_functions(outs) -> list[type]:
@@ -904,11 +908,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         state=[n for n, t in weight_targets.items() if t in written_buffers],
         aliased=[] if mutation_specs else output_aliases(gm),
         module_training=_module_training(target),
-        custom_functions=[f"{c.__module__}.{c.__qualname__} ({_where(c.backward)})"
-                          for c in record["custom_functions"]],
+        custom_functions=list(record["custom_functions"]),
         global_state=_global_state(amp, recorder, _grad_mode_left(record, recorder)),
         program=program,
-        custom_function_types=list(record["custom_functions"]),
         mutated_inputs=written_inputs,
     )
 

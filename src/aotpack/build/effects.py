@@ -97,7 +97,6 @@ class EffectRecorder:
 
     def __init__(self):
         self.effects: list[Effect] = []
-        self.grad_mode_calls: list[str] = []
         # torch.set_grad_enabled(...) called as a function (its __init__ sets the mode; no
         # `with` exits it): the program sets grad mode for its caller, whatever it was
         self.grad_mode_sets: dict[int, str] = {}
@@ -202,11 +201,8 @@ class EffectRecorder:
             self._add("torch._dynamo.graph_break() (the package is one graph: nothing is split here)", parent)
         elif code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):
             manager = frame.f_locals.get("self")
-            if code.co_name == "__init__":
-                where = f"{parent.f_code.co_filename}:{parent.f_lineno}"
-                self.grad_mode_calls.append(where)
-                if type(manager).__name__ == "set_grad_enabled":
-                    self.grad_mode_sets[id(manager)] = where
+            if code.co_name == "__init__" and type(manager).__name__ == "set_grad_enabled":
+                self.grad_mode_sets[id(manager)] = f"{parent.f_code.co_filename}:{parent.f_lineno}"
             elif code.co_name == "__exit__":
                 self.grad_mode_sets.pop(id(manager), None)
 
