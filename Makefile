@@ -34,7 +34,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests conftest.py docs/hooks.py $(wildcard bench) $(wildcard examples)
+	$(BIN)/ruff check --no-cache src tests conftest.py docs/hooks.py $(wildcard bench) $(wildcard examples)
 
 system-tools:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \

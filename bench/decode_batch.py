@@ -51,10 +51,10 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8")
     opts = parser.parse_args()
     import torch
-    from _common import machine, write_gpu_result
-    from decode_profile import copy_bandwidth, decode_seconds
 
     import aotpack
+    from _common import machine, write_gpu_result
+    from decode_profile import copy_bandwidth, decode_seconds
 
     batches = [int(b) for b in opts.batches.split(",")]
     work = tempfile.mkdtemp(prefix="aotpack-batch-")

@@ -102,11 +102,11 @@ def main() -> None:
     parser.add_argument("--options", default="cdt,cdt-math")
     opts = parser.parse_args()
     import torch
-    from _common import machine, write_gpu_result
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import aotpack
     import aotpack.llm
+    from _common import machine, write_gpu_result
 
     bw = copy_bandwidth(torch)
     torch.manual_seed(0)

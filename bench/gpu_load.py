@@ -71,10 +71,10 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=6.6)
     opts = parser.parse_args()
     import torch
-    from _common import machine, write_gpu_result
     from safetensors.torch import save_file
 
     import aotpack
+    from _common import machine, write_gpu_result
 
     d = 4096
     layers = max(1, round(opts.gb * 1e9 / (2 * d * d)))

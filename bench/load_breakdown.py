@@ -58,9 +58,9 @@ def main() -> None:
     ap.add_argument("--model", default="block")
     a = ap.parse_args()
     import torch
-    from models import build
 
     import aotpack
+    from models import build
 
     model, args = build(a.model, a.device)
     with tempfile.TemporaryDirectory() as d:

@@ -39,9 +39,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=50)
     a = ap.parse_args()
     import torch
-    from models import build
 
     import aotpack
+    from models import build
 
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     rows = []

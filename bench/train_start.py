@@ -71,9 +71,9 @@ def main() -> None:
     ap.add_argument("--models", default="mlp,block")
     a = ap.parse_args()
     import torch
-    from models import build
 
     import aotpack
+    from models import build
 
     rows = []
     work = tempfile.mkdtemp(prefix="aotpack-train-")

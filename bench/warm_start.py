@@ -151,10 +151,10 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
-    from models import build
     from safetensors.torch import save_file
 
     import aotpack
+    from models import build
 
     skip = set(filter(None, a.skip.split(",")))
     rows = []
