@@ -80,7 +80,7 @@ def profile_step(torch, fn, ids):
 
     aotpack.generate(fn, ids, 4)
     torch.cuda.synchronize()
-    graphed = fn.cuda_graphs["llm.decode"]
+    graphed = aotpack.llm.decode_graph(fn)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             graphed.graph.replay()

@@ -1,5 +1,5 @@
 """Compile farm: the variants of one package compiled serially, by N local processes and
-by a Ray cluster of N CPUs (``aotpack.compile(..., workers=...)``), each case in a fresh
+by a Ray cluster of N CPUs (``aotpack.farm.compile(..., workers=...)``), each case in a fresh
 process with an empty inductor cache.
 
 The program: an MLP block (d=512, 4 layers) compiled with AOTInductor for 6 batch sizes
@@ -40,8 +40,11 @@ if workers.startswith("ray"):
     setup = time.perf_counter() - t
     workers = "ray"
 t = time.perf_counter()
-pkg = aotpack.compile(model, (torch.randn(1, 512),), backend="aoti", variant="b1", variants=variants,
-                      workers=None if workers == "serial" else workers)
+compile_kwargs = dict(backend="aoti", variant="b1", variants=variants)
+if workers == "serial":
+    pkg = aotpack.compile(model, (torch.randn(1, 512),), **compile_kwargs)
+else:
+    pkg = aotpack.farm.compile(model, (torch.randn(1, 512),), workers=workers, **compile_kwargs)
 wall = time.perf_counter() - t
 fn = aotpack.load(pkg.save(os.path.join(os.environ["TMPDIR"], "farm.aot")))
 x = torch.randn(max(batches), 512, generator=torch.Generator().manual_seed(1))

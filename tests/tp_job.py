@@ -78,8 +78,7 @@ def build(out: str, backend: str) -> dict:
     with torch.no_grad():
         # inductor's backend takes static shapes only: a batch of 4 there, 0..64 elsewhere
         dynamic = None if backend == "inductor" else {"x": {0: aotpack.Dim("batch", max=64)}}
-        pkg = aotpack.compile(sharded, (x,), backend=backend, dynamic=dynamic,
-                              distributed=True)
+        pkg = aotpack.distributed.compile(sharded, (x,), backend=backend, dynamic=dynamic)
     seen["variants"] = pkg.variants
     if rank == 0:
         pkg.save(os.path.join(out, "tp.aot"))

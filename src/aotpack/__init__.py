@@ -51,7 +51,7 @@ def __getattr__(name):
         from .tracing import trace
 
         return trace
-    if name in ("tracing", "cache", "repro", "llm"):  # subpackages, imported on first use
+    if name in ("tracing", "cache", "repro", "llm", "farm", "distributed"):  # imported on first use
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
@@ -105,4 +105,6 @@ __all__ = [
     "repro",
     "autograd",
     "llm",
+    "farm",
+    "distributed",
 ]

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable
@@ -18,15 +18,14 @@ from .package import Package, fmt, signing
 from .package.reader import PackageReader
 from .summary import Inspection, Verification
 
-__all__ = ["compile", "add_variant", "inspect", "verify"]
+__all__ = ["compile", "add_variant", "inspect", "verify", "plan", "Plan"]
 
 
 def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = None,
             dynamic=None, options: dict | None = None, variant: str = "default",
             examples: bool = True, strict_dims: bool = False, variants: list[dict] | None = None,
             progress: Callable[[str], None] | None = None, cache=None, train: bool = False,
-            joint_pass: Callable | None = None, workers=None, distributed: bool = False,
-            autocast=None) -> Package:
+            joint_pass: Callable | None = None, autocast=None) -> Package:
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
@@ -59,42 +58,69 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         parameters so ``backward()`` fills their ``.grad``. Static shapes; aoti or eager.
       joint_pass: with train=True, a function applied to the joint forward+backward
         graph before it is partitioned.
-      workers: compile the variants in parallel: ``"local:N"`` (N processes here),
-        ``"ray"``, ``"ray:HOST:PORT"`` or ``"ray://HOST:PORT"`` (a Ray cluster). The
-        results come back through the compile cache; the package is the same as a
-        serial compile's (see aotpack.farm).
       autocast: compile the program inside ``torch.autocast(device, dtype=autocast)``
         (a dtype; False: without autocast; None, the default: as the caller's autocast
         is now). A call is guarded on the caller's autocast: with variants compiled with
         and without it, each call runs the one compiled for its state.
-      distributed: the program is one rank's part of a sharded model (tensor parallel
-        through functional collectives): call compile on every rank of the
-        initialized torch.distributed job; each rank's variants are named
-        ``<name>.rank<r>`` and every rank gets the package of all ranks (save it on
-        one). Load picks this rank's variants and checks rank and world size (see
-        aotpack.distributed). A program that calls collectives needs it.
     Returns:
       Package; ``.save(path)`` writes it.
     Raises:
       CaptureError: the program cannot be captured as one graph (names file:line).
 
+    Built on this one (same arguments, and their own): ``aotpack.farm.compile`` compiles
+    the variants in parallel (local processes, a Ray cluster); ``aotpack.distributed.compile``
+    compiles one rank's part of a sharded model on every rank of a torch.distributed job.
+
     Example:
         >>> pkg = aotpack.compile(model, (torch.randn(8, 512),), backend="aoti")  # doctest: +SKIP
         >>> pkg.save("mlp.aot")
     """
-    say = progress or (lambda line: None)
+    return plan(target, args, kwargs, backend=backend, dynamic=dynamic, options=options, variant=variant,
+                examples=examples, strict_dims=strict_dims, variants=variants, progress=progress, cache=cache,
+                train=train, joint_pass=joint_pass, autocast=autocast).build()
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What ``compile`` was asked for, checked: the variants' specs (one dict each, every
+    key of a variant spec set) and the settings they share. ``build`` compiles them here,
+    one after another; features built on compile (farm, distributed) make a plan the
+    same way and change where the compiles run or how variants are placed."""
+
+    specs: list[dict]
+    strict_dims: bool
+    cache: Any
+    training: dict | None
+    examples: bool
+    say: Callable[[str], None]
+
+    def build(self, place: Callable | None = None) -> Package:
+        """The package of every variant, compiled in order. ``place(captured, name)`` says
+        which variant name and job (``manifest.Job`` as JSON, or None) a captured variant
+        gets; the default refuses a program that calls collectives (one rank's part of a
+        sharded model: aotpack.distributed.compile places those)."""
+        place = place or _single_process
+        pkg = None
+        for v in self.specs:
+            with BUILD_LOCK:
+                captured, be, compiled = build_variant(v, self.strict_dims, self.say, self.cache, self.training)
+                name, job = place(captured, v["name"])
+                if pkg is None:
+                    pkg = Package.from_captured(captured, name, be, compiled, examples=self.examples, distributed=job)
+                else:
+                    pkg.add_variant(captured, name, be, compiled, examples=self.examples, distributed=job)
+        return pkg
+
+
+def plan(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = None, dynamic=None,
+         options: dict | None = None, variant: str = "default", examples: bool = True, strict_dims: bool = False,
+         variants: list[dict] | None = None, progress: Callable[[str], None] | None = None, cache=None,
+         train: bool = False, joint_pass: Callable | None = None, autocast=None) -> Plan:
+    """The ``Plan`` of a ``compile`` call (its arguments, as ``compile`` documents them)."""
     first = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic,
                  options=options, autocast=autocast)
     if joint_pass is not None and not train:
         raise TypeError("joint_pass needs train=True")
-    training = {"joint_pass": joint_pass} if train else None
-    if distributed and (train or workers is not None):
-        raise TypeError("distributed=True compiles inference packages on every rank: not with train=True "
-                        "or workers=")
-    if distributed:
-        from .distributed import require_job
-
-        require_job()
     specs = []
     for spec in [first, *(variants or [])]:
         unknown = set(spec) - set(first)
@@ -102,57 +128,22 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
             raise TypeError(f"a variant is a dict with 'name' and any of {sorted(set(first) - {'name'})}; "
                             f"got {sorted(spec)}")
         specs.append({**first, **spec})
-    with _farmed(specs, strict_dims, cache, training, workers, say):
-        pkg = None
-        for v in specs:
-            with BUILD_LOCK:
-                captured, be, compiled = build_variant(v, strict_dims, say, cache, training)
-                job = _rank_job(captured, distributed)
-                name = f"{v['name']}.rank{job['rank']}" if job else v["name"]
-                if pkg is None:
-                    pkg = Package.from_captured(captured, name, be, compiled, examples=examples, distributed=job)
-                else:
-                    pkg.add_variant(captured, name, be, compiled, examples=examples, distributed=job)
-    if distributed:
-        from .distributed import gather
-
-        say("gathering every rank's variants")
-        pkg = gather(pkg)
-    return pkg
+    return Plan(specs, strict_dims, cache, {"joint_pass": joint_pass} if train else None, examples,
+                progress or (lambda line: None))
 
 
-
-
-def _rank_job(captured, distributed: bool) -> dict | None:
-    """The job a rank's variant is compiled for (``distributed=True``); refuses a program
-    that calls collectives without it (loaded on another rank it would use this rank's shard)."""
-    from .distributed import collective_groups, job
+def _single_process(captured, name: str) -> tuple[str, None]:
+    """A variant's placement outside a distributed job: under its own name, no job; a
+    program that calls collectives is refused (loaded on another rank it would use this
+    rank's shard)."""
+    from .build.collectives import collective_groups
 
     groups = collective_groups(captured.graph_module)
-    if groups and not distributed:
+    if groups:
         raise AotpackError(f"{captured.name} calls collectives on process group {groups[0]!r}: it is one rank's "
                            "part of a sharded program",
-                           hint="compile it on every rank with aotpack.compile(..., distributed=True)")
-    return job(groups) if distributed else None
-
-
-@contextlib.contextmanager
-def _farmed(specs, strict_dims, cache, training, workers, say):
-    """With ``workers``: compile every variant there first, and serve the artifacts
-    from a Context while the package is built here (each compile then a hit)."""
-    if workers is None:
-        yield
-        return
-    from .cache import Context, active_context
-    from .farm import compile_variants
-
-    outer = active_context()
-    with Context() as ctx:
-        for bundle in compile_variants(specs, strict_dims, cache, training, workers, say):
-            ctx.load_bundle(bundle)
-        yield
-    if outer is not None:  # the caller's Context records what was compiled, as without workers
-        outer.load_bundle(ctx.bundle())
+                           hint="compile it on every rank with aotpack.distributed.compile(...)")
+    return name, None
 
 
 def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwargs: dict | None = None, *,
@@ -174,7 +165,7 @@ def add_variant(path: str | os.PathLike, target: Callable, args: tuple = (), kwa
     v = dict(name=variant, target=target, args=args, kwargs=kwargs, backend=backend, dynamic=dynamic, options=options)
     with BUILD_LOCK:
         captured, be, compiled = build_variant(v, strict_dims, progress or (lambda line: None), cache)
-        _rank_job(captured, distributed=False)
+        _single_process(captured, variant)
         with locked(path):  # read, add, write: concurrent add_variant calls serialize, none is lost
             with PackageReader(path) as r:
                 signed_by = signing.signer_ids(r.signatures)

@@ -13,7 +13,7 @@ Compile on every rank (``torchrun``); every rank gets the whole package; save it
     # torchrun --nproc-per-node 2 build.py
     dist.init_process_group("gloo")
     model = MyTensorParallelModel(rank, world)          # collectives through
-    pkg = aotpack.compile(model, (x,), distributed=True)  # torch.distributed._functional_collectives
+    pkg = aotpack.distributed.compile(model, (x,))      # torch.distributed._functional_collectives
     if dist.get_rank() == 0:
         pkg.save("tp.aot")
 
@@ -25,8 +25,10 @@ Compile on every rank (``torchrun``); every rank gets the whole package; save it
 Load checks the job before any variant is used (``mismatches``): torch.distributed is
 initialized, the world size and this process's rank are the ones compiled for, and each
 process group the graph names exists here with the same size and rank. A package whose
-graph calls collectives is refused unless compiled with ``distributed=True``: loaded on
-another rank it would silently compute with the wrong shard.
+graph calls collectives is refused by ``aotpack.compile``: loaded on another rank it
+would silently compute with the wrong shard. (The graph analysis is
+build/collectives.py; the load side's check is load/job.py: this module is the
+application built on them.)
 
 Capture goes through torch.export, so collectives must be functional ones
 (``torch.distributed._functional_collectives``, as gpt-fast writes tensor parallelism).
@@ -38,31 +40,39 @@ functional ops through its fallback kernels; tested with gloo on CPU).
 
 from __future__ import annotations
 
-import torch
-
 from . import _torch_compat as compat
-from .errors import AotpackError, CaptureError
+from .errors import AotpackError
 
-__all__ = ["collective_groups", "require_job", "job", "mismatches", "refuse_dtensor", "gather"]
-
-# torch.ops namespaces of the functional collectives torch.export records.
-_COLLECTIVE_NAMESPACES = ("_c10d_functional", "c10d_functional", "_c10d_functional_autograd")
+__all__ = ["compile", "require_job", "job", "gather"]
 
 
-def collective_groups(graph_module: torch.fx.GraphModule) -> list[str]:
-    """Names of the process groups the graph's collectives run on (empty: no collectives)."""
-    names = []
-    for node in graph_module.graph.nodes:
-        op = node.target
-        if node.op != "call_function" or getattr(op, "namespace", None) not in _COLLECTIVE_NAMESPACES:
-            continue
-        schema = op._schema
-        for i, arg in enumerate(schema.arguments):
-            if arg.name == "group_name":
-                value = node.args[i] if i < len(node.args) else node.kwargs.get("group_name")
-                if isinstance(value, str) and value not in names:
-                    names.append(value)
-    return names
+def compile(target, args: tuple = (), kwargs: dict | None = None, **options):
+    """``aotpack.compile`` of one rank's part of a sharded program, called on every rank
+    of an initialized torch.distributed job: each rank's variants are named
+    ``<name>.rank<r>`` and tagged with the job; every rank gets the package of all ranks
+    (save it on one). Load picks this rank's variants and checks rank and world size.
+    ``options``: ``aotpack.compile``'s keyword arguments (inference packages: not
+    ``train``).
+
+    Example:
+        >>> pkg = aotpack.distributed.compile(model, (x,))       # doctest: +SKIP
+        >>> if dist.get_rank() == 0: pkg.save("tp.aot")
+    """
+    from .api import plan
+    from .build.collectives import collective_groups
+
+    if options.get("train"):
+        raise TypeError("aotpack.distributed.compile compiles inference packages on every rank: not train=True")
+    require_job()
+
+    def place(captured, name: str) -> tuple[str, dict]:
+        rank = job(collective_groups(captured.graph_module))
+        return f"{name}.rank{rank['rank']}", rank
+
+    built = plan(target, args, kwargs, **options)
+    pkg = built.build(place)
+    built.say("gathering every rank's variants")
+    return gather(pkg)
 
 
 def require_job() -> None:
@@ -70,7 +80,7 @@ def require_job() -> None:
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        raise AotpackError("distributed=True needs an initialized torch.distributed job",
+        raise AotpackError("aotpack.distributed.compile needs an initialized torch.distributed job",
                            hint="run under torchrun and call torch.distributed.init_process_group() first")
 
 
@@ -85,56 +95,6 @@ def job(groups: list[str]) -> dict:
         group = compat.process_group_by_name(name)
         info["groups"][name] = {"rank": dist.get_rank(group), "size": group.size()}
     return info
-
-
-def mismatches(info, device: str) -> list[str]:
-    """Why a variant compiled for the job ``info`` (``manifest.Job``) cannot run in this
-    process (the load side)."""
-    import torch.distributed as dist
-
-    want = f"rank {info.rank} of a world of {info.world_size}"
-    if not (dist.is_available() and dist.is_initialized()):
-        return [f"distributed: the variant is {want}, and torch.distributed is not initialized here "
-                "(run under torchrun with the same world size and call init_process_group() before load)"]
-    rank, world = dist.get_rank(), dist.get_world_size()
-    if world != info.world_size:
-        return [f"distributed: the variant is {want}; this job's world size is {world}"]
-    if rank != info.rank:
-        return [f"distributed: the variant is {want}; this process is rank {rank}"]
-    problems = []
-    backend = str(dist.get_backend())
-    serves = "nccl" if device == "cuda" else "gloo"
-    if serves not in backend and info.pg_backend not in backend:
-        problems.append(f"distributed: the variant's collectives run on {device} ({info.pg_backend}); this "
-                        f"job's process group backend is {backend}")
-    for name, g in info.groups.items():
-        group = compat.process_group_by_name(name)
-        if group is None:
-            problems.append(f"distributed: process group {name!r} (size {g.size}) does not exist here; create "
-                            "the job's groups in the order the compile did before load")
-        elif group.size() != g.size or dist.get_rank(group) != g.rank:
-            problems.append(f"distributed: process group {name!r} is rank {dist.get_rank(group)} of "
-                            f"{group.size()} here, rank {g.rank} of {g.size} when compiled")
-    return problems
-
-
-def refuse_dtensor(target) -> None:
-    """CaptureError for a module with DTensor parameters, before torch.export fails on it
-    with a message about pytree constants."""
-    if not (isinstance(target, torch.nn.Module) and torch.distributed.is_available()
-            and torch.distributed.is_initialized()):  # (DTensors need a process group)
-        return
-    from torch.distributed.tensor import DTensor
-
-    for name, p in [*target.named_parameters(), *target.named_buffers()]:
-        if isinstance(p, DTensor):
-            raise CaptureError(
-                f"{type(target).__qualname__}.{name} is a DTensor (parallelize_module): torch.export, which "
-                f"aotpack captures with, cannot capture DTensor models in torch {compat.torch_version()} "
-                "(pytorch/pytorch#175467)",
-                hint="shard the weights yourself and call collectives from "
-                     "torch.distributed._functional_collectives (as gpt-fast does), then compile with "
-                     "distributed=True on every rank")
 
 
 def gather(pkg):

@@ -1,7 +1,7 @@
 """Compile a package's variants in parallel: local processes or a Ray cluster.
 
-    >>> pkg = aotpack.compile(model, (x,), variants=specs, workers="local:4")          # doctest: +SKIP
-    >>> pkg = aotpack.compile(model, (x,), variants=specs, workers="ray:head:6379")         # doctest: +SKIP
+    >>> pkg = aotpack.farm.compile(model, (x,), variants=specs, workers="local:4")      # doctest: +SKIP
+    >>> pkg = aotpack.farm.compile(model, (x,), variants=specs, workers="ray:head:6379")  # doctest: +SKIP
 
 ``workers`` names where the variants' compiles run:
 
@@ -32,9 +32,31 @@ from collections.abc import Callable
 
 from .errors import AotpackError
 
-__all__ = ["compile_variants"]
+__all__ = ["compile", "compile_variants"]
 
 _JOBS: list = []  # the forked workers' view of the jobs (a fork inherits it; nothing is pickled)
+
+
+def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, workers, **options):
+    """``aotpack.compile`` with every variant compiled on ``workers`` first (see above):
+    ``"local:N"`` (N processes here), ``"ray"``, ``"ray:HOST:PORT"`` or
+    ``"ray://HOST:PORT"``. ``options``: ``aotpack.compile``'s keyword arguments. The
+    package is the same as ``aotpack.compile``'s; an active ``aotpack.cache.Context``
+    records what was compiled, as without workers."""
+    from .api import plan
+    from .cache import Context, active_context
+
+    built = plan(target, args, kwargs, **options)
+    parse_workers(workers)  # a wrong name is an error before anything runs
+    outer = active_context()
+    with Context() as ctx:
+        for bundle in compile_variants(built.specs, built.strict_dims, built.cache, built.training, workers,
+                                       built.say):
+            ctx.load_bundle(bundle)
+        pkg = built.build()  # each variant's compile is now a hit
+    if outer is not None:
+        outer.load_bundle(ctx.bundle())
+    return pkg
 
 
 def parse_workers(workers) -> tuple[str, object]:

@@ -23,7 +23,7 @@ old slots (``Loaded.reset_state()`` zeroes the cache anyway if wanted).
 
 On CUDA the decode step is replayed through a CUDA graph (design): the step's inputs
 are static tensors and the cache never moves, so one graph, captured at the first
-``generate`` of a loaded package and kept with it (``Loaded.cuda_graphs``), replays the
+``generate`` of a loaded package and kept as long as it is loaded (``decode_graph(fn)``), replays the
 whole step with one launch instead of one per kernel: decode is launch-bound at small
 batch. A step that cannot be captured (a backend that synchronizes, an op CUDA graphs
 refuse) runs as plain calls after one ``CudaGraphWarning``; ``cuda_graph=False`` turns
@@ -40,13 +40,24 @@ position_ids, cache_position)`` with its own cache buffers, and attributes ``max
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Any
 
 import torch
 
 from .errors import AotpackError
+from .package.manifest import Record
 
-__all__ = ["compile", "generate", "step_module", "CudaGraphWarning"]
+__all__ = ["compile", "generate", "step_module", "CudaGraphWarning", "LlmSection", "SECTION", "decode_graph"]
+
+SECTION = "llm"  # the manifest's top-level key this feature owns (Manifest.section)
+
+
+class LlmSection(Record):
+    """The manifest section of a package built by ``aotpack.llm.compile``: the shape of
+    its static KV cache, which ``generate`` checks prompts against."""
+    max_batch: int
+    max_len: int
 
 _PREFILL_EXAMPLE = 8  # prompt length of the prefill variant's example inputs
 
@@ -155,9 +166,7 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
                               options=options, variant="decode", progress=progress, cache=cache,
                               variants=[{"name": "prefill", "dynamic": dynamic, "target": step,
                                          "args": _examples(max_batch, max_len, min(_PREFILL_EXAMPLE, max_len), device)}])
-    from .package.manifest import Llm
-
-    pkg.manifest = pkg.manifest.replace(llm=Llm(max_batch=max_batch, max_len=max_len))
+    pkg.manifest = pkg.manifest.with_section(SECTION, LlmSection(max_batch=max_batch, max_len=max_len))
     return pkg
 
 
@@ -228,7 +237,7 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
     from .load.runtime import Loaded, load
 
     fn = package if isinstance(package, Loaded) else load(package, **load_kwargs)
-    info = fn.manifest.llm
+    info = fn.manifest.section(SECTION, LlmSection)
     if info is None:
         raise AotpackError(f"{fn.path or 'the package'} was not built by aotpack.llm.compile (no llm section)",
                            hint="compile it with aotpack.llm.compile(model, max_batch=..., max_len=...)")
@@ -276,6 +285,18 @@ def generate(package, input_ids, max_new_tokens: int, eos_token_id: int | None =
     return torch.cat([ids, out], 1)
 
 
+# Loaded package -> its decode step's CUDA graph (False: capture failed, warned once),
+# kept as long as the package is loaded; the graph holds the state tensors, not the package.
+_DECODE_GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def decode_graph(fn) -> _GraphedDecode | bool | None:
+    """The CUDA graph ``generate`` captured for the decode step of loaded package ``fn``
+    (replayed by later calls); False where capture failed (plain calls, warned once);
+    None before the first ``generate`` on CUDA."""
+    return _DECODE_GRAPHS.get(fn)
+
+
 def _decode_step(fn, max_batch: int, max_len: int, device: torch.device, cuda_graph: bool | None):
     """``(token [B, 1], slots, position [B, 1], at: int) -> logits``: the package's decode
     variant, through its CUDA graph where there is one (captured here at first use)."""
@@ -289,7 +310,7 @@ def _decode_step(fn, max_batch: int, max_len: int, device: torch.device, cuda_gr
         return plain
     if cuda_graph is False:
         return plain
-    graphed = fn.cuda_graphs.get("llm.decode")
+    graphed = _DECODE_GRAPHS.get(fn)
     if graphed is None or (graphed is False and cuda_graph):
         try:
             graphed = _GraphedDecode(fn, max_batch, max_len, device)
@@ -301,7 +322,7 @@ def _decode_step(fn, max_batch: int, max_len: int, device: torch.device, cuda_gr
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); decoding with plain "
                           "calls", CudaGraphWarning, stacklevel=3)
             graphed = False
-        fn.cuda_graphs["llm.decode"] = graphed
+        _DECODE_GRAPHS[fn] = graphed
     return graphed or plain
 
 

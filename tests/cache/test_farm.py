@@ -42,7 +42,7 @@ def _check(pkg, model, tmp_path, name):
 def test_local_workers_compile_every_variant(tmp_path):
     model = _model()
     stats.clear()
-    pkg = aotpack.compile(model, (torch.randn(1, 16),), backend="eager", variant="b1", variants=_variants(),
+    pkg = aotpack.farm.compile(model, (torch.randn(1, 16),), backend="eager", variant="b1", variants=_variants(),
                           workers="local:2")
     # the first variant compiles here (forked workers then start warm), the rest in workers;
     # building the package, every variant is a hit
@@ -61,14 +61,14 @@ def test_a_failing_variant_is_compiled_and_refused_by_the_caller():
 
     lines = []
     with pytest.raises(aotpack.CaptureError, match="x.sum"):
-        aotpack.compile(branchy, (torch.randn(3),), backend="eager", workers="local:2", progress=lines.append)
+        aotpack.farm.compile(branchy, (torch.randn(3),), backend="eager", workers="local:2", progress=lines.append)
     assert any("the worker failed" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("workers", ["local:0", "locale:2", "ray:", "spark://x"])
 def test_bad_workers_are_named(workers):
     with pytest.raises(aotpack.AotpackError, match="names no place to compile"):
-        aotpack.compile(lambda x: x + 1, (torch.randn(2),), backend="eager", workers=workers)
+        aotpack.farm.compile(lambda x: x + 1, (torch.randn(2),), backend="eager", workers=workers)
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def ray_cluster(tmp_path, monkeypatch):
 def test_ray_cluster_compiles_aoti_variants(ray_cluster, tmp_path):
     model = _model()
     stats.clear()
-    pkg = aotpack.compile(model, (torch.randn(1, 16),), backend="aoti", variant="b1", variants=_variants(),
+    pkg = aotpack.farm.compile(model, (torch.randn(1, 16),), backend="aoti", variant="b1", variants=_variants(),
                           workers=ray_cluster, cache=str(tmp_path / "store"))
     assert stats["compiles"] == 0 and stats["hits"] == len(BATCHES), dict(stats)
     _check(pkg, model, tmp_path, "ray")
@@ -113,7 +113,7 @@ def test_local_workers_on_a_transformers_model(tmp_path):
     ids = kwargs["input_ids"]
     variants = [{"name": f"b{b}", "kwargs": {"input_ids": ids[:1].repeat(b, 1)}} for b in (2, 3)]
     stats.clear()
-    pkg = aotpack.compile(model, (), {"input_ids": ids[:1]}, backend="eager", variant="b1", variants=variants,
+    pkg = aotpack.farm.compile(model, (), {"input_ids": ids[:1]}, backend="eager", variant="b1", variants=variants,
                           workers="local:2")
     assert stats["compiles"] == 1 and stats["hits"] == 3, dict(stats)
     fn = aotpack.load(pkg.save(tmp_path / "bert.aot"))

@@ -10,8 +10,12 @@ import os
 
 import pytest
 
+import aotpack.llm
 from aotpack.package import format as fmt
 from aotpack.package import manifest
+
+# Records of application sections (Manifest.section): on disk beside the core's
+APPLICATION_SECTIONS = {"llm": aotpack.llm.LlmSection}
 
 SNAPSHOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "manifest-schema.json")
 
@@ -41,6 +45,8 @@ def schema() -> dict:
                 tp = type_name(tp)
                 fields[field] = f"{tp} = {default!r}" if default != "<required>" else f"{tp} (required)"
             out[name] = fields
+    for key, cls in APPLICATION_SECTIONS.items():
+        out[f"section {key}"] = {f: type_name(tp) + " (required)" for f, tp in cls.__annotations__.items()}
     return out
 
 

@@ -45,8 +45,8 @@ def test_tensor_parallel_package_equals_the_unsharded_model(tmp_path, backend):
     for seen in built:
         # every rank gets the package of all ranks
         assert seen["variants"] == ["default.rank0", "default.rank1"]
-        # refused: collectives without distributed=True, and a DTensor model (torch.export cannot capture it)
-        assert "distributed=True" in seen["without_distributed"]
+        # refused: collectives by aotpack.compile, and a DTensor model (torch.export cannot capture it)
+        assert "aotpack.distributed.compile" in seen["without_distributed"]
         assert "DTensor" in seen["dtensor"] and "175467" in seen["dtensor"]
     pkg = str(build / "tp.aot")
 
@@ -99,11 +99,11 @@ try:
     aotpack.compile(f, (torch.randn(3),), backend="eager")
 except aotpack.AotpackError as e:
     print("refused:", e)
-pkg = aotpack.compile(f, (torch.randn(3),), backend="eager", distributed=True)
+pkg = aotpack.distributed.compile(f, (torch.randn(3),), backend="eager")
 print(pkg.variants, pkg.manifest.variants[0].distributed.to_json())
 dist.destroy_process_group()
 try:
-    aotpack.compile(f, (torch.randn(3),), backend="eager", distributed=True)
+    aotpack.distributed.compile(f, (torch.randn(3),), backend="eager")
 except aotpack.AotpackError as e:
     print("no job:", e)
 """
@@ -111,6 +111,6 @@ except aotpack.AotpackError as e:
 
 def test_collectives_need_distributed_true_and_a_job():
     out = run_fresh(["-c", CALLS_COLLECTIVES_ALONE]).stdout
-    assert "refused: f calls collectives on process group '0'" in out and "distributed=True" in out
+    assert "refused: f calls collectives on process group '0'" in out and "aotpack.distributed.compile" in out
     assert "['default.rank0'] {'rank': 0, 'world_size': 1, 'pg_backend': 'gloo', 'groups': {'0':" in out
-    assert "no job: distributed=True needs an initialized torch.distributed job" in out
+    assert "no job: aotpack.distributed.compile needs an initialized torch.distributed job" in out

@@ -187,7 +187,7 @@ def test_cuda_generation_equals_transformers(tmp_path, backend, dtype):
     code = GENERATE.replace("fn = aotpack.load(sys.argv[1])", "fn = aotpack.load(sys.argv[1])\n"
                             "assert all(t.is_cuda for t in fn.state.values())").replace(
         "print(json.dumps(out))",  # the decode step through its CUDA graph, then plain calls
-        "assert fn.cuda_graphs['llm.decode']\n"
+        "assert aotpack.llm.decode_graph(fn)\n"
         "out['graph'] = aotpack.generate(fn, prompts, int(sys.argv[3]), cuda_graph=True).tolist()\n"
         "out['plain'] = aotpack.generate(fn, prompts, int(sys.argv[3]), cuda_graph=False).tolist()\n"
         "print(json.dumps(out))")
@@ -215,7 +215,7 @@ def test_cuda_graph_capture_failure_falls_back_to_plain_calls(tmp_path, monkeypa
         aotpack.generate(fn, PROMPTS, NEW, cuda_graph=True)
     with pytest.warns(aotpack.llm.CudaGraphWarning, match="decoding with plain calls"):
         assert aotpack.generate(fn, PROMPTS, NEW).tolist() == want.tolist()
-    assert fn.cuda_graphs["llm.decode"] is False  # warned once, remembered
+    assert aotpack.llm.decode_graph(fn) is False  # warned once, remembered
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])

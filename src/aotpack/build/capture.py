@@ -825,7 +825,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     Raises:
       CaptureError: the program cannot be one graph; names the user's file:line.
     """
-    from ..distributed import refuse_dtensor
+    from .collectives import refuse_dtensor
 
     refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
     kwargs = dict(kwargs or {})

@@ -185,8 +185,6 @@ class Loaded:
       state: buffers the program updates in place (a static KV cache), name -> tensor:
         this loaded package's own copy, shared by its variants; ``reset_state()`` puts
         back the values the package stores. Empty for most programs.
-      cuda_graphs: CUDA graphs captured from this package's calls, kept as long as the
-        package is loaded (``aotpack.llm.generate``'s decode step: ``"llm.decode"``).
     """
 
     def __init__(self, manifest: Manifest, variants: list[_Variant], check_guards: bool = True, path: str = "",
@@ -199,7 +197,6 @@ class Loaded:
         self._result = _unflattener(self._out_spec, plain_types)
         self._check_guards = check_guards
         self.signer = signer
-        self.cuda_graphs: dict = {}
         self._keys = None  # the trusted keys the load checked (load sets them)
         self._source = path  # what example_inputs() reads again (the memory file of a load from bytes)
         self._initial_state = initial_state or {}  # name -> the value the package stores
@@ -354,7 +351,7 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
                         "(import the library that defines them before loading)")
     device = variant.device
     if variant.distributed is not None:
-        from ..distributed import mismatches
+        from .job import mismatches
 
         problems.extend(mismatches(variant.distributed, device))
     if device == "cuda" and not torch.cuda.is_available():

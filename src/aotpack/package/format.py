@@ -71,6 +71,9 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     (2026-12-03, a compatible addition) meta.train.grad_tangents: per gradient of a
     training variant, the output grads it is computed from, so that a gradient no output
     grad reaches is None, as eager's; older readers give zeros there, as before.
+    (2026-12-03, later, no change on disk) the top-level llm section is an application
+    section: the core records no longer declare it (Manifest.section / with_section;
+    its record is LlmSection in aotpack/llm.py, snapshot as "section llm").
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

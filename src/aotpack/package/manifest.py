@@ -24,6 +24,7 @@ This module deliberately has no ``from __future__ import annotations``: the conv
 read each field's type as an object, once per class, not by evaluating strings at load.
 """
 
+import inspect
 import keyword
 import types
 import typing
@@ -36,7 +37,7 @@ from . import format as fmt
 from .format import _need
 
 __all__ = ["Manifest", "Versions", "Platform", "Program", "Param", "WeightInfo", "Frozen", "Variant", "Input",
-           "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "Job", "Group", "Member", "Llm"]
+           "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "Job", "Group", "Member"]
 
 
 def _is_int(v) -> bool:
@@ -236,7 +237,9 @@ class Record:
     @classmethod
     def _build_schema(cls) -> None:
         fields, dumpers = [], []
-        for name, tp in cls.__dict__.get("__annotations__", {}).items():
+        # the class's own annotations, evaluated where a module defers them (``from
+        # __future__ import annotations``: an application's section record)
+        for name, tp in inspect.get_annotations(cls, eval_str=True).items():
             default = cls.__dict__.get(name, _REQUIRED)
             null = default is NULL
             convert, dump = _codec(tp)
@@ -537,12 +540,6 @@ class Member(Record):
         return ("blake3", self.blake3) if self.blake3 is not None else ("sha256", self.sha256)
 
 
-class Llm(Record):
-    """A package built by aotpack.llm.compile."""
-    max_batch: int
-    max_len: int
-
-
 class Manifest(Record):
     format: str
     format_version: int
@@ -552,7 +549,26 @@ class Manifest(Record):
     program: Program
     variants: list[Variant]
     members: dict[str, Member] = {}
-    llm: Llm | None = None
+    # Top-level keys the core does not know are kept in ``extra``: an application built on
+    # aotpack (aotpack.llm's "llm") keeps its own section there, read and written through
+    # ``section`` / ``with_section`` with a record of its own; the core never reads them.
+
+    def section(self, name: str, record: type[Record]) -> Record | None:
+        """The application section ``name`` (a top-level key, e.g. aotpack.llm's ``"llm"``)
+        read as ``record``; None where the package has none. A malformed section is a
+        FormatError naming it, as any field of the manifest.
+
+        Example:
+            >>> m.section("llm", aotpack.llm.LlmSection)             # doctest: +SKIP
+            LlmSection(max_batch=2, max_len=256)
+        """
+        value = self.extra.get(name)
+        return None if value is None else record.from_json(value, f"manifest.{name}")
+
+    def with_section(self, name: str, value: Record) -> "Manifest":
+        """A copy of the manifest with application section ``name`` set to ``value``."""
+        _need(name not in self._names, f"{name!r} is a core field of the manifest, not an application section")
+        return self.replace(extra={**self.extra, name: value.to_json()})
 
     @classmethod
     def from_json(cls, obj, where: str = "manifest") -> "Manifest":
