@@ -157,7 +157,7 @@ def test_parameter_created_inside_the_program(tmp_path):
 def test_capture_joint_metadata_and_source_mapping():
     m = train_models.build("mlp")
     jc = autograd.capture_joint(m, (train_models.batch("mlp", 0),))
-    assert [mm["kind"] for mm in jc.mutated] == ["buffer"] * 3  # running_mean, running_var, num_batches_tracked
+    assert [mm.kind for mm in jc.mutated] == ["buffer"] * 3  # running_mean, running_var, num_batches_tracked
     assert jc.num_outputs == 4 and jc.out_requires_grad == [False, False, False, True]
     assert sum(jc.grad_mask) == 6  # weight and bias of fc1, bn, fc2
     assert jc.saved and set(jc.donatable) <= set(jc.saved)

@@ -31,7 +31,7 @@ class Inductor:
     compiles_with_inductor = True
 
     def compile(self, captured, options: dict) -> Compiled:
-        if captured.dims or any(isinstance(s, dict) for g in captured.inputs for s in g["shape"]):
+        if captured.dims or any(isinstance(s, dict) for g in captured.inputs for s in g.shape):
             raise BackendError("the inductor backend compiles static shapes only, and this program has dynamic "
                                f"dimensions {sorted(captured.dims)}", hint="use backend='aoti' for Dims")
         ep = captured.export_weights_as_inputs()

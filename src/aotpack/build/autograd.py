@@ -47,6 +47,7 @@ import torch
 
 from ..errors import CaptureError
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
+from ..package.manifest import Alias, Mutation
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
 
@@ -62,29 +63,30 @@ class JointCapture:
       joint: the joint graph the two were cut from (after ``joint_pass``).
       num_outputs: forward outputs before the saved tensors (updates, then the
         program's outputs).
-      mutated: what the first outputs update, one entry each (see ``Captured.mutations``).
+      mutated: what the first outputs update, one ``manifest.Mutation`` each (see
+        ``Captured.mutations``).
       out_requires_grad: per forward output, whether it requires grad (one tangent each).
       grad_mask: per primal, whether the backward returns its grad.
       saved: names of the tensors the forward saves for the backward.
       donatable: those of them that are intermediates (not inputs, weights or outputs,
         nor views of them): the backward may free or overwrite them.
       primal_names: names of the primals (weights by name, then inputs by path).
-      aliased: outputs that are views of an input, as eager returns them:
-        ``[{"output": i, "primal": j, "size", "stride", "offset"}]``; the package
-        returns ``input.as_strided(size, stride, offset)`` for them, a view again.
+      aliased: outputs that are views of an input, as eager returns them
+        (``manifest.Alias``); the package returns ``input.as_strided(size, stride,
+        offset)`` for them, a view again.
     """
 
     forward: torch.fx.GraphModule
     backward: torch.fx.GraphModule
     joint: torch.fx.GraphModule
     num_outputs: int
-    mutated: list[dict]
+    mutated: list[Mutation]
     out_requires_grad: list[bool]
     grad_mask: list[bool]
     saved: list[str]
     donatable: list[str]
     primal_names: list[str]
-    aliased: list[dict] = field(default_factory=list)
+    aliased: list[Alias] = field(default_factory=list)
     captured: object = field(repr=False, default=None)
 
     def source_of(self, node: torch.fx.Node) -> dict:
@@ -129,7 +131,7 @@ def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
     for name, w in captured.weights.items():
         primals.append(w.detach().clone().requires_grad_(_gets_grad(captured, name, w)))
         names.append(name)
-    paths = [p for p, leaf in tree.named_leaves(captured.in_spec, [p["name"] for p in captured.signature])
+    paths = [p for p, leaf in tree.named_leaves(captured.in_spec, [p.name for p in captured.signature])
              if leaf["kind"] == "tensor"]
     for path, x in zip(paths, captured.example_inputs):
         primals.append(x.detach().clone().requires_grad_(x.requires_grad))
@@ -149,8 +151,8 @@ def _run_with_meta(gm: torch.fx.GraphModule):
     return run
 
 
-def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[dict],
-                     weights: list[str]) -> tuple[torch.fx.GraphModule, list[dict]]:
+def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation],
+                     weights: list[str]) -> tuple[torch.fx.GraphModule, list[Alias]]:
     """Outputs that are views of an input (``x.view(-1)``, ``x[0]``) become copies in the
     graph (AOT autograd's simple export takes no aliasing outputs); their view
     parameters (``capture.output_aliases``) are returned so the package can hand back a
@@ -163,7 +165,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[dict],
     not be rebuilt on the caller's tensor."""
     import copy
 
-    from .capture import output_aliases, storage_of
+    from .graphs import output_aliases, storage_of
 
     n_mutations = len(mutations)
     gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
@@ -172,22 +174,22 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[dict],
     values = list(out.args[0])
     updated = {values[k]: _mutation_target(m, weights) for k, m in enumerate(mutations)}
     storages = {storage_of(n) for n in updated} - {None}
-    done = {a["output"] for a in aliased}
+    done = {a.output for a in aliased}
     for i, node in enumerate(values[n_mutations:]):
         if i in done or not isinstance(node, torch.fx.Node):
             continue
         if node in updated:
-            aliased.append({"output": i, "primal": updated[node], "same": True})
+            aliased.append(Alias(output=i, primal=updated[node], same=True))
         elif storage_of(node) in storages:
             raise CaptureError(f"output {i} is a view of an argument the program updates in place; a training "
                                "package cannot return that view of the caller's tensor",
                                hint="return the argument itself, or a .clone() of the view")
     for a in aliased:
-        node = values[n_mutations + a["output"]]
+        node = values[n_mutations + a.output]
         with gm.graph.inserting_before(out):
             copy_node = gm.graph.call_function(torch.ops.aten.clone.default, (node,))
         copy_node.meta["val"] = node.meta["val"]
-        values[n_mutations + a["output"]] = copy_node
+        values[n_mutations + a.output] = copy_node
     out.args = (tuple(values),)
     gm.recompile()
     return gm, aliased
@@ -263,7 +265,7 @@ def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
 
 
 def _donatable(fw: torch.fx.GraphModule, saved_nodes: list, num_outputs: int) -> list[str]:
-    from .capture import storage_of as storage
+    from .graphs import storage_of as storage
 
     out_node = next(n for n in fw.graph.nodes if n.op == "output")
     kept = {storage(n) for n in fw.graph.nodes if n.op == "placeholder"}
@@ -400,7 +402,7 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
     targets = _mutation_targets(jc)
     train = {
         "num_outputs": jc.num_outputs,
-        "mutated": jc.mutated,
+        "mutated": [m.to_json() for m in jc.mutated],
         # the argument (weights, then inputs) each in-place update lands on
         "mutation_targets": targets,
         "out_requires_grad": jc.out_requires_grad,
@@ -410,7 +412,7 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         # saved tensors that are primals the forward then updates in place (a buffer):
         # kept as copies, so the update neither changes them nor trips autograd's check
         "saved_mutated": _saved_mutated(jc, set(targets)),
-        "aliased": jc.aliased,
+        "aliased": [a.to_json() for a in jc.aliased],
         # per weight: whether the backward computes its gradient (a parameter that
         # required grad at compile time)
         "weights_requires_grad": [_gets_grad(captured, n, w) for n, w in captured.weights.items()],
@@ -451,10 +453,10 @@ def _mutation_targets(jc: JointCapture) -> list[int]:
     return [_mutation_target(m, list(jc.captured.weights)) for m in jc.mutated]
 
 
-def _mutation_target(mutation: dict, weights: list[str]) -> int:
+def _mutation_target(mutation: Mutation, weights: list[str]) -> int:
     """The index among the graph arguments (weights, then inputs) of what ``mutation``
     (a captured in-place update) changes."""
-    return weights.index(mutation["weight"]) if mutation["kind"] == "buffer" else len(weights) + mutation["index"]
+    return weights.index(mutation.weight) if mutation.kind == "buffer" else len(weights) + mutation.index
 
 
 def _saved_mutated(jc: JointCapture, targets: set[int]) -> list[int]:

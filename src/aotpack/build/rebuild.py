@@ -68,13 +68,11 @@ def captured_from_package(manifest: Manifest, variant: Variant, program_json: by
                           f"{compat.torch_version()}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
                           hint="the package was edited, or written by a torch this one cannot read: rebuild it "
                                "from the model") from e
-    # (Captured holds the capture stage's JSON forms: what a backend reads and the writer stores)
-    v = variant.to_json()
     return Captured(
         name=program.name, kind=program.kind, source=program.source,
-        signature=[p.to_json() for p in program.signature], in_spec=variant.in_spec, out_spec=program.out_spec,
-        inputs=v["inputs"], dims=v["dims"], weights=tensors, weight_kinds=kinds,
-        weight_targets=dict(zip(fqns, targets)), frozen=[f.to_json() for f in program.frozen],
+        signature=list(program.signature), in_spec=variant.in_spec, out_spec=program.out_spec,
+        inputs=list(variant.inputs), dims=dict(variant.dims), weights=tensors, weight_kinds=kinds,
+        weight_targets=dict(zip(fqns, targets)), frozen=list(program.frozen),
         example_inputs=[t.to(device) for t in _example_inputs(variant, examples)],
         exported=ep, graph_module=compat.plain_graph_module(ep.graph_module))
 

@@ -101,7 +101,7 @@ def _without_onednn_rnn(captured):
     ``aten.lstm``): while one is traced, another thread's eager RNN calls run without
     oneDNN too (the reference kernels: the same results to rounding, slower), and the
     switch is put back after. Every other program leaves it alone."""
-    from .capture import op_name
+    from .graphs import op_name
 
     graphs = [m.graph for m in captured.graph_module.modules() if isinstance(m, torch.fx.GraphModule)]
     if not any(n.op == "call_function" and op_name(n) in _RNN_OPS for g in graphs for n in g.nodes):

@@ -68,9 +68,9 @@ def program_parts(captured) -> dict:
     h.update(json.dumps(_attr_tensors(captured.graph_module)).encode())
     inputs = []
     for g in captured.inputs:
-        shape = ",".join(s if isinstance(s, str) else str(s) if isinstance(s, int) else "*" for s in g["shape"])
-        inputs.append(f"{g['dtype']}[{shape}]@{g['device']}" + (" grad" if g.get("requires_grad") else ""))
-    dims = " ".join(f"{n}={r['min']}..{r['max']}" for n, r in sorted(captured.dims.items()))
+        shape = ",".join(s if isinstance(s, str) else str(s) if isinstance(s, int) else "*" for s in g.shape)
+        inputs.append(f"{g.dtype}[{shape}]@{g.device}" + (" grad" if g.requires_grad else ""))
+    dims = " ".join(f"{n}={r.min}..{r.max}" for n, r in sorted(captured.dims.items()))
     return {"graph": h.hexdigest(), "inputs": "; ".join(inputs) + (f" | {dims}" if dims else "")}
 
 

@@ -295,6 +295,13 @@ class Record:
         kw.setdefault("extra", dict(self.extra))
         return type(self)(**kw)
 
+    def checked(self, where: str = ""):
+        """This record as a reader reads it back from the file, checked: FormatError
+        naming the first field a reader would refuse. (Records built in code, as capture
+        builds them, are not checked field by field as they are built; the writer checks
+        each before it is stored, so what load refuses is refused when compiling.)"""
+        return type(self).from_json(self.to_json(), where)
+
     @classmethod
     def from_json(cls, obj, where: str = ""):
         """The record in ``obj`` (parsed JSON); FormatError naming the first wrong field."""

@@ -17,7 +17,7 @@ from .. import _torch_compat as compat
 from .._version import __version__
 from ..tree import dtype_name
 from . import format as fmt
-from .manifest import Manifest, Param, Platform, Program, Variant, Versions, WeightInfo
+from .manifest import Job, Manifest, Meta, Platform, Program, Variant, Versions, WeightInfo
 from .weights import TensorsMember
 from .writer import write_package
 
@@ -78,10 +78,9 @@ class Package:
             versions=Versions(aotpack=__version__, torch=compat.torch_version(), python=platform.python_version()),
             platform=Platform(system=platform.system(), machine=platform.machine(),
                               cpu_capability=torch.backends.cpu.get_cpu_capability()),
-            program=Program.from_json({
-                "name": captured.name, "kind": captured.kind, "source": captured.source,
-                "signature": captured.signature, "out_spec": captured.out_spec, "frozen": captured.frozen,
-                "weights": {}, "aliases": {}}, "the captured program"),
+            program=Program(name=captured.name, kind=captured.kind, source=captured.source,
+                            signature=list(captured.signature), out_spec=captured.out_spec,
+                            frozen=list(captured.frozen), weights={}, aliases={}).checked("the captured program"),
             variants=[],
         )
         members = {fmt.WEIGHTS: TensorsMember({})}
@@ -113,8 +112,7 @@ class Package:
         """
         from ..backends import backend_entry
 
-        self._check_new_variant(name, [Param.from_json(p, "the captured signature") for p in captured.signature],
-                                captured.out_spec)
+        self._check_new_variant(name, captured.signature, captured.out_spec)
         new, aliases = _dedupe(captured.weights, copy=snapshot)
         names = self._store_weights(name, [(fqn, new[aliases.get(fqn, fqn)], captured.weight_kinds[fqn])
                                            for fqn in captured.weights])
@@ -127,28 +125,28 @@ class Package:
         if examples and captured.example_inputs:
             ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
             self.members[prefix + fmt.EXAMPLES] = _safetensors().save(ex)
-        # from_json: a backend's meta or a capture that the reader would refuse fails here, not at load
-        variant = Variant.from_json({
-            "name": name,
-            "backend": backend.name,
-            "backend_entry": backend_entry(backend),
-            "device": compiled.meta.get("device", captured.device),  # a backend may not say (eager)
-            "torch": compat.torch_version(),
-            "weights": names,
-            "weight_fqns": list(captured.weights),
-            "weight_targets": [captured.weight_targets[n] for n in captured.weights],
-            "in_spec": captured.in_spec,
-            "inputs": captured.inputs,
-            "dims": captured.dims,
-            "aliased": captured.aliased,
-            "state": [names[list(captured.weights).index(n)] for n in captured.state],
-            "module_training": captured.module_training,
-            "global_state": captured.global_state,
-            "mutated_inputs": captured.mutated_inputs,
-            "files": files,
-            "meta": compiled.meta,
-            **({"distributed": distributed} if distributed is not None else {}),
-        }, f"variant {name} (as compiled by backend {backend.name})")
+        # checked: a backend's meta or a capture that the reader would refuse fails here, not at load
+        variant = Variant(
+            name=name,
+            backend=backend.name,
+            backend_entry=backend_entry(backend),
+            device=compiled.meta.get("device", captured.device),  # a backend may not say (eager)
+            torch=compat.torch_version(),
+            weights=names,
+            weight_fqns=list(captured.weights),
+            weight_targets=[captured.weight_targets[n] for n in captured.weights],
+            in_spec=captured.in_spec,
+            inputs=list(captured.inputs),
+            dims=dict(captured.dims),
+            aliased=list(captured.aliased),
+            state=[names[list(captured.weights).index(n)] for n in captured.state],
+            module_training=captured.module_training,
+            global_state=captured.global_state,
+            mutated_inputs=list(captured.mutated_inputs),
+            files=files,
+            meta=Meta.from_json(compiled.meta, f"variant {name} (as compiled by backend {backend.name}).meta"),
+            distributed=None if distributed is None else Job.from_json(distributed, f"variant {name}.distributed"),
+        ).checked(f"variant {name} (as compiled by backend {backend.name})")
         self.manifest = self.manifest.replace(variants=[*self.manifest.variants, variant],
                                               format_version=max(self.manifest.format_version, _needs(variant)))
 

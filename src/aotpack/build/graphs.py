@@ -1,0 +1,167 @@
+"""Graph helpers shared by the build side: which storage a node's value lives in, which
+ops write their arguments, which outputs are views of the graph's arguments.
+
+    >>> output_aliases(gm)                                   # doctest: +SKIP
+    [Alias(output=0, primal=1, same=True, ...)]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _torch_compat as compat
+from ..errors import CaptureError
+from ..package.manifest import Alias
+
+__all__ = ["storage_of", "op_name", "output_aliases", "layout_dependent_inputs", "written_placeholders",
+           "static_int"]
+
+
+def storage_of(value):
+    """The storage ``value`` (a tensor, or an fx node by its example value) lives in, as a
+    hashable key that compares equal for every view of it; None for anything else."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    if isinstance(value, torch.fx.Node):
+        value = value.meta.get("val")
+    return StorageWeakRef(value.untyped_storage()) if isinstance(value, torch.Tensor) else None
+
+
+def op_name(node: torch.fx.Node) -> str | None:
+    """The aten op a graph node calls, without overload (``"lstm"`` for aten.lstm.input)."""
+    return getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
+
+
+def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[Alias]:
+    """Outputs of ``gm`` (from the ``skip``-th on) that are views of one of its arguments.
+
+    Eager returns such outputs as views (``x.view(-1)``, ``x[0]``, ``x`` itself): they
+    share memory with the caller's tensor. Compiled code returns copies, so the package
+    rebuilds the view instead (``manifest.Alias``: output i, primal j, same, size,
+    stride, offset; offset relative to the argument's own offset; ``same``: the
+    output *is* the argument). Raises CaptureError for a view with a dynamic size.
+    """
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    storages: dict = {}
+    for j, p in enumerate(placeholders):
+        if storage_of(p) is not None:
+            storages.setdefault(storage_of(p), j)  # (the first argument of a storage names it)
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    aliased = []
+    for i, node in enumerate(list(out.args[0])[skip:]):
+        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+        if not isinstance(val, torch.Tensor):
+            continue
+        j = storages.get(storage_of(val))
+        if j is None:
+            continue
+        if _through_inplace(node) is placeholders[j]:  # x itself, or x.add_(1): eager returns x
+            aliased.append(Alias(output=i, primal=j, same=True))
+            continue
+        base = placeholders[j].meta["val"]
+        numbers = [static_int(s) for s in (*val.shape, *val.stride(), val.storage_offset(), base.storage_offset())]
+        if any(n is None for n in numbers):
+            raise CaptureError(f"output {i} is a view of an input with a dynamic size; the package cannot rebuild "
+                               "that view", hint="return a copy (.clone()) or drop the Dim")
+        aliased.append(Alias(output=i, primal=j, same=False, size=[static_int(s) for s in val.shape],
+                             stride=[static_int(s) for s in val.stride()],
+                             offset=static_int(val.storage_offset()) - static_int(base.storage_offset())))
+    return aliased
+
+
+def _through_inplace(node):
+    """The tensor an in-place op (``add_``: returns its first argument) was applied to,
+    through chains of them; ``node`` itself otherwise."""
+    while isinstance(node, torch.fx.Node) and node.op == "call_function":
+        schema = getattr(node.target, "_schema", None)
+        returns = schema.returns if schema is not None else ()
+        if not (len(returns) == 1 and returns[0].alias_info is not None and returns[0].alias_info.is_write
+                and node.args and schema.arguments[0].alias_info is not None):
+            break
+        node = node.args[0]
+    return node
+
+
+# Ops that return a view of their input in some layouts and a copy in others (and, after
+# decomposition, the contiguous clone they become where they copy).
+_MAYBE_VIEWS = frozenset({"reshape", "reshape_as", "flatten", "ravel", "contiguous"})
+
+
+def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
+    """Names of the placeholders of ``gm`` whose memory layout decides whether an
+    output shares their memory: an output reached from one through views and at least
+    one reshape/flatten/contiguous that copied in the example (``x.reshape(-1)`` of a
+    sliced x is a copy, of a contiguous x a view of it). Where they all made views, the
+    output is a view of the input (``output_aliases``) and is pinned for that reason.
+
+    The graph holds what the compile-time example did. A call in another layout copied
+    into that layout would get the other answer to "is the output a view of my tensor",
+    so the guard refuses such calls for these inputs instead (``Input.layout_pinned``).
+    """
+    def maybe_view(node) -> bool:
+        name = op_name(node)
+        return name in _MAYBE_VIEWS or (name == "clone" and node.kwargs.get("memory_format") is torch.contiguous_format)
+
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    found = set()
+    for node in out.args[0]:
+        through = False
+        while isinstance(node, torch.fx.Node) and node.op == "call_function" and node.args \
+                and isinstance(node.args[0], torch.fx.Node):
+            mine, base = storage_of(node), storage_of(node.args[0])
+            copied = mine is None or base is None or mine != base
+            if maybe_view(node) and copied:
+                through = True  # a copy here, a view in another layout
+            elif copied:
+                break  # computes a new tensor: its layout no longer matters
+            node = node.args[0]
+        if through and isinstance(node, torch.fx.Node) and node.op == "placeholder":
+            found.add(node.name)
+    return found
+
+
+def written_placeholders(gm: torch.fx.GraphModule) -> set[int]:
+    """Indices of ``gm``'s placeholders that its ops write in place, directly, through a
+    view, or inside a higher-order op's subgraph (``torch.no_grad()`` and
+    ``torch.autocast`` regions are such subgraphs in torch.export's graphs)."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    by_storage: dict = {}
+    for j, p in enumerate(placeholders):
+        if storage_of(p) is not None:
+            by_storage.setdefault(storage_of(p), j)
+    written: set[int] = set()
+
+    def mark(value) -> None:
+        j = by_storage.get(storage_of(value)) if isinstance(value, torch.fx.Node) else None
+        if j is not None:
+            written.add(j)
+
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        schema = getattr(node.target, "_schema", None)
+        if schema is not None:
+            if schema.is_mutable:
+                for arg, value in zip(schema.arguments, node.args):
+                    if arg.alias_info is not None and arg.alias_info.is_write:
+                        mark(value)
+            continue
+        subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
+                and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
+        if not subs:
+            continue
+        after = node.args[node.args.index(subs[-1]) + 1:]
+        operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
+        for sub in subs:  # a subgraph's placeholders are the operands, in order
+            for k in written_placeholders(getattr(gm, sub.target)):
+                if k < len(operands):
+                    mark(operands[k])
+    return written
+
+
+def static_int(size) -> int | None:
+    """The int value of a size, also of a SymInt that export specialized to a number."""
+    if not isinstance(size, torch.SymInt):
+        return int(size)
+    expr = compat.sym_expr(size)
+    return int(expr) if getattr(expr, "is_number", False) else None

@@ -1,0 +1,187 @@
+"""What a call must match, derived at capture: per input its dtype, shape (static sizes,
+named Dims, derived sizes), device and layout with the reasons some are pinned, and the
+global state the compiled code depends on. The load side checks these (load/guards.py).
+
+    >>> inputs, dims, specialized = guard_dims(ep, user_nodes, flat_dyn, paths)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .. import _torch_compat as compat
+from .. import tree
+from ..errors import CaptureError
+from ..load import layout
+from ..package.manifest import Dim, GlobalState
+from .effects import EffectRecorder
+from .graphs import layout_dependent_inputs, static_int, storage_of
+
+__all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "requires_grad_pins",
+           "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype"]
+
+
+def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], dict[str, Dim], list[str]]:
+    """Each user input's guarded shape, the named Dims, and the user Dims that capture
+    specialized: (shapes, dims, specialized). A size is an int (static), a Dim name, or
+    ``{"expr": "2*batch"}`` for a size derived from other Dims.
+    """
+    sym_names: dict[str, str] = {}
+    user_range: dict[str, tuple] = {}
+    specialized: list[str] = []
+    # Names the user gave (Dim("batch")) win; other symbols get dim0, dim1, ...
+    for node, dyn, path in zip(user_nodes, flat_dyn, paths):
+        for d, spec in (dyn or {}).items():
+            size = node.meta["val"].shape[d]
+            name = _user_dim(spec)
+            if name is None:
+                continue
+            if static_int(size) is None:
+                if str(compat.sym_expr(size)).isidentifier():
+                    sym_names.setdefault(str(compat.sym_expr(size)), name)
+                    user_range[name] = (_finite(getattr(spec, "min", 0)), _finite(getattr(spec, "max", None)))
+            else:
+                specialized.append(f"{name} ({path}.shape[{d}]) = {static_int(size)}")
+    ranges = {str(k): v for k, v in ep.range_constraints.items()}
+    dims: dict[str, Dim] = {}
+    shapes = []
+    for node in user_nodes:
+        val = node.meta["val"]
+        shape = []
+        for size in val.shape:
+            if static_int(size) is not None:
+                shape.append(static_int(size))
+                continue
+            expr = compat.sym_expr(size)
+            if str(expr) in ranges and str(expr).isidentifier():
+                name = sym_names.setdefault(str(expr), f"dim{len(sym_names)}")
+                r = ranges[str(expr)]
+                lo, hi = int(r.lower), (None if str(r.upper) in ("int_oo", "oo") else int(r.upper))
+                if name in user_range:  # never wider than the user asked
+                    ulo, uhi = user_range[name]
+                    lo = max(lo, ulo or 0)
+                    hi = uhi if hi is None else (hi if uhi is None else min(hi, uhi))
+                dims[name] = Dim(min=lo, max=hi)
+                shape.append(name)
+            else:
+                text = str(expr)
+                for sym in sorted(expr.free_symbols, key=lambda x: -len(str(x))):
+                    text = re.sub(rf"\b{re.escape(str(sym))}\b", sym_names.setdefault(str(sym), f"dim{len(sym_names)}"),
+                                  text)
+                shape.append({"expr": text})
+        shapes.append(shape)
+    return shapes, dims, specialized
+
+
+def _finite(bound) -> int | None:
+    """A Dim's bound as an int; None for no bound (``Dim("b")``'s max is sympy's int_oo)."""
+    return bound if isinstance(bound, int) and not isinstance(bound, bool) else None
+
+
+def _user_dim(spec) -> str | None:
+    name = getattr(spec, "__name__", None)
+    return name if name and name not in ("AUTO", "DYNAMIC", "STATIC") else None
+
+
+def input_layout(t: torch.Tensor, dyn, path: str):
+    """The example's memory layout, which the compiled code will assume (see layout.py)."""
+    if t.layout is not torch.strided:
+        raise CaptureError(f"{path} is a {t.layout} tensor; packages take dense (strided) tensors",
+                           hint=f"pass {path}.to_dense(), or densify inside the program")
+    found = layout.layout_of(t, bool(dyn))
+    if found is None:
+        raise CaptureError(f"{path} has strides {tuple(t.stride())} with gaps or overlaps, and a dynamic size: "
+                           "the compiled code could not address other sizes the same way",
+                           hint=f"pass a contiguous example ({path}.contiguous())")
+    return found
+
+
+def layout_pins(gm: torch.fx.GraphModule, user_nodes: list, strides_read: dict) -> list[str | None]:
+    """Per user input: why its memory layout must match at a call (a copy into the
+    compiled layout would change the result), or None.
+
+    - an output is a reshape/flatten/contiguous of it that copied (layout_dependent_inputs);
+    - the program read its strides: export took the branch the example's layout chose.
+      A read of an intermediate pins every input (its layout follows theirs); reads of
+      weights pin none (their layout is the stored one).
+    """
+    names = [n.name for n in user_nodes]
+    why = dict.fromkeys(layout_dependent_inputs(gm), "whether an output shares its memory depends on its layout")
+    for name, where in strides_read.items():
+        for pinned in names if name is None else [name] if name in names else []:
+            why.setdefault(pinned, f"the program reads strides at {where}")
+    return [why.get(n) for n in names]
+
+
+def where_strides_read(ep, recorder: EffectRecorder) -> dict[str | None, str]:
+    """Where the program read strides (``x.is_contiguous()``, ``x.stride()``), by the
+    graph input whose memory it read them of: placeholder name -> file:line, None for a
+    tensor that is no graph input (an intermediate). Taken from the graph export traced,
+    whose inputs are the tensors the program saw."""
+    if not recorder.layout_reads:
+        return {}
+    by_storage: dict = {}
+    for n in ep.graph.nodes:
+        if n.op == "placeholder" and storage_of(n) is not None:
+            by_storage.setdefault(storage_of(n), n.name)
+    found: dict[str | None, str] = {}
+    for t, where in recorder.layout_reads:
+        found.setdefault(by_storage.get(storage_of(t)), where)
+    return found
+
+
+def requires_grad_pins(reads: list, flat) -> dict[int, str]:
+    """Flat input index -> where the program reads its ``.requires_grad``. The branch
+    export took holds only for calls with the same requires_grad (which a call under
+    no_grad may change), so the guard pins it. A read of an intermediate (whose
+    requires_grad follows the inputs') pins every input."""
+    pins: dict[int, str] = {}
+    for t, where in reads:
+        hit = [i for i, x in enumerate(flat) if x is t]
+        for i in hit or range(len(flat)):
+            pins.setdefault(i, f"the program reads {'its' if hit else 'an intermediate tensor’s'} requires_grad "
+                               f"at {where}")
+    return pins
+
+
+def module_training_of(target) -> bool | None:
+    module = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
+    return bool(module.training) if isinstance(module, torch.nn.Module) else None
+
+
+def global_state_of(autocast: str | None, recorder: EffectRecorder, grad_mode_after: bool | None) -> GlobalState:
+    """The global state the compiled code depends on (manifest.GlobalState), now, and
+    the grad mode the program leaves its caller in (replayed after each call)."""
+    return GlobalState(autocast=autocast, default_dtype=tree.dtype_name(torch.get_default_dtype()),
+                       matmul_precision=torch.get_float32_matmul_precision(),
+                       deterministic=torch.are_deterministic_algorithms_enabled(),
+                       # the program took a branch on it: the compiled code holds that branch
+                       grad_mode=torch.is_grad_enabled() if recorder.grad_mode_reads else None,
+                       grad_mode_after=grad_mode_after)
+
+
+def grad_mode_left(record: dict, recorder: EffectRecorder) -> bool | None:
+    """The grad mode the program leaves its caller in, to replay after each call; None
+    where it leaves the caller's as it was. A ``torch.set_grad_enabled(x)`` called as a
+    function (never exited by a ``with``) sets it whatever the caller's was, even where
+    it equals the mode at capture (``set_grad_enabled(True)`` captured with grad on)."""
+    if record["grad_mode_after"] != record["grad_mode_before"] or recorder.grad_mode_sets:
+        return record["grad_mode_after"]
+    return None
+
+
+def autocast_dtype(device: str, autocast) -> str | None:
+    """The autocast dtype a program is captured under (None: off): ``autocast`` as
+    asked, or (None) the caller's autocast on ``device`` now."""
+    if autocast is None:
+        if not torch.is_autocast_enabled(device):
+            return None
+        autocast = torch.get_autocast_dtype(device)
+    if autocast is False:
+        return None
+    dtype = getattr(torch, autocast, None) if isinstance(autocast, str) else autocast
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"autocast takes a floating dtype (torch.bfloat16, 'float16'), False or None, not {autocast!r}")
+    return tree.dtype_name(dtype)

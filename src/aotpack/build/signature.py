@@ -1,0 +1,158 @@
+"""The program's signature, and how the example call binds to it.
+
+A program is captured as called: its parameters (names, kinds, frozen defaults: the
+manifest's ``Param`` records), the example values bound to them (defaults filled in for
+the guards), and how each was passed, so the traced call passes them the same way.
+``dynamic`` (keyed by parameter name) is translated here to one spec per flat tensor.
+
+    >>> [p.name for p in parameters(signature_of(torch.nn.Linear(2, 2)))]   # doctest: +SKIP
+    ['input']
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+
+import torch
+
+from .. import tree
+from ..errors import CaptureError
+from ..package.manifest import Param
+
+__all__ = ["signature_of", "parameters", "defined_at", "bind", "call_as_passed", "flat_dynamic", "program_name"]
+
+Dim = torch.export.Dim
+
+
+_KINDS = {kind: name for name, kind in tree.PARAM_KINDS.items()}
+
+
+def signature_of(target: Callable) -> inspect.Signature:
+    fn = target.forward if isinstance(target, torch.nn.Module) else target
+    try:
+        return inspect.signature(fn)  # follows functools.wraps' __wrapped__
+    except (TypeError, ValueError) as e:
+        raise CaptureError(f"cannot read the signature of {target!r}: {e}") from None
+
+
+def parameters(sig: inspect.Signature) -> list[Param]:
+    """The program's parameters as the manifest records them; a default value is frozen
+    (encoded) here, and a tensor default refused."""
+    out = []
+    for p in sig.parameters.values():
+        default = None
+        if p.default is not p.empty:
+            if isinstance(p.default, torch.Tensor):
+                raise CaptureError(
+                    f"parameter {p.name!r} has a tensor default value",
+                    hint="pass the tensor explicitly, or register it as a buffer of the module",
+                )
+            default = tree.encode_const(p.default, f"default of {p.name}")
+        out.append(Param(name=p.name, kind=_KINDS[p.kind], default=default))
+    return out
+
+
+def defined_at(obj) -> str:
+    fn = obj.forward if isinstance(obj, torch.nn.Module) else obj
+    fn = inspect.unwrap(fn) if callable(fn) else fn
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is None:
+        return "<unknown>"
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def bind(sig: inspect.Signature, args: tuple, kwargs: dict) -> tuple[list, list[str]]:
+    """Values per parameter (defaults filled in, for guards) and how each was passed:
+    ``"pos"``, ``"kw"`` or ``"default"`` (not passed: the program is called without it,
+    as torch.export calls it, so decorators that add keyword arguments still work)."""
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise CaptureError(f"the example inputs do not fit the program's signature {sig}: {e}") from None
+    passed = dict(bound.arguments)
+    bound.apply_defaults()
+    how, n_pos = [], 0
+    for name, p in sig.parameters.items():
+        if name not in passed:
+            how.append("default")
+        elif p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) or (
+                p.kind == p.POSITIONAL_OR_KEYWORD and name not in kwargs and n_pos < len(args)):
+            how.append("pos")
+            n_pos += 1
+        else:
+            how.append("kw")
+    return [bound.arguments[name] for name in sig.parameters], how
+
+
+def call_as_passed(signature: list[Param], values: list, how: list[str]) -> tuple[list, dict]:
+    """(args, kwargs) as the example call passed them: defaults left out."""
+    args: list = []
+    kwargs: dict = {}
+    for p, v, h in zip(signature, values, how):
+        if h == "default":
+            continue
+        if p.kind == "var_positional":
+            args.extend(v)
+        elif p.kind == "var_keyword":
+            kwargs.update(v)
+        elif h == "pos":
+            args.append(v)
+        else:
+            kwargs[p.name] = v
+    return args, kwargs
+
+
+def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> list:
+    """Per flat tensor: {dim: Dim} for torch.export, from the user's ``dynamic``."""
+    flat: list = [None] * n_flat
+    if dynamic is None or dynamic is False:
+        return flat
+    if dynamic is True:
+        return [dict.fromkeys(range(t.dim()), Dim.AUTO) for t in _tensors_of(values)]
+    if not isinstance(dynamic, dict):
+        raise CaptureError("dynamic must be None, True, or a dict {parameter name: {dim: Dim}}")
+    names = list(sig.parameters)
+    counter = [0]
+
+    def walk(value, spec, path):
+        if isinstance(value, torch.Tensor):
+            i = counter[0]
+            counter[0] += 1
+            if spec is None:
+                return
+            if isinstance(spec, (list, tuple)):
+                spec = {d: s for d, s in enumerate(spec) if s is not None}
+            if not isinstance(spec, dict):
+                raise CaptureError(f"dynamic[{path}] must be a dict {{dim: Dim}} for a tensor, got {spec!r}")
+            for d in spec:
+                if not isinstance(d, int) or not -value.dim() <= d < value.dim():
+                    raise CaptureError(f"dynamic[{path}] names dimension {d!r}, but the tensor has rank {value.dim()}")
+            flat[i] = {d % value.dim(): s for d, s in spec.items()}
+            return
+        if isinstance(value, (list, tuple)):
+            for j, v in enumerate(value):
+                walk(v, None if spec is None else spec[j], f"{path}[{j}]")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, None if spec is None else spec.get(k), f"{path}[{k!r}]")
+
+    unknown = set(dynamic) - set(names)
+    if unknown:
+        raise CaptureError(f"dynamic names {sorted(unknown)}, which are not parameters; the parameters are {names}")
+    for name, value in zip(names, values):
+        walk(value, dynamic.get(name), repr(name))
+    return flat
+
+
+def _tensors_of(values) -> list[torch.Tensor]:
+    return tree.flatten(list(values))[1]
+
+
+def program_name(target) -> str:
+    if isinstance(target, torch.nn.Module):
+        return type(target).__qualname__
+    if isinstance(target, functools.partial):
+        return f"partial({getattr(target.func, '__qualname__', '?')})"
+    return getattr(target, "__qualname__", None) or type(target).__qualname__
