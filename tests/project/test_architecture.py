@@ -61,3 +61,29 @@ def test_the_load_side_imports_the_build_side_only_to_rebuild():
     crossing = {(m, n) for m, ns in graph.items() if m.startswith("aotpack.load") for n in ns
                 if n.startswith("aotpack.build")}
     assert crossing == {("aotpack.load.runtime", "aotpack.build.rebuild")}, crossing
+
+
+def code_lines(node: ast.AST, source: list[str]) -> int:
+    """Lines of code in a function: not blank, not a comment, not its docstring."""
+    skip = set()
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        skip = set(range(body[0].lineno, body[0].end_lineno + 1))
+    return sum(1 for i in range(node.lineno, node.end_lineno + 1)
+               if i not in skip and source[i - 1].strip() and not source[i - 1].strip().startswith("#"))
+
+
+def test_no_function_over_80_lines_of_code():
+    long = []
+    for folder, _, files in os.walk(os.path.join(SRC, "aotpack")):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(folder, f)
+                text = open(path).read()
+                source = text.splitlines()
+                for node in ast.walk(ast.parse(text)):
+                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and code_lines(node, source) > 80:
+                        long.append(f"{os.path.relpath(path, SRC)}:{node.lineno} {node.name} "
+                                    f"({code_lines(node, source)} lines)")
+    assert not long, "split these functions: " + ", ".join(long)
