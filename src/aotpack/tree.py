@@ -1,20 +1,14 @@
-"""Argument and result structures as JSON: flatten, unflatten, and name a leaf's path.
+"""Argument and result structures: flatten, unflatten, and name a leaf's path.
 
-A *spec* is a JSON-ready description of a nested Python value made of tuples, lists,
-dicts (string keys), named tuples, types registered as pytree nodes, and leaves. A
-leaf is a tensor (``{"kind": "tensor", "index": i}``, its position in the flat tensor
-list) or a constant (``{"kind": "const", ...}``, a value frozen at compile time: None,
+``flatten`` splits a nested Python value into a *spec* (treespec.py: a small typed union,
+stored in the manifest as JSON) and the flat list of its tensors; ``unflatten`` rebuilds
+the value. Containers: tuples, lists, dicts (string keys), named tuples (also torch's
+structseqs, ``torch.return_types.max``: ``NamedTupleSpec``) and any type registered as a
+pytree node where the package is compiled (transformers' ModelOutput, dataclasses
+registered with ``torch.export.register_dataclass``: ``NodeSpec``, flattened and rebuilt
+by its registered functions, its context stored as JSON). Leaves: tensors (``TensorLeaf``,
+the position in the flat list) and constants frozen at compile time (``ConstLeaf``: None,
 bool, int, float, str, torch.dtype, torch.device).
-
-Other containers are recorded by type, by import path:
-
-- ``{"kind": "namedtuple", "type": "mod.Point", "fields": [...], "children": [...]}``
-  (also torch's structseqs, ``torch.return_types.max``);
-- ``{"kind": "node", "type": "transformers.modeling_outputs.CausalLMOutputWithPast",
-  "context": [...], "children": [...]}``: any type registered as a pytree node where
-  the package is compiled (transformers' ModelOutput, dataclasses registered with
-  ``torch.export.register_dataclass``), flattened and rebuilt by its registered
-  functions, its context stored as JSON.
 
 Rebuilding such a value needs its type. ``resolve_type`` finds it among the pytree
 nodes registered in this process and the modules already imported; it imports a
@@ -28,6 +22,8 @@ constants so that guards can name ``args[1]['mode']`` when a baked-in value diff
 Example:
     >>> import torch
     >>> spec, flat = flatten({"a": (torch.ones(1), 2)})
+    >>> spec
+    DictSpec(keys=('a',), children=(TupleSpec(children=(TensorLeaf(index=0), ConstLeaf(type='int', value=2))),))
     >>> unflatten(spec, flat)["a"][1]
     2
 """
@@ -44,9 +40,19 @@ from typing import Any
 import torch
 
 from .errors import AotpackError, CaptureError, FormatError
+from .treespec import (
+    ConstLeaf,
+    DictSpec,
+    ListSpec,
+    NamedTupleSpec,
+    NodeSpec,
+    TensorLeaf,
+    TreeSpec,
+    TupleSpec,
+)
 
 __all__ = ["flatten", "unflatten", "encode_const", "decode_const", "const_repr", "leaf_keys", "leaf_paths",
-           "named_leaves", "call_arguments", "type_name", "resolve_type", "types_in", "check_types"]
+           "named_leaves", "tensor_paths", "call_arguments", "type_name", "resolve_type", "types_in", "check_types"]
 
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -76,16 +82,16 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def encode_const(value: Any, path: str) -> dict:
-    """The JSON form of a constant leaf; CaptureError for values we cannot freeze."""
+def encode_const(value: Any, path: str) -> ConstLeaf:
+    """The constant leaf of ``value``; CaptureError for values we cannot freeze."""
     if isinstance(value, float) and not math.isfinite(value):
-        return {"kind": "const", "type": "float", "value": repr(value)}
+        return ConstLeaf("float", repr(value))
     if type(value) in _SCALARS:
-        return {"kind": "const", "type": type(value).__name__, "value": value}
+        return ConstLeaf(type(value).__name__, value)
     if isinstance(value, torch.dtype):
-        return {"kind": "const", "type": "dtype", "value": dtype_name(value)}
+        return ConstLeaf("dtype", dtype_name(value))
     if isinstance(value, torch.device):
-        return {"kind": "const", "type": "device", "value": str(value)}
+        return ConstLeaf("device", str(value))
     hint = "pass tensors, nested tuples/lists/dicts of them, or None/bool/int/float/str"
     if type(value).__name__.endswith("Cache") and type(value).__module__.startswith("transformers"):
         hint = ("transformers returns its KV cache when use_cache=True: call the model with use_cache=False "
@@ -138,36 +144,33 @@ def resolve_type(name: str, allow_modules=()) -> type | None:
     return None
 
 
-def types_in(spec: dict) -> list[str]:
+def types_in(spec: TreeSpec) -> list[str]:
     """The container types a spec names (namedtuples and pytree nodes), in order."""
     return list(dict.fromkeys(name for _, name in _typed_nodes(spec)))
 
 
-def described_types(spec: dict) -> list[str]:
+def described_types(spec: TreeSpec) -> list[str]:
     """Each type a spec names, with the context of a node as load would hand it to the
     node's deserializer (a defaultdict's default factory among them): what ``aotpack
     inspect`` shows."""
     out = []
     for s in _typed_specs(spec):
-        context = s.get("context") if s["kind"] == "node" else None
-        out.append(s["type"] if context in (None, [], {}) else
-                   f"{s['type']} (context {json.dumps(context, sort_keys=True)[:160]})")
+        context = s.context if isinstance(s, NodeSpec) else None
+        out.append(s.type if context in (None, [], {}) else
+                   f"{s.type} (context {json.dumps(context, sort_keys=True)[:160]})")
     return list(dict.fromkeys(out))
 
 
-def _typed_specs(spec: dict):
-    if spec["kind"] in ("namedtuple", "node"):
+def _typed_specs(spec: TreeSpec):
+    if isinstance(spec, (NamedTupleSpec, NodeSpec)):
         yield spec
-    for c in spec.get("children", ()):
+    for c in spec.children:
         yield from _typed_specs(c)
 
 
-def _typed_nodes(spec: dict):
+def _typed_nodes(spec: TreeSpec):
     """``(kind, type name)`` of every namedtuple and pytree node in ``spec``, depth first."""
-    if spec["kind"] in ("namedtuple", "node"):
-        yield spec["kind"], spec["type"]
-    for c in spec.get("children", ()):
-        yield from _typed_nodes(c)
+    return ((s.kind, s.type) for s in _typed_specs(spec))
 
 
 def _rebuilds(kind: str, cls: type) -> bool:
@@ -188,11 +191,11 @@ _DEFAULT_FACTORIES = {("builtins", n) for n in ("list", "dict", "set", "int", "f
     ("collections", "OrderedDict"), ("collections", "Counter"), ("collections", "deque")}
 
 
-def _check_contexts(spec: dict) -> None:
+def _check_contexts(spec: TreeSpec, deep: bool = True) -> None:
     """FormatError for a node context that would make a deserializer import or call
     code by name (a defaultdict's default factory outside ``_DEFAULT_FACTORIES``)."""
-    if spec["kind"] == "node" and spec["type"] == "collections.defaultdict":
-        context = spec.get("context")
+    if isinstance(spec, NodeSpec) and spec.type == "collections.defaultdict":
+        context = spec.context
         factory = (context.get("default_factory_module"), context.get("default_factory_name")) if isinstance(
             context, dict) else None
         if factory not in _DEFAULT_FACTORIES:
@@ -201,11 +204,11 @@ def _check_contexts(spec: dict) -> None:
                               f"{shown}: aotpack never imports or calls code a package names (allowed factories: "
                               f"{', '.join(sorted(n for _, n in _DEFAULT_FACTORIES))})",
                               hint="aotpack never writes this: the package was edited; rebuild it from the model")
-    for c in spec.get("children", ()):
+    for c in spec.children if deep else ():
         _check_contexts(c)
 
 
-def check_types(spec: dict, allow_modules=()) -> None:
+def check_types(spec: TreeSpec, allow_modules=()) -> None:
     """AotpackError unless every type ``spec`` names can be rebuilt in this process;
     FormatError if one names a class that is not of its kind (see ``_rebuilds``) or a
     context that names code (``_check_contexts``)."""
@@ -240,9 +243,9 @@ def _fields(cls: type) -> list[str]:
     return list(getattr(cls, "_fields", None) or getattr(cls, "__match_args__", ()))
 
 
-def decode_const(leaf: dict) -> Any:
+def decode_const(leaf: ConstLeaf) -> Any:
     """The Python value of a constant leaf (inverse of encode_const)."""
-    t, v = leaf["type"], leaf["value"]
+    t, v = leaf.type, leaf.value
     if t == "float":
         return float(v)
     if t == "dtype":
@@ -252,7 +255,7 @@ def decode_const(leaf: dict) -> Any:
     return v
 
 
-def const_repr(leaf: dict) -> str:
+def const_repr(leaf: ConstLeaf) -> str:
     """How a constant leaf reads to a person: ``3``, ``'mean'``, ``torch.float32``."""
     value = decode_const(leaf)
     if isinstance(value, torch.dtype):
@@ -260,7 +263,7 @@ def const_repr(leaf: dict) -> str:
     return repr(value)
 
 
-def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[dict, list]:
+def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[TreeSpec, list]:
     """Split ``value`` into a spec and the flat list of its tensors (depth first).
 
     Args:
@@ -272,10 +275,10 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
     tensors = [] if tensors is None else tensors
     if isinstance(value, torch.Tensor):
         tensors.append(value)
-        return {"kind": "tensor", "index": len(tensors) - 1}, tensors
+        return TensorLeaf(len(tensors) - 1), tensors
     if isinstance(value, (tuple, list)) and (type(value) in (tuple, list)):
         children = [flatten(v, f"{path}[{i}]", tensors)[0] for i, v in enumerate(value)]
-        return {"kind": type(value).__name__, "children": children}, tensors
+        return (TupleSpec if type(value) is tuple else ListSpec)(children), tensors
     if type(value) is dict:
         keys = list(value)
         for k in keys:
@@ -285,11 +288,10 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
                     hint="use string keys in dicts passed to or returned from the program",
                 )
         children = [flatten(value[k], f"{path}[{k!r}]", tensors)[0] for k in keys]
-        return {"kind": "dict", "keys": keys, "children": children}, tensors
+        return DictSpec(keys, children), tensors
     if _is_namedtuple(value):
         children = [flatten(v, f"{path}.{f}", tensors)[0] for f, v in zip(_fields(type(value)), value)]
-        return {"kind": "namedtuple", "type": type_name(type(value)),
-                "fields": _fields(type(value))[:len(children)], "children": children}, tensors
+        return NamedTupleSpec(type_name(type(value)), _fields(type(value))[:len(children)], children), tensors
     node = _compat().pytree_node(type(value)) if type(value) not in (tuple, list, dict) else None
     if node is not None:
         try:
@@ -301,7 +303,7 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
         keys = context if isinstance(context, list) and len(context) == len(values) and all(
             isinstance(k, str) for k in context) else [str(i) for i in range(len(values))]
         children = [flatten(v, f"{path}.{k}", tensors)[0] for k, v in zip(keys, values)]
-        return {"kind": "node", "type": type_name(type(value)), "context": context, "children": children}, tensors
+        return NodeSpec(type_name(type(value)), context, children), tensors
     if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
         raise CaptureError(
             f"{path} is a Python number computed from tensor data or a dynamic size "
@@ -311,38 +313,38 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[di
     return encode_const(value, path), tensors
 
 
-def unflatten(spec: dict, tensors: list, plain: bool = False) -> Any:
+def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
     """Rebuild the value that ``flatten`` described, taking tensors from ``tensors``.
 
     ``plain=True``: registered pytree nodes come back as dicts (by their keys) and named
     tuples as tuples, with no type to resolve (``load(..., plain_types=True)``)."""
-    kind = spec["kind"]
+    kind = spec.kind
     if kind == "tensor":
-        return tensors[spec["index"]]
+        return tensors[spec.index]
     if kind == "const":
         return decode_const(spec)
-    children = [unflatten(c, tensors, plain) for c in spec["children"]]
+    children = [unflatten(c, tensors, plain) for c in spec.children]
     if plain and kind == "namedtuple":
         return tuple(children)
     if plain and kind == "node":
-        return dict(zip(_node_keys(spec), children))
+        return dict(zip(spec.labels(), children))
     if kind == "tuple":
         return tuple(children)
     if kind == "list":
         return children
     if kind == "dict":
-        return dict(zip(spec["keys"], children))
-    cls = resolve_type(spec["type"])
+        return dict(zip(spec.keys, children))
+    cls = resolve_type(spec.type)
     if cls is None or (kind == "namedtuple" and not _rebuilds(kind, cls)):  # load checked first (check_types):
         check_types(spec)  # this is a package used without load
     if kind == "namedtuple":
         return cls(*children) if hasattr(cls, "_fields") else cls(children)
     node = _compat().pytree_node(cls)
     if node is None:
-        raise AotpackError(f"{spec['type']} is not registered as a pytree node in this process",
+        raise AotpackError(f"{spec.type} is not registered as a pytree node in this process",
                            hint="import the module that registers it before calling the package")
-    _check_contexts({**spec, "children": ()})  # (also where no load checked it first: example_inputs, repro)
-    return node[1](children, node[3](spec["context"]))
+    _check_contexts(spec, deep=False)  # (also where no load checked it first: example_inputs, repro)
+    return node[1](children, node[3](spec.context))
 
 
 def one_level(value) -> tuple[list, Any]:
@@ -355,54 +357,48 @@ def one_level(value) -> tuple[list, Any]:
     return list(values), json.loads(json.dumps(to_json(context)))
 
 
-def leaf_keys(spec: dict, keys: tuple = (), depth: int | None = None) -> list[tuple[tuple, dict]]:
+def leaf_keys(spec: TreeSpec, keys: tuple = (), depth: int | None = None) -> list[tuple[tuple, TreeSpec]]:
     """Every leaf of ``spec`` with its key path (list indices, dict keys, field names),
     depth first (tensors in flat order); ``depth=1``: the direct children instead."""
-    kind = spec["kind"]
-    if kind in ("tensor", "const") or depth == 0:
+    if isinstance(spec, (TensorLeaf, ConstLeaf)) or depth == 0:
         return [(keys, spec)]
     out = []
-    labels = spec["keys"] if kind == "dict" else spec["fields"] if kind == "namedtuple" else _node_keys(spec) \
-        if kind == "node" else range(len(spec["children"]))
-    for k, c in zip(labels, spec["children"]):
+    for k, c in zip(spec.labels(), spec.children):
         out += leaf_keys(c, keys + (k,), None if depth is None else depth - 1)
     return out
 
 
-def _node_keys(spec: dict) -> list:
-    context, n = spec["context"], len(spec["children"])
-    if isinstance(context, list) and len(context) == n and all(isinstance(k, str) for k in context):
-        return context
-    return list(range(n))
-
-
-def leaf_paths(spec: dict, path: str = "") -> list[tuple[str, dict]]:
+def leaf_paths(spec: TreeSpec, path: str = "") -> list[tuple[str, TreeSpec]]:
     """Every leaf of ``spec`` with its path as text (``x['pair'][0]``), depth first."""
     return [(path + "".join(f"[{k!r}]" for k in keys), leaf) for keys, leaf in leaf_keys(spec)]
 
 
-def named_leaves(in_spec: dict, names: list[str]) -> list[tuple[str, dict]]:
+def named_leaves(in_spec: TreeSpec, names: list[str]) -> list[tuple[str, TreeSpec]]:
     """The leaves of an argument spec (one child per parameter), paths by parameter name."""
-    return [pair for name, child in zip(names, in_spec["children"]) for pair in leaf_paths(child, name)]
+    return [pair for name, child in zip(names, in_spec.children) for pair in leaf_paths(child, name)]
 
 
-def describe(spec: dict) -> str:
+def tensor_paths(in_spec: TreeSpec, names: list[str]) -> list[str]:
+    """The path of each flat input tensor of an argument spec (``x['pair'][0]``), in order."""
+    return [path for path, leaf in named_leaves(in_spec, names) if isinstance(leaf, TensorLeaf)]
+
+
+def describe(spec: TreeSpec) -> str:
     """A one-line picture of a spec's structure: ``(T, {'a': T, 'n': 2})``."""
-    kind = spec["kind"]
+    kind = spec.kind
     if kind == "tensor":
         return "T"
     if kind == "const":
         return const_repr(spec)
-    inner = ", ".join(describe(c) for c in spec["children"])
+    inner = ", ".join(describe(c) for c in spec.children)
     if kind == "dict":
-        inner = ", ".join(f"{k!r}: {describe(c)}" for k, c in zip(spec["keys"], spec["children"]))
+        inner = ", ".join(f"{k!r}: {describe(c)}" for k, c in zip(spec.keys, spec.children))
         return "{" + inner + "}"
     if kind == "tuple":
-        return "(" + inner + ("," if len(spec["children"]) == 1 else "") + ")"
+        return "(" + inner + ("," if len(spec.children) == 1 else "") + ")"
     if kind in ("namedtuple", "node"):
-        keys = spec["fields"] if kind == "namedtuple" else _node_keys(spec)
-        inner = ", ".join(f"{k}={describe(c)}" for k, c in zip(keys, spec["children"]))
-        return f"{spec['type'].rsplit('.', 1)[-1]}({inner})"
+        inner = ", ".join(f"{k}={describe(c)}" for k, c in zip(spec.labels(), spec.children))
+        return f"{spec.type.rsplit('.', 1)[-1]}({inner})"
     return "[" + inner + "]"
 
 

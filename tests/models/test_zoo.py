@@ -217,7 +217,7 @@ def test_structseq_fields_name_the_path_in_order():
     from aotpack import tree
 
     spec, _ = tree.flatten(torch.randn(3, 2).max(0))
-    assert spec["fields"] == ["values", "indices"]
+    assert spec.fields == ("values", "indices")
 
 
 class Branchy(torch.nn.Module):

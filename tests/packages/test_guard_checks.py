@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from aotpack.load.guards import Guard, Mismatch
 from aotpack.package.manifest import Dim, GlobalState, Input, Param
+from aotpack.treespec import TensorLeaf, TupleSpec
 
 LAYOUTS = ["contiguous", {"order": [0, 2, 3, 1]}, {"stride": [1, 2, 8, 32]}]
 
@@ -19,7 +20,7 @@ def make_guard(layout, dynamic: bool, train: bool, want_grad: bool, raw_memory: 
     shape = ["batch", 2, 4, 4] if dynamic else [2, 2, 4, 4]
     inputs = [Input(dtype="float32", device="cpu", shape=shape, layout=layout, requires_grad=want_grad),
               Input(dtype="float32", device="cpu", shape=[shape[0], 4], requires_grad=False)]
-    spec = {"kind": "tuple", "children": [{"kind": "tensor", "index": 0}, {"kind": "tensor", "index": 1}]}
+    spec = TupleSpec([TensorLeaf(0), TensorLeaf(1)])
     params = [Param(name="x", kind="positional_or_keyword"), Param(name="y", kind="positional_or_keyword")]
     state = GlobalState(autocast=autocast, grad_mode=grad_mode)
     return Guard(params, spec, inputs, {"batch": Dim(min=1, max=8)}, train=train, raw_memory=raw_memory,

@@ -16,6 +16,7 @@ from aotpack import Dim
 from aotpack.load.guards import Guard, Mismatch
 from aotpack.package import manifest as mf
 from aotpack.package.manifest import Input, Param
+from aotpack.treespec import TensorLeaf, TupleSpec
 from conftest import run_fresh
 
 
@@ -182,15 +183,14 @@ def test_guard_filter_drops_chosen_checks(tmp_path):
 
 
 def test_device_and_requires_grad_messages():
-    g = Guard([Param(name="x", kind="positional_or_keyword")], {"kind": "tuple", "children": [
-        {"kind": "tensor", "index": 0}]}, [Input(dtype="float32", shape=[2], device="cuda", requires_grad=True)], {})
+    g = Guard([Param(name="x", kind="positional_or_keyword")], TupleSpec([TensorLeaf(0)]),
+              [Input(dtype="float32", shape=[2], device="cuda", requires_grad=True)], {})
     with pytest.raises(Mismatch) as info:
         g.check((torch.ones(2),), {})
     assert (info.value.expected, info.value.actual) == ("cuda", "cpu")
     assert g.path(info.value, (torch.ones(2),), {}) == "args[0].device"
-    g = Guard([Param(name="x", kind="positional_or_keyword")], {"kind": "tuple", "children": [
-        {"kind": "tensor", "index": 0}]}, [Input(dtype="float32", shape=[2], device="cpu", requires_grad=True)], {},
-        train=True)
+    g = Guard([Param(name="x", kind="positional_or_keyword")], TupleSpec([TensorLeaf(0)]),
+              [Input(dtype="float32", shape=[2], device="cpu", requires_grad=True)], {}, train=True)
     with pytest.raises(Mismatch) as info:
         g.check((torch.ones(2),), {})
     assert g.path(info.value, (), {"x": torch.ones(2)}) == "kwargs['x'].requires_grad"
@@ -199,7 +199,7 @@ def test_device_and_requires_grad_messages():
 _DTYPES = [torch.float32, torch.float64, torch.int64]
 _GUARD = Guard(
     [Param(name=n, kind="positional_or_keyword") for n in "abc"],
-    {"kind": "tuple", "children": [{"kind": "tensor", "index": i} for i in range(3)]},
+    TupleSpec([TensorLeaf(i) for i in range(3)]),
     [Input(dtype="float32", shape=["batch", 4], device="cpu"),
      Input(dtype="float32", shape=["batch", "n"], device="cpu"),
      Input(dtype="int64", shape=[3], device="cpu")],

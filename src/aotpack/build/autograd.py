@@ -131,8 +131,7 @@ def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
     for name, w in captured.weights.items():
         primals.append(w.detach().clone().requires_grad_(_gets_grad(captured, name, w)))
         names.append(name)
-    paths = [p for p, leaf in tree.named_leaves(captured.in_spec, [p.name for p in captured.signature])
-             if leaf["kind"] == "tensor"]
+    paths = tree.tensor_paths(captured.in_spec, [p.name for p in captured.signature])
     for path, x in zip(paths, captured.example_inputs):
         primals.append(x.detach().clone().requires_grad_(x.requires_grad))
         names.append(path)

@@ -41,6 +41,7 @@ from .. import _torch_compat as compat
 from .. import tree
 from ..errors import CaptureError, SideEffectWarning, SpecializationWarning
 from ..package import manifest as mf
+from ..treespec import TreeSpec, TupleSpec
 from .effects import EffectRecorder
 from .frozen import frozen_values
 from .graphs import output_aliases, written_placeholders
@@ -117,8 +118,8 @@ class Captured:
     kind: str
     source: str
     signature: list[mf.Param]
-    in_spec: dict
-    out_spec: dict
+    in_spec: TreeSpec
+    out_spec: TreeSpec
     inputs: list[mf.Input]
     dims: dict[str, mf.Dim]
     weights: dict[str, torch.Tensor]
@@ -197,7 +198,7 @@ class _Program(torch.nn.Module):
     tensors and every backend gets the same flat calling convention.
     """
 
-    def __init__(self, target: Callable, signature: list[mf.Param], in_spec: dict, record: Callable, how: list[str]):
+    def __init__(self, target: Callable, signature: list[mf.Param], in_spec: TreeSpec, record: Callable, how: list[str]):
         super().__init__()
         if isinstance(target, torch.nn.Module):
             self.m = target
@@ -417,7 +418,7 @@ class _Call:
     paths (``args[0]['x']``), dynamic specs and layouts, and how each value was passed."""
 
     signature: list[mf.Param]
-    in_spec: dict
+    in_spec: TupleSpec
     flat: list[torch.Tensor]
     paths: list[str]
     flat_dyn: list
@@ -435,9 +436,9 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
     children, flat = [], []
     for name, v in zip(names, values):
         children.append(tree.flatten(v, name, flat)[0])
-    in_spec = {"kind": "tuple", "children": children}
+    in_spec = TupleSpec(children)
     flat_dyn = flat_dynamic(dynamic, sig, values, len(flat))
-    paths = [p for p, leaf in tree.named_leaves(in_spec, names) if leaf["kind"] == "tensor"]
+    paths = tree.tensor_paths(in_spec, names)
     layouts = [input_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
     return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how)
 
@@ -470,7 +471,7 @@ def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> li
     out = [mf.Frozen(**{k: v for k, v in f.items() if k != "_value"}) for f in frozen]
     for p in signature:
         if p.default is not None:
-            out.append(mf.Frozen(kind="default", name=p.name, where=defined_at(target), type=p.default["type"],
+            out.append(mf.Frozen(kind="default", name=p.name, where=defined_at(target), type=p.default.type,
                                  value=tree.const_repr(p.default)))
     return out
 

@@ -66,6 +66,7 @@ from torch import Tensor
 from .. import tree
 from ..errors import GuardError
 from ..package.manifest import Dim, GlobalState, Input, Param, Program, Variant
+from ..treespec import ConstLeaf, TensorLeaf, TreeSpec
 
 __all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "shape_text", "state_checks"]
 
@@ -685,7 +686,7 @@ class Guard:
     kwargs)`` is the generated check of the common call (None: run ``check``).
     """
 
-    def __init__(self, signature: list[Param], in_spec: dict, inputs: list[Input], dims: dict[str, Dim],
+    def __init__(self, signature: list[Param], in_spec: TreeSpec, inputs: list[Input], dims: dict[str, Dim],
                  guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=(),
                  raw_memory: bool = True, state: GlobalState | None = None, device: str = "cpu"):
         self.train = train
@@ -709,9 +710,9 @@ class Guard:
                               default=tree.decode_const(p.default) if p.default is not None else inspect.Parameter.empty)
             for p in signature
         ])
-        self._children = in_spec["children"]
+        self._children = in_spec.children
         # The common call, f(t0, t1, ...): every parameter one tensor, nothing to walk.
-        self._tensors_only = all(c["kind"] == "tensor" for c in self._children)
+        self._tensors_only = all(isinstance(c, TensorLeaf) for c in self._children)
         self.checks = self._build_checks(state or GlobalState(), device)
         self._dropped_consts: set = set()
         if guard_filter is not None:  # entries are built only for a filter: not on the plain load path
@@ -766,10 +767,10 @@ class Guard:
                 by_input.setdefault(c.index, []).append(c)
         out = []
         for path, leaf in tree.named_leaves(self.in_spec, self.names):  # in the order of the arguments
-            if leaf["kind"] == "const":
+            if isinstance(leaf, ConstLeaf):
                 out.append(GuardEntry(variant, path, "value", tree.const_repr(leaf), id(leaf)))
                 continue
-            for c in sorted(by_input.get(leaf["index"], ()), key=lambda c: order.index(c.kind)):
+            for c in sorted(by_input.get(leaf.index, ()), key=lambda c: order.index(c.kind)):
                 out.append(GuardEntry(variant, path, c.kind, c.expected(self), id(c)))
         out += [GuardEntry(variant, c.where, c.kind, c.expected(self), id(c))
                 for c in self.checks if c.kind is not None and c.index is None]
@@ -777,8 +778,8 @@ class Guard:
 
     def tensor_inputs(self) -> list[tuple[str, Input]]:
         """(path by parameter name, guard) for each flat tensor, for messages."""
-        return [(path, self.inputs[leaf["index"]]) for path, leaf in tree.named_leaves(self.in_spec, self.names)
-                if leaf["kind"] == "tensor"]
+        return [(path, self.inputs[leaf.index]) for path, leaf in tree.named_leaves(self.in_spec, self.names)
+                if isinstance(leaf, TensorLeaf)]
 
     def _generate_fast_check(self):
         """A straight-line check for the common call ``f(t0, t1, ...)``, or None.
@@ -919,12 +920,12 @@ class Guard:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""
         for i, spec in enumerate(self._children):
             for keys, leaf in tree.leaf_keys(spec):
-                if leaf["kind"] == "tensor" and leaf["index"] == flat_index:
+                if isinstance(leaf, TensorLeaf) and leaf.index == flat_index:
                     return [i, *keys]
         return [0]  # pragma: no cover
 
-    def _walk(self, spec: dict, value, flat: list) -> None:
-        kind = spec["kind"]
+    def _walk(self, spec: TreeSpec, value, flat: list) -> None:
+        kind = spec.kind
         if kind == "tensor":
             if not isinstance(value, torch.Tensor):
                 raise Mismatch([], "a tensor", _what(value))
@@ -939,26 +940,26 @@ class Guard:
                     raise Mismatch([], f"{tree.const_repr(spec)} (frozen at compile time)", _what(value))
             return
         if kind in ("namedtuple", "node"):
-            if tree.type_name(type(value)) != spec["type"]:
-                raise Mismatch([], f"a {spec['type']}", _what(value))
+            if tree.type_name(type(value)) != spec.type:
+                raise Mismatch([], f"a {spec.type}", _what(value))
             values, context = tree.one_level(value)
-            if kind == "node" and context != spec["context"]:
-                raise Mismatch([], f"a {spec['type']} with {spec['context']}", str(context))
-            if len(values) != len(spec["children"]):
-                raise Mismatch([], f"a {spec['type']} of {len(spec['children'])} fields", f"{len(values)} fields")
-            for (keys, _), c, v in zip(tree.leaf_keys(spec, depth=1), spec["children"], values):
+            if kind == "node" and context != spec.context:
+                raise Mismatch([], f"a {spec.type} with {spec.context}", str(context))
+            if len(values) != len(spec.children):
+                raise Mismatch([], f"a {spec.type} of {len(spec.children)} fields", f"{len(values)} fields")
+            for key, c, v in zip(spec.labels(), spec.children, values):
                 try:
                     self._walk(c, v, flat)
                 except Mismatch as m:
-                    m.parts.insert(0, keys[0])
+                    m.parts.insert(0, key)
                     raise
             return
         if kind == "dict":
             if not isinstance(value, dict):
                 raise Mismatch([], "a dict", _what(value))
-            if set(value) != set(spec["keys"]):
-                raise Mismatch([], f"a dict with keys {sorted(spec['keys'])}", f"keys {sorted(map(str, value))}")
-            for k, c in zip(spec["keys"], spec["children"]):
+            if set(value) != set(spec.keys):
+                raise Mismatch([], f"a dict with keys {sorted(spec.keys)}", f"keys {sorted(map(str, value))}")
+            for k, c in zip(spec.keys, spec.children):
                 try:
                     self._walk(c, value[k], flat)
                 except Mismatch as m:
@@ -967,9 +968,9 @@ class Guard:
             return
         if not isinstance(value, (tuple, list)):
             raise Mismatch([], f"a {kind}", _what(value))
-        if len(value) != len(spec["children"]):
-            raise Mismatch([], f"a {kind} of length {len(spec['children'])}", f"length {len(value)}")
-        for j, (c, v) in enumerate(zip(spec["children"], value)):
+        if len(value) != len(spec.children):
+            raise Mismatch([], f"a {kind} of length {len(spec.children)}", f"length {len(value)}")
+        for j, (c, v) in enumerate(zip(spec.children, value)):
             try:
                 self._walk(c, v, flat)
             except Mismatch as m:

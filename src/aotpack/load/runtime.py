@@ -28,6 +28,7 @@ from ..errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
 from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
+from ..treespec import TensorLeaf, TreeSpec, TupleSpec
 from .guards import Guard, Mismatch, describe_input
 
 __all__ = ["Loaded", "load"]
@@ -164,12 +165,12 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
     return check
 
 
-def _unflattener(spec: dict, plain: bool = False):
+def _unflattener(spec: TreeSpec, plain: bool = False):
     """outputs -> result, with straight paths for one tensor and a tuple of tensors."""
-    if spec["kind"] == "tensor" and spec["index"] == 0:
+    if isinstance(spec, TensorLeaf) and spec.index == 0:
         return lambda outs: outs[0]
-    children = spec.get("children", ())
-    if spec["kind"] == "tuple" and all(c["kind"] == "tensor" and c["index"] == i for i, c in enumerate(children)):
+    if isinstance(spec, TupleSpec) and all(isinstance(c, TensorLeaf) and c.index == i
+                                           for i, c in enumerate(spec.children)):
         return tuple
     return lambda outs: tree.unflatten(spec, outs, plain)
 

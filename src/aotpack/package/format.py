@@ -172,13 +172,6 @@ def check_variant_name(name: str) -> None:
         raise ValueError(f"variant name {name!r} must be letters, digits, '-', '_' or '.'")
 
 
-_CONST_TYPES = {"bool", "int", "float", "str", "NoneType", "dtype", "device"}
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _need(cond: bool, what: str) -> None:
     if not cond:
         raise FormatError(f"the manifest is malformed: {what}",
@@ -189,56 +182,3 @@ def _need(cond: bool, what: str) -> None:
 DEVICE_TYPES = frozenset({"cpu", "cuda", "xpu", "mps", "hpu", "privateuseone"})
 
 
-def spec_tensor_indices(spec) -> list[int]:
-    """The tensor indices of a (checked) tree spec, depth first."""
-    if spec.get("kind") == "tensor":
-        return [spec.get("index")]
-    return [i for c in spec.get("children") or () for i in spec_tensor_indices(c)]
-
-
-def _device_text(value) -> bool:
-    try:
-        return isinstance(value, str) and torch.device(value).type in DEVICE_TYPES
-    except (RuntimeError, ValueError):
-        return False
-
-
-def check_spec(spec, where: str, n_tensors: int | None = None, depth: int = 0) -> None:
-    """FormatError naming ``where`` unless ``spec`` is a tree spec (tree.py) whose tensor
-    indices are below ``n_tensors``."""
-    _need(depth < 100 and isinstance(spec, dict) and isinstance(spec.get("kind"), str), f"{where} is not a tree spec")
-    kind = spec["kind"]
-    if kind == "tensor":
-        i = spec.get("index")
-        _need(_is_int(i) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
-    elif kind == "const":
-        _need(isinstance(spec.get("type"), str) and spec["type"] in _CONST_TYPES and "value" in spec, f"{where} has a constant of unknown type")
-        value, typ = spec["value"], spec["type"]
-        _need({"bool": lambda: isinstance(value, bool), "int": lambda: _is_int(value),
-               "float": lambda: isinstance(value, (int, float, str)) and not isinstance(value, bool),
-               "str": lambda: isinstance(value, str), "NoneType": lambda: value is None,
-               "dtype": lambda: isinstance(getattr(torch, str(value), None), torch.dtype),
-               "device": lambda: _device_text(value)}[typ](), f"{where} holds no {typ}")
-    elif kind in ("tuple", "list", "dict"):
-        children = spec.get("children")
-        _need(isinstance(children, list), f"{where} has no children list")
-        if kind == "dict":
-            keys = spec.get("keys")
-            _need(isinstance(keys, list) and len(keys) == len(children) and all(isinstance(k, str) for k in keys)
-                  and len(set(keys)) == len(keys), f"{where} has bad dict keys")
-        for j, c in enumerate(children):
-            check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
-    elif kind in ("namedtuple", "node"):
-        children = spec.get("children")
-        _need(isinstance(children, list) and isinstance(spec.get("type"), str) and "." in spec["type"],
-              f"{where} names no type")
-        if kind == "namedtuple":
-            fields = spec.get("fields")
-            _need(isinstance(fields, list) and len(fields) == len(children) and all(isinstance(f, str) for f in fields),
-                  f"{where} has bad fields")
-        else:
-            _need("context" in spec, f"{where} has no context")
-        for j, c in enumerate(children):
-            check_spec(c, f"{where}[{j}]", n_tensors, depth + 1)
-    else:
-        _need(False, f"{where} has unknown kind {kind!r}")

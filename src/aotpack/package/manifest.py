@@ -32,6 +32,7 @@ from typing import Any, Union
 
 import torch
 
+from .. import treespec
 from ..tree import PARAM_KINDS
 from . import format as fmt
 from .format import _need
@@ -75,10 +76,6 @@ def _layout(v, where: str) -> None:
         _need(sorted(dims) == list(range(len(dims))), f"{where} is not a dimension order")
 
 
-def _spec(v, where: str) -> None:
-    fmt.check_spec(v, where)
-
-
 def _identifier(v, where: str) -> None:
     _need(v.isidentifier() and not keyword.iskeyword(v), f"{where} is not a Python identifier")
 
@@ -105,6 +102,17 @@ class Checked:
         return _Optional(self)
 
 
+class Coded(Checked):
+    """A field type whose JSON ``parse(value, where)`` reads (and checks) into another
+    object, and ``dump(obj)`` writes back: a tree spec (treespec.py)."""
+
+    __slots__ = ("dump",)
+
+    def __init__(self, parse, dump):
+        super().__init__(object, parse)
+        self.dump = dump
+
+
 class _Optional:
     """``Checked(...) | None``."""
 
@@ -119,7 +127,7 @@ Device = Checked(str, _device)
 Shape = Checked(list, _shape)
 Size = Checked(int, _nat)
 Layout = Checked(Any, _layout)  # "contiguous" | {"order": [...]} | {"stride": [...]}
-Spec = Checked(dict, _spec)  # a tree spec (tree.py): kept as its JSON
+Spec = Coded(treespec.from_json, treespec.to_json)  # a tree spec (treespec.py)
 
 
 class _Null:
@@ -138,9 +146,10 @@ NULL = _Null()
 def _codec(tp):
     """``(convert, dump)`` for a field of type ``tp``: ``convert(value, where)`` checks a
     JSON value and returns the field's value; ``dump(value)`` returns its JSON, or
-    ``dump`` is None where the value is JSON already (str, int, tree specs, backend
-    keys): those are handed on as they are, never walked, so no depth of nesting a
-    manifest may hold can exhaust the stack. One pair per distinct type."""
+    ``dump`` is None where the value is JSON already (str, int, backend keys): those are
+    handed on as they are, never walked, so no depth of nesting a manifest may hold can
+    exhaust the stack (tree specs are walked, to a bounded depth: treespec.MAX_DEPTH).
+    One pair per distinct type."""
     codec = _CODECS.get(tp)
     if codec is None:
         codec = _CODECS[tp] = _make_codec(tp)
@@ -151,6 +160,8 @@ _CODECS: dict = {}
 
 
 def _make_codec(tp):
+    if isinstance(tp, Coded):
+        return tp.check, tp.dump
     if isinstance(tp, Checked):
         inner, dump = _codec(tp.base)
         check = tp.check
@@ -592,7 +603,7 @@ class Manifest(Record):
         """What the field types cannot say: names and indices that point elsewhere."""
         p = self.program
         _need(len({x.name for x in p.signature}) == len(p.signature), "program.signature names a parameter twice")
-        outs = sorted(fmt.spec_tensor_indices(p.out_spec))
+        outs = sorted(p.out_spec.tensor_indices())
         _need(outs == list(range(len(outs))), "program.out_spec's outputs are not numbered 0..n-1")
         _need(all(t in p.weights for t in p.aliases.values()), "program.aliases")
         known = set(p.weights) | set(p.aliases)
@@ -624,8 +635,9 @@ class Manifest(Record):
                       f"variant {name}.inputs[{i}].shape names no dim")
                 _need(g.layout == "contiguous" or len(next(iter(g.layout.values()))) == len(g.shape),
                       f"variant {name}.inputs[{i}].layout")
-            fmt.check_spec(v.in_spec, f"variant {name}.in_spec", len(v.inputs))
-            _need(v.in_spec["kind"] == "tuple" and len(v.in_spec["children"]) == len(p.signature),
+            _need(all(i < len(v.inputs) for i in v.in_spec.tensor_indices()),
+                  f"variant {name}.in_spec has a bad tensor index")
+            _need(isinstance(v.in_spec, treespec.TupleSpec) and len(v.in_spec.children) == len(p.signature),
                   f"variant {name}.in_spec does not match the signature")
             n_flat = len(ws) + len(v.inputs)
             _need(all(0 <= a.primal < n_flat and a.output >= 0 for a in v.views()), f"variant {name}.aliased")

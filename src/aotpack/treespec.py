@@ -1,0 +1,207 @@
+"""Tree specs: the structure of a program's arguments and results, as a small typed union.
+
+A spec describes a nested Python value made of tuples, lists, dicts (string keys), named
+tuples, types registered as pytree nodes, and leaves; ``tree.flatten`` builds one,
+``tree.unflatten`` rebuilds the value from it. Each kind is one frozen class:
+
+=================  ===========================================  ==========================
+class              what it holds                                JSON (``kind``)
+=================  ===========================================  ==========================
+``TensorLeaf``     ``index``: position in the flat tensor list  ``"tensor"``
+``ConstLeaf``      ``type``, ``value``: a value frozen at        ``"const"``
+                   capture (None, bool, int, float, str, dtype,
+                   device), as ``tree.encode_const`` writes it
+``TupleSpec``      ``children``                                 ``"tuple"``
+``ListSpec``       ``children``                                 ``"list"``
+``DictSpec``       ``keys`` (str), ``children``                 ``"dict"``
+``NamedTupleSpec`` ``type`` (import path), ``fields``,          ``"namedtuple"``
+                   ``children``
+``NodeSpec``       ``type``, ``context`` (JSON), ``children``:  ``"node"``
+                   a registered pytree node
+=================  ===========================================  ==========================
+
+``from_json`` is the one reader of the JSON form and checks it as it reads (a FormatError
+naming the field, never a KeyError later): specs come from package files. ``to_json``
+writes it back. Nesting is bounded (``MAX_DEPTH``): a manifest cannot exhaust the stack.
+
+    >>> spec = from_json({"kind": "tuple", "children": [{"kind": "tensor", "index": 0}]}, "in_spec")
+    >>> spec
+    TupleSpec(children=(TensorLeaf(index=0),))
+    >>> spec.tensor_indices()
+    [0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .package.format import DEVICE_TYPES, _need
+
+__all__ = ["TreeSpec", "TensorLeaf", "ConstLeaf", "TupleSpec", "ListSpec", "DictSpec", "NamedTupleSpec",
+           "NodeSpec", "from_json", "to_json", "MAX_DEPTH", "CONST_TYPES"]
+
+MAX_DEPTH = 100  # nesting a package may hold (every walk of a spec recurses)
+CONST_TYPES = frozenset({"bool", "int", "float", "str", "NoneType", "dtype", "device"})
+
+
+class TreeSpec:
+    """Base of the spec kinds: frozen, compared by value, ``children`` a tuple."""
+
+    __slots__ = ()
+    kind: str = ""
+    _fields: tuple = ()
+    children: tuple = ()
+
+    def __init__(self, *values, **named):
+        values = dict(zip(self._fields, values)) | named
+        for name in self._fields:
+            value = values[name]
+            if name in ("children", "keys", "fields"):  # (a context or a value is JSON, kept as it is)
+                value = tuple(value)
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is frozen (tree specs are part of a package's manifest)")
+
+    def __eq__(self, other):
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __hash__(self):
+        return hash((type(self), *(repr(getattr(self, f)) for f in self._fields)))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self._fields)})"
+
+    def to_json(self) -> dict:
+        """The JSON form (what the manifest stores)."""
+        out: dict = {"kind": self.kind}
+        for f in self._fields:
+            v = getattr(self, f)
+            out[f] = [c.to_json() for c in v] if f == "children" else list(v) if f in ("keys", "fields") else v
+        return out
+
+    def labels(self) -> list:
+        """How each child is named in a path: dict keys, field names, a node's context
+        keys, or positions."""
+        return list(range(len(self.children)))
+
+    def tensor_indices(self) -> list[int]:
+        """The flat tensor indices, depth first."""
+        return [i for c in self.children for i in c.tensor_indices()]
+
+
+class TensorLeaf(TreeSpec):
+    __slots__ = ("index",)
+    kind, _fields = "tensor", ("index",)
+
+    def tensor_indices(self) -> list[int]:
+        return [self.index]
+
+
+class ConstLeaf(TreeSpec):
+    __slots__ = ("type", "value")
+    kind, _fields = "const", ("type", "value")
+
+
+class TupleSpec(TreeSpec):
+    __slots__ = ("children",)
+    kind, _fields = "tuple", ("children",)
+
+
+class ListSpec(TreeSpec):
+    __slots__ = ("children",)
+    kind, _fields = "list", ("children",)
+
+
+class DictSpec(TreeSpec):
+    __slots__ = ("keys", "children")
+    kind, _fields = "dict", ("keys", "children")
+
+    def labels(self) -> list:
+        return list(self.keys)
+
+
+class NamedTupleSpec(TreeSpec):
+    __slots__ = ("type", "fields", "children")
+    kind, _fields = "namedtuple", ("type", "fields", "children")
+
+    def labels(self) -> list:
+        return list(self.fields)
+
+
+class NodeSpec(TreeSpec):
+    __slots__ = ("type", "context", "children")
+    kind, _fields = "node", ("type", "context", "children")
+
+    def labels(self) -> list:
+        """The context where it is a list of as many strings as children, else positions."""
+        context, n = self.context, len(self.children)
+        if isinstance(context, list) and len(context) == n and all(isinstance(k, str) for k in context):
+            return context
+        return list(range(n))
+
+
+KINDS = {c.kind: c for c in (TensorLeaf, ConstLeaf, TupleSpec, ListSpec, DictSpec, NamedTupleSpec, NodeSpec)}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _device_text(value) -> bool:
+    try:
+        return isinstance(value, str) and torch.device(value).type in DEVICE_TYPES
+    except (RuntimeError, ValueError):
+        return False
+
+
+_CONST_CHECKS = {
+    "bool": lambda v: isinstance(v, bool), "int": _is_int,
+    "float": lambda v: isinstance(v, (int, float, str)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str), "NoneType": lambda v: v is None,
+    "dtype": lambda v: isinstance(getattr(torch, str(v), None), torch.dtype), "device": _device_text,
+}
+
+
+def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0) -> TreeSpec:
+    """The spec in ``obj`` (parsed JSON), checked: FormatError naming ``where`` unless it
+    is a tree spec whose tensor indices are below ``n_tensors``."""
+    _need(depth < MAX_DEPTH and isinstance(obj, dict) and isinstance(obj.get("kind"), str),
+          f"{where} is not a tree spec")
+    kind = obj["kind"]
+    _need(kind in KINDS, f"{where} has unknown kind {kind!r}")
+    if kind == "tensor":
+        i = obj.get("index")
+        _need(_is_int(i) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
+        return TensorLeaf(i)
+    if kind == "const":
+        typ = obj.get("type")
+        _need(isinstance(typ, str) and typ in CONST_TYPES and "value" in obj, f"{where} has a constant of unknown type")
+        _need(_CONST_CHECKS[typ](obj["value"]), f"{where} holds no {typ}")
+        return ConstLeaf(typ, obj["value"])
+    raw = obj.get("children")
+    _need(isinstance(raw, list), f"{where} has no children list")
+    children = tuple(from_json(c, f"{where}[{j}]", n_tensors, depth + 1) for j, c in enumerate(raw))
+    if kind in ("tuple", "list"):
+        return KINDS[kind](children)
+    if kind == "dict":
+        keys = obj.get("keys")
+        _need(isinstance(keys, list) and len(keys) == len(children) and all(isinstance(k, str) for k in keys)
+              and len(set(keys)) == len(keys), f"{where} has bad dict keys")
+        return DictSpec(keys, children)
+    typ = obj.get("type")
+    _need(isinstance(typ, str) and "." in typ, f"{where} names no type")
+    if kind == "namedtuple":
+        fields = obj.get("fields")
+        _need(isinstance(fields, list) and len(fields) == len(children) and all(isinstance(f, str) for f in fields),
+              f"{where} has bad fields")
+        return NamedTupleSpec(typ, fields, children)
+    _need("context" in obj, f"{where} has no context")
+    return NodeSpec(typ, obj["context"], children)
+
+
+def to_json(spec: TreeSpec) -> dict:
+    """``spec.to_json()``, as a function (the manifest's codec)."""
+    return spec.to_json()
