@@ -65,6 +65,9 @@ class TreeSpec:
     def __setattr__(self, name, value):
         raise AttributeError(f"{type(self).__name__} is frozen (tree specs are part of a package's manifest)")
 
+    def __reduce__(self):  # copy, deepcopy and pickle rebuild it through the constructor
+        return type(self), tuple(getattr(self, f) for f in self._fields)
+
     def __eq__(self, other):
         return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
 

@@ -113,3 +113,28 @@ def test_records_are_frozen_and_a_change_builds_a_new_one():
         state.autocast = None
     changed = state.replace(autocast=None)
     assert state.autocast == "bfloat16" and changed.autocast is None and changed != state
+
+
+def test_a_records_lists_and_dicts_are_read_only_and_its_json_is_the_callers():
+    import copy
+    import pickle
+
+    from aotpack.package.manifest import Dim, Input, Variant
+
+    v = Variant.from_json({"name": "v", "backend": "eager", "device": "cpu", "weights": ["w"], "files": ["graph.py"],
+                           "in_spec": {"kind": "tuple", "children": [{"kind": "tensor", "index": 0}]},
+                           "inputs": [{"dtype": "float32", "device": "cpu", "shape": ["b", 2]}],
+                           "dims": {"b": {"min": 1, "max": 8}}})
+    for change in (lambda: v.weights.append("x"), lambda: v.inputs.pop(), lambda: v.files.__setitem__(0, "x"),
+                   lambda: v.dims.update(c=Dim(min=1, max=2)), lambda: v.inputs[0].shape.append(3),
+                   lambda: v.extra.__setitem__("k", 1)):
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+    assert v.weights == ["w"] and v.inputs == [Input(dtype="float32", device="cpu", shape=["b", 2])]
+    doc = v.to_json()  # the caller's own JSON: editable, and the record unchanged by the edit
+    doc["weights"].append("x")
+    doc["inputs"][0]["shape"].append(3)
+    assert v.weights == ["w"] and v.inputs[0].shape == ["b", 2]
+    assert json.loads(json.dumps(v.to_json())) == v.to_json()
+    for twin in (copy.deepcopy(v), copy.copy(v), pickle.loads(pickle.dumps(v))):
+        assert twin == v

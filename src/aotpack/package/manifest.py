@@ -269,9 +269,9 @@ class Record:
             elif required:
                 raise TypeError(f"{type(self).__name__}() needs {name}=")
             else:
-                value = type(default)(default) if isinstance(default, (list, dict)) else default
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "extra", kw.pop("extra", None) or {})
+                value = default
+            object.__setattr__(self, name, _read_only(value))
+        object.__setattr__(self, "extra", FrozenDict(kw.pop("extra", None) or {}))
         if kw:
             raise TypeError(f"{type(self).__name__}() got unknown fields {sorted(kw)}")
         self._post_init()
@@ -335,12 +335,59 @@ class Record:
             v = getattr(self, name)
             if v is None and not required and not null:
                 continue  # an optional key: older readers take it missing, not null
-            out[name] = v if dump is None else dump(v)
+            out[name] = _thawed(v) if dump is None else dump(v)
         out.update(self.extra)
         return out
 
 
 _REQUIRED = object()
+
+
+def _refuse(self, *args, **kwargs):
+    raise TypeError(f"{type(self).__name__}: a manifest record's lists and dicts are read-only; build a new one "
+                    "and the record with .replace(field=...)")
+
+
+class FrozenList(list):
+    """A record's list: reads, compares and serializes as a list; refuses changes (as
+    the record refuses a new attribute), so no reader holds a list that changed under it."""
+
+    __slots__ = ()
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __reduce__(self):  # copy, deepcopy and pickle rebuild it from a plain list
+        return FrozenList, (list(self),)
+
+
+class FrozenDict(dict):
+    """A record's dict, read-only as ``FrozenList``."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = pop = popitem = clear = update = setdefault = _refuse
+
+    def __reduce__(self):
+        return FrozenDict, (dict(self),)
+
+
+def _read_only(value):
+    """``value`` with its own list or dict read-only (a copy); other values as they are.
+    (Shallow: the JSON values inside, such as a derived size's ``{"expr": ...}``, are
+    the manifest's JSON, shared as read.)"""
+    if type(value) is list:
+        return FrozenList(value)
+    if type(value) is dict:
+        return FrozenDict(value)
+    return value
+
+
+def _thawed(value):
+    """A record's list or dict as a plain one, for JSON a caller may edit."""
+    if type(value) is FrozenList:
+        return list(value)
+    if type(value) is FrozenDict:
+        return dict(value)
+    return value
 
 
 # --- The records -----------------------------------------------------------------------
@@ -534,7 +581,7 @@ class Variant(Record):
 
     def _post_init(self):
         if self.weight_fqns is None:
-            self.weight_fqns = list(self.weights)
+            self.weight_fqns = FrozenList(self.weights)
         if self.meta is None:
             self.meta = Meta()
         if self.global_state is None:
