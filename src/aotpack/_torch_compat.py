@@ -688,8 +688,20 @@ def aot_export_joint(fn, primals: list):
     Private: ``torch._functorch.aot_autograd.aot_export_joint_simple`` (2.11-2.13).
     """
     from torch._functorch.aot_autograd import aot_export_joint_simple
+    from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
-    return aot_export_joint_simple(fn, primals, trace_joint=True)
+    try:
+        return aot_export_joint_simple(fn, primals, trace_joint=True)
+    except DynamicOutputShapeException:
+        # An op whose output size depends on data (nonzero, unique, masked indexing):
+        # trace on fake tensors of a mode with a shape environment, as torch.compile
+        # does, so that size becomes an unbacked symbol (the inputs' sizes stay static).
+        mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+        fake = [mode.from_tensor(p, static_shapes=True) for p in primals]
+        for f, p in zip(fake, primals):
+            f.requires_grad_(p.requires_grad)
+        return aot_export_joint_simple(fn, fake, trace_joint=True)
 
 
 def partition_joint(joint, inputs: list, num_fwd_outputs: int):

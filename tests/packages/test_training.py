@@ -337,3 +337,53 @@ def test_transformers_models_train_with_eager_gradients(name):
             torch.testing.assert_close(p.grad, q.grad, msg=n)
     if name == "bert":
         assert model.pooler.dense.weight.grad is None
+
+
+class DataDependent(torch.nn.Module):
+    """Sizes that depend on the data, as torch.compile runs them in one graph: masked
+    indexing (nonzero) in the loss, unique beside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(-1, 1, 8))
+
+    def forward(self, x):
+        y = x * self.w
+        return y[y > 0].sum(), torch.unique(x.round())
+
+
+CALLS_DATA_DEPENDENT = r"""
+import json, sys, torch, aotpack
+sys.path[:0] = [sys.argv[2], sys.argv[3]]  # (tests/ first: the root's conftest.py is Sybil's)
+from test_training import DataDependent
+m = DataDependent()
+fn = aotpack.load(sys.argv[1], module=m)
+out = []
+for seed in range(6):  # a different count of positives (and of unique values) each time
+    x = torch.randn(8, generator=torch.Generator().manual_seed(seed)) * 3
+    m.w.grad = None
+    loss, uniq = fn(x)
+    loss.backward()
+    got = m.w.grad.clone()
+    m.w.grad = None
+    want_loss, want_uniq = m(x)
+    want_loss.backward()
+    out.append([int((x * m.w > 0).sum()), torch.allclose(loss, want_loss), torch.equal(uniq, want_uniq),
+                torch.allclose(got, m.w.grad)])
+print(json.dumps(out))
+"""
+
+
+def test_data_dependent_sizes_train_as_eager_in_a_fresh_process(tmp_path):
+    x = torch.randn(8, generator=torch.Generator().manual_seed(0)) * 3
+    path = aotpack.compile(DataDependent(), (x,), train=True, backend="eager").save(tmp_path / "dd.aot")
+    here = os.path.dirname(os.path.abspath(__file__))
+    rows = json.loads(run_fresh(["-c", CALLS_DATA_DEPENDENT, str(path), os.path.dirname(here), here]).stdout)
+    assert len({r[0] for r in rows}) > 1  # the sizes did vary
+    assert all(r[1:] == [True, True, True] for r in rows), rows
+
+
+@pytest.mark.slow
+def test_data_dependent_sizes_in_an_aoti_training_package_are_refused_with_the_way_out():
+    with pytest.raises(aotpack.CaptureError, match=r"(?s)size that depends on data .*backend='eager'"):
+        aotpack.compile(DataDependent(), (torch.randn(8) * 3,), train=True, backend="aoti")

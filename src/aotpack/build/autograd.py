@@ -252,6 +252,22 @@ def _own_grads(functions: list):
                 setattr(cls, names[cls], original)
 
 
+def _saved_in_forward_order(bw: torch.fx.GraphModule, saved: list[str]) -> None:
+    """The backward's first inputs in the order the forward returns the saved values.
+    The partitioner puts saved sizes (the int of a data-dependent size, nonzero's) last
+    among the forward's outputs and first among the backward's inputs; the package hands
+    the one's outputs to the other as they come."""
+    placeholders = [n for n in bw.graph.nodes if n.op == "placeholder"]
+    by_name = {n.name: n for n in placeholders}
+    if [n.name for n in placeholders[:len(saved)]] == saved or not set(saved) <= set(by_name):
+        return
+    body = next(n for n in bw.graph.nodes if n.op != "placeholder")
+    for node in [by_name[name] for name in saved] + [n for n in placeholders if n.name not in set(saved)]:
+        body.prepend(node)
+    bw.graph.lint()
+    bw.recompile()
+
+
 def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
     """Drop None outputs (grads of primals that need none); returns the kept mask."""
     out = next(n for n in gm.graph.nodes if n.op == "output")
@@ -314,7 +330,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if captured.custom_functions:
         # torch.export kept each Function's forward and dropped its backward: trace the
         # program itself, so autograd runs the Functions' own backward into the joint graph
-        run = _program_outputs(captured, {a["output"] for a in aliased})
+        run = _program_outputs(captured, {a.output for a in aliased})
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
@@ -341,6 +357,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     fw_out = next(n for n in fw.graph.nodes if n.op == "output").args[0]
     saved_nodes = list(fw_out[len(outs):])
     grad_mask = _strip_none_outputs(bw)
+    _saved_in_forward_order(bw, [n.name for n in saved_nodes])
     return JointCapture(forward=fw, backward=bw, joint=joint, num_outputs=len(outs), mutated=captured.mutations,
                         out_requires_grad=out_requires_grad, grad_mask=grad_mask,
                         saved=[n.name for n in saved_nodes], donatable=_donatable(fw, saved_nodes, len(outs)),
@@ -371,8 +388,12 @@ class _GraphUnit:
     def export_weights_as_inputs(self):
         from .. import _torch_compat as compat
 
+        # a saved size (an int: the backward of a data-dependent size, nonzero's) stays an
+        # input of any value, not a constant of the example's
+        ints = [torch.export.Dim.DYNAMIC if isinstance(x, int) else None for x in self.example_inputs]
         with compat.quiet_export_logs():
-            return torch.export.export(self.graph_module, tuple(self.example_inputs), strict=False)
+            return torch.export.export(self.graph_module, tuple(self.example_inputs), strict=False,
+                                       dynamic_shapes=ints if any(d is not None for d in ints) else None)
 
 
 def compile_training(captured, backend, options: dict, *, joint_pass=None, say=lambda line: None):
@@ -394,8 +415,21 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         fw_out = [o.detach() if isinstance(o, torch.Tensor) else o for o in jc.forward(*primals)]
     saved = list(fw_out[jc.num_outputs:])
     tangents = [torch.ones_like(o) for o, g in zip(fw_out[: jc.num_outputs], jc.out_requires_grad) if g]
-    fw = backend.compile(_GraphUnit(jc.forward, primals, "forward"), dict(options))
-    bw = backend.compile(_GraphUnit(jc.backward, [t.detach() for t in saved] + tangents, "backward"), dict(options))
+    sizes = [jc.saved[i] for i, t in enumerate(saved) if not isinstance(t, torch.Tensor)]
+    try:
+        fw = backend.compile(_GraphUnit(jc.forward, primals, "forward"), dict(options))
+        bw = backend.compile(_GraphUnit(jc.backward, [t.detach() if isinstance(t, torch.Tensor) else t
+                                                      for t in saved] + tangents, "backward"), dict(options))
+    except Exception as e:
+        if not sizes:
+            raise
+        # a data-dependent size (nonzero, unique, masked indexing) passes from the forward to
+        # the backward as an int: AOTInductor in torch 2.11-2.13 cannot compile that graph
+        raise CaptureError(f"{captured.name} has a size that depends on data ({', '.join(sizes)}: nonzero, unique "
+                           f"or masked indexing), which its backward takes as a number; backend {backend.name!r} "
+                           f"could not compile that: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                           hint="compile the training package with backend='eager' (runs it, with eager's "
+                                "gradients), or keep sizes static (torch.where instead of masked indexing)") from e
     files = {f"fw/{k}": v for k, v in fw.files.items()}
     files.update({f"bw/{k}": v for k, v in bw.files.items()})
     targets = _mutation_targets(jc)

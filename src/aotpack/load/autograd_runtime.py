@@ -52,7 +52,10 @@ def load_training(backend, files, meta):
             saved = list(outs[n_out:])
             for i in saved_mutated:
                 saved[i] = saved[i].clone()
-            ctx.save_for_backward(*saved)
+            # a program with a data-dependent size (nonzero, unique) saves that size, an int,
+            # beside its tensors: autograd keeps tensors, the context the ints
+            ctx.save_for_backward(*[s for s in saved if isinstance(s, torch.Tensor)])
+            ctx.saved_ints = {i: s for i, s in enumerate(saved) if not isinstance(s, torch.Tensor)}
             ctx.outputs = [(o.shape, o.dtype, o.device) for o in outs[:n_out]]  # for grads autograd leaves None
             # one call with all of them: each call replaces the set the last one marked
             ctx.mark_non_differentiable(*[o for o, g in zip(outs[:n_out], out_requires_grad) if not g])
@@ -63,10 +66,13 @@ def load_training(backend, files, meta):
             reached = [g is not None for g, needs in zip(grads, out_requires_grad) if needs]
             tangents = [g.contiguous() if g is not None else torch.zeros(shape, dtype=dtype, device=device)
                         for g, needs, (shape, dtype, device) in zip(grads, out_requires_grad, ctx.outputs) if needs]
+            tensors = iter(ctx.saved_tensors)
+            saved = [ctx.saved_ints[i] if i in ctx.saved_ints else next(tensors)
+                     for i in range(len(ctx.saved_ints) + len(ctx.saved_tensors))]
             if torch.is_grad_enabled():  # create_graph=True: the grads get a backward that refuses
-                computed = list(CompiledBackward.apply(*ctx.saved_tensors, *tangents))
+                computed = list(CompiledBackward.apply(*saved, *tangents))
             else:
-                computed = list(run_bw([*ctx.saved_tensors, *tangents]))
+                computed = list(run_bw([*saved, *tangents]))
             if grad_tangents is not None and not all(reached):
                 # a gradient computed from output grads none of which reached the backward is
                 # eager's None (no path from the loss), not zeros: optimizers skip None
