@@ -49,6 +49,15 @@ class GradOnFixture(ReducedFixture):
         return out
 
 
+class ViewFixture(GradOnFixture):
+    """Version 5 (views of the call's sizes): also returns the rows of x after the first,
+    a view of the caller's x whose size follows the batch Dim."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "tail": torch.split(x, [1, x.shape[0] - 1])[1]}
+
+
 def world_of_one():
     """A gloo process group of one rank in this process (what version 2 fixtures need)."""
     import torch.distributed as dist
@@ -58,7 +67,8 @@ def world_of_one():
 
 def main():
     torch.manual_seed(0)
-    m = (GradOnFixture if fmt.FORMAT_VERSION >= 4 else ReducedFixture if fmt.FORMAT_VERSION >= 2 else Fixture)().eval()
+    m = (ViewFixture if fmt.FORMAT_VERSION >= 5 else GradOnFixture if fmt.FORMAT_VERSION >= 4
+         else ReducedFixture if fmt.FORMAT_VERSION >= 2 else Fixture)().eval()
     x, w = torch.randn(5, 4), torch.randn(3)
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
@@ -67,8 +77,9 @@ def main():
         world_of_one()
     # version 3: a variant compiled inside bf16 autocast beside the plain one (global_state)
     amp = [{"name": "amp", "autocast": torch.bfloat16}] if fmt.FORMAT_VERSION >= 3 else None
-    aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}},
-                    distributed=fmt.FORMAT_VERSION >= 2, variants=amp).save(path)
+    compile_ = aotpack.distributed.compile if fmt.FORMAT_VERSION >= 2 else aotpack.compile
+    compile_(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}},
+             variants=amp).save(path)
     with torch.no_grad():
         out = m(x, {"w": w})
     save_file({"x": x, "w": w, "y": out["y"] + 0, "p0": out["parts"][0]},  # (+ 0: waits on an all_reduce)

@@ -161,6 +161,14 @@ if int(sys.argv[3]) >= 4:  # the program leaves grad mode on: the call replays i
     with torch.no_grad():
         aotpack.load(sys.argv[1])(io["x"], {"w": io["w"]}, scale=2.0)
         assert torch.is_grad_enabled()
+if int(sys.argv[3]) >= 5:  # a view of the caller's x whose size follows the batch Dim, at other batches too
+    fn = aotpack.load(sys.argv[1])
+    for batch in (2, 5, 9):
+        x = torch.randn(batch, 4)
+        tail = fn(x, {"w": io["w"]}, scale=2.0)["tail"]
+        assert tail.shape == (batch - 1, 4) and tail.data_ptr() == x[1:].data_ptr()
+        tail.zero_()
+        assert not x[1:].any()  # written through the view, as eager
 dist.destroy_process_group()
 """
 

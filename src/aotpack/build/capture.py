@@ -383,7 +383,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
-    inputs, dims = _input_guards(ep, gm, call, user_nodes, record, strides_read, strict_dims)
+    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, strict_dims)
     return Captured(
         name=program_name(target),
         kind="module" if isinstance(target, torch.nn.Module) else "function",
@@ -403,7 +403,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         mutations=_mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], call.flat,
                              call.paths, recorder),
         state=[n for n, t in weight_targets.items() if t in written_buffers],
-        aliased=[] if mutation_specs else output_aliases(gm),
+        aliased=[] if mutation_specs else output_aliases(gm, names=names),
         module_training=module_training_of(target),
         custom_functions=list(record["custom_functions"]),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
@@ -444,10 +444,11 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict,
-                  strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim]]:
-    """The guard of each flat input (``manifest.Input``) and the named Dims; warns (or,
-    ``strict_dims``, raises) where the program forced a named Dim to one size."""
-    shapes, dims, specialized = guard_dims(ep, user_nodes, call.flat_dyn, call.paths)
+                  strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
+    """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
+    of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
+    named Dim to one size."""
+    shapes, dims, specialized, names = guard_dims(ep, user_nodes, call.flat_dyn, call.paths)
     if specialized:
         what = ", ".join(specialized)
         if strict_dims:
@@ -462,7 +463,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
                        layout_pinned=pin, requires_grad_pinned=reads.get(i))
               for i, (node, shape, t, memory_layout, pin) in enumerate(zip(user_nodes, shapes, call.flat,
                                                                            call.layouts, pins))]
-    return inputs, dims
+    return inputs, dims, names
 
 
 def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> list[mf.Frozen]:

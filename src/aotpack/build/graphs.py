@@ -7,6 +7,8 @@ ops write their arguments, which outputs are views of the graph's arguments.
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .. import _torch_compat as compat
@@ -32,15 +34,34 @@ def op_name(node: torch.fx.Node) -> str | None:
     return getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
 
 
-def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[Alias]:
+def size_text(size, names: dict[str, str]) -> int | str | dict:
+    """A size as a guard or a view records it: an int (static), a Dim's name, or
+    ``{"expr": "n - 2"}`` in Dim names. ``names``: symbol -> Dim name, extended with
+    ``dim0, dim1, ...`` for symbols no Dim names."""
+    if static_int(size) is not None:
+        return static_int(size)
+    expr = compat.sym_expr(size)
+    if str(expr).isidentifier():
+        return names.setdefault(str(expr), f"dim{len(names)}")
+    text = str(expr)
+    for sym in sorted(expr.free_symbols, key=lambda x: -len(str(x))):
+        text = re.sub(rf"\b{re.escape(str(sym))}\b", names.setdefault(str(sym), f"dim{len(names)}"), text)
+    return {"expr": text}
+
+
+def output_aliases(gm: torch.fx.GraphModule, skip: int = 0, names: dict[str, str] | None = None) -> list[Alias]:
     """Outputs of ``gm`` (from the ``skip``-th on) that are views of one of its arguments.
 
     Eager returns such outputs as views (``x.view(-1)``, ``x[0]``, ``x`` itself): they
     share memory with the caller's tensor. Compiled code returns copies, so the package
     rebuilds the view instead (``manifest.Alias``: output i, primal j, same, size,
     stride, offset; offset relative to the argument's own offset; ``same``: the
-    output *is* the argument). Raises CaptureError for a view with a dynamic size.
+    output *is* the argument). A view whose size depends on the inputs' Dims records
+    each such number as a Dim name or ``{"expr": ...}`` in them (``names``: symbol ->
+    Dim name, from the guards), evaluated from the call's sizes at each call; one the
+    call's sizes cannot give is a CaptureError.
     """
+    from ..load.views import size_evaluator
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     storages: dict = {}
     for j, p in enumerate(placeholders):
@@ -59,13 +80,15 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0) -> list[Alias]:
             aliased.append(Alias(output=i, primal=j, same=True))
             continue
         base = placeholders[j].meta["val"]
-        numbers = [static_int(s) for s in (*val.shape, *val.stride(), val.storage_offset(), base.storage_offset())]
-        if any(n is None for n in numbers):
-            raise CaptureError(f"output {i} is a view of an input with a dynamic size; the package cannot rebuild "
-                               "that view", hint="return a copy (.clone()) or drop the Dim")
-        aliased.append(Alias(output=i, primal=j, same=False, size=[static_int(s) for s in val.shape],
-                             stride=[static_int(s) for s in val.stride()],
-                             offset=static_int(val.storage_offset()) - static_int(base.storage_offset())))
+        known = dict(names or {})
+        numbers = [size_text(s, known) for s in (*val.shape, *val.stride(), val.storage_offset() -
+                                                 base.storage_offset())]
+        if len(known) > len(names or {}) or any(size_evaluator(n) is None for n in numbers):
+            raise CaptureError(f"output {i} is a view of an input whose size is not one the call's sizes give; the "
+                               "package cannot rebuild that view", hint="return a copy (.clone()) or drop the Dim")
+        n = val.dim()
+        aliased.append(Alias(output=i, primal=j, same=False, size=numbers[:n], stride=numbers[n:2 * n],
+                             offset=numbers[-1]))
     return aliased
 
 

@@ -7,8 +7,6 @@ global state the compiled code depends on. The load side checks these (load/guar
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from .. import _torch_compat as compat
@@ -17,16 +15,17 @@ from ..errors import CaptureError
 from ..load import layout
 from ..package.manifest import Dim, GlobalState
 from .effects import EffectRecorder
-from .graphs import layout_dependent_inputs, static_int, storage_of
+from .graphs import layout_dependent_inputs, size_text, static_int, storage_of
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "requires_grad_pins",
            "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype"]
 
 
-def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], dict[str, Dim], list[str]]:
-    """Each user input's guarded shape, the named Dims, and the user Dims that capture
-    specialized: (shapes, dims, specialized). A size is an int (static), a Dim name, or
-    ``{"expr": "2*batch"}`` for a size derived from other Dims.
+def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], dict[str, Dim], list[str], dict]:
+    """Each user input's guarded shape, the named Dims, the user Dims that capture
+    specialized, and the Dim name of each symbol: (shapes, dims, specialized, names). A
+    size is an int (static), a Dim name, or ``{"expr": "2*batch"}`` for a size derived
+    from other Dims.
     """
     sym_names: dict[str, str] = {}
     user_range: dict[str, tuple] = {}
@@ -66,13 +65,9 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], 
                 dims[name] = Dim(min=lo, max=hi)
                 shape.append(name)
             else:
-                text = str(expr)
-                for sym in sorted(expr.free_symbols, key=lambda x: -len(str(x))):
-                    text = re.sub(rf"\b{re.escape(str(sym))}\b", sym_names.setdefault(str(sym), f"dim{len(sym_names)}"),
-                                  text)
-                shape.append({"expr": text})
+                shape.append(size_text(size, sym_names))
         shapes.append(shape)
-    return shapes, dims, specialized
+    return shapes, dims, specialized, sym_names
 
 
 def _finite(bound) -> int | None:

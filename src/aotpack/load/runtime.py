@@ -360,17 +360,31 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     return problems
 
 
-def _with_views(fn, aliased):
+def _with_views(fn, variant: Variant):
     """An inference variant's callable that returns views of the caller's tensors where
-    eager does (views.py)."""
+    eager does (views.py); a view whose numbers depend on the Dims takes them from the
+    call's input sizes."""
+    aliased = variant.aliased
     if not aliased:
         return fn
-    from .views import rebuild_views  # only packages with such outputs import it
+    from .views import rebuild_views, symbolic  # only packages with such outputs import it
 
-    def run(flat):
-        return rebuild_views(list(fn(flat)), flat, aliased)
+    if not symbolic(aliased):
+        def run(flat):
+            return rebuild_views(list(fn(flat)), flat, aliased)
+        return run
+    n_weights = len(variant.weights)
+    where = {}  # Dim name -> (flat argument, dimension) of a size that is that Dim
+    for i, g in enumerate(variant.inputs):
+        for d, s in enumerate(g.shape):
+            if isinstance(s, str):
+                where.setdefault(s, (n_weights + i, d))
 
-    return run
+    def run_sized(flat):
+        sizes = {name: flat[i].shape[d] for name, (i, d) in where.items()}
+        return rebuild_views(list(fn(flat)), flat, aliased, sizes)
+
+    return run_sized
 
 
 def _bound_parameters(variant: Variant, program: Program) -> list[tuple[str, int]]:
@@ -571,7 +585,7 @@ def _variant_code(v: Variant, files: _Files, backends, path):
             from .autograd_runtime import load_training
 
             return load_training(backend, files, v.meta), backend
-        return _with_views(backend.load(files), v.aliased), backend
+        return _with_views(backend.load(files), v), backend
     except AotpackError:
         raise
     except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised

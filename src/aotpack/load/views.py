@@ -17,16 +17,39 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["rebuild_views"]
+__all__ = ["rebuild_views", "size_evaluator", "symbolic"]
 
 
-def rebuild_views(outputs: list, args: list, aliased: list) -> list:
+def size_evaluator(value):
+    """``sizes -> int`` for a recorded number: an int, a Dim's name, or ``{"expr": ...}``
+    in Dim names (guards.py's evaluator); None where it cannot be evaluated."""
+    if isinstance(value, int):
+        return lambda sizes: value
+    if isinstance(value, str):
+        return lambda sizes: sizes.get(value)
+    if isinstance(value, dict) and isinstance(value.get("expr"), str):
+        from .guards import _size_expr
+
+        return _size_expr(value["expr"])
+    return None
+
+
+def symbolic(aliased: list) -> bool:
+    """Whether a view's size, stride or offset depends on the call's Dims."""
+    return any(not a.same and not all(isinstance(n, int) for n in (*a.size, *a.stride, a.offset)) for a in aliased)
+
+
+def rebuild_views(outputs: list, args: list, aliased: list, sizes: dict | None = None) -> list:
     """``outputs`` with each aliased one (``manifest.Alias``) replaced by its view of
-    ``args[primal]``."""
+    ``args[primal]``; ``sizes``: the call's Dim values, where a view's numbers depend on them."""
     for a in aliased:
         base = args[a.primal]
         if a.same:
             outputs[a.output] = base
-        else:
+        elif sizes is None:
             outputs[a.output] = base.as_strided(a.size, a.stride, base.storage_offset() + a.offset)
+        else:
+            size, stride = [size_evaluator(n)(sizes) for n in a.size], [size_evaluator(n)(sizes) for n in a.stride]
+            offset = size_evaluator(a.offset)(sizes)
+            outputs[a.output] = base.as_strided(size, stride, base.storage_offset() + offset)
     return outputs

@@ -17,7 +17,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 4): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 5): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -75,6 +75,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     section: the core records no longer declare it (Manifest.section / with_section;
     its record is LlmSection in aotpack/llm.py, snapshot as "section llm").
 
+  5 (2026-12-03): variants[].aliased[].size, .stride and .offset may name Dims (a Dim's
+    name or {"expr": ...}, as in inputs[].shape): an output that is a view of an input
+    whose size follows the call's (``torch.split(x, [2, n - 2])``), rebuilt from the
+    call's sizes; such packages were refused before. The version is 5 only where a
+    variant has such a view (a version 4 reader cannot evaluate them).
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -101,7 +107,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 4  # the newest version this reader reads
+FORMAT_VERSION = 5  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -109,6 +115,7 @@ BASE_FORMAT_VERSION = 1
 DISTRIBUTED_FORMAT_VERSION = 2  # variants[].distributed: a reader must check the rank
 GLOBAL_STATE_FORMAT_VERSION = 3  # variants[].global_state with autocast or grad_mode: a reader must guard it
 GRAD_MODE_AFTER_FORMAT_VERSION = 4  # variants[].global_state.grad_mode_after: a reader must replay it
+DYNAMIC_VIEWS_FORMAT_VERSION = 5  # variants[].aliased with sizes of the call's Dims: a reader must evaluate them
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

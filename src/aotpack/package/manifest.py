@@ -63,6 +63,10 @@ def _shape(v, where: str) -> None:
             d.get("expr"), str) and len(d["expr"]) <= 256), f"{where} has a bad size {str(d)[:80]}")
 
 
+def _size_value(v, where: str) -> None:
+    _shape([v], where)
+
+
 def _nat(v, where: str) -> None:
     _need(0 <= v < 2**62, f"{where} is not a size")
 
@@ -466,13 +470,14 @@ class Dim(Record):
 
 class Alias(Record):
     """Output ``output`` is a view of the flat graph argument ``primal``: the argument
-    itself (``same``), or ``as_strided(size, stride, offset)`` of it (views.py)."""
+    itself (``same``), or ``as_strided(size, stride, offset)`` of it (views.py). A number
+    that depends on the call's sizes is a Dim name or ``{"expr": ...}``, as in a shape."""
     output: int
     primal: int
     same: bool = False
-    size: list[int] | None = None
-    stride: list[int] | None = None
-    offset: int = 0
+    size: Shape | None = None
+    stride: Shape | None = None
+    offset: Checked(Any, _size_value) = 0
 
 
 class Mutation(Record):
