@@ -175,6 +175,41 @@ def bound_package():
     return aotpack.compile(m, (torch.randn(3, 4),), backend="eager").to_bytes(), m.state_dict()
 
 
+class BranchOnWeight(torch.nn.Module):
+    """Reads its weight's requires_grad: export keeps one branch (as torch.compile
+    guards it, the package pins it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return x * self.w * 2 if self.w.requires_grad else x * self.w * 3
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_a_bound_parameters_requires_grad_the_program_reads_is_guarded(tmp_path, grad):
+    m = BranchOnWeight()
+    with torch.no_grad():
+        path = aotpack.compile(m, (torch.randn(3),), backend="eager").save(tmp_path / "b.aot")
+    assert aotpack.inspect(path).manifest.variants[0].requires_grad_weights == {"w": True}
+    fn = aotpack.load(path, module=m)
+    # under no_grad, the program reads the weight's flag, not x's: x may require grad
+    x = torch.randn(3, requires_grad=not grad)
+    with torch.set_grad_enabled(grad):
+        if grad:  # (an inference package under grad mode refuses a parameter that requires grad anyway)
+            m.requires_grad_(False)
+            with pytest.raises(aotpack.GuardError, match=r"module parameter 'w'\.requires_grad: expected True"):
+                fn(x)
+            return
+        torch.testing.assert_close(fn(x), m(x))  # the branch compiled: 2x
+        m.w.requires_grad_(False)  # eager now takes the other branch (3x): refused, never the old answer
+        with pytest.raises(aotpack.GuardError, match=r"module parameter 'w'\.requires_grad: expected True"):
+            fn(x)
+        m.w.requires_grad_(True)
+        torch.testing.assert_close(fn(x), m(x))
+
+
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

@@ -136,6 +136,8 @@ class Captured:
     custom_functions: list[type] = field(default_factory=list)  # the classes (described by function_names)
     global_state: mf.GlobalState = field(default_factory=mf.GlobalState)
     mutated_inputs: list[int] = field(default_factory=list)
+    # weights whose requires_grad the program reads: name -> the value export's branch holds
+    requires_grad_weights: dict[str, bool] = field(default_factory=dict)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
 
     def graph_args(self) -> list[torch.Tensor]:
@@ -218,6 +220,11 @@ class _Program(torch.nn.Module):
         # are in the graph (an ambient autocast around torch.export is not captured)
         self._autocast: tuple[str, str] | None = None
 
+    def _weights(self) -> dict:
+        """The module's parameters and buffers by name, as the trace sees them."""
+        m = getattr(self, "m", None)
+        return {} if m is None else {**dict(m.named_parameters()), **dict(m.named_buffers())}
+
     def forward(self, *flat):
         args, kwargs = call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
         grad_before = torch.is_grad_enabled()
@@ -231,7 +238,7 @@ class _Program(torch.nn.Module):
         grad_after = torch.is_grad_enabled()
         spec, outs = tree.flatten(result, "output")
         self._record({"out_spec": spec, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
-                      "requires_grad_reads": requires_grad_pins(reads, flat),
+                      "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
                       "custom_functions": _custom_functions(outs)})
         return tuple(outs)
 
@@ -407,6 +414,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         module_training=module_training_of(target),
         custom_functions=list(record["custom_functions"]),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
+        requires_grad_weights=record["requires_grad_reads"][1],
         program=program,
         mutated_inputs=written_inputs,
     )
@@ -457,7 +465,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
         warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning, stacklevel=4)
     pins = layout_pins(gm, user_nodes, strides_read)
-    reads = record["requires_grad_reads"]
+    reads = record["requires_grad_reads"][0]
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
                        shape=shape, layout=memory_layout, requires_grad=bool(t.requires_grad),
                        layout_pinned=pin, requires_grad_pinned=reads.get(i))

@@ -127,18 +127,25 @@ def where_strides_read(ep, recorder: EffectRecorder) -> dict[str | None, str]:
     return found
 
 
-def requires_grad_pins(reads: list, flat) -> dict[int, str]:
-    """Flat input index -> where the program reads its ``.requires_grad``. The branch
-    export took holds only for calls with the same requires_grad (which a call under
-    no_grad may change), so the guard pins it. A read of an intermediate (whose
-    requires_grad follows the inputs') pins every input."""
+def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str], dict[str, bool]]:
+    """Where the program reads ``.requires_grad``: flat input index -> file:line, and
+    weight name -> its requires_grad then. The branch export took holds only for calls
+    with the same requires_grad (which a call under no_grad, or a bound module's
+    ``requires_grad_(False)``, may change), so the guard pins it. A read of an
+    intermediate (whose requires_grad follows the inputs') pins every input.
+    ``weights``: the module's parameters and buffers as traced, by name."""
     pins: dict[int, str] = {}
+    weight_pins: dict[str, bool] = {}
     for t, where in reads:
+        named = [name for name, w in weights.items() if w is t]
+        if named:
+            weight_pins.update((name, bool(t.requires_grad)) for name in named)
+            continue
         hit = [i for i, x in enumerate(flat) if x is t]
         for i in hit or range(len(flat)):
             pins.setdefault(i, f"the program reads {'its' if hit else 'an intermediate tensor’s'} requires_grad "
                                f"at {where}")
-    return pins
+    return pins, weight_pins
 
 
 def module_training_of(target) -> bool | None:

@@ -144,12 +144,19 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
     giving None or the Mismatch to raise."""
     want_training = variant.module_training
     train = variant.train
+    # parameters whose requires_grad the program read: export kept one branch
+    pinned = [(name, i, variant.requires_grad_weights[name]) for name, i in params
+              if name in variant.requires_grad_weights]
     if train:  # weights whose gradient the backward computes
         compiled_grad = train.weights_requires_grad or train.grad_mask[:len(variant.weights)]
 
     def check():
         if want_training is not None and module.training != want_training:
             return Mismatch([], str(want_training), str(module.training), where="module.training")
+        for name, i, want in pinned:
+            if weights[i].requires_grad != want:
+                return Mismatch([], f"{want}: the program reads it and was compiled with that branch",
+                                str(weights[i].requires_grad), where=f"module parameter {name!r}.requires_grad")
         if not torch.is_grad_enabled():
             return None
         for name, i in params:

@@ -80,6 +80,10 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     whose size follows the call's (``torch.split(x, [2, n - 2])``), rebuilt from the
     call's sizes; such packages were refused before. The version is 5 only where a
     variant has such a view (a version 4 reader cannot evaluate them).
+    variants[].requires_grad_weights: {weight: requires_grad} of the weights whose
+    requires_grad the program reads (a branch on ``self.w.requires_grad``): a module
+    bound at load whose parameter has another value is refused, under no_grad too. Also
+    version 5 where present.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

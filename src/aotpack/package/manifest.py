@@ -583,6 +583,9 @@ class Variant(Record):
     distributed: Job | None = None
     global_state: GlobalState = None  # (missing in older packages: the defaults, autocast off)
     mutated_inputs: list[int] = []  # flat inputs an inference variant updates in place (the caller's tensors)
+    # weights (program names) whose requires_grad the program reads -> the value compiled in:
+    # a bound module's parameter that no longer has it is refused, under no_grad too
+    requires_grad_weights: dict[str, bool] = {}
 
     def _post_init(self):
         if self.weight_fqns is None:

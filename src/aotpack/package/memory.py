@@ -143,6 +143,7 @@ class Package:
             module_training=captured.module_training,
             global_state=captured.global_state,
             mutated_inputs=list(captured.mutated_inputs),
+            requires_grad_weights=dict(captured.requires_grad_weights),
             files=files,
             meta=Meta.from_json(compiled.meta, f"variant {name} (as compiled by backend {backend.name}).meta"),
             distributed=None if distributed is None else Job.from_json(distributed, f"variant {name}.distributed"),
@@ -257,7 +258,8 @@ class Package:
 def _needs(variant: Variant) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
-    if any(not all(isinstance(n, int) for n in (*(a.size or ()), *(a.stride or ()), a.offset)) for a in variant.aliased):
+    if variant.requires_grad_weights or any(
+            not all(isinstance(n, int) for n in (*(a.size or ()), *(a.stride or ()), a.offset)) for a in variant.aliased):
         return fmt.DYNAMIC_VIEWS_FORMAT_VERSION  # older readers cannot rebuild a view of the call's sizes
     if state.grad_mode_after is not None or any(i.requires_grad_pinned for i in variant.inputs):
         return fmt.GRAD_MODE_AFTER_FORMAT_VERSION  # older readers would not replay it, or not check it
