@@ -374,24 +374,22 @@ class FrozenDict(dict):
         return FrozenDict, (dict(self),)
 
 
+_READ_ONLY = {list: FrozenList, dict: FrozenDict}
+_PLAIN = {FrozenList: list, FrozenDict: dict}
+
+
 def _read_only(value):
     """``value`` with its own list or dict read-only (a copy); other values as they are.
     (Shallow: the JSON values inside, such as a derived size's ``{"expr": ...}``, are
     the manifest's JSON, shared as read.)"""
-    if type(value) is list:
-        return FrozenList(value)
-    if type(value) is dict:
-        return FrozenDict(value)
-    return value
+    make = _READ_ONLY.get(type(value))
+    return value if make is None else make(value)
 
 
 def _thawed(value):
     """A record's list or dict as a plain one, for JSON a caller may edit."""
-    if type(value) is FrozenList:
-        return list(value)
-    if type(value) is FrozenDict:
-        return dict(value)
-    return value
+    make = _PLAIN.get(type(value))
+    return value if make is None else make(value)
 
 
 # --- The records -----------------------------------------------------------------------
