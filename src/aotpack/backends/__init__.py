@@ -31,7 +31,8 @@ A backend owns its policy; nothing outside ``backends/`` decides by a backend's 
   cannot run on this machine (AOTInductor: the torch version, machine, CPU ISA, GPU
   compute capability); load skips or rebuilds such variants and ``verify`` lists them.
 
-Adding a built-in backend is one file here plus its line in ``BUILTIN``/``_builtin``.
+Adding a built-in backend is one file here plus its line in ``BUILTIN`` (the only list of
+names: a module of this folder and its class, imported on first use).
 
 Example (a backend that runs the graph eagerly through fx):
 
@@ -67,7 +68,12 @@ __all__ = ["Backend", "Compiled", "VariantFiles", "get_backend", "find_backend",
 
 from .protocol import Backend, Compiled, VariantFiles  # noqa: E402, F401 - the protocol, re-exported
 
-BUILTIN = ("aoti", "inductor", "eager")
+# name -> (module in this folder, class): the one registry of built-in backends
+BUILTIN = {
+    "aoti": ("aoti", "AOTInductor"),
+    "inductor": ("inductor", "Inductor"),
+    "eager": ("eager", "Eager"),
+}
 ENTRY_POINT_GROUP = "aotpack.backends"
 DEFAULT_BACKEND = "aoti"
 ENV_BACKEND = "AOTPACK_BACKEND"
@@ -93,18 +99,11 @@ def find_backend(name: str, extra: Sequence = ()):
     for b in extra:
         if getattr(b, "name", None) == name:
             return b
-    if name == "aoti":
-        from .aoti import AOTInductor
+    if name in BUILTIN:
+        import importlib
 
-        return AOTInductor()
-    if name == "eager":
-        from .eager import Eager
-
-        return Eager()
-    if name == "inductor":
-        from .inductor import Inductor
-
-        return Inductor()
+        module, cls = BUILTIN[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
