@@ -724,3 +724,24 @@ def test_views_whose_size_follows_a_dim_are_views_of_the_callers_tensor(tmp_path
     import os
 
     assert run_fresh(["-c", CALLS_SPLIT, str(path), os.path.dirname(os.path.abspath(__file__))]).stdout.strip() == "ok"
+
+
+def bump_y_read_x(x, y):
+    y.add_(1.0)
+    return x[[0, 2]]
+
+
+def test_an_input_written_in_place_is_refused_beside_its_twin_copied_into_layout(tmp_path):
+    """Found by the fuzzer (seed 31337): x compiled transposed, y written in place; called
+    with one contiguous tensor as both, x was copied into the compiled layout first, and
+    the check that y shares memory with no other input compared it with that copy: the
+    package returned x without y's update, eager with it."""
+    example = (torch.randn(6, 4).t(), torch.randn(4, 6))
+    fn = aotpack.load(aotpack.compile(bump_y_read_x, example, backend="eager").save(tmp_path / "b.aot"))
+    t = torch.randn(4, 6)
+    with pytest.raises(aotpack.GuardError, match="shares memory with"):
+        fn(t, t)
+    a, b = torch.randn(4, 6), torch.randn(4, 6)  # separate tensors: x copied, y updated in place, as eager
+    want_b = b + 1
+    torch.testing.assert_close(fn(a, b), a[[0, 2]])
+    torch.testing.assert_close(b, want_b)

@@ -157,12 +157,13 @@ def shape_text(shape: list, dims: dict[str, Dim]) -> str:
 class _Call:
     """What the full check of one call carries between checks."""
 
-    __slots__ = ("sizes", "adapt", "flat", "grad")
+    __slots__ = ("sizes", "adapt", "flat", "given", "grad")
 
     def __init__(self, flat: list, adapt: bool):
         self.sizes: dict[str, int] = {}
         self.adapt = adapt
         self.flat = flat
+        self.given = list(flat)  # the caller's tensors, before any is copied into a compiled layout
         self.grad = torch.is_grad_enabled()
 
 
@@ -463,8 +464,10 @@ class Unshared(Check):
         return "True"
 
     def full(self, t, call):
+        # against the caller's tensors: another input copied into its compiled layout
+        # still shares memory with this one in eager, which sees the change through it
         storage = t.untyped_storage().data_ptr()
-        for j, other in enumerate(call.flat):
+        for j, other in enumerate(call.given):
             if j != self.index and other.untyped_storage().data_ptr() == storage:
                 raise Mismatch([], f"a tensor sharing no memory with another input (the program changes it in "
                                f"place, and eager would see the change through {self.names[j]})",
