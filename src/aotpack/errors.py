@@ -22,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "AotpackError",
     "CaptureError",
+    "NothingToDifferentiate",
     "BackendError",
     "GuardError",
     "FormatError",
@@ -54,6 +55,12 @@ class AotpackError(Exception):
 class CaptureError(AotpackError):
     """The program could not be captured as one graph (data-dependent control flow,
     an unsupported Python construct, ...). The message names the user's file:line."""
+
+
+class NothingToDifferentiate(CaptureError):
+    """No output of the program requires grad, so a training package has no backward.
+    ``aotpack.compile(..., train=True)`` then compiles the forward alone, as an inference
+    variant (what eager runs for such a program); ``aotpack.autograd.capture_joint`` raises it."""
 
 
 class BackendError(CaptureError):

@@ -387,3 +387,16 @@ def test_data_dependent_sizes_train_as_eager_in_a_fresh_process(tmp_path):
 def test_data_dependent_sizes_in_an_aoti_training_package_are_refused_with_the_way_out():
     with pytest.raises(aotpack.CaptureError, match=r"(?s)size that depends on data .*backend='eager'"):
         aotpack.compile(DataDependent(), (torch.randn(8) * 3,), train=True, backend="aoti")
+
+
+def test_a_program_nothing_of_which_requires_grad_is_compiled_as_its_forward(tmp_path):
+    """train=True for a frozen model: eager runs the forward alone, so does the package."""
+    m = torch.nn.Linear(4, 3).requires_grad_(False)
+    x = torch.randn(2, 4)
+    with pytest.warns(UserWarning, match="no output of Linear requires grad.*forward alone"):
+        pkg = aotpack.compile(m, (x,), train=True, backend="eager")
+    assert pkg.manifest.variants[0].train is None
+    fn = aotpack.load(pkg.save(tmp_path / "frozen.aot"), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    with pytest.raises(aotpack.errors.NothingToDifferentiate):  # the joint capture itself says why
+        autograd.capture_joint(m, (x,))

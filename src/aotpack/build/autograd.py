@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import CaptureError
+from ..errors import CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
 from ..package.manifest import Alias, Mutation
 
@@ -325,8 +325,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         outs = run(*primals)
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
     if not any(out_requires_grad):
-        raise CaptureError(f"no output of {captured.name} requires grad, so there is no backward to compile",
-                           hint="compile with train=False, or make parameters/inputs require grad")
+        raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
+                                     "compile", hint="compile with train=False, or make parameters/inputs require grad")
     if captured.custom_functions:
         # torch.export kept each Function's forward and dropped its backward: trace the
         # program itself, so autograd runs the Functions' own backward into the joint graph

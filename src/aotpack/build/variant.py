@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 
 import torch
 
 from ..backends import get_backend
+from ..errors import NothingToDifferentiate
 from .capture import capture
 
 # One program captured, compiled and packaged at a time in a process: torch.export keeps
@@ -58,12 +60,19 @@ def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | 
     # this context; otherwise the compile computes no key at all.
     from ..cache.context import active_context
 
-    if cache in (None, False) and active_context() is None:
-        compiled = build()
-    else:
-        from ..cache.cached import compile_captured
+    try:
+        if cache in (None, False) and active_context() is None:
+            compiled = build()
+        else:
+            from ..cache.cached import compile_captured
 
-        compiled = compile_captured(captured, be, options, cache, say, build=build, mode=mode)
+            compiled = compile_captured(captured, be, options, cache, say, build=build, mode=mode)
+    except NothingToDifferentiate as e:
+        # train=True, and nothing requires grad (a frozen model): eager runs the forward
+        # alone, so the package holds it alone, guarded as any inference variant
+        warnings.warn(f"aotpack: {e.message}: variant {v['name']!r} is compiled as the forward alone "
+                      "(an inference variant)", UserWarning, stacklevel=4)
+        return build_variant(v, strict_dims, say, cache, None)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
 
