@@ -374,24 +374,24 @@ def _with_views(fn, variant: Variant):
     aliased = variant.aliased
     if not aliased:
         return fn
-    from .views import rebuild_views, symbolic  # only packages with such outputs import it
+    from .views import rebuild_views, sized_views  # only packages with such outputs import it
 
-    if not symbolic(aliased):
-        def run(flat):
-            return rebuild_views(list(fn(flat)), flat, aliased)
-        return run
-    n_weights = len(variant.weights)
-    where = {}  # Dim name -> (flat argument, dimension) of a size that is that Dim
-    for i, g in enumerate(variant.inputs):
-        for d, s in enumerate(g.shape):
-            if isinstance(s, str):
-                where.setdefault(s, (n_weights + i, d))
+    if any(a.follows_dims() for a in aliased):
+        n_weights = len(variant.weights)
+        where = {}  # Dim name -> (flat argument, dimension) of a size that is that Dim
+        for i, g in enumerate(variant.inputs):
+            for d, s in enumerate(g.shape):
+                if isinstance(s, str):
+                    where.setdefault(s, (n_weights + i, d))
+        rebuild = sized_views(aliased, where)
+    else:
+        def rebuild(outputs, flat):
+            return rebuild_views(outputs, flat, aliased)
 
-    def run_sized(flat):
-        sizes = {name: flat[i].shape[d] for name, (i, d) in where.items()}
-        return rebuild_views(list(fn(flat)), flat, aliased, sizes)
+    def run(flat):
+        return rebuild(list(fn(flat)), flat)
 
-    return run_sized
+    return run
 
 
 def _bound_parameters(variant: Variant, program: Program) -> list[tuple[str, int]]:

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["rebuild_views", "size_evaluator", "symbolic"]
+__all__ = ["rebuild_views", "size_evaluator", "sized_views"]
 
 
 def size_evaluator(value):
@@ -34,22 +34,31 @@ def size_evaluator(value):
     return None
 
 
-def symbolic(aliased: list) -> bool:
-    """Whether a view's size, stride or offset depends on the call's Dims."""
-    return any(not a.same and not all(isinstance(n, int) for n in (*a.size, *a.stride, a.offset)) for a in aliased)
-
-
-def rebuild_views(outputs: list, args: list, aliased: list, sizes: dict | None = None) -> list:
+def rebuild_views(outputs: list, args: list, aliased: list) -> list:
     """``outputs`` with each aliased one (``manifest.Alias``) replaced by its view of
-    ``args[primal]``; ``sizes``: the call's Dim values, where a view's numbers depend on them."""
+    ``args[primal]``."""
     for a in aliased:
         base = args[a.primal]
         if a.same:
             outputs[a.output] = base
-        elif sizes is None:
-            outputs[a.output] = base.as_strided(a.size, a.stride, base.storage_offset() + a.offset)
         else:
-            size, stride = [size_evaluator(n)(sizes) for n in a.size], [size_evaluator(n)(sizes) for n in a.stride]
-            offset = size_evaluator(a.offset)(sizes)
-            outputs[a.output] = base.as_strided(size, stride, base.storage_offset() + offset)
+            outputs[a.output] = base.as_strided(a.size, a.stride, base.storage_offset() + a.offset)
     return outputs
+
+
+def sized_views(aliased: list, where: dict):
+    """``rebuild_views`` for views whose numbers name Dims (``Alias.follows_dims``):
+    ``(outputs, args) -> outputs``, each Dim read from the call's arguments (``where``:
+    Dim name -> (argument, dimension)), the expressions parsed here, once per load."""
+    plans = [(a, [size_evaluator(n) for n in (*a.size, *a.stride, a.offset)]) for a in aliased if not a.same]
+    same = [a for a in aliased if a.same]
+
+    def rebuild(outputs: list, args: list) -> list:
+        sizes = {name: args[i].shape[d] for name, (i, d) in where.items()}
+        for a, numbers in plans:
+            base, n = args[a.primal], len(a.size)
+            values = [f(sizes) for f in numbers]
+            outputs[a.output] = base.as_strided(values[:n], values[n:2 * n], base.storage_offset() + values[-1])
+        return rebuild_views(outputs, args, same)
+
+    return rebuild

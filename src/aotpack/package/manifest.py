@@ -477,6 +477,10 @@ class Alias(Record):
     stride: Shape | None = None
     offset: Checked(Any, _size_value) = 0
 
+    def follows_dims(self) -> bool:
+        """Whether the view's size, stride or offset names Dims (format version 5)."""
+        return not all(isinstance(n, int) for n in (*(self.size or ()), *(self.stride or ()), self.offset))
+
 
 class Mutation(Record):
     """What a training program changes in place: a buffer, or flat input ``index``."""

@@ -258,8 +258,7 @@ class Package:
 def _needs(variant: Variant) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
-    if variant.requires_grad_weights or any(
-            not all(isinstance(n, int) for n in (*(a.size or ()), *(a.stride or ()), a.offset)) for a in variant.aliased):
+    if variant.requires_grad_weights or any(a.follows_dims() for a in variant.aliased):
         return fmt.DYNAMIC_VIEWS_FORMAT_VERSION  # older readers cannot rebuild a view of the call's sizes
     if state.grad_mode_after is not None or any(i.requires_grad_pinned for i in variant.inputs):
         return fmt.GRAD_MODE_AFTER_FORMAT_VERSION  # older readers would not replay it, or not check it
