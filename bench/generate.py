@@ -229,6 +229,8 @@ def main() -> None:
         print(f"first token {ours['first_token_s']:.3f} s vs eager's + 0.2 s = {eager['first_token_s'] + 0.2:.3f} s "
               "(goal: below)")
     tag = None if opts.device == "cpu" else f"{opts.device}-{opts.dtype}"
+    if (opts.layers, opts.hidden) != (8, 512):  # another size keeps the default size's file
+        tag = f"{tag or 'cpu'}-{opts.layers}x{opts.hidden}"
     if cases != {"aotpack", "eager", "compile", "loop"}:
         tag = f"{tag or 'cpu'}-{'-'.join(sorted(cases))}"  # a partial run keeps the full one's file
     print("wrote", write("generate", [*rows, {"same_tokens": same}], tag=tag))
