@@ -87,6 +87,7 @@ def make_program(recipe: list[tuple], outputs: tuple):
     def program(x, y):
         return interpret(recipe, outputs, x, y)
 
+    program.recipe = (recipe, outputs)  # named in the fuzzer's stats of refusals
     return program
 
 

@@ -77,6 +77,16 @@ def serialize_program(ep) -> bytes:
         ep._state_dict, ep._constants = state, constants
 
 
+def keeps_in_place_ops(ep) -> None:
+    """Mark ``ep`` as torch.export's training IR, the dialect that keeps in-place ops,
+    after its functional program got its in-place updates back (graphs.updates_in_place):
+    the serializer checks ops against the dialect. Private: ``_verifiers`` has no setter;
+    ``TrainingIRVerifier`` is the training IR's (2.11-2.13)."""
+    from torch._export.verifier import TrainingIRVerifier
+
+    ep._verifiers = [TrainingIRVerifier]
+
+
 @contextmanager
 def quiet_torch_deprecations():
     """torch 2.13 warns (FutureWarning) about its own use of a deprecated pytree class

@@ -34,7 +34,7 @@ EXAMPLES = int(os.environ.get("AOTPACK_FUZZ_EXAMPLES", "25"))
 # the dtypes programs are compiled for (AOTPACK_FUZZ_DTYPES=bfloat16,float32 on a GPU)
 DTYPES = [getattr(torch, d) for d in os.environ.get("AOTPACK_FUZZ_DTYPES", "float32,float64").split(",")]
 STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_errors": 0, "both_failed": 0,
-         "refusals": {}}
+         "refusals": {}, "refused_examples": {}}
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
@@ -150,6 +150,9 @@ def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, sta
         # why, without the parts that name the program's line (for AOTPACK_FUZZ_STATS)
         why = re.sub(r"(/\S+:\d+|`[^`]*`|\(.*?\)|\d+)", "_", e.message.splitlines()[0])[:120]
         STATS["refusals"][why] = STATS["refusals"].get(why, 0) + 1
+        examples = STATS["refused_examples"].setdefault(why, [])
+        if len(examples) < 3:  # a few recipes per reason, to reproduce by hand
+            examples.append(repr((getattr(program, "recipe", None), train, state)))
         return None
     return aotpack.load(pkg.save(_tmp_path() / f"p{STATS['programs']}.aot"))
 

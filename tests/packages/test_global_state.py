@@ -98,6 +98,76 @@ def test_the_callers_autocast_at_compile_is_compiled_in(tmp_path):
             assert fn(torch.randn(2, 8)).dtype == torch.bfloat16
 
 
+AUTOCAST_INPLACE = r"""
+import torch
+
+class CountsUnderAutocast(torch.nn.Module):
+    # in-place updates inside autocast: an input (through a view too) and a buffer
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.register_buffer("seen", torch.zeros(4))
+
+    def forward(self, x, y):
+        y.add_(1)
+        y[0].mul_(2)
+        self.seen.add_(x.sum(0))
+        return self.lin(x), y
+
+def compare(fn, ref, x, bound):
+    out = []
+    for _ in range(2):
+        y, y_ref = torch.zeros(3, 4), torch.zeros(3, 4)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            h, back = fn(x, y)
+            h_ref, _ = ref(x, y_ref)
+        out.append({"dtype": str(h.dtype), "equal": torch.equal(h, h_ref), "y": torch.equal(y, y_ref),
+                    "returned_is_y": back is y, "buffer": torch.equal(bound.seen, ref.seen)})
+    return out
+"""
+
+AUTOCAST_INPLACE_CHILD = AUTOCAST_INPLACE + r"""
+import json, sys, aotpack
+torch.manual_seed(0)
+bound, ref = CountsUnderAutocast(), CountsUnderAutocast()
+ref.load_state_dict(bound.state_dict())
+x = torch.load(sys.argv[2])
+print(json.dumps(compare(aotpack.load(sys.argv[1], module=bound), ref, x, bound)))
+"""
+
+EXPECTED = {"dtype": "torch.bfloat16", "equal": True, "y": True, "returned_is_y": True, "buffer": True}
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_in_place_updates_inside_autocast_run_as_eager_in_a_fresh_process(tmp_path, backend, monkeypatch):
+    """torch.export keeps autocast as a region that aotpack inlines by retracing the
+    program functionally; the updates are made in place again where eager makes them,
+    so the caller's input (through a view too) and the bound module's buffer change as
+    eager's do, and an updated input that is returned is the caller's tensor. The
+    portable program holds the in-place form: a rebuild from it runs the same."""
+    space: dict = {}
+    exec(AUTOCAST_INPLACE, space)
+    torch.manual_seed(0)
+    m, x = space["CountsUnderAutocast"](), torch.randn(3, 4)
+    path = aotpack.compile(m, (x, torch.zeros(3, 4)), autocast=torch.bfloat16, backend=backend).save(tmp_path / "a.aot")
+    torch.save(x, tmp_path / "x.pt")
+    out = json.loads(run_fresh(["-c", AUTOCAST_INPLACE_CHILD, str(path), str(tmp_path / "x.pt")]).stdout.strip()
+                     .splitlines()[-1])
+    assert out == [EXPECTED, EXPECTED]
+    if backend == "eager":
+        from aotpack.load import runtime
+
+        real = runtime.incompatibilities
+        monkeypatch.setattr(runtime, "incompatibilities",
+                            lambda manifest, v, *rest: real(manifest, v, *rest) + ["machine: pretend elsewhere"])
+        torch.manual_seed(0)
+        bound, ref = space["CountsUnderAutocast"](), space["CountsUnderAutocast"]()
+        ref.load_state_dict(bound.state_dict())
+        with pytest.warns(aotpack.RebuildWarning):
+            fn = aotpack.load(path, module=bound, on_mismatch="rebuild")
+        assert space["compare"](fn, ref, x, bound) == [EXPECTED, EXPECTED]
+
+
 def test_default_dtype_is_guarded(tmp_path):
     fn = aotpack.load(_save(tmp_path, makes_ones, (torch.ones(3),)))
     before = torch.get_default_dtype()

@@ -44,7 +44,7 @@ from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from .effects import EffectRecorder
 from .frozen import frozen_values
-from .graphs import output_aliases, written_placeholders
+from .graphs import output_aliases, updates_in_place, written_placeholders
 from .guard_specs import (
     autocast_dtype,
     global_state_of,
@@ -385,7 +385,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
             ep = ep.run_decompositions({})
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     if amp and not allow_mutations:
-        ep = _inline_autocast(ep, written_buffers | set(map(str, written_inputs)), target)
+        ep = _inline_autocast(ep)
     mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
@@ -485,16 +485,16 @@ def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> li
     return out
 
 
-def _inline_autocast(ep, written_buffers: set, target):
+def _inline_autocast(ep):
     """The program with its autocast region inlined as plain casts: torch.export keeps
     ``torch.autocast`` as a higher-order op around a subgraph, which the analyses here
-    (aliases, layout pins, collectives) and the backends would otherwise see as one node."""
-    if written_buffers:
-        raise CaptureError(f"{program_name(target)} updates tensors in place ({', '.join(sorted(written_buffers))}) "
-                           "and was asked to compile inside autocast: aotpack does not package both yet",
-                           hint="compile it without autocast (autocast=False), or cast the model to the dtype")
+    (aliases, layout pins, collectives) and the backends would otherwise see as one node.
+    Inlining retraces the program functionally; its in-place updates are made in place
+    again, where eager makes them (``graphs.updates_in_place``)."""
     with compat.quiet_export_logs():
-        return ep.run_decompositions({})
+        ep = ep.run_decompositions({})
+    updates_in_place(ep)
+    return ep
 
 
 @contextlib.contextmanager

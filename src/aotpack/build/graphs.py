@@ -7,16 +7,18 @@ ops write their arguments, which outputs are views of the graph's arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import torch
+from torch.export.graph_signature import TensorArgument
 
 from .. import _torch_compat as compat
 from ..errors import CaptureError
 from ..package.manifest import Alias
 
 __all__ = ["storage_of", "op_name", "output_aliases", "layout_dependent_inputs", "written_placeholders",
-           "static_int"]
+           "static_int", "updates_in_place"]
 
 
 def storage_of(value):
@@ -188,3 +190,44 @@ def static_int(size) -> int | None:
         return int(size)
     expr = compat.sym_expr(size)
     return int(expr) if getattr(expr, "is_number", False) else None
+
+
+_UPDATES = ("USER_INPUT_MUTATION", "BUFFER_MUTATION", "PARAMETER_MUTATION")
+
+
+def updates_in_place(ep) -> None:
+    """Turn a functional exported program's updates back into in-place writes, in place.
+
+    ``run_decompositions`` makes a program functional: ``x.add_(1)`` becomes ``x1 = x +
+    1``, returned as an extra output the signature calls a mutation, and later reads of
+    ``x`` read ``x1``. torch.compile writes such outputs back after its graph (its
+    functionalization epilogue); an inference package instead keeps the write inside the
+    graph, where eager makes it, so every backend updates the caller's tensor and an
+    output that was ``x`` stays the caller's ``x``. Each update becomes ``x.copy_(x1)``
+    right where ``x1`` is computed, and every later use of ``x1`` reads ``x`` (the graph's
+    order is eager's, so nothing after that point wants the old value).
+
+        >>> ep = torch.export.export(Model(), (x,)).run_decompositions({})   # doctest: +SKIP
+        >>> updates_in_place(ep)       # the graph writes the buffer; no mutation output left
+    """
+    sig, graph = ep.graph_signature, ep.graph_module.graph
+    placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
+    weight_names = {spec.target: spec.arg.name for spec in sig.input_specs
+                    if spec.kind.name in ("BUFFER", "PARAMETER")}
+    out = next(n for n in graph.nodes if n.op == "output")
+    updates = [spec.kind.name in _UPDATES for spec in sig.output_specs]
+    for value, spec, update in zip(out.args[0], sig.output_specs, updates):
+        if update:
+            target = placeholders[weight_names.get(spec.target, spec.target)]
+            with graph.inserting_after(value):
+                write = graph.call_function(torch.ops.aten.copy_.default, (target, value))
+            write.meta.update(target.meta)
+            value.replace_all_uses_with(target, delete_user_cb=lambda user, w=write: user is not w)
+    kept = [(v, spec) for v, spec, update in zip(out.args[0], sig.output_specs, updates) if not update]
+    out.args = (tuple(v for v, _ in kept),)
+    # an output that was the updated value is now the input itself: the spec names it
+    sig.output_specs[:] = [dataclasses.replace(spec, arg=TensorArgument(name=v.name))
+                           if isinstance(spec.arg, TensorArgument) else spec for v, spec in kept]
+    ep.graph_module.recompile()
+    if any(updates):
+        compat.keeps_in_place_ops(ep)
