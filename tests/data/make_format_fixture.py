@@ -58,6 +58,27 @@ class ViewFixture(GradOnFixture):
         return {**out, "tail": torch.split(x, [1, x.shape[0] - 1])[1]}
 
 
+class TrainViewFixture(Fixture):
+    """Version 6 (views of outputs in training packages): a training package, its output
+    yt a view of its output y (they share memory; yt's gradient flows into y's)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "yt": out["y"].t()}
+
+
+def train_view_fixture(path: str) -> None:
+    torch.manual_seed(0)
+    m = TrainViewFixture()
+    x, w = torch.randn(5, 4, requires_grad=True), torch.randn(3)
+    aotpack.compile(m, (x, {"w": w}), backend="eager", train=True).save(path)
+    out = m(x, {"w": w})
+    (out["y"].sum() + 2 * out["yt"][0].sum()).backward()
+    save_file({"x": x.detach(), "w": w, "y": out["y"].detach(), "p0": out["parts"][0].detach(), "gx": x.grad},
+              os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
+    print("wrote", path)
+
+
 def world_of_one():
     """A gloo process group of one rank in this process (what version 2 fixtures need)."""
     import torch.distributed as dist
@@ -73,6 +94,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 6:  # versions 2-5 are covered by their own files
+        return train_view_fixture(path)
     if fmt.FORMAT_VERSION >= 2:
         world_of_one()
     # version 3: a variant compiled inside bf16 autocast beside the plain one (global_state)

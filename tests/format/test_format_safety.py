@@ -131,6 +131,16 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 6:  # a training package: yt is a view of its output y, and gradients flow through it
+            fn = aotpack.load(path)
+            x = io["x"].clone().requires_grad_()
+            out = fn(x, {"w": io["w"]}, scale=2.0)
+            torch.testing.assert_close(out["y"], io["y"])
+            torch.testing.assert_close(out["parts"][0], io["p0"])
+            assert out["yt"].data_ptr() == out["y"].data_ptr() and out["yt"].stride() == (1, 3)
+            (out["y"].sum() + 2 * out["yt"][0].sum()).backward()
+            torch.testing.assert_close(x.grad, io["gx"])
+            continue
         if version >= 2:  # a distributed variant (rank 0 of 1): runs in a job, refused outside one
             with pytest.raises(aotpack.IncompatibleError, match="torch.distributed is not initialized"):
                 aotpack.load(path)

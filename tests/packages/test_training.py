@@ -389,6 +389,64 @@ def test_data_dependent_sizes_in_an_aoti_training_package_are_refused_with_the_w
         aotpack.compile(DataDependent(), (torch.randn(8) * 3,), train=True, backend="aoti")
 
 
+class OutputViews(torch.nn.Module):
+    """Outputs that are views of other outputs and of intermediates, as torch.compile
+    returns them: ``h`` beside ``h.t()`` and ``h[1:]`` (one memory), a transposed
+    intermediate returned alone, an expand of one (stride 0), two views of one hidden
+    intermediate."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.lin(x)
+        g = (x * 2).tanh()
+        return h, h.t(), h[1:], (h * 3).t(), g.unsqueeze(0).expand(2, 4, 6), (x + 1)[:, 1:], (x + 1)[1:]
+
+
+CALLS_OUTPUT_VIEWS = r"""
+import json, sys, torch, aotpack
+sys.path[:0] = [sys.argv[2], sys.argv[3]]  # (tests/ first: the root's conftest.py is Sybil's)
+from test_training import OutputViews
+torch.manual_seed(0)
+m, ref = OutputViews(), OutputViews()
+ref.load_state_dict(m.state_dict())
+fn = aotpack.load(sys.argv[1], module=m)
+x, x_ref = torch.randn(4, 6, requires_grad=True), None
+x_ref = x.detach().clone().requires_grad_()
+got, want = fn(x), ref(x_ref)
+row = {"values": all(torch.equal(a, b) for a, b in zip(got, want)),
+       "strides": [list(a.stride()) for a in got] == [list(b.stride()) for b in want],
+       # which outputs share memory with which, as in eager
+       "sharing": [[a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in got] for a in got]
+                  == [[a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() for b in want] for a in want]}
+sum((k + 1) * o.sum() for k, o in enumerate(got)).backward()
+sum((k + 1) * o.sum() for k, o in enumerate(want)).backward()
+row["grads"] = torch.allclose(x.grad, x_ref.grad) and torch.allclose(m.lin.weight.grad, ref.lin.weight.grad)
+with torch.no_grad():
+    got[0][0, 0] = 100.0  # a write to h shows through h.t(), as in eager
+row["write_through"] = got[1][0, 0].item() == 100.0
+print(json.dumps(row))
+"""
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_outputs_that_are_views_of_outputs_and_intermediates_train_as_eager(tmp_path, backend):
+    """AOT autograd's simple export refuses outputs that alias other outputs or
+    intermediates; torch.compile regenerates them from their base. So does a training
+    package: the base is an output (or a hidden one), the view rebuilt from it after the
+    compiled forward, so memory sharing, strides and gradients are eager's (format 6)."""
+    torch.manual_seed(0)
+    m = OutputViews()
+    path = aotpack.compile(m, (torch.randn(4, 6, requires_grad=True),), train=True, backend=backend).save(
+        tmp_path / "views.aot")
+    assert aotpack.inspect(path).manifest.format_version == 6
+    here = os.path.dirname(os.path.abspath(__file__))
+    row = json.loads(run_fresh(["-c", CALLS_OUTPUT_VIEWS, str(path), os.path.dirname(here), here]).stdout)
+    assert row == {"values": True, "strides": True, "sharing": True, "grads": True, "write_through": True}, row
+
+
 def test_a_program_nothing_of_which_requires_grad_is_compiled_as_its_forward(tmp_path):
     """train=True for a frozen model: eager runs the forward alone, so does the package."""
     m = torch.nn.Linear(4, 3).requires_grad_(False)

@@ -47,7 +47,7 @@ import torch
 
 from ..errors import CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
-from ..package.manifest import Alias, Mutation
+from ..package.manifest import Alias, Mutation, OutputView
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
 
@@ -74,6 +74,10 @@ class JointCapture:
       aliased: outputs that are views of an input, as eager returns them
         (``manifest.Alias``); the package returns ``input.as_strided(size, stride,
         offset)`` for them, a view again.
+      output_views: outputs that are views of another output (``manifest.OutputView``),
+        rebuilt from it at run time.
+      hidden_outputs: the last of the forward's outputs that are intermediates some
+        output views, not the program's (dropped after the views are rebuilt).
     """
 
     forward: torch.fx.GraphModule
@@ -87,6 +91,8 @@ class JointCapture:
     donatable: list[str]
     primal_names: list[str]
     aliased: list[Alias] = field(default_factory=list)
+    output_views: list[OutputView] = field(default_factory=list)
+    hidden_outputs: int = 0
     captured: object = field(repr=False, default=None)
 
     def source_of(self, node: torch.fx.Node) -> dict:
@@ -151,17 +157,25 @@ def _run_with_meta(gm: torch.fx.GraphModule):
 
 
 def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation],
-                     weights: list[str]) -> tuple[torch.fx.GraphModule, list[Alias]]:
-    """Outputs that are views of an input (``x.view(-1)``, ``x[0]``) become copies in the
-    graph (AOT autograd's simple export takes no aliasing outputs); their view
-    parameters (``capture.output_aliases``) are returned so the package can hand back a
-    real view of the caller's tensor instead.
+                     weights: list[str]) -> tuple[torch.fx.GraphModule, list[Alias], list[OutputView], int]:
+    """Outputs that alias an input or another output become copies in the graph (AOT
+    autograd's simple export takes no aliasing outputs); how to rebuild them is returned
+    so the package hands back real views instead:
 
-    An output that is an argument the program updates in place (``y.add_(1); return
-    y``) is, in the functional graph, the update's value: the package hands back the
-    caller's tensor itself, updated, as eager does. A view of such an argument is
-    refused: the update's value need not have the argument's strides, so the view could
-    not be rebuilt on the caller's tensor."""
+    - a view of an input (``x.view(-1)``, ``x[0]``): its view parameters
+      (``capture.output_aliases``), rebuilt on the caller's tensor;
+    - an argument the program updates in place (``y.add_(1); return y``), in the
+      functional graph the update's value: the caller's tensor itself, updated, as eager
+      returns it. A view of such an argument is refused: the update's value need not have
+      the argument's strides, so the view could not be rebuilt on the caller's tensor;
+    - a view of another output (``h`` and ``h.t()``): ``OutputView``, rebuilt from that
+      output at run time (as torch.compile regenerates aliases of intermediates);
+    - a view of an intermediate no output shows (``return (x * y).t()``): its copy, with
+      eager's strides (only memory the caller cannot reach differs); where a copy cannot
+      have them (an ``expand``), or several outputs view it, the intermediate becomes a
+      hidden output and the views ``OutputView``s of it.
+
+    Returns (the graph, input aliases, output views, number of hidden outputs)."""
     import copy
 
     from .graphs import output_aliases, storage_of
@@ -183,15 +197,62 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation],
             raise CaptureError(f"output {i} is a view of an argument the program updates in place; a training "
                                "package cannot return that view of the caller's tensor",
                                hint="return the argument itself, or a .clone() of the view")
-    for a in aliased:
-        node = values[n_mutations + a.output]
+    views, copies, hidden = _views_among_outputs(values[n_mutations:], {a.output for a in aliased})
+    for i in [a.output for a in aliased] + copies:
+        node = values[n_mutations + i]
         with gm.graph.inserting_before(out):
             copy_node = gm.graph.call_function(torch.ops.aten.clone.default, (node,))
         copy_node.meta["val"] = node.meta["val"]
-        values[n_mutations + a.output] = copy_node
-    out.args = (tuple(values),)
+        values[n_mutations + i] = copy_node
+    out.args = (tuple(values + hidden),)
     gm.recompile()
-    return gm, aliased
+    return gm, aliased, views, len(hidden)
+
+
+def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView], list[int], list]:
+    """(outputs that are views of another output, every output to copy in the graph, the
+    intermediates to return as hidden outputs): see ``_unalias_outputs``. Outputs sharing
+    memory are grouped; one that is no view (its op allocates) is the base the others are
+    rebuilt from; where none is, the intermediate they view becomes a hidden output,
+    after the program's (``Train.hidden_outputs``)."""
+    from .graphs import is_view, non_overlapping_and_dense, storage_of
+
+    groups: dict = {}
+    for i, node in enumerate(outputs):
+        if i not in skip and isinstance(node, torch.fx.Node) and storage_of(node) is not None:
+            groups.setdefault(storage_of(node), []).append(i)
+    views, copies, hidden = [], [], []
+    for members in groups.values():
+        owners = [i for i in members if not is_view(outputs[i])]
+        if not owners and len(members) == 1 and non_overlapping_and_dense(outputs[members[0]].meta["val"]):
+            copies.append(members[0])  # a copy with eager's strides: only memory the caller cannot reach differs
+            continue
+        if owners:
+            base, base_node = owners[0], outputs[owners[0]]
+        else:  # views of an intermediate no output is (``(x * y).expand(...)``, ``h.t()`` beside ``h[1:]``)
+            base_node = _view_base(outputs[members[0]])
+            if storage_of(base_node) != storage_of(outputs[members[0]]):  # pragma: no cover - a view op chain
+                raise CaptureError(f"outputs {members} are views of an intermediate aotpack could not find",
+                                   hint="return a .clone() of the view")
+            base = len(outputs) + len(hidden)
+            hidden.append(base_node)
+        b = base_node.meta["val"]
+        for i in members:
+            if i != base:
+                v = outputs[i].meta["val"]
+                views.append(OutputView(output=i, base=base, size=list(v.shape), stride=list(v.stride()),
+                                        offset=v.storage_offset() - b.storage_offset(), base_stride=list(b.stride())))
+                copies.append(i)
+    return views, copies, hidden
+
+
+def _view_base(node: torch.fx.Node) -> torch.fx.Node:
+    """The node a chain of view ops starts from (``h`` of ``h.t()[1:]``)."""
+    from .graphs import is_view
+
+    while is_view(node) and node.args and isinstance(node.args[0], torch.fx.Node):
+        node = node.args[0]
+    return node
 
 
 def _program_outputs(captured, aliased: set[int]) -> Callable:
@@ -319,7 +380,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
                            hint="compile one variant per shape (variants=[...]) for training")
     primals, names = _primals(captured)
-    graph, aliased = _unalias_outputs(captured.graph_module, captured.mutations, list(captured.weights))
+    graph, aliased, views, hidden = _unalias_outputs(captured.graph_module, captured.mutations,
+                                                     list(captured.weights))
     run = _run_with_meta(graph)
     with torch.enable_grad():
         outs = run(*primals)
@@ -327,10 +389,14 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
+    if captured.custom_functions and hidden:
+        raise CaptureError(f"{captured.name} uses torch.autograd.Function and returns a view of an intermediate "
+                           "tensor that no output is (an expand of it, or several views): a training package "
+                           "cannot return that view as eager does", hint="return a .clone() of the view")
     if captured.custom_functions:
         # torch.export kept each Function's forward and dropped its backward: trace the
         # program itself, so autograd runs the Functions' own backward into the joint graph
-        run = _program_outputs(captured, {a.output for a in aliased})
+        run = _program_outputs(captured, {a.output for a in aliased} | {v.output for v in views})
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
@@ -361,7 +427,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     return JointCapture(forward=fw, backward=bw, joint=joint, num_outputs=len(outs), mutated=captured.mutations,
                         out_requires_grad=out_requires_grad, grad_mask=grad_mask,
                         saved=[n.name for n in saved_nodes], donatable=_donatable(fw, saved_nodes, len(outs)),
-                        primal_names=names, aliased=aliased, captured=captured)
+                        primal_names=names, aliased=aliased, output_views=views, hidden_outputs=hidden,
+                        captured=captured)
 
 
 @dataclass
@@ -446,6 +513,8 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         # kept as copies, so the update neither changes them nor trips autograd's check
         "saved_mutated": _saved_mutated(jc, set(targets)),
         "aliased": [a.to_json() for a in jc.aliased],
+        "output_views": [v.to_json() for v in jc.output_views] or None,
+        "hidden_outputs": jc.hidden_outputs or None,
         # per weight: whether the backward computes its gradient (a parameter that
         # required grad at compile time)
         "weights_requires_grad": [_gets_grad(captured, n, w) for n, w in captured.weights.items()],

@@ -18,7 +18,7 @@ from ..errors import CaptureError
 from ..package.manifest import Alias
 
 __all__ = ["storage_of", "op_name", "output_aliases", "layout_dependent_inputs", "written_placeholders",
-           "static_int", "updates_in_place"]
+           "static_int", "updates_in_place", "is_view", "non_overlapping_and_dense"]
 
 
 def storage_of(value):
@@ -29,6 +29,27 @@ def storage_of(value):
     if isinstance(value, torch.fx.Node):
         value = value.meta.get("val")
     return StorageWeakRef(value.untyped_storage()) if isinstance(value, torch.Tensor) else None
+
+
+def is_view(node: torch.fx.Node) -> bool:
+    """Whether ``node``'s op returns a view of an argument (``t``, ``slice``, ``expand``:
+    its schema's result aliases an input) rather than new memory."""
+    schema = getattr(node.target, "_schema", None)
+    return (schema is not None and not schema.is_mutable and bool(schema.returns)
+            and schema.returns[0].alias_info is not None)
+
+
+def non_overlapping_and_dense(t: torch.Tensor) -> bool:
+    """Whether ``t``'s elements fill its memory exactly once in some order of its dims
+    (a permutation of contiguous): ``clone`` keeps such strides; it cannot keep an
+    ``expand``'s zeros or a slice's gaps."""
+    dims = sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def op_name(node: torch.fx.Node) -> str | None:

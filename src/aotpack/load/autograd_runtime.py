@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import AotpackError
-from .views import rebuild_views
+from .views import rebuild_output_views, rebuild_views
 
 
 class _Sub:
@@ -42,6 +42,8 @@ def load_training(backend, files, meta):
     n_mut = len(targets)
     saved_mutated = train.saved_mutated
     aliased = train.aliased
+    output_views = train.output_views or []  # (None before format version 6)
+    n_user = n_out - n_mut - (train.hidden_outputs or 0)  # the program's outputs, before hidden bases
     grad_tangents = train.grad_tangents  # (None in packages before 2026-12-03: every grad computed)
 
     class PackageFunction(torch.autograd.Function):
@@ -105,7 +107,7 @@ def load_training(backend, files, meta):
             with torch.no_grad():
                 for i, value in zip(targets, outs[:n_mut]):
                     flat[i].copy_(value)
-        return rebuild_views(list(outs[n_mut:]), flat, aliased)
+        return rebuild_output_views(rebuild_views(list(outs[n_mut:]), flat, aliased), output_views)[:n_user]
 
     return run
 

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["rebuild_views", "size_evaluator", "sized_views"]
+__all__ = ["rebuild_views", "rebuild_output_views", "size_evaluator", "sized_views"]
 
 
 def size_evaluator(value):
@@ -43,6 +43,23 @@ def rebuild_views(outputs: list, args: list, aliased: list) -> list:
             outputs[a.output] = base
         else:
             outputs[a.output] = base.as_strided(a.size, a.stride, base.storage_offset() + a.offset)
+    return outputs
+
+
+def rebuild_output_views(outputs: list, views: list) -> list:
+    """``outputs`` with each one that is a view of another output (``manifest.OutputView``,
+    training variants: ``h`` and ``h.t()`` returned together) made that view of it again.
+    Done outside the compiled autograd.Function, so autograd sees the view and its
+    gradient flows into the base output's."""
+    for v in views:
+        base = outputs[v.base]
+        if list(base.stride()) != list(v.base_stride):  # pragma: no cover - compiled code's layout changed
+            from ..errors import AotpackError
+
+            raise AotpackError(f"output {v.base} of the compiled code has strides {tuple(base.stride())}, "
+                               f"not {tuple(v.base_stride)}: output {v.output}, a view of it, cannot be rebuilt",
+                               hint="rebuild the package with this torch (a compiler change)")
+        outputs[v.output] = base.as_strided(v.size, v.stride, base.storage_offset() + v.offset)
     return outputs
 
 

@@ -17,7 +17,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 5): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 6): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -85,6 +85,14 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     bound at load whose parameter has another value is refused, under no_grad too. Also
     version 5 where present.
 
+  6 (2026-12-03): meta.train.output_views: a training variant's output that is a view of
+    another of its outputs (``h`` and ``h.t()`` returned together), rebuilt from that
+    output at run time so the two share memory and the view's gradient flows into it, as
+    in eager; such programs were refused before. meta.train.hidden_outputs: how many of
+    the forward's last outputs are intermediates such views are of (``(x * y).expand(...)``
+    returned alone), dropped after the views are made. The version is 6 only where a
+    variant has such a view (a version 5 reader would return an unrelated copy).
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -111,7 +119,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 5  # the newest version this reader reads
+FORMAT_VERSION = 6  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -120,6 +128,7 @@ DISTRIBUTED_FORMAT_VERSION = 2  # variants[].distributed: a reader must check th
 GLOBAL_STATE_FORMAT_VERSION = 3  # variants[].global_state with autocast or grad_mode: a reader must guard it
 GRAD_MODE_AFTER_FORMAT_VERSION = 4  # variants[].global_state.grad_mode_after: a reader must replay it
 DYNAMIC_VIEWS_FORMAT_VERSION = 5  # variants[].aliased with sizes of the call's Dims: a reader must evaluate them
+OUTPUT_VIEWS_FORMAT_VERSION = 6  # meta.train.output_views: a reader must rebuild those views
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -482,6 +482,21 @@ class Alias(Record):
         return not all(isinstance(n, int) for n in (*(self.size or ()), *(self.stride or ()), self.offset))
 
 
+class OutputView(Record):
+    """A training variant's output ``output`` is a view of its output ``base`` (``h`` and
+    ``h.t()`` returned together: they share memory in eager): the package returns
+    ``outputs[base].as_strided(size, stride, base's offset + offset)``, a view again, made
+    outside the compiled autograd.Function so its gradient flows into ``base``'s.
+    ``base_stride``: ``base``'s strides the view's numbers are relative to (checked at
+    run time)."""
+    output: int
+    base: int
+    size: Shape
+    stride: Shape
+    offset: int
+    base_stride: Shape
+
+
 class Mutation(Record):
     """What a training program changes in place: a buffer, or flat input ``index``."""
     kind: str
@@ -504,6 +519,10 @@ class Train(Record):
     # require grad) it depends on; where none of them reached the backward (an output
     # left out of the loss), the gradient is None, as eager's, not zeros
     grad_tangents: list[list[int]] | None = None
+    # outputs that are views of another output (format version 6 where present), and how
+    # many of the last outputs are intermediates such views are of, not the program's
+    output_views: list[OutputView] | None = None
+    hidden_outputs: int | None = None
 
 
 class SubMeta(Record):
@@ -711,6 +730,14 @@ class Manifest(Record):
                       and all(0 <= i < len(t.saved) for i in t.saved_mutated)
                       and v.meta.fw is not None and v.meta.bw is not None,
                       f"variant {name}.meta.train")
+                # output views: within the forward's outputs after the updates, each of one that is no view itself
+                n_views = t.num_outputs - len(t.mutation_targets)
+                hidden = t.hidden_outputs or 0
+                _need(0 <= hidden <= n_views and all(
+                    0 <= x.output < n_views - hidden and 0 <= x.base < n_views and x.base != x.output
+                    and len(x.size) == len(x.stride) and x.offset >= 0
+                    and x.base not in {y.output for y in t.output_views} for x in t.output_views or ()),
+                      f"variant {name}.meta.train.output_views")
             for f in v.files:
                 fmt.check_member_name(fmt.variant_dir(name) + f)
 

@@ -258,6 +258,9 @@ class Package:
 def _needs(variant: Variant) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
+    train = variant.meta.train
+    if train is not None and train.output_views:
+        return fmt.OUTPUT_VIEWS_FORMAT_VERSION  # older readers would return a copy, not a view of the output
     if variant.requires_grad_weights or any(a.follows_dims() for a in variant.aliased):
         return fmt.DYNAMIC_VIEWS_FORMAT_VERSION  # older readers cannot rebuild a view of the call's sizes
     if state.grad_mode_after is not None or any(i.requires_grad_pinned for i in variant.inputs):
