@@ -447,6 +447,77 @@ def test_outputs_that_are_views_of_outputs_and_intermediates_train_as_eager(tmp_
     assert row == {"values": True, "strides": True, "sharing": True, "grads": True, "write_through": True}, row
 
 
+class DecaysUnderNoGrad(torch.nn.Module):
+    """A parameter updated in place where autograd does not see it (weight decay inside
+    the forward): eager's gradient is that of the updated value."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.lin.weight.mul_(0.5)
+        return self.lin(x).tanh()
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_a_parameter_updated_under_no_grad_trains_as_eager(tmp_path, backend):
+    torch.manual_seed(0)
+    m, ref = DecaysUnderNoGrad(), DecaysUnderNoGrad()
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(3, 4)
+    path = aotpack.compile(m, (x,), train=True, backend=backend).save(tmp_path / "decay.aot")
+    bound = DecaysUnderNoGrad()
+    bound.load_state_dict(ref.state_dict())
+    fn = aotpack.load(path, module=bound)
+    for _ in range(3):  # the updates compound, the gradients accumulate
+        got, want = fn(x), ref(x)
+        got.sum().backward()
+        want.sum().backward()
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        torch.testing.assert_close(bound.lin.weight, ref.lin.weight, rtol=0, atol=0)
+        torch.testing.assert_close(bound.lin.weight.grad, ref.lin.weight.grad)
+        torch.testing.assert_close(bound.lin.bias.grad, ref.lin.bias.grad)
+
+
+def doubles_its_input(x, w):
+    x.mul_(2)
+    return (x * w).sum()
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_an_input_that_requires_grad_updated_in_place_trains_as_eager(tmp_path, backend):
+    """Eager accepts an in-place update of a tensor that requires grad and is no leaf;
+    the caller's tensor then carries the update's history. So with a package: the
+    update is replayed through autograd, and gradients through the updated input and
+    through the result both reach the leaf."""
+    torch.manual_seed(0)
+    leaf, w = torch.randn(2, 4, requires_grad=True), torch.randn(2, 4, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(doubles_its_input, (leaf * 1, w), train=True, backend=backend)
+                      .save(tmp_path / "double.aot"))
+    grads = []
+    for run in (fn, doubles_its_input):
+        a, b = leaf.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+        x = a * 3
+        loss = run(x, b)
+        (loss + (x ** 2).sum()).backward()  # x is the updated tensor
+        grads.append((loss, x.detach(), a.grad, b.grad))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_an_input_that_requires_grad_updated_beside_hidden_updates_is_refused():
+    def f(x, buf):
+        with torch.no_grad():
+            buf.add_(1)
+        x.mul_(2)
+        return x.sum()
+
+    with pytest.raises(aotpack.CaptureError, match=r"changes input x, which requires grad, in place .*grad mode off"):
+        aotpack.compile(f, (torch.randn(3, requires_grad=True) * 1, torch.zeros(3)), train=True, backend="eager")
+
+
 def test_a_program_nothing_of_which_requires_grad_is_compiled_as_its_forward(tmp_path):
     """train=True for a frozen model: eager runs the forward alone, so does the package."""
     m = torch.nn.Linear(4, 3).requires_grad_(False)

@@ -156,8 +156,8 @@ def _run_with_meta(gm: torch.fx.GraphModule):
     return run
 
 
-def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation],
-                     weights: list[str]) -> tuple[torch.fx.GraphModule, list[Alias], list[OutputView], int]:
+def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weights: list[str],
+                     hidden_updates: set[str] = frozenset()) -> tuple[torch.fx.GraphModule, list[Alias], list[OutputView], int]:
     """Outputs that alias an input or another output become copies in the graph (AOT
     autograd's simple export takes no aliasing outputs); how to rebuild them is returned
     so the package hands back real views instead:
@@ -174,6 +174,9 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation],
       eager's strides (only memory the caller cannot reach differs); where a copy cannot
       have them (an ``expand``), or several outputs view it, the intermediate becomes a
       hidden output and the views ``OutputView``s of it.
+
+    ``hidden_updates``: weights whose in-place update eager hides from autograd
+    (``_hidden_from_autograd``).
 
     Returns (the graph, input aliases, output views, number of hidden outputs)."""
     import copy
@@ -197,6 +200,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation],
             raise CaptureError(f"output {i} is a view of an argument the program updates in place; a training "
                                "package cannot return that view of the caller's tensor",
                                hint="return the argument itself, or a .clone() of the view")
+    _hidden_from_autograd(gm, values, mutations, weights, hidden_updates)
     views, copies, hidden = _views_among_outputs(values[n_mutations:], {a.output for a in aliased})
     for i in [a.output for a in aliased] + copies:
         node = values[n_mutations + i]
@@ -207,6 +211,38 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation],
     out.args = (tuple(values + hidden),)
     gm.recompile()
     return gm, aliased, views, len(hidden)
+
+
+def _hidden_from_autograd(gm: torch.fx.GraphModule, values: list, mutations: list[Mutation], weights: list[str],
+                          names: set[str]) -> None:
+    """Parameters updated in place where autograd does not see it (``with torch.no_grad():
+    self.w.mul_(0.5)``; eager refuses the update with grad on), made so in the
+    functional graph too. Eager's gradient for such a parameter is the gradient of its
+    value after the update, the tensor the rest of the program uses; the functional
+    graph computes that value (``w1 = w * 0.5``) differentiably, which would scale it.
+    So each later use reads ``w1.detach() + (w - w.detach())``: the same value (``w -
+    w.detach()`` is zero; ``nan_to_num`` keeps it zero where ``w`` is inf or nan), with
+    the gradient passing to ``w`` unchanged. The update's own output keeps ``w1``."""
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    aten = torch.ops.aten
+    for k, m in enumerate(mutations):
+        if m.kind != "buffer" or m.weight not in names:
+            continue
+        value, weight = values[k], placeholders[_mutation_target(m, weights)]
+        with gm.graph.inserting_after(value):
+            frozen = gm.graph.call_function(aten.detach.default, (value,))
+        with gm.graph.inserting_after(frozen):
+            w_frozen = gm.graph.call_function(aten.detach.default, (weight,))
+        with gm.graph.inserting_after(w_frozen):
+            zero = gm.graph.call_function(aten.sub.Tensor, (weight, w_frozen))
+        with gm.graph.inserting_after(zero):
+            zero_finite = gm.graph.call_function(aten.nan_to_num.default, (zero, 0.0, 0.0, 0.0))
+        with gm.graph.inserting_after(zero_finite):
+            seen = gm.graph.call_function(aten.add.Tensor, (frozen, zero_finite))
+        for node in (frozen, w_frozen, zero, zero_finite, seen):
+            node.meta["val"] = value.meta["val"]
+        value.replace_all_uses_with(seen, delete_user_cb=lambda user, keep=(frozen, out): user not in keep)
 
 
 def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView], list[int], list]:
@@ -380,8 +416,10 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
                            hint="compile one variant per shape (variants=[...]) for training")
     primals, names = _primals(captured)
+    hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
+                      and _gets_grad(captured, m.weight, captured.weights[m.weight])}
     graph, aliased, views, hidden = _unalias_outputs(captured.graph_module, captured.mutations,
-                                                     list(captured.weights))
+                                                     list(captured.weights), hidden_updates)
     run = _run_with_meta(graph)
     with torch.enable_grad():
         outs = run(*primals)

@@ -549,11 +549,11 @@ def _mutation_outputs(ep, recorder: EffectRecorder, allow_mutations: bool) -> li
         kind = spec.kind.name
         if kind == "USER_OUTPUT":
             continue
-        if allow_mutations and kind in ("BUFFER_MUTATION", "USER_INPUT_MUTATION"):
-            allowed.append(spec)
+        if allow_mutations and kind in ("BUFFER_MUTATION", "USER_INPUT_MUTATION", "PARAMETER_MUTATION"):
+            allowed.append(spec)  # (a parameter: eager allows it only hidden from autograd, see autograd.py)
             continue
         where = _mutation_site(ep, sig_out, spec, recorder)
-        if kind == "PARAMETER_MUTATION":
+        if kind == "PARAMETER_MUTATION":  # pragma: no cover - inference programs keep in-place ops
             raise CaptureError(f"the program changes parameter {spec.target.removeprefix('m.')} in place{where}; "
                                "packages do not support in-place updates of parameters inside the program "
                                "(a training package would lose the gradient eager gives the parameter)",
@@ -611,21 +611,24 @@ def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
     for spec in mutation_specs:
-        if spec.kind.name == "BUFFER_MUTATION":
+        if spec.kind.name in ("BUFFER_MUTATION", "PARAMETER_MUTATION"):  # a weight of the module
             mutations.append(mf.Mutation(kind="buffer", weight=by_target[spec.target]))
             continue
         index = user_names.index(spec.target)
-        if flat[index].requires_grad:
+        if flat[index].requires_grad and flat[index].is_leaf:
             site = _mutation_site(ep, ep.graph_signature, spec, recorder)
-            if flat[index].is_leaf:
-                why = ("eager PyTorch refuses that too (a leaf Variable that requires grad is being used in an "
-                       "in-place operation)")
-            else:
-                why = ("eager accepts it for a tensor that is not a leaf, but a training package does not "
-                       "support in-place updates of inputs that require grad")
             raise CaptureError(f"the program changes input {paths[index]} in place{site}, and it requires grad: "
-                               + why, hint="work on a copy (x = x.clone()) or pass an input that does not "
-                                           "require grad")
+                               "eager PyTorch refuses that too (a leaf Variable that requires grad is being used "
+                               "in an in-place operation)",
+                               hint="work on a copy (x = x.clone()) or pass an input that does not require grad")
+        if flat[index].requires_grad and recorder.inplace_no_grad:
+            # eager hides such an update from autograd; which tensor each hidden call
+            # changed is not known here, and replaying it through autograd would differ
+            raise CaptureError(f"the program changes input {paths[index]}, which requires grad, in place and makes "
+                               f"in-place updates with grad mode off (at {', '.join(recorder.inplace_no_grad)}): "
+                               "a training package cannot tell which of them autograd should not see",
+                               hint="update the input outside torch.no_grad(), or pass x.detach()")
+        # (an input that requires grad and is no leaf: the update is replayed through autograd, autograd_runtime)
         mutations.append(mf.Mutation(kind="input", index=index))
     return mutations
 

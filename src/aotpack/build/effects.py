@@ -102,6 +102,7 @@ class EffectRecorder:
         self.grad_mode_sets: dict[int, str] = {}
         self.grad_mode_reads: list[str] = []  # file:line of torch.is_grad_enabled() in the program
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
+        self.inplace_no_grad: list[str] = []  # file:line of those made with grad mode off
         self.layout_reads: list[tuple[torch.Tensor, str]] = []  # (tensor, file:line) of x.stride() & co.
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
         self._kind: dict[types.CodeType, int] = {}
@@ -183,6 +184,8 @@ class EffectRecorder:
             name = getattr(arg, "__name__", "")
             if name.endswith("_") and not name.startswith("_"):
                 self.inplace.append((name, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
+                if not torch.is_grad_enabled():
+                    self.inplace_no_grad.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
             elif name in _LAYOUT_READS:
                 self.layout_reads.append((owner, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
             return

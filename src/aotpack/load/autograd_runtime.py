@@ -103,9 +103,14 @@ def load_training(backend, files, meta):
             outs = PackageFunction.apply(*flat)
         else:  # no autograd graph wanted (evaluation): the forward alone
             outs = run_fw(list(flat))[:n_out]
-        if n_mut:  # replay in-place updates on the caller's buffers and inputs
-            with torch.no_grad():
-                for i, value in zip(targets, outs[:n_mut]):
+        for i, value in zip(targets, outs[:n_mut]):  # replay in-place updates on the caller's tensors
+            if flat[i].requires_grad and not flat[i].is_leaf and value.requires_grad:
+                # an input that requires grad (no leaf: eager refuses a leaf's; a parameter's
+                # update is hidden from autograd, autograd.py): the copy is recorded, so the
+                # caller's tensor now has the update's history, as in eager
+                flat[i].copy_(value)
+            else:
+                with torch.no_grad():
                     flat[i].copy_(value)
         return rebuild_output_views(rebuild_views(list(outs[n_mut:]), flat, aliased), output_views)[:n_user]
 
