@@ -166,8 +166,8 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
       (``capture.output_aliases``), rebuilt on the caller's tensor;
     - an argument the program updates in place (``y.add_(1); return y``), in the
       functional graph the update's value: the caller's tensor itself, updated, as eager
-      returns it. A view of such an argument is refused: the update's value need not have
-      the argument's strides, so the view could not be rebuilt on the caller's tensor;
+      returns it. A view of such an argument (``y.add_(1); return y[0]``) is that view of
+      the caller's tensor, after the update (``_view_of_updated``);
     - a view of another output (``h`` and ``h.t()``): ``OutputView``, rebuilt from that
       output at run time (as torch.compile regenerates aliases of intermediates);
     - a view of an intermediate no output shows (``return (x * y).t()``): its copy, with
@@ -189,6 +189,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
     out = next(n for n in gm.graph.nodes if n.op == "output")
     values = list(out.args[0])
     updated = {values[k]: _mutation_target(m, weights) for k, m in enumerate(mutations)}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     storages = {storage_of(n) for n in updated} - {None}
     done = {a.output for a in aliased}
     for i, node in enumerate(values[n_mutations:]):
@@ -197,9 +198,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
         if node in updated:
             aliased.append(Alias(output=i, primal=updated[node], same=True))
         elif storage_of(node) in storages:
-            raise CaptureError(f"output {i} is a view of an argument the program updates in place; a training "
-                               "package cannot return that view of the caller's tensor",
-                               hint="return the argument itself, or a .clone() of the view")
+            aliased.append(_view_of_updated(i, node, updated, placeholders))
     _hidden_from_autograd(gm, values, mutations, weights, hidden_updates)
     views, copies, hidden = _views_among_outputs(values[n_mutations:], {a.output for a in aliased})
     for i in [a.output for a in aliased] + copies:
@@ -211,6 +210,23 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
     out.args = (tuple(values + hidden),)
     gm.recompile()
     return gm, aliased, views, len(hidden)
+
+
+def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: list) -> Alias:
+    """Output ``i``, a view of an argument the program updates in place, as a view of the
+    caller's tensor (rebuilt after the update is written back). Its numbers are taken
+    relative to the update's value, which stands for the argument when it has the
+    argument's shape and strides (elementwise updates keep them); otherwise refused."""
+    from .graphs import storage_of
+
+    base = next(n for n in updated if storage_of(n) == storage_of(node))
+    b, v, arg = base.meta["val"], node.meta["val"], placeholders[updated[base]].meta["val"]
+    if b.shape != arg.shape or b.stride() != arg.stride():
+        raise CaptureError(f"output {i} is a view of an argument the program updates in place, and the update "
+                           "changes its layout; a training package cannot rebuild that view of the caller's tensor",
+                           hint="return the argument itself, or a .clone() of the view")
+    return Alias(output=i, primal=updated[base], size=list(v.shape), stride=list(v.stride()),
+                 offset=v.storage_offset() - b.storage_offset())
 
 
 def _hidden_from_autograd(gm: torch.fx.GraphModule, values: list, mutations: list[Mutation], weights: list[str],
