@@ -14,6 +14,7 @@ Option sets (``--options``, comma separated):
   default  no inductor options, torch's fused attention in decode
   cdt      coordinate_descent_tuning (gpt-fast's setting for batch-1 decode), fused attention
   cdt-math cdt, and the decode step's attention captured as math (aotpack.llm's default on CUDA)
+  cdt-wide-math  cdt-math with coordinate descent checking all directions, radius 2
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ OPTION_SETS = {  # name: (inductor options, decode_attention of aotpack.llm.comp
     "default": ({}, "fused"),
     "cdt": ({"coordinate_descent_tuning": True}, "fused"),
     "cdt-math": ({"coordinate_descent_tuning": True}, "math"),  # aotpack.llm's default on CUDA
+    # a wider search: every direction at once and two steps out (slower to compile)
+    "cdt-wide-math": ({"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
+                       "coordinate_descent_search_radius": 2}, "math"),
 }
 PROMPT, NEW = 32, 64
 

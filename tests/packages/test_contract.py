@@ -368,10 +368,33 @@ def custom_function_on_a_global(x):
 _SCALE = torch.tensor([1.0, 2.0, 3.0, 4.0])
 
 
-def test_custom_autograd_function_beside_a_frozen_tensor_is_refused_in_training():
-    with pytest.raises(aotpack.CaptureError, match=r"StraightThrough .*no parameter or buffer"):
-        aotpack.compile(custom_function_on_a_global, (torch.randn(4, requires_grad=True),), backend="eager",
-                        train=True)
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_custom_autograd_function_beside_a_frozen_global_trains_as_eager(tmp_path, backend):
+    """The joint graph of a program with a custom Function is traced from the program
+    itself, which reads the module global by name: the trace puts the global's graph
+    input there, and the global holds its tensor again after."""
+    before = _SCALE
+    x = torch.randn(4, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(custom_function_on_a_global, (x,), backend=backend, train=True)
+                      .save(tmp_path / "g.aot"))
+    assert _SCALE is before
+    got, want = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    a, b = fn(got), custom_function_on_a_global(want)
+    (a * torch.arange(4.0)).sum().backward()
+    (b * torch.arange(4.0)).sum().backward()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(got.grad, want.grad)
+
+
+def test_custom_autograd_function_beside_a_closure_tensor_is_refused_in_training():
+    scale = torch.tensor([1.0, 2.0, 3.0, 4.0])
+
+    def on_a_closure(x):
+        return StraightThrough.apply(x * scale)
+
+    with pytest.raises(aotpack.CaptureError, match=r"StraightThrough .*no parameter, buffer or module global "
+                                                   r"\(closure:scale\)"):
+        aotpack.compile(on_a_closure, (torch.randn(4, requires_grad=True),), backend="eager", train=True)
 
 
 def test_custom_autograd_function_runs_in_inference(tmp_path):

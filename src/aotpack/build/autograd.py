@@ -322,10 +322,12 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
 
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
-    missing = [n for n, t in zip(names, targets) if captured.weight_kinds.get(n) == "constant" or t is None]
+    homes = _global_homes(captured)
+    missing = [n for n, t in zip(names, targets) if (captured.weight_kinds.get(n) == "constant" or t is None)
+               and n not in homes]
     if missing:
         raise CaptureError(f"{captured.name} uses torch.autograd.Function {function_names(captured.custom_functions)} "
-                           f"and tensors that are no parameter or buffer of the module ({', '.join(missing[:3])}): "
+                           f"and tensors that are no parameter, buffer or module global ({', '.join(missing[:3])}): "
                            "a training package cannot run its backward on them",
                            hint="register such tensors as buffers of the module, or compile with train=False")
     written = [_mutation_target(m, names) for m in captured.mutations]
@@ -335,12 +337,45 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
     def run(*primals):
         copies = {i: primals[i].clone() for i in written}
         args = [copies.get(i, p) for i, p in enumerate(primals)]
-        params = dict(zip(targets, args[:len(names)]))
+        params = {t: a for n, t, a in zip(names, targets, args) if n not in homes}
+        for k, n in enumerate(names):  # frozen globals: the traced primals stand in (restore_globals)
+            if n in homes:
+                namespace, key = homes[n]
+                namespace[key] = args[k]
         outs = functional_call(program, params, tuple(args[len(names):]))
         outs = [o.clone() if k in aliased else o for k, o in enumerate(outs)]
         return (*[copies[i] for i in written], *outs)
 
+    saved = {n: homes[n][0][homes[n][1]] for n in homes}
+
+    def restore_globals() -> None:
+        for n, (namespace, key) in homes.items():
+            namespace[key] = saved[n]
+
+    run.restore_globals = restore_globals
     return run
+
+
+def _global_homes(captured) -> dict:
+    """Frozen module globals the program reads (``global:TABLE``): weight name ->
+    (the module's namespace, the global's name), where that global still holds the
+    captured tensor. Tracing a program with custom autograd.Functions runs the program
+    itself; it reads such a global by name, so the trace puts its primal there (and
+    ``restore_globals`` puts the tensor back), as the exported graph reads it as an input."""
+    import sys
+
+    homes = {}
+    for f in captured.frozen:
+        if f.kind != "global" or f.weight is None or f.weight not in captured.weights:
+            continue
+        file = f.where.rsplit(":", 1)[0]
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if (getattr(module, "__file__", None) == file and namespace is not None
+                    and namespace.get(f.name) is captured.weights[f.weight]):
+                homes[f.weight] = (namespace, f.name)
+                break
+    return homes
 
 
 @contextlib.contextmanager
@@ -454,7 +489,10 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
-            joint = compat.aot_export_joint(run, primals)
+            try:
+                joint = compat.aot_export_joint(run, primals)
+            finally:
+                getattr(run, "restore_globals", lambda: None)()
     except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
         reason = str(e).splitlines()[0] if str(e) else ""
         if "outputs that alias inputs" in reason:  # torch appends kilobytes of its internal metadata
