@@ -2,7 +2,8 @@
 
 A program is a *recipe*: a list of steps over a list of values that starts with the
 inputs ``x, y``. Each step picks an op from a grammar (elementwise, matmul, reductions,
-views and reshapes, indexing, in-place ops on intermediates and on inputs, concat, a
+views and reshapes, indexing, in-place ops on intermediates, on inputs and through views of
+inputs, concat, a
 branch on grad mode) and
 operands by index; a step whose operands do not fit (shapes) falls back to a unary op,
 so every recipe is a valid program. The program returns its last value and up to two
@@ -24,7 +25,8 @@ UNARY = [torch.sin, torch.tanh, torch.relu, torch.abs, torch.sigmoid, torch.neg,
 BINARY = [torch.add, torch.mul, torch.sub, torch.maximum]
 VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape"]
 OPS = ["unary", "binary", "matmul", "reduce", "softmax", "view", "index", "inplace_mid", "inplace_input", "concat",
-       "sum0", "grad_branch"]
+       "sum0", "grad_branch", "inplace_view"]
+WRITABLE_VIEWS = ["t", "slice0", "stride1", "flatten"]  # views an in-place op may write through
 LAYOUTS = ["contiguous", "transposed", "offset", "strided", "expanded"]
 ALIASING = ["none", "same", "overlap"]
 
@@ -57,6 +59,9 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
             out = a.mul_(2.0)
         elif op == "inplace_input" and i % len(values) < 2:
             out = a.add_(1.0)
+            out_base = base
+        elif op == "inplace_view" and i % len(values) < 2 and a.dim() == 2:
+            out = _view(a, WRITABLE_VIEWS[k % len(WRITABLE_VIEWS)]).mul_(0.5)  # the input changes through it
             out_base = base
         elif op == "grad_branch":  # the program reads global state: export keeps one branch
             out = a * 2 if torch.is_grad_enabled() else a - 1
@@ -92,7 +97,7 @@ def make_program(recipe: list[tuple], outputs: tuple):
 
 
 def uses_input_inplace(recipe) -> bool:
-    return any(op == "inplace_input" for op, *_ in recipe)
+    return any(op in ("inplace_input", "inplace_view") for op, *_ in recipe)
 
 
 @dataclass(frozen=True)
