@@ -101,6 +101,21 @@ class CacheError(AotpackError):
     """A compile-cache store failed."""
 
 
+def warn_caller(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first frame outside aotpack: the user's call of
+    ``compile`` (or ``aotpack.llm.compile`` ...), however deep inside aotpack it is raised,
+    so the warning's file:line and the ``-W`` filters by module are the user's."""
+    import os
+    import sys
+    import warnings
+
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # (stacklevel 1 is this function)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 class SpecializationWarning(UserWarning):
     """The program forced a dimension the user declared dynamic to one size."""
 

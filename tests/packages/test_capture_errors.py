@@ -59,3 +59,27 @@ def test_tensor_default_refused():
 def test_unknown_backend():
     with pytest.raises(aotpack.AotpackError, match="unknown backend 'tvm'"):
         aotpack.compile(branchy, (torch.randn(3),), backend="tvm")
+
+
+def _reshapes_when_four(x):
+    return x.reshape(4, -1) if x.shape[0] == 4 else x
+
+
+def _prints(x):
+    print("traced")
+    return x * 2
+
+
+def test_compile_warnings_point_at_the_users_call():
+    """A warning raised deep inside aotpack is attributed to the user's ``compile`` line,
+    so its file:line (and a ``-W`` filter by module) is the caller's, not aotpack's."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        aotpack.compile(_reshapes_when_four, (torch.randn(4, 3),), backend="eager",
+                        dynamic={"x": {0: aotpack.Dim("b", min=2, max=8)}})
+        aotpack.compile(_prints, (torch.randn(4, 3),), backend="eager")
+    ours = [w for w in seen if issubclass(w.category, (aotpack.SpecializationWarning, aotpack.SideEffectWarning))]
+    assert {w.category for w in ours} == {aotpack.SpecializationWarning, aotpack.SideEffectWarning}
+    assert all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]

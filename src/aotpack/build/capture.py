@@ -30,7 +30,6 @@ import contextlib
 import copy
 import linecache
 import traceback
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +38,7 @@ import torch
 
 from .. import _torch_compat as compat
 from .. import tree
-from ..errors import CaptureError, SideEffectWarning, SpecializationWarning
+from ..errors import CaptureError, SideEffectWarning, SpecializationWarning, warn_caller
 from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from .effects import EffectRecorder
@@ -462,8 +461,8 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
         if strict_dims:
             raise CaptureError(f"the program specializes dynamic dimensions: {what}",
                                hint="drop those Dims (the package then runs only that size), or change the program")
-        warnings.warn(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
-                      SpecializationWarning, stacklevel=4)
+        warn_caller(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
+                      SpecializationWarning)
     pins = layout_pins(gm, user_nodes, strides_read)
     reads = record["requires_grad_reads"][0]
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
@@ -536,7 +535,7 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
         raise _capture_error(e, target) from e
     record = records[-1]
     for effect in recorder.effects:
-        warnings.warn(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning, stacklevel=4)
+        warn_caller(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning)
     return ep, record, recorder
 
 

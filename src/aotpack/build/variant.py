@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import warnings
 
 import torch
 
 from ..backends import get_backend
-from ..errors import NothingToDifferentiate
+from ..errors import NothingToDifferentiate, warn_caller
 from .capture import capture
 
 # One program captured, compiled and packaged at a time in a process: torch.export keeps
@@ -70,8 +69,8 @@ def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | 
     except NothingToDifferentiate as e:
         # train=True, and nothing requires grad (a frozen model): eager runs the forward
         # alone, so the package holds it alone, guarded as any inference variant
-        warnings.warn(f"aotpack: {e.message}: variant {v['name']!r} is compiled as the forward alone "
-                      "(an inference variant)", UserWarning, stacklevel=4)
+        warn_caller(f"aotpack: {e.message}: variant {v['name']!r} is compiled as the forward alone "
+                    "(an inference variant)", UserWarning)
         return build_variant(v, strict_dims, say, cache, None)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
