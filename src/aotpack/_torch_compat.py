@@ -387,6 +387,14 @@ def plain_graph_module(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return gm
 
 
+def inductor_cache_dir() -> str:
+    """The folder inductor caches compiled code in ($TORCHINDUCTOR_CACHE_DIR, or torch's
+    default under the temp folder). Private: ``torch._inductor.runtime.cache_dir_utils``."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return cache_dir()
+
+
 def inductor_config_hash() -> str:
     """A hex hash of inductor's global config (what FX graph caching keys on), with the
     values that are paths on this machine left out: ``xpu.cutlass_dir`` defaults to the

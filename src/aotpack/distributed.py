@@ -40,6 +40,9 @@ functional ops through its fallback kernels; tested with gloo on CPU).
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from . import _torch_compat as compat
 from .errors import AotpackError
 
@@ -70,9 +73,30 @@ def compile(target, args: tuple = (), kwargs: dict | None = None, **options):
         return f"{name}.rank{rank['rank']}", rank
 
     built = plan(target, args, kwargs, **options)
-    pkg = built.build(place)
+    with _own_inductor_cache():
+        pkg = built.build(place)
     built.say("gathering every rank's variants")
     return gather(pkg)
+
+
+@contextlib.contextmanager
+def _own_inductor_cache():
+    """This rank compiles into an inductor cache folder of its own. The ranks of a
+    tensor-parallel job often compile the same graph (their shards differ only in
+    weights, which are graph inputs here), and inductor then writes the same cache files
+    from several processes at once: a rank read another's half-written AOTInductor
+    metadata (an empty JSON). Compiled code is not shared between the ranks anyway."""
+    import torch.distributed as dist
+
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(compat.inductor_cache_dir(), f"rank{dist.get_rank()}")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
 
 
 def require_job() -> None:
