@@ -540,28 +540,22 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
 
 
 def _mutation_outputs(ep, recorder: EffectRecorder, allow_mutations: bool) -> list:
-    """The graph's outputs that are in-place updates (allowed ones), refusing the rest
-    with the site that makes them."""
-    sig_out = ep.graph_signature
+    """The graph's outputs that are in-place updates, for a training program (its
+    functional graph returns them; autograd.py replays them). An inference program has
+    none: torch.export's training IR keeps in-place ops, and an autocast region's
+    functional retrace gets them back in place (``_inline_autocast``). Any other kind of
+    output is refused with the site that makes it."""
     allowed = []
-    for spec in sig_out.output_specs:
+    for spec in ep.graph_signature.output_specs:
         kind = spec.kind.name
         if kind == "USER_OUTPUT":
             continue
         if allow_mutations and kind in ("BUFFER_MUTATION", "USER_INPUT_MUTATION", "PARAMETER_MUTATION"):
             allowed.append(spec)  # (a parameter: eager allows it only hidden from autograd, see autograd.py)
             continue
-        where = _mutation_site(ep, sig_out, spec, recorder)
-        if kind == "PARAMETER_MUTATION":  # pragma: no cover - inference programs keep in-place ops
-            raise CaptureError(f"the program changes parameter {spec.target.removeprefix('m.')} in place{where}; "
-                               "packages do not support in-place updates of parameters inside the program "
-                               "(a training package would lose the gradient eager gives the parameter)",
-                               hint="update parameters outside the compiled program, as an optimizer does")
-        what = {"BUFFER_MUTATION": "updates a buffer in place", "USER_INPUT_MUTATION": "changes an input in place"}
-        raise CaptureError(f"the program {what.get(kind, f'has a {kind} output')} ({spec.target}){where}, which an "
-                           "inference package does not support",
-                           hint="compile with train=True (in-place updates are replayed on the caller's tensors), "
-                                "or make the program functional")
+        where = _mutation_site(ep, ep.graph_signature, spec, recorder)
+        raise CaptureError(f"the program has a {kind} output ({spec.target}){where}, which a package does not "
+                           "support", hint="make the program functional, or compile it with train=True")
     return allowed
 
 
