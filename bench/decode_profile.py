@@ -7,8 +7,12 @@ their share of the step, the bytes they must read and their bandwidth). The
 bandwidth ceiling is measured in the same run (a device-to-device copy), so the share
 printed is of what this GPU delivers, beside the datasheet's.
 
-    python bench/decode_profile.py --layers 8 --hidden 2048 --options cdt,cdt-math
-Writes bench/results/decode_profile-<gpu>-<layers>x<hidden>.json.
+    python bench/decode_profile.py --layers 8 --hidden 2048 --options cdt,cdt-math [--weights int8]
+Writes bench/results/decode_profile-<gpu>-<layers>x<hidden>[-int8].json.
+
+``--weights int8`` profiles the weight-only int8 model (``aotpack.llm.int8_weights``):
+its bytes per token are the int8 weights, scales and the bf16 embeddings and norms, and
+its tokens are compared with the int8 model's eager generate.
 
 Option sets (``--options``, comma separated):
   default  no inductor options, torch's fused attention in decode
@@ -104,6 +108,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--options", default="cdt,cdt-math")
+    parser.add_argument("--weights", default="full", choices=["full", "int8"])
     opts = parser.parse_args()
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -118,7 +123,10 @@ def main() -> None:
                       num_hidden_layers=opts.layers, num_attention_heads=8, num_key_value_heads=4,
                       max_position_embeddings=1024)
     model = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if opts.weights == "int8":
+        model = aotpack.llm.int8_weights(model)
+    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}.values()
+    weight_bytes = sum(t.numel() * t.element_size() for t in tensors)
     ids = torch.randint(3, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0)).cuda()
     with torch.no_grad():
         ref = model.generate(ids, max_new_tokens=NEW, do_sample=False, pad_token_id=0,
@@ -151,11 +159,13 @@ def main() -> None:
         for k in kernels[:25]:
             print(f"  {k[2]:8.1f} us {k[1]:4d}x  {k[0][:110]}")
         del fn
-    result = {"machine": machine(), "layers": opts.layers, "hidden": opts.hidden, "weight_bytes": weight_bytes,
+    result = {"machine": machine(), "layers": opts.layers, "hidden": opts.hidden, "weights": opts.weights,
+              "weight_bytes": weight_bytes,
               "copy_bw_bytes_s": bw, "rows": rows,
               "command": f"python bench/decode_profile.py --layers {opts.layers} --hidden {opts.hidden} "
-                         f"--options {opts.options}"}
-    write_gpu_result(f"decode_profile-{{gpu}}-{opts.layers}x{opts.hidden}", result)
+                         f"--options {opts.options} --weights {opts.weights}"}
+    suffix = "" if opts.weights == "full" else f"-{opts.weights}"
+    write_gpu_result(f"decode_profile-{{gpu}}-{opts.layers}x{opts.hidden}{suffix}", result)
 
 
 if __name__ == "__main__":

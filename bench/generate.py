@@ -23,7 +23,12 @@ as a restarted service would); and the same compiled forward driven by a plain g
 cache by each call's max_new_tokens, so every new size recompiles: one fixed cache
 avoids that.
 
-    python bench/generate.py [--device cpu|cuda] [--dtype float32|bfloat16] [--layers 8] [--hidden 512]
+With ``--weights int8`` every case runs the weight-only int8 model
+(``aotpack.llm.int8_weights`` of the same weights, applied after loading in the
+transformers and torch.compile cases): tokens/s of int8 against int8, and the file's
+tag says int8.
+
+    python bench/generate.py [--device cpu|cuda] [--dtype float32|bfloat16] [--layers 8] [--hidden 512] [--weights int8]
 Writes bench/results/generate-<tag>.json.
 """
 
@@ -41,7 +46,7 @@ from _common import fresh, table, write  # noqa: E402
 PROMPT, NEW = 32, 64
 
 PRELUDE = r"""
-import json, sys, time, warnings
+import json, os, sys, time, warnings
 import torch
 t0 = time.perf_counter()
 warnings.simplefilter("ignore")
@@ -55,6 +60,11 @@ def sync():
     if DEVICE == "cuda":
         torch.cuda.synchronize()
 NEW = NEW_TOKENS
+def weights(model):  # the int8 model, quantized from the same weights as the package's
+    if os.environ.get("BENCH_WEIGHTS") == "int8":
+        import aotpack.llm
+        return aotpack.llm.int8_weights(model)
+    return model
 """.replace("NEW_TOKENS", str(NEW)).replace("PROMPT", str(PROMPT))
 
 AOTPACK = PRELUDE + r"""
@@ -82,7 +92,7 @@ print(json.dumps({"first_token_s": t_first - t0, "load_s": t_load - t0, "prefill
 
 TRANSFORMERS = PRELUDE + r"""
 from transformers import AutoModelForCausalLM, StaticCache
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=sys.argv[3]).to(DEVICE).eval()
+model = weights(AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=sys.argv[3]).to(DEVICE).eval())
 compiled = sys.argv[2].startswith("compile")
 if compiled:
     model.forward = torch.compile(model.forward, mode="reduce-overhead" if "reduce-overhead" in sys.argv[2] else None)
@@ -118,7 +128,7 @@ print(json.dumps({"first_token_s": t_first - t0, "decode_tok_s": (NEW - 1) / dec
 # per-token Python (logits processors, stopping criteria) is not in the number.
 LOOP = PRELUDE + r"""
 from transformers import AutoModelForCausalLM, StaticCache
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=sys.argv[2]).to(DEVICE).eval()
+model = weights(AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=sys.argv[2]).to(DEVICE).eval())
 cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + NEW)
 graphs = DEVICE == "cuda"
 if graphs:  # gpt-fast's inductor setting for batch-1 decode, as aotpack.llm uses on CUDA
@@ -164,6 +174,8 @@ def main() -> None:
     parser.add_argument("--backend", default="aoti")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--weights", default="full", choices=["full", "int8"],
+                        help="int8: every case runs aotpack.llm.int8_weights of the model")
     parser.add_argument("--cases", default="aotpack,eager,compile,loop",
                         help="which cases to run (a subset, to fit a time limit)")
     opts = parser.parse_args()
@@ -182,12 +194,14 @@ def main() -> None:
         model = LlamaForCausalLM(cfg).to(opts.device, getattr(torch, opts.dtype)).eval()
         params = sum(p.numel() for p in model.parameters())
         model.save_pretrained(os.path.join(work, "hf"))
+        if opts.weights == "int8":
+            model = aotpack.llm.int8_weights(model)
         pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend=opts.backend,
                                   progress=lambda line: print(line, file=sys.stderr))
         path = pkg.save(os.path.join(work, "lm.aot"))
         del pkg, model
         env = {"TORCHINDUCTOR_CACHE_DIR": os.path.join(work, "inductor"),
-               "AOTPACK_VERIFIED_DIR": os.path.join(work, "verified")}
+               "AOTPACK_VERIFIED_DIR": os.path.join(work, "verified"), "BENCH_WEIGHTS": opts.weights}
         hf, dev = os.path.join(work, "hf"), opts.device
         fresh(AOTPACK, path, "graph", dev, env=env)  # the first load of the file hashes it (remembered after)
         ours = min((fresh(AOTPACK, path, "graph", dev, env=env) for _ in range(3)), key=lambda r: r["first_token_s"])
@@ -215,7 +229,7 @@ def main() -> None:
     same = all(r["tokens"] == ours["tokens"] for r in rows)
     for r in rows:
         r.pop("tokens")
-        r.update(params_m=params / 1e6, prompt=PROMPT, new_tokens=NEW, device=opts.device, dtype=opts.dtype)
+        r.update(params_m=params / 1e6, weights=opts.weights, prompt=PROMPT, new_tokens=NEW, device=opts.device, dtype=opts.dtype)
     print(table(["case", "first token", "decode tokens/s", "peak RSS"],
                 [[r["case"], f"{r['first_token_s']:.3f} s", f"{r['decode_tok_s']:.1f}", f"{r['peak_rss_gb']:.2f} GB"]
                  for r in rows]))
@@ -231,6 +245,8 @@ def main() -> None:
     tag = None if opts.device == "cpu" else f"{opts.device}-{opts.dtype}"
     if (opts.layers, opts.hidden) != (8, 512):  # another size keeps the default size's file
         tag = f"{tag or 'cpu'}-{opts.layers}x{opts.hidden}"
+    if opts.weights != "full":
+        tag = f"{tag or 'cpu'}-{opts.weights}"
     if cases != {"aotpack", "eager", "compile", "loop"}:
         tag = f"{tag or 'cpu'}-{'-'.join(sorted(cases))}"  # a partial run keeps the full one's file
     print("wrote", write("generate", [*rows, {"same_tokens": same}], tag=tag))

@@ -48,7 +48,8 @@ import torch
 from .errors import AotpackError
 from .package.manifest import Record
 
-__all__ = ["compile", "generate", "step_module", "CudaGraphWarning", "LlmSection", "SECTION", "decode_graph"]
+__all__ = ["compile", "generate", "step_module", "int8_weights", "Int8Linear", "CudaGraphWarning", "LlmSection",
+           "SECTION", "decode_graph"]
 
 SECTION = "llm"  # the manifest's top-level key this feature owns (Manifest.section)
 
@@ -187,6 +188,70 @@ def _math_attention(step: torch.nn.Module) -> torch.nn.Module:
 
     math_step.forward = step_forward
     return math_step
+
+
+class Int8Linear(torch.nn.Module):
+    """A ``Linear`` whose weight is stored as int8, one scale per output row (weight-only,
+    symmetric: ``scale = max|w_row| / 127``), as gpt-fast quantizes for batch-1 decode.
+
+    ``forward`` is ``linear(x, weight.to(x.dtype)) * scales (+ bias)``: in a compiled
+    decode step inductor fuses the int8 -> activation-dtype conversion into the
+    matrix-vector reduction, so each weight costs one byte of memory traffic instead of
+    two. Eager runs the same ops (dequantizing the whole weight each call): the int8
+    model's eager tokens are the reference a package must equal.
+
+        >>> q = Int8Linear(torch.nn.Linear(4, 3))
+        >>> q.weight.dtype, q.scales.shape
+        (torch.int8, torch.Size([3]))
+    """
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        w = linear.weight.detach()
+        scales = w.float().abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", torch.round(w.float() / scales[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scales.to(w.dtype))
+        self.bias = linear.bias  # shared with the original: not quantized
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.linear(x, self.weight.to(x.dtype)) * self.scales
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose ``nn.Linear`` layers are ``Int8Linear`` (weight-only int8,
+    per-row scales); every other parameter and buffer is shared with ``model``, which is
+    left as it was. Compile the copy for an int8 package; run it eagerly for the tokens
+    the package must give.
+
+    Decode at batch 1 reads every weight once per token, so int8 weights nearly halve
+    the bytes per token against bf16 (embeddings and norms stay in the model's dtype).
+    Only ``torch.nn.Linear`` is converted (GPT-2's ``Conv1D`` layers stay as they are).
+
+        >>> small = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> [type(m).__name__ for m in int8_weights(small)]
+        ['Int8Linear', 'ReLU', 'Int8Linear']
+
+    Why not torchao: its quantized weights are tensor subclasses, which torch.export
+    only traces after unwrapping them and which a package's safetensors weights cannot
+    hold; two plain buffers (int8 weight, scales) need neither.
+    """
+    import copy
+
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    quantized = copy.deepcopy(model, memo=dict(shared))  # new modules, the same tensors
+    linears = [(name, m) for name, m in quantized.named_modules() if type(m) is torch.nn.Linear]
+    if not linears:
+        raise AotpackError(f"{type(model).__name__} has no torch.nn.Linear layer to quantize",
+                           hint="int8_weights converts nn.Linear layers only")
+    for name, linear in linears:
+        parent, _, leaf = name.rpartition(".")
+        setattr(quantized.get_submodule(parent), leaf, Int8Linear(linear))
+    return quantized
 
 
 def _left_pad(input_ids, attention_mask, pad: int) -> tuple[torch.Tensor, torch.Tensor]:

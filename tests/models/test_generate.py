@@ -247,3 +247,30 @@ def test_math_attention_equals_the_fused_op(case):
         got = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
     assert torch.nn.functional.scaled_dot_product_attention is sdpa  # restored
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_int8_weights_package_gives_the_int8_models_tokens(tmp_path, backend):
+    """Weight-only int8 (aotpack.llm.int8_weights): the package stores int8 weights and
+    its greedy tokens, in a fresh process, equal the int8 model's eager generate; the
+    original model is left as it was."""
+    model = _hf("llama")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    quantized = aotpack.llm.int8_weights(model)
+    assert all(type(m) is not torch.nn.Linear for m in quantized.modules())
+    assert all(type(m) is torch.nn.Linear for m in (model.lm_head, model.model.layers[0].mlp.up_proj))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    int8 = aotpack.llm.compile(quantized, max_batch=MAX_BATCH, max_len=MAX_LEN, backend=backend)
+    full = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="eager")
+    sizes = {name: len(p.members["weights.safetensors"]) for name, p in (("int8", int8), ("full", full))}
+    assert sizes["int8"] < 0.5 * sizes["full"], sizes  # fp32 -> int8 for every Linear; embeddings stay fp32
+    path = int8.save(tmp_path / "int8.aot")
+    got = json.loads(run_fresh(["-c", GENERATE, str(path), json.dumps(PROMPTS), str(NEW)]).stdout)
+    assert got["batch"] == _reference("llama", quantized, PROMPTS).tolist()
+    for p, single in zip(PROMPTS, got["single"]):
+        assert single == _reference("llama", quantized, [p]).tolist()
+
+
+def test_int8_weights_needs_a_linear_layer():
+    with pytest.raises(aotpack.AotpackError, match="no torch.nn.Linear layer"):
+        aotpack.llm.int8_weights(torch.nn.Sequential(torch.nn.ReLU()))
