@@ -87,6 +87,17 @@ def keeps_in_place_ops(ep) -> None:
     ep._verifiers = [TrainingIRVerifier]
 
 
+def grad_mode_regions(gm: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, bool, torch.fx.GraphModule]]:
+    """The regions of ``gm`` that torch.export traced under a grad mode of their own
+    (``with torch.no_grad():``, ``torch.set_grad_enabled(False)`` and what follows it):
+    ``(node, enabled, the region's graph)`` per region, its outputs the node's
+    ``getitem`` users. Private: the ``wrap_with_set_grad_enabled`` higher-order op of
+    torch.export's training IR (2.11-2.13)."""
+    hop = getattr(torch.ops.higher_order, "wrap_with_set_grad_enabled", None)
+    return [(n, bool(n.args[0]), getattr(gm, n.args[1].target)) for n in gm.graph.nodes
+            if hop is not None and n.target is hop]
+
+
 @contextmanager
 def quiet_torch_deprecations():
     """torch 2.13 warns (FutureWarning) about its own use of a deprecated pytree class

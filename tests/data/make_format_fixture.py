@@ -67,13 +67,39 @@ class TrainViewFixture(Fixture):
         return {**out, "yt": out["y"].t()}
 
 
+class PassThrough(torch.autograd.Function):
+    """Returns its input as it is; its backward triples the gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 3
+
+
+class TrainFunctionFixture(TrainViewFixture):
+    """Version 7 (outputs a custom Function returned as an input): also returns
+    ``PassThrough.apply(x)``, a view of the caller's x whose gradient is tripled."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "xf": PassThrough.apply(x)}
+
+
+def fixture_loss(out):
+    """The loss the training fixtures' gradient ``gx`` is of."""
+    return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
+
+
 def train_view_fixture(path: str) -> None:
     torch.manual_seed(0)
-    m = TrainViewFixture()
+    m = (TrainFunctionFixture if fmt.FORMAT_VERSION >= 7 else TrainViewFixture)()
     x, w = torch.randn(5, 4, requires_grad=True), torch.randn(3)
     aotpack.compile(m, (x, {"w": w}), backend="eager", train=True).save(path)
     out = m(x, {"w": w})
-    (out["y"].sum() + 2 * out["yt"][0].sum()).backward()
+    fixture_loss(out).backward()
     save_file({"x": x.detach(), "w": w, "y": out["y"].detach(), "p0": out["parts"][0].detach(), "gx": x.grad},
               os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
     print("wrote", path)

@@ -307,6 +307,25 @@ def _view_base(node: torch.fx.Node) -> torch.fx.Node:
     return node
 
 
+_VIEW_BACKWARDS = ("ViewBackward", "AsStridedBackward", "SliceBackward", "SelectBackward", "TBackward",
+                   "TransposeBackward", "PermuteBackward", "ExpandBackward", "UnsqueezeBackward", "SqueezeBackward",
+                   "AliasBackward", "UnsafeViewBackward", "DiagonalBackward", "UnbindBackward", "SplitBackward")
+
+
+def _from_function(t) -> bool:
+    """Whether tensor ``t`` (an output aliasing an argument) came out of a custom
+    ``torch.autograd.Function`` (``Test.apply(x, y)`` returning ``y``), maybe through
+    views of it: its gradient is then that Function's backward, not the view's."""
+    node = getattr(t, "grad_fn", None)
+    while node is not None:
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            return True
+        if not type(node).__name__.startswith(_VIEW_BACKWARDS) or not node.next_functions:
+            return False
+        node = node.next_functions[0][0]
+    return False
+
+
 def _program_outputs(captured, aliased: set[int]) -> Callable:
     """``fn(*primals)``: the captured program run on ``primals`` (weights, then inputs),
     with the exported graph's outputs (in-place updates' values, then the program's
@@ -343,9 +362,11 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
                 namespace, key = homes[n]
                 namespace[key] = args[k]
         outs = functional_call(program, params, tuple(args[len(names):]))
+        run.through_function.update(k for k, o in enumerate(outs) if k in aliased and _from_function(o))
         outs = [o.clone() if k in aliased else o for k, o in enumerate(outs)]
         return (*[copies[i] for i in written], *outs)
 
+    run.through_function = set()  # outputs aliasing an argument that a custom Function returned
     saved = {n: homes[n][0][homes[n][1]] for n in homes}
 
     def restore_globals() -> None:
@@ -503,6 +524,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"AOT autograd could not trace the backward of {captured.name}: "
                            f"{type(e).__name__}: {reason}",
                            hint="see aotpack.autograd's docstring for what training packages support") from e
+    through = getattr(run, "through_function", set())
+    aliased = [a.replace(through_function=True) if a.output in through else a for a in aliased]
     if joint_pass is not None:
         joint = joint_pass(joint) or joint
         joint.recompile()

@@ -378,6 +378,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     frozen = frozen_values(target, recorder.functions)
     if allow_mutations:
+        _detach_grad_disabled_regions(ep)
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
         # functional form returns the new values instead, which AOT autograd needs.
         with compat.quiet_export_logs():
@@ -484,6 +485,46 @@ def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> li
     return out
 
 
+def _detach_grad_disabled_regions(ep) -> None:
+    """Each value computed with grad mode off (``with torch.no_grad():`` in forward, or
+    after ``torch.set_grad_enabled(False)``) is detached where it leaves its region.
+
+    torch.export keeps such a region as one op, but the functional retrace training
+    needs (``run_decompositions``) inlines it: AOT autograd would then differentiate
+    through it, and the gradients of the inputs it read would differ from eager's,
+    silently. The detach is what grad mode off does to autograd: no history."""
+    from .. import _torch_compat as compat
+
+    graph = ep.graph_module.graph
+    changed = False
+    for region, enabled, body in compat.grad_mode_regions(ep.graph_module):
+        if enabled:  # torch.enable_grad() inside: the training capture runs with grad on anyway
+            continue
+        results = next(n for n in body.graph.nodes if n.op == "output").args[0]
+        for out in list(region.users):
+            if not isinstance(out.meta.get("val"), torch.Tensor):  # a size: nothing to detach
+                continue
+            if _writes_in_place(results[out.args[1]]):
+                # `w.mul_(0.5)` under no_grad returns w itself, which stays w for autograd
+                # (a parameter keeps its grad): build/autograd.py's hidden updates handle it
+                continue
+            with graph.inserting_after(out):
+                detached = graph.call_function(torch.ops.aten.detach.default, (out,))
+            detached.meta = {**out.meta}
+            out.replace_all_uses_with(detached, delete_user_cb=lambda user, d=detached: user is not d)
+            changed = True
+    if changed:
+        ep.graph_module.recompile()
+
+
+def _writes_in_place(node) -> bool:
+    """Whether graph node ``node`` is an in-place op (``mul_``, ``copy_``): its result is
+    the tensor it wrote, not a new value."""
+    schema = getattr(getattr(node, "target", None), "_schema", None)
+    returns = schema.returns if schema is not None else ()
+    return bool(returns) and returns[0].alias_info is not None and returns[0].alias_info.is_write
+
+
 def _inline_autocast(ep):
     """The program with its autocast region inlined as plain casts: torch.export keeps
     ``torch.autocast`` as a higher-order op around a subgraph, which the analyses here
@@ -530,13 +571,32 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
     except CaptureError:
         raise
     except compat.capture_exception_kinds() as e:
+        _refuse_autograd_calls(recorder, target, e)
         raise _capture_error(e, target) from e  # torch's own error stays attached, for a bug report
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
+        _refuse_autograd_calls(recorder, target, e)
         raise _capture_error(e, target) from e
+    _refuse_autograd_calls(recorder, target)
+    if recorder.parameter_ctors:
+        raise CaptureError(f"{program_name(target)} creates a torch.nn.Parameter at {recorder.parameter_ctors[0]}: in "
+                           "eager each call makes a new leaf that requires grad (and so do the outputs computed "
+                           "from it), which a package cannot give; torch.compile breaks its graph there too",
+                           hint="create the parameter once, in the module's __init__, or use a plain tensor")
     record = records[-1]
     for effect in recorder.effects:
         warn_caller(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning)
     return ep, record, recorder
+
+
+def _refuse_autograd_calls(recorder: EffectRecorder, target, cause: BaseException | None = None) -> None:
+    """A program that runs autograd itself (``torch.autograd.grad(y, x, create_graph=True)``
+    for a gradient penalty, ``loss.backward()``) is not one graph: torch.compile breaks its
+    graph there too. Refused naming the call, not with torch.export's error about it."""
+    if recorder.autograd_calls:
+        raise CaptureError(f"{program_name(target)} calls torch.autograd.{recorder.autograd_calls[0]}: a package is "
+                           "one graph and cannot run autograd inside it (torch.compile breaks its graph there)",
+                           hint="compile the part before the autograd call (train=True gives its backward), and "
+                                "call torch.autograd.grad on the package's outputs") from cause
 
 
 def _mutation_outputs(ep, recorder: EffectRecorder, allow_mutations: bool) -> list:

@@ -104,6 +104,8 @@ class EffectRecorder:
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
         self.inplace_no_grad: list[str] = []  # file:line of those made with grad mode off
         self.layout_reads: list[tuple[torch.Tensor, str]] = []  # (tensor, file:line) of x.stride() & co.
+        self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
+        self.autograd_calls: list[str] = []  # file:line of torch.autograd.grad/backward called by the program
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
         self._kind: dict[types.CodeType, int] = {}
         self._active: dict = {}  # live frame -> True where it runs on the program's behalf
@@ -202,6 +204,10 @@ class EffectRecorder:
             return
         if code.co_name == "graph_break" and code.co_filename.endswith(os.path.join("_dynamo", "decorators.py")):
             self._add("torch._dynamo.graph_break() (the package is one graph: nothing is split here)", parent)
+        elif code.co_name in ("grad", "backward") and code.co_filename.endswith(os.path.join("autograd", "__init__.py")):
+            self.autograd_calls.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
+        elif code.co_name == "__new__" and code.co_filename.endswith(os.path.join("nn", "parameter.py")):
+            self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):
             manager = frame.f_locals.get("self")
             if code.co_name == "__init__" and type(manager).__name__ == "set_grad_enabled":

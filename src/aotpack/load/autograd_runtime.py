@@ -42,6 +42,10 @@ def load_training(backend, files, meta):
     n_mut = len(targets)
     saved_mutated = train.saved_mutated
     aliased = train.aliased
+    # outputs a custom Function returned as (a view of) an argument: the autograd.Function
+    # returns them itself, so they are views whose gradient runs its backward, as in eager
+    returned = [a for a in aliased if a.through_function]
+    rebuilt = [a for a in aliased if not a.through_function]
     output_views = train.output_views or []  # (None before format version 6)
     n_user = n_out - n_mut - (train.hidden_outputs or 0)  # the program's outputs, before hidden bases
     grad_tangents = train.grad_tangents  # (None in packages before 2026-12-03: every grad computed)
@@ -59,6 +63,7 @@ def load_training(backend, files, meta):
             ctx.save_for_backward(*[s for s in saved if isinstance(s, torch.Tensor)])
             ctx.saved_ints = {i: s for i, s in enumerate(saved) if not isinstance(s, torch.Tensor)}
             ctx.outputs = [(o.shape, o.dtype, o.device) for o in outs[:n_out]]  # for grads autograd leaves None
+            outs = rebuild_views(list(outs[:n_out]), list(flat), returned, skip=n_mut) if returned else outs
             # one call with all of them: each call replaces the set the last one marked
             ctx.mark_non_differentiable(*[o for o, g in zip(outs[:n_out], out_requires_grad) if not g])
             return tuple(outs[:n_out])
@@ -99,8 +104,9 @@ def load_training(backend, files, meta):
                                     "without a second backward")
 
     def run(flat):
+        views = aliased
         if torch.is_grad_enabled():
-            outs = PackageFunction.apply(*flat)
+            outs, views = PackageFunction.apply(*flat), rebuilt
         else:  # no autograd graph wanted (evaluation): the forward alone
             outs = run_fw(list(flat))[:n_out]
         for i, value in zip(targets, outs[:n_mut]):  # replay in-place updates on the caller's tensors
@@ -112,7 +118,7 @@ def load_training(backend, files, meta):
             else:
                 with torch.no_grad():
                     flat[i].copy_(value)
-        return rebuild_output_views(rebuild_views(list(outs[n_mut:]), flat, aliased), output_views)[:n_user]
+        return rebuild_output_views(rebuild_views(list(outs[n_mut:]), flat, views), output_views)[:n_user]
 
     return run
 

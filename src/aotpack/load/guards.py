@@ -450,9 +450,18 @@ class MemoryLayout(Check):
         return layouts.describe(self.guard.layout)
 
 
+def _span(t) -> tuple[int, int]:
+    """The bytes ``[first, end)`` that tensor ``t``'s elements lie within."""
+    if t.numel() == 0:
+        return 0, 0
+    last = sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+    return t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()
+
+
 class Unshared(Check):
     """An input the program changes in place shares memory with no other input (eager
-    would see the change through the other one)."""
+    would see the change through the other one). Views of one tensor whose elements lie
+    apart (``x.split(5)``) pass: only overlapping spans are refused."""
 
     late = True
 
@@ -467,8 +476,12 @@ class Unshared(Check):
         # against the caller's tensors: another input copied into its compiled layout
         # still shares memory with this one in eager, which sees the change through it
         storage = t.untyped_storage().data_ptr()
+        first, end = _span(t)
         for j, other in enumerate(call.given):
-            if j != self.index and other.untyped_storage().data_ptr() == storage:
+            if j == self.index or other.untyped_storage().data_ptr() != storage:
+                continue
+            other_first, other_end = _span(other)
+            if first < other_end and other_first < end:
                 raise Mismatch([], f"a tensor sharing no memory with another input (the program changes it in "
                                f"place, and eager would see the change through {self.names[j]})",
                                f"one that shares memory with {self.names[j]}", late=True)

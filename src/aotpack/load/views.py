@@ -34,15 +34,15 @@ def size_evaluator(value):
     return None
 
 
-def rebuild_views(outputs: list, args: list, aliased: list) -> list:
+def rebuild_views(outputs: list, args: list, aliased: list, skip: int = 0) -> list:
     """``outputs`` with each aliased one (``manifest.Alias``) replaced by its view of
-    ``args[primal]``."""
+    ``args[primal]``; ``skip``: outputs before the program's (in-place updates' values)."""
     for a in aliased:
         base = args[a.primal]
         if a.same:
-            outputs[a.output] = base
+            outputs[skip + a.output] = base
         else:
-            outputs[a.output] = base.as_strided(a.size, a.stride, base.storage_offset() + a.offset)
+            outputs[skip + a.output] = base.as_strided(a.size, a.stride, base.storage_offset() + a.offset)
     return outputs
 
 

@@ -17,7 +17,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 6): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 7): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -93,6 +93,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     returned alone), dropped after the views are made. The version is 6 only where a
     variant has such a view (a version 5 reader would return an unrelated copy).
 
+  7 (2026-12-03): variants[].meta.train.aliased[].through_function: a training
+    variant's output that a custom ``torch.autograd.Function`` returned as one of its
+    inputs (or a view of one): returned by the compiled autograd.Function itself, so its
+    gradient runs the Function's backward (a version 6 reader would rebuild a plain view
+    whose gradient skips it). The version is 7 only where a variant has such an output.
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -119,7 +125,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 6  # the newest version this reader reads
+FORMAT_VERSION = 7  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -129,6 +135,7 @@ GLOBAL_STATE_FORMAT_VERSION = 3  # variants[].global_state with autocast or grad
 GRAD_MODE_AFTER_FORMAT_VERSION = 4  # variants[].global_state.grad_mode_after: a reader must replay it
 DYNAMIC_VIEWS_FORMAT_VERSION = 5  # variants[].aliased with sizes of the call's Dims: a reader must evaluate them
 OUTPUT_VIEWS_FORMAT_VERSION = 6  # meta.train.output_views: a reader must rebuild those views
+FUNCTION_ALIAS_FORMAT_VERSION = 7  # meta.train.aliased[].through_function: a reader must return them from autograd
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

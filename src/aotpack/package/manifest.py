@@ -469,13 +469,18 @@ class Dim(Record):
 class Alias(Record):
     """Output ``output`` is a view of the flat graph argument ``primal``: the argument
     itself (``same``), or ``as_strided(size, stride, offset)`` of it (views.py). A number
-    that depends on the call's sizes is a Dim name or ``{"expr": ...}``, as in a shape."""
+    that depends on the call's sizes is a Dim name or ``{"expr": ...}``, as in a shape.
+    ``through_function`` (training variants, format version 7): a custom
+    ``torch.autograd.Function`` returned the argument (or the view) as its output, so its
+    gradient is the Function's backward, not the view's: the compiled autograd.Function
+    returns the view itself (autograd_runtime.py), as eager's Function does."""
     output: int
     primal: int
     same: bool = False
     size: Shape | None = None
     stride: Shape | None = None
     offset: Checked(Any, _size_value) = 0
+    through_function: bool = False
 
     def follows_dims(self) -> bool:
         """Whether the view's size, stride or offset names Dims (format version 5)."""
@@ -716,7 +721,8 @@ class Manifest(Record):
             _need(isinstance(v.in_spec, treespec.TupleSpec) and len(v.in_spec.children) == len(p.signature),
                   f"variant {name}.in_spec does not match the signature")
             n_flat = len(ws) + len(v.inputs)
-            _need(all(0 <= a.primal < n_flat and a.output >= 0 for a in v.views()), f"variant {name}.aliased")
+            _need(all(0 <= a.primal < n_flat and a.output >= 0 for a in v.views())
+                  and not any(a.through_function for a in v.aliased), f"variant {name}.aliased")  # (training only)
             t = v.train
             if t:
                 _need(all(0 <= x < n_flat for x in t.mutation_targets)
@@ -738,6 +744,9 @@ class Manifest(Record):
                     and len(x.size) == len(x.stride) and x.offset >= 0
                     and x.base not in {y.output for y in t.output_views} for x in t.output_views or ()),
                       f"variant {name}.meta.train.output_views")
+                # an output a custom Function returned: one of the forward's outputs, of an argument
+                _need(all(0 <= a.output < n_views and 0 <= a.primal < n_flat for a in t.aliased if a.through_function),
+                      f"variant {name}.meta.train.aliased")
             for f in v.files:
                 fmt.check_member_name(fmt.variant_dir(name) + f)
 

@@ -259,6 +259,8 @@ def _needs(variant: Variant) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if train is not None and any(a.through_function for a in train.aliased):
+        return fmt.FUNCTION_ALIAS_FORMAT_VERSION  # older readers would rebuild a view that skips the Function
     if train is not None and train.output_views:
         return fmt.OUTPUT_VIEWS_FORMAT_VERSION  # older readers would return a copy, not a view of the output
     if variant.requires_grad_weights or any(a.follows_dims() for a in variant.aliased):
