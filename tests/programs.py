@@ -129,3 +129,18 @@ def programs():
                              calls=[((_r(4, seed=19),), {"mask": torch.tensor([False, False, True, True])})]),
         "block": dict(target=Block(32, 4).eval(), args=(_r(2, 6, 32),), calls=[((_r(2, 6, 32, seed=20),), {})]),
     }
+
+
+class GradInputsAliasInputs(torch.autograd.Function):
+    """PyTorch's test_aot_autograd grad_inputs_alias_inputs: returns its second input as
+    it is; its backward gives the first input's value as the first input's gradient."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return x, grad

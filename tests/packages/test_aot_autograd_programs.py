@@ -11,6 +11,7 @@ import torch
 
 import aotpack
 from conftest import run_fresh
+from programs import GradInputsAliasInputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # the child imports this module's programs
 
@@ -271,23 +272,9 @@ def test_an_updated_input_is_pinned_and_unshared(tmp_path):
 
 # Training packages: programs of the file whose inputs or parameters require grad.
 
-class ReturnsSecondInput(torch.autograd.Function):
-    """test_grad_inputs_alias_inputs: returns its second input as it is; its backward
-    gives the first input's value as the first input's gradient."""
-
-    @staticmethod
-    def forward(ctx, x, y):
-        ctx.save_for_backward(x)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return x, grad
-
-
 def grad_inputs_alias_inputs(x, y):
-    return ReturnsSecondInput.apply(x, y)
+    """test_grad_inputs_alias_inputs: the Function's output is its input y."""
+    return GradInputsAliasInputs.apply(x, y)
 
 
 class CopiesGradIntoGrad(torch.autograd.Function):

@@ -19,6 +19,7 @@ import torch
 import aotpack
 from aotpack.load.runtime import incompatibilities
 from aotpack.package.manifest import Meta
+from programs import GradInputsAliasInputs
 
 
 def affine(x):
@@ -310,18 +311,6 @@ class MutatesTangent(torch.autograd.Function):  # test_aot_autograd's tangent_mu
     def backward(ctx, grad):
         grad.mul_(2)
         return grad
-
-
-class GradInputsAliasInputs(torch.autograd.Function):  # test_aot_autograd's grad_inputs_alias_inputs
-    @staticmethod
-    def forward(ctx, x, y):
-        ctx.save_for_backward(x)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return x, grad
 
 
 class WithCustomGradients(torch.nn.Module):
