@@ -249,21 +249,23 @@ def test_math_attention_equals_the_fused_op(case):
     torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-def test_int8_weights_package_gives_the_int8_models_tokens(tmp_path, backend):
+def test_int8_weights_package_gives_the_int8_models_tokens(tmp_path):
     """Weight-only int8 (aotpack.llm.int8_weights): the package stores int8 weights and
     its greedy tokens, in a fresh process, equal the int8 model's eager generate; the
-    original model is left as it was."""
+    original model is left as it was. (Backend eager: the int8 model is plain torch ops,
+    which every backend compiles; the GPU benchmark runs it with aoti.)"""
     model = _hf("llama")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     quantized = aotpack.llm.int8_weights(model)
     assert all(type(m) is not torch.nn.Linear for m in quantized.modules())
     assert all(type(m) is torch.nn.Linear for m in (model.lm_head, model.model.layers[0].mlp.up_proj))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
-    int8 = aotpack.llm.compile(quantized, max_batch=MAX_BATCH, max_len=MAX_LEN, backend=backend)
-    full = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="eager")
-    sizes = {name: len(p.members["weights.safetensors"]) for name, p in (("int8", int8), ("full", full))}
-    assert sizes["int8"] < 0.5 * sizes["full"], sizes  # fp32 -> int8 for every Linear; embeddings stay fp32
+    int8 = aotpack.llm.compile(quantized, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="eager")
+    stored = {name: w.dtype for name, w in int8.manifest.program.weights.items()}
+    linears = [name for name, m in model.named_modules() if type(m) is torch.nn.Linear]
+    assert len(linears) == 15 and all(any(n.endswith(f"{lin}.weight") and d == "int8" for n, d in stored.items())
+                                      for lin in linears), stored  # every Linear's weight is stored as int8
+    assert any(n.endswith("embed_tokens.weight") and d == "float32" for n, d in stored.items())
     path = int8.save(tmp_path / "int8.aot")
     got = json.loads(run_fresh(["-c", GENERATE, str(path), json.dumps(PROMPTS), str(NEW)]).stdout)
     assert got["batch"] == _reference("llama", quantized, PROMPTS).tolist()

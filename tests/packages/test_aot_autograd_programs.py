@@ -220,6 +220,8 @@ sys.path[:0] = sys.argv[2].split(os.pathsep)  # this folder, then tests/ (its co
 from test_aot_autograd_programs import examples
 results = {}
 for name, (program, args) in examples().items():
+    if not os.path.exists(f"{sys.argv[1]}/{name}.aot"):
+        continue
     if isinstance(program, torch.nn.Module):
         program.requires_grad_(False)  # an inference package: eager would build no graph either
     fn = aotpack.load(f"{sys.argv[1]}/{name}.aot", module=program if isinstance(program, torch.nn.Module) else None)
@@ -245,16 +247,25 @@ print(json.dumps(results))
 """
 
 
+# With aoti too: the programs that update tensors in place (compiled code writing into the
+# caller's tensors); the pure ones are what every other aoti test compiles.
+IN_PLACE = {"mutation", "mutation1", "arg_dupe", "arg_dupe_param", "some_bad_fwd", "returns_updated",
+            "negative_testing_mutation", "arg_dupe_many_with_global", "expand_mutation_functionalizes",
+            "no_storage_overlap_guards_no_aliasing"}
+
+
 @pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
 def test_programs_of_test_aot_autograd_package_and_equal_eager(tmp_path, backend):
+    names = set(examples()) if backend == "eager" else IN_PLACE
     for name, (program, args) in examples().items():
-        args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-        aotpack.compile(program, args, backend=backend).save(tmp_path / f"{name}.aot")
+        if name in names:
+            args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+            aotpack.compile(program, args, backend=backend).save(tmp_path / f"{name}.aot")
     out = run_fresh(["-c", CHILD, str(tmp_path), os.pathsep.join([HERE, os.path.dirname(HERE)])])
     results = json.loads(out.stdout.strip().splitlines()[-1])
     bad = {n: r for n, r in results.items() if not all(r.values())}
     assert not bad, bad
-    assert set(results) == set(examples())
+    assert set(results) == names
 
 
 def test_an_updated_input_is_pinned_and_unshared(tmp_path):

@@ -375,15 +375,41 @@ def test_custom_autograd_function_beside_a_frozen_global_trains_as_eager(tmp_pat
     torch.testing.assert_close(got.grad, want.grad)
 
 
-def test_custom_autograd_function_beside_a_closure_tensor_is_refused_in_training():
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_custom_autograd_function_beside_a_closure_tensor_trains_as_eager(tmp_path, backend):
+    """The same with a tensor held in a closure: the trace puts the graph input in the
+    closure's cell, and the cell holds its tensor again after."""
     scale = torch.tensor([1.0, 2.0, 3.0, 4.0])
 
     def on_a_closure(x):
-        return StraightThrough.apply(x * scale)
+        return StraightThrough.apply(x * scale) * scale
 
-    with pytest.raises(aotpack.CaptureError, match=r"StraightThrough .*no parameter, buffer or module global "
-                                                   r"\(closure:scale\)"):
-        aotpack.compile(on_a_closure, (torch.randn(4, requires_grad=True),), backend="eager", train=True)
+    before = scale
+    x = torch.randn(4, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(on_a_closure, (x,), backend=backend, train=True).save(tmp_path / "c.aot"))
+    assert on_a_closure.__closure__[0].cell_contents is before
+    got, want = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    a, b = fn(got), on_a_closure(want)
+    (a * torch.arange(4.0)).sum().backward()
+    (b * torch.arange(4.0)).sum().backward()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(got.grad, want.grad)
+
+
+class FunctionBesideATensorAttribute(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.tensor([1.0, 2.0, 3.0, 4.0])  # a plain attribute: no parameter, no buffer
+
+    def forward(self, x):
+        return StraightThrough.apply(x * self.scale)
+
+
+def test_custom_autograd_function_beside_a_tensor_attribute_is_refused_in_training():
+    with pytest.raises(aotpack.CaptureError, match=r"StraightThrough .*no parameter, buffer, module global or "
+                                                   r"closure variable"):
+        aotpack.compile(FunctionBesideATensorAttribute(), (torch.randn(4, requires_grad=True),), backend="eager",
+                        train=True)
 
 
 def test_custom_autograd_function_runs_in_inference(tmp_path):
@@ -697,8 +723,8 @@ def split_rest(x):
 
 
 CALLS_SPLIT = r"""
-import sys, torch, aotpack
-sys.path.insert(0, sys.argv[2])
+import os, sys, torch, aotpack
+sys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]  # this folder, then tests/ (programs.py)
 from test_contract import split_rest
 fn = aotpack.load(sys.argv[1])
 for rows, cols in ((4, 5), (7, 5), (40, 5)):

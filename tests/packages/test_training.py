@@ -509,15 +509,38 @@ def test_an_input_that_requires_grad_updated_in_place_trains_as_eager(tmp_path, 
         torch.testing.assert_close(got, want)
 
 
-def test_an_input_that_requires_grad_updated_beside_hidden_updates_is_refused():
-    def f(x, buf):
+def updates_beside_hidden_updates(x, buf):
+    with torch.no_grad():
+        buf.add_(1)
+    x.mul_(2)
+    return (x * buf).sum()
+
+
+def test_an_input_that_requires_grad_updated_beside_hidden_updates_trains_as_eager(tmp_path):
+    """An update with grad on of an input that requires grad, beside an update of another
+    input inside torch.no_grad(): the first is replayed through autograd, the second is
+    hidden from it, as in eager; an update of the input that requires grad inside
+    torch.no_grad() is refused (eager hides it from autograd)."""
+    leaf = torch.randn(3, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(updates_beside_hidden_updates, (leaf * 1, torch.zeros(3)), train=True,
+                                      backend="eager").save(tmp_path / "u.aot"))
+    results = []
+    for run in (fn, updates_beside_hidden_updates):
+        a, buf = leaf.detach().clone().requires_grad_(), torch.zeros(3)
+        x = a * 3
+        loss = run(x, buf)
+        (loss + (x ** 2).sum()).backward()
+        results.append((loss, x.detach(), buf, a.grad))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)
+
+    def hidden_update_of_x(x):
         with torch.no_grad():
-            buf.add_(1)
-        x.mul_(2)
+            x.mul_(2)
         return x.sum()
 
-    with pytest.raises(aotpack.CaptureError, match=r"changes input x, which requires grad, in place .*grad mode off"):
-        aotpack.compile(f, (torch.randn(3, requires_grad=True) * 1, torch.zeros(3)), train=True, backend="eager")
+    with pytest.raises(aotpack.CaptureError, match=r"changes input x, which requires grad, in place with grad mode off"):
+        aotpack.compile(hidden_update_of_x, (torch.randn(3, requires_grad=True) * 1,), train=True, backend="eager")
 
 
 def counts_and_shows(x, y):

@@ -42,6 +42,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -267,7 +268,7 @@ def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView
     memory are grouped; one that is no view (its op allocates) is the base the others are
     rebuilt from; where none is, the intermediate they view becomes a hidden output,
     after the program's (``Train.hidden_outputs``)."""
-    from .graphs import is_view, non_overlapping_and_dense, storage_of
+    from .graphs import non_overlapping_and_dense, storage_of
 
     groups: dict = {}
     for i, node in enumerate(outputs):
@@ -275,7 +276,7 @@ def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView
             groups.setdefault(storage_of(node), []).append(i)
     views, copies, hidden = [], [], []
     for members in groups.values():
-        owners = [i for i in members if not is_view(outputs[i])]
+        owners = [i for i in members if not _rebuilt_as_view(outputs[i])]
         if not owners and len(members) == 1 and non_overlapping_and_dense(outputs[members[0]].meta["val"]):
             copies.append(members[0])  # a copy with eager's strides: only memory the caller cannot reach differs
             continue
@@ -298,11 +299,20 @@ def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView
     return views, copies, hidden
 
 
-def _view_base(node: torch.fx.Node) -> torch.fx.Node:
-    """The node a chain of view ops starts from (``h`` of ``h.t()[1:]``)."""
+def _rebuilt_as_view(node: torch.fx.Node) -> bool:
+    """Whether output ``node`` is rebuilt from another as a view: a view op's result, but
+    not a ``detach`` (a value computed with grad mode off, capture.py): a view rebuilt
+    from what it detaches would carry that tensor's gradient history, so the detached
+    value is the base its own views are rebuilt from."""
     from .graphs import is_view
 
-    while is_view(node) and node.args and isinstance(node.args[0], torch.fx.Node):
+    return is_view(node) and node.target is not torch.ops.aten.detach.default
+
+
+def _view_base(node: torch.fx.Node) -> torch.fx.Node:
+    """The node a chain of view ops starts from (``h`` of ``h.t()[1:]``), or the
+    ``detach`` in it (``_rebuilt_as_view``)."""
+    while _rebuilt_as_view(node) and node.args and isinstance(node.args[0], torch.fx.Node):
         node = node.args[0]
     return node
 
@@ -341,12 +351,12 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
 
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
-    homes = _global_homes(captured)
+    homes = _frozen_homes(captured)
     missing = [n for n, t in zip(names, targets) if (captured.weight_kinds.get(n) == "constant" or t is None)
                and n not in homes]
     if missing:
         raise CaptureError(f"{captured.name} uses torch.autograd.Function {function_names(captured.custom_functions)} "
-                           f"and tensors that are no parameter, buffer or module global ({', '.join(missing[:3])}): "
+                           f"and tensors that are no parameter, buffer, module global or closure variable ({', '.join(missing[:3])}): "
                            "a training package cannot run its backward on them",
                            hint="register such tensors as buffers of the module, or compile with train=False")
     written = [_mutation_target(m, names) for m in captured.mutations]
@@ -357,44 +367,76 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
         copies = {i: primals[i].clone() for i in written}
         args = [copies.get(i, p) for i, p in enumerate(primals)]
         params = {t: a for n, t, a in zip(names, targets, args) if n not in homes}
-        for k, n in enumerate(names):  # frozen globals: the traced primals stand in (restore_globals)
+        for k, n in enumerate(names):  # frozen globals and cells: the traced primals stand in (restore_globals)
             if n in homes:
-                namespace, key = homes[n]
-                namespace[key] = args[k]
+                homes[n].put(args[k])
         outs = functional_call(program, params, tuple(args[len(names):]))
         run.through_function.update(k for k, o in enumerate(outs) if k in aliased and _from_function(o))
         outs = [o.clone() if k in aliased else o for k, o in enumerate(outs)]
         return (*[copies[i] for i in written], *outs)
 
     run.through_function = set()  # outputs aliasing an argument that a custom Function returned
-    saved = {n: homes[n][0][homes[n][1]] for n in homes}
+    saved = {n: home.get() for n, home in homes.items()}
 
     def restore_globals() -> None:
-        for n, (namespace, key) in homes.items():
-            namespace[key] = saved[n]
+        for n, home in homes.items():
+            home.put(saved[n])
 
     run.restore_globals = restore_globals
     return run
 
 
-def _global_homes(captured) -> dict:
-    """Frozen module globals the program reads (``global:TABLE``): weight name ->
-    (the module's namespace, the global's name), where that global still holds the
-    captured tensor. Tracing a program with custom autograd.Functions runs the program
-    itself; it reads such a global by name, so the trace puts its primal there (and
-    ``restore_globals`` puts the tensor back), as the exported graph reads it as an input."""
+@dataclass
+class _Home:
+    """Where the program reads a frozen tensor by name: a module's namespace and the
+    global's name, or a closure cell (``key`` None)."""
+    container: Any
+    key: str | None = None
+
+    def get(self):
+        return self.container.cell_contents if self.key is None else self.container[self.key]
+
+    def put(self, value) -> None:
+        if self.key is None:
+            self.container.cell_contents = value
+        else:
+            self.container[self.key] = value
+
+
+def _frozen_homes(captured) -> dict[str, _Home]:
+    """Frozen tensors the program reads by name, a module global (``global:TABLE``) or a
+    closure variable of the program's functions: weight name -> where it is read, which
+    still holds the captured tensor. Tracing a program with custom autograd.Functions
+    runs the program itself; it reads such a tensor by name, so the trace puts its
+    primal there (and ``restore_globals`` puts the tensor back), as the exported graph
+    reads it as an input."""
     import sys
 
+    from .frozen import _user_functions
+
     homes = {}
+    cells = {}  # (closure variable, tensor id) -> its cell, in the program's own functions
+    for fn in _user_functions(getattr(captured.program, "_call", None)):
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                cells[(name, id(cell.cell_contents))] = cell
+            except ValueError:  # an empty cell
+                continue
     for f in captured.frozen:
-        if f.kind != "global" or f.weight is None or f.weight not in captured.weights:
+        if f.weight is None or f.weight not in captured.weights:
+            continue
+        tensor = captured.weights[f.weight]
+        if f.kind == "closure" and (f.name, id(tensor)) in cells:
+            homes[f.weight] = _Home(cells[(f.name, id(tensor))])
+            continue
+        if f.kind != "global":
             continue
         file = f.where.rsplit(":", 1)[0]
         for module in list(sys.modules.values()):
             namespace = getattr(module, "__dict__", None)
             if (getattr(module, "__file__", None) == file and namespace is not None
-                    and namespace.get(f.name) is captured.weights[f.weight]):
-                homes[f.weight] = (namespace, f.name)
+                    and namespace.get(f.name) is tensor):
+                homes[f.weight] = _Home(namespace, f.name)
                 break
     return homes
 

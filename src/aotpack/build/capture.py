@@ -375,10 +375,12 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     program._autocast = (device, amp) if amp else None
     with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext():
         ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn)
+    _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     frozen = frozen_values(target, recorder.functions)
+    written_without_grad: set[int] = set()
     if allow_mutations:
-        _detach_grad_disabled_regions(ep)
+        written_without_grad = _detach_grad_disabled_regions(ep)
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
         # functional form returns the new values instead, which AOT autograd needs.
         with compat.quiet_export_logs():
@@ -408,7 +410,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         exported=ep,
         graph_module=gm,
         mutations=_mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], call.flat,
-                             call.paths, recorder),
+                             call.paths, recorder, written_without_grad),
         state=[n for n, t in weight_targets.items() if t in written_buffers],
         aliased=[] if mutation_specs else output_aliases(gm, names=names),
         module_training=module_training_of(target),
@@ -485,21 +487,31 @@ def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> li
     return out
 
 
-def _detach_grad_disabled_regions(ep) -> None:
+def _detach_grad_disabled_regions(ep) -> set[int]:
     """Each value computed with grad mode off (``with torch.no_grad():`` in forward, or
     after ``torch.set_grad_enabled(False)``) is detached where it leaves its region.
 
     torch.export keeps such a region as one op, but the functional retrace training
     needs (``run_decompositions``) inlines it: AOT autograd would then differentiate
     through it, and the gradients of the inputs it read would differ from eager's,
-    silently. The detach is what grad mode off does to autograd: no history."""
+    silently. The detach is what grad mode off does to autograd: no history.
+
+    Returns the indices of the user inputs that such a region updates in place (eager
+    hides those updates from autograd)."""
     from .. import _torch_compat as compat
 
     graph = ep.graph_module.graph
-    changed = False
+    user_inputs = list(ep.graph_signature.user_inputs)
+    changed, written = False, set()
     for region, enabled, body in compat.grad_mode_regions(ep.graph_module):
         if enabled:  # torch.enable_grad() inside: the training capture runs with grad on anyway
             continue
+        inside = [n for n in body.graph.nodes if n.op == "placeholder"]
+        for node in body.graph.nodes:
+            if _writes_in_place(node):
+                outer = region.args[2 + inside.index(base)] if (base := _view_root(node.args[0])) in inside else None
+                if getattr(outer, "op", None) == "placeholder" and outer.name in user_inputs:
+                    written.add(user_inputs.index(outer.name))
         results = next(n for n in body.graph.nodes if n.op == "output").args[0]
         for out in list(region.users):
             if not isinstance(out.meta.get("val"), torch.Tensor):  # a size: nothing to detach
@@ -510,11 +522,24 @@ def _detach_grad_disabled_regions(ep) -> None:
                 continue
             with graph.inserting_after(out):
                 detached = graph.call_function(torch.ops.aten.detach.default, (out,))
-            detached.meta = {**out.meta}
+            detached.meta = {**out.meta}  # (views of it are rebuilt from it: autograd._rebuilt_as_view)
             out.replace_all_uses_with(detached, delete_user_cb=lambda user, d=detached: user is not d)
             changed = True
     if changed:
         ep.graph_module.recompile()
+    return written
+
+
+def _view_root(node):
+    """The node that graph node ``node`` is a view (or in-place result) of, through
+    chains of those: itself if it is neither."""
+    while isinstance(node, torch.fx.Node) and node.op == "call_function" and node.args:
+        schema = getattr(node.target, "_schema", None)
+        returns = schema.returns if schema is not None else ()
+        if not (returns and returns[0].alias_info is not None):
+            break
+        node = node.args[0]
+    return node
 
 
 def _writes_in_place(node) -> bool:
@@ -577,15 +602,28 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
         _refuse_autograd_calls(recorder, target, e)
         raise _capture_error(e, target) from e
     _refuse_autograd_calls(recorder, target)
-    if recorder.parameter_ctors:
-        raise CaptureError(f"{program_name(target)} creates a torch.nn.Parameter at {recorder.parameter_ctors[0]}: in "
-                           "eager each call makes a new leaf that requires grad (and so do the outputs computed "
-                           "from it), which a package cannot give; torch.compile breaks its graph there too",
-                           hint="create the parameter once, in the module's __init__, or use a plain tensor")
     record = records[-1]
     for effect in recorder.effects:
         warn_caller(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning)
     return ep, record, recorder
+
+
+def _refuse_parameter_ctors(recorder: EffectRecorder, target, flat: list, training: bool) -> None:
+    """A ``torch.nn.Parameter`` made inside the program is a new leaf that requires grad
+    at each eager call, and so are the outputs computed from it: an inference package
+    (or a training one where nothing else requires grad) would return them without
+    grad. Refused then, as torch.compile breaks its graph there; a training package
+    whose other inputs require grad runs it (the new leaf's own gradient is unreachable
+    in eager too)."""
+    if not recorder.parameter_ctors:
+        return
+    params = target.parameters() if isinstance(target, torch.nn.Module) else ()
+    if training and any(t.requires_grad for t in (*flat, *params) if isinstance(t, torch.Tensor)):
+        return
+    raise CaptureError(f"{program_name(target)} creates a torch.nn.Parameter at {recorder.parameter_ctors[0]}: in eager "
+                       "each call makes a new leaf that requires grad, and so do the outputs computed from it, "
+                       "which this package cannot give; torch.compile breaks its graph there too",
+                       hint="create the parameter once, in the module's __init__, or use a plain tensor")
 
 
 def _refuse_autograd_calls(recorder: EffectRecorder, target, cause: BaseException | None = None) -> None:
@@ -658,9 +696,11 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
 
 
 def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,
-               recorder: EffectRecorder) -> list[mf.Mutation]:
+               recorder: EffectRecorder, written_without_grad: set[int]) -> list[mf.Mutation]:
     """The allowed in-place updates as the package records them; refuses an update of
-    an input that requires grad (eager refuses it for a leaf; a package for any)."""
+    a leaf input that requires grad (eager refuses it too), and one of an input that
+    requires grad made with grad mode off (``written_without_grad``: eager hides it from
+    autograd, where the package replays it through autograd)."""
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
     for spec in mutation_specs:
@@ -674,12 +714,12 @@ def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[
                                "eager PyTorch refuses that too (a leaf Variable that requires grad is being used "
                                "in an in-place operation)",
                                hint="work on a copy (x = x.clone()) or pass an input that does not require grad")
-        if flat[index].requires_grad and recorder.inplace_no_grad:
-            # eager hides such an update from autograd; which tensor each hidden call
-            # changed is not known here, and replaying it through autograd would differ
-            raise CaptureError(f"the program changes input {paths[index]}, which requires grad, in place and makes "
-                               f"in-place updates with grad mode off (at {', '.join(recorder.inplace_no_grad)}): "
-                               "a training package cannot tell which of them autograd should not see",
+        if flat[index].requires_grad and index in written_without_grad:
+            # eager hides such an update from autograd; the package replays updates of
+            # inputs through autograd (autograd_runtime), so the history would differ
+            raise CaptureError(f"the program changes input {paths[index]}, which requires grad, in place with grad "
+                               f"mode off (at {', '.join(recorder.inplace_no_grad)}): eager hides that update from "
+                               "autograd, which a training package cannot replay",
                                hint="update the input outside torch.no_grad(), or pass x.detach()")
         # (an input that requires grad and is no leaf: the update is replayed through autograd, autograd_runtime)
         mutations.append(mf.Mutation(kind="input", index=index))
