@@ -86,8 +86,8 @@ def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool, amp: bool = False) -
     }
     diff = [o for o in outs if o.requires_grad]
     if diff:
-        loss = sum(((k + 1) * o.to(torch.float64)).sum() for k, o in enumerate(diff))
-        try:
+        try:  # (eager may refuse to differentiate, e.g. through a view made under no_grad and then changed)
+            loss = sum(((k + 1) * o.to(torch.float64)).sum() for k, o in enumerate(diff))
             loss.backward()
             result["grads"] = [None if x.grad is None else x.grad.clone() for x in inputs if x.is_leaf]
         except RuntimeError as e:
