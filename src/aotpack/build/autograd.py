@@ -176,8 +176,8 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
       have them (an ``expand``), or several outputs view it, the intermediate becomes a
       hidden output and the views ``OutputView``s of it.
 
-    ``hidden_updates``: weights whose in-place update eager hides from autograd
-    (``_hidden_from_autograd``).
+    ``hidden_updates``: weights whose in-place update eager hides from autograd, and
+    inputs (``input:<flat index>``) updated with grad mode off (``_hidden_from_autograd``).
 
     Returns (the graph, input aliases, output views, number of hidden outputs)."""
     import copy
@@ -233,18 +233,21 @@ def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: l
 def _hidden_from_autograd(gm: torch.fx.GraphModule, values: list, mutations: list[Mutation], weights: list[str],
                           names: set[str]) -> None:
     """Parameters updated in place where autograd does not see it (``with torch.no_grad():
-    self.w.mul_(0.5)``; eager refuses the update with grad on), made so in the
-    functional graph too. Eager's gradient for such a parameter is the gradient of its
+    self.w.mul_(0.5)``; eager refuses the update with grad on), and inputs updated with
+    grad mode off (``names`` holds ``input:<flat index>`` for those), made so in the
+    functional graph too. Eager's gradient for such a tensor is the gradient of its
     value after the update, the tensor the rest of the program uses; the functional
     graph computes that value (``w1 = w * 0.5``) differentiably, which would scale it.
     So each later use reads ``w1.detach() + (w - w.detach())``: the same value (``w -
     w.detach()`` is zero; ``nan_to_num`` keeps it zero where ``w`` is inf or nan), with
-    the gradient passing to ``w`` unchanged. The update's own output keeps ``w1``."""
+    the gradient passing to ``w`` unchanged. The update's own output keeps ``w1`` for a
+    parameter (written back with grad off: a leaf), and is ``w1.detach()`` for an input,
+    so the write-back records nothing in the caller's graph, as eager's hidden update."""
     out = next(n for n in gm.graph.nodes if n.op == "output")
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     aten = torch.ops.aten
     for k, m in enumerate(mutations):
-        if m.kind != "buffer" or m.weight not in names:
+        if (m.weight if m.kind == "buffer" else f"input:{m.index}") not in names:
             continue
         value, weight = values[k], placeholders[_mutation_target(m, weights)]
         with gm.graph.inserting_after(value):
@@ -260,6 +263,9 @@ def _hidden_from_autograd(gm: torch.fx.GraphModule, values: list, mutations: lis
         for node in (frozen, w_frozen, zero, zero_finite, seen):
             node.meta["val"] = value.meta["val"]
         value.replace_all_uses_with(seen, delete_user_cb=lambda user, keep=(frozen, out): user not in keep)
+        if m.kind == "input":
+            values[k] = frozen
+            out.args = (tuple(frozen if i == k else v for i, v in enumerate(out.args[0])),)
 
 
 def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView], list[int], list]:
@@ -532,6 +538,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}
+    hidden_updates |= {f"input:{i}" for i in captured.inputs_updated_without_grad}
     graph, aliased, views, hidden = _unalias_outputs(captured.graph_module, captured.mutations,
                                                      list(captured.weights), hidden_updates)
     run = _run_with_meta(graph)

@@ -109,6 +109,9 @@ class Captured:
         through (training traces the program itself to keep their backward).
       mutated_inputs: flat inputs an inference program updates in place (the compiled
         code writes into the caller's tensor, as eager; see ``_input_writes``).
+      inputs_updated_without_grad: flat inputs a training program updates in place with
+        grad mode off (``with torch.no_grad(): x.mul_(2)``): eager hides those updates
+        from autograd (build/autograd.py does too).
       global_state: the global state the program was captured under, as far as the
         compiled code depends on it (``GlobalState``; load/guards.py checks it).
     """
@@ -133,6 +136,7 @@ class Captured:
     aliased: list[mf.Alias] = field(default_factory=list)
     module_training: bool | None = None
     custom_functions: list[type] = field(default_factory=list)  # the classes (described by function_names)
+    inputs_updated_without_grad: set[int] = field(default_factory=set)
     global_state: mf.GlobalState = field(default_factory=mf.GlobalState)
     mutated_inputs: list[int] = field(default_factory=list)
     # weights whose requires_grad the program reads: name -> the value export's branch holds
@@ -410,7 +414,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         exported=ep,
         graph_module=gm,
         mutations=_mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], call.flat,
-                             call.paths, recorder, written_without_grad),
+                             call.paths, recorder),
+        inputs_updated_without_grad=written_without_grad,
         state=[n for n, t in weight_targets.items() if t in written_buffers],
         aliased=[] if mutation_specs else output_aliases(gm, names=names),
         module_training=module_training_of(target),
@@ -696,11 +701,9 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
 
 
 def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,
-               recorder: EffectRecorder, written_without_grad: set[int]) -> list[mf.Mutation]:
+               recorder: EffectRecorder) -> list[mf.Mutation]:
     """The allowed in-place updates as the package records them; refuses an update of
-    a leaf input that requires grad (eager refuses it too), and one of an input that
-    requires grad made with grad mode off (``written_without_grad``: eager hides it from
-    autograd, where the package replays it through autograd)."""
+    a leaf input that requires grad (eager refuses it too)."""
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
     for spec in mutation_specs:
@@ -714,13 +717,6 @@ def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[
                                "eager PyTorch refuses that too (a leaf Variable that requires grad is being used "
                                "in an in-place operation)",
                                hint="work on a copy (x = x.clone()) or pass an input that does not require grad")
-        if flat[index].requires_grad and index in written_without_grad:
-            # eager hides such an update from autograd; the package replays updates of
-            # inputs through autograd (autograd_runtime), so the history would differ
-            raise CaptureError(f"the program changes input {paths[index]}, which requires grad, in place with grad "
-                               f"mode off (at {', '.join(recorder.inplace_no_grad)}): eager hides that update from "
-                               "autograd, which a training package cannot replay",
-                               hint="update the input outside torch.no_grad(), or pass x.detach()")
         # (an input that requires grad and is no leaf: the update is replayed through autograd, autograd_runtime)
         mutations.append(mf.Mutation(kind="input", index=index))
     return mutations
