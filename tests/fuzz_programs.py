@@ -3,7 +3,8 @@
 A program is a *recipe*: a list of steps over a list of values that starts with the
 inputs ``x, y``. Each step picks an op from a grammar (elementwise, matmul, reductions,
 views and reshapes, indexing, in-place ops on intermediates, on inputs and through views of
-inputs, concat, a branch on grad mode, a value computed under ``torch.no_grad()``) and
+inputs, concat, a branch on grad mode, a value computed under ``torch.no_grad()``, an
+input updated under it) and
 operands by index; a step whose operands do not fit (shapes) falls back to a unary op,
 so every recipe is a valid program. The program returns its last value and up to two
 others (which may be inputs or views of them: output aliasing is part of the test).
@@ -24,7 +25,7 @@ UNARY = [torch.sin, torch.tanh, torch.relu, torch.abs, torch.sigmoid, torch.neg,
 BINARY = [torch.add, torch.mul, torch.sub, torch.maximum]
 VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape"]
 OPS = ["unary", "binary", "matmul", "reduce", "softmax", "view", "index", "inplace_mid", "inplace_input", "concat",
-       "sum0", "grad_branch", "inplace_view", "no_grad"]
+       "sum0", "grad_branch", "inplace_view", "no_grad", "inplace_no_grad"]
 WRITABLE_VIEWS = ["t", "slice0", "stride1", "flatten"]  # views an in-place op may write through
 LAYOUTS = ["contiguous", "transposed", "offset", "strided", "expanded"]
 ALIASING = ["none", "same", "overlap"]
@@ -65,6 +66,10 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
         elif op == "no_grad":  # computed with grad mode off: no gradient flows back through it
             with torch.no_grad():
                 out = UNARY[k % len(UNARY)](a)
+        elif op == "inplace_no_grad" and i % len(values) < 2:  # an input updated where autograd does not see it
+            with torch.no_grad():
+                out = a.mul_(0.5)
+            out_base = base
         elif op == "grad_branch":  # the program reads global state: export keeps one branch
             out = a * 2 if torch.is_grad_enabled() else a - 1
         elif op == "concat" and a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1]:
@@ -99,7 +104,7 @@ def make_program(recipe: list[tuple], outputs: tuple):
 
 
 def uses_input_inplace(recipe) -> bool:
-    return any(op in ("inplace_input", "inplace_view") for op, *_ in recipe)
+    return any(op in ("inplace_input", "inplace_view", "inplace_no_grad") for op, *_ in recipe)
 
 
 @dataclass(frozen=True)

@@ -528,6 +528,24 @@ def copy_under_no_grad(x, buf):
     return (buf * x).sum()
 
 
+def decays_a_leaf(w, x):
+    with torch.no_grad():  # as an optimizer's step: eager allows it for a leaf that requires grad
+        w.mul_(0.5)
+    return (w * x).sum()
+
+
+def test_a_leaf_input_updated_inside_no_grad_trains_as_eager(tmp_path):
+    w, x = torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(decays_a_leaf, (w, x), train=True, backend="eager").save(tmp_path / "d.aot"))
+    results = []
+    for run in (fn, decays_a_leaf):
+        a, b = w.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+        run(a, b).backward()
+        results.append((a.detach(), a.grad, b.grad, a.is_leaf))
+    for got, want in zip(*results):
+        assert got == want if isinstance(got, bool) else torch.equal(got, want)
+
+
 @pytest.mark.parametrize("program", [updates_beside_hidden_updates, hidden_update_of_x, copy_under_no_grad])
 def test_inputs_updated_inside_no_grad_train_as_eager(tmp_path, program):
     """Updates of inputs inside torch.no_grad() are hidden from autograd, as in eager:

@@ -414,7 +414,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         exported=ep,
         graph_module=gm,
         mutations=_mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], call.flat,
-                             call.paths, recorder),
+                             call.paths, recorder, written_without_grad),
         inputs_updated_without_grad=written_without_grad,
         state=[n for n, t in weight_targets.items() if t in written_buffers],
         aliased=[] if mutation_specs else output_aliases(gm, names=names),
@@ -701,9 +701,10 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
 
 
 def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,
-               recorder: EffectRecorder) -> list[mf.Mutation]:
+               recorder: EffectRecorder, without_grad: set[int] = frozenset()) -> list[mf.Mutation]:
     """The allowed in-place updates as the package records them; refuses an update of
-    a leaf input that requires grad (eager refuses it too)."""
+    a leaf input that requires grad made with grad mode on (eager refuses it too; under
+    ``torch.no_grad()``, ``without_grad``, eager allows it, as an optimizer's step)."""
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
     for spec in mutation_specs:
@@ -711,7 +712,7 @@ def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[
             mutations.append(mf.Mutation(kind="buffer", weight=by_target[spec.target]))
             continue
         index = user_names.index(spec.target)
-        if flat[index].requires_grad and flat[index].is_leaf:
+        if flat[index].requires_grad and flat[index].is_leaf and index not in without_grad:
             site = _mutation_site(ep, ep.graph_signature, spec, recorder)
             raise CaptureError(f"the program changes input {paths[index]} in place{site}, and it requires grad: "
                                "eager PyTorch refuses that too (a leaf Variable that requires grad is being used "
