@@ -533,3 +533,24 @@ def test_overlapping_inputs_updated_in_place_are_refused_at_the_call(tmp_path):
     y = torch.arange(20.0)
     fn(*y.split(5))  # separate views of one tensor: no overlap, runs
     assert torch.equal(y, torch.arange(20.0) + 1)
+
+
+def test_donated_buffer_with_retain_or_create_graph(tmp_path):
+    """test_donated_buffer_with_retain_or_create_graph1-3: backward through one output
+    five times with retain_graph=True, then once more; and create_graph=True. The
+    gradients accumulate as eager's (torch.compile's donated buffers refuse part of it)."""
+    torch.manual_seed(0)
+    m, ref = ReluPlusParam(), ReluPlusParam()
+    inp = torch.randn(3, 3, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(m, (inp,), train=True, backend="eager").save(tmp_path / "r.aot"), module=m)
+    a, b = inp.detach().clone().requires_grad_(), inp.detach().clone().requires_grad_()
+    got, want = fn(a).sum(), ref(b).sum()
+    for _ in range(5):
+        got.backward(retain_graph=True)
+        want.backward(retain_graph=True)
+    got.backward()
+    want.backward()
+    fn(a).sum().backward(create_graph=True)
+    ref(b).sum().backward(create_graph=True)
+    torch.testing.assert_close(a.grad, b.grad)
+    torch.testing.assert_close(m.param.grad, ref.param.grad)
