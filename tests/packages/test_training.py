@@ -546,6 +546,19 @@ def test_a_leaf_input_updated_inside_no_grad_trains_as_eager(tmp_path):
         assert got == want if isinstance(got, bool) else torch.equal(got, want)
 
 
+def test_an_input_updated_with_grad_on_and_inside_no_grad_is_refused():
+    """Eager keeps the first update in x's history and hides the second: one update
+    replayed per input cannot give both (the gradient would be scaled by the second)."""
+    def both_modes(x):
+        x.mul_(2)
+        with torch.no_grad():
+            x.mul_(3)
+        return (x * x).sum()
+
+    with pytest.raises(aotpack.CaptureError, match=r"changes input x, which requires grad, in place both with grad mode on and inside"):
+        aotpack.compile(both_modes, (torch.randn(3, requires_grad=True) * 1,), train=True, backend="eager")
+
+
 @pytest.mark.parametrize("program", [updates_beside_hidden_updates, hidden_update_of_x, copy_under_no_grad])
 def test_inputs_updated_inside_no_grad_train_as_eager(tmp_path, program):
     """Updates of inputs inside torch.no_grad() are hidden from autograd, as in eager:

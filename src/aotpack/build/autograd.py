@@ -323,22 +323,17 @@ def _view_base(node: torch.fx.Node) -> torch.fx.Node:
     return node
 
 
-_VIEW_BACKWARDS = ("ViewBackward", "AsStridedBackward", "SliceBackward", "SelectBackward", "TBackward",
-                   "TransposeBackward", "PermuteBackward", "ExpandBackward", "UnsqueezeBackward", "SqueezeBackward",
-                   "AliasBackward", "UnsafeViewBackward", "DiagonalBackward", "UnbindBackward", "SplitBackward")
-
-
 def _from_function(t) -> bool:
     """Whether tensor ``t`` (an output aliasing an argument) came out of a custom
     ``torch.autograd.Function`` (``Test.apply(x, y)`` returning ``y``), maybe through
-    views of it: its gradient is then that Function's backward, not the view's."""
+    views of it: its gradient is then that Function's backward, not the view's. (An
+    output aliasing an argument is made by views and such Functions only, each node's
+    first input the tensor it aliases; the chain ends at the traced leaf.)"""
     node = getattr(t, "grad_fn", None)
     while node is not None:
         if isinstance(node, torch.autograd.function.BackwardCFunction):
             return True
-        if not type(node).__name__.startswith(_VIEW_BACKWARDS) or not node.next_functions:
-            return False
-        node = node.next_functions[0][0]
+        node = node.next_functions[0][0] if node.next_functions else None
     return False
 
 
@@ -418,11 +413,11 @@ def _frozen_homes(captured) -> dict[str, _Home]:
     reads it as an input."""
     import sys
 
-    from .frozen import _user_functions
+    from .frozen import user_functions
 
     homes = {}
     cells = {}  # (closure variable, tensor id) -> its cell, in the program's own functions
-    for fn in _user_functions(getattr(captured.program, "_call", None)):
+    for fn in user_functions(getattr(captured.program, "_call", None)):
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
                 cells[(name, id(cell.cell_contents))] = cell

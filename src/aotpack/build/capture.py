@@ -382,9 +382,10 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     frozen = frozen_values(target, recorder.functions)
-    written_without_grad: set[int] = set()
+    updated_with_grad, updated_without_grad = set(), set()
     if allow_mutations:
-        written_without_grad = _detach_grad_disabled_regions(ep)
+        updated_with_grad, updated_without_grad = _input_updates_by_grad_mode(ep)
+        _detach_grad_disabled_regions(ep)
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
         # functional form returns the new values instead, which AOT autograd needs.
         with compat.quiet_export_logs():
@@ -414,8 +415,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         exported=ep,
         graph_module=gm,
         mutations=_mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], call.flat,
-                             call.paths, recorder, written_without_grad),
-        inputs_updated_without_grad=written_without_grad,
+                             call.paths, recorder, updated_with_grad, updated_without_grad),
+        inputs_updated_without_grad=updated_without_grad,
         state=[n for n, t in weight_targets.items() if t in written_buffers],
         aliased=[] if mutation_specs else output_aliases(gm, names=names),
         module_training=module_training_of(target),
@@ -492,36 +493,26 @@ def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> li
     return out
 
 
-def _detach_grad_disabled_regions(ep) -> set[int]:
+def _detach_grad_disabled_regions(ep) -> None:
     """Each value computed with grad mode off (``with torch.no_grad():`` in forward, or
     after ``torch.set_grad_enabled(False)``) is detached where it leaves its region.
 
     torch.export keeps such a region as one op, but the functional retrace training
     needs (``run_decompositions``) inlines it: AOT autograd would then differentiate
     through it, and the gradients of the inputs it read would differ from eager's,
-    silently. The detach is what grad mode off does to autograd: no history.
-
-    Returns the indices of the user inputs that such a region updates in place (eager
-    hides those updates from autograd)."""
-    from .. import _torch_compat as compat
+    silently. The detach is what grad mode off does to autograd: no history."""
+    from .graphs import writes_in_place
 
     graph = ep.graph_module.graph
-    user_inputs = list(ep.graph_signature.user_inputs)
-    changed, written = False, set()
+    changed = False
     for region, enabled, body in compat.grad_mode_regions(ep.graph_module):
         if enabled:  # torch.enable_grad() inside: the training capture runs with grad on anyway
             continue
-        inside = [n for n in body.graph.nodes if n.op == "placeholder"]
-        for node in body.graph.nodes:
-            if _writes_in_place(node):
-                outer = region.args[2 + inside.index(base)] if (base := _view_root(node.args[0])) in inside else None
-                if getattr(outer, "op", None) == "placeholder" and outer.name in user_inputs:
-                    written.add(user_inputs.index(outer.name))
         results = next(n for n in body.graph.nodes if n.op == "output").args[0]
         for out in list(region.users):
             if not isinstance(out.meta.get("val"), torch.Tensor):  # a size: nothing to detach
                 continue
-            if _writes_in_place(results[out.args[1]]):
+            if writes_in_place(results[out.args[1]]):
                 # `w.mul_(0.5)` under no_grad returns w itself, which stays w for autograd
                 # (a parameter keeps its grad): build/autograd.py's hidden updates handle it
                 continue
@@ -532,27 +523,23 @@ def _detach_grad_disabled_regions(ep) -> set[int]:
             changed = True
     if changed:
         ep.graph_module.recompile()
-    return written
 
 
-def _view_root(node):
-    """The node that graph node ``node`` is a view (or in-place result) of, through
-    chains of those: itself if it is neither."""
-    while isinstance(node, torch.fx.Node) and node.op == "call_function" and node.args:
-        schema = getattr(node.target, "_schema", None)
-        returns = schema.returns if schema is not None else ()
-        if not (returns and returns[0].alias_info is not None):
-            break
-        node = node.args[0]
-    return node
+def _input_updates_by_grad_mode(ep) -> tuple[set[int], set[int]]:
+    """(user inputs the program updates in place with grad mode on, those it updates
+    inside a grad-off region), as indices of the user inputs (graphs.written_placeholders)."""
+    from .graphs import storage_of, written_placeholders
 
-
-def _writes_in_place(node) -> bool:
-    """Whether graph node ``node`` is an in-place op (``mul_``, ``copy_``): its result is
-    the tensor it wrote, not a new value."""
-    schema = getattr(getattr(node, "target", None), "_schema", None)
-    returns = schema.returns if schema is not None else ()
-    return bool(returns) and returns[0].alias_info is not None and returns[0].alias_info.is_write
+    gm = ep.graph_module
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    user_inputs = list(ep.graph_signature.user_inputs)
+    index = {storage_of(p): user_inputs.index(p.name) for p in placeholders if p.name in user_inputs}
+    regions = [(node, body) for node, enabled, body in compat.grad_mode_regions(gm) if not enabled]
+    with_grad = {index[storage_of(placeholders[k])] for k in written_placeholders(gm, {r for r, _ in regions})
+                 if storage_of(placeholders[k]) in index}
+    without_grad = {index[storage_of(region.args[2 + k])] for region, body in regions
+                    for k in written_placeholders(body) if storage_of(region.args[2 + k]) in index}
+    return with_grad, without_grad
 
 
 def _inline_autocast(ep):
@@ -701,10 +688,14 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
 
 
 def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,
-               recorder: EffectRecorder, without_grad: set[int] = frozenset()) -> list[mf.Mutation]:
+               recorder: EffectRecorder, with_grad: set[int] = frozenset(),
+               without_grad: set[int] = frozenset()) -> list[mf.Mutation]:
     """The allowed in-place updates as the package records them; refuses an update of
     a leaf input that requires grad made with grad mode on (eager refuses it too; under
-    ``torch.no_grad()``, ``without_grad``, eager allows it, as an optimizer's step)."""
+    ``torch.no_grad()``, ``without_grad``, eager allows it, as an optimizer's step), and
+    an input that requires grad updated both with grad mode on and off (``with_grad``
+    and ``without_grad``: eager keeps the first in its history and hides the second; a
+    package replays one update per input, either way)."""
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
     for spec in mutation_specs:
@@ -718,6 +709,12 @@ def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[
                                "eager PyTorch refuses that too (a leaf Variable that requires grad is being used "
                                "in an in-place operation)",
                                hint="work on a copy (x = x.clone()) or pass an input that does not require grad")
+        if flat[index].requires_grad and index in with_grad and index in without_grad:
+            raise CaptureError(f"the program changes input {paths[index]}, which requires grad, in place both with "
+                               "grad mode on and "
+                               f"inside torch.no_grad() (at {', '.join(recorder.inplace_no_grad)}): eager keeps the "
+                               "first update in the tensor's history and hides the second, which a training package "
+                               "cannot replay as one update", hint="make both updates in the same grad mode")
         # (an input that requires grad and is no leaf: the update is replayed through autograd, autograd_runtime)
         mutations.append(mf.Mutation(kind="input", index=index))
     return mutations

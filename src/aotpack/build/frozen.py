@@ -15,10 +15,10 @@ import torch
 
 from .. import tree
 
-__all__ = ["frozen_values"]
+__all__ = ["frozen_values", "user_functions"]
 
 
-def _user_functions(target: Callable) -> list[types.FunctionType]:
+def user_functions(target: Callable) -> list[types.FunctionType]:
     """The Python functions whose globals and closures the program reads."""
     funcs: list[types.FunctionType] = []
 
@@ -58,7 +58,7 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     and every user function that ran during capture (``ran``: code -> (globals,
     closure values), from EffectRecorder), so helpers called at any depth count."""
     sources: dict = {}
-    for f in _user_functions(target):
+    for f in user_functions(target):
         cells = {}
         for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
             try:

@@ -18,7 +18,7 @@ from ..errors import CaptureError
 from ..package.manifest import Alias
 
 __all__ = ["storage_of", "op_name", "output_aliases", "layout_dependent_inputs", "written_placeholders",
-           "static_int", "updates_in_place", "is_view", "non_overlapping_and_dense"]
+           "static_int", "updates_in_place", "is_view", "writes_in_place", "non_overlapping_and_dense"]
 
 
 def storage_of(value):
@@ -166,10 +166,19 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
     return found
 
 
-def written_placeholders(gm: torch.fx.GraphModule) -> set[int]:
+def writes_in_place(node) -> bool:
+    """Whether graph node ``node`` is an in-place op (``mul_``, ``copy_``): its result is
+    the tensor it wrote, not a new value."""
+    schema = getattr(getattr(node, "target", None), "_schema", None)
+    returns = schema.returns if schema is not None else ()
+    return bool(returns) and returns[0].alias_info is not None and returns[0].alias_info.is_write
+
+
+def written_placeholders(gm: torch.fx.GraphModule, ignore=frozenset()) -> set[int]:
     """Indices of ``gm``'s placeholders that its ops write in place, directly, through a
     view, or inside a higher-order op's subgraph (``torch.no_grad()`` and
-    ``torch.autocast`` regions are such subgraphs in torch.export's graphs)."""
+    ``torch.autocast`` regions are such subgraphs in torch.export's graphs), except
+    inside the higher-order ops in ``ignore``."""
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     by_storage: dict = {}
     for j, p in enumerate(placeholders):
@@ -194,7 +203,7 @@ def written_placeholders(gm: torch.fx.GraphModule) -> set[int]:
             continue
         subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
                 and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
-        if not subs:
+        if not subs or node in ignore:
             continue
         after = node.args[node.args.index(subs[-1]) + 1:]
         operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
