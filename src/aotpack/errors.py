@@ -33,6 +33,7 @@ __all__ = [
     "NotARegularFile",
     "SpecializationWarning",
     "RebuildWarning",
+    "PortableRunWarning",
     "SideEffectWarning",
     "SignatureDroppedWarning",
 ]
@@ -128,6 +129,13 @@ class SideEffectWarning(UserWarning):
 
 class RebuildWarning(UserWarning):
     """A package variant built for another torch or machine is being compiled again."""
+
+
+class PortableRunWarning(UserWarning):
+    """A call ran a variant's portable program, eager ops in order, instead of its
+    compiled code, which assumes something of the inputs' memory that the call does not
+    give (an input it updates in place overlaps another, or has another layout). Its
+    result is eager's; its speed is eager's too. Once per loaded package and variant."""
 
 
 class NotARegularFile(AotpackError, OSError):

@@ -268,17 +268,21 @@ def test_programs_of_test_aot_autograd_package_and_equal_eager(tmp_path, backend
     assert set(results) == names
 
 
-def test_an_updated_input_is_pinned_and_unshared(tmp_path):
+def test_an_updated_input_is_pinned_and_one_passed_twice_runs_the_portable_program(tmp_path):
     """The compiled code writes into the caller's tensor: one in another layout is
-    refused (a copy would take the write), as is the same tensor passed twice."""
+    refused (a copy would take the write); the same tensor passed twice runs the
+    package's portable program on it, as eager."""
     fn = aotpack.load(aotpack.compile(arg_dupe, (torch.randn(3, 3), torch.randn(3, 3)), backend="eager")
                       .save(tmp_path / "a.aot"))
-    x = torch.randn(3, 3)
     with pytest.raises(aotpack.GuardError, match=r"args\[0\].stride\(\): expected contiguous \(the program changes "
                                                  r"it in place"):
-        fn(x.t(), torch.randn(3, 3))
-    with pytest.raises(aotpack.GuardError, match="shares memory with b"):
-        fn(x, x)
+        fn(torch.randn(3, 3).t(), torch.randn(3, 3))
+    mine = torch.randn(3, 3) * 3
+    theirs = mine.clone()
+    with pytest.warns(aotpack.PortableRunWarning, match="shares memory with b"):
+        (got,) = fn(mine, mine)
+    (want,) = arg_dupe(theirs, theirs)
+    assert torch.equal(got, want) and torch.equal(mine, theirs)
 
 
 # Training packages: programs of the file whose inputs or parameters require grad.
@@ -516,23 +520,63 @@ def test_what_torch_compile_splits_is_refused_naming_the_line():
                         backend="eager", train=True)
 
 
-def test_overlapping_inputs_updated_in_place_are_refused_at_the_call(tmp_path):
-    """test_inputs_overlapping_with_mutation_recompile and its stress test: views of one
-    tensor that overlap, each updated. torch.compile recompiles for that aliasing; a
-    package, compiled for separate tensors, refuses the call naming both arguments."""
-    def add_one_to_all(*args):
-        for a in args:
-            a.add_(1)
-        return args[0]
+def add_one_to_all(*args):
+    """test_inputs_overlapping_with_mutation_recompile and _stress: every input updated."""
+    for a in args:
+        a.add_(1)
+    return args[0]
 
-    fn = aotpack.load(aotpack.compile(add_one_to_all, tuple(torch.ones(20).split(5)), backend="eager").to_bytes())
-    x = torch.ones(20)
-    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor sharing no memory with another input"):
-        fn(x[:5], x[3:8], x[10:15], x[15:])
-    assert torch.equal(x, torch.ones(20))  # refused before anything ran
-    y = torch.arange(20.0)
-    fn(*y.split(5))  # separate views of one tensor: no overlap, runs
-    assert torch.equal(y, torch.arange(20.0) + 1)
+
+def double_first_sum(a, b, c, d):
+    """test_different_inputs_overlapping_set_with_mutation: one input updated, all read."""
+    a.mul_(2)
+    return a + b + c + d
+
+
+# (program, the inputs compiled for, the overlapping inputs of the call), each from a
+# tensor of the given length; as the tests make them
+OVERLAPPING = {
+    "inputs_overlapping_with_mutation_recompile":
+        (add_one_to_all, 20, lambda x: (x[:5], x[7:13], x[13:15]), lambda x: (x[:5], x[7:13], x[9:])),
+    "different_inputs_overlapping_set_with_mutation":
+        (double_first_sum, 20, lambda x: (x[:5], x[4:9], x[10:15], x[15:]), lambda x: (x[:5], x[4:9], x[8:13], x[15:])),
+    "inputs_overlapping_with_mutation_stress":
+        (add_one_to_all, 1000, lambda x: (*x.split(10), x[4:44]), lambda x: (*x.split(10), x[4:44])),
+}
+
+
+@pytest.mark.parametrize("name,backend", [(n, "eager") for n in OVERLAPPING] + [
+    pytest.param("inputs_overlapping_with_mutation_recompile", "aoti", marks=pytest.mark.slow)])
+def test_overlapping_inputs_updated_in_place_equal_eager(tmp_path, name, backend):
+    """Views of one tensor that overlap, some updated in place. torch.compile recompiles
+    for that aliasing; a package's compiled code assumes separate memory, so such a call
+    runs the package's portable program (eager ops in order on the caller's tensors),
+    with a PortableRunWarning, in a fresh process: eager's outputs and eager's updates."""
+    program, n, compiled_for, call = OVERLAPPING[name]
+    aotpack.compile(program, compiled_for(torch.arange(float(n))), backend=backend, dynamic=True).save(tmp_path / "p.aot")
+    child = f"""
+import sys, warnings, torch, aotpack
+sys.path[:0] = {[HERE, os.path.dirname(HERE)]!r}
+from test_aot_autograd_programs import OVERLAPPING
+program, n, _, call = OVERLAPPING[{name!r}]
+fn = aotpack.load({str(tmp_path / "p.aot")!r})
+mine, theirs = torch.arange(float(n)), torch.arange(float(n))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = fn(*call(mine))
+    again = fn(*call(mine))  # the second call: no second warning
+want = program(*call(theirs))
+want_again = program(*call(theirs))
+assert torch.equal(got, want) and torch.equal(again, want_again) and torch.equal(mine, theirs), (got, want)
+shares = lambda out, x: out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()  # noqa: E731
+assert shares(got, mine) == shares(want, theirs)  # a view of the caller's tensor where eager's is
+(w,) = [c for c in caught if issubclass(c.category, aotpack.PortableRunWarning)]
+assert "runs the package's portable program" in str(w.message) and "shares memory with" in str(w.message)
+separate, copies = [t.clone() for t in call(torch.arange(float(n)))], [t.clone() for t in call(torch.arange(float(n)))]
+assert torch.equal(fn(*separate), program(*copies)) and all(map(torch.equal, separate, copies))  # compiled code
+print("ok")
+"""
+    assert run_fresh(["-c", child]).stdout.strip().endswith("ok")
 
 
 def test_donated_buffer_with_retain_or_create_graph(tmp_path):

@@ -441,6 +441,50 @@ def test_inplace_through_aliased_inputs_refused(tmp_path, aliasing):
     assert out.tolist() == [3.0] * 3 and a.tolist() == [2.0] * 3  # eager's result when not aliased
 
 
+def second_updated_and_viewed(a, b):
+    b.add_(1)
+    return a * 2, b[1:]
+
+
+def test_examples_that_are_views_of_one_tensor_compile_as_separate_inputs():
+    """Example inputs sliced from one tensor: the package is for separate tensors, and
+    the update and the output view belong to the second input (traced on one storage,
+    both were credited to the first: the view was rebuilt from ``a``'s memory)."""
+    x = torch.arange(20.0)
+    fn = aotpack.load(aotpack.compile(second_updated_and_viewed, (x[:5], x[7:13]), backend="eager").to_bytes())
+    assert torch.equal(x, torch.arange(20.0))  # the examples are left as they were
+    assert fn.manifest.variants[0].mutated_inputs == [1]
+    a, b = torch.randn(5), torch.randn(6)
+    ref_a, ref_b = a.clone(), b.clone()
+    got, want = fn(a, b), second_updated_and_viewed(ref_a, ref_b)
+    assert all(map(torch.equal, got, want)) and torch.equal(b, ref_b)
+    assert got[1].data_ptr() == b.data_ptr() + 4  # a view of b, as eager's
+    with pytest.warns(aotpack.PortableRunWarning, match=r"args\[1\]"):  # b overlaps a: eager ops, in place
+        x = torch.arange(20.0)
+        got = fn(x[:5], x[4:10])
+    y = torch.arange(20.0)
+    want = second_updated_and_viewed(y[:5], y[4:10])
+    assert torch.equal(x, y) and all(map(torch.equal, got, want)) and got[1].data_ptr() == x.data_ptr() + 20
+
+
+def halves_under_no_grad(a, b):
+    with torch.no_grad():
+        b.mul_(0.5)  # a region that returns nothing, only updates b
+    return a + 1
+
+
+def test_portable_program_with_a_region_that_only_updates_in_place():
+    """Such a region is written to program.json with no outputs, and torch 2.11-2.13 read
+    it back without the value its verifier demands; the portable program (and a rebuild)
+    read it now (found by the fuzzer)."""
+    fn = aotpack.load(aotpack.compile(halves_under_no_grad, (torch.randn(3), torch.randn(3)), backend="eager")
+                      .to_bytes())
+    x = torch.arange(4.0)
+    with pytest.warns(aotpack.PortableRunWarning):  # b overlaps a
+        torch.testing.assert_close(fn(x[:3], x[1:]), torch.tensor([1.0, 1.5, 2.0]))  # a + 1 after b's update
+    assert x.tolist() == [0.0, 0.5, 1.0, 1.5]
+
+
 # 5. grad mode and module.training -------------------------------------------------------
 
 def leaks_grad_mode(x):
@@ -760,7 +804,8 @@ def test_an_input_written_in_place_is_refused_beside_its_twin_copied_into_layout
     """Found by the fuzzer (seed 31337): x compiled transposed, y written in place; called
     with one contiguous tensor as both, x was copied into the compiled layout first, and
     the check that y shares memory with no other input compared it with that copy: the
-    package returned x without y's update, eager with it."""
+    package returned x without y's update, eager with it. (The portable program, which
+    runs overlapping updated inputs, takes each in the compiled layout: x is not.)"""
     example = (torch.randn(6, 4).t(), torch.randn(4, 6))
     fn = aotpack.load(aotpack.compile(bump_y_read_x, example, backend="eager").save(tmp_path / "b.aot"))
     t = torch.randn(4, 6)

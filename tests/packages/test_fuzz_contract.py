@@ -7,7 +7,8 @@ expanded), aliasing (the same tensor twice, overlapping views), dtypes, requires
 patterns and grad modes. Each call is compared with eager PyTorch on: the outputs
 (values, dtype, shape), which inputs each output shares memory with, requires_grad of
 each output, the inputs after the call (in-place effects), grad mode after the call,
-and, for training packages, the gradients of the inputs.
+and, for training packages, the gradients of the inputs (and whether each requires grad
+under ``create_graph=True``).
 
 Backend eager runs every case; AOTInductor a fixed sample (its compiles take tens of
 seconds on 2 cores). The seeds are fixed (hypothesis derandomized); raise the budget
@@ -34,7 +35,10 @@ EXAMPLES = int(os.environ.get("AOTPACK_FUZZ_EXAMPLES", "25"))
 # the dtypes programs are compiled for (AOTPACK_FUZZ_DTYPES=bfloat16,float32 on a GPU)
 DTYPES = [getattr(torch, d) for d in os.environ.get("AOTPACK_FUZZ_DTYPES", "float32,float64").split(",")]
 STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_errors": 0, "both_failed": 0,
-         "refusals": {}, "refused_examples": {}}
+         "refusals": {}, "refused_examples": {},
+         # per gradient under create_graph=True: requires_grad as eager's, or only the package's
+         "create_graph_grads": {"equal": 0, "package only": 0},
+         "portable_runs": 0}  # packages whose calls ran their portable program (overlapping updated inputs)
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
@@ -72,11 +76,15 @@ def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool, amp: bool = False) -
     """Everything a caller can observe of one call (under ``amp``: bf16 autocast on CPU)."""
     inputs = build_inputs(spec, seed)
     try:
-        with torch.set_grad_enabled(grad_mode), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with (torch.set_grad_enabled(grad_mode), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp),
+              warnings.catch_warnings(record=True) as caught):
+            warnings.simplefilter("always", aotpack.PortableRunWarning)
             outs = fn(*inputs)
             grad_after = torch.is_grad_enabled()
     except Exception as e:  # noqa: BLE001 - compared below
         return {"error": e}
+    # (once per loaded package: the packages whose calls ran their portable program)
+    STATS["portable_runs"] += sum(issubclass(w.category, aotpack.PortableRunWarning) for w in caught)
     result = {
         "outputs": [o.detach().clone() for o in outs],
         "requires_grad": [o.requires_grad for o in outs],
@@ -88,6 +96,17 @@ def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool, amp: bool = False) -
     if diff:
         try:  # (eager may refuse to differentiate, e.g. through a view made under no_grad and then changed)
             loss = sum(((k + 1) * o.to(torch.float64)).sum() for k, o in enumerate(diff))
+            leaves = [x for x in inputs if x.requires_grad and x.is_leaf]
+            if leaves:  # create_graph=True: which gradients require grad (a second backward's inputs)
+                second = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+                result["create_graph"] = [g is not None and g.requires_grad for g in second]
+                connected = [g for g in second if g is not None and g.requires_grad]
+                if connected:  # differentiating them again: eager's number, or the package's refusal
+                    try:
+                        torch.autograd.grad(sum(g.sum() for g in connected), leaves, allow_unused=True)
+                        result["second_order"] = "ran"
+                    except aotpack.AotpackError:
+                        result["second_order"] = "refused"
             loss.backward()
             result["grads"] = [None if x.grad is None else x.grad.clone() for x in inputs if x.is_leaf]
         except RuntimeError as e:
@@ -128,6 +147,13 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
     assert package["grad_after"] == eager["grad_after"], what
     if "grads" in eager:
         assert "grads" in package, f"{what}: {package.get('backward_error')}"
+        # under create_graph=True a gradient requires grad where eager's does; it may where
+        # eager's does not (a dependency through a comparison, maximum's tie mask), and then
+        # differentiating it again is refused, as torch.compile refuses it
+        for k, (a, b) in enumerate(zip(eager.get("create_graph", []), package.get("create_graph", []))):
+            assert b or not a, f"{what}: grad {k} under create_graph=True: eager's requires grad, the package's not"
+            STATS["create_graph_grads"]["equal" if a == b else "package only"] += 1
+        assert package.get("second_order") in (None, "refused"), what
         for k, (a, b) in enumerate(zip(eager["grads"], package["grads"])):
             assert (a is None) == (b is None), f"{what}: grad {k}: eager {a}, package {b}"
             if a is not None:
@@ -174,9 +200,11 @@ def _module_tmp(tmp_path_factory):
 
 
 def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="eager", train=False,
-                  requires_grad=(False, False), state=(True, False)):
+                  requires_grad=(False, False), state=(True, False), aliasing="none"):
+    """``aliasing``: of the example inputs compiled for (views of one tensor, or one
+    tensor twice): the package is compiled for separate inputs all the same."""
     program = make_program(recipe, outs)
-    compiled = CallSpec(example_layouts, "none", dtype, requires_grad, shape)
+    compiled = CallSpec(example_layouts, aliasing, dtype, requires_grad, shape)
     fn = compile_or_refuse(program, compiled, backend, train, state)
     if fn is None:
         return
@@ -203,7 +231,8 @@ def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, dat
     calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False)), st.booleans(),
                                          st.sampled_from([False] * 3 + [True])), min_size=3, max_size=5))
     state = data.draw(st.tuples(st.booleans(), st.sampled_from([False] * 3 + [True])))  # grad mode, autocast
-    check_program(recipe, outs, shape, dtype, example, calls, state=state)
+    aliasing = data.draw(st.sampled_from(ALIASING[:1] * 4 + ALIASING[1:]))  # of the inputs compiled for
+    check_program(recipe, outs, shape, dtype, example, calls, state=state, aliasing=aliasing)
 
 
 @_seeded

@@ -116,6 +116,25 @@ def test_create_graph_gives_first_order_grads_and_refuses_the_second(tmp_path):
         g_graph.sum().backward()  # the second order: refused, never a silent zero
 
 
+def test_create_graph_gradients_require_grad_where_eagers_do():
+    """A gradient computed from a saved intermediate (exp's result) requires grad and is
+    connected to the input it depends on, so a second derivative asked of that input
+    alone reaches the package and is refused; ``x * 2``'s gradient requires none, as
+    eager's. (Before, exp's gradient did not require grad: a penalty built on it was a
+    silent constant.)"""
+    for program, want in ((lambda x: x.exp(), True), (lambda x: x * 2, False), (lambda x: x.sin() * 3, True)):
+        fn = aotpack.load(aotpack.compile(program, (torch.randn(4, requires_grad=True),), train=True,
+                                          backend="eager").to_bytes())
+        x = torch.randn(4, requires_grad=True)
+        (g,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
+        (e,) = torch.autograd.grad(program(x).sum(), x, create_graph=True)
+        torch.testing.assert_close(g.detach(), e.detach())
+        assert g.requires_grad == e.requires_grad == want
+        if want:
+            with pytest.raises(aotpack.AotpackError, match="double backward"):
+                torch.autograd.grad(g.sum(), x)
+
+
 def test_dropout_uses_the_callers_rng(tmp_path):
     m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5)).train()
     fn = compile_load(m, (torch.randn(4, 8),), tmp_path)

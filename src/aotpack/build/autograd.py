@@ -678,6 +678,7 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         # required grad at compile time)
         "weights_requires_grad": [_gets_grad(captured, n, w) for n, w in captured.weights.items()],
         "grad_tangents": _grad_tangents(jc.backward),
+        "grad_inputs": _grad_inputs(jc),
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
     for key in ("cpu_isa", "compute_capability", "machine"):
@@ -698,14 +699,40 @@ def _grad_tangents(backward: torch.fx.GraphModule) -> list[list[int]]:
     computed from. A gradient none of whose tangents reach the backward at a call is
     None there, as in eager (an output left out of the loss gives its parameters no grad)."""
     tangents = [n for n in backward.graph.nodes if n.op == "placeholder" and n.name.startswith("tangents")]
-    index = {n: i for i, n in enumerate(tangents)}
+    return _outputs_reached(backward, tangents)
+
+
+def _grad_inputs(jc: JointCapture) -> list[list[int]]:
+    """Per output of the backward graph: the forward's arguments (weights, then inputs)
+    it depends on through the tensors the forward saved. Under ``backward(create_graph=
+    True)`` a gradient requires grad when one of them does (or one of its tangents), as
+    eager's: ``exp``'s gradient does (it is computed from exp's result), ``x * 2``'s does
+    not. Over, never under: dependencies through comparisons count too, so a gradient
+    that eager could differentiate is never silently a constant (differentiating it again
+    is refused)."""
+    primals = [n for n in jc.forward.graph.nodes if n.op == "placeholder"]
+    forward_reach = _reach(jc.forward, primals)
+    fw_out = next(n for n in jc.forward.graph.nodes if n.op == "output").args[0]
+    saved_nodes = [n for n in jc.backward.graph.nodes if n.op == "placeholder"][:len(jc.saved)]
+    through = [set() if not isinstance(node, torch.fx.Node) or not isinstance(node.meta.get("val"), torch.Tensor)
+               else forward_reach.get(node, set()) for node in fw_out[jc.num_outputs:]]  # a saved int: no grad
+    return [sorted(set().union(*(through[s] for s in saved))) for saved in _outputs_reached(jc.backward, saved_nodes)]
+
+
+def _reach(graph: torch.fx.GraphModule, sources: list) -> dict:
+    """Per node of ``graph``: the indices of the ``sources`` (nodes) it is computed from."""
+    index = {n: i for i, n in enumerate(sources)}
     reach: dict = {}
-    for node in backward.graph.nodes:
-        if node.op == "placeholder":
-            reach[node] = {index[node]} if node in index else set()
-        else:
-            reach[node] = set().union(*(reach[a] for a in node.all_input_nodes)) if node.all_input_nodes else set()
-    out = next(n for n in backward.graph.nodes if n.op == "output")
+    for node in graph.graph.nodes:
+        own = {index[node]} if node in index else set()
+        reach[node] = own.union(*(reach[a] for a in node.all_input_nodes))
+    return reach
+
+
+def _outputs_reached(graph: torch.fx.GraphModule, sources: list) -> list[list[int]]:
+    """Per output of ``graph``: the indices of the ``sources`` it is computed from."""
+    reach = _reach(graph, sources)
+    out = next(n for n in graph.graph.nodes if n.op == "output")
     return [sorted(reach.get(v, set())) if isinstance(v, torch.fx.Node) else [] for v in out.args[0]]
 
 

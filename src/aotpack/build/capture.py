@@ -453,10 +453,33 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
     for name, v in zip(names, values):
         children.append(tree.flatten(v, name, flat)[0])
     in_spec = TupleSpec(children)
+    flat = _separate_memory(flat)
     flat_dyn = flat_dynamic(dynamic, sig, values, len(flat))
     paths = tree.tensor_paths(in_spec, names)
     layouts = [input_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
     return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how)
+
+
+def _separate_memory(flat: list) -> list:
+    """The example inputs, each in memory of its own: an input sharing memory with an
+    earlier one (views of one tensor, ``x[:5], x[7:13]``) is replaced by a copy of its
+    storage with the same size, strides and offset. A package is compiled for inputs
+    that are separate tensors (a call whose inputs overlap where the program writes is
+    told apart by the guards); traced as views of one storage, the graph would tell
+    which input an in-place update or an output view belongs to by storage alone, and
+    credit the first of them with all of them."""
+    from .graphs import storage_of
+
+    seen, out = set(), []
+    for t in flat:
+        if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+            if storage_of(t) in seen:  # (by storage, not address: empty tensors share address 0)
+                copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
+                    t.untyped_storage().clone(), t.storage_offset(), t.size(), t.stride())
+                t = copy.requires_grad_(t.requires_grad)
+            seen.add(storage_of(t))
+        out.append(t)
+    return out
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict,

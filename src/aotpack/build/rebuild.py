@@ -43,10 +43,12 @@ def _example_inputs(variant: Variant, examples: dict | None) -> list[torch.Tenso
 
 
 def captured_from_package(manifest: Manifest, variant: Variant, program_json: bytes, weights: dict,
-                          examples: dict | None) -> Captured:
-    """The Captured program of a package variant, rebuilt from its serialized form."""
+                          examples: dict | None, on_device: bool = True) -> Captured:
+    """The Captured program of a package variant, rebuilt from its serialized form
+    (``on_device=False``: its weights left where ``weights`` are, for a graph that is
+    handed its weights at each call)."""
     program = manifest.program
-    device = variant.device
+    device = variant.device if on_device else "cpu"
     keys = variant.weights
     fqns = variant.weight_fqns
     targets = variant.weight_targets
@@ -77,7 +79,7 @@ def captured_from_package(manifest: Manifest, variant: Variant, program_json: by
         exported=ep, graph_module=compat.plain_graph_module(ep.graph_module))
 
 
-def captured_from_reader(reader, variant: Variant, weights: dict) -> Captured:
+def captured_from_reader(reader, variant: Variant, weights: dict, on_device: bool = True) -> Captured:
     """The Captured program of ``variant`` in an open package, its members verified first."""
     prefix = fmt.variant_dir(variant.name)
     if variant.weight_targets is None or not reader.has(prefix + fmt.PROGRAM):
@@ -87,7 +89,33 @@ def captured_from_reader(reader, variant: Variant, weights: dict) -> Captured:
     members = [prefix + fmt.PROGRAM] + ([prefix + fmt.EXAMPLES] if reader.has(prefix + fmt.EXAMPLES) else [])
     reader.verify(members)
     examples = reader.tensors(members[1]) if len(members) > 1 else None
-    return captured_from_package(reader.manifest, variant, reader.read(members[0]), weights, examples)
+    return captured_from_package(reader.manifest, variant, reader.read(members[0]), weights, examples, on_device)
+
+
+def portable_program(reader, variant: Variant):
+    """``flat -> outputs``: an inference variant's portable program (torch.export's
+    graph, which keeps in-place ops in the program's order) run op by op on the tensors
+    it is given, weights first, as the variant's compiled code is called. The runtime
+    runs it for a call that breaks what only compiled code assumes of the inputs' memory
+    (an input updated in place that overlaps another, or has another layout): eager ops
+    on the caller's own tensors give eager's result, overlaps included.
+
+    Example:
+        >>> run = portable_program(reader, variant); run(weights + flat)   # doctest: +SKIP
+    """
+    gm = captured_from_reader(reader, variant, reader.weights(), on_device=False).graph_module
+    after, device = variant.global_state.grad_mode_after, variant.device
+
+    def run(flat: list) -> list:
+        # no autograd graph, as the compiled code; the program's own autocast (a variant
+        # compiled for one) is in the graph as casts, so the caller's is off here
+        with torch.no_grad(), torch.autocast(device, enabled=False):
+            outs = gm(*flat)
+        if after is not None:  # a program that leaves grad mode changed (see runtime._leaving_grad_mode)
+            torch.set_grad_enabled(after)
+        return list(outs)
+
+    return run
 
 
 def rebuild_variant(reader, variant: Variant, weights: dict, *, backends=(), say=print) -> Compiled:

@@ -114,11 +114,16 @@ class Mismatch(Exception):
     """Internal: one failed check. ``parts`` is the path inside the bound arguments,
     built only when a check fails (the success path builds no strings)."""
 
-    def __init__(self, parts: list, expected: str, actual: str, where: str | None = None, late: bool = False):
+    def __init__(self, parts: list, expected: str, actual: str, where: str | None = None, late: bool = False,
+                 portable: bool = False):
         self.parts, self.expected, self.actual, self.where = parts, expected, actual, where
         # a check that runs after structure, dtypes and shapes passed (requires_grad,
         # layout, shared memory, the bound module): the variant that got furthest
         self.late = late or where is not None
+        # an assumption only the compiled code makes (an input it updates in place
+        # overlaps no other input): the variant's portable program, eager ops in order on
+        # the caller's tensors, runs such a call as eager
+        self.portable = portable
 
 
 def describe_input(name: str, guard: Input, dims: dict[str, Dim]) -> str:
@@ -484,7 +489,7 @@ class Unshared(Check):
             if first < other_end and other_first < end:
                 raise Mismatch([], f"a tensor sharing no memory with another input (the program changes it in "
                                f"place, and eager would see the change through {self.names[j]})",
-                               f"one that shares memory with {self.names[j]}", late=True)
+                               f"one that shares memory with {self.names[j]}", late=True, portable=True)
         return t
 
 
@@ -894,12 +899,18 @@ class Guard:
         return out
 
     # -- checking ---------------------------------------------------------------------
-    def check(self, args: tuple, kwargs: dict, tensors: bool = True, adapt: bool = True) -> list[torch.Tensor]:
+    def check(self, args: tuple, kwargs: dict, tensors: bool = True, adapt: bool = True,
+              portable: bool = False) -> list[torch.Tensor]:
         """Flat input tensors if the call matches; raises Mismatch (or GuardError) if not.
 
         ``tensors=False`` checks only binding and structure (``load(check_guards=False)``);
         ``adapt=False`` refuses an input in another memory layout instead of copying it
-        (dispatch first looks for a variant compiled for the caller's layouts).
+        (dispatch first looks for a variant compiled for the caller's layouts);
+        ``portable=True`` leaves out the check that updated inputs overlap no other
+        input, and copies nothing: the caller's own tensors, each in the compiled layout,
+        for the variant's portable program. (Not another layout: the graph holds the
+        choices torch.export made for the traced one, a ``reshape`` that viewed rather
+        than copied; and a copy of an input would not see another's update.)
         """
         values = self.bind(args, kwargs)
         if self._tensors_only:
@@ -914,9 +925,11 @@ class Guard:
                     raise
         if not tensors:
             return flat
-        call = _Call(flat, adapt)
+        call = _Call(flat, adapt and not portable)
         for checks in (self._early, self._late):  # every input's type and shape before any late check
             for c in checks:
+                if portable and isinstance(c, Unshared):
+                    continue
                 try:
                     flat[c.index] = c.full(flat[c.index], call)
                 except Mismatch as m:

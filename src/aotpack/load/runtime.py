@@ -24,7 +24,7 @@ import torch
 from .. import tree
 from .._torch_version import torch_version
 from ..backends import get_backend
-from ..errors import AotpackError, GuardError, IncompatibleError, RebuildWarning
+from ..errors import AotpackError, GuardError, IncompatibleError, PortableRunWarning, RebuildWarning
 from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
@@ -208,6 +208,7 @@ class Loaded:
         self._keys = None  # the trusted keys the load checked (load sets them)
         self._source = path  # what example_inputs() reads again (the memory file of a load from bytes)
         self._initial_state = initial_state or {}  # name -> the value the package stores
+        self._portable: dict = {}  # variant name -> its portable program, read at the first call that needs it
         declared = {n for v in variants for n in v.manifest.state}  # (not the aliases of them)
         self.state = {}
         for name, w in self._state_copies():
@@ -242,6 +243,8 @@ class Loaded:
                 try:
                     flat = v.guard.check(args, kwargs, self._check_guards)
                 except Mismatch as m:
+                    if m.portable and v.manifest.train is None:
+                        return self._run_portable(v, m, args, kwargs)
                     raise self._guard_error([(v, m)], args, kwargs) from None
             try:
                 return self._result(v.fn(v.weights + flat))
@@ -273,7 +276,35 @@ class Loaded:
                 failures.append((v, m))
                 continue
             return self._run(v, flat, args, kwargs)
+        for v, m in failures:  # the most specific variant whose compiled code alone refuses the call
+            if m.portable and v.manifest.train is None:
+                return self._run_portable(v, m, args, kwargs, failures)
         raise self._guard_error(failures, args, kwargs) from None
+
+    def _run_portable(self, v, why: Mismatch, args, kwargs, failures=None):
+        """Run variant ``v``'s portable program (torch.export's graph: eager ops in order,
+        in-place updates where the program makes them) on the caller's own tensors: the
+        call breaks an assumption only compiled code makes of their memory (``why``), as
+        torch.compile recompiles for it. Inference variants only: a training variant's
+        portable program has no custom Function's backward."""
+        try:
+            flat = v.guard.check(args, kwargs, self._check_guards, portable=True)
+            problem = v.state() if v.state is not None and self._check_guards else None
+            if problem is not None:
+                raise problem
+        except Mismatch:  # (an input in another layout too): the overlap is what the call is refused for
+            raise self._guard_error([(v, why)] + [f for f in failures or () if f[0] is not v], args, kwargs) from None
+        run = self._portable.get(v.name)
+        if run is None:
+            from ..build.rebuild import portable_program  # (its first use in this process)
+
+            with PackageReader(self._source, self._keys) as r:  # checked like the load's own members
+                run = self._portable[v.name] = portable_program(r, v.manifest)
+            path = v.guard.path(why, args, kwargs)
+            warnings.warn(f"aotpack: {self.__name__}({path}) runs the package's portable program op by op, at eager "
+                          f"speed: its compiled code expects {why.expected}, got {why.actual} (variant {v.name}; "
+                          "this warning once per variant)", PortableRunWarning, stacklevel=3)
+        return self._result(run(v.weights + flat))
 
     def _run(self, v, flat: list, args, kwargs):
         try:
