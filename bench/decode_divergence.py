@@ -12,7 +12,8 @@ calls the step a near-tie when the gap is at most 2 units in the last place of t
 (bf16: 8 bits of mantissa; fp32: 24).
 
     python bench/decode_divergence.py --device cuda --dtypes float32,bfloat16 --layers 8 --hidden 2048
-Writes bench/results/decode_divergence-<device>-<layers>x<hidden>.json.
+    python bench/decode_divergence.py --device cuda --dtypes bfloat16 --weights int8
+Writes bench/results/decode_divergence-<device>-<layers>x<hidden>[-int8].json.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def run(dtype_name: str, opts, work: str) -> dict:
                       num_hidden_layers=opts.layers, num_attention_heads=8, num_key_value_heads=4,
                       max_position_embeddings=1024)
     model = LlamaForCausalLM(cfg).to(opts.device, dtype).eval()
+    if opts.weights == "int8":  # both sides run the int8 model: eager's generate and the package
+        model = aotpack.llm.int8_weights(model)
     ids = torch.randint(3, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0)).to(opts.device)
     with torch.no_grad():
         ref = model.generate(ids, max_new_tokens=NEW, do_sample=False, pad_token_id=0, output_scores=True,
@@ -70,7 +73,7 @@ def run(dtype_name: str, opts, work: str) -> dict:
         tokens = aotpack.generate(fn, ids, NEW)[0, -NEW:].tolist()
     finally:
         llm._choose = choose
-    row = {"dtype": dtype_name, "same_tokens": tokens == ref_tokens, "steps": NEW}
+    row = {"dtype": dtype_name, "weights": opts.weights, "same_tokens": tokens == ref_tokens, "steps": NEW}
     k = next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens)) if a != b), None)
     if k is not None:
         # the two candidates: eager's choice (argmax: the first index of a tie) and the package's
@@ -93,6 +96,8 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--weights", default="full", choices=["full", "int8"],
+                        help="int8: the model of aotpack.llm.int8_weights, on both sides")
     opts = parser.parse_args()
     from _common import machine
 
@@ -112,7 +117,8 @@ def main() -> None:
             else:
                 print(f"{name}: greedy tokens equal eager's for all {NEW} steps")
     out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    with open(os.path.join(out_dir, f"decode_divergence-{opts.device}-{opts.layers}x{opts.hidden}.json"), "w") as f:
+    int8 = "-int8" if opts.weights == "int8" else ""
+    with open(os.path.join(out_dir, f"decode_divergence-{opts.device}-{opts.layers}x{opts.hidden}{int8}.json"), "w") as f:
         json.dump({"machine": machine(), "rows": rows, "command": " ".join(["python", *sys.argv])}, f, indent=1)
 
 

@@ -268,17 +268,21 @@ def test_programs_of_test_aot_autograd_package_and_equal_eager(tmp_path, backend
     assert set(results) == names
 
 
-def test_an_updated_input_is_pinned_and_one_passed_twice_runs_the_portable_program(tmp_path):
-    """The compiled code writes into the caller's tensor: one in another layout is
-    refused (a copy would take the write); the same tensor passed twice runs the
-    package's portable program on it, as eager."""
+def test_an_updated_input_in_another_layout_or_passed_twice_equals_eager(tmp_path):
+    """The compiled code writes into the tensor it is given: one in another layout is
+    copied into the compiled layout and the update copied back after the run (as
+    torch.compile's functionalization epilogue writes inputs back); the same tensor
+    passed twice runs the package's portable program on it. Both as eager."""
     fn = aotpack.load(aotpack.compile(arg_dupe, (torch.randn(3, 3), torch.randn(3, 3)), backend="eager")
                       .save(tmp_path / "a.aot"))
+    mine, other = torch.randn(3, 3) * 3, torch.randn(3, 3) * 3
+    theirs, other_theirs = mine.clone(), other.clone()
+    (got,) = fn(mine.t(), other)  # a transposed view of mine: updated through the copy's write-back
+    (want,) = arg_dupe(theirs.t(), other_theirs)
+    assert torch.equal(got, want) and torch.equal(mine, theirs) and torch.equal(other, other_theirs)
     with pytest.raises(aotpack.GuardError, match=r"args\[0\].stride\(\): expected contiguous \(the program changes "
                                                  r"it in place"):
-        fn(torch.randn(3, 3).t(), torch.randn(3, 3))
-    mine = torch.randn(3, 3) * 3
-    theirs = mine.clone()
+        fn(torch.randn(1, 3).expand(3, 3), torch.randn(3, 3))  # one element for many: no copy can be written back
     with pytest.warns(aotpack.PortableRunWarning, match="shares memory with b"):
         (got,) = fn(mine, mine)
     (want,) = arg_dupe(theirs, theirs)

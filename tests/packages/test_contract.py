@@ -467,6 +467,41 @@ def test_examples_that_are_views_of_one_tensor_compile_as_separate_inputs():
     assert torch.equal(x, y) and all(map(torch.equal, got, want)) and got[1].data_ptr() == x.data_ptr() + 20
 
 
+def bump_then_stack(x, y):
+    x.add_(1)
+    return torch.cat([x, y])
+
+
+def test_overlapping_updated_inputs_under_autocast_are_refused():
+    """A package compiled under autocast has a functional graph (the autocast region was
+    inlined by a retrace): read after x's update, y gives its value from before, which an
+    overlap makes differ from eager (found by the fuzzer, seed 26). Refused, naming both."""
+    fn = aotpack.load(aotpack.compile(bump_then_stack, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
+                                      autocast=torch.bfloat16).to_bytes())
+    base = torch.randn(5, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(aotpack.GuardError, match="shares memory with y"):
+        fn(base[:4], base[1:])
+    x, y = torch.randn(4, 6), torch.randn(4, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(fn(x.clone(), y), bump_then_stack(x, y))
+
+
+def test_an_updated_input_copied_into_layout_is_still_checked_for_overlap():
+    """x compiled strided and updated in place, called contiguous and overlapping y: x is
+    copied into its compiled layout (its update written back after), and the overlap
+    check looked at that copy and passed; the package read y's old rows (found by the
+    fuzzer, seed 26, after the write-back came). The overlap is checked on the caller's x."""
+    strided = torch.randn(4, 12)[:, ::2]
+    fn = aotpack.load(aotpack.compile(bump_then_stack, (strided, torch.randn(4, 6)), backend="eager").to_bytes())
+    base = torch.randn(5, 6)
+    with pytest.raises(aotpack.GuardError, match="shares memory with y"):
+        fn(base[:4], base[1:])  # the portable program takes x only in its compiled layout: refused
+    x, y = torch.randn(4, 6), torch.randn(4, 6)
+    x_eager = x.clone()
+    torch.testing.assert_close(fn(x, y), bump_then_stack(x_eager, y))  # no overlap: copied and written back
+    assert torch.equal(x, x_eager)
+
+
 def halves_under_no_grad(a, b):
     with torch.no_grad():
         b.mul_(0.5)  # a region that returns nothing, only updates b

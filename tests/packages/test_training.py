@@ -135,6 +135,39 @@ def test_create_graph_gradients_require_grad_where_eagers_do():
                 torch.autograd.grad(g.sum(), x)
 
 
+def halve_and_view(x, w):
+    with torch.no_grad():
+        x.mul_(0.5)
+    return x.t()[1:], x * w
+
+
+def bump_and_view(x, w):
+    x.add_(1)
+    return x[:, 1:3], (x * w).sum()
+
+
+@pytest.mark.parametrize("program", [halve_and_view, bump_and_view])
+def test_view_of_a_strided_input_updated_in_place(program):
+    """An output that views an input the program updates, the input strided
+    (``x[:, ::2]``): the functional update's value is contiguous, so the view's numbers are
+    moved into the caller's layout (each step as a step in element indices). It was
+    refused before (found by the fuzzer, seeds 14-15). Values, view, strides, the input
+    after and w's gradient are eager's."""
+    strided = lambda: torch.randn(4, 12)[:, ::2]  # noqa: E731
+    w = torch.randn(4, 6, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(program, (strided(), w), train=True, backend="eager").to_bytes())
+    mine = strided()
+    theirs = torch.empty(4, 12)[:, ::2].copy_(mine)
+    got, want = fn(mine, w), program(theirs, w)
+    assert all(torch.equal(a, b) and a.stride() == b.stride() for a, b in zip(got, want))
+    assert torch.equal(mine, theirs)
+    assert got[0].untyped_storage().data_ptr() == mine.untyped_storage().data_ptr()
+    assert got[0].storage_offset() - mine.storage_offset() == want[0].storage_offset() - theirs.storage_offset()
+    (g_got,) = torch.autograd.grad(got[1].sum(), w)
+    (g_want,) = torch.autograd.grad(want[1].sum(), w)
+    torch.testing.assert_close(g_got, g_want)
+
+
 def test_dropout_uses_the_callers_rng(tmp_path):
     m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5)).train()
     fn = compile_load(m, (torch.randn(4, 8),), tmp_path)

@@ -222,12 +222,48 @@ def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: l
 
     base = next(n for n in updated if storage_of(n) == storage_of(node))
     b, v, arg = base.meta["val"], node.meta["val"], placeholders[updated[base]].meta["val"]
-    if b.shape != arg.shape or b.stride() != arg.stride():
+    offset = v.storage_offset() - b.storage_offset()
+    if b.shape == arg.shape and b.stride() == arg.stride():
+        return Alias(output=i, primal=updated[base], size=list(v.shape), stride=list(v.stride()), offset=offset)
+    moved = _in_layout_of(arg, b, v, offset) if b.shape == arg.shape else None
+    if moved is None:
         raise CaptureError(f"output {i} is a view of an argument the program updates in place, and the update "
                            "changes its layout; a training package cannot rebuild that view of the caller's tensor",
                            hint="return the argument itself, or a .clone() of the view")
-    return Alias(output=i, primal=updated[base], size=list(v.shape), stride=list(v.stride()),
-                 offset=v.storage_offset() - b.storage_offset())
+    return Alias(output=i, primal=updated[base], size=list(v.shape), stride=moved[0], offset=moved[1])
+
+
+def _in_layout_of(arg, b, v, offset: int) -> tuple[list[int], int] | None:
+    """The strides and offset in ``arg``'s memory of view ``v``, which views ``b`` (the
+    same tensor as ``arg`` in another layout: the update's value in the functional graph,
+    contiguous where the caller's tensor is transposed) at ``offset`` in ``b``'s memory:
+    each step of the view and its start, as a step in ``b``'s element indices, laid out
+    with ``arg``'s strides. None where that is no view of ``arg`` (a step that carries
+    from one dimension into the next, a flatten) or the sizes are symbolic."""
+    try:
+        shape, b_stride, a_stride = [int(n) for n in b.shape], [int(s) for s in b.stride()], [int(s) for s in arg.stride()]
+        sizes, steps, start = [int(n) for n in v.shape], [int(s) for s in v.stride()], int(offset)
+    except (TypeError, RuntimeError):  # a symbolic size: not at compile time
+        return None
+    order = sorted((d for d in range(len(shape)) if shape[d] > 1), key=lambda d: -b_stride[d])
+
+    def index(memory: int) -> list[int] | None:
+        """The element index whose memory is at ``memory`` from b's start (greedy by
+        stride: unique for a tensor whose elements do not overlap)."""
+        digits = [0] * len(shape)
+        for d in order:
+            digits[d], memory = divmod(memory, b_stride[d]) if b_stride[d] else (0, memory)
+        return digits if memory == 0 else None
+
+    first = index(start)
+    moves = [index(st) if n > 1 else [0] * len(shape) for n, st in zip(sizes, steps)]
+    if first is None or any(m is None for m in moves):
+        return None
+    last = [first[k] + sum((n - 1) * m[k] for n, m in zip(sizes, moves)) for k in range(len(shape))]
+    if any(x >= n for x, n in zip(last, shape)) or any(n > 1 and s == 0 for n, s in zip(shape, b_stride)):
+        return None  # a step past a dimension's end: it carries into the next one
+    in_arg = lambda digits: sum(x * s for x, s in zip(digits, a_stride))  # noqa: E731
+    return [in_arg(m) for m in moves], in_arg(first)
 
 
 def _hidden_from_autograd(gm: torch.fx.GraphModule, values: list, mutations: list[Mutation], weights: list[str],

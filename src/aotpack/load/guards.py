@@ -162,7 +162,7 @@ def shape_text(shape: list, dims: dict[str, Dim]) -> str:
 class _Call:
     """What the full check of one call carries between checks."""
 
-    __slots__ = ("sizes", "adapt", "flat", "given", "grad")
+    __slots__ = ("sizes", "adapt", "flat", "given", "grad", "write_back")
 
     def __init__(self, flat: list, adapt: bool):
         self.sizes: dict[str, int] = {}
@@ -170,6 +170,21 @@ class _Call:
         self.flat = flat
         self.given = list(flat)  # the caller's tensors, before any is copied into a compiled layout
         self.grad = torch.is_grad_enabled()
+        self.write_back: list = []  # (copy the program updates, the caller's tensor) of updated inputs
+
+
+class Flat(list):
+    """The flat inputs of a call, some of them copies the program updates in place
+    (``write_back``: (copy, the caller's tensor)); ``finish()`` after the run copies each
+    update into the caller's tensor, as torch.compile's functionalization epilogue
+    writes its inputs back."""
+
+    __slots__ = ("write_back",)
+
+    def finish(self) -> None:
+        with torch.no_grad():
+            for copy, given in self.write_back:
+                given.copy_(copy)
 
 
 class Check:
@@ -412,9 +427,12 @@ class MemoryLayout(Check):
     kind = "layout"
     late = True
 
-    def __init__(self, index, guard: Input, pinned: bool, mutated: bool):
+    def __init__(self, index, guard: Input, pinned: bool, mutated: bool, write_back: bool = False):
         super().__init__(index)
         self.guard, self.pinned, self.mutated = guard, pinned, mutated
+        # an input an inference program updates, in another layout: the program updates
+        # a copy in the compiled layout, copied into the caller's tensor after the run
+        self.write_back = write_back
 
     def fast(self, a, env):
         i, layout = self.index, self.guard.layout
@@ -441,6 +459,10 @@ class MemoryLayout(Check):
             return t
         if not call.adapt:
             raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
+        if self.write_back and layouts.can_adapt(want) and _no_internal_overlap(t):
+            copy = layouts.adapt(t, want)
+            call.write_back.append((copy, t))
+            return copy
         if self.pinned or not layouts.can_adapt(want):
             why = ("the program changes it in place" if self.mutated else
                    g.layout_pinned if g.layout_pinned else
@@ -453,6 +475,17 @@ class MemoryLayout(Check):
         from . import layout as layouts
 
         return layouts.describe(self.guard.layout)
+
+
+def _no_internal_overlap(t) -> bool:
+    """Whether no two elements of ``t`` share memory (a copy can be written into it):
+    sorted by stride, each dimension steps past everything the inner ones span."""
+    span = 1
+    for st, n in sorted((st, n) for n, st in zip(t.shape, t.stride()) if n > 1):
+        if st < span:
+            return False
+        span = st * n
+    return True
 
 
 def _span(t) -> tuple[int, int]:
@@ -479,9 +512,11 @@ class Unshared(Check):
 
     def full(self, t, call):
         # against the caller's tensors: another input copied into its compiled layout
-        # still shares memory with this one in eager, which sees the change through it
-        storage = t.untyped_storage().data_ptr()
-        first, end = _span(t)
+        # still shares memory with this one in eager, which sees the change through it;
+        # and this one may be a copy too, whose update is written back (MemoryLayout)
+        given = call.given[self.index]
+        storage = given.untyped_storage().data_ptr()
+        first, end = _span(given)
         for j, other in enumerate(call.given):
             if j == self.index or other.untyped_storage().data_ptr() != storage:
                 continue
@@ -718,6 +753,7 @@ class Guard:
         # memory), and those whose layout must match exactly (no copy may stand in)
         self.mutated = sorted(mutated)
         self.pinned = set(pinned) | set(mutated)
+        self._pinned_by_outputs = set(pinned)  # (an output views it, or the program reads its layout)
         self.signature = signature
         self.in_spec = in_spec
         self.inputs = inputs
@@ -746,6 +782,7 @@ class Guard:
     def _build_checks(self, state: GlobalState, device: str) -> list[Check]:
         """Every check of this variant, in the order they run."""
         names = [p for p, _ in self.tensor_inputs()] if self.mutated else []
+        pinned_by_outputs = self._pinned_by_outputs
         checks: list[Check] = []
         for i, g in enumerate(self.inputs):
             dtype = getattr(torch, g.dtype)
@@ -753,7 +790,8 @@ class Guard:
                        RequiresGrad(i, g.requires_grad, self.train, g.requires_grad_pinned)]
             if self.raw_memory:
                 checks.append(StoredBits(i, dtype.is_complex, i in self.pinned))
-            checks.append(MemoryLayout(i, g, i in self.pinned, i in self.mutated))
+            checks.append(MemoryLayout(i, g, i in self.pinned, i in self.mutated,
+                                       write_back=i in self.mutated and i not in pinned_by_outputs and not self.train))
             if i in self.mutated:
                 checks.append(Unshared(i, names))
         return checks + state_checks(state, device, self.raw_memory)
@@ -943,6 +981,9 @@ class Guard:
                     m.parts[:0] = self.tensor_path(m.flat_index)
                     m.where = None
                 raise
+        if call.write_back:
+            flat = Flat(flat)
+            flat.write_back = call.write_back
         return flat
 
     def tensor_path(self, flat_index: int) -> list:

@@ -29,7 +29,7 @@ from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
 from ..treespec import TensorLeaf, TreeSpec, TupleSpec
-from .guards import Guard, Mismatch, describe_input
+from .guards import Flat, Guard, Mismatch, describe_input
 
 __all__ = ["Loaded", "load"]
 
@@ -243,9 +243,11 @@ class Loaded:
                 try:
                     flat = v.guard.check(args, kwargs, self._check_guards)
                 except Mismatch as m:
-                    if m.portable and v.manifest.train is None:
+                    if m.portable and _runs_portable(v.manifest):
                         return self._run_portable(v, m, args, kwargs)
                     raise self._guard_error([(v, m)], args, kwargs) from None
+            if flat.__class__ is not list:  # an updated input copied into its compiled layout
+                return self._run(v, flat, args, kwargs)
             try:
                 return self._result(v.fn(v.weights + flat))
             except RuntimeError as e:
@@ -277,7 +279,7 @@ class Loaded:
                 continue
             return self._run(v, flat, args, kwargs)
         for v, m in failures:  # the most specific variant whose compiled code alone refuses the call
-            if m.portable and v.manifest.train is None:
+            if m.portable and _runs_portable(v.manifest):
                 return self._run_portable(v, m, args, kwargs, failures)
         raise self._guard_error(failures, args, kwargs) from None
 
@@ -285,8 +287,7 @@ class Loaded:
         """Run variant ``v``'s portable program (torch.export's graph: eager ops in order,
         in-place updates where the program makes them) on the caller's own tensors: the
         call breaks an assumption only compiled code makes of their memory (``why``), as
-        torch.compile recompiles for it. Inference variants only: a training variant's
-        portable program has no custom Function's backward."""
+        torch.compile recompiles for it (``_runs_portable`` says which variants may)."""
         try:
             flat = v.guard.check(args, kwargs, self._check_guards, portable=True)
             problem = v.state() if v.state is not None and self._check_guards else None
@@ -308,9 +309,12 @@ class Loaded:
 
     def _run(self, v, flat: list, args, kwargs):
         try:
-            return self._result(v.fn(v.weights + flat))
+            out = self._result(v.fn(v.weights + flat))
         except RuntimeError as e:
             raise self._backend_error(e, v, flat, args, kwargs) from e
+        if isinstance(flat, Flat):  # the updates of inputs copied into their compiled layout, back
+            flat.finish()
+        return out
 
     def _backend_error(self, error: RuntimeError, v, flat: list, args, kwargs) -> Exception:
         """What a backend's RuntimeError means: a GuardError when an input is a torch.func
@@ -396,6 +400,17 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     if device == "cuda" and not torch.cuda.is_available():
         problems.append("device: the variant runs on CUDA, and no CUDA device is available")
     return problems
+
+
+def _runs_portable(variant: Variant) -> bool:
+    """Whether the variant's portable program runs a call as eager would, overlapping
+    updated inputs included: it is torch.export's graph with the in-place ops in the
+    program's order. Not for variants whose graph was retraced functionally: training
+    variants (AOT autograd needs the functional form; nor does their graph hold a custom
+    Function's backward) and those compiled under autocast (its region inlined): there a
+    read of one input after another's update reads its value from before, which an
+    overlap makes differ."""
+    return variant.train is None and variant.global_state.autocast is None
 
 
 def _with_views(fn, variant: Variant):
