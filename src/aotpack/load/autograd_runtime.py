@@ -49,7 +49,7 @@ def load_training(backend, files, meta):
     output_views = train.output_views or []  # (None before format version 6)
     n_user = n_out - n_mut - (train.hidden_outputs or 0)  # the program's outputs, before hidden bases
     grad_tangents = train.grad_tangents  # (None in packages before 2026-12-03: every grad computed)
-    grad_inputs = train.grad_inputs  # (None before 2026-12-04: see _grads_requiring_grad)
+    run_backward = _backward_runner(run_bw, train)
 
     class PackageFunction(torch.autograd.Function):
         @staticmethod
@@ -57,6 +57,7 @@ def load_training(backend, files, meta):
             ctx.set_materialize_grads(False)  # which outputs' grads reach the backward: see backward
             # the arguments that require grad (a reference each, no copy): under
             # create_graph=True the gradients are connected to those they depend on
+            # (_backward_runner)
             ctx.inputs = [f if isinstance(f, torch.Tensor) and f.requires_grad else None for f in flat]
             outs = run_fw(list(flat))
             saved = list(outs[n_out:])
@@ -80,62 +81,13 @@ def load_training(backend, files, meta):
             tensors = iter(ctx.saved_tensors)
             saved = [ctx.saved_ints[i] if i in ctx.saved_ints else next(tensors)
                      for i in range(len(ctx.saved_ints) + len(ctx.saved_tensors))]
-            wants = _grads_requiring_grad(ctx, tangents) if torch.is_grad_enabled() else None
-            if wants and any(wants):  # create_graph=True: such grads get a backward that refuses
-                connect = _inputs_reached(ctx, wants)
-                computed = list(CompiledBackward.apply(wants, len(connect), *connect, *saved, *tangents))
-            else:
-                computed = list(run_bw([*saved, *tangents]))
+            computed = run_backward(ctx, saved, tangents)
             if grad_tangents is not None and not all(reached):
                 # a gradient computed from output grads none of which reached the backward is
                 # eager's None (no path from the loss), not zeros: optimizers skip None
                 computed = [g if any(reached[t] for t in deps) else None for g, deps in zip(computed, grad_tangents)]
             computed = iter(computed)
             return tuple(next(computed) if m else None for m in grad_mask)
-
-    class CompiledBackward(torch.autograd.Function):
-        """The compiled backward under ``create_graph=True``, as torch.compile runs it:
-        the first-order gradients are computed (an optimizer step, a gradient norm), and
-        differentiating them again is refused, never silently zero."""
-
-        @staticmethod
-        def forward(ctx, wants, n_connect, *inputs):
-            # the first ``n_connect`` inputs are the forward's arguments the gradients
-            # depend on through the saved tensors (which are detached): passed so that
-            # differentiating a gradient again reaches this Function (and is refused)
-            # wherever eager's would reach them; gradients eager's would not connect are
-            # marked non-differentiable
-            outs = tuple(run_bw(list(inputs[n_connect:])))
-            ctx.mark_non_differentiable(*[o for o, w in zip(outs, wants) if not w and isinstance(o, torch.Tensor)])
-            return outs
-
-        @staticmethod
-        def backward(ctx, *grads):
-            raise AotpackError("double backward through an aotpack training package is not supported: its backward "
-                               "is compiled code without a backward of its own (torch.compile refuses it too)",
-                               hint="differentiate the gradients in eager PyTorch, or compute the penalty "
-                                    "without a second backward")
-
-    def _dependencies(n_grads: int):
-        """Per computed gradient: (the tangents, the forward's arguments) it is computed
-        from; packages before ``grad_tangents`` / ``grad_inputs``: all of them."""
-        every_tangent = list(range(sum(out_requires_grad)))
-        every_input = [i for i, m in enumerate(grad_mask) if m]
-        return [(grad_tangents[j] if grad_tangents is not None else every_tangent,
-                 grad_inputs[j] if grad_inputs is not None else every_input) for j in range(n_grads)]
-
-    def _grads_requiring_grad(ctx, tangents) -> list[bool]:
-        """Under ``create_graph=True``: per computed gradient, whether eager's would
-        require grad: one of its tangents does, or an argument it depends on through the
-        saved tensors."""
-        return [any(tangents[t].requires_grad for t in ts) or any(ctx.inputs[i] is not None for i in args)
-                for ts, args in _dependencies(sum(grad_mask))]
-
-    def _inputs_reached(ctx, wants: list[bool]) -> list[torch.Tensor]:
-        """The forward's arguments that require grad and that the gradients in ``wants``
-        depend on through the saved tensors."""
-        reached = sorted({i for w, (_, args) in zip(wants, _dependencies(len(wants))) if w for i in args})
-        return [ctx.inputs[i] for i in reached if ctx.inputs[i] is not None]
 
     def run(flat):
         views = aliased
@@ -156,3 +108,48 @@ def load_training(backend, files, meta):
 
     return run
 
+
+def _backward_runner(run_bw, train):
+    """``(ctx, saved, tangents) -> gradients``: the compiled backward, and under
+    ``backward(create_graph=True)`` (grad mode on in the backward) the gradients that
+    eager's would require grad for (one of their tangents does, or an argument they depend
+    on through the saved tensors: ``train.grad_inputs``; packages before it count every
+    argument) come from a Function connected to those arguments, whose own backward
+    refuses: as torch.compile, the first-order gradients are computed, and differentiating
+    them again is an error, never a silent zero."""
+    every_tangent = list(range(sum(train.out_requires_grad)))
+    every_input = [i for i, m in enumerate(train.grad_mask) if m]
+    dependencies = [(train.grad_tangents[j] if train.grad_tangents is not None else every_tangent,
+                     train.grad_inputs[j] if train.grad_inputs is not None else every_input)
+                    for j in range(sum(train.grad_mask))]
+
+    class CompiledBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, wants, n_connect, *inputs):
+            # the first ``n_connect`` inputs are the forward's arguments the gradients
+            # depend on through the saved tensors (which are detached): passed so that
+            # differentiating a gradient again reaches this Function (and is refused)
+            # wherever eager's would reach them; gradients eager's would not connect are
+            # marked non-differentiable
+            outs = tuple(run_bw(list(inputs[n_connect:])))
+            ctx.mark_non_differentiable(*[o for o, w in zip(outs, wants) if not w and isinstance(o, torch.Tensor)])
+            return outs
+
+        @staticmethod
+        def backward(ctx, *grads):
+            raise AotpackError("double backward through an aotpack training package is not supported: its backward "
+                               "is compiled code without a backward of its own (torch.compile refuses it too)",
+                               hint="differentiate the gradients in eager PyTorch, or compute the penalty "
+                                    "without a second backward")
+
+    def run_backward(ctx, saved: list, tangents: list) -> list:
+        if torch.is_grad_enabled():
+            wants = [any(tangents[t].requires_grad for t in ts) or any(ctx.inputs[i] is not None for i in args)
+                     for ts, args in dependencies]
+            if any(wants):
+                reached = sorted({i for w, (_, args) in zip(wants, dependencies) if w for i in args})
+                connect = [ctx.inputs[i] for i in reached if ctx.inputs[i] is not None]
+                return list(CompiledBackward.apply(wants, len(connect), *connect, *saved, *tangents))
+        return list(run_bw([*saved, *tangents]))
+
+    return run_backward

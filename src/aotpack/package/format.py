@@ -98,11 +98,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     inputs (or a view of one): returned by the compiled autograd.Function itself, so its
     gradient runs the Function's backward (a version 6 reader would rebuild a plain view
     whose gradient skips it). The version is 7 only where a variant has such an output.
-    (2026-12-04, a compatible addition) meta.train.grad_inputs: per gradient, the
+    (2026-12-03, later, a compatible addition) meta.train.grad_inputs: per gradient, the
     arguments it depends on through saved tensors, so that under
     ``backward(create_graph=True)`` a gradient requires grad where eager's does (and only
-    where some dependency does); in older packages every such gradient requires grad, as
-    torch.compile's, and older readers ignore the key.
+    where some dependency does); for older packages every argument that requires grad
+    counts, and older readers ignore the key.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -526,7 +526,7 @@ class Train(Record):
     grad_tangents: list[list[int]] | None = None
     # per gradient: the arguments (weights, then inputs) it depends on through the saved
     # tensors; under create_graph=True it requires grad when one of them (or one of its
-    # tangents) does, as eager's. None before 2026-12-04: every such gradient requires grad
+    # tangents) does, as eager's. None in older packages: every argument counts
     grad_inputs: list[list[int]] | None = None
     # outputs that are views of another output (format version 6 where present), and how
     # many of the last outputs are intermediates such views are of, not the program's
