@@ -168,6 +168,36 @@ def test_view_of_a_strided_input_updated_in_place(program):
     torch.testing.assert_close(g_got, g_want)
 
 
+def bump_then_weigh(x, w):
+    x.add_(1)
+    return (x * w).sum()
+
+
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+def test_an_updated_input_in_another_layout_trains_as_eager(layout):
+    """An input that requires grad (no leaf) updated in place, passed in another layout
+    than compiled: copied into the compiled layout, and the update replayed into the
+    caller's tensor after the run, through autograd, so the caller's tensor carries the
+    update's history and gradients reach its base, as in eager (a GuardError before)."""
+    w = torch.randn(4, 6, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(bump_then_weigh, (torch.randn(4, 6, requires_grad=True) * 1, w), train=True,
+                                      backend="eager").to_bytes())
+    shape = (6, 4) if layout == "transposed" else (4, 12)
+    view = (lambda b: (b * 1).t()) if layout == "transposed" else (lambda b: (b * 1)[:, ::2])
+    base = torch.randn(*shape, requires_grad=True)
+    base_eager = base.detach().clone().requires_grad_()
+    x, x_eager = view(base), view(base_eager)
+    got, want = fn(x, w), bump_then_weigh(x_eager, w)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(x, x_eager)
+    (got + (x * 3).sum()).backward()  # through the updated tensor too
+    grads = base.grad.clone(), w.grad.clone()
+    w.grad = None
+    (want + (x_eager * 3).sum()).backward()
+    torch.testing.assert_close(grads[0], base_eager.grad)
+    torch.testing.assert_close(grads[1], w.grad)
+
+
 def test_dropout_uses_the_callers_rng(tmp_path):
     m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5)).train()
     fn = compile_load(m, (torch.randn(4, 8),), tmp_path)

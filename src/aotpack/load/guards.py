@@ -182,9 +182,12 @@ class Flat(list):
     __slots__ = ("write_back",)
 
     def finish(self) -> None:
-        with torch.no_grad():
-            for copy, given in self.write_back:
-                given.copy_(copy)
+        for copy, given in self.write_back:
+            if copy.requires_grad and given.requires_grad and not given.is_leaf and torch.is_grad_enabled():
+                given.copy_(copy)  # a training update of a tensor with history: recorded, as eager's
+            else:
+                with torch.no_grad():
+                    given.copy_(copy)
 
 
 class Check:
@@ -430,8 +433,8 @@ class MemoryLayout(Check):
     def __init__(self, index, guard: Input, pinned: bool, mutated: bool, write_back: bool = False):
         super().__init__(index)
         self.guard, self.pinned, self.mutated = guard, pinned, mutated
-        # an input an inference program updates, in another layout: the program updates
-        # a copy in the compiled layout, copied into the caller's tensor after the run
+        # an input the program updates, in another layout: the program updates a copy in
+        # the compiled layout, copied into the caller's tensor after the run (Flat)
         self.write_back = write_back
 
     def fast(self, a, env):
@@ -791,7 +794,7 @@ class Guard:
             if self.raw_memory:
                 checks.append(StoredBits(i, dtype.is_complex, i in self.pinned))
             checks.append(MemoryLayout(i, g, i in self.pinned, i in self.mutated,
-                                       write_back=i in self.mutated and i not in pinned_by_outputs and not self.train))
+                                       write_back=i in self.mutated and i not in pinned_by_outputs))
             if i in self.mutated:
                 checks.append(Unshared(i, names))
         return checks + state_checks(state, device, self.raw_memory)

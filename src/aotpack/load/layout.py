@@ -5,8 +5,8 @@ compile time: a transposed tensor handed to code compiled for a contiguous one i
 in the wrong order and gives wrong numbers without an error. So every input guard
 records a layout, and a call whose tensor has another one is either *adapted* (the
 tensor is copied into the compiled layout; the copy is differentiable, so gradients
-still reach the caller's tensor; an inference program's in-place update of the copy is
-written back into the caller's tensor after the run, ``guards.Flat``) or, where a copy
+still reach the caller's tensor; the program's in-place update of the copy is written
+back into the caller's tensor after the run, ``guards.Flat``) or, where a copy
 would change what the caller sees (an output that is a view of it, a program that reads
 its layout), *refused* with a GuardError naming the argument's strides.
 
