@@ -144,3 +144,12 @@ class GradInputsAliasInputs(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return x, grad
+
+
+def halves_under_no_grad(a, b):
+    """A ``torch.no_grad()`` region that returns nothing, only updates ``b``: torch
+    2.11-2.13 write such a region with no outputs and read it back without the value
+    their verifier demands (``_torch_compat.deserialize_program`` gives it back)."""
+    with torch.no_grad():
+        b.mul_(0.5)
+    return a + 1

@@ -39,6 +39,21 @@ def test_rebuild_mechanism_eager(tmp_path, monkeypatch):
     torch.testing.assert_close(fn(y), m(y))
 
 
+def test_rebuild_of_a_region_that_only_updates_in_place(tmp_path, monkeypatch):
+    """torch 2.11-2.13 read such a region back without the value its verifier demands,
+    so the rebuild failed with a FormatError (``_torch_compat.deserialize_program``)."""
+    path = aotpack.compile(programs.halves_under_no_grad, (torch.randn(3), torch.randn(3)), backend="eager").save(
+        tmp_path / "h.aot")
+    real = runtime.incompatibilities
+    monkeypatch.setattr(runtime, "incompatibilities",
+                        lambda manifest, v, *rest: real(manifest, v, *rest) + ["machine: pretend it was built elsewhere"])
+    with pytest.warns(aotpack.RebuildWarning):
+        fn = aotpack.load(path, on_mismatch="rebuild")
+    a, b = torch.randn(3), torch.tensor([2.0, 4.0, 6.0])
+    torch.testing.assert_close(fn(a, b), a + 1)
+    assert b.tolist() == [1.0, 2.0, 3.0]
+
+
 @pytest.mark.slow
 def test_foreign_torch_version_aoti_rebuild_and_rewrite(tmp_path):
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ import torch
 import aotpack
 from aotpack.load.runtime import incompatibilities
 from aotpack.package.manifest import Meta
-from programs import GradInputsAliasInputs
+from programs import GradInputsAliasInputs, halves_under_no_grad
 
 
 def affine(x):
@@ -500,12 +500,6 @@ def test_an_updated_input_copied_into_layout_is_still_checked_for_overlap():
     x_eager = x.clone()
     torch.testing.assert_close(fn(x, y), bump_then_stack(x_eager, y))  # no overlap: copied and written back
     assert torch.equal(x, x_eager)
-
-
-def halves_under_no_grad(a, b):
-    with torch.no_grad():
-        b.mul_(0.5)  # a region that returns nothing, only updates b
-    return a + 1
 
 
 def test_portable_program_with_a_region_that_only_updates_in_place():
