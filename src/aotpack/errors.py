@@ -133,9 +133,9 @@ class RebuildWarning(UserWarning):
 
 class PortableRunWarning(UserWarning):
     """A call ran a variant's portable program, eager ops in order, instead of its
-    compiled code, which assumes something of the inputs' memory that the call does not
-    give (an input it updates in place overlaps another, or has another layout). Its
-    result is eager's; its speed is eager's too. Once per loaded package and variant."""
+    compiled code, which assumes that an input it updates in place overlaps no other
+    input. Its result is eager's; its speed is eager's too. Once per loaded package and
+    variant."""
 
 
 class NotARegularFile(AotpackError, OSError):

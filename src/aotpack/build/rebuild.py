@@ -96,24 +96,21 @@ def portable_program(reader, variant: Variant):
     """``flat -> outputs``: an inference variant's portable program (torch.export's
     graph, which keeps in-place ops in the program's order) run op by op on the tensors
     it is given, weights first, as the variant's compiled code is called. The runtime
-    runs it for a call that breaks what only compiled code assumes of the inputs' memory
-    (an input updated in place that overlaps another, or has another layout): eager ops
-    on the caller's own tensors give eager's result, overlaps included.
+    runs it for a call whose inputs overlap where the program updates one of them, which
+    compiled code assumes they do not: eager ops on the caller's own tensors give eager's
+    result, overlaps included.
 
     Example:
         >>> run = portable_program(reader, variant); run(weights + flat)   # doctest: +SKIP
     """
     gm = captured_from_reader(reader, variant, reader.weights(), on_device=False).graph_module
-    after, device = variant.global_state.grad_mode_after, variant.device
+    device = variant.device
 
     def run(flat: list) -> list:
-        # no autograd graph, as the compiled code; the program's own autocast (a variant
-        # compiled for one) is in the graph as casts, so the caller's is off here
+        # no autograd graph, as the compiled code; capture ran the program with autocast
+        # off (a variant compiled for autocast has its casts in the graph), so it is off here
         with torch.no_grad(), torch.autocast(device, enabled=False):
-            outs = gm(*flat)
-        if after is not None:  # a program that leaves grad mode changed (see runtime._leaving_grad_mode)
-            torch.set_grad_enabled(after)
-        return list(outs)
+            return list(gm(*flat))
 
     return run
 

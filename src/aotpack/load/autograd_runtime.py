@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import AotpackError
+from .layout import write_update
 from .views import rebuild_output_views, rebuild_views
 
 
@@ -96,14 +97,10 @@ def load_training(backend, files, meta):
         else:  # no autograd graph wanted (evaluation): the forward alone
             outs = run_fw(list(flat))[:n_out]
         for i, value in zip(targets, outs[:n_mut]):  # replay in-place updates on the caller's tensors
-            if flat[i].requires_grad and not flat[i].is_leaf and value.requires_grad:
-                # an input that requires grad (no leaf: eager refuses a leaf's; a parameter's
-                # update is hidden from autograd, autograd.py): the copy is recorded, so the
-                # caller's tensor now has the update's history, as in eager
-                flat[i].copy_(value)
-            else:
-                with torch.no_grad():
-                    flat[i].copy_(value)
+            # recorded where the input has a history (it requires grad and is no leaf: eager
+            # refuses a leaf's; a parameter's update is hidden from autograd, autograd.py),
+            # so the caller's tensor now has the update's history, as in eager
+            write_update(flat[i], value)
         return rebuild_output_views(rebuild_views(list(outs[n_mut:]), flat, views), output_views)[:n_user]
 
     return run

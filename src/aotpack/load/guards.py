@@ -182,12 +182,10 @@ class Flat(list):
     __slots__ = ("write_back",)
 
     def finish(self) -> None:
+        from .layout import write_update
+
         for copy, given in self.write_back:
-            if copy.requires_grad and given.requires_grad and not given.is_leaf and torch.is_grad_enabled():
-                given.copy_(copy)  # a training update of a tensor with history: recorded, as eager's
-            else:
-                with torch.no_grad():
-                    given.copy_(copy)
+            write_update(given, copy)
 
 
 class Check:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["layout_of", "matches", "adapt", "can_adapt", "describe", "strides_for"]
+__all__ = ["layout_of", "matches", "adapt", "can_adapt", "describe", "strides_for", "write_update"]
 
 
 def strides_for(shape, order) -> list[int]:
@@ -97,6 +97,17 @@ def adapt(t: torch.Tensor, layout) -> torch.Tensor:
     else:
         out = torch.empty_strided(t.shape, layout["stride"], dtype=t.dtype, device=t.device)
     return out.copy_(t)
+
+
+def write_update(target: torch.Tensor, value: torch.Tensor) -> None:
+    """Write ``value``, the program's update of the caller's tensor ``target``, into it as
+    eager's in-place update leaves it: recorded by autograd where ``target`` has a history
+    (it requires grad and is no leaf) and ``value`` one, else with no history."""
+    if target.requires_grad and not target.is_leaf and value.requires_grad:
+        target.copy_(value)
+    else:
+        with torch.no_grad():
+            target.copy_(value)
 
 
 def describe(layout) -> str:

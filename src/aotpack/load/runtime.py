@@ -288,19 +288,22 @@ class Loaded:
         in-place updates where the program makes them) on the caller's own tensors: the
         call breaks an assumption only compiled code makes of their memory (``why``), as
         torch.compile recompiles for it (``_runs_portable`` says which variants may)."""
+        others = [f for f in failures or () if f[0] is not v]
         try:
             flat = v.guard.check(args, kwargs, self._check_guards, portable=True)
-            problem = v.state() if v.state is not None and self._check_guards else None
-            if problem is not None:
-                raise problem
         except Mismatch:  # (an input in another layout too): the overlap is what the call is refused for
-            raise self._guard_error([(v, why)] + [f for f in failures or () if f[0] is not v], args, kwargs) from None
+            raise self._guard_error([(v, why), *others], args, kwargs) from None
+        problem = v.state() if v.state is not None and self._check_guards else None
+        if problem is not None:  # the bound module changed: named as the compiled call would name it
+            raise self._guard_error([(v, problem), *others], args, kwargs) from None
         run = self._portable.get(v.name)
         if run is None:
             from ..build.rebuild import portable_program  # (its first use in this process)
 
             with PackageReader(self._source, self._keys) as r:  # checked like the load's own members
-                run = self._portable[v.name] = portable_program(r, v.manifest)
+                run = portable_program(r, v.manifest)
+            after = v.manifest.global_state.grad_mode_after
+            self._portable[v.name] = run = _leaving_grad_mode(run, after) if after is not None else run
             path = v.guard.path(why, args, kwargs)
             warnings.warn(f"aotpack: {self.__name__}({path}) runs the package's portable program op by op, at eager "
                           f"speed: its compiled code expects {why.expected}, got {why.actual} (variant {v.name}; "
