@@ -427,15 +427,22 @@ def add_into_first(a, b, w):
 
 
 @pytest.mark.parametrize("aliasing", ["same", "overlap"])
-def test_inplace_through_aliased_inputs_refused(tmp_path, aliasing):
+def test_inplace_through_aliased_inputs_in_training_equal_eager(tmp_path, aliasing):
+    """The same tensor twice, or overlapping views, where a training program updates one:
+    refused until 2026-12-03 (the stored program is functional); now run op by op from the
+    program stored with its updates in order: eager's output, update and gradient."""
     w = torch.ones(3, requires_grad=True)
     fn = aotpack.load(aotpack.compile(add_into_first, (torch.ones(3), torch.ones(3), w), backend="eager", train=True)
                       .save(tmp_path / "a.aot"))
-    base = torch.ones(4)
-    a, b = (base[:3], base[:3]) if aliasing == "same" else (base[:3], base[1:])
-    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor sharing no memory"):
-        fn(a, b, w)
-    assert base.tolist() == [1.0] * 4  # nothing ran
+    base, base_eager = torch.arange(4.0), torch.arange(4.0)
+    views = (lambda t: (t[:3], t[:3])) if aliasing == "same" else (lambda t: (t[:3], t[1:]))
+    w_eager = w.detach().clone().requires_grad_()
+    with pytest.warns(aotpack.PortableRunWarning, match=r"args\[0\]"):
+        out = fn(*views(base), w)
+    want = add_into_first(*views(base_eager), w_eager)
+    out.sum().backward()
+    want.sum().backward()
+    assert torch.equal(out, want) and torch.equal(base, base_eager) and torch.equal(w.grad, w_eager.grad)
     a, b = torch.ones(3), torch.ones(3)
     out = fn(a, b, w)
     assert out.tolist() == [3.0] * 3 and a.tolist() == [2.0] * 3  # eager's result when not aliased
@@ -472,15 +479,28 @@ def bump_then_stack(x, y):
     return torch.cat([x, y])
 
 
-def test_overlapping_updated_inputs_under_autocast_are_refused():
+def bump_then_mix(x, y):
+    x.add_(1)
+    return torch.cat([x, y]) @ torch.ones(6, 3)  # a matmul: bfloat16 under autocast
+
+
+def test_overlapping_updated_inputs_under_autocast_equal_eager():
     """A package compiled under autocast has a functional graph (the autocast region was
     inlined by a retrace): read after x's update, y gives its value from before, which an
-    overlap makes differ from eager (found by the fuzzer, seed 26). Refused, naming both."""
-    fn = aotpack.load(aotpack.compile(bump_then_stack, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
+    overlap makes differ from eager (found by the fuzzer, seed 26; refused until
+    2026-12-03). The package also stores the program from before the retrace, its
+    updates in order, and runs such a call op by op: eager's values, dtype and update."""
+    fn = aotpack.load(aotpack.compile(bump_then_mix, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
                                       autocast=torch.bfloat16).to_bytes())
     base = torch.randn(5, 6)
-    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(aotpack.GuardError, match="shares memory with y"):
-        fn(base[:4], base[1:])
+    base_eager = base.clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.warns(aotpack.PortableRunWarning, match="shares memory with y"):
+            got = fn(base[:4], base[1:])
+        want = bump_then_mix(base_eager[:4], base_eager[1:])
+    assert got.dtype == want.dtype == torch.bfloat16 and torch.equal(got, want) and torch.equal(base, base_eager)
+    fn = aotpack.load(aotpack.compile(bump_then_stack, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
+                                      autocast=torch.bfloat16).to_bytes())
     x, y = torch.randn(4, 6), torch.randn(4, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.testing.assert_close(fn(x.clone(), y), bump_then_stack(x, y))

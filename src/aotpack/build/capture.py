@@ -114,6 +114,9 @@ class Captured:
         from autograd (build/autograd.py does too).
       global_state: the global state the program was captured under, as far as the
         compiled code depends on it (``GlobalState``; load/guards.py checks it).
+      in_order_program: where ``exported`` was retraced functionally (training, autocast)
+        and the program updates an input: the program before, serialized, with its
+        in-place updates in order (``_in_order_program``); else None.
     """
 
     name: str
@@ -141,6 +144,7 @@ class Captured:
     mutated_inputs: list[int] = field(default_factory=list)
     # weights whose requires_grad the program reads: name -> the value export's branch holds
     requires_grad_weights: dict[str, bool] = field(default_factory=dict)
+    in_order_program: bytes | None = field(default=None, repr=False)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
 
     def graph_args(self) -> list[torch.Tensor]:
@@ -383,8 +387,10 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     frozen = frozen_values(target, recorder.functions)
     updated_with_grad, updated_without_grad = set(), set()
+    in_order = None
     if allow_mutations:
         updated_with_grad, updated_without_grad = _input_updates_by_grad_mode(ep)
+        in_order = _in_order_program(ep, updated_with_grad | updated_without_grad, record["custom_functions"])
         _detach_grad_disabled_regions(ep)
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
         # functional form returns the new values instead, which AOT autograd needs.
@@ -392,6 +398,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
             ep = ep.run_decompositions({})
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     if amp and not allow_mutations:
+        in_order = _in_order_program(ep, written_inputs, ())
         ep = _inline_autocast(ep)
     mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
@@ -425,6 +432,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         requires_grad_weights=record["requires_grad_reads"][1],
         program=program,
         mutated_inputs=written_inputs,
+        in_order_program=in_order,
     )
 
 
@@ -563,6 +571,19 @@ def _input_updates_by_grad_mode(ep) -> tuple[set[int], set[int]]:
     without_grad = {index[storage_of(region.args[2 + k])] for region, body in regions
                     for k in written_placeholders(body) if storage_of(region.args[2 + k]) in index}
     return with_grad, without_grad
+
+
+def _in_order_program(ep, updated_inputs, custom_functions) -> bytes | None:
+    """torch.export's program with its in-place updates in the program's order, serialized
+    before a functional retrace (training's, or autocast's inlining) loses that order, where
+    the program updates an input: a call whose inputs overlap runs it op by op on the
+    caller's tensors, as eager (compiled code and the functional program would read a value
+    from before another input's update). None where no input is updated (no call is
+    refused for an overlap), or where a custom autograd.Function's backward, which the
+    program does not hold, would be replaced by its forward's."""
+    if not updated_inputs or custom_functions:
+        return None
+    return compat.serialize_program(ep)
 
 
 def _inline_autocast(ep):

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -79,37 +80,50 @@ def captured_from_package(manifest: Manifest, variant: Variant, program_json: by
         exported=ep, graph_module=compat.plain_graph_module(ep.graph_module))
 
 
-def captured_from_reader(reader, variant: Variant, weights: dict, on_device: bool = True) -> Captured:
-    """The Captured program of ``variant`` in an open package, its members verified first."""
+def captured_from_reader(reader, variant: Variant, weights: dict, on_device: bool = True,
+                         program: str = fmt.PROGRAM) -> Captured:
+    """The Captured program of ``variant`` in an open package, its members verified first
+    (``program``: which of its programs, ``fmt.PROGRAM`` or ``fmt.PROGRAM_IN_ORDER``)."""
     prefix = fmt.variant_dir(variant.name)
-    if variant.weight_targets is None or not reader.has(prefix + fmt.PROGRAM):
+    if variant.weight_targets is None or not reader.has(prefix + program):
         from ..errors import IncompatibleError
 
         raise IncompatibleError(f"variant {variant.name} carries no portable program to rebuild from")
-    members = [prefix + fmt.PROGRAM] + ([prefix + fmt.EXAMPLES] if reader.has(prefix + fmt.EXAMPLES) else [])
+    members = [prefix + program] + ([prefix + fmt.EXAMPLES] if reader.has(prefix + fmt.EXAMPLES) else [])
     reader.verify(members)
     examples = reader.tensors(members[1]) if len(members) > 1 else None
     return captured_from_package(reader.manifest, variant, reader.read(members[0]), weights, examples, on_device)
 
 
+def has_in_order_program(reader, variant: Variant) -> bool:
+    """Whether ``variant`` stores its program with in-place updates in order beside a
+    functional one (training and autocast variants that update an input)."""
+    return reader.has(fmt.variant_dir(variant.name) + fmt.PROGRAM_IN_ORDER)
+
+
 def portable_program(reader, variant: Variant):
-    """``flat -> outputs``: an inference variant's portable program (torch.export's
-    graph, which keeps in-place ops in the program's order) run op by op on the tensors
-    it is given, weights first, as the variant's compiled code is called. The runtime
-    runs it for a call whose inputs overlap where the program updates one of them, which
-    compiled code assumes they do not: eager ops on the caller's own tensors give eager's
-    result, overlaps included.
+    """``flat -> outputs``: a variant's portable program with its in-place updates in the
+    program's order (an inference variant's program.json; a training or autocast variant's
+    program_in_order.json, stored before the functional retrace), run op by op on the
+    tensors it is given, weights first, as the variant's compiled code is called. The
+    runtime runs it for a call whose inputs overlap where the program updates one of
+    them, which compiled code assumes they do not: eager ops on the caller's own tensors
+    give eager's result, overlaps included; in a training variant with the caller's grad
+    mode, so autograd records the ops as eager's and gradients are eager's.
 
     Example:
         >>> run = portable_program(reader, variant); run(weights + flat)   # doctest: +SKIP
     """
-    gm = captured_from_reader(reader, variant, reader.weights(), on_device=False).graph_module
+    member = fmt.PROGRAM_IN_ORDER if has_in_order_program(reader, variant) else fmt.PROGRAM
+    gm = captured_from_reader(reader, variant, reader.weights(), on_device=False, program=member).graph_module
     device = variant.device
+    grad = torch.no_grad if variant.train is None else contextlib.nullcontext
 
     def run(flat: list) -> list:
-        # no autograd graph, as the compiled code; capture ran the program with autocast
-        # off (a variant compiled for autocast has its casts in the graph), so it is off here
-        with torch.no_grad(), torch.autocast(device, enabled=False):
+        # an inference variant builds no autograd graph, as its compiled code; capture ran
+        # the program with autocast off (a variant compiled for autocast has its casts or
+        # its autocast region in the graph), so it is off here
+        with grad(), torch.autocast(device, enabled=False):
             return list(gm(*flat))
 
     return run

@@ -123,13 +123,15 @@ def _rewrite_locked(pkg, path, rebuilt: dict) -> None:
 
 
 class _Variant:
-    __slots__ = ("name", "guard", "fast", "fn", "weights", "manifest", "state")
+    __slots__ = ("name", "guard", "fast", "fn", "weights", "manifest", "state", "portable")
 
-    def __init__(self, name, guard, fn, weights, manifest, state=None):
+    def __init__(self, name, guard, fn, weights, manifest, state=None, portable=False):
         self.name, self.guard, self.fn, self.weights, self.manifest = name, guard, fn, weights, manifest
         self.fast = guard.fast or _never
         # checks of the bound module at each call (None: nothing bound to check)
         self.state = state
+        # whether its portable program runs a call that overlaps where it updates an input
+        self.portable = portable
 
 
 def _never(args, kwargs):
@@ -243,7 +245,7 @@ class Loaded:
                 try:
                     flat = v.guard.check(args, kwargs, self._check_guards)
                 except Mismatch as m:
-                    if m.portable and _runs_portable(v.manifest):
+                    if m.portable and v.portable:
                         return self._run_portable(v, m, args, kwargs)
                     raise self._guard_error([(v, m)], args, kwargs) from None
             if flat.__class__ is not list:  # an updated input copied into its compiled layout
@@ -279,7 +281,7 @@ class Loaded:
                 continue
             return self._run(v, flat, args, kwargs)
         for v, m in failures:  # the most specific variant whose compiled code alone refuses the call
-            if m.portable and _runs_portable(v.manifest):
+            if m.portable and v.portable:
                 return self._run_portable(v, m, args, kwargs, failures)
         raise self._guard_error(failures, args, kwargs) from None
 
@@ -405,15 +407,18 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     return problems
 
 
-def _runs_portable(variant: Variant) -> bool:
+def _runs_portable(reader: PackageReader, variant: Variant) -> bool:
     """Whether the variant's portable program runs a call as eager would, overlapping
-    updated inputs included: it is torch.export's graph with the in-place ops in the
-    program's order. Not for variants whose graph was retraced functionally: training
-    variants (AOT autograd needs the functional form; nor does their graph hold a custom
-    Function's backward) and those compiled under autocast (its region inlined): there a
-    read of one input after another's update reads its value from before, which an
-    overlap makes differ."""
-    return variant.train is None and variant.global_state.autocast is None
+    updated inputs included: torch.export's graph with the in-place ops in the program's
+    order. An inference variant's program.json is that graph. Training variants (AOT
+    autograd needs the functional form) and those compiled under autocast (its region
+    inlined) store a graph retraced functionally, where a read of one input after
+    another's update reads its value from before, which an overlap makes differ: they
+    run such calls where they store the graph from before the retrace too
+    (program_in_order.json; not where a custom Function's backward would be lost)."""
+    if variant.train is None and variant.global_state.autocast is None:
+        return True
+    return reader.has(fmt.variant_dir(variant.name) + fmt.PROGRAM_IN_ORDER)
 
 
 def _with_views(fn, variant: Variant):
@@ -571,7 +576,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             after = v.global_state.grad_mode_after
             if after is not None:
                 fn = _leaving_grad_mode(fn, after)
-            loaded.append(_Variant(v.name, guard, fn, ws, v, state))
+            loaded.append(_Variant(v.name, guard, fn, ws, v, state, portable=_runs_portable(reader, v)))
         if not loaded:
             raise _nothing_loads(path, manifest, variants, problems)
         if rebuilt and rewrite:

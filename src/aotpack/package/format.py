@@ -11,6 +11,10 @@ Layout::
     variants/<name>/<files>       one folder per compiled variant (backend files)
     variants/<name>/program.json  the variant's portable program: torch.export's JSON
                                   serialization (no weights), to rebuild it elsewhere
+    variants/<name>/program_in_order.json  optional: the program with its in-place updates
+                                  in order, where program.json was retraced functionally
+                                  (training, autocast) and an input is updated: calls whose
+                                  inputs overlap run it op by op
     variants/<name>/examples.safetensors   the variant's example inputs (input0, input1, ...)
 
 Members are stored, not deflated, and each starts at a 64-byte aligned offset (padding
@@ -103,6 +107,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     ``backward(create_graph=True)`` a gradient requires grad where eager's does (and only
     where some dependency does); for older packages every argument that requires grad
     counts, and older readers ignore the key.
+    (2026-12-03, later, a compatible addition) the member variants/<name>/program_in_order.json:
+    torch.export's program before its functional retrace, for training variants and
+    those compiled under autocast that update an input in place; a call whose inputs
+    overlap where the program updates one runs it op by op (older readers refuse such a
+    call, as before, and ignore the member).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -147,6 +156,7 @@ MIN_FORMAT_VERSION = 1
 
 MANIFEST = "manifest.json"
 PROGRAM = "program.json"  # inside variants/<name>/
+PROGRAM_IN_ORDER = "program_in_order.json"  # inside variants/<name>/, optional
 WEIGHTS = "weights.safetensors"
 EXAMPLES = "examples.safetensors"  # inside variants/<name>/
 SIGNATURES = "signatures.json"
