@@ -18,6 +18,9 @@ Option sets (``--options``, comma separated):
   default  no inductor options, torch's fused attention in decode
   cdt      coordinate_descent_tuning (gpt-fast's setting for batch-1 decode), fused attention
   cdt-math cdt, and the decode step's attention captured as math (aotpack.llm's default on CUDA)
+  cdt-math-combo cdt-math with inductor's combo kernels (independent kernels in one launch)
+  cdt-math-fused cdt-math, and the linear layers called on one input (q, k, v; gate, up)
+           fused into one product each (aotpack.llm.compile(fuse_projections=True))
   cdt-wide-math  cdt-math with coordinate descent checking all directions, radius 2
 """
 
@@ -31,13 +34,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-OPTION_SETS = {  # name: (inductor options, decode_attention of aotpack.llm.compile)
-    "default": ({}, "fused"),
-    "cdt": ({"coordinate_descent_tuning": True}, "fused"),
-    "cdt-math": ({"coordinate_descent_tuning": True}, "math"),  # aotpack.llm's default on CUDA
+OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections of aotpack.llm.compile)
+    "default": ({}, "fused", False),
+    "cdt": ({"coordinate_descent_tuning": True}, "fused", False),
+    "cdt-math": ({"coordinate_descent_tuning": True}, "math", False),
+    # independent kernels (q and k/v projections, rotary of q and k) combined into one launch
+    "cdt-math-combo": ({"coordinate_descent_tuning": True, "combo_kernels": True}, "math", False),
+    # q/k/v and gate/up as one product of concatenated weights each (aotpack.llm.compile's fuse_projections)
+    "cdt-math-fused": ({"coordinate_descent_tuning": True}, "math", True),
     # a wider search: every direction at once and two steps out (slower to compile)
     "cdt-wide-math": ({"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
-                       "coordinate_descent_search_radius": 2}, "math"),
+                       "coordinate_descent_search_radius": 2}, "math", False),
 }
 PROMPT, NEW = 32, 64
 
@@ -137,9 +144,9 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="aotpack-prof-")
     for name in opts.options.split(","):
         t = time.perf_counter()
-        options, attention = OPTION_SETS[name]
+        options, attention, fuse = OPTION_SETS[name]
         pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
-                                  decode_attention=attention)
+                                  decode_attention=attention, fuse_projections=fuse)
         path = pkg.save(os.path.join(work, f"{name}.aot"))
         compile_s = time.perf_counter() - t
         del pkg

@@ -48,8 +48,8 @@ import torch
 from .errors import AotpackError
 from .package.manifest import Record
 
-__all__ = ["compile", "generate", "step_module", "int8_weights", "Int8Linear", "CudaGraphWarning", "LlmSection",
-           "SECTION", "decode_graph"]
+__all__ = ["compile", "generate", "step_module", "int8_weights", "Int8Linear", "fused_projections",
+           "FusedProjections", "ProjectionSlice", "CudaGraphWarning", "LlmSection", "SECTION", "decode_graph"]
 
 SECTION = "llm"  # the manifest's top-level key this feature owns (Manifest.section)
 
@@ -118,7 +118,8 @@ def _examples(max_batch: int, max_len: int, t: int, device) -> tuple:
 
 
 def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, backend: Any = None,
-            options: dict | None = None, progress=None, cache=None, decode_attention: str | None = None):
+            options: dict | None = None, progress=None, cache=None, decode_attention: str | None = None,
+            fuse_projections: bool = False):
     """Compile a decoder-only LM for generation: a Package with variants ``decode`` and
     ``prefill`` (see the module docstring); ``aotpack.generate`` runs it.
 
@@ -135,6 +136,13 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
         and a softmax that inductor fuses; faster for one query token on CUDA) or
         ``"fused"`` (torch's fused attention op, as the model calls it). Default: math on
         CUDA, fused elsewhere. Prefill always keeps the fused op.
+      fuse_projections: compile the linear layers the step calls on one input (q, k, v;
+        gate, up) as one product of their concatenated weights (``fused_projections``;
+        the package stores those). Off by default: alone, such a product is faster on an
+        H200 (bench/matvec_fusion.py), but a whole 3.28B decode step compiled with it
+        ran at 481 tokens/s against 511 without (one compile each; coordinate descent
+        tunes the fused kernels differently from compile to compile, by more than the
+        gain: docs/benchmarks.md).
     """
     from torch.export import Dim
 
@@ -160,6 +168,8 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     if decode_attention not in (None, "math", "fused"):
         raise ValueError(f"decode_attention must be 'math' or 'fused', not {decode_attention!r}")
     math = decode_attention == "math" or (decode_attention is None and device.type == "cuda")
+    if fuse_projections:
+        step = fused_projections(step, _examples(max_batch, max_len, 1, device))
     decode_step = _math_attention(step) if math else step
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="transformers")
@@ -252,6 +262,121 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
         parent, _, leaf = name.rpartition(".")
         setattr(quantized.get_submodule(parent), leaf, Int8Linear(linear))
     return quantized
+
+
+class FusedProjections(torch.nn.Module):
+    """The ``nn.Linear`` layers a program calls on one input (attention's q, k and v;
+    an MLP's gate and up) as one: their weights (and biases) concatenated by rows, so a
+    call reads them in one matrix product. At batch 1 each product is a matrix-vector
+    reduction whose fixed cost (the first and last wave of programs on the GPU) one
+    larger kernel pays once: on an H200, q/k/v of a 4096-wide layer take 16.7 us
+    concatenated against 19.4 us as three, gate/up 42.6 against 44.9 us
+    (bench/matvec_fusion.py).
+
+        >>> a, b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 2)
+        >>> FusedProjections([a, b]).weight.shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(self, linears: list):
+        super().__init__()
+        with torch.no_grad():
+            self.weight = torch.nn.Parameter(torch.cat([m.weight for m in linears]),
+                                             requires_grad=linears[0].weight.requires_grad)
+            self.bias = None if linears[0].bias is None else torch.nn.Parameter(
+                torch.cat([m.bias for m in linears]), requires_grad=linears[0].bias.requires_grad)
+        self.sizes = [m.out_features for m in linears]
+        self._last = None  # (input, its version, the outputs): the members called on it take theirs
+
+    def outputs(self, x: torch.Tensor) -> tuple:
+        """Each member's output for input ``x``: computed once per input (the same tensor
+        object, not updated in place since), then handed to the other members."""
+        last = self._last
+        if last is None or last[0] is not x or last[1] != x._version:
+            outs = torch.nn.functional.linear(x, self.weight, self.bias).split(self.sizes, -1)
+            self._last = last = (x, x._version, outs)
+        return last[2]
+
+    def forget(self) -> None:
+        self._last = None
+
+
+class ProjectionSlice(torch.nn.Module):
+    """One member of ``FusedProjections`` in the place of the ``nn.Linear`` it was: its
+    rows of the fused product of the same input (computed by whichever member is called
+    first). The first member holds the fused module, so its weight is stored once."""
+
+    def __init__(self, fused: FusedProjections, index: int):
+        super().__init__()
+        self.index, self.in_features, self.out_features = index, fused.weight.shape[1], fused.sizes[index]
+        if index == 0:
+            self.fused = fused
+        else:  # a reference only: one module path owns the weight
+            object.__setattr__(self, "_fused", fused)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.fused if self.index == 0 else self._fused
+        out = fused.outputs(x)[self.index]
+        if self.index == len(fused.sizes) - 1:
+            fused.forget()  # the last member: release the input and the outputs
+        return out
+
+    def extra_repr(self) -> str:
+        return f"rows {self.index} of the fused projection, out_features={self.out_features}"
+
+
+def projection_groups(step: torch.nn.Module, args: tuple) -> list[list[str]]:
+    """Names of the ``nn.Linear`` layers ``step(*args)`` calls on one input, one list per
+    input, in the order the program calls them: those ``fused_projections`` fuses.
+    Read from torch.export's graph of the step (traced on fake tensors: nothing runs,
+    the KV cache and its counters are left as they are). A layer whose weight the graph
+    uses more than once (called twice, tied to another), or unlike the others of its
+    group (bias, dtype), is left out."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="transformers")
+        ep = torch.export.export(step, args, strict=False)
+    parameters = ep.graph_signature.inputs_to_parameters  # placeholder name -> its parameter's name
+    linears = {name: m for name, m in step.named_modules() if type(m) is torch.nn.Linear}
+    by_input: dict = {}
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.aten.linear.default:
+            continue
+        weight = node.args[1]
+        name = parameters.get(weight.name, "").removesuffix(".weight")
+        if name in linears and len(weight.users) == 1:
+            by_input.setdefault(node.args[0], []).append(name)
+    groups = []
+    for names in by_input.values():
+        first = linears[names[0]]
+        alike = [n for n in names if (linears[n].bias is None) == (first.bias is None)
+                 and linears[n].weight.dtype == first.weight.dtype]
+        if len(alike) > 1:
+            groups.append(alike)
+    return groups
+
+
+def fused_projections(step: torch.nn.Module, args: tuple) -> torch.nn.Module:
+    """A copy of ``step`` in which the ``nn.Linear`` layers it calls on one input
+    (``projection_groups``) are one ``FusedProjections`` each; every other module,
+    parameter and buffer is shared with ``step``, which is left as it was. The copy
+    computes the same values (each output row is the same dot product). Compiling it
+    holds the fused weights beside the model's: a package of it stores them instead.
+
+        >>> fused = fused_projections(step, _examples(1, 64, 1, "cpu"))   # doctest: +SKIP
+    """
+    import copy
+
+    groups = projection_groups(step, args)
+    if not groups:
+        return step
+    shared = {id(t): t for t in (*step.parameters(), *step.buffers())}
+    fused = copy.deepcopy(step, memo=dict(shared))  # new modules, the same tensors
+    for names in groups:
+        projections = FusedProjections([fused.get_submodule(n) for n in names])
+        for i, name in enumerate(names):
+            parent, _, leaf = name.rpartition(".")
+            setattr(fused.get_submodule(parent), leaf, ProjectionSlice(projections, i))
+    return fused
 
 
 def _left_pad(input_ids, attention_mask, pad: int) -> tuple[torch.Tensor, torch.Tensor]:

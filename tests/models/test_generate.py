@@ -276,3 +276,47 @@ def test_int8_weights_package_gives_the_int8_models_tokens(tmp_path):
 def test_int8_weights_needs_a_linear_layer():
     with pytest.raises(aotpack.AotpackError, match="no torch.nn.Linear layer"):
         aotpack.llm.int8_weights(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_fused_projections_give_transformers_tokens(tmp_path, kind):
+    """``fuse_projections=True``: the linear layers each layer calls on one input (q, k, v
+    with Qwen2's biases; gate, up) are stored as one concatenated weight each, found in
+    torch.export's graph of the step (the step's KV cache is left as it was); the model
+    is left as it was, and the package's greedy tokens, in a fresh process, are
+    transformers'."""
+    model = _hf(kind)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = aotpack.llm.step_module(model, MAX_BATCH, MAX_LEN)
+    # the KV cache (its position counters the step sets from cache_position at each call)
+    cache = [b.clone() for n, b in step.named_buffers() if "cumulative_length" not in n]
+    groups = aotpack.llm.projection_groups(step, aotpack.llm._examples(MAX_BATCH, MAX_LEN, 1, "cpu"))
+    assert [[n.rpartition(".")[2] for n in g] for g in groups] == [["q_proj", "k_proj", "v_proj"],
+                                                                   ["gate_proj", "up_proj"]] * 2
+    assert all(map(torch.equal, cache, [b for n, b in step.named_buffers() if "cumulative_length" not in n]))
+    pkg = aotpack.llm.compile(model, max_batch=MAX_BATCH, max_len=MAX_LEN, backend="eager", fuse_projections=True)
+    stored = pkg.manifest.program.weights
+    qkv = [n for n in stored if n.endswith("layers.0.self_attn.q_proj.fused.weight")]
+    assert len(qkv) == 1 and list(stored[qkv[0]].shape) == [64 + 2 * 32, 64]  # q (4 heads) + k, v (2 heads each)
+    assert not any(n.endswith("k_proj.weight") or n.endswith("up_proj.weight") for n in stored)
+    assert any(n.endswith("q_proj.fused.bias") for n in stored) == (kind == "qwen2")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    path = pkg.save(tmp_path / "fused.aot")
+    got = json.loads(run_fresh(["-c", GENERATE, str(path), json.dumps(PROMPTS), str(NEW)]).stdout)
+    assert got["batch"] == _reference(kind, model, PROMPTS).tolist()
+
+
+def test_fused_projection_members_called_on_other_inputs_compute_their_own_rows():
+    """A member called on another input than the one the group's product was computed
+    for, or after that input was updated in place, computes its rows afresh: never
+    another input's result."""
+    a, b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 2)
+    fused = aotpack.llm.FusedProjections([a, b])
+    first, second = aotpack.llm.ProjectionSlice(fused, 0), aotpack.llm.ProjectionSlice(fused, 1)
+    x, y = torch.randn(2, 4), torch.randn(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(first(x), a(x))
+        torch.testing.assert_close(second(y), b(y))  # another input
+        first(x)
+        x.mul_(2)
+        torch.testing.assert_close(second(x), b(x))  # the same input, updated since
