@@ -23,10 +23,11 @@ import torch
 
 UNARY = [torch.sin, torch.tanh, torch.relu, torch.abs, torch.sigmoid, torch.neg, lambda v: v * 1.5 + 0.5]
 BINARY = [torch.add, torch.mul, torch.sub, torch.maximum]
-VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape"]
+VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape", "as_strided"]
 OPS = ["unary", "binary", "matmul", "reduce", "softmax", "view", "index", "inplace_mid", "inplace_input", "concat",
        "sum0", "grad_branch", "inplace_view", "no_grad", "inplace_no_grad"]
-WRITABLE_VIEWS = ["t", "slice0", "stride1", "flatten"]  # views an in-place op may write through
+WRITABLE_VIEWS = ["t", "slice0", "stride1", "flatten", "reshape", "contiguous"]  # views an in-place op may write through
+# (reshape, contiguous: a view or a copy by the layout, so whether the update reaches the input is too)
 LAYOUTS = ["contiguous", "transposed", "offset", "strided", "expanded"]
 ALIASING = ["none", "same", "overlap"]
 
@@ -92,6 +93,10 @@ def _view(a: torch.Tensor, kind: str) -> torch.Tensor:
         return a[:, ::2]
     if kind == "unsqueeze_expand":
         return a.unsqueeze(0).expand(2, *a.shape)
+    if kind == "contiguous":  # a itself where a is contiguous, else a copy
+        return a.contiguous()
+    if kind == "as_strided" and a.numel() >= 4:  # addresses a's memory: other elements in another layout
+        return a.as_strided((2, 2), (1, 2))
     return a.reshape(-1)
 
 

@@ -224,6 +224,63 @@ def test_torch_func_transforms_and_forward_ad_refused_by_compiled_code_run_by_ea
     torch.testing.assert_close(torch.func.jvp(eager, (x,), (ones,))[1], 2 * ones)
 
 
+def bump_through_reshape(x):
+    y = x.reshape(-1)  # a view of a contiguous x, a copy of a transposed one
+    y.add_(1)
+    return y * 2
+
+
+def bump_through_transposed_reshape(x):
+    y = x.t().reshape(-1)  # a copy of a contiguous x, a view of a transposed one
+    y.add_(1)
+    return y * 2
+
+
+def bump_through_contiguous(x):
+    y = x.contiguous()  # x itself where x is contiguous: no op in the graph; a copy where not
+    y.add_(1)
+    return (y * 2).reshape(-1)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("program", [bump_through_reshape, bump_through_transposed_reshape, bump_through_contiguous])
+def test_an_update_through_a_reshape_is_guarded_to_the_layout(program, train):
+    """Whether an in-place update through ``reshape`` or ``contiguous()`` reaches the
+    input depends on the input's layout. Until 2026-12-03 a call in another layout was
+    copied into the compiled one (and, where the update did reach it at compile time,
+    written back): ``x`` changed where eager's stayed, or stayed where eager's changed,
+    silently. Now such a call is a GuardError naming the reason; the compiled layout
+    equals eager."""
+    w = torch.randn(24, requires_grad=train)
+    wrapped = (lambda x, w: (program(x) * w).sum()) if train else (lambda x, w: program(x) * w)
+    fn = aotpack.load(aotpack.compile(wrapped, (torch.randn(4, 6), w), backend="eager", train=train).to_bytes())
+    other = torch.randn(6, 4)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\].stride\(\).*(in-place update reaches it depends on its "
+                                                 r"layout|calls contiguous\(\) on it)"):
+        fn(other.t(), w)
+    assert torch.equal(other, other.clone())  # (nothing ran)
+    x = torch.randn(4, 6)
+    x_eager = x.clone()
+    torch.testing.assert_close(fn(x, w), wrapped(x_eager, w))
+    assert torch.equal(x, x_eager)
+
+
+def corner_as_strided(x):
+    return x.as_strided((2, 2), (1, 2)) * 1
+
+
+def test_as_strided_of_an_input_is_guarded_to_the_layout():
+    """``as_strided`` addresses the input's memory: on a transposed input it picks other
+    elements than on the contiguous copy the package made of it until 2026-12-03 (a
+    silently different result). Such a call is now a GuardError naming as_strided."""
+    fn = aotpack.load(aotpack.compile(corner_as_strided, (torch.randn(4, 6),), backend="eager").to_bytes())
+    a = torch.arange(24.0).reshape(6, 4)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\].stride\(\).*calls as_strided on it"):
+        fn(a.t())
+    x = torch.randn(4, 6)
+    assert torch.equal(fn(x), corner_as_strided(x))
+
+
 # 2. requires_grad both ways -------------------------------------------------------------
 
 def mul(x, y):
@@ -504,6 +561,28 @@ def test_overlapping_updated_inputs_under_autocast_equal_eager():
     x, y = torch.randn(4, 6), torch.randn(4, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.testing.assert_close(fn(x.clone(), y), bump_then_stack(x, y))
+
+
+def halve_through_transpose(x, y):
+    return x + 1, y.t().mul_(0.5)
+
+
+def test_a_view_of_an_input_updated_under_autocast_is_a_view_of_the_callers_tensor():
+    """Compiled under autocast, a program returning ``y.t().mul_(0.5)``: the autocast
+    region's functional retrace computes that output from y's new value, no view of y,
+    so the package returned a copy where eager returns a view of the caller's y (found by
+    the fuzzer, seed 36). The views are read from the program before the retrace: the
+    output is a view of y, and a call with y in another layout is refused."""
+    fn = aotpack.load(aotpack.compile(halve_through_transpose, (torch.randn(4, 6), torch.randn(4, 6)),
+                                      backend="eager", autocast=torch.bfloat16).to_bytes())
+    x, y = torch.randn(4, 6), torch.randn(4, 6)
+    x_eager, y_eager = x.clone(), y.clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = fn(x, y), halve_through_transpose(x_eager, y_eager)
+        with pytest.raises(aotpack.GuardError, match=r"args\[1\].stride\(\)"):
+            fn(x, torch.randn(4, 12)[:, ::2])
+    assert all(map(torch.equal, got, want)) and torch.equal(y, y_eager)
+    assert got[1].data_ptr() == y.data_ptr() and got[1].stride() == want[1].stride()
 
 
 def test_an_updated_input_copied_into_layout_is_still_checked_for_overlap():

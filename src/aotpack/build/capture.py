@@ -43,9 +43,10 @@ from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from .effects import EffectRecorder
 from .frozen import frozen_values
-from .graphs import output_aliases, updates_in_place, written_placeholders
+from .graphs import layout_dependent_uses, output_aliases, updates_in_place, written_placeholders
 from .guard_specs import (
     autocast_dtype,
+    contiguous_then_updated,
     global_state_of,
     grad_mode_left,
     guard_dims,
@@ -385,6 +386,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn)
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
+    # (reshape is itself only there, and the placeholders are the tensors the program saw)
+    layout_uses = {**contiguous_then_updated(ep, recorder), **layout_dependent_uses(ep.graph_module)}
     frozen = frozen_values(target, recorder.functions)
     updated_with_grad, updated_without_grad = set(), set()
     in_order = None
@@ -397,14 +400,19 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         with compat.quiet_export_logs():
             ep = ep.run_decompositions({})
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
+    aliases_from = None  # the graph whose outputs' views of inputs are eager's (None: gm)
     if amp and not allow_mutations:
         in_order = _in_order_program(ep, written_inputs, ())
+        if written_inputs:
+            # the functional retrace computes a view of an updated input from the new value,
+            # no view of the input any more: read the views before it, as eager makes them
+            aliases_from = compat.plain_graph_module(ep.graph_module)
         ep = _inline_autocast(ep)
     mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
-    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, strict_dims)
+    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
     return Captured(
         name=program_name(target),
         kind="module" if isinstance(target, torch.nn.Module) else "function",
@@ -425,7 +433,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                              call.paths, recorder, updated_with_grad, updated_without_grad),
         inputs_updated_without_grad=updated_without_grad,
         state=[n for n, t in weight_targets.items() if t in written_buffers],
-        aliased=[] if mutation_specs else output_aliases(gm, names=names),
+        aliased=[] if mutation_specs else _output_views(gm, aliases_from, names),
         module_training=module_training_of(target),
         custom_functions=list(record["custom_functions"]),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
@@ -490,7 +498,7 @@ def _separate_memory(flat: list) -> list:
     return out
 
 
-def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict,
+def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,
                   strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
@@ -503,7 +511,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
                                hint="drop those Dims (the package then runs only that size), or change the program")
         warn_caller(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning)
-    pins = layout_pins(gm, user_nodes, strides_read)
+    pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
     reads = record["requires_grad_reads"][0]
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
                        shape=shape, layout=memory_layout, requires_grad=bool(t.requires_grad),
@@ -571,6 +579,18 @@ def _input_updates_by_grad_mode(ep) -> tuple[set[int], set[int]]:
     without_grad = {index[storage_of(region.args[2 + k])] for region, body in regions
                     for k in written_placeholders(body) if storage_of(region.args[2 + k]) in index}
     return with_grad, without_grad
+
+
+def _output_views(gm, before_retrace, names: dict) -> list[mf.Alias]:
+    """The outputs that are views of inputs (``graphs.output_aliases``), from ``gm``, and
+    where a functional retrace lost some (an output computed from an updated input's new
+    value, no view of it any more), those found in the graph from before it."""
+    found = output_aliases(gm, names=names)
+    if before_retrace is None:
+        return found
+    have = {a.output for a in found}
+    return sorted(found + [a for a in output_aliases(before_retrace, names=names) if a.output not in have],
+                  key=lambda a: a.output)
 
 
 def _in_order_program(ep, updated_inputs, custom_functions) -> bytes | None:

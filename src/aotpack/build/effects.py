@@ -104,6 +104,9 @@ class EffectRecorder:
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
         self.inplace_no_grad: list[str] = []  # file:line of those made with grad mode off
         self.layout_reads: list[tuple[torch.Tensor, str]] = []  # (tensor, file:line) of x.stride() & co.
+        # (tensor, file:line) of x.contiguous(): a no-op in one layout, a copy in another,
+        # invisible in the graph where it was a no-op
+        self.contiguous_calls: list[tuple[torch.Tensor, str]] = []
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.grad/backward called by the program
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
@@ -190,6 +193,8 @@ class EffectRecorder:
                     self.inplace_no_grad.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
             elif name in _LAYOUT_READS:
                 self.layout_reads.append((owner, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
+            elif name == "contiguous":
+                self.contiguous_calls.append((owner, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
             return
         kind = type(owner)
         if kind in _MUTATORS and getattr(arg, "__name__", "") in _MUTATORS[kind]:

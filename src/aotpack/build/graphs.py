@@ -133,6 +133,13 @@ def _through_inplace(node):
 _MAYBE_VIEWS = frozenset({"reshape", "reshape_as", "flatten", "ravel", "contiguous"})
 
 
+def _maybe_view(node) -> bool:
+    """A reshape/flatten/contiguous (or the contiguous clone one became): a view of its
+    input in some layouts, a copy in others."""
+    name = op_name(node)
+    return name in _MAYBE_VIEWS or (name == "clone" and node.kwargs.get("memory_format") is torch.contiguous_format)
+
+
 def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
     """Names of the placeholders of ``gm`` whose memory layout decides whether an
     output shares their memory: an output reached from one through views and at least
@@ -144,10 +151,6 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
     into that layout would get the other answer to "is the output a view of my tensor",
     so the guard refuses such calls for these inputs instead (``Input.layout_pinned``).
     """
-    def maybe_view(node) -> bool:
-        name = op_name(node)
-        return name in _MAYBE_VIEWS or (name == "clone" and node.kwargs.get("memory_format") is torch.contiguous_format)
-
     out = next(n for n in gm.graph.nodes if n.op == "output")
     found = set()
     for node in out.args[0]:
@@ -156,13 +159,81 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
                 and isinstance(node.args[0], torch.fx.Node):
             mine, base = storage_of(node), storage_of(node.args[0])
             copied = mine is None or base is None or mine != base
-            if maybe_view(node) and copied:
+            if _maybe_view(node) and copied:
                 through = True  # a copy here, a view in another layout
             elif copied:
                 break  # computes a new tensor: its layout no longer matters
             node = node.args[0]
         if through and isinstance(node, torch.fx.Node) and node.op == "placeholder":
             found.add(node.name)
+    return found
+
+
+def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str, str]:
+    """Placeholders of ``gm`` whose memory layout decides what the program does with
+    them, by name, with why:
+
+    - an in-place update reaches the input or not by its layout: the updated tensor is
+      reached from it through views and a reshape/flatten/contiguous
+      (``x.t().reshape(-1).add_(1)`` updates a copy where ``x`` is contiguous and ``x``
+      itself where ``x.t()`` is; ``x.reshape(-1).add_(1)`` the other way round);
+    - ``as_strided`` of it (or of a view of it): its strides address the input's memory,
+      so another layout gives other elements.
+
+    A call in another layout, copied into the compiled one (or updated through such a
+    copy and written back), would differ from eager, so the guard refuses it for these
+    inputs. Read on torch.export's graph before any decomposition (``reshape`` is still
+    itself there)."""
+    placeholders = {n for n in gm.graph.nodes if n.op == "placeholder"}
+
+    def source(value):
+        """(the placeholder ``value`` is memory of, through views; whether a reshape or
+        the like lies between), or (None, _) for a tensor computed anew."""
+        through = False
+        while value.op == "call_function" and value.args and isinstance(value.args[0], torch.fx.Node):
+            if _maybe_view(value):
+                through = True
+            else:
+                mine, base = storage_of(value), storage_of(value.args[0])
+                if mine is None or base is None or mine != base:
+                    return None, through
+            value = value.args[0]
+        return (value if value in placeholders else None), through
+
+    found: dict[str, str] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or not node.args:
+            continue
+        subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
+                and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
+        if subs:  # a higher-order op (a no_grad or autocast region): its placeholders are the operands
+            after = node.args[node.args.index(subs[-1]) + 1:]
+            operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
+            for sub in subs:
+                body = getattr(gm, sub.target)
+                names = [n.name for n in body.graph.nodes if n.op == "placeholder"]
+                for name, why in layout_dependent_uses(body).items():
+                    k = names.index(name)
+                    base = source(operands[k])[0] if k < len(operands) and isinstance(operands[k], torch.fx.Node) \
+                        else None
+                    if base is not None:
+                        found.setdefault(base.name, why)
+            continue
+        if not isinstance(node.args[0], torch.fx.Node):
+            continue
+        if (op_name(node) or "").startswith("as_strided"):
+            base, _ = source(node.args[0])
+            if base is not None:
+                found.setdefault(base.name, "the program calls as_strided on it, which addresses its memory")
+        schema = getattr(node.target, "_schema", None)
+        if schema is None or not schema.is_mutable:
+            continue
+        for arg, value in zip(schema.arguments, node.args):
+            if arg.alias_info is not None and arg.alias_info.is_write and isinstance(value, torch.fx.Node):
+                base, through = source(value)
+                if base is not None and through:
+                    found.setdefault(base.name, "whether the program's in-place update reaches it depends on "
+                                                "its layout (a reshape)")
     return found
 
 

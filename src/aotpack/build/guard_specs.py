@@ -15,10 +15,10 @@ from ..errors import CaptureError
 from ..load import layout
 from ..package.manifest import Dim, GlobalState
 from .effects import EffectRecorder
-from .graphs import layout_dependent_inputs, size_text, static_int, storage_of
+from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
-__all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "requires_grad_pins",
-           "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype"]
+__all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
+           "requires_grad_pins", "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype"]
 
 
 def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], dict[str, Dim], list[str], dict]:
@@ -93,17 +93,23 @@ def input_layout(t: torch.Tensor, dyn, path: str):
     return found
 
 
-def layout_pins(gm: torch.fx.GraphModule, user_nodes: list, strides_read: dict) -> list[str | None]:
+def layout_pins(gm: torch.fx.GraphModule, user_nodes: list, strides_read: dict,
+                uses: dict[str, str] | None = None) -> list[str | None]:
     """Per user input: why its memory layout must match at a call (a copy into the
     compiled layout would change the result), or None.
 
     - an output is a reshape/flatten/contiguous of it that copied (layout_dependent_inputs);
+    - ``uses``: what else the program does by its layout, by name (an in-place update
+      through a reshape, ``as_strided``: graphs.layout_dependent_uses, read before
+      decompositions);
     - the program read its strides: export took the branch the example's layout chose.
       A read of an intermediate pins every input (its layout follows theirs); reads of
       weights pin none (their layout is the stored one).
     """
     names = [n.name for n in user_nodes]
     why = dict.fromkeys(layout_dependent_inputs(gm), "whether an output shares its memory depends on its layout")
+    for name, reason in (uses or {}).items():
+        why.setdefault(name, reason)
     for name, where in strides_read.items():
         for pinned in names if name is None else [name] if name in names else []:
             why.setdefault(pinned, f"the program reads strides at {where}")
@@ -115,14 +121,36 @@ def where_strides_read(ep, recorder: EffectRecorder) -> dict[str | None, str]:
     graph input whose memory it read them of: placeholder name -> file:line, None for a
     tensor that is no graph input (an intermediate). Taken from the graph export traced,
     whose inputs are the tensors the program saw."""
-    if not recorder.layout_reads:
+    return _by_input(ep, recorder.layout_reads)
+
+
+def contiguous_then_updated(ep, recorder: EffectRecorder) -> dict[str, str]:
+    """Inputs the program calls ``.contiguous()`` on (or on a view of) and updates in
+    place, by placeholder name, with why their layout must match. In the compiled layout
+    ``contiguous()`` may return the input itself, so the graph (which has no op for it)
+    updates the input; in another layout eager's ``contiguous()`` copies and the update
+    misses the input, which a copy into the compiled layout and a write-back would not
+    do. Read on torch.export's graph before decompositions, as the program saw it."""
+    if not recorder.contiguous_calls:
+        return {}
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    updated = {placeholders[k].name for k in written_placeholders(ep.graph_module)}
+    return {name: f"the program calls contiguous() on it at {where} (no copy in the compiled layout, a copy in "
+                  "another) and updates it in place"
+            for name, where in _by_input(ep, recorder.contiguous_calls).items() if name in updated}
+
+
+def _by_input(ep, seen: list) -> dict[str | None, str]:
+    """(tensor, file:line) pairs the program's run noted, by the graph input whose memory
+    each tensor is: placeholder name -> the first file:line, None for other tensors."""
+    if not seen:
         return {}
     by_storage: dict = {}
     for n in ep.graph.nodes:
         if n.op == "placeholder" and storage_of(n) is not None:
             by_storage.setdefault(storage_of(n), n.name)
     found: dict[str | None, str] = {}
-    for t, where in recorder.layout_reads:
+    for t, where in seen:
         found.setdefault(by_storage.get(storage_of(t)), where)
     return found
 

@@ -465,8 +465,8 @@ class MemoryLayout(Check):
             call.write_back.append((copy, t))
             return copy
         if self.pinned or not layouts.can_adapt(want):
-            why = ("the program changes it in place" if self.mutated else
-                   g.layout_pinned if g.layout_pinned else
+            why = (g.layout_pinned if g.layout_pinned else
+                   "the program changes it in place" if self.mutated else
                    "an output is a view of it" if self.pinned else "its elements overlap")
             raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
                            "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)
