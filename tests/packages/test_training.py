@@ -274,6 +274,70 @@ def test_overlapping_updated_inputs_beside_a_custom_function_are_refused():
         fn(base[:4], base[1:])
 
 
+def add_weight_into(x, w):
+    x.add_(w)  # x does not require grad: after this, eager's x has w's history
+    return (x * w).sum()
+
+
+def add_then_double_unseen(x, w):
+    x.add_(w)
+    with torch.no_grad():
+        x.mul_(2)  # hidden from autograd: eager's gradient through x ignores it
+    return (x * w).sum()
+
+
+def test_an_input_given_a_history_by_its_update_keeps_it():
+    """``x.add_(w)`` on an x that does not require grad: eager's x requires grad after,
+    with w's history, so a loss through x after the call reaches w. The package left x
+    without a history, and such a gradient was silently missing (until 2026-12-03); the
+    update is now written through autograd."""
+    fn = aotpack.load(aotpack.compile(add_weight_into, (torch.randn(3), torch.randn(3, requires_grad=True)),
+                                      train=True, backend="eager").to_bytes())
+    x, w = torch.randn(3), torch.randn(3, requires_grad=True)
+    x_eager, w_eager = x.clone(), w.detach().clone().requires_grad_()
+    (fn(x, w) + (x * 3).sum()).backward()
+    (add_weight_into(x_eager, w_eager) + (x_eager * 3).sum()).backward()
+    assert x.requires_grad and torch.equal(x, x_eager.detach()) and torch.equal(w.grad, w_eager.grad)
+
+
+def test_an_input_given_a_history_then_updated_unseen_is_refused():
+    """The same, then ``x.mul_(2)`` under no_grad: eager keeps the first update in x's
+    history and hides the second, which one replayed update cannot be (the package's
+    gradient of w differed silently). Refused at compile, naming x and the line."""
+    with pytest.raises(aotpack.CaptureError, match=r"input x, which comes to require grad, in place both"):
+        aotpack.compile(add_then_double_unseen, (torch.randn(3), torch.randn(3, requires_grad=True)), train=True,
+                        backend="eager")
+
+
+def unused_cat_of_a_no_grad_value(x, y):
+    with torch.no_grad():
+        a = x.sigmoid()
+    picked = x[torch.tensor([0, 2])]
+    torch.cat([picked, a])  # unused: torch.export keeps it, without listing it as a user of picked
+    y.add_(1)
+    with torch.no_grad():
+        b = a.sigmoid()
+    return picked, b
+
+
+def test_an_unused_op_beside_a_no_grad_region_compiles():
+    """torch.export's graph of this program lists the unused ``cat`` as a user of the
+    region's output but not of ``picked``; detaching the region's output then failed
+    inside torch.fx with a raw SystemError (fuzzer seed 38). It compiles and trains as eager."""
+    x = torch.randn(4, 6, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(unused_cat_of_a_no_grad_value, (x, torch.randn(4, 6)), train=True,
+                                      backend="eager").to_bytes())
+    y, y_eager = torch.randn(4, 6), torch.randn(4, 6)
+    y_eager.copy_(y)
+    got, want = fn(x, y), unused_cat_of_a_no_grad_value(x, y_eager)
+    assert all(map(torch.equal, got, want)) and torch.equal(y, y_eager)
+    got[0].sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    want[0].sum().backward()
+    assert torch.equal(grad, x.grad)
+
+
 def test_dropout_uses_the_callers_rng(tmp_path):
     m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5)).train()
     fn = compile_load(m, (torch.randn(4, 8),), tmp_path)

@@ -389,10 +389,12 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     # (reshape is itself only there, and the placeholders are the tensors the program saw)
     layout_uses = {**contiguous_then_updated(ep, recorder), **layout_dependent_uses(ep.graph_module)}
     frozen = frozen_values(target, recorder.functions)
-    updated_with_grad, updated_without_grad = set(), set()
+    updated_with_grad, updated_without_grad, given_history = set(), set(), set()
     in_order = None
     if allow_mutations:
         updated_with_grad, updated_without_grad = _input_updates_by_grad_mode(ep)
+        if updated_with_grad & updated_without_grad:
+            given_history = _inputs_given_history(ep, call.flat)
         in_order = _in_order_program(ep, updated_with_grad | updated_without_grad, record["custom_functions"])
         _detach_grad_disabled_regions(ep)
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
@@ -430,7 +432,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         exported=ep,
         graph_module=gm,
         mutations=_mutations(ep, mutation_specs, weight_targets, [n.name for n in user_nodes], call.flat,
-                             call.paths, recorder, updated_with_grad, updated_without_grad),
+                             call.paths, recorder, updated_with_grad, updated_without_grad, given_history),
         inputs_updated_without_grad=updated_without_grad,
         state=[n for n, t in weight_targets.items() if t in written_buffers],
         aliased=[] if mutation_specs else _output_views(gm, aliases_from, names),
@@ -543,6 +545,12 @@ def _detach_grad_disabled_regions(ep) -> None:
     from .graphs import writes_in_place
 
     graph = ep.graph_module.graph
+    # torch.export (2.11-2.13) can leave a dead op whose list argument holds another
+    # node without that node listing it among its users (`cat([index, getitem])` beside
+    # a no_grad region: fuzzer seed 38); replacing a use then fails inside torch.fx
+    for node in graph.nodes:
+        for used in node.all_input_nodes:
+            used.users.setdefault(node, None)
     changed = False
     for region, enabled, body in compat.grad_mode_regions(ep.graph_module):
         if enabled:  # torch.enable_grad() inside: the training capture runs with grad on anyway
@@ -562,6 +570,40 @@ def _detach_grad_disabled_regions(ep) -> None:
             changed = True
     if changed:
         ep.graph_module.recompile()
+
+
+def _inputs_given_history(ep, flat: list) -> set[int]:
+    """User inputs (indices) that do not require grad and that the program updates in
+    place, with grad mode on, from a value that does (``x.add_(w)``): after it, eager's
+    ``x`` requires grad and has a history. Read from the graph: what requires grad
+    flows from the inputs and parameters that do, through the top-level ops (a grad-off
+    region's outputs require nothing)."""
+    from .graphs import storage_of
+
+    sig, state = ep.graph_signature, ep.state_dict
+    user, params = list(sig.user_inputs), sig.inputs_to_parameters
+    grad_off = {node for node, enabled, _ in compat.grad_mode_regions(ep.graph_module) if not enabled}
+    tracked, inputs, given = set(), {}, set()
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in user:
+                inputs[storage_of(node)] = i = user.index(node.name)
+                if flat[i].requires_grad:
+                    tracked.add(node)
+            elif getattr(state.get(params.get(node.name)), "requires_grad", False):
+                tracked.add(node)
+            continue
+        reads = [a for a in node.all_input_nodes if a in tracked]
+        if node.op != "call_function" or node in grad_off or not reads:
+            continue
+        tracked.add(node)
+        schema = getattr(node.target, "_schema", None)
+        for arg, value in zip(schema.arguments if schema is not None and schema.is_mutable else (), node.args):
+            written = arg.alias_info is not None and arg.alias_info.is_write and isinstance(value, torch.fx.Node)
+            if written and any(r is not value for r in reads) and inputs.get(storage_of(value)) is not None:
+                given.add(inputs[storage_of(value)])
+                tracked.add(value)
+    return {i for i in given if not flat[i].requires_grad}
 
 
 def _input_updates_by_grad_mode(ep) -> tuple[set[int], set[int]]:
@@ -753,13 +795,14 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
 
 def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,
                recorder: EffectRecorder, with_grad: set[int] = frozenset(),
-               without_grad: set[int] = frozenset()) -> list[mf.Mutation]:
+               without_grad: set[int] = frozenset(), given_history: set[int] = frozenset()) -> list[mf.Mutation]:
     """The allowed in-place updates as the package records them; refuses an update of
     a leaf input that requires grad made with grad mode on (eager refuses it too; under
     ``torch.no_grad()``, ``without_grad``, eager allows it, as an optimizer's step), and
     an input that requires grad updated both with grad mode on and off (``with_grad``
     and ``without_grad``: eager keeps the first in its history and hides the second; a
-    package replays one update per input, either way)."""
+    package replays one update per input, either way), as one that comes to require grad
+    by its update (``given_history``: ``x.add_(w)``, then ``x.mul_(2)`` under no_grad)."""
     mutations = []
     by_target = {t: n for n, t in weight_targets.items()}
     for spec in mutation_specs:
@@ -773,8 +816,9 @@ def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[
                                "eager PyTorch refuses that too (a leaf Variable that requires grad is being used "
                                "in an in-place operation)",
                                hint="work on a copy (x = x.clone()) or pass an input that does not require grad")
-        if flat[index].requires_grad and index in with_grad and index in without_grad:
-            raise CaptureError(f"the program changes input {paths[index]}, which requires grad, in place both with "
+        if (flat[index].requires_grad or index in given_history) and index in with_grad and index in without_grad:
+            which = "which requires grad" if flat[index].requires_grad else "which comes to require grad"
+            raise CaptureError(f"the program changes input {paths[index]}, {which}, in place both with "
                                "grad mode on and "
                                f"inside torch.no_grad() (at {', '.join(recorder.inplace_no_grad)}): eager keeps the "
                                "first update in the tensor's history and hides the second, which a training package "

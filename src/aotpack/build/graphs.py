@@ -169,7 +169,7 @@ def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
     return found
 
 
-def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str, str]:
+def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str | None, str]:
     """Placeholders of ``gm`` whose memory layout decides what the program does with
     them, by name, with why:
 
@@ -178,7 +178,8 @@ def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str, str]:
       (``x.t().reshape(-1).add_(1)`` updates a copy where ``x`` is contiguous and ``x``
       itself where ``x.t()`` is; ``x.reshape(-1).add_(1)`` the other way round);
     - ``as_strided`` of it (or of a view of it): its strides address the input's memory,
-      so another layout gives other elements.
+      so another layout gives other elements; of an intermediate, key None (every input:
+      its strides follow theirs).
 
     A call in another layout, copied into the compiled one (or updated through such a
     copy and written back), would differ from eager, so the guard refuses it for these
@@ -213,6 +214,9 @@ def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str, str]:
                 body = getattr(gm, sub.target)
                 names = [n.name for n in body.graph.nodes if n.op == "placeholder"]
                 for name, why in layout_dependent_uses(body).items():
+                    if name is None:
+                        found.setdefault(None, why)
+                        continue
                     k = names.index(name)
                     base = source(operands[k])[0] if k < len(operands) and isinstance(operands[k], torch.fx.Node) \
                         else None
@@ -222,9 +226,12 @@ def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str, str]:
         if not isinstance(node.args[0], torch.fx.Node):
             continue
         if (op_name(node) or "").startswith("as_strided"):
+            # of an input: its memory; of an intermediate: a tensor whose strides follow the
+            # inputs' layouts (elementwise ops keep them), so every input (key None)
             base, _ = source(node.args[0])
-            if base is not None:
-                found.setdefault(base.name, "the program calls as_strided on it, which addresses its memory")
+            found.setdefault(base.name if base is not None else None,
+                             "the program calls as_strided on it, which addresses its memory" if base is not None
+                             else "the program calls as_strided on a value whose strides follow the inputs' layouts")
         schema = getattr(node.target, "_schema", None)
         if schema is None or not schema.is_mutable:
             continue

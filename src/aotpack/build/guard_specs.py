@@ -94,7 +94,7 @@ def input_layout(t: torch.Tensor, dyn, path: str):
 
 
 def layout_pins(gm: torch.fx.GraphModule, user_nodes: list, strides_read: dict,
-                uses: dict[str, str] | None = None) -> list[str | None]:
+                uses: dict[str | None, str] | None = None) -> list[str | None]:
     """Per user input: why its memory layout must match at a call (a copy into the
     compiled layout would change the result), or None.
 
@@ -109,7 +109,8 @@ def layout_pins(gm: torch.fx.GraphModule, user_nodes: list, strides_read: dict,
     names = [n.name for n in user_nodes]
     why = dict.fromkeys(layout_dependent_inputs(gm), "whether an output shares its memory depends on its layout")
     for name, reason in (uses or {}).items():
-        why.setdefault(name, reason)
+        for pinned in names if name is None else [name]:
+            why.setdefault(pinned, reason)
     for name, where in strides_read.items():
         for pinned in names if name is None else [name] if name in names else []:
             why.setdefault(pinned, f"the program reads strides at {where}")

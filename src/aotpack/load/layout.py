@@ -101,9 +101,10 @@ def adapt(t: torch.Tensor, layout) -> torch.Tensor:
 
 def write_update(target: torch.Tensor, value: torch.Tensor) -> None:
     """Write ``value``, the program's update of the caller's tensor ``target``, into it as
-    eager's in-place update leaves it: recorded by autograd where ``target`` has a history
-    (it requires grad and is no leaf) and ``value`` one, else with no history."""
-    if target.requires_grad and not target.is_leaf and value.requires_grad:
+    eager's in-place update leaves it: recorded by autograd where ``value`` has a history
+    and ``target`` may take one (it is no leaf, or it does not require grad: ``x.add_(w)``
+    gives such an ``x`` the history of ``w``), else with no history."""
+    if value.requires_grad and torch.is_grad_enabled() and not (target.requires_grad and target.is_leaf):
         target.copy_(value)
     else:
         with torch.no_grad():
