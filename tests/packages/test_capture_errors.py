@@ -33,6 +33,22 @@ def test_data_dependent_branch_names_file_and_line(capsys):
     assert "def forward" not in capsys.readouterr().err
 
 
+def mismatched(x, w):
+    return x * w  # (4, 6) * (24,): eager fails here too
+
+
+def test_a_program_eager_cannot_run_is_named_as_such():
+    """A shape mismatch in the program itself: the hint points at the program and its
+    example inputs, not at control flow (which the hint said until 2026-12-03)."""
+    with pytest.raises(aotpack.CaptureError) as info:
+        aotpack.compile(mismatched, (torch.randn(4, 6), torch.randn(24)), backend="eager")
+    msg = str(info.value)
+    assert f"{__file__}:{mismatched.__code__.co_firstlineno + 1}" in msg
+    assert "runs eagerly on these example inputs" in msg and "control flow" not in msg
+    assert "control flow" in str(pytest.raises(aotpack.CaptureError, aotpack.compile, branchy,
+                                               (torch.randn(3),), backend="eager").value)
+
+
 def test_python_numbers_from_data_are_refused():
     with pytest.raises(aotpack.CaptureError, match=r"output\[0\] is a Python number computed from tensor data"):
         aotpack.compile(ToList(), (torch.randn(3),), backend="eager")

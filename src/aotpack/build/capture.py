@@ -334,9 +334,11 @@ def _capture_error(e: BaseException, target) -> CaptureError:
         where = f"{fr.filename}:{fr.lineno}: `{line}`"
     else:
         where = defined_at(target)
-    hint = "move the Python control flow out of the compiled program, or express it with torch.cond / torch.where"
+    # (an error eager would raise too, a shape mismatch say, is the program's own: named as such)
+    hint = "check that the program runs eagerly on these example inputs; torch.export failed at that line"
     if "data-dependent" in reason or "data dependent" in reason:
         reason = f"Python code depends on a value read from tensor data ({reason})"
+        hint = "move the Python control flow out of the compiled program, or express it with torch.cond / torch.where"
     elif "Constraints violated" in reason or "specializ" in reason:
         hint = "widen or drop the Dim for that dimension, or pass dynamic=None"
     elif "leaf Variable that requires grad" in reason:
