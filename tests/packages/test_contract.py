@@ -265,6 +265,25 @@ def test_an_update_through_a_reshape_is_guarded_to_the_layout(program, train):
     assert torch.equal(x, x_eager)
 
 
+def bump_channels_last(x):
+    y = x.to(memory_format=torch.channels_last)  # x itself where x is channels_last, else a copy
+    y.add_(1)
+    return y * 2
+
+
+def test_an_update_through_a_memory_format_conversion_is_guarded_to_the_layout():
+    """``x.to(memory_format=torch.channels_last).add_(1)`` updates a copy of a contiguous
+    x and x itself where x is channels_last: such a call, copied into the compiled
+    layout, left the caller's x unchanged where eager's changed (until 2026-12-03)."""
+    fn = aotpack.load(aotpack.compile(bump_channels_last, (torch.randn(2, 3, 4, 5),), backend="eager").to_bytes())
+    x = torch.randn(2, 4, 5, 3).permute(0, 3, 1, 2)  # channels_last
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\].stride\(\).*in-place update reaches it"):
+        fn(x)
+    x = torch.randn(2, 3, 4, 5)
+    x_eager = x.clone()
+    assert torch.equal(fn(x), bump_channels_last(x_eager)) and torch.equal(x, x_eager)
+
+
 def corner_as_strided(x):
     return x.as_strided((2, 2), (1, 2)) * 1
 

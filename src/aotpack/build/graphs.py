@@ -134,10 +134,12 @@ _MAYBE_VIEWS = frozenset({"reshape", "reshape_as", "flatten", "ravel", "contiguo
 
 
 def _maybe_view(node) -> bool:
-    """A reshape/flatten/contiguous (or the contiguous clone one became): a view of its
-    input in some layouts, a copy in others."""
+    """A reshape/flatten/contiguous (or the contiguous clone one became), or a ``to`` with
+    a memory format: a view of its input (the input itself) in some layouts, a copy in
+    others."""
     name = op_name(node)
-    return name in _MAYBE_VIEWS or (name == "clone" and node.kwargs.get("memory_format") is torch.contiguous_format)
+    return (name in _MAYBE_VIEWS or (name == "clone" and node.kwargs.get("memory_format") is torch.contiguous_format)
+            or (name == "to" and node.kwargs.get("memory_format") not in (None, torch.preserve_format)))
 
 
 def layout_dependent_inputs(gm: torch.fx.GraphModule) -> set[str]:
@@ -240,7 +242,7 @@ def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str | None, str]:
                 base, through = source(value)
                 if base is not None and through:
                     found.setdefault(base.name, "whether the program's in-place update reaches it depends on "
-                                                "its layout (a reshape)")
+                                                "its layout (a reshape, contiguous() or memory-format conversion on the way)")
     return found
 
 
