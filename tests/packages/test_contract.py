@@ -271,6 +271,28 @@ def bump_channels_last(x):
     return y * 2
 
 
+def halve_unseen_and_return(x):
+    with torch.no_grad():
+        x.mul_(0.5)
+    return x
+
+
+def test_an_input_updated_in_a_no_grad_region_and_returned_is_the_callers_tensor():
+    """Returned after an update inside ``torch.no_grad()``, x comes out of the region's op,
+    not as the input itself: the package returned a new view with x's geometry (fuzzer
+    seed 42), which under no_grad was a leaf of its own, so a backward through it left
+    the caller's ``x.grad`` empty where eager's is filled. It is x itself now."""
+    fn = aotpack.load(aotpack.compile(halve_unseen_and_return, (torch.randn(4, 6),), backend="eager").to_bytes())
+    x = torch.randn(4, 6, requires_grad=True)
+    x_eager = x.detach().clone().requires_grad_()
+    with torch.no_grad():
+        got, want = fn(x), halve_unseen_and_return(x_eager)
+    assert got is x and want is x_eager and torch.equal(x, x_eager)
+    got.sum().backward()
+    want.sum().backward()
+    assert torch.equal(x.grad, x_eager.grad)
+
+
 def test_an_update_through_a_memory_format_conversion_is_guarded_to_the_layout():
     """``x.to(memory_format=torch.channels_last).add_(1)`` updates a copy of a contiguous
     x and x itself where x is channels_last: such a call, copied into the compiled

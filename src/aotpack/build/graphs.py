@@ -8,6 +8,7 @@ ops write their arguments, which outputs are views of the graph's arguments.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 
 import torch
@@ -117,8 +118,15 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0, names: dict[str, str
 
 def _through_inplace(node):
     """The tensor an in-place op (``add_``: returns its first argument) was applied to,
-    through chains of them; ``node`` itself otherwise."""
+    through chains of them, and out of a higher-order region (``torch.no_grad()``) whose
+    output is such a chain on one of its operands; ``node`` itself otherwise."""
     while isinstance(node, torch.fx.Node) and node.op == "call_function":
+        if node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
+            operand = _region_operand_returned(node.args[0], node.args[1])
+            if operand is None:
+                break
+            node = operand
+            continue
         schema = getattr(node.target, "_schema", None)
         returns = schema.returns if schema is not None else ()
         if not (len(returns) == 1 and returns[0].alias_info is not None and returns[0].alias_info.is_write
@@ -126,6 +134,28 @@ def _through_inplace(node):
             break
         node = node.args[0]
     return node
+
+
+def _region_operand_returned(region, k):
+    """The operand of higher-order op ``region`` that its subgraph's ``k``-th output is,
+    through in-place ops (``x.mul_(2)`` under no_grad returns x), or None."""
+    gm = region.graph.owning_module
+    subs = [a for a in region.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
+            and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
+    if len(subs) != 1 or not isinstance(k, int):
+        return None
+    body = getattr(gm, subs[0].target)
+    results = next(n for n in body.graph.nodes if n.op == "output").args[0]
+    if not isinstance(results, (tuple, list)) or k >= len(results):
+        return None
+    inner = _through_inplace(results[k])
+    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
+    if inner not in placeholders:
+        return None
+    after = region.args[region.args.index(subs[0]) + 1:]
+    operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
+    m = placeholders.index(inner)
+    return operands[m] if m < len(operands) and isinstance(operands[m], torch.fx.Node) else None
 
 
 # Ops that return a view of their input in some layouts and a copy in others (and, after
