@@ -250,18 +250,25 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
     only traces after unwrapping them and which a package's safetensors weights cannot
     hold; two plain buffers (int8 weight, scales) need neither.
     """
-    import copy
-
-    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    quantized = copy.deepcopy(model, memo=dict(shared))  # new modules, the same tensors
-    linears = [(name, m) for name, m in quantized.named_modules() if type(m) is torch.nn.Linear]
+    linears = [(name, m) for name, m in model.named_modules() if type(m) is torch.nn.Linear]
     if not linears:
         raise AotpackError(f"{type(model).__name__} has no torch.nn.Linear layer to quantize",
                            hint="int8_weights converts nn.Linear layers only")
-    for name, linear in linears:
+    return _with_modules(model, {name: Int8Linear(linear) for name, linear in linears})
+
+
+def _with_modules(model: torch.nn.Module, replacements: dict) -> torch.nn.Module:
+    """A copy of ``model`` with the submodules named in ``replacements`` (name -> module)
+    replaced; every other module is a new object, every parameter and buffer the same
+    tensor as ``model``'s, and ``model`` is left as it was."""
+    import copy
+
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    out = copy.deepcopy(model, memo=dict(shared))  # new modules, the same tensors
+    for name, module in replacements.items():
         parent, _, leaf = name.rpartition(".")
-        setattr(quantized.get_submodule(parent), leaf, Int8Linear(linear))
-    return quantized
+        setattr(out.get_submodule(parent), leaf, module)
+    return out
 
 
 class FusedProjections(torch.nn.Module):
@@ -364,19 +371,11 @@ def fused_projections(step: torch.nn.Module, args: tuple) -> torch.nn.Module:
 
         >>> fused = fused_projections(step, _examples(1, 64, 1, "cpu"))   # doctest: +SKIP
     """
-    import copy
-
-    groups = projection_groups(step, args)
-    if not groups:
-        return step
-    shared = {id(t): t for t in (*step.parameters(), *step.buffers())}
-    fused = copy.deepcopy(step, memo=dict(shared))  # new modules, the same tensors
-    for names in groups:
-        projections = FusedProjections([fused.get_submodule(n) for n in names])
-        for i, name in enumerate(names):
-            parent, _, leaf = name.rpartition(".")
-            setattr(fused.get_submodule(parent), leaf, ProjectionSlice(projections, i))
-    return fused
+    replacements = {}
+    for names in projection_groups(step, args):
+        projections = FusedProjections([step.get_submodule(n) for n in names])
+        replacements.update({name: ProjectionSlice(projections, i) for i, name in enumerate(names)})
+    return _with_modules(step, replacements) if replacements else step
 
 
 def _left_pad(input_ids, attention_mask, pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,7 +43,7 @@ from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from .effects import EffectRecorder
 from .frozen import frozen_values
-from .graphs import layout_dependent_uses, output_aliases, updates_in_place, written_placeholders
+from .graphs import layout_dependent_uses, output_aliases, repair_users, updates_in_place, written_placeholders
 from .guard_specs import (
     autocast_dtype,
     contiguous_then_updated,
@@ -386,6 +386,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     program._autocast = (device, amp) if amp else None
     with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext():
         ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn)
+    repair_users(ep.graph_module)  # before any rewrite of the graph
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     # (reshape is itself only there, and the placeholders are the tensors the program saw)
@@ -547,12 +548,6 @@ def _detach_grad_disabled_regions(ep) -> None:
     from .graphs import writes_in_place
 
     graph = ep.graph_module.graph
-    # torch.export (2.11-2.13) can leave a dead op whose list argument holds another
-    # node without that node listing it among its users (`cat([index, getitem])` beside
-    # a no_grad region: fuzzer seed 38); replacing a use then fails inside torch.fx
-    for node in graph.nodes:
-        for used in node.all_input_nodes:
-            used.users.setdefault(node, None)
     changed = False
     for region, enabled, body in compat.grad_mode_regions(ep.graph_module):
         if enabled:  # torch.enable_grad() inside: the training capture runs with grad on anyway
@@ -575,9 +570,9 @@ def _detach_grad_disabled_regions(ep) -> None:
 
 
 def _inputs_given_history(ep, flat: list) -> set[int]:
-    """User inputs (indices) that do not require grad and that the program updates in
-    place, with grad mode on, from a value that does (``x.add_(w)``): after it, eager's
-    ``x`` requires grad and has a history. Read from the graph: what requires grad
+    """User inputs (indices) that the program updates in place, with grad mode on, from a
+    value that requires grad (``x.add_(w)``): after it, eager's ``x`` requires grad and has
+    a history, whether or not it required grad before. Read from the graph: what requires grad
     flows from the inputs and parameters that do, through the top-level ops (a grad-off
     region's outputs require nothing)."""
     from .graphs import storage_of
@@ -605,7 +600,7 @@ def _inputs_given_history(ep, flat: list) -> set[int]:
             if written and any(r is not value for r in reads) and inputs.get(storage_of(value)) is not None:
                 given.add(inputs[storage_of(value)])
                 tracked.add(value)
-    return {i for i in given if not flat[i].requires_grad}
+    return given
 
 
 def _input_updates_by_grad_mode(ep) -> tuple[set[int], set[int]]:

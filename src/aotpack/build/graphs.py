@@ -116,6 +116,31 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0, names: dict[str, str
     return aliased
 
 
+def region_parts(node) -> tuple[list[torch.fx.GraphModule], list]:
+    """(the subgraphs, the operands) of higher-order op ``node`` (a ``torch.no_grad()`` or
+    ``torch.autocast`` region in torch.export's graphs): a subgraph's placeholders are the
+    operands, in order. ([], []) for any other node."""
+    gm = node.graph.owning_module
+    subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
+            and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
+    if not subs:
+        return [], []
+    after = node.args[node.args.index(subs[-1]) + 1:]
+    return ([getattr(gm, a.target) for a in subs],
+            [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))])
+
+
+def repair_users(gm: torch.fx.GraphModule) -> None:
+    """List every node among the users of the nodes it reads. torch.export (2.11-2.13)
+    can leave a dead op whose list argument holds a node that does not list it
+    (``cat([index, getitem])`` beside a no_grad region: fuzzer seed 38), and torch.fx's
+    ``replace_all_uses_with`` then fails with a raw SystemError; every rewrite of a
+    captured graph runs after this."""
+    for node in gm.graph.nodes:
+        for used in node.all_input_nodes:
+            used.users.setdefault(node, None)
+
+
 def _through_inplace(node):
     """The tensor an in-place op (``add_``: returns its first argument) was applied to,
     through chains of them, and out of a higher-order region (``torch.no_grad()``) whose
@@ -139,22 +164,15 @@ def _through_inplace(node):
 def _region_operand_returned(region, k):
     """The operand of higher-order op ``region`` that its subgraph's ``k``-th output is,
     through in-place ops (``x.mul_(2)`` under no_grad returns x), or None."""
-    gm = region.graph.owning_module
-    subs = [a for a in region.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
-            and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
-    if len(subs) != 1 or not isinstance(k, int):
+    bodies, operands = region_parts(region)
+    if len(bodies) != 1 or not isinstance(k, int):
         return None
-    body = getattr(gm, subs[0].target)
-    results = next(n for n in body.graph.nodes if n.op == "output").args[0]
+    results = next(n for n in bodies[0].graph.nodes if n.op == "output").args[0]
     if not isinstance(results, (tuple, list)) or k >= len(results):
         return None
     inner = _through_inplace(results[k])
-    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
-    if inner not in placeholders:
-        return None
-    after = region.args[region.args.index(subs[0]) + 1:]
-    operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
-    m = placeholders.index(inner)
+    placeholders = [n for n in bodies[0].graph.nodes if n.op == "placeholder"]
+    m = placeholders.index(inner) if inner in placeholders else len(operands)
     return operands[m] if m < len(operands) and isinstance(operands[m], torch.fx.Node) else None
 
 
@@ -233,17 +251,13 @@ def layout_dependent_uses(gm: torch.fx.GraphModule) -> dict[str | None, str]:
             value = value.args[0]
         return (value if value in placeholders else None), through
 
-    found: dict[str, str] = {}
+    found: dict[str | None, str] = {}
     for node in gm.graph.nodes:
         if node.op != "call_function" or not node.args:
             continue
-        subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
-                and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
-        if subs:  # a higher-order op (a no_grad or autocast region): its placeholders are the operands
-            after = node.args[node.args.index(subs[-1]) + 1:]
-            operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
-            for sub in subs:
-                body = getattr(gm, sub.target)
+        bodies, operands = region_parts(node)
+        if bodies:  # a higher-order op (a no_grad or autocast region)
+            for body in bodies:
                 names = [n.name for n in body.graph.nodes if n.op == "placeholder"]
                 for name, why in layout_dependent_uses(body).items():
                     if name is None:
@@ -311,14 +325,11 @@ def written_placeholders(gm: torch.fx.GraphModule, ignore=frozenset()) -> set[in
                     if arg.alias_info is not None and arg.alias_info.is_write:
                         mark(value)
             continue
-        subs = [a for a in node.args if isinstance(a, torch.fx.Node) and a.op == "get_attr"
-                and isinstance(getattr(gm, a.target, None), torch.fx.GraphModule)]
-        if not subs or node in ignore:
+        if node in ignore:
             continue
-        after = node.args[node.args.index(subs[-1]) + 1:]
-        operands = [v for a in after for v in (a if isinstance(a, (tuple, list)) else (a,))]
-        for sub in subs:  # a subgraph's placeholders are the operands, in order
-            for k in written_placeholders(getattr(gm, sub.target)):
+        bodies, operands = region_parts(node)
+        for body in bodies:
+            for k in written_placeholders(body):
                 if k < len(operands):
                     mark(operands[k])
     return written

@@ -118,7 +118,7 @@ class Package:
                                            for fqn in captured.weights])
         prefix = fmt.variant_dir(name)
         self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
-        if getattr(captured, "in_order_program", None):
+        if captured.in_order_program:
             self.members[prefix + fmt.PROGRAM_IN_ORDER] = captured.in_order_program
         files = []
         for rel, data in compiled.files.items():
