@@ -22,6 +22,10 @@ Option sets (``--options``, comma separated):
   cdt-math-fused cdt-math, and the linear layers called on one input (q, k, v; gate, up)
            fused into one product each (aotpack.llm.compile(fuse_projections=True))
   cdt-wide-math  cdt-math with coordinate descent checking all directions, radius 2
+  cdt-math-realize8 cdt-math, and a pointwise result of more than 8 ops stored once rather
+           than recomputed in each consumer (inductor's realize_opcount_threshold, 30 by
+           default): SiLU(gate) * up becomes the gate/up kernel's epilogue instead of the
+           down projection's prologue (bench/matvec_fusion.py --extra realize8)
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections o
     # a wider search: every direction at once and two steps out (slower to compile)
     "cdt-wide-math": ({"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
                        "coordinate_descent_search_radius": 2}, "math", False),
+    "cdt-math-realize8": ({"coordinate_descent_tuning": True, "realize_opcount_threshold": 8}, "math", False),
 }
 PROMPT, NEW = 32, 64
 

@@ -804,3 +804,64 @@ def function_modes() -> list:
     from torch.overrides import _get_current_function_mode_stack
 
     return list(_get_current_function_mode_stack())
+
+
+def split_reduction_factor(outputs: int, length: int, *, target_outputs: int, min_chunk: int) -> int:
+    """How many ways to split a reduction of ``outputs`` rows of ``length`` each (a batch-1
+    matrix-vector product: one row per output, the weight's row as the reduction) so that
+    the first phase has at least ``target_outputs`` programs' rows, each chunk at least
+    ``min_chunk`` long: 1 where no split reaches that. Powers of two, dividing ``length``
+    where one does (no masked tail).
+
+    >>> split_reduction_factor(4096, 11264, target_outputs=16384, min_chunk=1024)
+    4
+    >>> split_reduction_factor(4096, 4096, target_outputs=16384, min_chunk=1024)
+    4
+    >>> split_reduction_factor(22528, 4096, target_outputs=16384, min_chunk=1024)
+    1
+    """
+    split = 1
+    while outputs * split < target_outputs and length // (split * 2) >= min_chunk:
+        split *= 2
+    return split
+
+
+@contextmanager
+def split_matvec_reductions(*, factor: int | None = None, target_outputs: int = 16384, min_chunk: int = 1024):
+    """While active, inductor computes an inner reduction with too few outputs to fill the
+    GPU in two phases (chunks of the row, then the chunks' sum): a batch-1 projection of
+    4,096 outputs is 4,096 programs for 132 SMs, and the last wave's tail shows
+    (bench/matvec_fusion.py). ``factor`` fixes the split (for measuring); otherwise
+    :func:`split_reduction_factor` picks it. Inductor's own choice stands where it
+    already splits, and for reductions it does not consider splitting at all (those
+    with at least 64 outputs per SM).
+
+    For measuring only: bench/matvec_fusion.py's ``split*`` settings. On an H200 the split
+    was slower in 15 of 16 settings (docs/benchmarks.md), so ``aotpack.llm.compile`` does
+    not use it.
+
+    The choice is not part of inductor's FX-graph cache key (2.11-2.13), so the cache is
+    off while this is active: a graph cached without the split would be returned as is.
+
+    Private: ``torch._inductor.choices.InductorChoices.reduction_split_factor`` and
+    ``V.set_choices_handler`` (inductor's documented hook for out-of-tree heuristics;
+    2.11-2.13).
+    """
+    import torch._inductor.config as config
+    from torch._inductor.choices import InductorChoices
+    from torch._inductor.virtualized import V
+
+    class SplitMatvec(InductorChoices):
+        @staticmethod
+        def reduction_split_factor(device, reduction_numel_hint, numel_hint, inner_reduction):
+            chosen = InductorChoices.reduction_split_factor(device, reduction_numel_hint, numel_hint,
+                                                            inner_reduction)
+            if chosen > 1 or not inner_reduction or device.type != "cuda":
+                return chosen
+            if factor is not None:
+                return factor if reduction_numel_hint // factor >= 256 else 1
+            return split_reduction_factor(numel_hint, reduction_numel_hint, target_outputs=target_outputs,
+                                          min_chunk=min_chunk)
+
+    with config.patch({"fx_graph_cache": False}), V.set_choices_handler(SplitMatvec()):
+        yield

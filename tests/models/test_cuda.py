@@ -123,3 +123,22 @@ def test_cuda_training_package_fresh_process(tmp_path):
     grads = json.loads(out)
     for name, p in model.named_parameters():
         torch.testing.assert_close(torch.tensor(grads[name]), p.grad.float().cpu(), rtol=1e-3, atol=1e-4)
+
+
+def test_a_split_matrix_vector_product_equals_the_plain_one():
+    """bench/matvec_fusion.py's split reductions (two phases: chunks of a row, then their
+    sum) compute the same product as the unsplit one, to bf16 rounding of the order."""
+    from aotpack._torch_compat import split_matvec_reductions
+
+    def down(g, u, w):
+        return torch.nn.functional.linear(torch.nn.functional.silu(g) * u, w)
+
+    torch.manual_seed(0)
+    g, u = torch.randn(2, 1, 2816, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(1024, 2816, device="cuda", dtype=torch.bfloat16) / 64
+    expected = down(g, u, w)
+    for factor in (None, 4):
+        torch._dynamo.reset()
+        with split_matvec_reductions(factor=factor):
+            got = torch.compile(down, options={"coordinate_descent_tuning": True}, fullgraph=True)(g, u, w)
+        torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2)

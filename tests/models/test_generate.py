@@ -319,3 +319,15 @@ def test_fused_projection_members_called_on_other_inputs_compute_their_own_rows(
         first(x)
         x.mul_(2)
         torch.testing.assert_close(second(x), b(x))  # the same input, updated since
+
+
+@pytest.mark.parametrize("outputs,length,split", [(4096, 11264, 4), (4096, 4096, 4), (1024, 4096, 4),
+                                                  (22528, 4096, 1), (4096, 1024, 1), (8192, 8192, 2)])
+def test_a_matrix_vector_product_is_split_to_fill_the_gpu(outputs, length, split):
+    """The split of bench/matvec_fusion.py's ``splitauto``: enough rows for the GPU, no
+    chunk under 1,024."""
+    from aotpack._torch_compat import split_reduction_factor
+
+    got = split_reduction_factor(outputs, length, target_outputs=16384, min_chunk=1024)
+    assert got == split
+    assert length // got >= 1024 or got == 1
