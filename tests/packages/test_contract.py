@@ -510,11 +510,20 @@ class FunctionBesideATensorAttribute(torch.nn.Module):
         return StraightThrough.apply(x * self.scale)
 
 
-def test_custom_autograd_function_beside_a_tensor_attribute_is_refused_in_training():
-    with pytest.raises(aotpack.CaptureError, match=r"StraightThrough .*no parameter, buffer, module global or "
-                                                   r"closure variable"):
-        aotpack.compile(FunctionBesideATensorAttribute(), (torch.randn(4, requires_grad=True),), backend="eager",
-                        train=True)
+def test_custom_autograd_function_beside_a_tensor_attribute_trains_as_eager(tmp_path):
+    """The trace that runs the Function's own backward passes a plain tensor attribute
+    (no parameter, no buffer) its graph input as it does parameters (functional_call)."""
+    m = FunctionBesideATensorAttribute()
+    x = torch.randn(4, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager", train=True).save(tmp_path / "f.aot"), module=m)
+    got_x, want_x = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    got, want = fn(got_x), m(want_x)
+    (got * torch.arange(4.0)).sum().backward()
+    (want * torch.arange(4.0)).sum().backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_x.grad, want_x.grad)
+    m.scale = torch.tensor([4.0, 3.0, 2.0, 1.0])  # read at each call, as eager reads it
+    torch.testing.assert_close(fn(x), m(x))
 
 
 def test_custom_autograd_function_runs_in_inference(tmp_path):

@@ -140,9 +140,10 @@ class _Bound(torch.nn.Module):
         self.inner = torch.nn.Linear(4, 4)
         self.scale = torch.nn.Parameter(torch.randn(4))
         self.register_buffer("shift", torch.randn(4))
+        self.gain = torch.linspace(0.5, 2.0, 4)  # a plain tensor attribute: torch.export lifts it as a constant
 
     def forward(self, x):
-        return self.inner(x) * self.scale + self.shift
+        return self.inner(x) * self.scale * self.gain + self.shift
 
 
 def _rand(g, *shape, dtype=torch.float32):
@@ -165,6 +166,10 @@ MODULE_CHANGES = {
     "a forward hook": lambda m, g: m.inner.register_forward_hook(lambda mod, i, out: out * 2),
     "a forward pre-hook": lambda m, g: m.register_forward_pre_hook(lambda mod, args: (args[0] + 1,)),
     "train mode": lambda m, g: m.train(),
+    "reassign a plain tensor attribute": lambda m, g: setattr(m, "gain", _rand(g, 4)),
+    "update a plain tensor attribute in place": lambda m, g: m.gain.mul_(_rand(g, 4)),
+    "a plain tensor attribute of another shape": lambda m, g: setattr(m, "gain", _rand(g, 2, 4)),
+    "a plain tensor attribute set to None": lambda m, g: setattr(m, "gain", None),
 }
 
 
@@ -240,3 +245,49 @@ def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound
         want = ref(x)
         assert got.dtype == want.dtype and got.shape == want.shape, changes
         torch.testing.assert_close(got, want, msg=str(changes))
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_a_bound_modules_plain_tensor_attributes_are_followed(tmp_path, backend):
+    """A tensor attribute that is no parameter or buffer (``self.gain = torch.tensor(...)``)
+    is read at every eager call, as parameters are: reassigned, updated in place, or in a
+    replaced submodule, the package uses the new value; no tensor any more, it refuses."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(_Bound(), _Bound()).eval().requires_grad_(False)
+    fn = aotpack.load(aotpack.compile(m, (torch.randn(3, 4),), backend=backend).save(tmp_path / "m.aot"), module=m)
+    x = torch.randn(3, 4)
+    for change in (lambda: setattr(m[1], "gain", torch.randn(4)), lambda: m[0].gain.mul_(-2),
+                   lambda: m.__setitem__(1, _Bound().requires_grad_(False))):
+        before = m(x)
+        change()
+        assert not torch.allclose(before, m(x))  # the change changes eager's result
+        torch.testing.assert_close(fn(x), m(x))
+    m[0].gain = None
+    with pytest.raises(aotpack.GuardError, match=r"module tensor attribute '0.gain' is no tensor any more"):
+        fn(x)
+    m[0].gain = torch.ones(4, 1)
+    with pytest.raises(aotpack.GuardError, match=r"module tensor attribute '0.gain' is float32\[4, 1\], the "
+                                                 r"package was compiled for float32\[4\]"):
+        fn(x)
+    m[0].gain = torch.ones(4, requires_grad=True)
+    with pytest.raises(aotpack.GuardError, match=r"module tensor attribute '0.gain'.requires_grad: expected False"):
+        fn(x)
+    with torch.no_grad():
+        torch.testing.assert_close(fn(x), m(x))
+
+
+def test_a_plain_tensor_attribute_that_requires_grad_gets_its_gradient(tmp_path):
+    """In training, eager accumulates into a plain tensor attribute that requires grad
+    (no Parameter needed): the package computes that gradient too."""
+    torch.manual_seed(0)
+    m = _Bound().train()
+    m.gain.requires_grad_(True)
+    x = torch.randn(3, 4)
+    fn = aotpack.load(aotpack.compile(m, (x,), train=True, backend="eager").save(tmp_path / "t.aot"), module=m)
+    (fn(x) ** 2).sum().backward()
+    got = {n: t.grad.clone() for n, t in [*m.named_parameters(), ("gain", m.gain)]}
+    m.zero_grad()
+    m.gain.grad = None
+    (m(x) ** 2).sum().backward()
+    for n, t in [*m.named_parameters(), ("gain", m.gain)]:
+        torch.testing.assert_close(got[n], t.grad, msg=n)

@@ -125,8 +125,12 @@ def _user_frames(stack: str | None) -> str | None:
 
 
 def _gets_grad(captured, name: str, w: torch.Tensor) -> bool:
-    """Whether the backward computes weight ``name``'s gradient."""
-    return captured.weight_kinds[name] == "parameter" and w.requires_grad and w.is_floating_point()
+    """Whether the backward computes weight ``name``'s gradient: a parameter's, or a
+    module's plain tensor attribute's (``constant:scale``) that requires grad, as eager
+    accumulates into it."""
+    kind = captured.weight_kinds[name]
+    return ((kind == "parameter" or (kind == "constant" and name.startswith("constant:")))
+            and w.requires_grad and w.is_floating_point())
 
 
 def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
@@ -373,6 +377,17 @@ def _from_function(t) -> bool:
     return False
 
 
+def _tensor_attribute(program, target: str) -> bool:
+    """Whether ``target`` (torch.export's name for a lifted constant, ``scale`` or
+    ``m.block.scale``) is a plain tensor attribute of ``program``, which
+    ``functional_call`` can swap for the traced primal as it does parameters. Tensors
+    made inside forward are lifted under names of torch.export's own (``lifted_tensor_0``)."""
+    obj = program
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+    return isinstance(obj, torch.Tensor)
+
+
 def _program_outputs(captured, aliased: set[int]) -> Callable:
     """``fn(*primals)``: the captured program run on ``primals`` (weights, then inputs),
     with the exported graph's outputs (in-place updates' values, then the program's
@@ -389,8 +404,8 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
     homes = _frozen_homes(captured)
-    missing = [n for n, t in zip(names, targets) if (captured.weight_kinds.get(n) == "constant" or t is None)
-               and n not in homes]
+    missing = [n for n, t in zip(names, targets) if n not in homes and (
+        t is None or (captured.weight_kinds.get(n) == "constant" and not _tensor_attribute(captured.program, t)))]
     if missing:
         raise CaptureError(f"{captured.name} uses torch.autograd.Function {function_names(captured.custom_functions)} "
                            f"and tensors that are no parameter, buffer, module global or closure variable ({', '.join(missing[:3])}): "

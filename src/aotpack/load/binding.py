@@ -15,6 +15,10 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   comparison) and, where it moved, binds the weights again by name and looks for hooks
   added since load: those are refused (compiled code cannot run them), naming the
   module and the kind of hook;
+- a plain tensor attribute of the module (``self.scale = torch.tensor(2.0)``, no
+  parameter or buffer: torch.export lifts it as a constant) is bound like a parameter;
+  assigning one registers nothing, so each call checks that the attribute is still the
+  bound tensor (one dict lookup per such attribute) and binds again where it is not;
 - each call checks every bound weight's dtype, shape and device (``p.data = t`` of
   another shape would otherwise hand compiled code memory of the wrong size).
 
@@ -36,7 +40,7 @@ from ..errors import AotpackError
 from ..package.manifest import Program, Variant
 from .guards import Mismatch
 
-__all__ = ["Binding"]
+__all__ = ["Binding", "module_weight"]
 
 _GENERATION = [0]  # moved by any registration of a parameter, buffer, submodule or (watched) hook
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -89,6 +93,30 @@ def _hooks(module: torch.nn.Module) -> dict:
             for name in _HOOK_DICTS}
 
 
+def module_weight(name: str, kind: str = "weight") -> str:
+    """How an error names a bound module's weight: ``module weight 'fc.weight'`` (or
+    ``module parameter ...`` for ``kind="parameter"``), ``module tensor attribute 'scale'``
+    for a plain tensor attribute (the package's ``constant:scale``)."""
+    if name.startswith("constant:"):
+        return f"module tensor attribute {name.removeprefix('constant:')!r}"
+    return f"module {kind} {name!r}"
+
+
+def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[torch.nn.Module | None, str]:
+    """(the submodule holding it, its name) where ``fqn`` (``constant:block.scale``, the
+    package's name for a lifted constant) is a plain tensor attribute of ``module``,
+    else (None, "")."""
+    if not fqn.startswith("constant:"):
+        return None, ""
+    *path, name = fqn.removeprefix("constant:").split(".")
+    owner = module
+    for part in path:
+        owner = owner._modules.get(part) if isinstance(owner, torch.nn.Module) else None
+    if isinstance(owner, torch.nn.Module) and isinstance(owner.__dict__.get(name), torch.Tensor):
+        return owner, name
+    return None, ""
+
+
 class Binding:
     """The live weights of one variant, bound to ``module`` by name.
 
@@ -100,6 +128,8 @@ class Binding:
         _install()
         self.variant, self.program, self.stored, self.module = variant, program, stored, module
         self.state_check = state_check  # module.training and parameters' requires_grad (runtime)
+        self.attributes: list[tuple[int, torch.nn.Module, str]] = []  # (weight index, owner, name)
+        self._attribute_names: set[str] = set()  # bound as plain attributes once: must stay tensors
         self.weights = self._resolve()
         _watch(module)
         self._hooks_at_load = _hooks(module)
@@ -107,16 +137,24 @@ class Binding:
         self._expected = [(w, w.dtype, w.shape, w.device) for w in self.weights]
 
     def _resolve(self) -> list[torch.Tensor]:
-        """The variant's weights: the module's live parameters and buffers by name, the
-        package's frozen constants. Raises AotpackError naming one that does not fit."""
+        """The variant's weights: the module's live parameters, buffers and plain tensor
+        attributes by name, the package's frozen constants (tensors made inside forward,
+        module globals, closure variables). Raises AotpackError naming one that does not
+        fit; sets ``self.attributes`` to where the plain attributes live."""
         live = dict(self.module.named_parameters(remove_duplicate=False))
         live.update(self.module.named_buffers(remove_duplicate=False))
-        v, out = self.variant, []
+        v, out, attributes = self.variant, [], []
         for key, fqn in zip(v.weights, v.weight_fqns):
             info = self.program.weight(key)
             if info.kind not in ("parameter", "buffer"):
-                out.append(self.stored[key])  # frozen constants stay the package's
-                continue
+                owner, name = _tensor_attribute(self.module, fqn)
+                if owner is None and fqn in self._attribute_names:
+                    raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
+                if owner is None:
+                    out.append(self.stored[key])  # frozen constants stay the package's
+                    continue
+                attributes.append((len(out), owner, name))
+                live[fqn] = owner.__dict__[name]
             t = live.get(fqn)
             if t is None:
                 raise AotpackError(f"module {type(self.module).__qualname__} has no parameter or buffer {fqn!r}, "
@@ -124,25 +162,30 @@ class Binding:
                                    hint="pass the same model class the package was compiled from")
             want, got = f"{info.dtype}{info.shape}", f"{tree.dtype_name(t.dtype)}{list(t.shape)}"
             if want != got:
-                raise AotpackError(f"module parameter {fqn!r} is {got}, the package was compiled for {want}")
+                raise AotpackError(f"{module_weight(fqn)} is {got}, the package was compiled for {want}")
             if t.device.type != v.device:
-                raise AotpackError(f"module weight {fqn!r} is on {t.device}, variant {v.name} runs on {v.device}",
+                raise AotpackError(f"{module_weight(fqn)} is on {t.device}, variant {v.name} runs on {v.device}",
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
+        self.attributes = attributes
+        self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
         return out
 
     def __call__(self) -> Mismatch | None:
-        if _GENERATION[0] != self.generation:
+        if _GENERATION[0] != self.generation or (self.attributes and self._attribute_reassigned()):
             problem = self._rebind()
             if problem is not None:
                 return problem
         for i, (w, dtype, shape, device) in enumerate(self._expected):
             if w.dtype is not dtype or w.shape != shape or w.device != device:  # p.data = t of another kind
-                name = self.variant.weight_fqns[i]
                 return Mismatch([], f"{tree.dtype_name(dtype)}{list(shape)} on {device} (as compiled)",
                                 f"{tree.dtype_name(w.dtype)}{list(w.shape)} on {w.device}",
-                                where=f"module weight {name!r}")
+                                where=module_weight(self.variant.weight_fqns[i]))
         return self.state_check()
+
+    def _attribute_reassigned(self) -> bool:
+        weights = self.weights
+        return any(owner.__dict__.get(name) is not weights[i] for i, owner, name in self.attributes)
 
     def _rebind(self) -> Mismatch | None:
         """The module changed somewhere since the last call: bind its weights again and

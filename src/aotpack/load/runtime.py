@@ -144,6 +144,8 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
     decides whether eager would build an autograd graph. ``params``: (name, index in
     ``weights``), the live list binding.Binding keeps current. Returns a function
     giving None or the Mismatch to raise."""
+    from .binding import module_weight  # (binding loads only where a module is bound)
+
     want_training = variant.module_training
     train = variant.train
     # parameters whose requires_grad the program read: export kept one branch
@@ -158,7 +160,7 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
         for name, i, want in pinned:
             if weights[i].requires_grad != want:
                 return Mismatch([], f"{want}: the program reads it and was compiled with that branch",
-                                str(weights[i].requires_grad), where=f"module parameter {name!r}.requires_grad")
+                                str(weights[i].requires_grad), where=f"{module_weight(name, 'parameter')}.requires_grad")
         if not torch.is_grad_enabled():
             return None
         for name, i in params:
@@ -168,7 +170,7 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
                 why = ("an inference package builds no autograd graph (call it under torch.no_grad() or "
                        "torch.inference_mode(), call module.requires_grad_(False), or compile with train=True)"
                        if not train else "no gradient was compiled for it; recompile with it requiring grad")
-                return Mismatch([], f"False: {why}", "True", where=f"module parameter {name!r}.requires_grad")
+                return Mismatch([], f"False: {why}", "True", where=f"{module_weight(name, 'parameter')}.requires_grad")
         return None
 
     return check
@@ -449,10 +451,11 @@ def _with_views(fn, variant: Variant):
 
 
 def _bound_parameters(variant: Variant, program: Program) -> list[tuple[str, int]]:
-    """(name, weight index) of the parameters a variant uses, for the per-call
+    """(name, weight index) of the parameters a variant uses, and of the constants that
+    may be a bound module's plain tensor attributes (``constant:scale``), for the per-call
     requires_grad check of a bound module."""
     return [(fqn, i) for i, (key, fqn) in enumerate(zip(variant.weights, variant.weight_fqns))
-            if program.weight(key).kind == "parameter"]
+            if program.weight(key).kind == "parameter" or fqn.startswith("constant:")]
 
 
 def _specificity(variant: Variant) -> tuple:
