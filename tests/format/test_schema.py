@@ -7,6 +7,7 @@ written again (``AOTPACK_UPDATE_SCHEMA=1 pytest tests/format/test_schema.py``)."
 import inspect
 import json
 import os
+import typing
 
 import pytest
 
@@ -31,6 +32,8 @@ def type_name(tp) -> str:
         return f"{tp.base.__name__} checked by {tp.check.__name__}"
     if isinstance(tp, type):
         return tp.__name__
+    if typing.get_origin(tp) in (list, dict):  # (a checked type among the arguments has no stable str)
+        return f"{typing.get_origin(tp).__name__}[{', '.join(type_name(a) for a in typing.get_args(tp))}]"
     return str(tp).replace("typing.", "").replace("aotpack.package.manifest.", "")
 
 

@@ -850,6 +850,17 @@ def test_module_attribute_updates_and_values_read_from_the_world_warn():
         assert any(re.search(rf"test_contract.py:\d+: {re.escape(what)}", m) for m in messages), (what, messages)
 
 
+def test_side_effects_inside_torch_containers_warn():
+    """The user's modules that torch's own modules call (nn.Sequential's forward) are
+    the program too: their side effects warn (they were missed until 2026-12-03)."""
+    m = torch.nn.Sequential(torch.nn.Linear(3, 3), Counting()).requires_grad_(False)
+    with pytest.warns(aotpack.SideEffectWarning) as record:
+        aotpack.compile(m, (torch.randn(2, 3),), backend="eager")
+    messages = [str(w.message) for w in record]
+    assert any(re.search(r"test_contract.py:\d+: setting the attribute `self.calls` of Counting", m)
+               for m in messages), messages
+
+
 def test_local_lists_are_not_side_effects():
     def collects(x):
         parts = []

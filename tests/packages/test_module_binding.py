@@ -141,9 +141,11 @@ class _Bound(torch.nn.Module):
         self.scale = torch.nn.Parameter(torch.randn(4))
         self.register_buffer("shift", torch.randn(4))
         self.gain = torch.linspace(0.5, 2.0, 4)  # a plain tensor attribute: torch.export lifts it as a constant
+        self.alpha, self.relu, self.note = 0.5, True, "not read"  # Python values: torch.export compiles them in
 
     def forward(self, x):
-        return self.inner(x) * self.scale * self.gain + self.shift
+        y = self.inner(x) * self.scale * self.gain * self.alpha + self.shift
+        return y.relu() if self.relu else y
 
 
 def _rand(g, *shape, dtype=torch.float32):
@@ -170,6 +172,10 @@ MODULE_CHANGES = {
     "update a plain tensor attribute in place": lambda m, g: m.gain.mul_(_rand(g, 4)),
     "a plain tensor attribute of another shape": lambda m, g: setattr(m, "gain", _rand(g, 2, 4)),
     "a plain tensor attribute set to None": lambda m, g: setattr(m, "gain", None),
+    "another Python value read": lambda m, g: setattr(m, "alpha", float(_rand(g, 1))),
+    "the same Python value, a new object": lambda m, g: setattr(m, "alpha", float("0.5")),
+    "a Python flag flipped": lambda m, g: setattr(m, "relu", not m.relu),
+    "a Python value not read": lambda m, g: setattr(m, "note", str(_rand(g, 1))),
 }
 
 
@@ -291,3 +297,44 @@ def test_a_plain_tensor_attribute_that_requires_grad_gets_its_gradient(tmp_path)
     (m(x) ** 2).sum().backward()
     for n, t in [*m.named_parameters(), ("gain", m.gain)]:
         torch.testing.assert_close(got[n], t.grad, msg=n)
+
+
+def test_a_bound_modules_python_values_are_guarded(tmp_path):
+    """A Python value the program reads (``self.alpha``, LayerNorm's ``eps``) is compiled
+    in, where eager reads it at each call: another value is refused, naming it; one the
+    program does not read may change; a value set back runs again."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(_Bound(), torch.nn.LayerNorm(4)).eval().requires_grad_(False)
+    fn = aotpack.load(aotpack.compile(m, (torch.randn(3, 4),), backend="eager").save(tmp_path / "m.aot"), module=m)
+    x = torch.randn(3, 4)
+    m[0].note = "changed"  # not read by forward: no guard on it
+    m[0].in_features = 99  # not an attribute the program names either
+    torch.testing.assert_close(fn(x), m(x))
+    m[1].eps = 0.5
+    with pytest.raises(aotpack.GuardError, match=r"module.1.eps: expected 1e-05 \(a Python value compiled into the "
+                                                 r"package: compile again to change it\), got 0.5"):
+        fn(x)
+    m[1].eps = 1e-5
+    m[0].relu = False
+    with pytest.raises(aotpack.GuardError, match=r"module.0.relu: expected True"):
+        fn(x)
+    m[0].relu = True
+    torch.testing.assert_close(fn(x), m(x))
+
+
+class _Counts(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1  # a side effect (warned at capture), no value the result depends on
+        return x * 2
+
+
+def test_an_attribute_the_program_sets_is_no_guard(tmp_path):
+    m = _Counts()
+    with pytest.warns(aotpack.SideEffectWarning, match="self.calls"):
+        fn = aotpack.load(aotpack.compile(m, (torch.randn(3),), backend="eager").save(tmp_path / "c.aot"), module=m)
+    m.calls = 7  # eager calls of m move it; the package's result does not depend on it
+    torch.testing.assert_close(fn(torch.ones(3)), torch.full((3,), 2.0))

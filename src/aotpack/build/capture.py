@@ -52,6 +52,7 @@ from .guard_specs import (
     guard_dims,
     input_layout,
     layout_pins,
+    module_attributes,
     module_training_of,
     requires_grad_pins,
     where_strides_read,
@@ -145,6 +146,8 @@ class Captured:
     mutated_inputs: list[int] = field(default_factory=list)
     # weights whose requires_grad the program reads: name -> the value export's branch holds
     requires_grad_weights: dict[str, bool] = field(default_factory=dict)
+    # a module's Python attributes the program names -> their values (guard_specs.module_attributes)
+    module_attributes: dict[str, Any] = field(default_factory=dict)
     in_order_program: bytes | None = field(default=None, repr=False)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
 
@@ -443,6 +446,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         custom_functions=list(record["custom_functions"]),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
+        module_attributes=module_attributes(target, recorder),
         program=program,
         mutated_inputs=written_inputs,
         in_order_program=in_order,

@@ -14,7 +14,12 @@ breaks); a package cannot. So capture watches the program run and reports:
 - ``layout_reads``: where the program read a tensor's strides (``x.is_contiguous()``,
   ``x.stride()``...): its result may then depend on the memory layout of its inputs;
 - ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
-  the branch taken at capture: calls are guarded on grad mode).
+  the branch taken at capture: calls are guarded on grad mode);
+- ``module_methods``: each module method that ran on the program's behalf (the user's,
+  and the ``forward`` of torch's own modules, which also call the user's modules inside
+  an ``nn.Sequential``), with its module: the Python attributes
+  its code names (``self.eps``) are values the package holds, which a bound module is
+  guarded on (guard_specs.module_attributes).
 
 How: ``sys.setprofile`` for the capture's duration (a profiler hook sees calls of
 builtins such as ``print`` and ``list.append``, which a tracer does not). The hook
@@ -82,6 +87,8 @@ _BRIDGES = {os.path.join(_TORCH_DIR, *path.split("/")): names for path, names in
     "fx/_symbolic_trace.py": {"module_call_wrapper", "forward", "call_module"},
     "fx/experimental/proxy_tensor.py": {"call_module"},
 }.items()}
+# torch's own modules: their forward calls submodules (nn.Sequential's: the user's too)
+_TORCH_MODULES = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
 _SITE = tuple({os.path.normpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
 _USER, _BRIDGE, _OTHER, _ROOT = 0, 1, 2, 3
 
@@ -110,6 +117,8 @@ class EffectRecorder:
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.grad/backward called by the program
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
+        self.module_methods: dict[tuple[int, types.CodeType], torch.nn.Module] = {}
+        self.module_writes: set[tuple[int, str]] = set()  # (id(module), attribute) the program sets
         self._kind: dict[types.CodeType, int] = {}
         self._active: dict = {}  # live frame -> True where it runs on the program's behalf
         self._seen: set = set()
@@ -132,6 +141,8 @@ class EffectRecorder:
                 kind = _ROOT if code.co_name == "forward" and name.endswith("capture.py") else _OTHER
             elif name in _BRIDGES and (_BRIDGES[name] is None or code.co_name in _BRIDGES[name]):
                 kind = _BRIDGE
+            elif name.startswith(_TORCH_MODULES) and code.co_name == "forward":
+                kind = _BRIDGE
             elif code.co_filename.startswith("<") or name.startswith(_TORCH_DIR):
                 kind = _OTHER
             elif name.startswith(_STDLIB) and not name.startswith(_SITE):
@@ -152,14 +163,19 @@ class EffectRecorder:
                 return
             if kind == _OTHER:
                 if on:
+                    if code.co_filename.startswith("<"):  # a module defined by exec(), python -c
+                        self._module_method(frame, code)
                     self._torch_call(frame, parent)
                 return
             if on and code is _MODULE_SETATTR and self._active.get(parent):
                 # `self.calls += 1` in forward: an attribute of a module set by the program
                 owner, name = frame.f_locals.get("self"), frame.f_locals.get("name")
+                self.module_writes.add((id(owner), name))
                 self._add(f"setting the attribute `self.{name}` of {type(owner).__name__}", parent)
             if on:
                 self._active[frame] = kind == _USER
+                if kind == _USER or code.co_name == "forward":
+                    self._module_method(frame, code)
                 if kind == _USER and code not in self.functions:
                     closure = {n: frame.f_locals[n] for n in code.co_freevars if n in frame.f_locals}
                     self.functions[code] = (frame.f_globals, closure)
@@ -201,6 +217,11 @@ class EffectRecorder:
             name = _external_name(owner, frame)
             if name is not None:
                 self._add(f"{kind.__name__}.{arg.__name__} on {name}", frame)
+
+    def _module_method(self, frame, code: types.CodeType) -> None:
+        owner = frame.f_locals.get("self") if code.co_argcount else None
+        if isinstance(owner, torch.nn.Module):
+            self.module_methods.setdefault((id(owner), code), owner)
 
     def _torch_call(self, frame, parent) -> None:
         """A torch function called by the program: note the ones with Python-level effects."""

@@ -13,7 +13,7 @@ from .. import _torch_compat as compat
 from .. import tree
 from ..errors import CaptureError
 from ..load import layout
-from ..package.manifest import Dim, GlobalState
+from ..package.manifest import NOT_PLAIN, Dim, GlobalState, plain_value
 from .effects import EffectRecorder
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
@@ -175,6 +175,34 @@ def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str]
             pins.setdefault(i, f"the program reads {'its' if hit else 'an intermediate tensor’s'} requires_grad "
                                f"at {where}")
     return pins, weight_pins
+
+
+def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
+    """The Python values of a module's attributes that the program's module methods name
+    (``self.eps``, ``self.flag``; path -> value as JSON, ``"ln.eps": 1e-05``): torch.export
+    compiled them in, where eager reads them at each call, so a module bound at load is
+    guarded on them (load/binding.py). ``training`` is guarded on its own; attributes the
+    program sets (``self.calls += 1``) are side effects, warned about at capture. Names are
+    those the method's code uses as any attribute or global, so an attribute that only
+    shares its name with one is guarded too: a change to it is refused, never missed."""
+    root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
+    if not isinstance(root, torch.nn.Module):
+        return {}
+    paths = {}
+    for path, m in root.named_modules(remove_duplicate=False):
+        paths.setdefault(id(m), path)
+    found = {}
+    for (key, code), module in recorder.module_methods.items():
+        path = paths.get(key)
+        if path is None:  # a module the program made or reached from elsewhere: not bindable
+            continue
+        for name in code.co_names:
+            if name == "training" or name not in module.__dict__ or (key, name) in recorder.module_writes:
+                continue
+            value = plain_value(module.__dict__[name])
+            if value is not NOT_PLAIN:
+                found[f"{path}.{name}" if path else name] = value
+    return dict(sorted(found.items()))
 
 
 def module_training_of(target) -> bool | None:

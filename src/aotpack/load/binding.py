@@ -19,6 +19,10 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   parameter or buffer: torch.export lifts it as a constant) is bound like a parameter;
   assigning one registers nothing, so each call checks that the attribute is still the
   bound tensor (one dict lookup per such attribute) and binds again where it is not;
+- a Python attribute the program's methods name (``self.eps``, ``self.use_bias``) is a
+  value compiled into the package (``variants[].module_attributes``); each call compares
+  the module's value with it (one lookup and comparison per such attribute) and refuses
+  another, naming the attribute (torch.compile guards these too, and recompiles);
 - each call checks every bound weight's dtype, shape and device (``p.data = t`` of
   another shape would otherwise hand compiled code memory of the wrong size).
 
@@ -37,7 +41,7 @@ import torch
 
 from .. import tree
 from ..errors import AotpackError
-from ..package.manifest import Program, Variant
+from ..package.manifest import Program, Variant, plain_value
 from .guards import Mismatch
 
 __all__ = ["Binding", "module_weight"]
@@ -102,6 +106,25 @@ def module_weight(name: str, kind: str = "weight") -> str:
     return f"module {kind} {name!r}"
 
 
+_MISSING = object()  # an attribute the module does not have
+_NEVER = object()  # equals no value: where the module's value is not the one compiled in
+
+
+def _held(d: dict, name: str, want):
+    """The module's own object for attribute ``name`` where it is the value ``want`` (the
+    manifest's JSON) stands for, so the per-call comparison is with it; else _NEVER."""
+    got = d.get(name, _MISSING)
+    return got if got is not _MISSING and plain_value(got) == want else _NEVER
+
+
+def _owner_dict(module: torch.nn.Module, path: str) -> dict:
+    """The ``__dict__`` of the submodule holding attribute ``path`` (``ln.eps``); {} where
+    there is no such submodule."""
+    for part in path.split(".")[:-1]:
+        module = module._modules.get(part) if isinstance(module, torch.nn.Module) else None
+    return module.__dict__ if isinstance(module, torch.nn.Module) else {}
+
+
 def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[torch.nn.Module | None, str]:
     """(the submodule holding it, its name) where ``fqn`` (``constant:block.scale``, the
     package's name for a lifted constant) is a plain tensor attribute of ``module``,
@@ -129,6 +152,11 @@ class Binding:
         self.variant, self.program, self.stored, self.module = variant, program, stored, module
         self.state_check = state_check  # module.training and parameters' requires_grad (runtime)
         self.attributes: list[tuple[int, torch.nn.Module, str]] = []  # (weight index, owner, name)
+        # module attributes compiled in: their owners' __dict__s, names, values (as the module
+        # holds them: a tuple, not the manifest's list) and paths, compared in one C-level pass
+        self._dicts: list[dict] = []
+        self._names: list[str] = []
+        self._values: tuple = ()
         self._attribute_names: set[str] = set()  # bound as plain attributes once: must stay tensors
         self.weights = self._resolve()
         _watch(module)
@@ -169,11 +197,18 @@ class Binding:
             out.append(t)
         self.attributes = attributes
         self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
+        self._dicts = [_owner_dict(self.module, path) for path in v.module_attributes]
+        self._names = [path.rpartition(".")[2] for path in v.module_attributes]
+        self._values = tuple(map(_held, self._dicts, self._names, v.module_attributes.values()))
         return out
 
     def __call__(self) -> Mismatch | None:
         if _GENERATION[0] != self.generation or (self.attributes and self._attribute_reassigned()):
             problem = self._rebind()
+            if problem is not None:
+                return problem
+        if self._names and tuple(map(dict.get, self._dicts, self._names)) != self._values:
+            problem = self._changed_attribute()
             if problem is not None:
                 return problem
         for i, (w, dtype, shape, device) in enumerate(self._expected):
@@ -182,6 +217,18 @@ class Binding:
                                 f"{tree.dtype_name(w.dtype)}{list(w.shape)} on {w.device}",
                                 where=module_weight(self.variant.weight_fqns[i]))
         return self.state_check()
+
+    def _changed_attribute(self) -> Mismatch | None:
+        """The first module attribute whose value is not the one compiled in; None where
+        each is (again: its new objects are held for the next calls)."""
+        wants = self.variant.module_attributes
+        for d, name, (path, want) in zip(self._dicts, self._names, wants.items()):
+            if _held(d, name, want) is _NEVER:
+                got = d.get(name, _MISSING)
+                return Mismatch([], f"{want!r} (a Python value compiled into the package: compile again to change it)",
+                                "no such attribute" if got is _MISSING else repr(got)[:80], where=f"module.{path}")
+        self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
+        return None
 
     def _attribute_reassigned(self) -> bool:
         weights = self.weights

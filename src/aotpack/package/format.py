@@ -112,6 +112,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     those compiled under autocast that update an input in place; a call whose inputs
     overlap where the program updates one runs it op by op (older readers refuse such a
     call, as before, and ignore the member).
+    (2026-12-03, later, a compatible addition) variants[].module_attributes: {path: value}
+    of the module's Python attributes the program's methods name (``"ln.eps": 1e-05``;
+    JSON scalars, tuples as lists), which torch.export compiled in: a module bound at
+    load whose attribute holds another value is refused. Older readers ignore it and run
+    such calls with the compiled value, as before; a package run without a bound module
+    is correct in both.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

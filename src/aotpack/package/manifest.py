@@ -26,6 +26,7 @@ read each field's type as an object, once per class, not by evaluating strings a
 
 import inspect
 import keyword
+import math
 import types
 import typing
 from typing import Any, Union
@@ -88,6 +89,32 @@ def _param_kind(v, where: str) -> None:
     _need(v in PARAM_KINDS, f"{where} is an unknown parameter kind")
 
 
+NOT_PLAIN = object()  # plain_value's answer for a value JSON cannot hold as it is
+
+
+def plain_value(v, depth: int = 0):
+    """``v`` as the JSON a manifest holds for a module's Python attribute (bool, int,
+    finite float, str, None; tuples and lists of them, as lists), or NOT_PLAIN.
+
+    >>> plain_value((1, 2.5, "x")), plain_value(float("nan")) is NOT_PLAIN
+    ([1, 2.5, 'x'], True)
+    """
+    if v is None or isinstance(v, (bool, str)):
+        return v if not isinstance(v, str) or len(v) <= 256 else NOT_PLAIN
+    if isinstance(v, int):
+        return v if -2**63 <= v < 2**63 else NOT_PLAIN
+    if isinstance(v, float):
+        return v if math.isfinite(v) else NOT_PLAIN
+    if isinstance(v, (tuple, list)) and depth < 4 and len(v) <= 64:
+        items = [plain_value(x, depth + 1) for x in v]
+        return NOT_PLAIN if any(x is NOT_PLAIN for x in items) else items
+    return NOT_PLAIN
+
+
+def _plain(v, where: str) -> None:
+    _need(plain_value(v) == v, f"{where} is not a plain value")
+
+
 class Checked:
     """A field type: a value of type ``base`` that also passes ``check(value, where)``.
 
@@ -132,6 +159,7 @@ Shape = Checked(list, _shape)
 Size = Checked(int, _nat)
 Layout = Checked(Any, _layout)  # "contiguous" | {"order": [...]} | {"stride": [...]}
 Spec = Coded(treespec.from_json, treespec.to_json)  # a tree spec (treespec.py)
+Plain = Checked(Any, _plain)  # a module attribute's Python value (plain_value)
 
 
 class _Null:
@@ -616,6 +644,9 @@ class Variant(Record):
     # weights (program names) whose requires_grad the program reads -> the value compiled in:
     # a bound module's parameter that no longer has it is refused, under no_grad too
     requires_grad_weights: dict[str, bool] = {}
+    # a module's Python attributes the program names (``"ln.eps": 1e-05``) -> the value
+    # compiled in: a bound module whose attribute has another value is refused
+    module_attributes: dict[str, Plain] = {}
 
     def _post_init(self):
         if self.weight_fqns is None:

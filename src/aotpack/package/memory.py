@@ -146,6 +146,7 @@ class Package:
             global_state=captured.global_state,
             mutated_inputs=list(captured.mutated_inputs),
             requires_grad_weights=dict(captured.requires_grad_weights),
+            module_attributes=dict(captured.module_attributes),
             files=files,
             meta=Meta.from_json(compiled.meta, f"variant {name} (as compiled by backend {backend.name}).meta"),
             distributed=None if distributed is None else Job.from_json(distributed, f"variant {name}.distributed"),
