@@ -158,6 +158,20 @@ def test_binding_as_torch_export_does(tmp_path):
         fn(**kwargs, output_hidden_states=True)
 
 
+def test_a_bound_models_config_is_followed_or_refused(tmp_path):
+    """A transformers model reads its config at every eager call (``output_hidden_states``
+    by a computed name, ``rms_norm_eps`` at build): a package bound to it refuses a changed
+    config, naming the field, where it returned the compiled answer silently before."""
+    model, kwargs = zoo.build("llama")
+    fn = aotpack.load(aotpack.compile(model, (), kwargs, backend="eager").save(tmp_path / "l.aot"), module=model)
+    torch.testing.assert_close(fn(**kwargs).logits, model(**kwargs).logits)
+    model.config.output_hidden_states = True  # eager now returns the hidden states too
+    with pytest.raises(aotpack.GuardError, match=r"module.config.output_hidden_states: expected False .* got True"):
+        fn(**kwargs)
+    model.config.output_hidden_states = False
+    torch.testing.assert_close(fn(**kwargs).logits, model(**kwargs).logits)
+
+
 @pytest.mark.parametrize("name", ["llama", "qwen2"])
 def test_eager_backend_stores_higher_order_ops(tmp_path, name):
     """Llama's rotary embedding runs in an autocast-disabled region: a higher-order op

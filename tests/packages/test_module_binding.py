@@ -338,3 +338,37 @@ def test_an_attribute_the_program_sets_is_no_guard(tmp_path):
         fn = aotpack.load(aotpack.compile(m, (torch.randn(3),), backend="eager").save(tmp_path / "c.aot"), module=m)
     m.calls = 7  # eager calls of m move it; the package's result does not depend on it
     torch.testing.assert_close(fn(torch.ones(3)), torch.full((3,), 2.0))
+
+
+class _Config:  # a plain object holding settings, as a transformers model's config
+    def __init__(self):
+        self.scale, self.reduce = 2.0, "sum"
+
+
+class _UsesConfig(torch.nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config, self.inner = config, torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        name = "sca" + "le"  # read by a computed name, as transformers does
+        y = self.inner(x) * getattr(self.config, name)
+        return y.sum(-1) if self.config.reduce == "sum" else y
+
+
+def test_a_bound_modules_config_is_guarded(tmp_path):
+    """Every plain value of a plain object the module's code reads (its config) is
+    compiled in: another value is refused naming it, also in a config assigned anew."""
+    torch.manual_seed(0)
+    m = _UsesConfig(_Config()).requires_grad_(False)
+    fn = aotpack.load(aotpack.compile(m, (torch.randn(3, 4),), backend="eager").save(tmp_path / "c.aot"), module=m)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(fn(x), m(x))
+    m.config.scale = 3.0
+    with pytest.raises(aotpack.GuardError, match=r"module.config.scale: expected 2.0 .* got 3.0"):
+        fn(x)
+    m.config = _Config()  # a new object with the compiled values: runs
+    torch.testing.assert_close(fn(x), m(x))
+    m.config.reduce = "none"  # and a change to it is seen, not to the old object
+    with pytest.raises(aotpack.GuardError, match=r"module.config.reduce: expected 'sum'"):
+        fn(x)

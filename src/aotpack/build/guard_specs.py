@@ -7,6 +7,8 @@ global state the compiled code depends on. The load side checks these (load/guar
 
 from __future__ import annotations
 
+import types
+
 import torch
 
 from .. import _torch_compat as compat
@@ -179,30 +181,57 @@ def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str]
 
 def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
     """The Python values of a module's attributes that the program's module methods name
-    (``self.eps``, ``self.flag``; path -> value as JSON, ``"ln.eps": 1e-05``): torch.export
-    compiled them in, where eager reads them at each call, so a module bound at load is
-    guarded on them (load/binding.py). ``training`` is guarded on its own; attributes the
-    program sets (``self.calls += 1``) are side effects, warned about at capture. Names are
-    those the method's code uses as any attribute or global, so an attribute that only
-    shares its name with one is guarded too: a change to it is refused, never missed."""
+    (``self.eps``, ``self.flag``; path -> value as JSON, ``"ln.eps": 1e-05``), and every
+    plain attribute of a plain object such code names (a model's ``self.config``, whose
+    fields code also reads by computed names: ``"config.output_hidden_states": false``,
+    recorded once, under its shortest path): torch.export compiled them in, where eager
+    reads them at each call, so a module bound at load is guarded on them
+    (load/binding.py). ``training`` is guarded on its own; attributes the program sets
+    (``self.calls += 1``) are side effects, warned about at capture. Names are those the
+    method's code uses as any attribute or global, so an attribute that only shares its
+    name with one is guarded too: a change to it is refused, never missed."""
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     if not isinstance(root, torch.nn.Module):
         return {}
     paths = {}
     for path, m in root.named_modules(remove_duplicate=False):
         paths.setdefault(id(m), path)
-    found = {}
+    found, objects = {}, {}
     for (key, code), module in recorder.module_methods.items():
         path = paths.get(key)
         if path is None:  # a module the program made or reached from elsewhere: not bindable
             continue
-        for name in code.co_names:
-            if name == "training" or name not in module.__dict__ or (key, name) in recorder.module_writes:
+        for name in set(code.co_names) & module.__dict__.keys():
+            if name == "training" or (key, name) in recorder.module_writes:
                 continue
-            value = plain_value(module.__dict__[name])
-            if value is not NOT_PLAIN:
-                found[f"{path}.{name}" if path else name] = value
+            where = f"{path}.{name}" if path else name
+            value = module.__dict__[name]
+            if _plain_object(value):  # one path per object, the shortest (many layers hold one config)
+                objects[id(value)] = min(objects.get(id(value), (value, where)), (value, where),
+                                         key=lambda ow: (len(ow[1]), ow[1]))
+            elif (value := plain_value(value)) is not NOT_PLAIN:
+                found[where] = value
+    for obj, where in objects.values():
+        found.update(_object_attributes(obj, where))
     return dict(sorted(found.items()))
+
+
+def _plain_object(value) -> bool:
+    """An object whose own attributes a module's code reads (a model's config): not a
+    module, tensor, class, function or container, and with a ``__dict__``."""
+    return (hasattr(value, "__dict__") and not isinstance(value, (torch.nn.Module, torch.Tensor, type, types.ModuleType))
+            and not callable(value))
+
+
+def _object_attributes(obj, where: str) -> dict[str, object]:
+    """Every plain value a plain object holds: code reads a config's fields by names it
+    computes too (``getattr(self.config, f"output_{k}")``), so all are compiled-in values."""
+    found = {}
+    for name, value in vars(obj).items():
+        value = plain_value(value)
+        if value is not NOT_PLAIN and not name.startswith("__"):
+            found[f"{where}.{name}"] = value
+    return found
 
 
 def module_training_of(target) -> bool | None:

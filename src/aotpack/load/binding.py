@@ -19,7 +19,8 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   parameter or buffer: torch.export lifts it as a constant) is bound like a parameter;
   assigning one registers nothing, so each call checks that the attribute is still the
   bound tensor (one dict lookup per such attribute) and binds again where it is not;
-- a Python attribute the program's methods name (``self.eps``, ``self.use_bias``) is a
+- a Python attribute the program's methods name (``self.eps``, ``self.use_bias``, also
+  one of a plain object the module holds: ``self.config.output_hidden_states``) is a
   value compiled into the package (``variants[].module_attributes``); each call compares
   the module's value with it (one lookup and comparison per such attribute) and refuses
   another, naming the attribute (torch.compile guards these too, and recompiles);
@@ -36,6 +37,7 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
+from operator import is_not
 
 import torch
 
@@ -117,12 +119,22 @@ def _held(d: dict, name: str, want):
     return got if got is not _MISSING and plain_value(got) == want else _NEVER
 
 
-def _owner_dict(module: torch.nn.Module, path: str) -> dict:
-    """The ``__dict__`` of the submodule holding attribute ``path`` (``ln.eps``); {} where
-    there is no such submodule."""
+def _owner_dict(module: torch.nn.Module, path: str, holders: dict) -> dict:
+    """The ``__dict__`` holding attribute ``path`` (``ln.eps``, or ``config.use_cache``
+    where ``config`` is a plain object the module holds); {} where there is none. Such a
+    plain object is added to ``holders`` ((its holder's __dict__, name) -> the object),
+    whose identity each call checks: a module's ``config`` can be replaced by a plain
+    assignment, which registers nothing."""
+    owner = module
     for part in path.split(".")[:-1]:
-        module = module._modules.get(part) if isinstance(module, torch.nn.Module) else None
-    return module.__dict__ if isinstance(module, torch.nn.Module) else {}
+        if not isinstance(owner, torch.nn.Module):
+            return {}
+        child = owner._modules.get(part)
+        if child is None and part in owner.__dict__:  # a plain object: the config
+            child = owner.__dict__[part]
+            holders[(id(owner.__dict__), part)] = (owner.__dict__, part, child)
+        owner = child
+    return getattr(owner, "__dict__", {}) if owner is not None else {}
 
 
 def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[torch.nn.Module | None, str]:
@@ -157,6 +169,9 @@ class Binding:
         self._dicts: list[dict] = []
         self._names: list[str] = []
         self._values: tuple = ()
+        self._holder_dicts: list[dict] = []  # plain objects on the way (a module's config): where held,
+        self._holder_names: list[str] = []   # under which name, and the object bound
+        self._held_objects: list = []
         self._attribute_names: set[str] = set()  # bound as plain attributes once: must stay tensors
         self.weights = self._resolve()
         _watch(module)
@@ -197,16 +212,28 @@ class Binding:
             out.append(t)
         self.attributes = attributes
         self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
-        self._dicts = [_owner_dict(self.module, path) for path in v.module_attributes]
-        self._names = [path.rpartition(".")[2] for path in v.module_attributes]
-        self._values = tuple(map(_held, self._dicts, self._names, v.module_attributes.values()))
+        self._bind_values()
         return out
+
+    def _bind_values(self) -> None:
+        """Where the module attributes compiled in live now, and the objects holding them."""
+        holders: dict = {}
+        wants = self.variant.module_attributes
+        self._dicts = [_owner_dict(self.module, path, holders) for path in wants]
+        self._names = [path.rpartition(".")[2] for path in wants]
+        self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
+        self._holder_dicts = [d for d, _, _ in holders.values()]
+        self._holder_names = [n for _, n, _ in holders.values()]
+        self._held_objects = [o for _, _, o in holders.values()]
 
     def __call__(self) -> Mismatch | None:
         if _GENERATION[0] != self.generation or (self.attributes and self._attribute_reassigned()):
             problem = self._rebind()
             if problem is not None:
                 return problem
+        if self._holder_names and any(map(is_not, map(dict.get, self._holder_dicts, self._holder_names),
+                                          self._held_objects)):
+            self._bind_values()  # a replaced config: its attributes are read from the new one
         if self._names and tuple(map(dict.get, self._dicts, self._names)) != self._values:
             problem = self._changed_attribute()
             if problem is not None:
