@@ -865,3 +865,14 @@ def split_matvec_reductions(*, factor: int | None = None, target_outputs: int = 
 
     with config.patch({"fx_graph_cache": False}), V.set_choices_handler(SplitMatvec()):
         yield
+
+
+
+def global_backward_hooks() -> dict:
+    """The process-wide module backward hooks (``register_module_full_backward_hook``),
+    empty where none is registered. Private: ``torch.nn.modules.module._global_backward_hooks``
+    (2.11-2.13; registering one to reach the dict, as guards.py does for the other kinds,
+    would set the global full/regular backward-hook flag for good)."""
+    from torch.nn.modules import module
+
+    return module._global_backward_hooks

@@ -754,6 +754,27 @@ def test_module_training_guarded_and_inference_variant_dispatched(tmp_path):
         only_train(x)
 
 
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_global_module_hooks_are_refused(tmp_path, backend):
+    """A process-wide module hook runs at every module call in eager; compiled code makes
+    none (torch.compile's result differs from eager's there): refused while one is
+    registered, for a module's package, bound or not."""
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).requires_grad_(False)
+    x = torch.randn(3, 4)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend=backend).save(tmp_path / "m.aot"))
+    for register, kind in ((register_module_forward_hook, "a global forward hook"),
+                           (register_module_forward_pre_hook, "a global forward pre-hook")):
+        handle = register(lambda mod, *args: None)
+        try:
+            with pytest.raises(aotpack.GuardError, match=f"global module hooks: expected none .* got {kind}"):
+                fn(x)
+        finally:
+            handle.remove()
+    torch.testing.assert_close(fn(x), m(x))
+
+
 # 6. inference packages and requires_grad ----------------------------------------------------
 
 def test_inference_package_refuses_inputs_and_parameters_that_require_grad(tmp_path):

@@ -710,6 +710,69 @@ class NoFunctionMode(StateCheck):
         return "none"
 
 
+def _noop_hook(*args):
+    return None
+
+
+_HOOK_DICTS: dict[str, dict] = {}  # (the dicts are module globals: found once a process)
+
+
+def _global_module_hooks(raw_memory: bool) -> dict[str, dict]:
+    """The process-wide module hook dicts, kind -> dict. Public API reaches them: each
+    ``register_module_*_hook`` returns a handle that refers to the dict it registered into
+    (the no-op registered here is removed at once). The backward hooks' dict comes from
+    _torch_compat, which compiled backends import anyway (``raw_memory``); an eager-backend
+    package does not check it (importing it would cost a plain load ~5 ms)."""
+    key = "with backward" if raw_memory else "without"
+    if key in _HOOK_DICTS:
+        return _HOOK_DICTS[key]
+    from torch.nn.modules import module as nn_module
+
+    dicts = _HOOK_DICTS[key] = {}
+    for kind, register in (("forward hook", nn_module.register_module_forward_hook),
+                           ("forward pre-hook", nn_module.register_module_forward_pre_hook),
+                           ("backward pre-hook", nn_module.register_module_full_backward_pre_hook)):
+        handle = register(_noop_hook)
+        dicts[kind] = handle.hooks_dict_ref()
+        handle.remove()
+    if raw_memory:
+        from .._torch_compat import global_backward_hooks
+
+        dicts["backward hook"] = global_backward_hooks()
+    return dicts
+
+
+class NoGlobalModuleHooks(StateCheck):
+    """No process-wide module hook (``register_module_forward_hook`` and its kin) is
+    registered, for a program that is a module's forward: eager runs such a hook at every
+    module call, compiled code makes none (torch.compile's result differs from eager's
+    there too)."""
+
+    where = "global module hooks"
+
+    def __init__(self, raw_memory: bool):
+        super().__init__()
+        self.hooks = _global_module_hooks(raw_memory)
+
+    def fast(self, a, env):
+        names = []
+        for i, hooks in enumerate(self.hooks.values()):
+            env[f"GMH{i}"] = hooks
+            names.append(f"GMH{i}")
+        return " or ".join(names)
+
+    def full(self, flat, call):
+        found = [f"a global {kind}" for kind, hooks in self.hooks.items() if hooks]
+        if found:
+            raise self.refuse("none (compiled code makes no module calls for them to run on; remove them with "
+                              "the handle register_module_forward_hook returned, or call the module itself)",
+                              ", ".join(found))
+        return flat
+
+    def expected(self, guard):
+        return "none"
+
+
 # The C readers of global state the fast check calls (_torch_compat.global_state_readers:
 # 2-3x faster than the public wrappers), once a compiled backend's variant has imported
 # _torch_compat; a package of the eager backend alone keeps it off its load path and
@@ -717,8 +780,9 @@ class NoFunctionMode(StateCheck):
 _READERS: dict = {}
 
 
-def state_checks(state: GlobalState, device: str, raw_memory: bool) -> list[StateCheck]:
-    """The checks of the global state a variant was compiled under (``Variant.global_state``)."""
+def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool = False) -> list[StateCheck]:
+    """The checks of the global state a variant was compiled under (``Variant.global_state``);
+    ``module``: the program is a module's forward (global module hooks are refused)."""
     if raw_memory and not _READERS:
         from .._torch_compat import global_state_readers
 
@@ -732,6 +796,8 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool) -> list[Stat
                    setting_is("deterministic", state.deterministic)]
     if raw_memory:
         checks += [NoFunctionMode(), ForwardAD()]
+    if module:
+        checks.append(NoGlobalModuleHooks(raw_memory))
     return checks
 
 
@@ -745,8 +811,10 @@ class Guard:
 
     def __init__(self, signature: list[Param], in_spec: TreeSpec, inputs: list[Input], dims: dict[str, Dim],
                  guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=(),
-                 raw_memory: bool = True, state: GlobalState | None = None, device: str = "cpu"):
+                 raw_memory: bool = True, state: GlobalState | None = None, device: str = "cpu",
+                 module: bool = False):
         self.train = train
+        self.module = module  # the program is a module's forward (NoGlobalModuleHooks)
         # compiled code that reads the stored values (a backend without runs_aten_ops):
         # the negative/conjugate bits and forward-mode tangents, which only aten applies
         self.raw_memory = raw_memory
@@ -795,7 +863,7 @@ class Guard:
                                        write_back=i in self.mutated and i not in pinned_by_outputs))
             if i in self.mutated:
                 checks.append(Unshared(i, names))
-        return checks + state_checks(state, device, self.raw_memory)
+        return checks + state_checks(state, device, self.raw_memory, self.module)
 
     def _apply_filter(self, guard_filter) -> None:
         entries = self.entries(self.variant)
@@ -815,7 +883,8 @@ class Guard:
         mutated = [m.index for m in train.mutated if m.kind == "input"] if train else list(variant.mutated_inputs)
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
                    guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated,
-                   raw_memory=raw_memory, state=variant.global_state, device=variant.device)
+                   raw_memory=raw_memory, state=variant.global_state, device=variant.device,
+                   module=variant.module_training is not None)
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant a guard_filter may drop (``GuardEntry.index`` is
