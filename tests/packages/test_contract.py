@@ -775,6 +775,29 @@ def test_global_module_hooks_are_refused(tmp_path, backend):
     torch.testing.assert_close(fn(x), m(x))
 
 
+class PlusHundred(torch.Tensor):
+    """A subclass whose __torch_function__ changes what mul returns."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        return out + 100 if func is torch.Tensor.mul else out
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_tensor_subclasses_that_override_torch_functions_are_refused(tmp_path, backend):
+    """Eager runs a subclass's __torch_function__ at each op; the package's graph, traced
+    on plain tensors, does not (it returned another number, as a plain tensor or as the
+    subclass, until 2026-12-03). A Parameter computes as a plain tensor: it runs."""
+    fn = aotpack.load(aotpack.compile(lambda x: x * 2, (torch.randn(3),), backend=backend).save(tmp_path / "s.aot"))
+    x = torch.randn(3)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a torch.Tensor \(the package's graph was "
+                                                 r"traced on plain tensors .* got a PlusHundred"):
+        fn(x.as_subclass(PlusHundred))
+    with torch.no_grad():
+        torch.testing.assert_close(fn(torch.nn.Parameter(x)), x * 2)
+
+
 # 6. inference packages and requires_grad ----------------------------------------------------
 
 def test_inference_package_refuses_inputs_and_parameters_that_require_grad(tmp_path):

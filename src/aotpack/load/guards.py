@@ -219,13 +219,30 @@ class Check:
         return ""
 
 
+# A subclass whose torch function and dispatch handlers are torch's disabled ones
+# (nn.Parameter, nn.Buffer) computes as a plain tensor does.
+_PLAIN_FUNCTION = torch.nn.Parameter.__torch_function__
+_PLAIN_DISPATCH = torch.Tensor.__torch_dispatch__
+
+
 class IsTensor(Check):
+    """A tensor, and no subclass that overrides ``__torch_function__`` or
+    ``__torch_dispatch__``: eager runs those overrides at each op, the package's graph
+    (traced on plain tensors) does not. (The fast check sends every subclass to the full
+    one: a Parameter passed as an input costs the slow path.)"""
+
     def fast(self, a, env):
-        return f"not isinstance({a}, Tensor)"
+        return f"type({a}) is not Tensor"
 
     def full(self, t, call):
         if not isinstance(t, Tensor):
             raise Mismatch([], "a tensor", _what(t))
+        kind = type(t)
+        if kind is not Tensor and not (getattr(kind, "__torch_function__", None) is _PLAIN_FUNCTION
+                                       and getattr(kind, "__torch_dispatch__", None) is _PLAIN_DISPATCH):
+            raise Mismatch([], "a torch.Tensor (the package's graph was traced on plain tensors and does not run "
+                           "a subclass's __torch_function__ or __torch_dispatch__; pass t.as_subclass(torch.Tensor) "
+                           "where that is what you mean)", f"a {kind.__qualname__}")
         return t
 
 
