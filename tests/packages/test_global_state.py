@@ -179,6 +179,27 @@ def test_default_dtype_is_guarded(tmp_path):
         torch.set_default_dtype(before)
 
 
+def test_a_torch_function_mode_is_refused_by_the_eager_backend_too(tmp_path):
+    """The eager backend's graph calls aten's ops where the program called torch's: a mode
+    that changes what ``x * 2`` returns got another number from it."""
+    from torch.overrides import TorchFunctionMode
+
+    class PlusHundred(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            return out + 100 if func is torch.Tensor.mul else out
+
+    def double(x):
+        return x * 2
+
+    fn = aotpack.load(aotpack.compile(double, (torch.ones(3),), backend="eager").save(tmp_path / "e.aot"))
+    with PlusHundred():
+        assert double(torch.ones(3))[0] == 102  # the mode changes eager's answer
+        with pytest.raises(aotpack.GuardError, match=r"torch function mode: expected none .*, got PlusHundred"):
+            fn(torch.ones(3))
+    torch.testing.assert_close(fn(torch.ones(3)), double(torch.ones(3)))
+
+
 def test_a_torch_function_mode_is_refused_by_compiled_code(tmp_path):
     from torch.overrides import TorchFunctionMode
 

@@ -702,24 +702,36 @@ def setting_is(name: str, want) -> SettingIs:
 
 
 class NoFunctionMode(StateCheck):
-    """No torch function mode is active: compiled code runs below torch functions, so a
-    mode (``TorchFunctionMode``) would not see the program's calls as eager's would."""
+    """No torch function mode is active: the package's code runs below torch functions
+    (compiled code), or calls aten's ops where the program called torch's (the eager
+    backend), so a mode (``TorchFunctionMode``) would not see the program's calls as
+    eager's would (until 2026-12-03 the eager backend ran under one: a mode that changes
+    what ``torch.mul`` returns gave another number)."""
 
     where = "torch function mode"
 
-    def fast(self, a, env):
-        from .._torch_compat import global_state_readers  # (compiled backends only: see state_checks)
+    def __init__(self, raw_memory: bool):
+        super().__init__()
+        self.raw_memory = raw_memory
 
-        env["TFM"] = global_state_readers()["function_mode"]
-        return "TFM()"
+    def fast(self, a, env):
+        if self.raw_memory:
+            from .._torch_compat import global_state_readers  # (compiled backends import it anyway)
+
+            env["TFM"] = global_state_readers()["function_mode"]
+            return "TFM()"
+        # public: with a plain tensor for argument, true exactly when a mode is active
+        env.update(HTF=torch.overrides.has_torch_function, HTF_ARGS=(torch.empty(0),))
+        return "HTF(HTF_ARGS)"
 
     def full(self, flat, call):
         from .._torch_compat import function_modes
 
         modes = function_modes()
         if modes:
-            raise self.refuse("none (compiled code does not call the torch functions a mode would see; call it "
-                              "outside the mode, or compile the program with backend='eager')",
+            raise self.refuse("none (the package's code does not call the torch functions a mode would see: "
+                              "compiled code runs below them, the eager backend calls aten's ops; call it outside "
+                              "the mode)",
                               ", ".join(type(m).__name__ for m in modes))
         return flat
 
@@ -811,8 +823,9 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     if device == "cuda":
         checks += [setting_is("matmul_precision", state.matmul_precision),
                    setting_is("deterministic", state.deterministic)]
+    checks.append(NoFunctionMode(raw_memory))
     if raw_memory:
-        checks += [NoFunctionMode(), ForwardAD()]
+        checks.append(ForwardAD())
     if module:
         checks.append(NoGlobalModuleHooks(raw_memory))
     return checks
