@@ -791,11 +791,20 @@ def global_state_readers() -> dict:
     """C functions that read global state a compiled program depends on, for the guards'
     generated check (one call each; their public wrappers cost 2-3x as much). Private:
     ``torch._C._is_any_autocast_enabled``, ``_is_torch_function_mode_enabled``,
-    ``_get_deterministic_algorithms``, ``_get_float32_matmul_precision`` (2.11-2.13)."""
+    ``_get_deterministic_algorithms``, ``_get_float32_matmul_precision``,
+    ``_len_torch_dispatch_stack`` (2.11-2.13)."""
     c = torch._C
     return {"any_autocast": c._is_any_autocast_enabled, "function_mode": c._is_torch_function_mode_enabled,
             "deterministic": c._get_deterministic_algorithms,
-            "matmul_precision": c._get_float32_matmul_precision}
+            "matmul_precision": c._get_float32_matmul_precision, "dispatch_modes": c._len_torch_dispatch_stack}
+
+
+def dispatch_modes() -> list:
+    """The torch dispatch modes active now, innermost last. Private:
+    ``torch.utils._python_dispatch._get_current_dispatch_mode_stack`` (2.11-2.13)."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    return list(_get_current_dispatch_mode_stack())
 
 
 def function_modes() -> list:

@@ -200,6 +200,31 @@ def test_a_torch_function_mode_is_refused_by_the_eager_backend_too(tmp_path):
     torch.testing.assert_close(fn(torch.ones(3)), double(torch.ones(3)))
 
 
+def test_a_torch_dispatch_mode_is_refused_by_compiled_code(tmp_path):
+    """Compiled kernels run without the dispatcher a TorchDispatchMode sees: a mode that
+    changes what aten.mul returns got another number from an inductor package; the eager
+    backend runs aten's ops through the dispatcher, as eager does."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class PlusHundred(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            return out + 100 if func is torch.ops.aten.mul.Tensor else out
+
+    def scaled(x):
+        return x * torch.full((3,), 2.0)
+
+    compiled = aotpack.load(aotpack.compile(scaled, (torch.ones(3),), backend="inductor").save(tmp_path / "i.aot"))
+    eager = aotpack.load(aotpack.compile(scaled, (torch.ones(3),), backend="eager").save(tmp_path / "e.aot"))
+    with PlusHundred():
+        want, got = scaled(torch.ones(3)), eager(torch.ones(3))
+        with pytest.raises(aotpack.GuardError, match=r"torch dispatch mode: expected none .*, got PlusHundred"):
+            compiled(torch.ones(3))
+    assert want.tolist() == [102.0] * 3  # the mode changes eager's answer (compared outside it)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(compiled(torch.ones(3)), scaled(torch.ones(3)))
+
+
 def test_a_torch_function_mode_is_refused_by_compiled_code(tmp_path):
     from torch.overrides import TorchFunctionMode
 

@@ -802,6 +802,35 @@ class NoGlobalModuleHooks(StateCheck):
         return "none"
 
 
+class NoDispatchMode(StateCheck):
+    """No torch dispatch mode is active (``TorchDispatchMode``, FakeTensorMode...):
+    compiled code runs its kernels without the dispatcher, so a mode would not see the
+    ops eager runs through it (until 2026-12-03 a mode that changes what ``aten.mul``
+    returns gave compiled packages another number). The eager backend runs aten's ops
+    through the dispatcher, as eager does."""
+
+    where = "torch dispatch mode"
+
+    def fast(self, a, env):
+        from .._torch_compat import global_state_readers  # (compiled backends only: see state_checks)
+
+        env["TDM"] = global_state_readers()["dispatch_modes"]
+        return "TDM()"
+
+    def full(self, flat, call):
+        from .._torch_compat import dispatch_modes
+
+        modes = dispatch_modes()
+        if modes:
+            raise self.refuse("none (compiled code runs its kernels without the dispatcher a mode sees; call it "
+                              "outside the mode, or compile the program with backend='eager')",
+                              ", ".join(type(m).__name__ for m in modes))
+        return flat
+
+    def expected(self, guard):
+        return "none"
+
+
 # The C readers of global state the fast check calls (_torch_compat.global_state_readers:
 # 2-3x faster than the public wrappers), once a compiled backend's variant has imported
 # _torch_compat; a package of the eager backend alone keeps it off its load path and
@@ -825,7 +854,7 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
                    setting_is("deterministic", state.deterministic)]
     checks.append(NoFunctionMode(raw_memory))
     if raw_memory:
-        checks.append(ForwardAD())
+        checks += [NoDispatchMode(), ForwardAD()]
     if module:
         checks.append(NoGlobalModuleHooks(raw_memory))
     return checks
