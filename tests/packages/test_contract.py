@@ -798,6 +798,44 @@ def test_tensor_subclasses_that_override_torch_functions_are_refused(tmp_path, b
         torch.testing.assert_close(fn(torch.nn.Parameter(x)), x * 2)
 
 
+def noisy(x):
+    return x + torch.rand_like(x) * torch.randn(x.shape[0])
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_random_ops_draw_eagers_numbers(tmp_path, backend):
+    """Under the same seed a package draws eager's random numbers and leaves the global
+    generator where eager leaves it (aotpack compiles with inductor's fallback_random:
+    inductor's own RNG drew other numbers in aoti packages, and failed to lower in
+    inductor ones, until 2026-12-03)."""
+    x = torch.zeros(5)
+    fn = aotpack.load(aotpack.compile(noisy, (x,), backend=backend).save(tmp_path / "r.aot"))
+    torch.manual_seed(0)
+    got, got_next = fn(x), torch.rand(3)
+    torch.manual_seed(0)
+    want, want_next = noisy(x), torch.rand(3)
+    assert torch.equal(got, want) and torch.equal(got_next, want_next)
+
+
+@pytest.mark.slow
+def test_dropout_in_training_draws_eagers_masks(tmp_path):
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2)).train()
+    x = torch.randn(4, 8)
+    fn = aotpack.load(aotpack.compile(m, (x,), train=True, backend="aoti").save(tmp_path / "d.aot"), module=m)
+    results = []
+    for run in (fn, m):
+        m.zero_grad()
+        torch.manual_seed(1)
+        out = run(x)
+        out.sum().backward()
+        results.append((out.detach(), m[0].weight.grad.clone(), torch.rand(2)))
+    (out, grad, after), (want, want_grad, want_after) = results
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(grad, want_grad)
+    assert torch.equal(after, want_after)
+
+
 # 6. inference packages and requires_grad ----------------------------------------------------
 
 def test_inference_package_refuses_inputs_and_parameters_that_require_grad(tmp_path):

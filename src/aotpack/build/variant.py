@@ -40,6 +40,13 @@ def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | 
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
     options = dict(v["options"] or {})
+    if getattr(be, "compiles_with_inductor", False):
+        # Random ops through aten's generator, as eager draws them: the same numbers under
+        # the same seed, and the global generator advanced as eager advances it. Inductor's
+        # own RNG (torch.compile's default) draws other numbers (aoti), or fails to lower
+        # outside torch.compile's passes (inductor: "should have been handled in
+        # replace_random.py"). fallback_random=False in options opts out.
+        options.setdefault("fallback_random", True)
     if training is None:
         mode = None
 
