@@ -92,4 +92,5 @@ def test_every_check_is_listed_once_with_its_kind():
     kinds = [e.kind for e in g.entries("v")]
     assert kinds.count("dtype") == 2 and kinds.count("layout") == 2 and kinds.count("requires_grad") == 2
     assert {e.path for e in g.entries("v") if e.kind == "global_state"} == {
-        "autocast(cpu)", "torch.get_default_dtype()", "torch.is_grad_enabled()", "torch function mode"}
+        "autocast(cpu)", "torch.get_default_dtype()", "torch.is_grad_enabled()", "torch function mode",
+        "torch dispatch mode"}

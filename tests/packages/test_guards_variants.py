@@ -176,7 +176,8 @@ def test_guard_filter_drops_chosen_checks(tmp_path):
     assert [(e.path, e.kind, e.expected) for e in seen] == [
         ("x", "dtype", "float32"), ("x", "shape", "[3, 4]"), ("x", "layout", "contiguous"), ("x", "device", "cpu"),
         ("x", "requires_grad", "False"), ("n", "value", "2"),
-        ("autocast(cpu)", "global_state", "off"), ("torch.get_default_dtype()", "global_state", "torch.float32")]
+        ("autocast(cpu)", "global_state", "off"), ("torch.get_default_dtype()", "global_state", "torch.float32"),
+        ("torch function mode", "global_state", "none")]
     torch.testing.assert_close(fn(torch.ones(5, 5)), torch.ones(5, 5) * 2)  # shape check dropped
     with pytest.raises(aotpack.GuardError, match="dtype"):
         fn(torch.ones(3, 4, dtype=torch.float64))  # dtype check kept
