@@ -562,6 +562,23 @@ def test_inplace_through_aliased_inputs_in_training_equal_eager(tmp_path, aliasi
     assert out.tolist() == [3.0] * 3 and a.tolist() == [2.0] * 3  # eager's result when not aliased
 
 
+def test_overlapping_updated_inputs_in_another_layout_train_as_eager(tmp_path):
+    """An updated input that overlaps another and comes in another layout (a transposed
+    view): the portable program's eager ops take it as it is (refused until 2026-12-03:
+    the portable run took compiled layouts only)."""
+    w = torch.ones(3, 3, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(add_into_first, (torch.ones(3, 3), torch.ones(3, 3), w), backend="eager",
+                                      train=True).save(tmp_path / "t.aot"))
+    base, base_eager = torch.arange(16.0).reshape(4, 4), torch.arange(16.0).reshape(4, 4)
+    w_eager = w.detach().clone().requires_grad_()
+    with pytest.warns(aotpack.PortableRunWarning, match="shares memory"):
+        out = fn(base.t()[:3, :3], base[1:, 1:], w)
+    want = add_into_first(base_eager.t()[:3, :3], base_eager[1:, 1:], w_eager)
+    (out * torch.arange(9.0).reshape(3, 3)).sum().backward()
+    (want * torch.arange(9.0).reshape(3, 3)).sum().backward()
+    assert torch.equal(out, want) and torch.equal(base, base_eager) and torch.equal(w.grad, w_eager.grad)
+
+
 def second_updated_and_viewed(a, b):
     b.add_(1)
     return a * 2, b[1:]

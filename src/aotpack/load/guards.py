@@ -162,11 +162,12 @@ def shape_text(shape: list, dims: dict[str, Dim]) -> str:
 class _Call:
     """What the full check of one call carries between checks."""
 
-    __slots__ = ("sizes", "adapt", "flat", "given", "grad", "write_back")
+    __slots__ = ("sizes", "adapt", "portable", "flat", "given", "grad", "write_back")
 
-    def __init__(self, flat: list, adapt: bool):
+    def __init__(self, flat: list, adapt: bool, portable: bool = False):
         self.sizes: dict[str, int] = {}
         self.adapt = adapt
+        self.portable = portable  # for the portable program: eager ops on the caller's own tensors
         self.flat = flat
         self.given = list(flat)  # the caller's tensors, before any is copied into a compiled layout
         self.grad = torch.is_grad_enabled()
@@ -475,6 +476,8 @@ class MemoryLayout(Check):
         aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
         if aligned and layouts.matches(t, want):
             return t
+        if call.portable and not g.layout_pinned:
+            return t  # eager ops take any strides, and nothing the program does depends on them
         if not call.adapt:
             raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
         if self.write_back and layouts.can_adapt(want) and _no_internal_overlap(t):
@@ -1074,10 +1077,11 @@ class Guard:
         ``adapt=False`` refuses an input in another memory layout instead of copying it
         (dispatch first looks for a variant compiled for the caller's layouts);
         ``portable=True`` leaves out the check that updated inputs overlap no other
-        input, and copies nothing: the caller's own tensors, each in the compiled layout,
-        for the variant's portable program. (Not another layout: the graph holds the
-        choices torch.export made for the traced one, a ``reshape`` that viewed rather
-        than copied; and a copy of an input would not see another's update.)
+        input, and copies nothing: the caller's own tensors, for the variant's portable
+        program. An input in another layout is passed as it is unless its layout is
+        pinned (the graph holds choices torch.export made for the traced layout, a
+        ``reshape`` that viewed rather than copied, or the program reads its strides); a
+        copy of it would not see another input's update.
         """
         values = self.bind(args, kwargs)
         if self._tensors_only:
@@ -1092,7 +1096,7 @@ class Guard:
                     raise
         if not tensors:
             return flat
-        call = _Call(flat, adapt and not portable)
+        call = _Call(flat, adapt and not portable, portable)
         for checks in (self._early, self._late):  # every input's type and shape before any late check
             for c in checks:
                 if portable and isinstance(c, Unshared):
