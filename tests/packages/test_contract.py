@@ -663,12 +663,16 @@ def test_an_updated_input_copied_into_layout_is_still_checked_for_overlap():
     """x compiled strided and updated in place, called contiguous and overlapping y: x is
     copied into its compiled layout (its update written back after), and the overlap
     check looked at that copy and passed; the package read y's old rows (found by the
-    fuzzer, seed 26, after the write-back came). The overlap is checked on the caller's x."""
+    fuzzer, seed 26, after the write-back came). The overlap is checked on the caller's x,
+    and such a call runs the portable program on the caller's x as it is (refused until
+    2026-12-03, when the portable run took compiled layouts only): eager's result."""
     strided = torch.randn(4, 12)[:, ::2]
     fn = aotpack.load(aotpack.compile(bump_then_stack, (strided, torch.randn(4, 6)), backend="eager").to_bytes())
     base = torch.randn(5, 6)
-    with pytest.raises(aotpack.GuardError, match="shares memory with y"):
-        fn(base[:4], base[1:])  # the portable program takes x only in its compiled layout: refused
+    base_eager = base.clone()
+    with pytest.warns(aotpack.PortableRunWarning, match="shares memory with y"):
+        got = fn(base[:4], base[1:])
+    assert torch.equal(got, bump_then_stack(base_eager[:4], base_eager[1:])) and torch.equal(base, base_eager)
     x, y = torch.randn(4, 6), torch.randn(4, 6)
     x_eager = x.clone()
     torch.testing.assert_close(fn(x, y), bump_then_stack(x_eager, y))  # no overlap: copied and written back
@@ -1095,17 +1099,19 @@ def bump_y_read_x(x, y):
     return x[[0, 2]]
 
 
-def test_an_input_written_in_place_is_refused_beside_its_twin_copied_into_layout(tmp_path):
+def test_an_input_written_in_place_beside_its_twin_in_another_layout_runs_as_eager(tmp_path):
     """Found by the fuzzer (seed 31337): x compiled transposed, y written in place; called
     with one contiguous tensor as both, x was copied into the compiled layout first, and
     the check that y shares memory with no other input compared it with that copy: the
-    package returned x without y's update, eager with it. (The portable program, which
-    runs overlapping updated inputs, takes each in the compiled layout: x is not.)"""
+    package returned x without y's update, eager with it. Such a call runs the portable
+    program on the caller's tensors as they are (refused until 2026-12-03): eager's result."""
     example = (torch.randn(6, 4).t(), torch.randn(4, 6))
     fn = aotpack.load(aotpack.compile(bump_y_read_x, example, backend="eager").save(tmp_path / "b.aot"))
     t = torch.randn(4, 6)
-    with pytest.raises(aotpack.GuardError, match="shares memory with"):
-        fn(t, t)
+    t_eager = t.clone()
+    with pytest.warns(aotpack.PortableRunWarning, match="shares memory with"):
+        got = fn(t, t)
+    assert torch.equal(got, bump_y_read_x(t_eager, t_eager)) and torch.equal(t, t_eager)
     a, b = torch.randn(4, 6), torch.randn(4, 6)  # separate tensors: x copied, y updated in place, as eager
     want_b = b + 1
     torch.testing.assert_close(fn(a, b), a[[0, 2]])
