@@ -143,13 +143,19 @@ def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[torch.nn.Modul
     else (None, "")."""
     if not fqn.startswith("constant:"):
         return None, ""
-    *path, name = fqn.removeprefix("constant:").split(".")
-    owner = module
-    for part in path:
-        owner = owner._modules.get(part) if isinstance(owner, torch.nn.Module) else None
-    if isinstance(owner, torch.nn.Module) and isinstance(owner.__dict__.get(name), torch.Tensor):
+    path = fqn.removeprefix("constant:")
+    owner = _submodule(module, path.split(".")[:-1])
+    name = path.rpartition(".")[2]
+    if owner is not None and isinstance(owner.__dict__.get(name), torch.Tensor):
         return owner, name
     return None, ""
+
+
+def _submodule(module: torch.nn.Module, parts: list[str]) -> torch.nn.Module | None:
+    """The submodule at ``parts`` (``["block", "0"]``), or None where there is none."""
+    for part in parts:
+        module = module._modules.get(part) if isinstance(module, torch.nn.Module) else None
+    return module if isinstance(module, torch.nn.Module) else None
 
 
 class Binding:
@@ -164,8 +170,8 @@ class Binding:
         self.variant, self.program, self.stored, self.module = variant, program, stored, module
         self.state_check = state_check  # module.training and parameters' requires_grad (runtime)
         self.attributes: list[tuple[int, torch.nn.Module, str]] = []  # (weight index, owner, name)
-        # module attributes compiled in: their owners' __dict__s, names, values (as the module
-        # holds them: a tuple, not the manifest's list) and paths, compared in one C-level pass
+        # module attributes compiled in: their owners' __dict__s, names and values (as the
+        # module holds them: a tuple, not the manifest's list), compared in one C-level pass
         self._dicts: list[dict] = []
         self._names: list[str] = []
         self._values: tuple = ()
