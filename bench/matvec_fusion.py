@@ -126,7 +126,8 @@ def time_case(torch, fn, acts, weights, options, setting="plain"):
             compiled(*xs, *w)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    # thread_local: inductor's compile threads may call CUDA while this thread captures
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         for w in ws:
             compiled(*xs, *w)
     for _ in range(3):
