@@ -88,6 +88,18 @@ class TrainFunctionFixture(TrainViewFixture):
         return {**out, "xf": PassThrough.apply(x)}
 
 
+class TrainCastFixture(TrainFunctionFixture):
+    """Version 8 (dtypes among the module's Python values): casts x to ``self.compute``
+    (float32, as it is) before the rest, so the package holds ``{"dtype": "float32"}``."""
+
+    def __init__(self):
+        super().__init__()
+        self.compute = torch.float32
+
+    def forward(self, x, opts, scale=2.0):
+        return super().forward(x.to(self.compute), opts, scale)
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -95,7 +107,8 @@ def fixture_loss(out):
 
 def train_view_fixture(path: str) -> None:
     torch.manual_seed(0)
-    m = (TrainFunctionFixture if fmt.FORMAT_VERSION >= 7 else TrainViewFixture)()
+    m = (TrainCastFixture if fmt.FORMAT_VERSION >= 8 else TrainFunctionFixture if fmt.FORMAT_VERSION >= 7
+         else TrainViewFixture)()
     x, w = torch.randn(5, 4, requires_grad=True), torch.randn(3)
     aotpack.compile(m, (x, {"w": w}), backend="eager", train=True).save(path)
     out = m(x, {"w": w})

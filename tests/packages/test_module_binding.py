@@ -322,6 +322,37 @@ def test_a_bound_modules_python_values_are_guarded(tmp_path):
     torch.testing.assert_close(fn(x), m(x))
 
 
+class _Casts(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.compute = torch.float64
+        self.on = torch.device("cpu")
+
+    def forward(self, x):
+        return (x.to(self.compute) * 3).to(self.on)
+
+
+def test_a_bound_modules_dtype_and_device_values_are_guarded(tmp_path):
+    """``self.compute = torch.float64`` read in forward is compiled in like any Python
+    value (format version 8): another dtype is refused naming it, the same one runs."""
+    m = _Casts()
+    pkg = aotpack.compile(m, (torch.randn(3),), backend="eager")
+    assert pkg.manifest.format_version == 8
+    fn = aotpack.load(pkg.save(tmp_path / "c.aot"), module=m)
+    x = torch.randn(3)
+    assert fn(x).dtype == m(x).dtype == torch.float64
+    m.compute = torch.float32
+    with pytest.raises(aotpack.GuardError, match=r"module.compute: expected torch.float64 \(a Python value compiled "
+                                                 r"into the package: compile again to change it\), got torch.float32"):
+        fn(x)
+    m.compute = torch.float64
+    m.on = torch.device("meta")
+    with pytest.raises(aotpack.GuardError, match=r"module.on: expected device\(type='cpu'\)"):
+        fn(x)
+    m.on = torch.device("cpu")
+    torch.testing.assert_close(fn(x), m(x))
+
+
 class _Counts(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -43,7 +43,7 @@ import torch
 
 from .. import tree
 from ..errors import AotpackError
-from ..package.manifest import Program, Variant, plain_value
+from ..package.manifest import Program, Variant, plain_value, python_value
 from .guards import Mismatch
 
 __all__ = ["Binding", "module_weight"]
@@ -258,7 +258,8 @@ class Binding:
         for d, name, (path, want) in zip(self._dicts, self._names, wants.items()):
             if _held(d, name, want) is _NEVER:
                 got = d.get(name, _MISSING)
-                return Mismatch([], f"{want!r} (a Python value compiled into the package: compile again to change it)",
+                return Mismatch([], f"{python_value(want)!r} (a Python value compiled into the package: "
+                                    "compile again to change it)",
                                 "no such attribute" if got is _MISSING else repr(got)[:80], where=f"module.{path}")
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         return None

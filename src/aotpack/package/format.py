@@ -119,6 +119,13 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     such calls with the compiled value, as before; a package run without a bound module
     is correct in both.
 
+  8 (2026-12-03): variants[].module_attributes values may hold a ``torch.dtype`` as
+    ``{"dtype": "float16"}`` and a ``torch.device`` as ``{"device": "cuda:0"}`` (alone or
+    in lists): a module's ``self.dtype = torch.float16`` read in forward is compiled in as
+    the others are, and a bound module holding another dtype is refused (such a change
+    was missed before). The version is 8 only where a variant has such a value (a
+    version 7 reader refuses it as malformed).
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -145,7 +152,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 7  # the newest version this reader reads
+FORMAT_VERSION = 8  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -156,6 +163,7 @@ GRAD_MODE_AFTER_FORMAT_VERSION = 4  # variants[].global_state.grad_mode_after: a
 DYNAMIC_VIEWS_FORMAT_VERSION = 5  # variants[].aliased with sizes of the call's Dims: a reader must evaluate them
 OUTPUT_VIEWS_FORMAT_VERSION = 6  # meta.train.output_views: a reader must rebuild those views
 FUNCTION_ALIAS_FORMAT_VERSION = 7  # meta.train.aliased[].through_function: a reader must return them from autograd
+TORCH_VALUES_FORMAT_VERSION = 8  # variants[].module_attributes holding a dtype or device: a reader must compare them
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

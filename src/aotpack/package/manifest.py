@@ -94,10 +94,14 @@ NOT_PLAIN = object()  # plain_value's answer for a value JSON cannot hold as it 
 
 def plain_value(v, depth: int = 0):
     """``v`` as the JSON a manifest holds for a module's Python attribute (bool, int,
-    finite float, str, None; tuples and lists of them, as lists), or NOT_PLAIN.
+    finite float, str, None; tuples and lists of them, as lists; a ``torch.dtype`` as
+    ``{"dtype": name}`` and a ``torch.device`` as ``{"device": str}``, format version 8),
+    or NOT_PLAIN. A dict is never plain, so no attribute's value reads as a dtype's JSON.
 
     >>> plain_value((1, 2.5, "x")), plain_value(float("nan")) is NOT_PLAIN
     ([1, 2.5, 'x'], True)
+    >>> plain_value([torch.float16, torch.device("cpu")])
+    [{'dtype': 'float16'}, {'device': 'cpu'}]
     """
     if v is None or isinstance(v, (bool, str)):
         return v if not isinstance(v, str) or len(v) <= 256 else NOT_PLAIN
@@ -105,14 +109,40 @@ def plain_value(v, depth: int = 0):
         return v if -2**63 <= v < 2**63 else NOT_PLAIN
     if isinstance(v, float):
         return v if math.isfinite(v) else NOT_PLAIN
+    if isinstance(v, torch.dtype):
+        return {"dtype": str(v).removeprefix("torch.")}
+    if isinstance(v, torch.device):
+        return {"device": str(v)}
     if isinstance(v, (tuple, list)) and depth < 4 and len(v) <= 64:
         items = [plain_value(x, depth + 1) for x in v]
         return NOT_PLAIN if any(x is NOT_PLAIN for x in items) else items
     return NOT_PLAIN
 
 
+def holds_torch_values(v) -> bool:
+    """Whether a plain value's JSON holds a dtype or device (format version 8)."""
+    return isinstance(v, dict) or (isinstance(v, list) and any(map(holds_torch_values, v)))
+
+
+def python_value(v, depth: int = 0):
+    """The Python value a plain value's JSON stands for; NOT_PLAIN where it is none."""
+    if isinstance(v, dict):
+        if len(v) != 1 or not isinstance(name := next(iter(v.values())), str):
+            return NOT_PLAIN
+        if "dtype" in v:
+            return dtype if isinstance(dtype := getattr(torch, name, None), torch.dtype) else NOT_PLAIN
+        try:
+            return torch.device(name) if "device" in v and len(name) <= 64 else NOT_PLAIN
+        except (RuntimeError, ValueError):
+            return NOT_PLAIN
+    if isinstance(v, list) and depth < 4:
+        return [python_value(x, depth + 1) for x in v]
+    return v
+
+
 def _plain(v, where: str) -> None:
-    _need(plain_value(v) == v, f"{where} is not a plain value")
+    value = python_value(v)
+    _need(value is not NOT_PLAIN and plain_value(value) == v, f"{where} is not a plain value")
 
 
 class Checked:

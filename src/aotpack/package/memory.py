@@ -17,7 +17,7 @@ from .. import _torch_compat as compat
 from .._version import __version__
 from ..tree import dtype_name
 from . import format as fmt
-from .manifest import Job, Manifest, Meta, Platform, Program, Variant, Versions, WeightInfo
+from .manifest import Job, Manifest, Meta, Platform, Program, Variant, Versions, WeightInfo, holds_torch_values
 from .weights import TensorsMember
 from .writer import write_package
 
@@ -262,6 +262,8 @@ def _needs(variant: Variant) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if any(map(holds_torch_values, variant.module_attributes.values())):
+        return fmt.TORCH_VALUES_FORMAT_VERSION  # older readers refuse a dtype or device there as malformed
     if train is not None and any(a.through_function for a in train.aliased):
         return fmt.FUNCTION_ALIAS_FORMAT_VERSION  # older readers would rebuild a view that skips the Function
     if train is not None and train.output_views:
