@@ -780,13 +780,20 @@ def test_global_module_hooks_are_refused(tmp_path, backend):
     """A process-wide module hook runs at every module call in eager; compiled code makes
     none (torch.compile's result differs from eager's there): refused while one is
     registered, for a module's package, bound or not."""
-    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+    from torch.nn.modules.module import (
+        register_module_forward_hook,
+        register_module_forward_pre_hook,
+        register_module_full_backward_hook,
+    )
 
     m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).requires_grad_(False)
     x = torch.randn(3, 4)
     fn = aotpack.load(aotpack.compile(m, (x,), backend=backend).save(tmp_path / "m.aot"))
+    # (a full backward hook, once registered, makes the process's global backward hooks
+    # "full" for good: no test here registers the other kind)
     for register, kind in ((register_module_forward_hook, "a global forward hook"),
-                           (register_module_forward_pre_hook, "a global forward pre-hook")):
+                           (register_module_forward_pre_hook, "a global forward pre-hook"),
+                           (register_module_full_backward_hook, "a global backward hook")):
         handle = register(lambda mod, *args: None)
         try:
             with pytest.raises(aotpack.GuardError, match=f"global module hooks: expected none .* got {kind}"):

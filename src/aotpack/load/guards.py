@@ -749,29 +749,29 @@ def _noop_hook(*args):
 _HOOK_DICTS: dict[str, dict] = {}  # (the dicts are module globals: found once a process)
 
 
-def _global_module_hooks(raw_memory: bool) -> dict[str, dict]:
-    """The process-wide module hook dicts, kind -> dict. Public API reaches them: each
-    ``register_module_*_hook`` returns a handle that refers to the dict it registered into
-    (the no-op registered here is removed at once). The backward hooks' dict comes from
-    _torch_compat, which compiled backends import anyway (``raw_memory``); an eager-backend
-    package does not check it (importing it would cost a plain load ~5 ms)."""
-    key = "with backward" if raw_memory else "without"
-    if key in _HOOK_DICTS:
-        return _HOOK_DICTS[key]
+def _global_module_hooks() -> dict[str, dict]:
+    """The process-wide module hook dicts, kind -> dict. Public API reaches most of them:
+    each ``register_module_*_hook`` returns a handle that refers to the dict it registered
+    into (the no-op registered here is removed at once). The backward hooks' dict comes
+    from _torch_compat: registering one, even removed at once, would fix whether global
+    backward hooks are "full" for the rest of the process. (Found at the first bound
+    module package's load; _torch_compat's import costs such a load under 1 ms.)"""
+    if _HOOK_DICTS:
+        return _HOOK_DICTS
     from torch.nn.modules import module as nn_module
 
-    dicts = _HOOK_DICTS[key] = {}
+    from .._torch_compat import global_backward_hooks
+
+    dicts = {}
     for kind, register in (("forward hook", nn_module.register_module_forward_hook),
                            ("forward pre-hook", nn_module.register_module_forward_pre_hook),
                            ("backward pre-hook", nn_module.register_module_full_backward_pre_hook)):
         handle = register(_noop_hook)
         dicts[kind] = handle.hooks_dict_ref()
         handle.remove()
-    if raw_memory:
-        from .._torch_compat import global_backward_hooks
-
-        dicts["backward hook"] = global_backward_hooks()
-    return dicts
+    dicts["backward hook"] = global_backward_hooks()
+    _HOOK_DICTS.update(dicts)
+    return _HOOK_DICTS
 
 
 class NoGlobalModuleHooks(StateCheck):
@@ -782,9 +782,9 @@ class NoGlobalModuleHooks(StateCheck):
 
     where = "global module hooks"
 
-    def __init__(self, raw_memory: bool):
+    def __init__(self):
         super().__init__()
-        self.hooks = _global_module_hooks(raw_memory)
+        self.hooks = _global_module_hooks()
 
     def fast(self, a, env):
         names = []
@@ -859,7 +859,7 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     if raw_memory:
         checks += [NoDispatchMode(), ForwardAD()]
     if module:
-        checks.append(NoGlobalModuleHooks(raw_memory))
+        checks.append(NoGlobalModuleHooks())
     return checks
 
 
