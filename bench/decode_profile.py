@@ -26,6 +26,8 @@ Option sets (``--options``, comma separated):
            than recomputed in each consumer (inductor's realize_opcount_threshold, 30 by
            default): SiLU(gate) * up becomes the gate/up kernel's epilogue instead of the
            down projection's prologue (bench/matvec_fusion.py --extra realize8)
+  cdt-math-aggressive cdt-math with inductor's aggressive_fusion (nodes that share no
+           memory fused too: fewer kernels per layer)
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections o
     "cdt-wide-math": ({"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
                        "coordinate_descent_search_radius": 2}, "math", False),
     "cdt-math-realize8": ({"coordinate_descent_tuning": True, "realize_opcount_threshold": 8}, "math", False),
+    # fuse nodes that share no memory too (fewer, larger kernels per layer)
+    "cdt-math-aggressive": ({"coordinate_descent_tuning": True, "aggressive_fusion": True}, "math", False),
 }
 PROMPT, NEW = 32, 64
 

@@ -89,11 +89,14 @@ class TrainFunctionFixture(TrainViewFixture):
 
 
 class TrainCastFixture(TrainFunctionFixture):
-    """Version 8 (dtypes among the module's Python values): casts x to ``self.compute``
-    (float32, as it is) before the rest, so the package holds ``{"dtype": "float32"}``."""
+    """Version 8 (weights' layouts; dtypes among the module's Python values): its linear
+    layer's weight is transposed in memory (stored as ``{"order": [1, 0]}``), and it
+    casts x to ``self.compute`` (float32, as it is) before the rest, so the package holds
+    ``{"dtype": "float32"}``."""
 
     def __init__(self):
         super().__init__()
+        self.lin.weight.data = self.lin.weight.data.t().contiguous().t()
         self.compute = torch.float32
 
     def forward(self, x, opts, scale=2.0):

@@ -138,8 +138,9 @@ def test_every_format_version_still_loads():
             torch.testing.assert_close(out["y"], io["y"])
             torch.testing.assert_close(out["parts"][0], io["p0"])
             assert out["yt"].data_ptr() == out["y"].data_ptr() and out["yt"].stride() == (1, 3)
-            if version >= 8:  # a dtype among the module's Python values the program reads
+            if version >= 8:  # a dtype among the module's Python values; a weight transposed in memory
                 assert [v.module_attributes for v in info.manifest.variants] == [{"compute": {"dtype": "float32"}}]
+                assert info.manifest.program.weights["lin.weight"].layout == {"order": [1, 0]}
             if version >= 7:  # a custom Function returned x: a view of the caller's x, its gradient tripled
                 assert out["xf"].data_ptr() == x.data_ptr() and out["xf"]._base is x
             loss = out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if version >= 7 else 0)

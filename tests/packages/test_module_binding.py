@@ -403,3 +403,68 @@ def test_a_bound_modules_config_is_guarded(tmp_path):
     m.config.reduce = "none"  # and a change to it is seen, not to the old object
     with pytest.raises(aotpack.GuardError, match=r"module.config.reduce: expected 'sum'"):
         fn(x)
+
+
+class _Layouts(torch.nn.Module):
+    """Weights in four layouts: a transposed matrix, a channels_last convolution, a
+    buffer expanded along its last dimension, a parameter with gaps (every other column)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 5)
+        self.lin.weight.data = self.lin.weight.data.t().contiguous().t()
+        self.conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+        self.register_buffer("rows", torch.arange(5.0).reshape(5, 1).expand(5, 6))
+        self.gapped = torch.nn.Parameter(torch.randn(5, 12)[:, ::2])
+
+    def forward(self, x, img):
+        return self.lin(x * self.rows * self.gapped), self.conv(img).sum((2, 3))
+
+
+@pytest.mark.parametrize("backend", ["inductor", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_weights_keep_the_layout_compiled_code_reads_them_in(tmp_path, backend):
+    """Compiled code reads a weight through the strides it had at compile time; the
+    package stores each one in a form that layout is rebuilt from (format version 8).
+    Until then such weights were stored contiguous: aoti gave wrong numbers, no error."""
+    torch.manual_seed(0)
+    m = _Layouts().eval().requires_grad_(False)
+    args = (torch.randn(5, 6), torch.randn(2, 3, 8, 8))
+    pkg = aotpack.compile(m, args, backend=backend)
+    assert pkg.manifest.format_version == 8
+    assert {n: w.layout for n, w in pkg.manifest.program.weights.items() if w.layout} == {
+        "lin.weight": {"order": [1, 0]}, "conv.weight": {"order": [0, 2, 3, 1]},
+        "rows": {"stride": [1, 0]}, "gapped": {"stride": [12, 2]}}
+    path = pkg.save(tmp_path / "layouts.aot")
+    fresh = run_fresh(["-c", "import sys, torch, aotpack; fn = aotpack.load(sys.argv[1]); "
+                       "torch.save(fn(*torch.load(sys.argv[2])), sys.argv[3])", str(path),
+                       _saved(tmp_path / "args.pt", args), str(tmp_path / "out.pt")])
+    assert fresh.returncode == 0, fresh.stderr
+    for got, want in zip(torch.load(tmp_path / "out.pt"), m(*args)):
+        torch.testing.assert_close(got, want)
+
+
+def _saved(path, value) -> str:
+    torch.save(value, path)
+    return str(path)
+
+
+def test_a_bound_weight_in_another_layout_runs_the_portable_program(tmp_path):
+    """``m.to(memory_format=torch.channels_last)`` or ``p.data = p.data.t().contiguous().t()``
+    after load: compiled code would read the weight through its old strides, so the call
+    runs the package's portable program (eager ops, eager's result) with a warning."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5)).eval()
+    img = torch.randn(2, 3, 8, 8)
+    m(img)
+    m.requires_grad_(False)
+    fn = aotpack.load(aotpack.compile(m, (img,), backend="inductor").save(tmp_path / "m.aot"), module=m)
+    torch.testing.assert_close(fn(img), m(img))
+    m.to(memory_format=torch.channels_last)
+    m[2].weight.data = m[2].weight.data.t().contiguous().t()
+    with pytest.warns(aotpack.PortableRunWarning, match=r"module weight '0.weight'.*expects contiguous \(as "
+                                                        r"compiled.*got channels_last"):
+        torch.testing.assert_close(fn(img), m(img))
+    m.to(memory_format=torch.contiguous_format)
+    torch.testing.assert_close(fn(img), m(img))  # 2.weight still transposed: portable, warned once
+    m[2].weight.data = m[2].weight.data.contiguous()
+    torch.testing.assert_close(fn(img), m(img))

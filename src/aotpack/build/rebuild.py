@@ -21,6 +21,7 @@ from .. import _torch_compat as compat
 from ..backends import Compiled, get_backend
 from ..package import fmt
 from ..package.manifest import Manifest, Variant
+from ..package.weights import to_device
 from .capture import Captured
 
 
@@ -53,7 +54,7 @@ def captured_from_package(manifest: Manifest, variant: Variant, program_json: by
     keys = variant.weights
     fqns = variant.weight_fqns
     targets = variant.weight_targets
-    tensors = {fqn: weights[key].to(device) for fqn, key in zip(fqns, keys)}
+    tensors = {fqn: to_device(weights[key], device) for fqn, key in zip(fqns, keys)}
     kinds = {fqn: program.weight(key).kind for fqn, key in zip(fqns, keys)}
     by_target = {t: tensors[fqn] for fqn, t in zip(fqns, targets)}
     state = {}

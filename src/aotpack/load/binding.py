@@ -25,7 +25,11 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   the module's value with it (one lookup and comparison per such attribute) and refuses
   another, naming the attribute (torch.compile guards these too, and recompiles);
 - each call checks every bound weight's dtype, shape and device (``p.data = t`` of
-  another shape would otherwise hand compiled code memory of the wrong size).
+  another shape would otherwise hand compiled code memory of the wrong size), and for
+  compiled code its strides: compiled code reads a weight through the strides it was
+  compiled for, so a weight put in another layout (``m.to(memory_format=...)``,
+  ``p.data = t.t()``) makes the call run the variant's portable program (eager ops on the
+  module's own tensors, with a PortableRunWarning), or a GuardError where it has none.
 
 Per-call cost: ``bench/guard_overhead.py`` ("bound module" row).
 
@@ -165,9 +169,14 @@ class Binding:
     changed); calling the binding before each call gives None or the Mismatch to raise.
     """
 
-    def __init__(self, variant: Variant, program: Program, stored: dict, module: torch.nn.Module, state_check):
+    def __init__(self, variant: Variant, program: Program, stored: dict, module: torch.nn.Module, state_check,
+                 raw_memory: bool = False):
         _install()
         self.variant, self.program, self.stored, self.module = variant, program, stored, module
+        # compiled code reads each weight through the strides it was compiled for: the
+        # layouts to hold the module's weights to (None: any, the eager backend)
+        self._layouts = [program.weight(k).layout or "contiguous" for k in variant.weights] if raw_memory else None
+        self._misplaced: int | None = None  # a weight not in its compiled layout: runs the portable program
         self.state_check = state_check  # module.training and parameters' requires_grad (runtime)
         self.attributes: list[tuple[int, torch.nn.Module, str]] = []  # (weight index, owner, name)
         # module attributes compiled in: their owners' __dict__s, names and values (as the
@@ -183,7 +192,7 @@ class Binding:
         _watch(module)
         self._hooks_at_load = _hooks(module)
         self.generation = _GENERATION[0]
-        self._expected = [(w, w.dtype, w.shape, w.device) for w in self.weights]
+        self._expected = self._expect(self.weights)
 
     def _resolve(self) -> list[torch.Tensor]:
         """The variant's weights: the module's live parameters, buffers and plain tensor
@@ -244,12 +253,40 @@ class Binding:
             problem = self._changed_attribute()
             if problem is not None:
                 return problem
-        for i, (w, dtype, shape, device) in enumerate(self._expected):
+        for i, (w, dtype, shape, device, stride) in enumerate(self._expected):
             if w.dtype is not dtype or w.shape != shape or w.device != device:  # p.data = t of another kind
                 return Mismatch([], f"{tree.dtype_name(dtype)}{list(shape)} on {device} (as compiled)",
                                 f"{tree.dtype_name(w.dtype)}{list(w.shape)} on {w.device}",
                                 where=module_weight(self.variant.weight_fqns[i]))
-        return self.state_check()
+            if stride is not None and w.stride() != stride:  # p.data = t.t(), m.to(memory_format=...)
+                self._expected = self._expect(self.weights)
+        problem = self.state_check()
+        if problem is None and self._misplaced is not None:
+            return self._layout_mismatch(self._misplaced)
+        return problem
+
+    def _expect(self, weights: list) -> list[tuple]:
+        """Per weight: (it, its dtype, shape, device and, for compiled code, strides), to
+        compare at each call; notes the first weight not in its compiled layout."""
+        if self._layouts is None:
+            return [(w, w.dtype, w.shape, w.device, None) for w in weights]
+        from .layout import matches
+
+        self._misplaced = next((i for i, (w, layout) in enumerate(zip(weights, self._layouts))
+                                if not matches(w, layout)), None)
+        return [(w, w.dtype, w.shape, w.device, w.stride()) for w in weights]
+
+    def _layout_mismatch(self, i: int) -> Mismatch:
+        """Weight ``i`` is in another memory layout than compiled code reads it in (the
+        module was converted to channels_last, ``p.data = t.t()``): the variant's portable
+        program runs such calls, eager ops on the module's own tensors (``portable``)."""
+        from .layout import describe, layout_of
+
+        w = self.weights[i]
+        return Mismatch([], f"{describe(self._layouts[i])} (as compiled; compile the package from the module in "
+                            "its new layout)",
+                        describe(layout_of(w, dynamic=False)), where=module_weight(self.variant.weight_fqns[i]),
+                        portable=True)
 
     def _changed_attribute(self) -> Mismatch | None:
         """The first module attribute whose value is not the one compiled in; None where
@@ -285,6 +322,6 @@ class Binding:
         except AotpackError as e:
             return Mismatch([], "the module the package was bound to at load", e.message, where="module")
         self.weights[:] = weights
-        self._expected = [(w, w.dtype, w.shape, w.device) for w in weights]
+        self._expected = self._expect(weights)
         self.generation = _GENERATION[0]
         return None

@@ -28,6 +28,7 @@ from ..errors import AotpackError, GuardError, IncompatibleError, PortableRunWar
 from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
+from ..package.weights import copy_in_layout
 from ..treespec import TensorLeaf, TreeSpec, TupleSpec
 from .guards import Flat, Guard, Mismatch, describe_input
 
@@ -298,7 +299,7 @@ class Loaded:
         except Mismatch:  # (an input in another layout too): the overlap is what the call is refused for
             raise self._guard_error([(v, why), *others], args, kwargs) from None
         problem = v.state() if v.state is not None and self._check_guards else None
-        if problem is not None:  # the bound module changed: named as the compiled call would name it
+        if problem is not None and not problem.portable:  # the bound module changed: named as compiled calls name it
             raise self._guard_error([(v, problem), *others], args, kwargs) from None
         run = self._portable.get(v.name)
         if run is None:
@@ -567,15 +568,15 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             if isinstance(files, _MemoryFiles):
                 rebuilt[v.name] = (v, files.compiled)
             fn, backend = _variant_code(v, files, backends, path)
+            raw_memory = not getattr(backend, "runs_aten_ops", False)
             try:
-                ws, state = _variant_weights(v, manifest, weights, module, on_device)
+                ws, state = _variant_weights(v, manifest, weights, module, on_device, raw_memory)
             except AotpackError as e:
                 if len(manifest.variants) == 1:
                     raise
                 problems.append(f"variant {v.name}: {e.message}")  # e.g. a bf16 variant, a float32 module
                 continue
-            guard = Guard.from_manifest(manifest.program, v, guard_filter,
-                                        raw_memory=not getattr(backend, "runs_aten_ops", False))
+            guard = Guard.from_manifest(manifest.program, v, guard_filter, raw_memory=raw_memory)
             after = v.global_state.grad_mode_after
             if after is not None:
                 fn = _leaving_grad_mode(fn, after)
@@ -609,10 +610,10 @@ def _weights_and_state(reader: PackageReader, manifest: Manifest, private: bool 
     weights = reader.weights()
     if private:
         copies: dict = {}
-        weights = {n: copies.setdefault(id(t), t.clone()) for n, t in weights.items()}
+        weights = {n: copies.setdefault(id(t), copy_in_layout(t)) for n, t in weights.items()}
     initial = {}
     state_names = {n for v in manifest.variants for n in v.state}
-    copies = {id(weights[n]): weights[n].clone() for n in state_names}
+    copies = {id(weights[n]): copy_in_layout(weights[n]) for n in state_names}
     for n, t in list(weights.items()):  # every name of a state tensor (aliases too) gets the copy
         if id(t) in copies:
             initial[n], weights[n] = t, copies[id(t)]
@@ -673,7 +674,7 @@ def _leaving_grad_mode(fn, grad_mode: bool):
     return run
 
 
-def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_device: dict):
+def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_device: dict, raw_memory: bool):
     """(the tensors the variant runs with, its per-call module check): the module's live
     parameters where one is bound, else the stored weights (one copy per GPU device).
     Raises AotpackError where the bound module does not fit the variant."""
@@ -682,15 +683,15 @@ def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_d
     if module is not None:
         from .binding import Binding  # only loads that bind a module
 
-        binding = Binding(v, program, weights, module, None)
+        binding = Binding(v, program, weights, module, None, raw_memory)
         binding.state_check = _module_state_check(v, module, _bound_parameters(v, program), binding.weights)
         return binding.weights, binding
     device = v.device
     # Weights are stored for the CPU; GPU variants share one copy made here.
-    ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), weights[n].to(device))
+    ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), copy_in_layout(weights[n], device))
           for n in v.weights]
     if train:  # buffers updated in place get writable copies, not the file's read-only pages
-        ws = [w.clone() if i in train.mutation_targets else w for i, w in enumerate(ws)]
+        ws = [copy_in_layout(w) if i in train.mutation_targets else w for i, w in enumerate(ws)]
     return ws, None
 
 

@@ -119,7 +119,16 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     such calls with the compiled value, as before; a package run without a bound module
     is correct in both.
 
-  8 (2026-12-03): variants[].module_attributes values may hold a ``torch.dtype`` as
+  8 (2026-12-03): program.weights[].layout: the memory layout compiled code reads a
+    weight in, where it is not contiguous (``{"order": [1, 0]}`` for a transposed
+    matrix, ``[0, 2, 3, 1]`` for channels_last; ``{"stride": [...]}`` for one with gaps
+    or overlaps, an expanded buffer); weights.safetensors holds it permuted into memory
+    order (``t.permute(order)``, contiguous), or as the 1-D span of memory its strides
+    address, and a reader rebuilds the layout as a view (package/weights.py). Such
+    weights were stored contiguous before and read through the compiled strides: wrong
+    numbers. The version is 8 only where a weight has a layout (a version 7 reader would
+    run it contiguous).
+    variants[].module_attributes values may hold a ``torch.dtype`` as
     ``{"dtype": "float16"}`` and a ``torch.device`` as ``{"device": "cuda:0"}`` (alone or
     in lists): a module's ``self.dtype = torch.float16`` read in forward is compiled in as
     the others are, and a bound module holding another dtype is refused (such a change
@@ -163,7 +172,9 @@ GRAD_MODE_AFTER_FORMAT_VERSION = 4  # variants[].global_state.grad_mode_after: a
 DYNAMIC_VIEWS_FORMAT_VERSION = 5  # variants[].aliased with sizes of the call's Dims: a reader must evaluate them
 OUTPUT_VIEWS_FORMAT_VERSION = 6  # meta.train.output_views: a reader must rebuild those views
 FUNCTION_ALIAS_FORMAT_VERSION = 7  # meta.train.aliased[].through_function: a reader must return them from autograd
-TORCH_VALUES_FORMAT_VERSION = 8  # variants[].module_attributes holding a dtype or device: a reader must compare them
+# program.weights[].layout (a reader must rebuild it) and variants[].module_attributes
+# holding a dtype or device (a reader must compare them)
+WEIGHT_LAYOUTS_FORMAT_VERSION = 8
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

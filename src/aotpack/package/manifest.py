@@ -473,9 +473,15 @@ class Param(Record):
 
 
 class WeightInfo(Record):
+    """A stored weight. ``layout`` (format version 8) is the memory layout compiled code
+    reads it in, which the file holds it in a form of (package/weights.py: permuted into
+    memory order, or the span its strides address); ``shape`` is its shape as the
+    program sees it; None where it is contiguous (the key is left out)."""
+
     kind: str  # "parameter" | "buffer" | "constant"
     dtype: Dtype
     shape: Shape
+    layout: Layout | None = None
 
 
 class Frozen(Record):
@@ -752,6 +758,8 @@ class Manifest(Record):
         outs = sorted(p.out_spec.tensor_indices())
         _need(outs == list(range(len(outs))), "program.out_spec's outputs are not numbered 0..n-1")
         _need(all(t in p.weights for t in p.aliases.values()), "program.aliases")
+        _need(all(w.layout in (None, "contiguous") or len(next(iter(w.layout.values()))) == len(w.shape)
+                  for w in p.weights.values()), "program.weights[].layout")
         known = set(p.weights) | set(p.aliases)
         _need(len(self.variants) > 0, "variants is empty")
         _need(all(r.blake3 is not None or r.sha256 is not None for r in self.members.values()),

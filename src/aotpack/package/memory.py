@@ -18,7 +18,7 @@ from .._version import __version__
 from ..tree import dtype_name
 from . import format as fmt
 from .manifest import Job, Manifest, Meta, Platform, Program, Variant, Versions, WeightInfo, holds_torch_values
-from .weights import TensorsMember
+from .weights import TensorsMember, stored_form
 from .writer import write_package
 
 __all__ = ["Package", "fmt"]
@@ -31,10 +31,13 @@ def _safetensors():
     return safetensors.torch
 
 
-def _dedupe(tensors: dict[str, torch.Tensor], copy: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _dedupe(tensors: dict[str, torch.Tensor], copy: bool = True,
+            layouts: dict | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Store each distinct tensor once: tied weights (the same tensor under two names)
     become one entry plus an alias. ``copy``: snapshot the values (the caller's model
-    may change after compile); False for tensors the package already owns."""
+    may change after compile); False for tensors the package already owns. ``layouts``:
+    store weights in the form their layout is rebuilt from (weights.stored_form), each
+    one's layout put there; else contiguous (example inputs)."""
     unique: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -47,7 +50,10 @@ def _dedupe(tensors: dict[str, torch.Tensor], copy: bool = True) -> tuple[dict[s
             continue
         if key is not None:
             seen[key] = name
-        stored = t.to("cpu").contiguous()
+        if layouts is None:
+            stored = t.to("cpu").contiguous()
+        else:
+            stored, layouts[name] = stored_form(t)
         if copy and stored.numel() and stored.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
             stored = stored.clone()  # still the caller's memory (to/contiguous copied nothing): snapshot it
         unique[name] = stored
@@ -113,8 +119,10 @@ class Package:
         from ..backends import backend_entry
 
         self._check_new_variant(name, captured.signature, captured.out_spec)
-        new, aliases = _dedupe(captured.weights, copy=snapshot)
-        names = self._store_weights(name, [(fqn, new[aliases.get(fqn, fqn)], captured.weight_kinds[fqn])
+        layouts: dict = {}
+        new, aliases = _dedupe(captured.weights, copy=snapshot, layouts=layouts)
+        names = self._store_weights(name, [(fqn, new[aliases.get(fqn, fqn)], captured.weight_kinds[fqn],
+                                            layouts[aliases.get(fqn, fqn)], list(captured.weights[fqn].shape))
                                            for fqn in captured.weights])
         prefix = fmt.variant_dir(name)
         self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
@@ -152,7 +160,8 @@ class Package:
             distributed=None if distributed is None else Job.from_json(distributed, f"variant {name}.distributed"),
         ).checked(f"variant {name} (as compiled by backend {backend.name})")
         self.manifest = self.manifest.replace(variants=[*self.manifest.variants, variant],
-                                              format_version=max(self.manifest.format_version, _needs(variant)))
+                                              format_version=max(self.manifest.format_version,
+                                                                             _needs(variant, self.manifest.program)))
 
     def merge(self, other: Package) -> None:
         """Add every variant of ``other`` (a package of the same program), with its
@@ -163,8 +172,9 @@ class Package:
             stored[alias] = stored[target]
         for v in other.manifest.variants:
             self._check_new_variant(v.name, program.signature, program.out_spec)
-            names = self._store_weights(v.name, [(fqn, stored[key], program.weight(key).kind)
-                                                 for key, fqn in zip(v.weights, v.weight_fqns)])
+            infos = [program.weight(key) for key in v.weights]
+            names = self._store_weights(v.name, [(fqn, stored[key], i.kind, i.layout or "contiguous", list(i.shape))
+                                                 for key, fqn, i in zip(v.weights, v.weight_fqns, infos)])
             renamed = dict(zip(v.weights, names))
             prefix = fmt.variant_dir(v.name)
             for member, data in other.members.items():
@@ -188,23 +198,25 @@ class Package:
                                f"differs from the package's ({program.name})",
                                hint="variants differ only in dtypes, shapes, devices or backends")
 
-    def _store_weights(self, name: str, weights: list[tuple[str, torch.Tensor, str]]) -> list[str]:
-        """Put variant ``name``'s weights ((program name, tensor, kind) in graph order) in
-        the shared store; returns their stored names. A name already stored with other
-        values (a bf16 variant, another rank's shard) is stored as ``<name>@<variant>``."""
+    def _store_weights(self, name: str, weights: list[tuple[str, torch.Tensor, str, object, list]]) -> list[str]:
+        """Put variant ``name``'s weights ((program name, stored form, kind, layout, shape)
+        in graph order) in the shared store; returns their stored names. A name already
+        stored with other values or another layout (a bf16 variant, another rank's shard)
+        is stored as ``<name>@<variant>``."""
         program = self.manifest.program
         stored = dict(self.members[fmt.WEIGHTS].tensors)
         for alias, target in program.aliases.items():
             stored[alias] = stored[target]
         names = []
         infos = dict(program.weights)
-        for fqn, src, kind in weights:
+        for fqn, src, kind, layout, shape in weights:
             key = fqn
-            if key in stored and not _same(stored[key], src):
-                key = f"{fqn}@{name}"  # same parameter, other dtype/values for this variant
+            layout = None if layout == "contiguous" else layout
+            if key in stored and not (_same(stored[key], src) and infos[key].layout == layout):
+                key = f"{fqn}@{name}"  # same parameter, other dtype/values/layout for this variant
             if key not in stored:
                 stored[key] = src
-                infos[key] = WeightInfo(kind=kind, dtype=dtype_name(src.dtype), shape=list(src.shape))
+                infos[key] = WeightInfo(kind=kind, dtype=dtype_name(src.dtype), shape=shape, layout=layout)
             names.append(key)
         unique, aliases = _dedupe(stored, copy=False)
         self.manifest = self.manifest.replace(program=program.replace(weights=infos, aliases=aliases))
@@ -258,12 +270,14 @@ class Package:
                 f"{self.nbytes / 1e6:.1f} MB torch {self.manifest.versions.torch}>")
 
 
-def _needs(variant: Variant) -> int:
+def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if any(program.weight(w).layout is not None for w in variant.weights):
+        return fmt.WEIGHT_LAYOUTS_FORMAT_VERSION  # older readers would run them contiguous
     if any(map(holds_torch_values, variant.module_attributes.values())):
-        return fmt.TORCH_VALUES_FORMAT_VERSION  # older readers refuse a dtype or device there as malformed
+        return fmt.WEIGHT_LAYOUTS_FORMAT_VERSION  # older readers refuse a dtype or device there as malformed
     if train is not None and any(a.through_function for a in train.aliased):
         return fmt.FUNCTION_ALIAS_FORMAT_VERSION  # older readers would rebuild a view that skips the Function
     if train is not None and train.output_views:

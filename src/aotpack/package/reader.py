@@ -42,6 +42,7 @@ from ..errors import FormatError, IntegrityError
 from ..tree import dtype_name
 from . import format as fmt
 from .manifest import Manifest, Variant
+from .weights import logical_view, stored_shape
 
 _UTF8_NAMES = {"metadata_encoding": "utf-8"} if sys.version_info >= (3, 11) else {}
 
@@ -314,17 +315,21 @@ class PackageReader:
             weights[alias] = weights[target]
         # compiled code reads weights at the dtypes and shapes it was compiled for: a
         # tensor of another shape would be read out of bounds, so check before any use
+        views = {}
         for name, info in self.manifest.program.weights.items():
             t = weights.get(name)
             if t is None:
                 raise FormatError(f"{self.path}: weight {name!r} is listed in the manifest but missing from "
                                   "weights.safetensors", hint="copy or rebuild the package")
-            if dtype_name(t.dtype) != info.dtype or list(t.shape) != info.shape:
+            shape = info.shape if info.layout is None else stored_shape(info.shape, info.layout)
+            if dtype_name(t.dtype) != info.dtype or list(t.shape) != shape:
                 raise IntegrityError(f"{self.path}: weight {name!r} is {dtype_name(t.dtype)}"
                                      f"{list(t.shape)} in weights.safetensors, the manifest declares "
-                                     f"{info.dtype}{info.shape} (tampered or corrupt)",
+                                     f"{info.dtype}{shape} (tampered or corrupt)",
                                      hint="copy the package again from a trusted source")
-        return weights
+            if info.layout is not None:  # the layout compiled code reads it in, rebuilt as a view
+                views[id(t)] = logical_view(t, info.layout, info.shape)
+        return {n: views.get(id(t), t) for n, t in weights.items()}
 
     def variant(self, name: str | None) -> Variant:
         """The manifest entry of variant ``name`` (None: the first)."""

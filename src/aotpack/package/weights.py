@@ -87,3 +87,72 @@ class TensorsMember:
         return isinstance(other, TensorsMember) and self.digest() == other.digest()
 
     __hash__ = None
+
+
+# Weights in the layout compiled code reads them in (format version 8). Compiled code
+# (AOTInductor, inductor) reads a weight through the strides it had at compile time, as
+# it reads inputs (load/layout.py); safetensors holds contiguous tensors. So a weight
+# that is not contiguous (a transposed matrix, a channels_last convolution, an expanded
+# buffer) is stored in a form its layout is rebuilt from, without a copy at load:
+# dense ones permuted into memory order ({"order": [...]}: the stored tensor is
+# ``t.permute(order)``, contiguous), others as the span of memory their strides address
+# ({"stride": [...]}: a 1-D tensor viewed with ``as_strided``). Until this, such a weight
+# was stored contiguous and read through the compiled strides: wrong numbers, no error.
+
+
+def stored_form(t: torch.Tensor) -> tuple[torch.Tensor, str | dict]:
+    """(the contiguous CPU tensor to store for weight ``t``, its layout)
+
+    >>> stored, layout = stored_form(torch.arange(6.0).reshape(2, 3).t())
+    >>> layout, stored.shape, torch.equal(logical_view(stored, layout, [3, 2]), torch.arange(6.0).reshape(2, 3).t())
+    ({'order': [1, 0]}, torch.Size([2, 3]), True)
+    """
+    from ..load.layout import layout_of
+
+    layout = layout_of(t, dynamic=False)
+    if layout == "contiguous":
+        return t.to("cpu").contiguous(), layout
+    if "order" in layout:
+        return t.to("cpu").permute(layout["order"]).contiguous(), layout
+    return _span(t).to("cpu").contiguous(), layout
+
+
+def _span(t: torch.Tensor) -> torch.Tensor:
+    """The memory ``t``'s strides address, from its first element to its last, as 1-D."""
+    n = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride())) if t.numel() else 0
+    return t.as_strided((n,), (1,))
+
+
+def stored_shape(shape: list[int], layout) -> list[int]:
+    """The shape the file holds for a weight of ``shape`` stored in ``layout``."""
+    if layout == "contiguous":
+        return list(shape)
+    if "order" in layout:
+        return [shape[d] for d in layout["order"]]
+    return [1 + sum((s - 1) * st for s, st in zip(shape, layout["stride"])) if all(shape) else 0]
+
+
+def logical_view(stored: torch.Tensor, layout, shape: list[int]) -> torch.Tensor:
+    """The weight a stored tensor holds, in its compiled layout (a view, no copy)."""
+    if layout == "contiguous":
+        return stored
+    if "order" in layout:
+        return stored.permute(sorted(range(len(shape)), key=layout["order"].__getitem__))
+    return stored.as_strided(shape, layout["stride"])
+
+
+def copy_in_layout(t: torch.Tensor, device=None) -> torch.Tensor:
+    """A copy of ``t`` (on ``device``) with ``t``'s own strides, whatever they are:
+    ``clone`` and ``to`` make a tensor with gaps or overlaps contiguous, which compiled
+    code compiled for its strides would misread."""
+    from ..load.layout import layout_of
+
+    device = t.device if device is None else torch.device(device)
+    if "stride" not in layout_of(t, dynamic=False):  # dense: to() keeps its strides
+        return t.to(device, copy=True)
+    return _span(t).to(device, copy=True).as_strided(t.shape, t.stride())
+
+
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """``t`` on ``device`` with its own strides (itself where it is there already)."""
+    return t if t.device == torch.device(device) else copy_in_layout(t, device)
