@@ -153,3 +153,19 @@ def halves_under_no_grad(a, b):
     with torch.no_grad():
         b.mul_(0.5)
     return a + 1
+
+
+class WeightLayouts(torch.nn.Module):
+    """Weights in four layouts: a transposed matrix, a channels_last convolution, a
+    buffer expanded along its last dimension, a parameter with gaps (every other column)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 5)
+        self.lin.weight.data = self.lin.weight.data.t().contiguous().t()
+        self.conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+        self.register_buffer("rows", torch.arange(5.0).reshape(5, 1).expand(5, 6))
+        self.gapped = torch.nn.Parameter(torch.randn(5, 12)[:, ::2])
+
+    def forward(self, x, img):
+        return self.lin(x * self.rows * self.gapped), self.conv(img).sum((2, 3))

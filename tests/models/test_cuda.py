@@ -142,3 +142,23 @@ def test_a_split_matrix_vector_product_equals_the_plain_one():
         with split_matvec_reductions(factor=factor):
             got = torch.compile(down, options={"coordinate_descent_tuning": True}, fullgraph=True)(g, u, w)
         torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("backend", ["inductor", "aoti"])
+def test_cuda_weights_keep_their_layouts(tmp_path, backend):
+    """A CUDA variant's weights go from the file to the GPU in the layout its compiled
+    code reads them in: transposed, channels_last, expanded and gapped ones too
+    (``.to("cuda")`` makes a tensor with gaps contiguous: weights.copy_in_layout)."""
+    torch.manual_seed(0)
+    m = programs.WeightLayouts().eval().requires_grad_(False).to("cuda")
+    # (.to() made the expanded and gapped ones contiguous)
+    m.rows = torch.arange(5.0, device="cuda").reshape(5, 1).expand(5, 6)
+    m.gapped.data = torch.randn(5, 12, device="cuda")[:, ::2]
+    args = (torch.randn(5, 6, device="cuda"), torch.randn(2, 3, 8, 8, device="cuda"))
+    path = aotpack.compile(m, args, backend=backend).save(tmp_path / "layouts.aot")
+    torch.save([[a.cpu() for a in args], [t.cpu() for t in m(*args)]], tmp_path / "io.pt")
+    out = run_fresh(["-c", "import sys, torch, aotpack; fn = aotpack.load(sys.argv[1]); "
+                     "args, want = torch.load(sys.argv[2]); got = fn(*[a.cuda() for a in args]); "
+                     "[torch.testing.assert_close(g.cpu(), w) for g, w in zip(got, want)]; print('ok')",
+                     str(path), str(tmp_path / "io.pt")])
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -405,29 +405,13 @@ def test_a_bound_modules_config_is_guarded(tmp_path):
         fn(x)
 
 
-class _Layouts(torch.nn.Module):
-    """Weights in four layouts: a transposed matrix, a channels_last convolution, a
-    buffer expanded along its last dimension, a parameter with gaps (every other column)."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = torch.nn.Linear(6, 5)
-        self.lin.weight.data = self.lin.weight.data.t().contiguous().t()
-        self.conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
-        self.register_buffer("rows", torch.arange(5.0).reshape(5, 1).expand(5, 6))
-        self.gapped = torch.nn.Parameter(torch.randn(5, 12)[:, ::2])
-
-    def forward(self, x, img):
-        return self.lin(x * self.rows * self.gapped), self.conv(img).sum((2, 3))
-
-
 @pytest.mark.parametrize("backend", ["inductor", pytest.param("aoti", marks=pytest.mark.slow)])
 def test_weights_keep_the_layout_compiled_code_reads_them_in(tmp_path, backend):
     """Compiled code reads a weight through the strides it had at compile time; the
     package stores each one in a form that layout is rebuilt from (format version 8).
     Until then such weights were stored contiguous: aoti gave wrong numbers, no error."""
     torch.manual_seed(0)
-    m = _Layouts().eval().requires_grad_(False)
+    m = programs.WeightLayouts().eval().requires_grad_(False)
     args = (torch.randn(5, 6), torch.randn(2, 3, 8, 8))
     pkg = aotpack.compile(m, args, backend=backend)
     assert pkg.manifest.format_version == 8
