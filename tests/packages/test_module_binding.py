@@ -44,7 +44,12 @@ def test_live_module_parameters(tmp_path, backend):
 def test_module_missing_parameter(tmp_path):
     m = programs.MLPWithBuffer().eval()
     path = aotpack.compile(m, (torch.randn(2, 4),), backend="eager").save(tmp_path / "m.aot")
+    other = programs.MLPWithBuffer()
+    other.fc1.weight = None
     with pytest.raises(aotpack.AotpackError, match="has no parameter or buffer 'fc1.weight'"):
+        aotpack.load(path, module=other)
+    with pytest.raises(aotpack.AotpackError, match=r"module: expected a programs.MLPWithBuffer \(its code is "
+                                                   r"compiled into the package\), got a torch.nn.modules.linear.Linear"):
         aotpack.load(path, module=torch.nn.Linear(4, 3))
 
 
@@ -120,7 +125,8 @@ def test_bound_module_weight_of_another_shape_is_refused(tmp_path):
 def test_bound_module_losing_a_parameter_is_refused(tmp_path):
     m, fn = _bound(tmp_path)
     m[0] = torch.nn.Identity()
-    with pytest.raises(aotpack.GuardError, match="has no parameter or buffer '0.weight'"):
+    with pytest.raises(aotpack.GuardError, match=r"module.0: expected a torch.nn.modules.linear:Linear \(its code "
+                                                 r"is compiled into the package\), got a torch.nn.modules.linear:Identity"):
         fn(torch.randn(3, 4))
 
 
@@ -176,14 +182,18 @@ MODULE_CHANGES = {
     "the same Python value, a new object": lambda m, g: setattr(m, "alpha", float("0.5")),
     "a Python flag flipped": lambda m, g: setattr(m, "relu", not m.relu),
     "a Python value not read": lambda m, g: setattr(m, "note", str(_rand(g, 1))),
+    # layouts: compiled code reads a weight through its compiled strides
+    "a weight transposed in memory": lambda m, g: setattr(m.inner.weight, "data", _rand(g, 4, 4).t().contiguous().t()),
+    "a buffer with gaps": lambda m, g: setattr(m, "shift", _rand(g, 8)[::2]),
+    "an expanded parameter": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 1).expand(4))),
 }
 
 
-@pytest.fixture(scope="module")
-def bound_package():
+@pytest.fixture(scope="module", params=["eager", "inductor"])
+def bound_package(request):
     torch.manual_seed(0)
     m = _Bound().eval().requires_grad_(False)
-    return aotpack.compile(m, (torch.randn(3, 4),), backend="eager").to_bytes(), m.state_dict()
+    return aotpack.compile(m, (torch.randn(3, 4),), backend=request.param).to_bytes(), m.state_dict()
 
 
 class BranchOnWeight(torch.nn.Module):
@@ -452,3 +462,49 @@ def test_a_bound_weight_in_another_layout_runs_the_portable_program(tmp_path):
     torch.testing.assert_close(fn(img), m(img))  # 2.weight still transposed: portable, warned once
     m[2].weight.data = m[2].weight.data.contiguous()
     torch.testing.assert_close(fn(img), m(img))
+
+
+class _Acts(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.act = torch.nn.ReLU()
+        self.fn = torch.nn.functional.gelu
+
+    def forward(self, x):
+        return self.fn(self.act(self.lin(x)))
+
+
+class _OtherActs(_Acts):
+    def forward(self, x):
+        return self.act(self.lin(x)) * 2
+
+
+def test_a_replaced_submodule_of_another_class_and_a_replaced_function_are_refused(tmp_path):
+    """The package holds the code of the modules that ran and of the functions their
+    attributes named: a submodule replaced by one of another class (``nn.SiLU`` for
+    ``nn.ReLU``: the same attributes, other code), a function attribute replaced, or a
+    module of another class bound at load is refused, naming it; eager would run the new
+    code (these gave the old code's result before)."""
+    torch.manual_seed(0)
+    m = _Acts().eval().requires_grad_(False)
+    x = torch.randn(3, 4)
+    path = aotpack.compile(m, (x,), backend="eager").save(tmp_path / "a.aot")
+    fn = aotpack.load(path, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.act = torch.nn.SiLU()
+    with pytest.raises(aotpack.GuardError, match=r"module.act: expected a torch.nn.modules.activation:ReLU \(its "
+                                                 r"code is compiled into the package\), got a torch.nn.modules"
+                                                 r".activation:SiLU"):
+        fn(x)
+    m.act = torch.nn.ReLU()
+    torch.testing.assert_close(fn(x), m(x))
+    m.fn = torch.nn.functional.silu
+    with pytest.raises(aotpack.GuardError, match=r"module.fn: expected the function torch._C._nn.gelu"):
+        fn(x)
+    m.fn = torch.nn.functional.gelu
+    torch.testing.assert_close(fn(x), m(x))
+    other = _OtherActs().eval().requires_grad_(False)
+    with pytest.raises(aotpack.AotpackError, match=r"module: expected a test_module_binding:_Acts .*, got a "
+                                                   r"test_module_binding:_OtherActs"):
+        aotpack.load(path, module=other)

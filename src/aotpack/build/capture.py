@@ -54,6 +54,7 @@ from .guard_specs import (
     layout_pins,
     module_attributes,
     module_training_of,
+    module_types,
     requires_grad_pins,
     where_strides_read,
 )
@@ -148,6 +149,8 @@ class Captured:
     requires_grad_weights: dict[str, bool] = field(default_factory=dict)
     # a module's Python attributes the program names -> their values (guard_specs.module_attributes)
     module_attributes: dict[str, Any] = field(default_factory=dict)
+    # the class of each module whose methods ran (guard_specs.module_types)
+    module_types: dict[str, str] = field(default_factory=dict)
     in_order_program: bytes | None = field(default=None, repr=False)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
 
@@ -447,6 +450,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
         module_attributes=module_attributes(target, recorder),
+        module_types=module_types(target, recorder),
         program=program,
         mutated_inputs=written_inputs,
         in_order_program=in_order,

@@ -15,7 +15,7 @@ from .. import _torch_compat as compat
 from .. import tree
 from ..errors import CaptureError
 from ..load import layout
-from ..package.manifest import NOT_PLAIN, Dim, GlobalState, plain_value
+from ..package.manifest import NOT_PLAIN, Dim, GlobalState, class_name, plain_value
 from .effects import EffectRecorder
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
@@ -213,6 +213,22 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
                 found[where] = value
     for obj, where in objects.values():
         found.update(_object_attributes(obj, where))
+    return dict(sorted(found.items()))
+
+
+def module_types(target, recorder: EffectRecorder) -> dict[str, str]:
+    """The class of each module whose methods ran for the program (path -> ``module.QualName``,
+    ``""`` for the module itself): torch.export compiled their code in, where eager runs
+    the code of whatever module sits there at the call, so a module bound at load is
+    guarded on them (load/binding.py; dynamo guards a module's type too)."""
+    root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
+    if not isinstance(root, torch.nn.Module):
+        return {}
+    paths = {}
+    for path, m in root.named_modules(remove_duplicate=False):
+        paths.setdefault(id(m), path)
+    found = {paths[key]: class_name(type(module)) for (key, _), module in recorder.module_methods.items()
+             if key in paths}
     return dict(sorted(found.items()))
 
 

@@ -24,6 +24,9 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   value compiled into the package (``variants[].module_attributes``); each call compares
   the module's value with it (one lookup and comparison per such attribute) and refuses
   another, naming the attribute (torch.compile guards these too, and recompiles);
+- the class of each module whose code ran at capture is compiled in too
+  (``variants[].module_types``): a submodule replaced by one of another class is
+  refused; replacing one registers it, so this is checked only where the counter moved;
 - each call checks every bound weight's dtype, shape and device (``p.data = t`` of
   another shape would otherwise hand compiled code memory of the wrong size), and for
   compiled code its strides: compiled code reads a weight through the strides it was
@@ -47,7 +50,7 @@ import torch
 
 from .. import tree
 from ..errors import AotpackError
-from ..package.manifest import Program, Variant, plain_value, python_value
+from ..package.manifest import Program, Variant, class_name, plain_value, python_value, same_class
 from .guards import Mismatch
 
 __all__ = ["Binding", "module_weight"]
@@ -188,6 +191,10 @@ class Binding:
         self._holder_names: list[str] = []   # under which name, and the object bound
         self._held_objects: list = []
         self._attribute_names: set[str] = set()  # bound as plain attributes once: must stay tensors
+        problem = self._replaced_module()
+        if problem is not None:
+            raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
+                               hint="bind a module of the class the package was compiled from")
         self.weights = self._resolve()
         _watch(module)
         self._hooks_at_load = _hooks(module)
@@ -301,6 +308,18 @@ class Binding:
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         return None
 
+    def _replaced_module(self) -> Mismatch | None:
+        """The first module whose code the package holds that is now of another class
+        (``m.act = nn.ReLU()`` where it was a GELU); None where each is as compiled.
+        Replacing a submodule registers it, so this runs only where the module changed."""
+        for path, want in self.variant.module_types.items():
+            sub = _submodule(self.module, path.split(".") if path else [])
+            got = "nothing" if sub is None else class_name(type(sub))
+            if not same_class(got, want):
+                return Mismatch([], f"a {want} (its code is compiled into the package)", f"a {got}",
+                                where=f"module.{path}" if path else "module")
+        return None
+
     def _attribute_reassigned(self) -> bool:
         weights = self.weights
         return any(owner.__dict__.get(name) is not weights[i] for i, owner, name in self.attributes)
@@ -317,6 +336,9 @@ class Binding:
                 return Mismatch([], f"no hooks added after load (compiled code cannot run a {_HOOK_NAMES[name]}; "
                                 "remove it, or compile the package with the hook registered)",
                                 f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")
+        problem = self._replaced_module()
+        if problem is not None:
+            return problem
         try:
             weights = self._resolve()
         except AotpackError as e:

@@ -133,7 +133,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     in lists): a module's ``self.dtype = torch.float16`` read in forward is compiled in as
     the others are, and a bound module holding another dtype is refused (such a change
     was missed before). The version is 8 only where a variant has such a value (a
-    version 7 reader refuses it as malformed).
+    version 7 reader refuses it as malformed); so may a function a module's attribute
+    holds (``self.act = F.gelu``), as ``{"function": "torch._C._nn.gelu"}`` (a lambda's
+    or local function's name carries a digest of its code).
+    variants[].module_types: {path: "module:QualName"} of the modules whose methods ran
+    (their code is compiled in): a module bound at load whose submodule there is of
+    another class is refused. Older readers ignore it.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -103,6 +103,8 @@ def plain_value(v, depth: int = 0):
     >>> plain_value([torch.float16, torch.device("cpu")])
     [{'dtype': 'float16'}, {'device': 'cpu'}]
     """
+    if isinstance(v, _FunctionName):
+        return {"function": str(v)}
     if v is None or isinstance(v, (bool, str)):
         return v if not isinstance(v, str) or len(v) <= 256 else NOT_PLAIN
     if isinstance(v, int):
@@ -113,14 +115,48 @@ def plain_value(v, depth: int = 0):
         return {"dtype": str(v).removeprefix("torch.")}
     if isinstance(v, torch.device):
         return {"device": str(v)}
+    if isinstance(v, (types.FunctionType, types.BuiltinFunctionType)):
+        return {"function": function_name(v)}
     if isinstance(v, (tuple, list)) and depth < 4 and len(v) <= 64:
         items = [plain_value(x, depth + 1) for x in v]
         return NOT_PLAIN if any(x is NOT_PLAIN for x in items) else items
     return NOT_PLAIN
 
 
+def class_name(cls: type) -> str:
+    """``torch.nn.modules.linear:Linear``: how a manifest names a module's class (its
+    module, then its qualified name, which ``same_class`` compares: a class defined in a
+    script is ``__main__:Model`` there and ``train:Model`` where that script is imported)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def same_class(a: str, b: str) -> bool:
+    """Whether two ``class_name``s name the same class as far as a bound module can tell."""
+    return a.rpartition(":")[2] == b.rpartition(":")[2]
+
+
+def function_name(fn) -> str:
+    """What names a function a module's code calls through an attribute (``self.act =
+    F.gelu``): ``torch.nn.functional.gelu``; for one no import reaches (a lambda, a
+    function defined inside another), that name and a digest of its code, so another
+    lambda is another value (within one Python version; across versions a bound call
+    is refused, never run with the wrong function).
+
+    >>> function_name(torch.nn.functional.gelu)
+    'torch._C._nn.gelu'
+    """
+    name = f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', None) or fn.__name__}"
+    code = getattr(fn, "__code__", None)
+    if "<" not in name or code is None:
+        return name[:256]
+    import hashlib
+
+    digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode())
+    return f"{name[:180]}#{digest.hexdigest()[:16]}"
+
+
 def holds_torch_values(v) -> bool:
-    """Whether a plain value's JSON holds a dtype or device (format version 8)."""
+    """Whether a plain value's JSON holds a dtype, device or function (format version 8)."""
     return isinstance(v, dict) or (isinstance(v, list) and any(map(holds_torch_values, v)))
 
 
@@ -129,6 +165,8 @@ def python_value(v, depth: int = 0):
     if isinstance(v, dict):
         if len(v) != 1 or not isinstance(name := next(iter(v.values())), str):
             return NOT_PLAIN
+        if "function" in v:  # compared by name: the function itself may not import here
+            return _FunctionName(name) if len(name) <= 256 else NOT_PLAIN
         if "dtype" in v:
             return dtype if isinstance(dtype := getattr(torch, name, None), torch.dtype) else NOT_PLAIN
         try:
@@ -138,6 +176,14 @@ def python_value(v, depth: int = 0):
     if isinstance(v, list) and depth < 4:
         return [python_value(x, depth + 1) for x in v]
     return v
+
+
+class _FunctionName(str):
+    """A function as a manifest names it (``python_value``'s answer for one): its repr is
+    the name, and ``plain_value`` gives the JSON back."""
+
+    def __repr__(self):
+        return f"the function {str(self)}"
 
 
 def _plain(v, where: str) -> None:
@@ -683,6 +729,10 @@ class Variant(Record):
     # a module's Python attributes the program names (``"ln.eps": 1e-05``) -> the value
     # compiled in: a bound module whose attribute has another value is refused
     module_attributes: dict[str, Plain] = {}
+    # the class of each module whose methods ran ("" the module itself, "block.act") ->
+    # "module.QualName": their code is compiled in, so a bound module whose submodule was
+    # replaced by one of another class is refused (checked where the module changed)
+    module_types: dict[str, str] = {}
 
     def _post_init(self):
         if self.weight_fqns is None:

@@ -155,6 +155,7 @@ class Package:
             mutated_inputs=list(captured.mutated_inputs),
             requires_grad_weights=dict(captured.requires_grad_weights),
             module_attributes=dict(captured.module_attributes),
+            module_types=dict(captured.module_types),
             files=files,
             meta=Meta.from_json(compiled.meta, f"variant {name} (as compiled by backend {backend.name}).meta"),
             distributed=None if distributed is None else Job.from_json(distributed, f"variant {name}.distributed"),
