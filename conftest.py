@@ -29,11 +29,6 @@ from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipP
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-# Inductor compiles in a pool of worker processes by default (one per core), started by
-# each process that compiles: here two pytest workers and the fresh processes of many
-# tests, each pool importing torch again on 2 cores. In-process compiles are faster here
-# (a fresh-process aoti test: 108 -> 98 s alone); set before torch reads its config.
-os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 DOCS_ENV = {"AOTPACK_BACKEND": "eager"}
 

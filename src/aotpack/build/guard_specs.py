@@ -190,12 +190,7 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
     (``self.calls += 1``) are side effects, warned about at capture. Names are those the
     method's code uses as any attribute or global, so an attribute that only shares its
     name with one is guarded too: a change to it is refused, never missed."""
-    root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
-    if not isinstance(root, torch.nn.Module):
-        return {}
-    paths = {}
-    for path, m in root.named_modules(remove_duplicate=False):
-        paths.setdefault(id(m), path)
+    paths = _module_paths(target)
     found, objects = {}, {}
     for (key, code), module in recorder.module_methods.items():
         path = paths.get(key)
@@ -217,19 +212,26 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
 
 
 def module_types(target, recorder: EffectRecorder) -> dict[str, str]:
-    """The class of each module whose methods ran for the program (path -> ``module.QualName``,
+    """The class of each module whose methods ran for the program (path -> ``module:QualName``,
     ``""`` for the module itself): torch.export compiled their code in, where eager runs
     the code of whatever module sits there at the call, so a module bound at load is
     guarded on them (load/binding.py; dynamo guards a module's type too)."""
+    paths = _module_paths(target)
+    found = {paths[key]: class_name(type(module)) for (key, _), module in recorder.module_methods.items()
+             if key in paths}
+    return dict(sorted(found.items()))
+
+
+def _module_paths(target) -> dict[int, str]:
+    """id(module) -> its path under the module the program is (or a method of); {} for a
+    function's program (no module to bind)."""
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     if not isinstance(root, torch.nn.Module):
         return {}
     paths = {}
     for path, m in root.named_modules(remove_duplicate=False):
         paths.setdefault(id(m), path)
-    found = {paths[key]: class_name(type(module)) for (key, _), module in recorder.module_methods.items()
-             if key in paths}
-    return dict(sorted(found.items()))
+    return paths
 
 
 def _plain_object(value) -> bool:
