@@ -124,6 +124,9 @@ def test_bound_module_weight_of_another_shape_is_refused(tmp_path):
 
 def test_bound_module_losing_a_parameter_is_refused(tmp_path):
     m, fn = _bound(tmp_path)
+    m[0].weight = None  # registers nothing: eager fails, the package ran the old weight until 2026-12-03
+    with pytest.raises(aotpack.GuardError, match="has no parameter or buffer '0.weight'"):
+        fn(torch.randn(3, 4))
     m[0] = torch.nn.Identity()
     with pytest.raises(aotpack.GuardError, match=r"module.0: expected a torch.nn.modules.linear:Linear \(its code "
                                                  r"is compiled into the package\), got a torch.nn.modules.linear:Identity"):

@@ -196,6 +196,7 @@ class Binding:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind a module of the class the package was compiled from")
         self.weights = self._resolve()
+        self._slots()
         _watch(module)
         self._hooks_at_load = _hooks(module)
         self.generation = _GENERATION[0]
@@ -249,7 +250,8 @@ class Binding:
         self._held_objects = [o for _, _, o in holders.values()]
 
     def __call__(self) -> Mismatch | None:
-        if _GENERATION[0] != self.generation or (self.attributes and self._attribute_reassigned()):
+        if (_GENERATION[0] != self.generation or (self.attributes and self._attribute_reassigned())
+                or any(map(is_not, map(dict.get, self._slot_dicts, self._slot_names), self._slot_tensors))):
             problem = self._rebind()
             if problem is not None:
                 return problem
@@ -308,6 +310,23 @@ class Binding:
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         return None
 
+    def _slots(self) -> None:
+        """Where each bound parameter and buffer sits (its owner's ``_parameters`` or
+        ``_buffers`` dict and name), compared with the bound tensor at each call in one
+        C-level pass: setting one to None (``m.fc.weight = None``) registers nothing, and
+        eager would then fail where the package ran the old weight."""
+        dicts, names, tensors = [], [], []
+        for fqn, w in zip(self.variant.weight_fqns, self.weights):
+            *path, name = fqn.split(".")
+            owner = _submodule(self.module, path)
+            if owner is None:
+                continue
+            for d in (owner._parameters, owner._buffers):
+                if d.get(name) is w:
+                    dicts.append(d), names.append(name), tensors.append(w)
+                    break
+        self._slot_dicts, self._slot_names, self._slot_tensors = dicts, names, tensors
+
     def _replaced_module(self) -> Mismatch | None:
         """The first module whose code the package holds that is now of another class
         (``m.act = nn.ReLU()`` where it was a GELU); None where each is as compiled.
@@ -344,6 +363,7 @@ class Binding:
         except AotpackError as e:
             return Mismatch([], "the module the package was bound to at load", e.message, where="module")
         self.weights[:] = weights
+        self._slots()
         self._expected = self._expect(weights)
         self.generation = _GENERATION[0]
         return None
