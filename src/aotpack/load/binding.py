@@ -262,13 +262,15 @@ class Binding:
             problem = self._changed_attribute()
             if problem is not None:
                 return problem
+        relaid = False
         for i, (w, dtype, shape, device, stride) in enumerate(self._expected):
             if w.dtype is not dtype or w.shape != shape or w.device != device:  # p.data = t of another kind
                 return Mismatch([], f"{tree.dtype_name(dtype)}{list(shape)} on {device} (as compiled)",
                                 f"{tree.dtype_name(w.dtype)}{list(w.shape)} on {w.device}",
                                 where=module_weight(self.variant.weight_fqns[i]))
-            if stride is not None and w.stride() != stride:  # p.data = t.t(), m.to(memory_format=...)
-                self._expected = self._expect(self.weights)
+            relaid = relaid or (stride is not None and w.stride() != stride)  # p.data = t.t(), .to(memory_format=)
+        if relaid:
+            self._expected = self._expect(self.weights)
         problem = self.state_check()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
@@ -321,10 +323,11 @@ class Binding:
             owner = _submodule(self.module, path)
             if owner is None:
                 continue
-            for d in (owner._parameters, owner._buffers):
-                if d.get(name) is w:
-                    dicts.append(d), names.append(name), tensors.append(w)
-                    break
+            d = next((d for d in (owner._parameters, owner._buffers) if d.get(name) is w), None)
+            if d is not None:
+                dicts.append(d)
+                names.append(name)
+                tensors.append(w)
         self._slot_dicts, self._slot_names, self._slot_tensors = dicts, names, tensors
 
     def _replaced_module(self) -> Mismatch | None:

@@ -730,7 +730,7 @@ class Variant(Record):
     # compiled in: a bound module whose attribute has another value is refused
     module_attributes: dict[str, Plain] = {}
     # the class of each module whose methods ran ("" the module itself, "block.act") ->
-    # "module.QualName": their code is compiled in, so a bound module whose submodule was
+    # "module:QualName": their code is compiled in, so a bound module whose submodule was
     # replaced by one of another class is refused (checked where the module changed)
     module_types: dict[str, str] = {}
 

@@ -174,7 +174,7 @@ class Package:
         for v in other.manifest.variants:
             self._check_new_variant(v.name, program.signature, program.out_spec)
             infos = [program.weight(key) for key in v.weights]
-            names = self._store_weights(v.name, [(fqn, stored[key], i.kind, i.layout or "contiguous", list(i.shape))
+            names = self._store_weights(v.name, [(fqn, stored[key], i.kind, i.layout, list(i.shape))
                                                  for key, fqn, i in zip(v.weights, v.weight_fqns, infos)])
             renamed = dict(zip(v.weights, names))
             prefix = fmt.variant_dir(v.name)
@@ -275,10 +275,9 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
-    if any(program.weight(w).layout is not None for w in variant.weights):
-        return fmt.WEIGHT_LAYOUTS_FORMAT_VERSION  # older readers would run them contiguous
-    if any(map(holds_torch_values, variant.module_attributes.values())):
-        return fmt.WEIGHT_LAYOUTS_FORMAT_VERSION  # older readers refuse a dtype or device there as malformed
+    if (any(program.weight(w).layout is not None for w in variant.weights)  # older readers: run contiguous
+            or any(map(holds_torch_values, variant.module_attributes.values()))):  # refused as malformed
+        return fmt.WEIGHT_LAYOUTS_FORMAT_VERSION
     if train is not None and any(a.through_function for a in train.aliased):
         return fmt.FUNCTION_ALIAS_FORMAT_VERSION  # older readers would rebuild a view that skips the Function
     if train is not None and train.output_views:

@@ -117,10 +117,14 @@ def stored_form(t: torch.Tensor) -> tuple[torch.Tensor, str | dict]:
     return _span(t).to("cpu").contiguous(), layout
 
 
+def _span_size(shape, stride) -> int:
+    """How many elements the strides of a tensor of ``shape`` address, first to last."""
+    return 1 + sum((s - 1) * st for s, st in zip(shape, stride)) if all(shape) else 0
+
+
 def _span(t: torch.Tensor) -> torch.Tensor:
     """The memory ``t``'s strides address, from its first element to its last, as 1-D."""
-    n = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride())) if t.numel() else 0
-    return t.as_strided((n,), (1,))
+    return t.as_strided((_span_size(t.shape, t.stride()),), (1,))
 
 
 def stored_shape(shape: list[int], layout) -> list[int]:
@@ -129,7 +133,7 @@ def stored_shape(shape: list[int], layout) -> list[int]:
         return list(shape)
     if "order" in layout:
         return [shape[d] for d in layout["order"]]
-    return [1 + sum((s - 1) * st for s, st in zip(shape, layout["stride"])) if all(shape) else 0]
+    return [_span_size(shape, layout["stride"])]
 
 
 def logical_view(stored: torch.Tensor, layout, shape: list[int]) -> torch.Tensor:
@@ -145,9 +149,11 @@ def copy_in_layout(t: torch.Tensor, device=None) -> torch.Tensor:
     """A copy of ``t`` (on ``device``) with ``t``'s own strides, whatever they are:
     ``clone`` and ``to`` make a tensor with gaps or overlaps contiguous, which compiled
     code compiled for its strides would misread."""
+    device = t.device if device is None else torch.device(device)
+    if t.is_contiguous():  # the common case, without layout.py on the load path
+        return t.to(device, copy=True)
     from ..load.layout import layout_of
 
-    device = t.device if device is None else torch.device(device)
     if "stride" not in layout_of(t, dynamic=False):  # dense: to() keeps its strides
         return t.to(device, copy=True)
     return _span(t).to(device, copy=True).as_strided(t.shape, t.stride())
