@@ -419,22 +419,30 @@ class MutatesTangent(torch.autograd.Function):  # test_aot_autograd's tangent_mu
 
 
 class WithCustomGradients(torch.nn.Module):
-    """A Linear, a straight-through rounding and BatchNorm (buffers updated in place)."""
+    """A Linear, a straight-through rounding and BatchNorm (buffers updated in place);
+    ``function=None``: every Function of this section in one program (the aoti case:
+    one compile for the four)."""
 
     def __init__(self, function):
         super().__init__()
         self.lin, self.bn, self.function = torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), function
 
     def forward(self, x, y):
-        if self.function is GradInputsAliasInputs:
+        if self.function is None:
+            h = GradInputsAliasInputs.apply(x, y) + self.lin(x) * 3
+            # (MutatesTangent's output scaled: its backward then updates a gradient of its own,
+            # not the one a sum hands to every addend, which eager would change for all)
+            h = StraightThrough.apply(h) + StraightThroughVjp.apply(h * 2) + MutatesTangent.apply(h) * 1.5 + y
+        elif self.function is GradInputsAliasInputs:
             h = self.function.apply(x, y)
         else:
             h = self.function.apply(self.lin(x) * 3) + y
         return self.bn(h).tanh()
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("function", [StraightThrough, StraightThroughVjp, MutatesTangent, GradInputsAliasInputs])
+@pytest.mark.parametrize("function,backend", [
+    *[(f, "eager") for f in (StraightThrough, StraightThroughVjp, MutatesTangent, GradInputsAliasInputs)],
+    (None, "eager"), pytest.param(None, "aoti", marks=pytest.mark.slow, id="all-aoti")])
 def test_custom_autograd_function_in_training_runs_its_backward(function, backend):
     """torch.export keeps a Function's forward and drops its backward; a training package
     traces the program itself for the joint graph, so the Function's own backward runs:
@@ -462,39 +470,28 @@ def custom_function_on_a_global(x):
 _SCALE = torch.tensor([1.0, 2.0, 3.0, 4.0])
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-def test_custom_autograd_function_beside_a_frozen_global_trains_as_eager(tmp_path, backend):
+@pytest.mark.parametrize("where", ["global", "closure", pytest.param("both-aoti", marks=pytest.mark.slow)])
+def test_custom_autograd_function_beside_a_frozen_global_or_closure_trains_as_eager(tmp_path, where):
     """The joint graph of a program with a custom Function is traced from the program
-    itself, which reads the module global by name: the trace puts the global's graph
-    input there, and the global holds its tensor again after."""
-    before = _SCALE
-    x = torch.randn(4, requires_grad=True)
-    fn = aotpack.load(aotpack.compile(custom_function_on_a_global, (x,), backend=backend, train=True)
-                      .save(tmp_path / "g.aot"))
-    assert _SCALE is before
-    got, want = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
-    a, b = fn(got), custom_function_on_a_global(want)
-    (a * torch.arange(4.0)).sum().backward()
-    (b * torch.arange(4.0)).sum().backward()
-    torch.testing.assert_close(a, b)
-    torch.testing.assert_close(got.grad, want.grad)
-
-
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-def test_custom_autograd_function_beside_a_closure_tensor_trains_as_eager(tmp_path, backend):
-    """The same with a tensor held in a closure: the trace puts the graph input in the
-    closure's cell, and the cell holds its tensor again after."""
+    itself, which reads a module global by name (or a tensor held in a closure): the trace
+    puts the graph input there, and the global (the closure's cell) holds its tensor again
+    after. Eager backend for each; aoti for a program reading both (one compile)."""
     scale = torch.tensor([1.0, 2.0, 3.0, 4.0])
 
     def on_a_closure(x):
         return StraightThrough.apply(x * scale) * scale
 
-    before = scale
+    def on_both(x):
+        return StraightThrough.apply(custom_function_on_a_global(x) * scale) * scale
+
+    program = {"global": custom_function_on_a_global, "closure": on_a_closure, "both-aoti": on_both}[where]
+    before_global, before_cell = _SCALE, scale
     x = torch.randn(4, requires_grad=True)
-    fn = aotpack.load(aotpack.compile(on_a_closure, (x,), backend=backend, train=True).save(tmp_path / "c.aot"))
-    assert on_a_closure.__closure__[0].cell_contents is before
+    fn = aotpack.load(aotpack.compile(program, (x,), backend="aoti" if where == "both-aoti" else "eager",
+                                      train=True).save(tmp_path / "g.aot"))
+    assert _SCALE is before_global and on_a_closure.__closure__[0].cell_contents is before_cell
     got, want = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
-    a, b = fn(got), on_a_closure(want)
+    a, b = fn(got), program(want)
     (a * torch.arange(4.0)).sum().backward()
     (b * torch.arange(4.0)).sum().backward()
     torch.testing.assert_close(a, b)

@@ -189,6 +189,8 @@ MODULE_CHANGES = {
     "a weight transposed in memory": lambda m, g: setattr(m.inner.weight, "data", _rand(g, 4, 4).t().contiguous().t()),
     "a buffer with gaps": lambda m, g: setattr(m, "shift", _rand(g, 8)[::2]),
     "an expanded parameter": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 1).expand(4))),
+    # code: a forward patched on an instance (what accelerate's hooks do)
+    "a submodule's forward patched": lambda m, g: setattr(m.inner, "forward", lambda t, w=_rand(g, 4): t * w),
 }
 
 
@@ -511,3 +513,38 @@ def test_a_replaced_submodule_of_another_class_and_a_replaced_function_are_refus
     with pytest.raises(aotpack.AotpackError, match=r"module: expected a test_module_binding:_Acts .*, got a "
                                                    r"test_module_binding:_OtherActs"):
         aotpack.load(path, module=other)
+
+
+class _PatchedActs(_Acts):
+    """_Acts whose class's forward a test may patch (not _Acts': tests share it)."""
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_a_forward_patched_after_load_is_refused(tmp_path, backend):
+    """``m.lin.forward = f`` (what accelerate's hooks do) or ``Cls.forward = f`` after load
+    registers nothing; eager runs the new code, the package the code it traced: each call
+    refuses a patched forward, naming it, and runs again once it is undone."""
+    torch.manual_seed(0)
+    m = _PatchedActs().eval().requires_grad_(False)
+    x = torch.randn(3, 4)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend=backend).save(tmp_path / "a.aot"), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.lin.forward = lambda t: torch.nn.functional.linear(t, m.lin.weight) * 3
+    with pytest.raises(aotpack.GuardError, match=r"module.lin.forward: expected the forward it had at load .*"
+                                                 r"got a forward set on the instance since load"):
+        fn(x)
+    del m.lin.forward
+    torch.testing.assert_close(fn(x), m(x))
+    original = _PatchedActs.forward
+    _PatchedActs.forward = lambda self, t: self.act(self.lin(t))
+    try:
+        with pytest.raises(aotpack.GuardError, match=r"_PatchedActs.forward: expected the forward it had at load"
+                                                     r".*got a forward set on the class since load"):
+            fn(x)
+    finally:
+        _PatchedActs.forward = original
+    torch.testing.assert_close(fn(x), m(x))
+    m.act = torch.nn.ReLU()  # a replaced submodule (rebinds) that brings a patched forward is refused too
+    m.act.forward = torch.nn.functional.silu
+    with pytest.raises(aotpack.GuardError, match=r"module.act.forward: .*set on the instance"):
+        fn(x)

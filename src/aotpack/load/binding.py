@@ -27,6 +27,11 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
 - the class of each module whose code ran at capture is compiled in too
   (``variants[].module_types``): a submodule replaced by one of another class is
   refused; replacing one registers it, so this is checked only where the counter moved;
+- the code that ran is the modules' ``forward`` as bound: one patched after load, on the
+  instance (``m.attn.forward = f``: accelerate's hooks do this) or on its class
+  (``LlamaAttention.forward = f``), registers nothing, so each call compares every such
+  module's instance attribute and each class's ``forward`` with those at load (C-level
+  passes) and refuses a patched one, naming it (compiled code cannot run the new code);
 - each call checks every bound weight's dtype, shape and device (``p.data = t`` of
   another shape would otherwise hand compiled code memory of the wrong size), and for
   compiled code its strides: compiled code reads a weight through the strides it was
@@ -196,6 +201,7 @@ class Binding:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind a module of the class the package was compiled from")
         self.weights = self._resolve()
+        self._forwards_at_load: dict = {}  # module path or class -> the forward it had at load
         self._slots()
         _watch(module)
         self._hooks_at_load = _hooks(module)
@@ -255,6 +261,8 @@ class Binding:
             problem = self._rebind()
             if problem is not None:
                 return problem
+        if tuple(map(getattr, self._classes, self._forward_names)) != self._class_forwards:
+            return self._patched_forward()  # never None: the pass above saw a difference
         if self._holder_names and any(map(is_not, map(dict.get, self._holder_dicts, self._holder_names),
                                           self._held_objects)):
             self._bind_values()  # a replaced config: its attributes are read from the new one
@@ -328,7 +336,43 @@ class Binding:
                 dicts.append(d)
                 names.append(name)
                 tensors.append(w)
+        self._forwards()  # the modules' own ``forward`` slots join the same pass
+        dicts += self._module_dicts
+        names += self._forward_names
+        tensors += self._instance_forwards
         self._slot_dicts, self._slot_names, self._slot_tensors = dicts, names, tensors
+
+    def _forwards(self) -> None:
+        """Where each module whose code ran keeps its ``forward``, and the one it must find:
+        the instance's own attribute (None: its class's) and each class's function, as at
+        load. Kept per path and class across rebinds, so a module replaced since load by one
+        with a patched forward is refused too."""
+        self._forward_paths = [path for path in self.variant.module_types
+                               if _submodule(self.module, path.split(".") if path else []) is not None]
+        modules = [_submodule(self.module, path.split(".") if path else []) for path in self._forward_paths]
+        self._module_dicts = [m.__dict__ for m in modules]
+        at_load = self._forwards_at_load
+        # compared whole as a tuple (functions compare by identity): the cheapest pass in CPython
+        self._instance_forwards = [at_load.setdefault(path, d.get("forward"))
+                                   for path, d in zip(self._forward_paths, self._module_dicts)]
+        self._classes = list(dict.fromkeys(map(type, modules)))
+        self._class_forwards = tuple(at_load.setdefault(c, getattr(c, "forward", None)) for c in self._classes)
+        self._forward_names = ["forward"] * len(modules)  # (map stops at the shorter: the classes)
+
+    def _patched_forward(self) -> Mismatch | None:
+        """The first module whose ``forward`` was replaced since load, on the instance or on
+        its class; compiled code runs the code traced at compile time."""
+        how = ("the forward it had at load (compiled code runs the code traced at compile time; undo the "
+               "patch, or compile the package with it)")
+        for path, d, want in zip(self._forward_paths, self._module_dicts, self._instance_forwards):
+            if d.get("forward") is not want:
+                where = f"module.{path}" if path else "module"
+                return Mismatch([], how, "a forward set on the instance since load", where=f"{where}.forward")
+        for cls, want in zip(self._classes, self._class_forwards):
+            if getattr(cls, "forward", None) is not want:
+                return Mismatch([], how, "a forward set on the class since load",
+                                where=f"{cls.__qualname__}.forward")
+        return None
 
     def _replaced_module(self) -> Mismatch | None:
         """The first module whose code the package holds that is now of another class
@@ -349,6 +393,9 @@ class Binding:
     def _rebind(self) -> Mismatch | None:
         """The module changed somewhere since the last call: bind its weights again and
         refuse hooks added since load."""
+        problem = self._patched_forward()  # before the slots are taken again
+        if problem is not None:
+            return problem
         _watch(self.module)  # submodules added since
         now = _hooks(self.module)
         for (path, name), ids in now.items():
@@ -369,4 +416,5 @@ class Binding:
         self._slots()
         self._expected = self._expect(weights)
         self.generation = _GENERATION[0]
-        return None
+        # a module replaced since, with a patched forward of its own: the new slots differ
+        return self._patched_forward()
