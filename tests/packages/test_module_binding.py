@@ -161,6 +161,10 @@ def _rand(g, *shape, dtype=torch.float32):
     return torch.randn(*shape, generator=g).to(dtype)
 
 
+def _patch_forward(module, w):
+    module.forward = lambda t: t * w
+
+
 # What a user may do to a bound module between calls; each draws its values from ``g``,
 # so the package's module and eager's copy get the same change.
 MODULE_CHANGES = {
@@ -190,7 +194,7 @@ MODULE_CHANGES = {
     "a buffer with gaps": lambda m, g: setattr(m, "shift", _rand(g, 8)[::2]),
     "an expanded parameter": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 1).expand(4))),
     # code: a forward patched on an instance (what accelerate's hooks do)
-    "a submodule's forward patched": lambda m, g: setattr(m.inner, "forward", lambda t, w=_rand(g, 4): t * w),
+    "a submodule's forward patched": lambda m, g: _patch_forward(m.inner, _rand(g, 4)),
 }
 
 
