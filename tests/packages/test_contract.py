@@ -470,21 +470,23 @@ def custom_function_on_a_global(x):
 _SCALE = torch.tensor([1.0, 2.0, 3.0, 4.0])
 
 
-@pytest.mark.parametrize("where", ["global", "closure", pytest.param("both-aoti", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("where", ["global", "closure", "helpers", pytest.param("both-aoti", marks=pytest.mark.slow)])
 def test_custom_autograd_function_beside_a_frozen_global_or_closure_trains_as_eager(tmp_path, where):
     """The joint graph of a program with a custom Function is traced from the program
     itself, which reads a module global by name (or a tensor held in a closure): the trace
     puts the graph input there, and the global (the closure's cell) holds its tensor again
-    after. Eager backend for each; aoti for a program reading both (one compile)."""
+    after; also where helpers the program calls read them (until 2026-12-04 a helper's
+    closure tensor was refused). Eager backend for each; aoti for the helpers (one compile)."""
     scale = torch.tensor([1.0, 2.0, 3.0, 4.0])
 
     def on_a_closure(x):
         return StraightThrough.apply(x * scale) * scale
 
-    def on_both(x):
-        return StraightThrough.apply(custom_function_on_a_global(x) * scale) * scale
+    def on_both(x):  # the global and the closure read by helpers the program calls
+        return on_a_closure(custom_function_on_a_global(x))
 
-    program = {"global": custom_function_on_a_global, "closure": on_a_closure, "both-aoti": on_both}[where]
+    program = {"global": custom_function_on_a_global, "closure": on_a_closure, "helpers": on_both,
+               "both-aoti": on_both}[where]
     before_global, before_cell = _SCALE, scale
     x = torch.randn(4, requires_grad=True)
     fn = aotpack.load(aotpack.compile(program, (x,), backend="aoti" if where == "both-aoti" else "eager",

@@ -441,27 +441,41 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
 @dataclass
 class _Home:
     """Where the program reads a frozen tensor by name: a module's namespace and the
-    global's name, or a closure cell (``key`` None)."""
+    global's name, or closure cells (``key`` None: a tuple of cells holding it)."""
     container: Any
     key: str | None = None
 
     def get(self):
-        return self.container.cell_contents if self.key is None else self.container[self.key]
+        return self.container[0].cell_contents if self.key is None else self.container[self.key]
 
     def put(self, value) -> None:
         if self.key is None:
-            self.container.cell_contents = value
+            for cell in self.container:
+                cell.cell_contents = value
         else:
             self.container[self.key] = value
 
 
+def _cells_holding(tensor) -> tuple:
+    """The closure cells that hold ``tensor``: a helper's closure the program calls at any
+    depth (``def outer(): scale = ...; def helper(x): return x * scale``), which the
+    program's own functions do not reach. Found through the garbage collector's
+    referrers, once per such tensor at compile time; every cell found gets the traced
+    primal while the trace runs (a cell of another function holding the same tensor
+    is put back after, as all are)."""
+    import gc
+    import types
+
+    return tuple(r for r in gc.get_referrers(tensor) if isinstance(r, types.CellType))
+
+
 def _frozen_homes(captured) -> dict[str, _Home]:
     """Frozen tensors the program reads by name, a module global (``global:TABLE``) or a
-    closure variable of the program's functions: weight name -> where it is read, which
-    still holds the captured tensor. Tracing a program with custom autograd.Functions
-    runs the program itself; it reads such a tensor by name, so the trace puts its
-    primal there (and ``restore_globals`` puts the tensor back), as the exported graph
-    reads it as an input."""
+    closure variable of the program's functions or of a helper it calls: weight name ->
+    where it is read, which still holds the captured tensor. Tracing a program with
+    custom autograd.Functions runs the program itself; it reads such a tensor by name, so
+    the trace puts its primal there (and ``restore_globals`` puts the tensor back), as
+    the exported graph reads it as an input."""
     import sys
 
     from .frozen import user_functions
@@ -478,8 +492,10 @@ def _frozen_homes(captured) -> dict[str, _Home]:
         if f.weight is None or f.weight not in captured.weights:
             continue
         tensor = captured.weights[f.weight]
-        if f.kind == "closure" and (f.name, id(tensor)) in cells:
-            homes[f.weight] = _Home(cells[(f.name, id(tensor))])
+        if f.kind == "closure":
+            found = (cells[(f.name, id(tensor))],) if (f.name, id(tensor)) in cells else _cells_holding(tensor)
+            if found:
+                homes[f.weight] = _Home(found)
             continue
         if f.kind != "global":
             continue
