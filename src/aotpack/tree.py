@@ -103,6 +103,22 @@ def encode_const(value: Any, path: str) -> ConstLeaf:
                        hint=hint)
 
 
+# A subclass whose torch function and dispatch handlers are torch's disabled ones
+# (nn.Parameter, nn.Buffer) computes as a plain tensor does.
+_PLAIN_FUNCTION = torch.nn.Parameter.__torch_function__
+_PLAIN_DISPATCH = torch.Tensor.__torch_dispatch__
+
+
+def computes_as_plain(kind: type) -> bool:
+    """Whether tensors of class ``kind`` compute as plain tensors: ``torch.Tensor``, or a
+    subclass that overrides neither ``__torch_function__`` nor ``__torch_dispatch__``
+    (``nn.Parameter``). Packages hold graphs traced on plain tensors; a subclass that runs
+    code of its own at each op (torchao's quantized weights, TwoTensor) is refused at
+    compile (build/capture.py) and at a call (load/guards.py)."""
+    return kind is torch.Tensor or (getattr(kind, "__torch_function__", None) is _PLAIN_FUNCTION
+                                    and getattr(kind, "__torch_dispatch__", None) is _PLAIN_DISPATCH)
+
+
 def type_name(cls: type) -> str:
     """The import path a spec records for ``cls``: ``module.QualName``."""
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -825,6 +825,35 @@ def test_tensor_subclasses_that_override_torch_functions_are_refused(tmp_path, b
         torch.testing.assert_close(fn(torch.nn.Parameter(x)), x * 2)
 
 
+class _WithSubclassWeight(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torch.testing._internal.two_tensor import TwoTensor
+
+        w = torch.randn(4, 4)
+        self.w = torch.nn.Parameter(TwoTensor(w, w.clone()), requires_grad=False)
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def test_compiling_with_a_tensor_subclass_is_one_clear_capture_error():
+    """An input or weight of a subclass with its own __torch_dispatch__ (TwoTensor, from
+    torch's own tests; torchao's quantized weights are such subclasses) or
+    __torch_function__: the package could not run it as eager does, and compiling one
+    failed with torch's raw RuntimeError in the package writer until 2026-12-04."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    pair = TwoTensor(torch.randn(3), torch.randn(3))
+    with pytest.raises(aotpack.CaptureError, match=r"input x is a TwoTensor, a tensor subclass that runs its own "
+                                                   r"__torch_dispatch__ or __torch_function__"):
+        aotpack.compile(lambda x: x.sin(), (pair,), backend="eager")
+    with pytest.raises(aotpack.CaptureError, match=r"input x is a PlusHundred"):
+        aotpack.compile(lambda x: x * 2, (torch.randn(3).as_subclass(PlusHundred),), backend="eager")
+    with pytest.raises(aotpack.CaptureError, match=r"module weight 'w' is a TwoTensor"):
+        aotpack.compile(_WithSubclassWeight(), (torch.randn(2, 4),), backend="eager")
+
+
 def noisy(x):
     return x + torch.rand_like(x) * torch.randn(x.shape[0])
 

@@ -386,6 +386,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
 
     refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
     call = _bind_call(target, args, kwargs, dynamic)
+    _refuse_tensor_subclasses(target, call)
     program = _Program(target, call.signature, call.in_spec, None, call.how)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
     amp = autocast_dtype(device, autocast)
@@ -487,6 +488,25 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
     paths = tree.tensor_paths(in_spec, names)
     layouts = [input_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
     return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how)
+
+
+def _refuse_tensor_subclasses(target, call: _Call) -> None:
+    """CaptureError for an input or weight of a tensor subclass that runs code of its own
+    at each op (``__torch_dispatch__`` or ``__torch_function__``: torchao's quantized
+    weights, TwoTensor). A package computes on plain tensors: its guards refuse such a
+    subclass at a call, where eager runs the subclass's code; until 2026-12-04 compiling
+    one failed deep in the package writer with torch's raw RuntimeError."""
+    named = [(f"input {path}", t) for path, t in zip(call.paths, call.flat)]
+    if isinstance(target, torch.nn.Module):
+        named += [(f"module weight {n!r}", t) for n, t in [*target.named_parameters(), *target.named_buffers()]]
+    for where, t in named:
+        if isinstance(t, torch.Tensor) and not tree.computes_as_plain(type(t)):
+            raise CaptureError(
+                f"{where} is a {type(t).__qualname__}, a tensor subclass that runs its own __torch_dispatch__ or "
+                "__torch_function__ at each op: aotpack packages compute on plain tensors (torch.compile traces "
+                "such subclasses; packages do not yet)",
+                hint="pass plain tensors (t.as_subclass(torch.Tensor) where the subclass adds nothing to the "
+                     "numbers); for int8 weights, aotpack.llm.int8_weights(model) stores plain int8 tensors")
 
 
 def _separate_memory(flat: list) -> list:

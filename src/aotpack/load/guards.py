@@ -220,12 +220,6 @@ class Check:
         return ""
 
 
-# A subclass whose torch function and dispatch handlers are torch's disabled ones
-# (nn.Parameter, nn.Buffer) computes as a plain tensor does.
-_PLAIN_FUNCTION = torch.nn.Parameter.__torch_function__
-_PLAIN_DISPATCH = torch.Tensor.__torch_dispatch__
-
-
 class IsTensor(Check):
     """A tensor, and no subclass that overrides ``__torch_function__`` or
     ``__torch_dispatch__``: eager runs those overrides at each op, the package's graph
@@ -239,8 +233,7 @@ class IsTensor(Check):
         if not isinstance(t, Tensor):
             raise Mismatch([], "a tensor", _what(t))
         kind = type(t)
-        if kind is not Tensor and not (getattr(kind, "__torch_function__", None) is _PLAIN_FUNCTION
-                                       and getattr(kind, "__torch_dispatch__", None) is _PLAIN_DISPATCH):
+        if not tree.computes_as_plain(kind):
             raise Mismatch([], "a torch.Tensor (the package's graph was traced on plain tensors and does not run "
                            "a subclass's __torch_function__ or __torch_dispatch__; pass t.as_subclass(torch.Tensor) "
                            "where that is what you mean)", f"a {kind.__qualname__}")
