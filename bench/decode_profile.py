@@ -28,11 +28,14 @@ Option sets (``--options``, comma separated):
            down projection's prologue (bench/matvec_fusion.py --extra realize8)
   cdt-math-aggressive cdt-math with inductor's aggressive_fusion (nodes that share no
            memory fused too: fewer kernels per layer)
+  cdt-kernel cdt, and the decode step's attention as one Triton kernel a layer
+           (bench/decode_attention_kernel.py, an experiment)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -54,8 +57,26 @@ OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections o
     "cdt-math-realize8": ({"coordinate_descent_tuning": True, "realize_opcount_threshold": 8}, "math", False),
     # fuse nodes that share no memory too (fewer, larger kernels per layer)
     "cdt-math-aggressive": ({"coordinate_descent_tuning": True, "aggressive_fusion": True}, "math", False),
+    # the decode step's attention as one Triton kernel a layer (bench/decode_attention_kernel.py, an
+    # experiment: slower in the whole step)
+    "cdt-kernel": ({"coordinate_descent_tuning": True}, "kernel", False),
 }
 PROMPT, NEW = 32, 64
+
+
+@contextlib.contextmanager
+def kernel_attention():
+    """aotpack.llm's math attention swapped for the experimental Triton kernel
+    (decode_attention_kernel.py) while a package compiles."""
+    from aotpack import _torch_compat as compat
+    from decode_attention_kernel import decode_attention_kernel
+
+    math = compat.math_attention
+    compat.math_attention = decode_attention_kernel
+    try:
+        yield
+    finally:
+        compat.math_attention = math
 
 
 def copy_bandwidth(torch) -> float:
@@ -154,8 +175,10 @@ def main() -> None:
     for name in opts.options.split(","):
         t = time.perf_counter()
         options, attention, fuse = OPTION_SETS[name]
-        pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
-                                  decode_attention=attention, fuse_projections=fuse)
+        with kernel_attention() if attention == "kernel" else contextlib.nullcontext():
+            pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
+                                      decode_attention="math" if attention == "kernel" else attention,
+                                      fuse_projections=fuse)
         path = pkg.save(os.path.join(work, f"{name}.aot"))
         compile_s = time.perf_counter() - t
         del pkg
