@@ -8,6 +8,7 @@ the same ground at random; these pin the cases found by hand.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -19,6 +20,7 @@ import torch
 import aotpack
 from aotpack.load.runtime import incompatibilities
 from aotpack.package.manifest import Meta
+from conftest import run_fresh
 from programs import GradInputsAliasInputs, halves_under_no_grad
 
 
@@ -937,6 +939,51 @@ def test_verify_and_load_name_a_missing_custom_op(tmp_path):
     assert any("nosuchlib::frobnicate" in p for p in incompatibilities(manifest, variant))
 
 
+LIBRARY = """
+import torch
+
+@torch.library.custom_op("aotpack_test_lib::twice", mutates_args=())
+def twice(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+@twice.register_fake
+def _(x):
+    return torch.empty_like(x)
+"""
+
+LOAD_WITHOUT_AND_WITH_THE_LIBRARY = r"""
+import json, sys, torch, aotpack
+out = {}
+try:
+    aotpack.load(sys.argv[1])
+except aotpack.IncompatibleError as e:
+    out["without"] = str(e)
+import aotpack_test_lib
+out["with"] = aotpack.load(sys.argv[1])(torch.ones(3)).tolist()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_a_custom_op_package_names_its_library_at_load(tmp_path, monkeypatch, backend):
+    """A package whose graph calls a torch.library custom op needs the op's library
+    imported where it loads: load is one IncompatibleError naming the op and the way out
+    (until 2026-12-04 eager and inductor packages loaded, passed verify, and failed at the
+    first call with torch's AttributeError); with the library imported, it runs."""
+    (tmp_path / "aotpack_test_lib.py").write_text(LIBRARY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import aotpack_test_lib  # noqa: F401
+
+    path = aotpack.compile(lambda x: torch.ops.aotpack_test_lib.twice(x).sin(), (torch.ones(3),),
+                           backend=backend).save(tmp_path / "lib.aot")
+    assert aotpack.inspect(path).manifest.variants[0].meta.ops() == ["aotpack_test_lib::twice"]
+    out = json.loads(run_fresh(["-c", LOAD_WITHOUT_AND_WITH_THE_LIBRARY, str(path)],
+                               env={"PYTHONPATH": str(tmp_path)}).stdout.strip().splitlines()[-1])
+    assert "ops: the variant calls aotpack_test_lib::twice, not registered in this process" in out["without"]
+    assert "hint: import the library that registers those ops" in out["without"]
+    torch.testing.assert_close(torch.tensor(out["with"]), (torch.ones(3) * 2).sin())
+
+
 # 8. side effects and frozen values ----------------------------------------------------------
 
 LOG: list = []
@@ -1119,8 +1166,6 @@ print("ok")
 
 @pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
 def test_views_whose_size_follows_a_dim_are_views_of_the_callers_tensor(tmp_path, backend):
-    from conftest import run_fresh
-
     dynamic = {"x": {0: aotpack.Dim("rows", min=4, max=64)}}  # (3: aoti's export guards rows - 2 != 1)
     path = aotpack.compile(split_rest, (torch.randn(6, 5),), backend=backend, dynamic=dynamic).save(tmp_path / "s.aot")
     assert aotpack.inspect(path).manifest.format_version == 5  # a version 4 reader could not rebuild them

@@ -43,7 +43,14 @@ from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from .effects import EffectRecorder
 from .frozen import frozen_values
-from .graphs import layout_dependent_uses, output_aliases, repair_users, updates_in_place, written_placeholders
+from .graphs import (
+    layout_dependent_uses,
+    library_ops,
+    output_aliases,
+    repair_users,
+    updates_in_place,
+    written_placeholders,
+)
 from .guard_specs import (
     autocast_dtype,
     contiguous_then_updated,
@@ -142,6 +149,8 @@ class Captured:
     aliased: list[mf.Alias] = field(default_factory=list)
     module_training: bool | None = None
     custom_functions: list[type] = field(default_factory=list)  # the classes (described by function_names)
+    # ``namespace::name`` of the ops the graph calls that a library registers (graphs.library_ops)
+    library_ops: list[str] = field(default_factory=list)
     inputs_updated_without_grad: set[int] = field(default_factory=set)
     global_state: mf.GlobalState = field(default_factory=mf.GlobalState)
     mutated_inputs: list[int] = field(default_factory=list)
@@ -448,6 +457,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         aliased=[] if mutation_specs else _output_views(gm, aliases_from, names),
         module_training=module_training_of(target),
         custom_functions=list(record["custom_functions"]),
+        library_ops=library_ops(gm),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
         module_attributes=module_attributes(target, recorder),

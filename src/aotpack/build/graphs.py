@@ -382,3 +382,29 @@ def updates_in_place(ep) -> None:
     ep.graph_module.recompile()
     if any(updates):
         compat.keeps_in_place_ops(ep)
+
+
+# torch's own operator namespaces: registered wherever torch is imported
+_TORCH_NAMESPACES = frozenset({"aten", "prims", "higher_order"})
+
+
+def library_ops(gm: torch.fx.GraphModule) -> list[str]:
+    """``namespace::name`` of each op ``gm`` (and its subgraphs) calls that a library
+    registers (``torch.library.custom_op``, torchvision's ``nms``): a process that loads
+    the package must import that library first, or the call fails. The package records
+    them (``meta.proxy_ops``), so such a load is one IncompatibleError naming the op, as
+    for aoti's proxy-executor ops; until 2026-12-04 an eager or inductor package failed
+    at its first call with torch's AttributeError.
+
+        >>> library_ops(torch.fx.symbolic_trace(lambda x: x.sin()))
+        []
+    """
+    found = []
+    for module in gm.modules():
+        graph = getattr(module, "graph", None)
+        for node in graph.nodes if isinstance(graph, torch.fx.Graph) else ():
+            namespace = getattr(node.target, "namespace", None)
+            if node.op == "call_function" and namespace and namespace not in _TORCH_NAMESPACES and callable(
+                    getattr(node.target, "name", None)):
+                found.append(node.target.name())
+    return list(dict.fromkeys(found))

@@ -703,6 +703,8 @@ def _nothing_loads(path, manifest: Manifest, variants, problems: list[str]) -> A
     jobs = [v.distributed for v in manifest.variants if v.distributed]
     if jobs and all(": distributed:" in p for p in problems):
         hint = f"run it under torchrun with a world size of {jobs[0].world_size}, init_process_group() before load"
+    elif all(": ops:" in p for p in problems):  # a rebuild would need the library too
+        hint = "import the library that registers those ops (its torch.library definitions) before load"
     else:
         hint = ("load it with on_mismatch='rebuild' (recompiles from the package's portable program), "
                 "or build it on a machine like this one")

@@ -139,6 +139,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     variants[].module_types: {path: "module:QualName"} of the modules whose methods ran
     (their code is compiled in): a module bound at load whose submodule there is of
     another class is refused. Older readers ignore it.
+    (2026-12-04, compatible: no version change) meta.proxy_ops lists the library ops
+    (torch.library custom ops, any namespace but aten and prims) of every backend's
+    variant, not only aoti's proxy-executor ops: a reader checks each is registered, so
+    a package whose library is not imported is refused at load, naming the op. Older
+    readers do the same check on the longer list.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

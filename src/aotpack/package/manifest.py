@@ -656,13 +656,14 @@ class Meta(Record):
     train: Train | None = None
     fw: SubMeta | None = None
     bw: SubMeta | None = None
-    proxy_ops: list[str] | None = None  # aoti ops run by torch's proxy executor
+    proxy_ops: list[str] | None = None  # ops a library registers (aoti: run by torch's proxy executor)
     machine: str | None = None
     cpu_isa: str | None = None
     compute_capability: str | None = None
 
     def ops(self) -> list[str]:
-        """Every op the variant's code calls through torch's proxy executor."""
+        """Every op the variant's code calls that a library registers (aoti: through torch's
+        proxy executor): load checks each is registered."""
         subs = [s.proxy_ops or [] for s in (self.fw, self.bw) if s is not None]
         return list(dict.fromkeys([*(self.proxy_ops or []), *[op for s in subs for op in s]]))
 

@@ -157,7 +157,8 @@ class Package:
             module_attributes=dict(captured.module_attributes),
             module_types=dict(captured.module_types),
             files=files,
-            meta=Meta.from_json(compiled.meta, f"variant {name} (as compiled by backend {backend.name}).meta"),
+            meta=Meta.from_json(_with_library_ops(compiled.meta, captured.library_ops),
+                                f"variant {name} (as compiled by backend {backend.name}).meta"),
             distributed=None if distributed is None else Job.from_json(distributed, f"variant {name}.distributed"),
         ).checked(f"variant {name} (as compiled by backend {backend.name})")
         self.manifest = self.manifest.replace(variants=[*self.manifest.variants, variant],
@@ -296,3 +297,12 @@ def _needs(variant: Variant, program: Program) -> int:
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+def _with_library_ops(meta: dict, ops: list[str]) -> dict:
+    """A backend's meta with the library ops the graph calls added to ``proxy_ops``, the
+    ops load checks are registered (Meta.ops): any backend's code calls them through
+    torch's dispatcher, aoti's through its proxy executor."""
+    if not ops:
+        return meta
+    return {**meta, "proxy_ops": list(dict.fromkeys([*(meta.get("proxy_ops") or []), *ops]))}
