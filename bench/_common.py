@@ -74,6 +74,18 @@ def write_gpu_result(name: str, result: dict) -> str:
     return path
 
 
+def cuda_seconds(torch, fn, repeat: int) -> float:
+    """Seconds one call of ``fn`` takes on the GPU: ``repeat`` calls timed between two
+    CUDA events (warm it up first)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeat):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3 / repeat
+
+
 def table(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = " | ".join(f"{{:{w}}}" for w in widths)

@@ -16,6 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cuda_seconds  # noqa: E402
 
 
 def timed(torch, fn) -> float:
@@ -28,13 +29,7 @@ def timed(torch, fn) -> float:
             fn()
     g.replay()
     torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    e0.record()
-    for _ in range(20):
-        g.replay()
-    e1.record()
-    torch.cuda.synchronize()
-    return e0.elapsed_time(e1) * 1000 / 320
+    return cuda_seconds(torch, g.replay, 20) * 1e6 / 16
 
 
 def sweep(torch, b: int, hq: int, hk: int, length: int, d: int) -> None:

@@ -157,16 +157,12 @@ def kernel_names(torch, call) -> list[str]:
 
 
 def read_bandwidth(torch) -> float:
+    from _common import cuda_seconds
+
     a = torch.randn(2**29, device="cuda", dtype=torch.bfloat16)
     for _ in range(3):
         a.sum()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(20):
-        a.sum()
-    end.record()
-    torch.cuda.synchronize()
-    return a.numel() * 2 / (start.elapsed_time(end) / 1e3 / 20)
+    return a.numel() * 2 / cuda_seconds(torch, a.sum, 20)
 
 
 def main() -> None:

@@ -78,9 +78,13 @@ class AOTInductor:
             "compute_capability": out["metadata"].get("AOTI_COMPUTE_CAPABILITY", ""),
             "machine": out["metadata"].get("AOTI_MACHINE", platform.machine()),
         }
+        # ops with no C shim (torch.linalg.qr, custom ops) run through torch's proxy
+        # executor, which the runner builds from model.json beside model.so. The list (empty
+        # too) is all the library ops the variant needs registered: the ops with a C shim are
+        # torch's own (functional collectives), so aotpack adds none (package/memory.py), and
+        # a non-empty list means model.json is there, as readers before 2026-12-04 expect
+        meta["proxy_ops"] = []
         if "extern_json" in out:
-            # ops with no C shim (torch.linalg.qr, custom ops) run through torch's proxy
-            # executor, which the runner builds from model.json beside model.so
             files["model.json"] = out["extern_json"]
             meta["proxy_ops"] = out["extern_ops"]
         return Compiled(files=files, meta=meta)

@@ -300,9 +300,10 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _with_library_ops(meta: dict, ops: list[str]) -> dict:
-    """A backend's meta with the library ops the graph calls added to ``proxy_ops``, the
-    ops load checks are registered (Meta.ops): any backend's code calls them through
-    torch's dispatcher, aoti's through its proxy executor."""
-    if not ops:
+    """A backend's meta with the library ops the graph calls as ``proxy_ops``, the ops
+    load checks are registered (Meta.ops): the eager and inductor backends' code calls
+    them through torch's dispatcher. A backend that lists them itself (aoti: the ops its
+    proxy executor runs, ``[]`` for none) keeps its list."""
+    if not ops or "proxy_ops" in meta:
         return meta
-    return {**meta, "proxy_ops": list(dict.fromkeys([*(meta.get("proxy_ops") or []), *ops]))}
+    return {**meta, "proxy_ops": list(ops)}
