@@ -347,12 +347,15 @@ class Binding:
         the instance's own attribute (None: its class's) and each class's function, as at
         load. Kept per path and class across rebinds, so a module replaced since load by one
         with a patched forward is refused too."""
-        self._forward_paths = [path for path in self.variant.module_types
-                               if _submodule(self.module, path.split(".") if path else []) is not None]
-        modules = [_submodule(self.module, path.split(".") if path else []) for path in self._forward_paths]
+        found = [(path, _submodule(self.module, path.split(".") if path else []))
+                 for path in self.variant.module_types]
+        found = [(path, m) for path, m in found if m is not None]
+        self._forward_paths = [path for path, _ in found]
+        modules = [m for _, m in found]
         self._module_dicts = [m.__dict__ for m in modules]
         at_load = self._forwards_at_load
-        # compared whole as a tuple (functions compare by identity): the cheapest pass in CPython
+        # the instances' slots join _slots' pass; the classes' functions are one tuple compare
+        # (functions compare by identity)
         self._instance_forwards = [at_load.setdefault(path, d.get("forward"))
                                    for path, d in zip(self._forward_paths, self._module_dicts)]
         self._classes = list(dict.fromkeys(map(type, modules)))
