@@ -30,6 +30,12 @@ Option sets (``--options``, comma separated):
            memory fused too: fewer kernels per layer)
   cdt-kernel cdt, and the decode step's attention as one Triton kernel a layer
            (bench/decode_attention_kernel.py, an experiment)
+  cdt-math-events cdt-math, with inductor's own autotuning benchmarker: coordinate
+           descent times each config between CUDA events around each launch, which adds
+           12-18 us of launch cost to a 10-40 us kernel (bench/results/tuner_vs_graph-h200.json).
+           Since 2026-12-04 aotpack.llm.compile times configs by their kernels' own time
+           on the GPU instead (cdt-math; the results files named -kerneltime were made
+           with that as an option, before it was the default)
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections o
     # the decode step's attention as one Triton kernel a layer (bench/decode_attention_kernel.py, an
     # experiment: slower in the whole step)
     "cdt-kernel": ({"coordinate_descent_tuning": True}, "kernel", False),
+    # coordinate descent timing configs with inductor's own benchmarker (event_time_tuning)
+    "cdt-math-events": ({"coordinate_descent_tuning": True}, "math", False),
 }
 PROMPT, NEW = 32, 64
 
@@ -77,6 +85,21 @@ def kernel_attention():
         yield
     finally:
         compat.math_attention = math
+
+
+@contextlib.contextmanager
+def event_time_tuning():
+    """aotpack.llm.compile's autotuning by kernel time (``compat.kernel_time_autotuning``,
+    its default on CUDA since 2026-12-04) switched off: inductor's own benchmarker, which
+    times each launch between CUDA events."""
+    from aotpack import _torch_compat as compat
+
+    own = compat.kernel_time_autotuning
+    compat.kernel_time_autotuning = contextlib.nullcontext
+    try:
+        yield
+    finally:
+        compat.kernel_time_autotuning = own
 
 
 def copy_bandwidth(torch) -> float:
@@ -175,7 +198,8 @@ def main() -> None:
     for name in opts.options.split(","):
         t = time.perf_counter()
         options, attention, fuse = OPTION_SETS[name]
-        with kernel_attention() if attention == "kernel" else contextlib.nullcontext():
+        with (kernel_attention() if attention == "kernel" else contextlib.nullcontext(),
+              event_time_tuning() if name.endswith("-events") else contextlib.nullcontext()):
             pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
                                       decode_attention="math" if attention == "kernel" else attention,
                                       fuse_projections=fuse)

@@ -730,8 +730,86 @@ def sym_expr(size):
     return size.node.expr
 
 
+def symbolic_like(gm: torch.fx.GraphModule, primals: list) -> list:
+    """Fake tensors with the symbolic sizes of ``gm``'s placeholders (torch.export's,
+    where the Dims are symbols ``s0, s1``), in the fake mode and shape environment that
+    made them, each a fresh leaf with the requires_grad of its primal: what AOT autograd
+    traces a joint graph on so its forward and backward keep the Dims.
+
+    Private: ``FakeTensor.fake_mode`` (2.11-2.13).
+    """
+    vals = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+    mode = next(v.fake_mode for v in vals if isinstance(v, torch.Tensor))
+    with mode:
+        fakes = [torch.empty_strided(v.shape, v.stride(), dtype=v.dtype, device=v.device) for v in vals]
+    for f, p in zip(fakes, primals):
+        f.requires_grad_(p.requires_grad)
+    return fakes
+
+
+@contextmanager
+def kernel_time_autotuning(repeats: int = 20):
+    """Inductor's autotuning (coordinate descent's too) timing each config on CUDA by the
+    device time of the kernels it launches (torch.profiler), each run after the L2 cache
+    is flushed, as inductor's own benchmarker flushes it. Inductor's own times each launch
+    between CUDA events, which adds the launch's CPU cost (12-18 us on an H200 host) to
+    kernels of 10-40 us: the differences between configs shrink into noise, and the
+    picks of two compiles differ by up to 1.6x per kernel (docs/benchmarks.md).
+
+    Private: ``torch._inductor.runtime.benchmarking.benchmarker`` (2.11-2.13), whose
+    ``benchmark_gpu`` the tuner calls; replaced on the instance while the context lasts.
+    """
+    from torch._inductor.runtime import benchmarking
+    from torch.profiler import ProfilerActivity, profile
+
+    bench = benchmarking.benchmarker
+    flush = torch.empty(torch.cuda.get_device_properties(torch.cuda.current_device()).L2_cache_size // 4,
+                        dtype=torch.int, device="cuda")
+
+    def kernel_ms(_callable, **kwargs):
+        _callable()  # (a failing config raises here, as in inductor's own)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(repeats):
+                flush.zero_()
+                _callable()
+            torch.cuda.synchronize()
+        total_us = sum(e.device_time for e in prof.events()
+                       if e.device_type.name == "CUDA" and "FillFunctor" not in e.name)  # (the flushes' zero_)
+        return total_us / repeats / 1e3
+
+    bench.benchmark_gpu = kernel_ms
+    try:
+        yield
+    finally:
+        del bench.benchmark_gpu  # the class's method again
+
+
+def size_oblivious():
+    """A context manager in which torch.export reasons about sizes without assuming a
+    size is not 0 or 1 (no guard ``s0 - 1 != 1`` where a Dim allows 2): a graph traced for
+    every size a Dim allows exports again without specializing.
+
+    Private: ``torch.fx.experimental._config.backed_size_oblivious`` (2.11-2.13).
+    """
+    import torch.fx.experimental._config as config
+
+    return config.patch(backed_size_oblivious=True)
+
+
+def fake_empty(like, size: tuple, dtype: torch.dtype, device) -> torch.Tensor:
+    """An empty fake tensor of ``size`` (SymInts of ``like``'s shape environment), in the
+    fake mode of ``like`` (a fake tensor): a graph node's ``meta["val"]``.
+
+    Private: ``FakeTensor.fake_mode`` (2.11-2.13).
+    """
+    with like.fake_mode:
+        return torch.empty(size, dtype=dtype, device=device)
+
+
 def aot_export_joint(fn, primals: list):
-    """AOT autograd's joint forward + backward graph of ``fn`` on ``primals``.
+    """AOT autograd's joint forward + backward graph of ``fn`` on ``primals`` (real
+    tensors, or ``symbolic_like``'s fakes).
 
     Private: ``torch._functorch.aot_autograd.aot_export_joint_simple`` (2.11-2.13).
     """

@@ -39,6 +39,7 @@ position_ids, cache_position)`` with its own cache buffers, and attributes ``max
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import weakref
 from typing import Any
@@ -146,6 +147,7 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     """
     from torch.export import Dim
 
+    from . import _torch_compat as compat
     from .api import compile as compile_program
 
     if not (1 <= max_batch and 2 < max_len):
@@ -158,6 +160,10 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
         # from 31% to 47% of an H200's copy bandwidth at 509M parameters
         # (bench/decode_profile.py: 1301 -> 1975 tokens/s), for 15% more compile time.
         options = {"coordinate_descent_tuning": True, **(options or {})}
+    # ... and it times each kernel config by the kernels' own time on the GPU, not with
+    # the launch's CPU cost in every number: 446-511 -> 523-527 tokens/s at 3.28B, the
+    # same in two compiles (bench/decode_profile.py --options cdt-math,cdt-math-events)
+    tuning = compat.kernel_time_autotuning() if device.type == "cuda" else contextlib.nullcontext()
     prompt = Dim("prompt", min=2, max=max_len)
     dynamic = {"input_ids": {1: prompt}, "position_ids": {1: prompt}, "cache_position": {0: prompt}}
     # On CUDA the decode step's attention is captured as plain math by default (matmuls and a softmax
@@ -171,7 +177,7 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     if fuse_projections:
         step = fused_projections(step, _examples(max_batch, max_len, 1, device))
     decode_step = _math_attention(step) if math else step
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), tuning:
         warnings.filterwarnings("ignore", module="transformers")
         pkg = compile_program(decode_step, _examples(max_batch, max_len, 1, device), backend=backend,
                               options=options, variant="decode", progress=progress, cache=cache,
