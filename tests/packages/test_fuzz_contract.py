@@ -38,7 +38,8 @@ STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_
          "refusals": {}, "refused_examples": {},
          # per gradient under create_graph=True: requires_grad as eager's, or only the package's
          "create_graph_grads": {"equal": 0, "package only": 0},
-         "portable_runs": 0}  # packages whose calls ran their portable program (overlapping updated inputs)
+         "portable_runs": 0,  # packages whose calls ran their portable program (overlapping updated inputs)
+         "dynamic_programs": 0}  # packages compiled with the rows a Dim (and called with other row counts)
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
@@ -57,14 +58,15 @@ outputs = st.lists(st.integers(0, 20), max_size=2).map(tuple)
 SHAPES = [(4, 6), (0, 6)]
 
 
-def call_specs(shape, dtype, requires_grad):
+def call_specs(shape, dtype, requires_grad, rows=None):
+    """``rows``: the row counts a call may have (a package compiled with a Dim); else ``shape``'s."""
     return st.builds(
         CallSpec,
         layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
         aliasing=st.sampled_from(ALIASING[:1] * 4 + ALIASING[1:]),
         dtype=st.sampled_from([dtype] * 5 + [torch.float64 if dtype == torch.float32 else torch.float32]),  # + one other
         requires_grad=st.sampled_from([requires_grad] * 4 + [(True, False), (False, False)]),
-        shape=st.just(shape),
+        shape=st.just(shape) if rows is None else st.sampled_from([(r, shape[1]) for r in rows]),
     )
 
 
@@ -161,16 +163,25 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
     STATS["equal"] += 1
 
 
-def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, state=(True, False)):
+# the rows of both inputs as one Dim (the programs' sizes then follow it: a concat's 2*rows,
+# a flatten's rows*6, a matmul's rows x rows)
+ROWS = torch.export.Dim("rows", min=2, max=16)
+ROW_COUNTS = [2, 3, 4, 7, 16]
+
+
+def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, state=(True, False),
+                      dynamic: bool = False):
     """The loaded package, or None when compile refused with an aotpack error. ``state``:
-    grad mode and bf16 autocast while compiling (global state at compile vs at call)."""
+    grad mode and bf16 autocast while compiling (global state at compile vs at call);
+    ``dynamic``: the inputs' rows a Dim (``ROWS``)."""
     inputs = build_inputs(example, 0)
     STATS["programs"] += 1
     try:
         with warnings.catch_warnings(), torch.set_grad_enabled(state[0]):
             warnings.simplefilter("ignore")
             pkg = aotpack.compile(program, tuple(inputs), backend=backend, train=train,
-                                  autocast=torch.bfloat16 if state[1] else False)
+                                  autocast=torch.bfloat16 if state[1] else False,
+                                  dynamic={"x": {0: ROWS}, "y": {0: ROWS}} if dynamic else None)
     except aotpack.AotpackError as e:
         STATS["refused_at_compile"] += 1
         # why, without the parts that name the program's line (for AOTPACK_FUZZ_STATS)
@@ -200,12 +211,15 @@ def _module_tmp(tmp_path_factory):
 
 
 def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="eager", train=False,
-                  requires_grad=(False, False), state=(True, False), aliasing="none"):
+                  requires_grad=(False, False), state=(True, False), aliasing="none", dynamic=False):
     """``aliasing``: of the example inputs compiled for (views of one tensor, or one
-    tensor twice): the package is compiled for separate inputs all the same."""
+    tensor twice): the package is compiled for separate inputs all the same. ``dynamic``:
+    the rows a Dim, the calls' shapes may differ."""
     program = make_program(recipe, outs)
     compiled = CallSpec(example_layouts, aliasing, dtype, requires_grad, shape)
-    fn = compile_or_refuse(program, compiled, backend, train, state)
+    fn = compile_or_refuse(program, compiled, backend, train, state, dynamic)
+    if dynamic and fn is not None:
+        STATS["dynamic_programs"] += 1
     if fn is None:
         return
     for n, (spec, grad_mode, *amp) in enumerate(calls):
@@ -219,8 +233,10 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
                 and not uses_input_inplace(recipe) and not fn.manifest.variants[0].aliased
                 and not any(i.layout_pinned for i in fn.manifest.variants[0].inputs)):
             # another layout alone never refuses: the package copies into the compiled one
-            # (unless the layout decides whether an output is a view: layout_pinned)
-            assert "error" not in outcome(fn, spec, n + 1, grad_mode, amp), what
+            # (unless the layout decides whether an output is a view: layout_pinned); a row
+            # count may, where the program narrowed the Dim (``a.shape[0] > 2``)
+            got = outcome(fn, spec, n + 1, grad_mode, amp)
+            assert "error" not in got or (dynamic and ".shape[0]: expected rows in" in got["error"].message), what
 
 
 @_seeded
@@ -228,11 +244,12 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
 @given(recipe=steps, outs=outputs, shape=st.sampled_from(SHAPES), dtype=st.sampled_from(DTYPES),
        example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])), data=st.data())
 def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, data):
-    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False)), st.booleans(),
-                                         st.sampled_from([False] * 3 + [True])), min_size=3, max_size=5))
+    dynamic = shape[0] > 0 and data.draw(st.booleans())  # the rows a Dim: calls with other row counts
+    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False), ROW_COUNTS if dynamic else None),
+                                         st.booleans(), st.sampled_from([False] * 3 + [True])), min_size=3, max_size=5))
     state = data.draw(st.tuples(st.booleans(), st.sampled_from([False] * 3 + [True])))  # grad mode, autocast
     aliasing = data.draw(st.sampled_from(ALIASING[:1] * 4 + ALIASING[1:]))  # of the inputs compiled for
-    check_program(recipe, outs, shape, dtype, example, calls, state=state, aliasing=aliasing)
+    check_program(recipe, outs, shape, dtype, example, calls, state=state, aliasing=aliasing, dynamic=dynamic)
 
 
 @_seeded
@@ -242,9 +259,11 @@ def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, dat
        requires_grad=st.sampled_from([(True, False), (True, True), (False, True)]), data=st.data())
 def test_training_packages_match_eager(recipe, outs, dtype, example, requires_grad, data):
     shape = (4, 6)
-    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, requires_grad), st.booleans()),
-                               min_size=3, max_size=5))
-    check_program(recipe, outs, shape, dtype, example, calls, train=True, requires_grad=requires_grad)
+    dynamic = data.draw(st.booleans())  # the rows a Dim: calls with other row counts
+    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, requires_grad, ROW_COUNTS if dynamic else None),
+                                         st.booleans()), min_size=3, max_size=5))
+    check_program(recipe, outs, shape, dtype, example, calls, train=True, requires_grad=requires_grad,
+                  dynamic=dynamic)
 
 
 # A fixed sample for AOTInductor: a view chain, a reduction + matmul with an output that

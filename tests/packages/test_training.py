@@ -608,9 +608,111 @@ def test_data_dependent_sizes_train_as_eager_in_a_fresh_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_data_dependent_sizes_in_an_aoti_training_package_are_refused_with_the_way_out():
-    with pytest.raises(aotpack.CaptureError, match=r"(?s)size that depends on data .*backend='eager'"):
-        aotpack.compile(DataDependent(), (torch.randn(8) * 3,), train=True, backend="aoti")
+def test_data_dependent_sizes_train_as_eager_in_an_aoti_package(tmp_path):
+    """The size nonzero finds passes from the compiled forward to the compiled backward
+    as the length of an empty tensor (AOTInductor takes no int input)."""
+    x = torch.randn(8, generator=torch.Generator().manual_seed(0)) * 3
+    path = aotpack.compile(DataDependent(), (x,), train=True, backend="aoti").save(tmp_path / "dd.aot")
+    here = os.path.dirname(os.path.abspath(__file__))
+    rows = json.loads(run_fresh(["-c", CALLS_DATA_DEPENDENT, str(path), os.path.dirname(here), here]).stdout)
+    assert len({r[0] for r in rows}) > 1
+    assert all(r[1:] == [True, True, True] for r in rows), rows
+
+
+class Straight(torch.autograd.Function):
+    """A straight-through rounding: its own backward, not round's zero gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.round()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 0.5
+
+
+class DynamicRows(torch.nn.Module):
+    """A program whose sizes follow two Dims (the rows of x, and of y): a buffer updated
+    in place (BatchNorm's statistics), a flatten (2 * rows), a concatenation of both
+    (rows + more), a slice returned as a view of the caller's input, a size used as a
+    number, a custom autograd.Function."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.norm = torch.nn.BatchNorm1d(4)
+
+    def forward(self, x, y):
+        h = self.lin(self.norm(x))  # (a Linear before a BatchNorm gets a bias gradient of 0 +- rounding)
+        flat = h[:, :2].reshape(-1).softmax(0) * x.shape[0]
+        both = torch.cat([Straight.apply(h * 4), y], 0).cumsum(0)
+        return flat, both, x[1:]
+
+
+DYNAMIC_ROWS = {"x": {0: torch.export.Dim("rows", min=2, max=64)}, "y": {0: torch.export.Dim("more", min=2, max=8)}}
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_dims_in_a_training_package_train_as_eager_at_every_size(tmp_path, backend):
+    """Training packages compile dynamic shapes as torch.compile's dynamic=True does: one
+    forward and backward for every size the Dims allow; a size outside is a GuardError."""
+    torch.manual_seed(0)
+    m, ref = DynamicRows(), DynamicRows()
+    ref.load_state_dict(m.state_dict())
+    example = (torch.randn(5, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True))
+    fn = compile_load(m, example, tmp_path, backend=backend, dynamic=DYNAMIC_ROWS)
+    for rows, more in ((2, 2), (7, 3), (64, 8), (5, 3)):
+        got, want = [], []
+        for run, module, out in ((fn, m, got), (ref, ref, want)):
+            g = torch.Generator().manual_seed(rows * 10 + more)
+            x, y = (torch.randn(rows, 4, generator=g).requires_grad_(), torch.randn(more, 4, generator=g).requires_grad_())
+            outs = run(x, y)
+            sum((k + 1) * o.square().sum() for k, o in enumerate(outs)).backward()
+            out += [*outs, x.grad, y.grad, *(p.grad for p in module.parameters()), *module.norm.buffers()]
+            module.zero_grad()
+            assert outs[2].data_ptr() == x[1:].data_ptr()  # a view of the caller's x, as eager's
+        assert [t.shape for t in got] == [t.shape for t in want]
+        for a, b in zip(got, want):  # (float32 sums of squares reach 1e6: tolerances by each tensor's scale)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(b.abs().max())))
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.shape\[0\]: expected rows in 2\.\.64, got 65"):
+        fn(torch.randn(65, 4), torch.randn(2, 4))
+
+
+def test_a_transformers_model_trains_at_every_sequence_length_from_one_package(tmp_path):
+    """Code we did not write: a transformers Llama's loss over a Dim of the sequence
+    length, one training package, eager's loss and gradients at other lengths."""
+    import transformers
+
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).train()
+
+    class Loss(torch.nn.Module):
+        def __init__(self, lm):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, ids):
+            return self.lm(input_ids=ids, labels=ids, use_cache=False).loss
+
+    program = Loss(model)
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    pkg = aotpack.compile(program, (ids,), train=True, backend="eager",
+                          dynamic={"ids": {1: torch.export.Dim("length", min=2, max=64)}})
+    fn = aotpack.load(pkg.save(tmp_path / "llama.aot"), module=program, allow_modules=["transformers"])
+    for length in (3, 17, 64):
+        ids = torch.randint(0, 64, (2, length), generator=torch.Generator().manual_seed(length))
+        loss = fn(ids)
+        loss.backward()
+        grads = [p.grad.clone() for p in program.parameters()]
+        program.zero_grad()
+        want = program(ids)
+        want.backward()
+        torch.testing.assert_close(loss, want)
+        for g, p in zip(grads, program.parameters()):
+            torch.testing.assert_close(g, p.grad)
+        program.zero_grad()
 
 
 class OutputViews(torch.nn.Module):

@@ -28,6 +28,12 @@ RNG. ``backward(create_graph=True)`` computes the first-order gradients; a secon
 backward through them raises AotpackError (as torch.compile's). Custom
 ``torch.autograd.Function``s run their own backward.
 
+Dynamic shapes: with Dims, the joint graph is traced on fake tensors of symbolic sizes
+(torch.export's symbols, ``compat.symbolic_like``), so the forward and backward work for
+every size the Dims allow; each is exported again with those symbols as Dims
+(``_graph_dims``). Sizes the backward needs (a Dim's value, a data-dependent size) pass
+as shapes of saved tensors, never as ints (``_sizes_as_shapes``).
+
 For compiler engineers::
 
     jc = aotpack.autograd.capture_joint(model, (x,))
@@ -162,7 +168,8 @@ def _run_with_meta(gm: torch.fx.GraphModule):
 
 
 def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weights: list[str],
-                     hidden_updates: set[str] = frozenset()) -> tuple[torch.fx.GraphModule, list[Alias], list[OutputView], int]:
+                     hidden_updates: set[str] = frozenset(), dim_names: dict[str, str] | None = None,
+                     ) -> tuple[torch.fx.GraphModule, list[Alias], list[OutputView], int]:
     """Outputs that alias an input or another output become copies in the graph (AOT
     autograd's simple export takes no aliasing outputs); how to rebuild them is returned
     so the package hands back real views instead:
@@ -182,6 +189,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
 
     ``hidden_updates``: weights whose in-place update eager hides from autograd, and
     inputs (``input:<flat index>``) updated with grad mode off (``_hidden_from_autograd``).
+    ``dim_names``: the Dim name of each size symbol, for views whose sizes follow Dims.
 
     Returns (the graph, input aliases, output views, number of hidden outputs)."""
     import copy
@@ -190,7 +198,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
 
     n_mutations = len(mutations)
     gm = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
-    aliased = output_aliases(gm, skip=n_mutations)
+    aliased = output_aliases(gm, skip=n_mutations, names=dim_names)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     values = list(out.args[0])
     updated = {values[k]: _mutation_target(m, weights) for k, m in enumerate(mutations)}
@@ -227,6 +235,7 @@ def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: l
     base = next(n for n in updated if storage_of(n) == storage_of(node))
     b, v, arg = base.meta["val"], node.meta["val"], placeholders[updated[base]].meta["val"]
     offset = v.storage_offset() - b.storage_offset()
+    _static_view(i, [*v.shape, *v.stride(), offset])
     if b.shape == arg.shape and b.stride() == arg.stride():
         return Alias(output=i, primal=updated[base], size=list(v.shape), stride=list(v.stride()), offset=offset)
     moved = _in_layout_of(arg, b, v, offset) if b.shape == arg.shape else None
@@ -235,6 +244,18 @@ def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: l
                            "changes its layout; a training package cannot rebuild that view of the caller's tensor",
                            hint="return the argument itself, or a .clone() of the view")
     return Alias(output=i, primal=updated[base], size=list(v.shape), stride=moved[0], offset=moved[1])
+
+
+def _static_view(i: int, numbers: list) -> None:
+    """CaptureError unless ``numbers`` (the size, strides and offset of output ``i``, a view
+    the package rebuilds at run time) are static: such a view of an updated argument or
+    of another output is rebuilt from fixed numbers, not from the Dims."""
+    from .graphs import static_int
+
+    if any(static_int(n) is None for n in numbers):
+        raise CaptureError(f"output {i} is a view of another output or of an updated argument, and its size "
+                           "follows the Dims; a training package rebuilds such views with static sizes only",
+                           hint="return a .clone() of the view, or compile without Dims")
 
 
 def _in_layout_of(arg, b, v, offset: int) -> tuple[list[int], int] | None:
@@ -339,6 +360,7 @@ def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView
         for i in members:
             if i != base:
                 v = outputs[i].meta["val"]
+                _static_view(i, [*v.shape, *v.stride(), v.storage_offset(), *b.stride(), b.storage_offset()])
                 views.append(OutputView(output=i, base=base, size=list(v.shape), stride=list(v.stride()),
                                         offset=v.storage_offset() - b.storage_offset(), base_stride=list(b.stride())))
                 copies.append(i)
@@ -547,6 +569,59 @@ def _saved_in_forward_order(bw: torch.fx.GraphModule, saved: list[str]) -> None:
     bw.recompile()
 
 
+def _sizes_as_shapes(fw: torch.fx.GraphModule, bw: torch.fx.GraphModule, saved: list) -> list:
+    """Sizes the forward saves for the backward as ints (a Dim's value ``s0``, or a size
+    that depends on data, nonzero's) passed as shapes instead: AOTInductor in torch
+    2.11-2.13 compiles no graph that takes an int (its inputs arrive as None). A size one
+    of the backward's tensors has (``primals_3.size(0)``) is read from it and no longer
+    passed; any other is carried by an empty tensor of that length (``(n, 0)``, no
+    bytes), whose ``size(0)`` the backward reads. Returns the forward's saved nodes."""
+    from .. import _torch_compat as compat
+
+    inputs = [n for n in bw.graph.nodes if n.op == "placeholder"]
+    sources = {}
+    for node in inputs:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            for d, size in enumerate(val.shape):
+                if isinstance(size, torch.SymInt):
+                    sources.setdefault(str(compat.sym_expr(size)), (node, d))
+    fake_of = next(t for t in (n.meta.get("val") for n in inputs) if isinstance(t, torch.Tensor))
+    device = fake_of.device
+    fw_out = next(n for n in fw.graph.nodes if n.op == "output")
+    values = list(fw_out.args[0])
+    first = len(values) - len(saved)
+    body = next(n for n in bw.graph.nodes if n.op != "placeholder")
+    dropped = set()
+    for k, node in enumerate(inputs[:len(saved)]):
+        val = node.meta.get("val")
+        if not isinstance(val, (torch.SymInt, int)):
+            continue
+        known = sources.get(str(compat.sym_expr(val))) if isinstance(val, torch.SymInt) else None
+        if known is None:  # carried: the forward returns an empty tensor of that length
+            with fw.graph.inserting_before(fw_out):
+                carrier = fw.graph.call_function(torch.ops.aten.empty.memory_format, ([saved[k], 0],),
+                                                 {"dtype": torch.uint8, "device": device})
+            carrier.meta["val"] = compat.fake_empty(fake_of, (val, 0), torch.uint8, device)
+            values[first + k] = saved[k] = carrier
+            with bw.graph.inserting_before(node):
+                holder = bw.graph.placeholder(f"{node.name}_shape")
+            holder.meta["val"] = carrier.meta["val"]
+            known = (holder, 0)
+        else:
+            dropped.add(k)
+        with bw.graph.inserting_before(body):
+            size = bw.graph.call_function(torch.ops.aten.sym_size.int, known)
+        size.meta["val"] = val
+        node.replace_all_uses_with(size)
+        bw.graph.erase_node(node)
+    fw_out.args = (tuple(v for i, v in enumerate(values) if i < first or i - first not in dropped),)
+    for gm in (fw, bw):  # (the forward's sym_size nodes stay, unused: cheap, and no pass may drop an RNG op)
+        gm.graph.lint()
+        gm.recompile()
+    return [n for k, n in enumerate(saved) if k not in dropped]
+
+
 def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
     """Drop None outputs (grads of primals that need none); returns the kept mask."""
     out = next(n for n in gm.graph.nodes if n.op == "output")
@@ -594,18 +669,19 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
-    if captured.dims:
-        raise CaptureError(f"training packages compile static shapes; this program has Dims {sorted(captured.dims)}",
-                           hint="compile one variant per shape (variants=[...]) for training")
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}
     hidden_updates |= {f"input:{i}" for i in captured.inputs_updated_without_grad}
     graph, aliased, views, hidden = _unalias_outputs(captured.graph_module, captured.mutations,
-                                                     list(captured.weights), hidden_updates)
+                                                     list(captured.weights), hidden_updates, captured.dim_names)
     run = _run_with_meta(graph)
     with torch.enable_grad():
         outs = run(*primals)
+    # with Dims, the joint graph is traced on tensors of symbolic sizes (torch.export's
+    # symbols), as torch.compile's dynamic shapes: the forward and backward work for any
+    # size the Dims allow, and pass the sizes the backward needs as saved ints
+    traced = compat.symbolic_like(captured.graph_module, primals) if captured.dims else primals
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
@@ -622,7 +698,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
             try:
-                joint = compat.aot_export_joint(run, primals)
+                joint = compat.aot_export_joint(run, traced)
             finally:
                 getattr(run, "restore_globals", lambda: None)()
     except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
@@ -644,12 +720,15 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     n_tangent_inputs = sum(1 for n in joint.graph.nodes if n.op == "placeholder") - len(primals)
     if n_tangent_inputs != len(tangents):  # pragma: no cover - a torch change
         raise CaptureError(f"the joint graph takes {n_tangent_inputs} output grads, expected {len(tangents)}")
-    fw, bw = compat.partition_joint(joint, [*primals, *tangents], len(outs))
+    if traced is not primals:  # the partitioner reads sizes from the joint graph's inputs
+        tangents = [n.meta["val"] for n in joint.graph.nodes if n.op == "placeholder"][len(primals):]
+    fw, bw = compat.partition_joint(joint, [*traced, *tangents], len(outs))
     fw, bw = compat.plain_graph_module(fw), compat.plain_graph_module(bw)
     fw_out = next(n for n in fw.graph.nodes if n.op == "output").args[0]
     saved_nodes = list(fw_out[len(outs):])
     grad_mask = _strip_none_outputs(bw)
     _saved_in_forward_order(bw, [n.name for n in saved_nodes])
+    saved_nodes = _sizes_as_shapes(fw, bw, saved_nodes)
     return JointCapture(forward=fw, backward=bw, joint=joint, num_outputs=len(outs), mutated=captured.mutations,
                         out_requires_grad=out_requires_grad, grad_mask=grad_mask,
                         saved=[n.name for n in saved_nodes], donatable=_donatable(fw, saved_nodes, len(outs)),
@@ -681,12 +760,65 @@ class _GraphUnit:
     def export_weights_as_inputs(self):
         from .. import _torch_compat as compat
 
-        # a saved size (an int: the backward of a data-dependent size, nonzero's) stays an
-        # input of any value, not a constant of the example's
-        ints = [torch.export.Dim.DYNAMIC if isinstance(x, int) else None for x in self.example_inputs]
-        with compat.quiet_export_logs():
-            return torch.export.export(self.graph_module, tuple(self.example_inputs), strict=False,
-                                       dynamic_shapes=ints if any(d is not None for d in ints) else None)
+        def export(derived: bool):
+            dynamic = _graph_dims(self.graph_module, self.dims, derived)
+            with compat.quiet_export_logs(), (contextlib.nullcontext() if derived else compat.size_oblivious()):
+                return torch.export.export(self.graph_module, tuple(self.example_inputs), strict=False,
+                                           dynamic_shapes=dynamic if any(d is not None for d in dynamic) else None)
+
+        if not self.dims:
+            return export(True)
+        # Two ways to keep the graph as general as its trace, for the two ways torch.export
+        # specializes: sizes derived from a Dim (a flatten's 2*s0) as that expression of
+        # the Dim; else every size free and no size assumed other than 0 or 1 (``x[1:]``
+        # where the Dim allows 2, whose length 1 export would otherwise rule out)
+        try:
+            return export(True)
+        except Exception:  # noqa: BLE001 - torch's constraint violations; the second way raises its own
+            return export(False)
+
+
+def _graph_dims(gm: torch.fx.GraphModule, dims: dict[str, tuple], derived: bool = True) -> list:
+    """torch.export's ``dynamic_shapes`` for a forward or backward graph (its inputs are
+    tensors: ``_sizes_as_shapes``): a size that is a size symbol of the joint trace
+    (``s0``) is a Dim of that name, so every input of that size shares it, within the
+    captured Dim's range (``dims``: symbol -> (min, max)); a size derived from one Dim
+    (``2*s0 + 1``) is that expression of it where ``derived``, else free (``Dim.AUTO``),
+    as is any other symbolic size (a data-dependent one, nonzero's ``u0``)."""
+    from .. import _torch_compat as compat
+    from .graphs import static_int
+
+    Dim = torch.export.Dim
+    named: dict[str, Any] = {}
+
+    def root(symbol: str):
+        lo, hi = dims[symbol]
+        return named.setdefault(symbol, Dim(f"d_{symbol}", min=lo, max=hi if hi is not None else int(2**62)))
+
+    def dim(size):
+        if static_int(size) is not None:
+            return None
+        expr = compat.sym_expr(size)
+        if str(expr) in dims:
+            return root(str(expr))
+        # a size derived from one Dim (a flatten's 2*s0, a concatenation's s0 + 1): the
+        # same expression of its Dim, which torch.export needs to relate it to that Dim
+        if derived and len(expr.free_symbols) == 1 and str(next(iter(expr.free_symbols))) in dims:
+            symbol = next(iter(expr.free_symbols))
+            a, b = expr.coeff(symbol), expr.subs(symbol, 0)
+            if expr == a * symbol + b and a.is_Integer and b.is_Integer and int(a) > 0:
+                return int(a) * root(str(symbol)) + int(b) if int(a) != 1 else root(str(symbol)) + int(b)
+        return Dim.AUTO
+
+    shapes: list = []
+    for node in [n for n in gm.graph.nodes if n.op == "placeholder"]:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            spec = {d: dim(n) for d, n in enumerate(val.shape) if dim(n) is not None}
+            shapes.append(spec or None)
+        else:
+            shapes.append(None)
+    return shapes
 
 
 def compile_training(captured, backend, options: dict, *, joint_pass=None, say=lambda line: None):
@@ -708,21 +840,14 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         fw_out = [o.detach() if isinstance(o, torch.Tensor) else o for o in jc.forward(*primals)]
     saved = list(fw_out[jc.num_outputs:])
     tangents = [torch.ones_like(o) for o, g in zip(fw_out[: jc.num_outputs], jc.out_requires_grad) if g]
-    sizes = [jc.saved[i] for i, t in enumerate(saved) if not isinstance(t, torch.Tensor)]
-    try:
-        fw = backend.compile(_GraphUnit(jc.forward, primals, "forward"), dict(options))
-        bw = backend.compile(_GraphUnit(jc.backward, [t.detach() if isinstance(t, torch.Tensor) else t
-                                                      for t in saved] + tangents, "backward"), dict(options))
-    except Exception as e:
-        if not sizes:
-            raise
-        # a data-dependent size (nonzero, unique, masked indexing) passes from the forward to
-        # the backward as an int: AOTInductor in torch 2.11-2.13 cannot compile that graph
-        raise CaptureError(f"{captured.name} has a size that depends on data ({', '.join(sizes)}: nonzero, unique "
-                           f"or masked indexing), which its backward takes as a number; backend {backend.name!r} "
-                           f"could not compile that: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                           hint="compile the training package with backend='eager' (runs it, with eager's "
-                                "gradients), or keep sizes static (torch.where instead of masked indexing)") from e
+    # each Dim by its symbol in the joint trace, with its captured range
+    dims = {symbol: (captured.dims[name].min, captured.dims[name].max)
+            for symbol, name in captured.dim_names.items() if name in captured.dims}
+    # (sizes the backward needs come as shapes of saved tensors, _sizes_as_shapes: it takes
+    # tensors alone)
+    fw = backend.compile(_GraphUnit(jc.forward, primals, "forward", dims=dims), dict(options))
+    bw = backend.compile(_GraphUnit(jc.backward, [t.detach() for t in saved] + tangents, "backward", dims=dims),
+                         dict(options))
     files = {f"fw/{k}": v for k, v in fw.files.items()}
     files.update({f"bw/{k}": v for k, v in bw.files.items()})
     targets = _mutation_targets(jc)

@@ -161,6 +161,8 @@ class Captured:
     # the class of each module whose methods ran (guard_specs.module_types)
     module_types: dict[str, str] = field(default_factory=dict)
     in_order_program: bytes | None = field(default=None, repr=False)
+    # the Dim name of each size symbol of ``graph_module`` (``{"s0": "batch"}``)
+    dim_names: dict[str, str] = field(default_factory=dict)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
 
     def graph_args(self) -> list[torch.Tensor]:
@@ -465,6 +467,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         program=program,
         mutated_inputs=written_inputs,
         in_order_program=in_order,
+        dim_names=names,
     )
 
 

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import AotpackError
 from .layout import write_update
-from .views import rebuild_output_views, rebuild_views
+from .views import rebuild_output_views, view_rebuilder
 
 
 class _Sub:
@@ -31,9 +31,10 @@ def training_parts(files, meta) -> list[tuple[str, _Sub]]:
     return [("forward", _Sub(files, "fw/", meta.fw.to_json())), ("backward", _Sub(files, "bw/", meta.bw.to_json()))]
 
 
-def load_training(backend, files, meta):
+def load_training(backend, files, meta, dims: dict | None = None):
     """The callable of a training variant (``meta``: its ``manifest.Meta``): ``flat ->
-    outputs`` through autograd."""
+    outputs`` through autograd. ``dims``: where each Dim's value is among the arguments
+    (``views.dim_places``), for outputs that are views of an input sized by Dims."""
     (_, fw), (_, bw) = training_parts(files, meta)
     run_fw, run_bw = backend.load(fw), backend.load(bw)
     train = meta.train
@@ -47,6 +48,8 @@ def load_training(backend, files, meta):
     # returns them itself, so they are views whose gradient runs its backward, as in eager
     returned = [a for a in aliased if a.through_function]
     rebuilt = [a for a in aliased if not a.through_function]
+    rebuild_returned = view_rebuilder(returned, dims or {}, skip=len(targets))
+    rebuild_all, rebuild_rest = view_rebuilder(aliased, dims or {}), view_rebuilder(rebuilt, dims or {})
     output_views = train.output_views or []  # (None before format version 6)
     n_user = n_out - n_mut - (train.hidden_outputs or 0)  # the program's outputs, before hidden bases
     grad_tangents = train.grad_tangents  # (None in packages before 2026-12-03: every grad computed)
@@ -64,12 +67,13 @@ def load_training(backend, files, meta):
             saved = list(outs[n_out:])
             for i in saved_mutated:
                 saved[i] = saved[i].clone()
-            # a program with a data-dependent size (nonzero, unique) saves that size, an int,
-            # beside its tensors: autograd keeps tensors, the context the ints
+            # packages built before 2026-12-04 save a data-dependent size (nonzero, unique)
+            # as an int beside the tensors (now: the shape of an empty tensor); autograd
+            # keeps tensors, the context the ints
             ctx.save_for_backward(*[s for s in saved if isinstance(s, torch.Tensor)])
             ctx.saved_ints = {i: s for i, s in enumerate(saved) if not isinstance(s, torch.Tensor)}
             ctx.outputs = [(o.shape, o.dtype, o.device) for o in outs[:n_out]]  # for grads autograd leaves None
-            outs = rebuild_views(list(outs[:n_out]), list(flat), returned, skip=n_mut) if returned else outs
+            outs = rebuild_returned(list(outs[:n_out]), list(flat)) if returned else outs
             # one call with all of them: each call replaces the set the last one marked
             ctx.mark_non_differentiable(*[o for o, g in zip(outs[:n_out], out_requires_grad) if not g])
             return tuple(outs[:n_out])
@@ -91,9 +95,9 @@ def load_training(backend, files, meta):
             return tuple(next(computed) if m else None for m in grad_mask)
 
     def run(flat):
-        views = aliased
+        rebuild = rebuild_all
         if torch.is_grad_enabled():
-            outs, views = PackageFunction.apply(*flat), rebuilt
+            outs, rebuild = PackageFunction.apply(*flat), rebuild_rest
         else:  # no autograd graph wanted (evaluation): the forward alone
             outs = run_fw(list(flat))[:n_out]
         for i, value in zip(targets, outs[:n_mut]):  # replay in-place updates on the caller's tensors
@@ -101,7 +105,7 @@ def load_training(backend, files, meta):
             # refuses a leaf's; a parameter's update is hidden from autograd, autograd.py),
             # so the caller's tensor now has the update's history, as in eager
             write_update(flat[i], value)
-        return rebuild_output_views(rebuild_views(list(outs[n_mut:]), flat, views), output_views)[:n_user]
+        return rebuild_output_views(rebuild(list(outs[n_mut:]), flat), output_views)[:n_user]
 
     return run
 

@@ -431,19 +431,9 @@ def _with_views(fn, variant: Variant):
     aliased = variant.aliased
     if not aliased:
         return fn
-    from .views import rebuild_views, sized_views  # only packages with such outputs import it
+    from .views import dim_places, view_rebuilder  # only packages with such outputs import it
 
-    if any(a.follows_dims() for a in aliased):
-        n_weights = len(variant.weights)
-        where = {}  # Dim name -> (flat argument, dimension) of a size that is that Dim
-        for i, g in enumerate(variant.inputs):
-            for d, s in enumerate(g.shape):
-                if isinstance(s, str):
-                    where.setdefault(s, (n_weights + i, d))
-        rebuild = sized_views(aliased, where)
-    else:
-        def rebuild(outputs, flat):
-            return rebuild_views(outputs, flat, aliased)
+    rebuild = view_rebuilder(aliased, dim_places(variant.inputs, len(variant.weights)))
 
     def run(flat):
         return rebuild(list(fn(flat)), flat)
@@ -648,8 +638,9 @@ def _variant_code(v: Variant, files: _Files, backends, path):
     try:
         if v.train:
             from .autograd_runtime import load_training
+            from .views import dim_places
 
-            return load_training(backend, files, v.meta), backend
+            return load_training(backend, files, v.meta, dim_places(v.inputs, len(v.weights))), backend
         return _with_views(backend.load(files), v), backend
     except AotpackError:
         raise

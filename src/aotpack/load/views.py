@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["rebuild_views", "rebuild_output_views", "size_evaluator", "sized_views"]
+__all__ = ["dim_places", "rebuild_views", "rebuild_output_views", "size_evaluator", "view_rebuilder"]
 
 
 def size_evaluator(value):
@@ -63,10 +63,13 @@ def rebuild_output_views(outputs: list, views: list) -> list:
     return outputs
 
 
-def sized_views(aliased: list, where: dict):
-    """``rebuild_views`` for views whose numbers name Dims (``Alias.follows_dims``):
-    ``(outputs, args) -> outputs``, each Dim read from the call's arguments (``where``:
-    Dim name -> (argument, dimension)), the expressions parsed here, once per load."""
+def view_rebuilder(aliased: list, where: dict, skip: int = 0):
+    """``(outputs, args) -> outputs``: ``rebuild_views`` of ``aliased``, where a view's
+    numbers may name Dims (``Alias.follows_dims``), each Dim read from the call's
+    arguments (``where``: Dim name -> (argument, dimension), ``dim_places``); the
+    expressions are parsed here, once per load."""
+    if not any(a.follows_dims() for a in aliased):
+        return lambda outputs, args: rebuild_views(outputs, args, aliased, skip)
     plans = [(a, [size_evaluator(n) for n in (*a.size, *a.stride, a.offset)]) for a in aliased if not a.same]
     same = [a for a in aliased if a.same]
 
@@ -75,7 +78,18 @@ def sized_views(aliased: list, where: dict):
         for a, numbers in plans:
             base, n = args[a.primal], len(a.size)
             values = [f(sizes) for f in numbers]
-            outputs[a.output] = base.as_strided(values[:n], values[n:2 * n], base.storage_offset() + values[-1])
-        return rebuild_views(outputs, args, same)
+            outputs[skip + a.output] = base.as_strided(values[:n], values[n:2 * n], base.storage_offset() + values[-1])
+        return rebuild_views(outputs, args, same, skip)
 
     return rebuild
+
+
+def dim_places(inputs: list, n_weights: int) -> dict:
+    """Dim name -> (flat argument, dimension) of a size that is that Dim, from a
+    variant's input guards (``manifest.Input``; the arguments are weights, then inputs)."""
+    where: dict = {}
+    for i, g in enumerate(inputs):
+        for d, s in enumerate(g.shape):
+            if isinstance(s, str):
+                where.setdefault(s, (n_weights + i, d))
+    return where
