@@ -103,6 +103,15 @@ class TrainCastFixture(TrainFunctionFixture):
         return super().forward(x.to(self.compute), opts, scale)
 
 
+class TrainDimsFixture(TrainCastFixture):
+    """Version 9 (training views sized by Dims): the version 8 program, compiled with the
+    rows of x a Dim; also returns ``x[1:]``, a view of the caller's x whose size follows
+    it, and yt is a view of y of the call's rows."""
+
+    def forward(self, x, opts, scale=2.0):
+        return {**super().forward(x, opts, scale), "tail": x[1:]}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -110,10 +119,11 @@ def fixture_loss(out):
 
 def train_view_fixture(path: str) -> None:
     torch.manual_seed(0)
-    m = (TrainCastFixture if fmt.FORMAT_VERSION >= 8 else TrainFunctionFixture if fmt.FORMAT_VERSION >= 7
-         else TrainViewFixture)()
+    m = (TrainDimsFixture if fmt.FORMAT_VERSION >= 9 else TrainCastFixture if fmt.FORMAT_VERSION >= 8
+         else TrainFunctionFixture if fmt.FORMAT_VERSION >= 7 else TrainViewFixture)()
     x, w = torch.randn(5, 4, requires_grad=True), torch.randn(3)
-    aotpack.compile(m, (x, {"w": w}), backend="eager", train=True).save(path)
+    dynamic = {"x": {0: aotpack.Dim("rows", min=2, max=64)}} if fmt.FORMAT_VERSION >= 9 else None
+    aotpack.compile(m, (x, {"w": w}), backend="eager", train=True, dynamic=dynamic).save(path)
     out = m(x, {"w": w})
     fixture_loss(out).backward()
     save_file({"x": x.detach(), "w": w, "y": out["y"].detach(), "p0": out["parts"][0].detach(), "gx": x.grad},

@@ -143,6 +143,11 @@ def test_every_format_version_still_loads():
                 assert info.manifest.program.weights["lin.weight"].layout == {"order": [1, 0]}
             if version >= 7:  # a custom Function returned x: a view of the caller's x, its gradient tripled
                 assert out["xf"].data_ptr() == x.data_ptr() and out["xf"]._base is x
+            if version >= 9:  # compiled with the rows a Dim: views of the call's sizes, at other sizes too
+                assert out["tail"].data_ptr() == x[1:].data_ptr() and out["tail"].shape == (4, 4)
+                other = fn(io["x"][:3].clone().requires_grad_(), {"w": io["w"]}, scale=2.0)
+                assert other["yt"].shape == (3, 3) and other["yt"].data_ptr() == other["y"].data_ptr()
+                assert other["tail"].shape == (2, 4)
             loss = out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if version >= 7 else 0)
             loss.backward()
             torch.testing.assert_close(x.grad, io["gx"])

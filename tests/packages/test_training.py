@@ -678,6 +678,45 @@ def test_dims_in_a_training_package_train_as_eager_at_every_size(tmp_path, backe
         fn(torch.randn(65, 4), torch.randn(2, 4))
 
 
+class ViewsOfRows(torch.nn.Module):
+    """Views whose sizes follow a Dim: of another output (``h.t()``, ``h[1:]``), of an
+    intermediate no output is (``(h * 3).t()``), of an input the program updates
+    (``y[1:]`` after ``y.add_(1)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 6)
+
+    def forward(self, x, y):
+        y.add_(1)
+        h = self.lin(x)
+        return h, h.t(), h[1:], (h * 3).t(), y[1:]
+
+
+def test_views_sized_by_dims_in_a_training_package_are_views_as_in_eager(tmp_path):
+    torch.manual_seed(0)
+    m, ref = ViewsOfRows(), ViewsOfRows()
+    ref.load_state_dict(m.state_dict())
+    rows = torch.export.Dim("rows", min=2, max=16)
+    pkg = aotpack.compile(m, (torch.randn(4, 6, requires_grad=True), torch.zeros(4, 6)), train=True,
+                          backend="eager", dynamic={"x": {0: rows}, "y": {0: rows}})
+    assert pkg.manifest.format_version == 9  # older readers cannot evaluate the views' sizes
+    fn = aotpack.load(pkg.save(tmp_path / "views.aot"), module=m)
+    for n in (2, 7):
+        got, want = [], []
+        for run, module, out in ((fn, m, got), (ref, ref, want)):
+            x, y = torch.randn(n, 6, generator=torch.Generator().manual_seed(n)).requires_grad_(), torch.zeros(n, 6)
+            outs = run(x, y)
+            sum((k + 1) * o.square().sum() for k, o in enumerate(outs)).backward()
+            assert outs[1].data_ptr() == outs[0].data_ptr() and outs[2].data_ptr() == outs[0][1:].data_ptr()
+            assert outs[4].data_ptr() == y[1:].data_ptr()
+            out += [*outs, x.grad, y, module.lin.weight.grad]
+            module.zero_grad()
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.stride() == b.stride()
+            torch.testing.assert_close(a, b)
+
+
 def test_a_transformers_model_trains_at_every_sequence_length_from_one_package(tmp_path):
     """Code we did not write: a transformers Llama's loss over a Dim of the sequence
     length, one training package, eager's loss and gradients at other lengths."""

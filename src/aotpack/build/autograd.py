@@ -211,9 +211,9 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
         if node in updated:
             aliased.append(Alias(output=i, primal=updated[node], same=True))
         elif storage_of(node) in storages:
-            aliased.append(_view_of_updated(i, node, updated, placeholders))
+            aliased.append(_view_of_updated(i, node, updated, placeholders, dim_names))
     _hidden_from_autograd(gm, values, mutations, weights, hidden_updates)
-    views, copies, hidden = _views_among_outputs(values[n_mutations:], {a.output for a in aliased})
+    views, copies, hidden = _views_among_outputs(values[n_mutations:], {a.output for a in aliased}, dim_names)
     for i in [a.output for a in aliased] + copies:
         node = values[n_mutations + i]
         with gm.graph.inserting_before(out):
@@ -225,19 +225,21 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
     return gm, aliased, views, len(hidden)
 
 
-def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: list) -> Alias:
+def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: list,
+                     dim_names: dict[str, str] | None = None) -> Alias:
     """Output ``i``, a view of an argument the program updates in place, as a view of the
     caller's tensor (rebuilt after the update is written back). Its numbers are taken
     relative to the update's value, which stands for the argument when it has the
-    argument's shape and strides (elementwise updates keep them); otherwise refused."""
+    argument's shape and strides (elementwise updates keep them); otherwise refused.
+    Numbers that follow the Dims are recorded in them (``_view_numbers``)."""
     from .graphs import storage_of
 
     base = next(n for n in updated if storage_of(n) == storage_of(node))
     b, v, arg = base.meta["val"], node.meta["val"], placeholders[updated[base]].meta["val"]
     offset = v.storage_offset() - b.storage_offset()
-    _static_view(i, [*v.shape, *v.stride(), offset])
     if b.shape == arg.shape and b.stride() == arg.stride():
-        return Alias(output=i, primal=updated[base], size=list(v.shape), stride=list(v.stride()), offset=offset)
+        numbers, n = _view_numbers(i, [*v.shape, *v.stride(), offset], dim_names), v.dim()
+        return Alias(output=i, primal=updated[base], size=numbers[:n], stride=numbers[n:2 * n], offset=numbers[-1])
     moved = _in_layout_of(arg, b, v, offset) if b.shape == arg.shape else None
     if moved is None:
         raise CaptureError(f"output {i} is a view of an argument the program updates in place, and the update "
@@ -246,16 +248,20 @@ def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: l
     return Alias(output=i, primal=updated[base], size=list(v.shape), stride=moved[0], offset=moved[1])
 
 
-def _static_view(i: int, numbers: list) -> None:
-    """CaptureError unless ``numbers`` (the size, strides and offset of output ``i``, a view
-    the package rebuilds at run time) are static: such a view of an updated argument or
-    of another output is rebuilt from fixed numbers, not from the Dims."""
-    from .graphs import static_int
+def _view_numbers(i: int, numbers: list, dim_names: dict[str, str] | None) -> list:
+    """The size, strides and offset of output ``i`` (a view the package rebuilds at run
+    time) as recorded: ints, or Dim names and ``{"expr": ...}`` in them where they follow
+    the Dims (``dim_names``: symbol -> Dim name), evaluated from the call's sizes.
+    CaptureError for a number the call's sizes cannot give."""
+    from ..load.views import size_evaluator
+    from .graphs import size_text
 
-    if any(static_int(n) is None for n in numbers):
-        raise CaptureError(f"output {i} is a view of another output or of an updated argument, and its size "
-                           "follows the Dims; a training package rebuilds such views with static sizes only",
-                           hint="return a .clone() of the view, or compile without Dims")
+    known = dict(dim_names or {})
+    recorded = [size_text(n, known) for n in numbers]
+    if len(known) > len(dim_names or {}) or any(size_evaluator(n) is None for n in recorded):
+        raise CaptureError(f"output {i} is a view whose size is not one the call's sizes give; a training "
+                           "package cannot rebuild it", hint="return a .clone() of the view, or drop the Dim")
+    return recorded
 
 
 def _in_layout_of(arg, b, v, offset: int) -> tuple[list[int], int] | None:
@@ -329,7 +335,8 @@ def _hidden_from_autograd(gm: torch.fx.GraphModule, values: list, mutations: lis
             out.args = (tuple(frozen if i == k else v for i, v in enumerate(out.args[0])),)
 
 
-def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView], list[int], list]:
+def _views_among_outputs(outputs: list, skip: set[int], dim_names: dict[str, str] | None = None,
+                         ) -> tuple[list[OutputView], list[int], list]:
     """(outputs that are views of another output, every output to copy in the graph, the
     intermediates to return as hidden outputs): see ``_unalias_outputs``. Outputs sharing
     memory are grouped; one that is no view (its op allocates) is the base the others are
@@ -359,10 +366,11 @@ def _views_among_outputs(outputs: list, skip: set[int]) -> tuple[list[OutputView
         b = base_node.meta["val"]
         for i in members:
             if i != base:
-                v = outputs[i].meta["val"]
-                _static_view(i, [*v.shape, *v.stride(), v.storage_offset(), *b.stride(), b.storage_offset()])
-                views.append(OutputView(output=i, base=base, size=list(v.shape), stride=list(v.stride()),
-                                        offset=v.storage_offset() - b.storage_offset(), base_stride=list(b.stride())))
+                v, n = outputs[i].meta["val"], outputs[i].meta["val"].dim()
+                numbers = _view_numbers(i, [*v.shape, *v.stride(), v.storage_offset() - b.storage_offset(),
+                                            *b.stride()], dim_names)
+                views.append(OutputView(output=i, base=base, size=numbers[:n], stride=numbers[n:2 * n],
+                                        offset=numbers[2 * n], base_stride=numbers[2 * n + 1:]))
                 copies.append(i)
     return views, copies, hidden
 

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["dim_places", "rebuild_views", "rebuild_output_views", "size_evaluator", "view_rebuilder"]
+__all__ = ["call_sizes", "dim_places", "rebuild_views", "rebuild_output_views", "size_evaluator", "view_rebuilder"]
 
 
 def size_evaluator(value):
@@ -46,21 +46,32 @@ def rebuild_views(outputs: list, args: list, aliased: list, skip: int = 0) -> li
     return outputs
 
 
-def rebuild_output_views(outputs: list, views: list) -> list:
+def rebuild_output_views(outputs: list, views: list, sizes: dict | None = None) -> list:
     """``outputs`` with each one that is a view of another output (``manifest.OutputView``,
     training variants: ``h`` and ``h.t()`` returned together) made that view of it again.
     Done outside the compiled autograd.Function, so autograd sees the view and its
-    gradient flows into the base output's."""
+    gradient flows into the base output's. ``sizes``: each Dim's value in this call, for
+    views whose numbers name Dims."""
     for v in views:
         base = outputs[v.base]
-        if list(base.stride()) != list(v.base_stride):  # pragma: no cover - compiled code's layout changed
+        numbers = [v.size, v.stride, [v.offset], v.base_stride]
+        if sizes is not None and v.follows_dims():
+            numbers = [[size_evaluator(n)(sizes) for n in group] for group in numbers]
+        size, stride, (offset,), base_stride = numbers
+        if list(base.stride()) != list(base_stride):  # pragma: no cover - compiled code's layout changed
             from ..errors import AotpackError
 
             raise AotpackError(f"output {v.base} of the compiled code has strides {tuple(base.stride())}, "
-                               f"not {tuple(v.base_stride)}: output {v.output}, a view of it, cannot be rebuilt",
+                               f"not {tuple(base_stride)}: output {v.output}, a view of it, cannot be rebuilt",
                                hint="rebuild the package with this torch (a compiler change)")
-        outputs[v.output] = base.as_strided(v.size, v.stride, base.storage_offset() + v.offset)
+        outputs[v.output] = base.as_strided(size, stride, base.storage_offset() + offset)
     return outputs
+
+
+def call_sizes(where: dict, args: list) -> dict:
+    """Each Dim's value in a call: Dim name -> size, read from the arguments (``where``:
+    ``dim_places``)."""
+    return {name: args[i].shape[d] for name, (i, d) in where.items()}
 
 
 def view_rebuilder(aliased: list, where: dict, skip: int = 0):
@@ -74,7 +85,7 @@ def view_rebuilder(aliased: list, where: dict, skip: int = 0):
     same = [a for a in aliased if a.same]
 
     def rebuild(outputs: list, args: list) -> list:
-        sizes = {name: args[i].shape[d] for name, (i, d) in where.items()}
+        sizes = call_sizes(where, args)
         for a, numbers in plans:
             base, n = args[a.primal], len(a.size)
             values = [f(sizes) for f in numbers]

@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 7): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 9): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -145,6 +145,15 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     a package whose library is not imported is refused at load, naming the op. Older
     readers do the same check on the longer list.
 
+  9 (2026-12-04): training variants compiled with Dims (dynamic shapes; refused before):
+    meta.train.aliased[] and meta.train.output_views[] may hold numbers that name Dims
+    (a Dim's name or ``{"expr": ...}`` in them, as variants[].aliased since version 5),
+    evaluated from each call's sizes. The version is 9 only where a training variant has
+    such a view (a version 8 reader would pass the names to ``as_strided``). A training
+    variant's forward may save an empty tensor whose length is a size the backward needs
+    (a Dim's value, nonzero's count) where it saved an int before: readers of every
+    version pass saved tensors on alike.
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -171,7 +180,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 8  # the newest version this reader reads
+FORMAT_VERSION = 9  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -185,6 +194,8 @@ FUNCTION_ALIAS_FORMAT_VERSION = 7  # meta.train.aliased[].through_function: a re
 # program.weights[].layout (a reader must rebuild it) and variants[].module_attributes
 # holding a dtype or device (a reader must compare them)
 WEIGHT_LAYOUTS_FORMAT_VERSION = 8
+# meta.train.aliased[] / meta.train.output_views[] with sizes of the call's Dims: a reader must evaluate them
+DYNAMIC_TRAIN_VIEWS_FORMAT_VERSION = 9
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -603,13 +603,18 @@ class OutputView(Record):
     ``outputs[base].as_strided(size, stride, base's offset + offset)``, a view again, made
     outside the compiled autograd.Function so its gradient flows into ``base``'s.
     ``base_stride``: ``base``'s strides the view's numbers are relative to (checked at
-    run time)."""
+    run time). A number that depends on the call's sizes is a Dim name or ``{"expr": ...}``
+    (format version 9), as in ``Alias``."""
     output: int
     base: int
     size: Shape
     stride: Shape
-    offset: int
+    offset: Checked(Any, _size_value)
     base_stride: Shape
+
+    def follows_dims(self) -> bool:
+        """Whether the view's numbers name Dims (format version 9)."""
+        return not all(isinstance(n, int) for n in (*self.size, *self.stride, self.offset, *self.base_stride))
 
 
 class Mutation(Record):

@@ -276,6 +276,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if train is not None and any(v.follows_dims() for v in (*train.aliased, *(train.output_views or ()))):
+        return fmt.DYNAMIC_TRAIN_VIEWS_FORMAT_VERSION  # older readers would pass Dim names to as_strided
     if (any(program.weight(w).layout is not None for w in variant.weights)  # older readers: run contiguous
             or any(map(holds_torch_values, variant.module_attributes.values()))):  # refused as malformed
         return fmt.WEIGHT_LAYOUTS_FORMAT_VERSION
