@@ -984,6 +984,45 @@ def test_a_custom_op_package_names_its_library_at_load(tmp_path, monkeypatch, ba
     torch.testing.assert_close(torch.tensor(out["with"]), (torch.ones(3) * 2).sin())
 
 
+GRAD_LIBRARY = """
+import torch
+
+@torch.library.custom_op("aotpack_grad_lib::scale", mutates_args=())
+def scale(x: torch.Tensor) -> torch.Tensor:
+    return x * 3
+
+@scale.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+@torch.library.custom_op("aotpack_grad_lib::scale_grad", mutates_args=())
+def scale_grad(g: torch.Tensor) -> torch.Tensor:
+    return g * 3
+
+@scale_grad.register_fake
+def _(g):
+    return torch.empty_like(g)
+
+scale.register_autograd(lambda ctx, g: scale_grad(g))
+"""
+
+
+def test_a_training_package_names_the_library_ops_its_backward_calls(tmp_path, monkeypatch):
+    """A custom op's backward may call an op the forward does not: the training package
+    lists it too, so a process without its library is refused at load, not at backward
+    with torch's AttributeError (until 2026-12-04 only the forward's ops were listed)."""
+    (tmp_path / "aotpack_grad_lib.py").write_text(GRAD_LIBRARY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import aotpack_grad_lib  # noqa: F401
+
+    x = torch.ones(3, requires_grad=True)
+    pkg = aotpack.compile(lambda x: torch.ops.aotpack_grad_lib.scale(x).sin(), (x,), train=True, backend="eager")
+    assert pkg.manifest.variants[0].meta.ops() == ["aotpack_grad_lib::scale", "aotpack_grad_lib::scale_grad"]
+    fn = aotpack.load(pkg.to_bytes())
+    fn(x).sum().backward()
+    torch.testing.assert_close(x.grad, (x.detach() * 3).cos() * 3)
+
+
 # 8. side effects and frozen values ----------------------------------------------------------
 
 LOG: list = []

@@ -881,6 +881,13 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         "grad_inputs": _grad_inputs(jc),
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
+    # the library ops the forward and the backward call (a custom op's backward may call an
+    # op the forward does not), which load checks are registered (Meta.ops)
+    from .graphs import library_ops
+
+    ops = list(dict.fromkeys([*captured.library_ops, *library_ops(jc.forward), *library_ops(jc.backward)]))
+    if ops:
+        meta["proxy_ops"] = ops
     for key in ("cpu_isa", "compute_capability", "machine"):
         if key in fw.meta:
             meta[key] = fw.meta[key]
