@@ -552,3 +552,61 @@ def test_a_forward_patched_after_load_is_refused(tmp_path, backend):
     m.act.forward = torch.nn.functional.silu
     with pytest.raises(aotpack.GuardError, match=r"module.act.forward: .*set on the instance"):
         fn(x)
+
+
+EDITABLE = '''
+import torch
+
+
+class Scaler(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.lin(x) * {factor} + sum(v for v in [1.0])  # (a generator: nested code)
+'''
+
+LOAD_BOUND = r"""
+import json, sys, torch, aotpack
+sys.path.insert(0, sys.argv[2])
+from editable_model import Scaler
+m = Scaler().requires_grad_(False)
+try:
+    fn = aotpack.load(sys.argv[1], module=m)
+    print(json.dumps({"ran": torch.equal(fn(torch.ones(2, 3)), m(torch.ones(2, 3)))}))
+except aotpack.AotpackError as e:
+    print(json.dumps({"refused": str(e)}))
+"""
+
+
+def test_a_module_class_edited_since_the_compile_is_refused_at_load(tmp_path):
+    """torch.export compiled the class's code in: where it was edited since (another
+    process, another version of the model's code), a bound load is refused naming the
+    module, never runs the old code; code only moved within its file (lines added above
+    it) loads as before."""
+    import sys
+
+    source = tmp_path / "editable_model.py"
+    source.write_text(EDITABLE.format(factor="2.0"))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from editable_model import Scaler
+
+        path = aotpack.compile(Scaler().requires_grad_(False), (torch.randn(2, 3),), backend="eager").save(
+            tmp_path / "s.aot")
+        code = aotpack.inspect(path).manifest.variants[0].module_code
+        assert list(code) == ["editable_model:Scaler"]  # (torch's Linear: pinned by the torch version)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("editable_model", None)
+
+    def load_bound() -> dict:
+        return json.loads(run_fresh(["-c", LOAD_BOUND, str(path), str(tmp_path)]).stdout.strip().splitlines()[-1])
+
+    source.write_text("# a comment\n\n" + EDITABLE.format(factor="2.0"))  # moved, not changed
+    assert load_bound() == {"ran": True}
+    source.write_text(EDITABLE.format(factor="3.0"))  # edited
+    refused = load_bound()["refused"]
+    assert "module: expected the code of Scaler compiled into the package" in refused
+    assert "compile the package again" in refused

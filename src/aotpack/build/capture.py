@@ -60,6 +60,7 @@ from .guard_specs import (
     input_layout,
     layout_pins,
     module_attributes,
+    module_code,
     module_training_of,
     module_types,
     requires_grad_pins,
@@ -160,6 +161,8 @@ class Captured:
     module_attributes: dict[str, Any] = field(default_factory=dict)
     # the class of each module whose methods ran (guard_specs.module_types)
     module_types: dict[str, str] = field(default_factory=dict)
+    # those classes' code, where not torch's (guard_specs.module_code)
+    module_code: dict[str, str] = field(default_factory=dict)
     in_order_program: bytes | None = field(default=None, repr=False)
     # the Dim name of each size symbol of ``graph_module`` (``{"s0": "batch"}``)
     dim_names: dict[str, str] = field(default_factory=dict)
@@ -464,6 +467,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         requires_grad_weights=record["requires_grad_reads"][1],
         module_attributes=module_attributes(target, recorder),
         module_types=module_types(target, recorder),
+        module_code=module_code(target, recorder),
         program=program,
         mutated_inputs=written_inputs,
         in_order_program=in_order,

@@ -222,6 +222,22 @@ def module_types(target, recorder: EffectRecorder) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def module_code(target, recorder: EffectRecorder) -> dict[str, str]:
+    """The code of the classes ``module_types`` names (``manifest.class_code``), where it
+    is not torch's: ``class_name`` -> digest. A module bound at load whose class was
+    edited since the compile is refused (load/binding.py), as torch.compile's guards on
+    the code it traced would recompile."""
+    from ..package.manifest import class_code, method_function
+
+    paths = _module_paths(target)
+    ran: dict[type, set[str]] = {}
+    for (key, code), module in recorder.module_methods.items():
+        if key in paths and getattr(method_function(type(module), code.co_name), "__code__", None) is code:
+            ran.setdefault(type(module), set()).add(code.co_name)  # (a method cls resolves to the code that ran)
+    found = {class_name(cls): code for cls, names in ran.items() if (code := class_code(cls, names)) is not None}
+    return dict(sorted(found.items()))
+
+
 def _module_paths(target) -> dict[int, str]:
     """id(module) -> its path under the module the program is (or a method of); {} for a
     function's program (no module to bind)."""

@@ -55,7 +55,7 @@ import torch
 
 from .. import tree
 from ..errors import AotpackError
-from ..package.manifest import Program, Variant, class_name, plain_value, python_value, same_class
+from ..package.manifest import Program, Variant, class_code, class_name, plain_value, python_value, same_class
 from .guards import Mismatch
 
 __all__ = ["Binding", "module_weight"]
@@ -196,10 +196,11 @@ class Binding:
         self._holder_names: list[str] = []   # under which name, and the object bound
         self._held_objects: list = []
         self._attribute_names: set[str] = set()  # bound as plain attributes once: must stay tensors
-        problem = self._replaced_module()
+        problem = self._replaced_module() or self._edited_class()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
-                               hint="bind a module of the class the package was compiled from")
+                               hint="bind a module of the class the package was compiled from, or compile the "
+                                    "package again from this code")
         self.weights = self._resolve()
         self._forwards_at_load: dict = {}  # module path or class -> the forward it had at load
         self._slots()
@@ -386,6 +387,27 @@ class Binding:
             got = "nothing" if sub is None else class_name(type(sub))
             if not same_class(got, want):
                 return Mismatch([], f"a {want} (its code is compiled into the package)", f"a {got}",
+                                where=f"module.{path}" if path else "module")
+        return None
+
+    def _edited_class(self) -> Mismatch | None:
+        """The first module whose class's code differs from the code compiled in (its
+        source edited since the compile: the package would run the old code); only under
+        the Python version that compiled it (bytecode differs between versions)."""
+        want_codes, seen = self.variant.module_code, {}
+        for path, name in self.variant.module_types.items():
+            want = want_codes.get(name)
+            sub = _submodule(self.module, path.split(".") if path else [])
+            if want is None or sub is None:
+                continue
+            python, methods, _ = (want.split(":") + ["", ""])[:3]
+            key = (type(sub), want)
+            if key not in seen:  # (a class once, however many modules of it)
+                seen[key] = class_code(type(sub), methods.split(","))
+            got = seen[key]
+            if got is not None and got.split(":")[0] == python and got != want:
+                return Mismatch([], f"the code of {name.rpartition(':')[2]} compiled into the package",
+                                "another code (the class was edited since the compile)",
                                 where=f"module.{path}" if path else "module")
         return None
 

@@ -153,6 +153,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     variant's forward may save an empty tensor whose length is a size the backward needs
     (a Dim's value, nonzero's count) where it saved an int before: readers of every
     version pass saved tensors on alike.
+    (compatible: older readers ignore it) variants[].module_code: {"module:QualName":
+    "py3.11:<digest>"}, the code of the module classes module_types names, where it is not
+    torch's (manifest.class_code: bytecode, constants and names of their methods, not
+    their lines): a module bound at load whose class's code differs under the same Python
+    version is refused (an edit since the compile; the package holds the old code).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

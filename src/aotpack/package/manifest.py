@@ -149,10 +149,51 @@ def function_name(fn) -> str:
     code = getattr(fn, "__code__", None)
     if "<" not in name or code is None:
         return name[:256]
+    return f"{name[:180]}#{code_digest(code)[:16]}"
+
+
+def code_digest(code: types.CodeType) -> str:
+    """A digest of what a code object does: its bytecode, constants and names, nested code
+    (a comprehension, an inner function) by its own digest; not its file, lines or local
+    names, so code moved within its file keeps its digest. Bytecode differs between
+    Python versions: compare digests of one version only."""
     import hashlib
 
-    digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode())
-    return f"{name[:180]}#{digest.hexdigest()[:16]}"
+    consts = tuple(f"<code {code_digest(c)}>" if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return hashlib.sha256(code.co_code + repr(consts).encode() + repr(code.co_names).encode()).hexdigest()
+
+
+def method_function(cls: type, name: str):
+    """The function ``cls`` resolves method ``name`` to, without its decorators'
+    wrappers (``@torch.no_grad()``, transformers' ``@can_return_tuple``): the code that
+    runs; None where there is none."""
+    fn = inspect.getattr_static(cls, name, None)
+    fn = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
+    try:
+        return inspect.unwrap(fn) if callable(fn) else None
+    except ValueError:  # a cycle of __wrapped__
+        return None
+
+
+def class_code(cls: type, methods) -> str | None:
+    """``"py3.11:forward,helper:<digest>"``: the code of a module class's ``methods`` (the
+    names of those that ran for a program) as ``cls`` resolves them, where it is not
+    torch's (pinned by the torch version a package checks): a bound module whose class
+    was edited since the compile has another one. None where no such method is left.
+    ``class_code(cls, stored.split(":")[1].split(","))`` recomputes a stored one."""
+    import hashlib
+    import sys
+
+    parts = []
+    for name in sorted(set(methods)):
+        fn = method_function(cls, name)
+        code = getattr(fn, "__code__", None)
+        if isinstance(code, types.CodeType) and (getattr(fn, "__module__", None) or "").split(".")[0] != "torch":
+            parts.append((name, code_digest(code)))
+    if not parts:
+        return None
+    digest = hashlib.sha256(" ".join(f"{n}:{d}" for n, d in parts).encode()).hexdigest()[:32]
+    return f"py{sys.version_info[0]}.{sys.version_info[1]}:{','.join(n for n, _ in parts)}:{digest}"
 
 
 def holds_torch_values(v) -> bool:
@@ -739,6 +780,11 @@ class Variant(Record):
     # "module:QualName": their code is compiled in, so a bound module whose submodule was
     # replaced by one of another class is refused (checked where the module changed)
     module_types: dict[str, str] = {}
+    # the code of those classes' methods that ran, where it is not torch's ("module:QualName"
+    # -> ``class_code``, 2026-12-04): a module bound at load whose class's code differs
+    # (edited since the compile) is refused, under the same Python version (bytecode
+    # differs across them)
+    module_code: dict[str, str] = {}
 
     def _post_init(self):
         if self.weight_fqns is None:
