@@ -162,3 +162,21 @@ def test_cuda_weights_keep_their_layouts(tmp_path, backend):
                      "[torch.testing.assert_close(g.cpu(), w) for g, w in zip(got, want)]; print('ok')",
                      str(path), str(tmp_path / "io.pt")])
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_kernel_time_autotuning_times_kernels_alone_and_restores_inductors_benchmarker():
+    """aotpack.llm.compile's autotuning on CUDA: a config's time is its kernels' device
+    time, so a kernel of a few microseconds is not timed as its launch's CPU cost; the
+    benchmarker is inductor's own again afterwards."""
+    from torch._inductor.runtime.benchmarking import benchmarker
+
+    from aotpack import _torch_compat as compat
+
+    own = benchmarker.benchmark_gpu
+    x = torch.randn(1024, device="cuda")
+    with compat.kernel_time_autotuning():
+        assert benchmarker.benchmark_gpu is not own
+        small = benchmarker.benchmark_gpu(lambda: x.add_(1))
+        big = benchmarker.benchmark_gpu(lambda: torch.randn(8192, 8192, device="cuda").sum())
+    assert benchmarker.benchmark_gpu == own
+    assert 0 < small < 0.01 < big  # ms: a 1024-element add takes well under 10 us on the device
