@@ -131,6 +131,19 @@ def programs():
     }
 
 
+class StraightThrough(torch.autograd.Function):
+    """A straight-through rounding: rounds, and its backward passes the gradient on
+    tripled (its own, not round's zero gradient)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.round()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 3
+
+
 class GradInputsAliasInputs(torch.autograd.Function):
     """PyTorch's test_aot_autograd grad_inputs_alias_inputs: returns its second input as
     it is; its backward gives the first input's value as the first input's gradient."""

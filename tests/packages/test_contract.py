@@ -21,7 +21,7 @@ import aotpack
 from aotpack.load.runtime import incompatibilities
 from aotpack.package.manifest import Meta
 from conftest import run_fresh
-from programs import GradInputsAliasInputs, halves_under_no_grad
+from programs import GradInputsAliasInputs, StraightThrough, halves_under_no_grad
 
 
 def affine(x):
@@ -388,16 +388,6 @@ def test_a_program_that_reads_no_requires_grad_takes_any_pattern_under_no_grad()
 
 
 # 3. custom autograd.Function ------------------------------------------------------------
-
-class StraightThrough(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.round()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * 3
-
 
 class StraightThroughVjp(torch.autograd.Function):  # the gradient as ``vjp``, autograd's other name
     @staticmethod
@@ -949,6 +939,19 @@ def twice(x: torch.Tensor) -> torch.Tensor:
 @twice.register_fake
 def _(x):
     return torch.empty_like(x)
+
+# an op whose registered backward calls another op (only the backward graph has it)
+@torch.library.custom_op("aotpack_test_lib::scale", mutates_args=())
+def scale(x: torch.Tensor) -> torch.Tensor:
+    return x * 3
+
+@torch.library.custom_op("aotpack_test_lib::scale_grad", mutates_args=())
+def scale_grad(g: torch.Tensor) -> torch.Tensor:
+    return g * 3
+
+for op in (scale, scale_grad):
+    op.register_fake(lambda x: torch.empty_like(x))
+scale.register_autograd(lambda ctx, g: scale_grad(g))
 """
 
 LOAD_WITHOUT_AND_WITH_THE_LIBRARY = r"""
@@ -984,40 +987,19 @@ def test_a_custom_op_package_names_its_library_at_load(tmp_path, monkeypatch, ba
     torch.testing.assert_close(torch.tensor(out["with"]), (torch.ones(3) * 2).sin())
 
 
-GRAD_LIBRARY = """
-import torch
-
-@torch.library.custom_op("aotpack_grad_lib::scale", mutates_args=())
-def scale(x: torch.Tensor) -> torch.Tensor:
-    return x * 3
-
-@scale.register_fake
-def _(x):
-    return torch.empty_like(x)
-
-@torch.library.custom_op("aotpack_grad_lib::scale_grad", mutates_args=())
-def scale_grad(g: torch.Tensor) -> torch.Tensor:
-    return g * 3
-
-@scale_grad.register_fake
-def _(g):
-    return torch.empty_like(g)
-
-scale.register_autograd(lambda ctx, g: scale_grad(g))
-"""
 
 
 def test_a_training_package_names_the_library_ops_its_backward_calls(tmp_path, monkeypatch):
     """A custom op's backward may call an op the forward does not: the training package
     lists it too, so a process without its library is refused at load, not at backward
     with torch's AttributeError (until 2026-12-04 only the forward's ops were listed)."""
-    (tmp_path / "aotpack_grad_lib.py").write_text(GRAD_LIBRARY)
+    (tmp_path / "aotpack_test_lib.py").write_text(LIBRARY)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import aotpack_grad_lib  # noqa: F401
+    import aotpack_test_lib  # noqa: F401
 
     x = torch.ones(3, requires_grad=True)
-    pkg = aotpack.compile(lambda x: torch.ops.aotpack_grad_lib.scale(x).sin(), (x,), train=True, backend="eager")
-    assert pkg.manifest.variants[0].meta.ops() == ["aotpack_grad_lib::scale", "aotpack_grad_lib::scale_grad"]
+    pkg = aotpack.compile(lambda x: torch.ops.aotpack_test_lib.scale(x).sin(), (x,), train=True, backend="eager")
+    assert pkg.manifest.variants[0].meta.ops() == ["aotpack_test_lib::scale", "aotpack_test_lib::scale_grad"]
     fn = aotpack.load(pkg.to_bytes())
     fn(x).sum().backward()
     torch.testing.assert_close(x.grad, (x.detach() * 3).cos() * 3)

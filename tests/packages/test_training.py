@@ -12,6 +12,7 @@ import aotpack
 import train_models
 from aotpack import autograd
 from conftest import run_fresh
+from programs import StraightThrough
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -598,37 +599,17 @@ print(json.dumps(out))
 """
 
 
-def test_data_dependent_sizes_train_as_eager_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_data_dependent_sizes_train_as_eager_in_a_fresh_process(tmp_path, backend):
+    """The size nonzero finds passes from the compiled forward to the compiled backward
+    as the length of an empty tensor (AOTInductor takes no int input: until 2026-12-04
+    an aoti package refused such a program)."""
     x = torch.randn(8, generator=torch.Generator().manual_seed(0)) * 3
-    path = aotpack.compile(DataDependent(), (x,), train=True, backend="eager").save(tmp_path / "dd.aot")
+    path = aotpack.compile(DataDependent(), (x,), train=True, backend=backend).save(tmp_path / "dd.aot")
     here = os.path.dirname(os.path.abspath(__file__))
     rows = json.loads(run_fresh(["-c", CALLS_DATA_DEPENDENT, str(path), os.path.dirname(here), here]).stdout)
     assert len({r[0] for r in rows}) > 1  # the sizes did vary
     assert all(r[1:] == [True, True, True] for r in rows), rows
-
-
-@pytest.mark.slow
-def test_data_dependent_sizes_train_as_eager_in_an_aoti_package(tmp_path):
-    """The size nonzero finds passes from the compiled forward to the compiled backward
-    as the length of an empty tensor (AOTInductor takes no int input)."""
-    x = torch.randn(8, generator=torch.Generator().manual_seed(0)) * 3
-    path = aotpack.compile(DataDependent(), (x,), train=True, backend="aoti").save(tmp_path / "dd.aot")
-    here = os.path.dirname(os.path.abspath(__file__))
-    rows = json.loads(run_fresh(["-c", CALLS_DATA_DEPENDENT, str(path), os.path.dirname(here), here]).stdout)
-    assert len({r[0] for r in rows}) > 1
-    assert all(r[1:] == [True, True, True] for r in rows), rows
-
-
-class Straight(torch.autograd.Function):
-    """A straight-through rounding: its own backward, not round's zero gradient."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.round()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * 0.5
 
 
 class DynamicRows(torch.nn.Module):
@@ -645,7 +626,7 @@ class DynamicRows(torch.nn.Module):
     def forward(self, x, y):
         h = self.lin(self.norm(x))  # (a Linear before a BatchNorm gets a bias gradient of 0 +- rounding)
         flat = h[:, :2].reshape(-1).softmax(0) * x.shape[0]
-        both = torch.cat([Straight.apply(h * 4), y], 0).cumsum(0)
+        both = torch.cat([StraightThrough.apply(h * 4), y], 0).cumsum(0)
         return flat, both, x[1:]
 
 
