@@ -119,6 +119,36 @@ class ReadsWeightStrides(torch.nn.Module):
         return x * self.w
 
 
+def reads_strides(x):
+    return x * 2 if x.is_contiguous() else x + 1
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_a_strided_example_with_a_dim_compiles_for_a_contiguous_copy(train):
+    """An example with gaps in its strides (``base[:, ::2]``) and a dynamic size has no
+    layout that describes other sizes: the package is compiled for a contiguous copy and
+    each call copied into it (until 2026-12-04 a CaptureError), with eager's values and
+    gradients in every layout and size; where the program depends on the layout (it reads
+    strides), it is still refused at compile, naming why."""
+    rows = aotpack.Dim("rows", min=2, max=16)
+    x = torch.randn(4, 12)[:, ::2].requires_grad_(train)
+    fn = aotpack.load(aotpack.compile(lambda x: (x.sin() * 2).cumsum(0), (x,), backend="eager", train=train,
+                                      dynamic={"x": {0: rows}}).to_bytes())
+    for n in (2, 9):
+        for make in (lambda: torch.randn(n, 12)[:, ::2], lambda: torch.randn(6, n).t()):
+            a = make().requires_grad_(train)
+            b = a.detach().clone().requires_grad_(train)
+            got, want = fn(a), (b.sin() * 2).cumsum(0)
+            torch.testing.assert_close(got, want)
+            if train:
+                got.square().sum().backward()
+                want.square().sum().backward()
+                torch.testing.assert_close(a.grad, b.grad)
+    with pytest.raises(aotpack.CaptureError, match=r"has strides \(12, 2\) with gaps or overlaps and a dynamic size, "
+                                                   r"and the program depends on its layout \(the program reads strides"):
+        aotpack.compile(reads_strides, (x,), backend="eager", train=train, dynamic={"x": {0: rows}})
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_layout_refused_where_the_program_reads_strides(train):
     """Export takes the branch the example's layout chose (found by the fuzzer, seed

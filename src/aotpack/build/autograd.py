@@ -594,8 +594,7 @@ def _sizes_as_shapes(fw: torch.fx.GraphModule, bw: torch.fx.GraphModule, saved: 
             for d, size in enumerate(val.shape):
                 if isinstance(size, torch.SymInt):
                     sources.setdefault(str(compat.sym_expr(size)), (node, d))
-    fake_of = next(t for t in (n.meta.get("val") for n in inputs) if isinstance(t, torch.Tensor))
-    device = fake_of.device
+    fake_of = next((t for t in (n.meta.get("val") for n in inputs) if isinstance(t, torch.Tensor)), None)
     fw_out = next(n for n in fw.graph.nodes if n.op == "output")
     values = list(fw_out.args[0])
     first = len(values) - len(saved)
@@ -606,7 +605,10 @@ def _sizes_as_shapes(fw: torch.fx.GraphModule, bw: torch.fx.GraphModule, saved: 
         if not isinstance(val, (torch.SymInt, int)):
             continue
         known = sources.get(str(compat.sym_expr(val))) if isinstance(val, torch.SymInt) else None
+        if known is None and fake_of is None:  # pragma: no cover - a backward that takes no tensor
+            continue
         if known is None:  # carried: the forward returns an empty tensor of that length
+            device = fake_of.device
             with fw.graph.inserting_before(fw_out):
                 carrier = fw.graph.call_function(torch.ops.aten.empty.memory_format, ([saved[k], 0],),
                                                  {"dtype": torch.uint8, "device": device})
@@ -688,7 +690,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         outs = run(*primals)
     # with Dims, the joint graph is traced on tensors of symbolic sizes (torch.export's
     # symbols), as torch.compile's dynamic shapes: the forward and backward work for any
-    # size the Dims allow, and pass the sizes the backward needs as saved ints
+    # size the Dims allow; the sizes the backward needs pass as shapes (_sizes_as_shapes)
     traced = compat.symbolic_like(captured.graph_module, primals) if captured.dims else primals
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
     if not any(out_requires_grad):

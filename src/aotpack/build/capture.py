@@ -39,6 +39,7 @@ import torch
 from .. import _torch_compat as compat
 from .. import tree
 from ..errors import CaptureError, SideEffectWarning, SpecializationWarning, warn_caller
+from ..load.layout import layout_of
 from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from .effects import EffectRecorder
@@ -487,6 +488,9 @@ class _Call:
     flat_dyn: list
     layouts: list
     how: list[str]
+    # flat inputs compiled for a contiguous copy of the example: index -> the example's
+    # strides, which had gaps or overlaps where a size is dynamic (``_bind_call``)
+    relaid: dict = field(default_factory=dict)
 
 
 def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
@@ -503,8 +507,17 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
     flat = _separate_memory(flat)
     flat_dyn = flat_dynamic(dynamic, sig, values, len(flat))
     paths = tree.tensor_paths(in_spec, names)
+    relaid = {}
+    for i, (t, dyn) in enumerate(zip(flat, flat_dyn)):
+        if dyn and t.layout is torch.strided and layout_of(t, True) is None:
+            # strides with gaps or overlaps (``base[:, ::2]``) and a dynamic size: no layout
+            # describes other sizes, so the package is compiled for a contiguous copy, into
+            # which each call is copied, unless the program depends on the layout (checked
+            # once captured: _input_guards)
+            relaid[i] = tuple(t.stride())
+            flat[i] = t.detach().clone(memory_format=torch.contiguous_format).requires_grad_(t.requires_grad)
     layouts = [input_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
-    return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how)
+    return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how, relaid)
 
 
 def _refuse_tensor_subclasses(target, call: _Call) -> None:
@@ -562,6 +575,11 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
         warn_caller(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning)
     pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
+    for i, strides in call.relaid.items():
+        if pins[i]:
+            raise CaptureError(f"{call.paths[i]} has strides {strides} with gaps or overlaps and a dynamic size, and "
+                               f"the program depends on its layout ({pins[i]}): the compiled code could not address "
+                               "other sizes the same way", hint=f"pass a contiguous example ({call.paths[i]}.contiguous())")
     reads = record["requires_grad_reads"][0]
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
                        shape=shape, layout=memory_layout, requires_grad=bool(t.requires_grad),
