@@ -135,8 +135,8 @@ def test_a_strided_example_with_a_dim_compiles_for_a_contiguous_copy(train):
     fn = aotpack.load(aotpack.compile(lambda x: (x.sin() * 2).cumsum(0), (x,), backend="eager", train=train,
                                       dynamic={"x": {0: rows}}).to_bytes())
     for n in (2, 9):
-        for make in (lambda: torch.randn(n, 12)[:, ::2], lambda: torch.randn(6, n).t()):
-            a = make().requires_grad_(train)
+        for example in (torch.randn(n, 12)[:, ::2], torch.randn(6, n).t()):
+            a = example.requires_grad_(train)
             b = a.detach().clone().requires_grad_(train)
             got, want = fn(a), (b.sin() * 2).cumsum(0)
             torch.testing.assert_close(got, want)
