@@ -10,7 +10,7 @@ import torch
 
 from ..errors import AotpackError
 from .layout import write_update
-from .views import call_sizes, rebuild_output_views, view_rebuilder
+from .views import output_view_rebuilder, view_rebuilder
 
 
 class _Sub:
@@ -51,7 +51,7 @@ def load_training(backend, files, meta, dims: dict | None = None):
     rebuild_returned = view_rebuilder(returned, dims or {}, skip=len(targets))
     rebuild_all, rebuild_rest = view_rebuilder(aliased, dims or {}), view_rebuilder(rebuilt, dims or {})
     output_views = train.output_views or []  # (None before format version 6)
-    sized_views = any(v.follows_dims() for v in output_views)  # (format version 9)
+    rebuild_views_of_outputs = output_view_rebuilder(output_views, dims or {})  # (Dims: format version 9)
     n_user = n_out - n_mut - (train.hidden_outputs or 0)  # the program's outputs, before hidden bases
     grad_tangents = train.grad_tangents  # (None in packages before 2026-12-03: every grad computed)
     run_backward = _backward_runner(run_bw, train)
@@ -106,8 +106,7 @@ def load_training(backend, files, meta, dims: dict | None = None):
             # refuses a leaf's; a parameter's update is hidden from autograd, autograd.py),
             # so the caller's tensor now has the update's history, as in eager
             write_update(flat[i], value)
-        sizes = call_sizes(dims or {}, flat) if sized_views else None
-        return rebuild_output_views(rebuild(list(outs[n_mut:]), flat), output_views, sizes)[:n_user]
+        return rebuild_views_of_outputs(rebuild(list(outs[n_mut:]), flat), flat)[:n_user]
 
     return run
 

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["call_sizes", "dim_places", "rebuild_views", "rebuild_output_views", "size_evaluator", "view_rebuilder"]
+__all__ = ["call_sizes", "dim_places", "output_view_rebuilder", "rebuild_views", "rebuild_output_views", "size_evaluator", "view_rebuilder"]
 
 
 def size_evaluator(value):
@@ -46,17 +46,28 @@ def rebuild_views(outputs: list, args: list, aliased: list, skip: int = 0) -> li
     return outputs
 
 
-def rebuild_output_views(outputs: list, views: list, sizes: dict | None = None) -> list:
+def output_view_rebuilder(views: list, where: dict):
+    """``(outputs, args) -> outputs``: ``rebuild_output_views`` of ``views``, where a view's
+    numbers may name Dims (``OutputView.follows_dims``), each Dim read from the call's
+    arguments (``where``: ``dim_places``); the expressions are parsed here, once per load."""
+    if not any(v.follows_dims() for v in views):
+        return lambda outputs, args: rebuild_output_views(outputs, views)
+    plans = [[[size_evaluator(n) for n in group] for group in (v.size, v.stride, [v.offset], v.base_stride)]
+             for v in views]
+    return lambda outputs, args: rebuild_output_views(outputs, views, plans, call_sizes(where, args))
+
+
+def rebuild_output_views(outputs: list, views: list, plans: list | None = None, sizes: dict | None = None) -> list:
     """``outputs`` with each one that is a view of another output (``manifest.OutputView``,
     training variants: ``h`` and ``h.t()`` returned together) made that view of it again.
     Done outside the compiled autograd.Function, so autograd sees the view and its
-    gradient flows into the base output's. ``sizes``: each Dim's value in this call, for
-    views whose numbers name Dims."""
-    for v in views:
+    gradient flows into the base output's. ``plans``, ``sizes``: per view, the evaluators of
+    its numbers, and each Dim's value in this call (``output_view_rebuilder``)."""
+    for k, v in enumerate(views):
         base = outputs[v.base]
         numbers = [v.size, v.stride, [v.offset], v.base_stride]
-        if sizes is not None and v.follows_dims():
-            numbers = [[size_evaluator(n)(sizes) for n in group] for group in numbers]
+        if plans is not None:
+            numbers = [[f(sizes) for f in group] for group in plans[k]]
         size, stride, (offset,), base_stride = numbers
         if list(base.stride()) != list(base_stride):  # pragma: no cover - compiled code's layout changed
             from ..errors import AotpackError
