@@ -610,3 +610,29 @@ def test_a_module_class_edited_since_the_compile_is_refused_at_load(tmp_path):
     refused = load_bound()["refused"]
     assert "module: expected the code of Scaler compiled into the package" in refused
     assert "compile the package again" in refused
+
+
+def test_a_submodule_replaced_by_an_edited_and_reloaded_class_is_refused_at_the_call(tmp_path):
+    """A class edited and reloaded in the loading process after load (``importlib.reload``
+    in a notebook), and a submodule replaced by an instance of it: eager runs the new
+    code, so the package refuses the call rather than run the code it compiled."""
+    import importlib.util
+
+    def scaler_class(factor: str, name: str):
+        source = tmp_path / f"{name}.py"
+        source.write_text(EDITABLE.format(factor=factor))
+        spec = importlib.util.spec_from_file_location("editable_scaler", source)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.Scaler
+
+    old, edited = scaler_class("2.0", "v1"), scaler_class("3.0", "v2")
+    m = torch.nn.Sequential(old(), torch.nn.ReLU()).requires_grad_(False)
+    fn = aotpack.load(aotpack.compile(m, (torch.randn(2, 3),), backend="eager").save(tmp_path / "s.aot"), module=m)
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(fn(x), m(x))
+    m[0] = old().requires_grad_(False)  # the same code, new weights: runs
+    torch.testing.assert_close(fn(x), m(x))
+    m[0] = edited().requires_grad_(False)
+    with pytest.raises(aotpack.GuardError, match=r"module\.0: expected the code of Scaler compiled into the package"):
+        fn(x)

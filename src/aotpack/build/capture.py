@@ -566,7 +566,12 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
     named Dim to one size."""
-    shapes, dims, specialized, names = guard_dims(ep, user_nodes, call.flat_dyn, call.paths)
+    shapes, dims, specialized, names, narrowed = guard_dims(ep, user_nodes, call.flat_dyn, call.paths)
+    if narrowed:
+        warn_caller(f"aotpack: the program narrowed dynamic dimensions ({', '.join(narrowed)}): torch.export "
+                    "could not keep the rest of the range (sizes 0 and 1 are special cases to it); a call outside "
+                    "is a GuardError. To cover those sizes, add a variant compiled with an example of that size",
+                    SpecializationWarning)
     if specialized:
         what = ", ".join(specialized)
         if strict_dims:
@@ -745,12 +750,21 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
         except compat.capture_exception_kinds() as e:
             if "Constraints violated" not in str(e):
                 raise
-            # A named Dim was specialized by the program. Export again letting torch
-            # decide each such dimension, then say which ones became constants.
-            records.clear()
-            with recorder:
-                with _restoring_grad_mode(grad_mode):
-                    ep = _export(program, flat, [{d: Dim.AUTO for d in dyn} if dyn else None for dyn in flat_dyn])
+            # A named Dim was specialized or narrowed by the program. Export again letting
+            # torch decide each such dimension (the others keep the user's range: a Dim of
+            # min 1 left to torch would start at 2), then say which ones changed.
+            violated = _violated_dims(str(e))
+            for retry in ([violated] if violated else []) + [None]:
+                records.clear()
+                auto = [{d: Dim.AUTO if retry is None or _dim_name(spec) in retry else spec for d, spec in dyn.items()}
+                        if dyn else None for dyn in flat_dyn]
+                try:
+                    with recorder, _restoring_grad_mode(grad_mode):
+                        ep = _export(program, flat, auto)
+                    break
+                except compat.capture_exception_kinds():
+                    if retry is None:  # (the partial retry failing is one more reason for the full one)
+                        raise
     except CaptureError:
         raise
     except compat.capture_exception_kinds() as e:
@@ -764,6 +778,19 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
     for effect in recorder.effects:
         warn_caller(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning)
     return ep, record, recorder
+
+
+def _violated_dims(message: str) -> set[str] | None:
+    """The Dim names torch.export's constraint violation names ("Constraints violated
+    (rows, cols)!"); None where the message has another form."""
+    import re
+
+    found = re.search(r"Constraints violated \(([^)]*)\)", message)
+    return {n.strip() for n in found.group(1).split(",")} if found else None
+
+
+def _dim_name(spec) -> str | None:
+    return getattr(spec, "__name__", None)
 
 
 def _refuse_parameter_ctors(recorder: EffectRecorder, target, flat: list, training: bool) -> None:

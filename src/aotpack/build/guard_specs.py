@@ -2,7 +2,7 @@
 named Dims, derived sizes), device and layout with the reasons some are pinned, and the
 global state the compiled code depends on. The load side checks these (load/guards.py).
 
-    >>> inputs, dims, specialized = guard_dims(ep, user_nodes, flat_dyn, paths)  # doctest: +SKIP
+    >>> shapes, dims, specialized, names, narrowed = guard_dims(ep, user_nodes, flat_dyn, paths)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "c
            "requires_grad_pins", "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype"]
 
 
-def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], dict[str, Dim], list[str], dict]:
+def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], dict[str, Dim], list[str], dict,
+                                                                    list[str]]:
     """Each user input's guarded shape, the named Dims, the user Dims that capture
-    specialized, and the Dim name of each symbol: (shapes, dims, specialized, names). A
-    size is an int (static), a Dim name, or ``{"expr": "2*batch"}`` for a size derived
-    from other Dims.
+    specialized, the Dim name of each symbol, and the user Dims whose range capture
+    narrowed (``"rows runs 2..64 of the 1..64 asked"``): (shapes, dims, specialized,
+    names, narrowed). A size is an int (static), a Dim name, or ``{"expr": "2*batch"}``
+    for a size derived from other Dims.
     """
     sym_names: dict[str, str] = {}
     user_range: dict[str, tuple] = {}
     specialized: list[str] = []
+    narrowed: list[str] = []
     # Names the user gave (Dim("batch")) win; other symbols get dim0, dim1, ...
     for node, dyn, path in zip(user_nodes, flat_dyn, paths):
         for d, spec in (dyn or {}).items():
@@ -64,12 +67,18 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], 
                     ulo, uhi = user_range[name]
                     lo = max(lo, ulo or 0)
                     hi = uhi if hi is None else (hi if uhi is None else min(hi, uhi))
+                    if (lo, hi) != (ulo or 0, uhi) and name not in dims:
+                        narrowed.append(f"{name} runs {lo}..{_text(hi)} of the {ulo or 0}..{_text(uhi)} asked")
                 dims[name] = Dim(min=lo, max=hi)
                 shape.append(name)
             else:
                 shape.append(size_text(size, sym_names))
         shapes.append(shape)
-    return shapes, dims, specialized, sym_names
+    return shapes, dims, specialized, sym_names, narrowed
+
+
+def _text(bound: int | None) -> str:
+    return "inf" if bound is None else str(bound)
 
 
 def _finite(bound) -> int | None:

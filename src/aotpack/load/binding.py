@@ -430,7 +430,9 @@ class Binding:
                 return Mismatch([], f"no hooks added after load (compiled code cannot run a {_HOOK_NAMES[name]}; "
                                 "remove it, or compile the package with the hook registered)",
                                 f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")
-        problem = self._replaced_module()
+        # a submodule replaced by one of another class, or of the same class name whose
+        # code differs (the class edited and reloaded in this process since load)
+        problem = self._replaced_module() or self._edited_class()
         if problem is not None:
             return problem
         try:
