@@ -119,6 +119,40 @@ def computes_as_plain(kind: type) -> bool:
                                     and getattr(kind, "__torch_dispatch__", None) is _PLAIN_DISPATCH)
 
 
+# Tensor subclass weights (build/subclass_weights.py): packaged as their inner tensors,
+# named as torch.export's decompositions name them; the load side binds them by name.
+
+
+def is_wrapper_subclass(t) -> bool:
+    """A tensor of a traceable wrapper subclass: its numbers are other tensors inside it."""
+    return isinstance(t, torch.Tensor) and type(t) is not torch.Tensor and hasattr(type(t), "__tensor_flatten__")
+
+
+def inner_fqn(fqn: str, k: int) -> str:
+    """The name inner tensor ``k`` of weight ``fqn`` has in a package."""
+    path, _, name = fqn.rpartition(".")
+    return f"{path + '.' if path else ''}parametrizations.{name}.original{k}"
+
+
+def outer_of(fqn: str) -> tuple[str, int] | None:
+    """(the weight, the inner tensor's index) of an inner tensor's name; None for a weight
+    of its own."""
+    parts = fqn.split(".")
+    if len(parts) >= 3 and parts[-3] == "parametrizations" and parts[-1].startswith("original"):
+        index = parts[-1][len("original"):]
+        if index.isdigit():
+            return ".".join([*parts[:-3], parts[-2]]), int(index)
+    return None
+
+
+def describe_subclass(t: torch.Tensor) -> str:
+    """The subclass and flatten context a package's code was traced for:
+    ``"torchao.quantization.Int8Tensor qdata,scale,zero_point {'block_size': [1, 64], ...}"``.
+    Two weights with the same description compute with the same code."""
+    names, ctx = t.__tensor_flatten__()
+    return f"{type_name(type(t))} {','.join(names)} {ctx!r}"
+
+
 def type_name(cls: type) -> str:
     """The import path a spec records for ``cls``: ``module.QualName``."""
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -42,6 +42,7 @@ from ..errors import CaptureError, SideEffectWarning, SpecializationWarning, war
 from ..load.layout import layout_of
 from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
+from . import subclass_weights
 from .effects import EffectRecorder
 from .frozen import frozen_values
 from .graphs import (
@@ -164,6 +165,9 @@ class Captured:
     module_types: dict[str, str] = field(default_factory=dict)
     # those classes' code, where not torch's (guard_specs.module_code)
     module_code: dict[str, str] = field(default_factory=dict)
+    # weights of a tensor subclass, packaged as their inner tensors -> the subclass and its
+    # flatten context (build/subclass_weights.py)
+    subclass_weights: dict[str, str] = field(default_factory=dict)
     in_order_program: bytes | None = field(default=None, repr=False)
     # the Dim name of each size symbol of ``graph_module`` (``{"s0": "batch"}``)
     dim_names: dict[str, str] = field(default_factory=dict)
@@ -407,7 +411,11 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     amp = autocast_dtype(device, autocast)
     program._autocast = (device, amp) if amp else None
     with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext():
-        ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn)
+        # (tensor subclass weights traced as the plain tensors inside them, as torch.compile does)
+        with subclass_weights.unwrapped(target) as subclass_kinds:
+            ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn)
+    if subclass_kinds:
+        subclass_weights.refuse_kept_subclasses(ep.graph_module, subclass_kinds)
     repair_users(ep.graph_module)  # before any rewrite of the graph
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
@@ -469,6 +477,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         module_attributes=module_attributes(target, recorder),
         module_types=module_types(target, recorder),
         module_code=module_code(target, recorder),
+        subclass_weights=subclass_kinds,
         program=program,
         mutated_inputs=written_inputs,
         in_order_program=in_order,
@@ -527,8 +536,9 @@ def _refuse_tensor_subclasses(target, call: _Call) -> None:
     subclass at a call, where eager runs the subclass's code; until 2026-12-04 compiling
     one failed deep in the package writer with torch's raw RuntimeError."""
     named = [(f"input {path}", t) for path, t in zip(call.paths, call.flat)]
-    if isinstance(target, torch.nn.Module):
-        named += [(f"module weight {n!r}", t) for n, t in [*target.named_parameters(), *target.named_buffers()]]
+    if isinstance(target, torch.nn.Module):  # (weights of a traceable wrapper subclass: subclass_weights.py)
+        named += [(f"module weight {n!r}", t) for n, t in [*target.named_parameters(), *target.named_buffers()]
+                  if not tree.is_wrapper_subclass(t)]
     for where, t in named:
         if isinstance(t, torch.Tensor) and not tree.computes_as_plain(type(t)):
             raise CaptureError(

@@ -163,6 +163,15 @@ def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[torch.nn.Modul
     return None, ""
 
 
+def _slot_value(module: torch.nn.Module, fqn: str) -> torch.Tensor | None:
+    """The parameter or buffer ``fqn`` of ``module``, or None."""
+    *path, name = fqn.split(".")
+    owner = _submodule(module, path)
+    if owner is None:
+        return None
+    return owner._parameters.get(name, owner._buffers.get(name))
+
+
 def _submodule(module: torch.nn.Module, parts: list[str]) -> torch.nn.Module | None:
     """The submodule at ``parts`` (``["block", "0"]``), or None where there is none."""
     for part in parts:
@@ -229,6 +238,8 @@ class Binding:
                 attributes.append((len(out), owner, name))
                 live[fqn] = owner.__dict__[name]
             t = live.get(fqn)
+            if t is None and (outer := tree.outer_of(fqn)) is not None:
+                t = self._inner_tensor(live, *outer)
             if t is None:
                 raise AotpackError(f"module {type(self.module).__qualname__} has no parameter or buffer {fqn!r}, "
                                    "which the package needs",
@@ -244,6 +255,24 @@ class Binding:
         self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
         self._bind_values()
         return out
+
+    def _inner_tensor(self, live: dict, fqn: str, k: int) -> torch.Tensor | None:
+        """Inner tensor ``k`` of the module's weight ``fqn``, a tensor subclass the package
+        holds as its inner tensors (build/subclass_weights.py); None where there is no
+        such weight. Raises AotpackError where the weight is no longer of the subclass and
+        flatten context compiled in (a plain tensor, or quantized with another block size:
+        the traced code would compute other numbers)."""
+        want = self.variant.subclass_weights.get(fqn)
+        w = live.get(fqn)
+        if want is None or w is None:
+            return None
+        got = (tree.describe_subclass(w) if tree.is_wrapper_subclass(w)
+               else f"a plain {type(w).__qualname__}")
+        if got != want:
+            raise AotpackError(f"{module_weight(fqn)} is {got}, the package was compiled for a {want}",
+                               hint="bind the module converted (quantized) as it was at compile time, or compile "
+                                    "the package again from it")
+        return getattr(w, w.__tensor_flatten__()[0][k])
 
     def _bind_values(self) -> None:
         """Where the module attributes compiled in live now, and the objects holding them."""
@@ -328,6 +357,13 @@ class Binding:
         eager would then fail where the package ran the old weight."""
         dicts, names, tensors = [], [], []
         for fqn, w in zip(self.variant.weight_fqns, self.weights):
+            outer = tree.outer_of(fqn)
+            if outer is not None and outer[0] in self.variant.subclass_weights:
+                # an inner tensor of a subclass weight: the weight itself sits in the slot
+                fqn = outer[0]
+                w = _slot_value(self.module, fqn)
+                if w is None or any(t is w for t in tensors):
+                    continue
             *path, name = fqn.split(".")
             owner = _submodule(self.module, path)
             if owner is None:

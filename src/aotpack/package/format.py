@@ -158,6 +158,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     torch's (manifest.class_code: bytecode, constants and names of their methods, not
     their lines): a module bound at load whose class's code differs under the same Python
     version is refused (an edit since the compile; the package holds the old code).
+    (compatible) variants[].subclass_weights: {weight: "module.Class inner,names ctx"},
+    module weights of a tensor subclass (torchao's quantized weights) packaged as their
+    inner tensors, named ``<path>.parametrizations.<name>.original<k>`` as torch.export's
+    decompositions name them: an older reader loads such a package on its own weights,
+    and refuses to bind it to a module (no parameter of that name).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

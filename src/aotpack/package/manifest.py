@@ -785,6 +785,11 @@ class Variant(Record):
     # (edited since the compile) is refused, under the same Python version (bytecode
     # differs across them)
     module_code: dict[str, str] = {}
+    # module weights of a tensor subclass (torchao's quantized weights), packaged as their
+    # inner tensors ("<path>.parametrizations.<name>.original<k>") -> "module.Class inner,names
+    # ctx": a bound module's weight must still be of that subclass with that flatten context
+    # (build/subclass_weights.py, 2026-12-04)
+    subclass_weights: dict[str, str] = {}
 
     def _post_init(self):
         if self.weight_fqns is None:
@@ -900,6 +905,7 @@ class Manifest(Record):
                   and not any(a.through_function for a in v.aliased), f"variant {name}.aliased")  # (training only)
             t = v.train
             if t:
+                fqns = list(v.weight_fqns or ws)
                 _need(all(0 <= x < n_flat for x in t.mutation_targets)
                       and all(x.kind in ("input", "buffer") for x in t.mutated)
                       and all(0 <= x.index < len(v.inputs) for x in t.mutated if x.kind == "input"
@@ -908,6 +914,12 @@ class Manifest(Record):
                       and all(x.weight in known for x in t.mutated if x.kind == "buffer")
                       and len(t.grad_mask) == n_flat and len(t.out_requires_grad) == t.num_outputs
                       and len(t.mutation_targets) <= t.num_outputs
+                      # each update lands on the argument its record names (an edited target
+                      # would copy one tensor's new value into another)
+                      and len(t.mutation_targets) == len(t.mutated)
+                      and all(x == (fqns.index(m.weight) if m.kind == "buffer" and m.weight in fqns
+                                    else len(ws) + m.index if m.kind == "input" else -1)
+                              for x, m in zip(t.mutation_targets, t.mutated))
                       and all(0 <= i < len(t.saved) for i in t.saved_mutated)
                       and v.meta.fw is not None and v.meta.bw is not None,
                       f"variant {name}.meta.train")

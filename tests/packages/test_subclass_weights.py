@@ -1,0 +1,141 @@
+"""Module weights that are tensor subclasses: torchao's weight-only int8 quantization, as
+torch.compile runs it, packaged as the plain tensors inside each weight
+(build/subclass_weights.py): loaded in a fresh process without torchao, bound to the
+quantized module, trained around (a frozen int8 base with trainable adapters)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+import aotpack
+from conftest import run_fresh
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # (torchao warns of CUDA kernels this CPU build lacks)
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+
+
+def tiny_llama(seed: int = 0):
+    import transformers
+
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(seed)
+    cfg.use_cache = False  # (a package returns tensors; transformers' cache is a Python object)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def quantized(model, config=None):
+    quantize_(model, config or Int8WeightOnlyConfig())
+    return model
+
+
+FRESH_LOAD = r"""
+import json, sys, torch, aotpack
+import transformers.modeling_outputs  # (the output type; transformers is no torchao)
+fn = aotpack.load(sys.argv[1])
+ids = torch.arange(7).reshape(1, 7) % 64
+with torch.no_grad():
+    out = fn(ids)
+print(json.dumps({"torchao_imported": "torchao" in sys.modules, "logits": out.logits.flatten().tolist()}))
+"""
+
+
+def test_a_torchao_int8_model_packages_and_loads_in_a_fresh_process_without_torchao(tmp_path):
+    """A transformers Llama quantized by torchao (each Linear's weight an Int8Tensor):
+    the package holds each weight's int8 data, scales and zero points as plain tensors,
+    and a fresh process that never imports torchao gets eager's logits."""
+    model = quantized(tiny_llama())
+    ids = torch.arange(7).reshape(1, 7) % 64
+    with torch.no_grad():
+        want = model(ids).logits
+    path = aotpack.compile(model, (ids,), backend="eager").save(tmp_path / "q.aot")
+    program = aotpack.inspect(path).manifest
+    inner = [w for w in program.variants[0].weight_fqns if ".parametrizations." in w]
+    assert len(inner) == 3 * (7 * 2 + 1)  # qdata, scale and zero point of 7 Linears a layer and lm_head
+    kinds = program.variants[0].subclass_weights
+    assert kinds["model.layers.0.self_attn.q_proj.weight"].startswith("torchao.quantization.Int8Tensor qdata,scale,")
+    got = json.loads(run_fresh(["-c", FRESH_LOAD, str(path)]).stdout.strip().splitlines()[-1])
+    assert got["torchao_imported"] is False
+    torch.testing.assert_close(torch.tensor(got["logits"]).reshape(want.shape), want)
+
+
+def test_compiling_leaves_the_quantized_module_as_it_was():
+    """Capture puts parametrizations on the module while it traces; afterwards the module
+    has its own weight objects, class and parameter order again, also where capture fails."""
+    model = quantized(torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()))
+    before = [(n, p) for n, p in model.named_parameters()]
+    aotpack.compile(model, (torch.randn(2, 8),), backend="eager")
+    assert [(n, p) for n, p in model.named_parameters()] == before
+    assert type(model[0]) is torch.nn.Linear and not hasattr(model[0], "parametrizations")
+    with pytest.raises(aotpack.CaptureError):
+        aotpack.compile(model, (torch.randn(2, 9),), backend="eager")  # (a shape error at trace time)
+    assert [(n, p) for n, p in model.named_parameters()] == before and type(model[0]) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_a_package_bound_to_a_quantized_module_follows_its_weights(tmp_path, backend):
+    """Bound, the package reads each inner tensor from the module's live Int8Tensor: a
+    weight quantized again (the same scheme) is used; a plain weight, or one quantized
+    with another block size (other traced code), is a GuardError naming the weight."""
+    model = quantized(torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)))
+    x = torch.randn(3, 16)
+    fn = aotpack.load(aotpack.compile(model, (x,), backend=backend).save(tmp_path / "b.aot"), module=model)
+    with torch.no_grad():
+        torch.testing.assert_close(fn(x), model(x))
+        model[0].weight = quantized(torch.nn.Sequential(torch.nn.Linear(16, 8)))[0].weight
+        torch.testing.assert_close(fn(x), model(x))
+        model[0].weight = quantized(torch.nn.Sequential(torch.nn.Linear(16, 8)),
+                                    Int8WeightOnlyConfig(granularity=PerGroup(8)))[0].weight
+        with pytest.raises(aotpack.GuardError, match=r"module weight '0.weight' is torchao.quantization.Int8Tensor "
+                                                     r".*'block_size': \[1, 8\].* the package was compiled for a "
+                                                     r"torchao.quantization.Int8Tensor .*'block_size': \[1, 16\]"):
+            fn(x)
+        model[0].weight = torch.nn.Parameter(torch.randn(8, 16), requires_grad=False)
+        with pytest.raises(aotpack.GuardError, match=r"module weight '0.weight' is a plain Parameter"):
+            fn(x)
+
+
+class Adapted(torch.nn.Module):
+    """A frozen base Linear (quantized) with a trainable low-rank adapter, as QLoRA trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.base = torch.nn.Linear(16, 8)
+        self.down = torch.nn.Linear(16, 2, bias=False)
+        self.up = torch.nn.Linear(2, 8, bias=False)
+
+    def forward(self, x):
+        return torch.nn.functional.gelu(self.base(x) + self.up(self.down(x)))
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_adapters_around_a_quantized_base_train_as_eager(tmp_path, backend):
+    torch.manual_seed(0)
+    model = Adapted()
+    quantize_(model, Int8WeightOnlyConfig(), filter_fn=lambda m, fqn: fqn == "base")
+    model.base.bias.requires_grad_(False)
+    x = torch.randn(5, 16, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "t.aot"),
+                      module=model)
+    grads = []
+    for run in (fn, model):
+        xi = x.detach().clone().requires_grad_()
+        out = run(xi)
+        out.square().sum().backward()
+        grads.append([out.detach(), xi.grad, model.down.weight.grad.clone(), model.up.weight.grad.clone()])
+        model.zero_grad()
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_a_subclass_weight_that_requires_grad_is_refused():
+    model = quantized(torch.nn.Sequential(torch.nn.Linear(8, 4)))
+    model[0].weight.requires_grad_(True)
+    with pytest.raises(aotpack.CaptureError, match=r"module weight '0.weight' is a Int8Tensor that requires grad"):
+        aotpack.compile(model, (torch.randn(2, 8),), train=True, backend="eager")
