@@ -1250,3 +1250,26 @@ def test_an_input_written_in_place_beside_its_twin_in_another_layout_runs_as_eag
     want_b = b + 1
     torch.testing.assert_close(fn(a, b), a[[0, 2]])
     torch.testing.assert_close(b, want_b)
+
+
+def branch_on_rows(x, y):
+    m = y @ x[1:].t()  # (rows, rows - 1)
+    return y @ m.t() if y.shape[1] == m.shape[1] else y.sin()  # the first branch at 7 rows alone
+
+
+def test_a_branch_on_a_dynamic_size_narrows_the_dim_to_the_sizes_of_the_examples_branch(tmp_path):
+    """A program that branches on a size (``rows - 1 == 6``): torch.export, left to decide
+    the Dim, drops that guard, and the package ran the other branch's graph at 7 rows, a
+    result of another shape than eager's (the differential fuzzer, seed 45). The Dim is now
+    narrowed to the sizes around the example's that take its branch, with a warning."""
+    rows = torch.export.Dim("rows", min=2, max=16)
+    with pytest.warns(aotpack.SpecializationWarning, match=r"rows runs 3\.\.6 of the 2\.\.16 asked"):
+        pkg = aotpack.compile(branch_on_rows, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
+                              dynamic={"x": {0: rows}, "y": {0: rows}})
+    fn = aotpack.load(pkg.save(tmp_path / "b.aot"))
+    for n in (3, 6):
+        x, y = torch.randn(n, 6), torch.randn(n, 6)
+        torch.testing.assert_close(fn(x, y), branch_on_rows(x, y))
+    for n in (7, 8, 2):  # 7: the other branch; 2: x[1:] of one row, a size torch.export treats apart
+        with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.shape\[0\]: expected rows in 3\.\.6, got {n}"):
+            fn(torch.randn(n, 6), torch.randn(n, 6))

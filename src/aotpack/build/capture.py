@@ -56,6 +56,7 @@ from .graphs import (
 from .guard_specs import (
     autocast_dtype,
     contiguous_then_updated,
+    dropped_size_guards,
     global_state_of,
     grad_mode_left,
     guard_dims,
@@ -576,10 +577,16 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
     named Dim to one size."""
-    shapes, dims, specialized, names, narrowed = guard_dims(ep, user_nodes, call.flat_dyn, call.paths)
+    examples = {getattr(spec, "__name__", None): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn)
+                for d, spec in (dyn or {}).items()}
+    shapes, dims, specialized, names, narrowed = guard_dims(
+        ep, user_nodes, call.flat_dyn, call.paths,
+        excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
+                  if name in examples})
     if narrowed:
         warn_caller(f"aotpack: the program narrowed dynamic dimensions ({', '.join(narrowed)}): torch.export "
-                    "could not keep the rest of the range (sizes 0 and 1 are special cases to it); a call outside "
+                    "could not keep the rest of the range (sizes 0 and 1 are special cases to it, and a branch on a "
+                    "size holds for some sizes only); a call outside "
                     "is a GuardError. To cover those sizes, add a variant compiled with an example of that size",
                     SpecializationWarning)
     if specialized:
@@ -771,6 +778,9 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
                 try:
                     with recorder, _restoring_grad_mode(grad_mode):
                         ep = _export(program, flat, auto)
+                    # the guards torch.export dropped for the sizes it decided (``rows - 1 != 6``
+                    # where the program branched on a size): guard_specs.dropped_size_guards
+                    records[-1]["violation"] = str(e)
                     break
                 except compat.capture_exception_kinds():
                     if retry is None:  # (the partial retry failing is one more reason for the full one)

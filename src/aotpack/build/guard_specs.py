@@ -23,13 +23,16 @@ __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "c
            "requires_grad_pins", "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype"]
 
 
-def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], dict[str, Dim], list[str], dict,
-                                                                    list[str]]:
+def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None
+               ) -> tuple[list[list], dict[str, Dim], list[str], dict, list[str]]:
     """Each user input's guarded shape, the named Dims, the user Dims that capture
     specialized, the Dim name of each symbol, and the user Dims whose range capture
     narrowed (``"rows runs 2..64 of the 1..64 asked"``): (shapes, dims, specialized,
     names, narrowed). A size is an int (static), a Dim name, or ``{"expr": "2*batch"}``
-    for a size derived from other Dims.
+    for a size derived from other Dims. ``excluded``: Dim name -> (the example's size,
+    the sizes a dropped guard rules out, or None: that size alone), from
+    ``dropped_size_guards``; the Dim's range is narrowed to the sizes around the
+    example's that none rules out.
     """
     sym_names: dict[str, str] = {}
     user_range: dict[str, tuple] = {}
@@ -67,6 +70,8 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], 
                     ulo, uhi = user_range[name]
                     lo = max(lo, ulo or 0)
                     hi = uhi if hi is None else (hi if uhi is None else min(hi, uhi))
+                    if name in (excluded or {}):
+                        lo, hi = _around(*excluded[name], lo, hi)
                     if (lo, hi) != (ulo or 0, uhi) and name not in dims:
                         narrowed.append(f"{name} runs {lo}..{_text(hi)} of the {ulo or 0}..{_text(uhi)} asked")
                 dims[name] = Dim(min=lo, max=hi)
@@ -75,6 +80,59 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str]) -> tuple[list[list], 
                 shape.append(size_text(size, sym_names))
         shapes.append(shape)
     return shapes, dims, specialized, sym_names, narrowed
+
+
+def _around(example: int, ruled_out: set[int] | None, lo: int, hi: int | None) -> tuple[int, int | None]:
+    """The widest range within ``lo..hi`` around ``example`` with none of ``ruled_out``
+    (None: ``example`` alone)."""
+    if ruled_out is None:
+        return example, example
+    lo = max([lo, *(x + 1 for x in ruled_out if x < example)])
+    above = [x - 1 for x in ruled_out if x > example]
+    return lo, (min(above) if hi is None and above else min([hi, *above]) if hi is not None else None)
+
+
+def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
+    """The guards on sizes torch.export drops where it decides a Dim itself, read from the
+    constraint violation that made capture let it decide (capture._export_watched): per
+    Dim name, the sizes they rule out (``((-1) + L['x'].size()[0]) != 6``: 7), or None
+    where a guard is no such exclusion (``rows % 2 == 0``, one relating two sizes): the
+    Dim then keeps the example's size alone. Range guards (``rows <= 8``) are left out:
+    torch.export keeps those in the Dim's range.
+
+    The program branched on a size there (``if a.shape[1] == b.shape[1]``, with ``b``
+    ``rows - 1`` long): compiled for the branch the example took, the package must refuse
+    the sizes that take the other, which torch.export's range cannot say.
+
+        >>> dropped_size_guards("Not all values of rows = L['x'].size()[0] in the specified range rows <= 16 "
+        ...                     "satisfy the generated guard ((-1) + L['x'].size()[0]) != 6.")
+        {'rows': {7}}
+    """
+    import re
+
+    import sympy
+
+    found: dict[str, set[int] | None] = {}
+    pattern = r"Not all values of (\w+) = (\S+) in the specified range .*? satisfy the generated guard (.+?)\.?$"
+    for name, source, guard in re.findall(pattern, message or "", re.M):
+        text = guard.replace(source, "d")
+        ops = re.findall(r"!=|==|<=|>=|<|>", text)
+        if ops and all(op in ("<=", ">=", "<", ">") for op in ops) and "L[" not in text:
+            continue  # a range: torch.export's own
+        sizes = None
+        if ops == ["!="] and "L[" not in text:
+            try:
+                left, right = text.split("!=")
+                solutions = sympy.solve(sympy.sympify(left) - sympy.sympify(right), sympy.Symbol("d"))
+                if solutions and all(s.is_integer for s in solutions):
+                    sizes = {int(s) for s in solutions}
+            except (sympy.SympifyError, TypeError, ValueError, NotImplementedError):
+                sizes = None
+        if name in found and found[name] is None or sizes is None:
+            found[name] = None
+        else:
+            found[name] = (found.get(name) or set()) | sizes
+    return found
 
 
 def _text(bound: int | None) -> str:
