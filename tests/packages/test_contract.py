@@ -1273,3 +1273,22 @@ def test_a_branch_on_a_dynamic_size_narrows_the_dim_to_the_sizes_of_the_examples
     for n in (7, 8, 2):  # 7: the other branch; 2: x[1:] of one row, a size torch.export treats apart
         with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.shape\[0\]: expected rows in 3\.\.6, got {n}"):
             fn(torch.randn(n, 6), torch.randn(n, 6))
+
+
+def first_rows(x, y):
+    return (x[:3] * 2 if x.shape[0] > 2 else x.sin()), y + 1
+
+
+def test_a_dims_range_is_what_every_input_of_it_allows(tmp_path):
+    """Left to decide the Dims, torch.export gives each input's size its own range: x's
+    from 3 (the branch), y's from 2. The Dim took the range of the last input, and the
+    package ran x's branch at 2 rows, where eager takes the other (fuzz seed 45)."""
+    rows = torch.export.Dim("rows", min=2, max=16)
+    with pytest.warns(aotpack.SpecializationWarning, match=r"rows runs 3\.\.16 of the 2\.\.16 asked"):
+        pkg = aotpack.compile(first_rows, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
+                              dynamic={"x": {0: rows}, "y": {0: rows}})
+    fn = aotpack.load(pkg.save(tmp_path / "r.aot"))
+    x, y = torch.randn(5, 6), torch.randn(5, 6)
+    torch.testing.assert_close(fn(x, y), first_rows(x, y))
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.shape\[0\]: expected rows in 3\.\.16, got 2"):
+        fn(torch.randn(2, 6), torch.randn(2, 6))

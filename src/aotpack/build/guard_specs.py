@@ -66,20 +66,29 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
                 name = sym_names.setdefault(str(expr), f"dim{len(sym_names)}")
                 r = ranges[str(expr)]
                 lo, hi = int(r.lower), (None if str(r.upper) in ("int_oo", "oo") else int(r.upper))
-                if name in user_range:  # never wider than the user asked
-                    ulo, uhi = user_range[name]
-                    lo = max(lo, ulo or 0)
-                    hi = uhi if hi is None else (hi if uhi is None else min(hi, uhi))
-                    if name in (excluded or {}):
-                        lo, hi = _around(*excluded[name], lo, hi)
-                    if (lo, hi) != (ulo or 0, uhi) and name not in dims:
-                        narrowed.append(f"{name} runs {lo}..{_text(hi)} of the {ulo or 0}..{_text(uhi)} asked")
+                if name in dims:  # another symbol of the Dim (torch.export decided each input's size
+                    lo, hi = _both(dims[name], lo, hi)  # apart): the sizes both allow
                 dims[name] = Dim(min=lo, max=hi)
                 shape.append(name)
             else:
                 shape.append(size_text(size, sym_names))
         shapes.append(shape)
+    for name, (ulo, uhi) in user_range.items():  # never wider than the user asked
+        if name not in dims:
+            continue
+        lo, hi = _both(dims[name], ulo or 0, uhi)
+        if name in (excluded or {}):
+            lo, hi = _around(*excluded[name], lo, hi)
+        if (lo, hi) != (ulo or 0, uhi):
+            narrowed.append(f"{name} runs {lo}..{_text(hi)} of the {ulo or 0}..{_text(uhi)} asked")
+        dims[name] = Dim(min=lo, max=hi)
     return shapes, dims, specialized, sym_names, narrowed
+
+
+def _both(dim: Dim, lo: int, hi: int | None) -> tuple[int, int | None]:
+    """The sizes both ``dim`` and ``lo..hi`` allow (None: no bound)."""
+    highs = [h for h in (dim.max, hi) if h is not None]
+    return max(dim.min, lo), (min(highs) if highs else None)
 
 
 def _around(example: int, ruled_out: set[int] | None, lo: int, hi: int | None) -> tuple[int, int | None]:
