@@ -99,3 +99,20 @@ def test_compile_warnings_point_at_the_users_call():
     ours = [w for w in seen if issubclass(w.category, (aotpack.SpecializationWarning, aotpack.SideEffectWarning))]
     assert {w.category for w in ours} == {aotpack.SpecializationWarning, aotpack.SideEffectWarning}
     assert all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]
+
+
+def view_then_update_without_grad(x, y):
+    view = y[1:]  # taken with grad on
+    with torch.no_grad():
+        y.mul_(0.5)
+    return view, y
+
+
+def test_a_training_retrace_torch_refuses_is_one_capture_error():
+    """torch's functional retrace of a training program can fail where eager runs (a view
+    of an input taken with grad on and returned, the input updated under no_grad): one
+    CaptureError naming the retrace, not torch's RuntimeError (fuzz seed 46)."""
+    x, y = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6, requires_grad=True)
+    with pytest.raises(aotpack.CaptureError, match=r"training graph: torch's functional retrace of the program "
+                                                   r"failed: A view was created in no_grad mode"):
+        aotpack.compile(view_then_update_without_grad, (x, y), train=True, backend="eager")

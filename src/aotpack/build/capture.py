@@ -433,8 +433,15 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         _detach_grad_disabled_regions(ep)
         # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
         # functional form returns the new values instead, which AOT autograd needs.
-        with compat.quiet_export_logs():
-            ep = ep.run_decompositions({})
+        try:
+            with compat.quiet_export_logs():
+                ep = ep.run_decompositions({})
+        except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CaptureError(f"cannot trace {program_name(target)}'s training graph: torch's functional retrace "
+                               f"of the program failed: {reason}",
+                               hint="torch.compile may split such a program into several graphs; compile the "
+                                    "part without the in-place update, or an inference package (train=False)") from e
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     aliases_from = None  # the graph whose outputs' views of inputs are eager's (None: gm)
     if amp and not allow_mutations:
