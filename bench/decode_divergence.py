@@ -74,8 +74,10 @@ def run(dtype_name: str, opts, work: str) -> dict:
                       num_hidden_layers=opts.layers, num_attention_heads=8, num_key_value_heads=4,
                       max_position_embeddings=1024)
     model = LlamaForCausalLM(cfg).to(opts.device, dtype).eval()
-    if opts.weights == "int8":  # every side runs the int8 model: eager's generate, torch.compile's and the package
-        model = aotpack.llm.int8_weights(model)
+    # every side runs the int8 model: eager's generate, torch.compile's and the package
+    from decode_profile import with_weights
+
+    model = with_weights(model, opts.weights)
     ids = torch.randint(3, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0)).to(opts.device)
     streams: dict = {}  # name -> (tokens, logits at each step)
 
@@ -122,8 +124,8 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=2048)
-    parser.add_argument("--weights", default="full", choices=["full", "int8"],
-                        help="int8: the model of aotpack.llm.int8_weights, on every side")
+    parser.add_argument("--weights", default="full", choices=["full", "int8", "torchao-int8"],
+                        help="int8: the model of aotpack.llm.int8_weights, on every side; torchao-int8: torchao's")
     parser.add_argument("--against", default="eager,compile",
                         help="references: eager (transformers' generate), compile (its torch.compile path, CUDA only)")
     parser.add_argument("--suffix", default="", help="appended to the results file's name")
@@ -151,7 +153,7 @@ def main() -> None:
                       f"{o['logits_of_reference_top2'][1]:.4f}: "
                       f"{'a near-tie (rounding)' if d['near_tie'] else 'NOT a near-tie: a fault'}")
     out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    int8 = "-int8" if opts.weights == "int8" else ""
+    int8 = "" if opts.weights == "full" else f"-{opts.weights}"
     name = f"decode_divergence-{opts.device}-{opts.layers}x{opts.hidden}{int8}{opts.suffix}.json"
     with open(os.path.join(out_dir, name), "w") as f:
         json.dump({"machine": machine(), "rows": rows, "command": " ".join(["python", *sys.argv])}, f, indent=1)

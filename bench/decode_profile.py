@@ -12,7 +12,9 @@ Writes bench/results/decode_profile-<gpu>-<layers>x<hidden>[-int8].json.
 
 ``--weights int8`` profiles the weight-only int8 model (``aotpack.llm.int8_weights``):
 its bytes per token are the int8 weights, scales and the bf16 embeddings and norms, and
-its tokens are compared with the int8 model's eager generate.
+its tokens are compared with the int8 model's eager generate. ``--weights torchao-int8``
+does the same for torchao's weight-only int8 (``Int8WeightOnlyConfig``, tensor subclass
+weights; not yet run on a GPU).
 
 Option sets (``--options``, comma separated):
   default  no inductor options, torch's fused attention in decode
@@ -102,6 +104,30 @@ def event_time_tuning():
         compat.kernel_time_autotuning = own
 
 
+def with_weights(model, weights: str):
+    """``model`` with its Linear weights as ``--weights`` says."""
+    import aotpack.llm
+
+    if weights == "int8":
+        return aotpack.llm.int8_weights(model)
+    if weights == "torchao-int8":  # torchao's tensor subclass weights (build/subclass_weights.py)
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        quantize_(model, Int8WeightOnlyConfig())
+    return model
+
+
+def stored_bytes(model) -> int:
+    """The bytes of the model's weights as stored (a tensor subclass weight: its inner tensors)."""
+    from aotpack.tree import is_wrapper_subclass
+
+    def parts(t):
+        return [getattr(t, n) for n in t.__tensor_flatten__()[0]] if is_wrapper_subclass(t) else [t]
+
+    tensors = {id(p): p for t in (*model.parameters(), *model.buffers()) for p in parts(t)}.values()
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def copy_bandwidth(torch) -> float:
     """Bytes read per second by a device-to-device copy of 4 GiB (read + write counted
     as read: decode reads weights and writes almost nothing)."""
@@ -168,7 +194,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--options", default="cdt,cdt-math")
-    parser.add_argument("--weights", default="full", choices=["full", "int8"])
+    parser.add_argument("--weights", default="full", choices=["full", "int8", "torchao-int8"],
+                        help="int8: aotpack.llm.int8_weights; torchao-int8: torchao's Int8WeightOnlyConfig "
+                             "(carry torchao's wheel to the GPU machine)")
     opts = parser.parse_args()
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -183,10 +211,8 @@ def main() -> None:
                       num_hidden_layers=opts.layers, num_attention_heads=8, num_key_value_heads=4,
                       max_position_embeddings=1024)
     model = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
-    if opts.weights == "int8":
-        model = aotpack.llm.int8_weights(model)
-    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}.values()
-    weight_bytes = sum(t.numel() * t.element_size() for t in tensors)
+    model = with_weights(model, opts.weights)
+    weight_bytes = stored_bytes(model)
     ids = torch.randint(3, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0)).cuda()
     with torch.no_grad():
         ref = model.generate(ids, max_new_tokens=NEW, do_sample=False, pad_token_id=0,
