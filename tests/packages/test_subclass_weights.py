@@ -139,3 +139,80 @@ def test_a_subclass_weight_that_requires_grad_is_refused():
     model[0].weight.requires_grad_(True)
     with pytest.raises(aotpack.CaptureError, match=r"module weight '0.weight' is a Int8Tensor that requires grad"):
         aotpack.compile(model, (torch.randn(2, 8),), train=True, backend="eager")
+
+
+class _QuantizedBound(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = torch.nn.Linear(16, 8)
+        self.scale = torch.nn.Parameter(torch.randn(8), requires_grad=False)
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+
+def _requantized(g, config=None):
+    lin = torch.nn.Linear(16, 8)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(8, 16, generator=g))
+    return quantized(torch.nn.Sequential(lin), config)[0]
+
+
+# What a user may do to a bound quantized module between calls (each from the generator,
+# so the package's module and eager's copy get the same change)
+QUANTIZED_CHANGES = {
+    "a weight quantized again": lambda m, g: setattr(m.inner, "weight", _requantized(g).weight),
+    "the Linear quantized again": lambda m, g: setattr(m, "inner", _requantized(g)),
+    "another block size": lambda m, g: setattr(m.inner, "weight",
+                                               _requantized(g, Int8WeightOnlyConfig(granularity=PerGroup(8))).weight),
+    "a plain weight": lambda m, g: setattr(m.inner, "weight",
+                                           torch.nn.Parameter(torch.randn(8, 16, generator=g), requires_grad=False)),
+    "a plain Linear": lambda m, g: setattr(m, "inner", torch.nn.Linear(16, 8).requires_grad_(False)),
+    "the int8 data updated in place": lambda m, g: m.inner.weight.qdata.copy_(
+        torch.randint(-127, 127, (8, 16), generator=g, dtype=torch.int8)),
+    "the scales updated in place": lambda m, g: m.inner.weight.scale.mul_(torch.rand(8, 1, generator=g) + 0.5),
+    "the bias reassigned": lambda m, g: setattr(m.inner, "bias", torch.nn.Parameter(torch.randn(8, generator=g),
+                                                                                    requires_grad=False)),
+    "scale reassigned": lambda m, g: setattr(m, "scale", torch.nn.Parameter(torch.randn(8, generator=g),
+                                                                            requires_grad=False)),
+}
+
+
+def _quantized_bound(seed: int = 0):
+    torch.manual_seed(seed)
+    m = _QuantizedBound().eval()
+    quantize_(m, Int8WeightOnlyConfig())
+    return m.requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def quantized_package():
+    return aotpack.compile(_quantized_bound(), (torch.randn(3, 16),), backend="eager").to_bytes()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(changes=st.lists(st.tuples(st.sampled_from(sorted(QUANTIZED_CHANGES)), st.integers(0, 2**16)), min_size=1,
+                        max_size=3))
+def test_a_bound_quantized_module_changed_between_calls_gives_eager_or_a_guard_error(quantized_package, changes):
+    """The contract with subclass weights: after any sequence of changes to the bound
+    quantized module, a call gives eager's result on the changed module or a GuardError,
+    never the result of the weights it was bound to."""
+    m, ref = _quantized_bound(), _quantized_bound()
+    fn = aotpack.load(quantized_package, module=m)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fn(x), ref(x))
+        for name, seed in changes:
+            for module in (m, ref):
+                torch.manual_seed(seed)
+                QUANTIZED_CHANGES[name](module, torch.Generator().manual_seed(seed))
+        try:
+            got = fn(x)
+        except aotpack.GuardError:
+            assert any(n in ("another block size", "a plain weight", "a plain Linear") for n, _ in changes), changes
+            return
+        torch.testing.assert_close(got, ref(x), msg=str(changes))
