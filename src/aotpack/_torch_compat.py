@@ -453,15 +453,60 @@ _SCHEDULING_CONFIG_KEYS = ("compile_threads", "worker_start_method", "quiesce_as
                            "compile_worker_wait_timeout", "worker_suppress_logging")
 
 
+# What inductor found out about this machine and noted in its config: whether the CPU's
+# vector ISA works is None until a compile probes it, True after, so a process that had
+# compiled (a compile farm's Ray worker, or its caller after another import order) keyed
+# the same program apart from one that had not.
+_PROBED_CONFIG_KEYS = ("cpp.vec_isa_ok",)
+
+
 def machine_local_config_keys() -> list[str]:
     """inductor config keys that describe this machine, not the code (left out of keys):
-    values that are filesystem paths here, and how inductor schedules its compile work."""
+    values that are filesystem paths here, how inductor schedules its compile work, and
+    what it probed of the machine."""
     import torch._inductor.config as config
 
     items = config.get_config_copy()
     return sorted(k for k, v in items.items()
                   if (isinstance(v, str) and (os.path.isabs(v) or k.endswith(("_dir", "_path"))))
-                  or k in _SCHEDULING_CONFIG_KEYS)
+                  or k in _SCHEDULING_CONFIG_KEYS or k in _PROBED_CONFIG_KEYS)
+
+
+def portable_inductor_config() -> dict:
+    """This process's inductor config as plain values another process can apply
+    (``inductor_config_applied``): what changes the compiled code, without the values
+    that describe this machine (``machine_local_config_keys``) or are objects (custom
+    passes: a worker cannot take those).
+
+    Private: ``torch._inductor.config.get_config_copy`` (ConfigModule, 2.11-2.13)."""
+    import json
+
+    import torch._inductor.config as config
+
+    skip = {*machine_local_config_keys(), "aot_inductor.metadata"}
+    out = {}
+    for k, v in config.get_config_copy().items():
+        if k in skip:
+            continue
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
+    return out
+
+
+@contextlib.contextmanager
+def inductor_config_applied(values: dict):
+    """inductor's config set to ``values`` (from ``portable_inductor_config``) inside;
+    keys this torch does not have are left out.
+
+    Private: ``torch._inductor.config.patch`` (2.11-2.13)."""
+    import torch._inductor.config as config
+
+    known = config.get_config_copy()
+    with config.patch({k: v for k, v in values.items() if k in known and known[k] != v}):
+        yield
 
 
 @contextlib.contextmanager

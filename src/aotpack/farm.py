@@ -77,18 +77,21 @@ def parse_workers(workers) -> tuple[str, object]:
                        hint='use "local:N" (N processes here), "ray", "ray:HOST:PORT" or "ray://HOST:PORT"')
 
 
-def _compile_one(spec: dict, strict_dims: bool, cache, training, threads: int) -> bytes:
+def _compile_one(spec: dict, strict_dims: bool, cache, training, threads: int, config: dict | None = None) -> bytes:
     """In a worker: capture and compile one variant; its artifacts as a cache bundle.
 
     inductor compiles with ``threads`` threads: its default (a pool of one process per
     CPU, each importing torch) in every worker would spend the CPUs the farm divides.
     The thread count is not part of cache keys (``_torch_compat.machine_local_config_keys``).
+    ``config``: the caller's inductor config (``compat.portable_inductor_config``), so a
+    worker compiles the code the caller would, under the caller's cache keys (torchao's
+    ``quantize_`` turns coordinate descent on in its caller's process, say).
     """
     from . import _torch_compat as compat
     from .build.variant import build_variant
     from .cache import Context
 
-    with Context() as ctx, compat.inductor_compile_threads(threads):
+    with Context() as ctx, compat.inductor_config_applied(config or {}), compat.inductor_compile_threads(threads):
         build_variant(spec, strict_dims, lambda line: None, cache, training)
     return ctx.bundle()
 
@@ -107,7 +110,10 @@ def compile_variants(specs: list[dict], strict_dims: bool, cache, training, work
         cache = cache.url  # a URL or path travels to a worker; a client does not
     # CPUs per worker: a Ray task has one; N local processes share this machine's
     threads = 1 if kind == "ray" else max(1, (os.cpu_count() or 1) // max(1, min(where, len(specs) - 1)))
-    jobs = [(spec, strict_dims, cache, training, threads) for spec in specs]
+    from . import _torch_compat as compat
+
+    config = compat.portable_inductor_config()
+    jobs = [(spec, strict_dims, cache, training, threads, config) for spec in specs]
     say(f"compiling {len(jobs)} variant(s) on {workers}")
     results = _run_local(jobs, where) if kind == "local" else _run_ray(jobs, where)
     bundles = []

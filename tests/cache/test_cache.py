@@ -475,6 +475,20 @@ def test_cache_keys_do_not_depend_on_the_working_folder(tmp_path):
         assert inductor_config_hash() != before
 
 
+def test_what_inductor_probed_of_the_machine_leaves_the_key_alone():
+    """inductor notes in its config whether the CPU's vector ISA works (None until a
+    compile probes it, then True): a compile farm's Ray workers had probed it and their
+    caller had not (after importing torchao), so every variant missed the workers'
+    entries and compiled again in the caller."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_VEC_ISA_OK"}  # (tests/conftest.py's)
+    hashes = []
+    for probed in ("", "c.cpp.vec_isa_ok = True; "):
+        code = f"import aotpack.cache.key as k, torch._inductor.config as c; {probed}print(k.inductor_config_hash())"
+        hashes.append(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                     check=True, env=env).stdout.strip())
+    assert hashes[0] == hashes[1] and len(hashes[0]) >= 16
+
+
 def test_an_earlier_aoti_compile_leaves_the_next_key_alone():
     """AOTInductor writes its output metadata into inductor's global config in place; the
     key's config hash must not see it, or a process's second compile (a Ray worker's, a

@@ -94,10 +94,16 @@ def ray_cluster(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ray_cluster_compiles_aoti_variants(ray_cluster, tmp_path):
+    """The workers compile under the caller's inductor config (a library may set it:
+    torchao's quantize_ turns coordinate descent on), so their entries are the caller's
+    cache keys: until 2026-12-04 every variant missed them and compiled in the caller."""
+    import torch._inductor.config as config
+
     model = _model()
     stats.clear()
-    pkg = aotpack.farm.compile(model, (torch.randn(1, 16),), backend="aoti", variant="b1", variants=_variants(),
-                          workers=ray_cluster, cache=str(tmp_path / "store"))
+    with config.patch({"coordinate_descent_tuning": not config.coordinate_descent_tuning}):
+        pkg = aotpack.farm.compile(model, (torch.randn(1, 16),), backend="aoti", variant="b1", variants=_variants(),
+                                   workers=ray_cluster, cache=str(tmp_path / "store"))
     assert stats["compiles"] == 0 and stats["hits"] == len(BATCHES), dict(stats)
     _check(pkg, model, tmp_path, "ray")
     # the workers also published to the store the caller named: a later compile hits there

@@ -431,17 +431,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
             given_history = _inputs_given_history(ep, call.flat)
         in_order = _in_order_program(ep, updated_with_grad | updated_without_grad, record["custom_functions"])
         _detach_grad_disabled_regions(ep)
-        # torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
-        # functional form returns the new values instead, which AOT autograd needs.
-        try:
-            with compat.quiet_export_logs():
-                ep = ep.run_decompositions({})
-        except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CaptureError(f"cannot trace {program_name(target)}'s training graph: torch's functional retrace "
-                               f"of the program failed: {reason}",
-                               hint="torch.compile may split such a program into several graphs; compile the "
-                                    "part without the in-place update, or an inference package (train=False)") from e
+        ep = _functional(ep, target)
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     aliases_from = None  # the graph whose outputs' views of inputs are eager's (None: gm)
     if amp and not allow_mutations:
@@ -735,6 +725,22 @@ def _in_order_program(ep, updated_inputs, custom_functions) -> bytes | None:
     if not updated_inputs or custom_functions:
         return None
     return compat.serialize_program(ep)
+
+
+def _functional(ep, target):
+    """torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
+    functional form AOT autograd needs returns the new values instead. CaptureError where
+    torch's retrace refuses the program (a view of an input returned after an update of
+    the input under no_grad), not torch's RuntimeError."""
+    try:
+        with compat.quiet_export_logs():
+            return ep.run_decompositions({})
+    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CaptureError(f"cannot trace {program_name(target)}'s training graph: torch's functional retrace "
+                           f"of the program failed: {reason}",
+                           hint="torch.compile may split such a program into several graphs; compile the "
+                                "part without the in-place update, or an inference package (train=False)") from e
 
 
 def _inline_autocast(ep):
