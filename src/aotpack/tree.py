@@ -128,12 +128,6 @@ def is_wrapper_subclass(t) -> bool:
     return isinstance(t, torch.Tensor) and type(t) is not torch.Tensor and hasattr(type(t), "__tensor_flatten__")
 
 
-def inner_fqn(fqn: str, k: int) -> str:
-    """The name inner tensor ``k`` of weight ``fqn`` has in a package."""
-    path, _, name = fqn.rpartition(".")
-    return f"{path + '.' if path else ''}parametrizations.{name}.original{k}"
-
-
 def outer_of(fqn: str) -> tuple[str, int] | None:
     """(the weight, the inner tensor's index) of an inner tensor's name; None for a weight
     of its own."""

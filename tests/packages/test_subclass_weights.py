@@ -216,3 +216,27 @@ def test_a_bound_quantized_module_changed_between_calls_gives_eager_or_a_guard_e
             assert any(n in ("another block size", "a plain weight", "a plain Linear") for n, _ in changes), changes
             return
         torch.testing.assert_close(got, ref(x), msg=str(changes))
+
+
+class _SharedQuantized(torch.nn.Module):
+    """One quantized Linear held at two paths (a tied block): torch.export names its
+    weights by one of them."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = torch.nn.Linear(8, 8)
+        self.again = self.first
+
+    def forward(self, x):
+        return self.again(torch.relu(self.first(x)))
+
+
+def test_a_quantized_submodule_held_at_two_paths_packages_and_binds(tmp_path):
+    """Registering the parametrization once per path failed with torch's KeyError, and the
+    weight's description named one path where the package named the other."""
+    model = quantized(_SharedQuantized()).requires_grad_(False)
+    x = torch.randn(3, 8)
+    fn = aotpack.load(aotpack.compile(model, (x,), backend="eager").save(tmp_path / "s.aot"), module=model)
+    with torch.no_grad():
+        torch.testing.assert_close(fn(x), model(x))
+    assert model.again is model.first and type(model.first) is torch.nn.Linear

@@ -67,6 +67,7 @@ from .guard_specs import (
     module_training_of,
     module_types,
     requires_grad_pins,
+    user_dim,
     where_strides_read,
 )
 from .signature import bind, call_as_passed, defined_at, flat_dynamic, parameters, program_name, signature_of
@@ -574,8 +575,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
     named Dim to one size."""
-    examples = {getattr(spec, "__name__", None): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn)
-                for d, spec in (dyn or {}).items()}
+    examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     shapes, dims, specialized, names, narrowed = guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
         excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
@@ -786,7 +786,7 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
             violated = _violated_dims(str(e))
             for retry in ([violated] if violated else []) + [None]:
                 records.clear()
-                auto = [{d: Dim.AUTO if retry is None or _dim_name(spec) in retry else spec for d, spec in dyn.items()}
+                auto = [{d: Dim.AUTO if retry is None or user_dim(spec) in retry else spec for d, spec in dyn.items()}
                         if dyn else None for dyn in flat_dyn]
                 try:
                     with recorder, _restoring_grad_mode(grad_mode):
@@ -820,10 +820,6 @@ def _violated_dims(message: str) -> set[str] | None:
 
     found = re.search(r"Constraints violated \(([^)]*)\)", message)
     return {n.strip() for n in found.group(1).split(",")} if found else None
-
-
-def _dim_name(spec) -> str | None:
-    return getattr(spec, "__name__", None)
 
 
 def _refuse_parameter_ctors(recorder: EffectRecorder, target, flat: list, training: bool) -> None:

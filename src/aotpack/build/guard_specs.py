@@ -20,7 +20,8 @@ from .effects import EffectRecorder
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
-           "requires_grad_pins", "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype"]
+           "requires_grad_pins", "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype",
+           "dropped_size_guards", "user_dim"]
 
 
 def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None
@@ -42,7 +43,7 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
     for node, dyn, path in zip(user_nodes, flat_dyn, paths):
         for d, spec in (dyn or {}).items():
             size = node.meta["val"].shape[d]
-            name = _user_dim(spec)
+            name = user_dim(spec)
             if name is None:
                 continue
             if static_int(size) is None:
@@ -96,9 +97,8 @@ def _around(example: int, ruled_out: set[int] | None, lo: int, hi: int | None) -
     (None: ``example`` alone)."""
     if ruled_out is None:
         return example, example
-    lo = max([lo, *(x + 1 for x in ruled_out if x < example)])
-    above = [x - 1 for x in ruled_out if x > example]
-    return lo, (min(above) if hi is None and above else min([hi, *above]) if hi is not None else None)
+    highs = [h for h in (hi, *(x - 1 for x in ruled_out if x > example)) if h is not None]
+    return max([lo, *(x + 1 for x in ruled_out if x < example)]), (min(highs) if highs else None)
 
 
 def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
@@ -137,10 +137,8 @@ def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
                     sizes = {int(s) for s in solutions}
             except (sympy.SympifyError, TypeError, ValueError, NotImplementedError):
                 sizes = None
-        if name in found and found[name] is None or sizes is None:
-            found[name] = None
-        else:
-            found[name] = (found.get(name) or set()) | sizes
+        known = found.get(name, set())  # (None: already pinned to the example)
+        found[name] = None if sizes is None or known is None else known | sizes
     return found
 
 
@@ -153,7 +151,9 @@ def _finite(bound) -> int | None:
     return bound if isinstance(bound, int) and not isinstance(bound, bool) else None
 
 
-def _user_dim(spec) -> str | None:
+def user_dim(spec) -> str | None:
+    """The name of the Dim a ``dynamic`` spec gives (``Dim("batch")``); None for torch's
+    AUTO/DYNAMIC/STATIC hints and unnamed specs."""
     name = getattr(spec, "__name__", None)
     return name if name and name not in ("AUTO", "DYNAMIC", "STATIC") else None
 

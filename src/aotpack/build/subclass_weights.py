@@ -18,9 +18,7 @@ weight is still of the subclass, with the flatten context it was compiled with
 block size, dtype): the traced code
 depends on both.
 
-    >>> from aotpack.tree import inner_fqn, outer_of  # (the names, shared with the load side)
-    >>> inner_fqn("0.weight", 1)
-    '0.parametrizations.weight.original1'
+    >>> from aotpack.tree import outer_of  # (the names, shared with the load side)
     >>> outer_of("0.parametrizations.weight.original1")
     ('0.weight', 1)
 """
@@ -55,6 +53,8 @@ class _Rebuild(torch.nn.Module):
 
 
 def _subclass_weights(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module, str, torch.Tensor]]:
+    """(name, owner, attribute, weight) of each subclass weight, at each path of a
+    submodule held at two (torch.export may name its weights by either)."""
     found = []
     for path, sub in module.named_modules(remove_duplicate=False):
         for name, t in [*sub._parameters.items(), *sub._buffers.items()]:
@@ -87,6 +87,8 @@ def unwrapped(target) -> Iterator[dict[str, str]]:
     held = []  # (owner, name, the weight, its dict's order): put back as they were
     try:
         for _fqn, owner, name, t in found:
+            if parametrize.is_parametrized(owner, name):  # (the same submodule at another path)
+                continue
             slots = owner._parameters if name in owner._parameters else owner._buffers
             held.append((owner, name, t, slots, list(slots)))
             # (unsafe: the parametrization's forward gives a subclass of the weight's class,

@@ -55,7 +55,16 @@ import torch
 
 from .. import tree
 from ..errors import AotpackError
-from ..package.manifest import Program, Variant, class_code, class_name, plain_value, python_value, same_class
+from ..package.manifest import (
+    Program,
+    Variant,
+    class_code,
+    class_name,
+    method_function,
+    plain_value,
+    python_value,
+    same_class,
+)
 from .guards import Mismatch
 
 __all__ = ["Binding", "module_weight"]
@@ -205,6 +214,9 @@ class Binding:
         self._holder_names: list[str] = []   # under which name, and the object bound
         self._held_objects: list = []
         self._attribute_names: set[str] = set()  # bound as plain attributes once: must stay tensors
+        # (class, stored code, the functions its methods resolve to) -> the class's code: a
+        # rebind (the module changed) digests only classes or methods it has not seen
+        self._class_codes: dict = {}
         problem = self._replaced_module() or self._edited_class()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
@@ -272,7 +284,11 @@ class Binding:
             raise AotpackError(f"{module_weight(fqn)} is {got}, the package was compiled for a {want}",
                                hint="bind the module converted (quantized) as it was at compile time, or compile "
                                     "the package again from it")
-        return getattr(w, w.__tensor_flatten__()[0][k])
+        names = w.__tensor_flatten__()[0]
+        if k >= len(names):  # (a package naming an inner tensor the subclass does not have)
+            raise AotpackError(f"{module_weight(fqn)} holds {len(names)} inner tensors, the package reads number {k}",
+                               hint="the package does not match this module: compile it again from it")
+        return getattr(w, names[k])
 
     def _bind_values(self) -> None:
         """Where the module attributes compiled in live now, and the objects holding them."""
@@ -430,16 +446,17 @@ class Binding:
         """The first module whose class's code differs from the code compiled in (its
         source edited since the compile: the package would run the old code); only under
         the Python version that compiled it (bytecode differs between versions)."""
-        want_codes, seen = self.variant.module_code, {}
+        want_codes, seen = self.variant.module_code, self._class_codes
         for path, name in self.variant.module_types.items():
             want = want_codes.get(name)
             sub = _submodule(self.module, path.split(".") if path else [])
             if want is None or sub is None:
                 continue
             python, methods, _ = (want.split(":") + ["", ""])[:3]
-            key = (type(sub), want)
-            if key not in seen:  # (a class once, however many modules of it)
-                seen[key] = class_code(type(sub), methods.split(","))
+            names = methods.split(",")
+            key = (type(sub), want, tuple(method_function(type(sub), m) for m in names))
+            if key not in seen:  # (a class once, however many modules of it, and across rebinds)
+                seen[key] = class_code(type(sub), names)
             got = seen[key]
             if got is not None and got.split(":")[0] == python and got != want:
                 return Mismatch([], f"the code of {name.rpartition(':')[2]} compiled into the package",
