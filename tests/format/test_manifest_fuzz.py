@@ -218,3 +218,17 @@ def test_edited_weight_headers_give_only_aotpack_errors(good, tmp_path_factory, 
     path = os.path.join(tmp_path_factory.mktemp("weights", numbered=True), "p.aot")
     write_package(path, manifest, edited)
     _exercise(path, args)
+
+
+@pytest.mark.parametrize("times", [0, 2])
+def test_input_guards_that_are_not_the_calls_tensors_are_refused_at_load(good, tmp_path, times):
+    """A manifest whose input guards were dropped or doubled (the fuzzer's ``resize`` of
+    ``variants[0].inputs``): a guard beyond the call's tensors raised IndexError at the
+    call; the reader now refuses the manifest."""
+    manifest, members, args = good
+    m = copy.deepcopy(manifest)
+    m["variants"][0]["inputs"] = m["variants"][0]["inputs"] * times
+    path = tmp_path / "p.aot"
+    write_package(path, m, members)
+    with pytest.raises(aotpack.AotpackError, match="in_spec does not match its inputs"):
+        aotpack.load(path)

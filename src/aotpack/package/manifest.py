@@ -896,8 +896,10 @@ class Manifest(Record):
                       f"variant {name}.inputs[{i}].shape names no dim")
                 _need(g.layout == "contiguous" or len(next(iter(g.layout.values()))) == len(g.shape),
                       f"variant {name}.inputs[{i}].layout")
-            _need(all(i < len(v.inputs) for i in v.in_spec.tensor_indices()),
-                  f"variant {name}.in_spec has a bad tensor index")
+            # each input guard is one tensor of the call, once (an extra guard would check an
+            # argument the call does not have)
+            _need(sorted(v.in_spec.tensor_indices()) == list(range(len(v.inputs))),
+                  f"variant {name}.in_spec does not match its inputs")
             _need(isinstance(v.in_spec, treespec.TupleSpec) and len(v.in_spec.children) == len(p.signature),
                   f"variant {name}.in_spec does not match the signature")
             n_flat = len(ws) + len(v.inputs)
