@@ -252,9 +252,10 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
         >>> [type(m).__name__ for m in int8_weights(small)]
         ['Int8Linear', 'ReLU', 'Int8Linear']
 
-    Why not torchao: its quantized weights are tensor subclasses, which torch.export
-    only traces after unwrapping them and which a package's safetensors weights cannot
-    hold; two plain buffers (int8 weight, scales) need neither.
+    torchao's weight-only int8 (``Int8WeightOnlyConfig``) packages too, as subclass
+    weights (``build/subclass_weights.py``); this one needs no dependency and no
+    subclass: two plain buffers. A 3.28B Llama on an H200 decodes at 667 tokens/s with
+    these, 710 with torchao's, 527 in bf16 (docs/benchmarks.md).
     """
     linears = [(name, m) for name, m in model.named_modules() if type(m) is torch.nn.Linear]
     if not linears:
