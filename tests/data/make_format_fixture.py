@@ -112,6 +112,16 @@ class TrainDimsFixture(TrainCastFixture):
         return {**super().forward(x, opts, scale), "tail": x[1:]}
 
 
+class TrainExcludeFixture(TrainDimsFixture):
+    """Version 10 (a Dim that excludes a size): the version 9 program, and a branch on
+    the rows (``!= 7``) that torch.export drops from the Dim's range: the package runs
+    every size but 7."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "branch": out["y"] * 2 if x.shape[0] != 7 else out["y"]}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -119,7 +129,7 @@ def fixture_loss(out):
 
 def train_view_fixture(path: str) -> None:
     torch.manual_seed(0)
-    m = (TrainDimsFixture if fmt.FORMAT_VERSION >= 9 else TrainCastFixture if fmt.FORMAT_VERSION >= 8
+    m = (TrainExcludeFixture if fmt.FORMAT_VERSION >= 10 else TrainDimsFixture if fmt.FORMAT_VERSION >= 9 else TrainCastFixture if fmt.FORMAT_VERSION >= 8
          else TrainFunctionFixture if fmt.FORMAT_VERSION >= 7 else TrainViewFixture)()
     x, w = torch.randn(5, 4, requires_grad=True), torch.randn(3)
     dynamic = {"x": {0: aotpack.Dim("rows", min=2, max=64)}} if fmt.FORMAT_VERSION >= 9 else None

@@ -148,6 +148,12 @@ def test_every_format_version_still_loads():
                 other = fn(io["x"][:3].clone().requires_grad_(), {"w": io["w"]}, scale=2.0)
                 assert other["yt"].shape == (3, 3) and other["yt"].data_ptr() == other["y"].data_ptr()
                 assert other["tail"].shape == (2, 4)
+            if version >= 10:  # the rows exclude 7 (a branch on them): refused there, run beyond it
+                assert info.manifest.variants[0].dims["rows"].exclude == [7]
+                with pytest.raises(aotpack.GuardError, match=r"expected rows in 3\.\.64 except 7, got 7"):
+                    fn(torch.randn(7, 4, requires_grad=True), {"w": io["w"]}, scale=2.0)
+                nine = fn(torch.randn(9, 4, requires_grad=True), {"w": io["w"]}, scale=2.0)
+                torch.testing.assert_close(nine["branch"], nine["y"] * 2)  # the example's branch, as eager's
             loss = out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if version >= 7 else 0)
             loss.backward()
             torch.testing.assert_close(x.grad, io["gx"])

@@ -1257,22 +1257,43 @@ def branch_on_rows(x, y):
     return y @ m.t() if y.shape[1] == m.shape[1] else y.sin()  # the first branch at 7 rows alone
 
 
-def test_a_branch_on_a_dynamic_size_narrows_the_dim_to_the_sizes_of_the_examples_branch(tmp_path):
+def test_a_branch_on_a_dynamic_size_excludes_the_sizes_of_the_other_branch(tmp_path):
     """A program that branches on a size (``rows - 1 == 6``): torch.export, left to decide
     the Dim, drops that guard, and the package ran the other branch's graph at 7 rows, a
-    result of another shape than eager's (the differential fuzzer, seed 45). The Dim is now
-    narrowed to the sizes around the example's that take its branch, with a warning."""
+    result of another shape than eager's (the differential fuzzer, seed 45). The Dim now
+    excludes 7, with a warning, and keeps the sizes beyond it (format version 10; it was
+    narrowed to 3..6 before)."""
     rows = torch.export.Dim("rows", min=2, max=16)
-    with pytest.warns(aotpack.SpecializationWarning, match=r"rows runs 3\.\.6 of the 2\.\.16 asked"):
+    with pytest.warns(aotpack.SpecializationWarning, match=r"rows runs 3\.\.16 except 7 of the 2\.\.16 asked"):
         pkg = aotpack.compile(branch_on_rows, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
                               dynamic={"x": {0: rows}, "y": {0: rows}})
+    assert pkg.manifest.format_version == 10 and pkg.manifest.variants[0].dims["rows"].exclude == [7]
     fn = aotpack.load(pkg.save(tmp_path / "b.aot"))
-    for n in (3, 6):
+    for n in (3, 6, 8, 16):
         x, y = torch.randn(n, 6), torch.randn(n, 6)
         torch.testing.assert_close(fn(x, y), branch_on_rows(x, y))
-    for n in (7, 8, 2):  # 7: the other branch; 2: x[1:] of one row, a size torch.export treats apart
-        with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.shape\[0\]: expected rows in 3\.\.6, got {n}"):
+    for n in (7, 2, 17):  # 7: the other branch; 2: x[1:] of one row, a size torch.export treats apart
+        with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.shape\[0\]: expected rows in 3\.\.16 except 7, got {n}"):
             fn(torch.randn(n, 6), torch.randn(n, 6))
+
+
+def test_a_package_whose_dim_excludes_a_size_is_refused_by_an_older_reader(tmp_path):
+    """An excluded size is format version 10: a reader of version 9 would run it, so the
+    package says it needs 10, and a manifest that excludes sizes at a lower version, or
+    sizes outside the Dim's range, is refused at load."""
+    from aotpack.package.manifest import Dim as DimRecord
+
+    rows = torch.export.Dim("rows", min=2, max=16)
+    with pytest.warns(aotpack.SpecializationWarning):
+        pkg = aotpack.compile(branch_on_rows, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
+                              dynamic={"x": {0: rows}, "y": {0: rows}})
+    variant = pkg.manifest.variants[0]
+    for dim, version in ((variant.dims["rows"], 9), (DimRecord(min=3, max=16, exclude=[16]), 10),
+                         (DimRecord(min=3, max=16, exclude=[9, 8]), 10)):
+        bad = pkg.manifest.replace(format_version=version,
+                                   variants=[variant.replace(dims={"rows": dim})])
+        with pytest.raises(aotpack.FormatError, match=r"dims\['rows'\]\.exclude"):
+            bad.checked()
 
 
 def first_rows(x, y):

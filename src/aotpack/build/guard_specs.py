@@ -15,7 +15,7 @@ from .. import _torch_compat as compat
 from .. import tree
 from ..errors import CaptureError
 from ..load import layout
-from ..package.manifest import NOT_PLAIN, Dim, GlobalState, class_name, plain_value
+from ..package.manifest import MAX_EXCLUDED, NOT_PLAIN, Dim, GlobalState, class_name, plain_value
 from .effects import EffectRecorder
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
@@ -32,8 +32,7 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
     names, narrowed). A size is an int (static), a Dim name, or ``{"expr": "2*batch"}``
     for a size derived from other Dims. ``excluded``: Dim name -> (the example's size,
     the sizes a dropped guard rules out, or None: that size alone), from
-    ``dropped_size_guards``; the Dim's range is narrowed to the sizes around the
-    example's that none rules out.
+    ``dropped_size_guards``; the Dim excludes those sizes (``_without``).
     """
     sym_names: dict[str, str] = {}
     user_range: dict[str, tuple] = {}
@@ -78,11 +77,12 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
         if name not in dims:
             continue
         lo, hi = _both(dims[name], ulo or 0, uhi)
+        dim = Dim(min=lo, max=hi)
         if name in (excluded or {}):
-            lo, hi = _around(*excluded[name], lo, hi)
-        if (lo, hi) != (ulo or 0, uhi):
-            narrowed.append(f"{name} runs {lo}..{_text(hi)} of the {ulo or 0}..{_text(uhi)} asked")
-        dims[name] = Dim(min=lo, max=hi)
+            dim = _without(*excluded[name], dim)
+        if (dim.min, dim.max, dim.exclude) != (ulo or 0, uhi, []):
+            narrowed.append(f"{name} runs {dim.text()} of the {ulo or 0}..{_text(uhi)} asked")
+        dims[name] = dim
     return shapes, dims, specialized, sym_names, narrowed
 
 
@@ -92,13 +92,29 @@ def _both(dim: Dim, lo: int, hi: int | None) -> tuple[int, int | None]:
     return max(dim.min, lo), (min(highs) if highs else None)
 
 
-def _around(example: int, ruled_out: set[int] | None, lo: int, hi: int | None) -> tuple[int, int | None]:
-    """The widest range within ``lo..hi`` around ``example`` with none of ``ruled_out``
-    (None: ``example`` alone)."""
+def _without(example: int, ruled_out: set[int] | None, dim: Dim) -> Dim:
+    """``dim`` without the sizes ``ruled_out`` (None: ``example`` alone): its ends moved
+    past them, the others excluded (format version 10; until then the Dim was narrowed to
+    the range around the example's, losing the sizes beyond an excluded one).
+
+        >>> _without(4, {7}, Dim(min=2, max=16)).text()
+        '2..16 except 7'
+        >>> _without(4, {2, 16}, Dim(min=2, max=16)).text()
+        '3..15'
+    """
     if ruled_out is None:
-        return example, example
-    highs = [h for h in (hi, *(x - 1 for x in ruled_out if x > example)) if h is not None]
-    return max([lo, *(x + 1 for x in ruled_out if x < example)]), (min(highs) if highs else None)
+        return Dim(min=example, max=example)
+    lo, hi = dim.min, dim.max
+    while lo in ruled_out:
+        lo += 1
+    while hi is not None and hi in ruled_out:
+        hi -= 1
+    inside = sorted(x for x in ruled_out if lo < x and (hi is None or x < hi))
+    if len(inside) > MAX_EXCLUDED:  # (no real program: the range around the example)
+        below, above = [x for x in inside if x < example], [x for x in inside if x > example]
+        lo, hi, inside = max([lo, *(x + 1 for x in below)]), min([h for h in (hi, *(x - 1 for x in above))
+                                                                  if h is not None], default=None), []
+    return Dim(min=lo, max=hi, exclude=inside)
 
 
 def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:

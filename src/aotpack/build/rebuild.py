@@ -37,7 +37,10 @@ def _example_inputs(variant: Variant, examples: dict | None) -> list[torch.Tenso
                 shape.append(s)
             elif isinstance(s, str):
                 r = variant.dims[s]
-                shape.append(min(max(r.min, 2), r.max if r.max is not None else 2**31))
+                size = min(max(r.min, 2), r.max if r.max is not None else 2**31)
+                while not r.allows(size):  # (an excluded size: the next one the Dim allows)
+                    size += 1
+                shape.append(size)
             else:
                 shape.append(2)
         out.append(torch.zeros(shape, dtype=getattr(torch, g.dtype)))

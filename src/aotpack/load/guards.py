@@ -139,8 +139,7 @@ def shape_text(shape: list, dims: dict[str, Dim]) -> str:
         if isinstance(s, int):
             sizes.append(str(s))
         elif isinstance(s, str):
-            r = dims[s]
-            sizes.append(f"{s}={r.min}..{'inf' if r.max is None else r.max}")
+            sizes.append(f"{s}={dims[s].text()}")
         else:
             sizes.append(s["expr"])
     return f"[{', '.join(sizes)}]"
@@ -311,6 +310,9 @@ class ShapeIs(Check):
                 conds.append(f"({var} := {s}[{d}]) < {int(r.min)}")
                 if r.max is not None:
                     conds.append(f"{var} > {int(r.max)}")
+                if r.exclude:
+                    env[f"X{var}"] = frozenset(r.exclude)
+                    conds.append(f"{var} in X{var}")
         return " or ".join(conds)
 
     def full(self, t, call):
@@ -329,9 +331,8 @@ class ShapeIs(Check):
                 seen = sizes.get(want)
                 if seen is None:
                     r = self.dims[want]
-                    if got < r.min or (r.max is not None and got > r.max):
-                        hi = "inf" if r.max is None else r.max
-                        raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r.min}..{hi}", str(got))
+                    if not r.allows(got):
+                        raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r.text()}", str(got))
                     sizes[want] = got
                 elif seen != got:
                     raise Mismatch([_Attr(f".shape[{d}]")], f"{want} = {seen} (as in an earlier input)", str(got))

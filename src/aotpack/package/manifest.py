@@ -89,6 +89,7 @@ def _param_kind(v, where: str) -> None:
     _need(v in PARAM_KINDS, f"{where} is an unknown parameter kind")
 
 
+MAX_EXCLUDED = 64  # sizes a Dim may exclude (variants[].dims[].exclude); no real program has more
 NOT_PLAIN = object()  # plain_value's answer for a value JSON cannot hold as it is
 
 
@@ -613,8 +614,20 @@ class Input(Record):
 
 
 class Dim(Record):
+    """A named dynamic size: every size in ``min..max`` (None: unbounded) but those in
+    ``exclude`` (format version 10: sizes the program branches away from, which a call
+    is refused at)."""
     min: int
     max: int | None  # None: unbounded
+    exclude: list[int] = []
+
+    def allows(self, size: int) -> bool:
+        return self.min <= size and (self.max is None or size <= self.max) and size not in self.exclude
+
+    def text(self) -> str:
+        """``2..16`` or ``2..16 except 7``."""
+        span = f"{self.min}..{'inf' if self.max is None else self.max}"
+        return span + (f" except {', '.join(map(str, self.exclude))}" if self.exclude else "")
 
 
 class Alias(Record):
@@ -891,6 +904,10 @@ class Manifest(Record):
                 _need(getattr(v, key) is None or len(getattr(v, key)) == len(ws), f"variant {name}.{key}")
             for d_name, r in v.dims.items():
                 _need(0 <= r.min and (r.max is None or r.min <= r.max), f"variant {name}.dims[{d_name!r}]")
+                _need(len(r.exclude) <= MAX_EXCLUDED and r.exclude == sorted(set(r.exclude))
+                      and all(r.min < x and (r.max is None or x < r.max) for x in r.exclude)
+                      and (not r.exclude or self.format_version >= fmt.DIM_EXCLUDE_FORMAT_VERSION),
+                      f"variant {name}.dims[{d_name!r}].exclude")
             for i, g in enumerate(v.inputs):
                 _need(all(not isinstance(s, str) or s in v.dims for s in g.shape),
                       f"variant {name}.inputs[{i}].shape names no dim")

@@ -278,6 +278,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if any(d.exclude for d in variant.dims.values()):
+        return fmt.DIM_EXCLUDE_FORMAT_VERSION  # older readers would run the excluded sizes
     if train is not None and any(v.follows_dims() for v in (*train.aliased, *(train.output_views or ()))):
         return fmt.DYNAMIC_TRAIN_VIEWS_FORMAT_VERSION  # older readers would pass Dim names to as_strided
     if (any(program.weight(w).layout is not None for w in variant.weights)  # older readers: run contiguous
