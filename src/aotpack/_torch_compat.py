@@ -29,6 +29,30 @@ from ._torch_version import MIN_TORCH, TORCH_VERSION, torch_version  # noqa: F40
 
 
 @contextmanager
+def exact_views_of_empty_tensors(tensors):
+    """torch.export without FakeTensor's dispatch cache where an example tensor is empty.
+
+    On a cache hit for a view of a zero-element tensor, torch (2.11-2.13) builds the
+    output on a new storage at the cached entry's offset, not as a view of the input
+    (pytorch/pytorch#159151): the traced output no longer shares the input's memory, or
+    sits at another offset of it. Capture reads outputs' aliasing from those values, so a
+    package could return a fresh empty tensor where eager returns a view, or refuse the
+    program (the differential fuzzer, seed 51: ``y.flatten()`` of a 0-row ``y`` at offset
+    6 traced at offset 0). The cache only saves trace time: off for such examples alone.
+
+    Private: ``torch._dynamo.config.fake_tensor_cache_enabled``, read by each FakeTensorMode
+    torch.export creates.
+    """
+    if not any(isinstance(t, torch.Tensor) and t.numel() == 0 for t in tensors):
+        yield
+        return
+    import torch._dynamo.config as dynamo_config
+
+    with dynamo_config.patch(fake_tensor_cache_enabled=False):
+        yield
+
+
+@contextmanager
 def quiet_export_logs():
     """Hold back the graph dumps torch prints while an export fails.
 

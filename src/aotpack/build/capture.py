@@ -376,7 +376,7 @@ def _capture_error(e: BaseException, target) -> CaptureError:
 
 
 def _export(program, flat, flat_dyn):
-    with compat.quiet_export_logs():
+    with compat.quiet_export_logs(), compat.exact_views_of_empty_tensors(flat):
         return torch.export.export(
             program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None, strict=False)
 
