@@ -1313,3 +1313,32 @@ def test_a_dims_range_is_what_every_input_of_it_allows(tmp_path):
     torch.testing.assert_close(fn(x, y), first_rows(x, y))
     with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.shape\[0\]: expected rows in 3\.\.16, got 2"):
         fn(torch.randn(2, 6), torch.randn(2, 6))
+
+
+def update_through_reshape(x, y):
+    y.reshape(-1).mul_(0.5)
+    return x * 2
+
+
+def flattened(x, y):
+    return y, y.flatten()
+
+
+def test_a_view_of_an_empty_input_is_a_view_after_torch_traced_one_before(tmp_path):
+    """FakeTensor's dispatch cache (torch 2.11-2.13, pytorch/pytorch#159151) rebuilt the
+    view of a zero-element tensor on a new storage when an earlier trace had made the same
+    view: the package returned a fresh empty tensor where eager returns a view of ``y``
+    (and, with other inputs, refused its own manifest: a view at offset -6; fuzz seed 51).
+    Capture traces programs with an empty example input without that cache."""
+    def inputs():
+        base = torch.randn(1, 6)
+        return base[:0], base[1:]  # two empty rows at offsets 0 and 6 of one storage
+
+    aotpack.compile(update_through_reshape, inputs(), backend="eager")  # the same view traced first
+    pkg = aotpack.compile(flattened, inputs(), backend="eager")
+    assert [a.output for a in pkg.manifest.variants[0].aliased] == [0, 1]
+    fn = aotpack.load(pkg.save(tmp_path / "f.aot"))
+    x, y = inputs()
+    got, want = fn(x, y), flattened(x, y)
+    assert got[1].untyped_storage().data_ptr() == want[1].untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
+    assert got[1].storage_offset() == want[1].storage_offset() == 6 and got[1].shape == want[1].shape
