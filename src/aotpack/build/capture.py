@@ -376,7 +376,10 @@ def _capture_error(e: BaseException, target) -> CaptureError:
 
 
 def _export(program, flat, flat_dyn):
-    with compat.quiet_export_logs(), compat.exact_views_of_empty_tensors(flat):
+    # (where an example input is empty, without FakeTensor's cache, which can misplace views
+    # of empty tensors: compat.without_fake_tensor_cache)
+    empty = compat.without_fake_tensor_cache() if compat.has_empty_tensor(flat) else contextlib.nullcontext()
+    with compat.quiet_export_logs(), empty:
         return torch.export.export(
             program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None, strict=False)
 
