@@ -86,6 +86,32 @@ def cuda_seconds(torch, fn, repeat: int) -> float:
     return start.elapsed_time(end) / 1e3 / repeat
 
 
+def cuda_graph_seconds(torch, run, rounds: int = 5, replays: int = 10) -> float:
+    """Seconds one replay of a CUDA graph of ``run()`` takes, the best of ``rounds`` runs
+    of ``replays`` replays: ``run`` is warmed up on a side stream, then captured
+    thread-local (inductor's compile threads may call CUDA while this thread captures)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        run()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        run()
+    for _ in range(3):
+        graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    best = float("inf")
+    for _ in range(rounds):
+        start.record()
+        for _ in range(replays):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3 / replays)
+    return best
+
+
 def table(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = " | ".join(f"{{:{w}}}" for w in widths)

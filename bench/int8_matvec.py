@@ -90,6 +90,7 @@ def time_case(torch, fn, x, layers, reference, options=None):
     """``fn(x, *layers[i])`` compiled, then replayed for every layer in one CUDA graph."""
     import torch._dynamo
 
+    from _common import cuda_graph_seconds
     from aotpack._torch_compat import kernel_time_autotuning
 
     torch._dynamo.reset()
@@ -100,27 +101,7 @@ def time_case(torch, fn, x, layers, reference, options=None):
     torch.cuda.synchronize()
     compile_s = time.perf_counter() - t
     error = (got.float() - reference.float()).abs().max().item()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for args in layers:
-            compiled(x, *args)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        for args in layers:
-            compiled(x, *args)
-    for _ in range(3):
-        graph.replay()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    best = float("inf")
-    for _ in range(5):
-        start.record()
-        for _ in range(10):
-            graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3 / 10 / LAYERS)
+    best = cuda_graph_seconds(torch, lambda: [compiled(x, *args) for args in layers]) / LAYERS
     nbytes = sum(a.numel() * a.element_size() for a in layers[0])
     return {"us": best * 1e6, "bytes": nbytes, "tb_s": nbytes / best / 1e12, "compile_s": compile_s,
             "max_error": error}

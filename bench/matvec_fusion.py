@@ -104,6 +104,8 @@ def splitting(setting: str):
 def time_case(torch, fn, acts, weights, options, setting="plain"):
     import torch._dynamo
 
+    from _common import cuda_graph_seconds
+
     torch._dynamo.reset()
     compiled = torch.compile(fn, options={"coordinate_descent_tuning": True, **options}, fullgraph=True)
     xs = [torch.randn(s, device="cuda", dtype=torch.bfloat16) for s in acts]
@@ -119,28 +121,7 @@ def time_case(torch, fn, acts, weights, options, setting="plain"):
     for e, g in zip(expected if isinstance(expected, tuple) else [expected],
                     got if isinstance(got, tuple) else [got]):
         torch.testing.assert_close(g, e, rtol=2e-2, atol=2e-2)  # a split sums in another order
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for w in ws:
-            compiled(*xs, *w)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    # thread_local: inductor's compile threads may call CUDA while this thread captures
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        for w in ws:
-            compiled(*xs, *w)
-    for _ in range(3):
-        graph.replay()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    best = float("inf")
-    for _ in range(5):
-        start.record()
-        for _ in range(10):
-            graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3 / 10 / LAYERS)
+    best = cuda_graph_seconds(torch, lambda: [compiled(*xs, *w) for w in ws]) / LAYERS
     nbytes = sum(r * c * 2 for r, c in weights)
     return {"us": best * 1e6, "bytes": nbytes, "tb_s": nbytes / best / 1e12, "compile_s": compile_s,
             "kernels": kernel_names(torch, lambda: compiled(*xs, *ws[0]))}
