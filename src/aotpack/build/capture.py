@@ -30,6 +30,7 @@ import contextlib
 import copy
 import linecache
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -409,7 +410,23 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     from .collectives import refuse_dtensor
 
     refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
-    call = _bind_call(target, args, kwargs, dynamic)
+    options = {"strict_dims": strict_dims, "allow_mutations": allow_mutations, "autocast": autocast}
+    try:
+        return _capture(target, args, kwargs, dynamic, **options)
+    except _KeepStrides as keep:
+        # the program depends on the layout of an input with gaps in its strides and a
+        # dynamic size: compiled again in the example's strides (the side effects of the
+        # program were reported by the first capture)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=SideEffectWarning)
+            return _capture(target, args, kwargs, dynamic, keep_strides=keep.indices, **options)
+
+
+def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
+             keep_strides: frozenset = frozenset()) -> Captured:
+    """One capture (``capture``); ``keep_strides``: the flat inputs compiled in the example's
+    strides, not in a contiguous copy (``_bind_call``)."""
+    call = _bind_call(target, args, kwargs, dynamic, keep_strides)
     _refuse_tensor_subclasses(target, call)
     program = _Program(target, call.signature, call.in_spec, None, call.how)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
@@ -449,7 +466,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
-    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
+    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims,
+                                        training=allow_mutations)
     return Captured(
         name=program_name(target),
         kind="module" if isinstance(target, torch.nn.Module) else "function",
@@ -502,9 +520,21 @@ class _Call:
     # flat inputs compiled for a contiguous copy of the example: index -> the example's
     # strides, which had gaps or overlaps where a size is dynamic (``_bind_call``)
     relaid: dict = field(default_factory=dict)
+    # flat inputs with such strides compiled in the example's own strides, because the
+    # program depends on their layout: index -> those strides (guarded exactly)
+    kept: dict = field(default_factory=dict)
 
 
-def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
+class _KeepStrides(Exception):
+    """Capture again with these flat inputs in the example's strides (``_bind_call``):
+    the program depends on their layout, so a contiguous copy cannot stand in."""
+
+    def __init__(self, indices: frozenset):
+        super().__init__(sorted(indices))
+        self.indices = indices
+
+
+def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_strides: frozenset = frozenset()) -> _Call:
     kwargs = dict(kwargs or {})
     if not isinstance(args, tuple):
         args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
@@ -518,17 +548,21 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic) -> _Call:
     flat = _separate_memory(flat)
     flat_dyn = flat_dynamic(dynamic, sig, values, len(flat))
     paths = tree.tensor_paths(in_spec, names)
-    relaid = {}
+    relaid, kept = {}, {}
     for i, (t, dyn) in enumerate(zip(flat, flat_dyn)):
         if dyn and t.layout is torch.strided and layout_of(t, True) is None:
-            # strides with gaps or overlaps (``base[:, ::2]``) and a dynamic size: no layout
-            # describes other sizes, so the package is compiled for a contiguous copy, into
-            # which each call is copied, unless the program depends on the layout (checked
-            # once captured: _input_guards)
+            # strides with gaps or overlaps (``base[:, ::2]``) and a dynamic size: the
+            # package is compiled for a contiguous copy, into which each call is copied,
+            # unless the program depends on the layout (_input_guards); then it is
+            # compiled for the example's strides, where torch.export keeps them static
+            if i in keep_strides:
+                kept[i] = tuple(t.stride())
+                continue
             relaid[i] = tuple(t.stride())
             flat[i] = t.detach().clone(memory_format=torch.contiguous_format).requires_grad_(t.requires_grad)
-    layouts = [input_layout(t, dyn, path) for t, dyn, path in zip(flat, flat_dyn, paths)]
-    return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how, relaid)
+    layouts = [{"stride": list(t.stride())} if i in kept else input_layout(t, dyn, path)
+               for i, (t, dyn, path) in enumerate(zip(flat, flat_dyn, paths))]
+    return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how, relaid, kept)
 
 
 def _refuse_tensor_subclasses(target, call: _Call) -> None:
@@ -574,10 +608,24 @@ def _separate_memory(flat: list) -> list:
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,
-                  strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
+                  strict_dims: bool, training: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
-    named Dim to one size."""
+    named Dim to one size. _KeepStrides where the program depends on the layout of an
+    input compiled for a contiguous copy: capture runs again with its own strides, which
+    the guard then pins exactly (``{"stride": [12, 2]}``) where torch.export kept them static.
+    Not for training packages: their second capture failed inside torch on some programs
+    (an AttributeError from the guards torch.export adds), so they keep the CaptureError."""
+    pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
+    pinned_copies = frozenset(i for i in call.relaid if pins[i])
+    if pinned_copies and not training:
+        raise _KeepStrides(pinned_copies)
+    for i, strides in {**{i: call.relaid[i] for i in pinned_copies}, **call.kept}.items():
+        traced = tuple(user_nodes[i].meta["val"].stride())
+        if i in pinned_copies or not all(type(s) is int for s in traced) or traced != strides:  # (symbolic: follows a size)
+            raise CaptureError(f"{call.paths[i]} has strides {strides} with gaps or overlaps and a dynamic size, and "
+                               f"the program depends on its layout ({pins[i]}): the compiled code could not address "
+                               "other sizes the same way", hint=f"pass a contiguous example ({call.paths[i]}.contiguous())")
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     shapes, dims, specialized, names, narrowed = guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
@@ -596,12 +644,6 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
                                hint="drop those Dims (the package then runs only that size), or change the program")
         warn_caller(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning)
-    pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
-    for i, strides in call.relaid.items():
-        if pins[i]:
-            raise CaptureError(f"{call.paths[i]} has strides {strides} with gaps or overlaps and a dynamic size, and "
-                               f"the program depends on its layout ({pins[i]}): the compiled code could not address "
-                               "other sizes the same way", hint=f"pass a contiguous example ({call.paths[i]}.contiguous())")
     reads = record["requires_grad_reads"][0]
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
                        shape=shape, layout=memory_layout, requires_grad=bool(t.requires_grad),
