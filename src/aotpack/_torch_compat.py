@@ -48,6 +48,9 @@ def without_fake_tensor_cache():
     """
     import torch._dynamo.config as dynamo_config
 
+    if not hasattr(dynamo_config, "fake_tensor_cache_enabled"):  # (a torch without the cache or the option)
+        yield
+        return
     with dynamo_config.patch(fake_tensor_cache_enabled=False):
         yield
 
