@@ -56,8 +56,8 @@ def without_fake_tensor_cache():
 
 
 def has_empty_tensor(values) -> bool:
-    """Whether any of ``values`` (tensors, traced values, other objects) is a tensor with a
-    size of 0 (a symbolic size counts as nonzero)."""
+    """Whether any of ``values`` (a program's flat inputs: tensors and other objects) is a
+    tensor with a size of 0 (a symbolic size counts as nonzero)."""
     return any(isinstance(v, torch.Tensor) and any(type(s) is int and s == 0 for s in v.shape) for v in values)
 
 

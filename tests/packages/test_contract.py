@@ -1295,16 +1295,17 @@ def test_a_branch_on_a_dynamic_size_excludes_the_sizes_of_the_other_branch(tmp_p
             fn(torch.randn(n, 6), torch.randn(n, 6))
 
 
-def test_a_package_whose_dim_excludes_a_size_is_refused_by_an_older_reader(tmp_path):
+def test_a_dims_exclusions_need_format_version_10_and_sizes_inside_its_range(tmp_path):
     """An excluded size is format version 10: a reader of version 9 would run it, so the
-    package says it needs 10, and a manifest that excludes sizes at a lower version, or
-    sizes outside the Dim's range, is refused at load."""
+    package says it needs 10 (older readers refuse newer versions), and a manifest that
+    excludes sizes at a lower version, or sizes outside the Dim's range, is refused at load."""
     from aotpack.package.manifest import Dim as DimRecord
 
     rows = torch.export.Dim("rows", min=2, max=16)
     with pytest.warns(aotpack.SpecializationWarning):
         pkg = aotpack.compile(branch_on_rows, (torch.randn(4, 6), torch.randn(4, 6)), backend="eager",
                               dynamic={"x": {0: rows}, "y": {0: rows}})
+    assert pkg.manifest.format_version == 10
     variant = pkg.manifest.variants[0]
     for dim, version in ((variant.dims["rows"], 9), (DimRecord(min=3, max=16, exclude=[16]), 10),
                          (DimRecord(min=3, max=16, exclude=[9, 8]), 10)):

@@ -617,15 +617,15 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     Not for training packages: their second capture failed inside torch on some programs
     (an AttributeError from the guards torch.export adds), so they keep the CaptureError."""
     pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
-    pinned_copies = frozenset(i for i in call.relaid if pins[i])
-    if pinned_copies and not training:
-        raise _KeepStrides(pinned_copies)
-    for i, strides in {**{i: call.relaid[i] for i in pinned_copies}, **call.kept}.items():
+    pinned_copies = [i for i in call.relaid if pins[i]]
+    if pinned_copies and training:
+        raise _gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins)
+    if pinned_copies:
+        raise _KeepStrides(frozenset(pinned_copies))
+    for i, strides in call.kept.items():
         traced = tuple(user_nodes[i].meta["val"].stride())
-        if i in pinned_copies or not all(type(s) is int for s in traced) or traced != strides:  # (symbolic: follows a size)
-            raise CaptureError(f"{call.paths[i]} has strides {strides} with gaps or overlaps and a dynamic size, and "
-                               f"the program depends on its layout ({pins[i]}): the compiled code could not address "
-                               "other sizes the same way", hint=f"pass a contiguous example ({call.paths[i]}.contiguous())")
+        if traced != strides or not all(type(s) is int for s in traced):  # (symbolic: a stride follows a size)
+            raise _gapped_layout_refusal(call, i, strides, pins)
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     shapes, dims, specialized, names, narrowed = guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
@@ -651,6 +651,12 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
               for i, (node, shape, t, memory_layout, pin) in enumerate(zip(user_nodes, shapes, call.flat,
                                                                            call.layouts, pins))]
     return inputs, dims, names
+
+
+def _gapped_layout_refusal(call: _Call, i: int, strides: tuple, pins: list) -> CaptureError:
+    return CaptureError(f"{call.paths[i]} has strides {strides} with gaps or overlaps and a dynamic size, and the "
+                        f"program depends on its layout ({pins[i]}): the compiled code could not address other "
+                        "sizes the same way", hint=f"pass a contiguous example ({call.paths[i]}.contiguous())")
 
 
 def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> list[mf.Frozen]:

@@ -110,11 +110,13 @@ def _without(example: int, ruled_out: set[int] | None, dim: Dim) -> Dim:
     while hi is not None and hi in ruled_out:
         hi -= 1
     inside = sorted(x for x in ruled_out if lo < x and (hi is None or x < hi))
-    if len(inside) > MAX_EXCLUDED:  # (no real program: the range around the example)
-        below, above = [x for x in inside if x < example], [x for x in inside if x > example]
-        lo, hi, inside = max([lo, *(x + 1 for x in below)]), min([h for h in (hi, *(x - 1 for x in above))
-                                                                  if h is not None], default=None), []
-    return Dim(min=lo, max=hi, exclude=inside)
+    if len(inside) <= MAX_EXCLUDED:
+        return Dim(min=lo, max=hi, exclude=inside)
+    # (more than a manifest holds, which no real program rules out: the range between the
+    # excluded sizes nearest the example)
+    below = [x for x in inside if x < example]
+    above = [x for x in inside if x > example]
+    return Dim(min=below[-1] + 1 if below else lo, max=above[0] - 1 if above else hi)
 
 
 def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
