@@ -53,9 +53,12 @@ def fresh(code: str, *argv: str, env: dict | None = None, timeout: int = 900) ->
 
 
 def write(name: str, rows: list[dict], tag: str | None = None) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
+    """``rows`` as ``<name>-<tag>.json`` in ``$OUT`` (the device tool's folder, so that a
+    GPU run's results come back) or bench/results/."""
+    out_dir = os.environ.get("OUT") or RESULTS
+    os.makedirs(out_dir, exist_ok=True)
     tag = tag or os.environ.get("AOTPACK_BENCH_TAG") or ("gpu" if machine().get("gpu") else "cpu")
-    path = os.path.join(RESULTS, f"{name}-{tag}.json")
+    path = os.path.join(out_dir, f"{name}-{tag}.json")
     with open(path, "w") as f:
         json.dump({"date": datetime.date.today().isoformat(), "machine": machine(), "rows": rows}, f, indent=1)
     return path
