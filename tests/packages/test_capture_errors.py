@@ -101,6 +101,33 @@ def test_compile_warnings_point_at_the_users_call():
     assert all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]
 
 
+def _after_compile_marker():
+    return 1
+
+
+def test_compile_under_cprofile_warns_and_leaves_the_profiler_profiling(tmp_path):
+    """``python -m cProfile`` around a script that compiles: the side-effect recorder
+    borrows the interpreter's profile hook while it traces and gives it back (on Python
+    3.11 cProfile's hook is C-level and cannot be set back as an object)."""
+    import cProfile
+    import pstats
+    import warnings
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            path = aotpack.compile(_prints, (torch.randn(4, 3),), backend="eager").save(tmp_path / "p.aot")
+        _after_compile_marker()
+    finally:
+        profiler.disable()
+    assert any(issubclass(w.category, aotpack.SideEffectWarning) for w in seen)
+    assert torch.equal(aotpack.load(path)(torch.ones(4, 3)), torch.ones(4, 3) * 2)
+    profiled = {name for (_, _, name) in pstats.Stats(profiler).stats}
+    assert "_after_compile_marker" in profiled
+
+
 def view_then_update_without_grad(x, y):
     view = y[1:]  # taken with grad on
     with torch.no_grad():

@@ -130,7 +130,15 @@ class EffectRecorder:
         return self
 
     def __exit__(self, *exc) -> None:
-        sys.setprofile(self._previous)
+        previous = self._previous
+        if previous is not None and not callable(previous) and callable(getattr(previous, "enable", None)):
+            # cProfile's profiler on Python 3.11: a C-level hook, whose object
+            # sys.getprofile() returns but sys.setprofile cannot take back; it
+            # reinstalls itself
+            sys.setprofile(None)
+            previous.enable()
+        else:
+            sys.setprofile(previous)
         self._active.clear()
 
     def _code_kind(self, code: types.CodeType) -> int:
