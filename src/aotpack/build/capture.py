@@ -419,7 +419,13 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
         # program were reported by the first capture)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=SideEffectWarning)
-            return _capture(target, args, kwargs, dynamic, keep_strides=keep.indices, **options)
+            try:
+                return _capture(target, args, kwargs, dynamic, keep_strides=keep.indices, **options)
+            except (CaptureError, AttributeError) as e:
+                # torch could not trace the program in those strides (seen in training:
+                # an AttributeError from the guards torch.export adds, in the functional
+                # retrace): the refusal the first capture would have given
+                raise keep.refusal from e
 
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
@@ -529,9 +535,10 @@ class _KeepStrides(Exception):
     """Capture again with these flat inputs in the example's strides (``_bind_call``):
     the program depends on their layout, so a contiguous copy cannot stand in."""
 
-    def __init__(self, indices: frozenset):
+    def __init__(self, indices: frozenset, refusal: CaptureError):
         super().__init__(sorted(indices))
         self.indices = indices
+        self.refusal = refusal  # what the caller is told where the second capture fails too
 
 
 def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_strides: frozenset = frozenset()) -> _Call:
@@ -614,14 +621,13 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     named Dim to one size. _KeepStrides where the program depends on the layout of an
     input compiled for a contiguous copy: capture runs again with its own strides, which
     the guard then pins exactly (``{"stride": [12, 2]}``) where torch.export kept them static.
-    Not for training packages: their second capture failed inside torch on some programs
-    (an AttributeError from the guards torch.export adds), so they keep the CaptureError."""
+    The exception carries the refusal ``capture`` gives where that second capture fails
+    (training programs torch's functional retrace cannot trace in those strides)."""
     pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
     pinned_copies = [i for i in call.relaid if pins[i]]
-    if pinned_copies and training:
-        raise _gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins)
     if pinned_copies:
-        raise _KeepStrides(frozenset(pinned_copies))
+        raise _KeepStrides(frozenset(pinned_copies),
+                           _gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins))
     for i, strides in call.kept.items():
         traced = tuple(user_nodes[i].meta["val"].stride())
         if traced != strides or not all(type(s) is int for s in traced):  # (symbolic: a stride follows a size)
