@@ -17,6 +17,7 @@ that no other kind of block slips in, and builds the site.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
@@ -93,3 +94,13 @@ def docs_redis(tmp_path_factory):
     server = RedisServer(str(tmp_path_factory.mktemp("docs-redis")))
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Files with the most ``slow`` tests (inductor and AOTInductor compiles) first; a
+    stable sort, so a file's tests stay together and in order. ``make test`` runs under
+    xdist's ``--dist loadfile``, which hands whole files to workers in collection order:
+    in path order the compile-heavy tests/packages/ files came last, and one of them
+    could still be running alone on the 2 cores after the rest had finished."""
+    slow = collections.Counter(item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
