@@ -29,7 +29,8 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     """Compile a function or nn.Module ahead of time into a Package.
 
     Args:
-      target: the function or nn.Module to compile.
+      target: the function or nn.Module to compile; a ``torch.export.ExportedProgram``
+        compiles as its module (``ep.module()``; give its Dims as ``dynamic``).
       args: example positional inputs: tensors, nested tuples/lists/dicts of tensors,
         and Python values (which are frozen into the package and guarded).
       kwargs: example keyword inputs, as ``args``.

@@ -143,3 +143,12 @@ def test_a_training_retrace_torch_refuses_is_one_capture_error():
     with pytest.raises(aotpack.CaptureError, match=r"training graph: torch's functional retrace of the program "
                                                    r"failed: A view was created in no_grad mode"):
         aotpack.compile(view_then_update_without_grad, (x, y), train=True, backend="eager")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, for torch.jit.script
+def test_a_torchscript_program_is_refused_naming_what_to_pass():
+    """torch.export cannot trace TorchScript: the refusal says so (it was a message about
+    forward's arguments, at torch's Linear.forward)."""
+    with pytest.raises(aotpack.CaptureError, match=r"RecursiveScriptModule is a TorchScript program") as e:
+        aotpack.compile(torch.jit.script(torch.nn.Linear(4, 2)), (torch.randn(3, 4),), backend="eager")
+    assert "pass the nn.Module or function it was scripted from" in str(e.value)

@@ -1,7 +1,9 @@
 """Every program of programs.py, compiled, saved, loaded in a fresh process, equal to eager."""
 
 import pytest
+import torch
 
+import aotpack
 import programs
 
 NAMES = list(programs.programs())
@@ -30,3 +32,38 @@ def test_aoti_load_path_imports_no_compiler(aoti_packages):
     """The load path must not pull in inductor or dynamo (seconds of import and CPU probing)."""
     _, results = aoti_packages
     assert results["_modules"] == []
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 2)
+        self.register_buffer("shift", torch.arange(2.0))
+
+    def forward(self, x):
+        return self.lin(x).relu() * 2 + self.shift
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_an_exported_program_packages_as_its_module(train):
+    """``aotpack.compile(torch.export.export(m, ...), ...)``: the ExportedProgram is captured
+    as ``ep.module()``, weights included (it was a CaptureError: "Unable to call
+    ExportedProgram directly"); Dims are given as for any program."""
+    torch.manual_seed(0)
+    m = _Scaled()
+    n = torch.export.Dim("n", min=2, max=9)
+    ep = torch.export.export(m, (torch.randn(3, 4),), dynamic_shapes={"x": {0: n}})
+    pkg = aotpack.compile(ep, (torch.randn(3, 4).requires_grad_(train),), backend="eager", train=train,
+                          dynamic={"x": {0: aotpack.Dim("n", min=2, max=9)}})
+    fn = aotpack.load(pkg.to_bytes())
+    for rows in (2, 5, 9):
+        a = torch.randn(rows, 4).requires_grad_(train)
+        b = a.detach().clone().requires_grad_(train)
+        got, want = fn(a), m(b)
+        torch.testing.assert_close(got, want)
+        if train:
+            got.square().sum().backward()
+            want.square().sum().backward()
+            torch.testing.assert_close(a.grad, b.grad)
+    with pytest.raises(aotpack.GuardError, match=r"expected n in 2..9, got 12"):
+        fn(torch.randn(12, 4).requires_grad_(train))

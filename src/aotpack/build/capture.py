@@ -409,6 +409,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     """
     from .collectives import refuse_dtensor
 
+    target = _capturable(target)
     refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
     options = {"strict_dims": strict_dims, "allow_mutations": allow_mutations, "autocast": autocast}
     try:
@@ -426,6 +427,20 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
                 # an AttributeError from the guards torch.export adds, in the functional
                 # retrace): the refusal the first capture would have given
                 raise keep.refusal from e
+
+
+def _capturable(target):
+    """The program to capture for ``target``: an ExportedProgram (``torch.export.export``'s
+    result) is captured as its module (``ep.module()``, the program torch.export traced,
+    with its weights); a TorchScript program is refused naming what to pass instead
+    (torch.export cannot trace it: it failed with a message about ``forward``'s arguments)."""
+    if isinstance(target, torch.export.ExportedProgram):
+        return target.module()
+    if isinstance(target, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+        raise CaptureError(f"{type(target).__name__} is a TorchScript program (torch.jit.script or torch.jit.trace): "
+                           "torch.export, which aotpack captures with, cannot trace TorchScript",
+                           hint="pass the nn.Module or function it was scripted from")
+    return target
 
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
