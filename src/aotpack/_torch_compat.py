@@ -808,6 +808,15 @@ def sym_expr(size):
     return size.node.expr
 
 
+def is_fake(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a FakeTensor of a trace (no data), or wraps one.
+
+    Private: ``torch._subclasses.fake_tensor.is_fake`` (2.11-2.13)."""
+    from torch._subclasses.fake_tensor import is_fake as fake
+
+    return fake(t)
+
+
 def symbolic_like(gm: torch.fx.GraphModule, primals: list) -> list:
     """Fake tensors with the symbolic sizes of ``gm``'s placeholders (torch.export's,
     where the Dims are symbols ``s0, s1``), in the fake mode and shape environment that

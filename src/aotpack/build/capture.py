@@ -969,6 +969,8 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
             tensor = ep.constants[target_name]
             if not isinstance(tensor, torch.Tensor):
                 raise CaptureError(f"the program holds a {type(tensor).__name__} object, which a package cannot store")
+            if compat.is_fake(tensor):
+                raise _fake_constant_refusal(ep, target_name)
             f = by_id.get(id(tensor))
             name = f"{f['kind']}:{f['name']}" if f else f"constant:{target_name.removeprefix(prefix)}"
             if f:
@@ -979,6 +981,23 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
         weights[name] = tensor
         weight_targets[name] = target_name
     return weights, weight_kinds, weight_targets, user_nodes
+
+
+def _fake_constant_refusal(ep, target_name: str) -> CaptureError:
+    """torch.export left one of its traced values (a FakeTensor, no data) among the
+    program's constants: the graph reads it where the program read an input, so packaged
+    it would be wrong for every call. Seen with ``torch.func.grad``, ``vjp`` and ``jacrev``
+    inside the program (torch 2.13): the input the transform differentiates becomes that
+    constant, and the program's own input goes unused."""
+    transform = any(n.op == "call_function" and getattr(n.target, "__name__", "") == "_unwrap_for_grad"
+                    for n in ep.graph.nodes)
+    why = (" (the input of a torch.func transform: grad, vjp, jacrev)" if transform else "")
+    return CaptureError(f"torch.export traced the program with one of its values frozen into a constant "
+                        f"({target_name}){why}, so the graph does not read the input there; torch "
+                        f"{compat.torch_version()} cannot export it correctly",
+                        hint="differentiate outside the compiled program: compile the function with train=True "
+                             "and call backward() or torch.autograd.grad on the package's output"
+                        if transform else "torch.compile may run it with a graph break; compile the parts around it")
 
 
 def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,

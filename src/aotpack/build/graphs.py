@@ -24,12 +24,19 @@ __all__ = ["storage_of", "op_name", "output_aliases", "layout_dependent_inputs",
 
 def storage_of(value):
     """The storage ``value`` (a tensor, or an fx node by its example value) lives in, as a
-    hashable key that compares equal for every view of it; None for anything else."""
+    hashable key that compares equal for every view of it; None for anything else, and
+    for a tensor without a storage of its own (the example values inside ``torch.func.vmap``
+    or ``torch.func.grad``: functorch's wrappers, whose storage torch refuses to give)."""
     from torch.multiprocessing.reductions import StorageWeakRef
 
     if isinstance(value, torch.fx.Node):
         value = value.meta.get("val")
-    return StorageWeakRef(value.untyped_storage()) if isinstance(value, torch.Tensor) else None
+    if not isinstance(value, torch.Tensor):
+        return None
+    try:
+        return StorageWeakRef(value.untyped_storage())
+    except NotImplementedError:  # "Cannot access storage of BatchedTensorImpl"
+        return None
 
 
 def is_view(node: torch.fx.Node) -> bool:
