@@ -23,7 +23,7 @@ sys.path.insert(0, HERE)
 # CPU's list as it is (set for the fresh processes too; a user's machine still probes).
 os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "1")
 # Inductor compiles its kernels in a pool of worker processes where compile_threads > 1
-# (the CPU count): on 2 cores, under 4 test workers, starting that pool in each compiling
+# (the CPU count): on 2 cores, under 2 test workers, starting that pool in each compiling
 # process costs more than it saves (tests/packages/test_packages.py's aoti half: 84.6 s
 # with the pool, 81.5 s without). The farm's tests set their own thread counts.
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
