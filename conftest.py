@@ -131,10 +131,10 @@ FILE_SECONDS = {
 def pytest_collection_modifyitems(items) -> None:
     """The slowest files first (``FILE_SECONDS``, then the number of ``slow`` tests: the
     inductor and AOTInductor compiles); a stable sort, so a file's tests stay together and
-    in order. ``make test`` runs under xdist's ``--dist loadfile``, which hands whole files
-    to workers in collection order: in path order the compile-heavy tests/packages/ files
-    came last, and one of them could still be running alone on the 2 cores after the rest
-    had finished (16.4-17.9 minutes; 15.6 with the slow tests first)."""
+    in order. ``make test`` runs under xdist's ``--dist loadfile --no-loadscope-reorder``,
+    which hands whole files to workers in collection order; xdist's own order (the files
+    with the most tests first) started the fleet cache's few, long tests last, still
+    running alone after the rest had finished."""
     slow = collections.Counter(item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow"))
 
     def weight(item) -> tuple:
