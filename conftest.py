@@ -17,7 +17,6 @@ that no other kind of block slips in, and builds the site.
 
 from __future__ import annotations
 
-import collections
 import os
 import shutil
 import subprocess
@@ -95,50 +94,3 @@ def docs_redis(tmp_path_factory):
     yield server
     server.stop()
 
-
-# Seconds each of the slowest files took in one `make test` (the sum of its entries in
-# `pytest --durations=80`, 2026-12-04): the order files start in. A file not listed
-# counts by its number of `slow` tests. Refresh it when a file grows heavy; a stale
-# table only costs time.
-FILE_SECONDS = {
-    "tests/cache/test_cache_fleet.py": 191,
-    "tests/packages/test_training.py": 143,
-    "tests/packages/test_aot_autograd_programs.py": 127,
-    "tests/models/test_zoo.py": 119,
-    "tests/debugging/test_repro.py": 101,
-    "tests/packages/test_packages.py": 92,
-    "tests/models/test_distributed.py": 91,
-    "tests/models/test_generate.py": 79,
-    "tests/packages/test_contract.py": 75,
-    "tests/debugging/test_trace.py": 63,
-    "tests/cli/test_demo.py": 56,
-    "tests/format/test_format_safety.py": 46,
-    "tests/packages/test_compat_rebuild.py": 41,
-    "tests/format/test_manifest_fuzz.py": 38,
-    "tests/cache/test_farm.py": 38,
-    "tests/cli/test_inspect_cli.py": 35,
-    "docs/guides/repro.md": 33,
-    "tests/packages/test_fuzz_contract.py": 29,
-    "tests/cli/test_cli_robust.py": 29,
-    "tests/packages/test_subclass_weights.py": 24,
-    "tests/format/test_format_fuzz.py": 23,
-    "docs/guides/generate.md": 20,
-    "tests/packages/test_module_binding.py": 18,
-    "docs/guides/traces.md": 17,
-}
-
-
-def pytest_collection_modifyitems(items) -> None:
-    """The slowest files first (``FILE_SECONDS``, then the number of ``slow`` tests: the
-    inductor and AOTInductor compiles); a stable sort, so a file's tests stay together and
-    in order. ``make test`` runs under xdist's ``--dist loadfile --no-loadscope-reorder``,
-    which hands whole files to workers in collection order; xdist's own order (the files
-    with the most tests first) started the fleet cache's few, long tests last, still
-    running alone after the rest had finished."""
-    slow = collections.Counter(item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow"))
-
-    def weight(item) -> tuple:
-        path = item.nodeid.split("::")[0]
-        return -FILE_SECONDS.get(path, 0), -slow[path]
-
-    items.sort(key=weight)
