@@ -487,8 +487,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
-    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims,
-                                        training=allow_mutations)
+    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
     return Captured(
         name=program_name(target),
         kind="module" if isinstance(target, torch.nn.Module) else "function",
@@ -630,7 +629,7 @@ def _separate_memory(flat: list) -> list:
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,
-                  strict_dims: bool, training: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
+                  strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
     named Dim to one size. _KeepStrides where the program depends on the layout of an
