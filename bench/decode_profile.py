@@ -38,6 +38,10 @@ Option sets (``--options``, comma separated):
            Since 2026-12-04 aotpack.llm.compile times configs by their kernels' own time
            on the GPU instead (cdt-math; the results files named -kerneltime were made
            with that as an option, before it was the default)
+  cdt-math-matvec cdt-math, and batch-1 products whose inner dimension is at least twice
+           their outputs (the down projection) as a hand-written Triton kernel
+           (bench/matvec_kernel_op.py, an experiment; bench/matvec_kernel.py times it alone)
+  cdt-math-fused-matvec cdt-math-fused and cdt-math-matvec together
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections o
     "cdt-kernel": ({"coordinate_descent_tuning": True}, "kernel", False),
     # coordinate descent timing configs with inductor's own benchmarker (event_time_tuning)
     "cdt-math-events": ({"coordinate_descent_tuning": True}, "math", False),
+    # products of one row with a long inner dimension (the down projection) as a hand-written
+    # Triton kernel (bench/matvec_kernel_op.py, an experiment)
+    "cdt-math-matvec": ({"coordinate_descent_tuning": True}, "math", False),
+    "cdt-math-fused-matvec": ({"coordinate_descent_tuning": True}, "math", True),
 }
 PROMPT, NEW = 32, 64
 
@@ -87,6 +95,16 @@ def kernel_attention():
         yield
     finally:
         compat.math_attention = math
+
+
+@contextlib.contextmanager
+def matvec_kernel():
+    """Batch-1 products with a long inner dimension traced as bench/matvec_kernel_op.py's
+    Triton kernel while a package compiles."""
+    from matvec_kernel_op import matvec_kernel as routed
+
+    with routed():
+        yield
 
 
 @contextlib.contextmanager
@@ -225,7 +243,8 @@ def main() -> None:
         t = time.perf_counter()
         options, attention, fuse = OPTION_SETS[name]
         with (kernel_attention() if attention == "kernel" else contextlib.nullcontext(),
-              event_time_tuning() if name.endswith("-events") else contextlib.nullcontext()):
+              event_time_tuning() if name.endswith("-events") else contextlib.nullcontext(),
+              matvec_kernel() if name.endswith("-matvec") else contextlib.nullcontext()):
             pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
                                       decode_attention="math" if attention == "kernel" else attention,
                                       fuse_projections=fuse)
