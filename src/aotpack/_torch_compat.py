@@ -1050,3 +1050,36 @@ def global_backward_hooks() -> dict:
     from torch.nn.modules import module
 
     return module._global_backward_hooks
+
+
+def tensor_properties_check(templates: list, sizes: list[list], strides: list[list],
+                            autocast: tuple[str, torch.dtype] | None = None) -> tuple[Callable, ...] | None:
+    """Native checks of many tensors' properties at once (dynamo's ``TensorGuards``, what
+    torch.compile's guards run): ``check(*tensors)`` is True when each tensor has exactly
+    its template's Python type, dispatch keys (device type, layout, negative and
+    conjugate bits), dtype, device index and requires_grad, and the given sizes and
+    strides (None: any). For 4 tensors it costs about a quarter of reading the same
+    properties from Python. None where this torch lacks it (the caller checks in Python).
+
+    The dispatch keys are compared as the thread's state shows them (autocast and
+    inference mode include or exclude some, and a tensor made in inference mode has no
+    autograd keys), so three checks come back, for: inference mode off; on, with tensors
+    made outside it; on, with tensors made in it. Each is made under ``autocast``
+    (device type, dtype) where the caller compiled under it. Under any other state (vmap,
+    a dispatch mode), or for a mix of those tensors, all are False: the caller's full
+    check decides, only slower.
+    """
+    try:
+        from torch._C._dynamo.guards import TensorGuards
+    except ImportError:  # pragma: no cover - every torch >= 2.11 has it
+        return None
+    amp = torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext()
+    checks = []
+    try:
+        for inference, made_in_it in ((False, False), (True, False), (True, True)):
+            with torch.inference_mode(inference), amp:
+                made = [t.clone() for t in templates] if made_in_it else templates
+                checks.append(TensorGuards(*made, dynamic_dims_sizes=sizes, dynamic_dims_strides=strides).check)
+    except (TypeError, RuntimeError):  # pragma: no cover - another signature: the Python check stands
+        return None
+    return tuple(checks)

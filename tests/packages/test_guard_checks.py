@@ -5,6 +5,7 @@ linecache, as torch.fx does for generated code."""
 
 import linecache
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,22 +48,27 @@ def make_tensor(kind: str, batch: int, dtype, neg: bool, requires_grad: bool):
        batch=st.sampled_from([1, 2, 9]), y_batch=st.sampled_from([1, 2]), dtype=st.sampled_from([torch.float32,
                                                                                                  torch.float64]),
        neg=st.booleans(), requires_grad=st.booleans(), grad=st.booleans(), amp=st.booleans(),
-       f64_default=st.booleans(), as_kwargs=st.booleans())
+       f64_default=st.booleans(), as_kwargs=st.booleans(), inference=st.sampled_from(["off", "mode", "tensors"]))
 def test_fast_check_accepts_only_what_the_full_check_accepts(layout, dynamic, train, want_grad, raw_memory,
                                                               compiled_amp, compiled_grad, kind, batch, y_batch,
                                                               dtype, neg, requires_grad, grad, amp, f64_default,
-                                                              as_kwargs):
+                                                              as_kwargs, inference):
     g = make_guard(LAYOUTS[layout], dynamic, train, want_grad, raw_memory, "bfloat16" if compiled_amp else None,
                    compiled_grad)
     assert g.fast is not None
-    x = make_tensor(kind, batch, dtype, neg, requires_grad)
-    y = torch.randn(y_batch, 4)
+    # called in inference mode on tensors made outside it ("mode") or in it ("tensors"):
+    # other dispatch keys, which the native part of the fast check compares
+    requires_grad = requires_grad and inference == "off"
+    with torch.inference_mode(inference == "tensors"):
+        x = make_tensor(kind, batch, dtype, neg, requires_grad)
+        y = torch.randn(y_batch, 4)
     args, kwargs = ((x,), {"y": y}) if as_kwargs else ((x, y), {})
     before = torch.get_default_dtype()
     try:
         if f64_default:
             torch.set_default_dtype(torch.float64)
-        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp), \
+                torch.inference_mode(inference != "off"):
             fast = g.fast(args, kwargs)
             try:
                 full = g.check(args, kwargs)
@@ -79,12 +85,27 @@ def test_fast_check_accepts_only_what_the_full_check_accepts(layout, dynamic, tr
         assert fast is not None, "the common call should take the fast path"
 
 
+@pytest.mark.parametrize("inference", ["off", "mode", "tensors"])
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("compiled_amp", [False, True])
+def test_the_common_call_takes_the_fast_path(inference, dynamic, compiled_amp):
+    """Also in inference mode, on tensors made outside it or in it, and under the
+    autocast compiled for: the native part of the fast check compares dispatch keys,
+    which those change."""
+    g = make_guard("contiguous", dynamic, False, False, True, "bfloat16" if compiled_amp else None, None)
+    with torch.inference_mode(inference == "tensors"):
+        x, y = torch.randn(2, 2, 4, 4), torch.randn(2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=compiled_amp), torch.inference_mode(inference != "off"):
+        flat = g.fast((x, y), {})
+    assert flat is not None and flat[0] is x and flat[1] is y
+
+
 def test_generated_source_is_in_linecache():
     g = make_guard("contiguous", True, False, False, True, None, None)
     filename = g.fast.__code__.co_filename
     assert filename.startswith("<aotpack guard")
     assert linecache.getline(filename, 1).startswith("def fast(args, kwargs):")
-    assert "is_contiguous" in "".join(linecache.getlines(filename))
+    assert "NATIVE0(" in "".join(linecache.getlines(filename))  # the tensors' properties: one native check
 
 
 def test_every_check_is_listed_once_with_its_kind():

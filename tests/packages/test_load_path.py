@@ -55,10 +55,11 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("aotpack"))))
 def test_a_plain_package_loads_without_the_wrappers_it_does_not_need(tmp_path):
     """The fixed cost of a small load is mostly importing aotpack (bench/big_load.py): a
     package without custom ops, custom pytree outputs, views of its inputs or inputs in
-    another memory layout imports neither the private-torch wrappers, nor layout.py, nor
-    views.py, and still checks the torch version. A module's package imports the
-    private-torch wrappers (under 1 ms): it checks for global module backward hooks,
-    whose dict only a private name reaches."""
+    another memory layout imports neither layout.py nor views.py nor the compile side,
+    and still checks the torch version. It imports the private-torch wrappers (0.6 ms):
+    the guards check the inputs' properties with dynamo's native TensorGuards (1.7 µs
+    less per call: bench/guard_overhead.py), and a module's package checks for global
+    module backward hooks, whose dict only a private name reaches."""
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)).eval()
     weight = torch.randn(4, 8)
     paths = {"function": aotpack.compile(lambda x: torch.relu(x) @ weight.t(), (torch.randn(2, 8),),
@@ -68,9 +69,7 @@ def test_a_plain_package_loads_without_the_wrappers_it_does_not_need(tmp_path):
         out = run_fresh(["-c", PLAIN, str(path)])
         imported = set(json.loads(out.stdout.strip().splitlines()[-1]))
         assert "aotpack._torch_version" in imported
-        allowed = {"aotpack._torch_compat"} if kind == "module" else set()
-        assert not imported & {"aotpack._torch_compat", "aotpack.load.layout", "aotpack.load.views",
-                               *COMPILE_SIDE} - allowed, (kind, imported)
+        assert not imported & {"aotpack.load.layout", "aotpack.load.views", *COMPILE_SIDE}, (kind, imported)
 
 
 def test_an_older_torch_is_refused_at_import():
