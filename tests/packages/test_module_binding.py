@@ -240,6 +240,30 @@ def test_a_bound_parameters_requires_grad_the_program_reads_is_guarded(tmp_path,
         torch.testing.assert_close(fn(x), m(x))
 
 
+def test_requires_grad_set_after_calls_under_grad_mode_is_refused(tmp_path):
+    """Under grad mode a bound inference package checks its parameters' requires_grad at
+    each call. The native check of the weights (binding.py) lets calls skip the
+    one-by-one pass while nothing changed: a parameter made to require grad after
+    calls that passed is still refused, and runs again once it no longer does."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval().requires_grad_(False)
+    fn = aotpack.load(aotpack.compile(m, (torch.randn(3, 4),), backend="eager").save(tmp_path / "m.aot"), module=m)
+    x = torch.randn(3, 4)
+    for _ in range(3):
+        torch.testing.assert_close(fn(x), m(x))  # grad mode on; nothing requires grad
+    m[2].bias.requires_grad_(True)
+    with pytest.raises(aotpack.GuardError, match=r"module parameter '2\.bias'\.requires_grad: expected False"):
+        fn(x)
+    m[2].bias.requires_grad_(False)
+    torch.testing.assert_close(fn(x), m(x))
+    with torch.no_grad():
+        torch.testing.assert_close(fn(x), m(x))
+        m[0].weight.requires_grad_(True)  # set where no check runs, then called under grad mode
+        torch.testing.assert_close(fn(x), m(x))
+    with pytest.raises(aotpack.GuardError, match=r"module parameter '0\.weight'\.requires_grad: expected False"):
+        fn(x)
+
+
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

@@ -155,14 +155,16 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
     if train:  # weights whose gradient the backward computes
         compiled_grad = train.weights_requires_grad or train.grad_mask[:len(variant.weights)]
 
-    def check():
+    def check(requires_grad_checked: bool = False):
+        # requires_grad_checked: the binding's native check saw each weight's
+        # requires_grad as it was when this loop last passed (binding.Binding.__call__)
         if want_training is not None and module.training != want_training:
             return Mismatch([], str(want_training), str(module.training), where="module.training")
         for name, i, want in pinned:
             if weights[i].requires_grad != want:
                 return Mismatch([], f"{want}: the program reads it and was compiled with that branch",
                                 str(weights[i].requires_grad), where=f"{module_weight(name, 'parameter')}.requires_grad")
-        if not torch.is_grad_enabled():
+        if requires_grad_checked or not torch.is_grad_enabled():
             return None
         for name, i in params:
             # a gradient compiled for a parameter that no longer requires grad is
