@@ -298,25 +298,13 @@ class ShapeIs(Check):
         if self.static is not None:
             env[f"S{i}"] = self.static
             return f"{a}.shape != S{i}"
-        # Dims bound by walrus on first sight, compared after: inputs are checked in
-        # order, so a later input's condition sees the earlier binding.
-        local = env.setdefault("__dims__", {})
         s = f"s{i}"
         conds = [f"len({s} := {a}.shape) != {len(self.shape)}"]
         for d, size in enumerate(self.shape):
             if isinstance(size, int):
                 conds.append(f"{s}[{d}] != {int(size)}")
-            elif size in local:
-                conds.append(f"{s}[{d}] != {local[size]}")
             else:
-                var = local[size] = f"d{len(local)}"
-                r = self.dims[size]
-                conds.append(f"({var} := {s}[{d}]) < {int(r.min)}")
-                if r.max is not None:
-                    conds.append(f"{var} > {int(r.max)}")
-                if r.exclude:
-                    env[f"X{var}"] = frozenset(r.exclude)
-                    conds.append(f"{var} in X{var}")
+                conds += self._dim_conditions(f"{s}[{d}]", size, env)
         return " or ".join(conds)
 
     def fast_dims(self, a, env):
@@ -324,24 +312,28 @@ class ShapeIs(Check):
         and agreement between inputs (rank and static sizes are checked natively)."""
         if self.static is not None:
             return ""
-        local = env.setdefault("__dims__", {})
         s, conds = f"s{self.index}", []
         for d, size in enumerate(self.shape):
-            if isinstance(size, int):
-                continue
-            at = f"({s} := {a}.shape)[{d}]" if not conds else f"{s}[{d}]"
-            if size in local:
-                conds.append(f"{at} != {local[size]}")
-                continue
-            var = local[size] = f"d{len(local)}"
-            r = self.dims[size]
-            conds.append(f"({var} := {at}) < {int(r.min)}")
-            if r.max is not None:
-                conds.append(f"{var} > {int(r.max)}")
-            if r.exclude:
-                env[f"X{var}"] = frozenset(r.exclude)
-                conds.append(f"{var} in X{var}")
+            if not isinstance(size, int):
+                conds += self._dim_conditions(f"({s} := {a}.shape)[{d}]" if not conds else f"{s}[{d}]", size, env)
         return " or ".join(conds)
+
+    def _dim_conditions(self, at: str, dim: str, env: dict) -> list[str]:
+        """Conditions on the size ``at`` (source) of Dim ``dim``: equal to its binding
+        in an earlier input, or, on first sight, bound by walrus and in its range, not
+        an excluded size (inputs are checked in order: a later input sees the binding)."""
+        local = env.setdefault("__dims__", {})
+        if dim in local:
+            return [f"{at} != {local[dim]}"]
+        var = local[dim] = f"d{len(local)}"
+        r = self.dims[dim]
+        conds = [f"({var} := {at}) < {int(r.min)}"]
+        if r.max is not None:
+            conds.append(f"{var} > {int(r.max)}")
+        if r.exclude:
+            env[f"X{var}"] = frozenset(r.exclude)
+            conds.append(f"{var} in X{var}")
+        return conds
 
     def full(self, t, call):
         shape = t.shape
