@@ -41,6 +41,8 @@ Option sets (``--options``, comma separated):
   cdt-math-matvec cdt-math, and batch-1 products whose inner dimension is at least twice
            their outputs (the down projection) as a hand-written Triton kernel
            (bench/matvec_kernel_op.py, an experiment; bench/matvec_kernel.py times it alone)
+  cdt-math-matvec-down cdt-math-matvec for the down projection alone (inner dimension at
+           least 2.5x the outputs: the k and v projections keep their fused cache update)
   cdt-math-fused-matvec cdt-math-fused and cdt-math-matvec together
 """
 
@@ -77,6 +79,8 @@ OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections o
     # products of one row with a long inner dimension (the down projection) as a hand-written
     # Triton kernel (bench/matvec_kernel_op.py, an experiment)
     "cdt-math-matvec": ({"coordinate_descent_tuning": True}, "math", False),
+    # the same for the down projection alone (the k and v projections keep their fused cache update)
+    "cdt-math-matvec-down": ({"coordinate_descent_tuning": True}, "math", False),
     "cdt-math-fused-matvec": ({"coordinate_descent_tuning": True}, "math", True),
 }
 PROMPT, NEW = 32, 64
@@ -98,12 +102,12 @@ def kernel_attention():
 
 
 @contextlib.contextmanager
-def matvec_kernel():
-    """Batch-1 products with a long inner dimension traced as bench/matvec_kernel_op.py's
-    Triton kernel while a package compiles."""
+def matvec_kernel(ratio: float):
+    """Batch-1 products with a long inner dimension (at least ``ratio`` times the outputs)
+    traced as bench/matvec_kernel_op.py's Triton kernel while a package compiles."""
     from matvec_kernel_op import matvec_kernel as routed
 
-    with routed():
+    with routed(ratio):
         yield
 
 
@@ -244,7 +248,8 @@ def main() -> None:
         options, attention, fuse = OPTION_SETS[name]
         with (kernel_attention() if attention == "kernel" else contextlib.nullcontext(),
               event_time_tuning() if name.endswith("-events") else contextlib.nullcontext(),
-              matvec_kernel() if name.endswith("-matvec") else contextlib.nullcontext()):
+              matvec_kernel(2.5 if name.endswith("-down") else 2.0) if "-matvec" in name
+              else contextlib.nullcontext()):
             pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
                                       decode_attention="math" if attention == "kernel" else attention,
                                       fuse_projections=fuse)

@@ -69,26 +69,28 @@ else:  # pragma: no cover - depends on the torch build
         return x.new_empty((1, w.shape[0]))
 
 
-def _fits(x, w, bias) -> bool:
-    """A product of one row (static sizes) whose inner dimension is at least twice its
-    outputs, in whole steps of the kernel, on CUDA in 16-bit floats."""
+def _fits(x, w, bias, ratio: float) -> bool:
+    """A product of one row (static sizes) whose inner dimension is at least ``ratio``
+    times its outputs, in whole steps of the kernel, on CUDA in 16-bit floats."""
     shape = tuple(x.shape)
     return (bias is None and w.dim() == 2 and x.is_cuda and x.dtype in (torch.bfloat16, torch.float16)
             and w.dtype == x.dtype and all(isinstance(s, int) for s in shape) and x.numel() == shape[-1]
-            and isinstance(w.shape[0], int) and shape[-1] >= 2 * w.shape[0] and shape[-1] % COLUMNS == 0
+            and isinstance(w.shape[0], int) and shape[-1] >= ratio * w.shape[0] and shape[-1] % COLUMNS == 0
             and w.shape[0] % ROWS == 0)
 
 
 @contextlib.contextmanager
-def matvec_kernel():
-    """While tracing, ``F.linear`` calls that ``_fits`` are ``aotpack_bench::matvec``
-    (others run as before). Restored on exit."""
+def matvec_kernel(ratio: float = 2.0):
+    """While tracing, ``F.linear`` calls that ``_fits`` (inner dimension at least
+    ``ratio`` times the outputs) are ``aotpack_bench::matvec`` (others run as before).
+    Restored on exit. 2.0 takes the down projection and, in a model with half as many KV
+    heads as query heads, the k and v projections; 2.5 the down projection alone."""
     import torch.nn.functional as F
 
     linear = F.linear
 
     def routed(x, w, bias=None):
-        if not _fits(x, w, bias):
+        if not _fits(x, w, bias, ratio):
             return linear(x, w, bias)
         return matvec(x.reshape(1, x.shape[-1]).contiguous(), w.contiguous()).view(*x.shape[:-1], w.shape[0])
 
