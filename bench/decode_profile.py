@@ -39,10 +39,12 @@ Option sets (``--options``, comma separated):
            on the GPU instead (cdt-math; the results files named -kerneltime were made
            with that as an option, before it was the default)
   cdt-math-matvec cdt-math, and batch-1 products whose inner dimension is at least twice
-           their outputs (the down projection) as a hand-written Triton kernel
-           (bench/matvec_kernel_op.py, an experiment; bench/matvec_kernel.py times it alone)
-  cdt-math-matvec-down cdt-math-matvec for the down projection alone (inner dimension at
-           least 2.5x the outputs: the k and v projections keep their fused cache update)
+           their outputs (the down projection, and here the k and v projections) as
+           aotpack's own Triton kernel (aotpack.kernels.matvec; bench/matvec_kernel.py
+           times it alone)
+  cdt-math-matvec-down aotpack.llm.compile(matvec_kernel=True): the same for the down
+           projection alone (inner dimension at least 2.5x the outputs: the k and v
+           projections keep their fused cache update)
   cdt-math-fused-matvec cdt-math-fused and cdt-math-matvec together
 """
 
@@ -76,8 +78,8 @@ OPTION_SETS = {  # name: (inductor options, decode_attention, fuse_projections o
     "cdt-kernel": ({"coordinate_descent_tuning": True}, "kernel", False),
     # coordinate descent timing configs with inductor's own benchmarker (event_time_tuning)
     "cdt-math-events": ({"coordinate_descent_tuning": True}, "math", False),
-    # products of one row with a long inner dimension (the down projection) as a hand-written
-    # Triton kernel (bench/matvec_kernel_op.py, an experiment)
+    # products of one row with a long inner dimension (the down projection) as aotpack's own
+    # Triton kernel (aotpack.kernels.matvec)
     "cdt-math-matvec": ({"coordinate_descent_tuning": True}, "math", False),
     # the same for the down projection alone (the k and v projections keep their fused cache update)
     "cdt-math-matvec-down": ({"coordinate_descent_tuning": True}, "math", False),
@@ -104,10 +106,11 @@ def kernel_attention():
 @contextlib.contextmanager
 def matvec_kernel(ratio: float):
     """Batch-1 products with a long inner dimension (at least ``ratio`` times the outputs)
-    traced as bench/matvec_kernel_op.py's Triton kernel while a package compiles."""
-    from matvec_kernel_op import matvec_kernel as routed
+    traced as aotpack's own Triton kernel (``aotpack.kernels.matvec``) while a package
+    compiles: for ratios other than ``aotpack.llm.compile(matvec_kernel=True)``'s 2.5."""
+    from aotpack.kernels import routed_matvec
 
-    with routed(ratio):
+    with routed_matvec(ratio, min_outputs=0):
         yield
 
 
@@ -248,11 +251,11 @@ def main() -> None:
         options, attention, fuse = OPTION_SETS[name]
         with (kernel_attention() if attention == "kernel" else contextlib.nullcontext(),
               event_time_tuning() if name.endswith("-events") else contextlib.nullcontext(),
-              matvec_kernel(2.5 if name.endswith("-down") else 2.0) if "-matvec" in name
+              matvec_kernel(2.0) if name in ("cdt-math-matvec", "cdt-math-fused-matvec")
               else contextlib.nullcontext()):
             pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend="aoti", options=options,
                                       decode_attention="math" if attention == "kernel" else attention,
-                                      fuse_projections=fuse)
+                                      fuse_projections=fuse, matvec_kernel=name == "cdt-math-matvec-down")
         path = pkg.save(os.path.join(work, f"{name}.aot"))
         compile_s = time.perf_counter() - t
         del pkg

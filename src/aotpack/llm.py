@@ -120,7 +120,7 @@ def _examples(max_batch: int, max_len: int, t: int, device) -> tuple:
 
 def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, backend: Any = None,
             options: dict | None = None, progress=None, cache=None, decode_attention: str | None = None,
-            fuse_projections: bool = False):
+            fuse_projections: bool = False, matvec_kernel: bool = False):
     """Compile a decoder-only LM for generation: a Package with variants ``decode`` and
     ``prefill`` (see the module docstring); ``aotpack.generate`` runs it.
 
@@ -144,6 +144,14 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
         ran at 481 tokens/s against 511 without (one compile each; coordinate descent
         tunes the fused kernels differently from compile to compile, by more than the
         gain: docs/benchmarks.md).
+      matvec_kernel: on CUDA, compile the decode step's products of one row, of at least
+        2,048 outputs and an inner dimension at least 2.5 times that (a Llama's down
+        projection), with
+        aotpack's own Triton kernel (``aotpack.kernels.matvec``) instead of inductor's
+        reduction: a 3.28B Llama on an H200 decoded at 553 tokens/s against 523-527
+        (bench/decode_profile.py --options cdt-math-matvec-down, one compile). Off by
+        default until measured in more compiles; not with ``fuse_projections``
+        (AOTInductor in torch 2.11 links such a package's kernel twice).
     """
     from torch.export import Dim
 
@@ -152,6 +160,9 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
 
     if not (1 <= max_batch and 2 < max_len):
         raise ValueError("max_batch must be >= 1 and max_len > 2")
+    if matvec_kernel and fuse_projections:
+        raise ValueError("matvec_kernel and fuse_projections cannot be combined: AOTInductor (torch 2.11) links "
+                         "the kernel of such a package twice; choose one")
     step = step_module(model, max_batch, max_len).eval()
     device = next(step.parameters()).device
     if device.type == "cuda":
@@ -177,7 +188,12 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     if fuse_projections:
         step = fused_projections(step, _examples(max_batch, max_len, 1, device))
     decode_step = _math_attention(step) if math else step
-    with torch.no_grad(), warnings.catch_warnings(), tuning:
+    routed = contextlib.nullcontext()
+    if matvec_kernel and device.type == "cuda":
+        from .kernels import routed_matvec  # (imports Triton: only where it is used)
+
+        routed = routed_matvec(2.5)  # a prompt of symbolic length (prefill) is never routed
+    with torch.no_grad(), warnings.catch_warnings(), tuning, routed:
         warnings.filterwarnings("ignore", module="transformers")
         pkg = compile_program(decode_step, _examples(max_batch, max_len, 1, device), backend=backend,
                               options=options, variant="decode", progress=progress, cache=cache,

@@ -180,3 +180,42 @@ def test_kernel_time_autotuning_times_kernels_alone_and_restores_inductors_bench
         big = benchmarker.benchmark_gpu(lambda: torch.randn(8192, 8192, device="cuda").sum())
     assert benchmarker.benchmark_gpu == own
     assert 0 < small < 0.01 < big  # ms: a 1024-element add takes well under 10 us on the device
+
+
+def test_the_matvec_kernel_equals_linear_in_bf16():
+    """aotpack.kernels.matvec on the GPU: a Llama's down projection (4096 x 11264), equal
+    to F.linear to bf16 rounding of another summation order."""
+    from aotpack.kernels import fits, matvec
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 11264, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4096, 11264, device="cuda", dtype=torch.bfloat16) / 64
+    assert fits(x, w, None, 2.5) and not fits(x[:, :4096], w[:, :4096], None, 2.5)
+    torch.testing.assert_close(matvec(x, w).float(), torch.nn.functional.linear(x, w).float(), rtol=2e-2, atol=2e-2)
+
+
+def test_llm_compile_routes_the_down_projection_through_the_matvec_kernel(tmp_path):
+    """aotpack.llm.compile(matvec_kernel=True): the decode step's down projections (2,048
+    outputs of 5,632) call aotpack::matvec, prefill's do not, and a fresh process that
+    never imports aotpack.kernels generates eager's greedy tokens (in bf16: a difference
+    would have to be shown a near-tie, as bench/decode_divergence.py does)."""
+    import zipfile
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=2048, intermediate_size=5632,
+                                         num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=2,
+                                         max_position_embeddings=64)).to("cuda", torch.bfloat16).eval()
+    path = aotpack.llm.compile(model, max_len=32, backend="aoti", matvec_kernel=True).save(tmp_path / "lm.aot")
+    with zipfile.ZipFile(path) as z:
+        decode, prefill = (z.read(f"variants/{v}/program.json") for v in ("decode", "prefill"))
+    assert decode.count(b"torch.ops.aotpack.matvec") >= 1 and b"torch.ops.aotpack.matvec" not in prefill
+    ids = torch.randint(3, 200, (1, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model.generate(ids.cuda(), max_new_tokens=4, do_sample=False, pad_token_id=0,
+                              attention_mask=torch.ones_like(ids).cuda(), disable_compile=True)[0, 8:].tolist()
+    code = ("import json, sys, aotpack\n"
+            f"print(json.dumps(aotpack.generate(sys.argv[1], [{ids[0].tolist()!r}], 4).tolist()))")
+    got = json.loads(run_fresh(["-c", code, str(path)]).stdout.strip().splitlines()[-1])
+    assert got[0][-4:] == want

@@ -396,8 +396,9 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
         problems.append(f"backend: {variant.backend!r} fails to load: {type(e).__name__}: {e}")
     missing = meta.ops()
     if missing:  # (most packages call no custom op: their load never imports the wrappers)
-        from .._torch_compat import op_available
+        from .._torch_compat import op_available, register_own_ops
 
+        register_own_ops(*missing)
         missing = [op for op in missing if not op_available(op)]
     if missing:
         problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
