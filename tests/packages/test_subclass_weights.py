@@ -30,6 +30,20 @@ def tiny_llama(seed: int = 0):
     return transformers.LlamaForCausalLM(cfg).eval()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _inductor_config_as_it_was():
+    """torchao's ``quantize_`` also sets inductor's global config (coordinate-descent
+    tuning, int-mm fusion: its recommended settings), which would leak into every later
+    test of the worker: a cache key made there differs from a fresh process's
+    (tests/cache/test_cache.py failed after this file, in another file order). Put back
+    after the file's tests (module scope: set up before its module-scoped packages)."""
+    import torch._inductor.config as inductor_config
+
+    saved = inductor_config.get_config_copy()
+    yield
+    inductor_config.load_config(saved)
+
+
 def quantized(model, config=None):
     quantize_(model, config or Int8WeightOnlyConfig())
     return model
