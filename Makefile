@@ -51,7 +51,9 @@ system-tools:
 # first. Starting the slowest first instead, --no-loadscope-reorder with the files sorted
 # by their measured time, took 18.5 minutes against 15.3 and made
 # tests/cache/test_cache.py::test_an_earlier_aoti_compile_leaves_the_next_key_alone fail:
-# it depends on what ran before it in its worker. Tried 2026-12-04.)
+# torchao's quantize_ in tests/packages/test_subclass_weights.py had left inductor's
+# global config changed for the tests after it in its worker; that file puts it back
+# since. Tried 2026-12-04.)
 PYTEST_WORKERS := -n auto --maxprocesses=4 --dist loadfile
 test: $(STAMP) lint system-tools
 	@# bytecode first, as for the demo: the suite starts a few hundred fresh processes, and
