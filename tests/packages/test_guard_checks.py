@@ -100,6 +100,22 @@ def test_the_common_call_takes_the_fast_path(inference, dynamic, compiled_amp):
     assert flat is not None and flat[0] is x and flat[1] is y
 
 
+def test_without_a_native_check_every_property_is_checked_in_python(monkeypatch):
+    """A torch without dynamo's TensorGuards (``compat.tensor_properties_check`` gives
+    None): the generated check reads every property from Python, Dims bound in the
+    order of the inputs, and still accepts only what the full check accepts."""
+    import aotpack._torch_compat as compat
+
+    monkeypatch.setattr(compat, "tensor_properties_check", lambda *a, **k: None)
+    g = make_guard("contiguous", True, False, False, True, None, None)
+    assert "NATIVE" not in g.fast.source and "is_contiguous" in g.fast.source
+    x, y = torch.randn(3, 2, 4, 4), torch.randn(3, 4)
+    flat = g.fast((x, y), {})
+    assert flat is not None and flat[0] is x and flat[1] is y
+    for bad in [(x.double(), y), (x, torch.randn(2, 4)), (x.transpose(2, 3), y)]:
+        assert g.fast(bad, {}) is None
+
+
 def test_generated_source_is_in_linecache():
     g = make_guard("contiguous", True, False, False, True, None, None)
     filename = g.fast.__code__.co_filename

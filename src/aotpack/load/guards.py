@@ -1011,7 +1011,7 @@ class Guard:
         Returns a function ``(args, kwargs) -> list | None``: the flat inputs when every
         check passes, None when anything may differ or the call has another form (the
         caller then runs ``check``, which raises with the full message). The tensors'
-        own properties go to one native check of them all (``_native_checks``); the
+        own properties go to one native check of them all (``_input_conditions``); the
         rest is generated from the checks' fast conditions as source, because a Python
         loop over per-tensor closures costs twice as much. Only ints and generated local names go into the
         source; dtypes, devices and strides are passed in as values, never as manifest
@@ -1032,21 +1032,15 @@ class Guard:
         lines = ["def fast(args, kwargs):", f"    if {' or '.join(start)}:", "        return None", "    try:"]
         names = [f"a{i}" for i in range(n)]
         lines.append(f"        {', '.join(names)}{',' if n == 1 else ''} = args" if n else "        pass")
-        by_input: dict[int, list[str]] = {}
-        laid_out = {c.index for c in self._late if isinstance(c, MemoryLayout)}
         checks = self._early + self._late
         if any(c.fast(names[c.index], {}) == "True" for c in checks):
             return None  # only the full check can tell for every call
-        native = self._native_checks(checks, names, env)
-        for c in checks:
-            if c.index in native or (isinstance(c, Dense) and c.index in laid_out):
-                continue  # checked natively, or implied (see Dense)
-            cond = c.fast(names[c.index], env)
-            if cond:
-                by_input.setdefault(c.index, []).append(cond)
+        conds, native = self._input_conditions(checks, names, env, native=True)
+        if native is None:  # no native check in this torch: every property in Python
+            env.pop("__dims__", None)
+            conds, native = self._input_conditions(checks, names, env, native=False)
         if native:
-            native_checks = native.pop(None)
-            tensors = ", ".join(names[i] for i in sorted(native))
+            tensors, native_checks = native
             # (inference mode changes the dispatch keys checked: the second and third
             # checks are made under it, for tensors made outside it and in it)
             calls = []
@@ -1056,9 +1050,8 @@ class Guard:
             lines.append(f"        if not ({' or '.join(calls)}):")
             lines.append("            return None")
         for i in range(n):  # one condition per tensor: fewer branches than one `if` per property
-            conds = [*native.get(i, ()), *by_input.get(i, ())]
-            if conds:
-                lines += [f"        if {' or '.join(conds)}:", "            return None"]
+            if conds.get(i):
+                lines += [f"        if {' or '.join(conds[i])}:", "            return None"]
         # (a try block costs nothing until it catches: a tensor of another layout may raise)
         lines += ["    except Exception:", "        return None", f"    return [{', '.join(names)}]"]
         env.pop("__dims__", None)
@@ -1070,36 +1063,40 @@ class Guard:
         fast.source = source
         return fast
 
-    def _native_checks(self, checks: list[Check], names: list[str], env: dict) -> dict:
-        """The inputs whose every fast condition one native call can check at once
-        (``compat.tensor_properties_check``: type, dtype, device, layout and bits,
-        requires_grad, static sizes and strides), as {index: the conditions left in
-        Python (Dims, CUDA alignment, a layout with strides that follow a Dim)}, and the
-        native check under the key None. Empty where there is none: every condition
-        stays in Python. Reading those properties from Python costs about 0.25 µs a
-        tensor, the native check about 0.08 (bench/guard_overhead.py)."""
+    def _input_conditions(self, checks: list[Check], names: list[str], env: dict, native: bool):
+        """Per input, the fast conditions left in Python, generated in the order of the
+        inputs (the first input with a Dim binds it, later ones compare with it); and
+        where ``native``, the inputs whose other properties one native call checks at
+        once (``compat.tensor_properties_check``: type, dtype, device, layout and bits,
+        requires_grad, static sizes and strides) as (their names, the native checks),
+        ``()`` where no input's can be, None where this torch has no such check.
+        Reading those properties from Python costs about 0.25 µs a tensor, the native
+        check about 0.08 (bench/guard_overhead.py)."""
         from .. import _torch_compat as compat
 
+        laid_out = {c.index for c in checks if isinstance(c, MemoryLayout)}
         by_input: dict[int, list[Check]] = {}
         for c in checks:
             by_input.setdefault(c.index, []).append(c)
-        native, templates, sizes, strides = {}, [], [], []
+        conds: dict[int, list[str]] = {}
+        natives, templates, sizes, strides = [], [], [], []
         for i, mine in sorted(by_input.items()):
-            part = self._native_part(self.inputs[i], mine, names[i], env)
-            if part is None:
+            part = self._native_part(self.inputs[i], mine, names[i], env) if native else None
+            if part is not None:
+                conds[i], template, size, stride = part
+                natives.append(names[i])
+                templates.append(template)
+                sizes.append(size)
+                strides.append(stride)
                 continue
-            native[i], template, size, stride = part
-            templates.append(template)
-            sizes.append(size)
-            strides.append(stride)
+            implied = i in laid_out  # Dense: implied by the layout's check (see Dense)
+            conds[i] = [cond for c in mine if not (implied and isinstance(c, Dense)) and (cond := c.fast(names[i], env))]
+        if not natives:
+            return conds, ()
         autocast = next((c.dtype for c in self._state if isinstance(c, Autocast)), None)
-        checks = compat.tensor_properties_check(
-            templates, sizes, strides, autocast=(self.device, getattr(torch, autocast)) if autocast else None
-        ) if native else None
-        if checks is None:
-            return {}
-        native[None] = checks
-        return native
+        found = compat.tensor_properties_check(templates, sizes, strides,
+                                               autocast=(self.device, getattr(torch, autocast)) if autocast else None)
+        return conds, None if found is None else (", ".join(natives), found)
 
     def _native_part(self, g: Input, checks: list[Check], a: str, env: dict):
         """(the conditions left in Python, a template tensor, sizes, strides) for one input
