@@ -1088,7 +1088,9 @@ def tensor_properties_check(templates: list, sizes: list[list], strides: list[li
     try:
         for inference, made_in_it in ((False, False), (True, False), (True, True)):
             with torch.inference_mode(inference), amp:
-                made = [t.clone() for t in templates] if made_in_it else templates
+                # (a tensor made in inference mode: empty, since only its type, keys, dtype and
+                # device count; a template may be a bound module's weight of gigabytes)
+                made = [torch.empty(0, dtype=t.dtype, device=t.device) for t in templates] if made_in_it else templates
                 checks.append(TensorGuards(*made, dynamic_dims_sizes=sizes, dynamic_dims_strides=strides).check)
     except (TypeError, RuntimeError):  # pragma: no cover - another signature: the Python check stands
         return None

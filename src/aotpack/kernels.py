@@ -66,6 +66,10 @@ if triton is not None:  # pragma: no cover - needs a CUDA build of torch (tests/
         """``x @ w.T`` for ``x`` of one row [1, K] and ``w`` [N, K], both contiguous (on
         CUDA: K a multiple of 512)."""
         n, k = w.shape
+        if x.shape != (1, k) or k % _COLUMNS or not (x.is_contiguous() and w.is_contiguous()):
+            # (the kernel reads whole steps of 512 columns without masks: past the end otherwise)
+            raise ValueError(f"aotpack::matvec takes x [1, K] and w [N, K], contiguous, K a multiple of {_COLUMNS}; "
+                             f"got x {list(x.shape)} and w {list(w.shape)}")
         y = torch.empty((1, n), dtype=x.dtype, device=x.device)
         torch.library.wrap_triton(_matvec_kernel)[(n // _ROWS,)](x, w, y, k, BN=_ROWS, BK=_COLUMNS,
                                                                   num_warps=_WARPS)

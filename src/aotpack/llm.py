@@ -146,9 +146,8 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
         gain: docs/benchmarks.md).
       matvec_kernel: on CUDA, compile the decode step's products of one row, of at least
         2,048 outputs and an inner dimension at least 2.5 times that (a Llama's down
-        projection), with
-        aotpack's own Triton kernel (``aotpack.kernels.matvec``) instead of inductor's
-        reduction: a 3.28B Llama on an H200 decoded at 553 tokens/s against 523-527
+        projection), with aotpack's own Triton kernel (``aotpack.kernels.matvec``)
+        instead of inductor's reduction: a 3.28B Llama on an H200 decoded at 553 tokens/s against 523-527
         (bench/decode_profile.py --options cdt-math-matvec-down, one compile). Off by
         default until measured in more compiles; not with ``fuse_projections``
         (AOTInductor in torch 2.11 links such a package's kernel twice).
@@ -187,13 +186,13 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     math = decode_attention == "math" or (decode_attention is None and device.type == "cuda")
     if fuse_projections:
         step = fused_projections(step, _examples(max_batch, max_len, 1, device))
-    decode_step = _math_attention(step) if math else step
-    routed = contextlib.nullcontext()
+    tracing = [compat.math_attention] if math else []
     if matvec_kernel and device.type == "cuda":
         from .kernels import routed_matvec  # (imports Triton: only where it is used)
 
-        routed = routed_matvec(2.5)  # a prompt of symbolic length (prefill) is never routed
-    with torch.no_grad(), warnings.catch_warnings(), tuning, routed:
+        tracing.append(routed_matvec)
+    decode_step = _traced_within(step, tracing) if tracing else step
+    with torch.no_grad(), warnings.catch_warnings(), tuning:
         warnings.filterwarnings("ignore", module="transformers")
         pkg = compile_program(decode_step, _examples(max_batch, max_len, 1, device), backend=backend,
                               options=options, variant="decode", progress=progress, cache=cache,
@@ -203,23 +202,26 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     return pkg
 
 
-def _math_attention(step: torch.nn.Module) -> torch.nn.Module:
-    """``step`` whose forward runs with SDPA's math backend: the same module object's
-    parameters and buffers (a shallow copy: one copy of the weights and of the KV cache
-    in the package, under the same names), traced with attention as matmuls + softmax."""
+def _traced_within(step: torch.nn.Module, contexts: list) -> torch.nn.Module:
+    """``step`` whose forward runs inside each of ``contexts`` (context manager
+    functions: the decode step's attention as math, its long products as aotpack's
+    kernel): the same module object's parameters and buffers (a shallow copy: one copy
+    of the weights and of the KV cache in the package, under the same names). Only this
+    step's trace sees them, inside the compile's turn (BUILD_LOCK), not the prefill
+    step's nor another thread's compile."""
     import copy
 
-    from . import _torch_compat as compat
-
     forward = type(step).forward
-    math_step = copy.copy(step)
+    traced = copy.copy(step)
 
     def step_forward(input_ids, attention_mask, position_ids, cache_position):
-        with compat.math_attention():
-            return forward(math_step, input_ids, attention_mask, position_ids, cache_position)
+        with contextlib.ExitStack() as within:
+            for context in contexts:
+                within.enter_context(context())
+            return forward(traced, input_ids, attention_mask, position_ids, cache_position)
 
-    math_step.forward = step_forward
-    return math_step
+    traced.forward = step_forward
+    return traced
 
 
 class Int8Linear(torch.nn.Module):

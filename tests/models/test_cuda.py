@@ -192,6 +192,8 @@ def test_the_matvec_kernel_equals_linear_in_bf16():
     w = torch.randn(4096, 11264, device="cuda", dtype=torch.bfloat16) / 64
     assert fits(x, w, None, 2.5) and not fits(x[:, :4096], w[:, :4096], None, 2.5)
     torch.testing.assert_close(matvec(x, w).float(), torch.nn.functional.linear(x, w).float(), rtol=2e-2, atol=2e-2)
+    with pytest.raises(ValueError, match="K a multiple of 512"):  # the kernel would read past the end
+        matvec(x[:, :1000].contiguous(), w[:, :1000].contiguous())
 
 
 def test_llm_compile_routes_the_down_projection_through_the_matvec_kernel(tmp_path):

@@ -401,9 +401,14 @@ class RequiresGrad(Check):
         super().__init__(index)
         self.want, self.train, self.pinned = want, train, pinned
 
+    @property
+    def fast_value(self) -> bool:
+        """The requires_grad the fast check accepts (inference: False; anything else may
+        still pass under no_grad, where the full check decides)."""
+        return bool((self.train or self.pinned) and self.want)
+
     def fast(self, a, env):
-        # inference: anything else may still pass under no_grad, where the full check decides
-        return f"not {a}.requires_grad" if (self.train or self.pinned) and self.want else f"{a}.requires_grad"
+        return f"not {a}.requires_grad" if self.fast_value else f"{a}.requires_grad"
 
     def full(self, t, call):
         if self.pinned and t.requires_grad != self.want:  # the program branched on it: under no_grad too
@@ -1106,8 +1111,7 @@ class Guard:
             return None
         if g.device not in ("cpu", "cuda") or not kinds >= {IsTensor, DtypeIs, ShapeIs, DeviceIs}:
             return None
-        want_grad = next((c.fast(a, {}) == f"not {a}.requires_grad" for c in checks if isinstance(c, RequiresGrad)),
-                         False)
+        want_grad = next((c.fast_value for c in checks if isinstance(c, RequiresGrad)), False)
         try:
             template = torch.empty(0, dtype=getattr(torch, g.dtype), device=g.device).requires_grad_(want_grad)
         except (RuntimeError, AttributeError, AssertionError):  # no such device here: checked in Python
