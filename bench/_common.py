@@ -49,7 +49,10 @@ def fresh(code: str, *argv: str, env: dict | None = None, timeout: int = 900) ->
                           env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark case failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    last = proc.stdout.strip().splitlines()[-1]
+    # echoed as it finishes: a run cut short by a machine's time limit still shows its cases
+    print(f"case {' '.join(a for a in argv if len(a) < 40)}: {last[:300]}", file=sys.stderr, flush=True)
+    return json.loads(last)
 
 
 def write(name: str, rows: list[dict], tag: str | None = None) -> str:

@@ -28,7 +28,11 @@ With ``--weights int8`` every case runs the weight-only int8 model
 transformers and torch.compile cases): tokens/s of int8 against int8, and the file's
 tag says int8.
 
-    python bench/generate.py [--device cpu|cuda] [--dtype float32|bfloat16] [--layers 8] [--hidden 512] [--weights int8]
+``--matvec-kernel on|off`` compiles the aotpack case with ``matvec_kernel=True`` or
+``False`` (aotpack's own kernel for the down projection; the default is on for CUDA) and
+the file's tag says which.
+
+    python bench/generate.py [--device cpu|cuda] [--dtype float32|bfloat16] [--layers 8] [--hidden 512] [--weights int8] [--matvec-kernel on|off]
 Writes bench/results/generate-<tag>.json.
 """
 
@@ -176,6 +180,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--weights", default="full", choices=["full", "int8"],
                         help="int8: every case runs aotpack.llm.int8_weights of the model")
+    parser.add_argument("--matvec-kernel", default="default", choices=["default", "on", "off"],
+                        help="aotpack.llm.compile's matvec_kernel (aotpack's own kernel for the down projection; "
+                             "default: on for CUDA)")
     parser.add_argument("--cases", default="aotpack,eager,compile,loop",
                         help="which cases to run (a subset, to fit a time limit)")
     opts = parser.parse_args()
@@ -202,6 +209,7 @@ def main() -> None:
         ours = plain = eager = tc = loop = None
         if "aotpack" in cases:  # (left out: the other cases alone, to fit a machine's time limit per command)
             pkg = aotpack.llm.compile(model, max_batch=1, max_len=PROMPT + NEW, backend=opts.backend,
+                                      matvec_kernel={"default": None, "on": True, "off": False}[opts.matvec_kernel],
                                       progress=lambda line: print(line, file=sys.stderr))
             path = pkg.save(os.path.join(work, "lm.aot"))
             del pkg
@@ -224,8 +232,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     compiled = f"torch.compile{', reduce-overhead' if opts.device == 'cuda' else ''}"
-    rows = [*([{"case": "aotpack (" + opts.backend + (", CUDA graph" if plain else "") + ")", **ours}] if ours else []),
-            *([{"case": f"aotpack ({opts.backend}, plain calls)", **plain}] if plain else []),
+    kernel = {"on": ", matvec kernel", "off": ", no matvec kernel"}.get(opts.matvec_kernel, "")
+    rows = [*([{"case": f"aotpack ({opts.backend}{kernel}" + (", CUDA graph" if plain else "") + ")", **ours}] if ours else []),
+            *([{"case": f"aotpack ({opts.backend}{kernel}, plain calls)", **plain}] if plain else []),
             *([{"case": "transformers eager", **eager}] if eager else []),
             *([{"case": f"{compiled}, static cache (warm)", **tc}] if tc else []),
             *([{"case": f"{compiled}, own decode loop (gpt-fast style, warm)", **loop}] if loop else [])]
@@ -251,6 +260,8 @@ def main() -> None:
         tag = f"{tag or 'cpu'}-{opts.layers}x{opts.hidden}"
     if opts.weights != "full":
         tag = f"{tag or 'cpu'}-{opts.weights}"
+    if opts.matvec_kernel != "default":
+        tag = f"{tag or 'cpu'}-matvec-{opts.matvec_kernel}"
     if cases != {"aotpack", "eager", "compile", "loop"}:
         tag = f"{tag or 'cpu'}-{'-'.join(sorted(cases))}"  # a partial run keeps the full one's file
     print("wrote", write("generate", [*rows, {"same_tokens": same}], tag=tag))

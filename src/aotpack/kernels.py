@@ -7,11 +7,11 @@ output row a program, the inner dimension walked 512 columns a step by 2 warps. 
 H200 (bf16) it reads a Llama's down projection (4096 x 11264) at 4.14 TB/s, where
 inductor's tuned reduction reaches 3.13 (``bench/matvec_kernel.py``): a decode step is
 a chain of such products, and that one is the furthest from the memory's speed in
-inductor's hands. ``aotpack.llm.compile(matvec_kernel=True)`` routes the decode step's
-products of at least 2,048 outputs whose inner dimension is at least 2.5 times their
-outputs through it (``routed_matvec``): 553 against 523-527 tokens/s for a 3.28B Llama
-(``bench/decode_profile.py --options cdt-math-matvec-down``). On the CPU, and without
-Triton, the op is ``F.linear``.
+inductor's hands. ``aotpack.llm.compile`` routes the decode step's products of at
+least 2,048 outputs whose inner dimension is at least 2.5 times their outputs through it
+on CUDA (``routed_matvec``; ``matvec_kernel=False`` turns it off): 544 and 553 against
+523-527 tokens/s for a 3.28B Llama (``bench/decode_profile.py --options
+cdt-math-matvec-down,cdt-math``). On the CPU, and without Triton, the op is ``F.linear``.
 
 Loading a package that calls an op of the ``aotpack`` namespace imports this module
 itself (``_torch_compat.deserialize_program``, ``load.runtime.incompatibilities``): a

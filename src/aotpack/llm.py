@@ -120,7 +120,7 @@ def _examples(max_batch: int, max_len: int, t: int, device) -> tuple:
 
 def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, backend: Any = None,
             options: dict | None = None, progress=None, cache=None, decode_attention: str | None = None,
-            fuse_projections: bool = False, matvec_kernel: bool = False):
+            fuse_projections: bool = False, matvec_kernel: bool | None = None):
     """Compile a decoder-only LM for generation: a Package with variants ``decode`` and
     ``prefill`` (see the module docstring); ``aotpack.generate`` runs it.
 
@@ -147,10 +147,12 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
       matvec_kernel: on CUDA, compile the decode step's products of one row, of at least
         2,048 outputs and an inner dimension at least 2.5 times that (a Llama's down
         projection), with aotpack's own Triton kernel (``aotpack.kernels.matvec``)
-        instead of inductor's reduction: a 3.28B Llama on an H200 decoded at 553 tokens/s against 523-527
-        (bench/decode_profile.py --options cdt-math-matvec-down, one compile). Off by
-        default until measured in more compiles; not with ``fuse_projections``
-        (AOTInductor in torch 2.11 links such a package's kernel twice).
+        instead of inductor's reduction. Default (``None``): on for CUDA unless
+        ``fuse_projections``. A 3.28B Llama on an H200 decoded at 544 and 553 tokens/s
+        with it (two compiles) against 523-527 without (three), and 2392 against 2370
+        at 509M (bench/decode_profile.py, bench/generate.py). ``True`` with
+        ``fuse_projections`` is a ValueError (AOTInductor in torch 2.11 links such a
+        package's kernel twice).
     """
     from torch.export import Dim
 
@@ -164,6 +166,7 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
                          "the kernel of such a package twice; choose one")
     step = step_module(model, max_batch, max_len).eval()
     device = next(step.parameters()).device
+    matvec_kernel = _routes_matvec(matvec_kernel, fuse_projections, device)
     if device.type == "cuda":
         # A decode step is a chain of matrix-vector products that read every weight once:
         # inductor's coordinate-descent tuning of its reduction kernels takes batch-1 decode
@@ -187,7 +190,7 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     if fuse_projections:
         step = fused_projections(step, _examples(max_batch, max_len, 1, device))
     tracing = [compat.math_attention] if math else []
-    if matvec_kernel and device.type == "cuda":
+    if matvec_kernel:
         from .kernels import routed_matvec  # (imports Triton: only where it is used)
 
         tracing.append(routed_matvec)
@@ -200,6 +203,17 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
                                          "args": _examples(max_batch, max_len, min(_PREFILL_EXAMPLE, max_len), device)}])
     pkg.manifest = pkg.manifest.with_section(SECTION, LlmSection(max_batch=max_batch, max_len=max_len))
     return pkg
+
+
+def _routes_matvec(matvec_kernel: bool | None, fuse_projections: bool, device: torch.device) -> bool:
+    """Whether ``compile`` routes the decode step's long products through
+    ``aotpack.kernels.matvec``: asked for or by default on CUDA, never elsewhere (the CPU
+    op is ``F.linear``), never with ``fuse_projections`` (``compile`` refuses both asked for).
+
+        >>> _routes_matvec(None, False, torch.device("cpu")), _routes_matvec(None, True, torch.device("cuda"))
+        (False, False)
+    """
+    return device.type == "cuda" and (not fuse_projections if matvec_kernel is None else matvec_kernel)
 
 
 def _traced_within(step: torch.nn.Module, contexts: list) -> torch.nn.Module:

@@ -1,6 +1,7 @@
 """aotpack's own ops (``aotpack.kernels``): a package that calls one loads in a fresh
 process that never imported them (the load registers aotpack's namespace itself, from a
-fixed module); ``aotpack.llm.compile(matvec_kernel=True)``'s refusals. The kernel on the
+fixed module); where ``aotpack.llm.compile`` routes products through the kernel, and its
+refusals. The kernel on the
 GPU: tests/models/test_cuda.py."""
 
 import json
@@ -46,3 +47,16 @@ def test_matvec_equals_linear_and_takes_no_cpu_product():
 def test_matvec_kernel_and_fused_projections_are_refused_together():
     with pytest.raises(ValueError, match="matvec_kernel and fuse_projections cannot be combined"):
         aotpack.llm.compile(torch.nn.Linear(2, 2), matvec_kernel=True, fuse_projections=True)
+
+
+@pytest.mark.parametrize("asked, fuse, device, routed", [
+    (None, False, "cuda", True),  # the default on CUDA
+    (None, True, "cuda", False),  # ... unless the projections are fused
+    (False, False, "cuda", False),
+    (None, False, "cpu", False),
+    (True, False, "cpu", False),  # the CPU op would be F.linear: nothing to route
+])
+def test_the_matvec_kernel_is_routed_by_default_on_cuda_alone(asked, fuse, device, routed):
+    from aotpack.llm import _routes_matvec
+
+    assert _routes_matvec(asked, fuse, torch.device(device)) is routed
