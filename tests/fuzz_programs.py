@@ -4,7 +4,7 @@ A program is a *recipe*: a list of steps over a list of values that starts with 
 inputs ``x, y``. Each step picks an op from a grammar (elementwise, matmul, reductions,
 views and reshapes, indexing, in-place ops on intermediates, on inputs and through views of
 inputs, concat, a branch on grad mode, a value computed under ``torch.no_grad()``, an
-input updated under it) and
+input updated under it, a custom ``torch.autograd.Function``) and
 operands by index; a step whose operands do not fit (shapes) falls back to a unary op,
 so every recipe is a valid program. The program returns its last value and up to two
 others (which may be inputs or views of them: output aliasing is part of the test).
@@ -25,7 +25,7 @@ UNARY = [torch.sin, torch.tanh, torch.relu, torch.abs, torch.sigmoid, torch.neg,
 BINARY = [torch.add, torch.mul, torch.sub, torch.maximum]
 VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape", "as_strided"]
 OPS = ["unary", "binary", "matmul", "reduce", "softmax", "view", "index", "inplace_mid", "inplace_input", "concat",
-       "sum0", "grad_branch", "inplace_view", "no_grad", "inplace_no_grad"]
+       "sum0", "grad_branch", "inplace_view", "no_grad", "inplace_no_grad", "function"]
 WRITABLE_VIEWS = ["t", "slice0", "stride1", "flatten", "reshape", "contiguous"]  # views an in-place op may write through
 # (reshape, contiguous: a view or a copy by the layout, so whether the update reaches the input is too)
 LAYOUTS = ["contiguous", "transposed", "offset", "strided", "expanded"]
@@ -71,6 +71,8 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
             with torch.no_grad():
                 out = a.mul_(0.5)
             out_base = base
+        elif op == "function":  # a custom autograd.Function: its own backward, not its forward's derivative
+            out = Scaled.apply(a)
         elif op == "grad_branch":  # the program reads global state: export keeps one branch
             out = a * 2 if torch.is_grad_enabled() else a - 1
         elif op == "concat" and a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1]:
@@ -80,6 +82,19 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
         values.append(out)
         bases.append(out_base)
     return tuple(values[o % len(values)] for o in outputs) + (values[-1],)
+
+
+class Scaled(torch.autograd.Function):
+    """Doubles; its backward triples the gradient (a straight-through estimator's kind
+    of backward: a package that differentiated the forward would give 2s)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return a * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 3
 
 
 def _view(a: torch.Tensor, kind: str) -> torch.Tensor:

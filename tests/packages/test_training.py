@@ -760,10 +760,22 @@ class OutputViews(torch.nn.Module):
         return h, h.t(), h[1:], (h * 3).t(), g.unsqueeze(0).expand(2, 4, 6), (x + 1)[:, 1:], (x + 1)[1:]
 
 
+class OutputViewsThroughFunction(OutputViews):
+    """The same views, of values a custom autograd.Function made (its own backward: the
+    gradient tripled): the joint graph is traced from the program itself, whose hidden
+    intermediates are found by autograd's view tracking (refused until 2026-12-04)."""
+
+    def forward(self, x):
+        h = StraightThrough.apply(self.lin(x))
+        g = StraightThrough.apply(x * 2).tanh()
+        return h, h.t(), h[1:], (h * 3).t(), g.unsqueeze(0).expand(2, 4, 6), (x + 1)[:, 1:], (x + 1)[1:]
+
+
 CALLS_OUTPUT_VIEWS = r"""
 import json, sys, torch, aotpack
 sys.path[:0] = [sys.argv[2], sys.argv[3]]  # (tests/ first: the root's conftest.py is Sybil's)
-from test_training import OutputViews
+import test_training
+OutputViews = getattr(test_training, sys.argv[4])
 torch.manual_seed(0)
 m, ref = OutputViews(), OutputViews()
 ref.load_state_dict(m.state_dict())
@@ -786,19 +798,23 @@ print(json.dumps(row))
 """
 
 
-@pytest.mark.parametrize("backend", ["eager"])  # aoti: test_everything_eager_runs_in_one_aoti_training_package
-def test_outputs_that_are_views_of_outputs_and_intermediates_train_as_eager(tmp_path, backend):
+@pytest.mark.parametrize("backend, program", [
+    ("eager", OutputViews),  # aoti: test_everything_eager_runs_in_one_aoti_training_package
+    ("eager", OutputViewsThroughFunction),
+    pytest.param("aoti", OutputViewsThroughFunction, marks=pytest.mark.slow)])
+def test_outputs_that_are_views_of_outputs_and_intermediates_train_as_eager(tmp_path, backend, program):
     """AOT autograd's simple export refuses outputs that alias other outputs or
     intermediates; torch.compile regenerates them from their base. So does a training
     package: the base is an output (or a hidden one), the view rebuilt from it after the
     compiled forward, so memory sharing, strides and gradients are eager's (format 6)."""
     torch.manual_seed(0)
-    m = OutputViews()
+    m = program()
     path = aotpack.compile(m, (torch.randn(4, 6, requires_grad=True),), train=True, backend=backend).save(
         tmp_path / "views.aot")
     assert aotpack.inspect(path).manifest.format_version == 6
     here = os.path.dirname(os.path.abspath(__file__))
-    row = json.loads(run_fresh(["-c", CALLS_OUTPUT_VIEWS, str(path), os.path.dirname(here), here]).stdout)
+    row = json.loads(run_fresh(["-c", CALLS_OUTPUT_VIEWS, str(path), os.path.dirname(here), here,
+                                program.__name__]).stdout)
     assert row == {"values": True, "strides": True, "sharing": True, "grads": True, "write_through": True}, row
 
 

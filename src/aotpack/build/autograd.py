@@ -169,7 +169,7 @@ def _run_with_meta(gm: torch.fx.GraphModule):
 
 def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weights: list[str],
                      hidden_updates: set[str] = frozenset(), dim_names: dict[str, str] | None = None,
-                     ) -> tuple[torch.fx.GraphModule, list[Alias], list[OutputView], int]:
+                     ) -> tuple[torch.fx.GraphModule, list[Alias], list[OutputView], int, set[int]]:
     """Outputs that alias an input or another output become copies in the graph (AOT
     autograd's simple export takes no aliasing outputs); how to rebuild them is returned
     so the package hands back real views instead:
@@ -191,7 +191,8 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
     inputs (``input:<flat index>``) updated with grad mode off (``_hidden_from_autograd``).
     ``dim_names``: the Dim name of each size symbol, for views whose sizes follow Dims.
 
-    Returns (the graph, input aliases, output views, number of hidden outputs)."""
+    Returns (the graph, input aliases, output views, number of hidden outputs, the
+    outputs the graph returns copies of)."""
     import copy
 
     from .graphs import output_aliases, storage_of
@@ -214,7 +215,8 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
             aliased.append(_view_of_updated(i, node, updated, placeholders, dim_names))
     _hidden_from_autograd(gm, values, mutations, weights, hidden_updates)
     views, copies, hidden = _views_among_outputs(values[n_mutations:], {a.output for a in aliased}, dim_names)
-    for i in [a.output for a in aliased] + copies:
+    copied = {a.output for a in aliased} | set(copies)
+    for i in sorted(copied):
         node = values[n_mutations + i]
         with gm.graph.inserting_before(out):
             copy_node = gm.graph.call_function(torch.ops.aten.clone.default, (node,))
@@ -222,7 +224,7 @@ def _unalias_outputs(gm: torch.fx.GraphModule, mutations: list[Mutation], weight
         values[n_mutations + i] = copy_node
     out.args = (tuple(values + hidden),)
     gm.recompile()
-    return gm, aliased, views, len(hidden)
+    return gm, aliased, views, len(hidden), copied
 
 
 def _view_of_updated(i: int, node: torch.fx.Node, updated: dict, placeholders: list,
@@ -418,15 +420,22 @@ def _tensor_attribute(program, target: str) -> bool:
     return isinstance(obj, torch.Tensor)
 
 
-def _program_outputs(captured, aliased: set[int]) -> Callable:
+def _program_outputs(captured, copied: set[int], viewing: list[int] = (), hidden_dims: list[int] = ()) -> Callable:
     """``fn(*primals)``: the captured program run on ``primals`` (weights, then inputs),
     with the exported graph's outputs (in-place updates' values, then the program's
-    outputs). For programs with custom ``torch.autograd.Function``s, whose backward the
-    exported graph does not hold: tracing this runs them, backward included.
+    outputs, then the hidden ones). For programs with custom ``torch.autograd.Function``s,
+    whose backward the exported graph does not hold: tracing this runs them, backward
+    included.
 
     In-place updates land on copies of the arguments (so the trace is functional, as AOT
-    autograd's simple export wants), and outputs that alias an argument are copies too,
-    as in the exported graph (``_unalias_outputs``)."""
+    autograd's simple export wants), and the outputs the exported graph returns copies of
+    (``copied``: views of an argument, of another output or of an intermediate) are
+    copies too (``_unalias_outputs``). ``viewing``: for each hidden output
+    (an intermediate that outputs view and no output is, ``(x * y).expand(...)``), an
+    output that views it; the intermediate is that output's ``_base`` (autograd's view
+    tracking), checked against the number of dimensions it has in the exported graph
+    (``hidden_dims``; its sizes may be symbols in the trace, which a comparison would
+    pin)."""
     from torch.func import functional_call
 
     from .capture import function_names
@@ -453,9 +462,14 @@ def _program_outputs(captured, aliased: set[int]) -> Callable:
             if n in homes:
                 homes[n].put(args[k])
         outs = functional_call(program, params, tuple(args[len(names):]))
-        run.through_function.update(k for k, o in enumerate(outs) if k in aliased and _from_function(o))
-        outs = [o.clone() if k in aliased else o for k, o in enumerate(outs)]
-        return (*[copies[i] for i in written], *outs)
+        bases = [outs[k]._base for k in viewing]
+        if any(b is None or b.dim() != n for b, n in zip(bases, hidden_dims)):
+            raise CaptureError(f"{captured.name} uses torch.autograd.Function and returns a view of an intermediate "
+                               "tensor that no output is, which aotpack could not find in the program's own run",
+                               hint="return a .clone() of the view")
+        run.through_function.update(k for k, o in enumerate(outs) if k in copied and _from_function(o))
+        outs = [o.clone() if k in copied else o for k, o in enumerate(outs)]
+        return (*[copies[i] for i in written], *outs, *bases)
 
     run.through_function = set()  # outputs aliasing an argument that a custom Function returned
     saved = {n: home.get() for n, home in homes.items()}
@@ -683,7 +697,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}
     hidden_updates |= {f"input:{i}" for i in captured.inputs_updated_without_grad}
-    graph, aliased, views, hidden = _unalias_outputs(captured.graph_module, captured.mutations,
+    graph, aliased, views, hidden, copied = _unalias_outputs(captured.graph_module, captured.mutations,
                                                      list(captured.weights), hidden_updates, captured.dim_names)
     run = _run_with_meta(graph)
     with torch.enable_grad():
@@ -696,14 +710,13 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
-    if captured.custom_functions and hidden:
-        raise CaptureError(f"{captured.name} uses torch.autograd.Function and returns a view of an intermediate "
-                           "tensor that no output is (an expand of it, or several views): a training package "
-                           "cannot return that view as eager does", hint="return a .clone() of the view")
     if captured.custom_functions:
         # torch.export kept each Function's forward and dropped its backward: trace the
         # program itself, so autograd runs the Functions' own backward into the joint graph
-        run = _program_outputs(captured, {a.output for a in aliased} | {v.output for v in views})
+        n_outputs = len(outs) - len(captured.mutations) - hidden
+        viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
+        run = _program_outputs(captured, copied, viewing,
+                               [o.dim() for o in outs[len(outs) - hidden:]])
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
