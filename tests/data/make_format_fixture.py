@@ -122,6 +122,17 @@ class TrainExcludeFixture(TrainDimsFixture):
         return {**out, "branch": out["y"] * 2 if x.shape[0] != 7 else out["y"]}
 
 
+class TrainStridesFixture(TrainExcludeFixture):
+    """Version 11 (strides that follow a Dim): also takes ``opts["g"]``, every other
+    column of a matrix (``base[:, ::2]``, compiled with its columns a Dim), and branches
+    on its layout, so the package is compiled for its strides ``(2*cols, 2)``."""
+
+    def forward(self, x, opts, scale=2.0):
+        g = opts["g"]
+        out = super().forward(x, {"w": opts["w"]}, scale)
+        return {**out, "g": g * 2 if g.is_contiguous() else g + 1}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -129,14 +140,19 @@ def fixture_loss(out):
 
 def train_view_fixture(path: str) -> None:
     torch.manual_seed(0)
-    m = (TrainExcludeFixture if fmt.FORMAT_VERSION >= 10 else TrainDimsFixture if fmt.FORMAT_VERSION >= 9 else TrainCastFixture if fmt.FORMAT_VERSION >= 8
+    m = (TrainStridesFixture if fmt.FORMAT_VERSION >= 11 else TrainExcludeFixture if fmt.FORMAT_VERSION >= 10 else TrainDimsFixture if fmt.FORMAT_VERSION >= 9 else TrainCastFixture if fmt.FORMAT_VERSION >= 8
          else TrainFunctionFixture if fmt.FORMAT_VERSION >= 7 else TrainViewFixture)()
     x, w = torch.randn(5, 4, requires_grad=True), torch.randn(3)
     dynamic = {"x": {0: aotpack.Dim("rows", min=2, max=64)}} if fmt.FORMAT_VERSION >= 9 else None
-    aotpack.compile(m, (x, {"w": w}), backend="eager", train=True, dynamic=dynamic).save(path)
-    out = m(x, {"w": w})
+    opts, more = {"w": w}, {}
+    if fmt.FORMAT_VERSION >= 11:
+        opts["g"] = torch.randn(3, 12)[:, ::2]
+        dynamic["opts"] = {"g": {1: aotpack.Dim("cols", min=2, max=32)}}
+        more = {"g": opts["g"].contiguous()}  # (stored dense; the test slices it out of a base again)
+    aotpack.compile(m, (x, opts), backend="eager", train=True, dynamic=dynamic).save(path)
+    out = m(x, opts)
     fixture_loss(out).backward()
-    save_file({"x": x.detach(), "w": w, "y": out["y"].detach(), "p0": out["parts"][0].detach(), "gx": x.grad},
+    save_file({"x": x.detach(), "w": w, "y": out["y"].detach(), "p0": out["parts"][0].detach(), "gx": x.grad, **more},
               os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
     print("wrote", path)
 

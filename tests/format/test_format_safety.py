@@ -120,6 +120,15 @@ def test_verify_cli(tmp_path):
     assert aotpack.verify(path)["ok"]
 
 
+def _fixture_opts(version: int, io: dict, cols: int = 6) -> dict:
+    """The training fixtures' ``opts``; from version 11 with ``g``, every other column of
+    a matrix (its columns a Dim): the stored values for 6 columns, random ones beyond."""
+    if version < 11:
+        return {"w": io["w"]}
+    g = torch.empty(3, 2 * cols)[:, ::2]
+    return {"w": io["w"], "g": g.copy_(io["g"][:, :cols] if cols <= 6 else torch.randn(3, cols))}
+
+
 def test_every_format_version_still_loads():
     """One checked-in package per FORMAT_VERSION (tests/data/format-vN.aot, eager backend),
     with the inputs and outputs it must reproduce."""
@@ -134,7 +143,7 @@ def test_every_format_version_still_loads():
         if version >= 6:  # a training package: yt is a view of its output y, and gradients flow through it
             fn = aotpack.load(path)
             x = io["x"].clone().requires_grad_()
-            out = fn(x, {"w": io["w"]}, scale=2.0)
+            out = fn(x, _fixture_opts(version, io), scale=2.0)
             torch.testing.assert_close(out["y"], io["y"])
             torch.testing.assert_close(out["parts"][0], io["p0"])
             assert out["yt"].data_ptr() == out["y"].data_ptr() and out["yt"].stride() == (1, 3)
@@ -145,15 +154,22 @@ def test_every_format_version_still_loads():
                 assert out["xf"].data_ptr() == x.data_ptr() and out["xf"]._base is x
             if version >= 9:  # compiled with the rows a Dim: views of the call's sizes, at other sizes too
                 assert out["tail"].data_ptr() == x[1:].data_ptr() and out["tail"].shape == (4, 4)
-                other = fn(io["x"][:3].clone().requires_grad_(), {"w": io["w"]}, scale=2.0)
+                other = fn(io["x"][:3].clone().requires_grad_(), _fixture_opts(version, io), scale=2.0)
                 assert other["yt"].shape == (3, 3) and other["yt"].data_ptr() == other["y"].data_ptr()
                 assert other["tail"].shape == (2, 4)
             if version >= 10:  # the rows exclude 7 (a branch on them): refused there, run beyond it
                 assert info.manifest.variants[0].dims["rows"].exclude == [7]
                 with pytest.raises(aotpack.GuardError, match=r"expected rows in 3\.\.64 except 7, got 7"):
-                    fn(torch.randn(7, 4, requires_grad=True), {"w": io["w"]}, scale=2.0)
-                nine = fn(torch.randn(9, 4, requires_grad=True), {"w": io["w"]}, scale=2.0)
+                    fn(torch.randn(7, 4, requires_grad=True), _fixture_opts(version, io), scale=2.0)
+                nine = fn(torch.randn(9, 4, requires_grad=True), _fixture_opts(version, io), scale=2.0)
                 torch.testing.assert_close(nine["branch"], nine["y"] * 2)  # the example's branch, as eager's
+            if version >= 11:  # g's strides follow its columns: (2*cols, 2) at every size, another layout refused
+                assert info.manifest.variants[0].inputs[2].layout == {"stride": [{"expr": "2*cols"}, 2]}
+                torch.testing.assert_close(out["g"], io["g"] + 1)
+                wide = _fixture_opts(version, io, cols=20)
+                torch.testing.assert_close(fn(io["x"].clone().requires_grad_(), wide, scale=2.0)["g"], wide["g"] + 1)
+                with pytest.raises(aotpack.GuardError, match=r"expected strides \(2\*cols, 2\) = \(40, 2\)"):
+                    fn(io["x"].clone().requires_grad_(), {"w": io["w"], "g": torch.randn(3, 20)}, scale=2.0)
             loss = out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if version >= 7 else 0)
             loss.backward()
             torch.testing.assert_close(x.grad, io["gx"])

@@ -163,6 +163,35 @@ def test_a_strided_example_with_a_dim_compiles_for_a_contiguous_copy(train):
         fn(torch.randn(5, 6).requires_grad_(train))  # contiguous: eager takes the other branch
 
 
+@pytest.mark.parametrize("train, backend", [(False, "eager"), (True, "eager"),
+                                            pytest.param(False, "aoti", marks=pytest.mark.slow)])
+def test_strides_that_follow_a_dim_are_compiled_and_guarded(train, backend):
+    """The same with the Dim on the columns: the rows' stride of ``base[:, ::2]`` is twice
+    the columns, which torch.export keeps as ``2*cols``. The guard records that expression
+    (format version 11; a CaptureError until 2026-12-04) and checks each call's strides
+    against it at the call's sizes: every column count in that layout runs (compiled code
+    addresses it as eager does), another layout is refused naming the expression."""
+    cols = aotpack.Dim("cols", min=2, max=16)
+    x = torch.randn(4, 12)[:, ::2].requires_grad_(train)
+    pkg = aotpack.compile(reads_strides, (x,), backend=backend, train=train, dynamic={"x": {1: cols}})
+    assert pkg.manifest.variants[0].inputs[0].layout == {"stride": [{"expr": "2*cols"}, 2]}
+    assert pkg.manifest.format_version == 11
+    fn = aotpack.load(pkg.to_bytes())
+    for n in (2, 5, 16):
+        a = torch.randn(4, 2 * n)[:, ::2].requires_grad_(train)
+        b = torch.empty(4, 2 * n)[:, ::2].copy_(a.detach()).requires_grad_(train)  # the same strides
+        got, want = fn(a), reads_strides(b)
+        torch.testing.assert_close(got, want)
+        if train:
+            got.square().sum().backward()
+            want.square().sum().backward()
+            torch.testing.assert_close(a.grad, b.grad)
+    for other in (torch.randn(4, 15)[:, ::3], torch.randn(4, 7)):  # gaps of another width; contiguous
+        with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.stride\(\): expected strides \(2\*cols, 2\) = "
+                                                     r"\(\d+, 2\) \(the program reads strides at "):
+            fn(other.requires_grad_(train))
+
+
 def test_a_program_torch_cannot_trace_in_its_examples_strides_is_refused_naming_the_input():
     """Where the program depends on the layout of an input with gaps in its strides and a
     dynamic size, capture runs again in the example's strides; where torch then fails

@@ -642,15 +642,15 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     if pinned_copies:
         raise _KeepStrides(frozenset(pinned_copies),
                            _gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins))
-    for i, strides in call.kept.items():
-        traced = tuple(user_nodes[i].meta["val"].stride())
-        if traced != strides or not all(type(s) is int for s in traced):  # (symbolic: a stride follows a size)
-            raise _gapped_layout_refusal(call, i, strides, pins)
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     shapes, dims, specialized, names, narrowed = guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
         excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
                   if name in examples})
+    sizes = {name: t.shape[d] for t, shape in zip(call.flat, shapes) for d, name in enumerate(shape)
+             if isinstance(name, str)}  # (each Dim's size in the examples, by the name the guards give it)
+    for i, strides in call.kept.items():
+        call.layouts[i] = {"stride": _kept_strides(call, i, strides, user_nodes[i], names, sizes, pins)}
     if narrowed:
         warn_caller(f"aotpack: the program narrowed dynamic dimensions ({', '.join(narrowed)}): torch.export "
                     "could not keep the rest of the range (sizes 0 and 1 are special cases to it, and a branch on a "
@@ -671,6 +671,26 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
               for i, (node, shape, t, memory_layout, pin) in enumerate(zip(user_nodes, shapes, call.flat,
                                                                            call.layouts, pins))]
     return inputs, dims, names
+
+
+def _kept_strides(call: _Call, i: int, strides: tuple, node, names: dict[str, str], sizes: dict,
+                  pins: list) -> list:
+    """The strides input ``i`` (an example with gaps, ``base[:, ::2]``, and a Dim, whose
+    layout the program depends on) is compiled for, as the guard records them: ints, or,
+    where torch.export makes a stride follow a size (``2*cols``: the base's rows are twice
+    the slice's columns), that expression in the Dims' names, evaluated at each call
+    (format version 11; a CaptureError before). CaptureError where a stride follows a
+    symbol no Dim names (torch.export gave it a symbol of its own), or the expressions
+    do not give the example's own strides (``sizes``: each Dim's size in the examples)."""
+    from ..load.views import size_evaluator
+    from .graphs import size_text
+
+    known = dict(names)
+    recorded = [size_text(st, known) for st in node.meta["val"].stride()]
+    evaluated = [None if (f := size_evaluator(r)) is None else f(sizes) for r in recorded]
+    if len(known) > len(names) or evaluated != list(strides):
+        raise _gapped_layout_refusal(call, i, strides, pins)
+    return recorded
 
 
 def _gapped_layout_refusal(call: _Call, i: int, strides: tuple, pins: list) -> CaptureError:

@@ -67,7 +67,7 @@ from torch import Tensor
 
 from .. import tree
 from ..errors import GuardError
-from ..package.manifest import Dim, GlobalState, Input, Param, Program, Variant
+from ..package.manifest import Dim, GlobalState, Input, Param, Program, Variant, strides_follow_dims
 from ..treespec import ConstLeaf, TensorLeaf, TreeSpec
 
 __all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "shape_text", "state_checks"]
@@ -480,6 +480,8 @@ class MemoryLayout(Check):
         elif layout == {"order": [0, 2, 3, 1]}:
             env["CL"] = torch.channels_last
             conds.append(f"not {a}.is_contiguous(memory_format=CL)")
+        elif strides_follow_dims(layout):
+            return "True"  # strides of the call's sizes (2*cols): the full check evaluates them, as ShapeIs's
         elif "stride" in layout:
             env[f"T{i}"] = tuple(layout["stride"])
             conds.append(f"{a}.stride() != T{i}")
@@ -491,14 +493,16 @@ class MemoryLayout(Check):
         from . import layout as layouts  # (layout.py: imported where a layout is checked)
 
         g = self.guard
-        want = g.layout
+        want = _at_call_sizes(g.layout, call.sizes)
+        text = (layouts.describe(want) if want is g.layout  # ("strides (2*cols, 2) = (10, 2)")
+                else f"{layouts.describe(g.layout)} = {tuple(want['stride'])}")
         aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
         if aligned and layouts.matches(t, want):
             return t
         if call.portable and not g.layout_pinned:
             return t  # eager ops take any strides, and nothing the program does depends on them
         if not call.adapt:
-            raise Mismatch([_Attr(".stride()")], layouts.describe(want), f"strides {tuple(t.stride())}", late=True)
+            raise Mismatch([_Attr(".stride()")], text, f"strides {tuple(t.stride())}", late=True)
         if self.write_back and layouts.can_adapt(want) and _no_internal_overlap(t):
             copy = layouts.adapt(t, want)
             call.write_back.append((copy, t))
@@ -507,7 +511,7 @@ class MemoryLayout(Check):
             why = (g.layout_pinned if g.layout_pinned else
                    "the program changes it in place" if self.mutated else
                    "an output is a view of it" if self.pinned else "its elements overlap")
-            raise Mismatch([_Attr(".stride()")], f"{layouts.describe(want)} ({why}, so aotpack cannot pass a "
+            raise Mismatch([_Attr(".stride()")], f"{text} ({why}, so aotpack cannot pass a "
                            "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)
         return layouts.adapt(t, want)
 
@@ -517,11 +521,24 @@ class MemoryLayout(Check):
         return layouts.describe(self.guard.layout)
 
 
+def _at_call_sizes(layout, sizes: dict):
+    """``layout`` with strides that follow the call's Dims (``{"expr": "2*cols"}``)
+    evaluated at its sizes (``sizes``: Dim name -> size, bound by the shape checks, which
+    run first); other layouts as they are."""
+    if not strides_follow_dims(layout):
+        return layout
+    from .views import size_evaluator
+
+    return {"stride": [size_evaluator(st)(sizes) for st in layout["stride"]]}
+
+
 def _fixed_strides(layout, sizes: list) -> list | None:
     """The strides ``layout`` gives a tensor of ``sizes`` (None for a Dim), where none of
     them follows a Dim; else None. Contiguous strides as torch computes them (a size of 0
     counts as 1). A tensor of the layout with other strides in dimensions of size 1 fails
     a check of these, which is then only slower: the full check accepts it."""
+    if strides_follow_dims(layout):
+        return None
     if isinstance(layout, dict) and "stride" in layout:
         return [int(st) for st in layout["stride"]]
     if layout != "contiguous":

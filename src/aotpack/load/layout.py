@@ -16,7 +16,9 @@ A layout is JSON, one of:
 - ``{"order": [0, 2, 3, 1]}``: dense, dimensions from outermost to innermost
   (channels_last is ``[0, 2, 3, 1]``); any sizes;
 - ``{"stride": [8, 1]}``: exact strides, for static shapes with gaps or overlaps (a
-  slice ``x[:, ::2]``, an ``expand``ed tensor).
+  slice ``x[:, ::2]``, an ``expand``ed tensor); for an input whose layout the program
+  depends on, strides may follow the call's Dims (``[{"expr": "2*cols"}, 2]``: format
+  version 11), evaluated at each call's sizes (``guards._at_call_sizes``).
 
 Strides of dimensions of size 0 or 1 never matter (no element is addressed through
 them), so they are not compared; an empty tensor matches every layout.
@@ -117,4 +119,5 @@ def describe(layout) -> str:
         return "contiguous"
     if "order" in layout:
         return "channels_last" if layout["order"] == [0, 2, 3, 1] else f"dense in dimension order {layout['order']}"
-    return f"strides {tuple(layout['stride'])}"
+    strides = [st["expr"] if isinstance(st, dict) else st for st in layout["stride"]]  # (2*cols: of the call's sizes)
+    return f"strides ({', '.join(map(str, strides))}{',' if len(strides) == 1 else ''})"

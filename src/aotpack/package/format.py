@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 10): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 11): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -171,6 +171,13 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     around the example's (3..6 of the 2..16 asked), losing 8..16. The version is 10 only
     where a Dim excludes a size (a version 9 reader would run the excluded sizes).
 
+  11 (2026-12-04): variants[].inputs[].layout ``{"stride": [...]}`` whose strides follow
+    the call's Dims (a Dim's name or ``{"expr": "2*cols"}``, as shapes hold them): an
+    example with gaps (``base[:, ::2]``) and a Dim, where the program depends on its layout
+    and torch.export makes a stride follow a size. A call's strides must equal the
+    expressions at its sizes. The version is 11 only where an input has such strides (a
+    version 10 reader refuses the layout as malformed).
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -197,7 +204,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 10  # the newest version this reader reads
+FORMAT_VERSION = 11  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -214,6 +221,7 @@ WEIGHT_LAYOUTS_FORMAT_VERSION = 8
 # meta.train.aliased[] / meta.train.output_views[] with sizes of the call's Dims: a reader must evaluate them
 DYNAMIC_TRAIN_VIEWS_FORMAT_VERSION = 9
 DIM_EXCLUDE_FORMAT_VERSION = 10  # variants[].dims[].exclude: a reader must refuse those sizes
+DIM_STRIDES_FORMAT_VERSION = 11  # variants[].inputs[].layout strides of the call's Dims: a reader must evaluate them
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -76,9 +76,18 @@ def _layout(v, where: str) -> None:
     if v == "contiguous":
         return
     dims = v.get("order", v.get("stride")) if isinstance(v, dict) and len(v) == 1 else None
-    _need(isinstance(dims, list) and all(_is_int(x) and 0 <= x < 2**62 for x in dims), f"{where} is not a layout")
+    _need(isinstance(dims, list) and len(dims) <= 64, f"{where} is not a layout")
     if "order" in v:
-        _need(sorted(dims) == list(range(len(dims))), f"{where} is not a dimension order")
+        _need(all(_is_int(x) for x in dims) and sorted(dims) == list(range(len(dims))),
+              f"{where} is not a dimension order")
+    else:  # strides: ints, or (format version 11) sizes of the call's Dims, as shapes hold them
+        _shape(dims, where)
+
+
+def strides_follow_dims(layout) -> bool:
+    """Whether ``layout`` is exact strides some of which follow the call's Dims (a Dim's
+    name or ``{"expr": "2*cols"}``: format version 11)."""
+    return isinstance(layout, dict) and any(not _is_int(x) for x in layout.get("stride", ()))
 
 
 def _identifier(v, where: str) -> None:
@@ -912,6 +921,10 @@ class Manifest(Record):
                 _need(all(not isinstance(s, str) or s in v.dims for s in g.shape),
                       f"variant {name}.inputs[{i}].shape names no dim")
                 _need(g.layout == "contiguous" or len(next(iter(g.layout.values()))) == len(g.shape),
+                      f"variant {name}.inputs[{i}].layout")
+                _need(not strides_follow_dims(g.layout) or (
+                    self.format_version >= fmt.DIM_STRIDES_FORMAT_VERSION
+                    and all(not isinstance(x, str) or x in v.dims for x in g.layout["stride"])),
                       f"variant {name}.inputs[{i}].layout")
             # each input guard is one tensor of the call, once (an extra guard would check an
             # argument the call does not have)

@@ -17,7 +17,18 @@ from .. import _torch_compat as compat
 from .._version import __version__
 from ..tree import dtype_name
 from . import format as fmt
-from .manifest import Job, Manifest, Meta, Platform, Program, Variant, Versions, WeightInfo, holds_torch_values
+from .manifest import (
+    Job,
+    Manifest,
+    Meta,
+    Platform,
+    Program,
+    Variant,
+    Versions,
+    WeightInfo,
+    holds_torch_values,
+    strides_follow_dims,
+)
 from .weights import TensorsMember, stored_form
 from .writer import write_package
 
@@ -278,6 +289,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if any(strides_follow_dims(i.layout) for i in variant.inputs):
+        return fmt.DIM_STRIDES_FORMAT_VERSION  # older readers refuse the layout as malformed
     if any(d.exclude for d in variant.dims.values()):
         return fmt.DIM_EXCLUDE_FORMAT_VERSION  # older readers would run the excluded sizes
     if train is not None and any(v.follows_dims() for v in (*train.aliased, *(train.output_views or ()))):
