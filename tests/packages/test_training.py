@@ -275,6 +275,29 @@ def test_overlapping_updated_inputs_beside_a_custom_function_are_refused():
         fn(base[:4], base[1:])
 
 
+def picks_rows_through_a_function(x, w):
+    """A custom Function beside a tensor the program makes at each call (its index)."""
+    return StraightThrough.apply(x * w)[torch.tensor([0, 2])] * 2
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_a_tensor_the_program_makes_beside_a_custom_function_trains_as_eager(tmp_path, backend):
+    """torch.export lifts ``torch.tensor([0, 2])`` to a constant like a tensor read from
+    elsewhere; the program makes it at each call, so the joint graph traced from the
+    program needs no stand-in for it (a CaptureError until 2026-12-04: "tensors that are
+    no parameter, buffer, module global or closure variable"; found by the fuzzer once its
+    grammar had a custom Function)."""
+    x, w = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+    fn = compile_load(picks_rows_through_a_function, (x, w), tmp_path, backend=backend)
+    a, b = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    got, want = fn(a, b), picks_rows_through_a_function(x, w)
+    torch.testing.assert_close(got, want)
+    (got * torch.arange(6.0).view(2, 3)).sum().backward()
+    (want * torch.arange(6.0).view(2, 3)).sum().backward()
+    torch.testing.assert_close(a.grad, x.grad)  # the Function's own backward: tripled
+    torch.testing.assert_close(b.grad, w.grad)
+
+
 def add_weight_into(x, w):
     x.add_(w)  # x does not require grad: after this, eager's x has w's history
     return (x * w).sum()

@@ -443,7 +443,8 @@ def _program_outputs(captured, copied: set[int], viewing: list[int] = (), hidden
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
     homes = _frozen_homes(captured)
-    missing = [n for n, t in zip(names, targets) if n not in homes and (
+    made = _made_by_the_program(captured, names)
+    missing = [n for n, t in zip(names, targets) if n not in homes and n not in made and (
         t is None or (captured.weight_kinds.get(n) == "constant" and not _tensor_attribute(captured.program, t)))]
     if missing:
         raise CaptureError(f"{captured.name} uses torch.autograd.Function {function_names(captured.custom_functions)} "
@@ -457,7 +458,7 @@ def _program_outputs(captured, copied: set[int], viewing: list[int] = (), hidden
     def run(*primals):
         copies = {i: primals[i].clone() for i in written}
         args = [copies.get(i, p) for i, p in enumerate(primals)]
-        params = {t: a for n, t, a in zip(names, targets, args) if n not in homes}
+        params = {t: a for n, t, a in zip(names, targets, args) if n not in homes and n not in made}
         for k, n in enumerate(names):  # frozen globals and cells: the traced primals stand in (restore_globals)
             if n in homes:
                 homes[n].put(args[k])
@@ -480,6 +481,45 @@ def _program_outputs(captured, copied: set[int], viewing: list[int] = (), hidden
 
     run.restore_globals = restore_globals
     return run
+
+
+def _made_by_the_program(captured, names: list[str]) -> set[str]:
+    """The constants among ``names`` (the captured graph's first inputs) that the program
+    makes itself at each call (``torch.tensor([0, 2])`` in its code: torch.export lifts the
+    value and copies it fresh, ``lift_fresh_copy`` or a clone, at its only uses). The program's own
+    run makes them again, so nothing stands in for them (a tensor the program reads from
+    somewhere, used as it is, needs a home the trace can swap)."""
+    placeholders = [n for n in captured.graph_module.graph.nodes if n.op == "placeholder"]
+    return {name for name, node in zip(names, placeholders)
+            if captured.weight_kinds.get(name) == "constant" and node.users
+            and all(u.target in _FRESH_COPIES for u in node.users)}
+
+
+def _constants_as_primals(joint: torch.fx.GraphModule, primals: list, made: set[str], names: list[str]) -> None:
+    """Where the joint graph, traced from the program itself, holds a tensor the program
+    made (``torch.tensor([0, 2])``: a ``get_attr`` constant of the trace), read it from
+    the primal that stands for it instead (the captured constant of the same value), so
+    the forward graph takes every tensor as an input (the eager backend stores no
+    tensor attributes)."""
+    if not made:
+        return
+    placeholders = [n for n in joint.graph.nodes if n.op == "placeholder"]
+    candidates = [(placeholders[k], primals[k]) for k, name in enumerate(names) if name in made]
+    for node in [n for n in joint.graph.nodes if n.op == "get_attr"]:
+        value = getattr(joint, node.target, None)
+        if not isinstance(value, torch.Tensor):
+            continue
+        same = next((p for p, t in candidates if t.dtype == value.dtype and t.shape == value.shape
+                     and t.device == value.device and torch.equal(t, value)), None)
+        if same is not None:
+            node.replace_all_uses_with(same)
+            joint.graph.erase_node(node)
+    joint.graph.lint()
+    joint.recompile()
+
+
+# (torch.export's copy of a value the program makes; its functional form is a clone)
+_FRESH_COPIES = (torch.ops.aten.lift_fresh_copy.default, torch.ops.aten.clone.default)
 
 
 @dataclass
@@ -734,6 +774,9 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"AOT autograd could not trace the backward of {captured.name}: "
                            f"{type(e).__name__}: {reason}",
                            hint="see aotpack.autograd's docstring for what training packages support") from e
+    if captured.custom_functions:
+        _constants_as_primals(joint, primals, _made_by_the_program(captured, list(captured.weights)),
+                              list(captured.weights))
     through = getattr(run, "through_function", set())
     aliased = [a.replace(through_function=True) if a.output in through else a for a in aliased]
     if joint_pass is not None:
