@@ -123,6 +123,19 @@ def reads_strides(x):
     return x * 2 if x.is_contiguous() else x + 1
 
 
+def _every_other_column_as_eager(fn, rows: int, columns: int, train: bool) -> None:
+    """``fn`` (a package of ``reads_strides``) called on every other column of a
+    ``rows`` x ``columns`` matrix gives eager's values and gradients."""
+    a = torch.randn(rows, columns)[:, ::2].requires_grad_(train)
+    b = torch.empty(rows, columns)[:, ::2].copy_(a.detach()).requires_grad_(train)  # the same strides
+    got, want = fn(a), reads_strides(b)
+    torch.testing.assert_close(got, want)
+    if train:
+        got.square().sum().backward()
+        want.square().sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_a_strided_example_with_a_dim_compiles_for_a_contiguous_copy(train):
     """An example with gaps in its strides (``base[:, ::2]``) and a dynamic size has no
@@ -151,14 +164,7 @@ def test_a_strided_example_with_a_dim_compiles_for_a_contiguous_copy(train):
     assert pkg.manifest.variants[0].inputs[0].layout == {"stride": [12, 2]}
     fn = aotpack.load(pkg.to_bytes())
     for n in (2, 9, 16):
-        a = torch.randn(n, 12)[:, ::2].requires_grad_(train)
-        b = torch.empty(n, 12)[:, ::2].copy_(a.detach()).requires_grad_(train)  # the same strides
-        got, want = fn(a), reads_strides(b)
-        torch.testing.assert_close(got, want)
-        if train:
-            got.square().sum().backward()
-            want.square().sum().backward()
-            torch.testing.assert_close(a.grad, b.grad)
+        _every_other_column_as_eager(fn, n, 12, train)
     with pytest.raises(aotpack.GuardError, match=r"reads strides"):
         fn(torch.randn(5, 6).requires_grad_(train))  # contiguous: eager takes the other branch
 
@@ -178,14 +184,7 @@ def test_strides_that_follow_a_dim_are_compiled_and_guarded(train, backend):
     assert pkg.manifest.format_version == 11
     fn = aotpack.load(pkg.to_bytes())
     for n in (2, 5, 16):
-        a = torch.randn(4, 2 * n)[:, ::2].requires_grad_(train)
-        b = torch.empty(4, 2 * n)[:, ::2].copy_(a.detach()).requires_grad_(train)  # the same strides
-        got, want = fn(a), reads_strides(b)
-        torch.testing.assert_close(got, want)
-        if train:
-            got.square().sum().backward()
-            want.square().sum().backward()
-            torch.testing.assert_close(a.grad, b.grad)
+        _every_other_column_as_eager(fn, 4, 2 * n, train)
     for other in (torch.randn(4, 15)[:, ::3], torch.randn(4, 7)):  # gaps of another width; contiguous
         with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.stride\(\): expected strides \(2\*cols, 2\) = "
                                                      r"\(\d+, 2\) \(the program reads strides at "):
