@@ -191,6 +191,37 @@ def test_strides_that_follow_a_dim_are_compiled_and_guarded(train, backend):
             fn(other.requires_grad_(train))
 
 
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_strides_torch_gives_symbols_of_their_own_are_held_at_the_examples(backend):
+    """Found by the fuzzer (seed 56): an input with gaps that the program updates through
+    ``contiguous()`` (a copy in that layout, the input itself where contiguous), compiled
+    with its rows a Dim. torch.export gives its strides a symbol of their own (``(6*s, s)``);
+    the guard holds it at the example's value (``(12, 2)``: the compiled code takes any
+    value, the program's effect depends on it), so calls of any row count in the
+    example's layout give eager's outputs and updates, and others are refused (a
+    CaptureError until 2026-12-04)."""
+    from fuzz_programs import CallSpec, build_inputs, make_program
+
+    program = make_program([("inplace_view", 17, 1, 5), ("view", 0, 14, 3), ("concat", 0, 13, 13),
+                            ("inplace_view", 16, 13, 6), ("index", 20, 10, 5)], (0, 7))
+    rows = aotpack.Dim("rows", min=2, max=16)
+
+    def inputs(layout, n):
+        return build_inputs(CallSpec(("contiguous", layout), "none", torch.float32, (False, False), (n, 6)), n)
+
+    pkg = aotpack.compile(program, inputs("strided", 4), backend=backend, dynamic={"x": {0: rows}, "y": {0: rows}})
+    assert pkg.manifest.variants[0].inputs[1].layout == {"stride": [12, 2]}
+    fn = aotpack.load(pkg.to_bytes())
+    for n in (3, 9):
+        got_args, want_args = inputs("strided", n), inputs("strided", n)
+        got, want = fn(*got_args), program(*want_args)
+        for a, b in (*zip(got, want), *zip(got_args, want_args)):  # outputs, and the inputs' updates
+            torch.testing.assert_close(a, b)
+        with pytest.raises(aotpack.GuardError, match=r"args\[1\]\.stride\(\): expected strides \(12, 2\) "
+                                                     r"\(whether the program's in-place update reaches it"):
+            fn(*inputs("contiguous", n))
+
+
 def test_a_program_torch_cannot_trace_in_its_examples_strides_is_refused_naming_the_input():
     """Where the program depends on the layout of an input with gaps in its strides and a
     dynamic size, capture runs again in the example's strides; where torch then fails

@@ -679,16 +679,30 @@ def _kept_strides(call: _Call, i: int, strides: tuple, node, names: dict[str, st
     layout the program depends on) is compiled for, as the guard records them: ints, or,
     where torch.export makes a stride follow a size (``2*cols``: the base's rows are twice
     the slice's columns), that expression in the Dims' names, evaluated at each call
-    (format version 11; a CaptureError before). CaptureError where a stride follows a
-    symbol no Dim names (torch.export gave it a symbol of its own), or the expressions
-    do not give the example's own strides (``sizes``: each Dim's size in the examples)."""
+    (format version 11; a CaptureError before). A stride torch.export gave a symbol of
+    its own (``(6*s, s)``) is held at the example's value: the compiled code takes any,
+    the guard the example's, so the layout the program's result depends on stays the
+    example's. CaptureError where the expressions do not give the example's own strides
+    (``sizes``: each Dim's size in the examples) or a stride's own symbol is nowhere a
+    stride by itself."""
+    import re
+
     from ..load.views import size_evaluator
     from .graphs import size_text
 
     known = dict(names)
     recorded = [size_text(st, known) for st in node.meta["val"].stride()]
+    own = set(known.values()) - set(names.values())  # (symbols of strides, which no Dim names)
+    held = {r: st for r, st in zip(recorded, strides) if isinstance(r, str) and r in own}
+    if own - held.keys():
+        raise _gapped_layout_refusal(call, i, strides, pins)
+    for name, value in held.items():
+        recorded = [value if r == name else {"expr": re.sub(rf"\b{name}\b", str(value), r["expr"])}
+                    if isinstance(r, dict) else r for r in recorded]
+    recorded = [r if not isinstance(r, dict) or (f := size_evaluator(r)) is None or any(
+        re.search(rf"\b{d}\b", r["expr"]) for d in names.values()) else f({}) for r in recorded]  # (constant: an int)
     evaluated = [None if (f := size_evaluator(r)) is None else f(sizes) for r in recorded]
-    if len(known) > len(names) or evaluated != list(strides):
+    if evaluated != list(strides):
         raise _gapped_layout_refusal(call, i, strides, pins)
     return recorded
 
