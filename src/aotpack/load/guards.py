@@ -527,8 +527,6 @@ def _at_call_sizes(layout, sizes: dict):
     run first); other layouts as they are."""
     if not strides_follow_dims(layout):
         return layout
-    from .views import size_evaluator
-
     return {"stride": [size_evaluator(st)(sizes) for st in layout["stride"]]}
 
 
@@ -1309,6 +1307,19 @@ class Guard:
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
            ast.Mod: operator.mod}
+
+
+def size_evaluator(value):
+    """``sizes -> int`` for a recorded number: an int, a Dim's name, or ``{"expr": ...}``
+    in Dim names (``_size_expr``); None where it cannot be evaluated. Shapes, view
+    numbers and strides that follow the call's Dims are all read with it."""
+    if isinstance(value, int):
+        return lambda sizes: value
+    if isinstance(value, str):
+        return lambda sizes: sizes.get(value)
+    if isinstance(value, dict) and isinstance(value.get("expr"), str):
+        return _size_expr(value["expr"])
+    return None
 
 
 def _size_expr(text: str):

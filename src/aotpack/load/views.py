@@ -17,21 +17,9 @@ Example:
 
 from __future__ import annotations
 
+from .guards import size_evaluator  # (the guards' evaluator of sizes; re-exported for the build side)
+
 __all__ = ["call_sizes", "dim_places", "output_view_rebuilder", "rebuild_views", "rebuild_output_views", "size_evaluator", "view_rebuilder"]
-
-
-def size_evaluator(value):
-    """``sizes -> int`` for a recorded number: an int, a Dim's name, or ``{"expr": ...}``
-    in Dim names (guards.py's evaluator); None where it cannot be evaluated."""
-    if isinstance(value, int):
-        return lambda sizes: value
-    if isinstance(value, str):
-        return lambda sizes: sizes.get(value)
-    if isinstance(value, dict) and isinstance(value.get("expr"), str):
-        from .guards import _size_expr
-
-        return _size_expr(value["expr"])
-    return None
 
 
 def rebuild_views(outputs: list, args: list, aliased: list, skip: int = 0) -> list:

@@ -880,6 +880,26 @@ class Manifest(Record):
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
 
+    def _check_dims_and_inputs(self, v) -> None:
+        """Variant ``v``'s Dims (ranges, excluded sizes) and the Dims its inputs' shapes
+        and strides name."""
+        name = v.name
+        for d_name, r in v.dims.items():
+            _need(0 <= r.min and (r.max is None or r.min <= r.max), f"variant {name}.dims[{d_name!r}]")
+            _need(len(r.exclude) <= MAX_EXCLUDED and r.exclude == sorted(set(r.exclude))
+                  and all(r.min < x and (r.max is None or x < r.max) for x in r.exclude)
+                  and (not r.exclude or self.format_version >= fmt.DIM_EXCLUDE_FORMAT_VERSION),
+                  f"variant {name}.dims[{d_name!r}].exclude")
+        for i, g in enumerate(v.inputs):
+            _need(all(not isinstance(s, str) or s in v.dims for s in g.shape),
+                  f"variant {name}.inputs[{i}].shape names no dim")
+            _need(g.layout == "contiguous" or len(next(iter(g.layout.values()))) == len(g.shape),
+                  f"variant {name}.inputs[{i}].layout")
+            _need(not strides_follow_dims(g.layout) or (
+                self.format_version >= fmt.DIM_STRIDES_FORMAT_VERSION
+                and all(not isinstance(x, str) or x in v.dims for x in g.layout["stride"])),
+                  f"variant {name}.inputs[{i}].layout")
+
     def _check_links(self) -> None:
         """What the field types cannot say: names and indices that point elsewhere."""
         p = self.program
@@ -911,21 +931,7 @@ class Manifest(Record):
             _need(all(w in ws for w in v.state), f"variant {name}.state names a weight it does not use")
             for key in ("weight_fqns", "weight_targets"):
                 _need(getattr(v, key) is None or len(getattr(v, key)) == len(ws), f"variant {name}.{key}")
-            for d_name, r in v.dims.items():
-                _need(0 <= r.min and (r.max is None or r.min <= r.max), f"variant {name}.dims[{d_name!r}]")
-                _need(len(r.exclude) <= MAX_EXCLUDED and r.exclude == sorted(set(r.exclude))
-                      and all(r.min < x and (r.max is None or x < r.max) for x in r.exclude)
-                      and (not r.exclude or self.format_version >= fmt.DIM_EXCLUDE_FORMAT_VERSION),
-                      f"variant {name}.dims[{d_name!r}].exclude")
-            for i, g in enumerate(v.inputs):
-                _need(all(not isinstance(s, str) or s in v.dims for s in g.shape),
-                      f"variant {name}.inputs[{i}].shape names no dim")
-                _need(g.layout == "contiguous" or len(next(iter(g.layout.values()))) == len(g.shape),
-                      f"variant {name}.inputs[{i}].layout")
-                _need(not strides_follow_dims(g.layout) or (
-                    self.format_version >= fmt.DIM_STRIDES_FORMAT_VERSION
-                    and all(not isinstance(x, str) or x in v.dims for x in g.layout["stride"])),
-                      f"variant {name}.inputs[{i}].layout")
+            self._check_dims_and_inputs(v)
             # each input guard is one tensor of the call, once (an extra guard would check an
             # argument the call does not have)
             _need(sorted(v.in_spec.tensor_indices()) == list(range(len(v.inputs))),
