@@ -156,8 +156,15 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
     configs = {"aot_inductor.package_constants_in_so": False}
     configs.update(options or {})
     pt2 = os.path.join(so_dir, "model.pt2")
-    with quiet_torch_deprecations():
-        torch._inductor.aoti_compile_and_package(ep, package_path=pt2, inductor_configs=configs)
+    for attempt in range(2):
+        with quiet_torch_deprecations():
+            torch._inductor.aoti_compile_and_package(ep, package_path=pt2, inductor_configs=configs)
+        # AOTInductor writes a graph's files into inductor's shared cache under a lock,
+        # then zips them after it: a process compiling the same graph at that moment
+        # (two test workers, two services) rewrites them, and the zip gets an empty
+        # metadata json. Once compiled, the files are there: a second try reads them whole.
+        if attempt or _whole_metadata(pt2):
+            break
     out = {}
     with zipfile.ZipFile(pt2) as z:
         names = z.namelist()
@@ -170,7 +177,11 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
             f.write(z.read(lib))
         for name in names:
             if name.endswith("metadata.json") and "wrapper" in name:
-                out["metadata"] = json.loads(z.read(name))
+                try:
+                    out["metadata"] = json.loads(z.read(name))
+                except ValueError:  # (twice: another process kept compiling the same graph)
+                    raise RuntimeError("AOTInductor packaged an unreadable metadata json twice: another process "
+                                       "was compiling the same graph at the same time; compile again") from None
             elif name.endswith("wrapper.json"):
                 # ops without a C shim, which the .so calls back through torch's proxy
                 # executor; the runner reads them from <model>.json beside the .so
@@ -185,6 +196,21 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
                                "aotpack needs aot_inductor.embed_kernel_binary=True")
     out.setdefault("metadata", {})
     return out
+
+
+def _whole_metadata(pt2: str) -> bool:
+    """Whether every metadata json in the AOTInductor package ``pt2`` parses."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(pt2) as z:
+        try:
+            for name in z.namelist():
+                if name.endswith("metadata.json"):
+                    json.loads(z.read(name))
+        except ValueError:
+            return False
+    return True
 
 
 def _promote_libstdcxx() -> None:

@@ -27,6 +27,35 @@ def test_fresh_process_equals_eager(request, backend, tol, name):
     assert r["max_err"] <= tol
 
 
+def test_an_aoti_package_emptied_by_a_concurrent_compile_is_compiled_again(monkeypatch):
+    """AOTInductor zips a graph's files from inductor's shared cache after writing them
+    under a lock; another process compiling the same graph meanwhile rewrites them, and
+    the zip gets an empty metadata json (seen as json's raw error when two test workers
+    compiled one program). The compile is tried again, and the package runs."""
+    import zipfile
+
+    import torch._inductor
+
+    real, calls = torch._inductor.aoti_compile_and_package, []
+
+    def racing(ep, package_path, **kw):
+        out = real(ep, package_path=package_path, **kw)
+        calls.append(package_path)
+        if len(calls) == 1:  # the other process's rewrite, caught half-way
+            with zipfile.ZipFile(package_path) as z:
+                members = {n: z.read(n) for n in z.namelist()}
+            with zipfile.ZipFile(package_path, "w") as z:
+                for n, data in members.items():
+                    z.writestr(n, b"" if n.endswith("metadata.json") else data)
+        return out
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", racing)
+    x = torch.randn(3, 4)
+    fn = aotpack.load(aotpack.compile(lambda x: x.sin() * 3, (x,), backend="aoti").to_bytes())
+    assert len(calls) == 2
+    torch.testing.assert_close(fn(x), x.sin() * 3)
+
+
 @pytest.mark.slow
 def test_aoti_load_path_imports_no_compiler(aoti_packages):
     """The load path must not pull in inductor or dynamo (seconds of import and CPU probing)."""
