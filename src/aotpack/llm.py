@@ -2,8 +2,8 @@
 a decode step that share one copy of the weights and a static KV cache.
 
     >>> pkg = aotpack.llm.compile(model, max_batch=2, max_len=256)      # doctest: +SKIP
-    >>> pkg.save("lm.aot")
-    >>> out = aotpack.generate("lm.aot", input_ids, max_new_tokens=32)  # in a fresh process
+    >>> pkg.save("lm.aot")                                              # doctest: +SKIP
+    >>> out = aotpack.generate("lm.aot", input_ids, max_new_tokens=32)  # doctest: +SKIP
 
 The package holds one program, the *step* ``(input_ids [B, T], attention_mask [B, max_len],
 position_ids [B, T], cache_position [T]) -> logits of the last position [B, vocab]``, in
