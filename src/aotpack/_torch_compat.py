@@ -147,10 +147,12 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
     Private: ``torch._inductor.aoti_compile_and_package`` (2.11-2.13) writes a .pt2 zip;
     we take the wrapper .so and its metadata json out of it. Weights are graph inputs in
     our programs, so the .so holds no constants.
-    """
-    import json
-    import zipfile
 
+    AOTInductor writes a graph's files into inductor's shared cache under a lock, then
+    zips them after it: a process compiling the same graph at that moment (two test
+    workers, two services) rewrites them, and the zip gets an empty json. Once compiled,
+    the files are there: a second try reads them whole.
+    """
     import torch._inductor
 
     configs = {"aot_inductor.package_constants_in_so": False}
@@ -159,12 +161,20 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
     for attempt in range(2):
         with quiet_torch_deprecations():
             torch._inductor.aoti_compile_and_package(ep, package_path=pt2, inductor_configs=configs)
-        # AOTInductor writes a graph's files into inductor's shared cache under a lock,
-        # then zips them after it: a process compiling the same graph at that moment
-        # (two test workers, two services) rewrites them, and the zip gets an empty
-        # metadata json. Once compiled, the files are there: a second try reads them whole.
-        if attempt or _whole_metadata(pt2):
-            break
+        try:
+            return _aoti_package_parts(pt2, so_dir)
+        except ValueError:  # (json's error: a member rewritten while it was zipped)
+            if attempt:
+                raise RuntimeError("AOTInductor packaged an unreadable json twice: another process was compiling "
+                                   "the same graph at the same time; compile again") from None
+
+
+def _aoti_package_parts(pt2: str, so_dir: str) -> dict:
+    """The model .so (written to ``so_dir``), its metadata and its proxy-executor ops,
+    out of AOTInductor's package ``pt2``. ValueError where a json member does not parse."""
+    import json
+    import zipfile
+
     out = {}
     with zipfile.ZipFile(pt2) as z:
         names = z.namelist()
@@ -172,16 +182,9 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
         lib = next((n for n in libs if n.endswith("wrapper.so")), libs[0] if len(libs) == 1 else None)
         if lib is None:  # pragma: no cover - layout change in a future torch
             raise RuntimeError(f"AOTInductor wrote no single model .so into {pt2}; members: {names}")
-        out["so"] = os.path.join(so_dir, "model.so")
-        with open(out["so"], "wb") as f:
-            f.write(z.read(lib))
         for name in names:
             if name.endswith("metadata.json") and "wrapper" in name:
-                try:
-                    out["metadata"] = json.loads(z.read(name))
-                except ValueError:  # (twice: another process kept compiling the same graph)
-                    raise RuntimeError("AOTInductor packaged an unreadable metadata json twice: another process "
-                                       "was compiling the same graph at the same time; compile again") from None
+                out["metadata"] = json.loads(z.read(name))
             elif name.endswith("wrapper.json"):
                 # ops without a C shim, which the .so calls back through torch's proxy
                 # executor; the runner reads them from <model>.json beside the .so
@@ -194,23 +197,11 @@ def aoti_compile(ep, so_dir: str, options: dict | None) -> dict:
         if loose:
             raise RuntimeError(f"AOTInductor left kernel binaries outside the .so ({loose[:3]}); "
                                "aotpack needs aot_inductor.embed_kernel_binary=True")
+        out["so"] = os.path.join(so_dir, "model.so")
+        with open(out["so"], "wb") as f:
+            f.write(z.read(lib))
     out.setdefault("metadata", {})
     return out
-
-
-def _whole_metadata(pt2: str) -> bool:
-    """Whether every metadata json in the AOTInductor package ``pt2`` parses."""
-    import json
-    import zipfile
-
-    with zipfile.ZipFile(pt2) as z:
-        try:
-            for name in z.namelist():
-                if name.endswith("metadata.json"):
-                    json.loads(z.read(name))
-        except ValueError:
-            return False
-    return True
 
 
 def _promote_libstdcxx() -> None:
@@ -269,19 +260,40 @@ def math_attention():
     does, by attribute, at each call). Restored on exit; compiles take turns (BUILD_LOCK)."""
     import torch.nn.functional as F
 
-    fused = F.scaled_dot_product_attention
-
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if attn_mask is not None and attn_mask.dtype == torch.bool:  # as the composite does first: True attends
             attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill(~attn_mask, float("-inf"))
         return torch.ops.aten._scaled_dot_product_attention_math(
             query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)[0]
 
-    F.scaled_dot_product_attention = sdpa
+    with replaced_in_this_thread(F, "scaled_dot_product_attention", lambda fused: sdpa):
+        yield
+
+
+@contextlib.contextmanager
+def replaced_in_this_thread(module, name: str, replacement):
+    """While the context lasts, ``module.name`` is ``replacement(original)`` for calls from
+    this thread, and the original for every other thread (another thread's eager model
+    keeps its own numbers while a compile traces). Restored on exit.
+
+        >>> import math
+        >>> with replaced_in_this_thread(math, "floor", lambda floor: lambda x: floor(x) + 1):
+        ...     math.floor(2.5)
+        3
+    """
+    import threading
+
+    original, owner = getattr(module, name), threading.get_ident()
+    ours = replacement(original)
+
+    def dispatch(*args, **kwargs):
+        return (ours if threading.get_ident() == owner else original)(*args, **kwargs)
+
+    setattr(module, name, dispatch)
     try:
         yield
     finally:
-        F.scaled_dot_product_attention = fused
+        setattr(module, name, original)
 
 
 @contextlib.contextmanager

@@ -107,23 +107,23 @@ def fits(x: torch.Tensor, w: torch.Tensor, bias, ratio: float, min_outputs: int 
 
 @contextlib.contextmanager
 def routed_matvec(ratio: float = 2.5, min_outputs: int = MIN_OUTPUTS):
-    """While tracing, ``F.linear`` calls that ``fits`` are ``aotpack::matvec`` (the others
-    run as before); restored on exit. A prompt of symbolic length (a prefill step) is
+    """While tracing, this thread's ``F.linear`` calls that ``fits`` are ``aotpack::matvec``
+    (the others run as before); restored on exit. A prompt of symbolic length (a prefill step) is
     never routed. The defaults take a Llama's down projection alone; ``ratio=2.0,
     min_outputs=0`` takes a 3.28B bench Llama's k and v projections too (half as many KV
     heads as query heads), which loses their fused cache update (531 against 553
     tokens/s in bench/decode_profile.py)."""
     import torch.nn.functional as F
 
-    linear = F.linear
+    from ._torch_compat import replaced_in_this_thread
 
-    def routed(x, w, bias=None):
-        if not fits(x, w, bias, ratio, min_outputs):
-            return linear(x, w, bias)
-        return matvec(x.reshape(1, x.shape[-1]).contiguous(), w.contiguous()).view(*x.shape[:-1], w.shape[0])
+    def routing(linear):
+        def routed(x, w, bias=None):
+            if not fits(x, w, bias, ratio, min_outputs):
+                return linear(x, w, bias)
+            return matvec(x.reshape(1, x.shape[-1]).contiguous(), w.contiguous()).view(*x.shape[:-1], w.shape[0])
 
-    F.linear = routed
-    try:
+        return routed
+
+    with replaced_in_this_thread(F, "linear", routing):
         yield
-    finally:
-        F.linear = linear

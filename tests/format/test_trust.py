@@ -316,6 +316,8 @@ MANIFEST_EDITS = {
     "a size expression of 200,000 characters": lambda d: d["variants"][0]["inputs"][0].update(
         shape=[{"expr": "b" * 200_000}]),
     "a 3,000-term product": lambda d: d["variants"][0]["inputs"][0].update(shape=[{"expr": "*".join(["b"] * 3000)}]),
+    "a stride expression that is no arithmetic": lambda d: (d.update(format_version=11), d["variants"][0]["inputs"][0]
+                                                            .update(layout={"stride": [{"expr": "__import__('os')"}]})),
     "variant device meta": lambda d: d["variants"][0].update(device="meta"),
     "variant device cuda:99": lambda d: d["variants"][0].update(device="cuda:99"),
 }

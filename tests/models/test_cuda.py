@@ -197,7 +197,7 @@ def test_the_matvec_kernel_equals_linear_in_bf16():
 
 
 def test_llm_compile_routes_the_down_projection_through_the_matvec_kernel(tmp_path):
-    """aotpack.llm.compile(matvec_kernel=True): the decode step's down projections (2,048
+    """aotpack.llm.compile on CUDA (matvec_kernel's default): the decode step's down projections (2,048
     outputs of 5,632) call aotpack::matvec, prefill's do not, and a fresh process that
     never imports aotpack.kernels generates eager's greedy tokens (in bf16: a difference
     would have to be shown a near-tie, as bench/decode_divergence.py does)."""
@@ -209,7 +209,7 @@ def test_llm_compile_routes_the_down_projection_through_the_matvec_kernel(tmp_pa
     model = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=2048, intermediate_size=5632,
                                          num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=2,
                                          max_position_embeddings=64)).to("cuda", torch.bfloat16).eval()
-    path = aotpack.llm.compile(model, max_len=32, backend="aoti", matvec_kernel=True).save(tmp_path / "lm.aot")
+    path = aotpack.llm.compile(model, max_len=32, backend="aoti").save(tmp_path / "lm.aot")  # (the default on CUDA)
     with zipfile.ZipFile(path) as z:
         decode, prefill = (z.read(f"variants/{v}/program.json") for v in ("decode", "prefill"))
     assert decode.count(b"torch.ops.aotpack.matvec") >= 1 and b"torch.ops.aotpack.matvec" not in prefill

@@ -60,3 +60,22 @@ def test_the_matvec_kernel_is_routed_by_default_on_cuda_alone(asked, fuse, devic
     from aotpack.llm import _routes_matvec
 
     assert _routes_matvec(asked, fuse, torch.device(device)) is routed
+
+
+def test_a_function_replaced_while_tracing_is_replaced_for_that_thread_alone():
+    """The decode step's routing (``routed_matvec``) and math attention replace functions
+    of ``torch.nn.functional`` while the step is traced; another thread running its eager
+    model meanwhile keeps the original (a replaced ``F.linear`` or attention would give it
+    another summation order's numbers), and the original is back after."""
+    import math
+    import threading
+
+    from aotpack._torch_compat import replaced_in_this_thread
+
+    seen = {}
+    with replaced_in_this_thread(math, "floor", lambda floor: lambda x: floor(x) - 10):
+        seen["tracing"] = math.floor(2.5)
+        other = threading.Thread(target=lambda: seen.update(other=math.floor(2.5)))
+        other.start()
+        other.join()
+    assert seen == {"tracing": -8, "other": 2} and math.floor(2.5) == 2

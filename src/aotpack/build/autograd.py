@@ -255,7 +255,7 @@ def _view_numbers(i: int, numbers: list, dim_names: dict[str, str] | None) -> li
     time) as recorded: ints, or Dim names and ``{"expr": ...}`` in them where they follow
     the Dims (``dim_names``: symbol -> Dim name), evaluated from the call's sizes.
     CaptureError for a number the call's sizes cannot give."""
-    from ..load.views import size_evaluator
+    from ..package.sizes import size_evaluator
     from .graphs import size_text
 
     known = dict(dim_names or {})
@@ -420,7 +420,8 @@ def _tensor_attribute(program, target: str) -> bool:
     return isinstance(obj, torch.Tensor)
 
 
-def _program_outputs(captured, copied: set[int], viewing: list[int] = (), hidden_dims: list[int] = ()) -> Callable:
+def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[int] = (),
+                     hidden_dims: list[int] = ()) -> Callable:
     """``fn(*primals)``: the captured program run on ``primals`` (weights, then inputs),
     with the exported graph's outputs (in-place updates' values, then the program's
     outputs, then the hidden ones). For programs with custom ``torch.autograd.Function``s,
@@ -435,7 +436,8 @@ def _program_outputs(captured, copied: set[int], viewing: list[int] = (), hidden
     output that views it; the intermediate is that output's ``_base`` (autograd's view
     tracking), checked against the number of dimensions it has in the exported graph
     (``hidden_dims``; its sizes may be symbols in the trace, which a comparison would
-    pin)."""
+    pin). ``made``: constants the program makes itself (``_made_by_the_program``),
+    which its own run makes again."""
     from torch.func import functional_call
 
     from .capture import function_names
@@ -443,7 +445,6 @@ def _program_outputs(captured, copied: set[int], viewing: list[int] = (), hidden
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
     homes = _frozen_homes(captured)
-    made = _made_by_the_program(captured, names)
     missing = [n for n, t in zip(names, targets) if n not in homes and n not in made and (
         t is None or (captured.weight_kinds.get(n) == "constant" and not _tensor_attribute(captured.program, t)))]
     if missing:
@@ -750,13 +751,13 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
+    made = _made_by_the_program(captured, list(captured.weights)) if captured.custom_functions else set()
     if captured.custom_functions:
         # torch.export kept each Function's forward and dropped its backward: trace the
         # program itself, so autograd runs the Functions' own backward into the joint graph
         n_outputs = len(outs) - len(captured.mutations) - hidden
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
-        run = _program_outputs(captured, copied, viewing,
-                               [o.dim() for o in outs[len(outs) - hidden:]])
+        run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
@@ -774,9 +775,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"AOT autograd could not trace the backward of {captured.name}: "
                            f"{type(e).__name__}: {reason}",
                            hint="see aotpack.autograd's docstring for what training packages support") from e
-    if captured.custom_functions:
-        _constants_as_primals(joint, primals, _made_by_the_program(captured, list(captured.weights)),
-                              list(captured.weights))
+    _constants_as_primals(joint, primals, made, list(captured.weights))
     through = getattr(run, "through_function", set())
     aliased = [a.replace(through_function=True) if a.output in through else a for a in aliased]
     if joint_pass is not None:

@@ -683,26 +683,18 @@ def _kept_strides(call: _Call, i: int, strides: tuple, node, names: dict[str, st
     its own (``(6*s, s)``) is held at the example's value: the compiled code takes any,
     the guard the example's, so the layout the program's result depends on stays the
     example's. CaptureError where the expressions do not give the example's own strides
-    (``sizes``: each Dim's size in the examples) or a stride's own symbol is nowhere a
-    stride by itself."""
-    import re
+    (``sizes``: each Dim's size in the examples) or follow a symbol that is neither a
+    Dim's nor a stride's by itself."""
+    from ..package.sizes import size_evaluator
+    from .graphs import size_text, static_int
 
-    from ..load.views import size_evaluator
-    from .graphs import size_text
-
+    stride = node.meta["val"].stride()
+    symbols = [None if static_int(st) is not None else str(compat.sym_expr(st)) for st in stride]
+    held = {sym: value for sym, value in zip(symbols, strides) if sym and sym.isidentifier() and sym not in names}
     known = dict(names)
-    recorded = [size_text(st, known) for st in node.meta["val"].stride()]
-    own = set(known.values()) - set(names.values())  # (symbols of strides, which no Dim names)
-    held = {r: st for r, st in zip(recorded, strides) if isinstance(r, str) and r in own}
-    if own - held.keys():
-        raise _gapped_layout_refusal(call, i, strides, pins)
-    for name, value in held.items():
-        recorded = [value if r == name else {"expr": re.sub(rf"\b{name}\b", str(value), r["expr"])}
-                    if isinstance(r, dict) else r for r in recorded]
-    recorded = [r if not isinstance(r, dict) or (f := size_evaluator(r)) is None or any(
-        re.search(rf"\b{d}\b", r["expr"]) for d in names.values()) else f({}) for r in recorded]  # (constant: an int)
+    recorded = [size_text(st, known, held) for st in stride]
     evaluated = [None if (f := size_evaluator(r)) is None else f(sizes) for r in recorded]
-    if evaluated != list(strides):
+    if len(known) > len(names) or evaluated != list(strides):
         raise _gapped_layout_refusal(call, i, strides, pins)
     return recorded
 

@@ -65,13 +65,20 @@ def op_name(node: torch.fx.Node) -> str | None:
     return getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
 
 
-def size_text(size, names: dict[str, str]) -> int | str | dict:
+def size_text(size, names: dict[str, str], held: dict[str, int] | None = None) -> int | str | dict:
     """A size as a guard or a view records it: an int (static), a Dim's name, or
     ``{"expr": "n - 2"}`` in Dim names. ``names``: symbol -> Dim name, extended with
-    ``dim0, dim1, ...`` for symbols no Dim names."""
+    ``dim0, dim1, ...`` for symbols no Dim names. ``held``: symbol -> the value it is held
+    at (an int in the record)."""
     if static_int(size) is not None:
         return static_int(size)
     expr = compat.sym_expr(size)
+    if held:
+        import sympy  # (torch's own dependency: its symbolic sizes are sympy expressions)
+
+        expr = expr.xreplace({sym: sympy.Integer(held[str(sym)]) for sym in expr.free_symbols if str(sym) in held})
+        if expr.is_number:
+            return int(expr)
     if str(expr).isidentifier():
         return names.setdefault(str(expr), f"dim{len(names)}")
     text = str(expr)
@@ -92,7 +99,7 @@ def output_aliases(gm: torch.fx.GraphModule, skip: int = 0, names: dict[str, str
     Dim name, from the guards), evaluated from the call's sizes at each call; one the
     call's sizes cannot give is a CaptureError.
     """
-    from ..load.views import size_evaluator
+    from ..package.sizes import size_evaluator
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     storages: dict = {}
     for j, p in enumerate(placeholders):

@@ -57,7 +57,6 @@ Example:
 
 from __future__ import annotations
 
-import ast
 import inspect
 import linecache
 import operator
@@ -68,6 +67,7 @@ from torch import Tensor
 from .. import tree
 from ..errors import GuardError
 from ..package.manifest import Dim, GlobalState, Input, Param, Program, Variant, strides_follow_dims
+from ..package.sizes import size_evaluator, size_expr
 from ..treespec import ConstLeaf, TensorLeaf, TreeSpec
 
 __all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "shape_text", "state_checks"]
@@ -289,7 +289,7 @@ class ShapeIs(Check):
         super().__init__(index)
         self.shape, self.dims = shape, dims
         self.static = torch.Size(shape) if all(isinstance(s, int) for s in shape) else None
-        self.exprs = [(d, s["expr"], _size_expr(s["expr"])) for d, s in enumerate(shape) if isinstance(s, dict)]
+        self.exprs = [(d, s["expr"], size_expr(s["expr"])) for d, s in enumerate(shape) if isinstance(s, dict)]
 
     def fast(self, a, env):
         i = self.index
@@ -471,6 +471,9 @@ class MemoryLayout(Check):
         # an input the program updates, in another layout: the program updates a copy in
         # the compiled layout, copied into the caller's tensor after the run (Flat)
         self.write_back = write_back
+        # strides that follow the call's Dims (2*cols): parsed once, evaluated at each call
+        self.stride_plan = ([size_evaluator(st) for st in guard.layout["stride"]]
+                            if strides_follow_dims(guard.layout) else None)
 
     def fast(self, a, env):
         i, layout = self.index, self.guard.layout
@@ -493,9 +496,12 @@ class MemoryLayout(Check):
         from . import layout as layouts  # (layout.py: imported where a layout is checked)
 
         g = self.guard
-        want = _at_call_sizes(g.layout, call.sizes)
-        text = (layouts.describe(want) if want is g.layout  # ("strides (2*cols, 2) = (10, 2)")
-                else f"{layouts.describe(g.layout)} = {tuple(want['stride'])}")
+        want, text = g.layout, layouts.describe(g.layout)
+        if self.stride_plan is not None:  # ("strides (2*cols, 2) = (10, 2)")
+            want = {"stride": [f(call.sizes) if f else None for f in self.stride_plan]}
+            text = f"{text} = {tuple(want['stride'])}"
+            if None in want["stride"]:  # (a Dim no shape binds: an edited manifest)
+                raise Mismatch([_Attr(".stride()")], text, f"strides {tuple(t.stride())}", late=True)
         aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
         if aligned and layouts.matches(t, want):
             return t
@@ -519,15 +525,6 @@ class MemoryLayout(Check):
         from . import layout as layouts
 
         return layouts.describe(self.guard.layout)
-
-
-def _at_call_sizes(layout, sizes: dict):
-    """``layout`` with strides that follow the call's Dims (``{"expr": "2*cols"}``)
-    evaluated at its sizes (``sizes``: Dim name -> size, bound by the shape checks, which
-    run first); other layouts as they are."""
-    if not strides_follow_dims(layout):
-        return layout
-    return {"stride": [size_evaluator(st)(sizes) for st in layout["stride"]]}
 
 
 def _fixed_strides(layout, sizes: list) -> list | None:
@@ -1303,52 +1300,6 @@ class Guard:
             except Mismatch as m:
                 m.parts.insert(0, j)
                 raise
-
-
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
-           ast.Mod: operator.mod}
-
-
-def size_evaluator(value):
-    """``sizes -> int`` for a recorded number: an int, a Dim's name, or ``{"expr": ...}``
-    in Dim names (``_size_expr``); None where it cannot be evaluated. Shapes, view
-    numbers and strides that follow the call's Dims are all read with it."""
-    if isinstance(value, int):
-        return lambda sizes: value
-    if isinstance(value, str):
-        return lambda sizes: sizes.get(value)
-    if isinstance(value, dict) and isinstance(value.get("expr"), str):
-        return _size_expr(value["expr"])
-    return None
-
-
-def _size_expr(text: str):
-    """A checker for a derived size like ``2*batch + 1``: sizes -> int, or None when a
-    Dim it uses is not bound yet. Only + - * // % on ints and Dim names; anything else
-    gives None (the size is then checked by the backend only)."""
-    try:
-        tree_ = ast.parse(text, mode="eval").body
-    except (SyntaxError, RecursionError, MemoryError, ValueError):
-        return None
-
-    def build(node):
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return lambda sizes: node.value
-        if isinstance(node, ast.Name):
-            return lambda sizes: sizes.get(node.id)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            inner = build(node.operand)
-            return lambda sizes: None if (v := inner(sizes)) is None else -v
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            left, right, op = build(node.left), build(node.right), _BINOPS[type(node.op)]
-            return lambda sizes: None if (a := left(sizes)) is None or (b := right(sizes)) is None or (
-                b == 0 and op in (operator.floordiv, operator.mod)) else op(a, b)  # (x // 0: the backend's to check)
-        raise ValueError(text)
-
-    try:
-        return build(tree_)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _what(value) -> str:

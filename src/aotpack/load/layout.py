@@ -18,7 +18,7 @@ A layout is JSON, one of:
 - ``{"stride": [8, 1]}``: exact strides, for static shapes with gaps or overlaps (a
   slice ``x[:, ::2]``, an ``expand``ed tensor); for an input whose layout the program
   depends on, strides may follow the call's Dims (``[{"expr": "2*cols"}, 2]``: format
-  version 11), evaluated at each call's sizes (``guards._at_call_sizes``).
+  version 11), evaluated at each call's sizes (``guards.MemoryLayout``).
 
 Strides of dimensions of size 0 or 1 never matter (no element is addressed through
 them), so they are not compared; an empty tensor matches every layout.

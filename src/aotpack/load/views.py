@@ -17,9 +17,9 @@ Example:
 
 from __future__ import annotations
 
-from .guards import size_evaluator  # (the guards' evaluator of sizes; re-exported for the build side)
+from ..package.sizes import size_evaluator
 
-__all__ = ["call_sizes", "dim_places", "output_view_rebuilder", "rebuild_views", "rebuild_output_views", "size_evaluator", "view_rebuilder"]
+__all__ = ["call_sizes", "dim_places", "output_view_rebuilder", "rebuild_views", "rebuild_output_views", "view_rebuilder"]
 
 
 def rebuild_views(outputs: list, args: list, aliased: list, skip: int = 0) -> list:

@@ -37,6 +37,7 @@ from .. import treespec
 from ..tree import PARAM_KINDS
 from . import format as fmt
 from .format import _need
+from .sizes import size_evaluator
 
 __all__ = ["Manifest", "Versions", "Platform", "Program", "Param", "WeightInfo", "Frozen", "Variant", "Input",
            "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "Job", "Group", "Member"]
@@ -895,9 +896,12 @@ class Manifest(Record):
                   f"variant {name}.inputs[{i}].shape names no dim")
             _need(g.layout == "contiguous" or len(next(iter(g.layout.values()))) == len(g.shape),
                   f"variant {name}.inputs[{i}].layout")
+            # strides that follow Dims: each a Dim's or arithmetic a reader evaluates (a guard
+            # that could evaluate none would refuse every call)
             _need(not strides_follow_dims(g.layout) or (
                 self.format_version >= fmt.DIM_STRIDES_FORMAT_VERSION
-                and all(not isinstance(x, str) or x in v.dims for x in g.layout["stride"])),
+                and all(x in v.dims if isinstance(x, str) else size_evaluator(x) is not None
+                        for x in g.layout["stride"])),
                   f"variant {name}.inputs[{i}].layout")
 
     def _check_links(self) -> None:
