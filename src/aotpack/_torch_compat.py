@@ -323,14 +323,6 @@ def requires_grad_reads(is_user_frame):
         yield reads
 
 
-def register_own_ops(*names: str) -> None:
-    """Register aotpack's own ops (``aotpack.kernels``) where one of ``names`` (op names
-    such as ``aotpack::matvec``) is in their namespace. Only that fixed module: a package
-    never makes aotpack import a module it names."""
-    if any(n.startswith("aotpack::") for n in names):
-        from . import kernels  # noqa: F401 - registers the ops on import
-
-
 def op_available(name: str) -> bool:
     """Whether operator ``namespace::name`` is registered in this process (a custom op
     needs its library imported first)."""
@@ -409,8 +401,6 @@ def deserialize_program(blob: bytes, state_dict: dict, constants: dict):
     from torch._export.serde import schema
     from torch._export.serde.serialize import ExportedProgramDeserializer, GraphModuleDeserializer, _bytes_to_dataclass
 
-    if b'"torch.ops.aotpack.' in blob:  # a call of aotpack's own op (aotpack.kernels)
-        register_own_ops("aotpack::")
     program = _bytes_to_dataclass(schema.ExportedProgram, blob)
     with quiet_export_logs(), _DESERIALIZE_LOCK:
         # a higher-order op that returns nothing (a ``torch.no_grad()`` region that only

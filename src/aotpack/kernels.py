@@ -14,7 +14,7 @@ on CUDA (``routed_matvec``; ``matvec_kernel=False`` turns it off): 544 and 553 a
 cdt-math-matvec-down,cdt-math``). On the CPU, and without Triton, the op is ``F.linear``.
 
 Loading a package that calls an op of the ``aotpack`` namespace imports this module
-itself (``_torch_compat.deserialize_program``, ``load.runtime.incompatibilities``): a
+itself (``build.rebuild``, ``load.runtime.incompatibilities``): a
 fixed module of aotpack's, never one a package names.
 
     >>> import torch

@@ -66,6 +66,8 @@ def captured_from_package(manifest: Manifest, variant: Variant, program_json: by
             state[t] = torch.nn.Parameter(tensors[fqn], requires_grad=False)
         elif kinds[fqn] == "buffer":
             state[t] = tensors[fqn]
+    if b'"torch.ops.aotpack.' in program_json:  # a call of aotpack's own op: registered by a fixed module
+        from .. import kernels  # noqa: F401 - (never a module a package names)
     try:
         ep = compat.deserialize_program(program_json, state, by_target)
     except Exception as e:  # noqa: BLE001 - any failure to read the program is the file's, named once

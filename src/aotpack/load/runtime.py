@@ -396,9 +396,10 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
         problems.append(f"backend: {variant.backend!r} fails to load: {type(e).__name__}: {e}")
     missing = meta.ops()
     if missing:  # (most packages call no custom op: their load never imports the wrappers)
-        from .._torch_compat import op_available, register_own_ops
+        from .._torch_compat import op_available
 
-        register_own_ops(*missing)
+        if any(op.startswith("aotpack::") for op in missing):  # aotpack's own ops: registered by a fixed module
+            from .. import kernels  # noqa: F401 - (never a module a package names)
         missing = [op for op in missing if not op_available(op)]
     if missing:
         problems.append(f"ops: the variant calls {', '.join(missing)}, not registered in this process "
