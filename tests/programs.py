@@ -97,6 +97,19 @@ def keyword_only(x, *, mask):
 Block = TransformerBlock
 
 
+class Forces(torch.nn.Module):
+    """A learned potential's forces: minus the gradient of its energy with respect to the
+    positions, by ``torch.func.grad`` inside forward (torch.export alone cannot trace it:
+    capture goes through make_fx, build/desugar.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.energy = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+    def forward(self, positions):
+        return -torch.func.grad(lambda p: self.energy(p).sum())(positions)
+
+
 def _r(*shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g)
@@ -128,6 +141,7 @@ def programs():
         "keyword_only": dict(target=keyword_only, args=(_r(4),), kwargs={"mask": torch.tensor([True, False, True, False])},
                              calls=[((_r(4, seed=19),), {"mask": torch.tensor([False, False, True, True])})]),
         "block": dict(target=Block(32, 4).eval(), args=(_r(2, 6, 32),), calls=[((_r(2, 6, 32, seed=20),), {})]),
+        "forces": dict(target=Forces().eval(), args=(_r(5, 3),), calls=[((_r(5, 3, seed=21),), {})]),
     }
 
 

@@ -1123,3 +1123,70 @@ def tensor_properties_check(templates: list, sizes: list[list], strides: list[li
     except (TypeError, RuntimeError):  # pragma: no cover - another signature: the Python check stands
         return None
     return tuple(checks)
+
+
+def trace_below_transforms(fn, args: list):
+    """``fn(*args)`` traced by make_fx below torch's own transforms (``torch.func.grad``,
+    ``vjp``, ``jacrev`` run for real, so the graph holds the aten ops they compute), on
+    fake tensors whose sizes are symbols, each its own (no "duck" sizing, which would
+    assume two inputs of equal example sizes stay equal without a guard). Returns
+    (graph module, the fake arguments, the shape environment's guards as sympy
+    expressions over the fakes' symbols: the sizes the program branched on).
+
+    ``args``: tensors (traced with symbolic sizes), dicts of tensors (weights: static
+    sizes) or other values (passed as they are).
+
+    Private: ``torch.fx.experimental.proxy_tensor.make_fx``, ``FakeTensorMode``,
+    ``ShapeEnv(duck_shape=False)``, ``ShapeEnv.guards`` (2.11-2.13).
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    env = ShapeEnv(duck_shape=False)
+    mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)  # (globals and closures: constants)
+
+    def fake(value, static: bool):
+        if isinstance(value, dict):
+            return {k: fake(v, True) for k, v in value.items()}
+        if not isinstance(value, torch.Tensor):
+            return value
+        t = mode.from_tensor(value, static_shapes=static)
+        return t.requires_grad_(value.requires_grad) if t.is_leaf and value.requires_grad else t
+
+    fakes = [fake(a, False) for a in args]
+    with mode, quiet_export_logs():
+        gm = make_fx(fn, record_stack_traces=True)(*fakes)
+    return gm, fakes, [g.expr for g in env.guards]
+
+
+def size_symbols(t: torch.Tensor) -> dict:
+    """The bare symbols among a fake tensor's sizes, strides and storage offset: symbol ->
+    ("size" | "stride", dim) or ("offset", 0). Private: ``SymInt.node.expr`` (2.11-2.13)."""
+    found: dict = {}
+    for kind, values in (("size", t.shape), ("stride", t.stride()), ("offset", (t.storage_offset(),))):
+        for d, v in enumerate(values):
+            if isinstance(v, torch.SymInt) and v.node.expr.is_Symbol:
+                found.setdefault(v.node.expr, (kind, d))
+    return found
+
+
+def size_guard_value(expr, values: dict):
+    """A shape environment's guard (sympy) evaluated on ``values`` (symbol -> int or
+    SymInt): a bool, or a SymBool where the sizes are symbols of a trace (which
+    ``torch._check`` then records as that trace's guard). Private:
+    ``torch.utils._sympy.interp.sympy_interp``, ``PythonReferenceAnalysis`` (2.11-2.13)."""
+    from torch.utils._sympy.interp import sympy_interp
+    from torch.utils._sympy.reference import PythonReferenceAnalysis
+
+    return sympy_interp(PythonReferenceAnalysis, values, expr)
+
+
+def replay_keeping_lines(gm: torch.fx.GraphModule, *args):
+    """Run ``gm`` node by node so a trace around the call gives each op it records the
+    stack trace (the user's file:line) the node has, not the line of ``gm``'s generated
+    code. Private: ``torch.fx.traceback.preserve_node_meta`` (2.11-2.13)."""
+    from torch.fx import traceback as fx_traceback
+
+    with fx_traceback.preserve_node_meta():
+        return torch.fx.Interpreter(gm).run(*args)

@@ -152,17 +152,3 @@ def test_a_torchscript_program_is_refused_naming_what_to_pass():
     with pytest.raises(aotpack.CaptureError, match=r"RecursiveScriptModule is a TorchScript program") as e:
         aotpack.compile(torch.jit.script(torch.nn.Linear(4, 2)), (torch.randn(3, 4),), backend="eager")
     assert "pass the nn.Module or function it was scripted from" in str(e.value)
-
-
-@pytest.mark.parametrize("transform", ["grad", "vjp", "jacrev"])
-def test_a_torch_func_transform_torch_export_freezes_is_refused(transform):
-    """torch.export (torch 2.13) traces ``torch.func.grad``, ``vjp`` and ``jacrev`` inside a
-    program with the differentiated input frozen into a constant of no data: packaged, it
-    would ignore its input. Refused, naming the transform and the way that works (it was
-    torch's RuntimeError about a data pointer, from the package writer)."""
-    programs = {"grad": lambda x: torch.func.grad(lambda r: (r.sin() ** 2).sum())(x),
-                "vjp": lambda x: torch.func.vjp(torch.sin, x)[1](torch.ones_like(x))[0],
-                "jacrev": lambda x: torch.func.jacrev(torch.sin)(x[0])}
-    with pytest.raises(aotpack.CaptureError, match=r"the input of a torch.func transform") as e:
-        aotpack.compile(programs[transform], (torch.randn(4, 8),), backend="eager")
-    assert "compile the function with train=True" in str(e.value)

@@ -448,7 +448,9 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     missing = [n for n, t in zip(names, targets) if n not in homes and n not in made and (
         t is None or (captured.weight_kinds.get(n) == "constant" and not _tensor_attribute(captured.program, t)))]
     if missing:
-        raise CaptureError(f"{captured.name} uses torch.autograd.Function {function_names(captured.custom_functions)} "
+        uses = (f"torch.autograd.Function {function_names(captured.custom_functions)}" if captured.custom_functions
+                else "a torch.func transform")
+        raise CaptureError(f"{captured.name} uses {uses} "
                            f"and tensors that are no parameter, buffer, module global or closure variable ({', '.join(missing[:3])}): "
                            "a training package cannot run its backward on them",
                            hint="register such tensors as buffers of the module, or compile with train=False")
@@ -751,10 +753,13 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
-    made = _made_by_the_program(captured, list(captured.weights)) if captured.custom_functions else set()
-    if captured.custom_functions:
-        # torch.export kept each Function's forward and dropped its backward: trace the
-        # program itself, so autograd runs the Functions' own backward into the joint graph
+    itself = bool(captured.custom_functions) or captured.traced_below_transforms
+    made = _made_by_the_program(captured, list(captured.weights)) if itself else set()
+    if itself:
+        # torch.export kept each Function's forward and dropped its backward (and a
+        # torch.func transform's graph came from make_fx, without grad-mode regions):
+        # trace the program itself, so autograd runs the Functions' own backward into
+        # the joint graph
         n_outputs = len(outs) - len(captured.mutations) - hidden
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
         run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])

@@ -43,7 +43,7 @@ from ..errors import CaptureError, SideEffectWarning, SpecializationWarning, war
 from ..load.layout import layout_of
 from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
-from . import subclass_weights
+from . import desugar, subclass_weights
 from .effects import EffectRecorder
 from .frozen import frozen_values
 from .graphs import (
@@ -123,6 +123,9 @@ class Captured:
         a package bound to a live module checks it at each call.
       custom_functions: ``torch.autograd.Function`` classes the outputs' gradient goes
         through (training traces the program itself to keep their backward).
+      traced_below_transforms: the program runs a ``torch.func`` transform, so
+        ``exported`` was traced from make_fx's graph of it (desugar.py); training traces
+        the program itself, as for ``custom_functions``.
       mutated_inputs: flat inputs an inference program updates in place (the compiled
         code writes into the caller's tensor, as eager; see ``_input_writes``).
       inputs_updated_without_grad: flat inputs a training program updates in place with
@@ -155,6 +158,7 @@ class Captured:
     aliased: list[mf.Alias] = field(default_factory=list)
     module_training: bool | None = None
     custom_functions: list[type] = field(default_factory=list)  # the classes (described by function_names)
+    traced_below_transforms: bool = False
     # ``namespace::name`` of the ops the graph calls that a library registers (graphs.library_ops)
     library_ops: list[str] = field(default_factory=list)
     inputs_updated_without_grad: set[int] = field(default_factory=set)
@@ -511,6 +515,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         aliased=[] if mutation_specs else _output_views(gm, aliases_from, names),
         module_training=module_training_of(target),
         custom_functions=list(record["custom_functions"]),
+        traced_below_transforms=record.get("traced_below_transforms", False),
         library_ops=library_ops(gm),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
@@ -865,14 +870,42 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
     """torch.export of the program, watched: (ExportedProgram, what the program's call
     recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph;
     warns of side effects run only once. A program that leaves grad mode changed has it
-    recorded (replayed after each call of the package), and undone here."""
-    records: list[dict] = []
-    program._record = records.append
+    recorded (replayed after each call of the package), and undone here.
+
+    A program that runs a ``torch.func`` transform that differentiates (which torch.export
+    fails on, or traces with its input frozen into a constant) is exported again from
+    make_fx's graph of it (desugar.py; the record says ``traced_below_transforms``)."""
     recorder = EffectRecorder()
+    try:
+        ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder)
+        warned = True
+    except CaptureError:
+        if not recorder.transforms:
+            raise
+        warned = False
+    if not recorder.transforms:
+        return ep, record, recorder
+    recorder = EffectRecorder()
+    with warnings.catch_warnings():
+        if warned:  # (by the first export)
+            warnings.filterwarnings("ignore", category=SideEffectWarning)
+        ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder, below_transforms=True)
+    record["traced_below_transforms"] = True
+    return ep, record, recorder
+
+
+def _export_watched_once(program: _Program, target, flat: list, flat_dyn: list, recorder: EffectRecorder, *,
+                         below_transforms: bool = False):
+    """``_export_watched`` without its second try: (ExportedProgram, record).
+    ``below_transforms``: export make_fx's graph of the program (desugar.py)."""
+    records: list[dict] = []
     grad_mode = torch.is_grad_enabled()
     try:
         try:
             with recorder, _restoring_grad_mode(grad_mode):
+                if below_transforms:
+                    program = desugar.Desugared(program, flat)
+                program._record = records.append
                 ep = _export(program, flat, flat_dyn)
         except compat.capture_exception_kinds() as e:
             if "Constraints violated" not in str(e):
@@ -900,14 +933,14 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
     except compat.capture_exception_kinds() as e:
         _refuse_autograd_calls(recorder, target, e)
         raise _capture_error(e, target) from e  # torch's own error stays attached, for a bug report
-    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
+    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError, AttributeError) as e:
         _refuse_autograd_calls(recorder, target, e)
         raise _capture_error(e, target) from e
     _refuse_autograd_calls(recorder, target)
     record = records[-1]
     for effect in recorder.effects:
         warn_caller(f"aotpack: {effect.where}: {effect.what} {effect.why}", SideEffectWarning)
-    return ep, record, recorder
+    return ep, record
 
 
 def _violated_dims(message: str) -> set[str] | None:
@@ -995,7 +1028,7 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
             if not isinstance(tensor, torch.Tensor):
                 raise CaptureError(f"the program holds a {type(tensor).__name__} object, which a package cannot store")
             if compat.is_fake(tensor):
-                raise _fake_constant_refusal(ep, target_name)
+                raise _fake_constant_refusal(target_name)
             f = by_id.get(id(tensor))
             name = f"{f['kind']}:{f['name']}" if f else f"constant:{target_name.removeprefix(prefix)}"
             if f:
@@ -1008,21 +1041,16 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
     return weights, weight_kinds, weight_targets, user_nodes
 
 
-def _fake_constant_refusal(ep, target_name: str) -> CaptureError:
+def _fake_constant_refusal(target_name: str) -> CaptureError:
     """torch.export left one of its traced values (a FakeTensor, no data) among the
     program's constants: the graph reads it where the program read an input, so packaged
-    it would be wrong for every call. Seen with ``torch.func.grad``, ``vjp`` and ``jacrev``
-    inside the program (torch 2.13): the input the transform differentiates becomes that
-    constant, and the program's own input goes unused."""
-    transform = any(n.op == "call_function" and getattr(n.target, "__name__", "") == "_unwrap_for_grad"
-                    for n in ep.graph.nodes)
-    why = (" (the input of a torch.func transform: grad, vjp, jacrev)" if transform else "")
+    it would be wrong for every call. Seen with ``torch.func`` transforms inside the
+    program, which capture now traces through make_fx (desugar.py): a refusal for what
+    that still leaves."""
     return CaptureError(f"torch.export traced the program with one of its values frozen into a constant "
-                        f"({target_name}){why}, so the graph does not read the input there; torch "
+                        f"({target_name}), so the graph does not read the input there; torch "
                         f"{compat.torch_version()} cannot export it correctly",
-                        hint="differentiate outside the compiled program: compile the function with train=True "
-                             "and call backward() or torch.autograd.grad on the package's output"
-                        if transform else "torch.compile may run it with a graph break; compile the parts around it")
+                        hint="torch.compile may run it with a graph break; compile the parts around it")
 
 
 def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[str], flat: list, paths: list,

@@ -13,6 +13,8 @@ breaks); a package cannot. So capture watches the program run and reports:
   a package lists are those of every helper the program called, however deep;
 - ``layout_reads``: where the program read a tensor's strides (``x.is_contiguous()``,
   ``x.stride()``...): its result may then depend on the memory layout of its inputs;
+- ``transforms``: where it called a ``torch.func`` transform that differentiates
+  (``grad``, ``vjp``, ``jacrev``...), which capture exports through make_fx (desugar.py);
 - ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
   the branch taken at capture: calls are guarded on grad mode);
 - ``module_methods``: each module method that ran on the program's behalf (the user's,
@@ -54,6 +56,8 @@ _MUTATORS = {
     dict: {"update", "pop", "popitem", "clear", "setdefault", "__setitem__", "__delitem__"},
     set: {"add", "discard", "remove", "pop", "clear", "update"},
 }
+# torch.func's transforms that differentiate (vmap alone torch.export traces as it is)
+_TRANSFORMS = {"grad", "grad_and_value", "vjp", "jacrev", "jacfwd", "hessian", "jvp", "linearize"}
 _OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
 # Values read from the world at capture: the package holds the one read then, where
 # eager reads a new one at every call.
@@ -116,6 +120,7 @@ class EffectRecorder:
         self.contiguous_calls: list[tuple[torch.Tensor, str]] = []
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.grad/backward called by the program
+        self.transforms: list[str] = []  # "grad at file:line": torch.func transforms the program called
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
         self.module_methods: dict[tuple[int, types.CodeType], torch.nn.Module] = {}
         self.module_writes: set[tuple[int, str]] = set()  # (id(module), attribute) the program sets
@@ -240,6 +245,8 @@ class EffectRecorder:
             self._add("torch._dynamo.graph_break() (the package is one graph: nothing is split here)", parent)
         elif code.co_name in ("grad", "backward") and code.co_filename.endswith(os.path.join("autograd", "__init__.py")):
             self.autograd_calls.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
+        elif code.co_name in _TRANSFORMS and os.path.basename(os.path.dirname(code.co_filename)) == "_functorch":
+            self.transforms.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif code.co_name == "__new__" and code.co_filename.endswith(os.path.join("nn", "parameter.py")):
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):

@@ -1,0 +1,117 @@
+"""Programs torch.export cannot trace as written, traced first below torch's transforms.
+
+``torch.func.grad``, ``vjp`` and ``jacrev`` inside a program: torch.export (2.11-2.13,
+strict or not) traces the transform with the input it differentiates frozen into a
+constant of no data, so its graph ignores that input, or fails (a module's parameter
+used inside ``grad``, ``jacfwd``, ``hessian``: torch's AttributeError or RuntimeError).
+torch.compile runs such programs in one graph: dynamo hands the transform to
+functorch, which AOT autograd traces below. The same route here:
+
+    program ──make_fx, functorch running for real, symbolic sizes──► graph of aten ops
+        ──replayed with the module's own weights──► torch.export ──► the usual capture
+
+make_fx runs the program on fake tensors whose every size is a symbol of its own, so
+the graph it gives works at any size; what the program's Python decided on sizes (a
+branch on ``x.shape[0] > 2``) is a guard of make_fx's shape environment, which the replay
+asserts on each traced call's sizes (``torch._check``). torch.export records those as if
+it had seen the branch itself: a Dim whose range a branch narrows is the usual
+constraint violation, with its suggested fix. The replay keeps each op's stack trace,
+so errors and layout pins still name the user's lines.
+
+A training package of such a program traces its joint graph from the program itself
+(autograd.py, as for custom ``torch.autograd.Function``s), so grad-mode regions and the
+transforms' own gradients are autograd's, not the derivative of this graph.
+
+Example:
+    >>> import torch, aotpack
+    >>> def slope(x):
+    ...     return torch.func.grad(lambda t: (t.sin() ** 2).sum())(x)
+    >>> aotpack.compile(slope, (torch.randn(4),)).save("slope.aot")
+    >>> x = torch.randn(4)
+    >>> torch.allclose(aotpack.load("slope.aot")(x), slope(x))
+    True
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from .. import _torch_compat as compat
+
+__all__ = ["Desugared"]
+
+
+# ops that read only a tensor's metadata, whose results a trace may leave unused
+_METADATA_OPS = (torch.ops.aten.size.default, torch.ops.aten.sym_size.int, torch.ops.aten.stride.default,
+                 torch.ops.aten.sym_stride.int, torch.ops.aten.dim.default)
+
+
+def _drop_unused_wrapped_constants(gm: torch.fx.GraphModule) -> None:
+    """make_fx leaves a transform's own wrapped values (``hessian``'s basis, a fake tensor
+    inside functorch's wrapper) as constants of the graph where the transform asked only
+    their size, and the answer went unused: dropped, with those unused reads. A constant
+    still used stays, and capture refuses it (``_fake_constant_refusal``)."""
+    def unused(node: torch.fx.Node) -> bool:
+        for user in list(node.users):
+            if (user.op == "call_function" and (user.target in _METADATA_OPS or user.target is operator.getitem)
+                    and unused(user)):
+                gm.graph.erase_node(user)
+        return not node.users
+
+    for node in [n for n in gm.graph.nodes if n.op == "get_attr"]:
+        value = getattr(gm, node.target, None)
+        if isinstance(value, torch.Tensor) and (compat.is_fake(value) or compat.functorch_wrapped(value)) \
+                and unused(node):
+            gm.graph.erase_node(node)
+            delattr(gm, node.target)
+    gm.recompile()
+
+
+def _weights(program: torch.nn.Module) -> dict:
+    """The program's parameters and buffers under the names ``functional_call`` on it takes."""
+    return {f"m.{k}": v for k, v in program._weights().items()}
+
+
+def _size_of(t: torch.Tensor, kind: str, d: int):
+    return t.size(d) if kind == "size" else t.stride(d) if kind == "stride" else t.storage_offset()
+
+
+class Desugared(torch.nn.Module):
+    """``program`` (capture's ``_Program``: ``forward(*flat) -> tuple``) as the aten graph
+    make_fx traced from it, for torch.export to trace: same weights (registered under
+    the same names), same flat inputs and outputs, the same record of the call."""
+
+    def __init__(self, program: torch.nn.Module, flat: list):
+        super().__init__()
+        from torch.func import functional_call
+
+        if hasattr(program, "m"):
+            self.m = program.m  # the same parameters under the same names
+        object.__setattr__(self, "_program", program)
+        records: list[dict] = []
+        record, program._record = program._record, records.append
+        try:
+            gm, fakes, guards = compat.trace_below_transforms(
+                lambda weights, *inputs: functional_call(program, weights, inputs), [_weights(program), *flat])
+        finally:
+            program._record = record
+        _drop_unused_wrapped_constants(gm)
+        self.graph_module = gm
+        self._recorded = records[-1]
+        self._record = record
+        # each symbol of make_fx's trace, as the size, stride or offset of the input it stands for
+        self._symbols = {}
+        for i, fake in enumerate(fakes[1:]):
+            if isinstance(fake, torch.Tensor):
+                for symbol, (kind, d) in compat.size_symbols(fake).items():
+                    self._symbols.setdefault(symbol, (i, kind, d))
+        self._guards = [g for g in guards if g.free_symbols <= self._symbols.keys()]
+
+    def forward(self, *flat):
+        values = {s: _size_of(flat[i], kind, d) for s, (i, kind, d) in self._symbols.items()}
+        for guard in self._guards:
+            torch._check(compat.size_guard_value(guard, values))
+        self._record(self._recorded)
+        return tuple(compat.replay_keeping_lines(self.graph_module, _weights(self._program), *flat))

@@ -1,0 +1,186 @@
+"""torch.func transforms inside a program (grad, vjp, jacrev, jacfwd, hessian, jvp, and
+vmap over them): packaged and equal to eager, inference and training, with Dims.
+
+torch.export alone traces them with the differentiated input frozen into a constant, or
+fails; capture traces them with make_fx first (build/desugar.py). Until 2026-12-04 they
+were a CaptureError ("the input of a torch.func transform"), the ones torch.export
+failed on torch's raw AttributeError."""
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.func import grad, grad_and_value, hessian, jacfwd, jacrev, jvp, vjp, vmap
+
+import aotpack
+from aotpack import Dim
+from conftest import run_fresh
+
+
+def energy(t):
+    return (t.sin() ** 2).sum() + (t[:-1] * t[1:]).sum()
+
+
+W = torch.randn(6)  # a global the gradient reads: frozen, listed, as any global
+
+
+TRANSFORMS = {
+    "grad": lambda x: grad(energy)(x),
+    "grad_and_value": lambda x: grad_and_value(energy)(x),
+    "vjp": lambda x: vjp(torch.sin, x)[1](x.cos())[0],
+    "jacrev": lambda x: jacrev(torch.tanh)(x),
+    "jacfwd": lambda x: jacfwd(torch.tanh)(x),
+    "hessian": lambda x: hessian(energy)(x),
+    "jvp": lambda x: jvp(torch.sin, (x,), (torch.ones_like(x),))[1],
+    "per_row_grads": lambda x: vmap(grad(lambda r: (r * r.cos()).sum()))(x.reshape(2, -1)),
+    "global_weight": lambda x: grad(lambda r: (r.sin() ** 2 * W).sum())(x) * 2,
+    "updated_input": lambda x: (x.mul_(2), grad(energy)(x))[1],
+}
+
+
+def _same(got, want) -> bool:
+    got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+    return len(got) == len(want) and all(torch.allclose(a, b, atol=1e-5, rtol=1e-5) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_torch_func_transforms_inside_a_program_package_and_equal_eager(name):
+    program = TRANSFORMS[name]
+    fn = aotpack.load(aotpack.compile(program, (torch.randn(6),), backend="eager").to_bytes())
+    for seed in range(3):
+        x = torch.randn(6, generator=torch.Generator().manual_seed(seed))
+        mine, theirs = x.clone(), x.clone()
+        assert _same(fn(mine), program(theirs))
+        assert torch.equal(mine, theirs)  # the in-place update reaches the caller's tensor, as eager's
+
+
+@pytest.mark.slow
+def test_transforms_compiled_by_aoti_run_in_a_fresh_process(tmp_path):
+    """The compiled code (AOTInductor) of the transforms' aten graph, loaded where the
+    program's source is not importable, equals eager's values saved beside it."""
+    cases = {n: TRANSFORMS[n] for n in ("grad", "hessian", "per_row_grads", "updated_input")}
+    x = torch.randn(6)
+    for name, program in cases.items():
+        aotpack.compile(program, (x.clone(),), backend="aoti").save(tmp_path / f"{name}.aot")
+        torch.save((x, program(x.clone())), tmp_path / f"{name}.pt")
+    child = ("import sys, torch, aotpack\n"
+             "for name in sys.argv[2:]:\n"
+             "    x, want = torch.load(f'{sys.argv[1]}/{name}.pt')\n"
+             "    got = aotpack.load(f'{sys.argv[1]}/{name}.aot')(x.clone())\n"
+             "    got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))\n"
+             "    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want)), name\n"
+             "print('ok')\n")
+    assert run_fresh(["-c", child, str(tmp_path), *cases]).stdout.strip() == "ok"
+
+
+def force(x, w):
+    g = grad(lambda t: (t.sin() ** 2 * w).sum())(x)
+    if x.shape[0] > 2:  # a branch on a size: make_fx's guard, asserted in torch.export's trace
+        return g * 2
+    return g
+
+
+def test_a_dim_keeps_its_range_and_a_branch_on_it_narrows_it_as_torch_export_does():
+    n = Dim("n", min=1, max=64)
+    with pytest.warns(aotpack.SpecializationWarning, match=r"n runs 3\.\.64 of the 1\.\.64 asked"):
+        pkg = aotpack.compile(force, (torch.randn(4), torch.randn(4)), dynamic={"x": {0: n}, "w": {0: n}},
+                              backend="eager")
+    fn = aotpack.load(pkg.to_bytes())
+    for size in (3, 17, 64):
+        x, w = torch.randn(size), torch.randn(size)
+        assert _same(fn(x, w), force(x, w))
+    with pytest.raises(aotpack.GuardError, match=r"shape\[0\]"):
+        fn(torch.randn(2), torch.randn(2))  # the other branch: eager's would double nothing
+    with pytest.raises(aotpack.GuardError):
+        fn(torch.randn(5), torch.randn(6))  # the sizes the program multiplies must agree
+
+
+def test_a_size_functorch_fixes_is_held_with_a_warning_and_guarded():
+    """hessian builds its basis at the example's size: the Dim keeps that one size."""
+    hess = TRANSFORMS["hessian"]
+    with pytest.warns(aotpack.SpecializationWarning, match=r"n \(x.shape\[0\]\) = 6"):
+        pkg = aotpack.compile(hess, (torch.randn(6),), dynamic={"x": {0: Dim("n", min=2, max=32)}}, backend="eager")
+    fn = aotpack.load(pkg.to_bytes())
+    x = torch.randn(6)
+    assert _same(fn(x), hess(x))
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\].shape\[0\]: expected 6, got 7"):
+        fn(torch.randn(7))
+
+
+@pytest.fixture(scope="module")
+def force_package():
+    n = Dim("n", min=3, max=64)
+    pkg = aotpack.compile(force, (torch.randn(4), torch.randn(4)), dynamic={"x": {0: n}, "w": {0: n}},
+                          backend="eager")
+    return aotpack.load(pkg.to_bytes())
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(3, 64), seed=st.integers(0, 2**31 - 1), scale=st.floats(1e-3, 1e3))
+def test_transform_packages_equal_eager_at_any_size_the_dim_allows(force_package, size, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    x, w = torch.randn(size, generator=g) * scale, torch.randn(size, generator=g)
+    torch.testing.assert_close(force_package(x, w), force(x, w))
+
+
+def test_data_dependent_python_inside_a_transform_program_is_refused_naming_the_line():
+    def branchy(x):
+        g = grad(lambda t: (t.sin() ** 2).sum())(x)
+        if g.sum() > 0:
+            return g
+        return -g
+
+    with pytest.raises(aotpack.CaptureError, match=r"test_transforms.py:\d+: `if g.sum\(\) > 0:`"):
+        aotpack.compile(branchy, (torch.randn(4),), backend="eager")
+
+
+class Potential(torch.nn.Module):
+    """Forces from a learned energy, scaled by a factor computed without grad: training
+    it needs the gradient of a gradient, and no gradient through the no_grad region."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        forces = grad(lambda t: (self.lin(t).tanh() ** 2).sum())(x)
+        with torch.no_grad():
+            scale = x.abs().sum()
+        return forces * scale + self.lin(x)
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_a_module_with_a_transform_trains_as_eager(backend):
+    torch.manual_seed(0)
+    model = Potential()
+    pkg = aotpack.compile(model, (torch.randn(3, 4, requires_grad=True),), train=True, backend=backend,
+                          dynamic={"x": {0: Dim("rows", min=2, max=32)}})
+    fn = aotpack.load(pkg.to_bytes(), module=model)
+    for rows in (2, 7):
+        x = torch.randn(rows, 4)
+        mine, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        fn(mine).pow(2).sum().backward()
+        got = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        model(theirs).pow(2).sum().backward()
+        want = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-4, rtol=1e-4)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_side_effects_of_a_transform_program_are_warned_once():
+    calls = []
+
+    def counted(x):
+        calls.append(1)
+        return grad(lambda t: (t.sin() ** 2).sum())(x)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        aotpack.compile(counted, (torch.randn(4),), backend="eager")
+    effects = [w for w in caught if issubclass(w.category, aotpack.SideEffectWarning)]
+    assert len(effects) == 1 and "list.append on the closure variable `calls`" in str(effects[0].message)
