@@ -3,10 +3,13 @@
 ``flatten`` splits a nested Python value into a *spec* (treespec.py: a small typed union,
 stored in the manifest as JSON) and the flat list of its tensors; ``unflatten`` rebuilds
 the value. Containers: tuples, lists, dicts (string keys), named tuples (also torch's
-structseqs, ``torch.return_types.max``: ``NamedTupleSpec``) and any type registered as a
+structseqs, ``torch.return_types.max``: ``NamedTupleSpec``), any type registered as a
 pytree node where the package is compiled (transformers' ModelOutput, dataclasses
 registered with ``torch.export.register_dataclass``: ``NodeSpec``, flattened and rebuilt
-by its registered functions, its context stored as JSON). Leaves: tensors (``TensorLeaf``,
+by its registered functions, its context stored as JSON), and tensor subclasses made of
+other tensors (``TwoTensor``, a float8 tensor: ``SubclassSpec``, flattened by their
+``__tensor_flatten__`` and rebuilt by ``__tensor_unflatten__``, as torch.compile
+flattens them at a compiled graph's boundary). Leaves: tensors (``TensorLeaf``,
 the position in the flat list) and constants frozen at compile time (``ConstLeaf``: None,
 bool, int, float, str, torch.dtype, torch.device).
 
@@ -46,6 +49,7 @@ from .treespec import (
     ListSpec,
     NamedTupleSpec,
     NodeSpec,
+    SubclassSpec,
     TensorLeaf,
     TreeSpec,
     TupleSpec,
@@ -188,6 +192,11 @@ def resolve_type(name: str, allow_modules=()) -> type | None:
     return None
 
 
+def subclass_types(spec: TreeSpec) -> set[str]:
+    """The tensor subclasses (import paths) a spec takes apart (``SubclassSpec``)."""
+    return {s.type for s in _typed_specs(spec) if isinstance(s, SubclassSpec)}
+
+
 def types_in(spec: TreeSpec) -> list[str]:
     """The container types a spec names (namedtuples and pytree nodes), in order."""
     return list(dict.fromkeys(name for _, name in _typed_nodes(spec)))
@@ -206,7 +215,7 @@ def described_types(spec: TreeSpec) -> list[str]:
 
 
 def _typed_specs(spec: TreeSpec):
-    if isinstance(spec, (NamedTupleSpec, NodeSpec)):
+    if isinstance(spec, (NamedTupleSpec, NodeSpec, SubclassSpec)):
         yield spec
     for c in spec.children:
         yield from _typed_specs(c)
@@ -224,6 +233,8 @@ def _rebuilds(kind: str, cls: type) -> bool:
     and calling it with a package's constants would run a command."""
     if kind == "namedtuple":
         return issubclass(cls, tuple) and (hasattr(cls, "_fields") or hasattr(cls, "n_fields"))
+    if kind == "subclass":
+        return issubclass(cls, torch.Tensor) and hasattr(cls, "__tensor_unflatten__") and not computes_as_plain(cls)
     return _compat().pytree_node(cls) is not None
 
 
@@ -263,8 +274,9 @@ def check_types(spec: TreeSpec, allow_modules=()) -> None:
         if cls is None:
             missing.append(name)
         elif not _rebuilds(kind, cls):
-            if kind == "namedtuple":
-                raise FormatError(f"the package's structure names {name} as a named tuple, which it is not; "
+            if kind in ("namedtuple", "subclass"):
+                what = "a named tuple" if kind == "namedtuple" else "a tensor subclass made of tensors"
+                raise FormatError(f"the package's structure names {name} as {what}, which it is not; "
                                   "aotpack does not call it", hint="aotpack never writes this: the package was "
                                                                    "edited; rebuild it from the model")
             raise AotpackError(f"the package returns {name}, which is not registered as a pytree node in this "
@@ -307,21 +319,24 @@ def const_repr(leaf: ConstLeaf) -> str:
     return repr(value)
 
 
-def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[TreeSpec, list]:
+def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses: bool = True) -> tuple[TreeSpec, list]:
     """Split ``value`` into a spec and the flat list of its tensors (depth first).
 
     Args:
       value: a tensor, a constant, or tuples/lists/dicts of them.
       path: how the value is named in messages, e.g. ``"args[0]"``.
+      subclasses: take tensor subclasses made of tensors apart (False: they are leaves).
     Returns:
       (spec, tensors)
     """
     tensors = [] if tensors is None else tensors
+    if subclasses and isinstance(value, torch.Tensor) and flattens_into_tensors(value):
+        return _flatten_subclass(value, path, tensors), tensors
     if isinstance(value, torch.Tensor):
         tensors.append(value)
         return TensorLeaf(len(tensors) - 1), tensors
     if isinstance(value, (tuple, list)) and (type(value) in (tuple, list)):
-        children = [flatten(v, f"{path}[{i}]", tensors)[0] for i, v in enumerate(value)]
+        children = [flatten(v, f"{path}[{i}]", tensors, subclasses)[0] for i, v in enumerate(value)]
         return (TupleSpec if type(value) is tuple else ListSpec)(children), tensors
     if type(value) is dict:
         keys = list(value)
@@ -331,10 +346,10 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[Tr
                     f"{path} is a dict with a non-string key {k!r}",
                     hint="use string keys in dicts passed to or returned from the program",
                 )
-        children = [flatten(value[k], f"{path}[{k!r}]", tensors)[0] for k in keys]
+        children = [flatten(value[k], f"{path}[{k!r}]", tensors, subclasses)[0] for k in keys]
         return DictSpec(keys, children), tensors
     if _is_namedtuple(value):
-        children = [flatten(v, f"{path}.{f}", tensors)[0] for f, v in zip(_fields(type(value)), value)]
+        children = [flatten(v, f"{path}.{f}", tensors, subclasses)[0] for f, v in zip(_fields(type(value)), value)]
         return NamedTupleSpec(type_name(type(value)), _fields(type(value))[:len(children)], children), tensors
     node = _compat().pytree_node(type(value)) if type(value) not in (tuple, list, dict) else None
     if node is not None:
@@ -346,7 +361,7 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[Tr
                                hint="register it with a JSON context (to_dumpable_context), or return a dict") from None
         keys = context if isinstance(context, list) and len(context) == len(values) and all(
             isinstance(k, str) for k in context) else [str(i) for i in range(len(values))]
-        children = [flatten(v, f"{path}.{k}", tensors)[0] for k, v in zip(keys, values)]
+        children = [flatten(v, f"{path}.{k}", tensors, subclasses)[0] for k, v in zip(keys, values)]
         return NodeSpec(type_name(type(value)), context, children), tensors
     if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
         raise CaptureError(
@@ -355,6 +370,58 @@ def flatten(value: Any, path: str = "", tensors: list | None = None) -> tuple[Tr
             hint="return a tensor instead (e.g. skip .item()/.tolist(), or wrap with torch.tensor)",
         )
     return encode_const(value, path), tensors
+
+
+def flattens_into_tensors(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a tensor subclass made of other tensors that ``flatten`` takes
+    apart: one that runs its own ``__torch_dispatch__`` and says how to flatten and
+    rebuild it (``__tensor_flatten__``, ``__tensor_unflatten__``), and is no tensor of
+    torch's own tracing (fake, functional)."""
+    kind = type(t)
+    return (kind is not torch.Tensor and hasattr(kind, "__tensor_unflatten__") and is_wrapper_subclass(t)
+            and not computes_as_plain(kind) and not kind.__module__.startswith("torch._"))
+
+
+def _flatten_subclass(value: torch.Tensor, path: str, tensors: list) -> SubclassSpec:
+    """A tensor subclass's spec: its inner tensors as children, its flatten context as
+    JSON. CaptureError where the package could not rebuild it as eager has it: a
+    context that is not JSON, or a size or strides other than its first inner tensor's
+    (the one size the package keeps)."""
+    attrs, meta = value.__tensor_flatten__()
+    name = type_name(type(value))
+    try:
+        stored = json.loads(json.dumps(meta))
+    except (TypeError, ValueError):
+        stored = None
+    if stored != meta and _json_shaped(meta) != stored:
+        raise CaptureError(f"{path} is a {name} whose flatten context ({type(meta).__name__}) cannot be stored as "
+                           "JSON", hint="pass its inner tensors instead, or a subclass whose context is plain data")
+    inner = [getattr(value, a) for a in attrs]
+    first = inner[0] if inner else None
+    if not isinstance(first, torch.Tensor) or (value.shape, value.stride(), value.storage_offset()) != (
+            first.shape, first.stride(), first.storage_offset()):
+        raise CaptureError(f"{path} is a {name} whose size or strides differ from its first inner tensor's "
+                           f"({attrs[0] if attrs else 'none'}): a package rebuilds such tensors at their inner "
+                           "tensors' size", hint="pass its inner tensors instead")
+    children = [flatten(t, f"{path}.{a}", tensors)[0] for a, t in zip(attrs, inner)]
+    return SubclassSpec(name, list(attrs), stored, children)
+
+
+def _json_shaped(value):
+    """``value`` with tuples as lists, as JSON gives it back (a context ``(1, 2)`` reads
+    back as ``[1, 2]``), or None where it holds something JSON cannot."""
+    if isinstance(value, (list, tuple)):
+        return [_json_shaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_shaped(v) for k, v in value.items()} if all(isinstance(k, str) for k in value) else None
+    return value if isinstance(value, _SCALARS) else None
+
+
+def subclass_parts(value: torch.Tensor) -> tuple[list[str], Any, list]:
+    """A subclass tensor's (inner tensor names, flatten context as JSON gives it back,
+    inner tensors): what a call's guard compares with the package's ``SubclassSpec``."""
+    attrs, meta = value.__tensor_flatten__()
+    return list(attrs), _json_shaped(meta), [getattr(value, a) for a in attrs]
 
 
 def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
@@ -370,7 +437,7 @@ def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
     children = [unflatten(c, tensors, plain) for c in spec.children]
     if plain and kind == "namedtuple":
         return tuple(children)
-    if plain and kind == "node":
+    if plain and kind in ("node", "subclass"):
         return dict(zip(spec.labels(), children))
     if kind == "tuple":
         return tuple(children)
@@ -383,6 +450,11 @@ def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
         check_types(spec)  # this is a package used without load
     if kind == "namedtuple":
         return cls(*children) if hasattr(cls, "_fields") else cls(children)
+    if kind == "subclass":
+        if not _rebuilds(kind, cls):
+            check_types(spec)
+        first = children[0]
+        return cls.__tensor_unflatten__(dict(zip(spec.attrs, children)), spec.meta, first.size(), first.stride())
     node = _compat().pytree_node(cls)
     if node is None:
         raise AotpackError(f"{spec.type} is not registered as a pytree node in this process",
@@ -440,7 +512,7 @@ def describe(spec: TreeSpec) -> str:
         return "{" + inner + "}"
     if kind == "tuple":
         return "(" + inner + ("," if len(spec.children) == 1 else "") + ")"
-    if kind in ("namedtuple", "node"):
+    if kind in ("namedtuple", "node", "subclass"):
         inner = ", ".join(f"{k}={describe(c)}" for k, c in zip(spec.labels(), spec.children))
         return f"{spec.type.rsplit('.', 1)[-1]}({inner})"
     return "[" + inner + "]"

@@ -18,6 +18,12 @@ class              what it holds                                JSON (``kind``)
                    ``children``
 ``NodeSpec``       ``type``, ``context`` (JSON), ``children``:  ``"node"``
                    a registered pytree node
+``SubclassSpec``   ``type``, ``attrs``, ``meta`` (JSON),         ``"subclass"``
+                   ``children``: a tensor subclass that
+                   flattens into tensors (``__tensor_flatten__``:
+                   its inner tensors' attribute names and
+                   context); its size and strides are its first
+                   inner tensor's (format version 12)
 =================  ===========================================  ==========================
 
 ``from_json`` is the one reader of the JSON form and checks it as it reads (a FormatError
@@ -40,7 +46,7 @@ import torch
 from .package.format import DEVICE_TYPES, _need
 
 __all__ = ["TreeSpec", "TensorLeaf", "ConstLeaf", "TupleSpec", "ListSpec", "DictSpec", "NamedTupleSpec",
-           "NodeSpec", "from_json", "to_json", "MAX_DEPTH", "CONST_TYPES"]
+           "NodeSpec", "SubclassSpec", "from_json", "to_json", "MAX_DEPTH", "CONST_TYPES"]
 
 MAX_DEPTH = 100  # nesting a package may hold (every walk of a spec recurses)
 CONST_TYPES = frozenset({"bool", "int", "float", "str", "NoneType", "dtype", "device"})
@@ -58,7 +64,7 @@ class TreeSpec:
         values = dict(zip(self._fields, values)) | named
         for name in self._fields:
             value = values[name]
-            if name in ("children", "keys", "fields"):  # (a context or a value is JSON, kept as it is)
+            if name in ("children", "keys", "fields", "attrs"):  # (a context or a value is JSON, kept as it is)
                 value = tuple(value)
             object.__setattr__(self, name, value)
 
@@ -82,7 +88,7 @@ class TreeSpec:
         out: dict = {"kind": self.kind}
         for f in self._fields:
             v = getattr(self, f)
-            out[f] = [c.to_json() for c in v] if f == "children" else list(v) if f in ("keys", "fields") else v
+            out[f] = [c.to_json() for c in v] if f == "children" else list(v) if f in ("keys", "fields", "attrs") else v
         return out
 
     def labels(self) -> list:
@@ -146,7 +152,16 @@ class NodeSpec(TreeSpec):
         return list(range(n))
 
 
-KINDS = {c.kind: c for c in (TensorLeaf, ConstLeaf, TupleSpec, ListSpec, DictSpec, NamedTupleSpec, NodeSpec)}
+class SubclassSpec(TreeSpec):
+    __slots__ = ("type", "attrs", "meta", "children")
+    kind, _fields = "subclass", ("type", "attrs", "meta", "children")
+
+    def labels(self) -> list:
+        return list(self.attrs)
+
+
+KINDS = {c.kind: c for c in (TensorLeaf, ConstLeaf, TupleSpec, ListSpec, DictSpec, NamedTupleSpec, NodeSpec,
+                             SubclassSpec)}
 
 
 def _is_int(v) -> bool:
@@ -201,6 +216,13 @@ def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0
         _need(isinstance(fields, list) and len(fields) == len(children) and all(isinstance(f, str) for f in fields),
               f"{where} has bad fields")
         return NamedTupleSpec(typ, fields, children)
+    if kind == "subclass":
+        attrs = obj.get("attrs")
+        _need(isinstance(attrs, list) and len(attrs) == len(children) and children
+              and all(isinstance(a, str) and a.isidentifier() for a in attrs) and len(set(attrs)) == len(attrs),
+              f"{where} has bad inner tensor names")
+        _need("meta" in obj, f"{where} has no flatten context")
+        return SubclassSpec(typ, attrs, obj["meta"], children)
     _need("context" in obj, f"{where} has no context")
     return NodeSpec(typ, obj["context"], children)
 

@@ -133,6 +133,31 @@ class TrainStridesFixture(TrainExcludeFixture):
         return {**out, "g": g * 2 if g.is_contiguous() else g + 1}
 
 
+class SubclassFixture(Fixture):
+    """Version 12 (tensor subclasses made of tensors): an inference package that also
+    takes ``opts["pair"]``, a TwoTensor (torch's own test subclass), and returns it
+    scaled: a TwoTensor the package rebuilds from its graph's inner outputs."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, {"w": opts["w"]}, scale)
+        return {**out, "pair": opts["pair"] * scale + 1}
+
+
+def subclass_fixture(path: str) -> None:
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    torch.manual_seed(0)
+    m = SubclassFixture().eval()
+    x, w, a, b = torch.randn(5, 4), torch.randn(3), torch.randn(2, 3), torch.randn(2, 3)
+    opts = {"w": w, "pair": TwoTensor(a, b)}
+    aotpack.compile(m, (x, opts), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(path)
+    with torch.no_grad():
+        out = m(x, opts)
+    save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0], "pa": a, "pb": b, "qa": out["pair"].a,
+               "qb": out["pair"].b}, os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
+    print("wrote", path)
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -172,6 +197,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 12:  # an inference package again: a subclass input and output
+        return subclass_fixture(path)
     if fmt.FORMAT_VERSION >= 6:  # versions 2-5 are covered by their own files
         return train_view_fixture(path)
     if fmt.FORMAT_VERSION >= 2:

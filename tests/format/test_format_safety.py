@@ -140,6 +140,19 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 12:  # an inference package taking and returning a TwoTensor (a subclass made of tensors)
+            from torch.testing._internal.two_tensor import TwoTensor  # (load rebuilds only classes imported)
+
+            fn = aotpack.load(path)
+            for rows in (5, 9):  # the batch a Dim
+                x = io["x"] if rows == 5 else torch.randn(rows, 4)
+                out = fn(x, {"w": io["w"], "pair": TwoTensor(io["pa"], io["pb"])}, scale=2.0)
+                assert type(out["pair"]) is TwoTensor and out["y"].shape == (rows, 3)
+            torch.testing.assert_close(fn(io["x"], {"w": io["w"], "pair": TwoTensor(io["pa"], io["pb"])})["y"], io["y"])
+            torch.testing.assert_close((out["pair"].a, out["pair"].b), (io["qa"], io["qb"]))
+            with pytest.raises(aotpack.GuardError, match=r"expected a torch.testing._internal.two_tensor.TwoTensor"):
+                fn(io["x"], {"w": io["w"], "pair": io["pa"]})
+            continue
         if version >= 6:  # a training package: yt is a view of its output y, and gradients flow through it
             fn = aotpack.load(path)
             x = io["x"].clone().requires_grad_()

@@ -318,6 +318,11 @@ MANIFEST_EDITS = {
     "a 3,000-term product": lambda d: d["variants"][0]["inputs"][0].update(shape=[{"expr": "*".join(["b"] * 3000)}]),
     "a stride expression that is no arithmetic": lambda d: (d.update(format_version=11), d["variants"][0]["inputs"][0]
                                                             .update(layout={"stride": [{"expr": "__import__('os')"}]})),
+    "an output 'subclass' that is subprocess.Popen": lambda d: (d.update(format_version=12), d["program"].update(
+        out_spec={"kind": "subclass", "type": "subprocess.Popen", "attrs": ["a"], "meta": None,
+                  "children": [d["program"]["out_spec"]]})),
+    "a 'subclass' of no inner tensors": lambda d: (d.update(format_version=12), d["program"].update(
+        out_spec={"kind": "subclass", "type": "torch.Tensor", "attrs": [], "meta": None, "children": []})),
     "variant device meta": lambda d: d["variants"][0].update(device="meta"),
     "variant device cuda:99": lambda d: d["variants"][0].update(device="cuda:99"),
 }

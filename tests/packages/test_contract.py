@@ -951,17 +951,12 @@ class _WithSubclassWeight(torch.nn.Module):
 
 
 def test_compiling_with_a_tensor_subclass_is_one_clear_capture_error():
-    """An input or weight of a subclass with its own __torch_dispatch__ (TwoTensor, from
-    torch's own tests; torchao's quantized weights are such subclasses) or
-    __torch_function__: the package could not run it as eager does, and compiling one
-    failed with torch's raw RuntimeError in the package writer until 2026-12-04."""
-    from torch.testing._internal.two_tensor import TwoTensor
-
-    pair = TwoTensor(torch.randn(3), torch.randn(3))
-    with pytest.raises(aotpack.CaptureError, match=r"input x is a TwoTensor, a tensor subclass that runs its own "
-                                                   r"__torch_dispatch__ or __torch_function__"):
-        aotpack.compile(lambda x: x.sin(), (pair,), backend="eager")
-    with pytest.raises(aotpack.CaptureError, match=r"input x is a PlusHundred"):
+    """An input of a subclass with its own __torch_function__ and no inner tensors, or a
+    weight whose subclass ops torch.export keeps (TwoTensor): the package could not run
+    it as eager does, and compiling one failed with torch's raw RuntimeError in the
+    package writer until 2026-12-04. (A TwoTensor *input* packages: test_subclasses.py.)"""
+    with pytest.raises(aotpack.CaptureError, match=r"input x is a PlusHundred, a tensor subclass that runs its own "
+                                                   r"__torch_dispatch__ or __torch_function__ at each op and is not made of"):
         aotpack.compile(lambda x: x * 2, (torch.randn(3).as_subclass(PlusHundred),), backend="eager")
     # a weight whose ops stay the subclass's in the graph (TwoTensor's run in its
     # __torch_dispatch__); torchao's trace into plain ops (test_subclass_weights.py)

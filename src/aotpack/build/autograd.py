@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from .. import tree
 from ..errors import CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
 from ..package.manifest import Alias, Mutation, OutputView
@@ -736,6 +737,13 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
+    subclasses = sorted(tree.subclass_types(captured.in_spec) | tree.subclass_types(captured.out_spec))
+    if subclasses:
+        # (autograd tracks the subclass itself, not the inner tensors the graph computes on:
+        # torch.compile differentiates below the subclass's dispatch, which this does not)
+        raise CaptureError(f"{captured.name} takes or returns a {subclasses[0]}, a tensor subclass: training "
+                           "packages take and return plain tensors; an inference package takes it",
+                           hint="compile with train=False, or pass its inner tensors")
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}

@@ -259,6 +259,10 @@ class _Program(torch.nn.Module):
         # (device type, dtype name): run the program inside torch.autocast, so its casts
         # are in the graph (an ambient autocast around torch.export is not captured)
         self._autocast: tuple[str, str] | None = None
+        # take tensor subclass outputs apart (tree.flatten): where make_fx traces the
+        # program (desugar.py) and their inner tensors are values of its graph; a
+        # subclass torch.export returns (a weight's) stays whole, for capture to refuse
+        self._subclasses = False
 
     def _weights(self) -> dict:
         """The module's parameters and buffers by name, as the trace sees them."""
@@ -276,10 +280,12 @@ class _Program(torch.nn.Module):
             else:
                 result = self._call(*args, **kwargs)
         grad_after = torch.is_grad_enabled()
-        spec, outs = tree.flatten(result, "output")
+        spec, outs = tree.flatten(result, "output", subclasses=self._subclasses)
         self._record({"out_spec": spec, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
-                      "custom_functions": _custom_functions(outs)})
+                      "custom_functions": _custom_functions(outs),
+                      "subclass_outputs": [tree.type_name(type(o)) for o in outs
+                                           if isinstance(o, torch.Tensor) and tree.flattens_into_tensors(o)]})
         return tuple(outs)
 
 
@@ -460,9 +466,11 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext():
         # (tensor subclass weights traced as the plain tensors inside them, as torch.compile does)
         with subclass_weights.unwrapped(target) as subclass_kinds:
-            ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn)
+            ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn,
+                                                   subclasses=tree.subclass_types(call.in_spec))
     if subclass_kinds:
         subclass_weights.refuse_kept_subclasses(ep.graph_module, subclass_kinds)
+    _refuse_new_subclass_outputs(call.in_spec, record, target)
     repair_users(ep.graph_module)  # before any rewrite of the graph
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
@@ -605,8 +613,9 @@ def _refuse_tensor_subclasses(target, call: _Call) -> None:
         if isinstance(t, torch.Tensor) and not tree.computes_as_plain(type(t)):
             raise CaptureError(
                 f"{where} is a {type(t).__qualname__}, a tensor subclass that runs its own __torch_dispatch__ or "
-                "__torch_function__ at each op: aotpack packages compute on plain tensors (torch.compile traces "
-                "such subclasses; packages do not yet)",
+                "__torch_function__ at each op and is not made of tensors it can be taken apart into "
+                "(__tensor_flatten__, __tensor_unflatten__, as TwoTensor is): aotpack packages compute on plain "
+                "tensors",
                 hint="pass plain tensors (t.as_subclass(torch.Tensor) where the subclass adds nothing to the "
                      "numbers); for int8 weights, aotpack.llm.int8_weights(model) stores plain int8 tensors")
 
@@ -866,25 +875,29 @@ def _restoring_grad_mode(grad_mode: bool):
         torch.set_grad_enabled(grad_mode)
 
 
-def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
+def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclasses: set[str] = frozenset()):
     """torch.export of the program, watched: (ExportedProgram, what the program's call
     recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph;
     warns of side effects run only once. A program that leaves grad mode changed has it
     recorded (replayed after each call of the package), and undone here.
 
     A program that runs a ``torch.func`` transform that differentiates (which torch.export
-    fails on, or traces with its input frozen into a constant) is exported again from
-    make_fx's graph of it (desugar.py; the record says ``traced_below_transforms``)."""
+    fails on, or traces with its input frozen into a constant), or takes tensor
+    subclasses (``subclasses``: their classes; torch.export keeps their ops opaque), is
+    exported from make_fx's graph of it (desugar.py; the record says
+    ``traced_below_transforms``), where the transforms and the subclasses' own
+    ``__torch_dispatch__`` have run down to aten ops on plain tensors."""
     recorder = EffectRecorder()
-    try:
-        ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder)
-        warned = True
-    except CaptureError:
+    warned = False
+    if not subclasses:
+        try:
+            ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder)
+            warned = True
+        except CaptureError:
+            if not recorder.transforms:
+                raise
         if not recorder.transforms:
-            raise
-        warned = False
-    if not recorder.transforms:
-        return ep, record, recorder
+            return ep, record, recorder
     recorder = EffectRecorder()
     with warnings.catch_warnings():
         if warned:  # (by the first export)
@@ -892,6 +905,19 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list):
         ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder, below_transforms=True)
     record["traced_below_transforms"] = True
     return ep, record, recorder
+
+
+def _refuse_new_subclass_outputs(in_spec: TreeSpec, record: dict, target) -> None:
+    """A package rebuilds an output tensor subclass only of a class an input has: a class
+    the caller passed is imported where the package runs, and a package never makes
+    aotpack import a module it names. (Where torch.export traced the program, such an
+    output is whole, a leaf: ``record["subclass_outputs"]``.)"""
+    made = tree.subclass_types(record["out_spec"]) | set(record["subclass_outputs"])
+    new = sorted(made - tree.subclass_types(in_spec))
+    if new:
+        raise CaptureError(f"{program_name(target)} returns a {new[0]}, a tensor subclass no input of the call is: "
+                           "a loaded package would have to import its module to rebuild it",
+                           hint="return its inner tensors, or take one such tensor as an input")
 
 
 def _export_watched_once(program: _Program, target, flat: list, flat_dyn: list, recorder: EffectRecorder, *,

@@ -1,5 +1,10 @@
 """Programs torch.export cannot trace as written, traced first below torch's transforms.
 
+Two kinds of program go this way. Tensor subclass inputs made of tensors (TwoTensor,
+a scaled tensor: tree.py takes them apart into their inner tensors, which the graph
+takes): torch.export keeps a subclass's ops opaque, where make_fx runs its
+``__torch_dispatch__`` down to aten ops on the inner tensors, as torch.compile
+flattens subclasses at a graph's boundary. And
 ``torch.func.grad``, ``vjp`` and ``jacrev`` inside a program: torch.export (2.11-2.13,
 strict or not) traces the transform with the input it differentiates frozen into a
 constant of no data, so its graph ignores that input, or fails (a module's parameter
@@ -92,12 +97,15 @@ class Desugared(torch.nn.Module):
         object.__setattr__(self, "_program", program)
         records: list[dict] = []
         record, program._record = program._record, records.append
+        program._subclasses = True  # (subclass outputs: their inner tensors are this trace's values)
         try:
             gm, fakes, guards = compat.trace_below_transforms(
                 lambda weights, *inputs: functional_call(program, weights, inputs), [_weights(program), *flat])
         finally:
             program._record = record
         _drop_unused_wrapped_constants(gm)
+        for name in list(gm._buffers):  # make_fx's constants: the program's (torch.export lifts
+            object.__setattr__(gm, name, gm._buffers.pop(name))  # attributes), not buffers of the module
         self.graph_module = gm
         self._recorded = records[-1]
         self._record = record

@@ -117,6 +117,10 @@ def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> 
     counter = [0]
 
     def walk(value, spec, path):
+        if isinstance(value, torch.Tensor) and tree.flattens_into_tensors(value):
+            for t in tree.subclass_parts(value)[2]:  # (a subclass's Dims are its inner tensors')
+                walk(t, spec, path)
+            return
         if isinstance(value, torch.Tensor):
             i = counter[0]
             counter[0] += 1

@@ -1263,6 +1263,9 @@ class Guard:
                 if not (isinstance(expected, float) and isinstance(value, float) and expected != expected and value != value):
                     raise Mismatch([], f"{tree.const_repr(spec)} (frozen at compile time)", _what(value))
             return
+        if kind == "subclass":
+            self._walk_subclass(spec, value, flat)
+            return
         if kind in ("namedtuple", "node"):
             if tree.type_name(type(value)) != spec.type:
                 raise Mismatch([], f"a {spec.type}", _what(value))
@@ -1299,6 +1302,32 @@ class Guard:
                 self._walk(c, v, flat)
             except Mismatch as m:
                 m.parts.insert(0, j)
+                raise
+
+
+    def _walk_subclass(self, spec, value, flat: list) -> None:
+        """A tensor subclass made of tensors: the class, its inner tensors' names and
+        flatten context, and its size and strides being its first inner tensor's, as
+        compiled; then each inner tensor as an input of its own."""
+        if not isinstance(value, torch.Tensor) or tree.type_name(type(value)) != spec.type:
+            raise Mismatch([], f"a {spec.type}", _what(value))
+        attrs, meta, inner = tree.subclass_parts(value)
+        if attrs != list(spec.attrs) or meta != spec.meta:
+            raise Mismatch([], f"a {spec.type} of inner tensors {list(spec.attrs)} and context {spec.meta!r}",
+                           f"{attrs} and {meta!r}")
+        if value.requires_grad and torch.is_grad_enabled():  # (autograd would track the wrapper, not its inner tensors)
+            raise Mismatch([], f"a {spec.type} that does not require grad (the package computes on its inner "
+                               "tensors and builds no autograd graph of it; eager would)", "one that requires grad")
+        first = inner[0]
+        if not isinstance(first, torch.Tensor) or (value.shape, value.stride(), value.storage_offset()) != (
+                first.shape, first.stride(), first.storage_offset()):
+            raise Mismatch([], f"a {spec.type} of the size and strides of its {attrs[0]} (as compiled)",
+                           f"size {list(value.shape)} and strides {list(value.stride())}")
+        for key, c, v in zip(attrs, spec.children, inner):
+            try:
+                self._walk(c, v, flat)
+            except Mismatch as m:
+                m.parts.insert(0, key)
                 raise
 
 

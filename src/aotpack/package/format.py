@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 11): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 12): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -178,6 +178,17 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     expressions at its sizes. The version is 11 only where an input has such strides (a
     version 10 reader refuses the layout as malformed).
 
+  12 (2026-12-04): tree specs of kind ``"subclass"`` (``{"type", "attrs", "meta",
+    "children"}``) in variants[].in_spec and program.out_spec: a tensor subclass made of
+    tensors (``TwoTensor``, a float8 tensor), taken apart into its inner tensors
+    (``__tensor_flatten__``: their attribute names, and its context as JSON), which are
+    the graph's inputs and outputs; the wrapper's size and strides are its first inner
+    tensor's. A call must pass the same class with the same names and context; an output
+    is rebuilt by the class's ``__tensor_unflatten__``, a class among the inputs' (the
+    type is resolved only among classes already imported, and called only where it is a
+    tensor subclass that unflattens). The version is 12 only where a spec has such a
+    node (a version 11 reader refuses the kind as unknown).
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -191,7 +202,8 @@ Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Never trusted, signed or not: a package never makes aotpack import a module it
     names (backends by name from built-ins, ``backends=``, entry points; types only
     among those already known, and called only when of the kind the spec says: a
-    "namedtuple" type must be a named tuple, a "node" type a registered pytree node)
+    "namedtuple" type must be a named tuple, a "node" type a registered pytree node, a
+    "subclass" type a tensor subclass that unflattens)
     and nothing is unpickled.
 """
 
@@ -204,7 +216,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 11  # the newest version this reader reads
+FORMAT_VERSION = 12  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -222,6 +234,7 @@ WEIGHT_LAYOUTS_FORMAT_VERSION = 8
 DYNAMIC_TRAIN_VIEWS_FORMAT_VERSION = 9
 DIM_EXCLUDE_FORMAT_VERSION = 10  # variants[].dims[].exclude: a reader must refuse those sizes
 DIM_STRIDES_FORMAT_VERSION = 11  # variants[].inputs[].layout strides of the call's Dims: a reader must evaluate them
+SUBCLASS_FORMAT_VERSION = 12  # tree specs of kind "subclass": a reader must take them apart and rebuild them
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

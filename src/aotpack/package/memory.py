@@ -15,6 +15,7 @@ import torch
 
 from .. import _torch_compat as compat
 from .._version import __version__
+from .. import tree
 from ..tree import dtype_name
 from . import format as fmt
 from .manifest import (
@@ -289,6 +290,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if tree.subclass_types(variant.in_spec) or tree.subclass_types(program.out_spec):
+        return fmt.SUBCLASS_FORMAT_VERSION  # older readers refuse the spec's kind as unknown
     if any(strides_follow_dims(i.layout) for i in variant.inputs):
         return fmt.DIM_STRIDES_FORMAT_VERSION  # older readers refuse the layout as malformed
     if any(d.exclude for d in variant.dims.values()):

@@ -1,0 +1,178 @@
+"""Tensor subclass inputs made of tensors (TwoTensor from torch's own tests, a scaled
+tensor with a flatten context): packaged as their inner tensors, guarded on their class
+and context, rebuilt as outputs, equal to eager. Until 2026-12-04 a CaptureError
+("packages compute on plain tensors")."""
+
+import pytest
+import torch
+import torch.utils._pytree as pytree
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.testing._internal.two_tensor import TwoTensor
+
+import aotpack
+from aotpack import Dim
+from conftest import run_fresh
+
+
+class Scaled(torch.Tensor):
+    """``data * scale``, the scale a number in its flatten context (float8 training's
+    tensors are of this kind): each op computes on the product, and returns plain tensors."""
+
+    @staticmethod
+    def __new__(cls, data, scale):
+        return torch.Tensor._make_wrapper_subclass(cls, data.shape, strides=data.stride(),
+                                                   storage_offset=data.storage_offset(), dtype=data.dtype,
+                                                   device=data.device)
+
+    def __init__(self, data, scale):
+        self.data_, self.scale = data, scale
+
+    def __tensor_flatten__(self):
+        return ["data_"], {"scale": self.scale}
+
+    @staticmethod
+    def __tensor_unflatten__(inner, meta, outer_size, outer_stride):
+        return Scaled(inner["data_"], meta["scale"])
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        def plain(t):
+            return t.data_ * t.scale if isinstance(t, Scaled) else t
+
+        return func(*pytree.tree_map(plain, args), **pytree.tree_map(plain, kwargs or {}))
+
+
+class DtypeContext(Scaled):
+    """The same, its context holding a dtype: no JSON can store it."""
+
+    def __tensor_flatten__(self):
+        return ["data_"], {"dtype": torch.float32}
+
+
+def pair(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TwoTensor(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g))
+
+
+def mixed(x, y):
+    """A TwoTensor and a plain tensor in; a TwoTensor and a reduction of one out."""
+    return (x * 2 + y).sin(), x.sum() + y.sum()
+
+
+def _equal(got, want) -> bool:
+    if isinstance(want, (tuple, list)):
+        return len(got) == len(want) and all(_equal(g, w) for g, w in zip(got, want))
+    if isinstance(want, TwoTensor):
+        return type(got) is TwoTensor and torch.allclose(got.a, want.a, atol=1e-6) and torch.allclose(
+            got.b, want.b, atol=1e-6)
+    return type(got) is type(want) and torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_a_two_tensor_input_packages_and_its_outputs_come_back_as_two_tensors(backend):
+    fn = aotpack.load(aotpack.compile(mixed, (pair(3, 4), torch.randn(3, 4)), backend=backend).to_bytes())
+    for seed in range(3):
+        x, y = pair(3, 4, seed=seed), torch.randn(3, 4)
+        assert _equal(fn(x, y), mixed(x, y))
+
+
+def test_a_call_is_guarded_on_the_class_its_inner_tensors_and_autograd():
+    fn = aotpack.load(aotpack.compile(mixed, (pair(3, 4), torch.randn(3, 4)), backend="eager").to_bytes())
+    y = torch.randn(3, 4)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a torch.testing._internal.two_tensor."
+                                                 r"TwoTensor, got a tensor float32\[3, 4\]"):
+        fn(torch.randn(3, 4), y)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\['a'\].shape\[1\]: expected 4, got 5"):
+        fn(TwoTensor(torch.randn(3, 5), torch.randn(3, 5)), y)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\['a'\].dtype: expected torch.float32"):
+        fn(TwoTensor(torch.randn(3, 4).double(), torch.randn(3, 4).double()), y)
+    # eager would track the wrapper in autograd; the package computes on the inner tensors
+    grads = TwoTensor(torch.randn(3, 4), torch.randn(3, 4), requires_grad=True)
+    with pytest.raises(aotpack.GuardError, match=r"that does not require grad"):
+        fn(grads, y)
+    with torch.no_grad():
+        assert _equal(fn(grads, y), mixed(grads, y))
+
+
+def test_a_subclass_context_is_compiled_in_and_guarded():
+    """Scaled's scale is a number of its flatten context: the graph computes with the
+    example's; a call with another is refused naming both (it would be a silently
+    different number)."""
+    def double(x):
+        return x * 2
+
+    fn = aotpack.load(aotpack.compile(double, (Scaled(torch.randn(4), 3.0),), backend="eager").to_bytes())
+    x = Scaled(torch.randn(4), 3.0)
+    got, want = fn(x), double(x)
+    assert type(got) is torch.Tensor and torch.allclose(got, want)  # (Scaled's ops return plain tensors)
+    with pytest.raises(aotpack.GuardError, match=r"context \{'scale': 3.0\}, got \['data_'\] and \{'scale': 0.5\}"):
+        fn(Scaled(torch.randn(4), 0.5))
+    with pytest.raises(aotpack.CaptureError, match=r"x is a .*DtypeContext whose flatten context \(dict\) cannot be "
+                                                   r"stored as JSON"):
+        aotpack.compile(double, (DtypeContext(torch.randn(4), 3.0),), backend="eager")
+
+
+def test_an_update_in_place_reaches_the_callers_inner_tensors_and_views_share_them():
+    def bump(x):
+        x.add_(1)
+        return x.view(-1), x * 2
+
+    fn = aotpack.load(aotpack.compile(bump, (pair(3, 4),), backend="eager").to_bytes())
+    mine = pair(3, 4, seed=1)
+    theirs = TwoTensor(mine.a.clone(), mine.b.clone())
+    got, want = fn(mine), bump(theirs)
+    assert _equal(got, want)
+    assert torch.equal(mine.a, theirs.a) and torch.equal(mine.b, theirs.b)
+    assert got[0].a.data_ptr() == mine.a.data_ptr()  # a view of the caller's inner tensor, as eager's
+
+
+@pytest.fixture(scope="module")
+def dynamic_package():
+    rows = Dim("rows", min=1, max=64)
+    pkg = aotpack.compile(mixed, (pair(3, 4), torch.randn(3, 4)), dynamic={"x": {0: rows}, "y": {0: rows}},
+                          backend="eager")
+    return aotpack.load(pkg.to_bytes())
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 64), seed=st.integers(0, 2**31 - 1), scale=st.floats(1e-3, 1e3))
+def test_subclass_packages_equal_eager_at_any_size_a_dim_allows(dynamic_package, rows, seed, scale):
+    x, y = pair(rows, 4, seed=seed), torch.randn(rows, 4) * scale
+    assert _equal(dynamic_package(x, y), mixed(x, y))
+
+
+def test_what_a_package_cannot_rebuild_or_train_is_refused_naming_it():
+    def makes_one(x):
+        return TwoTensor(x, x * 2)
+
+    with pytest.raises(aotpack.CaptureError, match=r"returns a torch.testing._internal.two_tensor.TwoTensor, a "
+                                                   r"tensor subclass no input of the call is"):
+        aotpack.compile(makes_one, (torch.randn(3),), backend="eager")
+    lin = torch.nn.Linear(4, 4)
+    with pytest.raises(aotpack.CaptureError, match=r"training packages take and return plain tensors"):
+        aotpack.compile(lambda x: lin(x).sum(), (pair(3, 4),), train=True, backend="eager")
+
+
+@pytest.mark.slow
+def test_an_aoti_package_of_a_subclass_runs_in_a_fresh_process_that_imports_the_class(tmp_path):
+    """A fresh process that has not imported TwoTensor's module cannot rebuild the
+    output: load says which module to import (it never imports one a package names);
+    after the import it runs, equal to eager's values saved beside it."""
+    x, y = pair(3, 4), torch.randn(3, 4)
+    aotpack.compile(mixed, (x, y), backend="aoti").save(tmp_path / "m.aot")
+    torch.save({"a": x.a, "b": x.b, "y": y, "out": [(o.a, o.b) for o in mixed(x, y)]}, tmp_path / "io.pt")
+    child = ("import sys, importlib, torch, aotpack\n"
+             "name = 'torch.testing._internal.two_tensor'\n"
+             "assert name not in sys.modules\n"
+             "try:\n"
+             "    aotpack.load(sys.argv[1] + '/m.aot')\n"
+             "except aotpack.AotpackError as e:\n"
+             "    assert 'import torch.testing._internal.two_tensor before aotpack.load' in str(e), e\n"
+             "TwoTensor = importlib.import_module(name).TwoTensor\n"
+             "io = torch.load(sys.argv[1] + '/io.pt')\n"
+             "out = aotpack.load(sys.argv[1] + '/m.aot')(TwoTensor(io['a'], io['b']), io['y'])\n"
+             "for got, (a, b) in zip(out, io['out']):\n"
+             "    assert type(got) is TwoTensor and torch.allclose(got.a, a) and torch.allclose(got.b, b)\n"
+             "print('ok')\n")
+    assert run_fresh(["-c", child, str(tmp_path)]).stdout.strip().endswith("ok")
