@@ -14,8 +14,8 @@ import platform
 import torch
 
 from .. import _torch_compat as compat
-from .._version import __version__
 from .. import tree
+from .._version import __version__
 from ..tree import dtype_name
 from . import format as fmt
 from .manifest import (
