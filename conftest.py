@@ -1,5 +1,5 @@
-"""Every code block of README.md and docs/ runs in the test suite (Sybil), so a renamed
-API breaks a test, not a reader.
+"""Every code block of README.md and docs/, and every docstring example (``>>>``) of
+src/aotpack, runs in the test suite (Sybil), so a renamed API breaks a test, not a reader.
 
 - ```` ```python ```` blocks run in order, one namespace per page.
 - ```` ```console ```` blocks: each ``$ command`` line runs in a shell and must exit 0.
@@ -17,6 +17,7 @@ that no other kind of block slips in, and builds the site.
 
 from __future__ import annotations
 
+import doctest
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import tempfile
 import pytest
 from sybil import Sybil
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
+from sybil.parsers.rest import DocTestParser
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -79,11 +81,16 @@ def _leave_page(namespace: dict) -> None:
 PARSERS = [PythonCodeBlockParser(), CodeBlockParser("console", _run_console), CodeBlockParser("toml", _parse_toml),
            SkipParser()]
 _common = dict(parsers=PARSERS, setup=_enter_page, teardown=_leave_page)
-pytest_collect_file = (
+_sybils = (
     Sybil(patterns=["README.md", "docs/*.md", "docs/**/*.md"], excludes=["docs/guides/fleet-cache.md"],
           name="docs", **_common)
     + Sybil(patterns=["docs/guides/fleet-cache.md"], fixtures=["docs_redis"], name="docs-redis", **_common)
-).pytest()
+)
+# the docstrings' examples (``>>>``), each module in a folder of its own, as a page
+_sybils.append(Sybil(parsers=[DocTestParser(optionflags=doctest.ELLIPSIS)],
+                     patterns=["src/aotpack/*.py", "src/aotpack/**/*.py"], setup=_enter_page, teardown=_leave_page,
+                     name="docstrings"))
+pytest_collect_file = _sybils.pytest()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
 """aotpack: compile a PyTorch program once, save one file, load it anywhere in milliseconds.
 
     >>> import aotpack, torch
-    >>> pkg = aotpack.compile(model, (torch.randn(8, 512),))        # doctest: +SKIP
-    >>> pkg.save("mlp.aot")
+    >>> model = torch.nn.Linear(512, 10)
+    >>> pkg = aotpack.compile(model, (torch.randn(8, 512),))
+    >>> path = pkg.save("mlp.aot")
     >>> fn = aotpack.load("mlp.aot")     # in a fresh process: no tracing, no compiling
-    >>> fn(torch.randn(8, 512))
+    >>> fn(torch.randn(8, 512)).shape
+    torch.Size([8, 10])
 
 Pipeline, a build side and a load side::
 

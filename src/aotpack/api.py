@@ -73,8 +73,11 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
     compiles one rank's part of a sharded model on every rank of a torch.distributed job.
 
     Example:
-        >>> pkg = aotpack.compile(model, (torch.randn(8, 512),), backend="aoti")  # doctest: +SKIP
-        >>> pkg.save("mlp.aot")
+        >>> import aotpack, torch
+        >>> model = torch.nn.Linear(512, 10)
+        >>> pkg = aotpack.compile(model, (torch.randn(8, 512),), backend="eager")
+        >>> pkg.variants
+        ['default']
     """
     return plan(target, args, kwargs, backend=backend, dynamic=dynamic, options=options, variant=variant,
                 examples=examples, strict_dims=strict_dims, variants=variants, progress=progress, cache=cache,

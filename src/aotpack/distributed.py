@@ -59,7 +59,7 @@ def compile(target, args: tuple = (), kwargs: dict | None = None, **options):
 
     Example:
         >>> pkg = aotpack.distributed.compile(model, (x,))       # doctest: +SKIP
-        >>> if dist.get_rank() == 0: pkg.save("tp.aot")
+        >>> if dist.get_rank() == 0: pkg.save("tp.aot")          # doctest: +SKIP
     """
     from .api import plan
     from .build.collectives import collective_groups

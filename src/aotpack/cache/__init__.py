@@ -1,10 +1,10 @@
 """Compile cache: compiled artifacts by content key, in a directory or in Redis.
 
     >>> store = aotpack.cache.LocalStore("/tmp/aotcache")              # doctest: +SKIP
-    >>> aotpack.compile(model, (x,), cache=store)     # miss: compiles, stores
-    >>> aotpack.compile(model, (x,), cache=store)     # hit: compiles nothing
-    >>> torch.compile(model, backend=aotpack.cache.backend("inductor", "redis://host:6379/0"))
-    >>> with aotpack.cache.Context() as ctx: ...      # record, edit, bundle artifacts
+    >>> aotpack.compile(model, (x,), cache=store)     # miss: compiles, stores     # doctest: +SKIP
+    >>> aotpack.compile(model, (x,), cache=store)     # hit: compiles nothing      # doctest: +SKIP
+    >>> torch.compile(model, backend=aotpack.cache.backend("inductor", "redis://host:6379/0"))  # doctest: +SKIP
+    >>> with aotpack.cache.Context() as ctx: ...      # record, edit, bundle       # doctest: +SKIP
 
 Modules: key.py (named key parts), entry.py (self-checking bytes), store.py (what
 every store does), local.py / redis.py (the stores), context.py (Context, the lookup

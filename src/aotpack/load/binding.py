@@ -42,8 +42,13 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
 Per-call cost: ``bench/guard_overhead.py`` ("bound module" row).
 
 Example:
-    >>> fn = aotpack.load("mlp.aot", module=model)        # doctest: +SKIP
-    >>> model.fc.weight = torch.nn.Parameter(w2)          # the next call uses w2
+    >>> import aotpack, torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 2)).eval().requires_grad_(False)
+    >>> path = aotpack.compile(model, (torch.randn(3, 4),), backend="eager").save("lin.aot")
+    >>> fn = aotpack.load("lin.aot", module=model)
+    >>> model[0].weight = torch.nn.Parameter(torch.zeros(2, 4), requires_grad=False)  # the next call uses it
+    >>> torch.equal(fn(torch.randn(3, 4)), model[0].bias.expand(3, 2))
+    True
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ checked by one call for all inputs, the rest in generated Python.
 
 Example:
     >>> g = Guard.from_manifest(program, variant)         # doctest: +SKIP
-    >>> flat = g.check(args, kwargs)  # list of tensors, or raises Mismatch
+    >>> flat = g.check(args, kwargs)  # list of tensors, or raises Mismatch  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ the backend chosen by the package. It must not import ``torch._inductor`` or
 ``torch._dynamo``, probe the CPU or run a compiler (bench/warm_start.py checks that).
 
 Example:
-    >>> fn = aotpack.load("mlp.aot")                   # doctest: +SKIP
+    >>> import aotpack, torch
+    >>> path = aotpack.compile(torch.nn.Linear(512, 10), (torch.randn(8, 512),), backend="eager").save("mlp.aot")
+    >>> fn = aotpack.load("mlp.aot")
     >>> y = fn(torch.randn(8, 512))
 """
 
@@ -510,7 +512,9 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
       IncompatibleError: no variant can run on this machine; lists each difference.
 
     Example:
-        >>> fn = aotpack.load("mlp.aot")                 # doctest: +SKIP
+        >>> import aotpack, torch
+        >>> path = aotpack.compile(torch.nn.Linear(512, 10), (torch.randn(8, 512),)).save("mlp.aot")
+        >>> fn = aotpack.load("mlp.aot")
         >>> fn(torch.randn(8, 512)).shape
         torch.Size([8, 10])
     """

@@ -22,8 +22,8 @@ copied into every generated repro.py, which then needs only torch.
 
 Example:
     >>> w = InputWriter("out")                                   # doctest: +SKIP
-    >>> w.tensor("x", torch.randn(2, 3)); w.const("n", 4)
-    >>> print(w.load_args_source())
+    >>> w.tensor("x", torch.randn(2, 3)); w.const("n", 4)        # doctest: +SKIP
+    >>> print(w.load_args_source())                              # doctest: +SKIP
     def load_args(reader):
         buf0 = reader.storage('1f0e...', 24, device='cpu', dtype_hint=torch.float32)
         x = reader.tensor(buf0, (2, 3), (3, 1), 0, torch.float32)

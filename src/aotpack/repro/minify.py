@@ -14,7 +14,7 @@ dimension while the failure persists. The failure kinds:
 
 Example:
     >>> small_gm, small_args, stats = minify(gm, args, backend=my_backend, failure="exception")  # doctest: +SKIP
-    >>> stats["nodes_before"], stats["nodes_after"], stats["trials"]
+    >>> stats["nodes_before"], stats["nodes_after"], stats["trials"]  # doctest: +SKIP
     (201, 1, 23)
 """
 
