@@ -184,3 +184,21 @@ def test_side_effects_of_a_transform_program_are_warned_once():
         aotpack.compile(counted, (torch.randn(4),), backend="eager")
     effects = [w for w in caught if issubclass(w.category, aotpack.SideEffectWarning)]
     assert len(effects) == 1 and "list.append on the closure variable `calls`" in str(effects[0].message)
+
+
+def unused_index_beside_grad(x, y):
+    unused = x[torch.tensor([0, 2])]  # noqa: F841 - made, used by nothing the outputs need
+    g = grad(lambda t: (t.sin() * t).sum())(x)
+    return (g * x).sum() + y.sum()
+
+
+def test_a_tensor_the_program_makes_and_leaves_unused_beside_a_transform_trains_as_eager():
+    """The made tensor's only use is dropped from the graph: nothing needs to stand in
+    for it in the program's own run (fuzzer seed 58: it was refused as a tensor of no
+    home)."""
+    x, y = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6)
+    fn = aotpack.load(aotpack.compile(unused_index_beside_grad, (x, y), train=True, backend="eager").to_bytes())
+    mine, theirs = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    fn(mine, y).backward()
+    unused_index_beside_grad(theirs, y).backward()
+    torch.testing.assert_close(mine.grad, theirs.grad)

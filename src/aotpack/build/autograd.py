@@ -492,10 +492,12 @@ def _made_by_the_program(captured, names: list[str]) -> set[str]:
     makes itself at each call (``torch.tensor([0, 2])`` in its code: torch.export lifts the
     value and copies it fresh, ``lift_fresh_copy`` or a clone, at its only uses). The program's own
     run makes them again, so nothing stands in for them (a tensor the program reads from
-    somewhere, used as it is, needs a home the trace can swap)."""
+    somewhere, used as it is, needs a home the trace can swap). A constant the graph does
+    not use (its only use was dropped: an index whose result no output needs) needs
+    none either."""
     placeholders = [n for n in captured.graph_module.graph.nodes if n.op == "placeholder"]
     return {name for name, node in zip(names, placeholders)
-            if captured.weight_kinds.get(name) == "constant" and node.users
+            if captured.weight_kinds.get(name) == "constant"
             and all(u.target in _FRESH_COPIES for u in node.users)}
 
 
