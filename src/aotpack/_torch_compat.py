@@ -1171,15 +1171,16 @@ def size_symbols(t: torch.Tensor) -> dict:
     return found
 
 
-def size_guard_value(expr, values: dict):
-    """A shape environment's guard (sympy) evaluated on ``values`` (symbol -> int or
-    SymInt): a bool, or a SymBool where the sizes are symbols of a trace (which
-    ``torch._check`` then records as that trace's guard). Private:
-    ``torch.utils._sympy.interp.sympy_interp``, ``PythonReferenceAnalysis`` (2.11-2.13)."""
+def assert_size_guard(expr, values: dict) -> None:
+    """Assert a shape environment's guard (sympy) on ``values`` (symbol -> int or
+    SymInt): where the sizes are symbols of a trace, ``torch._check`` records it as that
+    trace's own guard (torch.export then narrows or specializes a Dim by it). Private:
+    ``torch.utils._sympy.interp.sympy_interp``, ``PythonReferenceAnalysis``,
+    ``torch._check`` (2.11-2.13)."""
     from torch.utils._sympy.interp import sympy_interp
     from torch.utils._sympy.reference import PythonReferenceAnalysis
 
-    return sympy_interp(PythonReferenceAnalysis, values, expr)
+    torch._check(sympy_interp(PythonReferenceAnalysis, values, expr))
 
 
 def replay_keeping_lines(gm: torch.fx.GraphModule, *args):

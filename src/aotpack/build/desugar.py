@@ -120,6 +120,6 @@ class Desugared(torch.nn.Module):
     def forward(self, *flat):
         values = {s: _size_of(flat[i], kind, d) for s, (i, kind, d) in self._symbols.items()}
         for guard in self._guards:
-            torch._check(compat.size_guard_value(guard, values))
+            compat.assert_size_guard(guard, values)
         self._record(self._recorded)
         return tuple(compat.replay_keeping_lines(self.graph_module, _weights(self._program), *flat))
