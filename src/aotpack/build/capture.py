@@ -997,14 +997,17 @@ def _refuse_parameter_ctors(recorder: EffectRecorder, target, flat: list, traini
 
 
 def _refuse_autograd_calls(recorder: EffectRecorder, target, cause: BaseException | None = None) -> None:
-    """A program that runs autograd itself (``torch.autograd.grad(y, x, create_graph=True)``
-    for a gradient penalty, ``loss.backward()``) is not one graph: torch.compile breaks its
-    graph there too. Refused naming the call, not with torch.export's error about it."""
+    """A program that calls ``backward()`` (``loss.backward()`` in forward) accumulates
+    into the ``.grad`` of tensors outside the call, an effect a package's graph cannot
+    have: torch.compile breaks its graph there too. Refused naming the call, not with
+    torch.export's error about it. (``torch.autograd.grad``, which returns the gradients,
+    is traced through make_fx: desugar.py.)"""
     if recorder.autograd_calls:
-        raise CaptureError(f"{program_name(target)} calls torch.autograd.{recorder.autograd_calls[0]}: a package is "
-                           "one graph and cannot run autograd inside it (torch.compile breaks its graph there)",
-                           hint="compile the part before the autograd call (train=True gives its backward), and "
-                                "call torch.autograd.grad on the package's outputs") from cause
+        raise CaptureError(f"{program_name(target)} calls torch.autograd.{recorder.autograd_calls[0]}: it "
+                           "accumulates gradients into .grad, which a package's graph cannot do (torch.compile "
+                           "breaks its graph there)",
+                           hint="return the loss and call backward() on the package's output, or compute the "
+                                "gradients with torch.autograd.grad inside the program") from cause
 
 
 def _mutation_outputs(ep, recorder: EffectRecorder, allow_mutations: bool) -> list:

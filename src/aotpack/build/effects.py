@@ -14,7 +14,9 @@ breaks); a package cannot. So capture watches the program run and reports:
 - ``layout_reads``: where the program read a tensor's strides (``x.is_contiguous()``,
   ``x.stride()``...): its result may then depend on the memory layout of its inputs;
 - ``transforms``: where it called a ``torch.func`` transform that differentiates
-  (``grad``, ``vjp``, ``jacrev``...), which capture exports through make_fx (desugar.py);
+  (``grad``, ``vjp``, ``jacrev``...) or ``torch.autograd.grad``, which capture exports
+  through make_fx (desugar.py); ``autograd_calls``: where it called ``backward()``, which
+  accumulates into ``.grad`` (refused);
 - ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
   the branch taken at capture: calls are guarded on grad mode);
 - ``module_methods``: each module method that ran on the program's behalf (the user's,
@@ -119,7 +121,7 @@ class EffectRecorder:
         # invisible in the graph where it was a no-op
         self.contiguous_calls: list[tuple[torch.Tensor, str]] = []
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
-        self.autograd_calls: list[str] = []  # file:line of torch.autograd.grad/backward called by the program
+        self.autograd_calls: list[str] = []  # file:line of torch.autograd.backward called by the program
         self.transforms: list[str] = []  # "grad at file:line": torch.func transforms the program called
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
         self.module_methods: dict[tuple[int, types.CodeType], torch.nn.Module] = {}
@@ -243,8 +245,15 @@ class EffectRecorder:
             return
         if code.co_name == "graph_break" and code.co_filename.endswith(os.path.join("_dynamo", "decorators.py")):
             self._add("torch._dynamo.graph_break() (the package is one graph: nothing is split here)", parent)
-        elif code.co_name in ("grad", "backward") and code.co_filename.endswith(os.path.join("autograd", "__init__.py")):
-            self.autograd_calls.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
+        elif code.co_name == "grad" and code.co_filename.endswith(os.path.join("autograd", "__init__.py")):
+            # a gradient the program computes (forces from an energy, a gradient penalty): a
+            # value, traced through make_fx as torch.func's transforms are
+            self.transforms.append(f"torch.autograd.grad at {parent.f_code.co_filename}:{parent.f_lineno}")
+        elif code.co_name == "backward" and code.co_filename.endswith(
+                (os.path.join("autograd", "__init__.py"), os.path.join("torch", "_tensor.py"))):
+            # torch.autograd.backward, or Tensor.backward (until 2026-12-04 unseen: such a
+            # program compiled, and its package returned a value where eager raised)
+            self.autograd_calls.append(f"backward at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif code.co_name in _TRANSFORMS and os.path.basename(os.path.dirname(code.co_filename)) == "_functorch":
             self.transforms.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif code.co_name == "__new__" and code.co_filename.endswith(os.path.join("nn", "parameter.py")):
