@@ -202,3 +202,42 @@ def test_a_tensor_the_program_makes_and_leaves_unused_beside_a_transform_trains_
     fn(mine, y).backward()
     unused_index_beside_grad(theirs, y).backward()
     torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+class InnerStep(torch.nn.Module):
+    """One inner step of MAML: adapt the weights on a support set with
+    ``torch.autograd.grad(create_graph=True)``, predict the query set with the adapted
+    weights (``functional_call``); training it differentiates through the inner step."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+    def forward(self, xs, ys, xq):
+        params = dict(self.net.named_parameters())
+        loss = (torch.func.functional_call(self.net, params, (xs,)) - ys).pow(2).mean()
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        fast = {n: p - 0.1 * g for (n, p), g in zip(params.items(), grads)}
+        return torch.func.functional_call(self.net, fast, (xq,))
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_a_meta_learning_step_trains_with_eagers_second_order_gradients(backend):
+    torch.manual_seed(0)
+    model = InnerStep()
+    xs, ys, xq = torch.randn(8, 4), torch.randn(8, 1), torch.randn(5, 4)
+    fn = aotpack.load(aotpack.compile(model, (xs, ys, xq), train=True, backend=backend).to_bytes(), module=model)
+    for seed in range(2):
+        g = torch.Generator().manual_seed(seed)
+        call = (torch.randn(8, 4, generator=g), torch.randn(8, 1, generator=g), torch.randn(5, 4, generator=g))
+        out = fn(*call)
+        out.pow(2).sum().backward()
+        got = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        want_out = model(*call)
+        want_out.pow(2).sum().backward()
+        want = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        torch.testing.assert_close(out, want_out)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
