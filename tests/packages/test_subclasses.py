@@ -12,6 +12,7 @@ from torch.testing._internal.two_tensor import TwoTensor
 
 import aotpack
 from aotpack import Dim
+import fuzz_programs
 from conftest import run_fresh
 
 
@@ -176,3 +177,53 @@ def test_an_aoti_package_of_a_subclass_runs_in_a_fresh_process_that_imports_the_
              "    assert type(got) is TwoTensor and torch.allclose(got.a, a) and torch.allclose(got.b, b)\n"
              "print('ok')\n")
     assert run_fresh(["-c", child, str(tmp_path)]).stdout.strip().endswith("ok")
+
+
+# The differential fuzzer's grammar (fuzz_programs.py) run on a TwoTensor: every op the
+# grammar has (views, in-place updates of inputs and through their views, indexing, a
+# custom Function, torch.func.grad...) dispatched through the subclass, packaged from
+# make_fx's trace of it and compared with eager on both inner tensors and on the
+# caller's tensors after the call.
+_STEPS = st.lists(st.tuples(st.sampled_from(fuzz_programs.OPS), st.integers(0, 20), st.integers(0, 20),
+                            st.integers(0, 20)), min_size=1, max_size=5)
+
+
+def _inner(value):
+    if isinstance(value, TwoTensor):
+        return [("two", value.a.clone(), value.b.clone())]
+    if isinstance(value, (tuple, list)):
+        return [p for v in value for p in _inner(v)]
+    return [("plain", value.clone())]
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16))
+def test_random_programs_on_a_two_tensor_equal_eager_or_are_refused(recipe, outs, seed):
+    program = fuzz_programs.make_program(recipe, outs)
+    x, y = pair(4, 6, seed=seed), torch.randn(4, 6, generator=torch.Generator().manual_seed(seed))
+
+    def fresh():
+        return TwoTensor(x.a.clone(), x.b.clone()), y.clone()
+
+    with torch.no_grad():
+        try:
+            mine = fresh()
+            want = _inner(program(*mine))
+        except Exception:  # noqa: BLE001 - eager's own refusal of the program: nothing to compare
+            return
+        try:
+            fn = aotpack.load(aotpack.compile(program, fresh(), backend="eager").to_bytes())
+        except aotpack.AotpackError:
+            return  # a clear refusal is allowed; a silent difference is not
+        theirs = fresh()
+        try:
+            got = _inner(fn(*theirs))
+        except aotpack.GuardError:
+            return
+    what = f"recipe={recipe} outputs={outs}"
+    assert [g[0] for g in got] == [w[0] for w in want], what
+    for g, w in zip(got, want):
+        for a, b in zip(g[1:], w[1:]):
+            torch.testing.assert_close(a, b, equal_nan=True, msg=what)
+    for a, b in ((theirs[0].a, mine[0].a), (theirs[0].b, mine[0].b), (theirs[1], mine[1])):
+        torch.testing.assert_close(a, b, equal_nan=True, msg=what)  # in-place effects on the caller's tensors
