@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from torch.testing._internal.two_tensor import TwoTensor
 
 import aotpack
-from aotpack import Dim
 import fuzz_programs
+from aotpack import Dim
 from conftest import run_fresh
 
 
