@@ -98,6 +98,20 @@ def test_an_exported_program_packages_as_its_module(train):
         fn(torch.randn(12, 4).requires_grad_(train))
 
 
+@pytest.mark.parametrize("program", [torch.sin, torch.add, torch.ops.aten.mul.Tensor],
+                         ids=["torch.sin", "torch.add", "aten.mul.Tensor"])
+def test_a_builtin_or_an_aten_op_packages_called_as_compiled(program):
+    """A program Python reads no signature of (a builtin, an aten op) is compiled as
+    ``(*args, **kwargs)``: called as it was compiled, guarded as any (it was a
+    CaptureError, "cannot read the signature")."""
+    x = torch.randn(3, 4)
+    args = (x,) if program is torch.sin else (x, torch.randn(3, 4))
+    fn = aotpack.load(aotpack.compile(program, args, backend="eager").to_bytes())
+    torch.testing.assert_close(fn(*args), program(*args))
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\].shape\[1\]: expected 4, got 5"):
+        fn(torch.randn(3, 5), *args[1:])
+
+
 _W = torch.randn(8)
 
 

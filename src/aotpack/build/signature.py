@@ -29,11 +29,22 @@ Dim = torch.export.Dim
 _KINDS = {kind: name for name, kind in tree.PARAM_KINDS.items()}
 
 
+# The signature of a builtin that has none Python can read (``torch.sin``, ``torch.add``,
+# ``torch.ops.aten.mul.Tensor``):
+# its arguments as passed, positionally (keyword arguments then follow ``**kwargs``).
+_AS_PASSED = inspect.Signature([inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+                                inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
+
+
 def signature_of(target: Callable) -> inspect.Signature:
+    """``target``'s signature (a module's ``forward``'s); ``(*args, **kwargs)`` for a
+    builtin without one (``torch.sin``: a package of it is called as it was compiled)."""
     fn = target.forward if isinstance(target, torch.nn.Module) else target
     try:
         return inspect.signature(fn)  # follows functools.wraps' __wrapped__
     except (TypeError, ValueError) as e:
+        if callable(fn) and not (inspect.isfunction(fn) or inspect.ismethod(fn)):  # a builtin, an aten op
+            return _AS_PASSED
         raise CaptureError(f"cannot read the signature of {target!r}: {e}") from None
 
 
