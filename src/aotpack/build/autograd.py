@@ -487,6 +487,20 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     return run
 
 
+def _own_requires_grad(run: Callable, primals: list) -> list[bool]:
+    """Which of ``run``'s outputs (``_program_outputs``) require grad in the program's own
+    run on the example: what the package's outputs must say. The exported graph may say
+    otherwise where make_fx traced it (desugar.py): it has no grad-mode regions, so a
+    value the program computed under ``no_grad`` requires grad there (fuzzer seeds 60
+    and 61: the joint graph's output grads did not match, a CaptureError)."""
+    with torch.enable_grad():
+        try:
+            outs = run(*primals)
+        finally:
+            run.restore_globals()
+    return [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
+
+
 def _made_by_the_program(captured, names: list[str]) -> set[str]:
     """The constants among ``names`` (the captured graph's first inputs) that the program
     makes itself at each call (``torch.tensor([0, 2])`` in its code: torch.export lifts the
@@ -760,9 +774,6 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     # size the Dims allow; the sizes the backward needs pass as shapes (_sizes_as_shapes)
     traced = compat.symbolic_like(captured.graph_module, primals) if captured.dims else primals
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
-    if not any(out_requires_grad):
-        raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
-                                     "compile", hint="compile with train=False, or make parameters/inputs require grad")
     itself = bool(captured.custom_functions) or captured.traced_below_transforms
     made = _made_by_the_program(captured, list(captured.weights)) if itself else set()
     if itself:
@@ -773,6 +784,10 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         n_outputs = len(outs) - len(captured.mutations) - hidden
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
         run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
+        out_requires_grad = _own_requires_grad(run, primals)
+    if not any(out_requires_grad):
+        raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
+                                     "compile", hint="compile with train=False, or make parameters/inputs require grad")
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
