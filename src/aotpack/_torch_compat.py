@@ -1151,8 +1151,7 @@ def trace_below_transforms(fn, args: list):
             return {k: fake(v, True) for k, v in value.items()}
         if not isinstance(value, torch.Tensor):
             return value
-        t = mode.from_tensor(value, static_shapes=static)
-        return t.requires_grad_(value.requires_grad) if t.is_leaf and value.requires_grad else t
+        return mode.from_tensor(value, static_shapes=static)  # (requires_grad kept)
 
     fakes = [fake(a, False) for a in args]
     with mode, quiet_export_logs():

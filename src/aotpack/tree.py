@@ -389,17 +389,12 @@ def _flatten_subclass(value: torch.Tensor, path: str, tensors: list) -> Subclass
     (the one size the package keeps)."""
     attrs, meta = value.__tensor_flatten__()
     name = type_name(type(value))
-    try:
-        stored = json.loads(json.dumps(meta))
-    except (TypeError, ValueError):
-        stored = None
-    if stored != meta and _json_shaped(meta) != stored:
+    stored = _json_shaped(meta)
+    if stored is _NOT_JSON:
         raise CaptureError(f"{path} is a {name} whose flatten context ({type(meta).__name__}) cannot be stored as "
                            "JSON", hint="pass its inner tensors instead, or a subclass whose context is plain data")
     inner = [getattr(value, a) for a in attrs]
-    first = inner[0] if inner else None
-    if not isinstance(first, torch.Tensor) or (value.shape, value.stride(), value.storage_offset()) != (
-            first.shape, first.stride(), first.storage_offset()):
+    if not sized_as_first_inner(value, inner):
         raise CaptureError(f"{path} is a {name} whose size or strides differ from its first inner tensor's "
                            f"({attrs[0] if attrs else 'none'}): a package rebuilds such tensors at their inner "
                            "tensors' size", hint="pass its inner tensors instead")
@@ -407,14 +402,29 @@ def _flatten_subclass(value: torch.Tensor, path: str, tensors: list) -> Subclass
     return SubclassSpec(name, list(attrs), stored, children)
 
 
+_NOT_JSON = object()  # (a flatten context JSON cannot hold)
+
+
 def _json_shaped(value):
     """``value`` with tuples as lists, as JSON gives it back (a context ``(1, 2)`` reads
-    back as ``[1, 2]``), or None where it holds something JSON cannot."""
+    back as ``[1, 2]``), or ``_NOT_JSON`` where it holds something JSON cannot (a dtype,
+    a key that is no string): the one form a package stores and a call's guard compares."""
     if isinstance(value, (list, tuple)):
-        return [_json_shaped(v) for v in value]
+        items = [_json_shaped(v) for v in value]
+        return _NOT_JSON if any(i is _NOT_JSON for i in items) else items
     if isinstance(value, dict):
-        return {k: _json_shaped(v) for k, v in value.items()} if all(isinstance(k, str) for k in value) else None
-    return value if isinstance(value, _SCALARS) else None
+        items = {k: _json_shaped(v) for k, v in value.items()} if all(isinstance(k, str) for k in value) else {}
+        return items if len(items) == len(value) and _NOT_JSON not in items.values() else _NOT_JSON
+    return value if isinstance(value, _SCALARS) else _NOT_JSON
+
+
+def sized_as_first_inner(value: torch.Tensor, inner: list) -> bool:
+    """Whether a subclass tensor has its first inner tensor's size, strides and offset:
+    the one layout a package rebuilds it in (``unflatten``), checked at capture and at
+    each call."""
+    first = inner[0] if inner else None
+    return isinstance(first, torch.Tensor) and (value.shape, value.stride(), value.storage_offset()) == (
+        first.shape, first.stride(), first.storage_offset())
 
 
 def subclass_parts(value: torch.Tensor) -> tuple[list[str], Any, list]:

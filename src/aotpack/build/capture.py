@@ -123,9 +123,10 @@ class Captured:
         a package bound to a live module checks it at each call.
       custom_functions: ``torch.autograd.Function`` classes the outputs' gradient goes
         through (training traces the program itself to keep their backward).
-      traced_below_transforms: the program runs a ``torch.func`` transform, so
-        ``exported`` was traced from make_fx's graph of it (desugar.py); training traces
-        the program itself, as for ``custom_functions``.
+      traced_below_transforms: ``exported`` was traced from make_fx's graph of the
+        program (desugar.py: a ``torch.func`` transform or ``torch.autograd.grad`` inside
+        it, or tensor subclass inputs); training traces the program itself, as for
+        ``custom_functions``.
       mutated_inputs: flat inputs an inference program updates in place (the compiled
         code writes into the caller's tensor, as eager; see ``_input_writes``).
       inputs_updated_without_grad: flat inputs a training program updates in place with
@@ -467,7 +468,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         # (tensor subclass weights traced as the plain tensors inside them, as torch.compile does)
         with subclass_weights.unwrapped(target) as subclass_kinds:
             ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn,
-                                                   subclasses=tree.subclass_types(call.in_spec))
+                                                   subclasses=bool(tree.subclass_types(call.in_spec)))
     if subclass_kinds:
         subclass_weights.refuse_kept_subclasses(ep.graph_module, subclass_kinds)
     _refuse_new_subclass_outputs(call.in_spec, record, target)
@@ -875,7 +876,7 @@ def _restoring_grad_mode(grad_mode: bool):
         torch.set_grad_enabled(grad_mode)
 
 
-def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclasses: set[str] = frozenset()):
+def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclasses: bool = False):
     """torch.export of the program, watched: (ExportedProgram, what the program's call
     recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph;
     warns of side effects run only once. A program that leaves grad mode changed has it
@@ -883,7 +884,7 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
 
     A program that runs a ``torch.func`` transform that differentiates (which torch.export
     fails on, or traces with its input frozen into a constant), or takes tensor
-    subclasses (``subclasses``: their classes; torch.export keeps their ops opaque), is
+    subclasses (``subclasses``; torch.export keeps their ops opaque), is
     exported from make_fx's graph of it (desugar.py; the record says
     ``traced_below_transforms``), where the transforms and the subclasses' own
     ``__torch_dispatch__`` have run down to aten ops on plain tensors."""

@@ -5,7 +5,8 @@ a scaled tensor: tree.py takes them apart into their inner tensors, which the gr
 takes): torch.export keeps a subclass's ops opaque, where make_fx runs its
 ``__torch_dispatch__`` down to aten ops on the inner tensors, as torch.compile
 flattens subclasses at a graph's boundary. And
-``torch.func.grad``, ``vjp`` and ``jacrev`` inside a program: torch.export (2.11-2.13,
+``torch.func.grad``, ``vjp``, ``jacrev`` (and ``torch.autograd.grad``, which make_fx
+traces the same way) inside a program: torch.export (2.11-2.13,
 strict or not) traces the transform with the input it differentiates frozen into a
 constant of no data, so its graph ignores that input, or fails (a module's parameter
 used inside ``grad``, ``jacfwd``, ``hessian``: torch's AttributeError or RuntimeError).

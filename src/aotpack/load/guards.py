@@ -1274,36 +1274,29 @@ class Guard:
                 raise Mismatch([], f"a {spec.type} with {spec.context}", str(context))
             if len(values) != len(spec.children):
                 raise Mismatch([], f"a {spec.type} of {len(spec.children)} fields", f"{len(values)} fields")
-            for key, c, v in zip(spec.labels(), spec.children, values):
-                try:
-                    self._walk(c, v, flat)
-                except Mismatch as m:
-                    m.parts.insert(0, key)
-                    raise
+            self._walk_each(spec.labels(), spec.children, values, flat)
             return
         if kind == "dict":
             if not isinstance(value, dict):
                 raise Mismatch([], "a dict", _what(value))
             if set(value) != set(spec.keys):
                 raise Mismatch([], f"a dict with keys {sorted(spec.keys)}", f"keys {sorted(map(str, value))}")
-            for k, c in zip(spec.keys, spec.children):
-                try:
-                    self._walk(c, value[k], flat)
-                except Mismatch as m:
-                    m.parts.insert(0, k)
-                    raise
+            self._walk_each(spec.keys, spec.children, [value[k] for k in spec.keys], flat)
             return
         if not isinstance(value, (tuple, list)):
             raise Mismatch([], f"a {kind}", _what(value))
         if len(value) != len(spec.children):
             raise Mismatch([], f"a {kind} of length {len(spec.children)}", f"length {len(value)}")
-        for j, (c, v) in enumerate(zip(spec.children, value)):
+        self._walk_each(range(len(value)), spec.children, value, flat)
+
+    def _walk_each(self, keys, specs, values, flat: list) -> None:
+        """Each child value against its spec, a mismatch's path starting at its key."""
+        for key, c, v in zip(keys, specs, values):
             try:
                 self._walk(c, v, flat)
             except Mismatch as m:
-                m.parts.insert(0, j)
+                m.parts.insert(0, key)
                 raise
-
 
     def _walk_subclass(self, spec, value, flat: list) -> None:
         """A tensor subclass made of tensors: the class, its inner tensors' names and
@@ -1318,17 +1311,10 @@ class Guard:
         if value.requires_grad and torch.is_grad_enabled():  # (autograd would track the wrapper, not its inner tensors)
             raise Mismatch([], f"a {spec.type} that does not require grad (the package computes on its inner "
                                "tensors and builds no autograd graph of it; eager would)", "one that requires grad")
-        first = inner[0]
-        if not isinstance(first, torch.Tensor) or (value.shape, value.stride(), value.storage_offset()) != (
-                first.shape, first.stride(), first.storage_offset()):
+        if not tree.sized_as_first_inner(value, inner):
             raise Mismatch([], f"a {spec.type} of the size and strides of its {attrs[0]} (as compiled)",
                            f"size {list(value.shape)} and strides {list(value.stride())}")
-        for key, c, v in zip(attrs, spec.children, inner):
-            try:
-                self._walk(c, v, flat)
-            except Mismatch as m:
-                m.parts.insert(0, key)
-                raise
+        self._walk_each(attrs, spec.children, inner, flat)
 
 
 def _what(value) -> str:
