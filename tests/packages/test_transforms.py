@@ -263,3 +263,36 @@ def test_an_output_computed_under_no_grad_beside_a_transform_does_not_require_gr
     got[0].sum().backward()
     want[0].sum().backward()
     torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+class Saliency(torch.nn.Module):
+    """Input-gradient saliency of a transformers Llama: the norm of the gradient of the
+    last position's target logit with respect to each input embedding
+    (``torch.autograd.grad`` inside forward, over transformers' own code)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, embeds, target):
+        embeds = embeds.detach().requires_grad_()
+        with torch.enable_grad():
+            logits = self.model(inputs_embeds=embeds, use_cache=False).logits
+            (g,) = torch.autograd.grad(logits[:, -1].gather(1, target[:, None]).sum(), embeds)
+        return g.norm(dim=-1)
+
+
+def test_a_gradient_through_a_transformers_model_inside_the_program_equals_eager():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, hidden_size=32,
+                         intermediate_size=64, vocab_size=100, max_position_embeddings=64)
+    program = Saliency(LlamaForCausalLM(config).eval().requires_grad_(False))
+    target = torch.tensor([7])
+    fn = aotpack.load(aotpack.compile(program, (torch.randn(1, 6, 32), target), backend="eager").to_bytes(),
+                      module=program)
+    for seed in range(2):
+        embeds = torch.randn(1, 6, 32, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            torch.testing.assert_close(fn(embeds, target), program(embeds, target))
