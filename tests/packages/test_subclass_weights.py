@@ -148,6 +148,42 @@ def test_adapters_around_a_quantized_base_train_as_eager(tmp_path, backend):
         torch.testing.assert_close(got, want)
 
 
+class NF4Adapted(torch.nn.Module):
+    """QLoRA as torchtune builds it: a base weight in torchao's NF4 (4-bit, double-quantized
+    scales; ``F.linear`` on it is torchao's own autograd.Function, which dequantizes),
+    frozen, with a trainable low-rank adapter."""
+
+    def __init__(self, d: int = 128, rank: int = 4):
+        super().__init__()
+        from torchao.quantization.quantize_.workflows.nf4.nf4_tensor import to_nf4
+
+        self.weight = torch.nn.Parameter(to_nf4(torch.randn(d, d)), requires_grad=False)
+        self.down = torch.nn.Linear(d, rank, bias=False)
+        self.up = torch.nn.Linear(rank, d, bias=False)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.weight) + self.up(self.down(x))
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_an_nf4_base_with_adapters_trains_as_eager(tmp_path, backend):
+    """NF4 holds a [1] tensor of stride 256 (a scale): saving it once raised torch's raw
+    "must be 1 to view BFloat16 as Byte" where the bytes of a contiguous tensor were read."""
+    torch.manual_seed(0)
+    model = NF4Adapted()
+    x = torch.randn(3, 128)
+    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "nf4.aot"),
+                      module=model)
+    grads = []
+    for run in (fn, model):
+        out = run(x)
+        out.square().sum().backward()
+        grads.append([out.detach(), model.down.weight.grad.clone(), model.up.weight.grad.clone()])
+        model.zero_grad()
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+
+
 def test_a_subclass_weight_that_requires_grad_is_refused():
     model = quantized(torch.nn.Sequential(torch.nn.Linear(8, 4)))
     model[0].weight.requires_grad_(True)

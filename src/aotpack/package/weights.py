@@ -38,7 +38,10 @@ def _raw(t: torch.Tensor) -> memoryview:
     """The bytes of a contiguous CPU tensor, without a copy."""
     if t.numel() == 0:
         return memoryview(b"")
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+    # (as_strided, not reshape: a contiguous tensor may keep any stride on a dimension of
+    # size 1, which reshape(-1) leaves as it is, and a byte view needs stride 1: torchao's
+    # NF4 weights hold a [1] tensor of stride 256)
+    return memoryview(t.as_strided((t.numel(),), (1,)).view(torch.uint8).numpy())
 
 
 class TensorsMember:
