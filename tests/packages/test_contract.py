@@ -952,16 +952,17 @@ class _WithSubclassWeight(torch.nn.Module):
 
 def test_compiling_with_a_tensor_subclass_is_one_clear_capture_error():
     """An input of a subclass with its own __torch_function__ and no inner tensors, or a
-    weight whose subclass ops torch.export keeps (TwoTensor): the package could not run
+    TwoTensor output made from a TwoTensor weight: the package could not run
     it as eager does, and compiling one failed with torch's raw RuntimeError in the
     package writer until 2026-12-04. (A TwoTensor *input* packages: test_subclasses.py.)"""
     with pytest.raises(aotpack.CaptureError, match=r"input x is a PlusHundred, a tensor subclass that runs its own "
                                                    r"__torch_dispatch__ or __torch_function__ at each op and is not made of"):
         aotpack.compile(lambda x: x * 2, (torch.randn(3).as_subclass(PlusHundred),), backend="eager")
-    # a weight whose ops stay the subclass's in the graph (TwoTensor's run in its
-    # __torch_dispatch__); torchao's trace into plain ops (test_subclass_weights.py)
-    with pytest.raises(aotpack.CaptureError, match=r"the program computes on a TwoTensor made from module weight\(s\) "
-                                                   r"'w': torch.export keeps that subclass's ops in the graph"):
+    # a weight whose ops stay the subclass's (TwoTensor's run in its __torch_dispatch__)
+    # is traced below them (test_subclass_weights.py), but this program returns one: a
+    # package rebuilds no class that no input has
+    with pytest.raises(aotpack.CaptureError, match=r"returns a torch.testing._internal.two_tensor.TwoTensor, a "
+                                                   r"tensor subclass no input of the call is"):
         aotpack.compile(_WithSubclassWeight(), (torch.randn(2, 4),), backend="eager")
 
 

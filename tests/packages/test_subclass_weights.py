@@ -184,6 +184,75 @@ def test_an_nf4_base_with_adapters_trains_as_eager(tmp_path, backend):
         torch.testing.assert_close(got, want)
 
 
+class TwoTensorWeighted(torch.nn.Module):
+    """A frozen weight of torch's TwoTensor, whose ops are its ``__torch_dispatch__``'s:
+    torch.export keeps them opaque, so capture traces the program below them (make_fx,
+    build/desugar.py), as torch.compile does; the output is plain."""
+
+    def __init__(self):
+        super().__init__()
+        from torch.testing._internal.two_tensor import TwoTensor
+
+        self.w = torch.nn.Parameter(TwoTensor(torch.randn(4, 4), torch.randn(4, 4)), requires_grad=False)
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = (self.lin(x) @ self.w).sin()
+        return y.a + 2 * y.b
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_a_weight_whose_subclass_ops_torch_export_keeps_packages_below_them(tmp_path, backend):
+    """A CaptureError until 2026-12-05 ("torch.export keeps that subclass's ops in the
+    graph"). Bound, the package follows a reassigned TwoTensor weight; unbound, a fresh
+    load needs no TwoTensor (its graph computes on the inner tensors); a plain weight
+    where the TwoTensor was is a GuardError naming it."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    torch.manual_seed(0)
+    model = TwoTensorWeighted()
+    x = torch.randn(3, 4)
+    path = aotpack.compile(model, (x,), backend=backend).save(tmp_path / "tt.aot")
+    inner = [w for w in aotpack.inspect(path).manifest.variants[0].weight_fqns if "parametrizations." in w]
+    assert sorted(inner) == ["parametrizations.w.original0", "parametrizations.w.original1"]
+    with torch.no_grad():
+        torch.testing.assert_close(aotpack.load(path)(x), model(x))
+        fn = aotpack.load(path, module=model)
+        model.w = torch.nn.Parameter(TwoTensor(torch.randn(4, 4), torch.randn(4, 4)), requires_grad=False)
+        torch.testing.assert_close(fn(x), model(x))
+        model.w = torch.nn.Parameter(torch.randn(4, 4), requires_grad=False)
+        with pytest.raises(aotpack.GuardError, match=r"module weight 'w' is a plain Parameter"):
+            fn(x)
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_torchao_float8_training_trains_as_eager(tmp_path, backend):
+    """torchao's float8 training (``convert_to_float8_training``): each Float8Linear casts
+    its input and weight to a Float8TrainingTensor, a subclass whose matmul is its
+    ``__torch_dispatch__``'s, with its own autograd.Functions around it. torch.export
+    failed on it ("Unable to cast NotImplemented to Tensor", a CaptureError until
+    2026-12-05); made inside the program, such subclasses send capture below their
+    dispatch, and the package's gradients are eager's."""
+    from torchao.float8 import convert_to_float8_training
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+    convert_to_float8_training(model)
+    x = torch.randn(16, 32, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "f8.aot"),
+                      module=model)
+    grads = []
+    for run in (fn, model):
+        xi = x.detach().clone().requires_grad_()
+        out = run(xi)
+        out.square().sum().backward()
+        grads.append([out.detach(), xi.grad, model[0].weight.grad.clone(), model[2].bias.grad.clone()])
+        model.zero_grad()
+    assert grads[1][2].abs().sum() > 0
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+
+
 def test_a_subclass_weight_that_requires_grad_is_refused():
     model = quantized(torch.nn.Sequential(torch.nn.Linear(8, 4)))
     model[0].weight.requires_grad_(True)

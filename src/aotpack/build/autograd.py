@@ -56,6 +56,7 @@ from .. import tree
 from ..errors import CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
 from ..package.manifest import Alias, Mutation, OutputView
+from . import subclass_weights
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
 
@@ -466,7 +467,9 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
         for k, n in enumerate(names):  # frozen globals and cells: the traced primals stand in (restore_globals)
             if n in homes:
                 homes[n].put(args[k])
-        outs = functional_call(program, params, tuple(args[len(names):]))
+        # (subclass weights are named by their inner tensors, as capture traced them)
+        with subclass_weights.unwrapped(program):
+            outs = functional_call(program, params, tuple(args[len(names):]))
         bases = [outs[k]._base for k in viewing]
         if any(b is None or b.dim() != n for b, n in zip(bases, hidden_dims)):
             raise CaptureError(f"{captured.name} uses torch.autograd.Function and returns a view of an intermediate "

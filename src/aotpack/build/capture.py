@@ -468,7 +468,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         # (tensor subclass weights traced as the plain tensors inside them, as torch.compile does)
         with subclass_weights.unwrapped(target) as subclass_kinds:
             ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn,
-                                                   subclasses=bool(tree.subclass_types(call.in_spec)))
+                                                   subclasses=bool(tree.subclass_types(call.in_spec)),
+                                                   weights_subclassed=bool(subclass_kinds))
     if subclass_kinds:
         subclass_weights.refuse_kept_subclasses(ep.graph_module, subclass_kinds)
     _refuse_new_subclass_outputs(call.in_spec, record, target)
@@ -876,7 +877,8 @@ def _restoring_grad_mode(grad_mode: bool):
         torch.set_grad_enabled(grad_mode)
 
 
-def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclasses: bool = False):
+def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclasses: bool = False,
+                    weights_subclassed: bool = False):
     """torch.export of the program, watched: (ExportedProgram, what the program's call
     recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph;
     warns of side effects run only once. A program that leaves grad mode changed has it
@@ -887,23 +889,32 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
     subclasses (``subclasses``; torch.export keeps their ops opaque), is
     exported from make_fx's graph of it (desugar.py; the record says
     ``traced_below_transforms``), where the transforms and the subclasses' own
-    ``__torch_dispatch__`` have run down to aten ops on plain tensors."""
+    ``__torch_dispatch__`` have run down to aten ops on plain tensors. So are programs on
+    subclass weights (``weights_subclassed``: subclass_weights.py) whose class torch.export kept opaque, or
+    failed on: one like TwoTensor, whose ops are its ``__torch_dispatch__``'s."""
     recorder = EffectRecorder()
-    warned = False
+    warned, first = False, None
     if not subclasses:
         try:
             ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder)
             warned = True
-        except CaptureError:
-            if not recorder.transforms:
+        except CaptureError as e:
+            first = e
+            if not (recorder.transforms or recorder.subclasses_made or weights_subclassed):
                 raise
-        if not recorder.transforms:
+        subclassed = weights_subclassed or recorder.subclasses_made
+        if not recorder.transforms and warned and not (subclassed and subclass_weights.kept_subclasses(ep.graph_module)):
             return ep, record, recorder
     recorder = EffectRecorder()
     with warnings.catch_warnings():
         if warned:  # (by the first export)
             warnings.filterwarnings("ignore", category=SideEffectWarning)
-        ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder, below_transforms=True)
+        try:
+            ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder, below_transforms=True)
+        except CaptureError:
+            if subclasses or first is None or recorder.transforms:
+                raise
+            raise first from first.__cause__  # (not made by subclasses: torch.export's reason is the one)
     record["traced_below_transforms"] = True
     return ep, record, recorder
 

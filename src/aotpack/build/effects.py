@@ -123,6 +123,9 @@ class EffectRecorder:
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.backward called by the program
         self.transforms: list[str] = []  # "grad at file:line": torch.func transforms the program called
+        # tensor subclasses made of tensors (``__tensor_flatten__``) that the program
+        # makes (torchao's float8 training casts): their ops are their __torch_dispatch__'s
+        self.subclasses_made: set[type] = set()
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
         self.module_methods: dict[tuple[int, types.CodeType], torch.nn.Module] = {}
         self.module_writes: set[tuple[int, str]] = set()  # (id(module), attribute) the program sets
@@ -173,6 +176,8 @@ class EffectRecorder:
             kind = self._code_kind(code)
             parent = frame.f_back
             on = parent in self._active
+            if on and code.co_name == "__new__":
+                self._subclass_made(frame)
             if kind == _ROOT:  # aotpack's capture wrapper: the program starts here
                 self._active[frame] = False
                 return
@@ -232,6 +237,11 @@ class EffectRecorder:
             name = _external_name(owner, frame)
             if name is not None:
                 self._add(f"{kind.__name__}.{arg.__name__} on {name}", frame)
+
+    def _subclass_made(self, frame) -> None:
+        cls = frame.f_locals.get("cls")
+        if isinstance(cls, type) and issubclass(cls, torch.Tensor) and hasattr(cls, "__tensor_flatten__"):
+            self.subclasses_made.add(cls)
 
     def _module_method(self, frame, code: types.CodeType) -> None:
         owner = frame.f_locals.get("self") if code.co_argcount else None

@@ -105,6 +105,11 @@ def unwrapped(target) -> Iterator[dict[str, str]]:
             slots.update(kept)
 
 
+def kept_subclasses(gm: torch.fx.GraphModule) -> bool:
+    """Whether the traced graph still computes on a tensor subclass (its values are one)."""
+    return any(is_wrapper_subclass(node.meta.get("val")) for node in gm.graph.nodes)
+
+
 def refuse_kept_subclasses(gm: torch.fx.GraphModule, kinds: dict[str, str]) -> None:
     """CaptureError where the traced graph still computes on a tensor subclass: one whose
     ops torch.export keeps as the subclass (its ``__torch_dispatch__`` runs below the
