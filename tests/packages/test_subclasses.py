@@ -227,3 +227,55 @@ def test_random_programs_on_a_two_tensor_equal_eager_or_are_refused(recipe, outs
             torch.testing.assert_close(a, b, equal_nan=True, msg=what)
     for a, b in ((theirs[0].a, mine[0].a), (theirs[0].b, mine[0].b), (theirs[1], mine[1])):
         torch.testing.assert_close(a, b, equal_nan=True, msg=what)  # in-place effects on the caller's tensors
+
+
+class _OnTwoTensorWeight(torch.nn.Module):
+    """A drawn program whose first argument is a frozen TwoTensor weight (torch.export keeps
+    its ops opaque, so capture traces below them: build/subclass_weights.py); its
+    TwoTensor results come back plain (a package rebuilds no class its inputs lack)."""
+
+    def __init__(self, program, w: TwoTensor):
+        super().__init__()
+        self.program = program
+        self.w = torch.nn.Parameter(w, requires_grad=False)
+
+    def forward(self, y):
+        out = self.program(self.w, y)
+        return tuple(o.a + 2 * o.b if isinstance(o, TwoTensor) else o for o in (out if isinstance(out, tuple) else (out,)))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16))
+def test_random_programs_on_a_two_tensor_weight_equal_eager_or_are_refused(recipe, outs, seed):
+    """The same grammar with the TwoTensor as a module's weight, the package bound to the
+    module: outputs and the weight's inner tensors after the call (in-place updates of
+    the weight reach its inner tensors) equal eager's."""
+    program = fuzz_programs.make_program(recipe, outs)
+    x, y = pair(4, 6, seed=seed), torch.randn(4, 6, generator=torch.Generator().manual_seed(seed))
+
+    def fresh():
+        return _OnTwoTensorWeight(program, TwoTensor(x.a.clone(), x.b.clone())), y.clone()
+
+    with torch.no_grad():
+        try:
+            mine, my_y = fresh()
+            want = [o.clone() for o in mine(my_y)]
+        except Exception:  # noqa: BLE001 - eager's own refusal of the program: nothing to compare
+            return
+        try:
+            module, example = fresh()
+            path = aotpack.compile(module, (example,), backend="eager").to_bytes()
+        except aotpack.AotpackError:
+            return  # a clear refusal is allowed; a silent difference is not
+        theirs, their_y = fresh()
+        fn = aotpack.load(path, module=theirs)
+        try:
+            got = fn(their_y)
+        except aotpack.GuardError:
+            return
+    what = f"recipe={recipe} outputs={outs}"
+    assert len(got) == len(want), what
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, equal_nan=True, msg=what)
+    for a, b in ((theirs.w.a, mine.w.a), (theirs.w.b, mine.w.b), (their_y, my_y)):
+        torch.testing.assert_close(a, b, equal_nan=True, msg=what)  # in-place effects
