@@ -98,7 +98,9 @@ def test_a_dim_keeps_its_range_and_a_branch_on_it_narrows_it_as_torch_export_doe
 
 
 def test_a_size_functorch_fixes_is_held_with_a_warning_and_guarded():
-    """hessian builds its basis at the example's size: the Dim keeps that one size."""
+    """hessian builds its basis at the example's size: the Dim keeps that one size.
+    torch.compile does the same: ``torch.compile(dynamic=True, fullgraph=True)`` of this
+    program compiles a graph for each size (4 graphs for 4 sizes; jacfwd: 1 graph)."""
     hess = TRANSFORMS["hessian"]
     with pytest.warns(aotpack.SpecializationWarning, match=r"n \(x.shape\[0\]\) = 6"):
         pkg = aotpack.compile(hess, (torch.randn(6),), dynamic={"x": {0: Dim("n", min=2, max=32)}}, backend="eager")
@@ -107,6 +109,16 @@ def test_a_size_functorch_fixes_is_held_with_a_warning_and_guarded():
     assert _same(fn(x), hess(x))
     with pytest.raises(aotpack.GuardError, match=r"args\[0\].shape\[0\]: expected 6, got 7"):
         fn(torch.randn(7))
+
+
+def test_jacfwd_stays_dynamic_over_a_dim():
+    """jacfwd's basis takes the input's size as a symbol: one package for every size."""
+    jac = TRANSFORMS["jacfwd"]
+    fn = aotpack.load(aotpack.compile(jac, (torch.randn(4),), dynamic={"x": {0: Dim("n", min=2, max=32)}},
+                                      backend="eager").to_bytes())
+    for n in (2, 5, 32):
+        x = torch.randn(n)
+        assert _same(fn(x), jac(x))
 
 
 @pytest.fixture(scope="module")
