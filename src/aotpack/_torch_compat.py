@@ -62,6 +62,27 @@ def has_empty_tensor(values) -> bool:
 
 
 @contextmanager
+def as_torch_export_traces():
+    """``torch.compiler.is_compiling()`` and ``is_exporting()`` say True, as while torch.export
+    traces: a program traced again (a training package's joint graph, traced from the
+    program itself) takes the branches torch.export's trace took. transformers' masks
+    skip a data-dependent check then (``find_packed_sequence_indices``), which would stop
+    AOT autograd's trace.
+
+    Private: ``torch.compiler._is_compiling_flag``, ``_is_exporting_flag`` (2.11-2.13; what
+    ``torch._export.utils._compiling_state_context`` sets).
+    """
+    import torch.compiler
+
+    saved = torch.compiler._is_compiling_flag, torch.compiler._is_exporting_flag
+    torch.compiler._is_compiling_flag = torch.compiler._is_exporting_flag = True
+    try:
+        yield
+    finally:
+        torch.compiler._is_compiling_flag, torch.compiler._is_exporting_flag = saved
+
+
+@contextmanager
 def quiet_export_logs():
     """Hold back the graph dumps torch prints while an export fails.
 

@@ -496,7 +496,9 @@ def _own_requires_grad(run: Callable, primals: list) -> list[bool]:
     otherwise where make_fx traced it (desugar.py): it has no grad-mode regions, so a
     value the program computed under ``no_grad`` requires grad there (fuzzer seeds 60
     and 61: the joint graph's output grads did not match, a CaptureError)."""
-    with torch.enable_grad():
+    from .. import _torch_compat as compat
+
+    with torch.enable_grad(), compat.as_torch_export_traces():
         try:
             outs = run(*primals)
         finally:
@@ -793,7 +795,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
-        with compat.quiet_export_logs(), _own_grads(captured.custom_functions):
+        with compat.quiet_export_logs(), _own_grads(captured.custom_functions), \
+                compat.as_torch_export_traces() if itself else contextlib.nullcontext():
             try:
                 joint = compat.aot_export_joint(run, traced)
             finally:
