@@ -100,8 +100,11 @@ class Desugared(torch.nn.Module):
         record, program._record = program._record, records.append
         program._subclasses = True  # (subclass outputs: their inner tensors are this trace's values)
         try:
-            gm, fakes, guards = compat.trace_below_transforms(
-                lambda weights, *inputs: functional_call(program, weights, inputs), [_weights(program), *flat])
+            # (as torch.export and torch.compile trace: code asking torch.compiler.is_compiling()
+            # takes the branch it takes in their traces)
+            with compat.as_torch_export_traces():
+                gm, fakes, guards = compat.trace_below_transforms(
+                    lambda weights, *inputs: functional_call(program, weights, inputs), [_weights(program), *flat])
         finally:
             program._record = record
         _drop_unused_wrapped_constants(gm)
