@@ -115,6 +115,24 @@ def test_a_package_bound_to_a_quantized_module_follows_its_weights(tmp_path, bac
             fn(x)
 
 
+def assert_trains_as_eager(path, model, x, logits=lambda out: out):
+    """The package at ``path``, bound to ``model``, and ``model`` itself, each run on a copy
+    of ``x`` and differentiated: equal outputs, input gradient (where ``x`` requires grad)
+    and gradient of every parameter that gets one (at least one does); returns how many did."""
+    fn = aotpack.load(path, module=model)
+    grads = []
+    for run in (fn, model):
+        xi = x.detach().clone().requires_grad_(x.requires_grad)
+        out = logits(run(xi))
+        out.square().mean().backward()
+        grads.append([out.detach(), xi.grad, *[p.grad.clone() for p in model.parameters() if p.grad is not None]])
+        model.zero_grad()
+    assert len(grads[0]) == len(grads[1]) > 2
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+    return len(grads[0]) - 2
+
+
 class Adapted(torch.nn.Module):
     """A frozen base Linear (quantized) with a trainable low-rank adapter, as QLoRA trains."""
 
@@ -135,17 +153,7 @@ def test_adapters_around_a_quantized_base_train_as_eager(tmp_path, backend):
     quantize_(model, Int8WeightOnlyConfig(), filter_fn=lambda m, fqn: fqn == "base")
     model.base.bias.requires_grad_(False)
     x = torch.randn(5, 16, requires_grad=True)
-    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "t.aot"),
-                      module=model)
-    grads = []
-    for run in (fn, model):
-        xi = x.detach().clone().requires_grad_()
-        out = run(xi)
-        out.square().sum().backward()
-        grads.append([out.detach(), xi.grad, model.down.weight.grad.clone(), model.up.weight.grad.clone()])
-        model.zero_grad()
-    for got, want in zip(*grads):
-        torch.testing.assert_close(got, want)
+    assert_trains_as_eager(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "t.aot"), model, x)
 
 
 class NF4Adapted(torch.nn.Module):
@@ -172,16 +180,8 @@ def test_an_nf4_base_with_adapters_trains_as_eager(tmp_path, backend):
     torch.manual_seed(0)
     model = NF4Adapted()
     x = torch.randn(3, 128)
-    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "nf4.aot"),
-                      module=model)
-    grads = []
-    for run in (fn, model):
-        out = run(x)
-        out.square().sum().backward()
-        grads.append([out.detach(), model.down.weight.grad.clone(), model.up.weight.grad.clone()])
-        model.zero_grad()
-    for got, want in zip(*grads):
-        torch.testing.assert_close(got, want)
+    assert_trains_as_eager(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "nf4.aot"),
+                           model, x)
 
 
 class TwoTensorWeighted(torch.nn.Module):
@@ -239,42 +239,23 @@ def test_torchao_float8_training_trains_as_eager(tmp_path, backend):
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
     convert_to_float8_training(model)
     x = torch.randn(16, 32, requires_grad=True)
-    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "f8.aot"),
-                      module=model)
-    grads = []
-    for run in (fn, model):
-        xi = x.detach().clone().requires_grad_()
-        out = run(xi)
-        out.square().sum().backward()
-        grads.append([out.detach(), xi.grad, model[0].weight.grad.clone(), model[2].bias.grad.clone()])
-        model.zero_grad()
-    assert grads[1][2].abs().sum() > 0
-    for got, want in zip(*grads):
-        torch.testing.assert_close(got, want)
+    assert_trains_as_eager(aotpack.compile(model, (x,), train=True, backend=backend).save(tmp_path / "f8.aot"),
+                           model, x)
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-def test_a_transformers_llama_in_torchao_float8_training_trains_as_eager(tmp_path, backend):
+def test_a_transformers_llama_in_torchao_float8_training_trains_as_eager(tmp_path):
     """Float8 training of a transformers Llama: every gradient equal to eager's. Its joint
     graph is traced from the program itself, where transformers' mask checks a
     data-dependent condition unless it is being compiled; the trace says so now, as
-    torch.export's does (a CaptureError, "DataDependentOutputException", until 2026-12-05)."""
+    torch.export's does (a CaptureError, "DataDependentOutputException", until 2026-12-05).
+    (With aoti: equal within 6e-8, 39 s to compile; float8 on aoti is the test above.)"""
     from torchao.float8 import convert_to_float8_training
 
     model = tiny_llama().train()
     convert_to_float8_training(model, module_filter_fn=lambda m, fqn: fqn != "lm_head")
     ids = torch.arange(16).reshape(1, 16) % 64
-    fn = aotpack.load(aotpack.compile(model, (ids,), train=True, backend=backend).save(tmp_path / "f8.aot"),
-                      module=model)
-    grads = []
-    for run in (fn, model):
-        out = run(ids)
-        out.logits.square().mean().backward()
-        grads.append([out.logits.detach()] + [p.grad.clone() for p in model.parameters()])
-        model.zero_grad()
-    assert len(grads[0]) == 1 + len(list(model.parameters()))
-    for got, want in zip(*grads):
-        torch.testing.assert_close(got, want)
+    path = aotpack.compile(model, (ids,), train=True, backend="eager").save(tmp_path / "f8.aot")
+    assert assert_trains_as_eager(path, model, ids, logits=lambda out: out.logits) == len(list(model.parameters()))
 
 
 def test_a_subclass_weight_that_requires_grad_is_refused():
