@@ -364,3 +364,22 @@ def test_a_quantized_submodule_held_at_two_paths_packages_and_binds(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(fn(x), model(x))
     assert model.again is model.first and type(model.first) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("config", ["Int8DynamicActivationInt8WeightConfig", "IntxWeightOnlyConfig",
+                                    "Float8WeightOnlyConfig", "Int8DynamicActivationIntxWeightConfig"])
+def test_torchaos_other_quantizations_package_and_bind(config):
+    """torchao's other CPU quantizations (dynamic int8 activations, intx and float8 weights:
+    each Linear's weight another subclass) package, bound, with eager's outputs."""
+    import torchao.quantization
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 32))
+    quantize_(model, getattr(torchao.quantization, config)())
+    assert type(model[0].weight) is not torch.nn.Parameter
+    x = torch.randn(4, 64)
+    fn = aotpack.load(aotpack.compile(model, (x,), backend="eager").to_bytes(), module=model)
+    with torch.no_grad():
+        for seed in range(2):
+            x = torch.randn(4, 64, generator=torch.Generator().manual_seed(seed))
+            torch.testing.assert_close(fn(x), model(x))
