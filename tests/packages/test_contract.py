@@ -938,32 +938,21 @@ def test_tensor_subclasses_that_override_torch_functions_are_refused(tmp_path, b
         torch.testing.assert_close(fn(torch.nn.Parameter(x)), x * 2)
 
 
-class _WithSubclassWeight(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        from torch.testing._internal.two_tensor import TwoTensor
-
-        w = torch.randn(4, 4)
-        self.w = torch.nn.Parameter(TwoTensor(w, w.clone()), requires_grad=False)
-
-    def forward(self, x):
-        return x @ self.w
-
-
 def test_compiling_with_a_tensor_subclass_is_one_clear_capture_error():
     """An input of a subclass with its own __torch_function__ and no inner tensors, or a
-    TwoTensor output made from a TwoTensor weight: the package could not run
+    TwoTensor output of a class no input or weight has: the package could not run
     it as eager does, and compiling one failed with torch's raw RuntimeError in the
     package writer until 2026-12-04. (A TwoTensor *input* packages: test_subclasses.py.)"""
     with pytest.raises(aotpack.CaptureError, match=r"input x is a PlusHundred, a tensor subclass that runs its own "
                                                    r"__torch_dispatch__ or __torch_function__ at each op and is not made of"):
         aotpack.compile(lambda x: x * 2, (torch.randn(3).as_subclass(PlusHundred),), backend="eager")
-    # a weight whose ops stay the subclass's (TwoTensor's run in its __torch_dispatch__)
-    # is traced below them (test_subclass_weights.py), but this program returns one: a
-    # package rebuilds no class that no input has
+    # a TwoTensor the program makes and returns, of a class no input and no weight has: a
+    # package rebuilds no such class (a weight's class it does: test_subclass_weights.py)
+    from torch.testing._internal.two_tensor import TwoTensor
+
     with pytest.raises(aotpack.CaptureError, match=r"returns a torch.testing._internal.two_tensor.TwoTensor, a "
-                                                   r"tensor subclass no input of the call is"):
-        aotpack.compile(_WithSubclassWeight(), (torch.randn(2, 4),), backend="eager")
+                                                   r"tensor subclass that no input of the call and no module weight"):
+        aotpack.compile(lambda x: TwoTensor(x.sin(), x * 2), (torch.randn(2, 4),), backend="eager")
 
 
 def noisy(x):

@@ -225,6 +225,46 @@ def test_a_weight_whose_subclass_ops_torch_export_keeps_packages_below_them(tmp_
             fn(x)
 
 
+class TwoTensorProduct(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torch.testing._internal.two_tensor import TwoTensor
+
+        self.w = torch.nn.Parameter(TwoTensor(torch.randn(4, 4), torch.randn(4, 4)), requires_grad=False)
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def test_an_output_of_a_weights_subclass_is_rebuilt_where_the_class_is_imported(tmp_path):
+    """``x @ w`` with ``w`` a TwoTensor is a TwoTensor: the package returns one (a
+    CaptureError until 2026-12-05: only input classes were rebuilt). A fresh process that
+    has not imported the class is told which module to import (load never imports one);
+    after the import, it gets eager's TwoTensor."""
+    torch.manual_seed(0)
+    model, x = TwoTensorProduct(), torch.randn(2, 4)
+    path = aotpack.compile(model, (x,), backend="eager").save(tmp_path / "p.aot")
+    with torch.no_grad():
+        out, want = aotpack.load(path, module=model)(x), model(x)
+    assert type(out) is type(want)
+    torch.testing.assert_close((out.a, out.b), (want.a, want.b))
+    torch.save({"x": x, "a": want.a, "b": want.b}, tmp_path / "io.pt")
+    child = ("import sys, importlib, torch, aotpack\n"
+             "name = 'torch.testing._internal.two_tensor'\n"
+             "assert name not in sys.modules\n"
+             "try:\n"
+             "    aotpack.load(sys.argv[1] + '/p.aot')\n"
+             "    raise SystemExit('loaded without the class')\n"
+             "except aotpack.AotpackError as e:\n"
+             "    assert 'import torch.testing._internal.two_tensor before aotpack.load' in str(e), e\n"
+             "TwoTensor = importlib.import_module(name).TwoTensor\n"
+             "io = torch.load(sys.argv[1] + '/io.pt')\n"
+             "out = aotpack.load(sys.argv[1] + '/p.aot')(io['x'])\n"
+             "assert type(out) is TwoTensor and torch.equal(out.a, io['a']) and torch.equal(out.b, io['b'])\n"
+             "print('ok')\n")
+    assert run_fresh(["-c", child, str(tmp_path)]).stdout.strip().endswith("ok")
+
+
 @pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
 def test_torchao_float8_training_trains_as_eager(tmp_path, backend):
     """torchao's float8 training (``convert_to_float8_training``): each Float8Linear casts

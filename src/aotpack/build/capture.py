@@ -920,15 +920,17 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
 
 
 def _refuse_new_subclass_outputs(in_spec: TreeSpec, record: dict, target) -> None:
-    """A package rebuilds an output tensor subclass only of a class an input has: a class
-    the caller passed is imported where the package runs, and a package never makes
-    aotpack import a module it names. (Where torch.export traced the program, such an
-    output is whole, a leaf: ``record["subclass_outputs"]``.)"""
+    """A package rebuilds an output tensor subclass only of a class an input or a module
+    weight has (a TwoTensor weight's products are TwoTensors): a class the caller passes,
+    or their module holds, is imported where the package runs, and a package never makes
+    aotpack import a module it names (load says which to import where it is not). (Where
+    torch.export traced the program, such an output is whole, a leaf:
+    ``record["subclass_outputs"]``.)"""
     made = tree.subclass_types(record["out_spec"]) | set(record["subclass_outputs"])
-    new = sorted(made - tree.subclass_types(in_spec))
+    new = sorted(made - tree.subclass_types(in_spec) - subclass_weights.classes(target))
     if new:
-        raise CaptureError(f"{program_name(target)} returns a {new[0]}, a tensor subclass no input of the call is: "
-                           "a loaded package would have to import its module to rebuild it",
+        raise CaptureError(f"{program_name(target)} returns a {new[0]}, a tensor subclass that no input of the call "
+                           "and no module weight is: a loaded package would have to import its module to rebuild it",
                            hint="return its inner tensors, or take one such tensor as an input")
 
 

@@ -32,9 +32,9 @@ import torch
 from torch.nn.utils import parametrize
 
 from ..errors import CaptureError
-from ..tree import describe_subclass, is_wrapper_subclass
+from ..tree import describe_subclass, is_wrapper_subclass, type_name
 
-__all__ = ["refuse_kept_subclasses", "unwrapped"]
+__all__ = ["classes", "kept_subclasses", "refuse_kept_subclasses", "unwrapped"]
 
 
 class _Rebuild(torch.nn.Module):
@@ -103,6 +103,13 @@ def unwrapped(target) -> Iterator[dict[str, str]]:
             kept = {k: slots[k] for k in order if k in slots}  # (in the order named_parameters gave)
             slots.clear()
             slots.update(kept)
+
+
+def classes(target) -> set[str]:
+    """The classes (import paths) of ``target``'s subclass weights; {} for a function."""
+    if not isinstance(target, torch.nn.Module):
+        return set()
+    return {type_name(type(t)) for *_, t in _subclass_weights(target)}
 
 
 def kept_subclasses(gm: torch.fx.GraphModule) -> bool:

@@ -184,7 +184,8 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     (``__tensor_flatten__``: their attribute names, and its context as JSON), which are
     the graph's inputs and outputs; the wrapper's size and strides are its first inner
     tensor's. A call must pass the same class with the same names and context; an output
-    is rebuilt by the class's ``__tensor_unflatten__``, a class among the inputs' (the
+    is rebuilt by the class's ``__tensor_unflatten__``, a class among the inputs' or the
+    module weights' (since 2026-12-05; the
     type is resolved only among classes already imported, and called only where it is a
     tensor subclass that unflattens). The version is 12 only where a spec has such a
     node (a version 11 reader refuses the kind as unknown).
