@@ -760,10 +760,13 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         captured = capture(target, args, kwargs, allow_mutations=True)
     subclasses = sorted(tree.subclass_types(captured.in_spec) | tree.subclass_types(captured.out_spec))
     if subclasses:
-        # (autograd tracks the subclass itself, not the inner tensors the graph computes on:
-        # torch.compile differentiates below the subclass's dispatch, which this does not)
+        # (eager's autograd runs on the wrapper: even a plain parameter that meets a TwoTensor
+        # input gets a TwoTensor gradient, which a joint graph of the inner tensors, with
+        # plain gradients, is not; aot_export_joint_simple refuses subclass inputs, and
+        # torch.compile's own route, AOT autograd's subclass wrappers, is not taken here)
         raise CaptureError(f"{captured.name} takes or returns a {subclasses[0]}, a tensor subclass: training "
-                           "packages take and return plain tensors; an inference package takes it",
+                           "packages take and return plain tensors (eager's gradients here follow the subclass: "
+                           "even a plain parameter's would be one); an inference package takes it",
                            hint="compile with train=False, or pass its inner tensors")
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
