@@ -169,6 +169,25 @@ def test_view_of_a_strided_input_updated_in_place(program):
     torch.testing.assert_close(g_got, g_want)
 
 
+def test_a_view_of_an_input_updated_in_another_layout_with_a_dim_is_refused_clearly():
+    """A view of an input updated in place whose compiled layout the update does not keep
+    (fuzzer seed 63's program: bf16, the input transposed, its rows a Dim): the view's
+    numbers in the caller's layout are not derived for every size the Dim allows, so
+    compile refuses naming the output. Until 2026-12-05 it wrote the example's sizes into
+    the manifest as symbols and refused its own package as "malformed"."""
+    import fuzz_programs
+
+    program = fuzz_programs.make_program([("concat", 17, 10, 12), ("inplace_view", 19, 5, 3),
+                                          ("inplace_no_grad", 14, 15, 18)], (15, 3))
+    inputs = fuzz_programs.build_inputs(fuzz_programs.CallSpec(layouts=("transposed", "offset"), aliasing="none",
+                                                               dtype=torch.bfloat16, requires_grad=(True, False),
+                                                               shape=(4, 6)), 0)
+    rows = torch.export.Dim("rows", min=2, max=16)
+    with pytest.raises(aotpack.CaptureError, match=r"output 1 is a view of an argument the program updates in "
+                                                   r"place, and the update changes its layout"):
+        aotpack.compile(program, tuple(inputs), train=True, backend="eager", dynamic={"x": {0: rows}, "y": {0: rows}})
+
+
 def bump_then_weigh(x, w):
     x.add_(1)
     return (x * w).sum()

@@ -275,6 +275,12 @@ def _in_layout_of(arg, b, v, offset: int) -> tuple[list[int], int] | None:
     each step of the view and its start, as a step in ``b``'s element indices, laid out
     with ``arg``'s strides. None where that is no view of ``arg`` (a step that carries
     from one dimension into the next, a flatten) or the sizes are symbolic."""
+    numbers = (*b.shape, *b.stride(), *arg.stride(), *v.shape, *v.stride(), offset)
+    if any(isinstance(n, torch.SymInt) for n in numbers):
+        # (int() of a size a Dim gives is its example's value, without an error: those
+        # numbers went into the manifest as SymInts, which its check refused as malformed,
+        # fuzzer seed 63)
+        return None
     try:
         shape, b_stride, a_stride = [int(n) for n in b.shape], [int(s) for s in b.stride()], [int(s) for s in arg.stride()]
         sizes, steps, start = [int(n) for n in v.shape], [int(s) for s in v.stride()], int(offset)
