@@ -477,7 +477,9 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     Args:
       path: the package file; or its bytes, or a binary file object (read into memory).
       module: bind this module's live parameters and buffers instead of the stored
-        ones (no copy: an optimizer step on ``module`` is seen by the next call).
+        ones (no copy: an optimizer step on ``module`` is seen by the next call). A
+        training package trains only a bound module: its stored weights are frozen
+        copies, which get no gradient (only inputs that require grad do).
       check_guards: False skips input checks. UNSAFE: a wrong shape then runs the
         compiled code on memory it was not compiled for.
       guard_filter: ``f(entries) -> list[bool]``; each entry (``GuardEntry``: variant,
