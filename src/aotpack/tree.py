@@ -413,8 +413,10 @@ def _json_shaped(value):
         items = [_json_shaped(v) for v in value]
         return _NOT_JSON if any(i is _NOT_JSON for i in items) else items
     if isinstance(value, dict):
-        items = {k: _json_shaped(v) for k, v in value.items()} if all(isinstance(k, str) for k in value) else {}
-        return items if len(items) == len(value) and _NOT_JSON not in items.values() else _NOT_JSON
+        if not all(isinstance(k, str) for k in value):
+            return _NOT_JSON
+        items = {k: _json_shaped(v) for k, v in value.items()}
+        return _NOT_JSON if any(i is _NOT_JSON for i in items.values()) else items
     return value if isinstance(value, _SCALARS) else _NOT_JSON
 
 

@@ -275,17 +275,13 @@ def _in_layout_of(arg, b, v, offset: int) -> tuple[list[int], int] | None:
     each step of the view and its start, as a step in ``b``'s element indices, laid out
     with ``arg``'s strides. None where that is no view of ``arg`` (a step that carries
     from one dimension into the next, a flatten) or the sizes are symbolic."""
-    numbers = (*b.shape, *b.stride(), *arg.stride(), *v.shape, *v.stride(), offset)
-    if any(isinstance(n, torch.SymInt) for n in numbers):
-        # (int() of a size a Dim gives is its example's value, without an error: those
+    if any(isinstance(n, torch.SymInt) for n in (*b.shape, *b.stride(), *arg.stride(), *v.shape, *v.stride(), offset)):
+        # (int() of a size a Dim gives would be its example's value, without an error: those
         # numbers went into the manifest as SymInts, which its check refused as malformed,
         # fuzzer seed 63)
         return None
-    try:
-        shape, b_stride, a_stride = [int(n) for n in b.shape], [int(s) for s in b.stride()], [int(s) for s in arg.stride()]
-        sizes, steps, start = [int(n) for n in v.shape], [int(s) for s in v.stride()], int(offset)
-    except (TypeError, RuntimeError):  # a symbolic size: not at compile time
-        return None
+    shape, b_stride, a_stride = list(b.shape), list(b.stride()), list(arg.stride())
+    sizes, steps, start = list(v.shape), list(v.stride()), offset
     order = sorted((d for d in range(len(shape)) if shape[d] > 1), key=lambda d: -b_stride[d])
 
     def index(memory: int) -> list[int] | None:
@@ -804,8 +800,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
-        with compat.quiet_export_logs(), _own_grads(captured.custom_functions), \
-                compat.as_torch_export_traces() if itself else contextlib.nullcontext():
+        # (a program traced again runs as torch.export traced it: as_torch_export_traces)
+        with compat.quiet_export_logs(), _own_grads(captured.custom_functions), compat.as_torch_export_traces():
             try:
                 joint = compat.aot_export_joint(run, traced)
             finally:

@@ -468,8 +468,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         # (tensor subclass weights traced as the plain tensors inside them, as torch.compile does)
         with subclass_weights.unwrapped(target) as subclass_kinds:
             ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn,
-                                                   subclasses=bool(tree.subclass_types(call.in_spec)),
-                                                   weights_subclassed=bool(subclass_kinds))
+                                                   subclass_inputs=bool(tree.subclass_types(call.in_spec)),
+                                                   subclass_weights_held=bool(subclass_kinds))
     if subclass_kinds:
         subclass_weights.refuse_kept_subclasses(ep.graph_module, subclass_kinds)
     _refuse_new_subclass_outputs(call.in_spec, record, target)
@@ -877,44 +877,50 @@ def _restoring_grad_mode(grad_mode: bool):
         torch.set_grad_enabled(grad_mode)
 
 
-def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclasses: bool = False,
-                    weights_subclassed: bool = False):
+def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclass_inputs: bool = False,
+                    subclass_weights_held: bool = False):
     """torch.export of the program, watched: (ExportedProgram, what the program's call
     recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph;
     warns of side effects run only once. A program that leaves grad mode changed has it
     recorded (replayed after each call of the package), and undone here.
 
-    A program that runs a ``torch.func`` transform that differentiates (which torch.export
-    fails on, or traces with its input frozen into a constant), or takes tensor
-    subclasses (``subclasses``; torch.export keeps their ops opaque), is
-    exported from make_fx's graph of it (desugar.py; the record says
-    ``traced_below_transforms``), where the transforms and the subclasses' own
-    ``__torch_dispatch__`` have run down to aten ops on plain tensors. So are programs on
-    subclass weights (``weights_subclassed``: subclass_weights.py) whose class torch.export kept opaque, or
-    failed on: one like TwoTensor, whose ops are its ``__torch_dispatch__``'s."""
+    Some programs are exported from make_fx's graph of them instead (desugar.py; the
+    record says ``traced_below_transforms``), where torch's transforms and the subclasses'
+    own ``__torch_dispatch__`` have run down to aten ops on plain tensors:
+
+    - a ``torch.func`` transform that differentiates, or ``torch.autograd.grad`` (which
+      torch.export fails on, or traces with its input frozen into a constant);
+    - tensor subclass inputs (``subclass_inputs``: torch.export keeps their ops opaque);
+    - subclass weights (``subclass_weights_held``: subclass_weights.py) or subclasses the
+      program makes (torchao's float8 casts), where torch.export failed on them or kept
+      them in its graph (TwoTensor: its ops are its ``__torch_dispatch__``'s). If make_fx
+      fails too, torch.export's error is the one raised.
+    """
     recorder = EffectRecorder()
-    warned, first = False, None
-    if not subclasses:
+    first = None  # torch.export's own error, where it failed
+    if not subclass_inputs:
         try:
             ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder)
-            warned = True
         except CaptureError as e:
             first = e
-            if not (recorder.transforms or recorder.subclasses_made or weights_subclassed):
-                raise
-        subclassed = weights_subclassed or recorder.subclasses_made
-        if not recorder.transforms and warned and not (subclassed and subclass_weights.kept_subclasses(ep.graph_module)):
+        on_subclasses = (subclass_weights_held or recorder.subclasses_made) and (
+            first is not None or subclass_weights.kept_subclass(ep.graph_module) is not None)
+        if not (recorder.transforms or on_subclasses):
+            if first is not None:
+                raise first
             return ep, record, recorder
+    warned = not subclass_inputs and first is None  # (the first export warned of the side effects)
+    fallback = None if subclass_inputs or recorder.transforms else first  # (make_fx's says more of a transform)
     recorder = EffectRecorder()
     with warnings.catch_warnings():
-        if warned:  # (by the first export)
+        if warned:
             warnings.filterwarnings("ignore", category=SideEffectWarning)
         try:
             ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder, below_transforms=True)
         except CaptureError:
-            if subclasses or first is None or recorder.transforms:
+            if fallback is None:
                 raise
-            raise first from first.__cause__  # (not made by subclasses: torch.export's reason is the one)
+            raise fallback from None
     record["traced_below_transforms"] = True
     return ep, record, recorder
 

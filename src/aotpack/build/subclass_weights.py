@@ -8,7 +8,10 @@ package does the same: while the program is captured, each subclass weight is re
 a parametrization (``torch.nn.utils.parametrize``, public API) whose originals are its
 inner tensors and whose forward rebuilds the subclass from them, so torch.export traces
 the subclass's own code down to plain ops on ``<path>.parametrizations.<name>.original<k>``
-(the names torch.export's own decompositions give them). The module is put back as it
+(the names torch.export's own decompositions give them). torchao's subclasses do that in
+their ``__torch_function__``; one whose ops are its ``__torch_dispatch__``'s (TwoTensor)
+torch.export keeps whole, and capture traces such a program again below the dispatch
+(make_fx: build/desugar.py), the weight still taken apart. The module is put back as it
 was afterwards: the same Parameter objects, the same class.
 
 A bound load (``aotpack.load(path, module=m)``) reads each inner tensor from the live
@@ -34,7 +37,7 @@ from torch.nn.utils import parametrize
 from ..errors import CaptureError
 from ..tree import describe_subclass, is_wrapper_subclass, type_name
 
-__all__ = ["classes", "kept_subclasses", "refuse_kept_subclasses", "unwrapped"]
+__all__ = ["classes", "kept_subclass", "refuse_kept_subclasses", "unwrapped"]
 
 
 class _Rebuild(torch.nn.Module):
@@ -112,25 +115,27 @@ def classes(target) -> set[str]:
     return {type_name(type(t)) for *_, t in _subclass_weights(target)}
 
 
-def kept_subclasses(gm: torch.fx.GraphModule) -> bool:
-    """Whether the traced graph still computes on a tensor subclass (its values are one)."""
-    return any(is_wrapper_subclass(node.meta.get("val")) for node in gm.graph.nodes)
-
-
-def refuse_kept_subclasses(gm: torch.fx.GraphModule, kinds: dict[str, str]) -> None:
-    """CaptureError where the traced graph still computes on a tensor subclass: one whose
-    ops torch.export keeps as the subclass (its ``__torch_dispatch__`` runs below the
-    graph: torch's TwoTensor) rather than tracing into plain ops, as torchao's do in
-    their ``__torch_function__``. A package computes on plain tensors and returns them."""
+def kept_subclass(gm: torch.fx.GraphModule) -> type | None:
+    """The class of the first tensor subclass the traced graph still computes on (one
+    whose ops torch.export keeps as the subclass: its ``__torch_dispatch__`` runs below the
+    graph, torch's TwoTensor), or None where it computes on plain tensors only."""
     for node in gm.graph.nodes:
         val = node.meta.get("val")
         if is_wrapper_subclass(val):  # (the graph's fake tensors are not)
-            weights = ", ".join(repr(k) for k in kinds)
-            raise CaptureError(f"the program computes on a {type(val).__qualname__} made from module weight(s) "
-                               f"{weights}: torch.export keeps that subclass's ops in the graph (its "
-                               "__torch_dispatch__ runs below it) where packages need plain tensors; subclasses "
-                               "whose ops trace into plain ones (torchao's quantized weights) are packaged",
-                               hint="pass plain weights, or unwrap the subclass inside the program")
+            return type(val)
+    return None
+
+
+def refuse_kept_subclasses(gm: torch.fx.GraphModule, kinds: dict[str, str]) -> None:
+    """CaptureError where the graph capture made of a program on subclass weights
+    (``kinds``) still computes on a subclass: a package computes on plain tensors.
+    (Capture traces such programs below the dispatch, so this is a last check.)"""
+    kept = kept_subclass(gm)
+    if kept is not None:
+        weights = ", ".join(repr(k) for k in kinds)
+        raise CaptureError(f"the program computes on a {kept.__qualname__} made from module weight(s) {weights}, "
+                           "whose ops stay the subclass's in the traced graph: packages need plain tensors",
+                           hint="pass plain weights, or unwrap the subclass inside the program")
 
 
 def _remove(owner: torch.nn.Module, name: str) -> None:
