@@ -315,3 +315,22 @@ def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, 
         torch.set_default_dtype(before)
     assert got.dtype == want.dtype
     torch.testing.assert_close(got, want)
+
+
+def test_a_program_defined_in_python_c_has_its_grad_mode_read_guarded():
+    """Code without a file (``python -c``, ``exec``, a REPL) is the user's program too:
+    its ``torch.is_grad_enabled()`` is guarded. Until 2026-12-05 the effect recorder took
+    such code for torch's generated code, and the package returned the branch taken at
+    capture (3s where eager gives 2s), silently."""
+    child = ("import torch, aotpack\n"
+             "def f(x):\n"
+             "    return x * 2 if torch.is_grad_enabled() else x * 3\n"
+             "with torch.no_grad():\n"
+             "    fn = aotpack.load(aotpack.compile(f, (torch.ones(3),), backend='eager').to_bytes())\n"
+             "    assert torch.equal(fn(torch.ones(3)), f(torch.ones(3)))\n"
+             "try:\n"
+             "    fn(torch.ones(3))\n"
+             "except aotpack.GuardError as e:\n"
+             "    assert 'torch.is_grad_enabled(): expected False' in str(e), e\n"
+             "    print('ok')\n")
+    assert run_fresh(["-c", child]).stdout.strip().endswith("ok")

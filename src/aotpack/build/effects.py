@@ -95,6 +95,11 @@ _BRIDGES = {os.path.join(_TORCH_DIR, *path.split("/")): names for path, names in
 }.items()}
 # torch's own modules: their forward calls submodules (nn.Sequential's: the user's too)
 _TORCH_MODULES = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
+# code torch and Python generate (torch.fx's GraphModule code, frozen stdlib modules): not
+# the program's. Other code without a file is the user's: ``python -c``, ``exec``, a
+# doctest, a REPL (until 2026-12-05 it was not, so a grad-mode read in such a program went
+# unguarded: its package gave the branch taken at capture)
+_GENERATED = ("<eval_with_key", "<frozen")
 _SITE = tuple({os.path.normpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
 _USER, _BRIDGE, _OTHER, _ROOT = 0, 1, 2, 3
 
@@ -161,7 +166,7 @@ class EffectRecorder:
                 kind = _BRIDGE
             elif name.startswith(_TORCH_MODULES) and code.co_name == "forward":
                 kind = _BRIDGE
-            elif code.co_filename.startswith("<") or name.startswith(_TORCH_DIR):
+            elif code.co_filename.startswith(_GENERATED) or name.startswith(_TORCH_DIR):
                 kind = _OTHER
             elif name.startswith(_STDLIB) and not name.startswith(_SITE):
                 kind = _BRIDGE
