@@ -1011,6 +1011,99 @@ def test_inference_package_refuses_inputs_and_parameters_that_require_grad(tmp_p
     torch.testing.assert_close(bound(x.detach()), m(x))
 
 
+class NoGradHead(torch.nn.Module):
+    """A frozen feature extractor as people write it: the parameters keep requires_grad,
+    the forward runs under no_grad, so eager's output requires no grad."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.unused = torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            features = self.body(x).relu()
+        return features * 2, features.argmax(-1)
+
+
+class DetachesInForward(torch.autograd.Function):  # its forward detaches; its output still requires grad
+    @staticmethod
+    def forward(ctx, x):
+        return x.detach() * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+class NonDifferentiable(torch.autograd.Function):  # marks its output: it requires no grad in eager
+    @staticmethod
+    def forward(ctx, x):
+        out = x * 2
+        ctx.mark_non_differentiable(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+def detached_and_argmax(x, y):
+    return x.detach() * y, (x * 2).argmax()
+
+
+def through_detaching_function(x):
+    return DetachesInForward.apply(x) + 1
+
+
+def through_non_differentiable(x):
+    return NonDifferentiable.apply(x) + 1
+
+
+def test_a_bound_module_that_detaches_its_parameters_runs_under_grad_mode(tmp_path):
+    """An inference package of a module whose forward uses its parameters under no_grad
+    takes them requiring grad: eager's output requires no grad either (a GuardError until
+    2026-12-05). Known from the autograd graph the capture's trace builds, so it holds for
+    a capture with grad mode on; one under no_grad knows nothing and refuses as before."""
+    m = NoGradHead()
+    x = torch.randn(3, 4, requires_grad=True)
+    path = aotpack.compile(m, (x,), backend="eager").save(tmp_path / "h.aot")
+    bound = aotpack.load(path, module=m)
+    assert bound.manifest.variants[0].detached_weights == ["body.bias", "body.weight", "unused.bias", "unused.weight"]
+    (out, top), (want, want_top) = bound(x), m(x)
+    assert not out.requires_grad and not want.requires_grad
+    torch.testing.assert_close(out, want)
+    assert torch.equal(top, want_top)
+    m.body.weight = torch.nn.Parameter(torch.randn(4, 4))  # followed, and still detached
+    torch.testing.assert_close(bound(x)[0], m(x)[0])
+    with torch.no_grad():
+        under_no_grad = aotpack.compile(m, (x,), backend="eager").save(tmp_path / "n.aot")
+    assert not aotpack.load(under_no_grad).manifest.variants[0].detached_weights
+    with pytest.raises(aotpack.GuardError, match=r"module parameter 'body.weight'\.requires_grad: expected False"):
+        aotpack.load(under_no_grad, module=m)(x.detach())
+
+
+@pytest.mark.parametrize("program, takes_grad", [
+    (detached_and_argmax, [True, False]),  # y reaches the first output
+    (through_detaching_function, [False]),  # the Function's output requires grad in eager
+    (through_non_differentiable, [True]),
+])
+def test_an_inference_package_takes_a_detached_input_requiring_grad(program, takes_grad):
+    examples = [torch.randn(3, requires_grad=True) for _ in takes_grad]
+    fn = aotpack.load(aotpack.compile(program, tuple(examples), backend="eager").to_bytes())
+    assert [g.detached for g in fn.manifest.variants[0].inputs] == takes_grad
+    for k, takes in enumerate(takes_grad):
+        args = [t.detach().clone().requires_grad_(j == k) for j, t in enumerate(examples)]
+        if not takes:
+            with pytest.raises(aotpack.GuardError, match=rf"args\[{k}\]\.requires_grad: expected False"):
+                fn(*args)
+            continue
+        got, want = fn(*args), program(*args)
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        for g, w in zip(got, want):
+            assert g.requires_grad == w.requires_grad
+            torch.testing.assert_close(g, w.detach())
+
+
 # 7. proxy executor -------------------------------------------------------------------------
 
 def qr_scale(x):

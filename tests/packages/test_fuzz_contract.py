@@ -39,7 +39,8 @@ STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_
          # per gradient under create_graph=True: requires_grad as eager's, or only the package's
          "create_graph_grads": {"equal": 0, "package only": 0},
          "portable_runs": 0,  # packages whose calls ran their portable program (overlapping updated inputs)
-         "dynamic_programs": 0}  # packages compiled with the rows a Dim (and called with other row counts)
+         "dynamic_programs": 0,  # packages compiled with the rows a Dim (and called with other row counts)
+         "ran_detached": 0}  # inference calls under grad mode with an input that requires grad, run
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
@@ -225,8 +226,10 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
     for n, (spec, grad_mode, *amp) in enumerate(calls):
         amp = bool(amp and amp[0])
         what = f"recipe={recipe} outputs={outs} compiled={compiled} state={state} call={spec} grad={grad_mode} amp={amp}"
-        compare(outcome(program, spec, n + 1, grad_mode, amp), outcome(fn, spec, n + 1, grad_mode, amp), spec,
-                compiled, what)
+        got = outcome(fn, spec, n + 1, grad_mode, amp)
+        compare(outcome(program, spec, n + 1, grad_mode, amp), got, spec, compiled, what)
+        if not train and grad_mode and any(spec.requires_grad) and "error" not in got:
+            STATS["ran_detached"] += 1  # an inference package given inputs that require grad (Input.detached)
         if amp != state[1] or (state[0] != grad_mode and any(op == "grad_branch" for op, *_ in recipe)):
             continue  # another global state may be refused (the call names it): compared above
         if (not train and spec.dtype == dtype and spec.aliasing == "none" and not any(spec.requires_grad)
@@ -245,11 +248,14 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
        example=st.tuples(st.sampled_from(LAYOUTS[:4]), st.sampled_from(LAYOUTS[:4])), data=st.data())
 def test_inference_packages_match_eager(recipe, outs, shape, dtype, example, data):
     dynamic = shape[0] > 0 and data.draw(st.booleans())  # the rows a Dim: calls with other row counts
-    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, (False, False), ROW_COUNTS if dynamic else None),
+    # examples that require grad: inputs the program detaches are then known (Input.detached)
+    requires_grad = data.draw(st.sampled_from([(False, False)] * 3 + [(True, False), (True, True)]))
+    calls = data.draw(st.lists(st.tuples(call_specs(shape, dtype, requires_grad, ROW_COUNTS if dynamic else None),
                                          st.booleans(), st.sampled_from([False] * 3 + [True])), min_size=3, max_size=5))
     state = data.draw(st.tuples(st.booleans(), st.sampled_from([False] * 3 + [True])))  # grad mode, autocast
     aliasing = data.draw(st.sampled_from(ALIASING[:1] * 4 + ALIASING[1:]))  # of the inputs compiled for
-    check_program(recipe, outs, shape, dtype, example, calls, state=state, aliasing=aliasing, dynamic=dynamic)
+    check_program(recipe, outs, shape, dtype, example, calls, state=state, aliasing=aliasing, dynamic=dynamic,
+                  requires_grad=requires_grad)
 
 
 @_seeded

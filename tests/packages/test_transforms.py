@@ -255,6 +255,34 @@ def test_a_meta_learning_step_trains_with_eagers_second_order_gradients(backend)
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def halves_through_contiguous_then_differentiates(x):
+    x.contiguous().mul_(0.5)  # x itself where x is contiguous; a copy (x unchanged) where not
+    return grad(energy)(x)
+
+
+def doubles_through_reshape_then_differentiates(x):
+    x.reshape(-1).mul_(2)  # the same through reshape
+    return grad(energy)(x)
+
+
+@pytest.mark.parametrize("program", [halves_through_contiguous_then_differentiates,
+                                     doubles_through_reshape_then_differentiates])
+def test_an_input_updated_beside_a_transform_is_guarded_to_its_layout(program):
+    """make_fx's graph (desugar.py) keeps no op where contiguous() or reshape returned the
+    input itself. Until 2026-12-05 a call in another layout was copied into the compiled
+    one and the update written back: eager's copy leaves the caller's tensor as it was,
+    the package changed it and differentiated the changed values (fuzzer seed 65)."""
+    fn = aotpack.load(aotpack.compile(program, (torch.randn(4, 6),), backend="eager").to_bytes())
+    x = torch.randn(4, 6)
+    mine, theirs = x.clone(), x.clone()
+    torch.testing.assert_close(fn(mine), program(theirs))
+    assert torch.equal(mine, theirs)
+    offset = torch.randn(5, 8)[1:, 2:]
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.stride\(\): expected contiguous \(the program updates it "
+                                                 r"in place and was traced below torch\.export"):
+        fn(offset)
+
+
 def gradient_beside_a_no_grad_value(x):
     g = grad(lambda t: (t.sin() * t).sum())(x)
     with torch.no_grad():

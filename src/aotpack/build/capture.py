@@ -68,6 +68,7 @@ from .guard_specs import (
     module_training_of,
     module_types,
     requires_grad_pins,
+    updated_below_transforms,
     user_dim,
     where_strides_read,
 )
@@ -167,6 +168,9 @@ class Captured:
     mutated_inputs: list[int] = field(default_factory=list)
     # weights whose requires_grad the program reads: name -> the value export's branch holds
     requires_grad_weights: dict[str, bool] = field(default_factory=dict)
+    # weights that required grad at capture and that no output's autograd graph reaches
+    # (an inference variant: _detached_kept)
+    detached_weights: list[str] = field(default_factory=list)
     # a module's Python attributes the program names -> their values (guard_specs.module_attributes)
     module_attributes: dict[str, Any] = field(default_factory=dict)
     # the class of each module whose methods ran (guard_specs.module_types)
@@ -270,6 +274,13 @@ class _Program(torch.nn.Module):
         m = getattr(self, "m", None)
         return {} if m is None else {**dict(m.named_parameters()), **dict(m.named_buffers())}
 
+    def _all_weights(self) -> dict:
+        """``_weights`` with each name of a tied weight (``lm_head.weight`` beside
+        ``embed.weight``): per-name guards must see every name a weight has."""
+        m = getattr(self, "m", None)
+        return {} if m is None else {**dict(m.named_parameters(remove_duplicate=False)),
+                                     **dict(m.named_buffers(remove_duplicate=False))}
+
     def forward(self, *flat):
         args, kwargs = call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
         grad_before = torch.is_grad_enabled()
@@ -285,6 +296,7 @@ class _Program(torch.nn.Module):
         self._record({"out_spec": spec, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
                       "custom_functions": _custom_functions(outs),
+                      "detached": _detached(outs, flat, self._all_weights(), grad_before),
                       "subclass_outputs": [tree.type_name(type(o)) for o in outs
                                            if isinstance(o, torch.Tensor) and tree.flattens_into_tensors(o)]})
         return tuple(outs)
@@ -304,6 +316,24 @@ def _custom_functions(outs) -> list[type]:
     Found by walking the autograd graph torch.export's tracing builds on fake tensors.
     """
     found: list[type] = []
+    for node in _autograd_nodes(outs):
+        cls = getattr(node, "_forward_cls", None)
+        if cls is not None and cls not in found:
+            found.append(cls)
+    return found
+
+
+def _detached_kept(record: dict, unsure) -> tuple[set[int], set[str]]:
+    """The trace's ``_detached`` inputs and weights an inference variant may take requiring
+    grad (``Input.detached``, ``Variant.detached_weights``); none where ``unsure``: a
+    training program (its own pattern of requires_grad), one that updates a tensor in
+    place (eager's update would carry a history the package's has not), or one traced
+    below torch.export (desugar.py: another trace's autograd graph)."""
+    return (set(), set()) if unsure else record["detached"]
+
+
+def _autograd_nodes(outs):
+    """Each node of the autograd graph behind ``outs`` (the trace's fake tensors), once."""
     seen: set = set()
     stack = [o.grad_fn for o in outs if isinstance(o, torch.Tensor) and o.grad_fn is not None]
     while stack:
@@ -311,11 +341,24 @@ def _custom_functions(outs) -> list[type]:
         if node is None or node in seen:
             continue
         seen.add(node)
-        cls = getattr(node, "_forward_cls", None)
-        if cls is not None and cls not in found:
-            found.append(cls)
+        yield node
         stack.extend(n for n, _ in getattr(node, "next_functions", ()))
-    return found
+
+
+def _detached(outs, flat, weights: dict, grad_mode: bool) -> tuple[set[int], set[str]]:
+    """(flat input indices, weight names) that require grad in this trace but that no
+    output's autograd graph reaches: the program detaches them (``with torch.no_grad():``
+    around their use, ``.detach()``, only integer results of them), so eager's outputs
+    require no grad through them and an inference package may take them requiring grad
+    under grad mode. Read from the autograd graph torch.export's trace builds, which
+    holds what eager's would (a custom Function's node, ``mark_non_differentiable``); with
+    grad mode off at capture there is none, and nothing is known (empty sets)."""
+    if not grad_mode:
+        return set(), set()
+    reached = {id(node.variable) for node in _autograd_nodes(outs) if hasattr(node, "variable")}
+    reached |= {id(o) for o in outs if isinstance(o, torch.Tensor) and o.requires_grad}  # an input returned
+    return ({i for i, t in enumerate(flat) if isinstance(t, torch.Tensor) and t.requires_grad and id(t) not in reached},
+            {n for n, t in weights.items() if t.requires_grad and id(t) not in reached})
 
 
 def _input_writes(ep, recorder: EffectRecorder, paths: list[str]) -> tuple[set[str], list[int]]:
@@ -478,6 +521,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     # (reshape is itself only there, and the placeholders are the tensors the program saw)
     layout_uses = {**contiguous_then_updated(ep, recorder), **layout_dependent_uses(ep.graph_module)}
+    if record.get("traced_below_transforms"):
+        layout_uses = {**updated_below_transforms(ep), **layout_uses}
     frozen = frozen_values(target, recorder.functions)
     updated_with_grad, updated_without_grad, given_history = set(), set(), set()
     in_order = None
@@ -502,6 +547,9 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
     inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
+    detached_inputs, detached_weights = _detached_kept(record, allow_mutations or written_buffers or written_inputs
+                                                       or subclass_kinds or record.get("traced_below_transforms"))
+    inputs = [g.replace(detached=True) if i in detached_inputs else g for i, g in enumerate(inputs)]
     return Captured(
         name=program_name(target),
         kind="module" if isinstance(target, torch.nn.Module) else "function",
@@ -529,6 +577,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         library_ops=library_ops(gm),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
+        detached_weights=sorted(detached_weights),
         module_attributes=module_attributes(target, recorder),
         module_types=module_types(target, recorder),
         module_code=module_code(target, recorder),

@@ -20,8 +20,8 @@ from .effects import EffectRecorder
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
-           "requires_grad_pins", "module_training_of", "global_state_of", "grad_mode_left", "autocast_dtype",
-           "dropped_size_guards", "user_dim"]
+           "updated_below_transforms", "requires_grad_pins", "module_training_of", "global_state_of",
+           "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim"]
 
 
 def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None
@@ -235,6 +235,22 @@ def contiguous_then_updated(ep, recorder: EffectRecorder) -> dict[str, str]:
     return {name: f"the program calls contiguous() on it at {where} (no copy in the compiled layout, a copy in "
                   "another) and updates it in place"
             for name, where in _by_input(ep, recorder.contiguous_calls).items() if name in updated}
+
+
+def updated_below_transforms(ep) -> dict[str, str]:
+    """Inputs a program traced below torch.export (desugar.py) updates in place, by
+    placeholder name, with why their layout must match. make_fx's graph has no op where
+    ``contiguous()``, ``reshape`` or ``flatten`` returned the input itself, and the
+    program's tensors there are not torch.export's (``contiguous_then_updated`` cannot
+    tell which input a call was on): whether eager's update reaches the input in another
+    layout, where those copy, is not in the graph. Until 2026-12-05 such a call was copied
+    into the compiled layout and written back, a silent difference (fuzzer seed 65:
+    ``x.contiguous().mul_(0.5)`` beside ``torch.func.grad``)."""
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    return {placeholders[k].name: "the program updates it in place and was traced below torch.export (a "
+                                  "torch.func transform or a tensor subclass), where a reshape or contiguous() "
+                                  "that would copy it in another layout leaves no trace"
+            for k in written_placeholders(ep.graph_module)}
 
 
 def _by_input(ep, seen: list) -> dict[str | None, str]:

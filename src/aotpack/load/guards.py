@@ -22,8 +22,10 @@ runtime turns into a GuardError naming the argument path as the caller wrote it:
 What each property must be (the contract; docs/concepts/contract.md):
 
 - requires_grad, when grad mode is on: an inference variant takes no input that
-  requires grad (it builds no autograd graph, eager would); a training variant takes
-  exactly the pattern it was compiled for. With grad mode off, anything goes.
+  requires grad (it builds no autograd graph, eager would), except one no output's
+  autograd graph reaches (``Input.detached``: the program detaches it, and eager's
+  outputs require no grad of it); a training variant takes exactly the pattern it was
+  compiled for. With grad mode off, anything goes.
 - memory layout: an input in another layout is copied into the compiled one
   (``layout.adapt``), unless the program changes it in place, returns a view of it, or
   returns a reshape/flatten/contiguous of it that is a copy in the compiled layout and
@@ -397,9 +399,12 @@ class RequiresGrad(Check):
     kind = "requires_grad"
     late = True
 
-    def __init__(self, index, want: bool, train: bool, pinned: str | None = None):
+    def __init__(self, index, want: bool, train: bool, pinned: str | None = None, detached: bool = False):
         super().__init__(index)
         self.want, self.train, self.pinned = want, train, pinned
+        # an inference variant's input that no output's autograd graph reaches: any
+        # requires_grad passes (manifest.Input.detached)
+        self.any = detached and not train and not pinned
 
     @property
     def fast_value(self) -> bool:
@@ -408,13 +413,15 @@ class RequiresGrad(Check):
         return bool((self.train or self.pinned) and self.want)
 
     def fast(self, a, env):
+        if self.any:
+            return ""
         return f"not {a}.requires_grad" if self.fast_value else f"{a}.requires_grad"
 
     def full(self, t, call):
         if self.pinned and t.requires_grad != self.want:  # the program branched on it: under no_grad too
             raise Mismatch([_Attr(".requires_grad")], f"{self.want} ({self.pinned}; export kept that branch)",
                            str(t.requires_grad), late=True)
-        if not call.grad:
+        if not call.grad or self.any:
             return t
         if not self.train:
             if t.requires_grad:
@@ -968,7 +975,7 @@ class Guard:
         for i, g in enumerate(self.inputs):
             dtype = getattr(torch, g.dtype)
             checks += [IsTensor(i), DtypeIs(i, dtype), Dense(i), ShapeIs(i, g.shape, self.dims), DeviceIs(i, g.device),
-                       RequiresGrad(i, g.requires_grad, self.train, g.requires_grad_pinned)]
+                       RequiresGrad(i, g.requires_grad, self.train, g.requires_grad_pinned, g.detached)]
             if self.raw_memory:
                 checks.append(StoredBits(i, dtype.is_complex, i in self.pinned))
             checks.append(MemoryLayout(i, g, i in self.pinned, i in self.mutated,
@@ -1122,6 +1129,8 @@ class Guard:
         if not kinds <= {IsTensor, DtypeIs, Dense, ShapeIs, DeviceIs, RequiresGrad, StoredBits, MemoryLayout}:
             return None
         if g.device not in ("cpu", "cuda") or not kinds >= {IsTensor, DtypeIs, ShapeIs, DeviceIs}:
+            return None
+        if any(isinstance(c, RequiresGrad) and c.any for c in checks):  # (the native check compares it)
             return None
         want_grad = next((c.fast_value for c in checks if isinstance(c, RequiresGrad)), False)
         try:

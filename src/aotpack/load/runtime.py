@@ -154,6 +154,7 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
     # parameters whose requires_grad the program read: export kept one branch
     pinned = [(name, i, variant.requires_grad_weights[name]) for name, i in params
               if name in variant.requires_grad_weights]
+    detached = frozenset(() if train else variant.detached_weights)
     if train:  # weights whose gradient the backward computes
         compiled_grad = train.weights_requires_grad or train.grad_mask[:len(variant.weights)]
 
@@ -171,7 +172,8 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
         for name, i in params:
             # a gradient compiled for a parameter that no longer requires grad is
             # dropped by autograd, as eager computes none: only the other way is wrong
-            if weights[i].requires_grad and not (train and compiled_grad[i]):
+            # (or a parameter the program detaches: eager's outputs need no grad of it)
+            if weights[i].requires_grad and not (train and compiled_grad[i]) and name not in detached:
                 why = ("an inference package builds no autograd graph (call it under torch.no_grad() or "
                        "torch.inference_mode(), call module.requires_grad_(False), or compile with train=True)"
                        if not train else "no gradient was compiled for it; recompile with it requiring grad")

@@ -189,6 +189,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     type is resolved only among classes already imported, and called only where it is a
     tensor subclass that unflattens). The version is 12 only where a spec has such a
     node (a version 11 reader refuses the kind as unknown).
+    (2026-12-05, a compatible addition) variants[].inputs[].detached and
+    variants[].detached_weights: inputs and parameters (program names) of an inference
+    variant that no output's autograd graph reaches (the program uses them under
+    ``torch.no_grad()`` or through ``.detach()``), read from the capture's autograd graph:
+    a call may pass them requiring grad under grad mode, as eager's outputs then require
+    no grad. Older readers ignore the keys and refuse such a call, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -624,6 +624,11 @@ class Input(Record):
     # why the program's result depends on this input's requires_grad (it reads
     # ``x.requires_grad``: export kept one branch): checked under no_grad too
     requires_grad_pinned: str | None = None
+    # no output's autograd graph reaches it (the program detaches it: ``torch.no_grad()``
+    # around its use, ``.detach()``): an inference variant takes it requiring grad under
+    # grad mode too, as eager's outputs then require no grad (2026-12-05; older readers
+    # refuse such a call, as before)
+    detached: bool = False
 
 
 class Dim(Record):
@@ -799,6 +804,9 @@ class Variant(Record):
     # weights (program names) whose requires_grad the program reads -> the value compiled in:
     # a bound module's parameter that no longer has it is refused, under no_grad too
     requires_grad_weights: dict[str, bool] = {}
+    # parameters (program names) that no output's autograd graph reaches, as ``Input.detached``:
+    # a bound module's may require grad under grad mode (2026-12-05; older readers refuse)
+    detached_weights: list[str] = []
     # a module's Python attributes the program names (``"ln.eps": 1e-05``) -> the value
     # compiled in: a bound module whose attribute has another value is refused
     module_attributes: dict[str, Plain] = {}

@@ -166,6 +166,7 @@ class Package:
             global_state=captured.global_state,
             mutated_inputs=list(captured.mutated_inputs),
             requires_grad_weights=dict(captured.requires_grad_weights),
+            detached_weights=list(captured.detached_weights),
             module_attributes=dict(captured.module_attributes),
             module_types=dict(captured.module_types),
             module_code=dict(captured.module_code),
