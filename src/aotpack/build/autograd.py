@@ -752,7 +752,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
       JointCapture.
 
     Example:
-        >>> jc = aotpack.autograd.capture_joint(torch.nn.Linear(4, 2), (torch.randn(3, 4),))
+        >>> import aotpack, torch
+        >>> jc = aotpack.autograd.capture_joint(torch.nn.Linear(4, 2), (torch.randn(3, 4, requires_grad=True),))
         >>> print(jc.backward.code)                                # doctest: +SKIP
     """
     from .. import _torch_compat as compat

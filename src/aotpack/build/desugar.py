@@ -32,7 +32,7 @@ Example:
     >>> import torch, aotpack
     >>> def slope(x):
     ...     return torch.func.grad(lambda t: (t.sin() ** 2).sum())(x)
-    >>> aotpack.compile(slope, (torch.randn(4),)).save("slope.aot")
+    >>> path = aotpack.compile(slope, (torch.randn(4),)).save("slope.aot")
     >>> x = torch.randn(4)
     >>> torch.allclose(aotpack.load("slope.aot")(x), slope(x))
     True

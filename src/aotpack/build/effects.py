@@ -29,11 +29,17 @@ How: ``sys.setprofile`` for the capture's duration (a profiler hook sees calls o
 builtins such as ``print`` and ``list.append``, which a tracer does not). The hook
 returns at once for frames inside torch, so capture slows by a few percent.
 
-Example:
-    >>> with EffectRecorder() as rec:                           # doctest: +SKIP
-    ...     torch.export.export(...)
-    >>> rec.effects
-    [Effect(what='print()', where='model.py:12')]
+Example (capture runs the recorder; each effect becomes a SideEffectWarning):
+    >>> import warnings, torch, aotpack
+    >>> calls = []
+    >>> def counted(x):
+    ...     calls.append(1)
+    ...     return x * 2
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = aotpack.compile(counted, (torch.ones(2),), backend="eager")
+    >>> [str(w.message).split(": ", 2)[-1] for w in caught if w.category is aotpack.SideEffectWarning]
+    ['list.append on the global `calls` ran once at capture; the package will not run it again at each call']
 """
 
 from __future__ import annotations

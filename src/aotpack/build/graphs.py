@@ -373,7 +373,7 @@ def updates_in_place(ep) -> None:
     order is eager's, so nothing after that point wants the old value).
 
         >>> ep = torch.export.export(Model(), (x,)).run_decompositions({})   # doctest: +SKIP
-        >>> updates_in_place(ep)       # the graph writes the buffer; no mutation output left
+        >>> updates_in_place(ep)       # the graph writes the buffer; no mutation output left  # doctest: +SKIP
     """
     sig, graph = ep.graph_signature, ep.graph_module.graph
     placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
