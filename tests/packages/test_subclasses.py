@@ -96,6 +96,33 @@ def test_a_call_is_guarded_on_the_class_its_inner_tensors_and_autograd():
         assert _equal(fn(grads, y), mixed(grads, y))
 
 
+def test_the_generated_fast_check_takes_a_subclass_apart_and_declines_what_the_full_check_refuses():
+    """A subclass parameter has a generated fast check (one call for its class, inner
+    tensor names, context, size and requires_grad, then the native check of its inner
+    tensors with the other inputs; until 2026-12-05 every such call ran the full check).
+    It gives the inner tensors of a good call and declines every call the full check
+    refuses (a decline runs the full check, which names the property)."""
+    fn = aotpack.load(aotpack.compile(mixed, (pair(3, 4), torch.randn(3, 4)), backend="eager").to_bytes())
+    fast = fn._single.fast
+    x, y = pair(3, 4), torch.randn(3, 4)
+    flat = fast((x, y), {})
+    assert flat is not None and flat[0] is x.a and flat[1] is x.b and flat[2] is y
+    wrong = [
+        (torch.randn(3, 4), y),
+        (TwoTensor(torch.randn(3, 5), torch.randn(3, 5)), y),
+        (TwoTensor(torch.randn(3, 4).double(), torch.randn(3, 4).double()), y),
+        (TwoTensor(torch.randn(3, 4), torch.randn(3, 4), requires_grad=True), y),
+        (Scaled(torch.randn(3, 4), 3.0), y),
+        (x, torch.randn(3, 5)),
+    ]
+    for args in wrong:
+        assert fast(args, {}) is None
+        with pytest.raises(aotpack.GuardError):
+            fn(*args)
+    with torch.no_grad():  # (a wrapper that requires grad passes with grad mode off)
+        assert fast(wrong[3], {}) is not None
+
+
 def test_a_subclass_context_is_compiled_in_and_guarded():
     """Scaled's scale is a number of its flatten context: the graph computes with the
     example's; a call with another is refused naming both (it would be a silently

@@ -1042,10 +1042,14 @@ class Guard:
         text. The source is registered in ``linecache`` (as torch.fx does), so a
         traceback through it shows its lines.
         """
-        if not (self._tensors_only and self._plain):
+        if not self._plain:
             return None
         n = len(self.names)
         env: dict = {"Tensor": Tensor}
+        unpacked = self._fast_unpacking(env)
+        if unpacked is None:
+            return None
+        params, unpack, names = unpacked
         start = [f"kwargs or len(args) != {n}"]
         for c in self._state:
             cond = c.fast("", env)
@@ -1054,8 +1058,8 @@ class Guard:
             if cond:
                 start.append(cond)
         lines = ["def fast(args, kwargs):", f"    if {' or '.join(start)}:", "        return None", "    try:"]
-        names = [f"a{i}" for i in range(n)]
-        lines.append(f"        {', '.join(names)}{',' if n == 1 else ''} = args" if n else "        pass")
+        lines.append(f"        {', '.join(params)}{',' if n == 1 else ''} = args" if n else "        pass")
+        lines += unpack
         checks = self._early + self._late
         if any(c.fast(names[c.index], {}) == "True" for c in checks):
             return None  # only the full check can tell for every call
@@ -1073,7 +1077,7 @@ class Guard:
                 calls.append(f"NATIVE{k}({tensors})")
             lines.append(f"        if not ({' or '.join(calls)}):")
             lines.append("            return None")
-        for i in range(n):  # one condition per tensor: fewer branches than one `if` per property
+        for i in range(len(names)):  # one condition per tensor: fewer branches than one `if` per property
             if conds.get(i):
                 lines += [f"        if {' or '.join(conds[i])}:", "            return None"]
         # (a try block costs nothing until it catches: a tensor of another layout may raise)
@@ -1086,6 +1090,29 @@ class Guard:
         fast = env["fast"]
         fast.source = source
         return fast
+
+    def _fast_unpacking(self, env: dict) -> tuple[list[str], list[str], list[str]] | None:
+        """For the fast check: (a local name per parameter, the lines that take the
+        tensor subclass parameters apart, a local name per flat input), or None where a
+        parameter is neither a tensor nor a subclass of tensors (the full check walks it).
+        A subclass parameter (TwoTensor) is checked by one call (``_subclass_parts``:
+        class, inner tensor names, flatten context, size and strides its first inner
+        tensor's, requires_grad under grad mode), which gives its inner tensors, the flat
+        inputs the native check then takes with the rest."""
+        params, unpack, names = [], [], {}
+        for k, spec in enumerate(self._children):
+            if isinstance(spec, TensorLeaf):
+                params.append(names.setdefault(spec.index, f"a{spec.index}"))
+                continue
+            if spec.kind != "subclass" or not all(isinstance(c, TensorLeaf) for c in spec.children):
+                return None
+            params.append(f"p{k}")
+            inner = [names.setdefault(c.index, f"a{c.index}") for c in spec.children]
+            env[f"PARTS{k}"] = _subclass_parts(spec)
+            unpack += [f"        {', '.join(inner)}{',' if len(inner) == 1 else ''} = PARTS{k}(p{k})"]
+        if sorted(names) != list(range(len(names))):
+            return None
+        return params, unpack, [names[i] for i in range(len(names))]
 
     def _input_conditions(self, checks: list[Check], names: list[str], env: dict, native: bool):
         """Per input, the fast conditions left in Python, generated in the order of the
@@ -1324,6 +1351,30 @@ class Guard:
             raise Mismatch([], f"a {spec.type} of the size and strides of its {attrs[0]} (as compiled)",
                            f"size {list(value.shape)} and strides {list(value.stride())}")
         self._walk_each(attrs, spec.children, inner, flat)
+
+
+def _subclass_parts(spec):
+    """``value -> its inner tensors`` for the fast check of a subclass parameter, raising
+    (the generated check's ``except`` then returns None: the full check says why) where
+    ``value`` is not what ``Guard._walk_subclass`` accepts. The class is compared by name
+    once, then by identity (a package never imports it; the caller's is the one)."""
+    want_type, attrs, meta = spec.type, list(spec.attrs), spec.meta
+    seen: list = []
+
+    def parts(value):
+        cls = type(value)
+        if not seen or cls is not seen[0]:
+            if not issubclass(cls, torch.Tensor) or tree.type_name(cls) != want_type:
+                raise TypeError
+            seen[:] = [cls]
+        names, context, inner = tree.subclass_parts(value)
+        if names != attrs or context != meta:
+            raise TypeError
+        if (value.requires_grad and torch.is_grad_enabled()) or not tree.sized_as_first_inner(value, inner):
+            raise TypeError
+        return inner
+
+    return parts
 
 
 def _what(value) -> str:
