@@ -179,6 +179,33 @@ def test_default_dtype_is_guarded(tmp_path):
         torch.set_default_dtype(before)
 
 
+def products(x, w):
+    return (x @ w).relu() @ w
+
+
+@pytest.mark.parametrize("backend", ["inductor", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_cpu_matmul_precision_is_read_at_each_call_as_eager_reads_it(backend):
+    """On the CPU the float32 matmul precision is not guarded: compiled code's matrix
+    products are aten's, which read it at each call (``"medium"`` lets oneDNN multiply in
+    bf16 where the CPU has it). Compiled under one precision and called under the other,
+    the package gives eager's numbers under the caller's."""
+    x, w = torch.randn(32, 256), torch.randn(256, 256)
+    before = torch.get_float32_matmul_precision()
+    try:
+        for compiled_at, called_at in (("highest", "medium"), ("medium", "highest")):
+            torch.set_float32_matmul_precision(compiled_at)
+            fn = aotpack.load(aotpack.compile(products, (x, w), backend=backend).to_bytes())
+            torch.set_float32_matmul_precision(called_at)
+            torch.testing.assert_close(fn(x, w), products(x, w), rtol=1e-4, atol=1e-3)
+        torch.set_float32_matmul_precision("highest")
+        exact = products(x, w)
+        torch.set_float32_matmul_precision("medium")
+        if torch.allclose(products(x, w), exact, rtol=1e-4, atol=1e-3):
+            pytest.skip("this CPU multiplies float32 alike under both precisions: the comparison above shows nothing")
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def test_a_torch_function_mode_is_refused_by_the_eager_backend_too(tmp_path):
     """The eager backend's graph calls aten's ops where the program called torch's: a mode
     that changes what ``x * 2`` returns got another number from it."""
