@@ -179,6 +179,41 @@ def test_default_dtype_is_guarded(tmp_path):
         torch.set_default_dtype(before)
 
 
+class InferenceOnly(torch.nn.Module):
+    """``@torch.inference_mode()`` on forward, as inference-only code writes it: eager's
+    outputs are inference tensors (``mixed``: only the one computed inside the region)."""
+
+    def __init__(self, mixed: bool):
+        super().__init__()
+        self.lin, self.mixed = torch.nn.Linear(8, 4), mixed
+
+    def forward(self, x):
+        if self.mixed:
+            with torch.inference_mode():
+                h = self.lin(x)
+            return h, x * 2
+        with torch.inference_mode():
+            return self.lin(x).relu(), x.sum()
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_outputs_made_under_inference_mode_are_inference_tensors(backend, mixed):
+    """Until 2026-12-05 the package returned normal tensors, so what eager refuses of an
+    inference tensor (an update in place outside inference mode, saving it for
+    backward) ran: the same numbers, another effect."""
+    m = InferenceOnly(mixed).requires_grad_(False)
+    x = torch.randn(3, 8)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend=backend).to_bytes(), module=m)
+    got, want = fn(x), m(x)
+    assert [o.is_inference() for o in got] == [o.is_inference() for o in want] == [True, not mixed]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    for out in (got[0], want[0]):
+        with pytest.raises(RuntimeError, match="Inplace update to inference tensor outside InferenceMode"):
+            out.add_(1)
+
+
 def products(x, w):
     return (x @ w).relu() @ w
 

@@ -171,6 +171,8 @@ class Captured:
     # weights that required grad at capture and that no output's autograd graph reaches
     # (an inference variant: _detached_kept)
     detached_weights: list[str] = field(default_factory=list)
+    # flat outputs eager makes as inference tensors (the program runs under torch.inference_mode())
+    inference_outputs: list[int] = field(default_factory=list)
     # a module's Python attributes the program names -> their values (guard_specs.module_attributes)
     module_attributes: dict[str, Any] = field(default_factory=dict)
     # the class of each module whose methods ran (guard_specs.module_types)
@@ -297,6 +299,9 @@ class _Program(torch.nn.Module):
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
                       "custom_functions": _custom_functions(outs),
                       "detached": _detached(outs, flat, self._all_weights(), grad_before),
+                      # (``@torch.inference_mode()`` on forward: eager returns inference tensors)
+                      "inference_outputs": [k for k, o in enumerate(outs)
+                                            if isinstance(o, torch.Tensor) and o.is_inference()],
                       "subclass_outputs": [tree.type_name(type(o)) for o in outs
                                            if isinstance(o, torch.Tensor) and tree.flattens_into_tensors(o)]})
         return tuple(outs)
@@ -578,6 +583,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
         detached_weights=sorted(detached_weights),
+        inference_outputs=[] if allow_mutations else list(record["inference_outputs"]),
         module_attributes=module_attributes(target, recorder),
         module_types=module_types(target, recorder),
         module_code=module_code(target, recorder),

@@ -312,7 +312,7 @@ class Loaded:
             from ..build.rebuild import portable_program  # (its first use in this process)
 
             with PackageReader(self._source, self._keys) as r:  # checked like the load's own members
-                run = portable_program(r, v.manifest)
+                run = _as_inference_tensors(portable_program(r, v.manifest), v.manifest, self.manifest.program)
             after = v.manifest.global_state.grad_mode_after
             self._portable[v.name] = run = _leaving_grad_mode(run, after) if after is not None else run
             path = v.guard.path(why, args, kwargs)
@@ -569,7 +569,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
                 continue
             if isinstance(files, _MemoryFiles):
                 rebuilt[v.name] = (v, files.compiled)
-            fn, backend = _variant_code(v, files, backends, path)
+            fn, backend = _variant_code(v, files, backends, path, manifest.program)
             raw_memory = not getattr(backend, "runs_aten_ops", False)
             try:
                 ws, state = _variant_weights(v, manifest, weights, module, on_device, raw_memory)
@@ -643,7 +643,7 @@ def _variant_files(reader: PackageReader, v: Variant, weights: dict, backends, o
     return v, _MemoryFiles(compiled.files, compiled.meta, compiled), []
 
 
-def _variant_code(v: Variant, files: _Files, backends, path):
+def _variant_code(v: Variant, files: _Files, backends, path, program: Program):
     """(the variant's compiled code, loaded by its backend (training: the
     autograd.Function), the backend)."""
     backend = get_backend(v.backend, v.backend_entry, backends)
@@ -653,7 +653,7 @@ def _variant_code(v: Variant, files: _Files, backends, path):
             from .views import dim_places
 
             return load_training(backend, files, v.meta, dim_places(v.inputs, len(v.weights))), backend
-        return _with_views(backend.load(files), v), backend
+        return _with_views(_as_inference_tensors(backend.load(files), v, program), v), backend
     except AotpackError:
         raise
     except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised
@@ -662,6 +662,30 @@ def _variant_code(v: Variant, files: _Files, backends, path):
                            hint="run `aotpack verify` on it; rebuild the package on this machine") from e
     finally:
         files.cleanup()
+
+
+def _as_inference_tensors(fn, variant: Variant, program: Program):
+    """``fn`` returning inference tensors where eager does (``Variant.inference_outputs``:
+    a forward under ``torch.inference_mode()``), so what eager refuses of them (an update
+    in place outside inference mode, saving one for backward) is refused too: run in
+    inference mode where every output is one (no copy), else those outputs copied in it."""
+    which = variant.inference_outputs
+    if not which:
+        return fn
+    n = sum(isinstance(leaf, TensorLeaf) for _, leaf in tree.leaf_paths(program.out_spec))
+
+    def in_inference_mode(flat):
+        with torch.inference_mode():
+            return fn(flat)
+
+    def copied(flat):
+        outs = list(fn(flat))
+        with torch.inference_mode():
+            for k in which:
+                outs[k] = outs[k].clone()
+        return outs
+
+    return in_inference_mode if len(which) == n else copied
 
 
 def _leaving_grad_mode(fn, grad_mode: bool):

@@ -195,6 +195,9 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     ``torch.no_grad()`` or through ``.detach()``), read from the capture's autograd graph:
     a call may pass them requiring grad under grad mode, as eager's outputs then require
     no grad. Older readers ignore the keys and refuse such a call, as before.
+    (2026-12-05, a compatible addition) variants[].inference_outputs: flat outputs eager
+    returns as inference tensors (the program runs them under ``torch.inference_mode()``),
+    made so at each call. Older readers ignore it and return normal tensors, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

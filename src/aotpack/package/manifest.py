@@ -807,6 +807,9 @@ class Variant(Record):
     # parameters (program names) that no output's autograd graph reaches, as ``Input.detached``:
     # a bound module's may require grad under grad mode (2026-12-05; older readers refuse)
     detached_weights: list[str] = []
+    # flat outputs eager returns as inference tensors (a forward under ``torch.inference_mode()``):
+    # made so, as eager makes them (2026-12-05; older readers return normal tensors)
+    inference_outputs: list[int] = []
     # a module's Python attributes the program names (``"ln.eps": 1e-05``) -> the value
     # compiled in: a bound module whose attribute has another value is refused
     module_attributes: dict[str, Plain] = {}

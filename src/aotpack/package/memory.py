@@ -167,6 +167,7 @@ class Package:
             mutated_inputs=list(captured.mutated_inputs),
             requires_grad_weights=dict(captured.requires_grad_weights),
             detached_weights=list(captured.detached_weights),
+            inference_outputs=list(captured.inference_outputs),
             module_attributes=dict(captured.module_attributes),
             module_types=dict(captured.module_types),
             module_code=dict(captured.module_code),
