@@ -328,13 +328,34 @@ def _custom_functions(outs) -> list[type]:
     return found
 
 
-def _detached_kept(record: dict, unsure) -> tuple[set[int], set[str]]:
-    """The trace's ``_detached`` inputs and weights an inference variant may take requiring
-    grad (``Input.detached``, ``Variant.detached_weights``); none where ``unsure``: a
-    training program (its own pattern of requires_grad), one that updates a tensor in
-    place (eager's update would carry a history the package's has not), or one traced
-    below torch.export (desugar.py: another trace's autograd graph)."""
-    return (set(), set()) if unsure else record["detached"]
+def _detached_kept(record: dict, inputs: list[mf.Input], unsure) -> tuple[list[mf.Input], list[str]]:
+    """``inputs`` with the trace's ``_detached`` ones marked, and the detached weights'
+    names: what an inference variant may take requiring grad (``Input.detached``,
+    ``Variant.detached_weights``); none where ``unsure``: a training program (its own
+    pattern of requires_grad), one that updates a tensor in place (eager's update would
+    carry a history the package's has not), or one traced below torch.export
+    (desugar.py: another trace's autograd graph)."""
+    if unsure:
+        return inputs, []
+    flat, weights = record["detached"]
+    return [g.replace(detached=True) if i in flat else g for i, g in enumerate(inputs)], sorted(weights)
+
+
+def _layout_uses(ep, recorder: EffectRecorder, record: dict) -> dict[str | None, str]:
+    """What the program does by its inputs' layout (guard_specs.layout_pins' ``uses``),
+    read before decompositions retrace the graph (reshape is itself only there, and the
+    placeholders are the tensors the program saw); below torch.export, every input it
+    updates in place (``updated_below_transforms``)."""
+    uses = {**contiguous_then_updated(ep, recorder), **layout_dependent_uses(ep.graph_module)}
+    return {**updated_below_transforms(ep), **uses} if record.get("traced_below_transforms") else uses
+
+
+def _refuse_subclasses_left(ep, in_spec: TreeSpec, record: dict, target, subclass_kinds: dict) -> None:
+    """A subclass weight's class left in the graph, or an output subclass no input or
+    weight has (``_refuse_new_subclass_outputs``): CaptureError."""
+    if subclass_kinds:
+        subclass_weights.refuse_kept_subclasses(ep.graph_module, subclass_kinds)
+    _refuse_new_subclass_outputs(in_spec, record, target)
 
 
 def _autograd_nodes(outs):
@@ -518,16 +539,11 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
             ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn,
                                                    subclass_inputs=bool(tree.subclass_types(call.in_spec)),
                                                    subclass_weights_held=bool(subclass_kinds))
-    if subclass_kinds:
-        subclass_weights.refuse_kept_subclasses(ep.graph_module, subclass_kinds)
-    _refuse_new_subclass_outputs(call.in_spec, record, target)
+    _refuse_subclasses_left(ep, call.in_spec, record, target, subclass_kinds)
     repair_users(ep.graph_module)  # before any rewrite of the graph
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
-    # (reshape is itself only there, and the placeholders are the tensors the program saw)
-    layout_uses = {**contiguous_then_updated(ep, recorder), **layout_dependent_uses(ep.graph_module)}
-    if record.get("traced_below_transforms"):
-        layout_uses = {**updated_below_transforms(ep), **layout_uses}
+    layout_uses = _layout_uses(ep, recorder, record)
     frozen = frozen_values(target, recorder.functions)
     updated_with_grad, updated_without_grad, given_history = set(), set(), set()
     in_order = None
@@ -552,9 +568,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
     inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
-    detached_inputs, detached_weights = _detached_kept(record, allow_mutations or written_buffers or written_inputs
-                                                       or subclass_kinds or record.get("traced_below_transforms"))
-    inputs = [g.replace(detached=True) if i in detached_inputs else g for i, g in enumerate(inputs)]
+    inputs, detached_weights = _detached_kept(record, inputs, allow_mutations or written_buffers or written_inputs
+                                              or subclass_kinds or record.get("traced_below_transforms"))
     return Captured(
         name=program_name(target),
         kind="module" if isinstance(target, torch.nn.Module) else "function",
@@ -582,7 +597,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         library_ops=library_ops(gm),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
-        detached_weights=sorted(detached_weights),
+        detached_weights=detached_weights,
         inference_outputs=[] if allow_mutations else list(record["inference_outputs"]),
         module_attributes=module_attributes(target, recorder),
         module_types=module_types(target, recorder),
