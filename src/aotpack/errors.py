@@ -10,6 +10,7 @@ Hierarchy::
      ├── CaptureError       the program cannot be captured as one graph
      │    └── BackendError     captured, but the chosen backend cannot compile it
      ├── GuardError         a call's inputs do not match any compiled variant
+     ├── IndexOutOfRange    compiled code's bounds check found an index eager refuses too
      ├── FormatError        the file is not an aotpack package, or of an unknown version
      ├── IntegrityError     a member's bytes differ from what the manifest recorded
      │    └── SignatureError   not signed by a trusted key (when keys are given)
@@ -25,6 +26,7 @@ __all__ = [
     "NothingToDifferentiate",
     "BackendError",
     "GuardError",
+    "IndexOutOfRange",
     "FormatError",
     "IntegrityError",
     "SignatureError",
@@ -79,6 +81,12 @@ class GuardError(AotpackError, TypeError):
     Subclasses TypeError too: calling with a wrong argument is a type error in the
     Python sense, and ``except TypeError`` around a call keeps working.
     """
+
+
+class IndexOutOfRange(AotpackError, IndexError):
+    """An index the call computes is outside the dimension it indexes (a token id past
+    the vocabulary, say), found by the compiled code's bounds check: eager PyTorch raises
+    IndexError for the same call. Subclasses IndexError, as eager's error is one."""
 
 
 class FormatError(AotpackError):

@@ -1104,6 +1104,27 @@ def test_an_inference_package_takes_a_detached_input_requiring_grad(program, tak
             torch.testing.assert_close(g, w.detach())
 
 
+def looks_up(ids, table):
+    return table[ids] * 2
+
+
+@pytest.mark.parametrize("backend", ["inductor", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_an_index_out_of_range_is_an_index_error_naming_the_bound(backend):
+    """Eager raises IndexError for a token id past the table; compiled code's bounds
+    check raised torch's RuntimeError naming a generated file (with a C++ stack from
+    AOTInductor) until 2026-12-05: now one IndexOutOfRange, an IndexError too."""
+    table = torch.randn(10, 4)
+    fn = aotpack.load(aotpack.compile(looks_up, (torch.tensor([1, 2]), table), backend=backend).to_bytes())
+    for bad in (torch.tensor([1, 12]), torch.tensor([-11, 0])):
+        with pytest.raises(IndexError):
+            looks_up(bad, table)
+        with pytest.raises(aotpack.IndexOutOfRange, match=r"looks_up: an index the call computes is out of range "
+                                                          r"\(the compiled code's bounds check: 0 <= index < 10\)") as info:
+            fn(bad, table)
+        assert isinstance(info.value, IndexError) and "\n" not in info.value.message
+    torch.testing.assert_close(fn(torch.tensor([9, -10]), table), looks_up(torch.tensor([9, -10]), table))
+
+
 # 7. proxy executor -------------------------------------------------------------------------
 
 def qr_scale(x):

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,7 @@ import torch
 from .. import tree
 from .._torch_version import torch_version
 from ..backends import get_backend
-from ..errors import AotpackError, GuardError, IncompatibleError, PortableRunWarning, RebuildWarning
+from ..errors import AotpackError, GuardError, IncompatibleError, IndexOutOfRange, PortableRunWarning, RebuildWarning
 from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
@@ -135,6 +136,10 @@ class _Variant:
         self.state = state
         # whether its portable program runs a call that overlaps where it updates an input
         self.portable = portable
+
+
+# inductor's and AOTInductor's bounds check of an indirect index: "index out of bounds: 0 <= tmp2 < 10L"
+_BOUNDS_CHECK = re.compile(r"index out of bounds: ([^\n]*?)\s*$", re.MULTILINE)
 
 
 def _never(args, kwargs):
@@ -333,7 +338,16 @@ class Loaded:
     def _backend_error(self, error: RuntimeError, v, flat: list, args, kwargs) -> Exception:
         """What a backend's RuntimeError means: a GuardError when an input is a torch.func
         transform's wrapper (vmap, grad, jvp: compiled code reads storage, which such a
-        tensor has none of), else the error itself."""
+        tensor has none of); IndexOutOfRange where the compiled code's bounds check found
+        an index out of range (inductor's and AOTInductor's message names a generated
+        file and, for AOTInductor, carries a C++ stack); else the error itself."""
+        bound = _BOUNDS_CHECK.search(str(error))
+        if bound is not None:
+            check = re.sub(r"(\d+)L\b", r"\1", re.sub(r"\btmp\d+\b", "index", bound.group(1)))
+            return IndexOutOfRange(f"{self.__name__}: an index the call computes is out of range (the compiled "
+                                   f"code's bounds check: {check}); eager PyTorch raises IndexError for this call too",
+                                   hint="check the values of the call's integer inputs (token ids against the "
+                                        "vocabulary, indices against the size of what they index)")
         if v.guard.raw_memory:
             from .._torch_compat import functorch_wrapped
 
