@@ -283,6 +283,30 @@ def test_an_input_updated_beside_a_transform_is_guarded_to_its_layout(program):
         fn(offset)
 
 
+def flattens_where_contiguous_beside_a_gradient(x, y):
+    v = x.flatten() if x.is_contiguous() else x.t()
+    return v * 2, grad(energy)(y) * y
+
+
+def test_a_transform_program_reading_a_gapped_inputs_layout_trains_as_eager():
+    """A training package of a program torch.export cannot trace (a transform) traces its
+    joint graph from the program itself, on copies of the examples. Those copies were
+    contiguous where the example had gaps (``base[1:, 2:]``), so the program took the
+    other branch of its layout read than the capture and compile failed with torch's raw
+    RuntimeError (fuzzer seed 68); they keep the example's strides since 2026-12-05."""
+    x = torch.randn(5, 8)[1:, 2:]
+    y = torch.randn(6, 4).t().requires_grad_()
+    fn = aotpack.load(aotpack.compile(flattens_where_contiguous_beside_a_gradient, (x, y), backend="eager",
+                                      train=True).to_bytes())
+    mine, theirs = y.detach().clone().requires_grad_(), y.detach().clone().requires_grad_()
+    got, want = fn(x, mine), flattens_where_contiguous_beside_a_gradient(x, theirs)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    sum(o.sum() for o in got).backward()
+    sum(o.sum() for o in want).backward()
+    torch.testing.assert_close(mine.grad, theirs.grad)
+
+
 def gradient_beside_a_no_grad_value(x):
     g = grad(lambda t: (t.sin() * t).sum())(x)
     with torch.no_grad():

@@ -143,16 +143,21 @@ def _gets_grad(captured, name: str, w: torch.Tensor) -> bool:
 
 def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
     """The captured graph's arguments as leaves with the requires_grad of the program's
-    own tensors: parameters that require grad, inputs as passed."""
+    own tensors: parameters that require grad, inputs as passed. Copies in the examples'
+    own strides: ``clone`` makes one with gaps (``base[1:, 2:]``) contiguous, and a
+    program traced again on that (custom Functions, transforms) took the other branch
+    of a layout read than the capture, whose graph then failed on the example (fuzzer
+    seed 68: torch's raw "view size is not compatible" at compile)."""
     from .. import tree
+    from ..package.weights import copy_in_layout
 
     primals, names = [], []
     for name, w in captured.weights.items():
-        primals.append(w.detach().clone().requires_grad_(_gets_grad(captured, name, w)))
+        primals.append(copy_in_layout(w.detach()).requires_grad_(_gets_grad(captured, name, w)))
         names.append(name)
     paths = tree.tensor_paths(captured.in_spec, [p.name for p in captured.signature])
     for path, x in zip(paths, captured.example_inputs):
-        primals.append(x.detach().clone().requires_grad_(x.requires_grad))
+        primals.append(copy_in_layout(x.detach()).requires_grad_(x.requires_grad))
         names.append(path)
     return primals, names
 
