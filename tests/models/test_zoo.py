@@ -172,6 +172,38 @@ def test_a_bound_models_config_is_followed_or_refused(tmp_path):
     torch.testing.assert_close(fn(**kwargs).logits, model(**kwargs).logits)
 
 
+class FrozenEncoder(torch.nn.Module):
+    """A transformers encoder used as a frozen feature extractor: its parameters keep
+    requires_grad (as a model built or loaded has them), its forward runs under no_grad."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder.eval()
+
+    def forward(self, input_ids):
+        with torch.no_grad():
+            return self.encoder(input_ids=input_ids).last_hidden_state.mean(1)
+
+
+def test_a_frozen_transformers_encoder_runs_bound_under_grad_mode(tmp_path):
+    """Capture reads from its trace's autograd graph that no output reaches BERT's
+    parameters (Variant.detached_weights): bound to the module, the package runs under
+    grad mode with them requiring grad, as eager does (a GuardError until 2026-12-05).
+    BERT itself, whose output does reach them, is still refused under grad mode."""
+    bert, kwargs = zoo.build("bert")
+    bert.requires_grad_(True)  # (zoo builds its models frozen)
+    model = FrozenEncoder(bert)
+    ids = kwargs["input_ids"]
+    fn = aotpack.load(aotpack.compile(model, (ids,), backend="eager").save(tmp_path / "f.aot"), module=model)
+    assert len(fn.manifest.variants[0].detached_weights) == len(list(model.parameters()))
+    got, want = fn(ids), model(ids)
+    assert not got.requires_grad and not want.requires_grad
+    torch.testing.assert_close(got, want)
+    plain = aotpack.load(aotpack.compile(bert, (), kwargs, backend="eager").save(tmp_path / "b.aot"), module=bert)
+    with pytest.raises(aotpack.GuardError, match=r"module parameter '.*'\.requires_grad: expected False"):
+        plain(**kwargs)
+
+
 @pytest.mark.parametrize("name", ["llama", "qwen2"])
 def test_eager_backend_stores_higher_order_ops(tmp_path, name):
     """Llama's rotary embedding runs in an autocast-disabled region: a higher-order op
