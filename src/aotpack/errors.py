@@ -11,6 +11,7 @@ Hierarchy::
      │    └── BackendError     captured, but the chosen backend cannot compile it
      ├── GuardError         a call's inputs do not match any compiled variant
      ├── IndexOutOfRange    compiled code's bounds check found an index eager refuses too
+     ├── IntegerDivisionByZero  compiled code divided integers by zero, as eager refuses to
      ├── FormatError        the file is not an aotpack package, or of an unknown version
      ├── IntegrityError     a member's bytes differ from what the manifest recorded
      │    └── SignatureError   not signed by a trusted key (when keys are given)
@@ -27,6 +28,7 @@ __all__ = [
     "BackendError",
     "GuardError",
     "IndexOutOfRange",
+    "IntegerDivisionByZero",
     "FormatError",
     "IntegrityError",
     "SignatureError",
@@ -87,6 +89,12 @@ class IndexOutOfRange(AotpackError, IndexError):
     """An index the call computes is outside the dimension it indexes (a token id past
     the vocabulary, say), found by the compiled code's bounds check: eager PyTorch raises
     IndexError for the same call. Subclasses IndexError, as eager's error is one."""
+
+
+class IntegerDivisionByZero(AotpackError, RuntimeError):
+    """An integer division or remainder by zero in the call, found by the compiled code's
+    check: eager PyTorch raises ``RuntimeError: ZeroDivisionError`` for the same call.
+    Subclasses RuntimeError, as eager's error is one."""
 
 
 class FormatError(AotpackError):

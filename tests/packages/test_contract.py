@@ -1125,6 +1125,28 @@ def test_an_index_out_of_range_is_an_index_error_naming_the_bound(backend):
     torch.testing.assert_close(fn(torch.tensor([9, -10]), table), looks_up(torch.tensor([9, -10]), table))
 
 
+def floor_divides(a, b):
+    return a // b, a % b
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_an_integer_division_by_zero_is_a_runtime_error_saying_so(backend):
+    """Eager raises ``RuntimeError: ZeroDivisionError``; inductor's check raised torch's
+    RuntimeError naming ``inductor_cpu_throw_if_integer_div_error`` in a header until
+    2026-12-05. Now one IntegerDivisionByZero, a RuntimeError too."""
+    fn = aotpack.load(aotpack.compile(floor_divides, (torch.tensor([4, 5]), torch.tensor([2, 3])),
+                                      backend=backend).to_bytes())
+    bad = (torch.tensor([4, 5]), torch.tensor([2, 0]))
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        floor_divides(*bad)
+    with pytest.raises(aotpack.IntegerDivisionByZero, match=r"floor_divides: the call divides integers by zero") as info:
+        fn(*bad)
+    assert isinstance(info.value, RuntimeError)
+    good = (torch.tensor([7, -5]), torch.tensor([2, 3]))
+    for g, w in zip(fn(*good), floor_divides(*good)):
+        assert torch.equal(g, w)
+
+
 # 7. proxy executor -------------------------------------------------------------------------
 
 def qr_scale(x):

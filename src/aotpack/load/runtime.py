@@ -27,7 +27,15 @@ import torch
 from .. import tree
 from .._torch_version import torch_version
 from ..backends import get_backend
-from ..errors import AotpackError, GuardError, IncompatibleError, IndexOutOfRange, PortableRunWarning, RebuildWarning
+from ..errors import (
+    AotpackError,
+    GuardError,
+    IncompatibleError,
+    IndexOutOfRange,
+    IntegerDivisionByZero,
+    PortableRunWarning,
+    RebuildWarning,
+)
 from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
@@ -339,8 +347,9 @@ class Loaded:
         """What a backend's RuntimeError means: a GuardError when an input is a torch.func
         transform's wrapper (vmap, grad, jvp: compiled code reads storage, which such a
         tensor has none of); IndexOutOfRange where the compiled code's bounds check found
-        an index out of range (inductor's and AOTInductor's message names a generated
-        file and, for AOTInductor, carries a C++ stack); else the error itself."""
+        an index out of range, IntegerDivisionByZero where its check found a zero divisor
+        (inductor's and AOTInductor's message names a generated file and, for
+        AOTInductor, carries a C++ stack); else the error itself."""
         bound = _BOUNDS_CHECK.search(str(error))
         if bound is not None:
             check = re.sub(r"(\d+)L\b", r"\1", re.sub(r"\btmp\d+\b", "index", bound.group(1)))
@@ -348,6 +357,10 @@ class Loaded:
                                    f"code's bounds check: {check}); eager PyTorch raises IndexError for this call too",
                                    hint="check the values of the call's integer inputs (token ids against the "
                                         "vocabulary, indices against the size of what they index)")
+        if "ZeroDivisionError" in str(error):  # (inductor_cpu_throw_if_integer_div_error, a generated file's line)
+            return IntegerDivisionByZero(f"{self.__name__}: the call divides integers by zero (the compiled code's "
+                                         "check); eager PyTorch raises RuntimeError: ZeroDivisionError for it too",
+                                         hint="check the values of the call's integer inputs used as divisors")
         if v.guard.raw_memory:
             from .._torch_compat import functorch_wrapped
 
