@@ -271,17 +271,14 @@ class _Program(torch.nn.Module):
         # subclass torch.export returns (a weight's) stays whole, for capture to refuse
         self._subclasses = False
 
-    def _weights(self) -> dict:
-        """The module's parameters and buffers by name, as the trace sees them."""
+    def _weights(self, every_name: bool = False) -> dict:
+        """The module's parameters and buffers by name, as the trace sees them;
+        ``every_name``: each name of a tied weight too (``lm_head.weight`` beside
+        ``embed.weight``), for per-name guards, which must see every name a weight has."""
         m = getattr(self, "m", None)
-        return {} if m is None else {**dict(m.named_parameters()), **dict(m.named_buffers())}
-
-    def _all_weights(self) -> dict:
-        """``_weights`` with each name of a tied weight (``lm_head.weight`` beside
-        ``embed.weight``): per-name guards must see every name a weight has."""
-        m = getattr(self, "m", None)
-        return {} if m is None else {**dict(m.named_parameters(remove_duplicate=False)),
-                                     **dict(m.named_buffers(remove_duplicate=False))}
+        once = not every_name
+        return {} if m is None else {**dict(m.named_parameters(remove_duplicate=once)),
+                                     **dict(m.named_buffers(remove_duplicate=once))}
 
     def forward(self, *flat):
         args, kwargs = call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
@@ -298,7 +295,7 @@ class _Program(torch.nn.Module):
         self._record({"out_spec": spec, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
                       "custom_functions": _custom_functions(outs),
-                      "detached": _detached(outs, flat, self._all_weights(), grad_before),
+                      "detached": _detached(outs, flat, self._weights(every_name=True), grad_before),
                       # (``@torch.inference_mode()`` on forward: eager returns inference tensors)
                       "inference_outputs": [k for k, o in enumerate(outs)
                                             if isinstance(o, torch.Tensor) and o.is_inference()],
