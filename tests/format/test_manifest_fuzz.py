@@ -232,3 +232,18 @@ def test_input_guards_that_are_not_the_calls_tensors_are_refused_at_load(good, t
     write_package(path, m, members)
     with pytest.raises(aotpack.AotpackError, match="in_spec does not match its inputs"):
         aotpack.load(path)
+
+
+@pytest.mark.parametrize("field, value", [("inference_outputs", [7]), ("inference_outputs", [0, 0]),
+                                          ("mutated_inputs", [-1])])
+def test_indices_the_runtime_takes_elements_of_are_checked_at_load(good, tmp_path, field, value):
+    """``inference_outputs`` (2026-12-05) and ``mutated_inputs`` name outputs and inputs by
+    index: one past them raised IndexError at a call (or, for inputs, was ignored); the
+    reader now refuses the manifest, naming the field."""
+    manifest, members, _ = good
+    m = copy.deepcopy(manifest)
+    m["variants"][0][field] = value
+    path = tmp_path / "p.aot"
+    write_package(path, m, members)
+    with pytest.raises(aotpack.FormatError, match=rf"variant \w+\.{field}"):
+        aotpack.load(path)

@@ -957,6 +957,11 @@ class Manifest(Record):
             _need(isinstance(v.in_spec, treespec.TupleSpec) and len(v.in_spec.children) == len(p.signature),
                   f"variant {name}.in_spec does not match the signature")
             n_flat = len(ws) + len(v.inputs)
+            # indices the runtime takes elements of (an output made an inference tensor, an
+            # input written in place): within the program's outputs and the call's inputs
+            _need(len(set(v.inference_outputs)) == len(v.inference_outputs) and not (v.train and v.inference_outputs)
+                  and all(0 <= k < len(outs) for k in v.inference_outputs), f"variant {name}.inference_outputs")
+            _need(all(0 <= i < len(v.inputs) for i in v.mutated_inputs), f"variant {name}.mutated_inputs")
             _need(all(0 <= a.primal < n_flat and a.output >= 0 for a in v.views())
                   and not any(a.through_function for a in v.aliased), f"variant {name}.aliased")  # (training only)
             t = v.train
