@@ -52,9 +52,35 @@ def main(index_path, out_path):
             curve_mine.append(lm.item())
         buffers = max([(a - b).abs().max().item() for a, b in zip(ref.buffers(), mine.buffers())] or [0.0])
         results[name] = {"ref": curve_ref, "mine": curve_mine, "grad_err": grad_err, "buffer_err": buffers,
-                         "load_first_fwd_bwd_s": first_s}
+                         "load_first_fwd_bwd_s": first_s, **alone(name, path)}
     results["import_torch_s"] = import_torch_s
     json.dump(results, open(out_path, "w"))
+
+
+def alone(name, path):
+    """The package loaded without its model, trained through its own parameters beside
+    eager: the loss curve, and its state_dict loaded into a model of the same code."""
+    ref, fn = train_models.build(name), aotpack.load(path)
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    opt_pkg = torch.optim.SGD(fn.parameters(), lr=0.1, momentum=0.9)
+    curve_ref, curve_pkg = [], []
+    for step in range(6):
+        x = train_models.batch(name, step)
+        lr_, lp = loss_of(ref(x)), loss_of(fn(x))
+        lr_.backward()
+        lp.backward()
+        for opt in (opt_ref, opt_pkg):
+            opt.step()
+            opt.zero_grad()
+        curve_ref.append(lr_.item())
+        curve_pkg.append(lp.item())
+    trained = train_models.build(name)
+    trained.load_state_dict(fn.state_dict())
+    state_err = max((a - b).abs().max().item() for a, b in zip(ref.state_dict().values(),
+                                                                trained.state_dict().values()))
+    return {"alone_ref": curve_ref, "alone_pkg": curve_pkg, "alone_state_err": state_err,
+            "alone_parameters": sorted(n for n, _ in fn.named_parameters()),
+            "parameters": sorted(n for n, _ in ref.named_parameters())}
 
 
 if __name__ == "__main__":

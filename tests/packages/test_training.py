@@ -42,6 +42,17 @@ def test_training_matches_eager_in_a_fresh_process(trained, name):
     assert r["load_first_fwd_bwd_s"] < 5
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", train_models.NAMES)
+def test_a_package_loaded_without_its_model_trains_its_own_parameters(trained, name):
+    """No model code in the process: an optimizer over the package's own parameters
+    gives eager's loss curve, and its state_dict loads into the model's class."""
+    r = trained[name]
+    assert r["alone_parameters"] == r["parameters"]
+    torch.testing.assert_close(torch.tensor(r["alone_pkg"]), torch.tensor(r["alone_ref"]), rtol=1e-4, atol=1e-5)
+    assert r["alone_state_err"] < 1e-4, r
+
+
 # -- eager semantics (eager backend: compiles in milliseconds) ------------------------------
 def compile_load(target, args, tmp_path, **kw):
     pkg = aotpack.compile(target, args, train=True, backend=kw.pop("backend", "eager"), **kw)
@@ -535,6 +546,49 @@ def test_without_a_module_buffers_update_a_private_copy(tmp_path):
     for step in range(3):
         out, expected = fn(train_models.batch("mlp", step)), ref(train_models.batch("mlp", step))
     torch.testing.assert_close(out, expected)
+
+
+def test_a_package_loaded_alone_gives_its_own_parameters_eagers_gradients(tmp_path):
+    """load() without module=: the weights eager would differentiate are the package's
+    own parameters (leaves that require grad), so an output requires grad as eager's
+    does, and backward() fills their .grad with eager's gradients (until 2026-12-05 the
+    output required none and backward() raised torch's "does not require grad")."""
+    m, x = train_models.build("mlp"), train_models.batch("mlp", 0)
+    path = aotpack.compile(m, (x,), train=True, backend="eager").save(tmp_path / "t.aot")
+    fn, ref = aotpack.load(path), train_models.build("mlp")
+    out, expected = fn(x), ref(x)
+    assert out.requires_grad and expected.requires_grad
+    out.square().mean().backward()
+    expected.square().mean().backward()
+    own = dict(fn.named_parameters())
+    assert sorted(own) == sorted(n for n, _ in ref.named_parameters())
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(own[name].grad, p.grad)
+    with torch.no_grad():
+        assert not fn(x).requires_grad
+    again = aotpack.load(path)  # each load holds its own parameters
+    assert all(p.grad is None for p in again.parameters())
+    assert not {id(p) for p in again.parameters()} & {id(p) for p in fn.parameters()}
+
+
+class ReadsItsRequiresGrad(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.full((3,), 2.0))
+
+    def forward(self, x):
+        return x * self.w if self.w.requires_grad else x + 1
+
+
+def test_a_package_parameter_whose_requires_grad_the_program_reads_is_guarded(tmp_path):
+    """The package's own parameter, set not to require grad after load, where the program
+    branches on it: eager would take the other branch, the package refuses, naming it."""
+    m, x = ReadsItsRequiresGrad(), torch.randn(3)
+    fn = aotpack.load(aotpack.compile(m, (x,), train=True, backend="eager").save(tmp_path / "t.aot"))
+    torch.testing.assert_close(fn(x), m(x))
+    next(fn.parameters()).requires_grad_(False)
+    with pytest.raises(aotpack.GuardError, match=r"package parameter 'w'\.requires_grad"):
+        fn(x)
 
 
 def test_every_output_that_needs_no_grad_comes_back_without_one(tmp_path):

@@ -154,15 +154,21 @@ def _never(args, kwargs):
     return None
 
 
-def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[tuple[str, int]], weights: list):
+def _module_state_check(variant: Variant, module: torch.nn.Module | None, params: list[tuple[str, int]],
+                        weights: list):
     """A check of what a bound module may change between calls: its ``training`` flag
     (the program was captured in one mode) and its parameters' requires_grad, which
     decides whether eager would build an autograd graph. ``params``: (name, index in
-    ``weights``), the live list binding.Binding keeps current. Returns a function
-    giving None or the Mismatch to raise."""
-    from .binding import module_weight  # (binding loads only where a module is bound)
+    ``weights``), the live list binding.Binding keeps current. ``module`` None: the
+    package's own parameters (``_trainable_weights``), whose requires_grad is checked the
+    same way. Returns a function giving None or the Mismatch to raise."""
+    if module is None:
+        def module_weight(name: str, kind: str) -> str:
+            return f"package {kind} {name!r}"
+    else:
+        from .binding import module_weight  # (binding loads only where a module is bound)
 
-    want_training = variant.module_training
+    want_training = variant.module_training if module is not None else None
     train = variant.train
     # parameters whose requires_grad the program read: export kept one branch
     pinned = [(name, i, variant.requires_grad_weights[name]) for name, i in params
@@ -188,7 +194,8 @@ def _module_state_check(variant: Variant, module: torch.nn.Module, params: list[
             # (or a parameter the program detaches: eager's outputs need no grad of it)
             if weights[i].requires_grad and not (train and compiled_grad[i]) and name not in detached:
                 why = ("an inference package builds no autograd graph (call it under torch.no_grad() or "
-                       "torch.inference_mode(), call module.requires_grad_(False), or compile with train=True)"
+                       "torch.inference_mode(), set the parameter's requires_grad to False, or compile with "
+                       "train=True)"
                        if not train else "no gradient was compiled for it; recompile with it requiring grad")
                 return Mismatch([], f"False: {why}", "True", where=f"{module_weight(name, 'parameter')}.requires_grad")
         return None
@@ -251,6 +258,43 @@ class Loaded:
             for name, w in zip(v.manifest.weights, v.weights):
                 if name in self._initial_state:
                     yield name, w
+
+    def named_parameters(self):
+        """(name, tensor) of each weight the package's calls differentiate: for a training
+        package loaded without a module, its own parameters, leaves that require grad,
+        which ``backward()`` fills ``.grad`` of, as the original module's (an optimizer
+        over ``parameters()`` trains the package with no model code); for a bound load,
+        the module's parameters it uses. Names are the module's (``0.weight``); each
+        tensor once. Empty for an inference package loaded alone (its weights are frozen).
+
+        Example:
+            >>> step = aotpack.load("train.aot")                                # doctest: +SKIP
+            >>> opt = torch.optim.SGD(step.parameters(), lr=0.1)               # doctest: +SKIP
+        """
+        seen = set()
+        for v in self._variants:
+            for name, w in zip(v.manifest.weight_fqns, v.weights):
+                if isinstance(w, torch.Tensor) and w.requires_grad and id(w) not in seen:
+                    seen.add(id(w))
+                    yield name, w
+
+    def parameters(self):
+        """The tensors of ``named_parameters()``."""
+        return (w for _, w in self.named_parameters())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameters and buffers the package holds now, by the module's names
+        (detached, sharing memory, as ``nn.Module.state_dict``): after training a package
+        loaded alone, ``model.load_state_dict(step.state_dict(), strict=False)`` puts the
+        trained weights into a model of the same code. (Constants and module globals the
+        program reads are left out: no module holds them under a name.)"""
+        out = {}
+        program = self.manifest.program
+        for v in self._variants:
+            for key, name, w in zip(v.manifest.weights, v.manifest.weight_fqns, v.weights):
+                if program.weight(key).kind in ("parameter", "buffer") and isinstance(w, torch.Tensor):
+                    out.setdefault(name, w.detach())
+        return out
 
     def reset_state(self) -> None:
         """Put every state tensor (``self.state``) back to the value the package stores,
@@ -506,9 +550,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     Args:
       path: the package file; or its bytes, or a binary file object (read into memory).
       module: bind this module's live parameters and buffers instead of the stored
-        ones (no copy: an optimizer step on ``module`` is seen by the next call). A
-        training package trains only a bound module: its stored weights are frozen
-        copies, which get no gradient (only inputs that require grad do).
+        ones (no copy: an optimizer step on ``module`` is seen by the next call).
+        Without it, a training package holds its own parameters (``named_parameters()``,
+        leaves that require grad, as the module's did), which ``backward()`` fills and an
+        optimizer over ``parameters()`` trains; ``state_dict()`` gives them back.
       check_guards: False skips input checks. UNSAFE: a wrong shape then runs the
         compiled code on memory it was not compiled for.
       guard_filter: ``f(entries) -> list[bool]``; each entry (``GuardEntry``: variant,
@@ -585,7 +630,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         # mapped file (a write to the file after the check would otherwise reach the next
         # call), at the cost of one read of them into private memory.
         weights, initial = _weights_and_state(reader, manifest, private=keys is not None)
-        on_device: dict = {}  # (weight, device) -> the one copy GPU variants share
+        # the copies the variants of this load share: (stored weight, device) -> its copy
+        # on a GPU, its writable copy (a buffer updated in place), or its trainable leaf
+        own: dict = {}
+        trainable = _trainable_weights(manifest, variants) if module is None else set()
         loaded, problems, rebuilt = [], [], {}
         for v in sorted(manifest.variants, key=_specificity):
             if variants is not None and v.name not in variants:
@@ -599,7 +647,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
             fn, backend = _variant_code(v, files, backends, path, manifest.program)
             raw_memory = not getattr(backend, "runs_aten_ops", False)
             try:
-                ws, state = _variant_weights(v, manifest, weights, module, on_device, raw_memory)
+                ws, state = _variant_weights(v, manifest, weights, module, own, raw_memory, trainable)
             except AotpackError as e:
                 if len(manifest.variants) == 1:
                     raise
@@ -728,11 +776,14 @@ def _leaving_grad_mode(fn, grad_mode: bool):
     return run
 
 
-def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_device: dict, raw_memory: bool):
-    """(the tensors the variant runs with, its per-call module check): the module's live
-    parameters where one is bound, else the stored weights (one copy per GPU device).
-    Raises AotpackError where the bound module does not fit the variant."""
-    train = v.train
+def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, own: dict, raw_memory: bool,
+                    trainable: set[str] = frozenset()):
+    """(the tensors the variant runs with, its per-call check of them, or None): the
+    module's live parameters where one is bound, else the stored weights, with one copy
+    per GPU device, a writable copy of each buffer a training variant updates in place,
+    and a leaf that requires grad for each weight in ``trainable``, each shared by the
+    load's variants through ``own``. Raises AotpackError where the bound module does not
+    fit the variant."""
     program = manifest.program
     if module is not None:
         from .binding import Binding  # only loads that bind a module
@@ -741,12 +792,57 @@ def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, on_d
         binding.state_check = _module_state_check(v, module, _bound_parameters(v, program), binding.weights)
         return binding.weights, binding
     device = v.device
-    # Weights are stored for the CPU; GPU variants share one copy made here.
-    ws = [weights[n] if device == "cpu" else on_device.setdefault((n, device), copy_in_layout(weights[n], device))
-          for n in v.weights]
-    if train:  # buffers updated in place get writable copies, not the file's read-only pages
-        ws = [copy_in_layout(w) if i in train.mutation_targets else w for i, w in enumerate(ws)]
-    return ws, None
+    updated = set(v.train.mutation_targets) if v.train else set()
+
+    def copy(name: str, i: int) -> torch.Tensor:
+        stored = weights[name]  # (tied weights are one tensor under two names: one copy of it)
+        if name in trainable:  # the package's own parameter: eager's would require grad
+            key = (id(stored), device, "trainable")
+            if key not in own:
+                own[key] = copy_in_layout(stored, device).requires_grad_()
+            return own[key]
+        if i in updated:  # buffers updated in place get writable copies, not the file's pages
+            key = (id(stored), device, "written")
+            if key not in own:
+                own[key] = copy_in_layout(stored, device)
+            return own[key]
+        if device == "cpu":
+            return stored
+        # Weights are stored for the CPU; GPU variants share one copy made here.
+        key = (id(stored), device, "")
+        if key not in own:
+            own[key] = copy_in_layout(stored, device)
+        return own[key]
+
+    ws = [copy(n, i) for i, n in enumerate(v.weights)]
+    params = [(fqn, i) for fqn, (i, n) in zip(v.weight_fqns, enumerate(v.weights)) if n in trainable]
+    check = _module_state_check(v, None, params, ws)
+    return ws, (check if params and _may_refuse(v, params) else None)
+
+
+def _trainable_weights(manifest: Manifest, chosen) -> set[str]:
+    """The weights a training package loaded without a module holds as its own
+    parameters (leaves that require grad, ``Loaded.named_parameters``): those whose
+    gradient a loaded training variant computes, which eager's module parameters would
+    get. Calls then build eager's autograd graph, and ``backward()`` fills their
+    ``.grad`` (until 2026-12-05 the stored copies were frozen, so a call whose inputs
+    required no grad returned an output without one, and ``backward()`` raised torch's
+    "does not require grad")."""
+    names = set()
+    for v in manifest.variants:
+        if v.train is None or (chosen is not None and v.name not in chosen):
+            continue
+        gets_grad = v.train.weights_requires_grad or v.train.grad_mask[:len(v.weights)]
+        names.update(n for n, g in zip(v.weights, gets_grad) if g)
+    return names
+
+
+def _may_refuse(v: Variant, params: list[tuple[str, int]]) -> bool:
+    """Whether the per-call check of a variant's own parameters can ever refuse: an
+    inference variant (it builds no autograd graph of them), or a program that reads
+    one's requires_grad. A training variant that computes every one's gradient takes
+    any setting, so its calls keep the fast path."""
+    return v.train is None or any(name in v.requires_grad_weights for name, _ in params)
 
 
 def _nothing_loads(path, manifest: Manifest, variants, problems: list[str]) -> AotpackError:
