@@ -272,6 +272,48 @@ def test_training_packages_match_eager(recipe, outs, dtype, example, requires_gr
                   dynamic=dynamic)
 
 
+class Scaled(torch.nn.Module):
+    """A random program behind a parameter: ``program(x * w, y)``."""
+
+    def __init__(self, program):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(0.5, 1.5, 6, dtype=torch.float64))
+        self.program = program
+
+    def forward(self, x, y):
+        return self.program(x * self.w.to(x.dtype), y)
+
+
+@_seeded
+@_SETTINGS
+@given(recipe=steps, outs=outputs, requires_grad=st.sampled_from([(False, False), (True, False), (False, True)]),
+       data=st.data())
+def test_training_packages_loaded_alone_give_their_parameters_eagers_gradients(recipe, outs, requires_grad, data):
+    """A training package loaded without its module: each call equals the module's, and
+    its own parameter gets the module parameter's gradient (``Loaded.named_parameters``)."""
+    model = Scaled(make_program(recipe, outs))
+    compiled = CallSpec(("contiguous", "contiguous"), "none", torch.float32, requires_grad, (4, 6))
+    fn = compile_or_refuse(model, compiled, "eager", True)
+    if fn is None:
+        return
+    own = dict(fn.named_parameters())
+    assert set(own) <= {"w"}  # (none where no output depends on it: eager's gets no gradient either)
+    calls = data.draw(st.lists(st.tuples(call_specs((4, 6), torch.float32, requires_grad), st.booleans()),
+                               min_size=2, max_size=4))
+    for n, (spec, grad_mode) in enumerate(calls):
+        what = f"recipe={recipe} outputs={outs} compiled={compiled} call={spec} grad={grad_mode} (loaded alone)"
+        model.w.grad = None
+        for p in own.values():
+            p.grad = None
+        got = outcome(fn, spec, n + 1, grad_mode)
+        compare(outcome(model, spec, n + 1, grad_mode), got, spec, compiled, what)
+        if "error" not in got:
+            a, b = model.w.grad, own["w"].grad if own else None
+            assert (a is None) == (b is None), f"{what}: w.grad: eager {a}, package {b}"
+            if a is not None:
+                _close(b, a, msg=lambda m: f"{what}: w.grad: {m}")
+
+
 # A fixed sample for AOTInductor: a view chain, a reduction + matmul with an output that
 # aliases an input, and a training program. Each is called with every layout.
 AOTI_SAMPLE = [
