@@ -197,6 +197,12 @@ def subclass_types(spec: TreeSpec) -> set[str]:
     return {s.type for s in _typed_specs(spec) if isinstance(s, SubclassSpec)}
 
 
+def subclass_inner_indices(spec: TreeSpec) -> set[int]:
+    """The flat indices of the inner tensors of the subclasses a spec takes apart."""
+    return {c.index for s in _typed_specs(spec) if isinstance(s, SubclassSpec)
+            for c in s.children if isinstance(c, TensorLeaf)}
+
+
 def types_in(spec: TreeSpec) -> list[str]:
     """The container types a spec names (namedtuples and pytree nodes), in order."""
     return list(dict.fromkeys(name for _, name in _typed_nodes(spec)))
@@ -393,7 +399,7 @@ def _flatten_subclass(value: torch.Tensor, path: str, tensors: list) -> Subclass
     if stored is _NOT_JSON:
         raise CaptureError(f"{path} is a {name} whose flatten context ({type(meta).__name__}) cannot be stored as "
                            "JSON", hint="pass its inner tensors instead, or a subclass whose context is plain data")
-    inner = [getattr(value, a) for a in attrs]
+    inner = take_apart(value, list(attrs))
     if not sized_as_first_inner(value, inner):
         raise CaptureError(f"{path} is a {name} whose size or strides differ from its first inner tensor's "
                            f"({attrs[0] if attrs else 'none'}): a package rebuilds such tensors at their inner "
@@ -431,9 +437,79 @@ def sized_as_first_inner(value: torch.Tensor, inner: list) -> bool:
 
 def subclass_parts(value: torch.Tensor) -> tuple[list[str], Any, list]:
     """A subclass tensor's (inner tensor names, flatten context as JSON gives it back,
-    inner tensors): what a call's guard compares with the package's ``SubclassSpec``."""
+    inner tensors): what a call's guard compares with the package's ``SubclassSpec``.
+    The inner tensors carry the subclass's gradient where it requires grad
+    (``take_apart``)."""
     attrs, meta = value.__tensor_flatten__()
-    return list(attrs), _json_shaped(meta), [getattr(value, a) for a in attrs]
+    return list(attrs), _json_shaped(meta), take_apart(value, list(attrs))
+
+
+# Gradients across a subclass boundary. A package computes on a subclass's inner tensors;
+# eager's autograd tracks the subclass tensor itself, and its gradient is one of the same
+# class (TwoTensor's is a TwoTensor). As AOT autograd does for torch.compile, the
+# gradient is carried across the boundary as its inner tensors: taking a subclass tensor
+# that requires grad apart gives inner tensors whose gradients, rebuilt into the
+# subclass, are its gradient; rebuilding one from inner tensors that require grad gives
+# a tensor whose gradient, taken apart, is theirs. The same two steps serve the capture
+# (the joint graph of the inner tensors) and a call (the caller's subclass tensors).
+
+
+class _TakeApart(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value, attrs):
+        ctx.rebuild = (type(value), attrs, value.__tensor_flatten__()[1])
+        # (detached aliases: the caller's inner tensors keep no history of this call)
+        return tuple(getattr(value, a).detach() for a in attrs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        if all(g is None for g in grads):
+            return None, None
+        cls, attrs, meta = ctx.rebuild
+        first = next(g for g in grads if g is not None)
+        grads = [g if g is not None else torch.zeros_like(first) for g in grads]
+        return cls.__tensor_unflatten__(dict(zip(attrs, grads)), meta, grads[0].size(), grads[0].stride()), None
+
+
+class _Rebuild(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, cls, attrs, meta, *inner):
+        ctx.kind = (cls, attrs, meta)
+        parts = dict(zip(attrs, (t.detach() for t in inner)))
+        return cls.__tensor_unflatten__(parts, meta, inner[0].size(), inner[0].stride())
+
+    @staticmethod
+    def backward(ctx, grad):
+        cls, attrs, meta = ctx.kind
+        if grad is None:
+            return (None, None, None, *[None] * len(attrs))
+        got_attrs, got_meta = grad.__tensor_flatten__() if type(grad) is cls else (None, None)
+        if type(grad) is not cls or list(got_attrs) != list(attrs) or got_meta != meta:
+            raise AotpackError(
+                f"the gradient reaching a {type_name(cls)} (context {meta!r}) is a {type_name(type(grad))}"
+                + (f" of context {got_meta!r}" if type(grad) is cls else "")
+                + ": an aotpack package carries a subclass tensor's gradient as the inner tensors of one of its "
+                "class and context, as AOT autograd does",
+                hint="differentiate with respect to tensors of that class (a TwoTensor output's gradient is a "
+                     "TwoTensor), or compile with train=False")
+        return (None, None, None, *[getattr(grad, a) for a in attrs])
+
+
+def take_apart(value: torch.Tensor, attrs: list[str]) -> list:
+    """A subclass tensor's inner tensors ``attrs``; where it requires grad under grad
+    mode, aliases of them whose gradients rebuild into its gradient."""
+    if value.requires_grad and torch.is_grad_enabled():
+        return list(_TakeApart.apply(value, tuple(attrs)))
+    return [getattr(value, a) for a in attrs]
+
+
+def _rebuild_subclass(cls, attrs: list[str], meta, inner: list) -> torch.Tensor:
+    """``cls`` from its inner tensors; where one requires grad under grad mode, a tensor
+    whose gradient, taken apart, is theirs (``_Rebuild``)."""
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in inner):
+        return _Rebuild.apply(cls, tuple(attrs), meta, *inner)
+    first = inner[0]
+    return cls.__tensor_unflatten__(dict(zip(attrs, inner)), meta, first.size(), first.stride())
 
 
 def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
@@ -465,8 +541,7 @@ def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
     if kind == "subclass":
         if not _rebuilds(kind, cls):
             check_types(spec)
-        first = children[0]
-        return cls.__tensor_unflatten__(dict(zip(spec.attrs, children)), spec.meta, first.size(), first.stride())
+        return _rebuild_subclass(cls, list(spec.attrs), spec.meta, children)
     node = _compat().pytree_node(cls)
     if node is None:
         raise AotpackError(f"{spec.type} is not registered as a pytree node in this process",

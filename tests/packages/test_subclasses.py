@@ -170,6 +170,41 @@ def test_subclass_packages_equal_eager_at_any_size_a_dim_allows(dynamic_package,
     assert _equal(dynamic_package(x, y), mixed(x, y))
 
 
+class Trains(torch.nn.Module):
+    """A TwoTensor that requires grad through a frozen Linear, beside a plain input."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3).requires_grad_(False)
+
+    def forward(self, x, y):
+        return self.lin((x * 2 + y).sin()), x.sum() + y.sum()
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_a_two_tensor_that_requires_grad_trains_with_eagers_gradient(backend):
+    """A training package takes a TwoTensor that requires grad and gives it eager's
+    gradient, a TwoTensor: its inner tensors carry it across the package's boundary, as
+    AOT autograd carries it for torch.compile (tree.take_apart; a CaptureError until
+    2026-12-05)."""
+    trains, x, y = Trains(), pair(5, 4).requires_grad_(), torch.randn(5, 4)
+    fn = aotpack.load(aotpack.compile(trains, (x, y), train=True, backend=backend).to_bytes(), module=trains)
+    for seed in range(2):
+        mine, theirs = pair(5, 4, seed=seed).requires_grad_(), pair(5, 4, seed=seed).requires_grad_()
+        got, want = fn(mine, y), trains(theirs, y)
+        assert _equal(got, want)
+        assert [o.requires_grad for o in got] == [o.requires_grad for o in want] == [True, True]
+        (got[0] * 3).sum().backward()
+        (want[0] * 3).sum().backward()
+        assert type(mine.grad) is TwoTensor and _equal(mine.grad, theirs.grad)
+    with torch.no_grad():  # the forward alone
+        assert _equal(fn(mine, y), trains(theirs, y))
+    # a plain gradient for a TwoTensor output: the package carries only one of its class
+    with pytest.raises(aotpack.AotpackError, match=r"the gradient reaching a .*TwoTensor \(context None\) is a "
+                                                   r"torch.Tensor"):
+        fn(mine, y)[0].backward(torch.ones(5, 3))
+
+
 def test_what_a_package_cannot_rebuild_or_train_is_refused_naming_it():
     def makes_one(x):
         return TwoTensor(x, x * 2)
@@ -177,9 +212,16 @@ def test_what_a_package_cannot_rebuild_or_train_is_refused_naming_it():
     with pytest.raises(aotpack.CaptureError, match=r"returns a torch.testing._internal.two_tensor.TwoTensor, a "
                                                    r"tensor subclass that no input of the call and no module weight"):
         aotpack.compile(makes_one, (torch.randn(3),), backend="eager")
+    # eager gives the Linear's plain weight a TwoTensor gradient, which a package cannot return
     lin = torch.nn.Linear(4, 4)
-    with pytest.raises(aotpack.CaptureError, match=r"training packages take and return plain tensors"):
-        aotpack.compile(lambda x: lin(x).sum(), (pair(3, 4),), train=True, backend="eager")
+    with pytest.raises(aotpack.CaptureError, match=r"eager's gradient of weight is a torch.testing._internal."
+                                                   r"two_tensor.TwoTensor .*gives a plain tensor a plain gradient"):
+        aotpack.compile(lin, (pair(3, 4),), train=True, backend="eager")
+    # Scaled's ops return plain tensors, so its gradient is one: no inner tensors to carry it
+    with pytest.raises(aotpack.CaptureError, match=r"the gradient reaching a .*Scaled \(context \{'scale': 3.0\}\) "
+                                                   r"is a torch.Tensor"):
+        aotpack.compile(lambda x: x * 2, (Scaled(torch.randn(4), 3.0).requires_grad_(),), train=True,
+                        backend="eager")
 
 
 @pytest.mark.slow
@@ -252,6 +294,63 @@ def test_random_programs_on_a_two_tensor_equal_eager_or_are_refused(recipe, outs
     for g, w in zip(got, want):
         for a, b in zip(g[1:], w[1:]):
             torch.testing.assert_close(a, b, equal_nan=True, msg=what)
+    for a, b in ((theirs[0].a, mine[0].a), (theirs[0].b, mine[0].b), (theirs[1], mine[1])):
+        torch.testing.assert_close(a, b, equal_nan=True, msg=what)  # in-place effects on the caller's tensors
+
+
+def _backward(outs) -> None:
+    """One backward of every output that requires grad, each weighted (k + 1), through
+    the subclass: a TwoTensor output's sum is a TwoTensor, its gradient one too."""
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    diff = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
+    if diff:
+        sum((k + 1) * o.sum() for k, o in enumerate(diff)).backward()
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16))
+def test_random_programs_on_a_two_tensor_that_requires_grad_train_as_eager_or_are_refused(recipe, outs, seed):
+    """The grammar in a training package whose TwoTensor input requires grad: outputs,
+    which require grad, the input's gradient (a TwoTensor, as eager's: its inner tensors
+    carry it, tree.take_apart) and in-place effects equal eager's (refused until
+    2026-12-05)."""
+    program = fuzz_programs.make_program(recipe, outs)
+    x, y = pair(4, 6, seed=seed), torch.randn(4, 6, generator=torch.Generator().manual_seed(seed))
+
+    def fresh():
+        return TwoTensor(x.a.clone(), x.b.clone()).requires_grad_(), y.clone()
+
+    try:
+        mine = fresh()
+        result = program(*mine)
+        want = _inner(result)
+        want_requires_grad = [o.requires_grad for o in (result if isinstance(result, tuple) else (result,))]
+        _backward(result)
+    except Exception:  # noqa: BLE001 - eager's own refusal of the program: nothing to compare
+        return
+    try:
+        fn = aotpack.load(aotpack.compile(program, fresh(), train=True, backend="eager").to_bytes())
+    except aotpack.AotpackError:
+        return  # a clear refusal is allowed; a silent difference is not
+    theirs = fresh()
+    try:
+        got_result = fn(*theirs)
+    except aotpack.GuardError:
+        return
+    got = _inner(got_result)
+    what = f"recipe={recipe} outputs={outs}"
+    assert [g[0] for g in got] == [w[0] for w in want], what
+    for g, w in zip(got, want):
+        for a, b in zip(g[1:], w[1:]):
+            torch.testing.assert_close(a, b, equal_nan=True, msg=what)
+    got_outs = got_result if isinstance(got_result, tuple) else (got_result,)
+    assert [o.requires_grad for o in got_outs] == want_requires_grad, what
+    _backward(got_result)
+    assert (theirs[0].grad is None) == (mine[0].grad is None), what
+    if mine[0].grad is not None:
+        assert type(theirs[0].grad) is type(mine[0].grad), what
+        for a, b in ((theirs[0].grad.a, mine[0].grad.a), (theirs[0].grad.b, mine[0].grad.b)):
+            torch.testing.assert_close(a, b, equal_nan=True, msg=f"{what}: gradient")
     for a, b in ((theirs[0].a, mine[0].a), (theirs[0].b, mine[0].b), (theirs[1], mine[1])):
         torch.testing.assert_close(a, b, equal_nan=True, msg=what)  # in-place effects on the caller's tensors
 

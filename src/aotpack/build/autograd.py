@@ -26,7 +26,11 @@ sum of both gradients; inputs with and without requires_grad mix (each variant i
 compiled for one pattern, which its guards check); dropout draws from the caller's
 RNG. ``backward(create_graph=True)`` computes the first-order gradients; a second
 backward through them raises AotpackError (as torch.compile's). Custom
-``torch.autograd.Function``s run their own backward.
+``torch.autograd.Function``s run their own backward. A tensor subclass input made of
+tensors (TwoTensor) that requires grad gets a gradient of its class: the joint graph is
+of its inner tensors, and its gradient crosses the package's boundary as the inner
+tensors of one of its class and context (``tree.take_apart``, at capture and at each
+call), as AOT autograd's subclass wrappers carry it for torch.compile.
 
 Dynamic shapes: with Dims, the joint graph is traced on fake tensors of symbolic sizes
 (torch.export's symbols, ``compat.symbolic_like``), so the forward and backward work for
@@ -53,7 +57,7 @@ from typing import Any
 import torch
 
 from .. import tree
-from ..errors import CaptureError, NothingToDifferentiate
+from ..errors import AotpackError, CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
 from ..package.manifest import Alias, Mutation, OutputView
 from . import subclass_weights
@@ -497,12 +501,14 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     return run
 
 
-def _own_requires_grad(run: Callable, primals: list) -> list[bool]:
+def _own_requires_grad(run: Callable, primals: list, names: list[str] | None = None, program: str = "") -> list[bool]:
     """Which of ``run``'s outputs (``_program_outputs``) require grad in the program's own
     run on the example: what the package's outputs must say. The exported graph may say
     otherwise where make_fx traced it (desugar.py): it has no grad-mode regions, so a
     value the program computed under ``no_grad`` requires grad there (fuzzer seeds 60
-    and 61: the joint graph's output grads did not match, a CaptureError)."""
+    and 61: the joint graph's output grads did not match, a CaptureError). ``names``
+    (the primals', given for a program with tensor subclass inputs): the run's gradients
+    are checked too (``_refuse_subclass_gradients``)."""
     from .. import _torch_compat as compat
 
     with torch.enable_grad(), compat.as_torch_export_traces():
@@ -510,7 +516,53 @@ def _own_requires_grad(run: Callable, primals: list) -> list[bool]:
             outs = run(*primals)
         finally:
             run.restore_globals()
+        if names is not None:
+            _refuse_subclass_gradients(outs, primals, names, program)
     return [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
+
+
+def _refuse_updated_subclasses(captured) -> None:
+    """CaptureError for an in-place update of a tensor subclass input whose gradient the
+    package carries (it requires grad): the update would land on the inner tensors the
+    call takes apart, whose history autograd then refuses to use for the outputs."""
+    inner = tree.subclass_inner_indices(captured.in_spec)
+    updated = [m.index for m in captured.mutations if m.kind == "input" and m.index in inner
+               and captured.example_inputs[m.index].requires_grad]
+    if updated:
+        path = tree.tensor_paths(captured.in_spec, [p.name for p in captured.signature])[updated[0]]
+        raise CaptureError(f"{captured.name} updates {path} in place, an inner tensor of a tensor subclass input "
+                           "that requires grad: a training package does not carry such an update and the "
+                           "subclass's gradient together",
+                           hint="update a copy, pass it not requiring grad, or compile with train=False")
+
+
+def _refuse_subclass_gradients(outs: list, primals: list, names: list[str], program: str) -> None:
+    """CaptureError where eager's gradient of a plain tensor is a tensor subclass: a
+    parameter or input that meets a TwoTensor input gets a TwoTensor gradient in eager
+    (its backward computes through the subclass), which a package, whose joint graph
+    gives each plain tensor one plain gradient, cannot return; and where a subclass
+    input's gradient is not of its class and context (tree._Rebuild). Found from the
+    gradients of one backward of the program's own run on the examples."""
+    wanted = [k for k, p in enumerate(primals) if p.requires_grad]
+    diff = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
+    if not wanted or not diff:
+        return
+    try:
+        grads = torch.autograd.grad(diff, [primals[k] for k in wanted], [torch.ones_like(o) for o in diff],
+                                    allow_unused=True)
+    except AotpackError as e:  # (tree._Rebuild: a subclass input's gradient of another class)
+        raise CaptureError(f"{program}: {e.message}", hint=e.hint) from None
+    except Exception:  # noqa: BLE001 - the joint trace below reports what torch refuses
+        return
+    for k, g in zip(wanted, grads):
+        if isinstance(g, torch.Tensor) and tree.flattens_into_tensors(g):
+            raise CaptureError(
+                f"{program}: eager's gradient of {names[k]} is a {tree.type_name(type(g))} (a plain tensor "
+                "computed with a tensor subclass input gets a gradient of the subclass); a training package "
+                "gives a plain tensor a plain gradient",
+                hint="keep it out of the gradient (requires_grad False), or compile with train=False (torch.compile "
+                     "returns such gradients through AOT autograd's subclass wrappers, which training packages do "
+                     "not hold yet)")
 
 
 def _made_by_the_program(captured, names: list[str]) -> set[str]:
@@ -766,16 +818,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
-    subclasses = sorted(tree.subclass_types(captured.in_spec) | tree.subclass_types(captured.out_spec))
-    if subclasses:
-        # (eager's autograd runs on the wrapper: even a plain parameter that meets a TwoTensor
-        # input gets a TwoTensor gradient, which a joint graph of the inner tensors, with
-        # plain gradients, is not; aot_export_joint_simple refuses subclass inputs, and
-        # torch.compile's own route, AOT autograd's subclass wrappers, is not taken here)
-        raise CaptureError(f"{captured.name} takes or returns a {subclasses[0]}, a tensor subclass: training "
-                           "packages take and return plain tensors (eager's gradients here follow the subclass: "
-                           "even a plain parameter's would be one); an inference package takes it",
-                           hint="compile with train=False, or pass its inner tensors")
+    _refuse_updated_subclasses(captured)
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}
@@ -800,7 +843,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         n_outputs = len(outs) - len(captured.mutations) - hidden
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
         run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
-        out_requires_grad = _own_requires_grad(run, primals)
+        out_requires_grad = _own_requires_grad(run, primals, names if tree.subclass_types(captured.in_spec) else None,
+                                               captured.name)
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
@@ -812,6 +856,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
                 joint = compat.aot_export_joint(run, traced)
             finally:
                 getattr(run, "restore_globals", lambda: None)()
+    except AotpackError as e:  # (a subclass gradient of another class, tree._Rebuild)
+        raise CaptureError(f"{captured.name}: {e.message}", hint=e.hint) from None
     except Exception as e:  # noqa: BLE001 - one clear error, with torch's reason
         reason = str(e).splitlines()[0] if str(e) else ""
         if "outputs that alias inputs" in reason:  # torch appends kilobytes of its internal metadata

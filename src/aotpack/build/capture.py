@@ -187,6 +187,19 @@ class Captured:
     dim_names: dict[str, str] = field(default_factory=dict)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
 
+    def detach_all(self) -> None:
+        """Mark every input and weight that requires grad as one the program detaches
+        (``Input.detached``, ``detached_weights``): a training compile found that no
+        output of the program's own run requires grad (NothingToDifferentiate), so eager
+        builds no autograd graph of them, whatever the trace (below torch.export too).
+        Not where the program updates a tensor in place (eager's update would carry a
+        history the package's has not)."""
+        if self.mutated_inputs or self.state or self.mutations:
+            return
+        self.inputs = [g.replace(detached=True) if g.requires_grad else g for g in self.inputs]
+        self.detached_weights = sorted(n for n, w in self.weights.items()
+                                       if self.weight_kinds.get(n) == "parameter" and w.requires_grad)
+
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
         return list(self.weights.values()) + list(self.example_inputs)

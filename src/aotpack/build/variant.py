@@ -36,6 +36,8 @@ def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | 
     captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
                        autocast=v.get("autocast"),
                        allow_mutations=training is not None)
+    if v.get("nothing_differentiable"):
+        captured.detach_all()
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
         f"{len(captured.weights)} weights ({time.perf_counter() - t0:.1f}s); compiling with {be.name}")
     t1 = time.perf_counter()
@@ -78,7 +80,7 @@ def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | 
         # alone, so the package holds it alone, guarded as any inference variant
         warn_caller(f"aotpack: {e.message}: variant {v['name']!r} is compiled as the forward alone "
                     "(an inference variant)", UserWarning)
-        return build_variant(v, strict_dims, say, cache, None)
+        return build_variant({**v, "nothing_differentiable": True}, strict_dims, say, cache, None)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
 

@@ -1344,13 +1344,24 @@ class Guard:
         if attrs != list(spec.attrs) or meta != spec.meta:
             raise Mismatch([], f"a {spec.type} of inner tensors {list(spec.attrs)} and context {spec.meta!r}",
                            f"{attrs} and {meta!r}")
-        if value.requires_grad and torch.is_grad_enabled():  # (autograd would track the wrapper, not its inner tensors)
+        if value.requires_grad and torch.is_grad_enabled() and not self._differentiates(spec):
+            # (autograd tracks the wrapper: a training variant compiled for it carries its
+            # gradient as its inner tensors', tree.take_apart; any other would drop it)
             raise Mismatch([], f"a {spec.type} that does not require grad (the package computes on its inner "
                                "tensors and builds no autograd graph of it; eager would)", "one that requires grad")
         if not tree.sized_as_first_inner(value, inner):
             raise Mismatch([], f"a {spec.type} of the size and strides of its {attrs[0]} (as compiled)",
                            f"size {list(value.shape)} and strides {list(value.stride())}")
         self._walk_each(attrs, spec.children, inner, flat)
+
+
+    def _differentiates(self, spec) -> bool:
+        """Whether this variant takes subclass input ``spec`` requiring grad under grad
+        mode: a training variant compiled with its gradient (its inner tensors require
+        grad), or one whose outputs' autograd graph does not reach it (``Input.detached``:
+        eager's outputs need no gradient of it)."""
+        inner = [self.inputs[c.index] if isinstance(c, TensorLeaf) else None for c in spec.children]
+        return all(g is not None and ((self.train and g.requires_grad) or g.detached) for g in inner)
 
 
 def _subclass_parts(spec):
@@ -1367,10 +1378,10 @@ def _subclass_parts(spec):
             if not issubclass(cls, torch.Tensor) or tree.type_name(cls) != want_type:
                 raise TypeError
             seen[:] = [cls]
-        names, context, inner = tree.subclass_parts(value)
-        if names != attrs or context != meta:
+        if value.requires_grad and torch.is_grad_enabled():  # (the full check: a gradient carried, or refused)
             raise TypeError
-        if (value.requires_grad and torch.is_grad_enabled()) or not tree.sized_as_first_inner(value, inner):
+        names, context, inner = tree.subclass_parts(value)
+        if names != attrs or context != meta or not tree.sized_as_first_inner(value, inner):
             raise TypeError
         return inner
 
