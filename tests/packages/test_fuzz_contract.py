@@ -311,7 +311,7 @@ def test_training_packages_loaded_alone_give_their_parameters_eagers_gradients(r
             a, b = model.w.grad, own["w"].grad if own else None
             assert (a is None) == (b is None), f"{what}: w.grad: eager {a}, package {b}"
             if a is not None:
-                _close(b, a, msg=lambda m: f"{what}: w.grad: {m}")
+                _close(b, a, msg=lambda m, what=what: f"{what}: w.grad: {m}")
 
 
 # A fixed sample for AOTInductor: a view chain, a reduction + matmul with an output that
