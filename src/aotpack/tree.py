@@ -38,6 +38,7 @@ import inspect
 import json
 import math
 import sys
+import weakref
 from typing import Any
 
 import torch
@@ -495,6 +496,37 @@ class _Rebuild(torch.autograd.Function):
         return (None, None, None, *[getattr(grad, a) for a in attrs])
 
 
+# A call's subclass inputs by their first inner tensor (the guard takes them apart,
+# ``passed_apart``), so an output made of exactly an input's inner tensors (the program
+# returned the input) is the caller's own tensor, as eager returns it: the same object,
+# its requires_grad included. Weak both ways: the registry keeps nothing alive.
+_PASSED: Any = None
+
+
+def passed_apart(value: torch.Tensor, inner: list) -> None:
+    """Record that a call took subclass tensor ``value`` apart into ``inner``."""
+    global _PASSED
+    if _PASSED is None:
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        _PASSED = WeakIdKeyDictionary()
+    if inner:
+        _PASSED[inner[0]] = weakref.ref(value)
+
+
+def _passed_whole(cls, attrs: list[str], meta, inner: list):
+    """The caller's subclass tensor whose inner tensors are exactly ``inner`` (the same
+    objects), of class ``cls`` and context ``meta``; else None."""
+    ref = _PASSED.get(inner[0]) if _PASSED is not None and inner else None
+    value = ref() if ref is not None else None
+    if value is None or type(value) is not cls:
+        return None
+    names, context = value.__tensor_flatten__()
+    if list(names) != list(attrs) or _json_shaped(context) != meta:
+        return None
+    return value if all(getattr(value, a) is t for a, t in zip(attrs, inner)) else None
+
+
 def take_apart(value: torch.Tensor, attrs: list[str]) -> list:
     """A subclass tensor's inner tensors ``attrs``; where it requires grad under grad
     mode, aliases of them whose gradients rebuild into its gradient."""
@@ -508,6 +540,9 @@ def _rebuild_subclass(cls, attrs: list[str], meta, inner: list) -> torch.Tensor:
     whose gradient, taken apart, is theirs (``_Rebuild``)."""
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in inner):
         return _Rebuild.apply(cls, tuple(attrs), meta, *inner)
+    whole = _passed_whole(cls, attrs, meta, inner)
+    if whole is not None:
+        return whole
     first = inner[0]
     return cls.__tensor_unflatten__(dict(zip(attrs, inner)), meta, first.size(), first.stride())
 

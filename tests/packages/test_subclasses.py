@@ -96,6 +96,24 @@ def test_a_call_is_guarded_on_the_class_its_inner_tensors_and_autograd():
         assert _equal(fn(grads, y), mixed(grads, y))
 
 
+def test_an_input_returned_is_the_callers_own_subclass_tensor():
+    """``return x``: eager returns the caller's tensor itself; so does a package (until
+    2026-12-05 a new TwoTensor of its inner tensors, which under no_grad required no grad
+    where the caller's did), through the fast check and the full one."""
+    def passes(x, y):
+        return x, x * y
+
+    fn = aotpack.load(aotpack.compile(passes, (pair(3, 4), torch.randn(3, 4)), backend="eager").to_bytes())
+    x, y = pair(3, 4, seed=1), torch.randn(3, 4)
+    assert fn(x, y)[0] is x
+    needs_grad = pair(3, 4, seed=2).requires_grad_()
+    with torch.no_grad():  # (the full check: a wrapper that requires grad)
+        got = fn(needs_grad, y)[0]
+    assert got is needs_grad and got.requires_grad
+    # a new wrapper of the same class where the output is not the input itself
+    assert fn(x, y)[1] is not x and type(fn(x, y)[1]) is TwoTensor
+
+
 def test_the_generated_fast_check_takes_a_subclass_apart_and_declines_what_the_full_check_refuses():
     """A subclass parameter has a generated fast check (one call for its class, inner
     tensor names, context, size and requires_grad, then the native check of its inner

@@ -1352,6 +1352,7 @@ class Guard:
         if not tree.sized_as_first_inner(value, inner):
             raise Mismatch([], f"a {spec.type} of the size and strides of its {attrs[0]} (as compiled)",
                            f"size {list(value.shape)} and strides {list(value.stride())}")
+        tree.passed_apart(value, inner)
         self._walk_each(attrs, spec.children, inner, flat)
 
 
@@ -1371,6 +1372,7 @@ def _subclass_parts(spec):
     once, then by identity (a package never imports it; the caller's is the one)."""
     want_type, attrs, meta = spec.type, list(spec.attrs), spec.meta
     seen: list = []
+    passed = tree.passed_apart
 
     def parts(value):
         cls = type(value)
@@ -1383,6 +1385,7 @@ def _subclass_parts(spec):
         names, context, inner = tree.subclass_parts(value)
         if names != attrs or context != meta or not tree.sized_as_first_inner(value, inner):
             raise TypeError
+        passed(value, inner)
         return inner
 
     return parts
