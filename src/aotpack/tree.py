@@ -436,13 +436,14 @@ def sized_as_first_inner(value: torch.Tensor, inner: list) -> bool:
         first.shape, first.stride(), first.storage_offset())
 
 
-def subclass_parts(value: torch.Tensor) -> tuple[list[str], Any, list]:
+def subclass_parts(value: torch.Tensor, carry_grad: bool = True) -> tuple[list[str], Any, list]:
     """A subclass tensor's (inner tensor names, flatten context as JSON gives it back,
     inner tensors): what a call's guard compares with the package's ``SubclassSpec``.
     The inner tensors carry the subclass's gradient where it requires grad
-    (``take_apart``)."""
+    (``take_apart``), unless ``carry_grad`` is False (a caller that refuses such a tensor)."""
     attrs, meta = value.__tensor_flatten__()
-    return list(attrs), _json_shaped(meta), take_apart(value, list(attrs))
+    attrs = list(attrs)
+    return attrs, _json_shaped(meta), take_apart(value, attrs) if carry_grad else [getattr(value, a) for a in attrs]
 
 
 # Gradients across a subclass boundary. A package computes on a subclass's inner tensors;
@@ -538,11 +539,14 @@ def take_apart(value: torch.Tensor, attrs: list[str]) -> list:
 def _rebuild_subclass(cls, attrs: list[str], meta, inner: list) -> torch.Tensor:
     """``cls`` from its inner tensors; where one requires grad under grad mode, a tensor
     whose gradient, taken apart, is theirs (``_Rebuild``)."""
-    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in inner):
-        return _Rebuild.apply(cls, tuple(attrs), meta, *inner)
-    whole = _passed_whole(cls, attrs, meta, inner)
-    if whole is not None:
-        return whole
+    if torch.is_grad_enabled():
+        for t in inner:  # (a loop, not any(): this runs at every call that returns such a tensor)
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                return _Rebuild.apply(cls, tuple(attrs), meta, *inner)
+    if _PASSED is not None:
+        whole = _passed_whole(cls, attrs, meta, inner)
+        if whole is not None:
+            return whole
     first = inner[0]
     return cls.__tensor_unflatten__(dict(zip(attrs, inner)), meta, first.size(), first.stride())
 

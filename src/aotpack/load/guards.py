@@ -1108,7 +1108,7 @@ class Guard:
                 return None
             params.append(f"p{k}")
             inner = [names.setdefault(c.index, f"a{c.index}") for c in spec.children]
-            env[f"PARTS{k}"] = _subclass_parts(spec)
+            env[f"PARTS{k}"] = _subclass_parts(spec, self._returns_inner(spec))
             unpack += [f"        {', '.join(inner)}{',' if len(inner) == 1 else ''} = PARTS{k}(p{k})"]
         if sorted(names) != list(range(len(names))):
             return None
@@ -1352,9 +1352,16 @@ class Guard:
         if not tree.sized_as_first_inner(value, inner):
             raise Mismatch([], f"a {spec.type} of the size and strides of its {attrs[0]} (as compiled)",
                            f"size {list(value.shape)} and strides {list(value.stride())}")
-        tree.passed_apart(value, inner)
+        if self._returns_inner(spec):
+            tree.passed_apart(value, inner)
         self._walk_each(attrs, spec.children, inner, flat)
 
+
+    def _returns_inner(self, spec) -> bool:
+        """Whether an output may be an inner tensor of subclass input ``spec`` (views of
+        inputs are pinned): then the call records the subclass tensor, so an output made
+        of exactly its inner tensors is the caller's own (``tree.passed_apart``)."""
+        return any(isinstance(c, TensorLeaf) and c.index in self.pinned for c in spec.children)
 
     def _differentiates(self, spec) -> bool:
         """Whether this variant takes subclass input ``spec`` requiring grad under grad
@@ -1365,7 +1372,7 @@ class Guard:
         return all(g is not None and ((self.train and g.requires_grad) or g.detached) for g in inner)
 
 
-def _subclass_parts(spec):
+def _subclass_parts(spec, remember: bool = False):
     """``value -> its inner tensors`` for the fast check of a subclass parameter, raising
     (the generated check's ``except`` then returns None: the full check says why) where
     ``value`` is not what ``Guard._walk_subclass`` accepts. The class is compared by name
@@ -1382,10 +1389,11 @@ def _subclass_parts(spec):
             seen[:] = [cls]
         if value.requires_grad and torch.is_grad_enabled():  # (the full check: a gradient carried, or refused)
             raise TypeError
-        names, context, inner = tree.subclass_parts(value)
+        names, context, inner = tree.subclass_parts(value, carry_grad=False)
         if names != attrs or context != meta or not tree.sized_as_first_inner(value, inner):
             raise TypeError
-        passed(value, inner)
+        if remember:
+            passed(value, inner)
         return inner
 
     return parts
