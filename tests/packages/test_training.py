@@ -646,8 +646,8 @@ def test_transformers_models_train_with_eager_gradients(name):
         for module in m.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0  # the same numbers in both: no random masks to compare
-    fn = aotpack.load(aotpack.compile(model, (), kwargs, train=True, backend="eager").to_bytes(), module=model,
-                      allow_modules=["transformers"])
+    package = aotpack.compile(model, (), kwargs, train=True, backend="eager").to_bytes()
+    fn = aotpack.load(package, module=model, allow_modules=["transformers"])
     got, want = fn(**kwargs), ref(**kwargs)
     key = "logits" if "logits" in want else "last_hidden_state"
     got[key].square().mean().backward()
@@ -658,6 +658,15 @@ def test_transformers_models_train_with_eager_gradients(name):
             torch.testing.assert_close(p.grad, q.grad, msg=n)
     if name == "bert":
         assert model.pooler.dense.weight.grad is None
+    # loaded alone: the package's own parameters (a tied embedding once) get the same gradients
+    alone = aotpack.load(package, allow_modules=["transformers"])
+    alone(**kwargs)[key].square().mean().backward()
+    own = dict(alone.named_parameters())
+    assert sorted(own) == sorted(n for n, _ in ref.named_parameters()), name
+    for n, q in ref.named_parameters():
+        assert (own[n].grad is None) == (q.grad is None), n
+        if q.grad is not None:
+            torch.testing.assert_close(own[n].grad, q.grad, msg=n)
 
 
 class DataDependent(torch.nn.Module):
