@@ -571,6 +571,39 @@ def test_a_package_loaded_alone_gives_its_own_parameters_eagers_gradients(tmp_pa
     assert not {id(p) for p in again.parameters()} & {id(p) for p in fn.parameters()}
 
 
+def test_a_package_trained_alone_resumes_from_its_state_dict(tmp_path):
+    """Checkpoint and resume with the package alone: state_dict() saved, loaded into a
+    fresh load of the same file with load_state_dict(), gives the same next step as the
+    load that trained on (parameters and BatchNorm statistics)."""
+    m, x = train_models.build("mlp"), train_models.batch("mlp", 0)
+    path = aotpack.compile(m, (x,), train=True, backend="eager").save(tmp_path / "t.aot")
+
+    def step(fn):
+        opt = torch.optim.SGD(fn.parameters(), lr=0.1)
+        fn(train_models.batch("mlp", 1)).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+    first = aotpack.load(path)
+    step(first)
+    torch.save(first.state_dict(), tmp_path / "ckpt.pt")
+    resumed = aotpack.load(path)
+    resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt"))
+    for fn in (first, resumed):
+        step(fn)
+    for (name, a), b in zip(first.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not torch.equal(first.state_dict()["0.weight"], aotpack.load(path).state_dict()["0.weight"])
+    state = first.state_dict()
+    with pytest.raises(aotpack.AotpackError, match=r"missing \['0.bias'\], unexpected \['extra'\]"):
+        resumed.load_state_dict({**{k: v for k, v in state.items() if k != "0.bias"}, "extra": torch.zeros(1)})
+    with pytest.raises(aotpack.AotpackError, match=r"0.weight is float32\[2, 2\], the package's weight "
+                                                   r"float32\[32, 16\]"):
+        resumed.load_state_dict({**state, "0.weight": torch.zeros(2, 2)})
+    with pytest.raises(aotpack.AotpackError, match=r"bound to a module"):
+        aotpack.load(path, module=m).load_state_dict(state)
+
+
 class ReadsItsRequiresGrad(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -240,6 +240,7 @@ class Loaded:
         self._source = path  # what example_inputs() reads again (the memory file of a load from bytes)
         self._initial_state = initial_state or {}  # name -> the value the package stores
         self._portable: dict = {}  # variant name -> its portable program, read at the first call that needs it
+        self._bound = False  # (load sets it: a module's tensors, not the package's own)
         declared = {n for v in variants for n in v.manifest.state}  # (not the aliases of them)
         self.state = {}
         for name, w in self._state_copies():
@@ -295,6 +296,52 @@ class Loaded:
                 if program.weight(key).kind in ("parameter", "buffer") and isinstance(w, torch.Tensor):
                     out.setdefault(name, w.detach())
         return out
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """Copy ``state_dict``'s tensors into the parameters and buffers the package holds,
+        by the module's names (``state_dict()``'s): resume training a package loaded alone
+        from a checkpoint, or run it with other weights of the same shapes. Every copy the
+        variants hold (one per device) is written; the file is not.
+
+        Args:
+          state_dict: name -> tensor, as ``state_dict()`` or the model's ``state_dict()``.
+          strict: every name the package holds must be given, and no other.
+        Raises:
+          AotpackError: a name is missing or unknown (strict), a tensor's shape or dtype
+            is not the weight's, or the package is bound to a module (load the state into
+            the module instead: the package reads the module's tensors).
+
+        Example:
+            >>> step.load_state_dict(torch.load("checkpoint.pt"))      # doctest: +SKIP
+        """
+        if self._bound:
+            raise AotpackError(f"{self.__name__} is bound to a module, whose tensors it reads at each call",
+                               hint="call module.load_state_dict(...) instead")
+        program = self.manifest.program
+        held: dict[int, tuple[str, torch.Tensor]] = {}
+        for v in self._variants:
+            for key, name, w in zip(v.manifest.weights, v.manifest.weight_fqns, v.weights):
+                if program.weight(key).kind in ("parameter", "buffer") and isinstance(w, torch.Tensor):
+                    held.setdefault(id(w), (name, w))
+        names = {name for name, _ in held.values()}
+        missing, unexpected = sorted(names - set(state_dict)), sorted(set(state_dict) - names)
+        if strict and (missing or unexpected):
+            raise AotpackError(f"{self.__name__}.load_state_dict: missing {missing[:5]}, unexpected {unexpected[:5]}",
+                               hint="give exactly the names of state_dict(), or pass strict=False")
+        for name, w in held.values():
+            value = state_dict.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor) or value.shape != w.shape or value.dtype != w.dtype:
+                got = (f"{tree.dtype_name(value.dtype)}{list(value.shape)}" if isinstance(value, torch.Tensor)
+                       else type(value).__name__)
+                raise AotpackError(f"{self.__name__}.load_state_dict: {name} is {got}, the package's weight "
+                                   f"{tree.dtype_name(w.dtype)}{list(w.shape)}",
+                                   hint="load a state of the same model and dtype")
+        with torch.no_grad():
+            for name, w in held.values():
+                if name in state_dict:
+                    w.copy_(state_dict[name])
 
     def reset_state(self) -> None:
         """Put every state tensor (``self.state``) back to the value the package stores,
@@ -665,6 +712,7 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         fn = Loaded(manifest, loaded, check_guards, os.fspath(path), plain_types, signer=reader.signer,
                     initial_state=initial)
         fn._keys = keys  # later reads of the file (example_inputs) check the same signature
+        fn._bound = module is not None
         return fn
     finally:
         reader.close()
