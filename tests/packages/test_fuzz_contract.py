@@ -305,9 +305,11 @@ def test_training_packages_loaded_alone_give_their_parameters_eagers_gradients(r
         model.w.grad = None
         for p in own.values():
             p.grad = None
-        got = outcome(fn, spec, n + 1, grad_mode)
-        compare(outcome(model, spec, n + 1, grad_mode), got, spec, compiled, what)
-        if "error" not in got:
+        got, eager = outcome(fn, spec, n + 1, grad_mode), outcome(model, spec, n + 1, grad_mode)
+        compare(eager, got, spec, compiled, what)
+        # (where eager's backward ran: after a second-order grad eager's graph is freed, the
+        # package's, which refuses the second order, is not; compare() allows that)
+        if "error" not in got and "grads" in eager:
             a, b = model.w.grad, own["w"].grad if own else None
             assert (a is None) == (b is None), f"{what}: w.grad: eager {a}, package {b}"
             if a is not None:
