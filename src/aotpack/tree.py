@@ -486,7 +486,8 @@ class _Rebuild(torch.autograd.Function):
         if grad is None:
             return (None, None, None, *[None] * len(attrs))
         got_attrs, got_meta = grad.__tensor_flatten__() if type(grad) is cls else (None, None)
-        if type(grad) is not cls or list(got_attrs) != list(attrs) or got_meta != meta:
+        # (contexts compared as a package stores them: a tuple and a list are one context)
+        if type(grad) is not cls or list(got_attrs) != list(attrs) or _json_shaped(got_meta) != _json_shaped(meta):
             raise AotpackError(
                 f"the gradient reaching a {type_name(cls)} (context {meta!r}) is a {type_name(type(grad))}"
                 + (f" of context {got_meta!r}" if type(grad) is cls else "")

@@ -197,8 +197,9 @@ class Captured:
         if self.mutated_inputs or self.state or self.mutations:
             return
         self.inputs = [g.replace(detached=True) if g.requires_grad else g for g in self.inputs]
-        self.detached_weights = sorted(n for n, w in self.weights.items()
-                                       if self.weight_kinds.get(n) == "parameter" and w.requires_grad)
+        # (every name of a tied weight: the bound module's check reads each)
+        names = self.program._weights(every_name=True) if hasattr(self.program, "_weights") else self.weights
+        self.detached_weights = sorted(n for n, w in names.items() if w.requires_grad)
 
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
