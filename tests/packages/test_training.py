@@ -1173,3 +1173,61 @@ def test_a_program_nothing_of_which_requires_grad_is_compiled_as_its_forward(tmp
     torch.testing.assert_close(fn(x), m(x))
     with pytest.raises(aotpack.errors.NothingToDifferentiate):  # the joint capture itself says why
         autograd.capture_joint(m, (x,))
+
+
+class ArgmaxOfTiedHead(torch.nn.Module):
+    """Parameters that require grad, used only under no_grad (a tied embedding and head),
+    beside a torch.func transform (so capture traces below torch.export: desugar.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids, x):
+        with torch.no_grad():
+            slope = torch.func.grad(lambda t: t.sin().sum())(x)
+            return self.head(self.emb(ids) + slope).argmax(-1)
+
+
+class TiedBesideTransform(ArgmaxOfTiedHead):
+    """The same tied weight, differentiated."""
+
+    def forward(self, ids, x):
+        slope = torch.func.grad(lambda t: t.sin().sum())(x)
+        return self.head(self.emb(ids) + slope)
+
+
+def test_a_tied_weight_beside_a_transform_trains_as_eager_bound_and_alone(tmp_path):
+    """A training program traced from itself (a torch.func transform) with a tied weight:
+    its two names are two primals, each with its share of the gradient, summed on the one
+    tensor (until 2026-12-05 compile raised torch's raw ValueError "functional_call got
+    multiple values for keys which are tied")."""
+    torch.manual_seed(0)
+    m, ids, x = TiedBesideTransform(), torch.randint(0, 10, (3,)), torch.randn(3, 4)
+    ref = TiedBesideTransform()
+    ref.load_state_dict(m.state_dict())
+    package = aotpack.compile(m, (ids, x), train=True, backend="eager").to_bytes()
+    ref(ids, x).square().sum().backward()
+    aotpack.load(package, module=m)(ids, x).square().sum().backward()
+    torch.testing.assert_close(m.emb.weight.grad, ref.emb.weight.grad)
+    alone = aotpack.load(package)
+    alone(ids, x).square().sum().backward()
+    (name, own), = alone.named_parameters()
+    assert name == "emb.weight"
+    torch.testing.assert_close(own.grad, ref.emb.weight.grad)
+
+
+def test_a_program_that_differentiates_nothing_takes_what_it_detaches_under_grad_mode(tmp_path):
+    """train=True where no output requires grad although parameters and an input do (the
+    program uses them under no_grad): the forward alone, which takes them requiring grad
+    under grad mode, as eager builds no graph of them (both names of a tied weight); a
+    GuardError until 2026-12-05, where that is known only from the training compile."""
+    m, ids, x = ArgmaxOfTiedHead(), torch.randint(0, 10, (3,)), torch.randn(3, 4, requires_grad=True)
+    with pytest.warns(UserWarning, match="forward alone"):
+        pkg = aotpack.compile(m, (ids, x), train=True, backend="eager")
+    variant = pkg.manifest.variants[0]
+    assert variant.train is None and variant.detached_weights == ["emb.weight", "head.weight"]
+    fn = aotpack.load(pkg.save(tmp_path / "t.aot"), module=m)
+    got, want = fn(ids, x), m(ids, x)
+    assert torch.equal(got, want) and got.requires_grad == want.requires_grad == False  # noqa: E712

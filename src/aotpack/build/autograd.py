@@ -479,8 +479,11 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
             if n in homes:
                 homes[n].put(args[k])
         # (subclass weights are named by their inner tensors, as capture traced them)
+        # (tie_weights=False: a tied weight is one primal per name, as the exported graph
+        # has it, each with its share of the gradient, which the runtime sums; tied, the
+        # two primals were "multiple values for keys which are tied", torch's ValueError)
         with subclass_weights.unwrapped(program):
-            outs = functional_call(program, params, tuple(args[len(names):]))
+            outs = functional_call(program, params, tuple(args[len(names):]), tie_weights=False)
         bases = [outs[k]._base for k in viewing]
         if any(b is None or b.dim() != n for b, n in zip(bases, hidden_dims)):
             raise CaptureError(f"{captured.name} uses torch.autograd.Function and returns a view of an intermediate "
