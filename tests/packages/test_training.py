@@ -584,8 +584,10 @@ def test_a_package_trained_alone_resumes_from_its_state_dict(tmp_path):
         opt.step()
         opt.zero_grad()
 
+    before = open(path, "rb").read()
     first = aotpack.load(path)
     step(first)
+    assert open(path, "rb").read() == before  # (its parameters map the file copy-on-write: never written)
     torch.save(first.state_dict(), tmp_path / "ckpt.pt")
     resumed = aotpack.load(path)
     resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt"))

@@ -847,7 +847,10 @@ def _variant_weights(v: Variant, manifest: Manifest, weights: dict, module, own:
         if name in trainable:  # the package's own parameter: eager's would require grad
             key = (id(stored), device, "trainable")
             if key not in own:
-                own[key] = copy_in_layout(stored, device).requires_grad_()
+                # on the CPU the mapped weight itself, no copy at load: the mapping is the
+                # load's private copy-on-write one, so an optimizer's step copies the pages
+                # it writes and the file is never written
+                own[key] = (stored.detach() if device == "cpu" else copy_in_layout(stored, device)).requires_grad_()
             return own[key]
         if i in updated:  # buffers updated in place get writable copies, not the file's pages
             key = (id(stored), device, "written")
