@@ -223,6 +223,31 @@ def test_a_two_tensor_that_requires_grad_trains_with_eagers_gradient(backend):
         fn(mine, y)[0].backward(torch.ones(5, 3))
 
 
+def scales_under_no_grad(x, y):
+    with torch.no_grad():
+        x.mul_(2)
+    return x * y
+
+
+def scales_and_returns_it(x, y):
+    return scales_under_no_grad(x, y), x
+
+
+def test_a_two_tensor_that_requires_grad_updated_under_no_grad_trains_as_eager():
+    """The update lands on the caller's inner tensors, hidden from autograd as eager hides
+    it, and the gradient is eager's; returning the updated input beside it is refused,
+    naming it (torch's RuntimeError at the call otherwise)."""
+    y = torch.randn(3, 4)
+    fn = aotpack.load(aotpack.compile(scales_under_no_grad, (pair(3, 4).requires_grad_(), y), train=True,
+                                      backend="eager").to_bytes())
+    mine, theirs = pair(3, 4, seed=1).requires_grad_(), pair(3, 4, seed=1).requires_grad_()
+    fn(mine, y).sum().backward()
+    scales_under_no_grad(theirs, y).sum().backward()
+    assert _equal(mine, theirs) and _equal(mine.grad, theirs.grad)
+    with pytest.raises(aotpack.CaptureError, match=r"updates x\['a'\] in place and returns it"):
+        aotpack.compile(scales_and_returns_it, (pair(3, 4).requires_grad_(), y), train=True, backend="eager")
+
+
 def test_what_a_package_cannot_rebuild_or_train_is_refused_naming_it():
     def makes_one(x):
         return TwoTensor(x, x * 2)

@@ -524,19 +524,24 @@ def _own_requires_grad(run: Callable, primals: list, names: list[str] | None = N
     return [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
 
 
-def _refuse_updated_subclasses(captured) -> None:
-    """CaptureError for an in-place update of a tensor subclass input whose gradient the
-    package carries (it requires grad): the update would land on the inner tensors the
-    call takes apart, whose history autograd then refuses to use for the outputs."""
+def _refuse_updated_subclasses(captured, aliased: list) -> None:
+    """CaptureError for a tensor subclass input whose gradient the package carries (it
+    requires grad), updated in place (under no_grad: eager refuses it otherwise) and
+    returned, or a view of it: the call's inner tensors of it come from one autograd
+    Function (tree.take_apart), whose outputs autograd lets no update reach while a view
+    of them is returned (torch's RuntimeError at the call). Updated and not returned, it
+    trains as eager."""
     inner = tree.subclass_inner_indices(captured.in_spec)
-    updated = [m.index for m in captured.mutations if m.kind == "input" and m.index in inner
-               and captured.example_inputs[m.index].requires_grad]
-    if updated:
-        path = tree.tensor_paths(captured.in_spec, [p.name for p in captured.signature])[updated[0]]
-        raise CaptureError(f"{captured.name} updates {path} in place, an inner tensor of a tensor subclass input "
-                           "that requires grad: a training package does not carry such an update and the "
-                           "subclass's gradient together",
-                           hint="update a copy, pass it not requiring grad, or compile with train=False")
+    updated = {m.index for m in captured.mutations if m.kind == "input" and m.index in inner
+               and captured.example_inputs[m.index].requires_grad}
+    n_weights = len(captured.weights)
+    returned = sorted(a.primal - n_weights for a in aliased if a.primal - n_weights in updated)
+    if returned:
+        path = tree.tensor_paths(captured.in_spec, [p.name for p in captured.signature])[returned[0]]
+        raise CaptureError(f"{captured.name} updates {path} in place and returns it (or a view of it), an inner "
+                           "tensor of a tensor subclass input that requires grad: a training package does not "
+                           "return such an updated input beside the subclass's gradient",
+                           hint="return a .clone() of it, pass it not requiring grad, or compile with train=False")
 
 
 def _refuse_subclass_gradients(outs: list, primals: list, names: list[str], program: str) -> None:
@@ -821,13 +826,13 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
-    _refuse_updated_subclasses(captured)
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}
     hidden_updates |= {f"input:{i}" for i in captured.inputs_updated_without_grad}
     graph, aliased, views, hidden, copied = _unalias_outputs(captured.graph_module, captured.mutations,
                                                      list(captured.weights), hidden_updates, captured.dim_names)
+    _refuse_updated_subclasses(captured, aliased)
     run = _run_with_meta(graph)
     with torch.enable_grad():
         outs = run(*primals)
