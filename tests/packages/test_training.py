@@ -340,6 +340,35 @@ def add_then_double_unseen(x, w):
     return (x * w).sum()
 
 
+def clamps_straight_through(x, w):
+    h = x * w
+    with torch.no_grad():
+        h.clamp_(-0.1, 0.1)  # a straight-through update: eager's gradient skips it
+    return h.sum(0)
+
+
+def clamps_straight_through_below_export(x, w):
+    return clamps_straight_through(x, w) + torch.func.grad(lambda t: t.sin().sum())(x.detach()).sum(0)
+
+
+def test_a_straight_through_update_of_an_intermediate_is_refused_or_trains_as_eager():
+    """An intermediate that requires grad, updated in place under no_grad: eager's
+    autograd keeps its history and skips the update. A training package traced from the
+    functional graph would differentiate the clamp (fuzzer seed 74's program behind a
+    parameter: half eager's gradient, silently, until 2026-12-05): refused, naming why.
+    Traced from the program itself (a torch.func transform beside it), autograd runs as
+    eager's and it trains with eager's gradients."""
+    x, w = torch.randn(4, 3), torch.randn(4, 3, requires_grad=True)
+    with pytest.raises(aotpack.CaptureError, match=r"in place with grad mode off \(a straight-through update\)"):
+        aotpack.compile(clamps_straight_through, (x, w), train=True, backend="eager")
+    fn = aotpack.load(aotpack.compile(clamps_straight_through_below_export, (x, w), train=True,
+                                      backend="eager").to_bytes())
+    mine, theirs = w.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    (fn(x, mine) * torch.arange(3.0)).sum().backward()
+    (clamps_straight_through_below_export(x, theirs) * torch.arange(3.0)).sum().backward()
+    torch.testing.assert_close(mine.grad, theirs.grad)
+
+
 def test_an_input_given_a_history_by_its_update_keeps_it():
     """``x.add_(w)`` on an x that does not require grad: eager's x requires grad after,
     with w's history, so a loss through x after the call reaches w. The package left x

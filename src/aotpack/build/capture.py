@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import linecache
+import re
 import traceback
 import warnings
 from collections.abc import Callable
@@ -563,7 +564,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         if updated_with_grad & updated_without_grad:
             given_history = _inputs_given_history(ep, call.flat)
         in_order = _in_order_program(ep, updated_with_grad | updated_without_grad, record["custom_functions"])
-        _detach_grad_disabled_regions(ep)
+        _detach_grad_disabled_regions(ep, call.flat)
         ep = _functional(ep, target)
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     aliases_from = None  # the graph whose outputs' views of inputs are eager's (None: gm)
@@ -813,7 +814,7 @@ def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> li
     return out
 
 
-def _detach_grad_disabled_regions(ep) -> None:
+def _detach_grad_disabled_regions(ep, flat: list) -> None:
     """Each value computed with grad mode off (``with torch.no_grad():`` in forward, or
     after ``torch.set_grad_enabled(False)``) is detached where it leaves its region.
 
@@ -825,9 +826,14 @@ def _detach_grad_disabled_regions(ep) -> None:
 
     graph = ep.graph_module.graph
     changed = False
+    requiring_grad = None
     for region, enabled, body in compat.grad_mode_regions(ep.graph_module):
         if enabled:  # torch.enable_grad() inside: the training capture runs with grad on anyway
             continue
+        for node in body.graph.nodes:
+            if node.op == "call_function" and writes_in_place(node):
+                requiring_grad = _requiring_grad(ep, flat) if requiring_grad is None else requiring_grad
+                _refuse_hidden_update_of_intermediate(ep, region, body, node, requiring_grad)
         results = next(n for n in body.graph.nodes if n.op == "output").args[0]
         for out in list(region.users):
             if not isinstance(out.meta.get("val"), torch.Tensor):  # a size: nothing to detach
@@ -843,6 +849,57 @@ def _detach_grad_disabled_regions(ep) -> None:
             changed = True
     if changed:
         ep.graph_module.recompile()
+
+
+def _requiring_grad(ep, flat: list) -> set:
+    """The nodes of ``ep``'s graph whose values require grad: the user inputs and
+    parameters that do, and what the top-level ops compute from them (a grad-off
+    region's outputs require nothing). torch.export's metadata does not say it."""
+    sig, state = ep.graph_signature, ep.state_dict
+    user, params = list(sig.user_inputs), sig.inputs_to_parameters
+    grad_off = {node for node, enabled, _ in compat.grad_mode_regions(ep.graph_module) if not enabled}
+    tracked = set()
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if (flat[user.index(node.name)].requires_grad if node.name in user
+                    else getattr(state.get(params.get(node.name)), "requires_grad", False)):
+                tracked.add(node)
+        elif node.op == "call_function" and node not in grad_off and any(a in tracked for a in node.all_input_nodes):
+            tracked.add(node)
+    return tracked
+
+
+def _refuse_hidden_update_of_intermediate(ep, region, body, written, requiring_grad: set) -> None:
+    """CaptureError for an in-place update, with grad mode off, of an intermediate value
+    that requires grad (``h = x * w`` then ``with torch.no_grad(): h.clamp_(-1, 1)``, a
+    straight-through update): eager's autograd keeps ``h``'s history and skips the update,
+    so the gradient passes it unchanged, where the functional graph a training package is
+    traced from differentiates it (until 2026-12-05 a silently different gradient: the
+    fuzzer's program behind a parameter found it). Inputs and parameters updated so are
+    hidden updates (autograd.py) and train as eager."""
+    target = written.args[0] if written.args else None
+    while isinstance(target, torch.fx.Node) and target.op == "call_function" and target.args \
+            and isinstance(target.args[0], torch.fx.Node):  # (through views of it)
+        target = target.args[0]
+    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
+    if not isinstance(target, torch.fx.Node) or target not in placeholders:
+        return
+    from .graphs import storage_of
+
+    outer = region.args[2 + placeholders.index(target)]
+    inputs = {storage_of(n) for n in ep.graph.nodes if n.op == "placeholder"}
+    # (an input or parameter, or a view of one: a hidden update, autograd.py)
+    if not isinstance(outer, torch.fx.Node) or outer not in requiring_grad or storage_of(outer) in inputs:
+        return
+    # (the update's own node has no stack trace in torch.export's region: name the value's)
+    stack = written.meta.get("stack_trace") or outer.meta.get("stack_trace") or ""
+    frames = re.findall(r'File "([^"]+)", line (\d+)', stack)
+    user = [f"{f}:{line}" for f, line in frames if "/torch/" not in f and "/aotpack/" not in f]
+    where = f" (computed at {user[-1]})" if user else ""
+    raise CaptureError(f"the program updates a value that requires grad{where}, no input or parameter, in place "
+                       "with grad mode off (a straight-through update): eager's gradient skips that update, a "
+                       "training package's would differentiate it",
+                       hint="write it as `h = h + (f(h) - h).detach()`, or compile with train=False")
 
 
 def _inputs_given_history(ep, flat: list) -> set[int]:
