@@ -841,7 +841,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     # size the Dims allow; the sizes the backward needs pass as shapes (_sizes_as_shapes)
     traced = compat.symbolic_like(captured.graph_module, primals) if captured.dims else primals
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
-    itself = bool(captured.custom_functions) or captured.traced_below_transforms
+    # (a straight-through update: eager's gradient skips an update the functional graph holds)
+    itself = bool(captured.custom_functions) or captured.traced_below_transforms or captured.straight_through
     made = _made_by_the_program(captured, list(captured.weights)) if itself else set()
     if itself:
         # torch.export kept each Function's forward and dropped its backward (and a

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import linecache
-import re
 import traceback
 import warnings
 from collections.abc import Callable
@@ -162,6 +161,9 @@ class Captured:
     module_training: bool | None = None
     custom_functions: list[type] = field(default_factory=list)  # the classes (described by function_names)
     traced_below_transforms: bool = False
+    # a value that requires grad, no input or parameter, updated in place with grad mode
+    # off (_detach_grad_disabled_regions): training traces the program itself
+    straight_through: bool = False
     # ``namespace::name`` of the ops the graph calls that a library registers (graphs.library_ops)
     library_ops: list[str] = field(default_factory=list)
     inputs_updated_without_grad: set[int] = field(default_factory=set)
@@ -558,13 +560,13 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     layout_uses = _layout_uses(ep, recorder, record)
     frozen = frozen_values(target, recorder.functions)
     updated_with_grad, updated_without_grad, given_history = set(), set(), set()
-    in_order = None
+    in_order, straight_through = None, False
     if allow_mutations:
         updated_with_grad, updated_without_grad = _input_updates_by_grad_mode(ep)
         if updated_with_grad & updated_without_grad:
             given_history = _inputs_given_history(ep, call.flat)
         in_order = _in_order_program(ep, updated_with_grad | updated_without_grad, record["custom_functions"])
-        _detach_grad_disabled_regions(ep, call.flat)
+        straight_through = _detach_grad_disabled_regions(ep, call.flat)
         ep = _functional(ep, target)
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     aliases_from = None  # the graph whose outputs' views of inputs are eager's (None: gm)
@@ -605,7 +607,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         aliased=[] if mutation_specs else _output_views(gm, aliases_from, names),
         module_training=module_training_of(target),
         custom_functions=list(record["custom_functions"]),
-        traced_below_transforms=record.get("traced_below_transforms", False),
+        traced_below_transforms=record.get("traced_below_transforms", False), straight_through=straight_through,
         library_ops=library_ops(gm),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
         requires_grad_weights=record["requires_grad_reads"][1],
@@ -814,26 +816,31 @@ def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> li
     return out
 
 
-def _detach_grad_disabled_regions(ep, flat: list) -> None:
+def _detach_grad_disabled_regions(ep, flat: list) -> bool:
     """Each value computed with grad mode off (``with torch.no_grad():`` in forward, or
     after ``torch.set_grad_enabled(False)``) is detached where it leaves its region.
 
     torch.export keeps such a region as one op, but the functional retrace training
     needs (``run_decompositions``) inlines it: AOT autograd would then differentiate
     through it, and the gradients of the inputs it read would differ from eager's,
-    silently. The detach is what grad mode off does to autograd: no history."""
+    silently. The detach is what grad mode off does to autograd: no history.
+
+    Returns whether a region updates in place a value that requires grad and is no input
+    or parameter (``_updates_intermediate``): a straight-through update, which the
+    functional graph cannot express (eager's gradient skips the update), so training
+    traces the program itself."""
     from .graphs import writes_in_place
 
     graph = ep.graph_module.graph
     changed = False
-    requiring_grad = None
+    requiring_grad, straight_through = None, False
     for region, enabled, body in compat.grad_mode_regions(ep.graph_module):
         if enabled:  # torch.enable_grad() inside: the training capture runs with grad on anyway
             continue
         for node in body.graph.nodes:
-            if node.op == "call_function" and writes_in_place(node):
+            if node.op == "call_function" and writes_in_place(node) and not straight_through:
                 requiring_grad = _requiring_grad(ep, flat) if requiring_grad is None else requiring_grad
-                _refuse_hidden_update_of_intermediate(ep, region, body, node, requiring_grad)
+                straight_through = _updates_intermediate(ep, region, body, node, requiring_grad)
         results = next(n for n in body.graph.nodes if n.op == "output").args[0]
         for out in list(region.users):
             if not isinstance(out.meta.get("val"), torch.Tensor):  # a size: nothing to detach
@@ -849,6 +856,7 @@ def _detach_grad_disabled_regions(ep, flat: list) -> None:
             changed = True
     if changed:
         ep.graph_module.recompile()
+    return straight_through
 
 
 def _requiring_grad(ep, flat: list) -> set:
@@ -869,37 +877,27 @@ def _requiring_grad(ep, flat: list) -> set:
     return tracked
 
 
-def _refuse_hidden_update_of_intermediate(ep, region, body, written, requiring_grad: set) -> None:
-    """CaptureError for an in-place update, with grad mode off, of an intermediate value
-    that requires grad (``h = x * w`` then ``with torch.no_grad(): h.clamp_(-1, 1)``, a
-    straight-through update): eager's autograd keeps ``h``'s history and skips the update,
-    so the gradient passes it unchanged, where the functional graph a training package is
-    traced from differentiates it (until 2026-12-05 a silently different gradient: the
-    fuzzer's program behind a parameter found it). Inputs and parameters updated so are
-    hidden updates (autograd.py) and train as eager."""
+def _updates_intermediate(ep, region, body, written, requiring_grad: set) -> bool:
+    """Whether in-place op ``written``, in grad-off ``region``, updates a value that
+    requires grad and is no input or parameter (``h = x * w`` then ``with torch.no_grad():
+    h.clamp_(-1, 1)``, a straight-through update): eager's autograd keeps ``h``'s history
+    and skips the update, so the gradient passes it unchanged, where the functional graph
+    differentiates it (until 2026-12-05 a training package's gradient then differed
+    silently: the fuzzer's program behind a parameter found it). Inputs and parameters
+    updated so are hidden updates (autograd.py)."""
+    from .graphs import storage_of
+
     target = written.args[0] if written.args else None
     while isinstance(target, torch.fx.Node) and target.op == "call_function" and target.args \
             and isinstance(target.args[0], torch.fx.Node):  # (through views of it)
         target = target.args[0]
     placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
     if not isinstance(target, torch.fx.Node) or target not in placeholders:
-        return
-    from .graphs import storage_of
-
+        return False
     outer = region.args[2 + placeholders.index(target)]
     inputs = {storage_of(n) for n in ep.graph.nodes if n.op == "placeholder"}
     # (an input or parameter, or a view of one: a hidden update, autograd.py)
-    if not isinstance(outer, torch.fx.Node) or outer not in requiring_grad or storage_of(outer) in inputs:
-        return
-    # (the update's own node has no stack trace in torch.export's region: name the value's)
-    stack = written.meta.get("stack_trace") or outer.meta.get("stack_trace") or ""
-    frames = re.findall(r'File "([^"]+)", line (\d+)', stack)
-    user = [f"{f}:{line}" for f, line in frames if "/torch/" not in f and "/aotpack/" not in f]
-    where = f" (computed at {user[-1]})" if user else ""
-    raise CaptureError(f"the program updates a value that requires grad{where}, no input or parameter, in place "
-                       "with grad mode off (a straight-through update): eager's gradient skips that update, a "
-                       "training package's would differentiate it",
-                       hint="write it as `h = h + (f(h) - h).detach()`, or compile with train=False")
+    return isinstance(outer, torch.fx.Node) and outer in requiring_grad and storage_of(outer) not in inputs
 
 
 def _inputs_given_history(ep, flat: list) -> set[int]:
