@@ -68,6 +68,13 @@ def load_training(backend, files, meta, dims: dict | None = None):
             saved = list(outs[n_out:])
             for i in saved_mutated:
                 saved[i] = saved[i].clone()
+            if targets:  # (also any other saved tensor in an updated argument's memory: a manifest
+                # whose saved_mutated lost one would have autograd's raw "modified by an inplace
+                # operation" at the backward, now that a package's own parameters require grad)
+                written = {flat[i].untyped_storage().data_ptr() for i in targets}
+                for k, t in enumerate(saved):
+                    if k not in saved_mutated and isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() in written:
+                        saved[k] = t.clone()
             # packages built before 2026-12-04 save a data-dependent size (nonzero, unique)
             # as an int beside the tensors (now: the shape of an empty tensor); autograd
             # keeps tensors, the context the ints
