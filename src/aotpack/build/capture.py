@@ -201,7 +201,7 @@ class Captured:
             return
         self.inputs = [g.replace(detached=True) if g.requires_grad else g for g in self.inputs]
         # (every name of a tied weight: the bound module's check reads each)
-        names = self.program._weights(every_name=True) if hasattr(self.program, "_weights") else self.weights
+        names = self.program._weights(every_name=True) if self.program is not None else self.weights
         self.detached_weights = sorted(n for n, w in names.items() if w.requires_grad)
 
     def graph_args(self) -> list[torch.Tensor]:
@@ -839,7 +839,7 @@ def _detach_grad_disabled_regions(ep, flat: list) -> bool:
             continue
         for node in body.graph.nodes:
             if node.op == "call_function" and writes_in_place(node) and not straight_through:
-                requiring_grad = _requiring_grad(ep, flat) if requiring_grad is None else requiring_grad
+                requiring_grad = _grad_flow(ep, flat)[0] if requiring_grad is None else requiring_grad
                 straight_through = _updates_intermediate(ep, region, body, node, requiring_grad)
         results = next(n for n in body.graph.nodes if n.op == "output").args[0]
         for out in list(region.users):
@@ -859,53 +859,13 @@ def _detach_grad_disabled_regions(ep, flat: list) -> bool:
     return straight_through
 
 
-def _requiring_grad(ep, flat: list) -> set:
-    """The nodes of ``ep``'s graph whose values require grad: the user inputs and
-    parameters that do, and what the top-level ops compute from them (a grad-off
-    region's outputs require nothing). torch.export's metadata does not say it."""
-    sig, state = ep.graph_signature, ep.state_dict
-    user, params = list(sig.user_inputs), sig.inputs_to_parameters
-    grad_off = {node for node, enabled, _ in compat.grad_mode_regions(ep.graph_module) if not enabled}
-    tracked = set()
-    for node in ep.graph.nodes:
-        if node.op == "placeholder":
-            if (flat[user.index(node.name)].requires_grad if node.name in user
-                    else getattr(state.get(params.get(node.name)), "requires_grad", False)):
-                tracked.add(node)
-        elif node.op == "call_function" and node not in grad_off and any(a in tracked for a in node.all_input_nodes):
-            tracked.add(node)
-    return tracked
-
-
-def _updates_intermediate(ep, region, body, written, requiring_grad: set) -> bool:
-    """Whether in-place op ``written``, in grad-off ``region``, updates a value that
-    requires grad and is no input or parameter (``h = x * w`` then ``with torch.no_grad():
-    h.clamp_(-1, 1)``, a straight-through update): eager's autograd keeps ``h``'s history
-    and skips the update, so the gradient passes it unchanged, where the functional graph
-    differentiates it (until 2026-12-05 a training package's gradient then differed
-    silently: the fuzzer's program behind a parameter found it). Inputs and parameters
-    updated so are hidden updates (autograd.py)."""
-    from .graphs import storage_of
-
-    target = written.args[0] if written.args else None
-    while isinstance(target, torch.fx.Node) and target.op == "call_function" and target.args \
-            and isinstance(target.args[0], torch.fx.Node):  # (through views of it)
-        target = target.args[0]
-    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
-    if not isinstance(target, torch.fx.Node) or target not in placeholders:
-        return False
-    outer = region.args[2 + placeholders.index(target)]
-    inputs = {storage_of(n) for n in ep.graph.nodes if n.op == "placeholder"}
-    # (an input or parameter, or a view of one: a hidden update, autograd.py)
-    return isinstance(outer, torch.fx.Node) and outer in requiring_grad and storage_of(outer) not in inputs
-
-
-def _inputs_given_history(ep, flat: list) -> set[int]:
-    """User inputs (indices) that the program updates in place, with grad mode on, from a
-    value that requires grad (``x.add_(w)``): after it, eager's ``x`` requires grad and has
-    a history, whether or not it required grad before. Read from the graph: what requires grad
-    flows from the inputs and parameters that do, through the top-level ops (a grad-off
-    region's outputs require nothing)."""
+def _grad_flow(ep, flat: list) -> tuple[set, set[int]]:
+    """(the nodes of ``ep``'s graph whose values require grad, the user inputs given a
+    history by an update). What requires grad flows from the user inputs and parameters
+    that do, through the top-level ops (a grad-off region's outputs require nothing; the
+    graph's metadata does not say it); an in-place update from a value that requires grad
+    (``x.add_(w)``) gives the tensor it writes a history: after it, eager's ``x`` requires
+    grad, whether or not it did before."""
     from .graphs import storage_of
 
     sig, state = ep.graph_signature, ep.state_dict
@@ -931,7 +891,37 @@ def _inputs_given_history(ep, flat: list) -> set[int]:
             if written and any(r is not value for r in reads) and inputs.get(storage_of(value)) is not None:
                 given.add(inputs[storage_of(value)])
                 tracked.add(value)
-    return given
+    return tracked, given
+
+
+def _updates_intermediate(ep, region, body, written, requiring_grad: set) -> bool:
+    """Whether in-place op ``written``, in grad-off ``region``, updates a value that
+    requires grad and is no input or parameter (``h = x * w`` then ``with torch.no_grad():
+    h.clamp_(-1, 1)``, a straight-through update): eager's autograd keeps ``h``'s history
+    and skips the update, so the gradient passes it unchanged, where the functional graph
+    differentiates it (until 2026-12-05 a training package's gradient then differed
+    silently: the fuzzer's program behind a parameter found it). Inputs and parameters
+    updated so are hidden updates (autograd.py)."""
+    from .graphs import is_view, storage_of
+
+    target = written.args[0] if written.args else None
+    while isinstance(target, torch.fx.Node) and target.op == "call_function" and is_view(target) \
+            and isinstance(target.args[0], torch.fx.Node):  # (through views of it)
+        target = target.args[0]
+    placeholders = [n for n in body.graph.nodes if n.op == "placeholder"]
+    if not isinstance(target, torch.fx.Node) or target not in placeholders:
+        return False
+    outer = region.args[2 + placeholders.index(target)]
+    inputs = {storage_of(n) for n in ep.graph.nodes if n.op == "placeholder"}
+    # (an input or parameter, or a view of one: a hidden update, autograd.py)
+    return isinstance(outer, torch.fx.Node) and outer in requiring_grad and storage_of(outer) not in inputs
+
+
+def _inputs_given_history(ep, flat: list) -> set[int]:
+    """User inputs (indices) that the program updates in place, with grad mode on, from a
+    value that requires grad (``x.add_(w)``): after it, eager's ``x`` requires grad and has
+    a history, whether or not it required grad before (``_grad_flow``)."""
+    return _grad_flow(ep, flat)[1]
 
 
 def _input_updates_by_grad_mode(ep) -> tuple[set[int], set[int]]:

@@ -290,12 +290,20 @@ class Loaded:
         trained weights into a model of the same code. (Constants and module globals the
         program reads are left out: no module holds them under a name.)"""
         out = {}
-        program = self.manifest.program
+        for name, w in self._held():
+            out.setdefault(name, w.detach())  # (the first device's copy)
+        return out
+
+    def _held(self):
+        """(module name, tensor) of each parameter and buffer the variants hold, each
+        tensor once (a copy per device, each)."""
+        program, seen = self.manifest.program, set()
         for v in self._variants:
             for key, name, w in zip(v.manifest.weights, v.manifest.weight_fqns, v.weights):
-                if program.weight(key).kind in ("parameter", "buffer") and isinstance(w, torch.Tensor):
-                    out.setdefault(name, w.detach())
-        return out
+                if program.weight(key).kind in ("parameter", "buffer") and isinstance(w, torch.Tensor) \
+                        and id(w) not in seen:
+                    seen.add(id(w))
+                    yield name, w
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """Copy ``state_dict``'s tensors into the parameters and buffers the package holds,
@@ -317,18 +325,13 @@ class Loaded:
         if self._bound:
             raise AotpackError(f"{self.__name__} is bound to a module, whose tensors it reads at each call",
                                hint="call module.load_state_dict(...) instead")
-        program = self.manifest.program
-        held: dict[int, tuple[str, torch.Tensor]] = {}
-        for v in self._variants:
-            for key, name, w in zip(v.manifest.weights, v.manifest.weight_fqns, v.weights):
-                if program.weight(key).kind in ("parameter", "buffer") and isinstance(w, torch.Tensor):
-                    held.setdefault(id(w), (name, w))
-        names = {name for name, _ in held.values()}
+        held = list(self._held())
+        names = {name for name, _ in held}
         missing, unexpected = sorted(names - set(state_dict)), sorted(set(state_dict) - names)
         if strict and (missing or unexpected):
             raise AotpackError(f"{self.__name__}.load_state_dict: missing {missing[:5]}, unexpected {unexpected[:5]}",
                                hint="give exactly the names of state_dict(), or pass strict=False")
-        for name, w in held.values():
+        for name, w in held:
             value = state_dict.get(name)
             if value is None:
                 continue
@@ -339,7 +342,7 @@ class Loaded:
                                    f"{tree.dtype_name(w.dtype)}{list(w.shape)}",
                                    hint="load a state of the same model and dtype")
         with torch.no_grad():
-            for name, w in held.values():
+            for name, w in held:
                 if name in state_dict:
                     w.copy_(state_dict[name])
 
