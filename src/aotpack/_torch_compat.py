@@ -876,11 +876,24 @@ def is_fake(t: torch.Tensor) -> bool:
     return fake(t)
 
 
-def symbolic_like(gm: torch.fx.GraphModule, primals: list) -> list:
+def module_tensor_slots(module: torch.nn.Module) -> list[tuple[dict, str]]:
+    """Where ``module`` and its submodules hold their parameters and buffers: ``(store,
+    name)`` each, a dict whose item ``name`` is the tensor (item assignment swaps in any
+    tensor, a Parameter or not, for as long as a trace needs it).
+
+    Private: ``nn.Module._parameters`` and ``_buffers`` (2.11-2.13).
+    """
+    return [(store, name) for sub in module.modules() for store in (sub._parameters, sub._buffers)
+            for name, t in store.items() if isinstance(t, torch.Tensor)]
+
+
+def symbolic_like(gm: torch.fx.GraphModule, primals: list, extra: list = ()) -> list:
     """Fake tensors with the symbolic sizes of ``gm``'s placeholders (torch.export's,
     where the Dims are symbols ``s0, s1``), in the fake mode and shape environment that
     made them, each a fresh leaf with the requires_grad of its primal: what AOT autograd
-    traces a joint graph on so its forward and backward keep the Dims.
+    traces a joint graph on so its forward and backward keep the Dims. ``extra``: more
+    leaves after them, each ``(k, t)``: of placeholder ``k``'s sizes where ``k`` is not
+    None, else of tensor ``t``'s static ones; dtype, device and requires_grad ``t``'s.
 
     Private: ``FakeTensor.fake_mode`` (2.11-2.13).
     """
@@ -888,7 +901,10 @@ def symbolic_like(gm: torch.fx.GraphModule, primals: list) -> list:
     mode = next(v.fake_mode for v in vals if isinstance(v, torch.Tensor))
     with mode:
         fakes = [torch.empty_strided(v.shape, v.stride(), dtype=v.dtype, device=v.device) for v in vals]
-    for f, p in zip(fakes, primals):
+        shapes = [(vals[k].shape, vals[k].stride()) if k is not None else (t.shape, t.stride()) for k, t in extra]
+        fakes += [torch.empty_strided(size, stride, dtype=t.dtype, device=t.device)
+                  for (size, stride), (_, t) in zip(shapes, extra)]
+    for f, p in zip(fakes, [*primals, *(t for _, t in extra)]):
         f.requires_grad_(p.requires_grad)
     return fakes
 
@@ -1203,11 +1219,12 @@ def assert_size_guard(expr, values: dict) -> None:
     torch._check(sympy_interp(PythonReferenceAnalysis, values, expr))
 
 
-def replay_keeping_lines(gm: torch.fx.GraphModule, *args):
-    """Run ``gm`` node by node so a trace around the call gives each op it records the
-    stack trace (the user's file:line) the node has, not the line of ``gm``'s generated
-    code. Private: ``torch.fx.traceback.preserve_node_meta`` (2.11-2.13)."""
+def replay_keeping_lines(gm: torch.fx.GraphModule, *args, interpreter=torch.fx.Interpreter):
+    """Run ``gm`` node by node (with ``interpreter``, a ``torch.fx.Interpreter`` class) so
+    a trace around the call gives each op it records the stack trace (the user's
+    file:line) the node has, not the line of ``gm``'s generated code. Private:
+    ``torch.fx.traceback.preserve_node_meta`` (2.11-2.13)."""
     from torch.fx import traceback as fx_traceback
 
     with fx_traceback.preserve_node_meta():
-        return torch.fx.Interpreter(gm).run(*args)
+        return interpreter(gm).run(*args)

@@ -485,17 +485,46 @@ class _Rebuild(torch.autograd.Function):
         cls, attrs, meta = ctx.kind
         if grad is None:
             return (None, None, None, *[None] * len(attrs))
-        got_attrs, got_meta = grad.__tensor_flatten__() if type(grad) is cls else (None, None)
-        # (contexts compared as a package stores them: a tuple and a list are one context)
-        if type(grad) is not cls or list(got_attrs) != list(attrs) or _json_shaped(got_meta) != _json_shaped(meta):
-            raise AotpackError(
-                f"the gradient reaching a {type_name(cls)} (context {meta!r}) is a {type_name(type(grad))}"
-                + (f" of context {got_meta!r}" if type(grad) is cls else "")
-                + ": an aotpack package carries a subclass tensor's gradient as the inner tensors of one of its "
-                "class and context, as AOT autograd does",
-                hint="differentiate with respect to tensors of that class (a TwoTensor output's gradient is a "
-                     "TwoTensor), or compile with train=False")
-        return (None, None, None, *[getattr(grad, a) for a in attrs])
+        return (None, None, None, *gradient_parts(cls, attrs, meta, grad))
+
+
+def gradient_parts(cls, attrs, meta, grad) -> list:
+    """The inner tensors ``attrs`` of ``grad``, a gradient that must be a ``cls`` of
+    flatten context ``meta``; AotpackError naming both kinds where it is not."""
+    got_attrs, got_meta = grad.__tensor_flatten__() if type(grad) is cls else (None, None)
+    # (contexts compared as a package stores them: a tuple and a list are one context)
+    if type(grad) is not cls or list(got_attrs) != list(attrs) or _json_shaped(got_meta) != _json_shaped(meta):
+        raise AotpackError(
+            f"the gradient reaching a {type_name(cls)} (context {meta!r}) is a {type_name(type(grad))}"
+            + (f" of context {got_meta!r}" if type(grad) is cls else "")
+            + ": an aotpack package carries a subclass tensor's gradient as the inner tensors of one of its "
+            "class and context, as AOT autograd does",
+            hint="differentiate with respect to tensors of that class (a TwoTensor output's gradient is a "
+                 "TwoTensor), or compile with train=False")
+    return [getattr(grad, a) for a in attrs]
+
+
+class SubclassGradient(torch.autograd.Function):
+    """A plain tensor whose gradient is a tensor subclass (a Linear's weight meeting a
+    TwoTensor input: eager's gradient of the weight is a TwoTensor), as a package's
+    capture traces it: ``SubclassGradient.apply((cls, attrs, meta), t, *companions)``
+    stands for ``t`` in the program's run, and its backward hands the gradient's inner
+    tensors out, the first as ``t``'s gradient, the others as the gradients of
+    ``companions`` (tensors of those inner tensors' shapes that the program never
+    reads). The joint graph so returns each inner tensor of the gradient as a plain
+    tensor, and a call rebuilds the subclass from them (``meta.train.subclass_grads``),
+    as AOT autograd's subclass wrappers return such a gradient for torch.compile."""
+
+    @staticmethod
+    def forward(ctx, kind, t, *companions):
+        ctx.kind = kind
+        return t.detach()  # (an alias: the program reads t's values)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad is None:
+            return None, None, *[None] * (len(ctx.kind[1]) - 1)
+        return None, *gradient_parts(*ctx.kind, grad)
 
 
 # A call's subclass inputs by their first inner tensor (the guard takes them apart,

@@ -158,6 +158,33 @@ def subclass_fixture(path: str) -> None:
     print("wrote", path)
 
 
+class SubclassGradFixture(Fixture):
+    """Version 13 (gradients of a tensor subclass): a training package whose Linear also
+    meets ``opts["pair"]``, a TwoTensor, so eager's gradients of the Linear's weight and
+    bias are TwoTensors."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, {"w": opts["w"]}, scale)
+        return {**out, "pair": self.lin(opts["pair"]) * scale}
+
+
+def subclass_grad_fixture(path: str) -> None:
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    torch.manual_seed(0)
+    m = SubclassGradFixture()
+    x, w, a, b = torch.randn(5, 4, requires_grad=True), torch.randn(3), torch.randn(2, 4), torch.randn(2, 4)
+    opts = {"w": w, "pair": TwoTensor(a, b)}
+    aotpack.compile(m, (x, opts), backend="eager", train=True).save(path)
+    out = m(x, opts)
+    torch.autograd.backward([out["y"].sum(), out["pair"].sum()])
+    g = m.lin.weight.grad
+    save_file({"x": x.detach(), "w": w, "pa": a, "pb": b, "y": out["y"].detach(), "qa": out["pair"].a.detach(),
+               "qb": out["pair"].b.detach(), "gx": x.grad, "gwa": g.a, "gwb": g.b},
+              os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
+    print("wrote", path)
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -197,6 +224,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 13:  # a training package again: a plain weight's gradient a subclass
+        return subclass_grad_fixture(path)
     if fmt.FORMAT_VERSION >= 12:  # an inference package again: a subclass input and output
         return subclass_fixture(path)
     if fmt.FORMAT_VERSION >= 6:  # versions 2-5 are covered by their own files

@@ -140,6 +140,18 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 13:  # a training package: the Linear meets a TwoTensor, so its gradients are TwoTensors
+            from torch.testing._internal.two_tensor import TwoTensor
+
+            fn = aotpack.load(path)
+            x = io["x"].clone().requires_grad_()
+            out = fn(x, {"w": io["w"], "pair": TwoTensor(io["pa"], io["pb"])}, scale=2.0)
+            torch.testing.assert_close((out["y"], out["pair"].a, out["pair"].b), (io["y"], io["qa"], io["qb"]))
+            torch.autograd.backward([out["y"].sum(), out["pair"].sum()])
+            weight = dict(fn.named_parameters())["lin.weight"].grad
+            assert type(weight) is TwoTensor
+            torch.testing.assert_close((x.grad, weight.a, weight.b), (io["gx"], io["gwa"], io["gwb"]))
+            continue
         if version >= 12:  # an inference package taking and returning a TwoTensor (a subclass made of tensors)
             from torch.testing._internal.two_tensor import TwoTensor  # (load rebuilds only classes imported)
 

@@ -123,3 +123,28 @@ def test_the_default_backend_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("AOTPACK_BACKEND", "no-such-backend")
     with pytest.raises(aotpack.AotpackError, match=r"unknown backend 'no-such-backend' \(\$AOTPACK_BACKEND"):
         aotpack.compile(f, (torch.randn(4), torch.randn(4)))
+
+
+def test_a_package_never_calls_a_class_it_names_as_a_subclass_gradient(tmp_path):
+    """The checked-in version 13 package with its subclass gradient's class rewritten to
+    subprocess.Popen (digests recomputed): refused at load, as no tensor subclass."""
+    import shutil
+
+    import torch.testing._internal.two_tensor  # noqa: F401 - the package's output class, which load rebuilds
+
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    path = tmp_path / "train.aot"
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "data", "format-v13.aot"), path)
+    with PackageReader(path) as r:
+        doc = json.loads(r.read("manifest.json"))
+        members = {n: r.read(n) for n in r.names() if n != "manifest.json"}
+    doc.pop("members")
+    grads = doc["variants"][0]["meta"]["train"]["subclass_grads"]
+    assert grads and grads[0]["spec"]["type"] == "torch.testing._internal.two_tensor.TwoTensor"
+    grads[0]["spec"]["type"] = "subprocess.Popen"
+    write_members(path, package_entries(doc, members))
+    with pytest.raises(aotpack.FormatError, match="names subprocess.Popen as a tensor subclass made of tensors, "
+                                                  "which it is not"):
+        aotpack.load(path)

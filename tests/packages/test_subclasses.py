@@ -248,6 +248,100 @@ def test_a_two_tensor_that_requires_grad_updated_under_no_grad_trains_as_eager()
         aotpack.compile(scales_and_returns_it, (pair(3, 4).requires_grad_(), y), train=True, backend="eager")
 
 
+class MeetsAPair(torch.nn.Module):
+    """Plain parameters and a plain input meeting a TwoTensor: eager's gradients of all of
+    them are TwoTensors (their backward computes through the subclass); ``lin`` also
+    meets the plain input, whose plain share adds into the TwoTensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.other = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+
+    def forward(self, x, p):
+        return self.lin(x) * 2, self.lin(p) + self.other(x).sum(0)
+
+
+def _grads_equal(got: dict, want: dict) -> bool:
+    return got.keys() == want.keys() and all(
+        (got[k] is None) == (want[k] is None) and (want[k] is None or _equal(got[k], want[k])) for k in want)
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_plain_tensors_meeting_a_two_tensor_get_eagers_two_tensor_gradients(backend):
+    """A Linear's weight meeting a TwoTensor input gets a TwoTensor gradient in eager, as
+    torch.compile returns it: so does a package, bound to the module and loaded alone
+    (its own parameters), and so does a plain input; with Dims at other sizes too. A loss
+    whose gradients eager would give another class is refused at the backward. The backward returns the
+    gradient's inner tensors, which the runtime rebuilds (meta.train.subclass_grads;
+    refused with a CaptureError until 2026-12-05)."""
+    model = MeetsAPair()
+    rows, pairs = Dim("rows", min=2, max=32), Dim("pairs", min=2, max=32)
+    pkg = aotpack.compile(model, (torch.randn(5, 4, requires_grad=True), pair(2, 4)), train=True, backend=backend,
+                          dynamic={"x": {0: rows}, "p": {0: pairs}})
+    assert pkg.manifest.format_version == aotpack.package.fmt.SUBCLASS_GRAD_FORMAT_VERSION  # older readers refuse
+    bound, alone = aotpack.load(pkg.to_bytes(), module=model), aotpack.load(pkg.to_bytes())
+    for fn, (n, m) in [(bound, (5, 2)), (alone, (5, 2)), (bound, (9, 3))]:
+        twin = MeetsAPair()
+        twin.load_state_dict(model.state_dict())
+        params = dict(model.named_parameters() if fn is bound else fn.named_parameters())
+        for t in params.values():
+            t.grad = None
+        x, p = torch.randn(n, 4), pair(m, 4, seed=n)
+        mine, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = fn(mine, p), twin(theirs, p)
+        assert _equal(got, want)
+        torch.autograd.backward([got[0].sum(), got[1].sum()])
+        torch.autograd.backward([want[0].sum(), want[1].sum()])
+        assert type(mine.grad) is TwoTensor and _equal(mine.grad, theirs.grad)
+        assert _grads_equal({k: t.grad for k, t in params.items()}, {k: t.grad for k, t in twin.named_parameters()})
+        assert type(params["lin.weight"].grad) is TwoTensor
+    # one loss of both: the plain output gets a TwoTensor gradient, which the package's
+    # compiled backward does not take (torch.compile raises a RuntimeError): refused, naming it
+    x, p = torch.randn(5, 4, requires_grad=True), pair(2, 4)
+    got = bound(x, p)
+    with pytest.raises(aotpack.AotpackError, match=r"the gradient reaching the package's output 0 is a torch.testing"
+                                                   r"._internal.two_tensor.TwoTensor, where the output is a plain"):
+        (got[0].sum() + got[1].sum()).backward()
+    # the first output alone in the loss: eager's gradients of lin are then plain (and
+    # other's None), where the package computes TwoTensors: refused at the backward, naming it
+    with pytest.raises(aotpack.AotpackError, match=r"the loss reaches only outputs whose share of lin.weight's "
+                                                   r"gradient is a plain tensor"):
+        bound(x, p)[0].sum().backward()
+    model.zero_grad()
+    twin.zero_grad()
+    got, want = bound(x, p), twin(x, p)  # the second output in it, times zero: TwoTensors again
+    torch.autograd.backward([got[0].sum(), 0 * got[1].sum()])
+    torch.autograd.backward([want[0].sum(), 0 * want[1].sum()])
+    assert _grads_equal({k: t.grad for k, t in model.named_parameters()},
+                        {k: t.grad for k, t in twin.named_parameters()})
+
+
+def test_a_function_over_a_module_trains_with_a_two_tensor_input():
+    """A program that reads a module through a closure (``lambda``), with a TwoTensor input:
+    its joint graph is traced from the program itself, which reads the module's weights
+    there (torch's raw AttributeError "_Program has no attribute graph_module" at compile
+    until 2026-12-05)."""
+    lin = torch.nn.Linear(4, 3)
+
+    def program(x, p):
+        return lin(x) * 2, lin(p)
+
+    x, p = torch.randn(5, 4, requires_grad=True), pair(2, 4)
+    fn = aotpack.load(aotpack.compile(program, (x, p), train=True, backend="eager").to_bytes())
+    mine, theirs = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    got, want = fn(mine, p), program(theirs, p)
+    assert _equal(got, want)
+    torch.autograd.backward([got[0].sum(), got[1].sum()])
+    torch.autograd.backward([want[0].sum(), want[1].sum()])
+    assert torch.allclose(mine.grad, theirs.grad)
+
+
+def updates_x_meeting_a_pair(x, p):
+    with torch.no_grad():
+        x.mul_(2)
+    return x * p
+
+
 def test_what_a_package_cannot_rebuild_or_train_is_refused_naming_it():
     def makes_one(x):
         return TwoTensor(x, x * 2)
@@ -255,11 +349,11 @@ def test_what_a_package_cannot_rebuild_or_train_is_refused_naming_it():
     with pytest.raises(aotpack.CaptureError, match=r"returns a torch.testing._internal.two_tensor.TwoTensor, a "
                                                    r"tensor subclass that no input of the call and no module weight"):
         aotpack.compile(makes_one, (torch.randn(3),), backend="eager")
-    # eager gives the Linear's plain weight a TwoTensor gradient, which a package cannot return
-    lin = torch.nn.Linear(4, 4)
-    with pytest.raises(aotpack.CaptureError, match=r"eager's gradient of weight is a torch.testing._internal."
-                                                   r"two_tensor.TwoTensor .*gives a plain tensor a plain gradient"):
-        aotpack.compile(lin, (pair(3, 4),), train=True, backend="eager")
+    # eager gives x a TwoTensor gradient; a package does not return it for an x it updates
+    with pytest.raises(aotpack.CaptureError, match=r"updates x in place, whose eager gradient is a torch.testing."
+                                                   r"_internal.two_tensor.TwoTensor"):
+        aotpack.compile(updates_x_meeting_a_pair, (torch.randn(3, 4, requires_grad=True), pair(3, 4)), train=True,
+                        backend="eager")
     # Scaled's ops return plain tensors, so its gradient is one: no inner tensors to carry it
     with pytest.raises(aotpack.CaptureError, match=r"the gradient reaching a .*Scaled \(context \{'scale': 3.0\}\) "
                                                    r"is a torch.Tensor"):
@@ -448,3 +542,16 @@ def test_random_programs_on_a_two_tensor_weight_equal_eager_or_are_refused(recip
         torch.testing.assert_close(a, b, equal_nan=True, msg=what)
     for a, b in ((theirs.w.a, mine.w.a), (theirs.w.b, mine.w.b), (their_y, my_y)):
         torch.testing.assert_close(a, b, equal_nan=True, msg=what)  # in-place effects
+
+
+def test_an_update_under_no_grad_of_a_leaf_beside_a_two_tensor_runs_as_eager():
+    """A program with a TwoTensor input is traced by make_fx, whose graph has no grad-mode
+    regions: an update under ``torch.no_grad()`` of a plain input that requires grad ran
+    with grad mode on in its replay, where autograd refuses it (a CaptureError that said
+    "eager PyTorch refuses it too", which eager does not, until 2026-12-05)."""
+    x, p = torch.randn(3, 4, requires_grad=True), pair(3, 4)
+    fn = aotpack.load(aotpack.compile(updates_x_meeting_a_pair, (x, p), backend="eager").to_bytes())
+    mine, theirs = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    with torch.no_grad():
+        assert _equal(fn(mine, p), updates_x_meeting_a_pair(theirs, p))
+    assert torch.equal(mine, theirs)  # the caller's x updated, as eager's

@@ -76,6 +76,22 @@ def test_input_grads_and_mixed_requires_grad(tmp_path):
         fn(x.detach(), y, w)  # compiled for an x that requires grad
 
 
+def test_examples_that_hold_a_grad_compile_with_dims():
+    """A package compiled after a training step: an example input that holds a ``.grad``
+    (torch.export guards the grad's size, and its decompositions then failed on fakes
+    without one: torch's raw AttributeError "'NoneType' object has no attribute 'size'"
+    with Dims until 2026-12-05). The grad is left as it was."""
+    lin = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4, requires_grad=True)
+    lin(x).sum().backward()
+    held = x.grad
+    pkg = aotpack.compile(lin, (x,), train=True, backend="eager", dynamic={"input": {0: aotpack.Dim("rows", max=64)}})
+    assert x.grad is held
+    fn, x2 = aotpack.load(pkg.to_bytes()), torch.randn(9, 4, requires_grad=True)
+    fn(x2).sum().backward()
+    torch.testing.assert_close(x2.grad, lin.weight.sum(0).expand(9, 4))
+
+
 def test_same_tensor_for_two_arguments_gets_both_grads(tmp_path):
     def f(a, b):
         return (a * 2 + b.exp()).sum()

@@ -30,7 +30,10 @@ backward through them raises AotpackError (as torch.compile's). Custom
 tensors (TwoTensor) that requires grad gets a gradient of its class: the joint graph is
 of its inner tensors, and its gradient crosses the package's boundary as the inner
 tensors of one of its class and context (``tree.take_apart``, at capture and at each
-call), as AOT autograd's subclass wrappers carry it for torch.compile.
+call), as AOT autograd's subclass wrappers carry it for torch.compile. A plain parameter
+or input that meets one gets eager's gradient of the subclass too: the joint graph
+returns its inner tensors (``tree.SubclassGradient``, ``_companions``) and the runtime
+rebuilds it (``meta.train.subclass_grads``).
 
 Dynamic shapes: with Dims, the joint graph is traced on fake tensors of symbolic sizes
 (torch.export's symbols, ``compat.symbolic_like``), so the forward and backward work for
@@ -59,7 +62,7 @@ import torch
 from .. import tree
 from ..errors import AotpackError, CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
-from ..package.manifest import Alias, Mutation, OutputView
+from ..package.manifest import Alias, Mutation, OutputView, SubclassGrad
 from . import subclass_weights
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
@@ -91,6 +94,10 @@ class JointCapture:
         rebuilt from it at run time.
       hidden_outputs: the last of the forward's outputs that are intermediates some
         output views, not the program's (dropped after the views are rebuilt).
+      subclass_grads: primals whose gradient is a tensor subclass (a Linear's weight
+        meeting a TwoTensor input), in order (``manifest.SubclassGrad``): the backward
+        returns the first inner tensor of each as the primal's gradient, and the others,
+        in order, after every primal's.
     """
 
     forward: torch.fx.GraphModule
@@ -106,6 +113,7 @@ class JointCapture:
     aliased: list[Alias] = field(default_factory=list)
     output_views: list[OutputView] = field(default_factory=list)
     hidden_outputs: int = 0
+    subclass_grads: list[SubclassGrad] = field(default_factory=list)
     captured: object = field(repr=False, default=None)
 
     def source_of(self, node: torch.fx.Node) -> dict:
@@ -471,9 +479,16 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     program = captured.program
     program._record = lambda record: None  # (metadata of the capture's own call, taken already)
 
+    n_primals = len(names) + len(captured.example_inputs)
+
     def run(*primals):
+        # (after the primals, companions: tensors standing for further inner tensors of
+        # a subclass gradient, run.joined, tree.SubclassGradient)
+        primals, companions = primals[:n_primals], iter(primals[n_primals:])
         copies = {i: primals[i].clone() for i in written}
         args = [copies.get(i, p) for i, p in enumerate(primals)]
+        for k, (kind, _, inner) in run.joined.items():
+            args[k] = tree.SubclassGradient.apply(kind, args[k], *[next(companions) for _ in inner[1:]])
         params = {t: a for n, t, a in zip(names, targets, args) if n not in homes and n not in made}
         for k, n in enumerate(names):  # frozen globals and cells: the traced primals stand in (restore_globals)
             if n in homes:
@@ -494,6 +509,7 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
         return (*[copies[i] for i in written], *outs, *bases)
 
     run.through_function = set()  # outputs aliasing an argument that a custom Function returned
+    run.joined = {}  # primals whose gradient is a tensor subclass (_subclass_gradients)
     saved = {n: home.get() for n, home in homes.items()}
 
     def restore_globals() -> None:
@@ -504,24 +520,26 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     return run
 
 
-def _own_requires_grad(run: Callable, primals: list, names: list[str] | None = None, program: str = "") -> list[bool]:
+def _own_requires_grad(run: Callable, primals: list, names: list[str] | None = None,
+                       program: str = "") -> tuple[list[bool], dict]:
     """Which of ``run``'s outputs (``_program_outputs``) require grad in the program's own
     run on the example: what the package's outputs must say. The exported graph may say
     otherwise where make_fx traced it (desugar.py): it has no grad-mode regions, so a
     value the program computed under ``no_grad`` requires grad there (fuzzer seeds 60
     and 61: the joint graph's output grads did not match, a CaptureError). ``names``
-    (the primals', given for a program with tensor subclass inputs): the run's gradients
-    are checked too (``_refuse_subclass_gradients``)."""
+    (the primals', given for a program with tensor subclass inputs): with the primals
+    whose eager gradient is a subclass (``_subclass_gradients``; else {})."""
     from .. import _torch_compat as compat
 
+    joined = {}
     with torch.enable_grad(), compat.as_torch_export_traces():
         try:
             outs = run(*primals)
         finally:
             run.restore_globals()
         if names is not None:
-            _refuse_subclass_gradients(outs, primals, names, program)
-    return [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
+            joined = _subclass_gradients(outs, primals, names, program)
+    return [isinstance(o, torch.Tensor) and o.requires_grad for o in outs], joined
 
 
 def _refuse_updated_subclasses(captured, aliased: list) -> None:
@@ -544,33 +562,83 @@ def _refuse_updated_subclasses(captured, aliased: list) -> None:
                            hint="return a .clone() of it, pass it not requiring grad, or compile with train=False")
 
 
-def _refuse_subclass_gradients(outs: list, primals: list, names: list[str], program: str) -> None:
-    """CaptureError where eager's gradient of a plain tensor is a tensor subclass: a
-    parameter or input that meets a TwoTensor input gets a TwoTensor gradient in eager
-    (its backward computes through the subclass), which a package, whose joint graph
-    gives each plain tensor one plain gradient, cannot return; and where a subclass
-    input's gradient is not of its class and context (tree._Rebuild). Found from the
-    gradients of one backward of the program's own run on the examples."""
+def _subclass_gradients(outs: list, primals: list, names: list[str], program: str) -> dict[int, tuple]:
+    """The primals (indices) whose eager gradient is a tensor subclass: a parameter or
+    input that meets a TwoTensor input gets a TwoTensor gradient in eager (its backward
+    computes through the subclass). Per such primal ``(kind, record, inner)``: what
+    ``tree.SubclassGradient`` takes (class, inner names, context), the manifest's record
+    of it (``SubclassGrad``: the gradient's ``SubclassSpec``, its inner tensors numbered
+    0..n-1) and the inner tensors of the example's gradient. Found from one backward of the program's own run on the
+    examples; CaptureError where a subclass input's gradient is not of its class and
+    context (tree._Rebuild), or where a package could not return the gradient: a
+    subclass of subclasses, or a first inner tensor of another dtype than the tensor's."""
     wanted = [k for k, p in enumerate(primals) if p.requires_grad]
     diff = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
     if not wanted or not diff:
-        return
+        return {}
     try:
         grads = torch.autograd.grad(diff, [primals[k] for k in wanted], [torch.ones_like(o) for o in diff],
-                                    allow_unused=True)
+                                    allow_unused=True, retain_graph=True)
     except AotpackError as e:  # (tree._Rebuild: a subclass input's gradient of another class)
         raise CaptureError(f"{program}: {e.message}", hint=e.hint) from None
     except Exception:  # noqa: BLE001 - the joint trace below reports what torch refuses
-        return
+        return {}
+    found = {}
     for k, g in zip(wanted, grads):
-        if isinstance(g, torch.Tensor) and tree.flattens_into_tensors(g):
+        if not (isinstance(g, torch.Tensor) and tree.flattens_into_tensors(g)):
+            continue
+        if len(diff) > 1:  # the outputs whose own share of the gradient is of the subclass
+            shares = [torch.autograd.grad(o, primals[k], torch.ones_like(o), retain_graph=True, allow_unused=True)[0]
+                      for o in diff]
+            tangents = [j for j, share in enumerate(shares) if share is not None and tree.flattens_into_tensors(share)]
+        else:
+            tangents = [0]
+        spec, inner = tree.flatten(g, f"eager's gradient of {names[k]}")
+        if not (all(c.kind == "tensor" for c in spec.children) and inner[0].dtype == primals[k].dtype):
             raise CaptureError(
-                f"{program}: eager's gradient of {names[k]} is a {tree.type_name(type(g))} (a plain tensor "
-                "computed with a tensor subclass input gets a gradient of the subclass); a training package "
-                "gives a plain tensor a plain gradient",
-                hint="keep it out of the gradient (requires_grad False), or compile with train=False (torch.compile "
-                     "returns such gradients through AOT autograd's subclass wrappers, which training packages do "
-                     "not hold yet)")
+                f"{program}: eager's gradient of {names[k]} is a {spec.type} whose inner tensors are "
+                + ("tensor subclasses themselves" if any(c.kind != "tensor" for c in spec.children)
+                   else f"of dtype {inner[0].dtype}, not {primals[k].dtype}")
+                + ": a training package returns a plain tensor's subclass gradient as plain inner tensors "
+                  "of the tensor's dtype",
+                hint="keep it out of the gradient (requires_grad False), or compile with train=False")
+        attrs, meta = g.__tensor_flatten__()
+        found[k] = ((type(g), tuple(attrs), meta), SubclassGrad(primal=k, spec=spec, name=names[k], tangents=tangents),
+                    inner)
+    return found
+
+
+def _companions(joined: dict, primals: list, captured) -> list[tuple]:
+    """For each primal whose gradient is a tensor subclass (``joined``,
+    ``_subclass_gradients``), in order, one leaf per further inner tensor of the
+    gradient: traced after the primals, each receives that inner tensor as its gradient
+    (``tree.SubclassGradient``). ``(k, t)`` each, as ``symbolic_like`` takes them: sized
+    as primal ``k`` where the inner tensor is (None: of its own static size); CaptureError
+    for an in-place update of such a primal."""
+    updated = {_mutation_target(m, list(captured.weights)) for m in captured.mutations}
+    out = []
+    for k, (_, record, inner) in sorted(joined.items()):
+        if k in updated:
+            raise CaptureError(f"{captured.name} updates {record.name} in place, whose eager gradient is a "
+                               f"{record.spec.type}: "
+                               "a training package does not return such a gradient of an updated tensor",
+                               hint="keep it out of the gradient (requires_grad False), or compile with train=False")
+        out += [(k if t.shape == primals[k].shape else None, torch.zeros_like(t).requires_grad_())
+                for t in inner[1:]]
+    return out
+
+
+def _drop_companions(fw: torch.fx.GraphModule, n_primals: int, program: str) -> None:
+    """Remove the companions (``_companions``) from the forward graph's inputs: the
+    program never reads them, so a call passes the primals alone."""
+    extra = [n for n in fw.graph.nodes if n.op == "placeholder"][n_primals:]
+    for node in extra:
+        if node.users:  # pragma: no cover - SubclassGradient's forward ignores them
+            raise CaptureError(f"{program}: the forward reads an inner tensor of a subclass gradient")
+        fw.graph.erase_node(node)
+    if extra:
+        fw.graph.lint()
+        fw.recompile()
 
 
 def _made_by_the_program(captured, names: list[str]) -> set[str]:
@@ -658,7 +726,8 @@ def _frozen_homes(captured) -> dict[str, _Home]:
 
     homes = {}
     cells = {}  # (closure variable, tensor id) -> its cell, in the program's own functions
-    for fn in user_functions(getattr(captured.program, "_call", None)):
+    functions = user_functions(getattr(captured.program, "_call", None))
+    for fn in functions:
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
                 cells[(name, id(cell.cell_contents))] = cell
@@ -682,6 +751,34 @@ def _frozen_homes(captured) -> dict[str, _Home]:
                     and namespace.get(f.name) is tensor):
                 homes[f.weight] = _Home(namespace, f.name)
                 break
+    return {**_module_homes(captured, functions), **homes}
+
+
+def _module_homes(captured, functions: list) -> dict[str, _Home]:
+    """Weights that are parameters or buffers of a module the program's functions reach
+    by a closure variable or a global (``lambda x: lin(x)``: make_fx's trace of a program
+    with tensor subclass inputs names them ``graph_module._param_constant0``, names the
+    program does not have): weight name -> the module's slot of it."""
+    from .. import _torch_compat as compat
+
+    wanted = {id(w): n for n, w in captured.weights.items()
+              if not _tensor_attribute(captured.program, captured.weight_targets.get(n) or "")}
+    if not wanted:
+        return {}
+    reached = []
+    for fn in functions:
+        for cell in fn.__closure__ or ():
+            try:
+                reached.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+        reached += [fn.__globals__.get(n) for n in fn.__code__.co_names]
+    homes = {}
+    for m in dict.fromkeys(v for v in reached if isinstance(v, torch.nn.Module)):
+        for store, key in compat.module_tensor_slots(m):
+            name = wanted.get(id(store[key]))
+            if name is not None:
+                homes.setdefault(name, _Home(store, key))
     return homes
 
 
@@ -836,10 +933,6 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     run = _run_with_meta(graph)
     with torch.enable_grad():
         outs = run(*primals)
-    # with Dims, the joint graph is traced on tensors of symbolic sizes (torch.export's
-    # symbols), as torch.compile's dynamic shapes: the forward and backward work for any
-    # size the Dims allow; the sizes the backward needs pass as shapes (_sizes_as_shapes)
-    traced = compat.symbolic_like(captured.graph_module, primals) if captured.dims else primals
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
     # (a straight-through update: eager's gradient skips an update the functional graph holds)
     itself = bool(captured.custom_functions) or captured.traced_below_transforms or captured.straight_through
@@ -852,11 +945,18 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         n_outputs = len(outs) - len(captured.mutations) - hidden
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
         run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
-        out_requires_grad = _own_requires_grad(run, primals, names if tree.subclass_types(captured.in_spec) else None,
-                                               captured.name)
+        out_requires_grad, run.joined = _own_requires_grad(
+            run, primals, names if tree.subclass_types(captured.in_spec) else None, captured.name)
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
+    joined = getattr(run, "joined", {})
+    companions = _companions(joined, primals, captured)
+    # with Dims, the joint graph is traced on tensors of symbolic sizes (torch.export's
+    # symbols), as torch.compile's dynamic shapes: the forward and backward work for any
+    # size the Dims allow; the sizes the backward needs pass as shapes (_sizes_as_shapes)
+    traced = (compat.symbolic_like(captured.graph_module, primals, companions) if captured.dims
+              else [*primals, *(t for _, t in companions)])
     try:
         # (the backward is traced after run returns: the Functions stay patched meanwhile)
         # (a program traced again runs as torch.export traced it: as_torch_export_traces)
@@ -884,20 +984,24 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         joint = joint_pass(joint) or joint
         joint.recompile()
     tangents = [torch.ones_like(o) for o, g in zip(outs, out_requires_grad) if g]
-    n_tangent_inputs = sum(1 for n in joint.graph.nodes if n.op == "placeholder") - len(primals)
+    n_tangent_inputs = sum(1 for n in joint.graph.nodes if n.op == "placeholder") - len(traced)
     if n_tangent_inputs != len(tangents):  # pragma: no cover - a torch change
         raise CaptureError(f"the joint graph takes {n_tangent_inputs} output grads, expected {len(tangents)}")
-    if traced is not primals:  # the partitioner reads sizes from the joint graph's inputs
-        tangents = [n.meta["val"] for n in joint.graph.nodes if n.op == "placeholder"][len(primals):]
+    if captured.dims:  # the partitioner reads sizes from the joint graph's inputs
+        tangents = [n.meta["val"] for n in joint.graph.nodes if n.op == "placeholder"][len(traced):]
     fw, bw = compat.partition_joint(joint, [*traced, *tangents], len(outs))
     fw, bw = compat.plain_graph_module(fw), compat.plain_graph_module(bw)
+    _drop_companions(fw, len(primals), captured.name)
     fw_out = next(n for n in fw.graph.nodes if n.op == "output").args[0]
     saved_nodes = list(fw_out[len(outs):])
     grad_mask = _strip_none_outputs(bw)
+    if not all(grad_mask[len(primals):]):  # pragma: no cover - SubclassGradient always returns them
+        raise CaptureError(f"{captured.name}: AOT autograd left out an inner tensor of a subclass gradient")
     _saved_in_forward_order(bw, [n.name for n in saved_nodes])
     saved_nodes = _sizes_as_shapes(fw, bw, saved_nodes)
     return JointCapture(forward=fw, backward=bw, joint=joint, num_outputs=len(outs), mutated=captured.mutations,
-                        out_requires_grad=out_requires_grad, grad_mask=grad_mask,
+                        out_requires_grad=out_requires_grad, grad_mask=grad_mask[:len(primals)],
+                        subclass_grads=[record for _, (_, record, _) in sorted(joined.items())],
                         saved=[n.name for n in saved_nodes], donatable=_donatable(fw, saved_nodes, len(outs)),
                         primal_names=names, aliased=aliased, output_views=views, hidden_outputs=hidden,
                         captured=captured)
@@ -1036,8 +1140,9 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         # per weight: whether the backward computes its gradient (a parameter that
         # required grad at compile time)
         "weights_requires_grad": [_gets_grad(captured, n, w) for n, w in captured.weights.items()],
-        "grad_tangents": _grad_tangents(jc.backward),
-        "grad_inputs": _grad_inputs(jc),
+        "grad_tangents": _joined(jc, _grad_tangents(jc.backward)),
+        "grad_inputs": _joined(jc, _grad_inputs(jc)),
+        "subclass_grads": [g.to_json() for g in jc.subclass_grads] or None,
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
     # the library ops the forward and the backward call (a custom op's backward may call an
@@ -1066,6 +1171,21 @@ def _grad_tangents(backward: torch.fx.GraphModule) -> list[list[int]]:
     None there, as in eager (an output left out of the loss gives its parameters no grad)."""
     tangents = [n for n in backward.graph.nodes if n.op == "placeholder" and n.name.startswith("tangents")]
     return _outputs_reached(backward, tangents)
+
+
+def _joined(jc: JointCapture, dependencies: list[list[int]]) -> list[list[int]]:
+    """Per output of the backward graph, its ``dependencies``, where the inner tensors of
+    one subclass gradient (``jc.subclass_grads``) each depend on what any of them does:
+    the runtime rebuilds the gradient from all of them, so they are None together."""
+    out = [list(d) for d in dependencies]
+    extra = sum(jc.grad_mask)
+    for g in jc.subclass_grads:
+        places = [sum(jc.grad_mask[:g.primal]), *range(extra, extra + len(g.spec.attrs) - 1)]
+        extra += len(g.spec.attrs) - 1
+        union = sorted(set().union(*(out[p] for p in places)))
+        for p in places:
+            out[p] = union
+    return out
 
 
 def _grad_inputs(jc: JointCapture) -> list[list[int]]:

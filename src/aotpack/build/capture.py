@@ -474,6 +474,12 @@ def _export(program, flat, flat_dyn):
     # (where an example input is empty, without FakeTensor's cache, which can misplace views
     # of empty tensors: compat.without_fake_tensor_cache)
     empty = compat.without_fake_tensor_cache() if compat.has_empty_tensor(flat) else contextlib.nullcontext()
+    # an example leaf holding a .grad (compiled after a training step) stands in as an alias
+    # without it: torch.export guards the grad's size and its decompositions then fail on
+    # the grad-less fakes they retrace with (AttributeError "'NoneType' object has no
+    # attribute 'size'" with Dims, raised raw)
+    flat = [t.detach().requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) and t.is_leaf
+            and t.grad is not None else t for t in flat]
     with compat.quiet_export_logs(), empty:
         return torch.export.export(
             program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None, strict=False)

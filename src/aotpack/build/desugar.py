@@ -126,4 +126,28 @@ class Desugared(torch.nn.Module):
         for guard in self._guards:
             compat.assert_size_guard(guard, values)
         self._record(self._recorded)
-        return tuple(compat.replay_keeping_lines(self.graph_module, _weights(self._program), *flat))
+        return tuple(compat.replay_keeping_lines(self.graph_module, _weights(self._program), *flat,
+                                                 interpreter=_Replay))
+
+
+class _Replay(torch.fx.Interpreter):
+    """The make_fx graph run op by op. Its graph has no grad-mode regions: an in-place
+    update the program made under ``torch.no_grad()`` of a leaf that requires grad (which
+    eager allows there, and make_fx's run of the program did) runs under no_grad again,
+    where autograd would otherwise refuse it ("a leaf Variable that requires grad is
+    being used in an in-place operation", a false CaptureError until 2026-12-05)."""
+
+    def call_function(self, target, args, kwargs):
+        first = args[0] if args else None
+        if (isinstance(first, torch.Tensor) and first.is_leaf and first.requires_grad and torch.is_grad_enabled()
+                and _updates_in_place(target)):
+            with torch.no_grad():
+                return super().call_function(target, args, kwargs)
+        return super().call_function(target, args, kwargs)
+
+
+def _updates_in_place(target) -> bool:
+    """Whether ``target`` is an aten op that updates its first argument (``mul_``)."""
+    packet = getattr(target, "overloadpacket", None)
+    name = getattr(packet, "__name__", "")
+    return name.endswith("_") and not name.startswith("_")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import tree
 from ..errors import AotpackError
 from .layout import write_update
 from .views import output_view_rebuilder, view_rebuilder
@@ -55,6 +56,7 @@ def load_training(backend, files, meta, dims: dict | None = None):
     n_user = n_out - n_mut - (train.hidden_outputs or 0)  # the program's outputs, before hidden bases
     grad_tangents = train.grad_tangents  # (None in packages before 2026-12-03: every grad computed)
     run_backward = _backward_runner(run_bw, train)
+    rebuild_subclass_grads = _subclass_grad_rebuilder(train)
 
     class PackageFunction(torch.autograd.Function):
         @staticmethod
@@ -88,6 +90,9 @@ def load_training(backend, files, meta, dims: dict | None = None):
 
         @staticmethod
         def backward(ctx, *grads):
+            for k, g in enumerate(grads):
+                if g is not None and type(g) is not torch.Tensor and tree.flattens_into_tensors(g):
+                    _refuse_subclass_tangent(k, g)
             reached = [g is not None for g, needs in zip(grads, out_requires_grad) if needs]
             tangents = [g.contiguous() if g is not None else torch.zeros(shape, dtype=dtype, device=device)
                         for g, needs, (shape, dtype, device) in zip(grads, out_requires_grad, ctx.outputs) if needs]
@@ -99,6 +104,8 @@ def load_training(backend, files, meta, dims: dict | None = None):
                 # a gradient computed from output grads none of which reached the backward is
                 # eager's None (no path from the loss), not zeros: optimizers skip None
                 computed = [g if any(reached[t] for t in deps) else None for g, deps in zip(computed, grad_tangents)]
+            if rebuild_subclass_grads is not None:
+                computed = rebuild_subclass_grads(computed, reached)
             computed = iter(computed)
             return tuple(next(computed) if m else None for m in grad_mask)
 
@@ -118,6 +125,51 @@ def load_training(backend, files, meta, dims: dict | None = None):
     return run
 
 
+def _refuse_subclass_tangent(k: int, grad) -> None:
+    """AotpackError for a tensor subclass gradient reaching a package's plain output
+    ``k`` (the graph's flat outputs; a subclass output's inner tensors get plain ones):
+    ``out.sum() + pair.sum()`` is a TwoTensor, so ``out`` gets a TwoTensor gradient.
+    Eager's backward then computes through the subclass; the package's compiled backward
+    takes plain tensors (torch.compile raises its RuntimeError "we guessed its metadata
+    incorrectly" there)."""
+    raise AotpackError(
+        f"the gradient reaching the package's output {k} is a {tree.type_name(type(grad))}, where the output is a "
+        "plain tensor: the package's compiled backward takes plain gradients for plain outputs (a loss adding a "
+        "plain term to a subclass term sends the subclass gradient into both)",
+        hint="run the backward of the plain and the subclass terms separately: "
+             "torch.autograd.backward([plain_loss, subclass_loss])")
+
+
+def _subclass_grad_rebuilder(train):
+    """``gradients -> gradients``: the backward's outputs with each gradient that is a
+    tensor subclass (``train.subclass_grads``: the argument's gradient is the first inner
+    tensor, the others come after every argument's) rebuilt from its inner tensors, as
+    eager's (a Linear's weight meeting a TwoTensor input gets a TwoTensor); None where
+    the variant has none. A gradient and its inner tensors depend on the same output
+    grads (autograd.py), so they are None together."""
+    records = train.subclass_grads or ()
+    if not records:
+        return None
+    n = sum(train.grad_mask)
+    places = [sum(train.grad_mask[:g.primal]) for g in records]
+
+    def rebuild(computed: list, reached: list[bool]) -> list:
+        out, extra = list(computed[:n]), iter(computed[n:])
+        for g, at in zip(records, places):
+            parts = [out[at], *[next(extra) for _ in g.spec.attrs[1:]]]
+            if parts[0] is not None and not any(reached[t] for t in g.tangents):
+                raise AotpackError(
+                    f"the loss reaches only outputs whose share of {g.name}'s gradient is a plain tensor: eager's "
+                    f"gradient is then a plain tensor, where this package computes a {g.spec.type} (it is one "
+                    "when the loss reaches an output computed with the subclass input)",
+                    hint="include such an output in the loss (times zero keeps its value out), or compile a "
+                         "package for this loss")
+            out[at] = None if parts[0] is None else tree.unflatten(g.spec, parts)
+        return out
+
+    return rebuild
+
+
 def _backward_runner(run_bw, train):
     """``(ctx, saved, tangents) -> gradients``: the compiled backward, and under
     ``backward(create_graph=True)`` (grad mode on in the backward) the gradients that
@@ -130,7 +182,8 @@ def _backward_runner(run_bw, train):
     every_input = [i for i, m in enumerate(train.grad_mask) if m]
     dependencies = [(train.grad_tangents[j] if train.grad_tangents is not None else every_tangent,
                      train.grad_inputs[j] if train.grad_inputs is not None else every_input)
-                    for j in range(sum(train.grad_mask))]
+                    for j in range(len(train.grad_tangents) if train.grad_tangents is not None
+                                   else sum(train.grad_mask))]
 
     class CompiledBackward(torch.autograd.Function):
         @staticmethod

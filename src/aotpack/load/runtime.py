@@ -676,6 +676,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
         manifest = reader.manifest
         if not plain_types:
             tree.check_types(manifest.program.out_spec, allow_modules)
+        for v in manifest.variants:  # a subclass gradient's class, where this process has one by that name
+            for g in (v.meta.train.subclass_grads if v.meta.train else None) or ():
+                if tree.resolve_type(g.spec.type) is not None:
+                    tree.check_types(g.spec)  # (FormatError: named as a subclass, and it is none)
         # A signed load uses only bytes that were checked: the weights are copied out of the
         # mapped file (a write to the file after the check would otherwise reach the next
         # call), at the cost of one read of them into private memory.

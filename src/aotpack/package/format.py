@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 12): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 13): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -199,6 +199,14 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     returns as inference tensors (the program runs them under ``torch.inference_mode()``),
     made so at each call. Older readers ignore it and return normal tensors, as before.
 
+  13 (2026-12-05): meta.train.subclass_grads = [{"primal", "spec"}]: a training
+    variant's argument whose gradient is a tensor subclass (a Linear's weight meeting a
+    TwoTensor input gets a TwoTensor in eager); ``spec`` is the gradient's subclass spec,
+    its inner tensors numbered in order. The backward returns the first inner tensor in
+    the argument's place and the others after every argument's gradient; a reader
+    rebuilds the subclass from them. The version is 13 only where a variant has one (a
+    version 12 reader would return the first inner tensor as a plain gradient).
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -226,7 +234,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 12  # the newest version this reader reads
+FORMAT_VERSION = 13  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -245,6 +253,7 @@ DYNAMIC_TRAIN_VIEWS_FORMAT_VERSION = 9
 DIM_EXCLUDE_FORMAT_VERSION = 10  # variants[].dims[].exclude: a reader must refuse those sizes
 DIM_STRIDES_FORMAT_VERSION = 11  # variants[].inputs[].layout strides of the call's Dims: a reader must evaluate them
 SUBCLASS_FORMAT_VERSION = 12  # tree specs of kind "subclass": a reader must take them apart and rebuild them
+SUBCLASS_GRAD_FORMAT_VERSION = 13  # meta.train.subclass_grads: a reader must rebuild those gradients
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

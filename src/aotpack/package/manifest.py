@@ -43,7 +43,7 @@ from .format import _need
 from .sizes import size_evaluator
 
 __all__ = ["Manifest", "Versions", "Platform", "Program", "Param", "WeightInfo", "Frozen", "Variant", "Input",
-           "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "Job", "Group", "Member"]
+           "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "SubclassGrad", "Job", "Group", "Member"]
 
 
 def _is_int(v) -> bool:
@@ -689,6 +689,23 @@ class OutputView(Record):
         return not all(isinstance(n, int) for n in (*self.size, *self.stride, self.offset, *self.base_stride))
 
 
+class SubclassGrad(Record):
+    """A training variant's argument ``primal`` (weights, then inputs) whose gradient is
+    a tensor subclass (a Linear's weight meeting a TwoTensor input: eager's gradient of
+    the weight is a TwoTensor): ``spec`` is the gradient's ``SubclassSpec`` (class, inner
+    tensor names, context), its inner tensors numbered in order. The backward returns
+    the first inner tensor as the argument's gradient and the others after every
+    argument's gradient (format version 13); the runtime rebuilds the subclass from them.
+    ``name``: the argument's, for messages. ``tangents``: the output grads (indices among
+    the outputs that require grad) whose share of the gradient is of the subclass in
+    eager; a backward that none of them reaches would be a plain tensor in eager, which
+    the package does not compute (an AotpackError at the backward)."""
+    primal: int
+    spec: Spec
+    name: str
+    tangents: list[int]
+
+
 class Mutation(Record):
     """What a training program changes in place: a buffer, or flat input ``index``."""
     kind: str
@@ -719,6 +736,8 @@ class Train(Record):
     # many of the last outputs are intermediates such views are of, not the program's
     output_views: list[OutputView] | None = None
     hidden_outputs: int | None = None
+    # arguments whose gradient is a tensor subclass (format version 13 where present)
+    subclass_grads: list[SubclassGrad] | None = None
 
 
 class SubMeta(Record):
@@ -992,6 +1011,17 @@ class Manifest(Record):
                     and len(x.size) == len(x.stride) and x.offset >= 0
                     and x.base not in {y.output for y in t.output_views} for x in t.output_views or ()),
                       f"variant {name}.meta.train.output_views")
+                # subclass gradients: of distinct arguments that get a gradient, each a subclass
+                # of plain inner tensors numbered in order
+                primals = [g.primal for g in t.subclass_grads or ()]
+                _need(len(set(primals)) == len(primals) and all(0 <= k < n_flat and t.grad_mask[k] for k in primals)
+                      and all(isinstance(g.spec, treespec.SubclassSpec) and g.spec.attrs
+                              and len(g.spec.attrs) == len(g.spec.children)
+                              and [c.index if isinstance(c, treespec.TensorLeaf) else None for c in g.spec.children]
+                              == list(range(len(g.spec.children)))
+                              and all(0 <= j < sum(t.out_requires_grad) for j in g.tangents)
+                              for g in t.subclass_grads or ()),
+                      f"variant {name}.meta.train.subclass_grads")
                 # an output a custom Function returned: one of the forward's outputs, of an argument
                 _need(all(0 <= a.output < n_views and 0 <= a.primal < n_flat for a in t.aliased if a.through_function),
                       f"variant {name}.meta.train.aliased")

@@ -292,6 +292,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if train is not None and train.subclass_grads:
+        return fmt.SUBCLASS_GRAD_FORMAT_VERSION  # older readers would return a plain inner tensor as the gradient
     if tree.subclass_types(variant.in_spec) or tree.subclass_types(program.out_spec):
         return fmt.SUBCLASS_FORMAT_VERSION  # older readers refuse the spec's kind as unknown
     if any(strides_follow_dims(i.layout) for i in variant.inputs):
