@@ -459,6 +459,9 @@ def subclass_parts(value: torch.Tensor, carry_grad: bool = True) -> tuple[list[s
 class _TakeApart(torch.autograd.Function):
     @staticmethod
     def forward(ctx, value, attrs):
+        # (no inner gradient is None, not zeros: autograd runs this backward even where the
+        # program used none of them, and eager's gradient of an unused input is None)
+        ctx.set_materialize_grads(False)
         ctx.rebuild = (type(value), attrs, value.__tensor_flatten__()[1])
         # (detached aliases: the caller's inner tensors keep no history of this call)
         return tuple(getattr(value, a).detach() for a in attrs)

@@ -437,25 +437,40 @@ def test_random_programs_on_a_two_tensor_equal_eager_or_are_refused(recipe, outs
 
 def _backward(outs) -> None:
     """One backward of every output that requires grad, each weighted (k + 1), through
-    the subclass: a TwoTensor output's sum is a TwoTensor, its gradient one too."""
+    the subclass: a TwoTensor output's sum is a TwoTensor, its gradient one too. Each
+    output's term has its own gradient (one sum of a plain and a TwoTensor term would send
+    a TwoTensor gradient into the plain output, which a package refuses)."""
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
     diff = [o for o in outs if isinstance(o, torch.Tensor) and o.requires_grad]
     if diff:
-        sum((k + 1) * o.sum() for k, o in enumerate(diff)).backward()
+        torch.autograd.backward([(k + 1) * o.sum() for k, o in enumerate(diff)])
+
+
+def _same_grad(got, want, what: str) -> None:
+    assert (got is None) == (want is None), what
+    if want is not None:
+        assert type(got) is type(want), what
+        pairs = [(got.a, want.a), (got.b, want.b)] if isinstance(want, TwoTensor) else [(got, want)]
+        for a, b in pairs:
+            torch.testing.assert_close(a, b, equal_nan=True, msg=f"{what}: gradient")
 
 
 @settings(max_examples=30, deadline=None, derandomize=True, database=None)
-@given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16))
-def test_random_programs_on_a_two_tensor_that_requires_grad_train_as_eager_or_are_refused(recipe, outs, seed):
-    """The grammar in a training package whose TwoTensor input requires grad: outputs,
-    which require grad, the input's gradient (a TwoTensor, as eager's: its inner tensors
-    carry it, tree.take_apart) and in-place effects equal eager's (refused until
-    2026-12-05)."""
+@given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16),
+       plain_grad=st.booleans())
+def test_random_programs_on_a_two_tensor_that_requires_grad_train_as_eager_or_are_refused(recipe, outs, seed,
+                                                                                           plain_grad):
+    """The grammar in a training package whose TwoTensor input requires grad, beside a
+    plain input that requires grad too (``plain_grad``): outputs, which require grad, the
+    inputs' gradients (the TwoTensor's a TwoTensor, as eager's: its inner tensors carry
+    it, tree.take_apart; the plain input's a TwoTensor where it meets the pair, rebuilt
+    from its inner tensors, meta.train.subclass_grads) and in-place effects equal eager's
+    (refused until 2026-12-05)."""
     program = fuzz_programs.make_program(recipe, outs)
     x, y = pair(4, 6, seed=seed), torch.randn(4, 6, generator=torch.Generator().manual_seed(seed))
 
     def fresh():
-        return TwoTensor(x.a.clone(), x.b.clone()).requires_grad_(), y.clone()
+        return TwoTensor(x.a.clone(), x.b.clone()).requires_grad_(), y.clone().requires_grad_(plain_grad)
 
     try:
         mine = fresh()
@@ -483,11 +498,8 @@ def test_random_programs_on_a_two_tensor_that_requires_grad_train_as_eager_or_ar
     got_outs = got_result if isinstance(got_result, tuple) else (got_result,)
     assert [o.requires_grad for o in got_outs] == want_requires_grad, what
     _backward(got_result)
-    assert (theirs[0].grad is None) == (mine[0].grad is None), what
-    if mine[0].grad is not None:
-        assert type(theirs[0].grad) is type(mine[0].grad), what
-        for a, b in ((theirs[0].grad.a, mine[0].grad.a), (theirs[0].grad.b, mine[0].grad.b)):
-            torch.testing.assert_close(a, b, equal_nan=True, msg=f"{what}: gradient")
+    _same_grad(theirs[0].grad, mine[0].grad, what)
+    _same_grad(theirs[1].grad, mine[1].grad, what)
     for a, b in ((theirs[0].a, mine[0].a), (theirs[0].b, mine[0].b), (theirs[1], mine[1])):
         torch.testing.assert_close(a, b, equal_nan=True, msg=what)  # in-place effects on the caller's tensors
 
