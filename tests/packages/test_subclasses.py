@@ -316,6 +316,33 @@ def test_plain_tensors_meeting_a_two_tensor_get_eagers_two_tensor_gradients(back
                         {k: t.grad for k, t in twin.named_parameters()})
 
 
+_NN_MODELS = {
+    "mlp": (lambda: torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.GELU(),
+                                        torch.nn.Linear(16, 4)), (3, 8)),
+    "conv": (lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                         torch.nn.Linear(4 * 6 * 6, 2)), (2, 3, 8, 8)),
+    "encoder": (lambda: torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), (2, 5, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NN_MODELS))
+def test_torch_nn_models_on_a_two_tensor_train_with_eagers_gradients(name):
+    """torch.nn's own layers (LayerNorm, Conv2d, a transformer encoder layer) on a
+    TwoTensor input: every parameter's gradient is eager's TwoTensor."""
+    make, shape = _NN_MODELS[name]
+    torch.manual_seed(0)
+    model, x = make(), pair(*shape)
+    twin = make()
+    twin.load_state_dict(model.state_dict())
+    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend="eager").to_bytes(), module=model)
+    got, want = fn(x), twin(x)
+    assert _equal(got, want)
+    got.sum().backward()
+    want.sum().backward()
+    for (k, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert type(a.grad) is TwoTensor and _equal(a.grad, b.grad), k
+
+
 def test_a_function_over_a_module_trains_with_a_two_tensor_input():
     """A program that reads a module through a closure (``lambda``), with a TwoTensor input:
     its joint graph is traced from the program itself, which reads the module's weights
