@@ -876,15 +876,16 @@ def is_fake(t: torch.Tensor) -> bool:
     return fake(t)
 
 
-def module_tensor_slots(module: torch.nn.Module) -> list[tuple[dict, str]]:
-    """Where ``module`` and its submodules hold their parameters and buffers: ``(store,
-    name)`` each, a dict whose item ``name`` is the tensor (item assignment swaps in any
-    tensor, a Parameter or not, for as long as a trace needs it).
+def module_tensor_slots(module: torch.nn.Module) -> list[tuple[str, dict, str]]:
+    """Where ``module`` and its submodules hold their parameters and buffers: ``(path,
+    store, name)`` each, ``path`` the tensor's dotted name in ``module``, ``store`` a dict
+    whose item ``name`` is the tensor (item assignment swaps in any tensor, a Parameter
+    or not, for as long as a trace needs it).
 
     Private: ``nn.Module._parameters`` and ``_buffers`` (2.11-2.13).
     """
-    return [(store, name) for sub in module.modules() for store in (sub._parameters, sub._buffers)
-            for name, t in store.items() if isinstance(t, torch.Tensor)]
+    return [(f"{prefix}.{name}".lstrip("."), store, name) for prefix, sub in module.named_modules()
+            for store in (sub._parameters, sub._buffers) for name, t in store.items() if isinstance(t, torch.Tensor)]
 
 
 def symbolic_like(gm: torch.fx.GraphModule, primals: list, extra: list = ()) -> list:

@@ -92,6 +92,41 @@ def test_examples_that_hold_a_grad_compile_with_dims():
     torch.testing.assert_close(x2.grad, lin.weight.sum(0).expand(9, 4))
 
 
+OUTSIDE_W = torch.randn(4, 3, requires_grad=True)
+OUTSIDE_LIN = torch.nn.Linear(4, 3)
+
+
+def reads_a_global_that_requires_grad(x):
+    return x @ OUTSIDE_W
+
+
+def reads_a_module_global(x):
+    return OUTSIDE_LIN(x) * 2
+
+
+def test_a_tensor_that_requires_grad_read_from_outside_the_package_is_refused():
+    """A function reading a tensor that requires grad as a module global, a closure
+    variable or a parameter of a module it reaches by one: eager accumulates its gradient
+    into its ``.grad``, which a package, holding a frozen copy, cannot (until 2026-12-05
+    the gradient was silently dropped). Refused naming it; the module compiled itself
+    trains, and the frozen tensor compiles."""
+    x = torch.randn(5, 4, requires_grad=True)
+    lin = torch.nn.Linear(4, 3)
+    w = torch.randn(4, 3, requires_grad=True)
+    for program, named in [(reads_a_global_that_requires_grad, "the module global OUTSIDE_W"),
+                           (reads_a_module_global, r"OUTSIDE_LIN.weight \(OUTSIDE_LIN is a module global\)"),
+                           (lambda t: lin(t).relu(), r"lin.weight \(lin is a closure variable\)"),
+                           (lambda t: t @ w, "the closure variable w")]:
+        with pytest.raises(aotpack.CaptureError, match=f"reads {named}, a tensor that requires grad: eager gives "
+                                                       "it a gradient, which a training package cannot"):
+            aotpack.compile(program, (x,), train=True, backend="eager")
+    fn = aotpack.load(aotpack.compile(lin, (x,), train=True, backend="eager").to_bytes(), module=lin)
+    fn(x).sum().backward()
+    assert lin.weight.grad is not None
+    frozen = w.detach()
+    aotpack.compile(lambda t: t @ frozen, (x,), train=True, backend="eager")
+
+
 def test_same_tensor_for_two_arguments_gets_both_grads(tmp_path):
     def f(a, b):
         return (a * 2 + b.exp()).sum()

@@ -685,9 +685,11 @@ _FRESH_COPIES = (torch.ops.aten.lift_fresh_copy.default, torch.ops.aten.clone.de
 @dataclass
 class _Home:
     """Where the program reads a frozen tensor by name: a module's namespace and the
-    global's name, or closure cells (``key`` None: a tuple of cells holding it)."""
+    global's name, or closure cells (``key`` None: a tuple of cells holding it); ``what``
+    says which, for messages."""
     container: Any
     key: str | None = None
+    what: str = ""
 
     def get(self):
         return self.container[0].cell_contents if self.key is None else self.container[self.key]
@@ -740,7 +742,7 @@ def _frozen_homes(captured) -> dict[str, _Home]:
         if f.kind == "closure":
             found = (cells[(f.name, id(tensor))],) if (f.name, id(tensor)) in cells else _cells_holding(tensor)
             if found:
-                homes[f.weight] = _Home(found)
+                homes[f.weight] = _Home(found, what=f"the closure variable {f.name}")
             continue
         if f.kind != "global":
             continue
@@ -749,37 +751,66 @@ def _frozen_homes(captured) -> dict[str, _Home]:
             namespace = getattr(module, "__dict__", None)
             if (getattr(module, "__file__", None) == file and namespace is not None
                     and namespace.get(f.name) is tensor):
-                homes[f.weight] = _Home(namespace, f.name)
+                homes[f.weight] = _Home(namespace, f.name, what=f"the module global {f.name}")
                 break
     return {**_module_homes(captured, functions), **homes}
 
 
+def _refuse_gradients_outside(captured) -> None:
+    """CaptureError where the program reads a tensor that requires grad from outside
+    what it packages: a module global or closure variable (``W``), or a parameter of a
+    module it reaches by one (``lambda x: lin(x)``). Eager accumulates that tensor's
+    gradient into its ``.grad``; a package holds a copy of it, frozen at compile, whose
+    gradient no call could give back to the caller's tensor (until 2026-12-05 the
+    gradient was silently dropped)."""
+    for name, home in _frozen_homes(captured).items():
+        t = home.get()
+        if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point():
+            raise CaptureError(
+                f"{captured.name} reads {home.what}, a tensor that requires grad: eager gives it a gradient, "
+                "which a training package cannot (it holds a copy of the tensor, frozen at compile)",
+                hint="compile the module whose parameter it is (aotpack.compile(module, ...), then "
+                     "aotpack.load(path, module=module) trains it), or read it detached (.detach()) if it is "
+                     "not trained")
+
+
 def _module_homes(captured, functions: list) -> dict[str, _Home]:
     """Weights that are parameters or buffers of a module the program's functions reach
-    by a closure variable or a global (``lambda x: lin(x)``: make_fx's trace of a program
-    with tensor subclass inputs names them ``graph_module._param_constant0``, names the
-    program does not have): weight name -> the module's slot of it."""
+    by a closure variable or a global (``lambda x: lin(x)``: torch.export lifts them as
+    constants, ``lifted_tensor_0``, and make_fx's trace of a program with tensor subclass
+    inputs names them ``graph_module._param_constant0``, names the program does not
+    have): weight name -> the module's slot of it, found by the memory it lies in."""
     from .. import _torch_compat as compat
 
-    wanted = {id(w): n for n, w in captured.weights.items()
-              if not _tensor_attribute(captured.program, captured.weight_targets.get(n) or "")}
+    wanted = {_memory(w): n for n, w in captured.weights.items()
+              if w.numel() and not _tensor_attribute(captured.program, captured.weight_targets.get(n) or "")}
     if not wanted:
         return {}
-    reached = []
+    reached = {}  # module -> how the program reaches it
     for fn in functions:
-        for cell in fn.__closure__ or ():
+        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
-                reached.append(cell.cell_contents)
+                value = cell.cell_contents
             except ValueError:  # an empty cell
                 continue
-        reached += [fn.__globals__.get(n) for n in fn.__code__.co_names]
+            if isinstance(value, torch.nn.Module):
+                reached.setdefault(value, (var, "a closure variable"))
+        for var in fn.__code__.co_names:
+            if isinstance(fn.__globals__.get(var), torch.nn.Module):
+                reached.setdefault(fn.__globals__[var], (var, "a module global"))
     homes = {}
-    for m in dict.fromkeys(v for v in reached if isinstance(v, torch.nn.Module)):
-        for store, key in compat.module_tensor_slots(m):
-            name = wanted.get(id(store[key]))
+    for m, (var, how) in reached.items():
+        for path, store, key in compat.module_tensor_slots(m):
+            name = wanted.get(_memory(store[key]))
             if name is not None:
-                homes.setdefault(name, _Home(store, key))
+                homes.setdefault(name, _Home(store, key, what=f"{var}.{path} ({var} is {how})"))
     return homes
+
+
+def _memory(t: torch.Tensor) -> tuple:
+    """Where and how a tensor lies in memory: the same for a parameter and the detached
+    alias of it that torch.export lifts as a constant (``lambda x: lin(x)``)."""
+    return t.data_ptr(), t.device, t.dtype, tuple(t.shape), t.stride()
 
 
 @contextlib.contextmanager
@@ -923,6 +954,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
+    _refuse_gradients_outside(captured)
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}
