@@ -763,7 +763,7 @@ def _refuse_gradients_outside(captured) -> None:
     gradient into its ``.grad``; a package holds a copy of it, frozen at compile, whose
     gradient no call could give back to the caller's tensor (until 2026-12-05 the
     gradient was silently dropped)."""
-    for name, home in _frozen_homes(captured).items():
+    for home in _frozen_homes(captured).values():
         t = home.get()
         if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point():
             raise CaptureError(
