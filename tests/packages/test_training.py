@@ -127,6 +127,26 @@ def test_a_tensor_that_requires_grad_read_from_outside_the_package_is_refused():
     aotpack.compile(lambda t: t @ frozen, (x,), train=True, backend="eager")
 
 
+FROZEN_LIN = torch.nn.Linear(4, 3).requires_grad_(False)
+
+
+def frozen_module_through_a_function(x):
+    return StraightThrough.apply(FROZEN_LIN(x)).sum(0)
+
+
+def test_a_custom_function_over_a_frozen_module_global_trains_as_eager():
+    """A custom Function beside a module the program reads as a global: the joint graph
+    is traced from the program itself, which reads the module's weights there, found by
+    the memory torch.export's lifted constants share with them (a CaptureError "tensors
+    that are no parameter, buffer, module global or closure variable" until 2026-12-05)."""
+    x = torch.randn(5, 4, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(frozen_module_through_a_function, (x,), train=True, backend="eager").to_bytes())
+    mine, theirs = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    (fn(mine) * torch.arange(3.0)).sum().backward()
+    (frozen_module_through_a_function(theirs) * torch.arange(3.0)).sum().backward()
+    torch.testing.assert_close(mine.grad, theirs.grad)
+
+
 def test_same_tensor_for_two_arguments_gets_both_grads(tmp_path):
     def f(a, b):
         return (a * 2 + b.exp()).sum()
