@@ -147,6 +147,33 @@ def test_a_custom_function_over_a_frozen_module_global_trains_as_eager():
     torch.testing.assert_close(mine.grad, theirs.grad)
 
 
+class _Behind(torch.nn.Module):
+    """The fuzzer's program behind a parameter, ``program(x * w, y)``."""
+
+    def __init__(self, program):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(0.5, 1.5, 6))
+        self.program = program
+
+    def forward(self, x, y):
+        return self.program(x * self.w, y)
+
+
+def test_a_view_whose_base_the_programs_own_run_lacks_is_refused_naming_why():
+    """``h = x * w`` updated under no_grad, then through a flattened view, both returned
+    (the loaded-alone fuzzer's program): its joint graph is traced from the program itself
+    (straight-through), where the view's base is ``h``, not the exported graph's flat
+    intermediate. Refused naming that path (the message said "uses
+    torch.autograd.Function", which the program does not, until 2026-12-05)."""
+    import fuzz_programs
+
+    model = _Behind(fuzz_programs.make_program([("inplace_no_grad", 10, 13, 7), ("inplace_view", 15, 11, 16)], (4, 5)))
+    with pytest.raises(aotpack.CaptureError, match=r"uses an update under no_grad of a value that requires grad and "
+                                                   r"returns a view of an intermediate tensor"):
+        aotpack.compile(model, (torch.randn(4, 6, requires_grad=True), torch.randn(4, 6)), train=True,
+                        backend="eager")
+
+
 def test_same_tensor_for_two_arguments_gets_both_grads(tmp_path):
     def f(a, b):
         return (a * 2 + b.exp()).sum()

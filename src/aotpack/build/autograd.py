@@ -468,9 +468,10 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     homes = _frozen_homes(captured)
     missing = [n for n, t in zip(names, targets) if n not in homes and n not in made and (
         t is None or (captured.weight_kinds.get(n) == "constant" and not _tensor_attribute(captured.program, t)))]
+    uses = (f"torch.autograd.Function {function_names(captured.custom_functions)}" if captured.custom_functions
+            else "an update under no_grad of a value that requires grad" if captured.straight_through
+            else "a torch.func transform or a tensor subclass")
     if missing:
-        uses = (f"torch.autograd.Function {function_names(captured.custom_functions)}" if captured.custom_functions
-                else "a torch.func transform")
         raise CaptureError(f"{captured.name} uses {uses} "
                            f"and tensors that are no parameter, buffer, module global or closure variable ({', '.join(missing[:3])}): "
                            "a training package cannot run its backward on them",
@@ -501,8 +502,10 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
             outs = functional_call(program, params, tuple(args[len(names):]), tie_weights=False)
         bases = [outs[k]._base for k in viewing]
         if any(b is None or b.dim() != n for b, n in zip(bases, hidden_dims)):
-            raise CaptureError(f"{captured.name} uses torch.autograd.Function and returns a view of an intermediate "
-                               "tensor that no output is, which aotpack could not find in the program's own run",
+            # (its training graph is traced from the program itself, where the view's base is
+            # another tensor than the exported graph's: an update through a view of it)
+            raise CaptureError(f"{captured.name} uses {uses} and returns a view of an intermediate tensor that no "
+                               "output is, which aotpack could not find in the program's own run",
                                hint="return a .clone() of the view")
         run.through_function.update(k for k, o in enumerate(outs) if k in copied and _from_function(o))
         outs = [o.clone() if k in copied else o for k, o in enumerate(outs)]
