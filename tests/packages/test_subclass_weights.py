@@ -225,6 +225,43 @@ def test_a_weight_whose_subclass_ops_torch_export_keeps_packages_below_them(tmp_
             fn(x)
 
 
+def _same(got, want) -> bool:
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    if isinstance(want, TwoTensor):
+        return type(got) is TwoTensor and torch.allclose(got.a, want.a, atol=1e-5) and torch.allclose(
+            got.b, want.b, atol=1e-5)
+    return type(got) is type(want) and torch.allclose(got, want, atol=1e-5)
+
+
+class _LinearThenPair(TwoTensorWeighted):
+    """The same weights, the TwoTensor result returned (its ``.a`` and ``.b`` carry no
+    autograd history: eager's ``y.a + 2 * y.b`` requires no grad)."""
+
+    def forward(self, x):
+        return (self.lin(x) @ self.w).sin()
+
+
+def test_plain_tensors_meeting_a_two_tensor_weight_train_with_eagers_gradients():
+    """A frozen TwoTensor weight beside a trainable Linear and an input that requires
+    grad: eager gives both TwoTensor gradients (their backward computes through the
+    subclass), and so does a package (meta.train.subclass_grads; until 2026-12-05 a
+    CaptureError "AOT autograd could not trace the backward ... Unexpected fake buffer")."""
+    torch.manual_seed(0)
+    model, twin = _LinearThenPair(), _LinearThenPair()
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(3, 4, requires_grad=True)
+    fn = aotpack.load(aotpack.compile(model, (x,), train=True, backend="eager").to_bytes(), module=model)
+    mine, theirs = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    got, want = fn(mine), twin(theirs)
+    assert _same(got, want)
+    got.sum().backward()
+    want.sum().backward()
+    assert _same(mine.grad, theirs.grad) and type(theirs.grad) is not torch.Tensor
+    for (k, a), b in zip(model.lin.named_parameters(), twin.lin.parameters()):
+        assert _same(a.grad, b.grad), k
+
+
 class TwoTensorProduct(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -981,7 +981,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
         run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
         out_requires_grad, run.joined = _own_requires_grad(
-            run, primals, names if tree.subclass_types(captured.in_spec) else None, captured.name)
+            run, primals, names if tree.subclass_types(captured.in_spec) or captured.subclass_weights else None,
+            captured.name)
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
