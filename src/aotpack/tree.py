@@ -488,7 +488,11 @@ class _Rebuild(torch.autograd.Function):
         cls, attrs, meta = ctx.kind
         if grad is None:
             return (None, None, None, *[None] * len(attrs))
-        return (None, None, None, *gradient_parts(cls, attrs, meta, grad))
+        gradient_parts(cls, attrs, meta, grad)
+        # (taken apart with its history where it has one, backward(create_graph=True): a
+        # TwoTensor's inner tensors carry none of their own, and the gradients computed
+        # from them would require no grad where eager's do)
+        return (None, None, None, *take_apart(grad, list(attrs)))
 
 
 def gradient_parts(cls, attrs, meta, grad) -> list:

@@ -316,6 +316,26 @@ def test_plain_tensors_meeting_a_two_tensor_get_eagers_two_tensor_gradients(back
                         {k: t.grad for k, t in twin.named_parameters()})
 
 
+def test_create_graph_gradients_through_a_two_tensor_require_grad_as_eagers():
+    """``backward(create_graph=True)`` through a TwoTensor: the weight's gradient (a
+    TwoTensor) and the input's require grad where eager's do (a TwoTensor's inner tensors
+    carry no history of their own: taken apart plainly, the gradients computed from them
+    required none, until 2026-12-05); differentiating them again is refused, as for any
+    training package."""
+    lin, twin = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    twin.load_state_dict(lin.state_dict())
+    fn = aotpack.load(aotpack.compile(lin, (pair(2, 4).requires_grad_(),), train=True, backend="eager").to_bytes(),
+                      module=lin)
+    mine, theirs = pair(2, 4, seed=3).requires_grad_(), pair(2, 4, seed=3).requires_grad_()
+    (fn(mine) ** 2).sum().backward(create_graph=True)
+    (twin(theirs) ** 2).sum().backward(create_graph=True)
+    for got, want in [(lin.weight.grad, twin.weight.grad), (lin.bias.grad, twin.bias.grad), (mine.grad, theirs.grad)]:
+        assert _equal(got, want) and got.requires_grad == want.requires_grad
+    assert lin.weight.grad.requires_grad
+    with pytest.raises(aotpack.AotpackError, match="double backward through an aotpack training package"):
+        lin.weight.grad.sum().backward()
+
+
 _NN_MODELS = {
     "mlp": (lambda: torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.GELU(),
                                         torch.nn.Linear(16, 4)), (3, 8)),
