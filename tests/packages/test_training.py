@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -104,9 +105,20 @@ def reads_a_module_global(x):
     return OUTSIDE_LIN(x) * 2
 
 
+class _Calls:
+    """A callable object that is no module, holding one."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, x):
+        return self.model(x)
+
+
 def test_a_tensor_that_requires_grad_read_from_outside_the_package_is_refused():
     """A function reading a tensor that requires grad as a module global, a closure
-    variable or a parameter of a module it reaches by one: eager accumulates its gradient
+    variable or a parameter of a module it reaches by one (or a functools.partial or
+    callable object holds): eager accumulates its gradient
     into its ``.grad``, which a package, holding a frozen copy, cannot (until 2026-12-05
     the gradient was silently dropped). Refused naming it; the module compiled itself
     trains, and the frozen tensor compiles."""
@@ -116,7 +128,10 @@ def test_a_tensor_that_requires_grad_read_from_outside_the_package_is_refused():
     for program, named in [(reads_a_global_that_requires_grad, "the module global OUTSIDE_W"),
                            (reads_a_module_global, r"OUTSIDE_LIN.weight \(OUTSIDE_LIN is a module global\)"),
                            (lambda t: lin(t).relu(), r"lin.weight \(lin is a closure variable\)"),
-                           (lambda t: t @ w, "the closure variable w")]:
+                           (lambda t: t @ w, "the closure variable w"),
+                           (functools.partial(lin), r"partial.func.weight \(partial.func is the function a "
+                                                    r"functools.partial calls\)"),
+                           (_Calls(lin), r"model.weight \(model is an attribute of the _Calls called\)")]:
         with pytest.raises(aotpack.CaptureError, match=f"reads {named}, a tensor that requires grad: eager gives "
                                                        "it a gradient, which a training package cannot"):
             aotpack.compile(program, (x,), train=True, backend="eager")

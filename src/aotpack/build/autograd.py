@@ -762,7 +762,8 @@ def _frozen_homes(captured) -> dict[str, _Home]:
 def _refuse_gradients_outside(captured) -> None:
     """CaptureError where the program reads a tensor that requires grad from outside
     what it packages: a module global or closure variable (``W``), or a parameter of a
-    module it reaches by one (``lambda x: lin(x)``). Eager accumulates that tensor's
+    module it reaches by one (``lambda x: lin(x)``) or that a ``functools.partial`` or a
+    callable object holds. Eager accumulates that tensor's
     gradient into its ``.grad``; a package holds a copy of it, frozen at compile, whose
     gradient no call could give back to the caller's tensor (until 2026-12-05 the
     gradient was silently dropped)."""
@@ -801,6 +802,8 @@ def _module_homes(captured, functions: list) -> dict[str, _Home]:
         for var in fn.__code__.co_names:
             if isinstance(fn.__globals__.get(var), torch.nn.Module):
                 reached.setdefault(fn.__globals__[var], (var, "a module global"))
+    for m, (var, how) in _modules_held_by(getattr(captured.program, "_call", None)).items():
+        reached.setdefault(m, (var, how))
     homes = {}
     for m, (var, how) in reached.items():
         for path, store, key in compat.module_tensor_slots(m):
@@ -808,6 +811,22 @@ def _module_homes(captured, functions: list) -> dict[str, _Home]:
             if name is not None:
                 homes.setdefault(name, _Home(store, key, what=f"{var}.{path} ({var} is {how})"))
     return homes
+
+
+def _modules_held_by(call) -> dict:
+    """Modules a callable that is no function or module holds: a ``functools.partial``'s
+    function and arguments, an object's attributes (a wrapper class whose ``__call__``
+    runs ``self.model``): module -> (its name, how it is held), for messages."""
+    import functools
+
+    if isinstance(call, functools.partial):
+        held = {"func": call.func, **{f"args[{i}]": a for i, a in enumerate(call.args)}, **call.keywords}
+        return {v: ("partial.func", "the function a functools.partial calls") if k == "func"
+                else (k, "an argument of a functools.partial") for k, v in held.items() if isinstance(v, torch.nn.Module)}
+    if isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
+        return {}
+    return {v: (k, f"an attribute of the {type(call).__name__} called") for k, v in vars(call).items()
+            if isinstance(v, torch.nn.Module)}
 
 
 def _memory(t: torch.Tensor) -> tuple:
