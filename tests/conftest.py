@@ -34,6 +34,10 @@ if "AOTPACK_VERIFIED_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["AOTPACK_VERIFIED_DIR"], ignore_errors=True)
 
 
+# torch before 2.13 (the GPU machine's 2.11): what some tests find there differs, by torch
+TORCH_BEFORE_2_13 = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 13)
+
+
 def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = None, timeout: int = 600,
               check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python ARGS...`` in a fresh process; on failure, show its output."""

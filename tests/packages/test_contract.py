@@ -9,6 +9,7 @@ the same ground at random; these pin the cases found by hand.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import time
@@ -20,7 +21,7 @@ import torch
 import aotpack
 from aotpack.load.runtime import incompatibilities
 from aotpack.package.manifest import Meta
-from conftest import run_fresh
+from conftest import TORCH_BEFORE_2_13, run_fresh
 from programs import GradInputsAliasInputs, StraightThrough, halves_under_no_grad
 
 
@@ -1108,6 +1109,14 @@ def looks_up(ids, table):
     return table[ids] * 2
 
 
+# torch 2.11's inductor CPU kernels throw their check's exception where it cannot leave
+# (an OpenMP region): the process aborts, as under torch.compile (pytorch/pytorch#195402,
+# open; newer torch, here, raises it for these small kernels)
+_ABORTS_ON_A_CHECK = pytest.mark.skipif(TORCH_BEFORE_2_13, reason="torch 2.11's inductor aborts the process on a "
+                                                                  "failed check in its C++ kernels")
+
+
+@_ABORTS_ON_A_CHECK
 @pytest.mark.parametrize("backend", ["inductor", pytest.param("aoti", marks=pytest.mark.slow)])
 def test_an_index_out_of_range_is_an_index_error_naming_the_bound(backend):
     """Eager raises IndexError for a token id past the table; compiled code's bounds
@@ -1129,7 +1138,7 @@ def floor_divides(a, b):
     return a // b, a % b
 
 
-@pytest.mark.parametrize("backend", ["eager", "inductor"])
+@pytest.mark.parametrize("backend", ["eager", pytest.param("inductor", marks=_ABORTS_ON_A_CHECK)])
 def test_an_integer_division_by_zero_is_a_runtime_error_saying_so(backend):
     """Eager raises ``RuntimeError: ZeroDivisionError``; inductor's check raised torch's
     RuntimeError naming ``inductor_cpu_throw_if_integer_div_error`` in a header until
@@ -1226,7 +1235,9 @@ def test_a_custom_op_package_names_its_library_at_load(tmp_path, monkeypatch, ba
                            backend=backend).save(tmp_path / "lib.aot")
     assert aotpack.inspect(path).manifest.variants[0].meta.ops() == ["aotpack_test_lib::twice"]
     out = json.loads(run_fresh(["-c", LOAD_WITHOUT_AND_WITH_THE_LIBRARY, str(path)],
-                               env={"PYTHONPATH": str(tmp_path)}).stdout.strip().splitlines()[-1])
+                               env={"PYTHONPATH": os.pathsep.join(  # (beside an aotpack found by the path)
+                                   [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
+                               ).stdout.strip().splitlines()[-1])
     assert "ops: the variant calls aotpack_test_lib::twice, not registered in this process" in out["without"]
     assert "hint: import the library that registers those ops" in out["without"]
     torch.testing.assert_close(torch.tensor(out["with"]), (torch.ones(3) * 2).sin())

@@ -134,7 +134,7 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
         assert isinstance(e, aotpack.GuardError), f"{what}: package raised {type(e).__name__}: {e}"
         # a refusal names the argument and one property
         assert re.match(r"(args\[\d\]|module)[^:]*\.(dtype|requires_grad|stride\(\)|shape\[\d\])?|args\[\d\]: expected a "
-                        r"tensor sharing no memory|autocast\(cpu\): |torch\.is_grad_enabled\(\): ", e.message), e.message
+                        r"tensor sharing no memory|autocast\((cpu|cuda)\): |torch\.is_grad_enabled\(\): ", e.message), e.message
         if spec.dtype != compiled.dtype:
             assert ".dtype" in e.message
         STATS["guard_errors"] += 1

@@ -12,7 +12,7 @@ import torch
 import aotpack
 import train_models
 from aotpack import SpecializationWarning, autograd
-from conftest import run_fresh
+from conftest import TORCH_BEFORE_2_13, run_fresh
 from programs import StraightThrough
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -993,6 +993,8 @@ def test_views_sized_by_dims_in_a_training_package_are_views_as_in_eager(tmp_pat
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.skipif(TORCH_BEFORE_2_13, reason="torch 2.11's export narrows the length to the example's 8 (a "
+                                              "SpecializationWarning; other lengths are GuardErrors)")
 def test_a_transformers_model_trains_at_every_sequence_length_from_one_package(tmp_path):
     """Code we did not write: a transformers Llama's loss over a Dim of the sequence
     length, one training package, eager's loss and gradients at other lengths."""

@@ -16,7 +16,7 @@ from torch.func import grad, grad_and_value, hessian, jacfwd, jacrev, jvp, vjp, 
 
 import aotpack
 from aotpack import Dim
-from conftest import run_fresh
+from conftest import TORCH_BEFORE_2_13, run_fresh
 
 
 def energy(t):
@@ -112,10 +112,19 @@ def test_a_size_functorch_fixes_is_held_with_a_warning_and_guarded():
 
 
 def test_jacfwd_stays_dynamic_over_a_dim():
-    """jacfwd's basis takes the input's size as a symbol: one package for every size."""
+    """jacfwd's basis takes the input's size as a symbol: one package for every size.
+    (torch 2.11's jacfwd specializes it: said at compile, and other sizes refused.)"""
     jac = TRANSFORMS["jacfwd"]
-    fn = aotpack.load(aotpack.compile(jac, (torch.randn(4),), dynamic={"x": {0: Dim("n", min=2, max=32)}},
-                                      backend="eager").to_bytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn = aotpack.load(aotpack.compile(jac, (torch.randn(4),), dynamic={"x": {0: Dim("n", min=2, max=32)}},
+                                          backend="eager").to_bytes())
+    if TORCH_BEFORE_2_13:
+        assert any(issubclass(w.category, aotpack.SpecializationWarning) and "n (x.shape[0]) = 4" in str(w.message)
+                   for w in caught)
+        with pytest.raises(aotpack.GuardError, match=r"args\[0\].shape\[0\]: expected 4, got 2"):
+            fn(torch.randn(2))
+        return
     for n in (2, 5, 32):
         x = torch.randn(n)
         assert _same(fn(x), jac(x))

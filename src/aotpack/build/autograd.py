@@ -523,15 +523,14 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     return run
 
 
-def _own_requires_grad(run: Callable, primals: list, names: list[str] | None = None,
-                       program: str = "") -> tuple[list[bool], dict]:
+def _own_requires_grad(run: Callable, primals: list, names: list[str], captured) -> tuple[list[bool], dict]:
     """Which of ``run``'s outputs (``_program_outputs``) require grad in the program's own
     run on the example: what the package's outputs must say. The exported graph may say
     otherwise where make_fx traced it (desugar.py): it has no grad-mode regions, so a
     value the program computed under ``no_grad`` requires grad there (fuzzer seeds 60
-    and 61: the joint graph's output grads did not match, a CaptureError). ``names``
-    (the primals', given for a program with tensor subclass inputs): with the primals
-    whose eager gradient is a subclass (``_subclass_gradients``; else {})."""
+    and 61: the joint graph's output grads did not match, a CaptureError). With them,
+    for a program with tensor subclass inputs or weights, the primals (``names``) whose
+    eager gradient is a subclass (``_subclass_gradients``; else {})."""
     from .. import _torch_compat as compat
 
     joined = {}
@@ -540,8 +539,8 @@ def _own_requires_grad(run: Callable, primals: list, names: list[str] | None = N
             outs = run(*primals)
         finally:
             run.restore_globals()
-        if names is not None:
-            joined = _subclass_gradients(outs, primals, names, program)
+        if tree.subclass_types(captured.in_spec) or captured.subclass_weights:
+            joined = _subclass_gradients(outs, primals, names, captured.name)
     return [isinstance(o, torch.Tensor) and o.requires_grad for o in outs], joined
 
 
@@ -999,9 +998,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         n_outputs = len(outs) - len(captured.mutations) - hidden
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
         run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
-        out_requires_grad, run.joined = _own_requires_grad(
-            run, primals, names if tree.subclass_types(captured.in_spec) or captured.subclass_weights else None,
-            captured.name)
+        out_requires_grad, run.joined = _own_requires_grad(run, primals, names, captured)
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
                                      "compile", hint="compile with train=False, or make parameters/inputs require grad")
