@@ -62,7 +62,7 @@ import torch
 from .. import tree
 from ..errors import AotpackError, CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
-from ..package.manifest import Alias, Mutation, OutputView, SubclassGrad
+from ..package.manifest import Alias, Mutation, OutputView, SubclassGrad, subclass_grad_places
 from . import subclass_weights
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
@@ -441,7 +441,7 @@ def _tensor_attribute(program, target: str) -> bool:
     return isinstance(obj, torch.Tensor)
 
 
-def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[int] = (),
+def _program_outputs(captured, copied: set[int], made: set[str], homes: dict, viewing: list[int] = (),
                      hidden_dims: list[int] = ()) -> Callable:
     """``fn(*primals)``: the captured program run on ``primals`` (weights, then inputs),
     with the exported graph's outputs (in-place updates' values, then the program's
@@ -458,14 +458,14 @@ def _program_outputs(captured, copied: set[int], made: set[str], viewing: list[i
     tracking), checked against the number of dimensions it has in the exported graph
     (``hidden_dims``; its sizes may be symbols in the trace, which a comparison would
     pin). ``made``: constants the program makes itself (``_made_by_the_program``),
-    which its own run makes again."""
+    which its own run makes again. ``homes``: where it reads the tensors it does not
+    package (``_frozen_homes``), which the trace's primals stand in for."""
     from torch.func import functional_call
 
     from .capture import function_names
 
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
-    homes = _frozen_homes(captured)
     missing = [n for n, t in zip(names, targets) if n not in homes and n not in made and (
         t is None or (captured.weight_kinds.get(n) == "constant" and not _tensor_attribute(captured.program, t)))]
     uses = (f"torch.autograd.Function {function_names(captured.custom_functions)}" if captured.custom_functions
@@ -570,8 +570,8 @@ def _subclass_gradients(outs: list, primals: list, names: list[str], program: st
     computes through the subclass). Per such primal ``(kind, record, inner)``: what
     ``tree.SubclassGradient`` takes (class, inner names, context), the manifest's record
     of it (``SubclassGrad``: the gradient's ``SubclassSpec``, its inner tensors numbered
-    0..n-1) and the inner tensors of the example's gradient. Found from one backward of the program's own run on the
-    examples; CaptureError where a subclass input's gradient is not of its class and
+    0..n-1) and the inner tensors of the example's gradient. Found from one backward of
+    the program's own run on the examples; CaptureError where a subclass input's gradient is not of its class and
     context (tree._Rebuild), or where a package could not return the gradient: a
     subclass of subclasses, or a first inner tensor of another dtype than the tensor's."""
     wanted = [k for k, p in enumerate(primals) if p.requires_grad]
@@ -758,15 +758,15 @@ def _frozen_homes(captured) -> dict[str, _Home]:
     return {**_module_homes(captured, functions), **homes}
 
 
-def _refuse_gradients_outside(captured) -> None:
+def _refuse_gradients_outside(captured, homes: dict[str, _Home]) -> None:
     """CaptureError where the program reads a tensor that requires grad from outside
-    what it packages: a module global or closure variable (``W``), or a parameter of a
-    module it reaches by one (``lambda x: lin(x)``) or that a ``functools.partial`` or a
-    callable object holds. Eager accumulates that tensor's
+    what it packages (``homes``, ``_frozen_homes``): a module global or closure variable
+    (``W``), or a parameter of a module it reaches by one (``lambda x: lin(x)``) or that
+    a ``functools.partial`` or a callable object holds. Eager accumulates that tensor's
     gradient into its ``.grad``; a package holds a copy of it, frozen at compile, whose
     gradient no call could give back to the caller's tensor (until 2026-12-05 the
     gradient was silently dropped)."""
-    for home in _frozen_homes(captured).values():
+    for home in homes.values():
         t = home.get()
         if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point():
             raise CaptureError(
@@ -975,7 +975,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
-    _refuse_gradients_outside(captured)
+    homes = _frozen_homes(captured)  # (where the program reads what it does not package)
+    _refuse_gradients_outside(captured, homes)
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}
@@ -997,7 +998,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         # the joint graph
         n_outputs = len(outs) - len(captured.mutations) - hidden
         viewing = [next(v.output for v in views if v.base == n_outputs + j) for j in range(hidden)]
-        run = _program_outputs(captured, copied, made, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
+        run = _program_outputs(captured, copied, made, homes, viewing, [o.dim() for o in outs[len(outs) - hidden:]])
         out_requires_grad, run.joined = _own_requires_grad(run, primals, names, captured)
     if not any(out_requires_grad):
         raise NothingToDifferentiate(f"no output of {captured.name} requires grad, so there is no backward to "
@@ -1230,10 +1231,7 @@ def _joined(jc: JointCapture, dependencies: list[list[int]]) -> list[list[int]]:
     one subclass gradient (``jc.subclass_grads``) each depend on what any of them does:
     the runtime rebuilds the gradient from all of them, so they are None together."""
     out = [list(d) for d in dependencies]
-    extra = sum(jc.grad_mask)
-    for g in jc.subclass_grads:
-        places = [sum(jc.grad_mask[:g.primal]), *range(extra, extra + len(g.spec.attrs) - 1)]
-        extra += len(g.spec.attrs) - 1
+    for places in subclass_grad_places(jc.grad_mask, jc.subclass_grads):
         union = sorted(set().union(*(out[p] for p in places)))
         for p in places:
             out[p] = union

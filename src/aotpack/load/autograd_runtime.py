@@ -10,6 +10,7 @@ import torch
 
 from .. import tree
 from ..errors import AotpackError
+from ..package.manifest import subclass_grad_places
 from .layout import write_update
 from .views import output_view_rebuilder, view_rebuilder
 
@@ -151,12 +152,12 @@ def _subclass_grad_rebuilder(train):
     if not records:
         return None
     n = sum(train.grad_mask)
-    places = [sum(train.grad_mask[:g.primal]) for g in records]
+    places = subclass_grad_places(train.grad_mask, records)
 
     def rebuild(computed: list, reached: list[bool]) -> list:
-        out, extra = list(computed[:n]), iter(computed[n:])
-        for g, at in zip(records, places):
-            parts = [out[at], *[next(extra) for _ in g.spec.attrs[1:]]]
+        out = list(computed[:n])
+        for g, (at, *more) in zip(records, places):
+            parts = [computed[at], *(computed[k] for k in more)]
             if parts[0] is not None and not any(reached[t] for t in g.tangents):
                 raise AotpackError(
                     f"the loss reaches only outputs whose share of {g.name}'s gradient is a plain tensor: eager's "

@@ -43,7 +43,8 @@ from .format import _need
 from .sizes import size_evaluator
 
 __all__ = ["Manifest", "Versions", "Platform", "Program", "Param", "WeightInfo", "Frozen", "Variant", "Input",
-           "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "SubclassGrad", "Job", "Group", "Member"]
+           "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "SubclassGrad", "subclass_grad_places", "Job", "Group",
+           "Member"]
 
 
 def _is_int(v) -> bool:
@@ -704,6 +705,19 @@ class SubclassGrad(Record):
     spec: Spec
     name: str
     tangents: list[int]
+
+
+def subclass_grad_places(grad_mask: list[bool], records) -> list[list[int]]:
+    """Per ``SubclassGrad`` of ``records``, the backward's outputs that are its inner
+    tensors, in order: the argument's own gradient's place (among those ``grad_mask``
+    keeps), then its further inner tensors', after every argument's gradient. The one
+    layout the compile side writes (autograd.py) and the runtime reads."""
+    extra, out = sum(grad_mask), []
+    for g in records or ():
+        n = len(g.spec.attrs) - 1
+        out.append([sum(grad_mask[:g.primal]), *range(extra, extra + n)])
+        extra += n
+    return out
 
 
 class Mutation(Record):
