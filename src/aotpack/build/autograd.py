@@ -145,12 +145,10 @@ def _user_frames(stack: str | None) -> str | None:
 
 
 def _gets_grad(captured, name: str, w: torch.Tensor) -> bool:
-    """Whether the backward computes weight ``name``'s gradient: a parameter's, or a
-    module's plain tensor attribute's (``constant:scale``) that requires grad, as eager
-    accumulates into it."""
-    kind = captured.weight_kinds[name]
-    return ((kind == "parameter" or (kind == "constant" and name.startswith("constant:")))
-            and w.requires_grad and w.is_floating_point())
+    """Whether the backward computes weight ``name``'s gradient: a parameter's, a
+    module's plain tensor attribute's (``constant:scale``), or a tensor's the program reads
+    from outside (``_train_outside``) that requires grad, as eager accumulates into it."""
+    return captured.weight_kinds[name] != "buffer" and w.requires_grad and w.is_floating_point()
 
 
 def _primals(captured) -> tuple[list[torch.Tensor], list[str]]:
@@ -692,6 +690,7 @@ class _Home:
     container: Any
     key: str | None = None
     what: str = ""
+    name: str = ""  # the weight's name where the package trains it (_train_outside)
 
     def get(self):
         return self.container[0].cell_contents if self.key is None else self.container[self.key]
@@ -717,6 +716,23 @@ def _cells_holding(tensor) -> tuple:
     return tuple(r for r in gc.get_referrers(tensor) if isinstance(r, types.CellType))
 
 
+def _same(value, tensor: torch.Tensor) -> bool:
+    """Whether ``value`` is ``tensor`` or the tensor torch.export lifted a detached alias
+    of (an nn.Parameter read from a global or closure): the same memory."""
+    from .capture import _memory
+
+    memory = _memory(tensor)
+    return value is tensor or (memory is not None and _memory(value) == memory)
+
+
+def _bound_name(variable: str, tensor) -> str:
+    """The name a tensor the program reads by ``variable`` has in a package that trains
+    it: the name ``load(path, module={variable: tensor})`` binds it by, as a module holding
+    it under that name would (a Parameter is a parameter, ``W``; a plain tensor a tensor
+    attribute, ``constant:W``)."""
+    return variable if isinstance(tensor, torch.nn.Parameter) else f"constant:{variable}"
+
+
 def _frozen_homes(captured) -> dict[str, _Home]:
     """Frozen tensors the program reads by name, a module global (``global:TABLE``) or a
     closure variable of the program's functions or of a helper it calls: weight name ->
@@ -734,7 +750,7 @@ def _frozen_homes(captured) -> dict[str, _Home]:
     for fn in functions:
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             try:
-                cells[(name, id(cell.cell_contents))] = cell
+                cells.setdefault(name, []).append((cell, cell.cell_contents))
             except ValueError:  # an empty cell
                 continue
     for f in captured.frozen:
@@ -742,39 +758,48 @@ def _frozen_homes(captured) -> dict[str, _Home]:
             continue
         tensor = captured.weights[f.weight]
         if f.kind == "closure":
-            found = (cells[(f.name, id(tensor))],) if (f.name, id(tensor)) in cells else _cells_holding(tensor)
-            if found:
-                homes[f.weight] = _Home(found, what=f"the closure variable {f.name}")
+            found = next(((c, v) for c, v in cells.get(f.name, ()) if _same(v, tensor)), None)
+            home = (_Home((found[0],), what=f"the closure variable {f.name}", name=_bound_name(f.name, found[1]))
+                    if found else _Home(_cells_holding(tensor), what=f"the closure variable {f.name}"))
+            if home.container:
+                homes[f.weight] = home
             continue
         if f.kind != "global":
             continue
         file = f.where.rsplit(":", 1)[0]
-        for module in list(sys.modules.values()):
-            namespace = getattr(module, "__dict__", None)
-            if (getattr(module, "__file__", None) == file and namespace is not None
-                    and namespace.get(f.name) is tensor):
-                homes[f.weight] = _Home(namespace, f.name, what=f"the module global {f.name}")
+        # (the program's own functions' globals first: a notebook's or `python -c`'s
+        # __main__ has no file to find it by)
+        namespaces = [fn.__globals__ for fn in functions] + [
+            vars(m) for m in list(sys.modules.values()) if getattr(m, "__file__", None) == file]
+        for namespace in namespaces:
+            if _same(namespace.get(f.name), tensor):
+                homes[f.weight] = _Home(namespace, f.name, what=f"the module global {f.name}",
+                                        name=_bound_name(f.name, namespace[f.name]))
                 break
     return {**_module_homes(captured, functions), **homes}
 
 
-def _refuse_gradients_outside(captured, homes: dict[str, _Home]) -> None:
-    """CaptureError where the program reads a tensor that requires grad from outside
-    what it packages (``homes``, ``_frozen_homes``): a module global or closure variable
-    (``W``), or a parameter of a module it reaches by one (``lambda x: lin(x)``) or that
-    a ``functools.partial`` or a callable object holds. Eager accumulates that tensor's
-    gradient into its ``.grad``; a package holds a copy of it, frozen at compile, whose
-    gradient no call could give back to the caller's tensor (until 2026-12-05 the
-    gradient was silently dropped)."""
-    for home in homes.values():
+def _train_outside(captured, homes: dict[str, _Home]) -> dict[str, _Home]:
+    """Tensors that require grad which the program reads from outside what it packages
+    (``homes``, ``_frozen_homes``): a module global or closure variable (``W``), or a
+    parameter of a module it reaches by one (``lambda x: lin(x)``) or that a
+    ``functools.partial`` or a callable object holds. Eager accumulates their gradients
+    into their ``.grad``, as torch.compile does; the package trains them as its own
+    parameters: each is a weight the backward computes the gradient of (``_gets_grad``),
+    named as the program reads it (``lin.weight``, ``global:W``), which a package loaded
+    alone holds as a leaf that requires grad, and ``load(path, module={"lin": lin})``
+    binds to the caller's tensor. (Until 2026-12-05 the gradient was silently dropped;
+    then refused.) Returns ``homes`` under the new names."""
+    renames = {}
+    for name, home in homes.items():
         t = home.get()
         if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point():
-            raise CaptureError(
-                f"{captured.name} reads {home.what}, a tensor that requires grad: eager gives it a gradient, "
-                "which a training package cannot (it holds a copy of the tensor, frozen at compile)",
-                hint="compile the module whose parameter it is (aotpack.compile(module, ...), then "
-                     "aotpack.load(path, module=module) trains it), or read it detached (.detach()) if it is "
-                     "not trained")
+            # (the live tensor, not torch.export's detached alias of it: it requires grad)
+            captured.weights[name] = t
+            if home.name and home.name != name and home.name not in captured.weights:
+                renames[name] = home.name
+    captured.rename_weights(renames)
+    return {renames.get(n, n): h for n, h in homes.items()}
 
 
 def _module_homes(captured, functions: list) -> dict[str, _Home]:
@@ -784,9 +809,11 @@ def _module_homes(captured, functions: list) -> dict[str, _Home]:
     inputs names them ``graph_module._param_constant0``, names the program does not
     have): weight name -> the module's slot of it, found by the memory it lies in."""
     from .. import _torch_compat as compat
+    from .capture import _memory
 
     wanted = {_memory(w): n for n, w in captured.weights.items()
               if w.numel() and not _tensor_attribute(captured.program, captured.weight_targets.get(n) or "")}
+    wanted.pop(None, None)
     if not wanted:
         return {}
     reached = {}  # module -> how the program reaches it
@@ -808,7 +835,7 @@ def _module_homes(captured, functions: list) -> dict[str, _Home]:
         for path, store, key in compat.module_tensor_slots(m):
             name = wanted.get(_memory(store[key]))
             if name is not None:
-                homes.setdefault(name, _Home(store, key, what=f"{var}.{path} ({var} is {how})"))
+                homes.setdefault(name, _Home(store, key, what=f"{var}.{path} ({var} is {how})", name=f"{var.removeprefix('partial.')}.{path}"))
     return homes
 
 
@@ -826,12 +853,6 @@ def _modules_held_by(call) -> dict:
         return {}
     return {v: (k, f"an attribute of the {type(call).__name__} called") for k, v in vars(call).items()
             if isinstance(v, torch.nn.Module)}
-
-
-def _memory(t: torch.Tensor) -> tuple:
-    """Where and how a tensor lies in memory: the same for a parameter and the detached
-    alias of it that torch.export lifts as a constant (``lambda x: lin(x)``)."""
-    return t.data_ptr(), t.device, t.dtype, tuple(t.shape), t.stride()
 
 
 @contextlib.contextmanager
@@ -975,8 +996,8 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
 
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
-    homes = _frozen_homes(captured)  # (where the program reads what it does not package)
-    _refuse_gradients_outside(captured, homes)
+    # (where the program reads what it does not package; those that require grad train)
+    homes = _train_outside(captured, _frozen_homes(captured))
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}

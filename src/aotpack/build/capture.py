@@ -204,6 +204,23 @@ class Captured:
         names = self.program._weights(every_name=True) if self.program is not None else self.weights
         self.detached_weights = sorted(n for n, w in names.items() if w.requires_grad)
 
+    def rename_weights(self, names: dict[str, str]) -> None:
+        """Give weights new names (old -> new), in every record that names one; the graph
+        order and torch.export's names for them (``weight_targets``' values) stay."""
+        if not names:
+            return
+
+        def renamed(d: dict) -> dict:
+            return {names.get(k, k): v for k, v in d.items()}
+
+        self.weights, self.weight_kinds = renamed(self.weights), renamed(self.weight_kinds)
+        self.weight_targets, self.requires_grad_weights = renamed(self.weight_targets), renamed(self.requires_grad_weights)
+        self.subclass_weights = renamed(self.subclass_weights)
+        self.state = [names.get(n, n) for n in self.state]
+        self.detached_weights = [names.get(n, n) for n in self.detached_weights]
+        self.mutations = [m.replace(weight=names[m.weight]) if m.weight in names else m for m in self.mutations]
+        self.frozen = [f.replace(weight=names[f.weight]) if f.weight in names else f for f in self.frozen]
+
     def graph_args(self) -> list[torch.Tensor]:
         """The full argument list of ``graph_module``: weights, then inputs."""
         return list(self.weights.values()) + list(self.example_inputs)
@@ -978,7 +995,10 @@ def _functional(ep, target):
     torch's retrace refuses the program (a view of an input returned after an update of
     the input under no_grad), not torch's RuntimeError."""
     try:
-        with compat.quiet_export_logs():
+        with compat.quiet_export_logs(), warnings.catch_warnings():
+            # (a tensor that requires grad read from a global or closure: torch detaches
+            # its lifted constant and says so; a training package trains it, _train_outside)
+            warnings.filterwarnings("ignore", message="A model attribute .* requires gradient")
             return ep.run_decompositions({})
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -1191,6 +1211,10 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
     weight_targets: dict[str, str] = {}
     user_nodes = []
     by_id = {id(f["_value"]): f for f in frozen if f["type"] == "tensor"}
+    # (an nn.Parameter read from a global or closure: torch.export lifts a detached alias
+    # of it, another object on the same memory)
+    by_memory = {_memory(f["_value"]): f for f in frozen if f["type"] == "tensor"}
+    by_memory.pop(None, None)
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
     for node, spec in zip(placeholders, ep.graph_signature.input_specs):
         kind = spec.kind.name
@@ -1210,7 +1234,7 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
                 raise CaptureError(f"the program holds a {type(tensor).__name__} object, which a package cannot store")
             if compat.is_fake(tensor):
                 raise _fake_constant_refusal(target_name)
-            f = by_id.get(id(tensor))
+            f = by_id.get(id(tensor)) or by_memory.get(_memory(tensor))
             name = f"{f['kind']}:{f['name']}" if f else f"constant:{target_name.removeprefix(prefix)}"
             if f:
                 f["weight"] = name
@@ -1220,6 +1244,18 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
         weights[name] = tensor
         weight_targets[name] = target_name
     return weights, weight_kinds, weight_targets, user_nodes
+
+
+def _memory(t: torch.Tensor) -> tuple | None:
+    """Where and how a tensor lies in memory: the same for a parameter and the detached
+    alias of it that torch.export lifts as a constant (``lambda x: lin(x)``). None for
+    a tensor with no memory of its own to compare: empty, fake or of symbolic size."""
+    if not isinstance(t, torch.Tensor) or compat.is_fake(t):
+        return None
+    try:
+        return (t.data_ptr(), t.device, t.dtype, tuple(t.shape), t.stride()) if t.numel() else None
+    except RuntimeError:  # (a functional tensor, symbolic sizes: no data to compare)
+        return None
 
 
 def _fake_constant_refusal(target_name: str) -> CaptureError:

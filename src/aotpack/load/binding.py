@@ -72,7 +72,7 @@ from ..package.manifest import (
 )
 from .guards import Mismatch
 
-__all__ = ["Binding", "module_weight"]
+__all__ = ["Binding", "holder", "module_weight"]
 
 _GENERATION = [0]  # moved by any registration of a parameter, buffer, submodule or (watched) hook
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -123,6 +123,32 @@ def _hooks(module: torch.nn.Module) -> dict:
     """(module path, hook dict name) -> the hook ids registered now."""
     return {(path, name): set(getattr(m, name, {}) or ()) for path, m in module.named_modules()
             for name in _HOOK_DICTS}
+
+
+def holder(objects) -> torch.nn.Module:
+    """A module holding ``objects`` (the variable name a function package's program reads
+    -> the module or tensor it names: ``{"lin": lin, "W": W}``) under those names, as
+    ``load(path, module=objects)`` binds them: a training package of ``lambda x: lin(x) * W``
+    names the weights it trains ``lin.weight`` and ``W`` (``constant:W`` for a plain
+    tensor), as a module holding them would (build/autograd.py, ``_train_outside``).
+
+    Example:
+        >>> m = holder({"lin": torch.nn.Linear(2, 1), "W": torch.ones(2, requires_grad=True)})
+        >>> [n for n, _ in m.named_parameters()], type(m.W).__name__
+        (['lin.weight', 'lin.bias'], 'Tensor')
+    """
+    if not hasattr(objects, "items"):
+        raise TypeError(f"module must be an nn.Module or a dict of names to modules and tensors, "
+                        f"not {type(objects).__name__}")
+    held = torch.nn.Module()
+    for name, value in objects.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"module={{...}}: {name!r} is no variable name")
+        if not isinstance(value, (torch.nn.Module, torch.Tensor)):
+            raise TypeError(f"module={{{name!r}: ...}} is a {type(value).__name__}; give the module or tensor the "
+                            f"program reads as {name}")
+        setattr(held, name, value)  # (a Parameter registers as one; a plain tensor stays an attribute)
+    return held
 
 
 def module_weight(name: str, kind: str = "weight") -> str:
@@ -193,6 +219,19 @@ def _submodule(module: torch.nn.Module, parts: list[str]) -> torch.nn.Module | N
     return module if isinstance(module, torch.nn.Module) else None
 
 
+def _missing(module: torch.nn.Module, program: Program, fqn: str) -> AotpackError:
+    """The error where the bound module lacks weight ``fqn``; for a function's package
+    (whose weights are the modules and tensors it reads by name: ``lin.weight``,
+    ``constant:W``), the hint names the dict to bind."""
+    if program.kind == "function":
+        name = fqn.removeprefix("constant:").split(".")[0]
+        return AotpackError(f"the package reads {fqn!r} (the program's variable {name}), which the bound "
+                            f"{type(module).__qualname__} does not hold",
+                            hint=f"bind what the program reads by its name: module={{{name!r}: ...}}")
+    return AotpackError(f"module {type(module).__qualname__} has no parameter or buffer {fqn!r}, which the package "
+                        "needs", hint="pass the same model class the package was compiled from")
+
+
 class Binding:
     """The live weights of one variant, bound to ``module`` by name.
 
@@ -243,12 +282,16 @@ class Binding:
         live = dict(self.module.named_parameters(remove_duplicate=False))
         live.update(self.module.named_buffers(remove_duplicate=False))
         v, out, attributes = self.variant, [], []
-        for key, fqn in zip(v.weights, v.weight_fqns):
+        for key, fqn, gets_grad in zip(v.weights, v.weight_fqns, v.trained_weights()):
             info = self.program.weight(key)
-            if info.kind not in ("parameter", "buffer"):
+            # (a constant may be a parameter of the module: one a function package reads
+            # from outside and trains, build/autograd.py's _train_outside)
+            if info.kind not in ("parameter", "buffer") and fqn not in live:
                 owner, name = _tensor_attribute(self.module, fqn)
                 if owner is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
+                if owner is None and gets_grad:  # (a tensor the program reads by name, which it trains)
+                    raise _missing(self.module, self.program, fqn)
                 if owner is None:
                     out.append(self.stored[key])  # frozen constants stay the package's
                     continue
@@ -258,9 +301,7 @@ class Binding:
             if t is None and (outer := tree.outer_of(fqn)) is not None:
                 t = self._inner_tensor(live, *outer)
             if t is None:
-                raise AotpackError(f"module {type(self.module).__qualname__} has no parameter or buffer {fqn!r}, "
-                                   "which the package needs",
-                                   hint="pass the same model class the package was compiled from")
+                raise _missing(self.module, self.program, fqn)
             want, got = f"{info.dtype}{info.shape}", f"{tree.dtype_name(t.dtype)}{list(t.shape)}"
             if want != got:
                 raise AotpackError(f"{module_weight(fqn)} is {got}, the package was compiled for {want}")

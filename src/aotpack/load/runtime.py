@@ -287,8 +287,9 @@ class Loaded:
         """The parameters and buffers the package holds now, by the module's names
         (detached, sharing memory, as ``nn.Module.state_dict``): after training a package
         loaded alone, ``model.load_state_dict(step.state_dict(), strict=False)`` puts the
-        trained weights into a model of the same code. (Constants and module globals the
-        program reads are left out: no module holds them under a name.)"""
+        trained weights into a model of the same code. (Frozen constants and module
+        globals the program reads are left out: no module holds them under a name; those a
+        training package trains are in, by its names: ``lin.weight``, ``constant:W``.)"""
         out = {}
         for name, w in self._held():
             out.setdefault(name, w.detach())  # (the first device's copy)
@@ -299,8 +300,9 @@ class Loaded:
         tensor once (a copy per device, each)."""
         program, seen = self.manifest.program, set()
         for v in self._variants:
-            for key, name, w in zip(v.manifest.weights, v.manifest.weight_fqns, v.weights):
-                if program.weight(key).kind in ("parameter", "buffer") and isinstance(w, torch.Tensor) \
+            for key, name, w, trained in zip(v.manifest.weights, v.manifest.weight_fqns, v.weights,
+                                             v.manifest.trained_weights()):
+                if (trained or program.weight(key).kind in ("parameter", "buffer")) and isinstance(w, torch.Tensor) \
                         and id(w) not in seen:
                     seen.add(id(w))
                     yield name, w
@@ -591,7 +593,7 @@ def _specificity(variant: Variant) -> tuple:
     return dynamic, width, variant.train is not None
 
 
-def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, check_guards: bool = True,
+def load(path: str | os.PathLike, module: torch.nn.Module | dict | None = None, *, check_guards: bool = True,
          guard_filter=None, backends: Sequence = (), variants: Sequence[str] | None = None,
          on_mismatch: str = "error", rewrite: bool = False, allow_modules: Sequence[str] = (),
          plain_types: bool = False, trusted_keys=None) -> Loaded:
@@ -600,7 +602,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     Args:
       path: the package file; or its bytes, or a binary file object (read into memory).
       module: bind this module's live parameters and buffers instead of the stored
-        ones (no copy: an optimizer step on ``module`` is seen by the next call).
+        ones (no copy: an optimizer step on ``module`` is seen by the next call). For a
+        function's package, the modules and tensors it reads by name, as a dict:
+        ``{"lin": lin, "W": W}`` for ``lambda x: lin(x) * W`` (a training package
+        then fills ``lin.weight.grad`` and ``W.grad``, as eager).
         Without it, a training package holds its own parameters (``named_parameters()``,
         leaves that require grad, as the module's did), which ``backward()`` fills and an
         optimizer over ``parameters()`` trains; ``state_dict()`` gives them back.
@@ -646,6 +651,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | None = None, *, chec
     """
     if on_mismatch not in ("error", "rebuild"):
         raise ValueError(f"on_mismatch must be 'error' or 'rebuild', not {on_mismatch!r}")
+    if module is not None and not isinstance(module, torch.nn.Module):
+        from .binding import holder
+
+        module = holder(module)
     if isinstance(path, (bytes, bytearray, memoryview)) or hasattr(path, "read"):
         if rewrite:
             raise ValueError("rewrite=True needs a package file, not bytes")
@@ -890,8 +899,7 @@ def _trainable_weights(manifest: Manifest, chosen) -> set[str]:
     for v in manifest.variants:
         if v.train is None or (chosen is not None and v.name not in chosen):
             continue
-        gets_grad = v.train.weights_requires_grad or v.train.grad_mask[:len(v.weights)]
-        names.update(n for n, g in zip(v.weights, gets_grad) if g)
+        names.update(n for n, g in zip(v.weights, v.trained_weights()) if g)
     return names
 
 

@@ -873,6 +873,14 @@ class Variant(Record):
     def train(self) -> Train | None:
         return self.meta.train
 
+    def trained_weights(self) -> list[bool]:
+        """Per weight, whether the variant's backward computes its gradient (a training
+        variant's parameters, and the tensors a function reads from outside and trains):
+        a package loaded alone holds those as leaves that require grad."""
+        if self.meta.train is None:
+            return [False] * len(self.weights)
+        return list(self.meta.train.weights_requires_grad or self.meta.train.grad_mask[:len(self.weights)])
+
     def views(self) -> list[Alias]:
         """Outputs that are views of a graph argument (training: the forward's)."""
         return self.meta.train.aliased if self.meta.train else self.aliased
