@@ -105,6 +105,15 @@ def reads_a_module_global(x):
     return OUTSIDE_LIN(x) * 2
 
 
+class _ReadsAGlobal(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return reads_a_global_that_requires_grad(self.lin(x))
+
+
 class _Calls:
     """A callable object that is no module, holding one."""
 
@@ -160,6 +169,23 @@ def test_tensors_that_require_grad_read_from_outside_train_as_eager():
                 t.div_(1.5)
     with pytest.raises(aotpack.AotpackError, match="module={'lin': ...}"):
         aotpack.load(aotpack.compile(lambda t: lin(t), (x,), train=True, backend="eager").to_bytes(), module=lin)
+    # a module's own program: load(path, module=model) binds the module alone, so refused,
+    # naming the function form, which trains both
+    model = _ReadsAGlobal()
+    with pytest.raises(aotpack.CaptureError, match=r"reads the module global OUTSIDE_W, a tensor that requires "
+                                                   r"grad, from outside the module(.|\n)*module=\{'model': model, "
+                                                   r"'OUTSIDE_W': OUTSIDE_W\}"):
+        aotpack.compile(model, (x,), train=True, backend="eager")
+    fn = aotpack.load(aotpack.compile(lambda t: model(t), (x,), train=True, backend="eager").to_bytes(),
+                      module={"model": model, "OUTSIDE_W": OUTSIDE_W})
+    OUTSIDE_W.grad = None
+    fn(x).sum().backward()
+    got, OUTSIDE_W.grad = OUTSIDE_W.grad, None
+    model(x).sum().backward()
+    torch.testing.assert_close(got, OUTSIDE_W.grad)
+    for wrong, why in [([lin], "a dict of names"), ({"lin": 3}, "is a int"), ({"training": w}, "nn.Module attribute")]:
+        with pytest.raises(TypeError, match=why):
+            aotpack.load(path, module=wrong)
     frozen = w.detach()
     aotpack.compile(lambda t: t @ frozen, (x,), train=True, backend="eager")
 
@@ -863,6 +889,34 @@ def test_an_output_that_is_an_updated_input_is_the_callers_tensor(tmp_path):
     mine = y.clone()
     _, row = fn(x, mine)
     assert row.data_ptr() == mine.data_ptr() and torch.equal(row, y[0] + 1)
+
+
+def test_a_function_over_a_transformers_model_trains_it_as_eager():
+    """``lambda ids: model(input_ids=ids).logits``, as torch.compile users write it, over
+    GPT-2 from a small config (tied input and output embeddings: one tensor, two
+    names): bound with ``module={"model": model}``, the model's parameters get eager's
+    gradients; loaded alone, the package holds them, each tensor once."""
+    import zoo
+
+    model, kwargs = zoo.build("gpt2")
+    model.requires_grad_(True)
+    ids = kwargs["input_ids"]
+    program = lambda i: model(input_ids=i).logits  # noqa: E731
+    package = aotpack.compile(program, (ids,), train=True, backend="eager").to_bytes()
+    program(ids).square().mean().backward()
+    want = {n: p.grad for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    aotpack.load(package, module={"model": model})(ids).square().mean().backward()
+    for n, p in model.named_parameters():
+        assert (p.grad is None) == (want[n] is None), n
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, want[n], msg=n)
+    alone = aotpack.load(package)
+    alone(ids).square().mean().backward()
+    own = dict(alone.named_parameters())
+    assert sorted(own) == sorted(f"model.{n}" for n, _ in model.named_parameters())
+    for n, p in own.items():  # (the tied embedding's leaf gets both of its uses' gradients)
+        torch.testing.assert_close(p.grad, want[n.removeprefix("model.")], msg=n)
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])

@@ -745,7 +745,7 @@ def _frozen_homes(captured) -> dict[str, _Home]:
     from .frozen import user_functions
 
     homes = {}
-    cells = {}  # (closure variable, tensor id) -> its cell, in the program's own functions
+    cells = {}  # closure variable -> (its cell, the value held) of each of the program's own functions
     functions = user_functions(getattr(captured.program, "_call", None))
     for fn in functions:
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
@@ -786,14 +786,24 @@ def _train_outside(captured, homes: dict[str, _Home]) -> dict[str, _Home]:
     ``functools.partial`` or a callable object holds. Eager accumulates their gradients
     into their ``.grad``, as torch.compile does; the package trains them as its own
     parameters: each is a weight the backward computes the gradient of (``_gets_grad``),
-    named as the program reads it (``lin.weight``, ``global:W``), which a package loaded
-    alone holds as a leaf that requires grad, and ``load(path, module={"lin": lin})``
-    binds to the caller's tensor. (Until 2026-12-05 the gradient was silently dropped;
-    then refused.) Returns ``homes`` under the new names."""
+    named as the program reads it (``lin.weight``, ``W``, ``constant:W``: ``_bound_name``),
+    which a package loaded alone holds as a leaf that requires grad, and
+    ``load(path, module={"lin": lin})`` binds to the caller's tensor. (Until 2026-12-05
+    the gradient was silently dropped; then refused.) Returns ``homes`` under the new
+    names. CaptureError for a module's program: ``load(path, module=model)`` binds the
+    module alone, so no call could give such a tensor its gradient; a function calling
+    the module binds both."""
     renames = {}
     for name, home in homes.items():
         t = home.get()
         if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point():
+            if getattr(captured.program, "m", None) is not None:
+                var = home.name.removeprefix("constant:").split(".")[0] or "W"
+                raise CaptureError(
+                    f"{captured.name} reads {home.what}, a tensor that requires grad, from outside the module: a "
+                    "package bound to the module (load(path, module=model)) could not give it its gradient",
+                    hint=f"compile a function that calls the module, aotpack.compile(lambda x: model(x), ...), and "
+                         f"bind both by name: aotpack.load(path, module={{'model': model, {var!r}: {var}}})")
             # (the live tensor, not torch.export's detached alias of it: it requires grad)
             captured.weights[name] = t
             if home.name and home.name != name and home.name not in captured.weights:
@@ -811,9 +821,11 @@ def _module_homes(captured, functions: list) -> dict[str, _Home]:
     from .. import _torch_compat as compat
     from .capture import _memory
 
-    wanted = {_memory(w): n for n, w in captured.weights.items()
-              if w.numel() and not _tensor_attribute(captured.program, captured.weight_targets.get(n) or "")}
-    wanted.pop(None, None)
+    wanted: dict[tuple, list[str]] = {}  # memory -> the weights lying there (a tied weight: lifted once a slot)
+    for n, w in captured.weights.items():
+        if (memory := _memory(w)) is not None and not _tensor_attribute(captured.program,
+                                                                          captured.weight_targets.get(n) or ""):
+            wanted.setdefault(memory, []).append(n)
     if not wanted:
         return {}
     reached = {}  # module -> how the program reaches it
@@ -833,9 +845,10 @@ def _module_homes(captured, functions: list) -> dict[str, _Home]:
     homes = {}
     for m, (var, how) in reached.items():
         for path, store, key in compat.module_tensor_slots(m):
-            name = wanted.get(_memory(store[key]))
-            if name is not None:
-                homes.setdefault(name, _Home(store, key, what=f"{var}.{path} ({var} is {how})", name=f"{var.removeprefix('partial.')}.{path}"))
+            names = wanted.get(_memory(store[key]))
+            if names:  # (GPT-2's tied embedding: its two slots, wte's and lm_head's, each a weight)
+                homes[names.pop(0)] = _Home(store, key, what=f"{var}.{path} ({var} is {how})",
+                                            name=f"{var.removeprefix('partial.')}.{path}")
     return homes
 
 

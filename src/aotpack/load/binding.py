@@ -144,6 +144,9 @@ def holder(objects) -> torch.nn.Module:
     for name, value in objects.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise TypeError(f"module={{...}}: {name!r} is no variable name")
+        if hasattr(held, name):  # (``training``, ``forward``: the holder's own attributes)
+            raise TypeError(f"module={{{name!r}: ...}}: {name!r} is an nn.Module attribute, which cannot name "
+                            "what the program reads; compile a function that reads it under another name")
         if not isinstance(value, (torch.nn.Module, torch.Tensor)):
             raise TypeError(f"module={{{name!r}: ...}} is a {type(value).__name__}; give the module or tensor the "
                             f"program reads as {name}")
