@@ -884,7 +884,7 @@ def test_module_training_guarded_and_inference_variant_dispatched(tmp_path):
     assert out.grad_fn is not None
     only_train = aotpack.load(path, module=m, variants=["default"])
     m.eval()
-    with pytest.raises(aotpack.GuardError, match=r"module.training: expected True, got False"):
+    with pytest.raises(aotpack.GuardError, match=r"module.training: expected True \(compiled in training mode: call .train\(\) on it.*got False"):
         only_train(x)
 
 

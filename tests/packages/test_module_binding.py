@@ -157,8 +157,33 @@ class _Bound(torch.nn.Module):
         return y.relu() if self.relu else y
 
 
+class _BoundWithNorm(_Bound):
+    """_Bound, then a submodule whose code reads its mode and Python values (a batch
+    norm): what a function's program reaches in a module by name, too."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(4)
+        self.norm.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        return self.norm(super().forward(x))
+
+
+def _function_of(model):
+    """A function's program over a module it reaches by a closure variable, ``model``:
+    bound as ``load(path, module={"model": m})``."""
+    return lambda x: model(x) * 2
+
+
 def _rand(g, *shape, dtype=torch.float32):
     return torch.randn(*shape, generator=g).to(dtype)
+
+
+def _random_state(m, g) -> dict:
+    """New values for every entry of ``m``'s state dict (a variance positive, a count kept)."""
+    return {k: (_rand(g, *v.shape).abs() if k.endswith("var") else _rand(g, *v.shape)) if v.is_floating_point()
+            else v.clone() for k, v in m.state_dict().items()}
 
 
 def _patch_forward(module, w):
@@ -172,8 +197,7 @@ MODULE_CHANGES = {
     "p.data = t": lambda m, g: setattr(m.inner.weight, "data", _rand(g, 4, 4)),
     "update in place": lambda m, g: m.shift.add_(_rand(g, 4)),
     "reassign a buffer": lambda m, g: setattr(m, "shift", _rand(g, 4)),
-    "load_state_dict(assign=True)": lambda m, g: m.load_state_dict(
-        {k: _rand(g, *v.shape) for k, v in m.state_dict().items()}, assign=True),
+    "load_state_dict(assign=True)": lambda m, g: m.load_state_dict(_random_state(m, g), assign=True),
     "replace a submodule": lambda m, g: setattr(m, "inner", torch.nn.Linear(4, 4)),
     "a parameter of another dtype": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 4, dtype=torch.float64))),
     "a parameter of another shape": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 1))),
@@ -195,14 +219,25 @@ MODULE_CHANGES = {
     "an expanded parameter": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 1).expand(4))),
     # code: a forward patched on an instance (what accelerate's hooks do)
     "a submodule's forward patched": lambda m, g: _patch_forward(m.inner, _rand(g, 4)),
+    # a submodule's own mode and Python values, its buffers
+    "a submodule in train mode": lambda m, g: m.norm.train(),
+    "a submodule back in eval mode": lambda m, g: m.norm.eval(),
+    "a submodule's Python value read": lambda m, g: setattr(m.norm, "eps", float(_rand(g, 1).abs())),
+    "a submodule's buffer updated in place": lambda m, g: m.norm.running_mean.add_(_rand(g, 4)),
+    "a submodule's buffer reassigned": lambda m, g: setattr(m.norm, "running_var", _rand(g, 4).abs()),
 }
 
 
-@pytest.fixture(scope="module", params=["eager", "inductor"])
+@pytest.fixture(scope="module", params=[("module", "eager"), ("module", "inductor"), ("function", "eager"),
+                                        ("function", "inductor")], ids="-".join)
 def bound_package(request):
+    """A package of the module itself, or of a function that reaches it by name, bound
+    as ``module=m`` or ``module={"model": m}``."""
+    form, backend = request.param
     torch.manual_seed(0)
-    m = _Bound().eval().requires_grad_(False)
-    return aotpack.compile(m, (torch.randn(3, 4),), backend=request.param).to_bytes(), m.state_dict()
+    m = _BoundWithNorm().eval().requires_grad_(False)
+    program = m if form == "module" else _function_of(m)
+    return aotpack.compile(program, (torch.randn(3, 4),), backend=backend).to_bytes(), m.state_dict(), form
 
 
 class BranchOnWeight(torch.nn.Module):
@@ -274,15 +309,18 @@ from hypothesis import strategies as st  # noqa: E402
 def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound_package, changes):
     """The contract with the bound module as a dimension: after any sequence of changes
     to the module a call gives eager's result on the changed module, or a GuardError;
-    never the result of the old weights."""
-    data, state = bound_package
-    m, ref = _Bound().eval(), _Bound().eval()
+    never the result of the old weights. The same where a function's program reaches the
+    module by name and ``module={"model": m}`` binds it (until 2026-12-05 such a
+    package read the module's weights, mode and Python values as they were at compile)."""
+    data, state, form = bound_package
+    m, ref = _BoundWithNorm().eval(), _BoundWithNorm().eval()
     m.load_state_dict(state)
     ref.load_state_dict(state)
-    fn = aotpack.load(data, module=m)
+    fn = aotpack.load(data, module=m if form == "module" else {"model": m})
+    eager = ref if form == "module" else _function_of(ref)
     x = torch.randn(3, 4)
     with torch.no_grad():
-        torch.testing.assert_close(fn(x), ref(x))
+        torch.testing.assert_close(fn(x), eager(x))
         for name, seed in changes:
             for module in (m, ref):
                 torch.manual_seed(seed)  # (a replaced submodule initializes from the global generator)
@@ -291,7 +329,7 @@ def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound
             got = fn(x)
         except aotpack.GuardError:
             return
-        want = ref(x)
+        want = eager(x)
         assert got.dtype == want.dtype and got.shape == want.shape, changes
         torch.testing.assert_close(got, want, msg=str(changes))
 

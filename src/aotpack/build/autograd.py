@@ -64,6 +64,7 @@ from ..errors import AotpackError, CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
 from ..package.manifest import Alias, Mutation, OutputView, SubclassGrad, subclass_grad_places
 from . import subclass_weights
+from .homes import Home, frozen_homes, tensor_attribute
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
 
@@ -428,17 +429,6 @@ def _from_function(t) -> bool:
     return False
 
 
-def _tensor_attribute(program, target: str) -> bool:
-    """Whether ``target`` (torch.export's name for a lifted constant, ``scale`` or
-    ``m.block.scale``) is a plain tensor attribute of ``program``, which
-    ``functional_call`` can swap for the traced primal as it does parameters. Tensors
-    made inside forward are lifted under names of torch.export's own (``lifted_tensor_0``)."""
-    obj = program
-    for part in target.split("."):
-        obj = getattr(obj, part, None)
-    return isinstance(obj, torch.Tensor)
-
-
 def _program_outputs(captured, copied: set[int], made: set[str], homes: dict, viewing: list[int] = (),
                      hidden_dims: list[int] = ()) -> Callable:
     """``fn(*primals)``: the captured program run on ``primals`` (weights, then inputs),
@@ -457,7 +447,7 @@ def _program_outputs(captured, copied: set[int], made: set[str], homes: dict, vi
     (``hidden_dims``; its sizes may be symbols in the trace, which a comparison would
     pin). ``made``: constants the program makes itself (``_made_by_the_program``),
     which its own run makes again. ``homes``: where it reads the tensors it does not
-    package (``_frozen_homes``), which the trace's primals stand in for."""
+    package (``frozen_homes``), which the trace's primals stand in for."""
     from torch.func import functional_call
 
     from .capture import function_names
@@ -465,7 +455,7 @@ def _program_outputs(captured, copied: set[int], made: set[str], homes: dict, vi
     names = list(captured.weights)
     targets = [captured.weight_targets.get(n) for n in names]
     missing = [n for n, t in zip(names, targets) if n not in homes and n not in made and (
-        t is None or (captured.weight_kinds.get(n) == "constant" and not _tensor_attribute(captured.program, t)))]
+        t is None or (captured.weight_kinds.get(n) == "constant" and not tensor_attribute(captured.program, t)))]
     uses = (f"torch.autograd.Function {function_names(captured.custom_functions)}" if captured.custom_functions
             else "an update under no_grad of a value that requires grad" if captured.straight_through
             else "a torch.func transform or a tensor subclass")
@@ -682,106 +672,9 @@ def _constants_as_primals(joint: torch.fx.GraphModule, primals: list, made: set[
 _FRESH_COPIES = (torch.ops.aten.lift_fresh_copy.default, torch.ops.aten.clone.default)
 
 
-@dataclass
-class _Home:
-    """Where the program reads a frozen tensor by name: a module's namespace and the
-    global's name, or closure cells (``key`` None: a tuple of cells holding it); ``what``
-    says which, for messages."""
-    container: Any
-    key: str | None = None
-    what: str = ""
-    name: str = ""  # the weight's name where the package trains it (_train_outside)
-
-    def get(self):
-        return self.container[0].cell_contents if self.key is None else self.container[self.key]
-
-    def put(self, value) -> None:
-        if self.key is None:
-            for cell in self.container:
-                cell.cell_contents = value
-        else:
-            self.container[self.key] = value
-
-
-def _cells_holding(tensor) -> tuple:
-    """The closure cells that hold ``tensor``: a helper's closure the program calls at any
-    depth (``def outer(): scale = ...; def helper(x): return x * scale``), which the
-    program's own functions do not reach. Found through the garbage collector's
-    referrers, once per such tensor at compile time; every cell found gets the traced
-    primal while the trace runs (a cell of another function holding the same tensor
-    is put back after, as all are)."""
-    import gc
-    import types
-
-    return tuple(r for r in gc.get_referrers(tensor) if isinstance(r, types.CellType))
-
-
-def _same(value, tensor: torch.Tensor) -> bool:
-    """Whether ``value`` is ``tensor`` or the tensor torch.export lifted a detached alias
-    of (an nn.Parameter read from a global or closure): the same memory."""
-    from .capture import _memory
-
-    memory = _memory(tensor)
-    return value is tensor or (memory is not None and _memory(value) == memory)
-
-
-def _bound_name(variable: str, tensor) -> str:
-    """The name a tensor the program reads by ``variable`` has in a package that trains
-    it: the name ``load(path, module={variable: tensor})`` binds it by, as a module holding
-    it under that name would (a Parameter is a parameter, ``W``; a plain tensor a tensor
-    attribute, ``constant:W``)."""
-    return variable if isinstance(tensor, torch.nn.Parameter) else f"constant:{variable}"
-
-
-def _frozen_homes(captured) -> dict[str, _Home]:
-    """Frozen tensors the program reads by name, a module global (``global:TABLE``) or a
-    closure variable of the program's functions or of a helper it calls: weight name ->
-    where it is read, which still holds the captured tensor. Tracing a program with
-    custom autograd.Functions runs the program itself; it reads such a tensor by name, so
-    the trace puts its primal there (and ``restore_globals`` puts the tensor back), as
-    the exported graph reads it as an input."""
-    import sys
-
-    from .frozen import user_functions
-
-    homes = {}
-    cells = {}  # closure variable -> (its cell, the value held) of each of the program's own functions
-    functions = user_functions(getattr(captured.program, "_call", None))
-    for fn in functions:
-        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-            try:
-                cells.setdefault(name, []).append((cell, cell.cell_contents))
-            except ValueError:  # an empty cell
-                continue
-    for f in captured.frozen:
-        if f.weight is None or f.weight not in captured.weights:
-            continue
-        tensor = captured.weights[f.weight]
-        if f.kind == "closure":
-            found = next(((c, v) for c, v in cells.get(f.name, ()) if _same(v, tensor)), None)
-            home = (_Home((found[0],), what=f"the closure variable {f.name}", name=_bound_name(f.name, found[1]))
-                    if found else _Home(_cells_holding(tensor), what=f"the closure variable {f.name}"))
-            if home.container:
-                homes[f.weight] = home
-            continue
-        if f.kind != "global":
-            continue
-        file = f.where.rsplit(":", 1)[0]
-        # (the program's own functions' globals first: a notebook's or `python -c`'s
-        # __main__ has no file to find it by)
-        namespaces = [fn.__globals__ for fn in functions] + [
-            vars(m) for m in list(sys.modules.values()) if getattr(m, "__file__", None) == file]
-        for namespace in namespaces:
-            if _same(namespace.get(f.name), tensor):
-                homes[f.weight] = _Home(namespace, f.name, what=f"the module global {f.name}",
-                                        name=_bound_name(f.name, namespace[f.name]))
-                break
-    return {**_module_homes(captured, functions), **homes}
-
-
-def _train_outside(captured, homes: dict[str, _Home]) -> dict[str, _Home]:
+def _train_outside(captured, homes: dict[str, Home]) -> dict[str, Home]:
     """Tensors that require grad which the program reads from outside what it packages
-    (``homes``, ``_frozen_homes``): a module global or closure variable (``W``), or a
+    (``homes``, ``frozen_homes``): a module global or closure variable (``W``), or a
     parameter of a module it reaches by one (``lambda x: lin(x)``) or that a
     ``functools.partial`` or a callable object holds. Eager accumulates their gradients
     into their ``.grad``, as torch.compile does; the package trains them as its own
@@ -810,62 +703,6 @@ def _train_outside(captured, homes: dict[str, _Home]) -> dict[str, _Home]:
                 renames[name] = home.name
     captured.rename_weights(renames)
     return {renames.get(n, n): h for n, h in homes.items()}
-
-
-def _module_homes(captured, functions: list) -> dict[str, _Home]:
-    """Weights that are parameters or buffers of a module the program's functions reach
-    by a closure variable or a global (``lambda x: lin(x)``: torch.export lifts them as
-    constants, ``lifted_tensor_0``, and make_fx's trace of a program with tensor subclass
-    inputs names them ``graph_module._param_constant0``, names the program does not
-    have): weight name -> the module's slot of it, found by the memory it lies in."""
-    from .. import _torch_compat as compat
-    from .capture import _memory
-
-    wanted: dict[tuple, list[str]] = {}  # memory -> the weights lying there (a tied weight: lifted once a slot)
-    for n, w in captured.weights.items():
-        if (memory := _memory(w)) is not None and not _tensor_attribute(captured.program,
-                                                                          captured.weight_targets.get(n) or ""):
-            wanted.setdefault(memory, []).append(n)
-    if not wanted:
-        return {}
-    reached = {}  # module -> how the program reaches it
-    for fn in functions:
-        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            if isinstance(value, torch.nn.Module):
-                reached.setdefault(value, (var, "a closure variable"))
-        for var in fn.__code__.co_names:
-            if isinstance(fn.__globals__.get(var), torch.nn.Module):
-                reached.setdefault(fn.__globals__[var], (var, "a module global"))
-    for m, (var, how) in _modules_held_by(getattr(captured.program, "_call", None)).items():
-        reached.setdefault(m, (var, how))
-    homes = {}
-    for m, (var, how) in reached.items():
-        for path, store, key in compat.module_tensor_slots(m):
-            names = wanted.get(_memory(store[key]))
-            if names:  # (GPT-2's tied embedding: its two slots, wte's and lm_head's, each a weight)
-                homes[names.pop(0)] = _Home(store, key, what=f"{var}.{path} ({var} is {how})",
-                                            name=f"{var.removeprefix('partial.')}.{path}")
-    return homes
-
-
-def _modules_held_by(call) -> dict:
-    """Modules a callable that is no function or module holds: a ``functools.partial``'s
-    function and arguments, an object's attributes (a wrapper class whose ``__call__``
-    runs ``self.model``): module -> (its name, how it is held), for messages."""
-    import functools
-
-    if isinstance(call, functools.partial):
-        held = {"func": call.func, **{f"args[{i}]": a for i, a in enumerate(call.args)}, **call.keywords}
-        return {v: ("partial.func", "the function a functools.partial calls") if k == "func"
-                else (k, "an argument of a functools.partial") for k, v in held.items() if isinstance(v, torch.nn.Module)}
-    if isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
-        return {}
-    return {v: (k, f"an attribute of the {type(call).__name__} called") for k, v in vars(call).items()
-            if isinstance(v, torch.nn.Module)}
 
 
 @contextlib.contextmanager
@@ -1010,7 +847,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
     # (where the program reads what it does not package; those that require grad train)
-    homes = _train_outside(captured, _frozen_homes(captured))
+    homes = _train_outside(captured, frozen_homes(captured))
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}

@@ -72,6 +72,7 @@ from .guard_specs import (
     user_dim,
     where_strides_read,
 )
+from .homes import bind_by_name, memory_of
 from .signature import bind, call_as_passed, defined_at, flat_dynamic, parameters, program_name, signature_of
 
 __all__ = ["Captured", "capture", "Dim"]
@@ -607,7 +608,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
     inputs, detached_weights = _detached_kept(record, inputs, allow_mutations or written_buffers or written_inputs
                                               or subclass_kinds or record.get("traced_below_transforms"))
-    return Captured(
+    # (a function's weights named as it reads them, ``lin.weight``, ``W``: bind_by_name)
+    return bind_by_name(Captured(
         name=program_name(target),
         kind="module" if isinstance(target, torch.nn.Module) else "function",
         source=defined_at(target),
@@ -644,7 +646,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         mutated_inputs=written_inputs,
         in_order_program=in_order,
         dim_names=names,
-    )
+    ))
 
 
 @dataclass(frozen=True)
@@ -1213,7 +1215,7 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
     by_id = {id(f["_value"]): f for f in frozen if f["type"] == "tensor"}
     # (an nn.Parameter read from a global or closure: torch.export lifts a detached alias
     # of it, another object on the same memory)
-    by_memory = {_memory(f["_value"]): f for f in frozen if f["type"] == "tensor"}
+    by_memory = {memory_of(f["_value"]): f for f in frozen if f["type"] == "tensor"}
     by_memory.pop(None, None)
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
     for node, spec in zip(placeholders, ep.graph_signature.input_specs):
@@ -1234,7 +1236,7 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
                 raise CaptureError(f"the program holds a {type(tensor).__name__} object, which a package cannot store")
             if compat.is_fake(tensor):
                 raise _fake_constant_refusal(target_name)
-            f = by_id.get(id(tensor)) or by_memory.get(_memory(tensor))
+            f = by_id.get(id(tensor)) or by_memory.get(memory_of(tensor))
             name = f"{f['kind']}:{f['name']}" if f else f"constant:{target_name.removeprefix(prefix)}"
             if f:
                 f["weight"] = name
@@ -1244,18 +1246,6 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
         weights[name] = tensor
         weight_targets[name] = target_name
     return weights, weight_kinds, weight_targets, user_nodes
-
-
-def _memory(t: torch.Tensor) -> tuple | None:
-    """Where and how a tensor lies in memory: the same for a parameter and the detached
-    alias of it that torch.export lifts as a constant (``lambda x: lin(x)``). None for
-    a tensor with no memory of its own to compare: empty, fake or of symbolic size."""
-    if not isinstance(t, torch.Tensor) or compat.is_fake(t):
-        return None
-    try:
-        return (t.data_ptr(), t.device, t.dtype, tuple(t.shape), t.stride()) if t.numel() else None
-    except RuntimeError:  # (a functional tensor, symbolic sizes: no data to compare)
-        return None
 
 
 def _fake_constant_refusal(target_name: str) -> CaptureError:
@@ -1303,5 +1293,3 @@ def _mutations(ep, mutation_specs: list, weight_targets: dict, user_names: list[
         # (an input that requires grad and is no leaf: the update is replayed through autograd, autograd_runtime)
         mutations.append(mf.Mutation(kind="input", index=index))
     return mutations
-
-

@@ -15,7 +15,7 @@ import torch
 
 from .. import tree
 
-__all__ = ["frozen_values", "user_functions"]
+__all__ = ["frozen_values", "modules_by_name", "user_functions"]
 
 
 def user_functions(target: Callable) -> list[types.FunctionType]:
@@ -41,6 +41,52 @@ def user_functions(target: Callable) -> list[types.FunctionType]:
     else:
         add(target)
     return funcs
+
+
+def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch.nn.Module, tuple[str, str]]:
+    """The modules a function's program reaches by a name: a closure variable or a global
+    of its functions (``lambda x: lin(x)``), the function or an argument of a
+    ``functools.partial``, an attribute of a callable object: module -> (the name, how
+    it is reached, for messages). The name is the one ``load(path, module={name: m})``
+    binds it by (``func`` for a partial's function; ``args[0]`` for a positional
+    argument, which no dict can name). ``functions``: ``user_functions(call)``. Torch.export
+    compiles such a module's tensors and Python state in, as it does a module target's
+    (build/autograd.py's ``_module_homes``, build/guard_specs.py's ``_module_paths``).
+
+    Example:
+        >>> def make():
+        ...     lin = torch.nn.Linear(2, 2)
+        ...     return lin, lambda x: lin(x)
+        >>> lin, fn = make()
+        >>> modules_by_name(fn)[lin]
+        ('lin', 'a closure variable')
+    """
+    import functools
+
+    reached: dict = {}
+    for fn in user_functions(call) if functions is None else functions:
+        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(value, torch.nn.Module):
+                reached.setdefault(value, (var, "a closure variable"))
+        for var in fn.__code__.co_names:
+            if isinstance(fn.__globals__.get(var), torch.nn.Module):
+                reached.setdefault(fn.__globals__[var], (var, "a module global"))
+    if isinstance(call, functools.partial):
+        held = {"func": call.func, **{f"args[{i}]": a for i, a in enumerate(call.args)}, **call.keywords}
+        found = {v: (k, "the function a functools.partial calls" if k == "func" else "an argument of a "
+                     "functools.partial") for k, v in held.items() if isinstance(v, torch.nn.Module)}
+    elif isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
+        found = {}
+    else:  # a wrapper object whose ``__call__`` runs ``self.model``
+        found = {v: (k, f"an attribute of the {type(call).__name__} called") for k, v in vars(call).items()
+                 if isinstance(v, torch.nn.Module)}
+    for m, how in found.items():
+        reached.setdefault(m, how)
+    return reached
 
 
 def _code_names(code: types.CodeType) -> set[str]:

@@ -296,7 +296,8 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
     fields code also reads by computed names: ``"config.output_hidden_states": false``,
     recorded once, under its shortest path): torch.export compiled them in, where eager
     reads them at each call, so a module bound at load is guarded on them
-    (load/binding.py). ``training`` is guarded on its own; attributes the program sets
+    (load/binding.py). A submodule's ``training``, where its code reads it, is one of
+    them (the module target's own is ``Variant.module_training``); attributes the program sets
     (``self.calls += 1``) are side effects, warned about at capture. Names are those the
     method's code uses as any attribute or global, so an attribute that only shares its
     name with one is guarded too: a change to it is refused, never missed."""
@@ -307,7 +308,9 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
         if path is None:  # a module the program made or reached from elsewhere: not bindable
             continue
         for name in set(code.co_names) & module.__dict__.keys():
-            if name == "training" or (key, name) in recorder.module_writes:
+            # (the module target's own ``training`` is Variant.module_training; a
+            # submodule's, or a module a function reaches by name, is one of these)
+            if (name == "training" and not path) or (key, name) in recorder.module_writes:
                 continue
             where = f"{path}.{name}" if path else name
             value = module.__dict__[name]
@@ -349,14 +352,21 @@ def module_code(target, recorder: EffectRecorder) -> dict[str, str]:
 
 
 def _module_paths(target) -> dict[int, str]:
-    """id(module) -> its path under the module the program is (or a method of); {} for a
-    function's program (no module to bind)."""
+    """id(module) -> its path under the module the program is (or a method of); for a
+    function's program, under the name it reaches each module by (``lin``, ``lin.0``:
+    ``load(path, module={"lin": lin})`` binds them, frozen.modules_by_name), except one
+    no dict can name (a partial's positional argument)."""
+    from .frozen import modules_by_name
+
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
-    if not isinstance(root, torch.nn.Module):
-        return {}
+    if isinstance(root, torch.nn.Module):
+        roots = [(root, "")]
+    else:
+        roots = [(m, var) for m, (var, _) in modules_by_name(target).items() if var.isidentifier()]
     paths = {}
-    for path, m in root.named_modules(remove_duplicate=False):
-        paths.setdefault(id(m), path)
+    for module, var in roots:
+        for path, m in module.named_modules(remove_duplicate=False):
+            paths.setdefault(id(m), ".".join(filter(None, (var, path))))
     return paths
 
 

@@ -24,6 +24,9 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   value compiled into the package (``variants[].module_attributes``); each call compares
   the module's value with it (one lookup and comparison per such attribute) and refuses
   another, naming the attribute (torch.compile guards these too, and recompiles);
+- a submodule's ``training`` flag, where its code reads it (dropout, batch norm), is one
+  of those values (the module's own is checked with its parameters' requires_grad,
+  runtime.py); the error says which mode the package was compiled in;
 - the class of each module whose code ran at capture is compiled in too
   (``variants[].module_types``): a submodule replaced by one of another class is
   refused; replacing one registers it, so this is checked only where the counter moved;
@@ -38,6 +41,11 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   compiled for, so a weight put in another layout (``m.to(memory_format=...)``,
   ``p.data = t.t()``) makes the call run the variant's portable program (eager ops on the
   module's own tensors, with a PortableRunWarning), or a GuardError where it has none.
+
+A function's package binds the modules and tensors its program reads by name
+(``load(path, module={"model": model})``, ``holder``): the same checks follow each of
+them under that name (``module.model.norm.training``); those the dict does not give
+stay as compiled (``_followed``).
 
 Per-call cost: ``bench/guard_overhead.py`` ("bound module" row).
 
@@ -70,7 +78,7 @@ from ..package.manifest import (
     python_value,
     same_class,
 )
-from .guards import Mismatch
+from .guards import Mismatch, mode_expected
 
 __all__ = ["Binding", "holder", "module_weight"]
 
@@ -235,6 +243,20 @@ def _missing(module: torch.nn.Module, program: Program, fqn: str) -> AotpackErro
                         "needs", hint="pass the same model class the package was compiled from")
 
 
+def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tuple[dict, dict]:
+    """The variant's module classes and attributes (``module_types``,
+    ``module_attributes``: path -> value) the binding follows: all of a module's
+    package; for a function's, those of the modules bound by the name the program reads
+    them by (``bn.training`` where ``module={"bn": bn}``), the rest staying as compiled,
+    as its unbound frozen tensors do."""
+    types, attributes = variant.module_types, variant.module_attributes
+    if program.kind != "function":
+        return types, attributes
+    bound = module._modules.keys()
+    return ({p: t for p, t in types.items() if p.split(".")[0] in bound},
+            {p: v for p, v in attributes.items() if p.split(".")[0] in bound})
+
+
 class Binding:
     """The live weights of one variant, bound to ``module`` by name.
 
@@ -264,6 +286,7 @@ class Binding:
         # (class, stored code, the functions its methods resolve to) -> the class's code: a
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
+        self._types, self._attributes = _followed(variant, program, module)
         problem = self._replaced_module() or self._edited_class()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
@@ -293,7 +316,9 @@ class Binding:
                 owner, name = _tensor_attribute(self.module, fqn)
                 if owner is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
-                if owner is None and gets_grad:  # (a tensor the program reads by name, which it trains)
+                # (a tensor the program reads by name, which it trains, or one of a module bound by
+                # the name the program reads it by: the module no longer holds it)
+                if owner is None and (gets_grad or self._bound_by_name(fqn)):
                     raise _missing(self.module, self.program, fqn)
                 if owner is None:
                     out.append(self.stored[key])  # frozen constants stay the package's
@@ -316,6 +341,13 @@ class Binding:
         self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
         self._bind_values()
         return out
+
+    def _bound_by_name(self, fqn: str) -> bool:
+        """Whether ``fqn`` (``lin.bias``, ``constant:lin.gain``) is a tensor of a module a
+        function's program reads by name and ``module={...}`` binds (``lin``): the bound
+        module must hold it, as eager reads it there (a frozen copy would be the old one)."""
+        head = fqn.removeprefix("constant:").split(".")[0]
+        return self.program.kind == "function" and "." in fqn and head in self.module._modules
 
     def _inner_tensor(self, live: dict, fqn: str, k: int) -> torch.Tensor | None:
         """Inner tensor ``k`` of the module's weight ``fqn``, a tensor subclass the package
@@ -342,7 +374,7 @@ class Binding:
     def _bind_values(self) -> None:
         """Where the module attributes compiled in live now, and the objects holding them."""
         holders: dict = {}
-        wants = self.variant.module_attributes
+        wants = self._attributes
         self._dicts = [_owner_dict(self.module, path, holders) for path in wants]
         self._names = [path.rpartition(".")[2] for path in wants]
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
@@ -361,10 +393,6 @@ class Binding:
         if self._holder_names and any(map(is_not, map(dict.get, self._holder_dicts, self._holder_names),
                                           self._held_objects)):
             self._bind_values()  # a replaced config: its attributes are read from the new one
-        if self._names and tuple(map(dict.get, self._dicts, self._names)) != self._values:
-            problem = self._changed_attribute()
-            if problem is not None:
-                return problem
         native = self._native
         unchanged = native is not None and (native[0](*self.weights) or native[1](*self.weights)
                                             or native[2](*self.weights))
@@ -377,6 +405,10 @@ class Binding:
         problem = self.state_check(unchanged and self._requires_grad_checked)
         if problem is None and unchanged and torch.is_grad_enabled():
             self._requires_grad_checked = True
+        # (after the module's own training flag, which state_check reads: where the caller
+        # called m.eval(), the error names m, not the first submodule whose code reads it)
+        if problem is None and self._names and tuple(map(dict.get, self._dicts, self._names)) != self._values:
+            problem = self._changed_attribute()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
         return problem
@@ -434,12 +466,16 @@ class Binding:
     def _changed_attribute(self) -> Mismatch | None:
         """The first module attribute whose value is not the one compiled in; None where
         each is (again: its new objects are held for the next calls)."""
-        wants = self.variant.module_attributes
+        wants = self._attributes
         for d, name, (path, want) in zip(self._dicts, self._names, wants.items()):
             if _held(d, name, want) is _NEVER:
                 got = d.get(name, _MISSING)
-                return Mismatch([], f"{python_value(want)!r} (a Python value compiled into the package: "
-                                    "compile again to change it)",
+                if name == "training" and isinstance(want, bool):  # a submodule's mode, as the module's own
+                    expected = mode_expected(want)
+                else:
+                    expected = f"{python_value(want)!r} (a Python value compiled into the package: compile again to " \
+                               "change it)"
+                return Mismatch([], expected,
                                 "no such attribute" if got is _MISSING else repr(got)[:80], where=f"module.{path}")
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         return None
@@ -479,7 +515,7 @@ class Binding:
         load. Kept per path and class across rebinds, so a module replaced since load by one
         with a patched forward is refused too."""
         found = [(path, _submodule(self.module, path.split(".") if path else []))
-                 for path in self.variant.module_types]
+                 for path in self._types]
         found = [(path, m) for path, m in found if m is not None]
         self._forward_paths = [path for path, _ in found]
         modules = [m for _, m in found]
@@ -512,7 +548,7 @@ class Binding:
         """The first module whose code the package holds that is now of another class
         (``m.act = nn.ReLU()`` where it was a GELU); None where each is as compiled.
         Replacing a submodule registers it, so this runs only where the module changed."""
-        for path, want in self.variant.module_types.items():
+        for path, want in self._types.items():
             sub = _submodule(self.module, path.split(".") if path else [])
             got = "nothing" if sub is None else class_name(type(sub))
             if not same_class(got, want):
@@ -525,7 +561,7 @@ class Binding:
         source edited since the compile: the package would run the old code); only under
         the Python version that compiled it (bytecode differs between versions)."""
         want_codes, seen = self.variant.module_code, self._class_codes
-        for path, name in self.variant.module_types.items():
+        for path, name in self._types.items():
             want = want_codes.get(name)
             sub = _submodule(self.module, path.split(".") if path else [])
             if want is None or sub is None:

@@ -72,7 +72,8 @@ from ..package.manifest import Dim, GlobalState, Input, Param, Program, Variant,
 from ..package.sizes import size_evaluator, size_expr
 from ..treespec import ConstLeaf, TensorLeaf, TreeSpec
 
-__all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "shape_text", "state_checks"]
+__all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "mode_expected", "shape_text",
+           "state_checks"]
 
 _KIND = tree.PARAM_KINDS
 
@@ -128,6 +129,19 @@ class Mismatch(Exception):
         # overlaps no other input): the variant's portable program, eager ops in order on
         # the caller's tensors, runs such a call as eager
         self.portable = portable
+
+
+def mode_expected(training: bool) -> str:
+    """The expected side of a module's ``training`` flag that is not the one compiled in
+    (the module bound, a submodule or a module a function reads by name): the package
+    runs the code of the mode it was compiled in (dropout, batch norm's statistics).
+
+    Example:
+        >>> mode_expected(False)
+        'False (compiled in eval mode: call .eval() on it, or compile the package in training mode)'
+    """
+    mode, call, other = ("training", "train", "eval") if training else ("eval", "eval", "training")
+    return f"{training} (compiled in {mode} mode: call .{call}() on it, or compile the package in {other} mode)"
 
 
 def describe_input(name: str, guard: Input, dims: dict[str, Dim]) -> str:

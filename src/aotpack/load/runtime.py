@@ -41,7 +41,7 @@ from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
 from ..package.weights import copy_in_layout
 from ..treespec import TensorLeaf, TreeSpec, TupleSpec
-from .guards import Flat, Guard, Mismatch, describe_input
+from .guards import Flat, Guard, Mismatch, describe_input, mode_expected
 
 __all__ = ["Loaded", "load"]
 
@@ -181,7 +181,7 @@ def _module_state_check(variant: Variant, module: torch.nn.Module | None, params
         # requires_grad_checked: the binding's native check saw each weight's
         # requires_grad as it was when this loop last passed (binding.Binding.__call__)
         if want_training is not None and module.training != want_training:
-            return Mismatch([], str(want_training), str(module.training), where="module.training")
+            return Mismatch([], mode_expected(want_training), str(module.training), where="module.training")
         for name, i, want in pinned:
             if weights[i].requires_grad != want:
                 return Mismatch([], f"{want}: the program reads it and was compiled with that branch",
@@ -573,11 +573,13 @@ def _with_views(fn, variant: Variant):
 
 
 def _bound_parameters(variant: Variant, program: Program) -> list[tuple[str, int]]:
-    """(name, weight index) of the parameters a variant uses, and of the constants that
-    may be a bound module's plain tensor attributes (``constant:scale``), for the per-call
-    requires_grad check of a bound module."""
-    return [(fqn, i) for i, (key, fqn) in enumerate(zip(variant.weights, variant.weight_fqns))
-            if program.weight(key).kind == "parameter" or fqn.startswith("constant:")]
+    """(name, weight index) of the weights a variant uses but its buffers, for the
+    per-call requires_grad check of a bound module: its parameters, and the constants
+    that may be a bound module's plain tensor attributes (``constant:scale``) or what a
+    function's program reads by name (``lin.weight``, ``W``: the objects of
+    ``module={...}``). One that stays the package's own requires no grad."""
+    return [(fqn, i) for i, key in enumerate(variant.weights) if program.weight(key).kind != "buffer"
+            for fqn in (variant.weight_fqns[i],)]
 
 
 def _specificity(variant: Variant) -> tuple:
@@ -604,8 +606,10 @@ def load(path: str | os.PathLike, module: torch.nn.Module | dict | None = None, 
       module: bind this module's live parameters and buffers instead of the stored
         ones (no copy: an optimizer step on ``module`` is seen by the next call). For a
         function's package, the modules and tensors it reads by name, as a dict:
-        ``{"lin": lin, "W": W}`` for ``lambda x: lin(x) * W`` (a training package
-        then fills ``lin.weight.grad`` and ``W.grad``, as eager).
+        ``{"lin": lin, "W": W}`` for ``lambda x: lin(x) * W``, each followed as a bound
+        module is (its weights, modes, Python values, hooks; a training package fills
+        ``lin.weight.grad`` and ``W.grad``, as eager); a name the dict does not give
+        stays as compiled.
         Without it, a training package holds its own parameters (``named_parameters()``,
         leaves that require grad, as the module's did), which ``backward()`` fills and an
         optimizer over ``parameters()`` trains; ``state_dict()`` gives them back.

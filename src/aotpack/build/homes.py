@@ -1,0 +1,195 @@
+"""Where a function's program reads tensors by name: the module globals, closure
+variables and modules (``lambda x: lin(x) * W``) whose tensors torch.export lifts as
+constants under names of its own (``lifted_tensor_0``).
+
+A package names each such tensor as the program reads it (``lin.weight``, ``W``;
+``constant:W`` for a plain tensor), the name a module holding them would give it, so
+``load(path, module={"lin": lin, "W": W})`` binds the live objects by it (load/binding.py:
+their tensors, Python attributes, modes and hooks followed as for a module's package),
+and a package loaded alone holds them as its own. A training package trains those
+that require grad (build/autograd.py's ``_train_outside``), whose trace of the program
+itself puts its primals in these homes while it runs.
+
+Example:
+    >>> import aotpack, torch
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> pkg = aotpack.compile(lambda x: lin(x), (torch.randn(3, 2),), backend="eager")
+    >>> pkg.manifest.variants[0].weight_fqns
+    ['lin.weight', 'lin.bias']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .. import _torch_compat as compat
+from .frozen import modules_by_name, user_functions
+
+__all__ = ["Home", "bind_by_name", "bound_name", "frozen_homes", "memory_of", "same", "tensor_attribute"]
+
+
+def memory_of(t: torch.Tensor) -> tuple | None:
+    """Where and how a tensor lies in memory: the same for a parameter and the detached
+    alias of it that torch.export lifts as a constant (``lambda x: lin(x)``). None for
+    a tensor with no memory of its own to compare: empty, fake or of symbolic size."""
+    if not isinstance(t, torch.Tensor) or compat.is_fake(t):
+        return None
+    try:
+        return (t.data_ptr(), t.device, t.dtype, tuple(t.shape), t.stride()) if t.numel() else None
+    except RuntimeError:  # (a functional tensor, symbolic sizes: no data to compare)
+        return None
+
+
+def tensor_attribute(program, target: str) -> bool:
+    """Whether ``target`` (torch.export's name for a lifted constant, ``scale`` or
+    ``m.block.scale``) is a plain tensor attribute of ``program``, which
+    ``functional_call`` can swap for the traced primal as it does parameters. Tensors
+    made inside forward are lifted under names of torch.export's own (``lifted_tensor_0``)."""
+    obj = program
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+    return isinstance(obj, torch.Tensor)
+
+
+@dataclass
+class Home:
+    """Where the program reads a frozen tensor by name: a module's namespace and the
+    global's name, or closure cells (``key`` None: a tuple of cells holding it); ``what``
+    says which, for messages."""
+    container: Any
+    key: str | None = None
+    what: str = ""
+    name: str = ""  # the weight's name where the package trains it (_train_outside)
+
+    def get(self):
+        return self.container[0].cell_contents if self.key is None else self.container[self.key]
+
+    def put(self, value) -> None:
+        if self.key is None:
+            for cell in self.container:
+                cell.cell_contents = value
+        else:
+            self.container[self.key] = value
+
+
+def cells_holding(tensor) -> tuple:
+    """The closure cells that hold ``tensor``: a helper's closure the program calls at any
+    depth (``def outer(): scale = ...; def helper(x): return x * scale``), which the
+    program's own functions do not reach. Found through the garbage collector's
+    referrers, once per such tensor at compile time; every cell found gets the traced
+    primal while the trace runs (a cell of another function holding the same tensor
+    is put back after, as all are)."""
+    import gc
+    import types
+
+    return tuple(r for r in gc.get_referrers(tensor) if isinstance(r, types.CellType))
+
+
+def same(value, tensor: torch.Tensor) -> bool:
+    """Whether ``value`` is ``tensor`` or the tensor torch.export lifted a detached alias
+    of (an nn.Parameter read from a global or closure): the same memory."""
+    memory = memory_of(tensor)
+    return value is tensor or (memory is not None and memory_of(value) == memory)
+
+
+def bound_name(variable: str, tensor) -> str:
+    """The name a tensor the program reads by ``variable`` has in a package that trains
+    it: the name ``load(path, module={variable: tensor})`` binds it by, as a module holding
+    it under that name would (a Parameter is a parameter, ``W``; a plain tensor a tensor
+    attribute, ``constant:W``)."""
+    return variable if isinstance(tensor, torch.nn.Parameter) else f"constant:{variable}"
+
+
+def frozen_homes(captured) -> dict[str, Home]:
+    """Frozen tensors the program reads by name, a module global (``global:TABLE``) or a
+    closure variable of the program's functions or of a helper it calls: weight name ->
+    where it is read, which still holds the captured tensor. Tracing a program with
+    custom autograd.Functions runs the program itself; it reads such a tensor by name, so
+    the trace puts its primal there (and ``restore_globals`` puts the tensor back), as
+    the exported graph reads it as an input."""
+    import sys
+
+    homes = {}
+    cells = {}  # closure variable -> (its cell, the value held) of each of the program's own functions
+    functions = user_functions(getattr(captured.program, "_call", None))
+    for fn in functions:
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                cells.setdefault(name, []).append((cell, cell.cell_contents))
+            except ValueError:  # an empty cell
+                continue
+    for f in captured.frozen:
+        if f.weight is None or f.weight not in captured.weights:
+            continue
+        tensor = captured.weights[f.weight]
+        if f.kind == "closure":
+            found = next(((c, v) for c, v in cells.get(f.name, ()) if same(v, tensor)), None)
+            home = (Home((found[0],), what=f"the closure variable {f.name}", name=bound_name(f.name, found[1]))
+                    if found else Home(cells_holding(tensor), what=f"the closure variable {f.name}"))
+            if home.container:
+                homes[f.weight] = home
+            continue
+        if f.kind != "global":
+            continue
+        file = f.where.rsplit(":", 1)[0]
+        # (the program's own functions' globals first: a notebook's or `python -c`'s
+        # __main__ has no file to find it by)
+        namespaces = [fn.__globals__ for fn in functions] + [
+            vars(m) for m in list(sys.modules.values()) if getattr(m, "__file__", None) == file]
+        for namespace in namespaces:
+            if same(namespace.get(f.name), tensor):
+                homes[f.weight] = Home(namespace, f.name, what=f"the module global {f.name}",
+                                        name=bound_name(f.name, namespace[f.name]))
+                break
+    return {**module_homes(captured, functions), **homes}
+
+
+def module_homes(captured, functions: list) -> dict[str, Home]:
+    """Weights that are parameters, buffers or plain tensor attributes of a module the
+    program's functions reach by name (``modules_by_name``; ``lambda x: lin(x)``:
+    torch.export lifts them as constants, ``lifted_tensor_0``, and make_fx's trace of a
+    program with tensor subclass inputs names them ``graph_module._param_constant0``,
+    names the program does not have): weight name -> the module's slot of it, found by
+    the memory it lies in. A plain tensor attribute (``self.gain = torch.ones(4)``) is
+    named ``constant:lin.gain``, as a module's own package names its own."""
+    wanted: dict[tuple, list[str]] = {}  # memory -> the weights lying there (a tied weight: lifted once a slot)
+    for n, w in captured.weights.items():
+        if (memory := memory_of(w)) is not None and not tensor_attribute(captured.program,
+                                                                          captured.weight_targets.get(n) or ""):
+            wanted.setdefault(memory, []).append(n)
+    if not wanted:
+        return {}
+    reached = modules_by_name(getattr(captured.program, "_call", None), functions)
+    homes = {}
+    for m, (var, how) in reached.items():
+        slots = [(path, store, key, "") for path, store, key in compat.module_tensor_slots(m)]
+        slots += [(f"{prefix}.{key}".lstrip("."), vars(sub), key, "constant:") for prefix, sub in m.named_modules()
+                  for key, t in vars(sub).items() if isinstance(t, torch.Tensor)]  # plain tensor attributes
+        for path, store, key, kind in slots:
+            names = wanted.get(memory_of(store[key]))
+            if names:  # (GPT-2's tied embedding: its two slots, wte's and lm_head's, each a weight)
+                homes[names.pop(0)] = Home(store, key, what=f"{var}.{path} ({var} is {how})",
+                                           name=f"{kind}{var}.{path}")
+    return homes
+
+
+def bind_by_name(captured):
+    """``captured``, the tensors its function's program reads by name (``frozen_homes``)
+    renamed to the names ``load(path, module={...})`` binds them by (``lin.weight``,
+    ``W``, ``constant:W``: ``bound_name``) where they had torch.export's or aotpack's own
+    (``constant:lifted_tensor_0``, ``global:W``). A module's program (or a method's)
+    keeps its names: ``load(path, module=model)`` binds the module alone (a global ``W``
+    is no attribute of it)."""
+    if getattr(captured.program, "m", None) is not None:  # (a module, or a method of one)
+        return captured
+    taken = set(captured.weights)
+    renames = {}
+    for name, home in frozen_homes(captured).items():
+        if home.name and home.name not in taken:
+            renames[name] = home.name
+            taken.add(home.name)
+    captured.rename_weights(renames)
+    return captured
