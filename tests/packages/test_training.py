@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -188,6 +189,44 @@ def test_tensors_that_require_grad_read_from_outside_train_as_eager():
             aotpack.load(path, module=wrong)
     frozen = w.detach()
     aotpack.compile(lambda t: t @ frozen, (x,), train=True, backend="eager")
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
+def test_a_function_over_a_batch_norm_in_training_mode_updates_its_statistics_as_eager(train):
+    """``lambda x: net(x)`` where ``net`` holds a BatchNorm in training mode: eager updates
+    its running statistics at each call. The modules a function reaches by name are the
+    program's own submodules (capture's ``_held_by_name``), so those statistics are
+    buffers the package updates, on the bound module's tensors or its own (until
+    2026-12-05 they were constants torch.export copied: an inference package left them
+    as they were, silently, and a training package was a CaptureError)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    ref = copy.deepcopy(net)
+    x = torch.randn(6, 4)
+
+    def program_of(model):
+        return lambda t: model(t) * 2
+
+    with torch.set_grad_enabled(train):
+        path = aotpack.compile(program_of(net), (x,), train=train, backend="eager").to_bytes()
+    net.load_state_dict(ref.state_dict())  # (the compile ran the program once)
+    bound, eager = aotpack.load(path, module={"model": net}), program_of(ref)
+    for step in range(2):
+        with torch.set_grad_enabled(train):
+            got, want = bound(x + step), eager(x + step)
+        torch.testing.assert_close(got, want)
+        for name, value in ref.state_dict().items():
+            torch.testing.assert_close(net.state_dict()[name], value, msg=name)
+    if train:
+        got.sum().backward()
+        want.sum().backward()
+        for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, msg=name)
+    alone = aotpack.load(path)  # its own statistics, from the compile's state, updated at each call
+    before = alone.state_dict()["model.1.running_mean"].clone()
+    with torch.set_grad_enabled(train):
+        alone(x)
+    assert not torch.equal(alone.state_dict()["model.1.running_mean"], before)
 
 
 OUTSIDE_CHILD = r"""

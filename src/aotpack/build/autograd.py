@@ -675,11 +675,12 @@ _FRESH_COPIES = (torch.ops.aten.lift_fresh_copy.default, torch.ops.aten.clone.de
 def _train_outside(captured, homes: dict[str, Home]) -> dict[str, Home]:
     """Tensors that require grad which the program reads from outside what it packages
     (``homes``, ``frozen_homes``): a module global or closure variable (``W``), or a
-    parameter of a module it reaches by one (``lambda x: lin(x)``) or that a
-    ``functools.partial`` or a callable object holds. Eager accumulates their gradients
-    into their ``.grad``, as torch.compile does; the package trains them as its own
-    parameters: each is a weight the backward computes the gradient of (``_gets_grad``),
-    named as the program reads it (``lin.weight``, ``W``, ``constant:W``: ``_bound_name``),
+    parameter of a module held under a name no dict can give (a partial's ``args[0]``;
+    the modules a function reaches by a name are the program's own submodules, whose
+    parameters are parameters: capture's ``_held_by_name``). Eager accumulates their
+    gradients into their ``.grad``, as torch.compile does; the package trains them as its
+    own parameters: each is a weight the backward computes the gradient of (``_gets_grad``),
+    named as the program reads it (``W``, ``constant:W``: ``bound_name``),
     which a package loaded alone holds as a leaf that requires grad, and
     ``load(path, module={"lin": lin})`` binds to the caller's tensor. (Until 2026-12-05
     the gradient was silently dropped; then refused.) Returns ``homes`` under the new
@@ -690,7 +691,7 @@ def _train_outside(captured, homes: dict[str, Home]) -> dict[str, Home]:
     for name, home in homes.items():
         t = home.get()
         if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point():
-            if getattr(captured.program, "m", None) is not None:
+            if captured.program.of_module:
                 var = home.name.removeprefix("constant:").split(".")[0] or "W"
                 raise CaptureError(
                     f"{captured.name} reads {home.what}, a tensor that requires grad, from outside the module: a "

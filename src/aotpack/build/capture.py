@@ -284,12 +284,23 @@ class _Program(torch.nn.Module):
 
     def __init__(self, target: Callable, signature: list[mf.Param], in_spec: TreeSpec, record: Callable, how: list[str]):
         super().__init__()
+        # a module's own program (or a method's): ``load(path, module=model)`` binds it alone
+        self.of_module = isinstance(target, torch.nn.Module) or isinstance(getattr(target, "__self__", None),
+                                                                            torch.nn.Module)
         if isinstance(target, torch.nn.Module):
             self.m = target
         elif isinstance(getattr(target, "__self__", None), torch.nn.Module):
             # A bound method of a module (model.generate): register the module so its
             # parameters are parameters, not anonymous constants.
             self.m = target.__self__
+        elif (held := _held_by_name(target)) is not None:
+            # A function: the modules it reaches by name (``lambda x: lin(x)``), held under
+            # those names, so their parameters and buffers are the program's, named as
+            # ``load(path, module={"lin": lin})`` binds them, and a buffer the program
+            # updates (batch norm in training mode) is a buffer, not a constant
+            # torch.export would copy (until 2026-12-05 they were constants: the update
+            # was lost, and a training package refused it)
+            self.m = held
         # Not registered as a submodule (that would list every parameter twice).
         object.__setattr__(self, "_call", target)
         self._signature = signature
@@ -647,6 +658,20 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         in_order_program=in_order,
         dim_names=names,
     ))
+
+
+def _held_by_name(target: Callable) -> torch.nn.Module | None:
+    """A module holding the modules a function reaches by name under those names (what
+    ``load(path, module={...})`` binds: load/binding.py's ``holder``), or None where it
+    reaches none. A name no dict can give (a partial's ``args[0]``, or ``training``)
+    leaves its module's tensors constants, frozen at compile."""
+    from .frozen import modules_by_name
+
+    held = torch.nn.Module()
+    for module, (var, _) in modules_by_name(target).items():
+        if var.isidentifier() and not hasattr(held, var):
+            held.add_module(var, module)
+    return held if held._modules else None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
-"""Where a function's program reads tensors by name: the module globals, closure
-variables and modules (``lambda x: lin(x) * W``) whose tensors torch.export lifts as
-constants under names of its own (``lifted_tensor_0``).
+"""Where a function's program reads tensors by name: module globals and closure
+variables (``lambda x: lin(x) * W``), whose tensors torch.export lifts as constants
+under names of its own (``lifted_tensor_0``, aotpack's ``global:W``).
 
-A package names each such tensor as the program reads it (``lin.weight``, ``W``;
-``constant:W`` for a plain tensor), the name a module holding them would give it, so
-``load(path, module={"lin": lin, "W": W})`` binds the live objects by it (load/binding.py:
-their tensors, Python attributes, modes and hooks followed as for a module's package),
-and a package loaded alone holds them as its own. A training package trains those
-that require grad (build/autograd.py's ``_train_outside``), whose trace of the program
-itself puts its primals in these homes while it runs.
+The modules a function reaches by name are the program's own submodules under those
+names (capture.py's ``_held_by_name``): their parameters and buffers are parameters and
+buffers (``lin.weight``). A tensor read by name is named as the program reads it too
+(``W`` for a Parameter, ``constant:W`` for a plain tensor; a module's under a name no
+dict can give, a partial's ``args[0]``, keeps its slot's name), so
+``load(path, module={"lin": lin, "W": W})`` binds the live objects by those names
+(load/binding.py: tensors, Python attributes, modes and hooks followed as for a module's
+package), and a package loaded alone holds them as its own. A training package trains
+those that require grad (build/autograd.py's ``_train_outside``), whose trace of the
+program itself puts its primals in these homes while it runs.
 
 Example:
     >>> import aotpack, torch
@@ -183,7 +186,7 @@ def bind_by_name(captured):
     (``constant:lifted_tensor_0``, ``global:W``). A module's program (or a method's)
     keeps its names: ``load(path, module=model)`` binds the module alone (a global ``W``
     is no attribute of it)."""
-    if getattr(captured.program, "m", None) is not None:  # (a module, or a method of one)
+    if captured.program.of_module:  # (a module, or a method of one)
         return captured
     taken = set(captured.weights)
     renames = {}

@@ -310,15 +310,16 @@ class Binding:
         v, out, attributes = self.variant, [], []
         for key, fqn, gets_grad in zip(v.weights, v.weight_fqns, v.trained_weights()):
             info = self.program.weight(key)
+            if not gets_grad and self._not_given(fqn):
+                out.append(self.stored[key])  # (as compiled: a function's package, a name the dict does not give)
+                continue
             # (a constant may be a parameter of the module: one a function package reads
             # from outside and trains, build/autograd.py's _train_outside)
             if info.kind not in ("parameter", "buffer") and fqn not in live:
                 owner, name = _tensor_attribute(self.module, fqn)
                 if owner is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
-                # (a tensor the program reads by name, which it trains, or one of a module bound by
-                # the name the program reads it by: the module no longer holds it)
-                if owner is None and (gets_grad or self._bound_by_name(fqn)):
+                if owner is None and gets_grad:  # (a tensor the program reads by name, which it trains)
                     raise _missing(self.module, self.program, fqn)
                 if owner is None:
                     out.append(self.stored[key])  # frozen constants stay the package's
@@ -342,12 +343,15 @@ class Binding:
         self._bind_values()
         return out
 
-    def _bound_by_name(self, fqn: str) -> bool:
-        """Whether ``fqn`` (``lin.bias``, ``constant:lin.gain``) is a tensor of a module a
-        function's program reads by name and ``module={...}`` binds (``lin``): the bound
-        module must hold it, as eager reads it there (a frozen copy would be the old one)."""
-        head = fqn.removeprefix("constant:").split(".")[0]
-        return self.program.kind == "function" and "." in fqn and head in self.module._modules
+    def _not_given(self, fqn: str) -> bool:
+        """Whether ``fqn`` is a tensor of a function's package under a name that
+        ``module={...}`` does not give (``lin.weight`` where the dict has no ``lin``; a
+        tensor the program makes, ``constant:lifted_tensor_0``): it stays as compiled. A
+        module's package reads every weight from the module bound."""
+        if self.program.kind != "function":
+            return False
+        head, m = fqn.removeprefix("constant:").split(".")[0], self.module
+        return not (head in m._modules or head in m._parameters or head in m._buffers or head in m.__dict__)
 
     def _inner_tensor(self, live: dict, fqn: str, k: int) -> torch.Tensor | None:
         """Inner tensor ``k`` of the module's weight ``fqn``, a tensor subclass the package
