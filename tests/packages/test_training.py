@@ -106,6 +106,18 @@ def reads_a_module_global(x):
     return OUTSIDE_LIN(x) * 2
 
 
+HELPER_LIN = torch.nn.Linear(4, 3)
+
+
+def _helper(x):
+    return HELPER_LIN(x) * 2
+
+
+def calls_a_helper(x):
+    """Reaches HELPER_LIN only through the helper's globals (known after the trace)."""
+    return _helper(x).relu()
+
+
 class _ReadsAGlobal(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -125,7 +137,7 @@ class _Calls:
         return self.model(x)
 
 
-def test_tensors_that_require_grad_read_from_outside_train_as_eager():
+def test_tensors_that_require_grad_read_from_outside_train_as_eager(monkeypatch):
     """A function reading a tensor that requires grad as a module global, a closure
     variable or a parameter of a module it reaches by one (or that a functools.partial or
     callable object holds), as torch.compile runs it: eager accumulates its gradient into
@@ -133,7 +145,9 @@ def test_tensors_that_require_grad_read_from_outside_train_as_eager():
     bound with ``module={name: object}``, the caller's tensors get eager's gradients and
     later changes to them are followed; loaded alone, the package's own copies are its
     parameters (until 2026-12-05 a CaptureError; before, the gradient was silently
-    dropped)."""
+    dropped). A module read by a helper's global, or as an attribute of a Python module
+    (``helpers.model``), is named so too (until 2026-12-05 its parameters were frozen
+    copies: the output required no grad, with no error)."""
     x = torch.randn(5, 4, requires_grad=True)
     lin = torch.nn.Linear(4, 3)
     w = torch.randn(4, 3, requires_grad=True)
@@ -143,7 +157,11 @@ def test_tensors_that_require_grad_read_from_outside_train_as_eager():
              (lambda t: lin(t).relu() * p, {"lin": lin, "p": p}, ["lin.weight", "lin.bias", "p"]),
              (lambda t: t @ w, {"w": w}, ["constant:w"]),
              (functools.partial(lin), {"func": lin}, ["func.weight", "func.bias"]),
-             (_Calls(lin), {"model": lin}, ["model.weight", "model.bias"])]
+             (_Calls(lin), {"model": lin}, ["model.weight", "model.bias"]),
+             (calls_a_helper, {"HELPER_LIN": HELPER_LIN}, ["HELPER_LIN.weight", "HELPER_LIN.bias"]),
+             (lambda t: train_models.SHARED_LIN(t), {"SHARED_LIN": lin}, ["SHARED_LIN.weight", "SHARED_LIN.bias"])]
+    # (an attribute of a Python module the program names: ``helpers.model``)
+    monkeypatch.setattr(train_models, "SHARED_LIN", lin, raising=False)
     for program, bind, names in cases:
         path = aotpack.compile(program, (x,), train=True, backend="eager").to_bytes()
         tensors = [t for v in bind.values() for t in (v.parameters() if isinstance(v, torch.nn.Module) else [v])]
@@ -227,6 +245,30 @@ def test_a_function_over_a_batch_norm_in_training_mode_updates_its_statistics_as
     with torch.set_grad_enabled(train):
         alone(x)
     assert not torch.equal(alone.state_dict()["model.1.running_mean"], before)
+
+
+HELPER_NORM = torch.nn.BatchNorm1d(4)
+
+
+def _normalizes(x):
+    return HELPER_NORM(x) * 2
+
+
+def test_a_batch_norm_reached_only_through_a_helper_is_refused_naming_the_fix():
+    """A training package of a function whose helper updates a module's buffers (a batch
+    norm in training mode read as the helper's global): the function names no such module
+    before the trace, so torch.export holds its statistics as constants and cannot update
+    them. Refused, saying to name the module in the function; so named, it trains."""
+    x = torch.randn(6, 4)
+    with pytest.raises(aotpack.CaptureError, match=r"Constant \S+ is mutated(.|\n)*hint: the program updates a "
+                                                   r"tensor of a module it reaches only through a helper"):
+        aotpack.compile(lambda t: _normalizes(t), (x,), train=True, backend="eager")
+    norm = HELPER_NORM
+    fn = aotpack.load(aotpack.compile(lambda t: _normalizes(t) + 0 * norm.bias, (x,), train=True,
+                                      backend="eager").to_bytes(), module={"norm": norm})
+    ref = copy.deepcopy(norm)
+    torch.testing.assert_close(fn(x), ref(x) * 2)
+    torch.testing.assert_close(norm.running_mean, ref.running_mean)
 
 
 OUTSIDE_CHILD = r"""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import linecache
+import re
 import traceback
 import warnings
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from . import desugar, subclass_weights
 from .effects import EffectRecorder
-from .frozen import frozen_values
+from .frozen import frozen_values, modules_read
 from .graphs import (
     layout_dependent_uses,
     library_ops,
@@ -190,6 +191,8 @@ class Captured:
     # the Dim name of each size symbol of ``graph_module`` (``{"s0": "batch"}``)
     dim_names: dict[str, str] = field(default_factory=dict)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
+    # the modules the functions that ran read by name (frozen.modules_read): helpers' globals
+    modules_read: dict = field(default_factory=dict, repr=False)
 
     def detach_all(self) -> None:
         """Mark every input and weight that requires grad as one the program detaches
@@ -651,7 +654,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         inference_outputs=[] if allow_mutations else list(record["inference_outputs"]),
         module_attributes=module_attributes(target, recorder),
         module_types=module_types(target, recorder),
-        module_code=module_code(target, recorder),
+        module_code=module_code(target, recorder), modules_read=modules_read(recorder.functions),
         subclass_weights=subclass_kinds,
         program=program,
         mutated_inputs=written_inputs,
@@ -1029,10 +1032,15 @@ def _functional(ep, target):
             return ep.run_decompositions({})
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = ("torch.compile may split such a program into several graphs; compile the part without the "
+                "in-place update, or an inference package (train=False)")
+        if re.search(r"Constant \S+ is mutated", reason):  # (a batch norm the function reaches through a helper)
+            hint = ("the program updates a tensor of a module it reaches only through a helper or an attribute "
+                    "(model.bn's statistics), which torch.export holds as a constant: name the module in the "
+                    "function compiled (model = helpers.model; lambda x: step(model, x)), whose modules are "
+                    "the package's own")
         raise CaptureError(f"cannot trace {program_name(target)}'s training graph: torch's functional retrace "
-                           f"of the program failed: {reason}",
-                           hint="torch.compile may split such a program into several graphs; compile the "
-                                "part without the in-place update, or an inference package (train=False)") from e
+                           f"of the program failed: {reason}", hint=hint) from e
 
 
 def _inline_autocast(ep):

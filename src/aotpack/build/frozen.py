@@ -15,7 +15,7 @@ import torch
 
 from .. import tree
 
-__all__ = ["frozen_values", "modules_by_name", "user_functions"]
+__all__ = ["frozen_values", "modules_by_name", "modules_read", "user_functions"]
 
 
 def user_functions(target: Callable) -> list[types.FunctionType]:
@@ -87,6 +87,41 @@ def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch
     for m, how in found.items():
         reached.setdefault(m, how)
     return reached
+
+
+def modules_read(ran: dict) -> dict[torch.nn.Module, tuple[str, str]]:
+    """The modules that the user functions that ran (``EffectRecorder.functions``: code ->
+    (globals, closure values)) read by name: a global or closure variable of a helper at
+    any depth (``def loss(x): return model(x)`` in another file), or an attribute of a
+    Python module they name (``helpers.model``): module -> (the name, how it is read).
+    torch.export lifts their tensors as constants, which ``modules_by_name`` (the
+    function's own names, known before the trace) does not reach; these are known only
+    after it (build/homes.py names their tensors by them).
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 2)
+        >>> def helper(x):
+        ...     return lin(x)
+        >>> modules_read({helper.__code__: (helper.__globals__, {})})[lin]
+        ('lin', 'a module global of helper')
+    """
+    found: dict = {}
+    for code, (globals_, cells) in ran.items():
+        where = getattr(code, "co_qualname", code.co_name)
+        names = _code_names(code)
+        for name in sorted(names):
+            value = globals_.get(name)
+            if isinstance(value, torch.nn.Module):
+                found.setdefault(value, (name, f"a module global of {where}"))
+            elif isinstance(value, types.ModuleType) and not value.__name__.split(".")[0] == "torch":
+                for attr in sorted(names):  # (``helpers.model``: both names are the code's)
+                    held = vars(value).get(attr)
+                    if isinstance(held, torch.nn.Module):
+                        found.setdefault(held, (attr, f"{name}.{attr}, read by {where}"))
+        for name, value in cells.items():
+            if isinstance(value, torch.nn.Module):
+                found.setdefault(value, (name, f"a closure variable of {where}"))
+    return found
 
 
 def _code_names(code: types.CodeType) -> set[str]:

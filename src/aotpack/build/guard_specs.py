@@ -301,7 +301,7 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
     (``self.calls += 1``) are side effects, warned about at capture. Names are those the
     method's code uses as any attribute or global, so an attribute that only shares its
     name with one is guarded too: a change to it is refused, never missed."""
-    paths = _module_paths(target)
+    paths = _module_paths(target, recorder)
     found, objects = {}, {}
     for (key, code), module in recorder.module_methods.items():
         path = paths.get(key)
@@ -329,7 +329,7 @@ def module_types(target, recorder: EffectRecorder) -> dict[str, str]:
     ``""`` for the module itself): torch.export compiled their code in, where eager runs
     the code of whatever module sits there at the call, so a module bound at load is
     guarded on them (load/binding.py; dynamo guards a module's type too)."""
-    paths = _module_paths(target)
+    paths = _module_paths(target, recorder)
     found = {paths[key]: class_name(type(module)) for (key, _), module in recorder.module_methods.items()
              if key in paths}
     return dict(sorted(found.items()))
@@ -342,7 +342,7 @@ def module_code(target, recorder: EffectRecorder) -> dict[str, str]:
     the code it traced would recompile."""
     from ..package.manifest import class_code, method_function
 
-    paths = _module_paths(target)
+    paths = _module_paths(target, recorder)
     ran: dict[type, set[str]] = {}
     for (key, code), module in recorder.module_methods.items():
         if key in paths and getattr(method_function(type(module), code.co_name), "__code__", None) is code:
@@ -351,18 +351,25 @@ def module_code(target, recorder: EffectRecorder) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _module_paths(target) -> dict[int, str]:
+def _module_paths(target, recorder: EffectRecorder) -> dict[int, str]:
     """id(module) -> its path under the module the program is (or a method of); for a
     function's program, under the name it reaches each module by (``lin``, ``lin.0``:
-    ``load(path, module={"lin": lin})`` binds them, frozen.modules_by_name), except one
-    no dict can name (a partial's positional argument)."""
-    from .frozen import modules_by_name
+    ``load(path, module={"lin": lin})`` binds them; frozen.modules_by_name, then the names
+    its helpers read, frozen.modules_read), except one no dict can name (a partial's
+    positional argument)."""
+    from .frozen import modules_by_name, modules_read
 
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     if isinstance(root, torch.nn.Module):
         roots = [(root, "")]
     else:
-        roots = [(m, var) for m, (var, _) in modules_by_name(target).items() if var.isidentifier()]
+        named = modules_by_name(target)
+        for module, how in modules_read(recorder.functions).items():
+            named.setdefault(module, how)
+        first = {}  # (a helper's global of a name the function gives another module: not bindable)
+        for m, (var, _) in named.items():
+            first.setdefault(var, m)
+        roots = [(m, var) for var, m in first.items() if var.isidentifier()]
     paths = {}
     for module, var in roots:
         for path, m in module.named_modules(remove_duplicate=False):

@@ -166,6 +166,8 @@ def module_homes(captured, functions: list) -> dict[str, Home]:
     if not wanted:
         return {}
     reached = modules_by_name(getattr(captured.program, "_call", None), functions)
+    for module, how in captured.modules_read.items():  # (a helper's, at any depth: known after the trace)
+        reached.setdefault(module, how)
     homes = {}
     for m, (var, how) in reached.items():
         slots = [(path, store, key, "") for path, store, key in compat.module_tensor_slots(m)]
