@@ -113,6 +113,10 @@ def _helper(x):
     return HELPER_LIN(x) * 2
 
 
+def _apply(model, x):
+    return model(x) * 3
+
+
 def calls_a_helper(x):
     """Reaches HELPER_LIN only through the helper's globals (known after the trace)."""
     return _helper(x).relu()
@@ -157,6 +161,8 @@ def test_tensors_that_require_grad_read_from_outside_train_as_eager(monkeypatch)
              (lambda t: lin(t).relu() * p, {"lin": lin, "p": p}, ["lin.weight", "lin.bias", "p"]),
              (lambda t: t @ w, {"w": w}, ["constant:w"]),
              (functools.partial(lin), {"func": lin}, ["func.weight", "func.bias"]),
+             # (a positional argument of a partial: named by the parameter it fills)
+             (functools.partial(_apply, lin), {"model": lin}, ["model.weight", "model.bias"]),
              (_Calls(lin), {"model": lin}, ["model.weight", "model.bias"]),
              (calls_a_helper, {"HELPER_LIN": HELPER_LIN}, ["HELPER_LIN.weight", "HELPER_LIN.bias"]),
              (lambda t: train_models.SHARED_LIN(t), {"SHARED_LIN": lin}, ["SHARED_LIN.weight", "SHARED_LIN.bias"])]

@@ -675,7 +675,7 @@ _FRESH_COPIES = (torch.ops.aten.lift_fresh_copy.default, torch.ops.aten.clone.de
 def _train_outside(captured, homes: dict[str, Home]) -> dict[str, Home]:
     """Tensors that require grad which the program reads from outside what it packages
     (``homes``, ``frozen_homes``): a module global or closure variable (``W``), or a
-    parameter of a module held under a name no dict can give (a partial's ``args[0]``;
+    parameter of a module held under a name no dict can give (``training``, or a partial's ``args[0]`` where its function has no signature;
     the modules a function reaches by a name are the program's own submodules, whose
     parameters are parameters: capture's ``_held_by_name``). Eager accumulates their
     gradients into their ``.grad``, as torch.compile does; the package trains them as its

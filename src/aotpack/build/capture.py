@@ -666,7 +666,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
 def _held_by_name(target: Callable) -> torch.nn.Module | None:
     """A module holding the modules a function reaches by name under those names (what
     ``load(path, module={...})`` binds: load/binding.py's ``holder``), or None where it
-    reaches none. A name no dict can give (a partial's ``args[0]``, or ``training``)
+    reaches none. A name no dict can give (``training``, or a partial's ``args[0]`` where its function has no signature)
     leaves its module's tensors constants, frozen at compile."""
     from .frozen import modules_by_name
 

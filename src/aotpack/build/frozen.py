@@ -48,8 +48,9 @@ def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch
     of its functions (``lambda x: lin(x)``), the function or an argument of a
     ``functools.partial``, an attribute of a callable object: module -> (the name, how
     it is reached, for messages). The name is the one ``load(path, module={name: m})``
-    binds it by (``func`` for a partial's function; ``args[0]`` for a positional
-    argument, which no dict can name). ``functions``: ``user_functions(call)``. Torch.export
+    binds it by (``func`` for a partial's function; a positional argument by the
+    parameter it fills, ``args[0]`` where the function has no signature, which no dict
+    can name). ``functions``: ``user_functions(call)``. Torch.export
     compiles such a module's tensors and Python state in, as it does a module target's
     (build/autograd.py's ``_module_homes``, build/guard_specs.py's ``_module_paths``).
 
@@ -76,7 +77,11 @@ def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch
             if isinstance(fn.__globals__.get(var), torch.nn.Module):
                 reached.setdefault(fn.__globals__[var], (var, "a module global"))
     if isinstance(call, functools.partial):
-        held = {"func": call.func, **{f"args[{i}]": a for i, a in enumerate(call.args)}, **call.keywords}
+        # (a positional argument by the name of the parameter it fills: ``partial(step, model)``
+        # of ``def step(model, x)`` binds as ``module={"model": model}``)
+        names = _positional_names(call.func)
+        held = {"func": call.func, **{names[i] if i < len(names) else f"args[{i}]": a for i, a in enumerate(call.args)},
+                **call.keywords}
         found = {v: (k, "the function a functools.partial calls" if k == "func" else "an argument of a "
                      "functools.partial") for k, v in held.items() if isinstance(v, torch.nn.Module)}
     elif isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
@@ -87,6 +92,19 @@ def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch
     for m, how in found.items():
         reached.setdefault(m, how)
     return reached
+
+
+def _positional_names(func) -> list[str]:
+    """The names of ``func``'s parameters that a positional argument may fill, in order;
+    [] where it has no signature Python can read."""
+    import inspect
+
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds]
 
 
 def modules_read(ran: dict) -> dict[torch.nn.Module, tuple[str, str]]:

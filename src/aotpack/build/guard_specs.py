@@ -355,8 +355,7 @@ def _module_paths(target, recorder: EffectRecorder) -> dict[int, str]:
     """id(module) -> its path under the module the program is (or a method of); for a
     function's program, under the name it reaches each module by (``lin``, ``lin.0``:
     ``load(path, module={"lin": lin})`` binds them; frozen.modules_by_name, then the names
-    its helpers read, frozen.modules_read), except one no dict can name (a partial's
-    positional argument)."""
+    its helpers read, frozen.modules_read), except one no dict can name (``args[0]``)."""
     from .frozen import modules_by_name, modules_read
 
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)

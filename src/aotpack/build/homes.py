@@ -6,7 +6,7 @@ The modules a function reaches by name are the program's own submodules under th
 names (capture.py's ``_held_by_name``): their parameters and buffers are parameters and
 buffers (``lin.weight``). A tensor read by name is named as the program reads it too
 (``W`` for a Parameter, ``constant:W`` for a plain tensor; a module's under a name no
-dict can give, a partial's ``args[0]``, keeps its slot's name), so
+dict can give, ``args[0]``, keeps its slot's name), so
 ``load(path, module={"lin": lin, "W": W})`` binds the live objects by those names
 (load/binding.py: tensors, Python attributes, modes and hooks followed as for a module's
 package), and a package loaded alone holds them as its own. A training package trains
