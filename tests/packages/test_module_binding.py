@@ -488,6 +488,32 @@ def test_a_bound_modules_config_is_guarded(tmp_path):
         fn(x)
 
 
+def test_a_function_over_a_transformers_model_follows_the_model_bound():
+    """``lambda ids: model(input_ids=ids).logits`` over transformers' GPT-2 (a small config),
+    bound with ``module={"model": model}``: an update of its weights is followed, and a
+    submodule's dropout put in training mode or a config field changed is refused, naming
+    it (until 2026-12-05 such a package ran the weights and values of compile time)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100,
+                                                                 n_positions=32)).eval()
+    ids = torch.randint(0, 100, (2, 8))
+    program = lambda t: model(input_ids=t).logits  # noqa: E731 - what torch.compile users write
+    with torch.no_grad():
+        fn = aotpack.load(aotpack.compile(program, (ids,), backend="eager").to_bytes(), module={"model": model})
+        torch.testing.assert_close(fn(ids), program(ids))
+        model.transformer.h[0].attn.c_attn.weight.mul_(1.5)
+        torch.testing.assert_close(fn(ids), program(ids))
+        model.transformer.drop.train()
+        with pytest.raises(aotpack.GuardError, match=r"module.model.transformer.drop.training: expected False "
+                                                     r"\(compiled in eval mode"):
+            fn(ids)
+        model.eval()
+        model.config.output_hidden_states = True
+        with pytest.raises(aotpack.GuardError, match=r"module.model.config.output_hidden_states: expected False"):
+            fn(ids)
+
+
 @pytest.mark.parametrize("backend", ["inductor", pytest.param("aoti", marks=pytest.mark.slow)])
 def test_weights_keep_the_layout_compiled_code_reads_them_in(tmp_path, backend):
     """Compiled code reads a weight through the strides it had at compile time; the
