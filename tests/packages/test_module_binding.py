@@ -206,7 +206,7 @@ MODULE_CHANGES = {
     "a forward pre-hook": lambda m, g: m.register_forward_pre_hook(lambda mod, args: (args[0] + 1,)),
     "train mode": lambda m, g: m.train(),
     "reassign a plain tensor attribute": lambda m, g: setattr(m, "gain", _rand(g, 4)),
-    "update a plain tensor attribute in place": lambda m, g: m.gain.mul_(_rand(g, 4)),
+    "update a plain tensor attribute in place": lambda m, g: m.gain is None or m.gain.mul_(_rand(g, 4)),
     "a plain tensor attribute of another shape": lambda m, g: setattr(m, "gain", _rand(g, 2, 4)),
     "a plain tensor attribute set to None": lambda m, g: setattr(m, "gain", None),
     "another Python value read": lambda m, g: setattr(m, "alpha", float(_rand(g, 1))),
@@ -486,6 +486,33 @@ def test_a_bound_modules_config_is_guarded(tmp_path):
     m.config.reduce = "none"  # and a change to it is seen, not to the old object
     with pytest.raises(aotpack.GuardError, match=r"module.config.reduce: expected 'sum'"):
         fn(x)
+
+
+TABLE = torch.linspace(0.0, 1.0, 3)
+
+
+def test_a_function_bound_with_a_dict_that_leaves_out_a_name_says_so(recwarn):
+    """``lambda x: lin(x) * W + TABLE`` bound with ``module={"W": W}``: ``lin`` and ``TABLE``
+    run as the package's copies of compile time, where eager reads the caller's. A
+    UserWarning at load names them and the dict entries that would follow them; none
+    where the dict gives every name."""
+    lin, w = torch.nn.Linear(3, 3), torch.randn(3)
+    program = lambda x: lin(x) * w + TABLE  # noqa: E731 - what torch.compile users write
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        data = aotpack.compile(program, (x,), backend="eager").to_bytes()
+        aotpack.load(data, module={"lin": lin, "w": w, "TABLE": TABLE})
+        assert not [w for w in recwarn if "by name" in str(w.message)]
+        with pytest.warns(UserWarning, match=r"reads TABLE, lin by name, which module= does not give: the package "
+                                             r"runs its own copy of compile time there \(add 'TABLE': TABLE, "
+                                             r"'lin': lin"):
+            fn = aotpack.load(data, module={"w": w})
+        compiled = torch.nn.Linear(3, 3)
+        compiled.load_state_dict(lin.state_dict())
+        lin.weight.mul_(2)  # not followed, as the warning said; the tensor given is
+        w.mul_(3)
+        torch.testing.assert_close(fn(x), compiled(x) * w + TABLE)
+        assert not torch.allclose(fn(x), program(x))
 
 
 def test_a_function_over_a_transformers_model_follows_the_model_bound():

@@ -257,6 +257,27 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tu
             {p: v for p, v in attributes.items() if p.split(".")[0] in bound})
 
 
+def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module) -> None:
+    """A function's package bound with a dict that leaves out a module or tensor its
+    program reads by name (``module={"W": W}`` where it reads ``model`` too): that one
+    runs as the package's copy of compile time, where eager would read the caller's. Said
+    once at load, naming them (not refused: a lookup table meant to stay as compiled is
+    common; loaded alone, every one is the package's)."""
+    if program.kind != "function":
+        return
+    weights = set(variant.weights)
+    read = {path.split(".")[0] for path in variant.module_types}
+    read |= {f.name for f in program.frozen if f.weight in weights and f.kind in ("global", "closure")}
+    given = set(module._modules) | set(module._parameters) | set(module._buffers) | set(module.__dict__)
+    missing = sorted(n for n in read if n.isidentifier() and n not in given)
+    if missing:
+        from ..errors import warn_caller
+
+        warn_caller(f"aotpack: the program reads {', '.join(missing)} by name, which module= does not give: "
+                    "the package runs its own copy of compile time there (add "
+                    + ", ".join(f"{n!r}: {n}" for n in missing) + " to follow the caller's)", UserWarning)
+
+
 class Binding:
     """The live weights of one variant, bound to ``module`` by name.
 
@@ -287,6 +308,7 @@ class Binding:
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
         self._types, self._attributes = _followed(variant, program, module)
+        _warn_not_given(variant, program, module)
         problem = self._replaced_module() or self._edited_class()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
