@@ -243,6 +243,12 @@ def _missing(module: torch.nn.Module, program: Program, fqn: str) -> AotpackErro
                         "needs", hint="pass the same model class the package was compiled from")
 
 
+def _given(module: torch.nn.Module) -> set[str]:
+    """The names the module bound holds (for a function's package, the keys of
+    ``module={...}``): its submodules, parameters, buffers and plain attributes."""
+    return set(module._modules) | set(module._parameters) | set(module._buffers) | set(module.__dict__)
+
+
 def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tuple[dict, dict]:
     """The variant's module classes and attributes (``module_types``,
     ``module_attributes``: path -> value) the binding follows: all of a module's
@@ -252,7 +258,7 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tu
     types, attributes = variant.module_types, variant.module_attributes
     if program.kind != "function":
         return types, attributes
-    bound = module._modules.keys()
+    bound = _given(module)
     return ({p: t for p, t in types.items() if p.split(".")[0] in bound},
             {p: v for p, v in attributes.items() if p.split(".")[0] in bound})
 
@@ -268,8 +274,8 @@ def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module)
     weights = set(variant.weights)
     read = {path.split(".")[0] for path in variant.module_types}
     read |= {f.name for f in program.frozen if f.weight in weights and f.kind in ("global", "closure")}
-    given = set(module._modules) | set(module._parameters) | set(module._buffers) | set(module.__dict__)
-    missing = sorted(n for n in read if n.isidentifier() and n not in given)
+    missing = sorted(read - _given(module))
+    missing = [n for n in missing if n.isidentifier()]
     if missing:
         from ..errors import warn_caller
 
@@ -372,8 +378,7 @@ class Binding:
         module's package reads every weight from the module bound."""
         if self.program.kind != "function":
             return False
-        head, m = fqn.removeprefix("constant:").split(".")[0], self.module
-        return not (head in m._modules or head in m._parameters or head in m._buffers or head in m.__dict__)
+        return fqn.removeprefix("constant:").split(".")[0] not in _given(self.module)
 
     def _inner_tensor(self, live: dict, fqn: str, k: int) -> torch.Tensor | None:
         """Inner tensor ``k`` of the module's weight ``fqn``, a tensor subclass the package
