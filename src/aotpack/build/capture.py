@@ -666,8 +666,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
 def _held_by_name(target: Callable) -> torch.nn.Module | None:
     """A module holding the modules a function reaches by name under those names (what
     ``load(path, module={...})`` binds: load/binding.py's ``holder``), or None where it
-    reaches none. A name no dict can give (``training``, or a partial's ``args[0]`` where its function has no signature)
-    leaves its module's tensors constants, frozen at compile."""
+    reaches none. A name no dict can give (``training``; ``args[0]``, a partial's
+    argument to a function with no signature) leaves its module's tensors constants."""
     from .frozen import modules_by_name
 
     held = torch.nn.Module()

@@ -52,7 +52,8 @@ def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch
     parameter it fills, ``args[0]`` where the function has no signature, which no dict
     can name). ``functions``: ``user_functions(call)``. Torch.export
     compiles such a module's tensors and Python state in, as it does a module target's
-    (build/autograd.py's ``_module_homes``, build/guard_specs.py's ``_module_paths``).
+    (capture.py's ``_held_by_name``, homes.py's ``module_homes``, guard_specs.py's
+    ``_module_paths``).
 
     Example:
         >>> def make():

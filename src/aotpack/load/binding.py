@@ -336,10 +336,14 @@ class Binding:
         live = dict(self.module.named_parameters(remove_duplicate=False))
         live.update(self.module.named_buffers(remove_duplicate=False))
         v, out, attributes = self.variant, [], []
+        # a function's package: the names ``module={...}`` gives (``lin`` of ``lin.weight``); a
+        # tensor under another name (one the program makes, ``constant:lifted_tensor_0``, or
+        # one the dict leaves out) stays as compiled. A module's package reads every weight.
+        given = _given(self.module) if self.program.kind == "function" else None
         for key, fqn, gets_grad in zip(v.weights, v.weight_fqns, v.trained_weights()):
             info = self.program.weight(key)
-            if not gets_grad and self._not_given(fqn):
-                out.append(self.stored[key])  # (as compiled: a function's package, a name the dict does not give)
+            if given is not None and not gets_grad and fqn.removeprefix("constant:").split(".")[0] not in given:
+                out.append(self.stored[key])
                 continue
             # (a constant may be a parameter of the module: one a function package reads
             # from outside and trains, build/autograd.py's _train_outside)
@@ -370,15 +374,6 @@ class Binding:
         self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
         self._bind_values()
         return out
-
-    def _not_given(self, fqn: str) -> bool:
-        """Whether ``fqn`` is a tensor of a function's package under a name that
-        ``module={...}`` does not give (``lin.weight`` where the dict has no ``lin``; a
-        tensor the program makes, ``constant:lifted_tensor_0``): it stays as compiled. A
-        module's package reads every weight from the module bound."""
-        if self.program.kind != "function":
-            return False
-        return fqn.removeprefix("constant:").split(".")[0] not in _given(self.module)
 
     def _inner_tensor(self, live: dict, fqn: str, k: int) -> torch.Tensor | None:
         """Inner tensor ``k`` of the module's weight ``fqn``, a tensor subclass the package
