@@ -46,7 +46,7 @@ from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
 from . import desugar, subclass_weights
 from .effects import EffectRecorder
-from .frozen import frozen_values, modules_read
+from .frozen import frozen_values, modules_by_name
 from .graphs import (
     layout_dependent_uses,
     library_ops,
@@ -66,6 +66,7 @@ from .guard_specs import (
     layout_pins,
     module_attributes,
     module_code,
+    module_paths,
     module_training_of,
     module_types,
     requires_grad_pins,
@@ -191,8 +192,9 @@ class Captured:
     # the Dim name of each size symbol of ``graph_module`` (``{"s0": "batch"}``)
     dim_names: dict[str, str] = field(default_factory=dict)
     program: Any = field(default=None, repr=False)  # the traced module (flat tensors in): training's joint
-    # the modules the functions that ran read by name (frozen.modules_read): helpers' globals
-    modules_read: dict = field(default_factory=dict, repr=False)
+    # the modules the program reaches by name, from its own functions and every helper that
+    # ran (frozen.modules_by_name): module -> (name, how)
+    modules_named: dict = field(default_factory=dict, repr=False)
 
     def detach_all(self) -> None:
         """Mark every input and weight that requires grad as one the program detaches
@@ -285,7 +287,8 @@ class _Program(torch.nn.Module):
     tensors and every backend gets the same flat calling convention.
     """
 
-    def __init__(self, target: Callable, signature: list[mf.Param], in_spec: TreeSpec, record: Callable, how: list[str]):
+    def __init__(self, target: Callable, signature: list[mf.Param], in_spec: TreeSpec, record: Callable, how: list[str],
+                 ran: dict | None = None):
         super().__init__()
         # a module's own program (or a method's): ``load(path, module=model)`` binds it alone
         self.of_module = isinstance(target, torch.nn.Module) or isinstance(getattr(target, "__self__", None),
@@ -296,7 +299,7 @@ class _Program(torch.nn.Module):
             # A bound method of a module (model.generate): register the module so its
             # parameters are parameters, not anonymous constants.
             self.m = target.__self__
-        elif (held := _held_by_name(target)) is not None:
+        elif (held := _held_by_name(target, ran)) is not None:
             # A function: the modules it reaches by name (``lambda x: lin(x)``), held under
             # those names, so their parameters and buffers are the program's, named as
             # ``load(path, module={"lin": lin})`` binds them, and a buffer the program
@@ -546,19 +549,27 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     options = {"strict_dims": strict_dims, "allow_mutations": allow_mutations, "autocast": autocast}
     try:
         return _capture(target, args, kwargs, dynamic, **options)
-    except _KeepStrides as keep:
-        # the program depends on the layout of an input with gaps in its strides and a
-        # dynamic size: compiled again in the example's strides (the side effects of the
-        # program were reported by the first capture)
+    except _CaptureAgain as again:
+        first = again
+    # what the first trace found (an input's layout the program depends on, a helper's
+    # module it updates): captured again with it (the side effects of the program were
+    # reported by the first capture); at most once a kind of change
+    changes = {}
+    while True:
+        changes.update(first.changes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=SideEffectWarning)
             try:
-                return _capture(target, args, kwargs, dynamic, keep_strides=keep.indices, **options)
+                return _capture(target, args, kwargs, dynamic, **changes, **options)
+            except _CaptureAgain as again:
+                if again.changes.keys() <= changes.keys():
+                    raise first.refusal from again
+                first = again
             except (CaptureError, AttributeError) as e:
-                # torch could not trace the program in those strides (seen in training:
+                # torch could not trace the program so (seen in training, in strides kept:
                 # an AttributeError from the guards torch.export adds, in the functional
                 # retrace): the refusal the first capture would have given
-                raise keep.refusal from e
+                raise first.refusal from e
 
 
 def _capturable(target):
@@ -576,12 +587,13 @@ def _capturable(target):
 
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
-             keep_strides: frozenset = frozenset()) -> Captured:
+             keep_strides: frozenset = frozenset(), ran: dict | None = None) -> Captured:
     """One capture (``capture``); ``keep_strides``: the flat inputs compiled in the example's
-    strides, not in a contiguous copy (``_bind_call``)."""
+    strides, not in a contiguous copy (``_bind_call``); ``ran``: a first capture's user
+    functions, whose modules read by name the program holds (``_held_by_name``)."""
     call = _bind_call(target, args, kwargs, dynamic, keep_strides)
     _refuse_tensor_subclasses(target, call)
-    program = _Program(target, call.signature, call.in_spec, None, call.how)
+    program = _Program(target, call.signature, call.in_spec, None, call.how, ran)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
     amp = autocast_dtype(device, autocast)
     program._autocast = (device, amp) if amp else None
@@ -605,7 +617,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
             given_history = _inputs_given_history(ep, call.flat)
         in_order = _in_order_program(ep, updated_with_grad | updated_without_grad, record["custom_functions"])
         straight_through = _detach_grad_disabled_regions(ep, call.flat)
-        ep = _functional(ep, target)
+        ep = _functional(ep, target, None if ran is not None or program.of_module else recorder.functions)
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     aliases_from = None  # the graph whose outputs' views of inputs are eager's (None: gm)
     if amp and not allow_mutations:
@@ -652,9 +664,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         requires_grad_weights=record["requires_grad_reads"][1],
         detached_weights=detached_weights,
         inference_outputs=[] if allow_mutations else list(record["inference_outputs"]),
-        module_attributes=module_attributes(target, recorder),
-        module_types=module_types(target, recorder),
-        module_code=module_code(target, recorder), modules_read=modules_read(recorder.functions),
+        **_module_records(target, recorder),
         subclass_weights=subclass_kinds,
         program=program,
         mutated_inputs=written_inputs,
@@ -663,15 +673,23 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     ))
 
 
-def _held_by_name(target: Callable) -> torch.nn.Module | None:
+def _module_records(target, recorder: EffectRecorder) -> dict:
+    """``Captured``'s records of the modules the program reaches (the module target and its
+    submodules, or those a function reaches by name) as a bound module is guarded on them."""
+    named = modules_by_name(target, recorder.functions)
+    paths = module_paths(target, named)
+    return {"module_attributes": module_attributes(paths, recorder), "module_types": module_types(paths, recorder),
+            "module_code": module_code(paths, recorder), "modules_named": named}
+
+
+def _held_by_name(target: Callable, ran: dict | None = None) -> torch.nn.Module | None:
     """A module holding the modules a function reaches by name under those names (what
     ``load(path, module={...})`` binds: load/binding.py's ``holder``), or None where it
-    reaches none. A name no dict can give (``training``; ``args[0]``, a partial's
+    reaches none: those its own code names, and (``ran``) those the helpers that ran in
+    a first capture name. A name no dict can give (``training``; ``args[0]``, a partial's
     argument to a function with no signature) leaves its module's tensors constants."""
-    from .frozen import modules_by_name
-
     held = torch.nn.Module()
-    for module, (var, _) in modules_by_name(target).items():
+    for module, (var, _) in modules_by_name(target, ran).items():
         if var.isidentifier() and not hasattr(held, var):
             held.add_module(var, module)
     return held if held._modules else None
@@ -697,13 +715,16 @@ class _Call:
     kept: dict = field(default_factory=dict)
 
 
-class _KeepStrides(Exception):
-    """Capture again with these flat inputs in the example's strides (``_bind_call``):
-    the program depends on their layout, so a contiguous copy cannot stand in."""
+class _CaptureAgain(Exception):
+    """Capture again with these options of ``_capture`` changed, because the first
+    capture found what it needed only in its trace: ``keep_strides``, flat inputs whose
+    layout the program depends on, so a contiguous copy cannot stand in (``_bind_call``);
+    ``ran``, the user functions that ran, whose modules read by name are held as the
+    program's own then (``_held_by_name``)."""
 
-    def __init__(self, indices: frozenset, refusal: CaptureError):
-        super().__init__(sorted(indices))
-        self.indices = indices
+    def __init__(self, refusal: CaptureError, **changes):
+        super().__init__(sorted(changes))
+        self.changes = changes
         self.refusal = refusal  # what the caller is told where the second capture fails too
 
 
@@ -785,7 +806,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
                   strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
-    named Dim to one size. _KeepStrides where the program depends on the layout of an
+    named Dim to one size. _CaptureAgain where the program depends on the layout of an
     input compiled for a contiguous copy: capture runs again with its own strides, which
     the guard then pins exactly (``{"stride": [12, 2]}``) where torch.export kept them static.
     The exception carries the refusal ``capture`` gives where that second capture fails
@@ -793,8 +814,8 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
     pinned_copies = [i for i in call.relaid if pins[i]]
     if pinned_copies:
-        raise _KeepStrides(frozenset(pinned_copies),
-                           _gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins))
+        raise _CaptureAgain(_gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins),
+                            keep_strides=frozenset(pinned_copies))
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     shapes, dims, specialized, names, narrowed = guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
@@ -1019,11 +1040,14 @@ def _in_order_program(ep, updated_inputs, custom_functions) -> bytes | None:
     return compat.serialize_program(ep)
 
 
-def _functional(ep, target):
+def _functional(ep, target, helpers: dict | None = None):
     """torch.export's training IR keeps in-place ops (BatchNorm's running stats); the
     functional form AOT autograd needs returns the new values instead. CaptureError where
     torch's retrace refuses the program (a view of an input returned after an update of
-    the input under no_grad), not torch's RuntimeError."""
+    the input under no_grad), not torch's RuntimeError. ``helpers``: the user functions
+    that ran, where the program does not hold their modules yet: a tensor torch.export
+    held as a constant and the program updates (a batch norm a helper reaches by its
+    global name, ``def loss(x): return model(x)``) captures again holding them."""
     try:
         with compat.quiet_export_logs(), warnings.catch_warnings():
             # (a tensor that requires grad read from a global or closure: torch detaches
@@ -1034,13 +1058,17 @@ def _functional(ep, target):
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = ("torch.compile may split such a program into several graphs; compile the part without the "
                 "in-place update, or an inference package (train=False)")
-        if re.search(r"Constant \S+ is mutated", reason):  # (a batch norm the function reaches through a helper)
-            hint = ("the program updates a tensor of a module it reaches only through a helper or an attribute "
-                    "(model.bn's statistics), which torch.export holds as a constant: name the module in the "
-                    "function compiled (model = helpers.model; lambda x: step(model, x)), whose modules are "
-                    "the package's own")
-        raise CaptureError(f"cannot trace {program_name(target)}'s training graph: torch's functional retrace "
-                           f"of the program failed: {reason}", hint=hint) from e
+        constant = re.search(r"Constant \S+ is mutated", reason)
+        if constant:  # (a batch norm the program reaches by no name: ``registry["model"]``)
+            hint = ("the program updates a tensor of a module it reaches by no name a package can bind (an item of "
+                    "a dict, an attribute of an object), which torch.export holds as a constant: name the module "
+                    "in the function compiled (model = registry['model']; lambda x: step(model, x)), whose "
+                    "modules are the package's own")
+        refusal = CaptureError(f"cannot trace {program_name(target)}'s training graph: torch's functional retrace "
+                               f"of the program failed: {reason}", hint=hint)
+        if constant and helpers is not None:
+            raise _CaptureAgain(refusal, ran=helpers) from e
+        raise refusal from e
 
 
 def _inline_autocast(ep):

@@ -15,7 +15,7 @@ import torch
 
 from .. import tree
 
-__all__ = ["frozen_values", "modules_by_name", "modules_read", "user_functions"]
+__all__ = ["closure_values", "frozen_values", "modules_by_name", "user_functions"]
 
 
 def user_functions(target: Callable) -> list[types.FunctionType]:
@@ -43,17 +43,23 @@ def user_functions(target: Callable) -> list[types.FunctionType]:
     return funcs
 
 
-def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch.nn.Module, tuple[str, str]]:
-    """The modules a function's program reaches by a name: a closure variable or a global
-    of its functions (``lambda x: lin(x)``), the function or an argument of a
-    ``functools.partial``, an attribute of a callable object: module -> (the name, how
-    it is reached, for messages). The name is the one ``load(path, module={name: m})``
-    binds it by (``func`` for a partial's function; a positional argument by the
-    parameter it fills, ``args[0]`` where the function has no signature, which no dict
-    can name). ``functions``: ``user_functions(call)``. Torch.export
-    compiles such a module's tensors and Python state in, as it does a module target's
-    (capture.py's ``_held_by_name``, homes.py's ``module_homes``, guard_specs.py's
-    ``_module_paths``).
+def modules_by_name(call: Callable, ran: dict | None = None) -> dict[torch.nn.Module, tuple[str, str]]:
+    """The modules a program reaches by a name: module -> (the name, how it is reached,
+    for messages). The name is the one ``load(path, module={name: m})`` binds it by.
+
+    Read from the code of ``call``'s own functions (``user_functions``) before the trace,
+    and, given ``ran`` (``EffectRecorder.functions``: code -> (globals, closure values)),
+    from every user function that ran after it, so a helper at any depth counts
+    (``def loss(x): return model(x)`` in another file). A name is a closure variable or a
+    global of such code, or an attribute of a Python module it names (``helpers.model``:
+    both names are the code's); for ``call`` itself also the function or an argument of a
+    ``functools.partial`` (``func``; a positional argument by the parameter it fills,
+    ``args[0]`` where the function has no signature, which no dict can name) and an
+    attribute of a callable object. The first name found for a module is its name.
+
+    Torch.export compiles such a module's tensors and Python state in, as it does a
+    module target's: capture.py holds them as the program's submodules
+    (``_held_by_name``), homes.py and guard_specs.py name what they hold by these names.
 
     Example:
         >>> def make():
@@ -61,71 +67,31 @@ def modules_by_name(call: Callable, functions: list | None = None) -> dict[torch
         ...     return lin, lambda x: lin(x)
         >>> lin, fn = make()
         >>> modules_by_name(fn)[lin]
-        ('lin', 'a closure variable')
+        ('lin', 'a closure variable of make.<locals>.<lambda>')
     """
-    import functools
-
-    reached: dict = {}
-    for fn in user_functions(call) if functions is None else functions:
-        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            if isinstance(value, torch.nn.Module):
-                reached.setdefault(value, (var, "a closure variable"))
-        for var in fn.__code__.co_names:
-            if isinstance(fn.__globals__.get(var), torch.nn.Module):
-                reached.setdefault(fn.__globals__[var], (var, "a module global"))
-    if isinstance(call, functools.partial):
-        # (a positional argument by the name of the parameter it fills: ``partial(step, model)``
-        # of ``def step(model, x)`` binds as ``module={"model": model}``)
-        names = _positional_names(call.func)
-        held = {"func": call.func, **{names[i] if i < len(names) else f"args[{i}]": a for i, a in enumerate(call.args)},
-                **call.keywords}
-        found = {v: (k, "the function a functools.partial calls" if k == "func" else "an argument of a "
-                     "functools.partial") for k, v in held.items() if isinstance(v, torch.nn.Module)}
-    elif isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
-        found = {}
-    else:  # a wrapper object whose ``__call__`` runs ``self.model``
-        found = {v: (k, f"an attribute of the {type(call).__name__} called") for k, v in vars(call).items()
-                 if isinstance(v, torch.nn.Module)}
-    for m, how in found.items():
+    reached = _read_by_name({f.__code__: (f.__globals__, closure_values(f)) for f in user_functions(call)})
+    for m, how in _held_by_call(call).items():
+        reached.setdefault(m, how)
+    for m, how in _read_by_name(ran or {}).items():
         reached.setdefault(m, how)
     return reached
 
 
-def _positional_names(func) -> list[str]:
-    """The names of ``func``'s parameters that a positional argument may fill, in order;
-    [] where it has no signature Python can read."""
-    import inspect
-
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in params if p.kind in kinds]
+def closure_values(f: types.FunctionType) -> dict[str, object]:
+    """A function's closure variables that hold a value: name -> value."""
+    values = {}
+    for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
+        try:
+            values[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    return values
 
 
-def modules_read(ran: dict) -> dict[torch.nn.Module, tuple[str, str]]:
-    """The modules that the user functions that ran (``EffectRecorder.functions``: code ->
-    (globals, closure values)) read by name: a global or closure variable of a helper at
-    any depth (``def loss(x): return model(x)`` in another file), or an attribute of a
-    Python module they name (``helpers.model``): module -> (the name, how it is read).
-    torch.export lifts their tensors as constants, which ``modules_by_name`` (the
-    function's own names, known before the trace) does not reach; these are known only
-    after it (build/homes.py names their tensors by them).
-
-    Example:
-        >>> lin = torch.nn.Linear(2, 2)
-        >>> def helper(x):
-        ...     return lin(x)
-        >>> modules_read({helper.__code__: (helper.__globals__, {})})[lin]
-        ('lin', 'a module global of helper')
-    """
+def _read_by_name(sources: dict) -> dict[torch.nn.Module, tuple[str, str]]:
+    """The modules code reads by name (``sources``: code -> (globals, closure values))."""
     found: dict = {}
-    for code, (globals_, cells) in ran.items():
+    for code, (globals_, cells) in sources.items():
         where = getattr(code, "co_qualname", code.co_name)
         names = _code_names(code)
         for name in sorted(names):
@@ -141,6 +107,38 @@ def modules_read(ran: dict) -> dict[torch.nn.Module, tuple[str, str]]:
             if isinstance(value, torch.nn.Module):
                 found.setdefault(value, (name, f"a closure variable of {where}"))
     return found
+
+
+def _held_by_call(call) -> dict[torch.nn.Module, tuple[str, str]]:
+    """The modules a ``functools.partial`` or a callable object holds."""
+    import functools
+
+    if isinstance(call, functools.partial):
+        # (a positional argument by the name of the parameter it fills: ``partial(step, model)``
+        # of ``def step(model, x)`` binds as ``module={"model": model}``)
+        names = _positional_names(call.func)
+        held = {"func": call.func, **{names[i] if i < len(names) else f"args[{i}]": a for i, a in enumerate(call.args)},
+                **call.keywords}
+        return {v: (k, "the function a functools.partial calls" if k == "func" else "an argument of a "
+                    "functools.partial") for k, v in held.items() if isinstance(v, torch.nn.Module)}
+    if isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
+        return {}
+    # a wrapper object whose ``__call__`` runs ``self.model``
+    return {v: (k, f"an attribute of the {type(call).__name__} called") for k, v in vars(call).items()
+            if isinstance(v, torch.nn.Module)}
+
+
+def _positional_names(func) -> list[str]:
+    """The names of ``func``'s parameters that a positional argument may fill, in order;
+    [] where it has no signature Python can read."""
+    import inspect
+
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds]
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -159,13 +157,7 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     closure values), from EffectRecorder), so helpers called at any depth count."""
     sources: dict = {}
     for f in user_functions(target):
-        cells = {}
-        for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
-            try:
-                cells[name] = cell.cell_contents
-            except ValueError:  # empty cell
-                continue
-        sources[f.__code__] = (f.__globals__, cells)
+        sources[f.__code__] = (f.__globals__, closure_values(f))
     for code, pair in (ran or {}).items():
         sources.setdefault(code, pair)
     frozen, seen = [], set()

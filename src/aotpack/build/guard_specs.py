@@ -21,7 +21,7 @@ from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, 
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
            "updated_below_transforms", "requires_grad_pins", "module_training_of", "global_state_of",
-           "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim"]
+           "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim", "module_paths"]
 
 
 def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None
@@ -289,7 +289,7 @@ def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str]
     return pins, weight_pins
 
 
-def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
+def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, object]:
     """The Python values of a module's attributes that the program's module methods name
     (``self.eps``, ``self.flag``; path -> value as JSON, ``"ln.eps": 1e-05``), and every
     plain attribute of a plain object such code names (a model's ``self.config``, whose
@@ -301,7 +301,6 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
     (``self.calls += 1``) are side effects, warned about at capture. Names are those the
     method's code uses as any attribute or global, so an attribute that only shares its
     name with one is guarded too: a change to it is refused, never missed."""
-    paths = _module_paths(target, recorder)
     found, objects = {}, {}
     for (key, code), module in recorder.module_methods.items():
         path = paths.get(key)
@@ -324,25 +323,23 @@ def module_attributes(target, recorder: EffectRecorder) -> dict[str, object]:
     return dict(sorted(found.items()))
 
 
-def module_types(target, recorder: EffectRecorder) -> dict[str, str]:
+def module_types(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, str]:
     """The class of each module whose methods ran for the program (path -> ``module:QualName``,
     ``""`` for the module itself): torch.export compiled their code in, where eager runs
     the code of whatever module sits there at the call, so a module bound at load is
     guarded on them (load/binding.py; dynamo guards a module's type too)."""
-    paths = _module_paths(target, recorder)
     found = {paths[key]: class_name(type(module)) for (key, _), module in recorder.module_methods.items()
              if key in paths}
     return dict(sorted(found.items()))
 
 
-def module_code(target, recorder: EffectRecorder) -> dict[str, str]:
+def module_code(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, str]:
     """The code of the classes ``module_types`` names (``manifest.class_code``), where it
     is not torch's: ``class_name`` -> digest. A module bound at load whose class was
     edited since the compile is refused (load/binding.py), as torch.compile's guards on
     the code it traced would recompile."""
     from ..package.manifest import class_code, method_function
 
-    paths = _module_paths(target, recorder)
     ran: dict[type, set[str]] = {}
     for (key, code), module in recorder.module_methods.items():
         if key in paths and getattr(method_function(type(module), code.co_name), "__code__", None) is code:
@@ -351,20 +348,22 @@ def module_code(target, recorder: EffectRecorder) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _module_paths(target, recorder: EffectRecorder) -> dict[int, str]:
+def module_paths(target, named: dict) -> dict[int, str]:
     """id(module) -> its path under the module the program is (or a method of); for a
-    function's program, under the name it reaches each module by (``lin``, ``lin.0``:
-    ``load(path, module={"lin": lin})`` binds them; frozen.modules_by_name, then the names
-    its helpers read, frozen.modules_read), except one no dict can name (``args[0]``)."""
-    from .frozen import modules_by_name, modules_read
+    function's program, under the name it reaches each module by (``named``:
+    frozen.modules_by_name; ``lin``, ``lin.0``: ``load(path, module={"lin": lin})`` binds
+    them), except one no dict can name (``args[0]``). The paths ``module_attributes``,
+    ``module_types`` and ``module_code`` record under.
 
+    Example:
+        >>> lin = torch.nn.Sequential(torch.nn.Linear(2, 2))
+        >>> sorted(module_paths(lambda x: lin(x), {lin: ("lin", "a closure variable")}).values())
+        ['lin', 'lin.0']
+    """
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     if isinstance(root, torch.nn.Module):
         roots = [(root, "")]
     else:
-        named = modules_by_name(target)
-        for module, how in modules_read(recorder.functions).items():
-            named.setdefault(module, how)
         first = {}  # (a helper's global of a name the function gives another module: not bindable)
         for m, (var, _) in named.items():
             first.setdefault(var, m)

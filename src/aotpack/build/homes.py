@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .. import _torch_compat as compat
-from .frozen import modules_by_name, user_functions
+from .frozen import user_functions
 
 __all__ = ["Home", "bind_by_name", "bound_name", "frozen_homes", "memory_of", "same", "tensor_attribute"]
 
@@ -147,12 +147,12 @@ def frozen_homes(captured) -> dict[str, Home]:
                 homes[f.weight] = Home(namespace, f.name, what=f"the module global {f.name}",
                                         name=bound_name(f.name, namespace[f.name]))
                 break
-    return {**module_homes(captured, functions), **homes}
+    return {**module_homes(captured), **homes}
 
 
-def module_homes(captured, functions: list) -> dict[str, Home]:
+def module_homes(captured) -> dict[str, Home]:
     """Weights that are parameters, buffers or plain tensor attributes of a module the
-    program's functions reach by name (``modules_by_name``; ``lambda x: lin(x)``:
+    program reaches by name (``Captured.modules_named``; ``lambda x: lin(x)``:
     torch.export lifts them as constants, ``lifted_tensor_0``, and make_fx's trace of a
     program with tensor subclass inputs names them ``graph_module._param_constant0``,
     names the program does not have): weight name -> the module's slot of it, found by
@@ -165,11 +165,8 @@ def module_homes(captured, functions: list) -> dict[str, Home]:
             wanted.setdefault(memory, []).append(n)
     if not wanted:
         return {}
-    reached = modules_by_name(getattr(captured.program, "_call", None), functions)
-    for module, how in captured.modules_read.items():  # (a helper's, at any depth: known after the trace)
-        reached.setdefault(module, how)
     homes = {}
-    for m, (var, how) in reached.items():
+    for m, (var, how) in captured.modules_named.items():
         slots = [(path, store, key, "") for path, store, key in compat.module_tensor_slots(m)]
         slots += [(f"{prefix}.{key}".lstrip("."), vars(sub), key, "constant:") for prefix, sub in m.named_modules()
                   for key, t in vars(sub).items() if isinstance(t, torch.Tensor)]  # plain tensor attributes
