@@ -196,3 +196,23 @@ class WeightLayouts(torch.nn.Module):
 
     def forward(self, x, img):
         return self.lin(x * self.rows * self.gapped), self.conv(img).sum((2, 3))
+
+
+OFFSETS = torch.linspace(-1.0, 1.0, 4)
+SCALES = torch.linspace(0.5, 2.0, 4)
+
+
+def _offset(y):
+    return y + OFFSETS  # a helper's module global
+
+
+class ReadsGlobals(torch.nn.Module):
+    """Reads module globals (tests/packages/test_module_binding.py): one in its forward,
+    one through a helper; a bound package reads them where the process holds them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return _offset(self.lin(x)) * SCALES

@@ -157,9 +157,18 @@ class _Bound(torch.nn.Module):
         return y.relu() if self.relu else y
 
 
+BOUND_TABLE_AT_COMPILE = torch.linspace(-1.0, 1.0, 4)
+BOUND_TABLE = BOUND_TABLE_AT_COMPILE.clone()  # a module global the module's code reads
+
+
+def _set_table(value) -> None:
+    global BOUND_TABLE
+    BOUND_TABLE = value
+
+
 class _BoundWithNorm(_Bound):
     """_Bound, then a submodule whose code reads its mode and Python values (a batch
-    norm): what a function's program reaches in a module by name, too."""
+    norm), and a module global: what a function's program reaches in a module by name, too."""
 
     def __init__(self):
         super().__init__()
@@ -167,7 +176,7 @@ class _BoundWithNorm(_Bound):
         self.norm.running_var.uniform_(0.5, 2.0)
 
     def forward(self, x):
-        return self.norm(super().forward(x))
+        return self.norm(super().forward(x)) + BOUND_TABLE
 
 
 def _function_of(model):
@@ -225,6 +234,11 @@ MODULE_CHANGES = {
     "a submodule's Python value read": lambda m, g: setattr(m.norm, "eps", float(_rand(g, 1).abs())),
     "a submodule's buffer updated in place": lambda m, g: m.norm.running_mean.add_(_rand(g, 4)),
     "a submodule's buffer reassigned": lambda m, g: setattr(m.norm, "running_var", _rand(g, 4).abs()),
+    # a module global the module's code reads (one for both modules: changed twice alike)
+    "a module global updated in place": lambda m, g: BOUND_TABLE.mul_(_rand(g, 4)),
+    "a module global assigned anew": lambda m, g: _set_table(_rand(g, 4)),
+    "a module global of another shape": lambda m, g: _set_table(_rand(g, 2, 4)),
+    "a module global of another dtype": lambda m, g: _set_table(_rand(g, 4, dtype=torch.float64)),
 }
 
 
@@ -236,6 +250,7 @@ def bound_package(request):
     """A package of the module itself, or of a function that reaches it by name, bound
     as ``module=m`` or ``module={"model": m}``."""
     form, backend = request.param
+    _set_table(BOUND_TABLE_AT_COMPILE.clone())  # (as the fuzzer's examples start: they change it)
     torch.manual_seed(0)
     m = _BoundWithNorm().eval().requires_grad_(False)
     program = m if form == "module" else _function_of(m)
@@ -313,8 +328,10 @@ def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound
     to the module a call gives eager's result on the changed module, or a GuardError;
     never the result of the old weights. The same where a function's program reaches the
     module by name and ``module={"model": m}`` binds it (until 2026-12-05 such a
-    package read the module's weights, mode and Python values as they were at compile)."""
+    package read the module's weights, mode and Python values as they were at compile;
+    until 2026-12-06 both read a module global as it was at compile)."""
     data, state, form = bound_package
+    _set_table(BOUND_TABLE_AT_COMPILE.clone())
     m, ref = _BoundWithNorm().eval(), _BoundWithNorm().eval()
     m.load_state_dict(state)
     ref.load_state_dict(state)
@@ -492,27 +509,82 @@ TABLE = torch.linspace(0.0, 1.0, 3)
 
 
 def test_a_function_bound_with_a_dict_that_leaves_out_a_name_says_so(recwarn):
-    """``lambda x: lin(x) * W + TABLE`` bound with ``module={"W": W}``: ``lin`` and ``TABLE``
-    run as the package's copies of compile time, where eager reads the caller's. A
-    UserWarning at load names them and the dict entries that would follow them; none
-    where the dict gives every name."""
+    """``lambda x: lin(x) * w + TABLE`` bound with ``module={"w": w}``: ``lin`` (a closure
+    variable) runs as the package's copy of compile time, where eager reads the caller's;
+    a UserWarning at load names it and the dict entry that would follow it. ``TABLE``, a
+    global of a module this process imported, is read from there as eager reads it, so it
+    is not named (until 2026-12-06 it stayed as compiled). No warning where the dict gives
+    every name."""
+    global TABLE
     lin, w = torch.nn.Linear(3, 3), torch.randn(3)
     program = lambda x: lin(x) * w + TABLE  # noqa: E731 - what torch.compile users write
     x = torch.randn(2, 3)
-    with torch.no_grad():
-        data = aotpack.compile(program, (x,), backend="eager").to_bytes()
-        aotpack.load(data, module={"lin": lin, "w": w, "TABLE": TABLE})
-        assert not [w for w in recwarn if "by name" in str(w.message)]
-        with pytest.warns(UserWarning, match=r"reads TABLE, lin by name, which module= does not give: the package "
-                                             r"runs its own copy of compile time there \(add 'TABLE': TABLE, "
-                                             r"'lin': lin"):
-            fn = aotpack.load(data, module={"w": w})
-        compiled = torch.nn.Linear(3, 3)
-        compiled.load_state_dict(lin.state_dict())
-        lin.weight.mul_(2)  # not followed, as the warning said; the tensor given is
-        w.mul_(3)
-        torch.testing.assert_close(fn(x), compiled(x) * w + TABLE)
-        assert not torch.allclose(fn(x), program(x))
+    kept = TABLE
+    try:
+        with torch.no_grad():
+            data = aotpack.compile(program, (x,), backend="eager").to_bytes()
+            aotpack.load(data, module={"lin": lin, "w": w, "TABLE": TABLE})
+            assert not [w for w in recwarn if "by name" in str(w.message)]
+            with pytest.warns(UserWarning, match=r"reads lin by name, which module= does not give: the package "
+                                                 r"runs its own copy of compile time there \(add 'lin': lin to"):
+                fn = aotpack.load(data, module={"w": w})
+            compiled = torch.nn.Linear(3, 3)
+            compiled.load_state_dict(lin.state_dict())
+            lin.weight.mul_(2)  # not followed, as the warning said; the tensor given is, and the global
+            w.mul_(3)
+            TABLE.add_(1)
+            torch.testing.assert_close(fn(x), compiled(x) * w + TABLE)
+            TABLE = torch.linspace(5.0, 6.0, 3)  # assigned anew: read anew
+            torch.testing.assert_close(fn(x), compiled(x) * w + TABLE)
+            assert not torch.allclose(fn(x), program(x))
+    finally:
+        TABLE = kept
+
+
+READS_GLOBALS_CHILD = r"""
+import sys, torch, aotpack
+sys.path.insert(0, sys.argv[2])
+import programs
+programs.SCALES = torch.linspace(-1.0, 3.0, 4)  # this process's globals, not those of the compile
+programs.OFFSETS.add_(5)
+torch.manual_seed(1)
+m = programs.ReadsGlobals().eval().requires_grad_(False)
+fn = aotpack.load(sys.argv[1], module=m)
+x = torch.randn(3, 4)
+torch.testing.assert_close(fn(x), m(x))
+print("equal")
+"""
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, backend):
+    """A module's code that reads module globals (``programs.ReadsGlobals``: one in its
+    forward, one in a helper it calls), bound with ``module=m``: the package reads them
+    where this process holds them at each call, as eager does: updated in place or
+    assigned anew, here and in a fresh process whose globals differ from the compile's;
+    one of another shape is refused naming it (until 2026-12-06 the package ran its copy
+    of compile time, bound or not: the contract's "bound module" row said so)."""
+    torch.manual_seed(0)
+    m = programs.ReadsGlobals().eval().requires_grad_(False)
+    x = torch.randn(3, 4)
+    path = aotpack.compile(m, (x,), backend=backend).save(tmp_path / "g.aot")
+    fn, alone = aotpack.load(path, module=m), aotpack.load(path)
+    kept = programs.SCALES, programs.OFFSETS
+    try:
+        compiled = alone(x)
+        programs.SCALES.mul_(2)
+        programs.OFFSETS = torch.randn(4)  # the helper's global, assigned anew
+        torch.testing.assert_close(fn(x), m(x))
+        torch.testing.assert_close(alone(x), compiled)  # loaded alone, the package's own copies
+        programs.SCALES = torch.ones(2)
+        with pytest.raises(aotpack.GuardError, match=r"global 'SCALES' the module's code reads is float32\[2\], "
+                                                     r"the package was compiled for float32\[4\]"):
+            fn(x)
+    finally:
+        programs.SCALES, programs.OFFSETS = kept
+        programs.SCALES.copy_(torch.linspace(0.5, 2.0, 4))
+    tests = str(__import__("pathlib").Path(__file__).parent.parent)
+    assert "equal" in run_fresh(["-c", READS_GLOBALS_CHILD, str(path), tests]).stdout
 
 
 def test_a_function_over_a_transformers_model_follows_the_model_bound():

@@ -24,6 +24,10 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   value compiled into the package (``variants[].module_attributes``); each call compares
   the module's value with it (one lookup and comparison per such attribute) and refuses
   another, naming the attribute (torch.compile guards these too, and recompiles);
+- a module global tensor the module's code reads (``TABLE`` in its forward, or in a helper
+  it calls: torch.export lifts it as a constant) is bound like a plain tensor attribute,
+  from where this process holds it (``global_homes``): each call checks that the global
+  is still the bound tensor, so one assigned anew is read anew;
 - a submodule's ``training`` flag, where its code reads it (dropout, batch norm), is one
   of those values (the module's own is checked with its parameters' requires_grad,
   runtime.py); the error says which mode the package was compiled in;
@@ -80,7 +84,7 @@ from ..package.manifest import (
 )
 from .guards import Mismatch, mode_expected
 
-__all__ = ["Binding", "holder", "module_weight"]
+__all__ = ["Binding", "global_homes", "holder", "module_weight"]
 
 _GENERATION = [0]  # moved by any registration of a parameter, buffer, submodule or (watched) hook
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -168,6 +172,8 @@ def module_weight(name: str, kind: str = "weight") -> str:
     for a plain tensor attribute (the package's ``constant:scale``)."""
     if name.startswith("constant:"):
         return f"module tensor attribute {name.removeprefix('constant:')!r}"
+    if name.startswith("global:"):
+        return f"global {name.removeprefix('global:')!r} the module's code reads"
     return f"module {kind} {name!r}"
 
 
@@ -249,6 +255,43 @@ def _given(module: torch.nn.Module) -> set[str]:
     return set(module._modules) | set(module._parameters) | set(module._buffers) | set(module.__dict__)
 
 
+def global_homes(program: Program, module: torch.nn.Module, given: set | None = None) -> dict[str, tuple[dict, str]]:
+    """Where this process holds the module globals the program reads as tensors (the
+    package's ``global:TABLE``; a function's package names them ``constant:TABLE``): weight
+    name -> (the globals, the name), read at each call as eager reads them, so an update
+    in place or an assignment of the global is followed. The globals are those of the
+    bound module's method that read it (its class's ``__globals__``), or of the module this
+    process imported from the file the read was in (a helper's, a script's own
+    ``__main__``); a global found in neither stays the package's copy, as loaded alone.
+    ``given``: the names a function's package is bound by (``module={...}``), which the
+    dict's own objects stand for. (Tested in tests/packages/test_module_binding.py: a
+    doctest's globals are a copy no package can name.)
+    """
+    import sys
+
+    records = [f for f in program.frozen if f.kind == "global" and f.weight and f.name not in (given or ())]
+    if not records:
+        return {}
+    methods = {}  # qualname -> the globals of the bound modules' methods (torch's read no tensor of the program)
+    for cls in dict.fromkeys(c for m in module.modules() for c in type(m).__mro__):
+        if cls.__module__.split(".")[0] in ("torch", "builtins"):
+            continue
+        for fn in vars(cls).values():
+            fn = getattr(fn, "__func__", fn)  # (a staticmethod's, a classmethod's)
+            if (code := getattr(fn, "__code__", None)) is not None:
+                methods.setdefault(getattr(code, "co_qualname", code.co_name), fn.__globals__)
+    homes = {}
+    for f in records:
+        where, _, qualname = f.where.rpartition(" in ")
+        file = where.rpartition(":")[0]
+        namespaces = [methods[qualname]] if qualname in methods else [
+            vars(m) for m in list(sys.modules.values()) if getattr(m, "__file__", None) == file]
+        found = next((ns for ns in namespaces if isinstance(ns.get(f.name), torch.Tensor)), None)
+        if found is not None:
+            homes[f.weight] = (found, f.name)
+    return homes
+
+
 def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tuple[dict, dict]:
     """The variant's module classes and attributes (``module_types``,
     ``module_attributes``: path -> value) the binding follows: all of a module's
@@ -273,7 +316,9 @@ def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module)
         return
     weights = set(variant.weights)
     read = {path.split(".")[0] for path in variant.module_types}
-    read |= {f.name for f in program.frozen if f.weight in weights and f.kind in ("global", "closure")}
+    followed = global_homes(program, module, _given(module))  # (globals this process has: read as eager)
+    read |= {f.name for f in program.frozen if f.weight in weights and f.weight not in followed
+             and f.kind in ("global", "closure")}
     missing = sorted(read - _given(module))
     missing = [n for n in missing if n.isidentifier()]
     if missing:
@@ -300,7 +345,9 @@ class Binding:
         self._layouts = [program.weight(k).layout or "contiguous" for k in variant.weights] if raw_memory else None
         self._misplaced: int | None = None  # a weight not in its compiled layout: runs the portable program
         self.state_check = state_check  # module.training and parameters' requires_grad (runtime)
-        self.attributes: list[tuple[int, torch.nn.Module, str]] = []  # (weight index, owner, name)
+        # tensors bound where assigning one registers nothing: plain tensor attributes and the
+        # module globals its code reads (weight index, the __dict__ or globals holding it, name)
+        self.attributes: list[tuple[int, dict, str]] = []
         # module attributes compiled in: their owners' __dict__s, names and values (as the
         # module holds them: a tuple, not the manifest's list), compared in one C-level pass
         self._dicts: list[dict] = []
@@ -330,8 +377,9 @@ class Binding:
 
     def _resolve(self) -> list[torch.Tensor]:
         """The variant's weights: the module's live parameters, buffers and plain tensor
-        attributes by name, the package's frozen constants (tensors made inside forward,
-        module globals, closure variables). Raises AotpackError naming one that does not
+        attributes by name, the module globals the program reads where this process has
+        them (``global_homes``), the package's frozen constants (tensors made inside
+        forward, closure variables, globals it cannot find). Raises AotpackError naming one that does not
         fit; sets ``self.attributes`` to where the plain attributes live."""
         live = dict(self.module.named_parameters(remove_duplicate=False))
         live.update(self.module.named_buffers(remove_duplicate=False))
@@ -340,24 +388,27 @@ class Binding:
         # tensor under another name (one the program makes, ``constant:lifted_tensor_0``, or
         # one the dict leaves out) stays as compiled. A module's package reads every weight.
         given = _given(self.module) if self.program.kind == "function" else None
+        homes = global_homes(self.program, self.module, given)
         for key, fqn, gets_grad in zip(v.weights, v.weight_fqns, v.trained_weights()):
             info = self.program.weight(key)
-            if given is not None and not gets_grad and fqn.removeprefix("constant:").split(".")[0] not in given:
+            if (given is not None and not gets_grad and fqn.removeprefix("constant:").split(".")[0] not in given
+                    and key not in homes):
                 out.append(self.stored[key])
                 continue
             # (a constant may be a parameter of the module: one a function package reads
             # from outside and trains, build/autograd.py's _train_outside)
             if info.kind not in ("parameter", "buffer") and fqn not in live:
                 owner, name = _tensor_attribute(self.module, fqn)
-                if owner is None and fqn in self._attribute_names:
+                held, name = (owner.__dict__, name) if owner is not None else homes.get(key, (None, ""))
+                if held is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
-                if owner is None and gets_grad:  # (a tensor the program reads by name, which it trains)
+                if held is None and gets_grad:  # (a tensor the program reads by name, which it trains)
                     raise _missing(self.module, self.program, fqn)
-                if owner is None:
+                if held is None:
                     out.append(self.stored[key])  # frozen constants stay the package's
                     continue
-                attributes.append((len(out), owner, name))
-                live[fqn] = owner.__dict__[name]
+                attributes.append((len(out), held, name))
+                live[fqn] = held[name]
             t = live.get(fqn)
             if t is None and (outer := tree.outer_of(fqn)) is not None:
                 t = self._inner_tensor(live, *outer)
@@ -606,7 +657,7 @@ class Binding:
 
     def _attribute_reassigned(self) -> bool:
         weights = self.weights
-        return any(owner.__dict__.get(name) is not weights[i] for i, owner, name in self.attributes)
+        return any(held.get(name) is not weights[i] for i, held, name in self.attributes)
 
     def _rebind(self) -> Mismatch | None:
         """The module changed somewhere since the last call: bind its weights again and
