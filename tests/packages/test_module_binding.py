@@ -513,8 +513,8 @@ def test_a_function_bound_with_a_dict_that_leaves_out_a_name_says_so(recwarn):
     variable) runs as the package's copy of compile time, where eager reads the caller's;
     a UserWarning at load names it and the dict entry that would follow it. ``TABLE``, a
     global of a module this process imported, is read from there as eager reads it, so it
-    is not named (until 2026-12-06 it stayed as compiled). No warning where the dict gives
-    every name."""
+    is not named (until 2026-12-06 it stayed as compiled). A module given bare, not in a
+    dict, is told to be given in one. No warning where the dict gives every name."""
     global TABLE
     lin, w = torch.nn.Linear(3, 3), torch.randn(3)
     program = lambda x: lin(x) * w + TABLE  # noqa: E731 - what torch.compile users write
@@ -528,6 +528,9 @@ def test_a_function_bound_with_a_dict_that_leaves_out_a_name_says_so(recwarn):
             with pytest.warns(UserWarning, match=r"reads lin by name, which module= does not give: the package "
                                                  r"runs its own copy of compile time there \(add 'lin': lin to"):
                 fn = aotpack.load(data, module={"w": w})
+            with pytest.warns(UserWarning, match=r"reads lin, w by name, .*\(pass a dict, module=\{'lin': lin, "
+                                                 r"'w': w\}, not the Linear itself\)"):
+                aotpack.load(data, module=lin)  # (the module bare: its names are not the program's)
             compiled = torch.nn.Linear(3, 3)
             compiled.load_state_dict(lin.state_dict())
             lin.weight.mul_(2)  # not followed, as the warning said; the tensor given is, and the global

@@ -324,9 +324,12 @@ def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module)
     if missing:
         from ..errors import warn_caller
 
+        entries = ", ".join(f"{n!r}: {n}" for n in missing)
+        # (a module given bare, not in a dict: its own attribute names are not the program's variables)
+        fix = (f"pass a dict, module={{{entries}}}, not the {type(module).__qualname__} itself"
+               if type(module) is not torch.nn.Module else f"add {entries} to follow the caller's")
         warn_caller(f"aotpack: the program reads {', '.join(missing)} by name, which module= does not give: "
-                    "the package runs its own copy of compile time there (add "
-                    + ", ".join(f"{n!r}: {n}" for n in missing) + " to follow the caller's)", UserWarning)
+                    f"the package runs its own copy of compile time there ({fix})", UserWarning)
 
 
 class Binding:
