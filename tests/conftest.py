@@ -59,8 +59,9 @@ def run_cli(*args, check=True):
     return proc
 
 
-def build_and_load(backend: str, out_dir: str) -> tuple[dict, dict]:
-    """Compile every program of programs.py with ``backend``, save, load fresh."""
+def build_and_load(backend: str, out_dir: str, names=None) -> tuple[dict, dict]:
+    """Compile every program of programs.py (or those ``names``) with ``backend``, save,
+    load fresh."""
     import aotpack
     import programs
 
@@ -68,6 +69,8 @@ def build_and_load(backend: str, out_dir: str) -> tuple[dict, dict]:
     built = {}
     refused = {}
     for name, p in programs.programs().items():
+        if names is not None and name not in names:
+            continue
         try:
             pkg = aotpack.compile(p["target"], p["args"], p.get("kwargs"), dynamic=p.get("dynamic"), backend=backend)
         except aotpack.BackendError as e:  # a backend's documented limit; the test checks which
@@ -101,7 +104,9 @@ def inductor_packages(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def aoti_packages(tmp_path_factory):
-    return build_and_load("aoti", str(tmp_path_factory.mktemp("aoti")))
+    import programs
+
+    return build_and_load("aoti", str(tmp_path_factory.mktemp("aoti")), programs.AOTI_PROGRAMS)
 
 
 from redis_server import RedisServer, free_port  # noqa: E402, F401 - shared with the docs' tests

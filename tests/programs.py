@@ -115,6 +115,15 @@ def _r(*shape, seed=0):
     return torch.randn(*shape, generator=g)
 
 
+# The programs AOTInductor compiles too (tests/packages/test_packages.py): those whose
+# graphs differ for a backend (weights and buffers, Dims, lifted constants, sizes that
+# depend on data, attention, autograd.grad inside, a nested output). The others differ in
+# how a call is bound (defaults, keyword-only, a closure, a decorator, super()), which is
+# the runtime's, the same for every backend: the eager and inductor backends run them all
+# (~5 s an AOTInductor compile on 2 cores; the suite has a 15-minute budget).
+AOTI_PROGRAMS = ("plain", "module", "globals", "nested", "data_dependent", "block", "forces")
+
+
 def programs():
     """name -> dict(target, args, kwargs, dynamic, calls=[(args, kwargs), ...])."""
     torch.manual_seed(0)

@@ -598,13 +598,16 @@ def picks_rows_through_a_function(x, w):
     return StraightThrough.apply(x * w)[torch.tensor([0, 2])] * 2
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["eager"])
 def test_a_tensor_the_program_makes_beside_a_custom_function_trains_as_eager(tmp_path, backend):
     """torch.export lifts ``torch.tensor([0, 2])`` to a constant like a tensor read from
     elsewhere; the program makes it at each call, so the joint graph traced from the
     program needs no stand-in for it (a CaptureError until 2026-12-04: "tensors that are
     no parameter, buffer, module global or closure variable"; found by the fuzzer once its
-    grammar had a custom Function)."""
+    grammar had a custom Function). What is tested is the capture's; AOTInductor compiling
+    a constant beside a custom Function is test_contract.py's
+    ``test_custom_autograd_function_beside_a_frozen_global_or_closure_trains_as_eager``
+    (the suite's 15-minute budget: ~15 s an AOTInductor training compile)."""
     x, w = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
     fn = compile_load(picks_rows_through_a_function, (x, w), tmp_path, backend=backend)
     a, b = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
@@ -642,8 +645,10 @@ def scales_straight_through(x, w):
     return h * 3
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("program", [clamps_straight_through, scales_straight_through])
+@pytest.mark.parametrize("backend,program", [
+    ("eager", clamps_straight_through), ("eager", scales_straight_through),
+    # (AOTInductor once: the joint graph is traced the same way for both)
+    pytest.param("aoti", scales_straight_through, marks=pytest.mark.slow)])
 def test_a_straight_through_update_of_an_intermediate_trains_as_eager(backend, program):
     """An intermediate that requires grad, updated in place under no_grad: eager's
     autograd keeps its history and skips the update (the gradient passes the clamp
@@ -1323,7 +1328,7 @@ class DecaysUnderNoGrad(torch.nn.Module):
         return self.lin(x).tanh()
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["eager"])  # (AOTInductor: EverythingEagerRuns updates its parameter so)
 def test_a_parameter_updated_under_no_grad_trains_as_eager(tmp_path, backend):
     torch.manual_seed(0)
     m, ref = DecaysUnderNoGrad(), DecaysUnderNoGrad()
