@@ -209,6 +209,7 @@ class WeightLayouts(torch.nn.Module):
 
 OFFSETS = torch.linspace(-1.0, 1.0, 4)
 SCALES = torch.linspace(0.5, 2.0, 4)
+HELPER = torch.nn.Linear(4, 4).requires_grad_(False)  # a module global: its weights are read as tensors
 
 
 def _offset(y):
@@ -216,12 +217,13 @@ def _offset(y):
 
 
 class ReadsGlobals(torch.nn.Module):
-    """Reads module globals (tests/packages/test_module_binding.py): one in its forward,
-    one through a helper; a bound package reads them where the process holds them."""
+    """Reads module globals (tests/packages/test_module_binding.py): a tensor and a module
+    in its forward, a tensor through a helper; a bound package reads them where the
+    process holds them."""
 
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(4, 4)
 
     def forward(self, x):
-        return _offset(self.lin(x)) * SCALES
+        return HELPER(_offset(self.lin(x))) * SCALES

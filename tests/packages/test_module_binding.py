@@ -1,5 +1,6 @@
 """load(path, module=m) runs with m's live parameters: no copy, optimizer steps are seen."""
 
+import copy
 import json
 
 import pytest
@@ -166,6 +167,21 @@ def _set_table(value) -> None:
     BOUND_TABLE = value
 
 
+def _helper_at_compile() -> torch.nn.Module:
+    torch.manual_seed(7)
+    return torch.nn.Linear(4, 4).requires_grad_(False)
+
+
+BOUND_HELPER = _helper_at_compile()  # a module global the module's code calls
+
+
+def _reset_globals() -> None:
+    """The module globals as the packages were compiled with (the fuzzer changes them)."""
+    global BOUND_HELPER
+    _set_table(BOUND_TABLE_AT_COMPILE.clone())
+    BOUND_HELPER = _helper_at_compile()
+
+
 class _BoundWithNorm(_Bound):
     """_Bound, then a submodule whose code reads its mode and Python values (a batch
     norm), and a module global: what a function's program reaches in a module by name, too."""
@@ -176,7 +192,7 @@ class _BoundWithNorm(_Bound):
         self.norm.running_var.uniform_(0.5, 2.0)
 
     def forward(self, x):
-        return self.norm(super().forward(x)) + BOUND_TABLE
+        return BOUND_HELPER(self.norm(super().forward(x))) + BOUND_TABLE
 
 
 def _function_of(model):
@@ -239,6 +255,11 @@ MODULE_CHANGES = {
     "a module global assigned anew": lambda m, g: _set_table(_rand(g, 4)),
     "a module global of another shape": lambda m, g: _set_table(_rand(g, 2, 4)),
     "a module global of another dtype": lambda m, g: _set_table(_rand(g, 4, dtype=torch.float64)),
+    # a module global module: its weights (the function form binds it by name, which does not
+    # follow the name assigned anew: test_a_bound_module_reads_the_globals_of_this_process_...)
+    "a global module's weight updated in place": lambda m, g: BOUND_HELPER.weight.mul_(_rand(g, 4, 4)),
+    "a global module's parameter reassigned": lambda m, g: setattr(BOUND_HELPER, "bias", torch.nn.Parameter(
+        _rand(g, 4), requires_grad=False)),
 }
 
 
@@ -250,7 +271,7 @@ def bound_package(request):
     """A package of the module itself, or of a function that reaches it by name, bound
     as ``module=m`` or ``module={"model": m}``."""
     form, backend = request.param
-    _set_table(BOUND_TABLE_AT_COMPILE.clone())  # (as the fuzzer's examples start: they change it)
+    _reset_globals()  # (as the fuzzer's examples start: they change them)
     torch.manual_seed(0)
     m = _BoundWithNorm().eval().requires_grad_(False)
     program = m if form == "module" else _function_of(m)
@@ -331,11 +352,11 @@ def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound
     package read the module's weights, mode and Python values as they were at compile;
     until 2026-12-06 both read a module global as it was at compile)."""
     data, state, form = bound_package
-    _set_table(BOUND_TABLE_AT_COMPILE.clone())
+    _reset_globals()
     m, ref = _BoundWithNorm().eval(), _BoundWithNorm().eval()
     m.load_state_dict(state)
     ref.load_state_dict(state)
-    fn = aotpack.load(data, module=m if form == "module" else {"model": m})
+    fn = aotpack.load(data, module=m if form == "module" else {"model": m, "BOUND_HELPER": BOUND_HELPER})
     eager = ref if form == "module" else _function_of(ref)
     x = torch.randn(3, 4)
     with torch.no_grad():
@@ -550,6 +571,7 @@ sys.path.insert(0, sys.argv[2])
 import programs
 programs.SCALES = torch.linspace(-1.0, 3.0, 4)  # this process's globals, not those of the compile
 programs.OFFSETS.add_(5)
+programs.HELPER.weight.mul_(-2)
 torch.manual_seed(1)
 m = programs.ReadsGlobals().eval().requires_grad_(False)
 fn = aotpack.load(sys.argv[1], module=m)
@@ -561,31 +583,42 @@ print("equal")
 
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
 def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, backend):
-    """A module's code that reads module globals (``programs.ReadsGlobals``: one in its
-    forward, one in a helper it calls), bound with ``module=m``: the package reads them
-    where this process holds them at each call, as eager does: updated in place or
-    assigned anew, here and in a fresh process whose globals differ from the compile's;
-    one of another shape is refused naming it (until 2026-12-06 the package ran its copy
-    of compile time, bound or not: the contract's "bound module" row said so)."""
+    """A module's code that reads module globals (``programs.ReadsGlobals``: a tensor and
+    a module in its forward, a tensor in a helper it calls), bound with ``module=m``: the
+    package reads them where this process holds them at each call, as eager does:
+    updated in place or assigned anew (a global module's parameter too), here and in a
+    fresh process whose globals differ from the compile's; one of another shape is
+    refused naming it (until 2026-12-06 the package ran its copy of compile time, bound
+    or not: the contract's "bound module" row said so)."""
     torch.manual_seed(0)
     m = programs.ReadsGlobals().eval().requires_grad_(False)
     x = torch.randn(3, 4)
     path = aotpack.compile(m, (x,), backend=backend).save(tmp_path / "g.aot")
     fn, alone = aotpack.load(path, module=m), aotpack.load(path)
-    kept = programs.SCALES, programs.OFFSETS
+    kept = programs.SCALES, programs.OFFSETS, programs.HELPER, copy.deepcopy(programs.HELPER.state_dict())
     try:
         compiled = alone(x)
         programs.SCALES.mul_(2)
         programs.OFFSETS = torch.randn(4)  # the helper's global, assigned anew
+        programs.HELPER.weight.mul_(-1)
         torch.testing.assert_close(fn(x), m(x))
         torch.testing.assert_close(alone(x), compiled)  # loaded alone, the package's own copies
+        programs.HELPER.bias = torch.nn.Parameter(torch.randn(4), requires_grad=False)
+        torch.testing.assert_close(fn(x), m(x))
+        programs.HELPER = torch.nn.Linear(4, 4).requires_grad_(False)  # the global module, assigned anew
+        torch.testing.assert_close(fn(x), m(x))
+        programs.HELPER = torch.nn.Linear(4, 4, bias=False).requires_grad_(False)
+        with pytest.raises(aotpack.GuardError, match=r"global 'HELPER.bias' the module's code reads is no tensor"):
+            fn(x)
+        programs.HELPER = kept[2]
         programs.SCALES = torch.ones(2)
         with pytest.raises(aotpack.GuardError, match=r"global 'SCALES' the module's code reads is float32\[2\], "
                                                      r"the package was compiled for float32\[4\]"):
             fn(x)
     finally:
-        programs.SCALES, programs.OFFSETS = kept
+        programs.SCALES, programs.OFFSETS, programs.HELPER = kept[:3]
         programs.SCALES.copy_(torch.linspace(0.5, 2.0, 4))
+        programs.HELPER.load_state_dict(kept[3])
     tests = str(__import__("pathlib").Path(__file__).parent.parent)
     assert "equal" in run_fresh(["-c", READS_GLOBALS_CHILD, str(path), tests]).stdout
 

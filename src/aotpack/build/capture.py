@@ -689,7 +689,7 @@ def _held_by_name(target: Callable, ran: dict | None = None) -> torch.nn.Module 
     a first capture name. A name no dict can give (``training``; ``args[0]``, a partial's
     argument to a function with no signature) leaves its module's tensors constants."""
     held = torch.nn.Module()
-    for module, (var, _) in modules_by_name(target, ran).items():
+    for module, (var, *_) in modules_by_name(target, ran).items():
         if var.isidentifier() and not hasattr(held, var):
             held.add_module(var, module)
     return held if held._modules else None

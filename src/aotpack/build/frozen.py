@@ -15,7 +15,7 @@ import torch
 
 from .. import tree
 
-__all__ = ["closure_values", "frozen_values", "modules_by_name", "user_functions"]
+__all__ = ["closure_values", "describe_frozen", "frozen_values", "modules_by_name", "user_functions"]
 
 
 def user_functions(target: Callable) -> list[types.FunctionType]:
@@ -43,9 +43,11 @@ def user_functions(target: Callable) -> list[types.FunctionType]:
     return funcs
 
 
-def modules_by_name(call: Callable, ran: dict | None = None) -> dict[torch.nn.Module, tuple[str, str]]:
+def modules_by_name(call: Callable, ran: dict | None = None) -> dict[torch.nn.Module, tuple[str, str, str]]:
     """The modules a program reaches by a name: module -> (the name, how it is reached,
-    for messages). The name is the one ``load(path, module={name: m})`` binds it by.
+    for messages, and where: ``file:line in qualname`` of the code that reads it as a
+    global or closure variable, as ``Frozen.where`` names it; "" for a partial's or a
+    callable object's). The name is the one ``load(path, module={name: m})`` binds it by.
 
     Read from the code of ``call``'s own functions (``user_functions``) before the trace,
     and, given ``ran`` (``EffectRecorder.functions``: code -> (globals, closure values)),
@@ -66,7 +68,7 @@ def modules_by_name(call: Callable, ran: dict | None = None) -> dict[torch.nn.Mo
         ...     lin = torch.nn.Linear(2, 2)
         ...     return lin, lambda x: lin(x)
         >>> lin, fn = make()
-        >>> modules_by_name(fn)[lin]
+        >>> modules_by_name(fn)[lin][:2]
         ('lin', 'a closure variable of make.<locals>.<lambda>')
     """
     reached = _read_by_name({f.__code__: (f.__globals__, closure_values(f)) for f in user_functions(call)})
@@ -88,28 +90,32 @@ def closure_values(f: types.FunctionType) -> dict[str, object]:
     return values
 
 
-def _read_by_name(sources: dict) -> dict[torch.nn.Module, tuple[str, str]]:
+def _read_by_name(sources: dict) -> dict[torch.nn.Module, tuple[str, str, str]]:
     """The modules code reads by name (``sources``: code -> (globals, closure values))."""
     found: dict = {}
     for code, (globals_, cells) in sources.items():
-        where = getattr(code, "co_qualname", code.co_name)
+        qualname = getattr(code, "co_qualname", code.co_name)
+        where = f"{code.co_filename}:{code.co_firstlineno} in {qualname}"
         names = _code_names(code)
         for name in sorted(names):
             value = globals_.get(name)
             if isinstance(value, torch.nn.Module):
-                found.setdefault(value, (name, f"a module global of {where}"))
+                found.setdefault(value, (name, f"{GLOBAL_OF}{qualname}", where))
             elif isinstance(value, types.ModuleType) and not value.__name__.split(".")[0] == "torch":
                 for attr in sorted(names):  # (``helpers.model``: both names are the code's)
                     held = vars(value).get(attr)
                     if isinstance(held, torch.nn.Module):
-                        found.setdefault(held, (attr, f"{name}.{attr}, read by {where}"))
+                        found.setdefault(held, (attr, f"{name}.{attr}, read by {qualname}", where))
         for name, value in cells.items():
             if isinstance(value, torch.nn.Module):
-                found.setdefault(value, (name, f"a closure variable of {where}"))
+                found.setdefault(value, (name, f"a closure variable of {qualname}", where))
     return found
 
 
-def _held_by_call(call) -> dict[torch.nn.Module, tuple[str, str]]:
+GLOBAL_OF = "a module global of "  # (how ``modules_by_name`` says a module is read as its code's global)
+
+
+def _held_by_call(call) -> dict[torch.nn.Module, tuple[str, str, str]]:
     """The modules a ``functools.partial`` or a callable object holds."""
     import functools
 
@@ -120,11 +126,11 @@ def _held_by_call(call) -> dict[torch.nn.Module, tuple[str, str]]:
         held = {"func": call.func, **{names[i] if i < len(names) else f"args[{i}]": a for i, a in enumerate(call.args)},
                 **call.keywords}
         return {v: (k, "the function a functools.partial calls" if k == "func" else "an argument of a "
-                    "functools.partial") for k, v in held.items() if isinstance(v, torch.nn.Module)}
+                    "functools.partial", "") for k, v in held.items() if isinstance(v, torch.nn.Module)}
     if isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
         return {}
     # a wrapper object whose ``__call__`` runs ``self.model``
-    return {v: (k, f"an attribute of the {type(call).__name__} called") for k, v in vars(call).items()
+    return {v: (k, f"an attribute of the {type(call).__name__} called", "") for k, v in vars(call).items()
             if isinstance(v, torch.nn.Module)}
 
 
@@ -171,7 +177,7 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
             if name != "__class__":
                 found.append(("closure", name, value))
         for kind, name, value in found:
-            entry = _describe_frozen(value)
+            entry = describe_frozen(value)
             if entry is None or (kind, name, id(value)) in seen:
                 continue
             seen.add((kind, name, id(value)))
@@ -179,7 +185,8 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     return frozen
 
 
-def _describe_frozen(value) -> dict | None:
+def describe_frozen(value) -> dict | None:
+    """How a frozen value is listed (``Frozen.type`` and ``value``); None for code."""
     if isinstance(value, torch.Tensor):
         dtype = tree.dtype_name(value.dtype)
         return {"type": "tensor", "value": f"{dtype}{list(value.shape)}"}

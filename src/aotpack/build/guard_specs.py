@@ -357,7 +357,7 @@ def module_paths(target, named: dict) -> dict[int, str]:
 
     Example:
         >>> lin = torch.nn.Sequential(torch.nn.Linear(2, 2))
-        >>> sorted(module_paths(lambda x: lin(x), {lin: ("lin", "a closure variable")}).values())
+        >>> sorted(module_paths(lambda x: lin(x), {lin: ("lin", "a closure variable", "")}).values())
         ['lin', 'lin.0']
     """
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
@@ -365,7 +365,7 @@ def module_paths(target, named: dict) -> dict[int, str]:
         roots = [(root, "")]
     else:
         first = {}  # (a helper's global of a name the function gives another module: not bindable)
-        for m, (var, _) in named.items():
+        for m, (var, *_) in named.items():
             first.setdefault(var, m)
         roots = [(m, var) for var, m in first.items() if var.isidentifier()]
     paths = {}

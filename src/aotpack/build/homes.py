@@ -166,7 +166,7 @@ def module_homes(captured) -> dict[str, Home]:
     if not wanted:
         return {}
     homes = {}
-    for m, (var, how) in captured.modules_named.items():
+    for m, (var, how, _) in captured.modules_named.items():
         slots = [(path, store, key, "") for path, store, key in compat.module_tensor_slots(m)]
         slots += [(f"{prefix}.{key}".lstrip("."), vars(sub), key, "constant:") for prefix, sub in m.named_modules()
                   for key, t in vars(sub).items() if isinstance(t, torch.Tensor)]  # plain tensor attributes
@@ -184,9 +184,10 @@ def bind_by_name(captured):
     ``W``, ``constant:W``: ``bound_name``) where they had torch.export's or aotpack's own
     (``constant:lifted_tensor_0``, ``global:W``). A module's program (or a method's)
     keeps its names: ``load(path, module=model)`` binds the module alone (a global ``W``
-    is no attribute of it)."""
+    is no attribute of it), and the globals its code reads, where the loading process
+    holds them (``global:W``; a module global's tensors: ``_global_modules_named``)."""
     if captured.program.of_module:  # (a module, or a method of one)
-        return captured
+        return _global_modules_named(captured)
     taken = set(captured.weights)
     renames = {}
     for name, home in frozen_homes(captured).items():
@@ -194,4 +195,34 @@ def bind_by_name(captured):
             renames[name] = home.name
             taken.add(home.name)
     captured.rename_weights(renames)
+    return captured
+
+
+def _global_modules_named(captured):
+    """``captured``, a module's program that reads a module as a module global
+    (``HELPER(x)`` in its forward, where torch.export lifts its tensors as constants,
+    ``constant:lifted_tensor_0``), those tensors named ``global:HELPER.weight``, each with
+    a ``Frozen`` record (kind ``global``, where the code read it), as a global tensor the
+    code reads is: a package bound with ``module=m`` reads them where the loading process
+    holds ``HELPER`` (load/binding.py's ``global_homes``), as eager reads them at each call.
+    (Their tensors only: ``HELPER``'s Python values and class are compiled in unguarded. A
+    function's package binds such a module by name, ``module={"HELPER": HELPER}``, which
+    follows it all, and warns at load where the dict leaves it out.)"""
+    from ..package import manifest as mf
+    from .frozen import GLOBAL_OF, describe_frozen
+
+    wheres = {var: where for var, how, where in captured.modules_named.values() if how.startswith(GLOBAL_OF)}
+    if not wheres:
+        return captured
+    taken, renames, read = set(captured.weights), {}, {}  # (read: weight -> its path, ``HELPER.weight``)
+    for name, home in module_homes(captured).items():
+        path = home.name.removeprefix("constant:")
+        if path.split(".")[0] in wheres and captured.weight_kinds.get(name) == "constant" and \
+                f"global:{path}" not in taken:
+            renames[name], read[f"global:{path}"] = f"global:{path}", path
+            taken.add(renames[name])
+    captured.rename_weights(renames)
+    captured.frozen = [*captured.frozen, *(
+        mf.Frozen(kind="global", name=path, where=wheres[path.split(".")[0]], weight=weight,
+                  **describe_frozen(captured.weights[weight])) for weight, path in read.items())]
     return captured

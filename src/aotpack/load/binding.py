@@ -27,7 +27,9 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
 - a module global tensor the module's code reads (``TABLE`` in its forward, or in a helper
   it calls: torch.export lifts it as a constant) is bound like a plain tensor attribute,
   from where this process holds it (``global_homes``): each call checks that the global
-  is still the bound tensor, so one assigned anew is read anew;
+  is still the bound tensor, so one assigned anew is read anew; so are the tensors of a
+  module the code calls as a global (``HELPER(x)``: ``global:HELPER.weight``), and each
+  call checks that the global still names the module bound;
 - a submodule's ``training`` flag, where its code reads it (dropout, batch norm), is one
   of those values (the module's own is checked with its parameters' requires_grad,
   runtime.py); the error says which mode the package was compiled in;
@@ -255,21 +257,25 @@ def _given(module: torch.nn.Module) -> set[str]:
     return set(module._modules) | set(module._parameters) | set(module._buffers) | set(module.__dict__)
 
 
-def global_homes(program: Program, module: torch.nn.Module, given: set | None = None) -> dict[str, tuple[dict, str]]:
+def global_homes(program: Program, module: torch.nn.Module, given: set | None = None) -> dict[str, tuple]:
     """Where this process holds the module globals the program reads as tensors (the
-    package's ``global:TABLE``; a function's package names them ``constant:TABLE``): weight
-    name -> (the globals, the name), read at each call as eager reads them, so an update
-    in place or an assignment of the global is followed. The globals are those of the
-    bound module's method that read it (its class's ``__globals__``), or of the module this
-    process imported from the file the read was in (a helper's, a script's own
-    ``__main__``); a global found in neither stays the package's copy, as loaded alone.
+    package's ``global:TABLE``; a function's package names them ``constant:TABLE``), and
+    the tensors of the modules a module's code reads as globals (``global:HELPER.weight``):
+    weight name -> (the dict holding it, its key there, and for a module's tensor (the
+    globals, the module's name, the module) else None), read at each call as eager reads
+    them, so an update in place or an assignment of the global is followed. The globals
+    are those of the bound module's method that read it (its class's ``__globals__``), or
+    of the module this process imported from the file the read was in (a helper's, a
+    script's own ``__main__``); a global found in neither stays the package's copy, as
+    loaded alone.
     ``given``: the names a function's package is bound by (``module={...}``), which the
     dict's own objects stand for. (Tested in tests/packages/test_module_binding.py: a
     doctest's globals are a copy no package can name.)
     """
     import sys
 
-    records = [f for f in program.frozen if f.kind == "global" and f.weight and f.name not in (given or ())]
+    records = [f for f in program.frozen if f.kind == "global" and f.weight
+               and f.name.split(".")[0] not in (given or ())]
     if not records:
         return {}
     methods = {}  # qualname -> the globals of the bound modules' methods (torch's read no tensor of the program)
@@ -286,10 +292,25 @@ def global_homes(program: Program, module: torch.nn.Module, given: set | None = 
         file = where.rpartition(":")[0]
         namespaces = [methods[qualname]] if qualname in methods else [
             vars(m) for m in list(sys.modules.values()) if getattr(m, "__file__", None) == file]
-        found = next((ns for ns in namespaces if isinstance(ns.get(f.name), torch.Tensor)), None)
-        if found is not None:
-            homes[f.weight] = (found, f.name)
+        root, _, path = f.name.partition(".")
+        found = next((ns for ns in namespaces if isinstance(ns.get(root), torch.nn.Module if path else torch.Tensor)),
+                     None)
+        if found is not None and not path:
+            homes[f.weight] = (found, root, None)
+        elif found is not None and (slot := _tensor_slot(found[root], path)) is not None:
+            homes[f.weight] = (*slot, (found, root, found[root]))
     return homes
+
+
+def _tensor_slot(module: torch.nn.Module, path: str) -> tuple[dict, str] | None:
+    """(the dict holding it, its key) where ``path`` (``0.weight``) names a parameter,
+    buffer or plain tensor attribute of ``module``; None where it names no tensor."""
+    *parts, leaf = path.split(".")
+    owner = _submodule(module, parts)
+    for held in () if owner is None else (owner._parameters, owner._buffers, owner.__dict__):
+        if isinstance(held.get(leaf), torch.Tensor):
+            return held, leaf
+    return None
 
 
 def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tuple[dict, dict]:
@@ -351,6 +372,7 @@ class Binding:
         # tensors bound where assigning one registers nothing: plain tensor attributes and the
         # module globals its code reads (weight index, the __dict__ or globals holding it, name)
         self.attributes: list[tuple[int, dict, str]] = []
+        self._global_modules: list[tuple[dict, str, torch.nn.Module]] = []  # (globals, name, module bound)
         # module attributes compiled in: their owners' __dict__s, names and values (as the
         # module holds them: a tuple, not the manifest's list), compared in one C-level pass
         self._dicts: list[dict] = []
@@ -386,7 +408,7 @@ class Binding:
         fit; sets ``self.attributes`` to where the plain attributes live."""
         live = dict(self.module.named_parameters(remove_duplicate=False))
         live.update(self.module.named_buffers(remove_duplicate=False))
-        v, out, attributes = self.variant, [], []
+        v, out, attributes, global_modules = self.variant, [], [], []
         # a function's package: the names ``module={...}`` gives (``lin`` of ``lin.weight``); a
         # tensor under another name (one the program makes, ``constant:lifted_tensor_0``, or
         # one the dict leaves out) stays as compiled. A module's package reads every weight.
@@ -394,22 +416,29 @@ class Binding:
         homes = global_homes(self.program, self.module, given)
         for key, fqn, gets_grad in zip(v.weights, v.weight_fqns, v.trained_weights()):
             info = self.program.weight(key)
-            if (given is not None and not gets_grad and fqn.removeprefix("constant:").split(".")[0] not in given
-                    and key not in homes):
+            home = homes.get(key)  # (a global this process holds; a function's: one the dict does not give)
+            held = None
+            if home is not None:
+                held, name, anchor = home
+                global_modules += [anchor] if anchor is not None else []  # (a global module's: checked too)
+            elif given is not None and not gets_grad and fqn.removeprefix("constant:").split(".")[0] not in given:
+                if fqn in self._attribute_names:  # (followed where this process held it: gone since)
+                    raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
                 out.append(self.stored[key])
                 continue
             # (a constant may be a parameter of the module: one a function package reads
             # from outside and trains, build/autograd.py's _train_outside)
-            if info.kind not in ("parameter", "buffer") and fqn not in live:
+            elif info.kind not in ("parameter", "buffer") and fqn not in live:
                 owner, name = _tensor_attribute(self.module, fqn)
-                held, name = (owner.__dict__, name) if owner is not None else homes.get(key, (None, ""))
-                if held is None and fqn in self._attribute_names:
+                if owner is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
-                if held is None and gets_grad:  # (a tensor the program reads by name, which it trains)
+                if owner is None and gets_grad:  # (a tensor the program reads by name, which it trains)
                     raise _missing(self.module, self.program, fqn)
-                if held is None:
+                if owner is None:
                     out.append(self.stored[key])  # frozen constants stay the package's
                     continue
+                held = owner.__dict__
+            if held is not None:
                 attributes.append((len(out), held, name))
                 live[fqn] = held[name]
             t = live.get(fqn)
@@ -425,6 +454,9 @@ class Binding:
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
         self.attributes = attributes
+        # the globals naming a module whose tensors are bound (``HELPER``): one assigned anew
+        # registers nothing, so each call checks that it still names the module bound
+        self._global_modules = list({id(a[2]): a for a in global_modules}.values())
         self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
         self._bind_values()
         return out
@@ -464,6 +496,7 @@ class Binding:
 
     def __call__(self) -> Mismatch | None:
         if (_GENERATION[0] != self.generation or (self.attributes and self._attribute_reassigned())
+                or (self._global_modules and any(ns.get(n) is not m for ns, n, m in self._global_modules))
                 or any(map(is_not, map(dict.get, self._slot_dicts, self._slot_names), self._slot_tensors))):
             problem = self._rebind()
             if problem is not None:
