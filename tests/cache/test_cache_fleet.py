@@ -28,8 +28,11 @@ def child_env(tmp_path, i):
     return {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / f"inductor{i}")}
 
 
-def test_fleet_of_8_compiles_once(redis_url, tmp_path):
-    outs = [str(tmp_path / f"r{i}.json") for i in range(8)]
+def test_a_fleet_of_4_compiles_once(redis_url, tmp_path):
+    """Four servers start together on one Redis: one compiles, three wait on its key's
+    lease and hit. (Four, not eight: each is a fresh interpreter importing torch on the
+    suite's 2 cores, and the suite has a 15-minute budget; bench/fleet_start.py times 8.)"""
+    outs = [str(tmp_path / f"r{i}.json") for i in range(4)]
     procs = [subprocess.Popen(child_cmd(redis_url, "aoti", out), env=child_env(tmp_path, i),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i, out in enumerate(outs)]
@@ -42,7 +45,7 @@ def test_fleet_of_8_compiles_once(redis_url, tmp_path):
         assert not r["warnings"]
     compiles = sum(r["stats"].get("compiles", 0) for r in results)
     hits = sum(r["stats"].get("hits", 0) for r in results)
-    assert compiles == 1 and hits == 7, [r["stats"] for r in results]
+    assert compiles == 1 and hits == 3, [r["stats"] for r in results]
 
 
 @pytest.mark.parametrize("how", ["torch.compile", "torch.compile:llama"])
