@@ -565,6 +565,11 @@ def test_a_function_bound_with_a_dict_that_leaves_out_a_name_says_so(recwarn):
         TABLE = kept
 
 
+class _Doubled(torch.nn.Linear):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
 READS_GLOBALS_CHILD = r"""
 import sys, torch, aotpack
 sys.path.insert(0, sys.argv[2])
@@ -609,6 +614,10 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
         torch.testing.assert_close(fn(x), m(x))
         programs.HELPER = torch.nn.Linear(4, 4, bias=False).requires_grad_(False)
         with pytest.raises(aotpack.GuardError, match=r"global 'HELPER.bias' the module's code reads is no tensor"):
+            fn(x)
+        programs.HELPER = _Doubled(4, 4).requires_grad_(False)  # the same tensors, other code: refused
+        with pytest.raises(aotpack.GuardError, match=r"global 'HELPER' the module's code calls is a _Doubled, where "
+                                                     r"it was a Linear at load"):
             fn(x)
         programs.HELPER = kept[2]
         programs.SCALES = torch.ones(2)

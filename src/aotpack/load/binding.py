@@ -373,6 +373,7 @@ class Binding:
         # module globals its code reads (weight index, the __dict__ or globals holding it, name)
         self.attributes: list[tuple[int, dict, str]] = []
         self._global_modules: list[tuple[dict, str, torch.nn.Module]] = []  # (globals, name, module bound)
+        self._global_classes: dict[tuple[int, str], type] = {}  # (id(globals), name) -> its class at load
         # module attributes compiled in: their owners' __dict__s, names and values (as the
         # module holds them: a tuple, not the manifest's list), compared in one C-level pass
         self._dicts: list[dict] = []
@@ -455,8 +456,14 @@ class Binding:
             out.append(t)
         self.attributes = attributes
         # the globals naming a module whose tensors are bound (``HELPER``): one assigned anew
-        # registers nothing, so each call checks that it still names the module bound
+        # registers nothing, so each call checks that it still names the module bound; one of
+        # another class than at load runs other code than the package holds: refused
         self._global_modules = list({id(a[2]): a for a in global_modules}.values())
+        for namespace, name, held in self._global_modules:
+            first = self._global_classes.setdefault((id(namespace), name), type(held))
+            if type(held) is not first:
+                raise AotpackError(f"global {name!r} the module's code calls is a {type(held).__qualname__}, where "
+                                   f"it was a {first.__qualname__} at load (its code is compiled into the package)")
         self._attribute_names |= {v.weight_fqns[i] for i, _, _ in attributes}
         self._bind_values()
         return out
