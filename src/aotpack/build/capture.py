@@ -550,26 +550,26 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     try:
         return _capture(target, args, kwargs, dynamic, **options)
     except _CaptureAgain as again:
-        first = again
-    # what the first trace found (an input's layout the program depends on, a helper's
+        latest = again
+    # what a trace found (an input's layout the program depends on, a helper's
     # module it updates): captured again with it (the side effects of the program were
     # reported by the first capture); at most once a kind of change
     changes = {}
     while True:
-        changes.update(first.changes)
+        changes.update(latest.changes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=SideEffectWarning)
             try:
                 return _capture(target, args, kwargs, dynamic, **changes, **options)
             except _CaptureAgain as again:
                 if again.changes.keys() <= changes.keys():
-                    raise first.refusal from again
-                first = again
+                    raise latest.refusal from again
+                latest = again
             except (CaptureError, AttributeError) as e:
                 # torch could not trace the program so (seen in training, in strides kept:
                 # an AttributeError from the guards torch.export adds, in the functional
-                # retrace): the refusal the first capture would have given
-                raise first.refusal from e
+                # retrace): the refusal of the capture that asked for it
+                raise latest.refusal from e
 
 
 def _capturable(target):

@@ -286,12 +286,14 @@ def global_homes(program: Program, module: torch.nn.Module, given: set | None = 
             fn = getattr(fn, "__func__", fn)  # (a staticmethod's, a classmethod's)
             if (code := getattr(fn, "__code__", None)) is not None:
                 methods.setdefault(getattr(code, "co_qualname", code.co_name), fn.__globals__)
-    homes = {}
+    homes, by_file = {}, None  # (by_file: the imported modules by their file, built where a helper's is needed)
     for f in records:
         where, _, qualname = f.where.rpartition(" in ")
-        file = where.rpartition(":")[0]
-        namespaces = [methods[qualname]] if qualname in methods else [
-            vars(m) for m in list(sys.modules.values()) if getattr(m, "__file__", None) == file]
+        if qualname not in methods and by_file is None:
+            by_file = {}
+            for m in list(sys.modules.values()):
+                by_file.setdefault(getattr(m, "__file__", None), []).append(vars(m))
+        namespaces = [methods[qualname]] if qualname in methods else by_file.get(where.rpartition(":")[0], [])
         root, _, path = f.name.partition(".")
         found = next((ns for ns in namespaces if isinstance(ns.get(root), torch.nn.Module if path else torch.Tensor)),
                      None)
@@ -327,17 +329,17 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tu
             {p: v for p, v in attributes.items() if p.split(".")[0] in bound})
 
 
-def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module) -> None:
+def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module, followed) -> None:
     """A function's package bound with a dict that leaves out a module or tensor its
     program reads by name (``module={"W": W}`` where it reads ``model`` too): that one
     runs as the package's copy of compile time, where eager would read the caller's. Said
     once at load, naming them (not refused: a lookup table meant to stay as compiled is
-    common; loaded alone, every one is the package's)."""
+    common; loaded alone, every one is the package's). ``followed``: the weights read where
+    this process holds them (``global_homes``), which are not named."""
     if program.kind != "function":
         return
     weights = set(variant.weights)
     read = {path.split(".")[0] for path in variant.module_types}
-    followed = global_homes(program, module, _given(module))  # (globals this process has: read as eager)
     read |= {f.name for f in program.frozen if f.weight in weights and f.weight not in followed
              and f.kind in ("global", "closure")}
     missing = sorted(read - _given(module))
@@ -387,13 +389,13 @@ class Binding:
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
         self._types, self._attributes = _followed(variant, program, module)
-        _warn_not_given(variant, program, module)
         problem = self._replaced_module() or self._edited_class()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind a module of the class the package was compiled from, or compile the "
                                     "package again from this code")
         self.weights = self._resolve()
+        _warn_not_given(variant, program, module, self._followed_globals)
         self._forwards_at_load: dict = {}  # module path or class -> the forward it had at load
         self._slots()
         _watch(module)
@@ -415,6 +417,7 @@ class Binding:
         # one the dict leaves out) stays as compiled. A module's package reads every weight.
         given = _given(self.module) if self.program.kind == "function" else None
         homes = global_homes(self.program, self.module, given)
+        self._followed_globals = set(homes)
         for key, fqn, gets_grad in zip(v.weights, v.weight_fqns, v.trained_weights()):
             info = self.program.weight(key)
             home = homes.get(key)  # (a global this process holds; a function's: one the dict does not give)
