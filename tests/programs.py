@@ -210,6 +210,7 @@ class WeightLayouts(torch.nn.Module):
 OFFSETS = torch.linspace(-1.0, 1.0, 4)
 SCALES = torch.linspace(0.5, 2.0, 4)
 HELPER = torch.nn.Linear(4, 4).requires_grad_(False)  # a module global: its weights are read as tensors
+ACT = torch.nn.GELU()  # a module global with no tensors: its Python value ``approximate`` is compiled in
 
 
 def _offset(y):
@@ -217,13 +218,13 @@ def _offset(y):
 
 
 class ReadsGlobals(torch.nn.Module):
-    """Reads module globals (tests/packages/test_module_binding.py): a tensor and a module
-    in its forward, a tensor through a helper; a bound package reads them where the
-    process holds them."""
+    """Reads module globals (tests/packages/test_module_binding.py): a tensor and two
+    modules in its forward, a tensor through a helper; a bound package reads them where
+    the process holds them."""
 
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(4, 4)
 
     def forward(self, x):
-        return HELPER(_offset(self.lin(x))) * SCALES
+        return ACT(HELPER(_offset(self.lin(x)))) * SCALES

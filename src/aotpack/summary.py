@@ -89,9 +89,11 @@ class Inspection:
         lines += ["", f"weights   {len(p.weights)} tensors ({', '.join(f'{n} {k}s' for k, n in kinds.items())}), "
                   f"{_size(total)}" + (f", {len(p.aliases)} shared" if p.aliases else "")]
         if p.frozen:
-            lines += ["", "frozen at compile time (changing these later has no effect on the package)"]
+            lines += ["", "frozen at compile time (changing these later has no effect on the package; those marked "
+                      "'followed' are read where the loading process holds them, when loaded with module=)"]
             for f in p.frozen:
-                lines.append(f"  {f.kind:8} {f.name} = {f.value}  ({f.where})")
+                followed = "  followed" if f.kind == "global" and (f.weight or f.type == "module") else ""
+                lines.append(f"  {f.kind:8} {f.name} = {f.value}  ({f.where}){followed}")
         return "\n".join(lines)
 
 

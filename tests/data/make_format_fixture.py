@@ -185,6 +185,31 @@ def subclass_grad_fixture(path: str) -> None:
     print("wrote", path)
 
 
+GLOBAL_ACT = torch.nn.GELU()  # version 14: module globals the fixture's code calls and reads
+GLOBAL_SHIFT = torch.tensor([0.25, -0.25, 0.5])
+
+
+class GlobalFixture(Fixture):
+    """Version 14 (global modules guarded): the same program, its output passed through a
+    module global GELU (its ``approximate`` compiled in, guarded where the package is
+    bound) and a module global tensor added."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "y": GLOBAL_ACT(out["y"]) + GLOBAL_SHIFT}
+
+
+def global_fixture(path: str) -> None:
+    torch.manual_seed(0)
+    m = GlobalFixture().eval().requires_grad_(False)
+    x, w = torch.randn(5, 4), torch.randn(3)
+    aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(path)
+    out = m(x, {"w": w})
+    save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0], **{f"state.{k}": v for k, v in m.state_dict().items()}},
+              os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
+    print("wrote", path)
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -224,6 +249,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 14:  # an inference package calling a module global, bound to a module
+        return global_fixture(path)
     if fmt.FORMAT_VERSION >= 13:  # a training package again: a plain weight's gradient a subclass
         return subclass_grad_fixture(path)
     if fmt.FORMAT_VERSION >= 12:  # an inference package again: a subclass input and output

@@ -129,6 +129,16 @@ def _fixture_opts(version: int, io: dict, cols: int = 6) -> dict:
     return {"w": io["w"], "g": g.copy_(io["g"][:, :cols] if cols <= 6 else torch.randn(3, cols))}
 
 
+def _fixture_module():
+    """tests/data/make_format_fixture.py, imported afresh (its module globals as written)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_format_fixture", os.path.join(DATA, "make_format_fixture.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_every_format_version_still_loads():
     """One checked-in package per FORMAT_VERSION (tests/data/format-vN.aot, eager backend),
     with the inputs and outputs it must reproduce."""
@@ -140,6 +150,21 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 14:  # calls a module global GELU: bound, the global's Python value is guarded
+            fixture = _fixture_module()
+            fn = aotpack.load(path)
+            torch.testing.assert_close(fn(io["x"], {"w": io["w"]})["y"], io["y"])
+            m = fixture.GlobalFixture().eval().requires_grad_(False)
+            m.load_state_dict({k.removeprefix("state."): v for k, v in io.items() if k.startswith("state.")})
+            bound = aotpack.load(path, module=m)
+            torch.testing.assert_close(bound(io["x"], {"w": io["w"]})["y"], io["y"])
+            fixture.GLOBAL_SHIFT.add_(1)  # this process's global, read at the call
+            torch.testing.assert_close(bound(io["x"], {"w": io["w"]})["y"], io["y"] + 1)
+            fixture.GLOBAL_ACT.approximate = "tanh"
+            with pytest.raises(aotpack.GuardError, match=r"global GLOBAL_ACT.approximate: expected 'none'"):
+                bound(io["x"], {"w": io["w"]})
+            torch.testing.assert_close(fn(io["x"], {"w": io["w"]})["y"], io["y"])  # loaded alone: as compiled
+            continue
         if version >= 13:  # a training package: the Linear meets a TwoTensor, so its gradients are TwoTensors
             from torch.testing._internal.two_tensor import TwoTensor
 

@@ -2,6 +2,8 @@
 
 import copy
 import json
+import pathlib
+import shutil
 
 import pytest
 import torch
@@ -260,6 +262,9 @@ MODULE_CHANGES = {
     "a global module's weight updated in place": lambda m, g: BOUND_HELPER.weight.mul_(_rand(g, 4, 4)),
     "a global module's parameter reassigned": lambda m, g: setattr(BOUND_HELPER, "bias", torch.nn.Parameter(
         _rand(g, 4), requires_grad=False)),
+    # its hooks and code (format 14: guarded as a submodule's)
+    "a forward hook on a global module": lambda m, g: BOUND_HELPER.register_forward_hook(lambda mod, i, out: out * 2),
+    "a global module's forward patched": lambda m, g: _patch_forward(BOUND_HELPER, _rand(g, 4)),
 }
 
 
@@ -350,7 +355,7 @@ def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound
     never the result of the old weights. The same where a function's program reaches the
     module by name and ``module={"model": m}`` binds it (until 2026-12-05 such a
     package read the module's weights, mode and Python values as they were at compile;
-    until 2026-12-06 both read a module global as it was at compile)."""
+    until 2026-12-05 both read a module global as it was at compile)."""
     data, state, form = bound_package
     _reset_globals()
     m, ref = _BoundWithNorm().eval(), _BoundWithNorm().eval()
@@ -534,7 +539,7 @@ def test_a_function_bound_with_a_dict_that_leaves_out_a_name_says_so(recwarn):
     variable) runs as the package's copy of compile time, where eager reads the caller's;
     a UserWarning at load names it and the dict entry that would follow it. ``TABLE``, a
     global of a module this process imported, is read from there as eager reads it, so it
-    is not named (until 2026-12-06 it stayed as compiled). A module given bare, not in a
+    is not named (until 2026-12-05 it stayed as compiled). A module given bare, not in a
     dict, is told to be given in one. No warning where the dict gives every name."""
     global TABLE
     lin, w = torch.nn.Linear(3, 3), torch.randn(3)
@@ -572,16 +577,24 @@ class _Doubled(torch.nn.Linear):
 
 READS_GLOBALS_CHILD = r"""
 import sys, torch, aotpack
-sys.path.insert(0, sys.argv[2])
+sys.path.insert(0, sys.argv[2])  # (a copy of tests/programs.py at another path: another checkout)
 import programs
+assert programs.__file__.startswith(sys.argv[2])
 programs.SCALES = torch.linspace(-1.0, 3.0, 4)  # this process's globals, not those of the compile
-programs.OFFSETS.add_(5)
+programs.OFFSETS.add_(5)  # (read by a helper function: found by its module's name, not its file)
 programs.HELPER.weight.mul_(-2)
 torch.manual_seed(1)
 m = programs.ReadsGlobals().eval().requires_grad_(False)
 fn = aotpack.load(sys.argv[1], module=m)
 x = torch.randn(3, 4)
 torch.testing.assert_close(fn(x), m(x))
+programs.ACT.approximate = "tanh"
+try:
+    fn(x)
+except aotpack.GuardError as e:
+    assert "global ACT.approximate: expected 'none'" in str(e), e
+else:
+    raise AssertionError("a changed value of a global module ran")
 print("equal")
 """
 
@@ -589,18 +602,23 @@ print("equal")
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
 def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, backend):
     """A module's code that reads module globals (``programs.ReadsGlobals``: a tensor and
-    a module in its forward, a tensor in a helper it calls), bound with ``module=m``: the
-    package reads them where this process holds them at each call, as eager does:
+    two modules in its forward, a tensor in a helper it calls), bound with ``module=m``:
+    the package reads them where this process holds them at each call, as eager does:
     updated in place or assigned anew (a global module's parameter too), here and in a
-    fresh process whose globals differ from the compile's; one of another shape is
-    refused naming it (until 2026-12-06 the package ran its copy of compile time, bound
-    or not: the contract's "bound module" row said so)."""
+    fresh process whose globals differ from the compile's and whose ``programs`` was
+    imported from another path; one of another shape is refused naming it (until
+    2026-12-05 the package ran its copy of compile time, bound or not). A global
+    module's class, Python values, hooks and forward are guarded as a submodule's
+    (format 14; before, a changed ``ACT.approximate`` or a hook on ``HELPER`` ran as
+    compiled, silently)."""
     torch.manual_seed(0)
     m = programs.ReadsGlobals().eval().requires_grad_(False)
     x = torch.randn(3, 4)
-    path = aotpack.compile(m, (x,), backend=backend).save(tmp_path / "g.aot")
+    pkg = aotpack.compile(m, (x,), backend=backend)
+    assert pkg.manifest.format_version == 14
+    path = pkg.save(tmp_path / "g.aot")
     fn, alone = aotpack.load(path, module=m), aotpack.load(path)
-    kept = programs.SCALES, programs.OFFSETS, programs.HELPER, copy.deepcopy(programs.HELPER.state_dict())
+    kept = programs.SCALES, programs.OFFSETS, programs.HELPER, programs.ACT, copy.deepcopy(programs.HELPER.state_dict())
     try:
         compiled = alone(x)
         programs.SCALES.mul_(2)
@@ -616,20 +634,37 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
         with pytest.raises(aotpack.GuardError, match=r"global 'HELPER.bias' the module's code reads is no tensor"):
             fn(x)
         programs.HELPER = _Doubled(4, 4).requires_grad_(False)  # the same tensors, other code: refused
-        with pytest.raises(aotpack.GuardError, match=r"global 'HELPER' the module's code calls is a _Doubled, where "
-                                                     r"it was a Linear at load"):
+        with pytest.raises(aotpack.GuardError, match=r"global HELPER: expected a torch.nn.modules.linear:Linear \(its "
+                                                     r"code is compiled into the package\), got a .*_Doubled"):
             fn(x)
         programs.HELPER = kept[2]
+        hook = programs.HELPER.register_forward_hook(lambda mod, args, out: out * 2)
+        with pytest.raises(aotpack.GuardError, match=r"a forward hook on global HELPER"):
+            fn(x)
+        hook.remove()
+        programs.ACT.approximate = "tanh"  # a Python value of a global module, compiled in
+        with pytest.raises(aotpack.GuardError, match=r"global ACT.approximate: expected 'none'"):
+            fn(x)
+        programs.ACT = torch.nn.GELU()
+        torch.testing.assert_close(fn(x), m(x))
+        programs.ACT = torch.nn.ReLU()
+        with pytest.raises(aotpack.GuardError, match=r"global ACT: expected a torch.nn.modules.activation:GELU"):
+            fn(x)
+        programs.ACT = kept[3]
+        torch.testing.assert_close(alone(x), compiled)
         programs.SCALES = torch.ones(2)
         with pytest.raises(aotpack.GuardError, match=r"global 'SCALES' the module's code reads is float32\[2\], "
                                                      r"the package was compiled for float32\[4\]"):
             fn(x)
     finally:
-        programs.SCALES, programs.OFFSETS, programs.HELPER = kept[:3]
+        programs.SCALES, programs.OFFSETS, programs.HELPER, programs.ACT = kept[:4]
         programs.SCALES.copy_(torch.linspace(0.5, 2.0, 4))
-        programs.HELPER.load_state_dict(kept[3])
-    tests = str(__import__("pathlib").Path(__file__).parent.parent)
-    assert "equal" in run_fresh(["-c", READS_GLOBALS_CHILD, str(path), tests]).stdout
+        programs.HELPER.load_state_dict(kept[4])
+        programs.ACT.approximate = "none"
+    elsewhere = tmp_path / "checkout"
+    elsewhere.mkdir()
+    shutil.copy(pathlib.Path(programs.__file__), elsewhere / "programs.py")
+    assert "equal" in run_fresh(["-c", READS_GLOBALS_CHILD, str(path), str(elsewhere)]).stdout
 
 
 def test_a_function_over_a_transformers_model_follows_the_model_bound():

@@ -266,7 +266,7 @@ def test_a_batch_norm_reached_only_through_a_helper_trains_as_eager():
     module, so torch.export first holds its statistics as constants and cannot update
     them; capture runs again holding the modules the helpers read by name, as the
     function's own. Bound by the global's name: eager's output, gradients and statistics
-    (refused until 2026-12-06, "Constant lifted_tensor_0 is mutated"). A module reached by
+    (refused until 2026-12-05, "Constant lifted_tensor_0 is mutated"). A module reached by
     no name (an item of a dict) is still refused, naming the fix."""
     x = torch.randn(6, 4)
     pkg = aotpack.compile(lambda t: _normalizes(t), (x,), train=True, backend="eager")

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
 from .. import tree
 
-__all__ = ["closure_values", "describe_frozen", "frozen_values", "modules_by_name", "user_functions"]
+__all__ = ["Reached", "closure_values", "describe_frozen", "frozen_values", "modules_by_name", "user_functions"]
+
+
+class Reached(NamedTuple):
+    """How a program reaches a module by a name (``modules_by_name``)."""
+    name: str  # the name: ``load(path, module={name: m})`` binds it by it
+    how: str  # for messages: ``a closure variable of make.<locals>.<lambda>``
+    where: str  # ``file:line in qualname`` of the code reading it (``Frozen.where``); "" for a partial's
+    module: str | None = None  # for a module global: the ``__name__`` of the globals holding it
 
 
 def user_functions(target: Callable) -> list[types.FunctionType]:
@@ -43,11 +52,12 @@ def user_functions(target: Callable) -> list[types.FunctionType]:
     return funcs
 
 
-def modules_by_name(call: Callable, ran: dict | None = None) -> dict[torch.nn.Module, tuple[str, str, str]]:
-    """The modules a program reaches by a name: module -> (the name, how it is reached,
-    for messages, and where: ``file:line in qualname`` of the code that reads it as a
-    global or closure variable, as ``Frozen.where`` names it; "" for a partial's or a
-    callable object's). The name is the one ``load(path, module={name: m})`` binds it by.
+def modules_by_name(call: Callable, ran: dict | None = None) -> dict[torch.nn.Module, Reached]:
+    """The modules a program reaches by a name: module -> ``Reached`` (the name, the one
+    ``load(path, module={name: m})`` binds it by; how it is reached, for messages; where:
+    ``file:line in qualname`` of the code that reads it as a global or closure variable,
+    as ``Frozen.where`` names it, "" for a partial's or a callable object's; and for a
+    global, the Python module whose global it is).
 
     Read from the code of ``call``'s own functions (``user_functions``) before the trace,
     and, given ``ran`` (``EffectRecorder.functions``: code -> (globals, closure values)),
@@ -70,6 +80,8 @@ def modules_by_name(call: Callable, ran: dict | None = None) -> dict[torch.nn.Mo
         >>> lin, fn = make()
         >>> modules_by_name(fn)[lin][:2]
         ('lin', 'a closure variable of make.<locals>.<lambda>')
+        >>> modules_by_name(fn)[lin].where.endswith("in make.<locals>.<lambda>")
+        True
     """
     reached = _read_by_name({f.__code__: (f.__globals__, closure_values(f)) for f in user_functions(call)})
     for m, how in _held_by_call(call).items():
@@ -90,32 +102,41 @@ def closure_values(f: types.FunctionType) -> dict[str, object]:
     return values
 
 
-def _read_by_name(sources: dict) -> dict[torch.nn.Module, tuple[str, str, str]]:
+def _read_by_name(sources: dict) -> dict[torch.nn.Module, Reached]:
     """The modules code reads by name (``sources``: code -> (globals, closure values))."""
     found: dict = {}
     for code, (globals_, cells) in sources.items():
-        qualname = getattr(code, "co_qualname", code.co_name)
-        where = f"{code.co_filename}:{code.co_firstlineno} in {qualname}"
+        qualname, where = _qualname(code), where_read(code)
         names = _code_names(code)
         for name in sorted(names):
             value = globals_.get(name)
             if isinstance(value, torch.nn.Module):
-                found.setdefault(value, (name, f"{GLOBAL_OF}{qualname}", where))
+                found.setdefault(value, Reached(name, f"{GLOBAL_OF}{qualname}", where, globals_.get("__name__")))
             elif isinstance(value, types.ModuleType) and not value.__name__.split(".")[0] == "torch":
                 for attr in sorted(names):  # (``helpers.model``: both names are the code's)
                     held = vars(value).get(attr)
                     if isinstance(held, torch.nn.Module):
-                        found.setdefault(held, (attr, f"{name}.{attr}, read by {qualname}", where))
+                        found.setdefault(held, Reached(attr, f"{name}.{attr}, read by {qualname}", where))
         for name, value in cells.items():
             if isinstance(value, torch.nn.Module):
-                found.setdefault(value, (name, f"a closure variable of {qualname}", where))
+                found.setdefault(value, Reached(name, f"a closure variable of {qualname}", where))
     return found
+
+
+def _qualname(code: types.CodeType) -> str:
+    return getattr(code, "co_qualname", code.co_name)
+
+
+def where_read(code: types.CodeType) -> str:
+    """Where code reads a name, as ``Frozen.where`` says it: ``file:line in qualname``
+    (the qualname is what a loading process finds a bound module's method by)."""
+    return f"{code.co_filename}:{code.co_firstlineno} in {_qualname(code)}"
 
 
 GLOBAL_OF = "a module global of "  # (how ``modules_by_name`` says a module is read as its code's global)
 
 
-def _held_by_call(call) -> dict[torch.nn.Module, tuple[str, str, str]]:
+def _held_by_call(call) -> dict[torch.nn.Module, Reached]:
     """The modules a ``functools.partial`` or a callable object holds."""
     import functools
 
@@ -125,12 +146,12 @@ def _held_by_call(call) -> dict[torch.nn.Module, tuple[str, str, str]]:
         names = _positional_names(call.func)
         held = {"func": call.func, **{names[i] if i < len(names) else f"args[{i}]": a for i, a in enumerate(call.args)},
                 **call.keywords}
-        return {v: (k, "the function a functools.partial calls" if k == "func" else "an argument of a "
-                    "functools.partial", "") for k, v in held.items() if isinstance(v, torch.nn.Module)}
+        return {v: Reached(k, "the function a functools.partial calls" if k == "func" else "an argument of a "
+                           "functools.partial", "") for k, v in held.items() if isinstance(v, torch.nn.Module)}
     if isinstance(call, torch.nn.Module) or not hasattr(call, "__dict__") or callable(getattr(call, "__code__", None)):
         return {}
     # a wrapper object whose ``__call__`` runs ``self.model``
-    return {v: (k, f"an attribute of the {type(call).__name__} called", "") for k, v in vars(call).items()
+    return {v: Reached(k, f"an attribute of the {type(call).__name__} called", "") for k, v in vars(call).items()
             if isinstance(v, torch.nn.Module)}
 
 
@@ -168,7 +189,7 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
         sources.setdefault(code, pair)
     frozen, seen = [], set()
     for code, (globals_, cells) in sources.items():
-        where = f"{code.co_filename}:{code.co_firstlineno} in {getattr(code, 'co_qualname', code.co_name)}"
+        where = where_read(code)
         found = []
         for name in sorted(_code_names(code)):
             if name in globals_:
@@ -181,7 +202,10 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
             if entry is None or (kind, name, id(value)) in seen:
                 continue
             seen.add((kind, name, id(value)))
-            frozen.append({"kind": kind, "name": name, "where": where, **entry, "_value": value})
+            # (a global tensor: the Python module holding it, where a loading process that
+            # imported it from another path finds it, load/binding.py's ``global_homes``)
+            home = {"module": globals_.get("__name__")} if kind == "global" and entry["type"] == "tensor" else {}
+            frozen.append({"kind": kind, "name": name, "where": where, **entry, **home, "_value": value})
     return frozen
 
 

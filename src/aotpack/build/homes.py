@@ -166,7 +166,7 @@ def module_homes(captured) -> dict[str, Home]:
     if not wanted:
         return {}
     homes = {}
-    for m, (var, how, _) in captured.modules_named.items():
+    for m, (var, how, *_) in captured.modules_named.items():
         slots = [(path, store, key, "") for path, store, key in compat.module_tensor_slots(m)]
         slots += [(f"{prefix}.{key}".lstrip("."), vars(sub), key, "constant:") for prefix, sub in m.named_modules()
                   for key, t in vars(sub).items() if isinstance(t, torch.Tensor)]  # plain tensor attributes
@@ -203,26 +203,32 @@ def _global_modules_named(captured):
     (``HELPER(x)`` in its forward, where torch.export lifts its tensors as constants,
     ``constant:lifted_tensor_0``), those tensors named ``global:HELPER.weight``, each with
     a ``Frozen`` record (kind ``global``, where the code read it), as a global tensor the
-    code reads is: a package bound with ``module=m`` reads them where the loading process
-    holds ``HELPER`` (load/binding.py's ``global_homes``), as eager reads them at each call.
-    (Their tensors only: ``HELPER``'s Python values and class are compiled in unguarded. A
-    function's package binds such a module by name, ``module={"HELPER": HELPER}``, which
-    follows it all, and warns at load where the dict leaves it out.)"""
+    code reads is, and one record for ``HELPER`` itself (type ``module``, its class): a
+    package bound with ``module=m`` finds ``HELPER`` where the loading process holds it
+    (load/binding.py's ``global_homes``) and reads its tensors there, as eager reads them
+    at each call, and its class, code, hooks and Python values are guarded as a
+    submodule's are (``variants[].module_types`` under ``global:HELPER``:
+    guard_specs.module_paths). A function's package binds such a module by name,
+    ``module={"HELPER": HELPER}``, and warns at load where the dict leaves it out."""
     from ..package import manifest as mf
     from .frozen import GLOBAL_OF, describe_frozen
 
-    wheres = {var: where for var, how, where in captured.modules_named.values() if how.startswith(GLOBAL_OF)}
-    if not wheres:
+    read_as = {r.name: r for r in captured.modules_named.values() if r.how.startswith(GLOBAL_OF)}
+    if not read_as:
         return captured
     taken, renames, read = set(captured.weights), {}, {}  # (read: weight -> its path, ``HELPER.weight``)
     for name, home in module_homes(captured).items():
         path = home.name.removeprefix("constant:")
-        if path.split(".")[0] in wheres and captured.weight_kinds.get(name) == "constant" and \
+        if path.split(".")[0] in read_as and captured.weight_kinds.get(name) == "constant" and \
                 f"global:{path}" not in taken:
             renames[name], read[f"global:{path}"] = f"global:{path}", path
             taken.add(renames[name])
     captured.rename_weights(renames)
+    modules = {r.name: m for m, r in captured.modules_named.items() if r.name in read_as}
     captured.frozen = [*captured.frozen, *(
-        mf.Frozen(kind="global", name=path, where=wheres[path.split(".")[0]], weight=weight,
-                  **describe_frozen(captured.weights[weight])) for weight, path in read.items())]
+        mf.Frozen(kind="global", name=name, where=r.where, module=r.module, type="module",
+                  value=mf.class_name(type(modules[name]))) for name, r in read_as.items()), *(
+        mf.Frozen(kind="global", name=path, where=read_as[path.split(".")[0]].where, weight=weight,
+                  module=read_as[path.split(".")[0]].module, **describe_frozen(captured.weights[weight]))
+        for weight, path in read.items())]
     return captured

@@ -29,7 +29,8 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   from where this process holds it (``global_homes``): each call checks that the global
   is still the bound tensor, so one assigned anew is read anew; so are the tensors of a
   module the code calls as a global (``HELPER(x)``: ``global:HELPER.weight``), and each
-  call checks that the global still names the module bound;
+  call checks that the global still names the module bound; such a module's class, code,
+  hooks and Python values are guarded as a submodule's, below (under ``global:HELPER``);
 - a submodule's ``training`` flag, where its code reads it (dropout, batch norm), is one
   of those values (the module's own is checked with its parameters' requires_grad,
   runtime.py); the error says which mode the package was compiled in;
@@ -86,7 +87,7 @@ from ..package.manifest import (
 )
 from .guards import Mismatch, mode_expected
 
-__all__ = ["Binding", "global_homes", "holder", "module_weight"]
+__all__ = ["Binding", "global_homes", "global_namespaces", "holder", "module_weight", "where_of"]
 
 _GENERATION = [0]  # moved by any registration of a parameter, buffer, submodule or (watched) hook
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -125,18 +126,20 @@ class _WatchedHooks(OrderedDict):
         return OrderedDict, (list(self.items()),)
 
 
-def _watch(module: torch.nn.Module) -> None:
-    for m in module.modules():
+def _watch(roots: list[tuple[str, torch.nn.Module]]) -> None:
+    for m in (m for _, root in roots for m in root.modules()):
         for name in _HOOK_DICTS:
             hooks = m.__dict__.get(name)
             if hooks is not None and type(hooks) is OrderedDict:
                 m.__dict__[name] = _WatchedHooks(hooks)
 
 
-def _hooks(module: torch.nn.Module) -> dict:
-    """(module path, hook dict name) -> the hook ids registered now."""
-    return {(path, name): set(getattr(m, name, {}) or ()) for path, m in module.named_modules()
-            for name in _HOOK_DICTS}
+def _hooks(roots: list[tuple[str, torch.nn.Module]]) -> dict:
+    """(module path, hook dict name) -> the hook ids registered now, of the modules under
+    each root (``Binding._roots``: the module bound, ``""``, and the global modules its
+    code calls, ``global:HELPER``)."""
+    return {(".".join(filter(None, (prefix, path))), name): set(getattr(m, name, {}) or ())
+            for prefix, root in roots for path, m in root.named_modules() for name in _HOOK_DICTS}
 
 
 def holder(objects) -> torch.nn.Module:
@@ -257,24 +260,24 @@ def _given(module: torch.nn.Module) -> set[str]:
     return set(module._modules) | set(module._parameters) | set(module._buffers) | set(module.__dict__)
 
 
-def global_homes(program: Program, module: torch.nn.Module, given: set | None = None) -> dict[str, tuple]:
-    """Where this process holds the module globals the program reads as tensors (the
-    package's ``global:TABLE``; a function's package names them ``constant:TABLE``), and
-    the tensors of the modules a module's code reads as globals (``global:HELPER.weight``):
-    weight name -> (the dict holding it, its key there, and for a module's tensor (the
-    globals, the module's name, the module) else None), read at each call as eager reads
-    them, so an update in place or an assignment of the global is followed. The globals
-    are those of the bound module's method that read it (its class's ``__globals__``), or
-    of the module this process imported from the file the read was in (a helper's, a
-    script's own ``__main__``); a global found in neither stays the package's copy, as
-    loaded alone.
+def global_namespaces(program: Program, module: torch.nn.Module, given: set | None = None) -> dict[str, dict]:
+    """Where this process holds the module globals the program reads as tensors or calls
+    as modules (the package's ``Frozen`` records of kind ``global``: ``TABLE``,
+    ``HELPER.weight``, ``HELPER`` of type ``module``): global name -> the globals dict
+    holding it. They are those of the bound module's method that read it (its class's
+    ``__globals__``, by the qualname of ``Frozen.where``), or of the module this process
+    imported from the file the read was in (a helper's, a script's own ``__main__``), or
+    under the Python module's name (``Frozen.module``) where it was imported from another
+    path (another checkout) and defines the function that read it. Only modules already
+    imported are looked at: a package never makes this process import anything. A global
+    found in none stays the package's copy, as loaded alone.
     ``given``: the names a function's package is bound by (``module={...}``), which the
     dict's own objects stand for. (Tested in tests/packages/test_module_binding.py: a
     doctest's globals are a copy no package can name.)
     """
     import sys
 
-    records = [f for f in program.frozen if f.kind == "global" and f.weight
+    records = [f for f in program.frozen if f.kind == "global" and (f.weight or f.type == "module")
                and f.name.split(".")[0] not in (given or ())]
     if not records:
         return {}
@@ -286,22 +289,58 @@ def global_homes(program: Program, module: torch.nn.Module, given: set | None = 
             fn = getattr(fn, "__func__", fn)  # (a staticmethod's, a classmethod's)
             if (code := getattr(fn, "__code__", None)) is not None:
                 methods.setdefault(getattr(code, "co_qualname", code.co_name), fn.__globals__)
-    homes, by_file = {}, None  # (by_file: the imported modules by their file, built where a helper's is needed)
+    found, by_file = {}, None  # (by_file: the imported modules by their file, built where a helper's is needed)
     for f in records:
-        where, _, qualname = f.where.rpartition(" in ")
-        if qualname not in methods and by_file is None:
-            by_file = {}
-            for m in list(sys.modules.values()):
-                by_file.setdefault(getattr(m, "__file__", None), []).append(vars(m))
-        namespaces = [methods[qualname]] if qualname in methods else by_file.get(where.rpartition(":")[0], [])
         root, _, path = f.name.partition(".")
-        found = next((ns for ns in namespaces if isinstance(ns.get(root), torch.nn.Module if path else torch.Tensor)),
-                     None)
-        if found is not None and not path:
-            homes[f.weight] = (found, root, None)
-        elif found is not None and (slot := _tensor_slot(found[root], path)) is not None:
-            homes[f.weight] = (*slot, (found, root, found[root]))
+        where, _, qualname = f.where.rpartition(" in ")
+        if root in found:
+            continue
+        if qualname in methods:
+            candidates = [methods[qualname]]
+        else:
+            if by_file is None:
+                by_file = {}
+                for m in list(sys.modules.values()):
+                    by_file.setdefault(getattr(m, "__file__", None), []).append(vars(m))
+            candidates = list(by_file.get(where.rpartition(":")[0], []))
+            # (a script's ``__main__`` is another program in the loading process: by its file only)
+            named = (getattr(sys.modules.get(f.module), "__dict__", None)
+                     if f.module and f.module != "__main__" else None)
+            if named is not None and qualname.split(".")[0] in named:
+                candidates.append(named)
+        kind = torch.nn.Module if path or f.type == "module" else torch.Tensor
+        namespace = next((ns for ns in candidates if isinstance(ns.get(root), kind)), None)
+        if namespace is not None:
+            found[root] = namespace
+    return found
+
+
+def global_homes(program: Program, namespaces: dict[str, dict]) -> dict[str, tuple]:
+    """Where the module globals the program reads as tensors lie now (the package's
+    ``global:TABLE``; a function's package names them ``constant:TABLE``), and the
+    tensors of the modules a module's code calls as globals (``global:HELPER.weight``):
+    weight name -> (the dict holding it, its key there, and for a module's tensor (the
+    globals, the module's name, the module) else None), read at each call as eager reads
+    them, so an update in place or an assignment of the global is followed.
+    ``namespaces``: ``global_namespaces``."""
+    homes = {}
+    for f in program.frozen:
+        root, _, path = f.name.partition(".")
+        namespace = namespaces.get(root) if f.kind == "global" and f.weight else None
+        held = namespace.get(root) if namespace is not None else None
+        if not path and isinstance(held, torch.Tensor):
+            homes[f.weight] = (namespace, root, None)
+        elif path and isinstance(held, torch.nn.Module) and (slot := _tensor_slot(held, path)) is not None:
+            homes[f.weight] = (*slot, (namespace, root, held))
     return homes
+
+
+def where_of(path: str) -> str:
+    """How an error names a module the package follows (``module_types``' path):
+    ``module``, ``module.block.act``, ``global NORM`` for ``global:NORM``."""
+    if path.startswith("global:"):
+        return f"global {path.removeprefix('global:')}"
+    return f"module.{path}" if path else "module"
 
 
 def _tensor_slot(module: torch.nn.Module, path: str) -> tuple[dict, str] | None:
@@ -315,15 +354,18 @@ def _tensor_slot(module: torch.nn.Module, path: str) -> tuple[dict, str] | None:
     return None
 
 
-def _followed(variant: Variant, program: Program, module: torch.nn.Module) -> tuple[dict, dict]:
+def _followed(variant: Variant, program: Program, module: torch.nn.Module, found: dict) -> tuple[dict, dict]:
     """The variant's module classes and attributes (``module_types``,
-    ``module_attributes``: path -> value) the binding follows: all of a module's
-    package; for a function's, those of the modules bound by the name the program reads
-    them by (``bn.training`` where ``module={"bn": bn}``), the rest staying as compiled,
-    as its unbound frozen tensors do."""
+    ``module_attributes``: path -> value) the binding follows: a module's package's,
+    those of the global modules its code calls where this process holds them (``found``:
+    ``global_namespaces``); for a function's, those of the modules bound by the name the
+    program reads them by (``bn.training`` where ``module={"bn": bn}``); the rest stay as
+    compiled, as unbound frozen tensors do."""
     types, attributes = variant.module_types, variant.module_attributes
     if program.kind != "function":
-        return types, attributes
+        bound = {f"global:{name}" for name in found}
+        kept = lambda p: not p.startswith("global:") or p.split(".")[0] in bound  # noqa: E731
+        return ({p: t for p, t in types.items() if kept(p)}, {p: v for p, v in attributes.items() if kept(p)})
     bound = _given(module)
     return ({p: t for p, t in types.items() if p.split(".")[0] in bound},
             {p: v for p, v in attributes.items() if p.split(".")[0] in bound})
@@ -388,7 +430,9 @@ class Binding:
         # (class, stored code, the functions its methods resolve to) -> the class's code: a
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
-        self._types, self._attributes = _followed(variant, program, module)
+        # where this process holds the globals the program reads (found once: the dicts stay)
+        self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None)
+        self._types, self._attributes = _followed(variant, program, module, self._global_roots)
         problem = self._replaced_module() or self._edited_class()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
@@ -398,8 +442,8 @@ class Binding:
         _warn_not_given(variant, program, module, self._followed_globals)
         self._forwards_at_load: dict = {}  # module path or class -> the forward it had at load
         self._slots()
-        _watch(module)
-        self._hooks_at_load = _hooks(module)
+        _watch(self._roots())
+        self._hooks_at_load = _hooks(self._roots())
         self.generation = _GENERATION[0]
         self._expected = self._expect(self.weights)
 
@@ -416,7 +460,7 @@ class Binding:
         # tensor under another name (one the program makes, ``constant:lifted_tensor_0``, or
         # one the dict leaves out) stays as compiled. A module's package reads every weight.
         given = _given(self.module) if self.program.kind == "function" else None
-        homes = global_homes(self.program, self.module, given)
+        homes = global_homes(self.program, self._global_roots)
         self._followed_globals = set(homes)
         for key, fqn, gets_grad in zip(v.weights, v.weight_fqns, v.trained_weights()):
             info = self.program.weight(key)
@@ -458,10 +502,13 @@ class Binding:
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
         self.attributes = attributes
-        # the globals naming a module whose tensors are bound (``HELPER``): one assigned anew
-        # registers nothing, so each call checks that it still names the module bound; one of
-        # another class than at load runs other code than the package holds: refused
-        self._global_modules = list({id(a[2]): a for a in global_modules}.values())
+        # the globals naming a module the binding follows (``HELPER``: its tensors, class, code,
+        # hooks and values): one assigned anew registers nothing, so each call checks that it
+        # still names the module bound; one of another class than at load runs other code than
+        # the package holds: refused (a package before format 14 records no class to compare)
+        followed = [(self._global_roots[p.removeprefix("global:")], p.removeprefix("global:"), m)
+                    for p, m in self._roots()[1:]]
+        self._global_modules = list({(id(a[0]), a[1]): a for a in [*global_modules, *followed]}.values())
         for namespace, name, held in self._global_modules:
             first = self._global_classes.setdefault((id(namespace), name), type(held))
             if type(held) is not first:
@@ -497,7 +544,7 @@ class Binding:
         """Where the module attributes compiled in live now, and the objects holding them."""
         holders: dict = {}
         wants = self._attributes
-        self._dicts = [_owner_dict(self.module, path, holders) for path in wants]
+        self._dicts = [_owner_dict(*self._anchor(path), holders) for path in wants]
         self._names = [path.rpartition(".")[2] for path in wants]
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         self._holder_dicts = [d for d, _, _ in holders.values()]
@@ -599,7 +646,7 @@ class Binding:
                     expected = f"{python_value(want)!r} (a Python value compiled into the package: compile again to " \
                                "change it)"
                 return Mismatch([], expected,
-                                "no such attribute" if got is _MISSING else repr(got)[:80], where=f"module.{path}")
+                                "no such attribute" if got is _MISSING else repr(got)[:80], where=where_of(path))
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         return None
 
@@ -637,8 +684,7 @@ class Binding:
         the instance's own attribute (None: its class's) and each class's function, as at
         load. Kept per path and class across rebinds, so a module replaced since load by one
         with a patched forward is refused too."""
-        found = [(path, _submodule(self.module, path.split(".") if path else []))
-                 for path in self._types]
+        found = [(path, self._module_at(path)) for path in self._types]
         found = [(path, m) for path, m in found if m is not None]
         self._forward_paths = [path for path, _ in found]
         modules = [m for _, m in found]
@@ -659,8 +705,7 @@ class Binding:
                "patch, or compile the package with it)")
         for path, d, want in zip(self._forward_paths, self._module_dicts, self._instance_forwards):
             if d.get("forward") is not want:
-                where = f"module.{path}" if path else "module"
-                return Mismatch([], how, "a forward set on the instance since load", where=f"{where}.forward")
+                return Mismatch([], how, "a forward set on the instance since load", where=f"{where_of(path)}.forward")
         for cls, want in zip(self._classes, self._class_forwards):
             if getattr(cls, "forward", None) is not want:
                 return Mismatch([], how, "a forward set on the class since load",
@@ -672,11 +717,11 @@ class Binding:
         (``m.act = nn.ReLU()`` where it was a GELU); None where each is as compiled.
         Replacing a submodule registers it, so this runs only where the module changed."""
         for path, want in self._types.items():
-            sub = _submodule(self.module, path.split(".") if path else [])
+            sub = self._module_at(path)
             got = "nothing" if sub is None else class_name(type(sub))
             if not same_class(got, want):
                 return Mismatch([], f"a {want} (its code is compiled into the package)", f"a {got}",
-                                where=f"module.{path}" if path else "module")
+                                where=where_of(path))
         return None
 
     def _edited_class(self) -> Mismatch | None:
@@ -686,7 +731,7 @@ class Binding:
         want_codes, seen = self.variant.module_code, self._class_codes
         for path, name in self._types.items():
             want = want_codes.get(name)
-            sub = _submodule(self.module, path.split(".") if path else [])
+            sub = self._module_at(path)
             if want is None or sub is None:
                 continue
             python, methods, _ = (want.split(":") + ["", ""])[:3]
@@ -698,8 +743,27 @@ class Binding:
             if got is not None and got.split(":")[0] == python and got != want:
                 return Mismatch([], f"the code of {name.rpartition(':')[2]} compiled into the package",
                                 "another code (the class was edited since the compile)",
-                                where=f"module.{path}" if path else "module")
+                                where=where_of(path))
         return None
+
+    def _anchor(self, path: str) -> tuple[torch.nn.Module | None, str]:
+        """(the module ``path`` starts from, the rest of it): the module bound, or for
+        ``global:HELPER.0`` the module this process's global HELPER names now."""
+        if not path.startswith("global:"):
+            return self.module, path
+        name, _, rest = path.removeprefix("global:").partition(".")
+        held = self._global_roots.get(name, {}).get(name)
+        return (held if isinstance(held, torch.nn.Module) else None), rest
+
+    def _module_at(self, path: str) -> torch.nn.Module | None:
+        """The module at a ``module_types`` path now (``block.act``, ``global:HELPER``)."""
+        root, rest = self._anchor(path)
+        return _submodule(root, rest.split(".") if rest else [])
+
+    def _roots(self) -> list[tuple[str, torch.nn.Module]]:
+        """The module bound and the global modules its code calls, each with its path."""
+        found = [(p, self._module_at(p)) for p in self._types if p.startswith("global:") and "." not in p]
+        return [("", self.module), *((p, m) for p, m in found if m is not None)]
 
     def _attribute_reassigned(self) -> bool:
         weights = self.weights
@@ -711,12 +775,13 @@ class Binding:
         problem = self._patched_forward()  # before the slots are taken again
         if problem is not None:
             return problem
-        _watch(self.module)  # submodules added since
-        now = _hooks(self.module)
+        roots = self._roots()
+        _watch(roots)  # submodules added since
+        now = _hooks(roots)
         for (path, name), ids in now.items():
             added = ids - self._hooks_at_load.get((path, name), set())
             if added:
-                where = f"module.{path}" if path else "module"
+                where = where_of(path)
                 return Mismatch([], f"no hooks added after load (compiled code cannot run a {_HOOK_NAMES[name]}; "
                                 "remove it, or compile the package with the hook registered)",
                                 f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")

@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 13): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 14): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -207,6 +207,18 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     rebuilds the subclass from them. The version is 13 only where a variant has one (a
     version 12 reader would return the first inner tensor as a plain gradient).
 
+  14 (2026-12-05): variants[].module_types, module_attributes and module_code under
+    ``global:HELPER`` paths (``"global:HELPER": "torch.nn.modules.linear:Linear"``,
+    ``"global:NORM.eps": 1e-05``): the modules a module's code calls as module globals,
+    whose class, code and Python values are compiled in. A package bound with
+    ``module=m`` guards them where the loading process holds that global (found through
+    program.frozen's record of it, ``type: "module"``), as it guards a submodule's. The
+    version is 14 only where a variant has such a path (a version 13 reader looks for a
+    submodule named ``global:HELPER`` and refuses every bound call).
+    (compatible: older readers ignore it) program.frozen[].module: the ``__name__`` of
+    the Python module whose global a frozen tensor or module is, where a loading process
+    finds it when it imported that module from another path than the compile's.
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -234,7 +246,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 13  # the newest version this reader reads
+FORMAT_VERSION = 14  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -254,6 +266,7 @@ DIM_EXCLUDE_FORMAT_VERSION = 10  # variants[].dims[].exclude: a reader must refu
 DIM_STRIDES_FORMAT_VERSION = 11  # variants[].inputs[].layout strides of the call's Dims: a reader must evaluate them
 SUBCLASS_FORMAT_VERSION = 12  # tree specs of kind "subclass": a reader must take them apart and rebuild them
 SUBCLASS_GRAD_FORMAT_VERSION = 13  # meta.train.subclass_grads: a reader must rebuild those gradients
+GLOBAL_MODULES_FORMAT_VERSION = 14  # variants[].module_types under global: paths: a reader must guard those globals
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -590,10 +590,13 @@ class Frozen(Record):
     """A Python value read at capture and baked in (a global, a closure, a default)."""
     kind: str
     name: str
-    where: str
+    where: str  # ``file:line in qualname`` of the code that read it
     value: str
     type: str | None = None
     weight: str | None = None
+    # a global's Python module (``__name__`` of the globals holding it), where a tensor or a
+    # module: a process loading the package with ``module=m`` follows it there
+    module: str | None = None
 
 
 class Program(Record):
