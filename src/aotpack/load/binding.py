@@ -552,8 +552,7 @@ class Binding:
         self._held_objects = [o for _, _, o in holders.values()]
 
     def __call__(self) -> Mismatch | None:
-        if (_GENERATION[0] != self.generation or (self.attributes and self._attribute_reassigned())
-                or (self._global_modules and any(ns.get(n) is not m for ns, n, m in self._global_modules))
+        if (_GENERATION[0] != self.generation
                 or any(map(is_not, map(dict.get, self._slot_dicts, self._slot_names), self._slot_tensors))):
             problem = self._rebind()
             if problem is not None:
@@ -655,7 +654,11 @@ class Binding:
         ``_buffers`` dict and name), compared with the bound tensor at each call in one
         C-level pass: setting one to None (``m.fc.weight = None``) registers nothing, and
         eager would then fail where the package ran the old weight."""
-        dicts, names, tensors = [], [], []
+        # plain tensor attributes and global tensors (assigning one registers nothing), and the
+        # globals naming a module followed: each still the object bound
+        dicts = [held for _, held, _ in self.attributes] + [ns for ns, _, _ in self._global_modules]
+        names = [name for _, _, name in self.attributes] + [name for _, name, _ in self._global_modules]
+        tensors = [self.weights[i] for i, _, _ in self.attributes] + [m for _, _, m in self._global_modules]
         for fqn, w in zip(self.variant.weight_fqns, self.weights):
             outer = tree.outer_of(fqn)
             if outer is not None and outer[0] in self.variant.subclass_weights:
@@ -764,10 +767,6 @@ class Binding:
         """The module bound and the global modules its code calls, each with its path."""
         found = [(p, self._module_at(p)) for p in self._types if p.startswith("global:") and "." not in p]
         return [("", self.module), *((p, m) for p, m in found if m is not None)]
-
-    def _attribute_reassigned(self) -> bool:
-        weights = self.weights
-        return any(held.get(name) is not weights[i] for i, held, name in self.attributes)
 
     def _rebind(self) -> Mismatch | None:
         """The module changed somewhere since the last call: bind its weights again and
