@@ -27,6 +27,13 @@ os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "1")
 # process costs more than it saves (tests/packages/test_packages.py's aoti half: 84.6 s
 # with the pool, 81.5 s without). The farm's tests set their own thread counts.
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+# AOTInductor compiles each graph's C++ wrapper (host code: it allocates and calls the
+# kernels, no arithmetic of the program's) at -O1 with line tables: about 5 s of g++ a
+# graph on these machines. The tests compile it at -O0 without them (set for the fresh
+# processes too): a tiny model's aoti compile took 10.4 s, 9.2 s so (ad hoc, fresh
+# inductor caches, 2026-12-05). The kernels keep their -O3, so the numbers are the same.
+os.environ.setdefault("AOT_INDUCTOR_COMPILE_WRAPPER_OPT_LEVEL", "O0")
+os.environ.setdefault("AOT_INDUCTOR_ENABLE_LINE_TABLES", "0")
 # load remembers verified files (package/reader.py); the tests keep that out of ~/.cache,
 # in a folder of this run that goes when the run ends
 if "AOTPACK_VERIFIED_DIR" not in os.environ:
