@@ -286,6 +286,40 @@ def test_a_batch_norm_reached_only_through_a_helper_trains_as_eager():
         aotpack.compile(lambda t: registry["norm"](t), (x,), train=True, backend="eager")
 
 
+class _CallsHelperNorm(torch.nn.Module):
+    """A module whose forward calls a module global batch norm (``HELPER_NORM``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return HELPER_NORM(self.lin(x))
+
+
+def test_a_module_calling_a_global_batch_norm_trains_as_a_function_the_refusal_names():
+    """A module's training package whose forward calls a module global batch norm in
+    training mode is refused (a module's package holds the module alone: torch.export
+    holds the global's statistics as constants), and the hint names the form that
+    trains: a function calling the module, bound with both by name, which gives eager's
+    output, gradients and statistics. (Until 2026-12-05 the hint named a dict's item,
+    which this is not.)"""
+    torch.manual_seed(0)
+    m, x = _CallsHelperNorm().train(), torch.randn(6, 4)
+    with pytest.raises(aotpack.CaptureError, match=r"hint: the module's code updates a tensor of HELPER_NORM, a module "
+                                                   r"it calls as a module global(.|\n)*module=\{'model': model, "
+                                                   r"'HELPER_NORM': HELPER_NORM\}"):
+        aotpack.compile(m, (x,), train=True, backend="eager")
+    pkg = aotpack.compile(lambda t: m(t), (x,), train=True, backend="eager")
+    mine, ref, norm, ref_norm = copy.deepcopy(m), copy.deepcopy(m), copy.deepcopy(HELPER_NORM), HELPER_NORM
+    fn = aotpack.load(pkg.to_bytes(), module={"m": mine, "HELPER_NORM": norm})
+    weights = torch.randn(6, 4)
+    (fn(x) * weights).sum().backward()
+    (ref(x) * weights).sum().backward()  # (eager: the global itself)
+    torch.testing.assert_close(norm.state_dict(), ref_norm.state_dict())
+    torch.testing.assert_close([mine.lin.weight.grad, norm.weight.grad], [ref.lin.weight.grad, ref_norm.weight.grad])
+
+
 OUTSIDE_CHILD = r"""
 import json, sys, torch, aotpack
 state = torch.load(sys.argv[2])

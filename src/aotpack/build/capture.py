@@ -1060,15 +1060,32 @@ def _functional(ep, target, helpers: dict | None = None):
                 "in-place update, or an inference package (train=False)")
         constant = re.search(r"Constant \S+ is mutated", reason)
         if constant:  # (a batch norm the program reaches by no name: ``registry["model"]``)
-            hint = ("the program updates a tensor of a module it reaches by no name a package can bind (an item of "
-                    "a dict, an attribute of an object), which torch.export holds as a constant: name the module "
-                    "in the function compiled (model = registry['model']; lambda x: step(model, x)), whose "
-                    "modules are the package's own")
+            hint = _constant_updated_hint(target)
         refusal = CaptureError(f"cannot trace {program_name(target)}'s training graph: torch's functional retrace "
                                f"of the program failed: {reason}", hint=hint)
         if constant and helpers is not None:
             raise _CaptureAgain(refusal, ran=helpers) from e
         raise refusal from e
+
+
+def _constant_updated_hint(target) -> str:
+    """What to do where the program updates a tensor torch.export holds as a constant: a
+    module a module's code calls as a module global (a batch norm in training mode: a
+    function's package holds it by name, and trains it), else one reached by no name."""
+    from .frozen import GLOBAL_OF
+
+    module = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
+    if isinstance(module, torch.nn.Module):
+        named = sorted(r.name for r in modules_by_name(target).values() if r.how.startswith(GLOBAL_OF))
+        if named:
+            held = ", ".join(f"{n!r}: {n}" for n in named)
+            return (f"the module's code updates a tensor of {', '.join(named)}, a module it calls as a module global, "
+                    "which torch.export holds as a constant: make it a submodule (self.norm = ...), or compile a "
+                    f"function that calls the module, lambda x: model(x), and load it with module={{'model': model, "
+                    f"{held}}}")
+    return ("the program updates a tensor of a module it reaches by no name a package can bind (an item of a dict, an "
+            "attribute of an object), which torch.export holds as a constant: name the module in the function "
+            "compiled (model = registry['model']; lambda x: step(model, x)), whose modules are the package's own")
 
 
 def _inline_autocast(ep):
