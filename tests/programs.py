@@ -12,6 +12,7 @@ import functools
 import torch
 from torch.export import Dim
 
+import shared_layers
 from aotpack.demo import TransformerBlock
 
 G_TENSOR = torch.tensor([0.5, -1.0, 2.0, 0.25])
@@ -219,12 +220,12 @@ def _offset(y):
 
 class ReadsGlobals(torch.nn.Module):
     """Reads module globals (tests/packages/test_module_binding.py): a tensor and two
-    modules in its forward, a tensor through a helper; a bound package reads them where
-    the process holds them."""
+    modules in its forward, a module as a Python module's attribute, a tensor through a
+    helper; a bound package reads them where the process holds them."""
 
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(4, 4)
 
     def forward(self, x):
-        return ACT(HELPER(_offset(self.lin(x)))) * SCALES
+        return shared_layers.NORM(ACT(HELPER(_offset(self.lin(x))))) * SCALES

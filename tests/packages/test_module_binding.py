@@ -583,6 +583,7 @@ assert programs.__file__.startswith(sys.argv[2])
 programs.SCALES = torch.linspace(-1.0, 3.0, 4)  # this process's globals, not those of the compile
 programs.OFFSETS.add_(5)  # (read by a helper function: found by its module's name, not its file)
 programs.HELPER.weight.mul_(-2)
+programs.shared_layers.NORM.bias.add_(1)  # (a Python module's attribute the forward reads)
 torch.manual_seed(1)
 m = programs.ReadsGlobals().eval().requires_grad_(False)
 fn = aotpack.load(sys.argv[1], module=m)
@@ -610,7 +611,9 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
     2026-12-05 the package ran its copy of compile time, bound or not). A global
     module's class, Python values, hooks and forward are guarded as a submodule's
     (format 14; before, a changed ``ACT.approximate`` or a hook on ``HELPER`` ran as
-    compiled, silently)."""
+    compiled, silently), and so is a module the forward reads as a Python module's
+    attribute (``shared_layers.NORM``: until 2026-12-05 its weights were the package's
+    copies even bound)."""
     torch.manual_seed(0)
     m = programs.ReadsGlobals().eval().requires_grad_(False)
     x = torch.randn(3, 4)
@@ -618,7 +621,8 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
     assert pkg.manifest.format_version == 14
     path = pkg.save(tmp_path / "g.aot")
     fn, alone = aotpack.load(path, module=m), aotpack.load(path)
-    kept = programs.SCALES, programs.OFFSETS, programs.HELPER, programs.ACT, copy.deepcopy(programs.HELPER.state_dict())
+    kept = (programs.SCALES, programs.OFFSETS, programs.HELPER, programs.ACT, copy.deepcopy(programs.HELPER.state_dict()),
+            programs.shared_layers.NORM)
     try:
         compiled = alone(x)
         programs.SCALES.mul_(2)
@@ -651,6 +655,14 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
         with pytest.raises(aotpack.GuardError, match=r"global ACT: expected a torch.nn.modules.activation:GELU"):
             fn(x)
         programs.ACT = kept[3]
+        kept[3].approximate = "none"
+        programs.shared_layers.NORM.weight.mul_(2)  # a module the forward reads as shared_layers.NORM
+        torch.testing.assert_close(fn(x), m(x))
+        programs.shared_layers.NORM.eps = 0.1
+        with pytest.raises(aotpack.GuardError, match=r"global shared_layers.NORM.eps: expected 1e-05"):
+            fn(x)
+        programs.shared_layers.NORM = torch.nn.LayerNorm(4).requires_grad_(False)
+        torch.testing.assert_close(fn(x), m(x))
         torch.testing.assert_close(alone(x), compiled)
         programs.SCALES = torch.ones(2)
         with pytest.raises(aotpack.GuardError, match=r"global 'SCALES' the module's code reads is float32\[2\], "
@@ -661,9 +673,13 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
         programs.SCALES.copy_(torch.linspace(0.5, 2.0, 4))
         programs.HELPER.load_state_dict(kept[4])
         programs.ACT.approximate = "none"
+        programs.shared_layers.NORM = kept[5]
+        kept[5].weight.fill_(1)
+        kept[5].eps = 1e-5
     elsewhere = tmp_path / "checkout"
     elsewhere.mkdir()
-    shutil.copy(pathlib.Path(programs.__file__), elsewhere / "programs.py")
+    for name in ("programs.py", "shared_layers.py"):
+        shutil.copy(pathlib.Path(programs.__file__).parent / name, elsewhere / name)
     assert "equal" in run_fresh(["-c", READS_GLOBALS_CHILD, str(path), str(elsewhere)]).stdout
 
 

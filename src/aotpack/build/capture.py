@@ -1072,14 +1072,13 @@ def _constant_updated_hint(target) -> str:
     """What to do where the program updates a tensor torch.export holds as a constant: a
     module a module's code calls as a module global (a batch norm in training mode: a
     function's package holds it by name, and trains it), else one reached by no name."""
-    from .frozen import GLOBAL_OF
-
     module = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     if isinstance(module, torch.nn.Module):
-        named = sorted(r.name for r in modules_by_name(target).values() if r.how.startswith(GLOBAL_OF))
+        named = sorted((r.name, r.path) for r in modules_by_name(target).values() if r.path is not None)
         if named:
-            held = ", ".join(f"{n!r}: {n}" for n in named)
-            return (f"the module's code updates a tensor of {', '.join(named)}, a module it calls as a module global, "
+            held = ", ".join(f"{name!r}: {path}" for name, path in named)  # (a function binds ``helpers.SEQ`` as SEQ)
+            return (f"the module's code updates a tensor of {', '.join(p for _, p in named)}, a module it calls as a "
+                    "module global, "
                     "which torch.export holds as a constant: make it a submodule (self.norm = ...), or compile a "
                     f"function that calls the module, lambda x: model(x), and load it with module={{'model': model, "
                     f"{held}}}")

@@ -24,7 +24,10 @@ class Reached(NamedTuple):
     name: str  # the name: ``load(path, module={name: m})`` binds it by it
     how: str  # for messages: ``a closure variable of make.<locals>.<lambda>``
     where: str  # ``file:line in qualname`` of the code reading it (``Frozen.where``); "" for a partial's
-    module: str | None = None  # for a module global: the ``__name__`` of the globals holding it
+    module: str | None = None  # for a module global: the ``__name__`` of the globals its path starts in
+    # for a module global, the dotted name the code reads it by from its globals: ``HELPER``,
+    # or ``helpers.SEQ`` (an attribute of a Python module the code names); None otherwise
+    path: str | None = None
 
 
 def user_functions(target: Callable) -> list[types.FunctionType]:
@@ -111,12 +114,13 @@ def _read_by_name(sources: dict) -> dict[torch.nn.Module, Reached]:
         for name in sorted(names):
             value = globals_.get(name)
             if isinstance(value, torch.nn.Module):
-                found.setdefault(value, Reached(name, f"{GLOBAL_OF}{qualname}", where, globals_.get("__name__")))
+                found.setdefault(value, Reached(name, f"{GLOBAL_OF}{qualname}", where, globals_.get("__name__"), name))
             elif isinstance(value, types.ModuleType) and not value.__name__.split(".")[0] == "torch":
                 for attr in sorted(names):  # (``helpers.model``: both names are the code's)
                     held = vars(value).get(attr)
                     if isinstance(held, torch.nn.Module):
-                        found.setdefault(held, Reached(attr, f"{name}.{attr}, read by {qualname}", where))
+                        found.setdefault(held, Reached(attr, f"{name}.{attr}, read by {qualname}", where,
+                                                       globals_.get("__name__"), f"{name}.{attr}"))
         for name, value in cells.items():
             if isinstance(value, torch.nn.Module):
                 found.setdefault(value, Reached(name, f"a closure variable of {qualname}", where))

@@ -353,21 +353,19 @@ def module_paths(target, named: dict) -> dict[int, str]:
     function's program, under the name it reaches each module by (``named``:
     frozen.modules_by_name; ``lin``, ``lin.0``: ``load(path, module={"lin": lin})`` binds
     them), except one no dict can name (``args[0]``). A module's program also reaches the
-    modules its code calls as module globals (``HELPER(x)``), under ``global:HELPER``: a
-    package bound with ``module=m`` follows them where the loading process holds them
-    (load/binding.py). The paths ``module_attributes``, ``module_types`` and
-    ``module_code`` record under.
+    modules its code calls as module globals (``HELPER(x)``, ``helpers.SEQ(x)``), under
+    ``global:HELPER`` and ``global:helpers.SEQ``: a package bound with ``module=m``
+    follows them where the loading process holds them (load/binding.py). The paths
+    ``module_attributes``, ``module_types`` and ``module_code`` record under.
 
     Example:
         >>> lin = torch.nn.Sequential(torch.nn.Linear(2, 2))
         >>> sorted(module_paths(lambda x: lin(x), {lin: ("lin", "a closure variable", "")}).values())
         ['lin', 'lin.0']
     """
-    from .frozen import GLOBAL_OF
-
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     if isinstance(root, torch.nn.Module):
-        roots = [(root, ""), *((m, f"global:{r.name}") for m, r in named.items() if r.how.startswith(GLOBAL_OF))]
+        roots = [(root, ""), *((m, f"global:{r.path}") for m, r in named.items() if r.path is not None)]
     else:
         first = {}  # (a helper's global of a name the function gives another module: not bindable)
         for m, (var, *_) in named.items():

@@ -200,35 +200,37 @@ def bind_by_name(captured):
 
 def _global_modules_named(captured):
     """``captured``, a module's program that reads a module as a module global
-    (``HELPER(x)`` in its forward, where torch.export lifts its tensors as constants,
-    ``constant:lifted_tensor_0``), those tensors named ``global:HELPER.weight``, each with
-    a ``Frozen`` record (kind ``global``, where the code read it), as a global tensor the
-    code reads is, and one record for ``HELPER`` itself (type ``module``, its class): a
+    (``HELPER(x)`` in its forward, or ``helpers.SEQ(x)``, an attribute of a Python module
+    it names; torch.export lifts its tensors as constants, ``constant:lifted_tensor_0``),
+    those tensors named ``global:HELPER.weight`` (``global:helpers.SEQ.0.weight``), each
+    with a ``Frozen`` record (kind ``global``, where the code read it), as a global tensor
+    the code reads is, and one record for ``HELPER`` itself (type ``module``, its class): a
     package bound with ``module=m`` finds ``HELPER`` where the loading process holds it
-    (load/binding.py's ``global_homes``) and reads its tensors there, as eager reads them
-    at each call, and its class, code, hooks and Python values are guarded as a
+    (load/binding.py's ``global_namespaces``) and reads its tensors there, as eager reads
+    them at each call, and its class, code, hooks and Python values are guarded as a
     submodule's are (``variants[].module_types`` under ``global:HELPER``:
     guard_specs.module_paths). A function's package binds such a module by name,
     ``module={"HELPER": HELPER}``, and warns at load where the dict leaves it out."""
     from ..package import manifest as mf
-    from .frozen import GLOBAL_OF, describe_frozen
+    from .frozen import describe_frozen
 
-    read_as = {r.name: r for r in captured.modules_named.values() if r.how.startswith(GLOBAL_OF)}
+    read_as = {r.name: r for r in captured.modules_named.values() if r.path is not None}
     if not read_as:
         return captured
-    taken, renames, read = set(captured.weights), {}, {}  # (read: weight -> its path, ``HELPER.weight``)
+    taken, renames, read = set(captured.weights), {}, {}  # (read: weight -> the global's path, ``HELPER.weight``)
     for name, home in module_homes(captured).items():
-        path = home.name.removeprefix("constant:")
-        if path.split(".")[0] in read_as and captured.weight_kinds.get(name) == "constant" and \
-                f"global:{path}" not in taken:
-            renames[name], read[f"global:{path}"] = f"global:{path}", path
+        var, dot, rest = home.name.removeprefix("constant:").partition(".")
+        r = read_as.get(var)
+        if r is not None and captured.weight_kinds.get(name) == "constant" and \
+                f"global:{r.path}{dot}{rest}" not in taken:
+            renames[name] = f"global:{r.path}{dot}{rest}"
+            read[renames[name]] = (r, f"{r.path}{dot}{rest}")
             taken.add(renames[name])
     captured.rename_weights(renames)
     modules = {r.name: m for m, r in captured.modules_named.items() if r.name in read_as}
     captured.frozen = [*captured.frozen, *(
-        mf.Frozen(kind="global", name=name, where=r.where, module=r.module, type="module",
+        mf.Frozen(kind="global", name=r.path, where=r.where, module=r.module, type="module",
                   value=mf.class_name(type(modules[name]))) for name, r in read_as.items()), *(
-        mf.Frozen(kind="global", name=path, where=read_as[path.split(".")[0]].where, weight=weight,
-                  module=read_as[path.split(".")[0]].module, **describe_frozen(captured.weights[weight]))
-        for weight, path in read.items())]
+        mf.Frozen(kind="global", name=path, where=r.where, weight=weight, module=r.module,
+                  **describe_frozen(captured.weights[weight])) for weight, (r, path) in read.items())]
     return captured

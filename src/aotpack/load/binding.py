@@ -291,9 +291,8 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
                 methods.setdefault(getattr(code, "co_qualname", code.co_name), fn.__globals__)
     found, by_file = {}, None  # (by_file: the imported modules by their file, built where a helper's is needed)
     for f in records:
-        root, _, path = f.name.partition(".")
         where, _, qualname = f.where.rpartition(" in ")
-        if root in found:
+        if _split_global(f.name, found)[0] in found:
             continue
         if qualname in methods:
             candidates = [methods[qualname]]
@@ -308,11 +307,40 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
                      if f.module and f.module != "__main__" else None)
             if named is not None and qualname.split(".")[0] in named:
                 candidates.append(named)
-        kind = torch.nn.Module if path or f.type == "module" else torch.Tensor
-        namespace = next((ns for ns in candidates if isinstance(ns.get(root), kind)), None)
-        if namespace is not None:
-            found[root] = namespace
+        for namespace in candidates:
+            holder, name, path = _walk(namespace, f.name)
+            if isinstance(holder.get(name.rpartition(".")[2]),
+                          torch.nn.Module if path or f.type == "module" else torch.Tensor):
+                found[name] = holder
+                break
     return found
+
+
+def _walk(namespace: dict, name: str) -> tuple[dict, str, str]:
+    """(the dict holding the global, its dotted name, the path inside it) for a name the
+    code reads from ``namespace`` (its globals): ``HELPER.weight`` -> (namespace,
+    ``HELPER``, ``weight``); ``helpers.SEQ.0.weight``, where ``helpers`` is a Python module
+    there -> (its ``__dict__``, ``helpers.SEQ``, ``0.weight``). Dictionary lookups only."""
+    import types
+
+    parts = name.split(".")
+    holder = namespace
+    for i, part in enumerate(parts[:-1]):
+        value = holder.get(part)
+        if not isinstance(value, types.ModuleType):
+            return holder, ".".join(parts[:i + 1]), ".".join(parts[i + 1:])
+        holder = getattr(value, "__dict__", {})
+    return holder, name, ""
+
+
+def _split_global(name: str, found) -> tuple[str, str]:
+    """(the global, the path inside it) of ``name`` (``helpers.SEQ.0.weight``), the global
+    the longest prefix ``found`` holds; else its first part."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in found:
+            return ".".join(parts[:i]), ".".join(parts[i:])
+    return parts[0], ".".join(parts[1:])
 
 
 def global_homes(program: Program, namespaces: dict[str, dict]) -> dict[str, tuple]:
@@ -325,13 +353,14 @@ def global_homes(program: Program, namespaces: dict[str, dict]) -> dict[str, tup
     ``namespaces``: ``global_namespaces``."""
     homes = {}
     for f in program.frozen:
-        root, _, path = f.name.partition(".")
-        namespace = namespaces.get(root) if f.kind == "global" and f.weight else None
-        held = namespace.get(root) if namespace is not None else None
+        name, path = _split_global(f.name, namespaces)
+        namespace = namespaces.get(name) if f.kind == "global" and f.weight else None
+        key = name.rpartition(".")[2]  # (``helpers.SEQ``: SEQ in the Python module helpers)
+        held = namespace.get(key) if namespace is not None else None
         if not path and isinstance(held, torch.Tensor):
-            homes[f.weight] = (namespace, root, None)
+            homes[f.weight] = (namespace, key, None)
         elif path and isinstance(held, torch.nn.Module) and (slot := _tensor_slot(held, path)) is not None:
-            homes[f.weight] = (*slot, (namespace, root, held))
+            homes[f.weight] = (*slot, (namespace, key, held))
     return homes
 
 
@@ -363,8 +392,7 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module, found
     compiled, as unbound frozen tensors do."""
     types, attributes = variant.module_types, variant.module_attributes
     if program.kind != "function":
-        bound = {f"global:{name}" for name in found}
-        kept = lambda p: not p.startswith("global:") or p.split(".")[0] in bound  # noqa: E731
+        kept = lambda p: not p.startswith("global:") or _split_global(p[7:], found)[0] in found  # noqa: E731
         return ({p: t for p, t in types.items() if kept(p)}, {p: v for p, v in attributes.items() if kept(p)})
     bound = _given(module)
     return ({p: t for p, t in types.items() if p.split(".")[0] in bound},
@@ -506,8 +534,8 @@ class Binding:
         # hooks and values): one assigned anew registers nothing, so each call checks that it
         # still names the module bound; one of another class than at load runs other code than
         # the package holds: refused (a package before format 14 records no class to compare)
-        followed = [(self._global_roots[p.removeprefix("global:")], p.removeprefix("global:"), m)
-                    for p, m in self._roots()[1:]]
+        named = [(p.removeprefix("global:"), m) for p, m in self._roots()[1:]]
+        followed = [(self._global_roots[name], name.rpartition(".")[2], m) for name, m in named]
         self._global_modules = list({(id(a[0]), a[1]): a for a in [*global_modules, *followed]}.values())
         for namespace, name, held in self._global_modules:
             first = self._global_classes.setdefault((id(namespace), name), type(held))
@@ -754,8 +782,8 @@ class Binding:
         ``global:HELPER.0`` the module this process's global HELPER names now."""
         if not path.startswith("global:"):
             return self.module, path
-        name, _, rest = path.removeprefix("global:").partition(".")
-        held = self._global_roots.get(name, {}).get(name)
+        name, rest = _split_global(path.removeprefix("global:"), self._global_roots)
+        held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
         return (held if isinstance(held, torch.nn.Module) else None), rest
 
     def _module_at(self, path: str) -> torch.nn.Module | None:
@@ -765,7 +793,8 @@ class Binding:
 
     def _roots(self) -> list[tuple[str, torch.nn.Module]]:
         """The module bound and the global modules its code calls, each with its path."""
-        found = [(p, self._module_at(p)) for p in self._types if p.startswith("global:") and "." not in p]
+        found = [(p, self._module_at(p)) for p in self._types
+                 if p.startswith("global:") and p.removeprefix("global:") in self._global_roots]
         return [("", self.module), *((p, m) for p, m in found if m is not None)]
 
     def _rebind(self) -> Mismatch | None:
