@@ -220,12 +220,12 @@ def _offset(y):
 
 class ReadsGlobals(torch.nn.Module):
     """Reads module globals (tests/packages/test_module_binding.py): a tensor and two
-    modules in its forward, a module as a Python module's attribute, a tensor through a
-    helper; a bound package reads them where the process holds them."""
+    modules in its forward, a module and a tensor as a Python module's attributes, a
+    tensor through a helper; a bound package reads them where the process holds them."""
 
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(4, 4)
 
     def forward(self, x):
-        return shared_layers.NORM(ACT(HELPER(_offset(self.lin(x))))) * SCALES
+        return shared_layers.NORM(ACT(HELPER(_offset(self.lin(x))))) * SCALES + shared_layers.SHIFT

@@ -5,3 +5,4 @@ reads them where the loading process holds them (tests/packages/test_module_bind
 import torch
 
 NORM = torch.nn.LayerNorm(4).requires_grad_(False)
+SHIFT = torch.tensor([0.5, -0.5, 1.0, 0.0])

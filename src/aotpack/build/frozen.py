@@ -194,10 +194,16 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     frozen, seen = [], set()
     for code, (globals_, cells) in sources.items():
         where = where_read(code)
-        found = []
-        for name in sorted(_code_names(code)):
+        found, names = [], sorted(_code_names(code))
+        for name in names:
             if name in globals_:
                 found.append(("global", name, globals_[name]))
+            if isinstance(globals_.get(name), types.ModuleType) and globals_[name].__name__.split(".")[0] != "torch":
+                # a tensor the code reads as a Python module's attribute (``layers.TABLE``;
+                # both names are the code's): a global too, read there by a bound package
+                held = getattr(globals_[name], "__dict__", {})
+                found += [("global", f"{name}.{attr}", held[attr]) for attr in names
+                          if isinstance(held.get(attr), torch.Tensor)]
         for name, value in cells.items():
             if name != "__class__":
                 found.append(("closure", name, value))
