@@ -213,7 +213,7 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
                 continue
             seen.add((kind, name, id(value)))
             # (a global tensor: the Python module holding it, where a loading process that
-            # imported it from another path finds it, load/binding.py's ``global_homes``)
+            # imported it from another path finds it, load/binding.py's ``global_namespaces``)
             home = {"module": globals_.get("__name__")} if kind == "global" and entry["type"] == "tensor" else {}
             frozen.append({"kind": kind, "name": name, "where": where, **entry, **home, "_value": value})
     return frozen
