@@ -92,7 +92,7 @@ class Inspection:
             lines += ["", "frozen at compile time (changing these later has no effect on the package; those marked "
                       "'followed' are read where the loading process holds them, when loaded with module=)"]
             for f in p.frozen:
-                followed = "  followed" if f.kind == "global" and (f.weight or f.type == "module") else ""
+                followed = "  followed" if f.followed else ""
                 lines.append(f"  {f.kind:8} {f.name} = {f.value}  ({f.where}){followed}")
         return "\n".join(lines)
 

@@ -152,6 +152,8 @@ def test_every_format_version_still_loads():
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
         if version >= 14:  # calls a module global GELU: bound, the global's Python value is guarded
             fixture = _fixture_module()
+            assert "GLOBAL_ACT = torch.nn.modules.activation:GELU" in str(info)  # (aotpack inspect lists them,
+            assert all(line.endswith("followed") for line in str(info).splitlines() if " GLOBAL_" in line)  # followed)
             fn = aotpack.load(path)
             torch.testing.assert_close(fn(io["x"], {"w": io["w"]})["y"], io["y"])
             m = fixture.GlobalFixture().eval().requires_grad_(False)

@@ -115,16 +115,26 @@ def _read_by_name(sources: dict) -> dict[torch.nn.Module, Reached]:
             value = globals_.get(name)
             if isinstance(value, torch.nn.Module):
                 found.setdefault(value, Reached(name, f"{GLOBAL_OF}{qualname}", where, globals_.get("__name__"), name))
-            elif isinstance(value, types.ModuleType) and not value.__name__.split(".")[0] == "torch":
-                for attr in sorted(names):  # (``helpers.model``: both names are the code's)
-                    held = vars(value).get(attr)
-                    if isinstance(held, torch.nn.Module):
-                        found.setdefault(held, Reached(attr, f"{name}.{attr}, read by {qualname}", where,
-                                                       globals_.get("__name__"), f"{name}.{attr}"))
+        for path, attr, held in _module_attributes(globals_, names, torch.nn.Module):
+            found.setdefault(held, Reached(attr, f"{path}, read by {qualname}", where, globals_.get("__name__"), path))
         for name, value in cells.items():
             if isinstance(value, torch.nn.Module):
                 found.setdefault(value, Reached(name, f"a closure variable of {qualname}", where))
     return found
+
+
+def _module_attributes(globals_: dict, names, kind: type):
+    """(``helpers.model``, ``model``, the value) for each value of type ``kind`` that code
+    can read as an attribute of a Python module it names as a global (both names are the
+    code's, so one only sharing its name is listed too); torch's own modules are not
+    looked into."""
+    for name in sorted(names):
+        value = globals_.get(name)
+        if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] != "torch":
+            held = getattr(value, "__dict__", {})
+            for attr in sorted(names):
+                if isinstance(held.get(attr), kind):
+                    yield f"{name}.{attr}", attr, held[attr]
 
 
 def _qualname(code: types.CodeType) -> str:
@@ -198,12 +208,9 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
         for name in names:
             if name in globals_:
                 found.append(("global", name, globals_[name]))
-            if isinstance(globals_.get(name), types.ModuleType) and globals_[name].__name__.split(".")[0] != "torch":
-                # a tensor the code reads as a Python module's attribute (``layers.TABLE``;
-                # both names are the code's): a global too, read there by a bound package
-                held = getattr(globals_[name], "__dict__", {})
-                found += [("global", f"{name}.{attr}", held[attr]) for attr in names
-                          if isinstance(held.get(attr), torch.Tensor)]
+        # a tensor the code reads as a Python module's attribute (``layers.TABLE``): a global
+        # too, read there by a bound package
+        found += [("global", path, t) for path, _, t in _module_attributes(globals_, names, torch.Tensor)]
         for name, value in cells.items():
             if name != "__class__":
                 found.append(("closure", name, value))

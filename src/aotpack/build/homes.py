@@ -214,23 +214,22 @@ def _global_modules_named(captured):
     from ..package import manifest as mf
     from .frozen import describe_frozen
 
-    read_as = {r.name: r for r in captured.modules_named.values() if r.path is not None}
+    read_as = {r.name: (m, r) for m, r in captured.modules_named.items() if r.path is not None}
     if not read_as:
         return captured
     taken, renames, read = set(captured.weights), {}, {}  # (read: weight -> the global's path, ``HELPER.weight``)
     for name, home in module_homes(captured).items():
         var, dot, rest = home.name.removeprefix("constant:").partition(".")
-        r = read_as.get(var)
+        _, r = read_as.get(var, (None, None))
         if r is not None and captured.weight_kinds.get(name) == "constant" and \
                 f"global:{r.path}{dot}{rest}" not in taken:
             renames[name] = f"global:{r.path}{dot}{rest}"
             read[renames[name]] = (r, f"{r.path}{dot}{rest}")
             taken.add(renames[name])
     captured.rename_weights(renames)
-    modules = {r.name: m for m, r in captured.modules_named.items() if r.name in read_as}
     captured.frozen = [*captured.frozen, *(
         mf.Frozen(kind="global", name=r.path, where=r.where, module=r.module, type="module",
-                  value=mf.class_name(type(modules[name]))) for name, r in read_as.items()), *(
+                  value=mf.class_name(type(m))) for m, r in read_as.values()), *(
         mf.Frozen(kind="global", name=path, where=r.where, weight=weight, module=r.module,
                   **describe_frozen(captured.weights[weight])) for weight, (r, path) in read.items())]
     return captured

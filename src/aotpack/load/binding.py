@@ -277,8 +277,7 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
     """
     import sys
 
-    records = [f for f in program.frozen if f.kind == "global" and (f.weight or f.type == "module")
-               and f.name.split(".")[0] not in (given or ())]
+    records = [f for f in program.frozen if f.followed and f.name.split(".")[0] not in (given or ())]
     if not records:
         return {}
     methods = {}  # qualname -> the globals of the bound modules' methods (torch's read no tensor of the program)
@@ -289,24 +288,20 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
             fn = getattr(fn, "__func__", fn)  # (a staticmethod's, a classmethod's)
             if (code := getattr(fn, "__code__", None)) is not None:
                 methods.setdefault(getattr(code, "co_qualname", code.co_name), fn.__globals__)
-    found, by_file = {}, None  # (by_file: the imported modules by their file, built where a helper's is needed)
+    found, by_file = {}, None  # (by_file: the imported modules by their file, built where a record needs it)
     for f in records:
         where, _, qualname = f.where.rpartition(" in ")
         if _split_global(f.name, found)[0] in found:
             continue
-        if qualname in methods:
-            candidates = [methods[qualname]]
-        else:
+        file = where.rpartition(":")[0]
+        candidates = [methods[qualname]] if qualname in methods else _helper_globals(f.module, file, qualname)
+        if candidates is None:  # (no module name recorded, or a script's: every imported module of that file)
             if by_file is None:
                 by_file = {}
                 for m in list(sys.modules.values()):
-                    by_file.setdefault(getattr(m, "__file__", None), []).append(vars(m))
-            candidates = list(by_file.get(where.rpartition(":")[0], []))
-            # (a script's ``__main__`` is another program in the loading process: by its file only)
-            named = (getattr(sys.modules.get(f.module), "__dict__", None)
-                     if f.module and f.module != "__main__" else None)
-            if named is not None and qualname.split(".")[0] in named:
-                candidates.append(named)
+                    if (held := getattr(m, "__dict__", None)) is not None:
+                        by_file.setdefault(getattr(m, "__file__", None), []).append(held)
+            candidates = by_file.get(file, [])
         for namespace in candidates:
             holder, name, path = _walk(namespace, f.name)
             if isinstance(holder.get(name.rpartition(".")[2]),
@@ -314,6 +309,23 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
                 found[name] = holder
                 break
     return found
+
+
+def _helper_globals(module: str | None, file: str, qualname: str) -> list[dict] | None:
+    """The globals of the Python module a helper that read a global lives in, by the name
+    the package recorded (``Frozen.module``): that module where this process imported it
+    from the file the read was in, or from another path (another checkout) where it
+    defines the helper; None where only a scan by file can tell (a package before the
+    name was recorded; a script's ``__main__``, another program in the loading process,
+    or one it imported under its own name). A dictionary lookup: never an import."""
+    import sys
+
+    if not module:
+        return None
+    held = getattr(sys.modules.get(module), "__dict__", None)
+    if held is not None and (held.get("__file__") == file or (module != "__main__" and qualname.split(".")[0] in held)):
+        return [held]
+    return None if module == "__main__" else []
 
 
 def _walk(namespace: dict, name: str) -> tuple[dict, str, str]:
@@ -470,8 +482,9 @@ class Binding:
         _warn_not_given(variant, program, module, self._followed_globals)
         self._forwards_at_load: dict = {}  # module path or class -> the forward it had at load
         self._slots()
-        _watch(self._roots())
-        self._hooks_at_load = _hooks(self._roots())
+        roots = self._roots()
+        _watch(roots)
+        self._hooks_at_load = _hooks(roots)
         self.generation = _GENERATION[0]
         self._expected = self._expect(self.weights)
 

@@ -598,6 +598,12 @@ class Frozen(Record):
     # module: a process loading the package with ``module=m`` follows it there
     module: str | None = None
 
+    @property
+    def followed(self) -> bool:
+        """A global a bound package reads where the loading process holds it (a tensor the
+        program reads, a module its code calls: load/binding.py's ``global_namespaces``)."""
+        return self.kind == "global" and (self.weight is not None or self.type == "module")
+
 
 class Program(Record):
     name: str
