@@ -212,20 +212,22 @@ OFFSETS = torch.linspace(-1.0, 1.0, 4)
 SCALES = torch.linspace(0.5, 2.0, 4)
 HELPER = torch.nn.Linear(4, 4).requires_grad_(False)  # a module global: its weights are read as tensors
 ACT = torch.nn.GELU()  # a module global with no tensors: its Python value ``approximate`` is compiled in
+GAIN = 1.5  # plain data a helper computes with: compiled in, compared at each call where bound
 
 
 def _offset(y):
-    return y + OFFSETS  # a helper's module global
+    return (y + OFFSETS) * GAIN  # a helper's module globals
 
 
 class ReadsGlobals(torch.nn.Module):
     """Reads module globals (tests/packages/test_module_binding.py): a tensor and two
-    modules in its forward, a module and a tensor as a Python module's attributes, a
-    tensor through a helper; a bound package reads them where the process holds them."""
+    modules in its forward, a module, a tensor and an int as a Python module's
+    attributes, a tensor and a float through a helper; a bound package reads them where
+    the process holds them."""
 
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(4, 4)
 
     def forward(self, x):
-        return shared_layers.NORM(ACT(HELPER(_offset(self.lin(x))))) * SCALES + shared_layers.SHIFT
+        return shared_layers.NORM(ACT(HELPER(_offset(self.lin(x))))) * SCALES + shared_layers.SHIFT * shared_layers.SIGN

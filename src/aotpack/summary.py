@@ -90,9 +90,11 @@ class Inspection:
                   f"{_size(total)}" + (f", {len(p.aliases)} shared" if p.aliases else "")]
         if p.frozen:
             lines += ["", "frozen at compile time (changing these later has no effect on the package; those marked "
-                      "'followed' are read where the loading process holds them, when loaded with module=)"]
+                      "'followed' are read where the loading process holds them, when loaded with module=; those marked "
+                      "'guarded' must equal the loading process's value at each call)"]
+            guarded = {name for var in m.variants for name in var.global_values()}  # plain data, compared at each call
             for f in p.frozen:
-                followed = "  followed" if f.followed else ""
+                followed = "  followed" if f.followed else "  guarded" if f.kind == "global" and f.name in guarded else ""
                 lines.append(f"  {f.kind:8} {f.name} = {f.value}  ({f.where}){followed}")
         return "\n".join(lines)
 

@@ -210,6 +210,30 @@ def global_fixture(path: str) -> None:
     print("wrote", path)
 
 
+GLOBAL_GAIN = 0.5  # version 15: plain module globals the fixture's code computes with
+GLOBAL_OUT_DTYPE = torch.float32
+
+
+class ValuesFixture(GlobalFixture):
+    """Version 15 (plain globals guarded): version 14's program, its output scaled by a
+    float global and cast to a dtype global (both compiled in, guarded where bound)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "y": (out["y"] * GLOBAL_GAIN).to(GLOBAL_OUT_DTYPE)}
+
+
+def values_fixture(path: str) -> None:
+    torch.manual_seed(0)
+    m = ValuesFixture().eval().requires_grad_(False)
+    x, w = torch.randn(5, 4), torch.randn(3)
+    aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(path)
+    out = m(x, {"w": w})
+    save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0], **{f"state.{k}": v for k, v in m.state_dict().items()}},
+              os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
+    print("wrote", path)
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -249,6 +273,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 15:  # an inference package computing with plain module globals, bound
+        return values_fixture(path)
     if fmt.FORMAT_VERSION >= 14:  # an inference package calling a module global, bound to a module
         return global_fixture(path)
     if fmt.FORMAT_VERSION >= 13:  # a training package again: a plain weight's gradient a subclass

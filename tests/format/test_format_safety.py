@@ -150,6 +150,25 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 15:  # computes with a float and a dtype module global: bound, both are guarded
+            fixture = _fixture_module()
+            info_lines = str(info).splitlines()
+            assert sum(line.endswith("guarded") for line in info_lines if "GLOBAL_GAIN" in line or "_DTYPE" in line) == 2
+            m = fixture.ValuesFixture().eval().requires_grad_(False)
+            m.load_state_dict({k.removeprefix("state."): v for k, v in io.items() if k.startswith("state.")})
+            bound = aotpack.load(path, module=m)
+            torch.testing.assert_close(bound(io["x"], {"w": io["w"]})["y"], io["y"])
+            fixture.GLOBAL_GAIN = 1.0  # this process's global: eager would compute with it
+            with pytest.raises(aotpack.GuardError, match=r"global GLOBAL_GAIN: expected 0.5 .*, got 1.0"):
+                bound(io["x"], {"w": io["w"]})
+            fixture.GLOBAL_GAIN, fixture.GLOBAL_OUT_DTYPE = 0.5, torch.float64
+            with pytest.raises(aotpack.GuardError, match=r"global GLOBAL_OUT_DTYPE: expected torch.float32"):
+                bound(io["x"], {"w": io["w"]})
+            fixture.GLOBAL_OUT_DTYPE = torch.float32  # as compiled again: the call runs
+            torch.testing.assert_close(bound(io["x"], {"w": io["w"]})["y"], io["y"])
+            fixture.GLOBAL_GAIN = 1.0
+            torch.testing.assert_close(aotpack.load(path)(io["x"], {"w": io["w"]})["y"], io["y"])  # alone: as compiled
+            continue
         if version >= 14:  # calls a module global GELU: bound, the global's Python value is guarded
             fixture = _fixture_module()
             assert "GLOBAL_ACT = torch.nn.modules.activation:GELU" in str(info)  # (aotpack inspect lists them,

@@ -177,10 +177,19 @@ def _helper_at_compile() -> torch.nn.Module:
 BOUND_HELPER = _helper_at_compile()  # a module global the module's code calls
 
 
+BOUND_GAIN = 1.5  # plain data the module's code computes with
+
+
+def _set_gain(value) -> None:
+    global BOUND_GAIN
+    BOUND_GAIN = value
+
+
 def _reset_globals() -> None:
     """The module globals as the packages were compiled with (the fuzzer changes them)."""
     global BOUND_HELPER
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
+    _set_gain(1.5)
     BOUND_HELPER = _helper_at_compile()
 
 
@@ -194,7 +203,7 @@ class _BoundWithNorm(_Bound):
         self.norm.running_var.uniform_(0.5, 2.0)
 
     def forward(self, x):
-        return BOUND_HELPER(self.norm(super().forward(x))) + BOUND_TABLE
+        return BOUND_HELPER(self.norm(super().forward(x))) * BOUND_GAIN + BOUND_TABLE
 
 
 def _function_of(model):
@@ -265,6 +274,10 @@ MODULE_CHANGES = {
     # its hooks and code (format 14: guarded as a submodule's)
     "a forward hook on a global module": lambda m, g: BOUND_HELPER.register_forward_hook(lambda mod, i, out: out * 2),
     "a global module's forward patched": lambda m, g: _patch_forward(BOUND_HELPER, _rand(g, 4)),
+    # plain data the code computes with (format 15: compared at each call)
+    "a global value changed": lambda m, g: _set_gain(float(_rand(g, 1))),
+    "a global value of another type": lambda m, g: _set_gain(int(BOUND_GAIN)),
+    "the same global value, a new object": lambda m, g: _set_gain(float("1.5")),
 }
 
 
@@ -342,11 +355,15 @@ def test_requires_grad_set_after_calls_under_grad_mode_is_refused(tmp_path):
         fn(x)
 
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+# (each change the fuzzer's draws may miss, run alone: plain global data, format 15)
+@example(changes=[("a global value changed", 0)])
+@example(changes=[("a global value of another type", 0)])
+@example(changes=[("the same global value, a new object", 0), ("a global value changed", 1)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
                         max_size=3))
 def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound_package, changes):
@@ -427,8 +444,10 @@ def test_a_plain_tensor_attribute_that_requires_grad_gets_its_gradient(tmp_path)
 
 def test_a_bound_modules_python_values_are_guarded(tmp_path):
     """A Python value the program reads (``self.alpha``, LayerNorm's ``eps``) is compiled
-    in, where eager reads it at each call: another value is refused, naming it; one the
-    program does not read may change; a value set back runs again."""
+    in, where eager reads it at each call: another value is refused, naming it, and an
+    equal one of another type (until 2026-12-06 ``1`` where ``True`` was compiled in, or
+    ``2.0`` where ``2``, ran as compiled); one the program does not read may change; a
+    value set back runs again."""
     torch.manual_seed(0)
     m = torch.nn.Sequential(_Bound(), torch.nn.LayerNorm(4)).eval().requires_grad_(False)
     fn = aotpack.load(aotpack.compile(m, (torch.randn(3, 4),), backend="eager").save(tmp_path / "m.aot"), module=m)
@@ -443,6 +462,10 @@ def test_a_bound_modules_python_values_are_guarded(tmp_path):
     m[1].eps = 1e-5
     m[0].relu = False
     with pytest.raises(aotpack.GuardError, match=r"module.0.relu: expected True"):
+        fn(x)
+    m[0].relu = 1  # equal to True, of another type (an int ``alpha`` made float changes an integer result's dtype)
+    with pytest.raises(aotpack.GuardError, match=r"module.0.relu: expected True .*, got 1, an int where a bool was "
+                                                 r"compiled in"):
         fn(x)
     m[0].relu = True
     torch.testing.assert_close(fn(x), m(x))
@@ -590,6 +613,14 @@ m = programs.ReadsGlobals().eval().requires_grad_(False)
 fn = aotpack.load(sys.argv[1], module=m)
 x = torch.randn(3, 4)
 torch.testing.assert_close(fn(x), m(x), rtol=1e-5, atol=1e-4)  # (inductor's fused layer norm rounds otherwise)
+programs.GAIN = 2.5  # plain data a helper computes with, read where this process holds it
+try:
+    fn(x)
+except aotpack.GuardError as e:
+    assert "global GAIN: expected 1.5" in str(e), e
+else:
+    raise AssertionError("a changed global value ran")
+programs.GAIN = 1.5
 programs.ACT.approximate = "tanh"
 try:
     fn(x)
@@ -620,16 +651,19 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
     (format 14; before, a changed ``ACT.approximate`` or a hook on ``HELPER`` ran as
     compiled, silently), and so is a module the forward reads as a Python module's
     attribute (``shared_layers.NORM``, ``shared_layers.SHIFT``: until 2026-12-05 the
-    package's copies even bound, and the tensor was not listed as frozen)."""
+    package's copies even bound, and the tensor was not listed as frozen). Plain data the
+    code computes with (``GAIN`` in a helper, ``shared_layers.SIGN``) is compared at each
+    call (format 15; until 2026-12-06 the package ran the value of compile time, bound or
+    not): another value, or an equal one of another type, is refused naming the global."""
     torch.manual_seed(0)
     m = programs.ReadsGlobals().eval().requires_grad_(False)
     x = torch.randn(3, 4)
     pkg = aotpack.compile(m, (x,), backend=backend)
-    assert pkg.manifest.format_version == 14
+    assert pkg.manifest.format_version == 15
     path = pkg.save(tmp_path / "g.aot")
     fn, alone = aotpack.load(path, module=m), aotpack.load(path)
     kept = (programs.SCALES, programs.OFFSETS, programs.HELPER, programs.ACT, copy.deepcopy(programs.HELPER.state_dict()),
-            programs.shared_layers.NORM, programs.shared_layers.SHIFT)
+            programs.shared_layers.NORM, programs.shared_layers.SHIFT, programs.GAIN, programs.shared_layers.SIGN)
     try:
         compiled = alone(x)
         programs.SCALES.mul_(2)
@@ -683,6 +717,18 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
         programs.shared_layers.NORM.weight.add_(1)
         _close(function(x), m(x) * 2)
         torch.testing.assert_close(alone(x), compiled)
+        programs.GAIN = 3.0  # plain data a helper computes with
+        with pytest.raises(aotpack.GuardError, match=r"global GAIN: expected 1.5 .*, got 3.0"):
+            fn(x)
+        programs.GAIN = float("1.5")  # the value compiled in again (another object): runs
+        _close(fn(x), m(x))
+        programs.shared_layers.SIGN = 1.0
+        with pytest.raises(aotpack.GuardError, match=r"global shared_layers.SIGN: expected 1 .*, got 1.0, a float "
+                                                     r"where an int was compiled in"):
+            fn(x)
+        programs.shared_layers.SIGN = 1
+        _close(fn(x), m(x))
+        torch.testing.assert_close(alone(x), compiled)
         programs.SCALES = torch.ones(2)
         with pytest.raises(aotpack.GuardError, match=r"global 'SCALES' the module's code reads is float32\[2\], "
                                                      r"the package was compiled for float32\[4\]"):
@@ -692,7 +738,7 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
         programs.SCALES.copy_(torch.linspace(0.5, 2.0, 4))
         programs.HELPER.load_state_dict(kept[4])
         programs.ACT.approximate = "none"
-        programs.shared_layers.NORM, programs.shared_layers.SHIFT = kept[5:]
+        programs.shared_layers.NORM, programs.shared_layers.SHIFT, programs.GAIN, programs.shared_layers.SIGN = kept[5:]
         kept[5].weight.fill_(1)
         kept[5].eps = 1e-5
         kept[6].copy_(torch.tensor([0.5, -0.5, 1.0, 0.0]))

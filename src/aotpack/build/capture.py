@@ -60,6 +60,7 @@ from .guard_specs import (
     contiguous_then_updated,
     dropped_size_guards,
     global_state_of,
+    global_values,
     grad_mode_left,
     guard_dims,
     input_layout,
@@ -678,7 +679,8 @@ def _module_records(target, recorder: EffectRecorder) -> dict:
     submodules, or those a function reaches by name) as a bound module is guarded on them."""
     named = modules_by_name(target, recorder.functions)
     paths = module_paths(target, named)
-    return {"module_attributes": module_attributes(paths, recorder), "module_types": module_types(paths, recorder),
+    return {"module_attributes": {**module_attributes(paths, recorder), **global_values(recorder)},
+            "module_types": module_types(paths, recorder),
             "module_code": module_code(paths, recorder), "modules_named": named}
 
 

@@ -133,7 +133,7 @@ def _module_attributes(globals_: dict, names, kind: type):
         if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] != "torch":
             held = getattr(value, "__dict__", {})
             for attr in sorted(names):
-                if isinstance(held.get(attr), kind):
+                if attr in held and isinstance(held[attr], kind):
                     yield f"{name}.{attr}", attr, held[attr]
 
 
@@ -204,13 +204,7 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     frozen, seen = [], set()
     for code, (globals_, cells) in sources.items():
         where = where_read(code)
-        found, names = [], sorted(_code_names(code))
-        for name in names:
-            if name in globals_:
-                found.append(("global", name, globals_[name]))
-        # a tensor the code reads as a Python module's attribute (``layers.TABLE``): a global
-        # too, read there by a bound package
-        found += [("global", path, t) for path, _, t in _module_attributes(globals_, names, torch.Tensor)]
+        found = [("global", name, value) for name, value in globals_read(_code_names(code), globals_)]
         for name, value in cells.items():
             if name != "__class__":
                 found.append(("closure", name, value))
@@ -219,11 +213,38 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
             if entry is None or (kind, name, id(value)) in seen:
                 continue
             seen.add((kind, name, id(value)))
-            # (a global tensor: the Python module holding it, where a loading process that
-            # imported it from another path finds it, load/binding.py's ``global_namespaces``)
-            home = {"module": globals_.get("__name__")} if kind == "global" and entry["type"] == "tensor" else {}
+            # (a global: the Python module holding it, where a loading process that imported it
+            # from another path finds it, load/binding.py's ``global_namespaces``)
+            home = {"module": globals_.get("__name__")} if kind == "global" else {}
             frozen.append({"kind": kind, "name": name, "where": where, **entry, **home, "_value": value})
     return frozen
+
+
+# the Python values a global may hold that the program computes with as data (numbers,
+# strings, flags, dtypes, devices and tuples of them): ``guard_specs.global_values``
+_DATA = (bool, int, float, str, type(None), torch.dtype, torch.device)
+
+
+def is_data(value, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data a program computes with (``SCALE = 2.0``,
+    ``SIZES = (1, 2)``, ``DTYPE = torch.float16``), not code, a module or a tensor."""
+    if isinstance(value, (tuple, list)):
+        return depth < 4 and all(is_data(v, depth + 1) for v in value)
+    return isinstance(value, _DATA)
+
+
+def globals_read(names, globals_: dict):
+    """(name, value) for each global that code naming ``names`` can read from its
+    ``globals_``: its own globals (``SCALE``), and the tensors, modules and plain data it
+    can read as a Python module's attributes (``layers.TABLE``, ``config.FLAG``: a global
+    too, read there by a bound package)."""
+    names = sorted(names)
+    for name in names:
+        if name in globals_:
+            yield name, globals_[name]
+    for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple)):
+        if not isinstance(value, (tuple, list)) or is_data(value):
+            yield path, value
 
 
 def describe_frozen(value) -> dict | None:
@@ -231,8 +252,10 @@ def describe_frozen(value) -> dict | None:
     if isinstance(value, torch.Tensor):
         dtype = tree.dtype_name(value.dtype)
         return {"type": "tensor", "value": f"{dtype}{list(value.shape)}"}
-    if isinstance(value, (bool, int, float, str)) or value is None:
+    if isinstance(value, (torch.dtype, torch.device)):
+        return {"type": type(value).__name__, "value": str(value)}
+    if isinstance(value, tuple) and not is_data(value):
+        return None
+    if is_data(value) and not isinstance(value, list):  # (a list can change in place: it is a side effect's)
         return {"type": type(value).__name__, "value": repr(value)}
-    if isinstance(value, tuple) and all(isinstance(v, (bool, int, float, str)) for v in value):
-        return {"type": "tuple", "value": repr(value)}
     return None  # modules, functions, classes: code, not data

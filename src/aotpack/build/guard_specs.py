@@ -15,13 +15,13 @@ from .. import _torch_compat as compat
 from .. import tree
 from ..errors import CaptureError
 from ..load import layout
-from ..package.manifest import MAX_EXCLUDED, NOT_PLAIN, Dim, GlobalState, class_name, plain_value
+from ..package.manifest import MAX_EXCLUDED, NOT_PLAIN, Dim, GlobalState, class_name, plain_value, same_plain
 from .effects import EffectRecorder
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
            "updated_below_transforms", "requires_grad_pins", "module_training_of", "global_state_of",
-           "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim", "module_paths"]
+           "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim", "module_paths", "global_values"]
 
 
 def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None
@@ -321,6 +321,51 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[s
     for obj, where in objects.values():
         found.update(_object_attributes(obj, where))
     return dict(sorted(found.items()))
+
+
+def global_values(recorder: EffectRecorder) -> dict[str, object]:
+    """The plain data (numbers, strings, flags, dtypes, tuples of them) the program's code
+    that ran reads as module globals: ``"global:SCALE": 2.0``, and as a Python module's
+    attributes, ``"global:config.FLAG": true``. torch.export compiled them in, where eager
+    reads them at each call (torch.compile guards them, and recompiles): a package bound
+    at load compares them at each call where the loading process holds them
+    (load/binding.py), and refuses another value, naming the global. The code is that
+    which ran at capture, not every method of the model's classes: a transformers GPT-2
+    names some 20 globals in methods its forward never calls. A global the code assigns
+    (``global step; step += 1``) is a side effect, not a value compiled in. Names are those
+    the code uses, so one read only in a branch not taken is guarded too: a change to it is
+    refused, never missed. Where two Python modules' globals share a name with other
+    values, it is left out (not compared: which one a bound package would read is unknown), as are
+    a module's own names (``__name__``).
+
+    Example (``Variant.global_values`` reads them back from a package):
+        >>> import aotpack, torch
+        >>> SCALE, DTYPE = 2.0, torch.float16
+        >>> pkg = aotpack.compile(lambda x: (x * SCALE).to(DTYPE), (torch.ones(2),), backend="eager")
+        >>> pkg.manifest.variants[0].module_attributes
+        {'global:DTYPE': {'dtype': 'float16'}, 'global:SCALE': 2.0}
+    """
+    from .frozen import globals_read, is_data
+
+    stored = {(id(g), name) for code, (g, _) in recorder.functions.items() for name in _assigned_globals(code)}
+    found: dict[str, object] = {}
+    clashing = set()  # (a name two modules' code reads with other values: which one a path names is unknown)
+    for code, (globals_, _) in recorder.functions.items():
+        for name, value in globals_read(code.co_names, globals_):
+            if (id(globals_), name) in stored or not is_data(value) or name.startswith("__"):  # (``__name__``)
+                continue
+            if (value := plain_value(value)) is NOT_PLAIN:
+                continue
+            if not same_plain(found.setdefault(f"global:{name}", value), value):
+                clashing.add(f"global:{name}")
+    return {path: value for path, value in sorted(found.items()) if path not in clashing}
+
+
+def _assigned_globals(code: types.CodeType) -> set[str]:
+    """The globals ``code`` assigns or deletes (``global n; n += 1``)."""
+    import dis
+
+    return {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")}
 
 
 def module_types(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, str]:

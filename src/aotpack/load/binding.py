@@ -31,6 +31,11 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   module the code calls as a global (``HELPER(x)``: ``global:HELPER.weight``), and each
   call checks that the global still names the module bound; such a module's class, code,
   hooks and Python values are guarded as a submodule's, below (under ``global:HELPER``);
+- plain data the code that ran reads as a module global (``SCALE = 2.0``, a dtype, a
+  flag; ``config.FLAG`` of a Python module ``config``: ``Variant.global_values``) is
+  compiled in like a Python attribute, compared in the same pass with the global where
+  this process holds it (format 15); an equal value of another type (``2.0`` where ``2``
+  was compiled in) is refused too, so the pass compares identity and the slow path types;
 - a submodule's ``training`` flag, where its code reads it (dropout, batch norm), is one
   of those values (the module's own is checked with its parameters' requires_grad,
   runtime.py); the error says which mode the package was compiled in;
@@ -84,6 +89,7 @@ from ..package.manifest import (
     plain_value,
     python_value,
     same_class,
+    same_plain,
 )
 from .guards import Mismatch, mode_expected
 
@@ -190,7 +196,11 @@ def _held(d: dict, name: str, want):
     """The module's own object for attribute ``name`` where it is the value ``want`` (the
     manifest's JSON) stands for, so the per-call comparison is with it; else _NEVER."""
     got = d.get(name, _MISSING)
-    return got if got is not _MISSING and plain_value(got) == want else _NEVER
+    return got if got is not _MISSING and same_plain(plain_value(got), want) else _NEVER
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 def _owner_dict(module: torch.nn.Module, path: str, holders: dict) -> dict:
@@ -260,11 +270,13 @@ def _given(module: torch.nn.Module) -> set[str]:
     return set(module._modules) | set(module._parameters) | set(module._buffers) | set(module.__dict__)
 
 
-def global_namespaces(program: Program, module: torch.nn.Module, given: set | None = None) -> dict[str, dict]:
-    """Where this process holds the module globals the program reads as tensors or calls
-    as modules (the package's ``Frozen`` records of kind ``global``: ``TABLE``,
-    ``HELPER.weight``, ``HELPER`` of type ``module``): global name -> the globals dict
-    holding it. They are those of the bound module's method that read it (its class's
+def global_namespaces(program: Program, module: torch.nn.Module, given: set | None = None,
+                      values=()) -> dict[str, dict]:
+    """Where this process holds the module globals the program reads as tensors, calls
+    as modules or computes with as plain data (the package's ``Frozen`` records of kind
+    ``global``: ``TABLE``, ``HELPER.weight``, ``HELPER`` of type ``module``, and those
+    ``values`` names, ``Variant.global_values``: ``SCALE``): global name -> the globals
+    dict holding it. They are those of the bound module's method that read it (its class's
     ``__globals__``, by the qualname of ``Frozen.where``), or of the module this process
     imported from the file the read was in (a helper's, a script's own ``__main__``), or
     under the Python module's name (``Frozen.module``) where it was imported from another
@@ -277,7 +289,8 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
     """
     import sys
 
-    records = [f for f in program.frozen if f.followed and f.name.split(".")[0] not in (given or ())]
+    records = [f for f in program.frozen if (f.followed or f.kind == "global" and f.name in values)
+               and f.name.split(".")[0] not in (given or ())]
     if not records:
         return {}
     methods = {}  # qualname -> the globals of the bound modules' methods (torch's read no tensor of the program)
@@ -304,8 +317,10 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
             candidates = by_file.get(file, [])
         for namespace in candidates:
             holder, name, path = _walk(namespace, f.name)
-            if isinstance(holder.get(name.rpartition(".")[2]),
-                          torch.nn.Module if path or f.type == "module" else torch.Tensor):
+            held = holder.get(name.rpartition(".")[2], _MISSING)
+            # (plain data: any value, which the per-call comparison refuses where it changed)
+            kind = torch.nn.Module if path or f.type == "module" else torch.Tensor if f.weight else object
+            if held is not _MISSING and isinstance(held, kind):
                 found[name] = holder
                 break
     return found
@@ -402,13 +417,15 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module, found
     ``global_namespaces``); for a function's, those of the modules bound by the name the
     program reads them by (``bn.training`` where ``module={"bn": bn}``); the rest stay as
     compiled, as unbound frozen tensors do."""
-    types, attributes = variant.module_types, variant.module_attributes
-    if program.kind != "function":
-        kept = lambda p: not p.startswith("global:") or _split_global(p[7:], found)[0] in found  # noqa: E731
-        return ({p: t for p, t in types.items() if kept(p)}, {p: v for p, v in attributes.items() if kept(p)})
-    bound = _given(module)
-    return ({p: t for p, t in types.items() if p.split(".")[0] in bound},
-            {p: v for p, v in attributes.items() if p.split(".")[0] in bound})
+    bound = _given(module) if program.kind == "function" else None
+
+    def kept(path: str) -> bool:
+        if path.startswith("global:"):
+            return _split_global(path.removeprefix("global:"), found)[0] in found
+        return bound is None or path.split(".")[0] in bound
+
+    return ({p: t for p, t in variant.module_types.items() if kept(p)},
+            {p: v for p, v in variant.module_attributes.items() if kept(p)})
 
 
 def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module, followed) -> None:
@@ -471,7 +488,9 @@ class Binding:
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
         # where this process holds the globals the program reads (found once: the dicts stay)
-        self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None)
+        self._plain_globals = variant.global_values()  # (``SCALE``: read from its globals dict)
+        self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
+                                               self._plain_globals)
         self._types, self._attributes = _followed(variant, program, module, self._global_roots)
         problem = self._replaced_module() or self._edited_class()
         if problem is not None:
@@ -585,8 +604,9 @@ class Binding:
         """Where the module attributes compiled in live now, and the objects holding them."""
         holders: dict = {}
         wants = self._attributes
-        self._dicts = [_owner_dict(*self._anchor(path), holders) for path in wants]
-        self._names = [path.rpartition(".")[2] for path in wants]
+        self._dicts = [self._global_roots[path[7:]] if path[7:] in self._plain_globals
+                       else _owner_dict(*self._anchor(path), holders) for path in wants]
+        self._names = [path.removeprefix("global:").rpartition(".")[2] for path in wants]  # (``global:SCALE``: SCALE)
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         self._holder_dicts = [d for d, _, _ in holders.values()]
         self._holder_names = [n for _, n, _ in holders.values()]
@@ -617,7 +637,8 @@ class Binding:
             self._requires_grad_checked = True
         # (after the module's own training flag, which state_check reads: where the caller
         # called m.eval(), the error names m, not the first submodule whose code reads it)
-        if problem is None and self._names and tuple(map(dict.get, self._dicts, self._names)) != self._values:
+        # (by identity: ``2.0`` where ``2`` was compiled in compares equal, and gives another dtype)
+        if problem is None and any(map(is_not, map(dict.get, self._dicts, self._names), self._values)):
             problem = self._changed_attribute()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
@@ -685,8 +706,13 @@ class Binding:
                 else:
                     expected = f"{python_value(want)!r} (a Python value compiled into the package: compile again to " \
                                "change it)"
-                return Mismatch([], expected,
-                                "no such attribute" if got is _MISSING else repr(got)[:80], where=where_of(path))
+                if got is _MISSING:
+                    got = "no such global" if path[7:] in self._plain_globals else "no such attribute"
+                elif got == python_value(want):  # (equal, of another type: ``2.0`` where ``2`` was compiled in)
+                    got = f"{got!r}, {_a(type(got).__name__)} where {_a(type(python_value(want)).__name__)} was compiled in"
+                else:
+                    got = repr(got)[:80]
+                return Mismatch([], expected, got, where=where_of(path))
         self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
         return None
 

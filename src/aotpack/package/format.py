@@ -219,6 +219,19 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     the Python module whose global a frozen tensor or module is, where a loading process
     finds it when it imported that module from another path than the compile's.
 
+  15 (2026-12-06): variants[].module_attributes under ``global:NAME`` paths that no
+    ``global:`` module path starts (``"global:SCALE": 2.0``, ``"global:config.FLAG":
+    true``): the plain data (numbers, strings, flags, dtypes, tuples of them) the code
+    that ran at capture reads as module globals, or as a Python module's attributes,
+    compiled in. A package bound with ``module=m`` compares each with the global where the
+    loading process holds it (found through program.frozen's record of that name, which
+    now carries ``module`` for every global), and refuses another value, or one of another
+    type (``2.0`` where ``2`` was compiled in). The version is 15 only where a variant has
+    such a path (a version 14 reader finds no module there, drops the path and runs the
+    value compiled in whatever the global holds).
+    (compatible) program.frozen[] lists globals holding a dtype, a device or nested
+    tuples too (``type: "dtype"``, ``value: "torch.float16"``).
+
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
     its digest before first use; the manifest against its zip CRC; weights against the
@@ -246,7 +259,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 14  # the newest version this reader reads
+FORMAT_VERSION = 15  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -267,6 +280,7 @@ DIM_STRIDES_FORMAT_VERSION = 11  # variants[].inputs[].layout strides of the cal
 SUBCLASS_FORMAT_VERSION = 12  # tree specs of kind "subclass": a reader must take them apart and rebuild them
 SUBCLASS_GRAD_FORMAT_VERSION = 13  # meta.train.subclass_grads: a reader must rebuild those gradients
 GLOBAL_MODULES_FORMAT_VERSION = 14  # variants[].module_types under global: paths: a reader must guard those globals
+GLOBAL_VALUES_FORMAT_VERSION = 15  # variants[].module_attributes of plain globals: a reader must guard them
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -138,6 +138,21 @@ def plain_value(v, depth: int = 0):
     return NOT_PLAIN
 
 
+def same_plain(a, b) -> bool:
+    """Whether two plain values' JSON (``plain_value``) are the same value of the same
+    type: ``2``, ``2.0`` and ``True`` compare equal in Python, but a program computing
+    with each gives other dtypes (``x * 2`` of an integer tensor stays integer).
+
+    >>> same_plain(2, 2), same_plain(2, 2.0), same_plain([1, True], [1, 1])
+    (True, False, False)
+    """
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same_plain, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):  # (a dtype's, a device's, a function's: strings inside)
+        return a == b
+    return type(a) is type(b) and a == b
+
+
 def class_name(cls: type) -> str:
     """``torch.nn.modules.linear:Linear``: how a manifest names a module's class (its
     module, then its qualified name, which ``same_class`` compares: a class defined in a
@@ -853,7 +868,10 @@ class Variant(Record):
     # made so, as eager makes them (2026-12-05; older readers return normal tensors)
     inference_outputs: list[int] = []
     # a module's Python attributes the program names (``"ln.eps": 1e-05``) -> the value
-    # compiled in: a bound module whose attribute has another value is refused
+    # compiled in: a bound module whose attribute has another value is refused; under
+    # ``global:`` the Python data its code reads as module globals (``"global:SCALE": 2.0``,
+    # format 15; ``global_values``) and the attributes of the modules it calls as globals
+    # (``"global:NORM.eps"``, format 14)
     module_attributes: dict[str, Plain] = {}
     # the class of each module whose methods ran ("" the module itself, "block.act") ->
     # "module:QualName": their code is compiled in, so a bound module whose submodule was
@@ -893,6 +911,13 @@ class Variant(Record):
     def views(self) -> list[Alias]:
         """Outputs that are views of a graph argument (training: the forward's)."""
         return self.meta.train.aliased if self.meta.train else self.aliased
+
+    def global_values(self) -> dict[str, Plain]:
+        """The plain module globals compiled in (``module_attributes`` under ``global:``
+        that no module global's path starts: ``"global:SCALE": 2.0``), by their names."""
+        modules = [p + "." for p in self.module_types if p.startswith("global:")]
+        return {p.removeprefix("global:"): v for p, v in self.module_attributes.items()
+                if p.startswith("global:") and not any(p.startswith(m) for m in modules)}
 
 
 class Member(Record):

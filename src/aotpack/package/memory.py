@@ -292,6 +292,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if variant.global_values():
+        return fmt.GLOBAL_VALUES_FORMAT_VERSION  # older readers would run the value compiled in, unguarded
     if any(path.startswith("global:") for path in variant.module_types):
         return fmt.GLOBAL_MODULES_FORMAT_VERSION  # older readers find no submodule there: every bound call refused
     if train is not None and train.subclass_grads:
