@@ -1,6 +1,7 @@
 """load(path, module=m) runs with m's live parameters: no copy, optimizer steps are seen."""
 
 import copy
+import functools
 import json
 import pathlib
 import shutil
@@ -180,9 +181,21 @@ BOUND_HELPER = _helper_at_compile()  # a module global the module's code calls
 BOUND_GAIN = 1.5  # plain data the module's code computes with
 
 
+def _centered(y):  # a module global function the module's code calls: its code is traced in
+    return y - y.mean()
+
+
+_bound_centered = _centered
+
+
 def _set_gain(value) -> None:
     global BOUND_GAIN
     BOUND_GAIN = value
+
+
+def _set_centered(function) -> None:
+    global _bound_centered
+    _bound_centered = function
 
 
 def _reset_globals() -> None:
@@ -190,6 +203,7 @@ def _reset_globals() -> None:
     global BOUND_HELPER
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
+    _set_centered(_centered)
     BOUND_HELPER = _helper_at_compile()
 
 
@@ -203,7 +217,7 @@ class _BoundWithNorm(_Bound):
         self.norm.running_var.uniform_(0.5, 2.0)
 
     def forward(self, x):
-        return BOUND_HELPER(self.norm(super().forward(x))) * BOUND_GAIN + BOUND_TABLE
+        return _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE
 
 
 def _function_of(model):
@@ -278,6 +292,8 @@ MODULE_CHANGES = {
     "a global value changed": lambda m, g: _set_gain(float(_rand(g, 1))),
     "a global value of another type": lambda m, g: _set_gain(int(BOUND_GAIN)),
     "the same global value, a new object": lambda m, g: _set_gain(float("1.5")),
+    "a global function patched": lambda m, g: _set_centered(functools.wraps(_centered)(lambda y: _centered(y) * 2)),
+    "a global function set back": lambda m, g: _set_centered(_centered),
 }
 
 
@@ -364,6 +380,8 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global value changed", 0)])
 @example(changes=[("a global value of another type", 0)])
 @example(changes=[("the same global value, a new object", 0), ("a global value changed", 1)])
+@example(changes=[("a global function patched", 0)])
+@example(changes=[("a global function patched", 0), ("a global function set back", 0)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
                         max_size=3))
 def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound_package, changes):
@@ -654,7 +672,9 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
     package's copies even bound, and the tensor was not listed as frozen). Plain data the
     code computes with (``GAIN`` in a helper, ``shared_layers.SIGN``) is compared at each
     call (format 15; until 2026-12-06 the package ran the value of compile time, bound or
-    not): another value, or an equal one of another type, is refused naming the global."""
+    not): another value, or an equal one of another type, is refused naming the global;
+    so is a global function the forward calls replaced (``programs._offset``, even by a
+    wrapper of the same name: its code is traced in)."""
     torch.manual_seed(0)
     m = programs.ReadsGlobals().eval().requires_grad_(False)
     x = torch.randn(3, 4)
@@ -727,6 +747,13 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
                                                      r"where an int was compiled in"):
             fn(x)
         programs.shared_layers.SIGN = 1
+        _close(fn(x), m(x))
+        original = programs._offset  # a helper function the forward calls: its code is traced in
+        programs._offset = functools.wraps(original)(lambda y: original(y) + 1)
+        with pytest.raises(aotpack.GuardError, match=r"global _offset: expected the function programs._offset it held at "
+                                                     r"load .*, got another function of the same name"):
+            fn(x)
+        programs._offset = original
         _close(fn(x), m(x))
         torch.testing.assert_close(alone(x), compiled)
         programs.SCALES = torch.ones(2)

@@ -609,7 +609,10 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     layout_uses = _layout_uses(ep, recorder, record)
-    frozen = frozen_values(target, recorder.functions)
+    module_records = _module_records(target, recorder)
+    # (a function a global names is listed where a bound package compares it: guard_specs.global_values)
+    frozen = [f for f in frozen_values(target, recorder.functions)
+              if f["type"] != "function" or f"global:{f['name']}" in module_records["module_attributes"]]
     updated_with_grad, updated_without_grad, given_history = set(), set(), set()
     in_order, straight_through = None, False
     if allow_mutations:
@@ -665,7 +668,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         requires_grad_weights=record["requires_grad_reads"][1],
         detached_weights=detached_weights,
         inference_outputs=[] if allow_mutations else list(record["inference_outputs"]),
-        **_module_records(target, recorder),
+        **module_records,
         subclass_weights=subclass_kinds,
         program=program,
         mutated_inputs=written_inputs,

@@ -248,10 +248,15 @@ def globals_read(names, globals_: dict):
 
 
 def describe_frozen(value) -> dict | None:
-    """How a frozen value is listed (``Frozen.type`` and ``value``); None for code."""
+    """How a frozen value is listed (``Frozen.type`` and ``value``); None for code other
+    than a function (a module's, a class)."""
     if isinstance(value, torch.Tensor):
         dtype = tree.dtype_name(value.dtype)
         return {"type": "tensor", "value": f"{dtype}{list(value.shape)}"}
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):  # (listed where guarded: capture.py)
+        from ..package.manifest import function_name
+
+        return {"type": "function", "value": function_name(value)}
     if isinstance(value, (torch.dtype, torch.device)):
         return {"type": type(value).__name__, "value": str(value)}
     if isinstance(value, tuple) and not is_data(value):

@@ -326,10 +326,12 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[s
 def global_values(recorder: EffectRecorder) -> dict[str, object]:
     """The plain data (numbers, strings, flags, dtypes, tuples of them) the program's code
     that ran reads as module globals: ``"global:SCALE": 2.0``, and as a Python module's
-    attributes, ``"global:config.FLAG": true``. torch.export compiled them in, where eager
-    reads them at each call (torch.compile guards them, and recompiles): a package bound
-    at load compares them at each call where the loading process holds them
-    (load/binding.py), and refuses another value, naming the global. The code is that
+    attributes, ``"global:config.FLAG": true``; and the functions it reads as globals
+    (``"global:rotate_half": {"function": ...}``: their code was traced in). torch.export
+    compiled them in, where eager reads them at each call (torch.compile guards them, and
+    recompiles): a package bound at load compares them at each call where the loading
+    process holds them (load/binding.py), and refuses another value, naming the global, or
+    a function replaced (what a kernel library's patching of a model's module does). The code is that
     which ran at capture, not every method of the model's classes: a transformers GPT-2
     names some 20 globals in methods its forward never calls. A global the code assigns
     (``global step; step += 1``) is a side effect, not a value compiled in. Names are those
@@ -352,7 +354,8 @@ def global_values(recorder: EffectRecorder) -> dict[str, object]:
     clashing = set()  # (a name two modules' code reads with other values: which one a path names is unknown)
     for code, (globals_, _) in recorder.functions.items():
         for name, value in globals_read(code.co_names, globals_):
-            if (id(globals_), name) in stored or not is_data(value) or name.startswith("__"):  # (``__name__``)
+            if ((id(globals_), name) in stored or name.startswith("__")  # (``__name__``)
+                    or not (is_data(value) or isinstance(value, (types.FunctionType, types.BuiltinFunctionType)))):
                 continue
             if (value := plain_value(value)) is NOT_PLAIN:
                 continue

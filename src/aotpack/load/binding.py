@@ -36,6 +36,9 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   compiled in like a Python attribute, compared in the same pass with the global where
   this process holds it (format 15); an equal value of another type (``2.0`` where ``2``
   was compiled in) is refused too, so the pass compares identity and the slow path types;
+  a function the code calls as a global (``rotate_half``), or holds as an attribute
+  (``self.act = F.gelu``), must stay the object there at load (its code was traced in; a
+  wrapper of the same name is refused too);
 - a submodule's ``training`` flag, where its code reads it (dropout, batch norm), is one
   of those values (the module's own is checked with its parameters' requires_grad,
   runtime.py); the error says which mode the package was compiled in;
@@ -85,6 +88,7 @@ from ..package.manifest import (
     Variant,
     class_code,
     class_name,
+    function_name,
     method_function,
     plain_value,
     python_value,
@@ -484,6 +488,9 @@ class Binding:
         self._holder_names: list[str] = []   # under which name, and the object bound
         self._held_objects: list = []
         self._attribute_names: set[str] = set()  # bound as plain attributes once: must stay tensors
+        # (a module's dict or globals, name) -> the function there at load: code traced in, so one
+        # replaced since (``module.rotate_half = patched``, of the same name too) is refused
+        self._functions_at_load: dict[tuple[int, str], object] = {}
         # (class, stored code, the functions its methods resolve to) -> the class's code: a
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
@@ -607,7 +614,7 @@ class Binding:
         self._dicts = [self._global_roots[path[7:]] if path[7:] in self._plain_globals
                        else _owner_dict(*self._anchor(path), holders) for path in wants]
         self._names = [path.removeprefix("global:").rpartition(".")[2] for path in wants]  # (``global:SCALE``: SCALE)
-        self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
+        self._values = self._held_values()
         self._holder_dicts = [d for d, _, _ in holders.values()]
         self._holder_names = [n for _, n, _ in holders.values()]
         self._held_objects = [o for _, _, o in holders.values()]
@@ -699,8 +706,15 @@ class Binding:
         each is (again: its new objects are held for the next calls)."""
         wants = self._attributes
         for d, name, (path, want) in zip(self._dicts, self._names, wants.items()):
+            got = d.get(name, _MISSING)
+            at_load = self._functions_at_load.get((id(d), name), got)
+            if got is not at_load and got is not _MISSING:  # (a function replaced: by identity, not its name)
+                now = function_name(got) if callable(got) else repr(got)[:80]
+                return Mismatch([], f"the function {python_value(want)} it held at load (its code is compiled into "
+                                "the package: undo the patch, or compile the package with it)",
+                                "another function of the same name (a wrapper, or its module reloaded)"
+                                if now == python_value(want) else now, where=where_of(path))
             if _held(d, name, want) is _NEVER:
-                got = d.get(name, _MISSING)
                 if name == "training" and isinstance(want, bool):  # a submodule's mode, as the module's own
                     expected = mode_expected(want)
                 else:
@@ -713,8 +727,18 @@ class Binding:
                 else:
                     got = repr(got)[:80]
                 return Mismatch([], expected, got, where=where_of(path))
-        self._values = tuple(map(_held, self._dicts, self._names, wants.values()))
+        self._values = self._held_values()
         return None
+
+    def _held_values(self) -> tuple:
+        """The objects each call compares the compiled-in values' homes with (``_held``); for
+        a function, the one there at load, whatever is there now (``_changed_attribute``
+        refuses another, of the same name too)."""
+        values = list(map(_held, self._dicts, self._names, self._attributes.values()))
+        for i, (d, name, value) in enumerate(zip(self._dicts, self._names, values)):
+            if callable(value) and not isinstance(value, type):
+                values[i] = self._functions_at_load.setdefault((id(d), name), value)
+        return tuple(values)
 
     def _slots(self) -> None:
         """Where each bound parameter and buffer sits (its owner's ``_parameters`` or
