@@ -780,7 +780,9 @@ def test_a_function_over_a_transformers_model_follows_the_model_bound():
     """``lambda ids: model(input_ids=ids).logits`` over transformers' GPT-2 (a small config),
     bound with ``module={"model": model}``: an update of its weights is followed, and a
     submodule's dropout put in training mode or a config field changed is refused, naming
-    it (until 2026-12-05 such a package ran the weights and values of compile time)."""
+    it (until 2026-12-05 such a package ran the weights and values of compile time), and
+    so is a function of transformers' module the forward calls patched (until 2026-12-06
+    it ran the code of compile time)."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100,
@@ -800,6 +802,22 @@ def test_a_function_over_a_transformers_model_follows_the_model_bound():
         model.config.output_hidden_states = True
         with pytest.raises(aotpack.GuardError, match=r"module.model.config.output_hidden_states: expected False"):
             fn(ids)
+        model.config.output_hidden_states = False
+        # a function of transformers' module patched (by a wrapper of the same name, as a kernel
+        # library patches a model's module): eager calls it at each call, the package traced the old
+        from transformers.models.gpt2 import modeling_gpt2
+
+        original, compiled = modeling_gpt2.create_causal_mask, fn(ids)
+        modeling_gpt2.create_causal_mask = functools.wraps(original)(
+            lambda *args, **kwargs: torch.ones(2, 1, 8, 8, dtype=torch.bool))  # attend both ways
+        try:
+            assert not torch.allclose(program(ids), compiled)  # eager's result moved
+            with pytest.raises(aotpack.GuardError, match=r"global create_causal_mask: expected the function "
+                                                         r"transformers.masking_utils.create_causal_mask it held at load"):
+                fn(ids)
+        finally:
+            modeling_gpt2.create_causal_mask = original
+        torch.testing.assert_close(fn(ids), program(ids))
 
 
 @pytest.mark.parametrize("backend", ["inductor", pytest.param("aoti", marks=pytest.mark.slow)])

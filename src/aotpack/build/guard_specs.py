@@ -326,8 +326,9 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[s
 def global_values(recorder: EffectRecorder) -> dict[str, object]:
     """The plain data (numbers, strings, flags, dtypes, tuples of them) the program's code
     that ran reads as module globals: ``"global:SCALE": 2.0``, and as a Python module's
-    attributes, ``"global:config.FLAG": true``; and the functions it reads as globals
-    (``"global:rotate_half": {"function": ...}``: their code was traced in). torch.export
+    attributes, ``"global:config.FLAG": true``; and the Python functions it calls as
+    globals, where they ran (``"global:rotate_half": {"function": ...}``: their code was
+    traced in). torch.export
     compiled them in, where eager reads them at each call (torch.compile guards them, and
     recompiles): a package bound at load compares them at each call where the loading
     process holds them (load/binding.py), and refuses another value, naming the global, or
@@ -354,8 +355,10 @@ def global_values(recorder: EffectRecorder) -> dict[str, object]:
     clashing = set()  # (a name two modules' code reads with other values: which one a path names is unknown)
     for code, (globals_, _) in recorder.functions.items():
         for name, value in globals_read(code.co_names, globals_):
-            if ((id(globals_), name) in stored or name.startswith("__")  # (``__name__``)
-                    or not (is_data(value) or isinstance(value, (types.FunctionType, types.BuiltinFunctionType)))):
+            # (a function: where it ran, so its code was traced in; one only named, in a branch not
+            # taken, is not the program's; a builtin's code is torch's or Python's)
+            ran = isinstance(value, types.FunctionType) and value.__code__ in recorder.functions
+            if (id(globals_), name) in stored or name.startswith("__") or not (is_data(value) or ran):
                 continue
             if (value := plain_value(value)) is NOT_PLAIN:
                 continue

@@ -223,8 +223,8 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     ``global:`` module path starts (``"global:SCALE": 2.0``, ``"global:config.FLAG":
     true``): the plain data (numbers, strings, flags, dtypes, tuples of them) the code
     that ran at capture reads as module globals, or as a Python module's attributes,
-    compiled in; and the functions it reads as globals (``{"function": name}``, code
-    traced in: a reader compares them by identity with those at load). A package bound with ``module=m`` compares each with the global where the
+    compiled in; and the Python functions it called as globals (``{"function": name}``,
+    code traced in: a reader compares them by identity with those at load). A package bound with ``module=m`` compares each with the global where the
     loading process holds it (found through program.frozen's record of that name, which
     now carries ``module`` for every global), and refuses another value, or one of another
     type (``2.0`` where ``2`` was compiled in). The version is 15 only where a variant has
