@@ -179,6 +179,7 @@ BOUND_HELPER = _helper_at_compile()  # a module global the module's code calls
 
 
 BOUND_GAIN = 1.5  # plain data the module's code computes with
+BOUND_FLIP = [1]  # a list: it changes in place
 
 
 def _centered(y):  # a module global function the module's code calls: its code is traced in
@@ -203,6 +204,7 @@ def _reset_globals() -> None:
     global BOUND_HELPER
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
+    BOUND_FLIP[:] = [1]
     _set_centered(_centered)
     BOUND_HELPER = _helper_at_compile()
 
@@ -217,7 +219,8 @@ class _BoundWithNorm(_Bound):
         self.norm.running_var.uniform_(0.5, 2.0)
 
     def forward(self, x):
-        return _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE
+        y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE
+        return y.flip(BOUND_FLIP)
 
 
 def _function_of(model):
@@ -294,6 +297,8 @@ MODULE_CHANGES = {
     "the same global value, a new object": lambda m, g: _set_gain(float("1.5")),
     "a global function patched": lambda m, g: _set_centered(functools.wraps(_centered)(lambda y: _centered(y) * 2)),
     "a global function set back": lambda m, g: _set_centered(_centered),
+    "a global list changed in place": lambda m, g: BOUND_FLIP.__setitem__(slice(None), [1, 0]),  # (twice: the same)
+    "a global list set back in place": lambda m, g: BOUND_FLIP.__setitem__(slice(None), [1]),
 }
 
 
@@ -381,6 +386,8 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global value of another type", 0)])
 @example(changes=[("the same global value, a new object", 0), ("a global value changed", 1)])
 @example(changes=[("a global function patched", 0)])
+@example(changes=[("a global list changed in place", 0)])
+@example(changes=[("a global list changed in place", 0), ("a global list set back in place", 0)])
 @example(changes=[("a global function patched", 0), ("a global function set back", 0)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
                         max_size=3))
@@ -1032,3 +1039,40 @@ def test_a_submodule_replaced_by_an_edited_and_reloaded_class_is_refused_at_the_
     m[0] = edited().requires_grad_(False)
     with pytest.raises(aotpack.GuardError, match=r"module\.0: expected the code of Scaler compiled into the package"):
         fn(x)
+
+
+CALL_LOG = []  # a global list the program appends to: a side effect, not a value compiled in
+
+
+class _Logs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.log, self.dims = [], [1]
+
+    def forward(self, x):
+        self.log.append("forward")
+        CALL_LOG.append("forward")
+        return x.sum(self.dims)
+
+
+def test_a_list_the_program_appends_to_is_a_side_effect_and_a_list_it_reads_is_compared_by_value(tmp_path):
+    """Lists compiled in are compared by value at each call, as they change in place
+    (``m.dims.append(0)``: until 2026-12-06 a list changed in place ran as compiled); a
+    list the program itself appends to (``self.log``, a global log) is a side effect
+    (warned at capture), never a value a later call is refused on."""
+    m = _Logs()
+    x = torch.randn(2, 3, 4)
+    with pytest.warns(aotpack.SideEffectWarning):
+        pkg = aotpack.compile(m, (x,), backend="eager")
+    assert pkg.manifest.variants[0].module_attributes == {"dims": [1]}
+    fn = aotpack.load(pkg.to_bytes(), module=m)
+    for _ in range(2):
+        torch.testing.assert_close(fn(x), m(x))  # eager appends to both logs: the package still runs
+    m.log.clear()
+    CALL_LOG.clear()
+    torch.testing.assert_close(fn(x), m(x))
+    m.dims.append(2)  # in place: eager sums over both dimensions now
+    with pytest.raises(aotpack.GuardError, match=r"module.dims: expected \[1\] .*, got \[1, 2\]"):
+        fn(x)
+    m.dims.pop()
+    torch.testing.assert_close(fn(x), m(x))

@@ -139,7 +139,11 @@ class EffectRecorder:
         self.subclasses_made: set[type] = set()
         self.functions: dict[types.CodeType, tuple[dict, dict]] = {}
         self.module_methods: dict[tuple[int, types.CodeType], torch.nn.Module] = {}
-        self.module_writes: set[tuple[int, str]] = set()  # (id(module), attribute) the program sets
+        # (id(module), attribute) the program sets, or changes in place (``self.log.append``)
+        self.module_writes: set[tuple[int, str]] = set()
+        # the program's side effects on containers it did not make (``LOG.append``): id of each;
+        # not values compiled in (guard_specs.global_values, module_attributes)
+        self.containers_changed: set[int] = set()
         self._kind: dict[types.CodeType, int] = {}
         self._active: dict = {}  # live frame -> True where it runs on the program's behalf
         self._seen: set = set()
@@ -248,6 +252,10 @@ class EffectRecorder:
             name = _external_name(owner, frame)
             if name is not None:
                 self._add(f"{kind.__name__}.{arg.__name__} on {name}", frame)
+                self.containers_changed.add(id(owner))
+                holder = frame.f_locals.get("self")
+                if isinstance(holder, torch.nn.Module) and name.startswith("the attribute `self."):
+                    self.module_writes.add((id(holder), name.removeprefix("the attribute `self.").rstrip("`")))
 
     def _subclass_made(self, frame) -> None:
         cls = frame.f_locals.get("cls")

@@ -242,7 +242,7 @@ def globals_read(names, globals_: dict):
     for name in names:
         if name in globals_:
             yield name, globals_[name]
-    for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple)):
+    for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple, list)):
         if not isinstance(value, (tuple, list)) or is_data(value):
             yield path, value
 
@@ -261,6 +261,6 @@ def describe_frozen(value) -> dict | None:
         return {"type": type(value).__name__, "value": str(value)}
     if isinstance(value, tuple) and not is_data(value):
         return None
-    if is_data(value) and not isinstance(value, list):  # (a list can change in place: it is a side effect's)
-        return {"type": type(value).__name__, "value": repr(value)}
+    if is_data(value):
+        return {"type": type(value).__name__, "value": repr(value)[:200]}
     return None  # modules, functions, classes: code, not data

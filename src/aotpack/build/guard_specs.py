@@ -358,7 +358,8 @@ def global_values(recorder: EffectRecorder) -> dict[str, object]:
             # (a function: where it ran, so its code was traced in; one only named, in a branch not
             # taken, is not the program's; a builtin's code is torch's or Python's)
             ran = isinstance(value, types.FunctionType) and value.__code__ in recorder.functions
-            if (id(globals_), name) in stored or name.startswith("__") or not (is_data(value) or ran):
+            if ((id(globals_), name) in stored or name.startswith("__") or not (is_data(value) or ran)
+                    or id(value) in recorder.containers_changed):  # (a log the program appends to)
                 continue
             if (value := plain_value(value)) is NOT_PLAIN:
                 continue

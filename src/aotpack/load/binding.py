@@ -76,8 +76,9 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
-from operator import is_not
+from operator import is_not, ne
 
 import torch
 
@@ -201,6 +202,11 @@ def _held(d: dict, name: str, want):
     manifest's JSON) stands for, so the per-call comparison is with it; else _NEVER."""
     got = d.get(name, _MISSING)
     return got if got is not _MISSING and same_plain(plain_value(got), want) else _NEVER
+
+
+def _holds_list(value) -> bool:
+    """Whether a plain value holds a list (which can change in place), at any depth."""
+    return isinstance(value, list) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
 def _a(noun: str) -> str:
@@ -484,6 +490,9 @@ class Binding:
         self._dicts: list[dict] = []
         self._names: list[str] = []
         self._values: tuple = ()
+        self._mutable_dicts: list[dict] = []  # where a list compiled in lives, its name, and a copy
+        self._mutable_names: list[str] = []
+        self._mutable_copies: list = []
         self._holder_dicts: list[dict] = []  # plain objects on the way (a module's config): where held,
         self._holder_names: list[str] = []   # under which name, and the object bound
         self._held_objects: list = []
@@ -614,7 +623,7 @@ class Binding:
         self._dicts = [self._global_roots[path[7:]] if path[7:] in self._plain_globals
                        else _owner_dict(*self._anchor(path), holders) for path in wants]
         self._names = [path.removeprefix("global:").rpartition(".")[2] for path in wants]  # (``global:SCALE``: SCALE)
-        self._values = self._held_values()
+        self._hold_values()
         self._holder_dicts = [d for d, _, _ in holders.values()]
         self._holder_names = [n for _, n, _ in holders.values()]
         self._held_objects = [o for _, _, o in holders.values()]
@@ -644,8 +653,11 @@ class Binding:
             self._requires_grad_checked = True
         # (after the module's own training flag, which state_check reads: where the caller
         # called m.eval(), the error names m, not the first submodule whose code reads it)
-        # (by identity: ``2.0`` where ``2`` was compiled in compares equal, and gives another dtype)
-        if problem is None and any(map(is_not, map(dict.get, self._dicts, self._names), self._values)):
+        # (by identity: ``2.0`` where ``2`` was compiled in compares equal, and gives another dtype;
+        # a list by value too: it changes in place)
+        if problem is None and (any(map(is_not, map(dict.get, self._dicts, self._names), self._values))
+                                or any(map(ne, map(dict.get, self._mutable_dicts, self._mutable_names),
+                                           self._mutable_copies))):
             problem = self._changed_attribute()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
@@ -727,18 +739,25 @@ class Binding:
                 else:
                     got = repr(got)[:80]
                 return Mismatch([], expected, got, where=where_of(path))
-        self._values = self._held_values()
+        self._hold_values()
         return None
 
-    def _held_values(self) -> tuple:
-        """The objects each call compares the compiled-in values' homes with (``_held``); for
-        a function, the one there at load, whatever is there now (``_changed_attribute``
-        refuses another, of the same name too)."""
+    def _hold_values(self) -> None:
+        """The objects each call compares the compiled-in values' homes with (``_held``),
+        by identity; for a function, the one there at load, whatever is there now
+        (``_changed_attribute`` refuses another, of the same name too); for a list, which
+        can change in place (``DIMS.append(1)``), a copy of it too, compared by value."""
         values = list(map(_held, self._dicts, self._names, self._attributes.values()))
+        mutable = []
         for i, (d, name, value) in enumerate(zip(self._dicts, self._names, values)):
             if callable(value) and not isinstance(value, type):
                 values[i] = self._functions_at_load.setdefault((id(d), name), value)
-        return tuple(values)
+            elif _holds_list(value):
+                mutable.append((d, name, copy.deepcopy(value)))
+        self._values = tuple(values)
+        self._mutable_dicts = [d for d, _, _ in mutable]
+        self._mutable_names = [name for _, name, _ in mutable]
+        self._mutable_copies = [value for _, _, value in mutable]
 
     def _slots(self) -> None:
         """Where each bound parameter and buffer sits (its owner's ``_parameters`` or
