@@ -5,6 +5,7 @@ import functools
 import json
 import pathlib
 import shutil
+import types
 
 import pytest
 import torch
@@ -180,6 +181,7 @@ BOUND_HELPER = _helper_at_compile()  # a module global the module's code calls
 
 BOUND_GAIN = 1.5  # plain data the module's code computes with
 BOUND_FLIP = [1]  # a list: it changes in place
+BOUND_ARGS = types.SimpleNamespace(bias=0.25)  # a plain object global (a script's ``args``): its data
 
 
 def _centered(y):  # a module global function the module's code calls: its code is traced in
@@ -194,6 +196,11 @@ def _set_gain(value) -> None:
     BOUND_GAIN = value
 
 
+def _set_args(args) -> None:
+    global BOUND_ARGS
+    BOUND_ARGS = args
+
+
 def _set_centered(function) -> None:
     global _bound_centered
     _bound_centered = function
@@ -205,6 +212,7 @@ def _reset_globals() -> None:
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
     BOUND_FLIP[:] = [1]
+    _set_args(types.SimpleNamespace(bias=0.25))
     _set_centered(_centered)
     BOUND_HELPER = _helper_at_compile()
 
@@ -219,7 +227,7 @@ class _BoundWithNorm(_Bound):
         self.norm.running_var.uniform_(0.5, 2.0)
 
     def forward(self, x):
-        y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE
+        y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
         return y.flip(BOUND_FLIP)
 
 
@@ -299,6 +307,9 @@ MODULE_CHANGES = {
     "a global function set back": lambda m, g: _set_centered(_centered),
     "a global list changed in place": lambda m, g: BOUND_FLIP.__setitem__(slice(None), [1, 0]),  # (twice: the same)
     "a global list set back in place": lambda m, g: BOUND_FLIP.__setitem__(slice(None), [1]),
+    "a global object's value changed": lambda m, g: setattr(BOUND_ARGS, "bias", float(_rand(g, 1))),
+    "a global object assigned anew, equal": lambda m, g: _set_args(types.SimpleNamespace(bias=0.25)),
+    "a global object assigned anew": lambda m, g: _set_args(types.SimpleNamespace(bias=float(_rand(g, 1)))),
 }
 
 
@@ -387,6 +398,9 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("the same global value, a new object", 0), ("a global value changed", 1)])
 @example(changes=[("a global function patched", 0)])
 @example(changes=[("a global list changed in place", 0)])
+@example(changes=[("a global object's value changed", 0)])
+@example(changes=[("a global object assigned anew", 0)])
+@example(changes=[("a global object assigned anew, equal", 0), ("a global object's value changed", 1)])
 @example(changes=[("a global list changed in place", 0), ("a global list set back in place", 0)])
 @example(changes=[("a global function patched", 0), ("a global function set back", 0)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,

@@ -233,15 +233,30 @@ def is_data(value, depth: int = 0) -> bool:
     return isinstance(value, _DATA)
 
 
+def plain_object(value) -> bool:
+    """An object whose own attributes code reads as data (a model's config, a script's
+    ``args``): not a module, tensor, class, function or container, and with a ``__dict__``;
+    not a logger (its level changes at run time, and is no data a program computes with)."""
+    import logging
+
+    return (hasattr(value, "__dict__") and not callable(value)
+            and not isinstance(value, (torch.nn.Module, torch.Tensor, type, types.ModuleType, logging.Logger,
+                                       logging.LoggerAdapter)))
+
+
 def globals_read(names, globals_: dict):
     """(name, value) for each global that code naming ``names`` can read from its
-    ``globals_``: its own globals (``SCALE``), and the tensors, modules and plain data it
-    can read as a Python module's attributes (``layers.TABLE``, ``config.FLAG``: a global
-    too, read there by a bound package)."""
+    ``globals_``: its own globals (``SCALE``), the tensors, modules and plain data it can
+    read as a Python module's attributes (``layers.TABLE``, ``config.FLAG``: a global too,
+    read there by a bound package), and the plain data of a plain object global it names
+    (``args.scale`` of a script's ``args = parser.parse_args()``)."""
     names = sorted(names)
     for name in names:
         if name in globals_:
             yield name, globals_[name]
+            if plain_object(globals_[name]):
+                held = vars(globals_[name])
+                yield from ((f"{name}.{attr}", held[attr]) for attr in names if attr in held and is_data(held[attr]))
     for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple, list)):
         if not isinstance(value, (tuple, list)) or is_data(value):
             yield path, value

@@ -17,6 +17,7 @@ from ..errors import CaptureError
 from ..load import layout
 from ..package.manifest import MAX_EXCLUDED, NOT_PLAIN, Dim, GlobalState, class_name, plain_value, same_plain
 from .effects import EffectRecorder
+from .frozen import plain_object
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
@@ -313,7 +314,7 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[s
                 continue
             where = f"{path}.{name}" if path else name
             value = module.__dict__[name]
-            if _plain_object(value):  # one path per object, the shortest (many layers hold one config)
+            if plain_object(value):  # one path per object, the shortest (many layers hold one config)
                 objects[id(value)] = min(objects.get(id(value), (value, where)), (value, where),
                                          key=lambda ow: (len(ow[1]), ow[1]))
             elif (value := plain_value(value)) is not NOT_PLAIN:
@@ -428,13 +429,6 @@ def module_paths(target, named: dict) -> dict[int, str]:
         for path, m in module.named_modules(remove_duplicate=False):
             paths.setdefault(id(m), ".".join(filter(None, (var, path))))
     return paths
-
-
-def _plain_object(value) -> bool:
-    """An object whose own attributes a module's code reads (a model's config): not a
-    module, tensor, class, function or container, and with a ``__dict__``."""
-    return (hasattr(value, "__dict__") and not isinstance(value, (torch.nn.Module, torch.Tensor, type, types.ModuleType))
-            and not callable(value))
 
 
 def _object_attributes(obj, where: str) -> dict[str, object]:

@@ -328,8 +328,9 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
         for namespace in candidates:
             holder, name, path = _walk(namespace, f.name)
             held = holder.get(name.rpartition(".")[2], _MISSING)
-            # (plain data: any value, which the per-call comparison refuses where it changed)
-            kind = torch.nn.Module if path or f.type == "module" else torch.Tensor if f.weight else object
+            # (plain data: any value, which the per-call comparison refuses where it changed; or
+            # that of a plain object global, ``args.scale``: ``args`` found, read at each call)
+            kind = object if f.name in values else torch.nn.Module if path or f.type == "module" else torch.Tensor
             if held is not _MISSING and isinstance(held, kind):
                 found[name] = holder
                 break
@@ -620,7 +621,7 @@ class Binding:
         """Where the module attributes compiled in live now, and the objects holding them."""
         holders: dict = {}
         wants = self._attributes
-        self._dicts = [self._global_roots[path[7:]] if path[7:] in self._plain_globals
+        self._dicts = [self._global_value_dict(path[7:], holders) if path[7:] in self._plain_globals
                        else _owner_dict(*self._anchor(path), holders) for path in wants]
         self._names = [path.removeprefix("global:").rpartition(".")[2] for path in wants]  # (``global:SCALE``: SCALE)
         self._hold_values()
@@ -741,6 +742,20 @@ class Binding:
                 return Mismatch([], expected, got, where=where_of(path))
         self._hold_values()
         return None
+
+    def _global_value_dict(self, name: str, holders: dict) -> dict:
+        """The dict holding plain data global ``name`` now: the globals holding ``SCALE``, the
+        Python module ``config``'s for ``config.FLAG``, or for an attribute of a plain object
+        global (``args.scale``) that object's ``__dict__``, the object added to ``holders``
+        (each call checks the global still names it: ``args = parse_args()`` again rebinds)."""
+        root, rest = _split_global(name, self._global_roots)
+        namespace = self._global_roots[root]
+        if not rest:
+            return namespace
+        key = root.rpartition(".")[2]
+        held = namespace.get(key)
+        holders[(id(namespace), key)] = (namespace, key, held)
+        return getattr(held, "__dict__", {})
 
     def _hold_values(self) -> None:
         """The objects each call compares the compiled-in values' homes with (``_held``),

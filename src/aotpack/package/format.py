@@ -221,9 +221,10 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
 
   15 (2026-12-06): variants[].module_attributes under ``global:NAME`` paths that no
     ``global:`` module path starts (``"global:SCALE": 2.0``, ``"global:config.FLAG":
-    true``): the plain data (numbers, strings, flags, dtypes, tuples of them) the code
-    that ran at capture reads as module globals, or as a Python module's attributes,
-    compiled in; and the Python functions it called as globals (``{"function": name}``,
+    true``, ``"global:args.scale": 2.0``): the plain data (numbers, strings, flags,
+    dtypes, tuples and lists of them) the code that ran at capture reads as module
+    globals, as a Python module's attributes, or as the attributes of a plain object
+    global (a script's ``args``), compiled in; and the Python functions it called as globals (``{"function": name}``,
     code traced in: a reader compares them by identity with those at load). A package bound with ``module=m`` compares each with the global where the
     loading process holds it (found through program.frozen's record of that name, which
     now carries ``module`` for every global), and refuses another value, or one of another
