@@ -199,9 +199,11 @@ class GlobalFixture(Fixture):
         return {**out, "y": GLOBAL_ACT(out["y"]) + GLOBAL_SHIFT}
 
 
-def global_fixture(path: str) -> None:
+def global_fixture(path: str, cls: type = GlobalFixture) -> None:
+    """Versions 14 and on: an inference package of ``cls`` with a Dim, its inputs, output
+    and state (the tests bind a module to it, whose globals are followed)."""
     torch.manual_seed(0)
-    m = GlobalFixture().eval().requires_grad_(False)
+    m = cls().eval().requires_grad_(False)
     x, w = torch.randn(5, 4), torch.randn(3)
     aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(path)
     out = m(x, {"w": w})
@@ -221,17 +223,6 @@ class ValuesFixture(GlobalFixture):
     def forward(self, x, opts, scale=2.0):
         out = super().forward(x, opts, scale)
         return {**out, "y": (out["y"] * GLOBAL_GAIN).to(GLOBAL_OUT_DTYPE)}
-
-
-def values_fixture(path: str) -> None:
-    torch.manual_seed(0)
-    m = ValuesFixture().eval().requires_grad_(False)
-    x, w = torch.randn(5, 4), torch.randn(3)
-    aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(path)
-    out = m(x, {"w": w})
-    save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0], **{f"state.{k}": v for k, v in m.state_dict().items()}},
-              os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
-    print("wrote", path)
 
 
 def fixture_loss(out):
@@ -274,7 +265,7 @@ def main():
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
     if fmt.FORMAT_VERSION >= 15:  # an inference package computing with plain module globals, bound
-        return values_fixture(path)
+        return global_fixture(path, ValuesFixture)
     if fmt.FORMAT_VERSION >= 14:  # an inference package calling a module global, bound to a module
         return global_fixture(path)
     if fmt.FORMAT_VERSION >= 13:  # a training package again: a plain weight's gradient a subclass

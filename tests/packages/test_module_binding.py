@@ -6,6 +6,7 @@ import json
 import pathlib
 import shutil
 import types
+from unittest import mock
 
 import pytest
 import torch
@@ -652,21 +653,19 @@ m = programs.ReadsGlobals().eval().requires_grad_(False)
 fn = aotpack.load(sys.argv[1], module=m)
 x = torch.randn(3, 4)
 torch.testing.assert_close(fn(x), m(x), rtol=1e-5, atol=1e-4)  # (inductor's fused layer norm rounds otherwise)
-programs.GAIN = 2.5  # plain data a helper computes with, read where this process holds it
-try:
-    fn(x)
-except aotpack.GuardError as e:
-    assert "global GAIN: expected 1.5" in str(e), e
-else:
-    raise AssertionError("a changed global value ran")
-programs.GAIN = 1.5
-programs.ACT.approximate = "tanh"
-try:
-    fn(x)
-except aotpack.GuardError as e:
-    assert "global ACT.approximate: expected 'none'" in str(e), e
-else:
-    raise AssertionError("a changed value of a global module ran")
+
+def refused(change, undo, message):
+    change()
+    try:
+        fn(x)
+    except aotpack.GuardError as e:
+        assert message in str(e), e
+    else:
+        raise AssertionError(f"ran after a change that eager reads: {message}")
+    undo()
+# plain data a helper computes with, and a Python value of a global module: read where this process holds them
+refused(lambda: setattr(programs, "GAIN", 2.5), lambda: setattr(programs, "GAIN", 1.5), "global GAIN: expected 1.5")
+refused(lambda: setattr(programs.ACT, "approximate", "tanh"), lambda: None, "global ACT.approximate: expected 'none'")
 print("equal")
 """
 
@@ -828,16 +827,14 @@ def test_a_function_over_a_transformers_model_follows_the_model_bound():
         # library patches a model's module): eager calls it at each call, the package traced the old
         from transformers.models.gpt2 import modeling_gpt2
 
-        original, compiled = modeling_gpt2.create_causal_mask, fn(ids)
-        modeling_gpt2.create_causal_mask = functools.wraps(original)(
+        compiled = fn(ids)
+        both_ways = functools.wraps(modeling_gpt2.create_causal_mask)(
             lambda *args, **kwargs: torch.ones(2, 1, 8, 8, dtype=torch.bool))  # attend both ways
-        try:
+        with mock.patch.object(modeling_gpt2, "create_causal_mask", both_ways):
             assert not torch.allclose(program(ids), compiled)  # eager's result moved
             with pytest.raises(aotpack.GuardError, match=r"global create_causal_mask: expected the function "
                                                          r"transformers.masking_utils.create_causal_mask it held at load"):
                 fn(ids)
-        finally:
-            modeling_gpt2.create_causal_mask = original
         torch.testing.assert_close(fn(ids), program(ids))
 
 
