@@ -656,9 +656,10 @@ class Binding:
         # called m.eval(), the error names m, not the first submodule whose code reads it)
         # (by identity: ``2.0`` where ``2`` was compiled in compares equal, and gives another dtype;
         # a list by value too: it changes in place)
-        if problem is None and (any(map(is_not, map(dict.get, self._dicts, self._names), self._values))
-                                or any(map(ne, map(dict.get, self._mutable_dicts, self._mutable_names),
-                                           self._mutable_copies))):
+        if problem is None and self._names and (
+                any(map(is_not, map(dict.get, self._dicts, self._names), self._values))
+                or (self._mutable_names and any(map(ne, map(dict.get, self._mutable_dicts, self._mutable_names),
+                                                    self._mutable_copies)))):
             problem = self._changed_attribute()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
