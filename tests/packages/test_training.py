@@ -286,12 +286,9 @@ def test_a_batch_norm_reached_only_through_a_helper_trains_as_eager():
         aotpack.compile(lambda t: registry["norm"](t), (x,), train=True, backend="eager")
 
 
-class _CallsHelperNorm(torch.nn.Module):
-    """A module whose forward calls a module global batch norm (``HELPER_NORM``)."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = torch.nn.Linear(4, 4)
+class _CallsHelperNorm(_ReadsAGlobal):
+    """A module whose forward calls a module global batch norm (``HELPER_NORM``) after its
+    Linear (``_ReadsAGlobal``'s)."""
 
     def forward(self, x):
         return HELPER_NORM(self.lin(x))

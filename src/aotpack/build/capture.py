@@ -611,8 +611,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     layout_uses = _layout_uses(ep, recorder, record)
     module_records = _module_records(target, recorder)
     # (a function a global names is listed where a bound package compares it: guard_specs.global_values)
-    frozen = [f for f in frozen_values(target, recorder.functions)
-              if f["type"] != "function" or f"global:{f['name']}" in module_records["module_attributes"]]
+    frozen = [f for f in frozen_values(target, recorder.functions) if f["type"] != "function"
+              or f["kind"] == "global" and f"global:{f['name']}" in module_records["module_attributes"]]
     updated_with_grad, updated_without_grad, given_history = set(), set(), set()
     in_order, straight_through = None, False
     if allow_mutations:

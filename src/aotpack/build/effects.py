@@ -253,9 +253,9 @@ class EffectRecorder:
             if name is not None:
                 self._add(f"{kind.__name__}.{arg.__name__} on {name}", frame)
                 self.containers_changed.add(id(owner))
-                holder = frame.f_locals.get("self")
-                if isinstance(holder, torch.nn.Module) and name.startswith("the attribute `self."):
-                    self.module_writes.add((id(holder), name.removeprefix("the attribute `self.").rstrip("`")))
+                holder, attribute = frame.f_locals.get("self"), _self_attribute(owner, frame)
+                if isinstance(holder, torch.nn.Module) and attribute is not None:  # (``self.log.append``)
+                    self.module_writes.add((id(holder), attribute))
 
     def _subclass_made(self, frame) -> None:
         cls = frame.f_locals.get("cls")
@@ -311,9 +311,11 @@ def _external_name(obj, frame) -> str | None:
     for name in code.co_names:
         if frame.f_globals.get(name) is obj:
             return f"the global `{name}`"
+    attribute = _self_attribute(obj, frame)
+    return f"the attribute `self.{attribute}`" if attribute is not None else None
+
+
+def _self_attribute(obj, frame) -> str | None:
+    """The name of the attribute of the frame's ``self`` that ``obj`` is, else None."""
     owner = frame.f_locals.get("self")
-    if owner is not None:
-        for name, value in getattr(owner, "__dict__", {}).items():
-            if value is obj:
-                return f"the attribute `self.{name}`"
-    return None
+    return next((name for name, value in getattr(owner, "__dict__", {}).items() if value is obj), None)

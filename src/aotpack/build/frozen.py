@@ -274,8 +274,6 @@ def describe_frozen(value) -> dict | None:
         return {"type": "function", "value": function_name(value)}
     if isinstance(value, (torch.dtype, torch.device)):
         return {"type": type(value).__name__, "value": str(value)}
-    if isinstance(value, tuple) and not is_data(value):
-        return None
     if is_data(value):
         return {"type": type(value).__name__, "value": repr(value)[:200]}
     return None  # modules, functions, classes: code, not data

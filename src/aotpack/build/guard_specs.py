@@ -325,22 +325,26 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[s
 
 
 def global_values(recorder: EffectRecorder) -> dict[str, object]:
-    """The plain data (numbers, strings, flags, dtypes, tuples of them) the program's code
-    that ran reads as module globals: ``"global:SCALE": 2.0``, and as a Python module's
-    attributes, ``"global:config.FLAG": true``; and the Python functions it calls as
-    globals, where they ran (``"global:rotate_half": {"function": ...}``: their code was
-    traced in). torch.export
-    compiled them in, where eager reads them at each call (torch.compile guards them, and
-    recompiles): a package bound at load compares them at each call where the loading
-    process holds them (load/binding.py), and refuses another value, naming the global, or
-    a function replaced (what a kernel library's patching of a model's module does). The code is that
-    which ran at capture, not every method of the model's classes: a transformers GPT-2
-    names some 20 globals in methods its forward never calls. A global the code assigns
-    (``global step; step += 1``) is a side effect, not a value compiled in. Names are those
-    the code uses, so one read only in a branch not taken is guarded too: a change to it is
-    refused, never missed. Where two Python modules' globals share a name with other
-    values, it is left out (not compared: which one a bound package would read is unknown), as are
-    a module's own names (``__name__``).
+    """What the program's code that ran at capture reads as module globals and torch.export
+    compiled in, where eager reads it at each call (torch.compile guards it, and
+    recompiles): path -> value as JSON. A package bound at load compares each at every call
+    where the loading process holds it (load/binding.py), and refuses another value naming
+    the global. They are:
+
+    - plain data (numbers, strings, flags, dtypes, devices, tuples and lists of them) the
+      code names as a global (``"global:SCALE": 2.0``), as a Python module's attribute
+      (``"global:config.FLAG": true``) or as a plain object global's (``"global:args.scale"``);
+      a name the code uses only in a branch not taken is compared too: a change to it is
+      refused, never missed;
+    - the Python functions it calls as globals, where they ran (``"global:rotate_half":
+      {"function": ...}``: their code was traced in; a kernel library's patching of a
+      model's module replaces them).
+
+    The code is that which ran, not every method of the model's classes (a transformers
+    GPT-2 names some 20 globals in methods its forward never calls). Left out: a global
+    the code assigns (``global step; step += 1``) or a list it appends to (side effects),
+    a module's own names (``__name__``), and a name two Python modules' code reads with
+    other values (which one a bound package would read is unknown).
 
     Example (``Variant.global_values`` reads them back from a package):
         >>> import aotpack, torch

@@ -224,15 +224,17 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     true``, ``"global:args.scale": 2.0``): the plain data (numbers, strings, flags,
     dtypes, tuples and lists of them) the code that ran at capture reads as module
     globals, as a Python module's attributes, or as the attributes of a plain object
-    global (a script's ``args``), compiled in; and the Python functions it called as globals (``{"function": name}``,
-    code traced in: a reader compares them by identity with those at load). A package bound with ``module=m`` compares each with the global where the
-    loading process holds it (found through program.frozen's record of that name, which
-    now carries ``module`` for every global), and refuses another value, or one of another
-    type (``2.0`` where ``2`` was compiled in). The version is 15 only where a variant has
-    such a path (a version 14 reader finds no module there, drops the path and runs the
-    value compiled in whatever the global holds).
-    (compatible) program.frozen[] lists globals holding a dtype, a device or nested
-    tuples too (``type: "dtype"``, ``value: "torch.float16"``).
+    global (a script's ``args``), compiled in; and the Python functions it called as
+    globals (``{"function": name}``, code traced in: a reader compares them by identity
+    with those at load). A package bound with ``module=m`` compares each with the global
+    where the loading process holds it (found through program.frozen's record of that
+    name, which now carries ``module`` for every global), and refuses another value, or
+    one of another type (``2.0`` where ``2`` was compiled in). The version is 15 only
+    where a variant has such a path (a version 14 reader finds no module there, drops the
+    path and runs the value compiled in whatever the global holds).
+    (compatible) program.frozen[] lists globals holding a dtype, a device, a list or
+    nested tuples too (``type: "dtype"``, ``value: "torch.float16"``), and the functions
+    compared (``type: "function"``).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
