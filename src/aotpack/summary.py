@@ -92,7 +92,8 @@ class Inspection:
             lines += ["", "frozen at compile time (changing these later has no effect on the package; those marked "
                       "'followed' are read where the loading process holds them, when loaded with module=; those marked "
                       "'guarded' must equal the loading process's value at each call)"]
-            guarded = {name for var in m.variants for name in var.global_values()}  # plain data, compared at each call
+            # plain data and functions (torch's too), compared at each call
+            guarded = {name for var in m.variants for name in [*var.global_values(), *var.torch_functions()]}
             for f in p.frozen:
                 followed = "  followed" if f.followed else "  guarded" if f.kind == "global" and f.name in guarded else ""
                 lines.append(f"  {f.kind:8} {f.name} = {f.value}  ({f.where}){followed}")

@@ -694,7 +694,9 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
     call (format 15; until 2026-12-06 the package ran the value of compile time, bound or
     not): another value, or an equal one of another type, is refused naming the global;
     so is a global function the forward calls replaced (``programs._offset``, even by a
-    wrapper of the same name: its code is traced in)."""
+    wrapper of the same name: its code is traced in), after the load or before it (by its
+    code; until 2026-12-06 a patch applied before the load was bound and ran as compiled).
+    The fresh process binds the same code read from another file."""
     torch.manual_seed(0)
     m = programs.ReadsGlobals().eval().requires_grad_(False)
     x = torch.randn(3, 4)
@@ -773,6 +775,9 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
         with pytest.raises(aotpack.GuardError, match=r"global _offset: expected the function programs._offset it held at "
                                                      r"load .*, got another function of the same name"):
             fn(x)
+        with pytest.raises(aotpack.AotpackError, match=r"global _offset: expected the function compiled into the "
+                                                       r"package .*, got programs._offset, another code"):
+            aotpack.load(path, module=m)  # patched before the load: its code is compared
         programs._offset = original
         _close(fn(x), m(x))
         torch.testing.assert_close(alone(x), compiled)
@@ -802,7 +807,8 @@ def test_a_function_over_a_transformers_model_follows_the_model_bound():
     submodule's dropout put in training mode or a config field changed is refused, naming
     it (until 2026-12-05 such a package ran the weights and values of compile time), and
     so is a function of transformers' module the forward calls patched (until 2026-12-06
-    it ran the code of compile time)."""
+    it ran the code of compile time), and a patch of it or of a layer's forward applied
+    before the load is refused at the load."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100,
@@ -810,7 +816,8 @@ def test_a_function_over_a_transformers_model_follows_the_model_bound():
     ids = torch.randint(0, 100, (2, 8))
     program = lambda t: model(input_ids=t).logits  # noqa: E731 - what torch.compile users write
     with torch.no_grad():
-        fn = aotpack.load(aotpack.compile(program, (ids,), backend="eager").to_bytes(), module={"model": model})
+        data = aotpack.compile(program, (ids,), backend="eager").to_bytes()
+        fn = aotpack.load(data, module={"model": model})
         torch.testing.assert_close(fn(ids), program(ids))
         model.transformer.h[0].attn.c_attn.weight.mul_(1.5)
         torch.testing.assert_close(fn(ids), program(ids))
@@ -835,6 +842,15 @@ def test_a_function_over_a_transformers_model_follows_the_model_bound():
             with pytest.raises(aotpack.GuardError, match=r"global create_causal_mask: expected the function "
                                                          r"transformers.masking_utils.create_causal_mask it held at load"):
                 fn(ids)
+            with pytest.raises(aotpack.AotpackError, match=r"global create_causal_mask: expected the function compiled into "
+                                                           r"the package .*, got transformers.masking_utils.create_causal_"
+                                                           r"mask, another code"):
+                aotpack.load(data, module={"model": model})  # the patch applied before the load
+        with mock.patch.object(type(model.transformer.h[1].mlp), "forward",
+                               functools.wraps(type(model.transformer.h[1].mlp).forward)(lambda self, h: h)):
+            with pytest.raises(aotpack.AotpackError, match=r"module.model.transformer.h.0.mlp.forward: expected the "
+                                                           r"forward compiled into the package, got another code"):
+                aotpack.load(data, module={"model": model})  # a class's forward wrapped before the load
         torch.testing.assert_close(fn(ids), program(ids))
 
 
@@ -937,6 +953,86 @@ class _PatchedActs(_Acts):
     """_Acts whose class's forward a test may patch (not _Acts': tests share it)."""
 
 
+def _leaky(slope):
+    return lambda t: torch.where(t > 0, t, t * slope)
+
+
+class _LeakyActs(_Acts):
+    def __init__(self, slope=0.1):
+        super().__init__()
+        self.fn = _leaky(slope)
+
+
+def test_code_patched_before_the_load_is_refused_at_the_load(tmp_path):
+    """The code a module's call ran is compared when a package is bound (2026-12-06;
+    until then a patch applied between the compile and ``load(path, module=m)`` was bound,
+    and the package ran the code it traced where eager ran the patch): a forward set on
+    the instance (as accelerate's hooks do) or wrapped on the class, torch's own included,
+    and a function attribute that closes over another value. The same code binds."""
+    torch.manual_seed(0)
+    m = _LeakyActs().eval().requires_grad_(False)
+    x = torch.randn(3, 4)
+    path = aotpack.compile(m, (x,), backend="eager").save(tmp_path / "a.aot")
+    m.lin.forward = lambda t: torch.nn.functional.linear(t, m.lin.weight) * 3
+    with pytest.raises(aotpack.AotpackError, match=r"module.lin.forward: expected the forward compiled into the "
+                                                   r"package, got another code \(the forward was wrapped"):
+        aotpack.load(path, module=m)
+    del m.lin.forward
+    wrapped = functools.wraps(torch.nn.Linear.forward)(lambda self, t: torch.nn.functional.linear(t, self.weight))
+    with mock.patch.object(torch.nn.Linear, "forward", wrapped), pytest.raises(aotpack.AotpackError,
+                                                                               match=r"module.lin.forward: expected"):
+        aotpack.load(path, module=m)
+    m.fn = _leaky(0.2)  # the same code over another slope
+    with pytest.raises(aotpack.AotpackError, match=r"module.fn: expected the function compiled into the package .*, "
+                                                   r"got test_module_binding._leaky.<locals>.<lambda>#\w+, another"):
+        aotpack.load(path, module=m)
+    m.fn = _leaky(0.1)  # another object, the same code and slope: binds, and runs as eager
+    fn = aotpack.load(path, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.fn = _leaky(0.2)  # after the load: refused by identity, as before
+    with pytest.raises(aotpack.GuardError, match=r"module.fn: expected the function .* it held at load"):
+        fn(x)
+
+
+class _CallsTorch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.lin(x)
+        return torch.cat([torch.nn.functional.silu(h), h], -1)
+
+
+def test_a_function_of_torchs_modules_patched_is_refused(tmp_path):
+    """``F.silu = kernel`` (as scripts patch ``F.scaled_dot_product_attention``): eager
+    calls the patch, the package the function it traced. The functions of torch's modules
+    the module's code names (``torch.nn.functional.silu``, ``torch.cat``; recorded only by
+    their code, so the package's format version stays 1) are held at load and compared at
+    each call by identity; one patched before the load, even by a wrapper of the same
+    name, is refused at the load (until 2026-12-06 both ran as compiled)."""
+    torch.manual_seed(0)
+    m = _CallsTorch().eval().requires_grad_(False)
+    x = torch.randn(3, 4)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    assert pkg.manifest.format_version == 1
+    assert {"global:torch.nn.functional.silu", "global:torch.cat"} - set(pkg.manifest.variants[0].function_code) == {
+        "global:torch.nn.functional.silu"}  # (one level: ``torch.nn.functional.silu`` is not followed)
+    path = pkg.save(tmp_path / "t.aot")
+    fn = aotpack.load(path, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    compiled = fn(x)
+    doubled = functools.wraps(torch.cat)(lambda ts, dim=0: torch.stack(ts, dim).sum(dim).repeat(1, 2))
+    with mock.patch.object(torch, "cat", doubled):
+        assert m(x).shape == compiled.shape and not torch.allclose(m(x), compiled)  # eager's result moved
+        with pytest.raises(aotpack.GuardError, match=r"global torch.cat: expected the function .*cat it held at load"):
+            fn(x)
+        with pytest.raises(aotpack.AotpackError, match=r"global torch.cat: expected the function compiled into the "
+                                                       r"package .*, got .*cat, another code"):
+            aotpack.load(path, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+
+
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
 def test_a_forward_patched_after_load_is_refused(tmp_path, backend):
     """``m.lin.forward = f`` (what accelerate's hooks do) or ``Cls.forward = f`` after load
@@ -964,7 +1060,7 @@ def test_a_forward_patched_after_load_is_refused(tmp_path, backend):
     torch.testing.assert_close(fn(x), m(x))
     m.act = torch.nn.ReLU()  # a replaced submodule (rebinds) that brings a patched forward is refused too
     m.act.forward = torch.nn.functional.silu
-    with pytest.raises(aotpack.GuardError, match=r"module.act.forward: .*set on the instance"):
+    with pytest.raises(aotpack.GuardError, match=r"module.act.forward: expected the forward"):
         fn(x)
 
 

@@ -59,6 +59,7 @@ from .guard_specs import (
     autocast_dtype,
     contiguous_then_updated,
     dropped_size_guards,
+    function_codes,
     global_state_of,
     global_values,
     grad_mode_left,
@@ -186,6 +187,8 @@ class Captured:
     module_types: dict[str, str] = field(default_factory=dict)
     # those classes' code, where not torch's (guard_specs.module_code)
     module_code: dict[str, str] = field(default_factory=dict)
+    # the Python functions among module_attributes, their code (guard_specs.function_codes)
+    function_code: dict[str, str] = field(default_factory=dict)
     # weights of a tensor subclass, packaged as their inner tensors -> the subclass and its
     # flatten context (build/subclass_weights.py)
     subclass_weights: dict[str, str] = field(default_factory=dict)
@@ -610,9 +613,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     layout_uses = _layout_uses(ep, recorder, record)
     module_records = _module_records(target, recorder)
-    # (a function a global names is listed where a bound package compares it: guard_specs.global_values)
-    frozen = [f for f in frozen_values(target, recorder.functions) if f["type"] != "function"
-              or f["kind"] == "global" and f"global:{f['name']}" in module_records["module_attributes"]]
+    frozen = _listed_frozen(target, recorder, module_records)
     updated_with_grad, updated_without_grad, given_history = set(), set(), set()
     in_order, straight_through = None, False
     if allow_mutations:
@@ -677,14 +678,25 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     ))
 
 
+def _listed_frozen(target, recorder: EffectRecorder, module_records: dict) -> list[dict]:
+    """The frozen values the package lists (``frozen_values``): a function where a bound
+    package compares it (a global's: guard_specs.global_values, function_codes)."""
+    compared = {*module_records["module_attributes"], *module_records["function_code"]}
+    return [f for f in frozen_values(target, recorder.functions) if f["type"] != "function"
+            or f["kind"] == "global" and f"global:{f['name']}" in compared]
+
+
 def _module_records(target, recorder: EffectRecorder) -> dict:
     """``Captured``'s records of the modules the program reaches (the module target and its
     submodules, or those a function reaches by name) as a bound module is guarded on them."""
     named = modules_by_name(target, recorder.functions)
     paths = module_paths(target, named)
-    return {"module_attributes": {**module_attributes(paths, recorder), **global_values(recorder)},
-            "module_types": module_types(paths, recorder),
-            "module_code": module_code(paths, recorder), "modules_named": named}
+    functions: dict = {}
+    attributes = {**module_attributes(paths, recorder, functions), **global_values(recorder, functions)}
+    return {"module_attributes": attributes, "module_types": module_types(paths, recorder),
+            "module_code": module_code(paths, recorder),
+            "function_code": function_codes(functions, paths, recorder),
+            "modules_named": named}
 
 
 def _held_by_name(target: Callable, ran: dict | None = None) -> torch.nn.Module | None:

@@ -260,6 +260,23 @@ def globals_read(names, globals_: dict):
     for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple, list)):
         if not isinstance(value, (tuple, list)) or is_data(value):
             yield path, value
+    yield from torch_functions(names, globals_)
+
+
+def torch_functions(names, globals_: dict):
+    """(``F.scaled_dot_product_attention``, the function) for each function of a torch
+    module the code names as a global (``torch.cat``, ``F.gelu``; one level: not
+    ``torch.nn.functional.gelu``): eager calls whatever the module holds at each call, so
+    one patched (``F.scaled_dot_product_attention = my_kernel``) runs the patch, where
+    torch.export traced the function of compile time."""
+    names = sorted(names)
+    for name in names:
+        value = globals_.get(name)
+        if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] == "torch":
+            held = vars(value)
+            for attr in names:
+                if isinstance(held.get(attr), (types.FunctionType, types.BuiltinFunctionType)):
+                    yield f"{name}.{attr}", held[attr]
 
 
 def describe_frozen(value) -> dict | None:

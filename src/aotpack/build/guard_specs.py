@@ -290,7 +290,8 @@ def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str]
     return pins, weight_pins
 
 
-def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, object]:
+def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
+                      functions: dict | None = None) -> dict[str, object]:
     """The Python values of a module's attributes that the program's module methods name
     (``self.eps``, ``self.flag``; path -> value as JSON, ``"ln.eps": 1e-05``), and every
     plain attribute of a plain object such code names (a model's ``self.config``, whose
@@ -301,7 +302,8 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[s
     them (the module target's own is ``Variant.module_training``); attributes the program sets
     (``self.calls += 1``) are side effects, warned about at capture. Names are those the
     method's code uses as any attribute or global, so an attribute that only shares its
-    name with one is guarded too: a change to it is refused, never missed."""
+    name with one is guarded too: a change to it is refused, never missed. ``functions``,
+    given, gets path -> function for those that are functions (``self.act = my_gelu``)."""
     found, objects = {}, {}
     for (key, code), module in recorder.module_methods.items():
         path = paths.get(key)
@@ -317,14 +319,16 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder) -> dict[s
             if plain_object(value):  # one path per object, the shortest (many layers hold one config)
                 objects[id(value)] = min(objects.get(id(value), (value, where)), (value, where),
                                          key=lambda ow: (len(ow[1]), ow[1]))
-            elif (value := plain_value(value)) is not NOT_PLAIN:
-                found[where] = value
+            elif (plain := plain_value(value)) is not NOT_PLAIN:
+                found[where] = plain
+                if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+                    functions[where] = value
     for obj, where in objects.values():
         found.update(_object_attributes(obj, where))
     return dict(sorted(found.items()))
 
 
-def global_values(recorder: EffectRecorder) -> dict[str, object]:
+def global_values(recorder: EffectRecorder, functions: dict | None = None) -> dict[str, object]:
     """What the program's code that ran at capture reads as module globals and torch.export
     compiled in, where eager reads it at each call (torch.compile guards it, and
     recompiles): path -> value as JSON. A package bound at load compares each at every call
@@ -344,7 +348,10 @@ def global_values(recorder: EffectRecorder) -> dict[str, object]:
     GPT-2 names some 20 globals in methods its forward never calls). Left out: a global
     the code assigns (``global step; step += 1``) or a list it appends to (side effects),
     a module's own names (``__name__``), and a name two Python modules' code reads with
-    other values (which one a bound package would read is unknown).
+    other values (which one a bound package would read is unknown). ``functions``, given,
+    gets path -> function for those functions, and for the functions of torch's modules
+    the code names (``global:F.gelu``, ``global:torch.cat``; ``frozen.torch_functions``),
+    which only ``function_code`` records (older readers would refuse them as values).
 
     Example (``Variant.global_values`` reads them back from a package):
         >>> import aotpack, torch
@@ -353,24 +360,51 @@ def global_values(recorder: EffectRecorder) -> dict[str, object]:
         >>> pkg.manifest.variants[0].module_attributes
         {'global:DTYPE': {'dtype': 'float16'}, 'global:SCALE': 2.0}
     """
-    from .frozen import globals_read, is_data
+    from .frozen import globals_read, is_data, torch_functions
 
     stored = {(id(g), name) for code, (g, _) in recorder.functions.items() for name in _assigned_globals(code)}
     found: dict[str, object] = {}
     clashing = set()  # (a name two modules' code reads with other values: which one a path names is unknown)
+    torch_paths = set()
     for code, (globals_, _) in recorder.functions.items():
+        torch_calls = dict(torch_functions(code.co_names, globals_))
+        torch_paths |= {f"global:{name}" for name in torch_calls}
         for name, value in globals_read(code.co_names, globals_):
             # (a function: where it ran, so its code was traced in; one only named, in a branch not
-            # taken, is not the program's; a builtin's code is torch's or Python's)
-            ran = isinstance(value, types.FunctionType) and value.__code__ in recorder.functions
+            # taken, is not the program's; a torch module's function the code names: torch's own
+            # code is not recorded running, and a patch of it is what is compared)
+            ran = (isinstance(value, types.FunctionType) and value.__code__ in recorder.functions
+                   or torch_calls.get(name) is value)
             if ((id(globals_), name) in stored or name.startswith("__") or not (is_data(value) or ran)
                     or id(value) in recorder.containers_changed):  # (a log the program appends to)
                 continue
-            if (value := plain_value(value)) is NOT_PLAIN:
+            if (plain := plain_value(value)) is NOT_PLAIN:
                 continue
-            if not same_plain(found.setdefault(f"global:{name}", value), value):
+            if not same_plain(found.setdefault(f"global:{name}", plain), plain):
                 clashing.add(f"global:{name}")
-    return {path: value for path, value in sorted(found.items()) if path not in clashing}
+            if ran and functions is not None:
+                functions[f"global:{name}"] = value
+    if functions is not None:
+        for path in clashing:
+            functions.pop(path, None)
+    return {path: value for path, value in sorted(found.items()) if path not in clashing and path not in torch_paths}
+
+
+def function_codes(functions: dict[str, types.FunctionType], paths: dict[int, str],
+                   recorder: EffectRecorder) -> dict[str, str]:
+    """The code of the functions a module's call ran (path -> ``manifest.function_code``):
+    those ``module_attributes`` and ``global_values`` found (``functions``) and the forward
+    of each module whose forward ran (``block.attn.forward``, ``forward`` for the module
+    itself; ``manifest.resolved_forward``). A module bound at load where one's code
+    differs (a kernel library's patch applied before the load, a forward wrapped: eager
+    runs the patch, the package the code traced) is refused (load/binding.py), as
+    torch.compile's guards on the code it traced would recompile."""
+    from ..package.manifest import function_code, resolved_forward
+
+    for (key, code), module in recorder.module_methods.items():
+        if key in paths and code.co_name == "forward":
+            functions[f"{paths[key]}.forward".lstrip(".")] = resolved_forward(module)
+    return dict(sorted((path, code) for path, fn in functions.items() if (code := function_code(fn)) is not None))
 
 
 def _assigned_globals(code: types.CodeType) -> set[str]:

@@ -79,6 +79,7 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from operator import is_not, ne
+from typing import NamedTuple
 
 import torch
 
@@ -89,10 +90,13 @@ from ..package.manifest import (
     Variant,
     class_code,
     class_name,
+    code_comparable,
+    function_code,
     function_name,
     method_function,
     plain_value,
     python_value,
+    resolved_forward,
     same_class,
     same_plain,
 )
@@ -195,6 +199,12 @@ def module_weight(name: str, kind: str = "weight") -> str:
 
 _MISSING = object()  # an attribute the module does not have
 _NEVER = object()  # equals no value: where the module's value is not the one compiled in
+
+
+class _Edited(NamedTuple):
+    """Held at load in a function's place where its code is not the one compiled in (a
+    kernel library's patch applied before the load): no object is it, so each call refuses."""
+    function: object
 
 
 def _held(d: dict, name: str, want):
@@ -504,17 +514,27 @@ class Binding:
         # (class, stored code, the functions its methods resolve to) -> the class's code: a
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
+        self._function_codes: dict = {}  # function -> its code (manifest.function_code), digested once
         # where this process holds the globals the program reads (found once: the dicts stay)
         self._plain_globals = variant.global_values()  # (``SCALE``: read from its globals dict)
+        torch_functions = dict.fromkeys(variant.torch_functions())  # (``F.gelu``: only their code is recorded)
         self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
-                                               self._plain_globals)
+                                               {**self._plain_globals, **torch_functions})
         self._types, self._attributes = _followed(variant, program, module, self._global_roots)
-        problem = self._replaced_module() or self._edited_class()
+        for name in torch_functions:  # (compared as a global function is: by identity from the load on)
+            held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
+            if callable(held):
+                self._plain_globals[name] = self._attributes[f"global:{name}"] = {"function": function_name(held)}
+        problem = self._replaced_module() or self._edited_class() or self._edited_forward()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind a module of the class the package was compiled from, or compile the "
                                     "package again from this code")
         self.weights = self._resolve()
+        problem = self._patched_function()
+        if problem is not None:
+            raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
+                               hint="bind the module as it was compiled, or compile the package again from it")
         _warn_not_given(variant, program, module, self._followed_globals)
         self._forwards_at_load: dict = {}  # module path or class -> the forward it had at load
         self._slots()
@@ -722,6 +742,8 @@ class Binding:
         for d, name, (path, want) in zip(self._dicts, self._names, wants.items()):
             got = d.get(name, _MISSING)
             at_load = self._functions_at_load.get((id(d), name), got)
+            if isinstance(at_load, _Edited) and got is at_load.function:
+                return self._patched_function()
             if got is not at_load and got is not _MISSING:  # (a function replaced: by identity, not its name)
                 now = function_name(got) if callable(got) else repr(got)[:80]
                 return Mismatch([], f"the function {python_value(want)} it held at load (its code is compiled into "
@@ -765,15 +787,40 @@ class Binding:
         can change in place (``DIMS.append(1)``), a copy of it too, compared by value."""
         values = list(map(_held, self._dicts, self._names, self._attributes.values()))
         mutable = []
-        for i, (d, name, value) in enumerate(zip(self._dicts, self._names, values)):
+        for i, (d, name, value, path) in enumerate(zip(self._dicts, self._names, values, self._attributes)):
             if callable(value) and not isinstance(value, type):
-                values[i] = self._functions_at_load.setdefault((id(d), name), value)
+                key = (id(d), name)
+                if key not in self._functions_at_load:
+                    self._functions_at_load[key] = value if self._same_code(path, value) else _Edited(value)
+                values[i] = self._functions_at_load[key]
             elif _holds_list(value):
                 mutable.append((d, name, copy.deepcopy(value)))
         self._values = tuple(values)
         self._mutable_dicts = [d for d, _, _ in mutable]
         self._mutable_names = [name for _, name, _ in mutable]
         self._mutable_copies = [value for _, _, value in mutable]
+
+    def _patched_function(self) -> Mismatch | None:
+        """The first function the module's code calls whose code was not the one compiled
+        in when the binding first held it (patched before the load, or in a config bound
+        since); None where there is none."""
+        for d, name, path in zip(self._dicts, self._names, self._attributes):
+            held = self._functions_at_load.get((id(d), name))
+            if isinstance(held, _Edited) and d.get(name) is held.function:
+                return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
+                                "package with it)", f"{function_name(held.function)}, another code (patched or "
+                                "edited since the compile)", where=where_of(path))
+        return None
+
+    def _same_code(self, path: str, fn) -> bool:
+        """Whether function ``fn`` where ``path`` reads it runs the code compiled in (a
+        package before 2026-12-06 records none; another Python version's is not compared)."""
+        want = self.variant.function_code.get(path)
+        if want is None or not code_comparable(want):
+            return True
+        if fn not in self._function_codes:  # (a class's forward once, however many modules of it)
+            self._function_codes[fn] = function_code(fn)
+        return self._function_codes[fn] == want
 
     def _slots(self) -> None:
         """Where each bound parameter and buffer sits (its owner's ``_parameters`` or
@@ -875,6 +922,19 @@ class Binding:
                                 where=where_of(path))
         return None
 
+    def _edited_forward(self) -> Mismatch | None:
+        """The first module whose forward, as set, runs other code than the one compiled in
+        (a wrapper set on the instance or its class, or its code edited, before the load;
+        one set after it is ``_patched_forward``'s); None where each runs it."""
+        for path in self._types:
+            sub = self._module_at(path)
+            forward = resolved_forward(sub) if sub is not None else None
+            if forward is not None and not self._same_code(f"{path}.forward".lstrip("."), forward):
+                return Mismatch([], "the forward compiled into the package", "another code (the forward was wrapped "
+                                "or edited since the compile, on the instance or its class)",
+                                where=f"{where_of(path)}.forward")
+        return None
+
     def _anchor(self, path: str) -> tuple[torch.nn.Module | None, str]:
         """(the module ``path`` starts from, the rest of it): the module bound, or for
         ``global:HELPER.0`` the module this process's global HELPER names now."""
@@ -913,7 +973,7 @@ class Binding:
                                 f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")
         # a submodule replaced by one of another class, or of the same class name whose
         # code differs (the class edited and reloaded in this process since load)
-        problem = self._replaced_module() or self._edited_class()
+        problem = self._replaced_module() or self._edited_class() or self._edited_forward()
         if problem is not None:
             return problem
         try:

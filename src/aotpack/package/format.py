@@ -235,6 +235,19 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     (compatible) program.frozen[] lists globals holding a dtype, a device, a list or
     nested tuples too (``type: "dtype"``, ``value: "torch.float16"``), and the functions
     compared (``type: "function"``).
+    (2026-12-06, compatible: older readers ignore it) variants[].function_code: {path:
+    "py3.11:<digest>"}, the code of the Python functions a module's call ran
+    (manifest.function_code: bytecode, constants and names, and what defaults and closure
+    cells hold): the functions among module_attributes (``global:rotate_half``,
+    ``act``), and the forward of each module whose forward ran, as set on the instance or
+    its class (``block.mlp.forward``; ``forward`` for the module itself), and the
+    functions of torch's modules the code names as globals (``global:F.gelu``,
+    ``global:torch.cat``: only here, ``"py3.11+torch2.13.0:builtin"`` for a builtin). A
+    function of torch's files carries the torch version in its prefix. A module bound at
+    load where one's code differs under the same prefix (a patch applied before the load)
+    is refused; a reader holds the functions a ``global:`` path names at load and refuses
+    a call where one was replaced since (``F.scaled_dot_product_attention = kernel``).
+    Older readers bind such a module and run the code compiled in, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -27,6 +27,7 @@ This module deliberately has no ``from __future__ import annotations``: the conv
 read each field's type as an object, once per class, not by evaluating strings at load.
 """
 
+import functools
 import inspect
 import keyword
 import math
@@ -186,11 +187,31 @@ def code_digest(code: types.CodeType) -> str:
     """A digest of what a code object does: its bytecode, constants and names, nested code
     (a comprehension, an inner function) by its own digest; not its file, lines or local
     names, so code moved within its file keeps its digest. Bytecode differs between
-    Python versions: compare digests of one version only."""
+    Python versions: compare digests of one version only. A set literal's constant is
+    taken in sorted order (its repr follows the process's string hashes).
+
+    >>> def named(x):
+    ...     return x in {"alpha", "beta", "gamma"}
+    >>> code_digest(named.__code__) == code_digest((lambda x: x in {"gamma", "beta", "alpha"}).__code__)
+    True
+    """
     import hashlib
 
-    consts = tuple(f"<code {code_digest(c)}>" if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    consts = tuple(map(_stable_const, code.co_consts))
     return hashlib.sha256(code.co_code + repr(consts).encode() + repr(code.co_names).encode()).hexdigest()
+
+
+def _stable_const(c):
+    """A code constant as ``code_digest`` reads it, the same in every process: nested code
+    by its digest, a frozenset in sorted order; anything else as it is (so the digests
+    of code without them are those of earlier releases)."""
+    if isinstance(c, types.CodeType):
+        return f"<code {code_digest(c)}>"
+    if isinstance(c, frozenset):
+        return f"frozenset({sorted(repr(_stable_const(v)) for v in c)})"
+    if isinstance(c, tuple) and any(isinstance(v, (frozenset, tuple, types.CodeType)) for v in c):
+        return tuple(map(_stable_const, c))
+    return c
 
 
 def method_function(cls: type, name: str):
@@ -224,6 +245,85 @@ def class_code(cls: type, methods) -> str | None:
         return None
     digest = hashlib.sha256(" ".join(f"{n}:{d}" for n, d in parts).encode()).hexdigest()[:32]
     return f"py{sys.version_info[0]}.{sys.version_info[1]}:{','.join(n for n, _ in parts)}:{digest}"
+
+
+def function_code(fn) -> str | None:
+    """``"py3.11:<digest>"``: what a Python function a module's call runs (a global helper
+    its code calls, ``self.act = my_gelu``, the ``forward`` it resolves) does: its code
+    (``code_digest``), and what its defaults and closure cells hold (plain data by value,
+    functions by their code: a ``functools.wraps`` wrapper holds the function it wraps;
+    ``make_act(0.1)`` and ``make_act(0.2)`` share their code). For a function of torch's
+    the torch version is part of the prefix (``py3.11+torch2.13.0``); a builtin function
+    is ``"<prefix>:builtin"`` (a Python wrapper of the same name is another code). None
+    for another callable (a ``functools.partial``). A function patched or edited since
+    the compile has another one; compare those of one prefix only.
+
+    >>> def scaled(k):
+    ...     return lambda x: x * k
+    >>> function_code(scaled(2)) == function_code(scaled(2)), function_code(scaled(2)) == function_code(scaled(3))
+    (True, False)
+    >>> function_code(torch.nn.functional.gelu).endswith(":builtin")
+    True
+    """
+    import hashlib
+
+    if isinstance(fn, types.BuiltinFunctionType):
+        return f"{code_prefix(fn)}:builtin"
+    if not isinstance(fn, types.FunctionType):
+        return None
+
+    def held(value) -> str:  # (a default's or a cell's: plain data by value, a function by its code)
+        inner = getattr(value, "__code__", None)
+        if isinstance(inner, types.CodeType):
+            return f"<code {code_digest(inner)}>"
+        return repr(data) if (data := plain_value(value)) is not NOT_PLAIN else type(value).__qualname__
+
+    cells = []
+    for cell in fn.__closure__ or ():
+        try:
+            cells.append(held(cell.cell_contents))
+        except ValueError:  # (an empty cell)
+            cells.append("<empty>")
+    defaults = [held(v) for v in fn.__defaults__ or ()]
+    kwdefaults = sorted((k, held(v)) for k, v in (fn.__kwdefaults__ or {}).items())
+    text = f"{code_digest(fn.__code__)} {defaults!r} {kwdefaults!r} {cells!r}"
+    return f"{code_prefix(fn)}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+def resolved_forward(module: torch.nn.Module):
+    """The ``forward`` a module's call runs, as set: the instance's own (accelerate's hooks
+    set one), else its class's function as the class holds it (a patch's wrapper, not the
+    function it wraps)."""
+    own = module.__dict__.get("forward")
+    return own if own is not None else inspect.getattr_static(type(module), "forward", None)
+
+
+def code_prefix(fn) -> str:
+    """What a ``function_code`` digest is comparable within: the Python version (bytecode
+    differs between them), and for code in torch's files torch's version."""
+    python, torch_prefix, torch_dir = _prefixes()
+    code = getattr(fn, "__code__", None)
+    in_torch = (code.co_filename.startswith(torch_dir) if code is not None
+                else (getattr(fn, "__module__", None) or "").split(".")[0] == "torch")
+    return torch_prefix if in_torch else python
+
+
+def code_comparable(stored: str) -> bool:
+    """Whether a stored ``function_code`` can be compared in this process: made under
+    this Python version, and for torch's code this torch version."""
+    python, torch_prefix, _ = _prefixes()
+    prefix = stored.partition(":")[0]
+    return prefix == python or prefix == torch_prefix
+
+
+@functools.cache
+def _prefixes() -> tuple[str, str, str]:
+    """(``py3.11``, ``py3.11+torch2.13.0``, torch's folder) of this process."""
+    import os
+    import sys
+
+    python = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    return python, f"{python}+torch{torch.__version__}", os.path.dirname(torch.__file__) + os.sep
 
 
 def holds_torch_values(v) -> bool:
@@ -882,6 +982,11 @@ class Variant(Record):
     # (edited since the compile) is refused, under the same Python version (bytecode
     # differs across them)
     module_code: dict[str, str] = {}
+    # the Python functions among ``module_attributes`` (a global helper the code called,
+    # ``self.act = my_gelu``; not torch's) -> ``function_code`` (2026-12-06, compatible:
+    # older readers ignore it): a module bound at load where such a function's code differs
+    # (patched or edited before the load) is refused, under the same Python version
+    function_code: dict[str, str] = {}
     # module weights of a tensor subclass (torchao's quantized weights), packaged as their
     # inner tensors ("<path>.parametrizations.<name>.original<k>") -> "module.Class inner,names
     # ctx": a bound module's weight must still be of that subclass with that flatten context
@@ -911,6 +1016,13 @@ class Variant(Record):
     def views(self) -> list[Alias]:
         """Outputs that are views of a graph argument (training: the forward's)."""
         return self.meta.train.aliased if self.meta.train else self.aliased
+
+    def torch_functions(self) -> list[str]:
+        """The functions of torch's modules the code names as globals, which only
+        ``function_code`` records (``F.gelu``, ``torch.cat``), by their names."""
+        forwards = {f"{p}.forward" for p in self.module_types}
+        return [p.removeprefix("global:") for p in self.function_code
+                if p.startswith("global:") and p not in self.module_attributes and p not in forwards]
 
     def global_values(self) -> dict[str, Plain]:
         """The plain module globals compiled in (``module_attributes`` under ``global:``

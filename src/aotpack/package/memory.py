@@ -171,6 +171,7 @@ class Package:
             module_attributes=dict(captured.module_attributes),
             module_types=dict(captured.module_types),
             module_code=dict(captured.module_code),
+            function_code=dict(captured.function_code),
             subclass_weights=dict(captured.subclass_weights),
             files=files,
             meta=Meta.from_json(_with_library_ops(compiled.meta, captured.library_ops),
