@@ -231,3 +231,17 @@ class ReadsGlobals(torch.nn.Module):
 
     def forward(self, x):
         return shared_layers.NORM(ACT(HELPER(_offset(self.lin(x))))) * SCALES + shared_layers.SHIFT * shared_layers.SIGN
+
+
+class PicksByName(torch.nn.Module):
+    """A forward whose code holds a set literal (``mode in {...}``): the constant's repr
+    follows the process's string hashes (tests/packages/test_module_binding.py)."""
+
+    def __init__(self, mode="gelu"):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.mode = mode
+
+    def forward(self, x):
+        h = self.lin(x)
+        return torch.nn.functional.gelu(h) if self.mode in {"gelu", "gelu_new", "gelu_fast", "quick_gelu"} else h

@@ -1090,6 +1090,29 @@ except aotpack.AotpackError as e:
 """
 
 
+PICKS_CHILD = """
+import sys, torch, aotpack, programs
+torch.manual_seed(0)
+m = programs.PicksByName().eval().requires_grad_(False)
+x = torch.randn(3, 4)
+torch.testing.assert_close(aotpack.load(sys.argv[1], module=m)(x), m(x))
+print("bound")
+"""
+
+
+def test_code_with_a_set_literal_binds_in_a_process_of_another_hash_seed(tmp_path):
+    """A set literal's constant (``mode in {"gelu", ...}``) iterates in the order of the
+    process's string hashes: the code's digest takes it sorted, so a fresh process of
+    another ``PYTHONHASHSEED`` binds the package (until 2026-12-06 its class's digest
+    differed and the load was refused as an edited class, in most processes)."""
+    m = programs.PicksByName().eval().requires_grad_(False)
+    path = aotpack.compile(m, (torch.randn(3, 4),), backend="eager").save(tmp_path / "p.aot")
+    here = str(pathlib.Path(programs.__file__).parent)
+    for seed in ("1", "2", "3"):
+        out = run_fresh(["-c", PICKS_CHILD, str(path)], env={"PYTHONHASHSEED": seed, "PYTHONPATH": here})
+        assert "bound" in out.stdout
+
+
 def test_a_module_class_edited_since_the_compile_is_refused_at_load(tmp_path):
     """torch.export compiled the class's code in: where it was edited since (another
     process, another version of the model's code), a bound load is refused naming the
