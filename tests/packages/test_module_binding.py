@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 import aotpack
 import programs
@@ -207,9 +208,17 @@ def _set_centered(function) -> None:
     _bound_centered = function
 
 
+_SOFTSIGN = F.softsign  # a torch function the module's code calls as ``F.softsign``: a patch replaces it
+
+
+def _softer(t):
+    return t / (t.abs() + 2)
+
+
 def _reset_globals() -> None:
     """The module globals as the packages were compiled with (the fuzzer changes them)."""
     global BOUND_HELPER
+    F.softsign = _SOFTSIGN
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
     BOUND_FLIP[:] = [1]
@@ -220,7 +229,9 @@ def _reset_globals() -> None:
 
 class _BoundWithNorm(_Bound):
     """_Bound, then a submodule whose code reads its mode and Python values (a batch
-    norm), and a module global: what a function's program reaches in a module by name, too."""
+    norm), module globals (a tensor, a module, data, a function, a list, an object's data)
+    and a torch function (``F.softsign``): what a function's program reaches in a module
+    by name, too."""
 
     def __init__(self):
         super().__init__()
@@ -229,7 +240,7 @@ class _BoundWithNorm(_Bound):
 
     def forward(self, x):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
-        return y.flip(BOUND_FLIP)
+        return F.softsign(y.flip(BOUND_FLIP))
 
 
 def _function_of(model):
@@ -311,6 +322,11 @@ MODULE_CHANGES = {
     "a global object's value changed": lambda m, g: setattr(BOUND_ARGS, "bias", float(_rand(g, 1))),
     "a global object assigned anew, equal": lambda m, g: _set_args(types.SimpleNamespace(bias=0.25)),
     "a global object assigned anew": lambda m, g: _set_args(types.SimpleNamespace(bias=float(_rand(g, 1)))),
+    # a function of torch's modules the code calls (``F.softsign``: compared by identity, by code at load)
+    "a torch function patched": lambda m, g: setattr(F, "softsign", _softer),
+    "a torch function patched by a wrapper of its name": lambda m, g: setattr(
+        F, "softsign", functools.wraps(_SOFTSIGN)(lambda t: _SOFTSIGN(t) * 2)),
+    "a torch function set back": lambda m, g: setattr(F, "softsign", _SOFTSIGN),
 }
 
 
@@ -404,6 +420,9 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global object assigned anew, equal", 0), ("a global object's value changed", 1)])
 @example(changes=[("a global list changed in place", 0), ("a global list set back in place", 0)])
 @example(changes=[("a global function patched", 0), ("a global function set back", 0)])
+@example(changes=[("a torch function patched", 0)])
+@example(changes=[("a torch function patched by a wrapper of its name", 0)])
+@example(changes=[("a torch function patched", 0), ("a torch function set back", 0)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
                         max_size=3))
 def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound_package, changes):
@@ -415,6 +434,13 @@ def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound
     until 2026-12-05 both read a module global as it was at compile)."""
     data, state, form = bound_package
     _reset_globals()
+    try:
+        _changed_between_calls(data, state, form, changes)
+    finally:
+        _reset_globals()  # (torch's own module patched: the tests after this one must not see it)
+
+
+def _changed_between_calls(data: bytes, state: dict, form: str, changes: list) -> None:
     m, ref = _BoundWithNorm().eval(), _BoundWithNorm().eval()
     m.load_state_dict(state)
     ref.load_state_dict(state)
