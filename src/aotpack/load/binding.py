@@ -38,7 +38,13 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   was compiled in) is refused too, so the pass compares identity and the slow path types;
   a function the code calls as a global (``rotate_half``), or holds as an attribute
   (``self.act = F.gelu``), must stay the object there at load (its code was traced in; a
-  wrapper of the same name is refused too);
+  wrapper of the same name is refused too); so must a function of torch's modules the
+  code names (``F.scaled_dot_product_attention``, ``torch.cat``: only its code is
+  recorded, ``Variant.torch_functions``);
+- those functions and each module's ``forward`` as set must run the code compiled in
+  when the package is bound (``variants[].function_code``, digests under the same
+  Python version): a patch applied between the compile and the load, even a wrapper
+  of the same name, is refused at the load;
 - a submodule's ``training`` flag, where its code reads it (dropout, batch norm), is one
   of those values (the module's own is checked with its parameters' requires_grad,
   runtime.py); the error says which mode the package was compiled in;
@@ -514,7 +520,7 @@ class Binding:
         # (class, stored code, the functions its methods resolve to) -> the class's code: a
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
-        self._function_codes: dict = {}  # function -> its code (manifest.function_code), digested once
+        self._function_codes: dict = {}  # id(function) -> (it, its code: manifest.function_code), digested once
         # where this process holds the globals the program reads (found once: the dicts stay)
         self._plain_globals = variant.global_values()  # (``SCALE``: read from its globals dict)
         torch_functions = dict.fromkeys(variant.torch_functions())  # (``F.gelu``: only their code is recorded)
@@ -818,9 +824,9 @@ class Binding:
         want = self.variant.function_code.get(path)
         if want is None or not code_comparable(want):
             return True
-        if fn not in self._function_codes:  # (a class's forward once, however many modules of it)
-            self._function_codes[fn] = function_code(fn)
-        return self._function_codes[fn] == want
+        if id(fn) not in self._function_codes:  # (a class's forward once, however many modules of it)
+            self._function_codes[id(fn)] = (fn, function_code(fn))  # (fn held: its id stays its own)
+        return self._function_codes[id(fn)][1] == want
 
     def _slots(self) -> None:
         """Where each bound parameter and buffer sits (its owner's ``_parameters`` or
