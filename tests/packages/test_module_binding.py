@@ -3,6 +3,7 @@
 import copy
 import functools
 import json
+import os
 import pathlib
 import shutil
 import types
@@ -1135,7 +1136,8 @@ def test_code_with_a_set_literal_binds_in_a_process_of_another_hash_seed(tmp_pat
     path = aotpack.compile(m, (torch.randn(3, 4),), backend="eager").save(tmp_path / "p.aot")
     here = str(pathlib.Path(programs.__file__).parent)
     for seed in ("1", "2", "3"):
-        out = run_fresh(["-c", PICKS_CHILD, str(path)], env={"PYTHONHASHSEED": seed, "PYTHONPATH": here})
+        paths = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+        out = run_fresh(["-c", PICKS_CHILD, str(path)], env={"PYTHONHASHSEED": seed, "PYTHONPATH": paths})
         assert "bound" in out.stdout
 
 
