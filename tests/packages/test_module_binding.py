@@ -828,6 +828,48 @@ def test_a_bound_module_reads_the_globals_of_this_process_as_eager(tmp_path, bac
     assert "equal" in run_fresh(["-c", READS_GLOBALS_CHILD, str(path), str(elsewhere)]).stdout
 
 
+TWIN = """
+EPS = 0.5
+
+
+def {name}(x):
+    return x {op} EPS
+"""
+
+
+def test_a_global_two_modules_read_by_one_name_is_compared_in_each(tmp_path, monkeypatch):
+    """``EPS = 0.5`` in two files, each read by a helper the forward calls: the package
+    holds one value for ``global:EPS``, and a bound call compares each module's global
+    with it (until 2026-12-06 only the first module's: a change to the other ran as
+    compiled, silently)."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, op in (("twin_add", "+"), ("twin_mul", "*")):
+        (tmp_path / f"{name}.py").write_text(TWIN.format(name=name, op=op))
+        monkeypatch.setitem(sys.modules, name, importlib.import_module(name))  # (gone again after the test)
+    twin_add, twin_mul = sys.modules["twin_add"], sys.modules["twin_mul"]
+
+    class Twins(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return twin_mul.twin_mul(twin_add.twin_add(self.lin(x)))
+
+    m, x = Twins().eval().requires_grad_(False), torch.randn(3, 4)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    for module, where in ((twin_mul, "global twin_mul.EPS"), (twin_add, "global EPS")):
+        module.EPS = 0.25
+        with pytest.raises(aotpack.GuardError, match=rf"{where}: expected 0.5 .*, got 0.25"):
+            fn(x)
+        module.EPS = 0.5
+        torch.testing.assert_close(fn(x), m(x))
+
+
 def test_a_function_over_a_transformers_model_follows_the_model_bound():
     """``lambda ids: model(input_ids=ids).logits`` over transformers' GPT-2 (a small config),
     bound with ``module={"model": model}``: an update of its weights is followed, and a

@@ -34,7 +34,8 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
 - plain data the code that ran reads as a module global (``SCALE = 2.0``, a dtype, a
   flag; ``config.FLAG`` of a Python module ``config``: ``Variant.global_values``) is
   compiled in like a Python attribute, compared in the same pass with the global where
-  this process holds it (format 15); an equal value of another type (``2.0`` where ``2``
+  this process holds it (format 15), in each Python module whose code reads it (``EPS``
+  in two files); an equal value of another type (``2.0`` where ``2``
   was compiled in) is refused too, so the pass compares identity and the slow path types;
   a function the code calls as a global (``rotate_half``), or holds as an attribute
   (``self.act = F.gelu``), must stay the object there at load (its code was traced in; a
@@ -297,7 +298,7 @@ def _given(module: torch.nn.Module) -> set[str]:
 
 
 def global_namespaces(program: Program, module: torch.nn.Module, given: set | None = None,
-                      values=()) -> dict[str, dict]:
+                      values=(), others: dict | None = None) -> dict[str, dict]:
     """Where this process holds the module globals the program reads as tensors, calls
     as modules or computes with as plain data (the package's ``Frozen`` records of kind
     ``global``: ``TABLE``, ``HELPER.weight``, ``HELPER`` of type ``module``, and those
@@ -308,7 +309,9 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
     under the Python module's name (``Frozen.module``) where it was imported from another
     path (another checkout) and defines the function that read it. Only modules already
     imported are looked at: a package never makes this process import anything. A global
-    found in none stays the package's copy, as loaded alone.
+    found in none stays the package's copy, as loaded alone. ``others``, given, gets the
+    other dicts holding plain data of a ``values`` name that another Python module's code
+    reads (``EPS`` in two files, with one value at compile): each is compared too.
     ``given``: the names a function's package is bound by (``module={...}``), which the
     dict's own objects stand for. (Tested in tests/packages/test_module_binding.py: a
     doctest's globals are a copy no package can name.)
@@ -330,7 +333,7 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
     found, by_file = {}, None  # (by_file: the imported modules by their file, built where a record needs it)
     for f in records:
         where, _, qualname = f.where.rpartition(" in ")
-        if _split_global(f.name, found)[0] in found:
+        if _split_global(f.name, found)[0] in found and (others is None or f.name not in values):
             continue
         file = where.rpartition(":")[0]
         candidates = [methods[qualname]] if qualname in methods else _helper_globals(f.module, file, qualname)
@@ -348,7 +351,11 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
             # that of a plain object global, ``args.scale``: ``args`` found, read at each call)
             kind = object if f.name in values else torch.nn.Module if path or f.type == "module" else torch.Tensor
             if held is not _MISSING and isinstance(held, kind):
-                found[name] = holder
+                if name not in found:
+                    found[name] = holder
+                elif others is not None and not path and all(holder is not d for d in [found[name],
+                                                                                     *others.get(name, ())]):
+                    others.setdefault(name, []).append(holder)  # (another module's code reads one of that name)
                 break
     return found
 
@@ -506,6 +513,7 @@ class Binding:
         # module holds them: a tuple, not the manifest's list), compared in one C-level pass
         self._dicts: list[dict] = []
         self._names: list[str] = []
+        self._value_paths: list[str] = []  # each one's path (a global two modules read: twice)
         self._values: tuple = ()
         self._mutable_dicts: list[dict] = []  # where a list compiled in lives, its name, and a copy
         self._mutable_names: list[str] = []
@@ -524,8 +532,10 @@ class Binding:
         # where this process holds the globals the program reads (found once: the dicts stay)
         self._plain_globals = variant.global_values()  # (``SCALE``: read from its globals dict)
         torch_functions = dict.fromkeys(variant.torch_functions())  # (``F.gelu``: only their code is recorded)
+        # the other globals dicts holding a plain global another Python module's code reads too
+        self._other_homes: dict[str, list[dict]] = {}
         self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
-                                               {**self._plain_globals, **torch_functions})
+                                               {**self._plain_globals, **torch_functions}, self._other_homes)
         self._types, self._attributes = _followed(variant, program, module, self._global_roots)
         for name in torch_functions:  # (compared as a global function is: by identity from the load on)
             held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
@@ -649,7 +659,12 @@ class Binding:
         wants = self._attributes
         self._dicts = [self._global_value_dict(path[7:], holders) if path[7:] in self._plain_globals
                        else _owner_dict(*self._anchor(path), holders) for path in wants]
-        self._names = [path.removeprefix("global:").rpartition(".")[2] for path in wants]  # (``global:SCALE``: SCALE)
+        # (a global another Python module's code reads by the same name, with the value compiled
+        # in: each module's is compared, ``EPS`` in two files)
+        others = [(path, d) for path in wants if path.startswith("global:") for d in self._other_homes.get(path[7:], ())]
+        self._dicts += [d for _, d in others]
+        self._value_paths = [*wants, *(path for path, _ in others)]
+        self._names = [path.removeprefix("global:").rpartition(".")[2] for path in self._value_paths]  # (SCALE)
         self._hold_values()
         self._holder_dicts = [d for d, _, _ in holders.values()]
         self._holder_names = [n for _, n, _ in holders.values()]
@@ -745,7 +760,8 @@ class Binding:
         """The first module attribute whose value is not the one compiled in; None where
         each is (again: its new objects are held for the next calls)."""
         wants = self._attributes
-        for d, name, (path, want) in zip(self._dicts, self._names, wants.items()):
+        for i, (d, name, path) in enumerate(zip(self._dicts, self._names, self._value_paths)):
+            want, where = wants[path], where_of(path) if i < len(wants) else f"global {d.get('__name__', '?')}.{name}"
             got = d.get(name, _MISSING)
             at_load = self._functions_at_load.get((id(d), name), got)
             if isinstance(at_load, _Edited) and got is at_load.function:
@@ -755,7 +771,7 @@ class Binding:
                 return Mismatch([], f"the function {python_value(want)} it held at load (its code is compiled into "
                                 "the package: undo the patch, or compile the package with it)",
                                 "another function of the same name (a wrapper, or its module reloaded)"
-                                if now == python_value(want) else now, where=where_of(path))
+                                if now == python_value(want) else now, where=where)
             if _held(d, name, want) is _NEVER:
                 if name == "training" and isinstance(want, bool):  # a submodule's mode, as the module's own
                     expected = mode_expected(want)
@@ -768,7 +784,7 @@ class Binding:
                     got = f"{got!r}, {_a(type(got).__name__)} where {_a(type(python_value(want)).__name__)} was compiled in"
                 else:
                     got = repr(got)[:80]
-                return Mismatch([], expected, got, where=where_of(path))
+                return Mismatch([], expected, got, where=where)
         self._hold_values()
         return None
 
@@ -791,9 +807,10 @@ class Binding:
         by identity; for a function, the one there at load, whatever is there now
         (``_changed_attribute`` refuses another, of the same name too); for a list, which
         can change in place (``DIMS.append(1)``), a copy of it too, compared by value."""
-        values = list(map(_held, self._dicts, self._names, self._attributes.values()))
+        wants = self._attributes
+        values = [_held(d, name, wants[path]) for d, name, path in zip(self._dicts, self._names, self._value_paths)]
         mutable = []
-        for i, (d, name, value, path) in enumerate(zip(self._dicts, self._names, values, self._attributes)):
+        for i, (d, name, value, path) in enumerate(zip(self._dicts, self._names, values, self._value_paths)):
             if callable(value) and not isinstance(value, type):
                 key = (id(d), name)
                 if key not in self._functions_at_load:
@@ -810,7 +827,7 @@ class Binding:
         """The first function the module's code calls whose code was not the one compiled
         in when the binding first held it (patched before the load, or in a config bound
         since); None where there is none."""
-        for d, name, path in zip(self._dicts, self._names, self._attributes):
+        for d, name, path in zip(self._dicts, self._names, self._value_paths):
             held = self._functions_at_load.get((id(d), name))
             if isinstance(held, _Edited) and d.get(name) is held.function:
                 return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
