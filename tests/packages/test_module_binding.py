@@ -1076,21 +1076,26 @@ class _CallsTorch(torch.nn.Module):
 def test_a_function_of_torchs_modules_patched_is_refused(tmp_path):
     """``F.silu = kernel`` (as scripts patch ``F.scaled_dot_product_attention``): eager
     calls the patch, the package the function it traced. The functions of torch's modules
-    the module's code names (``torch.nn.functional.silu``, ``torch.cat``; recorded only by
-    their code, so the package's format version stays 1) are held at load and compared at
-    each call by identity; one patched before the load, even by a wrapper of the same
-    name, is refused at the load (until 2026-12-06 both ran as compiled)."""
+    the module's code names (``torch.cat``, ``torch.nn.functional.silu`` written out;
+    recorded only by their code, so the package's format version stays 1) are held at
+    load and compared at each call by identity; one patched before the load, even by a
+    wrapper of the same name, is refused at the load (until 2026-12-06 both ran as
+    compiled)."""
     torch.manual_seed(0)
     m = _CallsTorch().eval().requires_grad_(False)
     x = torch.randn(3, 4)
     pkg = aotpack.compile(m, (x,), backend="eager")
     assert pkg.manifest.format_version == 1
-    assert {"global:torch.nn.functional.silu", "global:torch.cat"} - set(pkg.manifest.variants[0].function_code) == {
-        "global:torch.nn.functional.silu"}  # (one level: ``torch.nn.functional.silu`` is not followed)
+    assert {"global:torch.nn.functional.silu", "global:torch.cat"} <= set(pkg.manifest.variants[0].function_code)
     path = pkg.save(tmp_path / "t.aot")
     fn = aotpack.load(path, module=m)
     torch.testing.assert_close(fn(x), m(x))
     compiled = fn(x)
+    with mock.patch.object(torch.nn.functional, "silu", torch.tanh):
+        assert not torch.allclose(m(x), compiled)
+        with pytest.raises(aotpack.GuardError, match=r"global torch.nn.functional.silu: expected the function "
+                                                     r"torch.nn.functional.silu it held at load"):
+            fn(x)
     doubled = functools.wraps(torch.cat)(lambda ts, dim=0: torch.stack(ts, dim).sum(dim).repeat(1, 2))
     with mock.patch.object(torch, "cat", doubled):
         assert m(x).shape == compiled.shape and not torch.allclose(m(x), compiled)  # eager's result moved

@@ -265,18 +265,26 @@ def globals_read(names, globals_: dict):
 
 def torch_functions(names, globals_: dict):
     """(``F.scaled_dot_product_attention``, the function) for each function of a torch
-    module the code names as a global (``torch.cat``, ``F.gelu``; one level: not
-    ``torch.nn.functional.gelu``): eager calls whatever the module holds at each call, so
-    one patched (``F.scaled_dot_product_attention = my_kernel``) runs the patch, where
-    torch.export traced the function of compile time."""
-    names = sorted(names)
+    module the code names through a module global (``torch.cat``, ``F.gelu``, and chains
+    of torch's modules written out, ``torch.nn.functional.gelu``: every step a name the
+    code uses): eager calls whatever the module holds at each call, so one patched
+    (``F.scaled_dot_product_attention = my_kernel``) runs the patch, where torch.export
+    traced the function of compile time."""
+    names = sorted(set(names))
+
+    def walk(path: str, module: types.ModuleType, depth: int):
+        held = vars(module)
+        for attr in names:
+            value = held.get(attr)
+            if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+                yield f"{path}.{attr}", value
+            elif isinstance(value, types.ModuleType) and depth < 3 and value.__name__.startswith("torch."):
+                yield from walk(f"{path}.{attr}", value, depth + 1)
+
     for name in names:
         value = globals_.get(name)
         if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] == "torch":
-            held = vars(value)
-            for attr in names:
-                if isinstance(held.get(attr), (types.FunctionType, types.BuiltinFunctionType)):
-                    yield f"{name}.{attr}", held[attr]
+            yield from walk(name, value, 1)
 
 
 def describe_frozen(value) -> dict | None:
