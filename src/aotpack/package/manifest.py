@@ -228,7 +228,6 @@ def class_code(cls: type, methods) -> str | None:
     was edited since the compile has another one. None where no such method is left.
     ``class_code(cls, stored.split(":")[1].split(","))`` recomputes a stored one."""
     import hashlib
-    import sys
 
     parts = []
     for name in sorted(set(methods)):
@@ -239,7 +238,7 @@ def class_code(cls: type, methods) -> str | None:
     if not parts:
         return None
     digest = hashlib.sha256(" ".join(f"{n}:{d}" for n, d in parts).encode()).hexdigest()[:32]
-    return f"py{sys.version_info[0]}.{sys.version_info[1]}:{','.join(n for n, _ in parts)}:{digest}"
+    return f"{_prefixes()[0]}:{','.join(n for n, _ in parts)}:{digest}"
 
 
 def function_code(fn) -> str | None:
@@ -270,7 +269,7 @@ def function_code(fn) -> str | None:
     def held(value) -> str:  # (a default's or a cell's: plain data by value, a function by its code)
         inner = getattr(value, "__code__", None)
         if isinstance(inner, types.CodeType):
-            return f"<code {code_digest(inner)}>"
+            return _stable_const(inner)
         return repr(data) if (data := plain_value(value)) is not NOT_PLAIN else type(value).__qualname__
 
     cells = []
@@ -977,10 +976,12 @@ class Variant(Record):
     # (edited since the compile) is refused, under the same Python version (bytecode
     # differs across them)
     module_code: dict[str, str] = {}
-    # the Python functions among ``module_attributes`` (a global helper the code called,
-    # ``self.act = my_gelu``; not torch's) -> ``function_code`` (2026-12-06, compatible:
-    # older readers ignore it): a module bound at load where such a function's code differs
-    # (patched or edited before the load) is refused, under the same Python version
+    # the functions a module's call ran -> ``function_code`` (2026-12-06, compatible: older
+    # readers ignore it): those among ``module_attributes`` (a global helper, ``self.act =
+    # my_gelu``), each module's ``forward`` as set (``lin.forward``), and the functions of
+    # torch's modules the code names (``global:F.gelu``: only here, ``torch_functions``); a
+    # module bound at load where one's code differs (patched or edited before the load) is
+    # refused, under the same prefix (Python version; torch's for its code)
     function_code: dict[str, str] = {}
     # module weights of a tensor subclass (torchao's quantized weights), packaged as their
     # inner tensors ("<path>.parametrizations.<name>.original<k>") -> "module.Class inner,names
