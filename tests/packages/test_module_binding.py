@@ -216,9 +216,15 @@ def _softer(t):
     return t / (t.abs() + 2)
 
 
+def _halved(t):  # a staticmethod of the module's class: ``self.squash(y)``
+    return t * 0.5
+
+
 def _reset_globals() -> None:
-    """The module globals as the packages were compiled with (the fuzzer changes them)."""
+    """The module globals and class values as the packages were compiled with (the
+    fuzzer changes them)."""
     global BOUND_HELPER
+    _BoundWithNorm.offset, _BoundWithNorm.squash = 0.25, staticmethod(_halved)
     F.softsign = _SOFTSIGN
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
@@ -231,8 +237,11 @@ def _reset_globals() -> None:
 class _BoundWithNorm(_Bound):
     """_Bound, then a submodule whose code reads its mode and Python values (a batch
     norm), module globals (a tensor, a module, data, a function, a list, an object's data)
-    and a torch function (``F.softsign``): what a function's program reaches in a module
-    by name, too."""
+    and a torch function (``F.softsign``), and values of its class (``self.offset``, a
+    staticmethod): what a function's program reaches in a module by name, too."""
+
+    offset = 0.25
+    squash = staticmethod(_halved)
 
     def __init__(self):
         super().__init__()
@@ -241,7 +250,7 @@ class _BoundWithNorm(_Bound):
 
     def forward(self, x):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
-        return F.softsign(y.flip(BOUND_FLIP))
+        return self.squash(F.softsign(y.flip(BOUND_FLIP))) + self.offset
 
 
 def _function_of(model):
@@ -328,6 +337,12 @@ MODULE_CHANGES = {
     "a torch function patched by a wrapper of its name": lambda m, g: setattr(
         F, "softsign", functools.wraps(_SOFTSIGN)(lambda t: _SOFTSIGN(t) * 2)),
     "a torch function set back": lambda m, g: setattr(F, "softsign", _SOFTSIGN),
+    # values read through ``self`` from the module's class (the class is both modules': changed alike)
+    "a class value changed": lambda m, g: setattr(type(m), "offset", float(_rand(g, 1))),
+    "a class value set on the instance": lambda m, g: setattr(m, "offset", float(_rand(g, 1))),
+    "the class value set on the instance, equal": lambda m, g: setattr(m, "offset", float("0.25")),
+    "the instance's value deleted": lambda m, g: m.__dict__.pop("offset", None),
+    "a staticmethod of the class patched": lambda m, g: setattr(type(m), "squash", staticmethod(torch.sigmoid)),
 }
 
 
@@ -424,6 +439,11 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a torch function patched", 0)])
 @example(changes=[("a torch function patched by a wrapper of its name", 0)])
 @example(changes=[("a torch function patched", 0), ("a torch function set back", 0)])
+@example(changes=[("a class value changed", 0)])
+@example(changes=[("a class value set on the instance", 0)])
+@example(changes=[("the class value set on the instance, equal", 0), ("a class value changed", 1)])
+@example(changes=[("a class value set on the instance", 0), ("the instance's value deleted", 0)])
+@example(changes=[("a staticmethod of the class patched", 0)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
                         max_size=3))
 def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound_package, changes):
@@ -619,6 +639,77 @@ def test_a_bound_modules_config_is_guarded(tmp_path):
     m.config.reduce = "none"  # and a change to it is seen, not to the old object
     with pytest.raises(aotpack.GuardError, match=r"module.config.reduce: expected 'sum'"):
         fn(x)
+
+
+class _ClassValues(torch.nn.Module):
+    """Reads values its class holds through ``self``: plain data and a staticmethod."""
+
+    scale = 2.0
+    use_relu = False
+    act = staticmethod(torch.tanh)
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        y = self.act(self.lin(x)) * self.scale
+        return torch.relu(y) if self.use_relu else y
+
+
+class _ClassValuesSub(_ClassValues):
+    pass
+
+
+def test_values_read_from_the_modules_class_are_guarded(tmp_path):
+    """``scale = 2.0`` in the class body, read as ``self.scale``: eager reads the class's
+    value, or the instance's where one is set since, at every call (until 2026-12-07 a
+    bound package ran 2.0 after ``M.scale = 3.0``, silently). Each is compared where the
+    module resolves it now: on its class, a base class or the instance."""
+    torch.manual_seed(0)
+    cls = _ClassValuesSub  # (the values live on its base: a subclass's own assignment shadows them)
+    m = cls().requires_grad_(False)
+    path = aotpack.compile(m, (torch.randn(2, 3),), backend="eager").save(tmp_path / "c.aot")
+    variant = aotpack.inspect(path).manifest.variants[0]
+    assert variant.class_attributes == {"act": {"function": "torch._VariableFunctionsClass.tanh"}, "scale": 2.0,
+                                        "use_relu": False}
+    assert variant.module_attributes == {}
+    fn = aotpack.load(path, module=m)
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(fn(x), m(x))
+    try:
+        cls.scale = 3.0  # on the class (the subclass's own now)
+        with pytest.raises(aotpack.GuardError, match=r"module.scale \(of class _ClassValuesSub\): expected 2.0 .*, "
+                                                     r"got 3.0"):
+            fn(x)
+        del cls.scale  # the base's again
+        torch.testing.assert_close(fn(x), m(x))
+        _ClassValues.use_relu = True  # on the base class
+        with pytest.raises(aotpack.GuardError, match=r"module.use_relu .*: expected False .*, got True"):
+            fn(x)
+        _ClassValues.use_relu = False
+        m.scale = 0.5  # set on the instance, which eager reads first
+        with pytest.raises(aotpack.GuardError, match=r"module.scale: expected 2.0 .*, got 0.5"):
+            fn(x)
+        m.scale = 2.0  # the compiled value, on the instance: runs, and a change there is seen
+        torch.testing.assert_close(fn(x), m(x))
+        m.scale = 1.0
+        with pytest.raises(aotpack.GuardError, match=r"module.scale: expected 2.0"):
+            fn(x)
+        del m.scale  # the class's again
+        torch.testing.assert_close(fn(x), m(x))
+        _ClassValues.act = staticmethod(torch.sigmoid)
+        with pytest.raises(aotpack.GuardError, match=r"module.act \(of class _ClassValuesSub\): expected the function "
+                                                     r"it held at load .*, got torch\..*sigmoid"):
+            fn(x)
+        # patched before the load: refused at the load (its code is not the one compiled in)
+        _ClassValues.act = staticmethod(functools.wraps(torch.tanh)(lambda t: torch.tanh(t) * 2))
+        with pytest.raises(aotpack.AotpackError, match=r"module.act: expected the function compiled into the package"):
+            aotpack.load(path, module=m)
+    finally:
+        _ClassValues.scale, _ClassValues.use_relu, _ClassValues.act = 2.0, False, staticmethod(torch.tanh)
+        cls.__dict__.get("scale") is None or delattr(cls, "scale")
+    torch.testing.assert_close(aotpack.load(path, module=m)(x), m(x))
 
 
 TABLE = torch.linspace(0.0, 1.0, 3)

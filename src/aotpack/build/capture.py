@@ -57,6 +57,7 @@ from .graphs import (
 )
 from .guard_specs import (
     autocast_dtype,
+    class_attributes,
     contiguous_then_updated,
     dropped_size_guards,
     function_codes,
@@ -187,6 +188,8 @@ class Captured:
     module_types: dict[str, str] = field(default_factory=dict)
     # those classes' code, where not torch's (guard_specs.module_code)
     module_code: dict[str, str] = field(default_factory=dict)
+    # the values its code reads through ``self`` from a module's class (guard_specs.class_attributes)
+    class_attributes: dict[str, Any] = field(default_factory=dict)
     # the Python functions among module_attributes, their code (guard_specs.function_codes)
     function_code: dict[str, str] = field(default_factory=dict)
     # weights of a tensor subclass, packaged as their inner tensors -> the subclass and its
@@ -693,7 +696,8 @@ def _module_records(target, recorder: EffectRecorder) -> dict:
     paths = module_paths(target, named)
     functions: dict = {}
     attributes = {**module_attributes(paths, recorder, functions), **global_values(recorder, functions)}
-    return {"module_attributes": attributes, "module_types": module_types(paths, recorder),
+    return {"module_attributes": attributes, "class_attributes": class_attributes(paths, recorder, functions),
+            "module_types": module_types(paths, recorder),
             "module_code": module_code(paths, recorder),
             "function_code": function_codes(functions, paths, recorder),
             "modules_named": named}

@@ -328,6 +328,44 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
     return dict(sorted(found.items()))
 
 
+_ABSENT = object()
+
+
+def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
+                     functions: dict | None = None) -> dict[str, object]:
+    """The values the program's module methods read through ``self`` from the module's
+    class (``scale = 2.0`` in the class body, ``act = staticmethod(gelu)``; path -> value
+    as JSON, ``"block.scale": 2.0``): the instance does not hold them, so
+    ``module_attributes`` does not see them, yet eager reads ``M.scale = 3.0`` (or
+    ``m.scale = 3.0`` set on the instance since) at the next call. A module bound at load
+    is guarded on them (load/binding.py). Left out: methods (their code is
+    ``module_code``'s), properties and other descriptors (their code runs, and is
+    recorded as it runs), and what is no plain data. ``functions``, given, gets path ->
+    function for a staticmethod's or a builtin's (``function_code``)."""
+    import inspect
+
+    found = {}
+    for (key, code), module in recorder.module_methods.items():
+        path = paths.get(key)
+        if path is None:
+            continue
+        held = (module.__dict__.keys() | module._parameters.keys() | module._buffers.keys()
+                | module._modules.keys())
+        for name in sorted(set(code.co_names) - held):
+            value = inspect.getattr_static(type(module), name, _ABSENT)
+            if (value is _ABSENT or name.startswith("__") or isinstance(value, types.FunctionType)
+                    or (key, name) in recorder.module_writes):
+                continue  # (a method: a class's own code, ``module_code``'s)
+            value = value.__func__ if isinstance(value, staticmethod) else value
+            if (plain := plain_value(value)) is NOT_PLAIN:
+                continue
+            where = f"{path}.{name}" if path else name
+            found[where] = plain
+            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+                functions[where] = value
+    return dict(sorted(found.items()))
+
+
 def global_values(recorder: EffectRecorder, functions: dict | None = None) -> dict[str, object]:
     """What the program's code that ran at capture reads as module globals and torch.export
     compiled in, where eager reads it at each call (torch.compile guards it, and

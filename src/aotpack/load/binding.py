@@ -23,7 +23,11 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   one of a plain object the module holds: ``self.config.output_hidden_states``) is a
   value compiled into the package (``variants[].module_attributes``); each call compares
   the module's value with it (one lookup and comparison per such attribute) and refuses
-  another, naming the attribute (torch.compile guards these too, and recompiles);
+  another, naming the attribute (torch.compile guards these too, and recompiles); so is
+  one read through ``self`` from the module's class (``scale = 2.0`` in its body,
+  ``variants[].class_attributes``), compared where the module resolves it now: the
+  class's (``getattr`` of the class, one pass) while the instance does not shadow it,
+  the instance's once one is set there;
 - a module global tensor the module's code reads (``TABLE`` in its forward, or in a helper
   it calls: torch.export lifts it as a constant) is bound like a plain tensor attribute,
   from where this process holds it (``global_homes``): each call checks that the global
@@ -444,9 +448,9 @@ def _tensor_slot(module: torch.nn.Module, path: str) -> tuple[dict, str] | None:
     return None
 
 
-def _followed(variant: Variant, program: Program, module: torch.nn.Module, found: dict) -> tuple[dict, dict]:
+def _followed(variant: Variant, program: Program, module: torch.nn.Module, found: dict) -> tuple[dict, dict, dict]:
     """The variant's module classes and attributes (``module_types``,
-    ``module_attributes``: path -> value) the binding follows: a module's package's,
+    ``module_attributes`` and ``class_attributes``: path -> value) the binding follows: a module's package's,
     those of the global modules its code calls where this process holds them (``found``:
     ``global_namespaces``); for a function's, those of the modules bound by the name the
     program reads them by (``bn.training`` where ``module={"bn": bn}``); the rest stay as
@@ -459,7 +463,8 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module, found
         return bound is None or path.split(".")[0] in bound
 
     return ({p: t for p, t in variant.module_types.items() if kept(p)},
-            {p: v for p, v in variant.module_attributes.items() if kept(p)})
+            {p: v for p, v in variant.module_attributes.items() if kept(p)},
+            {p: v for p, v in variant.class_attributes.items() if kept(p)})
 
 
 def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module, followed) -> None:
@@ -514,7 +519,16 @@ class Binding:
         self._dicts: list[dict] = []
         self._names: list[str] = []
         self._value_paths: list[str] = []  # each one's path (a global two modules read: twice)
+        self._own_values = 0  # how many of them are not another module's global of that name
         self._values: tuple = ()
+        # the values read from a module's class (``class_attributes``) where the instance does not
+        # shadow them: the instance's __dict__ (which must not hold the name), the class, the name,
+        # the path and the object the class resolves it to, compared by identity in one pass
+        self._class_dicts: list[dict] = []
+        self._class_types: list[type] = []
+        self._class_names: list[str] = []
+        self._class_paths: list[str] = []
+        self._class_values: list = []
         self._mutable_dicts: list[dict] = []  # where a list compiled in lives, its name, and a copy
         self._mutable_names: list[str] = []
         self._mutable_copies: list = []
@@ -536,7 +550,8 @@ class Binding:
         self._other_homes: dict[str, list[dict]] = {}
         self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
                                                {**self._plain_globals, **torch_functions}, self._other_homes)
-        self._types, self._attributes = _followed(variant, program, module, self._global_roots)
+        self._types, self._attributes, self._class_attributes = _followed(variant, program, module,
+                                                                          self._global_roots)
         for name in torch_functions:  # (compared as a global function is: by identity from the load on)
             held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
             if callable(held):
@@ -654,16 +669,29 @@ class Binding:
         return getattr(w, names[k])
 
     def _bind_values(self) -> None:
-        """Where the module attributes compiled in live now, and the objects holding them."""
+        """Where the module attributes compiled in live now, and the objects holding them:
+        a class attribute (``class_attributes``) set on the instance since is compared
+        there, as eager reads it there."""
         holders: dict = {}
         wants = self._attributes
-        self._dicts = [self._global_value_dict(path[7:], holders) if path[7:] in self._plain_globals
-                       else _owner_dict(*self._anchor(path), holders) for path in wants]
+        own = [(path, self._global_value_dict(path[7:], holders) if path[7:] in self._plain_globals
+                else _owner_dict(*self._anchor(path), holders)) for path in wants]
+        self._class_dicts, self._class_types, self._class_names, self._class_paths = [], [], [], []
+        for path in self._class_attributes:
+            d, name = _owner_dict(*self._anchor(path), holders), path.rpartition(".")[2]
+            if name in d:  # (shadowed by the instance, which eager reads)
+                own.append((path, d))
+            elif (owner := self._module_at(path.rpartition(".")[0] if "." in path else "")) is not None:
+                self._class_dicts.append(d)
+                self._class_types.append(type(owner))
+                self._class_names.append(name)
+                self._class_paths.append(path)
         # (a global another Python module's code reads by the same name, with the value compiled
         # in: each module's is compared, ``EPS`` in two files)
         others = [(path, d) for path in wants if path.startswith("global:") for d in self._other_homes.get(path[7:], ())]
-        self._dicts += [d for _, d in others]
-        self._value_paths = [*wants, *(path for path, _ in others)]
+        self._own_values = len(own)
+        self._dicts = [d for _, d in own] + [d for _, d in others]
+        self._value_paths = [path for path, _ in own] + [path for path, _ in others]
         self._names = [path.removeprefix("global:").rpartition(".")[2] for path in self._value_paths]  # (SCALE)
         self._hold_values()
         self._holder_dicts = [d for d, _, _ in holders.values()]
@@ -702,6 +730,11 @@ class Binding:
                 or (self._mutable_names and any(map(ne, map(dict.get, self._mutable_dicts, self._mutable_names),
                                                     self._mutable_copies)))):
             problem = self._changed_attribute()
+        if problem is None and self._class_names and (
+                any(map(dict.__contains__, self._class_dicts, self._class_names))
+                or any(map(is_not, map(getattr, self._class_types, self._class_names, self._class_absent),
+                           self._class_values))):
+            problem = self._changed_class_attribute()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
         return problem
@@ -759,9 +792,16 @@ class Binding:
     def _changed_attribute(self) -> Mismatch | None:
         """The first module attribute whose value is not the one compiled in; None where
         each is (again: its new objects are held for the next calls)."""
-        wants = self._attributes
+        if any(path in self._class_attributes for path in self._value_paths):  # (deleted from the instance?)
+            return self._changed_class_attribute()
+        return self._changed_value()
+
+    def _changed_value(self) -> Mismatch | None:
+        """``_changed_attribute``'s comparison, where each value lives as bound."""
+        wants = self._wants
         for i, (d, name, path) in enumerate(zip(self._dicts, self._names, self._value_paths)):
-            want, where = wants[path], where_of(path) if i < len(wants) else f"global {d.get('__name__', '?')}.{name}"
+            want = wants[path]
+            where = where_of(path) if i < self._own_values else f"global {d.get('__name__', '?')}.{name}"
             got = d.get(name, _MISSING)
             at_load = self._functions_at_load.get((id(d), name), got)
             if isinstance(at_load, _Edited) and got is at_load.function:
@@ -807,7 +847,7 @@ class Binding:
         by identity; for a function, the one there at load, whatever is there now
         (``_changed_attribute`` refuses another, of the same name too); for a list, which
         can change in place (``DIMS.append(1)``), a copy of it too, compared by value."""
-        wants = self._attributes
+        wants = self._wants = {**self._attributes, **self._class_attributes}
         values = [_held(d, name, wants[path]) for d, name, path in zip(self._dicts, self._names, self._value_paths)]
         mutable = []
         for i, (d, name, value, path) in enumerate(zip(self._dicts, self._names, values, self._value_paths)):
@@ -822,14 +862,55 @@ class Binding:
         self._mutable_dicts = [d for d, _, _ in mutable]
         self._mutable_names = [name for _, name, _ in mutable]
         self._mutable_copies = [value for _, _, value in mutable]
+        self._class_values = []
+        for cls, name, path in zip(self._class_types, self._class_names, self._class_paths):
+            got = getattr(cls, name, _MISSING)
+            value = got if got is not _MISSING and same_plain(plain_value(got), wants[path]) else _NEVER
+            if callable(value) and not isinstance(value, type):
+                key = (id(cls), name)
+                if key not in self._functions_at_load:
+                    self._functions_at_load[key] = value if self._same_code(path, value) else _Edited(value)
+                value = self._functions_at_load[key]
+            self._class_values.append(value)
+        self._class_absent = [_MISSING] * len(self._class_names)
+
+    def _changed_class_attribute(self) -> Mismatch | None:
+        """The first value read from a module's class that is not the one compiled in (set
+        on the class, a base class or the instance since; ``class_attributes``); None where
+        each is (set on the instance to the value compiled in: compared there from now on)."""
+        self._bind_values()  # (where each lives now: the instance, or the class)
+        problem = self._changed_value() if self._names else None
+        if problem is not None:
+            return problem
+        for cls, name, path, value in zip(self._class_types, self._class_names, self._class_paths,
+                                          self._class_values):
+            got = getattr(cls, name, _MISSING)
+            if got is value:
+                continue
+            at_load = self._functions_at_load.get((id(cls), name))
+            if isinstance(at_load, _Edited) and got is at_load.function:
+                return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
+                                "package with it)", f"{function_name(got)}, another code (patched or edited since "
+                                "the compile)", where=f"{where_of(path)} (of class {cls.__qualname__})")
+            want = python_value(self._wants[path])
+            now = ("nothing" if got is _MISSING else
+                   f"{function_name(got)}" if callable(got) and not isinstance(got, type) else repr(got)[:80])
+            how = ("the function it held at load (its code is compiled into the package: undo the patch, or "
+                   "compile the package with it)" if at_load is not None else
+                   f"{want!r} (a Python value compiled into the package: compile again to change it)")
+            return Mismatch([], how, now, where=f"{where_of(path)} (of class {cls.__qualname__})")
+        return None
 
     def _patched_function(self) -> Mismatch | None:
         """The first function the module's code calls whose code was not the one compiled
         in when the binding first held it (patched before the load, or in a config bound
         since); None where there is none."""
-        for d, name, path in zip(self._dicts, self._names, self._value_paths):
-            held = self._functions_at_load.get((id(d), name))
-            if isinstance(held, _Edited) and d.get(name) is held.function:
+        homes = [*((d, name, path, d.get(name)) for d, name, path in zip(self._dicts, self._names, self._value_paths)),
+                 *((cls, name, path, getattr(cls, name, None))
+                   for cls, name, path in zip(self._class_types, self._class_names, self._class_paths))]
+        for home, name, path, now in homes:
+            held = self._functions_at_load.get((id(home), name))
+            if isinstance(held, _Edited) and now is held.function:
                 return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
                                 "package with it)", f"{function_name(held.function)}, another code (patched or "
                                 "edited since the compile)", where=where_of(path))

@@ -248,6 +248,13 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     is refused; a reader holds the functions a ``global:`` path names at load and refuses
     a call where one was replaced since (``F.scaled_dot_product_attention = kernel``).
     Older readers bind such a module and run the code compiled in, as before.
+    (2026-12-07, compatible: older readers ignore it) variants[].class_attributes: {path:
+    value}, the values a module's code reads through ``self`` from its class (``scale =
+    2.0`` in the class body, ``"block.scale": 2.0``; a staticmethod's or a builtin's
+    function as ``{"function": name}``, its code in function_code), JSON as
+    module_attributes'. A reader binding a module compares each where the module resolves
+    it now (set on the class, on a base class, or on the instance since) and refuses
+    another value. Older readers compare none of them, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

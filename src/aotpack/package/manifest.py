@@ -967,6 +967,11 @@ class Variant(Record):
     # format 15; ``global_values``) and the attributes of the modules it calls as globals
     # (``"global:NORM.eps"``, format 14)
     module_attributes: dict[str, Plain] = {}
+    # the values a module's code reads through ``self`` from its class (``"block.scale": 2.0``
+    # for ``scale = 2.0`` in the class body; ``act = staticmethod(gelu)``), where the
+    # instance does not hold them: a bound module whose class or instance gives another
+    # value is refused (2026-12-07, compatible: older readers ignore it and compare none)
+    class_attributes: dict[str, Plain] = {}
     # the class of each module whose methods ran ("" the module itself, "block.act") ->
     # "module:QualName": their code is compiled in, so a bound module whose submodule was
     # replaced by one of another class is refused (checked where the module changed)
@@ -1018,7 +1023,8 @@ class Variant(Record):
         ``function_code`` records (``F.gelu``, ``torch.cat``), by their names."""
         forwards = {f"{p}.forward" for p in self.module_types}
         return [p.removeprefix("global:") for p in self.function_code
-                if p.startswith("global:") and p not in self.module_attributes and p not in forwards]
+                if p.startswith("global:") and p not in self.module_attributes and p not in forwards
+                and p not in self.class_attributes]
 
     def global_values(self) -> dict[str, Plain]:
         """The plain module globals compiled in (``module_attributes`` under ``global:``

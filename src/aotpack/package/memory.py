@@ -169,6 +169,7 @@ class Package:
             detached_weights=list(captured.detached_weights),
             inference_outputs=list(captured.inference_outputs),
             module_attributes=dict(captured.module_attributes),
+            class_attributes=dict(captured.class_attributes),
             module_types=dict(captured.module_types),
             module_code=dict(captured.module_code),
             function_code=dict(captured.function_code),
