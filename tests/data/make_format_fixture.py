@@ -225,6 +225,18 @@ class ValuesFixture(GlobalFixture):
         return {**out, "y": (out["y"] * GLOBAL_GAIN).to(GLOBAL_OUT_DTYPE)}
 
 
+GLOBAL_OPTS = {"shift": 0.125, "sign": -1}  # version 16: a dict global the fixture's code reads
+
+
+class DictFixture(ValuesFixture):
+    """Version 16 (dict values guarded): version 15's program, its output shifted by the
+    values of a dict global (compiled in, compared by value where bound)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "y": out["y"] * GLOBAL_OPTS["sign"] + GLOBAL_OPTS["shift"]}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -264,6 +276,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 16:  # an inference package computing with a dict global, bound
+        return global_fixture(path, DictFixture)
     if fmt.FORMAT_VERSION >= 15:  # an inference package computing with plain module globals, bound
         return global_fixture(path, ValuesFixture)
     if fmt.FORMAT_VERSION >= 14:  # an inference package calling a module global, bound to a module

@@ -150,6 +150,24 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 16:  # computes with a dict global's values: bound, the dict is compared by value
+            fixture = _fixture_module()
+            assert info.manifest.variants[0].module_attributes["global:GLOBAL_OPTS"] == {
+                "dict": [["shift", 0.125], ["sign", -1]]}
+            m = fixture.DictFixture().eval().requires_grad_(False)
+            m.load_state_dict({k.removeprefix("state."): v for k, v in io.items() if k.startswith("state.")})
+            bound = aotpack.load(path, module=m)
+            torch.testing.assert_close(bound(io["x"], {"w": io["w"]})["y"], io["y"])
+            fixture.GLOBAL_OPTS["sign"] = 1  # changed in place: eager would compute with it
+            with pytest.raises(aotpack.GuardError, match=r"global GLOBAL_OPTS: expected \{'shift': 0.125, 'sign': -1\}"):
+                bound(io["x"], {"w": io["w"]})
+            fixture.GLOBAL_OPTS["sign"] = -1
+            torch.testing.assert_close(bound(io["x"], {"w": io["w"]})["y"], io["y"])
+            fixture.GLOBAL_OPTS = {"shift": 0.0, "sign": -1}  # assigned anew
+            with pytest.raises(aotpack.GuardError, match=r"global GLOBAL_OPTS: expected"):
+                bound(io["x"], {"w": io["w"]})
+            torch.testing.assert_close(aotpack.load(path)(io["x"], {"w": io["w"]})["y"], io["y"])  # alone: as compiled
+            continue
         if version >= 15:  # computes with a float and a dtype module global: bound, both are guarded
             fixture = _fixture_module()
             info_lines = str(info).splitlines()

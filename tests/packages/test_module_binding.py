@@ -184,6 +184,7 @@ BOUND_HELPER = _helper_at_compile()  # a module global the module's code calls
 
 BOUND_GAIN = 1.5  # plain data the module's code computes with
 BOUND_FLIP = [1]  # a list: it changes in place
+BOUND_OPTS = {"tilt": 1.0}  # a dict: it changes in place too (format 16)
 BOUND_ARGS = types.SimpleNamespace(bias=0.25)  # a plain object global (a script's ``args``): its data
 
 
@@ -229,6 +230,8 @@ def _reset_globals() -> None:
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
     BOUND_FLIP[:] = [1]
+    BOUND_OPTS.clear()
+    BOUND_OPTS["tilt"] = 1.0
     _set_args(types.SimpleNamespace(bias=0.25))
     _set_centered(_centered)
     BOUND_HELPER = _helper_at_compile()
@@ -250,7 +253,7 @@ class _BoundWithNorm(_Bound):
 
     def forward(self, x):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
-        return self.squash(F.softsign(y.flip(BOUND_FLIP))) + self.offset
+        return self.squash(F.softsign(y.flip(BOUND_FLIP))) * BOUND_OPTS["tilt"] + self.offset
 
 
 def _function_of(model):
@@ -329,6 +332,9 @@ MODULE_CHANGES = {
     "a global function set back": lambda m, g: _set_centered(_centered),
     "a global list changed in place": lambda m, g: BOUND_FLIP.__setitem__(slice(None), [1, 0]),  # (twice: the same)
     "a global list set back in place": lambda m, g: BOUND_FLIP.__setitem__(slice(None), [1]),
+    "a global dict changed in place": lambda m, g: BOUND_OPTS.__setitem__("tilt", float(_rand(g, 1))),
+    "a global dict's value of another type": lambda m, g: BOUND_OPTS.__setitem__("tilt", 1),
+    "a global dict set back in place": lambda m, g: BOUND_OPTS.__setitem__("tilt", 1.0),
     "a global object's value changed": lambda m, g: setattr(BOUND_ARGS, "bias", float(_rand(g, 1))),
     "a global object assigned anew, equal": lambda m, g: _set_args(types.SimpleNamespace(bias=0.25)),
     "a global object assigned anew": lambda m, g: _set_args(types.SimpleNamespace(bias=float(_rand(g, 1)))),
@@ -439,6 +445,9 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a torch function patched", 0)])
 @example(changes=[("a torch function patched by a wrapper of its name", 0)])
 @example(changes=[("a torch function patched", 0), ("a torch function set back", 0)])
+@example(changes=[("a global dict changed in place", 0)])
+@example(changes=[("a global dict's value of another type", 0)])
+@example(changes=[("a global dict changed in place", 0), ("a global dict set back in place", 0)])
 @example(changes=[("a class value changed", 0)])
 @example(changes=[("a class value set on the instance", 0)])
 @example(changes=[("the class value set on the instance, equal", 0), ("a class value changed", 1)])
@@ -1372,3 +1381,65 @@ def test_a_list_the_program_appends_to_is_a_side_effect_and_a_list_it_reads_is_c
         fn(x)
     m.dims.pop()
     torch.testing.assert_close(fn(x), m(x))
+
+
+CALL_COUNTS = {}  # a global dict the program stores into: a side effect, not a value compiled in
+OPTIONS = {"scale": 2.0, "act": torch.tanh}  # a global dict the program reads: compiled in
+
+
+class _Dicts(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.opts, self.seen = {"relu": False}, {}
+
+    def forward(self, x):
+        CALL_COUNTS["forward"] = CALL_COUNTS.get("forward", 0) + 1
+        self.seen[x.shape[0]] = True
+        y = OPTIONS["act"](self.lin(x)) * OPTIONS["scale"]
+        return torch.relu(y) if self.opts["relu"] else y
+
+
+def test_a_dict_the_program_reads_is_compared_by_value_and_one_it_stores_into_is_a_side_effect(tmp_path):
+    """Dicts of plain values (and functions) the code reads, as a global or a module's
+    attribute, are compiled in (format 16) and compared by value at each call: until
+    2026-12-07 ``OPTIONS["scale"] = 3.0`` or ``m.opts["relu"] = True`` after the load ran
+    as compiled, silently. A dict the program stores into (``CALL_COUNTS[k] = ...``, a
+    store no call shows) is a side effect, warned at capture naming it, never a value a
+    later call is refused on."""
+    torch.manual_seed(0)
+    m = _Dicts().requires_grad_(False)
+    x = torch.randn(2, 3)
+    with pytest.warns(aotpack.SideEffectWarning) as caught:
+        pkg = aotpack.compile(m, (x,), backend="eager")
+    said = " ".join(str(w.message) for w in caught)
+    assert "changing the global `CALL_COUNTS` in place" in said and "changing the attribute `self.seen`" in said
+    variant = pkg.manifest.variants[0]
+    assert variant.module_attributes == {
+        "global:OPTIONS": {"dict": [["scale", 2.0], ["act", {"function": "torch._VariableFunctionsClass.tanh"}]]},
+        "opts": {"dict": [["relu", False]]}}
+    assert pkg.manifest.format_version == 16
+    fn = aotpack.load(pkg.to_bytes(), module=m)
+    for _ in range(2):
+        torch.testing.assert_close(fn(x), m(x))  # eager stores into both: the package still runs
+    try:
+        OPTIONS["scale"] = 3.0
+        with pytest.raises(aotpack.GuardError, match=r"global OPTIONS: expected \{'scale': 2.0, .*\}.*, got "
+                                                     r"\{'scale': 3.0"):
+            fn(x)
+        OPTIONS["scale"] = 2  # equal, of another type: an integer result would differ
+        with pytest.raises(aotpack.GuardError, match=r"global OPTIONS: expected"):
+            fn(x)
+        OPTIONS["scale"] = 2.0
+        torch.testing.assert_close(fn(x), m(x))
+        OPTIONS["act"] = torch.sigmoid
+        with pytest.raises(aotpack.GuardError, match=r"global OPTIONS: expected .*tanh.*, got .*sigmoid"):
+            fn(x)
+        OPTIONS["act"] = torch.tanh
+        m.opts["relu"] = True
+        with pytest.raises(aotpack.GuardError, match=r"module.opts: expected \{'relu': False\}"):
+            fn(x)
+        m.opts = {"relu": False}  # a new, equal dict: runs
+        torch.testing.assert_close(fn(x), m(x))
+    finally:
+        OPTIONS.update(scale=2.0, act=torch.tanh)

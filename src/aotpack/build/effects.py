@@ -144,6 +144,11 @@ class EffectRecorder:
         # the program's side effects on containers it did not make (``LOG.append``): id of each;
         # not values compiled in (guard_specs.global_values, module_attributes)
         self.containers_changed: set[int] = set()
+        # the dicts and lists the program's code names (a global, ``self.cfg``) -> (it, its JSON
+        # at the first read): one whose JSON differs after the run was changed by the program
+        # (``CACHE[key] = 1``: a store, no call the hook sees), so it is no value compiled in
+        self._snapshots: dict[int, tuple] = {}
+        self.changed_slots: set[tuple[int, str]] = set()  # (id of the dict holding one, its name)
         self._kind: dict[types.CodeType, int] = {}
         self._active: dict = {}  # live frame -> True where it runs on the program's behalf
         self._seen: set = set()
@@ -165,6 +170,7 @@ class EffectRecorder:
         else:
             sys.setprofile(previous)
         self._active.clear()
+        self._stores()
 
     def _code_kind(self, code: types.CodeType) -> int:
         kind = self._kind.get(code)
@@ -214,6 +220,7 @@ class EffectRecorder:
                 if kind == _USER and code not in self.functions:
                     closure = {n: frame.f_locals[n] for n in code.co_freevars if n in frame.f_locals}
                     self.functions[code] = (frame.f_globals, closure)
+                    self._snapshot(code, frame.f_globals, "the global `{}`")
             return
         if event == "return":
             self._active.pop(frame, None)
@@ -264,8 +271,42 @@ class EffectRecorder:
 
     def _module_method(self, frame, code: types.CodeType) -> None:
         owner = frame.f_locals.get("self") if code.co_argcount else None
-        if isinstance(owner, torch.nn.Module):
-            self.module_methods.setdefault((id(owner), code), owner)
+        if isinstance(owner, torch.nn.Module) and (id(owner), code) not in self.module_methods:
+            self.module_methods[(id(owner), code)] = owner
+            self._snapshot(code, owner.__dict__, "the attribute `self.{}`")
+
+    def _snapshot(self, code: types.CodeType, held: dict, how: str) -> None:
+        from ..package.manifest import plain_value
+
+        for name in code.co_names:
+            value = held.get(name)
+            if isinstance(value, (dict, list)):
+                if id(value) not in self._snapshots:
+                    where = f"{code.co_filename}:{code.co_firstlineno}"
+                    self._snapshots[id(value)] = (value, plain_value(value), how.format(name), code.co_name, where, [])
+                self._snapshots[id(value)][5].append((id(held), name))
+
+    def _stores(self) -> None:
+        """The containers the program changed by a store (``CACHE[key] = 1``, ``del
+        d[k]``: no call the hook sees): their JSON after the run differs from their JSON at
+        the first read. Side effects, warned about as the calls are (naming the function
+        that reads it), and no values compiled in."""
+        from ..package.manifest import plain_value, same_plain
+
+        for value, before, name, function, where, slots in self._snapshots.values():
+            if id(value) in self.containers_changed or not same_plain(before, plain_value(value)):
+                self.changed_slots.update(slots)
+            if id(value) not in self.containers_changed and not same_plain(before, plain_value(value)):
+                self.containers_changed.add(id(value))
+                self.effects.append(Effect(f"changing {name} in place (a store in `{function}` or code it "
+                                           "calls)", where))
+
+    def changed(self, value, held: dict, name: str) -> bool:
+        """Whether the program changed container ``value``, ``held[name]``, in place
+        (``LOG.append(x)``, ``CACHE[key] = 1``): a side effect, not data compiled in. (By
+        its slot too: torch.export puts back a module's attributes after its run, as new
+        objects.)"""
+        return id(value) in self.containers_changed or (id(held), name) in self.changed_slots
 
     def _torch_call(self, frame, parent) -> None:
         """A torch function called by the program: note the ones with Python-level effects."""

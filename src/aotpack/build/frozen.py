@@ -227,10 +227,14 @@ _DATA = (bool, int, float, str, type(None), torch.dtype, torch.device)
 
 def is_data(value, depth: int = 0) -> bool:
     """Whether ``value`` is plain data a program computes with (``SCALE = 2.0``,
-    ``SIZES = (1, 2)``, ``DTYPE = torch.float16``), not code, a module or a tensor."""
+    ``SIZES = (1, 2)``, ``DTYPE = torch.float16``, ``CFG = {"eps": 1e-5}``), not code, a
+    module or a tensor; a container may hold functions (``ACTS = {"gelu": F.gelu}``)."""
     if isinstance(value, (tuple, list)):
         return depth < 4 and all(is_data(v, depth + 1) for v in value)
-    return isinstance(value, _DATA)
+    if isinstance(value, dict):
+        return depth < 4 and all(isinstance(k, (bool, int, str, type(None))) and is_data(v, depth + 1) for k, v in value.items())
+    return isinstance(value, _DATA) or depth > 0 and isinstance(value, (types.FunctionType,
+                                                                         types.BuiltinFunctionType))
 
 
 def plain_object(value) -> bool:
@@ -257,8 +261,9 @@ def globals_read(names, globals_: dict):
             if plain_object(globals_[name]):
                 held = vars(globals_[name])
                 yield from ((f"{name}.{attr}", held[attr]) for attr in names if attr in held and is_data(held[attr]))
-    for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple, list)):
-        if not isinstance(value, (tuple, list)) or is_data(value):
+    for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple, list,
+                                                               dict)):
+        if not isinstance(value, (tuple, list, dict)) or is_data(value):
             yield path, value
     yield from torch_functions(names, globals_)
 

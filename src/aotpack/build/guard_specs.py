@@ -290,6 +290,12 @@ def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str]
     return pins, weight_pins
 
 
+_ABSENT = object()
+# what every module's __dict__ holds (its hook dicts, ``_parameters``): torch's bookkeeping,
+# no value a program computes with (a hook added is refused by the binding, by name)
+_MODULE_OWN = frozenset(vars(torch.nn.Module())) - {"training"}
+
+
 def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
                       functions: dict | None = None) -> dict[str, object]:
     """The Python values of a module's attributes that the program's module methods name
@@ -312,7 +318,9 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
         for name in set(code.co_names) & module.__dict__.keys():
             # (the module target's own ``training`` is Variant.module_training; a
             # submodule's, or a module a function reaches by name, is one of these)
-            if (name == "training" and not path) or (key, name) in recorder.module_writes:
+            if (name == "training" and not path) or (key, name) in recorder.module_writes or name in _MODULE_OWN:
+                continue
+            if recorder.changed(module.__dict__[name], module.__dict__, name):  # (``self.cache[k] = 1``: a side effect)
                 continue
             where = f"{path}.{name}" if path else name
             value = module.__dict__[name]
@@ -326,9 +334,6 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
     for obj, where in objects.values():
         found.update(_object_attributes(obj, where))
     return dict(sorted(found.items()))
-
-
-_ABSENT = object()
 
 
 def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
@@ -357,7 +362,7 @@ def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
                     or (key, name) in recorder.module_writes):
                 continue  # (a method: a class's own code, ``module_code``'s)
             value = value.__func__ if isinstance(value, staticmethod) else value
-            if (plain := plain_value(value)) is NOT_PLAIN:
+            if (plain := plain_value(value)) is NOT_PLAIN or recorder.changed(value, {}, name):
                 continue
             where = f"{path}.{name}" if path else name
             found[where] = plain
@@ -414,7 +419,7 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
             ran = (isinstance(value, types.FunctionType) and value.__code__ in recorder.functions
                    or torch_calls.get(name) is value)
             if ((id(globals_), name) in stored or name.startswith("__") or not (is_data(value) or ran)
-                    or id(value) in recorder.containers_changed):  # (a log the program appends to)
+                    or recorder.changed(value, globals_, name)):  # (a log the program appends to, a cache it fills)
                 continue
             if (plain := plain_value(value)) is NOT_PLAIN:
                 continue

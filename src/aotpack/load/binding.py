@@ -41,6 +41,8 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   this process holds it (format 15), in each Python module whose code reads it (``EPS``
   in two files); an equal value of another type (``2.0`` where ``2``
   was compiled in) is refused too, so the pass compares identity and the slow path types;
+  a list or dict (``CFG = {"scale": 2.0}``, format 16) is also compared by its repr, as it
+  changes in place;
   a function the code calls as a global (``rotate_half``), or holds as an attribute
   (``self.act = F.gelu``), must stay the object there at load (its code was traced in; a
   wrapper of the same name is refused too); so must a function of torch's modules the
@@ -87,7 +89,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from operator import is_not, ne
 from typing import NamedTuple
@@ -226,8 +227,8 @@ def _held(d: dict, name: str, want):
 
 
 def _holds_list(value) -> bool:
-    """Whether a plain value holds a list (which can change in place), at any depth."""
-    return isinstance(value, list) or (isinstance(value, tuple) and any(map(_holds_list, value)))
+    """Whether a plain value holds a list or a dict (which can change in place), at any depth."""
+    return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
 def _a(noun: str) -> str:
@@ -529,9 +530,8 @@ class Binding:
         self._class_names: list[str] = []
         self._class_paths: list[str] = []
         self._class_values: list = []
-        self._mutable_dicts: list[dict] = []  # where a list compiled in lives, its name, and a copy
-        self._mutable_names: list[str] = []
-        self._mutable_copies: list = []
+        self._mutable: list = []  # the lists and dicts among the values held, and their reprs
+        self._mutable_reprs: list[str] = []
         self._holder_dicts: list[dict] = []  # plain objects on the way (a module's config): where held,
         self._holder_names: list[str] = []   # under which name, and the object bound
         self._held_objects: list = []
@@ -723,18 +723,18 @@ class Binding:
             self._requires_grad_checked = True
         # (after the module's own training flag, which state_check reads: where the caller
         # called m.eval(), the error names m, not the first submodule whose code reads it)
-        # (by identity: ``2.0`` where ``2`` was compiled in compares equal, and gives another dtype;
-        # a list by value too: it changes in place)
-        if problem is None and self._names and (
-                any(map(is_not, map(dict.get, self._dicts, self._names), self._values))
-                or (self._mutable_names and any(map(ne, map(dict.get, self._mutable_dicts, self._mutable_names),
-                                                    self._mutable_copies)))):
+        # (by identity: ``2.0`` where ``2`` was compiled in compares equal, and gives another dtype)
+        if problem is None and self._names and any(map(is_not, map(dict.get, self._dicts, self._names), self._values)):
             problem = self._changed_attribute()
         if problem is None and self._class_names and (
                 any(map(dict.__contains__, self._class_dicts, self._class_names))
                 or any(map(is_not, map(getattr, self._class_types, self._class_names, self._class_absent),
                            self._class_values))):
-            problem = self._changed_class_attribute()
+            problem = self._changed_where_now()
+        # (a list or dict held there, by its repr too: it changes in place, and the repr tells
+        # ``2.0`` from ``2``)
+        if problem is None and self._mutable and any(map(ne, map(repr, self._mutable), self._mutable_reprs)):
+            problem = self._changed_where_now()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
         return problem
@@ -793,7 +793,7 @@ class Binding:
         """The first module attribute whose value is not the one compiled in; None where
         each is (again: its new objects are held for the next calls)."""
         if any(path in self._class_attributes for path in self._value_paths):  # (deleted from the instance?)
-            return self._changed_class_attribute()
+            return self._changed_where_now()
         return self._changed_value()
 
     def _changed_value(self) -> Mismatch | None:
@@ -845,23 +845,18 @@ class Binding:
     def _hold_values(self) -> None:
         """The objects each call compares the compiled-in values' homes with (``_held``),
         by identity; for a function, the one there at load, whatever is there now
-        (``_changed_attribute`` refuses another, of the same name too); for a list, which
-        can change in place (``DIMS.append(1)``), a copy of it too, compared by value."""
+        (``_changed_attribute`` refuses another, of the same name too); for a list or a
+        dict, which can change in place (``DIMS.append(1)``), its repr too, compared at each
+        call (a repr tells ``2.0`` from ``2``, where ``==`` does not)."""
         wants = self._wants = {**self._attributes, **self._class_attributes}
         values = [_held(d, name, wants[path]) for d, name, path in zip(self._dicts, self._names, self._value_paths)]
-        mutable = []
         for i, (d, name, value, path) in enumerate(zip(self._dicts, self._names, values, self._value_paths)):
             if callable(value) and not isinstance(value, type):
                 key = (id(d), name)
                 if key not in self._functions_at_load:
                     self._functions_at_load[key] = value if self._same_code(path, value) else _Edited(value)
                 values[i] = self._functions_at_load[key]
-            elif _holds_list(value):
-                mutable.append((d, name, copy.deepcopy(value)))
         self._values = tuple(values)
-        self._mutable_dicts = [d for d, _, _ in mutable]
-        self._mutable_names = [name for _, name, _ in mutable]
-        self._mutable_copies = [value for _, _, value in mutable]
         self._class_values = []
         for cls, name, path in zip(self._class_types, self._class_names, self._class_paths):
             got = getattr(cls, name, _MISSING)
@@ -873,11 +868,14 @@ class Binding:
                 value = self._functions_at_load[key]
             self._class_values.append(value)
         self._class_absent = [_MISSING] * len(self._class_names)
+        self._mutable = [v for v in [*values, *self._class_values] if _holds_list(v)]
+        self._mutable_reprs = list(map(repr, self._mutable))
 
-    def _changed_class_attribute(self) -> Mismatch | None:
-        """The first value read from a module's class that is not the one compiled in (set
-        on the class, a base class or the instance since; ``class_attributes``); None where
-        each is (set on the instance to the value compiled in: compared there from now on)."""
+    def _changed_where_now(self) -> Mismatch | None:
+        """The first value compiled in that is not, where it lives now: a value read from
+        a module's class (``class_attributes``) set on the class, a base class or the
+        instance since, or a list or dict changed in place; None where each is (one set on
+        the instance to the value compiled in is compared there from now on)."""
         self._bind_values()  # (where each lives now: the instance, or the class)
         problem = self._changed_value() if self._names else None
         if problem is not None:

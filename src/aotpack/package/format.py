@@ -248,6 +248,16 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     is refused; a reader holds the functions a ``global:`` path names at load and refuses
     a call where one was replaced since (``F.scaled_dot_product_attention = kernel``).
     Older readers bind such a module and run the code compiled in, as before.
+
+  16 (2026-12-07): variants[].module_attributes values may hold a dict, as ``{"dict":
+    [[key, value], ...]}`` (keys None, bools, ints or strings; values any plain value,
+    functions too): a dict the code that ran reads as a module global (``CFG =
+    {"scale": 2.0}``, ``ACTS = {"gelu": F.gelu}``) or as a module's attribute
+    (``self.opts``), compiled in; a program's containers may also hold functions
+    (``{"function": name}``). A reader binding a module compares each by value at every
+    call (a dict changes in place) and refuses another. A container the program itself
+    changes (``CACHE[key] = 1``) is a side effect, not recorded. The version is 16 only
+    where a variant has such a value (a version 15 reader refuses it as malformed).
     (2026-12-07, compatible: older readers ignore it) variants[].class_attributes: {path:
     value}, the values a module's code reads through ``self`` from its class (``scale =
     2.0`` in the class body, ``"block.scale": 2.0``; a staticmethod's or a builtin's
@@ -283,7 +293,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 15  # the newest version this reader reads
+FORMAT_VERSION = 16  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -305,6 +315,7 @@ SUBCLASS_FORMAT_VERSION = 12  # tree specs of kind "subclass": a reader must tak
 SUBCLASS_GRAD_FORMAT_VERSION = 13  # meta.train.subclass_grads: a reader must rebuild those gradients
 GLOBAL_MODULES_FORMAT_VERSION = 14  # variants[].module_types under global: paths: a reader must guard those globals
 GLOBAL_VALUES_FORMAT_VERSION = 15  # variants[].module_attributes of plain globals: a reader must guard them
+DICT_VALUES_FORMAT_VERSION = 16  # variants[].module_attributes holding a dict: a reader must read and guard it
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -111,13 +111,16 @@ NOT_PLAIN = object()  # plain_value's answer for a value JSON cannot hold as it 
 def plain_value(v, depth: int = 0):
     """``v`` as the JSON a manifest holds for a module's Python attribute (bool, int,
     finite float, str, None; tuples and lists of them, as lists; a ``torch.dtype`` as
-    ``{"dtype": name}`` and a ``torch.device`` as ``{"device": str}``, format version 8),
-    or NOT_PLAIN. A dict is never plain, so no attribute's value reads as a dtype's JSON.
+    ``{"dtype": name}`` and a ``torch.device`` as ``{"device": str}``, format version 8;
+    a dict of them with keys of those scalars as ``{"dict": [[key, value], ...]}``, format
+    version 16, so no dict's JSON reads as a dtype's), or NOT_PLAIN.
 
     >>> plain_value((1, 2.5, "x")), plain_value(float("nan")) is NOT_PLAIN
     ([1, 2.5, 'x'], True)
     >>> plain_value([torch.float16, torch.device("cpu")])
     [{'dtype': 'float16'}, {'device': 'cpu'}]
+    >>> plain_value({"scale": 2.0, 1: None})
+    {'dict': [['scale', 2.0], [1, None]]}
     """
     if isinstance(v, _FunctionName):
         return {"function": str(v)}
@@ -136,6 +139,11 @@ def plain_value(v, depth: int = 0):
     if isinstance(v, (tuple, list)) and depth < 4 and len(v) <= 64:
         items = [plain_value(x, depth + 1) for x in v]
         return NOT_PLAIN if any(x is NOT_PLAIN for x in items) else items
+    if isinstance(v, dict) and depth < 4 and len(v) <= 64:
+        if not all(k is None or isinstance(k, (bool, int, str)) for k in v):
+            return NOT_PLAIN
+        items = [[plain_value(k, depth + 1), plain_value(x, depth + 1)] for k, x in v.items()]
+        return NOT_PLAIN if any(x is NOT_PLAIN for pair in items for x in pair) else {"dict": items}
     return NOT_PLAIN
 
 
@@ -150,7 +158,7 @@ def same_plain(a, b) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(map(same_plain, a, b))
     if isinstance(a, dict) and isinstance(b, dict):  # (a dtype's, a device's, a function's: strings inside)
-        return a == b
+        return same_plain(a["dict"], b["dict"]) if "dict" in a and "dict" in b else a == b
     return type(a) is type(b) and a == b
 
 
@@ -325,8 +333,22 @@ def holds_torch_values(v) -> bool:
     return isinstance(v, dict) or (isinstance(v, list) and any(map(holds_torch_values, v)))
 
 
+def holds_dict(v) -> bool:
+    """Whether a plain value's JSON holds a dict (format version 16)."""
+    return (isinstance(v, dict) and "dict" in v) or (isinstance(v, list) and any(map(holds_dict, v)))
+
+
 def python_value(v, depth: int = 0):
     """The Python value a plain value's JSON stands for; NOT_PLAIN where it is none."""
+    if isinstance(v, dict) and set(v) == {"dict"} and isinstance(v["dict"], list) and depth < 4:
+        pairs = [[python_value(x, depth + 1) for x in pair] for pair in v["dict"]
+                 if isinstance(pair, list) and len(pair) == 2]
+        if len(pairs) != len(v["dict"]) or any(x is NOT_PLAIN for pair in pairs for x in pair):
+            return NOT_PLAIN
+        try:
+            return dict(map(tuple, pairs))
+        except TypeError:  # (a key no dict can hold: a list)
+            return NOT_PLAIN
     if isinstance(v, dict):
         if len(v) != 1 or not isinstance(name := next(iter(v.values())), str):
             return NOT_PLAIN
@@ -339,7 +361,8 @@ def python_value(v, depth: int = 0):
         except (RuntimeError, ValueError):
             return NOT_PLAIN
     if isinstance(v, list) and depth < 4:
-        return [python_value(x, depth + 1) for x in v]
+        items = [python_value(x, depth + 1) for x in v]
+        return NOT_PLAIN if any(x is NOT_PLAIN for x in items) else items
     return v
 
 

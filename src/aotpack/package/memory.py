@@ -27,6 +27,7 @@ from .manifest import (
     Variant,
     Versions,
     WeightInfo,
+    holds_dict,
     holds_torch_values,
     strides_follow_dims,
 )
@@ -294,6 +295,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if any(map(holds_dict, variant.module_attributes.values())):
+        return fmt.DICT_VALUES_FORMAT_VERSION  # older readers refuse the value as malformed
     if variant.global_values():
         return fmt.GLOBAL_VALUES_FORMAT_VERSION  # older readers would run the value compiled in, unguarded
     if any(path.startswith("global:") for path in variant.module_types):
