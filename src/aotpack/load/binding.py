@@ -226,6 +226,37 @@ def _held(d: dict, name: str, want):
     return got if got is not _MISSING and same_plain(plain_value(got), want) else _NEVER
 
 
+class _Exact:
+    """A number in ``_exact_copy``: equal only to a number of its own type (``==`` finds
+    ``2 == 2.0 == True``, where a program computing with each gives other dtypes)."""
+
+    __slots__ = ("value",)
+    __hash__ = None
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return type(other) is type(self.value) and other == self.value
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+
+def _exact_copy(value):
+    """A copy of a plain value (lists, tuples and dicts of them) that a later state of it
+    equals (``==``, C-level for strings and containers) only where it holds the same
+    values of the same types: its numbers are _Exact. Functions stay themselves (equal by
+    identity)."""
+    if isinstance(value, list):
+        return [_exact_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_exact_copy(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _exact_copy(v) for k, v in value.items()}
+    return _Exact(value) if isinstance(value, (bool, int, float)) else value
+
+
 def _holds_list(value) -> bool:
     """Whether a plain value holds a list or a dict (which can change in place), at any depth."""
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
@@ -530,8 +561,8 @@ class Binding:
         self._class_names: list[str] = []
         self._class_paths: list[str] = []
         self._class_values: list = []
-        self._mutable: list = []  # the lists and dicts among the values held, and their reprs
-        self._mutable_reprs: list[str] = []
+        self._mutable: list = []  # the lists and dicts among the values held, and copies of them
+        self._mutable_copies: list = []
         self._holder_dicts: list[dict] = []  # plain objects on the way (a module's config): where held,
         self._holder_names: list[str] = []   # under which name, and the object bound
         self._held_objects: list = []
@@ -731,9 +762,9 @@ class Binding:
                 or any(map(is_not, map(getattr, self._class_types, self._class_names, self._class_absent),
                            self._class_values))):
             problem = self._changed_where_now()
-        # (a list or dict held there, by its repr too: it changes in place, and the repr tells
-        # ``2.0`` from ``2``)
-        if problem is None and self._mutable and any(map(ne, map(repr, self._mutable), self._mutable_reprs)):
+        # (a list or dict held there, by value too: it changes in place; its copy's numbers are
+        # _Exact, so ``2`` where ``2.0`` was compiled in differs)
+        if problem is None and self._mutable and any(map(ne, self._mutable, self._mutable_copies)):
             problem = self._changed_where_now()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
@@ -846,8 +877,8 @@ class Binding:
         """The objects each call compares the compiled-in values' homes with (``_held``),
         by identity; for a function, the one there at load, whatever is there now
         (``_changed_attribute`` refuses another, of the same name too); for a list or a
-        dict, which can change in place (``DIMS.append(1)``), its repr too, compared at each
-        call (a repr tells ``2.0`` from ``2``, where ``==`` does not)."""
+        dict, which can change in place (``DIMS.append(1)``), an ``_exact_copy`` of it too,
+        compared by value at each call."""
         wants = self._wants = {**self._attributes, **self._class_attributes}
         values = [_held(d, name, wants[path]) for d, name, path in zip(self._dicts, self._names, self._value_paths)]
         for i, (d, name, value, path) in enumerate(zip(self._dicts, self._names, values, self._value_paths)):
@@ -869,7 +900,7 @@ class Binding:
             self._class_values.append(value)
         self._class_absent = [_MISSING] * len(self._class_names)
         self._mutable = [v for v in [*values, *self._class_values] if _holds_list(v)]
-        self._mutable_reprs = list(map(repr, self._mutable))
+        self._mutable_copies = [_exact_copy(v) for v in self._mutable]
 
     def _changed_where_now(self) -> Mismatch | None:
         """The first value compiled in that is not, where it lives now: a value read from
