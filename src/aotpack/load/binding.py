@@ -41,8 +41,8 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   this process holds it (format 15), in each Python module whose code reads it (``EPS``
   in two files); an equal value of another type (``2.0`` where ``2``
   was compiled in) is refused too, so the pass compares identity and the slow path types;
-  a list or dict (``CFG = {"scale": 2.0}``, format 16) is also compared by its repr, as it
-  changes in place;
+  a list or dict (``CFG = {"scale": 2.0}``, format 16) is also compared by value with a
+  copy of it (``_exact_copy``), as it changes in place;
   a function the code calls as a global (``rotate_half``), or holds as an attribute
   (``self.act = F.gelu``), must stay the object there at load (its code was traced in; a
   wrapper of the same name is refused too); so must a function of torch's modules the
@@ -881,26 +881,28 @@ class Binding:
         compared by value at each call."""
         wants = self._wants = {**self._attributes, **self._class_attributes}
         values = [_held(d, name, wants[path]) for d, name, path in zip(self._dicts, self._names, self._value_paths)]
-        for i, (d, name, value, path) in enumerate(zip(self._dicts, self._names, values, self._value_paths)):
-            if callable(value) and not isinstance(value, type):
-                key = (id(d), name)
-                if key not in self._functions_at_load:
-                    self._functions_at_load[key] = value if self._same_code(path, value) else _Edited(value)
-                values[i] = self._functions_at_load[key]
+        values = [self._function_at_load(d, name, path, value)
+                  for d, name, value, path in zip(self._dicts, self._names, values, self._value_paths)]
         self._values = tuple(values)
         self._class_values = []
         for cls, name, path in zip(self._class_types, self._class_names, self._class_paths):
             got = getattr(cls, name, _MISSING)
             value = got if got is not _MISSING and same_plain(plain_value(got), wants[path]) else _NEVER
-            if callable(value) and not isinstance(value, type):
-                key = (id(cls), name)
-                if key not in self._functions_at_load:
-                    self._functions_at_load[key] = value if self._same_code(path, value) else _Edited(value)
-                value = self._functions_at_load[key]
-            self._class_values.append(value)
+            self._class_values.append(self._function_at_load(cls, name, path, value))
         self._class_absent = [_MISSING] * len(self._class_names)
         self._mutable = [v for v in [*values, *self._class_values] if _holds_list(v)]
         self._mutable_copies = [_exact_copy(v) for v in self._mutable]
+
+    def _function_at_load(self, home, name: str, path: str, value):
+        """For a function held at ``home`` (a dict, or a class), the one there when the
+        binding first held it (an _Edited where its code was not the one compiled in);
+        any other value as it is."""
+        if not callable(value) or isinstance(value, type):
+            return value
+        key = (id(home), name)
+        if key not in self._functions_at_load:
+            self._functions_at_load[key] = value if self._same_code(path, value) else _Edited(value)
+        return self._functions_at_load[key]
 
     def _changed_where_now(self) -> Mismatch | None:
         """The first value compiled in that is not, where it lives now: a value read from
