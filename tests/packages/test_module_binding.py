@@ -250,9 +250,12 @@ class _BoundWithNorm(_Bound):
         super().__init__()
         self.norm = torch.nn.BatchNorm1d(4)
         self.norm.running_var.uniform_(0.5, 2.0)
+        self.extra = torch.nn.ModuleList([torch.nn.Linear(4, 4)])  # a container the code iterates
 
     def forward(self, x):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
+        for layer in self.extra:
+            y = layer(y)
         return self.squash(F.softsign(y.flip(BOUND_FLIP))) * BOUND_OPTS["tilt"] + self.offset
 
 
@@ -349,6 +352,11 @@ MODULE_CHANGES = {
     "the class value set on the instance, equal": lambda m, g: setattr(m, "offset", float("0.25")),
     "the instance's value deleted": lambda m, g: m.__dict__.pop("offset", None),
     "a staticmethod of the class patched": lambda m, g: setattr(type(m), "squash", staticmethod(torch.sigmoid)),
+    # the children of a container the code iterates (a deletion registers nothing)
+    "a layer appended to a ModuleList": lambda m, g: m.extra.append(torch.nn.Linear(4, 4)),
+    "a layer removed from a ModuleList": lambda m, g: len(m.extra) and m.extra.pop(-1),
+    "a ModuleList assigned anew, as long": lambda m, g: setattr(m, "extra", torch.nn.ModuleList(
+        [torch.nn.Linear(4, 4) for _ in m.extra])),
 }
 
 
@@ -448,6 +456,9 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global dict changed in place", 0)])
 @example(changes=[("a global dict's value of another type", 0)])
 @example(changes=[("a global dict changed in place", 0), ("a global dict set back in place", 0)])
+@example(changes=[("a layer appended to a ModuleList", 0)])
+@example(changes=[("a layer removed from a ModuleList", 0)])
+@example(changes=[("a ModuleList assigned anew, as long", 0)])
 @example(changes=[("a class value changed", 0)])
 @example(changes=[("a class value set on the instance", 0)])
 @example(changes=[("the class value set on the instance, equal", 0), ("a class value changed", 1)])
@@ -1443,3 +1454,68 @@ def test_a_dict_the_program_reads_is_compared_by_value_and_one_it_stores_into_is
         torch.testing.assert_close(fn(x), m(x))
     finally:
         OPTIONS.update(scale=2.0, act=torch.tanh)
+
+
+class _Containers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(3, 3) for _ in range(2)])
+        self.heads = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 3)})
+        self.tail = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+        self.gains = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(3))])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        for head in self.heads.values():
+            x = head(x)
+        for gain in self.gains:
+            x = x * gain
+        return self.tail(x)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.layers.append(torch.nn.Linear(3, 3)),
+    lambda m: m.layers.insert(0, torch.nn.Linear(3, 3)),
+    lambda m: m.layers.pop(0),
+    lambda m: m.layers.__delitem__(1),
+    lambda m: m.heads.update({"b": torch.nn.Linear(3, 3)}),
+    lambda m: m.heads.pop("a"),
+    lambda m: m.tail.append(torch.nn.Tanh()),
+    lambda m: m.tail.__delitem__(1),
+    lambda m: m.gains.append(torch.nn.Parameter(torch.full((3,), 2.0))),
+    lambda m: setattr(m, "layers", torch.nn.ModuleList([torch.nn.Linear(3, 3)])),
+], ids=["ModuleList.append", "ModuleList.insert", "ModuleList.pop", "del ModuleList[1]", "ModuleDict.update",
+        "ModuleDict.pop", "Sequential.append", "del Sequential[1]", "ParameterList.append", "ModuleList anew"])
+def test_a_container_holding_other_children_is_refused(change):
+    """Eager runs what a ModuleList, ModuleDict, Sequential or ParameterList holds at the
+    call; compiled code runs the children traced. Until 2026-12-07 a layer appended,
+    inserted, popped or deleted after ``load(path, module=m)`` gave the old layers'
+    result, silently (a deletion registers nothing: the containers' lengths are compared
+    at each call). A container of as many children, new ones, is followed as any
+    replaced submodule is; one already changed before the load is refused at the load."""
+    torch.manual_seed(0)
+    m = _Containers().requires_grad_(False)
+    x = torch.randn(2, 3)
+    data = aotpack.compile(m, (x,), backend="eager").to_bytes()
+    assert aotpack.load(data).manifest.variants[0].module_children == {
+        "gains": ["0"], "heads": ["a"], "layers": ["0", "1"], "tail": ["0", "1"]}
+    fn = aotpack.load(data, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    change(m)
+    m.requires_grad_(False)
+    with pytest.raises(aotpack.GuardError, match=r"module\.(layers|heads|tail|gains)(\.\w+)?: expected (its "
+                                                 r"(submodules|parameters) .* as compiled|a torch.nn)"):
+        fn(x)
+    with pytest.raises(aotpack.AotpackError, match=r"module\.(layers|heads|tail|gains)"):
+        aotpack.load(data, module=m)
+
+
+def test_a_container_of_new_children_as_many_is_followed():
+    torch.manual_seed(0)
+    m = _Containers().requires_grad_(False)
+    x = torch.randn(2, 3)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
+    m.layers = torch.nn.ModuleList([torch.nn.Linear(3, 3) for _ in range(2)]).requires_grad_(False)
+    m.heads["a"] = torch.nn.Linear(3, 3).requires_grad_(False)  # (replaced under the same key)
+    torch.testing.assert_close(fn(x), m(x))

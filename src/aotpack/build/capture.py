@@ -68,6 +68,7 @@ from .guard_specs import (
     input_layout,
     layout_pins,
     module_attributes,
+    module_children,
     module_code,
     module_paths,
     module_training_of,
@@ -188,6 +189,8 @@ class Captured:
     module_types: dict[str, str] = field(default_factory=dict)
     # those classes' code, where not torch's (guard_specs.module_code)
     module_code: dict[str, str] = field(default_factory=dict)
+    # the children of the container modules it ran (guard_specs.module_children)
+    module_children: dict[str, list[str]] = field(default_factory=dict)
     # the values its code reads through ``self`` from a module's class (guard_specs.class_attributes)
     class_attributes: dict[str, Any] = field(default_factory=dict)
     # the Python functions among module_attributes, their code (guard_specs.function_codes)
@@ -697,7 +700,7 @@ def _module_records(target, recorder: EffectRecorder) -> dict:
     functions: dict = {}
     attributes = {**module_attributes(paths, recorder, functions), **global_values(recorder, functions)}
     return {"module_attributes": attributes, "class_attributes": class_attributes(paths, recorder, functions),
-            "module_types": module_types(paths, recorder),
+            "module_types": module_types(paths, recorder), "module_children": module_children(target, named, recorder),
             "module_code": module_code(paths, recorder),
             "function_code": function_codes(functions, paths, recorder),
             "modules_named": named}

@@ -497,6 +497,12 @@ def module_paths(target, named: dict) -> dict[int, str]:
         >>> sorted(module_paths(lambda x: lin(x), {lin: ("lin", "a closure variable", "")}).values())
         ['lin', 'lin.0']
     """
+    return {id(m): path for path, m in reversed(_module_tree(target, named))}
+
+
+def _module_tree(target, named: dict) -> list[tuple[str, torch.nn.Module]]:
+    """(path, module) of every module ``module_paths`` names, in order (a module held
+    twice: once per path)."""
     root = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     if isinstance(root, torch.nn.Module):
         roots = [(root, ""), *((m, f"global:{r.path}") for m, r in named.items() if r.path is not None)]
@@ -505,11 +511,30 @@ def module_paths(target, named: dict) -> dict[int, str]:
         for m, (var, *_) in named.items():
             first.setdefault(var, m)
         roots = [(m, var) for var, m in first.items() if var.isidentifier()]
-    paths = {}
-    for module, var in roots:
-        for path, m in module.named_modules(remove_duplicate=False):
-            paths.setdefault(id(m), ".".join(filter(None, (var, path))))
-    return paths
+    return [(".".join(filter(None, (var, path))), m) for module, var in roots
+            for path, m in module.named_modules(remove_duplicate=False)]
+
+
+# containers whose children are what their code (or the code iterating them) runs
+_MODULE_CONTAINERS = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Sequential)
+_PARAMETER_CONTAINERS = (torch.nn.ParameterList, torch.nn.ParameterDict)
+
+
+def module_children(target, named: dict, recorder: EffectRecorder) -> dict[str, list[str]]:
+    """The children of each container module the program ran (path -> their names as
+    held, ``"layers": ["0", "1"]``): a ``ModuleList``, ``ModuleDict`` or ``Sequential``
+    one of whose children ran, and every ``ParameterList`` and ``ParameterDict``. Eager
+    runs whatever the container holds at the call (``m.layers.append(block)``, ``del
+    m.seq[1]``), where compiled code runs the children traced, so a module bound at load
+    is guarded on them (load/binding.py; dynamo guards the length and keys it iterates)."""
+    ran = {key for key, _ in recorder.module_methods}
+    found = {}
+    for path, m in _module_tree(target, named):
+        if isinstance(m, _PARAMETER_CONTAINERS):
+            found.setdefault(path, list(m._parameters))
+        elif isinstance(m, _MODULE_CONTAINERS) and (id(m) in ran or any(id(c) in ran for c in m.children())):
+            found.setdefault(path, list(m._modules))
+    return dict(sorted(found.items()))
 
 
 def _object_attributes(obj, where: str) -> dict[str, object]:

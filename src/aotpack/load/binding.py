@@ -58,6 +58,12 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
 - the class of each module whose code ran at capture is compiled in too
   (``variants[].module_types``): a submodule replaced by one of another class is
   refused; replacing one registers it, so this is checked only where the counter moved;
+- so are the children of each container the program ran (``variants[].module_children``:
+  a ModuleList's layers, a Sequential's, a ModuleDict's keys): eager runs what it holds,
+  so one holding others (``m.layers.append(block)``, ``del m.layers[0]``) is refused; an
+  addition registers it, a deletion registers nothing, so each call also compares the
+  containers' lengths (one C-level pass) and their children dicts' identity (``del``
+  renumbers a ModuleList into a new dict);
 - the code that ran is the modules' ``forward`` as bound: one patched after load, on the
   instance (``m.attn.forward = f``: accelerate's hooks do this) or on its class
   (``LlamaAttention.forward = f``), registers nothing, so each call compares every such
@@ -210,6 +216,7 @@ def module_weight(name: str, kind: str = "weight") -> str:
 
 
 _MISSING = object()  # an attribute the module does not have
+_PARAMETER_CONTAINERS = (torch.nn.ParameterList, torch.nn.ParameterDict)  # (their children are parameters)
 _NEVER = object()  # equals no value: where the module's value is not the one compiled in
 
 
@@ -480,9 +487,11 @@ def _tensor_slot(module: torch.nn.Module, path: str) -> tuple[dict, str] | None:
     return None
 
 
-def _followed(variant: Variant, program: Program, module: torch.nn.Module, found: dict) -> tuple[dict, dict, dict]:
-    """The variant's module classes and attributes (``module_types``,
-    ``module_attributes`` and ``class_attributes``: path -> value) the binding follows: a module's package's,
+def _followed(variant: Variant, program: Program, module: torch.nn.Module, found: dict) -> tuple[dict, dict, dict,
+                                                                                                 dict]:
+    """The variant's module classes, attributes and containers' children
+    (``module_types``, ``module_attributes``, ``class_attributes``, ``module_children``:
+    path -> value) the binding follows: a module's package's,
     those of the global modules its code calls where this process holds them (``found``:
     ``global_namespaces``); for a function's, those of the modules bound by the name the
     program reads them by (``bn.training`` where ``module={"bn": bn}``); the rest stay as
@@ -496,7 +505,8 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module, found
 
     return ({p: t for p, t in variant.module_types.items() if kept(p)},
             {p: v for p, v in variant.module_attributes.items() if kept(p)},
-            {p: v for p, v in variant.class_attributes.items() if kept(p)})
+            {p: v for p, v in variant.class_attributes.items() if kept(p)},
+            {p: v for p, v in variant.module_children.items() if kept(p)})
 
 
 def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module, followed) -> None:
@@ -581,13 +591,15 @@ class Binding:
         self._other_homes: dict[str, list[dict]] = {}
         self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
                                                {**self._plain_globals, **torch_functions}, self._other_homes)
-        self._types, self._attributes, self._class_attributes = _followed(variant, program, module,
-                                                                          self._global_roots)
+        self._types, self._attributes, self._class_attributes, self._children = _followed(
+            variant, program, module, self._global_roots)
+        self._child_dicts: list[dict] = []  # each container's _modules (_parameters) and its length
+        self._child_counts: tuple = ()
         for name in torch_functions:  # (compared as a global function is: by identity from the load on)
             held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
             if callable(held):
                 self._plain_globals[name] = self._attributes[f"global:{name}"] = {"function": function_name(held)}
-        problem = self._replaced_module() or self._edited_class() or self._edited_forward()
+        problem = self._replaced_module() or self._changed_children() or self._edited_class() or self._edited_forward()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind a module of the class the package was compiled from, or compile the "
@@ -731,7 +743,8 @@ class Binding:
 
     def __call__(self) -> Mismatch | None:
         if (_GENERATION[0] != self.generation
-                or any(map(is_not, map(dict.get, self._slot_dicts, self._slot_names), self._slot_tensors))):
+                or any(map(is_not, map(dict.get, self._slot_dicts, self._slot_names), self._slot_tensors))
+                or tuple(map(len, self._child_dicts)) != self._child_counts):
             problem = self._rebind()
             if problem is not None:
                 return problem
@@ -988,6 +1001,15 @@ class Binding:
         dicts += self._module_dicts
         names += self._forward_names
         tensors += self._instance_forwards
+        # the containers' children dicts (``del m.layers[0]`` renumbers into a new one; a deletion
+        # registers nothing, so their lengths are compared at each call too)
+        containers = [c for c in map(self._module_at, self._children) if c is not None]
+        homes = [(c.__dict__, "_parameters" if isinstance(c, _PARAMETER_CONTAINERS) else "_modules") for c in containers]
+        dicts += [d for d, _ in homes]
+        names += [name for _, name in homes]
+        tensors += [d[name] for d, name in homes]
+        self._child_dicts = [d[name] for d, name in homes]
+        self._child_counts = tuple(map(len, self._child_dicts))
         self._slot_dicts, self._slot_names, self._slot_tensors = dicts, names, tensors
 
     def _forwards(self) -> None:
@@ -1031,8 +1053,23 @@ class Binding:
             sub = self._module_at(path)
             got = "nothing" if sub is None else class_name(type(sub))
             if not same_class(got, want):
-                return Mismatch([], f"a {want} (its code is compiled into the package)", f"a {got}",
-                                where=where_of(path))
+                return Mismatch([], f"a {want} (its code is compiled into the package)",
+                                "nothing (the module is gone)" if sub is None else f"a {got}", where=where_of(path))
+        return None
+
+    def _changed_children(self) -> Mismatch | None:
+        """The first container module the program ran (``module_children``) that holds
+        other children than compiled (``m.layers.append(block)``, ``del m.seq[1]``, a
+        ModuleList assigned anew): eager runs what it holds, compiled code what was
+        traced; None where each holds the same."""
+        for path, want in self._children.items():
+            c = self._module_at(path)
+            got = (None if c is None else list(c._parameters if isinstance(c, _PARAMETER_CONTAINERS) else c._modules))
+            if got != want:
+                kind = "parameters" if c is not None and isinstance(c, _PARAMETER_CONTAINERS) else "submodules"
+                return Mismatch([], f"its {kind} {', '.join(want) or 'none'} as compiled (the code runs each of them; "
+                                "compile the package from the module as it is now)",
+                                "no such module" if got is None else ", ".join(got) or "none", where=where_of(path))
         return None
 
     def _edited_class(self) -> Mismatch | None:
@@ -1107,8 +1144,10 @@ class Binding:
                                 "remove it, or compile the package with the hook registered)",
                                 f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")
         # a submodule replaced by one of another class, or of the same class name whose
-        # code differs (the class edited and reloaded in this process since load)
-        problem = self._replaced_module() or self._edited_class() or self._edited_forward()
+        # code differs (the class edited and reloaded in this process since load); a
+        # container holding other children
+        problem = (self._replaced_module() or self._changed_children() or self._edited_class()
+                   or self._edited_forward())
         if problem is not None:
             return problem
         try:

@@ -265,6 +265,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     module_attributes'. A reader binding a module compares each where the module resolves
     it now (set on the class, on a base class, or on the instance since) and refuses
     another value. Older readers compare none of them, as before.
+    (2026-12-07, compatible: older readers ignore it) variants[].module_children: {path:
+    [name, ...]}, the children of each container module the program ran (a ModuleList,
+    ModuleDict or Sequential one of whose children ran, and every ParameterList or
+    ParameterDict: ``"layers": ["0", "1"]``). A reader binding a module refuses one whose
+    container holds other children (``m.layers.append(block)``, ``del m.seq[1]``), at the
+    load or at the call; older readers ran the children compiled in, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -995,6 +995,11 @@ class Variant(Record):
     # instance does not hold them: a bound module whose class or instance gives another
     # value is refused (2026-12-07, compatible: older readers ignore it and compare none)
     class_attributes: dict[str, Plain] = {}
+    # the children of each container module the program ran ("layers" -> ["0", "1"]: a
+    # ModuleList, ModuleDict or Sequential one of whose children ran, and every ParameterList
+    # or ParameterDict): a bound module whose container holds others (``m.layers.append(b)``,
+    # ``del m.seq[1]``) is refused (2026-12-07, compatible: older readers ignore it)
+    module_children: dict[str, list[str]] = {}
     # the class of each module whose methods ran ("" the module itself, "block.act") ->
     # "module:QualName": their code is compiled in, so a bound module whose submodule was
     # replaced by one of another class is refused (checked where the module changed)
