@@ -744,7 +744,7 @@ class Binding:
     def __call__(self) -> Mismatch | None:
         if (_GENERATION[0] != self.generation
                 or any(map(is_not, map(dict.get, self._slot_dicts, self._slot_names), self._slot_tensors))
-                or tuple(map(len, self._child_dicts)) != self._child_counts):
+                or (self._child_dicts and tuple(map(len, self._child_dicts)) != self._child_counts)):
             problem = self._rebind()
             if problem is not None:
                 return problem
