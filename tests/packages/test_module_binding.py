@@ -279,6 +279,11 @@ def _patch_forward(module, w):
     module.forward = lambda t: t * w
 
 
+class _DoubledLinear(torch.nn.Linear):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
 # What a user may do to a bound module between calls; each draws its values from ``g``,
 # so the package's module and eager's copy get the same change.
 MODULE_CHANGES = {
@@ -308,6 +313,8 @@ MODULE_CHANGES = {
     "an expanded parameter": lambda m, g: setattr(m, "scale", torch.nn.Parameter(_rand(g, 1).expand(4))),
     # code: a forward patched on an instance (what accelerate's hooks do)
     "a submodule's forward patched": lambda m, g: _patch_forward(m.inner, _rand(g, 4)),
+    # its class swapped in place (what registers nothing)
+    "a submodule's class swapped": lambda m, g: setattr(m.inner, "__class__", _DoubledLinear),
     # a submodule's own mode and Python values, its buffers
     "a submodule in train mode": lambda m, g: m.norm.train(),
     "a submodule back in eval mode": lambda m, g: m.norm.eval(),
@@ -456,6 +463,7 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global dict changed in place", 0)])
 @example(changes=[("a global dict's value of another type", 0)])
 @example(changes=[("a global dict changed in place", 0), ("a global dict set back in place", 0)])
+@example(changes=[("a submodule's class swapped", 0)])
 @example(changes=[("a layer appended to a ModuleList", 0)])
 @example(changes=[("a layer removed from a ModuleList", 0)])
 @example(changes=[("a ModuleList assigned anew, as long", 0)])

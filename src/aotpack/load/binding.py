@@ -57,7 +57,9 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   runtime.py); the error says which mode the package was compiled in;
 - the class of each module whose code ran at capture is compiled in too
   (``variants[].module_types``): a submodule replaced by one of another class is
-  refused; replacing one registers it, so this is checked only where the counter moved;
+  refused; replacing one registers it, so this is checked where the counter moved, and a
+  class swapped in place (``m.fc.__class__ = C``, which registers nothing) by a pass
+  comparing each such module's class at each call;
 - so are the children of each container the program ran (``variants[].module_children``:
   a ModuleList's layers, a Sequential's, a ModuleDict's keys): eager runs what it holds,
   so one holding others (``m.layers.append(block)``, ``del m.layers[0]``) is refused; an
@@ -750,6 +752,11 @@ class Binding:
                 return problem
         if tuple(map(getattr, self._classes, self._forward_names)) != self._class_forwards:
             return self._patched_forward()  # never None: the pass above saw a difference
+        if tuple(map(type, self._typed_modules)) != self._module_classes:  # (``m.__class__ = C`` registers nothing)
+            problem = self._replaced_module() or self._edited_class() or self._edited_forward()
+            if problem is not None:
+                return problem
+            self._slots()  # (a class of the same name and code: its forward is the one to hold)
         if self._holder_names and any(map(is_not, map(dict.get, self._holder_dicts, self._holder_names),
                                           self._held_objects)):
             self._bind_values()  # a replaced config: its attributes are read from the new one
@@ -1027,7 +1034,9 @@ class Binding:
         # (functions compare by identity)
         self._instance_forwards = [at_load.setdefault(path, d.get("forward"))
                                    for path, d in zip(self._forward_paths, self._module_dicts)]
-        self._classes = list(dict.fromkeys(map(type, modules)))
+        self._typed_modules = modules
+        self._module_classes = tuple(map(type, modules))
+        self._classes = list(dict.fromkeys(self._module_classes))
         self._class_forwards = tuple(at_load.setdefault(c, getattr(c, "forward", None)) for c in self._classes)
         self._forward_names = ["forward"] * len(modules)  # (map stops at the shorter: the classes)
 
