@@ -1407,6 +1407,8 @@ OPTIONS = {"scale": 2.0, "act": torch.tanh}  # a global dict the program reads: 
 
 
 class _Dicts(torch.nn.Module):
+    hits = {}  # a dict of the class the program stores into: a side effect too
+
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(3, 3)
@@ -1415,6 +1417,7 @@ class _Dicts(torch.nn.Module):
     def forward(self, x):
         CALL_COUNTS["forward"] = CALL_COUNTS.get("forward", 0) + 1
         self.seen[x.shape[0]] = True
+        self.hits[x.shape[0]] = True
         y = OPTIONS["act"](self.lin(x)) * OPTIONS["scale"]
         return torch.relu(y) if self.opts["relu"] else y
 
@@ -1433,7 +1436,9 @@ def test_a_dict_the_program_reads_is_compared_by_value_and_one_it_stores_into_is
         pkg = aotpack.compile(m, (x,), backend="eager")
     said = " ".join(str(w.message) for w in caught)
     assert "changing the global `CALL_COUNTS` in place" in said and "changing the attribute `self.seen`" in said
+    assert "changing the attribute `_Dicts.hits` of the class" in said
     variant = pkg.manifest.variants[0]
+    assert variant.class_attributes == {}
     assert variant.module_attributes == {
         "global:OPTIONS": {"dict": [["scale", 2.0], ["act", {"function": "torch._VariableFunctionsClass.tanh"}]]},
         "opts": {"dict": [["relu", False]]}}

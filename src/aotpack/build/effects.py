@@ -274,6 +274,7 @@ class EffectRecorder:
         if isinstance(owner, torch.nn.Module) and (id(owner), code) not in self.module_methods:
             self.module_methods[(id(owner), code)] = owner
             self._snapshot(code, owner.__dict__, "the attribute `self.{}`")
+            self._snapshot(code, vars(type(owner)), f"the attribute `{type(owner).__name__}.{{}}` of the class")
 
     def _snapshot(self, code: types.CodeType, held: dict, how: str) -> None:
         from ..package.manifest import plain_value
@@ -294,9 +295,10 @@ class EffectRecorder:
         from ..package.manifest import plain_value, same_plain
 
         for value, before, name, function, where, slots in self._snapshots.values():
-            if id(value) in self.containers_changed or not same_plain(before, plain_value(value)):
+            if id(value) in self.containers_changed:  # (warned about at the call that changed it)
                 self.changed_slots.update(slots)
-            if id(value) not in self.containers_changed and not same_plain(before, plain_value(value)):
+            elif not same_plain(before, plain_value(value)):
+                self.changed_slots.update(slots)
                 self.containers_changed.add(id(value))
                 self.effects.append(Effect(f"changing {name} in place (a store in `{function}` or code it "
                                            "calls)", where))
