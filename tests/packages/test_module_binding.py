@@ -1532,3 +1532,35 @@ def test_a_container_of_new_children_as_many_is_followed():
     m.layers = torch.nn.ModuleList([torch.nn.Linear(3, 3) for _ in range(2)]).requires_grad_(False)
     m.heads["a"] = torch.nn.Linear(3, 3).requires_grad_(False)  # (replaced under the same key)
     torch.testing.assert_close(fn(x), m(x))
+
+
+class _Chain(torch.nn.Module):
+    """Runs its children in order, by ``self.children()``: no container class."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        for block in self.children():
+            x = block(x)
+        return x
+
+
+def test_a_module_iterating_its_own_children_is_guarded_on_them():
+    """``for block in self.children()``: a submodule added after the load runs in eager
+    (until 2026-12-07 the package ran the two compiled, silently); one added before the
+    load is refused there."""
+    torch.manual_seed(0)
+    m = _Chain().requires_grad_(False)
+    x = torch.randn(2, 3)
+    data = aotpack.compile(m, (x,), backend="eager").to_bytes()
+    fn = aotpack.load(data, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.c = torch.nn.Linear(3, 3).requires_grad_(False)
+    with pytest.raises(aotpack.GuardError, match=r"module: expected its submodules a, b as compiled .*, got a, b, c"):
+        fn(x)
+    with pytest.raises(aotpack.AotpackError, match=r"module: expected its submodules a, b"):
+        aotpack.load(data, module=m)
+    del m.c
+    torch.testing.assert_close(fn(x), m(x))

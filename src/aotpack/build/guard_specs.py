@@ -518,21 +518,26 @@ def _module_tree(target, named: dict) -> list[tuple[str, torch.nn.Module]]:
 # containers whose children are what their code (or the code iterating them) runs
 _MODULE_CONTAINERS = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Sequential)
 _PARAMETER_CONTAINERS = (torch.nn.ParameterList, torch.nn.ParameterDict)
+# what a module's own code names to iterate its children (``for block in self.children()``)
+_ITERATES_CHILDREN = frozenset({"children", "named_children", "modules", "named_modules", "_modules"})
 
 
 def module_children(target, named: dict, recorder: EffectRecorder) -> dict[str, list[str]]:
     """The children of each container module the program ran (path -> their names as
     held, ``"layers": ["0", "1"]``): a ``ModuleList``, ``ModuleDict`` or ``Sequential``
-    one of whose children ran, and every ``ParameterList`` and ``ParameterDict``. Eager
+    one of whose children ran, every ``ParameterList`` and ``ParameterDict``, and a module
+    whose own code iterates its children (``for block in self.children()``). Eager
     runs whatever the container holds at the call (``m.layers.append(block)``, ``del
     m.seq[1]``), where compiled code runs the children traced, so a module bound at load
     is guarded on them (load/binding.py; dynamo guards the length and keys it iterates)."""
     ran = {key for key, _ in recorder.module_methods}
+    iterating = {key for key, code in recorder.module_methods if _ITERATES_CHILDREN & set(code.co_names)}
     found = {}
     for path, m in _module_tree(target, named):
         if isinstance(m, _PARAMETER_CONTAINERS):
             found.setdefault(path, list(m._parameters))
-        elif isinstance(m, _MODULE_CONTAINERS) and (id(m) in ran or any(id(c) in ran for c in m.children())):
+        elif (isinstance(m, _MODULE_CONTAINERS) and (id(m) in ran or any(id(c) in ran for c in m.children()))
+              or id(m) in iterating):
             found.setdefault(path, list(m._modules))
     return dict(sorted(found.items()))
 

@@ -267,8 +267,9 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     another value. Older readers compare none of them, as before.
     (2026-12-07, compatible: older readers ignore it) variants[].module_children: {path:
     [name, ...]}, the children of each container module the program ran (a ModuleList,
-    ModuleDict or Sequential one of whose children ran, and every ParameterList or
-    ParameterDict: ``"layers": ["0", "1"]``). A reader binding a module refuses one whose
+    ModuleDict or Sequential one of whose children ran, every ParameterList or
+    ParameterDict, and a module whose own code iterates its children, ``self.children()``:
+    ``"layers": ["0", "1"]``). A reader binding a module refuses one whose
     container holds other children (``m.layers.append(block)``, ``del m.seq[1]``), at the
     load or at the call; older readers ran the children compiled in, as before.
 

@@ -996,8 +996,9 @@ class Variant(Record):
     # value is refused (2026-12-07, compatible: older readers ignore it and compare none)
     class_attributes: dict[str, Plain] = {}
     # the children of each container module the program ran ("layers" -> ["0", "1"]: a
-    # ModuleList, ModuleDict or Sequential one of whose children ran, and every ParameterList
-    # or ParameterDict): a bound module whose container holds others (``m.layers.append(b)``,
+    # ModuleList, ModuleDict or Sequential one of whose children ran, every ParameterList
+    # or ParameterDict, and a module whose own code iterates ``self.children()``): a bound
+    # module whose container holds others (``m.layers.append(b)``,
     # ``del m.seq[1]``) is refused (2026-12-07, compatible: older readers ignore it)
     module_children: dict[str, list[str]] = {}
     # the class of each module whose methods ran ("" the module itself, "block.act") ->
