@@ -232,7 +232,9 @@ def is_data(value, depth: int = 0) -> bool:
     if isinstance(value, (tuple, list)):
         return depth < 4 and all(is_data(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return depth < 4 and all(isinstance(k, (bool, int, str, type(None))) and is_data(v, depth + 1) for k, v in value.items())
+        from ..package.manifest import PLAIN_KEYS
+
+        return depth < 4 and all(isinstance(k, PLAIN_KEYS) and is_data(v, depth + 1) for k, v in value.items())
     return isinstance(value, _DATA) or depth > 0 and isinstance(value, (types.FunctionType,
                                                                          types.BuiltinFunctionType))
 

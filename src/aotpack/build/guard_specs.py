@@ -15,7 +15,16 @@ from .. import _torch_compat as compat
 from .. import tree
 from ..errors import CaptureError
 from ..load import layout
-from ..package.manifest import MAX_EXCLUDED, NOT_PLAIN, Dim, GlobalState, class_name, plain_value, same_plain
+from ..package.manifest import (
+    MAX_EXCLUDED,
+    NOT_PLAIN,
+    Dim,
+    GlobalState,
+    children_held,
+    class_name,
+    plain_value,
+    same_plain,
+)
 from .effects import EffectRecorder
 from .frozen import plain_object
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
@@ -517,7 +526,6 @@ def _module_tree(target, named: dict) -> list[tuple[str, torch.nn.Module]]:
 
 # containers whose children are what their code (or the code iterating them) runs
 _MODULE_CONTAINERS = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Sequential)
-_PARAMETER_CONTAINERS = (torch.nn.ParameterList, torch.nn.ParameterDict)
 # what a module's own code names to iterate its children (``for block in self.children()``)
 _ITERATES_CHILDREN = frozenset({"children", "named_children", "modules", "named_modules", "_modules"})
 
@@ -534,11 +542,10 @@ def module_children(target, named: dict, recorder: EffectRecorder) -> dict[str, 
     iterating = {key for key, code in recorder.module_methods if _ITERATES_CHILDREN & set(code.co_names)}
     found = {}
     for path, m in _module_tree(target, named):
-        if isinstance(m, _PARAMETER_CONTAINERS):
-            found.setdefault(path, list(m._parameters))
-        elif (isinstance(m, _MODULE_CONTAINERS) and (id(m) in ran or any(id(c) in ran for c in m.children()))
-              or id(m) in iterating):
-            found.setdefault(path, list(m._modules))
+        if (children_held(m)[0] == "_parameters"
+                or isinstance(m, _MODULE_CONTAINERS) and (id(m) in ran or any(id(c) in ran for c in m.children()))
+                or id(m) in iterating):
+            found.setdefault(path, list(children_held(m)[1]))
     return dict(sorted(found.items()))
 
 

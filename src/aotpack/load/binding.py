@@ -98,6 +98,7 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import repeat
 from operator import is_not, ne
 from typing import NamedTuple
 
@@ -108,6 +109,7 @@ from ..errors import AotpackError
 from ..package.manifest import (
     Program,
     Variant,
+    children_held,
     class_code,
     class_name,
     code_comparable,
@@ -218,7 +220,6 @@ def module_weight(name: str, kind: str = "weight") -> str:
 
 
 _MISSING = object()  # an attribute the module does not have
-_PARAMETER_CONTAINERS = (torch.nn.ParameterList, torch.nn.ParameterDict)  # (their children are parameters)
 _NEVER = object()  # equals no value: where the module's value is not the one compiled in
 
 
@@ -601,7 +602,7 @@ class Binding:
             held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
             if callable(held):
                 self._plain_globals[name] = self._attributes[f"global:{name}"] = {"function": function_name(held)}
-        problem = self._replaced_module() or self._changed_children() or self._edited_class() or self._edited_forward()
+        problem = self._changed_code()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind a module of the class the package was compiled from, or compile the "
@@ -724,6 +725,8 @@ class Binding:
         self._class_dicts, self._class_types, self._class_names, self._class_paths = [], [], [], []
         for path in self._class_attributes:
             d, name = _owner_dict(*self._anchor(path), holders), path.rpartition(".")[2]
+            if name.startswith("__"):  # (never recorded: a name from the package, read with getattr below)
+                continue
             if name in d:  # (shadowed by the instance, which eager reads)
                 own.append((path, d))
             elif (owner := self._module_at(path.rpartition(".")[0] if "." in path else "")) is not None:
@@ -753,7 +756,7 @@ class Binding:
         if tuple(map(getattr, self._classes, self._forward_names)) != self._class_forwards:
             return self._patched_forward()  # never None: the pass above saw a difference
         if tuple(map(type, self._typed_modules)) != self._module_classes:  # (``m.__class__ = C`` registers nothing)
-            problem = self._replaced_module() or self._edited_class() or self._edited_forward()
+            problem = self._changed_code()
             if problem is not None:
                 return problem
             self._slots()  # (a class of the same name and code: its forward is the one to hold)
@@ -779,7 +782,7 @@ class Binding:
             problem = self._changed_attribute()
         if problem is None and self._class_names and (
                 any(map(dict.__contains__, self._class_dicts, self._class_names))
-                or any(map(is_not, map(getattr, self._class_types, self._class_names, self._class_absent),
+                or any(map(is_not, map(getattr, self._class_types, self._class_names, repeat(_MISSING)),
                            self._class_values))):
             problem = self._changed_where_now()
         # (a list or dict held there, by value too: it changes in place; its copy's numbers are
@@ -909,7 +912,6 @@ class Binding:
             got = getattr(cls, name, _MISSING)
             value = got if got is not _MISSING and same_plain(plain_value(got), wants[path]) else _NEVER
             self._class_values.append(self._function_at_load(cls, name, path, value))
-        self._class_absent = [_MISSING] * len(self._class_names)
         self._mutable = [v for v in [*values, *self._class_values] if _holds_list(v)]
         self._mutable_copies = [_exact_copy(v) for v in self._mutable]
 
@@ -1011,11 +1013,10 @@ class Binding:
         # the containers' children dicts (``del m.layers[0]`` renumbers into a new one; a deletion
         # registers nothing, so their lengths are compared at each call too)
         containers = [c for c in map(self._module_at, self._children) if c is not None]
-        homes = [(c.__dict__, "_parameters" if isinstance(c, _PARAMETER_CONTAINERS) else "_modules") for c in containers]
-        dicts += [d for d, _ in homes]
-        names += [name for _, name in homes]
-        tensors += [d[name] for d, name in homes]
-        self._child_dicts = [d[name] for d, name in homes]
+        dicts += [c.__dict__ for c in containers]
+        names += [children_held(c)[0] for c in containers]
+        self._child_dicts = [children_held(c)[1] for c in containers]
+        tensors += self._child_dicts
         self._child_counts = tuple(map(len, self._child_dicts))
         self._slot_dicts, self._slot_names, self._slot_tensors = dicts, names, tensors
 
@@ -1066,6 +1067,12 @@ class Binding:
                                 "nothing (the module is gone)" if sub is None else f"a {got}", where=where_of(path))
         return None
 
+    def _changed_code(self) -> Mismatch | None:
+        """The first module that runs other code than compiled in: replaced by one of
+        another class, a container holding other children, its class edited, its forward
+        wrapped; None where each runs the code compiled in."""
+        return self._replaced_module() or self._changed_children() or self._edited_class() or self._edited_forward()
+
     def _changed_children(self) -> Mismatch | None:
         """The first container module the program ran (``module_children``) that holds
         other children than compiled (``m.layers.append(block)``, ``del m.seq[1]``, a
@@ -1073,9 +1080,9 @@ class Binding:
         traced; None where each holds the same."""
         for path, want in self._children.items():
             c = self._module_at(path)
-            got = (None if c is None else list(c._parameters if isinstance(c, _PARAMETER_CONTAINERS) else c._modules))
+            got = None if c is None else list(children_held(c)[1])
             if got != want:
-                kind = "parameters" if c is not None and isinstance(c, _PARAMETER_CONTAINERS) else "submodules"
+                kind = "parameters" if c is not None and children_held(c)[0] == "_parameters" else "submodules"
                 return Mismatch([], f"its {kind} {', '.join(want) or 'none'} as compiled (the code runs each of them; "
                                 "compile the package from the module as it is now)",
                                 "no such module" if got is None else ", ".join(got) or "none", where=where_of(path))
@@ -1155,8 +1162,7 @@ class Binding:
         # a submodule replaced by one of another class, or of the same class name whose
         # code differs (the class edited and reloaded in this process since load); a
         # container holding other children
-        problem = (self._replaced_module() or self._changed_children() or self._edited_class()
-                   or self._edited_forward())
+        problem = self._changed_code()
         if problem is not None:
             return problem
         try:

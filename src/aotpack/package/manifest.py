@@ -104,6 +104,7 @@ def _param_kind(v, where: str) -> None:
     _need(v in PARAM_KINDS, f"{where} is an unknown parameter kind")
 
 
+PLAIN_KEYS = (bool, int, str, type(None))  # the keys a plain dict may have (format 16)
 MAX_EXCLUDED = 64  # sizes a Dim may exclude (variants[].dims[].exclude); no real program has more
 NOT_PLAIN = object()  # plain_value's answer for a value JSON cannot hold as it is
 
@@ -140,7 +141,7 @@ def plain_value(v, depth: int = 0):
         items = [plain_value(x, depth + 1) for x in v]
         return NOT_PLAIN if any(x is NOT_PLAIN for x in items) else items
     if isinstance(v, dict) and depth < 4 and len(v) <= 64:
-        if not all(k is None or isinstance(k, (bool, int, str)) for k in v):
+        if not all(isinstance(k, PLAIN_KEYS) for k in v):
             return NOT_PLAIN
         items = [[plain_value(k, depth + 1), plain_value(x, depth + 1)] for k, x in v.items()]
         return NOT_PLAIN if any(x is NOT_PLAIN for pair in items for x in pair) else {"dict": items}
@@ -215,6 +216,18 @@ def _stable_const(c):
     if isinstance(c, tuple) and any(isinstance(v, (frozenset, tuple, types.CodeType)) for v in c):
         return tuple(map(_stable_const, c))
     return c
+
+
+def children_held(module: torch.nn.Module) -> tuple[str, dict]:
+    """Where a container module holds its children (``module_children``): its
+    ``_parameters`` for a ParameterList or ParameterDict, else its ``_modules``; the
+    attribute's name and the dict.
+
+    >>> children_held(torch.nn.ParameterList([torch.nn.Parameter(torch.ones(1))]))[0]
+    '_parameters'
+    """
+    name = "_parameters" if isinstance(module, (torch.nn.ParameterList, torch.nn.ParameterDict)) else "_modules"
+    return name, module.__dict__[name]
 
 
 def method_function(cls: type, name: str):
