@@ -221,11 +221,18 @@ def _halved(t):  # a staticmethod of the module's class: ``self.squash(y)``
     return t * 0.5
 
 
+class _BoundConfig:
+    """A config whose default lives on its class (read as ``self.config.tilt``)."""
+
+    tilt = 0.75
+
+
 def _reset_globals() -> None:
     """The module globals and class values as the packages were compiled with (the
     fuzzer changes them)."""
     global BOUND_HELPER
     _BoundWithNorm.offset, _BoundWithNorm.squash = 0.25, staticmethod(_halved)
+    _BoundConfig.tilt = 0.75
     F.softsign = _SOFTSIGN
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
@@ -240,8 +247,9 @@ def _reset_globals() -> None:
 class _BoundWithNorm(_Bound):
     """_Bound, then a submodule whose code reads its mode and Python values (a batch
     norm), module globals (a tensor, a module, data, a function, a list, an object's data)
-    and a torch function (``F.softsign``), and values of its class (``self.offset``, a
-    staticmethod): what a function's program reaches in a module by name, too."""
+    and a torch function (``F.softsign``), values of its class (``self.offset``, a
+    staticmethod) and a config's class default: what a function's program reaches in a
+    module by name, too."""
 
     offset = 0.25
     squash = staticmethod(_halved)
@@ -251,12 +259,13 @@ class _BoundWithNorm(_Bound):
         self.norm = torch.nn.BatchNorm1d(4)
         self.norm.running_var.uniform_(0.5, 2.0)
         self.extra = torch.nn.ModuleList([torch.nn.Linear(4, 4)])  # a container the code iterates
+        self.config = _BoundConfig()
 
     def forward(self, x):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
         for layer in self.extra:
             y = layer(y)
-        return self.squash(F.softsign(y.flip(BOUND_FLIP))) * BOUND_OPTS["tilt"] + self.offset
+        return self.squash(F.softsign(y.flip(BOUND_FLIP))) * BOUND_OPTS["tilt"] + self.offset * self.config.tilt
 
 
 def _function_of(model):
@@ -359,6 +368,10 @@ MODULE_CHANGES = {
     "the class value set on the instance, equal": lambda m, g: setattr(m, "offset", float("0.25")),
     "the instance's value deleted": lambda m, g: m.__dict__.pop("offset", None),
     "a staticmethod of the class patched": lambda m, g: setattr(type(m), "squash", staticmethod(torch.sigmoid)),
+    # a config's default, on its class (both modules'), or set on the object since
+    "a config's class default changed": lambda m, g: setattr(_BoundConfig, "tilt", float(_rand(g, 1))),
+    "a config's default set on the object": lambda m, g: setattr(m.config, "tilt", float(_rand(g, 1))),
+    "a config's default set on the object, equal": lambda m, g: setattr(m.config, "tilt", float("0.75")),
     # the children of a container the code iterates (a deletion registers nothing)
     "a layer appended to a ModuleList": lambda m, g: m.extra.append(torch.nn.Linear(4, 4)),
     "a layer removed from a ModuleList": lambda m, g: len(m.extra) and m.extra.pop(-1),
@@ -472,6 +485,9 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("the class value set on the instance, equal", 0), ("a class value changed", 1)])
 @example(changes=[("a class value set on the instance", 0), ("the instance's value deleted", 0)])
 @example(changes=[("a staticmethod of the class patched", 0)])
+@example(changes=[("a config's class default changed", 0)])
+@example(changes=[("a config's default set on the object", 0)])
+@example(changes=[("a config's default set on the object, equal", 0), ("a config's class default changed", 1)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
                         max_size=3))
 def test_a_bound_module_changed_between_calls_gives_eager_or_a_guard_error(bound_package, changes):
@@ -738,6 +754,63 @@ def test_values_read_from_the_modules_class_are_guarded(tmp_path):
         _ClassValues.scale, _ClassValues.use_relu, _ClassValues.act = 2.0, False, staticmethod(torch.tanh)
         cls.__dict__.get("scale") is None or delattr(cls, "scale")
     torch.testing.assert_close(aotpack.load(path, module=m)(x), m(x))
+
+
+class _Config:
+    """A config whose defaults live on its class (``eps``), one field set per instance."""
+
+    eps = 2.0
+    gated = False
+
+    def __init__(self):
+        self.hidden = 3
+
+
+class _Configured(torch.nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.lin = torch.nn.Linear(config.hidden, 3)
+
+    def forward(self, x):
+        y = self.lin(x) * self.config.eps
+        return torch.sigmoid(y) if self.config.gated else y
+
+
+def test_a_configs_class_defaults_are_guarded(tmp_path):
+    """``class Config: eps = 2.0``, read as ``self.config.eps``: the config object does not
+    hold it, its class does, and eager reads ``Config.eps = 3.0`` (or ``config.eps = 3.0``
+    set on the object since) at the next call. Until 2026-12-06 a bound package ran 2.0,
+    silently; each is now compared where the config resolves it."""
+    torch.manual_seed(0)
+    m = _Configured(_Config()).requires_grad_(False)
+    path = aotpack.compile(m, (torch.randn(2, 3),), backend="eager").save(tmp_path / "c.aot")
+    variant = aotpack.inspect(path).manifest.variants[0]
+    assert variant.class_attributes == {"config.eps": 2.0, "config.gated": False}
+    assert variant.module_attributes == {"config.hidden": 3}
+    fn = aotpack.load(path, module=m)
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(fn(x), m(x))
+    try:
+        _Config.eps = 3.0
+        with pytest.raises(aotpack.GuardError, match=r"module.config.eps \(of class _Config\): expected 2.0 .*, got 3.0"):
+            fn(x)
+        _Config.eps = 2.0
+        torch.testing.assert_close(fn(x), m(x))
+        m.config.gated = True  # on the object, which eager reads first
+        with pytest.raises(aotpack.GuardError, match=r"module.config.gated: expected False .*, got True"):
+            fn(x)
+        del m.config.gated
+        torch.testing.assert_close(fn(x), m(x))
+        other = _Config()
+        other.eps = 0.5
+        m.config = other  # another config: followed, and compared there
+        with pytest.raises(aotpack.GuardError, match=r"module.config.eps: expected 2.0 .*, got 0.5"):
+            fn(x)
+        m.config = _Config()
+        torch.testing.assert_close(fn(x), m(x))
+    finally:
+        _Config.eps, _Config.gated = 2.0, False
 
 
 TABLE = torch.linspace(0.0, 1.0, 3)

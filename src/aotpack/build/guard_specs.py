@@ -319,30 +319,43 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
     method's code uses as any attribute or global, so an attribute that only shares its
     name with one is guarded too: a change to it is refused, never missed. ``functions``,
     given, gets path -> function for those that are functions (``self.act = my_gelu``)."""
-    found, objects = {}, {}
+    found = {}
+    for where, value in _attributes_read(paths, recorder):
+        if not plain_object(value) and (plain := plain_value(value)) is not NOT_PLAIN:
+            found[where] = plain
+            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+                functions[where] = value
+    for obj, where in _plain_objects(paths, recorder):
+        found.update(_object_attributes(obj, where))
+    return dict(sorted(found.items()))
+
+
+def _attributes_read(paths: dict[int, str], recorder: EffectRecorder):
+    """(path, value) for each attribute of a bindable module that the module's code that
+    ran names and does not set (module_attributes' candidates)."""
     for (key, code), module in recorder.module_methods.items():
         path = paths.get(key)
         if path is None:  # a module the program made or reached from elsewhere: not bindable
             continue
-        for name in set(code.co_names) & module.__dict__.keys():
+        for name in sorted(set(code.co_names) & module.__dict__.keys()):
             # (the module target's own ``training`` is Variant.module_training; a
             # submodule's, or a module a function reaches by name, is one of these)
             if (name == "training" and not path) or (key, name) in recorder.module_writes or name in _MODULE_OWN:
                 continue
             if recorder.changed(module.__dict__[name], module.__dict__, name):  # (``self.cache[k] = 1``: a side effect)
                 continue
-            where = f"{path}.{name}" if path else name
-            value = module.__dict__[name]
-            if plain_object(value):  # one path per object, the shortest (many layers hold one config)
-                objects[id(value)] = min(objects.get(id(value), (value, where)), (value, where),
-                                         key=lambda ow: (len(ow[1]), ow[1]))
-            elif (plain := plain_value(value)) is not NOT_PLAIN:
-                found[where] = plain
-                if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
-                    functions[where] = value
-    for obj, where in objects.values():
-        found.update(_object_attributes(obj, where))
-    return dict(sorted(found.items()))
+            yield (f"{path}.{name}" if path else name), module.__dict__[name]
+
+
+def _plain_objects(paths: dict[int, str], recorder: EffectRecorder) -> list[tuple[object, str]]:
+    """(object, path) for each plain object a bindable module's code reads (a model's
+    ``config``), under its shortest path (many layers hold one config)."""
+    objects = {}
+    for where, value in _attributes_read(paths, recorder):
+        if plain_object(value):
+            objects[id(value)] = min(objects.get(id(value), (value, where)), (value, where),
+                                     key=lambda ow: (len(ow[1]), ow[1]))
+    return list(objects.values())
 
 
 def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
@@ -352,7 +365,9 @@ def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
     as JSON, ``"block.scale": 2.0``): the instance does not hold them, so
     ``module_attributes`` does not see them, yet eager reads ``M.scale = 3.0`` (or
     ``m.scale = 3.0`` set on the instance since) at the next call. A module bound at load
-    is guarded on them (load/binding.py). Left out: methods (their code is
+    is guarded on them (load/binding.py). So are the class defaults of a plain object the
+    modules read (``class Config: eps = 1e-5``, read as ``self.config.eps``: ``"config.eps"``),
+    where the code that ran names them. Left out: methods (their code is
     ``module_code``'s), properties and other descriptors (their code runs, and is
     recorded as it runs), and what is no plain data. ``functions``, given, gets path ->
     function for a staticmethod's or a builtin's (``function_code``)."""
@@ -377,6 +392,17 @@ def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
             found[where] = plain
             if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
                 functions[where] = value
+    # a plain object's class defaults (``class Config: eps = 1e-5``, read as ``self.config.eps``):
+    # those the code that ran names, where the object does not shadow them
+    named = {name for code in [*recorder.functions, *(code for _, code in recorder.module_methods)]
+             for name in code.co_names}
+    for obj, where in _plain_objects(paths, recorder):
+        for name in sorted(named - vars(obj).keys()):
+            value = inspect.getattr_static(type(obj), name, _ABSENT)
+            if (value is _ABSENT or name.startswith("__") or isinstance(value, types.FunctionType)
+                    or (plain := plain_value(value)) is NOT_PLAIN or recorder.changed(value, {}, name)):
+                continue
+            found[f"{where}.{name}"] = plain
     return dict(sorted(found.items()))
 
 

@@ -282,16 +282,21 @@ def _owner_dict(module: torch.nn.Module, path: str, holders: dict) -> dict:
     plain object is added to ``holders`` ((its holder's __dict__, name) -> the object),
     whose identity each call checks: a module's ``config`` can be replaced by a plain
     assignment, which registers nothing."""
+    return getattr(_owner(module, path, holders), "__dict__", {})
+
+
+def _owner(module: torch.nn.Module, path: str, holders: dict):
+    """The object attribute ``path`` is read from (``_owner_dict``), or None."""
     owner = module
     for part in path.split(".")[:-1]:
         if not isinstance(owner, torch.nn.Module):
-            return {}
+            return None
         child = owner._modules.get(part)
         if child is None and part in owner.__dict__:  # a plain object: the config
             child = owner.__dict__[part]
             holders[(id(owner.__dict__), part)] = (owner.__dict__, part, child)
         owner = child
-    return getattr(owner, "__dict__", {}) if owner is not None else {}
+    return owner
 
 
 def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[torch.nn.Module | None, str]:
@@ -723,13 +728,14 @@ class Binding:
         own = [(path, self._global_value_dict(path[7:], holders) if path[7:] in self._plain_globals
                 else _owner_dict(*self._anchor(path), holders)) for path in wants]
         self._class_dicts, self._class_types, self._class_names, self._class_paths = [], [], [], []
-        for path in self._class_attributes:
-            d, name = _owner_dict(*self._anchor(path), holders), path.rpartition(".")[2]
-            if name.startswith("__"):  # (never recorded: a name from the package, read with getattr below)
+        for path in self._class_attributes:  # (a module's, or a plain object's it holds: ``config.eps``)
+            owner, name = _owner(*self._anchor(path), holders), path.rpartition(".")[2]
+            if name.startswith("__") or owner is None:  # (never recorded: a name from the package, read with getattr)
                 continue
+            d = getattr(owner, "__dict__", {})
             if name in d:  # (shadowed by the instance, which eager reads)
                 own.append((path, d))
-            elif (owner := self._module_at(path.rpartition(".")[0] if "." in path else "")) is not None:
+            else:
                 self._class_dicts.append(d)
                 self._class_types.append(type(owner))
                 self._class_names.append(name)
