@@ -1637,3 +1637,44 @@ def test_a_module_iterating_its_own_children_is_guarded_on_them():
         aotpack.load(data, module=m)
     del m.c
     torch.testing.assert_close(fn(x), m(x))
+
+
+class _Penalized(torch.nn.Module):
+    """Adds a penalty over all its weights, by ``self.parameters()`` (weight decay in the
+    forward, a regularized layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.gain = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return self.lin(x) * self.gain + sum(p.square().sum() for p in self.parameters()) * 1e-2
+
+
+def test_a_module_iterating_its_own_parameters_is_guarded_on_them(tmp_path):
+    """``sum(... for p in self.parameters())``: a parameter registered after the load, in
+    the module or a submodule, is iterated by eager (until 2026-12-06 the package summed
+    the three compiled, silently); refused, at the call or at a load. Replacing one keeps
+    the names and is followed, as any reassigned parameter."""
+    torch.manual_seed(0)
+    m = _Penalized().requires_grad_(False)
+    x = torch.randn(2, 3)
+    data = aotpack.compile(m, (x,), backend="eager").save(tmp_path / "p.aot")
+    assert aotpack.inspect(data).manifest.variants[0].iterated_weights == {"": ["gain", "lin.weight", "lin.bias"]}
+    fn = aotpack.load(data, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.extra = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+    with pytest.raises(aotpack.GuardError, match=r"module: expected its parameters and buffers as compiled .*, "
+                                                 r"got extra added"):
+        fn(x)
+    with pytest.raises(aotpack.AotpackError, match=r"module: expected its parameters and buffers"):
+        aotpack.load(data, module=m)
+    del m.extra
+    torch.testing.assert_close(fn(x), m(x))
+    m.lin.p2 = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+    with pytest.raises(aotpack.GuardError, match=r"got lin.p2 added"):
+        fn(x)
+    del m.lin.p2
+    m.gain = torch.nn.Parameter(torch.full((3,), 2.0), requires_grad=False)  # replaced: followed
+    torch.testing.assert_close(fn(x), m(x))

@@ -66,6 +66,7 @@ from .guard_specs import (
     grad_mode_left,
     guard_dims,
     input_layout,
+    iterated_weights,
     layout_pins,
     module_attributes,
     module_children,
@@ -191,6 +192,8 @@ class Captured:
     module_code: dict[str, str] = field(default_factory=dict)
     # the children of the container modules it ran (guard_specs.module_children)
     module_children: dict[str, list[str]] = field(default_factory=dict)
+    # the weights of the modules whose code iterates them (guard_specs.iterated_weights)
+    iterated_weights: dict[str, list[str]] = field(default_factory=dict)
     # the values its code reads through ``self`` from a module's class (guard_specs.class_attributes)
     class_attributes: dict[str, Any] = field(default_factory=dict)
     # the Python functions among module_attributes, their code (guard_specs.function_codes)
@@ -701,6 +704,7 @@ def _module_records(target, recorder: EffectRecorder) -> dict:
     attributes = {**module_attributes(paths, recorder, functions), **global_values(recorder, functions)}
     return {"module_attributes": attributes, "class_attributes": class_attributes(paths, recorder, functions),
             "module_types": module_types(paths, recorder), "module_children": module_children(target, named, recorder),
+            "iterated_weights": iterated_weights(target, named, recorder),
             "module_code": module_code(paths, recorder),
             "function_code": function_codes(functions, paths, recorder),
             "modules_named": named}

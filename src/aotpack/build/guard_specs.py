@@ -24,6 +24,7 @@ from ..package.manifest import (
     class_name,
     plain_value,
     same_plain,
+    weight_names,
 )
 from .effects import EffectRecorder
 from .frozen import plain_object
@@ -572,6 +573,26 @@ def module_children(target, named: dict, recorder: EffectRecorder) -> dict[str, 
                 or isinstance(m, _MODULE_CONTAINERS) and (id(m) in ran or any(id(c) in ran for c in m.children()))
                 or id(m) in iterating):
             found.setdefault(path, list(children_held(m)[1]))
+    return dict(sorted(found.items()))
+
+
+# what a module's own code names to iterate its weights (``sum(p.sum() for p in self.parameters())``)
+_ITERATES_WEIGHTS = frozenset({"parameters", "named_parameters", "buffers", "named_buffers", "_parameters",
+                               "_buffers", "state_dict"})
+
+
+def iterated_weights(target, named: dict, recorder: EffectRecorder) -> dict[str, list[str]]:
+    """The parameters and buffers of each module whose own code iterates them (path ->
+    their names, as ``named_parameters()`` then ``named_buffers()`` give them: ``"":
+    ["lin.weight", "lin.bias", "gain"]``). Eager iterates whatever the module holds at
+    the call (a parameter registered since, ``m.extra = nn.Parameter(...)``, or tied to
+    another), where compiled code reads the weights traced, so a module bound at load is
+    guarded on them (load/binding.py; a registration moves its check)."""
+    iterating = {key for key, code in recorder.module_methods if _ITERATES_WEIGHTS & set(code.co_names)}
+    found = {}
+    for path, m in _module_tree(target, named):
+        if id(m) in iterating:
+            found.setdefault(path, weight_names(m))
     return dict(sorted(found.items()))
 
 

@@ -121,6 +121,7 @@ from ..package.manifest import (
     resolved_forward,
     same_class,
     same_plain,
+    weight_names,
 )
 from .guards import Mismatch, mode_expected
 
@@ -495,11 +496,10 @@ def _tensor_slot(module: torch.nn.Module, path: str) -> tuple[dict, str] | None:
     return None
 
 
-def _followed(variant: Variant, program: Program, module: torch.nn.Module, found: dict) -> tuple[dict, dict, dict,
-                                                                                                 dict]:
-    """The variant's module classes, attributes and containers' children
-    (``module_types``, ``module_attributes``, ``class_attributes``, ``module_children``:
-    path -> value) the binding follows: a module's package's,
+def _followed(variant: Variant, program: Program, module: torch.nn.Module, found: dict) -> tuple[dict, ...]:
+    """The variant's module classes, attributes, containers' children and iterated
+    weights (``module_types``, ``module_attributes``, ``class_attributes``,
+    ``module_children``, ``iterated_weights``: path -> value) the binding follows: a module's package's,
     those of the global modules its code calls where this process holds them (``found``:
     ``global_namespaces``); for a function's, those of the modules bound by the name the
     program reads them by (``bn.training`` where ``module={"bn": bn}``); the rest stay as
@@ -514,7 +514,8 @@ def _followed(variant: Variant, program: Program, module: torch.nn.Module, found
     return ({p: t for p, t in variant.module_types.items() if kept(p)},
             {p: v for p, v in variant.module_attributes.items() if kept(p)},
             {p: v for p, v in variant.class_attributes.items() if kept(p)},
-            {p: v for p, v in variant.module_children.items() if kept(p)})
+            {p: v for p, v in variant.module_children.items() if kept(p)},
+            {p: v for p, v in variant.iterated_weights.items() if kept(p)})
 
 
 def _warn_not_given(variant: Variant, program: Program, module: torch.nn.Module, followed) -> None:
@@ -599,7 +600,7 @@ class Binding:
         self._other_homes: dict[str, list[dict]] = {}
         self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
                                                {**self._plain_globals, **torch_functions}, self._other_homes)
-        self._types, self._attributes, self._class_attributes, self._children = _followed(
+        self._types, self._attributes, self._class_attributes, self._children, self._iterated = _followed(
             variant, program, module, self._global_roots)
         self._child_dicts: list[dict] = []  # each container's _modules (_parameters) and its length
         self._child_counts: tuple = ()
@@ -1075,9 +1076,10 @@ class Binding:
 
     def _changed_code(self) -> Mismatch | None:
         """The first module that runs other code than compiled in: replaced by one of
-        another class, a container holding other children, its class edited, its forward
-        wrapped; None where each runs the code compiled in."""
-        return self._replaced_module() or self._changed_children() or self._edited_class() or self._edited_forward()
+        another class, a container holding other children, code iterating other weights,
+        its class edited, its forward wrapped; None where each runs the code compiled in."""
+        return (self._replaced_module() or self._changed_children() or self._changed_iterated_weights()
+                or self._edited_class() or self._edited_forward())
 
     def _changed_children(self) -> Mismatch | None:
         """The first container module the program ran (``module_children``) that holds
@@ -1092,6 +1094,24 @@ class Binding:
                 return Mismatch([], f"its {kind} {', '.join(want) or 'none'} as compiled (the code runs each of them; "
                                 "compile the package from the module as it is now)",
                                 "no such module" if got is None else ", ".join(got) or "none", where=where_of(path))
+        return None
+
+    def _changed_iterated_weights(self) -> Mismatch | None:
+        """The first module whose own code iterates its parameters and buffers
+        (``iterated_weights``) holding others than compiled (``m.extra =
+        nn.Parameter(...)`` registered since, two tied): eager iterates what it holds;
+        None where each holds the same. A registration moves the generation, so this
+        runs at the next call."""
+        for path, want in self._iterated.items():
+            m = self._module_at(path)
+            got = None if m is None else weight_names(m)
+            if got != want:
+                added = [n for n in got or () if n not in want]
+                return Mismatch([], "its parameters and buffers as compiled (its code iterates them: compile the "
+                                "package from the module as it is now)",
+                                "no such module" if got is None else
+                                f"{', '.join(added)} added" if added else ", ".join(got) or "none",
+                                where=where_of(path))
         return None
 
     def _edited_class(self) -> Mismatch | None:

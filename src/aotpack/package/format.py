@@ -272,6 +272,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     ``"layers": ["0", "1"]``). A reader binding a module refuses one whose
     container holds other children (``m.layers.append(block)``, ``del m.seq[1]``), at the
     load or at the call; older readers ran the children compiled in, as before.
+    (2026-12-06, compatible: older readers ignore it) variants[].iterated_weights: {path:
+    [name, ...]}, the parameters and buffers (``named_parameters()`` then
+    ``named_buffers()``) of each module whose own code iterates them (``self.parameters()``
+    in its forward: ``"": ["lin.weight", "lin.bias"]``). A reader binding a module refuses
+    one holding others there (a parameter registered since), at the load or at the call;
+    older readers ran the weights compiled in, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -230,6 +230,16 @@ def children_held(module: torch.nn.Module) -> tuple[str, dict]:
     return name, module.__dict__[name]
 
 
+def weight_names(module: torch.nn.Module) -> list[str]:
+    """The names of the parameters and buffers ``module.parameters()`` and ``.buffers()``
+    iterate, in that order (``iterated_weights``: compared at capture and at load).
+
+    >>> weight_names(torch.nn.BatchNorm1d(2))
+    ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
+    """
+    return [n for n, _ in module.named_parameters()] + [n for n, _ in module.named_buffers()]
+
+
 def method_function(cls: type, name: str):
     """The function ``cls`` resolves method ``name`` to, without its decorators'
     wrappers (``@torch.no_grad()``, transformers' ``@can_return_tuple``): the code that
@@ -1014,6 +1024,11 @@ class Variant(Record):
     # module whose container holds others (``m.layers.append(b)``,
     # ``del m.seq[1]``) is refused (2026-12-07, compatible: older readers ignore it)
     module_children: dict[str, list[str]] = {}
+    # the parameters and buffers of each module whose own code iterates them ("" ->
+    # ["lin.weight", "lin.bias"]: ``self.parameters()`` in its forward): a bound module
+    # holding others there (``m.extra = nn.Parameter(...)``) is refused (2026-12-06,
+    # compatible: older readers ignore it)
+    iterated_weights: dict[str, list[str]] = {}
     # the class of each module whose methods ran ("" the module itself, "block.act") ->
     # "module:QualName": their code is compiled in, so a bound module whose submodule was
     # replaced by one of another class is refused (checked where the module changed)

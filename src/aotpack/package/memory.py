@@ -172,6 +172,7 @@ class Package:
             module_attributes=dict(captured.module_attributes),
             class_attributes=dict(captured.class_attributes),
             module_children={k: list(v) for k, v in captured.module_children.items()},
+            iterated_weights={k: list(v) for k, v in captured.iterated_weights.items()},
             module_types=dict(captured.module_types),
             module_code=dict(captured.module_code),
             function_code=dict(captured.function_code),
