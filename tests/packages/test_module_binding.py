@@ -1678,3 +1678,31 @@ def test_a_module_iterating_its_own_parameters_is_guarded_on_them(tmp_path):
     del m.lin.p2
     m.gain = torch.nn.Parameter(torch.full((3,), 2.0), requires_grad=False)  # replaced: followed
     torch.testing.assert_close(fn(x), m(x))
+
+
+class _EveryNorm(torch.nn.Module):
+    """Scales by the count of its LayerNorms anywhere below, by ``self.modules()``."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+
+    def forward(self, x):
+        norms = [m for m in self.modules() if isinstance(m, torch.nn.LayerNorm)]
+        return self.block(x) * len(norms)
+
+
+def test_a_module_iterating_all_its_modules_is_guarded_on_every_one_below():
+    """``self.modules()`` recurses: a module added to a submodule after the load is seen by
+    eager (until 2026-12-06 only the module's own children were guarded)."""
+    torch.manual_seed(0)
+    m = _EveryNorm().requires_grad_(False)
+    x = torch.randn(2, 3)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.block[1].inner = torch.nn.LayerNorm(3)  # a grandchild's child: eager counts 2 norms
+    with pytest.raises(aotpack.GuardError, match=r"module.block.1: expected its submodules none as compiled .*, "
+                                                 r"got inner"):
+        fn(x)
+    del m.block[1].inner
+    torch.testing.assert_close(fn(x), m(x))

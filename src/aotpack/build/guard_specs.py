@@ -555,23 +555,29 @@ def _module_tree(target, named: dict) -> list[tuple[str, torch.nn.Module]]:
 _MODULE_CONTAINERS = (torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.Sequential)
 # what a module's own code names to iterate its children (``for block in self.children()``)
 _ITERATES_CHILDREN = frozenset({"children", "named_children", "modules", "named_modules", "_modules"})
+_ITERATES_MODULES = frozenset({"modules", "named_modules"})  # (recursively: every module below)
 
 
 def module_children(target, named: dict, recorder: EffectRecorder) -> dict[str, list[str]]:
     """The children of each container module the program ran (path -> their names as
     held, ``"layers": ["0", "1"]``): a ``ModuleList``, ``ModuleDict`` or ``Sequential``
     one of whose children ran, every ``ParameterList`` and ``ParameterDict``, and a module
-    whose own code iterates its children (``for block in self.children()``). Eager
+    whose own code iterates its children (``for block in self.children()``), and every
+    module below one whose code iterates them all (``self.modules()``). Eager
     runs whatever the container holds at the call (``m.layers.append(block)``, ``del
     m.seq[1]``), where compiled code runs the children traced, so a module bound at load
     is guarded on them (load/binding.py; dynamo guards the length and keys it iterates)."""
     ran = {key for key, _ in recorder.module_methods}
     iterating = {key for key, code in recorder.module_methods if _ITERATES_CHILDREN & set(code.co_names)}
+    below = {key for key, code in recorder.module_methods if _ITERATES_MODULES & set(code.co_names)}
+    tree = _module_tree(target, named)
+    roots = [path for path, m in tree if id(m) in below]  # (their whole subtrees)
     found = {}
-    for path, m in _module_tree(target, named):
+    for path, m in tree:
         if (children_held(m)[0] == "_parameters"
                 or isinstance(m, _MODULE_CONTAINERS) and (id(m) in ran or any(id(c) in ran for c in m.children()))
-                or id(m) in iterating):
+                or id(m) in iterating
+                or any(path == r or path.startswith(f"{r}.") or not r and not path.startswith("global:") for r in roots)):
             found.setdefault(path, list(children_held(m)[1]))
     return dict(sorted(found.items()))
 
