@@ -1706,3 +1706,58 @@ def test_a_module_iterating_all_its_modules_is_guarded_on_every_one_below():
         fn(x)
     del m.block[1].inner
     torch.testing.assert_close(fn(x), m(x))
+
+
+# (``block`` at another line in each: the recorder keys code by value, and Python's code
+# equality leaves out the file, so two equal functions at one line would be one)
+_TWO_FILES = {name: f"EPS = {eps}\n{pad}\ndef act(x):\n    return x {op} EPS\n\ndef block(x):\n    return act(x) + 1\n"
+              for name, eps, op, pad in (("aotpack_layers_a", 2.0, "*", ""), ("aotpack_layers_b", 3.0, "-", "\n"))}
+
+
+@pytest.fixture
+def two_files(tmp_path):
+    """Two Python modules, each with its own ``EPS`` and ``act`` (two modeling files of a
+    composite model), imported from files as a user's are."""
+    import importlib.util
+    import sys
+
+    modules = []
+    for name, text in _TWO_FILES.items():
+        (tmp_path / f"{name}.py").write_text(text)
+        spec = importlib.util.spec_from_file_location(name, tmp_path / f"{name}.py")
+        modules.append(importlib.util.module_from_spec(spec))
+        sys.modules[name] = modules[-1]
+        spec.loader.exec_module(modules[-1])
+    yield modules
+    for name in _TWO_FILES:
+        sys.modules.pop(name, None)
+
+
+def test_a_name_two_files_read_with_other_values_is_compared_in_each(two_files):
+    """``EPS`` and ``act`` in two Python modules, with other values: until 2026-12-06
+    neither was compared (which one a name meant was unknown), so ``a.EPS = 5.0`` after
+    the load ran 2.0, silently. Each is now recorded under its module's name and compared
+    there; a function patched in one is refused, before or after the load."""
+    a, b = two_files
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 3).requires_grad_(False)
+    program = lambda x: b.block(a.block(lin(x)))  # noqa: E731 - what torch.compile users write
+    x = torch.randn(2, 3)
+    data = aotpack.compile(program, (x,), backend="eager").to_bytes()
+    fn = aotpack.load(data, module={"lin": lin})
+    torch.testing.assert_close(fn(x), program(x))
+    for module, value in ((a, 5.0), (b, 7.0)):
+        module.EPS = value
+        with pytest.raises(aotpack.GuardError, match=rf"global EPS of {module.__name__}: expected "
+                                                     rf"{_TWO_FILES[module.__name__][6:9]} .*, got {value}"):
+            fn(x)
+        module.EPS = float(_TWO_FILES[module.__name__][6:9])
+        torch.testing.assert_close(fn(x), program(x))
+    act = b.act
+    b.act = functools.wraps(act)(lambda t: act(t) * 2)
+    with pytest.raises(aotpack.GuardError, match=r"global act of aotpack_layers_b"):
+        fn(x)
+    with pytest.raises(aotpack.AotpackError, match=r"global act of aotpack_layers_b: expected the function compiled"):
+        aotpack.load(data, module={"lin": lin})
+    b.act = act
+    torch.testing.assert_close(aotpack.load(data, module={"lin": lin})(x), program(x))

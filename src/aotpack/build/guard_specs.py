@@ -426,8 +426,10 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
     The code is that which ran, not every method of the model's classes (a transformers
     GPT-2 names some 20 globals in methods its forward never calls). Left out: a global
     the code assigns (``global step; step += 1``) or a list it appends to (side effects),
-    a module's own names (``__name__``), and a name two Python modules' code reads with
-    other values (which one a bound package would read is unknown). ``functions``, given,
+    and a module's own names (``__name__``). A name two Python modules' code reads with
+    other values (``EPS`` in two files) is recorded once per Python module, under its
+    name: ``"global:EPS@layers"`` (a module attribute, ``config.FLAG``, so read with two
+    values is left out). ``functions``, given,
     gets path -> function for those functions, and for the functions of torch's modules
     the code names (``global:F.gelu``, ``global:torch.cat``; ``frozen.torch_functions``),
     which only ``function_code`` records (older readers would refuse them as values).
@@ -444,6 +446,7 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
     stored = {(id(g), name) for code, (g, _) in recorder.functions.items() for name in _assigned_globals(code)}
     found: dict[str, object] = {}
     clashing = set()  # (a name two modules' code reads with other values: which one a path names is unknown)
+    by_module: dict[str, dict] = {}  # (so each is recorded under its Python module's name: ``EPS@layers``)
     torch_paths = set()
     for code, (globals_, _) in recorder.functions.items():
         torch_calls = dict(torch_functions(code.co_names, globals_))
@@ -461,12 +464,22 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
                 continue
             if not same_plain(found.setdefault(f"global:{name}", plain), plain):
                 clashing.add(f"global:{name}")
+            if "." not in name and isinstance(globals_.get("__name__"), str):
+                held = by_module.setdefault(f"global:{name}", {})
+                qualified = f"global:{name}@{globals_['__name__']}"
+                # (two namespaces of one name, a script run twice, with other values: neither)
+                held[qualified] = (plain, value, ran) if same_plain(held.get(qualified, (plain,))[0], plain) else None
             if ran and functions is not None:
                 functions[f"global:{name}"] = value
-    if functions is not None:
-        for path in clashing:
+    for path in clashing:
+        found.pop(path)
+        if functions is not None:
             functions.pop(path, None)
-    return {path: value for path, value in sorted(found.items()) if path not in clashing and path not in torch_paths}
+        for qualified, (plain, value, ran) in filter(lambda item: item[1] is not None, by_module.get(path, {}).items()):
+            found[qualified] = plain
+            if ran and functions is not None:
+                functions[qualified] = value
+    return {path: value for path, value in sorted(found.items()) if path not in torch_paths}
 
 
 def function_codes(functions: dict[str, types.FunctionType], paths: dict[int, str],

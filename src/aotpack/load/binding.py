@@ -363,7 +363,9 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
     imported are looked at: a package never makes this process import anything. A global
     found in none stays the package's copy, as loaded alone. ``others``, given, gets the
     other dicts holding plain data of a ``values`` name that another Python module's code
-    reads (``EPS`` in two files, with one value at compile): each is compared too.
+    reads (``EPS`` in two files, with one value at compile): each is compared too. A name
+    read with other values in two Python modules is one ``values`` name per module
+    (``EPS@layers``), found in the module of that name this process imported.
     ``given``: the names a function's package is bound by (``module={...}``), which the
     dict's own objects stand for. (Tested in tests/packages/test_module_binding.py: a
     doctest's globals are a copy no package can name.)
@@ -372,8 +374,14 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
 
     records = [f for f in program.frozen if (f.followed or f.kind == "global" and f.name in values)
                and f.name.split(".")[0] not in (given or ())]
+    found = {}
+    for name in values:  # (a name Python modules read with other values: ``EPS@layers``, in each module)
+        base, at, module_name = name.partition("@")
+        held = getattr(sys.modules.get(module_name), "__dict__", None) if at else None
+        if held is not None and base in held and base not in (given or ()):
+            found[name] = held
     if not records:
-        return {}
+        return found
     methods = {}  # qualname -> the globals of the bound modules' methods (torch's read no tensor of the program)
     for cls in dict.fromkeys(c for m in module.modules() for c in type(m).__mro__):
         if cls.__module__.split(".")[0] in ("torch", "builtins"):
@@ -382,7 +390,7 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
             fn = getattr(fn, "__func__", fn)  # (a staticmethod's, a classmethod's)
             if (code := getattr(fn, "__code__", None)) is not None:
                 methods.setdefault(getattr(code, "co_qualname", code.co_name), fn.__globals__)
-    found, by_file = {}, None  # (by_file: the imported modules by their file, built where a record needs it)
+    by_file = None  # (the imported modules by their file, built where a record needs it)
     for f in records:
         where, _, qualname = f.where.rpartition(" in ")
         if _split_global(f.name, found)[0] in found and (others is None or f.name not in values):
@@ -481,7 +489,8 @@ def where_of(path: str) -> str:
     """How an error names a module the package follows (``module_types``' path):
     ``module``, ``module.block.act``, ``global NORM`` for ``global:NORM``."""
     if path.startswith("global:"):
-        return f"global {path.removeprefix('global:')}"
+        name, at, module = path.removeprefix("global:").partition("@")
+        return f"global {name} of {module}" if at else f"global {name}"
     return f"module.{path}" if path else "module"
 
 
@@ -747,7 +756,8 @@ class Binding:
         self._own_values = len(own)
         self._dicts = [d for _, d in own] + [d for _, d in others]
         self._value_paths = [path for path, _ in own] + [path for path, _ in others]
-        self._names = [path.removeprefix("global:").rpartition(".")[2] for path in self._value_paths]  # (SCALE)
+        self._names = [path.removeprefix("global:").rpartition(".")[2].partition("@")[0]  # (SCALE, of SCALE@layers)
+                       for path in self._value_paths]
         self._hold_values()
         self._holder_dicts = [d for d, _, _ in holders.values()]
         self._holder_names = [n for _, n, _ in holders.values()]

@@ -278,6 +278,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     in its forward: ``"": ["lin.weight", "lin.bias"]``). A reader binding a module refuses
     one holding others there (a parameter registered since), at the load or at the call;
     older readers ran the weights compiled in, as before.
+    (2026-12-06, compatible) variants[].module_attributes may name a plain global as
+    ``global:NAME@module``: a name two Python modules' code reads with other values
+    (``EPS`` in two files), once per module. A reader binding a module compares it in the
+    module of that name it imported; older readers find no such global and compare none,
+    as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
