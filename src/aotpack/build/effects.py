@@ -217,10 +217,8 @@ class EffectRecorder:
                 self._active[frame] = kind == _USER
                 if kind == _USER or code.co_name == "forward":
                     self._module_method(frame, code)
-                if kind == _USER and code not in self.functions:
-                    closure = {n: frame.f_locals[n] for n in code.co_freevars if n in frame.f_locals}
-                    self.functions[code] = (frame.f_globals, closure)
-                    self._snapshot(code, frame.f_globals, "the global `{}`")
+                if kind == _USER and (code not in self.functions or self.functions[code][0] is not frame.f_globals):
+                    self._ran(frame, code)
             return
         if event == "return":
             self._active.pop(frame, None)
@@ -268,6 +266,19 @@ class EffectRecorder:
         cls = frame.f_locals.get("cls")
         if isinstance(cls, type) and issubclass(cls, torch.Tensor) and hasattr(cls, "__tensor_flatten__"):
             self.subclasses_made.add(cls)
+
+    def _ran(self, frame, code: types.CodeType) -> None:
+        """Record a user function's code, with the globals and closure values it reads.
+        Python's code equality leaves out the file: a function copied into two files at
+        one line (transformers' "Copied from") is one key, whose globals are the first
+        file's, so the second is kept under a copy of its code that names its file."""
+        if code in self.functions:
+            code = code.replace(co_consts=(*code.co_consts, ("aotpack: defined in", code.co_filename)))
+            if code in self.functions:
+                return
+        closure = {n: frame.f_locals[n] for n in code.co_freevars if n in frame.f_locals}
+        self.functions[code] = (frame.f_globals, closure)
+        self._snapshot(code, frame.f_globals, "the global `{}`")
 
     def _module_method(self, frame, code: types.CodeType) -> None:
         owner = frame.f_locals.get("self") if code.co_argcount else None
