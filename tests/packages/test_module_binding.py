@@ -184,7 +184,7 @@ BOUND_HELPER = _helper_at_compile()  # a module global the module's code calls
 
 BOUND_GAIN = 1.5  # plain data the module's code computes with
 BOUND_FLIP = [1]  # a list: it changes in place
-BOUND_OPTS = {"tilt": 1.0}  # a dict: it changes in place too (format 16)
+BOUND_OPTS = {"tilt": 1.0}  # a dict: it changes in place too (format 16); and holds a function, below
 BOUND_ARGS = types.SimpleNamespace(bias=0.25)  # a plain object global (a script's ``args``): its data
 
 
@@ -221,6 +221,9 @@ def _halved(t):  # a staticmethod of the module's class: ``self.squash(y)``
     return t * 0.5
 
 
+BOUND_OPTS["post"] = _halved  # a function in a global dict: its code is traced in
+
+
 class _BoundConfig:
     """A config whose default lives on its class (read as ``self.config.tilt``)."""
 
@@ -238,7 +241,7 @@ def _reset_globals() -> None:
     _set_gain(1.5)
     BOUND_FLIP[:] = [1]
     BOUND_OPTS.clear()
-    BOUND_OPTS["tilt"] = 1.0
+    BOUND_OPTS.update(tilt=1.0, post=_halved)
     _set_args(types.SimpleNamespace(bias=0.25))
     _set_centered(_centered)
     BOUND_HELPER = _helper_at_compile()
@@ -265,7 +268,8 @@ class _BoundWithNorm(_Bound):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
         for layer in self.extra:
             y = layer(y)
-        return self.squash(F.softsign(y.flip(BOUND_FLIP))) * BOUND_OPTS["tilt"] + self.offset * self.config.tilt
+        y = BOUND_OPTS["post"](self.squash(F.softsign(y.flip(BOUND_FLIP))))
+        return y * BOUND_OPTS["tilt"] + self.offset * self.config.tilt
 
 
 def _function_of(model):
@@ -354,6 +358,9 @@ MODULE_CHANGES = {
     "a global dict changed in place": lambda m, g: BOUND_OPTS.__setitem__("tilt", float(_rand(g, 1))),
     "a global dict's value of another type": lambda m, g: BOUND_OPTS.__setitem__("tilt", 1),
     "a global dict set back in place": lambda m, g: BOUND_OPTS.__setitem__("tilt", 1.0),
+    "a global dict's function wrapped": lambda m, g: BOUND_OPTS.__setitem__("post", functools.wraps(_halved)(
+        lambda t: _halved(t) * 3)),
+    "a global dict's function set back": lambda m, g: BOUND_OPTS.__setitem__("post", _halved),
     "a global object's value changed": lambda m, g: setattr(BOUND_ARGS, "bias", float(_rand(g, 1))),
     "a global object assigned anew, equal": lambda m, g: _set_args(types.SimpleNamespace(bias=0.25)),
     "a global object assigned anew": lambda m, g: _set_args(types.SimpleNamespace(bias=float(_rand(g, 1)))),
@@ -477,6 +484,8 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global dict's value of another type", 0)])
 @example(changes=[("a global dict changed in place", 0), ("a global dict set back in place", 0)])
 @example(changes=[("a submodule's class swapped", 0)])
+@example(changes=[("a global dict's function wrapped", 0)])
+@example(changes=[("a global dict's function wrapped", 0), ("a global dict's function set back", 0)])
 @example(changes=[("a layer appended to a ModuleList", 0)])
 @example(changes=[("a layer removed from a ModuleList", 0)])
 @example(changes=[("a ModuleList assigned anew, as long", 0)])
@@ -756,7 +765,7 @@ def test_values_read_from_the_modules_class_are_guarded(tmp_path):
     torch.testing.assert_close(aotpack.load(path, module=m)(x), m(x))
 
 
-class _Config:
+class _DefaultsConfig:
     """A config whose defaults live on its class (``eps``), one field set per instance."""
 
     eps = 2.0
@@ -783,7 +792,7 @@ def test_a_configs_class_defaults_are_guarded(tmp_path):
     set on the object since) at the next call. Until 2026-12-06 a bound package ran 2.0,
     silently; each is now compared where the config resolves it."""
     torch.manual_seed(0)
-    m = _Configured(_Config()).requires_grad_(False)
+    m = _Configured(_DefaultsConfig()).requires_grad_(False)
     path = aotpack.compile(m, (torch.randn(2, 3),), backend="eager").save(tmp_path / "c.aot")
     variant = aotpack.inspect(path).manifest.variants[0]
     assert variant.class_attributes == {"config.eps": 2.0, "config.gated": False}
@@ -792,25 +801,25 @@ def test_a_configs_class_defaults_are_guarded(tmp_path):
     x = torch.randn(2, 3)
     torch.testing.assert_close(fn(x), m(x))
     try:
-        _Config.eps = 3.0
-        with pytest.raises(aotpack.GuardError, match=r"module.config.eps \(of class _Config\): expected 2.0 .*, got 3.0"):
+        _DefaultsConfig.eps = 3.0
+        with pytest.raises(aotpack.GuardError, match=r"module.config.eps \(of class _DefaultsConfig\): expected 2.0 .*, got 3.0"):
             fn(x)
-        _Config.eps = 2.0
+        _DefaultsConfig.eps = 2.0
         torch.testing.assert_close(fn(x), m(x))
         m.config.gated = True  # on the object, which eager reads first
         with pytest.raises(aotpack.GuardError, match=r"module.config.gated: expected False .*, got True"):
             fn(x)
         del m.config.gated
         torch.testing.assert_close(fn(x), m(x))
-        other = _Config()
+        other = _DefaultsConfig()
         other.eps = 0.5
         m.config = other  # another config: followed, and compared there
         with pytest.raises(aotpack.GuardError, match=r"module.config.eps: expected 2.0 .*, got 0.5"):
             fn(x)
-        m.config = _Config()
+        m.config = _DefaultsConfig()
         torch.testing.assert_close(fn(x), m(x))
     finally:
-        _Config.eps, _Config.gated = 2.0, False
+        _DefaultsConfig.eps, _DefaultsConfig.gated = 2.0, False
 
 
 TABLE = torch.linspace(0.0, 1.0, 3)
@@ -1761,3 +1770,58 @@ def test_a_name_two_files_read_with_other_values_is_compared_in_each(two_files):
         aotpack.load(data, module={"lin": lin})
     b.act = act
     torch.testing.assert_close(aotpack.load(data, module={"lin": lin})(x), program(x))
+
+
+def _doubled(t):
+    return t * 2
+
+
+ACTIVATIONS = {"main": _doubled}  # a global dict of the user's functions: their code is traced in
+
+
+class _Registry(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.post = [torch.tanh, _doubled]  # a list attribute of functions
+
+    def forward(self, x):
+        y = ACTIVATIONS["main"](self.lin(x))
+        for f in self.post:
+            y = f(y)
+        return y
+
+
+def test_a_function_in_a_container_patched_before_the_load_is_refused_there():
+    """``ACTIVATIONS["main"] = functools.wraps(f)(wrapper)`` before the load: the
+    wrapper's name is the function's, so its plain value is too; its code is not. Until
+    2026-12-06 the load held the wrapper as the function compiled in and the package ran
+    the old code; now each function a container holds has its code recorded and compared
+    at the load, as a global function's is."""
+    torch.manual_seed(0)
+    m = _Registry().requires_grad_(False)
+    x = torch.randn(2, 3)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    assert {"global:ACTIVATIONS['main']", "post[0]", "post[1]"} <= set(pkg.manifest.variants[0].function_code)
+    data = pkg.to_bytes()
+    original = ACTIVATIONS["main"]
+    try:
+        ACTIVATIONS["main"] = functools.wraps(original)(lambda t: original(t) + 1)
+        with pytest.raises(aotpack.AotpackError, match=r"global ACTIVATIONS\['main'\]: expected the function "
+                                                       r"compiled into the package"):
+            aotpack.load(data, module=m)
+    finally:
+        ACTIVATIONS["main"] = original
+    m.post[1] = functools.wraps(_doubled)(lambda t: t * 3)
+    with pytest.raises(aotpack.AotpackError, match=r"module.post\[1\]: expected the function compiled"):
+        aotpack.load(data, module=m)
+    m.post[1] = _doubled
+    fn = aotpack.load(data, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.post[0] = functools.wraps(torch.tanh)(lambda t: torch.tanh(t) * 2)  # after the load: by identity
+    for _ in range(2):  # (refused at each call, not held as the new state after the first)
+        with pytest.raises(aotpack.GuardError, match=r"module.post\[0\]: expected the function .*tanh it held at "
+                                                     r"load .*, got another function of the same name"):
+            fn(x)
+    m.post[0] = torch.tanh
+    torch.testing.assert_close(fn(x), m(x))

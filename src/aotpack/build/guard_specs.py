@@ -22,6 +22,7 @@ from ..package.manifest import (
     GlobalState,
     children_held,
     class_name,
+    functions_inside,
     plain_value,
     same_plain,
     weight_names,
@@ -326,6 +327,8 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
             found[where] = plain
             if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
                 functions[where] = value
+            if functions is not None:  # (``self.acts = {"gelu": my_gelu}``: each one's code)
+                functions.update(functions_inside(where, value))
     for obj, where in _plain_objects(paths, recorder):
         found.update(_object_attributes(obj, where))
     return dict(sorted(found.items()))
@@ -471,14 +474,19 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
                 held[qualified] = (plain, value, ran) if same_plain(held.get(qualified, (plain,))[0], plain) else None
             if ran and functions is not None:
                 functions[f"global:{name}"] = value
+            if functions is not None:  # (``ACTS = {"gelu": my_gelu}``: each one's code)
+                functions.update(functions_inside(f"global:{name}", value))
     for path in clashing:
         found.pop(path)
         if functions is not None:
-            functions.pop(path, None)
+            for p in [p for p in functions if p == path or p.startswith(f"{path}[")]:
+                del functions[p]
         for qualified, (plain, value, ran) in filter(lambda item: item[1] is not None, by_module.get(path, {}).items()):
             found[qualified] = plain
             if ran and functions is not None:
                 functions[qualified] = value
+            if functions is not None:
+                functions.update(functions_inside(qualified, value))
     return {path: value for path, value in sorted(found.items()) if path not in torch_paths}
 
 

@@ -115,6 +115,7 @@ from ..package.manifest import (
     code_comparable,
     function_code,
     function_name,
+    functions_inside,
     method_function,
     plain_value,
     python_value,
@@ -489,8 +490,9 @@ def where_of(path: str) -> str:
     """How an error names a module the package follows (``module_types``' path):
     ``module``, ``module.block.act``, ``global NORM`` for ``global:NORM``."""
     if path.startswith("global:"):
-        name, at, module = path.removeprefix("global:").partition("@")
-        return f"global {name} of {module}" if at else f"global {name}"
+        path, bracket, key = path.removeprefix("global:").partition("[")  # (``ACTS['gelu']``)
+        name, at, module = path.partition("@")
+        return f"global {name}{bracket}{key}" + (f" of {module}" if at else "")
     return f"module.{path}" if path else "module"
 
 
@@ -602,6 +604,9 @@ class Binding:
         # rebind (the module changed) digests only classes or methods it has not seen
         self._class_codes: dict = {}
         self._function_codes: dict = {}  # id(function) -> (it, its code: manifest.function_code), digested once
+        # a container's functions (``ACTS['gelu']``) -> the one it held at load: a wrapper of the same
+        # name, which its plain value does not tell apart, is refused
+        self._inner_functions: dict[str, object] = {}
         # where this process holds the globals the program reads (found once: the dicts stay)
         self._plain_globals = variant.global_values()  # (``SCALE``: read from its globals dict)
         torch_functions = dict.fromkeys(variant.torch_functions())  # (``F.gelu``: only their code is recorded)
@@ -896,6 +901,13 @@ class Binding:
                 else:
                     got = repr(got)[:80]
                 return Mismatch([], expected, got, where=where)
+            for inner, fn in functions_inside(path, got):
+                if fn is not (held := self._inner_functions.get(inner, fn)):
+                    return Mismatch([], f"the function {function_name(held)} it held at load (its code is compiled "
+                                    "into the package: undo the patch, or compile the package with it)",
+                                    "another function of the same name (a wrapper, or its module reloaded)"
+                                    if function_name(fn) == function_name(held) else function_name(fn),
+                                    where=where_of(inner))
         self._hold_values()
         return None
 
@@ -923,6 +935,10 @@ class Binding:
         values = [_held(d, name, wants[path]) for d, name, path in zip(self._dicts, self._names, self._value_paths)]
         values = [self._function_at_load(d, name, path, value)
                   for d, name, value, path in zip(self._dicts, self._names, values, self._value_paths)]
+        for i, path in enumerate(self._value_paths):  # (a container's functions: by identity from the load on)
+            for inner, fn in functions_inside(path, values[i]):
+                if self._inner_functions.setdefault(inner, fn) is not fn:
+                    values[i] = _NEVER  # (never held: each call compares, and refuses, until set back)
         self._values = tuple(values)
         self._class_values = []
         for cls, name, path in zip(self._class_types, self._class_names, self._class_paths):
@@ -984,6 +1000,11 @@ class Binding:
                 return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
                                 "package with it)", f"{function_name(held.function)}, another code (patched or "
                                 "edited since the compile)", where=where_of(path))
+            for inner, fn in functions_inside(path, now):  # (``ACTS["gelu"]``: a container's, by its code)
+                if not self._same_code(inner, fn):
+                    return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
+                                    "package with it)", f"{function_name(fn)}, another code (patched or edited "
+                                    "since the compile)", where=where_of(inner))
         return None
 
     def _same_code(self, path: str, fn) -> bool:

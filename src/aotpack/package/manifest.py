@@ -148,6 +148,27 @@ def plain_value(v, depth: int = 0):
     return NOT_PLAIN
 
 
+def functions_inside(path: str, value, depth: int = 0):
+    """(path, function) for each Python or builtin function a list, tuple or dict holds,
+    at any depth ``plain_value`` writes (``ACTS['gelu']``, ``ACTS['pair'][0]``): their
+    code is recorded (``function_code``) and compared at load as a global function's.
+
+    >>> [p for p, _ in functions_inside("global:ACTS", {"gelu": torch.tanh, "k": [2, abs]})]
+    ["global:ACTS['gelu']", "global:ACTS['k'][1]"]
+    """
+    if isinstance(value, dict):
+        items = [(f"{path}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return
+    for where, v in items:
+        if isinstance(v, (types.FunctionType, types.BuiltinFunctionType)):
+            yield where, v
+        elif depth < 4:
+            yield from functions_inside(where, v, depth + 1)
+
+
 def same_plain(a, b) -> bool:
     """Whether two plain values' JSON (``plain_value``) are the same value of the same
     type: ``2``, ``2.0`` and ``True`` compare equal in Python, but a program computing
