@@ -188,6 +188,13 @@ BOUND_OPTS = {"tilt": 1.0}  # a dict: it changes in place too (format 16); and h
 BOUND_ARGS = types.SimpleNamespace(bias=0.25)  # a plain object global (a script's ``args``): its data
 
 
+class _BoundSettings:  # a plain object global whose class holds the default the code reads
+    lift = 0.5
+
+
+BOUND_SETTINGS = _BoundSettings()
+
+
 def _centered(y):  # a module global function the module's code calls: its code is traced in
     return y - y.mean()
 
@@ -236,6 +243,8 @@ def _reset_globals() -> None:
     global BOUND_HELPER
     _BoundWithNorm.offset, _BoundWithNorm.squash = 0.25, staticmethod(_halved)
     _BoundConfig.tilt = 0.75
+    _BoundSettings.lift = 0.5
+    BOUND_SETTINGS.__dict__.pop("lift", None)
     F.softsign = _SOFTSIGN
     _set_table(BOUND_TABLE_AT_COMPILE.clone())
     _set_gain(1.5)
@@ -269,7 +278,7 @@ class _BoundWithNorm(_Bound):
         for layer in self.extra:
             y = layer(y)
         y = BOUND_OPTS["post"](self.squash(F.softsign(y.flip(BOUND_FLIP))))
-        return y * BOUND_OPTS["tilt"] + self.offset * self.config.tilt
+        return y * BOUND_OPTS["tilt"] + self.offset * self.config.tilt + BOUND_SETTINGS.lift
 
 
 def _function_of(model):
@@ -375,6 +384,10 @@ MODULE_CHANGES = {
     "the class value set on the instance, equal": lambda m, g: setattr(m, "offset", float("0.25")),
     "the instance's value deleted": lambda m, g: m.__dict__.pop("offset", None),
     "a staticmethod of the class patched": lambda m, g: setattr(type(m), "squash", staticmethod(torch.sigmoid)),
+    # a plain object global's class default, on its class, or set on the object since
+    "a global object's class default changed": lambda m, g: setattr(_BoundSettings, "lift", float(_rand(g, 1))),
+    "a global object's default set on it": lambda m, g: setattr(BOUND_SETTINGS, "lift", float(_rand(g, 1))),
+    "a global object's default set on it, equal": lambda m, g: setattr(BOUND_SETTINGS, "lift", float("0.5")),
     # a config's default, on its class (both modules'), or set on the object since
     "a config's class default changed": lambda m, g: setattr(_BoundConfig, "tilt", float(_rand(g, 1))),
     "a config's default set on the object": lambda m, g: setattr(m.config, "tilt", float(_rand(g, 1))),
@@ -495,6 +508,9 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a class value set on the instance", 0), ("the instance's value deleted", 0)])
 @example(changes=[("a staticmethod of the class patched", 0)])
 @example(changes=[("a config's class default changed", 0)])
+@example(changes=[("a global object's class default changed", 0)])
+@example(changes=[("a global object's default set on it", 0)])
+@example(changes=[("a global object's default set on it, equal", 0), ("a global object's class default changed", 1)])
 @example(changes=[("a config's default set on the object", 0)])
 @example(changes=[("a config's default set on the object, equal", 0), ("a config's class default changed", 1)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,

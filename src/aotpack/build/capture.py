@@ -700,9 +700,10 @@ def _module_records(target, recorder: EffectRecorder) -> dict:
     submodules, or those a function reaches by name) as a bound module is guarded on them."""
     named = modules_by_name(target, recorder.functions)
     paths = module_paths(target, named)
-    functions: dict = {}
-    attributes = {**module_attributes(paths, recorder, functions), **global_values(recorder, functions)}
-    return {"module_attributes": attributes, "class_attributes": class_attributes(paths, recorder, functions),
+    functions, class_values = {}, {}
+    attributes = {**module_attributes(paths, recorder, functions), **global_values(recorder, functions, class_values)}
+    class_values.update(class_attributes(paths, recorder, functions))
+    return {"module_attributes": attributes, "class_attributes": dict(sorted(class_values.items())),
             "module_types": module_types(paths, recorder), "module_children": module_children(target, named, recorder),
             "iterated_weights": iterated_weights(target, named, recorder),
             "module_code": module_code(paths, recorder),

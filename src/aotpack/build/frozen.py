@@ -239,6 +239,20 @@ def is_data(value, depth: int = 0) -> bool:
                                                                          types.BuiltinFunctionType))
 
 
+_NO_DEFAULT = object()
+
+
+def class_default(obj, name: str):
+    """The plain data ``obj``'s class holds as ``name`` where ``obj`` does not shadow it
+    (``class Settings: gain = 2.0``, read as ``SETTINGS.gain``); else ``_NO_DEFAULT``."""
+    import inspect
+
+    if name.startswith("__") or name in vars(obj):
+        return _NO_DEFAULT
+    value = inspect.getattr_static(type(obj), name, _NO_DEFAULT)
+    return value if value is not _NO_DEFAULT and is_data(value) else _NO_DEFAULT
+
+
 def plain_object(value) -> bool:
     """An object whose own attributes code reads as data (a model's config, a script's
     ``args``): not a module, tensor, class, function or container, and with a ``__dict__``;
@@ -255,7 +269,8 @@ def globals_read(names, globals_: dict):
     ``globals_``: its own globals (``SCALE``), the tensors, modules and plain data it can
     read as a Python module's attributes (``layers.TABLE``, ``config.FLAG``: a global too,
     read there by a bound package), and the plain data of a plain object global it names
-    (``args.scale`` of a script's ``args = parser.parse_args()``)."""
+    (``args.scale`` of a script's ``args = parser.parse_args()``, or a default of its class,
+    ``class Settings: gain = 2.0``: ``class_default`` tells them apart)."""
     names = sorted(names)
     for name in names:
         if name in globals_:
@@ -263,6 +278,8 @@ def globals_read(names, globals_: dict):
             if plain_object(globals_[name]):
                 held = vars(globals_[name])
                 yield from ((f"{name}.{attr}", held[attr]) for attr in names if attr in held and is_data(held[attr]))
+                yield from ((f"{name}.{attr}", value) for attr in names
+                            if (value := class_default(globals_[name], attr)) is not _NO_DEFAULT)
     for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple, list,
                                                                dict)):
         if not isinstance(value, (tuple, list, dict)) or is_data(value):

@@ -410,7 +410,8 @@ def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
     return dict(sorted(found.items()))
 
 
-def global_values(recorder: EffectRecorder, functions: dict | None = None) -> dict[str, object]:
+def global_values(recorder: EffectRecorder, functions: dict | None = None,
+                  class_values: dict | None = None) -> dict[str, object]:
     """What the program's code that ran at capture reads as module globals and torch.export
     compiled in, where eager reads it at each call (torch.compile guards it, and
     recompiles): path -> value as JSON. A package bound at load compares each at every call
@@ -432,7 +433,9 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
     and a module's own names (``__name__``). A name two Python modules' code reads with
     other values (``EPS`` in two files) is recorded once per Python module, under its
     name: ``"global:EPS@layers"`` (a module attribute, ``config.FLAG``, so read with two
-    values is left out). ``functions``, given,
+    values is left out). ``class_values``, given, gets those a plain object global's class
+    holds (``SETTINGS.gain`` of ``class Settings: gain = 2.0``), compared where the object
+    resolves them (``class_attributes``), not as the object's own. ``functions``, given,
     gets path -> function for those functions, and for the functions of torch's modules
     the code names (``global:F.gelu``, ``global:torch.cat``; ``frozen.torch_functions``),
     which only ``function_code`` records (older readers would refuse them as values).
@@ -444,7 +447,7 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
         >>> pkg.manifest.variants[0].module_attributes
         {'global:DTYPE': {'dtype': 'float16'}, 'global:SCALE': 2.0}
     """
-    from .frozen import globals_read, is_data, torch_functions
+    from .frozen import class_default, globals_read, is_data, plain_object, torch_functions
 
     stored = {(id(g), name) for code, (g, _) in recorder.functions.items() for name in _assigned_globals(code)}
     found: dict[str, object] = {}
@@ -464,6 +467,11 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None) -> di
                     or recorder.changed(value, globals_, name)):  # (a log the program appends to, a cache it fills)
                 continue
             if (plain := plain_value(value)) is NOT_PLAIN:
+                continue
+            root, _, attr = name.partition(".")
+            if attr and "." not in attr and plain_object(globals_.get(root)) and attr not in vars(globals_[root]):
+                if class_values is not None and class_default(globals_[root], attr) is value:
+                    class_values[f"global:{name}"] = plain  # (a default of the object's class)
                 continue
             if not same_plain(found.setdefault(f"global:{name}", plain), plain):
                 clashing.add(f"global:{name}")

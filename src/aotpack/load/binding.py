@@ -612,8 +612,11 @@ class Binding:
         torch_functions = dict.fromkeys(variant.torch_functions())  # (``F.gelu``: only their code is recorded)
         # the other globals dicts holding a plain global another Python module's code reads too
         self._other_homes: dict[str, list[dict]] = {}
+        # (and a plain object global whose class's default the code reads: ``SETTINGS.gain``)
+        class_globals = dict.fromkeys(p.removeprefix("global:") for p in variant.class_attributes if p.startswith("global:"))
         self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
-                                               {**self._plain_globals, **torch_functions}, self._other_homes)
+                                               {**self._plain_globals, **torch_functions, **class_globals},
+                                               self._other_homes)
         self._types, self._attributes, self._class_attributes, self._children, self._iterated = _followed(
             variant, program, module, self._global_roots)
         self._child_dicts: list[dict] = []  # each container's _modules (_parameters) and its length
@@ -743,8 +746,11 @@ class Binding:
         own = [(path, self._global_value_dict(path[7:], holders) if path[7:] in self._plain_globals
                 else _owner_dict(*self._anchor(path), holders)) for path in wants]
         self._class_dicts, self._class_types, self._class_names, self._class_paths = [], [], [], []
-        for path in self._class_attributes:  # (a module's, or a plain object's it holds: ``config.eps``)
-            owner, name = _owner(*self._anchor(path), holders), path.rpartition(".")[2]
+        for path in self._class_attributes:  # (a module's, a plain object's it holds, ``config.eps``, or a global's)
+            root, rest = self._anchor(path)  # (None: no module, a plain object global's, ``SETTINGS.gain``)
+            owner = (_owner(root, rest, holders) if root is not None else
+                     self._global_owner(path[7:], holders) if path.startswith("global:") else None)
+            name = path.rpartition(".")[2]
             if name.startswith("__") or owner is None:  # (never recorded: a name from the package, read with getattr)
                 continue
             d = getattr(owner, "__dict__", {})
@@ -917,13 +923,21 @@ class Binding:
         global (``args.scale``) that object's ``__dict__``, the object added to ``holders``
         (each call checks the global still names it: ``args = parse_args()`` again rebinds)."""
         root, rest = _split_global(name, self._global_roots)
-        namespace = self._global_roots[root]
         if not rest:
-            return namespace
+            return self._global_roots[root]
+        return getattr(self._global_owner(name, holders), "__dict__", {})
+
+    def _global_owner(self, name: str, holders: dict):
+        """The plain object global an attribute ``name`` (``args.scale``) is read from now,
+        added to ``holders``; None where this process holds no such global."""
+        root, rest = _split_global(name, self._global_roots)
+        namespace = self._global_roots.get(root)
+        if namespace is None or not rest:
+            return None
         key = root.rpartition(".")[2]
         held = namespace.get(key)
         holders[(id(namespace), key)] = (namespace, key, held)
-        return getattr(held, "__dict__", {})
+        return held
 
     def _hold_values(self) -> None:
         """The objects each call compares the compiled-in values' homes with (``_held``),
