@@ -818,8 +818,10 @@ def test_a_configs_class_defaults_are_guarded(tmp_path):
     torch.testing.assert_close(fn(x), m(x))
     try:
         _DefaultsConfig.eps = 3.0
-        with pytest.raises(aotpack.GuardError, match=r"module.config.eps \(of class _DefaultsConfig\): expected 2.0 .*, got 3.0"):
+        with pytest.raises(aotpack.GuardError, match=r"module.config.eps \(of class _DefaultsConfig\): expected 2.0 .*, "
+                                                     r"got 3.0") as info:
             fn(x)
+        assert "changed since the load" in info.value.hint  # (no input's: the bound module's)
         _DefaultsConfig.eps = 2.0
         torch.testing.assert_close(fn(x), m(x))
         m.config.gated = True  # on the object, which eager reads first

@@ -485,17 +485,24 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
             if functions is not None:  # (``ACTS = {"gelu": my_gelu}``: each one's code)
                 functions.update(functions_inside(f"global:{name}", value))
     for path in clashing:
-        found.pop(path)
-        if functions is not None:
-            for p in [p for p in functions if p == path or p.startswith(f"{path}[")]:
-                del functions[p]
-        for qualified, (plain, value, ran) in filter(lambda item: item[1] is not None, by_module.get(path, {}).items()):
-            found[qualified] = plain
-            if ran and functions is not None:
-                functions[qualified] = value
-            if functions is not None:
-                functions.update(functions_inside(qualified, value))
+        _per_module(path, found, by_module.get(path, {}), functions)
     return {path: value for path, value in sorted(found.items()) if path not in torch_paths}
+
+
+def _per_module(path: str, found: dict, by_module: dict, functions: dict | None) -> None:
+    """A global two Python modules' code reads with other values (``global:EPS``): in
+    ``found`` (and ``functions``) once per module instead, ``global:EPS@layers``; where one
+    module's name held two values (``by_module``'s None), not at all."""
+    found.pop(path)
+    if functions is not None:
+        for p in [p for p in functions if p == path or p.startswith(f"{path}[")]:
+            del functions[p]
+    for qualified, (plain, value, ran) in filter(lambda item: item[1] is not None, by_module.items()):
+        found[qualified] = plain
+        if ran and functions is not None:
+            functions[qualified] = value
+        if functions is not None:
+            functions.update(functions_inside(qualified, value))
 
 
 def function_codes(functions: dict[str, types.FunctionType], paths: dict[int, str],
