@@ -1,5 +1,7 @@
 """Shared fixtures. Compiling is slow on 2 cores (AOTInductor: ~15 s a program), so each
-backend compiles the program set once per session, and one fresh process loads them all."""
+backend compiles the program set once per session, and one fresh process loads them all.
+Fresh processes are forked from a process that imported torch (tests/zygote.py): four
+files of mostly fresh processes took 98 s, 57 s so (2026-12-06)."""
 
 from __future__ import annotations
 
@@ -46,21 +48,85 @@ TORCH_BEFORE_2_13 = tuple(int(p) for p in torch.__version__.split("+")[0].split(
 
 
 def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = None, timeout: int = 600,
-              check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python ARGS...`` in a fresh process; on failure, show its output."""
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+              check: bool = True, new_python: bool = False) -> subprocess.CompletedProcess:
+    """Run ``python ARGS...`` in a fresh process; on failure, show its output. Forked from
+    this worker's zygote (tests/zygote.py: a process that imported torch and nothing
+    else) where a new ``python`` would run alike, else (or with ``new_python``: a test
+    reading the process's own call stack) a new ``python``."""
+    full_env = {**os.environ, **(env or {})}
+    proc = (_ZYGOTE.run(args, full_env, cwd, timeout) if not env and not new_python and _ZYGOTE.takes(args, full_env)
+            else None)
+    if proc is None:
+        proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                              env=full_env, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"fresh process failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
 
 
+# what Python or torch read from the environment as they start (a fresh ``python`` where
+# one of these differs from the zygote's start)
+_STARTUP_ENV = ("PYTHON", "TORCH_", "OMP_", "MKL_", "KMP_", "LD_", "CUDA", "NVIDIA", "GOMP_")
+
+
+class _Zygote:
+    """This worker's tests/zygote.py, started at the first fresh process asked for."""
+
+    def __init__(self):
+        self.proc = None
+        self.env: dict = {}
+
+    def takes(self, args: list[str], env: dict) -> bool:
+        if not hasattr(os, "fork") or not args or args[0] in ("-m", "-X", "-u", "-O", "-W", "-I", "-E", "-S"):
+            return False
+        start = self.env or os.environ
+        keys = {k for k in {*start, *env} if k.startswith(_STARTUP_ENV)}
+        return all(start.get(k) == env.get(k) for k in keys)
+
+    def run(self, args: list[str], env: dict, cwd: str | None, timeout: float) -> subprocess.CompletedProcess | None:
+        """The child's result, or None where the zygote cannot be had (a new ``python`` then)."""
+        import select
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.env = dict(os.environ)
+            self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "zygote.py")], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, env=self.env)
+            atexit.register(self.proc.kill)
+        with tempfile.TemporaryDirectory(prefix="aotpack-fresh-") as folder:
+            out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+            request = {"argv": args, "env": env, "cwd": os.path.abspath(cwd or os.getcwd()), "stdout": out,
+                       "stderr": err}
+            try:
+                self.proc.stdin.write(json.dumps(request) + "\n")
+                self.proc.stdin.flush()
+                pid = int(self.proc.stdout.readline())
+            except (OSError, ValueError):  # (the zygote died: a new python this time)
+                self.proc.kill()
+                return None
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                os.kill(pid, 9)
+            status = int(self.proc.stdout.readline())
+            with open(out, encoding="utf-8", errors="replace") as f, open(err, encoding="utf-8", errors="replace") as g:
+                stdout, stderr = f.read(), g.read()
+            if not ready:
+                raise subprocess.TimeoutExpired([sys.executable, *args], timeout, stdout, stderr)
+            return subprocess.CompletedProcess([sys.executable, *args], status, stdout, stderr)
+
+
+_ZYGOTE = _Zygote()
+
 CLI = [os.path.join(os.path.dirname(sys.executable), "aotpack")]
+# the console script's own code (``aotpack`` is ``sys.exit(main())`` of aotpack.cli), run as it
+_CLI_CODE = "import sys\nsys.argv[0] = 'aotpack'\nfrom aotpack.cli import main\nsys.exit(main())\n"
 
 
 def run_cli(*args, check=True):
     """``aotpack ARGS...`` in a fresh process; on failure (with ``check``), show its output."""
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
+    proc = (_ZYGOTE.run(["-c", _CLI_CODE, *args], dict(os.environ), None, 600)
+            if _ZYGOTE.takes(["-c"], dict(os.environ)) else None)
+    if proc is None:
+        proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"aotpack {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

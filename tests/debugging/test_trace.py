@@ -25,7 +25,9 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def traced(tmp_path_factory):
     """trace_programs.py run once in a fresh process; its trace folder."""
     root = tmp_path_factory.mktemp("traced")
-    run_fresh([os.path.join(HERE, "trace_programs.py"), str(root)], timeout=900)
+    # (a new python: the trace records the stack each compile came from, which in a child of
+    # the zygote starts with its frames)
+    run_fresh([os.path.join(HERE, "trace_programs.py"), str(root)], timeout=900, new_python=True)
     out = str(root / "trace")
     return out, aotpack.trace.read_trace(out)
 
