@@ -77,7 +77,7 @@ class _Zygote:
         self.env: dict = {}
 
     def takes(self, args: list[str], env: dict) -> bool:
-        if not hasattr(os, "fork") or not args or args[0] in ("-m", "-X", "-u", "-O", "-W", "-I", "-E", "-S"):
+        if not hasattr(os, "fork") or not args or args[0] in ("-X", "-u", "-O", "-W", "-I", "-E", "-S"):
             return False
         start = self.env or os.environ
         keys = {k for k in {*start, *env} if k.startswith(_STARTUP_ENV)}

@@ -3,12 +3,12 @@
 Half a test run's fresh processes' CPU went to ``import torch`` (~1.6 s of CPU each, some
 300 processes a run, on a 2-core machine). A child forked from this process starts where
 ``python -c "import torch"`` would be and runs the script or ``-c`` code as ``python``
-runs it (``__main__``, ``sys.argv``, ``sys.path[0]``, the working directory and the
+runs it, ``-m`` too (``__main__``, ``sys.argv``, ``sys.path[0]``, the working directory and the
 environment of the request, stdout and stderr to files, atexit handlers, the exit
 status). Nothing else ran here: aotpack is not imported, nothing was compiled, no
 inductor or dynamo state exists, so a package loaded there is loaded as in a new
 ``python``. conftest.run_fresh sends it what a fresh ``python`` would run alike: not
-``-m``, not an environment that differs in what Python or torch read at start-up
+other interpreter options, not an environment that differs in what Python or torch read at start-up
 (``PYTHONHASHSEED``, ``PYTHONPATH``, ``TORCH_LOGS``...), which get a real new process.
 
 Protocol (one JSON request a line on stdin): ``{"argv", "env", "cwd", "stdout",
@@ -43,6 +43,12 @@ def _child(request: dict) -> None:
         argv = request["argv"]
         main = types.ModuleType("__main__")
         main.__builtins__ = builtins
+        if argv[0] == "-m":  # (``python -m NAME``: runpy, as python runs it)
+            import runpy
+
+            sys.argv, sys.path[0] = [argv[1], *argv[2:]], os.getcwd()
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            raise SystemExit(0)
         if argv[0] == "-c":
             source, filename = argv[1], "<string>"
             sys.argv, sys.path[0] = ["-c", *argv[2:]], ""

@@ -24,6 +24,7 @@ import torch
 import aotpack
 import aotpack.cache as cache
 from aotpack.cache.entry import CorruptEntry, pack_entry, unpack_entry
+from conftest import run_fresh
 
 
 @pytest.fixture(autouse=True)
@@ -461,8 +462,7 @@ def test_cache_keys_do_not_depend_on_the_working_folder(tmp_path):
     runs = []
     for folder in (tmp_path / "a", tmp_path / "b"):
         folder.mkdir()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=folder, timeout=120,
-                             check=True)
+        out = run_fresh(["-c", code], cwd=str(folder), timeout=120)
         runs.append(json.loads(out.stdout))
     assert runs[0][1] != runs[1][1]  # torch's own hash differs by folder...
     assert runs[0][0] == runs[1][0]  # ...aotpack's key does not
@@ -497,8 +497,8 @@ def test_an_earlier_aoti_compile_leaves_the_next_key_alone():
 
     from aotpack.cache.key import inductor_config_hash
 
-    fresh = subprocess.run([sys.executable, "-c", "import aotpack.cache.key as k; print(k.inductor_config_hash())"],
-                           capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    fresh = run_fresh(["-c", "import aotpack.cache.key as k; print(k.inductor_config_hash())"],
+                      timeout=120).stdout.strip()
     aotpack.compile(torch.nn.Linear(4, 4).eval(), (torch.randn(2, 4),), backend="aoti")
     assert config.aot_inductor.metadata  # what the compile left behind
     with config.patch({"max_autotune": config.max_autotune}):  # marks the config dirty, as any patch does

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from conftest import run_fresh
+
 
 def cli(*args, cwd=None, timeout=120, fresh=False):
     """``aotpack ARGS...``: its exit code and what it printed. In this process through
@@ -19,8 +21,7 @@ def cli(*args, cwd=None, timeout=120, fresh=False):
     fresh process costs ~2 s of imports a call; ``fresh=True`` runs ``python -m aotpack``
     in one (the fifo cases do: a fifo opened by mistake blocks, and the timeout shows it)."""
     if fresh:
-        return subprocess.run([sys.executable, "-m", "aotpack", *args], capture_output=True, text=True, cwd=cwd,
-                              timeout=timeout)
+        return run_fresh(["-m", "aotpack", *args], cwd=cwd, timeout=timeout, check=False)
     import contextlib
     import io
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -15,6 +13,7 @@ import torch
 import aotpack
 from aotpack.package import fmt
 from aotpack.package.writer import write_members
+from conftest import run_fresh
 
 
 def double(x):
@@ -164,8 +163,7 @@ def test_a_damaged_package_is_never_signed(package, keys):
 
 def test_cli_keygen_sign_verify(tmp_path, package):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "aotpack", *map(str, args)], capture_output=True, text=True,
-                              timeout=120)
+        return run_fresh(["-m", "aotpack", *map(str, args)], timeout=120, check=False)
 
     key = tmp_path / "k"
     assert cli("keygen", key).returncode == 0

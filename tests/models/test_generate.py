@@ -6,8 +6,6 @@ prompts; the cache's limits; eos; seeded sampling; the CLI."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -146,9 +144,8 @@ def test_cli_generate(lm):
     kind, model, path = lm
     if kind != "llama":
         pytest.skip("one model is enough for the CLI")
-    proc = subprocess.run([sys.executable, "-m", "aotpack", "generate", path, "--prompt", "5,7,9,11,13",
-                           "--prompt", "3,4", "--max-new-tokens", str(NEW)], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_fresh(["-m", "aotpack", "generate", path, "--prompt", "5,7,9,11,13", "--prompt", "3,4",
+                      "--max-new-tokens", str(NEW)], timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     ref = _reference(kind, model, PROMPTS)
     lines = proc.stdout.strip().splitlines()
