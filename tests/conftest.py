@@ -54,8 +54,7 @@ def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = Non
     else) where a new ``python`` would run alike, else (or with ``new_python``: a test
     reading the process's own call stack) a new ``python``."""
     full_env = {**os.environ, **(env or {})}
-    proc = (_ZYGOTE.run(args, full_env, cwd, timeout) if not env and not new_python and _ZYGOTE.takes(args, full_env)
-            else None)
+    proc = _ZYGOTE.run(args, full_env, cwd, timeout) if not new_python and _ZYGOTE.takes(args, full_env) else None
     if proc is None:
         proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
                               env=full_env, cwd=cwd)
@@ -80,7 +79,7 @@ class _Zygote:
         if not hasattr(os, "fork") or not args or args[0] in ("-X", "-u", "-O", "-W", "-I", "-E", "-S"):
             return False
         start = self.env or os.environ
-        keys = {k for k in {*start, *env} if k.startswith(_STARTUP_ENV)}
+        keys = {k for k in {*start, *env} if k.startswith(_STARTUP_ENV) and k != "PYTHONPATH"}  # (the zygote sets it)
         return all(start.get(k) == env.get(k) for k in keys)
 
     def run(self, args: list[str], env: dict, cwd: str | None, timeout: float) -> subprocess.CompletedProcess | None:

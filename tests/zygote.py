@@ -9,7 +9,8 @@ status). Nothing else ran here: aotpack is not imported, nothing was compiled, n
 inductor or dynamo state exists, so a package loaded there is loaded as in a new
 ``python``. conftest.run_fresh sends it what a fresh ``python`` would run alike: not
 other interpreter options, not an environment that differs in what Python or torch read at start-up
-(``PYTHONHASHSEED``, ``PYTHONPATH``, ``TORCH_LOGS``...), which get a real new process.
+(``PYTHONHASHSEED``, ``TORCH_LOGS``...), which get a real new process; ``PYTHONPATH`` it
+sets on ``sys.path`` as python would.
 
 Protocol (one JSON request a line on stdin): ``{"argv", "env", "cwd", "stdout",
 "stderr"}``; it answers the child's pid, then its exit status, a line each.
@@ -38,6 +39,7 @@ def _child(request: dict) -> None:
             os.close(opened)
         sys.stdin = open(0, closefd=False)
         os.chdir(request["cwd"])
+        _pythonpath(os.environ.get("PYTHONPATH", ""), request["env"].get("PYTHONPATH", ""))
         os.environ.clear()
         os.environ.update(request["env"])
         argv = request["argv"]
@@ -74,6 +76,18 @@ def _child(request: dict) -> None:
         sys.stderr.flush()
     finally:
         os._exit(status)
+
+
+def _pythonpath(started: str, wanted: str) -> None:
+    """``sys.path`` as a python started with ``PYTHONPATH=wanted`` has it: those folders,
+    absolute, right after ``sys.path[0]``, in place of this process's own."""
+    def folders(value):
+        return [os.path.abspath(p) for p in value.split(os.pathsep) if p]
+
+    if folders(started) == folders(wanted):
+        return
+    rest = [p for p in sys.path[1:] if p not in folders(started)]
+    sys.path[:] = sys.path[:1] + [f for f in dict.fromkeys(folders(wanted)) if f not in rest] + rest
 
 
 def main() -> None:

@@ -5,13 +5,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
 from aotpack.repro import InputReader, InputWriter, save_repro, storage_hash
-from conftest import HERE
+from conftest import HERE, run_fresh
 
 
 def roundtrip(tmp_path, values, save=True):
@@ -135,8 +134,7 @@ class Net(torch.nn.Module):
 
 
 def run_repro(path, *args):
-    env = {**os.environ, "PYTHONPATH": HERE}
-    return subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=600, env=env)
+    return run_fresh([path, *args], env={"PYTHONPATH": HERE}, timeout=600, check=False)
 
 
 @pytest.mark.parametrize("fn", [f_single, f_tuple, f_none, Net()], ids=["tensor", "tuple", "none", "module"])
