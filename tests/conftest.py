@@ -64,8 +64,9 @@ def run_fresh(args: list[str], *, env: dict | None = None, cwd: str | None = Non
 
 
 # what Python or torch read from the environment as they start (a fresh ``python`` where
-# one of these differs from the zygote's start)
-_STARTUP_ENV = ("PYTHON", "TORCH_", "OMP_", "MKL_", "KMP_", "LD_", "CUDA", "NVIDIA", "GOMP_")
+# one of these differs from the zygote's start); AOTPACK_TRACE too: torch's backend
+# autoload runs aotpack's trace hook at ``import torch`` (src/aotpack_trace_autoload.py)
+_STARTUP_ENV = ("PYTHON", "TORCH_", "OMP_", "MKL_", "KMP_", "LD_", "CUDA", "NVIDIA", "GOMP_", "AOTPACK_TRACE")
 
 
 class _Zygote:

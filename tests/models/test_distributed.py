@@ -57,6 +57,8 @@ def test_tensor_parallel_package_equals_the_unsharded_model(tmp_path, backend):
         assert "args[0].dtype: expected torch.float32, got torch.float64" in seen["guard"]
     assert "default.rank1: backend" in loaded[0]["inspect"] and "rank 1 of 2 (gloo" in loaded[0]["inspect"]
 
+    if backend != "eager":  # (the job checks below are load/job.py's, the same for every backend)
+        return
     # a job of another size: refused at load, naming the world size, before any call
     (alone_seen,) = torchrun(1, "load", pkg, str(alone), out=str(alone))
     assert alone_seen["load_error"].startswith("IncompatibleError")
