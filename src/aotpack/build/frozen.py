@@ -239,18 +239,19 @@ def is_data(value, depth: int = 0) -> bool:
                                                                          types.BuiltinFunctionType))
 
 
-_NO_DEFAULT = object()
+NO_DEFAULT = object()
 
 
 def class_default(obj, name: str):
     """The plain data ``obj``'s class holds as ``name`` where ``obj`` does not shadow it
-    (``class Settings: gain = 2.0``, read as ``SETTINGS.gain``); else ``_NO_DEFAULT``."""
+    (``class Settings: gain = 2.0``, read as ``SETTINGS.gain``; ``self.config.eps`` of a
+    module's config); else ``NO_DEFAULT``: a method, a property, what is no data."""
     import inspect
 
     if name.startswith("__") or name in vars(obj):
-        return _NO_DEFAULT
-    value = inspect.getattr_static(type(obj), name, _NO_DEFAULT)
-    return value if value is not _NO_DEFAULT and is_data(value) else _NO_DEFAULT
+        return NO_DEFAULT
+    value = inspect.getattr_static(type(obj), name, NO_DEFAULT)
+    return value if value is not NO_DEFAULT and is_data(value) else NO_DEFAULT
 
 
 def plain_object(value) -> bool:
@@ -279,7 +280,7 @@ def globals_read(names, globals_: dict):
                 held = vars(globals_[name])
                 yield from ((f"{name}.{attr}", held[attr]) for attr in names if attr in held and is_data(held[attr]))
                 yield from ((f"{name}.{attr}", value) for attr in names
-                            if (value := class_default(globals_[name], attr)) is not _NO_DEFAULT)
+                            if (value := class_default(globals_[name], attr)) is not NO_DEFAULT)
     for path, _, value in _module_attributes(globals_, names, (torch.Tensor, torch.nn.Module, *_DATA, tuple, list,
                                                                dict)):
         if not isinstance(value, (tuple, list, dict)) or is_data(value):

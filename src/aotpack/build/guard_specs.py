@@ -28,7 +28,7 @@ from ..package.manifest import (
     weight_names,
 )
 from .effects import EffectRecorder
-from .frozen import plain_object
+from .frozen import NO_DEFAULT, class_default, plain_object
 from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, written_placeholders
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
@@ -402,11 +402,10 @@ def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
              for name in code.co_names}
     for obj, where in _plain_objects(paths, recorder):
         for name in sorted(named - vars(obj).keys()):
-            value = inspect.getattr_static(type(obj), name, _ABSENT)
-            if (value is _ABSENT or name.startswith("__") or isinstance(value, types.FunctionType)
-                    or (plain := plain_value(value)) is NOT_PLAIN or recorder.changed(value, {}, name)):
-                continue
-            found[f"{where}.{name}"] = plain
+            value = class_default(obj, name)
+            if (value is not NO_DEFAULT and (plain := plain_value(value)) is not NOT_PLAIN
+                    and not recorder.changed(value, {}, name)):
+                found[f"{where}.{name}"] = plain
     return dict(sorted(found.items()))
 
 
@@ -447,7 +446,7 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
         >>> pkg.manifest.variants[0].module_attributes
         {'global:DTYPE': {'dtype': 'float16'}, 'global:SCALE': 2.0}
     """
-    from .frozen import class_default, globals_read, is_data, plain_object, torch_functions
+    from .frozen import globals_read, is_data, torch_functions
 
     stored = {(id(g), name) for code, (g, _) in recorder.functions.items() for name in _assigned_globals(code)}
     found: dict[str, object] = {}
@@ -478,8 +477,9 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
             if "." not in name and isinstance(globals_.get("__name__"), str):
                 held = by_module.setdefault(f"global:{name}", {})
                 qualified = f"global:{name}@{globals_['__name__']}"
-                # (two namespaces of one name, a script run twice, with other values: neither)
-                held[qualified] = (plain, value, ran) if same_plain(held.get(qualified, (plain,))[0], plain) else None
+                before = held.setdefault(qualified, (plain, value, ran))
+                if before is not None and not same_plain(before[0], plain):
+                    held[qualified] = None  # (two namespaces of one name, a script run twice, with other values)
             if ran and functions is not None:
                 functions[f"global:{name}"] = value
             if functions is not None:  # (``ACTS = {"gelu": my_gelu}``: each one's code)

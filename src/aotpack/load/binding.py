@@ -274,6 +274,22 @@ def _holds_list(value) -> bool:
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
+def _replaced_function(held: str, got, where: str) -> Mismatch:
+    """Another object where the function ``held`` (its name) was at load: by identity,
+    so a wrapper of the same name is named as one."""
+    now = function_name(got) if callable(got) else repr(got)[:80]
+    return Mismatch([], f"the function {held} it held at load (its code is compiled into the package: undo the "
+                    "patch, or compile the package with it)",
+                    "another function of the same name (a wrapper, or its module reloaded)" if now == held else now,
+                    where=where)
+
+
+def _edited_function(fn, where: str) -> Mismatch:
+    """A function whose code is not the one compiled in (patched or edited)."""
+    return Mismatch([], "the function compiled into the package (undo the patch, or compile the package with it)",
+                    f"{function_name(fn)}, another code (patched or edited since the compile)", where=where)
+
+
 def _a(noun: str) -> str:
     return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
@@ -889,11 +905,7 @@ class Binding:
             if isinstance(at_load, _Edited) and got is at_load.function:
                 return self._patched_function()
             if got is not at_load and got is not _MISSING:  # (a function replaced: by identity, not its name)
-                now = function_name(got) if callable(got) else repr(got)[:80]
-                return Mismatch([], f"the function {python_value(want)} it held at load (its code is compiled into "
-                                "the package: undo the patch, or compile the package with it)",
-                                "another function of the same name (a wrapper, or its module reloaded)"
-                                if now == python_value(want) else now, where=where)
+                return _replaced_function(python_value(want), got, where)
             if _held(d, name, want) is _NEVER:
                 if name == "training" and isinstance(want, bool):  # a submodule's mode, as the module's own
                     expected = mode_expected(want)
@@ -909,11 +921,7 @@ class Binding:
                 return Mismatch([], expected, got, where=where)
             for inner, fn in functions_inside(path, got):
                 if fn is not (held := self._inner_functions.get(inner, fn)):
-                    return Mismatch([], f"the function {function_name(held)} it held at load (its code is compiled "
-                                    "into the package: undo the patch, or compile the package with it)",
-                                    "another function of the same name (a wrapper, or its module reloaded)"
-                                    if function_name(fn) == function_name(held) else function_name(fn),
-                                    where=where_of(inner))
+                    return _replaced_function(function_name(held), fn, where_of(inner))
         self._hold_values()
         return None
 
@@ -989,9 +997,7 @@ class Binding:
                 continue
             at_load = self._functions_at_load.get((id(cls), name))
             if isinstance(at_load, _Edited) and got is at_load.function:
-                return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
-                                "package with it)", f"{function_name(got)}, another code (patched or edited since "
-                                "the compile)", where=f"{where_of(path)} (of class {cls.__qualname__})")
+                return _edited_function(got, f"{where_of(path)} (of class {cls.__qualname__})")
             want = python_value(self._wants[path])
             now = ("nothing" if got is _MISSING else
                    f"{function_name(got)}" if callable(got) and not isinstance(got, type) else repr(got)[:80])
@@ -1011,14 +1017,10 @@ class Binding:
         for home, name, path, now in homes:
             held = self._functions_at_load.get((id(home), name))
             if isinstance(held, _Edited) and now is held.function:
-                return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
-                                "package with it)", f"{function_name(held.function)}, another code (patched or "
-                                "edited since the compile)", where=where_of(path))
+                return _edited_function(held.function, where_of(path))
             for inner, fn in functions_inside(path, now):  # (``ACTS["gelu"]``: a container's, by its code)
                 if not self._same_code(inner, fn):
-                    return Mismatch([], "the function compiled into the package (undo the patch, or compile the "
-                                    "package with it)", f"{function_name(fn)}, another code (patched or edited "
-                                    "since the compile)", where=where_of(inner))
+                    return _edited_function(fn, where_of(inner))
         return None
 
     def _same_code(self, path: str, fn) -> bool:
