@@ -202,6 +202,11 @@ def _centered(y):  # a module global function the module's code calls: its code 
 _bound_centered = _centered
 
 
+def _set_helper(module) -> None:
+    global BOUND_HELPER
+    BOUND_HELPER = module.requires_grad_(False)
+
+
 def _set_gain(value) -> None:
     global BOUND_GAIN
     BOUND_GAIN = value
@@ -348,8 +353,10 @@ MODULE_CHANGES = {
     "a module global assigned anew": lambda m, g: _set_table(_rand(g, 4)),
     "a module global of another shape": lambda m, g: _set_table(_rand(g, 2, 4)),
     "a module global of another dtype": lambda m, g: _set_table(_rand(g, 4, dtype=torch.float64)),
-    # a module global module: its weights (the function form binds it by name, which does not
-    # follow the name assigned anew: test_a_bound_module_reads_the_globals_of_this_process_...)
+    # a module global module: its weights, and the global assigned anew (the function form binds
+    # it by name, and follows the global that held it at load: until 2026-12-06 it kept the old one)
+    "a global module assigned anew": lambda m, g: _set_helper(torch.nn.Linear(4, 4)),
+    "a global module assigned one of another class": lambda m, g: _set_helper(_DoubledLinear(4, 4)),
     "a global module's weight updated in place": lambda m, g: BOUND_HELPER.weight.mul_(_rand(g, 4, 4)),
     "a global module's parameter reassigned": lambda m, g: setattr(BOUND_HELPER, "bias", torch.nn.Parameter(
         _rand(g, 4), requires_grad=False)),
@@ -511,6 +518,9 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global object's class default changed", 0)])
 @example(changes=[("a global object's default set on it", 0)])
 @example(changes=[("a global object's default set on it, equal", 0), ("a global object's class default changed", 1)])
+@example(changes=[("a global module assigned anew", 0)])
+@example(changes=[("a global module assigned one of another class", 0)])
+@example(changes=[("a global module assigned anew", 0), ("a global module's weight updated in place", 1)])
 @example(changes=[("a config's default set on the object", 0)])
 @example(changes=[("a config's default set on the object, equal", 0), ("a config's class default changed", 1)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
@@ -1790,6 +1800,45 @@ def test_a_name_two_files_read_with_other_values_is_compared_in_each(two_files):
     torch.testing.assert_close(aotpack.load(data, module={"lin": lin})(x), program(x))
 
 
+_CONFIG_FILES = {  # two packages' own ``config`` modules, and a file of each that reads its own
+    "aotpack_config_a": "FLAG = 2.0\n", "aotpack_config_b": "FLAG = 3.0\n",
+    **{f"aotpack_uses_{k}": f"import aotpack_config_{k} as config\n\ndef block(x):\n    return x {op} config.FLAG\n"
+       for k, op in (("a", "*"), ("b", "-"))}}
+
+
+def test_a_module_attribute_two_files_read_with_other_values_is_compared_in_each(tmp_path, monkeypatch):
+    """``config.FLAG`` where each file's ``config`` is another Python module (two models'
+    packages, each with its own config): until 2026-12-06 left out, so a change to either
+    ran as compiled, silently. Each is recorded under the module whose code reads it
+    (``global:config.FLAG@aotpack_uses_a``) and compared in the ``config`` that module
+    holds now."""
+    import importlib
+    import sys
+
+    for name, text in _CONFIG_FILES.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        a, b = importlib.import_module("aotpack_uses_a"), importlib.import_module("aotpack_uses_b")
+        program = lambda x: b.block(a.block(x))  # noqa: E731 - what torch.compile users write
+        x = torch.randn(2, 3)
+        pkg = aotpack.compile(program, (x,), backend="eager")
+        assert {"global:config.FLAG@aotpack_uses_a", "global:config.FLAG@aotpack_uses_b"} <= set(
+            pkg.manifest.variants[0].module_attributes)
+        fn = aotpack.load(pkg.to_bytes(), module={})
+        torch.testing.assert_close(fn(x), program(x))
+        for module, value in ((a, 5.0), (b, 7.0)):
+            before, module.config.FLAG = module.config.FLAG, value
+            with pytest.raises(aotpack.GuardError, match=rf"global config.FLAG of {module.__name__}: expected "
+                                                         rf"{before} .*, got {value}"):
+                fn(x)
+            module.config.FLAG = before
+            torch.testing.assert_close(fn(x), program(x))
+    finally:
+        for name in _CONFIG_FILES:
+            sys.modules.pop(name, None)
+
+
 def _doubled(t):
     return t * 2
 
@@ -1843,3 +1892,80 @@ def test_a_function_in_a_container_patched_before_the_load_is_refused_there():
             fn(x)
     m.post[0] = torch.tanh
     torch.testing.assert_close(fn(x), m(x))
+
+
+_MODEL_FILE = """import torch
+torch.manual_seed(0)
+MODEL = torch.nn.Linear(3, 3)
+W = torch.linspace(0.5, 1.5, 3)
+
+def predict(x):
+    return MODEL(x) * W
+"""
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A Python module whose function reads a module global model and tensor (a
+    script's ``MODEL = ...``, imported from a file as a user's is)."""
+    import importlib.util
+    import sys
+
+    (tmp_path / "aotpack_model_file.py").write_text(_MODEL_FILE)
+    spec = importlib.util.spec_from_file_location("aotpack_model_file", tmp_path / "aotpack_model_file.py")
+    module = sys.modules["aotpack_model_file"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("aotpack_model_file", None)
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
+def test_a_global_bound_by_name_and_assigned_anew_is_followed(model_file, train):
+    """``load(path, module={"MODEL": MODEL, "W": W})`` for a function reading the globals
+    ``MODEL`` and ``W``: eager reads the globals at each call, so ``MODEL = other`` after
+    the load is what the next call runs (until 2026-12-06 the package kept the module
+    given at load, silently: the package recorded no home for a module a function reads
+    by name). The new one is bound as a replaced submodule is: its weights are used (and
+    get their gradients, in training), one of another class or a tensor of another shape
+    is refused, and so is a global that names no module any more. A dict binding another
+    object than the global holds stays bound to what it gave."""
+    g = model_file
+    x = torch.randn(2, 3)
+    with torch.set_grad_enabled(train):
+        if not train:
+            g.MODEL.requires_grad_(False)
+        data = aotpack.compile(g.predict, (x,), train=train, backend="eager").to_bytes()
+        fn = aotpack.load(data, module={"MODEL": g.MODEL, "W": g.W})
+        torch.testing.assert_close(fn(x), g.predict(x))
+        torch.manual_seed(1)
+        g.MODEL, g.W = torch.nn.Linear(3, 3).requires_grad_(train), torch.randn(3)
+        got, want = fn(x), g.predict(x)
+        torch.testing.assert_close(got, want)
+        if train:  # the gradient reaches the module the global names now
+            got.sum().backward()
+            grad = g.MODEL.weight.grad.clone()
+            g.MODEL.weight.grad = None
+            want.sum().backward()
+            torch.testing.assert_close(grad, g.MODEL.weight.grad)
+        g.MODEL = torch.nn.Sequential(torch.nn.Linear(3, 3))
+        with pytest.raises(aotpack.GuardError, match=r"MODEL: expected a torch.nn.modules.linear:Linear"):
+            fn(x)
+        g.MODEL = 3
+        with pytest.raises(aotpack.GuardError, match=r"global MODEL of aotpack_model_file: expected a module .*, "
+                                                     r"got an int"):
+            fn(x)
+        g.MODEL = torch.nn.Linear(3, 3).requires_grad_(train)
+        g.W = torch.ones(4)
+        with pytest.raises(aotpack.GuardError, match=r"'W' is float32\[4\], the package was compiled for float32\[3\]"):
+            fn(x)
+        del g.W
+        with pytest.raises(aotpack.GuardError, match=r"global W of aotpack_model_file: expected a tensor .*, got "
+                                                     r"deleted"):
+            fn(x)
+        g.W = torch.randn(3)
+        torch.testing.assert_close(fn(x), g.predict(x))
+        # another object than the global holds: bound as given, by the caller's choice
+        own = torch.nn.Linear(3, 3).requires_grad_(train)
+        fn = aotpack.load(data, module={"MODEL": own, "W": g.W})
+        g.MODEL = torch.nn.Linear(3, 3).requires_grad_(train)
+        torch.testing.assert_close(fn(x), own(x) * g.W)

@@ -431,8 +431,9 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
     the code assigns (``global step; step += 1``) or a list it appends to (side effects),
     and a module's own names (``__name__``). A name two Python modules' code reads with
     other values (``EPS`` in two files) is recorded once per Python module, under its
-    name: ``"global:EPS@layers"`` (a module attribute, ``config.FLAG``, so read with two
-    values is left out). ``class_values``, given, gets those a plain object global's class
+    name: ``"global:EPS@layers"``, and so is a Python module's attribute two modules' code
+    reads with other values (``"global:config.FLAG@layers"``: ``config`` is another module
+    in each). ``class_values``, given, gets those a plain object global's class
     holds (``SETTINGS.gain`` of ``class Settings: gain = 2.0``), compared where the object
     resolves them (``class_attributes``), not as the object's own. ``functions``, given,
     gets path -> function for those functions, and for the functions of torch's modules
@@ -474,7 +475,10 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
                 continue
             if not same_plain(found.setdefault(f"global:{name}", plain), plain):
                 clashing.add(f"global:{name}")
-            if "." not in name and isinstance(globals_.get("__name__"), str):
+            # (per Python module: a plain global, or a Python module's attribute, ``config.FLAG``;
+            # not a plain object's, which another module's code may hold as another object)
+            if ("." not in name or isinstance(globals_.get(root), types.ModuleType)) and \
+                    isinstance(globals_.get("__name__"), str):
                 held = by_module.setdefault(f"global:{name}", {})
                 qualified = f"global:{name}@{globals_['__name__']}"
                 before = held.setdefault(qualified, (plain, value, ran))

@@ -195,6 +195,25 @@ def bind_by_name(captured):
             renames[name] = home.name
             taken.add(home.name)
     captured.rename_weights(renames)
+    return _record_module_globals(captured)
+
+
+def _record_module_globals(captured):
+    """``captured``, a function's program, with a ``Frozen`` record (kind ``global``, type
+    ``module``) for each module its code reads as a module global (``MODEL``, or
+    ``helpers.model``): where it lives, so that a package bound with
+    ``module={"MODEL": MODEL}`` follows the global where the loading process's global
+    still holds the module given at load (load/binding.py's ``given_globals``): eager reads
+    the global at each call, so ``MODEL = other`` after the load is followed, not ignored."""
+    from ..package import manifest as mf
+
+    listed = {f.name for f in captured.frozen if f.kind == "global"}
+    records = [mf.Frozen(kind="global", name=r.path, where=r.where, module=r.module, type="module",
+                         value=mf.class_name(type(m)))
+               for m, r in captured.modules_named.items()
+               if r.path is not None and r.name.isidentifier() and r.path not in listed]
+    if records:
+        captured.frozen = [*captured.frozen, *records]
     return captured
 
 

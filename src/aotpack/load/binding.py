@@ -35,6 +35,10 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   module the code calls as a global (``HELPER(x)``: ``global:HELPER.weight``), and each
   call checks that the global still names the module bound; such a module's class, code,
   hooks and Python values are guarded as a submodule's, below (under ``global:HELPER``);
+  a function's package binds its globals by name (``module={"MODEL": MODEL, "W": W}``):
+  where the global still holds what the dict gave at load, the same pass compares it with
+  the object bound, and one assigned anew is bound in its place and checked as a
+  replaced submodule or tensor is (``given_globals``);
 - plain data the code that ran reads as a module global (``SCALE = 2.0``, a dtype, a
   flag; ``config.FLAG`` of a Python module ``config``: ``Variant.global_values``) is
   compiled in like a Python attribute, compared in the same pass with the global where
@@ -390,13 +394,15 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
     import sys
 
     records = [f for f in program.frozen if (f.followed or f.kind == "global" and f.name in values)
-               and f.name.split(".")[0] not in (given or ())]
+               and _bound_as(f) not in (given or ())]
     found = {}
     for name in values:  # (a name Python modules read with other values: ``EPS@layers``, in each module)
         base, at, module_name = name.partition("@")
         held = getattr(sys.modules.get(module_name), "__dict__", None) if at else None
-        if held is not None and base in held and base not in (given or ()):
-            found[name] = held
+        if held is not None and base.split(".")[0] not in (given or ()):
+            holder, dotted, path = _walk(held, base)  # (``config.FLAG@layers``: config's, as layers holds it)
+            if not path and dotted.rpartition(".")[2] in holder:
+                found[name] = holder
     if not records:
         return found
     methods = {}  # qualname -> the globals of the bound modules' methods (torch's read no tensor of the program)
@@ -435,6 +441,38 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
                     others.setdefault(name, []).append(holder)  # (another module's code reads one of that name)
                 break
     return found
+
+
+def _bound_as(f) -> str:
+    """The name ``module={...}`` gives a global record of a function's package by: a
+    module read as ``helpers.model`` is bound as ``model``, a tensor ``W`` as ``W``."""
+    return f.name.rpartition(".")[2] if f.type == "module" else f.name.split(".")[0]
+
+
+def given_globals(program: Program, module: torch.nn.Module) -> list[tuple[str, dict, str]]:
+    """For a function's package bound with ``module={...}``: the names given whose module
+    global (the program's ``Frozen`` record: ``MODEL``, ``W``, ``helpers.model``) this
+    process holds, holding the very object given: (the name given, the globals dict, the
+    key there). Eager reads such a global at each call, so the binding follows it: one
+    assigned anew (``MODEL = other``) is bound in place of the one given at load. A name
+    bound to another object than its global holds (``module={"MODEL": copy}``) stays bound
+    to what the dict gave, by the caller's choice. Found once, at load: dictionary lookups."""
+    if program.kind != "function":
+        return []
+    given = _given(module)
+    records = [f for f in program.frozen if f.kind == "global" and f.followed and _bound_as(f) in given]
+    if not records:
+        return []
+    program = program.replace(frozen=records)
+    found = global_namespaces(program, module)
+    out = []
+    for f in records:
+        name = _bound_as(f)
+        holder_dict = found.get(f.name if f.type == "module" else name)
+        key = f.name.rpartition(".")[2] if f.type == "module" else name
+        if holder_dict is not None and holder_dict.get(key) is getattr(module, name, None):
+            out.append((name, holder_dict, key))
+    return list({(n, id(d), k): (n, d, k) for n, d, k in out}.values())
 
 
 def _helper_globals(module: str | None, file: str, qualname: str) -> list[dict] | None:
@@ -630,6 +668,8 @@ class Binding:
         self._other_homes: dict[str, list[dict]] = {}
         # (and a plain object global whose class's default the code reads: ``SETTINGS.gain``)
         class_globals = dict.fromkeys(p.removeprefix("global:") for p in variant.class_attributes if p.startswith("global:"))
+        # a function's package: the names given whose module global holds what was given, followed
+        self._given_globals = given_globals(program, module)
         self._global_roots = global_namespaces(program, module, _given(module) if program.kind == "function" else None,
                                                {**self._plain_globals, **torch_functions, **class_globals},
                                                self._other_homes)
@@ -1043,6 +1083,9 @@ class Binding:
         dicts = [held for _, held, _ in self.attributes] + [ns for ns, _, _ in self._global_modules]
         names = [name for _, _, name in self.attributes] + [name for _, name, _ in self._global_modules]
         tensors = [self.weights[i] for i, _, _ in self.attributes] + [m for _, _, m in self._global_modules]
+        dicts += [ns for _, ns, _ in self._given_globals]  # (a function's globals bound by name: each
+        names += [key for _, _, key in self._given_globals]  # still what the dict bound)
+        tensors += [getattr(self.module, name, None) for name, _, _ in self._given_globals]
         for fqn, w in zip(self.variant.weight_fqns, self.weights):
             outer = tree.outer_of(fqn)
             if outer is not None and outer[0] in self.variant.subclass_weights:
@@ -1216,9 +1259,32 @@ class Binding:
                  if p.startswith("global:") and p.removeprefix("global:") in self._global_roots]
         return [("", self.module), *((p, m) for p, m in found if m is not None)]
 
+    def _follow_given_globals(self) -> Mismatch | None:
+        """A global a function's package was bound to by name, assigned anew since
+        (``MODEL = other``, ``W = torch.ones(3)``): the new object is bound in its place, as
+        eager's code reads it, and checked as a replaced submodule or tensor is by the
+        rebind (another class, dtype or shape is refused); one that names no module or
+        tensor any more is refused, naming it."""
+        for name, namespace, key in self._given_globals:
+            now, held = namespace.get(key, _MISSING), getattr(self.module, name, None)
+            if now is held:
+                continue
+            kind = torch.nn.Module if isinstance(held, torch.nn.Module) else torch.Tensor
+            if not isinstance(now, kind):
+                got = "deleted" if now is _MISSING else _a(type(now).__qualname__)
+                return Mismatch([], f"{_a('module' if kind is torch.nn.Module else 'tensor')} (the program "
+                                    "reads it at each call)", got,
+                                where=f"global {key} of {namespace.get('__name__', '?')}")
+            delattr(self.module, name)  # (a Parameter's slot takes no plain tensor, and back)
+            setattr(self.module, name, now)
+        return None
+
     def _rebind(self) -> Mismatch | None:
         """The module changed somewhere since the last call: bind its weights again and
         refuse hooks added since load."""
+        problem = self._follow_given_globals()
+        if problem is not None:
+            return problem
         problem = self._patched_forward()  # before the slots are taken again
         if problem is not None:
             return problem

@@ -280,9 +280,15 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     older readers ran the weights compiled in, as before.
     (2026-12-06, compatible) variants[].module_attributes may name a plain global as
     ``global:NAME@module``: a name two Python modules' code reads with other values
-    (``EPS`` in two files), once per module. A reader binding a module compares it in the
+    (``EPS`` in two files), once per module; ``global:config.FLAG@module`` for a Python
+    module's attribute so read (each file's ``config`` another module). A reader binding a module compares it in the
     module of that name it imported; older readers find no such global and compare none,
     as before.
+    (2026-12-06, compatible) a function's program.frozen lists each module its code reads
+    as a module global (kind "global", type "module", as a module's program lists one it
+    calls): a reader bound with ``module={"MODEL": MODEL}`` follows the global where it
+    still holds the module given (``MODEL = other`` after the load is bound in its place);
+    older readers keep the module given, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
