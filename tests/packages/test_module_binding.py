@@ -277,9 +277,13 @@ class _BoundWithNorm(_Bound):
         self.norm.running_var.uniform_(0.5, 2.0)
         self.extra = torch.nn.ModuleList([torch.nn.Linear(4, 4)])  # a container the code iterates
         self.config = _BoundConfig()
+        # tensors a list and a dict attribute hold (no parameter or buffer: ``constant:held[0]``)
+        self.held = [torch.linspace(0.5, 1.5, 4)]
+        self.tables = {"shift": torch.linspace(-0.5, 0.5, 4)}
 
     def forward(self, x):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
+        y = y * self.held[0] + self.tables["shift"]
         for layer in self.extra:
             y = layer(y)
         y = BOUND_OPTS["post"](self.squash(F.softsign(y.flip(BOUND_FLIP))))
@@ -399,6 +403,13 @@ MODULE_CHANGES = {
     "a config's class default changed": lambda m, g: setattr(_BoundConfig, "tilt", float(_rand(g, 1))),
     "a config's default set on the object": lambda m, g: setattr(m.config, "tilt", float(_rand(g, 1))),
     "a config's default set on the object, equal": lambda m, g: setattr(m.config, "tilt", float("0.75")),
+    # tensors a list or dict attribute holds (until 2026-12-06 the package ran its copies, silently)
+    "a list-held tensor replaced": lambda m, g: m.held.__setitem__(0, _rand(g, 4)),
+    "a list-held tensor updated in place": lambda m, g: m.held[0].mul_(_rand(g, 4)) if m.held else None,
+    "a list attribute assigned anew": lambda m, g: setattr(m, "held", [_rand(g, 4)]),
+    "a list-held tensor of another shape": lambda m, g: m.held.__setitem__(0, _rand(g, 2)),
+    "a list attribute emptied": lambda m, g: m.held.clear(),
+    "a dict-held tensor replaced": lambda m, g: m.tables.__setitem__("shift", _rand(g, 4)),
     # the children of a container the code iterates (a deletion registers nothing)
     "a layer appended to a ModuleList": lambda m, g: m.extra.append(torch.nn.Linear(4, 4)),
     "a layer removed from a ModuleList": lambda m, g: len(m.extra) and m.extra.pop(-1),
@@ -521,6 +532,12 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a global module assigned anew", 0)])
 @example(changes=[("a global module assigned one of another class", 0)])
 @example(changes=[("a global module assigned anew", 0), ("a global module's weight updated in place", 1)])
+@example(changes=[("a list-held tensor replaced", 0)])
+@example(changes=[("a list-held tensor updated in place", 0)])
+@example(changes=[("a list attribute assigned anew", 0)])
+@example(changes=[("a list-held tensor of another shape", 0)])
+@example(changes=[("a list attribute emptied", 0)])
+@example(changes=[("a dict-held tensor replaced", 0)])
 @example(changes=[("a config's default set on the object", 0)])
 @example(changes=[("a config's default set on the object, equal", 0), ("a config's class default changed", 1)])
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(MODULE_CHANGES)), st.integers(0, 2**16)), min_size=1,
@@ -1969,3 +1986,76 @@ def test_a_global_bound_by_name_and_assigned_anew_is_followed(model_file, train)
         fn = aotpack.load(data, module={"MODEL": own, "W": g.W})
         g.MODEL = torch.nn.Linear(3, 3).requires_grad_(train)
         torch.testing.assert_close(fn(x), own(x) * g.W)
+
+
+class _HoldsTensors(torch.nn.Module):
+    """Tensors held in a list, a tuple and a dict attribute: no parameters or buffers,
+    what torch.export lifts as constants of its own names (``lifted_tensor_0``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.ws = [torch.linspace(0.5, 1.5, 3)]
+        self.pair = (torch.ones(3), torch.full((3,), 0.25))
+        self.table = {"shift": torch.full((3,), 2.0)}
+        self.steps = [torch.zeros(3)]
+
+    def forward(self, x):
+        self.steps[0].add_(1)  # an update of a held tensor: eager's lands in the module's tensor
+        return (self.lin(x) * self.ws[0] * self.pair[0] + self.pair[1] + self.table["shift"]) * self.steps[0]
+
+
+@pytest.mark.parametrize("form", ["module", "function"])
+def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
+    """``self.ws = [tensor]``, a tuple, ``self.table = {"a": tensor}``: until 2026-12-06
+    the package held copies of compile time, so a tensor replaced or updated in place
+    after the load, and the program's own update of one (``self.steps[0].add_(1)``),
+    were not seen: silently. They are now named as the module holds them
+    (``constant:ws[0]``, ``constant:table['shift']``) and read there at each call; one of
+    another shape, or gone, is a GuardError naming it."""
+    torch.manual_seed(0)
+    m, ref = _HoldsTensors().requires_grad_(False), _HoldsTensors().requires_grad_(False)
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(2, 3)
+    program = m if form == "module" else (lambda t: m(t) * 2)
+    with torch.no_grad():
+        data = aotpack.compile(program, (x,), backend="eager").to_bytes()
+        assert "constant:ws[0]" in aotpack.load(data).manifest.variants[0].weight_fqns[2:] or form == "function"
+        fn = aotpack.load(data, module=m if form == "module" else {"m": m})
+        eager = ref if form == "module" else (lambda t: ref(t) * 2)
+        m.steps[0].zero_()  # (the compile ran the program once)
+        changes = [lambda h: h.ws.__setitem__(0, torch.full((3,), 3.0)), lambda h: h.ws[0].mul_(-1),
+                   lambda h: setattr(h, "pair", (torch.full((3,), 2.0), torch.zeros(3))),
+                   lambda h: h.table["shift"].add_(5), lambda h: h.table.__setitem__("shift", torch.ones(3))]
+        torch.testing.assert_close(fn(x), eager(x))
+        for change in changes:
+            change(m)
+            change(ref)
+            torch.testing.assert_close(fn(x), eager(x))
+            torch.testing.assert_close(m.steps[0], ref.steps[0])  # the program's update reached the module's
+        m.ws[0] = torch.ones(4)
+        with pytest.raises(aotpack.GuardError, match=r"'(m\.)?ws\[0\]' is float32\[4\], the package was compiled "
+                                                     r"for float32\[3\]"):
+            fn(x)
+        del m.table["shift"]
+        m.ws[0] = torch.ones(3)
+        with pytest.raises(aotpack.GuardError, match=r"table\['shift'\].* is no tensor any more"):
+            fn(x)
+
+
+def test_a_tensor_that_requires_grad_in_a_list_attribute_is_refused_in_training():
+    """``self.ws = [nn.Parameter(...)]`` registers no parameter: until 2026-12-06 a
+    training package held it as a constant and its gradient was lost (``.grad`` stayed
+    None, eager's was filled). A CaptureError names it and the fix; so does one for a
+    training program updating such a tensor (torch.export's "Constant is mutated"),
+    whose hint named modules reached by no name."""
+    m = _HoldsTensors()
+    m.steps = []
+    m.forward = lambda x: m.lin(x) * m.ws[0]  # (no update)
+    m.ws[0] = torch.nn.Parameter(m.ws[0])
+    with pytest.raises(aotpack.CaptureError, match=r"reads ws\[0\], a tensor that requires grad held in a list "
+                                                   r"attribute(.|\n)*ParameterList"):
+        aotpack.compile(m, (torch.randn(2, 3),), train=True, backend="eager")
+    with pytest.raises(aotpack.CaptureError, match=r"Constant .* is mutated(.|\n)*hint: the program may update a "
+                                                   r"tensor that a list, tuple or dict attribute holds \(ws\[0\]"):
+        aotpack.compile(_HoldsTensors(), (torch.randn(2, 3),), train=True, backend="eager")

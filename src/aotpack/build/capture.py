@@ -1101,7 +1101,15 @@ def _constant_updated_hint(target) -> str:
     """What to do where the program updates a tensor torch.export holds as a constant: a
     module a module's code calls as a module global (a batch norm in training mode: a
     function's package holds it by name, and trains it), else one reached by no name."""
+    from .homes import container_tensors
+
     module = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
+    held = [path for m in (module, *modules_by_name(target)) if isinstance(m, torch.nn.Module)
+            for path, _ in container_tensors(m)]
+    if held:  # (``self.steps[0].add_(1)``: an update eager makes in the module's tensor)
+        return (f"the program may update a tensor that a list, tuple or dict attribute holds ({', '.join(held[:3])}), "
+                "which torch.export holds as a constant in a training package: register it as a buffer "
+                "(self.register_buffer), or compile an inference package (train=False), which updates it in place")
     if isinstance(module, torch.nn.Module):
         named = sorted((r.name, r.path) for r in modules_by_name(target).values() if r.path is not None)
         if named:

@@ -186,6 +186,7 @@ def bind_by_name(captured):
     keeps its names: ``load(path, module=model)`` binds the module alone (a global ``W``
     is no attribute of it), and the globals its code reads, where the loading process
     holds them (``global:W``; a module global's tensors: ``_global_modules_named``)."""
+    captured = _container_tensors_named(captured)
     if captured.program.of_module:  # (a module, or a method of one)
         return _global_modules_named(captured)
     taken = set(captured.weights)
@@ -196,6 +197,49 @@ def bind_by_name(captured):
             taken.add(home.name)
     captured.rename_weights(renames)
     return _record_module_globals(captured)
+
+
+def container_tensors(module: torch.nn.Module):
+    """(path, tensor) for each tensor a list, tuple or dict attribute of ``module`` or of
+    a submodule holds (``self.ws = [w]``, ``self.table = {"a": t}``: registered as no
+    parameter or buffer), the path naming the item as Python does: ``ws[0]``,
+    ``block.table['a']``. One level deep; keys of a dict that are strings or integers."""
+    for prefix, sub in module.named_modules():
+        for attr, value in vars(sub).items():
+            if attr.startswith("_") or not isinstance(value, (list, tuple, dict)):
+                continue  # (the module's own dicts: _parameters, _buffers, _modules, hooks)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, t in items:
+                if isinstance(t, torch.Tensor) and type(key) in (int, str):
+                    yield f"{prefix}.{attr}[{key!r}]".lstrip("."), t
+
+
+def _container_tensors_named(captured):
+    """``captured``, the tensors it reads from a module's list, tuple or dict attribute
+    (torch.export lifts them as constants of its own names, ``lifted_tensor_0``) named as
+    the module holds them, ``constant:ws[0]``: a package bound with ``module=m`` reads
+    them there at each call, as eager does, so one replaced or updated in place after the
+    load is used (until 2026-12-06 the package ran its copies of compile time, silently;
+    load/binding.py's ``_container_item``)."""
+    root = getattr(captured.program, "m", None)
+    lifted = [n for n, kind in captured.weight_kinds.items() if kind == "constant" and n.startswith("constant:")
+              and not tensor_attribute(captured.program, captured.weight_targets.get(n) or "")]
+    if root is None or not lifted:
+        return captured
+    by_id, by_memory = {}, {}
+    for path, t in container_tensors(root):
+        by_id.setdefault(id(t), path)
+        by_memory.setdefault(memory_of(t), path)
+    by_memory.pop(None, None)
+    taken, renames = set(captured.weights), {}
+    for name in lifted:
+        w = captured.weights[name]
+        path = by_id.get(id(w)) or by_memory.get(memory_of(w))
+        if path is not None and f"constant:{path}" not in taken:
+            renames[name] = f"constant:{path}"
+            taken.add(renames[name])
+    captured.rename_weights(renames)
+    return captured
 
 
 def _record_module_globals(captured):

@@ -101,6 +101,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from itertools import repeat
 from operator import is_not, ne
@@ -321,18 +322,46 @@ def _owner(module: torch.nn.Module, path: str, holders: dict):
     return owner
 
 
-def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[torch.nn.Module | None, str]:
-    """(the submodule holding it, its name) where ``fqn`` (``constant:block.scale``, the
-    package's name for a lifted constant) is a plain tensor attribute of ``module``,
-    else (None, "")."""
+def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object, tuple | None]:
+    """Where ``fqn`` (``constant:block.scale``, the package's name for a lifted constant)
+    lies in ``module`` as a plain tensor: (its owner's ``__dict__``, its name, None) for a
+    tensor attribute; for an item of a list, tuple or dict attribute (``constant:ws[0]``,
+    ``constant:block.table['a']``: homes.py's ``container_tensors``), (that container,
+    the item's key, (the owner's ``__dict__``, the attribute's name, the container)), so
+    each call compares both the attribute and the item; else (None, "", None)."""
     if not fqn.startswith("constant:"):
-        return None, ""
+        return None, "", None
     path = fqn.removeprefix("constant:")
+    item = _ITEM.fullmatch(path)
+    if item is not None:
+        import ast
+
+        owner_path, attr, key_text = item.groups()
+        owner = _submodule(module, owner_path.split(".") if owner_path else [])
+        container = owner.__dict__.get(attr) if owner is not None else None
+        try:
+            key = ast.literal_eval(key_text)
+        except (ValueError, SyntaxError):  # (a name no container gives: stays the package's)
+            return None, "", None
+        if isinstance(container, (list, tuple, dict)) and isinstance(_item(container, key), torch.Tensor):
+            return container, key, (owner.__dict__, attr, container)
+        return None, "", None
     owner = _submodule(module, path.split(".")[:-1])
     name = path.rpartition(".")[2]
     if owner is not None and isinstance(owner.__dict__.get(name), torch.Tensor):
-        return owner, name
-    return None, ""
+        return owner.__dict__, name, None
+    return None, "", None
+
+
+_ITEM = re.compile(r"(?:(.*)\.)?([A-Za-z_]\w*)\[(.+)\]")  # ``block.table['a']``: owner, attribute, key
+
+
+def _item(container, key):
+    """``container[key]``, or _MISSING where it holds no such item (a list grown shorter)."""
+    try:
+        return container[key]
+    except (IndexError, KeyError, TypeError):
+        return _MISSING
 
 
 def _slot_value(module: torch.nn.Module, fqn: str) -> torch.Tensor | None:
@@ -708,7 +737,7 @@ class Binding:
         fit; sets ``self.attributes`` to where the plain attributes live."""
         live = dict(self.module.named_parameters(remove_duplicate=False))
         live.update(self.module.named_buffers(remove_duplicate=False))
-        v, out, attributes, global_modules = self.variant, [], [], []
+        v, out, attributes, global_modules, containers = self.variant, [], [], [], []
         # a function's package: the names ``module={...}`` gives (``lin`` of ``lin.weight``); a
         # tensor under another name (one the program makes, ``constant:lifted_tensor_0``, or
         # one the dict leaves out) stays as compiled. A module's package reads every weight.
@@ -730,15 +759,15 @@ class Binding:
             # (a constant may be a parameter of the module: one a function package reads
             # from outside and trains, build/autograd.py's _train_outside)
             elif info.kind not in ("parameter", "buffer") and fqn not in live:
-                owner, name = _tensor_attribute(self.module, fqn)
-                if owner is None and fqn in self._attribute_names:
+                held, name, via = _tensor_attribute(self.module, fqn)
+                if held is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
-                if owner is None and gets_grad:  # (a tensor the program reads by name, which it trains)
+                if held is None and gets_grad:  # (a tensor the program reads by name, which it trains)
                     raise _missing(self.module, self.program, fqn)
-                if owner is None:
+                if held is None:
                     out.append(self.stored[key])  # frozen constants stay the package's
                     continue
-                held = owner.__dict__
+                containers += [via] if via is not None else []
             if held is not None:
                 attributes.append((len(out), held, name))
                 live[fqn] = held[name]
@@ -755,6 +784,7 @@ class Binding:
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
         self.attributes = attributes
+        self._containers = containers  # (a list, tuple or dict attribute's items: the attribute, compared too)
         # the globals naming a module the binding follows (``HELPER``: its tensors, class, code,
         # hooks and values): one assigned anew registers nothing, so each call checks that it
         # still names the module bound; one of another class than at load runs other code than
@@ -833,7 +863,9 @@ class Binding:
     def __call__(self) -> Mismatch | None:
         if (_GENERATION[0] != self.generation
                 or any(map(is_not, map(dict.get, self._slot_dicts, self._slot_names), self._slot_tensors))
-                or (self._child_dicts and tuple(map(len, self._child_dicts)) != self._child_counts)):
+                or (self._child_dicts and tuple(map(len, self._child_dicts)) != self._child_counts)
+                or (self._item_containers and any(map(is_not, map(_item, self._item_containers, self._item_keys),
+                                                      self._item_tensors)))):
             problem = self._rebind()
             if problem is not None:
                 return problem
@@ -1080,9 +1112,16 @@ class Binding:
         eager would then fail where the package ran the old weight."""
         # plain tensor attributes and global tensors (assigning one registers nothing), and the
         # globals naming a module followed: each still the object bound
-        dicts = [held for _, held, _ in self.attributes] + [ns for ns, _, _ in self._global_modules]
-        names = [name for _, _, name in self.attributes] + [name for _, name, _ in self._global_modules]
-        tensors = [self.weights[i] for i, _, _ in self.attributes] + [m for _, _, m in self._global_modules]
+        # (an item of a list or tuple attribute: in a pass of its own, the attribute in this one)
+        items = [(held, name, self.weights[i]) for i, held, name in self.attributes if not isinstance(held, dict)]
+        self._item_containers, self._item_keys, self._item_tensors = map(list, zip(*items)) if items else ([], [], [])
+        dict_held = [(i, held, name) for i, held, name in self.attributes if isinstance(held, dict)]
+        dicts = [held for _, held, _ in dict_held] + [ns for ns, _, _ in self._global_modules]
+        names = [name for _, _, name in dict_held] + [name for _, name, _ in self._global_modules]
+        tensors = [self.weights[i] for i, _, _ in dict_held] + [m for _, _, m in self._global_modules]
+        dicts += [d for d, _, _ in self._containers]
+        names += [attr for _, attr, _ in self._containers]
+        tensors += [c for _, _, c in self._containers]
         dicts += [ns for _, ns, _ in self._given_globals]  # (a function's globals bound by name: each
         names += [key for _, _, key in self._given_globals]  # still what the dict bound)
         tensors += [getattr(self.module, name, None) for name, _, _ in self._given_globals]
