@@ -1999,15 +1999,18 @@ class _HoldsTensors(torch.nn.Module):
         self.pair = (torch.ones(3), torch.full((3,), 0.25))
         self.table = {"shift": torch.full((3,), 2.0)}
         self.steps = [torch.zeros(3)]
+        self.cache = types.SimpleNamespace(cos=torch.linspace(-1.0, 1.0, 3))  # a plain object's tensor
 
     def forward(self, x):
         self.steps[0].add_(1)  # an update of a held tensor: eager's lands in the module's tensor
-        return (self.lin(x) * self.ws[0] * self.pair[0] + self.pair[1] + self.table["shift"]) * self.steps[0]
+        y = self.lin(x) * self.ws[0] * self.pair[0] + self.pair[1] + self.table["shift"] + self.cache.cos
+        return y * self.steps[0]
 
 
 @pytest.mark.parametrize("form", ["module", "function"])
 def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
-    """``self.ws = [tensor]``, a tuple, ``self.table = {"a": tensor}``: until 2026-12-06
+    """``self.ws = [tensor]``, a tuple, ``self.table = {"a": tensor}``, a plain object's
+    ``self.cache.cos``: until 2026-12-06
     the package held copies of compile time, so a tensor replaced or updated in place
     after the load, and the program's own update of one (``self.steps[0].add_(1)``),
     were not seen: silently. They are now named as the module holds them
@@ -2026,7 +2029,9 @@ def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
         m.steps[0].zero_()  # (the compile ran the program once)
         changes = [lambda h: h.ws.__setitem__(0, torch.full((3,), 3.0)), lambda h: h.ws[0].mul_(-1),
                    lambda h: setattr(h, "pair", (torch.full((3,), 2.0), torch.zeros(3))),
-                   lambda h: h.table["shift"].add_(5), lambda h: h.table.__setitem__("shift", torch.ones(3))]
+                   lambda h: h.table["shift"].add_(5), lambda h: h.table.__setitem__("shift", torch.ones(3)),
+                   lambda h: h.cache.cos.mul_(3), lambda h: setattr(h.cache, "cos", torch.full((3,), 0.5)),
+                   lambda h: setattr(h, "cache", types.SimpleNamespace(cos=torch.ones(3)))]
         torch.testing.assert_close(fn(x), eager(x))
         for change in changes:
             change(m)
@@ -2051,10 +2056,15 @@ def test_a_tensor_that_requires_grad_in_a_list_attribute_is_refused_in_training(
     whose hint named modules reached by no name."""
     m = _HoldsTensors()
     m.steps = []
-    m.forward = lambda x: m.lin(x) * m.ws[0]  # (no update)
+    m.forward = lambda x: m.lin(x) * m.ws[0] * m.cache.cos  # (no update)
     m.ws[0] = torch.nn.Parameter(m.ws[0])
     with pytest.raises(aotpack.CaptureError, match=r"reads ws\[0\], a tensor that requires grad held in a list "
                                                    r"attribute(.|\n)*ParameterList"):
+        aotpack.compile(m, (torch.randn(2, 3),), train=True, backend="eager")
+    m.ws[0] = m.ws[0].detach()
+    m.cache.cos.requires_grad_(True)
+    with pytest.raises(aotpack.CaptureError, match=r"reads cache.cos, a tensor that requires grad held in a "
+                                                   r"SimpleNamespace attribute"):
         aotpack.compile(m, (torch.randn(2, 3),), train=True, backend="eager")
     with pytest.raises(aotpack.CaptureError, match=r"Constant .* is mutated(.|\n)*hint: the program may update a "
                                                    r"tensor that a list, tuple or dict attribute holds \(ws\[0\]"):

@@ -708,30 +708,25 @@ def _train_outside(captured, homes: dict[str, Home]) -> dict[str, Home]:
 
 def _refuse_trained_items(captured) -> None:
     """CaptureError where the program reads a tensor that requires grad from a module's
-    list, tuple or dict attribute (``self.ws = [nn.Parameter(...)]``: no parameter of the
-    module; the package names it ``constant:ws[0]``, homes.py's ``container_tensors``).
-    Eager accumulates its gradient; the package's trace holds it as a constant, so its
-    gradient would be lost (until 2026-12-06 silently: ``.grad`` stayed None). Registered
-    in ``nn.ParameterList`` or ``nn.ParameterDict`` it is a parameter, and trains."""
+    list, tuple or dict attribute, or a plain object it holds (``self.ws =
+    [nn.Parameter(...)]``: no parameter of the module; the package names it
+    ``constant:ws[0]``, homes.py's ``container_tensors``). Eager accumulates its gradient;
+    the package's trace holds it as a constant, so its gradient would be lost (until
+    2026-12-06 silently: ``.grad`` stayed None). Registered in ``nn.ParameterList`` or
+    ``nn.ParameterDict`` it is a parameter, and trains."""
     from .homes import container_tensors
 
     root = getattr(captured.program, "m", None)
-    named = {p for p in captured.weights if p.startswith("constant:") and "[" in p}
-    if root is None or not named:
+    if root is None or not any(kind == "constant" for kind in captured.weight_kinds.values()):
         return
-    for path, t in container_tensors(root):
-        if f"constant:{path}" in named and t.requires_grad and t.is_floating_point():
+    for path, t, holder in container_tensors(root):
+        if f"constant:{path}" in captured.weights and t.requires_grad and t.is_floating_point():
             raise CaptureError(f"{captured.name} reads {path}, a tensor that requires grad held in a "
-                               f"{type(_container_of(root, path)).__name__} attribute, which registers no parameter: "
-                               "its gradient would be lost",
-                               hint="hold it in torch.nn.ParameterList or torch.nn.ParameterDict (then it is a "
-                                    "parameter, and trains), or set its requires_grad to False")
-
-
-def _container_of(root: torch.nn.Module, path: str):
-    """The list, tuple or dict attribute an item path (``block.ws[0]``) names in ``root``."""
-    owner, _, attr = path.partition("[")[0].rpartition(".")
-    return getattr(root.get_submodule(owner) if owner else root, attr)
+                               f"{type(holder).__name__} attribute, which registers no parameter: its gradient "
+                               "would be lost",
+                               hint="hold it in torch.nn.ParameterList or torch.nn.ParameterDict, or register it "
+                                    "with register_parameter (then it is a parameter, and trains), or set its "
+                                    "requires_grad to False")
 
 
 @contextlib.contextmanager

@@ -200,24 +200,32 @@ def bind_by_name(captured):
 
 
 def container_tensors(module: torch.nn.Module):
-    """(path, tensor) for each tensor a list, tuple or dict attribute of ``module`` or of
-    a submodule holds (``self.ws = [w]``, ``self.table = {"a": t}``: registered as no
-    parameter or buffer), the path naming the item as Python does: ``ws[0]``,
-    ``block.table['a']``. One level deep; keys of a dict that are strings or integers."""
+    """(path, tensor, holder) for each tensor a list, tuple or dict attribute of ``module``
+    or of a submodule holds (``self.ws = [w]``, ``self.table = {"a": t}``), or a plain
+    object it holds (``self.cache = SimpleNamespace(cos=t)``): registered as no parameter
+    or buffer. The path names it as Python does: ``ws[0]``, ``block.table['a']``,
+    ``cache.cos``. One level deep; keys of a dict that are strings or integers."""
+    from .frozen import plain_object
+
     for prefix, sub in module.named_modules():
         for attr, value in vars(sub).items():
-            if attr.startswith("_") or not isinstance(value, (list, tuple, dict)):
+            if attr.startswith("_"):
                 continue  # (the module's own dicts: _parameters, _buffers, _modules, hooks)
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, t in items:
-                if isinstance(t, torch.Tensor) and type(key) in (int, str):
-                    yield f"{prefix}.{attr}[{key!r}]".lstrip("."), t
+            base = f"{prefix}.{attr}".lstrip(".")
+            if isinstance(value, (list, tuple, dict)):
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                yield from ((f"{base}[{key!r}]", t, value) for key, t in items
+                            if isinstance(t, torch.Tensor) and type(key) in (int, str))
+            elif plain_object(value):
+                yield from ((f"{base}.{key}", t, value) for key, t in vars(value).items()
+                            if isinstance(t, torch.Tensor) and key.isidentifier())
 
 
 def _container_tensors_named(captured):
-    """``captured``, the tensors it reads from a module's list, tuple or dict attribute
-    (torch.export lifts them as constants of its own names, ``lifted_tensor_0``) named as
-    the module holds them, ``constant:ws[0]``: a package bound with ``module=m`` reads
+    """``captured``, the tensors it reads from a module's list, tuple or dict attribute, or
+    a plain object it holds (torch.export lifts them as constants of its own names,
+    ``lifted_tensor_0``) named as the module holds them, ``constant:ws[0]``,
+    ``constant:cache.cos``: a package bound with ``module=m`` reads
     them there at each call, as eager does, so one replaced or updated in place after the
     load is used (until 2026-12-06 the package ran its copies of compile time, silently;
     load/binding.py's ``_container_item``)."""
@@ -227,7 +235,7 @@ def _container_tensors_named(captured):
     if root is None or not lifted:
         return captured
     by_id, by_memory = {}, {}
-    for path, t in container_tensors(root):
+    for path, t, _ in container_tensors(root):
         by_id.setdefault(id(t), path)
         by_memory.setdefault(memory_of(t), path)
     by_memory.pop(None, None)

@@ -326,9 +326,11 @@ def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object
     """Where ``fqn`` (``constant:block.scale``, the package's name for a lifted constant)
     lies in ``module`` as a plain tensor: (its owner's ``__dict__``, its name, None) for a
     tensor attribute; for an item of a list, tuple or dict attribute (``constant:ws[0]``,
-    ``constant:block.table['a']``: homes.py's ``container_tensors``), (that container,
-    the item's key, (the owner's ``__dict__``, the attribute's name, the container)), so
-    each call compares both the attribute and the item; else (None, "", None)."""
+    ``constant:block.table['a']``: homes.py's ``container_tensors``), or an attribute of a
+    plain object it holds (``constant:cache.cos``), (that container or the object's
+    ``__dict__``, the key, (the owner's ``__dict__``, the attribute's name, the container
+    or object)), so each call compares both the attribute and the item; else (None, "",
+    None)."""
     if not fqn.startswith("constant:"):
         return None, "", None
     path = fqn.removeprefix("constant:")
@@ -346,10 +348,15 @@ def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object
         if isinstance(container, (list, tuple, dict)) and isinstance(_item(container, key), torch.Tensor):
             return container, key, (owner.__dict__, attr, container)
         return None, "", None
-    owner = _submodule(module, path.split(".")[:-1])
-    name = path.rpartition(".")[2]
+    *parts, name = path.split(".")
+    owner = _submodule(module, parts)
     if owner is not None and isinstance(owner.__dict__.get(name), torch.Tensor):
         return owner.__dict__, name, None
+    holder = _submodule(module, parts[:-1]) if parts else None  # (``cache.cos``: a plain object's)
+    obj = holder.__dict__.get(parts[-1]) if holder is not None else None
+    if (not isinstance(obj, (torch.nn.Module, torch.Tensor, type)) and isinstance(getattr(obj, "__dict__", None), dict)
+            and isinstance(obj.__dict__.get(name), torch.Tensor)):
+        return obj.__dict__, name, (holder.__dict__, parts[-1], obj)
     return None, "", None
 
 
