@@ -1620,3 +1620,33 @@ def test_a_program_that_differentiates_nothing_takes_what_it_detaches_under_grad
     fn = aotpack.load(pkg.save(tmp_path / "t.aot"), module=m)
     got, want = fn(ids, x), m(ids, x)
     assert torch.equal(got, want) and got.requires_grad == want.requires_grad == False  # noqa: E712
+
+
+def _doubles_and_views(x, w):
+    x.mul_(2)
+    return x[:, :2], (x * w).sum()
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dims"])
+def test_an_updated_input_an_output_views_called_in_another_layout_trains_as_eager(dynamic):
+    """The program updates ``x`` and returns a view of it; called with a transposed ``x``:
+    no copy in the compiled layout can be that view, so the call runs the package's
+    portable program on the caller's tensor (its graph in the program's order), with
+    autograd on: eager's view, update and gradient (until 2026-12-06 a GuardError)."""
+    from aotpack import Dim
+
+    w = torch.randn(1, requires_grad=True)
+    dims = {"x": {0: Dim("n", min=2, max=16)}} if dynamic else None
+    fn = aotpack.load(aotpack.compile(_doubles_and_views, (torch.randn(4, 3), w), train=True, backend="eager",
+                                      dynamic=dims).to_bytes())
+    base = torch.randn(3, 4)
+    mine, theirs = base.clone().t(), base.clone().t()
+    w1, w2 = w.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    with pytest.warns(aotpack.PortableRunWarning):
+        got = fn(mine, w1)
+    want = _doubles_and_views(theirs, w2)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(mine, theirs) and got[0]._base is mine._base
+    got[1].backward()
+    want[1].backward()
+    torch.testing.assert_close(w1.grad, w2.grad)

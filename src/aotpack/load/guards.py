@@ -538,8 +538,11 @@ class MemoryLayout(Check):
             why = (g.layout_pinned if g.layout_pinned else
                    "the program changes it in place" if self.mutated else
                    "an output is a view of it" if self.pinned else "its elements overlap")
+            # (where nothing the program computes depends on the layout, its portable program, eager
+            # ops in order on the caller's own tensor, gives eager's result, views and update alike)
             raise Mismatch([_Attr(".stride()")], f"{text} ({why}, so aotpack cannot pass a "
-                           "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True)
+                           "copy in the compiled layout)", f"strides {tuple(t.stride())}", late=True,
+                           portable=not g.layout_pinned and _no_internal_overlap(t))
         return layouts.adapt(t, want)
 
     def expected(self, guard):
