@@ -2000,17 +2000,20 @@ class _HoldsTensors(torch.nn.Module):
         self.table = {"shift": torch.full((3,), 2.0)}
         self.steps = [torch.zeros(3)]
         self.cache = types.SimpleNamespace(cos=torch.linspace(-1.0, 1.0, 3))  # a plain object's tensor
+        self.caches = [types.SimpleNamespace(k=torch.full((3,), 0.75))]  # two levels down: caches[0].k
+        self.nested = [[torch.full((3,), 1.5)]]  # nested[0][0]
 
     def forward(self, x):
         self.steps[0].add_(1)  # an update of a held tensor: eager's lands in the module's tensor
         y = self.lin(x) * self.ws[0] * self.pair[0] + self.pair[1] + self.table["shift"] + self.cache.cos
-        return y * self.steps[0]
+        return (y + self.caches[0].k * self.nested[0][0]) * self.steps[0]
 
 
 @pytest.mark.parametrize("form", ["module", "function"])
 def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
     """``self.ws = [tensor]``, a tuple, ``self.table = {"a": tensor}``, a plain object's
-    ``self.cache.cos``: until 2026-12-06
+    ``self.cache.cos``, and two levels down (``self.caches[0].k``, ``self.nested[0][0]``):
+    until 2026-12-06
     the package held copies of compile time, so a tensor replaced or updated in place
     after the load, and the program's own update of one (``self.steps[0].add_(1)``),
     were not seen: silently. They are now named as the module holds them
@@ -2031,7 +2034,9 @@ def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
                    lambda h: setattr(h, "pair", (torch.full((3,), 2.0), torch.zeros(3))),
                    lambda h: h.table["shift"].add_(5), lambda h: h.table.__setitem__("shift", torch.ones(3)),
                    lambda h: h.cache.cos.mul_(3), lambda h: setattr(h.cache, "cos", torch.full((3,), 0.5)),
-                   lambda h: setattr(h, "cache", types.SimpleNamespace(cos=torch.ones(3)))]
+                   lambda h: setattr(h, "cache", types.SimpleNamespace(cos=torch.ones(3))),
+                   lambda h: setattr(h.caches[0], "k", torch.full((3,), -2.0)), lambda h: h.nested[0][0].add_(1),
+                   lambda h: h.nested.__setitem__(0, [torch.full((3,), 0.25)])]
         torch.testing.assert_close(fn(x), eager(x))
         for change in changes:
             change(m)

@@ -199,26 +199,38 @@ def bind_by_name(captured):
     return _record_module_globals(captured)
 
 
-def container_tensors(module: torch.nn.Module):
+def container_tensors(module: torch.nn.Module, depth: int = 2):
     """(path, tensor, holder) for each tensor a list, tuple or dict attribute of ``module``
     or of a submodule holds (``self.ws = [w]``, ``self.table = {"a": t}``), or a plain
     object it holds (``self.cache = SimpleNamespace(cos=t)``): registered as no parameter
     or buffer. The path names it as Python does: ``ws[0]``, ``block.table['a']``,
-    ``cache.cos``. One level deep; keys of a dict that are strings or integers."""
-    from .frozen import plain_object
-
+    ``cache.cos``; ``depth`` levels down (``ws[0][1]``, ``caches[0].k``), keys of a dict
+    that are strings or integers (load/binding.py's ``_tensor_attribute`` walks it back)."""
     for prefix, sub in module.named_modules():
         for attr, value in vars(sub).items():
-            if attr.startswith("_"):
-                continue  # (the module's own dicts: _parameters, _buffers, _modules, hooks)
-            base = f"{prefix}.{attr}".lstrip(".")
-            if isinstance(value, (list, tuple, dict)):
-                items = value.items() if isinstance(value, dict) else enumerate(value)
-                yield from ((f"{base}[{key!r}]", t, value) for key, t in items
-                            if isinstance(t, torch.Tensor) and type(key) in (int, str))
-            elif plain_object(value):
-                yield from ((f"{base}.{key}", t, value) for key, t in vars(value).items()
-                            if isinstance(t, torch.Tensor) and key.isidentifier())
+            if not attr.startswith("_"):  # (the module's own dicts: _parameters, _buffers, _modules, hooks)
+                yield from _held_tensors(f"{prefix}.{attr}".lstrip("."), value, depth)
+
+
+def _held_tensors(path: str, value, depth: int):
+    """(path, tensor, holder) for the tensors ``value`` (a container or a plain object)
+    holds, ``depth`` levels down."""
+    from .frozen import plain_object
+
+    if depth <= 0:
+        return
+    if isinstance(value, (list, tuple, dict)):
+        items = [(f"{path}[{key!r}]", t) for key, t in (value.items() if isinstance(value, dict) else enumerate(value))
+                 if type(key) in (int, str)]
+    elif plain_object(value):
+        items = [(f"{path}.{key}", t) for key, t in vars(value).items() if key.isidentifier()]
+    else:
+        return
+    for item_path, t in items:
+        if isinstance(t, torch.Tensor):
+            yield item_path, t, value
+        elif not isinstance(t, (torch.nn.Module, str, bytes)):
+            yield from _held_tensors(item_path, t, depth - 1)
 
 
 def _container_tensors_named(captured):

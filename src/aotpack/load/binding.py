@@ -322,45 +322,58 @@ def _owner(module: torch.nn.Module, path: str, holders: dict):
     return owner
 
 
-def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object, tuple | None]:
+def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object, list]:
     """Where ``fqn`` (``constant:block.scale``, the package's name for a lifted constant)
-    lies in ``module`` as a plain tensor: (its owner's ``__dict__``, its name, None) for a
-    tensor attribute; for an item of a list, tuple or dict attribute (``constant:ws[0]``,
-    ``constant:block.table['a']``: homes.py's ``container_tensors``), or an attribute of a
-    plain object it holds (``constant:cache.cos``), (that container or the object's
-    ``__dict__``, the key, (the owner's ``__dict__``, the attribute's name, the container
-    or object)), so each call compares both the attribute and the item; else (None, "",
-    None)."""
+    lies in ``module`` as a plain tensor: (what holds it, its key there, the hops on the
+    way). A tensor attribute: (its owner's ``__dict__``, its name, []). A tensor a list,
+    tuple or dict attribute holds, or a plain object (``constant:ws[0]``,
+    ``constant:block.table['a']``, ``constant:cache.cos``, two levels down
+    ``constant:ws[0][1]``: homes.py's ``container_tensors``): (that container or the
+    object's ``__dict__``, the key, the hops (holder, key, value) from the module's
+    ``__dict__`` down to it), so each call compares every hop. Else (None, "", [])."""
     if not fqn.startswith("constant:"):
-        return None, "", None
+        return None, "", []
     path = fqn.removeprefix("constant:")
-    item = _ITEM.fullmatch(path)
-    if item is not None:
-        import ast
+    head, _, _ = path.partition("[")
+    parts = head.split(".")
+    owner, i = module, 0
+    while i < len(parts) - 1 and isinstance(owner._modules.get(parts[i]), torch.nn.Module):
+        owner, i = owner._modules[parts[i]], i + 1  # (the submodules on the way: ``block``)
+    rest = path[len(".".join(parts[:i])) + (1 if i else 0):]
+    attr = _NAME.match(rest)
+    if attr is None:
+        return None, "", []
+    holder, key, hops, at = owner.__dict__, attr.group(0), [], attr.end()
+    while at < len(rest):
+        step = _STEP.match(rest, at)
+        if step is None:  # (a name no walk gives: stays the package's)
+            return None, "", []
+        at = step.end()
+        value = _item(holder, key)
+        if step.group(1) is not None:  # ``.cos``: a plain object's attribute
+            if isinstance(value, (torch.nn.Module, torch.Tensor, type)) or not isinstance(
+                    getattr(value, "__dict__", None), dict):
+                return None, "", []
+            hops.append((holder, key, value))
+            holder, key = value.__dict__, step.group(1)
+        else:  # ``[0]``, ``['a']``: a list's, tuple's or dict's item
+            if not isinstance(value, (list, tuple, dict)):
+                return None, "", []
+            import ast
 
-        owner_path, attr, key_text = item.groups()
-        owner = _submodule(module, owner_path.split(".") if owner_path else [])
-        container = owner.__dict__.get(attr) if owner is not None else None
-        try:
-            key = ast.literal_eval(key_text)
-        except (ValueError, SyntaxError):  # (a name no container gives: stays the package's)
-            return None, "", None
-        if isinstance(container, (list, tuple, dict)) and isinstance(_item(container, key), torch.Tensor):
-            return container, key, (owner.__dict__, attr, container)
-        return None, "", None
-    *parts, name = path.split(".")
-    owner = _submodule(module, parts)
-    if owner is not None and isinstance(owner.__dict__.get(name), torch.Tensor):
-        return owner.__dict__, name, None
-    holder = _submodule(module, parts[:-1]) if parts else None  # (``cache.cos``: a plain object's)
-    obj = holder.__dict__.get(parts[-1]) if holder is not None else None
-    if (not isinstance(obj, (torch.nn.Module, torch.Tensor, type)) and isinstance(getattr(obj, "__dict__", None), dict)
-            and isinstance(obj.__dict__.get(name), torch.Tensor)):
-        return obj.__dict__, name, (holder.__dict__, parts[-1], obj)
-    return None, "", None
+            try:
+                item_key = ast.literal_eval(step.group(2))
+            except (ValueError, SyntaxError):  # (a name no container gives: stays the package's)
+                return None, "", []
+            hops.append((holder, key, value))
+            holder, key = value, item_key
+    if not isinstance(_item(holder, key), torch.Tensor):
+        return None, "", []
+    return holder, key, hops
 
 
-_ITEM = re.compile(r"(?:(.*)\.)?([A-Za-z_]\w*)\[(.+)\]")  # ``block.table['a']``: owner, attribute, key
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[([^\]]+)\]")  # ``.cos``, ``[0]``, ``['a']``
 
 
 def _item(container, key):
@@ -744,7 +757,7 @@ class Binding:
         fit; sets ``self.attributes`` to where the plain attributes live."""
         live = dict(self.module.named_parameters(remove_duplicate=False))
         live.update(self.module.named_buffers(remove_duplicate=False))
-        v, out, attributes, global_modules, containers = self.variant, [], [], [], []
+        v, out, attributes, global_modules, containers = self.variant, [], [], [], []  # (containers: hops)
         # a function's package: the names ``module={...}`` gives (``lin`` of ``lin.weight``); a
         # tensor under another name (one the program makes, ``constant:lifted_tensor_0``, or
         # one the dict leaves out) stays as compiled. A module's package reads every weight.
@@ -774,7 +787,7 @@ class Binding:
                 if held is None:
                     out.append(self.stored[key])  # frozen constants stay the package's
                     continue
-                containers += [via] if via is not None else []
+                containers += via
             if held is not None:
                 attributes.append((len(out), held, name))
                 live[fqn] = held[name]
@@ -791,7 +804,7 @@ class Binding:
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
         self.attributes = attributes
-        self._containers = containers  # (a list, tuple or dict attribute's items: the attribute, compared too)
+        self._containers = containers  # (the hops to a held tensor: a list attribute, compared too)
         # the globals naming a module the binding follows (``HELPER``: its tensors, class, code,
         # hooks and values): one assigned anew registers nothing, so each call checks that it
         # still names the module bound; one of another class than at load runs other code than
@@ -1120,15 +1133,18 @@ class Binding:
         # plain tensor attributes and global tensors (assigning one registers nothing), and the
         # globals naming a module followed: each still the object bound
         # (an item of a list or tuple attribute: in a pass of its own, the attribute in this one)
+        # (and the hops on the way to a held tensor: a list's item holding a list, ``ws[0][1]``)
         items = [(held, name, self.weights[i]) for i, held, name in self.attributes if not isinstance(held, dict)]
+        items += [hop for hop in self._containers if not isinstance(hop[0], dict)]
         self._item_containers, self._item_keys, self._item_tensors = map(list, zip(*items)) if items else ([], [], [])
         dict_held = [(i, held, name) for i, held, name in self.attributes if isinstance(held, dict)]
         dicts = [held for _, held, _ in dict_held] + [ns for ns, _, _ in self._global_modules]
         names = [name for _, _, name in dict_held] + [name for _, name, _ in self._global_modules]
         tensors = [self.weights[i] for i, _, _ in dict_held] + [m for _, _, m in self._global_modules]
-        dicts += [d for d, _, _ in self._containers]
-        names += [attr for _, attr, _ in self._containers]
-        tensors += [c for _, _, c in self._containers]
+        dict_hops = [hop for hop in self._containers if isinstance(hop[0], dict)]
+        dicts += [d for d, _, _ in dict_hops]
+        names += [key for _, key, _ in dict_hops]
+        tensors += [value for _, _, value in dict_hops]
         dicts += [ns for _, ns, _ in self._given_globals]  # (a function's globals bound by name: each
         names += [key for _, _, key in self._given_globals]  # still what the dict bound)
         tensors += [getattr(self.module, name, None) for name, _, _ in self._given_globals]
