@@ -240,7 +240,7 @@ def _container_tensors_named(captured):
     ``constant:cache.cos``: a package bound with ``module=m`` reads
     them there at each call, as eager does, so one replaced or updated in place after the
     load is used (until 2026-12-06 the package ran its copies of compile time, silently;
-    load/binding.py's ``_container_item``)."""
+    load/binding.py's ``_tensor_attribute``)."""
     root = getattr(captured.program, "m", None)
     lifted = [n for n, kind in captured.weight_kinds.items() if kind == "constant" and n.startswith("constant:")
               and not tensor_attribute(captured.program, captured.weight_targets.get(n) or "")]

@@ -101,6 +101,7 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import OrderedDict
 from itertools import repeat
@@ -359,8 +360,6 @@ def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object
         else:  # ``[0]``, ``['a']``: a list's, tuple's or dict's item
             if not isinstance(value, (list, tuple, dict)):
                 return None, "", []
-            import ast
-
             try:
                 item_key = ast.literal_eval(step.group(2))
             except (ValueError, SyntaxError):  # (a name no container gives: stays the package's)
@@ -505,23 +504,21 @@ def given_globals(program: Program, module: torch.nn.Module) -> list[tuple[str, 
     key there). Eager reads such a global at each call, so the binding follows it: one
     assigned anew (``MODEL = other``) is bound in place of the one given at load. A name
     bound to another object than its global holds (``module={"MODEL": copy}``) stays bound
-    to what the dict gave, by the caller's choice. Found once, at load: dictionary lookups."""
+    to what the dict gave, by the caller's choice. Found once, at load, in the Python
+    module the record names (``_helper_globals``): dictionary lookups."""
     if program.kind != "function":
         return []
-    given = _given(module)
-    records = [f for f in program.frozen if f.kind == "global" and f.followed and _bound_as(f) in given]
-    if not records:
-        return []
-    program = program.replace(frozen=records)
-    found = global_namespaces(program, module)
-    out = []
-    for f in records:
-        name = _bound_as(f)
-        holder_dict = found.get(f.name if f.type == "module" else name)
-        key = f.name.rpartition(".")[2] if f.type == "module" else name
-        if holder_dict is not None and holder_dict.get(key) is getattr(module, name, None):
-            out.append((name, holder_dict, key))
-    return list({(n, id(d), k): (n, d, k) for n, d, k in out}.values())
+    given, found = _given(module), {}
+    for f in program.frozen:
+        if not (f.followed and (name := _bound_as(f)) in given):
+            continue
+        where, _, qualname = f.where.rpartition(" in ")
+        for namespace in _helper_globals(f.module, where.rpartition(":")[0], qualname) or ():
+            holder, dotted, path = _walk(namespace, f.name)
+            key = dotted.rpartition(".")[2]
+            if not path and holder.get(key) is getattr(module, name, None):
+                found[(name, id(holder), key)] = (name, holder, key)
+    return list(found.values())
 
 
 def _helper_globals(module: str | None, file: str, qualname: str) -> list[dict] | None:
@@ -1130,24 +1127,17 @@ class Binding:
         ``_buffers`` dict and name), compared with the bound tensor at each call in one
         C-level pass: setting one to None (``m.fc.weight = None``) registers nothing, and
         eager would then fail where the package ran the old weight."""
-        # plain tensor attributes and global tensors (assigning one registers nothing), and the
-        # globals naming a module followed: each still the object bound
-        # (an item of a list or tuple attribute: in a pass of its own, the attribute in this one)
-        # (and the hops on the way to a held tensor: a list's item holding a list, ``ws[0][1]``)
-        items = [(held, name, self.weights[i]) for i, held, name in self.attributes if not isinstance(held, dict)]
-        items += [hop for hop in self._containers if not isinstance(hop[0], dict)]
+        # plain tensor attributes and global tensors (assigning one registers nothing), the hops
+        # on the way to a tensor a container or plain object holds (``ws[0]``, ``caches[0].k``), the
+        # globals naming a module followed, and a function's globals bound by name: each still
+        # the object bound. Those a dict holds in this pass; a list's or tuple's in one of their own.
+        hops = [(held, name, self.weights[i]) for i, held, name in self.attributes] + self._containers
+        hops += self._global_modules
+        hops += [(ns, key, getattr(self.module, name, None)) for name, ns, key in self._given_globals]
+        items = [hop for hop in hops if not isinstance(hop[0], dict)]
         self._item_containers, self._item_keys, self._item_tensors = map(list, zip(*items)) if items else ([], [], [])
-        dict_held = [(i, held, name) for i, held, name in self.attributes if isinstance(held, dict)]
-        dicts = [held for _, held, _ in dict_held] + [ns for ns, _, _ in self._global_modules]
-        names = [name for _, _, name in dict_held] + [name for _, name, _ in self._global_modules]
-        tensors = [self.weights[i] for i, _, _ in dict_held] + [m for _, _, m in self._global_modules]
-        dict_hops = [hop for hop in self._containers if isinstance(hop[0], dict)]
-        dicts += [d for d, _, _ in dict_hops]
-        names += [key for _, key, _ in dict_hops]
-        tensors += [value for _, _, value in dict_hops]
-        dicts += [ns for _, ns, _ in self._given_globals]  # (a function's globals bound by name: each
-        names += [key for _, _, key in self._given_globals]  # still what the dict bound)
-        tensors += [getattr(self.module, name, None) for name, _, _ in self._given_globals]
+        hops = [hop for hop in hops if isinstance(hop[0], dict)]
+        dicts, names, tensors = [h[0] for h in hops], [h[1] for h in hops], [h[2] for h in hops]
         for fqn, w in zip(self.variant.weight_fqns, self.weights):
             outer = tree.outer_of(fqn)
             if outer is not None and outer[0] in self.variant.subclass_weights:
