@@ -30,3 +30,22 @@ class CountingInterpreter:
             return [o * scale for o in outs]
 
         return run
+
+
+class ReadsStorage(CountingInterpreter):
+    """Touches each input's storage before running, as compiled code reads stored values:
+    a torch.func transform's tensor (vmap, grad, jvp), which has none, fails here as it
+    fails in AOTInductor's code, and the guards treat the backend as compiled code (it
+    does not declare ``runs_aten_ops``)."""
+
+    name = "reads-storage"
+
+    def load(self, files):
+        run = super().load(files)
+
+        def touch(flat):
+            for t in flat:
+                t.data_ptr()
+            return run(flat)
+
+        return touch

@@ -365,6 +365,14 @@ def forward_ad_level():
     return forward_ad, "_current_level"
 
 
+def functorch_level():
+    """A callable returning the innermost torch.func transform level active (vmap, grad,
+    jvp), or None outside every transform: one C call (the full check skips its walk of the
+    inputs outside one).
+    Private: ``torch._C._functorch.maybe_current_level`` (2.11-2.13)."""
+    return torch._C._functorch.maybe_current_level
+
+
 def functorch_wrapped(t: torch.Tensor) -> bool:
     """Whether ``t`` is a torch.func transform's wrapper (vmap, grad, jvp): no storage of
     its own. Private: ``torch._C._functorch.is_functorch_wrapped_tensor`` (2.11-2.13)."""

@@ -334,30 +334,80 @@ def test_negative_and_conjugate_bits_are_resolved_for_compiled_code(example, cal
     assert RecordsInputs.seen == [(call.is_neg(), call.is_conj())] != [(False, False)]
 
 
-def test_torch_func_transforms_and_forward_ad_refused_by_compiled_code_run_by_eager():
-    """vmap/jvp and forward-mode dual tensors: compiled code reads stored values, so a
-    tangent would be dropped silently (AOTInductor returned no tangent where eager
-    returns one) and a vmap wrapper has no storage; both are GuardErrors naming the
-    argument. The eager backend runs aten ops, which apply the transforms."""
+def test_torch_func_transforms_and_forward_ad_run_the_portable_program_of_compiled_code():
+    """vmap/jvp and forward-mode dual tensors over a package: compiled code reads stored
+    values, which a vmap wrapper has none of, and would drop a tangent silently
+    (AOTInductor returned no tangent where eager returns one). Such a call runs the
+    package's portable program, whose eager ops the transform batches or differentiates,
+    with one PortableRunWarning: eager's values and tangents, as torch.compile runs them
+    (until 2026-12-06 a GuardError naming the argument). Outside a transform the compiled
+    code runs again. The eager backend runs aten ops, which apply the transforms."""
     import torch.autograd.forward_ad as forward_ad
 
     x, xs, ones = torch.randn(4), torch.randn(3, 4), torch.ones(4)
     compiled = aotpack.load(aotpack.compile(affine, (x,), backend=RecordsInputs()).to_bytes(),
                             backends=[RecordsInputs()])
     eager = aotpack.load(aotpack.compile(affine, (x,), backend="eager").to_bytes())
-    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a plain tensor .* got a torch.func transform"):
-        torch.func.vmap(compiled)(xs)
-    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor without a forward-mode tangent"):
-        torch.func.jvp(compiled, (x,), (ones,))
-    with forward_ad.dual_level():
-        with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor without a forward-mode tangent"):
-            compiled(forward_ad.make_dual(x, ones))
-        torch.testing.assert_close(compiled(x), affine(x))  # no tangent: runs
-        dual = eager(forward_ad.make_dual(x, ones))
-        torch.testing.assert_close(forward_ad.unpack_dual(dual).tangent, 2 * ones)
-    torch.testing.assert_close(compiled(x), affine(x))
+    with pytest.warns(aotpack.PortableRunWarning, match=r"expects a plain tensor .* got a torch.func transform"):
+        torch.testing.assert_close(torch.func.vmap(compiled)(xs), affine(xs))
+    RecordsInputs.seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.PortableRunWarning)  # (once per variant)
+        torch.testing.assert_close(torch.func.jvp(compiled, (x,), (ones,)), (affine(x), 2 * ones))
+        with forward_ad.dual_level():
+            dual = compiled(forward_ad.make_dual(x, ones))
+            torch.testing.assert_close(forward_ad.unpack_dual(dual).tangent, 2 * ones)
+            torch.testing.assert_close(compiled(x), affine(x))  # no tangent: the compiled code
+        assert RecordsInputs.seen == [(False, False)]  # (it ran for that call alone)
+        with forward_ad.dual_level():
+            dual_eager = forward_ad.unpack_dual(eager(forward_ad.make_dual(x, ones))).tangent
+    torch.testing.assert_close(dual_eager, 2 * ones)
     torch.testing.assert_close(torch.func.vmap(eager)(xs), affine(xs))
-    torch.testing.assert_close(torch.func.jvp(eager, (x,), (ones,))[1], 2 * ones)
+
+
+class _RoundThrough(torch.autograd.Function):
+    """Rounds; its own derivative rules pass the tangent and the gradient straight through
+    (a straight-through estimator), where the forward's derivative is zero."""
+
+    @staticmethod
+    def forward(x):
+        return x.round()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        return tangent
+
+
+def _rounds_through(x):
+    return _RoundThrough.apply(x) * 2
+
+
+@pytest.mark.parametrize("backend", ["eager", "records-inputs"])
+def test_a_custom_function_under_a_transform_is_refused_naming_it(backend):
+    """A custom autograd.Function's derivative rules (its ``jvp``, its ``vmap``) are not in
+    the package's graph, which holds its forward: under ``torch.func.jvp`` the package gave
+    the forward's derivative, 0, where eager's ``jvp`` gives 2 (until 2026-12-06, silently,
+    with the eager backend). Now a GuardError naming the Function; outside a transform it
+    runs, and vmap of a Function without rules is eager's own refusal."""
+    x, ones = torch.tensor([0.4, 1.6, -2.2]), torch.ones(3)
+    pkg = aotpack.compile(_rounds_through, (x,), backend="eager" if backend == "eager" else RecordsInputs())
+    assert pkg.manifest.variants[0].custom_functions == [f"{__name__}._RoundThrough"]
+    fn = aotpack.load(pkg.to_bytes(), backends=[RecordsInputs()])
+    torch.testing.assert_close(torch.func.jvp(_rounds_through, (x,), (ones,))[1], 2 * ones)  # eager's rule
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor without a forward-mode tangent "
+                                                 r"\(the program applies the custom autograd.Function .*_RoundThrough"):
+        torch.func.jvp(fn, (x,), (ones,))
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a plain tensor \(the program applies"):
+        torch.func.vmap(fn)(x[None])
+    torch.testing.assert_close(fn(x), _rounds_through(x))
 
 
 def bump_through_reshape(x):

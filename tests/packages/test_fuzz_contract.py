@@ -25,7 +25,7 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 
 import aotpack
@@ -123,15 +123,24 @@ def _close(b, a, msg) -> None:
     torch.testing.assert_close(b, a, equal_nan=True, msg=msg, **tol)
 
 
-def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what: str) -> None:
-    STATS["calls"] += 1
+def failure(eager: dict, package: dict, what: str, stats: dict):
+    """Where either call raised: ``"both"`` (eager too: counted), or the package's
+    GuardError (any other error fails the test); None where both ran."""
     if "error" in eager:
         assert "error" in package, f"{what}: eager raised {eager['error']!r}, the package returned a result"
-        STATS["both_failed"] += 1
+        stats["both_failed"] += 1
+        return "both"
+    e = package.get("error")
+    assert e is None or isinstance(e, aotpack.GuardError), f"{what}: package raised {type(e).__name__}: {e}"
+    return e
+
+
+def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what: str) -> None:
+    STATS["calls"] += 1
+    e = failure(eager, package, what, STATS)
+    if e == "both":
         return
-    if "error" in package:
-        e = package["error"]
-        assert isinstance(e, aotpack.GuardError), f"{what}: package raised {type(e).__name__}: {e}"
+    if e is not None:
         # a refusal names the argument and one property
         assert re.match(r"(args\[\d\]|module)[^:]*\.(dtype|requires_grad|stride\(\)|shape\[\d\])?|args\[\d\]: expected a "
                         r"tensor sharing no memory|autocast\((cpu|cuda)\): |torch\.is_grad_enabled\(\): ", e.message), e.message
@@ -314,6 +323,100 @@ def test_training_packages_loaded_alone_give_their_parameters_eagers_gradients(r
             assert (a is None) == (b is None), f"{what}: w.grad: eager {a}, package {b}"
             if a is not None:
                 _close(b, a, msg=lambda m, what=what: f"{what}: w.grad: {m}")
+
+
+def _leaves(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    return [leaf for v in value for leaf in _leaves(v)] if isinstance(value, (tuple, list)) else []
+
+
+def under_transform(kind: str, fn, x, y):
+    """``fn(x, y)`` under a torch.func transform: mapped over a leading dimension
+    (``vmap``), with tangents (``jvp``), differentiated (``grad`` of a weighted sum of
+    the outputs), per-row gradients (``vmap_grad``): every tensor the caller gets."""
+    def loss(a, b):
+        return sum((k + 1) * o.sum() for k, o in enumerate(fn(a, b)))
+
+    if kind == "vmap":
+        return _leaves(torch.func.vmap(fn)(x, y))
+    if kind == "jvp":
+        return _leaves(torch.func.jvp(fn, (x, y), (torch.ones_like(x), torch.ones_like(y))))
+    grad = torch.func.grad(loss, argnums=(0, 1))
+    return _leaves(grad(x, y) if kind == "grad" else torch.func.vmap(grad)(x, y))
+
+
+def _transform_outcome(kind: str, fn, spec: CallSpec, seed: int) -> dict:
+    inputs = build_inputs(spec, seed)
+    if kind.startswith("vmap"):  # three calls' inputs, mapped over
+        inputs = [torch.stack(t) for t in zip(inputs, *(build_inputs(spec, seed + r) for r in (1, 2)))]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", aotpack.PortableRunWarning)
+            got = under_transform(kind, fn, *inputs)
+    except Exception as e:  # noqa: BLE001 - compared below
+        return {"error": e}
+    return {"outputs": [t.detach().clone() for t in got], "inputs_after": [t.detach().clone() for t in inputs]}
+
+
+TRANSFORM_STATS = STATS["transforms"] = {"calls": 0, "equal": 0, "refused": 0, "both_failed": 0}
+
+
+@_seeded
+@_SETTINGS
+@given(recipe=steps, outs=outputs, train=st.booleans(),
+       kinds=st.lists(st.sampled_from(["vmap", "jvp", "grad", "vmap_grad"]), min_size=2, max_size=4, unique=True))
+@example(recipe=[("matmul", 0, 1, 0), ("softmax", 2, 0, 0), ("inplace_input", 0, 0, 0)], outs=(2,), train=False,
+         kinds=["vmap", "jvp"])
+@example(recipe=[("binary", 0, 1, 1), ("reduce", 2, 0, 0), ("view", 3, 0, 0)], outs=(0,), train=True,
+         kinds=["grad", "vmap_grad"])
+def test_packages_under_torch_func_transforms_match_eager(recipe, outs, train, kinds):
+    """``torch.func.vmap(fn)``, ``jvp``, ``grad``, ``vmap(grad(...))`` over a package:
+    compiled code reads stored values (which a transform's tensor has none of) and a
+    training package's autograd Function has no rule for them, so such a call runs the
+    package's portable program, whose eager ops the transform batches or differentiates:
+    eager's values, tangents, gradients and in-place effects (torch.compile runs these
+    calls too; until 2026-12-06 a GuardError, and torch's raw RuntimeError for a training
+    package of the eager backend). Refused, naming the argument: a training package
+    whose portable program does not hold its gradient (a custom Function's backward, a
+    transform inside, an updated input), and an inference package differentiated."""
+    from custom_backend import ReadsStorage
+
+    program = make_program(recipe, outs)
+    example = build_inputs(CallSpec(("contiguous",) * 2, "none", torch.float32, (train, train), (4, 6)), 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pkg = aotpack.compile(program, tuple(example), train=train,
+                                  backend="eager" if train else ReadsStorage())
+    except aotpack.AotpackError:
+        return
+    fn = aotpack.load(pkg.to_bytes(), backends=[ReadsStorage()])
+    own_gradient = any(op in ("function", "transform") for op, *_ in recipe) or uses_input_inplace(recipe)
+    for n, kind in enumerate(kinds):
+        spec = CallSpec(("contiguous", "transposed"), "none", torch.float32, (False, False), (4, 6))
+        what = f"recipe={recipe} outputs={outs} train={train} under {kind}"
+        eager, got = _transform_outcome(kind, program, spec, n + 1), _transform_outcome(kind, fn, spec, n + 1)
+        TRANSFORM_STATS["calls"] += 1
+        e = failure(eager, got, what, TRANSFORM_STATS)
+        if e == "both":
+            continue
+        if e is not None:
+            differentiated = kind in ("grad", "vmap_grad")
+            applies = any(op == "function" for op, *_ in recipe)
+            assert (train and own_gradient and "does not hold this one's gradient" in e.message) or (
+                applies and "the custom autograd.Function fuzz_programs.Scaled" in e.message) or (
+                (train != differentiated) and ".requires_grad: expected" in e.message) or (
+                "torch.is_grad_enabled()" in e.message) or (  # (a layout the program needs: the contract tests')
+                ".stride(): expected" in e.message), f"{what}: {e.message}"
+            TRANSFORM_STATS["refused"] += 1
+            continue
+        assert len(got["outputs"]) == len(eager["outputs"]), what
+        for k, (a, b) in enumerate(zip(eager["outputs"], got["outputs"])):
+            _close(b, a, msg=lambda m, k=k, what=what: f"{what}: result {k}: {m}")
+        for k, (a, b) in enumerate(zip(eager["inputs_after"], got["inputs_after"])):
+            _close(b, a, msg=lambda m, k=k, what=what: f"{what}: input {k}: {m}")
+        TRANSFORM_STATS["equal"] += 1
 
 
 # A fixed sample for AOTInductor: a view chain, a reduction + matmul with an output that

@@ -6,6 +6,7 @@ fails; capture traces them with make_fx first (build/desugar.py). Until 2026-12-
 were a CaptureError ("the input of a torch.func transform"), the ones torch.export
 failed on torch's raw AttributeError."""
 
+import os
 import warnings
 
 import pytest
@@ -419,3 +420,72 @@ def test_per_example_gradients_of_a_transformers_classifier_equal_eager():
         with torch.no_grad():  # (the bound weights require grad: an inference package's call says no_grad)
             for got, want in zip(fn(ids, labels), program(ids, labels)):
                 torch.testing.assert_close(got, want)
+
+
+# --- torch.func transforms over a package ----------------------------------------------
+
+
+class _Regressor(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.GELU(), torch.nn.Linear(8, 1))
+
+    def forward(self, x):
+        return self.net(x).square().mean()
+
+
+TRANSFORMS_OVER_A_PACKAGE = """
+import sys, warnings, torch, aotpack
+from torch.func import grad, hessian, jacrev, vmap
+sys.path[:0] = [sys.argv[2], sys.argv[2] + "/.."]  # (tests/conftest.py, not the root's)
+from test_transforms import _Regressor
+torch.manual_seed(0)
+model = _Regressor()
+model.load_state_dict(torch.load(sys.argv[1] + "/state.pt"))
+model.eval()
+fn = aotpack.load(sys.argv[1] + "/p.aot", module=model)
+xs = torch.randn(6, 5)
+per_sample = lambda f: vmap(grad(lambda r: f(r[None])))(xs)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", aotpack.PortableRunWarning)
+    pairs = [(grad(fn)(xs), grad(model)(xs)), (hessian(fn)(xs[:2]), hessian(model)(xs[:2])),
+             (jacrev(fn)(xs), jacrev(model)(xs)), (per_sample(fn), per_sample(model))]
+for got, want in pairs:
+    torch.testing.assert_close(got, want)
+assert sum(issubclass(w.category, aotpack.PortableRunWarning) for w in caught) == 1, caught
+a, b = xs.clone().requires_grad_(), xs.clone().requires_grad_()
+fn(a).backward(); model(b).backward()  # outside a transform: the compiled backward
+torch.testing.assert_close(a.grad, b.grad)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_transforms_over_a_training_package_equal_eager(tmp_path, backend):
+    """``torch.func.grad``, ``hessian``, ``jacrev`` and per-sample gradients
+    (``vmap(grad(...))``) over a training package bound to its module, in a fresh
+    process: its compiled backward runs through torch.autograd only, so such calls run
+    the package's portable program, which the transforms differentiate: eager's
+    gradients, with one PortableRunWarning (torch.compile runs them too; until 2026-12-06
+    torch's raw RuntimeError for the eager backend, a GuardError for AOTInductor)."""
+    model = _Regressor().eval()
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    batch = Dim("batch", min=1, max=64)
+    aotpack.compile(model, (torch.randn(4, 5, requires_grad=True),), train=True, backend=backend,
+                    dynamic={"x": {0: batch}}).save(tmp_path / "p.aot")
+    out = run_fresh(["-c", TRANSFORMS_OVER_A_PACKAGE, str(tmp_path), os.path.dirname(os.path.abspath(__file__))])
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_a_training_package_whose_graph_lacks_its_gradient_refuses_a_transform():
+    """Where differentiating the package's program would not give its gradient (a custom
+    Function's backward, a buffer the program updates), a call under a transform is one
+    GuardError naming why and what to use; never torch's raw error, never the forward's
+    derivative."""
+    x = torch.randn(4, 3)
+    norm = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))  # training mode: updates its stats
+    fn = aotpack.load(aotpack.compile(norm, (x.clone().requires_grad_(),), train=True, backend="eager").to_bytes(),
+                      module=norm)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a plain tensor \(a training package computes "
+                                                 r"its gradient .* use torch.autograd.grad\), got a torch.func"):
+        grad(lambda t: fn(t).sum())(x)

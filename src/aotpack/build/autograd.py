@@ -885,7 +885,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         outs = run(*primals)
     out_requires_grad = [isinstance(o, torch.Tensor) and o.requires_grad for o in outs]
     # (a straight-through update: eager's gradient skips an update the functional graph holds)
-    itself = bool(captured.custom_functions) or captured.traced_below_transforms or captured.straight_through
+    itself = own_gradients(captured)
     made = _made_by_the_program(captured, list(captured.weights)) if itself else set()
     if itself:
         # torch.export kept each Function's forward and dropped its backward (and a
@@ -1041,6 +1041,14 @@ def _graph_dims(gm: torch.fx.GraphModule, dims: dict[str, tuple], derived: bool 
     return shapes
 
 
+def own_gradients(captured) -> bool:
+    """Whether the program's gradients come from code torch.export's graph does not hold:
+    a custom autograd.Function's backward, a torch.func transform's graph (make_fx keeps
+    no grad-mode regions), a straight-through update (eager's gradient skips an update the
+    functional graph holds). The joint graph is then traced from the program itself."""
+    return bool(captured.custom_functions) or captured.traced_below_transforms or captured.straight_through
+
+
 def compile_training(captured, backend, options: dict, *, joint_pass=None, say=lambda line: None):
     """Compile ``captured``'s forward and backward with ``backend``; returns a Compiled
     whose files are ``fw/...`` and ``bw/...`` and whose meta has ``"train"``."""
@@ -1092,6 +1100,7 @@ def compile_training(captured, backend, options: dict, *, joint_pass=None, say=l
         "grad_tangents": _joined(jc, _grad_tangents(jc.backward)),
         "grad_inputs": _joined(jc, _grad_inputs(jc)),
         "subclass_grads": [g.to_json() for g in jc.subclass_grads] or None,
+        "program_gradients": not own_gradients(captured),
     }
     meta = {"device": fw.meta.get("device", captured.device), "fw": fw.meta, "bw": bw.meta, "train": train}
     # the library ops the forward and the backward call (a custom op's backward may call an

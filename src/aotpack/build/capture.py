@@ -132,6 +132,10 @@ class Captured:
         a package bound to a live module checks it at each call.
       custom_functions: ``torch.autograd.Function`` classes the outputs' gradient goes
         through (training traces the program itself to keep their backward).
+      applied_functions: every ``torch.autograd.Function`` class the program applies
+        (grad mode or not): the graph holds their forwards, not their derivative rules,
+        so the package refuses a call under a torch.func transform or with forward-mode
+        tangents (``Variant.custom_functions``).
       traced_below_transforms: ``exported`` was traced from make_fx's graph of the
         program (desugar.py: a ``torch.func`` transform or ``torch.autograd.grad`` inside
         it, or tensor subclass inputs); training traces the program itself, as for
@@ -168,6 +172,7 @@ class Captured:
     aliased: list[mf.Alias] = field(default_factory=list)
     module_training: bool | None = None
     custom_functions: list[type] = field(default_factory=list)  # the classes (described by function_names)
+    applied_functions: list[type] = field(default_factory=list)
     traced_below_transforms: bool = False
     # a value that requires grad, no input or parameter, updated in place with grad mode
     # off (_detach_grad_disabled_regions): training traces the program itself
@@ -672,6 +677,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         aliased=[] if mutation_specs else _output_views(gm, aliases_from, names),
         module_training=module_training_of(target),
         custom_functions=list(record["custom_functions"]),
+        applied_functions=list(dict.fromkeys([*record["custom_functions"], *recorder.applied_functions])),
         traced_below_transforms=record.get("traced_below_transforms", False), straight_through=straight_through,
         library_ops=library_ops(gm),
         global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),

@@ -72,6 +72,7 @@ _OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
 _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.perf_counter: "time.perf_counter()",
                  time.monotonic: "time.monotonic()", os.urandom: "os.urandom()", os.getpid: "os.getpid()"}
 _MODULE_SETATTR = torch.nn.Module.__setattr__.__code__
+_FUNCTION_APPLY = torch.autograd.Function.apply.__func__.__code__  # (a classmethod: ``cls`` its first local)
 # Tensor methods that read a tensor's memory layout: a program that branches on them or
 # computes with them gives other results for inputs in other layouts.
 _LAYOUT_READS = {"is_contiguous", "stride", "storage_offset", "data_ptr", "is_non_overlapping_and_dense"}
@@ -134,6 +135,9 @@ class EffectRecorder:
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.backward called by the program
         self.transforms: list[str] = []  # "grad at file:line": torch.func transforms the program called
+        # the custom torch.autograd.Function classes the program applies, whether or not a
+        # gradient goes through them at capture (their derivative rules are not in the graph)
+        self.applied_functions: list[type] = []
         # tensor subclasses made of tensors (``__tensor_flatten__``) that the program
         # makes (torchao's float8 training casts): their ops are their __torch_dispatch__'s
         self.subclasses_made: set[type] = set()
@@ -199,6 +203,10 @@ class EffectRecorder:
             on = parent in self._active
             if on and code.co_name == "__new__":
                 self._subclass_made(frame)
+            if on and code is _FUNCTION_APPLY:  # (torch's autograd/function.py: a bridge to the user's code)
+                cls = frame.f_locals.get("cls")
+                if isinstance(cls, type) and cls not in self.applied_functions:
+                    self.applied_functions.append(cls)
             if kind == _ROOT:  # aotpack's capture wrapper: the program starts here
                 self._active[frame] = False
                 return

@@ -36,7 +36,8 @@ What each property must be (the contract; docs/concepts/contract.md):
 - stored values, for compiled code (every backend but those that run aten ops, as
   eager: aten applies these itself): a tensor with the negative or conjugate bit set (``z.conj().imag``) is
   resolved into a copy, or refused where no copy may stand in; a tensor carrying a
-  forward-mode tangent, or a torch.func transform's tensor (vmap, jvp), is refused.
+  forward-mode tangent, or a torch.func transform's tensor (vmap, grad, jvp), runs the
+  variant's portable program (eager ops), as does one given to a training variant.
 - global state (``Variant.global_state``, as dynamo's GlobalStateGuard): autocast on the
   variant's device type as compiled (a variant compiled with ``autocast`` has its casts
   in the code; the caller's autocast never reaches compiled code), the default dtype,
@@ -129,6 +130,10 @@ class Mismatch(Exception):
         # overlaps no other input): the variant's portable program, eager ops in order on
         # the caller's tensors, runs such a call as eager
         self.portable = portable
+        # a state of the call no program of the variant runs under (a custom Function's
+        # rules under a torch.func transform): named even where another property sent the
+        # call to the portable program
+        self.decisive = False
 
 
 def mode_expected(training: bool) -> str:
@@ -582,6 +587,12 @@ def _no_internal_overlap(t) -> bool:
     return True
 
 
+def _has_storage(t) -> bool:
+    from .._torch_compat import functorch_wrapped
+
+    return not functorch_wrapped(t)
+
+
 def _span(t) -> tuple[int, int]:
     """The bytes ``[first, end)`` that tensor ``t``'s elements lie within."""
     if t.numel() == 0:
@@ -609,6 +620,8 @@ class Unshared(Check):
         # still shares memory with this one in eager, which sees the change through it;
         # and this one may be a copy too, whose update is written back (MemoryLayout)
         given = call.given[self.index]
+        if not _has_storage(given):  # a torch.func transform's tensor: ``Transformed`` names it
+            return t
         storage = given.untyped_storage().data_ptr()
         first, end = _span(given)
         for j, other in enumerate(call.given):
@@ -637,31 +650,98 @@ class StateCheck(Check):
 
 class ForwardAD(StateCheck):
     """No input carries a forward-mode tangent: compiled code computes values only and
-    would return no tangent where eager returns one."""
+    would return no tangent where eager returns one, and a training package's autograd
+    Function defines no forward-mode rule. Such a call runs the variant's portable
+    program where it has one (eager ops: eager's tangents, as torch.compile falls back to
+    eager for it; until 2026-12-06 a GuardError for compiled code and torch's raw error
+    for a training package of the eager backend)."""
 
     kind = None
     where = "forward AD"
 
-    def __init__(self):
+    def __init__(self, refused: str | None):
         super().__init__()
         from .._torch_compat import forward_ad_level  # (what compiled backends' loads import anyway)
 
         self.module, self.level = forward_ad_level()
+        self.expected_text = (f"a tensor without a forward-mode tangent {refused}" if refused else
+                              "a tensor without a forward-mode tangent (compiled code computes values only and "
+                              "would drop it; compile with backend='eager' for jvp)")
+        self.portable = not refused or not refused.startswith(_APPLIES)
 
     def fast(self, a, env):
         env["FW"] = self.module
         return f"FW.{self.level} >= 0"
 
     def full(self, flat, call):
-        if getattr(self.module, self.level) < 0:
+        # (for the portable program too where it cannot take them: a custom Function's rules)
+        if (call.portable and self.portable) or getattr(self.module, self.level) < 0:
             return flat
         import torch.autograd.forward_ad as forward_ad
 
-        for i, t in enumerate(flat):
+        for i, t in enumerate(call.given):  # (the caller's: a copy into the compiled layout may have lost it)
             if forward_ad.unpack_dual(t).tangent is not None:
-                m = Mismatch([], "a tensor without a forward-mode tangent (compiled code computes values only "
-                             "and would drop it; compile with backend='eager' for jvp)", "one with a tangent",
-                             late=True)
+                m = Mismatch([], self.expected_text, "one with a tangent", late=True, portable=self.portable)
+                m.decisive = not self.portable
+                m.flat_index = i
+                raise m
+        return flat
+
+
+# (the runtime's late diagnosis of a backend's failure names it the same way)
+TRANSFORMED = ("a plain tensor (compiled code runs on stored values; compile with backend='eager' to run under "
+               "torch.func transforms)", "a torch.func transform's tensor (vmap, grad or jvp)")
+
+_APPLIES = "(the program applies the custom autograd.Function"
+
+
+def _refused_for(train: bool, functions: list[str]) -> str | None:
+    """Why a variant's package takes no torch.func transform's tensor nor tangent, where
+    its portable program cannot run such a call either: None where it may."""
+    if functions:
+        return (f"{_APPLIES} {', '.join(functions)}, whose derivative "
+                "rules the package does not hold: its graph holds the forward; call it outside the transform, "
+                "or with torch.autograd)")
+    if train:  # (where its portable program holds the gradient, Train.program_gradients, it runs)
+        return ("(a training package computes its gradient with its compiled backward, through torch.autograd "
+                "only; its portable program, which transforms can run, does not hold this one's gradient: it "
+                "updates buffers or inputs, or a custom autograd.Function's backward gives it; use "
+                "torch.autograd.grad)")
+    return None
+
+
+class Transformed(StateCheck):
+    """No input is a torch.func transform's tensor (``torch.vmap(fn)``, ``torch.func.grad``,
+    ``jvp``): compiled code reads stored values, which such a tensor has none of, and a
+    training package's autograd Function has no rule for them. Such a call runs the
+    variant's portable program where it has one: eager ops, which the transform batches
+    or differentiates as eager's (torch.compile runs such calls too; until 2026-12-06 a
+    GuardError, or torch's raw error for a training package of the eager backend)."""
+
+    kind = None
+    where = "torch.func transform"
+
+    def __init__(self, refused: str | None):
+        super().__init__()
+        self.expected_text = f"a plain tensor {refused}" if refused else TRANSFORMED[0]
+        self.portable = not refused or not refused.startswith(_APPLIES)
+
+    def fast(self, a, env):
+        # nothing to add: a transform's tensor has other dispatch keys (Batched,
+        # FuncTorchGradWrapper), so the native check of the inputs fails and this runs
+        return ""
+
+    def full(self, flat, call):
+        if call.portable and self.portable:  # (the portable program cannot run a custom Function's rules)
+            return flat
+        from .._torch_compat import functorch_level, functorch_wrapped
+
+        if functorch_level()() is None:
+            return flat
+        for i, t in enumerate(call.given):  # (the caller's: a copy into the compiled layout is a plain tensor)
+            if isinstance(t, Tensor) and functorch_wrapped(t):
+                m = Mismatch([], self.expected_text, TRANSFORMED[1], late=True, portable=self.portable)
+                m.decisive = not self.portable
                 m.flat_index = i
                 raise m
         return flat
@@ -914,9 +994,13 @@ class NoDispatchMode(StateCheck):
 _READERS: dict = {}
 
 
-def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool = False) -> list[StateCheck]:
+def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool = False,
+                 train: bool = False, functions: list[str] = ()) -> list[StateCheck]:
     """The checks of the global state a variant was compiled under (``Variant.global_state``);
-    ``module``: the program is a module's forward (global module hooks are refused)."""
+    ``module``: the program is a module's forward (global module hooks are refused);
+    ``train``: a training variant (its autograd Function takes no transform's tensor);
+    ``functions``: the custom autograd.Functions the program applies (whose derivative
+    rules the package does not hold: no transform's tensor or tangent either)."""
     if raw_memory and not _READERS:
         from .._torch_compat import global_state_readers
 
@@ -930,7 +1014,9 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
                    setting_is("deterministic", state.deterministic)]
     checks.append(NoFunctionMode(raw_memory))
     if raw_memory:
-        checks += [NoDispatchMode(), ForwardAD()]
+        checks.append(NoDispatchMode())
+    if raw_memory or train or functions:
+        checks += [ForwardAD(_refused_for(train, functions)), Transformed(_refused_for(train, functions))]
     if module:
         checks.append(NoGlobalModuleHooks())
     return checks
@@ -947,8 +1033,9 @@ class Guard:
     def __init__(self, signature: list[Param], in_spec: TreeSpec, inputs: list[Input], dims: dict[str, Dim],
                  guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=(),
                  raw_memory: bool = True, state: GlobalState | None = None, device: str = "cpu",
-                 module: bool = False):
+                 module: bool = False, functions: list[str] = ()):
         self.train = train
+        self.functions = list(functions)  # custom autograd.Functions the program applies (Transformed)
         self.module = module  # the program is a module's forward (NoGlobalModuleHooks)
         # compiled code that reads the stored values (a backend without runs_aten_ops):
         # the negative/conjugate bits and forward-mode tangents, which only aten applies
@@ -999,7 +1086,7 @@ class Guard:
                                        write_back=i in self.mutated and i not in pinned_by_outputs))
             if i in self.mutated:
                 checks.append(Unshared(i, names))
-        return checks + state_checks(state, device, self.raw_memory, self.module)
+        return checks + state_checks(state, device, self.raw_memory, self.module, self.train, self.functions)
 
     def _apply_filter(self, guard_filter) -> None:
         entries = self.entries(self.variant)
@@ -1020,7 +1107,7 @@ class Guard:
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
                    guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated,
                    raw_memory=raw_memory, state=variant.global_state, device=variant.device,
-                   module=variant.module_training is not None)
+                   module=variant.module_training is not None, functions=variant.custom_functions)
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant a guard_filter may drop (``GuardEntry.index`` is
@@ -1280,7 +1367,14 @@ class Guard:
                 except Mismatch as m:
                     m.parts[:0] = self.tensor_path(c.index)
                     raise
-        for c in self._state:
+        self._check_state(self._state, flat, call)
+        if call.write_back:
+            flat = Flat(flat)
+            flat.write_back = call.write_back
+        return flat
+
+    def _check_state(self, checks: list, flat: list, call: _Call) -> None:
+        for c in checks:
             try:
                 c.full(flat, call)
             except Mismatch as m:
@@ -1288,10 +1382,6 @@ class Guard:
                     m.parts[:0] = self.tensor_path(m.flat_index)
                     m.where = None
                 raise
-        if call.write_back:
-            flat = Flat(flat)
-            flat.write_back = call.write_back
-        return flat
 
     def tensor_path(self, flat_index: int) -> list:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""

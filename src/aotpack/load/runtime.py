@@ -41,7 +41,7 @@ from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
 from ..package.weights import copy_in_layout
 from ..treespec import TensorLeaf, TreeSpec, TupleSpec
-from .guards import Flat, Guard, Mismatch, describe_input, mode_expected
+from .guards import TRANSFORMED, Flat, Guard, Mismatch, describe_input, mode_expected
 
 __all__ = ["Loaded", "load"]
 
@@ -411,8 +411,9 @@ class Loaded:
         others = [f for f in failures or () if f[0] is not v]
         try:
             flat = v.guard.check(args, kwargs, self._check_guards, portable=True)
-        except Mismatch:  # (an input in another layout too): the overlap is what the call is refused for
-            raise self._guard_error([(v, why), *others], args, kwargs) from None
+        except Mismatch as again:  # (an input in another layout too): the overlap is what the call is refused for,
+            # unless no program of the variant runs under the call's state (a custom Function under a transform)
+            raise self._guard_error([(v, again if again.decisive else why), *others], args, kwargs) from None
         problem = v.state() if v.state is not None and self._check_guards else None
         if problem is not None and not problem.portable:  # the bound module changed: named as compiled calls name it
             raise self._guard_error([(v, problem), *others], args, kwargs) from None
@@ -462,9 +463,7 @@ class Loaded:
 
             for i, t in enumerate(flat):
                 if isinstance(t, torch.Tensor) and functorch_wrapped(t):
-                    m = Mismatch(v.guard.tensor_path(i), "a plain tensor (compiled code runs on stored values; "
-                                 "compile with backend='eager' to run under torch.func transforms)",
-                                 "a torch.func transform's tensor (vmap, grad or jvp)", late=True)
+                    m = Mismatch(v.guard.tensor_path(i), *TRANSFORMED, late=True)
                     return self._guard_error([(v, m)], args, kwargs)
         return error
 
@@ -553,8 +552,13 @@ def _runs_portable(reader: PackageReader, variant: Variant) -> bool:
     inlined) store a graph retraced functionally, where a read of one input after
     another's update reads its value from before, which an overlap makes differ: they
     run such calls where they store the graph from before the retrace too
-    (program_in_order.json; not where a custom Function's backward would be lost)."""
-    if variant.train is None and variant.global_state.autocast is None:
+    (program_in_order.json; not where a custom Function's backward would be lost). A
+    training variant that updates nothing runs its functional program where differentiating
+    it gives the package's gradients (``Train.program_gradients``: a call under a
+    torch.func transform; a layout an output's view needs)."""
+    train = variant.train
+    if variant.global_state.autocast is None and (
+            train is None or (train.program_gradients and not train.mutation_targets)):
         return True
     return reader.has(fmt.variant_dir(variant.name) + fmt.PROGRAM_IN_ORDER)
 

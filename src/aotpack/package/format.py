@@ -289,6 +289,15 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     calls): a reader bound with ``module={"MODEL": MODEL}`` follows the global where it
     still holds the module given (``MODEL = other`` after the load is bound in its place);
     older readers keep the module given, as before.
+    (2026-12-06, compatible) meta.train.program_gradients: whether differentiating the
+    variant's program.json gives its backward's gradients (no custom autograd.Function,
+    torch.func transform or straight-through update inside): a reader runs that program
+    for a call under a torch.func transform (``torch.func.grad``, ``vmap``) or with
+    forward-mode tangents; older readers refuse such calls, as before.
+    (2026-12-06, compatible) variants[].custom_functions: the custom autograd.Function
+    classes the program applies; a reader refuses a call under a torch.func transform or
+    with forward-mode tangents naming them (the graph holds their forwards only); older
+    readers ran such calls of the eager backend with the forward's derivatives.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -937,6 +937,12 @@ class Train(Record):
     hidden_outputs: int | None = None
     # arguments whose gradient is a tensor subclass (format version 13 where present)
     subclass_grads: list[SubclassGrad] | None = None
+    # whether differentiating the variant's exported program (program.json, run op by op)
+    # gives the backward's gradients: not where a custom autograd.Function's backward, a
+    # torch.func transform inside, or a straight-through update gives them their own code,
+    # which the joint graph traces from the program itself (None before 2026-12-06: taken
+    # as no). The runtime runs that program for a call under a torch.func transform
+    program_gradients: bool | None = None
 
 
 class SubMeta(Record):
@@ -1028,6 +1034,12 @@ class Variant(Record):
     # flat outputs eager returns as inference tensors (a forward under ``torch.inference_mode()``):
     # made so, as eager makes them (2026-12-05; older readers return normal tensors)
     inference_outputs: list[int] = []
+    # the custom torch.autograd.Function classes the program applies (``module.Qualname``):
+    # the graph holds their forwards, not their derivative rules (``jvp``, ``vmap``), so a
+    # call under a torch.func transform or with forward-mode tangents is refused naming
+    # them (2026-12-06; older readers ran such calls of the eager backend with the
+    # forward's derivatives: a straight-through Function's ``jvp`` silently lost)
+    custom_functions: list[str] = []
     # a module's Python attributes the program names (``"ln.eps": 1e-05``) -> the value
     # compiled in: a bound module whose attribute has another value is refused; under
     # ``global:`` the Python data its code reads as module globals (``"global:SCALE": 2.0``,

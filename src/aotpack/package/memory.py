@@ -169,6 +169,7 @@ class Package:
             requires_grad_weights=dict(captured.requires_grad_weights),
             detached_weights=list(captured.detached_weights),
             inference_outputs=list(captured.inference_outputs),
+            custom_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions],
             module_attributes=dict(captured.module_attributes),
             class_attributes=dict(captured.class_attributes),
             module_children={k: list(v) for k, v in captured.module_children.items()},
