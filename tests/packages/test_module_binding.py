@@ -2002,18 +2002,21 @@ class _HoldsTensors(torch.nn.Module):
         self.cache = types.SimpleNamespace(cos=torch.linspace(-1.0, 1.0, 3))  # a plain object's tensor
         self.caches = [types.SimpleNamespace(k=torch.full((3,), 0.75))]  # two levels down: caches[0].k
         self.nested = [[torch.full((3,), 1.5)]]  # nested[0][0]
+        # four levels down, beside a cycle (an object holding itself): state.layers[1].kv['k']
+        self.state = types.SimpleNamespace(layers=[None, types.SimpleNamespace(kv={"k": torch.full((3,), 0.5)})])
+        self.state.me = self.state
 
     def forward(self, x):
         self.steps[0].add_(1)  # an update of a held tensor: eager's lands in the module's tensor
         y = self.lin(x) * self.ws[0] * self.pair[0] + self.pair[1] + self.table["shift"] + self.cache.cos
-        return (y + self.caches[0].k * self.nested[0][0]) * self.steps[0]
+        return (y + self.caches[0].k * self.nested[0][0] + self.state.layers[1].kv["k"]) * self.steps[0]
 
 
 @pytest.mark.parametrize("form", ["module", "function"])
 def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
     """``self.ws = [tensor]``, a tuple, ``self.table = {"a": tensor}``, a plain object's
-    ``self.cache.cos``, and two levels down (``self.caches[0].k``, ``self.nested[0][0]``):
-    until 2026-12-06
+    ``self.cache.cos``, two levels down (``self.caches[0].k``, ``self.nested[0][0]``) and
+    four (``self.state.layers[1].kv['k']``, two levels until 2026-12-06): until 2026-12-06
     the package held copies of compile time, so a tensor replaced or updated in place
     after the load, and the program's own update of one (``self.steps[0].add_(1)``),
     were not seen: silently. They are now named as the module holds them
@@ -2029,7 +2032,8 @@ def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
         fn = aotpack.load(data, module=m if form == "module" else {"m": m})
         prefix = "" if form == "module" else "m."
         assert {f"constant:{prefix}{p}" for p in ("ws[0]", "table['shift']", "cache.cos", "caches[0].k",
-                                                  "nested[0][0]")} <= set(fn.manifest.variants[0].weight_fqns)
+                                                  "nested[0][0]", "state.layers[1].kv['k']")} <= set(
+            fn.manifest.variants[0].weight_fqns)
         eager = ref if form == "module" else (lambda t: ref(t) * 2)
         m.steps[0].zero_()  # (the compile ran the program once)
         changes = [lambda h: h.ws.__setitem__(0, torch.full((3,), 3.0)), lambda h: h.ws[0].mul_(-1),
@@ -2038,7 +2042,9 @@ def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
                    lambda h: h.cache.cos.mul_(3), lambda h: setattr(h.cache, "cos", torch.full((3,), 0.5)),
                    lambda h: setattr(h, "cache", types.SimpleNamespace(cos=torch.ones(3))),
                    lambda h: setattr(h.caches[0], "k", torch.full((3,), -2.0)), lambda h: h.nested[0][0].add_(1),
-                   lambda h: h.nested.__setitem__(0, [torch.full((3,), 0.25)])]
+                   lambda h: h.nested.__setitem__(0, [torch.full((3,), 0.25)]),
+                   lambda h: h.state.layers[1].kv["k"].mul_(4),
+                   lambda h: h.state.layers.__setitem__(1, types.SimpleNamespace(kv={"k": torch.ones(3)}))]
         torch.testing.assert_close(fn(x), eager(x))
         for change in changes:
             change(m)

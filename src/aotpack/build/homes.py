@@ -199,25 +199,29 @@ def bind_by_name(captured):
     return _record_module_globals(captured)
 
 
-def container_tensors(module: torch.nn.Module, depth: int = 2):
+def container_tensors(module: torch.nn.Module, depth: int = 16):
     """(path, tensor, holder) for each tensor a list, tuple or dict attribute of ``module``
     or of a submodule holds (``self.ws = [w]``, ``self.table = {"a": t}``), or a plain
     object it holds (``self.cache = SimpleNamespace(cos=t)``): registered as no parameter
     or buffer. The path names it as Python does: ``ws[0]``, ``block.table['a']``,
-    ``cache.cos``; ``depth`` levels down (``ws[0][1]``, ``caches[0].k``), keys of a dict
-    that are strings or integers (load/binding.py's ``_tensor_attribute`` walks it back)."""
+    ``cache.cos``, any number of levels down (``ws[0][1]``, ``caches[0].k``,
+    ``state.layers[2].kv['k']``; until 2026-12-06 two, and a tensor deeper stayed the
+    package's copy, silently), each container once (a cycle ends there; ``depth`` bounds
+    a chain of distinct ones); keys of a dict that are strings or integers
+    (load/binding.py's ``_tensor_attribute`` walks the path back)."""
+    seen: set[int] = set()
     for prefix, sub in module.named_modules():
         for attr, value in vars(sub).items():
             if not attr.startswith("_"):  # (the module's own dicts: _parameters, _buffers, _modules, hooks)
-                yield from _held_tensors(f"{prefix}.{attr}".lstrip("."), value, depth)
+                yield from _held_tensors(f"{prefix}.{attr}".lstrip("."), value, depth, seen)
 
 
-def _held_tensors(path: str, value, depth: int):
+def _held_tensors(path: str, value, depth: int, seen: set[int]):
     """(path, tensor, holder) for the tensors ``value`` (a container or a plain object)
-    holds, ``depth`` levels down."""
+    holds, ``depth`` levels down, leaving out the containers in ``seen``."""
     from .frozen import plain_object
 
-    if depth <= 0:
+    if depth <= 0 or id(value) in seen:
         return
     if isinstance(value, (list, tuple, dict)):
         items = [(f"{path}[{key!r}]", t) for key, t in (value.items() if isinstance(value, dict) else enumerate(value))
@@ -226,11 +230,12 @@ def _held_tensors(path: str, value, depth: int):
         items = [(f"{path}.{key}", t) for key, t in vars(value).items() if key.isidentifier()]
     else:
         return
+    seen.add(id(value))
     for item_path, t in items:
         if isinstance(t, torch.Tensor):
             yield item_path, t, value
         elif not isinstance(t, (torch.nn.Module, str, bytes)):
-            yield from _held_tensors(item_path, t, depth - 1)
+            yield from _held_tensors(item_path, t, depth - 1, seen)
 
 
 def _container_tensors_named(captured):

@@ -328,7 +328,7 @@ def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object
     lies in ``module`` as a plain tensor: (what holds it, its key there, the hops on the
     way). A tensor attribute: (its owner's ``__dict__``, its name, []). A tensor a list,
     tuple or dict attribute holds, or a plain object (``constant:ws[0]``,
-    ``constant:block.table['a']``, ``constant:cache.cos``, two levels down
+    ``constant:block.table['a']``, ``constant:cache.cos``, levels down
     ``constant:ws[0][1]``: homes.py's ``container_tensors``): (that container or the
     object's ``__dict__``, the key, the hops (holder, key, value) from the module's
     ``__dict__`` down to it), so each call compares every hop. Else (None, "", [])."""
