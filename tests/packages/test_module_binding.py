@@ -16,6 +16,7 @@ from torch.nn import functional as F
 import aotpack
 import programs
 from conftest import run_fresh
+from fuzz_programs import Scaled
 
 CHILD = r"""
 import json, sys, torch, aotpack
@@ -2061,24 +2062,58 @@ def test_tensors_a_modules_list_or_dict_holds_are_read_from_the_module(form):
             fn(x)
 
 
-def test_a_tensor_that_requires_grad_in_a_list_attribute_is_refused_in_training():
-    """``self.ws = [nn.Parameter(...)]`` registers no parameter: until 2026-12-06 a
-    training package held it as a constant and its gradient was lost (``.grad`` stayed
-    None, eager's was filled). A CaptureError names it and the fix; so does one for a
-    training program updating such a tensor (torch.export's "Constant is mutated"),
-    whose hint named modules reached by no name."""
-    m = _HoldsTensors()
-    m.steps = []
-    m.forward = lambda x: m.lin(x) * m.ws[0] * m.cache.cos  # (no update)
-    m.ws[0] = torch.nn.Parameter(m.ws[0])
-    with pytest.raises(aotpack.CaptureError, match=r"reads ws\[0\], a tensor that requires grad held in a list "
-                                                   r"attribute(.|\n)*ParameterList"):
-        aotpack.compile(m, (torch.randn(2, 3),), train=True, backend="eager")
-    m.ws[0] = m.ws[0].detach()
-    m.cache.cos.requires_grad_(True)
-    with pytest.raises(aotpack.CaptureError, match=r"reads cache.cos, a tensor that requires grad held in a "
-                                                   r"SimpleNamespace attribute"):
-        aotpack.compile(m, (torch.randn(2, 3),), train=True, backend="eager")
-    with pytest.raises(aotpack.CaptureError, match=r"Constant .* is mutated(.|\n)*hint: the program may update a "
-                                                   r"tensor that a list, tuple or dict attribute holds \(ws\[0\]"):
-        aotpack.compile(_HoldsTensors(), (torch.randn(2, 3),), train=True, backend="eager")
+class _TrainsHeld(torch.nn.Module):
+    """Tensors that require grad held in a list, a dict, a plain object and a tuple: no
+    parameters of the module, trained by eager (and torch.compile) all the same."""
+
+    def __init__(self, through_function: bool):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.through_function = through_function
+        self.ws = [torch.nn.Parameter(torch.linspace(0.5, 1.5, 3))]
+        self.table = {"b": torch.nn.Parameter(torch.full((3,), 0.1))}
+        self.cache = types.SimpleNamespace(k=torch.nn.Parameter(torch.full((3,), 2.0)))
+        self.pair = (torch.nn.Parameter(torch.full((3,), 0.3)), torch.ones(3))
+
+    def held(self) -> list:
+        return [self.ws[0], self.table["b"], self.cache.k, self.pair[0], self.lin.weight]
+
+    def forward(self, x):
+        y = self.lin(x) * self.ws[0] + self.table["b"] * self.cache.k + self.pair[0] * self.pair[1]
+        return (Scaled.apply(y) if self.through_function else y).square().sum()  # (its backward triples)
+
+
+@pytest.mark.parametrize("through_function", [False, True])
+@pytest.mark.parametrize("form", ["module", "function", "alone"])
+def test_a_tensor_that_requires_grad_in_a_list_attribute_trains_as_eager(form, through_function):
+    """``self.ws = [nn.Parameter(...)]`` (and a dict's, a plain object's, a tuple's)
+    registers no parameter, and eager trains it: a training package does too, bound to
+    the module (its gradient accumulates in the tensor the module holds), called through
+    a function bound by name, or loaded alone (its own leaf, ``named_parameters()``); a
+    custom Function's trace puts the primal in the list, dict, object or tuple while it
+    runs. Until 2026-12-06 a CaptureError naming ``nn.ParameterList``; before that the
+    gradient was silently lost (``.grad`` stayed None)."""
+    torch.manual_seed(0)
+    m, ref = _TrainsHeld(through_function), _TrainsHeld(through_function)
+    with torch.no_grad():
+        for a, b in zip(m.held() + [m.lin.bias], ref.held() + [ref.lin.bias]):
+            b.copy_(a)
+    x = torch.randn(2, 3)
+    program = (lambda t: m(t) * 2) if form == "function" else m
+    eager = (lambda t: ref(t) * 2) if form == "function" else ref
+    data = aotpack.compile(program, (x,), train=True, backend="eager").to_bytes()
+    fn = aotpack.load(data, module={"m": m} if form == "function" else None if form == "alone" else m)
+    for _ in range(2):  # (twice: the gradients accumulate)
+        fn(x).backward()
+        eager(x).backward()
+    if form == "alone":
+        own = dict(fn.named_parameters())
+        names = ["constant:ws[0]", "constant:table['b']", "constant:cache.k", "constant:pair[0]", "lin.weight"]
+        assert set(names) <= set(own)
+        got = [own[n] for n in names]
+    else:
+        got = m.held()
+    for a, b in zip(got, ref.held()):
+        assert a.grad is not None
+        torch.testing.assert_close(a.grad, b.grad)
+    assert m.pair[1].grad is None and not m.pair[1].requires_grad  # (the trace put each tensor back)

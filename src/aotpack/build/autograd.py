@@ -64,7 +64,7 @@ from ..errors import AotpackError, CaptureError, NothingToDifferentiate
 from ..load.autograd_runtime import load_training  # noqa: F401 - the load side, re-exported
 from ..package.manifest import Alias, Mutation, OutputView, SubclassGrad, subclass_grad_places
 from . import subclass_weights
-from .homes import Home, frozen_homes, tensor_attribute
+from .homes import Home, container_homes, frozen_homes, tensor_attribute
 
 __all__ = ["JointCapture", "capture_joint", "compile_training", "load_training"]
 
@@ -706,29 +706,6 @@ def _train_outside(captured, homes: dict[str, Home]) -> dict[str, Home]:
     return {renames.get(n, n): h for n, h in homes.items()}
 
 
-def _refuse_trained_items(captured) -> None:
-    """CaptureError where the program reads a tensor that requires grad from a module's
-    list, tuple or dict attribute, or a plain object it holds (``self.ws =
-    [nn.Parameter(...)]``: no parameter of the module; the package names it
-    ``constant:ws[0]``, homes.py's ``container_tensors``). Eager accumulates its gradient;
-    the package's trace holds it as a constant, so its gradient would be lost (until
-    2026-12-06 silently: ``.grad`` stayed None). Registered in ``nn.ParameterList`` or
-    ``nn.ParameterDict`` it is a parameter, and trains."""
-    from .homes import container_tensors
-
-    root = getattr(captured.program, "m", None)
-    if root is None or not any(kind == "constant" for kind in captured.weight_kinds.values()):
-        return
-    for path, t, holder in container_tensors(root):
-        if f"constant:{path}" in captured.weights and t.requires_grad and t.is_floating_point():
-            raise CaptureError(f"{captured.name} reads {path}, a tensor that requires grad held in a "
-                               f"{type(holder).__name__} attribute, which registers no parameter: its gradient "
-                               "would be lost",
-                               hint="hold it in torch.nn.ParameterList or torch.nn.ParameterDict, or register it "
-                                    "with register_parameter (then it is a parameter, and trains), or set its "
-                                    "requires_grad to False")
-
-
 @contextlib.contextmanager
 def _own_grads(functions: list):
     """Each Function's backward gets its own copy of the incoming gradients while the
@@ -871,8 +848,9 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     if captured is None:
         captured = capture(target, args, kwargs, allow_mutations=True)
     # (where the program reads what it does not package; those that require grad train)
-    _refuse_trained_items(captured)
-    homes = _train_outside(captured, frozen_homes(captured))
+    # (a tensor a module's list, dict or object holds: trained where it requires grad, as
+    # eager and torch.compile train it; until 2026-12-06 refused, before that silently frozen)
+    homes = {**_train_outside(captured, frozen_homes(captured)), **container_homes(captured)}
     primals, names = _primals(captured)
     hidden_updates = {m.weight for m in captured.mutations if m.kind == "buffer"
                       and _gets_grad(captured, m.weight, captured.weights[m.weight])}

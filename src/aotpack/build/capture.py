@@ -1111,7 +1111,7 @@ def _constant_updated_hint(target) -> str:
 
     module = target if isinstance(target, torch.nn.Module) else getattr(target, "__self__", None)
     held = [path for m in (module, *modules_by_name(target)) if isinstance(m, torch.nn.Module)
-            for path, _, _ in container_tensors(m)]
+            for path, _, _, _ in container_tensors(m)]
     if held:  # (``self.steps[0].add_(1)``: an update eager makes in the module's tensor)
         return (f"the program may update a tensor that a list, tuple or dict attribute holds ({', '.join(held[:3])}), "
                 "which torch.export holds as a constant in a training package: register it as a buffer "

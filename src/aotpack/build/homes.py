@@ -78,6 +78,26 @@ class Home:
             self.container[self.key] = value
 
 
+@dataclass
+class TupleItem(Home):
+    """A tensor a tuple holds (``self.pair = (a, b)``): a tuple takes no new item, so the
+    slot holding the tuple (``container[key]``) gets a copy of it with the item put in,
+    and the tuple itself back once each of its own items is (the trace leaves the
+    module's objects as it found them)."""
+
+    index: int = 0
+    original: tuple = ()  # the tuple the slot held before the trace
+
+    def get(self):
+        return self.container[self.key][self.index]
+
+    def put(self, value) -> None:
+        items = list(self.container[self.key])
+        items[self.index] = value
+        back = len(items) == len(self.original) and all(a is b for a, b in zip(items, self.original))
+        self.container[self.key] = self.original if back else tuple(items)
+
+
 def cells_holding(tensor) -> tuple:
     """The closure cells that hold ``tensor``: a helper's closure the program calls at any
     depth (``def outer(): scale = ...; def helper(x): return x * scale``), which the
@@ -200,7 +220,7 @@ def bind_by_name(captured):
 
 
 def container_tensors(module: torch.nn.Module, depth: int = 16):
-    """(path, tensor, holder) for each tensor a list, tuple or dict attribute of ``module``
+    """(path, tensor, holder, key) for each tensor a list, tuple or dict attribute of ``module``
     or of a submodule holds (``self.ws = [w]``, ``self.table = {"a": t}``), or a plain
     object it holds (``self.cache = SimpleNamespace(cos=t)``): registered as no parameter
     or buffer. The path names it as Python does: ``ws[0]``, ``block.table['a']``,
@@ -208,7 +228,7 @@ def container_tensors(module: torch.nn.Module, depth: int = 16):
     ``state.layers[2].kv['k']``; until 2026-12-06 two, and a tensor deeper stayed the
     package's copy, silently), each container once (a cycle ends there; ``depth`` bounds
     a chain of distinct ones); keys of a dict that are strings or integers
-    (load/binding.py's ``_tensor_attribute`` walks the path back)."""
+    (load/binding.py's ``tensor_attribute_slot`` walks the path back)."""
     seen: set[int] = set()
     for prefix, sub in module.named_modules():
         for attr, value in vars(sub).items():
@@ -217,23 +237,23 @@ def container_tensors(module: torch.nn.Module, depth: int = 16):
 
 
 def _held_tensors(path: str, value, depth: int, seen: set[int]):
-    """(path, tensor, holder) for the tensors ``value`` (a container or a plain object)
-    holds, ``depth`` levels down, leaving out the containers in ``seen``."""
+    """(path, tensor, holder, key) for the tensors ``value`` (a container or a plain
+    object) holds, ``depth`` levels down, leaving out the containers in ``seen``."""
     from .frozen import plain_object
 
     if depth <= 0 or id(value) in seen:
         return
     if isinstance(value, (list, tuple, dict)):
-        items = [(f"{path}[{key!r}]", t) for key, t in (value.items() if isinstance(value, dict) else enumerate(value))
-                 if type(key) in (int, str)]
+        items = [(f"{path}[{key!r}]", key, t) for key, t in (value.items() if isinstance(value, dict)
+                                                             else enumerate(value)) if type(key) in (int, str)]
     elif plain_object(value):
-        items = [(f"{path}.{key}", t) for key, t in vars(value).items() if key.isidentifier()]
+        items = [(f"{path}.{key}", key, t) for key, t in vars(value).items() if key.isidentifier()]
     else:
         return
     seen.add(id(value))
-    for item_path, t in items:
+    for item_path, key, t in items:
         if isinstance(t, torch.Tensor):
-            yield item_path, t, value
+            yield item_path, t, value, key
         elif not isinstance(t, (torch.nn.Module, str, bytes)):
             yield from _held_tensors(item_path, t, depth - 1, seen)
 
@@ -245,14 +265,14 @@ def _container_tensors_named(captured):
     ``constant:cache.cos``: a package bound with ``module=m`` reads
     them there at each call, as eager does, so one replaced or updated in place after the
     load is used (until 2026-12-06 the package ran its copies of compile time, silently;
-    load/binding.py's ``_tensor_attribute``)."""
+    load/binding.py's ``tensor_attribute_slot``)."""
     root = getattr(captured.program, "m", None)
     lifted = [n for n, kind in captured.weight_kinds.items() if kind == "constant" and n.startswith("constant:")
               and not tensor_attribute(captured.program, captured.weight_targets.get(n) or "")]
     if root is None or not lifted:
         return captured
     by_id, by_memory = {}, {}
-    for path, t, _ in container_tensors(root):
+    for path, t, _, _ in container_tensors(root):
         by_id.setdefault(id(t), path)
         by_memory.setdefault(memory_of(t), path)
     by_memory.pop(None, None)
@@ -265,6 +285,38 @@ def _container_tensors_named(captured):
             taken.add(renames[name])
     captured.rename_weights(renames)
     return captured
+
+
+def container_homes(captured) -> dict[str, Home]:
+    """Weights named as a module's list, dict or plain object holds them
+    (``constant:ws[0]``, ``constant:cache.cos``: ``_container_tensors_named``) -> their
+    slot there, which still holds the captured tensor: a training trace of the program
+    itself (custom autograd.Functions) reads the tensor there, so its primal is put in
+    the slot while the trace runs, as for a global's; a tuple's item by a copy of the
+    tuple put where the tuple is (``TupleItem``; left out where that is a tuple too: the
+    trace refuses it). The live tensor replaces torch.export's detached alias among the
+    weights, so one that requires grad gets its gradient."""
+    from ..load.binding import tensor_attribute_slot
+
+    root = getattr(captured.program, "m", None)
+    if root is None:
+        return {}
+    homes = {}
+    for path, t, holder, key in container_tensors(root):
+        name = f"constant:{path}"
+        if name not in captured.weights or name in homes or not same(captured.weights[name], t):
+            continue
+        if t.requires_grad:
+            captured.weights[name] = t  # (the live tensor: torch.export lifted a detached alias of it)
+        what = f"{path} (held in a {type(holder).__name__})"
+        if not isinstance(holder, tuple):
+            store = holder if isinstance(holder, (list, dict)) else vars(holder)
+            homes[name] = Home(store, key, what=what, name=name)
+            continue
+        _, _, hops = tensor_attribute_slot(root, name)
+        if hops and hops[-1][2] is holder and not isinstance(hops[-1][0], tuple):
+            homes[name] = TupleItem(hops[-1][0], hops[-1][1], what=what, name=name, index=key, original=holder)
+    return homes
 
 
 def _record_module_globals(captured):

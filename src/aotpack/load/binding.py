@@ -323,7 +323,7 @@ def _owner(module: torch.nn.Module, path: str, holders: dict):
     return owner
 
 
-def _tensor_attribute(module: torch.nn.Module, fqn: str) -> tuple[object, object, list]:
+def tensor_attribute_slot(module: torch.nn.Module, fqn: str) -> tuple[object, object, list]:
     """Where ``fqn`` (``constant:block.scale``, the package's name for a lifted constant)
     lies in ``module`` as a plain tensor: (what holds it, its key there, the hops on the
     way). A tensor attribute: (its owner's ``__dict__``, its name, []). A tensor a list,
@@ -776,7 +776,7 @@ class Binding:
             # (a constant may be a parameter of the module: one a function package reads
             # from outside and trains, build/autograd.py's _train_outside)
             elif info.kind not in ("parameter", "buffer") and fqn not in live:
-                held, name, via = _tensor_attribute(self.module, fqn)
+                held, name, via = tensor_attribute_slot(self.module, fqn)
                 if held is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
                 if held is None and gets_grad:  # (a tensor the program reads by name, which it trains)
