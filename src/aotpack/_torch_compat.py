@@ -373,6 +373,14 @@ def functorch_level():
     return torch._C._functorch.maybe_current_level
 
 
+def outside_transforms():
+    """A context in which no torch.func transform is active: reading a package's program
+    (torch.export's deserializer makes fake tensors) inside a transform's call gave torch
+    2.11's "Expected FakeTensor, got Tensor". Private: ``torch._C._DisableFuncTorch``
+    (2.11-2.13)."""
+    return torch._C._DisableFuncTorch()
+
+
 def functorch_wrapped(t: torch.Tensor) -> bool:
     """Whether ``t`` is a torch.func transform's wrapper (vmap, grad, jvp): no storage of
     its own. Private: ``torch._C._functorch.is_functorch_wrapped_tensor`` (2.11-2.13)."""

@@ -372,6 +372,10 @@ def test_a_gradient_through_a_transformers_model_inside_the_program_equals_eager
                          intermediate_size=64, vocab_size=100, max_position_embeddings=64)
     program = Saliency(LlamaForCausalLM(config).eval().requires_grad_(False))
     target = torch.tensor([7])
+    if TORCH_BEFORE_2_13:  # (torch 2.11's make_fx fails on the model's view of symbolic size: one clear error)
+        with pytest.raises(aotpack.CaptureError, match=r"modeling_llama.py:\d+: `query_states = self.q_proj"):
+            aotpack.compile(program, (torch.randn(1, 6, 32), target), backend="eager")
+        return
     fn = aotpack.load(aotpack.compile(program, (torch.randn(1, 6, 32), target), backend="eager").to_bytes(),
                       module=program)
     for seed in range(2):

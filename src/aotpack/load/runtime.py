@@ -419,9 +419,11 @@ class Loaded:
             raise self._guard_error([(v, problem), *others], args, kwargs) from None
         run = self._portable.get(v.name)
         if run is None:
+            from .._torch_compat import outside_transforms
             from ..build.rebuild import portable_program  # (its first use in this process)
 
-            with PackageReader(self._source, self._keys) as r:  # checked like the load's own members
+            # (read outside the call's torch.func transform, if any: its tensors are not the program's)
+            with PackageReader(self._source, self._keys) as r, outside_transforms():  # checked like the load's own
                 run = _as_inference_tensors(portable_program(r, v.manifest), v.manifest, self.manifest.program)
             after = v.manifest.global_state.grad_mode_after
             self._portable[v.name] = run = _leaving_grad_mode(run, after) if after is not None else run
