@@ -124,6 +124,44 @@ def test_bound_module_hooks_added_after_load_are_refused(tmp_path):
     assert type(copy.deepcopy(m)[0]._forward_hooks).__name__ == "OrderedDict"
 
 
+def _tripled(mod, args, out):
+    return out * 3
+
+
+def test_a_bound_module_runs_only_the_hooks_compiled_in(tmp_path):
+    """A module's package runs the hooks registered at compile (torch.export traces them
+    in), eager those registered at the call. Until 2026-12-06 a hook registered between
+    compile and load ran in eager only, one compiled in and removed after the load still
+    ran in the package, and one compiled in but not registered on the module bound (a
+    fresh process building the model anew) ran in the package only: each silently another
+    number. Now each is refused, at load or at the call, naming the module and the hooks;
+    and removing a hook registered before the load removes it from the module (the
+    binding's watch of hook dicts had put a copy in place, which kept it running in eager)."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).requires_grad_(False)
+    x = torch.randn(3, 4)
+    plain = aotpack.compile(m, (x,), backend="eager").to_bytes()
+    handle = m[2].register_forward_hook(_tripled)
+    with pytest.raises(aotpack.AotpackError, match=r"module.2 hooks: expected the hooks registered when the package "
+                                                   r"was compiled \(none: .*\), got a forward hook"):
+        aotpack.load(plain, module=m)  # (registered between compile and load)
+    hooked = aotpack.compile(m, (x,), backend="eager").to_bytes()
+    fn = aotpack.load(hooked, module=m)
+    tripled = fn(x)
+    torch.testing.assert_close(tripled, m(x))
+    handle.remove()
+    torch.testing.assert_close(m(x) * 3, tripled)  # (eager runs the hook no more)
+    with pytest.raises(aotpack.GuardError, match=r"module.2 hooks: expected the hooks registered when the package was "
+                                                 r"compiled \(a forward hook: compiled code runs those\), got none"):
+        fn(x)
+    fresh = copy.deepcopy(m)  # (as a fresh process builds it: no hook)
+    with pytest.raises(aotpack.AotpackError, match=r"module.2 hooks: .* \(a forward hook: .*\), got none"):
+        aotpack.load(hooked, module=fresh)
+    m[2].register_forward_hook(_tripled)  # the same hook again: its code is the one compiled in
+    fn = aotpack.load(hooked, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+
+
 def test_bound_module_weight_of_another_shape_is_refused(tmp_path):
     m, fn = _bound(tmp_path)
     m[0].weight.data = torch.randn(5, 4)

@@ -65,6 +65,7 @@ from .guard_specs import (
     global_values,
     grad_mode_left,
     guard_dims,
+    hooks_compiled,
     input_layout,
     iterated_weights,
     layout_pins,
@@ -195,6 +196,7 @@ class Captured:
     module_types: dict[str, str] = field(default_factory=dict)
     # those classes' code, where not torch's (guard_specs.module_code)
     module_code: dict[str, str] = field(default_factory=dict)
+    module_hooks: dict[str, list[str]] = field(default_factory=dict)  # (guard_specs.hooks_compiled)
     # the children of the container modules it ran (guard_specs.module_children)
     module_children: dict[str, list[str]] = field(default_factory=dict)
     # the weights of the modules whose code iterates them (guard_specs.iterated_weights)
@@ -713,6 +715,7 @@ def _module_records(target, recorder: EffectRecorder) -> dict:
             "module_types": module_types(paths, recorder), "module_children": module_children(target, named, recorder),
             "iterated_weights": iterated_weights(target, named, recorder),
             "module_code": module_code(paths, recorder),
+            "module_hooks": hooks_compiled(paths, recorder),
             "function_code": function_codes(functions, paths, recorder),
             "modules_named": named}
 

@@ -543,6 +543,19 @@ def module_types(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, s
     return dict(sorted(found.items()))
 
 
+def hooks_compiled(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, list[str]]:
+    """The hooks registered on each module whose code ran (``module_types``' paths ->
+    ``manifest.module_hooks``, where it has any): torch.export traced them in, and eager
+    runs whatever hooks a module has at the call, so a bound module is compared on them
+    (load/binding.py; until 2026-12-06 one registered between compile and load ran in eager
+    only, and one removed after the load still ran in the package, silently)."""
+    from ..package.manifest import module_hooks
+
+    found = {paths[key]: hooks for (key, _), module in recorder.module_methods.items()
+             if key in paths and (hooks := module_hooks(module))}
+    return dict(sorted(found.items()))
+
+
 def module_code(paths: dict[int, str], recorder: EffectRecorder) -> dict[str, str]:
     """The code of the classes ``module_types`` names (``manifest.class_code``), where it
     is not torch's: ``class_name`` -> digest. A module bound at load whose class was

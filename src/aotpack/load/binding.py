@@ -123,6 +123,7 @@ from ..package.manifest import (
     function_name,
     functions_inside,
     method_function,
+    module_hooks,
     plain_value,
     python_value,
     resolved_forward,
@@ -167,16 +168,33 @@ class _WatchedHooks(OrderedDict):
         super().__setitem__(key, value)
         _GENERATION[0] += 1
 
+    def __delitem__(self, key):  # (a handle's remove(): the hooks compiled in are compared again)
+        super().__delitem__(key)
+        _GENERATION[0] += 1
+
+    def clear(self):
+        super().clear()
+        _GENERATION[0] += 1
+
     def __reduce__(self):
         return OrderedDict, (list(self.items()),)
 
 
 def _watch(roots: list[tuple[str, torch.nn.Module]]) -> None:
+    """The empty hook dicts of the modules under ``roots`` swapped for watched ones. One
+    holding hooks stays: the handles of its hooks delete from that very dict (a copy put in
+    its place kept a removed hook running, in eager too, until 2026-12-06); the per-call
+    pass compares its length instead (``Binding._slots``)."""
     for m in (m for _, root in roots for m in root.modules()):
         for name in _HOOK_DICTS:
             hooks = m.__dict__.get(name)
-            if hooks is not None and type(hooks) is OrderedDict:
+            if hooks is not None and type(hooks) is OrderedDict and not hooks:
                 m.__dict__[name] = _WatchedHooks(hooks)
+
+
+def _hook_list(hooks: list[str]) -> str:
+    """``"a forward hook, a forward pre-hook"``, or ``"none"``."""
+    return ", ".join(f"a {h.split(': ')[0]}" for h in hooks) or "none"
 
 
 def _hooks(roots: list[tuple[str, torch.nn.Module]]) -> dict:
@@ -743,6 +761,11 @@ class Binding:
         roots = self._roots()
         _watch(roots)
         self._hooks_at_load = _hooks(roots)
+        problem = self._other_hooks()
+        if problem is not None:
+            raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
+                               hint="register on the module the hooks it had when the package was compiled, "
+                                    "or compile the package again from the module as it is now")
         self.generation = _GENERATION[0]
         self._expected = self._expect(self.weights)
 
@@ -1166,6 +1189,13 @@ class Binding:
         names += [children_held(c)[0] for c in containers]
         self._child_dicts = [children_held(c)[1] for c in containers]
         tensors += self._child_dicts
+        # the hook dicts ``_watch`` left as they are (holding hooks): their lengths too
+        hooked = [(m.__dict__, name) for m in map(self._module_at, self._types) if m is not None
+                  for name in _HOOK_DICTS if type(m.__dict__.get(name)) is OrderedDict and m.__dict__[name]]
+        dicts += [d for d, _ in hooked]
+        names += [name for _, name in hooked]
+        tensors += [d[name] for d, name in hooked]
+        self._child_dicts += [d[name] for d, name in hooked]
         self._child_counts = tuple(map(len, self._child_dicts))
         self._slot_dicts, self._slot_names, self._slot_tensors = dicts, names, tensors
 
@@ -1300,6 +1330,22 @@ class Binding:
         held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
         return (held if isinstance(held, torch.nn.Module) else None), rest
 
+    def _other_hooks(self) -> Mismatch | None:
+        """A module whose code ran for the program with other hooks than at compile
+        (``Variant.module_hooks``, compared kind and code in order): compiled code runs
+        those traced in, eager those registered now (one added between compile and load,
+        or one compiled in and removed since: until 2026-12-06 silently another number)."""
+        compiled = self.variant.module_hooks
+        for path in dict.fromkeys([*compiled, *self._types]):
+            m = self._module_at(path)
+            now = module_hooks(m) if isinstance(m, torch.nn.Module) else []
+            want = compiled.get(path, [])
+            if now != want:
+                where = where_of(path)
+                return Mismatch([], f"the hooks registered when the package was compiled ({_hook_list(want)}: "
+                                    "compiled code runs those)", _hook_list(now), where=f"{where} hooks")
+        return None
+
     def _module_at(self, path: str) -> torch.nn.Module | None:
         """The module at a ``module_types`` path now (``block.act``, ``global:HELPER``)."""
         root, rest = self._anchor(path)
@@ -1350,6 +1396,9 @@ class Binding:
                 return Mismatch([], f"no hooks added after load (compiled code cannot run a {_HOOK_NAMES[name]}; "
                                 "remove it, or compile the package with the hook registered)",
                                 f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")
+        problem = self._other_hooks()  # (a hook compiled in, removed since)
+        if problem is not None:
+            return problem
         # a submodule replaced by one of another class, or of the same class name whose
         # code differs (the class edited and reloaded in this process since load); a
         # container holding other children

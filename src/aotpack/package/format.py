@@ -298,6 +298,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     classes the program applies; a reader refuses a call under a torch.func transform or
     with forward-mode tangents naming them (the graph holds their forwards only); older
     readers ran such calls of the eager backend with the forward's derivatives.
+    (2026-12-06, compatible) variants[].module_hooks: {module path: ["forward hook:
+    <code>", ...]}, the hooks registered at compile on each module whose code ran (traced
+    in): a reader bound to a module compares them with the module's hooks, at the load and
+    after (one registered between compile and load, or removed since, is refused); older
+    readers ignore it and run the hooks compiled in, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

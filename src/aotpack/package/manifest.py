@@ -344,6 +344,31 @@ def resolved_forward(module: torch.nn.Module):
     return own if own is not None else inspect.getattr_static(type(module), "forward", None)
 
 
+# a module's hook dicts, in the order torch runs them, and what each holds
+HOOK_KINDS = {"_forward_pre_hooks": "forward pre-hook", "_forward_hooks": "forward hook",
+              "_backward_pre_hooks": "backward pre-hook", "_backward_hooks": "backward hook"}
+
+
+def module_hooks(module) -> list[str]:
+    """The hooks registered on ``module`` itself (not its submodules), in order, each as
+    ``"<kind>: <code>"``: its function's ``function_code`` (a bound method's function's;
+    another callable, ``WeightNorm``'s, by its class). A module's package runs the hooks
+    registered at compile (torch.export traces them in) and no other, so a bound module
+    is compared on them (``Variant.module_hooks``).
+
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> _ = lin.register_forward_hook(lambda m, args, out: out * 2)
+    >>> [h.split(": ")[0] for h in module_hooks(lin)]
+    ['forward hook']
+    """
+    found = []
+    for name, kind in HOOK_KINDS.items():
+        for hook in (module.__dict__.get(name) or {}).values():
+            code = function_code(hook) or function_code(getattr(hook, "__func__", None)) or class_name(type(hook))
+            found.append(f"{kind}: {code}")
+    return found
+
+
 def code_prefix(fn) -> str:
     """What a ``function_code`` digest is comparable within: the Python version (bytecode
     differs between them), and for code in torch's files torch's version."""
@@ -1071,6 +1096,11 @@ class Variant(Record):
     # (edited since the compile) is refused, under the same Python version (bytecode
     # differs across them)
     module_code: dict[str, str] = {}
+    # module path -> the hooks registered on it at compile (``module_hooks``), of the modules
+    # whose code ran (``module_types``' paths): compiled in, so a module bound at load with
+    # others (one registered between compile and load, one removed after) is refused
+    # (2026-12-06, compatible: older readers ignore it and run the hooks compiled in)
+    module_hooks: dict[str, list[str]] = {}
     # the functions a module's call ran -> ``function_code`` (2026-12-06, compatible: older
     # readers ignore it): those among ``module_attributes`` (a global helper, ``self.act =
     # my_gelu``), each module's ``forward`` as set (``lin.forward``), and the functions of

@@ -176,6 +176,7 @@ class Package:
             iterated_weights={k: list(v) for k, v in captured.iterated_weights.items()},
             module_types=dict(captured.module_types),
             module_code=dict(captured.module_code),
+            module_hooks={k: list(v) for k, v in captured.module_hooks.items()},
             function_code=dict(captured.function_code),
             subclass_weights=dict(captured.subclass_weights),
             files=files,
