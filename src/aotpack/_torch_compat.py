@@ -106,14 +106,21 @@ def quiet_export_logs():
             lg.setLevel(lvl)
 
 
+class ProgramNotSerializable(Exception):
+    """torch.export's serializer refused the program's graph (torch 2.11 refuses the
+    functorch calls its trace of ``vmap`` inside a program keeps); the first line of its
+    reason is the message."""
+
+
 def serialize_program(ep) -> bytes:
     """torch.export's own JSON serialization of the program graph (no weights, no pickle).
+    Raises ProgramNotSerializable where torch's serializer refuses it.
 
     Private: ``torch._export.serde.serialize.serialize`` (2.11-2.13). We keep only the
     ``exported_program`` JSON; its state_dict/constants parts are torch.save pickles, and
     the weights live in our safetensors file instead.
     """
-    from torch._export.serde.serialize import serialize
+    from torch._export.serde.serialize import SerializeError, serialize
 
     # serialize() also torch.saves the weights (a full copy in memory, thrown away here):
     # give it meta tensors of the same shapes instead, restored after
@@ -127,7 +134,10 @@ def serialize_program(ep) -> bytes:
     try:
         ep._state_dict = {k: meta(v) for k, v in state.items()}
         ep._constants = {k: meta(v) for k, v in constants.items()}
-        return serialize(ep).exported_program
+        try:
+            return serialize(ep).exported_program
+        except SerializeError as e:
+            raise ProgramNotSerializable(str(e).strip().splitlines()[0] if str(e).strip() else "SerializeError") from e
     finally:
         ep._state_dict, ep._constants = state, constants
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import aotpack
-from conftest import run_fresh
+from conftest import TORCH_BEFORE_2_13, run_fresh
 from programs import GradInputsAliasInputs
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # the child imports this module's programs
@@ -435,6 +435,8 @@ close = lambda a, b: a is None and b is None or (a is not None and b is not None
                                                  and torch.allclose(a, b, rtol=1e-5, atol=1e-5))
 results = {}
 for name, (program, args) in training_examples().items():
+    if not os.path.exists(f"{sys.argv[1]}/{name}.aot"):  # (refused at compile: the test says which)
+        continue
     module = isinstance(program, torch.nn.Module)
     mine, theirs = (copy.deepcopy(program), copy.deepcopy(program)) if module else (None, program)
     fn = aotpack.load(f"{sys.argv[1]}/{name}.aot", module=mine)
@@ -472,13 +474,18 @@ def test_training_programs_of_test_aot_autograd_package_and_equal_eager(tmp_path
     same mechanisms)."""
     for name, (program, args) in training_examples().items():
         args = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
+        if name == "LSTM_train" and TORCH_BEFORE_2_13:  # (its decomposition squeezes the wrong dimension)
+            with pytest.raises(aotpack.CaptureError, match=r"training graph gives output 1 float32\[4, 1, 4, 8\] "
+                                                           r"where the program gives float32\[4, 4, 8\]"):
+                aotpack.compile(program, args, backend="eager", train=True)
+            continue
         aotpack.compile(program, args, backend="eager", train=True).save(tmp_path / f"{name}.aot")
         torch.set_grad_enabled(True)  # (aot_grad_mode_mutation leaves it off, as eager does)
     out = run_fresh(["-c", TRAIN_CHILD, str(tmp_path), os.pathsep.join([HERE, os.path.dirname(HERE)])])
     results = json.loads(out.stdout.strip().splitlines()[-1])
     bad = {n: r for n, r in results.items() if not all(r.values())}
     assert not bad, bad
-    assert set(results) == set(training_examples())
+    assert set(results) == set(training_examples()) - ({"LSTM_train"} if TORCH_BEFORE_2_13 else set())
 
 
 def _refusal(program, args, **kwargs):

@@ -6,6 +6,7 @@ import torch
 
 import aotpack
 import programs
+from conftest import TORCH_BEFORE_2_13
 
 NAMES = list(programs.programs())
 
@@ -125,7 +126,13 @@ def _vmapped(x):
 def test_vmap_inside_the_program_packages_and_equals_eager(train):
     """``torch.func.vmap`` in the program (torch.compile runs it in one graph): packaged, it
     equals eager on other inputs, gradients included. Capture read the storage of vmap's
-    batched example values and failed with torch's NotImplementedError until 2026-12-04."""
+    batched example values and failed with torch's NotImplementedError until 2026-12-04.
+    torch 2.11 keeps functorch calls in an inference graph of it that its serializer
+    refuses: one CaptureError (torch's raw SerializeError until 2026-12-06)."""
+    if TORCH_BEFORE_2_13 and not train:
+        with pytest.raises(aotpack.CaptureError, match=r"torch 2\.11.* cannot store the program's graph"):
+            aotpack.compile(_vmapped, (torch.randn(4, 8),), backend="eager")
+        return
     fn = aotpack.load(aotpack.compile(_vmapped, (torch.randn(4, 8).requires_grad_(train),), backend="eager",
                                       train=train).to_bytes())
     a = torch.randn(4, 8).requires_grad_(train)

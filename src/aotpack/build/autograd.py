@@ -920,6 +920,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
     fw, bw = compat.plain_graph_module(fw), compat.plain_graph_module(bw)
     _drop_companions(fw, len(primals), captured.name)
     fw_out = next(n for n in fw.graph.nodes if n.op == "output").args[0]
+    _refuse_other_outputs(captured, fw_out[:len(outs)], outs)
     saved_nodes = list(fw_out[len(outs):])
     grad_mask = _strip_none_outputs(bw)
     if not all(grad_mask[len(primals):]):  # pragma: no cover - SubclassGradient always returns them
@@ -1025,6 +1026,27 @@ def own_gradients(captured) -> bool:
     no grad-mode regions), a straight-through update (eager's gradient skips an update the
     functional graph holds). The joint graph is then traced from the program itself."""
     return bool(captured.custom_functions) or captured.traced_below_transforms or captured.straight_through
+
+
+def _refuse_other_outputs(captured, nodes: list, outs: list) -> None:
+    """CaptureError where the forward graph AOT autograd traced gives an output another
+    shape or dtype than the program's graph does on the same arguments: torch 2.11
+    decomposes a bidirectional LSTM's final states into ``[4, 1, 4, 8]`` where eager
+    returns ``[4, 4, 8]`` (a squeeze of the wrong dimension; until 2026-12-06 the package
+    returned them so, silently). Static sizes only: with Dims both are symbols."""
+    from .._torch_version import torch_version
+
+    for k, (node, o) in enumerate(zip(nodes, outs)):
+        val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+        if not (isinstance(val, torch.Tensor) and isinstance(o, torch.Tensor)):
+            continue
+        sizes = [(a, b) for a, b in zip(val.shape, o.shape) if isinstance(a, int) and isinstance(b, int)]
+        if val.dim() != o.dim() or any(a != b for a, b in sizes) or val.dtype != o.dtype:
+            raise CaptureError(f"{captured.name}: torch {torch_version()}'s training graph gives output {k} "
+                               f"{tree.dtype_name(val.dtype)}{list(val.shape)} where the program gives "
+                               f"{tree.dtype_name(o.dtype)}{list(o.shape)} (a decomposition of torch's differs from "
+                               "eager)", hint="compile an inference package (train=False), or use a torch where the "
+                                              "two agree (2.13 does for torch.nn.LSTM)")
 
 
 def compile_training(captured, backend, options: dict, *, joint_pass=None, say=lambda line: None):

@@ -138,7 +138,14 @@ class Package:
                                             layouts[aliases.get(fqn, fqn)], list(captured.weights[fqn].shape))
                                            for fqn in captured.weights])
         prefix = fmt.variant_dir(name)
-        self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
+        try:
+            self.members[prefix + fmt.PROGRAM] = compat.serialize_program(captured.exported)
+        except compat.ProgramNotSerializable as e:
+            from ..errors import CaptureError
+
+            raise CaptureError(f"{captured.name}: torch {compat.torch_version()} cannot store the program's graph "
+                               f"({e})", hint="compile it with a newer torch (2.13 stores such graphs), or move "
+                                              "the part torch cannot store out of the program") from None
         if captured.in_order_program:
             self.members[prefix + fmt.PROGRAM_IN_ORDER] = captured.in_order_program
         files = []
