@@ -24,7 +24,7 @@ import torch
 import aotpack
 import aotpack.cache as cache
 from aotpack.cache.entry import CorruptEntry, pack_entry, unpack_entry
-from conftest import run_fresh
+from conftest import TORCH_BEFORE_2_13, run_fresh
 
 
 @pytest.fixture(autouse=True)
@@ -464,7 +464,8 @@ def test_cache_keys_do_not_depend_on_the_working_folder(tmp_path):
         folder.mkdir()
         out = run_fresh(["-c", code], cwd=str(folder), timeout=120)
         runs.append(json.loads(out.stdout))
-    assert runs[0][1] != runs[1][1]  # torch's own hash differs by folder...
+    if not TORCH_BEFORE_2_13:  # (torch 2.11's config holds no such path: its own hash agrees too)
+        assert runs[0][1] != runs[1][1]  # torch's own hash differs by folder...
     assert runs[0][0] == runs[1][0]  # ...aotpack's key does not
     import torch._inductor.config as config
 

@@ -133,8 +133,13 @@ class Net(torch.nn.Module):
         return self.lin(x) * y
 
 
+# this folder (the tests' backends) before the caller's path: aotpack where the caller's path
+# gives it (a checkout run with PYTHONPATH=src), not only where it is installed
+_WITH_HERE = os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")]))
+
+
 def run_repro(path, *args):
-    return run_fresh([path, *args], env={"PYTHONPATH": HERE}, timeout=600, check=False)
+    return run_fresh([path, *args], env={"PYTHONPATH": _WITH_HERE}, timeout=600, check=False)
 
 
 @pytest.mark.parametrize("fn", [f_single, f_tuple, f_none, Net()], ids=["tensor", "tuple", "none", "module"])
@@ -225,7 +230,7 @@ def test_minify_cli_writes_a_repro_that_still_fails(tmp_path):
     gm = torch.fx.symbolic_trace(chain)
     save_repro(gm, [torch.randn(8), torch.randn(8)], tmp_path / "r")
     from conftest import CLI as env_cli
-    env = {**os.environ, "PYTHONPATH": HERE}
+    env = {**os.environ, "PYTHONPATH": _WITH_HERE}
     proc = subprocess.run([*env_cli, "minify", str(tmp_path / "r"), "--failure", "accuracy",
                            "--backend", "repro_backends:wrong_exp"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
