@@ -1950,6 +1950,55 @@ def test_a_function_in_a_container_patched_before_the_load_is_refused_there():
     torch.testing.assert_close(fn(x), m(x))
 
 
+LEAKY = functools.partial(F.leaky_relu, negative_slope=0.1)  # a global partial the forward calls
+
+
+class _Partials(torch.nn.Module):
+    def __init__(self, slope: float = 0.2):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.act = functools.partial(F.leaky_relu, negative_slope=slope)  # as timm configures activations
+
+    def forward(self, x):
+        return self.act(self.lin(x)) + LEAKY(x)
+
+
+def test_a_functools_partial_global_or_attribute_is_compared_by_its_function_and_values():
+    """``self.act = partial(F.leaky_relu, negative_slope=0.2)`` and a global partial: the
+    forward calls them, torch.export traced their values in. Until 2026-12-06 neither was
+    recorded, so another slope after the load (or in the process loading it) ran the
+    compile's, silently. Now each is named by its function and values
+    (``functools.partial(torch.nn.functional.leaky_relu, negative_slope=0.2)``) and
+    compared as a function global is: at the load by that name, after it by identity."""
+    global LEAKY
+    torch.manual_seed(0)
+    m = _Partials().requires_grad_(False)
+    x = torch.randn(2, 3)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    assert pkg.manifest.variants[0].module_attributes["act"] == {
+        "function": "functools.partial(torch.nn.functional.leaky_relu, negative_slope=0.2)"}
+    data = pkg.to_bytes()
+    other = _Partials(slope=0.5).requires_grad_(False)  # (as a process building it with another slope)
+    with pytest.raises(aotpack.GuardError, match=r"module.act: .*negative_slope=0.2.*, got .*negative_slope=0.5"):
+        aotpack.load(data, module=other)(x)
+    same = _Partials().requires_grad_(False)
+    same.load_state_dict(m.state_dict())
+    torch.testing.assert_close(aotpack.load(data, module=same)(x), m(x))  # an equal partial: runs
+    fn = aotpack.load(data, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    held, m.act = m.act, functools.partial(F.leaky_relu, negative_slope=0.9)
+    with pytest.raises(aotpack.GuardError, match=r"module.act: expected the function functools.partial"):
+        fn(x)
+    m.act = held
+    original = LEAKY
+    try:
+        LEAKY = functools.partial(F.leaky_relu, negative_slope=0.7)
+        with pytest.raises(aotpack.GuardError, match=r"global LEAKY: expected the function functools.partial"):
+            fn(x)
+    finally:
+        LEAKY = original
+
+
 _MODEL_FILE = """import torch
 torch.manual_seed(0)
 MODEL = torch.nn.Linear(3, 3)

@@ -8,6 +8,7 @@ capture bakes into the graph, listed in the manifest (``Frozen`` records) and by
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable
 from typing import NamedTuple
@@ -318,7 +319,7 @@ def describe_frozen(value) -> dict | None:
     if isinstance(value, torch.Tensor):
         dtype = tree.dtype_name(value.dtype)
         return {"type": "tensor", "value": f"{dtype}{list(value.shape)}"}
-    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):  # (listed where guarded: capture.py)
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):  # (listed where guarded)
         from ..package.manifest import function_name
 
         return {"type": "function", "value": function_name(value)}

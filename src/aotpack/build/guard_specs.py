@@ -7,6 +7,7 @@ global state the compiled code depends on. The load side checks these (load/guar
 
 from __future__ import annotations
 
+import functools
 import types
 
 import torch
@@ -325,7 +326,7 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
     for where, value in _attributes_read(paths, recorder):
         if not plain_object(value) and (plain := plain_value(value)) is not NOT_PLAIN:
             found[where] = plain
-            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
                 functions[where] = value
             if functions is not None:  # (``self.acts = {"gelu": my_gelu}``: each one's code)
                 functions.update(functions_inside(where, value))
@@ -394,7 +395,7 @@ def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
                 continue
             where = f"{path}.{name}" if path else name
             found[where] = plain
-            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
                 functions[where] = value
     # a plain object's class defaults (``class Config: eps = 1e-5``, read as ``self.config.eps``):
     # those the code that ran names, where the object does not shadow them
@@ -462,7 +463,8 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
             # taken, is not the program's; a torch module's function the code names: torch's own
             # code is not recorded running, and a patch of it is what is compared)
             ran = (isinstance(value, types.FunctionType) and value.__code__ in recorder.functions
-                   or torch_calls.get(name) is value)
+                   or torch_calls.get(name) is value
+                   or isinstance(value, functools.partial))  # (called through C: named by code that ran)
             if ((id(globals_), name) in stored or name.startswith("__") or not (is_data(value) or ran)
                     or recorder.changed(value, globals_, name)):  # (a log the program appends to, a cache it fills)
                 continue

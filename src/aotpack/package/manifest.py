@@ -29,6 +29,7 @@ read each field's type as an object, once per class, not by evaluating strings a
 
 import functools
 import inspect
+import json
 import keyword
 import math
 import types
@@ -137,6 +138,8 @@ def plain_value(v, depth: int = 0):
         return {"device": str(v)}
     if isinstance(v, (types.FunctionType, types.BuiltinFunctionType)):
         return {"function": function_name(v)}
+    if isinstance(v, functools.partial):  # (``partial(F.leaky_relu, negative_slope=0.1)``: its function and values)
+        return {"function": name} if (name := _partial_name(v, depth)) is not None else NOT_PLAIN
     if isinstance(v, (tuple, list)) and depth < 4 and len(v) <= 64:
         items = [plain_value(x, depth + 1) for x in v]
         return NOT_PLAIN if any(x is NOT_PLAIN for x in items) else items
@@ -196,6 +199,27 @@ def same_class(a: str, b: str) -> bool:
     return a.rpartition(":")[2] == b.rpartition(":")[2]
 
 
+def _partial_name(p: functools.partial, depth: int = 0) -> str | None:
+    """``functools.partial(torch._C._nn.leaky_relu, negative_slope=0.1)``: a partial of a
+    function with plain arguments, named by its function and their values (another value
+    is another name: compared as a function global is); None for any other."""
+    if not isinstance(p.func, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
+        return None
+    args = [plain_value(a, depth + 1) for a in p.args]
+    keywords = {k: plain_value(a, depth + 1) for k, a in sorted(p.keywords.items())}
+    inner = _partial_name(p.func, depth + 1) if isinstance(p.func, functools.partial) else function_name(p.func)
+    if inner is None or depth > 4 or any(a is NOT_PLAIN for a in [*args, *keywords.values()]):
+        return None
+    values = [json.dumps(a, sort_keys=True) for a in args] + [f"{k}={json.dumps(a, sort_keys=True)}"
+                                                              for k, a in keywords.items()]
+    name = f"functools.partial({', '.join([inner, *values])})"
+    if len(name) <= 256:
+        return name
+    import hashlib  # (a long one: its start and a digest of all of it, so another value is another name)
+
+    return f"{name[:200]}#{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+
+
 def function_name(fn) -> str:
     """What names a function a module's code calls through an attribute (``self.act =
     F.gelu``): ``torch.nn.functional.gelu``; for one no import reaches (a lambda, a
@@ -206,7 +230,9 @@ def function_name(fn) -> str:
     >>> function_name(torch.nn.functional.gelu)
     'torch._C._nn.gelu'
     """
-    name = f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', None) or fn.__name__}"
+    if isinstance(fn, functools.partial):
+        return _partial_name(fn) or f"functools.partial({function_name(fn.func) if callable(fn.func) else '?'}, ...)"
+    name = f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', None) or getattr(fn, '__name__', '?')}"
     code = getattr(fn, "__code__", None)
     if "<" not in name or code is None:
         return name[:256]
@@ -298,10 +324,11 @@ def function_code(fn) -> str | None:
     its code calls, ``self.act = my_gelu``, the ``forward`` it resolves) does: its code
     (``code_digest``), and what its defaults and closure cells hold (plain data by value,
     functions by their code: a ``functools.wraps`` wrapper holds the function it wraps;
-    ``make_act(0.1)`` and ``make_act(0.2)`` share their code). For a function of torch's
+    ``make_act(0.1)`` and ``make_act(0.2)`` share their code; a ``functools.partial`` of
+    one with plain values is that function's code and those values). For a function of torch's
     the torch version is part of the prefix (``py3.11+torch2.13.0``); a builtin function
     is ``"<prefix>:builtin"`` (a Python wrapper of the same name is another code). None
-    for another callable (a ``functools.partial``). A function patched or edited since
+    for another callable. A function patched or edited since
     the compile has another one; compare those of one prefix only.
 
     >>> def scaled(k):
@@ -315,6 +342,12 @@ def function_code(fn) -> str | None:
 
     if isinstance(fn, types.BuiltinFunctionType):
         return f"{code_prefix(fn)}:builtin"
+    if isinstance(fn, functools.partial):  # (its function's code and its values, under its function's prefix)
+        inner, name = function_code(fn.func), _partial_name(fn)
+        if inner is None or name is None:
+            return None
+        prefix = inner.rsplit(":", 1)[0]
+        return f"{prefix}:{hashlib.sha256(f'{inner} {name}'.encode()).hexdigest()[:32]}"
     if not isinstance(fn, types.FunctionType):
         return None
 
