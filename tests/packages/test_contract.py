@@ -348,8 +348,9 @@ def test_torch_func_transforms_and_forward_ad_run_the_portable_program_of_compil
     compiled = aotpack.load(aotpack.compile(affine, (x,), backend=RecordsInputs()).to_bytes(),
                             backends=[RecordsInputs()])
     eager = aotpack.load(aotpack.compile(affine, (x,), backend="eager").to_bytes())
-    with pytest.warns(aotpack.PortableRunWarning, match=r"expects a plain tensor .* got a torch.func transform"):
+    with pytest.warns(aotpack.PortableRunWarning, match=r"expects a plain tensor .* got a torch.func transform") as w:
         torch.testing.assert_close(torch.func.vmap(compiled)(xs), affine(xs))
+    assert w[0].filename == __file__  # (the user's line, not functorch's frame the call came through)
     RecordsInputs.seen = []
     with warnings.catch_warnings():
         warnings.simplefilter("error", aotpack.PortableRunWarning)  # (once per variant)

@@ -430,7 +430,7 @@ class Loaded:
             path = v.guard.path(why, args, kwargs)
             warnings.warn(f"aotpack: {self.__name__}({path}) runs the package's portable program op by op, at eager "
                           f"speed: its compiled code expects {why.expected}, got {why.actual} (variant {v.name}; "
-                          "this warning once per variant)", PortableRunWarning, stacklevel=3)
+                          "this warning once per variant)", PortableRunWarning, stacklevel=_user_stacklevel())
         return self._result(run(v.weights + flat))
 
     def _run(self, v, flat: list, args, kwargs):
@@ -544,6 +544,17 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
     if device == "cuda" and not torch.cuda.is_available():
         problems.append("device: the variant runs on CUDA, and no CUDA device is available")
     return problems
+
+
+def _user_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel, from its caller, of the first frame outside aotpack
+    and torch: the user's line, also where a call reaches the package through torch's
+    frames (``torch.func.vmap(fn)(x)``)."""
+    inside = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _runs_portable(reader: PackageReader, variant: Variant) -> bool:
