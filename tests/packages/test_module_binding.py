@@ -2188,7 +2188,10 @@ def test_a_tensor_that_requires_grad_in_a_list_attribute_trains_as_eager(form, t
     x = torch.randn(2, 3)
     program = (lambda t: m(t) * 2) if form == "function" else m
     eager = (lambda t: ref(t) * 2) if form == "function" else ref
+    held = [m.ws[0], m.table["b"], m.cache.k, *m.pair]
     data = aotpack.compile(program, (x,), train=True, backend="eager").to_bytes()
+    # the trace put each tensor back where the module holds it (not a primal of its own)
+    assert all(a is b for a, b in zip([m.ws[0], m.table["b"], m.cache.k, *m.pair], held))
     fn = aotpack.load(data, module={"m": m} if form == "function" else None if form == "alone" else m)
     for _ in range(2):  # (twice: the gradients accumulate)
         fn(x).backward()

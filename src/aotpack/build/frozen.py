@@ -8,7 +8,6 @@ capture bakes into the graph, listed in the manifest (``Frozen`` records) and by
 
 from __future__ import annotations
 
-import functools
 import types
 from collections.abc import Callable
 from typing import NamedTuple
@@ -319,7 +318,9 @@ def describe_frozen(value) -> dict | None:
     if isinstance(value, torch.Tensor):
         dtype = tree.dtype_name(value.dtype)
         return {"type": "tensor", "value": f"{dtype}{list(value.shape)}"}
-    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):  # (listed where guarded)
+    from ..package.manifest import FUNCTION_TYPES
+
+    if isinstance(value, FUNCTION_TYPES):  # (listed where guarded: capture.py)
         from ..package.manifest import function_name
 
         return {"type": "function", "value": function_name(value)}

@@ -17,6 +17,7 @@ from .. import tree
 from ..errors import CaptureError
 from ..load import layout
 from ..package.manifest import (
+    FUNCTION_TYPES,
     MAX_EXCLUDED,
     NOT_PLAIN,
     Dim,
@@ -326,7 +327,7 @@ def module_attributes(paths: dict[int, str], recorder: EffectRecorder,
     for where, value in _attributes_read(paths, recorder):
         if not plain_object(value) and (plain := plain_value(value)) is not NOT_PLAIN:
             found[where] = plain
-            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
+            if functions is not None and isinstance(value, FUNCTION_TYPES):
                 functions[where] = value
             if functions is not None:  # (``self.acts = {"gelu": my_gelu}``: each one's code)
                 functions.update(functions_inside(where, value))
@@ -395,7 +396,7 @@ def class_attributes(paths: dict[int, str], recorder: EffectRecorder,
                 continue
             where = f"{path}.{name}" if path else name
             found[where] = plain
-            if functions is not None and isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
+            if functions is not None and isinstance(value, FUNCTION_TYPES):
                 functions[where] = value
     # a plain object's class defaults (``class Config: eps = 1e-5``, read as ``self.config.eps``):
     # those the code that ran names, where the object does not shadow them

@@ -113,6 +113,7 @@ import torch
 from .. import tree
 from ..errors import AotpackError
 from ..package.manifest import (
+    HOOK_KINDS,
     Program,
     Variant,
     children_held,
@@ -136,9 +137,6 @@ from .guards import Mismatch, mode_expected
 __all__ = ["Binding", "global_homes", "global_namespaces", "holder", "module_weight", "where_of"]
 
 _GENERATION = [0]  # moved by any registration of a parameter, buffer, submodule or (watched) hook
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-_HOOK_NAMES = {"_forward_hooks": "forward hook", "_forward_pre_hooks": "forward pre-hook",
-               "_backward_hooks": "backward hook", "_backward_pre_hooks": "backward pre-hook"}
 _installed = False
 
 
@@ -186,7 +184,7 @@ def _watch(roots: list[tuple[str, torch.nn.Module]]) -> None:
     its place kept a removed hook running, in eager too, until 2026-12-06); the per-call
     pass compares its length instead (``Binding._slots``)."""
     for m in (m for _, root in roots for m in root.modules()):
-        for name in _HOOK_DICTS:
+        for name in HOOK_KINDS:
             hooks = m.__dict__.get(name)
             if hooks is not None and type(hooks) is OrderedDict and not hooks:
                 m.__dict__[name] = _WatchedHooks(hooks)
@@ -202,7 +200,7 @@ def _hooks(roots: list[tuple[str, torch.nn.Module]]) -> dict:
     each root (``Binding._roots``: the module bound, ``""``, and the global modules its
     code calls, ``global:HELPER``)."""
     return {(".".join(filter(None, (prefix, path))), name): set(getattr(m, name, {}) or ())
-            for prefix, root in roots for path, m in root.named_modules() for name in _HOOK_DICTS}
+            for prefix, root in roots for path, m in root.named_modules() for name in HOOK_KINDS}
 
 
 def holder(objects) -> torch.nn.Module:
@@ -1191,7 +1189,7 @@ class Binding:
         tensors += self._child_dicts
         # the hook dicts ``_watch`` left as they are (holding hooks): their lengths too
         hooked = [(m.__dict__, name) for m in map(self._module_at, self._types) if m is not None
-                  for name in _HOOK_DICTS if type(m.__dict__.get(name)) is OrderedDict and m.__dict__[name]]
+                  for name in HOOK_KINDS if type(m.__dict__.get(name)) is OrderedDict and m.__dict__[name]]
         dicts += [d for d, _ in hooked]
         names += [name for _, name in hooked]
         tensors += [d[name] for d, name in hooked]
@@ -1336,6 +1334,8 @@ class Binding:
         those traced in, eager those registered now (one added between compile and load,
         or one compiled in and removed since: until 2026-12-06 silently another number)."""
         compiled = self.variant.module_hooks
+        if compiled is None:  # (a package from before 2026-12-06 records none: hooks added after load only)
+            return None
         for path in dict.fromkeys([*compiled, *self._types]):
             m = self._module_at(path)
             now = module_hooks(m) if isinstance(m, torch.nn.Module) else []
@@ -1393,9 +1393,9 @@ class Binding:
             added = ids - self._hooks_at_load.get((path, name), set())
             if added:
                 where = where_of(path)
-                return Mismatch([], f"no hooks added after load (compiled code cannot run a {_HOOK_NAMES[name]}; "
+                return Mismatch([], f"no hooks added after load (compiled code cannot run a {HOOK_KINDS[name]}; "
                                 "remove it, or compile the package with the hook registered)",
-                                f"a {_HOOK_NAMES[name]} on {where}", where=f"{where} hooks")
+                                f"a {HOOK_KINDS[name]} on {where}", where=f"{where} hooks")
         problem = self._other_hooks()  # (a hook compiled in, removed since)
         if problem is not None:
             return problem

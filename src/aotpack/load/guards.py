@@ -587,12 +587,6 @@ def _no_internal_overlap(t) -> bool:
     return True
 
 
-def _has_storage(t) -> bool:
-    from .._torch_compat import functorch_wrapped
-
-    return not functorch_wrapped(t)
-
-
 def _span(t) -> tuple[int, int]:
     """The bytes ``[first, end)`` that tensor ``t``'s elements lie within."""
     if t.numel() == 0:
@@ -620,7 +614,9 @@ class Unshared(Check):
         # still shares memory with this one in eager, which sees the change through it;
         # and this one may be a copy too, whose update is written back (MemoryLayout)
         given = call.given[self.index]
-        if not _has_storage(given):  # a torch.func transform's tensor: ``Transformed`` names it
+        from .._torch_compat import functorch_wrapped
+
+        if functorch_wrapped(given):  # a torch.func transform's tensor, no storage: ``Transformed`` names it
             return t
         storage = given.untyped_storage().data_ptr()
         first, end = _span(given)
@@ -659,7 +655,7 @@ class ForwardAD(StateCheck):
     kind = None
     where = "forward AD"
 
-    def __init__(self, refused: str | None):
+    def __init__(self, refused: str | None, portable: bool):
         super().__init__()
         from .._torch_compat import forward_ad_level  # (what compiled backends' loads import anyway)
 
@@ -667,7 +663,7 @@ class ForwardAD(StateCheck):
         self.expected_text = (f"a tensor without a forward-mode tangent {refused}" if refused else
                               "a tensor without a forward-mode tangent (compiled code computes values only and "
                               "would drop it; compile with backend='eager' for jvp)")
-        self.portable = not refused or not refused.startswith(_APPLIES)
+        self.portable = portable
 
     def fast(self, a, env):
         env["FW"] = self.module
@@ -692,22 +688,20 @@ class ForwardAD(StateCheck):
 TRANSFORMED = ("a plain tensor (compiled code runs on stored values; compile with backend='eager' to run under "
                "torch.func transforms)", "a torch.func transform's tensor (vmap, grad or jvp)")
 
-_APPLIES = "(the program applies the custom autograd.Function"
-
-
-def _refused_for(train: bool, functions: list[str]) -> str | None:
-    """Why a variant's package takes no torch.func transform's tensor nor tangent, where
-    its portable program cannot run such a call either: None where it may."""
+def _refused_for(train: bool, functions: list[str]) -> tuple[str | None, bool]:
+    """(why the package's compiled code takes no torch.func transform's tensor nor tangent,
+    or None for compiled code's own reason; whether its portable program may run such a
+    call instead). A custom Function's derivative rules are in no program of the package."""
     if functions:
-        return (f"{_APPLIES} {', '.join(functions)}, whose derivative "
+        return (f"(the program applies the custom autograd.Function {', '.join(functions)}, whose derivative "
                 "rules the package does not hold: its graph holds the forward; call it outside the transform, "
-                "or with torch.autograd)")
+                "or with torch.autograd)"), False
     if train:  # (where its portable program holds the gradient, Train.program_gradients, it runs)
         return ("(a training package computes its gradient with its compiled backward, through torch.autograd "
                 "only; its portable program, which transforms can run, does not hold this one's gradient: it "
                 "updates buffers or inputs, or a custom autograd.Function's backward gives it; use "
-                "torch.autograd.grad)")
-    return None
+                "torch.autograd.grad)"), True
+    return None, True
 
 
 class Transformed(StateCheck):
@@ -721,10 +715,10 @@ class Transformed(StateCheck):
     kind = None
     where = "torch.func transform"
 
-    def __init__(self, refused: str | None):
+    def __init__(self, refused: str | None, portable: bool):
         super().__init__()
         self.expected_text = f"a plain tensor {refused}" if refused else TRANSFORMED[0]
-        self.portable = not refused or not refused.startswith(_APPLIES)
+        self.portable = portable
 
     def fast(self, a, env):
         # nothing to add: a transform's tensor has other dispatch keys (Batched,
@@ -1016,7 +1010,8 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     if raw_memory:
         checks.append(NoDispatchMode())
     if raw_memory or train or functions:
-        checks += [ForwardAD(_refused_for(train, functions)), Transformed(_refused_for(train, functions))]
+        refused = _refused_for(train, functions)
+        checks += [ForwardAD(*refused), Transformed(*refused)]
     if module:
         checks.append(NoGlobalModuleHooks())
     return checks
@@ -1367,14 +1362,7 @@ class Guard:
                 except Mismatch as m:
                     m.parts[:0] = self.tensor_path(c.index)
                     raise
-        self._check_state(self._state, flat, call)
-        if call.write_back:
-            flat = Flat(flat)
-            flat.write_back = call.write_back
-        return flat
-
-    def _check_state(self, checks: list, flat: list, call: _Call) -> None:
-        for c in checks:
+        for c in self._state:
             try:
                 c.full(flat, call)
             except Mismatch as m:
@@ -1382,6 +1370,10 @@ class Guard:
                     m.parts[:0] = self.tensor_path(m.flat_index)
                     m.where = None
                 raise
+        if call.write_back:
+            flat = Flat(flat)
+            flat.write_back = call.write_back
+        return flat
 
     def tensor_path(self, flat_index: int) -> list:
         """Path parts (parameter index, keys...) of flat tensor ``flat_index``."""

@@ -302,7 +302,8 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     <code>", ...]}, the hooks registered at compile on each module whose code ran (traced
     in): a reader bound to a module compares them with the module's hooks, at the load and
     after (one registered between compile and load, or removed since, is refused); older
-    readers ignore it and run the hooks compiled in, as before.
+    readers ignore it and run the hooks compiled in, as before; a package without it is
+    not compared (hooks added after the load are refused, as before).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

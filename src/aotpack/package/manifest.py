@@ -382,6 +382,10 @@ HOOK_KINDS = {"_forward_pre_hooks": "forward pre-hook", "_forward_hooks": "forwa
               "_backward_pre_hooks": "backward pre-hook", "_backward_hooks": "backward hook"}
 
 
+# what a name a module's code calls may hold and compare as a function (its code traced in)
+FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, functools.partial)
+
+
 def module_hooks(module) -> list[str]:
     """The hooks registered on ``module`` itself (not its submodules), in order, each as
     ``"<kind>: <code>"``: its function's ``function_code`` (a bound method's function's;
@@ -1132,8 +1136,9 @@ class Variant(Record):
     # module path -> the hooks registered on it at compile (``module_hooks``), of the modules
     # whose code ran (``module_types``' paths): compiled in, so a module bound at load with
     # others (one registered between compile and load, one removed after) is refused
-    # (2026-12-06, compatible: older readers ignore it and run the hooks compiled in)
-    module_hooks: dict[str, list[str]] = {}
+    # (2026-12-06, compatible: older readers ignore it and run the hooks compiled in; None in
+    # older packages, which are not compared)
+    module_hooks: dict[str, list[str]] | None = None
     # the functions a module's call ran -> ``function_code`` (2026-12-06, compatible: older
     # readers ignore it): those among ``module_attributes`` (a global helper, ``self.act =
     # my_gelu``), each module's ``forward`` as set (``lin.forward``), and the functions of
