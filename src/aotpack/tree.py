@@ -50,6 +50,7 @@ from .treespec import (
     ListSpec,
     NamedTupleSpec,
     NodeSpec,
+    SizeLeaf,
     SubclassSpec,
     TensorLeaf,
     TreeSpec,
@@ -326,24 +327,32 @@ def const_repr(leaf: ConstLeaf) -> str:
     return repr(value)
 
 
-def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses: bool = True) -> tuple[TreeSpec, list]:
+def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses: bool = True,
+            sizes: list | None = None) -> tuple[TreeSpec, list]:
     """Split ``value`` into a spec and the flat list of its tensors (depth first).
 
     Args:
       value: a tensor, a constant, or tuples/lists/dicts of them.
       path: how the value is named in messages, e.g. ``"args[0]"``.
       subclasses: take tensor subclasses made of tensors apart (False: they are leaves).
+      sizes: where a traced program's output may be a symbolic int (``x.shape[0]``
+        under ``dynamic=``): each is appended here as (path, SymInt) and becomes a
+        ``SizeLeaf`` numbered in this list (None: a CaptureError, as for every other
+        symbolic number).
     Returns:
       (spec, tensors)
     """
     tensors = [] if tensors is None else tensors
+    if sizes is not None and isinstance(value, torch.SymInt):
+        sizes.append((path, value))
+        return SizeLeaf(len(sizes) - 1), tensors
     if subclasses and isinstance(value, torch.Tensor) and flattens_into_tensors(value):
         return _flatten_subclass(value, path, tensors), tensors
     if isinstance(value, torch.Tensor):
         tensors.append(value)
         return TensorLeaf(len(tensors) - 1), tensors
     if isinstance(value, (tuple, list)) and (type(value) in (tuple, list)):
-        children = [flatten(v, f"{path}[{i}]", tensors, subclasses)[0] for i, v in enumerate(value)]
+        children = [flatten(v, f"{path}[{i}]", tensors, subclasses, sizes)[0] for i, v in enumerate(value)]
         return (TupleSpec if type(value) is tuple else ListSpec)(children), tensors
     if type(value) is dict:
         keys = list(value)
@@ -353,10 +362,10 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
                     f"{path} is a dict with a non-string key {k!r}",
                     hint="use string keys in dicts passed to or returned from the program",
                 )
-        children = [flatten(value[k], f"{path}[{k!r}]", tensors, subclasses)[0] for k in keys]
+        children = [flatten(value[k], f"{path}[{k!r}]", tensors, subclasses, sizes)[0] for k in keys]
         return DictSpec(keys, children), tensors
     if _is_namedtuple(value):
-        children = [flatten(v, f"{path}.{f}", tensors, subclasses)[0] for f, v in zip(_fields(type(value)), value)]
+        children = [flatten(v, f"{path}.{f}", tensors, subclasses, sizes)[0] for f, v in zip(_fields(type(value)), value)]
         return NamedTupleSpec(type_name(type(value)), _fields(type(value))[:len(children)], children), tensors
     node = _compat().pytree_node(type(value)) if type(value) not in (tuple, list, dict) else None
     if node is not None:
@@ -368,7 +377,7 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
                                hint="register it with a JSON context (to_dumpable_context), or return a dict") from None
         keys = context if isinstance(context, list) and len(context) == len(values) and all(
             isinstance(k, str) for k in context) else [str(i) for i in range(len(values))]
-        children = [flatten(v, f"{path}.{k}", tensors, subclasses)[0] for k, v in zip(keys, values)]
+        children = [flatten(v, f"{path}.{k}", tensors, subclasses, sizes)[0] for k, v in zip(keys, values)]
         return NodeSpec(type_name(type(value)), context, children), tensors
     if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
         raise CaptureError(
@@ -588,8 +597,9 @@ def _rebuild_subclass(cls, attrs: list[str], meta, inner: list) -> torch.Tensor:
     return cls.__tensor_unflatten__(dict(zip(attrs, inner)), meta, first.size(), first.stride())
 
 
-def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
-    """Rebuild the value that ``flatten`` described, taking tensors from ``tensors``.
+def unflatten(spec: TreeSpec, tensors: list, plain: bool = False, sizes: list = ()) -> Any:
+    """Rebuild the value that ``flatten`` described, taking tensors from ``tensors`` and
+    the ints of size leaves from ``sizes``.
 
     ``plain=True``: registered pytree nodes come back as dicts (by their keys) and named
     tuples as tuples, with no type to resolve (``load(..., plain_types=True)``)."""
@@ -598,7 +608,9 @@ def unflatten(spec: TreeSpec, tensors: list, plain: bool = False) -> Any:
         return tensors[spec.index]
     if kind == "const":
         return decode_const(spec)
-    children = [unflatten(c, tensors, plain) for c in spec.children]
+    if kind == "size":
+        return sizes[spec.index]
+    children = [unflatten(c, tensors, plain, sizes) for c in spec.children]
     if plain and kind == "namedtuple":
         return tuple(children)
     if plain and kind in ("node", "subclass"):
@@ -639,7 +651,7 @@ def one_level(value) -> tuple[list, Any]:
 def leaf_keys(spec: TreeSpec, keys: tuple = (), depth: int | None = None) -> list[tuple[tuple, TreeSpec]]:
     """Every leaf of ``spec`` with its key path (list indices, dict keys, field names),
     depth first (tensors in flat order); ``depth=1``: the direct children instead."""
-    if isinstance(spec, (TensorLeaf, ConstLeaf)) or depth == 0:
+    if isinstance(spec, (TensorLeaf, ConstLeaf, SizeLeaf)) or depth == 0:
         return [(keys, spec)]
     out = []
     for k, c in zip(spec.labels(), spec.children):
@@ -669,6 +681,8 @@ def describe(spec: TreeSpec) -> str:
         return "T"
     if kind == "const":
         return const_repr(spec)
+    if kind == "size":
+        return "int"
     inner = ", ".join(describe(c) for c in spec.children)
     if kind == "dict":
         inner = ", ".join(f"{k!r}: {describe(c)}" for k, c in zip(spec.keys, spec.children))

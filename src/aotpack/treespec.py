@@ -18,6 +18,11 @@ class              what it holds                                JSON (``kind``)
                    ``children``
 ``NodeSpec``       ``type``, ``context`` (JSON), ``children``:  ``"node"``
                    a registered pytree node
+``SizeLeaf``       ``index``: an output that is a Python int     ``"size"``
+                   following the call's Dims (``x.shape[0]``
+                   under ``dynamic=``), the ``index``-th of the
+                   variant's ``output_sizes`` (format version
+                   17; outputs only)
 ``SubclassSpec``   ``type``, ``attrs``, ``meta`` (JSON),         ``"subclass"``
                    ``children``: a tensor subclass that
                    flattens into tensors (``__tensor_flatten__``:
@@ -45,7 +50,7 @@ import torch
 
 from .package.format import DEVICE_TYPES, _need
 
-__all__ = ["TreeSpec", "TensorLeaf", "ConstLeaf", "TupleSpec", "ListSpec", "DictSpec", "NamedTupleSpec",
+__all__ = ["TreeSpec", "TensorLeaf", "ConstLeaf", "SizeLeaf", "TupleSpec", "ListSpec", "DictSpec", "NamedTupleSpec",
            "NodeSpec", "SubclassSpec", "from_json", "to_json", "MAX_DEPTH", "CONST_TYPES"]
 
 MAX_DEPTH = 100  # nesting a package may hold (every walk of a spec recurses)
@@ -100,6 +105,10 @@ class TreeSpec:
         """The flat tensor indices, depth first."""
         return [i for c in self.children for i in c.tensor_indices()]
 
+    def size_indices(self) -> list[int]:
+        """The size leaves' indices, depth first (an output spec's)."""
+        return [i for c in self.children for i in c.size_indices()]
+
 
 class TensorLeaf(TreeSpec):
     __slots__ = ("index",)
@@ -112,6 +121,14 @@ class TensorLeaf(TreeSpec):
 class ConstLeaf(TreeSpec):
     __slots__ = ("type", "value")
     kind, _fields = "const", ("type", "value")
+
+
+class SizeLeaf(TreeSpec):
+    __slots__ = ("index",)
+    kind, _fields = "size", ("index",)
+
+    def size_indices(self) -> list[int]:
+        return [self.index]
 
 
 class TupleSpec(TreeSpec):
@@ -160,7 +177,7 @@ class SubclassSpec(TreeSpec):
         return list(self.attrs)
 
 
-KINDS = {c.kind: c for c in (TensorLeaf, ConstLeaf, TupleSpec, ListSpec, DictSpec, NamedTupleSpec, NodeSpec,
+KINDS = {c.kind: c for c in (TensorLeaf, ConstLeaf, SizeLeaf, TupleSpec, ListSpec, DictSpec, NamedTupleSpec, NodeSpec,
                              SubclassSpec)}
 
 
@@ -183,13 +200,18 @@ _CONST_CHECKS = {
 }
 
 
-def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0) -> TreeSpec:
+def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0, sizes: bool = False) -> TreeSpec:
     """The spec in ``obj`` (parsed JSON), checked: FormatError naming ``where`` unless it
-    is a tree spec whose tensor indices are below ``n_tensors``."""
+    is a tree spec whose tensor indices are below ``n_tensors`` (``sizes``: it may hold
+    size leaves, as an output spec may)."""
     _need(depth < MAX_DEPTH and isinstance(obj, dict) and isinstance(obj.get("kind"), str),
           f"{where} is not a tree spec")
     kind = obj["kind"]
-    _need(kind in KINDS, f"{where} has unknown kind {kind!r}")
+    _need(kind in KINDS and (sizes or kind != "size"), f"{where} has unknown kind {kind!r}")
+    if kind == "size":
+        i = obj.get("index")
+        _need(_is_int(i) and i >= 0, f"{where} has a bad size index")
+        return SizeLeaf(i)
     if kind == "tensor":
         i = obj.get("index")
         _need(_is_int(i) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
@@ -201,7 +223,7 @@ def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0
         return ConstLeaf(typ, obj["value"])
     raw = obj.get("children")
     _need(isinstance(raw, list), f"{where} has no children list")
-    children = tuple(from_json(c, f"{where}[{j}]", n_tensors, depth + 1) for j, c in enumerate(raw))
+    children = tuple(from_json(c, f"{where}[{j}]", n_tensors, depth + 1, sizes) for j, c in enumerate(raw))
     if kind in ("tuple", "list"):
         return KINDS[kind](children)
     if kind == "dict":

@@ -237,6 +237,15 @@ class DictFixture(ValuesFixture):
         return {**out, "y": out["y"] * GLOBAL_OPTS["sign"] + GLOBAL_OPTS["shift"]}
 
 
+class SizeFixture(DictFixture):
+    """Version 17 (size outputs): version 16's program, also returning ints that follow
+    the batch Dim (the rows, and a number of elements derived from them)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "rows": x.shape[0], "numel": (x.shape[0] * x.shape[1], 2 * x.shape[0] + 1)}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -276,6 +285,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 17:  # an inference package returning ints of the call's sizes too
+        return global_fixture(path, SizeFixture)
     if fmt.FORMAT_VERSION >= 16:  # an inference package computing with a dict global, bound
         return global_fixture(path, DictFixture)
     if fmt.FORMAT_VERSION >= 15:  # an inference package computing with plain module globals, bound

@@ -150,6 +150,15 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 17:  # also returns ints of the batch Dim: evaluated from each call's sizes
+            fn = aotpack.load(path)
+            assert info.manifest.variants[0].output_sizes == ["batch", {"expr": "4*batch"}, {"expr": "2*batch + 1"}]
+            for rows in (5, 1, 9):
+                out = fn(io["x"][:rows] if rows <= 5 else torch.randn(rows, 4), {"w": io["w"]})
+                assert (out["rows"], out["numel"]) == (rows, (4 * rows, 2 * rows + 1)) and type(out["rows"]) is int
+            torch.testing.assert_close(out["y"].shape, (9, 3))
+            torch.testing.assert_close(fn(io["x"], {"w": io["w"]})["y"], io["y"])
+            continue
         if version >= 16:  # computes with a dict global's values: bound, the dict is compared by value
             fixture = _fixture_module()
             assert info.manifest.variants[0].module_attributes["global:GLOBAL_OPTS"] == {

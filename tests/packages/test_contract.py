@@ -1635,3 +1635,57 @@ def test_a_view_of_an_empty_input_is_a_view_after_torch_traced_one_before(tmp_pa
     got, want = fn(x, y), flattened(x, y)
     assert got[1].untyped_storage().data_ptr() == want[1].untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
     assert got[1].storage_offset() == want[1].storage_offset() == 6 and got[1].shape == want[1].shape
+
+
+def rows_and_more(x, y):
+    n = x.shape[0]
+    return x * 2 + y.sum(), n, {"total": n * x.shape[1], "odd": 2 * n + 1, "cols": x.shape[1]}
+
+
+SIZES_IN_A_FRESH_PROCESS = r"""
+import os, sys, warnings, torch, aotpack
+sys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]  # this folder, then tests/ (conftest.py)
+from test_contract import rows_and_more
+fn = aotpack.load(sys.argv[1])
+for n in (1, 3, 8):
+    x, y = torch.randn(n, 4), torch.randn(2)
+    got, want = fn(x, y), rows_and_more(x, y)
+    assert got[1:] == want[1:] and type(got[1]) is int and type(got[2]["odd"]) is int, (got[1:], want[1:])
+    torch.testing.assert_close(got[0], want[0])
+with warnings.catch_warnings():  # under vmap: the portable program, its ints of the per-sample sizes
+    warnings.simplefilter("ignore", aotpack.PortableRunWarning)
+    xs, y = torch.randn(3, 5, 4), torch.randn(2)
+    got = torch.func.vmap(lambda x: fn(x, y)[0] * fn(x, y)[2]["odd"])(xs)
+torch.testing.assert_close(got, torch.func.vmap(lambda x: rows_and_more(x, y)[0] * 11)(xs))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_ints_of_dynamic_sizes_are_returned_as_eager_returns_them(tmp_path, backend):
+    """``return y, x.shape[0]`` under ``dynamic=``: torch.compile returns the int of each
+    call's size; a package returns the same, evaluated from the call's sizes (a
+    CaptureError before format version 17), in a fresh process and under vmap too.
+    Training packages too; a number read from tensor data is still refused, naming it."""
+    dynamic = {"x": {0: aotpack.Dim("rows", min=1, max=64)}}
+    pkg = aotpack.compile(rows_and_more, (torch.randn(5, 4), torch.randn(2)), backend=backend, dynamic=dynamic)
+    assert pkg.manifest.format_version == 17  # a version 16 reader refuses the size leaves' kind
+    assert pkg.manifest.variants[0].output_sizes == ["rows", {"expr": "4*rows"}, {"expr": "2*rows + 1"}]
+    path = pkg.save(tmp_path / "sizes.aot")
+    import os
+
+    assert run_fresh(["-c", SIZES_IN_A_FRESH_PROCESS, str(path), os.path.dirname(os.path.abspath(__file__))]
+                     ).stdout.strip() == "ok"
+    lin = torch.nn.Linear(4, 3)
+    step = aotpack.load(aotpack.compile(lambda x: (lin(x), x.shape[0]), (torch.randn(5, 4, requires_grad=True),),
+                                        backend=backend,
+                                        train=True, dynamic={"x": {0: aotpack.Dim("rows", min=2, max=64)}}
+                                        ).save(tmp_path / "step.aot"))
+    x = torch.randn(7, 4, requires_grad=True)
+    out, n = step(x)
+    assert n == 7 and type(n) is int
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, lin.weight.sum(0).expand(7, 4))
+    with pytest.raises(aotpack.CaptureError, match=r"output\[1\] is a Python number computed from tensor data"):
+        aotpack.compile(lambda x: (x * 2, (x > 0).long().sum().item()), (torch.randn(5, 4),), backend=backend,
+                        dynamic=dynamic)

@@ -190,6 +190,8 @@ class Captured:
     detached_weights: list[str] = field(default_factory=list)
     # flat outputs eager makes as inference tensors (the program runs under torch.inference_mode())
     inference_outputs: list[int] = field(default_factory=list)
+    # the int outputs of dynamic sizes, in Dim names (``_output_sizes``; out_spec's size leaves)
+    output_sizes: list = field(default_factory=list)
     # a module's Python attributes the program names -> their values (guard_specs.module_attributes)
     module_attributes: dict[str, Any] = field(default_factory=dict)
     # the class of each module whose methods ran (guard_specs.module_types)
@@ -363,8 +365,9 @@ class _Program(torch.nn.Module):
             else:
                 result = self._call(*args, **kwargs)
         grad_after = torch.is_grad_enabled()
-        spec, outs = tree.flatten(result, "output", subclasses=self._subclasses)
-        self._record({"out_spec": spec, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
+        sizes: list = []  # (path, SymInt) of each int output of a dynamic size (x.shape[0])
+        spec, outs = tree.flatten(result, "output", subclasses=self._subclasses, sizes=sizes)
+        self._record({"out_spec": spec, "output_sizes": sizes, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
                       "custom_functions": _custom_functions(outs),
                       "detached": _detached(outs, flat, self._weights(every_name=True), grad_before),
@@ -374,6 +377,25 @@ class _Program(torch.nn.Module):
                       "subclass_outputs": [tree.type_name(type(o)) for o in outs
                                            if isinstance(o, torch.Tensor) and tree.flattens_into_tensors(o)]})
         return tuple(outs)
+
+
+def _output_sizes(sizes: list, names: dict[str, str]) -> list:
+    """Each int output of a dynamic size (``x.shape[0]``, ``2*n + 1``) as the call's Dims
+    give it: a Dim's name or ``{"expr": ...}`` in Dim names (an int where the program
+    fixed it). CaptureError for one no Dim gives (a number read from tensor data,
+    ``x.sum().item()``, or a float or bool of sizes): eager computes it from values a
+    package does not keep."""
+    from .graphs import size_text
+
+    out = []
+    for path, size in sizes:
+        symbols = {str(s) for s in compat.sym_expr(size).free_symbols}
+        if not symbols <= set(names):
+            raise CaptureError(f"{path} is a Python number computed from tensor data ({size}), which cannot be "
+                               "frozen", hint="return a tensor instead (e.g. skip .item()/.tolist(), or wrap with "
+                                              "torch.tensor)")
+        out.append(size_text(size, dict(names)))
+    return out
 
 
 def function_names(functions: list[type]) -> str:
@@ -692,6 +714,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         mutated_inputs=written_inputs,
         in_order_program=in_order,
         dim_names=names,
+        output_sizes=_output_sizes(record["output_sizes"], names),
     ))
 
 

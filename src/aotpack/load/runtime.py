@@ -39,6 +39,7 @@ from ..errors import (
 from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
+from ..package.sizes import size_evaluator
 from ..package.weights import copy_in_layout
 from ..treespec import TensorLeaf, TreeSpec, TupleSpec
 from .guards import TRANSFORMED, Flat, Guard, Mismatch, describe_input, mode_expected
@@ -204,7 +205,11 @@ def _module_state_check(variant: Variant, module: torch.nn.Module | None, params
 
 
 def _unflattener(spec: TreeSpec, plain: bool = False):
-    """outputs -> result, with straight paths for one tensor and a tuple of tensors."""
+    """outputs -> result, with straight paths for one tensor and a tuple of tensors. The
+    ints of size leaves come after the tensors (``_with_sizes``)."""
+    n_sizes = len(spec.size_indices())
+    if n_sizes:
+        return lambda outs: tree.unflatten(spec, outs, plain, outs[len(outs) - n_sizes:])
     if isinstance(spec, TensorLeaf) and spec.index == 0:
         return lambda outs: outs[0]
     if isinstance(spec, TupleSpec) and all(isinstance(c, TensorLeaf) and c.index == i
@@ -426,6 +431,7 @@ class Loaded:
             with PackageReader(self._source, self._keys) as r, outside_transforms():  # checked like the load's own
                 run = _as_inference_tensors(portable_program(r, v.manifest), v.manifest, self.manifest.program)
             after = v.manifest.global_state.grad_mode_after
+            run = _with_sizes(run, v.manifest)
             self._portable[v.name] = run = _leaving_grad_mode(run, after) if after is not None else run
             path = v.guard.path(why, args, kwargs)
             warnings.warn(f"aotpack: {self.__name__}({path}) runs the package's portable program op by op, at eager "
@@ -589,6 +595,24 @@ def _with_views(fn, variant: Variant):
 
     def run(flat):
         return rebuild(list(fn(flat)), flat)
+
+    return run
+
+
+def _with_sizes(fn, variant: Variant):
+    """A variant's callable that returns, after the tensors, the int outputs that follow
+    the call's Dims (``return y, x.shape[0]``: ``Variant.output_sizes``), each evaluated
+    from the call's input sizes as eager computes it."""
+    if not variant.output_sizes:
+        return fn
+    from .views import call_sizes, dim_places
+
+    where = dim_places(variant.inputs, len(variant.weights))
+    numbers = [size_evaluator(n) for n in variant.output_sizes]
+
+    def run(flat):
+        sizes = call_sizes(where, flat)
+        return [*fn(flat), *(f(sizes) for f in numbers)]
 
     return run
 
@@ -816,8 +840,8 @@ def _variant_code(v: Variant, files: _Files, backends, path, program: Program):
             from .autograd_runtime import load_training
             from .views import dim_places
 
-            return load_training(backend, files, v.meta, dim_places(v.inputs, len(v.weights))), backend
-        return _with_views(_as_inference_tensors(backend.load(files), v, program), v), backend
+            return _with_sizes(load_training(backend, files, v.meta, dim_places(v.inputs, len(v.weights))), v), backend
+        return _with_sizes(_with_views(_as_inference_tensors(backend.load(files), v, program), v), v), backend
     except AotpackError:
         raise
     except Exception as e:  # noqa: BLE001 - one clear error, whatever the backend raised

@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 14): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 17): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -304,6 +304,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     after (one registered between compile and load, or removed since, is refused); older
     readers ignore it and run the hooks compiled in, as before; a package without it is
     not compared (hooks added after the load are refused, as before).
+  17 (2026-12-06): program.out_spec may hold leaves of kind ``"size"`` (``{"kind": "size",
+    "index": k}``): an output that is a Python int following the call's Dims
+    (``return y, x.shape[0]`` under ``dynamic=``, as torch.compile returns it), the k-th
+    of variants[].output_sizes, each a Dim's name or ``{"expr": "2*batch"}`` as shapes
+    hold them, evaluated from the call's sizes. The version is 17 only where the program
+    returns such an int (a version 16 reader refuses the spec's kind as unknown).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -332,7 +338,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 16  # the newest version this reader reads
+FORMAT_VERSION = 17  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -355,6 +361,7 @@ SUBCLASS_GRAD_FORMAT_VERSION = 13  # meta.train.subclass_grads: a reader must re
 GLOBAL_MODULES_FORMAT_VERSION = 14  # variants[].module_types under global: paths: a reader must guard those globals
 GLOBAL_VALUES_FORMAT_VERSION = 15  # variants[].module_attributes of plain globals: a reader must guard them
 DICT_VALUES_FORMAT_VERSION = 16  # variants[].module_attributes holding a dict: a reader must read and guard it
+SIZE_OUTPUTS_FORMAT_VERSION = 17  # program.out_spec leaves of kind "size": a reader must evaluate them
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

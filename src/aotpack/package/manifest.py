@@ -529,6 +529,8 @@ Shape = Checked(list, _shape)
 Size = Checked(int, _nat)
 Layout = Checked(Any, _layout)  # "contiguous" | {"order": [...]} | {"stride": [...]}
 Spec = Coded(treespec.from_json, treespec.to_json)  # a tree spec (treespec.py)
+# an output spec: size leaves too (``x.shape[0]`` returned under ``dynamic=``, format version 17)
+OutSpec = Coded(functools.partial(treespec.from_json, sizes=True), treespec.to_json)
 Plain = Checked(Any, _plain)  # a module attribute's Python value (plain_value)
 
 
@@ -848,7 +850,7 @@ class Program(Record):
     kind: str  # "module" | "function"
     source: str  # file:line
     signature: list[Param]
-    out_spec: Spec
+    out_spec: OutSpec
     frozen: list[Frozen]
     weights: dict[str, WeightInfo]  # stored name -> what the file must hold
     aliases: dict[str, str]  # tied weights: name -> the stored name it shares
@@ -1151,6 +1153,10 @@ class Variant(Record):
     # ctx": a bound module's weight must still be of that subclass with that flatten context
     # (build/subclass_weights.py, 2026-12-04)
     subclass_weights: dict[str, str] = {}
+    # the Python ints the program returns that follow the call's Dims (``x.shape[0]``, ``2*n``
+    # under ``dynamic=``), a Dim's name or ``{"expr": ...}`` each, in the order of
+    # program.out_spec's size leaves: evaluated from each call's sizes (format version 17)
+    output_sizes: Shape = []
 
     def _post_init(self):
         if self.weight_fqns is None:
@@ -1271,6 +1277,9 @@ class Manifest(Record):
         _need(len({x.name for x in p.signature}) == len(p.signature), "program.signature names a parameter twice")
         outs = sorted(p.out_spec.tensor_indices())
         _need(outs == list(range(len(outs))), "program.out_spec's outputs are not numbered 0..n-1")
+        sizes = sorted(p.out_spec.size_indices())
+        _need(sizes == list(range(len(sizes))) and (not sizes or self.format_version >= fmt.SIZE_OUTPUTS_FORMAT_VERSION),
+              "program.out_spec's sizes are not numbered 0..n-1")
         _need(all(t in p.weights for t in p.aliases.values()), "program.aliases")
         _need(all(w.layout in (None, "contiguous") or len(next(iter(w.layout.values()))) == len(w.shape)
                   for w in p.weights.values()), "program.weights[].layout")
@@ -1297,6 +1306,10 @@ class Manifest(Record):
             for key in ("weight_fqns", "weight_targets"):
                 _need(getattr(v, key) is None or len(getattr(v, key)) == len(ws), f"variant {name}.{key}")
             self._check_dims_and_inputs(v)
+            # each size output one the call's Dims give (a reader evaluates it at every call)
+            _need(len(v.output_sizes) == len(sizes) and all(
+                x in v.dims if isinstance(x, str) else size_evaluator(x) is not None for x in v.output_sizes),
+                  f"variant {name}.output_sizes")
             # each input guard is one tensor of the call, once (an extra guard would check an
             # argument the call does not have)
             _need(sorted(v.in_spec.tensor_indices()) == list(range(len(v.inputs))),

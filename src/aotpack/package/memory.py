@@ -176,6 +176,7 @@ class Package:
             requires_grad_weights=dict(captured.requires_grad_weights),
             detached_weights=list(captured.detached_weights),
             inference_outputs=list(captured.inference_outputs),
+            output_sizes=list(captured.output_sizes),
             custom_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions],
             module_attributes=dict(captured.module_attributes),
             class_attributes=dict(captured.class_attributes),
@@ -306,6 +307,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if variant.output_sizes:
+        return fmt.SIZE_OUTPUTS_FORMAT_VERSION  # older readers refuse the spec's kind as unknown
     if any(map(holds_dict, variant.module_attributes.values())):
         return fmt.DICT_VALUES_FORMAT_VERSION  # older readers refuse the value as malformed
     if variant.global_values():
