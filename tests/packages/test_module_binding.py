@@ -1999,6 +1999,49 @@ def test_a_functools_partial_global_or_attribute_is_compared_by_its_function_and
         LEAKY = original
 
 
+class _TensorPartials(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.shift = functools.partial(torch.add, other=torch.ones(3))
+        self.gain = functools.partial(torch.mul, torch.full((3,), 2.0))
+
+    def forward(self, x):
+        return self.gain(self.shift(x))
+
+
+def test_a_functools_partial_holding_a_tensor_is_read_where_it_holds_it():
+    """``self.shift = partial(torch.add, other=t)``: torch.export lifts ``t`` as a constant
+    of its own. Until 2026-12-06 neither the partial nor its tensor was recorded: the
+    package ran its copy of ``t``, whatever the module held since (``t`` updated in
+    place, another partial, another ``alpha``), silently. Now the tensor is read where
+    the partial holds it (``constant:shift.keywords['other']``, ``constant:gain.args[0]``)
+    and the partial is named by its function and values with ``<tensor>`` for it: a
+    partial made anew of the same function and values runs with its tensor, one of
+    other values or a tensor of another dtype or shape is refused."""
+    m = _TensorPartials()
+    x = torch.randn(3)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    v = pkg.manifest.variants[0]
+    assert v.weight_fqns == ["constant:shift.keywords['other']", "constant:gain.args[0]"]
+    assert v.module_attributes["shift"] == {"function": "functools.partial(torch._VariableFunctionsClass.add, "
+                                                        "other=<tensor>)"}
+    fn = aotpack.load(pkg.to_bytes(), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.shift.keywords["other"].add_(1)  # in place
+    torch.testing.assert_close(fn(x), m(x))
+    m.shift.keywords["other"] = torch.full((3,), 3.0)  # another tensor in the partial's dict
+    torch.testing.assert_close(fn(x), m(x))
+    m.shift = functools.partial(torch.add, other=torch.full((3,), 5.0))  # a partial made anew
+    m.gain = functools.partial(torch.mul, torch.full((3,), -1.0))
+    torch.testing.assert_close(fn(x), m(x))
+    m.shift = functools.partial(torch.add, other=torch.full((3,), 5.0), alpha=2)
+    with pytest.raises(aotpack.GuardError, match=r"module.shift: .*got functools.partial\(.*alpha=2, other=<tensor>"):
+        fn(x)
+    m.shift = functools.partial(torch.add, other=torch.ones(3, dtype=torch.float64))
+    with pytest.raises(aotpack.GuardError, match=r"shift.keywords\['other'\]\" is float64\[3\]"):
+        fn(x)
+
+
 _MODEL_FILE = """import torch
 torch.manual_seed(0)
 MODEL = torch.nn.Linear(3, 3)

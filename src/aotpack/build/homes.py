@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,6 +243,11 @@ def _held_tensors(path: str, value, depth: int, seen: set[int]):
     from .frozen import plain_object
 
     if depth <= 0 or id(value) in seen:
+        return
+    if isinstance(value, functools.partial):  # (``partial(F.linear, weight=w)``: its arguments)
+        seen.add(id(value))
+        yield from _held_tensors(f"{path}.args", value.args, depth - 1, seen)
+        yield from _held_tensors(f"{path}.keywords", value.keywords, depth - 1, seen)
         return
     if isinstance(value, (list, tuple, dict)):
         items = [(f"{path}[{key!r}]", key, t) for key, t in (value.items() if isinstance(value, dict)

@@ -102,6 +102,7 @@ Example:
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections import OrderedDict
 from itertools import repeat
@@ -296,6 +297,14 @@ def _holds_list(value) -> bool:
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
+def _same_partial(got, held) -> bool:
+    """Whether ``got`` is a ``functools.partial`` made anew of the function ``held`` (a
+    partial) calls, with the same values (``manifest.function_name``): the same program,
+    its tensor arguments read where it holds them (``constant:act.keywords['w']``)."""
+    return (isinstance(got, functools.partial) and isinstance(held, functools.partial) and got.func is held.func
+            and function_name(got) == function_name(held))
+
+
 def _replaced_function(held: str, got, where: str) -> Mismatch:
     """Another object where the function ``held`` (its name) was at load: by identity,
     so a wrapper of the same name is named as one."""
@@ -367,7 +376,11 @@ def tensor_attribute_slot(module: torch.nn.Module, fqn: str) -> tuple[object, ob
             return None, "", []
         at = step.end()
         value = _item(holder, key)
-        if step.group(1) is not None:  # ``.cos``: a plain object's attribute
+        if step.group(1) in ("args", "keywords") and isinstance(value, functools.partial):
+            # (``act.keywords['w']``: a functools.partial's arguments, attributes it cannot rebind)
+            hops.append((holder, key, value))
+            holder, key = {"args": value.args, "keywords": value.keywords}, step.group(1)
+        elif step.group(1) is not None:  # ``.cos``: a plain object's attribute
             if isinstance(value, (torch.nn.Module, torch.Tensor, type)) or not isinstance(
                     getattr(value, "__dict__", None), dict):
                 return None, "", []
@@ -1015,7 +1028,9 @@ class Binding:
             if isinstance(at_load, _Edited) and got is at_load.function:
                 return self._patched_function()
             if got is not at_load and got is not _MISSING:  # (a function replaced: by identity, not its name)
-                return _replaced_function(python_value(want), got, where)
+                if not _same_partial(got, at_load):
+                    return _replaced_function(python_value(want), got, where)
+                self._functions_at_load[(id(d), name)] = got  # (a partial made anew: its tensors read there)
             if _held(d, name, want) is _NEVER:
                 if name == "training" and isinstance(want, bool):  # a submodule's mode, as the module's own
                     expected = mode_expected(want)

@@ -202,16 +202,24 @@ def same_class(a: str, b: str) -> bool:
 def _partial_name(p: functools.partial, depth: int = 0) -> str | None:
     """``functools.partial(torch._C._nn.leaky_relu, negative_slope=0.1)``: a partial of a
     function with plain arguments, named by its function and their values (another value
-    is another name: compared as a function global is); None for any other."""
+    is another name: compared as a function global is); a tensor argument as ``<tensor>``
+    (a bound module's is read where the partial holds it, at each call: homes.py); None
+    for any other."""
     if not isinstance(p.func, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
         return None
-    args = [plain_value(a, depth + 1) for a in p.args]
-    keywords = {k: plain_value(a, depth + 1) for k, a in sorted(p.keywords.items())}
+
+    def text(a):
+        if isinstance(a, torch.Tensor):
+            return "<tensor>"
+        value = plain_value(a, depth + 1)
+        return None if value is NOT_PLAIN else json.dumps(value, sort_keys=True)
+
+    args = [text(a) for a in p.args]
+    keywords = {k: text(a) for k, a in sorted(p.keywords.items())}
     inner = _partial_name(p.func, depth + 1) if isinstance(p.func, functools.partial) else function_name(p.func)
-    if inner is None or depth > 4 or any(a is NOT_PLAIN for a in [*args, *keywords.values()]):
+    if inner is None or depth > 4 or None in args or None in keywords.values():
         return None
-    values = [json.dumps(a, sort_keys=True) for a in args] + [f"{k}={json.dumps(a, sort_keys=True)}"
-                                                              for k, a in keywords.items()]
+    values = args + [f"{k}={a}" for k, a in keywords.items()]
     name = f"functools.partial({', '.join([inner, *values])})"
     if len(name) <= 256:
         return name
