@@ -674,6 +674,44 @@ def tensor_paths(in_spec: TreeSpec, names: list[str]) -> list[str]:
     return [path for path, leaf in named_leaves(in_spec, names) if isinstance(leaf, TensorLeaf)]
 
 
+def sizes_in_common(a: TreeSpec, b: TreeSpec) -> TreeSpec | None:
+    """The output spec two variants of one program share: ``a`` and ``b`` where they are
+    the same, a size leaf where they return other ints (a variant compiled for one size
+    returns ``x.shape[0]`` as a constant, one with a Dim as a size, one compiled for
+    another size as another constant: each variant returns its own); None where they
+    differ otherwise. Size leaves numbered depth first.
+
+    >>> sizes_in_common(TupleSpec([TensorLeaf(0), ConstLeaf("int", 1)]), TupleSpec([TensorLeaf(0), SizeLeaf(0)]))
+    TupleSpec(children=(TensorLeaf(index=0), SizeLeaf(index=0)))
+    """
+    count = iter(range(1 << 30))
+
+    def walk(x, y):
+        ints = [isinstance(z, SizeLeaf) or (isinstance(z, ConstLeaf) and z.type == "int") for z in (x, y)]
+        if all(ints) and (x != y or isinstance(x, SizeLeaf)):
+            return SizeLeaf(next(count))
+        if type(x) is not type(y) or len(x.children) != len(y.children) or any(
+                getattr(x, f) != getattr(y, f) for f in x._fields if f != "children"):
+            return None
+        children = [walk(c, d) for c, d in zip(x.children, y.children)]
+        if None in children:
+            return None
+        return x if not children else type(x)(**{f: children if f == "children" else getattr(x, f) for f in x._fields})
+
+    return walk(a, b)
+
+
+def sizes_along(common: TreeSpec, spec: TreeSpec, sizes: list) -> list:
+    """A variant's ``output_sizes`` numbered as ``common`` (``sizes_in_common`` of its
+    ``spec``) numbers its size leaves: its own sizes, and the constants where ``common``
+    has a size leaf (the variant's size there, fixed)."""
+    out: list = [None] * len(common.size_indices())
+    for (_, shared), (_, leaf) in zip(leaf_keys(common), leaf_keys(spec)):
+        if isinstance(shared, SizeLeaf):
+            out[shared.index] = sizes[leaf.index] if isinstance(leaf, SizeLeaf) else leaf.value
+    return out
+
+
 def describe(spec: TreeSpec) -> str:
     """A one-line picture of a spec's structure: ``(T, {'a': T, 'n': 2})``."""
     kind = spec.kind

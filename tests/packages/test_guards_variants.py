@@ -161,6 +161,38 @@ def test_add_variant_to_saved_package(tmp_path):
         aotpack.add_variant(path, programs.plain, (torch.randn(2), torch.randn(2)), variant="other", backend="eager")
 
 
+def rows_and_cols(x):
+    return x * 2, x.shape[0], {"cols": x.shape[1]}
+
+
+def test_variants_returning_other_ints_each_return_their_own(tmp_path):
+    """``x.shape[0]`` returned by a variant compiled for one size is a constant, by one
+    with a Dim a size leaf (format version 17): the package's spec holds a size leaf there,
+    and each variant returns its own (the fixed one its int), in either order of
+    compiling, added to a saved package too. Before, a package could not hold both."""
+    dyn = {"name": "rows", "args": (torch.randn(4, 3),), "dynamic": {"x": {0: aotpack.Dim("rows", min=2)}}}
+    for first, rest in ((None, [dyn]), (dyn, [])):
+        kwargs = {"variant": "one"} if first is None else {"variant": "rows", "dynamic": first["dynamic"]}
+        pkg = aotpack.compile(rows_and_cols, (torch.randn(1, 3) if first is None else first["args"][0],),
+                              backend="eager", variants=rest, **kwargs)
+        if first is not None:
+            path = pkg.save(tmp_path / "rows.aot")
+            aotpack.add_variant(path, rows_and_cols, (torch.randn(1, 3),), variant="one", backend="eager")
+            pkg = aotpack.Package.open(path)
+        assert pkg.manifest.format_version == 17
+        assert {v.name: v.output_sizes for v in pkg.manifest.variants} == {"one": [1], "rows": ["rows"]}
+        fn = aotpack.load(pkg.to_bytes())
+        for n in (1, 2, 7):
+            x = torch.randn(n, 3)
+            got = fn(x)
+            assert got[1:] == rows_and_cols(x)[1:] and type(got[1]) is int
+    two = aotpack.compile(rows_and_cols, (torch.randn(1, 3),), backend="eager", variant="one",
+                          variants=[{"name": "two", "args": (torch.randn(2, 3),)}])
+    assert [v.output_sizes for v in two.manifest.variants] == [[1], [2]]  # (two constants: each its own)
+    fn = aotpack.load(two.to_bytes())
+    assert fn(torch.randn(1, 3))[1] == 1 and fn(torch.randn(2, 3))[1] == 2
+
+
 def test_guard_filter_drops_chosen_checks(tmp_path):
     def f(x, n=2):
         return x * n

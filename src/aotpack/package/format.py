@@ -308,8 +308,10 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     "index": k}``): an output that is a Python int following the call's Dims
     (``return y, x.shape[0]`` under ``dynamic=``, as torch.compile returns it), the k-th
     of variants[].output_sizes, each a Dim's name or ``{"expr": "2*batch"}`` as shapes
-    hold them, evaluated from the call's sizes. The version is 17 only where the program
-    returns such an int (a version 16 reader refuses the spec's kind as unknown).
+    hold them, evaluated from the call's sizes, or an int: the int a variant returns
+    there (one compiled for one size beside one with a Dim; variants returning other
+    constant ints). The version is 17 only where the program returns such an int (a
+    version 16 reader refuses the spec's kind as unknown).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -131,7 +131,7 @@ class Package:
         """
         from ..backends import backend_entry
 
-        self._check_new_variant(name, captured.signature, captured.out_spec)
+        output_sizes = self._check_new_variant(name, captured.signature, captured.out_spec, captured.output_sizes)
         layouts: dict = {}
         new, aliases = _dedupe(captured.weights, copy=snapshot, layouts=layouts)
         names = self._store_weights(name, [(fqn, new[aliases.get(fqn, fqn)], captured.weight_kinds[fqn],
@@ -176,7 +176,7 @@ class Package:
             requires_grad_weights=dict(captured.requires_grad_weights),
             detached_weights=list(captured.detached_weights),
             inference_outputs=list(captured.inference_outputs),
-            output_sizes=list(captured.output_sizes),
+            output_sizes=output_sizes,
             custom_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions],
             module_attributes=dict(captured.module_attributes),
             class_attributes=dict(captured.class_attributes),
@@ -204,7 +204,7 @@ class Package:
         for alias, target in program.aliases.items():
             stored[alias] = stored[target]
         for v in other.manifest.variants:
-            self._check_new_variant(v.name, program.signature, program.out_spec)
+            output_sizes = self._check_new_variant(v.name, program.signature, program.out_spec, v.output_sizes)
             infos = [program.weight(key) for key in v.weights]
             names = self._store_weights(v.name, [(fqn, stored[key], i.kind, i.layout, list(i.shape))
                                                  for key, fqn, i in zip(v.weights, v.weight_fqns, infos)])
@@ -214,11 +214,17 @@ class Package:
                 if member.startswith(prefix):
                     self.members[member] = data
             self.manifest = self.manifest.replace(
-                variants=[*self.manifest.variants, v.replace(weights=names, state=[renamed[n] for n in v.state])])
+                variants=[*self.manifest.variants, v.replace(weights=names, state=[renamed[n] for n in v.state],
+                                                              output_sizes=output_sizes)])
         self.manifest = self.manifest.replace(format_version=max(self.manifest.format_version,
                                                                  other.manifest.format_version))
 
-    def _check_new_variant(self, name: str, signature, out_spec) -> None:
+    def _check_new_variant(self, name: str, signature, out_spec, output_sizes=()) -> list:
+        """Check that variant ``name`` is of the package's program; returns its
+        ``output_sizes`` in the package's numbering. Where one variant returns an int of a
+        Dim (a size leaf) and another the int it is fixed at (a constant: ``x.shape[0]`` of
+        a variant compiled for one size), the program's spec has a size leaf there and the
+        fixed variant that int among its ``output_sizes``."""
         from ..errors import AotpackError
 
         fmt.check_variant_name(name)
@@ -226,10 +232,20 @@ class Package:
             raise AotpackError(f"the package already has a variant named {name!r}",
                                hint="pick another variant name")
         program = self.manifest.program
-        if self.variants and (signature != program.signature or out_spec != program.out_spec):
+        if not self.variants:
+            return list(output_sizes)
+        common = tree.sizes_in_common(program.out_spec, out_spec) if signature == program.signature else None
+        if common is None:
             raise AotpackError(f"variant {name!r} is not the same program: its signature or output structure "
                                f"differs from the package's ({program.name})",
                                hint="variants differ only in dtypes, shapes, devices or backends")
+        if common != program.out_spec:
+            variants = [v.replace(output_sizes=tree.sizes_along(common, program.out_spec, v.output_sizes))
+                        for v in self.manifest.variants]
+            self.manifest = self.manifest.replace(
+                program=program.replace(out_spec=common), variants=variants,
+                format_version=max(self.manifest.format_version, fmt.SIZE_OUTPUTS_FORMAT_VERSION))
+        return tree.sizes_along(common, out_spec, list(output_sizes))
 
     def _store_weights(self, name: str, weights: list[tuple[str, torch.Tensor, str, object, list]]) -> list[str]:
         """Put variant ``name``'s weights ((program name, stored form, kind, layout, shape)
