@@ -630,6 +630,8 @@ def unflatten(spec: TreeSpec, tensors: list, plain: bool = False, sizes: list = 
         if not _rebuilds(kind, cls):
             check_types(spec)
         return _rebuild_subclass(cls, list(spec.attrs), spec.meta, children)
+    if cls is torch.Size:  # (torch's pytree registration rebuilds a plain tuple: eager returns a torch.Size)
+        return torch.Size(children)
     node = _compat().pytree_node(cls)
     if node is None:
         raise AotpackError(f"{spec.type} is not registered as a pytree node in this process",

@@ -1639,7 +1639,7 @@ def test_a_view_of_an_empty_input_is_a_view_after_torch_traced_one_before(tmp_pa
 
 def rows_and_more(x, y):
     n = x.shape[0]
-    return x * 2 + y.sum(), n, {"total": n * x.shape[1], "odd": 2 * n + 1, "cols": x.shape[1]}
+    return x * 2 + y.sum(), n, {"total": n * x.shape[1], "odd": 2 * n + 1, "cols": x.shape[1], "shape": x.shape}
 
 
 SIZES_IN_A_FRESH_PROCESS = r"""
@@ -1651,6 +1651,7 @@ for n in (1, 3, 8):
     x, y = torch.randn(n, 4), torch.randn(2)
     got, want = fn(x, y), rows_and_more(x, y)
     assert got[1:] == want[1:] and type(got[1]) is int and type(got[2]["odd"]) is int, (got[1:], want[1:])
+    assert type(got[2]["shape"]) is torch.Size  # (torch's pytree rebuilds a tuple: a package's is eager's type)
     torch.testing.assert_close(got[0], want[0])
 with warnings.catch_warnings():  # under vmap: the portable program, its ints of the per-sample sizes
     warnings.simplefilter("ignore", aotpack.PortableRunWarning)
@@ -1670,7 +1671,7 @@ def test_ints_of_dynamic_sizes_are_returned_as_eager_returns_them(tmp_path, back
     dynamic = {"x": {0: aotpack.Dim("rows", min=1, max=64)}}
     pkg = aotpack.compile(rows_and_more, (torch.randn(5, 4), torch.randn(2)), backend=backend, dynamic=dynamic)
     assert pkg.manifest.format_version == 17  # a version 16 reader refuses the size leaves' kind
-    assert pkg.manifest.variants[0].output_sizes == ["rows", {"expr": "4*rows"}, {"expr": "2*rows + 1"}]
+    assert pkg.manifest.variants[0].output_sizes == ["rows", {"expr": "4*rows"}, {"expr": "2*rows + 1"}, "rows"]
     path = pkg.save(tmp_path / "sizes.aot")
     import os
 
