@@ -383,6 +383,15 @@ def functorch_level():
     return torch._C._functorch.maybe_current_level
 
 
+def functorch_transforms() -> list[str]:
+    """The torch.func transforms active now, innermost first: ``["vmap"]``, ``["grad",
+    "vmap"]`` (lower case), or []. Private: ``torch._functorch.pyfunctorch.
+    retrieve_all_functorch_interpreters`` and ``TransformType`` (2.11-2.13)."""
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    return [i.key().name.lower() for i in retrieve_all_functorch_interpreters()]
+
+
 def outside_transforms():
     """A context in which no torch.func transform is active: reading a package's program
     (torch.export's deserializer makes fake tensors) inside a transform's call gave torch

@@ -411,6 +411,38 @@ def test_a_custom_function_under_a_transform_is_refused_naming_it(backend):
     torch.testing.assert_close(fn(x), _rounds_through(x))
 
 
+class _RoundThroughBatched(_RoundThrough):
+    """``_RoundThrough`` whose vmap rule torch generates from its forward."""
+
+    generate_vmap_rule = True
+
+
+def _rounds_batched(x):
+    return _RoundThroughBatched.apply(x) * 2 + x
+
+
+@pytest.mark.parametrize("backend", ["eager", "records-inputs"])
+def test_vmap_alone_of_a_function_whose_vmap_rule_torch_generates_runs_the_portable_program(backend):
+    """A custom autograd.Function with ``generate_vmap_rule = True``: torch's vmap of it is
+    its forward over batched tensors, the ops the package's portable program holds. A call
+    under vmap alone runs that program (a GuardError until 2026-12-06; torch.compile runs
+    it), with one PortableRunWarning; under jvp, whose rule it does not hold, inside vmap
+    too, still a GuardError naming the Function (``variants[].vmap_rule_functions``)."""
+    x = torch.tensor([[0.4, 1.6, -2.2], [2.7, -0.3, 0.5]])
+    pkg = aotpack.compile(_rounds_batched, (x[0],), backend="eager" if backend == "eager" else RecordsInputs())
+    assert pkg.manifest.variants[0].vmap_rule_functions == [f"{__name__}._RoundThroughBatched"]
+    fn = aotpack.load(pkg.to_bytes(), backends=[RecordsInputs()])
+    with pytest.warns(aotpack.PortableRunWarning):
+        got = torch.func.vmap(fn)(x)
+    torch.testing.assert_close(got, torch.func.vmap(_rounds_batched)(x))
+    ones = torch.ones(3)
+    with pytest.raises(aotpack.GuardError, match=r"forward-mode tangent \(the program applies the custom"):
+        torch.func.jvp(fn, (x[0],), (ones,))
+    with pytest.raises(aotpack.GuardError, match=r"\(the program applies the custom autograd.Function"):
+        torch.func.vmap(lambda a: torch.func.jvp(fn, (a,), (ones,))[1])(x)
+    torch.testing.assert_close(fn(x[1]), _rounds_batched(x[1]))
+
+
 def bump_through_reshape(x):
     y = x.reshape(-1)  # a view of a contiguous x, a copy of a transposed one
     y.add_(1)

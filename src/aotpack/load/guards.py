@@ -715,10 +715,13 @@ class Transformed(StateCheck):
     kind = None
     where = "torch.func transform"
 
-    def __init__(self, refused: str | None, portable: bool):
+    def __init__(self, refused: str | None, portable: bool, vmap_only: bool = False):
         super().__init__()
         self.expected_text = f"a plain tensor {refused}" if refused else TRANSFORMED[0]
         self.portable = portable
+        # the portable program runs a call under vmap alone (no grad or jvp level): its
+        # custom Functions' vmap rules are generated from their forwards
+        self.vmap_only = vmap_only
 
     def fast(self, a, env):
         # nothing to add: a transform's tensor has other dispatch keys (Batched,
@@ -726,16 +729,17 @@ class Transformed(StateCheck):
         return ""
 
     def full(self, flat, call):
-        if call.portable and self.portable:  # (the portable program cannot run a custom Function's rules)
-            return flat
-        from .._torch_compat import functorch_level, functorch_wrapped
+        from .._torch_compat import functorch_level, functorch_transforms, functorch_wrapped
 
+        portable = self.portable or (self.vmap_only and set(functorch_transforms()) <= {"vmap"})
+        if call.portable and portable:  # (the portable program cannot run a custom Function's rules)
+            return flat
         if functorch_level()() is None:
             return flat
         for i, t in enumerate(call.given):  # (the caller's: a copy into the compiled layout is a plain tensor)
             if isinstance(t, Tensor) and functorch_wrapped(t):
-                m = Mismatch([], self.expected_text, TRANSFORMED[1], late=True, portable=self.portable)
-                m.decisive = not self.portable
+                m = Mismatch([], self.expected_text, TRANSFORMED[1], late=True, portable=portable)
+                m.decisive = not portable
                 m.flat_index = i
                 raise m
         return flat
@@ -989,12 +993,14 @@ _READERS: dict = {}
 
 
 def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool = False,
-                 train: bool = False, functions: list[str] = ()) -> list[StateCheck]:
+                 train: bool = False, functions: list[str] = (), vmap_functions: list[str] = ()) -> list[StateCheck]:
     """The checks of the global state a variant was compiled under (``Variant.global_state``);
     ``module``: the program is a module's forward (global module hooks are refused);
     ``train``: a training variant (its autograd Function takes no transform's tensor);
     ``functions``: the custom autograd.Functions the program applies (whose derivative
-    rules the package does not hold: no transform's tensor or tangent either)."""
+    rules the package does not hold: no transform's tensor or tangent either; under vmap
+    alone, those of them whose vmap rule torch generates from their forward,
+    ``vmap_functions``, run in the portable program)."""
     if raw_memory and not _READERS:
         from .._torch_compat import global_state_readers
 
@@ -1011,7 +1017,10 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
         checks.append(NoDispatchMode())
     if raw_memory or train or functions:
         refused = _refused_for(train, functions)
-        checks += [ForwardAD(*refused), Transformed(*refused)]
+        # (vmap of a Function whose vmap rule torch generates is its forward over batched
+        # tensors: the portable program's ops, where the program is no training one)
+        vmap_only = bool(functions) and not train and set(functions) <= set(vmap_functions)
+        checks += [ForwardAD(*refused), Transformed(*refused, vmap_only=vmap_only)]
     if module:
         checks.append(NoGlobalModuleHooks())
     return checks
@@ -1028,9 +1037,10 @@ class Guard:
     def __init__(self, signature: list[Param], in_spec: TreeSpec, inputs: list[Input], dims: dict[str, Dim],
                  guard_filter=None, variant: str = "", *, train: bool = False, pinned=(), mutated=(),
                  raw_memory: bool = True, state: GlobalState | None = None, device: str = "cpu",
-                 module: bool = False, functions: list[str] = ()):
+                 module: bool = False, functions: list[str] = (), vmap_functions: list[str] = ()):
         self.train = train
         self.functions = list(functions)  # custom autograd.Functions the program applies (Transformed)
+        self.vmap_functions = list(vmap_functions)  # those whose vmap rule torch generates (Transformed)
         self.module = module  # the program is a module's forward (NoGlobalModuleHooks)
         # compiled code that reads the stored values (a backend without runs_aten_ops):
         # the negative/conjugate bits and forward-mode tangents, which only aten applies
@@ -1081,7 +1091,8 @@ class Guard:
                                        write_back=i in self.mutated and i not in pinned_by_outputs))
             if i in self.mutated:
                 checks.append(Unshared(i, names))
-        return checks + state_checks(state, device, self.raw_memory, self.module, self.train, self.functions)
+        return checks + state_checks(state, device, self.raw_memory, self.module, self.train, self.functions,
+                                     self.vmap_functions)
 
     def _apply_filter(self, guard_filter) -> None:
         entries = self.entries(self.variant)
@@ -1102,7 +1113,8 @@ class Guard:
         return cls(program.signature, variant.in_spec, variant.inputs, variant.dims,
                    guard_filter, variant.name, train=train is not None, pinned=pinned, mutated=mutated,
                    raw_memory=raw_memory, state=variant.global_state, device=variant.device,
-                   module=variant.module_training is not None, functions=variant.custom_functions)
+                   module=variant.module_training is not None, functions=variant.custom_functions,
+                   vmap_functions=variant.vmap_rule_functions)
 
     def entries(self, variant: str) -> list[GuardEntry]:
         """Every check of this variant a guard_filter may drop (``GuardEntry.index`` is

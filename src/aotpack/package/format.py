@@ -312,6 +312,10 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     there (one compiled for one size beside one with a Dim; variants returning other
     constant ints). The version is 17 only where the program returns such an int (a
     version 16 reader refuses the spec's kind as unknown).
+    (2026-12-06, compatible) variants[].vmap_rule_functions: those of custom_functions
+    whose vmap rule torch generates from their forward (``generate_vmap_rule = True``): a
+    reader runs a call under vmap alone (no grad or jvp transform) through the portable
+    program, whose ops are that forward; older readers refuse such calls, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -1112,6 +1112,10 @@ class Variant(Record):
     # them (2026-12-06; older readers ran such calls of the eager backend with the
     # forward's derivatives: a straight-through Function's ``jvp`` silently lost)
     custom_functions: list[str] = []
+    # those of them whose vmap rule torch generates from their forward (``generate_vmap_rule =
+    # True``): vmap over the forward's ops is their rule, so a call under vmap alone runs the
+    # portable program (2026-12-06, compatible: older readers refuse such calls, as before)
+    vmap_rule_functions: list[str] = []
     # a module's Python attributes the program names (``"ln.eps": 1e-05``) -> the value
     # compiled in: a bound module whose attribute has another value is refused; under
     # ``global:`` the Python data its code reads as module globals (``"global:SCALE": 2.0``,

@@ -178,6 +178,8 @@ class Package:
             inference_outputs=list(captured.inference_outputs),
             output_sizes=output_sizes,
             custom_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions],
+            vmap_rule_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions
+                                 if getattr(c, "generate_vmap_rule", False) is True],
             module_attributes=dict(captured.module_attributes),
             class_attributes=dict(captured.class_attributes),
             module_children={k: list(v) for k, v in captured.module_children.items()},
