@@ -122,9 +122,15 @@ def _view(a: torch.Tensor, kind: str) -> torch.Tensor:
     return a.reshape(-1)
 
 
-def make_program(recipe: list[tuple], outputs: tuple):
+def make_program(recipe: list[tuple], outputs: tuple, sizes: bool = False):
+    """``sizes``: the program also returns ints of its last value's size (its rows and its
+    number of elements), which follow the inputs' Dims in a dynamic program."""
     def program(x, y):
-        return interpret(recipe, outputs, x, y)
+        values = interpret(recipe, outputs, x, y)
+        if not sizes:
+            return values
+        last = values[-1]
+        return values + ((last.shape[0], last.numel()) if last.dim() else (last.numel(),))
 
     program.recipe = (recipe, outputs)  # named in the fuzzer's stats of refusals
     return program

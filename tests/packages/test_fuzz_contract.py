@@ -40,7 +40,8 @@ STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_
          "create_graph_grads": {"equal": 0, "package only": 0},
          "portable_runs": 0,  # packages whose calls ran their portable program (overlapping updated inputs)
          "dynamic_programs": 0,  # packages compiled with the rows a Dim (and called with other row counts)
-         "ran_detached": 0}  # inference calls under grad mode with an input that requires grad, run
+         "ran_detached": 0,  # inference calls under grad mode with an input that requires grad, run
+         "int_outputs": 0}  # ints of a dynamic program's sizes returned, equal to eager's
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
@@ -88,7 +89,10 @@ def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool, amp: bool = False) -
         return {"error": e}
     # (once per loaded package: the packages whose calls ran their portable program)
     STATS["portable_runs"] += sum(issubclass(w.category, aotpack.PortableRunWarning) for w in caught)
+    ints = [(type(o), o) for o in outs if not isinstance(o, torch.Tensor)]  # (a dynamic program's sizes)
+    outs = [o for o in outs if isinstance(o, torch.Tensor)]
     result = {
+        "ints": ints,
         "outputs": [o.detach().clone() for o in outs],
         "requires_grad": [o.requires_grad for o in outs],
         "aliases": [sorted({j for j, x in enumerate(inputs) if storage(x) == storage(o)}) for o in outs],
@@ -150,6 +154,8 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
         return
     assert spec.dtype == compiled.dtype, f"{what}: a call in {spec.dtype} ran a package compiled for {compiled.dtype}"
     assert len(eager["outputs"]) == len(package["outputs"])
+    assert package["ints"] == eager["ints"], f"{what}: the ints returned (type, value)"
+    STATS["int_outputs"] += len(eager["ints"])
     for k, (a, b) in enumerate(zip(eager["outputs"], package["outputs"])):
         _close(b, a, msg=lambda m, k=k: f"{what}: output {k}: {m}")
     assert package["requires_grad"] == eager["requires_grad"], what
@@ -225,7 +231,7 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
     """``aliasing``: of the example inputs compiled for (views of one tensor, or one
     tensor twice): the package is compiled for separate inputs all the same. ``dynamic``:
     the rows a Dim, the calls' shapes may differ."""
-    program = make_program(recipe, outs)
+    program = make_program(recipe, outs, sizes=dynamic)
     compiled = CallSpec(example_layouts, aliasing, dtype, requires_grad, shape)
     fn = compile_or_refuse(program, compiled, backend, train, state, dynamic)
     if dynamic and fn is not None:

@@ -367,7 +367,7 @@ class _Program(torch.nn.Module):
         grad_after = torch.is_grad_enabled()
         sizes: list = []  # (path, SymInt) of each int output of a dynamic size (x.shape[0])
         spec, outs = tree.flatten(result, "output", subclasses=self._subclasses, sizes=sizes)
-        self._record({"out_spec": spec, "output_sizes": sizes, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
+        self._record({"out_spec": spec, "output_sizes": sizes, "size_places": _size_places(flat) if sizes else {}, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
                       "custom_functions": _custom_functions(outs),
                       "detached": _detached(outs, flat, self._weights(every_name=True), grad_before),
@@ -379,22 +379,48 @@ class _Program(torch.nn.Module):
         return tuple(outs)
 
 
-def _output_sizes(sizes: list, names: dict[str, str]) -> list:
+def _size_places(flat) -> dict:
+    """Symbol -> (flat input, dimension) of each size of the traced inputs that is a symbol
+    of its own: what an int output's expression is read in (the trace that recorded it
+    may be another than torch.export's, with symbols of its own: make_fx's, desugar.py)."""
+    places: dict = {}
+    for i, t in enumerate(flat):
+        for d, size in enumerate(t.shape if isinstance(t, torch.Tensor) else ()):
+            if isinstance(size, torch.SymInt) and str(compat.sym_expr(size)).isidentifier():
+                places.setdefault(str(compat.sym_expr(size)), (i, d))
+    return places
+
+
+def _output_sizes(sizes: list, places: dict, inputs: list[mf.Input]) -> list:
     """Each int output of a dynamic size (``x.shape[0]``, ``2*n + 1``) as the call's Dims
     give it: a Dim's name or ``{"expr": ...}`` in Dim names (an int where the program
-    fixed it). CaptureError for one no Dim gives (a number read from tensor data,
+    fixed it), its symbols read where the inputs' guards hold them (``places``:
+    ``_size_places``). CaptureError for one no Dim gives (a number read from tensor data,
     ``x.sum().item()``, or a float or bool of sizes): eager computes it from values a
     package does not keep."""
+    from ..package.sizes import size_evaluator
     from .graphs import size_text
 
+    names, held = {}, {}
+    for symbol, (i, d) in places.items():
+        size = inputs[i].shape[d]
+        if isinstance(size, str):
+            names[symbol] = size
+        elif isinstance(size, int):  # (the program fixed it: that int)
+            held[symbol] = size
     out = []
     for path, size in sizes:
         symbols = {str(s) for s in compat.sym_expr(size).free_symbols}
-        if not symbols <= set(names):
+        if not symbols <= set(names) | set(held):
             raise CaptureError(f"{path} is a Python number computed from tensor data ({size}), which cannot be "
                                "frozen", hint="return a tensor instead (e.g. skip .item()/.tolist(), or wrap with "
                                               "torch.tensor)")
-        out.append(size_text(size, dict(names)))
+        value = size_text(size, dict(names), held)
+        if size_evaluator(value) is None:
+            raise CaptureError(f"{path} is an int of the call's sizes, {value['expr']}, whose expression a package "
+                               "cannot evaluate", hint="return it as a tensor (torch.tensor(n)), or compute it "
+                                                       "outside the compiled program")
+        out.append(value)
     return out
 
 
@@ -714,7 +740,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         mutated_inputs=written_inputs,
         in_order_program=in_order,
         dim_names=names,
-        output_sizes=_output_sizes(record["output_sizes"], names),
+        output_sizes=_output_sizes(record["output_sizes"], record["size_places"], inputs),
     ))
 
 
