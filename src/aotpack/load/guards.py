@@ -731,10 +731,12 @@ class Transformed(StateCheck):
     def full(self, flat, call):
         from .._torch_compat import functorch_level, functorch_transforms, functorch_wrapped
 
-        portable = self.portable or (self.vmap_only and set(functorch_transforms()) <= {"vmap"})
-        if call.portable and portable:  # (the portable program cannot run a custom Function's rules)
+        if call.portable and self.portable:  # (the portable program cannot run a custom Function's rules)
             return flat
         if functorch_level()() is None:
+            return flat
+        portable = self.portable or (self.vmap_only and set(functorch_transforms()) <= {"vmap"})
+        if call.portable and portable:
             return flat
         for i, t in enumerate(call.given):  # (the caller's: a copy into the compiled layout is a plain tensor)
             if isinstance(t, Tensor) and functorch_wrapped(t):
