@@ -64,6 +64,24 @@ def test_examples_must_fit_signature():
         aotpack.compile(lambda x: x, (torch.ones(1), torch.ones(1)), backend="eager")
 
 
+def test_a_dim_given_for_a_python_value_or_a_misshapen_spec_is_named():
+    """``dynamic={"n": Dim("n")}`` for an int argument was ignored until 2026-12-06: the
+    package froze ``n`` all the same, and the caller learned it at the first call with
+    another. Now a CaptureError naming the argument; a list's or dict's spec of another
+    shape too (a list's was torch's raw IndexError)."""
+    def head(x, n, pair):
+        return x[:n] * 2 + pair[0]
+
+    example = (torch.randn(8, 3), 4, [torch.ones(3)])
+    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['n'\] gives Dim\('n'.* for the int 4: only a "
+                                                   r"tensor's dimensions take Dims"):
+        aotpack.compile(head, example, backend="eager", dynamic={"n": aotpack.Dim("n", min=1, max=8)})
+    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['pair'\] must be a list of 1 specs"):
+        aotpack.compile(head, example, backend="eager", dynamic={"pair": [None, None]})
+    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['pair'\]\[0\] must be a dict \{dim: Dim\}"):
+        aotpack.compile(head, example, backend="eager", dynamic={"pair": [aotpack.Dim("k")]})
+
+
 def test_tensor_default_refused():
     def f(x, w=torch.ones(2)):  # noqa: B008 - the point of the test
         return x * w

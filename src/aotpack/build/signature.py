@@ -140,24 +140,34 @@ def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> 
             if isinstance(spec, (list, tuple)):
                 spec = {d: s for d, s in enumerate(spec) if s is not None}
             if not isinstance(spec, dict):
-                raise CaptureError(f"dynamic[{path}] must be a dict {{dim: Dim}} for a tensor, got {spec!r}")
+                raise CaptureError(f"dynamic{path} must be a dict {{dim: Dim}} for a tensor, got {spec!r}")
             for d in spec:
                 if not isinstance(d, int) or not -value.dim() <= d < value.dim():
-                    raise CaptureError(f"dynamic[{path}] names dimension {d!r}, but the tensor has rank {value.dim()}")
+                    raise CaptureError(f"dynamic{path} names dimension {d!r}, but the tensor has rank {value.dim()}")
             flat[i] = {d % value.dim(): s for d, s in spec.items()}
             return
         if isinstance(value, (list, tuple)):
+            if spec is not None and (not isinstance(spec, (list, tuple)) or len(spec) != len(value)):
+                raise CaptureError(f"dynamic{path} must be a list of {len(value)} specs, one per item, got {spec!r}")
             for j, v in enumerate(value):
                 walk(v, None if spec is None else spec[j], f"{path}[{j}]")
         elif isinstance(value, dict):
+            if spec is not None and not isinstance(spec, dict):
+                raise CaptureError(f"dynamic{path} must be a dict of specs by key, got {spec!r}")
             for k, v in value.items():
                 walk(v, None if spec is None else spec.get(k), f"{path}[{k!r}]")
+        elif spec is not None:  # (until 2026-12-06 ignored: the value was compiled in all the same)
+            raise CaptureError(f"dynamic{path} gives {spec!r} for the {type(value).__name__} {value!r}: only "
+                               "a tensor's dimensions take Dims; a Python value is compiled in, and a call with "
+                               "another is a GuardError",
+                               hint="pass it as a tensor, derive it from a tensor's size inside the program "
+                                    "(x.shape[0]), or compile a variant per value")
 
     unknown = set(dynamic) - set(names)
     if unknown:
         raise CaptureError(f"dynamic names {sorted(unknown)}, which are not parameters; the parameters are {names}")
     for name, value in zip(names, values):
-        walk(value, dynamic.get(name), repr(name))
+        walk(value, dynamic.get(name), f"[{name!r}]")
     return flat
 
 
