@@ -454,3 +454,47 @@ def test_eager_meta_names_only_functions_of_its_graph_code(tmp_path, meta, says)
         aotpack.load(path)
     report = aotpack.verify(path)  # says no where load fails, from graph.py's syntax tree
     assert not report["ok"] and says in str(report), str(report)
+
+
+def _rows_and_double(x):
+    return x * 2, x.shape[0], 2 * x.shape[0]
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda d: d["variants"][0].update(output_sizes=["rows"]), "variant default.output_sizes"),
+    (lambda d: d["variants"][0].update(output_sizes=["rows", "cols"]), "variant default.output_sizes"),
+    (lambda d: d["variants"][0].update(output_sizes=["rows", {"expr": "__import__('os')"}]),
+     "variant default.output_sizes"),
+    (lambda d: d["variants"][0].update(output_sizes=["rows", {"expr": "((rows**8)**8)**8"}]), None),
+    (lambda d: d["program"]["out_spec"]["children"][2].update(index=5), "program.out_spec's sizes"),
+    (lambda d: d.update(format_version=16), "program.out_spec's sizes"),
+    (lambda d: d["variants"][0]["in_spec"]["children"].__setitem__(0, {"kind": "size", "index": 0}),
+     "in_spec[0] has unknown kind 'size'"),
+])
+def test_edited_size_outputs_are_format_errors(tmp_path, edit, says):
+    """The ints a package returns of the call's sizes (format version 17) come from its
+    manifest: a size leaf numbered past the variant's list, a Dim no guard binds, an
+    expression a reader cannot evaluate, a size leaf in an argument spec, or a version
+    16 claim are each a FormatError at load. A power of powers stops at the first value
+    past any size, never computed at length: such a call is a FormatError."""
+    import json
+
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    path = aotpack.compile(_rows_and_double, (torch.randn(4, 3),), backend="eager",
+                           dynamic={"x": {0: aotpack.Dim("rows", min=1, max=2**40)}}).save(tmp_path / "s.aot")
+    with PackageReader(path) as r:
+        doc = json.loads(r.read(fmt.MANIFEST))
+        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+    doc.pop("members")
+    edit(doc)
+    write_members(path, package_entries(doc, members))
+    if says is not None:
+        with pytest.raises(aotpack.FormatError, match=re.escape(says)):
+            aotpack.load(path)
+        return
+    fn = aotpack.load(path)
+    with pytest.raises(aotpack.FormatError, match=r"an int output's expression .* gives no size"):
+        fn(torch.randn(2, 3))  # ((2**8)**8 is past any size: the next power is not computed)
+    assert fn(torch.randn(1, 3))[1:] == (1, 1)

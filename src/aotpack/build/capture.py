@@ -739,8 +739,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         program=program,
         mutated_inputs=written_inputs,
         in_order_program=in_order,
-        dim_names=names,
-        output_sizes=_output_sizes(record["output_sizes"], record["size_places"], inputs),
+        dim_names=names, output_sizes=_output_sizes(record["output_sizes"], record["size_places"], inputs),
     ))
 
 

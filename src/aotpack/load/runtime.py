@@ -29,6 +29,7 @@ from .._torch_version import torch_version
 from ..backends import get_backend
 from ..errors import (
     AotpackError,
+    FormatError,
     GuardError,
     IncompatibleError,
     IndexOutOfRange,
@@ -612,7 +613,12 @@ def _with_sizes(fn, variant: Variant):
 
     def run(flat):
         sizes = call_sizes(where, flat)
-        return [*fn(flat), *(f(sizes) for f in numbers)]
+        values = [f(sizes) for f in numbers]
+        if None in values:  # (an expression past any size: only an edited manifest has one)
+            raise FormatError(f"variant {variant.name}: an int output's expression "
+                              f"({variant.output_sizes[values.index(None)]}) gives no size for the call's sizes "
+                              f"{sizes}", hint="the package was edited: rebuild it from the model")
+        return [*fn(flat), *values]
 
     return run
 

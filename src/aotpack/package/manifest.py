@@ -1283,15 +1283,25 @@ class Manifest(Record):
                         for x in g.layout["stride"])),
                   f"variant {name}.inputs[{i}].layout")
 
+    def _check_output_sizes(self) -> None:
+        """The ints a program returns of the call's sizes (format version 17): its spec's
+        size leaves numbered 0..n-1, and each variant's value of each one that the call's
+        Dims give (a reader evaluates it at every call)."""
+        sizes = sorted(self.program.out_spec.size_indices())
+        _need(sizes == list(range(len(sizes))) and (not sizes or self.format_version >= fmt.SIZE_OUTPUTS_FORMAT_VERSION),
+              "program.out_spec's sizes are not numbered 0..n-1")
+        for v in self.variants:
+            _need(len(v.output_sizes) == len(sizes) and all(
+                x in v.dims if isinstance(x, str) else size_evaluator(x) is not None for x in v.output_sizes),
+                  f"variant {v.name}.output_sizes")
+
     def _check_links(self) -> None:
         """What the field types cannot say: names and indices that point elsewhere."""
         p = self.program
         _need(len({x.name for x in p.signature}) == len(p.signature), "program.signature names a parameter twice")
         outs = sorted(p.out_spec.tensor_indices())
         _need(outs == list(range(len(outs))), "program.out_spec's outputs are not numbered 0..n-1")
-        sizes = sorted(p.out_spec.size_indices())
-        _need(sizes == list(range(len(sizes))) and (not sizes or self.format_version >= fmt.SIZE_OUTPUTS_FORMAT_VERSION),
-              "program.out_spec's sizes are not numbered 0..n-1")
+        self._check_output_sizes()
         _need(all(t in p.weights for t in p.aliases.values()), "program.aliases")
         _need(all(w.layout in (None, "contiguous") or len(next(iter(w.layout.values()))) == len(w.shape)
                   for w in p.weights.values()), "program.weights[].layout")
@@ -1318,10 +1328,6 @@ class Manifest(Record):
             for key in ("weight_fqns", "weight_targets"):
                 _need(getattr(v, key) is None or len(getattr(v, key)) == len(ws), f"variant {name}.{key}")
             self._check_dims_and_inputs(v)
-            # each size output one the call's Dims give (a reader evaluates it at every call)
-            _need(len(v.output_sizes) == len(sizes) and all(
-                x in v.dims if isinstance(x, str) else size_evaluator(x) is not None for x in v.output_sizes),
-                  f"variant {name}.output_sizes")
             # each input guard is one tensor of the call, once (an extra guard would check an
             # argument the call does not have)
             _need(sorted(v.in_spec.tensor_indices()) == list(range(len(v.inputs))),
