@@ -1694,12 +1694,14 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
-def test_ints_of_dynamic_sizes_are_returned_as_eager_returns_them(tmp_path, backend):
+def test_ints_of_dynamic_sizes_are_returned_as_eager_returns_them(tmp_path):
     """``return y, x.shape[0]`` under ``dynamic=``: torch.compile returns the int of each
     call's size; a package returns the same, evaluated from the call's sizes (a
     CaptureError before format version 17), in a fresh process and under vmap too.
-    Training packages too; a number read from tensor data is still refused, naming it."""
+    Training packages too; a number read from tensor data is still refused, naming it.
+    (The ints are evaluated around any backend's code, runtime._with_sizes: no
+    AOTInductor compile here.)"""
+    backend = "eager"
     dynamic = {"x": {0: aotpack.Dim("rows", min=1, max=64)}}
     pkg = aotpack.compile(rows_and_more, (torch.randn(5, 4), torch.randn(2)), backend=backend, dynamic=dynamic)
     assert pkg.manifest.format_version == 17  # a version 16 reader refuses the size leaves' kind
