@@ -2042,6 +2042,33 @@ def test_a_functools_partial_holding_a_tensor_is_read_where_it_holds_it():
         fn(x)
 
 
+SHIFT_BY = functools.partial(torch.add, other=torch.ones(3))  # (a global partial holding a tensor)
+
+
+class _GlobalTensorPartial(torch.nn.Module):
+    def forward(self, x):
+        return SHIFT_BY(x) * 2
+
+
+def test_a_global_partial_holding_a_tensor_replaced_is_refused():
+    """A global partial's tensor is the package's copy (globals' containers are not
+    followed): one made anew, even of the same function and values, is refused as a
+    replaced function is (until 2026-12-06 neither was recorded: the package ran the old
+    one, silently)."""
+    global SHIFT_BY
+    m, x = _GlobalTensorPartial(), torch.randn(3)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    held = SHIFT_BY
+    try:
+        SHIFT_BY = functools.partial(torch.add, other=torch.full((3,), 5.0))
+        with pytest.raises(aotpack.GuardError, match=r"global SHIFT_BY: expected the function functools.partial"):
+            fn(x)
+    finally:
+        SHIFT_BY = held
+    torch.testing.assert_close(fn(x), m(x))
+
+
 _MODEL_FILE = """import torch
 torch.manual_seed(0)
 MODEL = torch.nn.Linear(3, 3)

@@ -297,12 +297,16 @@ def _holds_list(value) -> bool:
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
-def _same_partial(got, held) -> bool:
+def _same_partial(got, held, tensors_read_there: bool) -> bool:
     """Whether ``got`` is a ``functools.partial`` made anew of the function ``held`` (a
     partial) calls, with the same values (``manifest.function_name``): the same program,
-    its tensor arguments read where it holds them (``constant:act.keywords['w']``)."""
-    return (isinstance(got, functools.partial) and isinstance(held, functools.partial) and got.func is held.func
-            and function_name(got) == function_name(held))
+    its tensor arguments read where it holds them (``constant:act.keywords['w']``: a
+    module attribute's, ``tensors_read_there``). A global partial's tensors are the
+    package's copies: one holding tensors is compared by identity, as a function is."""
+    if not (isinstance(got, functools.partial) and isinstance(held, functools.partial) and got.func is held.func
+            and function_name(got) == function_name(held)):
+        return False
+    return tensors_read_there or not any(isinstance(a, torch.Tensor) for a in (*got.args, *got.keywords.values()))
 
 
 def _replaced_function(held: str, got, where: str) -> Mismatch:
@@ -1028,7 +1032,7 @@ class Binding:
             if isinstance(at_load, _Edited) and got is at_load.function:
                 return self._patched_function()
             if got is not at_load and got is not _MISSING:  # (a function replaced: by identity, not its name)
-                if not _same_partial(got, at_load):
+                if not _same_partial(got, at_load, tensors_read_there=not path.startswith("global:")):
                     return _replaced_function(python_value(want), got, where)
                 self._functions_at_load[(id(d), name)] = got  # (a partial made anew: its tensors read there)
             if _held(d, name, want) is _NEVER:
