@@ -2042,31 +2042,62 @@ def test_a_functools_partial_holding_a_tensor_is_read_where_it_holds_it():
         fn(x)
 
 
-SHIFT_BY = functools.partial(torch.add, other=torch.ones(3))  # (a global partial holding a tensor)
+HELD_WS, HELD_TABLE = [torch.ones(3)], {"a": torch.ones(3)}  # (globals holding tensors: the test puts them back)
+SHIFT_BY = functools.partial(torch.add, other=torch.ones(3))
+HELD_CACHE = types.SimpleNamespace(cos=torch.ones(3))
 
 
-class _GlobalTensorPartial(torch.nn.Module):
+class _GlobalContainers(torch.nn.Module):
     def forward(self, x):
-        return SHIFT_BY(x) * 2
+        return SHIFT_BY(x * HELD_WS[0] + HELD_TABLE["a"]) * HELD_CACHE.cos
 
 
-def test_a_global_partial_holding_a_tensor_replaced_is_refused():
-    """A global partial's tensor is the package's copy (globals' containers are not
-    followed): one made anew, even of the same function and values, is refused as a
-    replaced function is (until 2026-12-06 neither was recorded: the package ran the old
-    one, silently)."""
-    global SHIFT_BY
-    m, x = _GlobalTensorPartial(), torch.randn(3)
-    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
-    torch.testing.assert_close(fn(x), m(x))
-    held = SHIFT_BY
+def test_tensors_a_global_list_dict_partial_or_object_holds_are_read_there():
+    """``HELD_WS[0]``, ``HELD_TABLE['a']``, a global partial's ``other=t``, ``HELD_CACHE.cos``: torch.export
+    lifts each as a constant of its own. Until 2026-12-06 the package ran its copies, so an
+    update in place, an item set, or the global assigned anew after the load ran the old
+    values, silently. Now each is named where the global holds it (``global:HELD_WS[0]``,
+    ``global:SHIFT_BY.keywords['other']``) and read there at each call, as eager reads it,
+    with every container on the way compared; another dtype or an item gone is refused;
+    a partial made anew of the same function and values runs, one of other values is
+    refused. A function's package bound with ``module={}`` follows them too; loaded alone,
+    the package runs its copies."""
+    global HELD_WS, SHIFT_BY, HELD_CACHE
+    held = HELD_WS, HELD_TABLE["a"], SHIFT_BY, HELD_CACHE
+    m, x = _GlobalContainers(), torch.ones(3)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    assert sorted(pkg.manifest.variants[0].weight_fqns) == sorted([
+        "global:HELD_WS[0]", "global:HELD_TABLE['a']", "global:SHIFT_BY.keywords['other']", "global:HELD_CACHE.cos"])
+    fn, alone = aotpack.load(pkg.to_bytes(), module=m), aotpack.load(pkg.to_bytes())
+    function = aotpack.load(aotpack.compile(lambda x: x * HELD_WS[0] + HELD_TABLE["a"], (x,), backend="eager").to_bytes(),
+                            module={})
     try:
-        SHIFT_BY = functools.partial(torch.add, other=torch.full((3,), 5.0))
+        for change in (lambda: HELD_WS[0].add_(1), lambda: HELD_WS.__setitem__(0, torch.full((3,), 3.0)),
+                       lambda: HELD_TABLE.__setitem__("a", torch.full((3,), 2.0)),
+                       lambda: SHIFT_BY.keywords["other"].mul_(2), lambda: setattr(HELD_CACHE, "cos", torch.full((3,), 0.5))):
+            change()
+            torch.testing.assert_close(fn(x), m(x))
+            torch.testing.assert_close(function(x), x * HELD_WS[0] + HELD_TABLE["a"])
+        HELD_WS = [torch.full((3,), 4.0)]  # assigned anew
+        SHIFT_BY = functools.partial(torch.add, other=torch.full((3,), 7.0))
+        HELD_CACHE = types.SimpleNamespace(cos=torch.full((3,), 0.25))
+        torch.testing.assert_close(fn(x), m(x))
+        torch.testing.assert_close(function(x), x * HELD_WS[0] + HELD_TABLE["a"])
+        SHIFT_BY = functools.partial(torch.add, other=torch.full((3,), 7.0), alpha=3)
         with pytest.raises(aotpack.GuardError, match=r"global SHIFT_BY: expected the function functools.partial"):
             fn(x)
+        SHIFT_BY = functools.partial(torch.add, other=torch.ones(3))
+        HELD_WS = [torch.ones(3, dtype=torch.float64)]
+        with pytest.raises(aotpack.GuardError, match=r"global 'HELD_WS\[0\]' the module's code reads is float64\[3\]"):
+            fn(x)
+        HELD_WS = []
+        with pytest.raises(aotpack.GuardError, match=r"global 'HELD_WS\[0\]' the module's code reads is no tensor any more"):
+            fn(x)
+        HELD_WS = [torch.ones(3)]
+        torch.testing.assert_close(fn(x), m(x))
+        torch.testing.assert_close(alone(x), torch.full((3,), 3.0))  # (its copies of compile time)
     finally:
-        SHIFT_BY = held
-    torch.testing.assert_close(fn(x), m(x))
+        HELD_WS, HELD_TABLE["a"], SHIFT_BY, HELD_CACHE = held
 
 
 _MODEL_FILE = """import torch

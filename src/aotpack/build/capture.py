@@ -968,7 +968,8 @@ def _gapped_layout_refusal(call: _Call, i: int, strides: tuple, pins: list) -> C
 def _frozen_records(frozen: list[dict], signature: list[mf.Param], target) -> list[mf.Frozen]:
     """The frozen values as the manifest lists them: globals and closures read, then
     the defaults of parameters the call left out (baked in too)."""
-    out = [mf.Frozen(**{k: v for k, v in f.items() if k != "_value"}) for f in frozen]
+    out = [mf.Frozen(**{k: v for k, v in f.items() if k not in ("_value", "_held")}) for f in frozen
+           if not f.get("_held") or f.get("weight")]  # (a container's tensor: where the graph reads it)
     for p in signature:
         if p.default is not None:
             out.append(mf.Frozen(kind="default", name=p.name, where=defined_at(target), type=p.default.type,
@@ -1383,10 +1384,13 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
     weight_kinds: dict[str, str] = {}
     weight_targets: dict[str, str] = {}
     user_nodes = []
-    by_id = {id(f["_value"]): f for f in frozen if f["type"] == "tensor"}
-    # (an nn.Parameter read from a global or closure: torch.export lifts a detached alias
-    # of it, another object on the same memory)
-    by_memory = {memory_of(f["_value"]): f for f in frozen if f["type"] == "tensor"}
+    by_id, by_memory = {}, {}
+    # (a tensor a global names itself before one a global container holds: ``W`` over ``WS[0]``)
+    for f in sorted((f for f in frozen if f["type"] == "tensor"), key=lambda f: not f.get("_held")):
+        by_id[id(f["_value"])] = f
+        # (an nn.Parameter read from a global or closure: torch.export lifts a detached alias
+        # of it, another object on the same memory)
+        by_memory[memory_of(f["_value"])] = f
     by_memory.pop(None, None)
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
     for node, spec in zip(placeholders, ep.graph_signature.input_specs):

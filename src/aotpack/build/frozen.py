@@ -8,6 +8,7 @@ capture bakes into the graph, listed in the manifest (``Frozen`` records) and by
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable
 from typing import NamedTuple
@@ -205,6 +206,7 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
     for code, (globals_, cells) in sources.items():
         where = where_read(code)
         found = [("global", name, value) for name, value in globals_read(_code_names(code), globals_)]
+        found += [("held", path, t) for _, name, value in list(found) for path, t in _held_in(name, value)]
         for name, value in cells.items():
             if name != "__class__":
                 found.append(("closure", name, value))
@@ -215,9 +217,24 @@ def frozen_values(target: Callable, ran: dict | None = None) -> list[dict]:
             seen.add((kind, name, id(value)))
             # (a global: the Python module holding it, where a loading process that imported it
             # from another path finds it, load/binding.py's ``global_namespaces``)
-            home = {"module": globals_.get("__name__")} if kind == "global" else {}
-            frozen.append({"kind": kind, "name": name, "where": where, **entry, **home, "_value": value})
+            home = {"module": globals_.get("__name__")} if kind in ("global", "held") else {}
+            held = {"_held": True} if kind == "held" else {}  # (listed only where the graph reads it)
+            frozen.append({"kind": "global" if held else kind, "name": name, "where": where, **entry, **home,
+                           "_value": value, **held})
     return frozen
+
+
+def _held_in(name: str, value) -> list[tuple[str, torch.Tensor]]:
+    """(path, tensor) of the tensors a global list, tuple, dict, functools.partial or
+    plain object holds (``WS[0]``, ``SHIFT.keywords['other']``): a package bound to a
+    module reads each there at every call, as eager does (load/binding.py's
+    ``global_homes``); those the graph reads no tensor of are left out of the records."""
+    from .homes import _held_tensors
+
+    if isinstance(value, (torch.Tensor, torch.nn.Module, types.ModuleType, type)) or callable(value) and not \
+            isinstance(value, functools.partial):
+        return []
+    return [(path, t) for path, t, _, _ in _held_tensors(name, value, 16, set())]
 
 
 # the Python values a global may hold that the program computes with as data (numbers,

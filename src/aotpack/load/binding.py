@@ -297,16 +297,13 @@ def _holds_list(value) -> bool:
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
-def _same_partial(got, held, tensors_read_there: bool) -> bool:
+def _same_partial(got, held) -> bool:
     """Whether ``got`` is a ``functools.partial`` made anew of the function ``held`` (a
     partial) calls, with the same values (``manifest.function_name``): the same program,
-    its tensor arguments read where it holds them (``constant:act.keywords['w']``: a
-    module attribute's, ``tensors_read_there``). A global partial's tensors are the
-    package's copies: one holding tensors is compared by identity, as a function is."""
-    if not (isinstance(got, functools.partial) and isinstance(held, functools.partial) and got.func is held.func
-            and function_name(got) == function_name(held)):
-        return False
-    return tensors_read_there or not any(isinstance(a, torch.Tensor) for a in (*got.args, *got.keywords.values()))
+    its tensor arguments read where it holds them (``constant:act.keywords['w']``,
+    ``global:SHIFT.keywords['w']``)."""
+    return (isinstance(got, functools.partial) and isinstance(held, functools.partial) and got.func is held.func
+            and function_name(got) == function_name(held))
 
 
 def _replaced_function(held: str, got, where: str) -> Mismatch:
@@ -373,7 +370,15 @@ def tensor_attribute_slot(module: torch.nn.Module, fqn: str) -> tuple[object, ob
     attr = _NAME.match(rest)
     if attr is None:
         return None, "", []
-    holder, key, hops, at = owner.__dict__, attr.group(0), [], attr.end()
+    return held_slot(owner.__dict__, attr.group(0), rest[attr.end():])
+
+
+def held_slot(holder, key, rest: str) -> tuple[object, object, list]:
+    """Where the tensor ``rest`` (``[0]``, ``['a'][1]``, ``.cos``, ``.keywords['w']``)
+    names below ``holder[key]`` lies: (its container or object's ``__dict__``, its key
+    there, the hops (holder, key, value) on the way, each compared at every call), or
+    (None, "", []) where no tensor lies there."""
+    hops, at = [], 0
     while at < len(rest):
         step = _STEP.match(rest, at)
         if step is None:  # (a name no walk gives: stays the package's)
@@ -509,11 +514,18 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
                         by_file.setdefault(getattr(m, "__file__", None), []).append(held)
             candidates = by_file.get(file, [])
         for namespace in candidates:
-            holder, name, path = _walk(namespace, f.name)
+            head, bracket, tail = f.name.partition("[")  # (``WS[0]``: a tensor a global list holds)
+            holder, name, path = _walk(namespace, head)
             held = holder.get(name.rpartition(".")[2], _MISSING)
             # (plain data: any value, which the per-call comparison refuses where it changed; or
-            # that of a plain object global, ``args.scale``: ``args`` found, read at each call)
-            kind = object if f.name in values else torch.nn.Module if path or f.type == "module" else torch.Tensor
+            # that of a plain object global, ``args.scale``: ``args`` found, read at each call;
+            # a global container's tensor: the container, its tensor read there at each call)
+            if f.weight and _container_rest(held, path, bracket + tail) is not None:
+                kind = object
+            else:
+                holder, name, path = _walk(namespace, f.name)
+                held = holder.get(name.rpartition(".")[2], _MISSING)
+                kind = object if f.name in values else torch.nn.Module if path or f.type == "module" else torch.Tensor
             if held is not _MISSING and isinstance(held, kind):
                 if name not in found:
                     found[name] = holder
@@ -522,6 +534,18 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
                     others.setdefault(name, []).append(holder)  # (another module's code reads one of that name)
                 break
     return found
+
+
+def _container_rest(held, path: str, bracket: str) -> str | None:
+    """The walk (``[0]``, ``.keywords['w']``, ``.cos``) from a global ``held`` to a tensor
+    it holds, where ``held`` is a list, tuple, dict, functools.partial or plain object
+    (no module, tensor or Python module) and the walk reaches a tensor; else None."""
+    import types
+
+    rest = (f".{path}" if path else "") + bracket
+    if not rest or held is _MISSING or isinstance(held, (torch.nn.Module, torch.Tensor, types.ModuleType, type)):
+        return None
+    return rest if held_slot({"": held}, "", rest)[0] is not None else None
 
 
 def _bound_as(f) -> str:
@@ -608,14 +632,20 @@ def global_homes(program: Program, namespaces: dict[str, dict]) -> dict[str, tup
     ``namespaces``: ``global_namespaces``."""
     homes = {}
     for f in program.frozen:
-        name, path = _split_global(f.name, namespaces)
+        head, bracket, tail = f.name.partition("[")
+        name, path = _split_global(head, namespaces)
         namespace = namespaces.get(name) if f.kind == "global" and f.weight else None
         key = name.rpartition(".")[2]  # (``helpers.SEQ``: SEQ in the Python module helpers)
-        held = namespace.get(key) if namespace is not None else None
-        if not path and isinstance(held, torch.Tensor):
-            homes[f.weight] = (namespace, key, None)
+        held = namespace.get(key, _MISSING) if namespace is not None else _MISSING
+        if (rest := _container_rest(held, path, bracket + tail)) is not None:  # (``WS[0]``: hops compared per call)
+            holder, item, hops = held_slot(namespace, key, rest)
+            homes[f.weight] = (holder, item, None, hops)
+        elif bracket:
+            continue
+        elif not path and isinstance(held, torch.Tensor):
+            homes[f.weight] = (namespace, key, None, [])
         elif path and isinstance(held, torch.nn.Module) and (slot := _tensor_slot(held, path)) is not None:
-            homes[f.weight] = (*slot, (namespace, key, held))
+            homes[f.weight] = (*slot, (namespace, key, held), [])
     return homes
 
 
@@ -804,8 +834,9 @@ class Binding:
             home = homes.get(key)  # (a global this process holds; a function's: one the dict does not give)
             held = None
             if home is not None:
-                held, name, anchor = home
+                held, name, anchor, via = home
                 global_modules += [anchor] if anchor is not None else []  # (a global module's: checked too)
+                containers += via  # (a global container's: each hop compared too)
             elif given is not None and not gets_grad and fqn.removeprefix("constant:").split(".")[0] not in given:
                 if fqn in self._attribute_names:  # (followed where this process held it: gone since)
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
@@ -1032,7 +1063,7 @@ class Binding:
             if isinstance(at_load, _Edited) and got is at_load.function:
                 return self._patched_function()
             if got is not at_load and got is not _MISSING:  # (a function replaced: by identity, not its name)
-                if not _same_partial(got, at_load, tensors_read_there=not path.startswith("global:")):
+                if not _same_partial(got, at_load):
                     return _replaced_function(python_value(want), got, where)
                 self._functions_at_load[(id(d), name)] = got  # (a partial made anew: its tensors read there)
             if _held(d, name, want) is _NEVER:

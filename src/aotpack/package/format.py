@@ -316,6 +316,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     whose vmap rule torch generates from their forward (``generate_vmap_rule = True``): a
     reader runs a call under vmap alone (no grad or jvp transform) through the portable
     program, whose ops are that forward; older readers refuse such calls, as before.
+    (2026-12-06, compatible) program.frozen may name a tensor a module global's list,
+    tuple, dict, functools.partial or plain object holds (``WS[0]``,
+    ``SHIFT.keywords['other']``, ``CACHE.cos``; the weight ``global:WS[0]``): a reader
+    binding a module reads it there at each call, each container on the way compared;
+    older readers find no such global and run the package's copy, as before.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
