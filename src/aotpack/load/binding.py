@@ -35,6 +35,9 @@ NN-module guards do for torch.compile) would cost microseconds per weight. Inste
   module the code calls as a global (``HELPER(x)``: ``global:HELPER.weight``), and each
   call checks that the global still names the module bound; such a module's class, code,
   hooks and Python values are guarded as a submodule's, below (under ``global:HELPER``);
+  a tensor a global list, dict, functools.partial or plain object holds (``WS[0]``,
+  ``SHIFT.keywords['w']``, ``CACHE.cos``) is bound there, each container on the way
+  compared at every call as a module's own containers are (``held_slot``);
   a function's package binds its globals by name (``module={"MODEL": MODEL, "W": W}``):
   where the global still holds what the dict gave at load, the same pass compares it with
   the object bound, and one assigned anew is bound in its place and checked as a
