@@ -116,6 +116,22 @@ class _Zygote:
 
 _ZYGOTE = _Zygote()
 
+
+def rewrite_manifest(path, edit) -> None:
+    """Rewrite a saved package's manifest as someone editing the file would: ``edit(doc)``
+    changes the parsed JSON in place; every member's digest is recomputed by the writer
+    (what a reader must still refuse is the edit itself)."""
+    from aotpack.package import fmt
+    from aotpack.package.reader import PackageReader
+    from aotpack.package.writer import package_entries, write_members
+
+    with PackageReader(path) as r:
+        doc = json.loads(r.read(fmt.MANIFEST))
+        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
+    doc.pop("members")
+    edit(doc)
+    write_members(path, package_entries(doc, members))
+
 CLI = [os.path.join(os.path.dirname(sys.executable), "aotpack")]
 # the console script's own code (``aotpack`` is ``sys.exit(main())`` of aotpack.cli), run as it
 _CLI_CODE = "import sys\nsys.argv[0] = 'aotpack'\nfrom aotpack.cli import main\nsys.exit(main())\n"

@@ -15,7 +15,7 @@ import torch
 import aotpack
 import programs
 from aotpack.package import fmt
-from conftest import HERE, run_cli, run_fresh
+from conftest import HERE, rewrite_manifest, run_cli, run_fresh
 
 DATA = os.path.join(HERE, "data")
 
@@ -435,21 +435,11 @@ def test_eager_meta_names_only_functions_of_its_graph_code(tmp_path, meta, says)
     """A rewritten eager meta (hashes recomputed) that names something other than a
     function graph.py defines is a FormatError at load, not a call of that object, and
     verify (which runs nothing) says the same."""
-    import json
-
-    from aotpack.package.reader import PackageReader
-    from aotpack.package.writer import package_entries, write_members
-
     def f(x):
         return torch.cond(x.sum() > 0, lambda x: x * 2, lambda x: x - 1, (x,))
 
     path = aotpack.compile(f, (torch.randn(4),), backend="eager").save(tmp_path / "c.aot")
-    with PackageReader(path) as r:
-        doc = json.loads(r.read(fmt.MANIFEST))
-        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
-    doc.pop("members")
-    doc["variants"][0]["meta"].update(meta)
-    write_members(path, package_entries(doc, members))
+    rewrite_manifest(path, lambda doc: doc["variants"][0]["meta"].update(meta))
     with pytest.raises(aotpack.FormatError, match=re.escape(says)):
         aotpack.load(path)
     report = aotpack.verify(path)  # says no where load fails, from graph.py's syntax tree
@@ -477,19 +467,9 @@ def test_edited_size_outputs_are_format_errors(tmp_path, edit, says):
     expression a reader cannot evaluate, a size leaf in an argument spec, or a version
     16 claim are each a FormatError at load. A power of powers stops at the first value
     past any size, never computed at length: such a call is a FormatError."""
-    import json
-
-    from aotpack.package.reader import PackageReader
-    from aotpack.package.writer import package_entries, write_members
-
     path = aotpack.compile(_rows_and_double, (torch.randn(4, 3),), backend="eager",
                            dynamic={"x": {0: aotpack.Dim("rows", min=1, max=2**40)}}).save(tmp_path / "s.aot")
-    with PackageReader(path) as r:
-        doc = json.loads(r.read(fmt.MANIFEST))
-        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
-    doc.pop("members")
-    edit(doc)
-    write_members(path, package_entries(doc, members))
+    rewrite_manifest(path, edit)
     if says is not None:
         with pytest.raises(aotpack.FormatError, match=re.escape(says)):
             aotpack.load(path)

@@ -11,25 +11,13 @@ import torch
 
 import aotpack
 from aotpack.package import fmt
-from conftest import run_fresh
+from conftest import rewrite_manifest, run_fresh
 
 
 def returns_defaultdict(x):
     out = collections.defaultdict(list)
     out["y"] = x * 2
     return out
-
-
-def _rewrite(path, edit):
-    from aotpack.package.reader import PackageReader
-    from aotpack.package.writer import package_entries, write_members
-
-    with PackageReader(path) as r:
-        doc = json.loads(r.read(fmt.MANIFEST))
-        members = {n: r.read(n) for n in r.names() if n != fmt.MANIFEST}
-    doc.pop("members")
-    edit(doc)
-    write_members(path, package_entries(doc, members))
 
 
 def _point_factory(spec, module, name):
@@ -64,7 +52,7 @@ def test_a_defaultdict_factory_never_makes_aotpack_import_a_module(tmp_path):
     path = aotpack.compile(returns_defaultdict, (torch.ones(2),), backend="eager").save(tmp_path / "d.aot")
     fn = aotpack.load(path)
     assert fn(torch.ones(2))["y"].tolist() == [2.0, 2.0]  # the honest package works
-    _rewrite(path, lambda doc: _point_factory(doc["program"]["out_spec"], "evilmod", "run"))
+    rewrite_manifest(path, lambda doc: _point_factory(doc["program"]["out_spec"], "evilmod", "run"))
     (tmp_path / "evilmod.py").write_text(EVIL)
     mark = tmp_path / "imported.txt"
     proc = run_fresh(["-c", CHILD.replace("fn = aotpack.load(sys.argv[1])", """try:
@@ -334,7 +322,7 @@ def test_self_consistent_manifests_that_would_crash_load_are_format_errors(tmp_p
     an aotpack error at load, and verify says no, never a ValueError/IndexError/
     RecursionError/MemoryError out of aotpack."""
     path = aotpack.compile(to_device, (torch.ones(4), torch.device("cpu")), backend="eager").save(tmp_path / "d.aot")
-    _rewrite(path, MANIFEST_EDITS[edit])
+    rewrite_manifest(path, MANIFEST_EDITS[edit])
     with pytest.raises(aotpack.AotpackError):
         aotpack.load(path)(torch.ones(4))
     try:

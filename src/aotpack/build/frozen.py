@@ -153,8 +153,6 @@ GLOBAL_OF = "a module global of "  # (how ``modules_by_name`` says a module is r
 
 def _held_by_call(call) -> dict[torch.nn.Module, Reached]:
     """The modules a ``functools.partial`` or a callable object holds."""
-    import functools
-
     if isinstance(call, functools.partial):
         # (a positional argument by the name of the parameter it fills: ``partial(step, model)``
         # of ``def step(model, x)`` binds as ``module={"model": model}``)
@@ -229,12 +227,35 @@ def _held_in(name: str, value) -> list[tuple[str, torch.Tensor]]:
     plain object holds (``WS[0]``, ``SHIFT.keywords['other']``): a package bound to a
     module reads each there at every call, as eager does (load/binding.py's
     ``global_homes``); those the graph reads no tensor of are left out of the records."""
-    from .homes import _held_tensors
-
     if isinstance(value, (torch.Tensor, torch.nn.Module, types.ModuleType, type)) or callable(value) and not \
             isinstance(value, functools.partial):
         return []
-    return [(path, t) for path, t, _, _ in _held_tensors(name, value, 16, set())]
+    return [(path, t) for path, t, _, _ in held_tensors(name, value, 16, set())]
+
+
+def held_tensors(path: str, value, depth: int, seen: set[int]):
+    """(path, tensor, holder, key) for the tensors ``value`` (a container or a plain
+    object) holds, ``depth`` levels down, leaving out the containers in ``seen``."""
+    if depth <= 0 or id(value) in seen:
+        return
+    if isinstance(value, functools.partial):  # (``partial(F.linear, weight=w)``: its arguments)
+        seen.add(id(value))
+        yield from held_tensors(f"{path}.args", value.args, depth - 1, seen)
+        yield from held_tensors(f"{path}.keywords", value.keywords, depth - 1, seen)
+        return
+    if isinstance(value, (list, tuple, dict)):
+        items = [(f"{path}[{key!r}]", key, t) for key, t in (value.items() if isinstance(value, dict)
+                                                             else enumerate(value)) if type(key) in (int, str)]
+    elif plain_object(value):
+        items = [(f"{path}.{key}", key, t) for key, t in vars(value).items() if key.isidentifier()]
+    else:
+        return
+    seen.add(id(value))
+    for item_path, key, t in items:
+        if isinstance(t, torch.Tensor):
+            yield item_path, t, value, key
+        elif not isinstance(t, (torch.nn.Module, str, bytes)):
+            yield from held_tensors(item_path, t, depth - 1, seen)
 
 
 # the Python values a global may hold that the program computes with as data (numbers,

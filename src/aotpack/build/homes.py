@@ -23,14 +23,13 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .. import _torch_compat as compat
-from .frozen import user_functions
+from .frozen import held_tensors, user_functions
 
 __all__ = ["Home", "bind_by_name", "bound_name", "frozen_homes", "memory_of", "same", "tensor_attribute"]
 
@@ -234,34 +233,7 @@ def container_tensors(module: torch.nn.Module, depth: int = 16):
     for prefix, sub in module.named_modules():
         for attr, value in vars(sub).items():
             if not attr.startswith("_"):  # (the module's own dicts: _parameters, _buffers, _modules, hooks)
-                yield from _held_tensors(f"{prefix}.{attr}".lstrip("."), value, depth, seen)
-
-
-def _held_tensors(path: str, value, depth: int, seen: set[int]):
-    """(path, tensor, holder, key) for the tensors ``value`` (a container or a plain
-    object) holds, ``depth`` levels down, leaving out the containers in ``seen``."""
-    from .frozen import plain_object
-
-    if depth <= 0 or id(value) in seen:
-        return
-    if isinstance(value, functools.partial):  # (``partial(F.linear, weight=w)``: its arguments)
-        seen.add(id(value))
-        yield from _held_tensors(f"{path}.args", value.args, depth - 1, seen)
-        yield from _held_tensors(f"{path}.keywords", value.keywords, depth - 1, seen)
-        return
-    if isinstance(value, (list, tuple, dict)):
-        items = [(f"{path}[{key!r}]", key, t) for key, t in (value.items() if isinstance(value, dict)
-                                                             else enumerate(value)) if type(key) in (int, str)]
-    elif plain_object(value):
-        items = [(f"{path}.{key}", key, t) for key, t in vars(value).items() if key.isidentifier()]
-    else:
-        return
-    seen.add(id(value))
-    for item_path, key, t in items:
-        if isinstance(t, torch.Tensor):
-            yield item_path, t, value, key
-        elif not isinstance(t, (torch.nn.Module, str, bytes)):
-            yield from _held_tensors(item_path, t, depth - 1, seen)
+                yield from held_tensors(f"{prefix}.{attr}".lstrip("."), value, depth, seen)
 
 
 def _container_tensors_named(captured):
