@@ -2308,3 +2308,39 @@ def test_a_tensor_that_requires_grad_in_a_list_attribute_trains_as_eager(form, t
         assert a.grad is not None
         torch.testing.assert_close(a.grad, b.grad)
     assert m.pair[1].grad is None and not m.pair[1].requires_grad  # (the trace put each tensor back)
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Linear(3, 3, bias=False)
+        self.head = torch.nn.Linear(3, 3, bias=False)
+        self.head.weight = self.emb.weight  # tied, as a language model's embedding and output layer
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.emb(x)))
+
+
+def test_tied_weights_untied_after_the_load_are_refused():
+    """``head.weight = emb.weight`` at compile: torch.export keeps two weight inputs but
+    its graph reads one for both. Until 2026-12-06 a bound module untied after the load
+    (``m.head.weight = nn.Parameter(...)``, as resizing or untying an LM head does) ran
+    the package with one tensor for both, silently (another number than eager's). Now a
+    GuardError naming the two (at the load too, for a module built untied); tied again,
+    the call runs."""
+    torch.manual_seed(0)
+    m = _Tied().requires_grad_(False)
+    x = torch.randn(2, 3)
+    data = aotpack.compile(m, (x,), backend="eager").to_bytes()
+    fn = aotpack.load(data, module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    tied = m.head.weight
+    m.head.weight = torch.nn.Parameter(torch.eye(3), requires_grad=False)
+    with pytest.raises(aotpack.GuardError, match=r"'head.weight' is another tensor than emb.weight: they were one"):
+        fn(x)
+    m.head.weight = tied
+    torch.testing.assert_close(fn(x), m(x))
+    untied = _Tied().requires_grad_(False)
+    untied.head.weight = torch.nn.Parameter(untied.emb.weight.clone(), requires_grad=False)
+    with pytest.raises(aotpack.AotpackError, match=r"is another tensor than emb.weight"):
+        aotpack.load(data, module=untied)

@@ -1412,6 +1412,8 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
             if compat.is_fake(tensor):
                 raise _fake_constant_refusal(target_name)
             f = by_id.get(id(tensor)) or by_memory.get(memory_of(tensor))
+            if f and f.get("_held") and not target_name.removeprefix(prefix).startswith("lifted_tensor"):
+                f = None  # (a global container's tensor that is a module's attribute too: the module's name)
             name = f"{f['kind']}:{f['name']}" if f else f"constant:{target_name.removeprefix(prefix)}"
             if f:
                 f["weight"] = name

@@ -300,6 +300,25 @@ def _holds_list(value) -> bool:
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
+def _refuse_untied(variant, program: Program, weights: list) -> None:
+    """AotpackError where two weights that were one tensor at compile (``program.aliases``:
+    a tied embedding and output layer, ``head.weight = emb.weight``) are two now: the
+    compiled code reads one of them for both (torch.export keeps one), so eager's result
+    with the two would differ. Checked where the binding binds again (a module changed)."""
+    index = {key: i for i, key in enumerate(variant.weights)}
+    for alias, target in program.aliases.items():
+        i, j = index.get(alias), index.get(target)
+        if i is None or j is None:
+            continue
+        a, b = weights[i], weights[j]
+        if a is not b and (a.data_ptr() != b.data_ptr() or a.shape != b.shape or a.stride() != b.stride()):
+            fqns = variant.weight_fqns
+            raise AotpackError(f"{module_weight(fqns[i])} is another tensor than {fqns[j]}: they were one (tied) "
+                               "when the package was compiled, and its code reads one tensor for both",
+                               hint=f"tie them again ({fqns[i]} = {fqns[j]}), or compile the package from the "
+                                    "module as it is now")
+
+
 def _same_partial(got, held) -> bool:
     """Whether ``got`` is a ``functools.partial`` made anew of the function ``held`` (a
     partial) calls, with the same values (``manifest.function_name``): the same program,
@@ -872,6 +891,7 @@ class Binding:
                 raise AotpackError(f"{module_weight(fqn)} is on {t.device}, variant {v.name} runs on {v.device}",
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
+        _refuse_untied(v, self.program, out)
         self.attributes = attributes
         self._containers = containers  # (the hops to a held tensor: a list attribute, compared too)
         # the globals naming a module the binding follows (``HELPER``: its tensors, class, code,
