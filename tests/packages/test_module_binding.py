@@ -2344,3 +2344,38 @@ def test_tied_weights_untied_after_the_load_are_refused():
     untied.head.weight = torch.nn.Parameter(untied.emb.weight.clone(), requires_grad=False)
     with pytest.raises(aotpack.AotpackError, match=r"is another tensor than emb.weight"):
         aotpack.load(data, module=untied)
+
+
+class _SharedTensor(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("buf", torch.ones(3))
+        self.scale, self.again = torch.full((3,), 2.0), None
+        self.again = self.scale  # one tensor, two plain attributes
+        self.ws = [self.buf]  # a buffer a list holds too
+
+    def forward(self, x):
+        return x * self.scale + self.again + self.buf * self.ws[0]
+
+
+def test_one_tensor_held_in_two_places_is_refused_once_they_differ():
+    """``self.again = self.scale`` and ``self.ws = [self.buf]``: torch.export reads one
+    input for a tensor held twice (or two for it, by where it found them). Until
+    2026-12-06 assigning one of the places after the load (``m.again = t``) ran the package
+    with the old tensor there, silently. Now each place joins its tensor's group
+    (``variants[].tensor_aliases``), compared at every call; one holding another tensor is
+    a GuardError naming both; set back, the call runs; updates in place are followed."""
+    m, x = _SharedTensor(), torch.randn(3)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    assert pkg.manifest.variants[0].tensor_aliases == {"constant:again": "constant:scale", "constant:ws[0]": "buf"}
+    fn = aotpack.load(pkg.to_bytes(), module=m)
+    m.buf.add_(1)
+    m.scale.mul_(3)
+    torch.testing.assert_close(fn(x), m(x))
+    for place, value in (("again", torch.zeros(3)), ("ws", [torch.zeros(3)])):
+        held = getattr(m, place)
+        setattr(m, place, value)
+        with pytest.raises(aotpack.GuardError, match=r"is another tensor than (scale|buf): they were one"):
+            fn(x)
+        setattr(m, place, held)
+        torch.testing.assert_close(fn(x), m(x))

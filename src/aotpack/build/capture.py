@@ -192,6 +192,8 @@ class Captured:
     inference_outputs: list[int] = field(default_factory=list)
     # the int outputs of dynamic sizes, in Dim names (``_output_sizes``; out_spec's size leaves)
     output_sizes: list = field(default_factory=list)
+    # other plain attributes of the module holding a weight's tensor (homes.tensor_aliases)
+    tensor_aliases: dict[str, str] = field(default_factory=dict)
     # a module's Python attributes the program names -> their values (guard_specs.module_attributes)
     module_attributes: dict[str, Any] = field(default_factory=dict)
     # the class of each module whose methods ran (guard_specs.module_types)

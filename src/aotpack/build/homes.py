@@ -208,7 +208,9 @@ def bind_by_name(captured):
     holds them (``global:W``; a module global's tensors: ``_global_modules_named``)."""
     captured = _container_tensors_named(captured)
     if captured.program.of_module:  # (a module, or a method of one)
-        return _global_modules_named(captured)
+        captured = _global_modules_named(captured)
+        captured.tensor_aliases = tensor_aliases(captured)
+        return captured
     taken = set(captured.weights)
     renames = {}
     for name, home in frozen_homes(captured).items():
@@ -217,6 +219,34 @@ def bind_by_name(captured):
             taken.add(home.name)
     captured.rename_weights(renames)
     return _record_module_globals(captured)
+
+
+def tensor_aliases(captured) -> dict[str, str]:
+    """The places of a module's program that hold one tensor together: weights of one
+    memory (tied ``head.weight = emb.weight``, a buffer a list holds too) and plain
+    attributes holding a weight's tensor that are no weight themselves (``self.a =
+    self.b = t``, ``self.w = self.buf``): each but the first weight -> the first
+    (``head.weight`` -> ``emb.weight``, ``constant:b`` -> ``constant:a``). torch.export
+    may read one input for several of them (it reads ``head.weight`` for both tied
+    Linears), so a package bound to the module refuses one of them holding another tensor
+    since (eager would read the new one there: load/binding.py's ``_alias_hops``)."""
+    root = getattr(captured.program, "m", None)
+    if root is None:
+        return {}
+    groups: dict = {}  # memory -> the weights lying there, in graph order
+    for n, w in captured.weights.items():
+        groups.setdefault(memory_of(w), []).append(n)
+    for prefix, sub in root.named_modules(remove_duplicate=False):
+        for attr, value in vars(sub).items():
+            path = f"{prefix}.{attr}".lstrip(".")
+            if isinstance(value, torch.Tensor) and not attr.startswith("_") and f"constant:{path}" not in groups.get(
+                    memory_of(value), ()) and memory_of(value) in groups:
+                groups[memory_of(value)].append(f"constant:{path}")
+    for path, t, _, _ in container_tensors(root):
+        if memory_of(t) in groups and f"constant:{path}" not in groups[memory_of(t)]:
+            groups[memory_of(t)].append(f"constant:{path}")
+    groups.pop(None, None)
+    return {n: names[0] for names in groups.values() for n in dict.fromkeys(names[1:]) if n != names[0]}
 
 
 def container_tensors(module: torch.nn.Module, depth: int = 16):

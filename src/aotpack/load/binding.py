@@ -300,23 +300,32 @@ def _holds_list(value) -> bool:
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
-def _refuse_untied(variant, program: Program, weights: list) -> None:
-    """AotpackError where two weights that were one tensor at compile (``program.aliases``:
-    a tied embedding and output layer, ``head.weight = emb.weight``) are two now: the
-    compiled code reads one of them for both (torch.export keeps one), so eager's result
-    with the two would differ. Checked where the binding binds again (a module changed)."""
-    index = {key: i for i, key in enumerate(variant.weights)}
-    for alias, target in program.aliases.items():
-        i, j = index.get(alias), index.get(target)
-        if i is None or j is None:
+def _alias_hops(variant, module: torch.nn.Module, weights: list) -> list[tuple]:
+    """The places whose tensor the graph reads through another weight
+    (``Variant.tensor_aliases``: a tied ``emb.weight`` read as ``head.weight``, a plain
+    attribute ``b`` holding ``a``'s tensor) checked to hold that weight's memory still:
+    AotpackError naming the two where one holds another tensor (untied since: eager would
+    read the two, the compiled code reads one). Returns the hops (holder, key, value) to
+    the plain attributes, compared at every call (assigning one registers nothing); a
+    weight's own slot is compared already."""
+    fqns, hops = variant.weight_fqns, []
+    for alias, fqn in variant.tensor_aliases.items():
+        if fqn not in fqns:
             continue
-        a, b = weights[i], weights[j]
-        if a is not b and (a.data_ptr() != b.data_ptr() or a.shape != b.shape or a.stride() != b.stride()):
-            fqns = variant.weight_fqns
-            raise AotpackError(f"{module_weight(fqns[i])} is another tensor than {fqns[j]}: they were one (tied) "
-                               "when the package was compiled, and its code reads one tensor for both",
-                               hint=f"tie them again ({fqns[i]} = {fqns[j]}), or compile the package from the "
-                                    "module as it is now")
+        w, via = weights[fqns.index(fqn)], []
+        if alias in fqns:
+            there = weights[fqns.index(alias)]
+        else:
+            held, name, via = tensor_attribute_slot(module, alias)
+            there = _item(held, name) if held is not None else None
+            via = [*via, (held, name, there)]
+        if not isinstance(there, torch.Tensor) or (there is not w and (there.data_ptr(), there.shape, there.stride())
+                                                    != (w.data_ptr(), w.shape, w.stride())):
+            raise AotpackError(f"{module_weight(alias)} is another tensor than {fqn.removeprefix('constant:')}: they "
+                               "were one when the package was compiled, which its code may read for both",
+                               hint="set them to one tensor again, or compile the package from the module as it is now")
+        hops += via
+    return hops
 
 
 def _same_partial(got, held) -> bool:
@@ -866,7 +875,8 @@ class Binding:
                 continue
             # (a constant may be a parameter of the module: one a function package reads
             # from outside and trains, build/autograd.py's _train_outside)
-            elif info.kind not in ("parameter", "buffer") and fqn not in live:
+            # (``constant:ws[0]``: a plain attribute's, one of a buffer's memory too, stored as its alias)
+            elif (info.kind not in ("parameter", "buffer") or fqn.startswith("constant:")) and fqn not in live:
                 held, name, via = tensor_attribute_slot(self.module, fqn)
                 if held is None and fqn in self._attribute_names:
                     raise AotpackError(f"{module_weight(fqn)} is no tensor any more; the package reads it")
@@ -891,7 +901,7 @@ class Binding:
                 raise AotpackError(f"{module_weight(fqn)} is on {t.device}, variant {v.name} runs on {v.device}",
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
-        _refuse_untied(v, self.program, out)
+        containers += _alias_hops(v, self.module, out)
         self.attributes = attributes
         self._containers = containers  # (the hops to a held tensor: a list attribute, compared too)
         # the globals naming a module the binding follows (``HELPER``: its tensors, class, code,

@@ -321,6 +321,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     ``SHIFT.keywords['other']``, ``CACHE.cos``; the weight ``global:WS[0]``): a reader
     binding a module reads it there at each call, each container on the way compared;
     older readers find no such global and run the package's copy, as before.
+    (2026-12-06, compatible) variants[].tensor_aliases: {place: weight}, the places of a
+    module's program holding one tensor together (tied weights ``head.weight`` ->
+    ``emb.weight``; plain attributes ``constant:again`` -> ``constant:scale``; a list
+    holding a buffer): a reader binding a module refuses one of them holding another
+    tensor (the graph may read one input for several); older readers ran such calls
+    with one tensor for both.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -1169,6 +1169,11 @@ class Variant(Record):
     # under ``dynamic=``), a Dim's name or ``{"expr": ...}`` each, in the order of
     # program.out_spec's size leaves: evaluated from each call's sizes (format version 17)
     output_sizes: Shape = []
+    # the places of a module's program holding one tensor together -> the first weight of them
+    # (tied "head.weight" -> "emb.weight"; "constant:again" -> "constant:scale" for ``self.again =
+    # self.scale``): the graph may read one input for several, so a bound module holding another
+    # tensor at one of them is refused (2026-12-06, compatible: older readers ignore it)
+    tensor_aliases: dict[str, str] = {}
 
     def _post_init(self):
         if self.weight_fqns is None:

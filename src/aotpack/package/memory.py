@@ -177,6 +177,7 @@ class Package:
             detached_weights=list(captured.detached_weights),
             inference_outputs=list(captured.inference_outputs),
             output_sizes=output_sizes,
+            tensor_aliases=dict(captured.tensor_aliases),
             custom_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions],
             vmap_rule_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions
                                  if getattr(c, "generate_vmap_rule", False) is True],
