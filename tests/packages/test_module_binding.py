@@ -2327,7 +2327,7 @@ def test_tied_weights_untied_after_the_load_are_refused():
     (``m.head.weight = nn.Parameter(...)``, as resizing or untying an LM head does) ran
     the package with one tensor for both, silently (another number than eager's). Now a
     GuardError naming the two (at the load too, for a module built untied); tied again,
-    the call runs."""
+    the call runs. A function's package over the two modules, bound by name, the same."""
     torch.manual_seed(0)
     m = _Tied().requires_grad_(False)
     x = torch.randn(2, 3)
@@ -2344,6 +2344,13 @@ def test_tied_weights_untied_after_the_load_are_refused():
     untied.head.weight = torch.nn.Parameter(untied.emb.weight.clone(), requires_grad=False)
     with pytest.raises(aotpack.AotpackError, match=r"is another tensor than emb.weight"):
         aotpack.load(data, module=untied)
+    emb, head = m.emb, m.head  # a function's package over the two, bound by name: the same
+    fn = aotpack.load(aotpack.compile(lambda x: head(torch.tanh(emb(x))), (x,), backend="eager").to_bytes(),
+                      module={"emb": emb, "head": head})
+    torch.testing.assert_close(fn(x), m(x))
+    head.weight = torch.nn.Parameter(torch.eye(3), requires_grad=False)
+    with pytest.raises(aotpack.GuardError, match=r"'head.weight' is another tensor than emb.weight"):
+        fn(x)
 
 
 class _SharedTensor(torch.nn.Module):

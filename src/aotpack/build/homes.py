@@ -218,6 +218,7 @@ def bind_by_name(captured):
             renames[name] = home.name
             taken.add(home.name)
     captured.rename_weights(renames)
+    captured.tensor_aliases = tensor_aliases(captured)
     return _record_module_globals(captured)
 
 
@@ -231,18 +232,17 @@ def tensor_aliases(captured) -> dict[str, str]:
     Linears), so a package bound to the module refuses one of them holding another tensor
     since (eager would read the new one there: load/binding.py's ``_alias_hops``)."""
     root = getattr(captured.program, "m", None)
-    if root is None:
-        return {}
     groups: dict = {}  # memory -> the weights lying there, in graph order
     for n, w in captured.weights.items():
         groups.setdefault(memory_of(w), []).append(n)
-    for prefix, sub in root.named_modules(remove_duplicate=False):
+    # (a function's program: its weights only, bound by name; a module's: its plain attributes too)
+    for prefix, sub in root.named_modules(remove_duplicate=False) if root is not None else ():
         for attr, value in vars(sub).items():
             path = f"{prefix}.{attr}".lstrip(".")
             if isinstance(value, torch.Tensor) and not attr.startswith("_") and f"constant:{path}" not in groups.get(
                     memory_of(value), ()) and memory_of(value) in groups:
                 groups[memory_of(value)].append(f"constant:{path}")
-    for path, t, _, _ in container_tensors(root):
+    for path, t, _, _ in container_tensors(root) if root is not None else ():
         if memory_of(t) in groups and f"constant:{path}" not in groups[memory_of(t)]:
             groups[memory_of(t)].append(f"constant:{path}")
     groups.pop(None, None)
@@ -280,7 +280,7 @@ def _container_tensors_named(captured):
     if root is None or not lifted:
         return captured
     by_id, by_memory = {}, {}
-    for path, t, _, _ in container_tensors(root):
+    for path, t, _, _ in container_tensors(root) if root is not None else ():
         by_id.setdefault(id(t), path)
         by_memory.setdefault(memory_of(t), path)
     by_memory.pop(None, None)

@@ -300,17 +300,19 @@ def _holds_list(value) -> bool:
     return isinstance(value, (list, dict)) or (isinstance(value, tuple) and any(map(_holds_list, value)))
 
 
-def _alias_hops(variant, module: torch.nn.Module, weights: list) -> list[tuple]:
+def _alias_hops(variant, module: torch.nn.Module, weights: list, stored: set = frozenset()) -> list[tuple]:
     """The places whose tensor the graph reads through another weight
     (``Variant.tensor_aliases``: a tied ``emb.weight`` read as ``head.weight``, a plain
     attribute ``b`` holding ``a``'s tensor) checked to hold that weight's memory still:
     AotpackError naming the two where one holds another tensor (untied since: eager would
     read the two, the compiled code reads one). Returns the hops (holder, key, value) to
     the plain attributes, compared at every call (assigning one registers nothing); a
-    weight's own slot is compared already."""
+    weight's own slot is compared already. ``stored``: the weights that are the package's
+    own copies (a function's package bound by a dict that leaves a name out: warned at
+    the load), not compared."""
     fqns, hops = variant.weight_fqns, []
     for alias, fqn in variant.tensor_aliases.items():
-        if fqn not in fqns:
+        if fqn not in fqns or fqns.index(fqn) in stored or (alias in fqns and fqns.index(alias) in stored):
             continue
         w, via = weights[fqns.index(fqn)], []
         if alias in fqns:
@@ -901,7 +903,8 @@ class Binding:
                 raise AotpackError(f"{module_weight(fqn)} is on {t.device}, variant {v.name} runs on {v.device}",
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
-        containers += _alias_hops(v, self.module, out)
+        stored = {i for i, (key, w) in enumerate(zip(v.weights, out)) if w is self.stored.get(key)}
+        containers += _alias_hops(v, self.module, out, stored)
         self.attributes = attributes
         self._containers = containers  # (the hops to a held tensor: a list attribute, compared too)
         # the globals naming a module the binding follows (``HELPER``: its tensors, class, code,
