@@ -235,17 +235,16 @@ def tensor_aliases(captured) -> dict[str, str]:
     groups: dict = {}  # memory -> the weights lying there, in graph order
     for n, w in captured.weights.items():
         groups.setdefault(memory_of(w), []).append(n)
-    # (a function's program: its weights only, bound by name; a module's: its plain attributes too)
-    for prefix, sub in root.named_modules(remove_duplicate=False) if root is not None else ():
-        for attr, value in vars(sub).items():
-            path = f"{prefix}.{attr}".lstrip(".")
-            if isinstance(value, torch.Tensor) and not attr.startswith("_") and f"constant:{path}" not in groups.get(
-                    memory_of(value), ()) and memory_of(value) in groups:
-                groups[memory_of(value)].append(f"constant:{path}")
-    for path, t, _, _ in container_tensors(root) if root is not None else ():
-        if memory_of(t) in groups and f"constant:{path}" not in groups[memory_of(t)]:
-            groups[memory_of(t)].append(f"constant:{path}")
     groups.pop(None, None)
+    # (a function's program: its weights only, bound by name; a module's: its plain attributes too)
+    places = [] if root is None else [
+        *((f"{prefix}.{attr}".lstrip("."), t) for prefix, sub in root.named_modules(remove_duplicate=False)
+          for attr, t in vars(sub).items() if isinstance(t, torch.Tensor) and not attr.startswith("_")),
+        *((path, t) for path, t, _, _ in container_tensors(root))]
+    for path, t in places:
+        names = groups.get(memory_of(t))
+        if names is not None and f"constant:{path}" not in names:
+            names.append(f"constant:{path}")
     return {n: names[0] for names in groups.values() for n in dict.fromkeys(names[1:]) if n != names[0]}
 
 

@@ -310,13 +310,13 @@ def _alias_hops(variant, module: torch.nn.Module, weights: list, stored: set = f
     weight's own slot is compared already. ``stored``: the weights that are the package's
     own copies (a function's package bound by a dict that leaves a name out: warned at
     the load), not compared."""
-    fqns, hops = variant.weight_fqns, []
+    index, hops = {fqn: i for i, fqn in enumerate(variant.weight_fqns)}, []
     for alias, fqn in variant.tensor_aliases.items():
-        if fqn not in fqns or fqns.index(fqn) in stored or (alias in fqns and fqns.index(alias) in stored):
+        if index.get(fqn, -1) in (-1, *stored) or index.get(alias) in stored:
             continue
-        w, via = weights[fqns.index(fqn)], []
-        if alias in fqns:
-            there = weights[fqns.index(alias)]
+        w, via = weights[index[fqn]], []
+        if alias in index:
+            there = weights[index[alias]]
         else:
             held, name, via = tensor_attribute_slot(module, alias)
             there = _item(held, name) if held is not None else None
@@ -555,9 +555,9 @@ def global_namespaces(program: Program, module: torch.nn.Module, given: set | No
             # a global container's tensor: the container, its tensor read there at each call)
             if f.weight and _container_rest(held, path, bracket + tail) is not None:
                 kind = object
+            elif bracket:  # (a name no global of this module holds a tensor at)
+                continue
             else:
-                holder, name, path = _walk(namespace, f.name)
-                held = holder.get(name.rpartition(".")[2], _MISSING)
                 kind = object if f.name in values else torch.nn.Module if path or f.type == "module" else torch.Tensor
             if held is not _MISSING and isinstance(held, kind):
                 if name not in found:
@@ -903,8 +903,9 @@ class Binding:
                 raise AotpackError(f"{module_weight(fqn)} is on {t.device}, variant {v.name} runs on {v.device}",
                                    hint=f"move the module with .to({v.device!r}) first")
             out.append(t)
-        stored = {i for i, (key, w) in enumerate(zip(v.weights, out)) if w is self.stored.get(key)}
-        containers += _alias_hops(v, self.module, out, stored)
+        if v.tensor_aliases:  # (the package's own copies among the weights: not compared)
+            stored = {i for i, (key, w) in enumerate(zip(v.weights, out)) if w is self.stored.get(key)}
+            containers += _alias_hops(v, self.module, out, stored)
         self.attributes = attributes
         self._containers = containers  # (the hops to a held tensor: a list attribute, compared too)
         # the globals naming a module the binding follows (``HELPER``: its tensors, class, code,

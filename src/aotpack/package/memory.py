@@ -155,6 +155,7 @@ class Package:
         if examples and captured.example_inputs:
             ex, _ = _dedupe({f"input{i}": t for i, t in enumerate(captured.example_inputs)})
             self.members[prefix + fmt.EXAMPLES] = _safetensors().save(ex)
+        functions = {f"{c.__module__}.{c.__qualname__}": c for c in captured.applied_functions}
         # checked: a backend's meta or a capture that the reader would refuse fails here, not at load
         variant = Variant(
             name=name,
@@ -178,9 +179,8 @@ class Package:
             inference_outputs=list(captured.inference_outputs),
             output_sizes=output_sizes,
             tensor_aliases=dict(captured.tensor_aliases),
-            custom_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions],
-            vmap_rule_functions=[f"{c.__module__}.{c.__qualname__}" for c in captured.applied_functions
-                                 if getattr(c, "generate_vmap_rule", False) is True],
+            custom_functions=list(functions),
+            vmap_rule_functions=[name for name, c in functions.items() if getattr(c, "generate_vmap_rule", False) is True],
             module_attributes=dict(captured.module_attributes),
             class_attributes=dict(captured.class_attributes),
             module_children={k: list(v) for k, v in captured.module_children.items()},
