@@ -143,12 +143,11 @@ def test_cli_custom_backend_by_import_path(tmp_path):
     same way (a package never imports it on its own)."""
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (tmp_path / "prog.py").write_text("import torch\ndef f(x):\n    return x * 3\ndef ex():\n    return (torch.ones(2),)\n")
-    env = {**os.environ, "PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {"PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = str(tmp_path / "c.aot")
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "aotpack", *args], capture_output=True, text=True, timeout=120,
-                              env=env, cwd=tmp_path)
+        return run_fresh(["-m", "aotpack", *args], env=env, cwd=str(tmp_path), timeout=120, check=False)
 
     proc = run("compile", "prog.py:f", "--example", "prog.py:ex", "--backend", "custom_backend:CountingInterpreter",
                "-o", out)

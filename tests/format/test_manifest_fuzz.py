@@ -23,7 +23,7 @@ import aotpack
 from aotpack.package import fmt
 from aotpack.package.writer import write_package
 
-EXAMPLES = int(os.environ.get("AOTPACK_MANIFEST_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("AOTPACK_MANIFEST_FUZZ_EXAMPLES", "200"))
 
 
 class Block(torch.nn.Module):

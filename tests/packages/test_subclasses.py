@@ -452,7 +452,7 @@ def _inner(value):
     return [("plain", value.clone())]
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
 @given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16))
 def test_random_programs_on_a_two_tensor_equal_eager_or_are_refused(recipe, outs, seed):
     program = fuzz_programs.make_program(recipe, outs)
@@ -505,7 +505,7 @@ def _same_grad(got, want, what: str) -> None:
             torch.testing.assert_close(a, b, equal_nan=True, msg=f"{what}: gradient")
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
 @given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16),
        plain_grad=st.booleans())
 def test_random_programs_on_a_two_tensor_that_requires_grad_train_as_eager_or_are_refused(recipe, outs, seed,
@@ -569,7 +569,7 @@ class _OnTwoTensorWeight(torch.nn.Module):
         return tuple(o.a + 2 * o.b if isinstance(o, TwoTensor) else o for o in (out if isinstance(out, tuple) else (out,)))
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
 @given(recipe=_STEPS, outs=st.lists(st.integers(0, 20), max_size=2).map(tuple), seed=st.integers(0, 2**16))
 def test_random_programs_on_a_two_tensor_weight_equal_eager_or_are_refused(recipe, outs, seed):
     """The same grammar with the TwoTensor as a module's weight, the package bound to the
