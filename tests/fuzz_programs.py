@@ -123,14 +123,16 @@ def _view(a: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def make_program(recipe: list[tuple], outputs: tuple, sizes: bool = False):
-    """``sizes``: the program also returns ints of its last value's size (its rows and its
-    number of elements), which follow the inputs' Dims in a dynamic program."""
+    """``sizes``: the program also returns numbers of its last value's size (its rows, its
+    number of elements, half its rows, and whether it has more than 5 elements: ints, a
+    float and a bool), which follow the inputs' Dims in a dynamic program."""
     def program(x, y):
         values = interpret(recipe, outputs, x, y)
         if not sizes:
             return values
         last = values[-1]
-        return values + ((last.shape[0], last.numel()) if last.dim() else (last.numel(),))
+        rows = (last.shape[0], last.shape[0] / 2) if last.dim() else ()
+        return values + (*rows, last.numel(), last.numel() > 5)
 
     program.recipe = (recipe, outputs)  # named in the fuzzer's stats of refusals
     return program

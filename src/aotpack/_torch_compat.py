@@ -756,6 +756,17 @@ def symint_hint(value) -> int:
     return int(value)
 
 
+def sym_hint(value) -> int | float | bool | None:
+    """The concrete value a SymInt, SymFloat or SymBool had when traced, in its Python
+    type, without adding a guard; None where the trace holds none. Private:
+    ``SymNode.hint`` (2.11-2.13)."""
+    hint = getattr(getattr(value, "node", None), "hint", None)
+    if hint is None:
+        return None
+    return bool(hint) if isinstance(value, torch.SymBool) else float(hint) if isinstance(value, torch.SymFloat) \
+        else int(hint)
+
+
 def config_changes() -> dict:
     """Non-default settings of inductor's and dynamo's configs, by full dotted name.
 

@@ -335,15 +335,15 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
       value: a tensor, a constant, or tuples/lists/dicts of them.
       path: how the value is named in messages, e.g. ``"args[0]"``.
       subclasses: take tensor subclasses made of tensors apart (False: they are leaves).
-      sizes: where a traced program's output may be a symbolic int (``x.shape[0]``
-        under ``dynamic=``): each is appended here as (path, SymInt) and becomes a
-        ``SizeLeaf`` numbered in this list (None: a CaptureError, as for every other
-        symbolic number).
+      sizes: where a traced program's output may be a symbolic number (``x.shape[0]``,
+        ``x.shape[0] / 2``, ``x.shape[0] > 4`` under ``dynamic=``): each is appended here
+        as (path, SymInt/SymFloat/SymBool) and becomes a ``SizeLeaf`` numbered in this
+        list (None: a CaptureError, as for every other symbolic number).
     Returns:
       (spec, tensors)
     """
     tensors = [] if tensors is None else tensors
-    if sizes is not None and isinstance(value, torch.SymInt):
+    if sizes is not None and isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
         sizes.append((path, value))
         return SizeLeaf(len(sizes) - 1), tensors
     if subclasses and isinstance(value, torch.Tensor) and flattens_into_tensors(value):
@@ -689,8 +689,9 @@ def sizes_in_common(a: TreeSpec, b: TreeSpec) -> TreeSpec | None:
     count = iter(range(1 << 30))
 
     def walk(x, y):
-        ints = [isinstance(z, SizeLeaf) or (isinstance(z, ConstLeaf) and z.type == "int") for z in (x, y)]
-        if all(ints) and (x != y or isinstance(x, SizeLeaf)):
+        numbers = [isinstance(z, SizeLeaf) or (isinstance(z, ConstLeaf) and (z.type in ("int", "bool") or (
+            z.type == "float" and isinstance(z.value, float)))) for z in (x, y)]  # (inf and nan are text: kept)
+        if all(numbers) and (x != y or isinstance(x, SizeLeaf)):
             return SizeLeaf(next(count))
         if type(x) is not type(y) or len(x.children) != len(y.children) or any(
                 getattr(x, f) != getattr(y, f) for f in x._fields if f != "children"):
@@ -706,11 +707,17 @@ def sizes_in_common(a: TreeSpec, b: TreeSpec) -> TreeSpec | None:
 def sizes_along(common: TreeSpec, spec: TreeSpec, sizes: list) -> list:
     """A variant's ``output_sizes`` numbered as ``common`` (``sizes_in_common`` of its
     ``spec``) numbers its size leaves: its own sizes, and the constants where ``common``
-    has a size leaf (the variant's size there, fixed)."""
+    has a size leaf (the variant's number there, fixed: an int as it is, a float or bool
+    as a typed expression).
+
+    >>> sizes_along(TupleSpec([SizeLeaf(0), SizeLeaf(1)]), TupleSpec([ConstLeaf("float", 2.5), ConstLeaf("int", 3)]), [])
+    [{'expr': '2.5', 'type': 'float'}, 3]
+    """
     out: list = [None] * len(common.size_indices())
     for (_, shared), (_, leaf) in zip(leaf_keys(common), leaf_keys(spec)):
         if isinstance(shared, SizeLeaf):
-            out[shared.index] = sizes[leaf.index] if isinstance(leaf, SizeLeaf) else leaf.value
+            out[shared.index] = sizes[leaf.index] if isinstance(leaf, SizeLeaf) else leaf.value \
+                if leaf.type == "int" else {"expr": repr(leaf.value), "type": leaf.type}
     return out
 
 
@@ -722,7 +729,7 @@ def describe(spec: TreeSpec) -> str:
     if kind == "const":
         return const_repr(spec)
     if kind == "size":
-        return "int"
+        return "number"
     inner = ", ".join(describe(c) for c in spec.children)
     if kind == "dict":
         inner = ", ".join(f"{k!r}: {describe(c)}" for k, c in zip(spec.keys, spec.children))

@@ -246,6 +246,15 @@ class SizeFixture(DictFixture):
         return {**out, "rows": x.shape[0], "numel": (x.shape[0] * x.shape[1], 2 * x.shape[0] + 1)}
 
 
+class NumberFixture(SizeFixture):
+    """Version 18 (typed numbers): version 17's program, also returning a float and a bool
+    of the batch Dim."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "half": x.shape[0] / 2, "big": x.shape[0] > 3}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -285,6 +294,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 18:  # an inference package returning a float and a bool of the call's sizes too
+        return global_fixture(path, NumberFixture)
     if fmt.FORMAT_VERSION >= 17:  # an inference package returning ints of the call's sizes too
         return global_fixture(path, SizeFixture)
     if fmt.FORMAT_VERSION >= 16:  # an inference package computing with a dict global, bound

@@ -150,7 +150,16 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
-        if version >= 17:  # also returns ints of the batch Dim: evaluated from each call's sizes
+        if version >= 18:  # also returns a float and a bool of the batch Dim, typed
+            fn = aotpack.load(path)
+            assert info.manifest.variants[0].output_sizes[3:] == [{"expr": "IntTrueDiv(batch, 2)", "type": "float"},
+                                                                  {"expr": "batch > 3", "type": "bool"}]
+            for rows in (5, 1, 9):
+                out = fn(io["x"][:rows] if rows <= 5 else torch.randn(rows, 4), {"w": io["w"]})
+                assert (out["half"], out["big"]) == (rows / 2, rows > 3) and type(out["half"]) is float
+            torch.testing.assert_close(fn(io["x"], {"w": io["w"]})["y"], io["y"])
+            continue
+        if version == 17:  # also returns ints of the batch Dim: evaluated from each call's sizes
             fn = aotpack.load(path)
             assert info.manifest.variants[0].output_sizes == ["batch", {"expr": "4*batch"}, {"expr": "2*batch + 1"}]
             for rows in (5, 1, 9):
@@ -460,13 +469,27 @@ def _rows_and_double(x):
     (lambda d: d.update(format_version=16), "program.out_spec's sizes"),
     (lambda d: d["variants"][0]["in_spec"]["children"].__setitem__(0, {"kind": "size", "index": 0}),
      "in_spec[0] has unknown kind 'size'"),
+    # typed numbers (format version 18): a version 17 claim, an unknown type, another key, a grammar
+    # the type has not, and an expression of another type than it says (a FormatError at the call)
+    (lambda d: d["variants"][0].update(output_sizes=["rows", {"expr": "rows > 2", "type": "bool"}]),
+     "variant default.output_sizes"),
+    (lambda d: d.update(format_version=18) or d["variants"][0].update(
+        output_sizes=["rows", {"expr": "rows", "type": "str"}]), "has a bad number"),
+    (lambda d: d.update(format_version=18) or d["variants"][0].update(
+        output_sizes=["rows", {"expr": "rows", "type": "int", "call": "print"}]), "has a bad number"),
+    (lambda d: d.update(format_version=18) or d["variants"][0].update(
+        output_sizes=["rows", {"expr": "open('x') > 2", "type": "bool"}]), "variant default.output_sizes"),
+    (lambda d: d.update(format_version=18) or d["variants"][0].update(
+        output_sizes=["rows", {"expr": "IntTrueDiv(rows, 2)", "type": "int"}]), None),
 ])
 def test_edited_size_outputs_are_format_errors(tmp_path, edit, says):
-    """The ints a package returns of the call's sizes (format version 17) come from its
-    manifest: a size leaf numbered past the variant's list, a Dim no guard binds, an
-    expression a reader cannot evaluate, a size leaf in an argument spec, or a version
-    16 claim are each a FormatError at load. A power of powers stops at the first value
-    past any size, never computed at length: such a call is a FormatError."""
+    """The numbers a package returns of the call's sizes (format version 17; typed, 18)
+    come from its manifest: a size leaf numbered past the variant's list, a Dim no guard
+    binds, an expression a reader cannot evaluate, a size leaf in an argument spec, a
+    version 16 claim (17 for a typed number), a type no reader knows are each a
+    FormatError at load. A power of powers stops at the first value past any size, never
+    computed at length, and an expression giving another type than it says gives none:
+    such a call is a FormatError."""
     path = aotpack.compile(_rows_and_double, (torch.randn(4, 3),), backend="eager",
                            dynamic={"x": {0: aotpack.Dim("rows", min=1, max=2**40)}}).save(tmp_path / "s.aot")
     rewrite_manifest(path, edit)
@@ -475,6 +498,8 @@ def test_edited_size_outputs_are_format_errors(tmp_path, edit, says):
             aotpack.load(path)
         return
     fn = aotpack.load(path)
-    with pytest.raises(aotpack.FormatError, match=r"an int output's expression .* gives no size"):
-        fn(torch.randn(2, 3))  # ((2**8)**8 is past any size: the next power is not computed)
-    assert fn(torch.randn(1, 3))[1:] == (1, 1)
+    with pytest.raises(aotpack.FormatError, match=r"the expression of a number it returns .* gives no value of its "
+                                                  r"type"):
+        fn(torch.randn(2, 3))  # ((2**8)**8 is past any size: the next power is not computed; 1.0 is no int)
+    if "**" in str(aotpack.inspect(path).manifest.variants[0].output_sizes):
+        assert fn(torch.randn(1, 3))[1:] == (1, 1)

@@ -17,6 +17,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aotpack
 from aotpack.load.runtime import incompatibilities
@@ -1724,3 +1726,62 @@ def test_ints_of_dynamic_sizes_are_returned_as_eager_returns_them(tmp_path):
     with pytest.raises(aotpack.CaptureError, match=r"output\[1\] is a Python number computed from tensor data"):
         aotpack.compile(lambda x: (x * 2, (x > 0).long().sum().item()), (torch.randn(5, 4),), backend=backend,
                         dynamic=dynamic)
+
+
+def numbers_of_sizes(x):
+    """Floats and bools of a Dim's size, as a program may return them (and one float of
+    a fixed size: a constant)."""
+    n, cols = x.shape
+    return x * 2, {"half": n / 2, "ratio": n / cols, "root": n ** 0.5, "third": cols * (1 / 3), "ten": n / 10 > 0.5,
+                   "big": n > 4, "between": (n > 2) & (n < 9), "not_big": torch.sym_not(n > 4), "three": n == 3,
+                   "rows": n}
+
+
+@pytest.fixture(scope="module")
+def numbers_package():
+    pkg = aotpack.compile(numbers_of_sizes, (torch.randn(5, 3),), backend="eager",
+                          dynamic={"x": {0: aotpack.Dim("rows", min=1, max=4096)}})
+    return pkg, aotpack.load(pkg.to_bytes())
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(rows=st.integers(1, 4096))
+def test_floats_and_bools_of_dynamic_sizes_are_eagers_at_every_size(numbers_package, rows):
+    """``return y, n / 2, n > 4`` (n a Dim's size): torch.compile returns the float and the
+    bool of each call's size; a package returns eager's, of the same type and to the last
+    bit, at every size the Dim allows (a CaptureError before format version 18)."""
+    x = torch.randn(rows, 3)
+    (got, numbers), (want, eager) = numbers_package[1](x), numbers_of_sizes(x)
+    assert numbers == eager and all(type(numbers[k]) is type(eager[k]) for k in eager), (numbers, eager)
+    torch.testing.assert_close(got, want)
+
+
+def test_floats_and_bools_of_dynamic_sizes_are_recorded_and_refused_where_a_package_could_differ(tmp_path):
+    """The manifest holds each number's expression with its type (format version 18: a
+    version 17 reader refuses the typed entries); a fresh process returns eager's; a
+    variant compiled for one size returns its constants beside the Dim's variant; a float
+    whose expression may round otherwise than eager (``n * 0.1 * 3``, which torch keeps
+    as ``0.30000000000000004*n``: eager rounds ``n * 0.1`` first; ``n / 2 + n / 3``: two
+    roundings) is a CaptureError naming it."""
+    pkg, _ = aotpack.compile(numbers_of_sizes, (torch.randn(5, 3),), backend="eager", variant="five"), None
+    assert pkg.manifest.format_version < 17  # (one size: constants only)
+    pkg = aotpack.compile(numbers_of_sizes, (torch.randn(5, 3),), backend="eager", variant="five",
+                          variants=[{"name": "rows", "args": (torch.randn(6, 3),),
+                                     "dynamic": {"x": {0: aotpack.Dim("rows", min=1, max=4096)}}}])
+    assert pkg.manifest.format_version == 18
+    five, rows = (v.output_sizes for v in pkg.manifest.variants)
+    assert {"expr": "IntTrueDiv(rows, 2)", "type": "float"} in rows and {"expr": "rows > 4", "type": "bool"} in rows
+    assert {"expr": "2.5", "type": "float"} in five and {"expr": "True", "type": "bool"} in five
+    path = pkg.save(tmp_path / "numbers.aot")
+    code = ("import os, sys, torch, aotpack\nsys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]\n"
+            "from test_contract import numbers_of_sizes\n"
+            "fn = aotpack.load(sys.argv[1])\nfor n in (1, 3, 5, 7, 100):\n    x = torch.randn(n, 3)\n"
+            "    got, want = fn(x)[1], numbers_of_sizes(x)[1]\n"
+            "    assert got == want and [type(v) for v in got.values()] == [type(v) for v in want.values()], (got, want)\n"
+            "print('ok')\n")
+    assert run_fresh(["-c", code, str(path), os.path.dirname(os.path.abspath(__file__))]).stdout.strip() == "ok"
+    for program, shown in ((lambda x: (x * 2, x.shape[0] * 0.1 * 3), r"0\.30000000000000004\*ToFloat\(rows\)"),
+                           (lambda x: (x * 2, x.shape[0] / 2 + x.shape[0] / 3), r"\(IntTrueDiv\(rows, 2\)\) \+ ")):
+        with pytest.raises(aotpack.CaptureError, match=r"output\[1\] is a float computed from the call's sizes with "
+                                                       rf"float constants or in several rounding steps \({shown}"):
+            aotpack.compile(program, (torch.randn(5, 3),), backend="eager", dynamic={"x": {0: aotpack.Dim("rows")}})

@@ -41,7 +41,7 @@ STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_
          "portable_runs": 0,  # packages whose calls ran their portable program (overlapping updated inputs)
          "dynamic_programs": 0,  # packages compiled with the rows a Dim (and called with other row counts)
          "ran_detached": 0,  # inference calls under grad mode with an input that requires grad, run
-         "int_outputs": 0}  # ints of a dynamic program's sizes returned, equal to eager's
+         "number_outputs": 0}  # ints, floats and bools of a dynamic program's sizes returned, equal to eager's
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
@@ -154,8 +154,8 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
         return
     assert spec.dtype == compiled.dtype, f"{what}: a call in {spec.dtype} ran a package compiled for {compiled.dtype}"
     assert len(eager["outputs"]) == len(package["outputs"])
-    assert package["ints"] == eager["ints"], f"{what}: the ints returned (type, value)"
-    STATS["int_outputs"] += len(eager["ints"])
+    assert package["ints"] == eager["ints"], f"{what}: the numbers returned (type, value)"
+    STATS["number_outputs"] += len(eager["ints"])
     for k, (a, b) in enumerate(zip(eager["outputs"], package["outputs"])):
         _close(b, a, msg=lambda m, k=k: f"{what}: output {k}: {m}")
     assert package["requires_grad"] == eager["requires_grad"], what

@@ -382,32 +382,31 @@ class _Program(torch.nn.Module):
 
 
 def _size_places(flat) -> dict:
-    """Symbol -> (flat input, dimension) of each size of the traced inputs that is a symbol
-    of its own: what an int output's expression is read in (the trace that recorded it
-    may be another than torch.export's, with symbols of its own: make_fx's, desugar.py)."""
+    """Symbol -> (flat input, dimension, traced value) of each size of the traced inputs
+    that is a symbol of its own: what a returned number's expression is read in (the trace
+    that recorded it may be another than torch.export's, with symbols of its own: make_fx's,
+    desugar.py)."""
     places: dict = {}
     for i, t in enumerate(flat):
         for d, size in enumerate(t.shape if isinstance(t, torch.Tensor) else ()):
             if isinstance(size, torch.SymInt) and str(compat.sym_expr(size)).isidentifier():
-                places.setdefault(str(compat.sym_expr(size)), (i, d))
+                places.setdefault(str(compat.sym_expr(size)), (i, d, compat.sym_hint(size)))
     return places
 
 
 def _output_sizes(sizes: list, places: dict, inputs: list[mf.Input]) -> list:
-    """Each int output of a dynamic size (``x.shape[0]``, ``2*n + 1``) as the call's Dims
-    give it: a Dim's name or ``{"expr": ...}`` in Dim names (an int where the program
-    fixed it), its symbols read where the inputs' guards hold them (``places``:
-    ``_size_places``). CaptureError for one no Dim gives (a number read from tensor data,
-    ``x.sum().item()``, or a float or bool of sizes): eager computes it from values a
-    package does not keep."""
-    from ..package.sizes import size_evaluator
-    from .graphs import size_text
-
-    names, held = {}, {}
-    for symbol, (i, d) in places.items():
+    """Each number a program returns of its sizes (``x.shape[0]``, ``2*n + 1``,
+    ``n / 2``, ``n > 4``) as the call's Dims give it: a Dim's name, ``{"expr": ...}`` in
+    Dim names, or ``{"expr": ..., "type": ...}`` for a float, a bool or an int past the
+    size grammar (an int where the program fixed it), its symbols read where the inputs'
+    guards hold them (``places``: ``_size_places``). CaptureError for one no Dim gives (a
+    number read from tensor data, ``x.sum().item()``), and for one a package could
+    compute otherwise than eager (``_output_number``)."""
+    names, held, traced = {}, {}, {}
+    for symbol, (i, d, hint) in places.items():
         size = inputs[i].shape[d]
         if isinstance(size, str):
-            names[symbol] = size
+            names[symbol], traced[size] = size, hint
         elif isinstance(size, int):  # (the program fixed it: that int)
             held[symbol] = size
     out = []
@@ -417,13 +416,60 @@ def _output_sizes(sizes: list, places: dict, inputs: list[mf.Input]) -> list:
             raise CaptureError(f"{path} is a Python number computed from tensor data ({size}), which cannot be "
                                "frozen", hint="return a tensor instead (e.g. skip .item()/.tolist(), or wrap with "
                                               "torch.tensor)")
-        value = size_text(size, dict(names), held)
-        if size_evaluator(value) is None:
-            raise CaptureError(f"{path} is an int of the call's sizes, {value['expr']}, whose expression a package "
-                               "cannot evaluate", hint="return it as a tensor (torch.tensor(n)), or compute it "
-                                                       "outside the compiled program")
-        out.append(value)
+        out.append(_output_number(path, size, names, held, traced))
     return out
+
+
+# torch's functions of symbolic numbers that round (torch/utils/_sympy/functions.py)
+_ROUNDING_CALLS = ("IntTrueDiv", "FloatTrueDiv", "FloatPow")
+
+
+def _evaluates_as_eager(expr) -> bool:
+    """Whether evaluating ``expr`` gives eager's float to the last bit whatever order eager
+    computed it in: at most one rounding (a correctly rounded operation on exact values),
+    and no float sum, product or power of sympy's, which may hold constants it folded
+    (``n * 0.1 * 3`` is kept as ``0.30000000000000004*n``: eager rounds ``n * 0.1``
+    first). Ints and comparisons of ints are exact."""
+    def floating(e) -> bool:
+        return e.is_Float or type(e).__name__ in (*_ROUNDING_CALLS, "ToFloat") or (
+            (e.is_Add or e.is_Mul or e.is_Pow) and any(map(floating, e.args)))
+
+    roundings = 0
+    for e in sympy_nodes(expr):
+        if (e.is_Add or e.is_Mul or e.is_Pow) and floating(e):
+            return False
+        roundings += type(e).__name__ in _ROUNDING_CALLS
+    return roundings <= 1
+
+
+def sympy_nodes(expr) -> list:
+    """``expr`` and every expression inside it."""
+    return [expr, *(n for a in expr.args for n in sympy_nodes(a))]
+
+
+def _output_number(path: str, size, names: dict, held: dict, traced: dict):
+    """One returned number's record (``graphs.number_text``), checked: evaluated at the
+    traced sizes it must give the traced value, and a float must be one that evaluates
+    as eager's in any order (``_evaluates_as_eager``): ``n / 2``, ``n / cols``,
+    ``n ** 0.5``, comparisons of them; not ``n * 0.1`` (a product sympy may have folded),
+    which would be a silently different number at some size."""
+    from ..package.sizes import number_evaluator
+    from .graphs import number_text
+
+    value = number_text(size, dict(names), held)
+    shown = value["expr"] if isinstance(value, dict) else value
+    if not _evaluates_as_eager(compat.sym_expr(size)):
+        raise CaptureError(f"{path} is a float computed from the call's sizes with float constants or in several "
+                           f"rounding steps ({shown}): torch keeps it as a simplified expression, whose rounding may "
+                           "differ from eager's in the last bit", hint="return it as a tensor (torch.tensor(...)), "
+                                                                       "or compute it outside the compiled program")
+    evaluate, want = number_evaluator(value), compat.sym_hint(size)
+    got = evaluate(traced) if evaluate is not None else None
+    if got is None or (want is not None and (type(got) is not type(want) or got != want)):
+        raise CaptureError(f"{path} is a number of the call's sizes, {shown}, whose expression a package cannot "
+                           "evaluate", hint="return it as a tensor (torch.tensor(n)), or compute it outside the "
+                                            "compiled program")
+    return value
 
 
 def function_names(functions: list[type]) -> str:

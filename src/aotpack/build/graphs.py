@@ -19,7 +19,7 @@ from ..errors import CaptureError
 from ..package.manifest import Alias
 
 __all__ = ["storage_of", "op_name", "output_aliases", "layout_dependent_inputs", "written_placeholders",
-           "static_int", "updates_in_place", "is_view", "writes_in_place", "non_overlapping_and_dense"]
+           "static_int", "number_text", "updates_in_place", "is_view", "writes_in_place", "non_overlapping_and_dense"]
 
 
 def storage_of(value):
@@ -81,10 +81,43 @@ def size_text(size, names: dict[str, str], held: dict[str, int] | None = None) -
             return int(expr)
     if str(expr).isidentifier():
         return names.setdefault(str(expr), f"dim{len(names)}")
-    text = str(expr)
+    return {"expr": _in_dim_names(expr, names)}
+
+
+def number_text(value, names: dict[str, str], held: dict[str, int] | None = None) -> int | str | dict:
+    """A number a program returns of its sizes (a SymInt, SymFloat or SymBool), as its
+    variant records it: ``size_text``'s form for an int the size grammar reads, else
+    ``{"expr": ..., "type": "int" | "float" | "bool"}`` in Dim names, its floats written
+    to the last bit (``package/sizes.number_evaluator`` reads it)."""
+    from ..package.sizes import size_evaluator
+
+    if isinstance(value, torch.SymInt):
+        text = size_text(value, names, held)
+        if size_evaluator(text) is not None:
+            return text
+    expr = compat.sym_expr(value)
+    if held:
+        import sympy
+
+        expr = expr.xreplace({sym: sympy.Integer(held[str(sym)]) for sym in expr.free_symbols if str(sym) in held})
+    kind = "bool" if isinstance(value, torch.SymBool) else "float" if isinstance(value, torch.SymFloat) else "int"
+    return {"expr": _in_dim_names(expr, names), "type": kind}
+
+
+def _in_dim_names(expr, names: dict[str, str]) -> str:
+    """``expr`` as text, its symbols replaced by their Dim names (``dim0, dim1, ...`` added
+    to ``names`` for symbols no Dim names) and its floats by their shortest exact repr
+    (sympy writes 15 digits: ``1/3`` would come back another float)."""
+    from sympy.printing.str import StrPrinter
+
+    class Printer(StrPrinter):
+        def _print_Float(self, f):
+            return repr(float(f))
+
+    text = Printer().doprint(expr)
     for sym in sorted(expr.free_symbols, key=lambda x: -len(str(x))):
         text = re.sub(rf"\b{re.escape(str(sym))}\b", names.setdefault(str(sym), f"dim{len(names)}"), text)
-    return {"expr": text}
+    return text
 
 
 def output_aliases(gm: torch.fx.GraphModule, skip: int = 0, names: dict[str, str] | None = None) -> list[Alias]:

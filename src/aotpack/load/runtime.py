@@ -40,7 +40,7 @@ from ..errors import (
 from ..package import fmt
 from ..package.manifest import Manifest, Meta, Program, Variant
 from ..package.reader import PackageReader, in_memory_file
-from ..package.sizes import size_evaluator
+from ..package.sizes import number_evaluator
 from ..package.weights import copy_in_layout
 from ..treespec import TensorLeaf, TreeSpec, TupleSpec
 from .guards import TRANSFORMED, Flat, Guard, Mismatch, describe_input, mode_expected
@@ -601,23 +601,25 @@ def _with_views(fn, variant: Variant):
 
 
 def _with_sizes(fn, variant: Variant):
-    """A variant's callable that returns, after the tensors, the int outputs that follow
-    the call's Dims (``return y, x.shape[0]``: ``Variant.output_sizes``), each evaluated
-    from the call's input sizes as eager computes it."""
+    """A variant's callable that returns, after the tensors, the numbers that follow the
+    call's Dims (``return y, x.shape[0], x.shape[0] / 2``: ``Variant.output_sizes``), each
+    evaluated from the call's input sizes as eager computes it."""
     if not variant.output_sizes:
         return fn
     from .views import call_sizes, dim_places
 
     where = dim_places(variant.inputs, len(variant.weights))
-    numbers = [size_evaluator(n) for n in variant.output_sizes]
+    numbers = [number_evaluator(n) for n in variant.output_sizes]
 
     def run(flat):
         sizes = call_sizes(where, flat)
         values = [f(sizes) for f in numbers]
-        if None in values:  # (an expression past any size: only an edited manifest has one)
-            raise FormatError(f"variant {variant.name}: an int output's expression "
-                              f"({variant.output_sizes[values.index(None)]}) gives no size for the call's sizes "
-                              f"{sizes}", hint="the package was edited: rebuild it from the model")
+        if None in values:
+            raise FormatError(f"variant {variant.name}: the expression of a number it returns "
+                              f"({variant.output_sizes[values.index(None)]}) gives no value of its type for the "
+                              f"call's sizes {sizes} (a division by zero or an overflow, which eager raises too; "
+                              "else an edited package)", hint="call it with other sizes, or rebuild the package "
+                                                              "from the model")
         return [*fn(flat), *values]
 
     return run

@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 17): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 18): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -327,6 +327,15 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     holding a buffer): a reader binding a module refuses one of them holding another
     tensor (the graph may read one input for several); older readers ran such calls
     with one tensor for both.
+  18 (2026-12-07): variants[].output_sizes entries may carry a type, ``{"expr": ...,
+    "type": "int" | "float" | "bool"}``: a float, a bool, or an int past the size grammar
+    that the program returns of its sizes (``n / 2``, ``n > 4``, ``int(n / 2)`` with
+    ``n = x.shape[0]``), in a wider grammar (floats, true division, comparisons, ``&``,
+    ``|``, ``~``, torch's ``ToFloat``, ``IntTrueDiv``, ``FloatTrueDiv``, ``FloatPow``,
+    ``TruncToInt``, ``FloorToInt``, ``CeilToInt``, ``RoundToInt``, ``Abs``, sympy's ``Eq``
+    and ``Ne``) evaluated with Python's arithmetic and giving that type; or a variant's
+    constant float or bool there (``{"expr": "2.5", "type": "float"}``). The version is 18
+    only where an entry has a type (a version 17 reader refuses the entry as malformed).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -355,7 +364,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 17  # the newest version this reader reads
+FORMAT_VERSION = 18  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -379,6 +388,7 @@ GLOBAL_MODULES_FORMAT_VERSION = 14  # variants[].module_types under global: path
 GLOBAL_VALUES_FORMAT_VERSION = 15  # variants[].module_attributes of plain globals: a reader must guard them
 DICT_VALUES_FORMAT_VERSION = 16  # variants[].module_attributes holding a dict: a reader must read and guard it
 SIZE_OUTPUTS_FORMAT_VERSION = 17  # program.out_spec leaves of kind "size": a reader must evaluate them
+NUMBER_OUTPUTS_FORMAT_VERSION = 18  # variants[].output_sizes of a "type": a reader must evaluate floats and bools
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -42,7 +42,7 @@ from .. import treespec
 from ..tree import PARAM_KINDS
 from . import format as fmt
 from .format import _need
-from .sizes import size_evaluator
+from .sizes import NUMBER_TYPES, number_evaluator, size_evaluator
 
 __all__ = ["Manifest", "Versions", "Platform", "Program", "Param", "WeightInfo", "Frozen", "Variant", "Input",
            "Dim", "Alias", "Meta", "SubMeta", "Train", "Mutation", "SubclassGrad", "subclass_grad_places", "Job", "Group",
@@ -71,6 +71,17 @@ def _shape(v, where: str) -> None:
             d.get("expr"), str) and len(d["expr"]) <= 256), f"{where} has a bad size {str(d)[:80]}")
 
 
+def _numbers(v, where: str) -> None:
+    """A variant's returned numbers (``output_sizes``): as shapes hold sizes, ints of either
+    sign, and ``{"expr", "type"}`` (format version 18)."""
+    _need(len(v) <= 64, f"{where} is not a list of numbers")
+    for d in v:
+        _need((_is_int(d) and abs(d) < 2**62) or isinstance(d, str) or (
+            isinstance(d, dict) and isinstance(d.get("expr"), str) and len(d["expr"]) <= 256
+            and set(d) <= {"expr", "type"} and d.get("type", "int") in NUMBER_TYPES),
+              f"{where} has a bad number {str(d)[:80]}")
+
+
 def _size_value(v, where: str) -> None:
     _shape([v], where)
 
@@ -95,6 +106,12 @@ def strides_follow_dims(layout) -> bool:
     """Whether ``layout`` is exact strides some of which follow the call's Dims (a Dim's
     name or ``{"expr": "2*cols"}``: format version 11)."""
     return isinstance(layout, dict) and any(not _is_int(x) for x in layout.get("stride", ()))
+
+
+def typed_numbers(numbers: list) -> bool:
+    """Whether returned numbers (``Variant.output_sizes``) hold one of a type (a float, a
+    bool, an int past the size grammar: format version 18)."""
+    return any(isinstance(x, dict) and "type" in x for x in numbers)
 
 
 def _identifier(v, where: str) -> None:
@@ -534,6 +551,7 @@ class _Optional:
 Dtype = Checked(str, _dtype)
 Device = Checked(str, _device)
 Shape = Checked(list, _shape)
+Numbers = Checked(list, _numbers)
 Size = Checked(int, _nat)
 Layout = Checked(Any, _layout)  # "contiguous" | {"order": [...]} | {"stride": [...]}
 Spec = Coded(treespec.from_json, treespec.to_json)  # a tree spec (treespec.py)
@@ -1168,7 +1186,7 @@ class Variant(Record):
     # the Python ints the program returns that follow the call's Dims (``x.shape[0]``, ``2*n``
     # under ``dynamic=``), a Dim's name or ``{"expr": ...}`` each, in the order of
     # program.out_spec's size leaves: evaluated from each call's sizes (format version 17)
-    output_sizes: Shape = []
+    output_sizes: Numbers = []
     # the places of a module's program holding one tensor together -> the first weight of them
     # (tied "head.weight" -> "emb.weight"; "constant:again" -> "constant:scale" for ``self.again =
     # self.scale``): the graph may read one input for several, so a bound module holding another
@@ -1289,15 +1307,16 @@ class Manifest(Record):
                   f"variant {name}.inputs[{i}].layout")
 
     def _check_output_sizes(self) -> None:
-        """The ints a program returns of the call's sizes (format version 17): its spec's
-        size leaves numbered 0..n-1, and each variant's value of each one that the call's
-        Dims give (a reader evaluates it at every call)."""
+        """The numbers a program returns of the call's sizes (format version 17; floats and
+        bools, 18): its spec's size leaves numbered 0..n-1, and each variant's value of each
+        one that the call's Dims give (a reader evaluates it at every call)."""
         sizes = sorted(self.program.out_spec.size_indices())
         _need(sizes == list(range(len(sizes))) and (not sizes or self.format_version >= fmt.SIZE_OUTPUTS_FORMAT_VERSION),
               "program.out_spec's sizes are not numbered 0..n-1")
         for v in self.variants:
             _need(len(v.output_sizes) == len(sizes) and all(
-                x in v.dims if isinstance(x, str) else size_evaluator(x) is not None for x in v.output_sizes),
+                x in v.dims if isinstance(x, str) else number_evaluator(x) is not None for x in v.output_sizes)
+                  and (self.format_version >= fmt.NUMBER_OUTPUTS_FORMAT_VERSION or not typed_numbers(v.output_sizes)),
                   f"variant {v.name}.output_sizes")
 
     def _check_links(self) -> None:

@@ -30,6 +30,7 @@ from .manifest import (
     holds_dict,
     holds_torch_values,
     strides_follow_dims,
+    typed_numbers,
 )
 from .weights import TensorsMember, stored_form
 from .writer import write_package
@@ -326,6 +327,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if typed_numbers(variant.output_sizes):
+        return fmt.NUMBER_OUTPUTS_FORMAT_VERSION  # older readers refuse the entry as malformed
     if variant.output_sizes:
         return fmt.SIZE_OUTPUTS_FORMAT_VERSION  # older readers refuse the spec's kind as unknown
     if any(map(holds_dict, variant.module_attributes.values())):
