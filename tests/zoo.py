@@ -30,10 +30,10 @@ def bert():
     return BertModel(cfg), {"input_ids": _ids()}
 
 
-def llama():
+def llama(layers: int = 2):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, hidden_size=32,
+    cfg = LlamaConfig(num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1, hidden_size=32,
                       intermediate_size=64, vocab_size=100, max_position_embeddings=512)
     return LlamaForCausalLM(cfg), {"input_ids": _ids(), "use_cache": False}
 
@@ -79,11 +79,12 @@ def whisper():
 MODELS = {"gpt2": gpt2, "bert": bert, "llama": llama, "qwen2": qwen2, "t5": t5, "vit": vit, "whisper": whisper}
 
 
-def build(name: str, device: str = "cpu", dtype: torch.dtype | None = None):
+def build(name: str, device: str = "cpu", dtype: torch.dtype | None = None, **config):
     """(model in eval mode, example kwargs), the same weights in every process; on
-    ``device``, and with its parameters and floating inputs in ``dtype`` if given."""
+    ``device``, and with its parameters and floating inputs in ``dtype`` if given;
+    ``config``: what its builder takes (``layers=1`` for a one-layer llama)."""
     torch.manual_seed(0)
-    model, kwargs = MODELS[name]()
+    model, kwargs = MODELS[name](**config)
     model = model.eval().requires_grad_(False).to(device)
     if dtype is not None:
         model = model.to(dtype)

@@ -435,16 +435,16 @@ def _evaluates_as_eager(expr) -> bool:
             (e.is_Add or e.is_Mul or e.is_Pow) and any(map(floating, e.args)))
 
     roundings = 0
-    for e in sympy_nodes(expr):
+    for e in _sympy_nodes(expr):
         if (e.is_Add or e.is_Mul or e.is_Pow) and floating(e):
             return False
         roundings += type(e).__name__ in _ROUNDING_CALLS
     return roundings <= 1
 
 
-def sympy_nodes(expr) -> list:
+def _sympy_nodes(expr) -> list:
     """``expr`` and every expression inside it."""
-    return [expr, *(n for a in expr.args for n in sympy_nodes(a))]
+    return [expr, *(n for a in expr.args for n in _sympy_nodes(a))]
 
 
 def _output_number(path: str, size, names: dict, held: dict, traced: dict):
@@ -459,7 +459,8 @@ def _output_number(path: str, size, names: dict, held: dict, traced: dict):
     value = number_text(size, dict(names), held)
     shown = value["expr"] if isinstance(value, dict) else value
     if not _evaluates_as_eager(compat.sym_expr(size)):
-        raise CaptureError(f"{path} is a float computed from the call's sizes with float constants or in several "
+        kind = "bool" if isinstance(size, torch.SymBool) else "float" if isinstance(size, torch.SymFloat) else "int"
+        raise CaptureError(f"{path} is a {kind} computed from the call's sizes with float constants or in several "
                            f"rounding steps ({shown}): torch keeps it as a simplified expression, whose rounding may "
                            "differ from eager's in the last bit", hint="return it as a tensor (torch.tensor(...)), "
                                                                        "or compute it outside the compiled program")
