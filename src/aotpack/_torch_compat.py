@@ -747,9 +747,9 @@ def symint_hint(value) -> int:
     """The concrete value a SymInt had when traced, without adding a guard (``int(s)``
     would specialize the graph being compiled). Private: ``SymNode.hint`` (2.11-2.13)."""
     if isinstance(value, torch.SymInt):
-        hint = getattr(value.node, "hint", None)
+        hint = sym_hint(value)
         if hint is not None:
-            return int(hint)
+            return hint
         from torch.fx.experimental.symbolic_shapes import size_hint
 
         return int(size_hint(value))

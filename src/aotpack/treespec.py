@@ -19,8 +19,9 @@ class              what it holds                                JSON (``kind``)
 ``NodeSpec``       ``type``, ``context`` (JSON), ``children``:  ``"node"``
                    a registered pytree node
 ``SizeLeaf``       ``index``: an output that is a Python int     ``"size"``
-                   following the call's Dims (``x.shape[0]``
-                   under ``dynamic=``), the ``index``-th of the
+                   (float, bool: format version 18) following
+                   the call's Dims (``x.shape[0]`` under
+                   ``dynamic=``), the ``index``-th of the
                    variant's ``output_sizes`` (format version
                    17; outputs only)
 ``SubclassSpec``   ``type``, ``attrs``, ``meta`` (JSON),         ``"subclass"``

@@ -1183,9 +1183,11 @@ class Variant(Record):
     # ctx": a bound module's weight must still be of that subclass with that flatten context
     # (build/subclass_weights.py, 2026-12-04)
     subclass_weights: dict[str, str] = {}
-    # the Python ints the program returns that follow the call's Dims (``x.shape[0]``, ``2*n``
+    # the Python numbers the program returns that follow the call's Dims (``x.shape[0]``, ``2*n``
     # under ``dynamic=``), a Dim's name or ``{"expr": ...}`` each, in the order of
-    # program.out_spec's size leaves: evaluated from each call's sizes (format version 17)
+    # program.out_spec's size leaves: evaluated from each call's sizes (format version 17);
+    # ``{"expr": ..., "type": "float" | "bool" | "int"}`` for ``n / 2``, ``n > 4``
+    # (package/sizes.number_evaluator's grammar: format version 18)
     output_sizes: Numbers = []
     # the places of a module's program holding one tensor together -> the first weight of them
     # (tied "head.weight" -> "emb.weight"; "constant:again" -> "constant:scale" for ``self.again =
