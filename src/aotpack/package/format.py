@@ -327,7 +327,7 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     holding a buffer): a reader binding a module refuses one of them holding another
     tensor (the graph may read one input for several); older readers ran such calls
     with one tensor for both.
-  18 (2026-12-07): variants[].output_sizes entries may carry a type, ``{"expr": ...,
+  18 (2026-12-06): variants[].output_sizes entries may carry a type, ``{"expr": ...,
     "type": "int" | "float" | "bool"}``: a float, a bool, or an int past the size grammar
     that the program returns of its sizes (``n / 2``, ``n > 4``, ``int(n / 2)`` with
     ``n = x.shape[0]``), in a wider grammar (floats, true division, comparisons, ``&``,
