@@ -528,7 +528,14 @@ class MemoryLayout(Check):
             text = f"{text} = {tuple(want['stride'])}"
             if None in want["stride"]:  # (a Dim no shape binds: an edited manifest)
                 raise Mismatch([_Attr(".stride()")], text, f"strides {tuple(t.stride())}", late=True)
-        aligned = g.device != "cuda" or t.data_ptr() % 16 == 0
+        # (a torch.func transform's wrapper has no storage to align: the transform's own check
+        # runs the portable program on it or refuses it; its data_ptr() would raise)
+        if g.device == "cuda":
+            from .._torch_compat import functorch_wrapped
+
+            aligned = functorch_wrapped(t) or t.data_ptr() % 16 == 0
+        else:
+            aligned = True
         if aligned and layouts.matches(t, want):
             return t
         if call.portable and not g.layout_pinned:
