@@ -279,7 +279,7 @@ def _container_tensors_named(captured):
     if root is None or not lifted:
         return captured
     by_id, by_memory = {}, {}
-    for path, t, _, _ in container_tensors(root) if root is not None else ():
+    for path, t, _, _ in container_tensors(root):
         by_id.setdefault(id(t), path)
         by_memory.setdefault(memory_of(t), path)
     by_memory.pop(None, None)
