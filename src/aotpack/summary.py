@@ -78,8 +78,8 @@ class Inspection:
                           f"{len(train.mutated)} in-place updates")
             lines.append(f"  {var.name}: backend {var.backend} on {var.device}{extra}, files {_size(files)}")
             for path, leaf in tree.named_leaves(var.in_spec, [x.name for x in p.signature]):
-                if leaf.kind == "tensor":
-                    lines.append(f"    {describe_input(path, var.inputs[leaf.index], var.dims)}")
+                if leaf.kind in ("tensor", "int"):
+                    lines.append(f"    {describe_input(path, var.inputs[leaf.index], var.dims, leaf)}")
                 else:
                     lines.append(f"    {path} == {tree.const_repr(leaf)} (frozen)")
         total = self.sizes.get("weights.safetensors", 0)

@@ -47,6 +47,7 @@ from .errors import AotpackError, CaptureError, FormatError
 from .treespec import (
     ConstLeaf,
     DictSpec,
+    IntLeaf,
     ListSpec,
     NamedTupleSpec,
     NodeSpec,
@@ -351,6 +352,9 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
     if isinstance(value, torch.Tensor):
         tensors.append(value)
         return TensorLeaf(len(tensors) - 1), tensors
+    if type(value) is IntArgument:
+        tensors.append(size_carrier(value.value))
+        return IntLeaf(len(tensors) - 1), tensors
     if isinstance(value, (tuple, list)) and (type(value) in (tuple, list)):
         children = [flatten(v, f"{path}[{i}]", tensors, subclasses, sizes)[0] for i, v in enumerate(value)]
         return (TupleSpec if type(value) is tuple else ListSpec)(children), tensors
@@ -386,6 +390,22 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
             hint="return a tensor instead (e.g. skip .item()/.tolist(), or wrap with torch.tensor)",
         )
     return encode_const(value, path), tensors
+
+
+class IntArgument:
+    """An example int argument given a Dim (``dynamic={"n": Dim("n")}``): ``flatten``
+    makes it an ``IntLeaf`` and its carrier, which ``unflatten`` reads the int back from."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int):
+        self.value = value
+
+
+def size_carrier(n: int, device=None) -> torch.Tensor:
+    """The flat input that carries int argument ``n`` to a program: an empty tensor whose
+    first size is ``n`` (treespec.IntLeaf says why a size)."""
+    return torch.empty((n, 0), dtype=torch.uint8, device=device)
 
 
 def flattens_into_tensors(t: torch.Tensor) -> bool:
@@ -610,6 +630,8 @@ def unflatten(spec: TreeSpec, tensors: list, plain: bool = False, sizes: list = 
         return decode_const(spec)
     if kind == "size":
         return sizes[spec.index]
+    if kind == "int":  # (a symbolic int where the carrier's size is: in the traced program)
+        return tensors[spec.index].shape[0]
     children = [unflatten(c, tensors, plain, sizes) for c in spec.children]
     if plain and kind == "namedtuple":
         return tuple(children)
@@ -726,6 +748,8 @@ def describe(spec: TreeSpec) -> str:
     kind = spec.kind
     if kind == "tensor":
         return "T"
+    if kind == "int":
+        return "int"
     if kind == "const":
         return const_repr(spec)
     if kind == "size":

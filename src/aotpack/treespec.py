@@ -24,6 +24,13 @@ class              what it holds                                JSON (``kind``)
                    ``dynamic=``), the ``index``-th of the
                    variant's ``output_sizes`` (format version
                    17; outputs only)
+``IntLeaf``        ``index``: an argument that is a Python int     ``"int"``
+                   following a Dim (``dynamic={"n": Dim("n")}``),
+                   carried to the program as the size of flat
+                   input ``index``, an empty tensor of shape
+                   ``(n, 0)`` (``tree.size_carrier``): a
+                   ``TensorLeaf`` everywhere a flat input is
+                   counted (format version 19; inputs only)
 ``SubclassSpec``   ``type``, ``attrs``, ``meta`` (JSON),         ``"subclass"``
                    ``children``: a tensor subclass that
                    flattens into tensors (``__tensor_flatten__``:
@@ -51,7 +58,7 @@ import torch
 
 from .package.format import DEVICE_TYPES, _need
 
-__all__ = ["TreeSpec", "TensorLeaf", "ConstLeaf", "SizeLeaf", "TupleSpec", "ListSpec", "DictSpec", "NamedTupleSpec",
+__all__ = ["TreeSpec", "TensorLeaf", "IntLeaf", "ConstLeaf", "SizeLeaf", "TupleSpec", "ListSpec", "DictSpec", "NamedTupleSpec",
            "NodeSpec", "SubclassSpec", "from_json", "to_json", "MAX_DEPTH", "CONST_TYPES"]
 
 MAX_DEPTH = 100  # nesting a package may hold (every walk of a spec recurses)
@@ -110,12 +117,31 @@ class TreeSpec:
         """The size leaves' indices, depth first (an output spec's)."""
         return [i for c in self.children for i in c.size_indices()]
 
+    def int_indices(self) -> list[int]:
+        """The flat indices of the int leaves' carriers, depth first (an argument spec's)."""
+        return [i for c in self.children for i in c.int_indices()]
+
 
 class TensorLeaf(TreeSpec):
     __slots__ = ("index",)
     kind, _fields = "tensor", ("index",)
 
     def tensor_indices(self) -> list[int]:
+        return [self.index]
+
+
+class IntLeaf(TensorLeaf):
+    """A Python int argument following a Dim. Why a flat input and not a number: every
+    backend and every guard already takes a Dim from an input's size, and torch.export
+    traces a size as the symbolic int the program then computes with, as torch.compile
+    passes a dynamic int; AOTInductor failed on a graph taking a SymInt input itself
+    (``x * n`` traced as ``aten.mul.Tensor(x, n)``, torch 2.13). The carrier is empty:
+    it costs no memory at any size."""
+
+    __slots__ = ()
+    kind = "int"
+
+    def int_indices(self) -> list[int]:
         return [self.index]
 
 
@@ -178,7 +204,7 @@ class SubclassSpec(TreeSpec):
         return list(self.attrs)
 
 
-KINDS = {c.kind: c for c in (TensorLeaf, ConstLeaf, SizeLeaf, TupleSpec, ListSpec, DictSpec, NamedTupleSpec, NodeSpec,
+KINDS = {c.kind: c for c in (TensorLeaf, IntLeaf, ConstLeaf, SizeLeaf, TupleSpec, ListSpec, DictSpec, NamedTupleSpec, NodeSpec,
                              SubclassSpec)}
 
 
@@ -201,22 +227,23 @@ _CONST_CHECKS = {
 }
 
 
-def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0, sizes: bool = False) -> TreeSpec:
+def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0, sizes: bool = False,
+              ints: bool = False) -> TreeSpec:
     """The spec in ``obj`` (parsed JSON), checked: FormatError naming ``where`` unless it
     is a tree spec whose tensor indices are below ``n_tensors`` (``sizes``: it may hold
-    size leaves, as an output spec may)."""
+    size leaves, as an output spec may; ``ints``: int leaves, as an argument spec may)."""
     _need(depth < MAX_DEPTH and isinstance(obj, dict) and isinstance(obj.get("kind"), str),
           f"{where} is not a tree spec")
     kind = obj["kind"]
-    _need(kind in KINDS and (sizes or kind != "size"), f"{where} has unknown kind {kind!r}")
+    _need(kind in KINDS and (sizes or kind != "size") and (ints or kind != "int"), f"{where} has unknown kind {kind!r}")
     if kind == "size":
         i = obj.get("index")
         _need(_is_int(i) and i >= 0, f"{where} has a bad size index")
         return SizeLeaf(i)
-    if kind == "tensor":
+    if kind in ("tensor", "int"):
         i = obj.get("index")
         _need(_is_int(i) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
-        return TensorLeaf(i)
+        return KINDS[kind](i)
     if kind == "const":
         typ = obj.get("type")
         _need(isinstance(typ, str) and typ in CONST_TYPES and "value" in obj, f"{where} has a constant of unknown type")
@@ -224,7 +251,7 @@ def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0
         return ConstLeaf(typ, obj["value"])
     raw = obj.get("children")
     _need(isinstance(raw, list), f"{where} has no children list")
-    children = tuple(from_json(c, f"{where}[{j}]", n_tensors, depth + 1, sizes) for j, c in enumerate(raw))
+    children = tuple(from_json(c, f"{where}[{j}]", n_tensors, depth + 1, sizes, ints) for j, c in enumerate(raw))
     if kind in ("tuple", "list"):
         return KINDS[kind](children)
     if kind == "dict":

@@ -205,8 +205,11 @@ def global_fixture(path: str, cls: type = GlobalFixture) -> None:
     torch.manual_seed(0)
     m = cls().eval().requires_grad_(False)
     x, w = torch.randn(5, 4), torch.randn(3)
-    aotpack.compile(m, (x, {"w": w}), backend="eager", dynamic={"x": {0: aotpack.Dim("batch", min=1, max=64)}}).save(path)
-    out = m(x, {"w": w})
+    opts, dynamic = {"w": w}, {"x": {0: aotpack.Dim("batch", min=1, max=64)}}
+    if fmt.FORMAT_VERSION >= 19:  # an int argument with a Dim
+        opts["top"], dynamic["opts"] = 3, {"top": aotpack.Dim("top", min=1, max=5)}
+    aotpack.compile(m, (x, opts), backend="eager", dynamic=dynamic).save(path)
+    out = m(x, opts)
     save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0], **{f"state.{k}": v for k, v in m.state_dict().items()}},
               os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
     print("wrote", path)
@@ -255,6 +258,15 @@ class NumberFixture(SizeFixture):
         return {**out, "half": x.shape[0] / 2, "big": x.shape[0] > 3}
 
 
+class IntFixture(NumberFixture):
+    """Version 19 (int arguments): version 18's program, ``opts["top"]`` an int following
+    the Dim ``top``: also returns the first ``top`` rows of y and ``top + 1``."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "first": out["y"][:opts["top"]], "after": opts["top"] + 1}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -294,6 +306,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 19:  # an inference package taking an int argument with a Dim too
+        return global_fixture(path, IntFixture)
     if fmt.FORMAT_VERSION >= 18:  # an inference package returning a float and a bool of the call's sizes too
         return global_fixture(path, NumberFixture)
     if fmt.FORMAT_VERSION >= 17:  # an inference package returning ints of the call's sizes too

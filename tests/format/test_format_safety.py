@@ -150,6 +150,16 @@ def test_every_format_version_still_loads():
         from safetensors.torch import load_file
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
+        if version >= 19:  # also takes an int argument with a Dim (opts["top"]): eager's at each value
+            fn = aotpack.load(path)
+            assert info.manifest.variants[0].in_spec.int_indices() == [2]
+            for top in (3, 1, 5):
+                out = fn(io["x"], {"w": io["w"], "top": top})
+                torch.testing.assert_close(out["first"], io["y"][:top])
+                assert out["after"] == top + 1 and type(out["after"]) is int
+            with pytest.raises(aotpack.GuardError, match=r"args\[1\]\['top'\]: expected an int top in 1..5, got 6"):
+                fn(io["x"], {"w": io["w"], "top": 6})
+            continue
         if version >= 18:  # also returns a float and a bool of the batch Dim, typed
             fn = aotpack.load(path)
             assert info.manifest.variants[0].output_sizes[3:] == [{"expr": "IntTrueDiv(batch, 2)", "type": "float"},
@@ -481,6 +491,13 @@ def _rows_and_double(x):
         output_sizes=["rows", {"expr": "open('x') > 2", "type": "bool"}]), "variant default.output_sizes"),
     (lambda d: d.update(format_version=18) or d["variants"][0].update(
         output_sizes=["rows", {"expr": "IntTrueDiv(rows, 2)", "type": "int"}]), None),
+    # an int argument (format version 19) in an output spec, or taken by a size input
+    (lambda d: d["program"]["out_spec"]["children"].__setitem__(0, {"kind": "int", "index": 0}),
+     "out_spec[0] has unknown kind 'int'"),
+    (lambda d: d.update(format_version=18) or d["variants"][0]["in_spec"]["children"].__setitem__(
+        0, {"kind": "int", "index": 0}), "holds an int argument, which needs format version 19"),
+    (lambda d: d.update(format_version=19) or d["variants"][0]["in_spec"]["children"].__setitem__(
+        0, {"kind": "int", "index": 0}), "an int argument's carrier is not an empty uint8 tensor"),
 ])
 def test_edited_size_outputs_are_format_errors(tmp_path, edit, says):
     """The numbers a package returns of the call's sizes (format version 17; typed, 18)

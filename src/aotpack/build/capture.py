@@ -81,7 +81,16 @@ from .guard_specs import (
     where_strides_read,
 )
 from .homes import bind_by_name, memory_of
-from .signature import bind, call_as_passed, defined_at, flat_dynamic, parameters, program_name, signature_of
+from .signature import (
+    bind,
+    call_as_passed,
+    defined_at,
+    flat_dynamic,
+    int_arguments,
+    parameters,
+    program_name,
+    signature_of,
+)
 
 __all__ = ["Captured", "capture", "Dim"]
 
@@ -869,11 +878,16 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_stride
         args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
     sig = signature_of(target)
     values, how = bind(sig, args, kwargs)
+    values = int_arguments(dynamic, sig, values, how)
     names = list(sig.parameters)
     children, flat = [], []
     for name, v in zip(names, values):
         children.append(tree.flatten(v, name, flat)[0])
     in_spec = TupleSpec(children)
+    if carriers := in_spec.int_indices():  # (on the program's device: a graph's inputs share one)
+        device = device_of(flat)
+        for i in carriers:
+            flat[i] = flat[i].to(device)
     flat = _separate_memory(flat)
     flat_dyn = flat_dynamic(dynamic, sig, values, len(flat))
     paths = tree.tensor_paths(in_spec, names)
@@ -953,7 +967,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
                             keep_strides=frozenset(pinned_copies))
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     shapes, dims, specialized, names, narrowed = guard_dims(
-        ep, user_nodes, call.flat_dyn, call.paths,
+        ep, user_nodes, call.flat_dyn, call.paths, int_inputs=call.in_spec.int_indices(),
         excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
                   if name in examples})
     sizes = {name: t.shape[d] for t, shape in zip(call.flat, shapes) for d, name in enumerate(shape)

@@ -8,6 +8,7 @@ global state the compiled code depends on. The load side checks these (load/guar
 from __future__ import annotations
 
 import functools
+import re
 import types
 
 import torch
@@ -38,7 +39,7 @@ __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "c
            "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim", "module_paths", "global_values"]
 
 
-def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None
+def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None, int_inputs=()
                ) -> tuple[list[list], dict[str, Dim], list[str], dict, list[str]]:
     """Each user input's guarded shape, the named Dims, the user Dims that capture
     specialized, the Dim name of each symbol, and the user Dims whose range capture
@@ -46,14 +47,16 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
     names, narrowed). A size is an int (static), a Dim name, or ``{"expr": "2*batch"}``
     for a size derived from other Dims. ``excluded``: Dim name -> (the example's size,
     the sizes a dropped guard rules out, or None: that size alone), from
-    ``dropped_size_guards``; the Dim excludes those sizes (``_without``).
+    ``dropped_size_guards``; the Dim excludes those sizes (``_without``). ``int_inputs``:
+    the flat inputs carrying int arguments (treespec.IntLeaf); one no Dim names is named
+    after its argument (``n``, ``sizes_0``), not ``dim1``.
     """
     sym_names: dict[str, str] = {}
     user_range: dict[str, tuple] = {}
     specialized: list[str] = []
     narrowed: list[str] = []
     # Names the user gave (Dim("batch")) win; other symbols get dim0, dim1, ...
-    for node, dyn, path in zip(user_nodes, flat_dyn, paths):
+    for i, (node, dyn, path) in enumerate(zip(user_nodes, flat_dyn, paths)):
         for d, spec in (dyn or {}).items():
             size = node.meta["val"].shape[d]
             name = user_dim(spec)
@@ -63,8 +66,19 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
                 if str(compat.sym_expr(size)).isidentifier():
                     sym_names.setdefault(str(compat.sym_expr(size)), name)
                     user_range[name] = (_finite(getattr(spec, "min", 0)), _finite(getattr(spec, "max", None)))
-            else:
-                specialized.append(f"{name} ({path}.shape[{d}]) = {static_int(size)}")
+            else:  # (an int argument's carrier: its first size is the int)
+                where = path if i in int_inputs else f"{path}.shape[{d}]"
+                specialized.append(f"{name} ({where}) = {static_int(size)}")
+    taken = set(sym_names.values())
+    for i in int_inputs:  # (after the user's names, which win)
+        size = user_nodes[i].meta["val"].shape[0]
+        if static_int(size) is not None:  # (specialized: compiled in)
+            continue
+        expr = str(compat.sym_expr(size))
+        name = re.sub(r"\W+", "_", paths[i]).strip("_")
+        if expr.isidentifier() and expr not in sym_names and name.isidentifier() and name not in taken:
+            sym_names[expr] = name
+            taken.add(name)
     ranges = {str(k): v for k, v in ep.range_constraints.items()}
     dims: dict[str, Dim] = {}
     shapes = []

@@ -21,7 +21,8 @@ from .. import tree
 from ..errors import CaptureError
 from ..package.manifest import Param
 
-__all__ = ["signature_of", "parameters", "defined_at", "bind", "call_as_passed", "flat_dynamic", "program_name"]
+__all__ = ["signature_of", "parameters", "defined_at", "bind", "call_as_passed", "flat_dynamic", "int_arguments",
+           "program_name"]
 
 Dim = torch.export.Dim
 
@@ -115,6 +116,53 @@ def call_as_passed(signature: list[Param], values: list, how: list[str]) -> tupl
     return args, kwargs
 
 
+def int_arguments(dynamic, sig: inspect.Signature, values: list, how: list[str]) -> list:
+    """``values`` with each Python int that ``dynamic`` gives a Dim replaced by a
+    ``tree.IntArgument`` (flattened as the carrier of a dynamic int, as torch.compile
+    passes an int it made dynamic); ``how`` is updated where such an int was a default,
+    which the traced call must now pass."""
+    if dynamic is True:  # (every int, as torch.compile(dynamic=True) makes each dynamic; torch.export keeps
+        # static the ones the program specializes: compiled in and guarded as before)
+        return [v if h == "default" else _every_int(v) for v, h in zip(values, how)]
+    if not isinstance(dynamic, dict):
+        return values
+
+    def mark(value, spec, path):
+        if spec is None:
+            return value
+        if type(value) is int:  # (not a bool, not an int subclass: those stay compiled in)
+            if isinstance(spec, (dict, list, tuple)):
+                raise CaptureError(f"dynamic{path} must be one Dim for the int {value}, got {spec!r}",
+                                   hint=f"e.g. dynamic={{{path[1:-1]}: Dim('n', min=1, max=4096)}}")
+            return tree.IntArgument(value)
+        if type(value) in (list, tuple) and isinstance(spec, (list, tuple)) and len(spec) == len(value):
+            return type(value)(mark(v, c, f"{path}[{j}]") for j, (v, c) in enumerate(zip(value, spec)))
+        if type(value) is dict and isinstance(spec, dict):
+            return {k: mark(v, spec.get(k), f"{path}[{k!r}]") for k, v in value.items()}
+        return value  # (a tensor's spec, or one flat_dynamic refuses)
+
+    out = []
+    for k, (name, p) in enumerate(sig.parameters.items()):
+        out.append(mark(values[k], dynamic.get(name), f"[{name!r}]"))
+        if how[k] == "default" and out[k] is not values[k]:
+            if p.kind == p.POSITIONAL_ONLY:
+                raise CaptureError(f"dynamic[{name!r}] gives a Dim to a positional-only default the example "
+                                   "call does not pass", hint=f"pass {name} in the example call")
+            how[k] = "kw"
+    return out
+
+
+def _every_int(value):
+    """``value`` with each int in it (in lists, tuples and dicts) made a ``tree.IntArgument``."""
+    if type(value) is int:
+        return tree.IntArgument(value)
+    if type(value) in (list, tuple):
+        return type(value)(map(_every_int, value))
+    if type(value) is dict:
+        return {k: _every_int(v) for k, v in value.items()}
+    return value
+
+
 def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> list:
     """Per flat tensor: {dim: Dim} for torch.export, from the user's ``dynamic``."""
     flat: list = [None] * n_flat
@@ -128,6 +176,10 @@ def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> 
     counter = [0]
 
     def walk(value, spec, path):
+        if type(value) is tree.IntArgument:  # (its carrier's first size: int_arguments)
+            flat[counter[0]] = {0: spec}
+            counter[0] += 1
+            return
         if isinstance(value, torch.Tensor) and tree.flattens_into_tensors(value):
             for t in tree.subclass_parts(value)[2]:  # (a subclass's Dims are its inner tensors')
                 walk(t, spec, path)
@@ -158,10 +210,9 @@ def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> 
                 walk(v, None if spec is None else spec.get(k), f"{path}[{k!r}]")
         elif spec is not None:  # (until 2026-12-06 ignored: the value was compiled in all the same)
             raise CaptureError(f"dynamic{path} gives {spec!r} for the {type(value).__name__} {value!r}: only "
-                               "a tensor's dimensions take Dims; a Python value is compiled in, and a call with "
-                               "another is a GuardError",
-                               hint="pass it as a tensor, derive it from a tensor's size inside the program "
-                                    "(x.shape[0]), or compile a variant per value")
+                               "a tensor's dimensions and Python ints take Dims; any other Python value is "
+                               "compiled in, and a call with another is a GuardError",
+                               hint="pass it as a tensor, or compile a variant per value")
 
     unknown = set(dynamic) - set(names)
     if unknown:

@@ -149,10 +149,40 @@ def mode_expected(training: bool) -> str:
     return f"{training} (compiled in {mode} mode: call .{call}() on it, or compile the package in {other} mode)"
 
 
-def describe_input(name: str, guard: Input, dims: dict[str, Dim]) -> str:
-    """One input guard for a person: ``x: float32[batch=1..4096, 512] cpu``."""
+def describe_input(name: str, guard: Input, dims: dict[str, Dim], leaf=None) -> str:
+    """One input guard for a person: ``x: float32[batch=1..4096, 512] cpu``; the carrier
+    of an int argument (``leaf`` an ``IntLeaf``): ``n: int n=1..64``."""
+    if leaf is not None and leaf.kind == "int":
+        return f"{name}: int {shape_text(guard.shape[:1], dims)[1:-1]}"
     grad = " requires_grad" if guard.requires_grad else ""
     return f"{name}: {guard.dtype}{shape_text(guard.shape, dims)} {guard.device}{grad}"
+
+
+def _int_expected(want, dims: dict[str, Dim]) -> str:
+    """What an int argument must be, as a message says it: ``an int n in 1..64``."""
+    if isinstance(want, int):
+        return f"{want} (an int compiled in)"
+    return f"an int {want} in {dims[want].text()}" if isinstance(want, str) else f"an int {want['expr']}"
+
+
+def _fast_carrier(device: str):
+    """``value -> its carrier`` for the fast check of an int argument, raising (the
+    generated check then returns None: the full check says why) unless ``value`` is an
+    int a size can be; its range is the carrier's shape check's."""
+    made: dict[int, Tensor] = {}  # (an empty tensor holds nothing a call could change: shared, 0.1 us, not 1.5)
+
+    def carry(value):
+        if type(value) is not int or value < 0:
+            raise TypeError
+        t = made.get(value)
+        if t is None:
+            with torch.inference_mode(False):  # (a normal tensor: an inference one fails the native check outside)
+                t = tree.size_carrier(value, device)
+            if len(made) < 256:
+                made[value] = t
+        return t
+
+    return carry
 
 
 def shape_text(shape: list, dims: dict[str, Dim]) -> str:
@@ -1074,7 +1104,8 @@ class Guard:
         ])
         self._children = in_spec.children
         # The common call, f(t0, t1, ...): every parameter one tensor, nothing to walk.
-        self._tensors_only = all(isinstance(c, TensorLeaf) for c in self._children)
+        self._tensors_only = all(type(c) is TensorLeaf for c in self._children)
+        self._carriers = set(in_spec.int_indices())  # flat inputs made of int arguments (treespec.IntLeaf)
         self.device = device
         self.checks = self._build_checks(state or GlobalState(), device)
         self._dropped_consts: set = set()
@@ -1149,6 +1180,11 @@ class Guard:
         return [(path, self.inputs[leaf.index]) for path, leaf in tree.named_leaves(self.in_spec, self.names)
                 if isinstance(leaf, TensorLeaf)]
 
+    def described_inputs(self) -> list[str]:
+        """Each flat input's guard for a person (``describe_input``), in order."""
+        return [describe_input(path, self.inputs[leaf.index], self.dims, leaf)
+                for path, leaf in tree.named_leaves(self.in_spec, self.names) if isinstance(leaf, TensorLeaf)]
+
     def _generate_fast_check(self):
         """A straight-line check for the common call ``f(t0, t1, ...)``, or None.
 
@@ -1221,6 +1257,11 @@ class Guard:
         inputs the native check then takes with the rest."""
         params, unpack, names = [], [], {}
         for k, spec in enumerate(self._children):
+            if spec.kind == "int":  # (an int argument: its carrier is made here, its range checked with the shapes)
+                params.append(f"p{k}")
+                env[f"CARRY{k}"] = _fast_carrier(self.inputs[spec.index].device)
+                unpack.append(f"        {names.setdefault(spec.index, f'a{spec.index}')} = CARRY{k}(p{k})")
+                continue
             if isinstance(spec, TensorLeaf):
                 params.append(names.setdefault(spec.index, f"a{spec.index}"))
                 continue
@@ -1381,6 +1422,8 @@ class Guard:
                 try:
                     flat[c.index] = c.full(flat[c.index], call)
                 except Mismatch as m:
+                    if c.index in self._carriers:  # (an int argument: its carrier's ``.shape[0]`` is the int)
+                        m.parts = [p for p in m.parts if not isinstance(p, _Attr)]
                     m.parts[:0] = self.tensor_path(c.index)
                     raise
         for c in self._state:
@@ -1410,6 +1453,9 @@ class Guard:
             if not isinstance(value, torch.Tensor):
                 raise Mismatch([], "a tensor", _what(value))
             flat.append(value)
+            return
+        if kind == "int":
+            flat.append(self._carrier(spec.index, value))
             return
         if kind == "const":
             if id(spec) in self._dropped_consts:
@@ -1444,6 +1490,19 @@ class Guard:
         if len(value) != len(spec.children):
             raise Mismatch([], f"a {kind} of length {len(spec.children)}", f"length {len(value)}")
         self._walk_each(range(len(value)), spec.children, value, flat)
+
+    def _carrier(self, index: int, value) -> Tensor:
+        """The carrier of int argument ``value`` (flat input ``index``: treespec.IntLeaf),
+        once it is an int its Dim allows (the shape check binds the Dim, and compares it
+        with other inputs' sizes)."""
+        guard = self.inputs[index]
+        want = guard.shape[0]
+        if type(value) is not int:
+            raise Mismatch([], _int_expected(want, self.dims), _what(value))
+        if (value != want if isinstance(want, int) else not self.dims[want].allows(value) if isinstance(want, str)
+                else value < 0):
+            raise Mismatch([], _int_expected(want, self.dims), str(value))
+        return tree.size_carrier(value, guard.device)
 
     def _walk_each(self, keys, specs, values, flat: list) -> None:
         """Each child value against its spec, a mismatch's path starting at its key."""

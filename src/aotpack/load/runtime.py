@@ -43,7 +43,7 @@ from ..package.reader import PackageReader, in_memory_file
 from ..package.sizes import number_evaluator
 from ..package.weights import copy_in_layout
 from ..treespec import TensorLeaf, TreeSpec, TupleSpec
-from .guards import TRANSFORMED, Flat, Guard, Mismatch, describe_input, mode_expected
+from .guards import TRANSFORMED, Flat, Guard, Mismatch, mode_expected
 
 __all__ = ["Loaded", "load"]
 
@@ -482,8 +482,7 @@ class Loaded:
         failures = sorted(failures, key=lambda f: 0 if f[1].late else 1)
         v, m = failures[0]
         path = v.guard.path(m, args, kwargs)
-        tried = "; ".join(f"{x.name}: " + ", ".join(
-            describe_input(p, g, x.guard.dims) for p, g in x.guard.tensor_inputs()) for x, _ in failures)
+        tried = "; ".join(f"{x.name}: " + ", ".join(x.guard.described_inputs()) for x, _ in failures)
         message = f"{path}: expected {m.expected}, got {m.actual}"
         if len(failures) > 1:
             others = "; ".join(f"{x.name}: {x.guard.path(mm, args, kwargs)} expected {mm.expected}, got {mm.actual}"

@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 18): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 19): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -336,6 +336,14 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     and ``Ne``) evaluated with Python's arithmetic and giving that type; or a variant's
     constant float or bool there (``{"expr": "2.5", "type": "float"}``). The version is 18
     only where an entry has a type (a version 17 reader refuses the entry as malformed).
+  19 (2026-12-07): variants[].in_spec may hold leaves of kind ``"int"`` (``{"kind":
+    "int", "index": i}``): an argument that is a Python int following a Dim
+    (``dynamic={"n": Dim("n")}``, as torch.compile passes a dynamic int), carried to the
+    program as the size of flat input i, an empty uint8 tensor of shape ``(n, 0)``
+    (``variants[].inputs[i]``: ``{"dtype": "uint8", "shape": ["n", 0]}``) that the reader
+    makes of the int at each call, after checking it is an int in the Dim's range. The
+    version is 19 only where a variant takes such an int (a version 18 reader refuses
+    the spec's kind as unknown).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -364,7 +372,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 18  # the newest version this reader reads
+FORMAT_VERSION = 19  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -389,6 +397,7 @@ GLOBAL_VALUES_FORMAT_VERSION = 15  # variants[].module_attributes of plain globa
 DICT_VALUES_FORMAT_VERSION = 16  # variants[].module_attributes holding a dict: a reader must read and guard it
 SIZE_OUTPUTS_FORMAT_VERSION = 17  # program.out_spec leaves of kind "size": a reader must evaluate them
 NUMBER_OUTPUTS_FORMAT_VERSION = 18  # variants[].output_sizes of a "type": a reader must evaluate floats and bools
+INT_ARGUMENTS_FORMAT_VERSION = 19  # variants[].in_spec leaves of kind "int": a reader must carry them as sizes
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -114,6 +114,12 @@ def typed_numbers(numbers: list) -> bool:
     return any(isinstance(x, dict) and "type" in x for x in numbers)
 
 
+def is_size_carrier(g) -> bool:
+    """Whether input guard ``g`` is the carrier of an int argument (``treespec.IntLeaf``):
+    an empty uint8 tensor of shape ``(n, 0)`` that needs no grad."""
+    return g.dtype == "uint8" and len(g.shape) == 2 and g.shape[1] == 0 and not g.requires_grad
+
+
 def _identifier(v, where: str) -> None:
     _need(v.isidentifier() and not keyword.iskeyword(v), f"{where} is not a Python identifier")
 
@@ -557,6 +563,8 @@ Layout = Checked(Any, _layout)  # "contiguous" | {"order": [...]} | {"stride": [
 Spec = Coded(treespec.from_json, treespec.to_json)  # a tree spec (treespec.py)
 # an output spec: size leaves too (``x.shape[0]`` returned under ``dynamic=``, format version 17)
 OutSpec = Coded(functools.partial(treespec.from_json, sizes=True), treespec.to_json)
+# an argument spec: int leaves too (a Python int following a Dim, format version 19)
+InSpec = Coded(functools.partial(treespec.from_json, ints=True), treespec.to_json)
 Plain = Checked(Any, _plain)  # a module attribute's Python value (plain_value)
 
 
@@ -1104,7 +1112,7 @@ class Variant(Record):
     weights: list[str]  # stored names, in graph order
     weight_fqns: list[str] | None = None  # the program's names for them (default: weights)
     weight_targets: list[str] | None = None  # torch.export's names, to rebuild
-    in_spec: Spec
+    in_spec: InSpec
     inputs: list[Input]
     dims: dict[str, Dim] = {}
     aliased: list[Alias] = []
@@ -1321,6 +1329,22 @@ class Manifest(Record):
                   and (self.format_version >= fmt.NUMBER_OUTPUTS_FORMAT_VERSION or not typed_numbers(v.output_sizes)),
                   f"variant {v.name}.output_sizes")
 
+    def _check_in_spec(self, v) -> None:
+        """Variant ``v``'s argument spec against its inputs and the signature."""
+        name = v.name
+        # each input guard is one tensor of the call, once (an extra guard would check an
+        # argument the call does not have)
+        _need(sorted(v.in_spec.tensor_indices()) == list(range(len(v.inputs))),
+              f"variant {name}.in_spec does not match its inputs")
+        _need(isinstance(v.in_spec, treespec.TupleSpec) and len(v.in_spec.children) == len(self.program.signature),
+              f"variant {name}.in_spec does not match the signature")
+        carriers = v.in_spec.int_indices()
+        _need(not carriers or self.format_version >= fmt.INT_ARGUMENTS_FORMAT_VERSION,
+              f"variant {name}.in_spec holds an int argument, which needs format version "
+              f"{fmt.INT_ARGUMENTS_FORMAT_VERSION}")
+        _need(all(is_size_carrier(v.inputs[i]) for i in carriers),
+              f"variant {name}.inputs: an int argument's carrier is not an empty uint8 tensor of shape (n, 0)")
+
     def _check_links(self) -> None:
         """What the field types cannot say: names and indices that point elsewhere."""
         p = self.program
@@ -1354,12 +1378,7 @@ class Manifest(Record):
             for key in ("weight_fqns", "weight_targets"):
                 _need(getattr(v, key) is None or len(getattr(v, key)) == len(ws), f"variant {name}.{key}")
             self._check_dims_and_inputs(v)
-            # each input guard is one tensor of the call, once (an extra guard would check an
-            # argument the call does not have)
-            _need(sorted(v.in_spec.tensor_indices()) == list(range(len(v.inputs))),
-                  f"variant {name}.in_spec does not match its inputs")
-            _need(isinstance(v.in_spec, treespec.TupleSpec) and len(v.in_spec.children) == len(p.signature),
-                  f"variant {name}.in_spec does not match the signature")
+            self._check_in_spec(v)
             n_flat = len(ws) + len(v.inputs)
             # indices the runtime takes elements of (an output made an inference tensor, an
             # input written in place): within the program's outputs and the call's inputs

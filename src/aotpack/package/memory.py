@@ -327,6 +327,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if variant.in_spec.int_indices():
+        return fmt.INT_ARGUMENTS_FORMAT_VERSION  # older readers refuse the spec's kind as unknown
     if typed_numbers(variant.output_sizes):
         return fmt.NUMBER_OUTPUTS_FORMAT_VERSION  # older readers refuse the entry as malformed
     if variant.output_sizes:

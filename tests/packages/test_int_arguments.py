@@ -1,0 +1,207 @@
+"""Python int arguments given a Dim (issue 27): what torch.compile runs with a dynamic int
+(``dynamic=True``, or an int it saw change), a package runs at every value the Dim
+allows, equal to eager; any other value or type is a GuardError naming the argument.
+
+A package carries such an int to its program as the size of an empty tensor
+(treespec.IntLeaf), so every backend and guard takes it as it takes a tensor's Dim.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aotpack
+from aotpack import Dim
+from conftest import run_fresh
+
+
+def with_counts(x, n, k):
+    """Two ints as sizes, scalars, a view's size and arange lengths, and numbers of them
+    returned. (A slice ``x[:n]`` of a fixed ``x`` narrows n to the rows of ``x``, 2 and
+    up: torch.export's own choice, warned about at compile.)"""
+    return {"scaled": x * n + k, "zeros": x.new_zeros(n, k), "steps": torch.arange(n) * x.sum(),
+            "wide": x.sum().expand(k, n), "mean": x.sum() / (n + 1), "sum": n + k, "half": n / 2,
+            "floor": n // 2, "big": n > k}
+
+
+COUNTS = {"n": Dim("n", min=0, max=4096), "k": Dim("k", min=1, max=16)}
+
+
+def _same(got, want, exact=True):
+    """Each output equal to eager's: tensors in dtype, shape and value (to rounding where
+    not ``exact``: compiled kernels); numbers in type and value."""
+    assert got.keys() == want.keys()
+    for key, w in want.items():
+        g = got[key]
+        if isinstance(w, torch.Tensor):
+            assert g.dtype == w.dtype and g.shape == w.shape, key
+            assert torch.equal(g, w) if exact else torch.allclose(g, w), key
+        else:
+            assert type(g) is type(w) and g == w, (key, g, w)
+
+
+@pytest.fixture(scope="module")
+def counts_package():
+    pkg = aotpack.compile(with_counts, (torch.randn(8), 5, 3), backend="eager", dynamic=COUNTS)
+    return pkg, aotpack.load(pkg.to_bytes())
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(n=st.integers(0, 4096), k=st.integers(1, 16))
+def test_int_arguments_with_a_dim_are_eagers_at_every_value(counts_package, n, k):
+    """``f(x, n, k)`` with Dims for n and k: every value in their ranges gives eager's
+    tensors and numbers (a GuardError for any int but the example's before format 19)."""
+    x = torch.randn(8)
+    _same(counts_package[1](x, n, k), with_counts(x, n, k))
+
+
+def test_int_arguments_are_recorded_as_carried_sizes(counts_package, tmp_path):
+    """The manifest: an ``int`` leaf per int, carried by an empty uint8 input of shape
+    ``(n, 0)``, format version 19; ``inspect`` and a GuardError's hint show them as ints."""
+    pkg, fn = counts_package
+    variant = pkg.manifest.variants[0]
+    assert pkg.manifest.format_version == 19
+    assert [c.kind for c in variant.in_spec.children] == ["tensor", "int", "int"]
+    assert [(g.dtype, g.shape) for g in variant.inputs[1:]] == [("uint8", ["n", 0]), ("uint8", ["k", 0])]
+    assert (variant.dims["n"].min, variant.dims["n"].max, variant.dims["k"].max) == (0, 4096, 16)
+    shown = str(aotpack.inspect(pkg.save(tmp_path / "counts.aot")))
+    assert "n: int n=0..4096" in shown and "k: int k=1..16" in shown and "uint8" not in shown
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda f, x: f(x, 4097, 3), "args[1]: expected an int n in 0..4096, got 4097"),
+    (lambda f, x: f(x, -1, 3), "args[1]: expected an int n in 0..4096, got -1"),
+    (lambda f, x: f(x, 5, 0), "args[2]: expected an int k in 1..16, got 0"),
+    (lambda f, x: f(x, True, 3), "args[1]: expected an int n in 0..4096, got True (bool)"),
+    (lambda f, x: f(x, 5.0, 3), "args[1]: expected an int n in 0..4096, got 5.0 (float)"),
+    (lambda f, x: f(x, np.int64(5), 3), "args[1]: expected an int n in 0..4096, got np.int64(5) (int64)"),
+    (lambda f, x: f(x, 5, k=torch.tensor(3)), "kwargs['k']: expected an int k in 1..16, got a tensor int64[]"),
+])
+def test_other_values_of_int_arguments_are_guard_errors(counts_package, call, says):
+    """An int outside its Dim, a bool, a float, a numpy int, a tensor: a GuardError naming
+    the argument as the caller passed it, before anything runs."""
+    with pytest.raises(aotpack.GuardError) as e:
+        call(counts_package[1], torch.randn(8))
+    assert str(e.value).splitlines()[0] == says
+    assert "n: int n=0..4096, k: int k=1..16" in str(e.value)
+
+
+def test_an_int_sharing_a_dim_with_a_tensor_must_agree_with_it(tmp_path):
+    """``dynamic={"x": {0: rows}, "n": rows}``: the int is the tensor's size; another is
+    refused naming the int and the size it must equal."""
+    def head(x, n):
+        return x.new_ones(n, 3) + x[:, :3]
+
+    rows = Dim("rows", min=2, max=32)
+    fn = aotpack.load(aotpack.compile(head, (torch.randn(6, 4), 6), backend="eager",
+                                      dynamic={"x": {0: rows}, "n": rows}).to_bytes())
+    x = torch.randn(9, 4)
+    torch.testing.assert_close(fn(x, 9), head(x, 9))
+    with pytest.raises(aotpack.GuardError, match=r"^args\[1\]: expected rows = 9 \(as in an earlier input\), got 8"):
+        fn(x, 8)
+
+
+def test_int_arguments_in_containers_keywords_and_defaults(tmp_path):
+    """Ints inside a list and a keyword argument with a default take Dims too; a call
+    leaving the default out runs with the default, as eager does."""
+    def grid(x, shape, *, fill=2):
+        rows, cols = shape
+        return x.new_full((rows, cols), 1.0) * fill + x.sum()
+
+    fn = aotpack.load(aotpack.compile(grid, (torch.randn(2), [3, 4]), {"fill": 5}, backend="eager",
+                                      dynamic={"shape": [Dim("rows"), Dim("cols")], "fill": Dim("fill")}).to_bytes())
+    x = torch.randn(2)
+    for shape, fill in (([3, 4], 5), ([7, 1], 9), ([0, 2], 0), ([1, 1], None)):
+        kwargs = {} if fill is None else {"fill": fill}
+        torch.testing.assert_close(fn(x, shape, **kwargs), grid(x, shape, **kwargs))
+
+
+def test_dynamic_true_makes_every_int_dynamic_that_the_program_does_not_specialize(tmp_path):
+    """``dynamic=True`` makes ints dynamic, as torch.compile(dynamic=True) does: an int the
+    program computes with takes any value (its Dim named after the argument); one it
+    specializes (a reduction's dim, a loop count) is compiled in and guarded."""
+    def reduce_and_scale(x, n, axis, repeats):
+        y = x.sum(axis) * n
+        for _ in range(repeats):
+            y = y + 1
+        return y, n * 2
+
+    path = aotpack.compile(reduce_and_scale, (torch.randn(3, 4), 5, 1, 2), backend="eager",
+                           dynamic=True).save(tmp_path / "reduce.aot")
+    fn = aotpack.load(path)
+    for n in (5, 2, 300):
+        x = torch.randn(6, 7)
+        got, want = fn(x, n, 1, 2), reduce_and_scale(x, n, 1, 2)
+        torch.testing.assert_close(got[0], want[0])
+        assert got[1] == want[1] and type(got[1]) is int
+    with pytest.raises(aotpack.GuardError, match=r"^args\[2\]: expected 1 \(an int compiled in\), got 0"):
+        fn(torch.randn(6, 7), 5, 0, 2)
+    with pytest.raises(aotpack.GuardError, match=r"^args\[3\]: expected 2 \(an int compiled in\), got 3"):
+        fn(torch.randn(6, 7), 5, 1, 3)
+    shown = str(aotpack.inspect(path))
+    assert "n: int n=2..inf" in shown and "axis: int 1" in shown and "repeats: int 2" in shown
+
+
+def test_a_training_package_takes_an_int_argument():
+    """A training package with an int Dim: outputs and the parameters' gradients equal
+    eager's at each value."""
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x, n):
+            return (self.lin(x)[:n] * n).sum()
+
+    model = Head()
+    fn = aotpack.load(aotpack.compile(model, (torch.randn(8, 4), 3), backend="eager", train=True,
+                                      dynamic={"n": Dim("n", min=1, max=8)}).to_bytes(), module=model)
+    for n in (3, 1, 8):
+        x = torch.randn(8, 4)
+        model.zero_grad()
+        fn(x, n).backward()
+        got = model.lin.weight.grad.clone()
+        model.zero_grad()
+        model(x, n).backward()
+        torch.testing.assert_close(got, model.lin.weight.grad)
+
+
+def test_int_arguments_that_cannot_take_a_dim_are_capture_errors():
+    """A Dim for a float, a container of Dims for an int, and a named Dim the program
+    specializes (a loop count: torch.compile would recompile per value) are refused or
+    warned about, naming the argument."""
+    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['s'\] gives .* for the float 0.5: only a tensor's "
+                                                   r"dimensions and Python ints take Dims"):
+        aotpack.compile(lambda x, s: x * s, (torch.randn(3), 0.5), backend="eager", dynamic={"s": Dim("s")})
+    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['n'\] must be one Dim for the int 4"):
+        aotpack.compile(lambda x, n: x * n, (torch.randn(3), 4), backend="eager", dynamic={"n": {0: Dim("n")}})
+
+    def repeat(x, n):
+        for _ in range(n):
+            x = x + 1
+        return x
+
+    with pytest.raises(aotpack.CaptureError, match=r"specializes dynamic dimensions: n \(n\) = 4"):
+        aotpack.compile(repeat, (torch.randn(3), 4), backend="eager", dynamic={"n": Dim("n")}, strict_dims=True)
+
+
+def test_int_arguments_run_in_a_fresh_process_with_aotinductor(tmp_path):
+    """AOTInductor, the default backend, takes the int's carrier as any input: a fresh
+    process gives eager's results at several values and refuses one out of range (inputs
+    kept positive: a sum near 0, added in another order by a compiled kernel, would differ
+    from eager's by more than a relative rounding)."""
+    pkg = aotpack.compile(with_counts, (torch.randn(8), 5, 3), backend="aoti", dynamic=COUNTS)
+    path = pkg.save(tmp_path / "counts.aot")
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = ("import os, sys, torch, aotpack\nsys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]\nfrom test_int_arguments import with_counts, _same\n"
+            "fn = aotpack.load(sys.argv[1])\nfor n, k in ((5, 3), (0, 1), (1, 16), (4096, 7), (33, 2)):\n"
+            "    x = torch.rand(8) + 0.5\n    _same(fn(x, n, k), with_counts(x, n, k), exact=False)\n"
+            "try:\n    fn(torch.randn(8), 5, 17)\nexcept aotpack.GuardError as e:\n    print(str(e).splitlines()[0])\n")
+    out = run_fresh(["-c", code, str(path), here]).stdout.strip()
+    assert out == "args[2]: expected an int k in 1..16, got 17"
