@@ -67,15 +67,16 @@ def test_examples_must_fit_signature():
 def test_a_dim_given_for_a_python_value_or_a_misshapen_spec_is_named():
     """``dynamic={"n": Dim("n")}`` for an int argument was ignored until 2026-12-06: the
     package froze ``n`` all the same, and the caller learned it at the first call with
-    another. Now a CaptureError naming the argument; a list's or dict's spec of another
-    shape too (a list's was torch's raw IndexError)."""
-    def head(x, n, pair):
-        return x[:n] * 2 + pair[0]
+    another; since 2026-12-07 an int takes a Dim (test_int_arguments.py). A Dim for any
+    other Python value (a float) is a CaptureError naming the argument; a list's or
+    dict's spec of another shape too (a list's was torch's raw IndexError)."""
+    def head(x, n, pair, scale):
+        return x[:n] * scale + pair[0]
 
-    example = (torch.randn(8, 3), 4, [torch.ones(3)])
-    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['n'\] gives Dim\('n'.* for the int 4: only a "
-                                                   r"tensor's dimensions take Dims"):
-        aotpack.compile(head, example, backend="eager", dynamic={"n": aotpack.Dim("n", min=1, max=8)})
+    example = (torch.randn(8, 3), 4, [torch.ones(3)], 0.5)
+    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['scale'\] gives Dim\('s'.* for the float 0.5: only a "
+                                                   r"tensor's dimensions and Python ints take Dims"):
+        aotpack.compile(head, example, backend="eager", dynamic={"scale": aotpack.Dim("s", min=1, max=8)})
     with pytest.raises(aotpack.CaptureError, match=r"dynamic\['pair'\] must be a list of 1 specs"):
         aotpack.compile(head, example, backend="eager", dynamic={"pair": [None, None]})
     with pytest.raises(aotpack.CaptureError, match=r"dynamic\['pair'\]\[0\] must be a dict \{dim: Dim\}"):
