@@ -125,17 +125,21 @@ def _view(a: torch.Tensor, kind: str) -> torch.Tensor:
 def make_program(recipe: list[tuple], outputs: tuple, sizes: bool = False):
     """``sizes``: the program also returns numbers of its last value's size (its rows, its
     number of elements, half its rows, and whether it has more than 5 elements: ints, a
-    float and a bool), which follow the inputs' Dims in a dynamic program."""
+    float and a bool), which follow the inputs' Dims in a dynamic program; and it takes a
+    Python int ``k`` (a Dim of its own in a dynamic program), which scales the last value,
+    sizes a new tensor, and is returned doubled and halved."""
     def program(x, y):
+        return interpret(recipe, outputs, x, y)
+
+    def program_of_sizes(x, y, k):
         values = interpret(recipe, outputs, x, y)
-        if not sizes:
-            return values
         last = values[-1]
         rows = (last.shape[0], last.shape[0] / 2) if last.dim() else ()
-        return values + (*rows, last.numel(), last.numel() > 5)
+        return values + (last * k, x.new_full((k, 2), k / 4), *rows, last.numel(), last.numel() > 5, 2 * k, k / 2)
 
-    program.recipe = (recipe, outputs)  # named in the fuzzer's stats of refusals
-    return program
+    chosen = program_of_sizes if sizes else program
+    chosen.recipe = (recipe, outputs)  # named in the fuzzer's stats of refusals
+    return chosen
 
 
 def uses_input_inplace(recipe) -> bool:
@@ -149,6 +153,7 @@ class CallSpec:
     dtype: torch.dtype
     requires_grad: tuple  # per input
     shape: tuple
+    count: int | None = None  # the int argument ``k`` of a program of sizes (make_program)
 
 
 # AOTPACK_FUZZ_DEVICE=cuda runs the fuzzer's programs on the GPU (the same contract)

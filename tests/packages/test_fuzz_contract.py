@@ -41,7 +41,8 @@ STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_
          "portable_runs": 0,  # packages whose calls ran their portable program (overlapping updated inputs)
          "dynamic_programs": 0,  # packages compiled with the rows a Dim (and called with other row counts)
          "ran_detached": 0,  # inference calls under grad mode with an input that requires grad, run
-         "number_outputs": 0}  # ints, floats and bools of a dynamic program's sizes returned, equal to eager's
+         "number_outputs": 0,  # ints, floats and bools of a dynamic program's sizes returned, equal to eager's
+         "int_arguments": 0}  # calls of a dynamic program with its int argument, compared
 
 # no shrinking: each example compiles a package, and the failure message names the
 # recipe and the call in full
@@ -61,7 +62,8 @@ SHAPES = [(4, 6), (0, 6)]
 
 
 def call_specs(shape, dtype, requires_grad, rows=None):
-    """``rows``: the row counts a call may have (a package compiled with a Dim); else ``shape``'s."""
+    """``rows``: the row counts a call may have (a package compiled with a Dim), whose
+    program also takes an int (``COUNTS``, of its Dim ``K``); else ``shape``'s, no int."""
     return st.builds(
         CallSpec,
         layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
@@ -69,6 +71,7 @@ def call_specs(shape, dtype, requires_grad, rows=None):
         dtype=st.sampled_from([dtype] * 5 + [torch.float64 if dtype == torch.float32 else torch.float32]),  # + one other
         requires_grad=st.sampled_from([requires_grad] * 4 + [(True, False), (False, False)]),
         shape=st.just(shape) if rows is None else st.sampled_from([(r, shape[1]) for r in rows]),
+        count=st.none() if rows is None else st.sampled_from(COUNTS),
     )
 
 
@@ -83,7 +86,7 @@ def outcome(fn, spec: CallSpec, seed: int, grad_mode: bool, amp: bool = False) -
         with (torch.set_grad_enabled(grad_mode), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp),
               warnings.catch_warnings(record=True) as caught):
             warnings.simplefilter("always", aotpack.PortableRunWarning)
-            outs = fn(*inputs)
+            outs = fn(*inputs, *(() if spec.count is None else (spec.count,)))
             grad_after = torch.is_grad_enabled()
     except Exception as e:  # noqa: BLE001 - compared below
         return {"error": e}
@@ -156,6 +159,7 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
     assert len(eager["outputs"]) == len(package["outputs"])
     assert package["ints"] == eager["ints"], f"{what}: the numbers returned (type, value)"
     STATS["number_outputs"] += len(eager["ints"])
+    STATS["int_arguments"] += spec.count is not None
     for k, (a, b) in enumerate(zip(eager["outputs"], package["outputs"])):
         _close(b, a, msg=lambda m, k=k: f"{what}: output {k}: {m}")
     assert package["requires_grad"] == eager["requires_grad"], what
@@ -183,6 +187,9 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
 # a flatten's rows*6, a matmul's rows x rows)
 ROWS = torch.export.Dim("rows", min=2, max=16)
 ROW_COUNTS = [2, 3, 4, 7, 16]
+# the int argument of a dynamic program (make_program's ``k``), a Dim of its own
+K = torch.export.Dim("k", min=1, max=8)
+COUNTS = [1, 2, 3, 5, 8]
 
 
 def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, state=(True, False),
@@ -195,9 +202,9 @@ def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, sta
     try:
         with warnings.catch_warnings(), torch.set_grad_enabled(state[0]):
             warnings.simplefilter("ignore")
-            pkg = aotpack.compile(program, tuple(inputs), backend=backend, train=train,
-                                  autocast=torch.bfloat16 if state[1] else False,
-                                  dynamic={"x": {0: ROWS}, "y": {0: ROWS}} if dynamic else None)
+            pkg = aotpack.compile(program, (*inputs, *(() if example.count is None else (example.count,))),
+                                  backend=backend, train=train, autocast=torch.bfloat16 if state[1] else False,
+                                  dynamic={"x": {0: ROWS}, "y": {0: ROWS}, "k": K} if dynamic else None)
     except aotpack.AotpackError as e:
         STATS["refused_at_compile"] += 1
         # why, without the parts that name the program's line (for AOTPACK_FUZZ_STATS)
@@ -232,7 +239,7 @@ def check_program(recipe, outs, shape, dtype, example_layouts, calls, backend="e
     tensor twice): the package is compiled for separate inputs all the same. ``dynamic``:
     the rows a Dim, the calls' shapes may differ."""
     program = make_program(recipe, outs, sizes=dynamic)
-    compiled = CallSpec(example_layouts, aliasing, dtype, requires_grad, shape)
+    compiled = CallSpec(example_layouts, aliasing, dtype, requires_grad, shape, count=3 if dynamic else None)
     fn = compile_or_refuse(program, compiled, backend, train, state, dynamic)
     if dynamic and fn is not None:
         STATS["dynamic_programs"] += 1

@@ -1463,7 +1463,10 @@ class Guard:
             expected = tree.decode_const(spec)
             if isinstance(value, torch.Tensor) or type(value) is not type(expected) or value != expected:
                 if not (isinstance(expected, float) and isinstance(value, float) and expected != expected and value != value):
-                    raise Mismatch([], f"{tree.const_repr(spec)} (frozen at compile time)", _what(value))
+                    # (an int of another value could have been compiled dynamic: say how)
+                    dim = "; give it a Dim in dynamic= to take any int" if spec.type == "int" and type(value) is int \
+                        else ""
+                    raise Mismatch([], f"{tree.const_repr(spec)} (frozen at compile time{dim})", _what(value))
             return
         if kind == "subclass":
             self._walk_subclass(spec, value, flat)
