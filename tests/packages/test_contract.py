@@ -1642,6 +1642,22 @@ def test_a_dims_range_is_what_every_input_of_it_allows(tmp_path):
         fn(torch.randn(2, 6), torch.randn(2, 6))
 
 
+def test_a_dim_narrowed_to_one_size_compiles_for_that_size():
+    """``x.reshape(y.shape[0], -1)`` of a 6x6 x holds at 3 rows only (torch.export keeps no
+    divisibility guard): the Dim is narrowed to 3..3 with a warning, and the compiling
+    backends' export of it raised torch's raw ``AssertionError: Cannot create Dim with
+    inconsistent min=3, max=3`` until 2026-12-07 (seen with AOTInductor): the size is
+    static there now. (The export is what aoti compiles; compiling it too costs tens of
+    seconds and tests AOTInductor, not this.)"""
+    from aotpack.build.capture import capture
+
+    with pytest.warns(aotpack.SpecializationWarning, match=r"rows runs 3\.\.3 of the 0\.\.64 asked"):
+        captured = capture(lambda x, y: x.reshape(y.shape[0], -1), (torch.randn(6, 6), torch.randn(3)),
+                           dynamic={"y": {0: torch.export.Dim("rows", min=0, max=64)}})
+    ep = captured.export_weights_as_inputs()
+    assert [tuple(n.meta["val"].shape) for n in ep.graph.nodes if n.op == "placeholder"] == [(6, 6), (3,)]
+
+
 def update_through_reshape(x, y):
     y.reshape(-1).mul_(0.5)
     return x * 2

@@ -272,12 +272,14 @@ class Captured:
     def export_weights_as_inputs(self):
         """torch.export of ``graph_module`` with every weight a *user input*, the Dims of
         the guards kept: what compiling backends take, so no weight is baked in."""
+        # (a Dim narrowed to one size is that size: torch.export takes no Dim of one value,
+        # and raised a raw AssertionError until 2026-12-07)
         named = {n: Dim(n, min=r.min, max=r.max if r.max is not None else int(2**62))
-                 for n, r in self.dims.items()}
+                 for n, r in self.dims.items() if r.min != r.max}
         dyn: list = [None] * len(self.weights)
         for guard in self.inputs:
-            spec = {d: named[s] if isinstance(s, str) else Dim.AUTO
-                    for d, s in enumerate(guard.shape) if not isinstance(s, int)}
+            spec = {d: named[s] if isinstance(s, str) else Dim.AUTO for d, s in enumerate(guard.shape)
+                    if not isinstance(s, int) and (not isinstance(s, str) or s in named)}
             dyn.append(spec or None)
         gm, args = self._unaliased_weights()
         with compat.quiet_export_logs():
