@@ -18,6 +18,11 @@ module's changes checked at each call); the row is the difference. The same for 
 module with a tensor attribute and 8 Python values its forward reads, and for one of
 100 weights (50 Linear layers): what binding costs as a model grows.
 
+Int argument: the same 4 inputs and a Python int ``n`` with a Dim (``a + b + c + d + n``),
+called with n = 5: the int is checked and carried as an empty tensor's size (treespec.IntLeaf),
+side by side with its runner called directly and with torch.compile(dynamic=True), which
+makes the int dynamic too.
+
     python bench/guard_overhead.py
 """
 
@@ -102,10 +107,24 @@ print(json.dumps({"plain_us": best(lambda: plain(*xs)), "bound_us": best(lambda:
                   "plain_100_weights_us": best(lambda: plain_m(*xs)), "bound_100_weights_us": best(lambda: bound_m(*xs))}))
 """
 
+INT = SETUP + r"""
+def fi(a, b, c, d, n):
+    return a + b + c + d + n
+import aotpack
+fn = aotpack.load(sys.argv[1])
+v = fn._variants[0]
+raw, ws, carrier = v.fn, v.weights, torch.empty((5, 0), dtype=torch.uint8)
+print(json.dumps({"int_backend_us": best(lambda: raw(ws + xs + [carrier])), "int_aotpack_us": best(lambda: fn(*xs, 5))}))
+"""
+
 TORCH_COMPILE = SETUP + r"""
+def fi(a, b, c, d, n):
+    return a + b + c + d + n
 g = torch.compile(f, dynamic=False)
 g(*xs)
-print(json.dumps({"torch_compile_us": best(lambda: g(*xs))}))
+gi = torch.compile(fi, dynamic=True)
+gi(*xs, 5), gi(*xs, 6)
+print(json.dumps({"torch_compile_us": best(lambda: g(*xs)), "int_torch_compile_us": best(lambda: gi(*xs, 5))}))
 """
 
 
@@ -137,13 +156,18 @@ def main() -> None:
         mmpath = aotpack.compile(scope["MM"](), tuple(xs), dynamic={"a": {0: batch}, "b": {0: batch}},
                                  backend="aoti").save(os.path.join(d, "mm.aot"))
         b = fresh(BOUND, mpath, apath, mmpath)
+        ipath = aotpack.compile(lambda a, b, c, d, n: a + b + c + d + n, (*xs, 5), backend="aoti",
+                                dynamic={"a": {0: batch}, "b": {0: batch}, "n": Dim("n", min=0, max=4096)}
+                                ).save(os.path.join(d, "i.aot"))
+        i = fresh(INT, ipath)
         with tempfile.TemporaryDirectory() as cache:
             t = fresh(TORCH_COMPILE, env={"TORCHINDUCTOR_CACHE_DIR": cache})
     overhead = a["aotpack_us"] - a["backend_us"]
     bound = b["bound_us"] - b["plain_us"]
     bound_attributes = b["bound_attributes_us"] - b["plain_attributes_us"]
     bound_many = b["bound_100_weights_us"] - b["plain_100_weights_us"]
-    row = {**a, **t, **b, "aotpack_overhead_us": overhead, "bound_module_us": bound,
+    int_overhead = i["int_aotpack_us"] - i["int_backend_us"]
+    row = {**a, **t, **b, **i, "aotpack_overhead_us": overhead, "int_overhead_us": int_overhead, "bound_module_us": bound,
            "bound_module_attributes_us": bound_attributes, "bound_module_100_weights_us": bound_many,
            "target_us": 2.5}
     print(table(["case", "per call", "vs backend"], [
@@ -158,6 +182,10 @@ def main() -> None:
          f"+{bound_attributes:.2f} us"],
         ["aotpack, module with 100 weights (50 Linear layers), unbound", f"{b['plain_100_weights_us']:.2f} us", "-"],
         ["aotpack, the same bound to a live module", f"{b['bound_100_weights_us']:.2f} us", f"+{bound_many:.2f} us"],
+        ["AOTInductor runner, 4 tensors + an int's carrier, direct", f"{i['int_backend_us']:.2f} us", "-"],
+        ["aotpack, 4 tensors + an int with a Dim", f"{i['int_aotpack_us']:.2f} us", f"+{int_overhead:.2f} us"],
+        ["torch.compile(dynamic=True), 4 tensors + an int", f"{t['int_torch_compile_us']:.2f} us",
+         f"+{t['int_torch_compile_us'] - i['int_backend_us']:.2f} us"],
     ]))
     print(f"aotpack overhead {overhead:.2f} us for 4 tensor inputs (target <= 2.5 us): "
           f"{'OK' if overhead <= 2.5 else 'OVER TARGET'}; a bound module adds {bound:.2f} us")
