@@ -191,6 +191,19 @@ def test_int_arguments_that_cannot_take_a_dim_are_capture_errors():
         aotpack.compile(repeat, (torch.randn(3), 4), backend="eager", dynamic={"n": Dim("n")}, strict_dims=True)
 
 
+def test_a_negative_int_is_outside_every_dim():
+    """An int is carried as a size: a Dim asked from below 0 runs from 0, with a warning
+    naming the range, and a negative int is a GuardError (eager, and torch.compile, would
+    run it)."""
+    with pytest.warns(aotpack.SpecializationWarning, match=r"n runs 0\.\.5 of the -5\.\.5 asked"):
+        pkg = aotpack.compile(lambda x, n: x * n, (torch.randn(3), 3), backend="eager",
+                              dynamic={"n": Dim("n", min=-5, max=5)})
+    fn = aotpack.load(pkg.to_bytes())
+    assert torch.equal(fn(torch.ones(3), 0), torch.zeros(3))
+    with pytest.raises(aotpack.GuardError, match=r"^args\[1\]: expected an int n in 0\.\.5, got -2"):
+        fn(torch.ones(3), -2)
+
+
 def test_int_arguments_run_in_a_fresh_process_with_aotinductor(tmp_path):
     """AOTInductor, the default backend, takes the int's carrier as any input: a fresh
     process gives eager's results at several values and refuses one out of range (inputs
