@@ -355,6 +355,9 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
     if type(value) is IntArgument:
         tensors.append(size_carrier(value.value))
         return IntLeaf(len(tensors) - 1), tensors
+    if type(value) is IntArguments:  # (a torch.Size of them: the node a torch.Size is, its ints carried)
+        children = [flatten(v, f"{path}.{i}", tensors, subclasses, sizes)[0] for i, v in enumerate(value)]
+        return NodeSpec(type_name(torch.Size), None, children), tensors
     if isinstance(value, (tuple, list)) and (type(value) in (tuple, list)):
         children = [flatten(v, f"{path}[{i}]", tensors, subclasses, sizes)[0] for i, v in enumerate(value)]
         return (TupleSpec if type(value) is tuple else ListSpec)(children), tensors
@@ -400,6 +403,14 @@ class IntArgument:
 
     def __init__(self, value: int):
         self.value = value
+
+
+class IntArguments(tuple):
+    """An example ``torch.Size`` argument given Dims: its ints, each an ``IntArgument`` or
+    an int (``flatten`` gives the spec of a torch.Size, whose ``unflatten`` makes one of
+    the program's symbolic ints)."""
+
+    __slots__ = ()
 
 
 def size_carrier(n: int, device=None) -> torch.Tensor:

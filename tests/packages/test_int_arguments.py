@@ -122,6 +122,23 @@ def test_int_arguments_in_containers_keywords_and_defaults(tmp_path):
         torch.testing.assert_close(fn(x, shape, **kwargs), grid(x, shape, **kwargs))
 
 
+def test_a_torch_size_argument_takes_dims():
+    """A ``torch.Size`` argument's ints take Dims (a list of them, or ``dynamic=True``); the
+    program gets a torch.Size, as eager's; until 2026-12-07 a Dim for one was refused with
+    a message saying ints take Dims, and ``dynamic=True`` froze them."""
+    def ones_of(x, shape):
+        assert type(shape) is torch.Size
+        return x.new_ones(shape) * x.sum(), shape[0] * shape[1]
+
+    for dynamic in ({"shape": [Dim("rows"), Dim("cols")]}, True):
+        fn = aotpack.load(aotpack.compile(ones_of, (torch.randn(3), torch.Size([2, 3])), backend="eager",
+                                          dynamic=dynamic).to_bytes())
+        x = torch.randn(3)
+        for shape in (torch.Size([4, 5]), torch.Size([2, 9])):
+            (got, n), (want, m) = fn(x, shape), ones_of(x, shape)
+            assert torch.equal(got, want) and n == m and type(n) is int
+
+
 def test_dynamic_true_makes_every_int_dynamic_that_the_program_does_not_specialize(tmp_path):
     """``dynamic=True`` makes ints dynamic, as torch.compile(dynamic=True) does: an int the
     program computes with takes any value (its Dim named after the argument); one it

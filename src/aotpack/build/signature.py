@@ -135,8 +135,9 @@ def int_arguments(dynamic, sig: inspect.Signature, values: list, how: list[str])
                 raise CaptureError(f"dynamic{path} must be one Dim for the int {value}, got {spec!r}",
                                    hint=f"e.g. dynamic={{{path[1:-1]}: Dim('n', min=1, max=4096)}}")
             return tree.IntArgument(value)
-        if type(value) in (list, tuple) and isinstance(spec, (list, tuple)) and len(spec) == len(value):
-            return type(value)(mark(v, c, f"{path}[{j}]") for j, (v, c) in enumerate(zip(value, spec)))
+        if type(value) in (list, tuple, torch.Size) and isinstance(spec, (list, tuple)) and len(spec) == len(value):
+            kind = tree.IntArguments if type(value) is torch.Size else type(value)
+            return kind(mark(v, c, f"{path}[{j}]") for j, (v, c) in enumerate(zip(value, spec)))
         if type(value) is dict and isinstance(spec, dict):
             return {k: mark(v, spec.get(k), f"{path}[{k!r}]") for k, v in value.items()}
         return value  # (a tensor's spec, or one flat_dynamic refuses)
@@ -153,11 +154,14 @@ def int_arguments(dynamic, sig: inspect.Signature, values: list, how: list[str])
 
 
 def _every_int(value):
-    """``value`` with each int in it (in lists, tuples and dicts) made a ``tree.IntArgument``."""
+    """``value`` with each int in it (in lists, tuples, dicts and torch.Size) made a
+    ``tree.IntArgument``."""
     if type(value) is int:
         return tree.IntArgument(value)
     if type(value) in (list, tuple):
         return type(value)(map(_every_int, value))
+    if type(value) is torch.Size:
+        return tree.IntArguments(map(_every_int, value))
     if type(value) is dict:
         return {k: _every_int(v) for k, v in value.items()}
     return value
