@@ -221,6 +221,45 @@ def test_a_negative_int_is_outside_every_dim():
         fn(torch.ones(3), -2)
 
 
+def keep_last(x, n):
+    """Branches on whether n is an int, as transformers' ``logits_to_keep`` does."""
+    return x[:, -n:] * 2 if isinstance(n, int) else x[:, n] * 2
+
+
+def test_a_program_reading_an_ints_type_is_refused_or_compiled_with_the_int():
+    """Traced, a dynamic int is a ``torch.SymInt``, which ``isinstance(n, int)`` says is no
+    int: the program took its other branch at every value, silently (found on a transformers
+    Llama with ``logits_to_keep`` under ``dynamic=True``). Capture runs the graph at the
+    example beside eager: a Dim for such an int is a CaptureError naming it and the output,
+    and ``dynamic=True`` compiles the int in, with a warning."""
+    x = torch.randn(2, 6)
+    with pytest.raises(aotpack.CaptureError, match=r"int arguments traced \(n\) than eager does at the example: output "
+                                                   r"tensor 0 is float32\[2\] where eager's is float32\[2, 3\]"):
+        aotpack.compile(keep_last, (x, 3), backend="eager", dynamic={"n": Dim("n", min=1, max=6)})
+    with pytest.warns(aotpack.SpecializationWarning, match=r"the int arguments n are compiled in"):
+        fn = aotpack.load(aotpack.compile(keep_last, (x, 3), backend="eager", dynamic=True).to_bytes())
+    y = torch.randn(5, 6)
+    torch.testing.assert_close(fn(y, 3), keep_last(y, 3))
+    with pytest.raises(aotpack.GuardError, match=r"^args\[1\]: expected 3 \(frozen at compile time"):
+        fn(y, 2)
+
+
+def test_a_transformers_llama_with_logits_to_keep_under_dynamic_true_gives_eagers_logits():
+    """The case above on the model it was found on: ``logits_to_keep=3`` under
+    ``dynamic=True`` returned one position's logits, ``[1, 100]`` where eager returns
+    ``[1, 3, 100]``; now the int is compiled in and the sequence length stays dynamic."""
+    import zoo
+
+    model, kwargs = zoo.build("llama", layers=1)
+    kwargs["logits_to_keep"] = 3
+    with pytest.warns(aotpack.SpecializationWarning, match=r"the int arguments logits_to_keep are compiled in"):
+        fn = aotpack.load(aotpack.compile(model, (), kwargs, backend="eager", dynamic=True).to_bytes())
+    for length in (8, 20):
+        ids = torch.randint(0, 100, (1, length))
+        got = fn(input_ids=ids, use_cache=False, logits_to_keep=3).logits
+        torch.testing.assert_close(got, model(input_ids=ids, use_cache=False, logits_to_keep=3).logits)
+
+
 def test_int_arguments_run_in_a_fresh_process_with_aotinductor(tmp_path):
     """AOTInductor, the default backend, takes the int's carrier as any input: a fresh
     process gives eager's results at several values and refuses one out of range (inputs

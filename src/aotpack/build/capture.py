@@ -370,6 +370,8 @@ class _Program(torch.nn.Module):
     def forward(self, *flat):
         args, kwargs = call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
         grad_before = torch.is_grad_enabled()
+        # (the user's program is called from this frame: effects.py finds its code below a
+        # frame named ``forward`` in this file)
         with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f)) as reads:
             if self._autocast is not None:
                 device, dtype = self._autocast
@@ -715,11 +717,12 @@ def _capturable(target):
 
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
-             keep_strides: frozenset = frozenset(), ran: dict | None = None) -> Captured:
+             keep_strides: frozenset = frozenset(), ran: dict | None = None, freeze_ints: bool = False) -> Captured:
     """One capture (``capture``); ``keep_strides``: the flat inputs compiled in the example's
     strides, not in a contiguous copy (``_bind_call``); ``ran``: a first capture's user
-    functions, whose modules read by name the program holds (``_held_by_name``)."""
-    call = _bind_call(target, args, kwargs, dynamic, keep_strides)
+    functions, whose modules read by name the program holds (``_held_by_name``);
+    ``freeze_ints``: ``dynamic=True`` leaves the ints compiled in (``_ints_as_eager``)."""
+    call = _bind_call(target, args, kwargs, dynamic, keep_strides, freeze_ints)
     _refuse_tensor_subclasses(target, call)
     program = _Program(target, call.signature, call.in_spec, None, call.how, ran)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
@@ -732,6 +735,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
                                                    subclass_inputs=bool(tree.subclass_types(call.in_spec)),
                                                    subclass_weights_held=bool(subclass_kinds))
     _refuse_subclasses_left(ep, call.in_spec, record, target, subclass_kinds)
+    _ints_as_eager(ep, program, call, dynamic)
     repair_users(ep.graph_module)  # before any rewrite of the graph
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
@@ -801,6 +805,76 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         in_order_program=in_order,
         dim_names=names, output_sizes=_output_sizes(record["output_sizes"], record["size_places"], inputs),
     ))
+
+
+def _ints_as_eager(ep, program: _Program, call: _Call, dynamic) -> None:
+    """Where the program takes int arguments with Dims: its graph run at the example gives
+    eager's tensors, or the capture is refused (``dynamic=True``: captured again with the
+    ints compiled in). Why: traced, such an int is a ``torch.SymInt``, which Python's
+    ``isinstance(n, int)`` says is no int (torch.compile's tracer says it is), so a program
+    that branches on it takes another branch than eager at every value (transformers'
+    ``logits_to_keep``: a slice of the last n positions for an int, else an index).
+    Both runs use copies of the inputs, the same random seed, grad mode off, and leave the
+    module's buffers as they were."""
+    carriers = call.in_spec.int_indices()
+    if not carriers:
+        return
+    module = getattr(program, "m", None)
+    buffers = [] if module is None else list(module.buffers())
+    saved = [b.detach().clone() for b in buffers]
+
+    def run(fn):
+        flat = [t.detach().clone() if isinstance(t, torch.Tensor) else t for t in call.flat]
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                torch.manual_seed(0)
+                return list(fn(flat))  # (the program's flat output tensors, as its graph returns them)
+        finally:
+            with torch.no_grad():
+                for b, before in zip(buffers, saved):
+                    b.copy_(before)
+
+    record, program._record = program._record, lambda what: None  # (the trace's record stays)
+    try:
+        eager, traced = run(lambda flat: program(*flat)), run(lambda flat: ep.module()(*flat))
+    except Exception:  # noqa: BLE001 - what cannot run here is not compared (the package's own checks stand)
+        return
+    finally:
+        program._record = record
+    differs = _first_difference(eager, traced)
+    if differs is None:
+        return
+    names = ", ".join(call.paths[i] for i in carriers)
+    refusal = CaptureError(
+        f"the program computes otherwise with its int arguments traced ({names}) than eager does at the example: "
+        f"{differs}. Traced, a dynamic int is a torch.SymInt, and Python's isinstance(n, int) says it is no int: a "
+        "program that branches on it takes another branch (torch.compile's tracer says it is one)",
+        hint="drop the Dims of those ints (they are then compiled in: compile a variant per value), or branch "
+             "on something else than the int's type")
+    if dynamic is True:
+        warn_caller(f"aotpack: the int arguments {names} are compiled in (a call with another is a GuardError): "
+                    f"traced as dynamic ints, the program computed otherwise than eager ({differs})",
+                    SpecializationWarning)
+        raise _CaptureAgain(refusal, freeze_ints=True)
+    raise refusal
+
+
+def _first_difference(eager: list, traced: list) -> str | None:
+    """How the traced graph's output tensors first differ from eager's, or None."""
+    if len(eager) != len(traced):
+        return f"{len(traced)} output tensors where eager returns {len(eager)}"
+    for k, (a, b) in enumerate(zip(eager, traced)):
+        if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+            continue
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return (f"output tensor {k} is {tree.dtype_name(b.dtype)}{list(b.shape)} where eager's is "
+                    f"{tree.dtype_name(a.dtype)}{list(a.shape)}")
+        close = torch.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True) if a.is_complex() else \
+            torch.allclose(a.double(), b.double(), rtol=1e-3, atol=1e-4, equal_nan=True) if a.is_floating_point() \
+            else torch.equal(a, b)
+        if not close:
+            return f"output tensor {k} holds other values than eager's"
+    return None
 
 
 def _listed_frozen(target, recorder: EffectRecorder, module_records: dict) -> list[dict]:
@@ -874,13 +948,15 @@ class _CaptureAgain(Exception):
         self.refusal = refusal  # what the caller is told where the second capture fails too
 
 
-def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_strides: frozenset = frozenset()) -> _Call:
+def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_strides: frozenset = frozenset(),
+               freeze_ints: bool = False) -> _Call:
     kwargs = dict(kwargs or {})
     if not isinstance(args, tuple):
         args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
     sig = signature_of(target)
     values, how = bind(sig, args, kwargs)
-    values = int_arguments(dynamic, sig, values, how)
+    if not (freeze_ints and dynamic is True):
+        values = int_arguments(dynamic, sig, values, how)
     names = list(sig.parameters)
     children, flat = [], []
     for name, v in zip(names, values):
