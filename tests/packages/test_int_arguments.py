@@ -244,6 +244,22 @@ def test_a_program_reading_an_ints_type_is_refused_or_compiled_with_the_int():
         fn(y, 2)
 
 
+def test_the_example_check_runs_in_the_state_the_trace_saw():
+    """The graph-beside-eager check at capture runs under the grad mode and autocast the
+    trace saw: a program branching on grad mode, compiled with grad on inside the
+    caller's autocast but without autocast, is no difference (the first version of the
+    check ran with grad off and refused such programs of the fuzzer, seed 13)."""
+    def by_grad_mode(x, n):
+        return (x @ x.t()) * n * (2 if torch.is_grad_enabled() else 3)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pkg = aotpack.compile(by_grad_mode, (torch.randn(3, 3), 4), backend="eager", autocast=False,
+                              dynamic={"n": Dim("n", min=1, max=9)})
+    fn = aotpack.load(pkg.to_bytes())
+    x = torch.randn(3, 3)
+    torch.testing.assert_close(fn(x, 7), by_grad_mode(x, 7))
+
+
 def test_a_transformers_llama_with_logits_to_keep_under_dynamic_true_gives_eagers_logits():
     """The case above on the model it was found on: ``logits_to_keep=3`` under
     ``dynamic=True`` returned one position's logits, ``[1, 100]`` where eager returns

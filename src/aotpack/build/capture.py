@@ -814,19 +814,24 @@ def _ints_as_eager(ep, program: _Program, call: _Call, dynamic) -> None:
     ``isinstance(n, int)`` says is no int (torch.compile's tracer says it is), so a program
     that branches on it takes another branch than eager at every value (transformers'
     ``logits_to_keep``: a slice of the last n positions for an int, else an index).
-    Both runs use copies of the inputs, the same random seed, grad mode off, and leave the
-    module's buffers as they were."""
+    Both runs use copies of the inputs (requiring grad as the examples do), the same random
+    seed, the grad mode and autocast state the trace saw (none of the caller's: capture
+    runs the program inside its own), and leave the module's buffers as they were."""
     carriers = call.in_spec.int_indices()
     if not carriers:
         return
     module = getattr(program, "m", None)
     buffers = [] if module is None else list(module.buffers())
     saved = [b.detach().clone() for b in buffers]
+    device = device_of(call.flat)
+    off = torch.is_autocast_enabled(device)
 
     def run(fn):
-        flat = [t.detach().clone() if isinstance(t, torch.Tensor) else t for t in call.flat]
+        flat = [t.detach().clone().requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) else t
+                for t in call.flat]
         try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []), \
+                    torch.autocast(device, enabled=False) if off else contextlib.nullcontext():
                 torch.manual_seed(0)
                 return list(fn(flat))  # (the program's flat output tensors, as its graph returns them)
         finally:
