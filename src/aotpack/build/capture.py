@@ -718,12 +718,10 @@ def _capturable(target):
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
              keep_strides: frozenset = frozenset(), ran: dict | None = None, freeze_ints: bool = False) -> Captured:
-    """One capture (``capture``); ``keep_strides``: the flat inputs compiled in the example's
-    strides, not in a contiguous copy (``_bind_call``); ``ran``: a first capture's user
-    functions, whose modules read by name the program holds (``_held_by_name``);
-    ``freeze_ints``: ``dynamic=True`` leaves the ints compiled in (``_ints_as_eager``)."""
+    """One capture (``capture``); ``keep_strides``: inputs compiled in the example's strides,
+    not a contiguous copy (``_bind_call``); ``ran``: a first capture's user functions, whose
+    modules read by name the program holds; ``freeze_ints``: see ``_ints_as_eager``."""
     call = _bind_call(target, args, kwargs, dynamic, keep_strides, freeze_ints)
-    _refuse_tensor_subclasses(target, call)
     program = _Program(target, call.signature, call.in_spec, None, call.how, ran)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
     amp = autocast_dtype(device, autocast)
@@ -955,6 +953,8 @@ class _CaptureAgain(Exception):
 
 def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_strides: frozenset = frozenset(),
                freeze_ints: bool = False) -> _Call:
+    """The example call bound to the program (``_Call``); its tensor subclasses refused
+    where a package cannot compute on them (``_refuse_tensor_subclasses``)."""
     kwargs = dict(kwargs or {})
     if not isinstance(args, tuple):
         args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
@@ -988,7 +988,9 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_stride
             flat[i] = t.detach().clone(memory_format=torch.contiguous_format).requires_grad_(t.requires_grad)
     layouts = [{"stride": list(t.stride())} if i in kept else input_layout(t, dyn, path)
                for i, (t, dyn, path) in enumerate(zip(flat, flat_dyn, paths))]
-    return _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how, relaid, kept)
+    call = _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how, relaid, kept)
+    _refuse_tensor_subclasses(target, call)
+    return call
 
 
 def _refuse_tensor_subclasses(target, call: _Call) -> None:
