@@ -355,7 +355,7 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
     if type(value) is IntArgument:
         tensors.append(size_carrier(value.value))
         return IntLeaf(len(tensors) - 1), tensors
-    if type(value) is IntArguments:  # (a torch.Size of them: the node a torch.Size is, its ints carried)
+    if type(value) is SizeArgument:  # (a torch.Size of them: the node a torch.Size is, its ints carried)
         children = [flatten(v, f"{path}.{i}", tensors, subclasses, sizes)[0] for i, v in enumerate(value)]
         return NodeSpec(type_name(torch.Size), None, children), tensors
     if isinstance(value, (tuple, list)) and (type(value) in (tuple, list)):
@@ -405,7 +405,7 @@ class IntArgument:
         self.value = value
 
 
-class IntArguments(tuple):
+class SizeArgument(tuple):
     """An example ``torch.Size`` argument given Dims: its ints, each an ``IntArgument`` or
     an int (``flatten`` gives the spec of a torch.Size, whose ``unflatten`` makes one of
     the program's symbolic ints)."""

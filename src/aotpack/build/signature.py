@@ -136,7 +136,7 @@ def int_arguments(dynamic, sig: inspect.Signature, values: list, how: list[str])
                                    hint=f"e.g. dynamic={{{path[1:-1]}: Dim('n', min=1, max=4096)}}")
             return tree.IntArgument(value)
         if type(value) in (list, tuple, torch.Size) and isinstance(spec, (list, tuple)) and len(spec) == len(value):
-            kind = tree.IntArguments if type(value) is torch.Size else type(value)
+            kind = tree.SizeArgument if type(value) is torch.Size else type(value)
             return kind(mark(v, c, f"{path}[{j}]") for j, (v, c) in enumerate(zip(value, spec)))
         if type(value) is dict and isinstance(spec, dict):
             return {k: mark(v, spec.get(k), f"{path}[{k!r}]") for k, v in value.items()}
@@ -161,7 +161,7 @@ def _every_int(value):
     if type(value) in (list, tuple):
         return type(value)(map(_every_int, value))
     if type(value) is torch.Size:
-        return tree.IntArguments(map(_every_int, value))
+        return tree.SizeArgument(map(_every_int, value))
     if type(value) is dict:
         return {k: _every_int(v) for k, v in value.items()}
     return value
