@@ -32,13 +32,16 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
       target: the function or nn.Module to compile; a ``torch.export.ExportedProgram``
         compiles as its module (``ep.module()``; give its Dims as ``dynamic``).
       args: example positional inputs: tensors, nested tuples/lists/dicts of tensors,
-        and Python values (which are frozen into the package and guarded).
+        and Python values (which are frozen into the package and guarded, but for ints
+        given a Dim in ``dynamic``).
       kwargs: example keyword inputs, as ``args``.
       backend: ``"aoti"`` (AOTInductor, the default), ``"inductor"`` (torch.compile's
         output code, kernels compiled at load), ``"eager"``, or an object following
         ``aotpack.backends.Backend``. None: ``$AOTPACK_BACKEND``, else ``"aoti"``.
-      dynamic: None (static shapes), True (every dimension may vary), or
-        ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.
+      dynamic: None (static shapes), True (every dimension and every int argument may
+        vary), or ``{"x": {0: Dim("batch", min=1, max=4096)}, "n": Dim("n", max=64)}``
+        keyed by parameter name: a tensor's dimensions, or a Python int (any int in the
+        Dim's range runs; format version 19).
       options: backend options (for aoti: inductor config, e.g. ``{"max_autotune": True}``).
       variant: the variant's name in the package.
       examples: store the example inputs in the package (used by ``aotpack repro``).

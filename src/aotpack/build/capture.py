@@ -657,8 +657,9 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     Args:
       target: a function or nn.Module.
       args, kwargs: example inputs; tensors, nested tuples/lists/dicts, Python constants.
-      dynamic: None (all sizes static), True (every dimension may vary), or a dict
-        ``{"x": {0: Dim("batch", min=1, max=4096)}}`` keyed by parameter name.
+      dynamic: None (all sizes static), True (every dimension and int may vary), or a dict
+        ``{"x": {0: Dim("batch", min=1, max=4096)}, "n": Dim("n")}`` keyed by parameter
+        name (an int's Dim: ``treespec.IntLeaf``).
       strict_dims: raise CaptureError (instead of a SpecializationWarning) when the program
         forces a named Dim to one size.
       allow_mutations: accept in-place updates of buffers (BatchNorm's running stats)
