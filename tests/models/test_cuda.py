@@ -221,3 +221,30 @@ def test_llm_compile_routes_the_down_projection_through_the_matvec_kernel(tmp_pa
             f"print(json.dumps(aotpack.generate(sys.argv[1], [{ids[0].tolist()!r}], 4).tolist()))")
     got = json.loads(run_fresh(["-c", code, str(path)]).stdout.strip().splitlines()[-1])
     assert got[0][-4:] == want
+
+
+def counts_on(x, n, k):
+    """test_int_arguments' program, with its arange on x's device."""
+    return {"scaled": x * n + k, "zeros": x.new_zeros(n, k), "steps": torch.arange(n, device=x.device) * x.sum(),
+            "wide": x.sum().expand(k, n), "mean": x.sum() / (n + 1), "sum": n + k, "half": n / 2, "big": n > k}
+
+
+@pytest.mark.parametrize("backend", ["aoti", "eager"])
+def test_int_arguments_on_cuda(backend):
+    """An int argument with a Dim on CUDA: its carrier is made on the variant's device, and
+    every value in the Dim gives eager's tensors and numbers; one outside is a GuardError."""
+    x = torch.rand(8, device="cuda") + 0.5
+    pkg = aotpack.compile(counts_on, (x, 5, 3), backend=backend,
+                          dynamic={"n": Dim("n", min=0, max=4096), "k": Dim("k", min=1, max=16)})
+    assert all(g.device.startswith("cuda") for g in pkg.manifest.variants[0].inputs)
+    fn = aotpack.load(pkg.to_bytes())
+    for n, k in ((5, 3), (0, 1), (1, 16), (4096, 7), (33, 2)):
+        got, want = fn(x, n, k), counts_on(x, n, k)
+        for key, w in want.items():
+            if isinstance(w, torch.Tensor):
+                assert got[key].device == w.device and got[key].shape == w.shape, key
+                torch.testing.assert_close(got[key], w)
+            else:
+                assert type(got[key]) is type(w) and got[key] == w, key
+    with pytest.raises(aotpack.GuardError, match=r"^args\[2\]: expected an int k in 1\.\.16, got 17"):
+        fn(x, 5, 17)
