@@ -354,6 +354,71 @@ def requires_grad_reads(is_user_frame):
         yield reads
 
 
+_PYTHON_TYPE_OF_SYMBOL = {torch.SymInt: int, torch.SymFloat: float, torch.SymBool: bool}
+_SYMBOL_TYPING = {"users": 0, "lock": threading.Lock()}  # traces inside symbols_typed_as_python now
+
+
+@contextlib.contextmanager
+def symbols_typed_as_python(is_user_file):
+    """While the context lasts, ``isinstance(n, int)`` is True for a traced ``torch.SymInt``
+    ``n`` where code in a file ``is_user_file`` accepts asks (``float`` for a ``SymFloat``,
+    ``bool`` for a ``SymBool``), as torch.compile's tracer answers and as eager's plain
+    ints do; torch's own code keeps seeing the symbol's class.
+
+    Why: torch.export's non-strict trace runs the program's Python on SymInts, which are
+    no ints to Python, so a program branching on ``isinstance(x.shape[0], int)`` (or on an
+    int argument's type: transformers' ``logits_to_keep``) took another branch traced than
+    eager at every size, silently (until 2026-12-07). ``isinstance`` reads an object's
+    ``__class__`` where its type does not match (what ``unittest.mock``'s specs rely on),
+    so the symbols' classes get a ``__class__`` property answering by the asking code.
+    ``type(n) is int`` still sees ``torch.SymInt`` (no hook reaches it).
+
+    Cost: only where a trace has symbols (dynamic sizes, int arguments); torch itself asks
+    a symbol's class tens of thousands of times in a transformers model's trace, each
+    answered by a cached lookup of the asking code (about +0.1 s on an eager-backend
+    compile of a 2-layer Llama with ``dynamic=True``, more with capture's profiler on).
+    Private: CPython's class namespace behind ``__dict__`` (``gc.get_referents``) and
+    ``PyType_Modified``, as no Python API sets a class's ``__class__`` (assigning it sets
+    the metaclass). Nested and concurrent traces share one installation (the first's
+    ``is_user_file``). Checked on CPython 3.11-3.12, torch 2.11-2.13."""
+    import ctypes
+    import gc
+
+    def write(symbol, value):
+        namespace = gc.get_referents(symbol.__dict__)[0]
+        if value is None:
+            namespace.pop("__class__", None)
+        else:
+            namespace["__class__"] = value
+        ctypes.pythonapi.PyType_Modified(ctypes.py_object(symbol))  # (the type's attribute cache)
+
+    with _SYMBOL_TYPING["lock"]:
+        _SYMBOL_TYPING["users"] += 1
+        if _SYMBOL_TYPING["users"] == 1:
+            real = object.__dict__["__class__"].__get__
+            users: dict = {}  # code object -> whether it is the program's
+
+            def typed(python):
+                def answer(self):
+                    code = sys._getframe(1).f_code
+                    user = users.get(code)
+                    if user is None:
+                        user = users[code] = is_user_file(code.co_filename)
+                    return python if user else real(self)
+                return property(answer)
+
+            for symbol, python in _PYTHON_TYPE_OF_SYMBOL.items():
+                write(symbol, typed(python))
+    try:
+        yield
+    finally:
+        with _SYMBOL_TYPING["lock"]:
+            _SYMBOL_TYPING["users"] -= 1
+            if not _SYMBOL_TYPING["users"]:
+                for symbol in _PYTHON_TYPE_OF_SYMBOL:
+                    write(symbol, None)
+
+
 def op_available(name: str) -> bool:
     """Whether operator ``namespace::name`` is registered in this process (a custom op
     needs its library imported first)."""

@@ -1658,6 +1658,56 @@ def test_a_dim_narrowed_to_one_size_compiles_for_that_size():
     assert [tuple(n.meta["val"].shape) for n in ep.graph.nodes if n.op == "placeholder"] == [(6, 6), (3,)]
 
 
+def by_size_types(x):
+    """Branches on the types of numbers of its size, as library code does (``if
+    isinstance(size, int): size = (size, size)``)."""
+    n = x.shape[0]
+    head = x.sum(0) * n if isinstance(n, int) else x[0]
+    half = head * 3 if isinstance(n / 2, float) else head * 5
+    return half + 1 if isinstance(n > 2, bool) and not isinstance(n, float) else half - 1
+
+
+@pytest.fixture(scope="module")
+def by_size_types_package():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SpecializationWarning)
+        pkg = aotpack.compile(by_size_types, (torch.randn(6, 3),), backend="eager",
+                              dynamic={"x": {0: torch.export.Dim("rows", min=2, max=64)}})
+    return aotpack.load(pkg.to_bytes())
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(2, 64))
+def test_a_program_reading_a_sizes_type_takes_eagers_branch(by_size_types_package, rows):
+    """Traced, ``x.shape[0]`` is a ``torch.SymInt``, which Python called no int: the
+    package took the other branch at every size, silently, until 2026-12-07. Now the
+    program's own code is told it is an int (and ``n / 2`` a float, ``n > 2`` a bool), as
+    torch.compile's tracer tells it: eager's result at every size of the Dim."""
+    x = torch.randn(rows, 3)
+    got = by_size_types_package(x)
+    assert got.shape == by_size_types(x).shape
+    assert torch.equal(got, by_size_types(x))
+
+
+def by_exact_size_type(x):
+    return x * 2 if type(x.shape[0]) is int else x * 3
+
+
+def test_a_program_reading_a_sizes_exact_type_is_refused_or_compiled_with_the_size():
+    """``type(n) is int`` sees ``torch.SymInt`` traced: the graph run beside eager at the
+    example finds the other branch, so the Dim is refused naming the size, and under
+    ``dynamic=True`` the size is compiled in, with a warning (eager's result at it)."""
+    x = torch.randn(4, 3)
+    with pytest.raises(aotpack.CaptureError, match=r"traced with dynamic x\.shape\[0\] than eager does at the "
+                                                   r"example: output tensor 0 holds other values than eager's"):
+        aotpack.compile(by_exact_size_type, (x,), backend="eager", dynamic={"x": {0: torch.export.Dim("rows")}})
+    with pytest.warns(aotpack.SpecializationWarning, match=r"the sizes x\.shape\[0\], x\.shape\[1\] are compiled in"):
+        fn = aotpack.load(aotpack.compile(by_exact_size_type, (x,), backend="eager", dynamic=True).to_bytes())
+    assert torch.equal(fn(x), by_exact_size_type(x))
+    with pytest.raises(aotpack.GuardError, match=r"shape\[0\]: expected 4, got 5"):
+        fn(torch.randn(5, 3))
+
+
 def update_through_reshape(x, y):
     y.reshape(-1).mul_(0.5)
     return x * 2

@@ -9,6 +9,7 @@ A package carries such an int to its program as the size of an empty tensor
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -226,20 +227,39 @@ def keep_last(x, n):
     return x[:, -n:] * 2 if isinstance(n, int) else x[:, n] * 2
 
 
-def test_a_program_reading_an_ints_type_is_refused_or_compiled_with_the_int():
-    """Traced, a dynamic int is a ``torch.SymInt``, which ``isinstance(n, int)`` says is no
-    int: the program took its other branch at every value, silently (found on a transformers
-    Llama with ``logits_to_keep`` under ``dynamic=True``). Capture runs the graph at the
-    example beside eager: a Dim for such an int is a CaptureError naming it and the output,
-    and ``dynamic=True`` compiles the int in, with a warning."""
+def keep_last_by_type(x, n):
+    """Branches on the int's exact type, which no hook reaches."""
+    return x[:, -n:] * 2 if type(n) is int else x[:, n] * 2
+
+
+def test_a_program_reading_an_ints_type_takes_eagers_branch_at_every_value():
+    """Traced, a dynamic int is a ``torch.SymInt``, which Python's ``isinstance(n, int)``
+    says is no int: the program took its other branch at every value, silently (found on a
+    transformers Llama with ``logits_to_keep`` under ``dynamic=True``), then was refused.
+    Now the program's own code is told it is an int, as torch.compile's tracer tells it,
+    and the int stays dynamic, with a Dim or under ``dynamic=True``."""
+    for dynamic in ({"n": Dim("n", min=2, max=5)}, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", aotpack.SpecializationWarning)
+            fn = aotpack.load(aotpack.compile(keep_last, (torch.randn(2, 6), 3), backend="eager",
+                                              dynamic=dynamic).to_bytes())
+        y = torch.randn(2, 6)
+        for n in (2, 3, 5):
+            assert torch.equal(fn(y, n), keep_last(y, n))
+
+
+def test_a_program_reading_an_ints_exact_type_is_refused_or_compiled_with_the_int():
+    """``type(n) is int`` sees ``torch.SymInt`` traced (no hook reaches ``type``): capture
+    runs the graph at the example beside eager, so a Dim for such an int is a CaptureError
+    naming it and the output, and ``dynamic=True`` compiles the int in, with a warning."""
     x = torch.randn(2, 6)
-    with pytest.raises(aotpack.CaptureError, match=r"int arguments traced \(n\) than eager does at the example: output "
-                                                   r"tensor 0 is float32\[2\] where eager's is float32\[2, 3\]"):
-        aotpack.compile(keep_last, (x, 3), backend="eager", dynamic={"n": Dim("n", min=1, max=6)})
-    with pytest.warns(aotpack.SpecializationWarning, match=r"the int arguments n are compiled in"):
-        fn = aotpack.load(aotpack.compile(keep_last, (x, 3), backend="eager", dynamic=True).to_bytes())
+    with pytest.raises(aotpack.CaptureError, match=r"traced with dynamic n than eager does at the example: "
+                                                   r"output tensor 0 is float32\[2\] where eager's is float32\[2, 3\]"):
+        aotpack.compile(keep_last_by_type, (x, 3), backend="eager", dynamic={"n": Dim("n", min=1, max=6)})
+    with pytest.warns(aotpack.SpecializationWarning, match=r"compiled in"):
+        fn = aotpack.load(aotpack.compile(keep_last_by_type, (x, 3), backend="eager", dynamic=True).to_bytes())
     y = torch.randn(5, 6)
-    torch.testing.assert_close(fn(y, 3), keep_last(y, 3))
+    torch.testing.assert_close(fn(y, 3), keep_last_by_type(y, 3))
     with pytest.raises(aotpack.GuardError, match=r"^args\[1\]: expected 3 \(frozen at compile time"):
         fn(y, 2)
 
@@ -263,17 +283,19 @@ def test_the_example_check_runs_in_the_state_the_trace_saw():
 def test_a_transformers_llama_with_logits_to_keep_under_dynamic_true_gives_eagers_logits():
     """The case above on the model it was found on: ``logits_to_keep=3`` under
     ``dynamic=True`` returned one position's logits, ``[1, 100]`` where eager returns
-    ``[1, 3, 100]``; now the int is compiled in and the sequence length stays dynamic."""
+    ``[1, 3, 100]``; then the int was compiled in; now it stays dynamic with the sequence
+    length: another count of positions gives eager's logits too."""
     import zoo
 
     model, kwargs = zoo.build("llama", layers=1)
     kwargs["logits_to_keep"] = 3
-    with pytest.warns(aotpack.SpecializationWarning, match=r"the int arguments logits_to_keep are compiled in"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SpecializationWarning)
         fn = aotpack.load(aotpack.compile(model, (), kwargs, backend="eager", dynamic=True).to_bytes())
-    for length in (8, 20):
+    for length, keep in ((8, 3), (20, 3), (20, 5), (9, 2)):
         ids = torch.randint(0, 100, (1, length))
-        got = fn(input_ids=ids, use_cache=False, logits_to_keep=3).logits
-        torch.testing.assert_close(got, model(input_ids=ids, use_cache=False, logits_to_keep=3).logits)
+        got = fn(input_ids=ids, use_cache=False, logits_to_keep=keep).logits
+        torch.testing.assert_close(got, model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits)
 
 
 def test_int_arguments_run_in_a_fresh_process_with_aotinductor(tmp_path):

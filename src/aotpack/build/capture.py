@@ -372,7 +372,8 @@ class _Program(torch.nn.Module):
         grad_before = torch.is_grad_enabled()
         # (the user's program is called from this frame: effects.py finds its code below a
         # frame named ``forward`` in this file)
-        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f)) as reads:
+        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f)) as reads, \
+                compat.symbols_typed_as_python(_is_program_file):
             if self._autocast is not None:
                 device, dtype = self._autocast
                 with torch.autocast(device, dtype=getattr(torch, dtype)):
@@ -392,6 +393,16 @@ class _Program(torch.nn.Module):
                       "subclass_outputs": [tree.type_name(type(o)) for o in outs
                                            if isinstance(o, torch.Tensor) and tree.flattens_into_tensors(o)]})
         return tuple(outs)
+
+
+def _is_program_file(filename: str) -> bool:
+    """Whether code in ``filename`` is the program's, as eager would run it (the user's,
+    a library's such as transformers', the standard library's): not torch's, not
+    aotpack's, not code torch or Python generates (``<eval_with_key>``, ``<frozen>``).
+    ``python -c``, ``exec`` and doctest code (``<string>``, ``<doctest>``) is the user's."""
+    if filename.startswith("<"):
+        return not filename.startswith(("<eval_with_key", "<frozen"))
+    return not compat.is_torch_internal_frame(filename)
 
 
 def _size_places(flat) -> dict:
@@ -718,15 +729,16 @@ def _capturable(target):
 
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
-             keep_strides: frozenset = frozenset(), ran: dict | None = None, freeze_ints: bool = False) -> Captured:
+             keep_strides: frozenset = frozenset(), ran: dict | None = None, freeze_ints: bool = False,
+             freeze_sizes: bool = False) -> Captured:
     """One capture (``capture``); ``keep_strides``: inputs compiled in the example's strides,
     not a contiguous copy (``_bind_call``); ``ran``: a first capture's user functions, whose
-    modules read by name the program holds; ``freeze_ints``: see ``_ints_as_eager``."""
-    call = _bind_call(target, args, kwargs, dynamic, keep_strides, freeze_ints)
+    modules read by name the program holds; ``freeze_ints``, ``freeze_sizes``: see
+    ``_dynamic_as_eager``."""
+    call = _bind_call(target, args, kwargs, dynamic, keep_strides, freeze_ints, freeze_sizes)
     program = _Program(target, call.signature, call.in_spec, None, call.how, ran)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
-    amp = autocast_dtype(device, autocast)
-    program._autocast = (device, amp) if amp else None
+    program._autocast = (device, amp) if (amp := autocast_dtype(device, autocast)) else None
     with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext():
         # (tensor subclass weights traced as the plain tensors inside them, as torch.compile does)
         with subclass_weights.unwrapped(target) as subclass_kinds:
@@ -734,7 +746,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
                                                    subclass_inputs=bool(tree.subclass_types(call.in_spec)),
                                                    subclass_weights_held=bool(subclass_kinds))
     _refuse_subclasses_left(ep, call.in_spec, record, target, subclass_kinds)
-    _ints_as_eager(ep, program, call, dynamic)
+    _dynamic_as_eager(ep, program, call, dynamic, recorder)
     repair_users(ep.graph_module)  # before any rewrite of the graph
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
@@ -806,28 +818,31 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     ))
 
 
-def _ints_as_eager(ep, program: _Program, call: _Call, dynamic) -> None:
-    """Where the program takes int arguments with Dims: its graph run at the example gives
-    eager's tensors, or the capture is refused (``dynamic=True``: captured again with the
-    ints compiled in). Why: traced, such an int is a ``torch.SymInt``, which Python's
-    ``isinstance(n, int)`` says is no int (torch.compile's tracer says it is), so a program
-    that branches on it takes another branch than eager at every value (transformers'
-    ``logits_to_keep``: a slice of the last n positions for an int, else an index).
+def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: EffectRecorder) -> None:
+    """Where the program has dynamic sizes or int arguments: its graph run at the example
+    gives eager's tensors, or the capture is refused (``dynamic=True``: captured again with
+    the ints, then the sizes, compiled in). Why: traced, a dynamic size or int is a
+    ``torch.SymInt``; ``isinstance(n, int)`` is answered as eager's (the program's code is
+    told it is an int: ``compat.symbols_typed_as_python``), but ``type(n) is int`` is not,
+    so a program branching so takes another branch than eager at every size.
     Both runs use copies of the inputs (requiring grad as the examples do), the same random
     seed, the grad mode and autocast state the trace saw (none of the caller's: capture
-    runs the program inside its own), and leave the module's buffers as they were."""
+    runs the program inside its own), and leave the buffers the program updates as they
+    were. A program with side effects (other than ``print``) is not run again: they would
+    happen twice, and values it reads from the world (``random.random()``) would differ."""
     carriers = call.in_spec.int_indices()
-    if not carriers:
+    dynamic_inputs = [i for i, dyn in enumerate(call.flat_dyn) if dyn]
+    if not dynamic_inputs or any(e.what != "print()" for e in recorder.effects):
         return
-    module = getattr(program, "m", None)
-    buffers = [] if module is None else list(module.buffers())
+    # (the graph keeps its in-place ops here: no signature says which tensors it updates)
+    held = {id(t): t for t in (*program.buffers(), *ep.constants.values()) if isinstance(t, torch.Tensor)}
+    buffers = [t for t in held.values() if not compat.is_fake(t)]
     saved = [b.detach().clone() for b in buffers]
     device = device_of(call.flat)
     off = torch.is_autocast_enabled(device)
 
     def run(fn):
-        flat = [t.detach().clone().requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) else t
-                for t in call.flat]
+        flat = [_same_layout_copy(t) if isinstance(t, torch.Tensor) else t for t in call.flat]
         try:
             with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []), \
                     torch.autocast(device, enabled=False) if off else contextlib.nullcontext():
@@ -848,19 +863,31 @@ def _ints_as_eager(ep, program: _Program, call: _Call, dynamic) -> None:
     differs = _first_difference(eager, traced)
     if differs is None:
         return
-    names = ", ".join(call.paths[i] for i in carriers)
+    ints = [i for i in dynamic_inputs if i in carriers]
+    names = ", ".join(call.paths[i] if i in carriers else
+                      ", ".join(f"{call.paths[i]}.shape[{d}]" for d in sorted(call.flat_dyn[i]))
+                      for i in (ints if ints and dynamic is True else dynamic_inputs))
     refusal = CaptureError(
-        f"the program computes otherwise with its int arguments traced ({names}) than eager does at the example: "
-        f"{differs}. Traced, a dynamic int is a torch.SymInt, and Python's isinstance(n, int) says it is no int: a "
-        "program that branches on it takes another branch (torch.compile's tracer says it is one)",
-        hint="drop the Dims of those ints (they are then compiled in: compile a variant per value), or branch "
-             "on something else than the int's type")
+        f"the program computes otherwise traced with dynamic {names} than eager does at the example: {differs}. "
+        "Traced, a dynamic size or int is a torch.SymInt, where eager's is an int: a program that branches on its "
+        "type (type(n) is int) takes another branch",
+        hint="drop those Dims (the values are then compiled in: compile a variant per value), or branch with "
+             "isinstance(n, int), which is answered as eager's")
     if dynamic is True:
-        warn_caller(f"aotpack: the int arguments {names} are compiled in (a call with another is a GuardError): "
-                    f"traced as dynamic ints, the program computed otherwise than eager ({differs})",
-                    SpecializationWarning)
-        raise _CaptureAgain(refusal, freeze_ints=True)
+        what = "int arguments" if ints else "sizes"
+        warn_caller(f"aotpack: the {what} {names} are compiled in (a call with another is a GuardError): traced "
+                    f"as dynamic, the program computed otherwise than eager ({differs})", SpecializationWarning)
+        raise _CaptureAgain(refusal, **({"freeze_ints": True} if ints else {"freeze_sizes": True}))
     raise refusal
+
+
+def _same_layout_copy(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` in its own memory with its strides and storage offset (the trace saw
+    them: a program reading its layout takes the same branch), requiring grad as it does."""
+    copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
+        t.untyped_storage().clone(), t.storage_offset(), t.shape, t.stride()) if t.layout is torch.strided \
+        else t.detach().clone()
+    return copy.requires_grad_(t.requires_grad)
 
 
 def _first_difference(eager: list, traced: list) -> str | None:
@@ -953,9 +980,11 @@ class _CaptureAgain(Exception):
 
 
 def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_strides: frozenset = frozenset(),
-               freeze_ints: bool = False) -> _Call:
+               freeze_ints: bool = False, freeze_sizes: bool = False) -> _Call:
     """The example call bound to the program (``_Call``); its tensor subclasses refused
-    where a package cannot compute on them (``_refuse_tensor_subclasses``)."""
+    where a package cannot compute on them (``_refuse_tensor_subclasses``).
+    ``freeze_ints``, ``freeze_sizes``: see ``_dynamic_as_eager``."""
+    dynamic = None if freeze_sizes else dynamic
     kwargs = dict(kwargs or {})
     if not isinstance(args, tuple):
         args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
