@@ -385,7 +385,9 @@ def symbols_typed_as_python(is_user_file):
     import gc
 
     def write(symbol, value):
-        namespace = gc.get_referents(symbol.__dict__)[0]
+        namespace = next(iter(gc.get_referents(symbol.__dict__)), None)
+        if type(namespace) is not dict:  # (another Python: isinstance answers as torch's, capture's check stands)
+            return
         if value is None:
             namespace.pop("__class__", None)
         else:

@@ -41,7 +41,8 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
       dynamic: None (static shapes), True (every dimension and every int argument may
         vary), or ``{"x": {0: Dim("batch", min=1, max=4096)}, "n": Dim("n", max=64)}``
         keyed by parameter name: a tensor's dimensions, or a Python int (any int in the
-        Dim's range runs; format version 19).
+        Dim's range runs, below 0 too: ``Dim("shift", min=-8, max=8)``; format version
+        19, 20 for a Dim below 0).
       options: backend options (for aoti: inductor config, e.g. ``{"max_autotune": True}``).
       variant: the variant's name in the package.
       examples: store the example inputs in the package (used by ``aotpack repro``).

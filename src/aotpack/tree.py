@@ -353,8 +353,8 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
         tensors.append(value)
         return TensorLeaf(len(tensors) - 1), tensors
     if type(value) is IntArgument:
-        tensors.append(size_carrier(value.value))
-        return IntLeaf(len(tensors) - 1), tensors
+        tensors.append(size_carrier(value.value - value.offset))
+        return IntLeaf(len(tensors) - 1, value.offset), tensors
     if type(value) is SizeArgument:  # (a torch.Size of them: the node a torch.Size is, its ints carried)
         children = [flatten(v, f"{path}.{i}", tensors, subclasses, sizes)[0] for i, v in enumerate(value)]
         return NodeSpec(type_name(torch.Size), None, children), tensors
@@ -397,12 +397,18 @@ def flatten(value: Any, path: str = "", tensors: list | None = None, subclasses:
 
 class IntArgument:
     """An example int argument given a Dim (``dynamic={"n": Dim("n")}``): ``flatten``
-    makes it an ``IntLeaf`` and its carrier, which ``unflatten`` reads the int back from."""
+    makes it an ``IntLeaf`` and its carrier, which ``unflatten`` reads the int back from;
+    ``offset``: the Dim's minimum where it is below 0 (treespec.IntLeaf)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "offset")
 
-    def __init__(self, value: int):
-        self.value = value
+    def __init__(self, value: int, offset: int = 0):
+        self.value, self.offset = value, offset
+
+
+def int_leaves(spec: TreeSpec) -> list[IntLeaf]:
+    """The int argument leaves of ``spec``, depth first."""
+    return [spec] if type(spec) is IntLeaf else [leaf for c in spec.children for leaf in int_leaves(c)]
 
 
 class SizeArgument(tuple):
@@ -642,7 +648,7 @@ def unflatten(spec: TreeSpec, tensors: list, plain: bool = False, sizes: list = 
     if kind == "size":
         return sizes[spec.index]
     if kind == "int":  # (a symbolic int where the carrier's size is: in the traced program)
-        return tensors[spec.index].shape[0]
+        return tensors[spec.index].shape[0] + spec.offset if spec.offset else tensors[spec.index].shape[0]
     children = [unflatten(c, tensors, plain, sizes) for c in spec.children]
     if plain and kind == "namedtuple":
         return tuple(children)

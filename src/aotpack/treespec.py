@@ -30,7 +30,9 @@ class              what it holds                                JSON (``kind``)
                    input ``index``, an empty tensor of shape
                    ``(n, 0)`` (``tree.size_carrier``): a
                    ``TensorLeaf`` everywhere a flat input is
-                   counted (format version 19; inputs only)
+                   counted (format version 19; inputs only);
+                   ``offset``: a negative shift, the carrier
+                   holding ``n - offset`` (format version 20)
 ``SubclassSpec``   ``type``, ``attrs``, ``meta`` (JSON),         ``"subclass"``
                    ``children``: a tensor subclass that
                    flattens into tensors (``__tensor_flatten__``:
@@ -136,10 +138,18 @@ class IntLeaf(TensorLeaf):
     traces a size as the symbolic int the program then computes with, as torch.compile
     passes a dynamic int; AOTInductor failed on a graph taking a SymInt input itself
     (``x * n`` traced as ``aten.mul.Tensor(x, n)``, torch 2.13). The carrier is empty:
-    it costs no memory at any size."""
+    it costs no memory at any size. ``offset`` (0, or negative for a Dim running below
+    0): the carrier's size is the int minus it, the program reads its size plus it
+    (format version 20; written only where nonzero)."""
 
-    __slots__ = ()
-    kind = "int"
+    __slots__ = ("offset",)
+    kind, _fields = "int", ("index", "offset")
+
+    def __init__(self, index: int, offset: int = 0):
+        super().__init__(index, offset)
+
+    def to_json(self) -> dict:
+        return {"kind": "int", "index": self.index, **({"offset": self.offset} if self.offset else {})}
 
     def int_indices(self) -> list[int]:
         return [self.index]
@@ -243,6 +253,9 @@ def from_json(obj: Any, where: str, n_tensors: int | None = None, depth: int = 0
     if kind in ("tensor", "int"):
         i = obj.get("index")
         _need(_is_int(i) and i >= 0 and (n_tensors is None or i < n_tensors), f"{where} has a bad tensor index")
+        if kind == "int" and "offset" in obj:
+            _need(_is_int(obj["offset"]) and -2**62 < obj["offset"] < 0, f"{where} has a bad int offset")
+            return IntLeaf(i, obj["offset"])
         return KINDS[kind](i)
     if kind == "const":
         typ = obj.get("type")

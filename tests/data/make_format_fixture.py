@@ -208,6 +208,8 @@ def global_fixture(path: str, cls: type = GlobalFixture) -> None:
     opts, dynamic = {"w": w}, {"x": {0: aotpack.Dim("batch", min=1, max=64)}}
     if fmt.FORMAT_VERSION >= 19:  # an int argument with a Dim
         opts["top"], dynamic["opts"] = 3, {"top": aotpack.Dim("top", min=1, max=5)}
+    if fmt.FORMAT_VERSION >= 20:  # an int argument whose Dim runs below 0
+        opts["shift"], dynamic["opts"]["shift"] = -2, aotpack.Dim("shift", min=-4, max=4)
     aotpack.compile(m, (x, opts), backend="eager", dynamic=dynamic).save(path)
     out = m(x, opts)
     save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0], **{f"state.{k}": v for k, v in m.state_dict().items()}},
@@ -267,6 +269,15 @@ class IntFixture(NumberFixture):
         return {**out, "first": out["y"][:opts["top"]], "after": opts["top"] + 1}
 
 
+class ShiftFixture(IntFixture):
+    """Version 20 (int offsets): version 19's program, ``opts["shift"]`` an int following
+    the Dim ``shift``, which runs from -4: also returns y rolled by it and ``shift - 1``."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "rolled": out["y"].roll(opts["shift"], 0), "before": opts["shift"] - 1}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -306,6 +317,8 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 20:  # an inference package taking an int whose Dim runs below 0 too
+        return global_fixture(path, ShiftFixture)
     if fmt.FORMAT_VERSION >= 19:  # an inference package taking an int argument with a Dim too
         return global_fixture(path, IntFixture)
     if fmt.FORMAT_VERSION >= 18:  # an inference package returning a float and a bool of the call's sizes too

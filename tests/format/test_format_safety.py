@@ -14,6 +14,7 @@ import torch
 
 import aotpack
 import programs
+from aotpack import tree
 from aotpack.package import fmt
 from conftest import HERE, rewrite_manifest, run_cli, run_fresh
 
@@ -152,13 +153,22 @@ def test_every_format_version_still_loads():
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
         if version >= 19:  # also takes an int argument with a Dim (opts["top"]): eager's at each value
             fn = aotpack.load(path)
-            assert info.manifest.variants[0].in_spec.int_indices() == [2]
+            assert info.manifest.variants[0].in_spec.int_indices() == ([2, 3] if version >= 20 else [2])
+            more = {"shift": -2} if version >= 20 else {}
             for top in (3, 1, 5):
-                out = fn(io["x"], {"w": io["w"], "top": top})
+                out = fn(io["x"], {"w": io["w"], "top": top, **more})
                 torch.testing.assert_close(out["first"], io["y"][:top])
                 assert out["after"] == top + 1 and type(out["after"]) is int
             with pytest.raises(aotpack.GuardError, match=r"args\[1\]\['top'\]: expected an int top in 1..5, got 6"):
-                fn(io["x"], {"w": io["w"], "top": 6})
+                fn(io["x"], {"w": io["w"], "top": 6, **more})
+            if version >= 20:  # also an int whose Dim runs below 0 (opts["shift"], -4..4): carried shifted
+                assert [leaf.offset for leaf in tree.int_leaves(info.manifest.variants[0].in_spec)] == [0, -4]
+                for shift in (-2, -4, 0, 4):
+                    out = fn(io["x"], {"w": io["w"], "top": 3, "shift": shift})
+                    torch.testing.assert_close(out["rolled"], io["y"].roll(shift, 0))
+                    assert out["before"] == shift - 1 and type(out["before"]) is int
+                with pytest.raises(aotpack.GuardError, match=r"\['shift'\]: expected an int shift in -4..4, got -5"):
+                    fn(io["x"], {"w": io["w"], "top": 3, "shift": -5})
             continue
         if version >= 18:  # also returns a float and a bool of the batch Dim, typed
             fn = aotpack.load(path)
@@ -498,6 +508,14 @@ def _rows_and_double(x):
         0, {"kind": "int", "index": 0}), "holds an int argument, which needs format version 19"),
     (lambda d: d.update(format_version=19) or d["variants"][0]["in_spec"]["children"].__setitem__(
         0, {"kind": "int", "index": 0}), "an int argument's carrier is not an empty uint8 tensor"),
+    # an int leaf's offset (format version 20): negative, and only where the version says so
+    (lambda d: d.update(format_version=20) or d["variants"][0]["in_spec"]["children"].__setitem__(
+        0, {"kind": "int", "index": 0, "offset": 3}), "has a bad int offset"),
+    (lambda d: d.update(format_version=20) or d["variants"][0]["in_spec"]["children"].__setitem__(
+        0, {"kind": "int", "index": 0, "offset": "-3"}), "has a bad int offset"),
+    (lambda d: d.update(format_version=19) or d["variants"][0]["in_spec"]["children"].__setitem__(
+        0, {"kind": "int", "index": 0, "offset": -3}), "holds an int argument with an offset, which needs format "
+                                                       "version 20"),
 ])
 def test_edited_size_outputs_are_format_errors(tmp_path, edit, says):
     """The numbers a package returns of the call's sizes (format version 17; typed, 18)

@@ -9,6 +9,7 @@ A package carries such an int to its program as the size of an empty tensor
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aotpack
-from aotpack import Dim
+from aotpack import Dim, tree
 from conftest import run_fresh
 
 
@@ -209,17 +210,75 @@ def test_int_arguments_that_cannot_take_a_dim_are_capture_errors():
         aotpack.compile(repeat, (torch.randn(3), 4), backend="eager", dynamic={"n": Dim("n")}, strict_dims=True)
 
 
-def test_a_negative_int_is_outside_every_dim():
-    """An int is carried as a size: a Dim asked from below 0 runs from 0, with a warning
-    naming the range, and a negative int is a GuardError (eager, and torch.compile, would
-    run it)."""
-    with pytest.warns(aotpack.SpecializationWarning, match=r"n runs 0\.\.5 of the -5\.\.5 asked"):
-        pkg = aotpack.compile(lambda x, n: x * n, (torch.randn(3), 3), backend="eager",
-                              dynamic={"n": Dim("n", min=-5, max=5)})
-    fn = aotpack.load(pkg.to_bytes())
-    assert torch.equal(fn(torch.ones(3), 0), torch.zeros(3))
-    with pytest.raises(aotpack.GuardError, match=r"^args\[1\]: expected an int n in 0\.\.5, got -2"):
-        fn(torch.ones(3), -2)
+def with_shifts(x, n, m):
+    """Ints whose Dims run below 0, as a shift, a scalar, floor division, modulo, abs, a
+    comparison, a fill value, a max of two and a half."""
+    return {"roll": x.roll(n), "scaled": x * m + n, "floor": n // 3, "mod": n % 5, "abs": abs(n), "neg": n < 0,
+            "full": torch.full((2,), n), "most": max(n, m), "half": m / 2}
+
+
+SHIFTS = {"n": Dim("n", min=-64, max=64), "m": Dim("m", min=-3)}
+
+
+@pytest.fixture(scope="module")
+def shifts_package():
+    pkg = aotpack.compile(with_shifts, (torch.arange(6.0), 3, -1), backend="eager", dynamic=SHIFTS)
+    return pkg, aotpack.load(pkg.to_bytes())
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(n=st.integers(-64, 64), m=st.integers(-3, 10**6))
+def test_ints_whose_dims_run_below_zero_are_eagers_at_every_value(shifts_package, n, m):
+    """An int's Dim running below 0 (``Dim("n", min=-64)``) takes every int of its range,
+    negative ones too, equal to eager in tensors and numbers (until 2026-12-07 it ran from
+    0 with a warning, and a negative int was a GuardError; torch.compile runs them)."""
+    x = torch.randn(6)
+    _same(shifts_package[1](x, n, m), with_shifts(x, n, m))
+
+
+def test_an_int_below_zero_is_carried_shifted_and_guarded_in_its_own_range(shifts_package, tmp_path):
+    """The carrier holds the int minus the Dim's minimum (format version 20: the leaf's
+    ``offset``); inspect and the errors speak of the int's own range."""
+    pkg, fn = shifts_package
+    variant = pkg.manifest.variants[0]
+    assert pkg.manifest.format_version == 20
+    assert [leaf.offset for leaf in tree.int_leaves(variant.in_spec)] == [-64, -3]
+    assert (variant.dims["n"].min, variant.dims["n"].max, variant.dims["m"].max) == (0, 128, None)
+    shown = str(aotpack.inspect(pkg.save(tmp_path / "shifts.aot")))
+    assert "n: int n=-64..64" in shown and "m: int m=-3..inf" in shown
+    x = torch.randn(6)
+    for n, m, says in ((-65, 0, "args[1]: expected an int n in -64..64, got -65"),
+                       (65, 0, "args[1]: expected an int n in -64..64, got 65"),
+                       (0, -4, "args[2]: expected an int m in -3..inf, got -4"),
+                       (0, 2.0, "args[2]: expected an int m in -3..inf, got 2.0 (float)")):
+        with pytest.raises(aotpack.GuardError, match=re.escape(says)):
+            fn(x, n, m)
+
+
+def test_refusals_of_ints_below_zero():
+    """A Dim running below 0 cannot be a tensor's size too, and the example must be in its
+    range: CaptureErrors naming both."""
+    n = Dim("n", min=-5, max=5)
+    with pytest.raises(aotpack.CaptureError, match=r"Dim n runs from -5, below 0: a tensor's size cannot share it"):
+        aotpack.compile(lambda x, k: x * k, (torch.randn(3), 2), backend="eager", dynamic={"x": {0: n}, "k": n})
+    with pytest.raises(aotpack.CaptureError, match=r"dynamic\['k'\] is a Dim running from -5, but the example int "
+                                                   r"is -7"):
+        aotpack.compile(lambda x, k: x * k, (torch.randn(3), -7), backend="eager", dynamic={"k": n})
+
+
+def test_dynamic_true_takes_a_negative_example_int_far_below_zero():
+    """Under ``dynamic=True`` an int is carried from 0 up, as a size; a negative example
+    reaches 2**20 below 0 (a raw ``RuntimeError: Trying to create tensor with negative
+    dimension`` until 2026-12-07)."""
+    def scaled(x, n):
+        return x * n, n - 1
+
+    fn = aotpack.load(aotpack.compile(scaled, (torch.arange(6.0), -3), backend="eager", dynamic=True).to_bytes())
+    for n in (-3, -1000, 0, 5, -2**20):
+        got, want = fn(torch.arange(6.0), n), scaled(torch.arange(6.0), n)
+        assert torch.equal(got[0], want[0]) and got[1] == want[1]
+    with pytest.raises(aotpack.GuardError, match=r"args\[1\]: expected an int n in -1048576\.\.inf, got -1048577"):
+        fn(torch.arange(6.0), -2**20 - 1)
 
 
 def keep_last(x, n):
@@ -298,17 +357,25 @@ def test_a_transformers_llama_with_logits_to_keep_under_dynamic_true_gives_eager
         torch.testing.assert_close(got, model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits)
 
 
+def with_counts_and_a_shift(x, n, k, s):
+    """``with_counts`` and an int whose Dim runs below 0 (a shift and a number of it)."""
+    return {**with_counts(x, n, k), "rolled": x.roll(s), "before": s - 1}
+
+
 def test_int_arguments_run_in_a_fresh_process_with_aotinductor(tmp_path):
-    """AOTInductor, the default backend, takes the int's carrier as any input: a fresh
-    process gives eager's results at several values and refuses one out of range (inputs
-    kept positive: a sum near 0, added in another order by a compiled kernel, would differ
-    from eager's by more than a relative rounding)."""
-    pkg = aotpack.compile(with_counts, (torch.randn(8), 5, 3), backend="aoti", dynamic=COUNTS)
+    """AOTInductor, the default backend, takes the int's carrier as any input, shifted
+    where its Dim runs below 0: a fresh process gives eager's results at several values
+    and refuses one out of range (inputs kept positive: a sum near 0, added in another
+    order by a compiled kernel, would differ from eager's by more than a relative rounding)."""
+    pkg = aotpack.compile(with_counts_and_a_shift, (torch.randn(8), 5, 3, -2), backend="aoti",
+                          dynamic={**COUNTS, "s": Dim("s", min=-8, max=8)})
     path = pkg.save(tmp_path / "counts.aot")
     here = os.path.dirname(os.path.abspath(__file__))
-    code = ("import os, sys, torch, aotpack\nsys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]\nfrom test_int_arguments import with_counts, _same\n"
-            "fn = aotpack.load(sys.argv[1])\nfor n, k in ((5, 3), (0, 1), (1, 16), (4096, 7), (33, 2)):\n"
-            "    x = torch.rand(8) + 0.5\n    _same(fn(x, n, k), with_counts(x, n, k), exact=False)\n"
-            "try:\n    fn(torch.randn(8), 5, 17)\nexcept aotpack.GuardError as e:\n    print(str(e).splitlines()[0])\n")
-    out = run_fresh(["-c", code, str(path), here]).stdout.strip()
-    assert out == "args[2]: expected an int k in 1..16, got 17"
+    code = ("import os, sys, torch, aotpack\nsys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]\n"
+            "from test_int_arguments import with_counts_and_a_shift, _same\nfn = aotpack.load(sys.argv[1])\n"
+            "for n, k, s in ((5, 3, -2), (0, 1, -8), (1, 16, 8), (4096, 7, 0), (33, 2, 3)):\n"
+            "    x = torch.rand(8) + 0.5\n    _same(fn(x, n, k, s), with_counts_and_a_shift(x, n, k, s), exact=False)\n"
+            "for bad in ((5, 17, 0), (5, 3, -9)):\n    try:\n        fn(torch.randn(8), *bad)\n"
+            "    except aotpack.GuardError as e:\n        print(str(e).splitlines()[0])\n")
+    out = run_fresh(["-c", code, str(path), here]).stdout.strip().splitlines()
+    assert out == ["args[2]: expected an int k in 1..16, got 17", "args[3]: expected an int s in -8..8, got -9"]

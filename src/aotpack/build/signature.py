@@ -134,7 +134,11 @@ def int_arguments(dynamic, sig: inspect.Signature, values: list, how: list[str])
             if isinstance(spec, (dict, list, tuple)):
                 raise CaptureError(f"dynamic{path} must be one Dim for the int {value}, got {spec!r}",
                                    hint=f"e.g. dynamic={{{path[1:-1]}: Dim('n', min=1, max=4096)}}")
-            return tree.IntArgument(value)
+            offset = min(getattr(spec, "min", 0), 0)  # (a Dim running below 0: its carrier is shifted)
+            if value < offset:
+                raise CaptureError(f"dynamic{path} is a Dim running from {offset}, but the example int is {value}",
+                                   hint="pass an example in the Dim's range")
+            return tree.IntArgument(value, offset)
         if type(value) in (list, tuple, torch.Size) and isinstance(spec, (list, tuple)) and len(spec) == len(value):
             kind = tree.SizeArgument if type(value) is torch.Size else type(value)
             return kind(mark(v, c, f"{path}[{j}]") for j, (v, c) in enumerate(zip(value, spec)))
@@ -153,11 +157,16 @@ def int_arguments(dynamic, sig: inspect.Signature, values: list, how: list[str])
     return out
 
 
+NEGATIVE_REACH = 2**20  # how far below 0 a negative example int reaches under dynamic=True
+
+
 def _every_int(value):
     """``value`` with each int in it (in lists, tuples, dicts and torch.Size) made a
-    ``tree.IntArgument``."""
+    ``tree.IntArgument``; a negative one runs from ``-NEGATIVE_REACH`` (its carrier is
+    shifted by that: treespec.IntLeaf), a positive one from 0 (torch.compile's runs over
+    every int; a carrier is a size)."""
     if type(value) is int:
-        return tree.IntArgument(value)
+        return tree.IntArgument(value, min(value, -NEGATIVE_REACH) - 2 if value < 0 else 0)  # (torch runs it from 2)
     if type(value) in (list, tuple):
         return type(value)(map(_every_int, value))
     if type(value) is torch.Size:
@@ -178,10 +187,13 @@ def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> 
         raise CaptureError("dynamic must be None, True, or a dict {parameter name: {dim: Dim}}")
     names = list(sig.parameters)
     counter = [0]
+    shifted: dict[str, int] = {}  # Dims carried shifted (running below 0) -> their shift
+    carriers: set[int] = set()
 
     def walk(value, spec, path):
         if type(value) is tree.IntArgument:  # (its carrier's first size: int_arguments)
-            flat[counter[0]] = {0: spec}
+            flat[counter[0]] = {0: _carrier_dim(spec, value.offset, shifted)}
+            carriers.add(counter[0])
             counter[0] += 1
             return
         if isinstance(value, torch.Tensor) and tree.flattens_into_tensors(value):
@@ -223,7 +235,24 @@ def flat_dynamic(dynamic, sig: inspect.Signature, values: list, n_flat: int) -> 
         raise CaptureError(f"dynamic names {sorted(unknown)}, which are not parameters; the parameters are {names}")
     for name, value in zip(names, values):
         walk(value, dynamic.get(name), f"[{name!r}]")
+    from .guard_specs import user_dim
+
+    for name in sorted(shifted.keys() & {user_dim(s) for i, dyn in enumerate(flat) if i not in carriers
+                                         for s in (dyn or {}).values()}):
+        raise CaptureError(f"Dim {name} runs from {shifted[name]}, below 0: a tensor's size cannot share it with "
+                           "an int", hint=f"give the tensor a Dim of its own, or {name} a minimum of 0")
     return flat
+
+
+def _carrier_dim(spec, offset: int, shifted: dict):
+    """The Dim of an int argument's carrier: the int's own, or where it runs below 0
+    (``offset``, its minimum) a Dim of that name running from 0 (``n - offset``)."""
+    if not offset:
+        return spec
+    shifted[spec.__name__] = offset
+    top = spec.max if isinstance(spec.max, int) and not isinstance(spec.max, bool) and spec.max < 2**62 else None
+    return torch.export.Dim(spec.__name__, min=0, max=top - offset) if top is not None else \
+        torch.export.Dim(spec.__name__, min=0)
 
 
 def _tensors_of(values) -> list[torch.Tensor]:

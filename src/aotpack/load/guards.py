@@ -71,7 +71,7 @@ from .. import tree
 from ..errors import GuardError
 from ..package.manifest import Dim, GlobalState, Input, Param, Program, Variant, strides_follow_dims
 from ..package.sizes import size_evaluator, size_expr
-from ..treespec import ConstLeaf, TensorLeaf, TreeSpec
+from ..treespec import ConstLeaf, IntLeaf, TensorLeaf, TreeSpec
 
 __all__ = ["Check", "Guard", "GuardEntry", "Mismatch", "StateCheck", "describe_input", "mode_expected", "shape_text",
            "state_checks"]
@@ -153,31 +153,45 @@ def describe_input(name: str, guard: Input, dims: dict[str, Dim], leaf=None) -> 
     """One input guard for a person: ``x: float32[batch=1..4096, 512] cpu``; the carrier
     of an int argument (``leaf`` an ``IntLeaf``): ``n: int n=1..64``."""
     if leaf is not None and leaf.kind == "int":
-        return f"{name}: int {shape_text(guard.shape[:1], dims)[1:-1]}"
+        want = guard.shape[0]
+        if leaf.offset and isinstance(want, str):
+            return f"{name}: int {want}={_shifted(dims[want], leaf.offset).text()}"
+        return f"{name}: int {want + leaf.offset if isinstance(want, int) else shape_text([want], dims)[1:-1]}"
     grad = " requires_grad" if guard.requires_grad else ""
     return f"{name}: {guard.dtype}{shape_text(guard.shape, dims)} {guard.device}{grad}"
 
 
-def _int_expected(want, dims: dict[str, Dim]) -> str:
-    """What an int argument must be, as a message says it: ``an int n in 1..64``."""
+def _shifted(dim: Dim, offset: int) -> Dim:
+    """The range of an int argument whose carrier's Dim is ``dim`` (the int minus
+    ``offset``: treespec.IntLeaf)."""
+    return Dim(min=dim.min + offset, max=None if dim.max is None else dim.max + offset,
+               exclude=[e + offset for e in dim.exclude])
+
+
+def _int_expected(want, dims: dict[str, Dim], offset: int = 0) -> str:
+    """What an int argument must be, as a message says it: ``an int n in 1..64``
+    (``want``: its carrier's size; ``offset``: the int's shift, treespec.IntLeaf)."""
     if isinstance(want, int):
-        return f"{want} (an int compiled in)"
-    return f"an int {want} in {dims[want].text()}" if isinstance(want, str) else f"an int {want['expr']}"
+        return f"{want + offset} (an int compiled in)"
+    if isinstance(want, str):
+        return f"an int {want} in {_shifted(dims[want], offset).text()}"
+    return f"an int {want['expr']}"
 
 
-def _fast_carrier(device: str):
+def _fast_carrier(device: str, offset: int = 0):
     """``value -> its carrier`` for the fast check of an int argument, raising (the
     generated check then returns None: the full check says why) unless ``value`` is an
-    int a size can be; its range is the carrier's shape check's."""
+    int a size can be (once shifted by ``offset``: treespec.IntLeaf); its range is the
+    carrier's shape check's."""
     made: dict[int, Tensor] = {}  # (an empty tensor holds nothing a call could change: shared, 0.1 us, not 1.5)
 
     def carry(value):
-        if type(value) is not int or value < 0:
+        if type(value) is not int or value < offset:
             raise TypeError
         t = made.get(value)
         if t is None:
             with torch.inference_mode(False):  # (a normal tensor: an inference one fails the native check outside)
-                t = tree.size_carrier(value, device)
+                t = tree.size_carrier(value - offset, device)
             if len(made) < 256:
                 made[value] = t
         return t
@@ -1259,7 +1273,7 @@ class Guard:
         for k, spec in enumerate(self._children):
             if spec.kind == "int":  # (an int argument: its carrier is made here, its range checked with the shapes)
                 params.append(f"p{k}")
-                env[f"CARRY{k}"] = _fast_carrier(self.inputs[spec.index].device)
+                env[f"CARRY{k}"] = _fast_carrier(self.inputs[spec.index].device, spec.offset)
                 unpack.append(f"        {names.setdefault(spec.index, f'a{spec.index}')} = CARRY{k}(p{k})")
                 continue
             if isinstance(spec, TensorLeaf):
@@ -1455,7 +1469,7 @@ class Guard:
             flat.append(value)
             return
         if kind == "int":
-            flat.append(self._carrier(spec.index, value))
+            flat.append(self._carrier(spec, value))
             return
         if kind == "const":
             if id(spec) in self._dropped_consts:
@@ -1494,18 +1508,18 @@ class Guard:
             raise Mismatch([], f"a {kind} of length {len(spec.children)}", f"length {len(value)}")
         self._walk_each(range(len(value)), spec.children, value, flat)
 
-    def _carrier(self, index: int, value) -> Tensor:
-        """The carrier of int argument ``value`` (flat input ``index``: treespec.IntLeaf),
-        once it is an int its Dim allows (the shape check binds the Dim, and compares it
-        with other inputs' sizes)."""
-        guard = self.inputs[index]
-        want = guard.shape[0]
-        if type(value) is not int:
-            raise Mismatch([], _int_expected(want, self.dims), _what(value))
-        if (value != want if isinstance(want, int) else not self.dims[want].allows(value) if isinstance(want, str)
-                else value < 0):
-            raise Mismatch([], _int_expected(want, self.dims), str(value))
-        return tree.size_carrier(value, guard.device)
+    def _carrier(self, leaf: IntLeaf, value) -> Tensor:
+        """The carrier of int argument ``value`` (``leaf``: treespec.IntLeaf), once it is
+        an int its Dim allows (the shape check binds the Dim, and compares it with other
+        inputs' sizes)."""
+        guard = self.inputs[leaf.index]
+        want, size = guard.shape[0], value - leaf.offset if type(value) is int else None
+        if size is None:
+            raise Mismatch([], _int_expected(want, self.dims, leaf.offset), _what(value))
+        if (size != want if isinstance(want, int) else not self.dims[want].allows(size) if isinstance(want, str)
+                else size < 0):
+            raise Mismatch([], _int_expected(want, self.dims, leaf.offset), str(value))
+        return tree.size_carrier(size, guard.device)
 
     def _walk_each(self, keys, specs, values, flat: list) -> None:
         """Each child value against its spec, a mismatch's path starting at its key."""

@@ -21,7 +21,7 @@ Members are stored, not deflated, and each starts at a 64-byte aligned offset (p
 in the local header's extra field, as Android's zipalign does), so the reader memory-maps
 the weights in place: loading a package copies no weight bytes.
 
-Manifest (``FORMAT_VERSION`` 19): its schema is data, not prose here: the typed records
+Manifest (``FORMAT_VERSION`` 20): its schema is data, not prose here: the typed records
 of ``package/manifest.py`` (one class per part of the manifest, its fields the JSON keys,
 read and written by the same code). ``tests/data/manifest-schema.json`` is their
 snapshot: ``tests/format/test_schema.py`` fails on any change to a record that no line of the
@@ -344,6 +344,12 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     makes of the int at each call, after checking it is an int in the Dim's range. The
     version is 19 only where a variant takes such an int (a version 18 reader refuses
     the spec's kind as unknown).
+  20 (2026-12-07): an ``"int"`` leaf may carry an ``offset`` (a negative int): the
+    carrier's size is the int minus the offset (``Dim("n", min=-5, max=5)``: ``offset``
+    -5, the carrier's Dim ``n`` runs 0..10), so an int whose Dim runs below 0 is carried
+    as a size too; the program reads the carrier's size plus the offset. The version is
+    20 only where a leaf has an offset (a version 19 reader would carry the int
+    unshifted: it refuses the leaf's field as unknown).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -372,7 +378,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 19  # the newest version this reader reads
+FORMAT_VERSION = 20  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -398,6 +404,7 @@ DICT_VALUES_FORMAT_VERSION = 16  # variants[].module_attributes holding a dict: 
 SIZE_OUTPUTS_FORMAT_VERSION = 17  # program.out_spec leaves of kind "size": a reader must evaluate them
 NUMBER_OUTPUTS_FORMAT_VERSION = 18  # variants[].output_sizes of a "type": a reader must evaluate floats and bools
 INT_ARGUMENTS_FORMAT_VERSION = 19  # variants[].in_spec leaves of kind "int": a reader must carry them as sizes
+INT_OFFSET_FORMAT_VERSION = 20  # an "int" leaf's offset: a reader must shift the int by it
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -39,7 +39,7 @@ from typing import Any, Union
 import torch
 
 from .. import treespec
-from ..tree import PARAM_KINDS
+from ..tree import PARAM_KINDS, int_leaves
 from . import format as fmt
 from .format import _need
 from .sizes import NUMBER_TYPES, number_evaluator, size_evaluator
@@ -1342,6 +1342,10 @@ class Manifest(Record):
         _need(not carriers or self.format_version >= fmt.INT_ARGUMENTS_FORMAT_VERSION,
               f"variant {name}.in_spec holds an int argument, which needs format version "
               f"{fmt.INT_ARGUMENTS_FORMAT_VERSION}")
+        _need(not any(leaf.offset for leaf in int_leaves(v.in_spec))
+              or self.format_version >= fmt.INT_OFFSET_FORMAT_VERSION,
+              f"variant {name}.in_spec holds an int argument with an offset, which needs format version "
+              f"{fmt.INT_OFFSET_FORMAT_VERSION}")
         _need(all(is_size_carrier(v.inputs[i]) for i in carriers),
               f"variant {name}.inputs: an int argument's carrier is not an empty uint8 tensor of shape (n, 0)")
 
