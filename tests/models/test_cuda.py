@@ -223,23 +223,27 @@ def test_llm_compile_routes_the_down_projection_through_the_matvec_kernel(tmp_pa
     assert got[0][-4:] == want
 
 
-def counts_on(x, n, k):
-    """test_int_arguments' program, with its arange on x's device."""
+def counts_on(x, n, k, s):
+    """test_int_arguments' program, with its arange on x's device, and an int whose Dim
+    runs below 0 (``s``: a roll and a number of it)."""
     return {"scaled": x * n + k, "zeros": x.new_zeros(n, k), "steps": torch.arange(n, device=x.device) * x.sum(),
-            "wide": x.sum().expand(k, n), "mean": x.sum() / (n + 1), "sum": n + k, "half": n / 2, "big": n > k}
+            "wide": x.sum().expand(k, n), "mean": x.sum() / (n + 1), "sum": n + k, "half": n / 2, "big": n > k,
+            "rolled": x.roll(s), "third": s // 3}
 
 
 @pytest.mark.parametrize("backend", ["aoti", "eager"])
 def test_int_arguments_on_cuda(backend):
     """An int argument with a Dim on CUDA: its carrier is made on the variant's device, and
-    every value in the Dim gives eager's tensors and numbers; one outside is a GuardError."""
+    every value in the Dim gives eager's tensors and numbers (below 0 too, where the Dim
+    runs there); one outside is a GuardError."""
     x = torch.rand(8, device="cuda") + 0.5
-    pkg = aotpack.compile(counts_on, (x, 5, 3), backend=backend,
-                          dynamic={"n": Dim("n", min=0, max=4096), "k": Dim("k", min=1, max=16)})
+    pkg = aotpack.compile(counts_on, (x, 5, 3, -2), backend=backend,
+                          dynamic={"n": Dim("n", min=0, max=4096), "k": Dim("k", min=1, max=16),
+                                   "s": Dim("s", min=-8, max=8)})
     assert all(g.device.startswith("cuda") for g in pkg.manifest.variants[0].inputs)
     fn = aotpack.load(pkg.to_bytes())
-    for n, k in ((5, 3), (0, 1), (1, 16), (4096, 7), (33, 2)):
-        got, want = fn(x, n, k), counts_on(x, n, k)
+    for n, k, s in ((5, 3, -2), (0, 1, -8), (1, 16, 8), (4096, 7, 0), (33, 2, -5)):
+        got, want = fn(x, n, k, s), counts_on(x, n, k, s)
         for key, w in want.items():
             if isinstance(w, torch.Tensor):
                 assert got[key].device == w.device and got[key].shape == w.shape, key
@@ -247,4 +251,6 @@ def test_int_arguments_on_cuda(backend):
             else:
                 assert type(got[key]) is type(w) and got[key] == w, key
     with pytest.raises(aotpack.GuardError, match=r"^args\[2\]: expected an int k in 1\.\.16, got 17"):
-        fn(x, 5, 17)
+        fn(x, 5, 17, 0)
+    with pytest.raises(aotpack.GuardError, match=r"^args\[3\]: expected an int s in -8\.\.8, got -9"):
+        fn(x, 5, 3, -9)
