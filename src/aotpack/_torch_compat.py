@@ -397,15 +397,18 @@ def symbols_typed_as_python(is_user_file):
     with _SYMBOL_TYPING["lock"]:
         _SYMBOL_TYPING["users"] += 1
         if _SYMBOL_TYPING["users"] == 1:
-            real = object.__dict__["__class__"].__get__
+            real, frame_of = object.__dict__["__class__"].__get__, sys._getframe
             users: dict = {}  # code object -> whether it is the program's
 
             def typed(python):
                 def answer(self):
-                    code = sys._getframe(1).f_code
-                    user = users.get(code)
-                    if user is None:
-                        user = users[code] = is_user_file(code.co_filename)
+                    # (one call a C function here: each is two more events for a profiler,
+                    # capture's EffectRecorder among them, and torch asks tens of thousands
+                    # of times)
+                    code = frame_of(1).f_code
+                    if code in users:
+                        return python if users[code] else real(self)
+                    user = users[code] = is_user_file(code.co_filename)
                     return python if user else real(self)
                 return property(answer)
 
