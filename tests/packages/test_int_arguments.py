@@ -266,6 +266,24 @@ def test_refusals_of_ints_below_zero():
         aotpack.compile(lambda x, k: x * k, (torch.randn(3), -7), backend="eager", dynamic={"k": n})
 
 
+def test_warnings_about_an_int_below_zero_speak_of_its_own_values():
+    """Narrowed or specialized, a shifted int's Dim is told in the int's values, not its
+    carrier's (``n runs 2..5 of the 0..10 asked`` until 2026-12-07)."""
+    with pytest.warns(aotpack.SpecializationWarning, match=r"n runs -3\.\.0 of the -5\.\.5 asked"):
+        fn = aotpack.load(aotpack.compile(lambda x, n: x[: n + 6] * 2, (torch.arange(6.0), -2), backend="eager",
+                                          dynamic={"n": Dim("n", min=-5, max=5)}).to_bytes())
+    with pytest.raises(aotpack.GuardError, match=r"args\[1\]: expected an int n in -3\.\.0, got 3"):
+        fn(torch.arange(6.0), 3)
+
+    def counted(x, n):
+        for _ in range(n + 5):  # (a loop count: specialized)
+            x = x * 2
+        return x
+
+    with pytest.warns(aotpack.SpecializationWarning, match=r"n \(n\) = -2"):
+        aotpack.compile(counted, (torch.ones(2), -2), backend="eager", dynamic={"n": Dim("n", min=-5, max=5)})
+
+
 def test_dynamic_true_takes_a_negative_example_int_far_below_zero():
     """Under ``dynamic=True`` an int is carried from 0 up, as a size; a negative example
     reaches 2**20 below 0 (a raw ``RuntimeError: Trying to create tensor with negative

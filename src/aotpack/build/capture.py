@@ -1082,7 +1082,8 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
                             keep_strides=frozenset(pinned_copies))
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     shapes, dims, specialized, names, narrowed = guard_dims(
-        ep, user_nodes, call.flat_dyn, call.paths, int_inputs=call.in_spec.int_indices(),
+        ep, user_nodes, call.flat_dyn, call.paths,
+        int_inputs={leaf.index: leaf.offset for leaf in tree.int_leaves(call.in_spec)},
         excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
                   if name in examples})
     sizes = {name: t.shape[d] for t, shape in zip(call.flat, shapes) for d, name in enumerate(shape)

@@ -39,8 +39,8 @@ __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "c
            "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim", "module_paths", "global_values"]
 
 
-def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None, int_inputs=()
-               ) -> tuple[list[list], dict[str, Dim], list[str], dict, list[str]]:
+def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None,
+               int_inputs: dict | None = None) -> tuple[list[list], dict[str, Dim], list[str], dict, list[str]]:
     """Each user input's guarded shape, the named Dims, the user Dims that capture
     specialized, the Dim name of each symbol, and the user Dims whose range capture
     narrowed (``"rows runs 2..64 of the 1..64 asked"``): (shapes, dims, specialized,
@@ -48,9 +48,12 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
     for a size derived from other Dims. ``excluded``: Dim name -> (the example's size,
     the sizes a dropped guard rules out, or None: that size alone), from
     ``dropped_size_guards``; the Dim excludes those sizes (``_without``). ``int_inputs``:
-    the flat inputs carrying int arguments (treespec.IntLeaf); one no Dim names is named
-    after its argument (``n``, ``sizes_0``), not ``dim1``.
+    the flat inputs carrying int arguments (treespec.IntLeaf), each with its offset; one
+    no Dim names is named after its argument (``n``, ``sizes_0``), not ``dim1``; the
+    messages speak of a shifted int's own values (``n (n) = -2``, ``n runs -3..0``).
     """
+    int_inputs = int_inputs or {}
+    shifts = {}  # Dim name -> the offset of the ints it carries
     sym_names: dict[str, str] = {}
     user_range: dict[str, tuple] = {}
     specialized: list[str] = []
@@ -62,13 +65,15 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
             name = user_dim(spec)
             if name is None:
                 continue
+            if int_inputs.get(i):
+                shifts[name] = int_inputs[i]
             if static_int(size) is None:
                 if str(compat.sym_expr(size)).isidentifier():
                     sym_names.setdefault(str(compat.sym_expr(size)), name)
                     user_range[name] = (_finite(getattr(spec, "min", 0)), _finite(getattr(spec, "max", None)))
             else:  # (an int argument's carrier: its first size is the int)
                 where = path if i in int_inputs else f"{path}.shape[{d}]"
-                specialized.append(f"{name} ({where}) = {static_int(size)}")
+                specialized.append(f"{name} ({where}) = {static_int(size) + int_inputs.get(i, 0)}")
     taken = set(sym_names.values())
     for i in int_inputs:  # (after the user's names, which win)
         size = user_nodes[i].meta["val"].shape[0]
@@ -109,7 +114,8 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
         if name in (excluded or {}):
             dim = _without(*excluded[name], dim)
         if (dim.min, dim.max, dim.exclude) != (ulo or 0, uhi, []):
-            narrowed.append(f"{name} runs {dim.text()} of the {ulo or 0}..{_text(uhi)} asked")
+            asked = Dim(min=ulo or 0, max=uhi).shifted(shifts.get(name, 0))
+            narrowed.append(f"{name} runs {dim.shifted(shifts.get(name, 0)).text()} of the {asked.text()} asked")
         dims[name] = dim
     return shapes, dims, specialized, sym_names, narrowed
 
@@ -186,10 +192,6 @@ def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
         known = found.get(name, set())  # (None: already pinned to the example)
         found[name] = None if sizes is None or known is None else known | sizes
     return found
-
-
-def _text(bound: int | None) -> str:
-    return "inf" if bound is None else str(bound)
 
 
 def _finite(bound) -> int | None:

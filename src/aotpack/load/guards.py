@@ -155,17 +155,10 @@ def describe_input(name: str, guard: Input, dims: dict[str, Dim], leaf=None) -> 
     if leaf is not None and leaf.kind == "int":
         want = guard.shape[0]
         if leaf.offset and isinstance(want, str):
-            return f"{name}: int {want}={_shifted(dims[want], leaf.offset).text()}"
+            return f"{name}: int {want}={dims[want].shifted(leaf.offset).text()}"
         return f"{name}: int {want + leaf.offset if isinstance(want, int) else shape_text([want], dims)[1:-1]}"
     grad = " requires_grad" if guard.requires_grad else ""
     return f"{name}: {guard.dtype}{shape_text(guard.shape, dims)} {guard.device}{grad}"
-
-
-def _shifted(dim: Dim, offset: int) -> Dim:
-    """The range of an int argument whose carrier's Dim is ``dim`` (the int minus
-    ``offset``: treespec.IntLeaf)."""
-    return Dim(min=dim.min + offset, max=None if dim.max is None else dim.max + offset,
-               exclude=[e + offset for e in dim.exclude])
 
 
 def _int_expected(want, dims: dict[str, Dim], offset: int = 0) -> str:
@@ -174,7 +167,7 @@ def _int_expected(want, dims: dict[str, Dim], offset: int = 0) -> str:
     if isinstance(want, int):
         return f"{want + offset} (an int compiled in)"
     if isinstance(want, str):
-        return f"an int {want} in {_shifted(dims[want], offset).text()}"
+        return f"an int {want} in {dims[want].shifted(offset).text()}"
     return f"an int {want['expr']}"
 
 

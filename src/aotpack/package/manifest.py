@@ -926,6 +926,12 @@ class Dim(Record):
     def allows(self, size: int) -> bool:
         return self.min <= size and (self.max is None or size <= self.max) and size not in self.exclude
 
+    def shifted(self, offset: int) -> "Dim":
+        """The range of an int argument carried by a size of this Dim (the int minus
+        ``offset``: treespec.IntLeaf): ``Dim(0, 10).shifted(-5)`` runs -5..5."""
+        return Dim(min=self.min + offset, max=None if self.max is None else self.max + offset,
+                   exclude=[e + offset for e in self.exclude])
+
     def text(self) -> str:
         """``2..16`` or ``2..16 except 7``."""
         span = f"{self.min}..{'inf' if self.max is None else self.max}"
