@@ -266,6 +266,18 @@ def test_refusals_of_ints_below_zero():
         aotpack.compile(lambda x, k: x * k, (torch.randn(3), -7), backend="eager", dynamic={"k": n})
 
 
+def test_two_ints_sharing_a_dim_below_zero_must_agree():
+    """Two ints may share a Dim running below 0 (both carried shifted alike); a call
+    passing two different ints is a GuardError told in the ints' values (until later on
+    2026-12-07 in the carriers' sizes: ``s = 1 (as in an earlier input), got 6``)."""
+    s = Dim("s", min=-4, max=4)
+    fn = aotpack.load(aotpack.compile(lambda x, a, b: x * a + b, (torch.ones(3), -2, -2), backend="eager",
+                                      dynamic={"a": s, "b": s}).to_bytes())
+    assert torch.equal(fn(torch.ones(3), -3, -3), torch.full((3,), -6.0))
+    with pytest.raises(aotpack.GuardError, match=r"^args\[2\]: expected s = -3 \(as in an earlier input\), got 2"):
+        fn(torch.ones(3), -3, 2)
+
+
 def test_warnings_about_an_int_below_zero_speak_of_its_own_values():
     """Narrowed or specialized, a shifted int's Dim is told in the int's values, not its
     carrier's (``n runs 2..5 of the 0..10 asked`` until 2026-12-07)."""

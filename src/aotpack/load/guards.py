@@ -63,6 +63,7 @@ from __future__ import annotations
 import inspect
 import linecache
 import operator
+import re
 
 import torch
 from torch import Tensor
@@ -190,6 +191,12 @@ def _fast_carrier(device: str, offset: int = 0):
         return t
 
     return carry
+
+
+def _shift_numbers(text: str, offset: int) -> str:
+    """A shape check's text about a shifted int's carrier (``s = 1 (as in an earlier
+    input)``, ``6``) told in the int's values (``s = -3 ...``, ``2``)."""
+    return re.sub(r"(?<![\w.])\d+\b", lambda m: str(int(m.group()) + offset), text)
 
 
 def shape_text(shape: list, dims: dict[str, Dim]) -> str:
@@ -1112,7 +1119,8 @@ class Guard:
         self._children = in_spec.children
         # The common call, f(t0, t1, ...): every parameter one tensor, nothing to walk.
         self._tensors_only = all(type(c) is TensorLeaf for c in self._children)
-        self._carriers = set(in_spec.int_indices())  # flat inputs made of int arguments (treespec.IntLeaf)
+        # flat inputs made of int arguments (treespec.IntLeaf) -> the int's offset
+        self._carriers = {leaf.index: leaf.offset for leaf in tree.int_leaves(in_spec)}
         self.device = device
         self.checks = self._build_checks(state or GlobalState(), device)
         self._dropped_consts: set = set()
@@ -1431,6 +1439,9 @@ class Guard:
                 except Mismatch as m:
                     if c.index in self._carriers:  # (an int argument: its carrier's ``.shape[0]`` is the int)
                         m.parts = [p for p in m.parts if not isinstance(p, _Attr)]
+                        if self._carriers[c.index]:  # (shifted: the sizes told as the ints, ``s = -3``)
+                            m.expected, m.actual = (_shift_numbers(text, self._carriers[c.index])
+                                                    for text in (m.expected, m.actual))
                     m.parts[:0] = self.tensor_path(c.index)
                     raise
         for c in self._state:
