@@ -1708,6 +1708,33 @@ def test_a_program_reading_a_sizes_exact_type_is_refused_or_compiled_with_the_si
         fn(torch.randn(5, 3))
 
 
+class CountsInItsWeight(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.w.add_(1)
+        return x * self.w
+
+
+def test_the_example_check_leaves_a_parameter_the_program_updates_as_it_was():
+    """The graph-beside-eager check at a dynamic capture runs the program twice: a
+    parameter it updates in place (under ``no_grad``, as eager allows) is put back after
+    each run, so the two runs compare alike and compiling leaves it as it was (the first
+    version of the check put back buffers only: this program was refused as computing
+    otherwise than eager)."""
+    m = CountsInItsWeight()
+    with torch.no_grad():
+        fn = aotpack.load(aotpack.compile(m, (torch.ones(4, 3),), backend="eager",
+                                          dynamic={"x": {0: torch.export.Dim("rows")}}).to_bytes(), module=m)
+    assert torch.equal(m.w.detach(), torch.zeros(3))
+    with torch.no_grad():
+        assert torch.equal(fn(torch.ones(5, 3)), torch.ones(5, 3))
+    assert torch.equal(m.w.detach(), torch.ones(3))
+
+
 def update_through_reshape(x, y):
     y.reshape(-1).mul_(0.5)
     return x * 2

@@ -827,15 +827,18 @@ def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: Eff
     so a program branching so takes another branch than eager at every size.
     Both runs use copies of the inputs (requiring grad as the examples do), the same random
     seed, the grad mode and autocast state the trace saw (none of the caller's: capture
-    runs the program inside its own), and leave the buffers the program updates as they
-    were. A program with side effects (other than ``print``) is not run again: they would
+    runs the program inside its own), and leave the buffers, constants and (where it
+    updates a tensor in place) parameters as they were. A program with side effects (other than ``print``) is not run again: they would
     happen twice, and values it reads from the world (``random.random()``) would differ."""
     carriers = call.in_spec.int_indices()
     dynamic_inputs = [i for i, dyn in enumerate(call.flat_dyn) if dyn]
     if not dynamic_inputs or any(e.what != "print()" for e in recorder.effects):
         return
-    # (the graph keeps its in-place ops here: no signature says which tensors it updates)
-    held = {id(t): t for t in (*program.buffers(), *ep.constants.values()) if isinstance(t, torch.Tensor)}
+    # (the graph keeps its in-place ops here: no signature says which tensors it updates;
+    # parameters only where the program's code updates a tensor in place, not a model's
+    # weights copied at every dynamic compile)
+    params = program.parameters() if recorder.inplace else ()
+    held = {id(t): t for t in (*program.buffers(), *ep.constants.values(), *params) if isinstance(t, torch.Tensor)}
     buffers = [t for t in held.values() if not compat.is_fake(t)]
     saved = [b.detach().clone() for b in buffers]
     device = device_of(call.flat)
