@@ -155,9 +155,9 @@ def describe_input(name: str, guard: Input, dims: dict[str, Dim], leaf=None) -> 
     of an int argument (``leaf`` an ``IntLeaf``): ``n: int n=1..64``."""
     if leaf is not None and leaf.kind == "int":
         want = guard.shape[0]
-        if leaf.offset and isinstance(want, str):
+        if isinstance(want, str):
             return f"{name}: int {want}={dims[want].shifted(leaf.offset).text()}"
-        return f"{name}: int {want + leaf.offset if isinstance(want, int) else shape_text([want], dims)[1:-1]}"
+        return f"{name}: int {want + leaf.offset if isinstance(want, int) else want['expr']}"
     grad = " requires_grad" if guard.requires_grad else ""
     return f"{name}: {guard.dtype}{shape_text(guard.shape, dims)} {guard.device}{grad}"
 
