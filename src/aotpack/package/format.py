@@ -348,8 +348,8 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     carrier's size is the int minus the offset (``Dim("n", min=-5, max=5)``: ``offset``
     -5, the carrier's Dim ``n`` runs 0..10), so an int whose Dim runs below 0 is carried
     as a size too; the program reads the carrier's size plus the offset. The version is
-    20 only where a leaf has an offset (a version 19 reader would carry the int
-    unshifted: it refuses the leaf's field as unknown).
+    20 only where a leaf has an offset (a version 19 reader, which ignores the field
+    and would carry the int unshifted, refuses the newer version).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

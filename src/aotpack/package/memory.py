@@ -328,7 +328,7 @@ def _needs(variant: Variant, program: Program) -> int:
     state = variant.global_state
     train = variant.meta.train
     if any(leaf.offset for leaf in tree.int_leaves(variant.in_spec)):
-        return fmt.INT_OFFSET_FORMAT_VERSION  # older readers refuse the leaf's field as unknown
+        return fmt.INT_OFFSET_FORMAT_VERSION  # older readers ignore the field: only the version stops them
     if variant.in_spec.int_indices():
         return fmt.INT_ARGUMENTS_FORMAT_VERSION  # older readers refuse the spec's kind as unknown
     if typed_numbers(variant.output_sizes):
