@@ -1708,6 +1708,48 @@ def test_a_program_reading_a_sizes_exact_type_is_refused_or_compiled_with_the_si
         fn(torch.randn(5, 3))
 
 
+def by_size_unless_typed(x):
+    """Eager scales by the row count; traced, by 4: equal at 4 rows alone."""
+    rows = x.shape[0]
+    return x * (rows if type(rows) is int else 4)
+
+
+def test_a_sizes_exact_type_hidden_at_the_example_is_found_at_another_size():
+    """The example check alone passes (4 rows: ``x * 4`` both ways); the graph run beside
+    eager at another size the Dim allows (5 rows, tiled from the example's) differs, so
+    the Dim is refused naming that size (until 2026-12-07 the package returned ``x * 4``
+    at every size, silently); ``dynamic=True`` compiles the size in."""
+    x = torch.randn(4, 3)
+    with pytest.raises(aotpack.CaptureError, match=r"traced with dynamic x\.shape\[0\] than eager does at "
+                                                   r"x\.shape\[0\] = 5 \(the example's 4\)"):
+        aotpack.compile(by_size_unless_typed, (x,), backend="eager", dynamic={"x": {0: torch.export.Dim("rows")}})
+    with pytest.warns(aotpack.SpecializationWarning, match=r"are compiled in"):
+        fn = aotpack.load(aotpack.compile(by_size_unless_typed, (x,), backend="eager", dynamic=True).to_bytes())
+    assert torch.equal(fn(x), x * 4)
+    with pytest.raises(aotpack.GuardError, match=r"shape\[0\]: expected 4, got 5"):
+        fn(torch.randn(5, 3))
+
+
+def not_five_rows(x, y):
+    return torch.cat([x, y]) * (3 if x.shape[0] == 5 else 2)
+
+
+def test_the_other_size_is_one_the_package_takes():
+    """A Dim excluding a size the program branches away from (5 rows here) is run beside
+    eager at another size it takes (3, with ``y`` following as ``rows + 1``), not at the
+    excluded one, where eager takes the other branch: no false refusal."""
+    rows = torch.export.Dim("rows", min=2, max=16)
+    x, y = torch.randn(4, 3), torch.randn(5, 3)
+    with pytest.warns(aotpack.SpecializationWarning, match=r"except 5"):
+        fn = aotpack.load(aotpack.compile(not_five_rows, (x, y), backend="eager",
+                                          dynamic={"x": {0: rows}, "y": {0: rows + 1}}).to_bytes())
+    for n in (3, 6, 9):
+        a, b = torch.randn(n, 3), torch.randn(n + 1, 3)
+        assert torch.equal(fn(a, b), not_five_rows(a, b))
+    with pytest.raises(aotpack.GuardError):
+        fn(torch.randn(5, 3), torch.randn(6, 3))
+
+
 class CountsInItsWeight(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -353,6 +353,59 @@ def test_a_program_reading_an_ints_exact_type_is_refused_or_compiled_with_the_in
         fn(y, 2)
 
 
+def scaled_by_exact_type(x, n):
+    """Eager scales by ``n``; traced (``n`` a ``torch.SymInt``), by 2: equal at n = 2 alone."""
+    return x * (n if type(n) is int else 2)
+
+
+def scaled_by_text(x, n):
+    """Eager scales by ``n``; traced, ``str(n)`` is the symbol's name (``s0``): by 2."""
+    return x * (int(str(n)) if str(n).lstrip("-").isdigit() else 2)
+
+
+@settings(max_examples=20, deadline=None)
+@given(program=st.sampled_from([scaled_by_exact_type, scaled_by_text]), example=st.integers(-6, 12),
+       low=st.integers(-8, 0), call=st.integers(-8, 12))
+def test_a_program_reading_an_ints_exact_type_or_text_is_refused_or_eagers_at_every_int(program, example, low, call):
+    """Whatever the example: refused at compile, or eager's result at any int the package
+    takes. The graph is run beside eager at the example and at another int of the Dim
+    (one more, else one less): a program whose traced branch happens to give eager's
+    result at the example (``x * 2`` at ``n = 2``) differs at the other (until 2026-12-07
+    such a package returned ``x * 2`` at every ``n``, silently)."""
+    x = torch.randn(3)
+    dim = Dim("n", min=min(low, example), max=12)
+    try:
+        fn = aotpack.load(aotpack.compile(program, (x, example), backend="eager", dynamic={"n": dim}).to_bytes())
+    except aotpack.CaptureError as e:
+        assert re.search(r"traced with dynamic n than eager does at (the example|n = -?\d+ \(the example's -?\d+\))",
+                         str(e)), e
+        return
+    try:
+        got = fn(x, call)
+    except aotpack.GuardError as e:
+        assert call != example and "args[1]" in str(e), e
+        return
+    torch.testing.assert_close(got, program(x, call))
+
+
+def test_the_other_int_is_named_in_the_ints_own_values():
+    """The refusal names the int the graph was run at, in the int's values (a Dim below 0
+    is carried shifted): one more than the example's, else one less (``n = 1 (the
+    example's 2)`` where the Dim ends at 2); ``dynamic=True`` compiles the int in, with a
+    warning, and another is a GuardError."""
+    x = torch.randn(3)
+    with pytest.raises(aotpack.CaptureError, match=r"than eager does at n = 1 \(the example's 2\): output tensor 0 "
+                                                   r"holds other values than eager's"):
+        aotpack.compile(scaled_by_exact_type, (x, 2), backend="eager", dynamic={"n": Dim("n", min=-5, max=2)})
+    with pytest.raises(aotpack.CaptureError, match=r"than eager does at n = 3 \(the example's 2\)"):
+        aotpack.compile(scaled_by_exact_type, (x, 2), backend="eager", dynamic={"n": Dim("n", max=9)})
+    with pytest.warns(aotpack.SpecializationWarning, match=r"int arguments n are compiled in .* n = 3 \(the example.s 2\)"):
+        fn = aotpack.load(aotpack.compile(scaled_by_exact_type, (x, 2), backend="eager", dynamic=True).to_bytes())
+    torch.testing.assert_close(fn(x, 2), x * 2)
+    with pytest.raises(aotpack.GuardError, match=r"^args\[1\]: expected 2 \(frozen at compile time"):
+        fn(x, 3)
+
+
 def test_the_example_check_runs_in_the_state_the_trace_saw():
     """The graph-beside-eager check at capture runs under the grad mode and autocast the
     trace saw: a program branching on grad mode, compiled with grad on inside the

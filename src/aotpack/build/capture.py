@@ -44,7 +44,7 @@ from ..errors import CaptureError, SideEffectWarning, SpecializationWarning, war
 from ..load.layout import layout_of
 from ..package import manifest as mf
 from ..treespec import TreeSpec, TupleSpec
-from . import desugar, subclass_weights
+from . import desugar, eager_check, subclass_weights
 from .effects import EffectRecorder
 from .frozen import frozen_values, modules_by_name
 from .graphs import (
@@ -746,7 +746,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
                                                    subclass_inputs=bool(tree.subclass_types(call.in_spec)),
                                                    subclass_weights_held=bool(subclass_kinds))
     _refuse_subclasses_left(ep, call.in_spec, record, target, subclass_kinds)
-    _dynamic_as_eager(ep, program, call, dynamic, recorder)
+    _dynamic_as_eager(ep, program, call, dynamic, recorder, record, device)
     repair_users(ep.graph_module)  # before any rewrite of the graph
     _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
@@ -818,97 +818,39 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     ))
 
 
-def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: EffectRecorder) -> None:
-    """Where the program has dynamic sizes or int arguments: its graph run at the example
-    gives eager's tensors, or the capture is refused (``dynamic=True``: captured again with
-    the ints, then the sizes, compiled in). Why: traced, a dynamic size or int is a
-    ``torch.SymInt``; ``isinstance(n, int)`` is answered as eager's (the program's code is
-    told it is an int: ``compat.symbols_typed_as_python``), but ``type(n) is int`` is not,
-    so a program branching so takes another branch than eager at every size.
-    Both runs use copies of the inputs (requiring grad as the examples do), the same random
-    seed, the grad mode and autocast state the trace saw (none of the caller's: capture
-    runs the program inside its own), and leave the buffers, constants and (where it
-    updates a tensor in place) parameters as they were. A program with side effects (other than ``print``) is not run again: they would
-    happen twice, and values it reads from the world (``random.random()``) would differ."""
+def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: EffectRecorder, record: dict,
+                      device: str) -> None:
+    """Where the program has dynamic sizes or int arguments: its graph gives eager's tensors
+    at the example and at other sizes (``eager_check``), or the capture is refused
+    (``dynamic=True``: captured again with the ints, then the sizes, compiled in)."""
     carriers = call.in_spec.int_indices()
     dynamic_inputs = [i for i, dyn in enumerate(call.flat_dyn) if dyn]
-    if not dynamic_inputs or any(e.what != "print()" for e in recorder.effects):
+    if not dynamic_inputs:
         return
-    # (the graph keeps its in-place ops here: no signature says which tensors it updates;
-    # parameters only where the program's code updates a tensor in place, not a model's
-    # weights copied at every dynamic compile)
-    params = program.parameters() if recorder.inplace else ()
-    held = {id(t): t for t in (*program.buffers(), *ep.constants.values(), *params) if isinstance(t, torch.Tensor)}
-    buffers = [t for t in held.values() if not compat.is_fake(t)]
-    saved = [b.detach().clone() for b in buffers]
-    device = device_of(call.flat)
-    off = torch.is_autocast_enabled(device)
-
-    def run(fn):
-        flat = [_same_layout_copy(t) if isinstance(t, torch.Tensor) else t for t in call.flat]
-        try:
-            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []), \
-                    torch.autocast(device, enabled=False) if off else contextlib.nullcontext():
-                torch.manual_seed(0)
-                return list(fn(flat))  # (the program's flat output tensors, as its graph returns them)
-        finally:
-            with torch.no_grad():
-                for b, before in zip(buffers, saved):
-                    b.copy_(before)
-
-    record, program._record = program._record, lambda what: None  # (the trace's record stays)
-    try:
-        eager, traced = run(lambda flat: program(*flat)), run(lambda flat: ep.module()(*flat))
-    except Exception:  # noqa: BLE001 - what cannot run here is not compared (the package's own checks stand)
-        return
-    finally:
-        program._record = record
-    differs = _first_difference(eager, traced)
-    if differs is None:
+    user_nodes = [n for n, spec in zip((n for n in ep.graph.nodes if n.op == "placeholder"),
+                                       ep.graph_signature.input_specs) if spec.kind.name == "USER_INPUT"]
+    _, dims, _, names, _ = _guarded_dims(ep, user_nodes, call, record)
+    offsets = {leaf.index: leaf.offset for leaf in tree.int_leaves(call.in_spec)}
+    found = eager_check.divergence(ep, program, call, recorder, device, user_nodes, dims, names, offsets)
+    if found is None:
         return
     ints = [i for i in dynamic_inputs if i in carriers]
-    names = ", ".join(call.paths[i] if i in carriers else
+    named = ", ".join(call.paths[i] if i in carriers else
                       ", ".join(f"{call.paths[i]}.shape[{d}]" for d in sorted(call.flat_dyn[i]))
                       for i in (ints if ints and dynamic is True else dynamic_inputs))
     refusal = CaptureError(
-        f"the program computes otherwise traced with dynamic {names} than eager does at the example: {differs}. "
+        f"the program computes otherwise traced with dynamic {named} than eager does {found.where}: {found.how}. "
         "Traced, a dynamic size or int is a torch.SymInt, where eager's is an int: a program that branches on its "
-        "type (type(n) is int) takes another branch",
+        "type (type(n) is int) or its text (str(n)) takes another branch",
         hint="drop those Dims (the values are then compiled in: compile a variant per value), or branch with "
              "isinstance(n, int), which is answered as eager's")
     if dynamic is True:
         what = "int arguments" if ints else "sizes"
-        warn_caller(f"aotpack: the {what} {names} are compiled in (a call with another is a GuardError): traced "
-                    f"as dynamic, the program computed otherwise than eager ({differs})", SpecializationWarning)
+        warn_caller(f"aotpack: the {what} {named} are compiled in (a call with another is a GuardError): traced "
+                    f"as dynamic, the program computed otherwise than eager {found.where} ({found.how})",
+                    SpecializationWarning)
         raise _CaptureAgain(refusal, **({"freeze_ints": True} if ints else {"freeze_sizes": True}))
     raise refusal
-
-
-def _same_layout_copy(t: torch.Tensor) -> torch.Tensor:
-    """A copy of ``t`` in its own memory with its strides and storage offset (the trace saw
-    them: a program reading its layout takes the same branch), requiring grad as it does."""
-    copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
-        t.untyped_storage().clone(), t.storage_offset(), t.shape, t.stride()) if t.layout is torch.strided \
-        else t.detach().clone()
-    return copy.requires_grad_(t.requires_grad)
-
-
-def _first_difference(eager: list, traced: list) -> str | None:
-    """How the traced graph's output tensors first differ from eager's, or None."""
-    if len(eager) != len(traced):
-        return f"{len(traced)} output tensors where eager returns {len(eager)}"
-    for k, (a, b) in enumerate(zip(eager, traced)):
-        if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
-            continue
-        if a.shape != b.shape or a.dtype != b.dtype:
-            return (f"output tensor {k} is {tree.dtype_name(b.dtype)}{list(b.shape)} where eager's is "
-                    f"{tree.dtype_name(a.dtype)}{list(a.shape)}")
-        close = torch.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True) if a.is_complex() else \
-            torch.allclose(a.double(), b.double(), rtol=1e-3, atol=1e-4, equal_nan=True) if a.is_floating_point() \
-            else torch.equal(a, b)
-        if not close:
-            return f"output tensor {k} holds other values than eager's"
-    return None
 
 
 def _listed_frozen(target, recorder: EffectRecorder, module_records: dict) -> list[dict]:
@@ -1069,6 +1011,16 @@ def _separate_memory(flat: list) -> list:
     return out
 
 
+def _guarded_dims(ep, user_nodes: list, call: _Call, record: dict):
+    """``guard_dims`` of this capture: the sizes a dropped guard rules out excluded."""
+    examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
+    return guard_dims(
+        ep, user_nodes, call.flat_dyn, call.paths,
+        int_inputs={leaf.index: leaf.offset for leaf in tree.int_leaves(call.in_spec)},
+        excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
+                  if name in examples})
+
+
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,
                   strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
@@ -1083,12 +1035,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     if pinned_copies:
         raise _CaptureAgain(_gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins),
                             keep_strides=frozenset(pinned_copies))
-    examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
-    shapes, dims, specialized, names, narrowed = guard_dims(
-        ep, user_nodes, call.flat_dyn, call.paths,
-        int_inputs={leaf.index: leaf.offset for leaf in tree.int_leaves(call.in_spec)},
-        excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
-                  if name in examples})
+    shapes, dims, specialized, names, narrowed = _guarded_dims(ep, user_nodes, call, record)
     sizes = {name: t.shape[d] for t, shape in zip(call.flat, shapes) for d, name in enumerate(shape)
              if isinstance(name, str)}  # (each Dim's size in the examples, by the name the guards give it)
     for i, strides in call.kept.items():
