@@ -8,12 +8,14 @@ the same ground at random; these pin the cases found by hand.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
 import re
 import time
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -1436,6 +1438,43 @@ def test_local_lists_are_not_side_effects():
     with warnings.catch_warnings():
         warnings.simplefilter("error", aotpack.SideEffectWarning)
         aotpack.compile(collects, (torch.randn(3),), backend="eager")
+
+
+COLLECTIONS = []
+
+
+class Finalized:
+    def __del__(self):
+        COLLECTIONS.append(time.perf_counter())
+
+
+def on_finalize():
+    COLLECTIONS.append(time.perf_counter())
+
+
+def collects_garbage(x):
+    Finalized()  # (its __del__ runs here, amid the program)
+    weakref.finalize(Finalized(), on_finalize)  # (and the finalizer, as the object goes)
+    gc.collect()  # (and the collector's callbacks)
+    return x * 2
+
+
+def test_what_python_runs_amid_the_program_is_not_its_side_effect():
+    """A garbage collector's callback (hypothesis times collections with one reading
+    ``time.perf_counter()``), a ``__del__`` and a weakref finalizer run amid the program, not
+    for it: no SideEffectWarning names them (until 2026-12-07 one did, and capture skipped
+    its check of the graph beside eager for such a 'side effect')."""
+    def callback(phase, info):
+        COLLECTIONS.append(time.perf_counter())
+
+    gc.callbacks.append(callback)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", aotpack.SideEffectWarning)
+            aotpack.compile(collects_garbage, (torch.randn(3),), backend="eager")
+    finally:
+        gc.callbacks.remove(callback)
+    assert len(COLLECTIONS) >= 3  # (they ran)
 
 
 # 9. in-place updates eager accepts -------------------------------------------------------------

@@ -52,12 +52,14 @@ Example (capture runs the recorder; each effect becomes a SideEffectWarning):
 from __future__ import annotations
 
 import builtins
+import gc
 import os
 import random
 import sys
 import sysconfig
 import time
 import types
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -165,8 +167,14 @@ class EffectRecorder:
         self._users: set = set()  # those of them running the program's own code (the user's)
         self._seen: set = set()
         self._previous = None
+        self._amid: set = set()
 
     def __enter__(self) -> EffectRecorder:
+        # code Python runs amid the program, not for it: a garbage collector's callbacks
+        # (hypothesis times collections with one that reads time.perf_counter(): it was
+        # reported as the program's side effect), weakref finalizers (and ``__del__``,
+        # ``_called``)
+        self._amid = {_code_of(c) for c in gc.callbacks} | {_code_of(weakref.finalize.__call__)}
         self._previous = sys.getprofile()
         sys.setprofile(self._make_hook())
         return self
@@ -231,6 +239,8 @@ class EffectRecorder:
     def _called(self, frame, parent) -> None:
         """A Python function called by a frame that runs on the program's behalf."""
         code = frame.f_code
+        if code in self._amid or code.co_name == "__del__":
+            return
         kind = self._code_kind(code)
         if code.co_name == "__new__":
             self._subclass_made(frame)
@@ -389,6 +399,11 @@ class EffectRecorder:
         if (what, where) not in self._seen:
             self._seen.add((what, where))
             self.effects.append(Effect(what, where) if why is None else Effect(what, where, why))
+
+
+def _code_of(function) -> types.CodeType | None:
+    """A function's code (a bound method's function's), or None for a builtin."""
+    return getattr(getattr(function, "__func__", function), "__code__", None)
 
 
 def _external_name(obj, frame) -> str | None:
