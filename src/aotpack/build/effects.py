@@ -25,16 +25,18 @@ breaks); a package cannot. So capture watches the program run and reports:
   its code names (``self.eps``) are values the package holds, which a bound module is
   guarded on (guard_specs.module_attributes).
 
-How: ``sys.setprofile`` for the capture's duration (a profiler hook sees calls of
-builtins such as ``print`` and ``list.append``, which a tracer does not). Python calls
-it for every call and return of torch's own tracing too (about 6 million events for an
-eager-backend capture of a 2-layer transformers Llama with ``dynamic=True``), of which a
-few thousand are the program's: the hook is a closure that spends one comparison and one
-dict test on each of the others (``_make_hook``). Measured 2026-12-07 on that capture
-(``/tmp`` script, best of 3): 1.0 s without a hook, 1.5 s with an empty one (Python's
-own cost), 2.0 s with this one; 2.4-2.7 s with the method it replaced. Python 3.12's
-``sys.monitoring``, which can turn events off per code object (torch's), would remove
-the rest; 3.11 has no such API.
+How: on Python 3.12 and later, ``sys.monitoring`` (``_monitored``): each place in code
+that can never matter (torch's own functions and the libraries its tracing runs, sympy,
+logging, traceback...; calls made by code not the user's) is switched off the first time
+it is seen, so torch's tracing costs little. On Python 3.11, ``sys.setprofile``
+(``_profiled``): Python calls the hook for every call and return of torch's own tracing
+too (about 6 million events), a few thousand of them the program's; the hook spends one
+comparison and one dict test on each of the others. Both see calls of builtins such as
+``print`` and ``list.append``, which a tracer does not. An eager-backend capture of a
+2-layer transformers Llama with ``dynamic=True`` (2026-12-07, best of 3, ``/tmp``
+script): Python 3.11, 1.0 s without a hook, 1.5 s with an empty one, 2.0 s with
+``_profiled`` (2.4-2.7 s with the method it replaced); Python 3.12, 1.1 s without, 1.4-1.7 s
+with ``_monitored``, 3.1 s with the profiler hook.
 
 Example (capture runs the recorder; each effect becomes a SideEffectWarning):
     >>> import warnings, torch, aotpack
@@ -52,7 +54,9 @@ Example (capture runs the recorder; each effect becomes a SideEffectWarning):
 from __future__ import annotations
 
 import builtins
+import functools
 import gc
+import operator
 import os
 import random
 import sys
@@ -60,6 +64,7 @@ import sysconfig
 import time
 import types
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -75,6 +80,10 @@ _MUTATORS = {
 }
 # torch.func's transforms that differentiate (vmap alone torch.export traces as it is)
 _TRANSFORMS = {"grad", "grad_and_value", "vjp", "jacrev", "jacfwd", "hessian", "jvp", "linearize"}
+# what the profiler's ``c_call`` reports: functions written in C (sys.monitoring's CALL
+# reports every call; a method of a builtin type comes unbound, with its object apart)
+_UNBOUND_BUILTINS = (types.MethodDescriptorType, types.WrapperDescriptorType, types.ClassMethodDescriptorType)
+_BUILTIN_CALLABLES = (types.BuiltinFunctionType, types.MethodWrapperType, *_UNBOUND_BUILTINS)
 _OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
 # Values read from the world at capture: the package holds the one read then, where
 # eager reads a new one at every call.
@@ -117,6 +126,17 @@ _TORCH_MODULES = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
 # unguarded: its package gave the branch taken at capture)
 _GENERATED = ("<eval_with_key", "<frozen")
 _SITE = tuple({os.path.normpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
+# the code torch's tracing runs besides its own, which never runs the program's code nor
+# changes what it sees: sympy (torch's symbolic sizes), logging, traceback and linecache
+# (torch.fx records the stack of each node it traces), weakref, enum, re... Not the
+# program's (no bridge to it either), so ``_monitored`` switches their events off: they
+# were most of the events left (2026-12-07)
+_TRACING_LIBRARIES = tuple(
+    [os.path.join(_STDLIB, name) for name in ("logging" + os.sep, "traceback.py", "linecache.py", "weakref.py",
+                                               "_weakrefset.py", "enum.py", "re" + os.sep, "inspect.py",
+                                               "tokenize.py", "posixpath.py", "genericpath.py", "threading.py",
+                                               "warnings.py", "abc.py")]
+    + [os.path.join(site, name) + os.sep for site in _SITE for name in ("sympy", "mpmath")])
 _USER, _BRIDGE, _OTHER, _ROOT = 0, 1, 2, 3
 
 
@@ -166,8 +186,8 @@ class EffectRecorder:
         self._active: dict = {}  # live frames that run on the program's behalf (a dict: ordered)
         self._users: set = set()  # those of them running the program's own code (the user's)
         self._seen: set = set()
-        self._previous = None
         self._amid: set = set()
+        self._stop: Callable[[], None] = lambda: None
 
     def __enter__(self) -> EffectRecorder:
         # code Python runs amid the program, not for it: a garbage collector's callbacks
@@ -175,20 +195,11 @@ class EffectRecorder:
         # reported as the program's side effect), weakref finalizers (and ``__del__``,
         # ``_called``)
         self._amid = {_code_of(c) for c in gc.callbacks} | {_code_of(weakref.finalize.__call__)}
-        self._previous = sys.getprofile()
-        sys.setprofile(self._make_hook())
+        self._stop = (self._monitored() if hasattr(sys, "monitoring") else None) or self._profiled()
         return self
 
     def __exit__(self, *exc) -> None:
-        previous = self._previous
-        if previous is not None and not callable(previous) and callable(getattr(previous, "enable", None)):
-            # cProfile's profiler on Python 3.11: a C-level hook, whose object
-            # sys.getprofile() returns but sys.setprofile cannot take back; it
-            # reinstalls itself
-            sys.setprofile(None)
-            previous.enable()
-        else:
-            sys.setprofile(previous)
+        self._stop()
         self._active.clear()
         self._users.clear()
         self._stores()
@@ -203,7 +214,8 @@ class EffectRecorder:
                 kind = _BRIDGE
             elif name.startswith(_TORCH_MODULES) and code.co_name == "forward":
                 kind = _BRIDGE
-            elif code.co_filename.startswith(_GENERATED) or name.startswith(_TORCH_DIR):
+            elif code.co_filename.startswith(_GENERATED) or name.startswith(_TORCH_DIR) \
+                    or name.startswith(_TRACING_LIBRARIES):
                 kind = _OTHER
             elif name.startswith(_STDLIB) and not name.startswith(_SITE):
                 kind = _BRIDGE
@@ -212,11 +224,13 @@ class EffectRecorder:
             self._kind[code] = kind
         return kind
 
-    def _make_hook(self):
-        """The profiler hook: a closure over the two frame tables, ordered for the events
-        that are nearly all of them (torch's own tracing calls, returns and builtin calls,
-        about 6 million for a small transformers model): each of those costs a comparison
-        and a dict test here; the program's own events go on to the methods below."""
+    def _profiled(self) -> Callable[[], None]:
+        """Watch the program with a profiler hook (``sys.setprofile``); the function that
+        puts the previous one back. The hook is a closure over the two frame tables,
+        ordered for the events that are nearly all of them (torch's own tracing calls,
+        returns and builtin calls, about 6 million for a small transformers model): each
+        of those costs a comparison and a dict test here; the program's own events go on
+        to the methods below."""
         on_behalf, users = self._active, self._users
         called, c_called = self._called, self._c_called
 
@@ -234,7 +248,96 @@ class EffectRecorder:
             elif event == "c_call" and frame in users:
                 c_called(frame, arg)
 
-        return hook
+        previous = sys.getprofile()
+        sys.setprofile(hook)
+
+        def stop() -> None:
+            if previous is not None and not callable(previous) and callable(getattr(previous, "enable", None)):
+                # cProfile's profiler on Python 3.11: a C-level hook, whose object
+                # sys.getprofile() returns but sys.setprofile cannot take back; it
+                # reinstalls itself
+                sys.setprofile(None)
+                previous.enable()
+            else:
+                sys.setprofile(previous)
+
+        return stop
+
+    def _monitored(self) -> Callable[[], None] | None:
+        """Watch the program with ``sys.monitoring`` (Python 3.12 and later); the function
+        that stops, or None where every tool id is taken. The same events as the profiler
+        hook's, but each place in code that can never matter (torch's own functions, a
+        call made by code not the user's) is switched off the first time it is seen
+        (``DISABLE``). A tool id no tool is named for (4, else 3) is taken for the capture
+        and freed after, with ``restart_events()``: a place switched off stays off for the
+        id until then, and a tool taking the id later (cProfile takes the profiler's)
+        would miss its events there. Events come from every thread; frames of other
+        threads are never the program's and are ignored."""
+        monitoring = sys.monitoring
+        tool = next((t for t in (4, 3) if monitoring.get_tool(t) is None), None)
+        if tool is None:
+            return None
+        monitoring.use_tool_id(tool, "aotpack capture")
+        on_behalf, users = self._active, self._users
+        called, c_called, kind_of, frame_of = self._called, self._c_called, self._code_kind, sys._getframe
+        disable, missing, quiet = monitoring.DISABLE, monitoring.MISSING, {}
+
+        def is_quiet(code) -> bool:  # (a code whose start and return never matter: torch's own)
+            answer = quiet.get(code)
+            if answer is None:
+                answer = quiet[code] = kind_of(code) == _OTHER and not code.co_filename.startswith("<") \
+                    and code.co_name != "__new__" and _torch_role(code) is None  # (``_called``)
+            return answer
+
+        def start(code, offset):
+            frame = frame_of(1)
+            parent = frame.f_back
+            if parent in on_behalf:
+                called(frame, parent)
+            elif code.co_name == "forward" and kind_of(code) == _ROOT:
+                on_behalf[frame] = None
+                return None
+            return disable if is_quiet(code) else None
+
+        def end(code, offset, value):
+            frame = frame_of(1)
+            if frame in on_behalf:
+                del on_behalf[frame]
+                users.discard(frame)
+                return None
+            return disable if is_quiet(code) else None
+
+        def unwound(code, offset, exception):  # (PY_UNWIND cannot be switched off)
+            frame = frame_of(1)
+            if frame in on_behalf:
+                del on_behalf[frame]
+                users.discard(frame)
+
+        def call(code, offset, function, first):
+            if kind_of(code) != _USER:
+                return disable
+            frame = frame_of(1)
+            if frame in users and isinstance(function, _BUILTIN_CALLABLES):
+                if first is not missing and isinstance(function, _UNBOUND_BUILTINS):
+                    function = function.__get__(first)  # (``lst.append(x)``: the profiler's bound method)
+                c_called(frame, function)
+            return None
+
+        events = monitoring.events
+        callbacks = {events.PY_START: start, events.PY_RESUME: start, events.PY_RETURN: end,
+                     events.PY_YIELD: end, events.PY_UNWIND: unwound, events.CALL: call}
+        for event, callback in callbacks.items():
+            monitoring.register_callback(tool, event, callback)
+        monitoring.set_events(tool, functools.reduce(operator.or_, callbacks))
+
+        def stop() -> None:
+            monitoring.set_events(tool, 0)
+            for event in callbacks:
+                monitoring.register_callback(tool, event, None)
+            monitoring.restart_events()
+            monitoring.free_tool_id(tool)
+
+        return stop
 
     def _called(self, frame, parent) -> None:
         """A Python function called by a frame that runs on the program's behalf."""
@@ -370,24 +473,24 @@ class EffectRecorder:
     def _torch_call(self, frame, parent) -> None:
         """A torch function called by the program: note the ones with Python-level effects."""
         code = frame.f_code
-        if parent not in self._users:
+        role = _torch_role(code)
+        if role is None or parent not in self._users:
             return
-        if code.co_name == "graph_break" and code.co_filename.endswith(os.path.join("_dynamo", "decorators.py")):
+        if role == "graph_break":
             self._add("torch._dynamo.graph_break() (the package is one graph: nothing is split here)", parent)
-        elif code.co_name == "grad" and code.co_filename.endswith(os.path.join("autograd", "__init__.py")):
+        elif role == "autograd.grad":
             # a gradient the program computes (forces from an energy, a gradient penalty): a
             # value, traced through make_fx as torch.func's transforms are
             self.transforms.append(f"torch.autograd.grad at {parent.f_code.co_filename}:{parent.f_lineno}")
-        elif code.co_name == "backward" and code.co_filename.endswith(
-                (os.path.join("autograd", "__init__.py"), os.path.join("torch", "_tensor.py"))):
+        elif role == "backward":
             # torch.autograd.backward, or Tensor.backward (until 2026-12-04 unseen: such a
             # program compiled, and its package returned a value where eager raised)
             self.autograd_calls.append(f"backward at {parent.f_code.co_filename}:{parent.f_lineno}")
-        elif code.co_name in _TRANSFORMS and os.path.basename(os.path.dirname(code.co_filename)) == "_functorch":
+        elif role == "transform":
             self.transforms.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
-        elif code.co_name == "__new__" and code.co_filename.endswith(os.path.join("nn", "parameter.py")):
+        elif role == "parameter":
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
-        elif code.co_filename.endswith(os.path.join("autograd", "grad_mode.py")):
+        elif role == "grad_mode":
             manager = frame.f_locals.get("self")
             if code.co_name == "__init__" and type(manager).__name__ == "set_grad_enabled":
                 self.grad_mode_sets[id(manager)] = f"{parent.f_code.co_filename}:{parent.f_lineno}"
@@ -399,6 +502,26 @@ class EffectRecorder:
         if (what, where) not in self._seen:
             self._seen.add((what, where))
             self.effects.append(Effect(what, where) if why is None else Effect(what, where, why))
+
+
+def _torch_role(code: types.CodeType) -> str | None:
+    """What calling this torch function means to capture (``_torch_call``), or None for
+    the rest of torch, whose calls never matter (``_monitored`` switches them off)."""
+    name, file = code.co_name, code.co_filename
+    if name == "graph_break" and file.endswith(os.path.join("_dynamo", "decorators.py")):
+        return "graph_break"
+    if name == "grad" and file.endswith(os.path.join("autograd", "__init__.py")):
+        return "autograd.grad"
+    if name == "backward" and file.endswith((os.path.join("autograd", "__init__.py"),
+                                            os.path.join("torch", "_tensor.py"))):
+        return "backward"
+    if name in _TRANSFORMS and os.path.basename(os.path.dirname(file)) == "_functorch":
+        return "transform"
+    if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
+        return "parameter"
+    if file.endswith(os.path.join("autograd", "grad_mode.py")):
+        return "grad_mode"
+    return None
 
 
 def _code_of(function) -> types.CodeType | None:
