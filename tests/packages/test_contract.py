@@ -1440,6 +1440,22 @@ def test_local_lists_are_not_side_effects():
         aotpack.compile(collects, (torch.randn(3),), backend="eager")
 
 
+def prints_its_rows(x):
+    print(f"rows: {x.shape[0]}")
+    return x * 2
+
+
+def test_a_dynamic_capture_prints_as_its_trace_alone(capsys):
+    """A program that prints is traced once (a SideEffectWarning says the package will
+    not print); the graph-beside-eager check's runs of the program, at the example and at
+    another size, print nothing (each printed until 2026-12-07: three prints)."""
+    with pytest.warns(aotpack.SideEffectWarning, match=r"print\(\)"):
+        fn = aotpack.load(aotpack.compile(prints_its_rows, (torch.ones(4, 3),), backend="eager",
+                                          dynamic={"x": {0: torch.export.Dim("rows")}}).to_bytes())
+    assert capsys.readouterr().out.count("rows:") == 1
+    assert torch.equal(fn(torch.ones(6, 3)), torch.full((6, 3), 2.0))
+
+
 COLLECTIONS = []
 
 

@@ -34,6 +34,7 @@ Example (the example check alone passes: 2 * 2 either way; at n = 3 eager gives 
 from __future__ import annotations
 
 import contextlib
+import io
 from dataclasses import dataclass
 
 import sympy
@@ -111,8 +112,11 @@ def _state_restored(ep, program, recorder: EffectRecorder, device: str):
 
     def run(fn, flat: list) -> list:
         try:
+            # (a program that prints: its trace printed once, as it does at compile; the
+            # check's runs print nothing)
             with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []), \
-                    torch.autocast(device, enabled=False) if off else contextlib.nullcontext():
+                    torch.autocast(device, enabled=False) if off else contextlib.nullcontext(), \
+                    contextlib.redirect_stdout(io.StringIO()):
                 torch.manual_seed(0)
                 return list(fn(*flat))  # (the program's flat output tensors, as its graph returns them)
         finally:
