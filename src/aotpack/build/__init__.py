@@ -4,6 +4,8 @@ a package. Tracing (torch.export, AOT autograd) happens here and nowhere on the 
 - ``capture.py``: binding, torch.export, and the analyses of the graph (aliases, layout
   pins, in-place writes, global state, guard specs);
 - ``effects.py``: what the program does besides tensors, seen while it is captured;
+- ``eager_check.py``: a dynamic capture's graph run beside the program, at the example
+  and at another size of each Dim (what a traced ``torch.SymInt`` hides from the trace);
 - ``subclass_weights.py``: tensor subclass weights (torchao's quantized ones) traced as
   the plain tensors inside them;
 - ``autograd.py``: training packages (the joint forward + backward, partitioned);
