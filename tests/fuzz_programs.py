@@ -126,8 +126,9 @@ def make_program(recipe: list[tuple], outputs: tuple, sizes: bool = False):
     """``sizes``: the program also returns numbers of its last value's size (its rows, its
     number of elements, half its rows, and whether it has more than 5 elements: ints, a
     float and a bool), which follow the inputs' Dims in a dynamic program; and it takes a
-    Python int ``k`` (a Dim of its own in a dynamic program), which scales the last value,
-    sizes a new tensor, and is returned doubled and halved. It branches on those numbers'
+    Python int ``k`` (a Dim of its own in a dynamic program, running below 0), which
+    scales the last value, sizes a new tensor (``k + 10`` rows), and is returned doubled and
+    halved. It branches on those numbers'
     types (``isinstance(k, int)``), which a traced symbol must answer as eager's."""
     def program(x, y):
         return interpret(recipe, outputs, x, y)
@@ -139,7 +140,7 @@ def make_program(recipe: list[tuple], outputs: tuple, sizes: bool = False):
         # which the program must see as eager's int, float or bool)
         rows = (last.shape[0], last.shape[0] / 2) if last.dim() and isinstance(last.shape[0], int) else ()
         scale = k if isinstance(k, int) and isinstance(k / 4, float) else -1
-        return values + (last * scale, x.new_full((k, 2), k / 4), *rows, last.numel(),
+        return values + (last * scale, x.new_full((k + 10, 2), k / 4), *rows, last.numel(),
                          last.numel() > 5 if isinstance(last.numel() > 5, bool) else None, 2 * k, k / 2)
 
     chosen = program_of_sizes if sizes else program

@@ -983,6 +983,27 @@ def sym_expr(size):
     return size.node.expr
 
 
+def sym_lower_bound(value) -> int | None:
+    """The least value an int or ``torch.SymInt`` can take: the expression bounded over
+    its symbols' ranges, each from 0 at most (``s0 - 8`` with ``s0`` in 2..16 is -8: torch
+    assumes sizes of 2 and up where a package takes 0 and 1 too), None where it has none.
+    Private: ``SymNode.shape_env.var_to_range`` and ``torch.utils._sympy.value_ranges``
+    (2.11-2.13)."""
+    from torch.utils._sympy.value_ranges import ValueRanges, bound_sympy
+
+    if not isinstance(value, torch.SymInt):
+        return int(value)
+    node = value.node
+    known = node.shape_env.var_to_range
+    ranges = {s: ValueRanges(min(known[s].lower, 0), known[s].upper) for s in node.expr.free_symbols if s in known}
+    for bound in (lambda: bound_sympy(node.expr, ranges), lambda: node.shape_env.bound_sympy(node.expr)):
+        try:  # (torch's own bound where sizes from 0 leave none: ``8 // s``)
+            return int(bound().lower)
+        except (TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError):  # (unbounded below: -oo)
+            continue
+    return None
+
+
 def is_fake(t: torch.Tensor) -> bool:
     """Whether ``t`` is a FakeTensor of a trace (no data), or wraps one.
 

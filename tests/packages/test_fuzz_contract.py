@@ -150,7 +150,8 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
     if e is not None:
         # a refusal names the argument and one property
         assert re.match(r"(args\[\d\]|module)[^:]*\.(dtype|requires_grad|stride\(\)|shape\[\d\])?|args\[\d\]: expected a "
-                        r"tensor sharing no memory|autocast\((cpu|cuda)\): |torch\.is_grad_enabled\(\): ", e.message), e.message
+                        r"tensor sharing no memory|args\[\d\]: expected an int k in |autocast\((cpu|cuda)\): |"
+                        r"torch\.is_grad_enabled\(\): ", e.message), e.message
         if spec.dtype != compiled.dtype:
             assert ".dtype" in e.message
         STATS["guard_errors"] += 1
@@ -187,9 +188,10 @@ def compare(eager: dict, package: dict, spec: CallSpec, compiled: CallSpec, what
 # a flatten's rows*6, a matmul's rows x rows)
 ROWS = torch.export.Dim("rows", min=2, max=16)
 ROW_COUNTS = [2, 3, 4, 7, 16]
-# the int argument of a dynamic program (make_program's ``k``), a Dim of its own
-K = torch.export.Dim("k", min=1, max=8)
-COUNTS = [1, 2, 3, 5, 8]
+# the int argument of a dynamic program (make_program's ``k``), a Dim of its own, running
+# below 0 (carried shifted: format 20; until 2026-12-07 1..8)
+K = torch.export.Dim("k", min=-8, max=8)
+COUNTS = [-8, -3, -1, 0, 1, 2, 5, 8]
 
 
 def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, state=(True, False),

@@ -191,6 +191,40 @@ def test_a_training_package_takes_an_int_argument():
         torch.testing.assert_close(got, model.lin.weight.grad)
 
 
+class ScaledHead(torch.nn.Module):
+    """Its backward needs the int itself (``d(x * k)/dx = k``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x, k):
+        return (self.lin(x) * k).sum() + k // 3
+
+
+@settings(max_examples=12, deadline=None)
+@given(k=st.integers(-8, 8), example=st.sampled_from([-5, 3]))
+def test_a_training_package_whose_backward_needs_an_int_below_zero_trains_as_eager(k, example):
+    """A training package's forward hands the backward the numbers it needs as the
+    lengths of empty tensors; an int whose Dim runs below 0 is handed over less its least
+    value (until 2026-12-07 a negative ``k`` failed the call with torch's "Trying to
+    create tensor with negative dimension": found by the fuzzer once its ``k`` ran below
+    0). Outputs and the weight's gradient equal eager's at every ``k``."""
+    model = ScaledHead()
+    fn = aotpack.load(aotpack.compile(model, (torch.randn(5, 4), example), backend="eager", train=True,
+                                      dynamic={"k": Dim("k", min=-8, max=8)}).to_bytes(), module=model)
+    x = torch.randn(5, 4)
+    model.zero_grad()
+    got = fn(x, k)
+    got.backward()
+    grad = model.lin.weight.grad.clone()
+    model.zero_grad()
+    want = model(x, k)
+    want.backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grad, model.lin.weight.grad)
+
+
 def test_int_arguments_that_cannot_take_a_dim_are_capture_errors():
     """A Dim for a float, a container of Dims for an int, and a named Dim the program
     specializes (a loop count: torch.compile would recompile per value) are refused or

@@ -52,6 +52,7 @@ For compiler engineers::
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -774,12 +775,21 @@ def _sizes_as_shapes(fw: torch.fx.GraphModule, bw: torch.fx.GraphModule, saved: 
         known = sources.get(str(compat.sym_expr(val))) if isinstance(val, torch.SymInt) else None
         if known is None and fake_of is None:  # pragma: no cover - a backward that takes no tensor
             continue
+        low = 0
         if known is None:  # carried: the forward returns an empty tensor of that length
+            # (less its least value where that is below 0: an int argument's Dim running
+            # below 0, ``x * k``, saves ``k``; until 2026-12-07 such a training package
+            # failed at a negative ``k``, "Trying to create tensor with negative dimension")
+            bound = compat.sym_lower_bound(val)
+            low = min(_unbounded(val) if bound is None else bound, 0)
             device = fake_of.device
             with fw.graph.inserting_before(fw_out):
-                carrier = fw.graph.call_function(torch.ops.aten.empty.memory_format, ([saved[k], 0],),
+                length = saved[k] if not low else fw.graph.call_function(operator.sub, (saved[k], low))
+                if low:
+                    length.meta["val"] = val - low
+                carrier = fw.graph.call_function(torch.ops.aten.empty.memory_format, ([length, 0],),
                                                  {"dtype": torch.uint8, "device": device})
-            carrier.meta["val"] = compat.fake_empty(fake_of, (val, 0), torch.uint8, device)
+            carrier.meta["val"] = compat.fake_empty(fake_of, (val - low, 0), torch.uint8, device)
             values[first + k] = saved[k] = carrier
             with bw.graph.inserting_before(node):
                 holder = bw.graph.placeholder(f"{node.name}_shape")
@@ -789,6 +799,9 @@ def _sizes_as_shapes(fw: torch.fx.GraphModule, bw: torch.fx.GraphModule, saved: 
             dropped.add(k)
         with bw.graph.inserting_before(body):
             size = bw.graph.call_function(torch.ops.aten.sym_size.int, known)
+            size.meta["val"] = val - low
+            if low:
+                size = bw.graph.call_function(operator.add, (size, low))
         size.meta["val"] = val
         node.replace_all_uses_with(size)
         bw.graph.erase_node(node)
@@ -797,6 +810,14 @@ def _sizes_as_shapes(fw: torch.fx.GraphModule, bw: torch.fx.GraphModule, saved: 
         gm.graph.lint()
         gm.recompile()
     return [n for k, n in enumerate(saved) if k not in dropped]
+
+
+def _unbounded(val) -> int:
+    """A saved size with no least value (``-k`` of an unbounded ``k``) cannot be carried
+    as a length: refused, naming it."""
+    raise CaptureError(f"the backward needs the number {val}, which may take any value below 0: a training "
+                       "package carries such numbers as lengths",
+                       hint="give the int's Dim a minimum (Dim('k', min=-64, max=64))")
 
 
 def _strip_none_outputs(gm: torch.fx.GraphModule) -> list[bool]:
