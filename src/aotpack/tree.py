@@ -411,6 +411,11 @@ def int_leaves(spec: TreeSpec) -> list[IntLeaf]:
     return [spec] if type(spec) is IntLeaf else [leaf for c in spec.children for leaf in int_leaves(c)]
 
 
+def int_offsets(spec: TreeSpec) -> dict[int, int]:
+    """Flat index -> offset of each int argument's carrier (its size is the int less it)."""
+    return {leaf.index: leaf.offset for leaf in int_leaves(spec)}
+
+
 class SizeArgument(tuple):
     """An example ``torch.Size`` argument given Dims: its ints, each an ``IntArgument`` or
     an int (``flatten`` gives the spec of a torch.Size, whose ``unflatten`` makes one of

@@ -830,8 +830,8 @@ def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: Eff
     user_nodes = [n for n, spec in zip((n for n in ep.graph.nodes if n.op == "placeholder"),
                                        ep.graph_signature.input_specs) if spec.kind.name == "USER_INPUT"]
     _, dims, _, names, _ = _guarded_dims(ep, user_nodes, call, record)
-    offsets = {leaf.index: leaf.offset for leaf in tree.int_leaves(call.in_spec)}
-    found = eager_check.divergence(ep, program, call, recorder, device, user_nodes, dims, names, offsets)
+    found = eager_check.divergence(ep, program, call, recorder, device, user_nodes, dims, names,
+                                   tree.int_offsets(call.in_spec))
     if found is None:
         return
     ints = [i for i in dynamic_inputs if i in carriers]
@@ -1016,7 +1016,7 @@ def _guarded_dims(ep, user_nodes: list, call: _Call, record: dict):
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     return guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
-        int_inputs={leaf.index: leaf.offset for leaf in tree.int_leaves(call.in_spec)},
+        int_inputs=tree.int_offsets(call.in_spec),
         excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
                   if name in examples})
 

@@ -63,7 +63,6 @@ from __future__ import annotations
 import inspect
 import linecache
 import operator
-import re
 
 import torch
 from torch import Tensor
@@ -191,12 +190,6 @@ def _fast_carrier(device: str, offset: int = 0):
         return t
 
     return carry
-
-
-def _shift_numbers(text: str, offset: int) -> str:
-    """A shape check's text about a shifted int's carrier (``s = 1 (as in an earlier
-    input)``, ``6``) told in the int's values (``s = -3 ...``, ``2``)."""
-    return re.sub(r"(?<![\w.])\d+\b", lambda m: str(int(m.group()) + offset), text)
 
 
 def shape_text(shape: list, dims: dict[str, Dim]) -> str:
@@ -350,9 +343,12 @@ class ShapeIs(Check):
 
     kind = "shape"
 
-    def __init__(self, index, shape: list, dims: dict[str, Dim]):
+    def __init__(self, index, shape: list, dims: dict[str, Dim], offset: int = 0):
         super().__init__(index)
         self.shape, self.dims = shape, dims
+        # (an int argument's carrier, the int less ``offset``: treespec.IntLeaf; its
+        # messages speak of the ints, ``s = -3 (as in an earlier input)``)
+        self.offset = offset
         self.static = torch.Size(shape) if all(isinstance(s, int) for s in shape) else None
         self.exprs = [(d, s["expr"], size_expr(s["expr"])) for d, s in enumerate(shape) if isinstance(s, dict)]
 
@@ -408,23 +404,25 @@ class ShapeIs(Check):
         if len(shape) != len(spec):
             raise Mismatch([_Attr(".dim()")], f"rank {len(spec)} (shape {shape_text(spec, self.dims)})",
                            f"rank {len(shape)} (shape {list(shape)})")
+        off = self.offset
         for d, (want, got) in enumerate(zip(spec, shape)):
             if isinstance(want, int):
                 if got != want:
-                    raise Mismatch([_Attr(f".shape[{d}]")], str(want), str(got))
+                    raise Mismatch([_Attr(f".shape[{d}]")], str(want + off), str(got + off))
             elif isinstance(want, str):
                 seen = sizes.get(want)
                 if seen is None:
                     r = self.dims[want]
                     if not r.allows(got):
-                        raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r.text()}", str(got))
+                        raise Mismatch([_Attr(f".shape[{d}]")], f"{want} in {r.shifted(off).text()}", str(got + off))
                     sizes[want] = got
                 elif seen != got:
-                    raise Mismatch([_Attr(f".shape[{d}]")], f"{want} = {seen} (as in an earlier input)", str(got))
+                    raise Mismatch([_Attr(f".shape[{d}]")], f"{want} = {seen + off} (as in an earlier input)",
+                                   str(got + off))
         for d, text, evaluate in self.exprs:
             want_size = evaluate(sizes) if evaluate else None
             if want_size is not None and shape[d] != want_size:
-                raise Mismatch([_Attr(f".shape[{d}]")], f"{text} = {want_size}", str(shape[d]))
+                raise Mismatch([_Attr(f".shape[{d}]")], f"{text} = {want_size + off}", str(shape[d] + off))
         return t
 
     def expected(self, guard):
@@ -1120,7 +1118,7 @@ class Guard:
         # The common call, f(t0, t1, ...): every parameter one tensor, nothing to walk.
         self._tensors_only = all(type(c) is TensorLeaf for c in self._children)
         # flat inputs made of int arguments (treespec.IntLeaf) -> the int's offset
-        self._carriers = {leaf.index: leaf.offset for leaf in tree.int_leaves(in_spec)}
+        self._carriers = tree.int_offsets(in_spec)
         self.device = device
         self.checks = self._build_checks(state or GlobalState(), device)
         self._dropped_consts: set = set()
@@ -1138,7 +1136,8 @@ class Guard:
         checks: list[Check] = []
         for i, g in enumerate(self.inputs):
             dtype = getattr(torch, g.dtype)
-            checks += [IsTensor(i), DtypeIs(i, dtype), Dense(i), ShapeIs(i, g.shape, self.dims), DeviceIs(i, g.device),
+            checks += [IsTensor(i), DtypeIs(i, dtype), Dense(i), ShapeIs(i, g.shape, self.dims, self._carriers.get(i, 0)),
+                       DeviceIs(i, g.device),
                        RequiresGrad(i, g.requires_grad, self.train, g.requires_grad_pinned, g.detached)]
             if self.raw_memory:
                 checks.append(StoredBits(i, dtype.is_complex, i in self.pinned))
@@ -1439,9 +1438,6 @@ class Guard:
                 except Mismatch as m:
                     if c.index in self._carriers:  # (an int argument: its carrier's ``.shape[0]`` is the int)
                         m.parts = [p for p in m.parts if not isinstance(p, _Attr)]
-                        if self._carriers[c.index]:  # (shifted: the sizes told as the ints, ``s = -3``)
-                            m.expected, m.actual = (_shift_numbers(text, self._carriers[c.index])
-                                                    for text in (m.expected, m.actual))
                     m.parts[:0] = self.tensor_path(c.index)
                     raise
         for c in self._state:
