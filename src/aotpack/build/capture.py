@@ -1003,9 +1003,7 @@ def _separate_memory(flat: list) -> list:
     for t in flat:
         if isinstance(t, torch.Tensor) and t.layout == torch.strided:
             if storage_of(t) in seen:  # (by storage, not address: empty tensors share address 0)
-                copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
-                    t.untyped_storage().clone(), t.storage_offset(), t.size(), t.stride())
-                t = copy.requires_grad_(t.requires_grad)
+                t = eager_check.same_layout_copy(t)
             seen.add(storage_of(t))
         out.append(t)
     return out

@@ -135,12 +135,13 @@ def _state_restored(ep, program, recorder: EffectRecorder, device: str):
 
 
 def _copies(flat: list) -> list:
-    return [_same_layout_copy(t) if isinstance(t, torch.Tensor) else t for t in flat]
+    return [same_layout_copy(t) if isinstance(t, torch.Tensor) else t for t in flat]
 
 
-def _same_layout_copy(t: torch.Tensor) -> torch.Tensor:
+def same_layout_copy(t: torch.Tensor) -> torch.Tensor:
     """A copy of ``t`` in its own memory with its strides and storage offset (the trace saw
-    them: a program reading its layout takes the same branch), requiring grad as it does."""
+    them: a program reading its layout takes the same branch), requiring grad as it does.
+    (Capture's ``_separate_memory`` makes its example inputs that share memory so.)"""
     copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
         t.untyped_storage().clone(), t.storage_offset(), t.shape, t.stride()) if t.layout is torch.strided \
         else t.detach().clone()
