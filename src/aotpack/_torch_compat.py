@@ -1334,6 +1334,24 @@ def trace_below_transforms(fn, args: list):
     return gm, fakes, [g.expr for g in env.guards]
 
 
+def users_function_class(cls: type) -> type:
+    """The user's ``torch.autograd.Function`` behind one that torch's transforms generate
+    to run it (``VmappedCube`` for ``Cube`` under ``vmap``, ``CubeGenerated`` under
+    ``grad``/``jvp``: a new class at each call, whose methods call the user's), else
+    ``cls`` itself. Private: torch._functorch.autograd_function's generated classes hold
+    the user's class in their ``forward``'s closure (2.11-2.13)."""
+    seen = set()
+    while cls.__module__ == "torch._functorch.autograd_function" and cls not in seen:
+        seen.add(cls)
+        cells = getattr(vars(cls).get("forward"), "__func__", vars(cls).get("forward"))
+        inner = [c.cell_contents for c in getattr(cells, "__closure__", None) or ()
+                 if isinstance(c.cell_contents, type) and issubclass(c.cell_contents, torch.autograd.Function)]
+        if not inner:
+            break
+        cls = inner[0]
+    return cls
+
+
 def size_symbols(t: torch.Tensor) -> dict:
     """The bare symbols among a fake tensor's sizes, strides and storage offset: symbol ->
     ("size" | "stride", dim) or ("offset", 0). Private: ``SymInt.node.expr`` (2.11-2.13)."""

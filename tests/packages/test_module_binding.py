@@ -2386,3 +2386,83 @@ def test_one_tensor_held_in_two_places_is_refused_once_they_differ():
             fn(x)
         setattr(m, place, held)
         torch.testing.assert_close(fn(x), m(x))
+
+
+OFFSET = 1.0  # a module global the code torch calls reads
+
+
+class ReadsThroughTorch(torch.nn.Module):
+    """A Python attribute and a global read in code that torch's own code calls for the
+    program (``how``), or in a method whose ``self`` has another name, or in a closure
+    over ``self``."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how, self.scale = how, 3.0
+
+    def row(self, r):
+        return r * self.scale + OFFSET
+
+    def row_of(s, r):  # noqa: N805 - ``self`` by another name
+        return r * s.scale + OFFSET
+
+    @torch.no_grad()
+    def decorated(self, r):
+        return r * self.scale + OFFSET
+
+    def forward(self, x):
+        how = self.how
+        if how == "vmap":
+            return torch.func.vmap(self.row)(x)
+        if how == "grad":
+            return torch.func.grad(lambda t: (self.row(t) ** 2).sum())(x)
+        if how == "checkpoint":
+            return torch.utils.checkpoint.checkpoint(self.row, x, use_reentrant=False)
+        if how == "no_grad_decorator":
+            return self.decorated(x)
+        if how == "closure":
+            return (lambda t: t * self.scale + OFFSET)(x)
+        return self.row_of(x)
+
+
+@pytest.mark.parametrize("how", ["vmap", "grad", "checkpoint", "no_grad_decorator", "closure", "self_renamed"])
+def test_what_code_torch_calls_for_the_program_reads_is_guarded(how, monkeypatch):
+    """A function ``torch.func.vmap`` or ``grad`` runs, a checkpointed one, a method
+    under ``@torch.no_grad()``, is the program's code, as torch.compile inlines it: the
+    module attribute and the global it reads are compiled in, so another value is a
+    GuardError naming it, never the compiled one's result (until 2026-12-07 capture's
+    recorder saw only code the program called itself, and each gave the old value's
+    result, silently; so did a method whose ``self`` has another name)."""
+    m = ReadsThroughTorch(how)
+    x = torch.randn(3, 4)
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    m.scale = 5.0
+    with pytest.raises(aotpack.GuardError, match=r"module\.scale: expected 3\.0 .*got 5\.0"):
+        fn(x)
+    m.scale = 3.0
+    monkeypatch.setattr(f"{__name__}.OFFSET", 2.0)
+    try:
+        got = fn(x)
+    except aotpack.GuardError as e:
+        assert "global OFFSET: expected 1.0" in str(e)
+    else:  # (grad's result does not read OFFSET: eager's is the same)
+        assert how == "grad", "a changed global ran as compiled"
+        torch.testing.assert_close(got, m(x))
+
+
+LOG: list = []
+
+
+def logs_per_row(x):
+    def row(r):
+        LOG.append(r.shape)
+        return r * 2
+    return torch.func.vmap(row)(x)
+
+
+def test_a_side_effect_in_code_torch_calls_for_the_program_is_warned():
+    """``LOG.append`` in a function vmap runs happens once, at capture: warned with its
+    line, as in the program's own code (until 2026-12-07 not seen)."""
+    with pytest.warns(aotpack.SideEffectWarning, match=r"test_module_binding\.py:\d+: list\.append on the global `LOG`"):
+        aotpack.compile(logs_per_row, (torch.randn(3, 4),), backend="eager")

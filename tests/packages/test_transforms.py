@@ -27,6 +27,50 @@ def energy(t):
 W = torch.randn(6)  # a global the gradient reads: frozen, listed, as any global
 
 
+class Cube(torch.autograd.Function):
+    """A custom Function with rules of its own: a backward and a jvp that are not its
+    forward's derivative (3x, 5x for ``x * x``), a vmap rule torch generates."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        return 3 * g * ctx.saved_tensors[0]
+
+    @staticmethod
+    def jvp(ctx, t):
+        return 5 * t * ctx.saved_tensors[0]
+
+
+class RoundsBatched(torch.autograd.Function):
+    """A custom Function whose own vmap rule is not its forward over a batch (+100)."""
+
+    @staticmethod
+    def forward(x):
+        return x.round()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+    @staticmethod
+    def vmap(info, in_dims, x):
+        return x.round() + 100, in_dims[0]
+
+
 TRANSFORMS = {
     "grad": lambda x: grad(energy)(x),
     "grad_and_value": lambda x: grad_and_value(energy)(x),
@@ -38,6 +82,15 @@ TRANSFORMS = {
     "per_row_grads": lambda x: vmap(grad(lambda r: (r * r.cos()).sum()))(x.reshape(2, -1)),
     "global_weight": lambda x: grad(lambda r: (r.sin() ** 2 * W).sum())(x) * 2,
     "updated_input": lambda x: (x.mul_(2), grad(energy)(x))[1],
+    # custom Functions under transforms inside the program: each of its own rules runs, as
+    # in eager (vmap over one was torch.export's raw "Current active mode ... not
+    # registered" until 2026-12-07; torch.compile runs it, and gets the jvp, and vmap over
+    # grad, wrong in torch 2.13)
+    "vmap_function": lambda x: vmap(Cube.apply)(x.reshape(2, -1)),
+    "vmap_own_rule": lambda x: vmap(RoundsBatched.apply)(x.reshape(3, -1)),
+    "jvp_function": lambda x: jvp(Cube.apply, (x,), (torch.ones_like(x),))[1],
+    "vmap_grad_function": lambda x: vmap(grad(lambda r: Cube.apply(r).sum()))(x.reshape(2, -1)),
+    "grad_vmap_function": lambda x: grad(lambda r: vmap(Cube.apply)(r).sum())(x.reshape(3, -1)),
 }
 
 
@@ -202,6 +255,45 @@ def test_a_module_with_a_transform_trains_as_eager(backend):
         torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-4, rtol=1e-4)
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+class CubesPerRow(torch.nn.Module):
+    """vmap over a custom Function in a module's forward: its gradient is the Function's
+    own backward (3x), not the derivative of its forward (2x)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return vmap(Cube.apply)(self.lin(x)) + vmap(RoundsBatched.apply)(x)
+
+
+def test_vmap_over_a_custom_function_trains_with_its_own_rules():
+    """Training: the joint graph is traced from the program (autograd.py), so each row's
+    gradient runs ``Cube.backward`` and the batch ``RoundsBatched.vmap``, at every size
+    of the Dim (a CaptureError until 2026-12-07: torch.export's raw "Current active mode
+    ... not registered")."""
+    torch.manual_seed(0)
+    model = CubesPerRow()
+    pkg = aotpack.compile(model, (torch.randn(3, 4, requires_grad=True),), train=True, backend="eager",
+                          dynamic={"x": {0: Dim("rows", min=2, max=32)}})
+    assert pkg.manifest.variants[0].custom_functions == [f"{__name__}.Cube", f"{__name__}.RoundsBatched"]
+    fn = aotpack.load(pkg.to_bytes(), module=model)
+    for rows in (2, 7):
+        x = torch.randn(rows, 4) * 3
+        mine, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got = fn(mine)
+        (got * torch.arange(4.0)).sum().backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        want = model(theirs)
+        (want * torch.arange(4.0)).sum().backward()
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(mine.grad, theirs.grad)  # RoundsBatched.backward's 2, through vmap
+        for a, p in zip(grads, model.parameters()):
+            torch.testing.assert_close(a, p.grad)
+        model.zero_grad()
 
 
 def test_side_effects_of_a_transform_program_are_warned_once():

@@ -513,6 +513,8 @@ def _custom_functions(outs) -> list[type]:
     found: list[type] = []
     for node in _autograd_nodes(outs):
         cls = getattr(node, "_forward_cls", None)
+        if cls is not None:  # (torch's transforms run a Function as a class of their own, each call)
+            cls = compat.users_function_class(cls)
         if cls is not None and cls not in found:
             found.append(cls)
     return found
@@ -1343,6 +1345,8 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
 
     - a ``torch.func`` transform that differentiates, or ``torch.autograd.grad`` (which
       torch.export fails on, or traces with its input frozen into a constant);
+    - ``vmap`` where torch.export failed (over a custom autograd.Function, whose vmap rule
+      torch's pre-dispatch trace cannot run; torch.compile runs it in one graph);
     - tensor subclass inputs (``subclass_inputs``: torch.export keeps their ops opaque);
     - subclass weights (``subclass_weights_held``: subclass_weights.py) or subclasses the
       program makes (torchao's float8 casts), where torch.export failed on them or kept
@@ -1358,7 +1362,10 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
             first = e
         on_subclasses = (subclass_weights_held or recorder.subclasses_made) and (
             first is not None or subclass_weights.kept_subclass(ep.graph_module) is not None)
-        if not (recorder.transforms or on_subclasses):
+        # (vmap over a custom autograd.Function: torch.export's pre-dispatch trace fails,
+        # "Current active mode ... not registered", where make_fx runs the Function's vmap rule)
+        vmapped = first is not None and bool(recorder.vmaps)
+        if not (recorder.transforms or on_subclasses or vmapped):
             if first is not None:
                 raise first
             return ep, record, recorder

@@ -15,7 +15,9 @@ breaks); a package cannot. So capture watches the program run and reports:
   ``x.stride()``...): its result may then depend on the memory layout of its inputs;
 - ``transforms``: where it called a ``torch.func`` transform that differentiates
   (``grad``, ``vjp``, ``jacrev``...) or ``torch.autograd.grad``, which capture exports
-  through make_fx (desugar.py); ``autograd_calls``: where it called ``backward()``, which
+  through make_fx (desugar.py); ``vmaps``: where it called ``torch.func.vmap``, which
+  torch.export traces as it is, but not over a custom ``autograd.Function`` (capture then
+  goes through make_fx too); ``autograd_calls``: where it called ``backward()``, which
   accumulates into ``.grad`` (refused);
 - ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
   the branch taken at capture: calls are guarded on grad mode);
@@ -68,6 +70,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from .. import _torch_compat as compat
 
 __all__ = ["Effect", "EffectRecorder"]
 
@@ -138,6 +142,7 @@ _TRACING_LIBRARIES = tuple(
                                                "warnings.py", "abc.py")]
     + [os.path.join(site, name) + os.sep for site in _SITE for name in ("sympy", "mpmath")])
 _USER, _BRIDGE, _OTHER, _ROOT = 0, 1, 2, 3
+_CALLBACK = 4  # (``EffectRecorder._entry``)
 
 
 class EffectRecorder:
@@ -145,8 +150,12 @@ class EffectRecorder:
 
     Only code the program runs itself counts: the user's functions, reached from
     aotpack's capture wrapper through other user functions, the standard library or
-    torch's module-call machinery. Libraries that torch's tracing calls (sympy,
-    networkx, logging handlers) are not the program's.
+    torch's module-call machinery, and the user's functions that torch's own code calls
+    while the program runs (a function under ``torch.func.vmap`` or ``grad``, a
+    checkpointed layer, a custom Function's ``forward`` under a transform: until
+    2026-12-07 these were not watched, so a module attribute or a global read there was
+    compiled in unguarded, and their side effects were not warned of). Libraries that
+    torch's tracing calls (sympy, networkx, logging handlers) are not the program's.
     """
 
     def __init__(self):
@@ -164,6 +173,7 @@ class EffectRecorder:
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.backward called by the program
         self.transforms: list[str] = []  # "grad at file:line": torch.func transforms the program called
+        self.vmaps: list[str] = []  # "vmap at file:line"
         # the custom torch.autograd.Function classes the program applies, whether or not a
         # gradient goes through them at capture (their derivative rules are not in the graph)
         self.applied_functions: list[type] = []
@@ -183,6 +193,8 @@ class EffectRecorder:
         self._snapshots: dict[int, tuple] = {}
         self.changed_slots: set[tuple[int, str]] = set()  # (id of the dict holding one, its name)
         self._kind: dict[types.CodeType, int] = {}
+        self._entries: dict[types.CodeType, int] = {}
+        self._torch_code: dict[types.CodeType, bool] = {}
         self._active: dict = {}  # live frames that run on the program's behalf (a dict: ordered)
         self._users: set = set()  # those of them running the program's own code (the user's)
         self._seen: set = set()
@@ -232,15 +244,23 @@ class EffectRecorder:
         of those costs a comparison and a dict test here; the program's own events go on
         to the methods below."""
         on_behalf, users = self._active, self._users
-        called, c_called = self._called, self._c_called
+        called, c_called, entries, entry_of, reached = self._called, self._c_called, self._entries, self._entry, \
+            self._reached
 
         def hook(frame, event, arg):
             if event == "call":
                 parent = frame.f_back
                 if parent in on_behalf:
                     called(frame, parent)
-                elif frame.f_code.co_name == "forward" and self._code_kind(frame.f_code) == _ROOT:
+                    return
+                code = frame.f_code
+                entry = entries.get(code)  # (the one dict test each of torch's own calls costs)
+                if entry is None:
+                    entry = entry_of(code)
+                if entry == _ROOT:
                     on_behalf[frame] = None  # aotpack's capture wrapper: the program starts here
+                elif entry and reached(parent):
+                    called(frame, parent)  # (torch's code calling the user's: vmap's function, a Function)
             elif event == "return":
                 if frame in on_behalf:
                     del on_behalf[frame]
@@ -279,7 +299,8 @@ class EffectRecorder:
             return None
         monitoring.use_tool_id(tool, "aotpack capture")
         on_behalf, users = self._active, self._users
-        called, c_called, kind_of, frame_of = self._called, self._c_called, self._code_kind, sys._getframe
+        called, c_called, kind_of, frame_of, entry_of, reached = self._called, self._c_called, self._code_kind, \
+            sys._getframe, self._entry, self._reached
         disable, missing, quiet = monitoring.DISABLE, monitoring.MISSING, {}
 
         def is_quiet(code) -> bool:  # (a code whose start and return never matter: torch's own)
@@ -294,9 +315,13 @@ class EffectRecorder:
             parent = frame.f_back
             if parent in on_behalf:
                 called(frame, parent)
-            elif code.co_name == "forward" and kind_of(code) == _ROOT:
-                on_behalf[frame] = None
-                return None
+            else:
+                entry = entry_of(code)
+                if entry == _ROOT:
+                    on_behalf[frame] = None
+                    return None
+                if entry and reached(parent):  # (``_profiled``)
+                    called(frame, parent)
             return disable if is_quiet(code) else None
 
         def end(code, offset, value):
@@ -339,6 +364,39 @@ class EffectRecorder:
 
         return stop
 
+    def _entry(self, code: types.CodeType) -> int:
+        """What a call of ``code`` from a frame not on the program's behalf may be: the
+        program's start (_ROOT, aotpack's capture wrapper), a user function torch's own
+        code may call for the program (_CALLBACK: a function with a file, not a module's
+        body; and ``Function.apply``, whose class is recorded), or nothing (0). Cached:
+        the profiler hook asks it for every call torch's tracing makes."""
+        entry = self._entries.get(code)
+        if entry is None:
+            kind = self._code_kind(code)
+            entry = _ROOT if kind == _ROOT else _CALLBACK if code is _FUNCTION_APPLY or (
+                kind == _USER and not code.co_filename.startswith("<") and code.co_name != "<module>") else 0
+            self._entries[code] = entry
+        return entry
+
+    def _reached(self, parent) -> bool:
+        """Whether a user function called by ``parent`` runs on the program's behalf:
+        ``parent`` is torch's own code (``vmap``'s, ``grad``'s, a checkpoint's, a custom
+        Function's under a transform) and a frame below it is the program's, as
+        torch.compile inlines such a function. (Not code an import, ``typing`` or a test
+        runner's hook runs amid the program: their callers are not torch's.)"""
+        torch_code = self._torch_code.get(parent.f_code)
+        if torch_code is None:
+            torch_code = self._torch_code[parent.f_code] = os.path.normpath(
+                parent.f_code.co_filename).startswith(_TORCH_DIR)
+        if not torch_code:
+            return False
+        on_behalf, frame = self._active, parent
+        while frame is not None:
+            if frame in on_behalf:
+                return True
+            frame = frame.f_back
+        return False
+
     def _called(self, frame, parent) -> None:
         """A Python function called by a frame that runs on the program's behalf."""
         code = frame.f_code
@@ -349,6 +407,8 @@ class EffectRecorder:
             self._subclass_made(frame)
         if code is _FUNCTION_APPLY:  # (torch's autograd/function.py: a bridge to the user's code)
             cls = frame.f_locals.get("cls")
+            if isinstance(cls, type):  # (under a transform, torch applies a class of its own)
+                cls = compat.users_function_class(cls)
             if isinstance(cls, type) and cls not in self.applied_functions:
                 self.applied_functions.append(cls)
         if kind == _ROOT:
@@ -407,7 +467,7 @@ class EffectRecorder:
             if name is not None:
                 self._add(f"{kind.__name__}.{arg.__name__} on {name}", frame)
                 self.containers_changed.add(id(owner))
-                holder, attribute = frame.f_locals.get("self"), _self_attribute(owner, frame)
+                holder, attribute = _first_argument(frame), _self_attribute(owner, frame)
                 if isinstance(holder, torch.nn.Module) and attribute is not None:  # (``self.log.append``)
                     self.module_writes.add((id(holder), attribute))
 
@@ -430,7 +490,7 @@ class EffectRecorder:
         self._snapshot(code, frame.f_globals, "the global `{}`")
 
     def _module_method(self, frame, code: types.CodeType) -> None:
-        owner = frame.f_locals.get("self") if code.co_argcount else None
+        owner = _first_argument(frame)
         if isinstance(owner, torch.nn.Module) and (id(owner), code) not in self.module_methods:
             self.module_methods[(id(owner), code)] = owner
             self._snapshot(code, owner.__dict__, "the attribute `self.{}`")
@@ -488,6 +548,8 @@ class EffectRecorder:
             self.autograd_calls.append(f"backward at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "transform":
             self.transforms.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
+        elif role == "vmap":
+            self.vmaps.append(f"vmap at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "parameter":
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "grad_mode":
@@ -517,6 +579,8 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "backward"
     if name in _TRANSFORMS and os.path.basename(os.path.dirname(file)) == "_functorch":
         return "transform"
+    if name == "vmap" and os.path.basename(os.path.dirname(file)) == "_functorch":
+        return "vmap"
     if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
         return "parameter"
     if file.endswith(os.path.join("autograd", "grad_mode.py")):
@@ -540,10 +604,18 @@ def _external_name(obj, frame) -> str | None:
         if frame.f_globals.get(name) is obj:
             return f"the global `{name}`"
     attribute = _self_attribute(obj, frame)
-    return f"the attribute `self.{attribute}`" if attribute is not None else None
+    return f"the attribute `{code.co_varnames[0]}.{attribute}`" if attribute is not None else None
+
+
+def _first_argument(frame):
+    """A method's ``self``, whatever the code names it (``def row(s, r)``), or the
+    ``self`` a closure reads (``lambda t: t * self.scale``), else None."""
+    code, found = frame.f_code, frame.f_locals
+    first = found.get(code.co_varnames[0]) if code.co_argcount else None
+    return first if isinstance(first, torch.nn.Module) or "self" not in code.co_freevars else found.get("self")
 
 
 def _self_attribute(obj, frame) -> str | None:
     """The name of the attribute of the frame's ``self`` that ``obj`` is, else None."""
-    owner = frame.f_locals.get("self")
+    owner = _first_argument(frame)
     return next((name for name, value in getattr(owner, "__dict__", {}).items() if value is obj), None)
