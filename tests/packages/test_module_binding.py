@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import shutil
 import types
 from unittest import mock
@@ -15,7 +16,7 @@ from torch.nn import functional as F
 
 import aotpack
 import programs
-from conftest import run_fresh
+from conftest import TORCH_BEFORE_2_13, run_fresh
 from fuzz_programs import Scaled
 
 CHILD = r"""
@@ -2433,6 +2434,8 @@ def test_what_code_torch_calls_for_the_program_reads_is_guarded(how, monkeypatch
     GuardError naming it, never the compiled one's result (until 2026-12-07 capture's
     recorder saw only code the program called itself, and each gave the old value's
     result, silently; so did a method whose ``self`` has another name)."""
+    if how == "vmap" and TORCH_BEFORE_2_13:
+        pytest.skip("torch 2.11 cannot store a graph of vmap alone (a CaptureError saying so)")
     m = ReadsThroughTorch(how)
     x = torch.randn(3, 4)
     fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
@@ -2457,12 +2460,57 @@ LOG: list = []
 def logs_per_row(x):
     def row(r):
         LOG.append(r.shape)
-        return r * 2
-    return torch.func.vmap(row)(x)
+        return (r * r).sum()
+    return torch.func.grad(row)(x)
 
 
 def test_a_side_effect_in_code_torch_calls_for_the_program_is_warned():
-    """``LOG.append`` in a function vmap runs happens once, at capture: warned with its
+    """``LOG.append`` in a function ``grad`` runs happens once, at capture: warned with its
     line, as in the program's own code (until 2026-12-07 not seen)."""
     with pytest.warns(aotpack.SideEffectWarning, match=r"test_module_binding\.py:\d+: list\.append on the global `LOG`"):
         aotpack.compile(logs_per_row, (torch.randn(3, 4),), backend="eager")
+
+
+def _shifted(t):
+    return t + OFFSET
+
+
+class BranchesReading(torch.nn.Module):
+    """``torch.cond`` and ``while_loop`` whose functions read a Python attribute, a
+    submodule's (LayerNorm's ``eps``) and, through a helper, a global."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale, self.step = 3.0, 2.0
+        self.norm = torch.nn.LayerNorm(4, elementwise_affine=False)
+
+    def positive(self, t):
+        return _shifted(self.norm(t)) * self.scale
+
+    def forward(self, x):
+        from torch._higher_order_ops import while_loop
+
+        y = torch.cond(x.sum() > 0, self.positive, lambda t: t - self.scale, (x,))
+        _, z = while_loop(lambda i, z: i < 2, lambda i, z: (i + 1, z * self.step), (torch.zeros((), dtype=torch.long), y))
+        return z
+
+
+@pytest.mark.parametrize("change", ["scale", "step", "norm.eps", "OFFSET"])
+def test_what_torch_cond_and_while_loop_functions_read_is_guarded(change, monkeypatch):
+    """torch.cond and while_loop hand their functions to dynamo, which traces their
+    bytecode without running it: capture records them from the functions themselves
+    (their module, closure, the helpers and submodules they name). Until 2026-12-07 each
+    of these changes after the load gave the compiled value's result, silently."""
+    m = BranchesReading()
+    x = torch.randn(3, 4).abs()
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
+    torch.testing.assert_close(fn(x), m(x))
+    torch.testing.assert_close(fn(-x), m(-x))
+    owner, name = (m.norm, "eps") if change == "norm.eps" else (m, change)
+    if change == "OFFSET":
+        monkeypatch.setattr(f"{__name__}.OFFSET", 2.0)
+    else:
+        monkeypatch.setattr(owner, name, getattr(owner, name) * 2)
+    where = "global OFFSET" if change == "OFFSET" else f"module.{change}"
+    with pytest.raises(aotpack.GuardError, match=re.escape(where) + ": expected"):
+        fn(x)

@@ -93,6 +93,10 @@ _OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
 # eager reads a new one at every call.
 _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.perf_counter: "time.perf_counter()",
                  time.monotonic: "time.monotonic()", os.urandom: "os.urandom()", os.getpid: "os.getpid()"}
+# torch functions that hand the program's functions to dynamo, which traces their bytecode
+# without running it (``torch.cond``'s branches, ``while_loop``'s body): no frame of theirs
+# runs for the recorder to see (``EffectRecorder._unrun``)
+_DYNAMO_TRACED = {"cond", "while_loop"}
 _MODULE_SETATTR = torch.nn.Module.__setattr__.__code__
 _FUNCTION_APPLY = torch.autograd.Function.apply.__func__.__code__  # (a classmethod: ``cls`` its first local)
 # Tensor methods that read a tensor's memory layout: a program that branches on them or
@@ -489,6 +493,56 @@ class EffectRecorder:
         self.functions[code] = (frame.f_globals, closure)
         self._snapshot(code, frame.f_globals, "the global `{}`")
 
+    def _unrun(self, fn, owner, seen: set, depth: int = 0) -> None:
+        """Record a function the program hands ``torch.cond`` or ``while_loop`` as
+        ``_called`` records a frame of it, from the function itself: dynamo traces its
+        bytecode and never runs it (until 2026-12-07 a module attribute or a global a
+        branch read was compiled in unguarded: another value gave the old one's result,
+        silently). Its code with its globals and closure values; the module it is a
+        method of, or whose ``self`` it closes over; and, as far as its code names them,
+        the methods, submodules and functions it calls (a submodule's ``forward``, a
+        helper), as deep as the code shows (a call through a computed name is not seen)."""
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        if isinstance(fn, torch.nn.Module):
+            owner, fn = fn, getattr(type(fn), "forward", None)
+        elif isinstance(fn, types.MethodType):
+            owner, fn = fn.__self__, fn.__func__
+        if not isinstance(fn, types.FunctionType) or fn.__code__ in seen or depth > 16:
+            return
+        code = fn.__code__
+        seen.add(code)
+        closure = {}
+        for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+            try:
+                closure[name] = cell.cell_contents
+            except ValueError:  # (a cell not filled yet)
+                continue
+        if not isinstance(owner, torch.nn.Module) and isinstance(closure.get("self"), torch.nn.Module):
+            owner = closure["self"]
+        first = {code.co_varnames[0]: owner} if code.co_argcount and owner is not None else {}
+        frame = types.SimpleNamespace(f_code=code, f_globals=fn.__globals__, f_locals={**closure, **first})
+        kind = self._code_kind(code)
+        if kind == _USER and code not in self.functions:
+            self._ran(frame, code)
+        if kind == _USER or code.co_name == "forward":
+            self._module_method(frame, code)
+        if kind != _USER:
+            return
+        for name in code.co_names:  # (what it calls: ``self.helper``, ``self.norm``, ``helper``)
+            found = fn.__globals__.get(name)
+            if isinstance(owner, torch.nn.Module):
+                member = owner._modules.get(name) or getattr(type(owner), name, None)
+                if isinstance(member, types.FunctionType):
+                    member = types.MethodType(member, owner)
+                found = member if member is not None else found
+            if isinstance(found, (types.FunctionType, types.MethodType, torch.nn.Module, functools.partial)):
+                self._unrun(found, None, seen, depth + 1)
+        for value in closure.values():
+            if value is not owner and isinstance(value, (types.FunctionType, types.MethodType, torch.nn.Module,
+                                                         functools.partial)):
+                self._unrun(value, None, seen, depth + 1)
+
     def _module_method(self, frame, code: types.CodeType) -> None:
         owner = _first_argument(frame)
         if isinstance(owner, torch.nn.Module) and (id(owner), code) not in self.module_methods:
@@ -550,6 +604,10 @@ class EffectRecorder:
             self.transforms.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "vmap":
             self.vmaps.append(f"vmap at {parent.f_code.co_filename}:{parent.f_lineno}")
+        elif role == "dynamo_traced":
+            code, seen = frame.f_code, set()
+            for name in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+                self._unrun(frame.f_locals.get(name), None, seen)
         elif role == "parameter":
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "grad_mode":
@@ -581,6 +639,8 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "transform"
     if name == "vmap" and os.path.basename(os.path.dirname(file)) == "_functorch":
         return "vmap"
+    if name in _DYNAMO_TRACED and file.endswith(os.path.join("_higher_order_ops", f"{name}.py")):
+        return "dynamo_traced"
     if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
         return "parameter"
     if file.endswith(os.path.join("autograd", "grad_mode.py")):
