@@ -2476,28 +2476,32 @@ def _shifted(t):
 
 
 class BranchesReading(torch.nn.Module):
-    """``torch.cond`` and ``while_loop`` whose functions read a Python attribute, a
-    submodule's (LayerNorm's ``eps``) and, through a helper, a global."""
+    """``torch.cond``, ``while_loop`` and a nested compile region whose functions read a
+    Python attribute, a submodule's (LayerNorm's ``eps``) and, through a helper, a global."""
 
     def __init__(self):
         super().__init__()
-        self.scale, self.step = 3.0, 2.0
+        self.scale, self.step, self.region_scale = 3.0, 2.0, 0.5
         self.norm = torch.nn.LayerNorm(4, elementwise_affine=False)
 
     def positive(self, t):
         return _shifted(self.norm(t)) * self.scale
+
+    @torch.compiler.nested_compile_region
+    def region(self, t):
+        return t * self.region_scale
 
     def forward(self, x):
         from torch._higher_order_ops import while_loop
 
         y = torch.cond(x.sum() > 0, self.positive, lambda t: t - self.scale, (x,))
         _, z = while_loop(lambda i, z: i < 2, lambda i, z: (i + 1, z * self.step), (torch.zeros((), dtype=torch.long), y))
-        return z
+        return self.region(z)
 
 
-@pytest.mark.parametrize("change", ["scale", "step", "norm.eps", "OFFSET"])
+@pytest.mark.parametrize("change", ["scale", "step", "norm.eps", "OFFSET", "region_scale"])
 def test_what_torch_cond_and_while_loop_functions_read_is_guarded(change, monkeypatch):
-    """torch.cond and while_loop hand their functions to dynamo, which traces their
+    """torch.cond, while_loop and a ``torch.compiler.nested_compile_region`` hand their functions to dynamo, which traces their
     bytecode without running it: capture records them from the functions themselves
     (their module, closure, the helpers and submodules they name). Until 2026-12-07 each
     of these changes after the load gave the compiled value's result, silently."""

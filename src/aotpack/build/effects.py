@@ -96,7 +96,8 @@ _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.
 # torch functions that hand the program's functions to dynamo, which traces their bytecode
 # without running it (``torch.cond``'s branches, ``while_loop``'s body): no frame of theirs
 # runs for the recorder to see (``EffectRecorder._unrun``)
-_DYNAMO_TRACED = {"cond", "while_loop"}
+_DYNAMO_TRACED = {"cond": "cond.py", "while_loop": "while_loop.py",
+                  "inner": "invoke_subgraph.py"}  # (torch.compiler.nested_compile_region's wrapper)
 _MODULE_SETATTR = torch.nn.Module.__setattr__.__code__
 _FUNCTION_APPLY = torch.autograd.Function.apply.__func__.__code__  # (a classmethod: ``cls`` its first local)
 # Tensor methods that read a tensor's memory layout: a program that branches on them or
@@ -494,7 +495,8 @@ class EffectRecorder:
         self._snapshot(code, frame.f_globals, "the global `{}`")
 
     def _unrun(self, fn, owner, seen: set, depth: int = 0) -> None:
-        """Record a function the program hands ``torch.cond`` or ``while_loop`` as
+        """Record a function the program hands ``torch.cond``, ``while_loop`` or a
+        ``torch.compiler.nested_compile_region`` as
         ``_called`` records a frame of it, from the function itself: dynamo traces its
         bytecode and never runs it (until 2026-12-07 a module attribute or a global a
         branch read was compiled in unguarded: another value gave the old one's result,
@@ -604,10 +606,13 @@ class EffectRecorder:
             self.transforms.append(f"{code.co_name} at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "vmap":
             self.vmaps.append(f"vmap at {parent.f_code.co_filename}:{parent.f_lineno}")
-        elif role == "dynamo_traced":
-            code, seen = frame.f_code, set()
-            for name in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
-                self._unrun(frame.f_locals.get(name), None, seen)
+        elif role == "dynamo_traced":  # (its arguments, and the region's function its closure holds)
+            seen: set = set()
+            values = [v for x in list(frame.f_locals.values()) for v in (x if isinstance(x, (tuple, list)) else (x,))]
+            # (a region's method, ``self.block(z)``: the region's function gets the module first)
+            owner = next((v for v in values if isinstance(v, torch.nn.Module)), None)
+            for value in values:
+                self._unrun(value, owner if isinstance(value, types.FunctionType) else None, seen)
         elif role == "parameter":
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "grad_mode":
@@ -639,7 +644,7 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "transform"
     if name == "vmap" and os.path.basename(os.path.dirname(file)) == "_functorch":
         return "vmap"
-    if name in _DYNAMO_TRACED and file.endswith(os.path.join("_higher_order_ops", f"{name}.py")):
+    if name in _DYNAMO_TRACED and file.endswith(os.path.join("_higher_order_ops", _DYNAMO_TRACED[name])):
         return "dynamo_traced"
     if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
         return "parameter"
