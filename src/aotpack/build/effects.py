@@ -10,7 +10,10 @@ breaks); a package cannot. So capture watches the program run and reports:
   ``file:line`` (capture turns them into ``SideEffectWarning``);
 - ``functions``: every user function that ran (not torch's, not the standard
   library's), with the globals and closure cells it can read, so that the frozen values
-  a package lists are those of every helper the program called, however deep;
+  a package lists are those of every helper the program called, however deep, and of
+  the functions torch's own code calls for it (vmap's, a checkpoint's); those
+  ``torch.cond``, ``while_loop`` and a nested compile region hand dynamo, which never
+  runs them, are recorded from the functions themselves (``_unrun``);
 - ``layout_reads``: where the program read a tensor's strides (``x.is_contiguous()``,
   ``x.stride()``...): its result may then depend on the memory layout of its inputs;
 - ``transforms``: where it called a ``torch.func`` transform that differentiates
@@ -199,6 +202,7 @@ class EffectRecorder:
         self.changed_slots: set[tuple[int, str]] = set()  # (id of the dict holding one, its name)
         self._kind: dict[types.CodeType, int] = {}
         self._entries: dict[types.CodeType, int] = {}
+        self._entry_files: dict[str, bool] = {}
         self._torch_code: dict[types.CodeType, bool] = {}
         self._active: dict = {}  # live frames that run on the program's behalf (a dict: ordered)
         self._users: set = set()  # those of them running the program's own code (the user's)
@@ -249,8 +253,8 @@ class EffectRecorder:
         of those costs a comparison and a dict test here; the program's own events go on
         to the methods below."""
         on_behalf, users = self._active, self._users
-        called, c_called, entries, entry_of, reached = self._called, self._c_called, self._entries, self._entry, \
-            self._reached
+        called, c_called, files, file_of, entry_of, reached = self._called, self._c_called, self._entry_files, \
+            self._entry_file, self._entry, self._reached
 
         def hook(frame, event, arg):
             if event == "call":
@@ -259,9 +263,12 @@ class EffectRecorder:
                     called(frame, parent)
                     return
                 code = frame.f_code
-                entry = entries.get(code)  # (the one dict test each of torch's own calls costs)
-                if entry is None:
-                    entry = entry_of(code)
+                may = files.get(code.co_filename)  # (the one dict test each of torch's own calls costs)
+                if may is None:
+                    may = file_of(code.co_filename)
+                if not may:
+                    return
+                entry = entry_of(code)
                 if entry == _ROOT:
                     on_behalf[frame] = None  # aotpack's capture wrapper: the program starts here
                 elif entry and reached(parent):
@@ -374,7 +381,7 @@ class EffectRecorder:
         program's start (_ROOT, aotpack's capture wrapper), a user function torch's own
         code may call for the program (_CALLBACK: a function with a file, not a module's
         body; and ``Function.apply``, whose class is recorded), or nothing (0). Cached:
-        the profiler hook asks it for every call torch's tracing makes."""
+        the profiler hook asks it for calls in files that may hold one (``_entry_file``)."""
         entry = self._entries.get(code)
         if entry is None:
             kind = self._code_kind(code)
@@ -382,6 +389,25 @@ class EffectRecorder:
                 kind == _USER and not code.co_filename.startswith("<") and code.co_name != "<module>") else 0
             self._entries[code] = entry
         return entry
+
+    def _entry_file(self, filename: str) -> bool:
+        """Whether code in this file may be an ``_entry``: a user's file, aotpack's
+        capture.py, torch's autograd/function.py. The profiler hook tests every call
+        torch's tracing makes against this, by file name (a str caches its hash; a code
+        object's is computed over its bytecode at each dict test: keyed by code, the
+        test cost 0.3 s of a 2-layer Llama's capture)."""
+        may = self._entry_files.get(filename)
+        if may is None:
+            name = os.path.normpath(filename)
+            if name.startswith(_HERE):
+                may = name.endswith(os.path.join("build", "capture.py"))
+            elif name.startswith(_TORCH_DIR):
+                may = name == os.path.normpath(_FUNCTION_APPLY.co_filename)
+            else:
+                may = not (filename.startswith("<") or name.startswith(_TRACING_LIBRARIES)
+                           or (name.startswith(_STDLIB) and not name.startswith(_SITE)))
+            self._entry_files[filename] = may
+        return may
 
     def _reached(self, parent) -> bool:
         """Whether a user function called by ``parent`` runs on the program's behalf:
