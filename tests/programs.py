@@ -168,6 +168,27 @@ class StraightThrough(torch.autograd.Function):
         return grad * 3
 
 
+class RoundThrough(torch.autograd.Function):
+    """Rounds; its own derivative rules pass the tangent and the gradient straight through
+    (a straight-through estimator), where the forward's derivative is zero."""
+
+    @staticmethod
+    def forward(x):
+        return x.round()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        return tangent
+
+
 class GradInputsAliasInputs(torch.autograd.Function):
     """PyTorch's test_aot_autograd grad_inputs_alias_inputs: returns its second input as
     it is; its backward gives the first input's value as the first input's gradient."""

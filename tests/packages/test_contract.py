@@ -26,7 +26,7 @@ import aotpack
 from aotpack.load.runtime import incompatibilities
 from aotpack.package.manifest import Meta
 from conftest import TORCH_BEFORE_2_13, run_fresh
-from programs import GradInputsAliasInputs, StraightThrough, halves_under_no_grad
+from programs import GradInputsAliasInputs, RoundThrough, StraightThrough, halves_under_no_grad
 
 
 def affine(x):
@@ -370,29 +370,8 @@ def test_torch_func_transforms_and_forward_ad_run_the_portable_program_of_compil
     torch.testing.assert_close(torch.func.vmap(eager)(xs), affine(xs))
 
 
-class _RoundThrough(torch.autograd.Function):
-    """Rounds; its own derivative rules pass the tangent and the gradient straight through
-    (a straight-through estimator), where the forward's derivative is zero."""
-
-    @staticmethod
-    def forward(x):
-        return x.round()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-    @staticmethod
-    def jvp(ctx, tangent):
-        return tangent
-
-
 def _rounds_through(x):
-    return _RoundThrough.apply(x) * 2
+    return RoundThrough.apply(x) * 2
 
 
 @pytest.mark.parametrize("backend", ["eager", "records-inputs"])
@@ -404,25 +383,25 @@ def test_a_custom_function_under_a_transform_is_refused_naming_it(backend):
     runs, and vmap of a Function without rules is eager's own refusal."""
     x, ones = torch.tensor([0.4, 1.6, -2.2]), torch.ones(3)
     pkg = aotpack.compile(_rounds_through, (x,), backend="eager" if backend == "eager" else RecordsInputs())
-    assert pkg.manifest.variants[0].custom_functions == [f"{__name__}._RoundThrough"]
+    assert pkg.manifest.variants[0].custom_functions == ["programs.RoundThrough"]
     fn = aotpack.load(pkg.to_bytes(), backends=[RecordsInputs()])
     torch.testing.assert_close(torch.func.jvp(_rounds_through, (x,), (ones,))[1], 2 * ones)  # eager's rule
     with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a tensor without a forward-mode tangent "
-                                                 r"\(the program applies the custom autograd.Function .*_RoundThrough"):
+                                                 r"\(the program applies the custom autograd.Function .*RoundThrough"):
         torch.func.jvp(fn, (x,), (ones,))
     with pytest.raises(aotpack.GuardError, match=r"args\[0\]: expected a plain tensor \(the program applies"):
         torch.func.vmap(fn)(x[None])
     torch.testing.assert_close(fn(x), _rounds_through(x))
 
 
-class _RoundThroughBatched(_RoundThrough):
-    """``_RoundThrough`` whose vmap rule torch generates from its forward."""
+class _BatchedRoundThrough(RoundThrough):
+    """``RoundThrough`` whose vmap rule torch generates from its forward."""
 
     generate_vmap_rule = True
 
 
 def _rounds_batched(x):
-    return _RoundThroughBatched.apply(x) * 2 + x
+    return _BatchedRoundThrough.apply(x) * 2 + x
 
 
 @pytest.mark.parametrize("backend", ["eager", "records-inputs"])
@@ -434,7 +413,7 @@ def test_vmap_alone_of_a_function_whose_vmap_rule_torch_generates_runs_the_porta
     too, still a GuardError naming the Function (``variants[].vmap_rule_functions``)."""
     x = torch.tensor([[0.4, 1.6, -2.2], [2.7, -0.3, 0.5]])
     pkg = aotpack.compile(_rounds_batched, (x[0],), backend="eager" if backend == "eager" else RecordsInputs())
-    assert pkg.manifest.variants[0].vmap_rule_functions == [f"{__name__}._RoundThroughBatched"]
+    assert pkg.manifest.variants[0].vmap_rule_functions == [f"{__name__}._BatchedRoundThrough"]
     fn = aotpack.load(pkg.to_bytes(), backends=[RecordsInputs()])
     with pytest.warns(aotpack.PortableRunWarning):
         got = torch.func.vmap(fn)(x)

@@ -18,6 +18,7 @@ from torch.func import grad, grad_and_value, hessian, jacfwd, jacrev, jvp, vjp, 
 import aotpack
 from aotpack import Dim
 from conftest import TORCH_BEFORE_2_13, run_fresh
+from programs import RoundThrough
 
 
 def energy(t):
@@ -51,16 +52,9 @@ class Cube(torch.autograd.Function):
         return 5 * t * ctx.saved_tensors[0]
 
 
-class RoundsBatched(torch.autograd.Function):
-    """A custom Function whose own vmap rule is not its forward over a batch (+100)."""
-
-    @staticmethod
-    def forward(x):
-        return x.round()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
+class RoundsBatched(RoundThrough):
+    """A custom Function whose own vmap rule is not its forward over a batch (+100), and
+    whose backward doubles."""
 
     @staticmethod
     def backward(ctx, g):
