@@ -2518,3 +2518,23 @@ def test_what_torch_cond_and_while_loop_functions_read_is_guarded(change, monkey
     where = "global OFFSET" if change == "OFFSET" else f"module.{change}"
     with pytest.raises(aotpack.GuardError, match=re.escape(where) + ": expected"):
         fn(x)
+
+
+def test_a_transformers_llamas_rotary_embedding_settings_are_guarded():
+    """transformers' rotary embedding computes under ``@torch.no_grad()`` (and its own
+    ``dynamic_rope_update`` wrapper): torch's decorator calls the forward, so until
+    2026-12-07 capture did not watch it, and ``rotary_emb.attention_scaling`` changed
+    after the load gave the old scaling's logits, silently. Now a GuardError naming it."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                                      use_cache=False)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 64, (1, 6))
+    fn = aotpack.load(aotpack.compile(model, (ids,), backend="eager").to_bytes(), module=model)
+    with torch.no_grad():
+        torch.testing.assert_close(fn(ids).logits, model(ids).logits)
+        model.model.rotary_emb.attention_scaling = 2.0
+        with pytest.raises(aotpack.GuardError, match=r"module\.model\.rotary_emb\.attention_scaling: expected 1\.0"):
+            fn(ids)
