@@ -695,15 +695,22 @@ def _external_name(obj, frame) -> str | None:
         if frame.f_globals.get(name) is obj:
             return f"the global `{name}`"
     attribute = _self_attribute(obj, frame)
-    return f"the attribute `{code.co_varnames[0]}.{attribute}`" if attribute is not None else None
+    return f"the attribute `{_self_name(frame)}.{attribute}`" if attribute is not None else None
+
+
+def _self_name(frame) -> str:
+    """The name the code calls its ``self`` by (``_first_argument``)."""
+    code = frame.f_code
+    first = code.co_varnames[0] if code.co_argcount else "self"
+    return first if "self" not in code.co_freevars or isinstance(frame.f_locals.get(first), torch.nn.Module) \
+        else "self"
 
 
 def _first_argument(frame):
     """A method's ``self``, whatever the code names it (``def row(s, r)``), or the
     ``self`` a closure reads (``lambda t: t * self.scale``), else None."""
-    code, found = frame.f_code, frame.f_locals
-    first = found.get(code.co_varnames[0]) if code.co_argcount else None
-    return first if isinstance(first, torch.nn.Module) or "self" not in code.co_freevars else found.get("self")
+    code = frame.f_code
+    return frame.f_locals.get(_self_name(frame)) if code.co_argcount or "self" in code.co_freevars else None
 
 
 def _self_attribute(obj, frame) -> str | None:
