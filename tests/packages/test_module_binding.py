@@ -320,10 +320,15 @@ class _BoundWithNorm(_Bound):
         # tensors a list and a dict attribute hold (no parameter or buffer: ``constant:held[0]``)
         self.held = [torch.linspace(0.5, 1.5, 4)]
         self.tables = {"shift": torch.linspace(-0.5, 0.5, 4)}
+        self.nudge = 0.125  # read where torch's code calls the user's (``_nudged``)
+
+    @torch.no_grad()
+    def _nudged(self, y):  # (torch's decorator calls it: the program's code all the same)
+        return y + self.nudge
 
     def forward(self, x):
         y = _bound_centered(BOUND_HELPER(self.norm(super().forward(x)))) * BOUND_GAIN + BOUND_TABLE + BOUND_ARGS.bias
-        y = y * self.held[0] + self.tables["shift"]
+        y = self._nudged(y * self.held[0] + self.tables["shift"])
         for layer in self.extra:
             y = layer(y)
         y = BOUND_OPTS["post"](self.squash(F.softsign(y.flip(BOUND_FLIP))))
@@ -378,6 +383,7 @@ MODULE_CHANGES = {
     "the same Python value, a new object": lambda m, g: setattr(m, "alpha", float("0.5")),
     "a Python flag flipped": lambda m, g: setattr(m, "relu", not m.relu),
     "a Python value not read": lambda m, g: setattr(m, "note", str(_rand(g, 1))),
+    "a Python value read under @torch.no_grad()": lambda m, g: setattr(m, "nudge", float(_rand(g, 1))),
     # layouts: compiled code reads a weight through its compiled strides
     "a weight transposed in memory": lambda m, g: setattr(m.inner.weight, "data", _rand(g, 4, 4).t().contiguous().t()),
     "a buffer with gaps": lambda m, g: setattr(m, "shift", _rand(g, 8)[::2]),
@@ -560,6 +566,7 @@ from hypothesis import strategies as st  # noqa: E402
 @example(changes=[("a layer appended to a ModuleList", 0)])
 @example(changes=[("a layer removed from a ModuleList", 0)])
 @example(changes=[("a ModuleList assigned anew, as long", 0)])
+@example(changes=[("a Python value read under @torch.no_grad()", 0)])
 @example(changes=[("a class value changed", 0)])
 @example(changes=[("a class value set on the instance", 0)])
 @example(changes=[("the class value set on the instance, equal", 0), ("a class value changed", 1)])
