@@ -414,7 +414,9 @@ class EffectRecorder:
         ``parent`` is torch's own code (``vmap``'s, ``grad``'s, a checkpoint's, a custom
         Function's under a transform) and a frame below it is the program's, as
         torch.compile inlines such a function. (Not code an import, ``typing`` or a test
-        runner's hook runs amid the program: their callers are not torch's.)"""
+        runner's hook runs amid the program: their callers are not torch's; nor code a module
+        torch imports lazily runs, ``typing_extensions``' from a torch module's body: an
+        import stands between.)"""
         torch_code = self._torch_code.get(parent.f_code)
         if torch_code is None:
             torch_code = self._torch_code[parent.f_code] = os.path.normpath(
@@ -425,6 +427,8 @@ class EffectRecorder:
         while frame is not None:
             if frame in on_behalf:
                 return True
+            if frame.f_code.co_filename.startswith("<frozen importlib"):
+                return False
             frame = frame.f_back
         return False
 
@@ -634,7 +638,8 @@ class EffectRecorder:
             self.vmaps.append(f"vmap at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "dynamo_traced":  # (its arguments, and the region's function its closure holds)
             seen: set = set()
-            values = [v for x in list(frame.f_locals.values()) for v in (x if isinstance(x, (tuple, list)) else (x,))]
+            values = [v for x in list(frame.f_locals.values())
+                      for v in (x if isinstance(x, (tuple, list)) else x.values() if isinstance(x, dict) else (x,))]
             # (a region's method, ``self.block(z)``: the region's function gets the module first)
             owner = next((v for v in values if isinstance(v, torch.nn.Module)), None)
             for value in values:
