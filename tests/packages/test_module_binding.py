@@ -2545,3 +2545,40 @@ def test_a_transformers_llamas_rotary_embedding_settings_are_guarded():
         model.model.rotary_emb.attention_scaling = 2.0
         with pytest.raises(aotpack.GuardError, match=r"module\.model\.rotary_emb\.attention_scaling: expected 1\.0"):
             fn(ids)
+
+
+def _applied(module, t):
+    return module(t) + 1
+
+
+class _Gain(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.k = 3.0
+
+    def forward(self, t):
+        return t * self.k
+
+
+class BranchOfAPartial(torch.nn.Module):
+    """A torch.cond branch given as ``functools.partial(f, submodule)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = _Gain()
+
+    def forward(self, x):
+        return torch.cond(x.sum() > 0, functools.partial(_applied, self.gain), lambda t: t - 1, (x,))
+
+
+def test_what_a_partial_branch_is_given_is_followed():
+    """The module a partial holds is the branch's (until 2026-12-07 its ``k`` changed after
+    the load gave the old value's result, silently)."""
+    m = BranchOfAPartial()
+    x = torch.randn(3).abs()
+    fn = aotpack.load(aotpack.compile(m, (x,), backend="eager").to_bytes(), module=m)
+    with torch.no_grad():
+        torch.testing.assert_close(fn(x), m(x))
+        m.gain.k = 5.0
+        with pytest.raises(aotpack.GuardError, match=r"module\.gain\.k: expected 3\.0"):
+            fn(x)

@@ -534,7 +534,9 @@ class EffectRecorder:
         method of, or whose ``self`` it closes over; and, as far as its code names them,
         the methods, submodules and functions it calls (a submodule's ``forward``, a
         helper), as deep as the code shows (a call through a computed name is not seen)."""
-        if isinstance(fn, functools.partial):
+        if isinstance(fn, functools.partial):  # (what it is given is the function's too: a module, a helper)
+            for given in (*fn.args, *fn.keywords.values()):
+                self._unrun(given, None, seen, depth + 1)
             fn = fn.func
         if isinstance(fn, torch.nn.Module):
             owner, fn = fn, getattr(type(fn), "forward", None)
