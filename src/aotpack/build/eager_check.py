@@ -80,8 +80,8 @@ def divergence(ep, program, call, recorder: EffectRecorder, device: str, user_no
             return None
         try:
             other = _other_sizes(user_nodes, call, dims, names, offsets)
-        except Exception:  # noqa: BLE001 - inputs that cannot be resized so (another layout): not compared
-            return None
+        except (RuntimeError, TypeError, ValueError, IndexError):  # (torch's own refusal to resize an input
+            return None  # so, another layout: not compared; an error of this module's own stays loud)
         if other is None:
             return None
         flat, where = other

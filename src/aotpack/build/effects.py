@@ -203,7 +203,7 @@ class EffectRecorder:
         self._kind: dict[types.CodeType, int] = {}
         self._entries: dict[types.CodeType, int] = {}
         self._entry_files: dict[str, bool] = {}
-        self._torch_code: dict[types.CodeType, bool] = {}
+        self._torch_files: dict[str, bool] = {}
         self._active: dict = {}  # live frames that run on the program's behalf (a dict: ordered)
         self._users: set = set()  # those of them running the program's own code (the user's)
         self._seen: set = set()
@@ -417,10 +417,10 @@ class EffectRecorder:
         runner's hook runs amid the program: their callers are not torch's; nor code a module
         torch imports lazily runs, ``typing_extensions``' from a torch module's body: an
         import stands between.)"""
-        torch_code = self._torch_code.get(parent.f_code)
+        file = parent.f_code.co_filename
+        torch_code = self._torch_files.get(file)
         if torch_code is None:
-            torch_code = self._torch_code[parent.f_code] = os.path.normpath(
-                parent.f_code.co_filename).startswith(_TORCH_DIR)
+            torch_code = self._torch_files[file] = os.path.normpath(file).startswith(_TORCH_DIR)
         if not torch_code:
             return False
         on_behalf, frame = self._active, parent
@@ -544,14 +544,11 @@ class EffectRecorder:
             owner, fn = fn.__self__, fn.__func__
         if not isinstance(fn, types.FunctionType) or fn.__code__ in seen or depth > 16:
             return
+        from .frozen import closure_values
+
         code = fn.__code__
         seen.add(code)
-        closure = {}
-        for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
-            try:
-                closure[name] = cell.cell_contents
-            except ValueError:  # (a cell not filled yet)
-                continue
+        closure = closure_values(fn)
         if not isinstance(owner, torch.nn.Module) and isinstance(closure.get("self"), torch.nn.Module):
             owner = closure["self"]
         first = {code.co_varnames[0]: owner} if code.co_argcount and owner is not None else {}
