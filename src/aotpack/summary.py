@@ -10,6 +10,18 @@ from .load.guards import describe_input
 from .package.manifest import Manifest, Param
 
 
+def _state_text(state) -> str:
+    """The global state a variant's calls must have, where the program depends on more
+    than autocast off: ``autocast bfloat16, grad mode False, os.environ['X'] unset``."""
+    parts = [f"autocast {state.autocast}"] if state.autocast else []
+    if state.grad_mode is not None:
+        parts.append(f"grad mode {state.grad_mode}")
+    if state.default_dtype != "float32":
+        parts.append(f"default dtype {state.default_dtype}")
+    parts += [f"os.environ[{k!r}] {'unset' if v is None else repr(v)}" for k, v in state.environ.items()]
+    return ", ".join(parts)
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -77,6 +89,9 @@ class Inspection:
                 extra += (f", training: forward + backward, {len(train.saved)} saved tensors, "
                           f"{len(train.mutated)} in-place updates")
             lines.append(f"  {var.name}: backend {var.backend} on {var.device}{extra}, files {_size(files)}")
+            state = _state_text(var.global_state)
+            if state:
+                lines.append(f"    global state: {state}")
             for path, leaf in tree.named_leaves(var.in_spec, [x.name for x in p.signature]):
                 if leaf.kind in ("tensor", "int"):
                     lines.append(f"    {describe_input(path, var.inputs[leaf.index], var.dims, leaf)}")

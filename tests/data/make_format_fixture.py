@@ -278,6 +278,19 @@ class ShiftFixture(IntFixture):
         return {**out, "rolled": out["y"].roll(opts["shift"], 0), "before": opts["shift"] - 1}
 
 
+FIXTURE_FLAG = "AOTPACK_FORMAT_FIXTURE_FLAG"  # version 21: an environment variable the fixture reads
+
+
+class EnvironFixture(ShiftFixture):
+    """Version 21 (environment variables guarded): version 20's program, its output
+    negated where the environment variable ``FIXTURE_FLAG`` is set (it is not at
+    capture: a call in a process where it is set is refused)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "y": -out["y"] if os.environ.get(FIXTURE_FLAG) else out["y"]}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -317,6 +330,9 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 21:  # an inference package reading an environment variable too
+        os.environ.pop(FIXTURE_FLAG, None)
+        return global_fixture(path, EnvironFixture)
     if fmt.FORMAT_VERSION >= 20:  # an inference package taking an int whose Dim runs below 0 too
         return global_fixture(path, ShiftFixture)
     if fmt.FORMAT_VERSION >= 19:  # an inference package taking an int argument with a Dim too

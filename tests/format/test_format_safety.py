@@ -169,6 +169,16 @@ def test_every_format_version_still_loads():
                     assert out["before"] == shift - 1 and type(out["before"]) is int
                 with pytest.raises(aotpack.GuardError, match=r"\['shift'\]: expected an int shift in -4..4, got -5"):
                     fn(io["x"], {"w": io["w"], "top": 3, "shift": -5})
+            if version >= 21:  # also reads an environment variable (unset at capture): guarded on it
+                flag = "AOTPACK_FORMAT_FIXTURE_FLAG"
+                assert info.manifest.variants[0].global_state.environ == {flag: None}
+                os.environ[flag] = "1"  # (eager would negate y)
+                try:
+                    with pytest.raises(aotpack.GuardError, match=rf"os.environ\['{flag}'\]: expected unset.*got '1'"):
+                        fn(io["x"], {"w": io["w"], "top": 3, "shift": -2})
+                finally:
+                    del os.environ[flag]
+                torch.testing.assert_close(fn(io["x"], {"w": io["w"], "top": 3, "shift": -2})["y"], io["y"])
             continue
         if version >= 18:  # also returns a float and a bool of the batch Dim, typed
             fn = aotpack.load(path)

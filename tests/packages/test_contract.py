@@ -1435,6 +1435,27 @@ def test_a_dynamic_capture_prints_as_its_trace_alone(capsys):
     assert torch.equal(fn(torch.ones(6, 3)), torch.full((6, 3), 2.0))
 
 
+def warns_and_reads_its_rows_type(x):
+    warnings.warn("rows are read", stacklevel=1)
+    rows = x.shape[0]
+    return x * (rows if type(rows) is int else 2)
+
+
+def test_a_warning_the_program_raises_is_a_side_effect_and_the_eager_check_still_runs():
+    """``warnings.warn`` in the program warns once, at capture; eager warns at each call,
+    the package never: a SideEffectWarning says so with the line (until 2026-12-07 none
+    did). The graph-beside-eager check still runs such a program (its runs warn nothing)
+    and finds what it would find in one that does not warn."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(aotpack.CaptureError, match=r"at x.shape\[0\] = 3 \(the example's 2\)"):
+            aotpack.compile(warns_and_reads_its_rows_type, (torch.ones(2, 3),), backend="eager",
+                            dynamic={"x": {0: aotpack.Dim("rows", max=64)}})
+    effects = [str(w.message) for w in caught if w.category is aotpack.SideEffectWarning]
+    assert any("warnings.warn() ran once at capture" in e and "test_contract.py:" in e for e in effects), effects
+    assert [str(w.message) for w in caught if w.category is UserWarning] == ["rows are read"]
+
+
 COLLECTIONS = []
 
 

@@ -3,6 +3,8 @@ reads it), autocast, default dtype or torch function mode equals eager, runs a v
 compiled for that state, or is a GuardError naming the state (guards.py, GlobalState)."""
 
 import json
+import os
+import warnings
 
 import pytest
 import torch
@@ -335,46 +337,68 @@ def test_grad_mode_guard_in_a_fresh_process(tmp_path):
 W = torch.eye(3) * 1.5
 
 
+FLAG = "AOTPACK_TEST_FLAG"  # an environment variable ``branchy`` reads
+
+
 def branchy(x):
     y = x * 2 if torch.is_grad_enabled() else x - 1
+    y = y + 1 if os.environ.get(FLAG) == "on" else y
     return (y @ W) + torch.full((3,), 0.5)  # matmul: autocast's dtype; full: the default dtype
 
 
 _PACKAGES: dict = {}
 
 
-def _package(tmp_path_factory, grad: bool, amp: bool):
-    key = (grad, amp)
+def _flag(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(FLAG, None)
+    else:
+        os.environ[FLAG] = value
+
+
+def _package(tmp_path_factory, grad: bool, amp: bool, env: str | None):
+    key = (grad, amp, env)
     if key not in _PACKAGES:
         folder = tmp_path_factory.mktemp("state")
-        with torch.set_grad_enabled(grad):
-            pkg = aotpack.compile(branchy, (torch.ones(3),), backend="eager",
-                                  autocast=torch.bfloat16 if amp else False)
+        _flag(env)
+        try:
+            with torch.set_grad_enabled(grad):
+                pkg = aotpack.compile(branchy, (torch.ones(3),), backend="eager",
+                                      autocast=torch.bfloat16 if amp else False)
+        finally:
+            _flag(None)
         _PACKAGES[key] = aotpack.load(pkg.save(folder / "b.aot"))
     return _PACKAGES[key]
 
 
-@settings(max_examples=40, deadline=None)
-@given(compile_grad=st.booleans(), compile_amp=st.booleans(), call_grad=st.booleans(), call_amp=st.booleans(),
-       call_f64=st.booleans())
-def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, call_grad, call_amp, call_f64):
-    """Every combination of grad mode and autocast at compile and at call, and the default
-    dtype at call: the package's result is eager's (values and dtype) or a GuardError."""
-    fn = _package(tmp_path_factory, compile_grad, compile_amp)
+ENV_VALUES = st.sampled_from([None, "on", "off"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(compile_grad=st.booleans(), compile_amp=st.booleans(), compile_env=ENV_VALUES, call_grad=st.booleans(),
+       call_amp=st.booleans(), call_f64=st.booleans(), call_env=ENV_VALUES)
+def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, compile_env, call_grad, call_amp,
+                                   call_f64, call_env):
+    """Every combination of grad mode, autocast and an environment variable the program
+    reads (unset, or one of two values) at compile and at call, and the default dtype at
+    call: the package's result is eager's (values and dtype) or a GuardError."""
+    fn = _package(tmp_path_factory, compile_grad, compile_amp, compile_env)
     before = torch.get_default_dtype()
     x = torch.ones(3)
     try:
         if call_f64:
             torch.set_default_dtype(torch.float64)
+        _flag(call_env)
         with torch.set_grad_enabled(call_grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=call_amp):
             want = branchy(x)
             try:
                 got = fn(x)
             except aotpack.GuardError:
-                assert (compile_grad, compile_amp, False) != (call_grad, call_amp, call_f64)
+                assert (compile_grad, compile_amp, False, compile_env) != (call_grad, call_amp, call_f64, call_env)
                 return
     finally:
         torch.set_default_dtype(before)
+        _flag(None)
     assert got.dtype == want.dtype
     torch.testing.assert_close(got, want)
 
@@ -396,3 +420,112 @@ def test_a_program_defined_in_python_c_has_its_grad_mode_read_guarded():
              "    assert 'torch.is_grad_enabled(): expected False' in str(e), e\n"
              "    print('ok')\n")
     assert run_fresh(["-c", child]).stdout.strip().endswith("ok")
+
+
+# -- environment variables ---------------------------------------------------------------
+
+class ReadsEnvironment(torch.nn.Module):
+    """Reads ``FLAG`` in a helper its forward calls, in one of the ways programs do."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        return x * 2 if _flag_set(self.how) else x * 3
+
+
+def _flag_set(how: str) -> bool:
+    if how == "get":
+        return os.environ.get(FLAG) == "1"
+    if how == "getenv":
+        return os.getenv(FLAG, "0") == "1"
+    if how == "in":
+        return FLAG in os.environ
+    return os.environ[FLAG] == "1"  # (how == "index": the program needs it set)
+
+
+@pytest.mark.parametrize("how,at_compile", [("get", None), ("getenv", "0"), ("in", None), ("index", "0")])
+def test_environment_variables_the_program_reads_are_guarded(tmp_path, how, at_compile):
+    """A program that reads an environment variable (``os.environ.get``, ``os.getenv``,
+    ``in``, indexing) holds the branch it took at capture: a call where the variable has
+    another value, or is set where it was not, is a GuardError naming it, and eager's
+    result where it is as at capture. (Until 2026-12-07 the package ran the branch of
+    capture time, silently, as torch.compile's code does: it does not guard them.)"""
+    m = ReadsEnvironment(how)
+    _flag(at_compile)
+    try:
+        fn = aotpack.load(_save(tmp_path, m, (torch.ones(3),)))
+        assert fn.manifest.variants[0].global_state.environ == {FLAG: at_compile}
+        torch.testing.assert_close(fn(torch.ones(3)), m(torch.ones(3)))
+        _flag("1")
+        assert torch.equal(m(torch.ones(3)), torch.full((3,), 2.0))  # eager takes the other branch
+        with pytest.raises(aotpack.GuardError, match=rf"os.environ\['{FLAG}'\]: expected "
+                                                     rf"{'unset' if at_compile is None else repr(at_compile)} "
+                                                     rf".*got '1'"):
+            fn(torch.ones(3))
+    finally:
+        _flag(None)
+
+
+ENV_CHILD = """
+import json, os, sys, aotpack, torch
+fn, out = aotpack.load(sys.argv[1]), {}
+for value in (None, "1", "on"):
+    if value is None:
+        os.environ.pop("AOTPACK_TEST_FLAG", None)
+    else:
+        os.environ["AOTPACK_TEST_FLAG"] = value
+    try:
+        out[str(value)] = fn(torch.ones(3)).tolist()
+    except aotpack.GuardError as e:
+        out[str(value)] = str(e).splitlines()[0]
+print(json.dumps(out))
+"""
+
+
+def test_an_environment_variable_read_at_compile_is_checked_in_a_fresh_process(tmp_path):
+    """The machine loading a package is another process, often another machine: the
+    variable's value at capture travels in the package (format version 21)."""
+    _flag("1")
+    try:
+        path = _save(tmp_path, ReadsEnvironment("get"), (torch.ones(3),))
+    finally:
+        _flag(None)
+    assert aotpack.load(path).manifest.format_version == aotpack.package.fmt.ENVIRON_FORMAT_VERSION
+    assert f"global state: os.environ['{FLAG}'] '1'" in str(aotpack.inspect(path))  # (aotpack inspect says it)
+    out = json.loads(run_fresh(["-c", ENV_CHILD, str(path)]).stdout.strip().splitlines()[-1])
+    assert out["1"] == [2.0, 2.0, 2.0]
+    assert out["None"] == f"os.environ['{FLAG}']: expected '1' (the program read it at capture and holds the " \
+                          "branch it took then; set it back around the call, or compile with it as the call has it), " \
+                          "got unset"
+    assert out["on"].endswith("got 'on'")
+
+
+def sets_then_reads(x):
+    os.environ[FLAG] = "1"
+    return x * 2 if os.environ[FLAG] == "1" else x
+
+
+def iterates(x):
+    return x * len([k for k in os.environ if k == FLAG])
+
+
+def test_setting_or_iterating_the_environment_is_warned(tmp_path):
+    """Setting a variable is a side effect the package does not replay (warned with the
+    line; the variable is the program's own then, not guarded); iterating the environment
+    reads every variable, each guarded, and is warned too."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fn = aotpack.load(_save(tmp_path, sets_then_reads, (torch.ones(3),)))
+        finally:
+            _flag(None)
+    said = [str(w.message) for w in caught if w.category is aotpack.SideEffectWarning]
+    assert any(f"setting the environment variable `{FLAG}`" in s and "test_global_state.py:" in s for s in said)
+    assert fn.manifest.variants[0].global_state.environ == {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn = aotpack.load(_save(tmp_path, iterates, (torch.ones(3),), name="i.aot"))
+    assert any("iterating over os.environ" in str(w.message) for w in caught)
+    assert fn.manifest.variants[0].global_state.environ == dict(os.environ)

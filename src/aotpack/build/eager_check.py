@@ -16,7 +16,7 @@ at the other size. Where the two differ, capture refuses the Dim (or, under
 ``dynamic=True``, compiles the value in): ``Divergence``.
 
 What cannot be run here is not compared: a program with side effects other than
-``print`` (they would run again, and ``random.random()`` would differ), one that reads its
+``print`` and ``warnings.warn`` (they would run again, and ``random.random()`` would differ), one that reads its
 inputs' layout (the other sizes are contiguous), inputs eager itself refuses at the other
 size.
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass
 
 import sympy
@@ -47,6 +48,9 @@ from .effects import EffectRecorder
 from .graphs import static_int
 
 __all__ = ["Divergence", "divergence"]
+
+# side effects the check's runs may repeat: output, which they silence
+_REPEATABLE = {"print()", "warnings.warn()", "warnings.warn_explicit()"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def divergence(ep, program, call, recorder: EffectRecorder, device: str, user_no
     the Dims the package will take and the Dim name of each size symbol
     (``guard_specs.guard_dims``); ``offsets``: flat index -> offset of each int argument's
     carrier (its size is the int minus the offset); ``device``: the program's device type."""
-    if any(e.what != "print()" for e in recorder.effects):
+    if any(e.what not in _REPEATABLE for e in recorder.effects):
         return None
     with _state_restored(ep, program, recorder, device) as run:
         try:
@@ -115,11 +119,12 @@ def _state_restored(ep, program, recorder: EffectRecorder, device: str):
 
     def run(fn, flat: list) -> list:
         try:
-            # (a program that prints: its trace printed once, as it does at compile; the
-            # check's runs print nothing)
+            # (a program that prints or warns: its trace did so once, as it does at compile;
+            # the check's runs print and warn nothing)
             with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []), \
                     torch.autocast(device, enabled=False) if off else contextlib.nullcontext(), \
-                    contextlib.redirect_stdout(io.StringIO()):
+                    contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 torch.manual_seed(0)
                 return list(fn(*flat))  # (the program's flat output tensors, as its graph returns them)
         finally:

@@ -24,6 +24,10 @@ breaks); a package cannot. So capture watches the program run and reports:
   accumulates into ``.grad`` (refused);
 - ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
   the branch taken at capture: calls are guarded on grad mode);
+- ``environ_reads``: the environment variables it read (``os.environ.get("X")``,
+  ``os.getenv``, ``"X" in os.environ``) and their values then (None: unset): the package
+  holds the branch taken, so calls are guarded on them (a variable the program set
+  itself first is not; setting one is a side effect);
 - ``module_methods``: each module method that ran on the program's behalf (the user's,
   and the ``forward`` of torch's own modules, which also call the user's modules inside
   an ``nn.Sequential``), with its module: the Python attributes
@@ -68,6 +72,7 @@ import sys
 import sysconfig
 import time
 import types
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,7 +96,10 @@ _TRANSFORMS = {"grad", "grad_and_value", "vjp", "jacrev", "jacfwd", "hessian", "
 # reports every call; a method of a builtin type comes unbound, with its object apart)
 _UNBOUND_BUILTINS = (types.MethodDescriptorType, types.WrapperDescriptorType, types.ClassMethodDescriptorType)
 _BUILTIN_CALLABLES = (types.BuiltinFunctionType, types.MethodWrapperType, *_UNBOUND_BUILTINS)
-_OUTPUT = {builtins.print: "print()", builtins.input: "input()"}
+# (a warning the program raises is output too: eager warns at each call, as the filters
+# let it; the package never does)
+_OUTPUT = {builtins.print: "print()", builtins.input: "input()", warnings.warn: "warnings.warn()",
+           warnings.warn_explicit: "warnings.warn_explicit()"}
 # Values read from the world at capture: the package holds the one read then, where
 # eager reads a new one at every call.
 _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.perf_counter: "time.perf_counter()",
@@ -102,6 +110,12 @@ _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.
 _DYNAMO_TRACED = {"cond": "cond.py", "while_loop": "while_loop.py",
                   "inner": "invoke_subgraph.py"}  # (torch.compiler.nested_compile_region's wrapper)
 _MODULE_SETATTR = torch.nn.Module.__setattr__.__code__
+# ``os.environ``'s methods (``os.environ.get``, ``os.getenv`` and ``key in os.environ``
+# all come to ``__getitem__``): a variable the program reads is global state its
+# package is guarded on; one it sets or deletes, a side effect; its iteration reads
+# every variable (``_environ``)
+_ENVIRON = {getattr(type(os.environ), name).__code__: name
+            for name in ("__getitem__", "__setitem__", "__delitem__", "__iter__")}
 _FUNCTION_APPLY = torch.autograd.Function.apply.__func__.__code__  # (a classmethod: ``cls`` its first local)
 # Tensor methods that read a tensor's memory layout: a program that branches on them or
 # computes with them gives other results for inputs in other layouts.
@@ -132,11 +146,15 @@ _BRIDGES = {os.path.join(_TORCH_DIR, *path.split("/")): names for path, names in
 }.items()}
 # torch's own modules: their forward calls submodules (nn.Sequential's: the user's too)
 _TORCH_MODULES = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
-# code torch and Python generate (torch.fx's GraphModule code, frozen stdlib modules): not
-# the program's. Other code without a file is the user's: ``python -c``, ``exec``, a
-# doctest, a REPL (until 2026-12-05 it was not, so a grad-mode read in such a program went
-# unguarded: its package gave the branch taken at capture)
-_GENERATED = ("<eval_with_key", "<frozen")
+# code torch and Python generate (torch.fx's GraphModule code, the import machinery): not
+# the program's. The standard library's modules Python freezes into itself (``os``,
+# ``_collections_abc``, ``abc``, ``codecs``...) are its library, bridges as the rest of it
+# (until 2026-12-07 they were not the program's either, so ``os.environ.get`` went unseen:
+# ``Mapping.get`` is frozen code). Other code without a file is the user's: ``python -c``,
+# ``exec``, a doctest, a REPL (until 2026-12-05 it was not, so a grad-mode read in such a
+# program went unguarded: its package gave the branch taken at capture)
+_GENERATED = ("<eval_with_key", "<frozen importlib", "<frozen zipimport")
+_FROZEN = "<frozen "
 _SITE = tuple({os.path.normpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
 # the code torch's tracing runs besides its own, which never runs the program's code nor
 # changes what it sees: sympy (torch's symbolic sizes), logging, traceback and linecache
@@ -172,6 +190,8 @@ class EffectRecorder:
         # `with` exits it): the program sets grad mode for its caller, whatever it was
         self.grad_mode_sets: dict[int, str] = {}
         self.grad_mode_reads: list[str] = []  # file:line of torch.is_grad_enabled() in the program
+        self.environ_reads: dict[str, str | None] = {}  # environment variable -> its value when first read
+        self._environ_set: set[str] = set()  # (those the program set or deleted first: its own)
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
         self.inplace_no_grad: list[str] = []  # file:line of those made with grad mode off
         self.layout_reads: list[tuple[torch.Tensor, str]] = []  # (tensor, file:line) of x.stride() & co.
@@ -238,7 +258,7 @@ class EffectRecorder:
             elif code.co_filename.startswith(_GENERATED) or name.startswith(_TORCH_DIR) \
                     or name.startswith(_TRACING_LIBRARIES):
                 kind = _OTHER
-            elif name.startswith(_STDLIB) and not name.startswith(_SITE):
+            elif name.startswith(_STDLIB) and not name.startswith(_SITE) or code.co_filename.startswith(_FROZEN):
                 kind = _BRIDGE
             else:
                 kind = _USER
@@ -437,6 +457,8 @@ class EffectRecorder:
         code = frame.f_code
         if code in self._amid or code.co_name == "__del__":
             return
+        if code in _ENVIRON:
+            self._environ(frame, _ENVIRON[code])
         kind = self._code_kind(code)
         if code.co_name == "__new__":
             self._subclass_made(frame)
@@ -505,6 +527,34 @@ class EffectRecorder:
                 holder, attribute = _first_argument(frame), _self_attribute(owner, frame)
                 if isinstance(holder, torch.nn.Module) and attribute is not None:  # (``self.log.append``)
                     self.module_writes.add((id(holder), attribute))
+
+    def _environ(self, frame, method: str) -> None:
+        """The program calls ``os.environ``'s ``method`` (or ``os.environb``'s): a read
+        of one variable (its value now), of them all (iteration: each one present), or a
+        change (a side effect, and the variable is the program's own from then on)."""
+        environ, key = frame.f_locals.get("self"), frame.f_locals.get("key")
+        if environ is not os.environ and environ is not getattr(os, "environb", None):
+            return
+        user = frame.f_back
+        while user is not None and user not in self._users:  # (the user's line: past os.getenv, Mapping.get)
+            user = user.f_back
+        if method == "__iter__":
+            names = list(os.environ)
+            self._add("iterating over os.environ", user or frame, "reads every environment variable: the package "
+                      f"is guarded on the values of the {len(names)} set at capture; one set after it is not seen")
+            for name in names:
+                self.environ_reads.setdefault(name, os.environ[name])
+            return
+        name = os.fsdecode(key) if isinstance(key, (str, bytes)) else None
+        if name is None:
+            return
+        if method == "__getitem__":
+            if name not in self._environ_set:
+                self.environ_reads.setdefault(name, os.environ.get(name))
+            return
+        self._environ_set.add(name)
+        self._add(f"{'setting' if method == '__setitem__' else 'deleting'} the environment variable `{name}`",
+                  user or frame)
 
     def _subclass_made(self, frame) -> None:
         cls = frame.f_locals.get("cls")

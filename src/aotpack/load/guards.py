@@ -63,6 +63,7 @@ from __future__ import annotations
 import inspect
 import linecache
 import operator
+import os
 
 import torch
 from torch import Tensor
@@ -906,6 +907,34 @@ def setting_is(name: str, want) -> SettingIs:
                      reader=reader, tag=tag, fix=fix, fast_reader=fast_reader)
 
 
+class EnvironIs(StateCheck):
+    """An environment variable as the program read it at capture (``os.environ.get("X")``
+    took one branch then): the same value, or unset as it was (torch.compile does not
+    guard these; its code keeps the branch of its first compile)."""
+
+    def __init__(self, name: str, want: str | None):
+        super().__init__()
+        self.name, self.want = name, want
+        self.where = f"os.environ[{name!r}]"
+
+    def fast(self, a, env):
+        k = sum(key.startswith("ENV_NAME") for key in env)  # (one pair of names per variable)
+        env[f"ENV_NAME{k}"], env[f"ENV_WANT{k}"], env["ENV_GET"] = self.name, self.want, os.environ.get
+        return f"ENV_GET(ENV_NAME{k}) != ENV_WANT{k}"
+
+    def full(self, flat, call):
+        got = os.environ.get(self.name)
+        if got != self.want:
+            now = "set it back" if self.want is not None else "unset it"
+            raise self.refuse(f"{self.expected(None)} (the program read it at capture and holds the branch it took "
+                              f"then; {now} around the call, or compile with it as the call has it)",
+                              "unset" if got is None else repr(got))
+        return flat
+
+    def expected(self, guard):
+        return "unset" if self.want is None else repr(self.want)
+
+
 class NoFunctionMode(StateCheck):
     """No torch function mode is active: the package's code runs below torch functions
     (compiled code), or calls aten's ops where the program called torch's (the eager
@@ -1060,6 +1089,7 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
                                 setting_is("default_dtype", getattr(torch, state.default_dtype))]
     if state.grad_mode is not None:
         checks.append(GradMode(state.grad_mode, "the program reads grad mode"))
+    checks += [EnvironIs(name, want) for name, want in state.environ.items()]
     if device == "cuda":
         checks += [setting_is("matmul_precision", state.matmul_precision),
                    setting_is("deterministic", state.deterministic)]

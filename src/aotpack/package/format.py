@@ -350,6 +350,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     as a size too; the program reads the carrier's size plus the offset. The version is
     20 only where a leaf has an offset (a version 19 reader, which ignores the field
     and would carry the int unshifted, refuses the newer version).
+  21 (2026-12-07): ``variants[].global_state.environ``: the environment variables the
+    program read at capture (``os.environ.get("X")``, ``os.getenv``) and their values
+    then (null: unset); a call in a process where one differs is refused. The version
+    is 21 only where a variant read one (a version 20 reader ignores the field and
+    would run the branch of capture time under any value).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -378,7 +383,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 20  # the newest version this reader reads
+FORMAT_VERSION = 21  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -405,6 +410,7 @@ SIZE_OUTPUTS_FORMAT_VERSION = 17  # program.out_spec leaves of kind "size": a re
 NUMBER_OUTPUTS_FORMAT_VERSION = 18  # variants[].output_sizes of a "type": a reader must evaluate floats and bools
 INT_ARGUMENTS_FORMAT_VERSION = 19  # variants[].in_spec leaves of kind "int": a reader must carry them as sizes
 INT_OFFSET_FORMAT_VERSION = 20  # an "int" leaf's offset: a reader must shift the int by it
+ENVIRON_FORMAT_VERSION = 21  # variants[].global_state.environ: a reader must guard those variables
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

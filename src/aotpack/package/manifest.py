@@ -1100,13 +1100,18 @@ class GlobalState(Record):
     choose TF32 and the kernels).
     ``grad_mode_after``: the grad mode the program leaves its caller in
     (``torch.set_grad_enabled(False)`` without ``with``), set after each call as
-    torch.compile replays it; None: the program leaves grad mode as it found it."""
+    torch.compile replays it; None: the program leaves grad mode as it found it.
+    ``environ``: the environment variables the program read (``os.environ.get("X")``)
+    and their values at capture (None: unset), which a call's process must have (format
+    version 21; torch.compile does not guard them: its code keeps the branch of the
+    first compile, silently)."""
     autocast: Dtype | None = None
     default_dtype: Dtype = "float32"
     grad_mode: bool | None = None
     grad_mode_after: bool | None = None
     matmul_precision: str = "highest"
     deterministic: bool = False
+    environ: dict[str, str | None] = {}
 
 
 class Variant(Record):
@@ -1354,6 +1359,9 @@ class Manifest(Record):
               f"{fmt.INT_OFFSET_FORMAT_VERSION}")
         _need(all(is_size_carrier(v.inputs[i]) for i in carriers),
               f"variant {name}.inputs: an int argument's carrier is not an empty uint8 tensor of shape (n, 0)")
+        _need(not v.global_state.environ or self.format_version >= fmt.ENVIRON_FORMAT_VERSION,
+              f"variant {name}.global_state.environ guards environment variables, which needs format version "
+              f"{fmt.ENVIRON_FORMAT_VERSION}")
 
     def _check_links(self) -> None:
         """What the field types cannot say: names and indices that point elsewhere."""
