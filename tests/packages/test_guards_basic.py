@@ -1,7 +1,11 @@
 """Loaded packages check inputs first; messages name the argument path, expected, actual."""
 
+import collections
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aotpack
 import programs
@@ -97,3 +101,50 @@ def test_a_dim_without_bounds_compiles_and_round_trips():
     assert pkg.manifest.variants[0].dims["b"].max is None
     fn = aotpack.load(pkg.to_bytes())
     assert fn(torch.randn(1000, 4)).shape == (1000, 2)
+
+
+# -- containers: their exact type and a dict's order ----------------------------------
+
+Pair = collections.namedtuple("Pair", "a b")
+CONTAINERS = ["list", "tuple", "namedtuple", "dict", "dict_reversed", "ordered_dict"]
+
+
+def _container(form: str, a, b):
+    return {"list": lambda: [a, b], "tuple": lambda: (a, b), "namedtuple": lambda: Pair(a, b),
+            "dict": lambda: {"a": a, "b": b}, "dict_reversed": lambda: {"b": b, "a": a},
+            "ordered_dict": lambda: collections.OrderedDict(a=a, b=b)}[form]()
+
+
+def reads_its_container(c):
+    """A result that depends on the container's type and on the order it iterates in."""
+    if isinstance(c, dict):
+        values, kind = list(c.values()), 3 if isinstance(c, collections.OrderedDict) else 2
+    else:
+        values, kind = list(c), 5 if hasattr(c, "_fields") else 7 if isinstance(c, list) else 11
+    return torch.cat([v * (i + 1) for i, v in enumerate(values)]) * kind
+
+
+_CONTAINER_PACKAGES: dict = {}
+
+
+@settings(max_examples=40, deadline=None)
+@given(compiled=st.sampled_from(CONTAINERS), called=st.sampled_from(CONTAINERS))
+def test_a_container_argument_of_another_type_or_order_is_refused(compiled, called):
+    """A list, tuple, namedtuple, dict (in either order) or OrderedDict compiled, any of
+    them called: eager's result, or a GuardError naming the argument. The program reads
+    the container's type (``isinstance``) and iterates it, so only the one compiled may
+    run: the guard takes containers by their exact type and a dict's keys in their order,
+    as torch.compile's guards do. (Until 2026-12-07 a tuple passed for a list, a
+    namedtuple for a tuple, an OrderedDict for a dict or a dict's keys in another order
+    ran the branch and order compiled, silently.)"""
+    a, b = torch.tensor([1.0]), torch.tensor([10.0])
+    if compiled not in _CONTAINER_PACKAGES:
+        pkg = aotpack.compile(reads_its_container, (_container(compiled, a, b),), backend="eager")
+        _CONTAINER_PACKAGES[compiled] = aotpack.load(pkg.to_bytes())
+    fn, arg = _CONTAINER_PACKAGES[compiled], _container(called, a, b)
+    try:
+        got = fn(arg)
+    except aotpack.GuardError as e:
+        assert compiled != called and str(e).startswith("args[0]: expected a")
+        return
+    torch.testing.assert_close(got, reads_its_container(arg))

@@ -1400,6 +1400,53 @@ def test_a_function_of_torchs_modules_patched_is_refused(tmp_path):
     torch.testing.assert_close(fn(x), m(x))
 
 
+class _TorchLayers(torch.nn.Module):
+    """Only torch's own modules: their code calls ``F.gelu``, ``F.linear``, ``F.layer_norm``
+    and (through its ``_conv_forward``) ``F.conv1d``; the user's code names none."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(2, 2, 3, padding=1)
+        self.lin = torch.nn.Linear(4, 4)
+        self.norm = torch.nn.LayerNorm(4)
+        self.act = torch.nn.GELU()
+
+    def forward(self, x):
+        return self.act(self.norm(self.lin(self.conv(x))))
+
+
+@pytest.mark.parametrize("name,module", [("gelu", "activation"), ("linear", "linear"), ("layer_norm", "normalization"),
+                                         ("conv1d", "conv")])
+def test_a_function_torchs_own_modules_call_patched_is_refused(tmp_path, name, module):
+    """``F.gelu = kernel`` (what a kernel library installs): eager's ``nn.GELU`` calls the
+    patch at each call. The functions of torch's modules that the code of torch's own
+    ``nn`` modules names are recorded as those modules read them (``global:F.gelu@torch.
+    nn.modules.activation``) and compared at each call as the user's are: a patch after
+    the load is a GuardError naming it, one before the load is refused there. (Until
+    2026-12-07 only the functions the user's code names were: these ran as compiled,
+    silently, where torch.compile's guards recompile.)"""
+    torch.manual_seed(0)
+    m = _TorchLayers().eval().requires_grad_(False)
+    x = torch.randn(3, 2, 4)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    assert f"global:F.{name}@torch.nn.modules.{module}" in pkg.manifest.variants[0].function_code
+    path = pkg.save(tmp_path / "t.aot")
+    fn = aotpack.load(path, module=m)
+    compiled = fn(x)
+    torch.testing.assert_close(compiled, m(x))
+    original = getattr(torch.nn.functional, name)
+    patched = functools.wraps(original)(lambda *a, **k: original(*a, **k) * 2)
+    with mock.patch.object(torch.nn.functional, name, patched):
+        assert not torch.allclose(m(x), compiled)  # (eager runs the patch)
+        with pytest.raises(aotpack.GuardError, match=rf"global F.{name} of torch.nn.modules.{module}: expected the "
+                                                     rf"function .*{name} it held at load"):
+            fn(x)
+        with pytest.raises(aotpack.AotpackError, match=rf"global F.{name} of torch.nn.modules.{module}: expected the "
+                                                       rf"function compiled into the package .*, got .*{name}, another code"):
+            aotpack.load(path, module=m)
+    torch.testing.assert_close(fn(x), m(x))  # (undone: runs again)
+
+
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
 def test_a_forward_patched_after_load_is_refused(tmp_path, backend):
     """``m.lin.forward = f`` (what accelerate's hooks do) or ``Cls.forward = f`` after load

@@ -509,7 +509,51 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
                 functions.update(functions_inside(f"global:{name}", value))
     for path in clashing:
         _per_module(path, found, by_module.get(path, {}), functions)
+    if functions is not None:
+        functions.update(torch_module_functions(recorder))
     return {path: value for path, value in sorted(found.items()) if path not in torch_paths}
+
+
+def torch_module_functions(recorder: EffectRecorder) -> dict[str, object]:
+    """The functions of torch's modules that the code of torch's own ``nn`` modules names,
+    where their ``forward`` ran for the program (``GELU.forward`` calls ``F.gelu``;
+    ``Conv2d.forward`` its ``_conv_forward``, which calls ``F.conv2d``): path, under the
+    Python module whose globals the name is read from (``"global:F.gelu@torch.nn.modules.
+    activation"``) -> the function. Eager's ``nn.GELU`` calls whatever ``F.gelu`` is at each
+    call, so a patch (``F.gelu = my_kernel``, as kernel libraries install theirs) runs
+    there, where the package runs the function traced: a bound package compares each, as
+    it does those the user's code names (until 2026-12-07 these ran as compiled, silently;
+    torch.compile's guards recompile). Only the code of those modules and the methods of
+    theirs it names: what a torch function calls inside is torch's (not followed)."""
+    from .frozen import torch_functions
+
+    found = {}
+    for (_, code), module in recorder.module_methods.items():
+        for home, names in _torch_method_names(type(module), code):
+            for name, fn in torch_functions(names, home):
+                found[f"global:{name}@{home['__name__']}"] = fn
+    return found
+
+
+def _torch_method_names(cls: type, code: types.CodeType, depth: int = 0):
+    """(globals, names) of ``code``, a method of ``cls`` defined in torch, and of the
+    methods of ``cls`` it names (``self._conv_forward``), a few levels down."""
+    for owner in cls.__mro__:
+        fn = next((f for f in vars(owner).values() if getattr(f, "__code__", None) is code), None)
+        if fn is not None:
+            break
+    else:
+        return
+    home = fn.__globals__
+    if not str(home.get("__name__", "")).startswith("torch."):
+        return
+    yield home, code.co_names
+    if depth < 3:
+        for name in code.co_names:
+            method = getattr(cls, name, None)
+            inner = getattr(method, "__code__", None)
+            if isinstance(inner, types.CodeType) and inner is not code:
+                yield from _torch_method_names(cls, inner, depth + 1)
 
 
 def _per_module(path: str, found: dict, by_module: dict, functions: dict | None) -> None:

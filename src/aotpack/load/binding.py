@@ -820,7 +820,8 @@ class Binding:
         self._child_dicts: list[dict] = []  # each container's _modules (_parameters) and its length
         self._child_counts: tuple = ()
         for name in torch_functions:  # (compared as a global function is: by identity from the load on)
-            held = self._global_roots.get(name, {}).get(name.rpartition(".")[2])
+            # (``F.gelu@torch.nn.modules.activation``: as that module's code reads it)
+            held = self._global_roots.get(name, {}).get(name.partition("@")[0].rpartition(".")[2])
             if callable(held):
                 self._plain_globals[name] = self._attributes[f"global:{name}"] = {"function": function_name(held)}
         problem = self._changed_code()
@@ -976,8 +977,8 @@ class Binding:
         self._own_values = len(own)
         self._dicts = [d for _, d in own] + [d for _, d in others]
         self._value_paths = [path for path, _ in own] + [path for path, _ in others]
-        self._names = [path.removeprefix("global:").rpartition(".")[2].partition("@")[0]  # (SCALE, of SCALE@layers)
-                       for path in self._value_paths]
+        self._names = [path.removeprefix("global:").partition("@")[0].rpartition(".")[2]  # (SCALE, of SCALE@layers;
+                       for path in self._value_paths]  # gelu, of F.gelu@torch.nn.modules.activation)
         self._hold_values()
         self._holder_dicts = [d for d, _, _ in holders.values()]
         self._holder_names = [n for _, n, _ in holders.values()]

@@ -1525,14 +1525,25 @@ class Guard:
                 raise Mismatch([], f"a {spec.type} of {len(spec.children)} fields", f"{len(values)} fields")
             self._walk_each(spec.labels(), spec.children, values, flat)
             return
+        # Containers by their exact type, and a dict's keys in their order, as flatten
+        # recorded them (and dynamo guards them): the program may branch on the type
+        # (``isinstance(v, list)``, a namedtuple's fields) or iterate the dict, which eager
+        # does in the caller's order (until 2026-12-07 a tuple passed for a list, a
+        # namedtuple or an OrderedDict for a plain one, or a dict's keys in another order
+        # ran the compiled branch and order, silently)
         if kind == "dict":
-            if not isinstance(value, dict):
+            if type(value) is not dict:
                 raise Mismatch([], "a dict", _what(value))
-            if set(value) != set(spec.keys):
+            keys = tuple(value)
+            if keys != tuple(spec.keys):
+                if set(keys) == set(spec.keys):
+                    raise Mismatch([], f"a dict with keys in the order {list(spec.keys)} (the program may iterate it, "
+                                       "as eager does in the caller's order: pass them in the order compiled)",
+                                   f"{[str(k) for k in keys]}")
                 raise Mismatch([], f"a dict with keys {sorted(spec.keys)}", f"keys {sorted(map(str, value))}")
             self._walk_each(spec.keys, spec.children, [value[k] for k in spec.keys], flat)
             return
-        if not isinstance(value, (tuple, list)):
+        if type(value) is not (tuple if kind == "tuple" else list):
             raise Mismatch([], f"a {kind}", _what(value))
         if len(value) != len(spec.children):
             raise Mismatch([], f"a {kind} of length {len(spec.children)}", f"length {len(value)}")
