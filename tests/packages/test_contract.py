@@ -1396,6 +1396,57 @@ def test_module_attribute_updates_and_values_read_from_the_world_warn():
         assert any(re.search(rf"test_contract.py:\d+: {re.escape(what)}", m) for m in messages), (what, messages)
 
 
+CALLS = 0
+
+
+class _Stats:
+    def __init__(self):
+        self.hits = 0
+
+
+STATS = _Stats()
+
+
+def counts_globally(x):
+    global CALLS
+    CALLS += 1
+    STATS.hits += 1
+    return x * 2
+
+
+def reassigns_globally(x):
+    global CALLS
+    CALLS = CALLS  # (the value it held: nothing changes)
+    return x * 2
+
+
+def _counting_closure():
+    seen = 0
+
+    def counts(x):
+        nonlocal seen
+        seen += 1
+        return x * 2
+    return counts
+
+
+def test_assigning_a_global_a_closure_variable_or_a_plain_objects_attribute_warns():
+    """``global CALLS; CALLS += 1``, ``nonlocal seen; seen += 1`` and ``STATS.hits += 1``
+    are stores no call hook sees: each is a side effect the package does not replay,
+    warned with its line (until 2026-12-07 none was, and the counts stayed where capture
+    left them, silently); one that assigns what was there (a cache set to itself) is none."""
+    for program, what in ((counts_globally, "assigning the global `CALLS`"),
+                          (counts_globally, "changing the attributes of the global `STATS` in place"),
+                          (_counting_closure(), "assigning the closure variable `seen`")):
+        with pytest.warns(aotpack.SideEffectWarning) as record:
+            aotpack.compile(program, (torch.randn(3),), backend="eager")
+        messages = [str(w.message) for w in record]
+        assert any(re.search(rf"test_contract.py:\d+: {re.escape(what)}", m) for m in messages), (what, messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SideEffectWarning)
+        aotpack.compile(reassigns_globally, (torch.randn(3),), backend="eager")
+
+
 def test_side_effects_inside_torch_containers_warn():
     """The user's modules that torch's own modules call (nn.Sequential's forward) are
     the program too: their side effects warn (they were missed until 2026-12-03)."""

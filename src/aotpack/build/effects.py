@@ -219,6 +219,11 @@ class EffectRecorder:
         # at the first read): one whose JSON differs after the run was changed by the program
         # (``CACHE[key] = 1``: a store, no call the hook sees), so it is no value compiled in
         self._snapshots: dict[int, tuple] = {}
+        # the globals and closure variables the program's code assigns (``global n; n += 1``,
+        # ``nonlocal``: stores no hook sees) -> (where to read it after the run, its value at
+        # the first call, how to name it, file:line of the store): one that changed is a side
+        # effect
+        self._assigned: dict[tuple, tuple] = {}
         self.changed_slots: set[tuple[int, str]] = set()  # (id of the dict holding one, its name)
         self._kind: dict[types.CodeType, int] = {}
         self._entries: dict[types.CodeType, int] = {}
@@ -573,6 +578,14 @@ class EffectRecorder:
         closure = {n: frame.f_locals[n] for n in code.co_freevars if n in frame.f_locals}
         self.functions[code] = (frame.f_globals, closure)
         self._snapshot(code, frame.f_globals, "the global `{}`")
+        for name, (kind, line) in _stores_of(code).items():
+            where = f"{code.co_filename}:{line}"
+            if kind == "global" and name in frame.f_globals:
+                self._assigned.setdefault((id(frame.f_globals), name), (frame.f_globals, name, frame.f_globals[name],
+                                                                        f"the global `{name}`", where))
+            elif kind == "nonlocal" and name in closure:  # (a finished frame's f_locals reads its cells then)
+                self._assigned.setdefault((id(frame), name), (frame, name, closure[name],
+                                                              f"the closure variable `{name}`", where))
 
     def _unrun(self, fn, owner, seen: set, depth: int = 0) -> None:
         """Record a function the program hands ``torch.cond``, ``while_loop`` or a
@@ -633,13 +646,17 @@ class EffectRecorder:
 
     def _snapshot(self, code: types.CodeType, held: dict, how: str) -> None:
         from ..package.manifest import plain_value
+        from .frozen import plain_object
 
         for name in code.co_names:
             value = held.get(name)
+            what = how.format(name)
+            if plain_object(value) and not isinstance(value, (dict, list)):  # (``CFG.calls += 1``: its attributes)
+                value, what = vars(value), f"the attributes of {what}"
             if isinstance(value, (dict, list)):
                 if id(value) not in self._snapshots:
                     where = f"{code.co_filename}:{code.co_firstlineno}"
-                    self._snapshots[id(value)] = (value, plain_value(value), how.format(name), code.co_name, where, [])
+                    self._snapshots[id(value)] = (value, plain_value(value), what, code.co_name, where, [])
                 self._snapshots[id(value)][5].append((id(held), name))
 
     def _stores(self) -> None:
@@ -647,8 +664,13 @@ class EffectRecorder:
         d[k]``: no call the hook sees): their JSON after the run differs from their JSON at
         the first read. Side effects, warned about as the calls are (naming the function
         that reads it), and no values compiled in."""
-        from ..package.manifest import plain_value, same_plain
+        from ..package.manifest import NOT_PLAIN, plain_value, same_plain
 
+        for home, name, before, what, where in self._assigned.values():
+            now = (home.f_locals if isinstance(home, types.FrameType) else home).get(name, before)
+            if now is not before and (plain_value(now) is NOT_PLAIN or not same_plain(plain_value(now),
+                                                                                      plain_value(before))):
+                self._effect(f"assigning {what}", where)
         for value, before, name, function, where, slots in self._snapshots.values():
             if id(value) in self.containers_changed:  # (warned about at the call that changed it)
                 self.changed_slots.update(slots)
@@ -703,10 +725,27 @@ class EffectRecorder:
                 self.grad_mode_sets.pop(id(manager), None)
 
     def _add(self, what: str, frame, why: str | None = None) -> None:
-        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        self._effect(what, f"{frame.f_code.co_filename}:{frame.f_lineno}", why)
+
+    def _effect(self, what: str, where: str, why: str | None = None) -> None:
         if (what, where) not in self._seen:
             self._seen.add((what, where))
             self.effects.append(Effect(what, where) if why is None else Effect(what, where, why))
+
+
+def _stores_of(code: types.CodeType) -> dict[str, tuple[str, int]]:
+    """The globals (``global n``) and the closure's variables (``nonlocal n``) that
+    ``code`` assigns: name -> (``"global"`` or ``"nonlocal"``, the line of its first store)."""
+    import dis
+
+    found, line = {}, code.co_firstlineno
+    for instruction in dis.get_instructions(code):
+        line = instruction.positions.lineno or line if instruction.positions else line
+        if instruction.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"):
+            found.setdefault(instruction.argval, ("global", line))
+        elif instruction.opname in ("STORE_DEREF", "DELETE_DEREF") and instruction.argval in code.co_freevars:
+            found.setdefault(instruction.argval, ("nonlocal", line))
+    return found
 
 
 def _torch_role(code: types.CodeType) -> str | None:
