@@ -144,7 +144,7 @@ def programs():
         "decorated": dict(target=decorated, args=(_r(3), _r(3, seed=1)), calls=[((_r(3, seed=12), _r(3, seed=13)), {})]),
         "nested": dict(target=nested, args=({"pair": [_r(2, 3), _r(2, 3, seed=1)]}, {"w": _r(3)}),
                        calls=[(({"pair": [_r(2, 3, seed=14), _r(2, 3, seed=15)]}, {"w": _r(3, seed=16)}), {}),
-                              ((), {"batch": {"pair": (_r(2, 3, seed=17), _r(2, 3, seed=18))}, "opts": {"w": _r(3)}})]),
+                              ((), {"batch": {"pair": [_r(2, 3, seed=17), _r(2, 3, seed=18)]}, "opts": {"w": _r(3)}})]),
         "data_dependent": dict(target=data_dependent, args=(torch.arange(4.0), torch.tensor([1, 2, 0, 3])),
                                calls=[((torch.arange(4.0) + 1, torch.tensor([3, 0, 1, 1])), {}),
                                       ((torch.ones(4), torch.tensor([0, 0, 0, 5])), {})]),

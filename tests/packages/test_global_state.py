@@ -310,16 +310,23 @@ def test_a_torch_function_mode_is_refused_by_compiled_code(tmp_path):
     torch.testing.assert_close(fn(torch.ones(3)), affine(torch.ones(3)))
 
 
-GRAD_CHILD = r"""
-import json, sys, torch, aotpack
-fn = aotpack.load(sys.argv[1])
-out = {}
-for grad in (False, True):
-    with torch.set_grad_enabled(grad):
+# A fresh process calling a package under each state argv[2] lists ({"grad": False}, or
+# {"env": "1"}: AOTPACK_TEST_FLAG set to it, null unset): the result or the GuardError's
+# first line, by the state's value
+STATE_CHILD = r"""
+import json, os, sys, torch, aotpack
+fn, out = aotpack.load(sys.argv[1]), {}
+for state in json.loads(sys.argv[2]):
+    if "env" in state:
+        os.environ.pop("AOTPACK_TEST_FLAG", None)
+        if state["env"] is not None:
+            os.environ["AOTPACK_TEST_FLAG"] = state["env"]
+    key = str(state.get("env", state.get("grad")))
+    with torch.set_grad_enabled(state.get("grad", True)):
         try:
-            out[str(grad)] = fn(torch.ones(3)).tolist()
+            out[key] = fn(torch.ones(3)).tolist()
         except aotpack.GuardError as e:
-            out[str(grad)] = str(e).splitlines()[0]
+            out[key] = str(e).splitlines()[0]
 print(json.dumps(out))
 """
 
@@ -327,7 +334,8 @@ print(json.dumps(out))
 def test_grad_mode_guard_in_a_fresh_process(tmp_path):
     with torch.no_grad():
         path = _save(tmp_path, reads_grad_mode, (torch.ones(3),))
-    out = json.loads(run_fresh(["-c", GRAD_CHILD, str(path)]).stdout.strip().splitlines()[-1])
+    states = json.dumps([{"grad": False}, {"grad": True}])
+    out = json.loads(run_fresh(["-c", STATE_CHILD, str(path), states]).stdout.strip().splitlines()[-1])
     assert out["False"] == [3.0, 3.0, 3.0]
     assert out["True"].startswith("torch.is_grad_enabled(): expected False")
 
@@ -468,22 +476,6 @@ def test_environment_variables_the_program_reads_are_guarded(tmp_path, how, at_c
         _flag(None)
 
 
-ENV_CHILD = """
-import json, os, sys, aotpack, torch
-fn, out = aotpack.load(sys.argv[1]), {}
-for value in (None, "1", "on"):
-    if value is None:
-        os.environ.pop("AOTPACK_TEST_FLAG", None)
-    else:
-        os.environ["AOTPACK_TEST_FLAG"] = value
-    try:
-        out[str(value)] = fn(torch.ones(3)).tolist()
-    except aotpack.GuardError as e:
-        out[str(value)] = str(e).splitlines()[0]
-print(json.dumps(out))
-"""
-
-
 def test_an_environment_variable_read_at_compile_is_checked_in_a_fresh_process(tmp_path):
     """The machine loading a package is another process, often another machine: the
     variable's value at capture travels in the package (format version 21)."""
@@ -494,7 +486,8 @@ def test_an_environment_variable_read_at_compile_is_checked_in_a_fresh_process(t
         _flag(None)
     assert aotpack.load(path).manifest.format_version == aotpack.package.fmt.ENVIRON_FORMAT_VERSION
     assert f"global state: os.environ['{FLAG}'] '1'" in str(aotpack.inspect(path))  # (aotpack inspect says it)
-    out = json.loads(run_fresh(["-c", ENV_CHILD, str(path)]).stdout.strip().splitlines()[-1])
+    states = json.dumps([{"env": None}, {"env": "1"}, {"env": "on"}])
+    out = json.loads(run_fresh(["-c", STATE_CHILD, str(path), states]).stdout.strip().splitlines()[-1])
     assert out["1"] == [2.0, 2.0, 2.0]
     assert out["None"] == f"os.environ['{FLAG}']: expected '1' (the program read it at capture and holds the " \
                           "branch it took then; set it back around the call, or compile with it as the call has it), " \
