@@ -1117,17 +1117,45 @@ def aot_export_joint(fn, primals: list):
     from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
+    def on_fakes():
+        mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+        fake = [mode.from_tensor(p, static_shapes=True) for p in primals]
+        for f, p in zip(fake, primals):
+            f.requires_grad_(p.requires_grad)
+        return aot_export_joint_simple(fn, fake, trace_joint=True)
+
     try:
         return aot_export_joint_simple(fn, primals, trace_joint=True)
     except DynamicOutputShapeException:
         # An op whose output size depends on data (nonzero, unique, masked indexing):
         # trace on fake tensors of a mode with a shape environment, as torch.compile
         # does, so that size becomes an unbacked symbol (the inputs' sizes stay static).
-        mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
-        fake = [mode.from_tensor(p, static_shapes=True) for p in primals]
-        for f, p in zip(fake, primals):
-            f.requires_grad_(p.requires_grad)
-        return aot_export_joint_simple(fn, fake, trace_joint=True)
+        return on_fakes()
+    except AssertionError as e:
+        # A program differentiating twice through ``abs`` (a gradient penalty of an L1
+        # loss, ``autograd.grad(..., create_graph=True)`` inside): autograd's engine makes
+        # the zero derivative of ``sgn`` a real tensor, outside the trace's fake mode, and
+        # the trace refuses it. Traced where real tensors are taken, those zeros are a
+        # constant of the graph (the shapes are static here); any other real tensor could
+        # be the example's data, so the joint is refused as before
+        if "convert all Tensors to FakeTensors" not in str(e) or any(is_fake(p) for p in primals):
+            raise
+        joint = on_fakes()
+        constants = [n for n in joint.graph.nodes if n.op == "get_attr"]
+        if not all(isinstance(c := getattr(joint, n.target), torch.Tensor) and not is_fake(c) and not c.any()
+                   for n in constants):
+            raise
+        for node in constants:  # (each a zeros op: a graph stores no tensor of its own)
+            zeros = getattr(joint, node.target)
+            with joint.graph.inserting_before(node):
+                made = joint.graph.call_function(torch.ops.aten.zeros.default, (list(zeros.shape),),
+                                                 {"dtype": zeros.dtype, "device": zeros.device})
+            made.meta.update(node.meta)
+            node.replace_all_uses_with(made)
+            joint.graph.erase_node(node)
+            delattr(joint, node.target)
+        joint.recompile()
+        return joint
 
 
 def partition_joint(joint, inputs: list, num_fwd_outputs: int):

@@ -361,6 +361,55 @@ def test_a_meta_learning_step_trains_with_eagers_second_order_gradients(backend)
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+class L1GradientPenalty(torch.nn.Module):
+    """The penalty on the gradient of a critic's L1 loss with respect to its input
+    (``autograd.grad(..., create_graph=True)``): training it differentiates through
+    ``abs`` twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.critic = torch.nn.Linear(4, 1)  # (a linear critic: its double backward meets the zeros)
+
+    def forward(self, x, target):
+        loss = torch.nn.functional.l1_loss(self.critic(x).flatten(), target)
+        (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+        return gx.pow(2).sum(1).mean()
+
+
+def test_a_gradient_penalty_through_an_l1_loss_trains_as_eager():
+    """Differentiating twice through ``abs``, autograd's engine makes the zero derivative
+    of its ``sgn`` a real tensor amid the trace, which AOT autograd's tracer refused:
+    until 2026-12-07 such a training package was a CaptureError carrying torch's
+    "Please convert all Tensors to FakeTensors". Those zeros are a zeros op of the joint
+    graph now (``compat.aot_export_joint``), and the package trains as eager (with Dims,
+    refused)."""
+    torch.manual_seed(0)
+    model = L1GradientPenalty()
+    x, target = torch.randn(6, 4, requires_grad=True), torch.randn(6)
+    fn = aotpack.load(aotpack.compile(model, (x, target), train=True, backend="eager").to_bytes(), module=model)
+    for seed in range(2):
+        g = torch.Generator().manual_seed(seed)
+        call = torch.randn(6, 4, generator=g), torch.randn(6, generator=g)
+        results = []
+        for program in (fn, model):
+            xi = call[0].clone().requires_grad_()
+            out = program(xi, call[1])
+            out.backward()
+            results.append((out.detach(), xi.grad, [p.grad.clone() for p in model.parameters()]))
+            model.zero_grad()
+        (out, gx, grads), (want, want_gx, want_grads) = results
+        torch.testing.assert_close(out, want)
+        torch.testing.assert_close(gx, want_gx)
+        for a, b in zip(grads, want_grads):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # with Dims those zeros are a constant of the example's sizes, which could not follow
+    # them: refused (until 2026-12-07 the eager backend failed to store it, and AOTInductor's
+    # forward crashed the process)
+    rows = aotpack.Dim("rows", min=2, max=64)
+    with pytest.raises(aotpack.CaptureError, match=r"differentiating twice through abs .* cannot follow the Dims"):
+        aotpack.compile(model, (x, target), train=True, backend="eager", dynamic={"x": {0: rows}, "target": {0: rows}})
+
+
 def halves_through_contiguous_then_differentiates(x):
     x.contiguous().mul_(0.5)  # x itself where x is contiguous; a copy (x unchanged) where not
     return grad(energy)(x)
