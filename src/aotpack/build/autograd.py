@@ -646,23 +646,32 @@ def _made_by_the_program(captured, names: list[str]) -> set[str]:
             and all(u.target in _FRESH_COPIES for u in node.users)}
 
 
-def _zeros_held(joint: torch.fx.GraphModule) -> bool:
-    """Whether the joint graph holds a real tensor of zeros as a constant (autograd's
-    zero derivative of ``sgn`` in a double backward, ``compat.aot_export_joint``)."""
+def _refuse_example_zeros(joint: torch.fx.GraphModule, captured) -> None:
+    """CaptureError where a joint graph traced on the symbolic sizes of Dims holds a real
+    tensor of zeros as a constant: autograd's zero derivative of ``sgn`` in a double
+    backward (``compat.aot_export_joint``), made at the example's sizes, which compiled
+    code would read at every size (AOTInductor's forward crashed, until 2026-12-07)."""
     from .. import _torch_compat as compat
 
-    return any(isinstance(c := getattr(joint, n.target, None), torch.Tensor) and not compat.is_fake(c)
-               and c.numel() and not c.any() for n in joint.graph.nodes if n.op == "get_attr")
+    if captured.dims and any(isinstance(c := getattr(joint, n.target, None), torch.Tensor) and not compat.is_fake(c)
+                             and c.numel() and not c.any() for n in joint.graph.nodes if n.op == "get_attr"):
+        raise CaptureError(f"{captured.name}: differentiating twice through abs (or another op whose derivative is "
+                           "zero) makes a zero gradient of the example's sizes, which cannot follow the Dims",
+                           hint="compile it without dynamic= (each size its own package or variant)")
 
 
-def _constants_as_primals(joint: torch.fx.GraphModule, primals: list, made: set[str], names: list[str]) -> None:
+def _constants_as_primals(joint: torch.fx.GraphModule, primals: list, made: set[str], captured) -> None:
     """Where the joint graph, traced from the program itself, holds a tensor the program
     made (``torch.tensor([0, 2])``: a ``get_attr`` constant of the trace), read it from
     the primal that stands for it instead (the captured constant of the same value), so
     the forward graph takes every tensor as an input (the eager backend stores no
-    tensor attributes)."""
-    if not made:
-        return
+    tensor attributes). Then ``_refuse_example_zeros``."""
+    if made:
+        _made_as_primals(joint, primals, made, list(captured.weights))
+    _refuse_example_zeros(joint, captured)
+
+
+def _made_as_primals(joint: torch.fx.GraphModule, primals: list, made: set[str], names: list[str]) -> None:
     placeholders = [n for n in joint.graph.nodes if n.op == "placeholder"]
     candidates = [(placeholders[k], primals[k]) for k, name in enumerate(names) if name in made]
     for node in [n for n in joint.graph.nodes if n.op == "get_attr"]:
@@ -934,14 +943,7 @@ def capture_joint(target, args: tuple = (), kwargs: dict | None = None, *,
         raise CaptureError(f"AOT autograd could not trace the backward of {captured.name}: "
                            f"{type(e).__name__}: {reason}",
                            hint="see aotpack.autograd's docstring for what training packages support") from e
-    _constants_as_primals(joint, primals, made, list(captured.weights))
-    if captured.dims and _zeros_held(joint):
-        # (traced on the symbolic sizes of Dims, autograd's zero derivative of ``sgn`` in a
-        # double backward is a real tensor of the example's sizes, which compiled code would
-        # read at every size: AOTInductor's crashed, until 2026-12-07)
-        raise CaptureError(f"{captured.name}: differentiating twice through abs (or another op whose derivative is "
-                           "zero) makes a zero gradient of the example's sizes, which cannot follow the Dims",
-                           hint="compile it without dynamic= (each size its own package or variant)")
+    _constants_as_primals(joint, primals, made, captured)
     through = getattr(run, "through_function", set())
     aliased = [a.replace(through_function=True) if a.output in through else a for a in aliased]
     if joint_pass is not None:
