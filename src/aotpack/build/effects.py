@@ -146,15 +146,17 @@ _BRIDGES = {os.path.join(_TORCH_DIR, *path.split("/")): names for path, names in
 }.items()}
 # torch's own modules: their forward calls submodules (nn.Sequential's: the user's too)
 _TORCH_MODULES = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
-# code torch and Python generate (torch.fx's GraphModule code, the import machinery): not
-# the program's. The standard library's modules Python freezes into itself (``os``,
-# ``_collections_abc``, ``abc``, ``codecs``...) are its library, bridges as the rest of it
-# (until 2026-12-07 they were not the program's either, so ``os.environ.get`` went unseen:
-# ``Mapping.get`` is frozen code). Other code without a file is the user's: ``python -c``,
-# ``exec``, a doctest, a REPL (until 2026-12-05 it was not, so a grad-mode read in such a
-# program went unguarded: its package gave the branch taken at capture)
-_GENERATED = ("<eval_with_key", "<frozen importlib", "<frozen zipimport")
-_FROZEN = "<frozen "
+# code torch and Python generate (torch.fx's GraphModule code, frozen stdlib modules): not
+# the program's. Other code without a file is the user's: ``python -c``, ``exec``, a
+# doctest, a REPL (until 2026-12-05 it was not, so a grad-mode read in such a program went
+# unguarded: its package gave the branch taken at capture)
+_GENERATED = ("<eval_with_key", "<frozen")
+# ...except the frozen modules through which a program reads its environment
+# (``os.environ.get`` is ``_collections_abc``'s ``Mapping.get``): the standard library's
+# bridges as the rest of it (until 2026-12-07 they were not, so those reads went unseen).
+# Not every frozen module: ``abc``'s ``__instancecheck__`` runs at each ``isinstance``
+# with an abstract class, and watching below it cost 6% of a transformers capture
+_FROZEN = ("<frozen os>", "<frozen _collections_abc>")
 _SITE = tuple({os.path.normpath(sysconfig.get_paths()[k]) + os.sep for k in ("purelib", "platlib")})
 # the code torch's tracing runs besides its own, which never runs the program's code nor
 # changes what it sees: sympy (torch's symbolic sizes), logging, traceback and linecache
@@ -260,10 +262,12 @@ class EffectRecorder:
                 kind = _BRIDGE
             elif name.startswith(_TORCH_MODULES) and code.co_name == "forward":
                 kind = _BRIDGE
+            elif code.co_filename.startswith(_FROZEN):
+                kind = _BRIDGE
             elif code.co_filename.startswith(_GENERATED) or name.startswith(_TORCH_DIR) \
                     or name.startswith(_TRACING_LIBRARIES):
                 kind = _OTHER
-            elif name.startswith(_STDLIB) and not name.startswith(_SITE) or code.co_filename.startswith(_FROZEN):
+            elif name.startswith(_STDLIB) and not name.startswith(_SITE):
                 kind = _BRIDGE
             else:
                 kind = _USER
