@@ -528,8 +528,8 @@ def torch_module_functions(recorder: EffectRecorder) -> dict[str, object]:
     from .frozen import torch_functions
 
     found = {}
-    for (_, code), module in recorder.module_methods.items():
-        for home, names in _torch_method_names(type(module), code):
+    for cls, code in {(type(module), code) for (_, code), module in recorder.module_methods.items()}:
+        for home, names in _torch_method_names(cls, code):  # (once a class: a model's 32 Linears share it)
             for name, fn in torch_functions(names, home):
                 found[f"global:{name}@{home['__name__']}"] = fn
     return found

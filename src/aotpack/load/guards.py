@@ -1535,7 +1535,7 @@ class Guard:
             if type(value) is not dict:
                 raise Mismatch([], "a dict", _what(value))
             keys = tuple(value)
-            if keys != tuple(spec.keys):
+            if keys != spec.keys:  # (a tuple: the manifest's record)
                 if set(keys) == set(spec.keys):
                     raise Mismatch([], f"a dict with keys in the order {list(spec.keys)} (the program may iterate it, "
                                        "as eager does in the caller's order: pass them in the order compiled)",
