@@ -9,6 +9,7 @@ the same ground at random; these pin the cases found by hand.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import random
@@ -1445,6 +1446,52 @@ def test_assigning_a_global_a_closure_variable_or_a_plain_objects_attribute_warn
     with warnings.catch_warnings():
         warnings.simplefilter("error", aotpack.SideEffectWarning)
         aotpack.compile(reassigns_globally, (torch.randn(3),), backend="eager")
+
+
+STEPS = itertools.count()
+SCHEDULE = iter([1.0, 0.5, 0.25, 0.125])
+
+
+def _doubling():
+    k = 1.0
+    while True:
+        yield k
+        k *= 2
+
+
+DOUBLING = _doubling()
+LOOKED_AT = iter([3.0])
+
+
+def takes_the_next_step(x):
+    return x * next(STEPS) + next(SCHEDULE)
+
+
+def takes_the_next_doubling(x):
+    return x * next(DOUBLING)
+
+
+def looks_at_an_iterator(x):
+    return x * 2 if LOOKED_AT is not None else x
+
+
+@pytest.mark.parametrize("program,name", [(takes_the_next_step, "STEPS"), (takes_the_next_step, "SCHEDULE"),
+                                          (takes_the_next_doubling, "DOUBLING")])
+def test_advancing_a_global_iterator_warns(program, name):
+    """``next(STEPS)`` on an ``itertools.count``, a list's iterator or a generator held
+    as a global: eager takes the next item at each call, the package holds the item of
+    capture. No hook sees a builtin's arguments, so the iterators the program's code
+    names are compared where they stand before and after the run: one advanced is a
+    side effect, warned with the function (until 2026-12-07 it was frozen silently); one
+    only read is none."""
+    with pytest.warns(aotpack.SideEffectWarning) as record:
+        aotpack.compile(program, (torch.randn(3),), backend="eager")
+    messages = [str(w.message) for w in record]
+    assert any(re.search(rf"test_contract.py:\d+: advancing the iterator the global `{name}` \(`next\(\)` in "
+                         rf"`{program.__name__}`", m) for m in messages), messages
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SideEffectWarning)
+        aotpack.compile(looks_at_an_iterator, (torch.randn(3),), backend="eager")
 
 
 def test_side_effects_inside_torch_containers_warn():

@@ -1447,6 +1447,46 @@ def test_a_function_torchs_own_modules_call_patched_is_refused(tmp_path, name, m
     torch.testing.assert_close(fn(x), m(x))  # (undone: runs again)
 
 
+class _TensorMethods(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.flat = torch.nn.Flatten()
+
+    def forward(self, x):
+        a, b = self.lin(x).relu().split(2, dim=-1)  # (relu: a C method; split: torch's Python method)
+        return self.flat(a * b)  # (nn.Flatten's code calls ``input.flatten``)
+
+
+@pytest.mark.parametrize("method", ["relu", "split", "flatten"])
+def test_a_tensor_method_patched_is_refused(tmp_path, method):
+    """``torch.Tensor.relu = f`` after the load: eager calls the patch, at each call, from
+    the user's code (``x.relu()``) and from torch's own modules' (``nn.Flatten`` calls
+    ``input.flatten``). The methods of ``torch.Tensor`` that code names are recorded
+    (``tensor:relu`` in ``function_code``) and compared at each call: a patch after the
+    load is a GuardError naming it, one before the load is refused there, and undone the
+    package runs again. (Until 2026-12-07 such a patch ran as compiled, silently, where
+    torch.compile's guards recompile.)"""
+    torch.manual_seed(0)
+    m = _TensorMethods().eval().requires_grad_(False)
+    x = torch.randn(3, 2, 4)
+    pkg = aotpack.compile(m, (x,), backend="eager")
+    assert f"tensor:{method}" in pkg.manifest.variants[0].function_code
+    path = pkg.save(tmp_path / "t.aot")
+    fn = aotpack.load(path, module=m)
+    compiled = fn(x)
+    torch.testing.assert_close(compiled, m(x))
+    original = getattr(torch.Tensor, method)
+    patched = functools.wraps(original)(lambda t, *a, **k: original(t * 2, *a, **k))
+    with mock.patch.object(torch.Tensor, method, patched):
+        assert not torch.allclose(m(x), compiled)  # (eager runs the patch)
+        with pytest.raises(aotpack.GuardError, match=rf"torch.Tensor.{method}: expected the method it held at load"):
+            fn(x)
+        with pytest.raises(aotpack.AotpackError, match=rf"torch.Tensor.{method}: expected the method compiled into"):
+            aotpack.load(path, module=m)
+    torch.testing.assert_close(fn(x), m(x))  # (undone: runs again)
+
+
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
 def test_a_forward_patched_after_load_is_refused(tmp_path, backend):
     """``m.lin.forward = f`` (what accelerate's hooks do) or ``Cls.forward = f`` after load

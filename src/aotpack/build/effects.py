@@ -74,7 +74,7 @@ import time
 import types
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -221,6 +221,8 @@ class EffectRecorder:
         # at the first read): one whose JSON differs after the run was changed by the program
         # (``CACHE[key] = 1``: a store, no call the hook sees), so it is no value compiled in
         self._snapshots: dict[int, tuple] = {}
+        # the iterators among them (``IDS = itertools.count()``): id -> (it, its position, ...)
+        self._iterators: dict[int, tuple] = {}
         # the globals and closure variables the program's code assigns (``global n; n += 1``,
         # ``nonlocal``: stores no hook sees) -> (where to read it after the run, its value at
         # the first call, how to name it, file:line of the store): one that changed is a side
@@ -657,6 +659,10 @@ class EffectRecorder:
             what = how.format(name)
             if plain_object(value) and not isinstance(value, (dict, list)):  # (``CFG.calls += 1``: its attributes)
                 value, what = vars(value), f"the attributes of {what}"
+            if isinstance(value, Iterator) and not isinstance(value, torch.Tensor):  # (``next(IDS)``)
+                if id(value) not in self._iterators:
+                    self._iterators[id(value)] = (value, _position(value), what, code.co_name,
+                                                  f"{code.co_filename}:{code.co_firstlineno}")
             if isinstance(value, (dict, list)):
                 if id(value) not in self._snapshots:
                     where = f"{code.co_filename}:{code.co_firstlineno}"
@@ -675,6 +681,10 @@ class EffectRecorder:
             if now is not before and (plain_value(now) is NOT_PLAIN or not same_plain(plain_value(now),
                                                                                       plain_value(before))):
                 self._effect(f"assigning {what}", where)
+        for value, before, what, function, where in self._iterators.values():
+            if _position(value) != before:  # (a builtin's arguments are not given to the hook: by its position)
+                self._effect(f"advancing the iterator {what} (`next()` in `{function}` or code it calls: eager takes "
+                             "the next items at each call, the package the items of capture)", where)
         for value, before, name, function, where, slots in self._snapshots.values():
             if id(value) in self.containers_changed:  # (warned about at the call that changed it)
                 self.changed_slots.update(slots)
@@ -735,6 +745,20 @@ class EffectRecorder:
         if (what, where) not in self._seen:
             self._seen.add((what, where))
             self.effects.append(Effect(what, where) if why is None else Effect(what, where, why))
+
+
+def _position(it) -> object:
+    """Where iterator ``it`` stands, as far as Python shows it without advancing it: a
+    generator's frame and instruction, the items left (``length_hint``: a list's, a
+    range's, a dict's iterator), else its repr where that shows its state
+    (``count(5)``); None where nothing does (``map``, ``zip``: not compared)."""
+    if isinstance(it, types.GeneratorType):
+        return ("generator", it.gi_frame.f_lasti if it.gi_frame is not None else None)
+    hint = operator.length_hint(it, -1)
+    if hint >= 0 and hasattr(it, "__length_hint__"):
+        return ("left", hint)
+    text = repr(it)
+    return None if " at 0x" in text else text[:200]
 
 
 def _stores_of(code: types.CodeType) -> dict[str, tuple[str, int]]:

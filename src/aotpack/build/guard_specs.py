@@ -511,6 +511,7 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
         _per_module(path, found, by_module.get(path, {}), functions)
     if functions is not None:
         functions.update(torch_module_functions(recorder))
+        functions.update(tensor_methods(recorder))
     return {path: value for path, value in sorted(found.items()) if path not in torch_paths}
 
 
@@ -532,6 +533,39 @@ def torch_module_functions(recorder: EffectRecorder) -> dict[str, object]:
         for home, names in _torch_method_names(cls, code):  # (once a class: a model's 32 Linears share it)
             for name, fn in torch_functions(names, home):
                 found[f"global:{name}@{home['__name__']}"] = fn
+    return found
+
+
+def tensor_methods(recorder: EffectRecorder) -> dict[str, object]:
+    """The methods of ``torch.Tensor`` the program's code and torch's own ``nn`` modules'
+    code name where they ran (``x.relu()``, ``h.view(...)``): ``"tensor:relu"`` -> the
+    method as ``torch.Tensor`` resolves it. Eager calls whatever the class holds at each
+    call, so a patch (``torch.Tensor.relu = my_relu``) runs there; the package runs the
+    method traced: a bound package compares each by identity (load/binding.py), as
+    torch.compile's guards recompile (until 2026-12-07 such a patch after the load ran
+    as compiled, silently). A name the code uses on another object (``self.norm``) that
+    a tensor has too is compared all the same: a false alarm only where the method is
+    patched. Operators (``x + y``: ``__add__``) are not named by the code: not compared.
+
+        >>> from aotpack.build.effects import EffectRecorder
+        >>> rec = EffectRecorder()
+        >>> def f(x):
+        ...     return x.relu().view(-1)
+        >>> rec.functions[f.__code__] = (f.__globals__, {})
+        >>> sorted(tensor_methods(rec))
+        ['tensor:relu', 'tensor:view']
+    """
+    import inspect
+
+    names = {name for code in recorder.functions for name in code.co_names}
+    for cls, code in {(type(module), code) for (_, code), module in recorder.module_methods.items()}:
+        for _home, inner in _torch_method_names(cls, code):
+            names.update(inner)
+    found = {}
+    for name in sorted(names):
+        method = getattr(torch.Tensor, name, None) if not name.startswith("__") else None
+        if method is not None and inspect.isroutine(method):
+            found[f"tensor:{name}"] = method
     return found
 
 

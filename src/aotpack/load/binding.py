@@ -824,13 +824,18 @@ class Binding:
             held = self._global_roots.get(name, {}).get(name.partition("@")[0].rpartition(".")[2])
             if callable(held):
                 self._plain_globals[name] = self._attributes[f"global:{name}"] = {"function": function_name(held)}
+        # torch.Tensor's methods the code calls (``tensor:relu``; build/guard_specs.tensor_methods):
+        # by their code at the load, by identity from then on, as a global function is
+        self._tensor_methods = tuple(p.removeprefix("tensor:") for p in variant.function_code
+                                     if p.startswith("tensor:"))
+        self._tensor_method_values = tuple(getattr(torch.Tensor, name, None) for name in self._tensor_methods)
         problem = self._changed_code()
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind a module of the class the package was compiled from, or compile the "
                                     "package again from this code")
         self.weights = self._resolve()
-        problem = self._patched_function()
+        problem = self._patched_function() or self._patched_tensor_method(at_load=True)
         if problem is not None:
             raise AotpackError(f"{problem.where}: expected {problem.expected}, got {problem.actual}",
                                hint="bind the module as it was compiled, or compile the package again from it")
@@ -1029,6 +1034,10 @@ class Binding:
         # _Exact, so ``2`` where ``2.0`` was compiled in differs)
         if problem is None and self._mutable and any(map(ne, self._mutable, self._mutable_copies)):
             problem = self._changed_where_now()
+        if problem is None and self._tensor_methods and any(map(
+                is_not, map(getattr, repeat(torch.Tensor), self._tensor_methods, repeat(None)),
+                self._tensor_method_values)):
+            problem = self._patched_tensor_method()
         if problem is None and self._misplaced is not None:
             return self._layout_mismatch(self._misplaced)
         return problem
@@ -1219,6 +1228,21 @@ class Binding:
             for inner, fn in functions_inside(path, now):  # (``ACTS["gelu"]``: a container's, by its code)
                 if not self._same_code(inner, fn):
                     return _edited_function(fn, where_of(inner))
+        return None
+
+    def _patched_tensor_method(self, at_load: bool = False) -> Mismatch | None:
+        """The first method of ``torch.Tensor`` the code calls that is not the one held
+        at the load (at the load: whose code is not the one compiled in, a patch applied
+        before it); None where each is. Eager calls the patch (``torch.Tensor.relu = f``),
+        the package the method it traced."""
+        for name, held in zip(self._tensor_methods, self._tensor_method_values):
+            now = getattr(torch.Tensor, name, None)
+            if now is not held or (at_load and not self._same_code(f"tensor:{name}", now)):
+                return Mismatch([], "the method it held at load (its code is compiled into the package: undo the "
+                                    "patch, or compile the package with it)" if not at_load else
+                                "the method compiled into the package (undo the patch, or compile the package "
+                                "with it)", function_name(now) if now is not None else "nothing",
+                                where=f"torch.Tensor.{name}")
         return None
 
     def _same_code(self, path: str, fn) -> bool:

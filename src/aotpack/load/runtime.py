@@ -488,7 +488,7 @@ class Loaded:
             others = "; ".join(f"{x.name}: {x.guard.path(mm, args, kwargs)} expected {mm.expected}, got {mm.actual}"
                                for x, mm in failures[1:])
             message += f" (variant {v.name}; also {others})"
-        if m.where is not None and m.where.startswith(("module", "global ")):  # (the binding's: no input's)
+        if m.where is not None and m.where.startswith(("module", "global ", "torch.Tensor.")):  # (the binding's)
             return GuardError(message, hint="the module bound at load, or a global its code reads, changed since the "
                                             "load in a way the compiled code cannot follow: undo the change, or "
                                             "compile the package again from the module as it is now")

@@ -242,7 +242,9 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     ``act``), and the forward of each module whose forward ran, as set on the instance or
     its class (``block.mlp.forward``; ``forward`` for the module itself), and the
     functions of torch's modules the code names as globals (``global:F.gelu``,
-    ``global:torch.cat``, ``global:torch.nn.functional.gelu``: only here, ``"py3.11+torch2.13.0:builtin"`` for a builtin). A
+    ``global:torch.cat``, ``global:torch.nn.functional.gelu``: only here, ``"py3.11+torch2.13.0:builtin"`` for a builtin),
+    and (2026-12-07, compatible: older readers ignore the paths) the methods of
+    ``torch.Tensor`` that code names, under ``tensor:`` (``tensor:relu``). A
     function of torch's files carries the torch version in its prefix. A module bound at
     load where one's code differs under the same prefix (a patch applied before the load)
     is refused; a reader holds the functions a ``global:`` path names at load and refuses

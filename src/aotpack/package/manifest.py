@@ -263,7 +263,8 @@ def function_name(fn) -> str:
     """
     if isinstance(fn, functools.partial):
         return _partial_name(fn) or f"functools.partial({function_name(fn.func) if callable(fn.func) else '?'}, ...)"
-    name = f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', None) or getattr(fn, '__name__', '?')}"
+    module = getattr(fn, "__module__", None) or getattr(getattr(fn, "__objclass__", None), "__module__", None)
+    name = f"{module or '?'}.{getattr(fn, '__qualname__', None) or getattr(fn, '__name__', '?')}"
     code = getattr(fn, "__code__", None)
     if "<" not in name or code is None:
         return name[:256]
@@ -350,6 +351,11 @@ def class_code(cls: type, methods) -> str | None:
     return f"{_prefixes()[0]}:{','.join(n for n, _ in parts)}:{digest}"
 
 
+# C functions and C methods of a class (a method descriptor: ``torch.Tensor.relu``)
+_BUILTIN_TYPES = (types.BuiltinFunctionType, types.MethodDescriptorType, types.WrapperDescriptorType,
+                  types.ClassMethodDescriptorType)
+
+
 def function_code(fn) -> str | None:
     """``"py3.11:<digest>"``: what a Python function a module's call runs (a global helper
     its code calls, ``self.act = my_gelu``, the ``forward`` it resolves) does: its code
@@ -371,7 +377,7 @@ def function_code(fn) -> str | None:
     """
     import hashlib
 
-    if isinstance(fn, types.BuiltinFunctionType):
+    if isinstance(fn, _BUILTIN_TYPES):  # (a C function; a C method of a class, ``torch.Tensor.relu``)
         return f"{code_prefix(fn)}:builtin"
     if isinstance(fn, functools.partial):  # (its function's code and its values, under its function's prefix)
         inner, name = function_code(fn.func), _partial_name(fn)
@@ -442,8 +448,8 @@ def code_prefix(fn) -> str:
     differs between them), and for code in torch's files torch's version."""
     python, torch_prefix, torch_dir = _prefixes()
     code = getattr(fn, "__code__", None)
-    in_torch = (code.co_filename.startswith(torch_dir) if code is not None
-                else (getattr(fn, "__module__", None) or "").split(".")[0] == "torch")
+    module = getattr(fn, "__module__", None) or getattr(getattr(fn, "__objclass__", None), "__module__", None)
+    in_torch = code.co_filename.startswith(torch_dir) if code is not None else (module or "").split(".")[0] == "torch"
     return torch_prefix if in_torch else python
 
 
