@@ -12,13 +12,15 @@ from .package.manifest import Manifest, Param
 
 def _state_text(state) -> str:
     """The global state a variant's calls must have, where the program depends on more
-    than autocast off: ``autocast bfloat16, grad mode False, os.environ['X'] unset``."""
+    than autocast off: ``autocast bfloat16, grad mode False, os.environ['X'] unset,
+    deterministic False``."""
     parts = [f"autocast {state.autocast}"] if state.autocast else []
     if state.grad_mode is not None:
         parts.append(f"grad mode {state.grad_mode}")
     if state.default_dtype != "float32":
         parts.append(f"default dtype {state.default_dtype}")
     parts += [f"os.environ[{k!r}] {'unset' if v is None else repr(v)}" for k, v in state.environ.items()]
+    parts += [f"{name.replace('_', ' ')} {getattr(state, name)!r}" for name in state.reads]  # (read by the program)
     return ", ".join(parts)
 
 

@@ -291,6 +291,16 @@ class EnvironFixture(ShiftFixture):
         return {**out, "y": -out["y"] if os.environ.get(FIXTURE_FLAG) else out["y"]}
 
 
+class SettingsFixture(EnvironFixture):
+    """Version 22 (settings the program reads guarded): version 21's program, its output
+    doubled where deterministic algorithms are on (they are not at capture: a call with
+    them on is refused, on CPU too)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "y": out["y"] * 2 if torch.are_deterministic_algorithms_enabled() else out["y"]}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -330,6 +340,10 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 22:  # an inference package reading deterministic algorithms too
+        os.environ.pop(FIXTURE_FLAG, None)
+        torch.use_deterministic_algorithms(False)
+        return global_fixture(path, SettingsFixture)
     if fmt.FORMAT_VERSION >= 21:  # an inference package reading an environment variable too
         os.environ.pop(FIXTURE_FLAG, None)
         return global_fixture(path, EnvironFixture)

@@ -179,6 +179,15 @@ def test_every_format_version_still_loads():
                 finally:
                     del os.environ[flag]
                 torch.testing.assert_close(fn(io["x"], {"w": io["w"], "top": 3, "shift": -2})["y"], io["y"])
+            if version >= 22:  # also reads deterministic algorithms (off at capture): guarded on CPU too
+                assert info.manifest.variants[0].global_state.reads == ["deterministic"]
+                torch.use_deterministic_algorithms(True)  # (eager would double y)
+                try:
+                    with pytest.raises(aotpack.GuardError, match=r"torch.are_deterministic_algorithms_enabled\(\): "
+                                                                 r"expected False"):
+                        fn(io["x"], {"w": io["w"], "top": 3, "shift": -2})
+                finally:
+                    torch.use_deterministic_algorithms(False)
             continue
         if version >= 18:  # also returns a float and a bool of the batch Dim, typed
             fn = aotpack.load(path)

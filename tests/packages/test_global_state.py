@@ -2,8 +2,10 @@
 reads it), autocast, default dtype or torch function mode equals eager, runs a variant
 compiled for that state, or is a GuardError naming the state (guards.py, GlobalState)."""
 
+import contextlib
 import json
 import os
+import re
 import warnings
 
 import pytest
@@ -351,6 +353,8 @@ FLAG = "AOTPACK_TEST_FLAG"  # an environment variable ``branchy`` reads
 def branchy(x):
     y = x * 2 if torch.is_grad_enabled() else x - 1
     y = y + 1 if os.environ.get(FLAG) == "on" else y
+    y = y * 3 if torch.are_deterministic_algorithms_enabled() else y
+    y = y - 2 if torch.is_inference_mode_enabled() else y
     return (y @ W) + torch.full((3,), 0.5)  # matmul: autocast's dtype; full: the default dtype
 
 
@@ -364,13 +368,26 @@ def _flag(value: str | None) -> None:
         os.environ[FLAG] = value
 
 
-def _package(tmp_path_factory, grad: bool, amp: bool, env: str | None):
-    key = (grad, amp, env)
+@contextlib.contextmanager
+def _settings(det: bool, inference: bool):
+    """``torch.use_deterministic_algorithms(det)`` and ``torch.inference_mode(inference)``
+    inside, as they were after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(det)
+    try:
+        with torch.inference_mode(inference):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _package(tmp_path_factory, grad: bool, amp: bool, env: str | None, det: bool = False, inference: bool = False):
+    key = (grad, amp, env, det, inference)
     if key not in _PACKAGES:
         folder = tmp_path_factory.mktemp("state")
         _flag(env)
         try:
-            with torch.set_grad_enabled(grad):
+            with _settings(det, inference), torch.set_grad_enabled(grad):
                 pkg = aotpack.compile(branchy, (torch.ones(3),), backend="eager",
                                       autocast=torch.bfloat16 if amp else False)
         finally:
@@ -382,27 +399,41 @@ def _package(tmp_path_factory, grad: bool, amp: bool, env: str | None):
 ENV_VALUES = st.sampled_from([None, "on", "off"])
 
 
+# (deterministic algorithms, inference mode) at compile: each on alone, or neither (each
+# package a compile: both on adds no branch the call-side draws do not reach)
+COMPILE_SETTINGS = st.sampled_from([(False, False), (True, False), (False, True)])
+
+
 @settings(max_examples=60, deadline=None)
-@given(compile_grad=st.booleans(), compile_amp=st.booleans(), compile_env=ENV_VALUES, call_grad=st.booleans(),
-       call_amp=st.booleans(), call_f64=st.booleans(), call_env=ENV_VALUES)
-def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, compile_env, call_grad, call_amp,
-                                   call_f64, call_env):
-    """Every combination of grad mode, autocast and an environment variable the program
-    reads (unset, or one of two values) at compile and at call, and the default dtype at
-    call: the package's result is eager's (values and dtype) or a GuardError."""
-    fn = _package(tmp_path_factory, compile_grad, compile_amp, compile_env)
+@given(compile_grad=st.booleans(), compile_amp=st.booleans(), compile_env=st.sampled_from([None, "on"]),
+       compile_settings=COMPILE_SETTINGS,
+       call_grad=st.booleans(), call_amp=st.booleans(), call_f64=st.booleans(), call_env=ENV_VALUES,
+       call_det=st.booleans(), call_inference=st.booleans())
+def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, compile_env, compile_settings,
+                                   call_grad, call_amp, call_f64, call_env, call_det, call_inference):
+    """Every combination of grad mode, autocast, an environment variable the program
+    reads (unset, or one of two values), deterministic algorithms and inference mode
+    (each read by the program) at compile and at call, and the default dtype at call:
+    the package's result is eager's (values and dtype) or a GuardError. (Until
+    2026-12-07 deterministic algorithms and inference mode ran as compiled, silently.)"""
+    # (an autocast compile traces twice, ~0.6 s: under autocast these compile-time settings are
+    # left off, the call's still drawn)
+    compile_det, compile_inference = compile_settings if not compile_amp else (False, False)
+    fn = _package(tmp_path_factory, compile_grad, compile_amp, compile_env, compile_det, compile_inference)
     before = torch.get_default_dtype()
     x = torch.ones(3)
     try:
         if call_f64:
             torch.set_default_dtype(torch.float64)
         _flag(call_env)
-        with torch.set_grad_enabled(call_grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=call_amp):
+        with _settings(call_det, call_inference), torch.set_grad_enabled(call_grad), \
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=call_amp):
             want = branchy(x)
             try:
                 got = fn(x)
             except aotpack.GuardError:
-                assert (compile_grad, compile_amp, False, compile_env) != (call_grad, call_amp, call_f64, call_env)
+                assert ((compile_grad, compile_amp, False, compile_env, compile_det, compile_inference)
+                        != (call_grad, call_amp, call_f64, call_env, call_det, call_inference))
                 return
     finally:
         torch.set_default_dtype(before)
@@ -522,3 +553,76 @@ def test_setting_or_iterating_the_environment_is_warned(tmp_path):
         fn = aotpack.load(_save(tmp_path, iterates, (torch.ones(3),), name="i.aot"))
     assert any("iterating over os.environ" in str(w.message) for w in caught)
     assert fn.manifest.variants[0].global_state.environ == dict(os.environ)
+
+
+# -- settings the program reads ------------------------------------------------------------
+
+def reads_deterministic(x):
+    return x * 2 if torch.are_deterministic_algorithms_enabled() else x * 3
+
+
+def reads_matmul_precision(x):
+    return x * 2 if torch.get_float32_matmul_precision() == "high" else x * 3
+
+
+def reads_inference_mode(x):
+    return x * 2 if torch.is_inference_mode_enabled() else x * 3
+
+
+@contextlib.contextmanager
+def _matmul_precision(value: str):
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(value)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+# (the setting read, the program, the setting's other value as a context, and its error's name)
+SETTINGS_READ = {
+    "deterministic": (reads_deterministic, lambda: _settings(True, False), "torch.are_deterministic_algorithms_enabled()"),
+    "matmul_precision": (reads_matmul_precision, lambda: _matmul_precision("high"),
+                         "torch.get_float32_matmul_precision()"),
+    "inference_mode": (reads_inference_mode, torch.inference_mode, "torch.is_inference_mode_enabled()"),
+}
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+@pytest.mark.parametrize("name", sorted(SETTINGS_READ))
+def test_settings_the_program_reads_are_guarded_on_every_device(tmp_path, name, backend):
+    """A program branching on ``torch.are_deterministic_algorithms_enabled()``,
+    ``torch.get_float32_matmul_precision()`` or ``torch.is_inference_mode_enabled()``
+    holds the branch it took at capture: a call under the other value is a GuardError
+    naming the setting, compiled either way, on CPU too (until 2026-12-07 the first two
+    were guarded on CUDA only, for the kernels, and inference mode not at all: the
+    package ran the branch of capture time, silently). The package is format version 22
+    and ``aotpack inspect`` names the setting."""
+    program, other, where = SETTINGS_READ[name]
+    x = torch.ones(3)
+    plain = aotpack.load(aotpack.compile(program, (x,), backend=backend).save(tmp_path / "plain.aot"))
+    with other():
+        changed = aotpack.load(aotpack.compile(program, (x,), backend=backend).save(tmp_path / "other.aot"))
+    assert plain.manifest.variants[0].global_state.reads == [name]
+    assert plain.manifest.format_version == aotpack.package.fmt.SETTINGS_READ_FORMAT_VERSION
+    assert f"global state: {name.replace('_', ' ')} " in str(aotpack.inspect(tmp_path / "plain.aot"))
+    torch.testing.assert_close(plain(x), program(x))
+    with pytest.raises(aotpack.GuardError, match=rf"{re.escape(where)}: expected .*the program read it"):
+        changed(x)
+    with other():
+        torch.testing.assert_close(changed(x), program(x))
+        assert not torch.equal(program(x), reads_nothing(x))  # (eager took the other branch)
+        with pytest.raises(aotpack.GuardError, match=rf"{re.escape(where)}: expected .*the program read it"):
+            plain(x)
+
+
+def reads_nothing(x):
+    return x * 3
+
+
+def test_reading_the_thread_count_is_a_value_frozen_at_capture():
+    """``torch.get_num_threads()`` in the program: eager reads it at each call, the
+    package holds its value of capture (a number from the world, as ``time.time()``):
+    a SideEffectWarning with the line."""
+    with pytest.warns(aotpack.SideEffectWarning, match=r"test_global_state.py:\d+: torch.get_num_threads\(\) ran once"):
+        aotpack.compile(lambda x: x * torch.get_num_threads(), (torch.ones(3),), backend="eager")

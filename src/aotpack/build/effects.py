@@ -23,7 +23,10 @@ breaks); a package cannot. So capture watches the program run and reports:
   goes through make_fx too); ``autograd_calls``: where it called ``backward()``, which
   accumulates into ``.grad`` (refused);
 - ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
-  the branch taken at capture: calls are guarded on grad mode);
+  the branch taken at capture: calls are guarded on grad mode); ``setting_reads``: the
+  settings it read (``torch.are_deterministic_algorithms_enabled()``,
+  ``torch.get_float32_matmul_precision()``, ``torch.is_inference_mode_enabled()``):
+  guarded on too;
 - ``environ_reads``: the environment variables it read (``os.environ.get("X")``,
   ``os.getenv``, ``"X" in os.environ``) and their values then (None: unset): the package
   holds the branch taken, so calls are guarded on them (a variable the program set
@@ -103,7 +106,13 @@ _OUTPUT = {builtins.print: "print()", builtins.input: "input()", warnings.warn: 
 # Values read from the world at capture: the package holds the one read then, where
 # eager reads a new one at every call.
 _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.perf_counter: "time.perf_counter()",
-                 time.monotonic: "time.monotonic()", os.urandom: "os.urandom()", os.getpid: "os.getpid()"}
+                 time.monotonic: "time.monotonic()", os.urandom: "os.urandom()", os.getpid: "os.getpid()",
+                 torch.get_num_threads: "torch.get_num_threads()"}
+# torch's functions (in torch/__init__.py) that read a process-wide setting a program may
+# branch on: the package is guarded on each one the program reads, on every device
+# (``GlobalState.reads``); ``torch.is_inference_mode_enabled``, a builtin, is seen as one
+_SETTING_READS = {"are_deterministic_algorithms_enabled": "deterministic",
+                  "get_float32_matmul_precision": "matmul_precision"}
 # torch functions that hand the program's functions to dynamo, which traces their bytecode
 # without running it (``torch.cond``'s branches, ``while_loop``'s body): no frame of theirs
 # runs for the recorder to see (``EffectRecorder._unrun``)
@@ -192,6 +201,9 @@ class EffectRecorder:
         # `with` exits it): the program sets grad mode for its caller, whatever it was
         self.grad_mode_sets: dict[int, str] = {}
         self.grad_mode_reads: list[str] = []  # file:line of torch.is_grad_enabled() in the program
+        # the settings it reads (``_SETTING_READS``: "deterministic", "matmul_precision",
+        # "inference_mode") -> the file:line of the first read
+        self.setting_reads: dict[str, str] = {}
         self.environ_reads: dict[str, str | None] = {}  # environment variable -> its value when first read
         self._environ_set: set[str] = set()  # (those the program set or deleted first: its own)
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
@@ -509,6 +521,9 @@ class EffectRecorder:
         if arg is torch.is_grad_enabled:
             self.grad_mode_reads.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
             return
+        if arg is torch.is_inference_mode_enabled:
+            self.setting_reads.setdefault("inference_mode", f"{frame.f_code.co_filename}:{frame.f_lineno}")
+            return
         what = _FROZEN_READS.get(arg)
         owner = getattr(arg, "__self__", None)
         if what is None and (isinstance(owner, random.Random) or type(owner).__module__.startswith("numpy.random")):
@@ -729,6 +744,8 @@ class EffectRecorder:
             owner = next((v for v in values if isinstance(v, torch.nn.Module)), None)
             for value in values:
                 self._unrun(value, owner if isinstance(value, types.FunctionType) else None, seen)
+        elif role == "setting":
+            self.setting_reads.setdefault(_SETTING_READS[code.co_name], f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "parameter":
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "grad_mode":
@@ -793,6 +810,8 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "vmap"
     if name in _DYNAMO_TRACED and file.endswith(os.path.join("_higher_order_ops", _DYNAMO_TRACED[name])):
         return "dynamo_traced"
+    if name in _SETTING_READS and file.endswith(os.path.join("torch", "__init__.py")):
+        return "setting"
     if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
         return "parameter"
     if file.endswith(os.path.join("autograd", "grad_mode.py")):

@@ -898,11 +898,22 @@ SETTINGS = {
                          "{want!r}) or recompile"),
     "deterministic": (torch.are_deterministic_algorithms_enabled, "deterministic", "DET",
                       "the kernels were compiled with it; recompile with torch.use_deterministic_algorithms({other})"),
+    "inference_mode": (torch.is_inference_mode_enabled, "", "IM",
+                       "the program read it and holds the branch it took; call it with torch.inference_mode({want}), "
+                       "or compile a variant with it {other}"),
 }
+# what a setting's error says where the program read it (``GlobalState.reads``), not the kernels
+_READ_FIX = {"matmul_precision": "the program read it and holds the branch it took; torch.set_float32_matmul_precision("
+                                 "{want!r}) around the call, or compile with the call's",
+             "deterministic": "the program read it and holds the branch it took; torch.use_deterministic_algorithms("
+                              "{want}) around the call, or compile with the call's"}
 
 
-def setting_is(name: str, want) -> SettingIs:
+def setting_is(name: str, want, read: bool = False) -> SettingIs:
+    """The check that setting ``name`` (``SETTINGS``) is ``want``; ``read``: the program
+    itself read it (the error says so, not that kernels depend on it)."""
     reader, fast_reader, tag, fix = SETTINGS[name]
+    fix = _READ_FIX.get(name, fix) if read else fix
     return SettingIs(want, where=f"torch.{reader.__name__}()",
                      reader=reader, tag=tag, fix=fix, fast_reader=fast_reader)
 
@@ -1090,9 +1101,10 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     if state.grad_mode is not None:
         checks.append(GradMode(state.grad_mode, "the program reads grad mode"))
     checks += [EnvironIs(name, want) for name, want in state.environ.items()]
-    if device == "cuda":
-        checks += [setting_is("matmul_precision", state.matmul_precision),
-                   setting_is("deterministic", state.deterministic)]
+    # (on CUDA they choose TF32 and the kernels; on any device where the program read them)
+    checks += [setting_is(name, getattr(state, name), read=name in state.reads)
+               for name in ("matmul_precision", "deterministic", "inference_mode")
+               if name in state.reads or (device == "cuda" and name != "inference_mode")]
     checks.append(NoFunctionMode(raw_memory))
     if raw_memory:
         checks.append(NoDispatchMode())

@@ -357,6 +357,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     then (null: unset); a call in a process where one differs is refused. The version
     is 21 only where a variant read one (a version 20 reader ignores the field and
     would run the branch of capture time under any value).
+  22 (2026-12-07): ``variants[].global_state.reads``: the settings the program itself
+    read (``"deterministic"``, ``"matmul_precision"``, ``"inference_mode"``), and
+    ``global_state.inference_mode``; a call under another value of one is refused on
+    every device (a version 21 reader guards the first two on CUDA only, and would run
+    the branch of capture time on CPU). The version is 22 only where a variant read one.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -385,7 +390,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 21  # the newest version this reader reads
+FORMAT_VERSION = 22  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -413,6 +418,7 @@ NUMBER_OUTPUTS_FORMAT_VERSION = 18  # variants[].output_sizes of a "type": a rea
 INT_ARGUMENTS_FORMAT_VERSION = 19  # variants[].in_spec leaves of kind "int": a reader must carry them as sizes
 INT_OFFSET_FORMAT_VERSION = 20  # an "int" leaf's offset: a reader must shift the int by it
 ENVIRON_FORMAT_VERSION = 21  # variants[].global_state.environ: a reader must guard those variables
+SETTINGS_READ_FORMAT_VERSION = 22  # variants[].global_state.reads: a reader must guard those settings
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

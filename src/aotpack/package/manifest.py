@@ -1092,6 +1092,10 @@ class Job(Record):
     groups: dict[str, Group]
 
 
+# the settings a program may read itself, which its package is then guarded on (GlobalState.reads)
+SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode"})
+
+
 class GlobalState(Record):
     """The global state a variant was compiled under, as far as its code depends on it
     (dynamo's GlobalStateGuard for torch.compile); a call under other state is refused,
@@ -1110,7 +1114,11 @@ class GlobalState(Record):
     ``environ``: the environment variables the program read (``os.environ.get("X")``)
     and their values at capture (None: unset), which a call's process must have (format
     version 21; torch.compile does not guard them: its code keeps the branch of the
-    first compile, silently)."""
+    first compile, silently).
+    ``reads``: the settings the program itself read (``"deterministic"``,
+    ``"matmul_precision"``, ``"inference_mode"``: it may have taken a branch on them),
+    guarded on every device, not only where kernels depend on them (format version 22);
+    ``inference_mode``: whether ``torch.inference_mode`` was on at capture."""
     autocast: Dtype | None = None
     default_dtype: Dtype = "float32"
     grad_mode: bool | None = None
@@ -1118,6 +1126,8 @@ class GlobalState(Record):
     matmul_precision: str = "highest"
     deterministic: bool = False
     environ: dict[str, str | None] = {}
+    reads: list[str] = []
+    inference_mode: bool = False
 
 
 class Variant(Record):
@@ -1368,6 +1378,12 @@ class Manifest(Record):
         _need(not v.global_state.environ or self.format_version >= fmt.ENVIRON_FORMAT_VERSION,
               f"variant {name}.global_state.environ guards environment variables, which needs format version "
               f"{fmt.ENVIRON_FORMAT_VERSION}")
+        _need(set(v.global_state.reads) <= SETTINGS_READ,
+              f"variant {name}.global_state.reads names settings aotpack does not know: "
+              f"{sorted(set(v.global_state.reads) - SETTINGS_READ)}")
+        _need(not v.global_state.reads or self.format_version >= fmt.SETTINGS_READ_FORMAT_VERSION,
+              f"variant {name}.global_state.reads guards settings the program read, which needs format version "
+              f"{fmt.SETTINGS_READ_FORMAT_VERSION}")
 
     def _check_links(self) -> None:
         """What the field types cannot say: names and indices that point elsewhere."""
