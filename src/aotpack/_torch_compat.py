@@ -327,27 +327,39 @@ def replaced_in_this_thread(module, name: str, replacement):
         setattr(module, name, original)
 
 
+# tensor methods telling what a tensor is beyond its dtype, shape and device, which a
+# program may branch on (the package then holds the branch of its example)
+PROPERTY_READS = ("is_inference", "is_conj", "is_neg")
+
+
 @contextlib.contextmanager
-def requires_grad_reads(is_user_frame):
+def requires_grad_reads(is_user_frame, properties: list | None = None):
     """Record the tensors whose ``.requires_grad`` the program reads (from a frame
-    ``is_user_frame`` accepts) while tracing: yields the list of (tensor, "file:line").
+    ``is_user_frame`` accepts) while tracing: yields the list of (tensor, "file:line");
+    into ``properties``, given, (tensor, method, "file:line") for each of the tensor
+    methods ``PROPERTY_READS`` it calls (``x.is_inference()``, ``x.is_conj()``).
 
     Private: a ``TorchFunctionMode`` sees the property's getter
-    (``TensorBase.requires_grad.__get__``) on the FakeTensors torch.export traces with
-    (2.11-2.13); every other function passes straight through."""
+    (``TensorBase.requires_grad.__get__``) and those methods on the FakeTensors
+    torch.export traces with (2.11-2.13); every other function passes straight through."""
     import sys
 
     from torch.overrides import TorchFunctionMode
 
     getter = torch._C.TensorBase.__dict__["requires_grad"]
+    methods = {torch._C.TensorBase.__dict__[name]: name for name in PROPERTY_READS}
     reads: list = []
 
     class Reads(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            if getattr(func, "__self__", None) is getter and args:
+            if args and (getattr(func, "__self__", None) is getter or (properties is not None and func in methods)):
                 caller = sys._getframe(1)
                 if is_user_frame(caller.f_code.co_filename):
-                    reads.append((args[0], f"{caller.f_code.co_filename}:{caller.f_lineno}"))
+                    where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+                    if func in methods:
+                        properties.append((args[0], methods[func], where))
+                    else:
+                        reads.append((args[0], where))
             return func(*args, **(kwargs or {}))
 
     with Reads():

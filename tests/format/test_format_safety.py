@@ -188,6 +188,11 @@ def test_every_format_version_still_loads():
                         fn(io["x"], {"w": io["w"], "top": 3, "shift": -2})
                 finally:
                     torch.use_deterministic_algorithms(False)
+                assert info.manifest.variants[0].inputs[0].properties == {"is_inference": False}
+                with torch.inference_mode():
+                    x = io["x"].clone()  # (an inference tensor: eager would double y)
+                with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.is_inference\(\): expected False"):
+                    fn(x, {"w": io["w"], "top": 3, "shift": -2})
             continue
         if version >= 18:  # also returns a float and a bool of the batch Dim, typed
             fn = aotpack.load(path)

@@ -148,3 +148,41 @@ def test_a_container_argument_of_another_type_or_order_is_refused(compiled, call
         assert compiled != called and str(e).startswith("args[0]: expected a")
         return
     torch.testing.assert_close(got, reads_its_container(arg))
+
+
+def _plain():
+    return torch.tensor([1.0 + 2.0j, -3.0 + 0.5j])
+
+
+def _inference():
+    with torch.inference_mode():
+        return torch.ones(2)
+
+
+# (the method the program asks, a tensor answering False, one answering True)
+ASKED = {"is_inference": (lambda: torch.ones(2), _inference),
+         "is_conj": (_plain, lambda: _plain().conj()),
+         "is_neg": (lambda: torch.ones(2), lambda: _plain().conj().imag)}
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+@pytest.mark.parametrize("method", sorted(ASKED))
+def test_what_the_program_asks_of_a_tensor_is_guarded(tmp_path, method, backend):
+    """``x.is_inference()``, ``x.is_conj()`` and ``x.is_neg()`` tell tensors of one dtype,
+    shape and device apart (an inference tensor, a conjugate or negative view): a program
+    branching on them holds its example's branch, so the guard pins the answer
+    (``Input.properties``, format version 22): a tensor answering otherwise is a
+    GuardError naming the method, compiled either way; one answering alike gives eager's
+    result. (Until 2026-12-07 the package ran the example's branch, silently.)"""
+    def asks(x):
+        return x * 2 if getattr(x, method)() else x * 3
+
+    no, yes = ASKED[method]
+    for example, other in ((no, yes), (yes, no)):
+        fn = aotpack.load(aotpack.compile(asks, (example(),), backend=backend).save(tmp_path / "p.aot"))
+        assert fn.manifest.variants[0].inputs[0].properties == {method: getattr(example(), method)()}
+        torch.testing.assert_close(fn(example()).resolve_conj().resolve_neg(),
+                                   asks(example()).resolve_conj().resolve_neg())
+        with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.{method}\(\): expected "
+                                                     rf"{getattr(example(), method)()} \(the program asks it"):
+            fn(other())

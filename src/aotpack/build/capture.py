@@ -75,6 +75,7 @@ from .guard_specs import (
     module_paths,
     module_training_of,
     module_types,
+    property_pins,
     requires_grad_pins,
     updated_below_transforms,
     user_dim,
@@ -372,7 +373,8 @@ class _Program(torch.nn.Module):
         grad_before = torch.is_grad_enabled()
         # (the user's program is called from this frame: effects.py finds its code below a
         # frame named ``forward`` in this file)
-        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f)) as reads, \
+        properties: list = []  # (tensor, "is_inference", file:line): what the program asked of a tensor
+        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f), properties) as reads, \
                 compat.symbols_typed_as_python(_is_program_file):
             if self._autocast is not None:
                 device, dtype = self._autocast
@@ -385,6 +387,7 @@ class _Program(torch.nn.Module):
         spec, outs = tree.flatten(result, "output", subclasses=self._subclasses, sizes=sizes)
         self._record({"out_spec": spec, "output_sizes": sizes, "size_places": _size_places(flat) if sizes else {}, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
+                      "property_reads": property_pins(properties, flat),
                       "custom_functions": _custom_functions(outs),
                       "detached": _detached(outs, flat, self._weights(every_name=True), grad_before),
                       # (``@torch.inference_mode()`` on forward: eager returns inference tensors)
@@ -1053,10 +1056,11 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
                                hint="drop those Dims (the package then runs only that size), or change the program")
         warn_caller(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
                       SpecializationWarning)
-    reads = record["requires_grad_reads"][0]
+    reads, properties = record["requires_grad_reads"][0], record.get("property_reads", {})
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
                        shape=shape, layout=memory_layout, requires_grad=bool(t.requires_grad),
-                       layout_pinned=pin, requires_grad_pinned=reads.get(i))
+                       layout_pinned=pin, requires_grad_pinned=reads.get(i),
+                       properties={name: bool(getattr(t, name)()) for name in sorted(properties.get(i, ()))})
               for i, (node, shape, t, memory_layout, pin) in enumerate(zip(user_nodes, shapes, call.flat,
                                                                            call.layouts, pins))]
     return inputs, dims, names

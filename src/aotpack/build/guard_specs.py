@@ -319,6 +319,21 @@ def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str]
     return pins, weight_pins
 
 
+def property_pins(reads: list, flat) -> dict[int, set[str]]:
+    """The tensor methods ``_torch_compat.PROPERTY_READS`` the program called on each flat
+    input (``x.is_inference()``, ``x.is_conj()``): index -> their names. The branch
+    export took holds only for a tensor answering as the example did (an inference
+    tensor, a conjugate view: neither changes dtype, shape or device), so the guard pins
+    the answers (``Input.properties``). A call on an intermediate (whose answer follows
+    the inputs') pins every input."""
+    pins: dict[int, set[str]] = {}
+    for t, name, _where in reads:
+        hit = [i for i, x in enumerate(flat) if x is t]
+        for i in hit or range(len(flat)):
+            pins.setdefault(i, set()).add(name)
+    return pins
+
+
 _ABSENT = object()
 # what every module's __dict__ holds (its hook dicts, ``_parameters``): torch's bookkeeping,
 # no value a program computes with (a hook added is refused by the binding, by name)

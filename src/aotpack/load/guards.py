@@ -502,6 +502,31 @@ class RequiresGrad(Check):
         return str(self.want) if self.train else "False"
 
 
+class PropertyIs(Check):
+    """What the program asked of an input tensor at capture (``x.is_inference()``,
+    ``x.is_conj()``, ``x.is_neg()``: ``Input.properties``), answered as the example did:
+    export kept the branch of that answer."""
+
+    late = True
+
+    def __init__(self, index, name: str, want: bool):
+        super().__init__(index)
+        self.name, self.want = name, want
+
+    def fast(self, a, env):
+        return f"{a}.{self.name}() is not {self.want}"
+
+    def full(self, t, call):
+        if t.__getattribute__(self.name)() is not self.want:
+            raise Mismatch([_Attr(f".{self.name}()")], f"{self.want} (the program asks it and holds the branch its "
+                                                       "example took: pass such a tensor, or compile a variant with "
+                                                       "one)", str(not self.want), late=True)
+        return t
+
+    def expected(self, guard):
+        return str(self.want)
+
+
 class StoredBits(Check):
     """Compiled code reads stored values: a tensor with the negative or conjugate bit
     (``z.conj().imag``) stores values that mean their negation; resolved into a copy,
@@ -1181,6 +1206,7 @@ class Guard:
             checks += [IsTensor(i), DtypeIs(i, dtype), Dense(i), ShapeIs(i, g.shape, self.dims, self._carriers.get(i, 0)),
                        DeviceIs(i, g.device),
                        RequiresGrad(i, g.requires_grad, self.train, g.requires_grad_pinned, g.detached)]
+            checks += [PropertyIs(i, name, want) for name, want in g.properties.items()]
             if self.raw_memory:
                 checks.append(StoredBits(i, dtype.is_complex, i in self.pinned))
             checks.append(MemoryLayout(i, g, i in self.pinned, i in self.mutated,

@@ -361,7 +361,10 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     read (``"deterministic"``, ``"matmul_precision"``, ``"inference_mode"``), and
     ``global_state.inference_mode``; a call under another value of one is refused on
     every device (a version 21 reader guards the first two on CUDA only, and would run
-    the branch of capture time on CPU). The version is 22 only where a variant read one.
+    the branch of capture time on CPU); and ``variants[].inputs[].properties``: what the
+    program asked of a tensor input (``{"is_inference": false}``, ``is_conj``,
+    ``is_neg``) and the example's answer, which a call's tensor must give. The version
+    is 22 only where a variant read a setting or asked a tensor.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -418,7 +421,7 @@ NUMBER_OUTPUTS_FORMAT_VERSION = 18  # variants[].output_sizes of a "type": a rea
 INT_ARGUMENTS_FORMAT_VERSION = 19  # variants[].in_spec leaves of kind "int": a reader must carry them as sizes
 INT_OFFSET_FORMAT_VERSION = 20  # an "int" leaf's offset: a reader must shift the int by it
 ENVIRON_FORMAT_VERSION = 21  # variants[].global_state.environ: a reader must guard those variables
-SETTINGS_READ_FORMAT_VERSION = 22  # variants[].global_state.reads: a reader must guard those settings
+SETTINGS_READ_FORMAT_VERSION = 22  # global_state.reads, inputs[].properties: a reader must guard them
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

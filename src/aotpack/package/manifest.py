@@ -919,6 +919,10 @@ class Input(Record):
     # grad mode too, as eager's outputs then require no grad (2026-12-05; older readers
     # refuse such a call, as before)
     detached: bool = False
+    # what the program asked of this tensor beyond dtype, shape and device, and the answer
+    # at capture (``{"is_inference": False}``, ``is_conj``, ``is_neg``: export kept one branch):
+    # a call's tensor must answer the same (format version 22)
+    properties: dict[str, bool] = {}
 
 
 class Dim(Record):
@@ -1094,6 +1098,8 @@ class Job(Record):
 
 # the settings a program may read itself, which its package is then guarded on (GlobalState.reads)
 SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode"})
+# the tensor methods a program may ask of an input, which its guard then pins (Input.properties)
+TENSOR_PROPERTIES = frozenset({"is_inference", "is_conj", "is_neg"})
 
 
 class GlobalState(Record):
@@ -1378,6 +1384,12 @@ class Manifest(Record):
         _need(not v.global_state.environ or self.format_version >= fmt.ENVIRON_FORMAT_VERSION,
               f"variant {name}.global_state.environ guards environment variables, which needs format version "
               f"{fmt.ENVIRON_FORMAT_VERSION}")
+        asked = {name for i in v.inputs for name in i.properties}
+        _need(asked <= TENSOR_PROPERTIES, f"variant {name}.inputs[].properties names methods aotpack does not know: "
+                                          f"{sorted(asked - TENSOR_PROPERTIES)}")
+        _need(not asked or self.format_version >= fmt.SETTINGS_READ_FORMAT_VERSION,
+              f"variant {name}.inputs[].properties guards what the program asked of a tensor, which needs format "
+              f"version {fmt.SETTINGS_READ_FORMAT_VERSION}")
         _need(set(v.global_state.reads) <= SETTINGS_READ,
               f"variant {name}.global_state.reads names settings aotpack does not know: "
               f"{sorted(set(v.global_state.reads) - SETTINGS_READ)}")

@@ -327,8 +327,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
-    if state.reads:
-        return fmt.SETTINGS_READ_FORMAT_VERSION  # older readers ignore the field: they would run any setting
+    if state.reads or any(i.properties for i in variant.inputs):
+        return fmt.SETTINGS_READ_FORMAT_VERSION  # older readers ignore the fields: they would run any setting
     if state.environ:
         return fmt.ENVIRON_FORMAT_VERSION  # older readers ignore the field: they would run any environment
     if any(leaf.offset for leaf in tree.int_leaves(variant.in_spec)):
