@@ -1425,24 +1425,33 @@ def test_a_function_torchs_own_modules_call_patched_is_refused(tmp_path, name, m
     the load is a GuardError naming it, one before the load is refused there. (Until
     2026-12-07 only the functions the user's code names were: these ran as compiled,
     silently, where torch.compile's guards recompile.)"""
+    _patch_is_refused(tmp_path, _TorchLayers(), f"global:F.{name}@torch.nn.modules.{module}", torch.nn.functional,
+                      name, lambda original: lambda *a, **k: original(*a, **k) * 2,
+                      (rf"global F.{name} of torch.nn.modules.{module}: expected the function .*{name} it held at load",
+                       rf"global F.{name} of torch.nn.modules.{module}: expected the function compiled into the "
+                       rf"package .*, got .*{name}, another code"))
+
+
+def _patch_is_refused(tmp_path, m, recorded: str, owner, name: str, patch, errors: tuple[str, str]) -> None:
+    """``m`` compiled (``recorded`` in its ``function_code``) and loaded bound; then
+    ``owner.name`` patched with a ``functools.wraps`` of ``patch(original)``: eager runs
+    the patch, a call is a GuardError matching ``errors[0]``, a load an error matching
+    ``errors[1]``; undone, the package runs again."""
     torch.manual_seed(0)
-    m = _TorchLayers().eval().requires_grad_(False)
+    m = m.eval().requires_grad_(False)
     x = torch.randn(3, 2, 4)
     pkg = aotpack.compile(m, (x,), backend="eager")
-    assert f"global:F.{name}@torch.nn.modules.{module}" in pkg.manifest.variants[0].function_code
+    assert recorded in pkg.manifest.variants[0].function_code
     path = pkg.save(tmp_path / "t.aot")
     fn = aotpack.load(path, module=m)
     compiled = fn(x)
     torch.testing.assert_close(compiled, m(x))
-    original = getattr(torch.nn.functional, name)
-    patched = functools.wraps(original)(lambda *a, **k: original(*a, **k) * 2)
-    with mock.patch.object(torch.nn.functional, name, patched):
+    original = getattr(owner, name)
+    with mock.patch.object(owner, name, functools.wraps(original)(patch(original))):
         assert not torch.allclose(m(x), compiled)  # (eager runs the patch)
-        with pytest.raises(aotpack.GuardError, match=rf"global F.{name} of torch.nn.modules.{module}: expected the "
-                                                     rf"function .*{name} it held at load"):
+        with pytest.raises(aotpack.GuardError, match=errors[0]):
             fn(x)
-        with pytest.raises(aotpack.AotpackError, match=rf"global F.{name} of torch.nn.modules.{module}: expected the "
-                                                       rf"function compiled into the package .*, got .*{name}, another code"):
+        with pytest.raises(aotpack.AotpackError, match=errors[1]):
             aotpack.load(path, module=m)
     torch.testing.assert_close(fn(x), m(x))  # (undone: runs again)
 
@@ -1467,24 +1476,10 @@ def test_a_tensor_method_patched_is_refused(tmp_path, method):
     load is a GuardError naming it, one before the load is refused there, and undone the
     package runs again. (Until 2026-12-07 such a patch ran as compiled, silently, where
     torch.compile's guards recompile.)"""
-    torch.manual_seed(0)
-    m = _TensorMethods().eval().requires_grad_(False)
-    x = torch.randn(3, 2, 4)
-    pkg = aotpack.compile(m, (x,), backend="eager")
-    assert f"tensor:{method}" in pkg.manifest.variants[0].function_code
-    path = pkg.save(tmp_path / "t.aot")
-    fn = aotpack.load(path, module=m)
-    compiled = fn(x)
-    torch.testing.assert_close(compiled, m(x))
-    original = getattr(torch.Tensor, method)
-    patched = functools.wraps(original)(lambda t, *a, **k: original(t * 2, *a, **k))
-    with mock.patch.object(torch.Tensor, method, patched):
-        assert not torch.allclose(m(x), compiled)  # (eager runs the patch)
-        with pytest.raises(aotpack.GuardError, match=rf"torch.Tensor.{method}: expected the method it held at load"):
-            fn(x)
-        with pytest.raises(aotpack.AotpackError, match=rf"torch.Tensor.{method}: expected the method compiled into"):
-            aotpack.load(path, module=m)
-    torch.testing.assert_close(fn(x), m(x))  # (undone: runs again)
+    _patch_is_refused(tmp_path, _TensorMethods(), f"tensor:{method}", torch.Tensor, method,
+                      lambda original: lambda t, *a, **k: original(t * 2, *a, **k),
+                      (rf"torch.Tensor.{method}: expected the method it held at load",
+                       rf"torch.Tensor.{method}: expected the method compiled into"))
 
 
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
