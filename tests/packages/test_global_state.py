@@ -569,6 +569,10 @@ def reads_inference_mode(x):
     return x * 2 if torch.is_inference_mode_enabled() else x * 3
 
 
+def reads_anomaly(x):
+    return x * 2 if torch.is_anomaly_enabled() else x * 3
+
+
 @contextlib.contextmanager
 def _matmul_precision(value: str):
     before = torch.get_float32_matmul_precision()
@@ -585,6 +589,7 @@ SETTINGS_READ = {
     "matmul_precision": (reads_matmul_precision, lambda: _matmul_precision("high"),
                          "torch.get_float32_matmul_precision()"),
     "inference_mode": (reads_inference_mode, torch.inference_mode, "torch.is_inference_mode_enabled()"),
+    "anomaly": (reads_anomaly, lambda: torch.autograd.set_detect_anomaly(True), "torch.is_anomaly_enabled()"),
 }
 
 
@@ -592,10 +597,11 @@ SETTINGS_READ = {
 @pytest.mark.parametrize("name", sorted(SETTINGS_READ))
 def test_settings_the_program_reads_are_guarded_on_every_device(tmp_path, name, backend):
     """A program branching on ``torch.are_deterministic_algorithms_enabled()``,
-    ``torch.get_float32_matmul_precision()`` or ``torch.is_inference_mode_enabled()``
-    holds the branch it took at capture: a call under the other value is a GuardError
-    naming the setting, compiled either way, on CPU too (until 2026-12-07 the first two
-    were guarded on CUDA only, for the kernels, and inference mode not at all: the
+    ``torch.get_float32_matmul_precision()``, ``torch.is_inference_mode_enabled()`` or
+    ``torch.is_anomaly_enabled()`` holds the branch it took at capture: a call under the
+    other value is a GuardError naming the setting, compiled either way, on CPU too
+    (until 2026-12-07 the first two were guarded on CUDA only, for the kernels, and the
+    others not at all: the
     package ran the branch of capture time, silently). The package is format version 22
     and ``aotpack inspect`` names the setting."""
     program, other, where = SETTINGS_READ[name]

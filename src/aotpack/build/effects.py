@@ -25,7 +25,8 @@ breaks); a package cannot. So capture watches the program run and reports:
 - ``grad_mode_reads``: where it called ``torch.is_grad_enabled()`` (the package holds
   the branch taken at capture: calls are guarded on grad mode); ``setting_reads``: the
   settings it read (``torch.are_deterministic_algorithms_enabled()``,
-  ``torch.get_float32_matmul_precision()``, ``torch.is_inference_mode_enabled()``):
+  ``torch.get_float32_matmul_precision()``, ``torch.is_inference_mode_enabled()``,
+  ``torch.is_anomaly_enabled()``):
   guarded on too;
 - ``environ_reads``: the environment variables it read (``os.environ.get("X")``,
   ``os.getenv``, ``"X" in os.environ``) and their values then (None: unset): the package
@@ -110,9 +111,10 @@ _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.
                  torch.get_num_threads: "torch.get_num_threads()"}
 # torch's functions (in torch/__init__.py) that read a process-wide setting a program may
 # branch on: the package is guarded on each one the program reads, on every device
-# (``GlobalState.reads``); ``torch.is_inference_mode_enabled``, a builtin, is seen as one
+# (``GlobalState.reads``); and the builtins that read one (a builtin's call is seen as one)
 _SETTING_READS = {"are_deterministic_algorithms_enabled": "deterministic",
                   "get_float32_matmul_precision": "matmul_precision"}
+_SETTING_BUILTINS = {torch.is_inference_mode_enabled: "inference_mode", torch.is_anomaly_enabled: "anomaly"}
 # torch functions that hand the program's functions to dynamo, which traces their bytecode
 # without running it (``torch.cond``'s branches, ``while_loop``'s body): no frame of theirs
 # runs for the recorder to see (``EffectRecorder._unrun``)
@@ -202,7 +204,7 @@ class EffectRecorder:
         self.grad_mode_sets: dict[int, str] = {}
         self.grad_mode_reads: list[str] = []  # file:line of torch.is_grad_enabled() in the program
         # the settings it reads (``_SETTING_READS``: "deterministic", "matmul_precision",
-        # "inference_mode") -> the file:line of the first read
+        # "inference_mode", "anomaly") -> the file:line of the first read
         self.setting_reads: dict[str, str] = {}
         self.environ_reads: dict[str, str | None] = {}  # environment variable -> its value when first read
         self._environ_set: set[str] = set()  # (those the program set or deleted first: its own)
@@ -521,8 +523,8 @@ class EffectRecorder:
         if arg is torch.is_grad_enabled:
             self.grad_mode_reads.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
             return
-        if arg is torch.is_inference_mode_enabled:
-            self.setting_reads.setdefault("inference_mode", f"{frame.f_code.co_filename}:{frame.f_lineno}")
+        if arg in _SETTING_BUILTINS:
+            self.setting_reads.setdefault(_SETTING_BUILTINS[arg], f"{frame.f_code.co_filename}:{frame.f_lineno}")
             return
         what = _FROZEN_READS.get(arg)
         owner = getattr(arg, "__self__", None)

@@ -792,7 +792,8 @@ def global_state_of(autocast: str | None, recorder: EffectRecorder, grad_mode_af
                        # the program took a branch on it: the compiled code holds that branch
                        grad_mode=torch.is_grad_enabled() if recorder.grad_mode_reads else None,
                        grad_mode_after=grad_mode_after, environ=dict(sorted(recorder.environ_reads.items())),
-                       reads=sorted(recorder.setting_reads), inference_mode=torch.is_inference_mode_enabled())
+                       reads=sorted(recorder.setting_reads), inference_mode=torch.is_inference_mode_enabled(),
+                       anomaly=torch.is_anomaly_enabled())
 
 
 def grad_mode_left(record: dict, recorder: EffectRecorder) -> bool | None:

@@ -926,6 +926,9 @@ SETTINGS = {
     "inference_mode": (torch.is_inference_mode_enabled, "", "IM",
                        "the program read it and holds the branch it took; call it with torch.inference_mode({want}), "
                        "or compile a variant with it {other}"),
+    "anomaly": (torch.is_anomaly_enabled, "", "AN",
+                "the program read it and holds the branch it took; call it with "
+                "torch.autograd.set_detect_anomaly({want}), or compile with it {other}"),
 }
 # what a setting's error says where the program read it (``GlobalState.reads``), not the kernels
 _READ_FIX = {"matmul_precision": "the program read it and holds the branch it took; torch.set_float32_matmul_precision("
@@ -1128,8 +1131,8 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     checks += [EnvironIs(name, want) for name, want in state.environ.items()]
     # (on CUDA they choose TF32 and the kernels; on any device where the program read them)
     checks += [setting_is(name, getattr(state, name), read=name in state.reads)
-               for name in ("matmul_precision", "deterministic", "inference_mode")
-               if name in state.reads or (device == "cuda" and name != "inference_mode")]
+               for name in ("matmul_precision", "deterministic", "inference_mode", "anomaly")
+               if name in state.reads or (device == "cuda" and name in ("matmul_precision", "deterministic"))]
     checks.append(NoFunctionMode(raw_memory))
     if raw_memory:
         checks.append(NoDispatchMode())

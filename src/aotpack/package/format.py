@@ -358,8 +358,8 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     is 21 only where a variant read one (a version 20 reader ignores the field and
     would run the branch of capture time under any value).
   22 (2026-12-07): ``variants[].global_state.reads``: the settings the program itself
-    read (``"deterministic"``, ``"matmul_precision"``, ``"inference_mode"``), and
-    ``global_state.inference_mode``; a call under another value of one is refused on
+    read (``"deterministic"``, ``"matmul_precision"``, ``"inference_mode"``,
+    ``"anomaly"``), and ``global_state.inference_mode`` and ``anomaly``; a call under another value of one is refused on
     every device (a version 21 reader guards the first two on CUDA only, and would run
     the branch of capture time on CPU); and ``variants[].inputs[].properties``: what the
     program asked of a tensor input (``{"is_inference": false}``, ``is_conj``,

@@ -1097,7 +1097,7 @@ class Job(Record):
 
 
 # the settings a program may read itself, which its package is then guarded on (GlobalState.reads)
-SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode"})
+SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode", "anomaly"})
 # the tensor methods a program may ask of an input, which its guard then pins (Input.properties)
 TENSOR_PROPERTIES = frozenset({"is_inference", "is_conj", "is_neg"})
 
@@ -1122,9 +1122,10 @@ class GlobalState(Record):
     version 21; torch.compile does not guard them: its code keeps the branch of the
     first compile, silently).
     ``reads``: the settings the program itself read (``"deterministic"``,
-    ``"matmul_precision"``, ``"inference_mode"``: it may have taken a branch on them),
+    ``"matmul_precision"``, ``"inference_mode"``, ``"anomaly"``: it may have taken a branch on them),
     guarded on every device, not only where kernels depend on them (format version 22);
-    ``inference_mode``: whether ``torch.inference_mode`` was on at capture."""
+    ``inference_mode``, ``anomaly``: whether ``torch.inference_mode`` and anomaly
+    detection (``torch.autograd.set_detect_anomaly``) were on at capture."""
     autocast: Dtype | None = None
     default_dtype: Dtype = "float32"
     grad_mode: bool | None = None
@@ -1134,6 +1135,7 @@ class GlobalState(Record):
     environ: dict[str, str | None] = {}
     reads: list[str] = []
     inference_mode: bool = False
+    anomaly: bool = False
 
 
 class Variant(Record):
