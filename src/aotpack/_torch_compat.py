@@ -327,17 +327,18 @@ def replaced_in_this_thread(module, name: str, replacement):
         setattr(module, name, original)
 
 
-# tensor methods telling what a tensor is beyond its dtype, shape and device, which a
-# program may branch on (the package then holds the branch of its example)
-PROPERTY_READS = ("is_inference", "is_conj", "is_neg")
+# what a tensor is beyond its dtype, shape and device, which a program may branch on (the
+# package then holds the branch of its example): methods, and ``is_leaf`` (read as
+# ``x.is_leaf`` or ``x.grad_fn is None``: whether the caller's autograd made it)
+PROPERTY_READS = ("is_inference", "is_conj", "is_neg", "is_leaf")
 
 
 @contextlib.contextmanager
 def requires_grad_reads(is_user_frame, properties: list | None = None):
     """Record the tensors whose ``.requires_grad`` the program reads (from a frame
     ``is_user_frame`` accepts) while tracing: yields the list of (tensor, "file:line");
-    into ``properties``, given, (tensor, method, "file:line") for each of the tensor
-    methods ``PROPERTY_READS`` it calls (``x.is_inference()``, ``x.is_conj()``).
+    into ``properties``, given, (tensor, name, "file:line") for each of
+    ``PROPERTY_READS`` it asks (``x.is_inference()``, ``x.grad_fn`` as ``is_leaf``).
 
     Private: a ``TorchFunctionMode`` sees the property's getter
     (``TensorBase.requires_grad.__get__``) and those methods on the FakeTensors
@@ -346,20 +347,28 @@ def requires_grad_reads(is_user_frame, properties: list | None = None):
 
     from torch.overrides import TorchFunctionMode
 
-    getter = torch._C.TensorBase.__dict__["requires_grad"]
-    methods = {torch._C.TensorBase.__dict__[name]: name for name in PROPERTY_READS}
+    base = torch._C.TensorBase.__dict__
+    getter = base["requires_grad"]
+    # the methods, and the getters of the properties (``x.grad_fn`` tells whether it is a
+    # leaf: ``is_leaf``), compared by identity (dynamo traces this mode inside
+    # ``torch.cond``: no dictionary of functions)
+    inference, conj, neg, leaf, grad_fn = (base[n] for n in ("is_inference", "is_conj", "is_neg", "is_leaf", "grad_fn"))
     reads: list = []
 
     class Reads(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            if args and (getattr(func, "__self__", None) is getter or (properties is not None and func in methods)):
+            owner = getattr(func, "__self__", None)
+            asked = None if properties is None else (
+                "is_inference" if func is inference else "is_conj" if func is conj else "is_neg" if func is neg
+                else "is_leaf" if owner is leaf or owner is grad_fn else None)
+            if args and (owner is getter or asked is not None):
                 caller = sys._getframe(1)
                 if is_user_frame(caller.f_code.co_filename):
                     where = f"{caller.f_code.co_filename}:{caller.f_lineno}"
-                    if func in methods:
-                        properties.append((args[0], methods[func], where))
-                    else:
+                    if asked is None:
                         reads.append((args[0], where))
+                    else:
+                        properties.append((args[0], asked, where))
             return func(*args, **(kwargs or {}))
 
     with Reads():

@@ -83,6 +83,17 @@ def _compat():
     return _torch_compat
 
 
+def tensor_property(t: torch.Tensor, name: str) -> bool:
+    """What a tensor answers to one of ``_torch_compat.PROPERTY_READS``: a method's
+    result (``t.is_conj()``), ``is_leaf`` read as the attribute it is.
+
+    >>> tensor_property(torch.ones(2), "is_leaf"), tensor_property(torch.ones(2).conj(), "is_conj")
+    (True, False)
+    """
+    value = getattr(t, name)
+    return bool(value if name == "is_leaf" else value())
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """A dtype's name in manifests and messages: ``float32``, ``bfloat16`` (the one place
     that spells it; ``getattr(torch, name)`` reads it back)."""

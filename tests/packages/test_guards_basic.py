@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import aotpack
 import programs
+from aotpack import tree
 
 
 @pytest.fixture(scope="module")
@@ -159,30 +160,43 @@ def _inference():
         return torch.ones(2)
 
 
+def _made_by_autograd():
+    with torch.enable_grad():
+        return torch.ones(2, requires_grad=True) * 1  # (it has a grad_fn: no leaf)
+
+
 # (the method the program asks, a tensor answering False, one answering True)
 ASKED = {"is_inference": (lambda: torch.ones(2), _inference),
          "is_conj": (_plain, lambda: _plain().conj()),
-         "is_neg": (lambda: torch.ones(2), lambda: _plain().conj().imag)}
+         "is_neg": (lambda: torch.ones(2), lambda: _plain().conj().imag),
+         "grad_fn": (lambda: torch.ones(2), _made_by_autograd)}
+
 
 
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
 @pytest.mark.parametrize("method", sorted(ASKED))
 def test_what_the_program_asks_of_a_tensor_is_guarded(tmp_path, method, backend):
-    """``x.is_inference()``, ``x.is_conj()`` and ``x.is_neg()`` tell tensors of one dtype,
-    shape and device apart (an inference tensor, a conjugate or negative view): a program
+    """``x.is_inference()``, ``x.is_conj()``, ``x.is_neg()`` and ``x.grad_fn`` (or
+    ``x.is_leaf``) tell tensors of one dtype, shape and device apart (an inference
+    tensor, a conjugate or negative view, one the caller's autograd made): a program
     branching on them holds its example's branch, so the guard pins the answer
     (``Input.properties``, format version 22): a tensor answering otherwise is a
-    GuardError naming the method, compiled either way; one answering alike gives eager's
-    result. (Until 2026-12-07 the package ran the example's branch, silently.)"""
+    GuardError naming it, compiled either way; one answering alike gives eager's result.
+    (Until 2026-12-07 the package ran the example's branch, silently.)"""
+    pinned = "is_leaf" if method == "grad_fn" else method  # (``x.grad_fn is None`` asks whether it is a leaf)
+    asked = r"is_leaf" if method == "grad_fn" else rf"{method}\(\)"
+
     def asks(x):
-        return x * 2 if getattr(x, method)() else x * 3
+        answer = x.grad_fn is not None if method == "grad_fn" else getattr(x, method)()
+        return x * 2 if answer else x * 3
 
     no, yes = ASKED[method]
     for example, other in ((no, yes), (yes, no)):
-        fn = aotpack.load(aotpack.compile(asks, (example(),), backend=backend).save(tmp_path / "p.aot"))
-        assert fn.manifest.variants[0].inputs[0].properties == {method: getattr(example(), method)()}
-        torch.testing.assert_close(fn(example()).resolve_conj().resolve_neg(),
-                                   asks(example()).resolve_conj().resolve_neg())
-        with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.{method}\(\): expected "
-                                                     rf"{getattr(example(), method)()} \(the program asks it"):
-            fn(other())
+        with torch.no_grad():  # (a tensor autograd made requires grad: an inference package takes it so)
+            fn = aotpack.load(aotpack.compile(asks, (example(),), backend=backend).save(tmp_path / "p.aot"))
+            want = tree.tensor_property(example(), pinned)
+            assert fn.manifest.variants[0].inputs[0].properties == {pinned: want}
+            torch.testing.assert_close(fn(example()).resolve_conj().resolve_neg(),
+                                       asks(example()).resolve_conj().resolve_neg())
+            with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.{asked}: expected {want} \(the program asks"):
+                fn(other())

@@ -1060,7 +1060,7 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
                        shape=shape, layout=memory_layout, requires_grad=bool(t.requires_grad),
                        layout_pinned=pin, requires_grad_pinned=reads.get(i),
-                       properties={name: bool(getattr(t, name)()) for name in sorted(properties.get(i, ()))})
+                       properties={name: tree.tensor_property(t, name) for name in sorted(properties.get(i, ()))})
               for i, (node, shape, t, memory_layout, pin) in enumerate(zip(user_nodes, shapes, call.flat,
                                                                            call.layouts, pins))]
     return inputs, dims, names

@@ -504,23 +504,24 @@ class RequiresGrad(Check):
 
 class PropertyIs(Check):
     """What the program asked of an input tensor at capture (``x.is_inference()``,
-    ``x.is_conj()``, ``x.is_neg()``: ``Input.properties``), answered as the example did:
-    export kept the branch of that answer."""
+    ``x.is_conj()``, ``x.is_neg()``, ``x.is_leaf`` or ``x.grad_fn``: ``Input.properties``),
+    answered as the example did: export kept the branch of that answer."""
 
     late = True
 
     def __init__(self, index, name: str, want: bool):
         super().__init__(index)
         self.name, self.want = name, want
+        self.asked = name if name == "is_leaf" else f"{name}()"  # (a property, or a method)
 
     def fast(self, a, env):
-        return f"{a}.{self.name}() is not {self.want}"
+        return f"{a}.{self.asked} is not {self.want}"
 
     def full(self, t, call):
-        if t.__getattribute__(self.name)() is not self.want:
-            raise Mismatch([_Attr(f".{self.name}()")], f"{self.want} (the program asks it and holds the branch its "
-                                                       "example took: pass such a tensor, or compile a variant with "
-                                                       "one)", str(not self.want), late=True)
+        if tree.tensor_property(t, self.name) is not self.want:
+            raise Mismatch([_Attr(f".{self.asked}")], f"{self.want} (the program asks it and holds the branch its "
+                                                      "example took: pass such a tensor, or compile a variant with "
+                                                      "one)", str(not self.want), late=True)
         return t
 
     def expected(self, guard):

@@ -363,7 +363,7 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     every device (a version 21 reader guards the first two on CUDA only, and would run
     the branch of capture time on CPU); and ``variants[].inputs[].properties``: what the
     program asked of a tensor input (``{"is_inference": false}``, ``is_conj``,
-    ``is_neg``) and the example's answer, which a call's tensor must give. The version
+    ``is_neg``, ``is_leaf`` for ``x.grad_fn``) and the example's answer, which a call's tensor must give. The version
     is 22 only where a variant read a setting or asked a tensor.
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):

@@ -920,7 +920,7 @@ class Input(Record):
     # refuse such a call, as before)
     detached: bool = False
     # what the program asked of this tensor beyond dtype, shape and device, and the answer
-    # at capture (``{"is_inference": False}``, ``is_conj``, ``is_neg``: export kept one branch):
+    # at capture (``{"is_inference": False}``, ``is_conj``, ``is_neg``, ``is_leaf``: export kept one branch):
     # a call's tensor must answer the same (format version 22)
     properties: dict[str, bool] = {}
 
@@ -1099,7 +1099,7 @@ class Job(Record):
 # the settings a program may read itself, which its package is then guarded on (GlobalState.reads)
 SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode", "anomaly"})
 # the tensor methods a program may ask of an input, which its guard then pins (Input.properties)
-TENSOR_PROPERTIES = frozenset({"is_inference", "is_conj", "is_neg"})
+TENSOR_PROPERTIES = frozenset({"is_inference", "is_conj", "is_neg", "is_leaf"})
 
 
 class GlobalState(Record):
