@@ -773,10 +773,13 @@ def _position(it) -> object:
     (``count(5)``); None where nothing does (``map``, ``zip``: not compared)."""
     if isinstance(it, types.GeneratorType):
         return ("generator", it.gi_frame.f_lasti if it.gi_frame is not None else None)
-    hint = operator.length_hint(it, -1)
-    if hint >= 0 and hasattr(it, "__length_hint__"):
-        return ("left", hint)
-    text = repr(it)
+    try:  # (a user's iterator class may raise in either)
+        hint = operator.length_hint(it, -1)
+        if hint >= 0 and hasattr(it, "__length_hint__"):
+            return ("left", hint)
+        text = repr(it)
+    except Exception:
+        return None
     return None if " at 0x" in text else text[:200]
 
 
