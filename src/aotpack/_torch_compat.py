@@ -327,18 +327,13 @@ def replaced_in_this_thread(module, name: str, replacement):
         setattr(module, name, original)
 
 
-# what a tensor is beyond its dtype, shape and device, which a program may branch on (the
-# package then holds the branch of its example): methods, and ``is_leaf`` (read as
-# ``x.is_leaf`` or ``x.grad_fn is None``: whether the caller's autograd made it)
-PROPERTY_READS = ("is_inference", "is_conj", "is_neg", "is_leaf")
-
-
 @contextlib.contextmanager
 def requires_grad_reads(is_user_frame, properties: list | None = None):
     """Record the tensors whose ``.requires_grad`` the program reads (from a frame
     ``is_user_frame`` accepts) while tracing: yields the list of (tensor, "file:line");
     into ``properties``, given, (tensor, name, "file:line") for each of
-    ``PROPERTY_READS`` it asks (``x.is_inference()``, ``x.grad_fn`` as ``is_leaf``).
+    ``manifest.TENSOR_PROPERTIES`` it asks (``x.is_inference()``, ``x.grad_fn`` as
+    ``is_leaf``: whether the caller's autograd made it).
 
     Private: a ``TorchFunctionMode`` sees the property's getter
     (``TensorBase.requires_grad.__get__``) and those methods on the FakeTensors

@@ -84,7 +84,7 @@ def _compat():
 
 
 def tensor_property(t: torch.Tensor, name: str) -> bool:
-    """What a tensor answers to one of ``_torch_compat.PROPERTY_READS``: a method's
+    """What a tensor answers to one of ``manifest.TENSOR_PROPERTIES``: a method's
     result (``t.is_conj()``), ``is_leaf`` read as the attribute it is.
 
     >>> tensor_property(torch.ones(2), "is_leaf"), tensor_property(torch.ones(2).conj(), "is_conj")

@@ -320,8 +320,8 @@ def requires_grad_pins(reads: list, flat, weights: dict) -> tuple[dict[int, str]
 
 
 def property_pins(reads: list, flat) -> dict[int, set[str]]:
-    """The tensor methods ``_torch_compat.PROPERTY_READS`` the program called on each flat
-    input (``x.is_inference()``, ``x.is_conj()``): index -> their names. The branch
+    """What the program asked of each flat input (``manifest.TENSOR_PROPERTIES``:
+    ``x.is_inference()``, ``x.is_conj()``, ``x.grad_fn`` as ``is_leaf``): index -> names. The branch
     export took holds only for a tensor answering as the example did (an inference
     tensor, a conjugate view: neither changes dtype, shape or device), so the guard pins
     the answers (``Input.properties``). A call on an intermediate (whose answer follows

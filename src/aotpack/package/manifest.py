@@ -1386,7 +1386,7 @@ class Manifest(Record):
         _need(not v.global_state.environ or self.format_version >= fmt.ENVIRON_FORMAT_VERSION,
               f"variant {name}.global_state.environ guards environment variables, which needs format version "
               f"{fmt.ENVIRON_FORMAT_VERSION}")
-        asked = {name for i in v.inputs for name in i.properties}
+        asked = {prop for i in v.inputs for prop in i.properties}
         _need(asked <= TENSOR_PROPERTIES, f"variant {name}.inputs[].properties names methods aotpack does not know: "
                                           f"{sorted(asked - TENSOR_PROPERTIES)}")
         _need(not asked or self.format_version >= fmt.SETTINGS_READ_FORMAT_VERSION,
