@@ -328,19 +328,25 @@ def replaced_in_this_thread(module, name: str, replacement):
 
 
 @contextlib.contextmanager
-def requires_grad_reads(is_user_frame, properties: list | None = None):
+def requires_grad_reads(is_user_frame, properties: list | None = None, defaults: list | None = None):
     """Record the tensors whose ``.requires_grad`` the program reads (from a frame
     ``is_user_frame`` accepts) while tracing: yields the list of (tensor, "file:line");
     into ``properties``, given, (tensor, name, "file:line") for each of
     ``manifest.TENSOR_PROPERTIES`` it asks (``x.is_inference()``, ``x.grad_fn`` as
-    ``is_leaf``: whether the caller's autograd made it).
+    ``is_leaf``: whether the caller's autograd made it); into ``defaults``, given, the
+    "file:line" of each call that makes a tensor on the default device (``torch.ones(3)``
+    with no ``device=``: what ``torch.set_default_device`` changes), from any frame, torch's
+    own modules' included, as the default device reaches those calls too.
 
     Private: a ``TorchFunctionMode`` sees the property's getter
     (``TensorBase.requires_grad.__get__``) and those methods on the FakeTensors
-    torch.export traces with (2.11-2.13); every other function passes straight through."""
+    torch.export traces with (2.11-2.13), and the factory functions
+    ``torch.utils._device._device_constructors`` lists, as its ``DeviceContext`` does;
+    every other function passes straight through."""
     import sys
 
     from torch.overrides import TorchFunctionMode
+    from torch.utils._device import _device_constructors
 
     base = torch._C.TensorBase.__dict__
     getter = base["requires_grad"]
@@ -350,8 +356,14 @@ def requires_grad_reads(is_user_frame, properties: list | None = None):
     inference, conj, neg, leaf, grad_fn = (base[n] for n in ("is_inference", "is_conj", "is_neg", "is_leaf", "grad_fn"))
     reads: list = []
 
+    # (a tuple compared by identity, not a set: dynamo traces this mode inside torch.cond)
+    constructors = tuple(_device_constructors()) if defaults is not None else ()
+
     class Reads(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
+            if any(func is c for c in constructors) and (kwargs or {}).get("device") is None:
+                caller = sys._getframe(1)
+                defaults.append(f"{caller.f_code.co_filename}:{caller.f_lineno}")
             owner = getattr(func, "__self__", None)
             asked = None if properties is None else (
                 "is_inference" if func is inference else "is_conj" if func is conj else "is_neg" if func is neg
@@ -1235,6 +1247,15 @@ def function_modes() -> list:
     from torch.overrides import _get_current_function_mode_stack
 
     return list(_get_current_function_mode_stack())
+
+
+def default_device_mode_type() -> type:
+    """The torch function mode ``torch.set_default_device`` and ``with torch.device(d):``
+    push, which only fills in the ``device`` of factory calls that name none. Private:
+    ``torch.utils._device.DeviceContext`` (2.11-2.13)."""
+    from torch.utils._device import DeviceContext
+
+    return DeviceContext
 
 
 def split_reduction_factor(outputs: int, length: int, *, target_outputs: int, min_chunk: int) -> int:

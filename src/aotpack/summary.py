@@ -21,6 +21,8 @@ def _state_text(state) -> str:
         parts.append(f"default dtype {state.default_dtype}")
     parts += [f"os.environ[{k!r}] {'unset' if v is None else repr(v)}" for k, v in state.environ.items()]
     parts += [f"{name.replace('_', ' ')} {getattr(state, name)!r}" for name in state.reads]  # (read by the program)
+    if state.default_device_read:
+        parts.append(f"default device {state.default_device}")
     return ", ".join(parts)
 
 

@@ -435,7 +435,7 @@ class SizeArgument(tuple):
     __slots__ = ()
 
 
-def size_carrier(n: int, device=None) -> torch.Tensor:
+def size_carrier(n: int, device="cpu") -> torch.Tensor:
     """The flat input that carries int argument ``n`` to a program: an empty tensor whose
     first size is ``n`` (treespec.IntLeaf says why a size)."""
     return torch.empty((n, 0), dtype=torch.uint8, device=device)

@@ -199,9 +199,10 @@ class GlobalFixture(Fixture):
         return {**out, "y": GLOBAL_ACT(out["y"]) + GLOBAL_SHIFT}
 
 
-def global_fixture(path: str, cls: type = GlobalFixture) -> None:
+def global_fixture(path: str, cls: type = GlobalFixture, default_device: str = "cpu") -> None:
     """Versions 14 and on: an inference package of ``cls`` with a Dim, its inputs, output
-    and state (the tests bind a module to it, whose globals are followed)."""
+    and state (the tests bind a module to it, whose globals are followed); compiled and
+    run under ``default_device`` (version 23)."""
     torch.manual_seed(0)
     m = cls().eval().requires_grad_(False)
     x, w = torch.randn(5, 4), torch.randn(3)
@@ -210,8 +211,9 @@ def global_fixture(path: str, cls: type = GlobalFixture) -> None:
         opts["top"], dynamic["opts"] = 3, {"top": aotpack.Dim("top", min=1, max=5)}
     if fmt.FORMAT_VERSION >= 20:  # an int argument whose Dim runs below 0
         opts["shift"], dynamic["opts"]["shift"] = -2, aotpack.Dim("shift", min=-4, max=4)
-    aotpack.compile(m, (x, opts), backend="eager", dynamic=dynamic).save(path)
-    out = m(x, opts)
+    with torch.device(default_device):
+        aotpack.compile(m, (x, opts), backend="eager", dynamic=dynamic).save(path)
+        out = m(x, opts)
     save_file({"x": x, "w": w, "y": out["y"], "p0": out["parts"][0], **{f"state.{k}": v for k, v in m.state_dict().items()}},
               os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.io.safetensors"))
     print("wrote", path)
@@ -302,6 +304,17 @@ class SettingsFixture(EnvironFixture):
         return {**out, "y": out["y"] * 2 if doubled else out["y"]}
 
 
+class DefaultDeviceFixture(SettingsFixture):
+    """Version 23 (a default device other than the CPU, guarded): version 22's program,
+    compiled under ``torch.set_default_device("meta")``, its output negated where a
+    tensor made with no ``device=`` is not on the meta device (a call with the CPU's
+    default is refused; one under ``set_default_device("meta")`` runs)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "y": out["y"] if torch.empty(0).device.type == "meta" else -out["y"]}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -341,6 +354,10 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 23:  # an inference package reading a default device other than the CPU too
+        os.environ.pop(FIXTURE_FLAG, None)
+        torch.use_deterministic_algorithms(False)
+        return global_fixture(path, DefaultDeviceFixture, default_device="meta")
     if fmt.FORMAT_VERSION >= 22:  # an inference package reading deterministic algorithms too
         os.environ.pop(FIXTURE_FLAG, None)
         torch.use_deterministic_algorithms(False)

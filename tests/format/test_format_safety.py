@@ -152,7 +152,11 @@ def test_every_format_version_still_loads():
 
         io = load_file(os.path.join(DATA, f"format-v{version}.io.safetensors"))
         if version >= 19:  # also takes an int argument with a Dim (opts["top"]): eager's at each value
-            fn = aotpack.load(path)
+            fn = loaded = aotpack.load(path)
+            if version >= 23:  # (compiled under set_default_device("meta"), which each call then needs)
+                def fn(*args, loaded=loaded):
+                    with torch.device("meta"):
+                        return loaded(*args)
             assert info.manifest.variants[0].in_spec.int_indices() == ([2, 3] if version >= 20 else [2])
             more = {"shift": -2} if version >= 20 else {}
             for top in (3, 1, 5):
@@ -193,6 +197,11 @@ def test_every_format_version_still_loads():
                     x = io["x"].clone()  # (an inference tensor: eager would double y)
                 with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.is_inference\(\): expected False"):
                     fn(x, {"w": io["w"], "top": 3, "shift": -2})
+            if version >= 23:  # also compiled under set_default_device("meta"), and reads it: guarded on it
+                state = info.manifest.variants[0].global_state
+                assert (state.default_device, state.default_device_read) == ("meta", True)
+                with pytest.raises(aotpack.GuardError, match=r"torch.get_default_device\(\): expected meta .*got cpu"):
+                    loaded(io["x"], {"w": io["w"], "top": 3, "shift": -2})  # (eager would negate y)
             continue
         if version >= 18:  # also returns a float and a bool of the batch Dim, typed
             fn = aotpack.load(path)

@@ -408,14 +408,16 @@ COMPILE_SETTINGS = st.sampled_from([(False, False), (True, False), (False, True)
 @given(compile_grad=st.booleans(), compile_amp=st.booleans(), compile_env=st.sampled_from([None, "on"]),
        compile_settings=COMPILE_SETTINGS,
        call_grad=st.booleans(), call_amp=st.booleans(), call_f64=st.booleans(), call_env=ENV_VALUES,
-       call_det=st.booleans(), call_inference=st.booleans())
+       call_det=st.booleans(), call_inference=st.booleans(), call_device=st.sampled_from([None, "cpu", "meta"]))
 def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, compile_env, compile_settings,
-                                   call_grad, call_amp, call_f64, call_env, call_det, call_inference):
+                                   call_grad, call_amp, call_f64, call_env, call_det, call_inference, call_device):
     """Every combination of grad mode, autocast, an environment variable the program
     reads (unset, or one of two values), deterministic algorithms and inference mode
-    (each read by the program) at compile and at call, and the default dtype at call:
-    the package's result is eager's (values and dtype) or a GuardError. (Until
-    2026-12-07 deterministic algorithms and inference mode ran as compiled, silently.)"""
+    (each read by the program) at compile and at call, and the default dtype and device
+    at call: the package's result is eager's (values and dtype) or a GuardError, which
+    it must be where eager fails (``torch.full`` on the meta device beside a CPU tensor).
+    (Until 2026-12-07 deterministic algorithms and inference mode ran as compiled,
+    silently, and a call under ``torch.set_default_device`` was refused, "cpu" too.)"""
     # (an autocast compile traces twice, ~0.6 s: under autocast these compile-time settings are
     # left off, the call's still drawn)
     compile_det, compile_inference = compile_settings if not compile_amp else (False, False)
@@ -427,14 +429,19 @@ def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, 
             torch.set_default_dtype(torch.float64)
         _flag(call_env)
         with _settings(call_det, call_inference), torch.set_grad_enabled(call_grad), \
-                torch.autocast("cpu", dtype=torch.bfloat16, enabled=call_amp):
-            want = branchy(x)
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=call_amp), \
+                torch.device(call_device) if call_device else contextlib.nullcontext():
+            try:
+                want = branchy(x)
+            except RuntimeError:  # (eager's own refusal: the package's must be a GuardError)
+                want = None
             try:
                 got = fn(x)
             except aotpack.GuardError:
-                assert ((compile_grad, compile_amp, False, compile_env, compile_det, compile_inference)
-                        != (call_grad, call_amp, call_f64, call_env, call_det, call_inference))
+                assert ((compile_grad, compile_amp, False, compile_env, compile_det, compile_inference, "cpu")
+                        != (call_grad, call_amp, call_f64, call_env, call_det, call_inference, call_device or "cpu"))
                 return
+            assert want is not None, "eager failed where the package ran"
     finally:
         torch.set_default_dtype(before)
         _flag(None)
@@ -632,3 +639,85 @@ def test_reading_the_thread_count_is_a_value_frozen_at_capture():
     a SideEffectWarning with the line."""
     with pytest.warns(aotpack.SideEffectWarning, match=r"test_global_state.py:\d+: torch.get_num_threads\(\) ran once"):
         aotpack.compile(lambda x: x * torch.get_num_threads(), (torch.ones(3),), backend="eager")
+
+
+# -- the default device (torch.set_default_device, with torch.device(d):) -----------------
+
+def makes_on_the_default_device(x):
+    return x * 2 if torch.zeros(0).device.type == "cpu" else x * 3  # (no device=: the default's)
+
+
+def asks_the_default_device(x):
+    return x * 2 if torch.get_default_device().type == "cpu" else x * 3
+
+
+def makes_on_the_inputs_device(x):
+    return x * 2 + torch.ones(3, device=x.device) + torch.ones_like(x)
+
+
+DEFAULT_DEVICE_PROGRAMS = {"makes": makes_on_the_default_device, "asks": asks_the_default_device,
+                           "none": makes_on_the_inputs_device}
+
+
+def _under(device: str | None):
+    return torch.device(device) if device else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize(("program", "backend", "compiled_under"),
+                         [("makes", "eager", None), ("makes", "inductor", None), ("makes", "eager", "meta"),
+                          ("asks", "eager", None), ("none", "eager", None), ("none", "inductor", "meta")])
+def test_the_default_device_is_guarded_where_the_program_reads_it(program, backend, compiled_under):
+    """``torch.set_default_device(d)`` and ``with torch.device(d):`` place the tensors a
+    program makes with no ``device=``: a package whose program made one, or asked
+    ``torch.get_default_device()``, runs under the default device of its capture (with
+    such a mode or without, for the CPU) and is a GuardError naming
+    ``torch.get_default_device()`` under another; one whose program made none runs under
+    any, equal to eager (until 2026-12-07 every call under either was refused as a torch
+    function mode, the CPU's too: dynamo's ``DEFAULT_DEVICE`` guard is the model). A
+    default device other than the CPU needs format version 23."""
+    fn, x = DEFAULT_DEVICE_PROGRAMS[program], torch.randn(3)
+    with _under(compiled_under):
+        pkg = aotpack.compile(fn, (x,), backend=backend)
+        compiled_branch = fn(x)
+    loaded = aotpack.load(pkg.to_bytes())
+    state = pkg.manifest.variants[0].global_state
+    reads = program != "none"
+    assert (state.default_device, state.default_device_read) == (compiled_under or "cpu", reads)
+    assert (pkg.manifest.format_version >= aotpack.package.fmt.DEFAULT_DEVICE_FORMAT_VERSION) == (
+        reads and compiled_under is not None)
+    for device in (None, "cpu", "meta"):
+        with _under(device):
+            want = fn(x)
+            if reads and (device or "cpu") != (compiled_under or "cpu"):
+                with pytest.raises(aotpack.GuardError, match=rf"torch.get_default_device\(\): expected "
+                                                             rf"{compiled_under or 'cpu'} .*the program reads it"):
+                    loaded(x)
+                assert not torch.equal(want, compiled_branch)  # (eager took the other branch)
+            else:
+                torch.testing.assert_close(loaded(x), want)
+
+
+def test_another_torch_function_mode_beside_the_default_devices_is_refused():
+    """Only the default device's mode is let through: another mode beside it (one that
+    would see eager's torch calls) is still a GuardError naming it."""
+
+    class Counting(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    loaded = aotpack.load(aotpack.compile(makes_on_the_inputs_device, (torch.randn(3),), backend="eager").to_bytes())
+    with torch.device("cpu"), Counting():
+        with pytest.raises(aotpack.GuardError, match=r"torch function mode: expected none .*got Counting"):
+            loaded(torch.randn(3))
+
+
+def test_a_model_on_the_meta_device_is_refused_naming_it():
+    """A model built under ``with torch.device("meta"):`` whose weights were never
+    loaded, or a meta example input, is a CaptureError naming the tensor (until
+    2026-12-07 torch's raw ``RuntimeError`` about autocast)."""
+    with torch.device("meta"):
+        model = torch.nn.Linear(3, 3)
+    with pytest.raises(aotpack.CaptureError, match=r"the module's 'weight' is on the meta device"):
+        aotpack.compile(model, (torch.randn(2, 3),), backend="eager")
+    with pytest.raises(aotpack.CaptureError, match=r"x is on the meta device"):
+        aotpack.compile(makes_on_the_inputs_device, (torch.randn(3, device="meta"),), backend="eager")

@@ -374,7 +374,9 @@ class _Program(torch.nn.Module):
         # (the user's program is called from this frame: effects.py finds its code below a
         # frame named ``forward`` in this file)
         properties: list = []  # (tensor, "is_inference", file:line): what the program asked of a tensor
-        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f), properties) as reads, \
+        defaults: list = []  # file:line of each tensor made on the default device (no ``device=``)
+        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f), properties,
+                                        defaults) as reads, \
                 compat.symbols_typed_as_python(_is_program_file):
             if self._autocast is not None:
                 device, dtype = self._autocast
@@ -387,7 +389,7 @@ class _Program(torch.nn.Module):
         spec, outs = tree.flatten(result, "output", subclasses=self._subclasses, sizes=sizes)
         self._record({"out_spec": spec, "output_sizes": sizes, "size_places": _size_places(flat) if sizes else {}, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
-                      "property_reads": property_pins(properties, flat),
+                      "property_reads": property_pins(properties, flat), "default_device_reads": defaults[:1],
                       "custom_functions": _custom_functions(outs),
                       "detached": _detached(outs, flat, self._weights(every_name=True), grad_before),
                       # (``@torch.inference_mode()`` on forward: eager returns inference tensors)
@@ -741,6 +743,9 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     modules read by name the program holds; ``freeze_ints``, ``freeze_sizes``: see
     ``_dynamic_as_eager``."""
     call = _bind_call(target, args, kwargs, dynamic, keep_strides, freeze_ints, freeze_sizes)
+    weights = ({f"the module's {n!r}": t for n, t in [*target.named_parameters(), *target.named_buffers()]}
+               if isinstance(target, torch.nn.Module) else {})
+    refuse_meta_tensors({**dict(zip(call.paths, call.flat)), **weights})
     program = _Program(target, call.signature, call.in_spec, None, call.how, ran)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
     program._autocast = (device, amp) if (amp := autocast_dtype(device, autocast)) else None
@@ -779,6 +784,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
+    refuse_meta_tensors({f"the program's tensor {n!r}": t for n, t in weights.items()})  # (one it made: constant:)
     gm = compat.plain_graph_module(ep.graph_module)
     inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
     inputs, detached_weights = _detached_kept(record, inputs, allow_mutations or written_buffers or written_inputs
@@ -810,7 +816,8 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         applied_functions=list(dict.fromkeys([*record["custom_functions"], *recorder.applied_functions])),
         traced_below_transforms=record.get("traced_below_transforms", False), straight_through=straight_through,
         library_ops=library_ops(gm),
-        global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder)),
+        global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder),
+                                     made_on_default_device=bool(record.get("default_device_reads"))),
         requires_grad_weights=record["requires_grad_reads"][1],
         detached_weights=detached_weights,
         inference_outputs=[] if allow_mutations else list(record["inference_outputs"]),
@@ -927,6 +934,20 @@ class _CaptureAgain(Exception):
         super().__init__(sorted(changes))
         self.changes = changes
         self.refusal = refusal  # what the caller is told where the second capture fails too
+
+
+def refuse_meta_tensors(named: dict) -> None:
+    """A ``CaptureError`` naming the first tensor on the meta device among ``named``
+    (name -> value): it holds no data for the trace to compute on or the package to store
+    (a model built under ``with torch.device("meta"):`` whose weights were never loaded;
+    until 2026-12-07 torch's raw ``RuntimeError`` about autocast, or ``NotImplementedError``
+    where the program made one under ``torch.set_default_device("meta")``)."""
+    name = next((n for n, t in named.items() if isinstance(t, torch.Tensor) and t.device.type == "meta"), None)
+    if name is not None:
+        raise CaptureError(f"{name} is on the meta device: it holds no data to compute with or to store",
+                           hint="load the model's weights first (load_state_dict(sd, assign=True), or "
+                                "to_empty(device=...) and initialize), and pass example inputs with data; "
+                                "a tensor the program makes with no device= goes to torch.set_default_device's")
 
 
 def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_strides: frozenset = frozenset(),

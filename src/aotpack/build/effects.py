@@ -113,7 +113,7 @@ _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.
 # branch on: the package is guarded on each one the program reads, on every device
 # (``GlobalState.reads``); and the builtins that read one (a builtin's call is seen as one)
 _SETTING_READS = {"are_deterministic_algorithms_enabled": "deterministic",
-                  "get_float32_matmul_precision": "matmul_precision"}
+                  "get_float32_matmul_precision": "matmul_precision", "get_default_device": "default_device"}
 _SETTING_BUILTINS = {torch.is_inference_mode_enabled: "inference_mode", torch.is_anomaly_enabled: "anomaly"}
 # torch functions that hand the program's functions to dynamo, which traces their bytecode
 # without running it (``torch.cond``'s branches, ``while_loop``'s body): no frame of theirs
@@ -739,6 +739,10 @@ class EffectRecorder:
         elif role == "vmap":
             self.vmaps.append(f"vmap at {parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "dynamo_traced":  # (its arguments, and the region's function its closure holds)
+            # (a tensor its functions make with no device= is not seen: dynamo traces them
+            # without the function mode that sees such calls; taken as made, the package
+            # is guarded on the default device)
+            self.setting_reads.setdefault("default_device", f"{parent.f_code.co_filename}:{parent.f_lineno}")
             seen: set = set()
             values = [v for x in list(frame.f_locals.values())
                       for v in (x if isinstance(x, (tuple, list)) else x.values() if isinstance(x, dict) else (x,))]

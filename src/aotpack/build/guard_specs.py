@@ -783,17 +783,23 @@ def module_training_of(target) -> bool | None:
     return bool(module.training) if isinstance(module, torch.nn.Module) else None
 
 
-def global_state_of(autocast: str | None, recorder: EffectRecorder, grad_mode_after: bool | None) -> GlobalState:
+def global_state_of(autocast: str | None, recorder: EffectRecorder, grad_mode_after: bool | None,
+                    made_on_default_device: bool = False) -> GlobalState:
     """The global state the compiled code depends on (manifest.GlobalState), now, and
-    the grad mode the program leaves its caller in (replayed after each call)."""
+    the grad mode the program leaves its caller in (replayed after each call);
+    ``made_on_default_device``: the program made a tensor with no ``device=``, which the
+    default device then placed (its device is compiled in)."""
+    reads = dict(recorder.setting_reads)
+    read_default = reads.pop("default_device", None) is not None or made_on_default_device
     return GlobalState(autocast=autocast, default_dtype=tree.dtype_name(torch.get_default_dtype()),
                        matmul_precision=torch.get_float32_matmul_precision(),
                        deterministic=torch.are_deterministic_algorithms_enabled(),
                        # the program took a branch on it: the compiled code holds that branch
                        grad_mode=torch.is_grad_enabled() if recorder.grad_mode_reads else None,
                        grad_mode_after=grad_mode_after, environ=dict(sorted(recorder.environ_reads.items())),
-                       reads=sorted(recorder.setting_reads), inference_mode=torch.is_inference_mode_enabled(),
-                       anomaly=torch.is_anomaly_enabled())
+                       reads=sorted(reads), inference_mode=torch.is_inference_mode_enabled(),
+                       anomaly=torch.is_anomaly_enabled(), default_device=str(torch.get_default_device()),
+                       default_device_read=read_default)
 
 
 def grad_mode_left(record: dict, recorder: EffectRecorder) -> bool | None:

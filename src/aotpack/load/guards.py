@@ -42,7 +42,9 @@ What each property must be (the contract; docs/concepts/contract.md):
   variant's device type as compiled (a variant compiled with ``autocast`` has its casts
   in the code; the caller's autocast never reaches compiled code), the default dtype,
   grad mode where the program reads it, on CUDA the float32 matmul precision and
-  deterministic algorithms; for compiled code, no active torch function mode. A call
+  deterministic algorithms; no active torch function mode but the default device's
+  (``torch.set_default_device``), whose device must be the capture's where the program
+  read it (``FunctionModes``). A call
   under other state runs a variant compiled for it, or is refused naming the state::
 
     autocast(cpu): expected off (...), got bfloat16
@@ -975,38 +977,87 @@ class EnvironIs(StateCheck):
         return "unset" if self.want is None else repr(self.want)
 
 
-class NoFunctionMode(StateCheck):
+class FunctionModes(StateCheck):
     """No torch function mode is active: the package's code runs below torch functions
     (compiled code), or calls aten's ops where the program called torch's (the eager
     backend), so a mode (``TorchFunctionMode``) would not see the program's calls as
     eager's would (until 2026-12-03 the eager backend ran under one: a mode that changes
-    what ``torch.mul`` returns gave another number)."""
+    what ``torch.mul`` returns gave another number).
+
+    Except the mode ``torch.set_default_device(d)`` and ``with torch.device(d):`` push
+    (``DeviceContext``), which only fills in the device of a factory call that names
+    none (``torch.ones(3)``), as dynamo's ``DEFAULT_DEVICE`` guard knows: where the
+    program made no such tensor, it changes nothing eager does that the package does
+    not; where it made one (``default_device``: the device then, compiled in), a call
+    must have that default device, under such a mode or not. Until 2026-12-07 every
+    call under ``torch.set_default_device`` was refused as a torch function mode; older
+    packages, which did not record what their program made, still are."""
 
     where = "torch function mode"
 
-    def __init__(self, raw_memory: bool):
+    def __init__(self, raw_memory: bool, default_device: str | None = None, reads_default: bool = False):
         super().__init__()
         self.raw_memory = raw_memory
+        self.default_device, self.reads_default = default_device, reads_default
+        if default_device is not None:
+            from .._torch_compat import default_device_mode_type
+
+            self.device_mode = default_device_mode_type()
+
+    def _state(self) -> tuple[list, str]:
+        """(the active modes a call may not run under, the default device now)"""
+        from .._torch_compat import function_modes
+
+        modes = function_modes()
+        if self.default_device is None:
+            return modes, "cpu"
+        others, device = [], None
+        for m in reversed(modes):  # (the innermost default device's mode fills in the device)
+            if not isinstance(m, self.device_mode):
+                others.append(m)
+            elif device is None:
+                device = m.device
+        if device is None:
+            return others, "cpu"
+        # (``torch.device("cuda")`` names the current device: what torch.get_default_device() resolves)
+        return others, str(device) if device.index is not None or device.type == "cpu" else str(
+            torch.get_default_device())
+
+    def _holds(self) -> bool:
+        others, device = self._state()
+        return not others and (not self.reads_default or device == self.default_device)
 
     def fast(self, a, env):
+        if self.default_device is not None:
+            # (a Python call only while a mode is active, or where the program made a
+            # tensor on a default device other than the CPU, which no mode means)
+            env["FMODES_OK"] = self._holds
+            if self.reads_default and self.default_device != "cpu":
+                return "not FMODES_OK()"
         if self.raw_memory:
             from .._torch_compat import global_state_readers  # (compiled backends import it anyway)
 
             env["TFM"] = global_state_readers()["function_mode"]
-            return "TFM()"
-        # public: with a plain tensor for argument, true exactly when a mode is active
-        env.update(HTF=torch.overrides.has_torch_function, HTF_ARGS=(torch.empty(0),))
-        return "HTF(HTF_ARGS)"
+            active = "TFM()"
+        else:
+            # public: with a plain tensor for argument, true exactly when a mode is active
+            env.update(HTF=torch.overrides.has_torch_function, HTF_ARGS=(torch.empty(0),))
+            active = "HTF(HTF_ARGS)"
+        return active if self.default_device is None else f"({active} and not FMODES_OK())"
 
     def full(self, flat, call):
-        from .._torch_compat import function_modes
-
-        modes = function_modes()
-        if modes:
+        others, device = self._state()
+        if others:
             raise self.refuse("none (the package's code does not call the torch functions a mode would see: "
                               "compiled code runs below them, the eager backend calls aten's ops; call it outside "
                               "the mode)",
-                              ", ".join(type(m).__name__ for m in modes))
+                              ", ".join(type(m).__name__ for m in reversed(others)))
+        if self.reads_default and device != self.default_device:
+            raise Mismatch([], f"{self.default_device} (the program reads it, making a tensor with no device= or "
+                               f"asking torch.get_default_device(): compiled in at capture; "
+                               f"torch.set_default_device({self.default_device!r}) around the call, or compile "
+                               f"under the call's)",
+                           device, where="torch.get_default_device()", late=True)
         return flat
 
     def expected(self, guard):
@@ -1134,7 +1185,7 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     checks += [setting_is(name, getattr(state, name), read=name in state.reads)
                for name in ("matmul_precision", "deterministic", "inference_mode", "anomaly")
                if name in state.reads or (device == "cuda" and name in ("matmul_precision", "deterministic"))]
-    checks.append(NoFunctionMode(raw_memory))
+    checks.append(FunctionModes(raw_memory, state.default_device, state.default_device_read))
     if raw_memory:
         checks.append(NoDispatchMode())
     if raw_memory or train or functions:

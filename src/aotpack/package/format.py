@@ -365,6 +365,16 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     program asked of a tensor input (``{"is_inference": false}``, ``is_conj``,
     ``is_neg``, ``is_leaf`` for ``x.grad_fn``) and the example's answer, which a call's tensor must give. The version
     is 22 only where a variant read a setting or asked a tensor.
+  23 (2026-12-07): ``variants[].global_state.default_device`` (``torch.get_default_device()``
+    at capture, ``"cpu"``) and ``default_device_read`` (the program made a tensor with no
+    ``device=``, ``torch.ones(3)``, or asked ``torch.get_default_device()``): a call under
+    another default device (``torch.set_default_device``, ``with torch.device(d):``) is
+    refused where it was read, and runs where it was not (the mode those push,
+    ``DeviceContext``, changes nothing the package's code does); a package without the
+    field refuses every such mode, as before. The version is 23 only where the program
+    read a default device other than the CPU (a version 22 reader ignores the fields and
+    refuses every torch function mode, so it holds a CPU default, and would run a call
+    with no mode where the program compiled in another device).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -393,7 +403,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 22  # the newest version this reader reads
+FORMAT_VERSION = 23  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -422,6 +432,7 @@ INT_ARGUMENTS_FORMAT_VERSION = 19  # variants[].in_spec leaves of kind "int": a 
 INT_OFFSET_FORMAT_VERSION = 20  # an "int" leaf's offset: a reader must shift the int by it
 ENVIRON_FORMAT_VERSION = 21  # variants[].global_state.environ: a reader must guard those variables
 SETTINGS_READ_FORMAT_VERSION = 22  # global_state.reads, inputs[].properties: a reader must guard them
+DEFAULT_DEVICE_FORMAT_VERSION = 23  # global_state.default_device_read, not the CPU: a reader must guard it
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -1125,7 +1125,13 @@ class GlobalState(Record):
     ``"matmul_precision"``, ``"inference_mode"``, ``"anomaly"``: it may have taken a branch on them),
     guarded on every device, not only where kernels depend on them (format version 22);
     ``inference_mode``, ``anomaly``: whether ``torch.inference_mode`` and anomaly
-    detection (``torch.autograd.set_detect_anomaly``) were on at capture."""
+    detection (``torch.autograd.set_detect_anomaly``) were on at capture.
+    ``default_device``: ``torch.get_default_device()`` at capture (``"cpu"``); None in
+    packages older than the field, whose calls take no ``torch.set_default_device`` (a
+    torch function mode) at all. ``default_device_read``: the program read it (made a
+    tensor with no ``device=``, or asked ``torch.get_default_device()``), so a call must
+    have that default device (format version 23 where it is not the CPU, which a version
+    22 reader, refusing every mode, holds anyway)."""
     autocast: Dtype | None = None
     default_dtype: Dtype = "float32"
     grad_mode: bool | None = None
@@ -1136,6 +1142,8 @@ class GlobalState(Record):
     reads: list[str] = []
     inference_mode: bool = False
     anomaly: bool = False
+    default_device: str | None = NULL
+    default_device_read: bool = False
 
 
 class Variant(Record):
@@ -1398,6 +1406,13 @@ class Manifest(Record):
         _need(not v.global_state.reads or self.format_version >= fmt.SETTINGS_READ_FORMAT_VERSION,
               f"variant {name}.global_state.reads guards settings the program read, which needs format version "
               f"{fmt.SETTINGS_READ_FORMAT_VERSION}")
+        state = v.global_state
+        _need(not state.default_device_read or state.default_device is not None,
+              f"variant {name}.global_state.default_device_read needs global_state.default_device")
+        _need(not state.default_device_read or state.default_device == "cpu"
+              or self.format_version >= fmt.DEFAULT_DEVICE_FORMAT_VERSION,
+              f"variant {name}.global_state.default_device_read guards a default device other than the CPU, "
+              f"which needs format version {fmt.DEFAULT_DEVICE_FORMAT_VERSION}")
 
     def _check_links(self) -> None:
         """What the field types cannot say: names and indices that point elsewhere."""

@@ -290,7 +290,7 @@ class PackageReader:
             if end - begin != numel * item or base + end > off + n or begin < 0:
                 raise IntegrityError(f"tensor {key!r} in {name!r} has offsets that do not fit its shape")
             if numel == 0:
-                out[key] = torch.empty(shape, dtype=dtype)
+                out[key] = torch.empty(shape, dtype=dtype, device="cpu")
                 continue
             start = base + begin
             if start % item:
