@@ -254,3 +254,33 @@ def test_int_arguments_on_cuda(backend):
         fn(x, 5, 17, 0)
     with pytest.raises(aotpack.GuardError, match=r"^args\[3\]: expected an int s in -8\.\.8, got -9"):
         fn(x, 5, 3, -9)
+
+
+def adds_positions(x):
+    return x + torch.arange(x.shape[-1])  # (no device=: the default device's)
+
+
+@pytest.mark.parametrize("backend", ["aoti", "inductor"])
+def test_calls_under_set_default_device_cuda(backend):
+    """``torch.set_default_device("cuda")``, as scripts set it: a model whose program
+    makes no tensor with no device runs under it, equal to eager; a program that makes
+    one, compiled under ``with torch.device("cuda"):``, runs there and is a GuardError
+    naming the default device under the CPU's (where eager fails: the positions would be
+    on the CPU)."""
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU()).cuda().eval()
+    x = torch.randn(4, 16, device="cuda")
+    plain = aotpack.load(aotpack.compile(model, (x,), backend=backend).to_bytes())
+    with torch.device("cuda"):
+        reading = aotpack.compile(adds_positions, (x,), backend=backend)
+    assert reading.manifest.variants[0].global_state.default_device == f"cuda:{torch.cuda.current_device()}"
+    assert reading.manifest.format_version >= aotpack.package.fmt.DEFAULT_DEVICE_FORMAT_VERSION
+    positions = aotpack.load(reading.to_bytes())
+    torch.set_default_device("cuda")
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(plain(x), model(x))
+        torch.testing.assert_close(positions(x), adds_positions(x))
+    finally:
+        torch.set_default_device(None)
+    with pytest.raises(aotpack.GuardError, match=r"torch.get_default_device\(\): expected cuda:\d .*got cpu"):
+        positions(x)
