@@ -1494,6 +1494,44 @@ def test_advancing_a_global_iterator_warns(program, name):
         aotpack.compile(looks_at_an_iterator, (torch.randn(3),), backend="eager")
 
 
+class EncodesPadded(torch.nn.Module):
+    def __init__(self, nested: bool):
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, dropout=0.0)
+        self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=nested)
+
+    def forward(self, x, padding):
+        return self.encoder(x, src_key_padding_mask=padding)
+
+
+def test_a_transformer_encoders_nested_fast_path_is_warned_of():
+    """``torch.nn.TransformerEncoder`` given a ``src_key_padding_mask``, in eval mode under
+    ``no_grad``: eager runs its nested-tensor fast path, which returns 0 at the padded
+    positions, a path torch's code leaves out under tracing (torch.compile computes them
+    too). Capture warns with the user's line; the other positions are eager's; built
+    with ``enable_nested_tensor=False``, eager's every number is the package's, and
+    nothing is warned (until 2026-12-07 the padded positions differed, silently)."""
+    torch.manual_seed(0)
+    x, padding = torch.randn(2, 5, 8), torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    for nested in (True, False):
+        model = EncodesPadded(nested).eval()
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn = aotpack.load(aotpack.compile(model, (x, padding), backend="eager").to_bytes())
+            got, want = fn(x, padding), model(x, padding)
+        told = [str(w.message) for w in caught if w.category is aotpack.SideEffectWarning]
+        kept = ~padding
+        torch.testing.assert_close(got[kept], want[kept])
+        if nested:
+            assert any(re.search(r"test_contract.py:\d+: torch.nn.TransformerEncoder with a src_key_padding_mask "
+                                 r"runs, in eager, its nested-tensor fast path", m) for m in told), told
+            assert torch.equal(want[padding], torch.zeros_like(want[padding]))  # (eager's fast path)
+            assert not torch.equal(got[padding], want[padding])
+        else:
+            assert not told
+            torch.testing.assert_close(got, want)
+
+
 def test_side_effects_inside_torch_containers_warn():
     """The user's modules that torch's own modules call (nn.Sequential's forward) are
     the program too: their side effects warn (they were missed until 2026-12-03)."""

@@ -128,6 +128,10 @@ _MODULE_SETATTR = torch.nn.Module.__setattr__.__code__
 _ENVIRON = {getattr(type(os.environ), name).__code__: name
             for name in ("__getitem__", "__setitem__", "__delitem__", "__iter__")}
 _FUNCTION_APPLY = torch.autograd.Function.apply.__func__.__code__  # (a classmethod: ``cls`` its first local)
+# torch's TransformerEncoder: in eval mode without autograd, eager runs a nested-tensor fast
+# path that returns 0 at the positions a ``src_key_padding_mask`` pads, which torch's code
+# leaves out under tracing (``torch.compiler.is_compiling()``): the package computes them
+_NESTED_FAST_PATH = torch.nn.TransformerEncoder.forward.__code__
 # Tensor methods that read a tensor's memory layout: a program that branches on them or
 # computes with them gives other results for inputs in other layouts.
 _LAYOUT_READS = {"is_contiguous", "stride", "storage_offset", "data_ptr", "is_non_overlapping_and_dense"}
@@ -487,6 +491,8 @@ class EffectRecorder:
         kind = self._code_kind(code)
         if code.co_name == "__new__":
             self._subclass_made(frame)
+        if code is _NESTED_FAST_PATH:
+            self._nested_fast_path(frame)
         if code is _FUNCTION_APPLY:  # (torch's autograd/function.py: a bridge to the user's code)
             cls = frame.f_locals.get("cls")
             if isinstance(cls, type):  # (under a transform, torch applies a class of its own)
@@ -513,6 +519,25 @@ class EffectRecorder:
             self._module_method(frame, code)
         if kind == _USER and (code not in self.functions or self.functions[code][0] is not frame.f_globals):
             self._ran(frame, code)
+
+    def _nested_fast_path(self, frame) -> None:
+        """A ``torch.nn.TransformerEncoder`` called with a ``src_key_padding_mask`` where
+        eager takes its nested-tensor fast path (until 2026-12-07 the package's other
+        numbers at the padded positions were not told; torch.compile's are the package's)."""
+        encoder, padding = frame.f_locals.get("self"), frame.f_locals.get("src_key_padding_mask")
+        layers = getattr(encoder, "layers", None)
+        if (padding is None or frame.f_locals.get("mask") is not None or not getattr(encoder, "use_nested_tensor", False)
+                or not layers or layers[0].training or not torch.backends.mha.get_fastpath_enabled()):
+            return
+        user = frame.f_back
+        while user is not None and user not in self._users:  # (the user's line that calls the encoder)
+            user = user.f_back
+        where = f"{user.f_code.co_filename}:{user.f_lineno}" if user is not None else "the module compiled"
+        self._effect("torch.nn.TransformerEncoder with a src_key_padding_mask", where,
+                     "runs, in eager, its nested-tensor fast path in eval mode without autograd, which returns 0 at "
+                     "the padded positions; the package computes those positions as torch.compile does (the others "
+                     "are eager's): ignore them, or build the encoder with enable_nested_tensor=False, whose eager "
+                     "result is the package's")
 
     def _c_called(self, frame, arg) -> None:
         """A builtin (``print``, ``list.append``, a tensor method) called by the program's code."""
