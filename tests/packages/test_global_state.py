@@ -580,6 +580,19 @@ def reads_anomaly(x):
     return x * 2 if torch.is_anomaly_enabled() else x * 3
 
 
+def reads_cuda_available(x):
+    return x * 2 if torch.cuda.is_available() else x * 3
+
+
+def _a_machine_with_a_gpu():
+    """``torch.cuda.is_available()`` answers True, its own code running (as it would on a
+    machine with a GPU, for this CPU build)."""
+    from unittest import mock
+
+    return mock.patch.multiple(torch.cuda, _is_compiled=lambda: True, _nvml_based_avail=lambda: True,
+                               device_count=lambda: 1)
+
+
 @contextlib.contextmanager
 def _matmul_precision(value: str):
     before = torch.get_float32_matmul_precision()
@@ -597,27 +610,32 @@ SETTINGS_READ = {
                          "torch.get_float32_matmul_precision()"),
     "inference_mode": (reads_inference_mode, torch.inference_mode, "torch.is_inference_mode_enabled()"),
     "anomaly": (reads_anomaly, lambda: torch.autograd.set_detect_anomaly(True), "torch.is_anomaly_enabled()"),
+    "cuda_available": (reads_cuda_available, _a_machine_with_a_gpu, "torch.cuda.is_available()"),
 }
 
 
-@pytest.mark.parametrize("backend", ["eager", "inductor"])
-@pytest.mark.parametrize("name", sorted(SETTINGS_READ))
+# (inductor on a CPU build cannot compile where torch.cuda.is_available() says True)
+@pytest.mark.parametrize(("name", "backend"), [(name, backend) for name in sorted(SETTINGS_READ)
+                                               for backend in ("eager", "inductor")
+                                               if (name, backend) != ("cuda_available", "inductor")])
 def test_settings_the_program_reads_are_guarded_on_every_device(tmp_path, name, backend):
     """A program branching on ``torch.are_deterministic_algorithms_enabled()``,
-    ``torch.get_float32_matmul_precision()``, ``torch.is_inference_mode_enabled()`` or
-    ``torch.is_anomaly_enabled()`` holds the branch it took at capture: a call under the
+    ``torch.get_float32_matmul_precision()``, ``torch.is_inference_mode_enabled()``,
+    ``torch.is_anomaly_enabled()`` or ``torch.cuda.is_available()`` (a CPU package
+    loaded on a machine with a GPU) holds the branch it took at capture: a call under the
     other value is a GuardError naming the setting, compiled either way, on CPU too
     (until 2026-12-07 the first two were guarded on CUDA only, for the kernels, and the
-    others not at all: the
-    package ran the branch of capture time, silently). The package is format version 22
-    and ``aotpack inspect`` names the setting."""
+    others not at all: the package ran the branch of capture time, silently). The
+    package is format version 22 (23 for the last) and ``aotpack inspect`` names the
+    setting."""
     program, other, where = SETTINGS_READ[name]
     x = torch.ones(3)
     plain = aotpack.load(aotpack.compile(program, (x,), backend=backend).save(tmp_path / "plain.aot"))
     with other():
         changed = aotpack.load(aotpack.compile(program, (x,), backend=backend).save(tmp_path / "other.aot"))
     assert plain.manifest.variants[0].global_state.reads == [name]
-    assert plain.manifest.format_version == aotpack.package.fmt.SETTINGS_READ_FORMAT_VERSION
+    assert plain.manifest.format_version == (aotpack.package.fmt.DEFAULT_DEVICE_FORMAT_VERSION
+                                             if name == "cuda_available" else aotpack.package.fmt.SETTINGS_READ_FORMAT_VERSION)
     assert f"global state: {name.replace('_', ' ')} " in str(aotpack.inspect(tmp_path / "plain.aot"))
     torch.testing.assert_close(plain(x), program(x))
     with pytest.raises(aotpack.GuardError, match=rf"{re.escape(where)}: expected .*the program read it"):

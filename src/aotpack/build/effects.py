@@ -114,6 +114,8 @@ _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.
 # (``GlobalState.reads``); and the builtins that read one (a builtin's call is seen as one)
 _SETTING_READS = {"are_deterministic_algorithms_enabled": "deterministic",
                   "get_float32_matmul_precision": "matmul_precision", "get_default_device": "default_device"}
+# (and torch.cuda's: a package moves between machines, where a CPU one may meet a GPU)
+_CUDA_SETTING_READS = {"is_available": "cuda_available"}
 _SETTING_BUILTINS = {torch.is_inference_mode_enabled: "inference_mode", torch.is_anomaly_enabled: "anomaly"}
 # torch functions that hand the program's functions to dynamo, which traces their bytecode
 # without running it (``torch.cond``'s branches, ``while_loop``'s body): no frame of theirs
@@ -776,7 +778,8 @@ class EffectRecorder:
             for value in values:
                 self._unrun(value, owner if isinstance(value, types.FunctionType) else None, seen)
         elif role == "setting":
-            self.setting_reads.setdefault(_SETTING_READS[code.co_name], f"{parent.f_code.co_filename}:{parent.f_lineno}")
+            setting = _SETTING_READS.get(code.co_name) or _CUDA_SETTING_READS[code.co_name]
+            self.setting_reads.setdefault(setting, f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "parameter":
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "grad_mode":
@@ -845,6 +848,8 @@ def _torch_role(code: types.CodeType) -> str | None:
     if name in _DYNAMO_TRACED and file.endswith(os.path.join("_higher_order_ops", _DYNAMO_TRACED[name])):
         return "dynamo_traced"
     if name in _SETTING_READS and file.endswith(os.path.join("torch", "__init__.py")):
+        return "setting"
+    if name in _CUDA_SETTING_READS and file.endswith(os.path.join("torch", "cuda", "__init__.py")):
         return "setting"
     if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
         return "parameter"

@@ -799,7 +799,8 @@ def global_state_of(autocast: str | None, recorder: EffectRecorder, grad_mode_af
                        grad_mode_after=grad_mode_after, environ=dict(sorted(recorder.environ_reads.items())),
                        reads=sorted(reads), inference_mode=torch.is_inference_mode_enabled(),
                        anomaly=torch.is_anomaly_enabled(), default_device=str(torch.get_default_device()),
-                       default_device_read=read_default)
+                       default_device_read=read_default,
+                       cuda_available="cuda_available" in reads and torch.cuda.is_available())
 
 
 def grad_mode_left(record: dict, recorder: EffectRecorder) -> bool | None:

@@ -932,6 +932,9 @@ SETTINGS = {
     "anomaly": (torch.is_anomaly_enabled, "", "AN",
                 "the program read it and holds the branch it took; call it with "
                 "torch.autograd.set_detect_anomaly({want}), or compile with it {other}"),
+    "cuda_available": (lambda: torch.cuda.is_available(), "", "CUDA",  # (as the program looks it up)
+                       "the program read it and holds the branch it took; run it on a machine where it is {want} "
+                       "(CUDA_VISIBLE_DEVICES= hides the GPUs), or compile it on one like the call's"),
 }
 # what a setting's error says where the program read it (``GlobalState.reads``), not the kernels
 _READ_FIX = {"matmul_precision": "the program read it and holds the branch it took; torch.set_float32_matmul_precision("
@@ -945,7 +948,7 @@ def setting_is(name: str, want, read: bool = False) -> SettingIs:
     itself read it (the error says so, not that kernels depend on it)."""
     reader, fast_reader, tag, fix = SETTINGS[name]
     fix = _READ_FIX.get(name, fix) if read else fix
-    return SettingIs(want, where=f"torch.{reader.__name__}()",
+    return SettingIs(want, where="torch.cuda.is_available()" if name == "cuda_available" else f"torch.{reader.__name__}()",
                      reader=reader, tag=tag, fix=fix, fast_reader=fast_reader)
 
 
@@ -1183,7 +1186,7 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     checks += [EnvironIs(name, want) for name, want in state.environ.items()]
     # (on CUDA they choose TF32 and the kernels; on any device where the program read them)
     checks += [setting_is(name, getattr(state, name), read=name in state.reads)
-               for name in ("matmul_precision", "deterministic", "inference_mode", "anomaly")
+               for name in ("matmul_precision", "deterministic", "inference_mode", "anomaly", "cuda_available")
                if name in state.reads or (device == "cuda" and name in ("matmul_precision", "deterministic"))]
     checks.append(FunctionModes(raw_memory, state.default_device, state.default_device_read))
     if raw_memory:

@@ -374,7 +374,11 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     field refuses every such mode, as before. The version is 23 only where the program
     read a default device other than the CPU (a version 22 reader ignores the fields and
     refuses every torch function mode, so it holds a CPU default, and would run a call
-    with no mode where the program compiled in another device).
+    with no mode where the program compiled in another device). And
+    ``"cuda_available"`` in ``global_state.reads``, with ``global_state.cuda_available``:
+    the program read ``torch.cuda.is_available()`` (a CPU package's branch on it is
+    refused on a machine with a GPU); the version is 23 there too (a version 22 reader
+    refuses the unknown read).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against

@@ -1097,7 +1097,9 @@ class Job(Record):
 
 
 # the settings a program may read itself, which its package is then guarded on (GlobalState.reads)
-SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode", "anomaly"})
+SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode", "anomaly", "cuda_available"})
+# (those a version 22 reader does not know: it refuses the package as malformed)
+SETTINGS_READ_AFTER_22 = frozenset({"cuda_available"})
 # the tensor methods a program may ask of an input, which its guard then pins (Input.properties)
 TENSOR_PROPERTIES = frozenset({"is_inference", "is_conj", "is_neg", "is_leaf"})
 
@@ -1126,6 +1128,9 @@ class GlobalState(Record):
     guarded on every device, not only where kernels depend on them (format version 22);
     ``inference_mode``, ``anomaly``: whether ``torch.inference_mode`` and anomaly
     detection (``torch.autograd.set_detect_anomaly``) were on at capture.
+    ``cuda_available``: ``torch.cuda.is_available()`` at capture, guarded where the
+    program read it (``"cuda_available"`` in ``reads``, format version 23: a CPU
+    package's program that asked may take another branch on a machine with a GPU).
     ``default_device``: ``torch.get_default_device()`` at capture (``"cpu"``); None in
     packages older than the field, whose calls take no ``torch.set_default_device`` (a
     torch function mode) at all. ``default_device_read``: the program read it (made a
@@ -1144,6 +1149,7 @@ class GlobalState(Record):
     anomaly: bool = False
     default_device: str | None = NULL
     default_device_read: bool = False
+    cuda_available: bool = False
 
 
 class Variant(Record):
@@ -1407,6 +1413,9 @@ class Manifest(Record):
               f"variant {name}.global_state.reads guards settings the program read, which needs format version "
               f"{fmt.SETTINGS_READ_FORMAT_VERSION}")
         state = v.global_state
+        _need(not (set(state.reads) & SETTINGS_READ_AFTER_22) or self.format_version >= fmt.DEFAULT_DEVICE_FORMAT_VERSION,
+              f"variant {name}.global_state.reads guards torch.cuda.is_available(), which needs format version "
+              f"{fmt.DEFAULT_DEVICE_FORMAT_VERSION}")
         _need(not state.default_device_read or state.default_device is not None,
               f"variant {name}.global_state.default_device_read needs global_state.default_device")
         _need(not state.default_device_read or state.default_device == "cpu"
