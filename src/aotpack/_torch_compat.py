@@ -356,11 +356,14 @@ def requires_grad_reads(is_user_frame, properties: list | None = None, defaults:
     inference, conj, neg, leaf, grad_fn = (base[n] for n in ("is_inference", "is_conj", "is_neg", "is_leaf", "grad_fn"))
     reads: list = []
 
+    setitem = torch.Tensor.__setitem__
     # (a tuple compared by identity, not a set: dynamo traces this mode inside torch.cond)
     constructors = tuple(_device_constructors()) if defaults is not None else ()
 
     class Reads(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is setitem and _symbolic_basic_index(args):
+                return _set_through_view(*args)
             if any(func is c for c in constructors) and (kwargs or {}).get("device") is None:
                 caller = sys._getframe(1)
                 defaults.append(f"{caller.f_code.co_filename}:{caller.f_lineno}")
@@ -380,6 +383,34 @@ def requires_grad_reads(is_user_frame, properties: list | None = None, defaults:
 
     with Reads():
         yield reads
+
+
+def _symbolic_basic_index(args) -> bool:
+    """``t[i, ...] = v`` (``Tensor.__setitem__``'s arguments) whose index is a tuple of
+    ints, slices, None and Ellipsis, one a traced ``torch.SymInt``: torch.export's
+    non-strict trace rewrites such a read (``t[:, n]``) into views, not such a write,
+    whose C++ indexing compiles the int in (a dynamic position specialized to the
+    example's: a KV cache's ``self.k[:, pos] = kv``)."""
+    if len(args) != 3 or not isinstance(args[1], tuple):
+        return False
+    items = args[1]
+    return (any(isinstance(i, torch.SymInt) for i in items)
+            and all(i is None or i is Ellipsis or isinstance(i, (int, torch.SymInt, slice)) for i in items)
+            and not any(isinstance(i, bool) for i in items))
+
+
+def _set_through_view(t, index, value):
+    """``t[index] = value`` as eager's indexing makes it for a basic index: the view
+    ``t[index]`` (which torch.export traces with the symbolic int) takes ``value``, its
+    leading sizes of 1 beyond the view's rank dropped (as ``Tensor.__setitem__`` does)."""
+    view = t[index]
+    if not isinstance(value, torch.Tensor):
+        view.fill_(value)
+        return None
+    while value.dim() > view.dim() and value.shape[0] == 1:
+        value = value[0]
+    view.copy_(value)
+    return None
 
 
 _PYTHON_TYPE_OF_SYMBOL = {torch.SymInt: int, torch.SymFloat: float, torch.SymBool: bool}

@@ -496,3 +496,51 @@ def test_int_arguments_run_in_a_fresh_process_with_aotinductor(tmp_path):
             "    except aotpack.GuardError as e:\n        print(str(e).splitlines()[0])\n")
     out = run_fresh(["-c", code, str(path), here]).stdout.strip().splitlines()
     assert out == ["args[2]: expected an int k in 1..16, got 17", "args[3]: expected an int s in -8..8, got -9"]
+
+
+class WritesAtPosition(torch.nn.Module):
+    """A static KV cache: each call writes its row at ``pos`` and reads the rows so far."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("k", torch.zeros(1, 16, 4))
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x, pos):
+        self.k[:, pos] = self.proj(x)  # (x: (1, 4), the view (1, 4))
+        return self.k[:, : pos + 1].sum(1)
+
+
+def writes_into(out, n, v):
+    out[:, n] = v[None]  # (a leading size of 1 beyond the view's rank, dropped as eager's indexing drops it)
+    out[0, n + 1] = 2.5  # (a number)
+    return out.sum()
+
+
+@pytest.mark.parametrize("backend", ["eager", "aoti"])
+def test_a_write_at_a_dynamic_int_position_runs_at_every_position(backend):
+    """``self.k[:, pos] = kv`` with an int ``pos`` given a Dim (a static KV cache, as
+    torch.compile runs it with a dynamic position): torch.export's trace compiled the
+    position in (it rewrites such a read into views, not such a write), so a package
+    took only the example's, with a SpecializationWarning (until 2026-12-07). Now every
+    position in the Dim writes where eager writes, into the bound module's buffer and
+    into an input, and returns eager's."""
+    torch.manual_seed(0)
+    model = WritesAtPosition().eval()
+    twin = WritesAtPosition().eval()
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SpecializationWarning)
+        pkg = aotpack.compile(WritesAtPosition().eval(), (torch.randn(1, 4), 3), backend=backend,
+                              dynamic={"pos": Dim("pos", max=15)})
+        fn = aotpack.load(pkg.to_bytes(), module=model)
+        for pos in (0, 7, 15, 2):
+            x = torch.randn(1, 4)
+            torch.testing.assert_close(fn(x, pos), twin(x, pos))
+            torch.testing.assert_close(model.k, twin.k)
+        write = aotpack.load(aotpack.compile(writes_into, (torch.zeros(2, 9, 3), 3, torch.ones(2, 3)),
+                                             backend=backend, dynamic={"n": Dim("n", max=7)}).to_bytes())
+        for n in (0, 5, 7):
+            out, want_out, v = torch.zeros(2, 9, 3), torch.zeros(2, 9, 3), torch.randn(2, 3)
+            torch.testing.assert_close(write(out, n, v), writes_into(want_out, n, v))
+            assert torch.equal(out, want_out), n

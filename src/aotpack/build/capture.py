@@ -1075,8 +1075,11 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
         if strict_dims:
             raise CaptureError(f"the program specializes dynamic dimensions: {what}",
                                hint="drop those Dims (the package then runs only that size), or change the program")
-        warn_caller(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}",
-                      SpecializationWarning)
+        small = any(re.search(r" = [01]$", one) for one in specialized)
+        warn_caller(f"aotpack: the program specialized dynamic dimensions, which will accept only one size: {what}"
+                    + (" (an example of 0 or 1 makes sizes of 0 and 1 in the trace, which torch compiles in, as "
+                       "torch.compile does: compile with an example of 2 or more)" if small else ""),
+                    SpecializationWarning)
     reads, properties = record["requires_grad_reads"][0], record.get("property_reads", {})
     inputs = [mf.Input(dtype=tree.dtype_name(node.meta["val"].dtype), device=node.meta["val"].device.type,
                        shape=shape, layout=memory_layout, requires_grad=bool(t.requires_grad),
