@@ -1494,6 +1494,52 @@ def test_advancing_a_global_iterator_warns(program, name):
         aotpack.compile(looks_at_an_iterator, (torch.randn(3),), backend="eager")
 
 
+def reseeds(x):
+    torch.manual_seed(0)
+    return x + torch.rand(3)
+
+
+def sets_deterministic(x):
+    torch.use_deterministic_algorithms(True)
+    return x * 2
+
+
+def sets_matmul_precision(x):
+    torch.set_float32_matmul_precision("medium")
+    return x * 2
+
+
+def sets_threads(x):
+    torch.set_num_threads(1)
+    return x * 2
+
+
+@pytest.mark.parametrize(("program", "called"), [(reseeds, "torch.manual_seed()"),
+                                                 (sets_deterministic, "torch.use_deterministic_algorithms()"),
+                                                 (sets_matmul_precision, "torch.set_float32_matmul_precision()"),
+                                                 (sets_threads, "torch.set_num_threads()")])
+def test_setting_torchs_process_wide_state_warns(program, called):
+    """A program that reseeds torch's generator or sets a process-wide setting: eager
+    does it at every call (a reseed gives the same numbers each call), the package ran it
+    once, at capture. A SideEffectWarning names the call and the line (until 2026-12-07
+    none: the package drew other random numbers than eager, silently; ``torch.manual_seed``
+    is wrapped by torch.export's trace, seen through its wrapper)."""
+    state = (torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision(),
+             torch.get_num_threads())
+    try:
+        with pytest.warns(aotpack.SideEffectWarning) as record:
+            fn = aotpack.load(aotpack.compile(program, (torch.zeros(3),), backend="eager").to_bytes())
+    finally:
+        torch.use_deterministic_algorithms(state[0])
+        torch.set_float32_matmul_precision(state[1])
+        torch.set_num_threads(state[2])
+    messages = [str(w.message) for w in record]
+    assert any(re.search(rf"test_contract.py:\d+: {re.escape(called)} ran once at capture", m) for m in messages), messages
+    if program is reseeds:  # (what the warning is for: eager reseeds, the package draws on)
+        torch.manual_seed(1)
+        assert not torch.equal(fn(torch.zeros(3)), reseeds(torch.zeros(3)))
+
+
 class EncodesPadded(torch.nn.Module):
     def __init__(self, nested: bool):
         super().__init__()

@@ -109,6 +109,19 @@ _OUTPUT = {builtins.print: "print()", builtins.input: "input()", warnings.warn: 
 _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.perf_counter: "time.perf_counter()",
                  time.monotonic: "time.monotonic()", os.urandom: "os.urandom()", os.getpid: "os.getpid()",
                  torch.get_num_threads: "torch.get_num_threads()"}
+# torch's functions that set process-wide state (file under torch/, name): called by the
+# program, each ran once at capture, where eager sets the state at every call (a seed
+# reseeds the generator the package's random ops then draw from: other numbers), and the
+# builtins that do (a builtin's call is seen as one)
+_GLOBAL_SETTERS = {(os.path.join(*path.split("/")), name) for path, names in {
+    "__init__.py": ("set_default_dtype", "set_default_tensor_type", "use_deterministic_algorithms",
+                    "set_float32_matmul_precision", "set_default_device", "set_deterministic_debug_mode"),
+    "random.py": ("manual_seed", "seed", "set_rng_state"),
+    "cuda/random.py": ("manual_seed", "manual_seed_all", "seed", "seed_all", "set_rng_state", "set_rng_state_all"),
+}.items() for name in names}
+_SETTER_BUILTINS = {torch.set_num_threads: "torch.set_num_threads()",
+                    torch.set_num_interop_threads: "torch.set_num_interop_threads()",
+                    torch.set_flush_denormal: "torch.set_flush_denormal()"}
 # torch's functions (in torch/__init__.py) that read a process-wide setting a program may
 # branch on: the package is guarded on each one the program reads, on every device
 # (``GlobalState.reads``); and the builtins that read one (a builtin's call is seen as one)
@@ -150,6 +163,7 @@ class Effect:
 
 
 _TORCH_DIR = os.path.normpath(os.path.dirname(torch.__file__)) + os.sep
+_DISABLE_DYNAMO_FILE = os.path.join(_TORCH_DIR, "_compile.py")  # (``torch._disable_dynamo``'s wrapper)
 _HERE = os.path.normpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep  # aotpack/
 _STDLIB = os.path.normpath(sysconfig.get_paths()["stdlib"]) + os.sep
 # torch code that calls the user's code on the program's behalf (module calls, also as
@@ -543,7 +557,7 @@ class EffectRecorder:
 
     def _c_called(self, frame, arg) -> None:
         """A builtin (``print``, ``list.append``, a tensor method) called by the program's code."""
-        what = _OUTPUT.get(arg)
+        what = _OUTPUT.get(arg) or _SETTER_BUILTINS.get(arg)
         if what is not None:
             self._add(what, frame)
             return
@@ -749,6 +763,10 @@ class EffectRecorder:
         """A torch function called by the program: note the ones with Python-level effects."""
         code = frame.f_code
         role = _torch_role(code)
+        if role is None and code.co_name == "inner" and code.co_filename == _DISABLE_DYNAMO_FILE:
+            # (torch.export's trace wraps ``torch.manual_seed`` in ``torch._disable_dynamo``)
+            role = "setter" if _torch_role(getattr(frame.f_locals.get("fn"), "__code__", code)) == "setter" else None
+            code = frame.f_locals["fn"].__code__ if role else code
         if role is None or parent not in self._users:
             return
         if role == "graph_break":
@@ -777,6 +795,14 @@ class EffectRecorder:
             owner = next((v for v in values if isinstance(v, torch.nn.Module)), None)
             for value in values:
                 self._unrun(value, owner if isinstance(value, types.FunctionType) else None, seen)
+        elif role == "setter":
+            module = os.path.relpath(code.co_filename, _TORCH_DIR).removesuffix(".py").replace(os.sep, ".")
+            module = "torch" if module == "__init__" else f"torch.{module}".replace("torch.random", "torch")
+            random_state = "seed" in code.co_name or "rng" in code.co_name
+            self._add(f"{module}.{code.co_name}()", parent,
+                      "ran once at capture; the package will not run it again at each call, so its random ops "
+                      "draw from the generator where the caller left it, where eager's draw after the reseed: "
+                      "seed before the call" if random_state else None)
         elif role == "setting":
             setting = _SETTING_READS.get(code.co_name) or _CUDA_SETTING_READS[code.co_name]
             self.setting_reads.setdefault(setting, f"{parent.f_code.co_filename}:{parent.f_lineno}")
@@ -847,6 +873,8 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "vmap"
     if name in _DYNAMO_TRACED and file.endswith(os.path.join("_higher_order_ops", _DYNAMO_TRACED[name])):
         return "dynamo_traced"
+    if file.startswith(_TORCH_DIR) and (file[len(_TORCH_DIR):], name) in _GLOBAL_SETTERS:
+        return "setter"
     if name in _SETTING_READS and file.endswith(os.path.join("torch", "__init__.py")):
         return "setting"
     if name in _CUDA_SETTING_READS and file.endswith(os.path.join("torch", "cuda", "__init__.py")):
