@@ -18,6 +18,7 @@ import time
 import warnings
 import weakref
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -1538,6 +1539,30 @@ def test_setting_torchs_process_wide_state_warns(program, called):
     if program is reseeds:  # (what the warning is for: eager reseeds, the package draws on)
         torch.manual_seed(1)
         assert not torch.equal(fn(torch.zeros(3)), reseeds(torch.zeros(3)))
+
+
+MEAN = np.array([1.0, 2.0, 3.0], dtype=np.float32)  # (a normalization constant as a numpy global)
+
+
+class SubtractsMean(torch.nn.Module):
+    def forward(self, x):
+        return x - torch.from_numpy(MEAN)
+
+
+def test_a_numpy_array_global_is_warned_of_as_compiled_in():
+    """``torch.from_numpy(MEAN)`` of a numpy array global: the trace makes a constant of
+    its values, so the package, bound or not, keeps them where eager reads the array at
+    each call (a change in place). Capture warns naming the global (until 2026-12-07
+    the bound package ran the old values, silently)."""
+    model = SubtractsMean()
+    with pytest.warns(aotpack.SideEffectWarning, match=r"the numpy array global MEAN read by `forward` in "
+                                                       r".*test_contract.py is compiled in"):
+        fn = aotpack.load(aotpack.compile(model, (torch.zeros(3),), backend="eager").to_bytes(), module=model)
+    MEAN[0] = 10.0
+    try:
+        assert not torch.equal(fn(torch.zeros(3)), model(torch.zeros(3)))  # (what the warning is for)
+    finally:
+        MEAN[0] = 1.0
 
 
 class EncodesPadded(torch.nn.Module):

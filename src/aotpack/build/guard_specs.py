@@ -15,7 +15,7 @@ import torch
 
 from .. import _torch_compat as compat
 from .. import tree
-from ..errors import CaptureError
+from ..errors import CaptureError, SideEffectWarning, warn_caller
 from ..load import layout
 from ..package.manifest import (
     FUNCTION_TYPES,
@@ -487,10 +487,13 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
     clashing = set()  # (a name two modules' code reads with other values: which one a path names is unknown)
     by_module: dict[str, dict] = {}  # (so each is recorded under its Python module's name: ``EPS@layers``)
     torch_paths = set()
+    arrays: dict[str, str] = {}  # numpy array globals read -> where
     for code, (globals_, _) in recorder.functions.items():
         torch_calls = dict(torch_functions(code.co_names, globals_))
         torch_paths |= {f"global:{name}" for name in torch_calls}
         for name, value in globals_read(code.co_names, globals_):
+            if type(value).__name__ == "ndarray" and type(value).__module__ == "numpy":
+                arrays.setdefault(name, f"`{code.co_name}` in {code.co_filename}")
             # (a function: where it ran, so its code was traced in; one only named, in a branch not
             # taken, is not the program's; a torch module's function the code names: torch's own
             # code is not recorded running, and a patch of it is what is compared)
@@ -522,6 +525,13 @@ def global_values(recorder: EffectRecorder, functions: dict | None = None,
                 functions[f"global:{name}"] = value
             if functions is not None:  # (``ACTS = {"gelu": my_gelu}``: each one's code)
                 functions.update(functions_inside(f"global:{name}", value))
+    for name, where in arrays.items():
+        # (torch.from_numpy(A) in the trace made a constant of its values: the program's
+        # origin is not in the graph to be followed, as a tensor global's is)
+        warn_caller(f"aotpack: the numpy array global {name} read by {where} is compiled in as its values at "
+                    "capture: a change to it after is not seen, bound or not, where eager reads it at each call "
+                    "(hold it as a tensor, a module buffer or global, which a bound package follows, or pass it "
+                    "as an argument)", SideEffectWarning)
     for path in clashing:
         _per_module(path, found, by_module.get(path, {}), functions)
     if functions is not None:
