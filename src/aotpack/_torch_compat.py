@@ -357,14 +357,16 @@ def requires_grad_reads(is_user_frame, properties: list | None = None, defaults:
     reads: list = []
 
     setitem = torch.Tensor.__setitem__
-    # (a tuple compared by identity, not a set: dynamo traces this mode inside torch.cond)
-    constructors = tuple(_device_constructors()) if defaults is not None else ()
+    constructors = frozenset(_device_constructors()) if defaults is not None else frozenset()
+    tracing = torch.compiler.is_dynamo_compiling
 
     class Reads(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             if func is setitem and _symbolic_basic_index(args):
                 return _set_through_view(*args)
-            if any(func is c for c in constructors) and (kwargs or {}).get("device") is None:
+            # (not where dynamo traces this mode, inside torch.cond, whose guards cannot take a
+            # set of functions: the effect recorder takes such a branch as making one)
+            if not tracing() and func in constructors and (kwargs or {}).get("device") is None:
                 caller = sys._getframe(1)
                 defaults.append(f"{caller.f_code.co_filename}:{caller.f_lineno}")
             owner = getattr(func, "__self__", None)
