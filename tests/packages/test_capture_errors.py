@@ -1,6 +1,8 @@
 """A program that cannot be one graph fails in aotpack.compile with CaptureError naming
 the user's file:line and the reason, not a wall of torch internals."""
 
+import math
+
 import pytest
 import torch
 
@@ -171,3 +173,18 @@ def test_a_torchscript_program_is_refused_naming_what_to_pass():
     with pytest.raises(aotpack.CaptureError, match=r"RecursiveScriptModule is a TorchScript program") as e:
         aotpack.compile(torch.jit.script(torch.nn.Linear(4, 2)), (torch.randn(3, 4),), backend="eager")
     assert "pass the nn.Module or function it was scripted from" in str(e.value)
+
+
+def rows_in_fours(x):
+    return x.new_zeros(math.ceil(x.shape[0] / 4))
+
+
+def test_a_size_guard_sympy_cannot_read_is_no_raw_error():
+    """A size guard whose text sympy's parser cannot read (``math.ceil(d/4)``): the Dim
+    keeps the example's size, with the SpecializationWarning, and what is left is torch's
+    own limit, told as one aotpack error (until 2026-12-07 sympy's raw AttributeError left
+    compile)."""
+    with pytest.warns(aotpack.SpecializationWarning, match=r"n runs 6\.\.6"), \
+            pytest.raises(aotpack.AotpackError, match=r"cannot store .*math[._]ceil"):
+        aotpack.compile(rows_in_fours, (torch.randn(6),), backend="eager",
+                        dynamic={"x": {0: aotpack.Dim("n", min=1, max=64)}})
