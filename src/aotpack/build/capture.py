@@ -63,7 +63,6 @@ from .guard_specs import (
     function_codes,
     global_state_of,
     global_values,
-    grad_mode_left,
     guard_dims,
     hooks_compiled,
     input_layout,
@@ -743,9 +742,6 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     modules read by name the program holds; ``freeze_ints``, ``freeze_sizes``: see
     ``_dynamic_as_eager``."""
     call = _bind_call(target, args, kwargs, dynamic, keep_strides, freeze_ints, freeze_sizes)
-    weights = ({f"the module's {n!r}": t for n, t in [*target.named_parameters(), *target.named_buffers()]}
-               if isinstance(target, torch.nn.Module) else {})
-    refuse_meta_tensors({**dict(zip(call.paths, call.flat)), **weights})
     program = _Program(target, call.signature, call.in_spec, None, call.how, ran)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
     program._autocast = (device, amp) if (amp := autocast_dtype(device, autocast)) else None
@@ -784,7 +780,6 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     mutation_specs = _mutation_outputs(ep, recorder, allow_mutations)
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
-    refuse_meta_tensors({f"the program's tensor {n!r}": t for n, t in weights.items()})  # (one it made: constant:)
     gm = compat.plain_graph_module(ep.graph_module)
     inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
     inputs, detached_weights = _detached_kept(record, inputs, allow_mutations or written_buffers or written_inputs
@@ -816,8 +811,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         applied_functions=list(dict.fromkeys([*record["custom_functions"], *recorder.applied_functions])),
         traced_below_transforms=record.get("traced_below_transforms", False), straight_through=straight_through,
         library_ops=library_ops(gm),
-        global_state=global_state_of(amp, recorder, grad_mode_left(record, recorder),
-                                     made_on_default_device=bool(record.get("default_device_reads"))),
+        global_state=global_state_of(amp, recorder, record),
         requires_grad_weights=record["requires_grad_reads"][1],
         detached_weights=detached_weights,
         inference_outputs=[] if allow_mutations else list(record["inference_outputs"]),
@@ -991,6 +985,9 @@ def _bind_call(target: Callable, args, kwargs: dict | None, dynamic, keep_stride
                for i, (t, dyn, path) in enumerate(zip(flat, flat_dyn, paths))]
     call = _Call(parameters(sig), in_spec, flat, paths, flat_dyn, layouts, how, relaid, kept)
     _refuse_tensor_subclasses(target, call)
+    weights = ({f"the module's {n!r}": t for n, t in [*target.named_parameters(), *target.named_buffers()]}
+               if isinstance(target, torch.nn.Module) else {})
+    refuse_meta_tensors({**dict(zip(call.paths, call.flat)), **weights})
     return call
 
 
@@ -1584,6 +1581,7 @@ def _graph_weights(ep, prefix: str, frozen: list[dict]):
             raise CaptureError(f"unsupported graph input kind {kind}")
         weights[name] = tensor
         weight_targets[name] = target_name
+    refuse_meta_tensors({f"the program's tensor {n!r}": t for n, t in weights.items()})  # (one it made: constant:)
     return weights, weight_kinds, weight_targets, user_nodes
 
 

@@ -793,14 +793,14 @@ def module_training_of(target) -> bool | None:
     return bool(module.training) if isinstance(module, torch.nn.Module) else None
 
 
-def global_state_of(autocast: str | None, recorder: EffectRecorder, grad_mode_after: bool | None,
-                    made_on_default_device: bool = False) -> GlobalState:
+def global_state_of(autocast: str | None, recorder: EffectRecorder, record: dict) -> GlobalState:
     """The global state the compiled code depends on (manifest.GlobalState), now, and
-    the grad mode the program leaves its caller in (replayed after each call);
-    ``made_on_default_device``: the program made a tensor with no ``device=``, which the
+    the grad mode the program leaves its caller in (replayed after each call), from the
+    capture's ``record``: whether the program made a tensor with no ``device=``, which the
     default device then placed (its device is compiled in)."""
     reads = dict(recorder.setting_reads)
-    read_default = reads.pop("default_device", None) is not None or made_on_default_device
+    read_default = reads.pop("default_device", None) is not None or bool(record.get("default_device_reads"))
+    grad_mode_after = grad_mode_left(record, recorder)
     return GlobalState(autocast=autocast, default_dtype=tree.dtype_name(torch.get_default_dtype()),
                        matmul_precision=torch.get_float32_matmul_precision(),
                        deterministic=torch.are_deterministic_algorithms_enabled(),
