@@ -1462,6 +1462,8 @@ def _doubling():
 
 DOUBLING = _doubling()
 LOOKED_AT = iter([3.0])
+RATES = map(float, [1, 2, 3])  # (its position is that of the list's iterator it draws from)
+PAIRS = zip(iter([1.0, 2.0]), iter([3.0, 4.0]))
 
 
 def takes_the_next_step(x):
@@ -1472,19 +1474,27 @@ def takes_the_next_doubling(x):
     return x * next(DOUBLING)
 
 
+def takes_the_next_rate_and_pair(x):
+    a, b = next(PAIRS)
+    return x * next(RATES) + a * b
+
+
 def looks_at_an_iterator(x):
     return x * 2 if LOOKED_AT is not None else x
 
 
 @pytest.mark.parametrize("program,name", [(takes_the_next_step, "STEPS"), (takes_the_next_step, "SCHEDULE"),
-                                          (takes_the_next_doubling, "DOUBLING")])
+                                          (takes_the_next_doubling, "DOUBLING"),
+                                          (takes_the_next_rate_and_pair, "RATES"),
+                                          (takes_the_next_rate_and_pair, "PAIRS")])
 def test_advancing_a_global_iterator_warns(program, name):
     """``next(STEPS)`` on an ``itertools.count``, a list's iterator or a generator held
     as a global: eager takes the next item at each call, the package holds the item of
     capture. No hook sees a builtin's arguments, so the iterators the program's code
     names are compared where they stand before and after the run: one advanced is a
-    side effect, warned with the function (until 2026-12-07 it was frozen silently); one
-    only read is none."""
+    side effect, warned with the function (until 2026-12-07 it was frozen silently; a
+    ``map`` or ``zip``, by the iterators it draws from, until later that day); one only
+    read is none."""
     with pytest.warns(aotpack.SideEffectWarning) as record:
         aotpack.compile(program, (torch.randn(3),), backend="eager")
     messages = [str(w.message) for w in record]

@@ -147,6 +147,8 @@ _FUNCTION_APPLY = torch.autograd.Function.apply.__func__.__code__  # (a classmet
 # path that returns 0 at the positions a ``src_key_padding_mask`` pads, which torch's code
 # leaves out under tracing (``torch.compiler.is_compiling()``): the package computes them
 _NESTED_FAST_PATH = torch.nn.TransformerEncoder.forward.__code__
+# builtin iterators over others, whose position is where those stand (``_position``)
+_DRAWING_ITERATORS = (map, zip, filter, enumerate, reversed)
 # Tensor methods that read a tensor's memory layout: a program that branches on them or
 # computes with them gives other results for inputs in other layouts.
 _LAYOUT_READS = {"is_contiguous", "stride", "storage_offset", "data_ptr", "is_non_overlapping_and_dense"}
@@ -824,21 +826,30 @@ class EffectRecorder:
             self.effects.append(Effect(what, where) if why is None else Effect(what, where, why))
 
 
-def _position(it) -> object:
+def _position(it, depth: int = 0) -> object:
     """Where iterator ``it`` stands, as far as Python shows it without advancing it: a
     generator's frame and instruction, the items left (``length_hint``: a list's, a
     range's, a dict's iterator), else its repr where that shows its state
-    (``count(5)``); None where nothing does (``map``, ``zip``: not compared)."""
+    (``count(5)``), else where the iterators it draws from stand (``map``, ``zip``,
+    ``filter``, ``enumerate``: by their ``__reduce__``, which names them and an
+    ``enumerate``'s count; unseen until 2026-12-07); None where nothing does."""
     if isinstance(it, types.GeneratorType):
         return ("generator", it.gi_frame.f_lasti if it.gi_frame is not None else None)
-    try:  # (a user's iterator class may raise in either)
+    try:  # (a user's iterator class may raise in any of these)
         hint = operator.length_hint(it, -1)
         if hint >= 0 and hasattr(it, "__length_hint__"):
             return ("left", hint)
         text = repr(it)
+        if " at 0x" not in text:
+            return text[:200]
+        reduced = it.__reduce__() if depth < 4 and type(it) in _DRAWING_ITERATORS else None
     except Exception:
         return None
-    return None if " at 0x" in text else text[:200]
+    if not (isinstance(reduced, tuple) and len(reduced) > 1 and isinstance(reduced[1], tuple)):
+        return None
+    inner = tuple(_position(a, depth + 1) if hasattr(a, "__next__") else a if type(a) is int else None
+                  for a in reduced[1])
+    return (type(it).__name__, inner) if any(p is not None for p in inner) else None
 
 
 def _stores_of(code: types.CodeType) -> dict[str, tuple[str, int]]:
