@@ -584,11 +584,13 @@ def reads_cuda_available(x):
     return x * 2 if torch.cuda.is_available() else x * 3
 
 
-def _a_machine_with_a_gpu():
-    """``torch.cuda.is_available()`` answers True, its own code running (as it would on a
-    machine with a GPU, for this CPU build)."""
+def _the_other_machine():
+    """``torch.cuda.is_available()`` answers the other way, its own code running: True, as
+    on a machine with a GPU, where this one has none (a CPU build), else False."""
     from unittest import mock
 
+    if torch.cuda.is_available():
+        return mock.patch.multiple(torch.cuda, _is_compiled=lambda: False)
     return mock.patch.multiple(torch.cuda, _is_compiled=lambda: True, _nvml_based_avail=lambda: True,
                                device_count=lambda: 1)
 
@@ -610,7 +612,7 @@ SETTINGS_READ = {
                          "torch.get_float32_matmul_precision()"),
     "inference_mode": (reads_inference_mode, torch.inference_mode, "torch.is_inference_mode_enabled()"),
     "anomaly": (reads_anomaly, lambda: torch.autograd.set_detect_anomaly(True), "torch.is_anomaly_enabled()"),
-    "cuda_available": (reads_cuda_available, _a_machine_with_a_gpu, "torch.cuda.is_available()"),
+    "cuda_available": (reads_cuda_available, _the_other_machine, "torch.cuda.is_available()"),
 }
 
 
