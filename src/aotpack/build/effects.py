@@ -765,10 +765,9 @@ class EffectRecorder:
         """A torch function called by the program: note the ones with Python-level effects."""
         code = frame.f_code
         role = _torch_role(code)
-        if role is None and code.co_name == "inner" and code.co_filename == _DISABLE_DYNAMO_FILE:
-            # (torch.export's trace wraps ``torch.manual_seed`` in ``torch._disable_dynamo``)
-            role = "setter" if _torch_role(getattr(frame.f_locals.get("fn"), "__code__", code)) == "setter" else None
-            code = frame.f_locals["fn"].__code__ if role else code
+        if role == "disable_dynamo":  # (the function it wraps, ``torch.manual_seed``, is what the program calls)
+            code = getattr(frame.f_locals.get("fn"), "__code__", code)
+            role = "setter" if _torch_role(code) == "setter" else None
         if role is None or parent not in self._users:
             return
         if role == "graph_break":
@@ -886,6 +885,10 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "dynamo_traced"
     if file.startswith(_TORCH_DIR) and (file[len(_TORCH_DIR):], name) in _GLOBAL_SETTERS:
         return "setter"
+    if name == "inner" and file == _DISABLE_DYNAMO_FILE:
+        # ``torch._disable_dynamo``'s wrapper, around ``torch.manual_seed`` (its events stay on:
+        # ``_monitored`` switches off those of torch's code without a role, for the process)
+        return "disable_dynamo"
     if name in _SETTING_READS and file.endswith(os.path.join("torch", "__init__.py")):
         return "setting"
     if name in _CUDA_SETTING_READS and file.endswith(os.path.join("torch", "cuda", "__init__.py")):
