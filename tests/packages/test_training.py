@@ -1650,3 +1650,31 @@ def test_an_updated_input_an_output_views_called_in_another_layout_trains_as_eag
     got[1].backward()
     want[1].backward()
     torch.testing.assert_close(w1.grad, w2.grad)
+
+
+def scales_its_gradient(x):
+    h = x * 2
+    h.register_hook(lambda g: g * 10)  # (eager's backward multiplies the gradient through h)
+    return h.sum()
+
+
+class HooksItsActivation(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = self.lin(x)
+        h.register_hook(lambda g: g.clamp(max=0.1))
+        return h.sum()
+
+
+@pytest.mark.parametrize("program", [scales_its_gradient, HooksItsActivation()])
+def test_a_hook_the_program_registers_on_a_tensor_is_refused_in_training(program):
+    """``h.register_hook(...)`` inside the program: eager's backward runs the hook, a
+    training package's compiled backward cannot (torch.export keeps no hook). Refused at
+    compile naming the line (until 2026-12-07 the package's gradients left the hook out,
+    silently: 2s where eager gives 20s)."""
+    x = torch.randn(2, 3, requires_grad=True)
+    with pytest.raises(aotpack.CaptureError, match=r"registers a hook on a tensor at .*test_training.py:\d+"):
+        aotpack.compile(program, (x,), train=True, backend="eager")

@@ -754,7 +754,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     _refuse_subclasses_left(ep, call.in_spec, record, target, subclass_kinds)
     _dynamic_as_eager(ep, program, call, dynamic, recorder, record, device)
     repair_users(ep.graph_module)  # before any rewrite of the graph
-    _refuse_parameter_ctors(recorder, target, call.flat, allow_mutations)
+    _refuse_autograd_effects(recorder, target, call.flat, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     layout_uses = _layout_uses(ep, recorder, record)
     module_records = _module_records(target, recorder)
@@ -1481,6 +1481,22 @@ def _violated_dims(message: str) -> set[str] | None:
 
     found = re.search(r"Constraints violated \(([^)]*)\)", message)
     return {n.strip() for n in found.group(1).split(",")} if found else None
+
+
+def _refuse_autograd_effects(recorder: EffectRecorder, target, flat: list, training: bool) -> None:
+    """What the program does to autograd that a package's graph cannot hold: a hook on a
+    tensor (``h.register_hook(lambda g: g * 10)``), which eager's backward runs and a
+    training package's compiled backward would leave out (until 2026-12-07 its gradients
+    differed, silently: torch.export keeps no hook), and a Parameter made inside
+    (``_refuse_parameter_ctors``)."""
+    if training and recorder.tensor_hooks:
+        raise CaptureError(f"{program_name(target)} registers a hook on a tensor at {recorder.tensor_hooks[0]}: "
+                           "eager's backward runs it, a training package's compiled backward cannot (torch.export "
+                           "keeps no hook)",
+                           hint="register the hook on the package's outputs or inputs outside the program, or "
+                                "write the change to the gradient as a custom torch.autograd.Function, which a "
+                                "training package runs")
+    _refuse_parameter_ctors(recorder, target, flat, training)
 
 
 def _refuse_parameter_ctors(recorder: EffectRecorder, target, flat: list, training: bool) -> None:

@@ -237,6 +237,7 @@ class EffectRecorder:
         # invisible in the graph where it was a no-op
         self.contiguous_calls: list[tuple[torch.Tensor, str]] = []
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
+        self.tensor_hooks: list[str] = []  # file:line of x.register_hook(...) called by the program
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.backward called by the program
         self.transforms: list[str] = []  # "grad at file:line": torch.func transforms the program called
         self.vmaps: list[str] = []  # "vmap at file:line"
@@ -807,6 +808,8 @@ class EffectRecorder:
         elif role == "setting":
             setting = _SETTING_READS.get(code.co_name) or _CUDA_SETTING_READS[code.co_name]
             self.setting_reads.setdefault(setting, f"{parent.f_code.co_filename}:{parent.f_lineno}")
+        elif role == "tensor_hook":
+            self.tensor_hooks.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "parameter":
             self.parameter_ctors.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "grad_mode":
@@ -895,6 +898,9 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "setting"
     if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
         return "parameter"
+    if name in ("register_hook", "register_post_accumulate_grad_hook") and file.endswith(
+            os.path.join("torch", "_tensor.py")):
+        return "tensor_hook"
     if file.endswith(os.path.join("autograd", "grad_mode.py")):
         return "grad_mode"
     return None
