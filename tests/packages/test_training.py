@@ -1669,12 +1669,19 @@ class HooksItsActivation(torch.nn.Module):
         return h.sum()
 
 
-@pytest.mark.parametrize("program", [scales_its_gradient, HooksItsActivation()])
+def retains_its_gradient(x):
+    h = x * 2
+    h.retain_grad()  # (eager fills the returned h's .grad in backward)
+    return h
+
+
+@pytest.mark.parametrize("program", [scales_its_gradient, HooksItsActivation(), retains_its_gradient])
 def test_a_hook_the_program_registers_on_a_tensor_is_refused_in_training(program):
-    """``h.register_hook(...)`` inside the program: eager's backward runs the hook, a
-    training package's compiled backward cannot (torch.export keeps no hook). Refused at
-    compile naming the line (until 2026-12-07 the package's gradients left the hook out,
-    silently: 2s where eager gives 20s)."""
+    """``h.register_hook(...)`` or ``h.retain_grad()`` inside the program: eager's backward
+    runs the hook, or fills ``h.grad``; a training package's compiled backward cannot
+    (torch.export keeps neither). Refused at compile naming the line (until 2026-12-07
+    the package's gradients left the hook out, silently: 2s where eager gives 20s, and
+    a returned tensor's ``.grad`` stayed None)."""
     x = torch.randn(2, 3, requires_grad=True)
     with pytest.raises(aotpack.CaptureError, match=r"registers a hook on a tensor at .*test_training.py:\d+"):
         aotpack.compile(program, (x,), train=True, backend="eager")

@@ -1485,17 +1485,18 @@ def _violated_dims(message: str) -> set[str] | None:
 
 def _refuse_autograd_effects(recorder: EffectRecorder, target, flat: list, training: bool) -> None:
     """What the program does to autograd that a package's graph cannot hold: a hook on a
-    tensor (``h.register_hook(lambda g: g * 10)``), which eager's backward runs and a
-    training package's compiled backward would leave out (until 2026-12-07 its gradients
-    differed, silently: torch.export keeps no hook), and a Parameter made inside
+    tensor (``h.register_hook(lambda g: g * 10)``) or ``h.retain_grad()``, which eager's
+    backward runs and a training package's compiled backward would leave out (until
+    2026-12-07 its gradients differed, and a returned tensor's ``.grad`` stayed None,
+    silently: torch.export keeps neither), and a Parameter made inside
     (``_refuse_parameter_ctors``)."""
     if training and recorder.tensor_hooks:
         raise CaptureError(f"{program_name(target)} registers a hook on a tensor at {recorder.tensor_hooks[0]}: "
                            "eager's backward runs it, a training package's compiled backward cannot (torch.export "
                            "keeps no hook)",
-                           hint="register the hook on the package's outputs or inputs outside the program, or "
-                                "write the change to the gradient as a custom torch.autograd.Function, which a "
-                                "training package runs")
+                           hint="register the hook (or call retain_grad()) on the package's outputs or inputs "
+                                "outside the program, or write the change to the gradient as a custom "
+                                "torch.autograd.Function, which a training package runs")
     _refuse_parameter_ctors(recorder, target, flat, training)
 
 

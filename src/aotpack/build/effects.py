@@ -237,7 +237,9 @@ class EffectRecorder:
         # invisible in the graph where it was a no-op
         self.contiguous_calls: list[tuple[torch.Tensor, str]] = []
         self.parameter_ctors: list[str] = []  # file:line of torch.nn.Parameter(...) made inside the program
-        self.tensor_hooks: list[str] = []  # file:line of x.register_hook(...) called by the program
+        # file:line of x.register_hook(...) or x.retain_grad() called by the program: what
+        # eager's backward does to that tensor, which a compiled backward leaves out
+        self.tensor_hooks: list[str] = []
         self.autograd_calls: list[str] = []  # file:line of torch.autograd.backward called by the program
         self.transforms: list[str] = []  # "grad at file:line": torch.func transforms the program called
         self.vmaps: list[str] = []  # "vmap at file:line"
@@ -589,6 +591,8 @@ class EffectRecorder:
                 self.layout_reads.append((owner, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
             elif name == "contiguous":
                 self.contiguous_calls.append((owner, f"{frame.f_code.co_filename}:{frame.f_lineno}"))
+            elif name == "retain_grad":
+                self.tensor_hooks.append(f"{frame.f_code.co_filename}:{frame.f_lineno} (retain_grad())")
             return
         kind = type(owner)
         if kind in _MUTATORS and getattr(arg, "__name__", "") in _MUTATORS[kind]:
