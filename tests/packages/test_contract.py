@@ -1551,6 +1551,31 @@ def test_setting_torchs_process_wide_state_warns(program, called):
         assert not torch.equal(fn(torch.zeros(3)), reseeds(torch.zeros(3)))
 
 
+def forces_of(pos):
+    pos.requires_grad_(True)  # (on the caller's tensor: eager leaves it requiring grad)
+    return -torch.autograd.grad((pos ** 2).sum(), pos)[0]
+
+
+def forces_of_a_copy(pos):
+    pos = pos.detach().requires_grad_(True)
+    return -torch.autograd.grad((pos ** 2).sum(), pos)[0]
+
+
+def test_setting_requires_grad_on_an_input_warns():
+    """``pos.requires_grad_()`` on an input (a forces program): eager leaves the caller's
+    tensor requiring grad after the call, the package leaves it as it was: a
+    SideEffectWarning naming the input (unwarned until 2026-12-07); on a copy it makes,
+    nothing is warned, and both give eager's forces."""
+    with pytest.warns(aotpack.SideEffectWarning, match=r"the program set requires_grad on its input pos"):
+        fn = aotpack.load(aotpack.compile(forces_of, (torch.randn(4, 3),), backend="eager").to_bytes())
+    pos = torch.randn(4, 3)
+    torch.testing.assert_close(fn(pos), forces_of(pos.clone()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SideEffectWarning)
+        fn = aotpack.load(aotpack.compile(forces_of_a_copy, (torch.randn(4, 3),), backend="eager").to_bytes())
+    torch.testing.assert_close(fn(pos), forces_of_a_copy(pos))
+
+
 MEAN = np.array([1.0, 2.0, 3.0], dtype=np.float32)  # (a normalization constant as a numpy global)
 
 

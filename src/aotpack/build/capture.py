@@ -370,6 +370,7 @@ class _Program(torch.nn.Module):
     def forward(self, *flat):
         args, kwargs = call_as_passed(self._signature, tree.unflatten(self._in_spec, list(flat)), self._how)
         grad_before = torch.is_grad_enabled()
+        leaves = [i for i, t in enumerate(flat) if isinstance(t, torch.Tensor) and not t.requires_grad]
         # (the user's program is called from this frame: effects.py finds its code below a
         # frame named ``forward`` in this file)
         properties: list = []  # (tensor, "is_inference", file:line): what the program asked of a tensor
@@ -387,6 +388,8 @@ class _Program(torch.nn.Module):
         sizes: list = []  # (path, SymInt) of each int output of a dynamic size (x.shape[0])
         spec, outs = tree.flatten(result, "output", subclasses=self._subclasses, sizes=sizes)
         self._record({"out_spec": spec, "output_sizes": sizes, "size_places": _size_places(flat) if sizes else {}, "grad_mode_before": grad_before, "grad_mode_after": grad_after,
+                      # (inputs the program set requires_grad on: ``pos.requires_grad_()``)
+                      "made_to_require_grad": [i for i in leaves if flat[i].requires_grad],
                       "requires_grad_reads": requires_grad_pins(reads, flat, self._weights()),
                       "property_reads": property_pins(properties, flat), "default_device_reads": defaults[:1],
                       "custom_functions": _custom_functions(outs),
@@ -754,7 +757,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     _refuse_subclasses_left(ep, call.in_spec, record, target, subclass_kinds)
     _dynamic_as_eager(ep, program, call, dynamic, recorder, record, device)
     repair_users(ep.graph_module)  # before any rewrite of the graph
-    _refuse_autograd_effects(recorder, target, call.flat, allow_mutations)
+    _autograd_effects(recorder, target, call, record, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
     layout_uses = _layout_uses(ep, recorder, record)
     module_records = _module_records(target, recorder)
@@ -1483,13 +1486,20 @@ def _violated_dims(message: str) -> set[str] | None:
     return {n.strip() for n in found.group(1).split(",")} if found else None
 
 
-def _refuse_autograd_effects(recorder: EffectRecorder, target, flat: list, training: bool) -> None:
+def _autograd_effects(recorder: EffectRecorder, target, call: _Call, record: dict, training: bool) -> None:
     """What the program does to autograd that a package's graph cannot hold: a hook on a
     tensor (``h.register_hook(lambda g: g * 10)``) or ``h.retain_grad()``, which eager's
     backward runs and a training package's compiled backward would leave out (until
     2026-12-07 its gradients differed, and a returned tensor's ``.grad`` stayed None,
     silently: torch.export keeps neither), and a Parameter made inside
-    (``_refuse_parameter_ctors``)."""
+    (``_refuse_parameter_ctors``): refused; ``requires_grad_()`` on an input (a forces
+    program's ``pos.requires_grad_()``), which eager leaves set on the caller's tensor and
+    the package does not: a SideEffectWarning (unwarned until 2026-12-07)."""
+    for i in record.get("made_to_require_grad", ()):
+        warn_caller(f"aotpack: the program set requires_grad on its input {call.paths[i]} (requires_grad_()): "
+                    "eager leaves the caller's tensor requiring grad after each call, the package leaves it as it "
+                    f"was (call {call.paths[i]}.requires_grad_() before the call, or detach inside the program)",
+                    SideEffectWarning)
     if training and recorder.tensor_hooks:
         raise CaptureError(f"{program_name(target)} registers a hook on a tensor at {recorder.tensor_hooks[0]}: "
                            "eager's backward runs it, a training package's compiled backward cannot (torch.export "
@@ -1497,7 +1507,7 @@ def _refuse_autograd_effects(recorder: EffectRecorder, target, flat: list, train
                            hint="register the hook (or call retain_grad()) on the package's outputs or inputs "
                                 "outside the program, or write the change to the gradient as a custom "
                                 "torch.autograd.Function, which a training package runs")
-    _refuse_parameter_ctors(recorder, target, flat, training)
+    _refuse_parameter_ctors(recorder, target, call.flat, training)
 
 
 def _refuse_parameter_ctors(recorder: EffectRecorder, target, flat: list, training: bool) -> None:
