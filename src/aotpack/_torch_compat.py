@@ -328,9 +328,11 @@ def replaced_in_this_thread(module, name: str, replacement):
 
 
 @contextlib.contextmanager
-def requires_grad_reads(is_user_frame, properties: list | None = None, defaults: list | None = None):
-    """Record the tensors whose ``.requires_grad`` the program reads (from a frame
-    ``is_user_frame`` accepts) while tracing: yields the list of (tensor, "file:line");
+def capture_mode(is_user_frame, properties: list | None = None, defaults: list | None = None):
+    """The torch function mode capture traces the program under. It writes ``t[:, n] = v``
+    with a traced int ``n`` through the view ``t[:, n]`` (``_symbolic_basic_index``), and
+    records the tensors whose ``.requires_grad`` the program reads (from a frame
+    ``is_user_frame`` accepts): yields the list of (tensor, "file:line");
     into ``properties``, given, (tensor, name, "file:line") for each of
     ``manifest.TENSOR_PROPERTIES`` it asks (``x.is_inference()``, ``x.grad_fn`` as
     ``is_leaf``: whether the caller's autograd made it); into ``defaults``, given, the

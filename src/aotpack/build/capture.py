@@ -375,8 +375,7 @@ class _Program(torch.nn.Module):
         # frame named ``forward`` in this file)
         properties: list = []  # (tensor, "is_inference", file:line): what the program asked of a tensor
         defaults: list = []  # file:line of each tensor made on the default device (no ``device=``)
-        with compat.requires_grad_reads(lambda f: not compat.is_torch_internal_frame(f), properties,
-                                        defaults) as reads, \
+        with compat.capture_mode(lambda f: not compat.is_torch_internal_frame(f), properties, defaults) as reads, \
                 compat.symbols_typed_as_python(_is_program_file):
             if self._autocast is not None:
                 device, dtype = self._autocast

@@ -109,26 +109,28 @@ _OUTPUT = {builtins.print: "print()", builtins.input: "input()", warnings.warn: 
 _FROZEN_READS = {time.time: "time.time()", time.time_ns: "time.time_ns()", time.perf_counter: "time.perf_counter()",
                  time.monotonic: "time.monotonic()", os.urandom: "os.urandom()", os.getpid: "os.getpid()",
                  torch.get_num_threads: "torch.get_num_threads()"}
-# torch's functions that set process-wide state (file under torch/, name): called by the
-# program, each ran once at capture, where eager sets the state at every call (a seed
-# reseeds the generator the package's random ops then draw from: other numbers), and the
-# builtins that do (a builtin's call is seen as one)
-_GLOBAL_SETTERS = {(os.path.join(*path.split("/")), name) for path, names in {
-    "__init__.py": ("set_default_dtype", "set_default_tensor_type", "use_deterministic_algorithms",
-                    "set_float32_matmul_precision", "set_default_device", "set_deterministic_debug_mode"),
-    "random.py": ("manual_seed", "seed", "set_rng_state"),
-    "cuda/random.py": ("manual_seed", "manual_seed_all", "seed", "seed_all", "set_rng_state", "set_rng_state_all"),
-}.items() for name in names}
+# torch's functions that set process-wide state ((file under torch/, name) -> the public
+# name): called by the program, each ran once at capture, where eager sets the state at
+# every call (a seed reseeds the generator the package's random ops then draw from: other
+# numbers), and the builtins that do (a builtin's call is seen as one)
+_GLOBAL_SETTERS = {(os.path.join(*path.split("/")), name): f"{public}.{name}()" for path, public, names in (
+    ("__init__.py", "torch", ("set_default_dtype", "set_default_tensor_type", "use_deterministic_algorithms",
+                              "set_float32_matmul_precision", "set_default_device", "set_deterministic_debug_mode")),
+    ("random.py", "torch", ("manual_seed", "seed", "set_rng_state")),
+    ("cuda/random.py", "torch.cuda", ("manual_seed", "manual_seed_all", "seed", "seed_all", "set_rng_state",
+                                      "set_rng_state_all"))) for name in names}
 _SETTER_BUILTINS = {torch.set_num_threads: "torch.set_num_threads()",
                     torch.set_num_interop_threads: "torch.set_num_interop_threads()",
                     torch.set_flush_denormal: "torch.set_flush_denormal()"}
-# torch's functions (in torch/__init__.py) that read a process-wide setting a program may
-# branch on: the package is guarded on each one the program reads, on every device
-# (``GlobalState.reads``); and the builtins that read one (a builtin's call is seen as one)
-_SETTING_READS = {"are_deterministic_algorithms_enabled": "deterministic",
-                  "get_float32_matmul_precision": "matmul_precision", "get_default_device": "default_device"}
-# (and torch.cuda's: a package moves between machines, where a CPU one may meet a GPU)
-_CUDA_SETTING_READS = {"is_available": "cuda_available"}
+# torch's functions that read a process-wide setting a program may branch on ((file under
+# torch/, name) -> the setting): the package is guarded on each one the program reads, on
+# every device (``GlobalState.reads``; torch.cuda's too: a package moves between machines,
+# where a CPU one may meet a GPU); and the builtins that read one (a builtin's call is seen
+# as one)
+_SETTING_READS = {("__init__.py", "are_deterministic_algorithms_enabled"): "deterministic",
+                  ("__init__.py", "get_float32_matmul_precision"): "matmul_precision",
+                  ("__init__.py", "get_default_device"): "default_device",
+                  (os.path.join("cuda", "__init__.py"), "is_available"): "cuda_available"}
 _SETTING_BUILTINS = {torch.is_inference_mode_enabled: "inference_mode", torch.is_anomaly_enabled: "anomaly"}
 # torch functions that hand the program's functions to dynamo, which traces their bytecode
 # without running it (``torch.cond``'s branches, ``while_loop``'s body): no frame of theirs
@@ -225,8 +227,9 @@ class EffectRecorder:
         # `with` exits it): the program sets grad mode for its caller, whatever it was
         self.grad_mode_sets: dict[int, str] = {}
         self.grad_mode_reads: list[str] = []  # file:line of torch.is_grad_enabled() in the program
-        # the settings it reads (``_SETTING_READS``: "deterministic", "matmul_precision",
-        # "inference_mode", "anomaly") -> the file:line of the first read
+        # the settings it reads (``_SETTING_READS``, ``_SETTING_BUILTINS``: "deterministic",
+        # "matmul_precision", "default_device", "cuda_available", "inference_mode",
+        # "anomaly") -> the file:line of the first read
         self.setting_reads: dict[str, str] = {}
         self.environ_reads: dict[str, str | None] = {}  # environment variable -> its value when first read
         self._environ_set: set[str] = set()  # (those the program set or deleted first: its own)
@@ -802,16 +805,14 @@ class EffectRecorder:
             for value in values:
                 self._unrun(value, owner if isinstance(value, types.FunctionType) else None, seen)
         elif role == "setter":
-            module = os.path.relpath(code.co_filename, _TORCH_DIR).removesuffix(".py").replace(os.sep, ".")
-            module = "torch" if module == "__init__" else f"torch.{module}".replace("torch.random", "torch")
             random_state = "seed" in code.co_name or "rng" in code.co_name
-            self._add(f"{module}.{code.co_name}()", parent,
+            self._add(_GLOBAL_SETTERS[_torch_key(code)], parent,
                       "ran once at capture; the package will not run it again at each call, so its random ops "
                       "draw from the generator where the caller left it, where eager's draw after the reseed: "
                       "seed before the call" if random_state else None)
         elif role == "setting":
-            setting = _SETTING_READS.get(code.co_name) or _CUDA_SETTING_READS[code.co_name]
-            self.setting_reads.setdefault(setting, f"{parent.f_code.co_filename}:{parent.f_lineno}")
+            where = f"{parent.f_code.co_filename}:{parent.f_lineno}"
+            self.setting_reads.setdefault(_SETTING_READS[_torch_key(code)], where)
         elif role == "tensor_hook":
             self.tensor_hooks.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "parameter":
@@ -873,6 +874,12 @@ def _stores_of(code: types.CodeType) -> dict[str, tuple[str, int]]:
     return found
 
 
+def _torch_key(code: types.CodeType) -> tuple[str, str] | None:
+    """(file under torch/, function name) of torch's code, the key of the tables above."""
+    file = code.co_filename
+    return (file[len(_TORCH_DIR):], code.co_name) if file.startswith(_TORCH_DIR) else None
+
+
 def _torch_role(code: types.CodeType) -> str | None:
     """What calling this torch function means to capture (``_torch_call``), or None for
     the rest of torch, whose calls never matter (``_monitored`` switches them off)."""
@@ -890,16 +897,14 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "vmap"
     if name in _DYNAMO_TRACED and file.endswith(os.path.join("_higher_order_ops", _DYNAMO_TRACED[name])):
         return "dynamo_traced"
-    if file.startswith(_TORCH_DIR) and (file[len(_TORCH_DIR):], name) in _GLOBAL_SETTERS:
+    if _torch_key(code) in _GLOBAL_SETTERS:
         return "setter"
+    if _torch_key(code) in _SETTING_READS:
+        return "setting"
     if name == "inner" and file == _DISABLE_DYNAMO_FILE:
         # ``torch._disable_dynamo``'s wrapper, around ``torch.manual_seed`` (its events stay on:
         # ``_monitored`` switches off those of torch's code without a role, for the process)
         return "disable_dynamo"
-    if name in _SETTING_READS and file.endswith(os.path.join("torch", "__init__.py")):
-        return "setting"
-    if name in _CUDA_SETTING_READS and file.endswith(os.path.join("torch", "cuda", "__init__.py")):
-        return "setting"
     if name == "__new__" and file.endswith(os.path.join("nn", "parameter.py")):
         return "parameter"
     if name in ("register_hook", "register_post_accumulate_grad_hook") and file.endswith(

@@ -1098,8 +1098,6 @@ class Job(Record):
 
 # the settings a program may read itself, which its package is then guarded on (GlobalState.reads)
 SETTINGS_READ = frozenset({"deterministic", "matmul_precision", "inference_mode", "anomaly", "cuda_available"})
-# (those a version 22 reader does not know: it refuses the package as malformed)
-SETTINGS_READ_AFTER_22 = frozenset({"cuda_available"})
 # the tensor methods a program may ask of an input, which its guard then pins (Input.properties)
 TENSOR_PROPERTIES = frozenset({"is_inference", "is_conj", "is_neg", "is_leaf"})
 
@@ -1413,7 +1411,7 @@ class Manifest(Record):
               f"variant {name}.global_state.reads guards settings the program read, which needs format version "
               f"{fmt.SETTINGS_READ_FORMAT_VERSION}")
         state = v.global_state
-        _need(not (set(state.reads) & SETTINGS_READ_AFTER_22) or self.format_version >= fmt.DEFAULT_DEVICE_FORMAT_VERSION,
+        _need("cuda_available" not in state.reads or self.format_version >= fmt.DEFAULT_DEVICE_FORMAT_VERSION,
               f"variant {name}.global_state.reads guards torch.cuda.is_available(), which needs format version "
               f"{fmt.DEFAULT_DEVICE_FORMAT_VERSION}")
         _need(not state.default_device_read or state.default_device is not None,
