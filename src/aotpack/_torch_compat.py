@@ -13,6 +13,7 @@ that need them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -1291,6 +1292,161 @@ def default_device_mode_type() -> type:
     from torch.utils._device import DeviceContext
 
     return DeviceContext
+
+
+# torch.backends' functions a program calls to ask what the machine or the process has,
+# by their public names under torch.backends (their flags, ``cudnn.enabled``, are found by
+# their type: ``BackendSettings``)
+_BACKEND_PROBES = ("cudnn.is_available", "cudnn.version", "mps.is_available", "mps.is_built", "mkldnn.is_available",
+                   "mkl.is_available", "openmp.is_available", "cuda.is_built", "cpu.get_cpu_capability",
+                   "cuda.flash_sdp_enabled", "cuda.mem_efficient_sdp_enabled", "cuda.math_sdp_enabled",
+                   "cuda.cudnn_sdp_enabled", "mha.get_fastpath_enabled", "cusparselt.is_available",
+                   "kleidiai.is_available", "nnpack.is_available")
+# ``torch.backends.cuda.matmul``'s flags (its class answers them in ``__getattr__``)
+_CUBLAS_FLAGS = ("allow_tf32", "allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction",
+                 "allow_fp16_accumulation", "fp32_precision")
+
+
+class BackendSettings:
+    """The settings of ``torch.backends`` a program may read, each by its public name
+    (``torch.backends.cudnn.enabled``, ``torch.backends.cuda.matmul.allow_tf32``,
+    ``torch.backends.mps.is_available()``), with a reader; and how the effect recorder
+    tells, from a frame of torch's code, which one the program reads or sets.
+
+    Private: ``torch.backends.ContextProp`` (the flags of a ``PropModule``, read in its
+    ``__get__``), ``_FP32Precision`` (``cudnn.conv.fp32_precision``, in its
+    ``__getattr__``) and ``torch.backends.cuda.cuBLASModule`` (``cuda.matmul``'s flags, in
+    its ``__getattr__``) (2.11-2.13). Only names found here are ever read: a package that
+    names another is refused, never resolved.
+
+    >>> settings = backend_settings()
+    >>> settings.readers["torch.backends.cudnn.enabled"]() in (True, False)
+    True
+    """
+
+    def __init__(self):
+        import torch.backends as backends
+        from torch.backends import ContextProp, PropModule, _FP32Precision
+        from torch.backends.cuda import cuBLASModule
+
+        self.readers: dict[str, Callable[[], object]] = {}
+        self._props: dict[int, str] = {}  # id(ContextProp) -> public name
+        self._precisions: dict[int, str] = {}  # id(_FP32Precision) -> its public name, less the flag
+        self._probes: dict = {}  # a probe's code (a C callable for a cached one, mps.is_available) -> name
+        for module in [backends] + [getattr(backends, n) for n in dir(backends) if not n.startswith("_")]:
+            if not isinstance(module, PropModule):
+                continue
+            for attr, value in vars(type(module)).items():
+                name = f"{module.__name__}.{attr}"
+                if isinstance(value, ContextProp):
+                    self._props[id(value)] = name
+                    self.readers[name] = value.getter
+                elif isinstance(value, _FP32Precision):
+                    self._precisions[id(value)] = name
+                    self.readers[f"{name}.fp32_precision"] = lambda v=value: v.fp32_precision
+        matmul = backends.cuda.matmul
+        for flag in _CUBLAS_FLAGS:
+            with contextlib.suppress(Exception):  # (a flag another torch version lacks)
+                getattr(matmul, flag)
+                self.readers[f"torch.backends.cuda.matmul.{flag}"] = lambda f=flag: getattr(matmul, f)
+        for probe in _BACKEND_PROBES:
+            function = backends
+            with contextlib.suppress(AttributeError):
+                for part in probe.split("."):
+                    function = getattr(function, part)
+                name = f"torch.backends.{probe}()"
+                self.readers[name] = function
+                # (a cached one, ``mps.is_available``, by the function it wraps: capture
+                # calls that, ``backends_for_the_program``, so that each call runs code)
+                plain = getattr(function, "__wrapped__", function)
+                plain = getattr(plain, "__func__", plain)
+                if hasattr(plain, "__code__"):
+                    self._probes[plain.__code__] = name
+        self._get, self._set = ContextProp.__get__.__code__, ContextProp.__set__.__code__
+        self._precision_get, self._precision_set = (_FP32Precision.__getattr__.__code__,
+                                                    _FP32Precision.__setattr__.__code__)
+        self._cublas_get, self._cublas_set = cuBLASModule.__getattr__.__code__, cuBLASModule.__setattr__.__code__
+        self.codes = frozenset(self._probes) | {self._get, self._precision_get, self._cublas_get}
+        self.set_codes = frozenset({self._set, self._precision_set, self._cublas_set})
+
+    def read(self, code, f_locals: dict) -> str | None:
+        """The setting a frame of ``code`` (one of ``codes``) reads, or None."""
+        if code is self._get:
+            return self._props.get(id(f_locals.get("self")))
+        if code is self._precision_get:
+            prefix = self._precisions.get(id(f_locals.get("self")))
+            return f"{prefix}.fp32_precision" if prefix and f_locals.get("name") == "fp32_precision" else None
+        if code is self._cublas_get:
+            name = f"torch.backends.cuda.matmul.{f_locals.get('name')}"
+            return name if name in self.readers else None
+        return self._probes.get(code)
+
+    def written(self, code, f_locals: dict) -> str | None:
+        """The setting a frame of ``code`` (one of ``set_codes``) sets, or None."""
+        if code is self._set:
+            return self._props.get(id(f_locals.get("self")))
+        name = f_locals.get("name")
+        if code is self._precision_set:
+            prefix = self._precisions.get(id(f_locals.get("self")))
+            return f"{prefix}.{name}" if prefix and name == "fp32_precision" else None
+        return f"torch.backends.cuda.matmul.{name}" if f"torch.backends.cuda.matmul.{name}" in self.readers else None
+
+
+_BACKEND_SETTINGS: list = []
+
+
+@contextlib.contextmanager
+def backends_for_the_program(is_user_frame):
+    """Around ``torch.export``, torch.backends as the program reads it in eager:
+
+    - its own reads of ``torch.backends.cudnn.enabled`` and ``torch.backends.mkldnn.enabled``
+      (from a frame ``is_user_frame`` accepts) give the caller's values. torch.export's
+      trace turns both off so that its ops' C++ decompositions pick no backend's kernel,
+      and a program's ``if torch.backends.cudnn.enabled:`` took the other branch there
+      (until 2026-12-07: silently); torch's own code and C++ still see them off;
+    - a probe torch caches (``torch.backends.mps.is_available``, ``functools.cache``) is
+      the function it wraps, so that each call runs code the effect recorder sees
+      (another thread's calls too: the same value, uncached).
+
+    Private: ``ContextProp.getter`` and ``torch.export._trace._ignore_backend_decomps``'s
+    choice of flags (2.11-2.13)."""
+    from torch.backends import ContextProp
+
+    backend_settings()  # (its readers are torch's getters: built before they are replaced here)
+    get = ContextProp.__get__.__code__
+    props = [vars(type(module)).get("enabled") for module in (torch.backends.cudnn, torch.backends.mkldnn)]
+    with contextlib.ExitStack() as stack:
+        for probe in _BACKEND_PROBES:
+            module_name, _, name = f"torch.backends.{probe}".rpartition(".")
+            module = sys.modules.get(module_name)
+            cached = getattr(module, name, None) if module is not None else None
+            if hasattr(cached, "cache_clear") and hasattr(cached, "__wrapped__"):
+                setattr(module, name, cached.__wrapped__)
+                stack.callback(setattr, module, name, cached)
+        for prop in props:
+            if isinstance(prop, ContextProp):
+                stack.enter_context(replaced_in_this_thread(prop, "getter", functools.partial(
+                    _getter_for_the_program, value=prop.getter(), get=get, is_user_frame=is_user_frame)))
+        yield
+
+
+def _getter_for_the_program(original, *, value, get, is_user_frame):
+    def read():
+        frame = sys._getframe(1)
+        while frame is not None and (frame.f_code is get or frame.f_code.co_filename == __file__):
+            frame = frame.f_back
+        return value if frame is not None and is_user_frame(frame.f_code.co_filename) else original()
+    return read
+
+
+def backend_settings() -> BackendSettings:
+    """The one ``BackendSettings`` of this process (built at the first call).
+
+    (Readers and codes of the flags this torch has; built lazily as they import torch's
+    backends, which a load of most packages never needs.)"""
+    if not _BACKEND_SETTINGS:
+        _BACKEND_SETTINGS.append(BackendSettings())
+    return _BACKEND_SETTINGS[0]
 
 
 def split_reduction_factor(outputs: int, length: int, *, target_outputs: int, min_chunk: int) -> int:

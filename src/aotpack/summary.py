@@ -23,6 +23,7 @@ def _state_text(state) -> str:
     parts += [f"{name.replace('_', ' ')} {getattr(state, name)!r}" for name in state.reads]  # (read by the program)
     if state.default_device_read:
         parts.append(f"default device {state.default_device}")
+    parts += [f"{name} {value!r}" for name, value in state.backends.items()]  # (torch.backends.cudnn.enabled True)
     return ", ".join(parts)
 
 

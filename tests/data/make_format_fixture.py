@@ -315,6 +315,16 @@ class DefaultDeviceFixture(SettingsFixture):
         return {**out, "y": out["y"] if torch.empty(0).device.type == "meta" else -out["y"]}
 
 
+class BackendsFixture(DefaultDeviceFixture):
+    """Version 24 (settings of torch.backends guarded): version 23's program, its output
+    halved where ``torch.backends.mkldnn.enabled`` is off (on at capture: a call with it
+    off is refused)."""
+
+    def forward(self, x, opts, scale=2.0):
+        out = super().forward(x, opts, scale)
+        return {**out, "y": out["y"] if torch.backends.mkldnn.enabled else out["y"] / 2}
+
+
 def fixture_loss(out):
     """The loss the training fixtures' gradient ``gx`` is of."""
     return out["y"].sum() + 2 * out["yt"][0].sum() + (out["xf"].sum() if "xf" in out else 0)
@@ -354,6 +364,11 @@ def main():
     path = os.path.join(HERE, f"format-v{fmt.FORMAT_VERSION}.aot")
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; fixtures of a released version are never rewritten")
+    if fmt.FORMAT_VERSION >= 24:  # an inference package reading a flag of torch.backends too
+        os.environ.pop(FIXTURE_FLAG, None)
+        torch.use_deterministic_algorithms(False)
+        torch.backends.mkldnn.enabled = True
+        return global_fixture(path, BackendsFixture, default_device="meta")
     if fmt.FORMAT_VERSION >= 23:  # an inference package reading a default device other than the CPU too
         os.environ.pop(FIXTURE_FLAG, None)
         torch.use_deterministic_algorithms(False)

@@ -202,6 +202,14 @@ def test_every_format_version_still_loads():
                 assert (state.default_device, state.default_device_read) == ("meta", True)
                 with pytest.raises(aotpack.GuardError, match=r"torch.get_default_device\(\): expected meta .*got cpu"):
                     loaded(io["x"], {"w": io["w"], "top": 3, "shift": -2})  # (eager would negate y)
+            if version >= 24:  # also reads torch.backends.mkldnn.enabled (on at capture): guarded on it
+                assert info.manifest.variants[0].global_state.backends == {"torch.backends.mkldnn.enabled": True}
+                torch.backends.mkldnn.enabled = False  # (eager would halve y)
+                try:
+                    with pytest.raises(aotpack.GuardError, match=r"torch.backends.mkldnn.enabled: expected True"):
+                        fn(io["x"], {"w": io["w"], "top": 3, "shift": -2})
+                finally:
+                    torch.backends.mkldnn.enabled = True
             continue
         if version >= 18:  # also returns a float and a bool of the batch Dim, typed
             fn = aotpack.load(path)

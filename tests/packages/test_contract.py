@@ -1525,18 +1525,32 @@ def sets_threads(x):
     return x * 2
 
 
+def sets_cudnn_benchmark(x):
+    torch.backends.cudnn.benchmark = True
+    return x * 2
+
+
+def sets_conv_precision(x):
+    torch.backends.mkldnn.conv.fp32_precision = "tf32"
+    return x * 2
+
+
 @pytest.mark.parametrize(("program", "called"), [(reseeds, "torch.manual_seed()"),
                                                  (sets_deterministic, "torch.use_deterministic_algorithms()"),
                                                  (sets_matmul_precision, "torch.set_float32_matmul_precision()"),
-                                                 (sets_threads, "torch.set_num_threads()")])
+                                                 (sets_threads, "torch.set_num_threads()"),
+                                                 (sets_cudnn_benchmark, "setting torch.backends.cudnn.benchmark"),
+                                                 (sets_conv_precision,
+                                                  "setting torch.backends.mkldnn.conv.fp32_precision")])
 def test_setting_torchs_process_wide_state_warns(program, called):
     """A program that reseeds torch's generator or sets a process-wide setting: eager
     does it at every call (a reseed gives the same numbers each call), the package ran it
     once, at capture. A SideEffectWarning names the call and the line (until 2026-12-07
     none: the package drew other random numbers than eager, silently; ``torch.manual_seed``
-    is wrapped by torch.export's trace, seen through its wrapper)."""
+    is wrapped by torch.export's trace, seen through its wrapper). So for a flag of
+    ``torch.backends`` (``torch.backends.cudnn.benchmark = True``)."""
     state = (torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision(),
-             torch.get_num_threads())
+             torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.backends.mkldnn.conv.fp32_precision)
     try:
         with pytest.warns(aotpack.SideEffectWarning) as record:
             fn = aotpack.load(aotpack.compile(program, (torch.zeros(3),), backend="eager").to_bytes())
@@ -1544,6 +1558,8 @@ def test_setting_torchs_process_wide_state_warns(program, called):
         torch.use_deterministic_algorithms(state[0])
         torch.set_float32_matmul_precision(state[1])
         torch.set_num_threads(state[2])
+        torch.backends.cudnn.benchmark = state[3]
+        torch.backends.mkldnn.conv.fp32_precision = state[4]
     messages = [str(w.message) for w in record]
     assert any(re.search(rf"test_contract.py:\d+: {re.escape(called)} ran once at capture", m) for m in messages), messages
     if program is reseeds:  # (what the warning is for: eager reseeds, the package draws on)

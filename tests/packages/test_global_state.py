@@ -7,6 +7,7 @@ import json
 import os
 import re
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aotpack
-from conftest import run_fresh
+from conftest import rewrite_manifest, run_fresh
 
 
 def reads_grad_mode(x):
@@ -355,6 +356,7 @@ def branchy(x):
     y = y + 1 if os.environ.get(FLAG) == "on" else y
     y = y * 3 if torch.are_deterministic_algorithms_enabled() else y
     y = y - 2 if torch.is_inference_mode_enabled() else y
+    y = y if torch.backends.cudnn.enabled else y / 4
     return (y @ W) + torch.full((3,), 0.5)  # matmul: autocast's dtype; full: the default dtype
 
 
@@ -408,13 +410,15 @@ COMPILE_SETTINGS = st.sampled_from([(False, False), (True, False), (False, True)
 @given(compile_grad=st.booleans(), compile_amp=st.booleans(), compile_env=st.sampled_from([None, "on"]),
        compile_settings=COMPILE_SETTINGS,
        call_grad=st.booleans(), call_amp=st.booleans(), call_f64=st.booleans(), call_env=ENV_VALUES,
-       call_det=st.booleans(), call_inference=st.booleans(), call_device=st.sampled_from([None, "cpu", "meta"]))
+       call_det=st.booleans(), call_inference=st.booleans(), call_device=st.sampled_from([None, "cpu", "meta"]),
+       call_cudnn=st.booleans())
 def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, compile_env, compile_settings,
-                                   call_grad, call_amp, call_f64, call_env, call_det, call_inference, call_device):
+                                   call_grad, call_amp, call_f64, call_env, call_det, call_inference, call_device,
+                                   call_cudnn):
     """Every combination of grad mode, autocast, an environment variable the program
     reads (unset, or one of two values), deterministic algorithms and inference mode
     (each read by the program) at compile and at call, and the default dtype and device
-    at call: the package's result is eager's (values and dtype) or a GuardError, which
+    and ``torch.backends.cudnn.enabled`` (read by the program) at call: the package's result is eager's (values and dtype) or a GuardError, which
     it must be where eager fails (``torch.full`` on the meta device beside a CPU tensor).
     (Until 2026-12-07 deterministic algorithms and inference mode ran as compiled,
     silently, and a call under ``torch.set_default_device`` was refused, "cpu" too.)"""
@@ -429,6 +433,7 @@ def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, 
             torch.set_default_dtype(torch.float64)
         _flag(call_env)
         with _settings(call_det, call_inference), torch.set_grad_enabled(call_grad), \
+                _attribute(torch.backends.cudnn, "enabled", call_cudnn), \
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=call_amp), \
                 torch.device(call_device) if call_device else contextlib.nullcontext():
             try:
@@ -438,8 +443,9 @@ def test_differential_global_state(tmp_path_factory, compile_grad, compile_amp, 
             try:
                 got = fn(x)
             except aotpack.GuardError:
-                assert ((compile_grad, compile_amp, False, compile_env, compile_det, compile_inference, "cpu")
-                        != (call_grad, call_amp, call_f64, call_env, call_det, call_inference, call_device or "cpu"))
+                assert ((compile_grad, compile_amp, False, compile_env, compile_det, compile_inference, "cpu", True)
+                        != (call_grad, call_amp, call_f64, call_env, call_det, call_inference, call_device or "cpu",
+                            call_cudnn))
                 return
             assert want is not None, "eager failed where the package ran"
     finally:
@@ -587,8 +593,6 @@ def reads_cuda_available(x):
 def _the_other_machine():
     """``torch.cuda.is_available()`` answers the other way, its own code running: True, as
     on a machine with a GPU, where this one has none (a CPU build), else False."""
-    from unittest import mock
-
     if torch.cuda.is_available():
         return mock.patch.multiple(torch.cuda, _is_compiled=lambda: False)
     return mock.patch.multiple(torch.cuda, _is_compiled=lambda: True, _nvml_based_avail=lambda: True,
@@ -648,6 +652,114 @@ def test_settings_the_program_reads_are_guarded_on_every_device(tmp_path, name, 
         assert not torch.equal(program(x), base)  # (eager took the other branch)
         with pytest.raises(aotpack.GuardError, match=rf"{re.escape(where)}: expected .*the program read it"):
             plain(x)
+
+
+# -- torch.backends' settings the program reads ---------------------------------------------
+
+def reads_cudnn_enabled(x):
+    return x * 2 if torch.backends.cudnn.enabled else x * 3
+
+
+def reads_mkldnn_enabled(x):
+    return x * 2 if torch.backends.mkldnn.enabled else x * 3
+
+
+def reads_cublas_tf32(x):
+    return x * 2 if torch.backends.cuda.matmul.allow_tf32 else x * 3
+
+
+def reads_conv_precision(x):
+    return x * 2 if torch.backends.mkldnn.conv.fp32_precision == "bf16" else x * 3
+
+
+def asks_the_cpu_capability(x):
+    return x * 2 if torch.backends.cpu.get_cpu_capability() == "NO AVX" else x * 3
+
+
+def asks_for_mps(x):
+    return x * 2 if torch.backends.mps.is_available() else x * 3
+
+
+@contextlib.contextmanager
+def _attribute(owner, name: str, value):
+    before = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, before)
+
+
+@contextlib.contextmanager
+def _a_machine_with_mps():
+    # (torch caches the answer: asked again, inside and after)
+    torch.backends.mps.is_available.cache_clear()
+    try:
+        with mock.patch.object(torch._C, "_mps_is_available", lambda: True, create=True):
+            yield
+    finally:
+        torch.backends.mps.is_available.cache_clear()
+
+
+# (the setting's public name, the program, the other value as a context)
+BACKEND_SETTINGS_READ = {
+    "torch.backends.cudnn.enabled": (reads_cudnn_enabled, lambda: _attribute(torch.backends.cudnn, "enabled", False)),
+    "torch.backends.mkldnn.enabled": (reads_mkldnn_enabled, lambda: _attribute(torch.backends.mkldnn, "enabled", False)),
+    "torch.backends.cuda.matmul.allow_tf32": (reads_cublas_tf32,
+                                              lambda: _attribute(torch.backends.cuda.matmul, "allow_tf32", True)),
+    "torch.backends.mkldnn.conv.fp32_precision": (
+        reads_conv_precision, lambda: _attribute(torch.backends.mkldnn.conv, "fp32_precision", "bf16")),
+    "torch.backends.cpu.get_cpu_capability()": (
+        asks_the_cpu_capability, lambda: mock.patch.object(torch._C, "_get_cpu_capability", lambda: "NO AVX")),
+    "torch.backends.mps.is_available()": (asks_for_mps, _a_machine_with_mps),
+}
+
+
+@pytest.mark.parametrize(("name", "backend"), [(name, "eager") for name in sorted(BACKEND_SETTINGS_READ)]
+                         + [("torch.backends.cudnn.enabled", "inductor")])
+def test_settings_of_torch_backends_the_program_reads_are_guarded(tmp_path, name, backend):
+    """A program branching on a flag of ``torch.backends`` (``torch.backends.cudnn.enabled``,
+    ``...cuda.matmul.allow_tf32``, ``...mkldnn.conv.fp32_precision``) or on what it asks of
+    the machine (``torch.backends.mps.is_available()``, ``...cpu.get_cpu_capability()``)
+    holds the branch it took at capture: a call under the other value is a GuardError
+    naming the setting by its public name (until 2026-12-07 the package ran the branch of
+    capture time, silently; and for ``cudnn.enabled`` and ``mkldnn.enabled`` the branch
+    was not even eager's: torch.export's trace turns both off, so the package of a
+    program called with them on returned the other branch's result). Format version 24;
+    ``aotpack inspect`` names the setting."""
+    program, other = BACKEND_SETTINGS_READ[name]
+    x = torch.ones(3)
+    plain = aotpack.load(aotpack.compile(program, (x,), backend=backend).save(tmp_path / "plain.aot"))
+    with other():
+        changed = aotpack.load(aotpack.compile(program, (x,), backend=backend).save(tmp_path / "other.aot"))
+    assert list(plain.manifest.variants[0].global_state.backends) == [name]
+    assert plain.manifest.format_version == aotpack.package.fmt.BACKEND_SETTINGS_FORMAT_VERSION
+    assert name in str(aotpack.inspect(tmp_path / "plain.aot"))
+    error = rf"{re.escape(name)}: expected .*the program (read|asked) it"
+    torch.testing.assert_close(plain(x), program(x))
+    with pytest.raises(aotpack.GuardError, match=error):
+        changed(x)
+    base = program(x)
+    with other():
+        torch.testing.assert_close(changed(x), program(x))
+        assert not torch.equal(program(x), base)  # (eager took the other branch)
+        with pytest.raises(aotpack.GuardError, match=error):
+            plain(x)
+
+
+def test_a_setting_of_torch_backends_this_torch_lacks_is_refused_at_load(tmp_path):
+    """A package whose program read a setting this torch does not have (a newer torch's
+    flag, or a name written into the manifest) is refused at load, naming it; the name is
+    never resolved against torch's modules."""
+    path = aotpack.compile(reads_cudnn_enabled, (torch.ones(3),), backend="eager").save(tmp_path / "p.aot")
+
+    def rename(doc):
+        doc["variants"][0]["global_state"]["backends"] = {"torch.backends.cudnn.os.system": True}
+
+    rewrite_manifest(path, rename)
+    with pytest.raises(aotpack.IncompatibleError, match=r"settings: the program read torch\.backends\.cudnn\.os\.system"
+                                                        r", which torch .* does not have"):
+        aotpack.load(path)
 
 
 def test_reading_the_thread_count_is_a_value_frozen_at_capture():

@@ -664,7 +664,8 @@ def _export(program, flat, flat_dyn):
     # attribute 'size'" with Dims, raised raw)
     flat = [t.detach().requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) and t.is_leaf
             and t.grad is not None else t for t in flat]
-    with compat.quiet_export_logs(), empty:
+    with compat.quiet_export_logs(), empty, compat.backends_for_the_program(
+            lambda f: not compat.is_torch_internal_frame(f)):
         return torch.export.export(
             program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None, strict=False)
 

@@ -231,6 +231,9 @@ class EffectRecorder:
         # "matmul_precision", "default_device", "cuda_available", "inference_mode",
         # "anomaly") -> the file:line of the first read
         self.setting_reads: dict[str, str] = {}
+        # the settings of torch.backends it reads (``torch.backends.cudnn.enabled``,
+        # ``torch.backends.mps.is_available()``: compat.BackendSettings) -> the file:line of the first
+        self.backend_reads: dict[str, str] = {}
         self.environ_reads: dict[str, str | None] = {}  # environment variable -> its value when first read
         self._environ_set: set[str] = set()  # (those the program set or deleted first: its own)
         self.inplace: list[tuple[str, str]] = []  # (tensor method, file:line) of in-place calls
@@ -813,6 +816,14 @@ class EffectRecorder:
         elif role == "setting":
             where = f"{parent.f_code.co_filename}:{parent.f_lineno}"
             self.setting_reads.setdefault(_SETTING_READS[_torch_key(code)], where)
+        elif role == "backend_setting":  # (torch.backends.cudnn.enabled, ...mps.is_available())
+            name = compat.backend_settings().read(code, frame.f_locals)
+            if name is not None:
+                self.backend_reads.setdefault(name, f"{parent.f_code.co_filename}:{parent.f_lineno}")
+        elif role == "backend_setter":
+            name = compat.backend_settings().written(code, frame.f_locals)
+            if name is not None:
+                self._add(f"setting {name}", parent)
         elif role == "tensor_hook":
             self.tensor_hooks.append(f"{parent.f_code.co_filename}:{parent.f_lineno}")
         elif role == "parameter":
@@ -901,6 +912,10 @@ def _torch_role(code: types.CodeType) -> str | None:
         return "setter"
     if _torch_key(code) in _SETTING_READS:
         return "setting"
+    if code in compat.backend_settings().codes:
+        return "backend_setting"
+    if code in compat.backend_settings().set_codes:
+        return "backend_setter"
     if name == "inner" and file == _DISABLE_DYNAMO_FILE:
         # ``torch._disable_dynamo``'s wrapper, around ``torch.manual_seed`` (its events stay on:
         # ``_monitored`` switches off those of torch's code without a role, for the process)

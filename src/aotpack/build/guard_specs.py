@@ -810,7 +810,9 @@ def global_state_of(autocast: str | None, recorder: EffectRecorder, record: dict
                        reads=sorted(reads), inference_mode=torch.is_inference_mode_enabled(),
                        anomaly=torch.is_anomaly_enabled(), default_device=str(torch.get_default_device()),
                        default_device_read=read_default,
-                       cuda_available="cuda_available" in reads and torch.cuda.is_available())
+                       cuda_available="cuda_available" in reads and torch.cuda.is_available(),
+                       backends={name: compat.backend_settings().readers[name]()
+                                 for name in sorted(recorder.backend_reads)})
 
 
 def grad_mode_left(record: dict, recorder: EffectRecorder) -> bool | None:

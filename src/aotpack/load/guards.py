@@ -952,6 +952,25 @@ def setting_is(name: str, want, read: bool = False) -> SettingIs:
                      reader=reader, tag=tag, fix=fix, fast_reader=fast_reader)
 
 
+def backend_setting_checks(backends: dict) -> list[SettingIs]:
+    """The checks of the settings of ``torch.backends`` a program read (``GlobalState.backends``:
+    ``torch.backends.cudnn.enabled``, ``torch.backends.mps.is_available()``), each as at
+    capture (torch.compile's code keeps the branch of its compile, unguarded)."""
+    if not backends:
+        return []
+    from .._torch_compat import backend_settings  # (only a package that read one pays the import)
+
+    readers = backend_settings().readers
+    checks = []
+    for k, (name, want) in enumerate(sorted(backends.items())):
+        fix = ("the program asked it and holds the branch it took; run it where it is {want!r}, or compile it "
+               "where it is as here") if name.endswith("()") else (
+            f"the program read it and holds the branch it took; {name} = {{want!r}} around the call, or compile "
+            "with the call's")
+        checks.append(SettingIs(want, where=name, reader=readers[name], tag=f"BACKEND{k}", fix=fix))
+    return checks
+
+
 class EnvironIs(StateCheck):
     """An environment variable as the program read it at capture (``os.environ.get("X")``
     took one branch then): the same value, or unset as it was (torch.compile does not
@@ -1188,6 +1207,7 @@ def state_checks(state: GlobalState, device: str, raw_memory: bool, module: bool
     checks += [setting_is(name, getattr(state, name), read=name in state.reads)
                for name in ("matmul_precision", "deterministic", "inference_mode", "anomaly", "cuda_available")
                if name in state.reads or (device == "cuda" and name in ("matmul_precision", "deterministic"))]
+    checks += backend_setting_checks(state.backends)
     checks.append(FunctionModes(raw_memory, state.default_device, state.default_device_read))
     if raw_memory:
         checks.append(NoDispatchMode())

@@ -532,6 +532,14 @@ def incompatibilities(manifest: Manifest, variant: Variant, backends: Sequence =
             problems.extend(backend.incompatibilities(variant, manifest))
     except Exception as e:  # noqa: BLE001 - a plugin that fails to load is a reason, not a crash
         problems.append(f"backend: {variant.backend!r} fails to load: {type(e).__name__}: {e}")
+    settings = variant.global_state.backends
+    if settings:
+        from .._torch_compat import backend_settings
+
+        unknown = sorted(set(settings) - set(backend_settings().readers))
+        if unknown:
+            problems.append(f"settings: the program read {', '.join(unknown)}, which torch {torch_version()} does not "
+                            "have (load it with the torch that compiled it)")
     missing = meta.ops()
     if missing:  # (most packages call no custom op: their load never imports the wrappers)
         from .._torch_compat import op_available
@@ -826,7 +834,7 @@ def _variant_files(reader: PackageReader, v: Variant, weights: dict, backends, o
         return v, _VariantFiles(reader, v), why
     # another rank's variant, or a backend missing here: no rebuild makes it run here
     if on_mismatch != "rebuild" or not _rebuildable(v) or any(
-            p.startswith(("backend:", "distributed:")) for p in why):
+            p.startswith(("backend:", "distributed:", "settings:")) for p in why):
         return v, None, why
     from ..build.rebuild import rebuild_variant
 

@@ -379,6 +379,13 @@ Changelog of FORMAT_VERSION (bump on any change a reader must know about):
     the program read ``torch.cuda.is_available()`` (a CPU package's branch on it is
     refused on a machine with a GPU); the version is 23 there too (a version 22 reader
     refuses the unknown read).
+  24 (2026-12-07): ``variants[].global_state.backends``: the settings of
+    ``torch.backends`` the program read (``torch.backends.cudnn.enabled``,
+    ``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.mps.is_available()``) and
+    their values at capture, which a call's process must have (it may have taken a
+    branch on them); a reader that does not know a name refuses the package. Version 24
+    only where the field is not empty (an older reader ignores it: it would run any
+    value).
 
 Trust model (what a reader relies on; docs/concepts/trust.md says it for users):
   - Damage (truncation, bit flips, a half-copied file): every member is checked against
@@ -407,7 +414,7 @@ import torch
 from ..errors import FormatError
 
 FORMAT_NAME = "aotpack"
-FORMAT_VERSION = 23  # the newest version this reader reads
+FORMAT_VERSION = 24  # the newest version this reader reads
 # A package records the lowest version whose readers understand everything in it (as
 # zip's "version needed to extract"): 1 unless it uses a later feature, so a package
 # without one still loads in older aotpack releases.
@@ -437,6 +444,7 @@ INT_OFFSET_FORMAT_VERSION = 20  # an "int" leaf's offset: a reader must shift th
 ENVIRON_FORMAT_VERSION = 21  # variants[].global_state.environ: a reader must guard those variables
 SETTINGS_READ_FORMAT_VERSION = 22  # global_state.reads, inputs[].properties: a reader must guard them
 DEFAULT_DEVICE_FORMAT_VERSION = 23  # global_state.default_device_read, not the CPU: a reader must guard it
+BACKEND_SETTINGS_FORMAT_VERSION = 24  # global_state.backends: a reader must guard those settings of torch.backends
 # The oldest version this reader still loads; every version in between has a
 # checked-in package under tests/data/ that the tests load.
 MIN_FORMAT_VERSION = 1

@@ -1134,7 +1134,11 @@ class GlobalState(Record):
     torch function mode) at all. ``default_device_read``: the program read it (made a
     tensor with no ``device=``, or asked ``torch.get_default_device()``), so a call must
     have that default device (format version 23 where it is not the CPU, which a version
-    22 reader, refusing every mode, holds anyway)."""
+    22 reader, refusing every mode, holds anyway).
+    ``backends``: the settings of ``torch.backends`` the program read, by public name
+    (``"torch.backends.cudnn.enabled": true``, ``"torch.backends.mps.is_available()":
+    false``), and their values at capture, guarded on every device (format version 24);
+    a name this torch does not have is refused at load."""
     autocast: Dtype | None = None
     default_dtype: Dtype = "float32"
     grad_mode: bool | None = None
@@ -1148,6 +1152,7 @@ class GlobalState(Record):
     default_device: str | None = NULL
     default_device_read: bool = False
     cuda_available: bool = False
+    backends: dict[str, Plain] = {}
 
 
 class Variant(Record):
@@ -1414,6 +1419,9 @@ class Manifest(Record):
         _need("cuda_available" not in state.reads or self.format_version >= fmt.DEFAULT_DEVICE_FORMAT_VERSION,
               f"variant {name}.global_state.reads guards torch.cuda.is_available(), which needs format version "
               f"{fmt.DEFAULT_DEVICE_FORMAT_VERSION}")
+        _need(not state.backends or self.format_version >= fmt.BACKEND_SETTINGS_FORMAT_VERSION,
+              f"variant {name}.global_state.backends guards settings of torch.backends, which needs format "
+              f"version {fmt.BACKEND_SETTINGS_FORMAT_VERSION}")
         _need(not state.default_device_read or state.default_device is not None,
               f"variant {name}.global_state.default_device_read needs global_state.default_device")
         _need(not state.default_device_read or state.default_device == "cpu"

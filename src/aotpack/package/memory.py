@@ -327,6 +327,8 @@ def _needs(variant: Variant, program: Program) -> int:
     """The oldest format version whose readers run ``variant`` correctly."""
     state = variant.global_state
     train = variant.meta.train
+    if state.backends:
+        return fmt.BACKEND_SETTINGS_FORMAT_VERSION  # older readers ignore the field: they would run any value
     if (state.default_device_read and state.default_device != "cpu") or "cuda_available" in state.reads:
         return fmt.DEFAULT_DEVICE_FORMAT_VERSION  # older readers would run with no mode, or refuse the read
     if state.reads or any(i.properties for i in variant.inputs):
