@@ -1955,6 +1955,45 @@ def test_a_dims_range_is_what_every_input_of_it_allows(tmp_path):
         fn(torch.randn(2, 6), torch.randn(2, 6))
 
 
+def window_of_rows(x):
+    rows = x.shape[0]
+    return x[max(rows - 4, 0):].sum(0) + x[:min(rows, 6)].mean(0)
+
+
+def window_before(x, n):
+    return x[max(n - 4, 0):n].sum(0) + x[:min(n, 6)].mean(0)
+
+
+@pytest.mark.parametrize("case", ["rows 1..64", "rows 1..", "int n 1..16"])
+def test_a_window_cut_with_max_and_min_of_a_dim_keeps_its_range(case):
+    """``x[max(n - 4, 0):n]`` (a sliding window; and ``x[:min(n, 6)]``): torch.export's
+    guards on such a Dim hold ``max(0, n - 4)``, which its solver cannot prove over the
+    range, and until 2026-12-07 the package kept the example's size alone (``rows runs
+    9..9 of the 1..64 asked``: every other size a GuardError, where torch.compile runs
+    them). Each such guard is now tried at every size of the range (without a bound, up
+    to past its last bend), and the Dim keeps the sizes where all hold: 2 and on (1 is a
+    size torch.export treats apart, as before, with a warning)."""
+    if case.startswith("int"):
+        program, x = window_before, torch.randn(16, 3)
+        example, dynamic = (x, 9), {"n": aotpack.Dim("n", min=1, max=16)}
+        call = lambda size: (x, size)  # noqa: E731
+        sizes, name = range(2, 17), "n"
+    else:
+        program, example = window_of_rows, (torch.randn(9, 3),)
+        bounded = case == "rows 1..64"
+        dynamic = {"x": {0: aotpack.Dim("rows", min=1, max=64 if bounded else None)}}
+        call = lambda size: (torch.randn(size, 3),)  # noqa: E731
+        sizes, name = [2, 3, 4, 5, 6, 7, 9, 30, 64], "rows"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", aotpack.SpecializationWarning)  # (the 1 torch treats apart)
+        fn = aotpack.load(aotpack.compile(program, example, backend="eager", dynamic=dynamic).to_bytes())
+    dim = fn.manifest.variants[0].dims[name]
+    assert (dim.min, dim.max, dim.exclude) == (2, None if case == "rows 1.." else 64 if name == "rows" else 16, [])
+    for size in sizes:
+        args = call(size)
+        torch.testing.assert_close(fn(*args), program(*args))
+
+
 def test_a_dim_narrowed_to_one_size_compiles_for_that_size():
     """``x.reshape(y.shape[0], -1)`` of a 6x6 x holds at 3 rows only (torch.export keeps no
     divisibility guard): the Dim is narrowed to 3..3 with a warning, and the compiling

@@ -59,6 +59,7 @@ from .guard_specs import (
     autocast_dtype,
     class_attributes,
     contiguous_then_updated,
+    dim_range,
     dropped_size_guards,
     function_codes,
     global_state_of,
@@ -1038,11 +1039,12 @@ def _separate_memory(flat: list) -> list:
 def _guarded_dims(ep, user_nodes: list, call: _Call, record: dict):
     """``guard_dims`` of this capture: the sizes a dropped guard rules out excluded."""
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
+    ranges = {user_dim(spec): dim_range(spec) for dyn in call.flat_dyn for spec in (dyn or {}).values()}
+    dropped = dropped_size_guards(record.get("violation"), ranges)
     return guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
         int_inputs=tree.int_offsets(call.in_spec),
-        excluded={name: (examples[name], sizes) for name, sizes in dropped_size_guards(record.get("violation")).items()
-                  if name in examples})
+        excluded={name: (examples[name], sizes) for name, sizes in dropped.items() if name in examples})
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,

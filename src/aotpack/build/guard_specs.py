@@ -36,7 +36,7 @@ from .graphs import layout_dependent_inputs, size_text, static_int, storage_of, 
 
 __all__ = ["guard_dims", "input_layout", "layout_pins", "where_strides_read", "contiguous_then_updated",
            "updated_below_transforms", "requires_grad_pins", "module_training_of", "global_state_of",
-           "grad_mode_left", "autocast_dtype", "dropped_size_guards", "user_dim", "module_paths", "global_values"]
+           "grad_mode_left", "autocast_dtype", "dim_range", "dropped_size_guards", "user_dim", "module_paths", "global_values"]
 
 
 def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None = None,
@@ -70,7 +70,7 @@ def guard_dims(ep, user_nodes, flat_dyn, paths: list[str], excluded: dict | None
             if static_int(size) is None:
                 if str(compat.sym_expr(size)).isidentifier():
                     sym_names.setdefault(str(compat.sym_expr(size)), name)
-                    user_range[name] = (_finite(getattr(spec, "min", 0)), _finite(getattr(spec, "max", None)))
+                    user_range[name] = dim_range(spec)
             else:  # (an int argument's carrier: its first size is the int)
                 where = path if i in int_inputs else f"{path}.shape[{d}]"
                 specialized.append(f"{name} ({where}) = {static_int(size) + int_inputs.get(i, 0)}")
@@ -153,13 +153,17 @@ def _without(example: int, ruled_out: set[int] | None, dim: Dim) -> Dim:
     return Dim(min=below[-1] + 1 if below else lo, max=above[0] - 1 if above else hi)
 
 
-def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
+def dropped_size_guards(message: str | None, ranges: dict | None = None) -> dict[str, set[int] | None]:
     """The guards on sizes torch.export drops where it decides a Dim itself, read from the
     constraint violation that made capture let it decide (capture._export_watched): per
     Dim name, the sizes they rule out (``((-1) + L['x'].size()[0]) != 6``: 7), or None
     where a guard is no such exclusion (``rows % 2 == 0``, one relating two sizes): the
     Dim then keeps the example's size alone. Range guards (``rows <= 8``) are left out:
-    torch.export keeps those in the Dim's range.
+    torch.export keeps those in the Dim's range. A guard of one Dim that sympy cannot
+    solve (``n - max(0, n - 4) != 1``, from ``x[max(n - 4, 0):n]``) is tried at each size
+    of the Dim's range in ``ranges`` (name -> (min, max), max None for none: then where
+    the guard is piecewise linear, up to past its last bend), the sizes it fails ruled
+    out (until 2026-12-07 such a Dim kept the example's size alone).
 
     The program branched on a size there (``if a.shape[1] == b.shape[1]``, with ``b``
     ``rows - 1`` long): compiled for the branch the example took, the package must refuse
@@ -178,7 +182,8 @@ def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
     for name, source, guard in re.findall(pattern, message or "", re.M):
         text = guard.replace(source, "d")
         ops = re.findall(r"!=|==|<=|>=|<|>", text)
-        if ops and all(op in ("<=", ">=", "<", ">") for op in ops) and "L[" not in text:
+        if ops and all(op in ("<=", ">=", "<", ">") for op in ops) and "L[" not in text and "max(" not in text \
+                and "min(" not in text:
             continue  # a range: torch.export's own
         sizes = None
         if ops == ["!="] and "L[" not in text:
@@ -189,14 +194,61 @@ def dropped_size_guards(message: str | None) -> dict[str, set[int] | None]:
                     sizes = {int(s) for s in solutions}
             except Exception:  # (sympy's parser raises what the guard's text makes it: math.ceil(d/4), an
                 sizes = None   # AttributeError; the Dim then keeps the example's size alone)
+        if sizes is None and len(ops) == 1 and "L[" not in text and name in (ranges or {}):
+            sizes = _failing_sizes(text, ops[0], *ranges[name])
         known = found.get(name, set())  # (None: already pinned to the example)
         found[name] = None if sizes is None or known is None else known | sizes
     return found
 
 
+_MAX_TRIED = 100_000  # (sizes a guard is tried at: a Dim's range beyond that keeps the example's size)
+
+
+def _failing_sizes(text: str, op: str, lo: int, hi: int | None) -> set[int] | None:
+    """The sizes ``d`` in ``lo..hi`` (None: no bound) where guard ``text`` (``left op
+    right`` of ``d``) fails, tried one by one; None where sympy cannot read it, the range
+    is too long, or (no bound) the guard bends where no trying reaches.
+
+        >>> sorted(_failing_sizes("(d + ((-1)*max(0, (-4) + d))) != 1", "!=", 0, 16))
+        [1]
+        >>> sorted(_failing_sizes("((-3)*max(0, (-4) + d)) + 3*d >= 2", ">=", 0, None))
+        [0]
+    """
+    import sympy
+
+    d = sympy.Symbol("d", integer=True)
+    names = {"max": sympy.Max, "min": sympy.Min, "Max": sympy.Max, "Min": sympy.Min, "d": d}
+    try:
+        left, right = (sympy.sympify(side, locals=names) for side in text.split(op))
+        relation = sympy.Rel(left, right, op)
+        if hi is None:
+            # piecewise linear in d (sums, constant multiples, max and min): past the largest
+            # constant, each side is one line, and a relation between two lines holds from
+            # some size on or fails from it: trying up to twice past it decides
+            if not all(isinstance(e, (sympy.Add, sympy.Mul, sympy.Max, sympy.Min, sympy.Integer, sympy.Symbol))
+                       and (not isinstance(e, sympy.Mul) or sum(a.has(d) for a in e.args) <= 1)
+                       for e in sympy.preorder_traversal(left - right)):
+                return None
+            bend = max([abs(int(a)) for a in (left - right).atoms(sympy.Integer)] + [0])
+            hi = lo + 2 * bend + 2
+            if not bool(relation.subs(d, hi)):
+                return None  # (fails from some size on: the example's range alone)
+        if hi - lo > _MAX_TRIED:
+            return None
+        holds = sympy.lambdify(d, relation, modules="math")
+        return {size for size in range(lo, hi + 1) if not holds(size)}
+    except Exception:  # (sympy raises what the guard's text makes it: the example's size alone)
+        return None
+
+
 def _finite(bound) -> int | None:
     """A Dim's bound as an int; None for no bound (``Dim("b")``'s max is sympy's int_oo)."""
     return bound if isinstance(bound, int) and not isinstance(bound, bool) else None
+
+
+def dim_range(spec) -> tuple[int, int | None]:
+    """The sizes a ``dynamic`` spec asks: (min, max), max None for no bound."""
+    return _finite(getattr(spec, "min", 0)) or 0, _finite(getattr(spec, "max", None))
 
 
 def user_dim(spec) -> str | None:
