@@ -1994,6 +1994,52 @@ def test_a_window_cut_with_max_and_min_of_a_dim_keeps_its_range(case):
         torch.testing.assert_close(fn(*args), program(*args))
 
 
+def causal_when_longer(q):
+    # (as transformers' attention: a bool of the size, where torch takes no symbolic one)
+    return torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=q.shape[2] > 1)
+
+
+def doubled_if_one(x):
+    return x * 2 if x.shape[0] == 1 else x * 3
+
+
+@pytest.mark.parametrize(("case", "backend"), [("module", "eager"), pytest.param("module", "aoti", marks=pytest.mark.slow),
+                                             ("branch on 1", "eager"), ("a bool of the size", "eager")])
+def test_an_example_of_size_one_compiles_every_size_of_its_dim(case, backend):
+    """A batch of one as the example (``Dim("batch", min=1, max=64)``): torch.export
+    treats sizes 0 and 1 apart, and until 2026-12-07 the package took the example's size
+    alone, with a warning (torch.compile compiles once more at the first other size).
+    Traced size-obliviously now, every size runs, equal to eager, with no warning; a
+    program that branches on the size being 1 is narrowed to it, with the warning, as
+    before; one whose size-oblivious trace fails (a bool of the size where torch takes no
+    symbolic one, as transformers' attention passes ``q_len > 1`` to SDPA) is traced as
+    before: its 1 alone. AOTInductor compiles such a graph as for an example of 2 (its
+    code for the 1 alone gave other numbers at batch 2, silently, when first tried)."""
+    torch.manual_seed(0)
+    if case == "module":
+        program = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.ReLU(),
+                                      torch.nn.Linear(16, 4)).eval()
+        make, name, dim = (lambda n: torch.randn(n, 8)), "input", 0
+    elif case == "branch on 1":
+        program, make, name, dim = doubled_if_one, (lambda n: torch.randn(n, 3)), "x", 0
+    else:
+        program, make, name, dim = causal_when_longer, (lambda n: torch.randn(1, 2, n, 4)), "q", 2
+    general = case == "module"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fn = aotpack.load(aotpack.compile(program, (make(1),), backend=backend,
+                                          dynamic={name: {dim: aotpack.Dim("batch", min=1, max=64)}}).to_bytes())
+    warned = [str(w.message) for w in seen if issubclass(w.category, aotpack.SpecializationWarning)]
+    assert bool(warned) is not general, warned
+    with torch.no_grad():
+        for n in (1, 2, 7, 64) if general else (1,):
+            x = make(n)
+            torch.testing.assert_close(fn(x), program(x))
+    if not general:
+        with pytest.raises(aotpack.GuardError, match=r"expected batch in 1\.\.1, got 2|expected 1, got 2"):
+            fn(make(2))
+
+
 def test_a_dim_narrowed_to_one_size_compiles_for_that_size():
     """``x.reshape(y.shape[0], -1)`` of a 6x6 x holds at 3 rows only (torch.export keeps no
     divisibility guard): the Dim is narrowed to 3..3 with a warning, and the compiling

@@ -43,6 +43,7 @@ from .. import tree
 from ..errors import CaptureError, SideEffectWarning, SpecializationWarning, warn_caller
 from ..load.layout import layout_of
 from ..package import manifest as mf
+from ..package.sizes import size_evaluator
 from ..treespec import TreeSpec, TupleSpec
 from . import desugar, eager_check, subclass_weights
 from .effects import EffectRecorder
@@ -284,7 +285,37 @@ class Captured:
             dyn.append(spec or None)
         gm, args = self._unaliased_weights()
         with compat.quiet_export_logs():
-            return torch.export.export(gm, tuple(args), dynamic_shapes=dyn if any(dyn) else None, strict=False)
+            return torch.export.export(gm, tuple(self._examples_of_two(args)), strict=False,
+                                       dynamic_shapes=dyn if any(dyn) else None)
+
+    def _examples_of_two(self, args: list) -> list:
+        """``args`` with the inputs of each Dim whose example is 0 or 1 (its graph traced
+        size-obliviously: ``_export``) made at the Dim's first size from 2, of zeros in
+        the example's order of strides: compiling backends then see what an example of 2
+        or more gives them. (Their code at the example's 1 held choices right at 1 alone,
+        which AOTInductor compiled in unchecked: an MLP of example batch 1 gave other
+        numbers at batch 2, silently, when first tried, 2026-12-07.) The graph's ops are
+        torch's own, and take any data."""
+        n = len(self.weights)
+        sizes = {s: size for guard, t in zip(self.inputs, args[n:]) for s, size in zip(guard.shape, t.shape)
+                 if isinstance(s, str)}
+        new = dict(sizes)
+        for name, size in sizes.items():
+            dim = self.dims.get(name)
+            if size < 2 and dim is not None:
+                top = dim.max if dim.max is not None else 2
+                new[name] = next((k for k in range(2, top + 1) if k not in dim.exclude), size)
+        if new == sizes:
+            return args
+        out = list(args)
+        for k, (guard, t) in enumerate(zip(self.inputs, args[n:])):
+            shape = [size_evaluator(s)(new) for s in guard.shape]
+            if None in shape or tuple(shape) == tuple(t.shape):
+                continue
+            order = sorted(range(t.dim()), key=lambda d: -t.stride(d))  # (outermost first)
+            dense = torch.zeros([shape[d] for d in order], dtype=t.dtype, device=t.device)
+            out[n + k] = dense.permute([order.index(d) for d in range(t.dim())]).requires_grad_(t.requires_grad)
+        return out
 
     def _unaliased_weights(self) -> tuple[torch.fx.GraphModule, list[torch.Tensor]]:
         """``graph_module`` and its arguments with each weight storage passed once.
@@ -665,10 +696,34 @@ def _export(program, flat, flat_dyn):
     # attribute 'size'" with Dims, raised raw)
     flat = [t.detach().requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) and t.is_leaf
             and t.grad is not None else t for t in flat]
-    with compat.quiet_export_logs(), empty, compat.backends_for_the_program(
-            lambda f: not compat.is_torch_internal_frame(f)):
-        return torch.export.export(
-            program, tuple(flat), dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None, strict=False)
+    # a named Dim whose example is 0 or 1 (a batch of one, a first position): torch.export
+    # compiles those sizes in, as special cases, where the Dim asks for others too; traced
+    # size-obliviously, the graph is every size's (a branch the program takes on the size
+    # is still a guard: the Dim is narrowed to it). torch.compile compiles once for the 1
+    # and again at the first other size; a package is compiled once (until 2026-12-07 it
+    # took the example's size alone, with a warning)
+    # and the export runs as before where that trace fails (transformers' attention passes
+    # ``q_len > 1`` to SDPA, which takes no symbolic bool: such a model needs its 1 apart)
+    for oblivious in [True, False] if _small_examples(flat, flat_dyn) else [False]:
+        with compat.quiet_export_logs(), empty, compat.size_oblivious() if oblivious else contextlib.nullcontext(), \
+                compat.backends_for_the_program(lambda f: not compat.is_torch_internal_frame(f)):
+            try:
+                return torch.export.export(program, tuple(flat), strict=False,
+                                           dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None)
+            except Exception:  # noqa: BLE001 - (the size-oblivious trace's failure, whatever it is: traced again)
+                if not oblivious:
+                    raise
+
+
+def _small_examples(flat: list, flat_dyn: list) -> bool:
+    """Whether a named Dim has an example of size 0 or 1 and asks for a size of 2 or more."""
+    for t, dyn in zip(flat, flat_dyn):
+        for d, spec in (dyn or {}).items():
+            if user_dim(spec) is not None and isinstance(t, torch.Tensor) and t.shape[d] in (0, 1):
+                hi = dim_range(spec)[1]
+                if hi is None or hi >= 2:
+                    return True
+    return False
 
 
 def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None,
@@ -1104,7 +1159,6 @@ def _kept_strides(call: _Call, i: int, strides: tuple, node, names: dict[str, st
     example's. CaptureError where the expressions do not give the example's own strides
     (``sizes``: each Dim's size in the examples) or follow a symbol that is neither a
     Dim's nor a stride's by itself."""
-    from ..package.sizes import size_evaluator
     from .graphs import size_text, static_int
 
     stride = node.meta["val"].stride()
