@@ -6,6 +6,7 @@ import copy
 import functools
 import json
 import os
+import warnings
 
 import pytest
 import torch
@@ -1188,6 +1189,33 @@ def test_dims_in_a_training_package_train_as_eager_at_every_size(tmp_path, backe
     for rows in (65, 2, 1):  # (eager's BatchNorm refuses 1 row too)
         with pytest.raises(aotpack.GuardError, match=rf"args\[0\]\.shape\[0\]: expected rows in 3\.\.64, got {rows}"):
             fn(torch.randn(rows, 4), torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_an_example_batch_of_one_trains_as_eager_at_every_batch(backend):
+    """A training package compiled from a batch of one, with a Dim from 1: traced
+    size-obliviously, its forward and backward run every batch of the Dim (until
+    2026-12-07 the batch of one alone, with a warning). AOTInductor compiles them as for
+    a batch of 2: its code for the 1 gave other outputs and gradients at batch 2, silently,
+    when first tried."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecializationWarning)
+        pkg = aotpack.compile(model, (torch.randn(1, 8, requires_grad=True),), backend=backend, train=True,
+                              dynamic={"input": {0: aotpack.Dim("batch", min=1, max=64)}})
+    fn = aotpack.load(pkg.to_bytes(), module=model)
+    for batch in (1, 2, 9):
+        x = torch.randn(batch, 8, requires_grad=True)
+        results = []
+        for run in (fn, model):
+            out = run(x)
+            out.square().sum().backward()
+            results.append([out.detach(), x.grad, *(p.grad for p in model.parameters())])
+            x.grad = None
+            model.zero_grad()
+        for got, want in zip(*results):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 class ViewsOfRows(torch.nn.Module):

@@ -998,10 +998,12 @@ class _GraphUnit:
     def export_weights_as_inputs(self):
         from .. import _torch_compat as compat
 
+        examples = self._examples_of_two()
+
         def export(derived: bool):
             dynamic = _graph_dims(self.graph_module, self.dims, derived)
             with compat.quiet_export_logs(), (contextlib.nullcontext() if derived else compat.size_oblivious()):
-                return torch.export.export(self.graph_module, tuple(self.example_inputs), strict=False,
+                return torch.export.export(self.graph_module, tuple(examples), strict=False,
                                            dynamic_shapes=dynamic if any(d is not None for d in dynamic) else None)
 
         if not self.dims:
@@ -1014,6 +1016,35 @@ class _GraphUnit:
             return export(True)
         except Exception:  # noqa: BLE001 - torch's constraint violations; the second way raises its own
             return export(False)
+
+
+    def _examples_of_two(self) -> list:
+        """The example inputs with each Dim of size 0 or 1 in them at its first size from 2,
+        for compiling backends (``graphs.examples_from_two``): a size that is an expression
+        of the Dims (``2*s0 + 1``) follows them, any other keeps the example's."""
+        from .. import _torch_compat as compat
+        from .graphs import examples_from_two, static_int
+
+        vals = [n.meta.get("val") for n in self.graph_module.graph.nodes if n.op == "placeholder"]
+        sizes, shapes = {}, []
+        for val, t in zip(vals, self.example_inputs):
+            if not isinstance(val, torch.Tensor) or not isinstance(t, torch.Tensor):
+                shapes.append(None)
+                continue
+            shape = []
+            for size, example in zip(val.shape, t.shape):
+                expr = None if static_int(size) is not None else compat.sym_expr(size)
+                if expr is not None and str(expr) in self.dims:
+                    sizes[str(expr)] = example
+                free = {str(x) for x in expr.free_symbols} if expr is not None else {"-"}
+                shape.append((lambda new, expr=expr: int(expr.subs({x: new[str(x)] for x in expr.free_symbols})))
+                             if free <= set(self.dims) else None)
+            shapes.append(shape)
+
+        def first_from_two(symbol):
+            lo, hi = self.dims[symbol]
+            return 2 if hi is None or hi >= 2 else None
+        return examples_from_two(self.example_inputs, shapes, sizes, first_from_two)
 
 
 def _graph_dims(gm: torch.fx.GraphModule, dims: dict[str, tuple], derived: bool = True) -> list:

@@ -49,6 +49,7 @@ from . import desugar, eager_check, subclass_weights
 from .effects import EffectRecorder
 from .frozen import frozen_values, modules_by_name
 from .graphs import (
+    examples_from_two,
     layout_dependent_uses,
     library_ops,
     output_aliases,
@@ -290,32 +291,19 @@ class Captured:
 
     def _examples_of_two(self, args: list) -> list:
         """``args`` with the inputs of each Dim whose example is 0 or 1 (its graph traced
-        size-obliviously: ``_export``) made at the Dim's first size from 2, of zeros in
-        the example's order of strides: compiling backends then see what an example of 2
-        or more gives them. (Their code at the example's 1 held choices right at 1 alone,
-        which AOTInductor compiled in unchecked: an MLP of example batch 1 gave other
-        numbers at batch 2, silently, when first tried, 2026-12-07.) The graph's ops are
-        torch's own, and take any data."""
+        size-obliviously: ``_export``) at the Dim's first size from 2, for compiling
+        backends (``graphs.examples_from_two``)."""
         n = len(self.weights)
         sizes = {s: size for guard, t in zip(self.inputs, args[n:]) for s, size in zip(guard.shape, t.shape)
                  if isinstance(s, str)}
-        new = dict(sizes)
-        for name, size in sizes.items():
-            dim = self.dims.get(name)
-            if size < 2 and dim is not None:
-                top = dim.max if dim.max is not None else 2
-                new[name] = next((k for k in range(2, top + 1) if k not in dim.exclude), size)
-        if new == sizes:
-            return args
-        out = list(args)
-        for k, (guard, t) in enumerate(zip(self.inputs, args[n:])):
-            shape = [size_evaluator(s)(new) for s in guard.shape]
-            if None in shape or tuple(shape) == tuple(t.shape):
-                continue
-            order = sorted(range(t.dim()), key=lambda d: -t.stride(d))  # (outermost first)
-            dense = torch.zeros([shape[d] for d in order], dtype=t.dtype, device=t.device)
-            out[n + k] = dense.permute([order.index(d) for d in range(t.dim())]).requires_grad_(t.requires_grad)
-        return out
+
+        def first_from_two(name):
+            dim = self.dims[name]
+            return next((k for k in range(2, (dim.max if dim.max is not None else 2) + 1) if k not in dim.exclude), None)
+
+        shapes = [None] * n + [[None if isinstance(s, int) else size_evaluator(s) for s in guard.shape]
+                               for guard in self.inputs]
+        return examples_from_two(args, shapes, sizes, first_from_two)
 
     def _unaliased_weights(self) -> tuple[torch.fx.GraphModule, list[torch.Tensor]]:
         """``graph_module`` and its arguments with each weight storage passed once.

@@ -455,3 +455,40 @@ def library_ops(gm: torch.fx.GraphModule) -> list[str]:
                     getattr(node.target, "name", None)):
                 found.append(node.target.name())
     return list(dict.fromkeys(found))
+
+
+def examples_from_two(examples: list, shapes: list, sizes: dict[str, int], first_from_two) -> list:
+    """``examples`` (a graph's inputs) made again where a Dim's size in them is 0 or 1: each
+    such Dim at ``first_from_two(name)`` (its first size from 2 it takes; None: left as it
+    is), each input of ``shapes`` (per input, per dimension: ``name -> int`` for the size
+    in those Dims' sizes, or None for one that keeps the example's) as zeros in its order
+    of strides. ``sizes``: each Dim's size in the examples.
+
+    A graph traced for every size of a Dim (an example of 0 or 1, traced size-obliviously)
+    is compiled from these, as for an example of 2 or more: AOTInductor's code for an
+    example of 1 held choices right at 1 alone, which it compiled in unchecked (an MLP of
+    example batch 1 gave other numbers at batch 2, forward and backward, silently, when
+    first tried, 2026-12-07). The graph's ops are torch's own and take any data.
+
+        >>> x = torch.ones(1, 3).t()
+        >>> [tuple(t.shape) for t in examples_from_two([x], [[None, lambda s: s["b"]]], {"b": 1}, lambda n: 2)]
+        [(3, 2)]
+        >>> examples_from_two([x], [[None, lambda s: s["b"]]], {"b": 1}, lambda n: 2)[0].stride()
+        (1, 3)
+    """
+    new = {name: (first_from_two(name) or size) if size < 2 else size for name, size in sizes.items()}
+    if new == sizes:
+        return list(examples)
+    out = []
+    for t, shape in zip(examples, shapes):
+        if not isinstance(t, torch.Tensor) or shape is None:
+            out.append(t)
+            continue
+        want = [t.shape[d] if size is None else size(new) for d, size in enumerate(shape)]
+        if None in want or tuple(want) == tuple(t.shape):
+            out.append(t)
+            continue
+        order = sorted(range(t.dim()), key=lambda d: -t.stride(d))  # (outermost first)
+        dense = torch.zeros([want[d] for d in order], dtype=t.dtype, device=t.device)
+        out.append(dense.permute([order.index(d) for d in range(t.dim())]).requires_grad_(t.requires_grad))
+    return out
