@@ -303,6 +303,26 @@ def math_attention():
 
 
 @contextlib.contextmanager
+def attention_deciding_symbolic_bools():
+    """While capture traces, ``F.scaled_dot_product_attention`` decides a symbolic bool it
+    is given (``is_causal=q_len > 1``, as transformers' attention passes it) as eager
+    does: ``bool()``, a guard on the size. SDPA's argument parser takes no ``SymBool``,
+    which a trace makes where the size is not known to be 1 or more (an example of 1
+    traced size-obliviously): a raw TypeError. Restored on exit; other threads keep
+    torch's."""
+    import torch.nn.functional as F
+
+    def deciding(sdpa):
+        def attention(*args, **kwargs):
+            args = [bool(a) if isinstance(a, torch.SymBool) else a for a in args]
+            return sdpa(*args, **{k: bool(v) if isinstance(v, torch.SymBool) else v for k, v in kwargs.items()})
+        return attention
+
+    with replaced_in_this_thread(F, "scaled_dot_product_attention", deciding):
+        yield
+
+
+@contextlib.contextmanager
 def replaced_in_this_thread(module, name: str, replacement):
     """While the context lasts, ``module.name`` is ``replacement(original)`` for calls from
     this thread, and the original for every other thread (another thread's eager model

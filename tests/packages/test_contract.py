@@ -2040,6 +2040,49 @@ def test_an_example_of_size_one_compiles_every_size_of_its_dim(case, backend):
             fn(make(2))
 
 
+def doubled_when_longer(x, n):
+    return (x * 2 if x.shape[0] > 1 else x * 3), (x * 4 if n == 1 else x * 5)
+
+
+def test_a_branch_on_a_size_of_one_leaves_it_out_of_a_dim_compiled_at_more():
+    """Compiled at 4 rows and n = 3, with Dims from 0: torch.export's trace takes a size
+    to be 2 or more, so ``x.shape[0] > 1`` and ``n == 1`` are no guards there, and until
+    2026-12-07 the package ran the branch of 2 or more at 1 row and at n = 1, silently
+    (2s where eager gives 3s). The graph now runs beside eager at sizes 0 and 1 too
+    (``eager_check.sizes_zero_and_one_differ``): where it computes otherwise, the size
+    leaves the Dim, with a warning, and a call there is a GuardError; where it computes
+    the same (0 rows here, both branches empty; n = 0), it stays."""
+    with pytest.warns(aotpack.SpecializationWarning, match=r"rows runs 0\.\.16 except 1 of the 0\.\.16 asked, n runs "
+                                                           r"0\.\.16 except 1 of the 0\.\.16 asked"):
+        fn = aotpack.load(aotpack.compile(doubled_when_longer, (torch.randn(4, 3), 3), backend="eager",
+                                          dynamic={"x": {0: aotpack.Dim("rows", min=0, max=16)},
+                                                   "n": aotpack.Dim("n", min=0, max=16)}).to_bytes())
+    for rows, n in ((4, 3), (2, 0), (16, 16), (0, 2)):
+        x = torch.randn(rows, 3)
+        for got, want in zip(fn(x, n), doubled_when_longer(x, n)):
+            torch.testing.assert_close(got, want)
+    with pytest.raises(aotpack.GuardError, match=r"args\[0\]\.shape\[0\]: expected rows in 0\.\.16 except 1, got 1"):
+        fn(torch.randn(1, 3), 3)
+    with pytest.raises(aotpack.GuardError, match=r"args\[1\]: expected an int n in 0\.\.16 except 1, got 1"):
+        fn(torch.randn(4, 3), 1)
+
+
+def causal_when_longer_at_four(q):
+    return torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=q.shape[2] > 1)
+
+
+def test_a_bool_of_a_size_passed_to_attention_is_decided_as_eager_decides_it():
+    """``is_causal=q.shape[2] > 1`` (transformers' attention) with a Dim from 1: traced, a
+    ``SymBool``, which ``F.scaled_dot_product_attention``'s parser refuses (a CaptureError
+    of torch's raw TypeError until 2026-12-07). Capture decides it as eager does, and the
+    package runs every length, 1 included (where the two branches agree)."""
+    fn = aotpack.load(aotpack.compile(causal_when_longer_at_four, (torch.randn(1, 2, 4, 8),), backend="eager",
+                                      dynamic={"q": {2: aotpack.Dim("s", min=1, max=64)}}).to_bytes())
+    for length in (4, 1, 2, 9):
+        q = torch.randn(1, 2, length, 8)
+        torch.testing.assert_close(fn(q), causal_when_longer_at_four(q))
+
+
 def test_a_dim_narrowed_to_one_size_compiles_for_that_size():
     """``x.reshape(y.shape[0], -1)`` of a 6x6 x holds at 3 rows only (torch.export keeps no
     divisibility guard): the Dim is narrowed to 3..3 with a warning, and the compiling

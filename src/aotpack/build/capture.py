@@ -694,7 +694,8 @@ def _export(program, flat, flat_dyn):
     # ``q_len > 1`` to SDPA, which takes no symbolic bool: such a model needs its 1 apart)
     for oblivious in [True, False] if _small_examples(flat, flat_dyn) else [False]:
         with compat.quiet_export_logs(), empty, compat.size_oblivious() if oblivious else contextlib.nullcontext(), \
-                compat.backends_for_the_program(lambda f: not compat.is_torch_internal_frame(f)):
+                compat.backends_for_the_program(lambda f: not compat.is_torch_internal_frame(f)), \
+                compat.attention_deciding_symbolic_bools():
             try:
                 return torch.export.export(program, tuple(flat), strict=False,
                                            dynamic_shapes={"flat": tuple(flat_dyn)} if any(flat_dyn) else None)
@@ -886,6 +887,10 @@ def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: Eff
     found = eager_check.divergence(ep, program, call, recorder, device, user_nodes, dims, names,
                                    tree.int_offsets(call.in_spec))
     if found is None:
+        # (sizes 0 and 1 the trace of a larger example took to be as large: where the graph
+        # computes otherwise there, they leave the Dim, as a dropped guard's sizes do)
+        record["small_sizes_differ"] = eager_check.sizes_zero_and_one_differ(
+            ep, program, call, recorder, device, user_nodes, dims, names, tree.int_offsets(call.in_spec))
         return
     ints = [i for i in dynamic_inputs if i in carriers]
     named = ", ".join(call.paths[i] if i in carriers else
@@ -1084,6 +1089,8 @@ def _guarded_dims(ep, user_nodes: list, call: _Call, record: dict):
     examples = {user_dim(spec): t.shape[d] for t, dyn in zip(call.flat, call.flat_dyn) for d, spec in (dyn or {}).items()}
     ranges = {user_dim(spec): dim_range(spec) for dyn in call.flat_dyn for spec in (dyn or {}).values()}
     dropped = dropped_size_guards(record.get("violation"), ranges)
+    for name, sizes in record.get("small_sizes_differ", {}).items():  # (_dynamic_as_eager)
+        dropped[name] = None if dropped.get(name, set()) is None else dropped.get(name, set()) | sizes
     return guard_dims(
         ep, user_nodes, call.flat_dyn, call.paths,
         int_inputs=tree.int_offsets(call.in_spec),

@@ -47,7 +47,7 @@ from ..package.manifest import Dim
 from .effects import EffectRecorder
 from .graphs import static_int
 
-__all__ = ["Divergence", "divergence"]
+__all__ = ["Divergence", "divergence", "sizes_zero_and_one_differ"]
 
 # side effects the check's runs may repeat: output, which they silence
 _REPEATABLE = {"print()", "warnings.warn()", "warnings.warn_explicit()"}
@@ -153,12 +153,48 @@ def same_layout_copy(t: torch.Tensor) -> torch.Tensor:
     return copy.requires_grad_(t.requires_grad)
 
 
-def _other_sizes(user_nodes: list, call, dims: dict[str, Dim], names: dict[str, str],
-                 offsets: dict[int, int]) -> tuple[list, str] | None:
-    """The example's inputs at other sizes the package takes (module docstring), and the
-    text naming them (``x.shape[0] = 5 (the example's 4)``, ``n = 3 (the example's 2)``);
-    None where no Dim allows another size or a size is not one the Dims say."""
-    at = {}  # size symbol -> (the example's size, where it is first read)
+def sizes_zero_and_one_differ(ep, program, call, recorder: EffectRecorder, device: str, user_nodes: list,
+                              dims: dict[str, Dim], names: dict[str, str], offsets: dict[int, int]) -> dict[str, set]:
+    """The sizes 0 and 1 of each Dim the graph computes otherwise than eager at, by Dim
+    name, where the example's size is 2 or more: the examples cut to that size along the
+    Dim (the others at the example's), each run as ``divergence`` runs them.
+
+    torch.export's trace of an example of 2 or more takes its sizes to be 2 or more: a
+    branch on ``n > 1`` or ``n == 1`` is no guard there, and its graph took the branch of
+    2 or more at 1 too, where the Dim allowed it (``x * 2 if x.shape[0] > 1 else x * 3``
+    compiled at 4 rows returned 2s at 1 row, silently, until 2026-12-07). Such a size is
+    left out of the Dim (capture._guarded_dims); a size eager refuses is not compared."""
+    if any(e.what not in _REPEATABLE for e in recorder.effects) or recorder.layout_reads or recorder.contiguous_calls:
+        return {}
+    at = _symbols_at(user_nodes, call, offsets)
+    found: dict[str, set] = {}
+    with _state_restored(ep, program, recorder, device) as run:
+        for symbol, (size, _, _) in at.items():
+            name = names.get(str(symbol), "")
+            dim = dims.get(name)
+            for small in (1, 0):
+                if size < 2 or dim is None or not dim.allows(small):
+                    continue
+                flat = _inputs_at(user_nodes, call, at, {symbol: small})
+                if flat is None:
+                    continue
+                try:
+                    eager = run(program, _copies(flat))
+                except Exception:  # noqa: BLE001 - a size eager refuses: nothing to compare
+                    continue
+                try:
+                    how = _first_difference(eager, run(ep.module(), _copies(flat)))
+                except Exception:  # noqa: BLE001 - the graph fails where eager runs
+                    how = "fails"
+                if how is not None:
+                    found.setdefault(name, set()).add(small)
+    return found
+
+
+def _symbols_at(user_nodes: list, call, offsets: dict[int, int]) -> dict:
+    """Each size symbol of the graph's inputs -> (the example's size, where it is first
+    read, the offset of the int it carries)."""
+    at = {}
     for i, (node, t) in enumerate(zip(user_nodes, call.flat)):
         val = node.meta.get("val")
         if not isinstance(t, torch.Tensor) or not isinstance(val, torch.Tensor):
@@ -167,6 +203,15 @@ def _other_sizes(user_nodes: list, call, dims: dict[str, Dim], names: dict[str, 
             if static_int(size) is None and compat.sym_expr(size).is_Symbol:
                 where = call.paths[i] if i in offsets else f"{call.paths[i]}.shape[{d}]"
                 at.setdefault(compat.sym_expr(size), (t.shape[d], where, offsets.get(i, 0)))
+    return at
+
+
+def _other_sizes(user_nodes: list, call, dims: dict[str, Dim], names: dict[str, str],
+                 offsets: dict[int, int]) -> tuple[list, str] | None:
+    """The example's inputs at other sizes the package takes (module docstring), and the
+    text naming them (``x.shape[0] = 5 (the example's 4)``, ``n = 3 (the example's 2)``);
+    None where no Dim allows another size or a size is not one the Dims say."""
+    at = _symbols_at(user_nodes, call, offsets)
     chosen, told = {}, []
     for symbol, (size, where, offset) in at.items():
         dim = dims.get(names.get(str(symbol), ""))
@@ -176,6 +221,14 @@ def _other_sizes(user_nodes: list, call, dims: dict[str, Dim], names: dict[str, 
             told.append(f"{where} = {other + offset} (the example's {size + offset})")
     if not chosen:
         return None
+    flat = _inputs_at(user_nodes, call, at, chosen)
+    return None if flat is None else (flat, "at " + ", ".join(told))
+
+
+def _inputs_at(user_nodes: list, call, at: dict, chosen: dict) -> list | None:
+    """The example's inputs with the size symbols ``chosen`` at those sizes (the others at
+    the example's, ``at``), their data tiled or cut (``_tiled``); None where a size is
+    not one the symbols say."""
     flat = []
     for node, t in zip(user_nodes, call.flat):
         val = node.meta.get("val")
@@ -192,7 +245,7 @@ def _other_sizes(user_nodes: list, call, dims: dict[str, Dim], names: dict[str, 
                 return None
             shape.append(int(new))
         flat.append(_tiled(t, shape))
-    return (None if any(t is None for t in flat) else flat), "at " + ", ".join(told)
+    return None if any(t is None for t in flat) else flat
 
 
 def _tiled(t: torch.Tensor, shape: list[int]) -> torch.Tensor | None:
