@@ -517,49 +517,30 @@ def writes_into(out, n, v):
     return out.sum()
 
 
-@pytest.mark.parametrize("backend", ["eager", "aoti"])
-def test_a_write_at_a_dynamic_int_position_runs_at_every_position(backend):
+@pytest.mark.parametrize(("backend", "example"), [("eager", 3), ("aoti", 3), ("eager", 0), ("eager", 1)])
+def test_a_write_at_a_dynamic_int_position_runs_at_every_position(backend, example):
     """``self.k[:, pos] = kv`` with an int ``pos`` given a Dim (a static KV cache, as
     torch.compile runs it with a dynamic position): torch.export's trace compiled the
     position in (it rewrites such a read into views, not such a write), so a package
     took only the example's, with a SpecializationWarning (until 2026-12-07). Now every
     position in the Dim writes where eager writes, into the bound module's buffer, and
-    returns eager's."""
+    returns eager's. So from an example of 0 or 1 (a decode loop's first steps, the
+    natural example), which torch.export treats apart: until 2026-12-07 the package took
+    that position alone, with a warning telling to compile at 2 or more; traced
+    size-obliviously now."""
     torch.manual_seed(0)
     model = WritesAtPosition().eval()
     twin = WritesAtPosition().eval()
     twin.load_state_dict(model.state_dict())
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("error", aotpack.SpecializationWarning)
-        pkg = aotpack.compile(WritesAtPosition().eval(), (torch.randn(1, 4), 3), backend=backend,
-                              dynamic={"pos": Dim("pos", max=15)})
-        fn = aotpack.load(pkg.to_bytes(), module=model)
-        for pos in (0, 7, 15, 2):
-            x = torch.randn(1, 4)
-            torch.testing.assert_close(fn(x, pos), twin(x, pos))
-            torch.testing.assert_close(model.k, twin.k)
-
-
-@pytest.mark.parametrize("example", [0, 1])
-def test_a_first_position_as_the_example_runs_at_every_position(example):
-    """The KV cache above compiled at position 0 or 1 (a decode loop's first steps, the
-    natural example): torch.export treats ints of 0 and 1 apart, and until 2026-12-07 the
-    package took the example's position alone, with a SpecializationWarning telling to
-    compile at 2 or more. Traced size-obliviously now, every position runs, equal to eager."""
-    torch.manual_seed(0)
-    model = WritesAtPosition().eval()
-    twin = WritesAtPosition().eval()
-    twin.load_state_dict(model.state_dict())
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("error", aotpack.SpecializationWarning)
-        pkg = aotpack.compile(WritesAtPosition().eval(), (torch.randn(1, 4), example), backend="eager",
+        pkg = aotpack.compile(WritesAtPosition().eval(), (torch.randn(1, 4), example), backend=backend,
                               dynamic={"pos": Dim("pos", max=15)})
         fn = aotpack.load(pkg.to_bytes(), module=model)
         for pos in (0, 1, 7, 15, 2):
             x = torch.randn(1, 4)
             torch.testing.assert_close(fn(x, pos), twin(x, pos))
             torch.testing.assert_close(model.k, twin.k)
-
 
 def test_a_write_into_an_input_at_a_dynamic_int_position_runs_at_every_position():
     """The same into an input, of a tensor with a leading size of 1 and of a number (the
