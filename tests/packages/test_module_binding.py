@@ -976,7 +976,7 @@ torch.manual_seed(1)
 m = programs.ReadsGlobals().eval().requires_grad_(False)
 fn = aotpack.load(sys.argv[1], module=m)
 x = torch.randn(3, 4)
-torch.testing.assert_close(fn(x), m(x), rtol=1e-5, atol=1e-4)  # (inductor's fused layer norm rounds otherwise)
+torch.testing.assert_close(fn(x), m(x), rtol=1e-4, atol=1e-4)  # (inductor's fused layer norm rounds otherwise)
 
 def refused(change, undo, message):
     change()
@@ -996,8 +996,9 @@ print("equal")
 
 def _close(got, want):
     """Equal within float32's rounding of a fused layer norm (inductor sums in another
-    order: about 3e-6 relative on values near 10)."""
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    order: about 3e-6 relative on values near 10, and once, in a full `make test`, 3.9e-5
+    at one element of 12, 2026-12-07; the changes the test makes move values by 1 or more)."""
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
