@@ -13,7 +13,16 @@ from typing import Any
 
 from . import tree
 from .build.variant import BUILD_LOCK, build_variant
-from .errors import AotpackError, IntegrityError, SignatureDroppedWarning, SignatureError
+from .errors import (
+    AotpackError,
+    CaptureError,
+    IntegrityError,
+    SideEffectWarning,
+    SignatureDroppedWarning,
+    SignatureError,
+    SpecializationWarning,
+    warn_caller,
+)
 from .package import Package, fmt, signing
 from .package.reader import PackageReader
 from .summary import Inspection, Verification
@@ -42,7 +51,9 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         vary), or ``{"x": {0: Dim("batch", min=1, max=4096)}, "n": Dim("n", max=64)}``
         keyed by parameter name: a tensor's dimensions, or a Python int (any int in the
         Dim's range runs, below 0 too: ``Dim("shift", min=-8, max=8)``; format version
-        19, 20 for a Dim below 0).
+        19, 20 for a Dim below 0). A tensor size whose example is 1, where the program
+        depends on its being 1 (transformers' Llama from a decode step), adds a second
+        variant, ``"<variant>.from-2"``, compiled from the example repeated to 2.
       options: backend options (for aoti: inductor config, e.g. ``{"max_autotune": True}``).
       variant: the variant's name in the package.
       examples: store the example inputs in the package (used by ``aotpack repro``).
@@ -109,15 +120,58 @@ class Plan:
         sharded model: aotpack.distributed.compile places those)."""
         place = place or _single_process
         pkg = None
-        for v in self.specs:
-            with BUILD_LOCK:
-                captured, be, compiled = build_variant(v, self.strict_dims, self.say, self.cache, self.training)
+        specs = list(self.specs)
+        for v in specs:
+            second = "compiled_at_one" in v  # (one this loop added: _from_two)
+            with BUILD_LOCK, warnings.catch_warnings():
+                if second:  # (the program's side effects were reported by the first capture)
+                    warnings.filterwarnings("ignore", category=SideEffectWarning)
+                try:
+                    captured, be, compiled = build_variant(v, self.strict_dims, self.say, self.cache, self.training,
+                                                           at_one_apart=not second,
+                                                           at_one_covered=tuple(v.get("compiled_at_one", ())))
+                except AotpackError as e:
+                    if not second:
+                        raise
+                    _at_one_alone(v, e, self.strict_dims)
+                    continue
                 name, job = place(captured, v["name"])
                 if pkg is None:
                     pkg = Package.from_captured(captured, name, be, compiled, examples=self.examples, distributed=job)
                 else:
                     pkg.add_variant(captured, name, be, compiled, examples=self.examples, distributed=job)
+            if captured.examples_from_two is not None:
+                specs.append(_from_two(v, captured, {s["name"] for s in specs}))
+                self.say(f"[{v['name']}] {', '.join(captured.compiled_at_one)} compiled in at the example's 1: "
+                         f"variant {specs[-1]['name']!r} from an example of 2 runs the other sizes")
         return pkg
+
+
+def _from_two(v: dict, captured, taken: set[str]) -> dict:
+    """The spec of the variant that runs the sizes past 1 of Dims ``captured`` compiled in
+    at its example's 1 (``capture``'s ``at_one_apart``): the same program and Dims, called
+    with those sizes at 2. torch.compile does the same at run time: a graph compiled for
+    the size 1 it specialized, a second, dynamic one at the first call of another size.
+    (transformers' Llama from a batch of one branches on ``batch == 1``; a package of it
+    ran batch 1 alone, a GuardError at any other, until 2026-12-08.)"""
+    name = f"{v['name']}.from-2"
+    while name in taken:
+        name += "-2"
+    args, kwargs = captured.examples_from_two
+    return {**v, "name": name, "args": args, "kwargs": kwargs, "compiled_at_one": list(captured.compiled_at_one)}
+
+
+def _at_one_alone(v: dict, error: AotpackError, strict_dims: bool) -> None:
+    """The second variant of ``_from_two`` failed: the first runs size 1 alone, said as
+    ``capture`` says any Dim compiled in (an error with ``strict_dims``)."""
+    what = ", ".join(v["compiled_at_one"])
+    if strict_dims:
+        raise CaptureError(f"the program specializes dynamic dimensions at the example's size 1: {what}; compiled "
+                           f"from an example of 2 it failed: {error.message}",
+                           hint="drop those Dims (the package then runs only that size), or change the program")
+    warn_caller(f"aotpack: the program specialized dynamic dimensions at the example's size 1, which will accept only "
+                f"that size: {what} (a variant compiled from an example of 2 failed: {error.message}); compile with "
+                "an example of 2 or more, or add a variant of that size", SpecializationWarning)
 
 
 def plan(target: Callable, args: tuple = (), kwargs: dict | None = None, *, backend: Any = None, dynamic=None,

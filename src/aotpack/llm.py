@@ -167,7 +167,10 @@ def compile(model: torch.nn.Module, *, max_batch: int = 1, max_len: int = 256, b
     step = step_module(model, max_batch, max_len).eval()
     device = next(step.parameters()).device
     matvec_kernel = _routes_matvec(matvec_kernel, fuse_projections, device)
-    if device.type == "cuda":
+    from .backends import get_backend
+
+    if device.type == "cuda" and getattr(get_backend(backend), "compiles_with_inductor", False):
+        # (inductor's option: the eager backend takes none, and refused the call until 2026-12-08)
         # A decode step is a chain of matrix-vector products that read every weight once:
         # inductor's coordinate-descent tuning of its reduction kernels takes batch-1 decode
         # from 31% to 47% of an H200's copy bandwidth at 509M parameters

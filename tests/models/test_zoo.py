@@ -238,6 +238,26 @@ def test_dynamic_batch_and_sequence_length(tmp_path, name, backend):
         fn(**dict(kwargs, input_ids=torch.randint(0, 100, (1, 513))))
 
 
+def test_a_llama_compiled_from_one_token_of_one_sequence_runs_every_batch_and_length(tmp_path):
+    """A decode step's shape as the example (batch 1, length 1): transformers' Llama
+    depends on those sizes being 1 (``q_len > 1`` into attention, ``batch == 1`` in its
+    masks), so torch.export compiles them in; the package adds a variant compiled from
+    the example repeated to 2 along both Dims, as torch.compile compiles a second graph.
+    Until 2026-12-08 it ran batch 1 and length 1 alone, with a SpecializationWarning, and
+    every other size was a GuardError."""
+    model, kwargs = zoo.build("llama", layers=1)
+    kwargs = dict(kwargs, input_ids=kwargs["input_ids"][:, :1])
+    dims = {"input_ids": {0: aotpack.Dim("batch", min=1, max=8), 1: aotpack.Dim("seq", min=1, max=64)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aotpack.SpecializationWarning)
+        pkg = aotpack.compile(model, (), kwargs, backend="eager", dynamic=dims)
+    assert pkg.variants == ["default", "default.from-2"]
+    fn = aotpack.load(pkg.save(tmp_path / "d.aot"))
+    for batch, length in [(1, 1), (2, 1), (1, 9), (3, 7), (8, 64)]:
+        call = dict(kwargs, input_ids=torch.randint(0, 100, (batch, length)))
+        torch.testing.assert_close(fn(**call).logits, model(**call).logits)
+
+
 Pair = collections.namedtuple("Pair", ["low", "high"])
 
 

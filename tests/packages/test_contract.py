@@ -2008,11 +2008,13 @@ def test_an_example_of_size_one_compiles_every_size_of_its_dim(case):
     """A batch of one as the example (``Dim("batch", min=1, max=64)``): torch.export
     treats sizes 0 and 1 apart, and until 2026-12-07 the package took the example's size
     alone, with a warning (torch.compile compiles once more at the first other size).
-    Traced size-obliviously now, every size runs, equal to eager, with no warning; a
-    program that branches on the size being 1 is narrowed to it, with the warning, as
-    before; one whose size-oblivious trace fails (a bool of the size where torch takes no
-    symbolic one, as transformers' attention passes ``q_len > 1`` to SDPA) is traced as
-    before: its 1 alone. (AOTInductor compiles such a graph as for an example of 2:
+    Traced size-obliviously now, one graph runs every size, equal to eager, with no
+    warning. A program that depends on the size being 1 (a branch on it; a bool of it
+    where torch takes no symbolic one, as transformers' attention passes ``q_len > 1`` to
+    SDPA) keeps its 1 compiled in, and the package adds a second variant compiled from
+    the example repeated to 2, as torch.compile adds a second graph: every size runs, with
+    no warning (until 2026-12-08 the 1 alone, with the warning, a GuardError at 2).
+    (AOTInductor compiles a graph of every size as for an example of 2:
     ``test_module_binding.py::test_live_module_parameters[aoti]``.)"""
     torch.manual_seed(0)
     if case == "module":
@@ -2023,20 +2025,40 @@ def test_an_example_of_size_one_compiles_every_size_of_its_dim(case):
         program, make, name, dim = doubled_if_one, (lambda n: torch.randn(n, 3)), "x", 0
     else:
         program, make, name, dim = causal_when_longer, (lambda n: torch.randn(1, 2, n, 4)), "q", 2
-    general = case == "module"
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        fn = aotpack.load(aotpack.compile(program, (make(1),), backend="eager",
-                                          dynamic={name: {dim: aotpack.Dim("batch", min=1, max=64)}}).to_bytes())
-    warned = [str(w.message) for w in seen if issubclass(w.category, aotpack.SpecializationWarning)]
-    assert bool(warned) is not general, warned
+        pkg = aotpack.compile(program, (make(1),), backend="eager",
+                              dynamic={name: {dim: aotpack.Dim("batch", min=1, max=64)}})
+    assert not [str(w.message) for w in seen if issubclass(w.category, aotpack.SpecializationWarning)]
+    assert pkg.variants == (["default"] if case == "module" else ["default", "default.from-2"])
+    fn = aotpack.load(pkg.to_bytes())
     with torch.no_grad():
-        for n in (1, 2, 7, 64) if general else (1,):
+        for n in (1, 2, 7, 64):
             x = make(n)
             torch.testing.assert_close(fn(x), program(x))
-    if not general:
-        with pytest.raises(aotpack.GuardError, match=r"expected batch in 1\.\.1, got 2|expected 1, got 2"):
-            fn(make(2))
+
+
+def flattened_to_four(x):
+    return x.reshape(4) * 2
+
+
+def test_a_dim_compiled_in_at_one_where_two_cannot_run_keeps_one_alone_with_a_warning():
+    """The second variant of an example of 1 (above) is compiled from the example
+    repeated to 2; a program that cannot run there (``x.reshape(4)`` of a 1x4 example)
+    keeps the first alone: the warning names the Dim and the failure, a call at 2 is a
+    GuardError, and ``strict_dims`` makes it an error."""
+    dynamic = {"x": {0: aotpack.Dim("rows", min=1, max=8)}}
+    with pytest.warns(aotpack.SpecializationWarning, match=r"at the example's size 1.*rows.*from an example of 2 "
+                                                           r"failed.*reshape"):
+        pkg = aotpack.compile(flattened_to_four, (torch.ones(1, 4),), backend="eager", dynamic=dynamic)
+    assert pkg.variants == ["default"]
+    fn = aotpack.load(pkg.to_bytes())
+    x = torch.randn(1, 4)
+    torch.testing.assert_close(fn(x), flattened_to_four(x))
+    with pytest.raises(aotpack.GuardError, match=r"expected 1, got 2"):
+        fn(torch.randn(2, 4))
+    with pytest.raises(aotpack.CaptureError, match=r"specializes dynamic dimensions at the example's size 1: rows"):
+        aotpack.compile(flattened_to_four, (torch.ones(1, 4),), backend="eager", dynamic=dynamic, strict_dims=True)
 
 
 def doubled_when_longer(x, n):

@@ -54,6 +54,7 @@ from .graphs import (
     library_ops,
     output_aliases,
     repair_users,
+    static_int,
     updates_in_place,
     written_placeholders,
 )
@@ -231,6 +232,11 @@ class Captured:
     # the modules the program reaches by name, from its own functions and every helper that
     # ran (frozen.modules_by_name): module -> (name, how)
     modules_named: dict = field(default_factory=dict, repr=False)
+    # with ``capture(..., at_one_apart=True)``: the named Dims the trace compiled in at the
+    # example's size 1 where their range goes on (transformers' Llama from a batch of one),
+    # and the example call (args, kwargs) with each at 2, for a variant of the other sizes
+    compiled_at_one: list[str] = field(default_factory=list)
+    examples_from_two: tuple | None = field(default=None, repr=False)
 
     def detach_all(self) -> None:
         """Mark every input and weight that requires grad as one the program detaches
@@ -716,7 +722,8 @@ def _small_examples(flat: list, flat_dyn: list) -> bool:
 
 
 def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None,
-            strict_dims: bool = False, allow_mutations: bool = False, autocast=None) -> Captured:
+            strict_dims: bool = False, allow_mutations: bool = False, autocast=None,
+            at_one_apart: bool = False, at_one_covered: tuple = ()) -> Captured:
     """Capture ``target`` (function or nn.Module) called with example inputs as one graph.
 
     Args:
@@ -733,6 +740,12 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
       autocast: run the program inside ``torch.autocast`` with this dtype (a dtype or
         its name; False: off) on the program's device type; None: as the caller's
         autocast is now. The casts are compiled in and calls are guarded on it.
+      at_one_apart: a named Dim the trace compiles in at the example's size 1, its range
+        going on past it, is the caller's to cover: no warning (nor error), and
+        ``Captured.compiled_at_one``/``examples_from_two`` say which and give the example
+        call with those sizes at 2, for a second variant (``aotpack.compile`` adds it).
+      at_one_covered: Dim names whose sizes below 2 another variant runs (that second
+        variant's capture): a range narrowed to start at 2 is not warned of.
     Returns:
       Captured.
     Raises:
@@ -742,7 +755,8 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
 
     target = _capturable(target)
     refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
-    options = {"strict_dims": strict_dims, "allow_mutations": allow_mutations, "autocast": autocast}
+    options = {"strict_dims": strict_dims, "allow_mutations": allow_mutations, "autocast": autocast,
+               "at_one_apart": at_one_apart, "at_one_covered": tuple(at_one_covered)}
     try:
         return _capture(target, args, kwargs, dynamic, **options)
     except _CaptureAgain as again:
@@ -783,7 +797,7 @@ def _capturable(target):
 
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
-             keep_strides: frozenset = frozenset(), ran: dict | None = None, freeze_ints: bool = False,
+             at_one_apart: bool, at_one_covered: tuple, keep_strides: frozenset = frozenset(), ran: dict | None = None, freeze_ints: bool = False,
              freeze_sizes: bool = False) -> Captured:
     """One capture (``capture``); ``keep_strides``: inputs compiled in the example's strides,
     not a contiguous copy (``_bind_call``); ``ran``: a first capture's user functions, whose
@@ -829,7 +843,9 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
-    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims)
+    at_one = _compiled_at_one(call, user_nodes) if at_one_apart else []
+    inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims,
+                                        at_one, at_one_covered)
     inputs, detached_weights = _detached_kept(record, inputs, allow_mutations or written_buffers or written_inputs
                                               or subclass_kinds or record.get("traced_below_transforms"))
     # (a function's weights named as it reads them, ``lin.weight``, ``W``: bind_by_name)
@@ -869,7 +885,49 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         mutated_inputs=written_inputs,
         in_order_program=in_order,
         dim_names=names, output_sizes=_output_sizes(record["output_sizes"], record["size_places"], inputs),
+        compiled_at_one=at_one, examples_from_two=_examples_at_two(call, at_one) if at_one else None,
     ))
+
+
+def _compiled_at_one(call: _Call, user_nodes: list) -> list[str]:
+    """The named Dims of tensor sizes the trace compiled in at the example's size 1 where
+    the Dim's range goes on past 1: the program depends on that size being 1 (transformers'
+    Llama from a batch or a length of one: ``batch == 1`` in its masks, ``q_len > 1``
+    passed to attention), where torch.compile compiles a second graph at the first other
+    size. Not a Dim an int argument carries too (its int would stay 1)."""
+    carried = {user_dim(spec) for i in call.in_spec.int_indices() for spec in (call.flat_dyn[i] or {}).values()}
+    out = []
+    for node, dyn in zip(user_nodes, call.flat_dyn):
+        for d, spec in (dyn or {}).items():
+            name = user_dim(spec)
+            if name is None or name in carried or name in out or static_int(node.meta["val"].shape[d]) != 1:
+                continue
+            hi = dim_range(spec)[1]
+            if hi is None or hi >= 2:
+                out.append(name)
+    return out
+
+
+def _from_two_alone(name: str, dims: dict, call: _Call, covered: tuple) -> bool:
+    """Whether Dim ``name``, one of ``covered``, runs every size of its range from 2 on
+    (the other variant runs 1; a size 0 it lost is still warned of)."""
+    if name not in covered or name not in dims:
+        return False
+    lo, hi = next(dim_range(spec) for dyn in call.flat_dyn for spec in (dyn or {}).values() if user_dim(spec) == name)
+    dim = dims[name]
+    return set(range(lo, dim.min)) <= {1} and dim.max == hi and not dim.exclude
+
+
+def _examples_at_two(call: _Call, names: list[str]) -> tuple[tuple, dict]:
+    """The example call (args, kwargs, as it was passed) with each size of the Dims
+    ``names`` at 2: the example's values repeated along it, so they stay values the
+    program was given (token ids, masks)."""
+    flat = []
+    for t, dyn in zip(call.flat, call.flat_dyn):
+        grown = {d for d, spec in (dyn or {}).items() if user_dim(spec) in names and t.shape[d] == 1}
+        flat.append(eager_check.tiled(t, [2 if d in grown else s for d, s in enumerate(t.shape)]) if grown else t)
+    args, kwargs = call_as_passed(call.signature, list(tree.unflatten(call.in_spec, flat)), call.how)
+    return tuple(args), kwargs
 
 
 def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: EffectRecorder, record: dict,
@@ -1098,20 +1156,25 @@ def _guarded_dims(ep, user_nodes: list, call: _Call, record: dict):
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,
-                  strict_dims: bool) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
+                  strict_dims: bool, at_one: list[str] = (), at_one_covered: tuple = ()) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
     named Dim to one size. _CaptureAgain where the program depends on the layout of an
     input compiled for a contiguous copy: capture runs again with its own strides, which
     the guard then pins exactly (``{"stride": [12, 2]}``) where torch.export kept them static.
     The exception carries the refusal ``capture`` gives where that second capture fails
-    (training programs torch's functional retrace cannot trace in those strides)."""
+    (training programs torch's functional retrace cannot trace in those strides).
+    ``at_one``: Dims compiled in at 1 that the caller covers with a second variant
+    (``_compiled_at_one``): not warned of; ``at_one_covered``: that second variant's Dims,
+    whose range starting at 2 is not warned of either."""
     pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
     pinned_copies = [i for i in call.relaid if pins[i]]
     if pinned_copies:
         raise _CaptureAgain(_gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins),
                             keep_strides=frozenset(pinned_copies))
     shapes, dims, specialized, names, narrowed = _guarded_dims(ep, user_nodes, call, record)
+    specialized = [one for one in specialized if one.split(" (")[0] not in at_one]
+    narrowed = [one for one in narrowed if not _from_two_alone(one.split(" runs ")[0], dims, call, at_one_covered)]
     sizes = {name: t.shape[d] for t, shape in zip(call.flat, shapes) for d, name in enumerate(shape)
              if isinstance(name, str)}  # (each Dim's size in the examples, by the name the guards give it)
     for i, strides in call.kept.items():

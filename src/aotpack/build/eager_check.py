@@ -227,7 +227,7 @@ def _other_sizes(user_nodes: list, call, dims: dict[str, Dim], names: dict[str, 
 
 def _inputs_at(user_nodes: list, call, at: dict, chosen: dict) -> list | None:
     """The example's inputs with the size symbols ``chosen`` at those sizes (the others at
-    the example's, ``at``), their data tiled or cut (``_tiled``); None where a size is
+    the example's, ``at``), their data tiled or cut (``tiled``); None where a size is
     not one the symbols say."""
     flat = []
     for node, t in zip(user_nodes, call.flat):
@@ -244,11 +244,11 @@ def _inputs_at(user_nodes: list, call, at: dict, chosen: dict) -> list | None:
             if not new.is_Integer:
                 return None
             shape.append(int(new))
-        flat.append(_tiled(t, shape))
+        flat.append(tiled(t, shape))
     return None if any(t is None for t in flat) else flat
 
 
-def _tiled(t: torch.Tensor, shape: list[int]) -> torch.Tensor | None:
+def tiled(t: torch.Tensor, shape: list[int]) -> torch.Tensor | None:
     """``t`` at ``shape``: its values repeated (or cut) along each resized dimension, so
     they stay values the program was given; None for an empty dimension resized."""
     out = t.detach()

@@ -24,18 +24,20 @@ from .capture import capture
 BUILD_LOCK = threading.RLock()
 
 
-def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | None = None):
+def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | None = None,
+                  at_one_apart: bool = False, at_one_covered: tuple = ()):
     """Capture and compile one variant spec (``aotpack.compile``'s dict: name, target,
     args, kwargs, dynamic, backend, options, autocast): (Captured, backend, Compiled),
     through the compile cache where one is asked for or a Context is active. The caller
-    holds ``BUILD_LOCK``."""
+    holds ``BUILD_LOCK``. ``at_one_apart``, ``at_one_covered``: see ``capture`` (the caller
+    compiles the second variant ``Captured.examples_from_two`` asks for)."""
     be = get_backend(v["backend"])
     target = v["target"]
     t0 = time.perf_counter()
     say(f"[{v['name']}] capturing {getattr(target, '__qualname__', type(target).__qualname__)} with torch.export")
     captured = capture(target, v["args"], v["kwargs"], dynamic=v["dynamic"], strict_dims=strict_dims,
-                       autocast=v.get("autocast"),
-                       allow_mutations=training is not None)
+                       autocast=v.get("autocast"), allow_mutations=training is not None,
+                       at_one_apart=at_one_apart, at_one_covered=at_one_covered)
     if v.get("nothing_differentiable"):
         captured.detach_all()
     say(f"[{v['name']}] captured {captured.name}: {len(captured.graph_module.graph.nodes)} graph nodes, "
@@ -80,7 +82,8 @@ def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | 
         # alone, so the package holds it alone, guarded as any inference variant
         warn_caller(f"aotpack: {e.message}: variant {v['name']!r} is compiled as the forward alone "
                     "(an inference variant)", UserWarning)
-        return build_variant({**v, "nothing_differentiable": True}, strict_dims, say, cache, None)
+        return build_variant({**v, "nothing_differentiable": True}, strict_dims, say, cache, None, at_one_apart,
+                             at_one_covered)
     say(f"[{v['name']}] compiled with {be.name} in {time.perf_counter() - t1:.1f}s")
     return captured, be, compiled
 
