@@ -51,9 +51,10 @@ def compile(target: Callable, args: tuple = (), kwargs: dict | None = None, *, b
         vary), or ``{"x": {0: Dim("batch", min=1, max=4096)}, "n": Dim("n", max=64)}``
         keyed by parameter name: a tensor's dimensions, or a Python int (any int in the
         Dim's range runs, below 0 too: ``Dim("shift", min=-8, max=8)``; format version
-        19, 20 for a Dim below 0). A tensor size whose example is 1, where the program
-        depends on its being 1 (transformers' Llama from a decode step), adds a second
-        variant, ``"<variant>.from-2"``, compiled from the example repeated to 2.
+        19, 20 for a Dim below 0). A tensor size whose example is 1 (an int's 0 or 1),
+        where the program depends on that value (transformers' Llama from a decode
+        step), adds a second variant, ``"<variant>.from-2"``, compiled from the example
+        repeated to 2.
       options: backend options (for aoti: inductor config, e.g. ``{"max_autotune": True}``).
       variant: the variant's name in the package.
       examples: store the example inputs in the package (used by ``aotpack repro``).
@@ -129,7 +130,7 @@ class Plan:
                 try:
                     captured, be, compiled = build_variant(v, self.strict_dims, self.say, self.cache, self.training,
                                                            at_one_apart=not second,
-                                                           at_one_covered=tuple(v.get("compiled_at_one", ())))
+                                                           at_one_covered=v.get("compiled_at_one"))
                 except AotpackError as e:
                     if not second:
                         raise
@@ -142,15 +143,15 @@ class Plan:
                     pkg.add_variant(captured, name, be, compiled, examples=self.examples, distributed=job)
             if captured.examples_from_two is not None:
                 specs.append(_from_two(v, captured, {s["name"] for s in specs}))
-                self.say(f"[{v['name']}] {', '.join(captured.compiled_at_one)} compiled in at the example's 1: "
+                self.say(f"[{v['name']}] {', '.join(captured.compiled_at_one)} compiled in at the example's size: "
                          f"variant {specs[-1]['name']!r} from an example of 2 runs the other sizes")
         return pkg
 
 
 def _from_two(v: dict, captured, taken: set[str]) -> dict:
-    """The spec of the variant that runs the sizes past 1 of Dims ``captured`` compiled in
-    at its example's 1 (``capture``'s ``at_one_apart``): the same program and Dims, called
-    with those sizes at 2. torch.compile does the same at run time: a graph compiled for
+    """The spec of the variant that runs the other sizes of Dims ``captured`` compiled in
+    at its example's 1 (an int's 0 or 1: ``capture``'s ``at_one_apart``): the same program
+    and Dims, called with those sizes and ints at 2. torch.compile does the same at run time: a graph compiled for
     the size 1 it specialized, a second, dynamic one at the first call of another size.
     (transformers' Llama from a batch of one branches on ``batch == 1``; a package of it
     ran batch 1 alone, a GuardError at any other, until 2026-12-08.)"""
@@ -158,19 +159,19 @@ def _from_two(v: dict, captured, taken: set[str]) -> dict:
     while name in taken:
         name += "-2"
     args, kwargs = captured.examples_from_two
-    return {**v, "name": name, "args": args, "kwargs": kwargs, "compiled_at_one": list(captured.compiled_at_one)}
+    return {**v, "name": name, "args": args, "kwargs": kwargs, "compiled_at_one": dict(captured.compiled_at_one)}
 
 
 def _at_one_alone(v: dict, error: AotpackError, strict_dims: bool) -> None:
     """The second variant of ``_from_two`` failed: the first runs size 1 alone, said as
     ``capture`` says any Dim compiled in (an error with ``strict_dims``)."""
-    what = ", ".join(v["compiled_at_one"])
+    what = ", ".join(f"{name} = {size}" for name, size in v["compiled_at_one"].items())
     if strict_dims:
-        raise CaptureError(f"the program specializes dynamic dimensions at the example's size 1: {what}; compiled "
+        raise CaptureError(f"the program specializes dynamic dimensions at the example's sizes: {what}; compiled "
                            f"from an example of 2 it failed: {error.message}",
                            hint="drop those Dims (the package then runs only that size), or change the program")
-    warn_caller(f"aotpack: the program specialized dynamic dimensions at the example's size 1, which will accept only "
-                f"that size: {what} (a variant compiled from an example of 2 failed: {error.message}); compile with "
+    warn_caller(f"aotpack: the program specialized dynamic dimensions at the example's sizes, which will accept only "
+                f"those: {what} (a variant compiled from an example of 2 failed: {error.message}); compile with "
                 "an example of 2 or more, or add a variant of that size", SpecializationWarning)
 
 

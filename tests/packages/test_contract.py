@@ -2048,7 +2048,7 @@ def test_a_dim_compiled_in_at_one_where_two_cannot_run_keeps_one_alone_with_a_wa
     keeps the first alone: the warning names the Dim and the failure, a call at 2 is a
     GuardError, and ``strict_dims`` makes it an error."""
     dynamic = {"x": {0: aotpack.Dim("rows", min=1, max=8)}}
-    with pytest.warns(aotpack.SpecializationWarning, match=r"at the example's size 1.*rows.*from an example of 2 "
+    with pytest.warns(aotpack.SpecializationWarning, match=r"at the example's sizes.*rows = 1.*from an example of 2 "
                                                            r"failed.*reshape"):
         pkg = aotpack.compile(flattened_to_four, (torch.ones(1, 4),), backend="eager", dynamic=dynamic)
     assert pkg.variants == ["default"]
@@ -2057,7 +2057,7 @@ def test_a_dim_compiled_in_at_one_where_two_cannot_run_keeps_one_alone_with_a_wa
     torch.testing.assert_close(fn(x), flattened_to_four(x))
     with pytest.raises(aotpack.GuardError, match=r"expected 1, got 2"):
         fn(torch.randn(2, 4))
-    with pytest.raises(aotpack.CaptureError, match=r"specializes dynamic dimensions at the example's size 1: rows"):
+    with pytest.raises(aotpack.CaptureError, match=r"specializes dynamic dimensions at the example's sizes: rows = 1"):
         aotpack.compile(flattened_to_four, (torch.ones(1, 4),), backend="eager", dynamic=dynamic, strict_dims=True)
 
 

@@ -554,3 +554,44 @@ def test_a_write_into_an_input_at_a_dynamic_int_position_runs_at_every_position(
         out, want_out, v = torch.zeros(2, 9, 3), torch.zeros(2, 9, 3), torch.randn(2, 3)
         torch.testing.assert_close(write(out, n, v), writes_into(want_out, n, v))
         assert torch.equal(out, want_out), n
+
+
+def first_step_apart(x, pos):
+    return x * 0 + 1 if pos == 0 else x * pos
+
+
+def one_apart(x, n):
+    return x[:n] * 2 if n == 1 else x[:n] * 3
+
+
+@pytest.mark.parametrize(("program", "example", "variants", "refused"), [
+    (first_step_apart, 0, ["default", "default.from-2"], None),
+    (one_apart, 1, ["default", "default.from-2"], None),
+    (first_step_apart, 1, ["default"], 0),
+])
+def test_a_branch_on_an_example_int_of_zero_or_one_runs_eagers_branch_at_every_int(program, example, variants,
+                                                                                    refused):
+    """A decode step's ``if pos == 0`` (or ``n == 1``) with ``Dim("p", min=0)``. From the
+    example's 0: traced size-obliviously, which takes ``pos`` to be 2 or more, the graph
+    took the other branch at 0 itself, and capture refused the program as reading an
+    int's type (until 2026-12-08); it is traced again as torch.export traces, compiling the
+    0 in, and a second variant compiled from 2 runs the other ints. From an example of 1
+    and a program branching on 0, the graph of every int returned 0s at 0 where eager
+    returns 1s, silently (until 2026-12-08): sizes 0 and 1 are now run beside eager at
+    every example, so 0 leaves the Dim, with the warning, and is a GuardError."""
+    dynamic = {"pos" if program is first_step_apart else "n": aotpack.Dim("p", min=0, max=4)}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pkg = aotpack.compile(program, (torch.ones(4), example), backend="eager", dynamic=dynamic)
+    warned = [str(w.message) for w in seen if issubclass(w.category, aotpack.SpecializationWarning)]
+    assert pkg.variants == variants
+    assert (["p runs 1..4 of the 0..4 asked"] if refused is not None else []) == \
+        [re.search(r"p runs [^)]*", w).group() for w in warned]
+    fn = aotpack.load(pkg.to_bytes())
+    for value in range(5):
+        x = torch.randn(4)
+        if value == refused:
+            with pytest.raises(aotpack.GuardError, match=r"expected an int p in 1\.\.4, got 0"):
+                fn(x, value)
+        else:
+            torch.testing.assert_close(fn(x, value), program(x, value))

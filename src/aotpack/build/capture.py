@@ -233,9 +233,10 @@ class Captured:
     # ran (frozen.modules_by_name): module -> (name, how)
     modules_named: dict = field(default_factory=dict, repr=False)
     # with ``capture(..., at_one_apart=True)``: the named Dims the trace compiled in at the
-    # example's size 1 where their range goes on (transformers' Llama from a batch of one),
-    # and the example call (args, kwargs) with each at 2, for a variant of the other sizes
-    compiled_at_one: list[str] = field(default_factory=list)
+    # example's size 1 (an int's 0 or 1) where their range goes on (transformers' Llama
+    # from a batch of one), each with that size, and the example call (args, kwargs) with
+    # each at 2, for a variant of the other sizes
+    compiled_at_one: dict[str, int] = field(default_factory=dict)
     examples_from_two: tuple | None = field(default=None, repr=False)
 
     def detach_all(self) -> None:
@@ -680,10 +681,10 @@ def _capture_error(e: BaseException, target) -> CaptureError:
                         f"as one graph at {where}: {reason}", hint=hint)
 
 
-def _export(program, flat, flat_dyn):
+def _export(program, flat, flat_dyn, size_oblivious: bool = True):
     # (where an example input is empty, without FakeTensor's cache, which can misplace views
     # of empty tensors: compat.without_fake_tensor_cache)
-    empty = compat.without_fake_tensor_cache() if compat.has_empty_tensor(flat) else contextlib.nullcontext()
+    empty = compat.has_empty_tensor(flat)
     # an example leaf holding a .grad (compiled after a training step) stands in as an alias
     # without it: torch.export guards the grad's size and its decompositions then fail on
     # the grad-less fakes they retrace with (AttributeError "'NoneType' object has no
@@ -694,12 +695,16 @@ def _export(program, flat, flat_dyn):
     # compiles those sizes in, as special cases, where the Dim asks for others too; traced
     # size-obliviously, the graph is every size's (a branch the program takes on the size
     # is still a guard: the Dim is narrowed to it). torch.compile compiles once for the 1
-    # and again at the first other size; a package is compiled once (until 2026-12-07 it
-    # took the example's size alone, with a warning)
-    # and the export runs as before where that trace fails (transformers' attention passes
-    # ``q_len > 1`` to SDPA, which takes no symbolic bool: such a model needs its 1 apart)
-    for oblivious in [True, False] if _small_examples(flat, flat_dyn) else [False]:
-        with compat.quiet_export_logs(), empty, compat.size_oblivious() if oblivious else contextlib.nullcontext(), \
+    # and again at the first other size; a package holds this one graph (until 2026-12-07
+    # it took the example's size alone, with a warning), and the export runs as before
+    # where that trace fails (transformers' attention passes ``q_len > 1`` to SDPA, which
+    # takes no symbolic bool: such a model needs its 1 apart, and its package a second
+    # variant from 2: api.Plan.build)
+    # (``size_oblivious=False``: where that trace took a branch on the size that eager does
+    # not take at the example, ``pos == 0`` at 0: _dynamic_as_eager captures again so)
+    for oblivious in [True, False] if size_oblivious and _small_examples(flat, flat_dyn) else [False]:
+        with compat.quiet_export_logs(), compat.without_fake_tensor_cache() if empty else contextlib.nullcontext(), \
+                compat.size_oblivious() if oblivious else contextlib.nullcontext(), \
                 compat.backends_for_the_program(lambda f: not compat.is_torch_internal_frame(f)), \
                 compat.attention_deciding_symbolic_bools():
             try:
@@ -723,7 +728,7 @@ def _small_examples(flat: list, flat_dyn: list) -> bool:
 
 def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, dynamic=None,
             strict_dims: bool = False, allow_mutations: bool = False, autocast=None,
-            at_one_apart: bool = False, at_one_covered: tuple = ()) -> Captured:
+            at_one_apart: bool = False, at_one_covered: dict | None = None) -> Captured:
     """Capture ``target`` (function or nn.Module) called with example inputs as one graph.
 
     Args:
@@ -740,12 +745,13 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
       autocast: run the program inside ``torch.autocast`` with this dtype (a dtype or
         its name; False: off) on the program's device type; None: as the caller's
         autocast is now. The casts are compiled in and calls are guarded on it.
-      at_one_apart: a named Dim the trace compiles in at the example's size 1, its range
-        going on past it, is the caller's to cover: no warning (nor error), and
-        ``Captured.compiled_at_one``/``examples_from_two`` say which and give the example
-        call with those sizes at 2, for a second variant (``aotpack.compile`` adds it).
-      at_one_covered: Dim names whose sizes below 2 another variant runs (that second
-        variant's capture): a range narrowed to start at 2 is not warned of.
+      at_one_apart: a named Dim the trace compiles in at the example's size 1 (an int's 0
+        or 1), its range going on past 2, is the caller's to cover: no warning (nor
+        error), and ``Captured.compiled_at_one``/``examples_from_two`` say which and give
+        the example call with those sizes at 2, for a second variant (``aotpack.compile``
+        adds it).
+      at_one_covered: Dim name -> the size below 2 another variant runs (that second
+        variant's capture): a range narrowed to start at 2 but for it is not warned of.
     Returns:
       Captured.
     Raises:
@@ -756,7 +762,7 @@ def capture(target: Callable, args: tuple = (), kwargs: dict | None = None, *, d
     target = _capturable(target)
     refuse_dtensor(target)  # before torch.export fails on it with a message about pytree constants
     options = {"strict_dims": strict_dims, "allow_mutations": allow_mutations, "autocast": autocast,
-               "at_one_apart": at_one_apart, "at_one_covered": tuple(at_one_covered)}
+               "at_one_apart": at_one_apart, "at_one_covered": dict(at_one_covered or {})}
     try:
         return _capture(target, args, kwargs, dynamic, **options)
     except _CaptureAgain as again:
@@ -797,12 +803,13 @@ def _capturable(target):
 
 
 def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allow_mutations: bool, autocast,
-             at_one_apart: bool, at_one_covered: tuple, keep_strides: frozenset = frozenset(), ran: dict | None = None, freeze_ints: bool = False,
-             freeze_sizes: bool = False) -> Captured:
+             at_one_apart: bool, at_one_covered: dict, keep_strides: frozenset = frozenset(),
+             ran: dict | None = None, freeze_ints: bool = False, freeze_sizes: bool = False,
+             size_oblivious: bool = True) -> Captured:
     """One capture (``capture``); ``keep_strides``: inputs compiled in the example's strides,
     not a contiguous copy (``_bind_call``); ``ran``: a first capture's user functions, whose
-    modules read by name the program holds; ``freeze_ints``, ``freeze_sizes``: see
-    ``_dynamic_as_eager``."""
+    modules read by name the program holds; ``freeze_ints``, ``freeze_sizes``,
+    ``size_oblivious``: see ``_dynamic_as_eager``."""
     call = _bind_call(target, args, kwargs, dynamic, keep_strides, freeze_ints, freeze_sizes)
     program = _Program(target, call.signature, call.in_spec, None, call.how, ran)
     device = device_of([*call.flat, *(target.parameters() if isinstance(target, torch.nn.Module) else ())])
@@ -812,9 +819,10 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         with subclass_weights.unwrapped(target) as subclass_kinds:
             ep, record, recorder = _export_watched(program, target, call.flat, call.flat_dyn,
                                                    subclass_inputs=bool(tree.subclass_types(call.in_spec)),
-                                                   subclass_weights_held=bool(subclass_kinds))
+                                                   subclass_weights_held=bool(subclass_kinds),
+                                                   size_oblivious=size_oblivious)
     _refuse_subclasses_left(ep, call.in_spec, record, target, subclass_kinds)
-    _dynamic_as_eager(ep, program, call, dynamic, recorder, record, device)
+    _dynamic_as_eager(ep, program, call, dynamic, recorder, record, device, size_oblivious)
     repair_users(ep.graph_module)  # before any rewrite of the graph
     _autograd_effects(recorder, target, call, record, allow_mutations)
     strides_read = where_strides_read(ep, recorder)  # before decompositions retrace the graph
@@ -843,7 +851,7 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     weights, weight_kinds, weight_targets, user_nodes = _graph_weights(ep, "m." if hasattr(program, "m") else "",
                                                                        frozen)
     gm = compat.plain_graph_module(ep.graph_module)
-    at_one = _compiled_at_one(call, user_nodes) if at_one_apart else []
+    at_one = _compiled_below_two(call, user_nodes) if at_one_apart else {}
     inputs, dims, names = _input_guards(ep, gm, call, user_nodes, record, strides_read, layout_uses, strict_dims,
                                         at_one, at_one_covered)
     inputs, detached_weights = _detached_kept(record, inputs, allow_mutations or written_buffers or written_inputs
@@ -889,52 +897,66 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     ))
 
 
-def _compiled_at_one(call: _Call, user_nodes: list) -> list[str]:
-    """The named Dims of tensor sizes the trace compiled in at the example's size 1 where
-    the Dim's range goes on past 1: the program depends on that size being 1 (transformers'
+def _compiled_below_two(call: _Call, user_nodes: list) -> dict[str, int]:
+    """The named Dims the trace compiled in at the example's size 1 (or an int's 0 or 1)
+    where the Dim's range goes on past 2: the program depends on that size (transformers'
     Llama from a batch or a length of one: ``batch == 1`` in its masks, ``q_len > 1``
-    passed to attention), where torch.compile compiles a second graph at the first other
-    size. Not a Dim an int argument carries too (its int would stay 1)."""
-    carried = {user_dim(spec) for i in call.in_spec.int_indices() for spec in (call.flat_dyn[i] or {}).values()}
-    out = []
-    for node, dyn in zip(user_nodes, call.flat_dyn):
+    passed to attention; ``if pos == 0`` in a decode step), where torch.compile compiles a
+    second graph at the first other size. Dim name -> the example's value. Not a tensor
+    size of 0 (no values to repeat) nor an int whose Dim runs below 0."""
+    offsets = tree.int_offsets(call.in_spec)
+    found: dict[str, int] = {}
+    blocked = set()
+    for i, (node, dyn) in enumerate(zip(user_nodes, call.flat_dyn)):
         for d, spec in (dyn or {}).items():
-            name = user_dim(spec)
-            if name is None or name in carried or name in out or static_int(node.meta["val"].shape[d]) != 1:
+            name, size = user_dim(spec), static_int(node.meta["val"].shape[d])
+            if name is None or size is None:
                 continue
             hi = dim_range(spec)[1]
-            if hi is None or hi >= 2:
-                out.append(name)
-    return out
+            small = (size in (0, 1) and not offsets[i]) if i in offsets else size == 1
+            if small and (hi is None or hi >= 2):
+                found.setdefault(name, size)
+            else:
+                blocked.add(name)
+    return {name: size for name, size in found.items() if name not in blocked}
 
 
-def _from_two_alone(name: str, dims: dict, call: _Call, covered: tuple) -> bool:
-    """Whether Dim ``name``, one of ``covered``, runs every size of its range from 2 on
-    (the other variant runs 1; a size 0 it lost is still warned of)."""
+def _from_two_alone(name: str, dims: dict, call: _Call, covered: dict[str, int]) -> bool:
+    """Whether Dim ``name``, one of ``covered`` (name -> the size the other variant runs),
+    runs every other size of its range from 2 on (a size neither runs is still warned of)."""
     if name not in covered or name not in dims:
         return False
     lo, hi = next(dim_range(spec) for dyn in call.flat_dyn for spec in (dyn or {}).values() if user_dim(spec) == name)
     dim = dims[name]
-    return set(range(lo, dim.min)) <= {1} and dim.max == hi and not dim.exclude
+    return {*range(lo, dim.min), *dim.exclude} <= {covered[name]} and dim.max == hi
 
 
-def _examples_at_two(call: _Call, names: list[str]) -> tuple[tuple, dict]:
-    """The example call (args, kwargs, as it was passed) with each size of the Dims
-    ``names`` at 2: the example's values repeated along it, so they stay values the
+def _examples_at_two(call: _Call, names) -> tuple[tuple, dict]:
+    """The example call (args, kwargs, as it was passed) with each size and int of the
+    Dims ``names`` at 2: a tensor's values repeated along it, so they stay values the
     program was given (token ids, masks)."""
+    offsets = tree.int_offsets(call.in_spec)
     flat = []
-    for t, dyn in zip(call.flat, call.flat_dyn):
-        grown = {d for d, spec in (dyn or {}).items() if user_dim(spec) in names and t.shape[d] == 1}
-        flat.append(eager_check.tiled(t, [2 if d in grown else s for d, s in enumerate(t.shape)]) if grown else t)
+    for i, (t, dyn) in enumerate(zip(call.flat, call.flat_dyn)):
+        grown = {d for d, spec in (dyn or {}).items() if user_dim(spec) in names}
+        if grown and i in offsets:  # (an int's carrier: its first size is the int)
+            t = tree.size_carrier(2, t.device)
+        elif grown:
+            t = eager_check.tiled(t, [2 if d in grown else s for d, s in enumerate(t.shape)])
+        flat.append(t)
     args, kwargs = call_as_passed(call.signature, list(tree.unflatten(call.in_spec, flat)), call.how)
     return tuple(args), kwargs
 
 
 def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: EffectRecorder, record: dict,
-                      device: str) -> None:
+                      device: str, size_oblivious: bool = True) -> None:
     """Where the program has dynamic sizes or int arguments: its graph gives eager's tensors
     at the example and at other sizes (``eager_check``), or the capture is refused
-    (``dynamic=True``: captured again with the ints, then the sizes, compiled in)."""
+    (``dynamic=True``: captured again with the ints, then the sizes, compiled in). A
+    size-oblivious trace (an example of 0 or 1: ``_export``) that computes otherwise is
+    traced again as torch.export traces (``size_oblivious=False``) first: it takes a size
+    to be 2 or more where the program asks ``pos == 0`` (the other branch at the example's
+    0, refused as a SymInt's type until 2026-12-08)."""
     carriers = call.in_spec.int_indices()
     dynamic_inputs = [i for i, dyn in enumerate(call.flat_dyn) if dyn]
     if not dynamic_inputs:
@@ -960,6 +982,8 @@ def _dynamic_as_eager(ep, program: _Program, call: _Call, dynamic, recorder: Eff
         "type (type(n) is int) or its text (str(n)) takes another branch",
         hint="drop those Dims (the values are then compiled in: compile a variant per value), or branch with "
              "isinstance(n, int), which is answered as eager's")
+    if size_oblivious and _small_examples(call.flat, call.flat_dyn):
+        raise _CaptureAgain(refusal, size_oblivious=False)
     if dynamic is True:
         what = "int arguments" if ints else "sizes"
         warn_caller(f"aotpack: the {what} {named} are compiled in (a call with another is a GuardError): traced "
@@ -1156,7 +1180,7 @@ def _guarded_dims(ep, user_nodes: list, call: _Call, record: dict):
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,
-                  strict_dims: bool, at_one: list[str] = (), at_one_covered: tuple = ()) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
+                  strict_dims: bool, at_one: dict | None = None, at_one_covered: dict | None = None) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
     named Dim to one size. _CaptureAgain where the program depends on the layout of an
@@ -1165,16 +1189,17 @@ def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_r
     The exception carries the refusal ``capture`` gives where that second capture fails
     (training programs torch's functional retrace cannot trace in those strides).
     ``at_one``: Dims compiled in at 1 that the caller covers with a second variant
-    (``_compiled_at_one``): not warned of; ``at_one_covered``: that second variant's Dims,
-    whose range starting at 2 is not warned of either."""
+    (``_compiled_below_two``): not warned of; ``at_one_covered``: that second variant's
+    Dims, whose range starting at 2 is not warned of either."""
     pins = layout_pins(gm, user_nodes, strides_read, layout_uses)
     pinned_copies = [i for i in call.relaid if pins[i]]
     if pinned_copies:
         raise _CaptureAgain(_gapped_layout_refusal(call, pinned_copies[0], call.relaid[pinned_copies[0]], pins),
                             keep_strides=frozenset(pinned_copies))
     shapes, dims, specialized, names, narrowed = _guarded_dims(ep, user_nodes, call, record)
-    specialized = [one for one in specialized if one.split(" (")[0] not in at_one]
-    narrowed = [one for one in narrowed if not _from_two_alone(one.split(" runs ")[0], dims, call, at_one_covered)]
+    specialized = [one for one in specialized if one.split(" (")[0] not in (at_one or {})]
+    narrowed = [one for one in narrowed
+                if not _from_two_alone(one.split(" runs ")[0], dims, call, at_one_covered or {})]
     sizes = {name: t.shape[d] for t, shape in zip(call.flat, shapes) for d, name in enumerate(shape)
              if isinstance(name, str)}  # (each Dim's size in the examples, by the name the guards give it)
     for i, strides in call.kept.items():
@@ -1475,7 +1500,7 @@ def _restoring_grad_mode(grad_mode: bool):
 
 
 def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subclass_inputs: bool = False,
-                    subclass_weights_held: bool = False):
+                    subclass_weights_held: bool = False, size_oblivious: bool = True):
     """torch.export of the program, watched: (ExportedProgram, what the program's call
     recorded, the EffectRecorder). Raises CaptureError for what cannot be one graph;
     warns of side effects run only once. A program that leaves grad mode changed has it
@@ -1483,7 +1508,8 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
 
     Some programs are exported from make_fx's graph of them instead (desugar.py; the
     record says ``traced_below_transforms``), where torch's transforms and the subclasses'
-    own ``__torch_dispatch__`` have run down to aten ops on plain tensors:
+    own ``__torch_dispatch__`` have run down to aten ops on plain tensors
+    (``size_oblivious``: see ``_export``):
 
     - a ``torch.func`` transform that differentiates, or ``torch.autograd.grad`` (which
       torch.export fails on, or traces with its input frozen into a constant);
@@ -1499,7 +1525,8 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
     first = None  # torch.export's own error, where it failed
     if not subclass_inputs:
         try:
-            ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder)
+            ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder,
+                                              size_oblivious=size_oblivious)
         except CaptureError as e:
             first = e
         on_subclasses = (subclass_weights_held or recorder.subclasses_made) and (
@@ -1518,7 +1545,8 @@ def _export_watched(program: _Program, target, flat: list, flat_dyn: list, subcl
         if warned:
             warnings.filterwarnings("ignore", category=SideEffectWarning)
         try:
-            ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder, below_transforms=True)
+            ep, record = _export_watched_once(program, target, flat, flat_dyn, recorder, below_transforms=True,
+                                              size_oblivious=size_oblivious)
         except CaptureError:
             if fallback is None:
                 raise
@@ -1543,7 +1571,7 @@ def _refuse_new_subclass_outputs(in_spec: TreeSpec, record: dict, target) -> Non
 
 
 def _export_watched_once(program: _Program, target, flat: list, flat_dyn: list, recorder: EffectRecorder, *,
-                         below_transforms: bool = False):
+                         below_transforms: bool = False, size_oblivious: bool = True):
     """``_export_watched`` without its second try: (ExportedProgram, record).
     ``below_transforms``: export make_fx's graph of the program (desugar.py)."""
     records: list[dict] = []
@@ -1554,7 +1582,7 @@ def _export_watched_once(program: _Program, target, flat: list, flat_dyn: list, 
                 if below_transforms:
                     program = desugar.Desugared(program, flat)
                 program._record = records.append
-                ep = _export(program, flat, flat_dyn)
+                ep = _export(program, flat, flat_dyn, size_oblivious)
         except compat.capture_exception_kinds() as e:
             if "Constraints violated" not in str(e):
                 raise
@@ -1568,7 +1596,7 @@ def _export_watched_once(program: _Program, target, flat: list, flat_dyn: list, 
                         if dyn else None for dyn in flat_dyn]
                 try:
                     with recorder, _restoring_grad_mode(grad_mode):
-                        ep = _export(program, flat, auto)
+                        ep = _export(program, flat, auto, size_oblivious)
                     # the guards torch.export dropped for the sizes it decided (``rows - 1 != 6``
                     # where the program branched on a size): guard_specs.dropped_size_guards
                     records[-1]["violation"] = str(e)

@@ -156,14 +156,17 @@ def same_layout_copy(t: torch.Tensor) -> torch.Tensor:
 def sizes_zero_and_one_differ(ep, program, call, recorder: EffectRecorder, device: str, user_nodes: list,
                               dims: dict[str, Dim], names: dict[str, str], offsets: dict[int, int]) -> dict[str, set]:
     """The sizes 0 and 1 of each Dim the graph computes otherwise than eager at, by Dim
-    name, where the example's size is 2 or more: the examples cut to that size along the
-    Dim (the others at the example's), each run as ``divergence`` runs them.
+    name, other than the example's: the examples cut to that size along the Dim (the
+    others at the example's), each run as ``divergence`` runs them.
 
     torch.export's trace of an example of 2 or more takes its sizes to be 2 or more: a
     branch on ``n > 1`` or ``n == 1`` is no guard there, and its graph took the branch of
     2 or more at 1 too, where the Dim allowed it (``x * 2 if x.shape[0] > 1 else x * 3``
-    compiled at 4 rows returned 2s at 1 row, silently, until 2026-12-07). Such a size is
-    left out of the Dim (capture._guarded_dims); a size eager refuses is not compared."""
+    compiled at 4 rows returned 2s at 1 row, silently, until 2026-12-07). So does a trace
+    of an example of 1 made size-obliviously (capture._export): ``x * 0 + 1 if pos == 0
+    else x * pos`` compiled at ``pos = 1`` returned 0s at 0, silently, until 2026-12-08.
+    Such a size is left out of the Dim (capture._guarded_dims); a size eager refuses is
+    not compared."""
     if any(e.what not in _REPEATABLE for e in recorder.effects) or recorder.layout_reads or recorder.contiguous_calls:
         return {}
     at = _symbols_at(user_nodes, call, offsets)
@@ -173,7 +176,7 @@ def sizes_zero_and_one_differ(ep, program, call, recorder: EffectRecorder, devic
             name = names.get(str(symbol), "")
             dim = dims.get(name)
             for small in (1, 0):
-                if size < 2 or dim is None or not dim.allows(small):
+                if small == size or dim is None or not dim.allows(small):
                     continue
                 flat = _inputs_at(user_nodes, call, at, {symbol: small})
                 if flat is None:
@@ -250,7 +253,10 @@ def _inputs_at(user_nodes: list, call, at: dict, chosen: dict) -> list | None:
 
 def tiled(t: torch.Tensor, shape: list[int]) -> torch.Tensor | None:
     """``t`` at ``shape``: its values repeated (or cut) along each resized dimension, so
-    they stay values the program was given; None for an empty dimension resized."""
+    they stay values the program was given; None for an empty dimension resized where the
+    result holds values (an int's carrier holds none at any size)."""
+    if 0 in shape:
+        return t.new_empty(shape).requires_grad_(t.requires_grad)
     out = t.detach()
     for d, (old, new) in enumerate(zip(t.shape, shape)):
         if old != new:

@@ -25,7 +25,7 @@ BUILD_LOCK = threading.RLock()
 
 
 def build_variant(v: dict, strict_dims: bool, say, cache=None, training: dict | None = None,
-                  at_one_apart: bool = False, at_one_covered: tuple = ()):
+                  at_one_apart: bool = False, at_one_covered: dict | None = None):
     """Capture and compile one variant spec (``aotpack.compile``'s dict: name, target,
     args, kwargs, dynamic, backend, options, autocast): (Captured, backend, Compiled),
     through the compile cache where one is asked for or a Context is active. The caller
