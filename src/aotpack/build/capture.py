@@ -829,15 +829,9 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
     layout_uses = _layout_uses(ep, recorder, record)
     module_records = _module_records(target, recorder)
     frozen = _listed_frozen(target, recorder, module_records)
-    updated_with_grad, updated_without_grad, given_history = set(), set(), set()
-    in_order, straight_through = None, False
-    if allow_mutations:
-        updated_with_grad, updated_without_grad = _input_updates_by_grad_mode(ep)
-        if updated_with_grad & updated_without_grad:
-            given_history = _inputs_given_history(ep, call.flat)
-        in_order = _in_order_program(ep, updated_with_grad | updated_without_grad, record["custom_functions"])
-        straight_through = _detach_grad_disabled_regions(ep, call.flat)
-        ep = _functional(ep, target, None if ran is not None or program.of_module else recorder.functions)
+    ep, (updated_with_grad, updated_without_grad, given_history), in_order, straight_through = (
+        _training_updates(ep, call, record, target, program, recorder, ran) if allow_mutations
+        else (ep, (set(), set(), set()), None, False))
     written_buffers, written_inputs = (set(), []) if allow_mutations else _input_writes(ep, recorder, call.paths)
     aliases_from = None  # the graph whose outputs' views of inputs are eager's (None: gm)
     if amp and not allow_mutations:
@@ -895,6 +889,20 @@ def _capture(target: Callable, args, kwargs, dynamic, *, strict_dims: bool, allo
         dim_names=names, output_sizes=_output_sizes(record["output_sizes"], record["size_places"], inputs),
         compiled_at_one=at_one, examples_from_two=_examples_at_two(call, at_one) if at_one else None,
     ))
+
+
+def _training_updates(ep, call: _Call, record: dict, target, program: _Program, recorder: EffectRecorder,
+                      ran: dict | None):
+    """What a training capture (``allow_mutations``) keeps of the program's in-place
+    updates before its graph is made functional: (the functional ExportedProgram, (inputs
+    updated with grad on, with it off, given history by both), the in-order program, and
+    whether grad-disabled regions were detached: ``straight_through``)."""
+    with_grad, without_grad = _input_updates_by_grad_mode(ep)
+    given_history = _inputs_given_history(ep, call.flat) if with_grad & without_grad else set()
+    in_order = _in_order_program(ep, with_grad | without_grad, record["custom_functions"])
+    straight_through = _detach_grad_disabled_regions(ep, call.flat)
+    ep = _functional(ep, target, None if ran is not None or program.of_module else recorder.functions)
+    return ep, (with_grad, without_grad, given_history), in_order, straight_through
 
 
 def _compiled_below_two(call: _Call, user_nodes: list) -> dict[str, int]:
