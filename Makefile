@@ -44,8 +44,8 @@ system-tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# Two workers (the machines have 2 cores: inductor's compiles leave a core idle while a
-# test waits on a fresh process or the C++ compiler): 19 -> 11.4 minutes. --dist loadfile
+# Workers (the machines have 2 cores: inductor's compiles leave a core idle while a
+# test waits on a fresh process or the C++ compiler): 19 -> 11.4 minutes with two. --dist loadfile
 # keeps a file's tests (and a documentation page's blocks, which build on each other) on
 # one worker, so module fixtures compile once. (xdist starts the files with the most tests
 # first. Starting the slowest first instead, --no-loadscope-reorder with the files sorted
@@ -54,7 +54,13 @@ system-tools:
 # torchao's quantize_ in tests/packages/test_subclass_weights.py had left inductor's
 # global config changed for the tests after it in its worker; that file puts it back
 # since. Tried 2026-12-04.)
-PYTEST_WORKERS := -n auto --maxprocesses=4 --dist loadfile
+#
+# One worker more than the cores (at most 4): the suite is CPU-bound (95% of two cores), and
+# the third worker takes the time a worker waits on a fresh process, a Ray or Redis server
+# starting, or Chromium: on this tree 930 s against 955 s with two (2026-12-08, one run
+# each, beside 17.0 against 17.6 minutes on an older tree; the machine varies by a minute
+# from run to run).
+PYTEST_WORKERS := -n $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n + 1 > 4 ? 4 : n + 1))) --dist loadfile
 test: $(STAMP) lint system-tools
 	@# bytecode first, as for the demo: the suite starts a few hundred fresh processes, and
 	@# with PYTHONDONTWRITEBYTECODE each would compile aotpack and the test helpers again
