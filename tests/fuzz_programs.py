@@ -3,7 +3,7 @@
 A program is a *recipe*: a list of steps over a list of values that starts with the
 inputs ``x, y``. Each step picks an op from a grammar (elementwise, matmul, reductions,
 views and reshapes, indexing, in-place ops on intermediates, on inputs and through views of
-inputs, concat, a branch on grad mode, a value computed under ``torch.no_grad()``, an
+inputs, concat, a branch on grad mode or on a size being 1, a value computed under ``torch.no_grad()``, an
 input updated under it, a custom ``torch.autograd.Function``, ``torch.func.grad``) and
 operands by index; a step whose operands do not fit (shapes) falls back to a unary op,
 so every recipe is a valid program. The program returns its last value and up to two
@@ -25,7 +25,7 @@ UNARY = [torch.sin, torch.tanh, torch.relu, torch.abs, torch.sigmoid, torch.neg,
 BINARY = [torch.add, torch.mul, torch.sub, torch.maximum]
 VIEWS = ["t", "flatten", "slice0", "stride1", "unsqueeze_expand", "reshape", "as_strided"]
 OPS = ["unary", "binary", "matmul", "reduce", "softmax", "view", "index", "inplace_mid", "inplace_input", "concat",
-       "sum0", "grad_branch", "inplace_view", "no_grad", "inplace_no_grad", "function", "transform"]
+       "sum0", "grad_branch", "inplace_view", "no_grad", "inplace_no_grad", "function", "transform", "size_branch"]
 WRITABLE_VIEWS = ["t", "slice0", "stride1", "flatten", "reshape", "contiguous"]  # views an in-place op may write through
 # (reshape, contiguous: a view or a copy by the layout, so whether the update reaches the input is too)
 LAYOUTS = ["contiguous", "transposed", "offset", "strided", "expanded"]
@@ -77,6 +77,9 @@ def interpret(recipe: list[tuple], outputs: tuple, x: torch.Tensor, y: torch.Ten
             out = torch.func.grad(_energy)(a)
         elif op == "grad_branch":  # the program reads global state: export keeps one branch
             out = a * 2 if torch.is_grad_enabled() else a - 1
+        elif op == "size_branch" and a.dim() >= 1:  # the program depends on its rows being 1 (transformers'
+            # ``batch == 1``): from an example of one row, a second variant runs the others
+            out = a * 2 if a.shape[0] == 1 else a - 1
         elif op == "concat" and a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1]:
             out = torch.cat([a, b], 0)
         if out is None:

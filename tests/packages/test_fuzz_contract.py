@@ -40,6 +40,7 @@ STATS = {"programs": 0, "refused_at_compile": 0, "calls": 0, "equal": 0, "guard_
          "create_graph_grads": {"equal": 0, "package only": 0},
          "portable_runs": 0,  # packages whose calls ran their portable program (overlapping updated inputs)
          "dynamic_programs": 0,  # packages compiled with the rows a Dim (and called with other row counts)
+         "variants_from_two": 0,  # of those from one row, packages with the second variant (rows compiled in at 1)
          "ran_detached": 0,  # inference calls under grad mode with an input that requires grad, run
          "number_outputs": 0,  # ints, floats and bools of a dynamic program's sizes returned, equal to eager's
          "int_arguments": 0}  # calls of a dynamic program with its int argument, compared
@@ -230,6 +231,7 @@ def compile_or_refuse(program, example: CallSpec, backend: str, train: bool, sta
         if len(examples) < 3:  # a few recipes per reason, to reproduce by hand
             examples.append(repr((getattr(program, "recipe", None), train, state)))
         return None
+    STATS["variants_from_two"] += len(pkg.variants) > 1
     return aotpack.load(pkg.save(_tmp_path() / f"p{STATS['programs']}.aot"))
 
 

@@ -167,6 +167,38 @@ def test_a_size_functorch_fixes_is_held_with_a_warning_and_guarded():
         fn(torch.randn(7))
 
 
+SHIFT = torch.linspace(-1.0, 1.0, 6).reshape(1, 6)
+
+
+def gradient_and_rows(x):
+    return torch.func.grad(lambda t: ((t * SHIFT).sin() ** 2).sum())(x), x.shape[0]
+
+
+def gradient_broadcast_and_rows(x, z):
+    return torch.func.grad(lambda t: ((t * z) ** 2).sum())(x), x.shape[0] * 2
+
+
+@pytest.mark.parametrize("program", [gradient_and_rows, gradient_broadcast_and_rows])
+def test_a_transform_program_compiled_from_one_row_returns_eagers_sizes_at_every_row_count(program):
+    """A ``torch.func.grad`` program (captured through make_fx: desugar.py) from an example
+    of one row with a Dim from 1: make_fx's shape environment takes a size of 1 to be 1
+    alone (so a column of 1 broadcasts), and until 2026-12-08 the graph held it unguarded:
+    ``x.shape[0]`` returned 1 at every row count, silently. torch.export is now told
+    those sizes, so the rows are compiled in at 1, and a second variant from 2 rows runs
+    the others (``z``'s column of 1 still broadcasts)."""
+    rows = Dim("rows", min=1, max=8)
+    example = (torch.randn(1, 6),) + ((torch.randn(1, 1),) if program is gradient_broadcast_and_rows else ())
+    dynamic = {"x": {0: rows}, **({"z": {0: rows}} if len(example) > 1 else {})}
+    pkg = aotpack.compile(program, example, backend="eager", dynamic=dynamic)
+    assert pkg.variants == ["default", "default.from-2"]
+    fn = aotpack.load(pkg.to_bytes())
+    for n in (1, 2, 5, 8):
+        args = (torch.randn(n, 6),) + ((torch.randn(n, 1),) if len(example) > 1 else ())
+        got, want = fn(*args), program(*args)
+        torch.testing.assert_close(got[0], want[0])
+        assert got[1] == want[1]
+
+
 def test_jacfwd_stays_dynamic_over_a_dim():
     """jacfwd's basis takes the input's size as a symbol: one package for every size.
     (torch 2.11's jacfwd specializes it: said at compile, and other sizes refused.)"""

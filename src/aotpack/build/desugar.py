@@ -120,11 +120,20 @@ class Desugared(torch.nn.Module):
                 for symbol, (kind, d) in compat.size_symbols(fake).items():
                     self._symbols.setdefault(symbol, (i, kind, d))
         self._guards = [g for g in guards if g.free_symbols <= self._symbols.keys()]
+        # the sizes make_fx compiled in: its shape environment takes a size of 0 or 1 to be
+        # that size alone (so a dimension of 1 broadcasts), and torch.export is told each, so
+        # a Dim whose example is 1 is compiled in at 1 (aotpack.compile adds a variant of the
+        # other sizes) where the graph held the 1 unguarded: a size the program returned was
+        # the example's 1 at every size, silently, until 2026-12-08
+        self._fixed = [(i, d, size) for i, fake in enumerate(fakes[1:]) if isinstance(fake, torch.Tensor)
+                       for d, size in enumerate(fake.shape) if type(size) is int and size in (0, 1)]
 
     def forward(self, *flat):
         values = {s: _size_of(flat[i], kind, d) for s, (i, kind, d) in self._symbols.items()}
         for guard in self._guards:
             compat.assert_size_guard(guard, values)
+        for i, d, size in self._fixed:
+            torch._check(flat[i].size(d) == size)
         self._record(self._recorded)
         return tuple(compat.replay_keeping_lines(self.graph_module, _weights(self._program), *flat,
                                                  interpreter=_Replay))
