@@ -18,6 +18,11 @@ module's changes checked at each call); the row is the difference. The same for 
 module with a tensor attribute and 8 Python values its forward reads, and for one of
 100 weights (50 Linear layers): what binding costs as a model grows.
 
+Two variants: a program that depends on its batch being 1 (``a + b + c + d`` at batch 1,
+``a - b + c + d`` at any other), compiled from a batch of one: the package holds the
+variant of batch 1 and, since 2026-12-08, ``default.from-2`` for the others; called at
+batch 8, the first variant's guard fails before the second runs.
+
 Int argument: the same 4 inputs and a Python int ``n`` with a Dim (``a + b + c + d + n``),
 called with n = 5: the int is checked and carried as an empty tensor's size (treespec.IntLeaf),
 side by side with its runner called directly and with torch.compile(dynamic=True), which
@@ -107,6 +112,15 @@ print(json.dumps({"plain_us": best(lambda: plain(*xs)), "bound_us": best(lambda:
                   "plain_100_weights_us": best(lambda: plain_m(*xs)), "bound_100_weights_us": best(lambda: bound_m(*xs))}))
 """
 
+TWO = SETUP + r"""
+import aotpack
+fn = aotpack.load(sys.argv[1])
+assert fn.variants == ["default", "default.from-2"], fn.variants
+v = fn._variants[1]
+raw, ws = v.fn, v.weights
+print(json.dumps({"two_backend_us": best(lambda: raw(ws + xs)), "two_aotpack_us": best(lambda: fn(*xs))}))
+"""
+
 INT = SETUP + r"""
 def fi(a, b, c, d, n):
     return a + b + c + d + n
@@ -156,6 +170,12 @@ def main() -> None:
         mmpath = aotpack.compile(scope["MM"](), tuple(xs), dynamic={"a": {0: batch}, "b": {0: batch}},
                                  backend="aoti").save(os.path.join(d, "mm.aot"))
         b = fresh(BOUND, mpath, apath, mmpath)
+        def batch_of_one_apart(a, b, c, d):
+            return a + b + c + d if a.shape[0] == 1 else a - b + c + d
+
+        two = aotpack.compile(batch_of_one_apart, (xs[0][:1], xs[1][:1], xs[2], xs[3]), backend="aoti",
+                              dynamic={"a": {0: batch}, "b": {0: batch}}).save(os.path.join(d, "two.aot"))
+        w = fresh(TWO, two)
         ipath = aotpack.compile(lambda a, b, c, d, n: a + b + c + d + n, (*xs, 5), backend="aoti",
                                 dynamic={"a": {0: batch}, "b": {0: batch}, "n": Dim("n", min=0, max=4096)}
                                 ).save(os.path.join(d, "i.aot"))
@@ -167,7 +187,9 @@ def main() -> None:
     bound_attributes = b["bound_attributes_us"] - b["plain_attributes_us"]
     bound_many = b["bound_100_weights_us"] - b["plain_100_weights_us"]
     int_overhead = i["int_aotpack_us"] - i["int_backend_us"]
-    row = {**a, **t, **b, **i, "aotpack_overhead_us": overhead, "int_overhead_us": int_overhead, "bound_module_us": bound,
+    two_overhead = w["two_aotpack_us"] - w["two_backend_us"]
+    row = {**a, **t, **b, **i, **w, "aotpack_overhead_us": overhead, "int_overhead_us": int_overhead,
+           "two_variants_overhead_us": two_overhead, "bound_module_us": bound,
            "bound_module_attributes_us": bound_attributes, "bound_module_100_weights_us": bound_many,
            "target_us": 2.5}
     print(table(["case", "per call", "vs backend"], [
@@ -182,6 +204,9 @@ def main() -> None:
          f"+{bound_attributes:.2f} us"],
         ["aotpack, module with 100 weights (50 Linear layers), unbound", f"{b['plain_100_weights_us']:.2f} us", "-"],
         ["aotpack, the same bound to a live module", f"{b['bound_100_weights_us']:.2f} us", f"+{bound_many:.2f} us"],
+        ["AOTInductor runner of the variant from 2, direct", f"{w['two_backend_us']:.2f} us", "-"],
+        ["aotpack, two variants (batch 1 and from 2), at batch 8", f"{w['two_aotpack_us']:.2f} us",
+         f"+{two_overhead:.2f} us"],
         ["AOTInductor runner, 4 tensors + an int's carrier, direct", f"{i['int_backend_us']:.2f} us", "-"],
         ["aotpack, 4 tensors + an int with a Dim", f"{i['int_aotpack_us']:.2f} us", f"+{int_overhead:.2f} us"],
         ["torch.compile(dynamic=True), 4 tensors + an int", f"{t['int_torch_compile_us']:.2f} us",

@@ -1651,6 +1651,13 @@ def assert_size_guard(expr, values: dict) -> None:
     torch._check(sympy_interp(PythonReferenceAnalysis, values, expr))
 
 
+def assert_size_is(size, value: int) -> None:
+    """Assert that ``size`` (a size of a tensor in a trace: a SymInt, or an int) is
+    ``value``: torch.export records it as its trace's own guard, so a Dim there is
+    compiled in at that value. Private: ``torch._check`` (2.11-2.13)."""
+    torch._check(size == value)
+
+
 def replay_keeping_lines(gm: torch.fx.GraphModule, *args, interpreter=torch.fx.Interpreter):
     """Run ``gm`` node by node (with ``interpreter``, a ``torch.fx.Interpreter`` class) so
     a trace around the call gives each op it records the stack trace (the user's

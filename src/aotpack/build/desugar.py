@@ -133,7 +133,7 @@ class Desugared(torch.nn.Module):
         for guard in self._guards:
             compat.assert_size_guard(guard, values)
         for i, d, size in self._fixed:
-            torch._check(flat[i].size(d) == size)
+            compat.assert_size_is(flat[i].size(d), size)
         self._record(self._recorded)
         return tuple(compat.replay_keeping_lines(self.graph_module, _weights(self._program), *flat,
                                                  interpreter=_Replay))
