@@ -151,8 +151,9 @@ class Plan:
 def _from_two(v: dict, captured, taken: set[str]) -> dict:
     """The spec of the variant that runs the other sizes of Dims ``captured`` compiled in
     at its example's 1 (an int's 0 or 1: ``capture``'s ``at_one_apart``): the same program
-    and Dims, called with those sizes and ints at 2. torch.compile does the same at run time: a graph compiled for
-    the size 1 it specialized, a second, dynamic one at the first call of another size.
+    and Dims, called with those sizes and ints at 2. torch.compile does the same at run
+    time: a graph compiled for the size 1 it specialized, a second, dynamic one at the
+    first call of another size.
     (transformers' Llama from a batch of one branches on ``batch == 1``; a package of it
     ran batch 1 alone, a GuardError at any other, until 2026-12-08.)"""
     name = f"{v['name']}.from-2"

@@ -1188,7 +1188,8 @@ def _guarded_dims(ep, user_nodes: list, call: _Call, record: dict):
 
 
 def _input_guards(ep, gm, call: _Call, user_nodes: list, record: dict, strides_read: dict, layout_uses: dict,
-                  strict_dims: bool, at_one: dict | None = None, at_one_covered: dict | None = None) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
+                  strict_dims: bool, at_one: dict | None = None,
+                  at_one_covered: dict | None = None) -> tuple[list[mf.Input], dict[str, mf.Dim], dict[str, str]]:
     """The guard of each flat input (``manifest.Input``), the named Dims and the Dim name
     of each size symbol; warns (or, ``strict_dims``, raises) where the program forced a
     named Dim to one size. _CaptureAgain where the program depends on the layout of an
